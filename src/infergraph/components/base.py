@@ -1,0 +1,194 @@
+"""The framework-neutral component contract every model family implements.
+
+A component knows its model and nothing about servers: adapters (MLServer,
+Seldon v1, the embedded runner) translate protocols and call these four steps.
+Splitting `prepare` (per request) from `run_batch` (per forward pass) is what
+lets an adapter merge rows from many requests into one forward pass while a
+bad request fails alone, before it ever reaches the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from infergraph.errors import InputError, ModelLoadError
+from infergraph.timing import StageTimings
+
+log = logging.getLogger(__name__)
+
+# Where a storage initializer (KServe, Seldon) mounts a model.
+MOUNTED_MODEL_DIR = Path("/mnt/models")
+
+
+class ComponentSettings(BaseModel):
+    """Settings shared by every family; family-specific knobs go in `options`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_uri: str | None = Field(
+        default=None,
+        description="Hub id, local directory, or file:// URI; defaults to /mnt/models "
+        "when mounted, else the family's default checkpoint.",
+    )
+    device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N")
+    dtype: str = Field(default="fp32", description="fp32, fp16 or bf16")
+    warmup: bool = Field(default=True, description="run one synthetic batch at load")
+    max_batch_size: int = Field(default=1, ge=1, description="rows per forward pass")
+    max_batch_time: float = Field(
+        default=0.0, ge=0.0, description="seconds to wait for a batch to fill"
+    )
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One named tensor of a component's interface (Open Inference Protocol datatypes)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    description: str = ""
+    optional: bool = False
+
+
+@dataclass
+class Prepared:
+    """One request after validation and preprocessing, ready to join a batch.
+
+    `rows` holds one element per batch row; `batch_key` keeps requests whose
+    settings differ (e.g. generation length) out of each other's forward pass;
+    `notes` become response parameters (e.g. which rows were truncated).
+    """
+
+    rows: list[Any]
+    batch_key: Hashable = None
+    notes: dict[str, Any] = field(default_factory=dict)
+    context: Any = None
+
+
+@dataclass
+class ComponentResult:
+    """What a component returns for one request: named output tensors plus parameters."""
+
+    outputs: dict[str, np.ndarray]
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+class Component(ABC):
+    """Base of every model family."""
+
+    family: ClassVar[str]
+    default_model: ClassVar[str]
+    inputs: ClassVar[tuple[TensorSpec, ...]]
+    outputs: ClassVar[tuple[TensorSpec, ...]]
+    uses_gpu: ClassVar[bool] = True
+
+    def __init__(self, settings: ComponentSettings | None = None) -> None:
+        self.settings = settings or ComponentSettings()
+        self.options = dict(self.settings.options)
+        self.device: Any = None
+        self.dtype: Any = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def model_source(self) -> str:
+        """Where to load from: explicit URI, else a mounted model dir, else the family default."""
+        uri = self.settings.model_uri
+        if uri:
+            if uri.startswith("file://"):
+                uri = uri[len("file://") :]
+            path = Path(uri)
+            if path.is_absolute() or uri.startswith("."):
+                if not path.exists():
+                    raise ModelLoadError(uri, "no such directory")
+                return str(path)
+            return uri
+        if MOUNTED_MODEL_DIR.is_dir() and any(MOUNTED_MODEL_DIR.iterdir()):
+            return str(MOUNTED_MODEL_DIR)
+        return self.default_model
+
+    def setup_device(self) -> None:
+        from infergraph.device import select_device, select_dtype
+
+        self.device = select_device(self.settings.device)
+        self.dtype = select_dtype(self.settings.dtype, self.device)
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load weights onto the selected device."""
+
+    def warmup(self) -> None:
+        """Run one synthetic batch so the first real request pays no lazy-init cost."""
+        example = self.example_inputs(1)
+        prepared = self.prepare(example, {})
+        self.finish(self.run_batch(prepared.rows, prepared.batch_key), prepared)
+
+    def start(self) -> None:
+        """Device selection, load, and warm-up when enabled."""
+        self.setup_device()
+        self.load()
+        if self.settings.warmup:
+            self.warmup()
+        log.info("%s loaded from %s on %s", self.family, self.model_source(), self.device)
+
+    # -- inference -------------------------------------------------------------------------
+    @abstractmethod
+    def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
+        """Valid synthetic inputs (warm-up, benchmarks, offline demos)."""
+
+    @abstractmethod
+    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+        """Validate and preprocess one request; raise InputError naming the bad input."""
+
+    @abstractmethod
+    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+        """One forward pass over rows that may come from many requests; one result per row."""
+
+    @abstractmethod
+    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+        """Assemble one request's per-row results into its output tensors."""
+
+    def predict(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any] | None = None
+    ) -> ComponentResult:
+        """Unbatched path for synchronous adapters (Seldon v1) and tests."""
+        timings = StageTimings()
+        with timings.stage("preprocess"):
+            prepared = self.prepare(inputs, parameters or {})
+        with timings.stage("inference"):
+            results = run_in_chunks(self, prepared.rows, prepared.batch_key)
+        with timings.stage("postprocess"):
+            outputs = self.finish(results, prepared)
+        params = {**prepared.notes, **timings.as_parameters(), "batch_size": len(prepared.rows)}
+        return ComponentResult(outputs=outputs, parameters=params)
+
+    # -- helpers for subclasses ------------------------------------------------------------
+    def option(self, name: str, default: Any) -> Any:
+        return self.options.get(name, default)
+
+    @classmethod
+    def require(cls, inputs: Mapping[str, np.ndarray], name: str) -> np.ndarray:
+        """Fetch a required input with a clear error when absent or empty."""
+        if name not in inputs:
+            expected = ", ".join(s.name for s in cls.inputs)
+            raise InputError(name, f"missing; {cls.family} expects inputs: {expected}")
+        value = inputs[name]
+        if value.size == 0 or (value.ndim > 0 and value.shape[0] == 0):
+            raise InputError(name, "empty batch: at least one row is required")
+        return value
+
+
+def run_in_chunks(component: Component, rows: list[Any], key: Hashable) -> list[Any]:
+    """Run rows through the model in forward passes of at most max_batch_size rows."""
+    size = max(component.settings.max_batch_size, 1)
+    results: list[Any] = []
+    for start in range(0, len(rows), size):
+        results.extend(component.run_batch(rows[start : start + size], key))
+    return results

@@ -1,0 +1,111 @@
+"""Weightless components that graphs need: a pass-through and an ensemble combiner."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from infergraph.components.base import Component, Prepared, TensorSpec
+from infergraph.errors import InputError
+
+
+class Identity(Component):
+    """Returns its inputs unchanged: a no-op hop for benchmarks and a graph's plumbing."""
+
+    family: ClassVar[str] = "identity"
+    default_model: ClassVar[str] = ""
+    uses_gpu: ClassVar[bool] = False
+    inputs: ClassVar[tuple[TensorSpec, ...]] = (TensorSpec("input", "FP32", (-1, -1)),)
+    outputs: ClassVar[tuple[TensorSpec, ...]] = (TensorSpec("input", "FP32", (-1, -1)),)
+
+    def load(self) -> None:
+        return None
+
+    def model_source(self) -> str:
+        return "(no weights)"
+
+    def setup_device(self) -> None:
+        self.device = "cpu"
+
+    def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
+        return {"input": np.zeros((batch_size, 4), dtype=np.float32)}
+
+    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+        if not inputs:
+            raise InputError("inputs", "no input tensors given")
+        return Prepared(rows=[dict(inputs)])
+
+    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+        return rows
+
+    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+        return dict(results[0])
+
+
+class Combiner(Identity):
+    """Merges ensemble members' score tensors into one answer.
+
+    Every input is a member's FP32 `[N, C]` scores over the same classes.
+    `method: average` (default) averages them; `method: vote` gives each member
+    one vote for its argmax and reports the vote share. Outputs `scores` and
+    `label_index` (`labels` too when the `labels` option lists class names).
+    """
+
+    family: ClassVar[str] = "combiner"
+    inputs: ClassVar[tuple[TensorSpec, ...]] = (TensorSpec("scores", "FP32", (-1, -1)),)
+    outputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("scores", "FP32", (-1, -1)),
+        TensorSpec("label_index", "INT64", (-1,)),
+    )
+
+    def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(0)
+        return {f"scores_{i}": rng.random((batch_size, 3), dtype=np.float32) for i in range(2)}
+
+    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+        if not inputs:
+            raise InputError("scores", "a combiner needs at least one member's scores")
+        arrays = []
+        shape = None
+        for name, value in sorted(inputs.items()):
+            if value.dtype.kind != "f":
+                raise InputError(name, f"expected FP32 scores, got {value.dtype}")
+            if value.ndim != 2:
+                raise InputError(name, f"expected shape [N, C], got {list(value.shape)}")
+            if shape is not None and value.shape != shape:
+                raise InputError(name, f"shape {list(value.shape)} differs from {list(shape)}")
+            shape = value.shape
+            arrays.append(value.astype(np.float32))
+        method = str(parameters.get("method", self.option("method", "average")))
+        if method not in ("average", "vote"):
+            raise InputError("method", f"unknown combiner method '{method}'; use average or vote")
+        return Prepared(rows=[np.stack(arrays)], batch_key=method)
+
+    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+        out = []
+        for stacked in rows:  # [members, N, C]
+            if batch_key == "vote":
+                votes = stacked.argmax(axis=2)  # [members, N]
+                counts = np.zeros(stacked.shape[1:], dtype=np.float32)
+                for member_votes in votes:
+                    counts[np.arange(len(member_votes)), member_votes] += 1.0
+                out.append(counts / stacked.shape[0])
+            else:
+                out.append(stacked.mean(axis=0))
+        return out
+
+    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+        scores = results[0].astype(np.float32)
+        outputs: dict[str, np.ndarray] = {
+            "scores": scores,
+            "label_index": scores.argmax(axis=1).astype(np.int64),
+        }
+        labels = self.option("labels", None)
+        if labels:
+            outputs["labels"] = np.array(
+                [labels[i] if i < len(labels) else str(i) for i in outputs["label_index"]],
+                dtype=object,
+            )
+        return outputs

@@ -1,0 +1,47 @@
+"""Family name -> component class, imported lazily so the core never pulls in torch."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from infergraph.errors import SettingsError
+
+if TYPE_CHECKING:
+    from infergraph.components.base import Component
+
+_FAMILIES: dict[str, str] = {
+    "image-embedding": "infergraph.components.image_embedding:ImageEmbedder",
+    "image-captioning": "infergraph.components.image_captioning:ImageCaptioner",
+    "image-classification": "infergraph.components.image_classification:ImageClassifier",
+    "object-detection": "infergraph.components.object_detection:ObjectDetector",
+    "text-classification": "infergraph.components.text_classification:TextClassifier",
+    "language-identification": "infergraph.components.text_classification:LanguageIdentifier",
+    "translation": "infergraph.components.seq2seq:Translator",
+    "summarization": "infergraph.components.seq2seq:Summarizer",
+    "question-answering": "infergraph.components.question_answering:QuestionAnswerer",
+    "speech-recognition": "infergraph.components.speech_recognition:SpeechRecognizer",
+    "text-embedding": "infergraph.components.text_embedding:TextEmbedder",
+    # Graph plumbing, no model weights.
+    "identity": "infergraph.components.plumbing:Identity",
+    "combiner": "infergraph.components.plumbing:Combiner",
+}
+
+
+def family_names() -> list[str]:
+    return sorted(_FAMILIES)
+
+
+def component_path(family: str) -> str:
+    try:
+        return _FAMILIES[family]
+    except KeyError:
+        raise SettingsError(
+            "family", f"unknown component family '{family}'; known: {', '.join(family_names())}"
+        ) from None
+
+
+def component_class(family: str) -> type[Component]:
+    module_name, _, class_name = component_path(family).partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, class_name)

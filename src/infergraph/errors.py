@@ -1,0 +1,80 @@
+"""Typed errors shared by every layer.
+
+Each carries enough context (which input, which node, which field) for an
+adapter to turn it into a clear client-facing message without re-parsing text.
+"""
+
+from __future__ import annotations
+
+
+class InfergraphError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class InputError(InfergraphError):
+    """A request input is unusable; maps to HTTP 400 / gRPC INVALID_ARGUMENT.
+
+    `input_name` names the tensor, `index` the row within it where one row is at fault.
+    """
+
+    status_code = 400
+
+    def __init__(self, input_name: str, reason: str, index: int | None = None) -> None:
+        self.input_name = input_name
+        self.reason = reason
+        self.index = index
+        where = f"input '{input_name}'" + (f" row {index}" if index is not None else "")
+        super().__init__(f"{where}: {reason}")
+
+
+class PayloadTooLargeError(InputError):
+    """An input exceeds a configured size limit (decompression bombs, oversize text)."""
+
+    status_code = 413
+
+
+class ModelLoadError(InfergraphError):
+    """A checkpoint could not be found or loaded from its URI."""
+
+    def __init__(self, uri: str, reason: str) -> None:
+        self.uri = uri
+        self.reason = reason
+        super().__init__(f"cannot load model from '{uri}': {reason}")
+
+
+class SettingsError(InfergraphError):
+    """A runtime or component setting is invalid."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"setting '{field}': {reason}")
+
+
+class GraphValidationError(InfergraphError):
+    """An InferenceGraph is invalid; `problems` lists every fault found, each with a path."""
+
+    def __init__(self, graph: str, problems: list[str]) -> None:
+        self.graph = graph
+        self.problems = problems
+        listing = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"InferenceGraph '{graph}' is invalid:\n{listing}")
+
+
+class NodeError(InfergraphError):
+    """A graph node failed or timed out while the graph was executing."""
+
+    def __init__(self, node: str, reason: str, status_code: int = 502) -> None:
+        self.node = node
+        self.reason = reason
+        self.status_code = status_code
+        super().__init__(f"node '{node}': {reason}")
+
+
+class RenderError(InfergraphError):
+    """A graph cannot be rendered for the chosen engine."""
+
+    def __init__(self, engine: str, reason: str) -> None:
+        self.engine = engine
+        self.reason = reason
+        super().__init__(f"cannot render for {engine}: {reason}")

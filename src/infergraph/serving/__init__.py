@@ -1,0 +1,1 @@
+"""Protocol adapters and the request batcher they share."""

@@ -1,0 +1,161 @@
+"""MLServer adapter: one `MLModel` class serving any component family.
+
+model-settings.json picks the family and its options:
+
+    {"implementation": "infergraph.serving.mlserver_runtime.ComponentRuntime",
+     "max_batch_size": 16, "max_batch_time": 0.005,
+     "parameters": {"uri": "google/siglip-so400m-patch14-384",
+                    "extra": {"family": "image-embedding", "dtype": "fp16"}}}
+
+`max_batch_size`/`max_batch_time` keep their MLServer meaning, but batching is
+done per row by `MicroBatcher` (see its docstring for why MLServer's own merger
+is switched off).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mlserver import MLModel
+from mlserver.errors import MLServerError
+from mlserver.handlers import custom_handler  # noqa: F401  (documents the mechanism used below)
+from mlserver.handlers.custom import CustomHandler, register_custom_handler
+from mlserver.types import (
+    InferenceRequest,
+    InferenceResponse,
+    MetadataTensor,
+    ResponseOutput,
+)
+from starlette.requests import Request
+
+from infergraph.components.base import Component, ComponentResult, ComponentSettings
+from infergraph.components.registry import component_class
+from infergraph.errors import InfergraphError, InputError, SettingsError
+from infergraph.serving.engine import ComponentEngine
+from infergraph.serving.tensors import from_numpy, to_numpy
+
+log = logging.getLogger(__name__)
+
+_SETTINGS_KEYS = {"device", "dtype", "warmup"}
+
+
+class ComponentRuntime(MLModel):
+    """Serves one component over V2 REST and gRPC, with per-row batching."""
+
+    def __init__(self, settings: Any) -> None:
+        super().__init__(settings)
+        # Instance-specific raw-body route (the Triton embed_image pattern): a custom
+        # handler on the class would register one path for every model.
+        handler = self._raw_infer
+        raw_path = f"/v2/models/{settings.name}/infer/raw"
+
+        async def raw_endpoint(request: Request) -> dict[str, Any]:
+            return await handler(request)
+
+        register_custom_handler(CustomHandler(rest_path=raw_path, rest_method="POST"), raw_endpoint)
+        self.raw_endpoint = raw_endpoint
+
+    async def load(self) -> bool:
+        extra = dict((self.settings.parameters.extra if self.settings.parameters else None) or {})
+        family = extra.pop("family", None)
+        if not family:
+            raise SettingsError("parameters.extra.family", "required: which component to serve")
+        uri = self.settings.parameters.uri if self.settings.parameters else None
+        component_settings = ComponentSettings(
+            model_uri=uri or None,
+            max_batch_size=self.settings.max_batch_size,
+            max_batch_time=self.settings.max_batch_time,
+            **{k: extra.pop(k) for k in list(extra) if k in _SETTINGS_KEYS},
+            options=extra,
+        )
+        # Our batcher replaces MLServer's request merger (applied after load when > 1).
+        self.settings.max_batch_size = 1
+        self.settings.max_batch_time = 0
+        self.component: Component = component_class(family)(component_settings)
+        self.component.start()
+        self.engine = ComponentEngine(self.component)
+        self._describe()
+        return True
+
+    async def unload(self) -> bool:
+        if hasattr(self, "engine"):
+            await self.engine.close()
+        return True
+
+    def _describe(self) -> None:
+        """Publish the component's tensors in the model's V2 metadata."""
+        if not self.settings.inputs:
+            self.settings.inputs = [
+                MetadataTensor(name=s.name, datatype=s.datatype, shape=list(s.shape))
+                for s in self.component.inputs
+            ]
+        if not self.settings.outputs:
+            self.settings.outputs = [
+                MetadataTensor(name=s.name, datatype=s.datatype, shape=list(s.shape))
+                for s in self.component.outputs
+            ]
+
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        try:
+            inputs = {}
+            for inp in payload.inputs:
+                content_type = inp.parameters.content_type if inp.parameters else None
+                data = getattr(inp.data, "root", inp.data)
+                inputs[inp.name] = to_numpy(inp.name, inp.datatype, inp.shape, data, content_type)
+            params = payload.parameters.model_dump(exclude_none=True) if payload.parameters else {}
+            params.pop("content_type", None)
+            params.pop("headers", None)
+            result = await self.engine.infer(inputs, params)
+        except InputError as exc:
+            raise MLServerError(f"{self.name}: {exc}", status_code=400) from exc
+        except InfergraphError as exc:
+            raise MLServerError(f"{self.name}: {exc}", status_code=422) from exc
+        return self._response(payload.id, result)
+
+    def _response(self, request_id: str | None, result: ComponentResult) -> InferenceResponse:
+        outputs = []
+        for name, array in result.outputs.items():
+            datatype, shape, data, out_params = from_numpy(array)
+            outputs.append(
+                ResponseOutput(
+                    name=name, datatype=datatype, shape=shape, data=data,
+                    parameters=out_params or None,
+                )
+            )
+        return InferenceResponse(
+            id=request_id,
+            model_name=self.name,
+            model_version=self.version,
+            outputs=outputs,
+            parameters=_plain_parameters(result.parameters),
+        )
+
+    async def _raw_infer(self, request: Request) -> dict[str, Any]:
+        """Raw body (e.g. image bytes as application/octet-stream) as the first input."""
+        raw_input = next((s for s in self.component.inputs if s.datatype == "BYTES"), None)
+        if raw_input is None:
+            raise MLServerError(f"{self.name}: takes no raw-bytes input", status_code=400)
+        body = await request.body()
+        if not body:
+            raise MLServerError(f"{self.name}: input '{raw_input.name}': empty body", 400)
+        params = {k: v for k, v in request.query_params.items()}
+        try:
+            array = to_numpy(raw_input.name, "BYTES", [1], [body])
+            result = await self.engine.infer({raw_input.name: array}, params)
+        except InputError as exc:
+            raise MLServerError(f"{self.name}: {exc}", status_code=400) from exc
+        return self._response(None, result).model_dump(exclude_none=True)
+
+
+def _plain_parameters(params: dict[str, Any]) -> dict[str, Any]:
+    """Response parameters must be scalars: lists and dicts travel as JSON text."""
+    import json
+
+    plain: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, (list, dict, tuple)):
+            plain[key] = json.dumps(value)
+        else:
+            plain[key] = value
+    return plain

@@ -1,0 +1,102 @@
+"""Open Inference Protocol tensors <-> numpy, shared by every adapter.
+
+BYTES tensors become numpy object arrays of `bytes`. Outputs holding `str`
+are text; outputs holding `bytes` are binary (image crops) and travel base64
+encoded, marked with the `content_type: base64` parameter.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import numpy as np
+
+from infergraph.errors import InputError
+
+V2_TO_NUMPY: dict[str, Any] = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+}
+NUMPY_TO_V2: dict[Any, str] = {np.dtype(v): k for k, v in V2_TO_NUMPY.items()}
+
+
+def _flatten(data: Any) -> list[Any]:
+    if isinstance(data, (list, tuple)):
+        out: list[Any] = []
+        for item in data:
+            out.extend(_flatten(item))
+        return out
+    return [data]
+
+
+def to_numpy(
+    name: str, datatype: str, shape: list[int], data: Any, content_type: str | None = None
+) -> np.ndarray:
+    """Decode one V2 input, naming it in every error."""
+    shape = [int(s) for s in shape]
+    if any(s < 0 for s in shape):
+        raise InputError(name, f"shape {shape} has a negative dimension")
+    expected = int(np.prod(shape)) if shape else 1
+    if isinstance(data, (bytes, str)) and datatype == "BYTES":
+        flat = [data]
+    elif isinstance(data, np.ndarray):
+        flat = list(data.reshape(-1))
+    else:
+        flat = _flatten(data)
+    if len(flat) != expected:
+        raise InputError(name, f"shape {shape} needs {expected} elements but data has {len(flat)}")
+    if datatype == "BYTES":
+        out = np.empty(len(flat), dtype=object)
+        for i, item in enumerate(flat):
+            if isinstance(item, str):
+                item = item.encode("utf-8")
+            elif not isinstance(item, (bytes, bytearray)):
+                raise InputError(name, f"BYTES element {i} is {type(item).__name__}", index=i)
+            if content_type == "base64":
+                try:
+                    item = base64.b64decode(item, validate=True)
+                except ValueError as exc:
+                    raise InputError(name, "content_type base64 but not valid base64", i) from exc
+            out[i] = bytes(item)
+        return out.reshape(shape)
+    if datatype not in V2_TO_NUMPY:
+        raise InputError(name, f"unknown datatype '{datatype}'")
+    try:
+        return np.asarray(flat, dtype=V2_TO_NUMPY[datatype]).reshape(shape)
+    except (TypeError, ValueError) as exc:
+        raise InputError(name, f"data is not valid {datatype}: {exc}") from exc
+
+
+def from_numpy(array: np.ndarray) -> tuple[str, list[int], list[Any], dict[str, str]]:
+    """Encode an output as (datatype, shape, flat data, parameters)."""
+    array = np.asarray(array)
+    shape = list(array.shape)
+    if array.dtype == object or array.dtype.kind in ("U", "S"):
+        flat = list(array.reshape(-1))
+        if any(isinstance(x, (bytes, bytearray)) for x in flat):
+            encoded = [base64.b64encode(bytes(x)).decode("ascii") for x in flat]
+            return "BYTES", shape, encoded, {"content_type": "base64"}
+        return "BYTES", shape, [str(x) for x in flat], {"content_type": "str"}
+    datatype = NUMPY_TO_V2.get(array.dtype)
+    if datatype is None:
+        array = array.astype(np.float32)
+        datatype = "FP32"
+    return datatype, shape, array.reshape(-1).tolist(), {}
+
+
+def check_datatype(name: str, array: np.ndarray, allowed: tuple[str, ...]) -> None:
+    """Reject a tensor whose V2 datatype is not among `allowed`."""
+    actual = "BYTES" if array.dtype == object else NUMPY_TO_V2.get(array.dtype, str(array.dtype))
+    if actual not in allowed:
+        raise InputError(name, f"datatype {actual} not accepted; expected {' or '.join(allowed)}")

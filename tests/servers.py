@@ -1,0 +1,139 @@
+"""Start real servers (mlserver, seldon-core-microservice) on free loopback ports for tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class MLServerProcess:
+    http_port: int
+    grpc_port: int
+    workdir: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def infer(self, model: str, payload: dict[str, Any], timeout: float = 120) -> httpx.Response:
+        return httpx.post(f"{self.url}/v2/models/{model}/infer", json=payload, timeout=timeout)
+
+    def log(self) -> str:
+        return (self.workdir / "mlserver.log").read_text(errors="replace")
+
+
+def write_model(
+    root: Path,
+    name: str,
+    family: str,
+    uri: str | None = None,
+    max_batch_size: int = 1,
+    max_batch_time: float = 0.0,
+    **extra: Any,
+) -> Path:
+    """Write a model folder with a model-settings.json the way users write them."""
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    settings: dict[str, Any] = {
+        "name": name,
+        "implementation": "infergraph.serving.mlserver_runtime.ComponentRuntime",
+        "max_batch_size": max_batch_size,
+        "max_batch_time": max_batch_time,
+        "parameters": {"extra": {"family": family, **extra}},
+    }
+    if uri:
+        settings["parameters"]["uri"] = uri
+    (folder / "model-settings.json").write_text(json.dumps(settings, indent=2))
+    return folder
+
+
+@contextmanager
+def mlserver(models_dir: Path, startup_timeout: float = 180) -> Iterator[MLServerProcess]:
+    """Run `mlserver start` on `models_dir` (which holds one folder per model)."""
+    http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    settings = {
+        "host": "127.0.0.1",
+        "http_port": http_port,
+        "grpc_port": grpc_port,
+        "metrics_port": metrics_port,
+        "parallel_workers": 0,
+        "debug": False,
+    }
+    (models_dir / "settings.json").write_text(json.dumps(settings))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    exe = shutil.which("mlserver", path=str(Path(sys.executable).parent)) or "mlserver"
+    log_file = open(models_dir / "mlserver.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [exe, "start", str(models_dir)],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    server = MLServerProcess(http_port, grpc_port, models_dir, proc)
+    try:
+        _wait_ready(server, startup_timeout)
+        yield server
+    finally:
+        stop(proc)
+        log_file.close()
+
+
+def _wait_ready(server: MLServerProcess, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"mlserver exited early:\n{server.log()[-4000:]}")
+        try:
+            if httpx.get(f"{server.url}/v2/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"mlserver not ready after {timeout}s:\n{server.log()[-4000:]}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def v2_input(name: str, datatype: str, data: list[Any], shape: list[int] | None = None,
+             **params: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "name": name,
+        "datatype": datatype,
+        "shape": shape if shape is not None else [len(data)],
+        "data": data,
+    }
+    if params:
+        item["parameters"] = params
+    return item

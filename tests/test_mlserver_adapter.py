@@ -1,0 +1,48 @@
+"""The MLServer adapter over weightless components, through a real `mlserver start`."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from pathlib import Path
+
+import numpy as np
+
+from tests.servers import mlserver, v2_input, write_model
+
+
+def test_identity_and_combiner_round_trip_and_bad_input(tmp_path: Path) -> None:
+    write_model(tmp_path, "echo", "identity", max_batch_size=8, max_batch_time=0.01)
+    write_model(tmp_path, "vote", "combiner", method="vote", labels=["a", "b", "c"])
+    with mlserver(tmp_path) as server:
+        resp = server.infer("echo", {"inputs": [v2_input("input", "FP32", [1.5, 2.5], [1, 2])]})
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["outputs"][0]["data"] == [1.5, 2.5]
+        assert {"queue_ms", "preprocess_ms", "inference_ms"} <= set(body["parameters"])
+
+        # Concurrent requests: each caller gets exactly its own data back.
+        def call(i: int) -> list[float]:
+            r = server.infer("echo", {"inputs": [v2_input("input", "FP32", [i, i], [1, 2])]})
+            assert r.status_code == 200, r.text
+            return r.json()["outputs"][0]["data"]
+
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(call, range(32)))
+        assert results == [[float(i), float(i)] for i in range(32)]
+
+        scores = [
+            v2_input("scores_0", "FP32", [0.9, 0.05, 0.05], [1, 3]),
+            v2_input("scores_1", "FP32", [0.1, 0.8, 0.1], [1, 3]),
+            v2_input("scores_2", "FP32", [0.7, 0.2, 0.1], [1, 3]),
+        ]
+        resp = server.infer("vote", {"inputs": scores})
+        assert resp.status_code == 200, resp.text
+        out = {o["name"]: o for o in resp.json()["outputs"]}
+        assert out["labels"]["data"] == ["a"]
+        assert np.allclose(out["scores"]["data"], [2 / 3, 1 / 3, 0.0])
+
+        bad = server.infer("echo", {"inputs": [v2_input("input", "FP32", [1.0], [1, 2])]})
+        assert bad.status_code == 400
+        assert "input 'input'" in bad.text and "needs 2 elements" in bad.text
+        ready = server.infer("echo", {"inputs": [v2_input("input", "FP32", [3.0], [1, 1])]})
+        assert ready.status_code == 200
