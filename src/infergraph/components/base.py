@@ -90,6 +90,8 @@ class Component(ABC):
     inputs: ClassVar[tuple[TensorSpec, ...]]
     outputs: ClassVar[tuple[TensorSpec, ...]]
     uses_gpu: ClassVar[bool] = True
+    # Plumbing that forwards whatever it is given: graph validation skips type checks.
+    passthrough: ClassVar[bool] = False
 
     def __init__(self, settings: ComponentSettings | None = None) -> None:
         self.settings = settings or ComponentSettings()

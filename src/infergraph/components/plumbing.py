@@ -17,6 +17,7 @@ class Identity(Component):
     family: ClassVar[str] = "identity"
     default_model: ClassVar[str] = ""
     uses_gpu: ClassVar[bool] = False
+    passthrough: ClassVar[bool] = True
     inputs: ClassVar[tuple[TensorSpec, ...]] = (TensorSpec("input", "FP32", (-1, -1)),)
     outputs: ClassVar[tuple[TensorSpec, ...]] = (TensorSpec("input", "FP32", (-1, -1)),)
 
@@ -54,6 +55,7 @@ class Combiner(Identity):
     """
 
     family: ClassVar[str] = "combiner"
+    passthrough: ClassVar[bool] = False
     inputs: ClassVar[tuple[TensorSpec, ...]] = (TensorSpec("scores", "FP32", (-1, -1)),)
     outputs: ClassVar[tuple[TensorSpec, ...]] = (
         TensorSpec("scores", "FP32", (-1, -1)),

@@ -30,9 +30,7 @@ class ComponentEngine:
         timings = StageTimings()
         with timings.stage("preprocess"):
             # Decoding images or tokenising text is CPU work: keep it off the event loop.
-            prepared = await loop.run_in_executor(
-                None, self.component.prepare, inputs, parameters
-            )
+            prepared = await loop.run_in_executor(None, self.component.prepare, inputs, parameters)
         results, stats = await self._batcher.submit(prepared.rows, prepared.batch_key)
         timings.add("queue", stats.queue_ms)
         timings.add("inference", stats.inference_ms)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from mlserver import MLModel
 from mlserver.errors import MLServerError
 from mlserver.handlers import custom_handler  # noqa: F401  (documents the mechanism used below)
 from mlserver.handlers.custom import CustomHandler, register_custom_handler
@@ -34,6 +33,7 @@ from infergraph.components.registry import component_class
 from infergraph.errors import InfergraphError, InputError, SettingsError
 from infergraph.serving.engine import ComponentEngine
 from infergraph.serving.tensors import from_numpy, to_numpy
+from mlserver import MLModel
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,10 @@ class ComponentRuntime(MLModel):
             datatype, shape, data, out_params = from_numpy(array)
             outputs.append(
                 ResponseOutput(
-                    name=name, datatype=datatype, shape=shape, data=data,
+                    name=name,
+                    datatype=datatype,
+                    shape=shape,
+                    data=data,
                     parameters=out_params or None,
                 )
             )

@@ -1,0 +1,31 @@
+"""The InferenceGraph resource: one graph description for runner, renderers and load tester."""
+
+from infergraph.graph.model import (
+    Autoscaling,
+    Batching,
+    Condition,
+    EnsembleStep,
+    InferenceGraph,
+    Node,
+    NodeStep,
+    Resources,
+    SequenceStep,
+    Step,
+    WhenStep,
+    load_graph,
+)
+
+__all__ = [
+    "Autoscaling",
+    "Batching",
+    "Condition",
+    "EnsembleStep",
+    "InferenceGraph",
+    "Node",
+    "NodeStep",
+    "Resources",
+    "SequenceStep",
+    "Step",
+    "WhenStep",
+    "load_graph",
+]
