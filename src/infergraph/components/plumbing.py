@@ -111,3 +111,76 @@ class Combiner(Identity):
                 dtype=object,
             )
         return outputs
+
+
+class CropFilter(Component):
+    """Keeps the detector crops of one class, so a per-class classifier sees only its own.
+
+    Inputs are the object-detection outputs `crops` [K], `crop_index` [K] (which
+    detection each crop came from) and `labels` [M]; option `label` picks the class.
+    Output `image` [k] feeds an image classifier directly; `detection_index` [k]
+    says which detection each kept crop belongs to.
+    """
+
+    family: ClassVar[str] = "crop-filter"
+    default_model: ClassVar[str] = ""
+    uses_gpu: ClassVar[bool] = False
+    inputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("crops", "BYTES", (-1,)),
+        TensorSpec("crop_index", "INT64", (-1,)),
+        TensorSpec("labels", "BYTES", (-1,)),
+    )
+    outputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("image", "BYTES", (-1,)),
+        TensorSpec("detection_index", "INT64", (-1,)),
+    )
+
+    def load(self) -> None:
+        if not self.option("label", None):
+            from infergraph.errors import SettingsError
+
+            raise SettingsError("options.label", "crop-filter needs the class label to keep")
+
+    def model_source(self) -> str:
+        return "(no weights)"
+
+    def setup_device(self) -> None:
+        self.device = "cpu"
+
+    def warmup(self) -> None:
+        return None
+
+    def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
+        label = self.option("label", "person")
+        return {
+            "crops": np.array([b"\x89PNG"] * batch_size, dtype=object),
+            "crop_index": np.arange(batch_size, dtype=np.int64),
+            "labels": np.array([label.encode()] * batch_size, dtype=object),
+        }
+
+    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+        for spec in self.inputs:
+            if spec.name not in inputs:
+                raise InputError(spec.name, "missing; crop-filter takes crops, crop_index, labels")
+        crops, index, labels = inputs["crops"], inputs["crop_index"], inputs["labels"]
+        if len(crops) != len(index):
+            raise InputError("crop_index", f"has {len(index)} rows but crops has {len(crops)}")
+        if len(index) and (index.min() < 0 or index.max() >= len(labels)):
+            raise InputError("crop_index", f"points outside the {len(labels)} detections")
+        return Prepared(rows=[(crops.reshape(-1), index.reshape(-1), labels.reshape(-1))])
+
+    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+        wanted = str(self.option("label", "")).encode()
+        out = []
+        for crops, index, labels in rows:
+            keep = [i for i, det in enumerate(index) if _as_bytes(labels[det]) == wanted]
+            out.append((crops[keep] if keep else np.empty(0, dtype=object), index[keep]))
+        return out
+
+    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+        crops, index = results[0]
+        return {"image": crops.astype(object), "detection_index": index.astype(np.int64)}
+
+
+def _as_bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()

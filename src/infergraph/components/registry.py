@@ -25,6 +25,8 @@ _FAMILIES: dict[str, str] = {
     # Graph plumbing, no model weights.
     "identity": "infergraph.components.plumbing:Identity",
     "combiner": "infergraph.components.plumbing:Combiner",
+    "crop-filter": "infergraph.components.plumbing:CropFilter",
+    "image-preprocessing": "infergraph.components.image_preprocessing:ImagePreprocessor",
 }
 
 

@@ -222,10 +222,10 @@ class _Checker:
             del inner
             return out
         if combine.method == "merge":
-            merged: dict[str, TensorSpec] = {}
-            for res in results:
-                merged.update(res.current)
-            out.current = merged
+            # Every tensor a member produced, qualified by its node: names would collide.
+            out.current = {
+                ref: spec for ref, spec in out.available.items() if ref not in scope.available
+            }
             return out
         for i, res in enumerate(results):
             spec = res.current.get(combine.tensor)

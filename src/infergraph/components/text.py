@@ -1,0 +1,161 @@
+"""Shared text handling: BYTES rows -> str, and tokenisation under the model's length limit.
+
+Every text family follows one rule: a row longer than the model accepts is a
+client error that names the input and row, unless the deployment (option
+`truncate: true`) or the request (parameter `truncate`) allows truncation, in
+which case the truncated rows are reported in the response's `truncated` note.
+Silent truncation would hand back a confident answer about text the model never saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from infergraph.errors import InputError, PayloadTooLargeError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+# Larger than any model's context by far; stops a giant body before tokenisation.
+DEFAULT_MAX_CHARS = 200_000
+# Tokenizers report this (or larger) when a checkpoint sets no model_max_length.
+_UNSET_LIMIT = 1_000_000
+
+
+def decode_texts(name: str, array: np.ndarray, max_chars: int = DEFAULT_MAX_CHARS) -> list[str]:
+    """Decode a BYTES tensor of shape [N] (or [N, 1], or a scalar) into N strings."""
+    if array.dtype != object:
+        raise InputError(name, f"datatype {array.dtype} not accepted; expected BYTES (utf-8 text)")
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    elif array.ndim == 0:
+        array = array.reshape(1)
+    elif array.ndim != 1:
+        raise InputError(name, f"expected shape [N] of strings, got {list(array.shape)}")
+    if array.shape[0] == 0:
+        raise InputError(name, "empty batch: at least one row is required")
+    texts: list[str] = []
+    for i, item in enumerate(array):
+        if isinstance(item, str):
+            text = item
+        elif isinstance(item, (bytes, bytearray)):
+            try:
+                text = bytes(item).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    name, f"is not valid utf-8 (byte {exc.start}: {exc.reason})", index=i
+                ) from exc
+        else:
+            raise InputError(name, f"expected bytes, got {type(item).__name__}", index=i)
+        if len(text) > max_chars:
+            raise PayloadTooLargeError(
+                name, f"has {len(text)} characters; the limit is {max_chars}", index=i
+            )
+        texts.append(text)
+    return texts
+
+
+def flag(
+    parameters: Mapping[str, Any], options: Mapping[str, Any], name: str, default: bool
+) -> bool:
+    """A boolean knob: request parameter first, then deployment option, then default."""
+    value = parameters.get(name, options.get(name, default))
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off", ""):
+            return False
+        raise InputError(name, f"expected true or false, got '{value}'")
+    return bool(value)
+
+
+def bounded_int(parameters: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
+    """An integer request parameter, defaulted and checked against [low, high]."""
+    value = parameters.get(name, default)
+    try:
+        number = int(value)
+        if isinstance(value, float) and value != number:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise InputError(name, f"expected an integer, got '{value}'") from None
+    if not low <= number <= high:
+        raise InputError(name, f"{number} is out of range; allowed {low}..{high}")
+    return number
+
+
+def token_limit(tokenizer: PreTrainedTokenizerBase, config: Any, option: Any = None) -> int:
+    """The longest input (in tokens, specials included) the model can take.
+
+    The smallest of the tokenizer's `model_max_length`, the config's position
+    table (less RoBERTa's padding offset) and the deployment's `max_length` option.
+    """
+    candidates: list[int] = []
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_max, int) and 0 < tok_max < _UNSET_LIMIT:
+        candidates.append(tok_max)
+    positions = None
+    for attr in ("max_position_embeddings", "max_source_positions", "n_positions"):
+        positions = getattr(config, attr, None)
+        if isinstance(positions, int) and positions > 0:
+            break
+    if isinstance(positions, int) and positions > 0:
+        if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+            positions -= (getattr(config, "pad_token_id", 1) or 1) + 1
+        candidates.append(positions)
+    if option is not None:
+        candidates.append(int(option))
+    return min(candidates) if candidates else 512
+
+
+@dataclass
+class Encoded:
+    """Token ids per row plus the rows that had to be cut to fit."""
+
+    ids: list[list[int]]
+    truncated: list[int] = field(default_factory=list)
+
+
+def encode_texts(
+    tokenizer: PreTrainedTokenizerBase,
+    name: str,
+    texts: Sequence[str],
+    limit: int,
+    truncate: bool,
+) -> Encoded:
+    """Tokenise each row; over-long rows are an error unless truncation is allowed."""
+    ids = tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)[
+        "input_ids"
+    ]
+    out = Encoded(ids=[])
+    for i, row in enumerate(ids):
+        if len(row) > limit:
+            if not truncate:
+                raise InputError(
+                    name,
+                    f"row {i} has {len(row)} tokens; the model's limit is {limit}; "
+                    "set option truncate: true to truncate",
+                    index=i,
+                )
+            row = tokenizer(texts[i], add_special_tokens=True, truncation=True, max_length=limit)[
+                "input_ids"
+            ]
+            out.truncated.append(i)
+        out.ids.append(list(row))
+    return out
+
+
+def pad_ids(
+    tokenizer: PreTrainedTokenizerBase, rows: Sequence[Sequence[int]], device: Any
+) -> dict[str, Any]:
+    """Pad token-id rows from many requests into one batch of tensors on `device`."""
+    batch = tokenizer.pad({"input_ids": [list(r) for r in rows]}, padding=True, return_tensors="pt")
+    return {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+
+
+def truncation_notes(encoded: Encoded) -> dict[str, Any]:
+    return {"truncated": encoded.truncated} if encoded.truncated else {}

@@ -1,0 +1,185 @@
+"""Sequence classification (sentiment, topics) and language identification.
+
+Both run an `AutoModelForSequenceClassification`; language identification adds a
+`language` output holding the ISO code so graphs can route on it (the nlp graph
+translates only when the language is not English).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from infergraph.components.base import Component, Prepared, TensorSpec
+from infergraph.components.text import (
+    decode_texts,
+    encode_texts,
+    flag,
+    pad_ids,
+    token_limit,
+    truncation_notes,
+)
+from infergraph.errors import ModelLoadError
+
+# papluca/xlm-roberta-base-language-detection's 20 labels, in its id order.
+PAPLUCA_LANGUAGES: tuple[str, ...] = (
+    "ja", "nl", "ar", "pl", "de", "it", "pt", "tr", "es", "hi",
+    "el", "ur", "bg", "en", "fr", "zh", "ru", "th", "sw", "vi",
+)  # fmt: skip
+
+
+class TextClassifier(Component):
+    """Labels each text with the model's classes; `scores` is the softmax over all of them."""
+
+    family: ClassVar[str] = "text-classification"
+    default_model: ClassVar[str] = "distilbert-base-uncased-finetuned-sst-2-english"
+    inputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("text", "BYTES", (-1,), "utf-8 text, one row per item"),
+    )
+    outputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("label", "BYTES", (-1,), "most likely class name"),
+        TensorSpec("confidence", "FP32", (-1,), "probability of that class"),
+        TensorSpec("scores", "FP32", (-1, -1), "probability of every class, in id order"),
+    )
+
+    def load(self) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        source = self.model_source()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source)
+            model = AutoModelForSequenceClassification.from_pretrained(source, dtype=self.dtype)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(source, str(exc)) from exc
+        self.model = model.to(self.device).eval()
+        config = self.model.config
+        self.labels = [str(config.id2label[i]) for i in range(config.num_labels)]
+        self.limit = token_limit(self.tokenizer, config, self.option("max_length", None))
+        self._torch = torch
+
+    def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
+        texts = [b"I love this movie.", b"Le chat dort sur le canape."]
+        return {"text": np.array([texts[i % 2] for i in range(batch_size)], dtype=object)}
+
+    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+        texts = decode_texts("text", self.require(inputs, "text"))
+        truncate = flag(parameters, self.options, "truncate", False)
+        encoded = encode_texts(self.tokenizer, "text", texts, self.limit, truncate)
+        return Prepared(rows=encoded.ids, notes=truncation_notes(encoded))
+
+    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+        torch = self._torch
+        batch = pad_ids(self.tokenizer, rows, self.device)
+        with torch.inference_mode():
+            logits = self.model(**batch).logits
+        probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        return list(probs)
+
+    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+        scores = np.stack(results).astype(np.float32)
+        best = scores.argmax(axis=1)
+        return {
+            "label": np.array([self.labels[i] for i in best], dtype=object),
+            "confidence": scores[np.arange(len(best)), best].astype(np.float32),
+            "scores": scores,
+        }
+
+    @classmethod
+    def build_checkpoint(cls, target_dir: Path, scale: str = "tiny") -> Path:
+        """DistilBERT classifier (random weights) with the real uncased WordPiece vocabulary."""
+        from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+        from infergraph.components.tokenizers import wordpiece_tokenizer
+
+        tokenizer = wordpiece_tokenizer("DistilBertTokenizer")
+        labels = {0: "NEGATIVE", 1: "POSITIVE"}
+        if scale == "full":  # distilbert-base-uncased-finetuned-sst-2-english
+            sizes = dict(dim=768, n_layers=6, n_heads=12, hidden_dim=3072)
+        else:
+            # A wide init spreads random outputs apart, so tests can tell rows apart.
+            sizes = dict(dim=32, n_layers=2, n_heads=2, hidden_dim=64, initializer_range=0.2)
+        config = DistilBertConfig(
+            vocab_size=tokenizer.vocab_size,
+            max_position_embeddings=512,
+            id2label=labels,
+            label2id={v: k for k, v in labels.items()},
+            pad_token_id=tokenizer.pad_token_id,
+            **sizes,
+        )
+        return _save(DistilBertForSequenceClassification(config), tokenizer, target_dir)
+
+
+class LanguageIdentifier(TextClassifier):
+    """Which language each text is in; `language` is the ISO 639-1 code graphs route on."""
+
+    family: ClassVar[str] = "language-identification"
+    default_model: ClassVar[str] = "papluca/xlm-roberta-base-language-detection"
+    outputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("language", "BYTES", (-1,), "ISO 639-1 code, e.g. en, fr"),
+        *TextClassifier.outputs,
+    )
+
+    def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
+        texts = [b"Hello, how are you?", b"Bonjour, comment allez-vous ?"]
+        return {"text": np.array([texts[i % 2] for i in range(batch_size)], dtype=object)}
+
+    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+        outputs = super().finish(results, prepared)
+        codes = [_iso_code(str(label)) for label in outputs["label"]]
+        return {"language": np.array(codes, dtype=object), **outputs}
+
+    @classmethod
+    def build_checkpoint(cls, target_dir: Path, scale: str = "tiny") -> Path:
+        """XLM-R classifier (random weights) over papluca's 20 language labels."""
+        from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+        from infergraph.components.tokenizers import xlm_roberta_tokenizer
+
+        tokenizer = xlm_roberta_tokenizer()
+        labels = dict(enumerate(PAPLUCA_LANGUAGES))
+        if scale == "full":  # xlm-roberta-base
+            sizes = dict(
+                vocab_size=250002,
+                hidden_size=768,
+                num_hidden_layers=12,
+                num_attention_heads=12,
+                intermediate_size=3072,
+            )
+        else:
+            sizes = dict(
+                vocab_size=len(tokenizer),
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=64,
+                initializer_range=0.2,
+            )
+        config = XLMRobertaConfig(
+            max_position_embeddings=514,
+            type_vocab_size=1,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+            id2label=labels,
+            label2id={v: k for k, v in labels.items()},
+            **sizes,
+        )
+        return _save(XLMRobertaForSequenceClassification(config), tokenizer, target_dir)
+
+
+def _iso_code(label: str) -> str:
+    """Labels such as 'en', 'EN', 'en-US', '__label__en' or 'eng_Latn' -> a lower-case code."""
+    code = label.removeprefix("__label__").strip().lower()
+    return code.replace("_", "-").split("-")[0]
+
+
+def _save(model: Any, tokenizer: Any, target_dir: Path) -> Path:
+    target_dir = Path(target_dir)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    model.eval().save_pretrained(target_dir)
+    tokenizer.save_pretrained(target_dir)
+    return target_dir

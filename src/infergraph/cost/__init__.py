@@ -1,0 +1,33 @@
+"""Price catalog and $/1M-inference arithmetic (torch-free; used by the load tester)."""
+
+from infergraph.cost.pricing import (
+    CostError,
+    GraphCost,
+    InstanceClass,
+    NodeCost,
+    PriceCatalog,
+    graph_cost,
+    load_catalog,
+    node_cost,
+    parse_cpu,
+    parse_memory_gib,
+    parse_price_overrides,
+    parse_quantity,
+    usd_per_million,
+)
+
+__all__ = [
+    "CostError",
+    "GraphCost",
+    "InstanceClass",
+    "NodeCost",
+    "PriceCatalog",
+    "graph_cost",
+    "load_catalog",
+    "node_cost",
+    "parse_cpu",
+    "parse_memory_gib",
+    "parse_price_overrides",
+    "parse_quantity",
+    "usd_per_million",
+]

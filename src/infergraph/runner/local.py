@@ -1,0 +1,178 @@
+"""Process orchestration for the embedded runner: MLServer process(es) plus the router."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from infergraph.errors import InfergraphError
+from infergraph.graph.model import InferenceGraph
+from infergraph.runner.repository import Scale, write_repository
+from infergraph.runner.router import build_app
+
+log = logging.getLogger(__name__)
+
+
+class RunnerError(InfergraphError):
+    """The local runner could not start or lost a node server."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class NodeServer:
+    """One `mlserver start` process hosting some of the graph's nodes."""
+
+    nodes: list[str]
+    folder: Path
+    http_port: int
+    grpc_port: int
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(default_factory=Path)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self) -> None:
+        settings = {
+            "host": "127.0.0.1",
+            "http_port": self.http_port,
+            "grpc_port": self.grpc_port,
+            "metrics_port": free_port(),
+            # In-process: our runtime batches and runs forward passes on its own thread.
+            "parallel_workers": 0,
+            "debug": False,
+        }
+        (self.folder / "settings.json").write_text(json.dumps(settings))
+        self.log_path = self.folder / "mlserver.log"
+        exe = shutil.which("mlserver", path=str(Path(sys.executable).parent)) or "mlserver"
+        log_file = open(self.log_path, "wb")  # noqa: SIM115 - owned by the child process
+        self.process = subprocess.Popen(
+            [exe, "start", str(self.folder)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+        )
+        log_file.close()
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@dataclass
+class RunningGraph:
+    graph: InferenceGraph
+    url: str
+    servers: list[NodeServer]
+
+    @property
+    def infer_url(self) -> str:
+        return f"{self.url}/v2/models/{self.graph.name}/infer"
+
+
+async def _wait_ready(servers: list[NodeServer], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        pending = list(servers)
+        while pending:
+            for server in list(pending):
+                if server.process and server.process.poll() is not None:
+                    raise RunnerError(
+                        f"mlserver for nodes {', '.join(server.nodes)} exited:\n{server.log_tail()}"
+                    )
+                try:
+                    async with session.get(f"{server.base}/v2/health/ready") as resp:
+                        if resp.status == 200:
+                            pending.remove(server)
+                except aiohttp.ClientError:
+                    pass
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(n for s in pending for n in s.nodes)
+                raise RunnerError(f"nodes not ready after {timeout:.0f}s: {names}")
+            if pending:
+                await asyncio.sleep(0.25)
+
+
+@asynccontextmanager
+async def run_graph(
+    graph: InferenceGraph,
+    *,
+    port: int = 0,
+    offline: bool = False,
+    offline_scale: Scale = "full",
+    isolate: bool = False,
+    workdir: Path | None = None,
+    startup_timeout: float = 600.0,
+) -> AsyncIterator[RunningGraph]:
+    """Serve `graph` until the block exits; everything started is stopped on the way out."""
+    own_dir = workdir is None
+    root = Path(tempfile.mkdtemp(prefix=f"infergraph-{graph.name}-")) if own_dir else workdir
+    assert root is not None
+    servers: list[NodeServer] = []
+    runner: web.AppRunner | None = None
+    try:
+        folders = await asyncio.to_thread(
+            write_repository, graph, root / "models", offline, offline_scale
+        )
+        groups = [[n] for n in folders] if isolate else [list(folders)]
+        for i, group in enumerate(groups):
+            folder = root / f"server-{i}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for node in group:
+                target = folder / node
+                if not target.exists():
+                    target.symlink_to(folders[node], target_is_directory=True)
+            servers.append(NodeServer(group, folder, free_port(), free_port()))
+        for server in servers:
+            server.start()
+        await _wait_ready(servers, startup_timeout)
+        bases = {node: s.base for s in servers for node in s.nodes}
+        runner = web.AppRunner(build_app(graph, bases), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", port or free_port())
+        await site.start()
+        bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        yield RunningGraph(graph, f"http://127.0.0.1:{bound}", servers)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        for server in servers:
+            server.stop()
+        if own_dir:
+            shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,88 @@
+"""Turn graph nodes into an MLServer model repository (one folder per node).
+
+Offline mode builds each node's checkpoint from the real architecture with
+random weights, because no model hub is reachable; latency and cost are then
+real, outputs are meaningless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from infergraph.components.registry import component_class
+from infergraph.graph.model import InferenceGraph, Node
+
+log = logging.getLogger(__name__)
+
+RUNTIME = "infergraph.serving.mlserver_runtime.ComponentRuntime"
+Scale = Literal["tiny", "full"]
+
+
+def cache_root() -> Path:
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "infergraph"
+    return Path(os.environ.get("INFERGRAPH_CACHE", default))
+
+
+def node_model_settings(node: Node, uri: str | None = None) -> dict[str, Any]:
+    """The model-settings.json MLServer reads for a node (also what cluster renderers ship)."""
+    extra: dict[str, Any] = {"family": node.family, "device": node.device, "dtype": node.dtype}
+    extra.update(node.options)
+    parameters: dict[str, Any] = {"extra": extra}
+    if uri or node.model_uri:
+        parameters["uri"] = uri or node.model_uri
+    return {
+        "name": node.name,
+        "implementation": RUNTIME,
+        "max_batch_size": node.batching.max_batch_size,
+        "max_batch_time": node.batching.max_batch_time_ms / 1000.0,
+        "parameters": parameters,
+    }
+
+
+def offline_checkpoint(node: Node, scale: Scale) -> str | None:
+    """Build (once, cached) a random-weight checkpoint of the node's real architecture."""
+    cls = component_class(node.family)
+    if not getattr(cls, "default_model", "") or not hasattr(cls, "build_checkpoint"):
+        return None  # weightless plumbing
+    source = node.model_uri or cls.default_model
+    digest = hashlib.sha1(f"{node.family}:{source}:{scale}".encode()).hexdigest()[:12]
+    target = cache_root() / "offline" / f"{node.family}-{scale}-{digest}"
+    marker = target / ".complete"
+    if not marker.exists():
+        log.warning(
+            "OFFLINE: building %s checkpoint for node '%s' (%s, %s size) with RANDOM weights",
+            node.family,
+            node.name,
+            source,
+            scale,
+        )
+        target.mkdir(parents=True, exist_ok=True)
+        build = cls.build_checkpoint  # type: ignore[attr-defined]
+        # Families with several architectures (timm vs ViT) pick one from the reference id.
+        if "reference" in inspect.signature(build).parameters:
+            build(target, scale=scale, reference=source)
+        else:
+            build(target, scale=scale)
+        marker.write_text(source)
+    return str(target)
+
+
+def write_repository(
+    graph: InferenceGraph, root: Path, offline: bool, scale: Scale = "full"
+) -> dict[str, Path]:
+    """Write one model folder per node under `root`; returns node -> folder."""
+    folders: dict[str, Path] = {}
+    for node in graph.spec.nodes:
+        uri = offline_checkpoint(node, scale) if offline else None
+        folder = root / node.name
+        folder.mkdir(parents=True, exist_ok=True)
+        settings = node_model_settings(node, uri)
+        (folder / "model-settings.json").write_text(json.dumps(settings, indent=2))
+        folders[node.name] = folder
+    return folders
