@@ -92,6 +92,8 @@ class Component(ABC):
     uses_gpu: ClassVar[bool] = True
     # Plumbing that forwards whatever it is given: graph validation skips type checks.
     passthrough: ClassVar[bool] = False
+    # Microsecond-cheap plumbing runs on the event loop: a thread hop would cost more.
+    inline: ClassVar[bool] = False
 
     def __init__(self, settings: ComponentSettings | None = None) -> None:
         self.settings = settings or ComponentSettings()

@@ -18,6 +18,7 @@ class Identity(Component):
     default_model: ClassVar[str] = ""
     uses_gpu: ClassVar[bool] = False
     passthrough: ClassVar[bool] = True
+    inline: ClassVar[bool] = True
     inputs: ClassVar[tuple[TensorSpec, ...]] = (TensorSpec("input", "FP32", (-1, -1)),)
     outputs: ClassVar[tuple[TensorSpec, ...]] = (TensorSpec("input", "FP32", (-1, -1)),)
 
@@ -124,6 +125,7 @@ class CropFilter(Component):
 
     family: ClassVar[str] = "crop-filter"
     default_model: ClassVar[str] = ""
+    inline: ClassVar[bool] = True
     uses_gpu: ClassVar[bool] = False
     inputs: ClassVar[tuple[TensorSpec, ...]] = (
         TensorSpec("crops", "BYTES", (-1,)),

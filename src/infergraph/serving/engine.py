@@ -26,6 +26,8 @@ class ComponentEngine:
     async def infer(
         self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]
     ) -> ComponentResult:
+        if self.component.inline:
+            return self.component.predict(inputs, parameters)
         loop = asyncio.get_running_loop()
         timings = StageTimings()
         with timings.stage("preprocess"):

@@ -1,0 +1,292 @@
+"""Request payloads: files from a folder, texts from JSONL, or synthetic generators.
+
+A payload spec is one string so it fits a command line and a results file:
+
+    synthetic:image[:224x224][:png|jpeg]   random image, encoded once
+    synthetic:text[:32]                    random words (count)
+    synthetic:audio[:1.0][:fp32|wav]       16 kHz noise, FP32 samples or a WAV file
+    synthetic:tensor:1x3x224x224[:FP32]    raw tensor of that shape and datatype
+    PATH/ (folder)                         images or audio files, by extension
+    PATH.jsonl                             one text per line ("..." or {"text": "..."})
+
+Every payload is built once here; protocols encode each once more into the exact
+bytes sent, so nothing is encoded per request.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import wave
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from async_load_tester.errors import PayloadError
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+AUDIO_EXTS = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"}
+DATATYPES = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+}
+DEFAULT_INPUT_NAMES = {"image": "image", "text": "text", "audio": "audio", "tensor": "input"}
+SAMPLE_RATE = 16_000
+SYNTHETIC_VARIANTS = 4
+_VOCABULARY = (
+    "the a model graph latency token image cluster request fast slow queue batch gpu cpu "
+    "seldon server cascade route ensemble replica price million inference tensor bytes "
+    "open loop closed rate burst trace warm cold edge node"
+)
+_WORDS = tuple(_VOCABULARY.split())
+
+
+@dataclass(frozen=True)
+class InputTensor:
+    """One request input: numeric `array`, or BYTES `items` (binary ones go base64 in JSON)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    array: np.ndarray | None = None
+    items: tuple[bytes, ...] | None = None
+    binary: bool = False
+
+    def raw_bytes(self) -> bytes:
+        """Binary-tensor layout: little-endian values, or 4-byte length + bytes per element."""
+        if self.array is not None:
+            return np.ascontiguousarray(
+                self.array, dtype=self.array.dtype.newbyteorder("<")
+            ).tobytes()
+        assert self.items is not None
+        return b"".join(struct.pack("<I", len(item)) + item for item in self.items)
+
+
+@dataclass(frozen=True)
+class Payload:
+    """One request's inputs; `label` says where it came from (file name or generator)."""
+
+    label: str
+    inputs: tuple[InputTensor, ...]
+
+
+def load_payloads(
+    spec: str, input_name: str | None = None, seed: int = 0, limit: int = 1000
+) -> list[Payload]:
+    """Build the payloads a run rotates through; raises PayloadError before any load."""
+    if spec.startswith("synthetic:"):
+        return _synthetic(spec, input_name, seed)
+    path = Path(spec)
+    if path.is_dir():
+        return _folder(path, input_name, limit)
+    if path.suffix == ".jsonl":
+        return _jsonl(path, input_name, limit)
+    if not path.exists():
+        raise PayloadError(
+            "--payload", f"'{spec}' is not a folder, a .jsonl file or synthetic:KIND"
+        )
+    raise PayloadError("--payload", f"'{spec}': expected a folder of files or a .jsonl of texts")
+
+
+def _synthetic(spec: str, input_name: str | None, seed: int) -> list[Payload]:
+    parts = spec.split(":")[1:]
+    kind, args = parts[0], parts[1:]
+    rng = np.random.default_rng(seed)
+    name = input_name or DEFAULT_INPUT_NAMES.get(kind, "input")
+    try:
+        if kind == "image":
+            return [_synthetic_image(rng, name, args, i) for i in range(SYNTHETIC_VARIANTS)]
+        if kind == "text":
+            words = int(args[0]) if args else 32
+            if words <= 0:
+                raise ValueError("word count must be > 0")
+            return [
+                _text_payload(" ".join(rng.choice(_WORDS, size=words)), name, f"synthetic-text-{i}")
+                for i in range(SYNTHETIC_VARIANTS)
+            ]
+        if kind == "audio":
+            return [_synthetic_audio(rng, name, args, i) for i in range(SYNTHETIC_VARIANTS)]
+        if kind == "tensor":
+            return [_synthetic_tensor(rng, name, args, i) for i in range(SYNTHETIC_VARIANTS)]
+    except (ValueError, IndexError) as exc:
+        raise PayloadError("--payload", f"'{spec}': {exc}") from None
+    raise PayloadError(
+        "--payload", f"'{spec}': unknown synthetic kind '{kind}' (image, text, audio, tensor)"
+    )
+
+
+def _dims(text: str, sep: str = "x") -> tuple[int, ...]:
+    dims = tuple(int(d) for d in text.lower().split(sep))
+    if not dims or any(d <= 0 for d in dims):
+        raise ValueError(f"shape '{text}' needs positive dimensions like 1x3x224x224")
+    return dims
+
+
+def _synthetic_image(rng: np.random.Generator, name: str, args: list[str], i: int) -> Payload:
+    width, height = _dims(args[0]) if args else (224, 224)
+    fmt = (args[1] if len(args) > 1 else "png").lower()
+    # Smooth gradients plus noise: compresses like a photo, not like pure noise.
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack(
+        [
+            (xx * 255 // max(width - 1, 1)),
+            (yy * 255 // max(height - 1, 1)),
+            np.full_like(xx, 40 * i),
+        ],
+        axis=-1,
+    )
+    pixels = np.clip(base + rng.integers(-20, 20, size=base.shape), 0, 255).astype(np.uint8)
+    if fmt == "png":
+        data = encode_png(pixels)
+    elif fmt in ("jpeg", "jpg"):
+        data = _encode_jpeg(pixels)
+    else:
+        raise ValueError(f"image format '{fmt}' (png or jpeg)")
+    return Payload(
+        f"synthetic-image-{i}", (InputTensor(name, "BYTES", (1,), items=(data,), binary=True),)
+    )
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """Encode an HxWx3 uint8 array as PNG with the standard library (no Pillow needed)."""
+    height, width, _ = pixels.shape
+    raw = b"".join(b"\x00" + pixels[row].tobytes() for row in range(height))
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw, 6))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _encode_jpeg(pixels: np.ndarray) -> bytes:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ValueError("jpeg needs Pillow installed (png works without it)") from None
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+def _synthetic_audio(rng: np.random.Generator, name: str, args: list[str], i: int) -> Payload:
+    seconds = float(args[0]) if args else 1.0
+    if not 0 < seconds <= 600:
+        raise ValueError("audio length must be in (0, 600] seconds")
+    fmt = (args[1] if len(args) > 1 else "fp32").lower()
+    samples = (rng.standard_normal(int(seconds * SAMPLE_RATE)) * 0.1).astype(np.float32)
+    label = f"synthetic-audio-{i}"
+    if fmt == "fp32":
+        return Payload(
+            label, (InputTensor(name, "FP32", (1, samples.size), array=samples[None, :]),)
+        )
+    if fmt == "wav":
+        return Payload(
+            label, (InputTensor(name, "BYTES", (1,), items=(wav_bytes(samples),), binary=True),)
+        )
+    raise ValueError(f"audio format '{fmt}' (fp32 or wav)")
+
+
+def wav_bytes(samples: np.ndarray, rate: int = SAMPLE_RATE) -> bytes:
+    """16-bit mono WAV from float samples in [-1, 1]."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return out.getvalue()
+
+
+def _synthetic_tensor(rng: np.random.Generator, name: str, args: list[str], i: int) -> Payload:
+    if not args:
+        raise ValueError("give a shape: synthetic:tensor:1x3x224x224[:FP32]")
+    shape = _dims(args[0])
+    datatype = (args[1] if len(args) > 1 else "FP32").upper()
+    if datatype not in DATATYPES:
+        raise ValueError(f"datatype '{datatype}' (one of {', '.join(DATATYPES)})")
+    dtype = DATATYPES[datatype]
+    if np.issubdtype(dtype, np.floating):
+        array = rng.standard_normal(shape).astype(dtype)
+    elif dtype is np.bool_:
+        array = rng.integers(0, 2, size=shape).astype(bool)
+    else:
+        array = rng.integers(0, 100, size=shape).astype(dtype)
+    return Payload(f"synthetic-tensor-{i}", (InputTensor(name, datatype, shape, array=array),))
+
+
+def _text_payload(text: str, name: str, label: str) -> Payload:
+    return Payload(label, (InputTensor(name, "BYTES", (1,), items=(text.encode(),)),))
+
+
+def _folder(path: Path, input_name: str | None, limit: int) -> list[Payload]:
+    try:
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    except OSError as exc:
+        raise PayloadError("--payload", f"cannot read folder '{path}': {exc.strerror}") from None
+    images = [p for p in files if p.suffix.lower() in IMAGE_EXTS]
+    audio = [p for p in files if p.suffix.lower() in AUDIO_EXTS]
+    if images and audio:
+        raise PayloadError("--payload", f"'{path}' mixes images and audio; use one kind per run")
+    chosen, kind = (images, "image") if images else (audio, "audio")
+    if not chosen:
+        raise PayloadError(
+            "--payload",
+            f"'{path}' holds no image ({', '.join(sorted(IMAGE_EXTS))}) "
+            f"or audio ({', '.join(sorted(AUDIO_EXTS))}) files",
+        )
+    name = input_name or DEFAULT_INPUT_NAMES[kind]
+    payloads = []
+    for file in chosen[:limit]:
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            raise PayloadError("--payload", f"cannot read '{file}': {exc.strerror}") from None
+        if not data:
+            raise PayloadError("--payload", f"'{file}' is empty")
+        payloads.append(
+            Payload(file.name, (InputTensor(name, "BYTES", (1,), items=(data,), binary=True),))
+        )
+    return payloads
+
+
+def _jsonl(path: Path, input_name: str | None, limit: int) -> list[Payload]:
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PayloadError("--payload", f"cannot read '{path}': {exc}") from None
+    name = input_name or DEFAULT_INPUT_NAMES["text"]
+    payloads = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise PayloadError("--payload", f"{path}:{number}: not JSON ({exc})") from None
+        text = item.get("text") if isinstance(item, dict) else item
+        if not isinstance(text, str) or not text:
+            raise PayloadError(
+                "--payload", f'{path}:{number}: expected a string or {{"text": "..."}}'
+            )
+        payloads.append(_text_payload(text, name, f"{path.name}:{number}"))
+        if len(payloads) >= limit:
+            break
+    if not payloads:
+        raise PayloadError("--payload", f"'{path}' holds no texts")
+    return payloads

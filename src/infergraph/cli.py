@@ -1,0 +1,166 @@
+"""`infergraph` command line: validate, serve, render and describe inference graphs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from infergraph.errors import GraphValidationError, InfergraphError
+
+app = typer.Typer(
+    help="Inference graphs on MLServer and Seldon: validate, serve locally, render, measure.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="InferenceGraph YAML files")],
+) -> None:
+    """Check graph files (schema, references, cycles, datatypes, GPU use) before anything runs."""
+    from infergraph.graph.model import load_graph
+
+    table = Table("graph", "nodes", "GPUs", "status")
+    failed = False
+    for path in files:
+        try:
+            graph = load_graph(path)
+        except GraphValidationError as exc:
+            failed = True
+            table.add_row(str(path), "-", "-", "[red]invalid[/]")
+            err.print(f"[red]{exc}[/]")
+            continue
+        gpus = sum(n.resources.gpu * max(n.replicas, 1) for n in graph.spec.nodes)
+        table.add_row(graph.name, str(len(graph.spec.nodes)), str(gpus), "[green]valid[/]")
+    console.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def families() -> None:
+    """List the model families with their tensors and default checkpoints."""
+    from infergraph.components.registry import component_class, family_names
+
+    table = Table("family", "inputs", "outputs", "GPU", "default checkpoint")
+    for name in family_names():
+        try:
+            cls = component_class(name)
+        except ImportError as exc:
+            table.add_row(name, "-", "-", "-", f"[red]unavailable: {exc}[/]")
+            continue
+        fmt = lambda specs: ", ".join(f"{s.name}:{s.datatype}{list(s.shape)}" for s in specs)  # noqa: E731
+        table.add_row(
+            name,
+            fmt(cls.inputs),
+            fmt(cls.outputs),
+            "yes" if cls.uses_gpu else "no",
+            cls.default_model or "-",
+        )
+    console.print(table)
+
+
+@app.command()
+def crd(
+    out: Annotated[Path | None, typer.Option(help="write here instead of stdout")] = None,
+) -> None:
+    """Print the InferenceGraph CustomResourceDefinition generated from the graph model."""
+    from infergraph.graph.crd import crd_manifest
+
+    text = yaml.safe_dump(crd_manifest(), sort_keys=False)
+    if out is None:
+        console.print(text, markup=False, highlight=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    console.print(f"wrote {out}")
+
+
+@app.command()
+def serve(
+    graph_file: Annotated[Path, typer.Argument(help="InferenceGraph YAML")],
+    port: Annotated[int, typer.Option(help="router port")] = 8080,
+    offline: Annotated[
+        bool, typer.Option(help="build random-weight checkpoints locally instead of the hub")
+    ] = False,
+    offline_scale: Annotated[
+        str, typer.Option(help="offline checkpoint size: full (real architecture) or tiny")
+    ] = "full",
+    isolate: Annotated[bool, typer.Option(help="one MLServer process per node")] = False,
+) -> None:
+    """Run a graph on this machine: MLServer hosts the nodes, a local router runs the topology."""
+    from infergraph.graph.model import load_graph
+    from infergraph.runner.local import run_graph
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if offline_scale not in ("full", "tiny"):
+        _fail(f"--offline-scale must be full or tiny, not '{offline_scale}'")
+    try:
+        graph = load_graph(graph_file)
+    except GraphValidationError as exc:
+        _fail(str(exc))
+        return
+    if offline:
+        console.print(
+            "[bold yellow]OFFLINE MODE: every node runs its real architecture with RANDOM "
+            "weights. Outputs are meaningless; latency and cost are real.[/]"
+        )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        with console.status(f"starting {len(graph.spec.nodes)} node(s) of '{graph.name}'..."):
+            ctx = run_graph(
+                graph,
+                port=port,
+                offline=offline,
+                offline_scale=offline_scale,  # type: ignore[arg-type]
+                isolate=isolate,
+            )
+            running = await ctx.__aenter__()
+        try:
+            console.print(f"[green]graph '{graph.name}' ready[/] at {running.infer_url}")
+            for server in running.servers:
+                console.print(f"  nodes {', '.join(server.nodes)}: {server.base} (MLServer)")
+            await stop.wait()
+        finally:
+            await ctx.__aexit__(None, None, None)
+            console.print("stopped")
+
+    try:
+        asyncio.run(main())
+    except InfergraphError as exc:
+        _fail(str(exc))
+
+
+def _mount_optional() -> None:
+    """Sub-commands that live with their feature."""
+    try:
+        from infergraph.render.cli import app as render_app
+    except ImportError:
+        return
+    app.add_typer(render_app, name="render")
+
+
+_mount_optional()
+
+if __name__ == "__main__":
+    app()

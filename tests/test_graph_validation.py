@@ -1,0 +1,184 @@
+"""Every shipped graph validates; every kind of bad graph fails with an error naming the fault."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from infergraph.errors import GraphValidationError
+from infergraph.graph.crd import crd_manifest
+from infergraph.graph.model import load_graph, parse_graph
+
+REPO = Path(__file__).resolve().parent.parent
+GRAPHS = sorted((REPO / "k8s" / "graphs").glob("*.yaml"))
+EXPECTED = {
+    "audio-qa",
+    "audio-sent",
+    "caption",
+    "cascade",
+    "embed-image",
+    "ensemble",
+    "nlp",
+    "preprocess",
+    "sum-qa",
+    "video",
+    "video-monitoring",
+}
+
+
+def test_all_pipelines_ship() -> None:
+    assert {p.stem for p in GRAPHS} == EXPECTED
+
+
+@pytest.mark.parametrize("path", GRAPHS, ids=lambda p: p.stem)
+def test_shipped_graph_is_valid(path: Path) -> None:
+    graph = load_graph(path)
+    assert graph.name == path.stem
+    assert graph.spec.nodes
+
+
+def _base() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "k8s" / "graphs" / "cascade.yaml").read_text())
+
+
+def _problems(data: dict[str, Any]) -> str:
+    with pytest.raises(GraphValidationError) as info:
+        parse_graph(data)
+    return str(info.value)
+
+
+def test_unknown_node_reference() -> None:
+    data = _base()
+    data["spec"]["graph"]["sequence"][0]["node"] = "fastest"
+    text = _problems(data)
+    assert "unknown node 'fastest'" in text
+    assert "spec.graph.sequence[0]" in text
+
+
+def test_cycle_between_nodes() -> None:
+    data = _base()
+    data["spec"]["graph"] = {
+        "sequence": [
+            {"node": "fast", "inputs": {"image": "accurate.label"}},
+            {"node": "accurate", "inputs": {"image": "fast.label"}},
+        ]
+    }
+    text = _problems(data)
+    assert "accurate" in text and "cycle or order" in text
+
+
+def test_self_reference_is_a_cycle() -> None:
+    data = _base()
+    data["spec"]["graph"]["sequence"][0]["inputs"] = {"image": "fast.label"}
+    assert "cycle" in _problems(data)
+
+
+def test_tensor_nobody_produces() -> None:
+    data = _base()
+    data["spec"]["graph"]["sequence"][1]["when"]["tensor"] = "fast.certainty"
+    text = _problems(data)
+    assert "fast.certainty" in text or "certainty" in text
+
+
+def test_datatype_mismatch() -> None:
+    data = _base()
+    # confidence is FP32; the classifier's image input takes BYTES.
+    data["spec"]["graph"]["sequence"][1]["then"]["inputs"] = {"image": "fast.confidence"}
+    text = _problems(data)
+    assert "datatype mismatch" in text and "FP32" in text and "BYTES" in text
+
+
+def test_shape_mismatch() -> None:
+    data = _base()
+    data["spec"]["graph"]["sequence"][1]["then"]["inputs"] = {"image": "fast.top_k_labels"}
+    assert "shape mismatch" in _problems(data)
+
+
+def test_gpu_on_cpu_only_component() -> None:
+    data = yaml.safe_load((REPO / "k8s" / "graphs" / "preprocess.yaml").read_text())
+    data["spec"]["nodes"][0]["resources"]["gpu"] = 1
+    text = _problems(data)
+    assert "prep" in text and "cannot use one" in text
+
+
+def test_autoscaling_bounds() -> None:
+    data = _base()
+    data["spec"]["nodes"][0]["autoscaling"] = {"minReplicas": 3, "maxReplicas": 2}
+    assert "maxReplicas (2) is below minReplicas (3)" in _problems(data)
+
+
+def test_scale_to_zero_needs_keda() -> None:
+    data = _base()
+    data["spec"]["nodes"][0]["autoscaling"] = {"engine": "hpa", "minReplicas": 0, "maxReplicas": 2}
+    assert "needs engine: keda" in _problems(data)
+
+
+def test_duplicate_and_unused_nodes() -> None:
+    data = _base()
+    data["spec"]["nodes"].append(copy.deepcopy(data["spec"]["nodes"][0]))
+    assert "used twice" in _problems(data)
+    data = _base()
+    extra = copy.deepcopy(data["spec"]["nodes"][0])
+    extra["name"] = "spare"
+    data["spec"]["nodes"].append(extra)
+    assert "'spare' is declared but no step runs it" in _problems(data)
+
+
+def test_unknown_family_and_field() -> None:
+    data = _base()
+    data["spec"]["nodes"][0]["family"] = "image-teleportation"
+    assert "unknown component family 'image-teleportation'" in _problems(data)
+    data = _base()
+    data["spec"]["nodes"][0]["gpus"] = 2
+    assert "gpus" in _problems(data)
+
+
+def test_unreadable_and_non_yaml_files(tmp_path: Path) -> None:
+    with pytest.raises(GraphValidationError, match="cannot read file"):
+        load_graph(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("spec: [unclosed")
+    with pytest.raises(GraphValidationError, match="not valid YAML"):
+        load_graph(bad)
+
+
+def _k8s_schema(schema: Any) -> Any:
+    """Translate the Kubernetes structural-schema dialect to plain JSON Schema."""
+    if isinstance(schema, dict):
+        out = {k: _k8s_schema(v) for k, v in schema.items() if not k.startswith("x-kubernetes")}
+        if schema.get("nullable") and "type" in out:
+            out["type"] = [out["type"], "null"]
+        out.pop("nullable", None)
+        for flag, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+            if out.get(flag) is True:
+                out[flag] = out.pop(bound)
+        if schema.get("x-kubernetes-int-or-string"):
+            out.pop("type", None)
+        return out
+    if isinstance(schema, list):
+        return [_k8s_schema(s) for s in schema]
+    return schema
+
+
+def test_crd_is_generated_from_the_model_and_accepts_every_graph() -> None:
+    committed = yaml.safe_load(
+        (REPO / "k8s" / "crds" / "infergraph.io_inferencegraphs.yaml").read_text()
+    )
+    assert committed == crd_manifest(), "k8s/crds is stale: run `make render`"
+    schema = _k8s_schema(committed["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    for path in GRAPHS:
+        jsonschema.validate(yaml.safe_load(path.read_text()), schema)
+    bad = _base()
+    bad["spec"]["nodes"][0]["resources"]["gpu"] = -1
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+
+
+def test_crd_itself_is_a_valid_kubernetes_object() -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    kubernetes_validate.validate(crd_manifest(), "1.31", strict=True)
