@@ -52,7 +52,7 @@ class TextEmbedder(Component):
         self.tokenizer = self.model.tokenizer
         # max_seq_length counts specials ([CLS] ... [SEP]), like encode_texts does.
         self.limit = int(self.model.max_seq_length or 512)
-        self.dimension = int(self.model.get_sentence_embedding_dimension() or 0)
+        self.dimension = int(self.model.get_embedding_dimension() or 0)
         self._torch = torch
 
     def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:

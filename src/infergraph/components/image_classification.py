@@ -1,0 +1,265 @@
+"""Image classification through timm or transformers.
+
+`scores` are softmax probabilities over every class because graph ensembles
+average them across members and cascades route on `confidence` (the top-1
+probability); `label` and the top-k tensors are for people and dashboards.
+Preprocessing (timm's data config transforms, or the transformers image
+processor) runs per request in `prepare`, off the forward thread.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from infergraph.components.base import Component, Prepared, TensorSpec
+from infergraph.components.images import (
+    as_int,
+    image_or_pixels,
+    load_failure,
+    max_image_pixels,
+    parameter,
+    processor_input_size,
+    synthetic_png,
+)
+from infergraph.errors import InputError, SettingsError
+
+BACKENDS = ("timm", "transformers")
+_TINY_LABELS = ["cat", "dog", "bird", "fish", "frog", "horse", "ship", "truck"]
+
+
+class ImageClassifier(Component):
+    """Softmax scores over all classes, top-1 label/confidence and top-k."""
+
+    family: ClassVar[str] = "image-classification"
+    default_model: ClassVar[str] = "timm/resnet50.a1_in1k"
+    inputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("image", "BYTES", (-1,), "encoded images (JPEG, PNG, ...)", optional=True),
+        TensorSpec(
+            "pixel_values", "FP32", (-1, 3, -1, -1), "preprocessed pixels", optional=True
+        ),
+    )
+    outputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("scores", "FP32", (-1, -1), "softmax probabilities over all classes"),
+        TensorSpec("label", "BYTES", (-1,), "top-1 label"),
+        TensorSpec("confidence", "FP32", (-1,), "top-1 probability"),
+        TensorSpec("top_k_labels", "BYTES", (-1, -1), "k most likely labels"),
+        TensorSpec("top_k_scores", "FP32", (-1, -1), "their probabilities"),
+    )
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def backend(self) -> str:
+        """timm for `timm/...` ids and timm-format folders, else transformers."""
+        chosen = self.option("backend", None)
+        if chosen:
+            if chosen not in BACKENDS:
+                raise SettingsError("backend", f"'{chosen}' is not one of {list(BACKENDS)}")
+            return str(chosen)
+        source = self.model_source()
+        if source.startswith(("timm/", "hf-hub:timm/", "local-dir:")):
+            return "timm"
+        config_file = Path(source) / "config.json"
+        if config_file.is_file():
+            config = json.loads(config_file.read_text())
+            if "architecture" in config and "model_type" not in config:
+                return "timm"
+        return "transformers"
+
+    def load(self) -> None:
+        source = self.model_source()
+        self.backend_name = self.backend()
+        try:
+            if self.backend_name == "timm":
+                self._load_timm(source)
+            else:
+                self._load_transformers(source)
+        except SettingsError:
+            raise
+        except Exception as exc:  # hub, file and config errors all mean "cannot load"
+            raise load_failure(source, exc) from exc
+        self.model = self.model.to(self.device, self.dtype).eval()
+        self.max_pixels = max_image_pixels(self.options)
+
+    def _load_timm(self, source: str) -> None:
+        import timm
+        from timm.data import create_transform, resolve_model_data_config
+
+        if source.startswith(("hf-hub:", "local-dir:")):
+            name = source
+        elif Path(source).is_dir():
+            name = f"local-dir:{source}"
+        else:
+            name = f"hf-hub:{source}"
+        self.model = timm.create_model(name, pretrained=True)
+        data_config = resolve_model_data_config(
+            self.model, use_test_size=bool(self.option("use_test_size", False))
+        )
+        self.transform = create_transform(**data_config, is_training=False)
+        self.input_hw: tuple[int, int] | None = tuple(data_config["input_size"][1:])  # type: ignore[assignment]
+        self.labels = _timm_labels(self.model)
+
+    def _load_transformers(self, source: str) -> None:
+        from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+        self.image_processor = AutoImageProcessor.from_pretrained(source)
+        self.model = AutoModelForImageClassification.from_pretrained(source, dtype=self.dtype)
+        self.input_hw = processor_input_size(self.image_processor)
+        id2label = self.model.config.id2label or {}
+        self.labels = [
+            str(id2label.get(i, id2label.get(str(i), i))) for i in range(self.model.config.num_labels)
+        ]
+
+    # -- inference -------------------------------------------------------------------------
+    def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
+        images = [synthetic_png(seed=i) for i in range(batch_size)]
+        return {"image": np.array(images, dtype=object)}
+
+    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+        import torch
+
+        top_k = as_int(parameter(parameters, self.options, "top_k", 5), "top_k", 1, 1_000_000)
+        picked = image_or_pixels(inputs, "image", "pixel_values", self.input_hw, self.max_pixels)
+        if picked is None:
+            raise InputError("image", "missing; send 'image' (encoded) or 'pixel_values' (FP32)")
+        kind, value = picked
+        if kind == "pixels":
+            rows = list(torch.from_numpy(np.ascontiguousarray(value)))
+        elif self.backend_name == "timm":
+            rows = [self.transform(image) for image in value]
+        else:
+            rows = list(self.image_processor(images=value, return_tensors="pt")["pixel_values"])
+        return Prepared(rows=rows, context=min(top_k, len(self.labels)))
+
+    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+        import torch
+
+        pixels = torch.stack(rows).to(self.device, self.dtype)
+        with torch.inference_mode():
+            output = self.model(pixels)
+            logits = getattr(output, "logits", output)
+            probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        return list(probs)
+
+    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+        scores = np.stack(results).astype(np.float32)
+        k: int = prepared.context
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        labels = np.array(self.labels, dtype=object)
+        return {
+            "scores": scores,
+            "label": labels[order[:, 0]],
+            "confidence": np.take_along_axis(scores, order[:, :1], axis=1)[:, 0],
+            "top_k_labels": labels[order],
+            "top_k_scores": np.take_along_axis(scores, order, axis=1),
+        }
+
+    # -- offline checkpoints -------------------------------------------------------------------
+    @classmethod
+    def build_checkpoint(
+        cls, target_dir: Path, scale: str = "tiny", backend: str = "timm"
+    ) -> Path:
+        """Random-weight classifier saved the way its hub checkpoints are.
+
+        timm: `full` is resnet50.a1_in1k (saved with timm's own `save_for_hf`, so
+        `load()` takes the same `local-dir:` path as a `timm/...` hub id); `tiny` is
+        timm's test_resnet at 64x64 over 8 classes. transformers: `full` is
+        google/vit-base-patch16-224, `tiny` a two-layer ViT.
+        """
+        import torch
+
+        target_dir = Path(target_dir)
+        target_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        if backend == "timm":
+            _build_timm(target_dir, scale)
+        elif backend == "transformers":
+            _build_vit(target_dir, scale)
+        else:
+            raise ValueError(f"unknown backend '{backend}'; use one of {list(BACKENDS)}")
+        return target_dir
+
+
+def _imagenet_labels() -> tuple[list[str], dict[str, str]]:
+    """ImageNet-1k synsets and their descriptions, shipped inside timm (no download)."""
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo("imagenet-1k")
+    names = [info.index_to_label_name(i) for i in range(info.num_classes())]
+    return names, {name: info.label_name_to_description(name) for name in names}
+
+
+def _timm_labels(model: Any) -> list[str]:
+    """Readable labels: the checkpoint's descriptions or names, else ImageNet's, else indices."""
+    cfg = model.pretrained_cfg
+    count = int(model.num_classes)
+    names = cfg.get("label_names")
+    descriptions = cfg.get("label_descriptions") or {}
+    if isinstance(names, Mapping):
+        names = [names.get(i, names.get(str(i), str(i))) for i in range(count)]
+    if names and len(names) == count:
+        return [str(descriptions.get(n, n)) for n in names]
+    from timm.data import infer_imagenet_subset
+
+    if count == 1000 and infer_imagenet_subset(model) == "imagenet-1k":
+        synsets, described = _imagenet_labels()
+        return [described[s] for s in synsets]
+    return [str(i) for i in range(count)]
+
+
+def _build_timm(target_dir: Path, scale: str) -> None:
+    import timm
+    from timm.models import save_for_hf
+
+    if scale == "full":
+        model = timm.create_model("resnet50.a1_in1k", pretrained=False)
+        names, descriptions = _imagenet_labels()
+        model_config: dict[str, Any] = {"label_names": names, "label_descriptions": descriptions}
+        data_config = None
+    else:
+        model = timm.create_model("test_resnet", pretrained=False, num_classes=len(_TINY_LABELS))
+        model_config = {"label_names": list(_TINY_LABELS)}
+        data_config = {"input_size": (3, 64, 64), "crop_pct": 1.0}
+    save_for_hf(
+        model.eval(),
+        str(target_dir),
+        model_config=model_config,
+        data_config=data_config,
+        safe_serialization=True,
+    )
+
+
+def _label_maps(labels: list[str]) -> dict[str, Any]:
+    return {
+        "id2label": dict(enumerate(labels)),
+        "label2id": {label: i for i, label in enumerate(labels)},
+    }
+
+
+def _build_vit(target_dir: Path, scale: str) -> None:
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    if scale == "full":  # google/vit-base-patch16-224
+        names, descriptions = _imagenet_labels()
+        labels = [descriptions[n] for n in names]
+        config = ViTConfig(image_size=224, patch_size=16, **_label_maps(labels))
+    else:
+        labels = list(_TINY_LABELS)
+        config = ViTConfig(
+            **_label_maps(labels),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        )
+    size = config.image_size
+    processor = ViTImageProcessor(
+        size={"height": size, "width": size}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+    )
+    ViTForImageClassification(config).eval().save_pretrained(target_dir)
+    processor.save_pretrained(target_dir)

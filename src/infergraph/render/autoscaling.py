@@ -1,0 +1,220 @@
+"""Per-node autoscaling: autoscaling/v2 HPAs and KEDA ScaledObjects from `node.autoscaling`.
+
+Metric sources (the Prometheus-adapter rules and exporters they need are listed in
+docs/rendering.md):
+
+- cpu: the kubelet's resource metric (HPA `Resource`, KEDA `cpu` scaler).
+- inflight / queue: per-pod gauges the runtimes export (`infergraph_inflight_requests`,
+  `infergraph_batch_queue_size`).
+- rps: the engine's own request counter (Seldon v2 agent `seldon_model_infer_total`,
+  Seldon v1 executor `seldon_api_executor_client_requests_seconds_count`).
+- gpu: DCGM exporter's `DCGM_FI_DEV_GPU_UTIL` per pod.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from infergraph.errors import RenderError
+from infergraph.graph.model import InferenceGraph, Node
+from infergraph.render import common
+
+PROMETHEUS_ANNOTATION = "infergraph.io/prometheus-url"
+DEFAULT_PROMETHEUS = "http://prometheus-operated.monitoring.svc:9090"
+
+# Pods metrics served by the Prometheus adapter (names as the adapter exposes them).
+PODS_METRICS = {
+    "inflight": "infergraph_inflight_requests",
+    "queue": "infergraph_batch_queue_size",
+    "rps": "infergraph_requests_per_second",
+    "gpu": "DCGM_FI_DEV_GPU_UTIL",
+}
+# Series that KEDA queries directly (no adapter in between).
+SERIES = {
+    "inflight": "infergraph_inflight_requests",
+    "queue": "infergraph_batch_queue_size",
+    "gpu": "DCGM_FI_DEV_GPU_UTIL",
+}
+V2_RPS_SERIES = "seldon_model_infer_total"
+V1_RPS_SERIES = "seldon_api_executor_client_requests_seconds_count"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a scaler scales and how Prometheus finds its pods and requests."""
+
+    api_version: str
+    kind: str
+    name: str
+    pod_regex: str
+    rps_selector: dict[str, str]
+    rps_series: str
+
+
+def check(node: Node, engine: str) -> None:
+    """Reject autoscaling settings the engine cannot honour, naming the node and field."""
+    auto = node.autoscaling
+    if auto is None:
+        return
+    where = f"node '{node.name}' autoscaling"
+    if auto.max_replicas < auto.min_replicas:
+        raise RenderError(
+            engine,
+            f"{where}: maxReplicas ({auto.max_replicas}) is below minReplicas ({auto.min_replicas})",
+        )
+    if auto.metric == "gpu" and not node.resources.gpu:
+        raise RenderError(engine, f"{where}: metric 'gpu' on a node that requests no GPU")
+    if auto.min_replicas == 0:
+        if auto.engine != "keda":
+            raise RenderError(engine, f"{where}: minReplicas 0 (scale to zero) needs engine keda")
+        if auto.metric == "cpu":
+            raise RenderError(
+                engine,
+                f"{where}: scale to zero needs an event metric (rps, queue, inflight); "
+                "CPU utilisation of zero pods is undefined, so KEDA's cpu scaler cannot wake it",
+            )
+        if engine == "seldon-v2":
+            raise RenderError(
+                engine,
+                f"{where}: minReplicas 0 is not supported on Seldon Core v2: models are "
+                "scheduled onto running Server replicas, so with none the model is "
+                "unavailable and its request-rate metric stops; use minReplicas >= 1",
+            )
+
+
+def _selector(labels: dict[str, str]) -> str:
+    return ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+
+
+def _query(graph: InferenceGraph, node: Node, target: Target) -> tuple[str, str]:
+    """PromQL for KEDA and its metricType (per-replica average unless already averaged)."""
+    assert node.autoscaling is not None
+    metric = node.autoscaling.metric
+    ns = {"namespace": graph.metadata.namespace} if graph.metadata.namespace else {}
+    pods = _selector(ns) + ("," if ns else "") + f'pod=~"{target.pod_regex}"'
+    if metric == "rps":
+        sel = _selector({**ns, **target.rps_selector})
+        return f"sum(rate({target.rps_series}{{{sel}}}[1m]))", "AverageValue"
+    if metric == "gpu":
+        return f"avg({SERIES['gpu']}{{{pods}}})", "Value"
+    return f"sum({SERIES[metric]}{{{pods}}})", "AverageValue"
+
+
+def _threshold(value: float) -> str:
+    return f"{value:g}"
+
+
+def _hpa_metric(node: Node, target: Target) -> dict[str, Any]:
+    assert node.autoscaling is not None
+    auto = node.autoscaling
+    if auto.metric == "cpu":
+        return {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": round(auto.target)},
+            },
+        }
+    return {
+        "type": "Pods",
+        "pods": {
+            "metric": {"name": PODS_METRICS[auto.metric]},
+            "target": {"type": "AverageValue", "averageValue": _threshold(auto.target)},
+        },
+    }
+
+
+def _behavior(node: Node) -> dict[str, Any]:
+    assert node.autoscaling is not None
+    return {
+        "scaleDown": {
+            "stabilizationWindowSeconds": node.autoscaling.cooldown_seconds,
+            "policies": [{"type": "Percent", "value": 50, "periodSeconds": 60}],
+        },
+        "scaleUp": {
+            "stabilizationWindowSeconds": 0,
+            "policies": [{"type": "Pods", "value": 2, "periodSeconds": 30}],
+        },
+    }
+
+
+def hpa(graph: InferenceGraph, node: Node, target: Target, name: str) -> dict[str, Any]:
+    """An autoscaling/v2 HPA with the node's metric, bounds and cooldown."""
+    assert node.autoscaling is not None
+    auto = node.autoscaling
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": common.metadata(graph, name, node.name, "autoscaler"),
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": target.api_version,
+                "kind": target.kind,
+                "name": target.name,
+            },
+            "minReplicas": auto.min_replicas,
+            "maxReplicas": auto.max_replicas,
+            "metrics": [_hpa_metric(node, target)],
+            "behavior": _behavior(node),
+        },
+    }
+
+
+def keda_triggers(graph: InferenceGraph, node: Node, target: Target) -> list[dict[str, Any]]:
+    assert node.autoscaling is not None
+    auto = node.autoscaling
+    if auto.metric == "cpu":
+        return [
+            {"type": "cpu", "metricType": "Utilization", "metadata": {"value": f"{auto.target:g}"}}
+        ]
+    query, metric_type = _query(graph, node, target)
+    server = graph.metadata.annotations.get(PROMETHEUS_ANNOTATION, DEFAULT_PROMETHEUS)
+    return [
+        {
+            "type": "prometheus",
+            "name": f"{node.name}-{auto.metric}",
+            "metricType": metric_type,
+            "metadata": {
+                "serverAddress": server,
+                "query": query,
+                "threshold": _threshold(auto.target),
+                "activationThreshold": "0",
+            },
+        }
+    ]
+
+
+def scaled_object(graph: InferenceGraph, node: Node, target: Target, name: str) -> dict[str, Any]:
+    """A KEDA ScaledObject; minReplicaCount 0 is scale to zero."""
+    assert node.autoscaling is not None
+    auto = node.autoscaling
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": common.metadata(graph, name, node.name, "autoscaler"),
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": target.api_version,
+                "kind": target.kind,
+                "name": target.name,
+            },
+            "minReplicaCount": auto.min_replicas,
+            "maxReplicaCount": auto.max_replicas,
+            "cooldownPeriod": auto.cooldown_seconds,
+            "pollingInterval": 15,
+            "advanced": {"horizontalPodAutoscalerConfig": {"behavior": _behavior(node)}},
+            "triggers": keda_triggers(graph, node, target),
+        },
+    }
+
+
+def scalers(
+    graph: InferenceGraph, node: Node, targets: list[tuple[Target, str]], engine: str
+) -> list[dict[str, Any]]:
+    """One HPA or ScaledObject per target (v2 scales the Model and its Server in step)."""
+    check(node, engine)
+    if node.autoscaling is None:
+        return []
+    make = scaled_object if node.autoscaling.engine == "keda" else hpa
+    return [make(graph, node, target, name) for target, name in targets]

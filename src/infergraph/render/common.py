@@ -1,0 +1,258 @@
+"""Pieces every renderer shares: names, labels, images, pod hardening, resources, storage.
+
+Everything here is deterministic (sorted keys, no timestamps) so the committed manifests under
+k8s/rendered/ only change when the graph or the renderer does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from infergraph import __version__
+from infergraph.components.registry import component_class
+from infergraph.errors import RenderError
+from infergraph.graph.model import InferenceGraph, Node
+
+PART_OF = "infergraph"
+MANAGED_BY = "infergraph-render"
+GRAPH_LABEL = "infergraph.io/graph"
+NODE_LABEL = "infergraph.io/node"
+# Graph annotations the renderers read (documented in docs/rendering.md).
+STORAGE_ANNOTATION = "infergraph.io/storage-uri"
+IMAGE_TAG_ANNOTATION = "infergraph.io/image-tag"
+DEFAULT_STORAGE = "gs://infergraph-models"
+
+IMAGE_REPO = "ghcr.io/infergraph"
+MLSERVER_IMAGE = "mlserver-runtimes"
+SELDON_IMAGE = "seldon-components"
+RUNTIME_IMPLEMENTATION = "infergraph.serving.mlserver_runtime.ComponentRuntime"
+SELDON_CLASS = "infergraph.serving.seldon_component.InfergraphComponent"
+
+# The images run as this user (see images/*/Dockerfile); Kubernetes checks runAsNonRoot
+# against the numeric id, so it is spelled out rather than left to the image.
+RUN_AS_USER = 10001
+CACHE_DIR = "/cache"
+STORAGE_SCHEMES = ("gs://", "s3://", "az://", "azure://", "http://", "https://", "hf://")
+
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+def k8s_name(*parts: str, limit: int = 63) -> str:
+    """Join parts into a DNS-1123 label; over-long names keep a stable hash suffix."""
+    name = "-".join(p.strip("-") for p in parts if p)
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: limit - 9].rstrip('-')}-{digest}"
+
+
+def image(graph: InferenceGraph, which: str) -> str:
+    tag = graph.metadata.annotations.get(IMAGE_TAG_ANNOTATION, __version__)
+    return f"{IMAGE_REPO}/{which}:{tag}"
+
+
+def labels(graph: InferenceGraph, node: str | None, component: str) -> dict[str, str]:
+    """Recommended labels plus the graph/node pair every selector and dashboard keys on."""
+    out = dict(sorted(graph.metadata.labels.items()))
+    out.update(
+        {
+            "app.kubernetes.io/name": node or graph.name,
+            "app.kubernetes.io/instance": graph.name,
+            "app.kubernetes.io/component": component,
+            "app.kubernetes.io/part-of": PART_OF,
+            "app.kubernetes.io/managed-by": MANAGED_BY,
+            "app.kubernetes.io/version": __version__,
+            GRAPH_LABEL: graph.name,
+        }
+    )
+    if node:
+        out[NODE_LABEL] = node
+    return out
+
+
+def metadata(
+    graph: InferenceGraph, name: str, node: str | None, component: str
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if graph.metadata.namespace:
+        meta["namespace"] = graph.metadata.namespace
+    meta["labels"] = labels(graph, node, component)
+    return meta
+
+
+def pod_security_context() -> dict[str, Any]:
+    """Restricted Pod Security Standard at pod level."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "fsGroup": RUN_AS_USER,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context(read_only_root: bool = True) -> dict[str, Any]:
+    """Restricted PSS per container; read-only root unless the image must write to it."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "privileged": False,
+        "readOnlyRootFilesystem": read_only_root,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def scratch_volumes(node: Node | None) -> list[dict[str, Any]]:
+    """Writable emptyDirs for a read-only root: /tmp and the model caches (HF hub, torch)."""
+    cache_limit = node.resources.memory if node is not None else "1Gi"
+    return [
+        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+        {"name": "cache", "emptyDir": {"sizeLimit": _double(cache_limit)}},
+    ]
+
+
+def scratch_mounts() -> list[dict[str, Any]]:
+    return [
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "cache", "mountPath": CACHE_DIR},
+    ]
+
+
+def cache_env() -> list[dict[str, Any]]:
+    """Point every library cache at the writable emptyDir."""
+    return [
+        {"name": "HOME", "value": CACHE_DIR},
+        {"name": "XDG_CACHE_HOME", "value": CACHE_DIR},
+        {"name": "HF_HOME", "value": f"{CACHE_DIR}/huggingface"},
+        {"name": "TORCH_HOME", "value": f"{CACHE_DIR}/torch"},
+        {"name": "TMPDIR", "value": "/tmp"},
+    ]
+
+
+def _double(quantity: str) -> str:
+    """Cache budget: twice the memory request (weights plus tokenizer/config files)."""
+    number = "".join(ch for ch in quantity if ch.isdigit() or ch == ".")
+    unit = quantity[len(number) :]
+    try:
+        value = float(number) * 2
+    except ValueError:
+        return quantity
+    return f"{value:g}{unit}"
+
+
+def resources(node: Node | None, engine: str) -> dict[str, Any]:
+    """Requests equal limits: GPUs cannot be overcommitted, and equal memory avoids OOM kills."""
+    if node is None:
+        req: dict[str, Any] = {"cpu": "250m", "memory": "512Mi"}
+        return {"requests": dict(req), "limits": dict(req)}
+    check_gpu(node, engine)
+    req = {"cpu": node.resources.cpu, "memory": node.resources.memory}
+    if node.resources.gpu:
+        req[GPU_RESOURCE] = node.resources.gpu
+    return {"requests": dict(req), "limits": dict(req)}
+
+
+def gpu_scheduling(node: Node | None) -> dict[str, Any]:
+    """GPU pods tolerate the usual nvidia.com/gpu taint so they land on GPU nodes only."""
+    if node is None or not node.resources.gpu:
+        return {}
+    return {
+        "tolerations": [
+            {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"},
+        ]
+    }
+
+
+def check_gpu(node: Node, engine: str) -> None:
+    """Re-checked here so graphs built in code (not via load_graph) fail at render time too."""
+    if node.resources.gpu and not family_uses_gpu(node.family):
+        raise RenderError(
+            engine,
+            f"node '{node.name}' asks for {node.resources.gpu} nvidia.com/gpu but family "
+            f"'{node.family}' is CPU-only; drop resources.gpu",
+        )
+
+
+def family_uses_gpu(family: str) -> bool:
+    return bool(component_class(family).uses_gpu)
+
+
+def family_default_model(family: str) -> str:
+    return str(getattr(component_class(family), "default_model", "") or "")
+
+
+def is_storage_uri(uri: str | None) -> bool:
+    return bool(uri) and uri.startswith(STORAGE_SCHEMES) and not uri.startswith("hf://")
+
+
+def is_local_path(uri: str | None) -> bool:
+    return bool(uri) and (uri.startswith(("file://", "/", ".")))
+
+
+def storage_base(graph: InferenceGraph) -> str:
+    return graph.metadata.annotations.get(STORAGE_ANNOTATION, DEFAULT_STORAGE).rstrip("/")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """Where a node's model artifact lives and what model-settings.json says about weights.
+
+    `storage_uri` is the folder the storage initializer (rclone in v2, the v1 storage
+    initializer) copies; `runtime_uri` is the hub id the runtime downloads itself (None:
+    the weights are in the artifact folder next to model-settings.json).
+    """
+
+    storage_uri: str
+    runtime_uri: str | None
+    weights_in_artifact: bool
+
+
+def artifact(graph: InferenceGraph, node_name: str, family: str, model_uri: str | None) -> Artifact:
+    own_folder = f"{storage_base(graph)}/{graph.name}/{node_name}"
+    if is_storage_uri(model_uri):
+        return Artifact(str(model_uri), None, True)
+    if is_local_path(model_uri):
+        # A local checkpoint cannot travel; it is uploaded next to its model-settings.json.
+        return Artifact(own_folder, None, True)
+    if model_uri:
+        hub_id = model_uri.removeprefix("hf://")
+        return Artifact(own_folder, hub_id, False)
+    default = family_default_model(family)
+    return Artifact(own_folder, default or None, False)
+
+
+def model_settings(
+    graph: InferenceGraph, name: str, node: Node | None, family: str, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """model-settings.json for MLServer, the same format as the repo's mlserver/<family>/ files."""
+    settings: dict[str, Any] = {
+        "name": name,
+        "implementation": RUNTIME_IMPLEMENTATION,
+        "max_batch_size": node.batching.max_batch_size if node else 1,
+        "max_batch_time": round(node.batching.max_batch_time_ms / 1000.0, 6) if node else 0.0,
+    }
+    params: dict[str, Any] = {}
+    art = artifact(graph, node.name if node else name, family, node.model_uri if node else None)
+    if art.runtime_uri:
+        params["uri"] = art.runtime_uri
+    full_extra: dict[str, Any] = {"family": family}
+    if node is not None:
+        full_extra.update({"device": node.device, "dtype": node.dtype})
+        full_extra.update(node.options)
+    full_extra.update(extra)
+    params["extra"] = full_extra
+    settings["parameters"] = params
+    return settings
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def condition_dict(cond: Any) -> dict[str, Any]:
+    """A WhenStep condition as the gate/router components take it (JSON-able)."""
+    return {"tensor": cond.tensor, "op": cond.op, "value": cond.value, "reduce": cond.reduce}
