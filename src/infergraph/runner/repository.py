@@ -51,6 +51,8 @@ def offline_checkpoint(node: Node, scale: Scale) -> str | None:
     if not getattr(cls, "default_model", "") or not hasattr(cls, "build_checkpoint"):
         return None  # weightless plumbing
     source = node.model_uri or cls.default_model
+    if Path(source).is_dir():
+        return source  # a local checkpoint needs no hub: use it as it is
     digest = hashlib.sha1(f"{node.family}:{source}:{scale}".encode()).hexdigest()[:12]
     target = cache_root() / "offline" / f"{node.family}-{scale}-{digest}"
     marker = target / ".complete"
@@ -64,13 +66,37 @@ def offline_checkpoint(node: Node, scale: Scale) -> str | None:
         )
         target.mkdir(parents=True, exist_ok=True)
         build = cls.build_checkpoint  # type: ignore[attr-defined]
-        # Families with several architectures (timm vs ViT) pick one from the reference id.
-        if "reference" in inspect.signature(build).parameters:
-            build(target, scale=scale, reference=source)
-        else:
-            build(target, scale=scale)
+        build(target, scale=scale, **architecture_kwargs(build, source))
         marker.write_text(source)
     return str(target)
+
+
+# Substrings of a checkpoint id -> the architecture a family's builder should use.
+_ARCHITECTURES = {
+    "architecture": [
+        ("clip", "clip"),
+        ("siglip", "siglip"),
+        ("yolos", "yolos"),
+        ("detr", "detr"),
+        ("whisper", "whisper"),
+        ("wav2vec2", "wav2vec2"),
+        ("s2t", "speech2text"),
+        ("speech2text", "speech2text"),
+    ],
+}
+
+
+def architecture_kwargs(build: Any, source: str) -> dict[str, str]:
+    """Pick the builder's architecture/backend argument from the checkpoint id it stands for."""
+    params = inspect.signature(build).parameters
+    lowered = source.lower()
+    if "backend" in params:
+        return {"backend": "timm" if lowered.startswith("timm/") else "transformers"}
+    if "architecture" in params:
+        for needle, arch in _ARCHITECTURES["architecture"]:
+            if needle in lowered:
+                return {"architecture": arch}
+    return {}
 
 
 def write_repository(

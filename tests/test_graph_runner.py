@@ -1,0 +1,220 @@
+"""Every shipped graph end to end through the embedded runner: real MLServer, tiny checkpoints.
+
+Checkpoints are the real architectures with small configs and random weights,
+built by the same offline path `infergraph serve --offline` uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from infergraph.graph.model import InferenceGraph, load_graph, parse_graph
+from infergraph.runner.local import RunningGraph, run_graph
+from tests.graph_payloads import request_for
+
+REPO = Path(__file__).resolve().parent.parent
+GRAPHS = sorted((REPO / "k8s" / "graphs").glob("*.yaml"))
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session", autouse=True)
+def offline_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import os
+
+    path = tmp_path_factory.mktemp("offline-cache")
+    os.environ["INFERGRAPH_CACHE"] = str(path)
+    return path
+
+
+def _serve(graph: InferenceGraph) -> AbstractAsyncContextManager[RunningGraph]:
+    return run_graph(graph, offline=True, offline_scale="tiny", startup_timeout=300)
+
+
+async def _post(url: str, body: dict[str, Any], timeout: float = 120) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        return await client.post(url, json=body)
+
+
+async def _get(url: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=30) as client:
+        return await client.get(url)
+
+
+def _outputs(resp: httpx.Response) -> dict[str, dict[str, Any]]:
+    return {o["name"]: o for o in resp.json()["outputs"]}
+
+
+@pytest.mark.parametrize("path", GRAPHS, ids=lambda p: p.stem)
+def test_graph_runs_end_to_end(path: Path) -> None:
+    graph = load_graph(path)
+
+    async def scenario() -> None:
+        async with _serve(graph) as rg:
+            resp = await _post(rg.infer_url, request_for(graph))
+            assert resp.status_code == 200, resp.text
+            body = resp.json()
+            assert body["model_name"] == graph.name
+            assert body["outputs"], "a graph always answers with tensors"
+            for out in body["outputs"]:
+                assert {"name", "datatype", "shape", "data"} <= set(out)
+            params = body["parameters"]
+            ran = params["graph.path"].split(",")
+            assert ran and all(
+                n in {x.name for x in graph.spec.nodes} or n.startswith("combine") for n in ran
+            )
+            assert params["graph.total_ms"] > 0
+            first = ran[0]
+            assert f"{first}.total_ms" in params or f"{first}.skipped" in params
+            ready = await _get(f"{rg.url}/v2/health/ready")
+            assert ready.status_code == 200
+
+    asyncio.run(scenario())
+
+
+def _cascade(threshold: float) -> InferenceGraph:
+    data = yaml.safe_load((REPO / "k8s/graphs/cascade.yaml").read_text())
+    data["spec"]["graph"]["sequence"][1]["when"]["value"] = threshold
+    return parse_graph(data)
+
+
+def test_cascade_stops_early_when_confident_and_continues_when_not() -> None:
+    async def scenario() -> None:
+        graph = _cascade(threshold=-1.0)  # confidence is never below -1: always confident
+        async with _serve(graph) as rg:
+            resp = await _post(rg.infer_url, request_for(graph))
+            assert resp.status_code == 200, resp.text
+            assert resp.json()["parameters"]["graph.path"] == "fast"
+            assert "fast.total_ms" in resp.json()["parameters"]
+            assert "accurate.total_ms" not in resp.json()["parameters"]
+        graph = _cascade(threshold=2.0)  # confidence is always below 2: always unsure
+        async with _serve(graph) as rg:
+            resp = await _post(rg.infer_url, request_for(graph, rows=2))
+            assert resp.status_code == 200, resp.text
+            params = resp.json()["parameters"]
+            assert params["graph.path"] == "fast,accurate"
+            outs = _outputs(resp)
+            assert outs["label"]["shape"] == [2]
+            assert outs["scores"]["shape"][0] == 2
+
+    asyncio.run(scenario())
+
+
+def _forced_langid(tmp: Path, language: str) -> str:
+    """A tiny language-ID checkpoint whose head always answers `language`."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from infergraph.components.text_classification import LanguageIdentifier
+
+    target = tmp / f"langid-{language}"
+    LanguageIdentifier.build_checkpoint(target, scale="tiny")
+    model = AutoModelForSequenceClassification.from_pretrained(target)
+    label_to_id = {v: int(k) for k, v in model.config.id2label.items()}
+    assert language in label_to_id, f"tiny checkpoint labels: {sorted(label_to_id)}"
+    head = model.classifier.out_proj if hasattr(model.classifier, "out_proj") else model.classifier
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(-10.0)
+        head.bias[label_to_id[language]] = 10.0
+    model.save_pretrained(target)
+    return str(target)
+
+
+@pytest.mark.parametrize(("language", "translated"), [("en", False), ("fr", True)])
+def test_nlp_translates_only_text_that_is_not_english(
+    tmp_path: Path, language: str, translated: bool
+) -> None:
+    data = yaml.safe_load((REPO / "k8s/graphs/nlp.yaml").read_text())
+    data["spec"]["nodes"][0]["modelUri"] = _forced_langid(tmp_path, language)
+    graph = parse_graph(data)
+
+    async def scenario() -> None:
+        async with _serve(graph) as rg:
+            resp = await _post(rg.infer_url, request_for(graph))
+            assert resp.status_code == 200, resp.text
+            path = resp.json()["parameters"]["graph.path"].split(",")
+            assert path == (
+                ["langid", "translate", "summarize"] if translated else ["langid", "summarize"]
+            )
+            assert _outputs(resp)["summary"]["shape"] == [1]
+
+    asyncio.run(scenario())
+
+
+def test_video_frame_without_person_gives_empty_result_and_errors_name_the_node() -> None:
+    graph = load_graph(REPO / "k8s/graphs/video.yaml")
+
+    async def scenario() -> None:
+        async with _serve(graph) as rg:
+            # No detection can score above 1.0: the classifier must be skipped, not fed [0].
+            resp = await _post(rg.infer_url, request_for(graph, **{"detector.threshold": 1.0}))
+            assert resp.status_code == 200, resp.text
+            params = resp.json()["parameters"]
+            assert params.get("classifier.skipped") == 1
+            outs = _outputs(resp)
+            assert outs["label"]["shape"] == [0] and outs["label"]["data"] == []
+            assert outs["scores"]["shape"][0] == 0
+
+            bad = request_for(graph)
+            bad["inputs"][0]["data"] = ["bm90IGFuIGltYWdl"]  # base64 of "not an image"
+            resp = await _post(rg.infer_url, bad)
+            assert resp.status_code == 400
+            assert "node 'detector'" in resp.text and "input 'image'" in resp.text
+
+            resp = await _post(
+                rg.infer_url,
+                {"inputs": [{"name": "frame", "datatype": "BYTES", "shape": [1], "data": ["x"]}]},
+            )
+            assert resp.status_code == 400 and "takes inputs image" in resp.text
+
+            resp = await _post(rg.infer_url, {"inputs": []})
+            assert resp.status_code == 400 and "no inputs" in resp.text
+
+            async with httpx.AsyncClient(timeout=30) as client:
+                raw = await client.post(rg.infer_url, content=b"{not json")
+            assert raw.status_code == 400 and "not valid JSON" in raw.text
+
+            # Concurrent good requests all succeed after the bad ones.
+            results = await asyncio.gather(
+                *(_post(rg.infer_url, request_for(graph, seed=i)) for i in range(8))
+            )
+            assert all(r.status_code == 200 for r in results)
+
+    asyncio.run(scenario())
+
+
+def test_node_timeout_and_dead_node_are_named_and_router_stays_up() -> None:
+    data = yaml.safe_load((REPO / "k8s/graphs/cascade.yaml").read_text())
+    spec = copy.deepcopy(data)
+    spec["spec"]["nodes"][0]["timeoutMs"] = 0.5  # nothing answers within half a millisecond
+    graph = parse_graph(spec)
+
+    async def scenario() -> None:
+        async with _serve(graph) as rg:
+            resp = await _post(rg.infer_url, request_for(graph))
+            assert resp.status_code == 504, resp.text
+            assert "node 'fast'" in resp.text and "timed out" in resp.text
+            node = await _post(
+                f"{rg.url}/v2/models/accurate/infer", {"inputs": [request_for(graph)["inputs"][0]]}
+            )
+            assert node.status_code == 200, node.text  # node endpoints sit beside the graph
+            for server in rg.servers:
+                server.stop()
+            resp = await _post(rg.infer_url, request_for(graph))
+            assert resp.status_code == 502 and "node 'fast'" in resp.text
+            assert (await _get(f"{rg.url}/v2/health/live")).status_code == 200
+            assert (await _get(f"{rg.url}/v2/health/ready")).status_code == 503
+            meta = (await _get(f"{rg.url}/v2/models/cascade")).json()
+            assert meta["nodes"] == ["fast", "accurate"]
+            assert json.dumps(meta)
+
+    asyncio.run(scenario())
