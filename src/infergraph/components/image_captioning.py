@@ -14,9 +14,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
-from infergraph.components.image_embedding import bert_tokenizer_dir
 from infergraph.components.images import (
     as_int,
+    bert_tokenizer_dir,
     decode_images,
     decode_texts,
     load_failure,
@@ -74,7 +74,9 @@ class ImageCaptioner(Component):
             self.max_new_tokens_limit,
         )
         num_beams = as_int(
-            parameter(parameters, self.options, "num_beams", 1), "num_beams", 1,
+            parameter(parameters, self.options, "num_beams", 1),
+            "num_beams",
+            1,
             self.num_beams_limit,
         )
         prompt = self._prompt(inputs, parameters)
@@ -185,9 +187,7 @@ class ImageCaptioner(Component):
         target_dir.mkdir(parents=True, exist_ok=True)
         config = cls.checkpoint_config(scale)
         tokenizer = AutoTokenizer.from_pretrained(str(bert_tokenizer_dir()))
-        tokenizer.add_special_tokens(
-            {"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]}
-        )
+        tokenizer.add_special_tokens({"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]})
         tokenizer.model_max_length = 512
         size = config.vision_config.image_size
         image_processor = BlipImageProcessor(

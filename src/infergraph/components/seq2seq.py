@@ -148,7 +148,7 @@ class Translator(_Seq2Seq):
         """MarianMT (random weights) with a locally trained SentencePiece vocabulary."""
         from transformers import GenerationConfig, MarianConfig, MarianMTModel
 
-        from infergraph.components.tokenizers import marian_tokenizer
+        from infergraph.components.tokenizers import marian_tokenizer, unused_token_ids
 
         target_dir = Path(target_dir)
         tokenizer = marian_tokenizer(target_dir / "_spm")
@@ -196,6 +196,7 @@ class Translator(_Seq2Seq):
             forced_eos_token_id=tokenizer.eos_token_id,
             num_beams=4 if scale == "full" else 1,
             max_length=512,
+            suppress_tokens=unused_token_ids(tokenizer, config.vocab_size) or None,
         )
         return _save(model, tokenizer, target_dir, cleanup=target_dir / "_spm")
 
@@ -226,7 +227,7 @@ class Summarizer(_Seq2Seq):
         """BART (random weights) with a locally trained byte-level BPE vocabulary."""
         from transformers import BartConfig, BartForConditionalGeneration, GenerationConfig
 
-        from infergraph.components.tokenizers import bart_tokenizer
+        from infergraph.components.tokenizers import bart_tokenizer, unused_token_ids
 
         tokenizer = bart_tokenizer()
         if scale == "full":  # sshleifer/distilbart-cnn-12-6: bart-large, 12 enc / 6 dec layers
@@ -273,6 +274,7 @@ class Summarizer(_Seq2Seq):
             decoder_start_token_id=tokenizer.eos_token_id,
             forced_bos_token_id=tokenizer.bos_token_id,
             forced_eos_token_id=tokenizer.eos_token_id,
+            suppress_tokens=unused_token_ids(tokenizer, config.vocab_size) or None,
             **gen,
         )
         return _save(model, tokenizer, Path(target_dir))

@@ -83,8 +83,9 @@ class SpeechRecognizer(Component):
         self.is_whisper = config.model_type == "whisper"
         self.rate = int(self.feature_extractor.sampling_rate)
         max_seconds = float(self.option("max_seconds", 60.0))
-        if self.is_whisper:  # one 30 s window per clip; longer needs chunked long-form decoding
-            max_seconds = min(max_seconds, WHISPER_WINDOW_SECONDS)
+        if self.is_whisper:  # one window (30 s) per clip; longer needs chunked long-form decoding
+            window = getattr(self.feature_extractor, "chunk_length", None) or WHISPER_WINDOW_SECONDS
+            max_seconds = min(max_seconds, float(window))
         self.max_seconds = max_seconds
         decoder_positions = getattr(config, "max_target_positions", 1024) or 1024
         self.max_new_tokens_limit = max(1, min(int(decoder_positions) - 8, 1024))
@@ -277,7 +278,7 @@ def _build_speech2text(target_dir: Path, full: bool) -> None:
         Speech2TextProcessor,
     )
 
-    from infergraph.components.tokenizers import speech2text_tokenizer
+    from infergraph.components.tokenizers import speech2text_tokenizer, unused_token_ids
 
     tokenizer = speech2text_tokenizer(target_dir / "_spm")
     if full:  # facebook/s2t-small-librispeech-asr
@@ -323,7 +324,12 @@ def _build_speech2text(target_dir: Path, full: bool) -> None:
         **sizes,
     )
     model = Speech2TextForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(max_length=200, num_beams=1, **ids)
+    model.generation_config = GenerationConfig(
+        max_length=200,
+        num_beams=1,
+        suppress_tokens=unused_token_ids(tokenizer, config.vocab_size) or None,
+        **ids,
+    )
     model.eval().save_pretrained(target_dir)
     extractor = Speech2TextFeatureExtractor(feature_size=80, num_mel_bins=80, sampling_rate=16000)
     Speech2TextProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(
@@ -341,7 +347,7 @@ def _build_whisper(target_dir: Path, full: bool) -> None:
         WhisperProcessor,
     )
 
-    from infergraph.components.tokenizers import whisper_tokenizer
+    from infergraph.components.tokenizers import unused_token_ids, whisper_tokenizer
 
     tokenizer = whisper_tokenizer()
     token = tokenizer.convert_tokens_to_ids
@@ -368,10 +374,12 @@ def _build_whisper(target_dir: Path, full: bool) -> None:
             init_std=0.2,
         )
     ids = dict(pad_token_id=eot, bos_token_id=eot, eos_token_id=eot, decoder_start_token_id=sot)
+    # Tiny: a 4 s window (400 mel frames) instead of 30 s keeps tests fast; same code path.
+    chunk_seconds = 30 if full else 4
     config = WhisperConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=51865 if full else len(tokenizer),
         num_mel_bins=80,
-        max_source_positions=1500,
+        max_source_positions=chunk_seconds * 50,
         max_target_positions=448,
         **ids,
         **sizes,
@@ -382,12 +390,14 @@ def _build_whisper(target_dir: Path, full: bool) -> None:
         no_timestamps_token_id=token("<|notimestamps|>"),
         is_multilingual=False,
         begin_suppress_tokens=[eot],
-        suppress_tokens=[],
+        suppress_tokens=unused_token_ids(tokenizer, config.vocab_size),
         forced_decoder_ids=None,
         **ids,
     )
     model.eval().save_pretrained(target_dir)
-    extractor = WhisperFeatureExtractor(feature_size=80, sampling_rate=16000)
+    extractor = WhisperFeatureExtractor(
+        feature_size=80, sampling_rate=16000, chunk_length=chunk_seconds
+    )
     WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(target_dir)
 
 

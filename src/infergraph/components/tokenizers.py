@@ -223,3 +223,9 @@ def ctc_character_vocab() -> dict[str, int]:
     for ch in CHARACTERS.upper():
         vocab[ch] = len(vocab)
     return vocab
+
+
+def unused_token_ids(tokenizer: PreTrainedTokenizerBase, vocab_size: int) -> list[int]:
+    """Model ids the small local tokenizer cannot decode (a "full" model keeps the real
+    vocabulary size for realistic compute); generation configs suppress them."""
+    return list(range(len(tokenizer), vocab_size))

@@ -45,6 +45,11 @@ class ComponentRuntime(MLModel):
 
     def __init__(self, settings: Any) -> None:
         super().__init__(settings)
+        # MLServer wraps predict() in its request-merging batcher right after construction,
+        # before load(), whenever max_batch_size > 1: take the knobs for our batcher here.
+        self._batching = (settings.max_batch_size, settings.max_batch_time)
+        settings.max_batch_size = 1
+        settings.max_batch_time = 0
         # Instance-specific raw-body route (the Triton embed_image pattern): a custom
         # handler on the class would register one path for every model.
         handler = self._raw_infer
@@ -64,14 +69,11 @@ class ComponentRuntime(MLModel):
         uri = self.settings.parameters.uri if self.settings.parameters else None
         component_settings = ComponentSettings(
             model_uri=uri or None,
-            max_batch_size=self.settings.max_batch_size,
-            max_batch_time=self.settings.max_batch_time,
+            max_batch_size=self._batching[0],
+            max_batch_time=self._batching[1],
             **{k: extra.pop(k) for k in list(extra) if k in _SETTINGS_KEYS},
             options=extra,
         )
-        # Our batcher replaces MLServer's request merger (applied after load when > 1).
-        self.settings.max_batch_size = 1
-        self.settings.max_batch_time = 0
         self.component: Component = component_class(family)(component_settings)
         self.component.start()
         self.engine = ComponentEngine(self.component)
@@ -117,6 +119,9 @@ class ComponentRuntime(MLModel):
         outputs = []
         for name, array in result.outputs.items():
             datatype, shape, data, out_params = from_numpy(array)
+            if datatype == "BYTES":
+                # gRPC's bytes_contents needs bytes; the REST encoder decodes them to text.
+                data = [d.encode("utf-8") if isinstance(d, str) else d for d in data]
             outputs.append(
                 ResponseOutput(
                     name=name,

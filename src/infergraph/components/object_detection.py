@@ -1,0 +1,311 @@
+"""Object detection with DETR, RT-DETR or YOLOS (any `AutoModelForObjectDetection`).
+
+Each image yields a variable number of detections, so outputs are flat lists
+over the whole request (`boxes [M, 4]`, `scores [M]`, `labels [M]`) with
+`image_index [M]` saying which input row each belongs to. Post-processing runs
+at threshold 0 inside the batch and each request applies its own `threshold`
+in `finish`, so requests with different thresholds still share a forward pass.
+Crops of selected classes travel as PNG bytes (base64 on the wire) for a
+downstream node such as a classifier.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from infergraph.components.base import Component, Prepared, TensorSpec
+from infergraph.components.images import (
+    as_float,
+    as_int,
+    decode_images,
+    encode_png,
+    load_failure,
+    max_image_pixels,
+    parameter,
+    synthetic_png,
+)
+from infergraph.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+DEFAULT_MAX_CROPS = 100
+
+# facebook/detr-resnet-50's id2label: COCO's 91 category ids, unused ids named "N/A".
+COCO_91_LABELS: tuple[str, ...] = (
+    "N/A", "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck",
+    "boat", "traffic light", "fire hydrant", "N/A", "stop sign", "parking meter", "bench",
+    "bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe",
+    "N/A", "backpack", "umbrella", "N/A", "N/A", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove",
+    "skateboard", "surfboard", "tennis racket", "bottle", "N/A", "wine glass", "cup", "fork",
+    "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange", "broccoli", "carrot",
+    "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant", "bed", "N/A",
+    "dining table", "N/A", "N/A", "toilet", "N/A", "tv", "laptop", "mouse", "remote",
+    "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "N/A",
+    "book", "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
+)  # fmt: skip
+_TINY_LABELS = ("N/A", "person", "bicycle", "car", "dog")
+
+
+@dataclass
+class _Row:
+    pixel_values: torch.Tensor  # [3, h, w], this image's own resized size
+    pixel_mask: torch.Tensor  # [h, w]
+    original_hw: tuple[int, int]
+
+
+class ObjectDetector(Component):
+    """Boxes, scores and labels per image, plus optional PNG crops of chosen classes."""
+
+    family: ClassVar[str] = "object-detection"
+    default_model: ClassVar[str] = "facebook/detr-resnet-50"
+    inputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("image", "BYTES", (-1,), "encoded images (JPEG, PNG, ...)"),
+    )
+    outputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("boxes", "FP32", (-1, 4), "x0, y0, x1, y1 in input-image pixels"),
+        TensorSpec("scores", "FP32", (-1,), "detection confidence"),
+        TensorSpec("labels", "BYTES", (-1,), "class name per detection"),
+        TensorSpec("image_index", "INT64", (-1,), "input row of each detection"),
+        TensorSpec("crops", "BYTES", (-1,), "PNG crops of crop_classes", optional=True),
+        TensorSpec("crop_index", "INT64", (-1,), "detection of each crop", optional=True),
+    )
+
+    def load(self) -> None:
+        from transformers import AutoImageProcessor, AutoModelForObjectDetection
+
+        source = self.model_source()
+        try:
+            self.image_processor = AutoImageProcessor.from_pretrained(source)
+            model = AutoModelForObjectDetection.from_pretrained(source, dtype=self.dtype)
+        except Exception as exc:  # hub, file and config errors all mean "cannot load"
+            raise load_failure(source, exc) from exc
+        self.model = model.to(self.device).eval()
+        self.takes_mask = "pixel_mask" in inspect.signature(self.model.forward).parameters
+        id2label = model.config.id2label or {}
+        self.id2label = {int(k): str(v) for k, v in id2label.items()}
+        self.max_pixels = max_image_pixels(self.options)
+
+    def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
+        images = [synthetic_png(seed=i) for i in range(batch_size)]
+        return {"image": np.array(images, dtype=object)}
+
+    # -- inference -------------------------------------------------------------------------
+    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+        import torch
+
+        threshold = as_float(
+            parameter(parameters, self.options, "threshold", 0.5), "threshold", 0.0, 1.0
+        )
+        crop_classes = _crop_classes(parameter(parameters, self.options, "crop_classes", None))
+        max_crops = as_int(
+            parameter(parameters, self.options, "max_crops", DEFAULT_MAX_CROPS),
+            "max_crops",
+            0,
+            10_000,
+        )
+        images = decode_images(self.require(inputs, "image"), "image", self.max_pixels)
+        rows = []
+        for image in images:
+            # One image per call: no padding yet; run_batch pads to the batch's largest.
+            encoded = self.image_processor(images=[image], return_tensors="pt")
+            pixels = encoded["pixel_values"][0]
+            mask = encoded.get("pixel_mask")
+            mask = mask[0] if mask is not None else torch.ones(pixels.shape[1:], dtype=torch.long)
+            rows.append(_Row(pixels, mask, (image.height, image.width)))
+        context = {
+            "threshold": threshold,
+            "crop_classes": crop_classes,
+            "max_crops": max_crops,
+            "images": images if crop_classes else None,
+        }
+        return Prepared(rows=rows, context=context)
+
+    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+        import torch
+
+        height = max(r.pixel_values.shape[1] for r in rows)
+        width = max(r.pixel_values.shape[2] for r in rows)
+        pixels = torch.zeros((len(rows), 3, height, width), dtype=torch.float32)
+        mask = torch.zeros((len(rows), height, width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            _, h, w = row.pixel_values.shape
+            pixels[i, :, :h, :w] = row.pixel_values
+            mask[i, :h, :w] = row.pixel_mask
+        kwargs: dict[str, Any] = {"pixel_values": pixels.to(self.device, self.dtype)}
+        if self.takes_mask:
+            kwargs["pixel_mask"] = mask.to(self.device)
+        with torch.inference_mode():
+            outputs = self.model(**kwargs)
+            for name in ("logits", "pred_boxes"):
+                value = getattr(outputs, name, None)
+                if value is not None:
+                    setattr(outputs, name, value.float())
+            detections = self.image_processor.post_process_object_detection(
+                outputs, threshold=0.0, target_sizes=[r.original_hw for r in rows]
+            )
+        return [
+            (
+                d["boxes"].float().cpu().numpy().reshape(-1, 4),
+                d["scores"].float().cpu().numpy().reshape(-1),
+                d["labels"].cpu().numpy().reshape(-1).astype(np.int64),
+            )
+            for d in detections
+        ]
+
+    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+        threshold: float = prepared.context["threshold"]
+        boxes, scores, labels, index = [], [], [], []
+        for row, (row_boxes, row_scores, row_labels) in enumerate(results):
+            keep = row_scores > threshold
+            order = np.argsort(-row_scores[keep], kind="stable")
+            boxes.append(row_boxes[keep][order])
+            scores.append(row_scores[keep][order])
+            labels.extend(self.id2label.get(int(c), str(int(c))) for c in row_labels[keep][order])
+            index.append(np.full(int(keep.sum()), row, dtype=np.int64))
+        outputs: dict[str, np.ndarray] = {
+            "boxes": np.concatenate(boxes).astype(np.float32).reshape(-1, 4),
+            "scores": np.concatenate(scores).astype(np.float32),
+            "labels": np.array(labels, dtype=object).reshape(-1),
+            "image_index": np.concatenate(index).astype(np.int64),
+        }
+        crop_classes = prepared.context["crop_classes"]
+        if crop_classes:
+            crops, crop_index = self._crops(outputs, prepared, set(crop_classes))
+            outputs["crops"] = crops
+            outputs["crop_index"] = crop_index
+        return outputs
+
+    def _crops(
+        self, outputs: dict[str, np.ndarray], prepared: Prepared, wanted: set[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        images = prepared.context["images"]
+        limit: int = prepared.context["max_crops"]
+        chosen = [i for i, label in enumerate(outputs["labels"]) if label in wanted][:limit]
+        if len(chosen) == limit and limit < sum(label in wanted for label in outputs["labels"]):
+            prepared.notes["crops_truncated_to"] = limit
+        crops = np.empty(len(chosen), dtype=object)
+        for j, det in enumerate(chosen):
+            image = images[int(outputs["image_index"][det])]
+            crops[j] = encode_png(image.crop(_pixel_box(outputs["boxes"][det], image.size)))
+        return crops, np.array(chosen, dtype=np.int64)
+
+    # -- offline checkpoints -------------------------------------------------------------------
+    @classmethod
+    def build_checkpoint(
+        cls, target_dir: Path, scale: str = "tiny", architecture: str = "detr"
+    ) -> Path:
+        """Random-weight DETR (or YOLOS) with its image processor, saved like a hub checkpoint.
+
+        `full` DETR is facebook/detr-resnet-50 (ResNet-50 backbone, 6+6 layers,
+        100 queries, COCO's 91 ids); `tiny` is a one-layer DETR over a small ResNet.
+        """
+        import torch
+
+        target_dir = Path(target_dir)
+        target_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        if architecture == "detr":
+            _build_detr(target_dir, scale)
+        elif architecture == "yolos":
+            _build_yolos(target_dir, scale)
+        else:
+            raise ValueError(f"unknown architecture '{architecture}'; use detr or yolos")
+        return target_dir
+
+
+def _crop_classes(value: Any) -> list[str]:
+    """`crop_classes` as a list of label names (JSON list, or comma-separated text)."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise InputError("crop_classes", f"expected a list of label names, got {value!r}")
+
+
+def _pixel_box(box: np.ndarray, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A float xyxy box clamped to the image, at least one pixel wide and high."""
+    width, height = size
+    x0 = int(np.clip(np.floor(box[0]), 0, width - 1))
+    y0 = int(np.clip(np.floor(box[1]), 0, height - 1))
+    x1 = int(np.clip(np.ceil(box[2]), x0 + 1, width))
+    y1 = int(np.clip(np.ceil(box[3]), y0 + 1, height))
+    return x0, y0, x1, y1
+
+
+def _label_maps(labels: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "id2label": dict(enumerate(labels)),
+        "label2id": {label: i for i, label in enumerate(labels) if label != "N/A"},
+    }
+
+
+def _build_detr(target_dir: Path, scale: str) -> None:
+    from transformers import DetrConfig, DetrForObjectDetection, DetrImageProcessor, ResNetConfig
+
+    if scale == "full":
+        # DetrConfig's defaults are detr-resnet-50: ResNet-50, d_model 256, 6+6 layers, 8 heads.
+        config = DetrConfig(num_queries=100, **_label_maps(COCO_91_LABELS))
+        processor = DetrImageProcessor(size={"shortest_edge": 800, "longest_edge": 1333})
+    else:
+        backbone = ResNetConfig(
+            embedding_size=8,
+            hidden_sizes=[8, 16, 32, 64],
+            depths=[1, 1, 1, 1],
+            layer_type="basic",
+            out_features=["stage4"],
+        )
+        config = DetrConfig(
+            backbone_config=backbone,
+            d_model=32,
+            encoder_layers=1,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            num_queries=10,
+            **_label_maps(_TINY_LABELS),
+        )
+        processor = DetrImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})
+    DetrForObjectDetection(config).eval().save_pretrained(target_dir)
+    processor.save_pretrained(target_dir)
+
+
+def _build_yolos(target_dir: Path, scale: str) -> None:
+    from transformers import YolosConfig, YolosForObjectDetection, YolosImageProcessor
+
+    if scale == "full":  # hustvl/yolos-small
+        config = YolosConfig(
+            hidden_size=384,
+            num_hidden_layers=12,
+            num_attention_heads=6,
+            intermediate_size=1536,
+            image_size=[800, 1333],
+            num_detection_tokens=100,
+            **_label_maps(COCO_91_LABELS),
+        )
+        processor = YolosImageProcessor(size={"shortest_edge": 800, "longest_edge": 1333})
+    else:
+        config = YolosConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=[64, 96],
+            patch_size=16,
+            num_detection_tokens=10,
+            **_label_maps(_TINY_LABELS),
+        )
+        processor = YolosImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})
+    YolosForObjectDetection(config).eval().save_pretrained(target_dir)
+    processor.save_pretrained(target_dir)

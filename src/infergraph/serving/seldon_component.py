@@ -1,0 +1,466 @@
+"""Seldon adapters: `InfergraphComponent` for `seldon-core-microservice` (Seldon Core v1) and the
+`ConditionGate` component that routes cascades in both Seldon engines.
+
+No model logic lives here: a unit builds its component from the registry and only translates
+the Seldon protocol. One class serves every v1 unit type, because the executor picks the
+method by the unit's type: `predict` (MODEL), `transform_input` (TRANSFORMER),
+`transform_output` (OUTPUT_TRANSFORMER), `route` (ROUTER) and `aggregate` (COMBINER).
+
+Payloads between units are `jsonData` objects of named tensors, each an Open Inference
+Protocol tensor `{"datatype", "shape", "data", "parameters"}` (plain lists are accepted from
+clients). Keys are qualified `<node>.<tensor>` (and `request.<tensor>` for the graph inputs)
+plus the bare names of the last step's outputs, so a unit can read any upstream tensor the
+way the graph's `inputs:` mappings name them, including `a.x | request.x` alternatives.
+Clients may also send `ndarray`, `strData` or `binData`: that becomes the component's first
+input. seldon-core is imported lazily so the module also imports where it is not installed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import threading
+from collections.abc import Hashable, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from infergraph.components.base import Component, ComponentResult, ComponentSettings, Prepared
+from infergraph.components.base import TensorSpec as _Spec
+from infergraph.components.registry import component_class
+from infergraph.errors import InfergraphError, InputError, SettingsError
+from infergraph.serving.tensors import from_numpy, to_numpy
+
+log = logging.getLogger(__name__)
+
+REQUEST = "request"
+NUMERIC_OPS = ("lt", "le", "gt", "ge")
+
+
+# -- conditions ------------------------------------------------------------------------------
+def _as_text(array: np.ndarray) -> np.ndarray:
+    flat = [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in array.ravel()]
+    return np.array(flat, dtype=object)
+
+
+def evaluate(condition: Mapping[str, Any], array: np.ndarray, name: str = "value") -> bool:
+    """`tensor op value` over every element, reduced with any/all: the cascade decision."""
+    op = str(condition.get("op", ""))
+    value = condition.get("value")
+    reduce = str(condition.get("reduce", "any"))
+    if array.size == 0:
+        raise InputError(name, "condition tensor is empty")
+    if op in NUMERIC_OPS:
+        if array.dtype == object or array.dtype.kind in "US":
+            raise InputError(name, f"op '{op}' needs a numeric tensor, got {array.dtype}")
+        data = array.astype(np.float64).ravel()
+        threshold = float(value)  # type: ignore[arg-type]
+        result = {
+            "lt": data < threshold,
+            "le": data <= threshold,
+            "gt": data > threshold,
+            "ge": data >= threshold,
+        }[op]
+    elif op in ("eq", "ne", "in", "not_in"):
+        values = value if isinstance(value, list) else [value]
+        if array.dtype == object or array.dtype.kind in "US":
+            data = _as_text(array)
+            wanted = np.array([str(v) for v in values], dtype=object)
+        else:
+            data = array.astype(np.float64).ravel()
+            try:
+                wanted = np.array([float(v) for v in values])
+            except (TypeError, ValueError) as exc:
+                raise InputError(name, f"cannot compare numbers with {values!r}") from exc
+        hit = np.isin(data, wanted)
+        result = hit if op in ("eq", "in") else ~hit
+    else:
+        raise SettingsError("condition.op", f"unknown op '{op}'")
+    return bool(result.all() if reduce == "all" else result.any())
+
+
+class ConditionGate(Component):
+    """Emits `then` when the condition holds on its input, else `otherwise` (never both).
+
+    Seldon Core v2 pipeline steps trigger on the presence of a tensor, so the branch after
+    the gate runs only when its tensor exists: how a cascade skips the big model.
+    `options.condition` is `{"op", "value", "reduce"}` as in the graph's `when`.
+    """
+
+    family: ClassVar[str] = "gate"
+    default_model: ClassVar[str] = ""
+    uses_gpu: ClassVar[bool] = False
+    passthrough: ClassVar[bool] = True
+    inputs: ClassVar[tuple[_Spec, ...]] = (_Spec("value", "FP32", (-1,), "tensor to test"),)
+    outputs: ClassVar[tuple[_Spec, ...]] = (
+        _Spec("then", "BOOL", (1,), "present when the condition holds", optional=True),
+        _Spec("otherwise", "BOOL", (1,), "present when it does not", optional=True),
+    )
+
+    def condition(self) -> dict[str, Any]:
+        cond = self.option("condition", None)
+        if isinstance(cond, str):
+            cond = json.loads(cond)
+        if not isinstance(cond, dict) or "op" not in cond:
+            raise SettingsError("options.condition", "required: {op, value, reduce}")
+        return cond
+
+    def load(self) -> None:
+        self.condition()
+
+    def model_source(self) -> str:
+        return "(no weights)"
+
+    def setup_device(self) -> None:
+        self.device = "cpu"
+
+    def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
+        return {"value": np.full((batch_size,), 0.5, dtype=np.float32)}
+
+    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+        if not inputs:
+            raise InputError("value", "the gate needs the tensor its condition tests")
+        name = "value" if "value" in inputs else sorted(inputs)[0]
+        return Prepared(rows=[evaluate(self.condition(), inputs[name], name)])
+
+    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+        return rows
+
+    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+        return {"then" if results[0] else "otherwise": np.array([True])}
+
+
+# -- Seldon protocol <-> named tensors -----------------------------------------------------------
+def _error(exc: InfergraphError) -> Exception:
+    """A seldon-core exception so the microservice answers 4xx/5xx JSON and stays up."""
+    status = int(getattr(exc, "status_code", 500)) if isinstance(exc, InputError) else 500
+    reason = "MICROSERVICE_BAD_DATA" if isinstance(exc, InputError) else "MICROSERVICE_ERROR"
+    try:
+        from seldon_core.flask_utils import SeldonMicroserviceException
+    except ImportError:  # pragma: no cover - exercised only without seldon-core
+        return exc
+    return SeldonMicroserviceException(str(exc), status_code=status, reason=reason)
+
+
+def _infer(name: str, value: Any) -> np.ndarray:
+    """A plain JSON value from a client: text becomes BYTES, floats FP32, ints INT64."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise InputError(name, f"not a rectangular array: {exc}") from exc
+    if array.dtype.kind in "USO":
+        out = np.empty(array.shape, dtype=object)
+        for idx, item in np.ndenumerate(array):
+            if isinstance(item, str):
+                out[idx] = item.encode("utf-8")
+            elif isinstance(item, bytes):
+                out[idx] = item
+            else:
+                raise InputError(name, f"mixed or nested data ({type(item).__name__})")
+        return out
+    if array.dtype.kind == "f":
+        return array.astype(np.float32)
+    if array.dtype.kind in "iub":
+        return array.astype(np.int64) if array.dtype.kind != "b" else array
+    raise InputError(name, f"unsupported data of dtype {array.dtype}")
+
+
+def decode_tensor(name: str, value: Any) -> np.ndarray:
+    if isinstance(value, dict):
+        if "datatype" not in value or "data" not in value:
+            raise InputError(name, "tensor objects need 'datatype' and 'data' (and 'shape')")
+        params = value.get("parameters") or {}
+        data = value["data"]
+        shape = value.get("shape") or [len(data) if isinstance(data, list) else 1]
+        return to_numpy(name, str(value["datatype"]), shape, data, params.get("content_type"))
+    return _infer(name, value)
+
+
+def encode_tensor(array: np.ndarray) -> dict[str, Any]:
+    datatype, shape, data, params = from_numpy(array)
+    out: dict[str, Any] = {"datatype": datatype, "shape": shape, "data": data}
+    if params:
+        out["parameters"] = params
+    return out
+
+
+class Payload:
+    """Named tensors travelling through the v1 graph: qualified refs plus the current step's."""
+
+    def __init__(self, carried: dict[str, np.ndarray], current: dict[str, np.ndarray]) -> None:
+        self.carried = carried
+        self.current = current
+
+    @classmethod
+    def decode(cls, features: Any, first_input: str) -> Payload:
+        if isinstance(features, dict):
+            decoded = {str(k): decode_tensor(str(k), v) for k, v in features.items()}
+            if not decoded:
+                raise InputError("jsonData", "no tensors given")
+            qualified = {k: v for k, v in decoded.items() if "." in k}
+            bare = {k: v for k, v in decoded.items() if "." not in k}
+            if not qualified:  # a client request: bare names are the graph's inputs
+                return cls({f"{REQUEST}.{k}": v for k, v in bare.items()}, bare)
+            return cls(qualified, bare)
+        if isinstance(features, (bytes, bytearray)):
+            array = np.array([bytes(features)], dtype=object)
+        elif isinstance(features, str):
+            array = np.array([features.encode("utf-8")], dtype=object)
+        elif isinstance(features, np.ndarray):
+            if features.size == 0:
+                raise InputError(
+                    first_input, "empty request: send data.ndarray, strData, jsonData or binData"
+                )
+            array = _infer(first_input, features.tolist())
+        elif isinstance(features, list):
+            array = _infer(first_input, features)
+        else:
+            raise InputError(first_input, f"unsupported payload type {type(features).__name__}")
+        return cls({f"{REQUEST}.{first_input}": array}, {first_input: array})
+
+    def lookup(self, ref: str) -> np.ndarray | None:
+        """First alternative of `a.x | request.x` that is present."""
+        for alt in (part.strip() for part in ref.split("|")):
+            if alt in self.carried:
+                return self.carried[alt]
+        return None
+
+    def with_outputs(self, owner: str, outputs: dict[str, np.ndarray]) -> Payload:
+        carried = dict(self.carried)
+        carried.update({f"{owner}.{k}": v for k, v in outputs.items()})
+        return Payload(carried, dict(outputs))
+
+    def encode(self) -> dict[str, Any]:
+        out = {k: encode_tensor(v) for k, v in self.carried.items()}
+        out.update({k: encode_tensor(v) for k, v in self.current.items()})
+        return out
+
+
+def _json_param(name: str, value: Any, default: Any) -> Any:
+    if value is None or value == "":
+        return default
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise SettingsError(name, f"not valid JSON: {exc}") from exc
+    return value
+
+
+class InfergraphComponent:
+    """One Seldon v1 unit. Graph `parameters` arrive as constructor keyword arguments.
+
+    family, model_uri, device, dtype, options (JSON), max_batch_size, warmup: the component;
+    node: the graph node's name (qualifies its outputs); inputs (JSON): the step's `inputs:`
+    mapping; condition (JSON): a ROUTER's `when`; method/tensor: a COMBINER's combine rule.
+    """
+
+    def __init__(
+        self,
+        family: str | None = None,
+        node: str | None = None,
+        model_uri: str | None = None,
+        device: str = "auto",
+        dtype: str = "fp32",
+        options: str | dict[str, Any] | None = None,
+        inputs: str | dict[str, str] | None = None,
+        max_batch_size: int = 1,
+        warmup: bool = True,
+        condition: str | dict[str, Any] | None = None,
+        method: str | None = None,
+        tensor: str = "scores",
+    ) -> None:
+        self.family = family
+        self.node = node or os.environ.get("PREDICTIVE_UNIT_ID") or (family or "unit")
+        self.options = _json_param("options", options, {})
+        self.inputs = _json_param("inputs", inputs, {})
+        self.condition = _json_param("condition", condition, None)
+        self.method = method
+        self.tensor = tensor
+        self.settings = ComponentSettings(
+            model_uri=model_uri or None,
+            device=device,
+            dtype=dtype,
+            warmup=bool(warmup),
+            max_batch_size=int(max_batch_size),
+            options=self.options,
+        )
+        self._component: Component | None = None
+        self._lock = threading.Lock()
+        self._last = threading.local()
+        self.ready = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def load(self) -> None:
+        """Called by seldon-core in each worker before serving: builds and warms the model."""
+        if self.family and self.family != "gate":
+            self.component()
+        self.ready = True
+
+    def component(self) -> Component:
+        if self._component is None:
+            with self._lock:
+                if self._component is None:
+                    if not self.family:
+                        raise SettingsError("family", f"unit '{self.node}' runs no component")
+                    component = component_class(self.family)(self.settings)
+                    component.start()
+                    self._component = component
+        return self._component
+
+    def first_input(self) -> str:
+        if not self.family or self.family == "gate":
+            return "input"
+        cls = component_class(self.family)
+        bytes_inputs = [s.name for s in cls.inputs if s.datatype == "BYTES"]
+        return (bytes_inputs or [s.name for s in cls.inputs] or ["input"])[0]
+
+    # -- Seldon methods --------------------------------------------------------------------------
+    def predict(self, X: Any, features_names: Any = None, **kwargs: Any) -> dict[str, Any]:
+        return self._guard(lambda: self._run(X).encode())
+
+    def transform_input(self, X: Any, features_names: Any = None, **kwargs: Any) -> dict[str, Any]:
+        return self.predict(X, features_names, **kwargs)
+
+    def transform_output(self, X: Any, features_names: Any = None, **kwargs: Any) -> dict[str, Any]:
+        return self.predict(X, features_names, **kwargs)
+
+    def route(self, X: Any, features_names: Any = None, **kwargs: Any) -> int:
+        """0 = first child (`then`), 1 = second (`otherwise` or the cascade's pass-through)."""
+
+        def decide() -> int:
+            if not self.condition:
+                raise SettingsError("condition", f"router '{self.node}' has no condition")
+            payload = Payload.decode(X, "input")
+            ref = str(self.condition["tensor"])
+            value = payload.lookup(ref)
+            # As in the local runner: a condition on a tensor that is absent does not hold.
+            taken = value is not None and evaluate(self.condition, value, ref)
+            self._remember({"route": 0 if taken else 1}, {})
+            return 0 if taken else 1
+
+        return self._guard(decide)
+
+    def aggregate(self, features_list: list[Any], feature_names_list: Any = None) -> dict[str, Any]:
+        """Combine ensemble members: built-in average/vote/merge, or the combiner node."""
+
+        def combine() -> dict[str, Any]:
+            if not features_list:
+                raise InputError("seldonMessages", "no member outputs to combine")
+            members = [Payload.decode(f, f"member_{i}") for i, f in enumerate(features_list)]
+            carried: dict[str, np.ndarray] = {}
+            for member in members:
+                carried.update(member.carried)
+            base = Payload(carried, {})
+            if self.method == "merge" or self.family is None:
+                merged: dict[str, np.ndarray] = {}
+                for member in members:
+                    merged.update(member.current)
+                self._remember({}, {})
+                return base.with_outputs(self.node, merged).encode()
+            if self.family == "combiner":
+                inputs = {}
+                for i, member in enumerate(members):
+                    if self.tensor not in member.current:
+                        raise InputError(
+                            f"{self.tensor}_{i}",
+                            f"ensemble member {i} did not output '{self.tensor}'; it gave "
+                            f"{', '.join(sorted(member.current)) or 'nothing'}",
+                        )
+                    inputs[f"{self.tensor}_{i}"] = member.current[self.tensor]
+                params = {"method": self.method} if self.method else {}
+                result = self.component().predict(inputs, params)
+            else:
+                current: dict[str, np.ndarray] = {}
+                for member in members:
+                    current.update(member.current)
+                result = self.component().predict(self._inputs(Payload(carried, current)), {})
+            self._remember_result(result)
+            return base.with_outputs(self.node, result.outputs).encode()
+
+        return self._guard(combine)
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """Seldon custom metrics: the last request's stage timings (TIMER, ms) on this thread."""
+        timings: dict[str, float] = getattr(self._last, "timings", {})
+        out: list[dict[str, Any]] = [
+            {"type": "TIMER", "key": f"infergraph_{stage}", "value": float(ms)}
+            for stage, ms in timings.items()
+        ]
+        rows = getattr(self._last, "rows", None)
+        if rows is not None:
+            out.append({"type": "COUNTER", "key": "infergraph_rows", "value": float(rows)})
+        return out
+
+    def tags(self) -> dict[str, Any]:
+        """Response meta tags: timings keyed by node so a whole graph's stay apart."""
+        tags: dict[str, Any] = {f"{self.node}.{k}": v for k, v in self._last_tags().items()}
+        return tags
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _run(self, features: Any) -> Payload:
+        if self.family is None:
+            raise SettingsError("family", f"unit '{self.node}' has no component family")
+        payload = Payload.decode(features, self.first_input())
+        result = self.component().predict(self._inputs(payload), {})
+        self._remember_result(result)
+        return payload.with_outputs(self.node, result.outputs)
+
+    def _inputs(self, payload: Payload) -> dict[str, np.ndarray]:
+        """The node's inputs as the graph maps them (the same rules as graph validation)."""
+        cls = component_class(str(self.family))
+        if cls.passthrough:
+            if self.inputs:
+                found = {k: payload.lookup(v) for k, v in self.inputs.items()}
+                return {k: v for k, v in found.items() if v is not None}
+            return dict(payload.current)
+        out: dict[str, np.ndarray] = {}
+        for spec in cls.inputs:
+            if spec.name in self.inputs:
+                value = payload.lookup(self.inputs[spec.name])
+                if value is None:
+                    raise InputError(
+                        spec.name, f"mapped to '{self.inputs[spec.name]}', which is not present"
+                    )
+            else:
+                value = payload.current.get(spec.name)
+                if value is None:
+                    value = payload.carried.get(f"{REQUEST}.{spec.name}")
+            if value is not None:
+                out[spec.name] = value
+        return out
+
+    def _remember_result(self, result: ComponentResult) -> None:
+        timings = {
+            k[: -len("_ms")]: float(v)
+            for k, v in result.parameters.items()
+            if k.endswith("_ms") and isinstance(v, (int, float))
+        }
+        self._remember(
+            {f"{k}_ms": v for k, v in timings.items()}, timings, result.parameters.get("batch_size")
+        )
+
+    def _remember(
+        self, tags: dict[str, Any], timings: dict[str, float], rows: int | None = None
+    ) -> None:
+        self._last.tags = tags
+        self._last.timings = timings
+        self._last.rows = rows
+
+    def _last_tags(self) -> dict[str, Any]:
+        return dict(getattr(self._last, "tags", {}))
+
+    def _guard(self, fn: Any) -> Any:
+        """Typed errors become Seldon errors with a status; the worker keeps serving."""
+        try:
+            return fn()
+        except InfergraphError as exc:
+            log.warning("%s: %s", self.node, exc)
+            raise _error(exc) from exc
+
+
+def b64(data: bytes) -> str:
+    """binData helper for clients and tests."""
+    return base64.b64encode(data).decode("ascii")

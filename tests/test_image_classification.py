@@ -1,0 +1,141 @@
+"""image-classification (timm and transformers backends) behind a real `mlserver start`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from infergraph.components.base import ComponentSettings
+from infergraph.components.image_classification import ImageClassifier
+from infergraph.errors import SettingsError
+from tests.servers import MLServerProcess, v2_input
+from tests.vision_fixtures import (
+    COLOURS,
+    assert_ready,
+    batch_size,
+    burst,
+    grpc_infer,
+    image_input,
+    jpeg,
+    outputs,
+    png,
+    png_bomb,
+    shared_checkpoints,
+    shared_server,
+)
+
+pytestmark = pytest.mark.slow
+
+LABELS = ["cat", "dog", "bird", "fish", "frog", "horse", "ship", "truck"]
+
+
+@pytest.fixture(scope="module")
+def vision_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> MLServerProcess:
+    return shared_server(request, tmp_path_factory)
+
+
+@pytest.mark.parametrize("model", ["classify", "classify-vit"])
+def test_scores_label_confidence_and_top_k(vision_server: MLServerProcess, model: str) -> None:
+    payload = {"inputs": [image_input([png(COLOURS[0]), jpeg(3)])], "parameters": {"top_k": 3}}
+    out = outputs(vision_server.infer(model, payload))
+    scores = out["scores"]
+    assert scores.shape == (2, len(LABELS))
+    assert np.allclose(scores.sum(axis=1), 1.0, atol=1e-5)
+    assert list(out["label"]) == [LABELS[i] for i in scores.argmax(axis=1)]
+    assert np.allclose(out["confidence"], scores.max(axis=1), atol=1e-6)
+    assert out["top_k_labels"].shape == (2, 3) and out["top_k_scores"].shape == (2, 3)
+    assert np.allclose(out["top_k_scores"], -np.sort(-scores, axis=1)[:, :3], atol=1e-6)
+    assert (out["top_k_labels"][:, 0] == out["label"]).all()
+    clipped = {"inputs": [image_input([png(COLOURS[1])])], "parameters": {"top_k": 100}}
+    assert outputs(vision_server.infer(model, clipped))["top_k_labels"].shape == (1, len(LABELS))
+
+
+def test_pixel_values_path_and_size_check(vision_server: MLServerProcess) -> None:
+    pixels = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    ok = vision_server.infer(
+        "classify",
+        {"inputs": [v2_input("pixel_values", "FP32", pixels.ravel().tolist(), [2, 3, 64, 64])]},
+    )
+    assert outputs(ok)["scores"].shape == (2, len(LABELS))
+    wrong = vision_server.infer(
+        "classify", {"inputs": [v2_input("pixel_values", "FP32", [0.0] * 3072, [1, 3, 32, 32])]}
+    )
+    assert wrong.status_code == 400
+    assert "input 'pixel_values'" in wrong.text and "64 x 64" in wrong.text
+    assert_ready(vision_server, "classify")
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own(
+    vision_server: MLServerProcess,
+) -> None:
+    images = [jpeg(i) for i in range(10)]
+    solo = [outputs(vision_server.infer("classify", {"inputs": [image_input([i])]}))["scores"]
+            for i in images]  # fmt: skip
+    payloads = [{"inputs": [image_input([i])]} for i in images]
+    sizes: list[int] = []
+    for _ in range(3):
+        responses = burst(vision_server, "classify", payloads)
+        for response, expected in zip(responses, solo, strict=True):
+            assert np.allclose(outputs(response)["scores"], expected, atol=1e-5)
+        sizes = [batch_size(r) for r in responses]
+        if max(sizes) > 1:
+            break
+    assert max(sizes) > 1
+
+
+def test_grpc_request(vision_server: MLServerProcess) -> None:
+    images = [png(COLOURS[5])]
+    got = grpc_infer(vision_server, "classify", [("image", "BYTES", [1], images)])
+    rest = outputs(vision_server.infer("classify", {"inputs": [image_input(images)]}))
+    assert np.allclose(got["scores"], rest["scores"], atol=1e-5)
+    assert [label.decode() for label in got["label"]] == list(rest["label"])
+
+
+@pytest.mark.parametrize(
+    ("inputs", "needle"),
+    [
+        ([image_input([b"\xff\xd8\xff broken jpeg"])], "input 'image' row 0"),
+        ([v2_input("pixel_values", "INT64", [0] * 12288, [1, 3, 64, 64])], "pixel_values"),
+        ([v2_input("pixel_values", "FP32", [0.0] * 4096, [1, 64, 64])], "pixel_values"),
+        ([v2_input("image", "BYTES", [], [0])], "input 'image'"),
+        ([image_input([png((0, 0, 0)), png_bomb()])], "input 'image' row 1"),
+    ],
+    ids=["undecodable", "int-pixels", "3d-pixels", "empty", "bomb"],
+)
+def test_bad_input_is_a_4xx_naming_the_input(
+    vision_server: MLServerProcess, inputs: list[dict[str, object]], needle: str
+) -> None:
+    resp = vision_server.infer("classify", {"inputs": inputs})
+    assert 400 <= resp.status_code < 500 and needle in resp.text, resp.text
+    assert_ready(vision_server, "classify")
+
+
+def test_bad_request_in_a_burst_fails_alone(vision_server: MLServerProcess) -> None:
+    payloads = [{"inputs": [image_input([jpeg(i)])]} for i in range(8)]
+    payloads[5] = {"inputs": [image_input([b"nope"])]}
+    responses = burst(vision_server, "classify", payloads)
+    assert responses[5].status_code == 400 and "input 'image'" in responses[5].text
+    assert all(outputs(r)["label"].shape == (1,) for i, r in enumerate(responses) if i != 5)
+
+
+def test_backend_is_detected_from_the_checkpoint(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    ck = shared_checkpoints(tmp_path_factory)
+
+    def component(folder: str, **options: object) -> ImageClassifier:
+        return ImageClassifier(ComponentSettings(model_uri=folder, options=options))
+
+    assert component(str(ck["timm"])).backend() == "timm"
+    assert component(str(ck["vit"])).backend() == "transformers"
+    assert component("timm/resnet50.a1_in1k").backend() == "timm"
+    assert component("google/vit-base-patch16-224").backend() == "transformers"
+    assert component("microsoft/resnet-50", backend="timm").backend() == "timm"
+    with pytest.raises(SettingsError, match="backend"):
+        component(str(ck["timm"]), backend="onnx").backend()
+    loaded = component(str(ck["timm"]))
+    loaded.settings.warmup = False
+    loaded.start()
+    assert loaded.labels == LABELS and loaded.input_hw == (64, 64)

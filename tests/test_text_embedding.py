@@ -1,0 +1,136 @@
+"""Text embeddings: a tiny checkpoint and the REAL all-MiniLM-L6-v2 behind `mlserver start`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from infergraph.components.base import ComponentSettings
+from infergraph.components.text_embedding import TextEmbedder
+from infergraph.components.tokenizers import minilm_dir
+from tests.servers import MLServerProcess, mlserver, v2_input, write_model
+from tests.text_fixtures import (
+    assert_ready,
+    burst,
+    grpc_infer,
+    max_batch_size,
+    outputs,
+    parameter,
+    raw_bytes_input,
+    text_input,
+)
+
+pytestmark = pytest.mark.slow
+
+GUITAR = "A man is playing a guitar."
+GUITAR_TOO = "Someone plays the guitar."
+STOCKS = "The stock market fell sharply today."
+TEXTS = [GUITAR, GUITAR_TOO, STOCKS, "Le chat dort.", "ok", "Paris is the capital of France."]
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return TextEmbedder.build_checkpoint(tmp_path_factory.mktemp("ckpt") / "embed")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> Iterator[MLServerProcess]:
+    models = tmp_path_factory.mktemp("models")
+    write_model(models, "embed", "text-embedding", str(tiny_dir),
+                max_batch_size=32, max_batch_time=0.05)  # fmt: skip
+    write_model(models, "minilm", "text-embedding", str(minilm_dir()), max_batch_size=8,
+                max_batch_time=0.01)  # fmt: skip
+    with mlserver(models) as proc:
+        yield proc
+
+
+def test_real_minilm_weights_in_process() -> None:
+    comp = TextEmbedder(ComponentSettings(model_uri=str(minilm_dir()), device="cpu"))
+    comp.start()
+    emb = comp.predict({"text": np.array([t.encode() for t in TEXTS[:3]], dtype=object)})
+    vectors = emb.outputs["embedding"]
+    assert vectors.shape == (3, 384) and vectors.dtype == np.float32
+    assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2])
+    assert cosine(vectors[0], vectors[1]) > 0.5
+
+
+def test_real_minilm_weights_through_mlserver(server: MLServerProcess) -> None:
+    resp = server.infer("minilm", {"inputs": [text_input("text", TEXTS[:3])]})
+    vectors = np.array(outputs(resp)["embedding"], dtype=np.float32).reshape(3, 384)
+    assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2])
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+
+
+def test_tiny_embeddings_and_normalize_option(server: MLServerProcess) -> None:
+    resp = server.infer("embed", {"inputs": [text_input("text", TEXTS)]})
+    meta = resp.json()["outputs"][0]
+    assert meta["datatype"] == "FP32" and meta["shape"] == [len(TEXTS), 32]
+    vectors = np.array(outputs(resp)["embedding"]).reshape(len(TEXTS), -1)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    raw = server.infer(
+        "embed", {"inputs": [text_input("text", TEXTS[:1])], "parameters": {"normalize": False}}
+    )
+    raw_vector = np.array(outputs(raw)["embedding"])
+    assert not np.isclose(np.linalg.norm(raw_vector), 1.0, atol=1e-3)
+    assert np.allclose(raw_vector / np.linalg.norm(raw_vector), vectors[0], atol=1e-4)
+
+
+def test_grpc_embedding(server: MLServerProcess) -> None:
+    rest = np.array(
+        outputs(server.infer("minilm", {"inputs": [text_input("text", [GUITAR])]}))["embedding"]
+    )
+    got = grpc_infer(server, "minilm", [("text", "BYTES", [1], [GUITAR.encode()])])
+    assert got["embedding"].shape == (1, 384)
+    assert np.allclose(got["embedding"].reshape(-1), rest, atol=1e-5)
+
+
+def test_concurrent_requests_are_batched_each_gets_its_own(server: MLServerProcess) -> None:
+    solo = [
+        np.array(outputs(server.infer("embed", {"inputs": [text_input("text", [t])]}))["embedding"])
+        for t in TEXTS
+    ]
+    responses = burst(server, "embed", [{"inputs": [text_input("text", [t])]} for t in TEXTS])
+    for expected, resp in zip(solo, responses, strict=True):
+        assert np.allclose(outputs(resp)["embedding"], expected, atol=1e-4)
+    assert max_batch_size(responses) > 1
+
+
+def test_bad_request_in_a_burst_fails_alone(server: MLServerProcess) -> None:
+    payloads = [{"inputs": [text_input("text", [t])]} for t in TEXTS]
+    payloads.insert(1, {"inputs": [raw_bytes_input("text", [b"\xff"])]})
+    payloads.append({"inputs": [text_input("text", [GUITAR])], "parameters": {"normalize": False}})
+    responses = burst(server, "embed", payloads)
+    assert responses[1].status_code == 400 and "'text'" in responses[1].text
+    unnormalised = np.array(outputs(responses[-1])["embedding"])
+    assert not np.isclose(np.linalg.norm(unnormalised), 1.0, atol=1e-3)
+    assert all(r.status_code == 200 for i, r in enumerate(responses) if i != 1)
+
+
+def test_bad_inputs_are_400_naming_the_input(server: MLServerProcess) -> None:
+    cases = [
+        ({"inputs": [raw_bytes_input("text", [b"fine", b"\xc3\x28"])]}, "row 1", "utf-8"),
+        ({"inputs": [v2_input("text", "FP32", [0.5])]}, "'text'", "expected BYTES"),
+        ({"inputs": [v2_input("text", "BYTES", [], [0])]}, "'text'", "empty batch"),
+        ({"inputs": [text_input("text", ["word " * 300])]}, "'text'", "the model's limit is 256"),
+    ]
+    for payload, where, message in cases:
+        resp = server.infer("embed", payload)
+        assert resp.status_code == 400, resp.text
+        assert "'text'" in resp.text and where in resp.text and message in resp.text, resp.text
+    assert_ready(server, "embed")
+
+
+def test_truncation_when_allowed_is_reported(server: MLServerProcess) -> None:
+    resp = server.infer(
+        "minilm",
+        {"inputs": [text_input("text", [GUITAR, "word " * 300])], "parameters": {"truncate": True}},
+    )
+    assert np.array(outputs(resp)["embedding"]).size == 2 * 384
+    assert parameter(resp, "truncated") == [1]
