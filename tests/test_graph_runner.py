@@ -53,9 +53,18 @@ def _outputs(resp: httpx.Response) -> dict[str, dict[str, Any]]:
     return {o["name"]: o for o in resp.json()["outputs"]}
 
 
+def _tiny(path: Path) -> InferenceGraph:
+    """The shipped graph, with the one setting that depends on checkpoint size made tiny."""
+    data = yaml.safe_load(path.read_text())
+    for node in data["spec"]["nodes"]:
+        if node["family"] == "image-preprocessing":
+            node["options"]["size"] = 32  # the tiny classifiers take 32 x 32 pixels
+    return parse_graph(data)
+
+
 @pytest.mark.parametrize("path", GRAPHS, ids=lambda p: p.stem)
 def test_graph_runs_end_to_end(path: Path) -> None:
-    graph = load_graph(path)
+    graph = _tiny(path)
 
     async def scenario() -> None:
         async with _serve(graph) as rg:
@@ -163,6 +172,17 @@ def test_video_frame_without_person_gives_empty_result_and_errors_name_the_node(
             outs = _outputs(resp)
             assert outs["label"]["shape"] == [0] and outs["label"]["data"] == []
             assert outs["scores"]["shape"][0] == 0
+
+            # Every detection kept and cropped: the classifier runs once over all the crops.
+            resp = await _post(
+                rg.infer_url,
+                request_for(graph, **{"detector.threshold": 0.0, "detector.crop_classes": "dog"}),
+            )
+            assert resp.status_code == 200, resp.text
+            params = resp.json()["parameters"]
+            assert "classifier.skipped" not in params and params["classifier.total_ms"] > 0
+            crops = _outputs(resp)["label"]["shape"][0]
+            assert crops > 0 and _outputs(resp)["scores"]["shape"][0] == crops
 
             bad = request_for(graph)
             bad["inputs"][0]["data"] = ["bm90IGFuIGltYWdl"]  # base64 of "not an image"

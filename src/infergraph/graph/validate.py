@@ -169,6 +169,8 @@ class _Checker:
             for name, spec in wanted.items():
                 if name in step.inputs:
                     src = self.resolve(step.inputs[name], scope, f"{path}.inputs.{name}", step.node)
+                elif spec.optional and step.inputs:
+                    src = None  # alternatives (image / pixel_values): only what is mapped
                 else:
                     src = scope.current.get(name) or scope.available.get(f"{REQUEST}.{name}")
                     if src is None and not spec.optional:

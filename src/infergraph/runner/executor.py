@@ -139,8 +139,9 @@ class GraphExecutor:
                 feed = dict(state.current)
         else:
             # Unmapped inputs flow in by name: the previous step's outputs, then the request's.
+            # Optional ones only when nothing was mapped (image vs pixel_values are alternatives).
             for spec in component_class(self.nodes[name].family).inputs:
-                if spec.name not in feed:
+                if spec.name not in feed and not (spec.optional and step.inputs):
                     tensor = state.current.get(spec.name) or state.tensors.get(
                         f"{REQUEST}.{spec.name}"
                     )
@@ -205,8 +206,12 @@ class GraphExecutor:
         return {t["name"]: t for t in reply.get("outputs", [])}
 
     async def ensemble(self, step: EnsembleStep, state: ExecState) -> ExecState:
-        async with asyncio.TaskGroup() as group:  # a failing member cancels its siblings
-            tasks = [group.create_task(self.run(m, state.fork())) for m in step.ensemble]
+        try:
+            async with asyncio.TaskGroup() as group:  # a failing member cancels its siblings
+                tasks = [group.create_task(self.run(m, state.fork())) for m in step.ensemble]
+        except ExceptionGroup as group_error:
+            # Report the first member's failure as it is: it already names its node.
+            raise group_error.exceptions[0] from None
         results = [t.result() for t in tasks]
         merged = state.fork()
         for res in results:
