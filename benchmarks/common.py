@@ -15,7 +15,7 @@ from rich.table import Table
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench-results"
-console = Console()
+console = Console(width=max(Console().width, 140))
 
 
 def machine() -> dict[str, Any]:

@@ -158,21 +158,32 @@ class ImageClassifier(Component):
 
     # -- offline checkpoints -------------------------------------------------------------------
     @classmethod
-    def build_checkpoint(cls, target_dir: Path, scale: str = "tiny", backend: str = "timm") -> Path:
+    def build_checkpoint(
+        cls,
+        target_dir: Path,
+        scale: str = "tiny",
+        backend: str = "timm",
+        reference: str | None = None,
+    ) -> Path:
         """Random-weight classifier saved the way its hub checkpoints are.
 
-        timm: `full` is resnet50.a1_in1k (saved with timm's own `save_for_hf`, so
-        `load()` takes the same `local-dir:` path as a `timm/...` hub id); `tiny` is
-        timm's test_resnet at 64x64 over 8 classes. transformers: `full` is
-        google/vit-base-patch16-224, `tiny` a two-layer ViT.
+        timm: `full` is the architecture `reference` names (`timm/resnet18.a1_in1k`;
+        resnet50.a1_in1k by default), saved with timm's own `save_for_hf` so `load()`
+        takes the same `local-dir:` path as a `timm/...` hub id; `tiny` is timm's
+        test_resnet at 64x64 over 8 classes. transformers: `full` is ResNet-50 when the
+        reference names a ResNet (microsoft/resnet-50), else google/vit-base-patch16-224;
+        `tiny` a two-layer ViT.
         """
         import torch
 
         target_dir = Path(target_dir)
         target_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(0)
+        ref = (reference or "").lower()
         if backend == "timm":
-            _build_timm(target_dir, scale)
+            _build_timm(target_dir, scale, ref.removeprefix("timm/") or "resnet50.a1_in1k")
+        elif backend == "transformers" and scale == "full" and "resnet" in ref:
+            _build_hf_resnet50(target_dir)
         elif backend == "transformers":
             _build_vit(target_dir, scale)
         else:
@@ -207,12 +218,12 @@ def _timm_labels(model: Any) -> list[str]:
     return [str(i) for i in range(count)]
 
 
-def _build_timm(target_dir: Path, scale: str) -> None:
+def _build_timm(target_dir: Path, scale: str, model_name: str) -> None:
     import timm
     from timm.models import save_for_hf
 
     if scale == "full":
-        model = timm.create_model("resnet50.a1_in1k", pretrained=False)
+        model = timm.create_model(model_name, pretrained=False)
         names, descriptions = _imagenet_labels()
         model_config: dict[str, Any] = {"label_names": names, "label_descriptions": descriptions}
         data_config = None
@@ -234,6 +245,22 @@ def _label_maps(labels: list[str]) -> dict[str, Any]:
         "id2label": dict(enumerate(labels)),
         "label2id": {label: i for i, label in enumerate(labels)},
     }
+
+
+def _build_hf_resnet50(target_dir: Path) -> None:
+    """microsoft/resnet-50's architecture and preprocessing, random weights."""
+    from transformers import ConvNextImageProcessor, ResNetConfig, ResNetForImageClassification
+
+    names, descriptions = _imagenet_labels()
+    config = ResNetConfig(
+        embedding_size=64,
+        hidden_sizes=[256, 512, 1024, 2048],
+        depths=[3, 4, 6, 3],
+        layer_type="bottleneck",
+        **_label_maps([descriptions[n] for n in names]),
+    )
+    ResNetForImageClassification(config).eval().save_pretrained(target_dir)
+    ConvNextImageProcessor(size={"shortest_edge": 224}, crop_pct=0.875).save_pretrained(target_dir)
 
 
 def _build_vit(target_dir: Path, scale: str) -> None:

@@ -206,13 +206,20 @@ class ImageEmbedder(Component):
     # -- offline checkpoints -------------------------------------------------------------------
     @classmethod
     def build_checkpoint(
-        cls, target_dir: Path, scale: str = "tiny", architecture: str = "siglip"
+        cls,
+        target_dir: Path,
+        scale: str = "tiny",
+        architecture: str = "siglip",
+        reference: str | None = None,
     ) -> Path:
         """Random-weight SigLIP (or CLIP) with its processor, saved like a hub checkpoint.
 
-        `full` is google/siglip-so400m-patch14-384's architecture at real size
-        (about 880M parameters); `tiny` is a two-layer model for tests.
+        `full` is google/siglip-so400m-patch14-384's architecture at real size (about
+        880M parameters), or siglip-base-patch16-224's when `reference` names a base
+        SigLIP; `tiny` is a two-layer model for tests.
         """
+        if scale == "full" and architecture == "siglip" and "base" in (reference or ""):
+            scale = "base"
         target_dir = Path(target_dir)
         target_dir.mkdir(parents=True, exist_ok=True)
         if architecture == "siglip":
@@ -245,6 +252,22 @@ class ImageEmbedder(Component):
                 ),
                 vision_config=_tiny_tower(image_size=32, patch_size=8),
                 projection_dim=32,
+            )
+        if scale == "base":  # google/siglip-base-patch16-224
+            tower = {
+                "hidden_size": 768,
+                "intermediate_size": 3072,
+                "num_hidden_layers": 12,
+                "num_attention_heads": 12,
+            }
+            return SiglipConfig(
+                text_config={
+                    **tower,
+                    **_SIGLIP_TEXT_IDS,
+                    "vocab_size": 32000,
+                    "max_position_embeddings": 64,
+                },
+                vision_config={**tower, "image_size": 224, "patch_size": 16},
             )
         if scale == "full":  # google/siglip-so400m-patch14-384
             tower = {

@@ -90,13 +90,15 @@ def architecture_kwargs(build: Any, source: str) -> dict[str, str]:
     """Pick the builder's architecture/backend argument from the checkpoint id it stands for."""
     params = inspect.signature(build).parameters
     lowered = source.lower()
+    kwargs: dict[str, str] = {"reference": source} if "reference" in params else {}
     if "backend" in params:
-        return {"backend": "timm" if lowered.startswith("timm/") else "transformers"}
+        kwargs["backend"] = "timm" if lowered.startswith("timm/") else "transformers"
     if "architecture" in params:
         for needle, arch in _ARCHITECTURES["architecture"]:
             if needle in lowered:
-                return {"architecture": arch}
-    return {}
+                kwargs["architecture"] = arch
+                break
+    return kwargs
 
 
 def write_repository(
