@@ -18,7 +18,7 @@ def test_identity_and_combiner_round_trip_and_bad_input(tmp_path: Path) -> None:
         assert resp.status_code == 200, resp.text
         body = resp.json()
         assert body["outputs"][0]["data"] == [1.5, 2.5]
-        assert {"queue_ms", "preprocess_ms", "inference_ms"} <= set(body["parameters"])
+        assert {"preprocess_ms", "inference_ms", "batch_size"} <= set(body["parameters"])
 
         # Concurrent requests: each caller gets exactly its own data back.
         def call(i: int) -> list[float]:

@@ -13,7 +13,7 @@ from infergraph.serving.mlserver_runtime import ComponentRuntime
 
 REPO = Path(__file__).resolve().parent.parent
 FILES = sorted((REPO / "mlserver").glob("*/model-settings.json"))
-PLUMBING = {"identity", "combiner", "crop-filter", "image-preprocessing"}
+PLUMBING = {"identity", "combiner", "crop-filter", "gate", "image-preprocessing"}
 
 
 def test_every_model_family_ships_settings() -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Hashable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
-from infergraph.errors import InputError
+from infergraph.components.conditions import evaluate
+from infergraph.errors import InputError, SettingsError
 
 
 class Identity(Component):
@@ -186,3 +188,56 @@ class CropFilter(Component):
 
 def _as_bytes(value: Any) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
+
+
+class ConditionGate(Component):
+    """Emits `then` when the condition holds on its input, else `otherwise` (never both).
+
+    Seldon Core v2 pipeline steps trigger on the presence of a tensor, so the branch after
+    the gate runs only when its tensor exists: how a cascade skips the big model.
+    `options.condition` is `{"op", "value", "reduce"}` as in the graph's `when`.
+    """
+
+    family: ClassVar[str] = "gate"
+    default_model: ClassVar[str] = ""
+    uses_gpu: ClassVar[bool] = False
+    passthrough: ClassVar[bool] = True
+    inputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("value", "FP32", (-1,), "tensor to test"),
+    )
+    outputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("then", "BOOL", (1,), "present when the condition holds", optional=True),
+        TensorSpec("otherwise", "BOOL", (1,), "present when it does not", optional=True),
+    )
+
+    def condition(self) -> dict[str, Any]:
+        cond = self.option("condition", None)
+        if isinstance(cond, str):
+            cond = json.loads(cond)
+        if not isinstance(cond, dict) or "op" not in cond:
+            raise SettingsError("options.condition", "required: {op, value, reduce}")
+        return cond
+
+    def load(self) -> None:
+        self.condition()
+
+    def model_source(self) -> str:
+        return "(no weights)"
+
+    def setup_device(self) -> None:
+        self.device = "cpu"
+
+    def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
+        return {"value": np.full((batch_size,), 0.5, dtype=np.float32)}
+
+    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+        if not inputs:
+            raise InputError("value", "the gate needs the tensor its condition tests")
+        name = "value" if "value" in inputs else sorted(inputs)[0]
+        return Prepared(rows=[evaluate(self.condition(), inputs[name], name)])
+
+    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+        return rows
+
+    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+        return {"then" if results[0] else "otherwise": np.array([True])}

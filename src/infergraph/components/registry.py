@@ -26,6 +26,7 @@ _FAMILIES: dict[str, str] = {
     "identity": "infergraph.components.plumbing:Identity",
     "combiner": "infergraph.components.plumbing:Combiner",
     "crop-filter": "infergraph.components.plumbing:CropFilter",
+    "gate": "infergraph.components.plumbing:ConditionGate",
     "image-preprocessing": "infergraph.components.image_preprocessing:ImagePreprocessor",
 }
 

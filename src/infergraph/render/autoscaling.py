@@ -38,6 +38,7 @@ SERIES = {
 }
 V2_RPS_SERIES = "seldon_model_infer_total"
 V1_RPS_SERIES = "seldon_api_executor_client_requests_seconds_count"
+V2_PIPELINE_SERIES = "seldon_pipeline_infer_total"
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class Target:
     pod_regex: str
     rps_selector: dict[str, str]
     rps_series: str
+    # Request rate measured outside the scaled pods (executor / pipeline gateway): with zero
+    # replicas the pods' own metrics vanish, so this is what wakes a scaled-to-zero node.
+    wake_query: str | None = None
 
 
 def check(node: Node, engine: str) -> None:
@@ -61,7 +65,8 @@ def check(node: Node, engine: str) -> None:
     if auto.max_replicas < auto.min_replicas:
         raise RenderError(
             engine,
-            f"{where}: maxReplicas ({auto.max_replicas}) is below minReplicas ({auto.min_replicas})",
+            f"{where}: maxReplicas ({auto.max_replicas}) is below "
+            f"minReplicas ({auto.min_replicas})",
         )
     if auto.metric == "gpu" and not node.resources.gpu:
         raise RenderError(engine, f"{where}: metric 'gpu' on a node that requests no GPU")
@@ -73,13 +78,6 @@ def check(node: Node, engine: str) -> None:
                 engine,
                 f"{where}: scale to zero needs an event metric (rps, queue, inflight); "
                 "CPU utilisation of zero pods is undefined, so KEDA's cpu scaler cannot wake it",
-            )
-        if engine == "seldon-v2":
-            raise RenderError(
-                engine,
-                f"{where}: minReplicas 0 is not supported on Seldon Core v2: models are "
-                "scheduled onto running Server replicas, so with none the model is "
-                "unavailable and its request-rate metric stops; use minReplicas >= 1",
             )
 
 
@@ -94,8 +92,7 @@ def _query(graph: InferenceGraph, node: Node, target: Target) -> tuple[str, str]
     ns = {"namespace": graph.metadata.namespace} if graph.metadata.namespace else {}
     pods = _selector(ns) + ("," if ns else "") + f'pod=~"{target.pod_regex}"'
     if metric == "rps":
-        sel = _selector({**ns, **target.rps_selector})
-        return f"sum(rate({target.rps_series}{{{sel}}}[1m]))", "AverageValue"
+        return rate_query(target.rps_series, {**ns, **target.rps_selector}), "AverageValue"
     if metric == "gpu":
         return f"avg({SERIES['gpu']}{{{pods}}})", "Value"
     return f"sum({SERIES[metric]}{{{pods}}})", "AverageValue"
@@ -170,7 +167,7 @@ def keda_triggers(graph: InferenceGraph, node: Node, target: Target) -> list[dic
         ]
     query, metric_type = _query(graph, node, target)
     server = graph.metadata.annotations.get(PROMETHEUS_ANNOTATION, DEFAULT_PROMETHEUS)
-    return [
+    triggers = [
         {
             "type": "prometheus",
             "name": f"{node.name}-{auto.metric}",
@@ -183,6 +180,27 @@ def keda_triggers(graph: InferenceGraph, node: Node, target: Target) -> list[dic
             },
         }
     ]
+    if auto.min_replicas == 0 and target.wake_query and target.wake_query != query:
+        # Activation only: the threshold is high enough that it never asks for more than one
+        # replica at the node's full capacity; the node's own metric scales beyond that.
+        triggers.append(
+            {
+                "type": "prometheus",
+                "name": f"{node.name}-wake",
+                "metricType": "AverageValue",
+                "metadata": {
+                    "serverAddress": server,
+                    "query": target.wake_query,
+                    "threshold": _threshold(auto.target * auto.max_replicas),
+                    "activationThreshold": "0",
+                },
+            }
+        )
+    return triggers
+
+
+def rate_query(series: str, labels: dict[str, str]) -> str:
+    return f"sum(rate({series}{{{_selector(labels)}}}[1m]))"
 
 
 def scaled_object(graph: InferenceGraph, node: Node, target: Target, name: str) -> dict[str, Any]:

@@ -73,9 +73,7 @@ def labels(graph: InferenceGraph, node: str | None, component: str) -> dict[str,
     return out
 
 
-def metadata(
-    graph: InferenceGraph, name: str, node: str | None, component: str
-) -> dict[str, Any]:
+def metadata(graph: InferenceGraph, name: str, node: str | None, component: str) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name}
     if graph.metadata.namespace:
         meta["namespace"] = graph.metadata.namespace
@@ -211,7 +209,10 @@ class Artifact:
     weights_in_artifact: bool
 
 
-def artifact(graph: InferenceGraph, node_name: str, family: str, model_uri: str | None) -> Artifact:
+def artifact(
+    graph: InferenceGraph, node_name: str, family: str | None, model_uri: str | None
+) -> Artifact:
+    """`family` None: a weightless helper whose artifact holds only model-settings.json."""
     own_folder = f"{storage_base(graph)}/{graph.name}/{node_name}"
     if is_storage_uri(model_uri):
         return Artifact(str(model_uri), None, True)
@@ -221,7 +222,7 @@ def artifact(graph: InferenceGraph, node_name: str, family: str, model_uri: str 
     if model_uri:
         hub_id = model_uri.removeprefix("hf://")
         return Artifact(own_folder, hub_id, False)
-    default = family_default_model(family)
+    default = family_default_model(family) if family else ""
     return Artifact(own_folder, default or None, False)
 
 
@@ -236,9 +237,10 @@ def model_settings(
         "max_batch_time": round(node.batching.max_batch_time_ms / 1000.0, 6) if node else 0.0,
     }
     params: dict[str, Any] = {}
-    art = artifact(graph, node.name if node else name, family, node.model_uri if node else None)
-    if art.runtime_uri:
-        params["uri"] = art.runtime_uri
+    if node is not None:
+        art = artifact(graph, node.name, family, node.model_uri)
+        if art.runtime_uri:
+            params["uri"] = art.runtime_uri
     full_extra: dict[str, Any] = {"family": family}
     if node is not None:
         full_extra.update({"device": node.device, "dtype": node.dtype})

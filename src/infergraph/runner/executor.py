@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 
 from infergraph.components.base import TensorSpec
+from infergraph.components.conditions import evaluate
 from infergraph.components.registry import component_class
 from infergraph.errors import InputError, NodeError
 from infergraph.graph.model import (
@@ -30,7 +31,7 @@ from infergraph.graph.model import (
     WhenStep,
 )
 from infergraph.graph.validate import split_alternatives
-from infergraph.runner.tensors import Tensor, as_array, empty_like, flat, from_array, renamed, rows
+from infergraph.runner.tensors import Tensor, as_array, empty_like, from_array, renamed, rows
 
 
 @dataclass
@@ -117,14 +118,11 @@ class GraphExecutor:
         return None
 
     def holds(self, cond: Condition, state: ExecState) -> bool:
+        """A missing or empty tensor does not satisfy a condition (nothing to route on)."""
         tensor = self.lookup(cond.tensor, state)
-        if tensor is None:
+        if tensor is None or rows(tensor) == 0:
             return False
-        values = flat(tensor.get("data", []))
-        if not values:
-            return False
-        checks = [_compare(v, cond.op, cond.value) for v in values]
-        return any(checks) if cond.reduce == "any" else all(checks)
+        return evaluate(cond.model_dump(), as_array(tensor), cond.tensor)
 
     async def node(self, step: NodeStep, state: ExecState) -> ExecState:
         name = step.node
@@ -249,20 +247,3 @@ class GraphExecutor:
         }
         merged.path.append(f"combine:{combine.method}")
         return merged
-
-
-def _compare(actual: Any, op: str, expected: Any) -> bool:
-    if op in ("lt", "le", "gt", "ge"):
-        a, b = float(actual), float(expected)
-        return {"lt": a < b, "le": a <= b, "gt": a > b, "ge": a >= b}[op]
-    if op in ("in", "not_in"):
-        found = any(_equal(actual, e) for e in expected)
-        return found if op == "in" else not found
-    equal = _equal(actual, expected)
-    return equal if op == "eq" else not equal
-
-
-def _equal(actual: Any, expected: Any) -> bool:
-    if isinstance(expected, str) or isinstance(actual, str):
-        return str(actual) == str(expected)
-    return float(actual) == float(expected)

@@ -1,5 +1,4 @@
-"""Seldon adapters: `InfergraphComponent` for `seldon-core-microservice` (Seldon Core v1) and the
-`ConditionGate` component that routes cascades in both Seldon engines.
+"""Seldon adapter: `InfergraphComponent` for `seldon-core-microservice` (Seldon Core v1).
 
 No model logic lives here: a unit builds its component from the registry and only translates
 the Seldon protocol. One class serves every v1 unit type, because the executor picks the
@@ -22,13 +21,12 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Hashable, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
-from infergraph.components.base import Component, ComponentResult, ComponentSettings, Prepared
-from infergraph.components.base import TensorSpec as _Spec
+from infergraph.components.base import Component, ComponentResult, ComponentSettings
+from infergraph.components.conditions import evaluate
 from infergraph.components.registry import component_class
 from infergraph.errors import InfergraphError, InputError, SettingsError
 from infergraph.serving.tensors import from_numpy, to_numpy
@@ -36,100 +34,6 @@ from infergraph.serving.tensors import from_numpy, to_numpy
 log = logging.getLogger(__name__)
 
 REQUEST = "request"
-NUMERIC_OPS = ("lt", "le", "gt", "ge")
-
-
-# -- conditions ------------------------------------------------------------------------------
-def _as_text(array: np.ndarray) -> np.ndarray:
-    flat = [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in array.ravel()]
-    return np.array(flat, dtype=object)
-
-
-def evaluate(condition: Mapping[str, Any], array: np.ndarray, name: str = "value") -> bool:
-    """`tensor op value` over every element, reduced with any/all: the cascade decision."""
-    op = str(condition.get("op", ""))
-    value = condition.get("value")
-    reduce = str(condition.get("reduce", "any"))
-    if array.size == 0:
-        raise InputError(name, "condition tensor is empty")
-    if op in NUMERIC_OPS:
-        if array.dtype == object or array.dtype.kind in "US":
-            raise InputError(name, f"op '{op}' needs a numeric tensor, got {array.dtype}")
-        data = array.astype(np.float64).ravel()
-        threshold = float(value)  # type: ignore[arg-type]
-        result = {
-            "lt": data < threshold,
-            "le": data <= threshold,
-            "gt": data > threshold,
-            "ge": data >= threshold,
-        }[op]
-    elif op in ("eq", "ne", "in", "not_in"):
-        values = value if isinstance(value, list) else [value]
-        if array.dtype == object or array.dtype.kind in "US":
-            data = _as_text(array)
-            wanted = np.array([str(v) for v in values], dtype=object)
-        else:
-            data = array.astype(np.float64).ravel()
-            try:
-                wanted = np.array([float(v) for v in values])
-            except (TypeError, ValueError) as exc:
-                raise InputError(name, f"cannot compare numbers with {values!r}") from exc
-        hit = np.isin(data, wanted)
-        result = hit if op in ("eq", "in") else ~hit
-    else:
-        raise SettingsError("condition.op", f"unknown op '{op}'")
-    return bool(result.all() if reduce == "all" else result.any())
-
-
-class ConditionGate(Component):
-    """Emits `then` when the condition holds on its input, else `otherwise` (never both).
-
-    Seldon Core v2 pipeline steps trigger on the presence of a tensor, so the branch after
-    the gate runs only when its tensor exists: how a cascade skips the big model.
-    `options.condition` is `{"op", "value", "reduce"}` as in the graph's `when`.
-    """
-
-    family: ClassVar[str] = "gate"
-    default_model: ClassVar[str] = ""
-    uses_gpu: ClassVar[bool] = False
-    passthrough: ClassVar[bool] = True
-    inputs: ClassVar[tuple[_Spec, ...]] = (_Spec("value", "FP32", (-1,), "tensor to test"),)
-    outputs: ClassVar[tuple[_Spec, ...]] = (
-        _Spec("then", "BOOL", (1,), "present when the condition holds", optional=True),
-        _Spec("otherwise", "BOOL", (1,), "present when it does not", optional=True),
-    )
-
-    def condition(self) -> dict[str, Any]:
-        cond = self.option("condition", None)
-        if isinstance(cond, str):
-            cond = json.loads(cond)
-        if not isinstance(cond, dict) or "op" not in cond:
-            raise SettingsError("options.condition", "required: {op, value, reduce}")
-        return cond
-
-    def load(self) -> None:
-        self.condition()
-
-    def model_source(self) -> str:
-        return "(no weights)"
-
-    def setup_device(self) -> None:
-        self.device = "cpu"
-
-    def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
-        return {"value": np.full((batch_size,), 0.5, dtype=np.float32)}
-
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
-        if not inputs:
-            raise InputError("value", "the gate needs the tensor its condition tests")
-        name = "value" if "value" in inputs else sorted(inputs)[0]
-        return Prepared(rows=[evaluate(self.condition(), inputs[name], name)])
-
-    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
-        return rows
-
-    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
-        return {"then" if results[0] else "otherwise": np.array([True])}
 
 
 # -- Seldon protocol <-> named tensors -----------------------------------------------------------

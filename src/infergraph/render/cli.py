@@ -1,0 +1,102 @@
+"""`infergraph render`: one graph to stdout, or every graph under k8s/graphs to k8s/rendered.
+
+The lead mounts `app` (or calls `render_command`) in the main CLI; `make render` runs
+`infergraph render --all --out k8s/rendered`, CI runs the same with `--check`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from infergraph.errors import GraphValidationError, RenderError
+from infergraph.render import ENGINES, drift, render, render_tree, to_yaml, write_tree
+
+# The render function is the app's callback (not a sub-command) so that mounting this app as
+# `render` in the main CLI gives `infergraph render <graph> --engine ...`.
+app = typer.Typer(
+    help="Render InferenceGraphs into Seldon Core manifests.",
+    context_settings={"allow_interspersed_args": True},
+)
+
+DEFAULT_GRAPHS = Path("k8s/graphs")
+DEFAULT_OUT = Path("k8s/rendered")
+
+
+@app.callback(invoke_without_command=True)
+def render_command(
+    graph: Annotated[
+        Path | None, typer.Argument(help="InferenceGraph YAML; omit with --all")
+    ] = None,
+    engine: Annotated[
+        str | None, typer.Option("--engine", "-e", help="seldon-v2 or seldon-v1 (all with --all)")
+    ] = None,
+    all_graphs: Annotated[
+        bool, typer.Option("--all", help="render every graph under --graphs for both engines")
+    ] = False,
+    graphs: Annotated[Path, typer.Option(help="folder of graph files for --all")] = DEFAULT_GRAPHS,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="write files here instead of stdout")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="fail if files under --out differ (no writing)")
+    ] = False,
+) -> None:
+    """Render one graph (stdout or --out) or, with --all, the whole k8s/graphs folder."""
+    from infergraph.graph.model import load_graph
+
+    engines = (engine,) if engine else ENGINES
+    for name in engines:
+        if name not in ENGINES:
+            raise typer.BadParameter(f"unknown engine '{name}'; choose {', '.join(ENGINES)}")
+    try:
+        if all_graphs or check:
+            if graph is not None:
+                raise typer.BadParameter("give a graph file or --all, not both")
+            target = out or DEFAULT_OUT
+            files = render_tree(graphs, engines)
+            if check:
+                problems = drift(files, target)
+                if problems:
+                    typer.echo("rendered manifests are out of date:", err=True)
+                    for problem in problems:
+                        typer.echo(f"  - {problem}", err=True)
+                    typer.echo("run `infergraph render --all --out k8s/rendered`", err=True)
+                    raise typer.Exit(1)
+                typer.echo(f"{len(files)} rendered files up to date under {target}")
+                return
+            written = write_tree(files, target)
+            typer.echo(f"wrote {len(written)} files under {target}")
+            return
+        if graph is None:
+            raise typer.BadParameter("give a graph file, or --all")
+        if engine is None:
+            raise typer.BadParameter("--engine is required for a single graph")
+        if out is not None:
+            from infergraph.render import render_files
+
+            files = {f"{engine}/{rel}": text for rel, text in render_files(graph, engine).items()}
+            written = _write(files, out)
+            typer.echo(f"wrote {len(written)} files under {out}")
+            return
+        typer.echo(to_yaml(render(load_graph(graph), engine)), nl=False)
+    except (RenderError, GraphValidationError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _write(files: dict[str, str], out: Path) -> list[Path]:
+    """Write one graph's files without pruning the other graphs' files."""
+    written = []
+    for rel, text in files.items():
+        target = out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        written.append(target)
+    return written
+
+
+def main() -> None:  # pragma: no cover - convenience entry point
+    app()

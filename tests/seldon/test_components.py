@@ -1,0 +1,478 @@
+"""InfergraphComponent under the real `seldon-core-microservice`, over REST, per unit type.
+
+Every unit type gets real Seldon-protocol requests (ndarray, strData, jsonData, binData);
+bad input must answer 4xx and leave the service up. Then a cascade and an ensemble are
+rendered to a SeldonDeployment and driven unit by unit in the order the v1 executor calls
+them (transform-input/predict, route, children, aggregate, transform-output), each unit a
+separate microservice started with the parameters the rendered graph gives it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from infergraph.graph.model import parse_graph
+from infergraph.render import render
+
+REPO = Path(__file__).resolve().parents[2]
+CLASS = "infergraph.serving.seldon_component.InfergraphComponent"
+PATHS = {
+    "MODEL": "/api/v1.0/predictions",
+    "TRANSFORMER": "/transform-input",
+    "OUTPUT_TRANSFORMER": "/transform-output",
+    "ROUTER": "/route",
+    "COMBINER": "/aggregate",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Service:
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def post(self, path: str, body: Any, timeout: float = 120) -> requests.Response:
+        return requests.post(self.url + path, json=body, timeout=timeout)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+def start(name: str, service_type: str, params: dict[str, Any], workdir: Path) -> Service:
+    """Run seldon-core-microservice for one unit with graph-style typed parameters."""
+    exe = shutil.which("seldon-core-microservice", path=str(Path(sys.executable).parent))
+    assert exe, "seldon-core-microservice not found next to this interpreter"
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    typed = []
+    for key, value in params.items():
+        if isinstance(value, bool):
+            typed.append({"name": key, "type": "BOOL", "value": str(value).lower()})
+        elif isinstance(value, int):
+            typed.append({"name": key, "type": "INT", "value": str(value)})
+        elif isinstance(value, str):
+            typed.append({"name": key, "type": "STRING", "value": value})
+        else:
+            typed.append({"name": key, "type": "STRING", "value": json.dumps(value)})
+    log = workdir / f"{name}-{http}.log"
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PREDICTIVE_UNIT_ID": name,
+    }
+    service_arg = {"OUTPUT_TRANSFORMER": "TRANSFORMER"}.get(service_type, service_type)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                exe,
+                CLASS,
+                "--service-type",
+                service_arg,
+                "--http-port",
+                str(http),
+                "--grpc-port",
+                str(grpc),
+                "--metrics-port",
+                str(metrics),
+                "--parameters",
+                json.dumps(typed),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    service = Service(name, f"http://127.0.0.1:{http}", proc, log)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited early:\n{service.output()}")
+        try:
+            if requests.get(service.url + "/health/ping", timeout=2).status_code == 200:
+                return service
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    stop(service)
+    raise TimeoutError(f"{name} not ready:\n{service.output()}")
+
+
+def stop(service: Service) -> None:
+    if service.process.poll() is None:
+        os.killpg(service.process.pid, signal.SIGTERM)
+        try:
+            service.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(service.process.pid, signal.SIGKILL)
+            service.process.wait()
+
+
+class Pool:
+    """Microservices shared by the tests of this module, keyed by unit and parameters."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.services: dict[str, Service] = {}
+
+    def get(self, name: str, service_type: str, params: dict[str, Any]) -> Service:
+        key = json.dumps([name, service_type, params], sort_keys=True)
+        if key not in self.services:
+            self.services[key] = start(name, service_type, params, self.workdir)
+        return self.services[key]
+
+    def close(self) -> None:
+        for service in self.services.values():
+            stop(service)
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
+    services = Pool(tmp_path_factory.mktemp("seldon"))
+    try:
+        yield services
+    finally:
+        services.close()
+
+
+VOCAB = [
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
+    "the", "movie", "was", "great", "terrible", "good", "bad", "plot", "and", "a", "i",
+    "loved", "hated", "it", "hello", "world", "##s", "##ed", ".", ",", "!",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight DistilBERT sentiment checkpoint, saved the way the hub ships them."""
+    from transformers import (
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+        DistilBertTokenizer,
+    )
+
+    target = tmp_path_factory.mktemp("tiny-distilbert")
+    vocab = target / "vocab.txt"
+    vocab.write_text("\n".join(VOCAB) + "\n")
+    tokenizer = DistilBertTokenizer(vocab_file=str(vocab), model_max_length=64)
+    config = DistilBertConfig(
+        vocab_size=len(VOCAB),
+        dim=32,
+        n_layers=2,
+        n_heads=2,
+        hidden_dim=64,
+        max_position_embeddings=64,
+        initializer_range=0.2,
+        id2label={0: "NEGATIVE", 1: "POSITIVE"},
+        label2id={"NEGATIVE": 0, "POSITIVE": 1},
+        pad_token_id=0,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    DistilBertForSequenceClassification(config).eval().save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+def classifier_params(node: str, checkpoint: Path) -> dict[str, Any]:
+    return {
+        "node": node,
+        "family": "text-classification",
+        "model_uri": str(checkpoint),
+        "device": "cpu",
+        "max_batch_size": 4,
+    }
+
+
+def route_of(body: dict[str, Any]) -> int:
+    """The child index, from `ndarray` or `tensor` form (the executor reads both)."""
+    data = body["data"]
+    if "ndarray" in data:
+        return int(data["ndarray"][0][0])
+    return int(data["tensor"]["values"][0])
+
+
+def tensor(body: dict[str, Any], name: str) -> dict[str, Any]:
+    assert "jsonData" in body, body
+    return body["jsonData"][name]
+
+
+# -- each unit type over REST ------------------------------------------------------------------
+def test_model_accepts_every_seldon_payload_form(pool: Pool, tiny_classifier: Path) -> None:
+    svc = pool.get("clf", "MODEL", classifier_params("clf", tiny_classifier))
+    forms = {
+        "strData": {"strData": "the movie was great"},
+        "ndarray": {"data": {"ndarray": ["the movie was great", "i hated it"]}},
+        "jsonData": {"jsonData": {"text": ["the plot was bad", "hello world"]}},
+        "binData": {"binData": base64.b64encode(b"i loved it").decode()},
+    }
+    rows = {"strData": 1, "ndarray": 2, "jsonData": 2, "binData": 1}
+    for form, body in forms.items():
+        response = svc.post(PATHS["MODEL"], body)
+        assert response.status_code == 200, (form, response.text)
+        out = response.json()
+        label = tensor(out, "clf.label")
+        assert label["datatype"] == "BYTES" and label["shape"] == [rows[form]], form
+        assert set(label["data"]) <= {"NEGATIVE", "POSITIVE"}
+        scores = tensor(out, "scores")
+        assert scores["shape"] == [rows[form], 2]
+        assert abs(sum(scores["data"][:2]) - 1.0) < 1e-4
+        # The request's tensors travel on for downstream units.
+        assert tensor(out, "request.text")["shape"] == [rows[form]]
+        tags = out["meta"]["tags"]
+        assert tags["clf.inference_ms"] >= 0 and "clf.preprocess_ms" in tags
+
+
+def test_bad_input_is_4xx_and_the_service_stays_up(pool: Pool, tiny_classifier: Path) -> None:
+    svc = pool.get("clf", "MODEL", classifier_params("clf", tiny_classifier))
+    bad = [
+        {"jsonData": {"question": ["wrong input name"]}},
+        {"jsonData": {"text": {"datatype": "BYTES", "shape": [3], "data": ["only one"]}}},
+        {"jsonData": {"text": {"shape": [1]}}},
+        {"data": {"ndarray": []}},
+        {"jsonData": {}},
+    ]
+    for body in bad:
+        response = svc.post(PATHS["MODEL"], body)
+        assert 400 <= response.status_code < 500, (body, response.status_code, response.text)
+        status = response.json()["status"]
+        assert status["reason"] == "MICROSERVICE_BAD_DATA"
+        assert status["info"]
+    missing = svc.post(PATHS["MODEL"], bad[0]).json()["status"]["info"]
+    assert "input 'text'" in missing and "missing" in missing
+    ok = svc.post(PATHS["MODEL"], {"strData": "still serving"})
+    assert ok.status_code == 200
+    assert svc.process.poll() is None
+
+
+def test_transformers_run_the_component_on_their_method(pool: Pool) -> None:
+    params = {"node": "norm", "family": "identity"}
+    for unit_type in ("TRANSFORMER", "OUTPUT_TRANSFORMER"):
+        svc = pool.get(f"norm-{unit_type.lower().replace('_', '-')}", unit_type, params)
+        body = {"data": {"ndarray": [[1.0, 2.0], [3.0, 4.0]]}}
+        response = svc.post(PATHS[unit_type], body)
+        assert response.status_code == 200, response.text
+        out = response.json()
+        assert tensor(out, "norm.input") == {
+            "datatype": "FP32",
+            "shape": [2, 2],
+            "data": [1.0, 2.0, 3.0, 4.0],
+        }
+
+
+def test_router_routes_on_upstream_confidence(pool: Pool) -> None:
+    condition = {"tensor": "small.confidence", "op": "lt", "value": 0.8, "reduce": "any"}
+    svc = pool.get("gate", "ROUTER", {"node": "gate", "condition": condition})
+    unsure = {
+        "jsonData": {"small.confidence": {"datatype": "FP32", "shape": [2], "data": [0.9, 0.6]}}
+    }
+    sure = {"jsonData": {"small.confidence": [0.95]}}
+    assert route_of(svc.post(PATHS["ROUTER"], unsure).json()) == 0
+    assert route_of(svc.post(PATHS["ROUTER"], sure).json()) == 1
+    # Text conditions, as routing on a language label needs.
+    lang = pool.get(
+        "lang-gate",
+        "ROUTER",
+        {"node": "lang-gate", "condition": {"tensor": "lid.language", "op": "ne", "value": "en"}},
+    )
+    fr = {"jsonData": {"lid.language": ["fr"]}}
+    en = {"jsonData": {"lid.language": ["en"]}}
+    assert route_of(lang.post(PATHS["ROUTER"], fr).json()) == 0
+    assert route_of(lang.post(PATHS["ROUTER"], en).json()) == 1
+    # ndarray requests get an ndarray answer; tags say which way it went.
+    answer = svc.post(PATHS["ROUTER"], {"data": {"ndarray": [0.1]}}).json()
+    assert route_of(answer) == 1  # the condition tensor is absent: the condition does not hold
+    bad = svc.post(PATHS["ROUTER"], {"jsonData": {"small.confidence": ["high"]}})
+    assert bad.status_code == 400 and "numeric" in bad.json()["status"]["info"]
+
+
+def test_combiner_averages_member_scores(pool: Pool) -> None:
+    svc = pool.get("vote", "COMBINER", {"node": "vote", "family": "combiner", "method": "average"})
+
+    def member(name: str, scores: list[list[float]]) -> dict[str, Any]:
+        flat = [x for row in scores for x in row]
+        data = {"datatype": "FP32", "shape": [len(scores), 2], "data": flat}
+        return {"jsonData": {f"{name}.scores": data, "scores": data}}
+
+    body = {"seldonMessages": [member("a", [[0.2, 0.8]]), member("b", [[0.6, 0.4]])]}
+    response = svc.post(PATHS["COMBINER"], body)
+    assert response.status_code == 200, response.text
+    out = response.json()
+    assert tensor(out, "scores")["data"] == pytest.approx([0.4, 0.6])
+    assert tensor(out, "label_index")["data"] == [1]
+    assert "a.scores" in out["jsonData"] and "b.scores" in out["jsonData"]
+    bad = svc.post(PATHS["COMBINER"], {"seldonMessages": [{"jsonData": {"x": [1.0]}}]})
+    assert bad.status_code == 400 and "did not output 'scores'" in bad.json()["status"]["info"]
+
+
+# -- graphs as the v1 executor runs them --------------------------------------------------------
+class Executor:
+    """The v1 executor's walk (executor/predictor/predictor_process.go) over real services."""
+
+    def __init__(
+        self, pool: Pool, sdep: dict[str, Any], storage: dict[str, Path] | None = None
+    ) -> None:
+        self.pool = pool
+        self.graph = sdep["spec"]["predictors"][0]["graph"]
+        self.calls: list[str] = []
+        # The storage initializer's job: a unit's modelUri is copied to where it loads from.
+        self.storage = storage or {}
+
+    def service(self, unit: dict[str, Any]) -> Service:
+        params: dict[str, Any] = {}
+        for p in unit.get("parameters", []):
+            value: Any = p["value"]
+            if p["type"] == "INT":
+                value = int(value)
+            elif p["type"] == "BOOL":
+                value = value == "true"
+            elif value.startswith(("{", "[")):
+                value = json.loads(value)
+            params[p["name"]] = value
+        params["device"] = "cpu"
+        if "modelUri" in unit:
+            params["model_uri"] = str(self.storage[unit["modelUri"]])
+        return self.pool.get(unit["name"], unit["type"], params)
+
+    def call(self, unit: dict[str, Any], path: str, body: Any) -> dict[str, Any]:
+        self.calls.append(f"{unit['name']}{path}")
+        response = self.service(unit).post(path, body)
+        assert response.status_code == 200, (unit["name"], response.text)
+        return response.json()
+
+    def predict(self, unit: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
+        kind = unit["type"]
+        if kind in ("MODEL", "TRANSFORMER"):
+            msg = self.call(unit, PATHS[kind], msg)
+        children = unit.get("children", [])
+        if children:
+            route = -1
+            if kind == "ROUTER":
+                route = route_of(self.call(unit, PATHS["ROUTER"], msg))
+            chosen = children if route == -1 else [children[route]]
+            outputs = [self.predict(child, msg) for child in chosen]
+            if kind == "COMBINER":
+                msg = self.call(unit, PATHS["COMBINER"], {"seldonMessages": outputs})
+            else:
+                msg = outputs[0]
+        if kind == "OUTPUT_TRANSFORMER":
+            msg = self.call(unit, PATHS[kind], msg)
+        return msg
+
+
+def uploaded(sdep: dict[str, Any], checkpoint: Path) -> dict[str, Path]:
+    """Local checkpoints render as storage URIs (the user uploads them); map them back."""
+    uris: dict[str, Path] = {}
+
+    def walk(unit: dict[str, Any]) -> None:
+        if "modelUri" in unit:
+            assert unit["modelUri"].startswith("gs://infergraph-models/")
+            uris[unit["modelUri"]] = checkpoint
+        for child in unit.get("children", []):
+            walk(child)
+
+    walk(sdep["spec"]["predictors"][0]["graph"])
+    return uris
+
+
+def graph(name: str, nodes: list[dict[str, Any]], topology: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "infergraph.io/v1alpha1",
+        "kind": "InferenceGraph",
+        "metadata": {"name": name},
+        "spec": {
+            "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+            "nodes": nodes,
+            "graph": topology,
+        },
+    }
+
+
+def classifier_node(name: str, checkpoint: Path) -> dict[str, Any]:
+    return {
+        "name": name,
+        "family": "text-classification",
+        "modelUri": str(checkpoint),
+        "batching": {"maxBatchSize": 4},
+    }
+
+
+@pytest.mark.parametrize(("threshold", "expected"), [(1.01, "big"), (0.0, "pass-0")])
+def test_cascade_deployment_runs_big_model_only_when_unsure(
+    pool: Pool, tiny_classifier: Path, threshold: float, expected: str
+) -> None:
+    doc = graph(
+        "cascade",
+        [classifier_node("small", tiny_classifier), classifier_node("big", tiny_classifier)],
+        {
+            "sequence": [
+                {"node": "small"},
+                {
+                    "when": {"tensor": "small.confidence", "op": "lt", "value": threshold},
+                    "then": {"node": "big", "inputs": {"text": "request.text"}},
+                },
+            ]
+        },
+    )
+    (sdep,) = render(parse_graph(doc), "seldon-v1")
+    executor = Executor(pool, sdep, uploaded(sdep, tiny_classifier))
+    out = executor.predict(executor.graph, {"strData": "the movie was great"})
+    assert executor.calls[:2] == ["small/api/v1.0/predictions", "gate-0/route"]
+    assert executor.calls[2] == f"{expected}/api/v1.0/predictions"
+    assert "small.confidence" in out["jsonData"]
+    if expected == "big":
+        assert tensor(out, "big.label")["shape"] == [1]
+    else:
+        assert "big.label" not in out["jsonData"]
+        assert tensor(out, "pass-0.label")["data"] == tensor(out, "small.label")["data"]
+
+
+def test_ensemble_deployment_combines_members(pool: Pool, tiny_classifier: Path) -> None:
+    doc = graph(
+        "ensemble",
+        [
+            classifier_node("a", tiny_classifier),
+            classifier_node("b", tiny_classifier),
+            {"name": "vote", "family": "combiner", "options": {"labels": ["NEG", "POS"]}},
+        ],
+        {
+            "ensemble": [{"node": "a"}, {"node": "b"}],
+            "combine": {"node": "vote", "tensor": "scores"},
+        },
+    )
+    (sdep,) = render(parse_graph(doc), "seldon-v1")
+    executor = Executor(pool, sdep, uploaded(sdep, tiny_classifier))
+    out = executor.predict(executor.graph, {"jsonData": {"text": ["i loved it", "bad plot"]}})
+    assert executor.calls == [
+        "a/api/v1.0/predictions",
+        "b/api/v1.0/predictions",
+        "vote/aggregate",
+    ]
+    a = tensor(out, "a.scores")["data"]
+    b = tensor(out, "b.scores")["data"]
+    combined = tensor(out, "vote.scores")["data"]
+    assert combined == pytest.approx([(x + y) / 2 for x, y in zip(a, b, strict=True)], abs=1e-6)
+    assert set(tensor(out, "vote.labels")["data"]) <= {"NEG", "POS"}
