@@ -31,6 +31,7 @@ def free_port() -> int:
 class MLServerProcess:
     http_port: int
     grpc_port: int
+    metrics_port: int
     workdir: Path
     process: subprocess.Popen[bytes]
 
@@ -93,7 +94,7 @@ def mlserver(models_dir: Path, startup_timeout: float = 180) -> Iterator[MLServe
         env=env,
         start_new_session=True,
     )
-    server = MLServerProcess(http_port, grpc_port, models_dir, proc)
+    server = MLServerProcess(http_port, grpc_port, metrics_port, models_dir, proc)
     try:
         _wait_ready(server, startup_timeout)
         yield server

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 from tests.servers import mlserver, v2_input, write_model
@@ -46,3 +47,10 @@ def test_identity_and_combiner_round_trip_and_bad_input(tmp_path: Path) -> None:
         assert "input 'input'" in bad.text and "needs 2 elements" in bad.text
         ready = server.infer("echo", {"inputs": [v2_input("input", "FP32", [3.0], [1, 1])]})
         assert ready.status_code == 200
+
+        # The per-pod series the rendered autoscalers query.
+        metrics = httpx.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).text
+        assert 'infergraph_requests_total{model="echo",outcome="ok"} 34.0' in metrics
+        assert 'infergraph_requests_total{model="echo",outcome="bad_input"} 1.0' in metrics
+        assert 'infergraph_inflight_requests{model="echo"} 0.0' in metrics
+        assert 'infergraph_batch_queue_size{model="echo"} 0.0' in metrics

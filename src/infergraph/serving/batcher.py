@@ -53,6 +53,12 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward")
         self._task: asyncio.Task[None] | None = None
+        self._pending_rows = 0
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows waiting for a forward pass: the queue an autoscaler should watch."""
+        return self._pending_rows
 
     async def submit(self, rows: list[Any], key: Hashable) -> tuple[list[Any], BatchStats]:
         if not rows:
@@ -62,6 +68,7 @@ class MicroBatcher:
         future: asyncio.Future[tuple[list[Any], BatchStats]] = (
             asyncio.get_running_loop().create_future()
         )
+        self._pending_rows += len(rows)
         await self._queue.put(_Pending(rows, key, time.perf_counter(), future))
         return await future
 
@@ -106,6 +113,7 @@ class MicroBatcher:
         self, loop: asyncio.AbstractEventLoop, key: Hashable, members: list[_Pending]
     ) -> None:
         rows = [row for m in members for row in m.rows]
+        self._pending_rows -= len(rows)
         # Rows from one oversized request are split into forward passes of at most max rows.
         chunks = [rows[i : i + self._max_rows] for i in range(0, len(rows), self._max_rows)]
         started = time.perf_counter()

@@ -41,5 +41,9 @@ class ComponentEngine:
         params = {**prepared.notes, **timings.as_parameters(), "batch_size": stats.batch_size}
         return ComponentResult(outputs=outputs, parameters=params)
 
+    @property
+    def pending_rows(self) -> int:
+        return self._batcher.pending_rows
+
     async def close(self) -> None:
         await self._batcher.close()

@@ -32,10 +32,12 @@ from infergraph.components.base import Component, ComponentResult, ComponentSett
 from infergraph.components.registry import component_class
 from infergraph.errors import InfergraphError, InputError, SettingsError
 from infergraph.serving.engine import ComponentEngine
+from infergraph.serving.metrics import INFLIGHT, QUEUE, REQUESTS
 from infergraph.serving.tensors import from_numpy, to_numpy
 from mlserver import MLModel
 
 log = logging.getLogger(__name__)
+
 
 _SETTINGS_KEYS = {"device", "dtype", "warmup"}
 
@@ -99,6 +101,24 @@ class ComponentRuntime(MLModel):
             ]
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        inflight = INFLIGHT.labels(self.name)
+        inflight.inc()
+        QUEUE.labels(self.name).set(self.engine.pending_rows)
+        outcome = "ok"
+        try:
+            return await self._predict(payload)
+        except MLServerError:
+            outcome = "bad_input"
+            raise
+        except Exception:
+            outcome = "error"
+            raise
+        finally:
+            inflight.dec()
+            QUEUE.labels(self.name).set(self.engine.pending_rows)
+            REQUESTS.labels(self.name, outcome).inc()
+
+    async def _predict(self, payload: InferenceRequest) -> InferenceResponse:
         try:
             inputs = {}
             for inp in payload.inputs:
