@@ -95,7 +95,9 @@ def cdf_points(hist: HdrHistogram, points: int = 200) -> list[tuple[float, float
     """(latency ms, cumulative fraction) pairs for plotting, log-spaced in the tail."""
     if hist.get_total_count() == 0:
         return []
-    qs = np.unique(np.concatenate([np.linspace(0, 90, points // 2), 100 - np.logspace(1, -3, points // 2)]))
+    qs = np.unique(
+        np.concatenate([np.linspace(0, 90, points // 2), 100 - np.logspace(1, -3, points // 2)])
+    )
     return [(hist.get_value_at_percentile(float(q)) / 1000.0, float(q) / 100.0) for q in qs]
 
 
@@ -117,4 +119,3 @@ def stage_summary(stages: dict[str, list[float]]) -> dict[str, dict[str, Any]]:
             "p99": float(np.percentile(arr, 99)),
         }
     return out
-

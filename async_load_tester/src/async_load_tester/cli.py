@@ -1,0 +1,310 @@
+"""`async-load-tester`: run loads, generate traces, list prices."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from async_load_tester.config import LoadConfig
+from async_load_tester.engine import ProgressFn, StepPlan
+from async_load_tester.errors import LoadTesterError
+from async_load_tester.protocols.encode import check_protocol, parse_headers
+from async_load_tester.schedule import generate_trace
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console(stderr=True)
+# Tables go to stderr too (stdout stays clean for --json); wide when not a terminal.
+report = console if console.is_terminal else Console(stderr=True, width=200)
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {exc}")
+    return typer.Exit(2)
+
+
+@app.command()
+def run(
+    target: Annotated[str, typer.Option(help="http(s)://host:port[/prefix] or grpc://host:port")],
+    model: Annotated[str, typer.Option(help="model (or graph) name")],
+    protocol: Annotated[
+        str, typer.Option(help="v2-rest | v2-rest-binary | v2-grpc | seldon-rest")
+    ] = "v2-rest",
+    payload: Annotated[
+        str,
+        typer.Option(
+            help="synthetic:image|text|audio|tensor:SHAPE, a folder of files, or a .jsonl"
+        ),
+    ] = "synthetic:tensor:1x16",
+    input_name: Annotated[
+        str | None, typer.Option(help="input tensor name (default by kind)")
+    ] = None,
+    rate: Annotated[float | None, typer.Option(help="open loop: requests per second")] = None,
+    schedule: Annotated[
+        str | None, typer.Option(help="open loop: constant:R | step:R@S,.. | ramp:A-B | trace:FILE")
+    ] = None,
+    arrival: Annotated[
+        str, typer.Option(help="open-loop arrivals: constant | poisson")
+    ] = "constant",
+    concurrency: Annotated[
+        int | None, typer.Option(help="closed loop: concurrent requests")
+    ] = None,
+    concurrency_range: Annotated[
+        str | None, typer.Option(help="closed loop sweep, START:END[:STEP|:xFACTOR], e.g. 1:64:x2")
+    ] = None,
+    sweep: Annotated[
+        bool, typer.Option(help="find the cheapest concurrency that meets --slo-ms")
+    ] = False,
+    sweep_max_concurrency: Annotated[int, typer.Option(help="upper bound for --sweep")] = 256,
+    duration: Annotated[float, typer.Option(help="measured seconds per step")] = 30.0,
+    requests: Annotated[
+        int | None, typer.Option(help="measured requests per step (instead of duration)")
+    ] = None,
+    warmup: Annotated[float, typer.Option(help="seconds excluded from results")] = 5.0,
+    seed: Annotated[int, typer.Option(help="seed for payloads and Poisson arrivals")] = 0,
+    header: Annotated[
+        list[str] | None, typer.Option(help="extra header 'Name: value' (repeatable)")
+    ] = None,
+    path_template: Annotated[
+        str | None,
+        typer.Option(help="request path, e.g. /seldon/{namespace}/{model}/v2/models/{model}/infer"),
+    ] = None,
+    namespace: Annotated[str, typer.Option(help="{namespace} in --path-template")] = "default",
+    model_version: Annotated[str | None, typer.Option(help="model version")] = None,
+    timeout: Annotated[float, typer.Option(help="per-request timeout, seconds")] = 30.0,
+    max_in_flight: Annotated[
+        int, typer.Option(help="open loop: cap on outstanding requests")
+    ] = 1024,
+    connections: Annotated[int, typer.Option(help="open loop: connections opened up front")] = 8,
+    grpc_channels: Annotated[int, typer.Option(help="gRPC channels (connections)")] = 1,
+    late_ms: Annotated[float, typer.Option(help="a send this late (ms) counts as late")] = 1.0,
+    check_every: Annotated[
+        int, typer.Option(help="parse every Nth response body (0: never; status is always checked)")
+    ] = 1,
+    slo_ms: Annotated[float | None, typer.Option(help="latency target for SLO attainment")] = None,
+    slo_percentile: Annotated[
+        float | None, typer.Option(help="SLO percentile (default 95)")
+    ] = None,
+    graph: Annotated[Path | None, typer.Option(help="InferenceGraph file for cost")] = None,
+    catalog: Annotated[
+        Path | None, typer.Option(help="price catalog file overriding the shipped one")
+    ] = None,
+    price: Annotated[
+        list[str] | None, typer.Option(help="price override CLASS=USD_PER_HOUR")
+    ] = None,
+    default_hardware: Annotated[
+        str | None, typer.Option(help="class for nodes without `hardware`")
+    ] = None,
+    replicas: Annotated[
+        str, typer.Option(help="autoscaled nodes' replicas: spec | min | max")
+    ] = "spec",
+    insecure: Annotated[bool, typer.Option(help="skip TLS verification")] = False,
+    out: Annotated[Path | None, typer.Option(help="folder for results.json/.csv and plots")] = None,
+    plots: Annotated[bool, typer.Option(help="write PNG plots with --out")] = True,
+    progress: Annotated[bool, typer.Option(help="live progress bar")] = True,
+    json_stdout: Annotated[
+        bool, typer.Option("--json", help="print results JSON on stdout")
+    ] = False,
+) -> None:
+    """Send load to a target and report latency, throughput, errors and cost."""
+    from async_load_tester.runner import run_load
+    from infergraph.cost import CostError, parse_price_overrides
+    from infergraph.errors import InfergraphError
+
+    try:
+        check_protocol(protocol)
+        if arrival not in ("constant", "poisson"):
+            raise LoadTesterError(f"--arrival: '{arrival}' is not constant or poisson")
+        if replicas not in ("spec", "min", "max"):
+            raise LoadTesterError(f"--replicas: '{replicas}' is not spec, min or max")
+        config = LoadConfig(
+            target=target,
+            model=model,
+            protocol=protocol,  # type: ignore[arg-type]
+            payload=payload,
+            input_name=input_name,
+            model_version=model_version,
+            namespace=namespace,
+            path_template=path_template,
+            headers=parse_headers(header or []),
+            rate=rate,
+            schedule=schedule,
+            arrival=arrival,  # type: ignore[arg-type]
+            concurrency=concurrency,
+            concurrency_range=concurrency_range,
+            sweep=sweep,
+            sweep_max_concurrency=sweep_max_concurrency,
+            duration=duration,
+            requests=requests,
+            warmup=warmup,
+            seed=seed,
+            timeout_s=timeout,
+            max_in_flight=max_in_flight,
+            connections=connections,
+            grpc_channels=grpc_channels,
+            late_ms=late_ms,
+            check_every=check_every,
+            slo_ms=slo_ms,
+            slo_percentile=slo_percentile,
+            graph=graph,
+            catalog=catalog,
+            prices=parse_price_overrides(price or []),
+            default_hardware=default_hardware,
+            replica_mode=replicas,  # type: ignore[arg-type]
+            insecure=insecure,
+            progress=progress,
+        ).validated()
+    except (LoadTesterError, CostError) as exc:
+        raise _fail(exc) from None
+
+    bar: Progress | None = None
+    if progress and console.is_terminal:
+        bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            console=console,
+            auto_refresh=False,
+        )
+    elif progress:
+        bar = Progress(
+            TextColumn("{task.description} {task.fields[stats]}"),
+            console=console,
+            auto_refresh=False,
+        )
+
+    def hook(label: str, plan: StepPlan) -> ProgressFn | None:
+        if bar is None:
+            return None
+        total = (plan.warmup + plan.duration) if plan.duration else None
+        task = bar.add_task(label, total=total, stats="")
+        refreshes = [0]
+
+        def update(stats: dict[str, Any]) -> None:
+            p50 = stats["recent_p50_ms"]
+            p50_text = "-" if p50 is None else f"{p50:.2f} ms"
+            text = (
+                f"ok {stats['ok']} err {stats['errors']} late {stats['late']} "
+                f"drop {stats['dropped']} in-flight {stats['in_flight']} p50 {p50_text}"
+                + (" (warm-up)" if stats["warming"] else "")
+            )
+            elapsed = stats["elapsed"] + (plan.warmup if not stats["warming"] else 0)
+            bar.update(task, completed=elapsed if total else None, stats=text)
+            refreshes[0] += 1
+            if console.is_terminal or refreshes[0] % 10 == 0:
+                bar.refresh()
+
+        return update
+
+    try:
+        if bar is not None:
+            bar.start()
+        try:
+            result = run_load(config, hook)
+        finally:
+            if bar is not None:
+                bar.stop()
+    except (LoadTesterError, InfergraphError) as exc:
+        raise _fail(exc) from None
+
+    report.print(result.summary_table())
+    stages = result.stages_table()
+    if stages is not None:
+        report.print(stages)
+    if result.graph_cost is not None:
+        console.print(
+            f"graph cost: ${result.graph_cost['usd_per_hour']:.4f}/h "
+            + ", ".join(
+                f"{n['node']}: {n['replicas']}x {n['hardware']} ({n['share']:.2f}, {n['bound_by']})"
+                for n in result.graph_cost["nodes"]
+            )
+        )
+    if result.sweep and result.sweep.get("pareto_front"):
+        front = ", ".join(
+            f"{p['label']} (${p['usd_per_million']:.4f}/1M, p95 {p['p95_ms']:.2f} ms)"
+            for p in result.sweep["pareto_front"]
+        )
+        console.print(f"Pareto front (cost vs p95): {front}")
+        if result.sweep.get("best"):
+            console.print(f"[bold green]cheapest meeting the SLO:[/] {result.sweep['best']}")
+    for step in result.steps:
+        for kind, sample in step.error_samples.items():
+            console.print(f"[yellow]{step.label} {kind}[/] e.g. {sample}")
+    for warning in result.warnings:
+        console.print(f"[bold yellow]warning:[/] {warning}")
+    if out is not None:
+        paths = result.write(out, plots=plots)
+        console.print("wrote " + ", ".join(str(p) for p in paths.values()))
+    if json_stdout:
+        sys.stdout.write(result.to_json() + "\n")
+
+
+@app.command()
+def trace(
+    mean: Annotated[float, typer.Option(help="mean requests per second")],
+    peak: Annotated[float, typer.Option(help="peak requests per second")],
+    duration: Annotated[int, typer.Option(help="seconds")] = 600,
+    seed: Annotated[int, typer.Option()] = 1,
+    period: Annotated[float, typer.Option(help="seconds per diurnal cycle")] = 600.0,
+    output: Annotated[Path, typer.Option("-o", "--output", help="per-second count file")] = Path(
+        "trace.txt"
+    ),
+) -> None:
+    """Write a bursty, diurnal per-second request-count trace for `--schedule trace:FILE`."""
+    try:
+        counts = generate_trace(mean, peak, duration, seed, period)
+    except LoadTesterError as exc:
+        raise _fail(exc) from None
+    header = (
+        f"# async-load-tester trace: mean {mean:g}/s peak {peak:g}/s, {duration} s, seed {seed}\n"
+    )
+    output.write_text(header + "\n".join(str(c) for c in counts) + "\n")
+    console.print(
+        f"wrote {output}: {duration} s, mean {sum(counts) / len(counts):.1f}/s, "
+        f"peak {max(counts)}/s, {sum(counts)} requests"
+    )
+
+
+@app.command()
+def prices(
+    catalog: Annotated[Path | None, typer.Option(help="override catalog file")] = None,
+    price: Annotated[list[str] | None, typer.Option(help="CLASS=USD_PER_HOUR")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """List the price catalog used for $/1M inferences."""
+    from infergraph.cost import CostError, load_catalog, parse_price_overrides
+
+    try:
+        cat = load_catalog(catalog, parse_price_overrides(price or []))
+    except CostError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        sys.stdout.write(json.dumps(cat.model_dump(mode="json"), indent=2) + "\n")
+        return
+    table = Table(title=f"price catalog ({', '.join(cat.origin)})")
+    for col in ("class", "provider", "vCPU", "GiB", "GPU", "$/h", "source", "as of"):
+        table.add_column(col)
+    for name, c in sorted(cat.classes.items(), key=lambda kv: kv[1].usd_per_hour):
+        gpu = f"{c.gpus}x {c.gpu_model}" if c.gpus else "-"
+        table.add_row(
+            name,
+            c.provider,
+            f"{c.vcpus:g}",
+            f"{c.memory_gib:g}",
+            gpu,
+            f"{c.usd_per_hour:.4f}",
+            c.source,
+            str(c.as_of or "-"),
+        )
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,206 @@
+"""Run settings, validated up front so bad input fails before any load is sent."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from async_load_tester.errors import ConfigError
+from async_load_tester.protocols.encode import (
+    DEFAULT_PATHS,
+    Protocol,
+    check_protocol,
+    render_path,
+)
+from async_load_tester.schedule import Arrival, Schedule, parse_schedule
+
+_RANGE = re.compile(r"^(\d+):(\d+)(?::(x?)(\d+))?$")
+
+
+class LoadConfig(BaseModel):
+    """Everything one run needs; recorded verbatim in its results.
+
+    Exactly one load shape: `rate` or `schedule` (open loop), `concurrency` or
+    `concurrency_range` (closed loop), or `sweep` (closed loop, adaptive, needs `slo_ms`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str = Field(description="http(s)://host:port[/prefix] or grpc://host:port")
+    model: str
+    protocol: Protocol = "v2-rest"
+    payload: str = "synthetic:tensor:1x16"
+    input_name: str | None = None
+    model_version: str | None = None
+    namespace: str = "default"
+    path_template: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    request_parameters: dict[str, Any] = Field(default_factory=dict)
+    rate: float | None = None
+    schedule: str | None = None
+    arrival: Arrival = "constant"
+    concurrency: int | None = None
+    concurrency_range: str | None = None
+    sweep: bool = False
+    sweep_max_concurrency: int = 256
+    duration: float | None = 30.0
+    requests: int | None = None
+    warmup: float = 5.0
+    seed: int = 0
+    timeout_s: float = 30.0
+    max_in_flight: int = 1024
+    connections: int = 8
+    grpc_channels: int = 1
+    late_ms: float = 1.0
+    check_every: int = 1
+    stages: bool = True
+    slo_ms: float | None = None
+    slo_percentile: float | None = None
+    graph: Path | None = None
+    catalog: Path | None = None
+    prices: dict[str, float] = Field(default_factory=dict)
+    default_hardware: str | None = None
+    replica_mode: Literal["spec", "min", "max"] = "spec"
+    insecure: bool = False
+    progress: bool = True
+
+    def validated(self) -> LoadConfig:
+        """Check cross-field rules; raises ConfigError naming the option."""
+        check_protocol(self.protocol)
+        shapes = [
+            self.rate is not None,
+            self.schedule is not None,
+            self.concurrency is not None,
+            self.concurrency_range is not None,
+            self.sweep,
+        ]
+        if sum(shapes) == 0:
+            raise ConfigError(
+                "--rate",
+                "give a load: --rate, --schedule, --concurrency, --concurrency-range or --sweep",
+            )
+        if sum(shapes) > 1:
+            raise ConfigError(
+                "--rate",
+                "use only one of --rate, --schedule, --concurrency, --concurrency-range, --sweep",
+            )
+        if self.rate is not None and (not math.isfinite(self.rate) or self.rate <= 0):
+            raise ConfigError(
+                "--rate", f"must be a positive number of requests/s, got {self.rate:g}"
+            )
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ConfigError("--concurrency", f"must be >= 1, got {self.concurrency}")
+        if self.concurrency_range is not None:
+            self.concurrency_levels()
+        if self.sweep and self.slo_ms is None:
+            raise ConfigError(
+                "--sweep", "needs --slo-ms (the latency the cheapest configuration must meet)"
+            )
+        if self.requests is not None and self.requests < 1:
+            raise ConfigError("--requests", f"must be >= 1, got {self.requests}")
+        if (
+            self.requests is None
+            and self.schedule is None
+            and (self.duration is None or self.duration <= 0)
+        ):
+            raise ConfigError("--duration", "must be > 0 seconds (or give --requests)")
+        if self.warmup < 0:
+            raise ConfigError("--warmup", "must be >= 0 seconds")
+        if self.timeout_s <= 0:
+            raise ConfigError("--timeout", "must be > 0 seconds")
+        if self.max_in_flight < 1 or self.connections < 1 or self.grpc_channels < 1:
+            raise ConfigError(
+                "--max-in-flight", "in-flight cap, connections and channels must be >= 1"
+            )
+        if self.late_ms <= 0:
+            raise ConfigError("--late-ms", "must be > 0")
+        if self.slo_ms is not None and self.slo_ms <= 0:
+            raise ConfigError("--slo-ms", "must be > 0")
+        if self.slo_percentile is not None and not 0 < self.slo_percentile <= 100:
+            raise ConfigError("--slo-percentile", "must be in (0, 100]")
+        if self.graph is not None and not self.graph.is_file():
+            raise ConfigError("--graph", f"'{self.graph}' is not a file")
+        self.endpoint()
+        self.path()
+        if self.open_loop:
+            self.parsed_schedule()
+        return self
+
+    @property
+    def open_loop(self) -> bool:
+        return self.rate is not None or self.schedule is not None
+
+    def parsed_schedule(self) -> Schedule:
+        spec = self.schedule if self.schedule is not None else f"constant:{self.rate}"
+        duration = None if self.requests is not None and self.schedule is None else self.duration
+        if duration is None and self.requests is not None and self.rate is not None:
+            # Fixed request count: long enough to send them at the asked rate, with slack.
+            duration = self.requests / self.rate * 1.5 + 10
+        return parse_schedule(spec, duration)
+
+    def concurrency_levels(self) -> list[int]:
+        """`1:64:x2` (doubling), `1:64:8` (step 8) or `4:16` (step 1), like perf_analyzer."""
+        if self.concurrency is not None:
+            return [self.concurrency]
+        assert self.concurrency_range is not None
+        m = _RANGE.match(self.concurrency_range.replace(" ", ""))
+        if not m:
+            raise ConfigError(
+                "--concurrency-range",
+                f"'{self.concurrency_range}' is not START:END[:STEP|:xFACTOR]",
+            )
+        start, end, mult, step = int(m[1]), int(m[2]), m[3] == "x", int(m[4] or 1)
+        if start < 1 or end < start or step < 1 or (mult and step < 2):
+            raise ConfigError(
+                "--concurrency-range",
+                f"'{self.concurrency_range}': need 1 <= start <= end, step >= 1, factor >= 2",
+            )
+        levels, c = [], start
+        while c <= end:
+            levels.append(c)
+            c = c * step if mult else c + step
+        return levels
+
+    def endpoint(self) -> tuple[str, str, int, str]:
+        """(scheme, host, port, path prefix) of the target."""
+        url = self.target if "://" in self.target else f"http://{self.target}"
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https", "grpc", "grpcs"):
+            raise ConfigError(
+                "--target", f"'{self.target}': scheme must be http, https, grpc or grpcs"
+            )
+        if not parts.hostname:
+            raise ConfigError("--target", f"'{self.target}' has no host")
+        try:
+            port = parts.port or (443 if parts.scheme in ("https", "grpcs") else 80)
+        except ValueError:
+            raise ConfigError("--target", f"'{self.target}' has an invalid port") from None
+        if self.protocol == "v2-grpc" and parts.scheme in ("http", "https") and parts.port is None:
+            port = 8081
+        return parts.scheme, parts.hostname, port, parts.path.rstrip("/")
+
+    def path(self) -> str:
+        if self.protocol == "v2-grpc":
+            return ""
+        template = self.path_template or DEFAULT_PATHS[self.protocol]
+        prefix = self.endpoint()[3]
+        return prefix + render_path(template, self.model, self.namespace, self.model_version)
+
+    def host_header(self) -> str:
+        scheme, host, port, _ = self.endpoint()
+        default = 443 if scheme in ("https", "grpcs") else 80
+        return host if port == default else f"{host}:{port}"
+
+    def recorded(self) -> dict[str, Any]:
+        """Settings as written to results, with credentials masked."""
+        data = self.model_dump(mode="json")
+        data["headers"] = {
+            k: ("***" if k.lower() in ("authorization", "cookie", "x-api-key") else v)
+            for k, v in self.headers.items()
+        }
+        return data
