@@ -151,6 +151,25 @@ def serve(
         _fail(str(exc))
 
 
+@app.command()
+def demo(
+    graph_file: Annotated[Path, typer.Argument(help="graph to demo")] = Path(
+        "k8s/graphs/cascade.yaml"
+    ),
+    rate: Annotated[float, typer.Option(help="open-loop requests per second")] = 2.0,
+    duration: Annotated[float, typer.Option(help="measured seconds")] = 20.0,
+    warmup: Annotated[float, typer.Option(help="seconds excluded from results")] = 5.0,
+    out: Annotated[Path, typer.Option(help="results folder")] = Path("demo-results"),
+) -> None:
+    """Serve a graph offline, load it with the async load tester, report latency and cost."""
+    from infergraph.demo import run_demo
+
+    try:
+        run_demo(graph_file, rate, duration, warmup, out)
+    except InfergraphError as exc:
+        _fail(str(exc))
+
+
 def _mount_optional() -> None:
     """Sub-commands that live with their feature."""
     try:
