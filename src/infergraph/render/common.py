@@ -15,6 +15,7 @@ from infergraph import __version__
 from infergraph.components.registry import component_class
 from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph, Node
+from infergraph.graph.model_settings import model_settings as shared_model_settings
 
 PART_OF = "infergraph"
 MANAGED_BY = "infergraph-render"
@@ -28,7 +29,7 @@ DEFAULT_STORAGE = "gs://infergraph-models"
 IMAGE_REPO = "ghcr.io/infergraph"
 MLSERVER_IMAGE = "mlserver-runtimes"
 SELDON_IMAGE = "seldon-components"
-RUNTIME_IMPLEMENTATION = "infergraph.serving.mlserver_runtime.ComponentRuntime"
+
 SELDON_CLASS = "infergraph.serving.seldon_component.InfergraphComponent"
 
 # The images run as this user (see images/*/Dockerfile); Kubernetes checks runAsNonRoot
@@ -229,26 +230,9 @@ def artifact(
 def model_settings(
     graph: InferenceGraph, name: str, node: Node | None, family: str, extra: dict[str, Any]
 ) -> dict[str, Any]:
-    """model-settings.json for MLServer, the same format as the repo's mlserver/<family>/ files."""
-    settings: dict[str, Any] = {
-        "name": name,
-        "implementation": RUNTIME_IMPLEMENTATION,
-        "max_batch_size": node.batching.max_batch_size if node else 1,
-        "max_batch_time": round(node.batching.max_batch_time_ms / 1000.0, 6) if node else 0.0,
-    }
-    params: dict[str, Any] = {}
-    if node is not None:
-        art = artifact(graph, node.name, family, node.model_uri)
-        if art.runtime_uri:
-            params["uri"] = art.runtime_uri
-    full_extra: dict[str, Any] = {"family": family}
-    if node is not None:
-        full_extra.update({"device": node.device, "dtype": node.dtype})
-        full_extra.update(node.options)
-    full_extra.update(extra)
-    params["extra"] = full_extra
-    settings["parameters"] = params
-    return settings
+    """model-settings.json for a rendered Model: the hub id travels as `uri`, else the artifact."""
+    uri = artifact(graph, node.name, family, node.model_uri).runtime_uri if node else None
+    return shared_model_settings(name, family, node, uri, extra)
 
 
 def dumps(data: Any) -> str:

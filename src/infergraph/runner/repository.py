@@ -17,32 +17,16 @@ from typing import Any, Literal
 
 from infergraph.components.registry import component_class
 from infergraph.graph.model import InferenceGraph, Node
+from infergraph.graph.model_settings import model_settings
 
 log = logging.getLogger(__name__)
 
-RUNTIME = "infergraph.serving.mlserver_runtime.ComponentRuntime"
 Scale = Literal["tiny", "full"]
 
 
 def cache_root() -> Path:
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "infergraph"
     return Path(os.environ.get("INFERGRAPH_CACHE", default))
-
-
-def node_model_settings(node: Node, uri: str | None = None) -> dict[str, Any]:
-    """The model-settings.json MLServer reads for a node (also what cluster renderers ship)."""
-    extra: dict[str, Any] = {"family": node.family, "device": node.device, "dtype": node.dtype}
-    extra.update(node.options)
-    parameters: dict[str, Any] = {"extra": extra}
-    if uri or node.model_uri:
-        parameters["uri"] = uri or node.model_uri
-    return {
-        "name": node.name,
-        "implementation": RUNTIME,
-        "max_batch_size": node.batching.max_batch_size,
-        "max_batch_time": node.batching.max_batch_time_ms / 1000.0,
-        "parameters": parameters,
-    }
 
 
 def offline_checkpoint(node: Node, scale: Scale) -> str | None:
@@ -110,7 +94,7 @@ def write_repository(
         uri = offline_checkpoint(node, scale) if offline else None
         folder = root / node.name
         folder.mkdir(parents=True, exist_ok=True)
-        settings = node_model_settings(node, uri)
+        settings = model_settings(node.name, node.family, node, uri or node.model_uri)
         (folder / "model-settings.json").write_text(json.dumps(settings, indent=2))
         folders[node.name] = folder
     return folders

@@ -1,0 +1,40 @@
+"""A node as MLServer's model-settings.json: what the local runner writes and renderers ship."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infergraph.graph.model import Node
+
+RUNTIME_IMPLEMENTATION = "infergraph.serving.mlserver_runtime.ComponentRuntime"
+
+
+def model_settings(
+    name: str,
+    family: str,
+    node: Node | None,
+    uri: str | None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Same format as the repo's mlserver/<family>/model-settings.json files.
+
+    `node` None is a weightless helper the renderers add (gates, pass-throughs);
+    `uri` None leaves MLServer to point the runtime at the artifact folder.
+    """
+    settings: dict[str, Any] = {
+        "name": name,
+        "implementation": RUNTIME_IMPLEMENTATION,
+        "max_batch_size": node.batching.max_batch_size if node else 1,
+        "max_batch_time": round(node.batching.max_batch_time_ms / 1000.0, 6) if node else 0.0,
+    }
+    params: dict[str, Any] = {}
+    if uri:
+        params["uri"] = uri
+    full_extra: dict[str, Any] = {"family": family}
+    if node is not None:
+        full_extra.update({"device": node.device, "dtype": node.dtype})
+        full_extra.update(node.options)
+    full_extra.update(extra or {})
+    params["extra"] = full_extra
+    settings["parameters"] = params
+    return settings
