@@ -127,8 +127,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def v2_input(name: str, datatype: str, data: list[Any], shape: list[int] | None = None,
-             **params: Any) -> dict[str, Any]:
+def v2_input(
+    name: str, datatype: str, data: list[Any], shape: list[int] | None = None, **params: Any
+) -> dict[str, Any]:
     item: dict[str, Any] = {
         "name": name,
         "datatype": datatype,
