@@ -15,9 +15,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from rich.console import Console
+from rich.table import Table
 
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import load_graph
@@ -48,6 +50,33 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: flo
                 pass
             time.sleep(0.5)
     raise DemoError(f"graph not ready after {timeout:.0f}s; log: {log}")
+
+
+def _print_cost(graph_cost: dict[str, Any] | None, throughput_rps: float) -> None:
+    """What the graph costs as deployed in its file, and per million at this throughput."""
+    if not graph_cost:
+        return
+    table = Table(title=f"cost of '{graph_cost['graph']}' as its graph file deploys it")
+    for col in ("node", "hardware", "replicas", "share of instance", "bound by", "$/hour"):
+        table.add_column(col, justify="right")
+    for node in graph_cost["nodes"]:
+        table.add_row(
+            node["node"],
+            node["hardware"],
+            str(node["replicas"]),
+            f"{node['share']:.2f}",
+            node["bound_by"],
+            f"{node['usd_per_hour']:.4f}",
+        )
+    console.print(table)
+    hourly = graph_cost["usd_per_hour"]
+    if throughput_rps > 0:
+        per_million = hourly / (throughput_rps * 3600.0) * 1e6
+        console.print(
+            f"${hourly:.4f}/hour at {throughput_rps:.2f} req/s measured = "
+            f"[bold]${per_million:.2f} per million inferences[/] (at this offered load; "
+            "`async-load-tester run --sweep` finds the cheapest load that meets the SLO)"
+        )
 
 
 def run_demo(graph_file: Path, rate: float, duration: float, warmup: float, out: Path) -> None:
@@ -104,6 +133,10 @@ def run_demo(graph_file: Path, rate: float, duration: float, warmup: float, out:
         )
         result = run_load(config)
         console.print(result.summary_table())
+        stages = result.stages_table()
+        if stages is not None:
+            console.print(stages)
+        _print_cost(result.graph_cost, result.steps[-1].throughput_rps)
         paths = result.write(out)
         console.print(f"results: {', '.join(str(p) for p in paths.values())}")
     finally:
