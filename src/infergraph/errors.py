@@ -41,6 +41,11 @@ class ModelLoadError(InfergraphError):
         self.reason = reason
         super().__init__(f"cannot load model from '{uri}': {reason}")
 
+    @classmethod
+    def wrap(cls, uri: str, exc: Exception) -> ModelLoadError:
+        """A from_pretrained failure, naming the URI that could not load."""
+        return cls(uri, f"{type(exc).__name__}: {exc}")
+
 
 class SettingsError(InfergraphError):
     """A runtime or component setting is invalid."""

@@ -19,12 +19,11 @@ from infergraph.components.images import (
     bert_tokenizer_dir,
     decode_images,
     decode_texts,
-    load_failure,
     max_image_pixels,
     parameter,
     synthetic_png,
 )
-from infergraph.errors import InputError
+from infergraph.errors import InputError, ModelLoadError
 
 MAX_NEW_TOKENS_LIMIT = 128
 NUM_BEAMS_LIMIT = 8
@@ -56,7 +55,7 @@ class ImageCaptioner(Component):
             self.processor = BlipProcessor.from_pretrained(source)
             model = BlipForConditionalGeneration.from_pretrained(source, dtype=self.dtype)
         except Exception as exc:  # hub, file and config errors all mean "cannot load"
-            raise load_failure(source, exc) from exc
+            raise ModelLoadError.wrap(source, exc) from exc
         self.model = model.to(self.device).eval()
         self.max_pixels = max_image_pixels(self.options)
         self.max_new_tokens_limit = int(self.option("max_new_tokens_limit", MAX_NEW_TOKENS_LIMIT))

@@ -20,13 +20,12 @@ from infergraph.components.base import Component, Prepared, TensorSpec
 from infergraph.components.images import (
     as_int,
     image_or_pixels,
-    load_failure,
     max_image_pixels,
     parameter,
     processor_input_size,
     synthetic_png,
 )
-from infergraph.errors import InputError, SettingsError
+from infergraph.errors import InputError, ModelLoadError, SettingsError
 
 BACKENDS = ("timm", "transformers")
 _TINY_LABELS = ["cat", "dog", "bird", "fish", "frog", "horse", "ship", "truck"]
@@ -78,7 +77,7 @@ class ImageClassifier(Component):
         except SettingsError:
             raise
         except Exception as exc:  # hub, file and config errors all mean "cannot load"
-            raise load_failure(source, exc) from exc
+            raise ModelLoadError.wrap(source, exc) from exc
         self.model = self.model.to(self.device, self.dtype).eval()
         self.max_pixels = max_image_pixels(self.options)
 

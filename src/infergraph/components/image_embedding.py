@@ -24,13 +24,12 @@ from infergraph.components.images import (
     bert_tokenizer_dir,
     decode_texts,
     image_or_pixels,
-    load_failure,
     max_image_pixels,
     parameter,
     processor_input_size,
     synthetic_png,
 )
-from infergraph.errors import InputError
+from infergraph.errors import InputError, ModelLoadError
 
 if TYPE_CHECKING:
     import torch
@@ -71,7 +70,7 @@ class ImageEmbedder(Component):
             self.processor = AutoProcessor.from_pretrained(source)
             model = AutoModel.from_pretrained(source, dtype=self.dtype)
         except Exception as exc:  # hub, file and config errors all mean "cannot load"
-            raise load_failure(source, exc) from exc
+            raise ModelLoadError.wrap(source, exc) from exc
         self.model = model.to(self.device).eval()
         config = model.config
         self.model_type: str = config.model_type

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from infergraph.errors import InputError, ModelLoadError, PayloadTooLargeError, SettingsError
+from infergraph.errors import InputError, PayloadTooLargeError, SettingsError
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -288,11 +288,6 @@ def as_float(value: Any, name: str, low: float, high: float) -> float:
     if not low <= number <= high:
         raise InputError(name, f"must be between {low} and {high}, got {number}")
     return number
-
-
-def load_failure(source: str, exc: Exception) -> Exception:
-    """Wrap a from_pretrained failure so the runtime reports which URI could not load."""
-    return ModelLoadError(source, f"{type(exc).__name__}: {exc}")
 
 
 def bert_tokenizer_dir() -> Path:

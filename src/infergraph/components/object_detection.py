@@ -25,12 +25,11 @@ from infergraph.components.images import (
     as_int,
     decode_images,
     encode_png,
-    load_failure,
     max_image_pixels,
     parameter,
     synthetic_png,
 )
-from infergraph.errors import InputError
+from infergraph.errors import InputError, ModelLoadError
 
 if TYPE_CHECKING:
     import torch
@@ -86,7 +85,7 @@ class ObjectDetector(Component):
             self.image_processor = AutoImageProcessor.from_pretrained(source)
             model = AutoModelForObjectDetection.from_pretrained(source, dtype=self.dtype)
         except Exception as exc:  # hub, file and config errors all mean "cannot load"
-            raise load_failure(source, exc) from exc
+            raise ModelLoadError.wrap(source, exc) from exc
         self.model = model.to(self.device).eval()
         self.takes_mask = "pixel_mask" in inspect.signature(self.model.forward).parameters
         id2label = model.config.id2label or {}

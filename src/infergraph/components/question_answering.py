@@ -72,7 +72,7 @@ class QuestionAnswerer(Component):
             self.tokenizer = AutoTokenizer.from_pretrained(source)
             model = AutoModelForQuestionAnswering.from_pretrained(source, dtype=self.dtype)
         except (OSError, ValueError) as exc:
-            raise ModelLoadError(source, str(exc)) from exc
+            raise ModelLoadError.wrap(source, exc) from exc
         self.model = model.to(self.device).eval()
         self.limit = token_limit(self.tokenizer, self.model.config, self.option("max_length", None))
         self.stride = min(int(self.option("doc_stride", 128)), self.limit // 4)

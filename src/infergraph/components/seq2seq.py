@@ -47,7 +47,7 @@ class _Seq2Seq(Component):
             self.tokenizer = AutoTokenizer.from_pretrained(source)
             model = AutoModelForSeq2SeqLM.from_pretrained(source, dtype=self.dtype)
         except (OSError, ValueError) as exc:
-            raise ModelLoadError(source, str(exc)) from exc
+            raise ModelLoadError.wrap(source, exc) from exc
         self.model = model.to(self.device).eval()
         self.limit = token_limit(self.tokenizer, self.model.config, self.option("max_length", None))
         gen = self.model.generation_config

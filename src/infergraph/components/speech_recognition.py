@@ -78,7 +78,7 @@ class SpeechRecognizer(Component):
             self.feature_extractor = AutoFeatureExtractor.from_pretrained(source)
             self.tokenizer = AutoTokenizer.from_pretrained(source)
         except (OSError, ValueError) as exc:
-            raise ModelLoadError(source, str(exc)) from exc
+            raise ModelLoadError.wrap(source, exc) from exc
         self.model = model.to(self.device).eval()
         self.is_whisper = config.model_type == "whisper"
         self.rate = int(self.feature_extractor.sampling_rate)

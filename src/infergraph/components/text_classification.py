@@ -54,7 +54,7 @@ class TextClassifier(Component):
             self.tokenizer = AutoTokenizer.from_pretrained(source)
             model = AutoModelForSequenceClassification.from_pretrained(source, dtype=self.dtype)
         except (OSError, ValueError) as exc:
-            raise ModelLoadError(source, str(exc)) from exc
+            raise ModelLoadError.wrap(source, exc) from exc
         self.model = model.to(self.device).eval()
         config = self.model.config
         self.labels = [str(config.id2label[i]) for i in range(config.num_labels)]

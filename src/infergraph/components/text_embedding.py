@@ -41,7 +41,7 @@ class TextEmbedder(Component):
         try:
             self.model = SentenceTransformer(source, device=str(self.device))
         except (OSError, ValueError) as exc:
-            raise ModelLoadError(source, str(exc)) from exc
+            raise ModelLoadError.wrap(source, exc) from exc
         if self.dtype != torch.float32:
             self.model = self.model.to(self.dtype)
         self.model.eval()
