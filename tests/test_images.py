@@ -12,16 +12,15 @@ from PIL import Image
 
 from infergraph.components.images import (
     DEFAULT_MAX_IMAGE_PIXELS,
-    as_bool,
-    as_int,
     check_pixel_values,
     decode_image,
     decode_images,
-    decode_texts,
     image_or_pixels,
     max_image_pixels,
     processor_input_size,
 )
+from infergraph.components.parameters import as_bool, as_int
+from infergraph.components.text import decode_texts
 from infergraph.errors import InputError, PayloadTooLargeError, SettingsError
 from tests.vision_fixtures import jpeg, png, png_bomb
 
@@ -126,9 +125,9 @@ def test_image_or_pixels_and_text_helpers() -> None:
         decode_images(np.array([], dtype=object), "image", DEFAULT_MAX_IMAGE_PIXELS)
     with pytest.raises(InputError, match="BYTES"):
         decode_images(np.zeros(3, dtype=np.float32), "image", DEFAULT_MAX_IMAGE_PIXELS)
-    assert decode_texts(np.array([b"caf\xc3\xa9", "x"], dtype=object), "text") == ["café", "x"]
+    assert decode_texts("text", np.array([b"caf\xc3\xa9", "x"], dtype=object)) == ["café", "x"]
     with pytest.raises(InputError, match="row 1"):
-        decode_texts(np.array([b"ok", b"\xff\xfe"], dtype=object), "text")
+        decode_texts("text", np.array([b"ok", b"\xff\xfe"], dtype=object))
     assert as_bool("false", "normalize") is False and as_bool(True, "normalize") is True
     with pytest.raises(InputError, match="normalize"):
         as_bool("maybe", "normalize")

@@ -14,15 +14,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
-from infergraph.components.images import (
-    as_int,
-    bert_tokenizer_dir,
-    decode_images,
-    decode_texts,
-    max_image_pixels,
-    parameter,
-    synthetic_png,
-)
+from infergraph.components.images import decode_images, max_image_pixels, synthetic_png
+from infergraph.components.parameters import as_int, parameter
+from infergraph.components.text import decode_texts
+from infergraph.components.tokenizers import minilm_dir
 from infergraph.errors import InputError, ModelLoadError
 
 MAX_NEW_TOKENS_LIMIT = 128
@@ -87,7 +82,7 @@ class ImageCaptioner(Component):
     def _prompt(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> str:
         """One prompt per request, from the `prompt` input or parameter (or option)."""
         if "prompt" in inputs:
-            texts = decode_texts(inputs["prompt"], "prompt")
+            texts = decode_texts("prompt", inputs["prompt"])
             if len(set(texts)) > 1:
                 raise InputError("prompt", "one prompt per request: all rows must be equal")
             prompt = texts[0]
@@ -185,7 +180,7 @@ class ImageCaptioner(Component):
         target_dir = Path(target_dir)
         target_dir.mkdir(parents=True, exist_ok=True)
         config = cls.checkpoint_config(scale)
-        tokenizer = AutoTokenizer.from_pretrained(str(bert_tokenizer_dir()))
+        tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir()))
         tokenizer.add_special_tokens({"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]})
         tokenizer.model_max_length = 512
         size = config.vision_config.image_size

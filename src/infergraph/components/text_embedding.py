@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
-from infergraph.components.text import decode_texts, encode_texts, flag, truncation_notes
+from infergraph.components.parameters import flag
+from infergraph.components.text import decode_texts, encode_texts, truncation_notes
 from infergraph.errors import ModelLoadError
 
 
