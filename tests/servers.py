@@ -139,3 +139,44 @@ def v2_input(
     if params:
         item["parameters"] = params
     return item
+
+
+GRPC_FIELDS = {
+    "BYTES": "bytes_contents",
+    "FP32": "fp32_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+}
+
+
+def grpc_model_infer(
+    server: MLServerProcess,
+    model: str,
+    tensors: list[tuple[str, str, list[int], list[Any]]],
+    parameters: dict[str, Any] | None = None,
+) -> Any:
+    """One V2 ModelInfer call on the server's gRPC port; returns the raw response message."""
+    import grpc
+    from mlserver.grpc import dataplane_pb2, dataplane_pb2_grpc
+
+    inputs = [
+        dataplane_pb2.ModelInferRequest.InferInputTensor(
+            name=name,
+            datatype=datatype,
+            shape=shape,
+            contents=dataplane_pb2.InferTensorContents(**{GRPC_FIELDS[datatype]: data}),
+        )
+        for name, datatype, shape, data in tensors
+    ]
+    params = {}
+    for key, value in (parameters or {}).items():
+        if isinstance(value, bool):
+            params[key] = dataplane_pb2.InferParameter(bool_param=value)
+        elif isinstance(value, int):
+            params[key] = dataplane_pb2.InferParameter(int64_param=value)
+        else:
+            params[key] = dataplane_pb2.InferParameter(string_param=str(value))
+    request = dataplane_pb2.ModelInferRequest(model_name=model, inputs=inputs, parameters=params)
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel)
+        return stub.ModelInfer(request, timeout=120)

@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.servers import MLServerProcess, mlserver, v2_input, write_model
+from tests.servers import MLServerProcess, grpc_model_infer, mlserver, v2_input, write_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -143,31 +143,7 @@ def grpc_infer(
     parameters: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One ModelInfer call over gRPC; returns {output name: numpy array or list of bytes}."""
-    import grpc
-    from mlserver.grpc import dataplane_pb2, dataplane_pb2_grpc
-
-    fields = {"BYTES": "bytes_contents", "FP32": "fp32_contents", "INT64": "int64_contents"}
-    inputs = [
-        dataplane_pb2.ModelInferRequest.InferInputTensor(
-            name=name,
-            datatype=datatype,
-            shape=shape,
-            contents=dataplane_pb2.InferTensorContents(**{fields[datatype]: data}),
-        )
-        for name, datatype, shape, data in tensors
-    ]
-    params = {}
-    for key, value in (parameters or {}).items():
-        if isinstance(value, bool):
-            params[key] = dataplane_pb2.InferParameter(bool_param=value)
-        elif isinstance(value, int):
-            params[key] = dataplane_pb2.InferParameter(int64_param=value)
-        else:
-            params[key] = dataplane_pb2.InferParameter(string_param=str(value))
-    request = dataplane_pb2.ModelInferRequest(model_name=model, inputs=inputs, parameters=params)
-    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
-        stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel)
-        response = stub.ModelInfer(request, timeout=120)
+    response = grpc_model_infer(server, model, tensors, parameters)
     result: dict[str, Any] = {}
     for out in response.outputs:
         if out.datatype == "BYTES":
