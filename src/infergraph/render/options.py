@@ -1,0 +1,36 @@
+"""What a cluster deployment decides that the graph file does not: where artifacts live,
+which registry the images come from, and where node pods are scheduled.
+
+`infergraph render` builds these from flags, the operator from its Helm values; every
+renderer takes one `RenderOptions` so both produce the same objects for the same inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from infergraph.images import DEFAULT_REGISTRY
+
+
+@dataclass(frozen=True)
+class PodScheduling:
+    """Applied to every node pod that asks for a GPU (`resources.gpu > 0`)."""
+
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    affinity: dict[str, Any] | None = None
+    runtime_class_name: str | None = None
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """`storage_uri` is the prefix model-settings.json folders are uploaded under
+    (`<storage_uri>/<graph>/<node>`); the graph annotation `infergraph.io/storage-uri`
+    overrides it per graph. None and no annotation: rendering stops and says how to give one.
+    """
+
+    storage_uri: str | None = None
+    image_registry: str = DEFAULT_REGISTRY
+    image_tag: str | None = None
+    gpu_scheduling: PodScheduling = field(default_factory=PodScheduling)
