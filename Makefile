@@ -56,7 +56,7 @@ test: lint unit seldon-test
 
 render: .venv/.synced
 	$(RUN) infergraph crd --out k8s/crds/infergraph.io_inferencegraphs.yaml
-	$(RUN) infergraph render --all --out k8s/rendered
+	$(RUN) infergraph render --all --out k8s/rendered --storage-uri s3://REPLACE-WITH-YOUR-BUCKET/infergraph
 
 bench-runtimes: .venv/.synced
 	$(RUN) python benchmarks/bench_runtimes.py

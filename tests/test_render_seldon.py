@@ -17,7 +17,15 @@ from typer.testing import CliRunner
 
 from infergraph.errors import GraphValidationError, RenderError
 from infergraph.graph.model import parse_graph
-from infergraph.render import ENGINES, drift, render, render_tree, to_yaml
+from infergraph.render import (
+    ENGINES,
+    EXAMPLE_STORAGE,
+    RenderOptions,
+    drift,
+    render,
+    render_tree,
+    to_yaml,
+)
 from infergraph.render.cli import app as render_app
 from tests.test_render_schemas import CRDS, REPO, crds_available, validate
 
@@ -29,6 +37,8 @@ needs_crds = pytest.mark.skipif(
     not crds_available(),
     reason=f"CRD schemas not found at {CRDS}: clone the repo with ../shared beside it",
 )
+
+OPTIONS = RenderOptions(storage_uri=EXAMPLE_STORAGE)
 
 
 def graph_doc(name: str, nodes: list[dict[str, Any]], graph: dict[str, Any], **spec: Any) -> dict:
@@ -64,7 +74,10 @@ INLINE: dict[str, dict[str, Any]] = {
     "cascade": graph_doc(
         "cascade-x",
         [
-            clf("small", autoscaling={"engine": "hpa", "maxReplicas": 3, "metric": "cpu"}),
+            clf(
+                "small",
+                autoscaling={"engine": "hpa", "maxReplicas": 3, "metric": "inflight", "target": 4},
+            ),
             clf(
                 "big",
                 gpu=1,
@@ -161,7 +174,7 @@ def check_hardening(objs: list[dict[str, Any]]) -> None:
                 assert res["requests"] and res["limits"], c["name"]
                 gpu = res["requests"].get("nvidia.com/gpu")
                 assert gpu == res["limits"].get("nvidia.com/gpu")
-                if c["image"].startswith("ghcr.io/infergraph/"):
+                if c["image"].startswith("docker.io/infergraph/"):
                     assert csc["readOnlyRootFilesystem"] is True
                     mounts = {m["mountPath"] for m in c["volumeMounts"]}
                     assert {"/tmp", "/cache"} <= mounts
@@ -176,7 +189,7 @@ def check_labels(objs: list[dict[str, Any]], graph: str) -> None:
         assert labels["app.kubernetes.io/managed-by"] == "infergraph-render"
         assert labels["infergraph.io/graph"] == graph
         assert labels["app.kubernetes.io/name"]
-        if obj["kind"] not in ("Pipeline", "SeldonDeployment"):
+        if obj["kind"] not in ("Pipeline", "SeldonDeployment", "PodMonitor"):
             assert labels["infergraph.io/node"], obj["metadata"]["name"]
 
 
@@ -188,7 +201,7 @@ def test_graph_files_render_valid_manifests(path: Path, engine: str) -> None:
     from infergraph.graph.model import load_graph
 
     graph = load_graph(path)
-    objs = render(graph, engine)
+    objs = render(graph, engine, OPTIONS)
     problems = [p for obj in objs for p in validate(obj)]
     assert not problems, "\n".join(problems)
     check_hardening(objs)
@@ -202,7 +215,7 @@ def test_graph_files_render_valid_manifests(path: Path, engine: str) -> None:
 @pytest.mark.parametrize("name", sorted(INLINE))
 def test_inline_topologies_render_valid_manifests(name: str, engine: str) -> None:
     graph = inline(name)
-    objs = render(graph, engine)
+    objs = render(graph, engine, OPTIONS)
     problems = [p for obj in objs for p in validate(obj)]
     assert not problems, "\n".join(problems)
     check_hardening(objs)
@@ -221,7 +234,7 @@ def by_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 def test_cascade_v2_gate_triggers_and_any_output() -> None:
-    objs = render(inline("cascade"), "seldon-v2")
+    objs = render(inline("cascade"), "seldon-v2", OPTIONS)
     pipeline = by_kind(objs, "Pipeline")[0]["spec"]
     steps = {s["name"]: s for s in pipeline["steps"]}
     gate = steps["cascade-x-gate-0"]
@@ -233,21 +246,22 @@ def test_cascade_v2_gate_triggers_and_any_output() -> None:
     passthrough = steps["cascade-x-pass-0"]
     assert passthrough["triggers"] == ["cascade-x-gate-0.outputs.otherwise"]
     assert "cascade-x-small.outputs.scores" in passthrough["inputs"]
-    assert pipeline["output"] == {
-        "steps": ["cascade-x-big", "cascade-x-pass-0"],
-        "stepsJoin": "any",
-    }
+    output = pipeline["output"]
+    assert output["stepsJoin"] == "any"
+    assert "cascade-x-big.outputs.scores" in output["steps"]
+    assert "cascade-x-pass-0.outputs.scores" in output["steps"]
     models = {m["metadata"]["name"]: m["spec"] for m in by_kind(objs, "Model")}
     assert models["cascade-x-big"]["requirements"] == ["infergraph", "nvidia-gpu"]
     assert models["cascade-x-big"]["server"] == "cascade-x-big"
-    assert models["cascade-x-big"]["minReplicas"] == 0
+    # No min/max on the Model: those switch on Seldon's own autoscaling (see the HPA guide).
+    assert "minReplicas" not in models["cascade-x-big"]
     assert models["cascade-x-gate-0"]["server"] == "cascade-x-plumbing"
 
 
 def test_cascade_v2_model_settings_carry_condition_and_hub_id() -> None:
     from infergraph.render.seldon_v2 import model_settings
 
-    settings = model_settings(inline("cascade"))
+    settings = model_settings(inline("cascade"), OPTIONS)
     gate = settings["cascade-x-gate-0"]
     assert gate["implementation"] == "infergraph.serving.mlserver_runtime.ComponentRuntime"
     assert gate["parameters"]["extra"]["family"] == "gate"
@@ -258,7 +272,7 @@ def test_cascade_v2_model_settings_carry_condition_and_hub_id() -> None:
 
 
 def test_cascade_v1_router_with_pass_through() -> None:
-    (sdep,) = render(inline("cascade"), "seldon-v1")
+    sdep = render(inline("cascade"), "seldon-v1", OPTIONS)[0]
     predictor = sdep["spec"]["predictors"][0]
     root = predictor["graph"]
     assert sdep["spec"]["protocol"] == "seldon"
@@ -270,14 +284,19 @@ def test_cascade_v1_router_with_pass_through() -> None:
     assert '"tensor": "small.confidence"' in params["condition"]
     specs = {c["metadata"]["name"]: c for c in predictor["componentSpecs"]}
     big = specs["cascade-x-big"]
-    assert big["kedaSpec"]["minReplicaCount"] == 0
+    # Scale to zero would take the whole v1 graph down (the executor's readiness dials every
+    # unit): rendered at one replica, and the SeldonDeployment says so.
+    assert big["kedaSpec"]["minReplicaCount"] == 1
+    assert (
+        "minReplicas 0 rendered as 1"
+        in sdep["metadata"]["annotations"]["infergraph.io/render-notes"]
+    )
     assert big["kedaSpec"]["cooldownPeriod"] == 120
     assert "replicas" not in big  # the operator leaves replicas to KEDA
     triggers = big["kedaSpec"]["triggers"]
-    assert [t["name"] for t in triggers] == ["big-queue", "big-wake"]
-    assert 'model_name="big"' in triggers[1]["metadata"]["query"]
+    assert [t["name"] for t in triggers] == ["big-queue"]
     small = specs["cascade-x-small"]
-    assert small["hpaSpec"]["metrics"][0]["resource"]["name"] == "cpu"
+    assert small["hpaSpec"]["metrics"][0]["pods"]["metricName"] == "infergraph_inflight_requests"
     container = big["spec"]["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert container["args"] == ["--service-type", "MODEL"]
@@ -285,7 +304,7 @@ def test_cascade_v1_router_with_pass_through() -> None:
 
 
 def test_ensemble_v2_combiner_step_and_v1_combiner_unit() -> None:
-    objs = render(inline("ensemble"), "seldon-v2")
+    objs = render(inline("ensemble"), "seldon-v2", OPTIONS)
     steps = {s["name"]: s for s in by_kind(objs, "Pipeline")[0]["spec"]["steps"]}
     vote = steps["ensemble-x-vote"]
     assert vote["inputs"] == ["ensemble-x-a.outputs.scores", "ensemble-x-b.outputs.scores"]
@@ -293,17 +312,17 @@ def test_ensemble_v2_combiner_step_and_v1_combiner_unit() -> None:
         "ensemble-x-a.outputs.scores": "scores_0",
         "ensemble-x-b.outputs.scores": "scores_1",
     }
-    (sdep,) = render(inline("ensemble"), "seldon-v1")
+    sdep = render(inline("ensemble"), "seldon-v1", OPTIONS)[0]
     root = sdep["spec"]["predictors"][0]["graph"]
     assert (root["name"], root["type"]) == ("vote", "COMBINER")
     assert [c["name"] for c in root["children"]] == ["a", "b"]
 
 
 def test_builtin_average_synthesizes_a_combiner() -> None:
-    objs = render(inline("builtin"), "seldon-v2")
+    objs = render(inline("builtin"), "seldon-v2", OPTIONS)
     models = {m["metadata"]["name"] for m in by_kind(objs, "Model")}
     assert "builtin-combine-0" in models
-    (sdep,) = render(inline("builtin"), "seldon-v1")
+    sdep = render(inline("builtin"), "seldon-v1", OPTIONS)[0]
     root = sdep["spec"]["predictors"][0]["graph"]
     combiner = root["children"][0]
     assert (combiner["name"], combiner["type"]) == ("combine-0", "COMBINER")
@@ -312,12 +331,12 @@ def test_builtin_average_synthesizes_a_combiner() -> None:
 
 
 def test_when_with_otherwise_then_output_transformer() -> None:
-    objs = render(inline("branches"), "seldon-v2")
+    objs = render(inline("branches"), "seldon-v2", OPTIONS)
     steps = {s["name"]: s for s in by_kind(objs, "Pipeline")[0]["spec"]["steps"]}
     assert steps["branches-en"]["triggers"] == ["branches-gate-0.outputs.otherwise"]
     tail = steps["branches-tail"]
     assert tail["inputsJoinType"] == "any"
-    (sdep,) = render(inline("branches"), "seldon-v1")
+    sdep = render(inline("branches"), "seldon-v1", OPTIONS)[0]
     root = sdep["spec"]["predictors"][0]["graph"]
     # The step after the ROUTER wraps the whole subtree as an OUTPUT_TRANSFORMER.
     assert (root["name"], root["type"]) == ("tail", "OUTPUT_TRANSFORMER")
@@ -326,7 +345,7 @@ def test_when_with_otherwise_then_output_transformer() -> None:
 
 
 def test_plain_chain_uses_protocol_v2_with_mlserver_units() -> None:
-    (sdep,) = render(inline("chain"), "seldon-v1")
+    sdep = render(inline("chain"), "seldon-v1", OPTIONS)[0]
     assert sdep["spec"]["protocol"] == "v2"
     predictor = sdep["spec"]["predictors"][0]
     root = predictor["graph"]
@@ -337,14 +356,14 @@ def test_plain_chain_uses_protocol_v2_with_mlserver_units() -> None:
         "OUTPUT_TRANSFORMER",
     )
     container = predictor["componentSpecs"][0]["spec"]["containers"][0]
-    assert container["image"].startswith("ghcr.io/infergraph/mlserver-runtimes:")
+    assert container["image"].startswith("docker.io/infergraph/mlserver-runtimes:")
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     assert env["MLSERVER_MODEL_URI"] == "org/sentiment"
     assert '"family": "text-classification"' in env["MLSERVER_MODEL_EXTRA"]
 
 
 def test_hpa_objects_for_v2_model_and_server() -> None:
-    objs = render(inline("cascade"), "seldon-v2")
+    objs = render(inline("cascade"), "seldon-v2", OPTIONS)
     hpas = {h["metadata"]["name"]: h["spec"] for h in by_kind(objs, "HorizontalPodAutoscaler")}
     assert set(hpas) == {"cascade-x-small-model", "cascade-x-small-server"}
     model = hpas["cascade-x-small-model"]
@@ -353,7 +372,17 @@ def test_hpa_objects_for_v2_model_and_server() -> None:
         "kind": "Model",
         "name": "cascade-x-small",
     }
-    assert model["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
+    # Seldon's HPA guide: an Object metric describing the Model, the same for its Server.
+    assert model["metrics"][0]["object"] == {
+        "describedObject": {
+            "apiVersion": "mlops.seldon.io/v1alpha1",
+            "kind": "Model",
+            "name": "cascade-x-small",
+        },
+        "metric": {"name": "infergraph_model_inflight"},
+        "target": {"type": "AverageValue", "averageValue": "4"},
+    }
+    assert hpas["cascade-x-small-server"]["metrics"] == model["metrics"]
     assert model["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
     scaled = {s["metadata"]["name"]: s["spec"] for s in by_kind(objs, "ScaledObject")}
     assert set(scaled) == {"cascade-x-big-model", "cascade-x-big-server"}
@@ -361,7 +390,9 @@ def test_hpa_objects_for_v2_model_and_server() -> None:
     assert server["minReplicaCount"] == 0 and server["cooldownPeriod"] == 120
     assert server["triggers"][0]["metadata"]["query"].startswith("sum(infergraph_batch_queue_size")
     assert 'namespace="ml"' in server["triggers"][0]["metadata"]["query"]
-    assert 'pipeline="cascade-x"' in server["triggers"][1]["metadata"]["query"]
+    # The wake trigger follows what the gate sends on: the gate's rate less the pass-through's.
+    wake = server["triggers"][1]["metadata"]["query"]
+    assert 'model="cascade-x-gate-0"' in wake and 'model="cascade-x-pass-0"' in wake
 
 
 # -- bad specs -------------------------------------------------------------------------------------
@@ -377,7 +408,7 @@ def test_max_below_min_is_a_clear_error() -> None:
     auto.min_replicas, auto.max_replicas = 3, 2
     for engine in ENGINES:
         with pytest.raises(RenderError, match=r"node 'small' autoscaling: maxReplicas \(2\)"):
-            render(graph, engine)
+            render(graph, engine, OPTIONS)
 
 
 def test_gpu_on_cpu_only_component_is_a_clear_error() -> None:
@@ -388,8 +419,8 @@ def test_gpu_on_cpu_only_component_is_a_clear_error() -> None:
     graph = inline("chain")
     graph.node("post").resources.gpu = 1
     for engine in ENGINES:
-        with pytest.raises(RenderError, match="'identity' is CPU-only"):
-            render(graph, engine)
+        with pytest.raises((RenderError, GraphValidationError), match="'identity'"):
+            render(graph, engine, OPTIONS)
 
 
 def test_gpu_metric_without_gpu_and_cpu_scale_to_zero_are_errors() -> None:
@@ -398,13 +429,13 @@ def test_gpu_metric_without_gpu_and_cpu_scale_to_zero_are_errors() -> None:
     assert auto is not None
     auto.metric = "gpu"
     with pytest.raises(RenderError, match="metric 'gpu' on a node that requests no GPU"):
-        render(graph, "seldon-v2")
+        render(graph, "seldon-v2", OPTIONS)
     graph = inline("cascade")
     big = graph.node("big").autoscaling
     assert big is not None
     big.metric = "cpu"
     with pytest.raises(RenderError, match="scale to zero needs an event metric"):
-        render(graph, "seldon-v1")
+        render(graph, "seldon-v1", OPTIONS)
 
 
 def test_v1_cannot_run_a_cascade_after_an_ensemble() -> None:
@@ -423,9 +454,9 @@ def test_v1_cannot_run_a_cascade_after_an_ensemble() -> None:
     )
     graph = parse_graph(doc)
     with pytest.raises(RenderError, match=r"seldon-v1: .*a when cannot follow 'combine-0'"):
-        render(graph, "seldon-v1")
+        render(graph, "seldon-v1", OPTIONS)
     # Seldon v2 expresses it with a gate after the combiner.
-    assert by_kind(render(graph, "seldon-v2"), "Pipeline")
+    assert by_kind(render(graph, "seldon-v2", OPTIONS), "Pipeline")
 
 
 def test_v2_cannot_mix_branch_alternatives_with_fixed_inputs() -> None:
@@ -455,16 +486,16 @@ def test_v2_cannot_mix_branch_alternatives_with_fixed_inputs() -> None:
     )
     graph = parse_graph(doc)
     with pytest.raises(RenderError, match=r"seldon-v2: .*one join type for all its inputs"):
-        render(graph, "seldon-v2")
+        render(graph, "seldon-v2", OPTIONS)
     # v1 units resolve alternatives at run time from the carried tensors.
-    assert render(graph, "seldon-v1")
+    assert render(graph, "seldon-v1", OPTIONS)
 
 
 # -- committed manifests and the CLI ----------------------------------------------------------
 def test_committed_manifests_match_the_renderer() -> None:
     if not GRAPH_FILES:
         pytest.skip("no graphs under k8s/graphs")
-    problems = drift(render_tree(GRAPHS), RENDERED)
+    problems = drift(render_tree(GRAPHS, options=OPTIONS), RENDERED)
     assert not problems, (
         "k8s/rendered is out of date; run `infergraph render --all --out k8s/rendered`:\n"
         + "\n".join(problems)
@@ -475,16 +506,18 @@ def test_cli_renders_one_graph_and_checks_drift(tmp_path: Path) -> None:
     source = tmp_path / "cascade.yaml"
     source.write_text(yaml.safe_dump(INLINE["cascade"]))
     runner = CliRunner()
-    result = runner.invoke(render_app, [str(source), "--engine", "seldon-v1"])
+    result = runner.invoke(
+        render_app, [str(source), "--engine", "seldon-v1", "--storage-uri", EXAMPLE_STORAGE]
+    )
     assert result.exit_code == 0, result.output
-    (sdep,) = list(yaml.safe_load_all(result.output))
+    sdep = list(yaml.safe_load_all(result.output))[0]
     assert sdep["kind"] == "SeldonDeployment"
 
     graphs = tmp_path / "graphs"
     graphs.mkdir()
     (graphs / "cascade.yaml").write_text(source.read_text())
     out = tmp_path / "rendered"
-    args = ["--all", "--graphs", str(graphs), "--out", str(out)]
+    args = ["--all", "--graphs", str(graphs), "--out", str(out), "--storage-uri", EXAMPLE_STORAGE]
     assert runner.invoke(render_app, args).exit_code == 0
     assert (out / "seldon-v2" / "cascade-x.yaml").is_file()
     settings = out / "seldon-v2" / "cascade-x" / "model-settings" / "cascade-x-big"

@@ -19,14 +19,16 @@ for name in ("torch", "torchvision", "transformers", "timm", "PIL", "sentence_tr
              "mlserver"):
     sys.modules[name] = None  # any import of it now raises ImportError
 from pathlib import Path
+from infergraph.render import EXAMPLE_STORAGE, RenderOptions
 from infergraph.cost.pricing import graph_cost, load_catalog
 from infergraph.graph.model import load_graph
 from infergraph.render import render
 catalog = load_catalog()
+OPTIONS = RenderOptions(storage_uri=EXAMPLE_STORAGE)
 for path in sorted(Path("k8s/graphs").glob("*.yaml")):
     graph = load_graph(path)
     for engine in ("seldon-v2", "seldon-v1"):
-        assert render(graph, engine), (path, engine)
+        assert render(graph, engine, OPTIONS), (path, engine)
     assert graph_cost(graph, catalog).usd_per_hour > 0
 print("ok")
 """

@@ -163,6 +163,9 @@ class Component(ABC):
         self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any] | None = None
     ) -> ComponentResult:
         """Unbatched path for synchronous adapters (Seldon v1) and tests."""
+        empty = self.zero_row_outputs(inputs)
+        if empty is not None:
+            return ComponentResult(outputs=empty, parameters={"batch_size": 0, "skipped": 1})
         timings = StageTimings()
         with timings.stage("preprocess"):
             prepared = self.prepare(inputs, parameters or {})
@@ -172,6 +175,18 @@ class Component(ABC):
             outputs = self.finish(results, prepared)
         params = {**prepared.notes, **timings.as_parameters(), "batch_size": len(prepared.rows)}
         return ComponentResult(outputs=outputs, parameters=params)
+
+    @classmethod
+    def zero_row_outputs(cls, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """Zero rows in, well-formed zero-row outputs out, without touching the model.
+
+        A video frame with no detection reaches the classifier as a `[0]` tensor on every
+        engine (Seldon v2 forwards zero-row tensors, v1 passes them on); the answer is an
+        empty result, never an error. Pass-through plumbing (gates) keeps its own rule.
+        """
+        if cls.passthrough or not any(_zero_rows(v) for v in inputs.values()):
+            return None
+        return {spec.name: empty_tensor(spec) for spec in cls.outputs if not spec.optional}
 
     # -- helpers for subclasses ------------------------------------------------------------
     def option(self, name: str, default: Any) -> Any:
@@ -187,6 +202,22 @@ class Component(ABC):
         if value.size == 0 or (value.ndim > 0 and value.shape[0] == 0):
             raise InputError(name, "empty batch: at least one row is required")
         return value
+
+
+def _zero_rows(value: np.ndarray) -> bool:
+    return value.ndim > 0 and value.shape[0] == 0
+
+
+_NUMPY_TYPES = {"BYTES": object, "BOOL": bool, "FP16": np.float16, "FP64": np.float64}
+
+
+def empty_tensor(spec: TensorSpec) -> np.ndarray:
+    """A zero-row array of a declared output: `[0, d1, ...]` with unknown dims as 0."""
+    shape = (0, *(max(d, 0) for d in spec.shape[1:]))
+    dtype = _NUMPY_TYPES.get(spec.datatype) or np.dtype(
+        spec.datatype.lower().replace("fp", "float") if spec.datatype != "FP32" else "float32"
+    )
+    return np.empty(shape, dtype=dtype)
 
 
 def run_in_chunks(component: Component, rows: list[Any], key: Hashable) -> list[Any]:

@@ -22,12 +22,16 @@ def _as_text(array: np.ndarray) -> np.ndarray:
 
 
 def evaluate(condition: Mapping[str, Any], array: np.ndarray, name: str = "value") -> bool:
-    """`tensor op value` over every element, reduced with any/all: the cascade decision."""
+    """`tensor op value` over every element, reduced with any/all: the cascade decision.
+
+    An empty tensor does not satisfy any condition (a frame with no detection takes the
+    otherwise branch), whatever the reduce: every engine routes it the same way.
+    """
     op = str(condition.get("op", ""))
     value = condition.get("value")
     reduce = str(condition.get("reduce", "any"))
     if array.size == 0:
-        raise InputError(name, "condition tensor is empty")
+        return False
     if op in NUMERIC_OPS:
         if array.dtype == object or array.dtype.kind in "US":
             raise InputError(name, f"op '{op}' needs a numeric tensor, got {array.dtype}")

@@ -158,6 +158,11 @@ class GraphSpec(_Spec):
     inputs: list[TensorDecl] = Field(min_length=1)
     nodes: list[Node] = Field(min_length=1)
     graph: Step
+    outputs: dict[str, str] | None = Field(
+        default=None,
+        description="what the graph returns: output name -> tensor reference (`node.tensor`, "
+        "`a.x | b.x`); default: the last step's outputs",
+    )
     slo: Slo | None = None
 
     @field_validator("nodes")
@@ -210,7 +215,7 @@ GraphSpec.model_rebuild()
 
 def parse_graph(data: dict[str, Any], source: str = "<memory>") -> InferenceGraph:
     """Parse and fully validate (schema, then topology); errors list every problem with its path."""
-    from infergraph.graph.validate import validate_topology
+    from infergraph.graph.plan import compile_plan
 
     try:
         graph = InferenceGraph.model_validate(data)
@@ -225,7 +230,7 @@ def parse_graph(data: dict[str, Any], source: str = "<memory>") -> InferenceGrap
             for err in exc.errors()
         ]
         raise GraphValidationError(name, problems) from None
-    validate_topology(graph)
+    compile_plan(graph)
     return graph
 
 

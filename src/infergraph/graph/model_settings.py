@@ -33,6 +33,11 @@ def model_settings(
     full_extra: dict[str, Any] = {"family": family}
     if node is not None:
         full_extra.update({"device": node.device, "dtype": node.dtype})
+        # Seldon Core v2's agent rewrites model-settings.json keeping only `parameters` (and
+        # name, inputs, outputs, platform, versions, parallel_workers, implementation), so
+        # the batching settings travel here too; the runtime prefers these.
+        full_extra["max_batch_size"] = node.batching.max_batch_size
+        full_extra["max_batch_time_ms"] = node.batching.max_batch_time_ms
         full_extra.update(node.options)
     full_extra.update(extra or {})
     params["extra"] = full_extra

@@ -13,11 +13,13 @@ docs/rendering.md):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph, Node
+from infergraph.graph.plan import BranchRef, GraphPlan
 from infergraph.render import common
 
 PROMETHEUS_ANNOTATION = "infergraph.io/prometheus-url"
@@ -39,6 +41,15 @@ SERIES = {
 V2_RPS_SERIES = "seldon_model_infer_total"
 V1_RPS_SERIES = "seldon_api_executor_client_requests_seconds_count"
 V2_PIPELINE_SERIES = "seldon_pipeline_infer_total"
+# Object metrics on a Seldon v2 Model, served by the prometheus-adapter rules in
+# `prometheus_adapter_rules()` (Seldon's HPA guide: one metric describing the Model, used by
+# both the Model's and the Server's HPA so they scale in step).
+OBJECT_METRICS = {
+    "rps": "infergraph_model_rps",
+    "inflight": "infergraph_model_inflight",
+    "queue": "infergraph_model_queue",
+    "gpu": "infergraph_model_gpu_utilisation",
+}
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,8 @@ class Target:
     # Request rate measured outside the scaled pods (executor / pipeline gateway): with zero
     # replicas the pods' own metrics vanish, so this is what wakes a scaled-to-zero node.
     wake_query: str | None = None
+    # (apiVersion, kind, name) of the object an HPA `Object` metric describes (Seldon v2).
+    described: tuple[str, str, str] | None = None
 
 
 def check(node: Node, engine: str) -> None:
@@ -81,6 +94,44 @@ def check(node: Node, engine: str) -> None:
             )
 
 
+def check_engine(node: Node, engine: str) -> None:
+    """What an engine's own scaling model rules out, said at render time."""
+    auto = node.autoscaling
+    if auto is None:
+        return
+    where = f"node '{node.name}' autoscaling"
+    if engine == "seldon-v2" and auto.metric == "cpu":
+        raise RenderError(
+            engine,
+            f"{where}: Seldon Core v2 scales a Model and its Server on Prometheus metrics only "
+            "(an HPA on a Model's scale subresource selects no pods, so CPU utilisation never "
+            "computes); use metric rps, inflight, queue or gpu",
+        )
+
+
+def v2_branch_rate(
+    graph: InferenceGraph, plan: GraphPlan, node: str, model_name: Callable[[str], str]
+) -> str:
+    """Requests that reach a node on Seldon v2: what wakes it from zero replicas.
+
+    Outside any branch that is the pipeline's rate. Inside a `when` branch it is the gate's
+    rate less the rate of the other side's first step (a cascade's pass-through): the
+    requests the gate actually sends this way, not the whole pipeline's traffic.
+    """
+    ns = {"namespace": graph.metadata.namespace} if graph.metadata.namespace else {}
+    branch = plan.step(node).branch
+    if not branch:
+        return rate_query(V2_PIPELINE_SERIES, {**ns, "pipeline": graph.name})
+    gate, side = branch[-1].gate, branch[-1].side
+    other = "otherwise" if side == "then" else "then"
+    on_other = [s for s in plan.steps if s.branch and s.branch[-1] == BranchRef(gate, other)]
+    gate_rate = rate_query(V2_RPS_SERIES, {**ns, "model": model_name(gate)})
+    if not on_other:
+        return gate_rate
+    other_rate = rate_query(V2_RPS_SERIES, {**ns, "model": model_name(on_other[0].name)})
+    return f"({gate_rate} - {other_rate})"
+
+
 def _selector(labels: dict[str, str]) -> str:
     return ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
 
@@ -105,6 +156,18 @@ def _threshold(value: float) -> str:
 def _hpa_metric(node: Node, target: Target) -> dict[str, Any]:
     assert node.autoscaling is not None
     auto = node.autoscaling
+    if target.described is not None:
+        api, kind, name = target.described
+        kind_of_target = "Value" if auto.metric == "gpu" else "AverageValue"
+        value_key = "value" if auto.metric == "gpu" else "averageValue"
+        return {
+            "type": "Object",
+            "object": {
+                "describedObject": {"apiVersion": api, "kind": kind, "name": name},
+                "metric": {"name": OBJECT_METRICS[auto.metric]},
+                "target": {"type": kind_of_target, value_key: _threshold(auto.target)},
+            },
+        }
     if auto.metric == "cpu":
         return {
             "type": "Resource",
@@ -232,7 +295,48 @@ def scalers(
 ) -> list[dict[str, Any]]:
     """One HPA or ScaledObject per target (v2 scales the Model and its Server in step)."""
     check(node, engine)
+    check_engine(node, engine)
     if node.autoscaling is None:
         return []
     make = scaled_object if node.autoscaling.engine == "keda" else hpa
     return [make(graph, node, target, name) for target, name in targets]
+
+
+def _adapter_rule(series: str, metric: str, query: str) -> dict[str, Any]:
+    return {
+        "seriesQuery": f'{series}{{namespace!="",model!=""}}',
+        "resources": {
+            "overrides": {
+                "namespace": {"resource": "namespace"},
+                "model": {"group": "mlops.seldon.io", "resource": "model"},
+            }
+        },
+        "name": {"as": metric},
+        "metricsQuery": query,
+    }
+
+
+def prometheus_adapter_rules() -> dict[str, Any]:
+    """Values for the prometheus-adapter chart (`rules.custom`): the v2 Object metrics.
+
+    Seldon's agent names a loaded model `<model>_<version>` inside MLServer, so the
+    runtime's `model` label is mapped back to the Model's name before grouping.
+    """
+    strip = 'label_replace({series}{{namespace!=""}}, "model", "$1", "model", "(.+)_[0-9]+$")'
+    rules = [
+        _adapter_rule(
+            V2_RPS_SERIES,
+            OBJECT_METRICS["rps"],
+            "sum by (<<.GroupBy>>) (rate(<<.Series>>{<<.LabelMatchers>>}[1m]))",
+        )
+    ]
+    for metric in ("inflight", "queue"):
+        series = SERIES[metric]
+        rules.append(
+            _adapter_rule(
+                series,
+                OBJECT_METRICS[metric],
+                f"sum by (model, namespace) ({strip.format(series=series)})",
+            )
+        )
+    return {"rules": {"default": False, "custom": rules}}

@@ -11,8 +11,10 @@ from typing import Annotated
 
 import typer
 
+from infergraph import images
 from infergraph.errors import GraphValidationError, RenderError
 from infergraph.render import ENGINES, drift, render, render_tree, to_yaml, write_tree
+from infergraph.render.options import RenderOptions
 
 # The render function is the app's callback (not a sub-command) so that mounting this app as
 # `render` in the main CLI gives `infergraph render <graph> --engine ...`.
@@ -43,11 +45,22 @@ def render_command(
     check: Annotated[
         bool, typer.Option("--check", help="fail if files under --out differ (no writing)")
     ] = False,
+    storage_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--storage-uri",
+            help="your bucket prefix for model-settings.json folders (<prefix>/<graph>/<node>)",
+        ),
+    ] = None,
+    registry: Annotated[
+        str, typer.Option("--registry", help="image registry and organisation")
+    ] = images.DEFAULT_REGISTRY,
 ) -> None:
     """Render one graph (stdout or --out) or, with --all, the whole k8s/graphs folder."""
     from infergraph.graph.model import load_graph
 
     engines = (engine,) if engine else ENGINES
+    options = RenderOptions(storage_uri=storage_uri, image_registry=registry)
     for name in engines:
         if name not in ENGINES:
             raise typer.BadParameter(f"unknown engine '{name}'; choose {', '.join(ENGINES)}")
@@ -56,7 +69,7 @@ def render_command(
             if graph is not None:
                 raise typer.BadParameter("give a graph file or --all, not both")
             target = out or DEFAULT_OUT
-            files = render_tree(graphs, engines)
+            files = render_tree(graphs, engines, options)
             if check:
                 problems = drift(files, target)
                 if problems:
@@ -77,11 +90,14 @@ def render_command(
         if out is not None:
             from infergraph.render import render_files
 
-            files = {f"{engine}/{rel}": text for rel, text in render_files(graph, engine).items()}
+            files = {
+                f"{engine}/{rel}": text
+                for rel, text in render_files(graph, engine, options).items()
+            }
             written = _write(files, out)
             typer.echo(f"wrote {len(written)} files under {out}")
             return
-        typer.echo(to_yaml(render(load_graph(graph), engine)), nl=False)
+        typer.echo(to_yaml(render(load_graph(graph), engine, options)), nl=False)
     except (RenderError, GraphValidationError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -11,11 +11,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from infergraph import __version__
+from infergraph import __version__, images
 from infergraph.components.registry import component_class
 from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph, Node
 from infergraph.graph.model_settings import model_settings as shared_model_settings
+from infergraph.render.options import RenderOptions
 
 PART_OF = "infergraph"
 MANAGED_BY = "infergraph-render"
@@ -24,11 +25,8 @@ NODE_LABEL = "infergraph.io/node"
 # Graph annotations the renderers read (documented in docs/rendering.md).
 STORAGE_ANNOTATION = "infergraph.io/storage-uri"
 IMAGE_TAG_ANNOTATION = "infergraph.io/image-tag"
-DEFAULT_STORAGE = "gs://infergraph-models"
-
-IMAGE_REPO = "ghcr.io/infergraph"
-MLSERVER_IMAGE = "mlserver-runtimes"
-SELDON_IMAGE = "seldon-components"
+MLSERVER_IMAGE = images.MLSERVER_RUNTIMES
+SELDON_IMAGE = images.SELDON_COMPONENTS
 
 SELDON_CLASS = "infergraph.serving.seldon_component.InfergraphComponent"
 
@@ -50,9 +48,17 @@ def k8s_name(*parts: str, limit: int = 63) -> str:
     return f"{name[: limit - 9].rstrip('-')}-{digest}"
 
 
-def image(graph: InferenceGraph, which: str) -> str:
-    tag = graph.metadata.annotations.get(IMAGE_TAG_ANNOTATION, __version__)
-    return f"{IMAGE_REPO}/{which}:{tag}"
+def image(
+    graph: InferenceGraph,
+    which: str,
+    node: Node | None = None,
+    options: RenderOptions | None = None,
+) -> str:
+    """The image from the one registry setting; the `-cuda` variant for pods with a GPU."""
+    options = options or RenderOptions()
+    tag = graph.metadata.annotations.get(IMAGE_TAG_ANNOTATION, options.image_tag or __version__)
+    cuda = bool(node is not None and node.resources.gpu)
+    return images.image_ref(which, options.image_registry, tag, cuda)
 
 
 def labels(graph: InferenceGraph, node: str | None, component: str) -> dict[str, str]:
@@ -155,15 +161,22 @@ def resources(node: Node | None, engine: str) -> dict[str, Any]:
     return {"requests": dict(req), "limits": dict(req)}
 
 
-def gpu_scheduling(node: Node | None) -> dict[str, Any]:
-    """GPU pods tolerate the usual nvidia.com/gpu taint so they land on GPU nodes only."""
+def gpu_scheduling(node: Node | None, options: RenderOptions | None = None) -> dict[str, Any]:
+    """GPU pods tolerate the usual nvidia.com/gpu taint, plus the deployment's own placement
+    (`RenderOptions.gpu_scheduling`: nodeSelector, tolerations, affinity, runtimeClassName)."""
     if node is None or not node.resources.gpu:
         return {}
-    return {
-        "tolerations": [
-            {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"},
-        ]
-    }
+    placement = (options or RenderOptions()).gpu_scheduling
+    tolerations = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+    tolerations += [t for t in placement.tolerations if t not in tolerations]
+    out: dict[str, Any] = {"tolerations": tolerations}
+    if placement.node_selector:
+        out["nodeSelector"] = dict(sorted(placement.node_selector.items()))
+    if placement.affinity:
+        out["affinity"] = placement.affinity
+    if placement.runtime_class_name:
+        out["runtimeClassName"] = placement.runtime_class_name
+    return out
 
 
 def check_gpu(node: Node, engine: str) -> None:
@@ -192,8 +205,20 @@ def is_local_path(uri: str | None) -> bool:
     return bool(uri) and (uri.startswith(("file://", "/", ".")))
 
 
-def storage_base(graph: InferenceGraph) -> str:
-    return graph.metadata.annotations.get(STORAGE_ANNOTATION, DEFAULT_STORAGE).rstrip("/")
+def storage_base(graph: InferenceGraph, options: RenderOptions | None = None) -> str:
+    """Where model-settings.json folders go: the user's bucket, never a default one."""
+    base = (
+        graph.metadata.annotations.get(STORAGE_ANNOTATION)
+        or (options or RenderOptions()).storage_uri
+    )
+    if not base:
+        raise RenderError(
+            "storage",
+            f"graph '{graph.name}' has no storage prefix for its model-settings.json folders: "
+            "pass `infergraph render --storage-uri s3://<your-bucket>/infergraph` (the chart's "
+            f"`storage.uri` value) or annotate the graph with `{STORAGE_ANNOTATION}`",
+        )
+    return base.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -211,12 +236,16 @@ class Artifact:
 
 
 def artifact(
-    graph: InferenceGraph, node_name: str, family: str | None, model_uri: str | None
+    graph: InferenceGraph,
+    node_name: str,
+    family: str | None,
+    model_uri: str | None,
+    options: RenderOptions | None = None,
 ) -> Artifact:
     """`family` None: a weightless helper whose artifact holds only model-settings.json."""
-    own_folder = f"{storage_base(graph)}/{graph.name}/{node_name}"
     if is_storage_uri(model_uri):
         return Artifact(str(model_uri), None, True)
+    own_folder = f"{storage_base(graph, options)}/{graph.name}/{node_name}"
     if is_local_path(model_uri):
         # A local checkpoint cannot travel; it is uploaded next to its model-settings.json.
         return Artifact(own_folder, None, True)
@@ -228,10 +257,15 @@ def artifact(
 
 
 def model_settings(
-    graph: InferenceGraph, name: str, node: Node | None, family: str, extra: dict[str, Any]
+    graph: InferenceGraph,
+    name: str,
+    node: Node | None,
+    family: str,
+    extra: dict[str, Any],
+    options: RenderOptions | None = None,
 ) -> dict[str, Any]:
     """model-settings.json for a rendered Model: the hub id travels as `uri`, else the artifact."""
-    uri = artifact(graph, node.name, family, node.model_uri).runtime_uri if node else None
+    uri = artifact(graph, node.name, family, node.model_uri, options).runtime_uri if node else None
     return shared_model_settings(name, family, node, uri, extra)
 
 
@@ -242,3 +276,28 @@ def dumps(data: Any) -> str:
 def condition_dict(cond: Any) -> dict[str, Any]:
     """A WhenStep condition as the gate/router components take it (JSON-able)."""
     return {"tensor": cond.tensor, "op": cond.op, "value": cond.value, "reduce": cond.reduce}
+
+
+SERVER_POD_LABEL = "seldon-server-name"  # seldon-core v2 operator/pkg/constants/constants.go
+
+
+def pod_monitors(graph: InferenceGraph, servers: list[str], engine: str) -> list[dict[str, Any]]:
+    """A PodMonitor scraping the runtime series the scalers use (prometheus-operator)."""
+    if engine == "seldon-v2":
+        selector: dict[str, Any] = {
+            "matchExpressions": [
+                {"key": SERVER_POD_LABEL, "operator": "In", "values": sorted(set(servers))}
+            ]
+        }
+        endpoints = [{"port": "server-metrics", "path": "/metrics"}, {"port": "metrics"}]
+    else:
+        selector = {"matchLabels": {GRAPH_LABEL: graph.name}}
+        endpoints = [{"port": "metrics", "path": "/prometheus"}]
+    return [
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PodMonitor",
+            "metadata": metadata(graph, k8s_name(graph.name, "metrics"), None, "metrics"),
+            "spec": {"selector": selector, "podMetricsEndpoints": endpoints},
+        }
+    ]

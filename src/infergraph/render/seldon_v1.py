@@ -30,20 +30,21 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from infergraph.components.registry import component_class
 from infergraph.errors import RenderError
-from infergraph.graph.model import (
-    REQUEST,
-    EnsembleStep,
-    InferenceGraph,
-    Node,
-    NodeStep,
-    SequenceStep,
-    Step,
-    WhenStep,
+from infergraph.graph.model import REQUEST, InferenceGraph, Node
+from infergraph.graph.plan import (
+    Block,
+    ChainBlock,
+    FanOutBlock,
+    GraphPlan,
+    PlanStep,
+    RouteBlock,
+    Source,
+    UnitBlock,
+    compile_plan,
 )
-from infergraph.graph.validate import split_alternatives
 from infergraph.render import autoscaling, common
+from infergraph.render.options import RenderOptions
 
 ENGINE = "seldon-v1"
 API = "machinelearning.seldon.io/v1"
@@ -51,6 +52,7 @@ PREDICTOR = "default"
 HTTP_PORT = 9000
 GRPC_PORT = 9500
 METRICS_PORT = 6000
+NOTES_ANNOTATION = "infergraph.io/render-notes"
 ROLE_TYPES = {
     "model": "MODEL",
     "transformer": "TRANSFORMER",
@@ -109,159 +111,139 @@ class Partial:
 
 
 class _Builder:
-    def __init__(self, graph: InferenceGraph) -> None:
-        self.graph = graph
-        self.counters: dict[str, int] = {}
-        self.taken = {n.name for n in graph.spec.nodes}
+    """The plan's block tree as SeldonDeployment units; every unit gets its resolved inputs."""
 
-    def helper(self, kind: str) -> str:
-        while True:
-            index = self.counters.get(kind, 0)
-            self.counters[kind] = index + 1
-            name = f"{kind}-{index}"
-            if name not in self.taken:
-                self.taken.add(name)
-                return name
+    def __init__(self, plan: GraphPlan, options: RenderOptions) -> None:
+        self.plan = plan
+        self.graph = plan.graph
+        self.options = options
+        self.taken = {s.name for s in plan.steps}
+        self.merges = 0
 
-    def node_unit(self, step: NodeStep, unit_type: str) -> Unit:
-        node = self.graph.node(step.node)
-        params: dict[str, Any] = {"node": node.name, "family": node.family}
-        art = common.artifact(self.graph, node.name, node.family, node.model_uri)
-        if art.runtime_uri:
-            params["model_uri"] = art.runtime_uri
-        params.update({"device": node.device, "dtype": node.dtype})
-        params["max_batch_size"] = node.batching.max_batch_size
-        if node.options:
-            params["options"] = node.options
-        if step.inputs:
-            params["inputs"] = dict(step.inputs)
-        uri = art.storage_uri if art.weights_in_artifact else None
-        return Unit(node.name, unit_type, node.family, node, params, model_uri=uri)
+    def inputs_param(self, step: PlanStep) -> dict[str, str]:
+        """`input -> "a.x | b.x"`: qualified refs the unit looks up in the carried tensors."""
+        return {k: " | ".join(s.ref for s in v) for k, v in step.inputs.items()}
 
-    def build(self, step: Step, path: str) -> Partial:
-        if isinstance(step, NodeStep):
-            unit = self.node_unit(step, ROLE_TYPES[step.role])
+    def step_unit(self, step: PlanStep, unit_type: str) -> Unit:
+        params: dict[str, Any] = {"node": step.name, "family": step.family}
+        node = step.node
+        uri = None
+        if node is not None:
+            art = common.artifact(self.graph, node.name, node.family, node.model_uri, self.options)
+            if art.runtime_uri:
+                params["model_uri"] = art.runtime_uri
+            params.update({"device": node.device, "dtype": node.dtype})
+            params["max_batch_size"] = node.batching.max_batch_size
+            if node.options:
+                params["options"] = node.options
+            uri = art.storage_uri if art.weights_in_artifact else None
+        if step.condition is not None:
+            params["condition"] = common.condition_dict(step.condition)
+        if step.method:
+            params["method"] = step.method
+        params["inputs"] = self.inputs_param(step)
+        return Unit(step.name, unit_type, step.family, node, params, model_uri=uri)
+
+    def build(self, block: Block, path: str) -> Partial:
+        if isinstance(block, UnitBlock):
+            step = self.plan.step(block.step)
+            unit = self.step_unit(step, ROLE_TYPES[step.role])
             return Partial(unit, unit if step.role != "output-transformer" else None)
-        if isinstance(step, SequenceStep):
-            return self.sequence(_flatten(step), path)
-        if isinstance(step, EnsembleStep):
-            return self.ensemble(step, path)
-        if isinstance(step, WhenStep):
-            return self.when(step, path)
-        raise TypeError(step)
+        if isinstance(block, ChainBlock):
+            return self.sequence(block, path)
+        if isinstance(block, FanOutBlock):
+            return self.fan_out(block, path)
+        return self.route(block, path)
 
-    def sequence(self, steps: list[tuple[Step, str]], path: str) -> Partial:
+    def sequence(self, chain: ChainBlock, path: str) -> Partial:
         acc: Partial | None = None
-        for step, where in steps:
+        for i, block in enumerate(chain.items):
+            where = f"{path}[{i}]"
             if acc is None:
-                acc = self.build(step, where)
-                continue
-            if acc.tail is not None:
-                sub = self.build(step, where)
+                acc = self.build(block, where)
+            elif acc.tail is not None:
+                sub = self.build(block, where)
                 acc.tail.children = [sub.root]
                 acc = Partial(acc.root, sub.tail)
-            elif isinstance(step, NodeStep):
+            elif isinstance(block, UnitBlock):
                 # Runs after a late-finishing subtree: wrap it as an output transformer.
-                unit = self.node_unit(step, "OUTPUT_TRANSFORMER")
+                unit = self.step_unit(self.plan.step(block.step), "OUTPUT_TRANSFORMER")
                 unit.children = [acc.root]
                 acc = Partial(unit, None)
             else:
-                kind = "ensemble" if isinstance(step, EnsembleStep) else "when"
+                kind = "an ensemble" if isinstance(block, FanOutBlock) else "a when"
                 raise RenderError(
                     ENGINE,
-                    f"{where}: a{'n' if kind == 'ensemble' else ''} {kind} cannot follow "
-                    f"'{acc.root.name}' ({acc.root.type}): in a SeldonDeployment graph only "
-                    "an OUTPUT_TRANSFORMER runs after a COMBINER/ROUTER/OUTPUT_TRANSFORMER "
-                    f"subtree, and a {'COMBINER' if kind == 'ensemble' else 'ROUTER'} has to "
-                    "run its children after it; render with --engine seldon-v2, or move "
-                    "this step before it",
+                    f"{self.where(block)}: {kind} cannot follow '{acc.root.name}' "
+                    f"({acc.root.type}): in a SeldonDeployment graph only an OUTPUT_TRANSFORMER "
+                    "runs after a COMBINER/ROUTER/OUTPUT_TRANSFORMER subtree; render with "
+                    "--engine seldon-v2, or move this step before it",
                 )
         assert acc is not None
         return acc
 
-    def ensemble(self, step: EnsembleStep, path: str) -> Partial:
-        members = [self.build(m, f"{path}.ensemble[{i}]") for i, m in enumerate(step.ensemble)]
-        combine = step.combine
-        params: dict[str, Any] = {"tensor": combine.tensor}
-        if combine.node is not None:
-            unit = self.node_unit(NodeStep(node=combine.node), "COMBINER")
-            unit.parameters.update(params)
+    def where(self, block: Block) -> str:
+        first = block
+        while not isinstance(first, UnitBlock):
+            if isinstance(first, ChainBlock):
+                first = first.items[0]
+            elif isinstance(first, FanOutBlock):
+                first = first.members[0]
+            else:
+                return self.plan.step(first.gate).path
+        return self.plan.step(first.step).path
+
+    def fan_out(self, block: FanOutBlock, path: str) -> Partial:
+        members = [self.build(m, f"{path}.members[{i}]") for i, m in enumerate(block.members)]
+        if block.combine is not None:
+            unit = self.step_unit(self.plan.step(block.combine), "COMBINER")
         else:
-            name = self.helper("combine")
-            params.update({"node": name, "family": "combiner", "method": combine.method})
+            name = self.merge_name()
+            params = {"node": name, "method": "merge"}
             unit = Unit(name, "COMBINER", "combiner", None, params)
         unit.children = [m.root for m in members]
         return Partial(unit, None)
 
-    def when(self, step: WhenStep, path: str) -> Partial:
-        name = self.helper("gate")
-        router = Unit(
-            name,
-            "ROUTER",
-            "gate",
-            None,
-            {"node": name, "condition": common.condition_dict(step.when)},
-        )
-        then = self.build(step.then, f"{path}.then")
-        if step.otherwise is not None:
-            other = self.build(step.otherwise, f"{path}.otherwise").root
+    def merge_name(self) -> str:
+        while f"merge-{self.merges}" in self.taken:
+            self.merges += 1
+        name = f"merge-{self.merges}"
+        self.taken.add(name)
+        return name
+
+    def route(self, block: RouteBlock, path: str) -> Partial:
+        router = self.step_unit(self.plan.step(block.gate), "ROUTER")
+        then = self.build(block.then, f"{path}.then").root
+        if block.otherwise is not None:
+            other = self.build(block.otherwise, f"{path}.otherwise").root
         else:
-            pass_name = self.helper("pass")
-            other = Unit(
-                pass_name, "MODEL", "identity", None, {"node": pass_name, "family": "identity"}
-            )
-        router.children = [then.root, other]
+            assert block.passthrough is not None
+            other = self.step_unit(self.plan.step(block.passthrough), "MODEL")
+        router.children = [then, other]
         return Partial(router, None)
 
 
-def _flatten(step: SequenceStep, path: str = "spec.graph") -> list[tuple[Step, str]]:
-    out: list[tuple[Step, str]] = []
-    for i, sub in enumerate(step.sequence):
-        where = f"{path}.sequence[{i}]"
-        if isinstance(sub, SequenceStep):
-            out.extend(_flatten(sub, where))
-        else:
-            out.append((sub, where))
-    return out
-
-
 # -- protocol choice -------------------------------------------------------------------------
-def v2_chain(graph: InferenceGraph) -> list[NodeStep] | None:
-    """The node steps when the graph is a chain MLServer units can run with `protocol: v2`."""
-    root = graph.spec.graph
-    if isinstance(root, NodeStep):
-        steps: list[Any] = [root]
-    elif isinstance(root, SequenceStep):
-        steps = [s for s, _ in _flatten(root)]
-    else:
+def v2_chain(plan: GraphPlan) -> list[PlanStep] | None:
+    """The steps when the graph is a chain MLServer units can run with `protocol: v2`: the
+    executor only renames one unit's `outputs` to the next one's `inputs`, so each step must
+    take exactly tensors of the step before it (the first: the graph's inputs), by name."""
+    if plan.helper_steps() or any(s.role == "output-transformer" for s in plan.steps[:-1]):
         return None
-    if not all(isinstance(s, NodeStep) for s in steps):
-        return None
-    if any(s.role == "output-transformer" for s in steps[:-1]):
-        return None
-    current = {d.name for d in graph.spec.inputs}
     previous = REQUEST
-    for step in steps:
-        cls = component_class(graph.node(step.node).family)
-        for name, ref in step.inputs.items():
-            alts = split_alternatives(ref)
-            if len(alts) != 1 or alts[0] != f"{previous}.{name}":
+    for step in plan.steps:
+        for name, sources in step.inputs.items():
+            if sources != (Source(previous, name),):
                 return None
-        if cls.passthrough:
-            continue
-        needed = {s.name for s in cls.inputs if not s.optional}
-        if not needed <= current:
-            return None
-        current = {s.name for s in cls.outputs}
-        previous = step.node
-    return steps
+        previous = step.name
+    return plan.steps
 
 
 # -- objects -----------------------------------------------------------------------------------
-def _seldon_container(graph: InferenceGraph, unit: Unit) -> dict[str, Any]:
+def _seldon_container(graph: InferenceGraph, unit: Unit, options: RenderOptions) -> dict[str, Any]:
     return {
         "name": unit.name,
-        "image": common.image(graph, common.SELDON_IMAGE),
+        "image": common.image(graph, common.SELDON_IMAGE, unit.node, options),
         "imagePullPolicy": "IfNotPresent",
         "args": ["--service-type", _service_type(unit.type)],
         "env": [
@@ -285,10 +267,12 @@ def _service_type(unit_type: str) -> str:
     return {"OUTPUT_TRANSFORMER": "TRANSFORMER"}.get(unit_type, unit_type)
 
 
-def _mlserver_container(graph: InferenceGraph, unit: Unit) -> dict[str, Any]:
+def _mlserver_container(
+    graph: InferenceGraph, unit: Unit, options: RenderOptions
+) -> dict[str, Any]:
     node = unit.node
     assert node is not None
-    settings = common.model_settings(graph, unit.name, node, node.family, {})
+    settings = common.model_settings(graph, unit.name, node, node.family, {}, options)
     params = settings["parameters"]
     uri = params.get("uri") or "/mnt/models"
     env = [
@@ -306,7 +290,7 @@ def _mlserver_container(graph: InferenceGraph, unit: Unit) -> dict[str, Any]:
     ]
     return {
         "name": unit.name,
-        "image": common.image(graph, common.MLSERVER_IMAGE),
+        "image": common.image(graph, common.MLSERVER_IMAGE, node, options),
         "imagePullPolicy": "IfNotPresent",
         "env": env,
         "ports": [
@@ -347,7 +331,6 @@ def _hpa_spec(node: Node) -> dict[str, Any]:
 def _keda_spec(graph: InferenceGraph, node: Node, deployment: str, unit: str) -> dict[str, Any]:
     assert node.autoscaling is not None
     auto = node.autoscaling
-    ns = {"namespace": graph.metadata.namespace} if graph.metadata.namespace else {}
     selector = {"deployment_name": graph.name, "model_name": unit}
     target = autoscaling.Target(
         "apps/v1",
@@ -356,11 +339,11 @@ def _keda_spec(graph: InferenceGraph, node: Node, deployment: str, unit: str) ->
         f"{deployment}-[a-z0-9]+-[a-z0-9]+",
         selector,
         autoscaling.V1_RPS_SERIES,
-        autoscaling.rate_query(autoscaling.V1_RPS_SERIES, {**ns, **selector}),
+        None,  # never at zero replicas on v1 (see _notes): nothing to wake
     )
     obj = autoscaling.scaled_object(graph, node, target, deployment)["spec"]
     return {
-        "minReplicaCount": auto.min_replicas,
+        "minReplicaCount": max(auto.min_replicas, 1),  # see _notes
         "maxReplicaCount": auto.max_replicas,
         "cooldownPeriod": auto.cooldown_seconds,
         "pollingInterval": obj["pollingInterval"],
@@ -369,11 +352,15 @@ def _keda_spec(graph: InferenceGraph, node: Node, deployment: str, unit: str) ->
     }
 
 
-def _component_spec(graph: InferenceGraph, unit: Unit, protocol: str) -> dict[str, Any]:
+def _component_spec(
+    graph: InferenceGraph, unit: Unit, protocol: str, options: RenderOptions
+) -> dict[str, Any]:
     node = unit.node
     deployment = common.k8s_name(graph.name, unit.name)
     container = (
-        _mlserver_container(graph, unit) if protocol == "v2" else _seldon_container(graph, unit)
+        _mlserver_container(graph, unit, options)
+        if protocol == "v2"
+        else _seldon_container(graph, unit, options)
     )
     pod: dict[str, Any] = {
         "securityContext": common.pod_security_context(),
@@ -381,7 +368,7 @@ def _component_spec(graph: InferenceGraph, unit: Unit, protocol: str) -> dict[st
         "terminationGracePeriodSeconds": 60,
         "containers": [container],
         "volumes": common.scratch_volumes(node),
-        **common.gpu_scheduling(node),
+        **common.gpu_scheduling(node, options),
     }
     spec: dict[str, Any] = {
         "metadata": {
@@ -401,11 +388,12 @@ def _component_spec(graph: InferenceGraph, unit: Unit, protocol: str) -> dict[st
     return spec
 
 
-def render(graph: InferenceGraph) -> list[dict[str, Any]]:
+def render(graph: InferenceGraph, options: RenderOptions | None = None) -> list[dict[str, Any]]:
     """One SeldonDeployment (autoscalers ride inside it as hpaSpec/kedaSpec)."""
-    chain = v2_chain(graph)
-    protocol = "v2" if chain is not None else "seldon"
-    root = _Builder(graph).build(graph.spec.graph, "spec.graph").root
+    options = options or RenderOptions()
+    plan = compile_plan(graph)
+    protocol = "v2" if v2_chain(plan) is not None else "seldon"
+    root = _Builder(plan, options).build(plan.root, "spec.graph").root
     units = root.walk()
     if protocol == "v2":
         for unit in units:
@@ -414,7 +402,7 @@ def render(graph: InferenceGraph) -> list[dict[str, Any]]:
         if unit.node is not None:
             common.check_gpu(unit.node, ENGINE)
             autoscaling.check(unit.node, ENGINE)
-    component_specs = [_component_spec(graph, u, protocol) for u in units]
+    component_specs = [_component_spec(graph, u, protocol, options) for u in units]
     sdep = {
         "apiVersion": API,
         "kind": "SeldonDeployment",
@@ -444,7 +432,26 @@ def render(graph: InferenceGraph) -> list[dict[str, Any]]:
             ],
         },
     }
-    return [sdep]
+    notes = _notes(units)
+    if notes:
+        sdep["metadata"].setdefault("annotations", {})[NOTES_ANNOTATION] = notes
+    return [sdep, *common.pod_monitors(graph, [], ENGINE)]
+
+
+def _notes(units: list[Unit]) -> str:
+    """What the SeldonDeployment does differently from the graph file, and why."""
+    zero = [
+        u.name
+        for u in units
+        if u.node and u.node.autoscaling and u.node.autoscaling.min_replicas == 0
+    ]
+    if not zero:
+        return ""
+    return (
+        f"{', '.join(zero)}: minReplicas 0 rendered as 1. The v1 executor's readiness dials "
+        "every unit, so a unit at zero replicas would leave the whole graph unready and no "
+        "request would reach the trigger that wakes it."
+    )
 
 
 def _timeout_ms(graph: InferenceGraph) -> int:

@@ -1,6 +1,7 @@
 """Seldon Core v2: a Model, ServerConfig and Server per node, one Pipeline for the topology.
 
-Topology mapping (docs/rendering.md has the long form):
+The Pipeline translates the compiled plan (`infergraph.graph.plan`) step for step; the
+mapping (docs/rendering.md has the long form):
 
 - sequence: each step's `inputs` name the upstream step outputs (`<model>.outputs.<t>`) or
   the pipeline inputs (`<pipeline>.inputs.<t>`); `tensorMap` renames where names differ.
@@ -22,20 +23,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from infergraph.components.registry import component_class
 from infergraph.errors import RenderError
-from infergraph.graph.model import (
-    REQUEST,
-    EnsembleStep,
-    InferenceGraph,
-    Node,
-    NodeStep,
-    SequenceStep,
-    Step,
-    WhenStep,
-)
-from infergraph.graph.validate import split_alternatives
+from infergraph.graph.model import REQUEST, InferenceGraph, Node
+from infergraph.graph.plan import GraphPlan, PlanStep, Source, compile_plan
 from infergraph.render import autoscaling, common
+from infergraph.render.options import RenderOptions
 
 ENGINE = "seldon-v2"
 API = "mlops.seldon.io/v1alpha1"
@@ -44,42 +36,14 @@ AGENT_IMAGE = f"docker.io/seldonio/seldon-agent:{SELDON_VERSION}"
 RCLONE_IMAGE = f"docker.io/seldonio/seldon-rclone:{SELDON_VERSION}"
 CAPABILITY = "infergraph"
 GPU_CAPABILITY = "nvidia-gpu"
-GATE_FAMILY = "gate"
+GRPC_MAX_MESSAGE_BYTES = 1048576000
+DRAINER_PORT = 9007
 PLUMBING = "plumbing"
-
-
-@dataclass(frozen=True)
-class Ref:
-    """One way a tensor can arrive: a Seldon tensor path, and the branch it is confined to."""
-
-    path: str
-    gate: str | None = None
-    side: str | None = None
-
-    @property
-    def tensor(self) -> str:
-        return self.path.rsplit(".", 1)[-1]
-
-    @property
-    def step(self) -> str:
-        return self.path.split(".", 1)[0]
-
-
-Value = tuple[Ref, ...]  # exclusive alternatives; more than one only after a `when`
-
-
-@dataclass
-class Scope:
-    available: dict[str, Value] = field(default_factory=dict)
-    current: dict[str, Value] = field(default_factory=dict)
-
-    def copy(self) -> Scope:
-        return Scope(dict(self.available), dict(self.current))
 
 
 @dataclass
 class Unit:
-    """A Seldon Model to render: a graph node, or a synthesized weightless helper."""
+    """A Seldon Model to render: a graph node, or a weightless helper of the plan."""
 
     name: str
     family: str
@@ -87,329 +51,145 @@ class Unit:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class Gate:
-    name: str
-    has_otherwise: bool
-    pass_step: dict[str, Any] | None = None
+class _Translator:
+    """The compiled plan as Pipeline steps: one step per plan step, named after its Model.
 
+    Every plan input becomes step inputs: `<model>.outputs.<tensor>` or
+    `<pipeline>.inputs.<tensor>`, renamed with `tensorMap`; alternatives (exclusive by
+    construction) join with `any`. A step under a `when` branch carries a trigger on its
+    gate's `then` / `otherwise` tensor, which the gate emits alone: without its trigger the
+    dataflow never runs the step.
+    """
 
-class _Compiler:
-    def __init__(self, graph: InferenceGraph) -> None:
-        self.graph = graph
-        self.pipeline = graph.name
+    def __init__(self, plan: GraphPlan) -> None:
+        self.plan = plan
+        self.graph = plan.graph
         self.steps: list[dict[str, Any]] = []
         self.units: list[Unit] = []
-        self.gates: dict[str, Gate] = {}
-        self.counters: dict[str, int] = {}
-        self.taken = {n.name for n in graph.spec.nodes}
 
-    # -- names ---------------------------------------------------------------------------
-    def model_name(self, node: str) -> str:
-        return common.k8s_name(self.graph.name, node)
+    def model_name(self, step: str) -> str:
+        return common.k8s_name(self.graph.name, step)
 
-    def helper(self, kind: str) -> str:
-        while True:
-            index = self.counters.get(kind, 0)
-            self.counters[kind] = index + 1
-            name = f"{kind}-{index}"
-            if name not in self.taken:
-                self.taken.add(name)
-                return name
+    def tensor_path(self, source: Source) -> str:
+        if source.step == REQUEST:
+            return f"{self.graph.name}.inputs.{source.tensor}"
+        return f"{self.model_name(source.step)}.outputs.{source.tensor}"
 
-    # -- entry -----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        scope = Scope()
-        for decl in self.graph.spec.inputs:
-            value = (Ref(f"{self.pipeline}.inputs.{decl.name}"),)
-            scope.available[f"{REQUEST}.{decl.name}"] = value
-            scope.current[decl.name] = value
-        scope = self.step(self.graph.spec.graph, scope, None, "spec.graph")
-        return self.output(scope)
+        for step in self.plan.steps:
+            self.add_step(step)
+            self.units.append(self.unit(step))
+        return self.output()
 
-    def step(self, step: Step, scope: Scope, ctx: tuple[str, str] | None, path: str) -> Scope:
-        if isinstance(step, NodeStep):
-            return self.node_step(step, scope, ctx, path)
-        if isinstance(step, SequenceStep):
-            for i, sub in enumerate(step.sequence):
-                scope = self.step(sub, scope, ctx, f"{path}.sequence[{i}]")
-            return scope
-        if isinstance(step, EnsembleStep):
-            return self.ensemble(step, scope, ctx, path)
-        if isinstance(step, WhenStep):
-            return self.when(step, scope, ctx, path)
-        raise TypeError(step)
-
-    # -- references ------------------------------------------------------------------------
-    def resolve(self, ref: str, scope: Scope, path: str) -> Value:
-        """`a.x | b.x`: every alternative that can arrive, made exclusive where possible."""
-        found: list[Ref] = []
-        for alt in split_alternatives(ref):
-            for r in scope.available.get(alt, ()):
-                if r not in found:
-                    found.append(r)
-        if not found:
-            raise RenderError(ENGINE, f"{path}: tensor '{ref}' is not produced before this step")
-        if len(found) == 1 or len(split_alternatives(ref)) == 1:
-            return tuple(found)
-        gates = {r.gate for r in found if r.gate}
-        if len(gates) > 1:
-            raise RenderError(
-                ENGINE,
-                f"{path}: '{ref}' picks between branches of different `when` steps; a Pipeline "
-                "step joins its inputs one way (inner/outer/any), so only alternatives from "
-                "the two branches of one `when` can be expressed",
+    def unit(self, step: PlanStep) -> Unit:
+        name = self.model_name(step.name)
+        if step.kind == "gate":
+            assert step.condition is not None
+            return Unit(
+                name, step.family, None, {"condition": common.condition_dict(step.condition)}
             )
-        if not gates:
-            # Several unconditional producers: the first alternative always exists.
-            return (found[0],)
-        gate = self.gates[gates.pop()]
-        out: list[Ref] = []
-        for r in found:
-            if r.gate:
-                out.append(r)
-                continue
-            if gate.has_otherwise or gate.pass_step is None:
-                raise RenderError(
-                    ENGINE,
-                    f"{path}: '{ref}' falls back to '{r.path}', which exists whether or not the "
-                    f"`when` behind gate '{gate.name}' took its then-branch; with an explicit "
-                    "otherwise branch a Pipeline cannot tell which arrived first. Reference "
-                    "the otherwise branch's output instead",
-                )
-            out.append(self.forward(gate, r, path))
-        return tuple(out)
+        if step.kind == "combine":
+            return Unit(name, step.family, None, {"method": step.method})
+        return Unit(name, step.family, step.node)
 
-    def forward(self, gate: Gate, ref: Ref, path: str) -> Ref:
-        """Route an unconditional tensor through the gate's pass-through so it is exclusive."""
-        step = gate.pass_step
-        assert step is not None
-        name = ref.tensor
-        for existing in step["inputs"]:
-            target = step.get("tensorMap", {}).get(existing, existing.rsplit(".", 1)[-1])
-            if existing == ref.path:
-                return Ref(f"{step['name']}.outputs.{target}", gate.name, "otherwise")
-            if target == name:
-                raise RenderError(
-                    ENGINE,
-                    f"{path}: pass-through '{step['name']}' already forwards a tensor named "
-                    f"'{name}' from '{existing}'; rename one of them with inputs:",
-                )
-        step["inputs"].append(ref.path)
-        return Ref(f"{step['name']}.outputs.{name}", gate.name, "otherwise")
-
-    # -- steps -----------------------------------------------------------------------------
-    def add_step(
-        self,
-        name: str,
-        inputs: dict[str, Value],
-        ctx: tuple[str, str] | None,
-        path: str,
-    ) -> dict[str, Any]:
-        step: dict[str, Any] = {"name": name, "inputs": []}
-        tensor_map: dict[str, str] = {}
-        multi = [k for k, v in inputs.items() if len(v) > 1]
-        fixed = [k for k in inputs if k not in multi]
-        if multi and fixed:
-            raise RenderError(
-                ENGINE,
-                f"{path}: input '{multi[0]}' comes from one of two exclusive branches while "
-                f"other inputs ({', '.join(fixed)}) always arrive; a Pipeline step has one "
-                "join type for all its inputs, so it cannot wait for all of them and for "
-                "either branch at once",
-            )
-        if multi:
-            # `any` takes the first message to arrive: right when each branch's tensors all
-            # come from one step, so that message carries every input.
-            sides: dict[tuple[str | None, str | None], set[str]] = {}
-            for value in inputs.values():
-                for ref in value:
-                    sides.setdefault((ref.gate, ref.side), set()).add(ref.step)
-            spread = [sorted(steps) for steps in sides.values() if len(steps) > 1]
-            if spread:
-                raise RenderError(
-                    ENGINE,
-                    f"{path}: one branch delivers this step's inputs from several steps "
-                    f"({', '.join(spread[0])}); joined with `any` the step would fire on the "
-                    "first of them with the rest missing",
-                )
-        for input_name, value in inputs.items():
-            for ref in value:
-                if ref.path not in step["inputs"]:
-                    step["inputs"].append(ref.path)
-                if ref.tensor != input_name:
-                    tensor_map[ref.path] = input_name
-        if multi:
-            step["inputsJoinType"] = "any"
+    def add_step(self, step: PlanStep) -> None:
+        inputs, tensor_map, join = self.join(step.inputs, step.path)
+        spec: dict[str, Any] = {"name": self.model_name(step.name), "inputs": inputs}
+        if join:
+            spec["inputsJoinType"] = join
         if tensor_map:
-            step["tensorMap"] = dict(sorted(tensor_map.items()))
-        if ctx is not None:
-            step["triggers"] = [f"{ctx[0]}.outputs.{ctx[1]}"]
-        self.steps.append(step)
-        return step
+            spec["tensorMap"] = tensor_map
+        if step.branch:
+            branch = step.branch[-1]
+            spec["triggers"] = [f"{self.model_name(branch.gate)}.outputs.{branch.side}"]
+        self.steps.append(spec)
 
-    def node_inputs(self, step: NodeStep, scope: Scope, path: str) -> dict[str, Value]:
-        node = self.graph.node(step.node)
-        cls = component_class(node.family)
-        if cls.passthrough:
-            if step.inputs:
-                return {
-                    k: self.resolve(v, scope, f"{path}.inputs.{k}") for k, v in step.inputs.items()
-                }
-            return dict(scope.current)
-        inputs: dict[str, Value] = {}
-        for spec in cls.inputs:
-            if spec.name in step.inputs:
-                ref = step.inputs[spec.name]
-                inputs[spec.name] = self.resolve(ref, scope, f"{path}.inputs.{spec.name}")
-            elif spec.name in scope.current:
-                inputs[spec.name] = scope.current[spec.name]
-            elif f"{REQUEST}.{spec.name}" in scope.available:
-                inputs[spec.name] = scope.available[f"{REQUEST}.{spec.name}"]
-        return inputs
-
-    def node_step(
-        self, step: NodeStep, scope: Scope, ctx: tuple[str, str] | None, path: str
-    ) -> Scope:
-        node = self.graph.node(step.node)
-        name = self.model_name(node.name)
-        inputs = self.node_inputs(step, scope, path)
-        self.add_step(name, inputs, ctx, path)
-        self.units.append(Unit(name, node.family, node))
-        cls = component_class(node.family)
-        produced = list(inputs) if cls.passthrough else [s.name for s in cls.outputs]
-        return self.produce(scope, node.name, name, produced, ctx)
-
-    def produce(
-        self,
-        scope: Scope,
-        owner: str | None,
-        step_name: str,
-        tensors: list[str],
-        ctx: tuple[str, str] | None,
-    ) -> Scope:
-        out = scope.copy()
-        gate, side = ctx if ctx else (None, None)
-        out.current = {}
-        for t in tensors:
-            value = (Ref(f"{step_name}.outputs.{t}", gate, side),)
-            if owner:
-                out.available[f"{owner}.{t}"] = value
-            out.current[t] = value
-        return out
-
-    def ensemble(
-        self, step: EnsembleStep, scope: Scope, ctx: tuple[str, str] | None, path: str
-    ) -> Scope:
-        results = [
-            self.step(m, scope, ctx, f"{path}.ensemble[{i}]") for i, m in enumerate(step.ensemble)
-        ]
-        merged = scope.copy()
-        for res in results:
-            merged.available.update(res.available)
-        combine = step.combine
-        if combine.node is None and combine.method == "merge":
-            merged.current = {}
-            for res in results:
-                merged.current.update(res.current)
-            return merged
-        if combine.node is not None:
-            node = self.graph.node(combine.node)
-            family, name, owner, extra = node.family, self.model_name(node.name), node.name, {}
-        else:
-            helper = self.helper("combine")
-            family, name, owner = "combiner", self.model_name(helper), None
-            extra = {"method": combine.method}
-            node = None
-        if family == "combiner":
-            inputs: dict[str, Value] = {}
-            for i, res in enumerate(results):
-                value = res.current.get(combine.tensor)
-                if value is None:
-                    raise RenderError(
-                        ENGINE,
-                        f"{path}.ensemble[{i}]: member does not output '{combine.tensor}'",
-                    )
-                inputs[f"{combine.tensor}_{i}"] = value
-            produced = [s.name for s in component_class(family).outputs]
-        else:
-            current: dict[str, Value] = {}
-            for res in results:
-                current.update(res.current)
-            inner = Scope(merged.available, current)
-            assert combine.node is not None
-            inputs = self.node_inputs(NodeStep(node=combine.node), inner, f"{path}.combine")
-            produced = [s.name for s in component_class(family).outputs]
-        self.add_step(name, inputs, ctx, f"{path}.combine")
-        self.units.append(Unit(name, family, node, extra))
-        return self.produce(merged, owner, name, produced, ctx)
-
-    def when(self, step: WhenStep, scope: Scope, ctx: tuple[str, str] | None, path: str) -> Scope:
-        gate_name = self.model_name(self.helper("gate"))
-        cond = self.resolve(step.when.tensor, scope, f"{path}.when.tensor")
-        self.add_step(gate_name, {"value": cond}, ctx, f"{path}.when")
-        self.units.append(
-            Unit(gate_name, GATE_FAMILY, None, {"condition": common.condition_dict(step.when)})
-        )
-        gate = Gate(gate_name, step.otherwise is not None)
-        self.gates[gate_name] = gate
-        then = self.step(step.then, scope, (gate_name, "then"), f"{path}.then")
-        if step.otherwise is not None:
-            other = self.step(step.otherwise, scope, (gate_name, "otherwise"), f"{path}.otherwise")
-        else:
-            pass_name = self.model_name(self.helper("pass"))
-            flat = {k: v for k, v in scope.current.items()}
-            gate.pass_step = self.add_step(
-                pass_name, flat, (gate_name, "otherwise"), f"{path} (pass-through)"
-            )
-            self.units.append(Unit(pass_name, "identity", None))
-            other = self.produce(scope, None, pass_name, list(flat), (gate_name, "otherwise"))
-            other.available = dict(scope.available)
-        out = scope.copy()
-        out.available.update(then.available)
-        out.available.update(other.available)
-        out.current = {}
-        for name in list(other.current) + [n for n in then.current if n not in other.current]:
-            refs = then.current.get(name, ()) + other.current.get(name, ())
-            out.current[name] = refs
-        return out
-
-    # -- output ------------------------------------------------------------------------------
-    def output(self, scope: Scope) -> dict[str, Any]:
-        steps: list[str] = []
-        exclusive = any(len(v) > 1 for v in scope.current.values())
-        for value in scope.current.values():
-            for ref in value:
-                if ref.step not in steps:
-                    steps.append(ref.step)
-        if exclusive and any(len(v) == 1 and v[0].gate is None for v in scope.current.values()):
+    def join(
+        self, wanted: dict[str, tuple[Source, ...]], where: str
+    ) -> tuple[list[str], dict[str, str], str | None]:
+        """Tensor paths, renames and join type for named tensors with their alternatives."""
+        paths: list[str] = []
+        tensor_map: dict[str, str] = {}
+        gated = {k for k, v in wanted.items() if any(self.side_of(s) for s in v)}
+        alternatives = [k for k in wanted if k in gated]
+        fixed = [k for k in wanted if k not in gated]
+        if alternatives and fixed:
             raise RenderError(
                 ENGINE,
-                "the graph's result mixes tensors from exclusive `when` branches with tensors "
-                "that always exist; the Pipeline output has a single join type",
+                f"{where}: '{alternatives[0]}' comes from one of two exclusive branches while "
+                f"{', '.join(fixed)} always arrive; a Pipeline step has one join type for all "
+                "its inputs, so it cannot wait for all of them and for either branch at once",
             )
-        out: dict[str, Any] = {"steps": steps}
-        if exclusive:
-            out["stepsJoin"] = "any"
+        if alternatives:
+            self.check_one_step_per_branch(wanted, where)
+        for name, sources in wanted.items():
+            for source in sources:
+                path = self.tensor_path(source)
+                if path not in paths:
+                    paths.append(path)
+                if source.tensor != name:
+                    tensor_map[path] = name
+        return paths, dict(sorted(tensor_map.items())), "any" if alternatives else None
+
+    def check_one_step_per_branch(self, wanted: dict[str, tuple[Source, ...]], where: str) -> None:
+        """With `any`, the first message wins: each branch must deliver all from one step."""
+        by_side: dict[tuple[str, str] | None, set[str]] = {}
+        for sources in wanted.values():
+            for source in sources:
+                side = self.side_of(source)
+                by_side.setdefault(side, set()).add(source.step)
+        spread = sorted(next((s for s in by_side.values() if len(s) > 1), set()))
+        if spread:
+            raise RenderError(
+                ENGINE,
+                f"{where}: one branch delivers these tensors from several steps "
+                f"({', '.join(spread)}); joined with `any` the step would fire on the first "
+                "of them with the rest missing",
+            )
+
+    def side_of(self, source: Source) -> tuple[str, str] | None:
+        if source.step == REQUEST:
+            return None
+        branch = self.plan.step(source.step).branch
+        return (branch[-1].gate, branch[-1].side) if branch else None
+
+    def output(self) -> dict[str, Any]:
+        paths, tensor_map, join = self.join(self.plan.outputs, "spec.outputs")
+        out: dict[str, Any] = {"steps": paths}
+        if tensor_map:
+            out["tensorMap"] = tensor_map
+        if join:
+            out["stepsJoin"] = join
         return out
 
 
 # -- objects ---------------------------------------------------------------------------------
-def _server_config(graph: InferenceGraph, name: str, node: Node | None) -> dict[str, Any]:
+def _server_config(
+    graph: InferenceGraph, name: str, node: Node | None, options: RenderOptions
+) -> dict[str, Any]:
     caps = ["mlserver", CAPABILITY] + ([GPU_CAPABILITY] if node and node.resources.gpu else [])
     mlserver_env = [
         {"name": "MLSERVER_HTTP_PORT", "value": "9000"},
         {"name": "MLSERVER_GRPC_PORT", "value": "9500"},
         {"name": "MLSERVER_MODELS_DIR", "value": "/mnt/agent/models"},
-        {"name": "MLSERVER_MODEL_PARALLEL_WORKERS", "value": "0"},
+        # In-process: the runtime batches rows itself and exports its metrics on this port.
+        {"name": "MLSERVER_PARALLEL_WORKERS", "value": "0"},
         {"name": "MLSERVER_LOAD_MODELS_AT_STARTUP", "value": "false"},
         {"name": "MLSERVER_METRICS_DIR", "value": "/tmp/mlserver-metrics"},
+        # Images, crops and audio between steps exceed gRPC's 4 MiB default (Seldon's own
+        # mlserver ServerConfig sets the same 1000 MiB).
+        {"name": "MLSERVER_GRPC_MAX_MESSAGE_LENGTH", "value": str(GRPC_MAX_MESSAGE_BYTES)},
         *common.cache_env(),
     ]
-    sidecar_resources = {
-        "requests": {"cpu": "100m", "memory": "128Mi"},
-        "limits": {"cpu": "100m", "memory": "128Mi"},
+    # Upstream's sizes (seldon-core v2 k8s/yaml/components.yaml, ServerConfig mlserver): the
+    # agent proxies every request, so its CPU is not capped.
+    rclone_resources = {
+        "requests": {"cpu": "50m", "memory": "128Mi"},
+        "limits": {"memory": "256Mi"},
     }
+    agent_resources = {"requests": {"cpu": "200m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
+    # The agent's drainer (port 9007) lets in-flight requests finish before a pod stops.
+    drain = {"preStop": {"httpGet": {"path": "terminate", "port": DRAINER_PORT}}}
     agent_env = [
         {"name": "SELDON_SERVER_CAPABILITIES", "value": ",".join(caps)},
         {"name": "SELDON_OVERCOMMIT_PERCENTAGE", "value": "10"},
@@ -448,7 +228,8 @@ def _server_config(graph: InferenceGraph, name: str, node: Node | None) -> dict[
                     "initialDelaySeconds": 5,
                     "periodSeconds": 5,
                 },
-                "resources": sidecar_resources,
+                "resources": rclone_resources,
+                "lifecycle": drain,
                 "securityContext": common.container_security_context(read_only_root=False),
                 "volumeMounts": [{"name": "mlserver-models", "mountPath": "/mnt/agent"}],
             },
@@ -463,8 +244,15 @@ def _server_config(graph: InferenceGraph, name: str, node: Node | None) -> dict[
                     {"containerPort": 9501, "name": "grpc", "protocol": "TCP"},
                     {"containerPort": 9001, "name": "http", "protocol": "TCP"},
                     {"containerPort": 9006, "name": "metrics", "protocol": "TCP"},
+                    {"containerPort": 9008, "name": "readiness-port", "protocol": "TCP"},
                 ],
-                "resources": sidecar_resources,
+                "readinessProbe": {
+                    "httpGet": {"path": "/ready", "port": 9008},
+                    "periodSeconds": 5,
+                    "failureThreshold": 1,
+                },
+                "resources": agent_resources,
+                "lifecycle": drain,
                 "securityContext": common.container_security_context(read_only_root=False),
                 "volumeMounts": [
                     {"name": "mlserver-models", "mountPath": "/mnt/agent"},
@@ -474,7 +262,7 @@ def _server_config(graph: InferenceGraph, name: str, node: Node | None) -> dict[
             },
             {
                 "name": "mlserver",
-                "image": common.image(graph, common.MLSERVER_IMAGE),
+                "image": common.image(graph, common.MLSERVER_IMAGE, node, options),
                 "imagePullPolicy": "IfNotPresent",
                 "env": mlserver_env,
                 "ports": [
@@ -487,7 +275,7 @@ def _server_config(graph: InferenceGraph, name: str, node: Node | None) -> dict[
                 "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "server-http"}},
                 "readinessProbe": {"httpGet": health, "initialDelaySeconds": 5, "periodSeconds": 5},
                 "startupProbe": {"httpGet": health, "failureThreshold": 60, "periodSeconds": 10},
-                "lifecycle": {"preStop": {"exec": {"command": ["/bin/sh", "-c", "sleep 10"]}}},
+                "lifecycle": drain,
                 "volumeMounts": [
                     {"name": "mlserver-models", "mountPath": "/mnt/agent", "readOnly": True},
                     *common.scratch_mounts(),
@@ -499,7 +287,7 @@ def _server_config(graph: InferenceGraph, name: str, node: Node | None) -> dict[
             {"name": "tracing-config-volume", "configMap": {"name": "seldon-tracing"}},
             *common.scratch_volumes(node),
         ],
-        **common.gpu_scheduling(node),
+        **common.gpu_scheduling(node, options),
     }
     storage = common._double(node.resources.memory) if node else "1Gi"
     return {
@@ -522,16 +310,13 @@ def _server_config(graph: InferenceGraph, name: str, node: Node | None) -> dict[
 
 
 def _replicas(node: Node | None) -> dict[str, int]:
+    """Only `replicas`: min/max on a Model or Server switch on Seldon's own autoscaling, which
+    would fight the rendered HPA/KEDA scalers (Seldon's HPA guide sets neither)."""
     if node is None:
         return {"replicas": 1}
     if node.autoscaling is None:
         return {"replicas": node.replicas}
-    auto = node.autoscaling
-    return {
-        "replicas": max(auto.min_replicas, 1),
-        "minReplicas": auto.min_replicas,
-        "maxReplicas": auto.max_replicas,
-    }
+    return {"replicas": max(node.autoscaling.min_replicas, 1)}
 
 
 def _server(graph: InferenceGraph, name: str, node: Node | None) -> dict[str, Any]:
@@ -543,12 +328,14 @@ def _server(graph: InferenceGraph, name: str, node: Node | None) -> dict[str, An
     }
 
 
-def _model(graph: InferenceGraph, unit: Unit, server: str) -> dict[str, Any]:
+def _model(
+    graph: InferenceGraph, unit: Unit, server: str, options: RenderOptions
+) -> dict[str, Any]:
     node = unit.node
     if node is not None:
-        art = common.artifact(graph, node.name, unit.family, node.model_uri)
+        art = common.artifact(graph, node.name, unit.family, node.model_uri, options)
     else:
-        art = common.artifact(graph, unit.name, None, None)
+        art = common.artifact(graph, unit.name, None, None, options)
     requirements = [CAPABILITY] + ([GPU_CAPABILITY] if node and node.resources.gpu else [])
     spec: dict[str, Any] = {
         "storageUri": art.storage_uri,
@@ -565,67 +352,82 @@ def _model(graph: InferenceGraph, unit: Unit, server: str) -> dict[str, Any]:
     }
 
 
-def _pipeline(graph: InferenceGraph, compiler: _Compiler, output: dict[str, Any]) -> dict[str, Any]:
+def _pipeline(
+    graph: InferenceGraph, translator: _Translator, output: dict[str, Any]
+) -> dict[str, Any]:
     return {
         "apiVersion": API,
         "kind": "Pipeline",
         "metadata": common.metadata(graph, graph.name, None, "pipeline"),
-        "spec": {"steps": compiler.steps, "output": output},
+        "spec": {"steps": translator.steps, "output": output},
     }
 
 
-def compile_graph(graph: InferenceGraph) -> tuple[_Compiler, dict[str, Any]]:
-    compiler = _Compiler(graph)
-    output = compiler.run()
-    return compiler, output
+def translate(graph: InferenceGraph) -> tuple[_Translator, dict[str, Any]]:
+    translator = _Translator(compile_plan(graph))
+    output = translator.run()
+    return translator, output
 
 
-def render(graph: InferenceGraph) -> list[dict[str, Any]]:
+def _scalers(graph: InferenceGraph, translator: _Translator, unit: Unit) -> list[dict[str, Any]]:
+    """The Model and its Server scale in step on the same Model-level metric."""
+    node = unit.node
+    assert node is not None
+    if node.autoscaling is None:
+        return []
+    autoscaling.check(node, ENGINE)
+    wake = autoscaling.v2_branch_rate(graph, translator.plan, node.name, translator.model_name)
+    targets = [
+        (
+            autoscaling.Target(
+                API,
+                kind,
+                unit.name,
+                f"{unit.name}-[0-9]+",
+                {"model": unit.name},
+                autoscaling.V2_RPS_SERIES,
+                wake,
+                described=(API, "Model", unit.name),
+            ),
+            common.k8s_name(unit.name, kind.lower()),
+        )
+        for kind in ("Model", "Server")
+    ]
+    return autoscaling.scalers(graph, node, targets, ENGINE)
+
+
+def render(graph: InferenceGraph, options: RenderOptions | None = None) -> list[dict[str, Any]]:
     """Every object for one graph: per node ServerConfig/Server/Model (+ scalers), then Pipeline."""
-    compiler, output = compile_graph(graph)
+    options = options or RenderOptions()
+    translator, output = translate(graph)
     objs: list[dict[str, Any]] = []
-    helpers = [u for u in compiler.units if u.node is None]
-    for unit in compiler.units:
+    helpers = [u for u in translator.units if u.node is None]
+    for unit in translator.units:
         if unit.node is None:
             continue
-        node = unit.node
-        autoscaling.check(node, ENGINE)
-        objs.append(_server_config(graph, unit.name, node))
-        objs.append(_server(graph, unit.name, node))
-        objs.append(_model(graph, unit, unit.name))
-        ns = {"namespace": graph.metadata.namespace} if graph.metadata.namespace else {}
-        wake = autoscaling.rate_query(
-            autoscaling.V2_PIPELINE_SERIES, {**ns, "pipeline": graph.name}
-        )
-        targets = [
-            (
-                autoscaling.Target(
-                    API,
-                    kind,
-                    unit.name,
-                    f"{unit.name}-[0-9]+",
-                    {"model": unit.name},
-                    autoscaling.V2_RPS_SERIES,
-                    wake,
-                ),
-                common.k8s_name(unit.name, kind.lower()),
-            )
-            for kind in ("Model", "Server")
-        ]
-        objs.extend(autoscaling.scalers(graph, node, targets, ENGINE))
+        objs.append(_server_config(graph, unit.name, unit.node, options))
+        objs.append(_server(graph, unit.name, unit.node))
+        objs.append(_model(graph, unit, unit.name, options))
+        objs.extend(_scalers(graph, translator, unit))
     if helpers:
         server = common.k8s_name(graph.name, PLUMBING)
-        objs.append(_server_config(graph, server, None))
+        objs.append(_server_config(graph, server, None, options))
         objs.append(_server(graph, server, None))
-        objs.extend(_model(graph, unit, server) for unit in helpers)
-    objs.append(_pipeline(graph, compiler, output))
+        objs.extend(_model(graph, unit, server, options) for unit in helpers)
+    objs.append(_pipeline(graph, translator, output))
+    objs.extend(common.pod_monitors(graph, [u.name for u in translator.units], ENGINE))
     return objs
 
 
-def model_settings(graph: InferenceGraph) -> dict[str, dict[str, Any]]:
+def model_settings(
+    graph: InferenceGraph, options: RenderOptions | None = None
+) -> dict[str, dict[str, Any]]:
     """model-settings.json per Model, keyed by Model name: upload into each storageUri folder."""
-    compiler, _ = compile_graph(graph)
+    options = options or RenderOptions()
+    translator, _ = translate(graph)
     return {
-        unit.name: common.model_settings(graph, unit.name, unit.node, unit.family, unit.extra)
-        for unit in compiler.units
+        unit.name: common.model_settings(
+            graph, unit.name, unit.node, unit.family, unit.extra, options
+        )
+        for unit in translator.units
     }

@@ -1,8 +1,10 @@
-"""Executes an InferenceGraph's topology against node endpoints, fully async.
+"""Executes a compiled graph plan against node endpoints, fully async.
 
-The semantics match what the cluster engines do: a `when` routes the whole
-request (Seldon v1 ROUTER, Seldon v2 triggers), an ensemble fans out in
-parallel and joins, a node fed zero rows is skipped and yields empty tensors.
+Every step starts as soon as the steps it depends on have finished, so ensemble members
+run in parallel. Gates, cascade pass-throughs and built-in combiners run here in the
+router; node steps are V2 calls to MLServer. The meaning of each step (its inputs, its
+branch, the zero-row rule) comes from `infergraph.graph.plan`, the same plan the
+renderers translate, so a graph behaves here as it does on a cluster.
 """
 
 from __future__ import annotations
@@ -13,41 +15,34 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import numpy as np
 import orjson
 
-from infergraph.components.base import TensorSpec
+from infergraph.components.base import ComponentSettings
 from infergraph.components.conditions import evaluate
-from infergraph.components.registry import component_class
+from infergraph.components.plumbing import Combiner
 from infergraph.errors import InputError, NodeError
-from infergraph.graph.model import (
-    REQUEST,
-    Condition,
-    EnsembleStep,
-    InferenceGraph,
-    NodeStep,
-    SequenceStep,
-    Step,
-    WhenStep,
-)
-from infergraph.graph.validate import split_alternatives
+from infergraph.graph.model import REQUEST, InferenceGraph
+from infergraph.graph.plan import GraphPlan, PlanStep, Source, compile_plan
 from infergraph.runner.tensors import Tensor, as_array, empty_like, from_array, renamed, rows
 
 
 @dataclass
-class ExecState:
-    """Tensors produced so far (by qualified ref), the last step's outputs, and timings."""
+class Run:
+    """One request in flight: tensors by `step.tensor`, gate decisions, timings, path."""
 
     tensors: dict[str, Tensor]
-    current: dict[str, Tensor]
     parameters: dict[str, Any]
+    decisions: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     path: list[str] = field(default_factory=list)
 
-    def fork(self) -> ExecState:
-        return ExecState(
-            dict(self.tensors), dict(self.current), self.parameters, self.timings, self.path
-        )
+    def lookup(self, sources: tuple[Source, ...]) -> Tensor | None:
+        """The first alternative that exists (the plan makes them exclusive)."""
+        for source in sources:
+            tensor = self.tensors.get(source.ref)
+            if tensor is not None:
+                return tensor
+        return None
 
 
 class GraphExecutor:
@@ -57,121 +52,109 @@ class GraphExecutor:
         self, graph: InferenceGraph, node_urls: dict[str, str], session: aiohttp.ClientSession
     ) -> None:
         self.graph = graph
+        self.plan: GraphPlan = compile_plan(graph)
         self.node_urls = node_urls
         self.session = session
-        self.nodes = {n.name: n for n in graph.spec.nodes}
-        self.outputs: dict[str, tuple[TensorSpec, ...]] = {
-            n.name: component_class(n.family).outputs for n in graph.spec.nodes
-        }
-        self.passthrough = {n.name: component_class(n.family).passthrough for n in graph.spec.nodes}
+        self.node_names = {n.name for n in graph.spec.nodes}
 
     async def infer(self, request: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
+        run = Run(self.request_tensors(request), dict(request.get("parameters") or {}))
+        done: dict[str, asyncio.Event] = {s.name: asyncio.Event() for s in self.plan.steps}
+        try:
+            async with asyncio.TaskGroup() as group:  # a failing step cancels the others
+                for step in self.plan.steps:
+                    group.create_task(self.run_step(step, run, done))
+        except ExceptionGroup as group_error:
+            # Report the first failure as it is: it already names its node.
+            raise group_error.exceptions[0] from None
+        run.timings["graph.total_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
+        outputs = []
+        for name, sources in self.plan.outputs.items():
+            tensor = run.lookup(sources)
+            if tensor is not None:
+                outputs.append(renamed(tensor, name))
+        return {
+            "model_name": self.graph.name,
+            "id": request.get("id"),
+            "parameters": {**run.timings, "graph.path": ",".join(run.path)},
+            "outputs": outputs,
+        }
+
+    def request_tensors(self, request: dict[str, Any]) -> dict[str, Tensor]:
         inputs = request.get("inputs")
         if not isinstance(inputs, list) or not inputs:
             raise InputError("inputs", "the request has no inputs")
         declared = {t.name for t in self.graph.spec.inputs}
         tensors: dict[str, Tensor] = {}
-        current: dict[str, Tensor] = {}
         for tensor in inputs:
             if not isinstance(tensor, dict) or "name" not in tensor:
                 raise InputError("inputs", "every input needs a name, datatype, shape and data")
             if tensor["name"] not in declared:
                 raise InputError(
-                    tensor["name"],
+                    str(tensor["name"]),
                     f"graph '{self.graph.name}' takes inputs {', '.join(sorted(declared))}",
                 )
             tensors[f"{REQUEST}.{tensor['name']}"] = tensor
-            current[tensor["name"]] = tensor
-        state = ExecState(tensors, current, dict(request.get("parameters") or {}))
-        state = await self.run(self.graph.spec.graph, state)
-        state.timings["graph.total_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
-        parameters: dict[str, Any] = {**state.timings, "graph.path": ",".join(state.path)}
-        return {
-            "model_name": self.graph.name,
-            "id": request.get("id"),
-            "parameters": parameters,
-            "outputs": [renamed(t, name) for name, t in state.current.items()],
-        }
+        return tensors
 
-    async def run(self, step: Step, state: ExecState) -> ExecState:
-        if isinstance(step, NodeStep):
-            return await self.node(step, state)
-        if isinstance(step, SequenceStep):
-            for sub in step.sequence:
-                state = await self.run(sub, state)
-            return state
-        if isinstance(step, EnsembleStep):
-            return await self.ensemble(step, state)
-        if isinstance(step, WhenStep):
-            if self.holds(step.when, state):
-                return await self.run(step.then, state)
-            if step.otherwise is not None:
-                return await self.run(step.otherwise, state)
-            return state
-        raise TypeError(step)
+    async def run_step(self, step: PlanStep, run: Run, done: dict[str, asyncio.Event]) -> None:
+        for dep in step.depends_on:
+            await done[dep].wait()
+        try:
+            if all(run.decisions.get(b.gate) == b.side for b in step.branch):
+                feed = self.feed(step, run)
+                for name, tensor in (await self.execute(step, feed, run)).items():
+                    run.tensors[f"{step.name}.{name}"] = tensor
+        finally:
+            done[step.name].set()
 
-    def lookup(self, ref: str, state: ExecState) -> Tensor | None:
-        for alt in split_alternatives(ref):
-            if alt in state.tensors:
-                return state.tensors[alt]
-        return None
-
-    def holds(self, cond: Condition, state: ExecState) -> bool:
-        """A missing or empty tensor does not satisfy a condition (nothing to route on)."""
-        tensor = self.lookup(cond.tensor, state)
-        if tensor is None or rows(tensor) == 0:
-            return False
-        return evaluate(cond.model_dump(), as_array(tensor), cond.tensor)
-
-    async def node(self, step: NodeStep, state: ExecState) -> ExecState:
-        name = step.node
+    def feed(self, step: PlanStep, run: Run) -> dict[str, Tensor]:
         feed: dict[str, Tensor] = {}
-        for input_name, ref in step.inputs.items():
-            tensor = self.lookup(ref, state)
+        for name, sources in step.inputs.items():
+            tensor = run.lookup(sources)
             if tensor is None:
-                raise NodeError(name, f"input '{input_name}': tensor '{ref}' was not produced")
-            feed[input_name] = tensor
-        if self.passthrough[name]:
-            if not feed:
-                feed = dict(state.current)
-        else:
-            # Unmapped inputs flow in by name: the previous step's outputs, then the request's.
-            # Optional ones only when nothing was mapped (image vs pixel_values are alternatives).
-            for spec in component_class(self.nodes[name].family).inputs:
-                if spec.name not in feed and not (spec.optional and step.inputs):
-                    tensor = state.current.get(spec.name) or state.tensors.get(
-                        f"{REQUEST}.{spec.name}"
-                    )
-                    if tensor is not None:
-                        feed[spec.name] = tensor
-        state.path.append(name)
+                refs = " | ".join(s.ref for s in sources)
+                raise NodeError(step.name, f"input '{name}': tensor '{refs}' was not produced")
+            feed[name] = tensor
+        return feed
+
+    async def execute(self, step: PlanStep, feed: dict[str, Tensor], run: Run) -> dict[str, Tensor]:
+        if step.kind == "gate":
+            value = feed.get("value")
+            holds = value is not None and rows(value) > 0 and step.condition is not None
+            if holds:
+                holds = evaluate(step.condition.model_dump(), as_array(value), "value")
+            run.decisions[step.name] = "then" if holds else "otherwise"
+            return {}
+        if step.kind == "pass":
+            return feed
+        if step.kind == "node":
+            run.path.append(step.name)
         if any(rows(t) == 0 for t in feed.values()):
-            produced = {s.name: empty_like(s) for s in self.outputs[name]}
-            state.timings[f"{name}.skipped"] = 1
-        else:
-            produced = await self.call(name, feed, state)
-        out = ExecState(dict(state.tensors), produced, state.parameters, state.timings, state.path)
-        for tensor_name, tensor in produced.items():
-            out.tensors[f"{name}.{tensor_name}"] = tensor
-        return out
+            run.timings[f"{step.name}.skipped"] = 1
+            return {s.name: empty_like(s) for s in step.outputs}
+        if step.kind == "combine":
+            run.path.append(f"combine:{step.method}")
+            return combine_scores(feed, str(step.method))
+        return await self.call(step.name, feed, run)
 
     def node_parameters(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
         """Unprefixed request parameters go to every node; `<node>.<key>` only to that node."""
         out = {}
         for key, value in params.items():
             owner, dot, rest = key.partition(".")
-            if dot and owner in self.nodes:
+            if dot and owner in self.node_names:
                 if owner == name:
                     out[rest] = value
             else:
                 out[key] = value
         return out
 
-    async def call(self, name: str, feed: dict[str, Tensor], state: ExecState) -> dict[str, Tensor]:
-        node = self.nodes[name]
+    async def call(self, name: str, feed: dict[str, Tensor], run: Run) -> dict[str, Tensor]:
+        node = self.graph.node(name)
         body: dict[str, Any] = {"inputs": [renamed(t, k) for k, t in feed.items()]}
-        params = self.node_parameters(name, state.parameters)
+        params = self.node_parameters(name, run.parameters)
         if params:
             body["parameters"] = params
         started = time.perf_counter()
@@ -189,7 +172,7 @@ class GraphExecutor:
             raise NodeError(name, f"timed out after {node.timeout_ms:g} ms", 504) from None
         except aiohttp.ClientError as exc:
             raise NodeError(name, f"unreachable: {exc}", 502) from None
-        state.timings[f"{name}.total_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
+        run.timings[f"{name}.total_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
         try:
             reply = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -200,50 +183,12 @@ class GraphExecutor:
             raise NodeError(name, f"HTTP {status}: {detail}", code)
         for key, value in (reply.get("parameters") or {}).items():
             if key.endswith("_ms") or key == "batch_size":
-                state.timings[f"{name}.{key}"] = value
+                run.timings[f"{name}.{key}"] = value
         return {t["name"]: t for t in reply.get("outputs", [])}
 
-    async def ensemble(self, step: EnsembleStep, state: ExecState) -> ExecState:
-        try:
-            async with asyncio.TaskGroup() as group:  # a failing member cancels its siblings
-                tasks = [group.create_task(self.run(m, state.fork())) for m in step.ensemble]
-        except ExceptionGroup as group_error:
-            # Report the first member's failure as it is: it already names its node.
-            raise group_error.exceptions[0] from None
-        results = [t.result() for t in tasks]
-        merged = state.fork()
-        for res in results:
-            merged.tensors.update(res.tensors)
-        combine = step.combine
-        if combine.node is not None:
-            feed: dict[str, Tensor] = {}
-            for i, res in enumerate(results):
-                for key, tensor in res.current.items():
-                    feed[f"{key}_{i}"] = tensor
-            merged.current = feed
-            return await self.node(NodeStep(node=combine.node), merged)
-        if combine.method == "merge":
-            merged.current = {
-                ref: t for ref, t in merged.tensors.items() if ref not in state.tensors
-            }
-            return merged
-        arrays = []
-        for res in results:
-            tensor = res.current.get(combine.tensor)
-            if tensor is None:
-                raise NodeError("ensemble", f"a member returned no '{combine.tensor}' tensor")
-            arrays.append(as_array(tensor).astype(np.float32))
-        stacked = np.stack(arrays)
-        if combine.method == "vote":
-            votes = stacked.argmax(axis=-1)
-            scores = np.zeros(stacked.shape[1:], dtype=np.float32)
-            for member_votes in votes:
-                scores[np.arange(len(member_votes)), member_votes] += 1.0 / len(arrays)
-        else:
-            scores = stacked.mean(axis=0)
-        merged.current = {
-            "scores": from_array("scores", scores),
-            "label_index": from_array("label_index", scores.argmax(axis=-1)),
-        }
-        merged.path.append(f"combine:{combine.method}")
-        return merged
+
+def combine_scores(feed: dict[str, Tensor], method: str) -> dict[str, Tensor]:
+    """The built-in ensemble combine: the same `combiner` component a cluster runs."""
+    combiner = Combiner(ComponentSettings(options={"method": method}))
+    result = combiner.predict({name: as_array(tensor) for name, tensor in feed.items()})
+    return {name: from_array(name, array) for name, array in result.outputs.items()}

@@ -26,6 +26,9 @@ class ComponentEngine:
     async def infer(
         self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]
     ) -> ComponentResult:
+        empty = self.component.zero_row_outputs(inputs)
+        if empty is not None:  # nothing to batch: a frame with no detection
+            return ComponentResult(outputs=empty, parameters={"batch_size": 0, "skipped": 1})
         if self.component.inline:
             return self.component.predict(inputs, parameters)
         loop = asyncio.get_running_loop()
