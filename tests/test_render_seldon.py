@@ -510,7 +510,7 @@ def test_cli_renders_one_graph_and_checks_drift(tmp_path: Path) -> None:
         render_app, [str(source), "--engine", "seldon-v1", "--storage-uri", EXAMPLE_STORAGE]
     )
     assert result.exit_code == 0, result.output
-    sdep = list(yaml.safe_load_all(result.output))[0]
+    sdep = next(iter(yaml.safe_load_all(result.output)))
     assert sdep["kind"] == "SeldonDeployment"
 
     graphs = tmp_path / "graphs"
