@@ -228,6 +228,11 @@ class ConditionGate(Component):
         self.device = "cpu"
 
     def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
+        """A tensor of the kind the condition compares: text for `eq "en"`, else numbers."""
+        value = self.condition().get("value")
+        first = value[0] if isinstance(value, list) and value else value
+        if isinstance(first, str):
+            return {"value": np.array([first.encode()] * batch_size, dtype=object)}
         return {"value": np.full((batch_size,), 0.5, dtype=np.float32)}
 
     def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:

@@ -69,10 +69,15 @@ class ComponentRuntime(MLModel):
         if not family:
             raise SettingsError("parameters.extra.family", "required: which component to serve")
         uri = self.settings.parameters.uri if self.settings.parameters else None
+        # Seldon v2's agent drops the top-level batching fields (MLServer then gives 0), so
+        # `extra` carries them too and wins; absent or 0 means one row, no wait.
+        size = extra.pop("max_batch_size", None) or self._batching[0] or 1
+        wait_ms = extra.pop("max_batch_time_ms", None)
+        wait = wait_ms / 1000.0 if wait_ms is not None else (self._batching[1] or 0.0)
         component_settings = ComponentSettings(
             model_uri=uri or None,
-            max_batch_size=self._batching[0],
-            max_batch_time=self._batching[1],
+            max_batch_size=int(size),
+            max_batch_time=float(wait),
             **{k: extra.pop(k) for k in list(extra) if k in _SETTINGS_KEYS},
             options=extra,
         )

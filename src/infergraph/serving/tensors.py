@@ -1,8 +1,8 @@
 """Open Inference Protocol tensors <-> numpy, shared by every adapter.
 
 BYTES tensors become numpy object arrays of `bytes`. Outputs holding `str`
-are text; outputs holding `bytes` are binary (image crops) and travel base64
-encoded, marked with the `content_type: base64` parameter.
+are text, and so are `bytes` that are valid UTF-8; other bytes are binary (image crops) and
+travel base64 encoded, marked with the `content_type: base64` parameter.
 """
 
 from __future__ import annotations
@@ -84,10 +84,15 @@ def from_numpy(array: np.ndarray) -> tuple[str, list[int], list[Any], dict[str, 
     shape = list(array.shape)
     if array.dtype == object or array.dtype.kind in ("U", "S"):
         flat = list(array.reshape(-1))
-        if any(isinstance(x, (bytes, bytearray)) for x in flat):
+        try:
+            # Text stays text, even after a hop through a pass-through (bytes in, bytes out).
+            texts = [
+                x.decode("utf-8") if isinstance(x, (bytes, bytearray)) else str(x) for x in flat
+            ]
+        except UnicodeDecodeError:
             encoded = [base64.b64encode(bytes(x)).decode("ascii") for x in flat]
             return "BYTES", shape, encoded, {"content_type": "base64"}
-        return "BYTES", shape, [str(x) for x in flat], {"content_type": "str"}
+        return "BYTES", shape, texts, {"content_type": "str"}
     datatype = NUMPY_TO_V2.get(array.dtype)
     if datatype is None:
         array = array.astype(np.float32)

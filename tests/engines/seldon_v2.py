@@ -1,0 +1,175 @@
+"""Seldon Core v2 as an executable model: the agent's model-settings rewrite and the dataflow.
+
+Written from seldon-core v2.10.2 (the version the renderer pins), kept small on purpose:
+
+- Agent: `scheduler/pkg/agent/repository/mlserver/mlserver.go` re-writes each Model's
+  model-settings.json through a struct holding only name, inputs, outputs, platform, versions,
+  parallel_workers, implementation and parameters (`agent_rewrite`).
+- Dataflow (`scheduler/data-flow/src/main/kotlin/io/seldon/dataflow/kafka/`):
+  - `PipelineStep.kt` `parseSources`: a step's inputs are grouped by topic (`<step>.outputs`,
+    `<pipeline>.inputs`) with the tensors wanted from each (none named: all of them).
+  - `StreamTransforms.kt` `convertToRequest` / `filterResponses`: only wanted tensors are
+    kept, renamed with the `tensorMap` key `<step>.outputs.<tensor>`; the message's
+    parameters are copied (a model's response parameters become the next request's). A
+    message left with no tensor is dropped (`filter { size != 0 }`): that is how a missing
+    tensor skips a step. A zero-row tensor is a tensor: it is forwarded.
+  - `Joiner.kt`: `inner` (the default) waits for every topic, `outer` joins whatever arrives
+    in the window, `any` takes the first; inputs are concatenated in topic order and the
+    left message's parameters kept.
+  - `TriggerTransforms.kt`: with `triggers` the step runs only when each trigger topic holds
+    its tensor (inner join); the trigger's own tensors are discarded (`left ?: right`).
+  - The Pipeline `output` is one more such step whose sink is the pipeline's output topic
+    (`steps`, `stepsJoin`, `tensorMap`).
+Requests go over V2 REST to a real `mlserver start`; the Kafka transport is not modelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+AGENT_KEPT = (
+    "name",
+    "inputs",
+    "outputs",
+    "platform",
+    "versions",
+    "parallel_workers",
+    "implementation",
+    "parameters",
+)
+
+Message = dict[str, Any]  # {"tensors": [V2 tensor, ...], "parameters": {...}}
+Infer = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+def agent_rewrite(settings: dict[str, Any]) -> dict[str, Any]:
+    """model-settings.json as the agent writes it into the server's models folder."""
+    return {k: v for k, v in settings.items() if k in AGENT_KEPT}
+
+
+def _parse(ref: str, pipeline: str) -> tuple[str, str | None]:
+    """`a.outputs.t` -> ("a.outputs", "t"); `p.inputs` -> ("p.inputs", None); `a` -> all."""
+    parts = ref.split(".")
+    if len(parts) == 1:
+        return f"{parts[0]}.outputs", None
+    if len(parts) == 2:
+        return ref, None
+    return ".".join(parts[:2]), ".".join(parts[2:])
+
+
+def _group(refs: list[str], pipeline: str) -> dict[str, set[str]]:
+    topics: dict[str, set[str]] = {}
+    for ref in refs:
+        topic, tensor = _parse(ref, pipeline)
+        wanted = topics.setdefault(topic, set())
+        if tensor:
+            wanted.add(tensor)
+    return topics
+
+
+def _project(
+    message: Message | None, topic: str, wanted: set[str], renames: dict[str, str]
+) -> Message | None:
+    if message is None:
+        return None
+    tensors = []
+    for tensor in message["tensors"]:
+        if wanted and tensor["name"] not in wanted:
+            continue
+        name = renames.get(f"{topic}.{tensor['name']}", tensor["name"])
+        tensors.append({**tensor, "name": name})
+    if not tensors:
+        return None  # "handle cases where there are no tensors we want"
+    return {"tensors": tensors, "parameters": dict(message["parameters"])}
+
+
+def _join(parts: list[Message | None], join: str) -> Message | None:
+    present = [p for p in parts if p is not None]
+    if join == "inner" and len(present) != len(parts):
+        return None
+    if not present:
+        return None
+    if join == "any":
+        present = present[:1]
+    out: Message = {"tensors": [], "parameters": dict(present[0]["parameters"])}
+    for part in present:
+        out["tensors"].extend(part["tensors"])
+    return out
+
+
+class Dataflow:
+    """Runs one Pipeline spec; `infer(model, v2_request) -> v2_response` calls a real server."""
+
+    def __init__(self, pipeline: dict[str, Any], infer: Infer) -> None:
+        self.name = pipeline["metadata"]["name"]
+        self.spec = pipeline["spec"]
+        self.infer = infer
+
+    def gather(
+        self,
+        topics: dict[str, Message],
+        refs: list[str],
+        join: str,
+        renames: dict[str, str],
+    ) -> Message | None:
+        grouped = _group(refs, self.name)
+        parts = [_project(topics.get(t), t, w, renames) for t, w in grouped.items()]
+        return _join(parts, join)
+
+    def triggered(self, topics: dict[str, Message], step: dict[str, Any]) -> bool:
+        if not step.get("triggers"):
+            return True
+        join = step.get("triggersJoinType", "inner")
+        return self.gather(topics, step["triggers"], join, {}) is not None
+
+    def order(self) -> list[dict[str, Any]]:
+        """Steps in an order where every producer comes first (the spec's order is not trusted)."""
+        steps = {s["name"]: s for s in self.spec["steps"]}
+        done: list[dict[str, Any]] = []
+        seen: set[str] = set()
+
+        def visit(name: str) -> None:
+            if name in seen or name not in steps:
+                return
+            seen.add(name)
+            for ref in steps[name].get("inputs", []) + steps[name].get("triggers", []):
+                visit(ref.split(".")[0])
+            done.append(steps[name])
+
+        for name in steps:
+            visit(name)
+        return done
+
+    def run(self, request: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
+        """The pipeline's response (None: it never produces one) and the Models that ran."""
+        topics: dict[str, Message] = {
+            f"{self.name}.inputs": {
+                "tensors": request["inputs"],
+                "parameters": dict(request.get("parameters") or {}),
+            }
+        }
+        ran: list[str] = []
+        for step in self.order():
+            refs = step.get("inputs") or [f"{self.name}.inputs"]
+            message = self.gather(
+                topics, refs, step.get("inputsJoinType", "inner"), step.get("tensorMap", {})
+            )
+            if message is None or not self.triggered(topics, step):
+                continue
+            body: dict[str, Any] = {"inputs": message["tensors"]}
+            if message["parameters"]:
+                body["parameters"] = message["parameters"]
+            response = self.infer(step["name"], body)
+            ran.append(step["name"])
+            topics[f"{step['name']}.outputs"] = {
+                "tensors": response.get("outputs", []),
+                "parameters": dict(response.get("parameters") or {}),
+            }
+        output = self.spec["output"]
+        result = self.gather(
+            topics, output["steps"], output.get("stepsJoin", "inner"), output.get("tensorMap", {})
+        )
+        if result is None:
+            return None, ran
+        return {"outputs": result["tensors"], "parameters": result["parameters"]}, ran

@@ -1,0 +1,188 @@
+"""Every graph rendered for Seldon Core v2 behaves like the local run.
+
+Starts from the rendered manifests, not the graph file: each Model's model-settings.json as
+the Seldon agent rewrites it, loaded by one real `mlserver start` (tiny checkpoints), and the
+Pipeline run with v2's dataflow semantics (`tests/engines/seldon_v2.py`). The same requests
+go through the local runner's executor against the same server; outputs and the path of
+nodes that ran must match.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+import numpy as np
+import pytest
+import yaml
+
+from infergraph.graph.model import InferenceGraph, parse_graph
+from infergraph.graph.plan import compile_plan
+from infergraph.render import EXAMPLE_STORAGE, RenderOptions, render
+from infergraph.render import seldon_v2 as v2
+from infergraph.runner.executor import GraphExecutor
+from infergraph.runner.repository import offline_checkpoint
+from tests.engines.seldon_v2 import Dataflow, agent_rewrite
+from tests.graph_payloads import request_for
+from tests.servers import MLServerProcess, mlserver
+
+REPO = Path(__file__).resolve().parent.parent
+GRAPHS = sorted((REPO / "k8s" / "graphs").glob("*.yaml"))
+OPTIONS = RenderOptions(storage_uri=EXAMPLE_STORAGE)
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def offline_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    import os
+
+    path = tmp_path_factory.mktemp("offline-cache")
+    before = os.environ.get("INFERGRAPH_CACHE")
+    os.environ["INFERGRAPH_CACHE"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("INFERGRAPH_CACHE", None)
+    else:
+        os.environ["INFERGRAPH_CACHE"] = before
+
+
+def tiny(data: dict[str, Any]) -> InferenceGraph:
+    data = copy.deepcopy(data)
+    for node in data["spec"]["nodes"]:
+        if node["family"] == "image-preprocessing":
+            node["options"]["size"] = 32  # the tiny classifiers take 32 x 32 pixels
+    return parse_graph(data)
+
+
+def load(name: str) -> dict[str, Any]:
+    return yaml.safe_load((REPO / "k8s" / "graphs" / f"{name}.yaml").read_text())
+
+
+@contextmanager
+def served(graph: InferenceGraph, root: Path) -> Iterator[MLServerProcess]:
+    """One MLServer hosting every Model of the rendered graph, settings as the agent writes."""
+    nodes = {n.name: n for n in graph.spec.nodes}
+    for model, settings in v2.model_settings(graph, OPTIONS).items():
+        settings = agent_rewrite(settings)
+        node = nodes.get(model.removeprefix(f"{graph.name}-"))
+        if node is not None:
+            uri = offline_checkpoint(node, "tiny")
+            if uri:
+                settings["parameters"]["uri"] = uri
+        folder = root / model
+        folder.mkdir(parents=True)
+        (folder / "model-settings.json").write_text(json.dumps(settings))
+    with mlserver(root, startup_timeout=300) as server:
+        yield server
+
+
+def run_local(graph: InferenceGraph, server: MLServerProcess, request: dict[str, Any]) -> dict:
+    urls = {n.name: f"{server.url}/v2/models/{graph.name}-{n.name}/infer" for n in graph.spec.nodes}
+
+    async def go() -> dict[str, Any]:
+        async with aiohttp.ClientSession() as session:
+            return await GraphExecutor(graph, urls, session).infer(copy.deepcopy(request))
+
+    return asyncio.run(go())
+
+
+def run_v2(graph: InferenceGraph, server: MLServerProcess, request: dict[str, Any]):
+    pipeline = next(o for o in render(graph, "seldon-v2", OPTIONS) if o["kind"] == "Pipeline")
+
+    def infer(model: str, body: dict[str, Any]) -> dict[str, Any]:
+        resp = httpx.post(f"{server.url}/v2/models/{model}/infer", json=body, timeout=120)
+        assert resp.status_code == 200, f"{model}: HTTP {resp.status_code} {resp.text}"
+        return resp.json()
+
+    return Dataflow(pipeline, infer).run(copy.deepcopy(request))
+
+
+def values(tensor: dict[str, Any]) -> np.ndarray:
+    data = tensor["data"]
+    if tensor["datatype"] == "BYTES":
+        return np.array([str(x) for x in np.asarray(data, dtype=object).reshape(-1)], dtype=object)
+    return np.asarray(data, dtype=np.float64).reshape(-1)
+
+
+def assert_same(graph: InferenceGraph, local: dict[str, Any], cluster: dict[str, Any] | None):
+    assert cluster is not None, "the Pipeline never produced an output"
+    mine = {t["name"]: t for t in local["outputs"]}
+    theirs = {t["name"]: t for t in cluster["outputs"]}
+    assert sorted(mine) == sorted(theirs)
+    for name, tensor in mine.items():
+        other = theirs[name]
+        assert (tensor["datatype"], list(tensor["shape"])) == (
+            other["datatype"],
+            list(other["shape"]),
+        ), name
+        a, b = values(tensor), values(other)
+        if a.dtype == object:
+            assert list(a) == list(b), name
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def node_path(graph: InferenceGraph, ran: list[str]) -> list[str]:
+    nodes = {f"{graph.name}-{n.name}": n.name for n in graph.spec.nodes}
+    return [nodes[m] for m in ran if m in nodes]
+
+
+def check(graph: InferenceGraph, tmp: Path, requests: list[dict[str, Any]]) -> list[list[str]]:
+    paths = []
+    with served(graph, tmp) as server:
+        for request in requests:
+            local = run_local(graph, server, request)
+            cluster, ran = run_v2(graph, server, request)
+            assert_same(graph, local, cluster)
+            path = [p for p in local["parameters"]["graph.path"].split(",") if ":" not in p]
+            # Ensemble members run in parallel: the same nodes ran, in any order among them.
+            assert sorted(node_path(graph, ran)) == sorted(path)
+            paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("path", GRAPHS, ids=lambda p: p.stem)
+def test_every_graph_runs_the_same_on_seldon_v2(path: Path, tmp_path: Path) -> None:
+    graph = tiny(yaml.safe_load(path.read_text()))
+    check(graph, tmp_path, [request_for(graph), request_for(graph, rows=2, seed=3)])
+
+
+@pytest.mark.parametrize(("threshold", "expected"), [(-1.0, ["fast"]), (2.0, ["fast", "accurate"])])
+def test_cascade_confident_and_unsure(tmp_path: Path, threshold: float, expected: list) -> None:
+    data = load("cascade")
+    data["spec"]["graph"]["sequence"][1]["when"]["value"] = threshold
+    graph = tiny(data)
+    assert check(graph, tmp_path, [request_for(graph)]) == [expected]
+
+
+def test_video_frame_without_and_with_detections(tmp_path: Path) -> None:
+    graph = tiny(load("video"))
+    none = request_for(graph, **{"detector.threshold": 1.0})
+    several = request_for(
+        graph, rows=2, **{"detector.threshold": 0.0, "detector.crop_classes": "dog"}
+    )
+    # Seldon v2 sends `detector.threshold` to every step as is; node-prefixed parameters are a
+    # local-runner convenience, so the cluster request carries the plain key.
+    for request in (none, several):
+        request["parameters"] = {
+            k.removeprefix("detector."): v for k, v in request["parameters"].items()
+        }
+    check(graph, tmp_path, [none, several])
+
+
+def test_ensemble_joined_by_a_combiner_node(tmp_path: Path) -> None:
+    data = load("ensemble")
+    data["spec"]["nodes"].append({"name": "joiner", "family": "combiner", "options": {}})
+    data["spec"]["graph"]["combine"] = {"node": "joiner", "tensor": "scores"}
+    graph = tiny(data)
+    plan = compile_plan(graph)
+    assert set(plan.step("joiner").inputs) == {"scores_0", "scores_1", "scores_2"}
+    paths = check(graph, tmp_path, [request_for(graph)])
+    assert paths[0][-1] == "joiner"
