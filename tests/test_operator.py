@@ -29,6 +29,7 @@ import kopf
 import pytest
 import yaml
 
+from infergraph.graph.crd import PRINTER_COLUMNS
 from infergraph.operator.config import OperatorConfig
 from infergraph.operator.handlers import run
 from infergraph.operator.kube import APPLY_CONTENT_TYPE
@@ -156,6 +157,21 @@ def children_of(server: kmock.KubernetesEmulator, graph: str) -> dict[tuple[str,
 
 def graph_status(server: kmock.KubernetesEmulator, name: str = "cascade") -> dict:
     return dict(server.objects[GRAPHS, NS, name].raw.get("status") or {})
+
+
+def column_value(obj: dict, path: str) -> Any:
+    """The two JSONPath forms the CRD's printer columns use: `.a.b` and
+    `.status.conditions[?(@.type=="X")].field`."""
+    if "[?(@.type==" in path:
+        head, rest = path.split("[?(@.type==", 1)
+        kind, field = rest.split(")].", 1)
+        items = column_value(obj, head) or []
+        match = [i for i in items if i.get("type") == kind.strip('"')]
+        return match[0].get(field) if match else None
+    value: Any = obj
+    for part in path.strip(".").split("."):
+        value = (value or {}).get(part)
+    return value
 
 
 def condition(status: dict, kind: str) -> dict:
@@ -305,6 +321,11 @@ async def test_create_applies_owned_children_and_reports_status(server, operator
     assert status["readyNodes"] == "0/2"
     assert float(status["pricePerHour"]) > 0
     assert sorted(c["name"] for c in status["children"]) == sorted(n for _, n in kids)
+    # Every printer column `kubectl get inferencegraphs` shows has a value to show.
+    graph = dict(server.objects[GRAPHS, NS, "cascade"].raw)
+    for column in PRINTER_COLUMNS:
+        if column["jsonPath"].startswith(".status"):  # creationTimestamp: the API server's
+            assert column_value(graph, column["jsonPath"]) not in (None, ""), column
 
 
 async def test_update_follows_the_spec_and_removes_a_dropped_nodes_objects(server, operator):
@@ -533,3 +554,26 @@ async def test_cli_operator_stops_cleanly_on_sigterm(server, tmp_path) -> None:
     assert reached, output.decode()[-3000:]
     assert proc.returncode == 0, output.decode()[-2000:]
     assert b"operator stopped cleanly" in output
+
+
+async def test_apply_failure_is_reported_and_retried(server, operator) -> None:
+    v1 = "machinelearning.seldon.io/v1/seldondeployments"
+    del server.resources[v1]  # the cluster has no Seldon Core v1 installed
+    body = graph_body()
+    body["metadata"]["annotations"] = {"infergraph.io/engine": "seldon-v1"}
+    await apply_graph(server, body)
+    status = await settled(server, generation=1)
+    rendered = condition(status, "Rendered")
+    assert rendered["status"] == "False" and rendered["reason"] == "ApplyFailed"
+    assert "SeldonDeployment" in rendered["message"]
+    assert await eventually(lambda: events(server, "ApplyFailed"))
+    server.resources[v1] = kmock.ResourceInfo(kind="SeldonDeployment", namespaced=True)
+    # The drift timer (and kopf's retry) apply again once the kind is served.
+    await eventually(lambda: condition(graph_status(server), "Rendered").get("status") == "True")
+    assert ("SeldonDeployment", "cascade") in children_of(server, "cascade")
+    # The v1 cascade routes with a Seldon-protocol ROUTER unit: the executor's Seldon path.
+    sdep = children_of(server, "cascade")[("SeldonDeployment", "cascade")]
+    assert sdep["spec"]["protocol"] == "seldon"
+    assert graph_status(server)["endpoint"] == (
+        f"http://cascade-default.{NS}:8000/api/v1.0/predictions"
+    )

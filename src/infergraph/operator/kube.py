@@ -82,7 +82,7 @@ class KubeClient:
             path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
             status, body = await self._call("GET", path)
             if status != 200:
-                raise KubeError(f"discover {api_version}", status, _reason(body))
+                raise KubeError(f"discover {kind} ({api_version})", status, _reason(body))
             for item in (body or {}).get("resources", []):
                 if "/" not in item["name"]:
                     self._resources[(api_version, item["kind"])] = ApiResource(
