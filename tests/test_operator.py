@@ -63,7 +63,8 @@ class PatchTestFailed(kmock.KubernetesError):
 class ApplyingEmulator(kmock.KubernetesEmulator):
     """kmock plus what a real API server does that the operator and kopf rely on: an apply
     PATCH for a missing object creates it, every write gets a new `metadata.resourceVersion`,
-    and a JSON patch whose `test` of it fails is refused with 422 (optimistic concurrency)."""
+    `generateName` gives a name (kopf's Events), and a JSON patch whose `test` of it fails is
+    refused with 422 (optimistic concurrency)."""
 
     _version: int = 0
 
@@ -104,7 +105,11 @@ class ApplyingEmulator(kmock.KubernetesEmulator):
         if isinstance(data, list):  # JSON patch
             data.append({"op": "add", "path": "/metadata/resourceVersion", "value": version})
         elif isinstance(data, dict):  # merge patch, apply, create
-            data.setdefault("metadata", {})["resourceVersion"] = version
+            meta = data.setdefault("metadata", {})
+            meta["resourceVersion"] = version
+            if request.action == kmock.action.CREATE and "name" not in meta:
+                meta["name"] = meta.get("generateName", "") + version
+
         return attrs.evolve(request, data=data)
 
 
@@ -567,6 +572,8 @@ async def test_apply_failure_is_reported_and_retried(server, operator) -> None:
     assert rendered["status"] == "False" and rendered["reason"] == "ApplyFailed"
     assert "SeldonDeployment" in rendered["message"]
     assert await eventually(lambda: events(server, "ApplyFailed"))
+    await asyncio.sleep(2)  # the drift timer fails again about four times
+    assert len(events(server, "ApplyFailed")) == 1, "one Event per failure, not per retry"
     server.resources[v1] = kmock.ResourceInfo(kind="SeldonDeployment", namespaced=True)
     # The drift timer (and kopf's retry) apply again once the kind is served.
     await eventually(lambda: condition(graph_status(server), "Rendered").get("status") == "True")

@@ -24,7 +24,6 @@ Login = Callable[..., kopf.ConnectionInfo | None]
 # What kopf accepts as stop/ready flags: an event of asyncio or of threading.
 Flag = asyncio.Event | threading.Event
 PERSISTENCE_PREFIX = "operator.infergraph.io"
-RETRY_DELAY_S = 10.0
 
 
 def default_login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -59,10 +58,8 @@ def _publish(outcome: Outcome, body: kopf.Body, patch: kopf.Patch, logger: loggi
     if outcome.event is not None:
         kind, reason, message = outcome.event
         kopf.event(body, type=kind, reason=reason, message=message)
-        logger.warning("%s: %s", reason, message)
-    if outcome.retry is not None:
-        # The status above is written before kopf retries the handler.
-        raise kopf.TemporaryError(outcome.retry, delay=RETRY_DELAY_S)
+        # Info, not warning: kopf posts warnings as Events too, and this one is posted above.
+        logger.info("%s: %s", reason, message)
 
 
 def build_registry(

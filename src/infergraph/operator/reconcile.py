@@ -26,11 +26,10 @@ EVENT_MESSAGE_LIMIT = 1000
 
 @dataclass
 class Outcome:
-    """What a pass decided: status fields to write, an Event to post, and whether to retry."""
+    """What a pass decided: status fields to write, an Event to post, the stage that failed."""
 
     status: dict[str, Any]
     event: tuple[str, str, str] | None = None  # (type, reason, message)
-    retry: str | None = None  # the transient failure that should be retried
     stage: str = "done"
     applied: list[dict[str, Any]] = field(default_factory=list)
 
@@ -136,6 +135,11 @@ class Reconciler:
     def _unapplied(
         self, status: dict[str, Any], prev_conditions: list[dict[str, Any]], why: str, stage: str
     ) -> Outcome:
+        """The API refused a call: say so; the drift timer tries again every interval.
+        The Event is posted when the failure is new, not on every retry."""
+        before = next((c for c in prev_conditions if c.get("type") == "Rendered"), {})
+        repeated = before.get("reason") == "ApplyFailed" and before.get("message") == why
+        event = None if repeated else ("Warning", "ApplyFailed", why[:EVENT_MESSAGE_LIMIT])
         status["conditions"] = st.conditions(
             prev_conditions,
             [
@@ -143,7 +147,7 @@ class Reconciler:
                 st.Condition("Rendered", st.FALSE, "ApplyFailed", why),
             ],
         )
-        return Outcome(status, event=("Warning", "ApplyFailed", why), retry=why, stage=stage)
+        return Outcome(status, event=event, stage=stage)
 
     async def _prune(
         self,
