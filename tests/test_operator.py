@@ -372,7 +372,35 @@ async def test_invalid_graph_gets_condition_and_event_and_no_children(server, op
     assert warned[0]["involvedObject"]["name"] == "broken"
     assert children_of(server, "broken") == {}
 
-    # The operator keeps serving other graphs.
+    # A valid graph that turns invalid keeps its children exactly as they were.
+    await apply_graph(server, graph_body())
+    await settled(server, generation=1)
+    before = children_of(server, "cascade")
+    broken = graph_body(generation=2)
+    broken["spec"]["nodes"][0]["resources"]["gpu"] = -1
+    await apply_graph(server, broken, update=True)
+    status = await settled(server, generation=2)
+    assert condition(status, "Valid")["status"] == "False"
+    assert "gpu" in condition(status, "Valid")["message"]
+    served = len(requests(server))
+    await asyncio.sleep(1.5)  # several drift-timer passes
+    touched = [
+        r
+        for r in requests(server)[served:]
+        if r.method != kmock.method.GET
+        and "/status" not in str(r.url)
+        and "inferencegraphs" not in str(r.url)
+        and "events" not in str(r.url)
+    ]
+    assert touched == [], "an invalid generation touches no child"
+    assert set(children_of(server, "cascade")) == set(before)
+
+
+async def test_operator_keeps_serving_after_an_invalid_graph(server, operator):
+    bad = graph_body(name="broken", uid="uid-broken")
+    bad["spec"]["nodes"] = []
+    await apply_graph(server, bad)
+    await settled(server, generation=1, name="broken")
     await apply_graph(server, graph_body())
     await settled(server, generation=1)
     assert children_of(server, "cascade")

@@ -184,7 +184,13 @@ def operator(
     ] = None,
 ) -> None:
     """Run the InferenceGraph operator (kopf): render applied graphs, apply them, report status."""
-    from infergraph.operator.handlers import main
+    try:
+        from infergraph.operator.handlers import main
+    except ImportError as exc:
+        _fail(
+            f"the operator needs the 'operator' extra (pip install 'infergraph[operator]'): {exc}"
+        )
+        return
 
     try:
         main(default_engine=engine, namespaces=tuple(namespace or ()))

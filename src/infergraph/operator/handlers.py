@@ -46,6 +46,11 @@ class _Session:
             self.client = KubeClient(self.info, self.field_manager)
         return self.client
 
+    async def relogin(self, info: kopf.ConnectionInfo | None) -> None:
+        """kopf logs in again when a token expires: the next call uses the new credentials."""
+        await self.close()
+        self.info = info
+
     async def close(self) -> None:
         if self.client is not None:
             await self.client.close()
@@ -72,9 +77,9 @@ def build_registry(
     resource = {"group": GROUP, "version": VERSION, "plural": PLURAL, "registry": registry}
 
     @kopf.on.login(registry=registry)
-    def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    async def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         info = login(**kwargs)
-        session.info = info
+        await session.relogin(info)
         return info
 
     @kopf.on.startup(registry=registry)
