@@ -63,12 +63,21 @@ class Reconciler:
         self.metrics = metrics
         self._client = client
         self._locks: dict[str, asyncio.Lock] = {}
+        # The last Event posted per graph: passes that start from the same stale body (create
+        # and timer at once) must not post it twice.
+        self._posted: dict[str, tuple[str, str]] = {}
 
     async def reconcile(self, body: Mapping[str, Any], trigger: str) -> Outcome:
         uid = str(body["metadata"].get("uid"))
         started = time.perf_counter()
         async with self._locks.setdefault(uid, asyncio.Lock()):
             outcome = await self._pass(body)
+            if outcome.event is not None and self._posted.get(uid) == outcome.event[1:]:
+                outcome.event = None
+            elif outcome.event is not None:
+                self._posted[uid] = outcome.event[1:]
+            elif outcome.stage == "done":
+                self._posted.pop(uid, None)
         self.metrics.duration.labels(trigger).observe(time.perf_counter() - started)
         result = "ok" if outcome.stage == "done" else "error"
         self.metrics.reconciles.labels(trigger, result).inc()
