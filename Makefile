@@ -55,9 +55,9 @@ seldon-test: .venv-seldon/.synced
 test: lint unit seldon-test
 
 render: .venv/.synced
+	$(RUN) python -m infergraph.operator.chart
 	$(RUN) infergraph crd --out k8s/crds/infergraph.io_inferencegraphs.yaml
 	$(RUN) infergraph render --all --out k8s/rendered
-	$(RUN) python -m infergraph.operator.chart
 
 bench-runtimes: .venv/.synced
 	$(RUN) python benchmarks/bench_runtimes.py
