@@ -183,7 +183,7 @@ def condition(status: dict, kind: str) -> dict:
     return next((c for c in status.get("conditions", []) if c["type"] == kind), {})
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
+async def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
     """Poll until `check()` is truthy; its last value is returned, a timeout fails the test."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
