@@ -159,3 +159,23 @@ def test_price_needs_hardware_and_says_which_node_lacks_it() -> None:
     graph.spec.nodes[0].hardware = None
     price, problem = st.price_per_hour(graph, None)
     assert price is None and "fast" in problem
+
+
+async def test_unreachable_api_server_is_a_kube_error_not_a_crash() -> None:
+    import socket
+
+    import kopf
+
+    from infergraph.operator.kube import KubeClient, KubeError
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again when the block ends: nothing listens
+    client = KubeClient(kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}"), "m")
+    try:
+        with pytest.raises(KubeError) as caught:
+            await client.get("v1", "ConfigMap", "ns", "x")
+        assert caught.value.status == 0
+        assert "GET /api/v1: no answer: ClientConnectorError" in str(caught.value)
+    finally:
+        await client.close()

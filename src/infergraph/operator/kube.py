@@ -20,6 +20,7 @@ import aiohttp
 import kopf
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
 
 
 class KubeError(Exception):
@@ -28,7 +29,8 @@ class KubeError(Exception):
     def __init__(self, action: str, status: int, reason: str) -> None:
         self.status = status
         self.reason = reason
-        super().__init__(f"{action}: HTTP {status}: {reason}")
+        where = f"HTTP {status}: " if status else "no answer: "
+        super().__init__(f"{action}: {where}{reason}")
 
 
 @dataclass(frozen=True)
@@ -60,20 +62,27 @@ class KubeClient:
             headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
         auth = aiohttp.BasicAuth(info.username, info.password or "") if info.username else None
         connector = aiohttp.TCPConnector(ssl=_ssl_context(info))
-        self._session = aiohttp.ClientSession(headers=headers, auth=auth, connector=connector)
+        self._session = aiohttp.ClientSession(
+            headers=headers, auth=auth, connector=connector, timeout=REQUEST_TIMEOUT
+        )
         self._resources: dict[tuple[str, str], ApiResource] = {}
 
     async def close(self) -> None:
         await self._session.close()
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
-        async with self._session.request(method, self.server + path, **kwargs) as resp:
-            text = await resp.text()
-            try:
-                body = json.loads(text) if text else None
-            except ValueError:
-                body = text
-            return resp.status, body
+        """(status, parsed body); a connection failure is a KubeError with status 0."""
+        try:
+            async with self._session.request(method, self.server + path, **kwargs) as resp:
+                text = await resp.text()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:  # Runtime: closed
+            raise KubeError(f"{method} {path}", 0, f"{type(exc).__name__}: {exc}") from None
+        try:
+            body = json.loads(text) if text else None
+        except ValueError:
+            body = text
+        return status, body
 
     async def resource(self, api_version: str, kind: str) -> ApiResource:
         """Plural and scope of `kind` from the API's discovery documents."""
