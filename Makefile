@@ -22,7 +22,7 @@ help:
 	@echo "make demo    serve the cascade graph locally (offline weights), load it, print latency and cost"
 	@echo "make test    lint, then every test (MLServer, graphs, renderers, load tester, Seldon v1)"
 	@echo "make bench-runtimes | bench-hops | bench-loadtester    benchmarks -> bench-results/*.json"
-	@echo "make render  regenerate k8s/rendered/ and k8s/crds/ from k8s/graphs/"
+	@echo "make render  regenerate k8s/rendered/, k8s/crds/ and the chart's generated files"
 
 $(UV):
 	@test -n "$(PY312)" || { echo "error: Python 3.12 not found (python3.12, pyenv or /usr/bin)"; exit 1; }
@@ -30,7 +30,7 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv
 
 .venv/.synced: $(UV) pyproject.toml uv.lock async_load_tester/pyproject.toml
-	$(UV) sync --frozen --extra mlserver
+	$(UV) sync --frozen --extra mlserver --extra operator
 	@touch $@
 
 .venv-seldon/.synced: $(UV) pyproject.toml uv.lock
@@ -55,6 +55,7 @@ seldon-test: .venv-seldon/.synced
 test: lint unit seldon-test
 
 render: .venv/.synced
+	$(RUN) python -m infergraph.operator.chart
 	$(RUN) infergraph crd --out k8s/crds/infergraph.io_inferencegraphs.yaml
 	$(RUN) infergraph render --all --out k8s/rendered --storage-uri s3://REPLACE-WITH-YOUR-BUCKET/infergraph
 

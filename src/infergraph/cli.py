@@ -170,6 +170,34 @@ def demo(
         _fail(str(exc))
 
 
+@app.command()
+def operator(
+    engine: Annotated[
+        str | None,
+        typer.Option(help="engine for graphs that name none (env INFERGRAPH_DEFAULT_ENGINE)"),
+    ] = None,
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="watch only this namespace (repeatable) (env INFERGRAPH_WATCH_NAMESPACES)"
+        ),
+    ] = None,
+) -> None:
+    """Run the InferenceGraph operator (kopf): render applied graphs, apply them, report status."""
+    try:
+        from infergraph.operator.handlers import main
+    except ImportError as exc:
+        _fail(
+            f"the operator needs the 'operator' extra (pip install 'infergraph[operator]'): {exc}"
+        )
+        return
+
+    try:
+        main(default_engine=engine, namespaces=tuple(namespace or ()))
+    except InfergraphError as exc:
+        _fail(str(exc))
+
+
 def _mount_optional() -> None:
     """Sub-commands that live with their feature."""
     try:

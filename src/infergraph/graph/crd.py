@@ -86,8 +86,62 @@ def openapi_schema() -> dict[str, Any]:
     # The API server owns apiVersion/kind/metadata; keep only what it lets CRDs declare.
     props = schema["properties"]
     props["metadata"] = {"type": "object"}
+    props["status"] = status_schema()
     schema["required"] = ["spec"]
     return schema
+
+
+def _strings(*names: str) -> dict[str, Any]:
+    return {name: {"type": "string"} for name in names}
+
+
+def status_schema() -> dict[str, Any]:
+    """What the operator writes through the status subresource (see docs/operator.md)."""
+    condition = {
+        "type": "object",
+        "required": ["type", "status"],
+        "properties": {
+            **_strings("type", "reason", "message"),
+            "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+            "lastTransitionTime": {"type": "string", "format": "date-time"},
+        },
+    }
+    node = {
+        "type": "object",
+        "properties": {**_strings("name", "message"), "ready": {"type": "boolean"}},
+    }
+    child = {"type": "object", "properties": _strings("apiVersion", "kind", "name")}
+    return {
+        "type": "object",
+        "properties": {
+            "observedGeneration": {"type": "integer", "format": "int64"},
+            "conditions": {
+                "type": "array",
+                "items": condition,
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+            },
+            **_strings("engine", "endpoint", "readyNodes", "pricePerHour", "priceMessage"),
+            "nodes": {"type": "array", "items": node},
+            "children": {"type": "array", "items": child},
+        },
+    }
+
+
+def _condition(kind: str, field: str) -> str:
+    return f'.status.conditions[?(@.type=="{kind}")].{field}'
+
+
+PRINTER_COLUMNS = [
+    {"name": "Engine", "type": "string", "jsonPath": ".status.engine"},
+    {"name": "Ready", "type": "string", "jsonPath": _condition("Ready", "status")},
+    {"name": "Nodes", "type": "string", "jsonPath": ".status.readyNodes"},
+    {"name": "USD/h", "type": "string", "jsonPath": ".status.pricePerHour"},
+    {"name": "Valid", "type": "string", "jsonPath": _condition("Valid", "status"), "priority": 1},
+    {"name": "Reason", "type": "string", "jsonPath": _condition("Ready", "reason"), "priority": 1},
+    {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint", "priority": 1},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
 
 
 def crd_manifest() -> dict[str, Any]:
@@ -115,11 +169,7 @@ def crd_manifest() -> dict[str, Any]:
                     "storage": True,
                     "schema": {"openAPIV3Schema": openapi_schema()},
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        {"name": "Nodes", "type": "integer", "jsonPath": ".status.nodes"},
-                        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                    ],
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
                 }
             ],
         },

@@ -1,0 +1,107 @@
+"""Operator settings: what the Helm chart sets as environment variables (or flags override).
+
+`render_options()` turns them into the one `RenderOptions` the renderers take, so the operator
+and `infergraph render` produce the same objects for the same graph and settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from infergraph.errors import SettingsError
+from infergraph.images import DEFAULT_REGISTRY
+from infergraph.render import ENGINES
+from infergraph.render.options import PodScheduling, RenderOptions
+
+FIELD_MANAGER = "infergraph-operator"
+ENV_PREFIX = "INFERGRAPH_"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """`namespaces` empty: watch every namespace (the chart's cluster-wide RBAC)."""
+
+    default_engine: str = "seldon-v2"
+    namespaces: tuple[str, ...] = ()
+    storage_uri: str | None = None
+    image_registry: str = DEFAULT_REGISTRY
+    image_tag: str | None = None
+    gpu_scheduling: PodScheduling = field(default_factory=PodScheduling)
+    field_manager: str = FIELD_MANAGER
+    drift_interval_s: float = 60.0
+    metrics_port: int = 8080
+    health_port: int = 8081
+    price_catalog: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.default_engine not in ENGINES:
+            raise SettingsError(
+                "defaultEngine", f"'{self.default_engine}' is not one of {', '.join(ENGINES)}"
+            )
+        if self.drift_interval_s <= 0:
+            raise SettingsError("driftInterval", "must be > 0 seconds")
+
+    def render_options(self) -> RenderOptions:
+        return RenderOptions(
+            storage_uri=self.storage_uri,
+            image_registry=self.image_registry,
+            image_tag=self.image_tag,
+            gpu_scheduling=self.gpu_scheduling,
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> OperatorConfig:
+        """Read INFERGRAPH_* variables (names in `ENV`); keyword overrides win (CLI flags)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for attr, (name, parse) in ENV.items():
+            raw = env.get(ENV_PREFIX + name)
+            if raw not in (None, ""):
+                try:
+                    values[attr] = parse(raw)
+                except (ValueError, TypeError) as exc:
+                    raise SettingsError(ENV_PREFIX + name, str(exc)) from None
+        scheduling = {
+            key: values.pop(key)
+            for key in ("node_selector", "tolerations", "affinity", "runtime_class_name")
+            if key in values
+        }
+        values["gpu_scheduling"] = PodScheduling(**scheduling)
+        values.update({k: v for k, v in overrides.items() if v not in (None, ())})
+        return cls(**values)
+
+
+def _json_of(kind: type) -> Any:
+    def parse(raw: str) -> Any:
+        value = json.loads(raw)
+        if not isinstance(value, kind):
+            raise ValueError(f"expected JSON {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    return parse
+
+
+def _namespaces(raw: str) -> tuple[str, ...]:
+    return tuple(ns.strip() for ns in raw.split(",") if ns.strip())
+
+
+# Attribute -> (variable name after INFERGRAPH_, parser). The chart's Deployment sets these.
+ENV: dict[str, tuple[str, Any]] = {
+    "default_engine": ("DEFAULT_ENGINE", str),
+    "namespaces": ("WATCH_NAMESPACES", _namespaces),
+    "storage_uri": ("STORAGE_URI", str),
+    "image_registry": ("IMAGE_REGISTRY", str),
+    "image_tag": ("IMAGE_TAG", str),
+    "node_selector": ("GPU_NODE_SELECTOR", _json_of(dict)),
+    "tolerations": ("GPU_TOLERATIONS", _json_of(list)),
+    "affinity": ("GPU_AFFINITY", _json_of(dict)),
+    "runtime_class_name": ("GPU_RUNTIME_CLASS", str),
+    "drift_interval_s": ("DRIFT_INTERVAL_SECONDS", float),
+    "metrics_port": ("METRICS_PORT", int),
+    "health_port": ("HEALTH_PORT", int),
+    "price_catalog": ("PRICE_CATALOG", str),
+}

@@ -1,0 +1,170 @@
+"""kopf wiring: which events run a reconcile pass, where status and Events go, how to stop.
+
+Everything is registered on a registry built here (no module-level handlers), so tests run
+the operator against an emulated API server with their own settings and login.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import kopf
+
+from infergraph.graph.crd import GROUP, PLURAL, VERSION
+from infergraph.operator.config import OperatorConfig
+from infergraph.operator.kube import KubeClient
+from infergraph.operator.metrics import OperatorMetrics, serve
+from infergraph.operator.reconcile import Outcome, Reconciler
+
+Login = Callable[..., kopf.ConnectionInfo | None]
+# What kopf accepts as stop/ready flags: an event of asyncio or of threading.
+Flag = asyncio.Event | threading.Event
+PERSISTENCE_PREFIX = "operator.infergraph.io"
+
+
+def default_login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod: the mounted service account; elsewhere: the kubeconfig (KUBECONFIG)."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+class _Session:
+    """The operator's own API client, created after kopf has logged in."""
+
+    def __init__(self, field_manager: str) -> None:
+        self.field_manager = field_manager
+        self.info: kopf.ConnectionInfo | None = None
+        self.client: KubeClient | None = None
+
+    async def get(self) -> KubeClient:
+        if self.client is None:
+            if self.info is None:
+                raise kopf.TemporaryError("not logged in to the API server yet", delay=1)
+            self.client = KubeClient(self.info, self.field_manager)
+        return self.client
+
+    async def relogin(self, info: kopf.ConnectionInfo | None) -> None:
+        """kopf logs in again when a token expires: the next call uses the new credentials."""
+        await self.close()
+        self.info = info
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+            self.client = None
+
+
+def _publish(outcome: Outcome, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger) -> None:
+    for key, value in outcome.status.items():
+        patch.status[key] = value
+    if outcome.event is not None:
+        kind, reason, message = outcome.event
+        kopf.event(body, type=kind, reason=reason, message=message)
+        # Info, not warning: kopf posts warnings as Events too, and this one is posted above.
+        logger.info("%s: %s", reason, message)
+
+
+def build_registry(
+    config: OperatorConfig, metrics: OperatorMetrics, login: Login = default_login
+) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    session = _Session(config.field_manager)
+    reconciler = Reconciler(config, metrics, session.get)
+    state: dict[str, Any] = {}
+    resource = {"group": GROUP, "version": VERSION, "plural": PLURAL, "registry": registry}
+
+    @kopf.on.login(registry=registry)
+    async def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        info = login(**kwargs)
+        await session.relogin(info)
+        return info
+
+    @kopf.on.startup(registry=registry)
+    async def _startup(**_: Any) -> None:
+        state["metrics"] = await serve(metrics, config.metrics_port)
+
+    @kopf.on.cleanup(registry=registry)
+    async def _cleanup(logger: logging.Logger, **_: Any) -> None:
+        if "metrics" in state:
+            await state.pop("metrics").cleanup()
+        await session.close()
+        logger.info("operator stopped cleanly")
+
+    async def _run(trigger: str, body: kopf.Body, patch: kopf.Patch, logger: Any) -> None:
+        outcome = await reconciler.reconcile(_plain(body), trigger)
+        _publish(outcome, body, patch, logger)
+
+    @kopf.on.create(**resource, id="reconcile")
+    async def _create(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) -> None:
+        await _run("create", body, patch, logger)
+
+    @kopf.on.update(**resource, id="reconcile")
+    async def _update(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) -> None:
+        await _run("update", body, patch, logger)
+
+    @kopf.on.resume(**resource, id="reconcile")
+    async def _resume(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) -> None:
+        await _run("resume", body, patch, logger)
+
+    @kopf.timer(**resource, id="drift", interval=config.drift_interval_s, idle=None)
+    async def _drift(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) -> None:
+        await _run("timer", body, patch, logger)
+
+    return registry
+
+
+def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A detached copy: kopf's Body is a live view that changes under a running handler."""
+    import copy
+
+    return copy.deepcopy(dict(body))
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """Keep kopf's bookkeeping in annotations (status stays what users read), post only
+    warnings as Events, and run standalone (one replica; the Deployment uses Recreate)."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=PERSISTENCE_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PERSISTENCE_PREFIX
+    )
+    settings.persistence.finalizer = f"{PERSISTENCE_PREFIX}/finalizer"
+    settings.posting.level = logging.WARNING
+    settings.posting.reporting_component = "infergraph-operator"
+    settings.peering.standalone = True
+
+
+async def run(
+    config: OperatorConfig,
+    login: Login = default_login,
+    stop: Flag | None = None,
+    ready: Flag | None = None,
+    metrics: OperatorMetrics | None = None,
+) -> None:
+    """Run until `stop` is set or the process gets SIGINT/SIGTERM (kopf's own handlers)."""
+    metrics = metrics or OperatorMetrics()
+    settings = kopf.OperatorSettings()
+    configure(settings)
+    await kopf.operator(
+        registry=build_registry(config, metrics, login),
+        settings=settings,
+        clusterwide=not config.namespaces,
+        namespaces=config.namespaces,
+        standalone=True,
+        liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz",
+        stop_flag=stop,
+        ready_flag=ready,
+    )
+
+
+def main(**overrides: Any) -> None:
+    """`infergraph operator`: settings from INFERGRAPH_* variables, flags override them."""
+    config = OperatorConfig.from_env(**overrides)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(run(config))

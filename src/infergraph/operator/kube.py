@@ -1,0 +1,187 @@
+"""A small asynchronous Kubernetes client: discovery, server-side apply, get, delete.
+
+kopf talks to the API for the InferenceGraphs it watches; the children are arbitrary kinds
+(Seldon, KEDA, autoscaling, whatever a renderer emits), so they go through this client,
+authenticated with the same `kopf.ConnectionInfo` the operator logged in with.
+Server-side apply is a PATCH with `application/apply-patch+yaml` (JSON is valid YAML),
+`fieldManager` and `force=true`: the operator owns every field it renders.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import kopf
+
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
+
+
+class KubeError(Exception):
+    """An API call failed; `status` is the HTTP status, `reason` the API server's message."""
+
+    def __init__(self, action: str, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+        where = f"HTTP {status}: " if status else "no answer: "
+        super().__init__(f"{action}: {where}{reason}")
+
+
+@dataclass(frozen=True)
+class ApiResource:
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    def path(self, namespace: str | None, name: str | None = None) -> str:
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        ns = f"/namespaces/{namespace}" if self.namespaced and namespace else ""
+        return f"{base}{ns}/{self.plural}" + (f"/{name}" if name else "")
+
+
+def ref(obj: dict[str, Any]) -> dict[str, str]:
+    """The identity of an object the operator tracks: apiVersion, kind, name."""
+    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"]}
+
+
+class KubeClient:
+    """One aiohttp session against one API server; discovery results are cached per session."""
+
+    def __init__(self, info: kopf.ConnectionInfo, field_manager: str) -> None:
+        self.server = info.server.rstrip("/")
+        self.field_manager = field_manager
+        headers = {"Accept": "application/json"}
+        if info.token:
+            headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
+        auth = aiohttp.BasicAuth(info.username, info.password or "") if info.username else None
+        connector = aiohttp.TCPConnector(ssl=_ssl_context(info))
+        self._session = aiohttp.ClientSession(
+            headers=headers, auth=auth, connector=connector, timeout=REQUEST_TIMEOUT
+        )
+        self._resources: dict[tuple[str, str], ApiResource] = {}
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        """(status, parsed body); a connection failure is a KubeError with status 0."""
+        try:
+            async with self._session.request(method, self.server + path, **kwargs) as resp:
+                text = await resp.text()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:  # Runtime: closed
+            raise KubeError(f"{method} {path}", 0, f"{type(exc).__name__}: {exc}") from None
+        try:
+            body = json.loads(text) if text else None
+        except ValueError:
+            body = text
+        return status, body
+
+    async def resource(self, api_version: str, kind: str) -> ApiResource:
+        """Plural and scope of `kind` from the API's discovery documents."""
+        key = (api_version, kind)
+        if key not in self._resources:
+            path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+            status, body = await self._call("GET", path)
+            if status != 200:
+                raise KubeError(f"discover {kind} ({api_version})", status, _reason(body))
+            for item in (body or {}).get("resources", []):
+                if "/" not in item["name"]:
+                    self._resources[(api_version, item["kind"])] = ApiResource(
+                        api_version, item["kind"], item["name"], bool(item.get("namespaced"))
+                    )
+            if key not in self._resources:
+                raise KubeError(f"discover {kind}", 404, f"{api_version} does not serve {kind}")
+        return self._resources[key]
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply `obj` under the operator's field manager; returns the live object."""
+        res = await self.resource(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        status, body = await self._call(
+            "PATCH",
+            res.path(meta.get("namespace"), meta["name"]),
+            params={"fieldManager": self.field_manager, "force": "true"},
+            data=json.dumps(obj),
+            headers={"Content-Type": APPLY_CONTENT_TYPE},
+        )
+        if status not in (200, 201):
+            raise KubeError(f"apply {obj['kind']} {meta['name']}", status, _reason(body))
+        return body
+
+    async def get(
+        self, api_version: str, kind: str, namespace: str | None, name: str
+    ) -> dict[str, Any] | None:
+        res = await self.resource(api_version, kind)
+        status, body = await self._call("GET", res.path(namespace, name))
+        if status == 404:
+            return None
+        if status != 200:
+            raise KubeError(f"get {kind} {name}", status, _reason(body))
+        return body
+
+    async def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
+        """Delete in the background (the API server's GC removes dependents); False if absent."""
+        res = await self.resource(api_version, kind)
+        status, body = await self._call(
+            "DELETE", res.path(namespace, name), json={"propagationPolicy": "Background"}
+        )
+        if status == 404:
+            return False
+        if status not in (200, 202):
+            raise KubeError(f"delete {kind} {name}", status, _reason(body))
+        return True
+
+
+def _reason(body: Any) -> str:
+    if isinstance(body, dict):
+        return str(body.get("message") or body.get("reason") or body)
+    return str(body)[:300]
+
+
+def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
+    if not info.server.startswith("https"):
+        return False
+    if info.insecure:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        cadata = _text(info.ca_data)
+        ctx = ssl.create_default_context(
+            cafile=str(info.ca_path) if info.ca_path else None, cadata=cadata
+        )
+    cert = _file(info.certificate_path, info.certificate_data)
+    key = _file(info.private_key_path, info.private_key_data)
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def _text(data: str | bytes | None) -> str | None:
+    """kopf passes kubeconfig `*-data` fields base64-encoded or decoded; accept both."""
+    if data is None:
+        return None
+    raw = data.encode() if isinstance(data, str) else data
+    if b"-----BEGIN" not in raw:
+        raw = base64.b64decode(raw)
+    return raw.decode()
+
+
+def _file(path: Any, data: str | bytes | None) -> str | None:
+    """`load_cert_chain` wants files: inline kubeconfig data goes to a private temp file."""
+    if path:
+        return str(path)
+    text = _text(data)
+    if text is None:
+        return None
+    with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as handle:
+        handle.write(text)
+    return handle.name

@@ -1,0 +1,224 @@
+"""One reconcile pass over one InferenceGraph: validate, render, apply, prune, report.
+
+The pass is idempotent (server-side apply by name), so create, update, resume and the drift
+timer all run the same pass: a restarted operator re-applies the same objects instead of
+creating new ones, and a child deleted or edited by hand is applied back as rendered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from infergraph.errors import GraphValidationError, RenderError
+from infergraph.graph.model import InferenceGraph, parse_graph
+from infergraph.operator import status as st
+from infergraph.operator.children import children, engine_for, is_owned_by, stale
+from infergraph.operator.config import OperatorConfig
+from infergraph.operator.kube import KubeClient, KubeError, ref
+from infergraph.operator.metrics import OperatorMetrics
+
+EVENT_MESSAGE_LIMIT = 1000
+
+
+@dataclass
+class Outcome:
+    """What a pass decided: status fields to write, an Event to post, the stage that failed."""
+
+    status: dict[str, Any]
+    event: tuple[str, str, str] | None = None  # (type, reason, message)
+    stage: str = "done"
+    applied: list[dict[str, Any]] = field(default_factory=list)
+
+
+def graph_document(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of the custom resource the graph model reads (the API server adds the rest)."""
+    meta = body.get("metadata") or {}
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "labels": dict(meta.get("labels") or {}),
+            "annotations": dict(meta.get("annotations") or {}),
+        },
+        "spec": body.get("spec"),
+    }
+
+
+class Reconciler:
+    """Holds the operator's settings, metrics and API client; one lock per graph."""
+
+    def __init__(
+        self,
+        config: OperatorConfig,
+        metrics: OperatorMetrics,
+        client: Callable[[], Awaitable[KubeClient]],
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self._client = client
+        self._locks: dict[str, asyncio.Lock] = {}
+        # The last Event posted per graph: passes that start from the same stale body (create
+        # and timer at once) must not post it twice.
+        self._posted: dict[str, tuple[str, str]] = {}
+
+    async def reconcile(self, body: Mapping[str, Any], trigger: str) -> Outcome:
+        uid = str(body["metadata"].get("uid"))
+        started = time.perf_counter()
+        async with self._locks.setdefault(uid, asyncio.Lock()):
+            outcome = await self._pass(body)
+            if outcome.event is not None and self._posted.get(uid) == outcome.event[1:]:
+                outcome.event = None
+            elif outcome.event is not None:
+                self._posted[uid] = outcome.event[1:]
+            elif outcome.stage == "done":
+                self._posted.pop(uid, None)
+        self.metrics.duration.labels(trigger).observe(time.perf_counter() - started)
+        result = "ok" if outcome.stage == "done" else "error"
+        self.metrics.reconciles.labels(trigger, result).inc()
+        if result == "error":
+            self.metrics.errors.labels(outcome.stage).inc()
+        return outcome
+
+    async def _pass(self, body: Mapping[str, Any]) -> Outcome:
+        previous = dict(body.get("status") or {})
+        generation = body["metadata"].get("generation")
+        fresh = previous.get("observedGeneration") != generation
+        status: dict[str, Any] = {"observedGeneration": generation}
+        prev_conditions = previous.get("conditions") or []
+        try:
+            graph = parse_graph(graph_document(body), body["metadata"]["name"])
+        except GraphValidationError as exc:
+            return self._refused(
+                status, prev_conditions, fresh, "GraphInvalid", str(exc), "validate"
+            )
+        try:
+            objs = children(dict(body), graph, self.config)
+        except RenderError as exc:
+            return self._refused(
+                status, prev_conditions, fresh, "RenderFailed", str(exc), "render", valid=True
+            )
+        current = [ref(o) for o in objs]
+        client = await self._client()
+        try:
+            live = [await client.apply(obj) for obj in objs]
+        except KubeError as exc:
+            return self._unapplied(status, prev_conditions, f"apply: {exc}", "apply")
+        try:
+            removed = await self._prune(client, body, previous.get("children") or [], current)
+        except KubeError as exc:
+            return self._unapplied(status, prev_conditions, f"prune: {exc}", "prune")
+        status.update(self._report(graph, body, live, current, removed, prev_conditions))
+        return Outcome(status, applied=live)
+
+    def _refused(
+        self,
+        status: dict[str, Any],
+        prev_conditions: list[dict[str, Any]],
+        fresh: bool,
+        reason: str,
+        message: str,
+        stage: str,
+        valid: bool = False,
+    ) -> Outcome:
+        """An unusable generation: say why, keep the last good children untouched."""
+        kept = "children of the last valid generation are left as they are"
+        status["conditions"] = st.conditions(
+            prev_conditions,
+            [
+                st.Condition("Valid", st.TRUE, "GraphValid", "")
+                if valid
+                else st.Condition("Valid", st.FALSE, reason, message),
+                st.Condition("Rendered", st.FALSE, reason, f"{message}\n({kept})"),
+            ],
+        )
+        # One Event per generation; the drift timer re-checks without repeating it.
+        event = ("Warning", reason, message[:EVENT_MESSAGE_LIMIT]) if fresh else None
+        return Outcome(status, event=event, stage=stage)
+
+    def _unapplied(
+        self, status: dict[str, Any], prev_conditions: list[dict[str, Any]], why: str, stage: str
+    ) -> Outcome:
+        """The API refused a call: say so; the drift timer tries again every interval.
+        The Event is posted when the failure is new, not on every retry."""
+        before = next((c for c in prev_conditions if c.get("type") == "Rendered"), {})
+        repeated = before.get("reason") == "ApplyFailed" and before.get("message") == why
+        event = None if repeated else ("Warning", "ApplyFailed", why[:EVENT_MESSAGE_LIMIT])
+        status["conditions"] = st.conditions(
+            prev_conditions,
+            [
+                st.Condition("Valid", st.TRUE, "GraphValid", ""),
+                st.Condition("Rendered", st.FALSE, "ApplyFailed", why),
+            ],
+        )
+        return Outcome(status, event=event, stage=stage)
+
+    async def _prune(
+        self,
+        client: KubeClient,
+        body: Mapping[str, Any],
+        previous: list[dict[str, str]],
+        current: list[dict[str, str]],
+    ) -> list[dict[str, str]]:
+        """Delete what an earlier generation created and this one does not render, but only
+        objects that still name this graph as owner (never someone else's same-named object)."""
+        namespace = body["metadata"]["namespace"]
+        uid = body["metadata"]["uid"]
+        removed = []
+        for child in stale(previous, current):
+            live = await client.get(child["apiVersion"], child["kind"], namespace, child["name"])
+            if is_owned_by(live, uid):
+                await client.delete(child["apiVersion"], child["kind"], namespace, child["name"])
+                removed.append(child)
+        return removed
+
+    def _report(
+        self,
+        graph: InferenceGraph,
+        body: Mapping[str, Any],
+        live: list[dict[str, Any]],
+        current: list[dict[str, str]],
+        removed: list[dict[str, str]],
+        prev_conditions: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        engine = engine_for(graph, self.config)
+        nodes = st.node_readiness(graph, live)
+        waiting = [n for n in nodes if not n["ready"]]
+        price, price_problem = st.price_per_hour(graph, self.config.price_catalog)
+        applied = f"applied {len(live)} object(s) for {engine}"
+        if removed:
+            applied += f"; removed {', '.join(f'{r["kind"]}/{r["name"]}' for r in removed)}"
+        ready = (
+            st.Condition("Ready", st.TRUE, "NodesReady", f"{len(nodes)} node(s) ready")
+            if not waiting
+            else st.Condition(
+                "Ready",
+                st.FALSE,
+                "NodesNotReady",
+                "; ".join(f"{n['name']}: {n['message']}" for n in waiting),
+            )
+        )
+        report: dict[str, Any] = {
+            "engine": engine,
+            "endpoint": st.endpoint(graph, engine, body["metadata"]["namespace"], live),
+            "readyNodes": f"{len(nodes) - len(waiting)}/{len(nodes)}",
+            "nodes": nodes,
+            "children": current,
+            "conditions": st.conditions(
+                prev_conditions,
+                [
+                    st.Condition("Valid", st.TRUE, "GraphValid", ""),
+                    st.Condition("Rendered", st.TRUE, "Applied", applied),
+                    ready,
+                ],
+            ),
+        }
+        # None removes a field in kopf's status patch: a price that stops being computable goes.
+        report["pricePerHour"] = price
+        report["priceMessage"] = price_problem or None
+        return report

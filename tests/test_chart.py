@@ -1,0 +1,356 @@
+"""charts/infergraph with the real Helm v4 engine (PyPI helm-python-sdk: Helm's Go SDK through
+its C ABI, no helm binary): lint, template with the default, GPU and every-option values, every
+object checked against the Kubernetes schemas (kubernetes-validate) and the CRDs in ../shared/crds,
+pods against the restricted Pod Security Standard, and the values schema's errors."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import jsonschema
+import pytest
+import yaml
+
+from infergraph import __version__
+from infergraph.graph.crd import crd_manifest
+from infergraph.graph.model import load_graph, parse_graph
+from infergraph.operator import chart as chart_files
+from infergraph.operator.config import OperatorConfig
+from infergraph.render import ENGINES, render
+from infergraph.render.autoscaling import PODS_METRICS
+from infergraph.render.common import STORAGE_ANNOTATION
+from tests.test_render_schemas import DNS_LABEL, _skip_without_crds, _structural, validate
+
+REPO = Path(__file__).resolve().parent.parent
+CHART = REPO / "charts" / "infergraph"
+REQUIRED = {"storageUri": "s3://my-bucket/infergraph"}
+VALUES_FILES = {
+    "default": REQUIRED,
+    "gpu": yaml.safe_load((CHART / "ci" / "gpu-values.yaml").read_text()),
+    "all": yaml.safe_load((CHART / "ci" / "all-values.yaml").read_text()),
+}
+RELEASE, NAMESPACE = "ig", "infergraph"
+
+
+@cache
+def loaded() -> helm.Chart:
+    return helm.Chart.load(CHART)
+
+
+def template(values: dict[str, Any], **opts: Any) -> list[dict[str, Any]]:
+    """`helm template`: every rendered object (NOTES.txt aside), in file order."""
+    out = loaded().render(values, name=RELEASE, namespace=NAMESPACE, **opts)
+    docs = []
+    for path, text in sorted(out.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        docs.extend(d for d in yaml.safe_load_all(text) if d)
+    return docs
+
+
+def notes(values: dict[str, Any]) -> str:
+    out = loaded().render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    return next(text for path, text in out.items() if path.endswith("NOTES.txt"))
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def graph_schema() -> dict[str, Any]:
+    return _structural(crd_manifest()["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+
+
+def is_subdomain_name_problem(problem: str) -> bool:
+    """validate() asks names to be DNS-1123 labels; CRD and RBAC names are DNS-1123
+    subdomains (dots allowed), which the API server accepts."""
+    if not problem.startswith("metadata.name '"):
+        return False
+    name = problem.split("'")[1]
+    return len(name) <= 253 and all(DNS_LABEL.match(part) for part in name.split("."))
+
+
+# -- generated files, lint ------------------------------------------------------------------
+def test_generated_chart_files_are_up_to_date() -> None:
+    assert chart_files.stale() == [], "run `python -m infergraph.operator.chart` (make render)"
+
+
+def test_chart_app_version_is_the_package_version() -> None:
+    assert loaded().metadata["appVersion"] == __version__
+
+
+@pytest.mark.parametrize("name", sorted(VALUES_FILES))
+def test_lint_is_clean(name: str) -> None:
+    report = helm.lint(CHART, VALUES_FILES[name], strict=True, namespace=NAMESPACE)
+    assert report["errors"] == []
+    # Severity 2 is a warning, 3 an error; 1 (info) is only "icon is recommended".
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+# -- every rendered object is valid ---------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(VALUES_FILES))
+def test_every_rendered_object_is_valid(name: str) -> None:
+    _skip_without_crds()
+    docs = template(VALUES_FILES[name], is_install=True)
+    assert docs
+    problems = []
+    for doc in docs:
+        if doc["kind"] == "InferenceGraph":
+            errors = jsonschema.Draft7Validator(graph_schema()).iter_errors(doc)
+            problems += [f"InferenceGraph {e.message}" for e in errors]
+            parse_graph(doc)  # and the operator's own validation
+            continue
+        problems += validate(doc)
+    assert [p for p in problems if not is_subdomain_name_problem(p)] == []
+
+
+def test_default_values_create_the_expected_objects() -> None:
+    docs = template(REQUIRED)
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == [
+        "ClusterRole",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "Deployment",
+        "Pod",
+        "Service",
+        "ServiceAccount",
+    ]
+
+
+def test_every_option_reaches_its_object() -> None:
+    values = VALUES_FILES["all"]
+    docs = template(values)
+    kinds = {d["kind"] for d in docs}
+    assert {"ServiceMonitor", "PodMonitor", "ConfigMap", "InferenceGraph", "Role"} <= kinds
+    deployment = by_kind(docs, "Deployment")[0]
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == "registry.example.com/platform/infergraph-operator:0.1.0-rc1"
+    assert container["imagePullPolicy"] == "Always"
+    assert pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    assert pod["serviceAccountName"] == "igraph-operator"
+    assert pod["nodeSelector"] == values["nodeSelector"]
+    assert pod["tolerations"] == values["tolerations"]
+    assert pod["affinity"] == values["affinity"]
+    assert pod["securityContext"] == values["podSecurityContext"]
+    assert container["resources"] == values["resources"]
+    assert deployment["spec"]["template"]["metadata"]["annotations"] == values["podAnnotations"]
+    assert {p["containerPort"] for p in container["ports"]} == {9090, 9091}
+    # The environment the Deployment sets is exactly what the operator reads.
+    env = {e["name"]: e["value"] for e in container["env"]}
+    config = OperatorConfig.from_env(env)
+    assert config.storage_uri == values["storageUri"]
+    assert config.default_engine == "seldon-v1"
+    assert config.namespaces == ("ml-prod", "ml-staging")
+    assert config.drift_interval_s == 30
+    assert (config.metrics_port, config.health_port) == (9090, 9091)
+    options = config.render_options()
+    assert options.image_registry == "registry.example.com/platform"
+    assert options.image_tag == "0.1.0-rc1"
+    gpu = values["gpuScheduling"]
+    assert options.gpu_scheduling.node_selector == gpu["nodeSelector"]
+    assert options.gpu_scheduling.tolerations == gpu["tolerations"]
+    assert options.gpu_scheduling.affinity == gpu["affinity"]
+    assert options.gpu_scheduling.runtime_class_name == "nvidia"
+    # Namespaced mode: Roles in the listed namespaces only.
+    roles = by_kind(docs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["ml-prod", "ml-staging"]
+    cluster_rules = [rule for r in by_kind(docs, "ClusterRole") for rule in r["rules"]]
+    assert not any("inferencegraphs" in rule["resources"] for rule in cluster_rules)
+    monitor = by_kind(docs, "ServiceMonitor")[0]
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["endpoints"][0]["interval"] == "15s"
+    graphs = by_kind(docs, "InferenceGraph")
+    assert sorted(g["metadata"]["name"] for g in graphs) == ["cascade", "nlp"]
+    assert {g["metadata"]["namespace"] for g in graphs} == {"ml-staging"}
+    crd = by_kind(docs, "CustomResourceDefinition")[0]
+    assert "helm.sh/resource-policy" not in crd["metadata"]["annotations"]  # crds.keep false
+
+
+def test_gpu_values_reach_the_operator_settings() -> None:
+    docs = template(VALUES_FILES["gpu"])
+    container = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    config = OperatorConfig.from_env({e["name"]: e["value"] for e in container["env"]})
+    scheduling = config.render_options().gpu_scheduling
+    assert scheduling.node_selector["nvidia.com/gpu.present"] == "true"
+    assert scheduling.runtime_class_name == "nvidia"
+    assert config.storage_uri == "gs://my-team-models/infergraph"
+
+
+def test_default_values_give_the_default_operator_settings() -> None:
+    container = by_kind(template(REQUIRED), "Deployment")[0]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    config = OperatorConfig.from_env({e["name"]: e["value"] for e in container["env"]})
+    assert config == OperatorConfig(
+        storage_uri=REQUIRED["storageUri"],
+        gpu_scheduling=config.gpu_scheduling,
+    )
+    assert config.gpu_scheduling.tolerations == [chart_files.GPU_TOLERATION]
+    assert container["image"] == f"docker.io/infergraph/operator:{__version__}"
+
+
+# -- restricted Pod Security Standard -----------------------------------------------------------
+# The "restricted" profile of https://kubernetes.io/docs/concepts/security/pod-security-standards/
+ALLOWED_VOLUMES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+    "persistentVolumeClaim", "projected", "secret",
+}  # fmt: skip
+
+
+def restricted_violations(pod: dict[str, Any]) -> list[str]:
+    problems = []
+    psc = pod.get("securityContext") or {}
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(field):
+            problems.append(f"{field} is set")
+    for volume in pod.get("volumes") or []:
+        kinds = set(volume) - {"name"}
+        if not kinds <= ALLOWED_VOLUMES:
+            problems.append(f"volume {volume['name']} uses {kinds - ALLOWED_VOLUMES}")
+    for c in pod.get("containers", []) + pod.get("initContainers", []):
+        sc = c.get("securityContext") or {}
+        name = c["name"]
+        if sc.get("privileged"):
+            problems.append(f"{name}: privileged")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: allowPrivilegeEscalation must be false")
+        if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+            problems.append(f"{name}: capabilities must drop ALL")
+        if set((sc.get("capabilities") or {}).get("add") or []) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{name}: adds capabilities")
+        if not sc.get("runAsNonRoot", psc.get("runAsNonRoot")):
+            problems.append(f"{name}: runAsNonRoot must be true")
+        if sc.get("runAsUser", psc.get("runAsUser")) == 0:
+            problems.append(f"{name}: runAsUser 0")
+        seccomp = (sc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{name}: seccompProfile must be RuntimeDefault or Localhost")
+        if any(p.get("hostPort") for p in c.get("ports") or []):
+            problems.append(f"{name}: hostPort")
+    return problems
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    specs = [d["spec"] for d in docs if d["kind"] == "Pod"]
+    specs += [d["spec"]["template"]["spec"] for d in docs if d["kind"] == "Deployment"]
+    return specs
+
+
+@pytest.mark.parametrize("name", sorted(VALUES_FILES))
+def test_pods_meet_the_restricted_pod_security_standard(name: str) -> None:
+    specs = pod_specs(template(VALUES_FILES[name]))
+    assert len(specs) == 2  # the operator and the helm test pod
+    for spec in specs:
+        assert restricted_violations(spec) == []
+
+
+def test_the_restricted_checker_rejects_a_root_pod() -> None:
+    pod = {"containers": [{"name": "x", "securityContext": {"runAsUser": 0}}], "hostPID": True}
+    problems = restricted_violations(pod)
+    assert "hostPID is set" in problems
+    assert any("runAsUser 0" in p for p in problems)
+    assert any("allowPrivilegeEscalation" in p for p in problems)
+
+
+# -- the CRD stays under Helm's control --------------------------------------------------------
+def test_crd_is_a_template_so_upgrades_upgrade_it() -> None:
+    # Helm installs crds/ once and never upgrades it; the chart has no crds/ folder.
+    assert loaded().crds == [] and not (CHART / "crds").exists()
+    for opts in ({"is_install": True}, {"is_upgrade": True, "revision": 2}):
+        crd = by_kind(template(REQUIRED, **opts), "CustomResourceDefinition")[0]
+        annotations = crd["metadata"]["annotations"]
+        assert annotations["meta.helm.sh/release-name"] == RELEASE
+        assert annotations["meta.helm.sh/release-namespace"] == NAMESPACE
+        assert annotations["helm.sh/resource-policy"] == "keep"
+        assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+        assert crd["spec"] == crd_manifest()["spec"]  # the generated CRD, unchanged
+    assert (
+        by_kind(template({**REQUIRED, "crds": {"install": False}}), "CustomResourceDefinition")
+        == []
+    )
+
+
+# -- RBAC covers what the operator applies ----------------------------------------------------
+PLURALS = {
+    "Model": ("mlops.seldon.io", "models"),
+    "Server": ("mlops.seldon.io", "servers"),
+    "ServerConfig": ("mlops.seldon.io", "serverconfigs"),
+    "Pipeline": ("mlops.seldon.io", "pipelines"),
+    "SeldonDeployment": ("machinelearning.seldon.io", "seldondeployments"),
+    "ScaledObject": ("keda.sh", "scaledobjects"),
+    "HorizontalPodAutoscaler": ("autoscaling", "horizontalpodautoscalers"),
+    "PodMonitor": ("monitoring.coreos.com", "podmonitors"),
+    "ServiceMonitor": ("monitoring.coreos.com", "servicemonitors"),
+}
+APPLY_VERBS = {"get", "create", "patch", "delete"}
+
+
+def test_rbac_covers_every_kind_the_renderers_emit() -> None:
+    kinds = set()
+    for path in sorted((REPO / "k8s" / "graphs").glob("*.yaml")):
+        graph = load_graph(path)
+        graph.metadata.annotations[STORAGE_ANNOTATION] = REQUIRED["storageUri"]
+        for engine in ENGINES:
+            kinds |= {obj["kind"] for obj in render(graph, engine)}
+    role = next(
+        r
+        for r in by_kind(template(REQUIRED), "ClusterRole")
+        if "discovery" not in r["metadata"]["name"]
+    )
+    granted = {
+        (group, resource)
+        for rule in role["rules"]
+        if set(rule["verbs"]) >= APPLY_VERBS
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    missing = {kind for kind in kinds if PLURALS.get(kind) not in granted}
+    assert missing == set(), f"ClusterRole lacks apply verbs for {missing}"
+
+
+def test_adapter_rules_cover_every_pods_metric_the_hpas_use() -> None:
+    docs = template({**REQUIRED, "prometheus": {"adapterRules": {"enabled": True}}})
+    rules = yaml.safe_load(by_kind(docs, "ConfigMap")[0]["data"]["config.yaml"])["rules"]
+    served = {rule["name"]["as"] for rule in rules}
+    assert set(PODS_METRICS.values()) <= served
+
+
+# -- bad values get Helm's clear errors ---------------------------------------------------------
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({**REQUIRED, "defaultEngine": "kserve"}, "defaultEngine"),
+        ({**REQUIRED, "storageUri": "my-bucket/prefix"}, "storageUri"),
+        ({**REQUIRED, "storageURI": "s3://typo"}, "storageURI"),
+        ({**REQUIRED, "metrics": {"port": 70000}}, "port"),
+        ({**REQUIRED, "examples": {"graphs": ["no-such-graph"]}}, "graphs"),
+        ({**REQUIRED, "driftIntervalSeconds": 0}, "driftIntervalSeconds"),
+    ],
+)
+def test_values_the_schema_rejects_fail_with_a_clear_error(values: dict, named: str) -> None:
+    with pytest.raises(helm.HelmError) as caught:
+        loaded().render(values, name=RELEASE, namespace=NAMESPACE)
+    assert named in str(caught.value), str(caught.value)
+
+
+def test_missing_storage_uri_says_how_to_set_it() -> None:
+    with pytest.raises(helm.HelmError) as caught:
+        loaded().render({}, name=RELEASE, namespace=NAMESPACE)
+    assert "storageUri is required" in str(caught.value)
+    assert "--set storageUri=" in str(caught.value)
+
+
+def test_notes_tell_how_to_apply_watch_and_call_a_graph() -> None:
+    text = notes(REQUIRED)
+    assert "kubectl apply -n <namespace> -f k8s/graphs/cascade.yaml" in text
+    assert "kubectl get inferencegraphs -n <namespace> -w" in text
+    assert "{.status.endpoint}" in text
+    assert "helm test ig -n infergraph" in text
+    assert REQUIRED["storageUri"] in text

@@ -1,0 +1,181 @@
+"""The operator's pure parts: settings from the chart's environment, the render call, owner
+references, pruning, conditions, readiness and endpoints (no API server needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infergraph.errors import RenderError, SettingsError
+from infergraph.graph.model import load_graph
+from infergraph.operator import status as st
+from infergraph.operator.children import (
+    ENGINE_ANNOTATION,
+    engine_for,
+    is_owned_by,
+    own,
+    render_graph,
+    stale,
+)
+from infergraph.operator.config import OperatorConfig
+from infergraph.render.common import STORAGE_ANNOTATION
+
+REPO = Path(__file__).resolve().parent.parent
+OWNER = {
+    "apiVersion": "infergraph.io/v1alpha1",
+    "kind": "InferenceGraph",
+    "metadata": {"name": "cascade", "namespace": "ml", "uid": "u-1"},
+}
+
+
+def cascade():
+    return load_graph(REPO / "k8s/graphs/cascade.yaml")
+
+
+def test_settings_from_environment_name_the_bad_variable() -> None:
+    with pytest.raises(SettingsError, match="INFERGRAPH_GPU_TOLERATIONS"):
+        OperatorConfig.from_env({"INFERGRAPH_GPU_TOLERATIONS": '{"key": "x"}'})
+    with pytest.raises(SettingsError, match="INFERGRAPH_METRICS_PORT"):
+        OperatorConfig.from_env({"INFERGRAPH_METRICS_PORT": "eighty"})
+    with pytest.raises(SettingsError, match="defaultEngine"):
+        OperatorConfig.from_env({"INFERGRAPH_DEFAULT_ENGINE": "kserve"})
+
+
+def test_flags_override_environment() -> None:
+    env = {"INFERGRAPH_DEFAULT_ENGINE": "seldon-v2", "INFERGRAPH_WATCH_NAMESPACES": "a, b"}
+    assert OperatorConfig.from_env(env).namespaces == ("a", "b")
+    config = OperatorConfig.from_env(env, default_engine="seldon-v1", namespaces=("c",))
+    assert (config.default_engine, config.namespaces) == ("seldon-v1", ("c",))
+
+
+def test_engine_comes_from_the_graph_else_the_operator_default() -> None:
+    graph = cascade()
+    assert engine_for(graph, OperatorConfig(default_engine="seldon-v1")) == "seldon-v1"
+    graph.metadata.annotations[ENGINE_ANNOTATION] = "seldon-v2"
+    assert engine_for(graph, OperatorConfig(default_engine="seldon-v1")) == "seldon-v2"
+
+
+def test_render_call_carries_the_storage_prefix_but_the_graph_annotation_wins() -> None:
+    options = OperatorConfig(storage_uri="s3://team/graphs").render_options()
+    objs = render_graph(cascade(), "seldon-v2", options)
+    model = next(
+        o for o in objs if o["kind"] == "Model" and o["metadata"]["name"] == "cascade-fast"
+    )
+    assert model["spec"]["storageUri"] == "s3://team/graphs/cascade/fast"
+    own_prefix = cascade()
+    own_prefix.metadata.annotations[STORAGE_ANNOTATION] = "gs://graph-own/prefix"
+    objs = render_graph(own_prefix, "seldon-v2", options)
+    model = next(
+        o for o in objs if o["kind"] == "Model" and o["metadata"]["name"] == "cascade-fast"
+    )
+    assert model["spec"]["storageUri"].startswith("gs://graph-own/prefix/")
+
+
+def test_unknown_engine_is_a_render_error() -> None:
+    with pytest.raises(RenderError, match="unknown engine"):
+        render_graph(cascade(), "kserve-someday", OperatorConfig().render_options())
+
+
+def test_owned_child_is_in_the_graph_namespace_with_a_controller_reference() -> None:
+    child = {"apiVersion": "v1", "kind": "X", "metadata": {"name": "c", "labels": {"a": "b"}}}
+    owned = own(child, OWNER)
+    assert owned["metadata"]["namespace"] == "ml"
+    assert owned["metadata"]["labels"] == {
+        "a": "b",
+        "app.kubernetes.io/managed-by": "infergraph-operator",
+    }
+    ref = owned["metadata"]["ownerReferences"][0]
+    assert ref["uid"] == "u-1" and ref["controller"] and ref["blockOwnerDeletion"]
+    assert (
+        is_owned_by(owned, "u-1") and not is_owned_by(owned, "u-2") and not is_owned_by(None, "u-1")
+    )
+    assert "ownerReferences" not in child["metadata"]  # the rendered object is not changed
+
+
+def test_stale_lists_what_the_new_generation_no_longer_renders() -> None:
+    a = {"apiVersion": "v1", "kind": "A", "name": "x"}
+    b = {"apiVersion": "v1", "kind": "B", "name": "x"}
+    assert stale([a, b], [a]) == [b]
+    assert stale([a], [a, b]) == []
+
+
+def test_condition_transition_time_moves_only_when_status_changes() -> None:
+    first = st.conditions([], [st.Condition("Ready", st.FALSE, "NodesNotReady", "waiting")])
+    first[0]["lastTransitionTime"] = "2020-01-01T00:00:00Z"
+    same = st.conditions(first, [st.Condition("Ready", st.FALSE, "NodesNotReady", "still")])
+    assert same[0]["lastTransitionTime"] == "2020-01-01T00:00:00Z"
+    assert same[0]["message"] == "still"
+    flipped = st.conditions(first, [st.Condition("Ready", st.TRUE, "NodesReady", "")])
+    assert flipped[0]["lastTransitionTime"] != "2020-01-01T00:00:00Z"
+    # Conditions not in the update are kept as they were.
+    kept = st.conditions(flipped, [st.Condition("Valid", st.TRUE, "GraphValid", "")])
+    assert [c["type"] for c in kept] == ["Valid", "Ready"]
+
+
+def test_readiness_reads_each_engines_own_status() -> None:
+    assert st.object_ready({"kind": "SeldonDeployment", "status": {"state": "Available"}})[0]
+    assert not st.object_ready({"kind": "SeldonDeployment", "status": {"state": "Creating"}})[0]
+    ready = {"kind": "Model", "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    assert st.object_ready(ready)[0]
+    assert st.object_ready({"kind": "Model", "status": {}}) == (
+        False,
+        "Model has no Ready condition yet",
+    )
+    assert st.object_ready({"kind": "ServerConfig"}) is None
+    assert st.object_ready({"kind": "HorizontalPodAutoscaler", "status": {}}) is None
+
+
+def test_v1_graph_wide_readiness_applies_to_every_node() -> None:
+    graph = cascade()
+    sdep = {
+        "kind": "SeldonDeployment",
+        "metadata": {"name": "cascade", "labels": {"infergraph.io/graph": "cascade"}},
+        "status": {"state": "Creating"},
+    }
+    nodes = st.node_readiness(graph, [sdep])
+    assert [n["ready"] for n in nodes] == [False, False]
+    sdep["status"]["state"] = "Available"
+    assert all(n["ready"] for n in st.node_readiness(graph, [sdep]))
+
+
+def test_endpoints_per_engine() -> None:
+    graph = cascade()
+    assert st.endpoint(graph, "seldon-v2", "ml", []) == (
+        "http://seldon-mesh.ml/v2/models/cascade/infer"
+    )
+    v1 = [{"kind": "SeldonDeployment", "spec": {"protocol": "v2"}}]
+    assert st.endpoint(graph, "seldon-v1", "ml", v1) == (
+        "http://cascade-default.ml:8000/v2/models/cascade/infer"
+    )
+    seldon = [{"kind": "SeldonDeployment", "spec": {"protocol": "seldon"}}]
+    assert st.endpoint(graph, "seldon-v1", "ml", seldon).endswith("/api/v1.0/predictions")
+
+
+def test_price_needs_hardware_and_says_which_node_lacks_it() -> None:
+    price, problem = st.price_per_hour(cascade(), None)
+    assert price is not None and float(price) > 0 and problem == ""
+    graph = cascade()
+    graph.spec.nodes[0].hardware = None
+    price, problem = st.price_per_hour(graph, None)
+    assert price is None and "fast" in problem
+
+
+async def test_unreachable_api_server_is_a_kube_error_not_a_crash() -> None:
+    import socket
+
+    import kopf
+
+    from infergraph.operator.kube import KubeClient, KubeError
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again when the block ends: nothing listens
+    client = KubeClient(kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}"), "m")
+    try:
+        with pytest.raises(KubeError) as caught:
+            await client.get("v1", "ConfigMap", "ns", "x")
+        assert caught.value.status == 0
+        assert "GET /api/v1: no answer: ClientConnectorError" in str(caught.value)
+    finally:
+        await client.close()
