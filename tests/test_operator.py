@@ -48,6 +48,7 @@ CHILD_RESOURCES = {
     "machinelearning.seldon.io/v1/seldondeployments": "SeldonDeployment",
     "keda.sh/v1alpha1/scaledobjects": "ScaledObject",
     "autoscaling/v2/horizontalpodautoscalers": "HorizontalPodAutoscaler",
+    "monitoring.coreos.com/v1/podmonitors": "PodMonitor",
 }
 
 
@@ -303,7 +304,9 @@ async def test_create_applies_owned_children_and_reports_status(server, operator
     status = await settled(server, generation=1)
     kids = children_of(server, "cascade")
     kinds = sorted({kind for kind, _ in kids})
-    assert kinds == ["Model", "Pipeline", "ScaledObject", "Server", "ServerConfig"], kinds
+    assert kinds == ["Model", "Pipeline", "PodMonitor", "ScaledObject", "Server", "ServerConfig"], (
+        kinds
+    )
     for (kind, name), obj in kids.items():
         meta = obj["metadata"]
         assert meta["namespace"] == NS, (kind, name)
@@ -481,7 +484,7 @@ async def test_readiness_comes_from_the_engine_objects(server, operator):
     assert condition(status, "Ready")["reason"] == "NodesNotReady"
     # Play Seldon's and KEDA's controllers: every object reports Ready.
     for kind, name in children_of(server, "cascade"):
-        if kind == "ServerConfig":
+        if kind in ("ServerConfig", "PodMonitor"):  # neither reports readiness
             continue
         plural = {"ScaledObject": "scaledobjects"}.get(kind, kind.lower() + "s")
         group = "keda.sh" if kind == "ScaledObject" else "mlops.seldon.io"

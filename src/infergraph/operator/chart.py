@@ -26,7 +26,7 @@ from pydantic.alias_generators import to_camel
 from infergraph.graph.crd import crd_manifest
 from infergraph.images import DEFAULT_REGISTRY, OPERATOR
 from infergraph.render import ENGINES
-from infergraph.render.autoscaling import PODS_METRICS, V2_RPS_SERIES
+from infergraph.render.autoscaling import PODS_METRICS, V2_RPS_SERIES, prometheus_adapter_rules
 
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "infergraph"
@@ -316,12 +316,9 @@ def _pods_rule(series: str, metric: str, aggregate: str) -> dict[str, Any]:
 
 
 def adapter_rules() -> dict[str, Any]:
-    """One rule per Pods metric in `render.autoscaling.PODS_METRICS`.
-
-    The renderers of the "one graph, one meaning" change ship their own
-    `autoscaling.prometheus_adapter_rules()`; once merged, return that here so the chart and
-    `k8s/rendered` carry the same rules.
-    """
+    """Pods metrics for Seldon v1's `hpaSpec` (one rule per `PODS_METRICS`), then the Object
+    metrics on Seldon v2 Models from `autoscaling.prometheus_adapter_rules()`, the rules
+    `k8s/rendered/seldon-v2/prometheus-adapter-values.yaml` carries."""
     per_pod = "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)"
     rate = "sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)"
     mean = "avg(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)"
@@ -331,6 +328,7 @@ def adapter_rules() -> dict[str, Any]:
             _pods_rule(PODS_METRICS["queue"], PODS_METRICS["queue"], per_pod),
             _pods_rule(V2_RPS_SERIES, PODS_METRICS["rps"], rate),
             _pods_rule(PODS_METRICS["gpu"], PODS_METRICS["gpu"], mean),
+            *prometheus_adapter_rules()["rules"]["custom"],
         ]
     }
 

@@ -12,7 +12,6 @@ from typing import Any
 from infergraph.graph.model import InferenceGraph
 from infergraph.operator.config import OperatorConfig
 from infergraph.render import render
-from infergraph.render.common import IMAGE_TAG_ANNOTATION, STORAGE_ANNOTATION
 from infergraph.render.options import RenderOptions
 
 ENGINE_ANNOTATION = "infergraph.io/engine"
@@ -29,21 +28,8 @@ def engine_for(graph: InferenceGraph, config: OperatorConfig) -> str:
 
 
 def render_graph(graph: InferenceGraph, engine: str, options: RenderOptions) -> list[dict]:
-    """The one call into the renderers.
-
-    Until the renderers take `RenderOptions` (`render(graph, engine, options)`, issue 8), the
-    storage prefix and image tag travel as the graph annotations they read today; a graph's
-    own annotation still wins, as `RenderOptions` documents.
-    """
-    annotations = dict(graph.metadata.annotations)
-    if options.storage_uri:
-        annotations.setdefault(STORAGE_ANNOTATION, options.storage_uri)
-    if options.image_tag:
-        annotations.setdefault(IMAGE_TAG_ANNOTATION, options.image_tag)
-    graph = graph.model_copy(
-        update={"metadata": graph.metadata.model_copy(update={"annotations": annotations})}
-    )
-    return render(graph, engine)
+    """The one call into the renderers: the same objects `infergraph render` writes."""
+    return render(graph, engine, options)
 
 
 def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
