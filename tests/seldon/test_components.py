@@ -27,10 +27,11 @@ import pytest
 import requests
 
 from infergraph.graph.model import parse_graph
-from infergraph.render import render
+from infergraph.render import EXAMPLE_STORAGE, RenderOptions, render
 
 REPO = Path(__file__).resolve().parents[2]
 CLASS = "infergraph.serving.seldon_component.InfergraphComponent"
+OPTIONS = RenderOptions(storage_uri=EXAMPLE_STORAGE)
 PATHS = {
     "MODEL": "/api/v1.0/predictions",
     "TRANSFORMER": "/transform-input",
@@ -340,6 +341,7 @@ class Executor:
         self.calls: list[str] = []
         # The storage initializer's job: a unit's modelUri is copied to where it loads from.
         self.storage = storage or {}
+        self.checkpoints: dict[str, str | None] = {}
 
     def service(self, unit: dict[str, Any]) -> Service:
         params: dict[str, Any] = {}
@@ -355,6 +357,8 @@ class Executor:
         params["device"] = "cpu"
         if "modelUri" in unit:
             params["model_uri"] = str(self.storage[unit["modelUri"]])
+        elif unit["name"] in self.checkpoints:  # a hub id: the offline stand-in for it
+            params["model_uri"] = self.checkpoints[unit["name"]]
         return self.pool.get(unit["name"], unit["type"], params)
 
     def call(self, unit: dict[str, Any], path: str, body: Any) -> dict[str, Any]:
@@ -372,6 +376,8 @@ class Executor:
             route = -1
             if kind == "ROUTER":
                 route = route_of(self.call(unit, PATHS["ROUTER"], msg))
+            if route == -2:  # routeToNoChildren: the message goes back as it is
+                return msg
             chosen = children if route == -1 else [children[route]]
             outputs = [self.predict(child, msg) for child in chosen]
             if kind == "COMBINER":
@@ -389,7 +395,7 @@ def uploaded(sdep: dict[str, Any], checkpoint: Path) -> dict[str, Path]:
 
     def walk(unit: dict[str, Any]) -> None:
         if "modelUri" in unit:
-            assert unit["modelUri"].startswith("gs://infergraph-models/")
+            assert unit["modelUri"].startswith(EXAMPLE_STORAGE)
             uris[unit["modelUri"]] = checkpoint
         for child in unit.get("children", []):
             walk(child)
@@ -437,7 +443,7 @@ def test_cascade_deployment_runs_big_model_only_when_unsure(
             ]
         },
     )
-    (sdep,) = render(parse_graph(doc), "seldon-v1")
+    sdep = render(parse_graph(doc), "seldon-v1", OPTIONS)[0]
     executor = Executor(pool, sdep, uploaded(sdep, tiny_classifier))
     out = executor.predict(executor.graph, {"strData": "the movie was great"})
     assert executor.calls[:2] == ["small/api/v1.0/predictions", "gate-0/route"]
@@ -463,7 +469,7 @@ def test_ensemble_deployment_combines_members(pool: Pool, tiny_classifier: Path)
             "combine": {"node": "vote", "tensor": "scores"},
         },
     )
-    (sdep,) = render(parse_graph(doc), "seldon-v1")
+    sdep = render(parse_graph(doc), "seldon-v1", OPTIONS)[0]
     executor = Executor(pool, sdep, uploaded(sdep, tiny_classifier))
     out = executor.predict(executor.graph, {"jsonData": {"text": ["i loved it", "bad plot"]}})
     assert executor.calls == [
@@ -476,3 +482,43 @@ def test_ensemble_deployment_combines_members(pool: Pool, tiny_classifier: Path)
     combined = tensor(out, "vote.scores")["data"]
     assert combined == pytest.approx([(x + y) / 2 for x, y in zip(a, b, strict=True)], abs=1e-6)
     assert set(tensor(out, "vote.labels")["data"]) <= {"NEG", "POS"}
+
+
+def video_graph(threshold: float) -> dict[str, Any]:
+    """The shipped `video` graph with the detector's threshold fixed in its options."""
+    import yaml
+
+    doc = yaml.safe_load((REPO / "k8s" / "graphs" / "video.yaml").read_text())
+    detector = doc["spec"]["nodes"][0]
+    detector["options"] = {"threshold": threshold, "crop_classes": ["dog"]}
+    return doc
+
+
+@pytest.mark.parametrize("threshold", [1.0, 0.0], ids=["no-detection", "detections"])
+def test_video_deployment_answers_every_frame(
+    pool: Pool, tmp_path_factory: pytest.TempPathFactory, threshold: float
+) -> None:
+    """A frame with no detection reaches the classifier unit as a zero-row `detector.crops`
+    (the v1 executor passes it on): the answer is a well-formed empty result, as locally."""
+    from infergraph.components.images import synthetic_png
+    from infergraph.runner.repository import offline_checkpoint
+
+    os.environ.setdefault("INFERGRAPH_CACHE", str(tmp_path_factory.mktemp("offline")))
+    parsed = parse_graph(video_graph(threshold))
+    sdep = render(parsed, "seldon-v1", OPTIONS)[0]
+    assert sdep["spec"]["protocol"] == "seldon"
+    executor = Executor(pool, sdep)
+    executor.checkpoints = {n.name: offline_checkpoint(n, "tiny") for n in parsed.spec.nodes}
+    image = base64.b64encode(synthetic_png(96, 80, 0)).decode()
+    frame = {"datatype": "BYTES", "shape": [1], "data": [image]}
+    frame["parameters"] = {"content_type": "base64"}
+    out = executor.predict(executor.graph, {"jsonData": {"image": frame}})
+    assert executor.calls == ["detector/api/v1.0/predictions", "classifier/api/v1.0/predictions"]
+    crops = tensor(out, "detector.crops")["shape"][0]
+    label = tensor(out, "classifier.label")
+    assert label["shape"] == [crops] and len(label["data"]) == crops
+    assert tensor(out, "classifier.scores")["shape"][0] == crops
+    if threshold == 1.0:
+        assert crops == 0  # nothing scores above 1.0: the empty answer, not an error
+    # Each label row ties back to its detection and frame.
+    assert tensor(out, "detector.crop_index")["shape"] == [crops]

@@ -313,28 +313,24 @@ class InfergraphComponent:
         return payload.with_outputs(self.node, result.outputs)
 
     def _inputs(self, payload: Payload) -> dict[str, np.ndarray]:
-        """The node's inputs as the graph maps them (the same rules as graph validation)."""
+        """Exactly the sources the renderer wrote from the compiled plan (`inputs`), or, for a
+        unit started by hand with no `inputs`, the component's inputs by name."""
+        if self.inputs:
+            out: dict[str, np.ndarray] = {}
+            for name, ref in self.inputs.items():
+                value = payload.lookup(ref)
+                if value is None:
+                    raise InputError(name, f"mapped to '{ref}', which is not present")
+                out[name] = value
+            return out
         cls = component_class(str(self.family))
         if cls.passthrough:
-            if self.inputs:
-                found = {k: payload.lookup(v) for k, v in self.inputs.items()}
-                return {k: v for k, v in found.items() if v is not None}
             return dict(payload.current)
-        out: dict[str, np.ndarray] = {}
-        for spec in cls.inputs:
-            if spec.name in self.inputs:
-                value = payload.lookup(self.inputs[spec.name])
-                if value is None:
-                    raise InputError(
-                        spec.name, f"mapped to '{self.inputs[spec.name]}', which is not present"
-                    )
-            else:
-                value = payload.current.get(spec.name)
-                if value is None:
-                    value = payload.carried.get(f"{REQUEST}.{spec.name}")
-            if value is not None:
-                out[spec.name] = value
-        return out
+        found = {s.name: payload.current.get(s.name) for s in cls.inputs}
+        for name in found:
+            if found[name] is None:
+                found[name] = payload.carried.get(f"{REQUEST}.{name}")
+        return {k: v for k, v in found.items() if v is not None}
 
     def _remember_result(self, result: ComponentResult) -> None:
         timings = {
