@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from infergraph.checkpoints.tokenizers import minilm_dir
 from infergraph.components.base import ComponentSettings
 from infergraph.components.text_embedding import TextEmbedder
-from infergraph.components.tokenizers import minilm_dir
 from tests.servers import MLServerProcess, mlserver, v2_input, write_model
 from tests.text_fixtures import (
     assert_ready,

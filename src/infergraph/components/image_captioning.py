@@ -13,11 +13,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from infergraph.checkpoints.tokenizers import minilm_dir
 from infergraph.components.base import Component, Prepared, TensorSpec
 from infergraph.components.images import decode_images, max_image_pixels, synthetic_png
 from infergraph.components.parameters import as_int, parameter
 from infergraph.components.text import decode_texts
-from infergraph.components.tokenizers import minilm_dir
 from infergraph.errors import InputError, ModelLoadError
 
 MAX_NEW_TOKENS_LIMIT = 128

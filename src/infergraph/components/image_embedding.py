@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from infergraph.checkpoints.tokenizers import minilm_dir
 from infergraph.components.base import Component, Prepared, TensorSpec
 from infergraph.components.images import (
     image_or_pixels,
@@ -27,7 +28,6 @@ from infergraph.components.images import (
 )
 from infergraph.components.parameters import as_bool, parameter
 from infergraph.components.text import decode_texts
-from infergraph.components.tokenizers import minilm_dir
 from infergraph.errors import InputError, ModelLoadError
 
 if TYPE_CHECKING:

@@ -208,7 +208,7 @@ class QuestionAnswerer(Component):
         """
         from transformers import DistilBertConfig, DistilBertForQuestionAnswering
 
-        from infergraph.components.tokenizers import wordpiece_tokenizer
+        from infergraph.checkpoints.tokenizers import wordpiece_tokenizer
 
         tokenizer = wordpiece_tokenizer("DistilBertTokenizer")
         if scale == "full":  # distilbert-base-cased-distilled-squad (28996 cased pieces there)

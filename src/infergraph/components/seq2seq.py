@@ -147,7 +147,7 @@ class Translator(_Seq2Seq):
         """MarianMT (random weights) with a locally trained SentencePiece vocabulary."""
         from transformers import GenerationConfig, MarianConfig, MarianMTModel
 
-        from infergraph.components.tokenizers import (
+        from infergraph.checkpoints.tokenizers import (
             TINY_ENCODER_DECODER,
             marian_tokenizer,
             unused_token_ids,
@@ -221,7 +221,7 @@ class Summarizer(_Seq2Seq):
         """BART (random weights) with a locally trained byte-level BPE vocabulary."""
         from transformers import BartConfig, BartForConditionalGeneration, GenerationConfig
 
-        from infergraph.components.tokenizers import (
+        from infergraph.checkpoints.tokenizers import (
             TINY_ENCODER_DECODER,
             bart_tokenizer,
             unused_token_ids,

@@ -278,7 +278,7 @@ def _build_speech2text(target_dir: Path, full: bool) -> None:
         Speech2TextProcessor,
     )
 
-    from infergraph.components.tokenizers import (
+    from infergraph.checkpoints.tokenizers import (
         TINY_ENCODER_DECODER,
         speech2text_tokenizer,
         unused_token_ids,
@@ -340,7 +340,7 @@ def _build_whisper(target_dir: Path, full: bool) -> None:
         WhisperProcessor,
     )
 
-    from infergraph.components.tokenizers import (
+    from infergraph.checkpoints.tokenizers import (
         TINY_ENCODER_DECODER,
         unused_token_ids,
         whisper_tokenizer,
@@ -400,7 +400,7 @@ def _build_wav2vec2(target_dir: Path, full: bool) -> None:
         Wav2Vec2Processor,
     )
 
-    from infergraph.components.tokenizers import ctc_character_vocab
+    from infergraph.checkpoints.tokenizers import ctc_character_vocab
 
     vocab = ctc_character_vocab()
     vocab_file = target_dir / "vocab.json"

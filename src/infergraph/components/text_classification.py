@@ -93,7 +93,7 @@ class TextClassifier(Component):
         """DistilBERT classifier (random weights) with the real uncased WordPiece vocabulary."""
         from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
-        from infergraph.components.tokenizers import wordpiece_tokenizer
+        from infergraph.checkpoints.tokenizers import wordpiece_tokenizer
 
         tokenizer = wordpiece_tokenizer("DistilBertTokenizer")
         labels = {0: "NEGATIVE", 1: "POSITIVE"}
@@ -137,7 +137,7 @@ class LanguageIdentifier(TextClassifier):
         """XLM-R classifier (random weights) over papluca's 20 language labels."""
         from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
 
-        from infergraph.components.tokenizers import xlm_roberta_tokenizer
+        from infergraph.checkpoints.tokenizers import xlm_roberta_tokenizer
 
         tokenizer = xlm_roberta_tokenizer()
         labels = dict(enumerate(PAPLUCA_LANGUAGES))

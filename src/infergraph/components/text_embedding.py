@@ -93,7 +93,7 @@ class TextEmbedder(Component):
         from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
         from transformers import BertConfig, BertModel
 
-        from infergraph.components.tokenizers import wordpiece_tokenizer
+        from infergraph.checkpoints.tokenizers import wordpiece_tokenizer
 
         target_dir = Path(target_dir)
         tokenizer = wordpiece_tokenizer("BertTokenizer")
