@@ -28,9 +28,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import console, percentiles, print_table, write_results
+from infergraph.checkpoints.registry import BUILDERS
 from infergraph.components.base import ComponentSettings
 from infergraph.components.registry import component_class
-from infergraph.runner.repository import architecture_kwargs
 from infergraph.serving.tensors import from_numpy
 from tests.servers import mlserver, write_model
 
@@ -53,12 +53,9 @@ BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 
 def build(family: str, reference: str, scale: str, root: Path) -> Path:
     """The offline builder `infergraph serve --offline` uses, for the reference architecture."""
-    cls = component_class(family)
     target = root / family
     target.mkdir(parents=True, exist_ok=True)
-    build_checkpoint = cls.build_checkpoint  # type: ignore[attr-defined]
-    build_checkpoint(target, scale=scale, **architecture_kwargs(build_checkpoint, reference))
-    return target
+    return BUILDERS[family].build_for(reference, target, scale)
 
 
 # Inputs a family's benchmark request leaves out: image embedding is measured on images

@@ -122,10 +122,10 @@ def _forced_langid(tmp: Path, language: str) -> str:
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from infergraph.components.text_classification import LanguageIdentifier
+    from infergraph.checkpoints.text_classification import build_language_identifier
 
     target = tmp / f"langid-{language}"
-    LanguageIdentifier.build_checkpoint(target, scale="tiny")
+    build_language_identifier(target, scale="tiny")
     model = AutoModelForSequenceClassification.from_pretrained(target)
     label_to_id = {v: int(k) for k, v in model.config.id2label.items()}
     assert language in label_to_id, f"tiny checkpoint labels: {sorted(label_to_id)}"

@@ -8,6 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
+from infergraph.checkpoints.image_captioning import checkpoint_config
 from infergraph.components.base import ComponentSettings
 from infergraph.components.image_captioning import ImageCaptioner
 from infergraph.errors import InputError
@@ -139,7 +140,7 @@ def test_prompt_rows_must_agree(tmp_path_factory: pytest.TempPathFactory) -> Non
 
 
 def test_full_scale_config_is_blip_base(tmp_path: Path) -> None:
-    config = ImageCaptioner.checkpoint_config("full")
+    config = checkpoint_config("full")
     assert (config.vision_config.hidden_size, config.vision_config.num_hidden_layers) == (768, 12)
     assert (config.vision_config.image_size, config.vision_config.patch_size) == (384, 16)
     text = config.text_config

@@ -8,6 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
+from infergraph.checkpoints.image_embedding import checkpoint_config
 from infergraph.components.base import ComponentSettings
 from infergraph.components.image_embedding import ImageEmbedder
 from tests.servers import MLServerProcess, v2_input
@@ -239,7 +240,7 @@ def test_text_rows_batch_like_solo(vision_checkpoints: dict[str, Path]) -> None:
 
 
 def test_full_scale_config_is_so400m() -> None:
-    config = ImageEmbedder.checkpoint_config("full")
+    config = checkpoint_config("full")
     vision, text = config.vision_config, config.text_config
     assert (vision.hidden_size, vision.num_hidden_layers, vision.intermediate_size) == (
         1152,

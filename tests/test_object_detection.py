@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from infergraph.checkpoints.object_detection import COCO_91_LABELS, build_object_detector
 from infergraph.components.base import ComponentSettings
-from infergraph.components.object_detection import COCO_91_LABELS, ObjectDetector
+from infergraph.components.object_detection import ObjectDetector
 from tests.servers import MLServerProcess, v2_input
 from tests.vision_fixtures import (
     COLOURS,
@@ -134,7 +135,7 @@ def test_bad_request_in_a_burst_fails_alone(vision_server: MLServerProcess) -> N
 
 
 def test_yolos_checkpoint_through_the_same_auto_classes(tmp_path: Path) -> None:
-    folder = ObjectDetector.build_checkpoint(tmp_path / "yolos", "tiny", architecture="yolos")
+    folder = build_object_detector(tmp_path / "yolos", "tiny", architecture="yolos")
     component = ObjectDetector(
         ComponentSettings(model_uri=str(folder), options={"threshold": 0.0}, max_batch_size=4)
     )

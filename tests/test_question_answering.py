@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from infergraph.checkpoints.question_answering import build_question_answerer
 from infergraph.components.base import ComponentSettings
 from infergraph.components.question_answering import QuestionAnswerer
 from infergraph.errors import InputError
@@ -39,7 +40,7 @@ LONG_CONTEXT = " ".join(
 
 @pytest.fixture(scope="session")
 def qa_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return QuestionAnswerer.build_checkpoint(tmp_path_factory.mktemp("ckpt") / "qa")
+    return build_question_answerer(tmp_path_factory.mktemp("ckpt") / "qa")
 
 
 @pytest.fixture(scope="module")

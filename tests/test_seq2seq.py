@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from infergraph.checkpoints.seq2seq import build_summarizer, build_translator
 from infergraph.components.base import ComponentSettings
-from infergraph.components.seq2seq import Summarizer, Translator
+from infergraph.components.seq2seq import Translator
 from infergraph.errors import InputError
 from tests.servers import MLServerProcess, mlserver, v2_input, write_model
 from tests.text_fixtures import (
@@ -38,12 +39,12 @@ SHORT = {"max_new_tokens": 6}
 
 @pytest.fixture(scope="session")
 def marian_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return Translator.build_checkpoint(tmp_path_factory.mktemp("ckpt") / "marian")
+    return build_translator(tmp_path_factory.mktemp("ckpt") / "marian")
 
 
 @pytest.fixture(scope="session")
 def bart_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return Summarizer.build_checkpoint(tmp_path_factory.mktemp("ckpt") / "bart")
+    return build_summarizer(tmp_path_factory.mktemp("ckpt") / "bart")
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
+from infergraph.checkpoints.speech_recognition import build_speech_recognizer
 from infergraph.components.base import ComponentSettings
 from infergraph.components.speech_recognition import SpeechRecognizer, resample_linear
 from infergraph.errors import InputError, PayloadTooLargeError
@@ -46,7 +47,7 @@ def audio_payload(clips: np.ndarray, rate: int = RATE, **params: object) -> dict
 
 @pytest.fixture(scope="session")
 def s2t_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return SpeechRecognizer.build_checkpoint(tmp_path_factory.mktemp("ckpt") / "s2t")
+    return build_speech_recognizer(tmp_path_factory.mktemp("ckpt") / "s2t")
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, s2t_dir: Path) -> Iterator[
 
 @pytest.mark.parametrize("architecture", ["whisper", "wav2vec2"])
 def test_whisper_and_ctc_checkpoints(tmp_path: Path, architecture: str) -> None:
-    path = SpeechRecognizer.build_checkpoint(tmp_path / architecture, architecture=architecture)
+    path = build_speech_recognizer(tmp_path / architecture, architecture=architecture)
     comp = SpeechRecognizer(ComponentSettings(model_uri=str(path), max_batch_size=4))
     comp.start()
     assert comp.is_ctc == (architecture == "wav2vec2")

@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from infergraph.checkpoints.text_classification import (
+    PAPLUCA_LANGUAGES,
+    build_language_identifier,
+    build_text_classifier,
+)
 from infergraph.components.base import ComponentSettings
 from infergraph.components.registry import component_class
-from infergraph.components.text_classification import (
-    PAPLUCA_LANGUAGES,
-    LanguageIdentifier,
-    TextClassifier,
-)
+from infergraph.components.text_classification import LanguageIdentifier, TextClassifier
 from infergraph.errors import InputError
 from tests.servers import MLServerProcess, mlserver, v2_input, write_model
 from tests.text_fixtures import (
@@ -44,12 +45,12 @@ TEXTS = [
 
 @pytest.fixture(scope="session")
 def classifier_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return TextClassifier.build_checkpoint(tmp_path_factory.mktemp("ckpt") / "sst2")
+    return build_text_classifier(tmp_path_factory.mktemp("ckpt") / "sst2")
 
 
 @pytest.fixture(scope="session")
 def langid_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return LanguageIdentifier.build_checkpoint(tmp_path_factory.mktemp("ckpt") / "langid")
+    return build_language_identifier(tmp_path_factory.mktemp("ckpt") / "langid")
 
 
 @pytest.fixture(scope="module")

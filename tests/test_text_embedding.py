@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from infergraph.checkpoints.text_embedding import build_text_embedder
+from infergraph.checkpoints.tokenizers import minilm_dir
 from infergraph.components.base import ComponentSettings
 from infergraph.components.text_embedding import TextEmbedder
-from infergraph.components.tokenizers import minilm_dir
 from tests.servers import MLServerProcess, mlserver, v2_input, write_model
 from tests.text_fixtures import (
     assert_ready,
@@ -37,7 +38,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return TextEmbedder.build_checkpoint(tmp_path_factory.mktemp("ckpt") / "embed")
+    return build_text_embedder(tmp_path_factory.mktemp("ckpt") / "embed")
 
 
 @pytest.fixture(scope="module")

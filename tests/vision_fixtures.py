@@ -3,7 +3,7 @@
 Every vision test module uses the same session-wide `vision_server` (one
 `mlserver start` hosting all the tiny vision models) because starting mlserver
 and loading models is the slow part on a shared CPU. Checkpoints are built with
-each family's own `build_checkpoint` (random weights, real architectures) and
+each family's builder in `infergraph.checkpoints` (random weights, real architectures) and
 reach the server the way users point at weights: `parameters.uri` = a folder.
 """
 
@@ -158,18 +158,18 @@ def grpc_infer(
 # -- checkpoints and the server -----------------------------------------------------------------
 def build_checkpoints(root: Path) -> dict[str, Path]:
     """Every tiny checkpoint the vision tests serve, built once per session."""
-    from infergraph.components.image_captioning import ImageCaptioner
-    from infergraph.components.image_classification import ImageClassifier
-    from infergraph.components.image_embedding import ImageEmbedder
-    from infergraph.components.object_detection import ObjectDetector
+    from infergraph.checkpoints.image_captioning import build_image_captioner
+    from infergraph.checkpoints.image_classification import build_image_classifier
+    from infergraph.checkpoints.image_embedding import build_image_embedder
+    from infergraph.checkpoints.object_detection import build_object_detector
 
     return {
-        "siglip": ImageEmbedder.build_checkpoint(root / "siglip", "tiny"),
-        "clip": ImageEmbedder.build_checkpoint(root / "clip", "tiny", architecture="clip"),
-        "blip": ImageCaptioner.build_checkpoint(root / "blip", "tiny"),
-        "timm": ImageClassifier.build_checkpoint(root / "timm", "tiny", backend="timm"),
-        "vit": ImageClassifier.build_checkpoint(root / "vit", "tiny", backend="transformers"),
-        "detr": ObjectDetector.build_checkpoint(root / "detr", "tiny"),
+        "siglip": build_image_embedder(root / "siglip", "tiny"),
+        "clip": build_image_embedder(root / "clip", "tiny", architecture="clip"),
+        "blip": build_image_captioner(root / "blip", "tiny"),
+        "timm": build_image_classifier(root / "timm", "tiny", backend="timm"),
+        "vit": build_image_classifier(root / "vit", "tiny", backend="transformers"),
+        "detr": build_object_detector(root / "detr", "tiny"),
     }
 
 

@@ -10,7 +10,6 @@ generation config (distilbart-cnn ships beams 4 / min length 56), else the famil
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -142,58 +141,6 @@ class Translator(_Seq2Seq):
         TensorSpec("translation", "BYTES", (-1,), "text in the target language"),
     )
 
-    @classmethod
-    def build_checkpoint(cls, target_dir: Path, scale: str = "tiny") -> Path:
-        """MarianMT (random weights) with a locally trained SentencePiece vocabulary."""
-        from transformers import GenerationConfig, MarianConfig, MarianMTModel
-
-        from infergraph.components.tokenizers import (
-            TINY_ENCODER_DECODER,
-            marian_tokenizer,
-            unused_token_ids,
-        )
-
-        target_dir = Path(target_dir)
-        tokenizer = marian_tokenizer(target_dir / "_spm")
-        vocab = len(tokenizer) if scale != "full" else 59514  # opus-mt-fr-en
-        if scale == "full":  # Helsinki-NLP/opus-mt-fr-en: transformer-base, 6+6 layers
-            sizes = dict(
-                d_model=512,
-                encoder_layers=6,
-                decoder_layers=6,
-                encoder_attention_heads=8,
-                decoder_attention_heads=8,
-                encoder_ffn_dim=2048,
-                decoder_ffn_dim=2048,
-            )
-        else:
-            sizes = dict(TINY_ENCODER_DECODER)
-        pad = tokenizer.pad_token_id
-        config = MarianConfig(
-            vocab_size=max(vocab, pad + 1),
-            decoder_vocab_size=max(vocab, pad + 1),
-            max_position_embeddings=512,
-            pad_token_id=pad,
-            eos_token_id=tokenizer.eos_token_id,
-            decoder_start_token_id=pad,
-            forced_eos_token_id=tokenizer.eos_token_id,
-            scale_embedding=True,
-            share_encoder_decoder_embeddings=True,
-            **sizes,
-        )
-        model = MarianMTModel(config)
-        model.generation_config = GenerationConfig(
-            bos_token_id=0,
-            pad_token_id=pad,
-            eos_token_id=tokenizer.eos_token_id,
-            decoder_start_token_id=pad,
-            forced_eos_token_id=tokenizer.eos_token_id,
-            num_beams=4 if scale == "full" else 1,
-            max_length=512,
-            suppress_tokens=unused_token_ids(tokenizer, config.vocab_size) or None,
-        )
-        return _save(model, tokenizer, target_dir, cleanup=target_dir / "_spm")
-
 
 class Summarizer(_Seq2Seq):
     """Abstractive summaries with BART (distilbart-cnn by default)."""
@@ -215,65 +162,3 @@ class Summarizer(_Seq2Seq):
             b"the central bank to respond next week, while investors moved into bonds."
         )
         return {"text": np.array([text] * batch_size, dtype=object)}
-
-    @classmethod
-    def build_checkpoint(cls, target_dir: Path, scale: str = "tiny") -> Path:
-        """BART (random weights) with a locally trained byte-level BPE vocabulary."""
-        from transformers import BartConfig, BartForConditionalGeneration, GenerationConfig
-
-        from infergraph.components.tokenizers import (
-            TINY_ENCODER_DECODER,
-            bart_tokenizer,
-            unused_token_ids,
-        )
-
-        tokenizer = bart_tokenizer()
-        if scale == "full":  # sshleifer/distilbart-cnn-12-6: bart-large, 12 enc / 6 dec layers
-            sizes = dict(
-                vocab_size=50264,
-                d_model=1024,
-                encoder_layers=12,
-                decoder_layers=6,
-                encoder_attention_heads=16,
-                decoder_attention_heads=16,
-                encoder_ffn_dim=4096,
-                decoder_ffn_dim=4096,
-            )
-            gen = dict(num_beams=4, min_length=56, max_length=142, length_penalty=2.0,
-                       no_repeat_ngram_size=3)  # fmt: skip
-        else:
-            sizes = dict(TINY_ENCODER_DECODER, vocab_size=len(tokenizer))
-            gen = dict(num_beams=1, min_length=0, max_length=64)
-        config = BartConfig(
-            max_position_embeddings=1024,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            decoder_start_token_id=tokenizer.eos_token_id,
-            forced_bos_token_id=tokenizer.bos_token_id,
-            forced_eos_token_id=tokenizer.eos_token_id,
-            **sizes,
-        )
-        model = BartForConditionalGeneration(config)
-        model.generation_config = GenerationConfig(
-            bos_token_id=tokenizer.bos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            decoder_start_token_id=tokenizer.eos_token_id,
-            forced_bos_token_id=tokenizer.bos_token_id,
-            forced_eos_token_id=tokenizer.eos_token_id,
-            suppress_tokens=unused_token_ids(tokenizer, config.vocab_size) or None,
-            **gen,
-        )
-        return _save(model, tokenizer, Path(target_dir))
-
-
-def _save(model: Any, tokenizer: Any, target_dir: Path, cleanup: Path | None = None) -> Path:
-    import shutil
-
-    target_dir.mkdir(parents=True, exist_ok=True)
-    model.eval().save_pretrained(target_dir)
-    tokenizer.save_pretrained(target_dir)
-    if cleanup is not None:
-        shutil.rmtree(cleanup, ignore_errors=True)
-    return target_dir

@@ -8,7 +8,6 @@ translates only when the language is not English).
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,12 +22,6 @@ from infergraph.components.text import (
     truncation_notes,
 )
 from infergraph.errors import ModelLoadError
-
-# papluca/xlm-roberta-base-language-detection's 20 labels, in its id order.
-PAPLUCA_LANGUAGES: tuple[str, ...] = (
-    "ja", "nl", "ar", "pl", "de", "it", "pt", "tr", "es", "hi",
-    "el", "ur", "bg", "en", "fr", "zh", "ru", "th", "sw", "vi",
-)  # fmt: skip
 
 
 class TextClassifier(Component):
@@ -88,30 +81,6 @@ class TextClassifier(Component):
             "scores": scores,
         }
 
-    @classmethod
-    def build_checkpoint(cls, target_dir: Path, scale: str = "tiny") -> Path:
-        """DistilBERT classifier (random weights) with the real uncased WordPiece vocabulary."""
-        from transformers import DistilBertConfig, DistilBertForSequenceClassification
-
-        from infergraph.components.tokenizers import wordpiece_tokenizer
-
-        tokenizer = wordpiece_tokenizer("DistilBertTokenizer")
-        labels = {0: "NEGATIVE", 1: "POSITIVE"}
-        if scale == "full":  # distilbert-base-uncased-finetuned-sst-2-english
-            sizes = dict(dim=768, n_layers=6, n_heads=12, hidden_dim=3072)
-        else:
-            # A wide init spreads random outputs apart, so tests can tell rows apart.
-            sizes = dict(dim=32, n_layers=2, n_heads=2, hidden_dim=64, initializer_range=0.2)
-        config = DistilBertConfig(
-            vocab_size=tokenizer.vocab_size,
-            max_position_embeddings=512,
-            id2label=labels,
-            label2id={v: k for k, v in labels.items()},
-            pad_token_id=tokenizer.pad_token_id,
-            **sizes,
-        )
-        return _save(DistilBertForSequenceClassification(config), tokenizer, target_dir)
-
 
 class LanguageIdentifier(TextClassifier):
     """Which language each text is in; `language` is the ISO 639-1 code graphs route on."""
@@ -132,54 +101,8 @@ class LanguageIdentifier(TextClassifier):
         codes = [_iso_code(str(label)) for label in outputs["label"]]
         return {"language": np.array(codes, dtype=object), **outputs}
 
-    @classmethod
-    def build_checkpoint(cls, target_dir: Path, scale: str = "tiny") -> Path:
-        """XLM-R classifier (random weights) over papluca's 20 language labels."""
-        from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
-
-        from infergraph.components.tokenizers import xlm_roberta_tokenizer
-
-        tokenizer = xlm_roberta_tokenizer()
-        labels = dict(enumerate(PAPLUCA_LANGUAGES))
-        if scale == "full":  # xlm-roberta-base
-            sizes = dict(
-                vocab_size=250002,
-                hidden_size=768,
-                num_hidden_layers=12,
-                num_attention_heads=12,
-                intermediate_size=3072,
-            )
-        else:
-            sizes = dict(
-                vocab_size=len(tokenizer),
-                hidden_size=32,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                intermediate_size=64,
-                initializer_range=0.2,
-            )
-        config = XLMRobertaConfig(
-            max_position_embeddings=514,
-            type_vocab_size=1,
-            pad_token_id=1,
-            bos_token_id=0,
-            eos_token_id=2,
-            id2label=labels,
-            label2id={v: k for k, v in labels.items()},
-            **sizes,
-        )
-        return _save(XLMRobertaForSequenceClassification(config), tokenizer, target_dir)
-
 
 def _iso_code(label: str) -> str:
     """Labels such as 'en', 'EN', 'en-US', '__label__en' or 'eng_Latn' -> a lower-case code."""
     code = label.removeprefix("__label__").strip().lower()
     return code.replace("_", "-").split("-")[0]
-
-
-def _save(model: Any, tokenizer: Any, target_dir: Path) -> Path:
-    target_dir = Path(target_dir)
-    target_dir.mkdir(parents=True, exist_ok=True)
-    model.eval().save_pretrained(target_dir)
-    tokenizer.save_pretrained(target_dir)
-    return target_dir

@@ -1,27 +1,25 @@
 """Turn graph nodes into an MLServer model repository (one folder per node).
 
 Offline mode builds each node's checkpoint from the real architecture with
-random weights, because no model hub is reachable; latency and cost are then
-real, outputs are meaningless.
+random weights (the family's builder in `infergraph.checkpoints.registry`), because
+no model hub is reachable; latency and cost are then real, outputs are meaningless.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Literal
 
+from infergraph.checkpoints.builder import Scale
+from infergraph.checkpoints.registry import checkpoint_builder
 from infergraph.components.registry import component_class
 from infergraph.graph.model import InferenceGraph, Node
 from infergraph.graph.model_settings import model_settings
 
 log = logging.getLogger(__name__)
-
-Scale = Literal["tiny", "full"]
 
 
 def cache_root() -> Path:
@@ -31,8 +29,9 @@ def cache_root() -> Path:
 
 def offline_checkpoint(node: Node, scale: Scale) -> str | None:
     """Build (once, cached) a random-weight checkpoint of the node's real architecture."""
-    cls = component_class(node.family)
-    if not getattr(cls, "default_model", "") or not hasattr(cls, "build_checkpoint"):
+    cls = component_class(node.family)  # an unknown family fails here, naming the known ones
+    builder = checkpoint_builder(node.family)
+    if builder is None:
         return None  # weightless plumbing
     source = node.model_uri or cls.default_model
     if Path(source).is_dir():
@@ -49,40 +48,9 @@ def offline_checkpoint(node: Node, scale: Scale) -> str | None:
             scale,
         )
         target.mkdir(parents=True, exist_ok=True)
-        build = cls.build_checkpoint  # type: ignore[attr-defined]
-        build(target, scale=scale, **architecture_kwargs(build, source))
+        builder.build_for(source, target, scale)
         marker.write_text(source)
     return str(target)
-
-
-# Substrings of a checkpoint id -> the architecture a family's builder should use.
-_ARCHITECTURES = {
-    "architecture": [
-        ("clip", "clip"),
-        ("siglip", "siglip"),
-        ("yolos", "yolos"),
-        ("detr", "detr"),
-        ("whisper", "whisper"),
-        ("wav2vec2", "wav2vec2"),
-        ("s2t", "speech2text"),
-        ("speech2text", "speech2text"),
-    ],
-}
-
-
-def architecture_kwargs(build: Any, source: str) -> dict[str, str]:
-    """Pick the builder's architecture/backend argument from the checkpoint id it stands for."""
-    params = inspect.signature(build).parameters
-    lowered = source.lower()
-    kwargs: dict[str, str] = {"reference": source} if "reference" in params else {}
-    if "backend" in params:
-        kwargs["backend"] = "timm" if lowered.startswith("timm/") else "transformers"
-    if "architecture" in params:
-        for needle, arch in _ARCHITECTURES["architecture"]:
-            if needle in lowered:
-                kwargs["architecture"] = arch
-                break
-    return kwargs
 
 
 def write_repository(
