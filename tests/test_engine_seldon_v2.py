@@ -186,3 +186,14 @@ def test_ensemble_joined_by_a_combiner_node(tmp_path: Path) -> None:
     assert set(plan.step("joiner").inputs) == {"scores_0", "scores_1", "scores_2"}
     paths = check(graph, tmp_path, [request_for(graph)])
     assert paths[0][-1] == "joiner"
+
+
+@pytest.mark.parametrize(("language", "expected"), [("en", False), ("fr", True)])
+def test_nlp_english_and_french(tmp_path: Path, language: str, expected: bool) -> None:
+    from tests.test_graph_runner import _forced_langid
+
+    data = load("nlp")
+    data["spec"]["nodes"][0]["modelUri"] = _forced_langid(tmp_path / "ckpt", language)
+    graph = tiny(data)
+    (path,) = check(graph, tmp_path / "served", [request_for(graph)])
+    assert ("translate" in path) is expected
