@@ -28,7 +28,8 @@ import numpy as np
 from infergraph.components.base import Component, ComponentResult, ComponentSettings
 from infergraph.components.conditions import evaluate
 from infergraph.components.registry import component_class
-from infergraph.errors import InfergraphError, InputError, SettingsError
+from infergraph.errors import InfergraphError, InputError, SettingsError, status_for
+from infergraph.serving.seldon_metrics import UnitMetrics
 from infergraph.serving.tensors import from_numpy, to_numpy
 
 log = logging.getLogger(__name__)
@@ -39,13 +40,14 @@ REQUEST = "request"
 # -- Seldon protocol <-> named tensors -----------------------------------------------------------
 def _error(exc: InfergraphError) -> Exception:
     """A seldon-core exception so the microservice answers 4xx/5xx JSON and stays up."""
-    status = int(getattr(exc, "status_code", 500)) if isinstance(exc, InputError) else 500
-    reason = "MICROSERVICE_BAD_DATA" if isinstance(exc, InputError) else "MICROSERVICE_ERROR"
+    status = status_for(exc)
     try:
         from seldon_core.flask_utils import SeldonMicroserviceException
     except ImportError:  # pragma: no cover - exercised only without seldon-core
         return exc
-    return SeldonMicroserviceException(str(exc), status_code=status, reason=reason)
+    return SeldonMicroserviceException(
+        str(exc), status_code=status.http, reason=status.seldon_reason
+    )
 
 
 def _infer(name: str, value: Any) -> np.ndarray:
@@ -194,6 +196,7 @@ class InfergraphComponent:
         self._component: Component | None = None
         self._lock = threading.Lock()
         self._last = threading.local()
+        self._metrics = UnitMetrics(self.node)
         self.ready = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -287,7 +290,11 @@ class InfergraphComponent:
         return self._guard(combine)
 
     def metrics(self) -> list[dict[str, Any]]:
-        """Seldon custom metrics: the last request's stage timings (TIMER, ms) on this thread."""
+        """Seldon custom metrics, read by seldon-core after every successful call.
+
+        The `infergraph_*` series the MLServer runtime exports (the rendered v1 queue and
+        in-flight scalers watch them), plus the last request's stage timings (TIMER, ms).
+        """
         timings: dict[str, float] = getattr(self._last, "timings", {})
         out: list[dict[str, Any]] = [
             {"type": "TIMER", "key": f"infergraph_{stage}", "value": float(ms)}
@@ -296,7 +303,7 @@ class InfergraphComponent:
         rows = getattr(self._last, "rows", None)
         if rows is not None:
             out.append({"type": "COUNTER", "key": "infergraph_rows", "value": float(rows)})
-        return out
+        return out + self._metrics.report()
 
     def tags(self) -> dict[str, Any]:
         """Response meta tags: timings keyed by node so a whole graph's stay apart."""
@@ -358,11 +365,16 @@ class InfergraphComponent:
 
     def _guard(self, fn: Any) -> Any:
         """Typed errors become Seldon errors with a status; the worker keeps serving."""
-        try:
-            return fn()
-        except InfergraphError as exc:
-            log.warning("%s: %s", self.node, exc)
-            raise _error(exc) from exc
+        with self._metrics.request() as outcome:
+            try:
+                return fn()
+            except InfergraphError as exc:
+                outcome.set(status_for(exc))
+                log.warning("%s: %s", self.node, exc)
+                raise _error(exc) from exc
+            except Exception as exc:
+                outcome.set(status_for(exc))
+                raise
 
 
 def b64(data: bytes) -> str:
