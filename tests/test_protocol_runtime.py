@@ -306,3 +306,60 @@ def test_raw_route_shares_the_error_and_metrics_path(server: MLServerProcess) ->
     wrong = httpx.post(f"{server.url}/v2/models/{EMBED}/infer/raw", content=b"garbage")
     assert wrong.status_code == 400 and "input 'image'" in wrong.json()["error"]
     assert (count("ok"), count("bad_input")) == (ok + 1, bad + 1)
+
+
+# -- the KServe SDK (its own virtualenv: it pins protobuf < 7) ------------------------------------
+KSERVE_CLIENT = r"""
+import asyncio, base64, json, sys
+import numpy as np
+from kserve import InferenceGRPCClient, InferenceRESTClient, InferInput, InferRequest, RESTConfig
+from kserve.protocol.infer_type import RequestedOutput
+
+http_url, grpc_url, model, image_path = sys.argv[1:5]
+image = open(image_path, "rb").read()
+
+def request(binary):
+    tensor = InferInput("image", [1], "BYTES")
+    tensor.set_data_from_numpy(np.array([image if binary else base64.b64encode(image)],
+                                        dtype=object), binary_data=binary)
+    wanted = RequestedOutput("embedding", parameters={"binary_data": binary})
+    return InferRequest(model, [tensor], request_id=f"k{binary}", request_outputs=[wanted])
+
+async def main():
+    rest = InferenceRESTClient(RESTConfig(protocol="v2", timeout=60))
+    out = {}
+    for binary in (True, False):
+        res = await rest.infer(http_url, request(binary), model_name=model)
+        out[f"rest_{binary}"] = [res.id, [o.name for o in res.outputs],
+                                 res.outputs[0].as_numpy().reshape(-1).tolist()]
+    await rest.close()
+    grpc_client = InferenceGRPCClient(grpc_url, timeout=60)
+    res = await grpc_client.infer(request(True))
+    out["grpc"] = [res.id, [o.name for o in res.outputs],
+                   res.outputs[0].as_numpy().reshape(-1).tolist()]
+    await grpc_client.close()
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+def test_kserve_sdk_rest_binary_json_and_grpc(server: MLServerProcess, tmp_path: Path) -> None:
+    import subprocess
+
+    python = Path(__file__).resolve().parent.parent / ".venv-kserve" / "bin" / "python"
+    assert python.exists(), "make install creates .venv-kserve (the KServe SDK's environment)"
+    image = png(COLOURS[6])
+    (tmp_path / "image.png").write_bytes(image)
+    expected = json_embedding(server, image)
+    done = subprocess.run(
+        [str(python), "-c", KSERVE_CLIENT, server.url, f"127.0.0.1:{server.grpc_port}", EMBED,
+         str(tmp_path / "image.png")],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    for key, (request_id, names, embedding) in results.items():
+        assert names == ["embedding"], key
+        assert np.allclose(embedding, expected, atol=1e-5), key
+        assert request_id == {"rest_True": "kTrue", "rest_False": "kFalse"}.get(key, "kTrue")
