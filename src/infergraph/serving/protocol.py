@@ -2,8 +2,8 @@
 
 JSON REST, binary REST and gRPC (through MLServer's types) all end here, so a bad request
 gets the same 4xx naming the same input whichever way it came. Input names resolve through
-declared aliases, then a client's convention (`INPUT_IMAGE`, `IMAGE` for `image`); an
-input the component does not take is rejected, never silently dropped.
+declared aliases, then a client's convention (`INPUT_IMAGE`, `IMAGE` for `image`); a name
+given twice is rejected, never silently overwritten.
 """
 
 from __future__ import annotations
@@ -38,11 +38,15 @@ class V2Request:
     binary_outputs: set[str] = field(default_factory=set)
 
 
-def resolve_name(name: str, accepted: Sequence[str], aliases: Mapping[str, str]) -> str:
+def resolve_name(
+    name: str, accepted: Sequence[str], aliases: Mapping[str, str], strict: bool = True
+) -> str:
     """A client's input name -> the component's, when exactly one reading fits.
 
     `<tensor>_<n>` names pass as they are: ensemble members' outputs, numbered, which a
-    combiner reads (`scores_0`, `scores_1`, ...).
+    combiner reads (`scores_0`, `scores_1`, ...). Any other name no reading fits is refused
+    when `strict` (a graph's declared inputs), else passed on as it is (a component may read
+    inputs it does not declare, e.g. speech-recognition's `sampling_rate`).
     """
     if name in accepted or not accepted or _MEMBER.fullmatch(name):
         return name
@@ -53,6 +57,8 @@ def resolve_name(name: str, accepted: Sequence[str], aliases: Mapping[str, str])
     matches = [a for a in accepted if a.lower() in candidates]
     if len(matches) == 1:
         return matches[0]
+    if not strict:
+        return name
     raise InputError(name, f"not an input of this model; it takes {', '.join(accepted)}")
 
 
@@ -84,7 +90,7 @@ def parse_request(
         raw_name = tensor.get("name")
         if not isinstance(raw_name, str) or not raw_name:
             raise InputError(f"inputs[{position}]", f"'name' must be a string, got {raw_name!r}")
-        name = resolve_name(raw_name, accepted, aliases or {})
+        name = resolve_name(raw_name, accepted, aliases or {}, strict=False)
         if name in inputs:
             raise InputError(raw_name, f"given twice (as '{name}'); send each input once")
         datatype = tensor.get("datatype")
