@@ -530,3 +530,19 @@ def test_readme_curl_lines_work_as_written(pool: Pool, tiny_classifier: Path) ->
         body, _, code = done.stdout.rpartition("\n")
         assert code == "200", (line, done.stdout)
         assert set(json.loads(body)["jsonData"]["label"]["data"]) <= {"NEGATIVE", "POSITIVE"}
+
+
+def test_carry_keeps_a_unit_from_echoing_the_request(pool: Pool, tiny_classifier: Path) -> None:
+    """A 150 kB text does not come back to the client from the unit that answers it."""
+    params = {
+        **classifier_params("last", tiny_classifier),
+        "carry": "[]",
+        "options": {"truncate": True},
+    }
+    svc = pool.get("last", "MODEL", params)
+    text = "fine " * 30_000
+    response = svc.post(PATHS["MODEL"], {"jsonData": {"text": [text]}})
+    assert response.status_code == 200, response.text
+    body = response.json()["jsonData"]
+    assert "request.text" not in body and {"last.label", "label"} <= set(body)
+    assert len(response.content) < 10_000

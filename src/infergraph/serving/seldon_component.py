@@ -160,7 +160,8 @@ class InfergraphComponent:
 
     family, model_uri, device, dtype, options (JSON), max_batch_size, warmup: the component;
     node: the graph node's name (qualifies its outputs); inputs (JSON): the step's `inputs:`
-    mapping; condition (JSON): a ROUTER's `when`; method/tensor: a COMBINER's combine rule.
+    mapping; condition (JSON): a ROUTER's `when`; method/tensor: a COMBINER's combine rule;
+    carry (JSON list): the upstream tensors to pass on (all when absent).
     """
 
     def __init__(
@@ -177,6 +178,7 @@ class InfergraphComponent:
         condition: str | dict[str, Any] | None = None,
         method: str | None = None,
         tensor: str = "scores",
+        carry: str | list[str] | None = None,
     ) -> None:
         self.family = family
         self.node = node or os.environ.get("PREDICTIVE_UNIT_ID") or (family or "unit")
@@ -185,6 +187,8 @@ class InfergraphComponent:
         self.condition = _json_param("condition", condition, None)
         self.method = method
         self.tensor = tensor
+        # Upstream tensors to pass on (refs like "request.image"); absent: all of them.
+        self.carry = _json_param("carry", carry, None)
         self.settings = ComponentSettings(
             model_uri=model_uri or None,
             device=device,
@@ -226,7 +230,7 @@ class InfergraphComponent:
 
     # -- Seldon methods --------------------------------------------------------------------------
     def predict(self, X: Any, features_names: Any = None, **kwargs: Any) -> dict[str, Any]:
-        return self._guard(lambda: self._run(X).encode())
+        return self._guard(lambda: self._encode(self._run(X)))
 
     def transform_input(self, X: Any, features_names: Any = None, **kwargs: Any) -> dict[str, Any]:
         return self.predict(X, features_names, **kwargs)
@@ -266,7 +270,7 @@ class InfergraphComponent:
                 for member in members:
                     merged.update(member.current)
                 self._remember({}, {})
-                return base.with_outputs(self.node, merged).encode()
+                return self._encode(base.with_outputs(self.node, merged))
             if self.family == "combiner":
                 inputs = {}
                 for i, member in enumerate(members):
@@ -285,7 +289,7 @@ class InfergraphComponent:
                     current.update(member.current)
                 result = self.component().predict(self._inputs(Payload(carried, current)), {})
             self._remember_result(result)
-            return base.with_outputs(self.node, result.outputs).encode()
+            return self._encode(base.with_outputs(self.node, result.outputs))
 
         return self._guard(combine)
 
@@ -311,6 +315,18 @@ class InfergraphComponent:
         return tags
 
     # -- helpers -----------------------------------------------------------------------------
+    def _encode(self, payload: Payload) -> dict[str, Any]:
+        """The response: this unit's outputs, plus the upstream tensors later units need.
+
+        With `carry` set (the refs downstream units read; `[]` for the last unit) a unit no
+        longer echoes every carried tensor, e.g. a client's image, back to the client.
+        """
+        if self.carry is None:
+            return payload.encode()
+        keep = set(self.carry) | {f"{self.node}.{name}" for name in payload.current}
+        carried = {k: v for k, v in payload.carried.items() if k in keep}
+        return Payload(carried, payload.current).encode()
+
     def _run(self, features: Any) -> Payload:
         if self.family is None:
             raise SettingsError("family", f"unit '{self.node}' has no component family")
