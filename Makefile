@@ -16,12 +16,12 @@ export TOKENIZERS_PARALLELISM := false
 RUN := $(UV) run --frozen --no-sync
 RUN_SELDON := UV_PROJECT_ENVIRONMENT=.venv-seldon $(UV) run --frozen --no-sync --no-default-groups --group seldon-dev --extra seldon
 
-.PHONY: help install demo test lint unit seldon-test render crd bench-runtimes bench-hops bench-loadtester clean
+.PHONY: help install demo test lint unit seldon-test render crd bench-runtimes bench-hops bench-loadtester bench-peers clean
 
 help:
 	@echo "make demo    serve the cascade graph locally (offline weights), load it, print latency and cost"
 	@echo "make test    lint, then every test (MLServer, graphs, renderers, load tester, Seldon v1)"
-	@echo "make bench-runtimes | bench-hops | bench-loadtester    benchmarks -> bench-results/*.json"
+	@echo "make bench-runtimes | bench-hops | bench-loadtester | bench-peers    benchmarks -> bench-results/*.json"
 	@echo "make render  regenerate k8s/rendered/, k8s/crds/ and the chart's generated files"
 
 $(UV):
@@ -37,7 +37,12 @@ $(UV):
 	UV_PROJECT_ENVIRONMENT=.venv-seldon $(UV) sync --frozen --extra seldon --no-default-groups --group seldon-dev
 	@touch $@
 
-install: .venv/.synced .venv-seldon/.synced
+# The KServe SDK (a test client) pins protobuf < 7, so it gets a virtualenv of its own.
+.venv-kserve/.synced: $(UV) pyproject.toml uv.lock
+	UV_PROJECT_ENVIRONMENT=.venv-kserve $(UV) sync --frozen --no-default-groups --group kserve-client
+	@touch $@
+
+install: .venv/.synced .venv-seldon/.synced .venv-kserve/.synced
 
 demo: .venv/.synced
 	$(RUN) infergraph demo
@@ -46,7 +51,7 @@ lint: .venv/.synced
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 
-unit: .venv/.synced
+unit: .venv/.synced .venv-kserve/.synced
 	$(RUN) python -m pytest -q --ignore=tests/seldon
 
 seldon-test: .venv-seldon/.synced
@@ -65,8 +70,12 @@ bench-runtimes: .venv/.synced
 bench-hops: .venv/.synced
 	$(RUN) python benchmarks/bench_hops.py
 
+# Peers (infinity-emb, Ray Serve, KServe) get virtualenvs of their own under .bench-venvs/.
+bench-peers: .venv/.synced
+	$(RUN) python benchmarks/bench_peers.py
+
 bench-loadtester: .venv/.synced
 	$(RUN) python async_load_tester/bench/bench_loadtester.py
 
 clean:
-	rm -rf .venv .venv-seldon $(TOOLS) .pytest_cache .ruff_cache
+	rm -rf .venv .venv-seldon .venv-kserve $(TOOLS) .pytest_cache .ruff_cache

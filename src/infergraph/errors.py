@@ -6,18 +6,18 @@ adapter to turn it into a clear client-facing message without re-parsing text.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class InfergraphError(Exception):
     """Base of every error this package raises on purpose."""
 
 
 class InputError(InfergraphError):
-    """A request input is unusable; maps to HTTP 400 / gRPC INVALID_ARGUMENT.
+    """A request input is unusable; HTTP 400 / gRPC INVALID_ARGUMENT (see `status_for`).
 
     `input_name` names the tensor, `index` the row within it where one row is at fault.
     """
-
-    status_code = 400
 
     def __init__(self, input_name: str, reason: str, index: int | None = None) -> None:
         self.input_name = input_name
@@ -28,9 +28,10 @@ class InputError(InfergraphError):
 
 
 class PayloadTooLargeError(InputError):
-    """An input exceeds a configured size limit (decompression bombs, oversize text)."""
+    """An input exceeds a configured size limit (decompression bombs, oversize text).
 
-    status_code = 413
+    HTTP 413 / gRPC RESOURCE_EXHAUSTED.
+    """
 
 
 class ModelLoadError(InfergraphError):
@@ -83,3 +84,49 @@ class RenderError(InfergraphError):
         self.engine = engine
         self.reason = reason
         super().__init__(f"cannot render for {engine}: {reason}")
+
+
+@dataclass(frozen=True)
+class Status:
+    """How one error travels on each protocol: HTTP status, gRPC status name, Seldon reason."""
+
+    http: int
+    grpc: str
+    seldon_reason: str
+
+
+# HTTP -> gRPC follows the Open Inference Protocol's table (400 INVALID_ARGUMENT, 404 NOT_FOUND,
+# 500 INTERNAL) plus gRPC's own choices: an oversize message is RESOURCE_EXHAUSTED, as gRPC
+# itself answers a message over the receive limit; an unreachable node UNAVAILABLE.
+_GRPC_FOR_HTTP = {
+    400: "INVALID_ARGUMENT",
+    404: "NOT_FOUND",
+    413: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+def http_status(exc: BaseException) -> int:
+    """The HTTP status every adapter answers for `exc` (500 for anything unexpected)."""
+    if isinstance(exc, PayloadTooLargeError):
+        return 413
+    if isinstance(exc, InputError):
+        return 400
+    if isinstance(exc, NodeError):
+        return exc.status_code
+    return 500
+
+
+def status_for(exc: BaseException) -> Status:
+    """One mapping shared by the MLServer and Seldon adapters and the graph router."""
+    http = http_status(exc)
+    reason = "MICROSERVICE_BAD_DATA" if 400 <= http < 500 else "MICROSERVICE_ERROR"
+    return Status(http, grpc_code_for_http(http), reason)
+
+
+def grpc_code_for_http(http: int) -> str:
+    """gRPC status name for an HTTP status (the router's answers and MLServer's table)."""
+    return _GRPC_FOR_HTTP.get(http, "INVALID_ARGUMENT" if 400 <= http < 500 else "INTERNAL")

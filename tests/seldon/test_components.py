@@ -53,6 +53,7 @@ class Service:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+    metrics_url: str = ""
 
     def post(self, path: str, body: Any, timeout: float = 120) -> requests.Response:
         return requests.post(self.url + path, json=body, timeout=timeout)
@@ -106,7 +107,9 @@ def start(name: str, service_type: str, params: dict[str, Any], workdir: Path) -
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    service = Service(name, f"http://127.0.0.1:{http}", proc, log)
+    service = Service(
+        name, f"http://127.0.0.1:{http}", proc, log, f"http://127.0.0.1:{metrics}/metrics"
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -267,6 +270,37 @@ def test_bad_input_is_4xx_and_the_service_stays_up(pool: Pool, tiny_classifier: 
     ok = svc.post(PATHS["MODEL"], {"strData": "still serving"})
     assert ok.status_code == 200
     assert svc.process.poll() is None
+
+
+def series(text: str, name: str, **labels: str) -> float:
+    """Sum of one Prometheus series over the labels not given (seldon adds worker_id, ...)."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        have = dict(part.split("=", 1) for part in line[len(name) + 1 : line.index("}")].split(","))
+        if all(have.get(k) == f'"{v}"' for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_unit_exports_the_runtime_metrics_the_v1_scalers_watch(
+    pool: Pool, tiny_classifier: Path
+) -> None:
+    """Same names and labels as the MLServer runtime, via seldon-core's custom metrics."""
+    svc = pool.get("meter", "MODEL", classifier_params("meter", tiny_classifier))
+    assert svc.post(PATHS["MODEL"], {"strData": "fine"}).status_code == 200
+    assert svc.post(PATHS["MODEL"], {"jsonData": {"question": ["x"]}}).status_code == 400
+    too_big = {"jsonData": {"text": ["word " * 200_000]}}
+    assert svc.post(PATHS["MODEL"], too_big).status_code == 413
+    assert svc.post(PATHS["MODEL"], {"strData": "fine again"}).status_code == 200
+    text = requests.get(svc.metrics_url, timeout=10).text
+    assert series(text, "infergraph_requests_total", model="meter", outcome="ok") == 2
+    # Failures are reported with the worker's next answered call (seldon-core's mechanism).
+    assert series(text, "infergraph_requests_total", model="meter", outcome="bad_input") == 2
+    assert "infergraph_inflight_requests{" in text and "infergraph_batch_queue_size{" in text
+    assert series(text, "infergraph_inflight_requests", model="meter") == 0
+    assert series(text, "infergraph_batch_queue_size", model="meter") == 0
 
 
 def test_transformers_run_the_component_on_their_method(pool: Pool) -> None:
@@ -522,3 +556,39 @@ def test_video_deployment_answers_every_frame(
         assert crops == 0  # nothing scores above 1.0: the empty answer, not an error
     # Each label row ties back to its detection and frame.
     assert tensor(out, "detector.crop_index")["shape"] == [crops]
+
+
+def test_readme_curl_lines_work_as_written(pool: Pool, tiny_classifier: Path) -> None:
+    """seldon/README.md's request examples, run by bash and curl exactly as printed there."""
+    svc = pool.get("clf", "MODEL", classifier_params("clf", tiny_classifier))
+    readme = (REPO / "seldon" / "README.md").read_text()
+    lines = [line for line in readme.splitlines() if line.startswith("curl ")]
+    assert len(lines) == 4
+    for line in lines:
+        done = subprocess.run(
+            ["bash", "-c", line + " -w '\\n%{http_code}'"],
+            env={**os.environ, "URL": svc.url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        body, _, code = done.stdout.rpartition("\n")
+        assert code == "200", (line, done.stdout)
+        assert set(json.loads(body)["jsonData"]["label"]["data"]) <= {"NEGATIVE", "POSITIVE"}
+
+
+def test_carry_keeps_a_unit_from_echoing_the_request(pool: Pool, tiny_classifier: Path) -> None:
+    """A 150 kB text does not come back to the client from the unit that answers it."""
+    params = {
+        **classifier_params("last", tiny_classifier),
+        "carry": "[]",
+        "options": {"truncate": True},
+    }
+    svc = pool.get("last", "MODEL", params)
+    text = "fine " * 30_000
+    response = svc.post(PATHS["MODEL"], {"jsonData": {"text": [text]}})
+    assert response.status_code == 200, response.text
+    body = response.json()["jsonData"]
+    assert "request.text" not in body and {"last.label", "label"} <= set(body)
+    assert len(response.content) < 10_000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,7 +19,8 @@ from async_load_tester.errors import LoadTesterError
 from async_load_tester.protocols.encode import check_protocol, parse_headers
 from async_load_tester.schedule import generate_trace
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+# Help texts hold literal brackets ("host:port[/prefix]"): no rich markup parsing.
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode=None)
 console = Console(stderr=True)
 # Tables go to stderr too (stdout stays clean for --json); wide when not a terminal.
 report = console if console.is_terminal else Console(stderr=True, width=200)
@@ -258,6 +260,9 @@ def trace(
     ),
 ) -> None:
     """Write a bursty, diurnal per-second request-count trace for `--schedule trace:FILE`."""
+    for option, value in (("--mean", mean), ("--peak", peak), ("--period", period)):
+        if not math.isfinite(value):
+            raise _fail(LoadTesterError(f"{option}: must be a finite number, got {value}"))
     try:
         counts = generate_trace(mean, peak, duration, seed, period)
     except LoadTesterError as exc:

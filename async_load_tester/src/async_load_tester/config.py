@@ -22,6 +22,18 @@ from async_load_tester.schedule import Arrival, Schedule, parse_schedule
 _RANGE = re.compile(r"^(\d+):(\d+)(?::(x?)(\d+))?$")
 
 
+# Every float option, by the flag that sets it: nan and inf are refused before any load.
+_FLOAT_OPTIONS = {
+    "rate": "--rate",
+    "duration": "--duration",
+    "warmup": "--warmup",
+    "timeout_s": "--timeout",
+    "late_ms": "--late-ms",
+    "slo_ms": "--slo-ms",
+    "slo_percentile": "--slo-percentile",
+}
+
+
 class LoadConfig(BaseModel):
     """Everything one run needs; recorded verbatim in its results.
 
@@ -71,6 +83,10 @@ class LoadConfig(BaseModel):
 
     def validated(self) -> LoadConfig:
         """Check cross-field rules; raises ConfigError naming the option."""
+        for attr, option in _FLOAT_OPTIONS.items():
+            value = getattr(self, attr)
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(option, f"must be a finite number, got {value}")
         check_protocol(self.protocol)
         shapes = [
             self.rate is not None,

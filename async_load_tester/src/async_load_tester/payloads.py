@@ -16,6 +16,7 @@ bytes sent, so nothing is encoded per request.
 from __future__ import annotations
 
 import io
+import math
 import struct
 import wave
 import zlib
@@ -186,7 +187,7 @@ def _encode_jpeg(pixels: np.ndarray) -> bytes:
 
 def _synthetic_audio(rng: np.random.Generator, name: str, args: list[str], i: int) -> Payload:
     seconds = float(args[0]) if args else 1.0
-    if not 0 < seconds <= 600:
+    if not math.isfinite(seconds) or not 0 < seconds <= 600:
         raise ValueError("audio length must be in (0, 600] seconds")
     fmt = (args[1] if len(args) > 1 else "fp32").lower()
     samples = (rng.standard_normal(int(seconds * SAMPLE_RATE)) * 0.1).astype(np.float32)

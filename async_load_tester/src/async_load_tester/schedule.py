@@ -88,7 +88,7 @@ def parse_schedule(spec: str, duration: float | None) -> Schedule:
                 if not at:
                     raise ValueError(f"step '{part}' is not RATE@SECONDS")
                 rate, secs_f = _rate(rate_text, spec, allow_zero=True), float(secs)
-                if secs_f <= 0:
+                if not math.isfinite(secs_f) or secs_f <= 0:
                     raise ValueError(f"step '{part}' has no duration")
                 segments.append(Segment(t, t + secs_f, rate, rate))
                 t += secs_f
@@ -105,7 +105,7 @@ def parse_schedule(spec: str, duration: float | None) -> Schedule:
 
 
 def _need(duration: float | None, spec: str) -> float:
-    if duration is None or duration <= 0:
+    if duration is None or not math.isfinite(duration) or duration <= 0:
         raise ConfigError("--duration", f"'{spec}' needs a positive --duration")
     return duration
 

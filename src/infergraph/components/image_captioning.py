@@ -47,7 +47,12 @@ class ImageCaptioner(Component):
             raise ModelLoadError.wrap(source, exc) from exc
         self.model = model.to(self.device).eval()
         self.max_pixels = max_image_pixels(self.options)
-        self.max_new_tokens_limit = int(self.option("max_new_tokens_limit", MAX_NEW_TOKENS_LIMIT))
+        # The text decoder cannot place a token past its position table: derive the limit from
+        # the loaded checkpoint (as the seq2seq families do), never above the configured one.
+        positions = getattr(self.model.config.text_config, "max_position_embeddings", None)
+        configured = int(self.option("max_new_tokens_limit", MAX_NEW_TOKENS_LIMIT))
+        self.positions = int(positions) if positions else configured + 1
+        self.max_new_tokens_limit = max(1, min(configured, self.positions - 1))
         self.num_beams_limit = int(self.option("num_beams_limit", NUM_BEAMS_LIMIT))
 
     def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
@@ -68,6 +73,15 @@ class ImageCaptioner(Component):
             self.num_beams_limit,
         )
         prompt = self._prompt(inputs, parameters)
+        if prompt:
+            prompt_tokens = len(self.processor.tokenizer(prompt)["input_ids"])
+            if prompt_tokens + max_new_tokens > self.positions:
+                raise InputError(
+                    "max_new_tokens",
+                    f"{max_new_tokens} new tokens after a {prompt_tokens}-token prompt exceed "
+                    f"the decoder's {self.positions} positions; at most "
+                    f"{self.positions - prompt_tokens}",
+                )
         images = decode_images(self.require(inputs, "image"), "image", self.max_pixels)
         pixels = self.processor.image_processor(images=images, return_tensors="pt")
         rows = list(pixels["pixel_values"])

@@ -9,6 +9,8 @@ own Normalize module (all-MiniLM-L6-v2 does) stays normalised either way.
 
 from __future__ import annotations
 
+import copy
+import threading
 from collections.abc import Hashable, Mapping
 from typing import Any, ClassVar
 
@@ -48,7 +50,11 @@ class TextEmbedder(Component):
             self.model.max_seq_length = min(
                 int(self.option("max_length", 0)), self.model.max_seq_length or 512
             )
-        self.tokenizer = self.model.tokenizer
+        # A fast tokenizer keeps its padding/truncation settings in shared state: calls from
+        # the request threads and the forward thread at once corrupt each other's batches
+        # ("expected sequence of length 17 at dim 1"). Requests get their own copy, in turn.
+        self.tokenizer = copy.deepcopy(self.model.tokenizer)
+        self._tokenizer_lock = threading.Lock()
         # max_seq_length counts specials ([CLS] ... [SEP]), like encode_texts does.
         self.limit = int(self.model.max_seq_length or 512)
         self.dimension = int(self.model.get_embedding_dimension() or 0)
@@ -62,7 +68,8 @@ class TextEmbedder(Component):
         texts = decode_texts("text", self.require(inputs, "text"))
         truncate = flag(parameters, self.options, "truncate", False)
         # Checks the limit; the model truncates to max_seq_length itself when allowed.
-        encoded = encode_texts(self.tokenizer, "text", texts, self.limit, truncate)
+        with self._tokenizer_lock:
+            encoded = encode_texts(self.tokenizer, "text", texts, self.limit, truncate)
         normalize = flag(parameters, self.options, "normalize", True)
         return Prepared(rows=texts, batch_key=normalize, notes=truncation_notes(encoded))
 

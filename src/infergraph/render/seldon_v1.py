@@ -124,6 +124,14 @@ class _Builder:
         """`input -> "a.x | b.x"`: qualified refs the unit looks up in the carried tensors."""
         return {k: " | ".join(s.ref for s in v) for k, v in step.inputs.items()}
 
+    def carry(self, step: PlanStep) -> list[str]:
+        """What the unit passes on: the refs later steps and the graph's outputs read (its own
+        outputs always go), so a unit does not echo a large request back to the client."""
+        later = self.plan.steps[self.plan.steps.index(step) + 1 :]
+        refs = {s.ref for st in later for alts in st.inputs.values() for s in alts}
+        refs |= {s.ref for alts in self.plan.outputs.values() for s in alts}
+        return sorted(refs)
+
     def step_unit(self, step: PlanStep, unit_type: str) -> Unit:
         params: dict[str, Any] = {"node": step.name, "family": step.family}
         node = step.node
@@ -142,6 +150,7 @@ class _Builder:
         if step.method:
             params["method"] = step.method
         params["inputs"] = self.inputs_param(step)
+        params["carry"] = self.carry(step)
         return Unit(step.name, unit_type, step.family, node, params, model_uri=uri)
 
     def build(self, block: Block, path: str) -> Partial:

@@ -1,8 +1,15 @@
-"""Process orchestration for the embedded runner: MLServer process(es) plus the router."""
+"""Process orchestration for the embedded runner: MLServer process(es) plus the router.
+
+Node servers are supervised: one that exits unasked is logged with its exit status and the
+tail of its log, reaped, and started again on the same ports after a backoff that doubles
+(1 s up to 30 s) while it keeps failing. Meanwhile the router reports the graph not ready
+(it asks every node) and requests that need the node fail at once with a 502 naming it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -49,6 +56,8 @@ class NodeServer:
     grpc_port: int
     process: subprocess.Popen[bytes] | None = None
     log_path: Path = field(default_factory=Path)
+    stopping: bool = False
+    restarts: int = 0
 
     @property
     def base(self) -> str:
@@ -67,7 +76,8 @@ class NodeServer:
         (self.folder / "settings.json").write_text(json.dumps(settings))
         self.log_path = self.folder / "mlserver.log"
         exe = shutil.which("mlserver", path=str(Path(sys.executable).parent)) or "mlserver"
-        log_file = open(self.log_path, "wb")  # noqa: SIM115 - owned by the child process
+        self.stopping = False
+        log_file = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
         self.process = subprocess.Popen(
             [exe, "start", str(self.folder)],
             stdout=log_file,
@@ -84,6 +94,8 @@ class NodeServer:
             return ""
 
     def stop(self) -> None:
+        """Stop on purpose: the supervisor leaves a stopped server down."""
+        self.stopping = True
         proc = self.process
         if proc is None or proc.poll() is not None:
             return
@@ -129,6 +141,49 @@ async def _wait_ready(servers: list[NodeServer], timeout: float) -> None:
                 await asyncio.sleep(0.25)
 
 
+async def supervise(
+    servers: list[NodeServer], first_backoff: float = 1.0, max_backoff: float = 30.0
+) -> None:
+    """Restart node servers that exit unasked, with doubling backoff; runs until cancelled."""
+    backoff = {id(s): first_backoff for s in servers}
+    due: dict[int, float] = {}
+    started: dict[int, float] = {id(s): time.monotonic() for s in servers}
+    while True:
+        now = time.monotonic()
+        for server in servers:
+            key = id(server)
+            proc = server.process
+            if server.stopping or proc is None:
+                continue
+            if key in due:
+                if now >= due[key]:
+                    del due[key]
+                    server.restarts += 1
+                    log.warning(
+                        "restarting mlserver for nodes %s (restart %d)",
+                        ", ".join(server.nodes),
+                        server.restarts,
+                    )
+                    server.start()
+                    started[key] = now
+                continue
+            code = proc.poll()  # reaps the child when it has exited
+            if code is None:
+                if now - started[key] > 60:  # up for a minute: the next failure starts afresh
+                    backoff[key] = first_backoff
+                continue
+            log.error(
+                "mlserver for nodes %s exited with status %s; restarting in %.0f s\n%s",
+                ", ".join(server.nodes),
+                code,
+                backoff[key],
+                server.log_tail(1500),
+            )
+            due[key] = now + backoff[key]
+            backoff[key] = min(backoff[key] * 2, max_backoff)
+        await asyncio.sleep(0.2)
+
+
 @asynccontextmanager
 async def run_graph(
     graph: InferenceGraph,
@@ -146,6 +201,7 @@ async def run_graph(
     assert root is not None
     servers: list[NodeServer] = []
     runner: web.AppRunner | None = None
+    supervisor: asyncio.Task[None] | None = None
     try:
         folders = await asyncio.to_thread(
             write_repository, graph, root / "models", offline, offline_scale
@@ -162,6 +218,7 @@ async def run_graph(
         for server in servers:
             server.start()
         await _wait_ready(servers, startup_timeout)
+        supervisor = asyncio.get_running_loop().create_task(supervise(servers))
         bases = {node: s.base for s in servers for node in s.nodes}
         runner = web.AppRunner(build_app(graph, bases), access_log=None)
         await runner.setup()
@@ -170,6 +227,10 @@ async def run_graph(
         bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         yield RunningGraph(graph, f"http://127.0.0.1:{bound}", servers)
     finally:
+        if supervisor is not None:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
         if runner is not None:
             await runner.cleanup()
         for server in servers:

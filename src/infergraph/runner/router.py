@@ -1,11 +1,18 @@
 """HTTP front of the embedded runner: the graph at a V2 endpoint, nodes beside it.
 
 Endpoints (the same shapes a Seldon Core v2 ingress serves):
-  POST /v2/models/<graph>/infer      run the whole graph
-  GET  /v2/models/<graph>            graph metadata (inputs, nodes)
-  GET  /v2/models/<graph>/ready      ready when every node is ready
-  POST /v2/models/<node>/infer       one node, proxied to its MLServer
+  POST /v2/models/<graph>[/versions/<v>]/infer   run the whole graph (JSON or binary extension)
+  GET  /v2/models/<graph>                        graph metadata (inputs, outputs, nodes)
+  GET  /v2/models/<graph>/ready                  ready when every node is ready
+  GET  /v2/models/<graph>/config                 a Triton-style configuration
+  POST /v2/models/<node>/infer                   one node, proxied to its MLServer
+  GET  /v2/models/<node>[/ready|/config]         the node's metadata, readiness, config
+  GET  /v2                                       server metadata
   GET  /v2/health/live, /v2/health/ready
+
+A graph request is read as the runtimes read theirs (`serving/binary.py`, `serving/protocol`
+naming conventions): binary inputs become JSON tensors for the nodes, requested `outputs`
+are honoured, and outputs come back binary when asked.
 """
 
 from __future__ import annotations
@@ -19,9 +26,11 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from infergraph.errors import InputError, NodeError
+from infergraph.errors import InfergraphError, InputError, status_for
 from infergraph.graph.model import InferenceGraph
 from infergraph.runner.executor import GraphExecutor
+from infergraph.serving import binary
+from infergraph.serving.protocol import resolve_name, select_outputs
 
 log = logging.getLogger(__name__)
 GRAPH_KEY = web.AppKey("graph", InferenceGraph)
@@ -44,17 +53,92 @@ async def _infer(request: web.Request) -> web.Response:
     if name != graph.name:
         return await _proxy_node(request, name)
     try:
-        payload = orjson.loads(await request.read())
-    except orjson.JSONDecodeError as exc:
-        return _error(f"request body is not valid JSON: {exc}", 400)
+        payload = _read_request(graph, await request.read(), request.headers)
+        requested, every_binary, binary_names = _requested_outputs(payload)
+        reply = await request.app[EXECUTOR_KEY].infer(payload)
+        produced = {t["name"]: t for t in reply["outputs"]}
+        reply["outputs"] = list(select_outputs(produced, requested).values())
+    except InfergraphError as exc:
+        return _error(f"graph '{graph.name}': {exc}", status_for(exc).http)
+    if reply.get("id") is None:
+        reply.pop("id", None)
+    if not every_binary and not binary_names:
+        return _json(reply)
+    blobs = []
+    for tensor in reply["outputs"]:
+        if every_binary or tensor["name"] in binary_names:
+            _, raw = binary.encode_binary(binary.json_tensor_array(tensor))
+            tensor.pop("data", None)
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            blobs.append(raw)
+    body, length = binary.write_response(reply, blobs)
+    return web.Response(
+        body=body,
+        content_type=binary.OCTET_STREAM,
+        headers={binary.HEADER: str(length)},
+    )
+
+
+def _read_request(graph: InferenceGraph, body: bytes, headers: Any) -> dict[str, Any]:
+    """JSON or binary-extension body -> the V2 request dict the executor runs, checked."""
+    length = binary.header_length(headers)
+    if length is not None:
+        raw_input = next((t.name for t in graph.spec.inputs if t.datatype == "BYTES"), None)
+        payload = binary.read_request(body, length, raw_input)
+        if isinstance(payload.get("inputs"), list):
+            payload["inputs"] = [
+                binary.to_json_tensor(t) if isinstance(t, dict) else t for t in payload["inputs"]
+            ]
+    else:
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InputError("request", f"body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
-        return _error("request body must be a JSON object with 'inputs'", 400)
-    try:
-        return _json(await request.app[EXECUTOR_KEY].infer(payload))
-    except InputError as exc:
-        return _error(f"graph '{graph.name}': {exc}", 400)
-    except NodeError as exc:
-        return _error(f"graph '{graph.name}': {exc}", exc.status_code)
+        raise InputError("request", "the body must be a JSON object with 'inputs'")
+    params = payload.get("parameters")
+    if params is not None and not isinstance(params, dict):
+        raise InputError("parameters", f"must be a JSON object, got {type(params).__name__}")
+    inputs = payload.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise InputError("inputs", "the request needs a non-empty 'inputs' list")
+    declared = [t.name for t in graph.spec.inputs]
+    seen: set[str] = set()
+    for position, tensor in enumerate(inputs):
+        if not isinstance(tensor, dict):
+            raise InputError(f"inputs[{position}]", "each input must be a JSON object")
+        raw_name = tensor.get("name")
+        if not isinstance(raw_name, str) or not raw_name:
+            raise InputError(f"inputs[{position}]", f"'name' must be a string, got {raw_name!r}")
+        name = resolve_name(raw_name, declared, {})
+        if name in seen:
+            raise InputError(raw_name, f"given twice (as '{name}'); send each input once")
+        seen.add(name)
+        tensor["name"] = name
+        tensor_params = tensor.get("parameters")
+        if tensor_params is not None and not isinstance(tensor_params, dict):
+            raise InputError(raw_name, "input parameters must be a JSON object")
+        if (params or {}).get("base64_encoded") is True and tensor.get("datatype") == "BYTES":
+            tensor["parameters"] = {**(tensor_params or {}), "content_type": "base64"}
+    return payload
+
+
+def _requested_outputs(payload: dict[str, Any]) -> tuple[list[str], bool, set[str]]:
+    """(names asked for, all outputs binary?, names asked for in binary)."""
+    outputs = payload.pop("outputs", None)
+    if outputs is not None and not isinstance(outputs, list):
+        raise InputError("outputs", "must be a list of {name, parameters}")
+    names = []
+    for position, out in enumerate(outputs or []):
+        name = out.get("name") if isinstance(out, dict) else None
+        if not isinstance(name, str):
+            raise InputError(f"outputs[{position}]", "each requested output needs a string name")
+        names.append(name)
+    every, named = binary.wants_binary({**payload, "outputs": outputs or []})
+    params = payload.get("parameters")
+    if isinstance(params, dict):
+        params.pop("binary_data_output", None)
+    return names, every, named
 
 
 async def _proxy_node(request: web.Request, name: str) -> web.Response:
@@ -67,13 +151,46 @@ async def _proxy_node(request: web.Request, name: str) -> web.Response:
         async with session.post(
             f"{bases[name]}/v2/models/{name}/infer",
             data=await request.read(),
-            headers={"Content-Type": request.content_type or "application/json"},
+            headers=_forwarded_headers(request),
         ) as resp:
-            return web.Response(
-                body=await resp.read(), status=resp.status, content_type="application/json"
-            )
+            return _relay(resp, await resp.read())
     except aiohttp.ClientError as exc:
         return _error(f"node '{name}': unreachable: {exc}", 502)
+
+
+def _forwarded_headers(request: web.Request) -> dict[str, str]:
+    """A missing Content-Type is JSON, as MLServer reads it; binary headers pass through."""
+    headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
+    if binary.HEADER in request.headers:
+        headers[binary.HEADER] = request.headers[binary.HEADER]
+    return headers
+
+
+def _relay(resp: aiohttp.ClientResponse, body: bytes) -> web.Response:
+    headers = {}
+    if binary.HEADER in resp.headers:
+        headers[binary.HEADER] = resp.headers[binary.HEADER]
+    return web.Response(
+        body=body,
+        status=resp.status,
+        headers=headers,
+        content_type=resp.content_type or "application/json",
+    )
+
+
+async def _node_get(request: web.Request, name: str, suffix: str) -> web.Response:
+    """A node's metadata, readiness or config, from the MLServer that hosts it."""
+    bases = request.app[NODES_KEY]
+    if name not in bases:
+        known = ", ".join([request.app[GRAPH_KEY].name, *bases])
+        return _error(f"no graph or node named '{name}'; known: {known}", 404)
+    try:
+        async with request.app[SESSION_KEY].get(
+            f"{bases[name]}/v2/models/{name}{suffix}", timeout=aiohttp.ClientTimeout(total=10)
+        ) as resp:
+            return _relay(resp, await resp.read())
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return _error(f"node '{name}': unreachable: {exc}", 503 if suffix == "/ready" else 502)
 
 
 async def _nodes_ready(app: web.Application) -> list[str]:
@@ -95,28 +212,73 @@ async def _nodes_ready(app: web.Application) -> list[str]:
 
 async def _ready(request: web.Request) -> web.Response:
     name = request.match_info.get("model")
-    if name and name != request.app[GRAPH_KEY].name:
-        return _error(f"no graph named '{name}'", 404)
+    graph = request.app[GRAPH_KEY]
+    if name and name != graph.name:
+        return await _node_get(request, name, "/ready")
     missing = await _nodes_ready(request.app)
     if missing:
         return _error(f"nodes not ready: {', '.join(missing)}", 503)
-    return web.Response(status=200)
+    return _json({"name": name, "ready": True} if name else {"ready": True})
 
 
 async def _live(_: web.Request) -> web.Response:
-    return web.Response(status=200)
+    return _json({"live": True})
+
+
+async def _server_metadata(_: web.Request) -> web.Response:
+    return _json(
+        {"name": "infergraph", "version": _version(), "extensions": ["binary_tensor_data"]}
+    )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("infergraph")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 async def _metadata(request: web.Request) -> web.Response:
     graph = request.app[GRAPH_KEY]
-    if request.match_info["model"] != graph.name:
-        return _error(f"no graph named '{request.match_info['model']}'", 404)
+    name = request.match_info["model"]
+    if name != graph.name:
+        return await _node_get(request, name, "")
     return _json(
         {
             "name": graph.name,
+            "versions": [],
             "platform": "infergraph",
-            "inputs": [t.model_dump() for t in graph.spec.inputs],
+            "inputs": [
+                {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+                for t in graph.spec.inputs
+            ],
+            "outputs": [],
             "nodes": [n.name for n in graph.spec.nodes],
+        }
+    )
+
+
+async def _config(request: web.Request) -> web.Response:
+    graph = request.app[GRAPH_KEY]
+    name = request.match_info["model"]
+    if name != graph.name:
+        return await _node_get(request, name, "/config")
+
+    def kind(datatype: str) -> str:
+        return "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}"
+
+    return _json(
+        {
+            "name": graph.name,
+            "platform": "ensemble",
+            "max_batch_size": 0,
+            "input": [
+                {"name": t.name, "data_type": kind(t.datatype), "dims": list(t.shape)}
+                for t in graph.spec.inputs
+            ],
+            "output": [],
         }
     )
 
@@ -139,9 +301,12 @@ def build_app(graph: InferenceGraph, node_bases: dict[str, str]) -> web.Applicat
         await session.close()
 
     app.cleanup_ctx.append(session_ctx)
-    app.router.add_post("/v2/models/{model}/infer", _infer)
-    app.router.add_get("/v2/models/{model}/ready", _ready)
-    app.router.add_get("/v2/models/{model}", _metadata)
+    for base in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
+        app.router.add_post(f"{base}/infer", _infer)
+        app.router.add_get(f"{base}/ready", _ready)
+        app.router.add_get(f"{base}/config", _config)
+        app.router.add_get(base, _metadata)
+    app.router.add_get("/v2", _server_metadata)
     app.router.add_get("/v2/health/live", _live)
     app.router.add_get("/v2/health/ready", _ready)
     return app

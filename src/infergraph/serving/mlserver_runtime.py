@@ -5,20 +5,32 @@ model-settings.json picks the family and its options:
     {"implementation": "infergraph.serving.mlserver_runtime.ComponentRuntime",
      "max_batch_size": 16, "max_batch_time": 0.005,
      "parameters": {"uri": "google/siglip-so400m-patch14-384",
-                    "extra": {"family": "image-embedding", "dtype": "fp16"}}}
+                    "extra": {"family": "image-embedding", "dtype": "fp16",
+                              "max_batch_size": 16, "max_batch_time_ms": 5,
+                              "input_aliases": {"INPUT_IMAGE": "image"}}}}
 
-`max_batch_size`/`max_batch_time` keep their MLServer meaning, but batching is
-done per row by `MicroBatcher` (see its docstring for why MLServer's own merger
-is switched off).
+Batching is read from `parameters.extra.max_batch_size` / `max_batch_time_ms` when present
+(the Seldon Core v2 agent rewrites model-settings.json keeping only name, inputs, outputs,
+platform, versions, parallel_workers, implementation and parameters, so top-level batching
+is lost there), else from MLServer's top-level fields. Absent or 0 means one row per forward
+pass and no wait. Batching is done per row by `MicroBatcher` (see its docstring for why
+MLServer's own request merger is switched off).
+
+Every request, whichever way it arrives (JSON or binary REST, `/infer/raw`, gRPC), goes
+through `_serve`: one parser, one error mapping (`errors.status_for`), one set of metrics.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import grpc
+import orjson
 from mlserver.errors import MLServerError
-from mlserver.handlers import custom_handler  # noqa: F401  (documents the mechanism used below)
+from mlserver.grpc import utils as mlserver_grpc_utils
 from mlserver.handlers.custom import CustomHandler, register_custom_handler
 from mlserver.types import (
     InferenceRequest,
@@ -27,47 +39,104 @@ from mlserver.types import (
     ResponseOutput,
 )
 from starlette.requests import Request
+from starlette.responses import Response
 
-from infergraph.components.base import Component, ComponentResult, ComponentSettings
+from infergraph.components.base import Component, ComponentSettings
 from infergraph.components.registry import component_class
-from infergraph.errors import InfergraphError, InputError, SettingsError
+from infergraph.errors import (
+    InfergraphError,
+    InputError,
+    SettingsError,
+    grpc_code_for_http,
+    status_for,
+)
+from infergraph.serving import binary
 from infergraph.serving.engine import ComponentEngine
 from infergraph.serving.metrics import INFLIGHT, QUEUE, REQUESTS
-from infergraph.serving.tensors import from_numpy, to_numpy
+from infergraph.serving.mlserver_routes import promote_when_registered
+from infergraph.serving.protocol import V2Request, parse_request, select_outputs
+from infergraph.serving.responses import encode_outputs, error_body, http_body, plain_parameters
+from infergraph.serving.tensors import from_numpy
 from mlserver import MLModel
 
 log = logging.getLogger(__name__)
 
-
 _SETTINGS_KEYS = {"device", "dtype", "warmup"}
+_BATCHING_KEYS = {"max_batch_size", "max_batch_time_ms"}
+
+# MLServer's gRPC servicer turns an MLServerError's HTTP status into a gRPC code through this
+# table, which lacks 413 (and the 5xx a component never raises): without these entries an
+# oversize input reaches gRPC clients as UNKNOWN. Pinned by tests/test_protocol_runtime.py.
+for _http in (413, 502, 503, 504):
+    mlserver_grpc_utils.STATUS_CODE_MAPPING[_http] = getattr(
+        grpc.StatusCode, grpc_code_for_http(_http)
+    )
+
+
+def batching(settings: Any) -> tuple[int, float]:
+    """(rows per forward pass, seconds to wait): `parameters.extra` first, then MLServer's."""
+    extra = (settings.parameters.extra if settings.parameters else None) or {}
+    size = extra.get("max_batch_size", settings.max_batch_size)
+    if "max_batch_time_ms" in extra:
+        wait = _number("parameters.extra.max_batch_time_ms", extra["max_batch_time_ms"]) / 1000
+    else:
+        wait = _number("max_batch_time", settings.max_batch_time)
+    return max(1, int(_number("max_batch_size", size))), max(0.0, wait)
+
+
+def _number(field: str, value: Any) -> float:
+    if value is None:
+        return 0.0
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SettingsError(field, f"expected a number, got {value!r}") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise SettingsError(field, f"must be finite, got {value!r}")
+    return number
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class ComponentRuntime(MLModel):
-    """Serves one component over V2 REST and gRPC, with per-row batching."""
+    """Serves one component over V2 REST (JSON and binary) and gRPC, with per-row batching."""
 
     def __init__(self, settings: Any) -> None:
         super().__init__(settings)
         # MLServer wraps predict() in its request-merging batcher right after construction,
         # before load(), whenever max_batch_size > 1: take the knobs for our batcher here.
-        self._batching = (settings.max_batch_size, settings.max_batch_time)
+        self._batching = batching(settings)
         settings.max_batch_size = 1
         settings.max_batch_time = 0
-        # Instance-specific raw-body route (the Triton embed_image pattern): a custom
-        # handler on the class would register one path for every model.
-        handler = self._raw_infer
-        raw_path = f"/v2/models/{settings.name}/infer/raw"
+        self._endpoints: list[Endpoint] = []
+        base = f"/v2/models/{settings.name}"
+        self._route("POST", f"{base}/infer", self._rest_infer)
+        self._route("POST", f"{base}/versions/{{model_version}}/infer", self._rest_infer)
+        # The Triton embed_image pattern, kept for clients of earlier releases.
+        self._route("POST", f"{base}/infer/raw", self._rest_infer_raw)
+        self._route("GET", f"{base}/config", self._rest_config)
 
-        async def raw_endpoint(request: Request) -> dict[str, Any]:
+    def _route(self, method: str, path: str, handler: Endpoint) -> None:
+        """Instance-specific routes: a custom handler on the class would serve every model."""
+
+        async def endpoint(request: Request) -> Response:
             return await handler(request)
 
-        register_custom_handler(CustomHandler(rest_path=raw_path, rest_method="POST"), raw_endpoint)
-        self.raw_endpoint = raw_endpoint
+        register_custom_handler(CustomHandler(rest_path=path, rest_method=method), endpoint)
+        setattr(self, f"endpoint_{len(self._endpoints)}", endpoint)
+        self._endpoints.append(endpoint)
 
     async def load(self) -> bool:
         extra = dict((self.settings.parameters.extra if self.settings.parameters else None) or {})
         family = extra.pop("family", None)
         if not family:
             raise SettingsError("parameters.extra.family", "required: which component to serve")
+        aliases = extra.pop("input_aliases", None) or {}
+        if not isinstance(aliases, dict):
+            raise SettingsError("parameters.extra.input_aliases", "must map client name -> input")
+        for key in _BATCHING_KEYS:
+            extra.pop(key, None)
         uri = self.settings.parameters.uri if self.settings.parameters else None
         # Seldon v2's agent drops the top-level batching fields (MLServer then gives 0), so
         # `extra` carries them too and wins; absent or 0 means one row, no wait.
@@ -84,7 +153,16 @@ class ComponentRuntime(MLModel):
         self.component: Component = component_class(family)(component_settings)
         self.component.start()
         self.engine = ComponentEngine(self.component)
+        passthrough = self.component.passthrough
+        self._accepted = [] if passthrough else [s.name for s in self.component.inputs]
+        unknown = sorted(set(aliases.values()) - set(self._accepted)) if self._accepted else []
+        if unknown:
+            raise SettingsError("parameters.extra.input_aliases", f"no input named {unknown}")
+        self._aliases = {str(k): str(v) for k, v in aliases.items()}
         self._describe()
+        self._promotion = asyncio.get_running_loop().create_task(
+            promote_when_registered(self.name, list(self._endpoints))
+        )
         return True
 
     async def unload(self) -> bool:
@@ -105,44 +183,44 @@ class ComponentRuntime(MLModel):
                 for s in self.component.outputs
             ]
 
-    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+    # -- the one serving path ----------------------------------------------------------------
+    async def _serve(self, request: V2Request) -> dict[str, Any]:
+        """Run one parsed request; metrics and outputs selection for every protocol."""
+        result = await self.engine.infer(request.inputs, request.parameters)
+        declared = [s.name for s in self.component.outputs]
+        outputs = select_outputs(result.outputs, request.outputs, declared)
+        return {"outputs": outputs, "parameters": plain_parameters(result.parameters)}
+
+    async def _measured(self, parse: Callable[[], V2Request]) -> tuple[V2Request, dict[str, Any]]:
         inflight = INFLIGHT.labels(self.name)
         inflight.inc()
         QUEUE.labels(self.name).set(self.engine.pending_rows)
         outcome = "ok"
         try:
-            return await self._predict(payload)
-        except MLServerError:
-            outcome = "bad_input"
-            raise
-        except Exception:
-            outcome = "error"
+            request = parse()
+            return request, await self._serve(request)
+        except BaseException as exc:
+            outcome = "bad_input" if 400 <= status_for(exc).http < 500 else "error"
             raise
         finally:
             inflight.dec()
             QUEUE.labels(self.name).set(self.engine.pending_rows)
             REQUESTS.labels(self.name, outcome).inc()
 
-    async def _predict(self, payload: InferenceRequest) -> InferenceResponse:
-        try:
-            inputs = {}
-            for inp in payload.inputs:
-                content_type = inp.parameters.content_type if inp.parameters else None
-                data = getattr(inp.data, "root", inp.data)
-                inputs[inp.name] = to_numpy(inp.name, inp.datatype, inp.shape, data, content_type)
-            params = payload.parameters.model_dump(exclude_none=True) if payload.parameters else {}
-            params.pop("content_type", None)
-            params.pop("headers", None)
-            result = await self.engine.infer(inputs, params)
-        except InputError as exc:
-            raise MLServerError(f"{self.name}: {exc}", status_code=400) from exc
-        except InfergraphError as exc:
-            raise MLServerError(f"{self.name}: {exc}", status_code=422) from exc
-        return self._response(payload.id, result)
+    def _parse(self, body: Any) -> V2Request:
+        return parse_request(body, self._accepted, self._aliases)
 
-    def _response(self, request_id: str | None, result: ComponentResult) -> InferenceResponse:
+    # -- gRPC (and REST before our routes are in place): MLServer's types --------------------
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        try:
+            _, served = await self._measured(lambda: self._parse(_as_dict(payload)))
+        except InfergraphError as exc:
+            raise MLServerError(f"{self.name}: {exc}", status_code=status_for(exc).http) from exc
+        return self._response(payload.id, served)
+
+    def _response(self, request_id: str | None, served: dict[str, Any]) -> InferenceResponse:
         outputs = []
-        for name, array in result.outputs.items():
+        for name, array in served["outputs"].items():
             datatype, shape, data, out_params = from_numpy(array)
             if datatype == "BYTES":
                 # gRPC's bytes_contents needs bytes; the REST encoder decodes them to text.
@@ -161,34 +239,114 @@ class ComponentRuntime(MLModel):
             model_name=self.name,
             model_version=self.version,
             outputs=outputs,
-            parameters=_plain_parameters(result.parameters),
+            parameters=_grpc_parameters(served["parameters"]),
         )
 
-    async def _raw_infer(self, request: Request) -> dict[str, Any]:
-        """Raw body (e.g. image bytes as application/octet-stream) as the first input."""
-        raw_input = next((s for s in self.component.inputs if s.datatype == "BYTES"), None)
-        if raw_input is None:
-            raise MLServerError(f"{self.name}: takes no raw-bytes input", status_code=400)
+    # -- REST: JSON and the binary tensor extension ------------------------------------------
+    async def _rest_infer(self, request: Request) -> Response:
+        version = request.path_params.get("model_version")
+        if version is not None and self.version is not None and version != self.version:
+            return _json_error(404, f"model '{self.name}' has no version '{version}'")
         body = await request.body()
-        if not body:
-            raise MLServerError(f"{self.name}: input '{raw_input.name}': empty body", 400)
-        params = {k: v for k, v in request.query_params.items()}
+        return await self._rest(lambda: self._decode(body, request.headers))
+
+    async def _rest_infer_raw(self, request: Request) -> Response:
+        """Raw body (image bytes as application/octet-stream) as the first BYTES input."""
+        body = await request.body()
+        params = dict(request.query_params)
+        return await self._rest(lambda: self._decode_raw(body, params))
+
+    def _decode(self, body: bytes, headers: Any) -> V2Request:
+        length = binary.header_length(headers)
+        if length is not None:
+            return self._parse(binary.read_request(body, length, self._raw_input()))
         try:
-            array = to_numpy(raw_input.name, "BYTES", [1], [body])
-            result = await self.engine.infer({raw_input.name: array}, params)
-        except InputError as exc:
-            raise MLServerError(f"{self.name}: {exc}", status_code=400) from exc
-        return self._response(None, result).model_dump(exclude_none=True)
+            decoded = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InputError("request", f"body is not valid JSON: {exc}") from None
+        return self._parse(decoded)
+
+    def _decode_raw(self, body: bytes, params: dict[str, str]) -> V2Request:
+        request = self._parse(binary.read_request(body, 0, self._raw_input()))
+        request.parameters.update(params)
+        request.binary_all = False
+        return request
+
+    def _raw_input(self) -> str | None:
+        return next((s.name for s in self.component.inputs if s.datatype == "BYTES"), None)
+
+    async def _rest(self, parse: Callable[[], V2Request]) -> Response:
+        try:
+            request, served = await self._measured(parse)
+        except InfergraphError as exc:
+            status, body = error_body(exc, self.name)
+            log.info("%s: %s", self.name, exc)
+            return Response(body, status.http, media_type="application/json")
+        except Exception as exc:  # a fault of ours: logged in full, answered as JSON
+            log.exception("%s: request failed", self.name)
+            status, body = error_body(exc, self.name)
+            return Response(body, status.http, media_type="application/json")
+        entries, blobs = encode_outputs(
+            served["outputs"], request.binary_all, request.binary_outputs
+        )
+        header: dict[str, Any] = {
+            "model_name": self.name,
+            "outputs": entries,
+            "parameters": served["parameters"],
+        }
+        if self.version is not None:
+            header["model_version"] = self.version
+        if request.id is not None:
+            header["id"] = request.id
+        body, headers = http_body(header, blobs)
+        return Response(body, 200, headers=headers)
+
+    async def _rest_config(self, request: Request) -> Response:
+        """A Triton-style model configuration, what tritonclient and perf_analyzer ask for."""
+        del request
+
+        def tensor(spec: Any) -> dict[str, Any]:
+            kind = "STRING" if spec.datatype == "BYTES" else spec.datatype
+            return {"name": spec.name, "data_type": f"TYPE_{kind}", "dims": list(spec.shape)}
+
+        config = {
+            "name": self.name,
+            "platform": "infergraph",
+            "backend": self.component.family,
+            "max_batch_size": 0,
+            "input": [tensor(s) for s in self.component.inputs],
+            "output": [tensor(s) for s in self.component.outputs],
+            "parameters": {"max_rows_per_forward_pass": {"string_value": str(self._batching[0])}},
+        }
+        return Response(orjson.dumps(config), 200, media_type="application/json")
 
 
-def _plain_parameters(params: dict[str, Any]) -> dict[str, Any]:
-    """Response parameters must be scalars: lists and dicts travel as JSON text."""
-    import json
+def _as_dict(payload: InferenceRequest) -> dict[str, Any]:
+    """MLServer's request model as the plain V2 dict `parse_request` reads."""
+    inputs = []
+    for inp in payload.inputs:
+        params = inp.parameters.model_dump(exclude_none=True) if inp.parameters else None
+        entry: dict[str, Any] = {
+            "name": inp.name,
+            "datatype": inp.datatype,
+            "shape": list(inp.shape),
+            "data": getattr(inp.data, "root", inp.data),
+        }
+        if params:
+            entry["parameters"] = params
+        inputs.append(entry)
+    body: dict[str, Any] = {"inputs": inputs}
+    if payload.parameters is not None:
+        body["parameters"] = payload.parameters.model_dump(exclude_none=True)
+    if payload.outputs:
+        body["outputs"] = [{"name": o.name} for o in payload.outputs]
+    return body
 
-    plain: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, (list, dict, tuple)):
-            plain[key] = json.dumps(value)
-        else:
-            plain[key] = value
-    return plain
+
+def _grpc_parameters(params: dict[str, Any]) -> dict[str, Any]:
+    """V2 gRPC parameters hold bool, int64 or string only: timings (floats) travel as text."""
+    return {k: repr(v) if isinstance(v, float) else v for k, v in params.items()}
+
+
+def _json_error(status: int, message: str) -> Response:
+    return Response(orjson.dumps({"error": message}), status, media_type="application/json")

@@ -28,7 +28,8 @@ import numpy as np
 from infergraph.components.base import Component, ComponentResult, ComponentSettings
 from infergraph.components.conditions import evaluate
 from infergraph.components.registry import component_class
-from infergraph.errors import InfergraphError, InputError, SettingsError
+from infergraph.errors import InfergraphError, InputError, SettingsError, status_for
+from infergraph.serving.seldon_metrics import UnitMetrics
 from infergraph.serving.tensors import from_numpy, to_numpy
 
 log = logging.getLogger(__name__)
@@ -39,13 +40,14 @@ REQUEST = "request"
 # -- Seldon protocol <-> named tensors -----------------------------------------------------------
 def _error(exc: InfergraphError) -> Exception:
     """A seldon-core exception so the microservice answers 4xx/5xx JSON and stays up."""
-    status = int(getattr(exc, "status_code", 500)) if isinstance(exc, InputError) else 500
-    reason = "MICROSERVICE_BAD_DATA" if isinstance(exc, InputError) else "MICROSERVICE_ERROR"
+    status = status_for(exc)
     try:
         from seldon_core.flask_utils import SeldonMicroserviceException
     except ImportError:  # pragma: no cover - exercised only without seldon-core
         return exc
-    return SeldonMicroserviceException(str(exc), status_code=status, reason=reason)
+    return SeldonMicroserviceException(
+        str(exc), status_code=status.http, reason=status.seldon_reason
+    )
 
 
 def _infer(name: str, value: Any) -> np.ndarray:
@@ -158,7 +160,8 @@ class InfergraphComponent:
 
     family, model_uri, device, dtype, options (JSON), max_batch_size, warmup: the component;
     node: the graph node's name (qualifies its outputs); inputs (JSON): the step's `inputs:`
-    mapping; condition (JSON): a ROUTER's `when`; method/tensor: a COMBINER's combine rule.
+    mapping; condition (JSON): a ROUTER's `when`; method/tensor: a COMBINER's combine rule;
+    carry (JSON list): the upstream tensors to pass on (all when absent).
     """
 
     def __init__(
@@ -175,6 +178,7 @@ class InfergraphComponent:
         condition: str | dict[str, Any] | None = None,
         method: str | None = None,
         tensor: str = "scores",
+        carry: str | list[str] | None = None,
     ) -> None:
         self.family = family
         self.node = node or os.environ.get("PREDICTIVE_UNIT_ID") or (family or "unit")
@@ -183,6 +187,8 @@ class InfergraphComponent:
         self.condition = _json_param("condition", condition, None)
         self.method = method
         self.tensor = tensor
+        # Upstream tensors to pass on (refs like "request.image"); absent: all of them.
+        self.carry = _json_param("carry", carry, None)
         self.settings = ComponentSettings(
             model_uri=model_uri or None,
             device=device,
@@ -194,6 +200,7 @@ class InfergraphComponent:
         self._component: Component | None = None
         self._lock = threading.Lock()
         self._last = threading.local()
+        self._metrics = UnitMetrics(self.node)
         self.ready = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -223,7 +230,7 @@ class InfergraphComponent:
 
     # -- Seldon methods --------------------------------------------------------------------------
     def predict(self, X: Any, features_names: Any = None, **kwargs: Any) -> dict[str, Any]:
-        return self._guard(lambda: self._run(X).encode())
+        return self._guard(lambda: self._encode(self._run(X)))
 
     def transform_input(self, X: Any, features_names: Any = None, **kwargs: Any) -> dict[str, Any]:
         return self.predict(X, features_names, **kwargs)
@@ -263,7 +270,7 @@ class InfergraphComponent:
                 for member in members:
                     merged.update(member.current)
                 self._remember({}, {})
-                return base.with_outputs(self.node, merged).encode()
+                return self._encode(base.with_outputs(self.node, merged))
             if self.family == "combiner":
                 inputs = {}
                 for i, member in enumerate(members):
@@ -282,12 +289,16 @@ class InfergraphComponent:
                     current.update(member.current)
                 result = self.component().predict(self._inputs(Payload(carried, current)), {})
             self._remember_result(result)
-            return base.with_outputs(self.node, result.outputs).encode()
+            return self._encode(base.with_outputs(self.node, result.outputs))
 
         return self._guard(combine)
 
     def metrics(self) -> list[dict[str, Any]]:
-        """Seldon custom metrics: the last request's stage timings (TIMER, ms) on this thread."""
+        """Seldon custom metrics, read by seldon-core after every successful call.
+
+        The `infergraph_*` series the MLServer runtime exports (the rendered v1 queue and
+        in-flight scalers watch them), plus the last request's stage timings (TIMER, ms).
+        """
         timings: dict[str, float] = getattr(self._last, "timings", {})
         out: list[dict[str, Any]] = [
             {"type": "TIMER", "key": f"infergraph_{stage}", "value": float(ms)}
@@ -296,7 +307,7 @@ class InfergraphComponent:
         rows = getattr(self._last, "rows", None)
         if rows is not None:
             out.append({"type": "COUNTER", "key": "infergraph_rows", "value": float(rows)})
-        return out
+        return out + self._metrics.report()
 
     def tags(self) -> dict[str, Any]:
         """Response meta tags: timings keyed by node so a whole graph's stay apart."""
@@ -304,6 +315,18 @@ class InfergraphComponent:
         return tags
 
     # -- helpers -----------------------------------------------------------------------------
+    def _encode(self, payload: Payload) -> dict[str, Any]:
+        """The response: this unit's outputs, plus the upstream tensors later units need.
+
+        With `carry` set (the refs downstream units read; `[]` for the last unit) a unit no
+        longer echoes every carried tensor, e.g. a client's image, back to the client.
+        """
+        if self.carry is None:
+            return payload.encode()
+        keep = set(self.carry) | {f"{self.node}.{name}" for name in payload.current}
+        carried = {k: v for k, v in payload.carried.items() if k in keep}
+        return Payload(carried, payload.current).encode()
+
     def _run(self, features: Any) -> Payload:
         if self.family is None:
             raise SettingsError("family", f"unit '{self.node}' has no component family")
@@ -354,11 +377,16 @@ class InfergraphComponent:
 
     def _guard(self, fn: Any) -> Any:
         """Typed errors become Seldon errors with a status; the worker keeps serving."""
-        try:
-            return fn()
-        except InfergraphError as exc:
-            log.warning("%s: %s", self.node, exc)
-            raise _error(exc) from exc
+        with self._metrics.request() as outcome:
+            try:
+                return fn()
+            except InfergraphError as exc:
+                outcome.set(status_for(exc))
+                log.warning("%s: %s", self.node, exc)
+                raise _error(exc) from exc
+            except Exception as exc:
+                outcome.set(status_for(exc))
+                raise
 
 
 def b64(data: bytes) -> str:

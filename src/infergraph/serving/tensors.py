@@ -8,6 +8,7 @@ travel base64 encoded, marked with the `content_type: base64` parameter.
 from __future__ import annotations
 
 import base64
+import math
 from typing import Any
 
 import numpy as np
@@ -31,29 +32,61 @@ V2_TO_NUMPY: dict[str, Any] = {
 NUMPY_TO_V2: dict[Any, str] = {np.dtype(v): k for k, v in V2_TO_NUMPY.items()}
 
 
-def _flatten(data: Any) -> list[Any]:
-    if isinstance(data, (list, tuple)):
-        out: list[Any] = []
-        for item in data:
-            out.extend(_flatten(item))
-        return out
-    return [data]
+# No real tensor is this large; beyond it a shape is a mistake (or an overflow attempt).
+MAX_ELEMENTS = 2**31 - 1
+
+
+def _flatten(name: str, data: Any, depth: int) -> list[Any]:
+    """Nested lists -> flat list, iteratively, refusing nesting deeper than the shape allows."""
+    if not isinstance(data, (list, tuple)):
+        return [data]
+    out: list[Any] = []
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (list, tuple)):
+            if level > depth:
+                raise InputError(name, f"data is nested deeper than its {depth - 1}-d shape")
+            stack.extend((child, level + 1) for child in reversed(item))
+        else:
+            out.append(item)
+    return out
+
+
+def element_count(name: str, shape: Any) -> tuple[list[int], int]:
+    """Validate a V2 shape and count its elements without overflowing."""
+    if not isinstance(shape, (list, tuple)) or not all(
+        isinstance(s, int) and not isinstance(s, bool) for s in shape
+    ):
+        raise InputError(name, f"shape must be a list of integers, got {shape!r}")
+    dims = [int(s) for s in shape]
+    if any(s < 0 for s in dims):
+        raise InputError(name, f"shape {dims} has a negative dimension")
+    count = math.prod(dims)
+    if count > MAX_ELEMENTS:
+        raise InputError(name, f"shape {dims} has {count} elements, over the {MAX_ELEMENTS} limit")
+    return dims, count
 
 
 def to_numpy(
     name: str, datatype: str, shape: list[int], data: Any, content_type: str | None = None
 ) -> np.ndarray:
     """Decode one V2 input, naming it in every error."""
-    shape = [int(s) for s in shape]
-    if any(s < 0 for s in shape):
-        raise InputError(name, f"shape {shape} has a negative dimension")
-    expected = int(np.prod(shape)) if shape else 1
+    shape, expected = element_count(name, shape)
+    if isinstance(data, np.ndarray) and datatype != "BYTES" and data.dtype != object:
+        if data.size != expected:
+            raise InputError(
+                name, f"shape {shape} needs {expected} elements but data has {data.size}"
+            )
+        if datatype not in V2_TO_NUMPY:
+            raise InputError(name, f"unknown datatype '{datatype}'")
+        return data.astype(V2_TO_NUMPY[datatype], copy=False).reshape(shape)
     if isinstance(data, (bytes, str)) and datatype == "BYTES":
         flat = [data]
     elif isinstance(data, np.ndarray):
         flat = list(data.reshape(-1))
     else:
-        flat = _flatten(data)
+        flat = _flatten(name, data, max(len(shape), 1))
     if len(flat) != expected:
         raise InputError(name, f"shape {shape} needs {expected} elements but data has {len(flat)}")
     if datatype == "BYTES":
@@ -72,9 +105,11 @@ def to_numpy(
         return out.reshape(shape)
     if datatype not in V2_TO_NUMPY:
         raise InputError(name, f"unknown datatype '{datatype}'")
+    if any(isinstance(x, (str, bytes, dict)) for x in flat):
+        raise InputError(name, f"data is not valid {datatype}: it holds text or objects")
     try:
         return np.asarray(flat, dtype=V2_TO_NUMPY[datatype]).reshape(shape)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InputError(name, f"data is not valid {datatype}: {exc}") from exc
 
 

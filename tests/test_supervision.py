@@ -1,0 +1,77 @@
+"""The local runner supervises its node servers: a killed MLServer is restarted by itself.
+
+Two identity nodes in two `mlserver start` processes (`isolate=True`), one killed with
+SIGKILL as the OOM killer would: the graph must report not ready naming the node, requests
+must fail fast naming it, and both must recover without anyone's help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import httpx
+import pytest
+
+from infergraph.graph.model import parse_graph
+from infergraph.runner.local import run_graph
+
+pytestmark = pytest.mark.slow
+
+GRAPH = {
+    "apiVersion": "infergraph.io/v1alpha1",
+    "kind": "InferenceGraph",
+    "metadata": {"name": "chain"},
+    "spec": {
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, -1]}],
+        "nodes": [
+            {"name": "first", "family": "identity"},
+            {"name": "second", "family": "identity"},
+        ],
+        "graph": {"sequence": [{"node": "first"}, {"node": "second"}]},
+    },
+}
+REQUEST = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}]}
+
+
+def test_killed_node_is_restarted_and_the_graph_recovers() -> None:
+    graph = parse_graph(GRAPH)
+
+    async def scenario() -> None:
+        async with (
+            run_graph(graph, isolate=True, startup_timeout=180) as rg,
+            httpx.AsyncClient(timeout=30) as client,
+        ):
+            assert (await client.post(rg.infer_url, json=REQUEST)).status_code == 200
+            victim = next(s for s in rg.servers if s.nodes == ["second"])
+            assert victim.process is not None
+            os.killpg(victim.process.pid, signal.SIGKILL)
+            await asyncio.sleep(0.1)
+
+            started = time.perf_counter()
+            down = await client.post(rg.infer_url, json=REQUEST)
+            assert time.perf_counter() - started < 2.0  # fails fast, no hanging
+            assert down.status_code == 502 and "node 'second'" in down.json()["error"]
+            ready = await client.get(f"{rg.url}/v2/health/ready")
+            assert ready.status_code == 503 and "second" in ready.json()["error"]
+            node_ready = await client.get(f"{rg.url}/v2/models/second/ready")
+            assert node_ready.status_code == 503
+
+            deadline = time.monotonic() + 120
+            while (await client.get(f"{rg.url}/v2/health/ready")).status_code != 200:
+                assert time.monotonic() < deadline, victim.log_tail()
+                await asyncio.sleep(0.5)
+            assert victim.restarts == 1
+            back = await client.post(rg.infer_url, json=REQUEST)
+            assert back.status_code == 200, back.text
+            assert back.json()["outputs"][0]["data"] == [1.0, 2.0]
+
+            # A server stopped on purpose stays down.
+            victim.stop()
+            await asyncio.sleep(1.5)
+            assert victim.process is not None and victim.process.poll() is not None
+            assert victim.restarts == 1
+
+    asyncio.run(scenario())
