@@ -53,10 +53,13 @@ def tune(
     else:  # queue
         target = float(max_batch_size)
         why = "rows waiting per replica: more than one full batch means it is falling behind"
-    floor = 0 if spec is not None and spec.min_replicas == 0 else 1
-    min_replicas = max(floor, math.ceil(trough_node_rps / per_replica - 1e-9)) if per_replica else 1
-    min_replicas = min(min_replicas, replicas)
-    max_replicas = max(replicas, 2 * replicas)
+    if spec is not None and spec.min_replicas == 0:
+        min_replicas = 0  # the graph chose scale to zero (and its cold starts): keep it
+    elif per_replica > 0:
+        min_replicas = min(replicas, max(1, math.ceil(trough_node_rps / per_replica - 1e-9)))
+    else:
+        min_replicas = 1
+    max_replicas = 2 * max(replicas, 1)  # room for rates above the planned peak
     return ScalingAdvice(
         node, engine, metric, round(target, 3), min_replicas, max_replicas, per_replica, why
     )
