@@ -11,7 +11,7 @@ from rich.console import Console
 from infergraph.errors import GraphValidationError, InfergraphError
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str) -> None:
