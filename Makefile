@@ -16,12 +16,12 @@ export TOKENIZERS_PARALLELISM := false
 RUN := $(UV) run --frozen --no-sync
 RUN_SELDON := UV_PROJECT_ENVIRONMENT=.venv-seldon $(UV) run --frozen --no-sync --no-default-groups --group seldon-dev --extra seldon
 
-.PHONY: help install demo test lint unit seldon-test render crd bench-runtimes bench-hops bench-loadtester clean
+.PHONY: help install demo test lint unit seldon-test render crd bench-runtimes bench-hops bench-loadtester bench-planner clean
 
 help:
 	@echo "make demo    serve the cascade graph locally (offline weights), load it, print latency and cost"
 	@echo "make test    lint, then every test (MLServer, graphs, renderers, load tester, Seldon v1)"
-	@echo "make bench-runtimes | bench-hops | bench-loadtester    benchmarks -> bench-results/*.json"
+	@echo "make bench-runtimes | bench-hops | bench-loadtester | bench-planner    benchmarks -> bench-results/*.json"
 	@echo "make render  regenerate k8s/rendered/ and k8s/crds/ from k8s/graphs/"
 
 $(UV):
@@ -66,6 +66,9 @@ bench-hops: .venv/.synced
 
 bench-loadtester: .venv/.synced
 	$(RUN) python async_load_tester/bench/bench_loadtester.py
+
+bench-planner: .venv/.synced
+	$(RUN) python benchmarks/bench_planner.py
 
 clean:
 	rm -rf .venv .venv-seldon $(TOOLS) .pytest_cache .ruff_cache
