@@ -283,3 +283,24 @@ def test_plan_command_bad_input_writes_nothing(tmp_path: Path):
     both = CliRunner().invoke(app, [*base, "--rate", "5", "--trace", "x"])
     assert both.exit_code == 1 and "exactly one load" in both.output
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_planning_needs_no_model_framework(tmp_path: Path):
+    """Like validation and rendering, planning runs where torch and MLServer are not installed."""
+    import subprocess
+    import sys
+
+    profiles = _cascade_profiles(tmp_path)
+    script = f"""
+import sys
+for name in ("torch", "torchvision", "transformers", "timm", "mlserver"):  # not PIL: matplotlib
+    sys.modules[name] = None
+from infergraph.cli import app
+app(["plan", "k8s/graphs/cascade.yaml", "--profiles", "{profiles[0]}", "--rate", "100",
+     "--duration", "20", "--out", "{tmp_path / "out"}"])
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "out" / "cascade.planned.yaml").is_file()
