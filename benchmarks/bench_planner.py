@@ -241,23 +241,24 @@ def reality_check(work: Path, duration: float, quick: bool) -> list[dict[str, An
             log=log,
         )
     prof = load_profile(profile)
-    b1 = prof.nodes["resnet"].median_ms(1) + prof.nodes["vit"].median_ms(1)
-    capacity = 1000.0 / prof.nodes["resnet"].median_ms(1)  # req/s of the bottleneck at batch 1
+    resnet, vit = prof.nodes["resnet"], prof.nodes["vit"]
     console.print(
-        f"profile: resnet b1 {prof.nodes['resnet'].median_ms(1):.1f} ms, vit b1 "
-        f"{prof.nodes['vit'].median_ms(1):.1f} ms, path {b1:.1f} ms, "
-        f"batch-1 capacity {capacity:.1f} req/s"
+        f"profile: resnet b1 {resnet.median_ms(1):.1f} ms (x{resnet.serving_factor:.2f} in the "
+        f"server), vit b1 {vit.median_ms(1):.1f} ms, hops {resnet.hop_ms:.1f} + {vit.hop_ms:.1f} ms"
     )
-    settings = [(1, 0.0, (0.3, 0.6, 0.8)), (4, 10.0, (0.6, 1.0, 1.3)), (8, 20.0, (0.8, 1.4))]
+    # Loads are fractions of each setting's own capacity (the bottleneck's full batches), kept
+    # under saturation, where a percentile is a property of the system rather than of the run.
+    settings = [(1, 0.0, (0.3, 0.5, 0.7)), (4, 10.0, (0.4, 0.7)), (8, 20.0, (0.5, 0.8))]
     if quick:
-        settings = [(1, 0.0, (0.5,)), (4, 10.0, (1.0,))]
+        settings = [(1, 0.0, (0.5,)), (4, 10.0, (0.6,))]
     rows = []
     for batch, delay, loads in settings:
         graph_file = work / f"check-b{batch}.yaml"
         graph_file.write_text(yaml.safe_dump(check_graph(big, small, batch, delay)))
         with Served(graph_file, log) as url:
             for load in loads:
-                rate = round(load * capacity, 1)
+                capacity = batch / (resnet.median_ms(batch) / 1000.0)
+                rate = round(load * capacity, 2)
                 measured = measure(url, rate, duration, seed=int(rate * 10))
                 predicted = predict(graph_file, profile, rate, duration)
                 row = {
@@ -275,6 +276,8 @@ def reality_check(work: Path, duration: float, quick: bool) -> list[dict[str, An
                     "p99_error_pct": 100
                     * abs(predicted["p99_ms"] - measured["p99_ms"])
                     / measured["p99_ms"],
+                    "load": load,
+                    "loadavg_1m": os.getloadavg()[0],
                     "errors": measured["errors"],
                     "late_or_dropped_pct": measured["late_or_dropped_pct"],
                 }
@@ -356,11 +359,15 @@ def main() -> None:
     parser.add_argument("--peak", type=float, default=1200.0, help="trace peak req/s")
     parser.add_argument("--trace-seconds", type=int, default=1200)
     parser.add_argument("--quick", action="store_true", help="two reality-check runs only")
+    parser.add_argument("--parts", default="cost,check", help="cost, check or both")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-planner-"))
     console.print(f"work folder and logs: {work}")
-    cost_rows = cost_check(work, args.mean, args.peak, args.trace_seconds)
-    check_rows = reality_check(work, args.duration, args.quick)
+    parts = set(args.parts.split(","))
+    cost_rows = (
+        cost_check(work, args.mean, args.peak, args.trace_seconds) if "cost" in parts else []
+    )
+    check_rows = reality_check(work, args.duration, args.quick) if "check" in parts else []
     print_table(
         "simulator against the load tester (local runner, this CPU)",
         check_rows,
@@ -388,21 +395,22 @@ def main() -> None:
             "planner_seconds",
         ],
     )
-    ratios = []
+    ratios = {}
     for name in ("cascade", "video"):
         by = {r["config"]: r for r in cost_rows if r["graph"] == name}
-        ratios.append(by["batch-1 baseline"]["usd_per_hour"] / by["planned"]["usd_per_hour"])
+        if by:
+            ratios[name] = by["batch-1 baseline"]["usd_per_hour"] / by["planned"]["usd_per_hour"]
     planned = [r for r in cost_rows if r["config"] == "planned"]
     summary = {
-        "sim_p99_error_pct": max(r["p99_error_pct"] for r in check_rows),
-        "sim_p50_error_pct": max(r["p50_error_pct"] for r in check_rows),
-        "cost_ratio": min(ratios),
-        "cost_ratio_by_graph": dict(zip(("cascade", "video"), ratios, strict=True)),
-        "slo_attainment": min(r["slo_attainment"] for r in planned),
-        "planner_seconds": max(r["planner_seconds"] for r in cost_rows),
+        "sim_p99_error_pct": max((r["p99_error_pct"] for r in check_rows), default=None),
+        "sim_p50_error_pct": max((r["p50_error_pct"] for r in check_rows), default=None),
+        "cost_ratio": min(ratios.values(), default=None),
+        "cost_ratio_by_graph": ratios,
+        "slo_attainment": min((r["slo_attainment"] for r in planned), default=None),
+        "planner_seconds": max((r["planner_seconds"] for r in cost_rows), default=None),
     }
     path = write_results(
-        "planner",
+        "planner" if parts >= {"cost", "check"} and not args.quick else "planner-partial",
         check_rows + cost_rows,
         summary,
         {

@@ -211,6 +211,7 @@ class GraphPass:
 
     ingress_ms: float
     hop_ms: dict[str, float]
+    served_ms: dict[str, dict[int, float]]  # node -> rows -> median inference_ms in the server
     rows: dict[str, dict[int, int]]
     branches: dict[str, float]
     samples: int
@@ -236,6 +237,7 @@ def summarise_pass(
 ) -> GraphPass:
     """Per-request (client ms, response parameters) -> hops, rows and branch fractions."""
     ingress, hops = [], {n: [] for n in nodes}
+    served: dict[str, dict[int, list[float]]] = {n: {} for n in nodes}
     rows: dict[str, Counter[int]] = {n: Counter() for n in nodes}
     sides: dict[str, list[bool]] = {g: [] for g in topology.gates}
     for client_ms, params in replies:
@@ -254,7 +256,10 @@ def summarise_pass(
                 params.get(f"{n}.queue_ms", 0.0)
             )
             hops[n].append(max(t - inner, 0.0))
-            rows[n][int(params.get(f"{n}.batch_size", 1))] += 1
+            batch = int(params.get(f"{n}.batch_size", 1))
+            rows[n][batch] += 1
+            if f"{n}.inference_ms" in params:
+                served[n].setdefault(batch, []).append(float(params[f"{n}.inference_ms"]))
         ingress.append(max(client_ms - total, 0.0) + max(total - node_total, 0.0))
         for gate in topology.gates:
             side = _taken(topology, gate, path)
@@ -263,10 +268,24 @@ def summarise_pass(
     return GraphPass(
         ingress_ms=float(np.mean(ingress)) if ingress else 0.0,
         hop_ms={n: float(np.median(v)) for n, v in hops.items() if v},
+        served_ms={
+            n: {b: float(np.median(v)) for b, v in per.items()} for n, per in served.items() if per
+        },
         rows={n: dict(c) for n, c in rows.items() if c},
         branches={g: float(np.mean(v)) for g, v in sides.items() if v},
         samples=len(replies),
     )
+
+
+def serving_factor(profile: NodeProfile, served_ms: dict[int, float]) -> float:
+    """How much slower (or faster) a forward pass runs inside the server than in the profiler.
+
+    Compares the graph pass's own `inference_ms` (one request at a time, so no queueing)
+    with the profiled median at the same batch size: the server's process, threads and
+    neighbours are part of what a request pays. 1.0 when the graph pass saw no forward pass.
+    """
+    ratios = [ms / profile.raw_median_ms(b) for b, ms in served_ms.items() if b >= 1 and ms > 0]
+    return float(np.median(ratios)) if ratios else 1.0
 
 
 def _payload_spec(graph: InferenceGraph, settings: ProfileSettings) -> str:
@@ -331,13 +350,16 @@ def profile_graph(
     nodes: dict[str, NodeProfile] = {}
     classes = set()
     for node in graph.spec.nodes:
+        from infergraph.device import select_device
+
         limit = settings.max_batch_size or node.batching.max_batch_size
+        # Which class this measures is settled before anything loads: a mismatch fails fast.
+        hardware_class = _class_for(node, str(select_device(node.device)), settings)
         try:
             component = _component(node, settings, limit)
         except InfergraphError as exc:
             raise ProfilingError(f"node '{node.name}' would not load: {exc}") from None
         device = str(component.device or "cpu")
-        hardware_class = _class_for(node, device, settings)
         classes.add(hardware_class)
         timings = time_batches(component, batch_sizes(limit), settings, progress)
         nodes[node.name] = NodeProfile(
@@ -365,6 +387,7 @@ def profile_graph(
                 batches=prof.batches,
                 hop_ms=measured.hop_ms.get(name, prof.hop_ms),
                 rows=measured.rows.get(name, prof.rows),
+                serving_factor=serving_factor(prof, measured.served_ms.get(name, {})),
             )
         branches = measured.branches
         ingress_ms = measured.ingress_ms

@@ -59,6 +59,7 @@ class NodeProfile:
     batches: tuple[BatchTiming, ...]
     hop_ms: float = 0.0
     rows: dict[int, int] = field(default_factory=lambda: {1: 1})  # rows per request -> count
+    serving_factor: float = 1.0  # forward pass in the server / in the profiler (graph pass)
 
     @property
     def max_batch_size(self) -> int:
@@ -77,9 +78,13 @@ class NodeProfile:
         slope = (value(hi) - value(lo)) / (hi.batch_size - lo.batch_size)
         return value(hi) + slope * (b - hi.batch_size)
 
-    def median_ms(self, b: int) -> float:
-        """p50 service time of a batch of b rows (linear between measured sizes)."""
+    def raw_median_ms(self, b: int) -> float:
+        """p50 of `run_batch` over b rows as the profiler timed it (linear between sizes)."""
         return max(self._interpolate(b, lambda t: t.p50_ms), 1e-6)
+
+    def median_ms(self, b: int) -> float:
+        """p50 service time of a batch of b rows in the server."""
+        return self.raw_median_ms(b) * self.serving_factor
 
     def sigma(self, b: int) -> float:
         """Log-normal spread fitted so that its p99 is the measured p99."""
@@ -159,6 +164,9 @@ def _node_profile(name: str, data: Any, hardware_class: str, where: str) -> Node
         rows = {int(k): int(v) for k, v in rows_raw.items()}
     except (AttributeError, ValueError):
         raise ProfileError(where, "'rows' must map a row count to how often it was seen") from None
+    factor = float(data.get("serving_factor", 1.0))
+    if not factor > 0:
+        raise ProfileError(where, f"serving_factor must be > 0, got {factor}")
     return NodeProfile(
         node=name,
         family=str(data.get("family", "")),
@@ -167,6 +175,7 @@ def _node_profile(name: str, data: Any, hardware_class: str, where: str) -> Node
         batches=tuple(sorted(batches, key=lambda t: t.batch_size)),
         hop_ms=float(data.get("hop_ms", 0.0)),
         rows=rows,
+        serving_factor=factor,
     )
 
 
