@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +181,13 @@ def measure(url: str, rate: float, duration: float, seed: int) -> dict[str, floa
         )
     )
     step = result.steps[-1]
+    forward = {
+        key.split(".")[0]: stats["mean"]
+        for key, stats in step.stages_ms.items()
+        if key.endswith(".inference_ms")
+    }
     return {
+        "forward_mean_ms": forward,
         "p50_ms": step.latency_ms["p50"] or float("nan"),
         "p99_ms": step.latency_ms["p99"] or float("nan"),
         "sent": step.sent,
@@ -189,31 +196,60 @@ def measure(url: str, rate: float, duration: float, seed: int) -> dict[str, floa
     }
 
 
-def predict(graph_file: Path, profile: Path, rate: float, duration: float) -> dict[str, float]:
-    """The simulator's p50/p99 for this configuration at this rate, from the profile alone."""
+def predict(
+    graph_file: Path,
+    profile: Path,
+    rate: float,
+    duration: float,
+    forward_mean_ms: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """The simulator's p50/p99 for this configuration at this rate, from the profile.
+
+    With `forward_mean_ms` (what each node's forward passes took on average during the real
+    run, as its responses reported), every node's service times are first rescaled so the
+    simulated mean matches: the prediction then isolates the queueing and batching model
+    from how far the machine drifted from the profile.
+    """
     graph = load_graph(graph_file)
     topo = topology_of(graph)
     profiles = match_profiles(
         [load_profile(profile)], graph.name, [n.name for n in graph.spec.nodes], topo.gates
     )
-    configs = {
-        n.name: node_config(
-            profiles.by_node[n.name][CHECK_CLASS],
-            n.batching.max_batch_size,
-            n.batching.max_batch_time_ms,
-            1,
-        )
-        for n in graph.spec.nodes
-    }
-    p50, p99 = [], []
-    for seed in range(8):  # the expectation over arrival draws, not one draw's noise
-        arrivals = poisson_arrivals(rate, duration, np.random.default_rng(100 + seed))
-        result = simulate(
-            topo, configs, arrivals, profiles.branches, profiles.ingress_ms / 1000.0, seed
-        )
-        p50.append(result.percentile_ms(50))
-        p99.append(result.percentile_ms(99))
-    return {"p50_ms": float(np.mean(p50)), "p99_ms": float(np.mean(p99))}
+    nodes = {n.name: profiles.by_node[n.name][CHECK_CLASS] for n in graph.spec.nodes}
+
+    def run(factors: dict[str, float]) -> tuple[float, float, dict[str, float]]:
+        configs = {
+            n.name: node_config(
+                replace(
+                    nodes[n.name], serving_factor=nodes[n.name].serving_factor * factors[n.name]
+                ),
+                n.batching.max_batch_size,
+                n.batching.max_batch_time_ms,
+                1,
+            )
+            for n in graph.spec.nodes
+        }
+        p50, p99, forward = [], [], {n: [] for n in nodes}
+        for seed in range(8):  # the expectation over arrival draws, not one draw's noise
+            arrivals = poisson_arrivals(rate, duration, np.random.default_rng(100 + seed))
+            result = simulate(
+                topo, configs, arrivals, profiles.branches, profiles.ingress_ms / 1000.0, seed
+            )
+            p50.append(result.percentile_ms(50))
+            p99.append(result.percentile_ms(99))
+            for n, node_run in result.nodes.items():
+                # what a request reports as inference_ms: its batch's whole forward time
+                forward[n].append(node_run.busy_s * 1000.0 / max(node_run.batches, 1))
+        means = {n: float(np.mean(v)) for n, v in forward.items()}
+        return float(np.mean(p50)), float(np.mean(p99)), means
+
+    p50, p99, forward = run({n: 1.0 for n in nodes})
+    out: dict[str, Any] = {"p50_ms": p50, "p99_ms": p99, "forward_mean_ms": forward}
+    if forward_mean_ms:
+        factors = {n: forward_mean_ms.get(n, forward[n]) / forward[n] for n in nodes}
+        out["inrun_p50_ms"], out["inrun_p99_ms"], _ = run(factors)
+        out["inrun_factors"] = factors
+    return out
 
 
 def reality_check(work: Path, duration: float, quick: bool) -> list[dict[str, Any]]:
@@ -260,7 +296,10 @@ def reality_check(work: Path, duration: float, quick: bool) -> list[dict[str, An
                 capacity = batch / (resnet.median_ms(batch) / 1000.0)
                 rate = round(load * capacity, 2)
                 measured = measure(url, rate, duration, seed=int(rate * 10))
-                predicted = predict(graph_file, profile, rate, duration)
+                predicted = predict(
+                    graph_file, profile, rate, duration, measured["forward_mean_ms"]
+                )
+                inrun_p99 = predicted["inrun_p99_ms"]
                 row = {
                     "part": "reality-check",
                     "batch": batch,
@@ -276,6 +315,11 @@ def reality_check(work: Path, duration: float, quick: bool) -> list[dict[str, An
                     "p99_error_pct": 100
                     * abs(predicted["p99_ms"] - measured["p99_ms"])
                     / measured["p99_ms"],
+                    "inrun_predicted_p99_ms": inrun_p99,
+                    "inrun_p99_error_pct": 100
+                    * abs(inrun_p99 - measured["p99_ms"])
+                    / measured["p99_ms"],
+                    "forward_drift": predicted["inrun_factors"],
                     "load": load,
                     "loadavg_1m": os.getloadavg()[0],
                     "errors": measured["errors"],
@@ -380,6 +424,9 @@ def main() -> None:
             "measured_p99_ms",
             "predicted_p99_ms",
             "p99_error_pct",
+            "inrun_predicted_p99_ms",
+            "inrun_p99_error_pct",
+            "loadavg_1m",
         ],
     )
     print_table(
@@ -404,6 +451,9 @@ def main() -> None:
     summary = {
         "sim_p99_error_pct": max((r["p99_error_pct"] for r in check_rows), default=None),
         "sim_p50_error_pct": max((r["p50_error_pct"] for r in check_rows), default=None),
+        "sim_p99_error_pct_inrun_service": max(
+            (r["inrun_p99_error_pct"] for r in check_rows), default=None
+        ),
         "cost_ratio": min(ratios.values(), default=None),
         "cost_ratio_by_graph": ratios,
         "slo_attainment": min((r["slo_attainment"] for r in planned), default=None),
