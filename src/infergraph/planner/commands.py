@@ -19,7 +19,7 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def _numbers(text: str | None, option: str, kind: type) -> list | None:
+def _numbers(text: str | None, option: str, kind: type[float] | type[int]) -> list[float] | None:
     if text is None:
         return None
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from infergraph.planner.search import (
     Planner,
     SearchResult,
     SearchSettings,
+    deployed_node,
     run_probability,
 )
 from infergraph.planner.topology import Topology, topology_of
@@ -52,7 +53,6 @@ class PlanOutcome:
     scaling: dict[str, ScalingAdvice]
     seconds: float
     search_window: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def best(self) -> Evaluated:
@@ -111,8 +111,6 @@ def plan_graph(inputs: PlanInputs) -> PlanOutcome:
 
 def planned_manifest(outcome: PlanOutcome) -> dict[str, Any]:
     """The graph with the plan written into it: what serve, render and the operator read."""
-    from infergraph.planner.search import deployed_node
-
     graph = outcome.inputs.graph
     s = outcome.inputs.settings
     updated = graph.model_copy(deep=True)

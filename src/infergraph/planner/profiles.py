@@ -117,8 +117,10 @@ class GraphProfile:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("source")
-        for node in data["nodes"].values():
+        for name, node in data["nodes"].items():
             node["rows"] = {str(k): v for k, v in node["rows"].items()}
+            for entry, timing in zip(node["batches"], self.nodes[name].batches, strict=True):
+                entry["rows_per_second"] = timing.rows_per_second  # one replica, full batches
         return {"format": FORMAT, **data}
 
     def write(self, path: Path) -> None:

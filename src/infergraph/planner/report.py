@@ -20,6 +20,7 @@ from rich.table import Table
 
 from infergraph.graph.model import parse_graph
 from infergraph.planner.planning import PlanOutcome, planned_manifest
+from infergraph.planner.search import Evaluated
 
 SEARCH_METHOD = (
     "per-node Pareto options (exhaustive over hardware x batch x delay, fewest replicas), "
@@ -124,7 +125,7 @@ def print_report(outcome: PlanOutcome, console: Console) -> None:
     console.print(f"planned in {outcome.seconds:.2f} s")
 
 
-def describe(ev: Any) -> str:
+def describe(ev: Evaluated) -> str:
     return "; ".join(
         f"{n}: {o.hardware}/{o.max_batch_size}/{o.max_batch_time_ms:g}/{o.replicas}"
         for n, o in ev.options.items()
@@ -134,7 +135,7 @@ def describe(ev: Any) -> str:
 def to_json(outcome: PlanOutcome) -> dict[str, Any]:
     s = outcome.inputs.settings
 
-    def ev_dict(ev: Any) -> dict[str, Any]:
+    def ev_dict(ev: Evaluated) -> dict[str, Any]:
         return {
             "usd_per_hour": ev.usd_per_hour,
             "latency_ms": ev.latency_ms,
