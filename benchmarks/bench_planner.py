@@ -342,25 +342,15 @@ def cost_check(work: Path, mean: float, peak: float, seconds: int) -> list[dict[
     for name, max_batch in (("cascade", 16), ("video", 8)):
         graph_file = REPO / "k8s" / "graphs" / f"{name}.yaml"
         profile = work / f"{name}-profile.json"
-        with console.status(f"profiling '{name}' (tiny checkpoints)..."):
-            _cli(
-                "profile",
-                str(graph_file),
-                "--out",
-                str(profile),
-                "--offline",
-                "--offline-scale",
-                "tiny",
-                "--max-batch",
-                str(max_batch),
-                "--repeats",
-                "15",
-                "--requests",
-                "30",
-                "--hardware-class",
-                CHECK_CLASS,
-                log=log,
-            )
+        if profile.exists():
+            console.print(f"reusing {profile} (remove it to profile again)")
+        else:
+            with console.status(f"profiling '{name}' (tiny checkpoints)..."):
+                _cli(
+                    "profile", str(graph_file), "--out", str(profile), "--offline",
+                    "--offline-scale", "tiny", "--max-batch", str(max_batch), "--repeats", "15",
+                    "--requests", "30", "--hardware-class", CHECK_CLASS, log=log,
+                )  # fmt: skip
         graph = load_graph(graph_file)
         slo = graph.spec.slo
         assert slo is not None
@@ -404,8 +394,10 @@ def main() -> None:
     parser.add_argument("--trace-seconds", type=int, default=1200)
     parser.add_argument("--quick", action="store_true", help="two reality-check runs only")
     parser.add_argument("--parts", default="cost,check", help="cost, check or both")
+    parser.add_argument("--work", default=None, help="work folder (profiles in it are reused)")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench-planner-"))
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-planner-"))
+    work.mkdir(parents=True, exist_ok=True)
     console.print(f"work folder and logs: {work}")
     parts = set(args.parts.split(","))
     cost_rows = (

@@ -95,7 +95,13 @@ def assumptions(outcome: PlanOutcome) -> list[str]:
         f"prices: {', '.join(inputs.catalog.origin)} (as of {', '.join(catalog_dates) or 'n/a'})",
         "replicas get requests round-robin; each runs the runtime's micro-batcher",
         f"search: {SEARCH_METHOD}; {outcome.search.simulations} simulations"
-        + (" (capped: the result may not be the cheapest)" if outcome.search.capped else ""),
+        + (" (capped: the result may not be the cheapest)" if outcome.search.capped else "")
+        + (
+            "; no combination of per-node options passed together, so replicas were added "
+            "to the slowest node (the result may not be the cheapest)"
+            if outcome.search.repaired
+            else ""
+        ),
     ]
     return lines
 
@@ -166,6 +172,7 @@ def to_json(outcome: PlanOutcome) -> dict[str, Any]:
         "assumptions": assumptions(outcome),
         "simulations": outcome.search.simulations,
         "capped": outcome.search.capped,
+        "repaired": outcome.search.repaired,
         "planner_seconds": outcome.seconds,
     }
 

@@ -20,7 +20,7 @@ import heapq
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -103,6 +103,7 @@ class SearchResult:
     simulations: int
     capped: bool
     seconds: float
+    repaired: bool = False  # no Pareto combination passed; replicas were added to the plan
 
     @property
     def pareto(self) -> list[Evaluated]:
@@ -330,21 +331,52 @@ class Planner:
                     break
         fastest = self.evaluate({n: min(f, key=lambda o: o.latency_ms) for n, f in fronts.items()})
         evaluated.append(fastest)
+        repaired = False
         if best is None:
-            if fastest.feasible:
-                best = fastest
-            else:
-                limiting = max(fastest.node_latency_ms, key=lambda n: fastest.node_latency_ms[n])
-                raise InfeasibleSloError(
-                    s.slo_ms,
-                    s.percentile,
-                    fastest.latency_ms,
-                    limiting,
-                    f"its own p{s.percentile:g} is {fastest.node_latency_ms[limiting]:.1f} ms "
-                    "in the fastest configuration",
-                )
+            best = self.repair(fastest, evaluated)
+            repaired = True
         return SearchResult(
-            best, evaluated, fronts, self.simulations, capped, time.perf_counter() - started
+            best,
+            evaluated,
+            fronts,
+            self.simulations,
+            capped,
+            time.perf_counter() - started,
+            repaired,
+        )
+
+    def repair(self, start: Evaluated, evaluated: list[Evaluated]) -> Evaluated:
+        """When no combination of per-node options passes together, add replicas where it hurts.
+
+        Nodes that each meet the SLO alone can miss it together: a batching node hands its
+        successor whole batches at once, a burstier stream than the one it was sized for.
+        Starting from the fastest combination, the node with the worst percentile gets a
+        quarter more replicas (at least one) while that keeps helping.
+        """
+        s = self.settings
+        current, stalls = start, 0
+        while not current.feasible and stalls < 3 and self.simulations < s.max_simulations:
+            worst = max(current.node_latency_ms, key=lambda n: current.node_latency_ms[n])
+            option = current.options[worst]
+            more = option.replicas + max(1, option.replicas // 4)
+            if more > s.max_replicas:
+                break
+            grown = replace(option, replicas=more, usd_per_hour=option.usd_per_replica_hour * more)
+            trial = self.evaluate({**current.options, worst: grown})
+            evaluated.append(trial)
+            stalls = stalls + 1 if trial.latency_ms >= current.latency_ms * 0.99 else 0
+            if trial.latency_ms < current.latency_ms:
+                current = trial
+        if current.feasible:
+            return current
+        limiting = max(current.node_latency_ms, key=lambda n: current.node_latency_ms[n])
+        raise InfeasibleSloError(
+            s.slo_ms,
+            s.percentile,
+            current.latency_ms,
+            limiting,
+            f"its own p{s.percentile:g} is {current.node_latency_ms[limiting]:.1f} ms "
+            "in the fastest configuration found, and more replicas no longer help",
         )
 
     @staticmethod
