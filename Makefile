@@ -16,12 +16,12 @@ export TOKENIZERS_PARALLELISM := false
 RUN := $(UV) run --frozen --no-sync
 RUN_SELDON := UV_PROJECT_ENVIRONMENT=.venv-seldon $(UV) run --frozen --no-sync --no-default-groups --group seldon-dev --extra seldon
 
-.PHONY: help install demo test lint unit seldon-test render crd bench-runtimes bench-hops bench-loadtester bench-peers clean
+.PHONY: help install demo test lint unit seldon-test render crd bench-runtimes bench-hops bench-loadtester bench-peers bench-planner clean
 
 help:
 	@echo "make demo    serve the cascade graph locally (offline weights), load it, print latency and cost"
 	@echo "make test    lint, then every test (MLServer, graphs, renderers, load tester, Seldon v1)"
-	@echo "make bench-runtimes | bench-hops | bench-loadtester | bench-peers    benchmarks -> bench-results/*.json"
+	@echo "make bench-runtimes | bench-hops | bench-loadtester | bench-peers | bench-planner    benchmarks -> bench-results/*.json"
 	@echo "make render  regenerate k8s/rendered/, k8s/crds/ and the chart's generated files"
 
 $(UV):
@@ -76,6 +76,9 @@ bench-peers: .venv/.synced
 
 bench-loadtester: .venv/.synced
 	$(RUN) python async_load_tester/bench/bench_loadtester.py
+
+bench-planner: .venv/.synced
+	$(RUN) python benchmarks/bench_planner.py
 
 clean:
 	rm -rf .venv .venv-seldon .venv-kserve $(TOOLS) .pytest_cache .ruff_cache

@@ -200,6 +200,10 @@ def operator(
 
 def _mount_optional() -> None:
     """Sub-commands that live with their feature."""
+    from infergraph.planner.commands import plan, profile
+
+    app.command(name="profile")(profile)
+    app.command(name="plan")(plan)
     try:
         from infergraph.render.cli import app as render_app
     except ImportError:

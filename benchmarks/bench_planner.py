@@ -1,0 +1,479 @@
+"""`make bench-planner`: the planner's simulator against reality, and what its plans save.
+
+1. Reality check, on this machine. A two-node graph (a full-size ResNet-18 with
+   random weights, then a tiny ViT, one forward thread each, so the 2-core CPU is
+   the bottleneck) is profiled once with `infergraph profile`, then served by the
+   local runner at several batch settings and Poisson rates and measured with the
+   async load tester. For each run the simulator predicts p50/p99 for the same
+   configuration and rate from the profile alone. `sim_p99_error_pct` is the largest
+   relative p99 error.
+2. Cost. The cascade and video graphs are profiled here (tiny checkpoints, this CPU
+   standing for one c6i.2xlarge class) and planned on a bursty diurnal trace
+   (async-load-tester's generator) at a cluster-scale rate. `cost_ratio` is the
+   $/hour of the cheapest batch-1 configuration, provisioned for the same peak, that
+   meets the same SLO, over the planned one's; `slo_attainment` is the share of the
+   trace's requests the plan answers within the SLO in simulation; `planner_seconds`
+   is the longest planning wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import REPO, console, print_table, write_results
+from infergraph.cost.pricing import load_catalog
+from infergraph.graph.model import load_graph
+from infergraph.planner.planning import PlanInputs, plan_graph
+from infergraph.planner.profiles import load_profile, match_profiles
+from infergraph.planner.search import SearchSettings, node_config
+from infergraph.planner.simulator import poisson_arrivals, simulate
+from infergraph.planner.topology import topology_of
+from infergraph.planner.workload import Workload
+
+CHECK_CLASS = "c6i.2xlarge"
+ENV = {
+    **os.environ,
+    "OMP_NUM_THREADS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+PAYLOAD = "synthetic:image"
+
+
+def _cli(*args: str, log: Path) -> None:
+    with open(log, "ab") as sink:
+        proc = subprocess.run(
+            [sys.executable, "-m", "infergraph.cli", *args],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=ENV,
+            check=False,
+        )
+    if proc.returncode != 0:
+        raise SystemExit(f"infergraph {' '.join(args)} failed; log: {log}")
+
+
+def _checkpoints(root: Path) -> tuple[str, str]:
+    """A full-size ResNet-18 and a tiny ViT, random weights, built once by the offline builder."""
+    from infergraph.graph.model import Node
+    from infergraph.runner.repository import offline_checkpoint
+
+    big = Node(name="big", family="image-classification", model_uri="timm/resnet18.a1_in1k")
+    small = Node(
+        name="small", family="image-classification", model_uri="google/vit-base-patch16-224"
+    )
+    return str(offline_checkpoint(big, "full")), str(offline_checkpoint(small, "tiny"))
+
+
+def check_graph(big: str, small: str, batch: int, delay_ms: float) -> dict[str, Any]:
+    def node(name: str, uri: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "family": "image-classification",
+            "modelUri": uri,
+            "device": "cpu",
+            "batching": {"maxBatchSize": batch, "maxBatchTimeMs": delay_ms},
+            "resources": {"cpu": "1", "memory": "2Gi"},
+            "hardware": CHECK_CLASS,
+        }
+
+    return {
+        "apiVersion": "infergraph.io/v1alpha1",
+        "kind": "InferenceGraph",
+        "metadata": {"name": "planner-check"},
+        "spec": {
+            "inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]}],
+            "nodes": [node("resnet", big), node("vit", small)],
+            "graph": {
+                "sequence": [
+                    {"node": "resnet"},
+                    {"node": "vit", "inputs": {"image": "request.image"}},
+                ]
+            },
+        },
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Served:
+    """`infergraph serve` in its own process group, stopped on exit."""
+
+    def __init__(self, graph_file: Path, log: Path) -> None:
+        self.port = _free_port()
+        self.log = log
+        sink = open(log, "ab")  # noqa: SIM115 - handed to the child process
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "infergraph.cli",
+                "serve",
+                str(graph_file),
+                "--port",
+                str(self.port),
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=ENV,
+        )
+        sink.close()
+
+    def __enter__(self) -> str:
+        url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"serve exited; log: {self.log}")
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        raise SystemExit(f"graph not ready; log: {self.log}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def measure(url: str, rate: float, duration: float, seed: int) -> dict[str, float]:
+    from async_load_tester import LoadConfig, run_load
+
+    result = run_load(
+        LoadConfig(
+            target=url,
+            model="planner-check",
+            payload=PAYLOAD,
+            rate=rate,
+            arrival="poisson",
+            duration=duration,
+            warmup=5.0,
+            seed=seed,
+            timeout_s=60,
+            progress=False,
+        )
+    )
+    step = result.steps[-1]
+    forward = {
+        key.split(".")[0]: stats["mean"]
+        for key, stats in step.stages_ms.items()
+        if key.endswith(".inference_ms")
+    }
+    return {
+        "forward_mean_ms": forward,
+        "p50_ms": step.latency_ms["p50"] or float("nan"),
+        "p99_ms": step.latency_ms["p99"] or float("nan"),
+        "sent": step.sent,
+        "errors": step.error_count,
+        "late_or_dropped_pct": step.late_or_dropped_pct,
+    }
+
+
+def predict(
+    graph_file: Path,
+    profile: Path,
+    rate: float,
+    duration: float,
+    forward_mean_ms: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """The simulator's p50/p99 for this configuration at this rate, from the profile.
+
+    With `forward_mean_ms` (what each node's forward passes took on average during the real
+    run, as its responses reported), every node's service times are first rescaled so the
+    simulated mean matches: the prediction then isolates the queueing and batching model
+    from how far the machine drifted from the profile.
+    """
+    graph = load_graph(graph_file)
+    topo = topology_of(graph)
+    profiles = match_profiles(
+        [load_profile(profile)], graph.name, [n.name for n in graph.spec.nodes], topo.gates
+    )
+    nodes = {n.name: profiles.by_node[n.name][CHECK_CLASS] for n in graph.spec.nodes}
+
+    def run(factors: dict[str, float]) -> tuple[float, float, dict[str, float]]:
+        configs = {
+            n.name: node_config(
+                replace(
+                    nodes[n.name], serving_factor=nodes[n.name].serving_factor * factors[n.name]
+                ),
+                n.batching.max_batch_size,
+                n.batching.max_batch_time_ms,
+                1,
+            )
+            for n in graph.spec.nodes
+        }
+        p50, p99, forward = [], [], {n: [] for n in nodes}
+        for seed in range(8):  # the expectation over arrival draws, not one draw's noise
+            arrivals = poisson_arrivals(rate, duration, np.random.default_rng(100 + seed))
+            result = simulate(
+                topo, configs, arrivals, profiles.branches, profiles.ingress_ms / 1000.0, seed
+            )
+            p50.append(result.percentile_ms(50))
+            p99.append(result.percentile_ms(99))
+            for n, node_run in result.nodes.items():
+                # what a request reports as inference_ms: its batch's whole forward time
+                forward[n].append(node_run.busy_s * 1000.0 / max(node_run.batches, 1))
+        means = {n: float(np.mean(v)) for n, v in forward.items()}
+        return float(np.mean(p50)), float(np.mean(p99)), means
+
+    p50, p99, forward = run({n: 1.0 for n in nodes})
+    out: dict[str, Any] = {"p50_ms": p50, "p99_ms": p99, "forward_mean_ms": forward}
+    if forward_mean_ms:
+        factors = {n: forward_mean_ms.get(n, forward[n]) / forward[n] for n in nodes}
+        out["inrun_p50_ms"], out["inrun_p99_ms"], _ = run(factors)
+        out["inrun_factors"] = factors
+    return out
+
+
+def reality_check(work: Path, duration: float, quick: bool) -> list[dict[str, Any]]:
+    log = work / "bench.log"
+    big, small = _checkpoints(work)
+    profile_graph_file = work / "check-profile.yaml"
+    profile_graph_file.write_text(yaml.safe_dump(check_graph(big, small, 1, 0.0)))
+    profile = work / "check-profile.json"
+    with console.status("profiling the check graph (forward passes, hops)..."):
+        _cli(
+            "profile",
+            str(profile_graph_file),
+            "--out",
+            str(profile),
+            "--max-batch",
+            "8",
+            "--repeats",
+            "20",
+            "--requests",
+            "40",
+            "--payload",
+            PAYLOAD,
+            "--hardware-class",
+            CHECK_CLASS,
+            log=log,
+        )
+    prof = load_profile(profile)
+    resnet, vit = prof.nodes["resnet"], prof.nodes["vit"]
+    console.print(
+        f"profile: resnet b1 {resnet.median_ms(1):.1f} ms (x{resnet.serving_factor:.2f} in the "
+        f"server), vit b1 {vit.median_ms(1):.1f} ms, hops {resnet.hop_ms:.1f} + {vit.hop_ms:.1f} ms"
+    )
+    # Loads are fractions of each setting's own capacity (the bottleneck's full batches), kept
+    # under saturation, where a percentile is a property of the system rather than of the run.
+    settings = [(1, 0.0, (0.3, 0.5, 0.7)), (4, 10.0, (0.4, 0.7)), (8, 20.0, (0.5, 0.8))]
+    if quick:
+        settings = [(1, 0.0, (0.5,)), (4, 10.0, (0.6,))]
+    rows = []
+    for batch, delay, loads in settings:
+        graph_file = work / f"check-b{batch}.yaml"
+        graph_file.write_text(yaml.safe_dump(check_graph(big, small, batch, delay)))
+        with Served(graph_file, log) as url:
+            for load in loads:
+                capacity = batch / (resnet.median_ms(batch) / 1000.0)
+                rate = round(load * capacity, 2)
+                measured = measure(url, rate, duration, seed=int(rate * 10))
+                predicted = predict(
+                    graph_file, profile, rate, duration, measured["forward_mean_ms"]
+                )
+                inrun_p99 = predicted["inrun_p99_ms"]
+                row = {
+                    "part": "reality-check",
+                    "batch": batch,
+                    "delay_ms": delay,
+                    "rate": rate,
+                    "measured_p50_ms": measured["p50_ms"],
+                    "predicted_p50_ms": predicted["p50_ms"],
+                    "measured_p99_ms": measured["p99_ms"],
+                    "predicted_p99_ms": predicted["p99_ms"],
+                    "p50_error_pct": 100
+                    * abs(predicted["p50_ms"] - measured["p50_ms"])
+                    / measured["p50_ms"],
+                    "p99_error_pct": 100
+                    * abs(predicted["p99_ms"] - measured["p99_ms"])
+                    / measured["p99_ms"],
+                    "inrun_predicted_p99_ms": inrun_p99,
+                    "inrun_p99_error_pct": 100
+                    * abs(inrun_p99 - measured["p99_ms"])
+                    / measured["p99_ms"],
+                    "forward_drift": predicted["inrun_factors"],
+                    "load": load,
+                    "loadavg_1m": os.getloadavg()[0],
+                    "errors": measured["errors"],
+                    "late_or_dropped_pct": measured["late_or_dropped_pct"],
+                }
+                rows.append(row)
+                console.print(row)
+    return rows
+
+
+def cost_check(work: Path, mean: float, peak: float, seconds: int) -> list[dict[str, Any]]:
+    from async_load_tester.schedule import generate_trace
+
+    log = work / "bench.log"
+    trace = work / "diurnal.txt"
+    trace.write_text("\n".join(str(c) for c in generate_trace(mean, peak, seconds, seed=1)) + "\n")
+    workload = Workload.from_trace(trace)
+    catalog = load_catalog()
+    rows = []
+    for name, max_batch in (("cascade", 16), ("video", 8)):
+        graph_file = REPO / "k8s" / "graphs" / f"{name}.yaml"
+        profile = work / f"{name}-profile.json"
+        if profile.exists():
+            console.print(f"reusing {profile} (remove it to profile again)")
+        else:
+            with console.status(f"profiling '{name}' (tiny checkpoints)..."):
+                _cli(
+                    "profile", str(graph_file), "--out", str(profile), "--offline",
+                    "--offline-scale", "tiny", "--max-batch", str(max_batch), "--repeats", "15",
+                    "--requests", "30", "--hardware-class", CHECK_CLASS, log=log,
+                )  # fmt: skip
+        graph = load_graph(graph_file)
+        slo = graph.spec.slo
+        assert slo is not None
+        outcomes = {}
+        for label, batches in (("planned", None), ("batch-1 baseline", [1])):
+            settings = SearchSettings(slo_ms=slo.latency_ms, percentile=99.0, batch_sizes=batches)
+            started = time.perf_counter()
+            outcome = plan_graph(
+                PlanInputs(graph, [profile], workload, catalog, settings, headroom=0.1)
+            )
+            outcomes[label] = (outcome, time.perf_counter() - started)
+        for label, (outcome, wall) in outcomes.items():
+            rows.append(
+                {
+                    "part": "cost",
+                    "graph": name,
+                    "config": label,
+                    "usd_per_hour": outcome.final.usd_per_hour,
+                    "usd_per_million": outcome.usd_per_million(),
+                    "p99_ms": outcome.final.latency_ms,
+                    "slo_ms": slo.latency_ms,
+                    "slo_attainment": outcome.attainment,
+                    "planner_seconds": wall,
+                    "simulations": outcome.search.simulations,
+                    "nodes": {
+                        n: f"{o.hardware} b{o.max_batch_size} {o.max_batch_time_ms:g}ms"
+                        f" x{o.replicas}"
+                        for n, o in outcome.final.options.items()
+                    },
+                    "branches": outcome.profiles.branches,
+                }
+            )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=float, default=40.0, help="measured seconds per rate")
+    parser.add_argument("--mean", type=float, default=300.0, help="trace mean req/s")
+    parser.add_argument("--peak", type=float, default=1200.0, help="trace peak req/s")
+    parser.add_argument("--trace-seconds", type=int, default=1200)
+    parser.add_argument("--quick", action="store_true", help="two reality-check runs only")
+    parser.add_argument("--parts", default="cost,check", help="cost, check or both")
+    parser.add_argument("--work", default=None, help="work folder (profiles in it are reused)")
+    args = parser.parse_args()
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-planner-"))
+    work.mkdir(parents=True, exist_ok=True)
+    console.print(f"work folder and logs: {work}")
+    parts = set(args.parts.split(","))
+    cost_rows = (
+        cost_check(work, args.mean, args.peak, args.trace_seconds) if "cost" in parts else []
+    )
+    check_rows = reality_check(work, args.duration, args.quick) if "check" in parts else []
+    print_table(
+        "simulator against the load tester (local runner, this CPU)",
+        check_rows,
+        [
+            "batch",
+            "delay_ms",
+            "rate",
+            "measured_p50_ms",
+            "predicted_p50_ms",
+            "measured_p99_ms",
+            "predicted_p99_ms",
+            "p99_error_pct",
+            "inrun_predicted_p99_ms",
+            "inrun_p99_error_pct",
+            "loadavg_1m",
+        ],
+    )
+    print_table(
+        "planned against the peak-provisioned batch-1 baseline (simulated, diurnal trace)",
+        cost_rows,
+        [
+            "graph",
+            "config",
+            "usd_per_hour",
+            "p99_ms",
+            "slo_ms",
+            "slo_attainment",
+            "planner_seconds",
+        ],
+    )
+    ratios = {}
+    for name in ("cascade", "video"):
+        by = {r["config"]: r for r in cost_rows if r["graph"] == name}
+        if by:
+            ratios[name] = by["batch-1 baseline"]["usd_per_hour"] / by["planned"]["usd_per_hour"]
+    planned = [r for r in cost_rows if r["config"] == "planned"]
+    summary = {
+        "sim_p99_error_pct": max((r["p99_error_pct"] for r in check_rows), default=None),
+        "sim_p50_error_pct": max((r["p50_error_pct"] for r in check_rows), default=None),
+        "sim_p99_error_pct_inrun_service": max(
+            (r["inrun_p99_error_pct"] for r in check_rows), default=None
+        ),
+        "cost_ratio": min(ratios.values(), default=None),
+        "cost_ratio_by_graph": ratios,
+        "slo_attainment": min((r["slo_attainment"] for r in planned), default=None),
+        "planner_seconds": max((r["planner_seconds"] for r in cost_rows), default=None),
+    }
+    path = write_results(
+        "planner" if parts >= {"cost", "check"} and not args.quick else "planner-partial",
+        check_rows + cost_rows,
+        summary,
+        {
+            "reality_check": {
+                "duration_s": args.duration,
+                "payload": PAYLOAD,
+                "omp_num_threads": 1,
+                "hardware_class": CHECK_CLASS,
+            },
+            "trace": {
+                "mean": args.mean,
+                "peak": args.peak,
+                "seconds": args.trace_seconds,
+                "seed": 1,
+            },
+            "cost_profiles": "tiny offline checkpoints on this CPU, standing for " + CHECK_CLASS,
+        },
+    )
+    console.print(summary)
+    console.print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""The `infergraph profile` and `infergraph plan` commands (typer), mounted by infergraph.cli."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from infergraph.errors import GraphValidationError, InfergraphError
+
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(1)
+
+
+def _numbers(text: str | None, option: str, kind: type[float] | type[int]) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        values = [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        _fail(f"{option}: '{text}' is not a comma-separated list of numbers")
+        return None
+    if not values or any(v < 0 for v in values):
+        _fail(f"{option}: give one or more numbers >= 0")
+    return values
+
+
+def profile(
+    graph_file: Annotated[Path, typer.Argument(help="InferenceGraph YAML")],
+    out: Annotated[Path, typer.Option(help="profile JSON to write")] = Path("profile.json"),
+    hardware_class: Annotated[
+        str | None,
+        typer.Option(help="price-catalog class this machine stands for (default: each node's)"),
+    ] = None,
+    max_batch: Annotated[
+        int | None, typer.Option(help="largest batch to time (default: each node's maxBatchSize)")
+    ] = None,
+    repeats: Annotated[int, typer.Option(help="forward passes timed per batch size")] = 20,
+    payload: Annotated[
+        str | None,
+        typer.Option(help="sample payloads for hops and branches: folder, .jsonl, synthetic:KIND"),
+    ] = None,
+    requests: Annotated[int, typer.Option(help="sample requests sent through the graph")] = 60,
+    skip_graph: Annotated[
+        bool, typer.Option(help="time forward passes only (no hops, no branch fractions)")
+    ] = False,
+    offline: Annotated[
+        bool, typer.Option(help="random-weight checkpoints of the real architectures")
+    ] = False,
+    offline_scale: Annotated[str, typer.Option(help="offline size: full or tiny")] = "full",
+) -> None:
+    """Measure each node's service time per batch size, hop costs and branch fractions."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from infergraph.graph.model import load_graph
+    from infergraph.planner.profiler import ProfileSettings, batch_sizes, profile_graph
+
+    if offline_scale not in ("full", "tiny"):
+        _fail(f"--offline-scale must be full or tiny, not '{offline_scale}'")
+    if repeats < 5 or requests < 1 or (max_batch is not None and max_batch < 1):
+        _fail("--repeats must be >= 5, --requests >= 1 and --max-batch >= 1")
+    try:
+        graph = load_graph(graph_file)
+    except GraphValidationError as exc:
+        _fail(str(exc))
+        return
+    settings = ProfileSettings(
+        hardware_class=hardware_class,
+        max_batch_size=max_batch,
+        repeats=repeats,
+        offline=offline,
+        offline_scale=offline_scale,
+        payload=payload,
+        requests=requests,
+        skip_graph=skip_graph,
+    )
+    total = sum(
+        len(batch_sizes(max_batch or n.batching.max_batch_size)) for n in graph.spec.nodes
+    ) + (0 if skip_graph else requests)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task(f"profiling '{graph.name}'", total=total)
+        try:
+            result = profile_graph(
+                graph,
+                settings,
+                lambda what, n: bar.update(task, advance=n, description=what),
+            )
+        except InfergraphError as exc:
+            _fail(str(exc))
+            return
+    result.write(out)
+    console.print(f"wrote {out}")
+
+
+def plan(
+    graph_file: Annotated[Path, typer.Argument(help="InferenceGraph YAML")],
+    profiles: Annotated[
+        list[Path], typer.Option("--profiles", help="profile JSON (repeat per hardware)")
+    ],
+    slo_ms: Annotated[float | None, typer.Option(help="latency SLO (default: the graph's)")] = None,
+    percentile: Annotated[
+        float | None, typer.Option(help="SLO percentile (default: the graph's, else 99)")
+    ] = None,
+    rate: Annotated[float | None, typer.Option(help="constant Poisson rate, req/s")] = None,
+    trace: Annotated[
+        Path | None, typer.Option(help="per-second request counts (async-load-tester trace)")
+    ] = None,
+    duration: Annotated[int, typer.Option(help="seconds simulated with --rate")] = 120,
+    headroom: Annotated[float, typer.Option(help="extra load planned for, 0.1 = +10%")] = 0.1,
+    batch_sizes: Annotated[
+        str | None, typer.Option(help="max batch sizes to try, e.g. 1,4,16 (default 1,2,4,...)")
+    ] = None,
+    delays_ms: Annotated[
+        str | None, typer.Option(help="max batch delays to try in ms (default 0,2,5,10,20,50)")
+    ] = None,
+    max_replicas: Annotated[int, typer.Option(help="most replicas per node")] = 256,
+    catalog: Annotated[Path | None, typer.Option(help="price catalog override YAML")] = None,
+    price: Annotated[
+        list[str] | None, typer.Option(help="class=usd_per_hour price override (repeat)")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="folder for the planned YAML, JSON and plot")] = Path(
+        "plan-results"
+    ),
+    seed: Annotated[int, typer.Option(help="random seed of the simulation")] = 0,
+) -> None:
+    """Cheapest hardware, batching and replicas per node whose simulated latency meets the SLO."""
+    from infergraph.cost.pricing import load_catalog, parse_price_overrides
+    from infergraph.graph.model import load_graph
+    from infergraph.planner.planning import PlanInputs, plan_graph
+    from infergraph.planner.report import print_report, write_outputs
+    from infergraph.planner.search import DEFAULT_DELAYS_MS, SearchSettings
+    from infergraph.planner.workload import Workload
+
+    if (rate is None) == (trace is None):
+        _fail("give exactly one load: --rate R or --trace FILE")
+    if not 0 <= headroom <= 10:
+        _fail(f"--headroom must be between 0 and 10, got {headroom}")
+    try:
+        graph = load_graph(graph_file)
+        slo = graph.spec.slo
+        slo_ms = slo_ms if slo_ms is not None else (slo.latency_ms if slo else None)
+        if slo_ms is None or slo_ms <= 0:
+            _fail("give --slo-ms (the graph declares no spec.slo)")
+        pct = percentile if percentile is not None else (slo.percentile if slo else 99.0)
+        if not 0 < pct <= 100:
+            _fail(f"--percentile must be in (0, 100], got {pct}")
+        workload = (
+            Workload.from_trace(trace) if trace is not None else Workload.constant(rate, duration)  # type: ignore[arg-type]
+        )
+        settings = SearchSettings(
+            slo_ms=float(slo_ms),  # type: ignore[arg-type]
+            percentile=pct,
+            batch_sizes=_numbers(batch_sizes, "--batch-sizes", int),
+            delays_ms=_numbers(delays_ms, "--delays-ms", float) or DEFAULT_DELAYS_MS,
+            max_replicas=max_replicas,
+            seed=seed,
+        )
+        inputs = PlanInputs(
+            graph=graph,
+            profile_paths=profiles,
+            workload=workload,
+            catalog=load_catalog(catalog, parse_price_overrides(price or [])),
+            settings=settings,
+            headroom=headroom,
+        )
+        with console.status(f"planning '{graph.name}'..."):
+            outcome = plan_graph(inputs)
+        files = write_outputs(outcome, out)
+    except InfergraphError as exc:
+        _fail(str(exc))
+        return
+    print_report(outcome, console)
+    for path in files.values():
+        console.print(f"wrote {path}")

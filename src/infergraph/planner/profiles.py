@@ -1,0 +1,277 @@
+"""Measured per-node profiles: what `infergraph profile` writes and `infergraph plan` reads.
+
+One file holds one graph measured on one kind of hardware. Each node has its
+batch service times (p50/p99 of a forward pass per batch size), the per-request
+time outside the batch (router hop, wire, preprocessing), how many rows a request
+brings it, and the graph has branch fractions and the ingress cost. Plans combine
+files taken on different hardware: each file names the price-catalog class it
+stands for.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infergraph.errors import InfergraphError
+
+FORMAT = "infergraph-profile/v1"
+Z99 = 2.3263478740408408  # standard normal quantile at 0.99
+
+
+class ProfileError(InfergraphError):
+    """A profile cannot be read or does not match the graph; `subject` names what is wrong."""
+
+    def __init__(self, subject: str, reason: str) -> None:
+        self.subject = subject
+        self.reason = reason
+        super().__init__(f"{subject}: {reason}")
+
+
+@dataclass(frozen=True)
+class BatchTiming:
+    """One forward pass of `batch_size` rows, over `samples` repetitions."""
+
+    batch_size: int
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    samples: int
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.batch_size / (self.mean_ms / 1000.0) if self.mean_ms > 0 else math.inf
+
+
+@dataclass(frozen=True)
+class NodeProfile:
+    """A node's measured costs on one hardware class."""
+
+    node: str
+    family: str
+    hardware_class: str
+    device: str
+    batches: tuple[BatchTiming, ...]
+    hop_ms: float = 0.0
+    rows: dict[int, int] = field(default_factory=lambda: {1: 1})  # rows per request -> count
+    serving_factor: float = 1.0  # forward pass in the server / in the profiler (graph pass)
+
+    @property
+    def max_batch_size(self) -> int:
+        return max(b.batch_size for b in self.batches)
+
+    def _interpolate(self, b: int, value: Any) -> float:
+        pts = sorted(self.batches, key=lambda t: t.batch_size)
+        if b <= pts[0].batch_size or len(pts) == 1:
+            first = pts[0]
+            return value(first) * (b / first.batch_size if b > first.batch_size else 1.0)
+        for lo, hi in itertools.pairwise(pts):
+            if b <= hi.batch_size:
+                f = (b - lo.batch_size) / (hi.batch_size - lo.batch_size)
+                return value(lo) + f * (value(hi) - value(lo))
+        lo, hi = pts[-2], pts[-1]  # past the last measurement: extend the last slope
+        slope = (value(hi) - value(lo)) / (hi.batch_size - lo.batch_size)
+        return value(hi) + slope * (b - hi.batch_size)
+
+    def raw_median_ms(self, b: int) -> float:
+        """p50 of `run_batch` over b rows as the profiler timed it (linear between sizes)."""
+        return max(self._interpolate(b, lambda t: t.p50_ms), 1e-6)
+
+    def median_ms(self, b: int) -> float:
+        """p50 service time of a batch of b rows in the server."""
+        return self.raw_median_ms(b) * self.serving_factor
+
+    def sigma(self, b: int) -> float:
+        """Log-normal spread fitted so that its p99 is the measured p99."""
+        p50 = self._interpolate(b, lambda t: t.p50_ms)
+        p99 = self._interpolate(b, lambda t: max(t.p99_ms, t.p50_ms))
+        return max(math.log(p99 / p50), 0.0) / Z99 if p50 > 0 else 0.0
+
+    @property
+    def mean_rows(self) -> float:
+        total = sum(self.rows.values())
+        return sum(r * n for r, n in self.rows.items()) / total if total else 1.0
+
+
+@dataclass
+class GraphProfile:
+    """Everything one `infergraph profile` run measured."""
+
+    graph: str
+    hardware_class: str
+    nodes: dict[str, NodeProfile]
+    branches: dict[str, float] = field(default_factory=dict)  # gate -> fraction taking "then"
+    branch_samples: int = 0
+    ingress_ms: float = 0.0
+    hardware: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("source")
+        for name, node in data["nodes"].items():
+            node["rows"] = {str(k): v for k, v in node["rows"].items()}
+            for entry, timing in zip(node["batches"], self.nodes[name].batches, strict=True):
+                entry["rows_per_second"] = timing.rows_per_second  # one replica, full batches
+        return {"format": FORMAT, **data}
+
+    def write(self, path: Path) -> None:
+        """Whole file or nothing: written beside the target, then renamed over it."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2))
+        tmp.replace(path)
+
+
+def _need(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in data:
+        raise ProfileError(where, f"missing '{key}'")
+    value = data[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ProfileError(where, f"'{key}' has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _node_profile(name: str, data: Any, hardware_class: str, where: str) -> NodeProfile:
+    where = f"{where}: node '{name}'"
+    if not isinstance(data, dict):
+        raise ProfileError(where, "is not a mapping")
+    batches = []
+    for i, item in enumerate(_need(data, "batches", list, where)):
+        at = f"{where} batches[{i}]"
+        if not isinstance(item, dict):
+            raise ProfileError(at, "is not a mapping")
+        timing = BatchTiming(
+            batch_size=int(_need(item, "batch_size", int, at)),
+            p50_ms=float(_need(item, "p50_ms", (int, float), at)),
+            p99_ms=float(_need(item, "p99_ms", (int, float), at)),
+            mean_ms=float(_need(item, "mean_ms", (int, float), at)),
+            samples=int(_need(item, "samples", int, at)),
+        )
+        if timing.batch_size < 1 or not 0 < timing.p50_ms <= timing.p99_ms:
+            raise ProfileError(at, "needs batch_size >= 1 and 0 < p50_ms <= p99_ms")
+        batches.append(timing)
+    if not batches:
+        raise ProfileError(where, "has no batch timings")
+    rows_raw = data.get("rows") or {"1": 1}
+    try:
+        rows = {int(k): int(v) for k, v in rows_raw.items()}
+    except (AttributeError, ValueError):
+        raise ProfileError(where, "'rows' must map a row count to how often it was seen") from None
+    factor = float(data.get("serving_factor", 1.0))
+    if not factor > 0:
+        raise ProfileError(where, f"serving_factor must be > 0, got {factor}")
+    return NodeProfile(
+        node=name,
+        family=str(data.get("family", "")),
+        hardware_class=str(data.get("hardware_class") or hardware_class),
+        device=str(data.get("device", "")),
+        batches=tuple(sorted(batches, key=lambda t: t.batch_size)),
+        hop_ms=float(data.get("hop_ms", 0.0)),
+        rows=rows,
+        serving_factor=factor,
+    )
+
+
+def load_profile(path: str | Path) -> GraphProfile:
+    """Read one profile file; every problem names the file and the field."""
+    path = Path(path)
+    where = f"profile '{path}'"
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise ProfileError(where, f"cannot read: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ProfileError(where, f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ProfileError(where, f"not an infergraph profile (expected format '{FORMAT}')")
+    hardware_class = str(_need(data, "hardware_class", str, where))
+    nodes = {
+        name: _node_profile(name, item, hardware_class, where)
+        for name, item in _need(data, "nodes", dict, where).items()
+    }
+    branches = {str(k): float(v) for k, v in (data.get("branches") or {}).items()}
+    for gate, frac in branches.items():
+        if not 0.0 <= frac <= 1.0:
+            raise ProfileError(where, f"branch fraction of '{gate}' is {frac}, not in [0, 1]")
+    return GraphProfile(
+        graph=str(_need(data, "graph", str, where)),
+        hardware_class=hardware_class,
+        nodes=nodes,
+        branches=branches,
+        branch_samples=int(data.get("branch_samples", 0)),
+        ingress_ms=float(data.get("ingress_ms", 0.0)),
+        hardware=dict(data.get("hardware") or {}),
+        versions=dict(data.get("versions") or {}),
+        settings=dict(data.get("settings") or {}),
+        created=str(data.get("created", "")),
+        source=str(path),
+    )
+
+
+@dataclass
+class ProfileSet:
+    """Profiles of one graph, possibly on several hardware classes, checked against it."""
+
+    profiles: list[GraphProfile]
+    by_node: dict[str, dict[str, NodeProfile]]  # node -> hardware class -> profile
+    branches: dict[str, float]
+    ingress_ms: float
+
+    def classes(self, node: str) -> list[str]:
+        return sorted(self.by_node[node])
+
+
+def match_profiles(
+    profiles: Sequence[GraphProfile], graph_name: str, nodes: Iterable[str], gates: Iterable[str]
+) -> ProfileSet:
+    """Check that the profiles describe this graph: its name, every node, every gate."""
+    if not profiles:
+        raise ProfileError("--profiles", "give at least one profile file")
+    node_names = list(nodes)
+    by_node: dict[str, dict[str, NodeProfile]] = {n: {} for n in node_names}
+    for prof in profiles:
+        if prof.graph != graph_name:
+            raise ProfileError(
+                f"profile '{prof.source}'",
+                f"was measured on graph '{prof.graph}', not '{graph_name}'",
+            )
+        extra = sorted(set(prof.nodes) - set(node_names))
+        if extra:
+            raise ProfileError(
+                f"profile '{prof.source}'",
+                f"has nodes {extra} that graph '{graph_name}' does not have "
+                f"(its nodes: {', '.join(node_names)})",
+            )
+        for name, node_profile in prof.nodes.items():
+            by_node[name][node_profile.hardware_class] = node_profile
+    missing = [n for n, per_class in by_node.items() if not per_class]
+    if missing:
+        raise ProfileError(
+            "--profiles", f"no profile covers node(s) {', '.join(missing)} of '{graph_name}'"
+        )
+    branches: dict[str, float] = {}
+    for prof in sorted(profiles, key=lambda p: -p.branch_samples):
+        for gate, frac in prof.branches.items():
+            branches.setdefault(gate, frac)
+    gate_list = list(gates)
+    unknown = sorted(set(branches) - set(gate_list))
+    if unknown:
+        raise ProfileError("--profiles", f"branch fractions for unknown gates {unknown}")
+    absent = [g for g in gate_list if g not in branches]
+    if absent:
+        raise ProfileError(
+            "--profiles",
+            f"no measured branch fraction for gate(s) {', '.join(absent)}; "
+            "profile with --payload so requests go through the graph",
+        )
+    ingress = max((p.ingress_ms for p in profiles), default=0.0)
+    return ProfileSet(list(profiles), by_node, branches, ingress)

@@ -1,0 +1,247 @@
+"""What `infergraph plan` shows and writes: tables, assumptions, Pareto plot, JSON, planned YAML.
+
+Every file is first written into a scratch folder beside the output folder and
+moved into place only when all of them are complete, so a failure leaves nothing
+half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from infergraph.graph.model import parse_graph
+from infergraph.planner.planning import PlanOutcome, planned_manifest
+from infergraph.planner.search import Evaluated
+
+SEARCH_METHOD = (
+    "per-node Pareto options (exhaustive over hardware x batch x delay, fewest replicas), "
+    "then best-first over their combinations in $/hour order with a lower-bound prune, "
+    "each combination checked by the whole-graph simulation: the first accepted is the "
+    "cheapest combination of per-node Pareto options"
+)
+
+
+def node_table(outcome: PlanOutcome) -> Table:
+    s = outcome.inputs.settings
+    p = f"p{s.percentile:g}"
+    table = Table(title=f"planned configuration of '{outcome.inputs.graph.name}'")
+    for col in ("node", "hardware", "batch", "delay ms", "replicas", "util", f"{p} ms", "$/hour"):
+        table.add_column(col, justify="right")
+    final = outcome.final
+    for node, option in final.options.items():
+        table.add_row(
+            node,
+            option.hardware,
+            str(option.max_batch_size),
+            f"{option.max_batch_time_ms:g}",
+            str(option.replicas),
+            f"{final.utilisation.get(node, 0.0):.2f}",
+            f"{final.node_latency_ms.get(node, 0.0):.1f}",
+            f"{option.usd_per_hour:.4f}",
+        )
+    return table
+
+
+def scaling_table(outcome: PlanOutcome) -> Table:
+    table = Table(title="autoscaling targets (per replica) and bounds")
+    for col in ("node", "engine", "metric", "target", "min", "max", "in graph", "why"):
+        table.add_column(col)
+    for node in outcome.inputs.graph.spec.nodes:
+        a = outcome.scaling[node.name]
+        table.add_row(
+            a.node,
+            a.engine,
+            a.metric,
+            f"{a.target:g}",
+            str(a.min_replicas),
+            str(a.max_replicas),
+            "written" if node.autoscaling else "advice (no autoscaling block)",
+            a.why,
+        )
+    return table
+
+
+def assumptions(outcome: PlanOutcome) -> list[str]:
+    inputs = outcome.inputs
+    catalog_dates = sorted(
+        {
+            str(inputs.catalog.get(o.hardware).as_of)
+            for o in outcome.final.options.values()
+            if inputs.catalog.get(o.hardware).as_of
+        }
+    )
+    lines = [
+        f"load: {inputs.workload.label}; mean {inputs.workload.mean_rps:.1f} req/s, "
+        f"peak {inputs.workload.peak_rps:.1f} req/s",
+        f"search load: {outcome.search_window}, rate x{1 + inputs.headroom:.2f} (headroom)",
+        "profiles: "
+        + ", ".join(
+            f"{p.source} ({p.hardware_class}, {p.created or 'undated'})"
+            for p in outcome.profiles.profiles
+        ),
+        "branch fractions: "
+        + (", ".join(f"{g} then={f:.3f}" for g, f in outcome.profiles.branches.items()) or "none"),
+        f"router ingress {outcome.profiles.ingress_ms:.2f} ms per request; "
+        "per-node hops as profiled",
+        f"prices: {', '.join(inputs.catalog.origin)} (as of {', '.join(catalog_dates) or 'n/a'})",
+        "replicas get requests round-robin; each runs the runtime's micro-batcher",
+        f"search: {SEARCH_METHOD}; {outcome.search.simulations} simulations"
+        + (" (capped: the result may not be the cheapest)" if outcome.search.capped else "")
+        + (
+            "; no combination of per-node options passed together, so replicas were added "
+            "to the slowest node (the result may not be the cheapest)"
+            if outcome.search.repaired
+            else ""
+        ),
+    ]
+    return lines
+
+
+def print_report(outcome: PlanOutcome, console: Console) -> None:
+    s = outcome.inputs.settings
+    console.print(node_table(outcome))
+    final = outcome.final
+    verdict = "[green]meets[/]" if final.latency_ms <= s.slo_ms else "[red]misses[/]"
+    console.print(
+        f"end to end p{s.percentile:g}: [bold]{final.latency_ms:.1f} ms[/] {verdict} the SLO of "
+        f"{s.slo_ms:g} ms ({outcome.attainment * 100:.2f}% of requests within it); "
+        f"[bold]${final.usd_per_hour:.4f}/hour[/], "
+        f"${outcome.usd_per_million():.3f} per million inferences at the mean rate"
+    )
+    console.print(scaling_table(outcome))
+    front = Table(title="Pareto front: $/hour against simulated latency (search load)")
+    front.add_column("$/hour", justify="right")
+    front.add_column(f"p{s.percentile:g} ms", justify="right")
+    front.add_column("settings (node: hardware/batch/delay/replicas)")
+    for ev in outcome.search.pareto:
+        front.add_row(f"{ev.usd_per_hour:.4f}", f"{ev.latency_ms:.1f}", describe(ev))
+    console.print(front)
+    console.print("[bold]assumptions[/]")
+    for line in assumptions(outcome):
+        console.print(f"  - {line}")
+    console.print(f"planned in {outcome.seconds:.2f} s")
+
+
+def describe(ev: Evaluated) -> str:
+    return "; ".join(
+        f"{n}: {o.hardware}/{o.max_batch_size}/{o.max_batch_time_ms:g}/{o.replicas}"
+        for n, o in ev.options.items()
+    )
+
+
+def to_json(outcome: PlanOutcome) -> dict[str, Any]:
+    s = outcome.inputs.settings
+
+    def ev_dict(ev: Evaluated) -> dict[str, Any]:
+        return {
+            "usd_per_hour": ev.usd_per_hour,
+            "latency_ms": ev.latency_ms,
+            "feasible": ev.feasible,
+            "nodes": {
+                n: {
+                    "hardware": o.hardware,
+                    "max_batch_size": o.max_batch_size,
+                    "max_batch_time_ms": o.max_batch_time_ms,
+                    "replicas": o.replicas,
+                    "usd_per_hour": o.usd_per_hour,
+                    "latency_ms": ev.node_latency_ms.get(n),
+                    "utilisation": ev.utilisation.get(n),
+                }
+                for n, o in ev.options.items()
+            },
+        }
+
+    return {
+        "graph": outcome.inputs.graph.name,
+        "slo": {"latency_ms": s.slo_ms, "percentile": s.percentile},
+        "plan": ev_dict(outcome.final),
+        "slo_attainment": outcome.attainment,
+        "usd_per_million": outcome.usd_per_million(),
+        "search_load": ev_dict(outcome.best),
+        "pareto": [ev_dict(ev) for ev in outcome.search.pareto],
+        "autoscaling": {n: vars(a) for n, a in outcome.scaling.items()},
+        "assumptions": assumptions(outcome),
+        "simulations": outcome.search.simulations,
+        "capped": outcome.search.capped,
+        "repaired": outcome.search.repaired,
+        "planner_seconds": outcome.seconds,
+    }
+
+
+def pareto_plot(outcome: PlanOutcome, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = outcome.inputs.settings
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    evs = outcome.search.evaluated
+    ax.scatter(
+        [e.latency_ms for e in evs],
+        [e.usd_per_hour for e in evs],
+        s=12,
+        color="0.7",
+        label="simulated combinations",
+    )
+    front = outcome.search.pareto
+    ax.plot(
+        [e.latency_ms for e in front],
+        [e.usd_per_hour for e in front],
+        "o-",
+        color="tab:blue",
+        label="Pareto front",
+    )
+    best = outcome.best
+    ax.scatter(
+        [best.latency_ms],
+        [best.usd_per_hour],
+        s=80,
+        marker="*",
+        color="tab:red",
+        zorder=3,
+        label="plan",
+    )
+    ax.axvline(s.slo_ms, color="tab:red", linestyle="--", linewidth=1, label=f"SLO {s.slo_ms:g} ms")
+    ax.set_xlabel(f"simulated end-to-end p{s.percentile:g} latency (ms)")
+    ax.set_ylabel("$/hour")
+    ax.set_title(f"{outcome.inputs.graph.name}: cost against latency")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_outputs(outcome: PlanOutcome, out_dir: Path) -> dict[str, Path]:
+    """planned YAML, plan.json and pareto.png, all or nothing."""
+    manifest = planned_manifest(outcome)
+    parse_graph(manifest, "planned graph")  # what serve/render will read must be valid
+    name = outcome.inputs.graph.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".plan-", dir=out_dir))
+    try:
+        files = {
+            "graph": scratch / f"{name}.planned.yaml",
+            "json": scratch / "plan.json",
+            "plot": scratch / "pareto.png",
+        }
+        files["graph"].write_text(yaml.safe_dump(manifest, sort_keys=False))
+        files["json"].write_text(json.dumps(to_json(outcome), indent=2, default=str))
+        pareto_plot(outcome, files["plot"])
+        final = {}
+        for key, path in files.items():
+            target = out_dir / path.name
+            os.replace(path, target)
+            final[key] = target
+        return final
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

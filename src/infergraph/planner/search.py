@@ -1,0 +1,402 @@
+"""Search per-node hardware, batching and replicas for the cheapest graph that meets the SLO.
+
+How: every node's options are enumerated and simulated on their own (hardware class
+x max batch size x max batch delay, with the fewest replicas that keep that node
+within the SLO, and one more), and only each node's Pareto-optimal options (no
+other option both cheaper and faster) are kept. Combinations of those are then
+visited best-first in order of $/hour (a heap over index vectors), skipping any
+whose lower bound (the slowest always-run node's own percentile) already breaks
+the SLO, and each is checked by the whole-graph simulation. The first one the
+simulation accepts is the cheapest of all combinations of per-node Pareto options:
+unlike InferLine's greedy descent from a feasible start, it cannot stop in a local
+optimum where no single move helps but a pair of moves would. For graphs of a few
+nodes each front holds a handful to a few dozen options, so the walk is short;
+`max_simulations` caps it for larger graphs, and the report says when it was hit.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from infergraph.cost.pricing import CostError, PriceCatalog, node_cost
+from infergraph.errors import InfergraphError
+from infergraph.graph.model import Node
+from infergraph.planner.profiles import NodeProfile, ProfileSet
+from infergraph.planner.simulator import (
+    NodeConfig,
+    ServiceModel,
+    SimResult,
+    sample_rows,
+    simulate,
+    simulate_node,
+)
+from infergraph.planner.topology import Topology
+
+DEFAULT_DELAYS_MS = (0.0, 2.0, 5.0, 10.0, 20.0, 50.0)
+NODE_REQUESTS = 8_000  # node visits simulated per option when ranking one node's options
+
+
+class InfeasibleSloError(InfergraphError):
+    """No configuration meets the SLO; carries the best achievable latency and its bottleneck."""
+
+    def __init__(self, slo_ms: float, percentile: float, best_ms: float, node: str, why: str):
+        self.best_ms = best_ms
+        self.node = node
+        super().__init__(
+            f"no configuration meets p{percentile:g} <= {slo_ms:g} ms: the best achievable is "
+            f"{best_ms:.1f} ms, limited by node '{node}' ({why})"
+        )
+
+
+@dataclass(frozen=True)
+class Option:
+    """One way to deploy one node, with what it costs and how it behaves alone."""
+
+    node: str
+    hardware: str
+    max_batch_size: int
+    max_batch_time_ms: float
+    replicas: int
+    usd_per_hour: float
+    usd_per_replica_hour: float
+    latency_ms: float  # the node's own percentile at the search load
+    profile: NodeProfile = field(repr=False, compare=False)
+
+    def config(self) -> NodeConfig:
+        return node_config(self.profile, self.max_batch_size, self.max_batch_time_ms, self.replicas)
+
+
+@dataclass
+class Evaluated:
+    """A whole-graph combination and what the simulation said about it."""
+
+    options: dict[str, Option]
+    usd_per_hour: float
+    latency_ms: float
+    node_latency_ms: dict[str, float]
+    utilisation: dict[str, float]
+    feasible: bool
+
+
+@dataclass
+class SearchSettings:
+    slo_ms: float
+    percentile: float = 99.0
+    batch_sizes: Sequence[int] | None = None  # None: 1, 2, 4, ... up to each profile's largest
+    delays_ms: Sequence[float] = DEFAULT_DELAYS_MS
+    max_replicas: int = 256
+    max_simulations: int = 200
+    seed: int = 0
+
+
+@dataclass
+class SearchResult:
+    best: Evaluated
+    evaluated: list[Evaluated]
+    fronts: dict[str, list[Option]]
+    simulations: int
+    capped: bool
+    seconds: float
+    repaired: bool = False  # no Pareto combination passed; replicas were added to the plan
+
+    @property
+    def pareto(self) -> list[Evaluated]:
+        """Combinations no other evaluated one beats on both $/hour and latency."""
+        front: list[Evaluated] = []
+        for ev in sorted(self.evaluated, key=lambda e: (e.usd_per_hour, e.latency_ms)):
+            if not front or ev.latency_ms < front[-1].latency_ms - 1e-9:
+                front.append(ev)
+        return front
+
+
+def node_config(profile: NodeProfile, batch: int, delay_ms: float, replicas: int) -> NodeConfig:
+    """The simulator's view of a node deployed with these settings."""
+    top = max(batch, profile.max_batch_size)
+    service = ServiceModel(
+        tuple(profile.median_ms(b) / 1000.0 for b in range(1, top + 1)),
+        tuple(profile.sigma(b) for b in range(1, top + 1)),
+    )
+    total = sum(profile.rows.values()) or 1
+    rows = tuple((r, n / total) for r, n in sorted(profile.rows.items()))
+    return NodeConfig(batch, delay_ms / 1000.0, replicas, service, profile.hop_ms / 1000.0, rows)
+
+
+def deployed_node(node: Node, hardware: str, catalog: PriceCatalog) -> Node:
+    """The node as it would run on `hardware`: GPU request follows the class."""
+    has_gpu = catalog.get(hardware).gpus > 0
+    gpu = max(node.resources.gpu, 1) if has_gpu else 0
+    resources = node.resources.model_copy(update={"gpu": gpu})
+    return node.model_copy(update={"hardware": hardware, "resources": resources})
+
+
+def run_probability(topology: Topology, node: str, branches: Mapping[str, float]) -> float:
+    stage = next(s for s in topology.stages if s.node == node)
+    p = 1.0
+    for gate, side in stage.branch:
+        p *= branches[gate] if side == "then" else 1.0 - branches[gate]
+    return p
+
+
+class Planner:
+    """Holds what every evaluation needs: topology, profiles, prices and the search load."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        nodes: Mapping[str, Node],
+        profiles: ProfileSet,
+        catalog: PriceCatalog,
+        arrivals_s: np.ndarray,
+        settings: SearchSettings,
+    ) -> None:
+        self.topology = topology
+        self.nodes = nodes
+        self.profiles = profiles
+        self.catalog = catalog
+        self.arrivals = arrivals_s
+        self.settings = settings
+        self.ingress_s = profiles.ingress_ms / 1000.0
+        self.simulations = 0
+
+    # -- one node -----------------------------------------------------------------------------
+    def _node_arrivals(self, node: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        p = run_probability(self.topology, node, self.profiles.branches)
+        picked = self.arrivals[rng.random(self.arrivals.size) < p]
+        profile = next(iter(self.profiles.by_node[node].values()))
+        rows = sample_rows(node_config(profile, 1, 0, 1).rows, picked.size, rng)
+        keep = rows > 0
+        return densest(picked[keep], rows[keep], NODE_REQUESTS)
+
+    def _batches(self, profile: NodeProfile) -> list[int]:
+        if self.settings.batch_sizes is not None:
+            return sorted({b for b in self.settings.batch_sizes if b >= 1})
+        out, b = [], 1
+        while b <= profile.max_batch_size:
+            out.append(b)
+            b *= 2
+        return out
+
+    def node_options(self, node: str) -> tuple[list[Option], float]:
+        """Every (hardware, batch, delay) with the fewest replicas that keep the node in SLO.
+
+        Also returns the lowest latency seen, for the message when nothing fits.
+        """
+        s = self.settings
+        rng = np.random.default_rng(s.seed + 17)
+        arrivals, rows = self._node_arrivals(node, rng)
+        span = float(arrivals[-1] - arrivals[0]) if arrivals.size > 1 else 1.0
+        row_rate = rows.sum() / max(span, 1e-9)
+        budget_ms = s.slo_ms - self.profiles.ingress_ms
+        options: list[Option] = []
+        fastest = math.inf
+        for hardware, profile in sorted(self.profiles.by_node[node].items()):
+            try:
+                deployed = deployed_node(self.nodes[node], hardware, self.catalog)
+                per_replica = node_cost(deployed, self.catalog, replicas=1).usd_per_hour
+            except CostError:
+                continue  # does not fit on this class: not an option
+            for batch in self._batches(profile):
+                delays = [0.0] if batch == 1 else [d for d in s.delays_ms if d < budget_ms / 2]
+                capacity = batch / (profile.median_ms(batch) / 1000.0)
+                for delay in delays:
+                    k = max(1, math.ceil(row_rate / capacity))
+                    found, previous = 0, math.inf
+                    while k <= s.max_replicas and found < 2:
+                        lat = self._node_latency(profile, batch, delay, k, arrivals, rows)
+                        fastest = min(fastest, lat)
+                        if lat <= budget_ms:
+                            options.append(
+                                Option(
+                                    node,
+                                    hardware,
+                                    batch,
+                                    delay,
+                                    k,
+                                    per_replica * k,
+                                    per_replica,
+                                    lat,
+                                    profile,
+                                )
+                            )
+                            found += 1
+                            k += 1
+                        elif lat > previous * 0.99:
+                            break  # more replicas no longer help: service time is the limit
+                        else:
+                            previous = lat
+                            k = k + 1 if lat < 4 * budget_ms else math.ceil(k * 1.5)
+        return options, fastest
+
+    def _node_latency(
+        self,
+        profile: NodeProfile,
+        batch: int,
+        delay: float,
+        replicas: int,
+        arrivals: np.ndarray,
+        rows: np.ndarray,
+    ) -> float:
+        if not arrivals.size:
+            return profile.hop_ms + profile.median_ms(1)
+        config = node_config(profile, batch, delay, replicas)
+        _, run = simulate_node(arrivals, rows, config, np.random.default_rng(self.settings.seed))
+        return float(np.percentile(run.latency_s, self.settings.percentile) * 1000.0)
+
+    # -- whole graph --------------------------------------------------------------------------
+    def evaluate(
+        self, options: Mapping[str, Option], arrivals: np.ndarray | None = None
+    ) -> Evaluated:
+        configs = {n: o.config() for n, o in options.items()}
+        result = self.simulate(configs, arrivals)
+        return self.evaluated_from(dict(options), result)
+
+    def simulate(
+        self, configs: Mapping[str, NodeConfig], arrivals: np.ndarray | None = None
+    ) -> SimResult:
+        self.simulations += 1
+        arr = self.arrivals if arrivals is None else arrivals
+        return simulate(
+            self.topology, configs, arr, self.profiles.branches, self.ingress_s, self.settings.seed
+        )
+
+    def evaluated_from(self, options: dict[str, Option], result: SimResult) -> Evaluated:
+        p = self.settings.percentile
+        latency = result.percentile_ms(p)
+        return Evaluated(
+            options=options,
+            usd_per_hour=sum(o.usd_per_hour for o in options.values()),
+            latency_ms=latency,
+            node_latency_ms={n: result.node_percentile_ms(n, p) for n in result.nodes},
+            utilisation={n: result.utilisation(n, options[n].replicas) for n in result.nodes},
+            feasible=latency <= self.settings.slo_ms,
+        )
+
+    def search(self) -> SearchResult:
+        started = time.perf_counter()
+        s = self.settings
+        fronts: dict[str, list[Option]] = {}
+        for node in self.topology.nodes:
+            options, fastest = self.node_options(node)
+            if not options:
+                raise InfeasibleSloError(
+                    s.slo_ms,
+                    s.percentile,
+                    fastest + self.profiles.ingress_ms,
+                    node,
+                    f"alone, on any profiled hardware, batch size and replica count, its own "
+                    f"p{s.percentile:g} is at least {fastest:.1f} ms",
+                )
+            fronts[node] = pareto_options(options)
+        names = list(fronts)
+        always = [
+            n for n in names if run_probability(self.topology, n, self.profiles.branches) >= 1.0
+        ]
+        evaluated: list[Evaluated] = []
+        best: Evaluated | None = None
+        capped = False
+        start = (0,) * len(names)
+        heap = [(self._cost(names, fronts, start), start)]
+        seen = {start}
+        extra = 0
+        while heap:
+            _cost, idx = heapq.heappop(heap)
+            for pos in range(len(names)):
+                if idx[pos] + 1 < len(fronts[names[pos]]):
+                    nxt = (*idx[:pos], idx[pos] + 1, *idx[pos + 1 :])
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        heapq.heappush(heap, (self._cost(names, fronts, nxt), nxt))
+            chosen = {n: fronts[n][i] for n, i in zip(names, idx, strict=True)}
+            bound = (
+                max((chosen[n].latency_ms for n in always), default=0.0) + self.profiles.ingress_ms
+            )
+            if bound > s.slo_ms:
+                continue
+            if self.simulations >= s.max_simulations:
+                capped = True
+                break
+            ev = self.evaluate(chosen)
+            evaluated.append(ev)
+            if ev.feasible and best is None:
+                best = ev
+            if best is not None:
+                extra += 1
+                if extra > 12:  # a few dearer points for the Pareto front
+                    break
+        fastest = self.evaluate({n: min(f, key=lambda o: o.latency_ms) for n, f in fronts.items()})
+        evaluated.append(fastest)
+        repaired = False
+        if best is None:
+            best = self.repair(fastest, evaluated)
+            repaired = True
+        return SearchResult(
+            best,
+            evaluated,
+            fronts,
+            self.simulations,
+            capped,
+            time.perf_counter() - started,
+            repaired,
+        )
+
+    def repair(self, start: Evaluated, evaluated: list[Evaluated]) -> Evaluated:
+        """When no combination of per-node options passes together, add replicas where it hurts.
+
+        Nodes that each meet the SLO alone can miss it together: a batching node hands its
+        successor whole batches at once, a burstier stream than the one it was sized for.
+        Starting from the fastest combination, the node with the worst percentile gets a
+        quarter more replicas (at least one) while that keeps helping.
+        """
+        s = self.settings
+        current, stalls = start, 0
+        while not current.feasible and stalls < 3 and self.simulations < s.max_simulations:
+            worst = max(current.node_latency_ms, key=lambda n: current.node_latency_ms[n])
+            option = current.options[worst]
+            more = option.replicas + max(1, option.replicas // 4)
+            if more > s.max_replicas:
+                break
+            grown = replace(option, replicas=more, usd_per_hour=option.usd_per_replica_hour * more)
+            trial = self.evaluate({**current.options, worst: grown})
+            evaluated.append(trial)
+            stalls = stalls + 1 if trial.latency_ms >= current.latency_ms * 0.99 else 0
+            if trial.latency_ms < current.latency_ms:
+                current = trial
+        if current.feasible:
+            return current
+        limiting = max(current.node_latency_ms, key=lambda n: current.node_latency_ms[n])
+        raise InfeasibleSloError(
+            s.slo_ms,
+            s.percentile,
+            current.latency_ms,
+            limiting,
+            f"its own p{s.percentile:g} is {current.node_latency_ms[limiting]:.1f} ms "
+            "in the fastest configuration found, and more replicas no longer help",
+        )
+
+    @staticmethod
+    def _cost(names: list[str], fronts: dict[str, list[Option]], idx: tuple[int, ...]) -> float:
+        return sum(fronts[n][i].usd_per_hour for n, i in zip(names, idx, strict=True))
+
+
+def densest(arrivals: np.ndarray, rows: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `count` consecutive arrivals that come closest together (the hardest stretch)."""
+    if arrivals.size <= count:
+        return arrivals, rows
+    spans = arrivals[count - 1 :] - arrivals[: arrivals.size - count + 1]
+    start = int(np.argmin(spans))
+    return arrivals[start : start + count], rows[start : start + count]
+
+
+def pareto_options(options: Sequence[Option]) -> list[Option]:
+    """Options sorted by cost, keeping only those faster than every cheaper one."""
+    front: list[Option] = []
+    for opt in sorted(options, key=lambda o: (o.usd_per_hour, o.latency_ms)):
+        if not front or opt.latency_ms < front[-1].latency_ms - 1e-9:
+            front.append(opt)
+    return front

@@ -1,0 +1,260 @@
+"""Discrete-event simulation of a graph served by replicas of the runtime's micro-batcher.
+
+The batcher modelled is `infergraph.serving.batcher.MicroBatcher`, as it behaves:
+
+* one forward pass at a time per replica; when a pass ends the loop goes straight
+  back to collecting;
+* collecting takes the oldest waiting request at once (or waits for one), sets its
+  deadline to *that moment* + max_batch_time, takes whatever else is queued and
+  then whatever arrives before the deadline, and stops as soon as it holds
+  max_batch_size rows (the request that crosses the limit still joins: a batch may
+  overshoot, and is then run as consecutive passes of at most max_batch_size rows);
+* with max_batch_time 0 it takes only what is already queued;
+* every member of a batch gets its answer when the last pass of the batch ends.
+
+Replicas of a node each run their own batcher; requests reach them round-robin
+(a Kubernetes Service). Each node visit also costs a fixed per-request `hop`
+(router to node and back, request decoding, preprocessing), which is not queued.
+
+The graph is a DAG of stages, so nodes are simulated one at a time in topological
+order: a stage's arrivals are its dependencies' completions. That is exact for a
+feed-forward network and keeps the simulation a tight loop over batches.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from infergraph.planner.topology import Topology
+
+
+@dataclass(frozen=True)
+class ServiceModel:
+    """Forward-pass time of a batch of b rows: log-normal, median `median_s[b-1]`."""
+
+    median_s: tuple[float, ...]
+    sigma: tuple[float, ...]
+
+    @property
+    def max_rows(self) -> int:
+        return len(self.median_s)
+
+    def median(self, b: int) -> float:
+        return self.median_s[min(b, self.max_rows) - 1]
+
+    @classmethod
+    def constant(cls, seconds: Sequence[float]) -> ServiceModel:
+        """Deterministic times (tests, and M/D/1-style checks)."""
+        return cls(tuple(seconds), tuple(0.0 for _ in seconds))
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """How one node is deployed: its batcher settings, replicas and costs."""
+
+    max_batch_size: int
+    max_batch_time_s: float
+    replicas: int
+    service: ServiceModel
+    hop_s: float = 0.0
+    rows: tuple[tuple[int, float], ...] = ((1, 1.0),)  # rows per request -> probability
+
+
+@dataclass
+class NodeRun:
+    """One node's simulated visits: latency (queue + batch + hop) and busy time."""
+
+    latency_s: np.ndarray
+    busy_s: float
+    batches: int
+    rows: int
+
+
+@dataclass
+class SimResult:
+    latency_s: np.ndarray  # end to end, per request
+    nodes: dict[str, NodeRun]
+    horizon_s: float
+    stage_done: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def percentile_ms(self, p: float) -> float:
+        return float(np.percentile(self.latency_s, p) * 1000.0) if self.latency_s.size else 0.0
+
+    def node_percentile_ms(self, node: str, p: float) -> float:
+        lat = self.nodes[node].latency_s
+        return float(np.percentile(lat, p) * 1000.0) if lat.size else 0.0
+
+    def utilisation(self, node: str, replicas: int) -> float:
+        return self.nodes[node].busy_s / (self.horizon_s * max(replicas, 1))
+
+    def attainment(self, slo_ms: float) -> float:
+        if not self.latency_s.size:
+            return 1.0
+        return float(np.mean(self.latency_s * 1000.0 <= slo_ms + 1e-9))
+
+
+def run_batcher(
+    arrivals: Sequence[float],
+    rows: Sequence[int],
+    max_batch_size: int,
+    max_batch_time_s: float,
+    service: ServiceModel,
+    noise: np.ndarray,
+    single_rows: bool = False,
+) -> tuple[list[float], float, int]:
+    """One replica's batcher over time-ordered arrivals: completion time of each request.
+
+    `noise` holds standard-normal draws, one per forward pass (reused cyclically if short).
+    `single_rows` says every request holds one row (skips the row bookkeeping).
+    Returns (completion times, busy seconds, batches).
+    """
+    n = len(arrivals)
+    done = [0.0] * n
+    cap = max(1, max_batch_size)
+    ones = single_rows
+    cum = [0]
+    if not ones:
+        for r in rows:
+            cum.append(cum[-1] + r)
+    medians, sigmas = service.median_s, service.sigma
+    top = len(medians)
+    free = 0.0
+    busy = 0.0
+    batches = 0
+    z_values = noise.tolist() or [0.0]
+    draws = len(z_values)
+    exp = math.exp
+    bisect_right = bisect.bisect_right
+    i = 0
+    while i < n:
+        t0 = arrivals[i] if arrivals[i] > free else free
+        deadline = t0 + max_batch_time_s
+        # full: the smallest j such that requests i..j-1 hold >= cap rows (the crossing one joins).
+        full = i + cap if ones else bisect.bisect_left(cum, cum[i] + cap, lo=i + 1)
+        if full <= n:
+            by_time = bisect_right(arrivals, deadline, i + 1, full)
+            if by_time == full:
+                j = full
+                last = arrivals[j - 1]
+                start = last if last > t0 else t0
+            else:
+                j, start = by_time, deadline
+        else:
+            j, start = bisect_right(arrivals, deadline, i + 1, n), deadline
+        total = j - i if ones else cum[j] - cum[i]
+        service_s = 0.0
+        while total > 0:
+            b = total if total < cap else cap
+            k = (b if b < top else top) - 1
+            service_s += medians[k] * (b / (k + 1)) * exp(sigmas[k] * z_values[batches % draws])
+            total -= b
+            batches += 1
+        end = start + service_s
+        busy += service_s
+        for m in range(i, j):
+            done[m] = end
+        free = end
+        i = j
+    return done, busy, batches
+
+
+def simulate_node(
+    arrivals: np.ndarray, rows: np.ndarray, config: NodeConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, NodeRun]:
+    """Completion times for requests reaching a node at `arrivals` (any order)."""
+    order = np.argsort(arrivals, kind="stable")
+    t_in = arrivals[order] + config.hop_s
+    r_in = rows[order]
+    done_sorted = np.empty_like(t_in)
+    busy = 0.0
+    batches = 0
+    replicas = max(1, config.replicas)
+    single = bool((r_in == 1).all())
+    for rep in range(replicas):
+        idx = np.arange(rep, t_in.size, replicas)
+        if not idx.size:
+            continue
+        done, rep_busy, rep_batches = run_batcher(
+            t_in[idx].tolist(),
+            r_in[idx].tolist(),
+            config.max_batch_size,
+            config.max_batch_time_s,
+            config.service,
+            rng.standard_normal(max(64, idx.size)),
+            single,
+        )
+        done_sorted[idx] = done
+        busy += rep_busy
+        batches += rep_batches
+    done_out = np.empty_like(done_sorted)
+    done_out[order] = done_sorted
+    run = NodeRun(done_out - arrivals, busy, batches, int(rows.sum()))
+    return done_out, run
+
+
+def sample_rows(dist: Sequence[tuple[int, float]], n: int, rng: np.random.Generator) -> np.ndarray:
+    values = np.array([r for r, _ in dist], dtype=np.int64)
+    weights = np.array([w for _, w in dist], dtype=float)
+    if values.size == 1:
+        return np.full(n, values[0], dtype=np.int64)
+    return rng.choice(values, size=n, p=weights / weights.sum())
+
+
+def simulate(
+    topology: Topology,
+    configs: Mapping[str, NodeConfig],
+    arrivals_s: np.ndarray,
+    branch_then: Mapping[str, float],
+    ingress_s: float = 0.0,
+    seed: int = 0,
+) -> SimResult:
+    """Run every request through the graph; latency from its arrival to the last stage's end."""
+    rng = np.random.default_rng(seed)
+    n = arrivals_s.size
+    taken = {g: rng.random(n) < branch_then.get(g, 1.0) for g in topology.gates}
+    done: dict[str, np.ndarray] = {}
+    runs: dict[str, NodeRun] = {}
+    finish = arrivals_s.copy()
+    for stage in topology.stages:
+        ready = arrivals_s.copy()
+        for dep in stage.depends_on:
+            np.maximum(ready, done[dep], out=ready)
+        active = np.ones(n, dtype=bool)
+        for gate, side in stage.branch:
+            active &= taken[gate] if side == "then" else ~taken[gate]
+        end = ready.copy()
+        if stage.node is not None:
+            config = configs[stage.node]
+            rows = sample_rows(config.rows, n, rng)
+            active &= rows > 0  # a zero-row input skips the node
+            idx = np.flatnonzero(active)
+            node_done, run = simulate_node(ready[idx], rows[idx], config, rng)
+            end[idx] = node_done
+            runs[stage.node] = run
+        done[stage.name] = end
+        np.maximum(finish, end, out=finish)
+    horizon = float(arrivals_s.max() - arrivals_s.min()) if n > 1 else 1.0
+    latency = finish - arrivals_s + ingress_s
+    return SimResult(latency, runs, max(horizon, 1e-9), done)
+
+
+def poisson_arrivals(rate: float, duration_s: float, rng: np.random.Generator) -> np.ndarray:
+    """Poisson arrivals at a constant rate."""
+    count = rng.poisson(rate * duration_s)
+    return np.sort(rng.uniform(0.0, duration_s, size=count))
+
+
+def trace_arrivals(
+    counts: Sequence[float], rng: np.random.Generator, scale: float = 1.0
+) -> np.ndarray:
+    """Per-second counts -> arrival times, Poisson within each second (as the load tester does)."""
+    parts = []
+    for second, count in enumerate(counts):
+        k = rng.poisson(count * scale)
+        parts.append(second + np.sort(rng.uniform(0.0, 1.0, size=k)))
+    return np.concatenate(parts) if parts else np.empty(0)

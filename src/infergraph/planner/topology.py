@@ -1,0 +1,178 @@
+"""The graph as the simulator sees it: stages, their dependencies and branch gates.
+
+This is the one module that reads the compiled graph plan (`infergraph.graph.plan`,
+see PLAN_API.md); everything else in the planner works on `Topology`, which tests
+build directly. Until the plan module is on this branch, `_interim_steps` stands in
+for `compile_plan` with the same step shape (name, kind, node, depends_on, branch);
+delete it when the plan lands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from infergraph.errors import InfergraphError
+from infergraph.graph.model import InferenceGraph
+
+
+class TopologyError(InfergraphError):
+    """The graph cannot be turned into stages the simulator can run."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One plan step. `node` is the graph node it runs on (None: inside the router, free)."""
+
+    name: str
+    node: str | None
+    depends_on: frozenset[str] = frozenset()
+    branch: tuple[tuple[str, str], ...] = ()  # (gate stage, "then" | "otherwise"), outermost first
+    is_gate: bool = False
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Stages in topological order; the graph is done when every stage is done or skipped."""
+
+    stages: tuple[Stage, ...]
+    gate_labels: dict[str, str] = field(default_factory=dict)  # gate -> condition text
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for stage in self.stages:
+            missing = stage.depends_on - seen
+            if missing:
+                raise TopologyError(
+                    f"stage '{stage.name}' depends on {sorted(missing)}, not earlier stages"
+                )
+            for gate, side in stage.branch:
+                if gate not in seen:
+                    raise TopologyError(f"stage '{stage.name}' is gated by unknown '{gate}'")
+                if side not in ("then", "otherwise"):
+                    raise TopologyError(f"stage '{stage.name}': branch side '{side}'")
+            seen.add(stage.name)
+
+    @property
+    def nodes(self) -> list[str]:
+        return [s.node for s in self.stages if s.node is not None]
+
+    @property
+    def gates(self) -> list[str]:
+        return [s.name for s in self.stages if s.is_gate]
+
+    def stage(self, name: str) -> Stage:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def nodes_on_side(self, gate: str, side: str) -> list[str]:
+        return [s.node for s in self.stages if s.node and (gate, side) in s.branch]
+
+
+class _StepLike(Protocol):
+    name: str
+    kind: str
+    node: Any
+    depends_on: frozenset[str]
+    branch: tuple[Any, ...]
+
+
+def from_steps(steps: Iterable[_StepLike], labels: dict[str, str] | None = None) -> Topology:
+    """Plan steps (`GraphPlan.steps`, topological order) -> stages."""
+    stages = []
+    for step in steps:
+        node = step.node.name if step.kind == "node" and step.node is not None else None
+        stages.append(
+            Stage(
+                name=step.name,
+                node=node,
+                depends_on=frozenset(step.depends_on),
+                branch=tuple((b.gate, b.side) for b in step.branch),
+                is_gate=step.kind == "gate",
+            )
+        )
+    return Topology(tuple(stages), dict(labels or {}))
+
+
+def topology_of(graph: InferenceGraph) -> Topology:
+    """The graph's stages from its compiled plan."""
+    try:
+        from infergraph.graph.plan import compile_plan
+    except ImportError:
+        steps, labels = _interim_steps(graph)
+        return from_steps(steps, labels)
+    plan = compile_plan(graph)
+    labels = {
+        s.name: f"{s.condition.tensor} {s.condition.op} {s.condition.value}"
+        for s in plan.steps
+        if s.kind == "gate" and s.condition is not None
+    }
+    return from_steps(plan.steps, labels)
+
+
+# --- interim stand-in for compile_plan (delete when infergraph.graph.plan lands) -----------
+
+
+@dataclass(frozen=True)
+class _Ref:
+    gate: str
+    side: str
+
+
+@dataclass
+class _Step:
+    name: str
+    kind: str
+    node: Any
+    depends_on: frozenset[str]
+    branch: tuple[_Ref, ...]
+
+
+def _interim_steps(graph: InferenceGraph) -> tuple[list[_Step], dict[str, str]]:
+    from infergraph.graph.model import EnsembleStep, NodeStep, SequenceStep, Step, WhenStep
+
+    steps: list[_Step] = []
+    labels: dict[str, str] = {}
+    counters = {"gate": 0, "combine": 0}
+
+    def add(name: str, kind: str, node: Any, after: frozenset[str], branch: tuple) -> str:
+        steps.append(_Step(name, kind, node, after, branch))
+        return name
+
+    def walk(step: Step, after: frozenset[str], branch: tuple[_Ref, ...]) -> frozenset[str]:
+        if isinstance(step, NodeStep):
+            return frozenset({add(step.node, "node", graph.node(step.node), after, branch)})
+        if isinstance(step, SequenceStep):
+            for sub in step.sequence:
+                after = walk(sub, after, branch)
+            return after
+        if isinstance(step, EnsembleStep):
+            ends: set[str] = set()
+            for member in step.ensemble:
+                ends |= walk(member, after, branch)
+            if step.combine.node is not None:
+                name = step.combine.node
+                return frozenset({add(name, "node", graph.node(name), frozenset(ends), branch)})
+            name = f"combine-{counters['combine']}"
+            counters["combine"] += 1
+            return frozenset({add(name, "combine", None, frozenset(ends), branch)})
+        if isinstance(step, WhenStep):
+            gate = f"gate-{counters['gate']}"
+            counters["gate"] += 1
+            cond = step.when
+            labels[gate] = f"{cond.tensor} {cond.op} {cond.value}"
+            add(gate, "gate", None, after, branch)
+            gated = frozenset({gate})
+            ends = set(walk(step.then, gated, (*branch, _Ref(gate, "then"))))
+            if step.otherwise is not None:
+                ends |= walk(step.otherwise, gated, (*branch, _Ref(gate, "otherwise")))
+            else:
+                ends |= gated
+            return frozenset(ends)
+        raise TopologyError(f"unknown step type {type(step).__name__}")
+
+    walk(graph.spec.graph, frozenset(), ())
+    return steps, labels

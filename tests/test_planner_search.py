@@ -1,0 +1,306 @@
+"""Planner search, profiles, tuner, topology and the `plan` command on synthetic profiles."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from infergraph.cli import app
+from infergraph.cost.pricing import load_catalog, node_cost
+from infergraph.graph.model import Autoscaling, load_graph, parse_graph
+from infergraph.planner.profiles import ProfileError, load_profile, match_profiles
+from infergraph.planner.search import (
+    InfeasibleSloError,
+    Planner,
+    SearchSettings,
+    deployed_node,
+)
+from infergraph.planner.simulator import poisson_arrivals
+from infergraph.planner.topology import Stage, Topology, from_steps, topology_of
+from infergraph.planner.tuner import tune
+from infergraph.planner.workload import TraceError, Workload, read_trace
+from tests.planner_fixtures import chain_graph, node_entry, write_profile
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _planner(tmp_path: Path, rate: float, slo_ms: float, **settings) -> Planner:
+    graph = parse_graph(chain_graph(["a", "b"]))
+    profile = write_profile(
+        tmp_path / "p.json",
+        "chain",
+        "c6i.2xlarge",
+        {"a": node_entry(2.0, 1.0, 16), "b": node_entry(4.0, 2.0, 16)},
+    )
+    topo = topology_of(graph)
+    profiles = match_profiles([load_profile(profile)], "chain", ["a", "b"], topo.gates)
+    arrivals = poisson_arrivals(rate, 20.0, np.random.default_rng(0))
+    return Planner(
+        topo,
+        {n.name: n for n in graph.spec.nodes},
+        profiles,
+        load_catalog(),
+        arrivals,
+        SearchSettings(slo_ms=slo_ms, percentile=99, **settings),
+    )
+
+
+def test_batching_beats_batch_one_and_the_search_finds_the_cheapest(tmp_path: Path):
+    kwargs = {"batch_sizes": [1, 2, 4, 8], "delays_ms": [0.0, 5.0]}
+    planner = _planner(tmp_path, 600.0, 60.0, **kwargs)
+    result = planner.search()
+    assert result.best.feasible and result.best.latency_ms <= 60.0
+    # Brute force over every combination of every node's options (not only the Pareto ones).
+    brute = _planner(tmp_path, 600.0, 60.0, **kwargs)
+    options = {n: brute.node_options(n)[0] for n in ("a", "b")}
+    feasible = []
+    for a, b in itertools.product(options["a"], options["b"]):
+        ev = brute.evaluate({"a": a, "b": b})
+        if ev.feasible:
+            feasible.append(ev.usd_per_hour)
+    assert result.best.usd_per_hour == pytest.approx(min(feasible))
+    # Batch 1 at 600 req/s: b needs 600 * 6 ms = 3.6 busy replicas, so at least 4.
+    batch_one = _planner(tmp_path, 600.0, 60.0, batch_sizes=[1]).search().best
+    assert batch_one.options["b"].replicas >= 4
+    assert batch_one.usd_per_hour > result.best.usd_per_hour
+    assert result.best.options["b"].max_batch_size > 1
+
+
+def test_pareto_front_trades_cost_for_latency(tmp_path: Path):
+    result = _planner(tmp_path, 300.0, 80.0).search()
+    front = result.pareto
+    assert front[0].usd_per_hour <= front[-1].usd_per_hour
+    for cheaper, dearer in itertools.pairwise(front):
+        assert dearer.usd_per_hour >= cheaper.usd_per_hour
+        assert dearer.latency_ms < cheaper.latency_ms
+
+
+def test_cost_is_the_cost_models(tmp_path: Path):
+    result = _planner(tmp_path, 300.0, 80.0).search()
+    catalog = load_catalog()
+    graph = parse_graph(chain_graph(["a", "b"]))
+    for name, option in result.best.options.items():
+        node = deployed_node(graph.node(name), option.hardware, catalog)
+        expected = node_cost(node, catalog, replicas=option.replicas).usd_per_hour
+        assert option.usd_per_hour == pytest.approx(expected)
+
+
+def test_infeasible_slo_names_the_best_and_the_limiting_node(tmp_path: Path):
+    # b alone needs 6 ms + 1 ms hop + 0.5 ms ingress: a 5 ms SLO is out of reach.
+    with pytest.raises(InfeasibleSloError) as info:
+        _planner(tmp_path, 50.0, 5.0).search()
+    message = str(info.value)
+    assert "best achievable" in message and "node '" in message
+    assert info.value.best_ms > 5.0
+
+
+def test_topology_from_plan_shaped_steps():
+    """The adapter reads PLAN_API's PlanStep fields only (name, kind, node, depends_on, branch)."""
+
+    @dataclass(frozen=True)
+    class BranchRef:
+        gate: str
+        side: str
+
+    @dataclass
+    class NodeStub:
+        name: str
+
+    @dataclass
+    class Step:
+        name: str
+        kind: str
+        node: NodeStub | None
+        depends_on: frozenset[str]
+        branch: tuple[BranchRef, ...]
+
+    steps = [
+        Step("fast", "node", NodeStub("fast"), frozenset(), ()),
+        Step("gate-0", "gate", None, frozenset({"fast"}), ()),
+        Step(
+            "slow", "node", NodeStub("slow"), frozenset({"gate-0"}), (BranchRef("gate-0", "then"),)
+        ),
+        Step("pass-0", "pass", None, frozenset({"gate-0"}), (BranchRef("gate-0", "otherwise"),)),
+    ]
+    topo = from_steps(steps)
+    assert topo.nodes == ["fast", "slow"] and topo.gates == ["gate-0"]
+    assert topo.stage("slow").branch == (("gate-0", "then"),)
+    assert topo.nodes_on_side("gate-0", "then") == ["slow"]
+
+
+def test_topology_of_shipped_graphs():
+    cascade = topology_of(load_graph(REPO / "k8s/graphs/cascade.yaml"))
+    assert cascade.gates == ["gate-0"]
+    assert cascade.stage("accurate").branch == (("gate-0", "then"),)
+    video = topology_of(load_graph(REPO / "k8s/graphs/video-monitoring.yaml"))
+    join = next(s for s in video.stages if s.name.startswith("combine"))
+    assert join.depends_on == {"person-classifier", "vehicle-classifier"}
+
+
+def test_topology_rejects_forward_references():
+    with pytest.raises(Exception, match="not earlier stages"):
+        Topology((Stage("b", "b", frozenset({"a"})), Stage("a", "a")))
+
+
+def test_tuner_targets_hold_the_planned_load():
+    keda_rps = Autoscaling(engine="keda", min_replicas=1, max_replicas=4, metric="rps", target=1)
+    advice = tune(
+        "n", keda_rps, 4, 8, peak_node_rps=400, trough_node_rps=90, utilisation=0.6, latency_s=0.02
+    )
+    assert advice.target == pytest.approx(100.0)  # 400 req/s over 4 replicas
+    assert advice.min_replicas == 1 and advice.max_replicas == 8
+    cpu = Autoscaling(metric="cpu", min_replicas=1, max_replicas=3)
+    assert tune("n", cpu, 3, 8, 300, 250, 0.62, 0.02).target == 62
+    assert tune("n", cpu, 3, 8, 300, 250, 0.62, 0.02).min_replicas == 3
+    inflight = Autoscaling(metric="inflight", min_replicas=1, max_replicas=3)
+    assert tune("n", inflight, 2, 8, 200, 10, 0.5, 0.05).target == pytest.approx(5.0)
+    zero = Autoscaling(engine="keda", min_replicas=0, max_replicas=2, metric="queue")
+    assert tune("n", zero, 2, 16, 100, 50, 0.5, 0.05).min_replicas == 0
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+
+def test_profile_errors_name_what_is_wrong(tmp_path: Path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ProfileError, match="not valid JSON"):
+        load_profile(bad)
+    with pytest.raises(ProfileError, match="cannot read"):
+        load_profile(tmp_path / "missing.json")
+    other = write_profile(tmp_path / "o.json", "other", "c6i.2xlarge", {"a": node_entry(1, 1)})
+    with pytest.raises(ProfileError, match="measured on graph 'other', not 'chain'"):
+        match_profiles([load_profile(other)], "chain", ["a", "b"], [])
+    extra = write_profile(tmp_path / "e.json", "chain", "c6i.2xlarge", {"zz": node_entry(1, 1)})
+    with pytest.raises(ProfileError, match=r"nodes \['zz'\]"):
+        match_profiles([load_profile(extra)], "chain", ["a", "b"], [])
+    partial = write_profile(tmp_path / "a.json", "chain", "c6i.2xlarge", {"a": node_entry(1, 1)})
+    with pytest.raises(ProfileError, match="no profile covers node"):
+        match_profiles([load_profile(partial)], "chain", ["a", "b"], [])
+    both = write_profile(
+        tmp_path / "b.json", "chain", "c6i.2xlarge", {"a": node_entry(1, 1), "b": node_entry(1, 1)}
+    )
+    with pytest.raises(ProfileError, match="no measured branch fraction for gate"):
+        match_profiles([load_profile(both)], "chain", ["a", "b"], ["gate-0"])
+    entry = node_entry(1, 1)
+    entry["batches"][0]["p99_ms"] = 0.1  # below p50
+    broken = write_profile(tmp_path / "x.json", "chain", "c6i.2xlarge", {"a": entry})
+    with pytest.raises(ProfileError, match=r"batches\[0\]"):
+        load_profile(broken)
+
+
+def test_trace_errors(tmp_path: Path):
+    with pytest.raises(TraceError, match="cannot read"):
+        read_trace(tmp_path / "none.txt")
+    words = tmp_path / "words.txt"
+    words.write_text("10\n20\nlots\n")
+    with pytest.raises(TraceError, match="line 3: 'lots' is not a request count"):
+        read_trace(words)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n0\n")
+    with pytest.raises(TraceError, match="holds no requests"):
+        read_trace(empty)
+    binary = tmp_path / "bin.txt"
+    binary.write_bytes(b"\xff\xfe\x00\x01")
+    with pytest.raises(TraceError):
+        read_trace(binary)
+    ok = tmp_path / "ok.txt"
+    ok.write_text("# per second\n5\n\n15\n")
+    assert read_trace(ok) == [5.0, 15.0]
+    assert Workload.from_trace(ok).peak_rps == 15.0
+
+
+# -- the command ----------------------------------------------------------------------------
+
+
+def _cascade_profiles(tmp_path: Path) -> list[Path]:
+    gpu = write_profile(
+        tmp_path / "gpu.json",
+        "cascade",
+        "g6.xlarge",
+        {"fast": node_entry(3, 0.3, 32), "accurate": node_entry(8, 1.5, 16)},
+        {"gate-0": 0.3},
+    )
+    cpu = write_profile(
+        tmp_path / "cpu.json",
+        "cascade",
+        "c6i.2xlarge",
+        {"fast": node_entry(5, 12, 32), "accurate": node_entry(20, 80, 16)},
+        {"gate-0": 0.3},
+    )
+    return [gpu, cpu]
+
+
+def test_plan_command_writes_a_graph_that_serve_and_render_take(tmp_path: Path):
+    trace = tmp_path / "trace.txt"
+    trace.write_text("\n".join(str(80 + 40 * (i % 7)) for i in range(60)))
+    out = tmp_path / "plan"
+    args = ["plan", str(REPO / "k8s/graphs/cascade.yaml"), "--slo-ms", "200", "--percentile", "99"]
+    for p in _cascade_profiles(tmp_path):
+        args += ["--profiles", str(p)]
+    result = CliRunner().invoke(app, [*args, "--trace", str(trace), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Pareto front" in result.output and "assumptions" in result.output
+    planned_path = out / "cascade.planned.yaml"
+    planned = load_graph(planned_path)  # full validation, as serve does
+    fast = planned.node("fast")
+    assert fast.hardware in ("g6.xlarge", "c6i.2xlarge")
+    assert fast.autoscaling is not None and fast.autoscaling.metric == "rps"
+    assert planned.spec.slo is not None and planned.spec.slo.percentile == 99
+    report = json.loads((out / "plan.json").read_text())
+    assert report["plan"]["latency_ms"] <= 200
+    assert report["slo_attainment"] >= 0.99
+    assert (out / "pareto.png").stat().st_size > 1000
+    rendered = CliRunner().invoke(app, ["render", str(planned_path), "--engine", "seldon-v2"])
+    assert rendered.exit_code == 0, rendered.output
+    docs = [d for d in yaml.safe_load_all(rendered.output) if d]
+    kinds = {d["kind"] for d in docs}
+    assert "Model" in kinds and "Pipeline" in kinds
+
+
+def test_plan_command_bad_input_writes_nothing(tmp_path: Path):
+    profiles = _cascade_profiles(tmp_path)
+    graph = str(REPO / "k8s/graphs/cascade.yaml")
+    out = tmp_path / "plan"
+    base = ["plan", graph, "--profiles", str(profiles[0]), "--out", str(out)]
+    infeasible = CliRunner().invoke(app, [*base, "--slo-ms", "3", "--rate", "50"])
+    assert infeasible.exit_code == 1
+    assert "best achievable" in infeasible.output and "node '" in infeasible.output
+    unreadable = CliRunner().invoke(app, [*base, "--trace", str(tmp_path / "nope.txt")])
+    assert unreadable.exit_code == 1 and "cannot read" in unreadable.output
+    wrong = write_profile(tmp_path / "w.json", "video", "g6.xlarge", {"detector": node_entry(1, 1)})
+    mismatch = CliRunner().invoke(
+        app, ["plan", graph, "--profiles", str(wrong), "--rate", "10", "--out", str(out)]
+    )
+    assert mismatch.exit_code == 1 and "measured on graph 'video'" in mismatch.output
+    both = CliRunner().invoke(app, [*base, "--rate", "5", "--trace", "x"])
+    assert both.exit_code == 1 and "exactly one load" in both.output
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_planning_needs_no_model_framework(tmp_path: Path):
+    """Like validation and rendering, planning runs where torch and MLServer are not installed."""
+    import subprocess
+    import sys
+
+    profiles = _cascade_profiles(tmp_path)
+    script = f"""
+import sys
+for name in ("torch", "torchvision", "transformers", "timm", "mlserver"):  # not PIL: matplotlib
+    sys.modules[name] = None
+from infergraph.cli import app
+app(["plan", "k8s/graphs/cascade.yaml", "--profiles", "{profiles[0]}", "--rate", "100",
+     "--duration", "20", "--out", "{tmp_path / "out"}"])
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "out" / "cascade.planned.yaml").is_file()

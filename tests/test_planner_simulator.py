@@ -1,0 +1,200 @@
+"""The simulator against answers worked out by hand, queueing theory, and the real batcher."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from infergraph.planner.simulator import (
+    NodeConfig,
+    ServiceModel,
+    poisson_arrivals,
+    run_batcher,
+    simulate,
+    trace_arrivals,
+)
+from infergraph.planner.topology import Stage, Topology
+from infergraph.serving.batcher import MicroBatcher
+
+NO_NOISE = np.zeros(1)
+
+
+def batcher(arrivals, batch, delay_s, service_s, rows=None):
+    rows = rows or [1] * len(arrivals)
+    service = ServiceModel.constant(service_s)
+    done, busy, batches = run_batcher(arrivals, rows, batch, delay_s, service, NO_NOISE)
+    return [round(d * 1000, 6) for d in done], round(busy * 1000, 6), batches
+
+
+def test_batch_fills_before_its_deadline():
+    # Four rows by t=3 ms fill a batch of 4: it runs at once, 5 ms.
+    done, _, batches = batcher([0.0, 0.001, 0.002, 0.003], 4, 0.010, [0.005] * 4)
+    assert done == [8.0] * 4 and batches == 1
+
+
+def test_lone_request_waits_for_the_deadline():
+    done, _, _ = batcher([0.0, 0.020], 4, 0.010, [0.005] * 4)
+    assert done == [15.0, 35.0]
+
+
+def test_zero_delay_takes_only_what_is_queued():
+    # A request alone goes at once; the three that queue behind it go in batches of 2, then 1.
+    done, busy, batches = batcher([0.0, 0.001, 0.002, 0.003], 2, 0.0, [0.010, 0.010])
+    assert done == [10.0, 20.0, 20.0, 30.0]
+    assert batches == 3 and busy == 30.0
+
+
+def test_deadline_starts_when_the_batcher_takes_the_first_request():
+    # The second request arrives at 30 ms while the first batch runs (until 60 ms). The
+    # batcher takes it at 60 ms, so its deadline is 70 ms, not 40: the request at 65 ms joins.
+    done, _, batches = batcher([0.0, 0.030, 0.065], 4, 0.010, [0.050] * 4)
+    assert done == [60.0, 120.0, 120.0] and batches == 2
+
+
+def test_a_request_over_the_limit_joins_and_runs_in_chunks():
+    # 3 rows, then 3 more at 1 ms: 6 rows, over the limit of 4, run as passes of 4 and 2.
+    done, busy, batches = batcher([0.0, 0.001], 4, 0.010, [0.002, 0.003, 0.004, 0.005], [3, 3])
+    assert done == [1.0 + 5.0 + 3.0] * 2  # dispatched at 1 ms (rows >= 4), S(4) + S(2)
+    assert batches == 2 and busy == 8.0
+
+
+def test_md1_mean_sojourn_matches_pollaczek_khinchine():
+    # M/D/1 at rho = 0.5, service 10 ms: mean time in system = S + rho S / (2 (1 - rho)) = 15 ms.
+    rng = np.random.default_rng(1)
+    arrivals = poisson_arrivals(50.0, 4000.0, rng)
+    topo = Topology((Stage("m", "m"),))
+    config = NodeConfig(1, 0.0, 1, ServiceModel.constant([0.010]))
+    result = simulate(topo, {"m": config}, arrivals, {})
+    assert result.latency_s.mean() * 1000 == pytest.approx(15.0, rel=0.02)
+    assert result.utilisation("m", 1) == pytest.approx(0.5, rel=0.02)
+
+
+def test_deterministic_arrivals_fill_batches_exactly():
+    # One request per ms, batches of 8, 5 ms per batch: request i of a batch waits 7 - i ms.
+    arrivals = np.arange(8000) / 1000.0
+    topo = Topology((Stage("m", "m"),))
+    config = NodeConfig(8, 0.1, 1, ServiceModel.constant([0.005] * 8))
+    result = simulate(topo, {"m": config}, arrivals, {})
+    assert result.latency_s.mean() * 1000 == pytest.approx(3.5 + 5.0, abs=1e-6)
+    assert result.nodes["m"].batches == 1000
+
+
+def test_cascade_gate_and_ensemble_join():
+    # Light load (nothing queues): latency = ingress + hop + service along the path taken.
+    cascade = Topology(
+        (
+            Stage("fast", "fast"),
+            Stage("gate-0", None, frozenset({"fast"}), is_gate=True),
+            Stage("slow", "slow", frozenset({"gate-0"}), (("gate-0", "then"),)),
+        )
+    )
+    configs = {
+        "fast": NodeConfig(1, 0.0, 1, ServiceModel.constant([0.004]), hop_s=0.001),
+        "slow": NodeConfig(1, 0.0, 1, ServiceModel.constant([0.020]), hop_s=0.001),
+    }
+    arrivals = np.arange(20000) * 0.1
+    result = simulate(cascade, configs, arrivals, {"gate-0": 0.25}, ingress_s=0.002, seed=3)
+    went_on = result.nodes["slow"].latency_s.size / arrivals.size
+    assert went_on == pytest.approx(0.25, abs=0.01)
+    ms = np.round(result.latency_s * 1000, 6)
+    assert set(np.unique(ms)) == {7.0, 28.0}
+    ensemble = Topology(
+        (
+            Stage("a", "fast"),
+            Stage("b", "slow"),
+            Stage("combine-0", None, frozenset({"a", "b"})),
+        )
+    )
+    result = simulate(ensemble, configs, arrivals, {}, ingress_s=0.0)
+    assert np.allclose(result.latency_s * 1000, 21.0)  # the slower member, not the sum
+
+
+def test_zero_rows_skip_a_node():
+    topo = Topology((Stage("det", "det"), Stage("cls", "cls", frozenset({"det"}))))
+    configs = {
+        "det": NodeConfig(1, 0.0, 1, ServiceModel.constant([0.010])),
+        "cls": NodeConfig(8, 0.0, 1, ServiceModel.constant([0.002] * 8), rows=((0, 0.5), (3, 0.5))),
+    }
+    result = simulate(topo, configs, np.arange(2000) * 0.1, {}, seed=5)
+    visits = result.nodes["cls"].latency_s.size
+    assert 900 < visits < 1100
+    assert result.nodes["cls"].rows == 3 * visits
+
+
+def test_trace_arrivals_follow_the_counts():
+    rng = np.random.default_rng(0)
+    counts = [100, 0, 300]
+    arrivals = trace_arrivals(counts * 50, rng)
+    per_second = np.bincount(arrivals.astype(int), minlength=150)
+    assert per_second[1::3].sum() == 0
+    assert per_second[2::3].mean() == pytest.approx(300, rel=0.05)
+
+
+# -- the model against the real MicroBatcher ---------------------------------------------------
+
+
+def _real_batches(
+    arrivals: list[float], batch: int, delay_s: float, service_s: float
+) -> tuple[list[list[int]], list[float]]:
+    """Feed the real batcher at these times; which requests shared a pass, and when each came."""
+    seen: list[list[int]] = []
+    came = [0.0] * len(arrivals)
+    lock = threading.Lock()
+
+    def run_batch(rows: list[int], key: object) -> list[int]:
+        with lock:
+            seen.append(list(rows))
+        time.sleep(service_s)
+        return rows
+
+    async def main() -> None:
+        mb = MicroBatcher(run_batch, batch, delay_s)
+        start = time.perf_counter()
+
+        async def one(i: int, at: float) -> None:
+            await asyncio.sleep(max(0.0, start + at - time.perf_counter()))
+            came[i] = time.perf_counter() - start
+            await mb.submit([i], None)
+
+        await asyncio.gather(*(one(i, at) for i, at in enumerate(arrivals)))
+        await mb.close()
+
+    asyncio.run(main())
+    return seen, came
+
+
+def _model_batches(arrivals: list[float], batch: int, delay_s: float, service_s: float) -> list:
+    done, _, _ = run_batcher(
+        arrivals,
+        [1] * len(arrivals),
+        batch,
+        delay_s,
+        ServiceModel.constant([service_s] * batch),
+        NO_NOISE,
+    )
+    groups: dict[float, list[int]] = {}
+    for i, d in enumerate(done):
+        groups.setdefault(round(d, 9), []).append(i)
+    return [groups[k] for k in sorted(groups)]
+
+
+@pytest.mark.parametrize(
+    ("batch", "delay_s"),
+    [(4, 0.120), (3, 0.0), (8, 0.200)],
+)
+def test_model_forms_the_same_batches_as_the_real_batcher(batch: int, delay_s: float):
+    # Chosen so that, in all three settings, every arrival comes at least 50 ms after any moment
+    # the model ends a batch (the real batcher runs late, never early) and 50 ms away from any
+    # deadline: a busy shared machine cannot flip a decision.
+    # The model is fed the times the requests really came, so only the batcher's own timing
+    # (its deadline wait, the forward thread) could differ.
+    base = [0.0, 0.175, 0.42, 0.505, 0.565, 0.59, 0.595, 0.845, 0.88, 0.95, 1.05, 1.15]
+    arrivals = [2 * t for t in base]
+    service_s = 0.240
+    real, came = _real_batches(arrivals, batch, delay_s, service_s)
+    assert real == _model_batches(came, batch, delay_s, service_s)
+    assert len(real) < len(arrivals)  # some batching happened
