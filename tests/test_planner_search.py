@@ -139,9 +139,11 @@ def test_topology_of_shipped_graphs():
     cascade = topology_of(load_graph(REPO / "k8s/graphs/cascade.yaml"))
     assert cascade.gates == ["gate-0"]
     assert cascade.stage("accurate").branch == (("gate-0", "then"),)
+    assert cascade.stage("pass-0").branch == (("gate-0", "otherwise"),)
     video = topology_of(load_graph(REPO / "k8s/graphs/video-monitoring.yaml"))
-    join = next(s for s in video.stages if s.name.startswith("combine"))
-    assert join.depends_on == {"person-classifier", "vehicle-classifier"}
+    # A merge ensemble has no joining step: the two branches run in parallel off the detector.
+    assert video.stage("person-classifier").depends_on == {"person-crops"}
+    assert video.stage("vehicle-crops").depends_on == {"detector"}
 
 
 def test_topology_rejects_forward_references():
@@ -258,7 +260,17 @@ def test_plan_command_writes_a_graph_that_serve_and_render_take(tmp_path: Path):
     assert report["plan"]["latency_ms"] <= 200
     assert report["slo_attainment"] >= 0.99
     assert (out / "pareto.png").stat().st_size > 1000
-    rendered = CliRunner().invoke(app, ["render", str(planned_path), "--engine", "seldon-v2"])
+    rendered = CliRunner().invoke(
+        app,
+        [
+            "render",
+            str(planned_path),
+            "--engine",
+            "seldon-v2",
+            "--storage-uri",
+            "s3://team-bucket/ig",
+        ],
+    )
     assert rendered.exit_code == 0, rendered.output
     docs = [d for d in yaml.safe_load_all(rendered.output) if d]
     kinds = {d["kind"] for d in docs}

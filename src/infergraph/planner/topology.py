@@ -1,10 +1,9 @@
 """The graph as the simulator sees it: stages, their dependencies and branch gates.
 
-This is the one module that reads the compiled graph plan (`infergraph.graph.plan`,
-see PLAN_API.md); everything else in the planner works on `Topology`, which tests
-build directly. Until the plan module is on this branch, `_interim_steps` stands in
-for `compile_plan` with the same step shape (name, kind, node, depends_on, branch);
-delete it when the plan lands.
+This is the one module that reads the compiled graph plan (`infergraph.graph.plan`);
+everything else in the planner works on `Topology`, which tests build directly. Cascade
+pass-throughs and built-in combines are plan steps that run inside the router: stages with
+no node, so no service time.
 """
 
 from __future__ import annotations
@@ -99,11 +98,8 @@ def from_steps(steps: Iterable[_StepLike], labels: dict[str, str] | None = None)
 
 def topology_of(graph: InferenceGraph) -> Topology:
     """The graph's stages from its compiled plan."""
-    try:
-        from infergraph.graph.plan import compile_plan
-    except ImportError:
-        steps, labels = _interim_steps(graph)
-        return from_steps(steps, labels)
+    from infergraph.graph.plan import compile_plan
+
     plan = compile_plan(graph)
     labels = {
         s.name: f"{s.condition.tensor} {s.condition.op} {s.condition.value}"
@@ -111,68 +107,3 @@ def topology_of(graph: InferenceGraph) -> Topology:
         if s.kind == "gate" and s.condition is not None
     }
     return from_steps(plan.steps, labels)
-
-
-# --- interim stand-in for compile_plan (delete when infergraph.graph.plan lands) -----------
-
-
-@dataclass(frozen=True)
-class _Ref:
-    gate: str
-    side: str
-
-
-@dataclass
-class _Step:
-    name: str
-    kind: str
-    node: Any
-    depends_on: frozenset[str]
-    branch: tuple[_Ref, ...]
-
-
-def _interim_steps(graph: InferenceGraph) -> tuple[list[_Step], dict[str, str]]:
-    from infergraph.graph.model import EnsembleStep, NodeStep, SequenceStep, Step, WhenStep
-
-    steps: list[_Step] = []
-    labels: dict[str, str] = {}
-    counters = {"gate": 0, "combine": 0}
-
-    def add(name: str, kind: str, node: Any, after: frozenset[str], branch: tuple) -> str:
-        steps.append(_Step(name, kind, node, after, branch))
-        return name
-
-    def walk(step: Step, after: frozenset[str], branch: tuple[_Ref, ...]) -> frozenset[str]:
-        if isinstance(step, NodeStep):
-            return frozenset({add(step.node, "node", graph.node(step.node), after, branch)})
-        if isinstance(step, SequenceStep):
-            for sub in step.sequence:
-                after = walk(sub, after, branch)
-            return after
-        if isinstance(step, EnsembleStep):
-            ends: set[str] = set()
-            for member in step.ensemble:
-                ends |= walk(member, after, branch)
-            if step.combine.node is not None:
-                name = step.combine.node
-                return frozenset({add(name, "node", graph.node(name), frozenset(ends), branch)})
-            name = f"combine-{counters['combine']}"
-            counters["combine"] += 1
-            return frozenset({add(name, "combine", None, frozenset(ends), branch)})
-        if isinstance(step, WhenStep):
-            gate = f"gate-{counters['gate']}"
-            counters["gate"] += 1
-            cond = step.when
-            labels[gate] = f"{cond.tensor} {cond.op} {cond.value}"
-            add(gate, "gate", None, after, branch)
-            gated = frozenset({gate})
-            ends = set(walk(step.then, gated, (*branch, _Ref(gate, "then"))))
-            if step.otherwise is not None:
-                ends |= walk(step.otherwise, gated, (*branch, _Ref(gate, "otherwise")))
-            else:
-                ends |= gated
-            return frozenset(ends)
-        raise TopologyError(f"unknown step type {type(step).__name__}")
-
-    walk(graph.spec.graph, frozenset(), ())
-    return steps, labels

@@ -216,7 +216,7 @@ def storage_base(graph: InferenceGraph, options: RenderOptions | None = None) ->
             "storage",
             f"graph '{graph.name}' has no storage prefix for its model-settings.json folders: "
             "pass `infergraph render --storage-uri s3://<your-bucket>/infergraph` (the chart's "
-            f"`storage.uri` value) or annotate the graph with `{STORAGE_ANNOTATION}`",
+            f"`storageUri` value) or annotate the graph with `{STORAGE_ANNOTATION}`",
         )
     return base.rstrip("/")
 
