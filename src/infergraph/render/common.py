@@ -11,11 +11,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from infergraph import __version__
+from infergraph import __version__, images
 from infergraph.components.registry import component_class
 from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph, Node
 from infergraph.graph.model_settings import model_settings as shared_model_settings
+from infergraph.render.options import RenderOptions
 
 PART_OF = "infergraph"
 MANAGED_BY = "infergraph-render"
@@ -26,9 +27,8 @@ STORAGE_ANNOTATION = "infergraph.io/storage-uri"
 IMAGE_TAG_ANNOTATION = "infergraph.io/image-tag"
 DEFAULT_STORAGE = "gs://infergraph-models"
 
-IMAGE_REPO = "ghcr.io/infergraph"
-MLSERVER_IMAGE = "mlserver-runtimes"
-SELDON_IMAGE = "seldon-components"
+MLSERVER_IMAGE = images.MLSERVER_RUNTIMES
+SELDON_IMAGE = images.SELDON_COMPONENTS
 
 SELDON_CLASS = "infergraph.serving.seldon_component.InfergraphComponent"
 
@@ -50,9 +50,21 @@ def k8s_name(*parts: str, limit: int = 63) -> str:
     return f"{name[: limit - 9].rstrip('-')}-{digest}"
 
 
-def image(graph: InferenceGraph, which: str) -> str:
-    tag = graph.metadata.annotations.get(IMAGE_TAG_ANNOTATION, __version__)
-    return f"{IMAGE_REPO}/{which}:{tag}"
+def image(
+    graph: InferenceGraph,
+    which: str,
+    node: Node | None = None,
+    options: RenderOptions | None = None,
+) -> str:
+    """The image a container runs: the `-cuda` variant when its node asks for a GPU.
+
+    Registry and tag come from `options` (default: `infergraph.images.DEFAULT_REGISTRY` and
+    this package's version); the graph annotation `infergraph.io/image-tag` overrides the tag.
+    """
+    opts = options or RenderOptions()
+    tag = graph.metadata.annotations.get(IMAGE_TAG_ANNOTATION, opts.image_tag)
+    cuda = node is not None and bool(node.resources.gpu)
+    return images.image_ref(which, opts.image_registry, tag, cuda)
 
 
 def labels(graph: InferenceGraph, node: str | None, component: str) -> dict[str, str]:
