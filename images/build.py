@@ -10,6 +10,7 @@ Dockerfile's FROM lines use into buildah's local storage and the build never pul
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ import time
 from catalog import DOCKERFILE, IMAGES, REPO, Image, by_target, revision, torch_cpu_index_problem
 
 from infergraph import __version__
+from infergraph.images import CUDA_SUFFIX
 
 
 def base_images() -> tuple[str, str]:
@@ -63,6 +65,21 @@ def build(image: Image, pull: str) -> float:
     return time.monotonic() - started
 
 
+def drop_superseded(image: Image) -> None:
+    """Untag this image's `sha-*` tags from earlier commits, so old builds do not pile up."""
+    listing = subprocess.run(
+        ["buildah", "images", "--json"], capture_output=True, text=True, check=True
+    ).stdout
+    current = set(image.tags())
+    repo = image.ref().rsplit(":", 1)[0]
+    suffix = CUDA_SUFFIX if image.cuda else ""
+    stale = re.compile(re.escape(f"{repo}:sha-") + "[0-9a-f]{7}" + re.escape(suffix) + "$")
+    for entry in json.loads(listing or "[]"):
+        for name in entry.get("names") or []:
+            if stale.match(name) and name not in current:
+                subprocess.run(["buildah", "rmi", name], capture_output=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("targets", nargs="*", help="Dockerfile targets (default: all)")
@@ -84,6 +101,7 @@ def main() -> int:
             skipped.append(f"{image.target}: not built, its CPU torch comes from {cpu_problem}")
             continue
         seconds = build(image, "never" if args.local_bases else "missing")
+        drop_superseded(image)
         built.append(f"{image.target}: {', '.join(image.tags())} ({seconds:.0f} s)")
     for line in built:
         print(f"built   {line}")

@@ -6,7 +6,8 @@
 - seldon-components[-cuda]: `seldon-core-microservice` under an arbitrary UID in group 0
   (OpenShift's way), configured by PREDICTIVE_UNIT_* like a SeldonDeployment's container,
   answers a Seldon-protocol prediction; its HEALTHCHECK passes.
-- operator: `infergraph --help` runs; with an `operator` command, its liveness endpoint answers.
+- operator: `infergraph --help` runs, kopf's liveness endpoint answers under an arbitrary UID with
+  no reachable API server; with an `operator` command on the branch, the image's CMD does too.
 
 Every image: non-root user 10001 in group 0, OCI labels, cache variables under /cache, and
 nothing written to the root filesystem (so `readOnlyRootFilesystem: true` holds).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -71,6 +73,9 @@ class Workspace:
             checkpoint = TextClassifier.build_checkpoint(root / MODEL / "checkpoint", "tiny")
             uri = f"/mnt/models/{checkpoint.relative_to(root).as_posix()}"
             write_model(root, MODEL, "text-classification", uri, max_batch_size=4, device="cpu")
+            # safetensors writes 0600; a storage initializer leaves files the pod user can read.
+            for path in root.rglob("*"):
+                path.chmod(0o755 if path.is_dir() else 0o644)
             self._models = root
         return self._models
 
@@ -220,38 +225,55 @@ def test_seldon(image: Image, ws: Workspace, outcome: Outcome, _: list[Image]) -
 
 
 def test_operator(image: Image, ws: Workspace, outcome: Outcome, _: list[Image]) -> None:
-    volumes = ws.scratch(ARBITRARY)
+    kubeconfig = ws.root / "kubeconfig"
+    kubeconfig.write_text(KUBECONFIG.format(port=free_port()))  # nothing listens there
+    kubeconfig.chmod(0o644)
+    operator_file = ws.root / "probe_operator.py"
+    operator_file.write_text(PROBE_OPERATOR)
+    operator_file.chmod(0o644)
+    volumes = {**ws.scratch(ARBITRARY), "/probe": f"{ws.root}:ro"}
+    env = {"KUBECONFIG": "/probe/kubeconfig"}
     log = ws.root / f"{image.target}.log"
-    with Container(image.ref(), user=ARBITRARY, volumes=volumes, log=log) as ctr:
+    with Container(image.ref(), user=ARBITRARY, volumes=volumes, env=env, log=log) as ctr:
         result = ctr.run(ctr.entrypoint(["--help"]), timeout=120)
         assert result.returncode == 0 and "Usage" in result.stdout, result.stderr[-2000:]
-        outcome.checks.append("`infergraph --help` runs")
+        outcome.checks.append(f"`infergraph --help` runs as {ARBITRARY}")
         kopf = ctr.run(["python", "-c", "import kopf, torch"], timeout=60)
         assert "No module named 'torch'" in kopf.stderr, kopf.stderr[-1000:]
         outcome.checks.append("kopf imports, torch is absent")
-        if " operator " in result.stdout:
-            operator_liveness(ctr, ws, outcome)
+        # The image's kopf serves its liveness endpoint under an arbitrary UID while the API
+        # server is unreachable (what a pod sees before it can list its resources).
+        port = free_port()
+        liveness = ["--standalone", "-A", f"--liveness=http://0.0.0.0:{port}/healthz"]
+        ctr.start(["kopf", "run", "/probe/probe_operator.py", *liveness])
+        ctr.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
+        ctr.stop()
+        outcome.checks.append(f"kopf liveness /healthz answers 200 (port {port})")
+        if re.search(r"^\W*operator\b", result.stdout, re.MULTILINE):
+            operator_liveness(ctr, outcome)
         else:
-            outcome.checks.append("no `operator` command on this branch: liveness not checked")
+            outcome.checks.append("no `operator` command on this branch: CMD not started")
         check_root_untouched(ctr, outcome)
 
 
-def operator_liveness(ctr: Container, ws: Workspace, outcome: Outcome) -> None:
-    """The operator's CMD with a kubeconfig naming a closed loopback port: kopf's liveness
-    endpoint (port 8080, /healthz) answers while it retries the API server."""
+def operator_liveness(ctr: Container, outcome: Outcome) -> None:
+    """The image's CMD (`infergraph operator`): kopf's liveness endpoint on port 8080."""
     with socket.socket() as s:
         if s.connect_ex(("127.0.0.1", 8080)) == 0:
             raise AssertionError("port 8080 is taken on this machine: liveness not checked")
-    kubeconfig = ws.root / "kubeconfig"
-    kubeconfig.write_text(KUBECONFIG.format(port=free_port()))
-    kubeconfig.chmod(0o644)
-    ctr.volumes["/cache/.kube/config"] = f"{kubeconfig}:ro"
-    ctr.env["KUBECONFIG"] = "/cache/.kube/config"
     ctr.start(ctr.entrypoint())
     ctr.wait_http("http://127.0.0.1:8080/healthz", timeout=120)
-    outcome.checks.append("operator liveness http://127.0.0.1:8080/healthz answers 200")
     ctr.stop()
+    outcome.checks.append("`infergraph operator` liveness :8080/healthz answers 200")
 
+
+PROBE_OPERATOR = """import kopf
+
+
+@kopf.on.startup()
+def started(**_):
+    pass
+"""
 
 KUBECONFIG = """apiVersion: v1
 kind: Config
