@@ -85,7 +85,7 @@ def measure(image: Image, base: list[int], compressed: bool) -> dict[str, Any]:
 def not_built(image: Image, cpu_problem: str | None) -> dict[str, Any]:
     reason = "not built on this machine (make images)"
     if image.torch == "cpu" and cpu_problem:
-        reason = f"not buildable here: its CPU torch comes from {cpu_problem}"
+        reason = f"not buildable here: torch CPU wheels come from {cpu_problem}"
     return {"image": image.ref(), "target": image.target, "torch": image.torch, "built": False,
             "reason": reason}  # fmt: skip
 

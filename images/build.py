@@ -98,7 +98,7 @@ def main() -> int:
     built, skipped = [], []
     for image in images:
         if image.torch == "cpu" and cpu_problem:
-            skipped.append(f"{image.target}: not built, its CPU torch comes from {cpu_problem}")
+            skipped.append(f"{image.target}: not built, torch CPU wheels come from {cpu_problem}")
             continue
         seconds = build(image, "never" if args.local_bases else "missing")
         drop_superseded(image)

@@ -89,4 +89,4 @@ def torch_cpu_index_problem(index: str = TORCH_CPU_INDEX) -> str | None:
         with urllib.request.urlopen(f"{index}/torch/", timeout=10):
             return None
     except (urllib.error.URLError, OSError) as exc:
-        return f"{index} is unreachable from this machine ({exc})"
+        return f"{index}, unreachable from this machine ({exc})"
