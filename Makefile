@@ -16,13 +16,15 @@ export TOKENIZERS_PARALLELISM := false
 RUN := $(UV) run --frozen --no-sync
 RUN_SELDON := UV_PROJECT_ENVIRONMENT=.venv-seldon $(UV) run --frozen --no-sync --no-default-groups --group seldon-dev --extra seldon
 
-.PHONY: help install demo test lint unit seldon-test render crd bench-runtimes bench-hops bench-loadtester bench-peers bench-planner clean
+.PHONY: help install demo test lint unit seldon-test render crd bench-runtimes bench-hops bench-loadtester \
+	bench-peers bench-planner images image-test bench-images image-tools clean
 
 help:
 	@echo "make demo    serve the cascade graph locally (offline weights), load it, print latency and cost"
 	@echo "make test    lint, then every test (MLServer, graphs, renderers, load tester, Seldon v1)"
 	@echo "make bench-runtimes | bench-hops | bench-loadtester | bench-peers | bench-planner    benchmarks -> bench-results/*.json"
 	@echo "make render  regenerate k8s/rendered/, k8s/crds/ and the chart's generated files"
+	@echo "make images | image-test | bench-images    build the images with buildah, run them, measure them"
 
 $(UV):
 	@test -n "$(PY312)" || { echo "error: Python 3.12 not found (python3.12, pyenv or /usr/bin)"; exit 1; }
@@ -50,6 +52,8 @@ demo: .venv/.synced
 lint: .venv/.synced
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	$(RUN) hadolint --failure-threshold style images/Dockerfile
+	$(RUN) actionlint .github/workflows/*.yml
 
 unit: .venv/.synced .venv-kserve/.synced
 	$(RUN) python -m pytest -q --ignore=tests/seldon
@@ -79,6 +83,28 @@ bench-loadtester: .venv/.synced
 
 bench-planner: .venv/.synced
 	$(RUN) python benchmarks/bench_planner.py
+
+# Images: buildah (daemonless, no Docker) and debootstrap for the local stand-in base images when
+# no image registry can be reached (images/README.md). Root and apt-get: Debian/Ubuntu.
+IMAGE_TOOLS := buildah debootstrap
+# Base images: from their registries where reachable, else local stand-ins (images/local-bases.sh).
+LOCAL_BASES ?= $(shell curl -sS -m 10 -o /dev/null https://registry-1.docker.io/v2/ 2>/dev/null \
+	|| echo --local-bases)
+IMAGES_RUN := PYTHONPATH=. $(RUN) python
+
+image-tools:
+	@command -v buildah >/dev/null && command -v debootstrap >/dev/null || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(IMAGE_TOOLS); }
+
+images: image-tools .venv/.synced
+	$(IMAGES_RUN) images/build.py $(LOCAL_BASES) $(TARGETS)
+	$(IMAGES_RUN) images/bench_images.py
+
+image-test: image-tools .venv/.synced
+	$(IMAGES_RUN) images/image_test.py $(TARGETS)
+
+bench-images: image-tools .venv/.synced
+	$(IMAGES_RUN) images/bench_images.py
 
 clean:
 	rm -rf .venv .venv-seldon .venv-kserve $(TOOLS) .pytest_cache .ruff_cache

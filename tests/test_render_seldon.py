@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from infergraph.errors import GraphValidationError, RenderError
 from infergraph.graph.model import parse_graph
+from infergraph.images import DEFAULT_REGISTRY, MLSERVER_RUNTIMES
 from infergraph.render import (
     ENGINES,
     EXAMPLE_STORAGE,
@@ -174,7 +175,7 @@ def check_hardening(objs: list[dict[str, Any]]) -> None:
                 assert res["requests"] and res["limits"], c["name"]
                 gpu = res["requests"].get("nvidia.com/gpu")
                 assert gpu == res["limits"].get("nvidia.com/gpu")
-                if c["image"].startswith("docker.io/infergraph/"):
+                if c["image"].startswith(f"{DEFAULT_REGISTRY}/"):
                     assert csc["readOnlyRootFilesystem"] is True
                     mounts = {m["mountPath"] for m in c["volumeMounts"]}
                     assert {"/tmp", "/cache"} <= mounts
@@ -356,7 +357,7 @@ def test_plain_chain_uses_protocol_v2_with_mlserver_units() -> None:
         "OUTPUT_TRANSFORMER",
     )
     container = predictor["componentSpecs"][0]["spec"]["containers"][0]
-    assert container["image"].startswith("docker.io/infergraph/mlserver-runtimes:")
+    assert container["image"].startswith(f"{DEFAULT_REGISTRY}/{MLSERVER_RUNTIMES}:")
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     assert env["MLSERVER_MODEL_URI"] == "org/sentiment"
     assert '"family": "text-classification"' in env["MLSERVER_MODEL_EXTRA"]

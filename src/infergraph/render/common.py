@@ -54,11 +54,15 @@ def image(
     node: Node | None = None,
     options: RenderOptions | None = None,
 ) -> str:
-    """The image from the one registry setting; the `-cuda` variant for pods with a GPU."""
-    options = options or RenderOptions()
-    tag = graph.metadata.annotations.get(IMAGE_TAG_ANNOTATION, options.image_tag or __version__)
-    cuda = bool(node is not None and node.resources.gpu)
-    return images.image_ref(which, options.image_registry, tag, cuda)
+    """The image a container runs: the `-cuda` variant when its node asks for a GPU.
+
+    Registry and tag come from `options` (default: `infergraph.images.DEFAULT_REGISTRY` and
+    this package's version); the graph annotation `infergraph.io/image-tag` overrides the tag.
+    """
+    opts = options or RenderOptions()
+    tag = graph.metadata.annotations.get(IMAGE_TAG_ANNOTATION, opts.image_tag)
+    cuda = node is not None and bool(node.resources.gpu)
+    return images.image_ref(which, opts.image_registry, tag, cuda)
 
 
 def labels(graph: InferenceGraph, node: str | None, component: str) -> dict[str, str]:
