@@ -14,9 +14,11 @@ is switched off).
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
+from mlserver.codecs.json import encode_to_json_bytes
 from mlserver.errors import MLServerError
 from mlserver.handlers import custom_handler  # noqa: F401  (documents the mechanism used below)
 from mlserver.handlers.custom import CustomHandler, register_custom_handler
@@ -31,6 +33,7 @@ from starlette.requests import Request
 from infergraph.components.base import Component, ComponentResult, ComponentSettings
 from infergraph.components.registry import component_class
 from infergraph.errors import InfergraphError, InputError, SettingsError
+from infergraph.serving import graph_step
 from infergraph.serving.engine import ComponentEngine
 from infergraph.serving.metrics import INFLIGHT, QUEUE, REQUESTS
 from infergraph.serving.tensors import from_numpy, to_numpy
@@ -62,6 +65,17 @@ class ComponentRuntime(MLModel):
 
         register_custom_handler(CustomHandler(rest_path=raw_path, rest_method="POST"), raw_endpoint)
         self.raw_endpoint = raw_endpoint
+        # The KServe InferenceGraph step route (infergraph.serving.graph_step).
+        step_handler = self._graph_step
+        step_path = f"/v2/models/{settings.name}{graph_step.ROUTE_SUFFIX}"
+
+        async def step_endpoint(request: Request) -> dict[str, Any]:
+            return await step_handler(request)
+
+        step_route = CustomHandler(rest_path=step_path, rest_method="POST")
+        register_custom_handler(step_route, step_endpoint)
+        self.step_endpoint = step_endpoint
+        self._wiring: graph_step.StepWiring | None = None
 
     async def load(self) -> bool:
         extra = dict((self.settings.parameters.extra if self.settings.parameters else None) or {})
@@ -71,6 +85,9 @@ class ComponentRuntime(MLModel):
         uri = self.settings.parameters.uri if self.settings.parameters else None
         # Seldon v2's agent drops the top-level batching fields (MLServer then gives 0), so
         # `extra` carries them too and wins; absent or 0 means one row, no wait.
+        wiring = extra.pop(graph_step.SETTINGS_KEY, None)
+        if wiring is not None:
+            self._wiring = graph_step.StepWiring.parse(wiring)
         size = extra.pop("max_batch_size", None) or self._batching[0] or 1
         wait_ms = extra.pop("max_batch_time_ms", None)
         wait = wait_ms / 1000.0 if wait_ms is not None else (self._batching[1] or 0.0)
@@ -180,11 +197,30 @@ class ComponentRuntime(MLModel):
             raise MLServerError(f"{self.name}: {exc}", status_code=400) from exc
         return self._response(None, result).model_dump(exclude_none=True)
 
+    async def _graph_step(self, request: Request) -> dict[str, Any]:
+        """One InferenceGraph step on a carried body (see infergraph.serving.graph_step)."""
+        if self._wiring is None:
+            raise MLServerError(f"{self.name}: not rendered as a graph step", status_code=404)
+        try:
+            body = json.loads(await request.body())
+        except ValueError as exc:
+            raise MLServerError(f"{self.name}: body is not JSON: {exc}", status_code=400) from exc
+
+        async def call(feed: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+            payload = InferenceRequest(inputs=list(feed.values()), parameters=params or None)
+            reply = await self.predict(payload)
+            # The REST encoding, as /infer would answer (bytes become text or base64).
+            plain = json.loads(encode_to_json_bytes(reply.model_dump()))
+            return {t["name"]: t for t in plain.get("outputs", [])}
+
+        try:
+            return await graph_step.run_step(self._wiring, body, call)
+        except InputError as exc:
+            raise MLServerError(f"{self.name}: {exc}", status_code=400) from exc
+
 
 def _plain_parameters(params: dict[str, Any]) -> dict[str, Any]:
     """Response parameters must be scalars: lists and dicts travel as JSON text."""
-    import json
-
     plain: dict[str, Any] = {}
     for key, value in params.items():
         if isinstance(value, (list, dict, tuple)):
