@@ -7,7 +7,8 @@ response is also the next step's request and carries every tensor so far. Mappin
 compiled plan (docs/rendering.md has the long form):
 
 - sequence: a `Sequence` node; the first step takes `$request` (the node's input), every
-  later one `$response` (the previous step's body).
+  later one `$response` (the previous step's body). Every step is a `Hard` dependency, so
+  the first failing step's status and error reach the client.
 - ensemble: an `Ensemble` node (members get the same body; the router answers
   `{"<step name>": <member body>, ...}`, which the next step reads as one carry), followed by
   the combine step (the graph's combiner node or a synthesized `combine-N`). An ensemble
@@ -132,6 +133,11 @@ class _Topology:
             )
             items.append(name)
         self.nodes["root"] = self.sequence(items)
+        for node in self.nodes.values():
+            for step in node["steps"]:
+                # Soft (the default) would hand a failed step's error body to the next step;
+                # Hard stops the Sequence there and answers with that step's status and body.
+                step["dependency"] = "Hard"
 
     def flatten(self, block: Block) -> list[Block | str]:
         """A chain's items, nested chains inlined (a str item is a synthesized service)."""
