@@ -16,12 +16,12 @@ export TOKENIZERS_PARALLELISM := false
 RUN := $(UV) run --frozen --no-sync
 RUN_SELDON := UV_PROJECT_ENVIRONMENT=.venv-seldon $(UV) run --frozen --no-sync --no-default-groups --group seldon-dev --extra seldon
 
-.PHONY: help install demo test lint unit seldon-test render crd bench-runtimes bench-hops bench-loadtester clean
+.PHONY: help install demo test lint unit seldon-test render crd bench-runtimes bench-hops bench-kserve-hops bench-loadtester clean
 
 help:
 	@echo "make demo    serve the cascade graph locally (offline weights), load it, print latency and cost"
 	@echo "make test    lint, then every test (MLServer, graphs, renderers, load tester, Seldon v1)"
-	@echo "make bench-runtimes | bench-hops | bench-loadtester    benchmarks -> bench-results/*.json"
+	@echo "make bench-runtimes | bench-hops | bench-kserve-hops | bench-loadtester    benchmarks -> bench-results/*.json"
 	@echo "make render  regenerate k8s/rendered/ and k8s/crds/ from k8s/graphs/"
 
 $(UV):
@@ -63,6 +63,9 @@ bench-runtimes: .venv/.synced
 
 bench-hops: .venv/.synced
 	$(RUN) python benchmarks/bench_hops.py
+
+bench-kserve-hops: .venv/.synced
+	$(RUN) python benchmarks/bench_kserve_hops.py
 
 bench-loadtester: .venv/.synced
 	$(RUN) python async_load_tester/bench/bench_loadtester.py

@@ -32,6 +32,7 @@ on the predictor Deployment where KServe's spec cannot say it (Pods metrics, GPU
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -459,7 +460,8 @@ def _zero_note(node: Node) -> str:
 
 
 def inference_graph(graph: InferenceGraph, topology: _Topology, notes: list[str]) -> dict:
-    timeout = max(1, round(sum(n.timeout_ms for n in graph.spec.nodes) / 1000.0))
+    per_call = max(1, math.ceil(max(n.timeout_ms for n in graph.spec.nodes) / 1000.0))
+    total = max(1, math.ceil(sum(n.timeout_ms for n in graph.spec.nodes) / 1000.0)) + 5
     meta = common.metadata(graph, graph.name, None, "inference-graph")
     meta["annotations"] = dict(DEPLOYMENT_MODE)
     if notes:
@@ -473,9 +475,10 @@ def inference_graph(graph: InferenceGraph, topology: _Topology, notes: list[str]
             "resources": {"requests": dict(ROUTER_RESOURCES), "limits": dict(ROUTER_RESOURCES)},
             "minReplicas": 1,
             "maxReplicas": 1,
-            # Every step on the slowest path may take its node's full timeout.
-            "routerTimeouts": {"serviceClient": timeout, "serverRead": timeout + 5},
-            "timeout": timeout + 5,
+            # One service call may take the slowest node's timeout (the router's http.Client);
+            # a whole request every node's in turn (Go's WriteTimeout spans the handler).
+            "routerTimeouts": {"serviceClient": per_call, "serverWrite": total},
+            "timeout": total,
         },
     }
 
