@@ -205,3 +205,28 @@ def test_gpu_on_a_cpu_only_family_fails_naming_the_node() -> None:
     graph.spec.nodes[1].resources.gpu = 1
     with pytest.raises((RenderError, GraphValidationError), match="post"):
         render(graph, "kserve", OPTIONS)
+
+
+def test_graph_step_route_names_what_is_wrong_with_a_body() -> None:
+    import asyncio
+
+    from infergraph.errors import InputError
+    from infergraph.serving import graph_step
+
+    plan_objs = objects("nlp")
+    summarize = next(
+        o for o in kind(plan_objs, "InferenceService") if o["metadata"]["name"] == "nlp-summarize"
+    )
+    env = {e["name"]: e["value"] for e in summarize["spec"]["predictor"]["model"]["env"]}
+    wiring = graph_step.StepWiring.parse(json.loads(env["MLSERVER_MODEL_EXTRA"])["graph_step"])
+    assert wiring.inputs == {"text": ["translate.translation", "pass-0.text"]}
+
+    async def never(feed: dict, params: dict) -> dict:
+        raise AssertionError("the component must not be called")
+
+    with pytest.raises(InputError, match="neither a V2 request"):
+        asyncio.run(graph_step.run_step(wiring, {"resnet": {"error": "boom"}}, never))
+    # The gate chose `then` but no translation is carried: the message names input and refs.
+    body = {"inputs": [], "carry": {"when": {"gate-0": {"then": True}}}}
+    with pytest.raises(InputError, match=r"text.*translate\.translation \| pass-0\.text"):
+        asyncio.run(graph_step.run_step(wiring, body, never))
