@@ -17,12 +17,12 @@ RUN := $(UV) run --frozen --no-sync
 RUN_SELDON := UV_PROJECT_ENVIRONMENT=.venv-seldon $(UV) run --frozen --no-sync --no-default-groups --group seldon-dev --extra seldon
 
 .PHONY: help install demo test lint unit seldon-test render crd bench-runtimes bench-hops bench-loadtester \
-	bench-peers bench-planner images image-test bench-images image-tools clean
+	bench-peers bench-planner bench-kserve-hops images image-test bench-images image-tools clean
 
 help:
 	@echo "make demo    serve the cascade graph locally (offline weights), load it, print latency and cost"
 	@echo "make test    lint, then every test (MLServer, graphs, renderers, load tester, Seldon v1)"
-	@echo "make bench-runtimes | bench-hops | bench-loadtester | bench-peers | bench-planner    benchmarks -> bench-results/*.json"
+	@echo "make bench-runtimes | bench-hops | bench-loadtester | bench-peers | bench-planner | bench-kserve-hops    benchmarks -> bench-results/*.json"
 	@echo "make render  regenerate k8s/rendered/, k8s/crds/ and the chart's generated files"
 	@echo "make images | image-test | bench-images    build the images with buildah, run them, measure them"
 
@@ -77,6 +77,9 @@ bench-hops: .venv/.synced
 # Peers (infinity-emb, Ray Serve, KServe) get virtualenvs of their own under .bench-venvs/.
 bench-peers: .venv/.synced
 	$(RUN) python benchmarks/bench_peers.py
+
+bench-kserve-hops: .venv/.synced
+	$(RUN) python benchmarks/bench_kserve_hops.py
 
 bench-loadtester: .venv/.synced
 	$(RUN) python async_load_tester/bench/bench_loadtester.py

@@ -190,7 +190,13 @@ def check_labels(objs: list[dict[str, Any]], graph: str) -> None:
         assert labels["app.kubernetes.io/managed-by"] == "infergraph-render"
         assert labels["infergraph.io/graph"] == graph
         assert labels["app.kubernetes.io/name"]
-        if obj["kind"] not in ("Pipeline", "SeldonDeployment", "PodMonitor"):
+        if obj["kind"] not in (
+            "Pipeline",
+            "SeldonDeployment",
+            "PodMonitor",
+            "InferenceGraph",
+            "ServingRuntime",
+        ):
             assert labels["infergraph.io/node"], obj["metadata"]["name"]
 
 

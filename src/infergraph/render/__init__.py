@@ -1,4 +1,5 @@
-"""Render an InferenceGraph into Seldon Core manifests (v2 Pipelines, v1 SeldonDeployments).
+"""Render an InferenceGraph into Seldon Core (v2 Pipelines, v1 SeldonDeployments) or KServe
+manifests (InferenceServices and an InferenceGraph).
 
 `render(graph, engine)` returns plain dicts; `to_yaml` makes the multi-document YAML that is
 committed under k8s/rendered/<engine>/<graph>.yaml so `kubectl apply -f` works without the
@@ -14,10 +15,10 @@ import yaml
 
 from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph, load_graph
-from infergraph.render import autoscaling, common, seldon_v1, seldon_v2
+from infergraph.render import autoscaling, common, kserve, seldon_v1, seldon_v2
 from infergraph.render.options import RenderOptions
 
-ENGINES = ("seldon-v2", "seldon-v1")
+ENGINES = ("seldon-v2", "seldon-v1", "kserve")
 HEADER = (
     "# Rendered by `infergraph render {source} --engine {engine}`; do not edit by hand.\n"
     "# Regenerate with `infergraph render --all --out k8s/rendered` (make render).\n"
@@ -37,6 +38,8 @@ def render(
         return seldon_v2.render(graph, options)
     if engine == "seldon-v1":
         return seldon_v1.render(graph, options)
+    if engine == "kserve":
+        return kserve.render(graph, options)
     raise RenderError(engine, f"unknown engine; choose one of {', '.join(ENGINES)}")
 
 

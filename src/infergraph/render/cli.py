@@ -19,7 +19,7 @@ from infergraph.render.options import RenderOptions
 # The render function is the app's callback (not a sub-command) so that mounting this app as
 # `render` in the main CLI gives `infergraph render <graph> --engine ...`.
 app = typer.Typer(
-    help="Render InferenceGraphs into Seldon Core manifests.",
+    help="Render InferenceGraphs into Seldon Core or KServe manifests.",
     context_settings={"allow_interspersed_args": True},
 )
 
@@ -33,10 +33,11 @@ def render_command(
         Path | None, typer.Argument(help="InferenceGraph YAML; omit with --all")
     ] = None,
     engine: Annotated[
-        str | None, typer.Option("--engine", "-e", help="seldon-v2 or seldon-v1 (all with --all)")
+        str | None,
+        typer.Option("--engine", "-e", help="seldon-v2, seldon-v1 or kserve (all with --all)"),
     ] = None,
     all_graphs: Annotated[
-        bool, typer.Option("--all", help="render every graph under --graphs for both engines")
+        bool, typer.Option("--all", help="render every graph under --graphs for every engine")
     ] = False,
     graphs: Annotated[Path, typer.Option(help="folder of graph files for --all")] = DEFAULT_GRAPHS,
     out: Annotated[
@@ -97,7 +98,13 @@ def render_command(
             written = _write(files, out)
             typer.echo(f"wrote {len(written)} files under {out}")
             return
-        typer.echo(to_yaml(render(load_graph(graph), engine, options)), nl=False)
+        objs = render(load_graph(graph), engine, options)
+        if engine == "kserve":
+            from infergraph.render.kserve import render_notes
+
+            for note in render_notes(objs):
+                typer.echo(f"note: {note}", err=True)
+        typer.echo(to_yaml(objs), nl=False)
     except (RenderError, GraphValidationError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -23,12 +23,14 @@ through `_serve`: one parser, one error mapping (`errors.status_for`), one set o
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 import orjson
+from mlserver.codecs.json import encode_to_json_bytes
 from mlserver.errors import MLServerError
 from mlserver.grpc import utils as mlserver_grpc_utils
 from mlserver.handlers.custom import CustomHandler, register_custom_handler
@@ -50,7 +52,7 @@ from infergraph.errors import (
     grpc_code_for_http,
     status_for,
 )
-from infergraph.serving import binary
+from infergraph.serving import binary, graph_step
 from infergraph.serving.engine import ComponentEngine
 from infergraph.serving.metrics import INFLIGHT, QUEUE, REQUESTS
 from infergraph.serving.mlserver_routes import promote_when_registered
@@ -116,6 +118,9 @@ class ComponentRuntime(MLModel):
         # The Triton embed_image pattern, kept for clients of earlier releases.
         self._route("POST", f"{base}/infer/raw", self._rest_infer_raw)
         self._route("GET", f"{base}/config", self._rest_config)
+        # The KServe InferenceGraph step route (infergraph.serving.graph_step).
+        self._route("POST", f"{base}{graph_step.ROUTE_SUFFIX}", self._rest_graph_step)
+        self._wiring: graph_step.StepWiring | None = None
 
     def _route(self, method: str, path: str, handler: Endpoint) -> None:
         """Instance-specific routes: a custom handler on the class would serve every model."""
@@ -137,16 +142,14 @@ class ComponentRuntime(MLModel):
             raise SettingsError("parameters.extra.input_aliases", "must map client name -> input")
         for key in _BATCHING_KEYS:
             extra.pop(key, None)
+        wiring = extra.pop(graph_step.SETTINGS_KEY, None)
+        if wiring is not None:
+            self._wiring = graph_step.StepWiring.parse(wiring)
         uri = self.settings.parameters.uri if self.settings.parameters else None
-        # Seldon v2's agent drops the top-level batching fields (MLServer then gives 0), so
-        # `extra` carries them too and wins; absent or 0 means one row, no wait.
-        size = extra.pop("max_batch_size", None) or self._batching[0] or 1
-        wait_ms = extra.pop("max_batch_time_ms", None)
-        wait = wait_ms / 1000.0 if wait_ms is not None else (self._batching[1] or 0.0)
         component_settings = ComponentSettings(
             model_uri=uri or None,
-            max_batch_size=int(size),
-            max_batch_time=float(wait),
+            max_batch_size=self._batching[0],
+            max_batch_time=self._batching[1],
             **{k: extra.pop(k) for k in list(extra) if k in _SETTINGS_KEYS},
             options=extra,
         )
@@ -250,6 +253,29 @@ class ComponentRuntime(MLModel):
         body = await request.body()
         return await self._rest(lambda: self._decode(body, request.headers))
 
+    async def _rest_graph_step(self, request: Request) -> Response:
+        """One InferenceGraph step on a carried body (see infergraph.serving.graph_step)."""
+        if self._wiring is None:
+            return _json_error(404, f"{self.name}: not rendered as a graph step")
+        try:
+            body = json.loads(await request.body())
+        except ValueError as exc:
+            return _json_error(400, f"{self.name}: body is not JSON: {exc}")
+
+        async def call(feed: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+            payload = InferenceRequest(inputs=list(feed.values()), parameters=params or None)
+            reply = await self.predict(payload)
+            # The REST encoding, as /infer would answer (bytes become text or base64).
+            plain = json.loads(encode_to_json_bytes(reply.model_dump()))
+            return {t["name"]: t for t in plain.get("outputs", [])}
+
+        try:
+            return _json_response(await graph_step.run_step(self._wiring, body, call))
+        except InputError as exc:
+            return _json_error(400, f"{self.name}: {exc}")
+        except MLServerError as exc:
+            return _json_error(getattr(exc, "status_code", 500), str(exc))
+
     async def _rest_infer_raw(self, request: Request) -> Response:
         """Raw body (image bytes as application/octet-stream) as the first BYTES input."""
         body = await request.body()
@@ -346,6 +372,10 @@ def _as_dict(payload: InferenceRequest) -> dict[str, Any]:
 def _grpc_parameters(params: dict[str, Any]) -> dict[str, Any]:
     """V2 gRPC parameters hold bool, int64 or string only: timings (floats) travel as text."""
     return {k: repr(v) if isinstance(v, float) else v for k, v in params.items()}
+
+
+def _json_response(body: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(body), 200, media_type="application/json")
 
 
 def _json_error(status: int, message: str) -> Response:

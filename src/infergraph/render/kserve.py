@@ -1,0 +1,536 @@
+"""KServe: an InferenceService per step, one ServingRuntime, one InferenceGraph for the topology.
+
+KServe's router (`cmd/router/main.go`) passes whole JSON bodies between steps and decides by
+whether a GJSON path exists in a body, so every rendered InferenceService serves the graph
+step route of `infergraph.serving.graph_step` (`/v2/models/<model>/infer/graph`), whose
+response is also the next step's request and carries every tensor so far. Mapping of the
+compiled plan (docs/rendering.md has the long form):
+
+- sequence: a `Sequence` node; the first step takes `$request` (the node's input), every
+  later one `$response` (the previous step's body). Every step is a `Hard` dependency, so
+  the first failing step's status and error reach the client.
+- ensemble: an `Ensemble` node (members get the same body; the router answers
+  `{"<step name>": <member body>, ...}`, which the next step reads as one carry), followed by
+  the combine step (the graph's combiner node or a synthesized `combine-N`). An ensemble
+  that ends the graph with `method: merge` is followed by a `merge-N` step (family identity)
+  so the client gets the graph's outputs, not the router's `{step: body}` map.
+- when: the gate step (family `gate`) records its decision in the carry
+  (`carry.when.<gate>.then` exists only when the condition holds). With an `otherwise`
+  branch a `Switch` node picks the side by that path; without one (a cascade) the then-branch
+  is a `Sequence` step with `condition: carry.when.<gate>.then` after the gate: the router
+  ends that Sequence early when the path is missing, returning the gate's body, in which the
+  tensors a cascade forwards are still carried, so no pass-through hop is rendered.
+
+Steps call their InferenceService by `serviceUrl` (the step route is not the `/infer` path
+the controller would derive from `serviceName`, and a step may name only one target).
+Autoscaling follows KServe's Standard deployment mode: `serving.kserve.io/autoscalerClass`
+`hpa` (CPU only: KServe's HPA takes Resource metrics), `keda` (KServe writes the
+ScaledObject from `autoScaling.metrics`), or `external` with the kit's own HPA / ScaledObject
+on the predictor Deployment where KServe's spec cannot say it (Pods metrics, GPU average).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from infergraph.errors import RenderError
+from infergraph.graph.model import InferenceGraph, Node
+from infergraph.graph.plan import (
+    GATE_FAMILY,
+    PASS_FAMILY,
+    Block,
+    ChainBlock,
+    FanOutBlock,
+    GraphPlan,
+    PlanStep,
+    RouteBlock,
+    UnitBlock,
+    compile_plan,
+)
+from infergraph.render import autoscaling, common
+from infergraph.render.options import RenderOptions
+from infergraph.serving import graph_step
+
+ENGINE = "kserve"
+ISVC_API = "serving.kserve.io/v1beta1"
+GRAPH_API = "serving.kserve.io/v1alpha1"
+MODEL_FORMAT = "infergraph"
+HTTP_PORT = 8080
+GRPC_PORT = 9000
+METRICS_PORT = 8082
+GRPC_MAX_MESSAGE_BYTES = 1048576000
+NOTES_ANNOTATION = "infergraph.io/render-notes"
+DEPLOYMENT_MODE = {"serving.kserve.io/deploymentMode": "Standard"}
+AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
+REQUESTS_SERIES = "infergraph_requests_total"  # infergraph.serving.metrics.REQUESTS
+ROUTER_RESOURCES = {"cpu": "500m", "memory": "512Mi"}
+
+
+@dataclass
+class Service:
+    """One InferenceService: a graph node, or a weightless step of the plan (gate, combine)."""
+
+    step: str
+    kind: str  # node | gate | combine | merge
+    family: str
+    name: str
+    node: Node | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Topology:
+    """The plan's block tree as InferenceGraph nodes (`root` first), creating Services."""
+
+    def __init__(self, plan: GraphPlan) -> None:
+        self.plan = plan
+        self.graph = plan.graph
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.services: dict[str, Service] = {}
+        self.taken = {s.name for s in plan.steps}
+        self.counters: dict[str, int] = {}
+
+    def fresh(self, kind: str) -> str:
+        while True:
+            index = self.counters.get(kind, 0)
+            self.counters[kind] = index + 1
+            name = f"{kind}-{index}"
+            if name not in self.taken:
+                self.taken.add(name)
+                return name
+
+    def service_name(self, step: str) -> str:
+        return common.k8s_name(self.graph.name, step)
+
+    def service_step(self, step: PlanStep) -> dict[str, Any]:
+        if step.name not in self.services:
+            kind = step.kind
+            extra: dict[str, Any] = {}
+            if kind == "gate":
+                assert step.condition is not None
+                extra["condition"] = common.condition_dict(step.condition)
+            elif kind == "combine":
+                extra["method"] = step.method
+            elif kind == "pass":
+                raise RenderError(ENGINE, f"{step.path}: a pass-through is never a service")
+            service = Service(
+                step.name, kind, step.family, self.service_name(step.name), step.node, extra
+            )
+            self.services[step.name] = service
+        return self.target(self.services[step.name])
+
+    def target(self, service: Service) -> dict[str, Any]:
+        return {"name": service.step, "serviceUrl": service_url(self.graph, service.name)}
+
+    def build(self) -> None:
+        self.nodes["root"] = {}  # first in the manifest
+        items = self.flatten(self.plan.root)
+        if isinstance(items[-1], FanOutBlock) and items[-1].combine is None:
+            name = self.fresh("merge")
+            self.services[name] = Service(
+                name, "merge", PASS_FAMILY, self.service_name(name), None, {}
+            )
+            items.append(name)
+        self.nodes["root"] = self.sequence(items)
+        for node in self.nodes.values():
+            for step in node["steps"]:
+                # Soft (the default) would hand a failed step's error body to the next step;
+                # Hard stops the Sequence there and answers with that step's status and body.
+                step["dependency"] = "Hard"
+
+    def flatten(self, block: Block) -> list[Block | str]:
+        """A chain's items, nested chains inlined (a str item is a synthesized service)."""
+        if isinstance(block, ChainBlock):
+            return [i for item in block.items for i in self.flatten(item)]
+        return [block]
+
+    def sequence(self, items: list[Block | str]) -> dict[str, Any]:
+        steps = []
+        for i, item in enumerate(items):
+            step = self.ref(item)
+            step["data"] = "$request" if i == 0 else "$response"
+            steps.append(step)
+        return {"routerType": "Sequence", "steps": steps}
+
+    def ref(self, item: Block | str) -> dict[str, Any]:
+        """The InferenceStep that runs `item`: its service, or a node built for it."""
+        if isinstance(item, str):
+            return self.target(self.services[item])
+        if isinstance(item, UnitBlock):
+            return self.service_step(self.plan.step(item.step))
+        if isinstance(item, ChainBlock):
+            return self.add_node("chain", self.sequence(self.flatten(item)))
+        if isinstance(item, FanOutBlock):
+            return self.fan_out(item)
+        return self.route(item)
+
+    def add_node(self, kind: str, node: dict[str, Any]) -> dict[str, Any]:
+        name = self.fresh(kind)
+        self.nodes[name] = node
+        return {"name": name, "nodeName": name}
+
+    def fan_out(self, block: FanOutBlock) -> dict[str, Any]:
+        members = []
+        for member in block.members:
+            step = self.ref(member)
+            members.append(step)
+        names = [m["name"] for m in members]
+        if len(set(names)) != len(names):
+            raise RenderError(ENGINE, f"ensemble members share a step name: {names}")
+        ensemble = self.add_node("ensemble", {"routerType": "Ensemble", "steps": members})
+        if block.combine is None:
+            return ensemble
+        combine = self.service_step(self.plan.step(block.combine))
+        ensemble["data"] = "$request"
+        combine["data"] = "$response"
+        return self.add_node("fan-out", {"routerType": "Sequence", "steps": [ensemble, combine]})
+
+    def route(self, block: RouteBlock) -> dict[str, Any]:
+        gate = self.plan.step(block.gate)
+        gate_step = self.service_step(gate)
+        gate_step["data"] = "$request"
+        then_path = f"{graph_step.CARRY}.when.{gate.name}.then"
+        if block.otherwise is None:
+            # A cascade: the router ends this Sequence after the gate unless the path exists.
+            rest = [self.ref(item) for item in self.flatten(block.then)]
+            for step in rest:
+                step["data"] = "$response"
+            rest[0]["condition"] = then_path
+            return self.add_node("when", {"routerType": "Sequence", "steps": [gate_step, *rest]})
+        then = self.ref(block.then)
+        other = self.ref(block.otherwise)
+        then["condition"] = then_path
+        other["condition"] = f"{graph_step.CARRY}.when.{gate.name}.otherwise"
+        for step in (then, other):
+            step.pop("data", None)  # a Switch hands its own input to the route it picks
+        switch = self.add_node("switch", {"routerType": "Switch", "steps": [then, other]})
+        switch["data"] = "$response"
+        return self.add_node("when", {"routerType": "Sequence", "steps": [gate_step, switch]})
+
+
+def service_url(graph: InferenceGraph, name: str) -> str:
+    """The predictor Service of a Standard-mode InferenceService (`<isvc>-predictor`, port 80)
+    and the step route; without a namespace the short name resolves in the graph's own."""
+    ns = graph.metadata.namespace
+    host = f"{name}-predictor.{ns}.svc.cluster.local" if ns else f"{name}-predictor"
+    return f"http://{host}/v2/models/{name}{graph_step.ROUTE_SUFFIX}"
+
+
+def wiring(plan: GraphPlan, service: Service) -> dict[str, Any]:
+    """`parameters.extra.graph_step` for one service: where its inputs and the outputs are."""
+    passes = {
+        s.name: {
+            "gate": s.branch[-1].gate,
+            "side": s.branch[-1].side,
+            "inputs": {k: [src.ref for src in v] for k, v in s.inputs.items()},
+        }
+        for s in plan.steps
+        if s.kind == "pass"
+    }
+    inputs: dict[str, list[str]] = {}
+    specs: list[list[Any]] = []
+    if service.kind != "merge":
+        step = plan.step(service.step)
+        inputs = {k: [src.ref for src in v] for k, v in step.inputs.items()}
+        specs = [[s.name, s.datatype, list(s.shape)] for s in step.outputs]
+    return {
+        "step": service.step,
+        "kind": service.kind,
+        "inputs": inputs,
+        "outputs": {k: [src.ref for src in v] for k, v in plan.outputs.items()},
+        "passes": passes,
+        "specs": specs,
+        "nodes": sorted(n.name for n in plan.graph.spec.nodes),
+    }
+
+
+def model_settings(
+    plan: GraphPlan, service: Service, options: RenderOptions
+) -> tuple[dict[str, Any], common.Artifact | None]:
+    graph = plan.graph
+    node = service.node
+    extra = {**service.extra, graph_step.SETTINGS_KEY: wiring(plan, service)}
+    settings = common.model_settings(graph, service.name, node, service.family, extra, options)
+    art = None
+    if node is not None:
+        art = common.artifact(graph, node.name, node.family, node.model_uri, options)
+    return settings, art
+
+
+# -- objects -----------------------------------------------------------------------------------
+def runtime_name(graph: InferenceGraph, cuda: bool) -> str:
+    return common.k8s_name(graph.name, "mlserver-cuda" if cuda else "mlserver")
+
+
+def serving_runtime(graph: InferenceGraph, cuda: bool, options: RenderOptions) -> dict[str, Any]:
+    """The kit's MLServer image as a ServingRuntime; per-model settings come from each
+    InferenceService's MLSERVER_MODEL_* env, as in KServe's own `kserve-mlserver` runtime."""
+    gpu_node = next((n for n in graph.spec.nodes if n.resources.gpu), None) if cuda else None
+    env = [
+        {"name": "MLSERVER_HTTP_PORT", "value": str(HTTP_PORT)},
+        {"name": "MLSERVER_GRPC_PORT", "value": str(GRPC_PORT)},
+        {"name": "MLSERVER_METRICS_PORT", "value": str(METRICS_PORT)},
+        # No model-settings.json under it: MLServer then builds the one model from the env.
+        {"name": "MLSERVER_MODELS_DIR", "value": "/tmp"},
+        {"name": "MLSERVER_LOAD_MODELS_AT_STARTUP", "value": "true"},
+        {"name": "MLSERVER_PARALLEL_WORKERS", "value": "0"},
+        {"name": "MLSERVER_METRICS_DIR", "value": "/tmp/mlserver-metrics"},
+        {"name": "MLSERVER_GRPC_MAX_MESSAGE_LENGTH", "value": str(GRPC_MAX_MESSAGE_BYTES)},
+        *common.cache_env(),
+    ]
+    health = {"httpGet": {"path": "/v2/health/ready", "port": HTTP_PORT}}
+    container = {
+        "name": "kserve-container",
+        "image": common.image(graph, common.MLSERVER_IMAGE, gpu_node, options),
+        "imagePullPolicy": "IfNotPresent",
+        "env": env,
+        "ports": [
+            {"containerPort": HTTP_PORT, "name": "http1", "protocol": "TCP"},
+            {"containerPort": METRICS_PORT, "name": "metrics", "protocol": "TCP"},
+        ],
+        "readinessProbe": {**health, "periodSeconds": 5},
+        "startupProbe": {**health, "failureThreshold": 60, "periodSeconds": 10},
+        "resources": common.resources(None, ENGINE),
+        "securityContext": common.container_security_context(read_only_root=True),
+        "volumeMounts": common.scratch_mounts(),
+    }
+    return {
+        "apiVersion": GRAPH_API,
+        "kind": "ServingRuntime",
+        "metadata": common.metadata(graph, runtime_name(graph, cuda), None, "serving-runtime"),
+        "spec": {
+            "annotations": {
+                "prometheus.kserve.io/port": str(METRICS_PORT),
+                "prometheus.kserve.io/path": "/metrics",
+            },
+            "supportedModelFormats": [{"name": MODEL_FORMAT, "version": "1", "autoSelect": False}],
+            "protocolVersions": ["v2"],
+            "multiModel": False,
+            "containers": [container],
+            "volumes": common.scratch_volumes(gpu_node),
+        },
+    }
+
+
+def _env(settings: dict[str, Any], uri: str | None) -> list[dict[str, str]]:
+    """model-settings.json as MLServer's MLSERVER_MODEL_* environment (ModelSettings fields)."""
+    params = settings["parameters"]
+    env = [
+        {"name": "MLSERVER_MODEL_NAME", "value": settings["name"]},
+        {"name": "MLSERVER_MODEL_IMPLEMENTATION", "value": settings["implementation"]},
+        {"name": "MLSERVER_MODEL_MAX_BATCH_SIZE", "value": str(settings["max_batch_size"])},
+        {"name": "MLSERVER_MODEL_MAX_BATCH_TIME", "value": str(settings["max_batch_time"])},
+        {"name": "MLSERVER_MODEL_EXTRA", "value": json.dumps(params["extra"], sort_keys=True)},
+    ]
+    if uri:
+        env.insert(2, {"name": "MLSERVER_MODEL_URI", "value": uri})
+    return env
+
+
+def inference_service(
+    plan: GraphPlan, service: Service, options: RenderOptions
+) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
+    """The InferenceService, any scaler KServe leaves to the kit, and a note (or "")."""
+    graph = plan.graph
+    node = service.node
+    settings, art = model_settings(plan, service, options)
+    uri = settings["parameters"].get("uri")
+    model: dict[str, Any] = {
+        "modelFormat": {"name": MODEL_FORMAT},
+        "runtime": runtime_name(graph, bool(node and node.resources.gpu)),
+        "protocolVersion": "v2",
+    }
+    if art is not None and art.weights_in_artifact:
+        model["storageUri"] = art.storage_uri
+        uri = "/mnt/models"  # where KServe's storage initializer puts the artifact
+    model["env"] = _env(settings, uri)
+    model["resources"] = common.resources(node, ENGINE)
+    model["securityContext"] = common.container_security_context(read_only_root=True)
+    model["volumeMounts"] = common.scratch_mounts()
+    label_node = node.name if node else service.step
+    predictor: dict[str, Any] = {
+        "labels": common.labels(graph, label_node, "predictor"),
+        "securityContext": common.pod_security_context(),
+        "automountServiceAccountToken": False,
+        "volumes": common.scratch_volumes(node),
+        **common.gpu_scheduling(node, options),
+    }
+    if node is not None:
+        predictor["timeout"] = max(1, round(node.timeout_ms / 1000.0))
+    annotations = dict(DEPLOYMENT_MODE)
+    scalers, note = _scaling(plan, service, predictor, annotations)
+    predictor["model"] = model
+    meta = common.metadata(graph, service.name, label_node, "inference-service")
+    meta["annotations"] = annotations
+    isvc = {"apiVersion": ISVC_API, "kind": "InferenceService", "metadata": meta}
+    isvc["spec"] = {"predictor": predictor}
+    return isvc, scalers, note
+
+
+def wake_query(graph: InferenceGraph, plan: GraphPlan, service: Service) -> str:
+    """Requests that head for a step while it has no pods: what wakes it from zero.
+
+    The pods' own series vanish at zero replicas, so this is the rate of the step that sends
+    it work: the gate of its `when` branch (every request the gate decides on, an upper
+    bound), else the first step of the graph.
+    """
+    ns = {"namespace": graph.metadata.namespace} if graph.metadata.namespace else {}
+    branch = plan.step(service.step).branch
+    upstream = branch[-1].gate if branch else plan.steps[0].name
+    labels = {**ns, "model": common.k8s_name(graph.name, upstream)}
+    return autoscaling.rate_query(REQUESTS_SERIES, labels)
+
+
+def _scaling(
+    plan: GraphPlan,
+    service: Service,
+    predictor: dict[str, Any],
+    annotations: dict[str, str],
+) -> tuple[list[dict[str, Any]], str]:
+    graph = plan.graph
+    node = service.node
+    auto = node.autoscaling if node else None
+    if node is None or auto is None:
+        replicas = node.replicas if node else 1
+        predictor.update({"minReplicas": replicas, "maxReplicas": replicas})
+        annotations[AUTOSCALER_CLASS] = "none"
+        return [], ""
+    autoscaling.check(node, ENGINE)
+    predictor.update({"minReplicas": auto.min_replicas, "maxReplicas": auto.max_replicas})
+    deployment = f"{service.name}-predictor"
+    target = autoscaling.Target(
+        "apps/v1",
+        "Deployment",
+        deployment,
+        f"{deployment}-[a-z0-9]+-[a-z0-9]+",
+        {"model": service.name},
+        REQUESTS_SERIES,
+        wake_query(graph, plan, service) if auto.min_replicas == 0 else None,
+    )
+    note = ""
+    if auto.min_replicas == 0:
+        note = _zero_note(node)
+    if auto.metric == "cpu":
+        annotations[AUTOSCALER_CLASS] = auto.engine
+        resource = {"name": "cpu", "target": {"type": "Utilization"}}
+        resource["target"]["averageUtilization"] = min(100, max(1, round(auto.target)))
+        predictor["autoScaling"] = {"metrics": [{"type": "Resource", "resource": resource}]}
+        return [], note
+    if auto.engine == "keda" and auto.metric != "gpu":
+        # KServe writes the ScaledObject: one prometheus trigger per External metric.
+        annotations[AUTOSCALER_CLASS] = "keda"
+        triggers = autoscaling.keda_triggers(graph, node, target)
+        predictor["autoScaling"] = {
+            "metrics": [
+                {
+                    "type": "External",
+                    "external": {
+                        "metric": {
+                            "backend": "prometheus",
+                            "serverAddress": t["metadata"]["serverAddress"],
+                            "query": t["metadata"]["query"],
+                        },
+                        "target": {"type": "Value", "value": t["metadata"]["threshold"]},
+                    },
+                }
+                for t in triggers
+            ]
+        }
+        return [], note
+    # KServe's HPA class takes CPU/memory only, and its KEDA triggers are AverageValue: the
+    # kit's own scaler on the predictor Deployment, with KServe told to keep out.
+    annotations[AUTOSCALER_CLASS] = "external"
+    name = common.k8s_name(service.name, "autoscaler")
+    make = autoscaling.scaled_object if auto.engine == "keda" else autoscaling.hpa
+    return [make(graph, node, target, name)], note
+
+
+def _zero_note(node: Node) -> str:
+    gpu = f" with {node.resources.gpu} free nvidia.com/gpu" if node.resources.gpu else ""
+    return (
+        f"{node.name}: minReplicas 0. In KServe's Standard mode no activator holds a request "
+        f"while KEDA wakes the predictor: the requests that reach it at zero replicas fail "
+        f"(the router answers 500) until the scheduler has found a node{gpu}, the pod has "
+        "pulled the image and loaded the model: minutes on a GPU cold start (KServe issues "
+        "#1247 and #2882 show the router and activator timing out on exactly this); keep "
+        "minReplicas 1 where every request counts."
+    )
+
+
+def inference_graph(graph: InferenceGraph, topology: _Topology, notes: list[str]) -> dict:
+    per_call = max(1, math.ceil(max(n.timeout_ms for n in graph.spec.nodes) / 1000.0))
+    total = max(1, math.ceil(sum(n.timeout_ms for n in graph.spec.nodes) / 1000.0)) + 5
+    meta = common.metadata(graph, graph.name, None, "inference-graph")
+    meta["annotations"] = dict(DEPLOYMENT_MODE)
+    if notes:
+        meta["annotations"][NOTES_ANNOTATION] = "\n".join(notes)
+    return {
+        "apiVersion": GRAPH_API,
+        "kind": "InferenceGraph",
+        "metadata": meta,
+        "spec": {
+            "nodes": topology.nodes,
+            "resources": {"requests": dict(ROUTER_RESOURCES), "limits": dict(ROUTER_RESOURCES)},
+            "minReplicas": 1,
+            "maxReplicas": 1,
+            # One service call may take the slowest node's timeout (the router's http.Client);
+            # a whole request every node's in turn (Go's WriteTimeout spans the handler).
+            "routerTimeouts": {"serviceClient": per_call, "serverWrite": total},
+            "timeout": total,
+        },
+    }
+
+
+def build(graph: InferenceGraph) -> tuple[GraphPlan, _Topology]:
+    plan = compile_plan(graph)
+    for step in plan.steps:
+        if step.kind == "gate" and step.family != GATE_FAMILY:
+            raise RenderError(ENGINE, f"{step.path}: unknown gate family '{step.family}'")
+    topology = _Topology(plan)
+    topology.build()
+    return plan, topology
+
+
+def render(graph: InferenceGraph, options: RenderOptions | None = None) -> list[dict[str, Any]]:
+    """ServingRuntime(s), then per step an InferenceService (+ scaler), then the InferenceGraph."""
+    options = options or RenderOptions()
+    plan, topology = build(graph)
+    services = list(topology.services.values())
+    cuda = sorted({bool(s.node and s.node.resources.gpu) for s in services})
+    objs: list[dict[str, Any]] = [serving_runtime(graph, c, options) for c in cuda]
+    notes: list[str] = []
+    for service in services:
+        if service.node is not None:
+            common.check_gpu(service.node, ENGINE)
+        isvc, scalers, note = inference_service(plan, service, options)
+        objs.append(isvc)
+        objs.extend(scalers)
+        if note:
+            notes.append(note)
+    objs.append(inference_graph(graph, topology, notes))
+    objs.append(pod_monitor(graph))
+    return objs
+
+
+def pod_monitor(graph: InferenceGraph) -> dict[str, Any]:
+    """Scrape the runtime series the KEDA queries read (every predictor pod of the graph)."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": common.metadata(graph, common.k8s_name(graph.name, "metrics"), None, "metrics"),
+        "spec": {
+            "selector": {"matchLabels": {common.GRAPH_LABEL: graph.name}},
+            "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics"}],
+        },
+    }
+
+
+def render_notes(objs: list[dict[str, Any]]) -> list[str]:
+    """The render-time messages (scale-to-zero cold starts) the CLI prints."""
+    for obj in objs:
+        if obj.get("kind") == "InferenceGraph":
+            text = obj["metadata"].get("annotations", {}).get(NOTES_ANNOTATION, "")
+            return [line for line in text.split("\n") if line]
+    return []

@@ -1,0 +1,194 @@
+"""One step of a KServe InferenceGraph: the body every node takes and returns on its own route.
+
+KServe's router (kserve `cmd/router/main.go`) forwards whole JSON bodies: a Sequence step gets
+the node's input (`data: $request`) or the previous step's response (`$response`), an Ensemble
+answers `{"<step name>": <member response>, ...}`, and Switch routes and Sequence step
+`condition`s test whether a GJSON path exists in a body. A plain V2 model cannot sit behind
+it: a V2 response is not a V2 request (no `inputs`), and a node that needs `request.context`
+after `asr` would never see it. So each rendered InferenceService serves this route,
+`POST /v2/models/<model>/infer/graph`, whose response is also the next step's request:
+
+    {"model_name": ..., "id": ..., "parameters": {"graph.path": "a,b"},
+     "outputs": [graph outputs known so far, named as the graph names them],
+     "inputs": [every tensor so far, named "<step>.<tensor>" ("request.<name>" for the
+                graph's inputs): the body is a valid V2 request too],
+     "carry": {"parameters": <the client's request parameters>, "path": [nodes that ran],
+               "when": {"<gate>": {"<then|otherwise>": true}}}}
+
+The step's wiring comes from the compiled plan, rendered into the model settings as
+`parameters.extra.graph_step` (`infergraph.render.kserve`): which carried tensor feeds each
+input, what the graph outputs are, and which cascade pass-throughs are virtual (the tensors
+a `when` without `otherwise` forwards are simply still carried). The plan's rules hold here
+as in the local executor: the first alternative that exists wins, a step fed a zero-row
+tensor is not called and yields zero-row outputs, `<node>.<key>` request parameters reach
+only that node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from infergraph.components.base import TensorSpec
+from infergraph.errors import InputError
+from infergraph.graph.model import REQUEST
+from infergraph.runner.tensors import Tensor, empty_like, renamed, rows
+
+ROUTE_SUFFIX = "/infer/graph"
+SETTINGS_KEY = "graph_step"
+CARRY = "carry"
+
+Call = Callable[[dict[str, Tensor], dict[str, Any]], Awaitable[dict[str, Tensor]]]
+
+
+@dataclass
+class StepWiring:
+    """What the renderer tells one InferenceService about its place in the graph."""
+
+    step: str
+    kind: str  # node | gate | combine | merge
+    inputs: dict[str, list[str]]
+    outputs: dict[str, list[str]]
+    passes: dict[str, dict[str, Any]]
+    output_specs: list[TensorSpec]
+    nodes: list[str]
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> StepWiring:
+        try:
+            return cls(
+                step=str(data["step"]),
+                kind=str(data["kind"]),
+                inputs={k: list(v) for k, v in data.get("inputs", {}).items()},
+                outputs={k: list(v) for k, v in data.get("outputs", {}).items()},
+                passes=dict(data.get("passes", {})),
+                output_specs=[TensorSpec(n, d, tuple(s)) for n, d, s in data.get("specs", [])],
+                nodes=list(data.get("nodes", [])),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(SETTINGS_KEY, f"malformed step wiring: {exc}") from exc
+
+
+@dataclass
+class Carry:
+    """The request as it travels: tensors by qualified name, client parameters, path, gates."""
+
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    path: list[str] = field(default_factory=list)
+    when: dict[str, dict[str, bool]] = field(default_factory=dict)
+    id: str | None = None
+
+    def absorb(self, body: dict[str, Any]) -> None:
+        """Add one carried body (a client request has no `carry`: its inputs are the graph's)."""
+        carry = body.get(CARRY)
+        if not isinstance(carry, dict):
+            for tensor in _tensor_list(body.get("inputs"), "inputs"):
+                self.tensors[f"{REQUEST}.{tensor['name']}"] = tensor
+            self.parameters.update(body.get("parameters") or {})
+            self.id = self.id or body.get("id")
+            return
+        for tensor in _tensor_list(body.get("inputs"), "inputs"):
+            self.tensors.setdefault(tensor["name"], tensor)
+        self.parameters.update(carry.get("parameters") or {})
+        self.path.extend(p for p in carry.get("path") or [] if p not in self.path)
+        for gate, sides in (carry.get("when") or {}).items():
+            self.when.setdefault(gate, {}).update(sides)
+        self.id = self.id or body.get("id")
+
+
+def _tensor_list(value: Any, where: str) -> list[Tensor]:
+    if not isinstance(value, list) or not all(isinstance(t, dict) and "name" in t for t in value):
+        raise InputError(where, "expected a list of V2 tensors, each with a name")
+    return value
+
+
+def gather(body: Any) -> Carry:
+    """One body, or an Ensemble's `{"<step>": body, ...}` merge, as one Carry."""
+    if not isinstance(body, dict):
+        raise InputError("body", "expected a JSON object")
+    carry = Carry()
+    if "inputs" in body or CARRY in body:
+        carry.absorb(body)
+        return carry
+    members = [v for v in body.values() if isinstance(v, dict) and CARRY in v]
+    if not members or len(members) != len(body):
+        raise InputError(
+            "body", "neither a V2 request, a graph step's response, nor an Ensemble's merge of them"
+        )
+    for member in members:  # the router keys members by step name, in step order
+        carry.absorb(member)
+    return carry
+
+
+def lookup(carry: Carry, refs: list[str], wiring: StepWiring) -> Tensor | None:
+    """The first alternative present; a cascade pass-through's tensor is what it forwards."""
+    for ref in refs:
+        if ref in carry.tensors:
+            return carry.tensors[ref]
+        owner, _, tensor = ref.partition(".")
+        passed = wiring.passes.get(owner)
+        if passed and carry.when.get(passed["gate"], {}).get(passed["side"]):
+            found = lookup(carry, list(passed["inputs"].get(tensor, [])), wiring)
+            if found is not None:
+                return found
+    return None
+
+
+def node_parameters(step: str, nodes: list[str], params: dict[str, Any]) -> dict[str, Any]:
+    """Unprefixed parameters reach every node; `<node>.<key>` only that node (as locally)."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        owner, dot, rest = key.partition(".")
+        if dot and owner in nodes:
+            if owner == step:
+                out[rest] = value
+        else:
+            out[key] = value
+    return out
+
+
+async def run_step(wiring: StepWiring, body: Any, call: Call) -> dict[str, Any]:
+    """Execute this step on a carried body and return the body for the next step."""
+    carry = gather(body)
+    feed: dict[str, Tensor] = {}
+    for name, refs in wiring.inputs.items():
+        tensor = lookup(carry, refs, wiring)
+        if tensor is None:
+            raise InputError(name, f"step '{wiring.step}': tensor '{' | '.join(refs)}' not carried")
+        feed[name] = renamed(tensor, name)
+    produced: dict[str, Tensor] = {}
+    if wiring.kind == "gate":
+        produced = await call(feed, {})
+        side = "then" if "then" in produced else "otherwise"
+        carry.when.setdefault(wiring.step, {})[side] = True
+    elif wiring.kind in ("node", "combine"):
+        carry.path.append(wiring.step if wiring.kind == "node" else f"combine:{wiring.step}")
+        if any(rows(t) == 0 for t in feed.values()):
+            produced = {s.name: empty_like(s) for s in wiring.output_specs}
+        else:
+            params = node_parameters(wiring.step, wiring.nodes, carry.parameters)
+            produced = await call(feed, params)
+    for name, tensor in produced.items():
+        carry.tensors[f"{wiring.step}.{name}"] = renamed(tensor, f"{wiring.step}.{name}")
+    return respond(carry, wiring)
+
+
+def respond(carry: Carry, wiring: StepWiring) -> dict[str, Any]:
+    outputs = []
+    for name, refs in wiring.outputs.items():
+        tensor = lookup(carry, refs, wiring)
+        if tensor is not None:
+            outputs.append(renamed(tensor, name))
+    nodes = [p for p in carry.path if not p.startswith("combine:")]
+    body: dict[str, Any] = {
+        "model_name": wiring.step,
+        "parameters": {"graph.path": ",".join(nodes)},
+        "outputs": outputs,
+        "inputs": [renamed(t, name) for name, t in carry.tensors.items()],
+        CARRY: {"parameters": carry.parameters, "path": carry.path, "when": carry.when},
+    }
+    if carry.id is not None:
+        body["id"] = carry.id
+    return body

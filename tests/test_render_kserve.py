@@ -1,0 +1,232 @@
+"""KServe rendering: topology, runtime wiring, autoscaling classes, hardening, the webhook's rules.
+
+Schema validity of every graph against ../shared/crds/kserve and the drift of
+k8s/rendered/kserve are covered by tests/test_render_seldon.py (parametrized over ENGINES).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from infergraph.errors import GraphValidationError, RenderError
+from infergraph.graph.model import load_graph, parse_graph
+from infergraph.render import render
+from infergraph.render.cli import app as render_app
+from infergraph.render.kserve import NOTES_ANNOTATION, render_notes
+from tests.test_render_seldon import GRAPH_FILES, GRAPHS, INLINE, OPTIONS, inline
+
+GRAPH_NAME = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+
+
+def objects(name: str) -> list[dict[str, Any]]:
+    return render(load_graph(GRAPHS / f"{name}.yaml"), "kserve", OPTIONS)
+
+
+def kind(objs: list[dict[str, Any]], wanted: str) -> list[dict[str, Any]]:
+    return [o for o in objs if o["kind"] == wanted]
+
+
+def nodes_of(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    return kind(objs, "InferenceGraph")[0]["spec"]["nodes"]
+
+
+def webhook_problems(graph: dict[str, Any]) -> list[str]:
+    """KServe's InferenceGraph admission rules (pkg/apis/serving/v1alpha1/
+    inference_graph_validation.go): a `root` node, unique step names per node, exactly one
+    of nodeName / serviceName / serviceUrl per step, a DNS-style name; plus what the router
+    needs at run time: every nodeName exists (`routeStep` looks it up in `graph.Nodes`)."""
+    import re
+
+    problems = []
+    nodes = graph["spec"]["nodes"]
+    if "root" not in nodes:
+        problems.append("no root node")
+    if not re.match(GRAPH_NAME, graph["metadata"]["name"]):
+        problems.append("bad name")
+    for name, node in nodes.items():
+        names = [s["name"] for s in node["steps"] if s.get("name")]
+        if len(names) != len(set(names)):
+            problems.append(f"{name}: duplicate step names {names}")
+        for step in node["steps"]:
+            targets = [k for k in ("nodeName", "serviceName", "serviceUrl") if step.get(k)]
+            if len(targets) != 1:
+                problems.append(f"{name}: step {step.get('name')} has targets {targets}")
+            if step.get("nodeName") and step["nodeName"] not in nodes:
+                problems.append(f"{name}: unknown node {step['nodeName']}")
+        if node["routerType"] == "Switch":
+            assert all(s.get("condition") for s in node["steps"])
+    return problems
+
+
+@pytest.mark.parametrize("path", GRAPH_FILES, ids=[p.stem for p in GRAPH_FILES])
+def test_every_graph_passes_the_webhook_rules_and_is_hardened(path) -> None:
+    objs = render(load_graph(path), "kserve", OPTIONS)
+    assert not webhook_problems(kind(objs, "InferenceGraph")[0])
+    runtimes = {r["metadata"]["name"]: r for r in kind(objs, "ServingRuntime")}
+    for isvc in kind(objs, "InferenceService"):
+        predictor = isvc["spec"]["predictor"]
+        model = predictor["model"]
+        runtime = runtimes[model["runtime"]]
+        assert runtime["spec"]["protocolVersions"] == ["v2"]
+        assert predictor["securityContext"]["runAsNonRoot"] is True
+        assert predictor["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for sc in (model["securityContext"], runtime["spec"]["containers"][0]["securityContext"]):
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert sc["readOnlyRootFilesystem"] is True
+        res = model["resources"]
+        assert res["requests"] == res["limits"]
+        gpu = res["requests"].get("nvidia.com/gpu", 0)
+        assert ("cuda" in model["runtime"]) == bool(gpu)
+        if gpu:
+            assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in (
+                predictor["tolerations"]
+            )
+        env = {e["name"]: e["value"] for e in model["env"]}
+        assert env["MLSERVER_MODEL_NAME"] == isvc["metadata"]["name"]
+        wiring = json.loads(env["MLSERVER_MODEL_EXTRA"])["graph_step"]
+        assert wiring["step"] and wiring["kind"] in ("node", "gate", "combine", "merge")
+        assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+
+
+def test_cascade_is_a_conditional_sequence_without_pass_through() -> None:
+    objs = objects("cascade")
+    nodes = nodes_of(objs)
+    assert list(nodes) == ["root", "when-0"]
+    assert [s["name"] for s in nodes["root"]["steps"]] == ["fast", "when-0"]
+    assert [s["data"] for s in nodes["root"]["steps"]] == ["$request", "$response"]
+    gate, accurate = nodes["when-0"]["steps"]
+    assert gate["serviceUrl"].endswith("/v2/models/cascade-gate-0/infer/graph")
+    assert accurate["condition"] == "carry.when.gate-0.then"
+    names = {o["metadata"]["name"] for o in kind(objs, "InferenceService")}
+    assert names == {"cascade-fast", "cascade-gate-0", "cascade-accurate"}  # no pass-0
+    gate_isvc = next(o for o in kind(objs, "InferenceService") if "gate" in o["metadata"]["name"])
+    env = {e["name"]: e["value"] for e in gate_isvc["spec"]["predictor"]["model"]["env"]}
+    extra = json.loads(env["MLSERVER_MODEL_EXTRA"])
+    assert extra["family"] == "gate"
+    assert extra["condition"] == {
+        "tensor": "fast.confidence",
+        "op": "lt",
+        "value": 0.8,
+        "reduce": "any",
+    }
+    assert extra["graph_step"]["passes"]["pass-0"]["side"] == "otherwise"
+
+
+def test_when_with_otherwise_is_a_switch() -> None:
+    objs = render(inline("branches"), "kserve", OPTIONS)
+    nodes = nodes_of(objs)
+    switch = next(n for n in nodes.values() if n["routerType"] == "Switch")
+    assert [s["condition"] for s in switch["steps"]] == [
+        "carry.when.gate-0.then",
+        "carry.when.gate-0.otherwise",
+    ]
+    assert not webhook_problems(kind(objs, "InferenceGraph")[0])
+
+
+def test_ensembles_combine_after_the_router_merge_and_a_final_merge_step() -> None:
+    nodes = nodes_of(objects("ensemble"))
+    fan_out = next(
+        n for n in nodes.values() if n["routerType"] == "Sequence" and n is not nodes["root"]
+    )
+    ensemble = next(n for n in nodes.values() if n["routerType"] == "Ensemble")
+    assert [s["name"] for s in ensemble["steps"]] == ["resnet", "vit", "convnext"]
+    assert fan_out["steps"][1]["name"] == "combine-0"
+    # method: merge at the end: a merge step turns the router's {step: body} into outputs.
+    root = nodes_of(objects("video-monitoring"))["root"]
+    assert [s["name"] for s in root["steps"]][-1] == "merge-0"
+
+
+def test_autoscaling_classes_follow_what_kserve_can_express() -> None:
+    def classes(name: str) -> dict[str, str]:
+        return {
+            o["metadata"]["name"]: o["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"]
+            for o in kind(objects(name), "InferenceService")
+        }
+
+    assert classes("cascade")["cascade-fast"] == "keda"  # rps: KServe writes the ScaledObject
+    assert classes("cascade")["cascade-gate-0"] == "none"
+    assert classes("ensemble")["ensemble-resnet"] == "external"  # gpu average: the kit's HPA
+    assert classes("audio-sent")["audio-sent-sentiment"] == "external"  # Pods metric
+    hpas = kind(objects("ensemble"), "HorizontalPodAutoscaler")
+    assert {h["spec"]["scaleTargetRef"]["name"] for h in hpas} >= {"ensemble-resnet-predictor"}
+    accurate = next(
+        o
+        for o in kind(objects("cascade"), "InferenceService")
+        if o["metadata"]["name"] == "cascade-accurate"
+    )
+    predictor = accurate["spec"]["predictor"]
+    assert predictor["minReplicas"] == 0
+    queries = [m["external"]["metric"]["query"] for m in predictor["autoScaling"]["metrics"]]
+    assert any('model="cascade-gate-0"' in q for q in queries)  # what wakes it from zero
+
+
+def test_scale_to_zero_note_names_the_cold_start() -> None:
+    objs = objects("cascade")
+    notes = render_notes(objs)
+    assert len(notes) == 1 and notes[0].startswith("accurate: minReplicas 0")
+    assert "#1247" in notes[0] and "#2882" in notes[0]
+    assert NOTES_ANNOTATION in kind(objs, "InferenceGraph")[0]["metadata"]["annotations"]
+    result = CliRunner().invoke(
+        render_app,
+        [str(GRAPHS / "cascade.yaml"), "--engine", "kserve", "--storage-uri", "s3://b/p"],
+    )
+    assert result.exit_code == 0
+    assert "note: accurate: minReplicas 0" in result.output
+
+
+def test_cpu_scale_metric_uses_kserve_hpa_class() -> None:
+    doc = json.loads(json.dumps(INLINE["cascade"]))
+    doc["spec"]["nodes"][0]["autoscaling"] = {
+        "engine": "hpa",
+        "maxReplicas": 3,
+        "metric": "cpu",
+        "target": 60,
+    }
+    objs = render(parse_graph(doc), "kserve", OPTIONS)
+    small = next(
+        o for o in kind(objs, "InferenceService") if o["metadata"]["name"].endswith("small")
+    )
+    assert small["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "hpa"
+    metric = small["spec"]["predictor"]["autoScaling"]["metrics"][0]
+    assert metric == {
+        "type": "Resource",
+        "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}},
+    }
+
+
+def test_gpu_on_a_cpu_only_family_fails_naming_the_node() -> None:
+    doc = json.loads(json.dumps(INLINE["chain"]))
+    graph = parse_graph(doc)
+    graph.spec.nodes[1].resources.gpu = 1
+    with pytest.raises((RenderError, GraphValidationError), match="post"):
+        render(graph, "kserve", OPTIONS)
+
+
+def test_graph_step_route_names_what_is_wrong_with_a_body() -> None:
+    import asyncio
+
+    from infergraph.errors import InputError
+    from infergraph.serving import graph_step
+
+    plan_objs = objects("nlp")
+    summarize = next(
+        o for o in kind(plan_objs, "InferenceService") if o["metadata"]["name"] == "nlp-summarize"
+    )
+    env = {e["name"]: e["value"] for e in summarize["spec"]["predictor"]["model"]["env"]}
+    wiring = graph_step.StepWiring.parse(json.loads(env["MLSERVER_MODEL_EXTRA"])["graph_step"])
+    assert wiring.inputs == {"text": ["translate.translation", "pass-0.text"]}
+
+    async def never(feed: dict, params: dict) -> dict:
+        raise AssertionError("the component must not be called")
+
+    with pytest.raises(InputError, match="neither a V2 request"):
+        asyncio.run(graph_step.run_step(wiring, {"resnet": {"error": "boom"}}, never))
+    # The gate chose `then` but no translation is carried: the message names input and refs.
+    body = {"inputs": [], "carry": {"when": {"gate-0": {"then": True}}}}
+    with pytest.raises(InputError, match=r"text.*translate\.translation \| pass-0\.text"):
+        asyncio.run(graph_step.run_step(wiring, body, never))
