@@ -62,6 +62,9 @@ against the renderers' output for every graph under k8s/graphs.
 - apiGroups: [monitoring.coreos.com]
   resources: [podmonitors, servicemonitors]
   verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [serving.kserve.io]
+  resources: [inferenceservices, servingruntimes, inferencegraphs]
+  verbs: [get, list, watch, create, patch, delete]
 {{- end }}
 
 {{/* The graphs themselves (kopf patches annotations and finalizers) and their Events. */}}

@@ -99,6 +99,8 @@ def endpoint(graph: InferenceGraph, engine: str, namespace: str, live: list[dict
     """
     if engine == "seldon-v2":
         return f"http://seldon-mesh.{namespace}/v2/models/{graph.name}/infer"
+    if engine == "kserve":  # the InferenceGraph's router Service
+        return f"http://{graph.name}.{namespace}"
     protocol = next(
         (o["spec"].get("protocol") for o in live if o.get("kind") == "SeldonDeployment"), "v2"
     )
