@@ -288,6 +288,9 @@ PLURALS = {
     "HorizontalPodAutoscaler": ("autoscaling", "horizontalpodautoscalers"),
     "PodMonitor": ("monitoring.coreos.com", "podmonitors"),
     "ServiceMonitor": ("monitoring.coreos.com", "servicemonitors"),
+    "InferenceService": ("serving.kserve.io", "inferenceservices"),
+    "ServingRuntime": ("serving.kserve.io", "servingruntimes"),
+    "InferenceGraph": ("serving.kserve.io", "inferencegraphs"),
 }
 APPLY_VERBS = {"get", "create", "patch", "delete"}
 
