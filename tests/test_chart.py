@@ -329,7 +329,7 @@ def test_adapter_rules_cover_every_pods_metric_the_hpas_use() -> None:
 @pytest.mark.parametrize(
     ("values", "named"),
     [
-        ({**REQUIRED, "defaultEngine": "kserve"}, "defaultEngine"),
+        ({**REQUIRED, "defaultEngine": "triton"}, "defaultEngine"),
         ({**REQUIRED, "storageUri": "my-bucket/prefix"}, "storageUri"),
         ({**REQUIRED, "storageURI": "s3://typo"}, "storageURI"),
         ({**REQUIRED, "metrics": {"port": 70000}}, "port"),
