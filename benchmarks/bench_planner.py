@@ -239,7 +239,7 @@ def predict(
             p99.append(result.percentile_ms(99))
             for n, node_run in result.nodes.items():
                 # what a request reports as inference_ms: its batch's whole forward time
-                forward[n].append(node_run.busy_s * 1000.0 / max(node_run.batches, 1))
+                forward[n].append(node_run.forward_per_request_s * 1000.0)
         means = {n: float(np.mean(v)) for n, v in forward.items()}
         return float(np.mean(p50)), float(np.mean(p99)), means
 

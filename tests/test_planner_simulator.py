@@ -26,7 +26,7 @@ NO_NOISE = np.zeros(1)
 def batcher(arrivals, batch, delay_s, service_s, rows=None):
     rows = rows or [1] * len(arrivals)
     service = ServiceModel.constant(service_s)
-    done, busy, batches = run_batcher(arrivals, rows, batch, delay_s, service, NO_NOISE)
+    done, busy, batches, _ = run_batcher(arrivals, rows, batch, delay_s, service, NO_NOISE)
     return [round(d * 1000, 6) for d in done], round(busy * 1000, 6), batches
 
 
@@ -168,7 +168,7 @@ def _real_batches(
 
 
 def _model_batches(arrivals: list[float], batch: int, delay_s: float, service_s: float) -> list:
-    done, _, _ = run_batcher(
+    done, _, _, _ = run_batcher(
         arrivals,
         [1] * len(arrivals),
         batch,

@@ -73,6 +73,7 @@ class NodeRun:
     busy_s: float
     batches: int
     rows: int
+    forward_per_request_s: float = 0.0  # mean forward time of the batch each request was in
 
 
 @dataclass
@@ -106,12 +107,13 @@ def run_batcher(
     service: ServiceModel,
     noise: np.ndarray,
     single_rows: bool = False,
-) -> tuple[list[float], float, int]:
+) -> tuple[list[float], float, int, float]:
     """One replica's batcher over time-ordered arrivals: completion time of each request.
 
     `noise` holds standard-normal draws, one per forward pass (reused cyclically if short).
     `single_rows` says every request holds one row (skips the row bookkeeping).
-    Returns (completion times, busy seconds, batches).
+    Returns (completion times, busy seconds, batches, summed forward time of each request's
+    batch).
     """
     n = len(arrivals)
     done = [0.0] * n
@@ -125,6 +127,7 @@ def run_batcher(
     top = len(medians)
     free = 0.0
     busy = 0.0
+    per_request = 0.0
     batches = 0
     z_values = noise.tolist() or [0.0]
     draws = len(z_values)
@@ -156,11 +159,12 @@ def run_batcher(
             batches += 1
         end = start + service_s
         busy += service_s
+        per_request += service_s * (j - i)
         for m in range(i, j):
             done[m] = end
         free = end
         i = j
-    return done, busy, batches
+    return done, busy, batches, per_request
 
 
 def simulate_node(
@@ -172,6 +176,7 @@ def simulate_node(
     r_in = rows[order]
     done_sorted = np.empty_like(t_in)
     busy = 0.0
+    per_request = 0.0
     batches = 0
     replicas = max(1, config.replicas)
     single = bool((r_in == 1).all())
@@ -179,7 +184,7 @@ def simulate_node(
         idx = np.arange(rep, t_in.size, replicas)
         if not idx.size:
             continue
-        done, rep_busy, rep_batches = run_batcher(
+        done, rep_busy, rep_batches, rep_per_request = run_batcher(
             t_in[idx].tolist(),
             r_in[idx].tolist(),
             config.max_batch_size,
@@ -191,9 +196,12 @@ def simulate_node(
         done_sorted[idx] = done
         busy += rep_busy
         batches += rep_batches
+        per_request += rep_per_request
     done_out = np.empty_like(done_sorted)
     done_out[order] = done_sorted
-    run = NodeRun(done_out - arrivals, busy, batches, int(rows.sum()))
+    run = NodeRun(
+        done_out - arrivals, busy, batches, int(rows.sum()), per_request / max(arrivals.size, 1)
+    )
     return done_out, run
 
 
