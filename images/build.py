@@ -45,7 +45,7 @@ def base_images() -> tuple[str, str]:
     return python, uv
 
 
-def build(image: Image, pull: str) -> float:
+def build(image: Image, tags: list[str], pull: str) -> float:
     command = [
         "buildah", "bud", "--isolation", "chroot", f"--pull={pull}",
         "--format", "docker", "-f", str(DOCKERFILE), "--target", image.target,
@@ -53,7 +53,7 @@ def build(image: Image, pull: str) -> float:
         "--label", f"org.opencontainers.image.revision={revision()}",
         "--label", f"org.opencontainers.image.title={image.name}",
     ]  # fmt: skip
-    for tag in image.tags():
+    for tag in tags:
         command += ["-t", tag]
     # A TLS-inspecting proxy's CA (this sandbox's) reaches the RUN steps as a bind mount over
     # the bundle uv reads (UV_NATIVE_TLS); bind mounts never land in a layer.
@@ -65,12 +65,12 @@ def build(image: Image, pull: str) -> float:
     return time.monotonic() - started
 
 
-def drop_superseded(image: Image) -> None:
+def drop_superseded(image: Image, tags: list[str]) -> None:
     """Untag this image's `sha-*` tags from earlier commits, so old builds do not pile up."""
     listing = subprocess.run(
         ["buildah", "images", "--json"], capture_output=True, text=True, check=True
     ).stdout
-    current = set(image.tags())
+    current = set(tags)
     repo = image.ref().rsplit(":", 1)[0]
     suffix = CUDA_SUFFIX if image.cuda else ""
     stale = re.compile(re.escape(f"{repo}:sha-") + "[0-9a-f]{7}" + re.escape(suffix) + "$")
@@ -100,9 +100,10 @@ def main() -> int:
         if image.torch == "cpu" and cpu_problem:
             skipped.append(f"{image.target}: not built, torch CPU wheels come from {cpu_problem}")
             continue
-        seconds = build(image, "never" if args.local_bases else "missing")
-        drop_superseded(image)
-        built.append(f"{image.target}: {', '.join(image.tags())} ({seconds:.0f} s)")
+        tags = image.tags()  # once: a commit made during the build must not change them
+        seconds = build(image, tags, "never" if args.local_bases else "missing")
+        drop_superseded(image, tags)
+        built.append(f"{image.target}: {', '.join(tags)} ({seconds:.0f} s)")
     for line in built:
         print(f"built   {line}")
     for line in skipped:
