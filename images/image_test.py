@@ -255,14 +255,14 @@ def test_operator(image: Image, ws: Workspace, outcome: Outcome, _: list[Image])
 
 
 def operator_liveness(ctr: Container, outcome: Outcome) -> None:
-    """The image's CMD (`infergraph operator`): kopf's liveness endpoint on port 8080."""
+    """The image's CMD (`infergraph operator`): kopf's liveness endpoint on port 8081."""
     with socket.socket() as s:
-        if s.connect_ex(("127.0.0.1", 8080)) == 0:
-            raise AssertionError("port 8080 is taken on this machine: liveness not checked")
+        if s.connect_ex(("127.0.0.1", 8081)) == 0:
+            raise AssertionError("port 8081 is taken on this machine: liveness not checked")
     ctr.start(ctr.entrypoint())
-    ctr.wait_http("http://127.0.0.1:8080/healthz", timeout=120)
+    ctr.wait_http("http://127.0.0.1:8081/healthz", timeout=120)
     ctr.stop()
-    outcome.checks.append("`infergraph operator` liveness :8080/healthz answers 200")
+    outcome.checks.append("`infergraph operator` liveness :8081/healthz answers 200")
 
 
 PROBE_OPERATOR = """import kopf
