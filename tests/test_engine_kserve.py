@@ -196,3 +196,22 @@ def test_ensemble_joined_by_a_combiner_node(tmp_path: Path) -> None:
     graph = tiny(data)
     paths = check(graph, tmp_path, [request_for(graph)])
     assert paths[0][-1] == "joiner"
+
+
+@pytest.mark.parametrize(("language", "expected"), [("en", "summarize"), ("fr", "translate")])
+def test_when_with_otherwise_runs_as_a_switch(tmp_path: Path, language: str, expected: str) -> None:
+    data = load("nlp")
+    data["spec"]["nodes"][0]["modelUri"] = _forced_langid(tmp_path, language)
+    data["spec"]["graph"]["sequence"] = [
+        {"node": "langid"},
+        {
+            "when": {"tensor": "langid.language", "op": "ne", "value": "en"},
+            "then": {"node": "translate", "inputs": {"text": "request.text"}},
+            "otherwise": {"node": "summarize", "inputs": {"text": "request.text"}},
+        },
+    ]
+    graph = tiny(data)
+    ig = next(o for o in render(graph, "kserve", OPTIONS) if o["kind"] == "InferenceGraph")
+    assert [n["routerType"] for n in ig["spec"]["nodes"].values()].count("Switch") == 1
+    paths = check(graph, tmp_path / "models", [request_for(graph)])
+    assert paths == [["langid", expected]]
