@@ -153,8 +153,8 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rate", type=float, default=50.0, help="requests per second")
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, default=10.0, help="requests per second")
+    parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--hops", type=int, nargs="*", default=[1, 2, 4, 8])
     args = parser.parse_args()
     rows = asyncio.run(run(args))

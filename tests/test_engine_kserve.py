@@ -164,15 +164,29 @@ def test_nlp_english_and_french(tmp_path: Path, language: str, expected: bool) -
     assert paths == [["langid", "translate", "summarize"] if expected else ["langid", "summarize"]]
 
 
-def test_video_frame_without_and_with_detections(tmp_path: Path) -> None:
+def test_video_frame_without_and_with_detections_and_a_bad_frame(tmp_path: Path) -> None:
     graph = tiny(load("video"))
     # `<node>.<key>` parameters reach only that node here too: the step route applies the rule.
     none = request_for(graph, **{"detector.threshold": 1.0})
     several = request_for(
         graph, rows=2, **{"detector.threshold": 0.0, "detector.crop_classes": "dog"}
     )
-    paths = check(graph, tmp_path, [none, several])
-    assert paths[0] == ["detector", "classifier"]  # called, fed zero rows, answered zero rows
+    with served(graph, tmp_path) as (server, spec):
+        for request in (none, several):
+            local = run_local(graph, server, request)
+            cluster, status, called = run_kserve(spec, server, request)
+            assert status == 200, cluster
+            assert_same(graph, local, cluster)
+            # Fed zero rows, the classifier is called and answers zero rows without running.
+            assert node_path(graph, called) == ["detector", "classifier"]
+        bad = copy.deepcopy(none)
+        bad["inputs"][0]["data"] = ["not an image"]
+        body, status, called = run_kserve(spec, server, bad)
+    # A Hard dependency: the Sequence stops at the failing step, whose status and message
+    # (naming its model) reach the client.
+    assert status == 400, body
+    assert "video-detector" in json.dumps(body)
+    assert called == ["video-detector"]
 
 
 def test_ensemble_joined_by_a_combiner_node(tmp_path: Path) -> None:
@@ -184,12 +198,20 @@ def test_ensemble_joined_by_a_combiner_node(tmp_path: Path) -> None:
     assert paths[0][-1] == "joiner"
 
 
-def test_a_failing_step_answers_with_its_own_status_and_message(tmp_path: Path) -> None:
-    graph = tiny(load("video"))
-    with served(graph, tmp_path) as (server, spec):
-        bad = copy.deepcopy(request_for(graph))
-        bad["inputs"][0]["data"] = ["not an image"]
-        body, status, called = run_kserve(spec, server, bad)
-    assert status == 400, body
-    assert "video-detector" in json.dumps(body)
-    assert called == ["video-detector"]  # Hard dependency: the Sequence stopped there
+@pytest.mark.parametrize(("language", "expected"), [("en", "summarize"), ("fr", "translate")])
+def test_when_with_otherwise_runs_as_a_switch(tmp_path: Path, language: str, expected: str) -> None:
+    data = load("nlp")
+    data["spec"]["nodes"][0]["modelUri"] = _forced_langid(tmp_path, language)
+    data["spec"]["graph"]["sequence"] = [
+        {"node": "langid"},
+        {
+            "when": {"tensor": "langid.language", "op": "ne", "value": "en"},
+            "then": {"node": "translate", "inputs": {"text": "request.text"}},
+            "otherwise": {"node": "summarize", "inputs": {"text": "request.text"}},
+        },
+    ]
+    graph = tiny(data)
+    ig = next(o for o in render(graph, "kserve", OPTIONS) if o["kind"] == "InferenceGraph")
+    assert [n["routerType"] for n in ig["spec"]["nodes"].values()].count("Switch") == 1
+    paths = check(graph, tmp_path / "models", [request_for(graph)])
+    assert paths == [["langid", expected]]
