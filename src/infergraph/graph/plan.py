@@ -16,8 +16,9 @@ not called and yields zero-row outputs.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from infergraph.components.base import Component, TensorSpec
 from infergraph.components.registry import component_class
@@ -174,6 +175,21 @@ class Scope:
 
     def copy(self) -> Scope:
         return Scope(dict(self.available), dict(self.current), self.branch)
+
+
+def node_parameters(node: str, nodes: Iterable[str], params: Mapping[str, Any]) -> dict[str, Any]:
+    """Request parameters a node receives: unprefixed ones go to every node, `<node>.<key>`
+    only to that node (as `<key>`). Every engine that carries request parameters uses this."""
+    names = set(nodes)
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        owner, dot, rest = key.partition(".")
+        if dot and owner in names:
+            if owner == node:
+                out[rest] = value
+        else:
+            out[key] = value
+    return out
 
 
 def split_alternatives(ref: str) -> list[str]:

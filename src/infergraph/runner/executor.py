@@ -22,7 +22,7 @@ from infergraph.components.conditions import evaluate
 from infergraph.components.plumbing import Combiner
 from infergraph.errors import InputError, NodeError
 from infergraph.graph.model import REQUEST, InferenceGraph
-from infergraph.graph.plan import GraphPlan, PlanStep, Source, compile_plan
+from infergraph.graph.plan import GraphPlan, PlanStep, Source, compile_plan, node_parameters
 from infergraph.runner.tensors import Tensor, as_array, empty_like, from_array, renamed, rows
 
 
@@ -139,22 +139,10 @@ class GraphExecutor:
             return combine_scores(feed, str(step.method))
         return await self.call(step.name, feed, run)
 
-    def node_parameters(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Unprefixed request parameters go to every node; `<node>.<key>` only to that node."""
-        out = {}
-        for key, value in params.items():
-            owner, dot, rest = key.partition(".")
-            if dot and owner in self.node_names:
-                if owner == name:
-                    out[rest] = value
-            else:
-                out[key] = value
-        return out
-
     async def call(self, name: str, feed: dict[str, Tensor], run: Run) -> dict[str, Tensor]:
         node = self.graph.node(name)
         body: dict[str, Any] = {"inputs": [renamed(t, k) for k, t in feed.items()]}
-        params = self.node_parameters(name, run.parameters)
+        params = node_parameters(name, self.node_names, run.parameters)
         if params:
             body["parameters"] = params
         started = time.perf_counter()

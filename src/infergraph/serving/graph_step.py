@@ -33,6 +33,7 @@ from typing import Any
 from infergraph.components.base import TensorSpec
 from infergraph.errors import InputError
 from infergraph.graph.model import REQUEST
+from infergraph.graph.plan import node_parameters
 from infergraph.runner.tensors import Tensor, empty_like, renamed, rows
 
 ROUTE_SUFFIX = "/infer/graph"
@@ -134,19 +135,6 @@ def lookup(carry: Carry, refs: list[str], wiring: StepWiring) -> Tensor | None:
             if found is not None:
                 return found
     return None
-
-
-def node_parameters(step: str, nodes: list[str], params: dict[str, Any]) -> dict[str, Any]:
-    """Unprefixed parameters reach every node; `<node>.<key>` only that node (as locally)."""
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        owner, dot, rest = key.partition(".")
-        if dot and owner in nodes:
-            if owner == step:
-                out[rest] = value
-        else:
-            out[key] = value
-    return out
 
 
 async def run_step(wiring: StepWiring, body: Any, call: Call) -> dict[str, Any]:
