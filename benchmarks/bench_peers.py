@@ -12,8 +12,8 @@ normalisation); the texts are the same. k6 (one neutral load generator) drives e
 in closed loop at each concurrency, one server at a time, in interleaved rounds so drift on
 this shared machine spreads over all of them. Peers are installed by this command into
 `.bench-venvs/<peer>` with the same torch, transformers and sentence-transformers versions as
-the main environment. PyTriton is not included: its wheel bundles a Triton server build that
-is not offered by the package index this project installs from.
+the main environment. PyTriton (nvidia-pytriton, which bundles a Triton server build) is not
+among the peers yet: whether its server runs on this CPU-only machine has not been tried.
 
 Then the per-hop cost of composition: a 4-node identity chain on the local graph router
 (`infergraph serve`) against four Ray Serve deployments called in turn through handles, both
