@@ -12,8 +12,8 @@ normalisation); the texts are the same. k6 (one neutral load generator) drives e
 in closed loop at each concurrency, one server at a time, in interleaved rounds so drift on
 this shared machine spreads over all of them. Peers are installed by this command into
 `.bench-venvs/<peer>` with the same torch, transformers and sentence-transformers versions as
-the main environment. PyTriton is not included: its wheel bundles a Triton server build that
-is not offered by the package index this project installs from.
+the main environment. PyTriton (nvidia-pytriton, which bundles a Triton server build) is not
+among the peers yet: whether its server runs on this CPU-only machine has not been tried.
 
 Then the per-hop cost of composition: a 4-node identity chain on the local graph router
 (`infergraph serve`) against four Ray Serve deployments called in turn through handles, both
@@ -232,6 +232,8 @@ def start(peer: Peer, port: int, work: Path, threads: int) -> subprocess.Popen[b
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "RAY_USAGE_STATS_ENABLED": "0",
+        # On a busy 2-core machine the raylet can miss Ray's default 30 s registration wait.
+        "RAY_raylet_start_wait_time_s": "180",
         "INFINITY_ANONYMOUS_USAGE_STATS": "0",
     }
     if peer.name == "infergraph-router":
@@ -355,7 +357,7 @@ def main() -> None:
                     "throughput_rps": round(r["throughput_rps"], 1)}
         for r in chain_rows
     }  # fmt: skip
-    if failures:
+    if failures:  # in at least one round; their rows hold the rounds that did run
         summary["peers_that_did_not_start"] = sorted(failures)
     print_table(
         "peers: all-MiniLM-L6-v2, one text per request, k6 closed loop",

@@ -187,7 +187,7 @@ def test_body_without_content_type_is_json(graph_url: str) -> None:
             "given twice",
         ),
         (b'{"inputs": [{"name": "colour", "datatype": "BYTES", "shape": [1], "data": ["a"]}]}',
-         "not an input"),
+         "takes inputs image"),
         (json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
                                  "data": [base64.b64encode(png(COLOURS[2])).decode()]}],
                      "outputs": [{"name": "nope"}]}).encode(), "no output named nope"),

@@ -289,7 +289,12 @@ class ComponentRuntime(MLModel):
         try:
             decoded = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            raise InputError("request", f"body is not valid JSON: {exc}") from None
+            # Python's JSON reader also takes NaN/Infinity literals, as MLServer's parser
+            # did: the component then refuses a non-finite value naming its input and row.
+            try:
+                decoded = json.loads(body)
+            except ValueError:
+                raise InputError("request", f"body is not valid JSON: {exc}") from None
         return self._parse(decoded)
 
     def _decode_raw(self, body: bytes, params: dict[str, str]) -> V2Request:
