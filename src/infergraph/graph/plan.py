@@ -203,6 +203,23 @@ def shapes_compatible(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
     return all(x == y or x == -1 or y == -1 for x, y in zip(a, b, strict=True))
 
 
+class FreshNames:
+    """`<kind>-<n>` names for synthesized steps that collide with no name already taken."""
+
+    def __init__(self, taken: Iterable[str]) -> None:
+        self.taken = set(taken)
+        self.counters: dict[str, int] = {}
+
+    def __call__(self, kind: str) -> str:
+        while True:
+            index = self.counters.get(kind, 0)
+            self.counters[kind] = index + 1
+            name = f"{kind}-{index}"
+            if name not in self.taken:
+                self.taken.add(name)
+                return name
+
+
 class _Compiler:
     def __init__(self, graph: InferenceGraph) -> None:
         self.graph = graph
@@ -211,8 +228,7 @@ class _Compiler:
         self.classes: dict[str, type[Component]] = {}
         self.used: dict[str, str] = {}
         self.steps: list[PlanStep] = []
-        self.taken = set(self.nodes) | {REQUEST}
-        self.counters: dict[str, int] = {}
+        self.fresh = FreshNames({*self.nodes, REQUEST})
         self.passes: dict[str, PlanStep] = {}  # gate -> pass step of a cascade
         for i, node in enumerate(graph.spec.nodes):
             try:
@@ -226,15 +242,6 @@ class _Compiler:
                     f"spec.nodes[{i}] ({node.name}): asks for {node.resources.gpu} GPU but "
                     f"family '{node.family}' cannot use one"
                 )
-
-    def helper_name(self, kind: str) -> str:
-        while True:
-            index = self.counters.get(kind, 0)
-            self.counters[kind] = index + 1
-            name = f"{kind}-{index}"
-            if name not in self.taken:
-                self.taken.add(name)
-                return name
 
     # -- entry ---------------------------------------------------------------------------------
     def run(self) -> tuple[dict[str, tuple[Source, ...]], Block]:
@@ -498,7 +505,7 @@ class _Compiler:
         if combine.node is not None:
             out, name = self.combiner_node(combine.node, inputs, merged, results, path)
         else:
-            name = self.helper_name("combine")
+            name = self.fresh("combine")
             helper = PlanStep(
                 name=name,
                 kind="combine",
@@ -570,7 +577,7 @@ class _Compiler:
         tested = self.resolve(cond.tensor, scope, f"{path}.when.tensor", consumer="")
         if tested is not None:
             self.check_condition(cond, tested.spec, path)
-        gate_name = self.helper_name("gate")
+        gate_name = self.fresh("gate")
         gate = PlanStep(
             name=gate_name,
             kind="gate",
@@ -608,7 +615,7 @@ class _Compiler:
 
     def cascade_pass(self, gate: str, scope: Scope, path: str) -> Scope:
         """A cascade's otherwise side forwards what was current at the `when`."""
-        name = self.helper_name("pass")
+        name = self.fresh("pass")
         step = PlanStep(
             name=name,
             kind="pass",

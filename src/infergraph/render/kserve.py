@@ -44,6 +44,7 @@ from infergraph.graph.plan import (
     Block,
     ChainBlock,
     FanOutBlock,
+    FreshNames,
     GraphPlan,
     PlanStep,
     RouteBlock,
@@ -89,17 +90,7 @@ class _Topology:
         self.graph = plan.graph
         self.nodes: dict[str, dict[str, Any]] = {}
         self.services: dict[str, Service] = {}
-        self.taken = {s.name for s in plan.steps}
-        self.counters: dict[str, int] = {}
-
-    def fresh(self, kind: str) -> str:
-        while True:
-            index = self.counters.get(kind, 0)
-            self.counters[kind] = index + 1
-            name = f"{kind}-{index}"
-            if name not in self.taken:
-                self.taken.add(name)
-                return name
+        self.fresh = FreshNames(s.name for s in plan.steps)
 
     def service_name(self, step: str) -> str:
         return common.k8s_name(self.graph.name, step)

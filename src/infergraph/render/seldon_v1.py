@@ -36,6 +36,7 @@ from infergraph.graph.plan import (
     Block,
     ChainBlock,
     FanOutBlock,
+    FreshNames,
     GraphPlan,
     PlanStep,
     RouteBlock,
@@ -117,8 +118,7 @@ class _Builder:
         self.plan = plan
         self.graph = plan.graph
         self.options = options
-        self.taken = {s.name for s in plan.steps}
-        self.merges = 0
+        self.fresh = FreshNames(s.name for s in plan.steps)
 
     def inputs_param(self, step: PlanStep) -> dict[str, str]:
         """`input -> "a.x | b.x"`: qualified refs the unit looks up in the carried tensors."""
@@ -207,18 +207,11 @@ class _Builder:
         if block.combine is not None:
             unit = self.step_unit(self.plan.step(block.combine), "COMBINER")
         else:
-            name = self.merge_name()
+            name = self.fresh("merge")
             params = {"node": name, "method": "merge"}
             unit = Unit(name, "COMBINER", "combiner", None, params)
         unit.children = [m.root for m in members]
         return Partial(unit, None)
-
-    def merge_name(self) -> str:
-        while f"merge-{self.merges}" in self.taken:
-            self.merges += 1
-        name = f"merge-{self.merges}"
-        self.taken.add(name)
-        return name
 
     def route(self, block: RouteBlock, path: str) -> Partial:
         router = self.step_unit(self.plan.step(block.gate), "ROUTER")
