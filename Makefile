@@ -17,13 +17,14 @@ RUN := $(UV) run --frozen --no-sync
 RUN_SELDON := UV_PROJECT_ENVIRONMENT=.venv-seldon $(UV) run --frozen --no-sync --no-default-groups --group seldon-dev --extra seldon
 
 .PHONY: help install demo test lint unit seldon-test render crd bench-runtimes bench-hops bench-loadtester \
-	bench-peers bench-planner bench-kserve-hops images image-test bench-images image-tools clean
+	bench-peers bench-planner bench-kserve-hops engine-test images image-test bench-images image-tools clean
 
 help:
 	@echo "make demo    serve the cascade graph locally (offline weights), load it, print latency and cost"
 	@echo "make test    lint, then every test (MLServer, graphs, renderers, load tester, Seldon v1)"
 	@echo "make bench-runtimes | bench-hops | bench-loadtester | bench-peers | bench-planner | bench-kserve-hops    benchmarks -> bench-results/*.json"
 	@echo "make render  regenerate k8s/rendered/, k8s/crds/ and the chart's generated files"
+	@echo "make engine-test    every shipped graph through the Seldon v2 and KServe engine models"
 	@echo "make images | image-test | bench-images    build the images with buildah, run them, measure them"
 
 $(UV):
@@ -56,7 +57,11 @@ lint: .venv/.synced
 	$(RUN) actionlint .github/workflows/*.yml
 
 unit: .venv/.synced .venv-kserve/.synced
-	$(RUN) python -m pytest -q --ignore=tests/seldon
+	$(RUN) python -m pytest -q --ignore=tests/seldon -m "not sweep"
+
+# Every shipped graph on every engine against the local run (make test runs the named cases).
+engine-test: .venv/.synced
+	$(RUN) python -m pytest -q -m sweep tests/test_engine_seldon_v2.py tests/test_engine_kserve.py
 
 seldon-test: .venv-seldon/.synced
 	$(RUN_SELDON) python -m pytest -q tests/seldon

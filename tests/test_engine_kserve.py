@@ -40,6 +40,7 @@ from tests.test_engine_seldon_v2 import (  # noqa: F401  (offline_cache: autouse
     load,
     offline_cache,
     run_local,
+    sweep,
     tiny,
 )
 from tests.test_graph_runner import _forced_langid
@@ -141,7 +142,7 @@ def check(graph: InferenceGraph, tmp: Path, requests: list[dict[str, Any]]) -> l
     return paths
 
 
-@pytest.mark.parametrize("path", GRAPHS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sweep(GRAPHS), ids=lambda p: p.stem)
 def test_every_graph_runs_the_same_on_kserve(path: Path, tmp_path: Path) -> None:
     graph = tiny(yaml.safe_load(path.read_text()))
     check(graph, tmp_path, [request_for(graph), request_for(graph, rows=2, seed=3)])
