@@ -39,7 +39,7 @@ def test_settings_from_environment_name_the_bad_variable() -> None:
     with pytest.raises(SettingsError, match="INFERGRAPH_METRICS_PORT"):
         OperatorConfig.from_env({"INFERGRAPH_METRICS_PORT": "eighty"})
     with pytest.raises(SettingsError, match="defaultEngine"):
-        OperatorConfig.from_env({"INFERGRAPH_DEFAULT_ENGINE": "kserve"})
+        OperatorConfig.from_env({"INFERGRAPH_DEFAULT_ENGINE": "triton"})
 
 
 def test_flags_override_environment() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from infergraph.checkpoints.image_captioning import build_image_captioner
 from infergraph.components.base import ComponentSettings
 from infergraph.components.image_captioning import ImageCaptioner
 from infergraph.errors import InputError, status_for
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_captioning_limit_follows_the_decoders_positions(tmp_path: Path) -> None:
-    folder = ImageCaptioner.build_checkpoint(tmp_path / "blip", "tiny")  # 64 decoder positions
+    folder = build_image_captioner(tmp_path / "blip", "tiny")  # 64 decoder positions
     component = ImageCaptioner(ComponentSettings(model_uri=str(folder), warmup=False))
     component.start()
     images = np.array([png(COLOURS[0])], dtype=object)

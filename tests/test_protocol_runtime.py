@@ -46,10 +46,10 @@ def agent_rewritten(
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLServerProcess]:
-    from infergraph.components.image_embedding import ImageEmbedder
+    from infergraph.checkpoints.image_embedding import build_image_embedder
 
     root = tmp_path_factory.mktemp("protocol")
-    siglip = ImageEmbedder.build_checkpoint(root / "siglip", "tiny")
+    siglip = build_image_embedder(root / "siglip", "tiny")
     models = root / "models"
     write_model(
         models, EMBED, "image-embedding", str(siglip), max_batch_size=8, max_batch_time=0.002,
