@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -233,29 +235,65 @@ def test_tritonclient_http_binary_and_json(server: MLServerProcess) -> None:
     client.close()
 
 
-def test_tritonclient_grpc_raw_contents_timings_and_oversize(server: MLServerProcess) -> None:
-    import tritonclient.grpc as grpcclient
+GRPC_CLIENT = """
+import json, sys
+import numpy as np
+import tritonclient.grpc as grpcclient
 
+port, model, image_path, bomb_path = sys.argv[1:5]
+client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+out = {"ready": client.is_model_ready(model)}
+tensor = grpcclient.InferInput("image", [1], "BYTES")
+tensor.set_data_from_numpy(np.array([open(image_path, "rb").read()], dtype=object))
+result = client.infer(model, [tensor], request_id="grpc-1")
+response = result.get_response(as_json=True)
+out["id"] = response["id"]
+out["parameters"] = sorted(response["parameters"])
+out["embedding"] = result.as_numpy("embedding").reshape(-1).tolist()
+bomb = grpcclient.InferInput("image", [1], "BYTES")
+bomb.set_data_from_numpy(np.array([open(bomb_path, "rb").read()], dtype=object))
+try:
+    client.infer(model, [bomb])
+    out["bomb"] = None
+except grpcclient.InferenceServerException as exc:
+    out["bomb"] = [str(exc.status()), exc.message()]
+out["ready_after"] = client.is_model_ready(model)
+print(json.dumps(out))
+"""
+
+
+def test_tritonclient_grpc_raw_contents_timings_and_oversize(
+    server: MLServerProcess, tmp_path: Path
+) -> None:
+    """tritonclient's gRPC stubs register `inference.*` in protobuf's default pool, as MLServer
+    does: in one interpreter whichever comes second fails, so the client runs in its own."""
     image = png(COLOURS[5])
     expected = json_embedding(server, image)
-    client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
-    assert client.is_model_ready(EMBED)
-    tensor = grpcclient.InferInput("image", [1], "BYTES")
-    tensor.set_data_from_numpy(np.array([image], dtype=object))
-    result = client.infer(EMBED, [tensor], request_id="grpc-1")
-    response = result.get_response(as_json=True)
-    assert response["id"] == "grpc-1"
-    assert {"preprocess_ms", "inference_ms"} <= set(response["parameters"])
-    assert np.allclose(result.as_numpy("embedding").reshape(-1), expected, atol=1e-5)
-
-    bomb = grpcclient.InferInput("image", [1], "BYTES")
-    bomb.set_data_from_numpy(np.array([png_bomb()], dtype=object))
-    with pytest.raises(grpcclient.InferenceServerException) as failure:
-        client.infer(EMBED, [bomb])
-    assert "RESOURCE_EXHAUSTED" in str(failure.value.status()), failure.value
-    assert "input 'image'" in failure.value.message()
-    assert client.is_model_ready(EMBED)
-    client.close()
+    (tmp_path / "image.png").write_bytes(image)
+    (tmp_path / "bomb.png").write_bytes(png_bomb())
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            GRPC_CLIENT,
+            str(server.grpc_port),
+            EMBED,
+            str(tmp_path / "image.png"),
+            str(tmp_path / "bomb.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["ready"] and got["ready_after"]
+    assert got["id"] == "grpc-1"
+    assert {"preprocess_ms", "inference_ms"} <= set(got["parameters"])
+    assert np.allclose(np.array(got["embedding"]), expected, atol=1e-5)
+    status, message = got["bomb"]
+    assert "RESOURCE_EXHAUSTED" in status, got["bomb"]
+    assert "input 'image'" in message
 
 
 def test_oversize_image_is_413_over_http(server: MLServerProcess) -> None:
