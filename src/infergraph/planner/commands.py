@@ -135,6 +135,16 @@ def plan(
         "plan-results"
     ),
     seed: Annotated[int, typer.Option(help="random seed of the simulation")] = 0,
+    autoscale: Annotated[
+        str,
+        typer.Option(
+            help="graph: nodes with an autoscaling block follow it; all: the others get an HPA "
+            "on request rate too; off: hold every node at its planned replicas"
+        ),
+    ] = "graph",
+    replica_startup_s: Annotated[
+        float, typer.Option(help="seconds from asking for a pod to its taking traffic")
+    ] = 60.0,
 ) -> None:
     """Cheapest hardware, batching and replicas per node whose simulated latency meets the SLO."""
     from infergraph.cost.pricing import load_catalog, parse_price_overrides
@@ -148,6 +158,10 @@ def plan(
         _fail("give exactly one load: --rate R or --trace FILE")
     if not 0 <= headroom <= 10:
         _fail(f"--headroom must be between 0 and 10, got {headroom}")
+    if autoscale not in ("graph", "all", "off"):
+        _fail(f"--autoscale must be graph, all or off, got '{autoscale}'")
+    if not 0 <= replica_startup_s <= 3600:
+        _fail(f"--replica-startup-s must be between 0 and 3600, got {replica_startup_s}")
     try:
         graph = load_graph(graph_file)
         slo = graph.spec.slo
@@ -175,6 +189,8 @@ def plan(
             catalog=load_catalog(catalog, parse_price_overrides(price or [])),
             settings=settings,
             headroom=headroom,
+            autoscale=autoscale,  # type: ignore[arg-type]
+            startup_s=replica_startup_s,
         )
         with console.status(f"planning '{graph.name}'..."):
             outcome = plan_graph(inputs)

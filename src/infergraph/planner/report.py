@@ -34,19 +34,22 @@ def node_table(outcome: PlanOutcome) -> Table:
     s = outcome.inputs.settings
     p = f"p{s.percentile:g}"
     table = Table(title=f"planned configuration of '{outcome.inputs.graph.name}'")
-    for col in ("node", "hardware", "batch", "delay ms", "replicas", "util", f"{p} ms", "$/hour"):
+    columns = ("node", "hardware", "batch", "delay ms", "replicas", "mean", "util", f"{p} ms")
+    for col in (*columns, "$/hour"):
         table.add_column(col, justify="right")
     final = outcome.final
     for node, option in final.options.items():
+        mean = final.mean_replicas.get(node, float(option.replicas))
         table.add_row(
             node,
             option.hardware,
             str(option.max_batch_size),
             f"{option.max_batch_time_ms:g}",
             str(option.replicas),
+            f"{mean:.2f}" + (" (autoscaled)" if outcome.autoscaled(node) else ""),
             f"{final.utilisation.get(node, 0.0):.2f}",
             f"{final.node_latency_ms.get(node, 0.0):.1f}",
-            f"{option.usd_per_hour:.4f}",
+            f"{option.usd_per_replica_hour * mean:.4f}",
         )
     return table
 
@@ -94,6 +97,7 @@ def assumptions(outcome: PlanOutcome) -> list[str]:
         "per-node hops as profiled",
         f"prices: {', '.join(inputs.catalog.origin)} (as of {', '.join(catalog_dates) or 'n/a'})",
         "replicas get requests round-robin; each runs the runtime's micro-batcher",
+        _autoscaling_assumption(outcome),
         f"search: {SEARCH_METHOD}; {outcome.search.simulations} simulations"
         + (" (capped: the result may not be the cheapest)" if outcome.search.capped else "")
         + (
@@ -106,6 +110,18 @@ def assumptions(outcome: PlanOutcome) -> list[str]:
     return lines
 
 
+def _autoscaling_assumption(outcome: PlanOutcome) -> str:
+    mode = outcome.inputs.autoscale
+    if mode == "off" or not any(outcome.autoscaled(n) for n in outcome.final.options):
+        return "replicas: every node held at its planned replicas (peak-provisioned)"
+    return (
+        "replicas: autoscaled nodes replayed through the HPA algorithm as rendered (15 s sync, "
+        "1 min rate window, 10% tolerance, up 2 pods/30 s, down half/60 s, the node's cooldown), "
+        f"each new pod taking traffic {outcome.inputs.startup_s:g} s after it is asked for; "
+        "$/hour is the time-averaged pod cost"
+    )
+
+
 def print_report(outcome: PlanOutcome, console: Console) -> None:
     s = outcome.inputs.settings
     console.print(node_table(outcome))
@@ -114,7 +130,8 @@ def print_report(outcome: PlanOutcome, console: Console) -> None:
     console.print(
         f"end to end p{s.percentile:g}: [bold]{final.latency_ms:.1f} ms[/] {verdict} the SLO of "
         f"{s.slo_ms:g} ms ({outcome.attainment * 100:.2f}% of requests within it); "
-        f"[bold]${final.usd_per_hour:.4f}/hour[/], "
+        f"[bold]${final.usd_per_hour:.4f}/hour[/] (${outcome.peak_usd_per_hour:.4f} with every "
+        f"node at its planned replicas), "
         f"${outcome.usd_per_million():.3f} per million inferences at the mean rate"
     )
     console.print(scaling_table(outcome))
@@ -152,7 +169,9 @@ def to_json(outcome: PlanOutcome) -> dict[str, Any]:
                     "max_batch_size": o.max_batch_size,
                     "max_batch_time_ms": o.max_batch_time_ms,
                     "replicas": o.replicas,
-                    "usd_per_hour": o.usd_per_hour,
+                    "mean_replicas": ev.mean_replicas.get(n, float(o.replicas)),
+                    "usd_per_hour": o.usd_per_replica_hour
+                    * ev.mean_replicas.get(n, float(o.replicas)),
                     "latency_ms": ev.node_latency_ms.get(n),
                     "utilisation": ev.utilisation.get(n),
                 }
@@ -165,6 +184,8 @@ def to_json(outcome: PlanOutcome) -> dict[str, Any]:
         "slo": {"latency_ms": s.slo_ms, "percentile": s.percentile},
         "plan": ev_dict(outcome.final),
         "slo_attainment": outcome.attainment,
+        "peak_usd_per_hour": outcome.peak_usd_per_hour,
+        "autoscale": outcome.inputs.autoscale,
         "usd_per_million": outcome.usd_per_million(),
         "search_load": ev_dict(outcome.best),
         "pareto": [ev_dict(ev) for ev in outcome.search.pareto],

@@ -27,6 +27,7 @@ import numpy as np
 from infergraph.cost.pricing import CostError, PriceCatalog, node_cost
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import Node
+from infergraph.planner.autoscaler import ScalerModel
 from infergraph.planner.profiles import NodeProfile, ProfileSet
 from infergraph.planner.simulator import (
     NodeConfig,
@@ -82,6 +83,7 @@ class Evaluated:
     node_latency_ms: dict[str, float]
     utilisation: dict[str, float]
     feasible: bool
+    mean_replicas: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -257,20 +259,35 @@ class Planner:
         return self.evaluated_from(dict(options), result)
 
     def simulate(
-        self, configs: Mapping[str, NodeConfig], arrivals: np.ndarray | None = None
+        self,
+        configs: Mapping[str, NodeConfig],
+        arrivals: np.ndarray | None = None,
+        scalers: Mapping[str, ScalerModel] | None = None,
     ) -> SimResult:
         self.simulations += 1
         arr = self.arrivals if arrivals is None else arrivals
         return simulate(
-            self.topology, configs, arr, self.profiles.branches, self.ingress_s, self.settings.seed
+            self.topology,
+            configs,
+            arr,
+            self.profiles.branches,
+            self.ingress_s,
+            self.settings.seed,
+            scalers,
         )
 
     def evaluated_from(self, options: dict[str, Option], result: SimResult) -> Evaluated:
+        """Cost from the pod time each node held (its planned replicas unless autoscaled)."""
         p = self.settings.percentile
         latency = result.percentile_ms(p)
+        mean = {
+            n: result.mean_replicas(n, o.replicas) if n in result.nodes else float(o.replicas)
+            for n, o in options.items()
+        }
         return Evaluated(
             options=options,
-            usd_per_hour=sum(o.usd_per_hour for o in options.values()),
+            usd_per_hour=sum(o.usd_per_replica_hour * mean[n] for n, o in options.items()),
+            mean_replicas=mean,
             latency_ms=latency,
             node_latency_ms={n: result.node_percentile_ms(n, p) for n in result.nodes},
             utilisation={n: result.utilisation(n, options[n].replicas) for n in result.nodes},

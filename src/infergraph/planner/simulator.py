@@ -13,8 +13,11 @@ The batcher modelled is `infergraph.serving.batcher.MicroBatcher`, as it behaves
 * every member of a batch gets its answer when the last pass of the batch ends.
 
 Replicas of a node each run their own batcher; requests reach them round-robin
-(a Kubernetes Service). Each node visit also costs a fixed per-request `hop`
-(router to node and back, request decoding, preprocessing), which is not queued.
+(a Kubernetes Service). A node may instead follow its autoscaler
+(`planner.autoscaler`): then round-robin is over the replicas ready at each
+arrival, and a request that finds none waits for the first to become ready.
+Each node visit also costs a fixed per-request `hop` (router to node and back,
+request decoding, preprocessing), which is not queued.
 
 The graph is a DAG of stages, so nodes are simulated one at a time in topological
 order: a stage's arrivals are its dependencies' completions. That is exact for a
@@ -26,10 +29,11 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from infergraph.planner.autoscaler import ReplicaSchedule, ScalerModel, replay
 from infergraph.planner.topology import Topology
 
 
@@ -63,6 +67,7 @@ class NodeConfig:
     service: ServiceModel
     hop_s: float = 0.0
     rows: tuple[tuple[int, float], ...] = ((1, 1.0),)  # rows per request -> probability
+    schedule: ReplicaSchedule | None = None  # autoscaled: ready replicas over time
 
 
 @dataclass
@@ -74,6 +79,7 @@ class NodeRun:
     batches: int
     rows: int
     forward_per_request_s: float = 0.0  # mean forward time of the batch each request was in
+    replica_seconds: float = 0.0  # billed pod time; 0: static replicas over the whole horizon
 
 
 @dataclass
@@ -91,7 +97,14 @@ class SimResult:
         return float(np.percentile(lat, p) * 1000.0) if lat.size else 0.0
 
     def utilisation(self, node: str, replicas: int) -> float:
-        return self.nodes[node].busy_s / (self.horizon_s * max(replicas, 1))
+        return self.nodes[node].busy_s / self.replica_seconds(node, replicas)
+
+    def replica_seconds(self, node: str, replicas: int) -> float:
+        """Pod time the node held: its autoscaled billing, or static replicas throughout."""
+        return self.nodes[node].replica_seconds or self.horizon_s * max(replicas, 1)
+
+    def mean_replicas(self, node: str, replicas: int) -> float:
+        return self.replica_seconds(node, replicas) / self.horizon_s
 
     def attainment(self, slo_ms: float) -> float:
         if not self.latency_s.size:
@@ -167,21 +180,31 @@ def run_batcher(
     return done, busy, batches, per_request
 
 
+def _assign(t_in: np.ndarray, config: NodeConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Which replica each (time-sorted) request goes to, and when it can reach one."""
+    if config.schedule is None:
+        replicas = max(1, config.replicas)
+        return np.arange(t_in.size) % replicas, t_in
+    reach = config.schedule.next_ready(t_in)
+    reach = np.where(np.isfinite(reach), reach, t_in)  # never ready again: the last pod serves
+    ready = np.maximum(config.schedule.ready_at(reach), 1)
+    return np.arange(t_in.size) % ready, reach
+
+
 def simulate_node(
     arrivals: np.ndarray, rows: np.ndarray, config: NodeConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, NodeRun]:
     """Completion times for requests reaching a node at `arrivals` (any order)."""
     order = np.argsort(arrivals, kind="stable")
-    t_in = arrivals[order] + config.hop_s
+    replica, t_in = _assign(arrivals[order] + config.hop_s, config)
     r_in = rows[order]
     done_sorted = np.empty_like(t_in)
     busy = 0.0
     per_request = 0.0
     batches = 0
-    replicas = max(1, config.replicas)
     single = bool((r_in == 1).all())
-    for rep in range(replicas):
-        idx = np.arange(rep, t_in.size, replicas)
+    for rep in range(int(replica.max(initial=0)) + 1):
+        idx = np.flatnonzero(replica == rep)
         if not idx.size:
             continue
         done, rep_busy, rep_batches, rep_per_request = run_batcher(
@@ -200,7 +223,12 @@ def simulate_node(
     done_out = np.empty_like(done_sorted)
     done_out[order] = done_sorted
     run = NodeRun(
-        done_out - arrivals, busy, batches, int(rows.sum()), per_request / max(arrivals.size, 1)
+        done_out - arrivals,
+        busy,
+        batches,
+        int(rows.sum()),
+        per_request / max(arrivals.size, 1),
+        config.schedule.replica_seconds if config.schedule is not None else 0.0,
     )
     return done_out, run
 
@@ -220,10 +248,16 @@ def simulate(
     branch_then: Mapping[str, float],
     ingress_s: float = 0.0,
     seed: int = 0,
+    scalers: Mapping[str, ScalerModel] | None = None,
 ) -> SimResult:
-    """Run every request through the graph; latency from its arrival to the last stage's end."""
+    """Run every request through the graph; latency from its arrival to the last stage's end.
+
+    Nodes named in `scalers` follow their autoscaler over the run instead of a fixed count.
+    """
     rng = np.random.default_rng(seed)
     n = arrivals_s.size
+    begin = float(arrivals_s.min()) if n else 0.0
+    horizon_end = float(arrivals_s.max()) if n else 0.0
     taken = {g: rng.random(n) < branch_then.get(g, 1.0) for g in topology.gates}
     done: dict[str, np.ndarray] = {}
     runs: dict[str, NodeRun] = {}
@@ -241,6 +275,11 @@ def simulate(
             rows = sample_rows(config.rows, n, rng)
             active &= rows > 0  # a zero-row input skips the node
             idx = np.flatnonzero(active)
+            if scalers and stage.node in scalers:
+                schedule = replay(
+                    scalers[stage.node], np.sort(ready[idx]), begin, max(horizon_end, begin + 1)
+                )
+                config = replace(config, schedule=schedule)
             node_done, run = simulate_node(ready[idx], rows[idx], config, rng)
             end[idx] = node_done
             runs[stage.node] = run

@@ -4,7 +4,9 @@ The plan says how many replicas carry the peak within the SLO; the simulation of
 that plan says how much each replica then does (requests/s, utilisation, in-flight
 requests). Those per-replica figures at the peak are the targets: an autoscaler
 that keeps every replica at or under them keeps each replica's load at or under
-what the simulation accepted, whatever the total rate.
+what the simulation accepted, whatever the total rate. The peak is the one the
+autoscaler's metric sees (the rate over its query window), so short bursts inside
+that window stay within the planned replicas rather than under-sizing the target.
 """
 
 from __future__ import annotations

@@ -68,6 +68,13 @@ class Workload:
     def trough_rps(self) -> float:
         return min(self.counts)
 
+    def peak_mean_rps(self, window_s: int) -> float:
+        """The highest rate averaged over `window_s` seconds: the peak an autoscaler's
+        rate query (`rate(...[1m])`) sees, lower than the peak second of a bursty trace."""
+        width = max(1, min(window_s, len(self.counts)))
+        sums = np.convolve(np.asarray(self.counts), np.ones(width), mode="valid")
+        return float(sums.max() / width)
+
     @classmethod
     def constant(cls, rate: float, duration_s: int) -> Workload:
         if not rate > 0 or not math.isfinite(rate):
