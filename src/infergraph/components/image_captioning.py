@@ -15,7 +15,7 @@ import numpy as np
 from infergraph.components.base import Component, Prepared, TensorSpec
 from infergraph.components.images import decode_images, max_image_pixels, synthetic_png
 from infergraph.components.parameters import as_int, parameter
-from infergraph.components.text import decode_texts
+from infergraph.components.text import SerialTokenizer, decode_texts
 from infergraph.errors import InputError, ModelLoadError
 
 MAX_NEW_TOKENS_LIMIT = 128
@@ -46,6 +46,7 @@ class ImageCaptioner(Component):
         except Exception as exc:  # hub, file and config errors all mean "cannot load"
             raise ModelLoadError.wrap(source, exc) from exc
         self.model = model.to(self.device).eval()
+        self.tokenizer = SerialTokenizer(self.processor.tokenizer)
         self.max_pixels = max_image_pixels(self.options)
         # The text decoder cannot place a token past its position table: derive the limit from
         # the loaded checkpoint (as the seq2seq families do), never above the configured one.
@@ -74,7 +75,7 @@ class ImageCaptioner(Component):
         )
         prompt = self._prompt(inputs, parameters)
         if prompt:
-            prompt_tokens = len(self.processor.tokenizer(prompt)["input_ids"])
+            prompt_tokens = len(self.tokenizer(prompt)["input_ids"])
             if prompt_tokens + max_new_tokens > self.positions:
                 raise InputError(
                     "max_new_tokens",
@@ -110,7 +111,7 @@ class ImageCaptioner(Component):
         pixels = torch.stack(rows).to(self.device, self.dtype)
         kwargs: dict[str, Any] = {}
         if prompt:
-            encoded = self.processor.tokenizer(
+            encoded = self.tokenizer(
                 [prompt] * len(rows), return_tensors="pt", add_special_tokens=True
             )
             # generate() overwrites the first token in place: give it its own tensor.

@@ -24,7 +24,7 @@ from infergraph.components.images import (
     synthetic_png,
 )
 from infergraph.components.parameters import as_bool, parameter
-from infergraph.components.text import decode_texts
+from infergraph.components.text import SerialTokenizer, decode_texts
 from infergraph.errors import InputError, ModelLoadError
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class ImageEmbedder(Component):
         config = model.config
         self.model_type: str = config.model_type
         self.image_processor = self.processor.image_processor
-        self.tokenizer = self.processor.tokenizer
+        self.tokenizer = SerialTokenizer(self.processor.tokenizer)
         self.input_hw = processor_input_size(self.image_processor)
         text_limit = int(config.text_config.max_position_embeddings)
         tokenizer_limit = int(getattr(self.tokenizer, "model_max_length", text_limit) or text_limit)

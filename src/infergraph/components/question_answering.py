@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
-from infergraph.components.text import decode_texts, token_limit
+from infergraph.components.text import SerialTokenizer, decode_texts, token_limit
 from infergraph.errors import InputError, ModelLoadError
 
 # Fewest context tokens a window must hold for the question to be answerable.
@@ -68,7 +68,7 @@ class QuestionAnswerer(Component):
 
         source = self.model_source()
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(source)
+            self.tokenizer = SerialTokenizer(AutoTokenizer.from_pretrained(source))
             model = AutoModelForQuestionAnswering.from_pretrained(source, dtype=self.dtype)
         except (OSError, ValueError) as exc:
             raise ModelLoadError.wrap(source, exc) from exc

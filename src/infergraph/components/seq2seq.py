@@ -17,6 +17,7 @@ import numpy as np
 from infergraph.components.base import Component, Prepared, TensorSpec
 from infergraph.components.parameters import bounded_int, flag
 from infergraph.components.text import (
+    SerialTokenizer,
     decode_texts,
     encode_texts,
     pad_ids,
@@ -42,7 +43,7 @@ class _Seq2Seq(Component):
 
         source = self.model_source()
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(source)
+            self.tokenizer = SerialTokenizer(AutoTokenizer.from_pretrained(source))
             model = AutoModelForSeq2SeqLM.from_pretrained(source, dtype=self.dtype)
         except (OSError, ValueError) as exc:
             raise ModelLoadError.wrap(source, exc) from exc

@@ -9,6 +9,7 @@ Silent truncation would hand back a confident answer about text the model never 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,12 +19,35 @@ import numpy as np
 from infergraph.errors import InputError, PayloadTooLargeError
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+    from transformers import BatchEncoding, PreTrainedTokenizerBase
 
 # Larger than any model's context by far; stops a giant body before tokenisation.
 DEFAULT_MAX_CHARS = 200_000
 # Tokenizers report this (or larger) when a checkpoint sets no model_max_length.
 _UNSET_LIMIT = 1_000_000
+
+
+class SerialTokenizer:
+    """A tokenizer shared by request threads, encoding for one thread at a time.
+
+    A fast (Rust) tokenizer keeps truncation and padding as state of its backend, and
+    each call first sets that state to its own arguments
+    (`set_truncation_and_padding`). Two threads encoding at once can each run with
+    the other's settings: a row left untruncated past the model's positions, or
+    unpadded where the model needs max-length padding. Encoding calls hold a lock;
+    attributes and the other methods (decode, pad: no backend settings) pass through.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.wrapped = tokenizer
+        self._lock = threading.Lock()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> BatchEncoding:
+        with self._lock:
+            return self.wrapped(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
 
 
 def decode_texts(name: str, array: np.ndarray, max_chars: int = DEFAULT_MAX_CHARS) -> list[str]:
@@ -92,7 +116,7 @@ class Encoded:
 
 
 def encode_texts(
-    tokenizer: PreTrainedTokenizerBase,
+    tokenizer: SerialTokenizer,
     name: str,
     texts: Sequence[str],
     limit: int,

@@ -15,6 +15,7 @@ import numpy as np
 from infergraph.components.base import Component, Prepared, TensorSpec
 from infergraph.components.parameters import flag
 from infergraph.components.text import (
+    SerialTokenizer,
     decode_texts,
     encode_texts,
     pad_ids,
@@ -44,7 +45,7 @@ class TextClassifier(Component):
 
         source = self.model_source()
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(source)
+            self.tokenizer = SerialTokenizer(AutoTokenizer.from_pretrained(source))
             model = AutoModelForSequenceClassification.from_pretrained(source, dtype=self.dtype)
         except (OSError, ValueError) as exc:
             raise ModelLoadError.wrap(source, exc) from exc

@@ -10,7 +10,6 @@ own Normalize module (all-MiniLM-L6-v2 does) stays normalised either way.
 from __future__ import annotations
 
 import copy
-import threading
 from collections.abc import Hashable, Mapping
 from typing import Any, ClassVar
 
@@ -18,7 +17,12 @@ import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
 from infergraph.components.parameters import flag
-from infergraph.components.text import decode_texts, encode_texts, truncation_notes
+from infergraph.components.text import (
+    SerialTokenizer,
+    decode_texts,
+    encode_texts,
+    truncation_notes,
+)
 from infergraph.errors import ModelLoadError
 
 
@@ -50,11 +54,9 @@ class TextEmbedder(Component):
             self.model.max_seq_length = min(
                 int(self.option("max_length", 0)), self.model.max_seq_length or 512
             )
-        # A fast tokenizer keeps its padding/truncation settings in shared state: calls from
-        # the request threads and the forward thread at once corrupt each other's batches
-        # ("expected sequence of length 17 at dim 1"). Requests get their own copy, in turn.
-        self.tokenizer = copy.deepcopy(self.model.tokenizer)
-        self._tokenizer_lock = threading.Lock()
+        # model.encode tokenises in the forward thread with its own padding settings: the
+        # request threads get their own copy (SerialTokenizer says why), taken in turn.
+        self.tokenizer = SerialTokenizer(copy.deepcopy(self.model.tokenizer))
         # max_seq_length counts specials ([CLS] ... [SEP]), like encode_texts does.
         self.limit = int(self.model.max_seq_length or 512)
         self.dimension = int(self.model.get_embedding_dimension() or 0)
@@ -68,8 +70,7 @@ class TextEmbedder(Component):
         texts = decode_texts("text", self.require(inputs, "text"))
         truncate = flag(parameters, self.options, "truncate", False)
         # Checks the limit; the model truncates to max_seq_length itself when allowed.
-        with self._tokenizer_lock:
-            encoded = encode_texts(self.tokenizer, "text", texts, self.limit, truncate)
+        encoded = encode_texts(self.tokenizer, "text", texts, self.limit, truncate)
         normalize = flag(parameters, self.options, "normalize", True)
         return Prepared(rows=texts, batch_key=normalize, notes=truncation_notes(encoded))
 
