@@ -401,7 +401,7 @@ def cost_check(work: Path, mean: float, peak: float, seconds: int) -> list[dict[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=float, default=40.0, help="measured seconds per rate")
+    parser.add_argument("--duration", type=float, default=120.0, help="measured seconds per rate")
     parser.add_argument("--mean", type=float, default=300.0, help="trace mean req/s")
     parser.add_argument("--peak", type=float, default=1200.0, help="trace peak req/s")
     parser.add_argument(
