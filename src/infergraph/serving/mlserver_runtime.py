@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -56,6 +57,7 @@ from infergraph.serving import binary, graph_step
 from infergraph.serving.engine import ComponentEngine
 from infergraph.serving.metrics import INFLIGHT, QUEUE, REQUESTS
 from infergraph.serving.mlserver_routes import promote_when_registered
+from infergraph.serving.model_config import ModelStats, model_config
 from infergraph.serving.protocol import V2Request, parse_request, select_outputs
 from infergraph.serving.responses import encode_outputs, error_body, http_body, plain_parameters
 from infergraph.serving.tensors import from_numpy
@@ -118,9 +120,11 @@ class ComponentRuntime(MLModel):
         # The Triton embed_image pattern, kept for clients of earlier releases.
         self._route("POST", f"{base}/infer/raw", self._rest_infer_raw)
         self._route("GET", f"{base}/config", self._rest_config)
+        self._route("GET", f"{base}/stats", self._rest_stats)
         # The KServe InferenceGraph step route (infergraph.serving.graph_step).
         self._route("POST", f"{base}{graph_step.ROUTE_SUFFIX}", self._rest_graph_step)
         self._wiring: graph_step.StepWiring | None = None
+        self.stats = ModelStats()
 
     def _route(self, method: str, path: str, handler: Endpoint) -> None:
         """Instance-specific routes: a custom handler on the class would serve every model."""
@@ -199,9 +203,12 @@ class ComponentRuntime(MLModel):
         inflight.inc()
         QUEUE.labels(self.name).set(self.engine.pending_rows)
         outcome = "ok"
+        started = time.perf_counter_ns()
+        served: dict[str, Any] = {}
         try:
             request = parse()
-            return request, await self._serve(request)
+            served = await self._serve(request)
+            return request, served
         except BaseException as exc:
             outcome = "bad_input" if 400 <= status_for(exc).http < 500 else "error"
             raise
@@ -209,6 +216,8 @@ class ComponentRuntime(MLModel):
             inflight.dec()
             QUEUE.labels(self.name).set(self.engine.pending_rows)
             REQUESTS.labels(self.name, outcome).inc()
+            elapsed = time.perf_counter_ns() - started
+            self.stats.record(outcome == "ok", elapsed, served.get("parameters", {}))
 
     def _parse(self, body: Any) -> V2Request:
         return parse_request(body, self._accepted, self._aliases)
@@ -332,24 +341,26 @@ class ComponentRuntime(MLModel):
         body, headers = http_body(header, blobs)
         return Response(body, 200, headers=headers)
 
+    def triton_config(self) -> dict[str, Any]:
+        """Triton's model configuration (REST `/config`, gRPC `ModelConfig`)."""
+        return model_config(
+            self.name,
+            "infergraph",
+            self.component.inputs,
+            self.component.outputs,
+            backend=self.component.family,
+            parameters={"max_rows_per_forward_pass": str(self._batching[0])},
+        )
+
     async def _rest_config(self, request: Request) -> Response:
-        """A Triton-style model configuration, what tritonclient and perf_analyzer ask for."""
+        """What tritonclient's `get_model_config` and perf_analyzer ask for."""
         del request
+        return _json_response(self.triton_config())
 
-        def tensor(spec: Any) -> dict[str, Any]:
-            kind = "STRING" if spec.datatype == "BYTES" else spec.datatype
-            return {"name": spec.name, "data_type": f"TYPE_{kind}", "dims": list(spec.shape)}
-
-        config = {
-            "name": self.name,
-            "platform": "infergraph",
-            "backend": self.component.family,
-            "max_batch_size": 0,
-            "input": [tensor(s) for s in self.component.inputs],
-            "output": [tensor(s) for s in self.component.outputs],
-            "parameters": {"max_rows_per_forward_pass": {"string_value": str(self._batching[0])}},
-        }
-        return Response(orjson.dumps(config), 200, media_type="application/json")
+    async def _rest_stats(self, request: Request) -> Response:
+        """Triton's statistics (`get_inference_statistics`; perf_analyzer's server-side figures)."""
+        del request
+        return _json_response({"model_stats": [self.stats.as_json(self.name, self.version)]})
 
 
 def _as_dict(payload: InferenceRequest) -> dict[str, Any]:
