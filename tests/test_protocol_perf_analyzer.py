@@ -2,7 +2,8 @@
 
 perf_analyzer reads the server and model metadata and the model configuration, then sends
 inferences from an `--input-data` JSON file; it fails on any error answer. `make perf-analyzer`
-installs the binary (tritonclient 2.51.0's, see the Makefile); without it these tests skip.
+installs the binary (tritonclient 2.51.0's, see the Makefile); without it those tests skip.
+The gRPC ModelConfig / ModelStatistics test needs only tritonclient.
 Measurement windows are short: this checks that it works, `make bench-*` measures speed.
 """
 
@@ -32,13 +33,11 @@ def perf_analyzer_binary() -> str | None:
 
 
 PERF_ANALYZER = perf_analyzer_binary()
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        PERF_ANALYZER is None,
-        reason="perf_analyzer is not installed: `make perf-analyzer` installs it (Linux x86_64)",
-    ),
-]
+pytestmark = pytest.mark.slow
+needs_perf_analyzer = pytest.mark.skipif(
+    PERF_ANALYZER is None,
+    reason="perf_analyzer is not installed: `make perf-analyzer` installs it (Linux x86_64)",
+)
 
 
 def image_data(folder: Path) -> Path:
@@ -94,6 +93,7 @@ def stats(server: MLServerProcess, model: str) -> dict[str, dict[str, int]]:
     return answer["model_stats"][0]["inference_stats"]
 
 
+@needs_perf_analyzer
 def test_runtime_image_input_over_http(runtime: MLServerProcess, tmp_path: Path) -> None:
     before = stats(runtime, "embed")
     row = perf_analyzer(
@@ -108,6 +108,7 @@ def test_runtime_image_input_over_http(runtime: MLServerProcess, tmp_path: Path)
     assert after["compute_infer"]["ns"] > before["compute_infer"]["ns"]
 
 
+@needs_perf_analyzer
 def test_runtime_numeric_input_with_shape_over_http(
     runtime: MLServerProcess, tmp_path: Path
 ) -> None:
@@ -157,9 +158,79 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
     raise TimeoutError(f"infergraph serve not ready after {timeout}s:\n{log.read_text()[-4000:]}")
 
 
+@needs_perf_analyzer
 def test_served_graph_over_http(served_graph: str, tmp_path: Path) -> None:
     target = served_graph.removeprefix("http://")
     row = perf_analyzer(
         target, "embed-image", "http", tmp_path, "--input-data", str(image_data(tmp_path))
     )
     assert row["Inferences/Second"] > 0 and row["p50 latency"] > 0
+
+
+# -- gRPC: Triton's ModelConfig and ModelStatistics on MLServer's port ----------------------------
+TRITON_GRPC_CLIENT = """
+import json, sys
+import tritonclient.grpc as grpcclient
+
+port, model = sys.argv[1:3]
+client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+out = {
+    "config": client.get_model_config(model, as_json=True)["config"],
+    "stats": client.get_inference_statistics(model, as_json=True)["model_stats"],
+    "every": [s["name"] for s in client.get_inference_statistics(as_json=True)["model_stats"]],
+}
+try:
+    client.get_model_config("nope")
+except grpcclient.InferenceServerException as exc:
+    out["missing"] = [str(exc.status()), exc.message()]
+print(json.dumps(out))
+"""
+
+
+def triton_grpc(server: MLServerProcess, model: str) -> dict[str, object]:
+    """tritonclient's gRPC stubs and MLServer's register the same protos: its own interpreter."""
+    done = subprocess.run(
+        [sys.executable, "-c", TRITON_GRPC_CLIENT, str(server.grpc_port), model],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_tritonclient_grpc_model_config_and_statistics(runtime: MLServerProcess) -> None:
+    """Pins the gRPC hook (serving/triton_grpc.py): UNIMPLEMENTED here means MLServer changed."""
+    http_config = httpx.get(f"{runtime.url}/v2/models/embed/config", timeout=10).json()
+    runtime.infer("echo", {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 2],
+                                       "data": [1.0, 2.0]}]})  # fmt: skip
+    got = triton_grpc(runtime, "embed")
+    config = got["config"]
+    assert config["name"] == "embed" and config["backend"] == "image-embedding"
+    assert config["input"] == [
+        {"name": t["name"], "data_type": t["data_type"], "dims": [str(d) for d in t["dims"]],
+         "optional": True} for t in http_config["input"]
+    ]  # fmt: skip
+    assert [o["name"] for o in config["output"]] == [o["name"] for o in http_config["output"]]
+    assert config["parameters"] == http_config["parameters"]
+    (stats,) = got["stats"]
+    http_stats = httpx.get(f"{runtime.url}/v2/models/embed/stats", timeout=10).json()
+    assert stats["name"] == "embed"
+    assert (
+        int(stats["inference_stats"]["success"].get("count", 0))
+        == (http_stats["model_stats"][0]["inference_stats"]["success"]["count"])
+    )
+    assert set(got["every"]) == {"embed", "echo"}
+    status, message = got["missing"]
+    assert "NOT_FOUND" in status and "nope" in message
+
+
+@needs_perf_analyzer
+def test_runtime_image_input_over_grpc(runtime: MLServerProcess, tmp_path: Path) -> None:
+    before = stats(runtime, "embed")
+    row = perf_analyzer(
+        f"127.0.0.1:{runtime.grpc_port}", "embed", "grpc", tmp_path,
+        "--input-data", str(image_data(tmp_path)),
+    )  # fmt: skip
+    assert row["Inferences/Second"] > 0 and row["p99 latency"] > 0
+    after = stats(runtime, "embed")
+    assert after["fail"]["count"] == before["fail"]["count"]
+    assert after["success"]["count"] > before["success"]["count"]

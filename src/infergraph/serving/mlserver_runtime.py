@@ -53,7 +53,7 @@ from infergraph.errors import (
     grpc_code_for_http,
     status_for,
 )
-from infergraph.serving import binary, graph_step
+from infergraph.serving import binary, graph_step, triton_grpc
 from infergraph.serving.engine import ComponentEngine
 from infergraph.serving.metrics import INFLIGHT, QUEUE, REQUESTS
 from infergraph.serving.mlserver_routes import promote_when_registered
@@ -167,15 +167,26 @@ class ComponentRuntime(MLModel):
             raise SettingsError("parameters.extra.input_aliases", f"no input named {unknown}")
         self._aliases = {str(k): str(v) for k, v in aliases.items()}
         self._describe()
-        self._promotion = asyncio.get_running_loop().create_task(
-            promote_when_registered(self.name, list(self._endpoints))
-        )
+        loop = asyncio.get_running_loop()
+        self._promotion = loop.create_task(promote_when_registered(self.name, self._endpoints))
+        self._triton_rpcs = loop.create_task(triton_grpc.attach(self))
         return True
 
     async def unload(self) -> bool:
+        self._detach_triton_rpcs()
         if hasattr(self, "engine"):
             await self.engine.close()
         return True
+
+    def _detach_triton_rpcs(self) -> None:
+        task = getattr(self, "_triton_rpcs", None)
+        if task is None or not task.done():
+            if task is not None:
+                task.cancel()
+            return
+        rpcs = None if task.cancelled() or task.exception() else task.result()
+        if rpcs is not None and rpcs.models.get(self.name) is self:
+            del rpcs.models[self.name]
 
     def _describe(self) -> None:
         """Publish the component's tensors in the model's V2 metadata."""
@@ -352,6 +363,10 @@ class ComponentRuntime(MLModel):
             parameters={"max_rows_per_forward_pass": str(self._batching[0])},
         )
 
+    def triton_statistics(self) -> dict[str, Any]:
+        """Triton's statistics of this model (REST `/stats`, gRPC `ModelStatistics`)."""
+        return self.stats.as_json(self.name, self.version)
+
     async def _rest_config(self, request: Request) -> Response:
         """What tritonclient's `get_model_config` and perf_analyzer ask for."""
         del request
@@ -360,7 +375,7 @@ class ComponentRuntime(MLModel):
     async def _rest_stats(self, request: Request) -> Response:
         """Triton's statistics (`get_inference_statistics`; perf_analyzer's server-side figures)."""
         del request
-        return _json_response({"model_stats": [self.stats.as_json(self.name, self.version)]})
+        return _json_response({"model_stats": [self.triton_statistics()]})
 
 
 def _as_dict(payload: InferenceRequest) -> dict[str, Any]:

@@ -27,13 +27,14 @@ def data_type(datatype: str) -> str:
     return "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}"
 
 
-def tensor_entry(tensor: Tensor) -> dict[str, Any]:
+def tensor_entry(tensor: Tensor, is_input: bool) -> dict[str, Any]:
+    """ModelInput / ModelOutput; only inputs have `optional` in Triton's schema."""
     entry: dict[str, Any] = {
         "name": tensor.name,
         "data_type": data_type(tensor.datatype),
         "dims": list(tensor.shape),
     }
-    if getattr(tensor, "optional", False):
+    if is_input and getattr(tensor, "optional", False):
         entry["optional"] = True
     return entry
 
@@ -51,8 +52,8 @@ def model_config(
     if backend:
         config["backend"] = backend
     config["max_batch_size"] = 0
-    config["input"] = [tensor_entry(t) for t in inputs]
-    config["output"] = [tensor_entry(t) for t in outputs]
+    config["input"] = [tensor_entry(t, is_input=True) for t in inputs]
+    config["output"] = [tensor_entry(t, is_input=False) for t in outputs]
     if parameters:
         config["parameters"] = {k: {"string_value": v} for k, v in parameters.items()}
     return config
