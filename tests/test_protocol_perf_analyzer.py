@@ -63,7 +63,7 @@ def perf_analyzer(
         str(PERF_ANALYZER),
         "-m", model, "-u", target, "-i", protocol, "--service-kind", "triton",
         "--concurrency-range", "2", "--measurement-interval", "500",
-        "--stability-percentage", "100", "--max-trials", "5",
+        "--stability-percentage", "100", "--max-trials", "10",
         "-f", str(report), *options,
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
