@@ -17,7 +17,8 @@ RUN := $(UV) run --frozen --no-sync
 RUN_SELDON := UV_PROJECT_ENVIRONMENT=.venv-seldon $(UV) run --frozen --no-sync --no-default-groups --group seldon-dev --extra seldon
 
 .PHONY: help install demo test lint unit seldon-test render crd bench-runtimes bench-hops bench-loadtester \
-	bench-peers bench-planner bench-kserve-hops engine-test images image-test bench-images image-tools clean
+	bench-peers bench-planner bench-kserve-hops engine-test images image-test bench-images image-tools clean \
+	perf-analyzer
 
 help:
 	@echo "make demo    serve the cascade graph locally (offline weights), load it, print latency and cost"
@@ -56,7 +57,7 @@ lint: .venv/.synced
 	$(RUN) hadolint --failure-threshold style images/Dockerfile
 	$(RUN) actionlint .github/workflows/*.yml
 
-unit: .venv/.synced .venv-kserve/.synced
+unit: .venv/.synced .venv-kserve/.synced perf-analyzer
 	$(RUN) python -m pytest -q --ignore=tests/seldon -m "not sweep"
 
 # Every shipped graph on every engine against the local run (make test runs the named cases).
@@ -67,6 +68,43 @@ seldon-test: .venv-seldon/.synced
 	$(RUN_SELDON) python -m pytest -q tests/seldon
 
 test: lint unit seldon-test
+
+# perf_analyzer, Triton's load generator, for tests/test_protocol_perf_analyzer.py and by hand
+# (docs/protocols.md). PyPI's `perf-analyzer` is a placeholder; tritonclient's manylinux wheels
+# bundle the real binary up to 2.60.0, and 2.51.0 is the newest whose binary runs on glibc 2.36
+# (Debian 12): 2.52.0 and later need GLIBC_2.38 and GLIBCXX_3.4.32. It links libb64.so.0d (the
+# Debian package libb64-0d) and libcudart.so.12 (PyPI nvidia-cuda-runtime-cu12: loaded at start,
+# no GPU used over HTTP or gRPC). All of it goes under .tools/perf_analyzer; nothing is installed
+# system-wide. .tools/bin/perf_analyzer is a wrapper that finds the two libraries.
+PERF_ANALYZER := $(TOOLS)/bin/perf_analyzer
+PA_DIR := $(TOOLS)/perf_analyzer
+PA_WHEELS := tritonclient==2.51.0 nvidia-cuda-runtime-cu12==12.6.77
+PA_SHA256 := c485bb0123bdf310f90bc8b03d3489b28df2ffed55b30c7eee0b795b48113d52  tritonclient-2.51.0-py3-none-manylinux1_x86_64.whl
+PA_SHA256_CUDART := a84d15d5e1da416dd4774cb42edf5e954a3e60cc945698dc1d5be02321c44dc8  nvidia_cuda_runtime_cu12-12.6.77-py3-none-manylinux2014_x86_64.whl
+PA_EXTRACT := import sys, zipfile; whl, member, out = sys.argv[1:]; \
+	open(out, "wb").write(zipfile.ZipFile(whl).read(member))
+
+perf-analyzer: $(UV)
+	@if [ "$$(uname -sm)" != "Linux x86_64" ]; then \
+		echo "perf_analyzer: only Linux x86_64 binaries exist; its test will be skipped"; \
+	elif [ ! -x $(PERF_ANALYZER) ]; then $(MAKE) --no-print-directory $(PERF_ANALYZER); fi
+
+$(PERF_ANALYZER):
+	rm -rf $(PA_DIR) && mkdir -p $(PA_DIR)/bin $(PA_DIR)/lib $(PA_DIR)/download
+	$(TOOLS)/bin/pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+		--platform manylinux1_x86_64 --platform manylinux2014_x86_64 --python-version 3.12 \
+		-d $(PA_DIR)/download $(PA_WHEELS)
+	cd $(PA_DIR)/download && printf '%s\n' '$(PA_SHA256)' '$(PA_SHA256_CUDART)' | sha256sum --check --quiet
+	$(TOOLS)/bin/python -c '$(PA_EXTRACT)' $(PA_DIR)/download/tritonclient-*.whl \
+		tritonclient-2.51.0.data/data/bin/perf_analyzer $(PA_DIR)/bin/perf_analyzer
+	$(TOOLS)/bin/python -c '$(PA_EXTRACT)' $(PA_DIR)/download/nvidia_cuda_runtime_cu12-*.whl \
+		nvidia/cuda_runtime/lib/libcudart.so.12 $(PA_DIR)/lib/libcudart.so.12
+	cd $(PA_DIR)/download && { apt-get download libb64-0d 2>/dev/null \
+		|| { apt-get update -qq && apt-get download libb64-0d; }; } \
+		&& dpkg-deb -x libb64-0d_*.deb deb && cp deb/usr/lib/x86_64-linux-gnu/libb64.so.0d ../lib/
+	rm -rf $(PA_DIR)/download && chmod +x $(PA_DIR)/bin/perf_analyzer
+	printf '#!/bin/sh\nhere="$$(cd "$$(dirname "$$0")/../perf_analyzer" && pwd)"\nLD_LIBRARY_PATH="$$here/lib$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}" exec "$$here/bin/perf_analyzer" "$$@"\n' > $@.tmp
+	chmod +x $@.tmp && $@.tmp --version && mv $@.tmp $@
 
 render: .venv/.synced
 	$(RUN) python -m infergraph.operator.chart

@@ -30,6 +30,7 @@ from infergraph.errors import InfergraphError, InputError, status_for
 from infergraph.graph.model import InferenceGraph
 from infergraph.runner.executor import GraphExecutor
 from infergraph.serving import binary
+from infergraph.serving.model_config import model_config
 from infergraph.serving.protocol import resolve_name, select_outputs
 
 log = logging.getLogger(__name__)
@@ -266,22 +267,7 @@ async def _config(request: web.Request) -> web.Response:
     name = request.match_info["model"]
     if name != graph.name:
         return await _node_get(request, name, "/config")
-
-    def kind(datatype: str) -> str:
-        return "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}"
-
-    return _json(
-        {
-            "name": graph.name,
-            "platform": "ensemble",
-            "max_batch_size": 0,
-            "input": [
-                {"name": t.name, "data_type": kind(t.datatype), "dims": list(t.shape)}
-                for t in graph.spec.inputs
-            ],
-            "output": [],
-        }
-    )
+    return _json(model_config(graph.name, "infergraph", graph.spec.inputs, [], backend="graph"))
 
 
 def build_app(graph: InferenceGraph, node_bases: dict[str, str]) -> web.Application:

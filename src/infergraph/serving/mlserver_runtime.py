@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -52,10 +53,11 @@ from infergraph.errors import (
     grpc_code_for_http,
     status_for,
 )
-from infergraph.serving import binary, graph_step
+from infergraph.serving import binary, graph_step, triton_grpc
 from infergraph.serving.engine import ComponentEngine
 from infergraph.serving.metrics import INFLIGHT, QUEUE, REQUESTS
 from infergraph.serving.mlserver_routes import promote_when_registered
+from infergraph.serving.model_config import ModelStats, model_config
 from infergraph.serving.protocol import V2Request, parse_request, select_outputs
 from infergraph.serving.responses import encode_outputs, error_body, http_body, plain_parameters
 from infergraph.serving.tensors import from_numpy
@@ -118,9 +120,11 @@ class ComponentRuntime(MLModel):
         # The Triton embed_image pattern, kept for clients of earlier releases.
         self._route("POST", f"{base}/infer/raw", self._rest_infer_raw)
         self._route("GET", f"{base}/config", self._rest_config)
+        self._route("GET", f"{base}/stats", self._rest_stats)
         # The KServe InferenceGraph step route (infergraph.serving.graph_step).
         self._route("POST", f"{base}{graph_step.ROUTE_SUFFIX}", self._rest_graph_step)
         self._wiring: graph_step.StepWiring | None = None
+        self.stats = ModelStats()
 
     def _route(self, method: str, path: str, handler: Endpoint) -> None:
         """Instance-specific routes: a custom handler on the class would serve every model."""
@@ -163,15 +167,26 @@ class ComponentRuntime(MLModel):
             raise SettingsError("parameters.extra.input_aliases", f"no input named {unknown}")
         self._aliases = {str(k): str(v) for k, v in aliases.items()}
         self._describe()
-        self._promotion = asyncio.get_running_loop().create_task(
-            promote_when_registered(self.name, list(self._endpoints))
-        )
+        loop = asyncio.get_running_loop()
+        self._promotion = loop.create_task(promote_when_registered(self.name, self._endpoints))
+        self._triton_rpcs = loop.create_task(triton_grpc.attach(self))
         return True
 
     async def unload(self) -> bool:
+        self._detach_triton_rpcs()
         if hasattr(self, "engine"):
             await self.engine.close()
         return True
+
+    def _detach_triton_rpcs(self) -> None:
+        task = getattr(self, "_triton_rpcs", None)
+        if task is None or not task.done():
+            if task is not None:
+                task.cancel()
+            return
+        rpcs = None if task.cancelled() or task.exception() else task.result()
+        if rpcs is not None and rpcs.models.get(self.name) is self:
+            del rpcs.models[self.name]
 
     def _describe(self) -> None:
         """Publish the component's tensors in the model's V2 metadata."""
@@ -199,9 +214,12 @@ class ComponentRuntime(MLModel):
         inflight.inc()
         QUEUE.labels(self.name).set(self.engine.pending_rows)
         outcome = "ok"
+        started = time.perf_counter_ns()
+        served: dict[str, Any] = {}
         try:
             request = parse()
-            return request, await self._serve(request)
+            served = await self._serve(request)
+            return request, served
         except BaseException as exc:
             outcome = "bad_input" if 400 <= status_for(exc).http < 500 else "error"
             raise
@@ -209,6 +227,8 @@ class ComponentRuntime(MLModel):
             inflight.dec()
             QUEUE.labels(self.name).set(self.engine.pending_rows)
             REQUESTS.labels(self.name, outcome).inc()
+            elapsed = time.perf_counter_ns() - started
+            self.stats.record(outcome == "ok", elapsed, served.get("parameters", {}))
 
     def _parse(self, body: Any) -> V2Request:
         return parse_request(body, self._accepted, self._aliases)
@@ -332,24 +352,30 @@ class ComponentRuntime(MLModel):
         body, headers = http_body(header, blobs)
         return Response(body, 200, headers=headers)
 
+    def triton_config(self) -> dict[str, Any]:
+        """Triton's model configuration (REST `/config`, gRPC `ModelConfig`)."""
+        return model_config(
+            self.name,
+            "infergraph",
+            self.component.inputs,
+            self.component.outputs,
+            backend=self.component.family,
+            parameters={"max_rows_per_forward_pass": str(self._batching[0])},
+        )
+
+    def triton_statistics(self) -> dict[str, Any]:
+        """Triton's statistics of this model (REST `/stats`, gRPC `ModelStatistics`)."""
+        return self.stats.as_json(self.name, self.version)
+
     async def _rest_config(self, request: Request) -> Response:
-        """A Triton-style model configuration, what tritonclient and perf_analyzer ask for."""
+        """What tritonclient's `get_model_config` and perf_analyzer ask for."""
         del request
+        return _json_response(self.triton_config())
 
-        def tensor(spec: Any) -> dict[str, Any]:
-            kind = "STRING" if spec.datatype == "BYTES" else spec.datatype
-            return {"name": spec.name, "data_type": f"TYPE_{kind}", "dims": list(spec.shape)}
-
-        config = {
-            "name": self.name,
-            "platform": "infergraph",
-            "backend": self.component.family,
-            "max_batch_size": 0,
-            "input": [tensor(s) for s in self.component.inputs],
-            "output": [tensor(s) for s in self.component.outputs],
-            "parameters": {"max_rows_per_forward_pass": {"string_value": str(self._batching[0])}},
-        }
-        return Response(orjson.dumps(config), 200, media_type="application/json")
+    async def _rest_stats(self, request: Request) -> Response:
+        """Triton's statistics (`get_inference_statistics`; perf_analyzer's server-side figures)."""
+        del request
+        return _json_response({"model_stats": [self.triton_statistics()]})
 
 
 def _as_dict(payload: InferenceRequest) -> dict[str, Any]:

@@ -1,0 +1,125 @@
+"""Triton's model configuration and statistics, as the runtime and the router describe models.
+
+Clients of Triton (tritonclient's `get_model_config` / `get_inference_statistics`,
+perf_analyzer) ask for these besides the Open Inference Protocol's metadata. perf_analyzer
+needs from the configuration: `max_batch_size` (0: `--shape` gives the whole shape), and one
+`input` entry per tensor with `data_type` (`TYPE_FP32`, `TYPE_STRING` for BYTES, ...), `dims`
+and `optional` (inputs it may leave out; without it every input needs data). Statistics are
+kept per model instance from the same timings the response parameters carry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class Tensor(Protocol):
+    name: str
+    datatype: str
+    shape: tuple[int, ...] | list[int]
+
+
+def data_type(datatype: str) -> str:
+    """Triton's enum name for a V2 datatype (BYTES is TYPE_STRING there)."""
+    return "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}"
+
+
+def tensor_entry(tensor: Tensor, is_input: bool) -> dict[str, Any]:
+    """ModelInput / ModelOutput; only inputs have `optional` in Triton's schema."""
+    entry: dict[str, Any] = {
+        "name": tensor.name,
+        "data_type": data_type(tensor.datatype),
+        "dims": list(tensor.shape),
+    }
+    if is_input and getattr(tensor, "optional", False):
+        entry["optional"] = True
+    return entry
+
+
+def model_config(
+    name: str,
+    platform: str,
+    inputs: Iterable[Tensor],
+    outputs: Iterable[Tensor],
+    backend: str = "",
+    parameters: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The JSON form of Triton's `ModelConfig` (what `GET /v2/models/<m>/config` answers)."""
+    config: dict[str, Any] = {"name": name, "platform": platform}
+    if backend:
+        config["backend"] = backend
+    config["max_batch_size"] = 0
+    config["input"] = [tensor_entry(t, is_input=True) for t in inputs]
+    config["output"] = [tensor_entry(t, is_input=False) for t in outputs]
+    if parameters:
+        config["parameters"] = {k: {"string_value": v} for k, v in parameters.items()}
+    return config
+
+
+@dataclass
+class Duration:
+    count: int = 0
+    ns: int = 0
+
+    def add(self, ns: int) -> None:
+        self.count += 1
+        self.ns += ns
+
+
+# Response parameter (milliseconds) -> Triton's InferStatistics duration it feeds.
+_STAGES = {
+    "queue_ms": "queue",
+    "preprocess_ms": "compute_input",
+    "inference_ms": "compute_infer",
+    "postprocess_ms": "compute_output",
+}
+
+
+@dataclass
+class ModelStats:
+    """Triton's `ModelStatistics` for one model: counts and summed durations since start.
+
+    A request is one inference and one execution: its rows may share a forward pass with
+    other requests' rows (the `batch_size` response parameter says how many), so Triton's
+    per-batch-size table (`batch_stats`) is left empty.
+    """
+
+    success: Duration = field(default_factory=Duration)
+    fail: Duration = field(default_factory=Duration)
+    stages: dict[str, Duration] = field(
+        default_factory=lambda: {stage: Duration() for stage in _STAGES.values()}
+    )
+    last_inference_ms: int = 0
+
+    def record(self, ok: bool, wall_ns: int, parameters: Mapping[str, Any]) -> None:
+        self.last_inference_ms = time.time_ns() // 1_000_000
+        if not ok:
+            self.fail.add(wall_ns)
+            return
+        self.success.add(wall_ns)
+        for key, stage in _STAGES.items():  # every stage counted once: perf_analyzer checks
+            value = parameters.get(key)
+            self.stages[stage].add(int(value * 1e6) if isinstance(value, int | float) else 0)
+
+    def as_json(self, name: str, version: str | None) -> dict[str, Any]:
+        """One entry of `model_stats`, Triton's JSON statistics shape."""
+
+        def duration(d: Duration) -> dict[str, int]:
+            return {"count": d.count, "ns": d.ns}
+
+        return {
+            "name": name,
+            "version": version or "",
+            "last_inference": self.last_inference_ms,
+            "inference_count": self.success.count,
+            "execution_count": self.success.count,
+            "inference_stats": {
+                "success": duration(self.success),
+                "fail": duration(self.fail),
+                **{stage: duration(d) for stage, d in self.stages.items()},
+            },
+            "batch_stats": [],
+        }

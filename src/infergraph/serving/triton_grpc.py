@@ -1,0 +1,243 @@
+"""Triton's `ModelConfig` and `ModelStatistics` RPCs on MLServer's gRPC port.
+
+MLServer's `inference.GRPCInferenceService` lacks both, so tritonclient's `get_model_config`
+/ `get_inference_statistics` and perf_analyzer over gRPC got UNIMPLEMENTED. gRPC asks each
+generic handler of a server in turn for a method MLServer's own service does not know, and an
+asyncio gRPC server takes more handlers after it has started: one more handler, added to
+MLServer's server once, answers these two methods from the same configuration and statistics
+the REST routes give.
+
+The messages are written in protobuf's wire format here rather than with generated classes:
+tritonclient's modules are not a runtime dependency and, imported beside MLServer's, clash in
+protobuf's default pool (both register `inference.*`); a proto of our own would need a build
+step for four small messages. Field numbers are Triton's (common/protobuf/grpc_service.proto,
+model_config.proto); tests/test_protocol_perf_analyzer.py reads the answers with tritonclient.
+
+The hook uses MLServer 1.7's `mlserver.grpc.server.GRPCServer` and its `_server` attribute
+(what `_create_server` builds), found in this process as the REST hook finds its router: it
+needs `parallel_workers: 0` too. When they are missing a warning is logged and the two RPCs
+stay UNIMPLEMENTED; the test fails loudly the day an MLServer release changes this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+import grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE = "/inference.GRPCInferenceService/"
+_ATTACHED = "_infergraph_triton_rpcs"
+
+# Triton's DataType enum (model_config.proto).
+DATA_TYPES = {
+    "TYPE_BOOL": 1, "TYPE_UINT8": 2, "TYPE_UINT16": 3, "TYPE_UINT32": 4, "TYPE_UINT64": 5,
+    "TYPE_INT8": 6, "TYPE_INT16": 7, "TYPE_INT32": 8, "TYPE_INT64": 9, "TYPE_FP16": 10,
+    "TYPE_FP32": 11, "TYPE_FP64": 12, "TYPE_STRING": 13, "TYPE_BF16": 14,
+}  # fmt: skip
+
+
+class TritonModel(Protocol):
+    """What a runtime offers these RPCs (ComponentRuntime)."""
+
+    name: str
+
+    @property
+    def version(self) -> str | None: ...
+
+    def triton_config(self) -> dict[str, Any]: ...
+
+    def triton_statistics(self) -> dict[str, Any]: ...
+
+
+# -- protobuf wire format ------------------------------------------------------------------------
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1  # negative int32/int64 are ten-byte two's complement
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _number(field: int, value: int) -> bytes:
+    return _varint(field << 3) + _varint(value) if value else b""
+
+
+def _bytes(field: int, payload: bytes) -> bytes:
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _text(field: int, value: str) -> bytes:
+    return _bytes(field, value.encode()) if value else b""
+
+
+def _packed(field: int, values: Iterable[int]) -> bytes:
+    payload = b"".join(_varint(v) for v in values)
+    return _bytes(field, payload) if payload else b""
+
+
+def _tensor(entry: Mapping[str, Any]) -> bytes:
+    """ModelInput / ModelOutput: name 1, data_type 2 (dims are 4 in one, 3 in the other)."""
+    return _text(1, entry["name"]) + _number(2, DATA_TYPES.get(entry["data_type"], 0))
+
+
+def _input(entry: Mapping[str, Any]) -> bytes:
+    return _tensor(entry) + _packed(4, entry["dims"]) + _number(8, int(bool(entry.get("optional"))))
+
+
+def _output(entry: Mapping[str, Any]) -> bytes:
+    return _tensor(entry) + _packed(3, entry["dims"])
+
+
+def encode_model_config(config: Mapping[str, Any]) -> bytes:
+    """A `ModelConfigResponse` from the JSON configuration (`model_config.model_config`)."""
+    body = (
+        _text(1, config["name"])
+        + _text(2, config.get("platform", ""))
+        + _number(4, config.get("max_batch_size", 0))
+        + b"".join(_bytes(5, _input(t)) for t in config.get("input", []))
+        + b"".join(_bytes(6, _output(t)) for t in config.get("output", []))
+        + b"".join(
+            _bytes(14, _text(1, key) + _bytes(2, _text(1, value["string_value"])))
+            for key, value in config.get("parameters", {}).items()
+        )
+        + _text(17, config.get("backend", ""))
+    )
+    return _bytes(1, body)
+
+
+_DURATIONS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
+
+
+def encode_model_statistics(entries: Iterable[Mapping[str, Any]]) -> bytes:
+    """A `ModelStatisticsResponse` from JSON entries (`model_config.ModelStats.as_json`)."""
+
+    def one(entry: Mapping[str, Any]) -> bytes:
+        stats = entry["inference_stats"]
+        durations = b"".join(
+            _bytes(i, _number(1, stats[key]["count"]) + _number(2, stats[key]["ns"]))
+            for i, key in enumerate(_DURATIONS, start=1)
+        )
+        return (
+            _text(1, entry["name"])
+            + _text(2, entry["version"])
+            + _number(3, entry["last_inference"])
+            + _number(4, entry["inference_count"])
+            + _number(5, entry["execution_count"])
+            + _bytes(6, durations)
+        )
+
+    return b"".join(_bytes(1, one(e)) for e in entries)
+
+
+def decode_model_request(data: bytes) -> tuple[str, str]:
+    """(name, version) of a `ModelConfigRequest` or `ModelStatisticsRequest` (fields 1, 2)."""
+    fields = {1: "", 2: ""}
+    pos = 0
+    while pos < len(data):
+        key, pos = _read_varint(data, pos)
+        kind = key & 7
+        if kind == 2:
+            length, pos = _read_varint(data, pos)
+            value, pos = data[pos : pos + length], pos + length
+            if key >> 3 in fields:
+                fields[key >> 3] = value.decode("utf-8", "replace")
+        elif kind == 0:
+            _, pos = _read_varint(data, pos)
+        else:
+            raise ValueError(f"unexpected wire type {kind}")
+    return fields[1], fields[2]
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not byte & 0x80:
+            return value, pos
+
+
+# -- the handler ---------------------------------------------------------------------------------
+Behaviour = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
+
+
+class TritonRpcs(grpc.GenericRpcHandler):
+    """Answers ModelConfig and ModelStatistics for the runtimes that registered here."""
+
+    def __init__(self) -> None:
+        self.models: dict[str, TritonModel] = {}
+        self._methods: dict[str, Behaviour] = {
+            SERVICE + "ModelConfig": self._config,
+            SERVICE + "ModelStatistics": self._statistics,
+        }
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Any:
+        behaviour = self._methods.get(handler_call_details.method)  # type: ignore[attr-defined]
+        if behaviour is None:
+            return None
+        return grpc.unary_unary_rpc_method_handler(behaviour)
+
+    async def _model(self, data: bytes, context: grpc.aio.ServicerContext) -> TritonModel:
+        try:
+            name, version = decode_model_request(data)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad request: {exc}")
+        model = self.models.get(name)
+        if model is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no infergraph model named '{name}'")
+        if version and model.version is not None and version != model.version:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"model '{name}' has no version '{version}'"
+            )
+        return model
+
+    async def _config(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        model = await self._model(data, context)
+        return encode_model_config(model.triton_config())
+
+    async def _statistics(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        name, _ = decode_model_request(data)
+        if not name:  # Triton's convention: every model
+            return encode_model_statistics(m.triton_statistics() for m in self.models.values())
+        model = await self._model(data, context)
+        return encode_model_statistics([model.triton_statistics()])
+
+
+def _mlserver_grpc_servers() -> list[Any]:
+    from mlserver.grpc.server import GRPCServer
+
+    return [o for o in gc.get_objects() if isinstance(o, GRPCServer)]
+
+
+async def attach(model: TritonModel, timeout: float = 60.0) -> TritonRpcs | None:
+    """Serve `model`'s RPCs on this process's MLServer gRPC server, once it has been built."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        built = [s for s in _mlserver_grpc_servers() if getattr(s, "_server", None) is not None]
+        if built:
+            server = built[0]
+            rpcs = getattr(server, _ATTACHED, None)
+            if rpcs is None:
+                rpcs = TritonRpcs()
+                server._server.add_generic_rpc_handlers((rpcs,))
+                setattr(server, _ATTACHED, rpcs)
+            rpcs.models[model.name] = model
+            return rpcs
+        await asyncio.sleep(0.05)
+    log.warning(
+        "%s: MLServer's gRPC server was not found in this process (parallel_workers > 0?); "
+        "Triton's ModelConfig and ModelStatistics RPCs answer UNIMPLEMENTED",
+        model.name,
+    )
+    return None
