@@ -336,15 +336,19 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads per server (1: no spin contention)"
     )
-    parser.add_argument("--peers", nargs="+", default=[p.name for p in PEERS])
+    names = [p.name for p in [*PEERS, *CHAINS]]
+    parser.add_argument(
+        "--peers", nargs="+", choices=names, default=names, help="servers to run (default: all)"
+    )
     parser.add_argument("--chain-concurrency", type=int, default=16)
     args = parser.parse_args()
     peers = [p for p in PEERS if p.name in args.peers]
-    for peer in [*peers, *CHAINS]:
+    chains = [p for p in CHAINS if p.name in args.peers]
+    for peer in [*peers, *chains]:
         install(peer)
     failures: dict[str, str] = {}
     runs = measure(peers, args.concurrency, args.seconds, args.rounds, args.threads, failures)
-    chain_runs = measure(CHAINS, [args.chain_concurrency], args.seconds, args.rounds, 1, failures)
+    chain_runs = measure(chains, [args.chain_concurrency], args.seconds, args.rounds, 1, failures)
     rows = aggregate(runs)
     chain_rows = aggregate(chain_runs)
     for row in chain_rows:  # 4 hops; the whole request's latency spread over them
