@@ -162,7 +162,7 @@ PEERS = [
     ),
     Peer(
         "pytriton",
-        ["nvidia-pytriton"],
+        ["nvidia-pytriton==0.7.0"],
         lambda port, work: [
             str(VENVS / "pytriton" / "bin" / "python"),
             str(PEERS_DIR / "pytriton_server.py"),
