@@ -327,6 +327,24 @@ def series(text: str, name: str, **labels: str) -> float:
     return total
 
 
+def test_request_parameters_travel_as_meta_tags(pool: Pool, tiny_classifier: Path) -> None:
+    """As locally: a plain key reaches every unit, `<node>.<key>` only that node."""
+    svc = pool.get("clf", "MODEL", classifier_params("clf", tiny_classifier))
+    long_text = {"jsonData": {"text": ["the movie was great " * 40]}}  # over 64 tokens
+    answers = {
+        "none": svc.post(PATHS["MODEL"], long_text),
+        "plain": svc.post(PATHS["MODEL"], {**long_text, "meta": {"tags": {"truncate": True}}}),
+        "mine": svc.post(PATHS["MODEL"], {**long_text, "meta": {"tags": {"clf.truncate": True}}}),
+        "other": svc.post(PATHS["MODEL"], {**long_text, "meta": {"tags": {"qa.truncate": True}}}),
+    }
+    codes = {k: r.status_code for k, r in answers.items()}
+    assert codes["plain"] == codes["mine"] == 200, answers["plain"].text
+    assert 400 <= codes["none"] < 500 and codes["other"] == codes["none"], codes
+    assert "truncate" in answers["none"].json()["status"]["info"]
+    # seldon-core passes the tags on in the answer, so the next unit sees them too.
+    assert answers["plain"].json()["meta"]["tags"]["truncate"] is True
+
+
 def test_unit_exports_the_runtime_metrics_the_v1_scalers_watch(
     pool: Pool, tiny_classifier: Path
 ) -> None:
