@@ -25,7 +25,7 @@ help:
 	@echo "make test    lint, then every test (MLServer, graphs, renderers, load tester, Seldon v1)"
 	@echo "make bench-runtimes | bench-hops | bench-loadtester | bench-peers | bench-planner | bench-kserve-hops    benchmarks -> bench-results/*.json"
 	@echo "make render  regenerate k8s/rendered/, k8s/crds/ and the chart's generated files"
-	@echo "make engine-test    every shipped graph through the Seldon v2 and KServe engine models"
+	@echo "make engine-test    every shipped graph through the Seldon v2, Seldon v1 and KServe engine models"
 	@echo "make images | image-test | bench-images    build the images with buildah, run them, measure them"
 
 $(UV):
@@ -61,11 +61,14 @@ unit: .venv/.synced .venv-kserve/.synced perf-analyzer
 	$(RUN) python -m pytest -q --ignore=tests/seldon -m "not sweep"
 
 # Every shipped graph on every engine against the local run (make test runs the named cases).
-engine-test: .venv/.synced
+engine-test: .venv/.synced .venv-seldon/.synced
 	$(RUN) python -m pytest -q -m sweep tests/test_engine_seldon_v2.py tests/test_engine_kserve.py
+	$(RUN_SELDON) python -m pytest -q -m sweep tests/seldon
 
-seldon-test: .venv-seldon/.synced
-	$(RUN_SELDON) python -m pytest -q tests/seldon
+# The v1 proof also needs .venv: its local reference (`infergraph serve`) and protocol-v2 units
+# (MLServer) run from there, since MLServer and seldon-core cannot share one environment.
+seldon-test: .venv/.synced .venv-seldon/.synced
+	$(RUN_SELDON) python -m pytest -q -m "not sweep" tests/seldon
 
 test: lint unit seldon-test
 

@@ -30,20 +30,15 @@ import yaml
 
 from infergraph.graph.model import InferenceGraph
 from infergraph.render import render
+from tests.engine_cases import GRAPHS, assert_same, forced_langid, load, sweep, tiny
 from tests.engines.kserve_router import Router
 from tests.graph_payloads import request_for
 from tests.servers import MLServerProcess, mlserver
 from tests.test_engine_seldon_v2 import (  # noqa: F401  (offline_cache: autouse fixture)
-    GRAPHS,
     OPTIONS,
-    assert_same,
-    load,
     offline_cache,
     run_local,
-    sweep,
-    tiny,
 )
-from tests.test_graph_runner import _forced_langid
 
 pytestmark = pytest.mark.slow
 CARRY_FIELDS = {"inputs", "carry"}
@@ -159,7 +154,7 @@ def test_cascade_confident_and_unsure(tmp_path: Path, threshold: float, expected
 @pytest.mark.parametrize(("language", "expected"), [("en", False), ("fr", True)])
 def test_nlp_english_and_french(tmp_path: Path, language: str, expected: bool) -> None:
     data = load("nlp")
-    data["spec"]["nodes"][0]["modelUri"] = _forced_langid(tmp_path, language)
+    data["spec"]["nodes"][0]["modelUri"] = forced_langid(tmp_path, language)
     graph = tiny(data)
     paths = check(graph, tmp_path / "models", [request_for(graph)])
     assert paths == [["langid", "translate", "summarize"] if expected else ["langid", "summarize"]]
@@ -202,7 +197,7 @@ def test_ensemble_joined_by_a_combiner_node(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("language", "expected"), [("en", "summarize"), ("fr", "translate")])
 def test_when_with_otherwise_runs_as_a_switch(tmp_path: Path, language: str, expected: str) -> None:
     data = load("nlp")
-    data["spec"]["nodes"][0]["modelUri"] = _forced_langid(tmp_path, language)
+    data["spec"]["nodes"][0]["modelUri"] = forced_langid(tmp_path, language)
     data["spec"]["graph"]["sequence"] = [
         {"node": "langid"},
         {

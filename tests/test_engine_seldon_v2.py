@@ -19,33 +19,22 @@ from typing import Any
 
 import aiohttp
 import httpx
-import numpy as np
 import pytest
 import yaml
 
-from infergraph.graph.model import InferenceGraph, parse_graph
+from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import compile_plan
 from infergraph.render import EXAMPLE_STORAGE, RenderOptions, render
 from infergraph.render import seldon_v2 as v2
 from infergraph.runner.executor import GraphExecutor
 from infergraph.runner.repository import offline_checkpoint
+from tests.engine_cases import GRAPHS, assert_same, forced_langid, load, sweep, tiny
 from tests.engines.seldon_v2 import Dataflow, agent_rewrite
 from tests.graph_payloads import request_for
 from tests.servers import MLServerProcess, mlserver
 
-REPO = Path(__file__).resolve().parent.parent
-GRAPHS = sorted((REPO / "k8s" / "graphs").glob("*.yaml"))
 OPTIONS = RenderOptions(storage_uri=EXAMPLE_STORAGE)
 pytestmark = pytest.mark.slow
-# `make test` runs these graphs on every engine (the defects they once showed); the other
-# shipped graphs are the `sweep` that `make engine-test` adds, to keep `make test` short.
-IN_EVERY_RUN = {"preprocess", "video-monitoring"}
-
-
-def sweep(paths: list[Path]) -> list[Any]:
-    return [
-        p if p.stem in IN_EVERY_RUN else pytest.param(p, marks=pytest.mark.sweep) for p in paths
-    ]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -60,18 +49,6 @@ def offline_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ.pop("INFERGRAPH_CACHE", None)
     else:
         os.environ["INFERGRAPH_CACHE"] = before
-
-
-def tiny(data: dict[str, Any]) -> InferenceGraph:
-    data = copy.deepcopy(data)
-    for node in data["spec"]["nodes"]:
-        if node["family"] == "image-preprocessing":
-            node["options"]["size"] = 32  # the tiny classifiers take 32 x 32 pixels
-    return parse_graph(data)
-
-
-def load(name: str) -> dict[str, Any]:
-    return yaml.safe_load((REPO / "k8s" / "graphs" / f"{name}.yaml").read_text())
 
 
 @contextmanager
@@ -111,31 +88,6 @@ def run_v2(graph: InferenceGraph, server: MLServerProcess, request: dict[str, An
         return resp.json()
 
     return Dataflow(pipeline, infer).run(copy.deepcopy(request))
-
-
-def values(tensor: dict[str, Any]) -> np.ndarray:
-    data = tensor["data"]
-    if tensor["datatype"] == "BYTES":
-        return np.array([str(x) for x in np.asarray(data, dtype=object).reshape(-1)], dtype=object)
-    return np.asarray(data, dtype=np.float64).reshape(-1)
-
-
-def assert_same(graph: InferenceGraph, local: dict[str, Any], cluster: dict[str, Any] | None):
-    assert cluster is not None, "the Pipeline never produced an output"
-    mine = {t["name"]: t for t in local["outputs"]}
-    theirs = {t["name"]: t for t in cluster["outputs"]}
-    assert sorted(mine) == sorted(theirs)
-    for name, tensor in mine.items():
-        other = theirs[name]
-        assert (tensor["datatype"], list(tensor["shape"])) == (
-            other["datatype"],
-            list(other["shape"]),
-        ), name
-        a, b = values(tensor), values(other)
-        if a.dtype == object:
-            assert list(a) == list(b), name
-        else:
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
 def node_path(graph: InferenceGraph, ran: list[str]) -> list[str]:
@@ -199,10 +151,8 @@ def test_ensemble_joined_by_a_combiner_node(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("language", "expected"), [("en", False), ("fr", True)])
 def test_nlp_english_and_french(tmp_path: Path, language: str, expected: bool) -> None:
-    from tests.test_graph_runner import _forced_langid
-
     data = load("nlp")
-    data["spec"]["nodes"][0]["modelUri"] = _forced_langid(tmp_path / "ckpt", language)
+    data["spec"]["nodes"][0]["modelUri"] = forced_langid(tmp_path / "ckpt", language)
     graph = tiny(data)
     (path,) = check(graph, tmp_path / "served", [request_for(graph)])
     assert ("translate" in path) is expected

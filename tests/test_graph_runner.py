@@ -19,6 +19,7 @@ import yaml
 
 from infergraph.graph.model import InferenceGraph, load_graph, parse_graph
 from infergraph.runner.local import RunningGraph, run_graph
+from tests.engine_cases import forced_langid
 from tests.graph_payloads import request_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -117,33 +118,12 @@ def test_cascade_stops_early_when_confident_and_continues_when_not() -> None:
     asyncio.run(scenario())
 
 
-def _forced_langid(tmp: Path, language: str) -> str:
-    """A tiny language-ID checkpoint whose head always answers `language`."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    from infergraph.checkpoints.text_classification import build_language_identifier
-
-    target = tmp / f"langid-{language}"
-    build_language_identifier(target, scale="tiny")
-    model = AutoModelForSequenceClassification.from_pretrained(target)
-    label_to_id = {v: int(k) for k, v in model.config.id2label.items()}
-    assert language in label_to_id, f"tiny checkpoint labels: {sorted(label_to_id)}"
-    head = model.classifier.out_proj if hasattr(model.classifier, "out_proj") else model.classifier
-    with torch.no_grad():
-        head.weight.zero_()
-        head.bias.fill_(-10.0)
-        head.bias[label_to_id[language]] = 10.0
-    model.save_pretrained(target)
-    return str(target)
-
-
 @pytest.mark.parametrize(("language", "translated"), [("en", False), ("fr", True)])
 def test_nlp_translates_only_text_that_is_not_english(
     tmp_path: Path, language: str, translated: bool
 ) -> None:
     data = yaml.safe_load((REPO / "k8s/graphs/nlp.yaml").read_text())
-    data["spec"]["nodes"][0]["modelUri"] = _forced_langid(tmp_path, language)
+    data["spec"]["nodes"][0]["modelUri"] = forced_langid(tmp_path, language)
     graph = parse_graph(data)
 
     async def scenario() -> None:

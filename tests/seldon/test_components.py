@@ -28,6 +28,7 @@ import requests
 
 from infergraph.graph.model import parse_graph
 from infergraph.render import EXAMPLE_STORAGE, RenderOptions, render
+from infergraph.render.common import cache_env
 
 REPO = Path(__file__).resolve().parents[2]
 CLASS = "infergraph.serving.seldon_component.InfergraphComponent"
@@ -110,18 +111,54 @@ def start(name: str, service_type: str, params: dict[str, Any], workdir: Path) -
     service = Service(
         name, f"http://127.0.0.1:{http}", proc, log, f"http://127.0.0.1:{metrics}/metrics"
     )
-    deadline = time.monotonic() + 240
+    return ready(service, "/health/ping")
+
+
+def ready(service: Service, path: str, timeout: float = 240) -> Service:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited early:\n{service.output()}")
+        if service.process.poll() is not None:
+            raise RuntimeError(f"{service.name} exited early:\n{service.output()}")
         try:
-            if requests.get(service.url + "/health/ping", timeout=2).status_code == 200:
+            if requests.get(service.url + path, timeout=2).status_code == 200:
                 return service
         except requests.RequestException:
             pass
         time.sleep(0.3)
     stop(service)
-    raise TimeoutError(f"{name} not ready:\n{service.output()}")
+    raise TimeoutError(f"{service.name} not ready:\n{service.output()}")
+
+
+def start_mlserver(name: str, env: dict[str, str], workdir: Path) -> Service:
+    """A `protocol: v2` unit: MLServer configured only by its container's environment.
+
+    With no model-settings.json in its folder MLServer builds the model from MLSERVER_MODEL_*
+    (mlserver/repository/repository.py). MLServer conflicts with seldon-core, so it runs from
+    the main virtualenv, as it runs from its own image in the cluster.
+    """
+    exe = REPO / ".venv" / "bin" / "mlserver"
+    assert exe.exists(), "protocol v2 units need the main virtualenv (make install)"
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    folder = workdir / f"{name}-{http}"
+    folder.mkdir()
+    ports = {
+        "MLSERVER_HOST": "127.0.0.1",
+        "MLSERVER_HTTP_PORT": str(http),
+        "MLSERVER_GRPC_PORT": str(grpc),
+        "MLSERVER_METRICS_PORT": str(metrics),
+        "MLSERVER_METRICS_DIR": str(folder),
+    }
+    log = folder / "mlserver.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(exe), "start", str(folder)],
+            cwd=folder,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", **env, **ports},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return ready(Service(name, f"http://127.0.0.1:{http}", proc, log), "/v2/health/ready", 300)
 
 
 def stop(service: Service) -> None:
@@ -145,6 +182,12 @@ class Pool:
         key = json.dumps([name, service_type, params], sort_keys=True)
         if key not in self.services:
             self.services[key] = start(name, service_type, params, self.workdir)
+        return self.services[key]
+
+    def mlserver(self, name: str, env: dict[str, str]) -> Service:
+        key = json.dumps([name, "mlserver", env], sort_keys=True)
+        if key not in self.services:
+            self.services[key] = start_mlserver(name, env, self.workdir)
         return self.services[key]
 
     def close(self) -> None:
@@ -284,6 +327,24 @@ def series(text: str, name: str, **labels: str) -> float:
     return total
 
 
+def test_request_parameters_travel_as_meta_tags(pool: Pool, tiny_classifier: Path) -> None:
+    """As locally: a plain key reaches every unit, `<node>.<key>` only that node."""
+    svc = pool.get("clf", "MODEL", classifier_params("clf", tiny_classifier))
+    long_text = {"jsonData": {"text": ["the movie was great " * 40]}}  # over 64 tokens
+    answers = {
+        "none": svc.post(PATHS["MODEL"], long_text),
+        "plain": svc.post(PATHS["MODEL"], {**long_text, "meta": {"tags": {"truncate": True}}}),
+        "mine": svc.post(PATHS["MODEL"], {**long_text, "meta": {"tags": {"clf.truncate": True}}}),
+        "other": svc.post(PATHS["MODEL"], {**long_text, "meta": {"tags": {"qa.truncate": True}}}),
+    }
+    codes = {k: r.status_code for k, r in answers.items()}
+    assert codes["plain"] == codes["mine"] == 200, answers["plain"].text
+    assert 400 <= codes["none"] < 500 and codes["other"] == codes["none"], codes
+    assert "truncate" in answers["none"].json()["status"]["info"]
+    # seldon-core passes the tags on in the answer, so the next unit sees them too.
+    assert answers["plain"].json()["meta"]["tags"]["truncate"] is True
+
+
 def test_unit_exports_the_runtime_metrics_the_v1_scalers_watch(
     pool: Pool, tiny_classifier: Path
 ) -> None:
@@ -365,19 +426,34 @@ def test_combiner_averages_member_scores(pool: Pool) -> None:
 
 # -- graphs as the v1 executor runs them --------------------------------------------------------
 class Executor:
-    """The v1 executor's walk (executor/predictor/predictor_process.go) over real services."""
+    """The v1 executor's walk (executor/predictor/predictor_process.go) over real services.
+
+    `protocol: seldon`: each unit is `seldon-core-microservice` on its method's path and a
+    unit's response is the next unit's request as it is. `protocol: v2`: each unit is the
+    MLServer its container's environment configures, every method is `/v2/models/<unit>/infer`
+    and between units the response's `outputs` become the request's `inputs`
+    (executor/api/rest/client.go `modifyMethod`, `Chain`; executor/api/rest/kfserving.go).
+    """
 
     def __init__(
         self, pool: Pool, sdep: dict[str, Any], storage: dict[str, Path] | None = None
     ) -> None:
         self.pool = pool
-        self.graph = sdep["spec"]["predictors"][0]["graph"]
+        predictor = sdep["spec"]["predictors"][0]
+        self.graph = predictor["graph"]
+        self.protocol = sdep["spec"].get("protocol", "seldon")
+        self.containers = {
+            c["name"]: c for spec in predictor["componentSpecs"] for c in spec["spec"]["containers"]
+        }
         self.calls: list[str] = []
         # The storage initializer's job: a unit's modelUri is copied to where it loads from.
         self.storage = storage or {}
+        # Per unit, what the hub (or the storage initializer) would give it here, offline.
         self.checkpoints: dict[str, str | None] = {}
 
     def service(self, unit: dict[str, Any]) -> Service:
+        if self.protocol == "v2":
+            return self.v2_service(unit)
         params: dict[str, Any] = {}
         for p in unit.get("parameters", []):
             value: Any = p["value"]
@@ -389,13 +465,29 @@ class Executor:
                 value = json.loads(value)
             params[p["name"]] = value
         params["device"] = "cpu"
-        if "modelUri" in unit:
+        if unit.get("modelUri") in self.storage:
             params["model_uri"] = str(self.storage[unit["modelUri"]])
-        elif unit["name"] in self.checkpoints:  # a hub id: the offline stand-in for it
+        elif self.checkpoints.get(unit["name"]):
             params["model_uri"] = self.checkpoints[unit["name"]]
         return self.pool.get(unit["name"], unit["type"], params)
 
+    def v2_service(self, unit: dict[str, Any]) -> Service:
+        container = self.containers[unit["name"]]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        for var in cache_env():  # the pod's emptyDir; here this machine's own caches
+            env.pop(var["name"])
+        # The operator names the model after its container (seldondeployment_controller.go).
+        env["MLSERVER_MODEL_NAME"] = container["name"]
+        if self.checkpoints.get(unit["name"]):
+            env["MLSERVER_MODEL_URI"] = str(self.checkpoints[unit["name"]])
+        return self.pool.mlserver(unit["name"], env)
+
     def call(self, unit: dict[str, Any], path: str, body: Any) -> dict[str, Any]:
+        if self.protocol == "v2":
+            path = f"/v2/models/{unit['name']}/infer"
+            if "inputs" not in body:
+                body = {**body, "inputs": body["outputs"]}
+                del body["outputs"]
         self.calls.append(f"{unit['name']}{path}")
         response = self.service(unit).post(path, body)
         assert response.status_code == 200, (unit["name"], response.text)

@@ -11,7 +11,8 @@ clients). Keys are qualified `<node>.<tensor>` (and `request.<tensor>` for the g
 plus the bare names of the last step's outputs, so a unit can read any upstream tensor the
 way the graph's `inputs:` mappings name them, including `a.x | request.x` alternatives.
 Clients may also send `ndarray`, `strData` or `binData`: that becomes the component's first
-input. seldon-core is imported lazily so the module also imports where it is not installed.
+input. Request parameters (`sampling_rate`, `detector.threshold`) travel as `meta.tags`.
+seldon-core is imported lazily so the module also imports where it is not installed.
 """
 
 from __future__ import annotations
@@ -230,7 +231,8 @@ class InfergraphComponent:
 
     # -- Seldon methods --------------------------------------------------------------------------
     def predict(self, X: Any, features_names: Any = None, **kwargs: Any) -> dict[str, Any]:
-        return self._guard(lambda: self._encode(self._run(X)))
+        params = self.request_parameters(kwargs.get("meta"))
+        return self._guard(lambda: self._encode(self._run(X, params)))
 
     def transform_input(self, X: Any, features_names: Any = None, **kwargs: Any) -> dict[str, Any]:
         return self.predict(X, features_names, **kwargs)
@@ -327,11 +329,31 @@ class InfergraphComponent:
         carried = {k: v for k, v in payload.carried.items() if k in keep}
         return Payload(carried, payload.current).encode()
 
-    def _run(self, features: Any) -> Payload:
+    def request_parameters(self, meta: Any) -> dict[str, Any]:
+        """The request's parameters on v1: the client's `meta.tags`, which seldon-core copies
+        from each unit's request into its response, so they reach every unit of the graph.
+
+        As locally (`graph.plan.node_parameters`), `<node>.<key>` reaches only that node, as
+        `<key>`, and a key without a dot every node. Other dotted keys are not this unit's:
+        another node's, or the `<unit>.<stage>_ms` tags upstream units added.
+        """
+        tags = meta.get("tags") if isinstance(meta, dict) else None
+        if not isinstance(tags, dict):
+            return {}
+        out: dict[str, Any] = {}
+        for key, value in tags.items():
+            owner, dot, rest = str(key).partition(".")
+            if not dot:
+                out[owner] = value
+            elif owner == self.node:
+                out[rest] = value
+        return out
+
+    def _run(self, features: Any, params: dict[str, Any] | None = None) -> Payload:
         if self.family is None:
             raise SettingsError("family", f"unit '{self.node}' has no component family")
         payload = Payload.decode(features, self.first_input())
-        result = self.component().predict(self._inputs(payload), {})
+        result = self.component().predict(self._inputs(payload), params or {})
         self._remember_result(result)
         return payload.with_outputs(self.node, result.outputs)
 
