@@ -253,6 +253,10 @@ def start(peer: Peer, port: int, work: Path, threads: int) -> subprocess.Popen[b
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "RAY_USAGE_STATS_ENABLED": "0",
+        # `make` runs this bench under `uv run`; Ray (ray_constants RAY_ENABLE_UV_RUN_RUNTIME_ENV,
+        # on by default) finds that ancestor and starts its workers with `uv run` in this
+        # project's environment, which has no Ray: every worker fails to start.
+        "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
         # On a busy 2-core machine the raylet can miss Ray's default 30 s registration wait.
         "RAY_raylet_start_wait_time_s": "180",
         "INFINITY_ANONYMOUS_USAGE_STATS": "0",

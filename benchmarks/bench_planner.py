@@ -57,6 +57,8 @@ ENV = {
     "TOKENIZERS_PARALLELISM": "false",
 }
 PAYLOAD = "synthetic:image"
+# Full-size models on this CPU need hundreds of replicas at the trace's peak: a cluster.
+MAX_REPLICAS = 2048
 
 
 def _cli(*args: str, log: Path) -> None:
@@ -333,7 +335,9 @@ def reality_check(work: Path, duration: float, quick: bool) -> list[dict[str, An
     return rows
 
 
-def cost_check(work: Path, mean: float, peak: float, seconds: int) -> list[dict[str, Any]]:
+def cost_check(
+    work: Path, mean: float, peak: float, seconds: int, scale: str
+) -> list[dict[str, Any]]:
     from async_load_tester.schedule import generate_trace
 
     log = work / "bench.log"
@@ -345,14 +349,14 @@ def cost_check(work: Path, mean: float, peak: float, seconds: int) -> list[dict[
     rows = []
     for name, max_batch in (("cascade", 16), ("video", 8)):
         graph_file = REPO / "k8s" / "graphs" / f"{name}.yaml"
-        profile = work / f"{name}-profile.json"
+        profile = work / f"{name}-{scale}-profile.json"
         if profile.exists():
             console.print(f"reusing {profile} (remove it to profile again)")
         else:
-            with console.status(f"profiling '{name}' (tiny checkpoints)..."):
+            with console.status(f"profiling '{name}' ({scale} checkpoints)..."):
                 _cli(
                     "profile", str(graph_file), "--out", str(profile), "--offline",
-                    "--offline-scale", "tiny", "--max-batch", str(max_batch), "--repeats", "15",
+                    "--offline-scale", scale, "--max-batch", str(max_batch), "--repeats", "15",
                     "--requests", "30", "--hardware-class", CHECK_CLASS, log=log,
                 )  # fmt: skip
         graph = load_graph(graph_file)
@@ -365,7 +369,12 @@ def cost_check(work: Path, mean: float, peak: float, seconds: int) -> list[dict[
             ("planned", None, "all"),
             ("batch-1 baseline", [1], "off"),
         ):
-            settings = SearchSettings(slo_ms=slo.latency_ms, percentile=99.0, batch_sizes=batches)
+            settings = SearchSettings(
+                slo_ms=slo.latency_ms,
+                percentile=99.0,
+                batch_sizes=batches,
+                max_replicas=MAX_REPLICAS,
+            )
             started = time.perf_counter()
             outcome = plan_graph(
                 PlanInputs(
@@ -399,6 +408,18 @@ def cost_check(work: Path, mean: float, peak: float, seconds: int) -> list[dict[
     return rows
 
 
+def _reused_rows(path: Path, running: set[str]) -> dict[str, Any]:
+    """Rows of the parts not run now, from an earlier complete run (named in the settings)."""
+    import json
+
+    earlier = json.loads(path.read_text())
+    out: dict[str, Any] = {"created": earlier.get("created")}
+    for part, flag in (("cost", "cost"), ("reality-check", "check")):
+        if flag not in running:
+            out[part] = [r for r in earlier["rows"] if r.get("part") == part]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=120.0, help="measured seconds per rate")
@@ -413,15 +434,34 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="two reality-check runs only")
     parser.add_argument("--parts", default="cost,check", help="cost, check or both")
     parser.add_argument("--work", default=None, help="work folder (profiles in it are reused)")
+    parser.add_argument(
+        "--cost-scale",
+        default="full",
+        choices=("full", "tiny"),
+        help="checkpoints profiled for the cost part: full-size architectures (random weights, "
+        "real compute) or tiny ones (fast, for trying the bench)",
+    )
+    parser.add_argument(
+        "--reuse",
+        default=None,
+        help="a previous planner.json whose rows stand in for the parts not run now",
+    )
     args = parser.parse_args()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-planner-"))
     work.mkdir(parents=True, exist_ok=True)
     console.print(f"work folder and logs: {work}")
     parts = set(args.parts.split(","))
+    reused = _reused_rows(Path(args.reuse), parts) if args.reuse else {}
     cost_rows = (
-        cost_check(work, args.mean, args.peak, args.trace_seconds) if "cost" in parts else []
+        cost_check(work, args.mean, args.peak, args.trace_seconds, args.cost_scale)
+        if "cost" in parts
+        else reused.get("cost", [])
     )
-    check_rows = reality_check(work, args.duration, args.quick) if "check" in parts else []
+    check_rows = (
+        reality_check(work, args.duration, args.quick)
+        if "check" in parts
+        else reused.get("reality-check", [])
+    )
     print_table(
         "simulator against the load tester (local runner, this CPU)",
         check_rows,
@@ -470,8 +510,9 @@ def main() -> None:
         "slo_attainment": min((r["slo_attainment"] for r in planned), default=None),
         "planner_seconds": max((r["planner_seconds"] for r in cost_rows), default=None),
     }
+    complete = (parts >= {"cost", "check"} or bool(reused)) and not args.quick
     path = write_results(
-        "planner" if parts >= {"cost", "check"} and not args.quick else "planner-partial",
+        "planner" if complete else "planner-partial",
         check_rows + cost_rows,
         summary,
         {
@@ -488,7 +529,16 @@ def main() -> None:
                 "period_s": args.trace_seconds,
                 "seed": 1,
             },
-            "cost_profiles": "tiny offline checkpoints on this CPU, standing for " + CHECK_CLASS,
+            "cost_profiles": f"{args.cost_scale} offline checkpoints (random weights) on this "
+            f"CPU, standing for {CHECK_CLASS}",
+            "max_replicas": MAX_REPLICAS,
+            "reused": {
+                "from": args.reuse,
+                "parts": sorted(k for k in reused if k != "created"),
+                "created": reused.get("created"),
+            }
+            if reused
+            else None,
         },
     )
     console.print(summary)
