@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,17 +104,28 @@ def mlserver(models_dir: Path, startup_timeout: float = 180) -> Iterator[MLServe
 
 
 def _wait_ready(server: MLServerProcess, timeout: float) -> None:
+    wait_ready(server.url, server.process, server.log, timeout, "mlserver")
+
+
+def wait_ready(
+    url: str,
+    proc: subprocess.Popen[bytes],
+    log: Callable[[], str],
+    timeout: float,
+    what: str,
+) -> None:
+    """Poll `url`'s readiness until it answers 200; fail with the log if `proc` dies first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"mlserver exited early:\n{server.log()[-4000:]}")
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited early:\n{log()[-4000:]}")
         try:
-            if httpx.get(f"{server.url}/v2/health/ready", timeout=2).status_code == 200:
+            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    raise TimeoutError(f"mlserver not ready after {timeout}s:\n{server.log()[-4000:]}")
+    raise TimeoutError(f"{what} not ready after {timeout}s:\n{log()[-4000:]}")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

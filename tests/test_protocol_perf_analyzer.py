@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import REPO, MLServerProcess, free_port, mlserver, stop, write_model
+from tests.servers import REPO, MLServerProcess, free_port, mlserver, stop, wait_ready, write_model
 from tests.vision_fixtures import COLOURS, png
 
 
@@ -135,27 +135,11 @@ def served_graph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, proc, work / "serve.log")
+        wait_ready(url, proc, (work / "serve.log").read_text, 300, "infergraph serve")
         yield url
     finally:
         stop(proc)
         log.close()
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 300) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"infergraph serve exited:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"infergraph serve not ready after {timeout}s:\n{log.read_text()[-4000:]}")
 
 
 @needs_perf_analyzer
