@@ -55,22 +55,26 @@ def test_profile_times_batches_hops_and_branches(tmp_path: Path):
         repeats=5, offline=True, offline_scale="tiny", payload="synthetic:image", requests=8
     )
     profile = profile_graph(graph, settings, lambda what, n: seen.append(what))
-    assert len(seen) == 2 * 3 + 8  # batch sizes 1, 2, 4 per node, then the sample requests
+    # batch sizes 1, 2, 4 per node, then the sample requests one at a time and loaded
+    assert len(seen) == 2 * 3 + 2 * 8
+    assert profile.settings["graph_pass_loaded_rps"] > 0
+    assert profile.settings["graph_pass_load"] == 0.5
     for name in ("first", "second"):
         node = profile.nodes[name]
         assert [b.batch_size for b in node.batches] == [1, 2, 4]
         assert all(0 < b.p50_ms <= b.p99_ms for b in node.batches)
         assert node.hardware_class == "c6i.2xlarge" and node.device == "cpu"
         assert node.hop_ms > 0 and node.serving_factor > 0
+        assert node.hop_p99_ms >= node.hop_ms and node.serving_sigma >= 0
         assert node.rows == {1: 8}  # one image per request, every request reached it
     # Random weights over 1000 classes: top-1 confidence is far below 0.5, so all go on.
-    assert profile.branches == {"gate-0": 1.0} and profile.branch_samples == 8
+    assert profile.branches == {"gate-0": 1.0} and profile.branch_samples == 16
     assert profile.ingress_ms >= 0
     assert profile.hardware["cpus"] and profile.versions["torch"]
     path = tmp_path / "profile.json"
     profile.write(path)
     loaded = load_profile(path)
-    assert loaded.nodes["first"].batches == profile.nodes["first"].batches
+    assert loaded.nodes["first"] == profile.nodes["first"]
     # The profile plans the same graph.
     graph_file = tmp_path / "graph.yaml"
     graph_file.write_text(yaml.safe_dump(GRAPH))

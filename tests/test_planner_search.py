@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +16,16 @@ from typer.testing import CliRunner
 from infergraph.cli import app
 from infergraph.cost.pricing import load_catalog, node_cost
 from infergraph.graph.model import Autoscaling, load_graph, parse_graph
-from infergraph.planner.profiles import ProfileError, load_profile, match_profiles
+from infergraph.planner.profiler import loaded_rate, serving_sigma
+from infergraph.planner.profiles import Z99, ProfileError, load_profile, match_profiles
 from infergraph.planner.search import (
     InfeasibleSloError,
     Planner,
     SearchSettings,
     deployed_node,
+    node_config,
 )
-from infergraph.planner.simulator import poisson_arrivals
+from infergraph.planner.simulator import poisson_arrivals, simulate
 from infergraph.planner.topology import Stage, Topology, from_steps, topology_of
 from infergraph.planner.tuner import tune
 from infergraph.planner.workload import TraceError, Workload, read_trace
@@ -196,6 +199,49 @@ def test_profile_errors_name_what_is_wrong(tmp_path: Path):
     broken = write_profile(tmp_path / "x.json", "chain", "c6i.2xlarge", {"a": entry})
     with pytest.raises(ProfileError, match=r"batches\[0\]"):
         load_profile(broken)
+    for key, value in (("hop_p99_ms", -1.0), ("serving_sigma", float("nan"))):
+        spread = {**node_entry(1, 1), key: value}
+        odd = write_profile(tmp_path / "s.json", "chain", "c6i.2xlarge", {"a": spread})
+        with pytest.raises(ProfileError, match=f"node 'a'.*{key} must be a number >= 0"):
+            load_profile(odd)
+
+
+def test_served_spreads_widen_the_simulated_node(tmp_path: Path):
+    """A profile's in-server spread and hop p99 reach the simulator as log-normal spreads."""
+    entry = {**node_entry(10, 0, limit=1), "hop_ms": 4.0, "hop_p99_ms": 8.0}
+    plain = load_profile(write_profile(tmp_path / "p.json", "one", "c6i.2xlarge", {"a": entry}))
+    node = plain.nodes["a"]
+    assert node.sigma(1) == 0.0  # p99 == p50 in the profiler's own passes
+    assert node.hop_sigma == pytest.approx(math.log(2.0) / Z99)
+    wide = {**entry, "serving_sigma": 0.3}
+    served = load_profile(write_profile(tmp_path / "w.json", "one", "c6i.2xlarge", {"a": wide}))
+    assert served.nodes["a"].sigma(1) == 0.3
+    config = node_config(served.nodes["a"], 1, 0.0, 1)
+    flat = node_config(node, 1, 0.0, 1).service
+    assert config.service.sigma == (0.3,) and config.hop_sigma == node.hop_sigma
+    # At a light load (1 % busy) the spreads show in the simulated tail, not in the median.
+    topo = Topology((Stage("a", "a"),))
+    arrivals = poisson_arrivals(1.0, 10000.0, np.random.default_rng(3))
+    fixed = simulate(topo, {"a": replace(config, hop_sigma=0.0, service=flat)}, arrivals, {})
+    spread = simulate(topo, {"a": config}, arrivals, {})
+    assert fixed.percentile_ms(99) < 16.0  # 10 ms pass + 4 ms hop, rarely a wait
+    assert spread.percentile_ms(99) > fixed.percentile_ms(99) + 8.0
+    assert spread.percentile_ms(50) == pytest.approx(fixed.percentile_ms(50), rel=0.1)
+
+
+def test_loaded_rate_keeps_the_busiest_node_at_the_asked_load():
+    replies = [(40.0, {"a.inference_ms": 10.0, "b.inference_ms": 20.0})] * 4
+    # b is the busiest: 20 ms per request on 2 replicas is 10 ms, a: 10 ms on one.
+    assert loaded_rate(replies, {"a": 1, "b": 2}, 0.5, cpus=8) == pytest.approx(50.0)
+    # A cheap graph is bounded by the whole request's time spread over the CPUs.
+    assert loaded_rate(replies, {"a": 1, "b": 2}, 0.5, cpus=2) == pytest.approx(25.0)
+    # A skipped node reports no forward time and counts as idle.
+    assert loaded_rate([(4.0, {})] * 3, {"a": 1}, 0.5, cpus=1) == pytest.approx(125.0)
+
+
+def test_serving_sigma_fits_the_served_p99():
+    assert serving_sigma({1: 10.0}, {1: 20.0}) == pytest.approx(math.log(2.0) / Z99)
+    assert serving_sigma({}, {}) == 0.0
 
 
 def test_trace_errors(tmp_path: Path):

@@ -47,7 +47,15 @@ def profile(
         str | None,
         typer.Option(help="sample payloads for hops and branches: folder, .jsonl, synthetic:KIND"),
     ] = None,
-    requests: Annotated[int, typer.Option(help="sample requests sent through the graph")] = 60,
+    requests: Annotated[
+        int, typer.Option(help="sample requests per half of the graph pass (one at a time, loaded)")
+    ] = 60,
+    load: Annotated[
+        float,
+        typer.Option(
+            help="how busy the loaded half keeps the busiest node (0 to 0.95; 0: no loaded half)"
+        ),
+    ] = 0.5,
     skip_graph: Annotated[
         bool, typer.Option(help="time forward passes only (no hops, no branch fractions)")
     ] = False,
@@ -66,6 +74,8 @@ def profile(
         _fail(f"--offline-scale must be full or tiny, not '{offline_scale}'")
     if repeats < 5 or requests < 1 or (max_batch is not None and max_batch < 1):
         _fail("--repeats must be >= 5, --requests >= 1 and --max-batch >= 1")
+    if not 0 <= load <= 0.95:  # also refuses nan
+        _fail(f"--load must be a number from 0 to 0.95, got {load}")
     try:
         graph = load_graph(graph_file)
     except GraphValidationError as exc:
@@ -79,11 +89,12 @@ def profile(
         offline_scale=offline_scale,
         payload=payload,
         requests=requests,
+        load=load,
         skip_graph=skip_graph,
     )
     total = sum(
         len(batch_sizes(max_batch or n.batching.max_batch_size)) for n in graph.spec.nodes
-    ) + (0 if skip_graph else requests)
+    ) + (0 if skip_graph else requests * (2 if load > 0 else 1))
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),

@@ -4,16 +4,20 @@ Two parts. Forward passes: each node's component is loaded in this process on th
 device it would use (its `device` setting: a GPU when one is visible, else this
 CPU) and its `run_batch` is timed for batch sizes 1, 2, 4, ... up to the node's
 limit, the exact call the serving batcher makes per batch. Hops and branches: the
-graph is served by the local runner and a sample of payloads is sent through it
-one at a time (so nothing queues); the timings every response carries give the
-router and wire time per hop, the rows each node receives, and which side of
-each `when` every request took.
+graph is served by the local runner and a sample of payloads is sent through it,
+first one at a time, then as a Poisson load that keeps the busiest node about half
+busy (`--load`). The timings every response carries give the router and wire time
+per hop and how a forward pass runs inside its server, both with their spread,
+taken from the loaded half (plans run loaded: decoding other requests competes with
+the pass), and from all replies the rows each node receives and which side of each
+`when` every request took.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import math
 import os
 import platform
 import statistics
@@ -30,7 +34,7 @@ import numpy as np
 
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import InferenceGraph, Node
-from infergraph.planner.profiles import BatchTiming, GraphProfile, NodeProfile
+from infergraph.planner.profiles import Z99, BatchTiming, GraphProfile, NodeProfile
 from infergraph.planner.topology import Topology, topology_of
 
 Progress = Callable[[str, float], None]  # (description, advance)
@@ -49,7 +53,8 @@ class ProfileSettings:
     offline: bool = False
     offline_scale: str = "full"
     payload: str | None = None  # None: synthetic, from the graph's first input
-    requests: int = 60
+    requests: int = 60  # per half of the graph pass
+    load: float = 0.5  # the loaded half's utilisation of the busiest node; 0: no loaded half
     skip_graph: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -211,7 +216,9 @@ class GraphPass:
 
     ingress_ms: float
     hop_ms: dict[str, float]
+    hop_p99_ms: dict[str, float]
     served_ms: dict[str, dict[int, float]]  # node -> rows -> median inference_ms in the server
+    served_p99_ms: dict[str, dict[int, float]]
     rows: dict[str, dict[int, int]]
     branches: dict[str, float]
     samples: int
@@ -268,8 +275,14 @@ def summarise_pass(
     return GraphPass(
         ingress_ms=float(np.mean(ingress)) if ingress else 0.0,
         hop_ms={n: float(np.median(v)) for n, v in hops.items() if v},
+        hop_p99_ms={n: float(np.percentile(v, 99)) for n, v in hops.items() if v},
         served_ms={
             n: {b: float(np.median(v)) for b, v in per.items()} for n, per in served.items() if per
+        },
+        served_p99_ms={
+            n: {b: float(np.percentile(v, 99)) for b, v in per.items()}
+            for n, per in served.items()
+            if per
         },
         rows={n: dict(c) for n, c in rows.items() if c},
         branches={g: float(np.mean(v)) for g, v in sides.items() if v},
@@ -277,10 +290,25 @@ def summarise_pass(
     )
 
 
+def serving_sigma(served_ms: dict[int, float], served_p99_ms: dict[int, float]) -> float:
+    """The log-normal spread of a forward pass inside the server, from the graph pass.
+
+    A served pass shares its process with request decoding and its machine with every other
+    node, so its p99 sits further from its median than the profiler's isolated passes show;
+    the simulator takes the wider of the two. 0.0 when the pass saw no forward pass.
+    """
+    spreads = [
+        math.log(served_p99_ms[b] / ms) / Z99
+        for b, ms in served_ms.items()
+        if ms > 0 and served_p99_ms.get(b, 0.0) >= ms
+    ]
+    return float(np.median(spreads)) if spreads else 0.0
+
+
 def serving_factor(profile: NodeProfile, served_ms: dict[int, float]) -> float:
     """How much slower (or faster) a forward pass runs inside the server than in the profiler.
 
-    Compares the graph pass's own `inference_ms` (one request at a time, so no queueing)
+    Compares the graph pass's own `inference_ms` (the forward pass alone, queueing apart)
     with the profiled median at the same batch size: the server's process, threads and
     neighbours are part of what a request pays. 1.0 when the graph pass saw no forward pass.
     """
@@ -296,9 +324,37 @@ def _payload_spec(graph: InferenceGraph, settings: ProfileSettings) -> str:
     return f"synthetic:{kind}"
 
 
+Reply = tuple[float, dict[str, Any]]  # client milliseconds, the response's parameters
+
+
+@dataclass
+class SampleReplies:
+    """The graph pass's replies: one request at a time, then an open-loop Poisson load."""
+
+    sequential: list[Reply]
+    loaded: list[Reply]
+    loaded_rps: float
+
+
+def loaded_rate(replies: list[Reply], nodes: dict[str, int], load: float, cpus: int) -> float:
+    """The Poisson rate that keeps the busiest node (or the machine's CPUs) `load` busy.
+
+    From the one-at-a-time replies: each node's forward time per request over its
+    replicas (`nodes`: name -> replicas), and the whole request's client time spread
+    over the CPUs, which bounds cheap graphs whose router and decoding cost more than
+    their forward passes.
+    """
+    busiest = 0.0
+    for name, replicas in nodes.items():
+        per_request = [float(p.get(f"{name}.inference_ms", 0.0)) for _, p in replies]
+        busiest = max(busiest, float(np.mean(per_request)) / max(replicas, 1))
+    whole = float(np.mean([ms for ms, _ in replies])) / max(cpus, 1)
+    return load * 1000.0 / max(busiest, whole, 1e-3)
+
+
 async def _send_sample(
     graph: InferenceGraph, settings: ProfileSettings, progress: Progress
-) -> list[tuple[float, dict[str, Any]]]:
+) -> SampleReplies:
     try:
         import aiohttp
         import orjson
@@ -313,7 +369,6 @@ async def _send_sample(
 
     payloads = load_payloads(_payload_spec(graph, settings), graph.spec.inputs[0].name)
     bodies = [v2_json_body(p) for p in payloads]
-    replies: list[tuple[float, dict[str, Any]]] = []
     async with (
         run_graph(
             graph,
@@ -322,7 +377,8 @@ async def _send_sample(
         ) as running,
         aiohttp.ClientSession() as session,
     ):
-        for i in range(settings.requests + 3):
+
+        async def send(i: int) -> Reply:
             start = time.perf_counter()
             async with session.post(
                 running.infer_url,
@@ -336,10 +392,29 @@ async def _send_sample(
                     f"graph '{graph.name}' answered HTTP {resp.status} to a sample payload: "
                     f"{raw[:300].decode(errors='replace')}"
                 )
+            return elapsed, orjson.loads(raw).get("parameters") or {}
+
+        sequential = []
+        for i in range(settings.requests + 3):
+            reply = await send(i)
             if i >= 3:  # the first requests warm connections and lazy paths
-                replies.append((elapsed, orjson.loads(raw).get("parameters") or {}))
-                progress("sample payloads through the graph", 1)
-    return replies
+                sequential.append(reply)
+                progress("sample payloads through the graph, one at a time", 1)
+        if settings.load <= 0:
+            return SampleReplies(sequential, [], 0.0)
+        replicas = {n.name: n.replicas for n in graph.spec.nodes}
+        rate = loaded_rate(sequential, replicas, settings.load, os.cpu_count() or 1)
+        gaps = np.random.default_rng(0).exponential(1.0 / rate, settings.requests)
+        began = time.perf_counter()
+
+        async def arrive(i: int, at: float) -> Reply:
+            await asyncio.sleep(max(0.0, at - (time.perf_counter() - began)))
+            reply = await send(i)
+            progress(f"sample payloads through the graph at {rate:.1f} req/s", 1)
+            return reply
+
+        loaded = await asyncio.gather(*(arrive(i, at) for i, at in enumerate(np.cumsum(gaps))))
+    return SampleReplies(sequential, list(loaded), rate)
 
 
 def profile_graph(
@@ -375,9 +450,17 @@ def profile_graph(
     branches: dict[str, float] = {}
     ingress_ms = 0.0
     samples = 0
+    loaded_rps = 0.0
     if not settings.skip_graph:
         replies = asyncio.run(_send_sample(graph, settings, progress))
-        measured = summarise_pass(topology, replies, list(nodes))
+        loaded_rps = replies.loaded_rps
+        # Serving costs come from the loaded half, where plans run: a forward pass shares its
+        # process and machine with other requests' decoding there. Rows per request come from
+        # the one-at-a-time half (a loaded batch also holds other requests' rows); branch
+        # fractions from every reply.
+        served = summarise_pass(topology, replies.loaded or replies.sequential, list(nodes))
+        alone = summarise_pass(topology, replies.sequential, list(nodes))
+        measured = summarise_pass(topology, replies.sequential + replies.loaded, list(nodes))
         for name, prof in list(nodes.items()):
             nodes[name] = NodeProfile(
                 node=prof.node,
@@ -385,12 +468,16 @@ def profile_graph(
                 hardware_class=prof.hardware_class,
                 device=prof.device,
                 batches=prof.batches,
-                hop_ms=measured.hop_ms.get(name, prof.hop_ms),
-                rows=measured.rows.get(name, prof.rows),
-                serving_factor=serving_factor(prof, measured.served_ms.get(name, {})),
+                hop_ms=served.hop_ms.get(name, prof.hop_ms),
+                hop_p99_ms=served.hop_p99_ms.get(name, 0.0),
+                rows=alone.rows.get(name, prof.rows),
+                serving_factor=serving_factor(prof, served.served_ms.get(name, {})),
+                serving_sigma=serving_sigma(
+                    served.served_ms.get(name, {}), served.served_p99_ms.get(name, {})
+                ),
             )
         branches = measured.branches
-        ingress_ms = measured.ingress_ms
+        ingress_ms = served.ingress_ms
         samples = measured.samples
     return GraphProfile(
         graph=graph.name,
@@ -408,6 +495,8 @@ def profile_graph(
             "offline_scale": settings.offline_scale if settings.offline else None,
             "payload": None if settings.skip_graph else _payload_spec(graph, settings),
             "requests": 0 if settings.skip_graph else settings.requests,
+            "graph_pass_load": None if settings.skip_graph else settings.load,
+            "graph_pass_loaded_rps": loaded_rps,
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         },
         created=datetime.now(UTC).isoformat(timespec="seconds"),

@@ -57,9 +57,11 @@ class NodeProfile:
     hardware_class: str
     device: str
     batches: tuple[BatchTiming, ...]
-    hop_ms: float = 0.0
+    hop_ms: float = 0.0  # median per-request time outside the batch
+    hop_p99_ms: float = 0.0  # its p99 in the graph pass; 0: no spread measured
     rows: dict[int, int] = field(default_factory=lambda: {1: 1})  # rows per request -> count
     serving_factor: float = 1.0  # forward pass in the server / in the profiler (graph pass)
+    serving_sigma: float = 0.0  # log-normal spread of a forward pass in the server (graph pass)
 
     @property
     def max_batch_size(self) -> int:
@@ -87,10 +89,19 @@ class NodeProfile:
         return self.raw_median_ms(b) * self.serving_factor
 
     def sigma(self, b: int) -> float:
-        """Log-normal spread fitted so that its p99 is the measured p99."""
+        """Log-normal spread fitted so that its p99 is the measured p99: the profiler's own
+        passes, or the wider spread the same pass showed inside the server."""
         p50 = self._interpolate(b, lambda t: t.p50_ms)
         p99 = self._interpolate(b, lambda t: max(t.p99_ms, t.p50_ms))
-        return max(math.log(p99 / p50), 0.0) / Z99 if p50 > 0 else 0.0
+        isolated = max(math.log(p99 / p50), 0.0) / Z99 if p50 > 0 else 0.0
+        return max(isolated, self.serving_sigma)
+
+    @property
+    def hop_sigma(self) -> float:
+        """Log-normal spread of the per-request hop, fitted to its median and p99."""
+        if self.hop_ms <= 0 or self.hop_p99_ms <= self.hop_ms:
+            return 0.0
+        return math.log(self.hop_p99_ms / self.hop_ms) / Z99
 
     @property
     def mean_rows(self) -> float:
@@ -169,6 +180,10 @@ def _node_profile(name: str, data: Any, hardware_class: str, where: str) -> Node
     factor = float(data.get("serving_factor", 1.0))
     if not factor > 0:
         raise ProfileError(where, f"serving_factor must be > 0, got {factor}")
+    spreads = {key: float(data.get(key, 0.0)) for key in ("hop_p99_ms", "serving_sigma")}
+    for key, value in spreads.items():
+        if not (value >= 0 and math.isfinite(value)):
+            raise ProfileError(where, f"{key} must be a number >= 0, got {value}")
     return NodeProfile(
         node=name,
         family=str(data.get("family", "")),
@@ -176,8 +191,10 @@ def _node_profile(name: str, data: Any, hardware_class: str, where: str) -> Node
         device=str(data.get("device", "")),
         batches=tuple(sorted(batches, key=lambda t: t.batch_size)),
         hop_ms=float(data.get("hop_ms", 0.0)),
+        hop_p99_ms=spreads["hop_p99_ms"],
         rows=rows,
         serving_factor=factor,
+        serving_sigma=spreads["serving_sigma"],
     )
 
 

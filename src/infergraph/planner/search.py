@@ -126,7 +126,15 @@ def node_config(profile: NodeProfile, batch: int, delay_ms: float, replicas: int
     )
     total = sum(profile.rows.values()) or 1
     rows = tuple((r, n / total) for r, n in sorted(profile.rows.items()))
-    return NodeConfig(batch, delay_ms / 1000.0, replicas, service, profile.hop_ms / 1000.0, rows)
+    return NodeConfig(
+        batch,
+        delay_ms / 1000.0,
+        replicas,
+        service,
+        profile.hop_ms / 1000.0,
+        rows,
+        hop_sigma=profile.hop_sigma,
+    )
 
 
 def deployed_node(node: Node, hardware: str, catalog: PriceCatalog) -> Node:
