@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import math
 import os
 import platform
 import statistics
@@ -34,7 +33,12 @@ import numpy as np
 
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import InferenceGraph, Node
-from infergraph.planner.profiles import Z99, BatchTiming, GraphProfile, NodeProfile
+from infergraph.planner.profiles import (
+    BatchTiming,
+    GraphProfile,
+    NodeProfile,
+    lognormal_sigma,
+)
 from infergraph.planner.topology import Topology, topology_of
 
 Progress = Callable[[str, float], None]  # (description, advance)
@@ -298,7 +302,7 @@ def serving_sigma(served_ms: dict[int, float], served_p99_ms: dict[int, float]) 
     the simulator takes the wider of the two. 0.0 when the pass saw no forward pass.
     """
     spreads = [
-        math.log(served_p99_ms[b] / ms) / Z99
+        lognormal_sigma(ms, served_p99_ms[b])
         for b, ms in served_ms.items()
         if ms > 0 and served_p99_ms.get(b, 0.0) >= ms
     ]

@@ -24,6 +24,11 @@ FORMAT = "infergraph-profile/v1"
 Z99 = 2.3263478740408408  # standard normal quantile at 0.99
 
 
+def lognormal_sigma(p50: float, p99: float) -> float:
+    """The spread of a log-normal whose median is `p50` and whose p99 is `p99` (0 if none)."""
+    return math.log(p99 / p50) / Z99 if p50 > 0 and p99 > p50 else 0.0
+
+
 class ProfileError(InfergraphError):
     """A profile cannot be read or does not match the graph; `subject` names what is wrong."""
 
@@ -93,15 +98,12 @@ class NodeProfile:
         passes, or the wider spread the same pass showed inside the server."""
         p50 = self._interpolate(b, lambda t: t.p50_ms)
         p99 = self._interpolate(b, lambda t: max(t.p99_ms, t.p50_ms))
-        isolated = max(math.log(p99 / p50), 0.0) / Z99 if p50 > 0 else 0.0
-        return max(isolated, self.serving_sigma)
+        return max(lognormal_sigma(p50, p99), self.serving_sigma)
 
     @property
     def hop_sigma(self) -> float:
         """Log-normal spread of the per-request hop, fitted to its median and p99."""
-        if self.hop_ms <= 0 or self.hop_p99_ms <= self.hop_ms:
-            return 0.0
-        return math.log(self.hop_p99_ms / self.hop_ms) / Z99
+        return lognormal_sigma(self.hop_ms, self.hop_p99_ms)
 
     @property
     def mean_rows(self) -> float:
