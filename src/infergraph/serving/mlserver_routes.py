@@ -16,12 +16,13 @@ fails loudly (binary requests answered 422) the day an MLServer release changes 
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from starlette.routing import BaseRoute, Router
+
+from infergraph.serving.heap import tracked_objects
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,8 @@ def promote(endpoints: list[Callable[..., Any]]) -> int:
     """Move the routes serving `endpoints` to the front of their router; how many moved."""
     wanted = {id(fn) for fn in endpoints}
     moved = 0
-    for obj in gc.get_objects():
-        if not isinstance(obj, Router):
+    for obj in tracked_objects():
+        if not issubclass(type(obj), Router):  # type(): a proxy's __class__ can warn
             continue
         routes: list[BaseRoute] = obj.routes
         ours = [r for r in routes if id(getattr(r, "endpoint", None)) in wanted]

@@ -55,6 +55,7 @@ from infergraph.errors import (
 )
 from infergraph.serving import binary, graph_step, triton_grpc
 from infergraph.serving.engine import ComponentEngine
+from infergraph.serving.heap import settle_heap
 from infergraph.serving.metrics import INFLIGHT, QUEUE, REQUESTS
 from infergraph.serving.mlserver_routes import promote_when_registered
 from infergraph.serving.model_config import ModelStats, model_config
@@ -170,7 +171,13 @@ class ComponentRuntime(MLModel):
         loop = asyncio.get_running_loop()
         self._promotion = loop.create_task(promote_when_registered(self.name, self._endpoints))
         self._triton_rpcs = loop.create_task(triton_grpc.attach(self))
+        self._settled = loop.create_task(self._settle_when_hooked())
         return True
+
+    async def _settle_when_hooked(self) -> None:
+        """Freeze the heap once both hooks have found MLServer's router and gRPC server."""
+        await asyncio.gather(self._promotion, self._triton_rpcs, return_exceptions=True)
+        settle_heap()
 
     async def unload(self) -> bool:
         self._detach_triton_rpcs()

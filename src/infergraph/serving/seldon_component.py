@@ -30,6 +30,7 @@ from infergraph.components.base import Component, ComponentResult, ComponentSett
 from infergraph.components.conditions import evaluate
 from infergraph.components.registry import component_class
 from infergraph.errors import InfergraphError, InputError, SettingsError, status_for
+from infergraph.serving.heap import settle_heap
 from infergraph.serving.seldon_metrics import UnitMetrics
 from infergraph.serving.tensors import from_numpy, to_numpy
 
@@ -219,6 +220,7 @@ class InfergraphComponent:
                         raise SettingsError("family", f"unit '{self.node}' runs no component")
                     component = component_class(self.family)(self.settings)
                     component.start()
+                    settle_heap()
                     self._component = component
         return self._component
 

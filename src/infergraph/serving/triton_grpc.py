@@ -22,12 +22,13 @@ stay UNIMPLEMENTED; the test fails loudly the day an MLServer release changes th
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import grpc
+
+from infergraph.serving.heap import tracked_objects
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +218,7 @@ class TritonRpcs(grpc.GenericRpcHandler):
 def _mlserver_grpc_servers() -> list[Any]:
     from mlserver.grpc.server import GRPCServer
 
-    return [o for o in gc.get_objects() if isinstance(o, GRPCServer)]
+    return [o for o in tracked_objects() if issubclass(type(o), GRPCServer)]
 
 
 async def attach(model: TritonModel, timeout: float = 60.0) -> TritonRpcs | None:
