@@ -107,6 +107,7 @@ def serve(
     """Run a graph on this machine: MLServer hosts the nodes, a local router runs the topology."""
     from infergraph.graph.model import load_graph
     from infergraph.runner.local import run_graph
+    from infergraph.serving.heap import settled_heap
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if offline_scale not in ("full", "tiny"):
@@ -140,7 +141,8 @@ def serve(
             console.print(f"[green]graph '{graph.name}' ready[/] at {running.infer_url}")
             for server in running.servers:
                 console.print(f"  nodes {', '.join(server.nodes)}: {server.base} (MLServer)")
-            await stop.wait()
+            with settled_heap():  # the router's process: no full-GC stalls on its hops
+                await stop.wait()
         finally:
             await ctx.__aexit__(None, None, None)
             console.print("stopped")

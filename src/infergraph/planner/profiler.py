@@ -40,6 +40,7 @@ from infergraph.planner.profiles import (
     lognormal_sigma,
 )
 from infergraph.planner.topology import Topology, topology_of
+from infergraph.serving.heap import settled_heap
 
 Progress = Callable[[str, float], None]  # (description, advance)
 
@@ -456,7 +457,8 @@ def profile_graph(
     samples = 0
     loaded_rps = 0.0
     if not settings.skip_graph:
-        replies = asyncio.run(_send_sample(graph, settings, progress))
+        with settled_heap():  # this process routes the sample: no full-GC stalls in its hops
+            replies = asyncio.run(_send_sample(graph, settings, progress))
         loaded_rps = replies.loaded_rps
         # Serving costs come from the loaded half, where plans run: a forward pass shares its
         # process and machine with other requests' decoding there. Rows per request come from

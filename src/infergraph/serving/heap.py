@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import atexit
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def settle_heap() -> None:
@@ -27,6 +29,16 @@ def settle_heap() -> None:
     # count their live objects (nanobind, in torch's triton) would report them as leaks.
     atexit.unregister(gc.unfreeze)
     atexit.register(gc.unfreeze)
+
+
+@contextmanager
+def settled_heap() -> Iterator[None]:
+    """`settle_heap` for the length of a block (a router serving, a profile's graph pass)."""
+    settle_heap()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def tracked_objects() -> list[object]:
