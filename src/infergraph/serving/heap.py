@@ -17,10 +17,10 @@ from contextlib import contextmanager
 
 
 def settle_heap() -> None:
-    """Collect once, then freeze what survives; call after a model is loaded or unloaded.
+    """Collect once, then freeze what survives; call once a model is loaded.
 
-    Thawing first lets an unloaded model's reference cycles be freed before the survivors
-    are frozen again.
+    Thawing first lets an earlier, unloaded model's reference cycles be freed before the
+    survivors are frozen again.
     """
     gc.unfreeze()
     gc.collect()
