@@ -11,7 +11,9 @@ import pytest
 from infergraph.checkpoints.text_embedding import build_text_embedder
 from infergraph.checkpoints.tokenizers import minilm_dir
 from infergraph.components.base import ComponentSettings
+from infergraph.components.text import length_chunks
 from infergraph.components.text_embedding import TextEmbedder
+from infergraph.errors import SettingsError
 from tests.servers import MLServerProcess, mlserver, v2_input, write_model
 from tests.text_fixtures import (
     assert_ready,
@@ -60,6 +62,44 @@ def test_real_minilm_weights_in_process() -> None:
     assert vectors.shape == (3, 384) and vectors.dtype == np.float32
     assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2])
     assert cosine(vectors[0], vectors[1]) > 0.5
+
+
+def test_length_chunks_split_only_where_padding_costs_more_than_a_pass() -> None:
+    # Two short rows and two long ones: padding the short to 40 wastes 70 tokens > a pass of 10.
+    assert length_chunks([40, 5, 38, 5], 10.0) == [[1, 3], [2, 0]]
+    # Same rows when a pass costs more than the padding it saves: one pass, order kept.
+    assert length_chunks([40, 5, 38, 5], 100.0) == [[1, 3, 2, 0]]
+    assert length_chunks([40, 5, 38, 5], None) == [[0, 1, 2, 3]]
+    # Equal lengths never split, however cheap a pass.
+    assert length_chunks([7] * 5, 0.0) == [[0, 1, 2, 3, 4]]
+    lengths = [11, 12, 15, 15, 16, 17, 18, 19] * 4
+    chunks = length_chunks(lengths, 32.0)
+    assert sorted(i for c in chunks for i in c) == list(range(32))
+
+    def cost(parts: list[list[int]]) -> float:
+        return sum(len(c) * max(lengths[i] for i in c) + 32.0 for c in parts)
+
+    assert cost(chunks) < cost([list(range(32))])
+
+
+def test_split_passes_give_the_vectors_of_one_pass() -> None:
+    texts = [t.encode() for t in [*TEXTS, " ".join(TEXTS * 4)]]
+    vectors = {}
+    for cost in (None, 0.0):
+        comp = TextEmbedder(
+            ComponentSettings(
+                model_uri=str(minilm_dir()), device="cpu", options={"pass_cost_tokens": cost}
+            )
+        )
+        comp.start()
+        vectors[cost] = comp.predict({"text": np.array(texts, dtype=object)}).outputs["embedding"]
+    assert np.allclose(vectors[None], vectors[0.0], atol=1e-5)
+    with pytest.raises(SettingsError, match="pass_cost_tokens"):
+        TextEmbedder(
+            ComponentSettings(
+                model_uri=str(minilm_dir()), device="cpu", options={"pass_cost_tokens": "inf"}
+            )
+        ).start()
 
 
 def test_real_minilm_weights_through_mlserver(server: MLServerProcess) -> None:

@@ -9,6 +9,7 @@ Silent truncation would hand back a confident answer about text the model never 
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -142,6 +143,33 @@ def encode_texts(
             out.truncated.append(i)
         out.ids.append(list(row))
     return out
+
+
+def length_chunks(lengths: Sequence[int], pass_cost: float | None) -> list[list[int]]:
+    """Row indices split into forward passes that cost least, counting padding as work.
+
+    A pass pads every row to its longest, so it costs about rows x longest tokens, plus a
+    fixed `pass_cost` in the same unit (dispatch, kernel launches). Over rows sorted by
+    length the cheapest split into runs is found exactly by dynamic programming (n is one
+    batch, so n**2 steps is nothing); ties keep fewer passes. `pass_cost` None: one pass.
+    """
+    if pass_cost is None or len(lengths) < 2:
+        return [list(range(len(lengths)))]
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    best = [0.0] + [math.inf] * len(order)
+    start_of = [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        longest = lengths[order[end - 1]]
+        for start in range(end):
+            cost = best[start] + (end - start) * longest + pass_cost
+            if cost < best[end]:
+                best[end], start_of[end] = cost, start
+    chunks: list[list[int]] = []
+    end = len(order)
+    while end > 0:
+        chunks.append(order[start_of[end] : end])
+        end = start_of[end]
+    return chunks[::-1]
 
 
 def pad_ids(

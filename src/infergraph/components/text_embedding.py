@@ -5,11 +5,20 @@ from the checkpoint's modules.json, so any sentence-transformers model works.
 `normalize` (option, overridable per request; default true) L2-normalises the
 output so a dot product is the cosine similarity; a checkpoint that ends in its
 own Normalize module (all-MiniLM-L6-v2 does) stays normalised either way.
+
+Rows of a batch are padded to the longest, so on a CPU, where a forward pass costs
+about its padded tokens, a batch of mixed lengths is split by length where the
+padding saved is worth more than another pass (`length_chunks`). `pass_cost_tokens`
+(option) is that price in tokens: 32 by default on CPU (all-MiniLM-L6-v2 on one
+core: a pass costs about 8 ms fixed plus 0.25 ms per padded token); on a GPU, where
+padded tokens are nearly free, the default is never to split. Splitting changes no
+vector beyond float rounding: each row attends only to its own tokens.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Hashable, Mapping
 from typing import Any, ClassVar
 
@@ -21,9 +30,13 @@ from infergraph.components.text import (
     SerialTokenizer,
     decode_texts,
     encode_texts,
+    length_chunks,
     truncation_notes,
 )
-from infergraph.errors import ModelLoadError
+from infergraph.errors import ModelLoadError, SettingsError
+
+# A forward pass's fixed cost in padded tokens, measured with all-MiniLM-L6-v2 on one core.
+CPU_PASS_COST_TOKENS = 32.0
 
 
 class TextEmbedder(Component):
@@ -60,7 +73,21 @@ class TextEmbedder(Component):
         # max_seq_length counts specials ([CLS] ... [SEP]), like encode_texts does.
         self.limit = int(self.model.max_seq_length or 512)
         self.dimension = int(self.model.get_embedding_dimension() or 0)
+        self.pass_cost = self._pass_cost()
         self._torch = torch
+
+    def _pass_cost(self) -> float | None:
+        default = CPU_PASS_COST_TOKENS if self.device.type == "cpu" else None
+        value = self.option("pass_cost_tokens", default)
+        if value is None:
+            return None
+        try:
+            cost = float(value)
+        except (TypeError, ValueError):
+            cost = math.nan
+        if not math.isfinite(cost) or cost < 0:
+            raise SettingsError("pass_cost_tokens", f"{value!r} is not a number of tokens >= 0")
+        return cost
 
     def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
         texts = [b"A man is playing a guitar.", b"The stock market fell sharply today."]
@@ -72,18 +99,29 @@ class TextEmbedder(Component):
         # Checks the limit; the model truncates to max_seq_length itself when allowed.
         encoded = encode_texts(self.tokenizer, "text", texts, self.limit, truncate)
         normalize = flag(parameters, self.options, "normalize", True)
-        return Prepared(rows=texts, batch_key=normalize, notes=truncation_notes(encoded))
+        rows = [(text, len(ids)) for text, ids in zip(texts, encoded.ids, strict=True)]
+        return Prepared(rows=rows, batch_key=normalize, notes=truncation_notes(encoded))
 
-    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+    def run_batch(self, rows: list[tuple[str, int]], batch_key: Hashable) -> list[np.ndarray]:
+        """Rows are (text, its token count); one vector each, in the order given."""
+        texts = [text for text, _ in rows]
+        vectors: list[np.ndarray] = [np.empty(0, np.float32)] * len(rows)
+        for chunk in length_chunks([tokens for _, tokens in rows], self.pass_cost):
+            out = self._encode([texts[i] for i in chunk], bool(batch_key))
+            for i, vector in zip(chunk, out, strict=True):
+                vectors[i] = vector
+        return vectors
+
+    def _encode(self, texts: list[str], normalize: bool) -> np.ndarray:
         with self._torch.inference_mode():
             vectors = self.model.encode(
-                list(rows),
-                batch_size=len(rows),
+                texts,
+                batch_size=len(texts),
                 convert_to_numpy=True,
-                normalize_embeddings=bool(batch_key),
+                normalize_embeddings=normalize,
                 show_progress_bar=False,
             )
-        return list(np.asarray(vectors, dtype=np.float32))
+        return np.asarray(vectors, dtype=np.float32)
 
     def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
         return {"embedding": np.stack(results).astype(np.float32)}
