@@ -258,7 +258,9 @@ def predict(
         configs = {
             n.name: node_config(
                 replace(
-                    nodes[n.name], serving_factor=nodes[n.name].serving_factor * factors[n.name]
+                    nodes[n.name],
+                    serving_factor=nodes[n.name].serving_factor * factors[n.name],
+                    serving_overhead_ms=nodes[n.name].serving_overhead_ms * factors[n.name],
                 ),
                 n.batching.max_batch_size,
                 n.batching.max_batch_time_ms,
@@ -316,9 +318,10 @@ def reality_check(work: Path, duration: float, quick: bool) -> list[dict[str, An
     prof = load_profile(profile)
     resnet, vit = prof.nodes["resnet"], prof.nodes["vit"]
     console.print(
-        f"profile: resnet b1 {resnet.median_ms(1):.1f} ms (x{resnet.serving_factor:.2f} in the "
-        f"server, spread {resnet.sigma(1):.2f}), vit b1 {vit.median_ms(1):.1f} ms (spread "
-        f"{vit.sigma(1):.2f}), hops {resnet.hop_ms:.1f} (p99 {resnet.hop_p99_ms:.1f}) + "
+        f"profile: resnet b1 {resnet.median_ms(1):.1f} ms (x{resnet.serving_factor:.2f} "
+        f"+ {resnet.serving_overhead_ms:.1f} ms in the server, spread {resnet.sigma(1):.2f}), "
+        f"vit b1 {vit.median_ms(1):.1f} ms (spread {vit.sigma(1):.2f}), "
+        f"hops {resnet.hop_ms:.1f} (p99 {resnet.hop_p99_ms:.1f}) + "
         f"{vit.hop_ms:.1f} (p99 {vit.hop_p99_ms:.1f}) ms"
     )
     # Loads are fractions of each setting's own capacity (the bottleneck's full batches), kept

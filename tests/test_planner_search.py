@@ -16,7 +16,12 @@ from typer.testing import CliRunner
 from infergraph.cli import app
 from infergraph.cost.pricing import load_catalog, node_cost
 from infergraph.graph.model import Autoscaling, load_graph, parse_graph
-from infergraph.planner.profiler import loaded_rate, serving_sigma
+from infergraph.planner.profiler import (
+    loaded_rate,
+    serving_cost,
+    serving_sigma,
+    with_batch_limits,
+)
 from infergraph.planner.profiles import Z99, ProfileError, load_profile, match_profiles
 from infergraph.planner.search import (
     InfeasibleSloError,
@@ -199,7 +204,11 @@ def test_profile_errors_name_what_is_wrong(tmp_path: Path):
     broken = write_profile(tmp_path / "x.json", "chain", "c6i.2xlarge", {"a": entry})
     with pytest.raises(ProfileError, match=r"batches\[0\]"):
         load_profile(broken)
-    for key, value in (("hop_p99_ms", -1.0), ("serving_sigma", float("nan"))):
+    for key, value in (
+        ("hop_p99_ms", -1.0),
+        ("serving_sigma", float("nan")),
+        ("serving_overhead_ms", -2.0),
+    ):
         spread = {**node_entry(1, 1), key: value}
         odd = write_profile(tmp_path / "s.json", "chain", "c6i.2xlarge", {"a": spread})
         with pytest.raises(ProfileError, match=f"node 'a'.*{key} must be a number >= 0"):
@@ -242,6 +251,36 @@ def test_loaded_rate_keeps_the_busiest_node_at_the_asked_load():
 def test_serving_sigma_fits_the_served_p99():
     assert serving_sigma({1: 10.0}, {1: 20.0}) == pytest.approx(math.log(2.0) / Z99)
     assert serving_sigma({}, {}) == 0.0
+    # Only the batch size seen most often: a p99 over 3 passes is their maximum.
+    medians, p99s = {1: 10.0, 4: 30.0}, {1: 20.0, 4: 300.0}
+    assert serving_sigma(medians, p99s, {1: 90, 4: 3}) == pytest.approx(math.log(2.0) / Z99)
+
+
+def test_serving_cost_separates_the_slowdown_from_the_per_pass_overhead(tmp_path: Path):
+    # Profiled: 10 ms per row. Served: 1.2 x that + 6 ms per pass, at batch sizes 1, 2 and 4.
+    entry = node_entry(0, 10, limit=8)
+    node = load_profile(write_profile(tmp_path / "p.json", "one", "c6i.2xlarge", {"a": entry}))
+    profile = node.nodes["a"]
+    served = {b: 1.2 * 10 * b + 6.0 for b in (1, 2, 4)}
+    factor, overhead = serving_cost(profile, served, {1: 40, 2: 12, 4: 5})
+    assert factor == pytest.approx(1.2) and overhead == pytest.approx(6.0)
+    fitted = replace(profile, serving_factor=factor, serving_overhead_ms=overhead)
+    assert fitted.median_ms(8) == pytest.approx(1.2 * 80 + 6.0)  # not 8 x the batch-1 ratio
+    # One batch size (or too few passes of the others): all of it is the factor, as before.
+    assert serving_cost(profile, served, {1: 40, 2: 2, 4: 1}) == (pytest.approx(1.8), 0.0)
+    assert serving_cost(profile, {1: 18.0}, {1: 40}) == (pytest.approx(1.8), 0.0)
+    # A fit that would need a negative overhead falls back to the factor alone.
+    steep = {1: 10.0, 2: 30.0}  # slope 2, overhead -10 ms
+    assert serving_cost(profile, steep, {1: 10, 2: 10}) == (pytest.approx(1.25), 0.0)
+    assert serving_cost(profile, {}, {}) == (1.0, 0.0)
+
+
+def test_the_loaded_half_lets_every_node_batch_up_to_its_profiled_limit():
+    graph = parse_graph(chain_graph(["a", "b"]))
+    served = with_batch_limits(graph, {"a": 8, "b": 1})
+    sizes = {n.name: n.batching.max_batch_size for n in served.spec.nodes}
+    assert sizes == {"a": 8, "b": max(1, graph.spec.nodes[1].batching.max_batch_size)}
+    assert all(n.batching.max_batch_size == 1 for n in graph.spec.nodes)  # a copy
 
 
 def test_trace_errors(tmp_path: Path):

@@ -6,11 +6,12 @@ CPU) and its `run_batch` is timed for batch sizes 1, 2, 4, ... up to the node's
 limit, the exact call the serving batcher makes per batch. Hops and branches: the
 graph is served by the local runner and a sample of payloads is sent through it,
 first one at a time, then as a Poisson load that keeps the busiest node about half
-busy (`--load`). The timings every response carries give the router and wire time
-per hop and how a forward pass runs inside its server, both with their spread,
-taken from the loaded half (plans run loaded: decoding other requests competes with
-the pass), and from all replies the rows each node receives and which side of each
-`when` every request took.
+busy (`--load`), every node allowed to batch up to its profiled limit. The timings
+every response carries give the router and wire time per hop and how a forward pass
+runs inside its server (a factor on the profiled pass plus a per-pass overhead, from
+the batch sizes the load formed), both with their spread, taken from the loaded half
+(plans run loaded: decoding other requests competes with the pass), and from all
+replies the rows each node receives and which side of each `when` every request took.
 """
 
 from __future__ import annotations
@@ -224,6 +225,7 @@ class GraphPass:
     hop_p99_ms: dict[str, float]
     served_ms: dict[str, dict[int, float]]  # node -> rows -> median inference_ms in the server
     served_p99_ms: dict[str, dict[int, float]]
+    served_passes: dict[str, dict[int, int]]  # node -> rows -> how many replies saw such a pass
     rows: dict[str, dict[int, int]]
     branches: dict[str, float]
     samples: int
@@ -289,36 +291,83 @@ def summarise_pass(
             for n, per in served.items()
             if per
         },
+        served_passes={n: {b: len(v) for b, v in per.items()} for n, per in served.items() if per},
         rows={n: dict(c) for n, c in rows.items() if c},
         branches={g: float(np.mean(v)) for g, v in sides.items() if v},
         samples=len(replies),
     )
 
 
-def serving_sigma(served_ms: dict[int, float], served_p99_ms: dict[int, float]) -> float:
+def serving_sigma(
+    served_ms: dict[int, float],
+    served_p99_ms: dict[int, float],
+    passes: dict[int, int] | None = None,
+) -> float:
     """The log-normal spread of a forward pass inside the server, from the graph pass.
 
     A served pass shares its process with request decoding and its machine with every other
     node, so its p99 sits further from its median than the profiler's isolated passes show;
-    the simulator takes the wider of the two. 0.0 when the pass saw no forward pass.
+    the simulator takes the wider of the two. With `passes` (replies per batch size), only
+    the size seen most often counts: a p99 over a handful of passes is just their maximum.
+    0.0 when the pass saw no forward pass.
     """
-    spreads = [
-        lognormal_sigma(ms, served_p99_ms[b])
-        for b, ms in served_ms.items()
-        if ms > 0 and served_p99_ms.get(b, 0.0) >= ms
-    ]
+    sizes = [b for b, ms in served_ms.items() if ms > 0 and served_p99_ms.get(b, 0.0) >= ms]
+    if passes and sizes:
+        sizes = [max(sizes, key=lambda b: passes.get(b, 0))]
+    spreads = [lognormal_sigma(served_ms[b], served_p99_ms[b]) for b in sizes]
     return float(np.median(spreads)) if spreads else 0.0
 
 
-def serving_factor(profile: NodeProfile, served_ms: dict[int, float]) -> float:
-    """How much slower (or faster) a forward pass runs inside the server than in the profiler.
+# A batch size's served median counts in the fit once this many replies saw it.
+MIN_PASSES_FOR_FIT = 5
 
-    Compares the graph pass's own `inference_ms` (the forward pass alone, queueing apart)
-    with the profiled median at the same batch size: the server's process, threads and
-    neighbours are part of what a request pays. 1.0 when the graph pass saw no forward pass.
+
+def serving_cost(
+    profile: NodeProfile, served_ms: dict[int, float], passes: dict[int, int]
+) -> tuple[float, float]:
+    """(factor, overhead_ms): a pass in the server takes raw x factor + overhead_ms.
+
+    The graph pass's own `inference_ms` (the forward pass alone, queueing apart) against
+    the profiled median at the same batch size. Work that shares the server slows a pass
+    in proportion to its length (the factor); what every pass pays whatever its size adds
+    the overhead. Two or more batch sizes seen often enough separate the two (a weighted
+    least-squares line through (profiled, served)); with one, or a fit that makes no sense
+    (a slope <= 0, an overhead < 0), all of it is taken as the factor (the median ratio over
+    the well-seen sizes). (1.0, 0.0) when the pass saw no forward pass.
     """
-    ratios = [ms / profile.raw_median_ms(b) for b, ms in served_ms.items() if b >= 1 and ms > 0]
-    return float(np.median(ratios)) if ratios else 1.0
+    seen = {b: ms for b, ms in served_ms.items() if b >= 1 and ms > 0}
+    if not seen:
+        return 1.0, 0.0
+    fit = {b: ms for b, ms in seen.items() if passes.get(b, 0) >= MIN_PASSES_FOR_FIT}
+    ratio = float(np.median([ms / profile.raw_median_ms(b) for b, ms in (fit or seen).items()]))
+    if len(fit) < 2:
+        return ratio, 0.0
+    x = np.array([profile.raw_median_ms(b) for b in fit])
+    y = np.array(list(fit.values()))
+    w = np.array([passes[b] for b in fit], dtype=float)
+    x_mean, y_mean = np.average(x, weights=w), np.average(y, weights=w)
+    spread = float(np.average((x - x_mean) ** 2, weights=w))
+    if spread <= 0:
+        return ratio, 0.0
+    factor = float(np.average((x - x_mean) * (y - y_mean), weights=w)) / spread
+    overhead = float(y_mean - factor * x_mean)
+    if factor <= 0 or overhead < 0:
+        return ratio, 0.0
+    return factor, overhead
+
+
+def with_batch_limits(graph: InferenceGraph, limits: dict[str, int]) -> InferenceGraph:
+    """The graph as the loaded half serves it: each node may batch up to its profiled limit.
+
+    Queued requests then share passes of several sizes, which is what separates a served
+    pass's per-pass overhead from its slowdown (`serving_cost`); each node's batch delay is
+    left as the graph sets it.
+    """
+    served = graph.model_copy(deep=True)
+    for node in served.spec.nodes:
+        limit = max(limits.get(node.name, 1), node.batching.max_batch_size)
+        node.batching = node.batching.model_copy(update={"max_batch_size": limit})
+    return served
 
 
 def _payload_spec(graph: InferenceGraph, settings: ProfileSettings) -> str:
@@ -428,11 +477,13 @@ def profile_graph(
     """Measure every node, then (unless skipped) the graph's hops and branches."""
     topology = topology_of(graph)
     nodes: dict[str, NodeProfile] = {}
+    limits: dict[str, int] = {}
     classes = set()
     for node in graph.spec.nodes:
         from infergraph.device import select_device
 
         limit = settings.max_batch_size or node.batching.max_batch_size
+        limits[node.name] = limit
         # Which class this measures is settled before anything loads: a mismatch fails fast.
         hardware_class = _class_for(node, str(select_device(node.device)), settings)
         try:
@@ -458,7 +509,8 @@ def profile_graph(
     loaded_rps = 0.0
     if not settings.skip_graph:
         with settled_heap():  # this process routes the sample: no full-GC stalls in its hops
-            replies = asyncio.run(_send_sample(graph, settings, progress))
+            served_graph = with_batch_limits(graph, limits)
+            replies = asyncio.run(_send_sample(served_graph, settings, progress))
         loaded_rps = replies.loaded_rps
         # Serving costs come from the loaded half, where plans run: a forward pass shares its
         # process and machine with other requests' decoding there. Rows per request come from
@@ -467,6 +519,12 @@ def profile_graph(
         served = summarise_pass(topology, replies.loaded or replies.sequential, list(nodes))
         alone = summarise_pass(topology, replies.sequential, list(nodes))
         measured = summarise_pass(topology, replies.sequential + replies.loaded, list(nodes))
+        factor_of = {
+            name: serving_cost(
+                prof, served.served_ms.get(name, {}), served.served_passes.get(name, {})
+            )
+            for name, prof in nodes.items()
+        }
         for name, prof in list(nodes.items()):
             nodes[name] = NodeProfile(
                 node=prof.node,
@@ -477,9 +535,12 @@ def profile_graph(
                 hop_ms=served.hop_ms.get(name, prof.hop_ms),
                 hop_p99_ms=served.hop_p99_ms.get(name, 0.0),
                 rows=alone.rows.get(name, prof.rows),
-                serving_factor=serving_factor(prof, served.served_ms.get(name, {})),
+                serving_factor=factor_of[name][0],
+                serving_overhead_ms=factor_of[name][1],
                 serving_sigma=serving_sigma(
-                    served.served_ms.get(name, {}), served.served_p99_ms.get(name, {})
+                    served.served_ms.get(name, {}),
+                    served.served_p99_ms.get(name, {}),
+                    served.served_passes.get(name, {}),
                 ),
             )
         branches = measured.branches
@@ -503,6 +564,7 @@ def profile_graph(
             "requests": 0 if settings.skip_graph else settings.requests,
             "graph_pass_load": None if settings.skip_graph else settings.load,
             "graph_pass_loaded_rps": loaded_rps,
+            "graph_pass_batch_limits": None if settings.skip_graph else limits,
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         },
         created=datetime.now(UTC).isoformat(timespec="seconds"),

@@ -66,6 +66,7 @@ class NodeProfile:
     hop_p99_ms: float = 0.0  # its p99 in the graph pass; 0: no spread measured
     rows: dict[int, int] = field(default_factory=lambda: {1: 1})  # rows per request -> count
     serving_factor: float = 1.0  # forward pass in the server / in the profiler (graph pass)
+    serving_overhead_ms: float = 0.0  # what every pass in the server adds on top (graph pass)
     serving_sigma: float = 0.0  # log-normal spread of a forward pass in the server (graph pass)
 
     @property
@@ -90,8 +91,9 @@ class NodeProfile:
         return max(self._interpolate(b, lambda t: t.p50_ms), 1e-6)
 
     def median_ms(self, b: int) -> float:
-        """p50 service time of a batch of b rows in the server."""
-        return self.raw_median_ms(b) * self.serving_factor
+        """p50 service time of a batch of b rows in the server: the profiled pass, slowed by
+        what shares the server with it, plus what each pass costs there on top."""
+        return self.raw_median_ms(b) * self.serving_factor + self.serving_overhead_ms
 
     def sigma(self, b: int) -> float:
         """Log-normal spread fitted so that its p99 is the measured p99: the profiler's own
@@ -182,8 +184,9 @@ def _node_profile(name: str, data: Any, hardware_class: str, where: str) -> Node
     factor = float(data.get("serving_factor", 1.0))
     if not factor > 0:
         raise ProfileError(where, f"serving_factor must be > 0, got {factor}")
-    spreads = {key: float(data.get(key, 0.0)) for key in ("hop_p99_ms", "serving_sigma")}
-    for key, value in spreads.items():
+    keys = ("hop_p99_ms", "serving_sigma", "serving_overhead_ms")
+    measured = {key: float(data.get(key, 0.0)) for key in keys}
+    for key, value in measured.items():
         if not (value >= 0 and math.isfinite(value)):
             raise ProfileError(where, f"{key} must be a number >= 0, got {value}")
     return NodeProfile(
@@ -193,10 +196,11 @@ def _node_profile(name: str, data: Any, hardware_class: str, where: str) -> Node
         device=str(data.get("device", "")),
         batches=tuple(sorted(batches, key=lambda t: t.batch_size)),
         hop_ms=float(data.get("hop_ms", 0.0)),
-        hop_p99_ms=spreads["hop_p99_ms"],
+        hop_p99_ms=measured["hop_p99_ms"],
         rows=rows,
         serving_factor=factor,
-        serving_sigma=spreads["serving_sigma"],
+        serving_sigma=measured["serving_sigma"],
+        serving_overhead_ms=measured["serving_overhead_ms"],
     )
 
 
