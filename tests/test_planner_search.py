@@ -272,6 +272,9 @@ def test_serving_cost_separates_the_slowdown_from_the_per_pass_overhead(tmp_path
     # A fit that would need a negative overhead falls back to the factor alone.
     steep = {1: 10.0, 2: 30.0}  # slope 2, overhead -10 ms
     assert serving_cost(profile, steep, {1: 10, 2: 10}) == (pytest.approx(1.25), 0.0)
+    # A slope under 1 is noise: the line is taken at slope 1 through the weighted means.
+    flat = {1: 20.0, 2: 26.0}  # slope 0.6 through the points; at slope 1, 8 ms overhead
+    assert serving_cost(profile, flat, {1: 10, 2: 10}) == (1.0, pytest.approx(8.0))
     assert serving_cost(profile, {}, {}) == (1.0, 0.0)
 
 

@@ -331,9 +331,10 @@ def serving_cost(
     the profiled median at the same batch size. Work that shares the server slows a pass
     in proportion to its length (the factor); what every pass pays whatever its size adds
     the overhead. Two or more batch sizes seen often enough separate the two (a weighted
-    least-squares line through (profiled, served)); with one, or a fit that makes no sense
-    (a slope <= 0, an overhead < 0), all of it is taken as the factor (the median ratio over
-    the well-seen sizes). (1.0, 0.0) when the pass saw no forward pass.
+    least-squares line through (profiled, served)), its slope at least 1 (sharing the server
+    cannot make a pass faster than alone); with one, or a line that needs an overhead < 0,
+    all of it is taken as the factor (the median ratio over the well-seen sizes). (1.0, 0.0)
+    when the pass saw no forward pass.
     """
     seen = {b: ms for b, ms in served_ms.items() if b >= 1 and ms > 0}
     if not seen:
@@ -350,8 +351,10 @@ def serving_cost(
     if spread <= 0:
         return ratio, 0.0
     factor = float(np.average((x - x_mean) * (y - y_mean), weights=w)) / spread
+    if factor < 1.0:  # sharing the server cannot speed a pass up: a flatter line is noise
+        factor = 1.0
     overhead = float(y_mean - factor * x_mean)
-    if factor <= 0 or overhead < 0:
+    if overhead < 0:
         return ratio, 0.0
     return factor, overhead
 
