@@ -7,12 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from transformers.modeling_outputs import BaseModelOutput
 
 from infergraph.checkpoints.text_embedding import build_text_embedder
 from infergraph.checkpoints.tokenizers import minilm_dir
 from infergraph.components.base import ComponentSettings
 from infergraph.components.text import length_chunks
 from infergraph.components.text_embedding import TextEmbedder
+from infergraph.components.torchscript import TracedEncoder, trace_encoder
 from infergraph.errors import SettingsError
 from tests.servers import MLServerProcess, mlserver, v2_input, write_model
 from tests.text_fixtures import (
@@ -100,6 +103,56 @@ def test_split_passes_give_the_vectors_of_one_pass() -> None:
                 model_uri=str(minilm_dir()), device="cpu", options={"pass_cost_tokens": "inf"}
             )
         ).start()
+
+
+def minilm(**options: object) -> TextEmbedder:
+    settings = ComponentSettings(model_uri=str(minilm_dir()), device="cpu", options=options)
+    comp = TextEmbedder(settings)
+    comp.start()
+    return comp
+
+
+def test_traced_encoder_gives_the_eager_vectors() -> None:
+    traced, eager = minilm(), minilm(torchscript=False)
+    assert isinstance(traced.model[0].auto_model, TracedEncoder)
+    assert not isinstance(eager.model[0].auto_model, TracedEncoder)
+    # Batch sizes and lengths the trace never saw: one short text, a mixed batch, a long one.
+    batches = [[GUITAR], TEXTS, [*TEXTS, " ".join(TEXTS * 6)]]
+    for texts in batches:
+        array = np.array([t.encode() for t in texts], dtype=object)
+        got = traced.predict({"text": array}).outputs["embedding"]
+        want = eager.predict({"text": array}).outputs["embedding"]
+        assert got.shape == want.shape == (len(texts), 384)
+        assert np.allclose(got, want, atol=1e-5)
+    with pytest.raises(SettingsError, match="torchscript"):
+        minilm(torchscript="sometimes")
+
+
+class ValueBranchEncoder(torch.nn.Module):
+    """An encoder whose path depends on its input's values: a trace freezes one branch."""
+
+    config = None
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, return_dict: bool = True
+    ) -> BaseModelOutput:
+        hidden = input_ids.float().unsqueeze(-1) * attention_mask.unsqueeze(-1)
+        if bool(input_ids.sum() > 10):
+            hidden = hidden * 2
+        return BaseModelOutput(last_hidden_state=hidden)
+
+
+def test_a_trace_that_disagrees_with_eager_is_refused() -> None:
+    def features(ids: list[list[int]]) -> dict[str, torch.Tensor]:
+        tensor = torch.tensor(ids)
+        return {"input_ids": tensor, "attention_mask": torch.ones_like(tensor)}
+
+    encoder = ValueBranchEncoder()
+    traced, why = trace_encoder(encoder, features([[1, 2]]), [features([[1, 2, 3]])])
+    assert isinstance(traced, TracedEncoder) and why == "traced"
+    traced, why = trace_encoder(encoder, features([[1, 2]]), [features([[9, 9, 9]])])
+    assert traced is None
+    assert "differs from eager" in why and "(1, 3)" in why
 
 
 def test_real_minilm_weights_through_mlserver(server: MLServerProcess) -> None:

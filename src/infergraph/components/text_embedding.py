@@ -13,19 +13,26 @@ padding saved is worth more than another pass (`length_chunks`). `pass_cost_toke
 core: a pass costs about 8 ms fixed plus 0.25 ms per padded token); on a GPU, where
 padded tokens are nearly free, the default is never to split. Splitting changes no
 vector beyond float rounding: each row attends only to its own tokens.
+
+`torchscript` (option; default true on CPU) runs the checkpoint's encoder traced, so a
+forward pass does not wait on the GIL behind the server's event loop (`torchscript.py`
+says why and what it measured). The traced encoder is checked against the eager one at
+load, end to end through the checkpoint's pooling; on any difference the model stays eager
+and the log says why.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Hashable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
-from infergraph.components.parameters import flag
+from infergraph.components.parameters import as_bool, flag
 from infergraph.components.text import (
     SerialTokenizer,
     decode_texts,
@@ -33,10 +40,22 @@ from infergraph.components.text import (
     length_chunks,
     truncation_notes,
 )
-from infergraph.errors import ModelLoadError, SettingsError
+from infergraph.components.torchscript import trace_encoder
+from infergraph.errors import InputError, ModelLoadError, SettingsError
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+log = logging.getLogger(__name__)
 
 # A forward pass's fixed cost in padded tokens, measured with all-MiniLM-L6-v2 on one core.
 CPU_PASS_COST_TOKENS = 32.0
+# What the traced encoder is traced on and checked with: other batch sizes and lengths.
+TRACE_EXAMPLE = ("A man is playing a guitar.", "ok", "The stock market fell sharply today.")
+TRACE_CHECKS = (
+    ("Paris is the capital of France.",),
+    ("Le chat dort.", "Someone plays the guitar while the crowd sings along, loudly.") * 3,
+)
 
 
 class TextEmbedder(Component):
@@ -75,6 +94,42 @@ class TextEmbedder(Component):
         self.dimension = int(self.model.get_embedding_dimension() or 0)
         self.pass_cost = self._pass_cost()
         self._torch = torch
+        if self._torchscript():
+            self._trace()
+
+    def _torchscript(self) -> bool:
+        value = self.option("torchscript", self.device.type == "cpu")
+        try:
+            return as_bool(value, "torchscript")
+        except InputError:
+            raise SettingsError("torchscript", f"{value!r} is not true or false") from None
+
+    def _trace(self) -> None:
+        """Swap the checkpoint's encoder for its traced twin when both give the same vectors."""
+        transformer = self.model[0]
+        encoder = getattr(transformer, "auto_model", None)
+        if not isinstance(encoder, self._torch.nn.Module) or not hasattr(encoder, "config"):
+            log.info("text-embedding: %s has no transformer encoder to trace", self.model_source())
+            return
+        traced, why = trace_encoder(
+            encoder, self._features(TRACE_EXAMPLE), [self._features(t) for t in TRACE_CHECKS]
+        )
+        texts = [text for check in TRACE_CHECKS for text in check]
+        if traced is not None:
+            expected = self._encode(texts, True)
+            transformer.model = traced
+            difference = float(np.abs(self._encode(texts, True) - expected).max())
+            if difference <= 1e-4:
+                return
+            transformer.model = encoder
+            why = f"traced vectors differ from eager by {difference:.2g}"
+        log.warning("text-embedding: %s stays eager: %s", self.model_source(), why)
+
+    def _features(self, texts: tuple[str, ...]) -> dict[str, Tensor]:
+        encoded = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.limit, return_tensors="pt"
+        )
+        return {key: value.to(self.device) for key, value in encoded.items()}
 
     def _pass_cost(self) -> float | None:
         default = CPU_PASS_COST_TOKENS if self.device.type == "cpu" else None
