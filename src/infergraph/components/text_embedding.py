@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
-from infergraph.components.parameters import as_bool, flag
+from infergraph.components.parameters import flag
 from infergraph.components.text import (
     SerialTokenizer,
     decode_texts,
@@ -40,8 +40,7 @@ from infergraph.components.text import (
     length_chunks,
     truncation_notes,
 )
-from infergraph.components.torchscript import trace_encoder
-from infergraph.errors import InputError, ModelLoadError, SettingsError
+from infergraph.errors import ModelLoadError, SettingsError
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -94,24 +93,20 @@ class TextEmbedder(Component):
         self.dimension = int(self.model.get_embedding_dimension() or 0)
         self.pass_cost = self._pass_cost()
         self._torch = torch
-        if self._torchscript():
-            self._trace()
-
-    def _torchscript(self) -> bool:
-        value = self.option("torchscript", self.device.type == "cpu")
-        try:
-            return as_bool(value, "torchscript")
-        except InputError:
-            raise SettingsError("torchscript", f"{value!r} is not true or false") from None
+        self._trace()
 
     def _trace(self) -> None:
         """Swap the checkpoint's encoder for its traced twin when both give the same vectors."""
+        from infergraph.components import torchscript  # torch: imported on load only
+
+        if not torchscript.wanted(self.options, self.device):
+            return
         transformer = self.model[0]
         encoder = getattr(transformer, "auto_model", None)
         if not isinstance(encoder, self._torch.nn.Module) or not hasattr(encoder, "config"):
             log.info("text-embedding: %s has no transformer encoder to trace", self.model_source())
             return
-        traced, why = trace_encoder(
+        traced, why = torchscript.trace_encoder(
             encoder, self._features(TRACE_EXAMPLE), [self._features(t) for t in TRACE_CHECKS]
         )
         texts = [text for check in TRACE_CHECKS for text in check]
