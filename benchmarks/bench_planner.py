@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,9 @@ ENV = {
 PAYLOAD = "synthetic:image"
 # Room for full-size profiles, which need hundreds of replicas at the trace's peak.
 MAX_REPLICAS = 2048
+# The in-run prediction's speed factor is searched in this range, to about 1 % of it.
+INRUN_RANGE = (0.5, 2.0)
+INRUN_STEPS = 8
 
 
 def _cli(*args: str, log: Path) -> None:
@@ -285,10 +289,39 @@ def predict(
     p50, p99, forward = run({n: 1.0 for n in nodes})
     out: dict[str, Any] = {"p50_ms": p50, "p99_ms": p99, "forward_mean_ms": forward}
     if forward_mean_ms:
-        factors = {n: forward_mean_ms.get(n, forward[n]) / forward[n] for n in nodes}
-        out["inrun_p50_ms"], out["inrun_p99_ms"], _ = run(factors)
-        out["inrun_factors"] = factors
+        out["inrun_p50_ms"], out["inrun_p99_ms"], out["inrun_factors"] = _inrun(
+            run, forward, forward_mean_ms
+        )
     return out
+
+
+def _inrun(
+    run: Callable[[dict[str, float]], tuple[float, float, dict[str, float]]],
+    forward: dict[str, float],
+    measured: dict[str, float],
+) -> tuple[float, float, dict[str, float]]:
+    """The prediction with the passes rescaled until each node's mean matches the run's.
+
+    What a request reports is its batch's whole pass, so that mean also depends on the batch
+    sizes that formed, and those on the passes' speed: near saturation, slower passes make
+    bigger batches and a much longer mean. One common search over the speed factor (which
+    raises every node's mean) settles it by bisection on the bottleneck's mean; the other
+    nodes keep the plain ratio (they queue little, so theirs is their speed).
+    """
+    bottleneck = max(forward, key=lambda n: forward[n])
+    target = measured.get(bottleneck, forward[bottleneck])
+    factors = {n: measured.get(n, forward[n]) / forward[n] for n in forward}
+    low, high = INRUN_RANGE
+    for _ in range(INRUN_STEPS):
+        factors[bottleneck] = math.sqrt(low * high)
+        _, _, means = run(factors)
+        if means[bottleneck] < target:
+            low = factors[bottleneck]
+        else:
+            high = factors[bottleneck]
+    factors[bottleneck] = math.sqrt(low * high)
+    p50, p99, _ = run(factors)
+    return p50, p99, factors
 
 
 def reality_check(work: Path, duration: float, quick: bool) -> list[dict[str, Any]]:

@@ -14,12 +14,16 @@ import yaml
 from typer.testing import CliRunner
 
 from infergraph.cli import app
+from infergraph.components.base import ComponentSettings
+from infergraph.components.plumbing import Identity
 from infergraph.cost.pricing import load_catalog, node_cost
 from infergraph.graph.model import Autoscaling, load_graph, parse_graph
 from infergraph.planner.profiler import (
+    ProfileSettings,
     loaded_rate,
     serving_cost,
     serving_sigma,
+    time_batches,
     with_batch_limits,
 )
 from infergraph.planner.profiles import Z99, ProfileError, load_profile, match_profiles
@@ -254,6 +258,33 @@ def test_serving_sigma_fits_the_served_p99():
     # Only the batch size seen most often: a p99 over 3 passes is their maximum.
     medians, p99s = {1: 10.0, 4: 30.0}, {1: 20.0, 4: 300.0}
     assert serving_sigma(medians, p99s, {1: 90, 4: 3}) == pytest.approx(math.log(2.0) / Z99)
+
+
+class RecordingIdentity(Identity):
+    """The real identity component, noting the size of every pass it runs."""
+
+    def __init__(self) -> None:
+        super().__init__(ComponentSettings())
+        self.passes: list[int] = []
+
+    def run_batch(self, rows: list, batch_key: object) -> list:
+        self.passes.append(len(rows))
+        return super().run_batch(rows, batch_key)
+
+
+def test_batch_sizes_are_timed_in_turns_so_drift_shifts_them_alike():
+    component = RecordingIdentity()
+    component.start()
+    component.passes.clear()  # start() warms the model up
+    done: list[str] = []
+    timings = time_batches(
+        component, [1, 2, 4], ProfileSettings(repeats=3), lambda what, n: done.append(what)
+    )
+    assert [(t.batch_size, t.samples) for t in timings] == [(1, 3), (2, 3), (4, 3)]
+    assert all(0 < t.p50_ms <= t.p99_ms for t in timings)
+    # two unmeasured passes of each size, then one measured pass of each size per turn
+    assert component.passes == [1, 1, 2, 2, 4, 4] + [1, 2, 4] * 3
+    assert done == ["identity batch 1", "identity batch 2", "identity batch 4"]
 
 
 def test_serving_cost_separates_the_slowdown_from_the_per_pass_overhead(tmp_path: Path):
