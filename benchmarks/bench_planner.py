@@ -300,7 +300,7 @@ def _inrun(
     forward: dict[str, float],
     measured: dict[str, float],
 ) -> tuple[float, float, dict[str, float]]:
-    """The prediction with the passes rescaled until each node's mean matches the run's.
+    """The prediction with the passes rescaled until the bottleneck's mean matches the run's.
 
     What a request reports is its batch's whole pass, so that mean also depends on the batch
     sizes that formed, and those on the passes' speed: near saturation, slower passes make

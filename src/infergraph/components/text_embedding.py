@@ -114,7 +114,7 @@ class TextEmbedder(Component):
             expected = self._encode(texts, True)
             transformer.model = traced
             difference = float(np.abs(self._encode(texts, True) - expected).max())
-            if difference <= 1e-4:
+            if difference <= torchscript.TOLERANCE:
                 return
             transformer.model = encoder
             why = f"traced vectors differ from eager by {difference:.2g}"

@@ -6,7 +6,7 @@ operators, hundreds of times per pass for a six-layer BERT, and each time it may
 behind the loop. A traced module runs its whole graph in TorchScript's interpreter and
 holds the GIL only to enter and leave. all-MiniLM-L6-v2, batch 32, two threads, on the
 2-core development machine: 78-80 ms a pass against 83-85 eager when alone, and
-220-233 ms against 695-881 eager beside a thread that never lets go of the GIL.
+220-233 ms against 695-881 eager beside a busy pure-Python thread.
 
 A trace records the single path the Python code took for its example, so a model whose
 control flow depends on values could be traced wrongly: `trace_encoder` therefore checks
