@@ -13,11 +13,12 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from async_load_tester.cli import app
 from typer.testing import CliRunner
 
-from async_load_tester import LoadConfig, run_load
+from async_load_tester import ConfigError, LoadConfig, intended_sends, run_load
 from tests.loadtest_servers import LoadTestServer, loadtest_server
 from tests.servers import free_port, mlserver, write_model
 
@@ -86,6 +87,19 @@ def test_poisson_open_loop_is_seeded(server: LoadTestServer) -> None:
     ]
     assert a.sent == b.sent
     assert a.sent == pytest.approx(200, rel=0.25)
+
+
+def test_intended_sends_are_the_arrivals_a_run_makes(server: LoadTestServer) -> None:
+    server.behave("replayed")
+    cfg = config(server, "replayed", rate=80, duration=2, warmup=0.5, arrival="poisson", seed=11)
+    offsets = intended_sends(cfg)
+    step = run_load(cfg).steps[0]
+    assert np.all(np.diff(offsets) >= 0) and offsets[0] >= 0 and offsets[-1] < 2.5
+    assert server.counts("replayed").requests == offsets.size  # warm-up sends included
+    assert step.sent == int(np.sum(offsets >= 0.5))  # the measured ones
+    assert not np.array_equal(intended_sends(cfg.model_copy(update={"seed": 12})), offsets)
+    with pytest.raises(ConfigError, match="closed-loop"):
+        intended_sends(config(server, "replayed", concurrency=2, duration=1))
 
 
 def test_timeouts_are_counted(server: LoadTestServer) -> None:

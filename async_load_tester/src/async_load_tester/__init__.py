@@ -9,7 +9,7 @@ print(result.to_json())
 from async_load_tester.config import LoadConfig
 from async_load_tester.errors import ConfigError, LoadTesterError, PayloadError, TargetError
 from async_load_tester.results import RunResult, StepResult
-from async_load_tester.runner import run_load, run_load_async
+from async_load_tester.runner import intended_sends, run_load, run_load_async
 
 __version__ = "0.1.0"
 
@@ -22,6 +22,7 @@ __all__ = [
     "StepResult",
     "TargetError",
     "__version__",
+    "intended_sends",
     "run_load",
     "run_load_async",
 ]

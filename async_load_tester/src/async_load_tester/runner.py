@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import uvloop
 
 from async_load_tester.config import LoadConfig
@@ -30,7 +31,7 @@ from async_load_tester.protocols.encode import (
 )
 from async_load_tester.recorder import Recorder
 from async_load_tester.results import RunResult, StepResult, environment
-from async_load_tester.schedule import with_warmup
+from async_load_tester.schedule import Schedule, arrival_chunks, with_warmup
 
 SATURATION_GAIN = 0.02
 MAX_BISECTIONS = 4
@@ -152,6 +153,34 @@ def _closed_plan(c: LoadConfig, concurrency: int) -> StepPlan:
     )
 
 
+def _open_plan(c: LoadConfig, sched: Schedule) -> StepPlan:
+    duration = sched.duration if c.schedule is not None else c.duration
+    return StepPlan(
+        "open",
+        c.warmup,
+        duration,
+        c.requests,
+        segments=with_warmup(sched, c.warmup),
+        arrival=c.arrival,
+        seed=c.seed,
+    )
+
+
+def intended_sends(config: LoadConfig) -> np.ndarray:
+    """When an open-loop run of `config` means to send each request: seconds from its start,
+    warm-up included (a run measures those at `config.warmup` or later).
+
+    The same seeded draw the run makes, so a model of the target (a queueing simulator) can
+    be fed exactly the arrivals the real target saw. A `requests` limit is not applied.
+    """
+    c = config.validated()
+    if not c.open_loop:
+        raise ConfigError("--rate/--schedule", "a closed-loop run has no intended send times")
+    plan = _open_plan(c, c.parsed_schedule())
+    chunks = [np.asarray(chunk) for chunk in arrival_chunks(plan.segments, plan.arrival, c.seed)]
+    return np.concatenate(chunks) if chunks else np.empty(0)
+
+
 async def run_load_async(config: LoadConfig, hook: StepHook | None = None) -> RunResult:
     """Run `config` on the current event loop (use `run_load` from synchronous code)."""
     prep = Prepared(config)
@@ -166,16 +195,7 @@ async def run_load_async(config: LoadConfig, hook: StepHook | None = None) -> Ru
     result.environment["event_loop"] = type(asyncio.get_running_loop()).__module__
     if prep.schedule is not None:
         sched = prep.schedule
-        duration = sched.duration if c.schedule is not None else c.duration
-        plan = StepPlan(
-            "open",
-            c.warmup,
-            duration,
-            c.requests,
-            segments=with_warmup(sched, c.warmup),
-            arrival=c.arrival,
-            seed=c.seed,
-        )
+        plan = _open_plan(c, sched)
         label = (
             f"{sched.expected_requests / sched.duration:g}/s" if c.rate else (c.schedule or "open")
         )
