@@ -17,7 +17,7 @@ RUN := $(UV) run --frozen --no-sync
 RUN_SELDON := UV_PROJECT_ENVIRONMENT=.venv-seldon $(UV) run --frozen --no-sync --no-default-groups --group seldon-dev --extra seldon
 
 .PHONY: help install demo test lint unit seldon-test render crd bench-runtimes bench-hops bench-loadtester \
-	bench-peers bench-planner bench-kserve-hops engine-test images image-test bench-images image-tools clean \
+	bench-peers bench-planner planner-gpu-profiles bench-kserve-hops engine-test images image-test bench-images image-tools clean \
 	perf-analyzer
 
 help:
@@ -132,6 +132,16 @@ bench-loadtester: .venv/.synced
 
 bench-planner: .venv/.synced
 	$(RUN) python benchmarks/bench_planner.py
+
+# On a GPU machine: the full-size cascade and video nodes profiled there, for bench-planner's
+# cost part (bench-results/profiles/). The GPU stands for GPU_CLASS of the price catalog.
+GPU_CLASS ?= p5.48xlarge-per-gpu
+GPU_PROFILE_FLAGS := --offline --offline-scale full --repeats 20 --hardware-class $(GPU_CLASS)
+planner-gpu-profiles: .venv/.synced
+	$(RUN) infergraph profile k8s/graphs/cascade.yaml $(GPU_PROFILE_FLAGS) --max-batch 64 \
+		--out bench-results/profiles/cascade-gpu-profile.json $(PROFILE_FLAGS)
+	$(RUN) infergraph profile k8s/graphs/video.yaml $(GPU_PROFILE_FLAGS) --max-batch 32 \
+		--out bench-results/profiles/video-gpu-profile.json $(PROFILE_FLAGS)
 
 # Images: buildah (daemonless, no Docker) and debootstrap for the local stand-in base images when
 # no image registry can be reached (images/README.md). Root and apt-get: Debian/Ubuntu.

@@ -5,8 +5,9 @@
    the bottleneck) is profiled once with `infergraph profile`, then served by the
    local runner at several batch settings and Poisson rates and measured with the
    async load tester. For each run the simulator predicts p50/p99 for the same
-   configuration and rate from the profile alone. `sim_p99_error_pct` is the largest
-   relative p99 error.
+   configuration and the same arrivals (the tester's seeded Poisson draw, replayed) from
+   the profile alone. `sim_p99_error_pct` is the largest relative p99 error; the
+   rate-only prediction (fresh draws of the same rate) is reported beside it.
 2. Cost. The cascade and video graphs are profiled here (tiny checkpoints, this CPU
    standing for one c6i.2xlarge class) and planned on a bursty diurnal trace
    (async-load-tester's generator, one cycle over the trace: a day compressed into an
@@ -65,6 +66,8 @@ MAX_REPLICAS = 2048
 # The in-run prediction's speed factor is searched in this range, to about 1 % of it.
 INRUN_RANGE = (0.5, 2.0)
 INRUN_STEPS = 8
+WARMUP_S = 5.0  # the load tester's warm-up per run: sent, replayed, not measured
+SERVICE_SEEDS = 8  # simulated runs per prediction (service-time draws; arrivals per below)
 
 
 def _cli(*args: str, log: Path) -> None:
@@ -174,23 +177,22 @@ class Served:
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
 
-def measure(url: str, rate: float, duration: float, seed: int) -> dict[str, float]:
-    from async_load_tester import LoadConfig, run_load
+def measure(url: str, rate: float, duration: float, seed: int) -> dict[str, Any]:
+    from async_load_tester import LoadConfig, intended_sends, run_load
 
-    result = run_load(
-        LoadConfig(
-            target=url,
-            model="planner-check",
-            payload=PAYLOAD,
-            rate=rate,
-            arrival="poisson",
-            duration=duration,
-            warmup=5.0,
-            seed=seed,
-            timeout_s=60,
-            progress=False,
-        )
+    config = LoadConfig(
+        target=url,
+        model="planner-check",
+        payload=PAYLOAD,
+        rate=rate,
+        arrival="poisson",
+        duration=duration,
+        warmup=WARMUP_S,
+        seed=seed,
+        timeout_s=60,
+        progress=False,
     )
+    result = run_load(config)
     step = result.steps[-1]
     forward = {
         key.split(".")[0]: stats["mean"]
@@ -198,6 +200,8 @@ def measure(url: str, rate: float, duration: float, seed: int) -> dict[str, floa
         if key.endswith(".inference_ms")
     }
     return {
+        # the run's own Poisson draw, warm-up first: the simulator replays exactly these
+        "arrivals_s": intended_sends(config),
         "forward_mean_ms": forward,
         "p50_ms": step.latency_ms["p50"] or float("nan"),
         "p99_ms": step.latency_ms["p99"] or float("nan"),
@@ -240,16 +244,23 @@ def beyond_interval_pct(predicted: float, measured: float, interval: tuple[float
 def predict(
     graph_file: Path,
     profile: Path,
-    rate: float,
-    duration: float,
+    arrivals_s: np.ndarray,
     forward_mean_ms: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """The simulator's p50/p99 for this configuration at this rate, from the profile.
+    """The simulator's p50/p99 for this configuration on the run's own arrivals, from the
+    profile alone.
+
+    The simulator replays the arrivals the load tester sent (its seeded Poisson draw,
+    warm-up included; percentiles over the measured ones), averaged over service-time
+    draws: the issue's comparison "for the same configuration and trace". At batch 1 near
+    saturation a p99 is set by a few busy periods, so two Poisson draws of the same rate
+    give p99s 20 % apart; the rate-only prediction (the expectation over fresh draws, what
+    `infergraph plan --rate` computes) is reported beside it.
 
     With `forward_mean_ms` (what each node's forward passes took on average during the real
-    run, as its responses reported), every node's service times are first rescaled so the
-    simulated mean matches: the prediction then isolates the queueing and batching model
-    from how far the machine drifted from the profile.
+    run, as its responses reported), every node's service times are also rescaled until the
+    simulated means match: that prediction isolates the queueing and batching model from how
+    far the machine drifted from the profile.
     """
     graph = load_graph(graph_file)
     topo = topology_of(graph)
@@ -257,8 +268,13 @@ def predict(
         [load_profile(profile)], graph.name, [n.name for n in graph.spec.nodes], topo.gates
     )
     nodes = {n.name: profiles.by_node[n.name][CHECK_CLASS] for n in graph.spec.nodes}
+    measured = arrivals_s >= WARMUP_S
+    duration = float(arrivals_s[-1] - WARMUP_S)
+    rate = float(measured.sum()) / duration
 
-    def run(factors: dict[str, float]) -> tuple[float, float, dict[str, float]]:
+    def run(
+        factors: dict[str, float], replay: bool = True
+    ) -> tuple[float, float, dict[str, float]]:
         configs = {
             n.name: node_config(
                 replace(
@@ -273,21 +289,33 @@ def predict(
             for n in graph.spec.nodes
         }
         p50, p99, forward = [], [], {n: [] for n in nodes}
-        for seed in range(8):  # the expectation over arrival draws, not one draw's noise
-            arrivals = poisson_arrivals(rate, duration, np.random.default_rng(100 + seed))
+        for seed in range(SERVICE_SEEDS):
+            if replay:
+                arrivals, counted = arrivals_s, measured
+            else:  # a fresh draw of the same rate per seed
+                arrivals = poisson_arrivals(rate, duration, np.random.default_rng(100 + seed))
+                counted = np.ones(arrivals.size, dtype=bool)
             result = simulate(
                 topo, configs, arrivals, profiles.branches, profiles.ingress_ms / 1000.0, seed
             )
-            p50.append(result.percentile_ms(50))
-            p99.append(result.percentile_ms(99))
+            latency_ms = result.latency_s[counted] * 1000.0
+            p50.append(float(np.percentile(latency_ms, 50)))
+            p99.append(float(np.percentile(latency_ms, 99)))
             for n, node_run in result.nodes.items():
                 # what a request reports as inference_ms: its batch's whole forward time
                 forward[n].append(node_run.forward_per_request_s * 1000.0)
         means = {n: float(np.mean(v)) for n, v in forward.items()}
         return float(np.mean(p50)), float(np.mean(p99)), means
 
-    p50, p99, forward = run({n: 1.0 for n in nodes})
-    out: dict[str, Any] = {"p50_ms": p50, "p99_ms": p99, "forward_mean_ms": forward}
+    ones = {n: 1.0 for n in nodes}
+    p50, p99, forward = run(ones)
+    _, rate_only_p99, _ = run(ones, replay=False)
+    out: dict[str, Any] = {
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "rate_only_p99_ms": rate_only_p99,
+        "forward_mean_ms": forward,
+    }
     if forward_mean_ms:
         out["inrun_p50_ms"], out["inrun_p99_ms"], out["inrun_factors"] = _inrun(
             run, forward, forward_mean_ms
@@ -372,8 +400,9 @@ def reality_check(work: Path, duration: float, quick: bool) -> list[dict[str, An
                 rate = round(load * capacity, 2)
                 measured = measure(url, rate, duration, seed=int(rate * 10))
                 predicted = predict(
-                    graph_file, profile, rate, duration, measured["forward_mean_ms"]
+                    graph_file, profile, measured["arrivals_s"], measured["forward_mean_ms"]
                 )
+                rate_only_p99 = predicted["rate_only_p99_ms"]
                 inrun_p99 = predicted["inrun_p99_ms"]
                 row = {
                     "part": "reality-check",
@@ -396,6 +425,12 @@ def reality_check(work: Path, duration: float, quick: bool) -> list[dict[str, An
                     "p99_error_beyond_interval_pct": beyond_interval_pct(
                         predicted["p99_ms"], measured["p99_ms"], measured["p99_interval_ms"]
                     ),
+                    "rate_only_predicted_p99_ms": rate_only_p99,
+                    "rate_only_p99_error_pct": 100
+                    * abs(rate_only_p99 - measured["p99_ms"])
+                    / measured["p99_ms"],
+                    "arrivals_replayed": int(np.sum(measured["arrivals_s"] >= WARMUP_S)),
+                    "sent": measured["sent"],
                     "inrun_predicted_p99_ms": inrun_p99,
                     "inrun_p99_error_pct": 100
                     * abs(inrun_p99 - measured["p99_ms"])
@@ -411,9 +446,26 @@ def reality_check(work: Path, duration: float, quick: bool) -> list[dict[str, An
     return rows
 
 
+def _shown(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def gpu_profiles_for(folder: Path | None, graph: str) -> list[Path]:
+    """The profiles of `graph` taken on a GPU machine, from `folder` (none: CPU classes only)."""
+    if folder is None:
+        return []
+    found = []
+    for path in sorted(folder.glob(f"{graph}-*.json")):
+        prof = load_profile(path)
+        if prof.graph == graph and any(n.device.startswith("cuda") for n in prof.nodes.values()):
+            found.append(path)
+    return found
+
+
 def cost_check(
-    work: Path, mean: float, peak: float, seconds: int, scale: str
+    work: Path, mean: float, peak: float, seconds: int, scale: str, gpu_folder: Path | None
 ) -> list[dict[str, Any]]:
+    """Plan each graph on the trace; with GPU profiles, every node may also take a GPU class."""
     from async_load_tester.schedule import generate_trace
 
     log = work / "bench.log"
@@ -424,6 +476,9 @@ def cost_check(
     catalog = load_catalog()
     rows = []
     for name, max_batch in (("cascade", 16), ("video", 8)):
+        gpu = gpu_profiles_for(gpu_folder, name)
+        if gpu_folder is not None and not gpu:
+            continue  # a GPU scenario for the graphs that have a GPU profile only
         graph_file = REPO / "k8s" / "graphs" / f"{name}.yaml"
         profile = work / f"{name}-{scale}-profile.json"
         if profile.exists():
@@ -454,7 +509,13 @@ def cost_check(
             started = time.perf_counter()
             outcome = plan_graph(
                 PlanInputs(
-                    graph, [profile], workload, catalog, settings, headroom=0.1, autoscale=autoscale
+                    graph,
+                    [profile, *gpu],
+                    workload,
+                    catalog,
+                    settings,
+                    headroom=0.1,
+                    autoscale=autoscale,
                 )
             )
             outcomes[label] = (outcome, time.perf_counter() - started)
@@ -464,6 +525,12 @@ def cost_check(
                     "part": "cost",
                     "graph": name,
                     "config": label,
+                    "scale": scale,
+                    "classes": sorted(
+                        {c for n in outcome.profiles.by_node for c in outcome.profiles.classes(n)}
+                    ),
+                    "scenario": "cpu+gpu" if gpu else "cpu",
+                    "gpu_profiles": [_shown(p) for p in gpu],
                     "usd_per_hour": outcome.final.usd_per_hour,
                     "peak_usd_per_hour": outcome.peak_usd_per_hour,
                     "autoscale": outcome.inputs.autoscale,
@@ -519,6 +586,13 @@ def main() -> None:
         "cascade's 250 ms p99, so use full where a GPU is profiled)",
     )
     parser.add_argument(
+        "--gpu-profiles",
+        default="bench-results/profiles",
+        help="folder of profiles taken on a GPU machine (`infergraph profile` there, named "
+        "<graph>-*.json): the cost part plans once more at full size with GPU classes allowed; "
+        "'none' to skip",
+    )
+    parser.add_argument(
         "--reuse",
         default=None,
         help="a previous planner.json whose rows stand in for the parts not run now",
@@ -529,11 +603,15 @@ def main() -> None:
     console.print(f"work folder and logs: {work}")
     parts = set(args.parts.split(","))
     reused = _reused_rows(Path(args.reuse), parts) if args.reuse else {}
-    cost_rows = (
-        cost_check(work, args.mean, args.peak, args.trace_seconds, args.cost_scale)
-        if "cost" in parts
-        else reused.get("cost", [])
-    )
+    gpu_folder = None if args.gpu_profiles == "none" else REPO / args.gpu_profiles
+    if "cost" in parts:
+        trace = (args.mean, args.peak, args.trace_seconds)
+        cost_rows = cost_check(work, *trace, args.cost_scale, None)
+        if gpu_folder is not None:
+            # GPU profiles hold full-size models: the CPU side of that plan is full-size too.
+            cost_rows += cost_check(work, *trace, "full", gpu_folder)
+    else:
+        cost_rows = reused.get("cost", [])
     check_rows = (
         reality_check(work, args.duration, args.quick)
         if "check" in parts
@@ -552,6 +630,7 @@ def main() -> None:
             "predicted_p99_ms",
             "p99_error_pct",
             "p99_error_beyond_interval_pct",
+            "rate_only_predicted_p99_ms",
             "inrun_predicted_p99_ms",
             "inrun_p99_error_pct",
             "loadavg_1m",
@@ -561,6 +640,7 @@ def main() -> None:
         "planned against the peak-provisioned batch-1 baseline (simulated, diurnal trace)",
         cost_rows,
         [
+            "scenario",
             "graph",
             "config",
             "usd_per_hour",
@@ -571,11 +651,18 @@ def main() -> None:
             "planner_seconds",
         ],
     )
-    ratios = {}
-    for name in ("cascade", "video"):
-        by = {r["config"]: r for r in cost_rows if r["graph"] == name}
-        if by:
-            ratios[name] = by["batch-1 baseline"]["usd_per_hour"] / by["planned"]["usd_per_hour"]
+    ratios: dict[str, dict[str, float]] = {}
+    for row in cost_rows:
+        if row["config"] == "planned":
+            baseline = next(
+                r
+                for r in cost_rows
+                if r["config"] == "batch-1 baseline"
+                and r["graph"] == row["graph"]
+                and r.get("scenario", "cpu") == row.get("scenario", "cpu")
+            )
+            ratio = baseline["usd_per_hour"] / row["usd_per_hour"]
+            ratios.setdefault(row.get("scenario", "cpu"), {})[row["graph"]] = ratio
     planned = [r for r in cost_rows if r["config"] == "planned"]
     beyond = [
         r["p99_error_beyond_interval_pct"] for r in check_rows if "measured_p99_interval_ms" in r
@@ -585,11 +672,19 @@ def main() -> None:
         "sim_p50_error_pct": max((r["p50_error_pct"] for r in check_rows), default=None),
         # the part of each error that the measured p99's own sampling noise cannot explain
         "sim_p99_error_beyond_interval_pct": max(beyond, default=None),
+        # the simulator on fresh Poisson draws of each run's rate, not the run's own arrivals
+        "sim_p99_error_pct_rate_only": max(
+            (r["rate_only_p99_error_pct"] for r in check_rows if "rate_only_p99_error_pct" in r),
+            default=None,
+        ),
         "sim_p99_error_pct_inrun_service": max(
             (r["inrun_p99_error_pct"] for r in check_rows), default=None
         ),
-        "cost_ratio": min(ratios.values(), default=None),
-        "cost_ratio_by_graph": ratios,
+        "cost_ratio": min(ratios.get("cpu", {}).values(), default=None),
+        "cost_ratio_by_graph": ratios.get("cpu", {}),
+        # full-size models, each node free to take a CPU class or the GPU class profiled on one
+        "cost_ratio_gpu": min(ratios.get("cpu+gpu", {}).values(), default=None),
+        "cost_ratio_gpu_by_graph": ratios.get("cpu+gpu", {}),
         "slo_attainment": min((r["slo_attainment"] for r in planned), default=None),
         "planner_seconds": max((r["planner_seconds"] for r in cost_rows), default=None),
     }
@@ -614,6 +709,17 @@ def main() -> None:
             },
             "cost_profiles": f"{args.cost_scale} offline checkpoints (random weights) on this "
             f"CPU, standing for {CHECK_CLASS}",
+            "gpu_profiles": None
+            if gpu_folder is None
+            else {
+                _shown(p): {
+                    "hardware": load_profile(p).hardware,
+                    "classes": sorted({n.hardware_class for n in load_profile(p).nodes.values()}),
+                    "created": load_profile(p).created,
+                }
+                for name in ("cascade", "video")
+                for p in gpu_profiles_for(gpu_folder, name)
+            },
             "max_replicas": MAX_REPLICAS,
             "reused": {
                 "from": args.reuse,
