@@ -462,6 +462,23 @@ def gpu_profiles_for(folder: Path | None, graph: str) -> list[Path]:
     return found
 
 
+def _gpu_profile_sources(folder: Path | None) -> dict[str, Any] | None:
+    """Where each GPU profile was taken: the machine and classes it records, and when."""
+    if folder is None:
+        return None
+    out = {}
+    for name in ("cascade", "video"):
+        for path in gpu_profiles_for(folder, name):
+            prof = load_profile(path)
+            out[_shown(path)] = {
+                "hardware": prof.hardware,
+                "classes": sorted({n.hardware_class for n in prof.nodes.values()}),
+                "created": prof.created,
+                "graph_pass": prof.settings.get("requests", 0) > 0,
+            }
+    return out
+
+
 def cost_check(
     work: Path, mean: float, peak: float, seconds: int, scale: str, gpu_folder: Path | None
 ) -> list[dict[str, Any]]:
@@ -709,17 +726,7 @@ def main() -> None:
             },
             "cost_profiles": f"{args.cost_scale} offline checkpoints (random weights) on this "
             f"CPU, standing for {CHECK_CLASS}",
-            "gpu_profiles": None
-            if gpu_folder is None
-            else {
-                _shown(p): {
-                    "hardware": load_profile(p).hardware,
-                    "classes": sorted({n.hardware_class for n in load_profile(p).nodes.values()}),
-                    "created": load_profile(p).created,
-                }
-                for name in ("cascade", "video")
-                for p in gpu_profiles_for(gpu_folder, name)
-            },
+            "gpu_profiles": _gpu_profile_sources(gpu_folder),
             "max_replicas": MAX_REPLICAS,
             "reused": {
                 "from": args.reuse,

@@ -46,6 +46,7 @@ def write_profile(
     nodes: dict[str, dict[str, Any]],
     branches: dict[str, float] | None = None,
     ingress_ms: float = 0.5,
+    samples: int = 100,  # requests of the graph pass (0: profiled with --skip-graph)
 ) -> Path:
     path.write_text(
         json.dumps(
@@ -55,7 +56,7 @@ def write_profile(
                 "hardware_class": hardware_class,
                 "nodes": nodes,
                 "branches": branches or {},
-                "branch_samples": 100,
+                "branch_samples": samples,
                 "ingress_ms": ingress_ms,
                 "created": "2026-11-29T00:00:00+00:00",
             }

@@ -23,6 +23,7 @@ from infergraph.planner.profiler import (
     loaded_rate,
     serving_cost,
     serving_sigma,
+    speed_correlation,
     time_batches,
     with_batch_limits,
 )
@@ -212,11 +213,58 @@ def test_profile_errors_name_what_is_wrong(tmp_path: Path):
         ("hop_p99_ms", -1.0),
         ("serving_sigma", float("nan")),
         ("serving_overhead_ms", -2.0),
+        ("speed_correlation", -0.1),
     ):
         spread = {**node_entry(1, 1), key: value}
         odd = write_profile(tmp_path / "s.json", "chain", "c6i.2xlarge", {"a": spread})
         with pytest.raises(ProfileError, match=f"node 'a'.*{key} must be a number >= 0"):
             load_profile(odd)
+    certain = {**node_entry(1, 1), "speed_correlation": 1.0}
+    odd = write_profile(tmp_path / "c.json", "chain", "c6i.2xlarge", {"a": certain})
+    with pytest.raises(ProfileError, match=r"speed_correlation must be below 1, got 1\.0"):
+        load_profile(odd)
+    drifting = {**node_entry(1, 1), "speed_correlation": 0.6}
+    read = load_profile(write_profile(tmp_path / "d.json", "chain", "c6i.2xlarge", {"a": drifting}))
+    assert node_config(read.nodes["a"], 1, 0.0, 1).service.correlation == 0.6
+
+
+def test_a_profile_without_a_graph_pass_takes_rows_from_one_with_it(tmp_path: Path):
+    """A detector's crops per request are the payload's, whatever hardware ran the detector."""
+    crops = {"0": 20, "2": 10}
+    cpu = write_profile(
+        tmp_path / "cpu.json", "one", "c6i.2xlarge", {"a": node_entry(10, 5, rows=crops)}
+    )
+    gpu = write_profile(
+        tmp_path / "gpu.json", "one", "g6.xlarge", {"a": node_entry(2, 1)}, samples=0
+    )
+    matched = match_profiles([load_profile(gpu), load_profile(cpu)], "one", ["a"], [])
+    assert matched.by_node["a"]["g6.xlarge"].rows == {0: 20, 2: 10}
+    assert matched.by_node["a"]["g6.xlarge"].median_ms(1) == pytest.approx(3.0)  # its own costs
+    # Both with a graph pass: each keeps what it saw.
+    measured = write_profile(tmp_path / "g2.json", "one", "g6.xlarge", {"a": node_entry(2, 1)})
+    matched = match_profiles([load_profile(measured), load_profile(cpu)], "one", ["a"], [])
+    assert matched.by_node["a"]["g6.xlarge"].rows == {1: 1}
+
+
+def test_a_node_no_request_reaches_is_cheapest_anywhere(tmp_path: Path):
+    """A classifier of crops when no request has a crop never runs: a slow class is no bar."""
+    graph = parse_graph(chain_graph(["a", "b"]))
+    slow_b = node_entry(900.0, 10.0, 4, rows={"0": 30})
+    cpu = write_profile(
+        tmp_path / "cpu.json", "chain", "c6i.2xlarge", {"a": node_entry(2, 1), "b": slow_b}
+    )
+    gpu = write_profile(
+        tmp_path / "gpu.json", "chain", "g6.xlarge", {"b": node_entry(1, 1)}, samples=0
+    )
+    topo = topology_of(graph)
+    profiles = match_profiles([load_profile(cpu), load_profile(gpu)], "chain", ["a", "b"], [])
+    arrivals = poisson_arrivals(50.0, 20.0, np.random.default_rng(0))
+    nodes = {n.name: n for n in graph.spec.nodes}
+    settings = SearchSettings(slo_ms=200, percentile=99)
+    planner = Planner(topo, nodes, profiles, load_catalog(), arrivals, settings)
+    options, _ = planner.node_options("b")
+    cheapest = min(options, key=lambda o: o.usd_per_hour)
+    assert cheapest.hardware == "c6i.2xlarge" and cheapest.latency_ms == 0.0
 
 
 def test_served_spreads_widen_the_simulated_node(tmp_path: Path):
@@ -280,11 +328,30 @@ def test_batch_sizes_are_timed_in_turns_so_drift_shifts_them_alike():
     timings = time_batches(
         component, [1, 2, 4], ProfileSettings(repeats=3), lambda what, n: done.append(what)
     )
-    assert [(t.batch_size, t.samples) for t in timings] == [(1, 3), (2, 3), (4, 3)]
-    assert all(0 < t.p50_ms <= t.p99_ms for t in timings)
+    assert [(t.batch_size, t.samples) for t in timings.batches] == [(1, 3), (2, 3), (4, 3)]
+    assert all(0 < t.p50_ms <= t.p99_ms for t in timings.batches)
+    assert timings.speed_correlation == 0.0  # 9 passes: too few to tell
     # two unmeasured passes of each size, then one measured pass of each size per turn
     assert component.passes == [1, 1, 2, 2, 4, 4] + [1, 2, 4] * 3
     assert done == ["identity batch 1", "identity batch 2", "identity batch 4"]
+
+
+def test_speed_correlation_sees_drift_across_sizes_taken_in_turns():
+    rng = np.random.default_rng(0)
+    sizes = [1, 2, 4, 8] * 50
+    # The machine's speed wanders slowly (an AR(1) walk in log-speed); each size costs its own.
+    drift = np.zeros(len(sizes))
+    for i in range(1, drift.size):
+        drift[i] = 0.9 * drift[i - 1] + 0.05 * rng.standard_normal()
+    drifting = [(b, 10.0 * b * math.exp(d)) for b, d in zip(sizes, drift, strict=True)]
+    assert 0.75 < speed_correlation(drifting) < 0.95
+    # Independent noise around each size's cost: no correlation, whatever the sizes' order.
+    steady = [(b, 10.0 * b * math.exp(0.05 * rng.standard_normal())) for b in sizes]
+    assert speed_correlation(steady) < 0.15
+    # Alternating fast and slow passes (negative correlation) is noise, taken as none.
+    alternating = [(1, 10.0 if i % 2 else 12.0) for i in range(100)]
+    assert speed_correlation(alternating) == 0.0
+    assert speed_correlation(drifting[:10]) == 0.0  # too few passes
 
 
 def test_serving_cost_separates_the_slowdown_from_the_per_pass_overhead(tmp_path: Path):

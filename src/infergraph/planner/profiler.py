@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import math
 import os
 import platform
 import statistics
@@ -168,10 +169,43 @@ def _sync(component: Any) -> None:
         torch.cuda.synchronize()
 
 
+@dataclass
+class PassTimings:
+    """What timing the passes of one node found: per size, and how its speed held."""
+
+    batches: list[BatchTiming]
+    speed_correlation: float  # lag-1 correlation of consecutive passes' log-times
+
+
+# Fewer passes than this give no usable correlation (its noise is about 1/sqrt(n)).
+MIN_PASSES_FOR_CORRELATION = 20
+
+
+def speed_correlation(passes: list[tuple[int, float]]) -> float:
+    """How much a pass's speed follows the one before it, from (batch size, ms) in run order.
+
+    Each pass is taken relative to its size's median (log ratio), so mixing sizes in turns
+    cancels out; what is left is the machine's speed at that moment. Clipped to [0, 0.95]:
+    a negative estimate is noise in the estimate, not a machine that alternates.
+    """
+    if len(passes) < MIN_PASSES_FOR_CORRELATION:
+        return 0.0
+    by_size: dict[int, list[float]] = {}
+    for b, ms in passes:
+        by_size.setdefault(b, []).append(ms)
+    medians = {b: float(np.median(v)) for b, v in by_size.items()}
+    dev = np.log([max(ms, 1e-9) / max(medians[b], 1e-9) for b, ms in passes])
+    if float(np.std(dev[:-1])) <= 0 or float(np.std(dev[1:])) <= 0:
+        return 0.0
+    rho = float(np.corrcoef(dev[:-1], dev[1:])[0, 1])
+    return min(max(rho, 0.0), 0.95) if math.isfinite(rho) else 0.0
+
+
 def time_batches(
     component: Any, sizes: list[int], settings: ProfileSettings, progress: Progress
-) -> list[BatchTiming]:
-    """p50/p99/mean of `run_batch` per batch size, after two unmeasured passes of each.
+) -> PassTimings:
+    """p50/p99/mean of `run_batch` per batch size, after two unmeasured passes of each, and
+    the correlation of consecutive passes' speed.
 
     Sizes take turns, one pass each, rather than each size's passes in a row: a machine
     whose speed drifts over seconds (a shared VM, a warming GPU) then shifts every size
@@ -184,6 +218,7 @@ def time_batches(
         for _ in range(2):
             component.run_batch(rows, key)
     samples: dict[int, list[float]] = {b: [] for b in sizes}
+    in_order: list[tuple[int, float]] = []
     spent = dict.fromkeys(sizes, 0.0)
     waiting = list(sizes)
     while waiting:
@@ -195,12 +230,13 @@ def time_batches(
             _sync(component)
             elapsed = time.perf_counter() - start
             samples[b].append(elapsed * 1000.0)
+            in_order.append((b, elapsed * 1000.0))
             spent[b] += elapsed
             enough = len(samples[b]) >= settings.repeats
             if enough or (spent[b] > settings.max_seconds_per_size and len(samples[b]) >= 5):
                 waiting.remove(b)
                 progress(f"{component.family} batch {b}", 1)
-    return [_timing(b, samples[b]) for b in sizes]
+    return PassTimings([_timing(b, samples[b]) for b in sizes], speed_correlation(in_order))
 
 
 def _timing(batch_size: int, samples: list[float]) -> BatchTiming:
@@ -514,8 +550,9 @@ def profile_graph(
             family=node.family,
             hardware_class=hardware_class,
             device=device,
-            batches=tuple(timings),
+            batches=tuple(timings.batches),
             hop_ms=_request_overhead_ms(component),
+            speed_correlation=timings.speed_correlation,
         )
         del component
         gc.collect()
@@ -558,6 +595,7 @@ def profile_graph(
                     served.served_p99_ms.get(name, {}),
                     served.served_passes.get(name, {}),
                 ),
+                speed_correlation=prof.speed_correlation,
             )
         branches = measured.branches
         ingress_ms = served.ingress_ms

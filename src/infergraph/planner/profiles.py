@@ -14,7 +14,7 @@ import itertools
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,7 @@ class NodeProfile:
     serving_factor: float = 1.0  # forward pass in the server / in the profiler (graph pass)
     serving_overhead_ms: float = 0.0  # what every pass in the server adds on top (graph pass)
     serving_sigma: float = 0.0  # log-normal spread of a forward pass in the server (graph pass)
+    speed_correlation: float = 0.0  # lag-1 correlation of consecutive passes' log-times
 
     @property
     def max_batch_size(self) -> int:
@@ -184,11 +185,15 @@ def _node_profile(name: str, data: Any, hardware_class: str, where: str) -> Node
     factor = float(data.get("serving_factor", 1.0))
     if not factor > 0:
         raise ProfileError(where, f"serving_factor must be > 0, got {factor}")
-    keys = ("hop_p99_ms", "serving_sigma", "serving_overhead_ms")
+    keys = ("hop_p99_ms", "serving_sigma", "serving_overhead_ms", "speed_correlation")
     measured = {key: float(data.get(key, 0.0)) for key in keys}
     for key, value in measured.items():
         if not (value >= 0 and math.isfinite(value)):
             raise ProfileError(where, f"{key} must be a number >= 0, got {value}")
+    if measured["speed_correlation"] >= 1:
+        raise ProfileError(
+            where, f"speed_correlation must be below 1, got {measured['speed_correlation']}"
+        )
     return NodeProfile(
         node=name,
         family=str(data.get("family", "")),
@@ -201,6 +206,7 @@ def _node_profile(name: str, data: Any, hardware_class: str, where: str) -> Node
         serving_factor=factor,
         serving_sigma=measured["serving_sigma"],
         serving_overhead_ms=measured["serving_overhead_ms"],
+        speed_correlation=measured["speed_correlation"],
     )
 
 
@@ -253,6 +259,25 @@ class ProfileSet:
         return sorted(self.by_node[node])
 
 
+def _share_rows(
+    profiles: Sequence[GraphProfile], by_node: dict[str, dict[str, NodeProfile]]
+) -> None:
+    """Rows per request come from the graph and its payloads, not the hardware: a profile
+    taken without a graph pass (`--skip-graph`, say on a GPU machine without the serving
+    stack) takes each node's rows from the profile with the most requests through the graph,
+    rather than its default of one row per request."""
+    passed = sorted((p for p in profiles if p.branch_samples > 0), key=lambda p: -p.branch_samples)
+    if not passed:
+        return
+    for prof in profiles:
+        if prof.branch_samples > 0:
+            continue
+        for name, node_profile in prof.nodes.items():
+            measured = next((p.nodes[name].rows for p in passed if name in p.nodes), None)
+            if measured is not None:
+                by_node[name][node_profile.hardware_class] = replace(node_profile, rows=measured)
+
+
 def match_profiles(
     profiles: Sequence[GraphProfile], graph_name: str, nodes: Iterable[str], gates: Iterable[str]
 ) -> ProfileSet:
@@ -276,6 +301,7 @@ def match_profiles(
             )
         for name, node_profile in prof.nodes.items():
             by_node[name][node_profile.hardware_class] = node_profile
+    _share_rows(profiles, by_node)
     missing = [n for n, per_class in by_node.items() if not per_class]
     if missing:
         raise ProfileError(

@@ -123,6 +123,7 @@ def node_config(profile: NodeProfile, batch: int, delay_ms: float, replicas: int
     service = ServiceModel(
         tuple(profile.median_ms(b) / 1000.0 for b in range(1, top + 1)),
         tuple(profile.sigma(b) for b in range(1, top + 1)),
+        profile.speed_correlation,
     )
     total = sum(profile.rows.values()) or 1
     rows = tuple((r, n / total) for r, n in sorted(profile.rows.items()))
@@ -253,7 +254,9 @@ class Planner:
         rows: np.ndarray,
     ) -> float:
         if not arrivals.size:
-            return profile.hop_ms + profile.median_ms(1)
+            if not any(r > 0 for r in profile.rows):
+                return 0.0  # every request skips it (no crops): it never runs
+            return profile.hop_ms + profile.median_ms(1)  # rare: one request must still fit
         config = node_config(profile, batch, delay, replicas)
         _, run = simulate_node(arrivals, rows, config, np.random.default_rng(self.settings.seed))
         return float(np.percentile(run.latency_s, self.settings.percentile) * 1000.0)

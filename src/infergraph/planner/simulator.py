@@ -42,10 +42,17 @@ from infergraph.planner.topology import Topology
 
 @dataclass(frozen=True)
 class ServiceModel:
-    """Forward-pass time of a batch of b rows: log-normal, median `median_s[b-1]`."""
+    """Forward-pass time of a batch of b rows: log-normal, median `median_s[b-1]`.
+
+    `correlation` is the lag-1 correlation of consecutive passes' log-times: a machine's
+    speed drifts over seconds (a shared VM, a noisy neighbour, GPU clocks), so a slow pass
+    tends to follow a slow one, and a queue builds further behind a run of them than behind
+    the same passes in random order.
+    """
 
     median_s: tuple[float, ...]
     sigma: tuple[float, ...]
+    correlation: float = 0.0
 
     @property
     def max_rows(self) -> int:
@@ -207,6 +214,25 @@ def _batch_loop(
     return busy, batches, per_request
 
 
+def correlated_normal(rng: np.random.Generator, n: int, rho: float) -> np.ndarray:
+    """n standard-normal draws whose lag-1 correlation is `rho` (an AR(1) chain, started in
+    its stationary state, so every draw keeps the N(0, 1) marginal)."""
+    draws = rng.standard_normal(n)
+    if rho <= 0.0 or n < 2:
+        return draws
+    return _ar1(draws, min(rho, 0.999))
+
+
+@numba.njit(cache=True, nogil=True)
+def _ar1(draws: np.ndarray, rho: float) -> np.ndarray:
+    out = np.empty_like(draws)
+    out[0] = draws[0]
+    scale = math.sqrt(1.0 - rho * rho)
+    for i in range(1, draws.size):
+        out[i] = rho * out[i - 1] + scale * draws[i]
+    return out
+
+
 def _assign(t_in: np.ndarray, config: NodeConfig) -> tuple[np.ndarray, np.ndarray]:
     """Which replica each (time-sorted) request goes to, and when it can reach one."""
     if config.schedule is None:
@@ -244,7 +270,7 @@ def simulate_node(
             config.max_batch_size,
             config.max_batch_time_s,
             config.service,
-            rng.standard_normal(max(64, idx.size)),
+            correlated_normal(rng, max(64, idx.size), config.service.correlation),
             single,
         )
         done_sorted[idx] = done
