@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from infergraph.cli import app
-from infergraph.graph.model import parse_graph
-from infergraph.planner.profiler import ProfileSettings, profile_graph
+from infergraph.components.registry import family_names
+from infergraph.graph.model import Node, parse_graph
+from infergraph.planner.endpoints import Endpoints, NodeClient, NodeTimer, request_body
+from infergraph.planner.profiler import ProfileSettings, ProfilingError, profile_graph
 from infergraph.planner.profiles import load_profile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -125,3 +132,113 @@ def test_profile_refuses_a_gpu_class_measured_on_a_cpu(tmp_path: Path):
     assert result.exit_code == 1
     assert "runs on cpu here but its hardware class 'g6.xlarge' has GPU" in result.output
     assert not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.slow
+async def test_profile_times_a_served_graph_through_its_endpoints(tmp_path: Path):
+    from infergraph.runner.local import run_graph
+
+    graph = parse_graph(GRAPH)
+    async with run_graph(graph, offline=True, offline_scale="tiny", startup_timeout=300) as running:
+        seen: list[str] = []
+        settings = ProfileSettings(
+            repeats=5, payload="synthetic:image", requests=8, endpoints=Endpoints(running.url)
+        )
+        profile = await asyncio.to_thread(
+            profile_graph, graph, settings, lambda what, n: seen.append(what)
+        )
+        # A deployment cannot batch more than it was deployed with: refused before any request.
+        too_big = ProfileSettings(repeats=5, max_batch_size=8, endpoints=Endpoints(running.url))
+        with pytest.raises(ProfilingError, match="--max-batch 8 is more than its maxBatchSize 4"):
+            await asyncio.to_thread(profile_graph, graph, too_big, lambda what, n: None)
+    assert len(seen) == 2 * 3 + 2 * 8
+    # Each pass timed by the server that ran it; the request's cost around it is the hop.
+    assert profile.settings["pass_timing"] == "server-reported"
+    assert profile.settings["graph_pass_batch_limits"] == {"first": 4, "second": 4}
+    assert profile.hardware["endpoint"] == running.url and profile.hardware["client"]["cpus"]
+    for name in ("first", "second"):
+        node = profile.nodes[name]
+        assert node.device == f"endpoint {running.url}/v2/models/{name}/infer"
+        assert [b.batch_size for b in node.batches] == [1, 2, 4]
+        assert all(0 < b.p50_ms <= b.p99_ms for b in node.batches)
+        assert node.hardware_class == "c6i.2xlarge"
+        assert node.hop_ms > 0 and node.serving_factor >= 1.0
+        assert node.rows == {1: 8}
+    assert profile.branches == {"gate-0": 1.0} and profile.branch_samples == 16
+
+
+def test_profile_at_an_endpoint_that_is_down_names_the_node_and_url():
+    graph = parse_graph(GRAPH)
+    settings = ProfileSettings(
+        repeats=5, skip_graph=True, endpoints=Endpoints("http://127.0.0.1:9")
+    )
+    with pytest.raises(ProfilingError) as caught:
+        profile_graph(graph, settings, lambda what, n: None)
+    assert "node 'first' at http://127.0.0.1:9/v2/models/first/infer" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--endpoint", "localhost:8080"], "is not an http(s) URL"),
+        (["--endpoint", "http://h:1", "--node-endpoint", "third=http://h:2"], "no node 'third'"),
+        (["--endpoint", "http://h:1", "--node-endpoint", "first"], "write NODE=URL"),
+        (["--node-endpoint", "first=http://h:2"], "--node-endpoint needs --endpoint"),
+    ],
+)
+def test_profile_refuses_bad_endpoints(tmp_path: Path, args: list[str], message: str):
+    graph_file = tmp_path / "graph.yaml"
+    graph_file.write_text(yaml.safe_dump(GRAPH))
+    out = tmp_path / "p.json"
+    result = CliRunner().invoke(app, ["profile", str(graph_file), *args, "--out", str(out)])
+    assert result.exit_code == 1
+    assert message in result.output
+    assert not out.exists()
+
+
+@pytest.fixture
+def plain_oip_server() -> Iterator[str]:
+    """An OIP server that reports nothing of its passes (as Triton's JSON replies do not)."""
+    from aiohttp import web
+
+    async def infer(request: web.Request) -> web.Response:
+        await request.read()
+        await asyncio.sleep(0.02)
+        return web.json_response({"model_name": "first", "outputs": []})
+
+    loop = asyncio.new_event_loop()
+    app_ = web.Application()
+    app_.router.add_post("/v2/models/{model}/infer", infer)
+    runner = web.AppRunner(app_)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = runner.addresses[0][1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.run_until_complete(runner.cleanup())
+    loop.close()
+
+
+def test_a_server_without_pass_timings_is_timed_by_round_trip(plain_oip_server: str):
+    endpoints = Endpoints("http://127.0.0.1:9", {"first": plain_oip_server})
+    timer = NodeTimer(NodeClient(endpoints.node_url("first")), {1: b"{}"})
+    try:
+        ms = timer(1)
+    finally:
+        timer.client.close()
+    assert ms >= 20.0
+    assert timer.timing == {"round-trip"} and timer.hop_ms() == 0.0
+
+
+@pytest.mark.parametrize("family", family_names())
+def test_every_family_builds_an_endpoint_request_without_its_model(family: str):
+    """Profiling a deployment needs no weights here: the request comes from example inputs."""
+    options = {"condition": {"op": "gt", "value": 0.5}} if family == "gate" else {}
+    body = json.loads(request_body(Node(name="n", family=family, options=options), 3))
+    assert body["inputs"], family
+    for tensor in body["inputs"]:
+        assert tensor["datatype"] and len(tensor["data"]) == int(np.prod(tensor["shape"]))

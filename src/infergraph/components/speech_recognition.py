@@ -56,6 +56,9 @@ class SpeechRecognizer(Component):
     outputs: ClassVar[tuple[TensorSpec, ...]] = (
         TensorSpec("transcript", "BYTES", (-1,), "text of each clip"),
     )
+    # The model's own rate is read at load; before it, example inputs (a deployment profiled
+    # through its endpoint) use the usual 16 kHz, which the server resamples if it must.
+    rate: int = 16_000
 
     def load(self) -> None:
         import torch

@@ -63,11 +63,27 @@ def profile(
         bool, typer.Option(help="random-weight checkpoints of the real architectures")
     ] = False,
     offline_scale: Annotated[str, typer.Option(help="offline size: full or tiny")] = "full",
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="base URL of the graph already served (its nodes at /v2/models/<node>/infer): "
+            "time the nodes there instead of loading them here"
+        ),
+    ] = None,
+    node_endpoint: Annotated[
+        list[str] | None,
+        typer.Option(help="NODE=URL: that node's own base URL (repeat; with --endpoint)"),
+    ] = None,
 ) -> None:
-    """Measure each node's service time per batch size, hop costs and branch fractions."""
+    """Measure each node's service time per batch size, hop costs and branch fractions.
+
+    Here (each node loaded in this process, on its device) or, with --endpoint, where the
+    graph is deployed (each node timed through its own endpoint).
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from infergraph.graph.model import load_graph
+    from infergraph.planner.endpoints import EndpointError, parse_endpoints
     from infergraph.planner.profiler import ProfileSettings, batch_sizes, profile_graph
 
     if offline_scale not in ("full", "tiny"):
@@ -81,7 +97,18 @@ def profile(
     except GraphValidationError as exc:
         _fail(str(exc))
         return
+    endpoints = None
+    if node_endpoint and endpoint is None:
+        _fail("--node-endpoint needs --endpoint (the graph's own URL)")
+    if endpoint is not None:
+        try:
+            endpoints = parse_endpoints(
+                endpoint, node_endpoint or [], [n.name for n in graph.spec.nodes]
+            )
+        except EndpointError as exc:
+            _fail(str(exc))
     settings = ProfileSettings(
+        endpoints=endpoints,
         hardware_class=hardware_class,
         max_batch_size=max_batch,
         repeats=repeats,

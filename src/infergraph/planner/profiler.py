@@ -24,17 +24,19 @@ import platform
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import InferenceGraph, Node
+from infergraph.planner.endpoints import EndpointError, Endpoints, node_timer
 from infergraph.planner.profiles import (
     BatchTiming,
     GraphProfile,
@@ -43,6 +45,9 @@ from infergraph.planner.profiles import (
 )
 from infergraph.planner.topology import Topology, topology_of
 from infergraph.serving.heap import settled_heap
+
+if TYPE_CHECKING:
+    import aiohttp
 
 Progress = Callable[[str, float], None]  # (description, advance)
 
@@ -63,6 +68,7 @@ class ProfileSettings:
     requests: int = 60  # per half of the graph pass
     load: float = 0.5  # the loaded half's utilisation of the busiest node; 0: no loaded half
     skip_graph: bool = False
+    endpoints: Endpoints | None = None  # a served graph: its nodes timed where they run
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -201,11 +207,15 @@ def speed_correlation(passes: list[tuple[int, float]]) -> float:
     return min(max(rho, 0.0), 0.95) if math.isfinite(rho) else 0.0
 
 
-def time_batches(
-    component: Any, sizes: list[int], settings: ProfileSettings, progress: Progress
+def time_in_turns(
+    sizes: list[int],
+    time_one: Callable[[int], float],
+    settings: ProfileSettings,
+    progress: Progress,
+    label: str,
 ) -> PassTimings:
-    """p50/p99/mean of `run_batch` per batch size, after two unmeasured passes of each, and
-    the correlation of consecutive passes' speed.
+    """p50/p99/mean per batch size of `time_one(size)` (ms of one pass), and the correlation
+    of consecutive passes' speed.
 
     Sizes take turns, one pass each, rather than each size's passes in a row: a machine
     whose speed drifts over seconds (a shared VM, a warming GPU) then shifts every size
@@ -213,30 +223,42 @@ def time_batches(
     46 ms a row at batch 8, no less than at batch 1; taken in turns, 42.6, as did the served
     batch-8 passes of the same hour (40-45).
     """
-    batches = {b: _rows(component, b) for b in sizes}
-    for rows, key in batches.values():
-        for _ in range(2):
-            component.run_batch(rows, key)
     samples: dict[int, list[float]] = {b: [] for b in sizes}
     in_order: list[tuple[int, float]] = []
     spent = dict.fromkeys(sizes, 0.0)
     waiting = list(sizes)
     while waiting:
         for b in list(waiting):
-            rows, key = batches[b]
-            _sync(component)
-            start = time.perf_counter()
-            component.run_batch(rows, key)
-            _sync(component)
-            elapsed = time.perf_counter() - start
-            samples[b].append(elapsed * 1000.0)
-            in_order.append((b, elapsed * 1000.0))
-            spent[b] += elapsed
+            ms = time_one(b)
+            samples[b].append(ms)
+            in_order.append((b, ms))
+            spent[b] += ms / 1000.0
             enough = len(samples[b]) >= settings.repeats
             if enough or (spent[b] > settings.max_seconds_per_size and len(samples[b]) >= 5):
                 waiting.remove(b)
-                progress(f"{component.family} batch {b}", 1)
+                progress(f"{label} batch {b}", 1)
     return PassTimings([_timing(b, samples[b]) for b in sizes], speed_correlation(in_order))
+
+
+def time_batches(
+    component: Any, sizes: list[int], settings: ProfileSettings, progress: Progress
+) -> PassTimings:
+    """`run_batch` timed in turns per batch size (`time_in_turns`), after two unmeasured
+    passes of each: the exact call the serving batcher makes per batch."""
+    batches = {b: _rows(component, b) for b in sizes}
+    for rows, key in batches.values():
+        for _ in range(2):
+            component.run_batch(rows, key)
+
+    def time_one(b: int) -> float:
+        rows, key = batches[b]
+        _sync(component)
+        start = time.perf_counter()
+        component.run_batch(rows, key)
+        _sync(component)
+        return (time.perf_counter() - start) * 1000.0
+
+    return time_in_turns(sizes, time_one, settings, progress, component.family)
 
 
 def _timing(batch_size: int, samples: list[float]) -> BatchTiming:
@@ -442,11 +464,14 @@ class SampleReplies:
     loaded_rps: float
 
 
-def loaded_rate(replies: list[Reply], nodes: dict[str, int], load: float, cpus: int) -> float:
+def loaded_rate(
+    replies: list[Reply], nodes: dict[str, int], load: float, cpus: int | None
+) -> float:
     """The Poisson rate that keeps the busiest node (or the machine's CPUs) `load` busy.
 
     From the one-at-a-time replies: each node's forward time per request over its
-    replicas (`nodes`: name -> replicas), and the whole request's client time spread
+    replicas (`nodes`: name -> replicas), and, when the graph runs on this machine
+    (`cpus`; None for a deployment elsewhere), the whole request's client time spread
     over the CPUs, which bounds cheap graphs whose router and decoding cost more than
     their forward passes.
     """
@@ -454,8 +479,24 @@ def loaded_rate(replies: list[Reply], nodes: dict[str, int], load: float, cpus: 
     for name, replicas in nodes.items():
         per_request = [float(p.get(f"{name}.inference_ms", 0.0)) for _, p in replies]
         busiest = max(busiest, float(np.mean(per_request)) / max(replicas, 1))
-    whole = float(np.mean([ms for ms, _ in replies])) / max(cpus, 1)
+    whole = float(np.mean([ms for ms, _ in replies])) / max(cpus, 1) if cpus else 0.0
     return load * 1000.0 / max(busiest, whole, 1e-3)
+
+
+@asynccontextmanager
+async def _graph_url(graph: InferenceGraph, settings: ProfileSettings) -> AsyncIterator[str]:
+    """The graph's infer URL: the endpoint it is served at, else the local runner, started."""
+    if settings.endpoints is not None:
+        yield settings.endpoints.graph_url(graph.name)
+        return
+    from infergraph.runner.local import run_graph
+
+    async with run_graph(
+        graph,
+        offline=settings.offline,
+        offline_scale=settings.offline_scale,  # type: ignore[arg-type]
+    ) as running:
+        yield running.infer_url
 
 
 async def _send_sample(
@@ -471,31 +512,22 @@ async def _send_sample(
             f"the graph pass needs the local runner and the load tester ({exc.name} is missing); "
             "install with `uv sync --extra mlserver`, or pass --skip-graph"
         ) from None
-    from infergraph.runner.local import run_graph
 
     payloads = load_payloads(_payload_spec(graph, settings), graph.spec.inputs[0].name)
     bodies = [v2_json_body(p) for p in payloads]
-    async with (
-        run_graph(
-            graph,
-            offline=settings.offline,
-            offline_scale=settings.offline_scale,  # type: ignore[arg-type]
-        ) as running,
-        aiohttp.ClientSession() as session,
-    ):
+    async with _graph_url(graph, settings) as infer_url, aiohttp.ClientSession() as session:
 
         async def send(i: int) -> Reply:
             start = time.perf_counter()
-            async with session.post(
-                running.infer_url,
-                data=bodies[i % len(bodies)],
-                headers={"Content-Type": "application/json"},
-            ) as resp:
-                raw = await resp.read()
+            try:
+                reply = await _post(session, infer_url, bodies[i % len(bodies)])
+            except aiohttp.ClientError as exc:
+                raise ProfilingError(f"graph '{graph.name}' at {infer_url}: {exc}") from None
             elapsed = (time.perf_counter() - start) * 1000.0
-            if resp.status != 200:
+            status, raw = reply
+            if status != 200:
                 raise ProfilingError(
-                    f"graph '{graph.name}' answered HTTP {resp.status} to a sample payload: "
+                    f"graph '{graph.name}' answered HTTP {status} to a sample payload: "
                     f"{raw[:300].decode(errors='replace')}"
                 )
             return elapsed, orjson.loads(raw).get("parameters") or {}
@@ -509,7 +541,8 @@ async def _send_sample(
         if settings.load <= 0:
             return SampleReplies(sequential, [], 0.0)
         replicas = {n.name: n.replicas for n in graph.spec.nodes}
-        rate = loaded_rate(sequential, replicas, settings.load, os.cpu_count() or 1)
+        cpus = None if settings.endpoints else os.cpu_count() or 1
+        rate = loaded_rate(sequential, replicas, settings.load, cpus)
         gaps = np.random.default_rng(0).exponential(1.0 / rate, settings.requests)
         began = time.perf_counter()
 
@@ -523,6 +556,76 @@ async def _send_sample(
     return SampleReplies(sequential, list(loaded), rate)
 
 
+async def _post(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[int, bytes]:
+    async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
+        return resp.status, await resp.read()
+
+
+def _profile_here(
+    node: Node, limit: int, settings: ProfileSettings, progress: Progress
+) -> NodeProfile:
+    """The node's component loaded in this process, its `run_batch` timed per batch size."""
+    from infergraph.device import select_device
+
+    # Which class this measures is settled before anything loads: a mismatch fails fast.
+    hardware_class = _class_for(node, str(select_device(node.device)), settings)
+    try:
+        component = _component(node, settings, limit)
+    except InfergraphError as exc:
+        raise ProfilingError(f"node '{node.name}' would not load: {exc}") from None
+    timings = time_batches(component, batch_sizes(limit), settings, progress)
+    profile = NodeProfile(
+        node=node.name,
+        family=node.family,
+        hardware_class=hardware_class,
+        device=str(component.device or "cpu"),
+        batches=tuple(timings.batches),
+        hop_ms=_request_overhead_ms(component),
+        speed_correlation=timings.speed_correlation,
+    )
+    del component
+    gc.collect()
+    return profile
+
+
+def _profile_at_endpoint(
+    node: Node, limit: int, settings: ProfileSettings, progress: Progress, timing: set[str]
+) -> NodeProfile:
+    """The node as deployed, timed per batch size through its endpoint (`endpoints.py`)."""
+    assert settings.endpoints is not None
+    if limit > node.batching.max_batch_size:
+        raise ProfilingError(
+            f"node '{node.name}': --max-batch {limit} is more than its maxBatchSize "
+            f"{node.batching.max_batch_size}, the most rows its server runs in one pass"
+        )
+    hardware_class = settings.hardware_class or node.hardware
+    if hardware_class is None:
+        raise ProfilingError(
+            f"node '{node.name}' has no `hardware` class; pass --hardware-class naming the "
+            "price-catalog class its endpoint runs on"
+        )
+    sizes = batch_sizes(limit)
+    url = settings.endpoints.node_url(node.name)
+    try:
+        timer = node_timer(node, settings.endpoints, sizes)
+        try:
+            timings = time_in_turns(sizes, timer, settings, progress, node.name)
+        finally:
+            timer.client.close()
+    except EndpointError as exc:
+        raise ProfilingError(f"node '{node.name}' at {url}: {exc}") from None
+    timing.update(timer.timing)
+    return NodeProfile(
+        node=node.name,
+        family=node.family,
+        hardware_class=hardware_class,
+        device=f"endpoint {url}",
+        batches=tuple(timings.batches),
+        hop_ms=timer.hop_ms(),
+        speed_correlation=timings.speed_correlation,
+    )
+
+
 def profile_graph(
     graph: InferenceGraph, settings: ProfileSettings, progress: Progress
 ) -> GraphProfile:
@@ -530,39 +633,26 @@ def profile_graph(
     topology = topology_of(graph)
     nodes: dict[str, NodeProfile] = {}
     limits: dict[str, int] = {}
-    classes = set()
+    pass_timing: set[str] = set()
     for node in graph.spec.nodes:
-        from infergraph.device import select_device
-
         limit = settings.max_batch_size or node.batching.max_batch_size
         limits[node.name] = limit
-        # Which class this measures is settled before anything loads: a mismatch fails fast.
-        hardware_class = _class_for(node, str(select_device(node.device)), settings)
-        try:
-            component = _component(node, settings, limit)
-        except InfergraphError as exc:
-            raise ProfilingError(f"node '{node.name}' would not load: {exc}") from None
-        device = str(component.device or "cpu")
-        classes.add(hardware_class)
-        timings = time_batches(component, batch_sizes(limit), settings, progress)
-        nodes[node.name] = NodeProfile(
-            node=node.name,
-            family=node.family,
-            hardware_class=hardware_class,
-            device=device,
-            batches=tuple(timings.batches),
-            hop_ms=_request_overhead_ms(component),
-            speed_correlation=timings.speed_correlation,
-        )
-        del component
-        gc.collect()
+        if settings.endpoints is None:
+            nodes[node.name] = _profile_here(node, limit, settings, progress)
+            pass_timing.add("in-process")
+        else:
+            nodes[node.name] = _profile_at_endpoint(node, limit, settings, progress, pass_timing)
+    classes = {prof.hardware_class for prof in nodes.values()}
     branches: dict[str, float] = {}
     ingress_ms = 0.0
     samples = 0
     loaded_rps = 0.0
+    served_limits = limits
+    if settings.endpoints is not None:  # a deployment batches as it was deployed
+        served_limits = {n.name: n.batching.max_batch_size for n in graph.spec.nodes}
     if not settings.skip_graph:
         with settled_heap():  # this process routes the sample: no full-GC stalls in its hops
-            served_graph = with_batch_limits(graph, limits)
+            served_graph = with_batch_limits(graph, served_limits)
             replies = asyncio.run(_send_sample(served_graph, settings, progress))
         loaded_rps = replies.loaded_rps
         # Serving costs come from the loaded half, where plans run: a forward pass shares its
@@ -607,9 +697,12 @@ def profile_graph(
         branches=branches,
         branch_samples=samples,
         ingress_ms=ingress_ms,
-        hardware=_hardware(),
+        hardware=_hardware()
+        if settings.endpoints is None
+        else {**settings.endpoints.describe(), "client": _hardware()},
         versions=_versions(),
         settings={
+            "pass_timing": ", ".join(sorted(pass_timing)),
             "repeats": settings.repeats,
             "max_batch_size": settings.max_batch_size,
             "offline": settings.offline,
@@ -618,7 +711,7 @@ def profile_graph(
             "requests": 0 if settings.skip_graph else settings.requests,
             "graph_pass_load": None if settings.skip_graph else settings.load,
             "graph_pass_loaded_rps": loaded_rps,
-            "graph_pass_batch_limits": None if settings.skip_graph else limits,
+            "graph_pass_batch_limits": None if settings.skip_graph else served_limits,
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         },
         created=datetime.now(UTC).isoformat(timespec="seconds"),
