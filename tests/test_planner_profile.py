@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from infergraph.cli import app
 from infergraph.components.registry import family_names
 from infergraph.graph.model import Node, parse_graph
-from infergraph.planner.endpoints import Endpoints, NodeClient, NodeTimer, request_body
+from infergraph.planner.endpoints import Endpoints, NodeClient, NodeTimer, request_bodies
 from infergraph.planner.profiler import ProfileSettings, ProfilingError, profile_graph
 from infergraph.planner.profiles import load_profile
 
@@ -238,7 +238,7 @@ def test_a_server_without_pass_timings_is_timed_by_round_trip(plain_oip_server: 
 def test_every_family_builds_an_endpoint_request_without_its_model(family: str):
     """Profiling a deployment needs no weights here: the request comes from example inputs."""
     options = {"condition": {"op": "gt", "value": 0.5}} if family == "gate" else {}
-    body = json.loads(request_body(Node(name="n", family=family, options=options), 3))
+    body = json.loads(request_bodies(Node(name="n", family=family, options=options), [3])[3])
     assert body["inputs"], family
     for tensor in body["inputs"]:
         assert tensor["datatype"] and len(tensor["data"]) == int(np.prod(tensor["shape"]))

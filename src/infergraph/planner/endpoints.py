@@ -20,8 +20,6 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import numpy as np
-
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import Node
 
@@ -75,34 +73,31 @@ def parse_endpoints(base: str, overrides: list[str], nodes: list[str]) -> Endpoi
     return Endpoints(_checked_url(base, "--endpoint"), per_node)
 
 
-def request_body(node: Node, batch_size: int) -> bytes:
-    """An OIP JSON request carrying `batch_size` rows of the node's own example inputs.
+def request_bodies(node: Node, sizes: list[int]) -> dict[int, bytes]:
+    """OIP JSON requests carrying b rows of the node's own example inputs, per size b.
 
     The component is built but not loaded: its example inputs (synthetic images, texts,
     tones) need no weights, so profiling a GPU deployment needs no model here.
     """
     from infergraph.components.base import ComponentSettings
     from infergraph.components.registry import component_class
-    from infergraph.serving.tensors import from_numpy
+    from infergraph.serving.responses import encode_outputs
 
     component = component_class(node.family)(
         ComponentSettings(model_uri=node.model_uri, options=dict(node.options))
     )
-    try:
-        examples = component.example_inputs(batch_size)
-    except AttributeError as exc:  # a family whose examples need its loaded model
-        raise EndpointError(
-            f"node '{node.name}' ({node.family}) cannot build a request without its model: {exc}"
-        ) from None
-    inputs = []
-    for name, array in examples.items():
-        datatype, shape, data, params = from_numpy(np.asarray(array))
-        entry: dict[str, object] = {"name": name, "datatype": datatype, "shape": shape}
-        entry["data"] = data
-        if params:
-            entry["parameters"] = params
-        inputs.append(entry)
-    return json.dumps({"inputs": inputs}).encode()
+    bodies = {}
+    for b in sizes:
+        try:
+            examples = component.example_inputs(b)
+        except AttributeError as exc:  # a family whose examples need its loaded model
+            raise EndpointError(
+                f"node '{node.name}' ({node.family}) cannot build a request without its "
+                f"model: {exc}"
+            ) from None
+        inputs, _ = encode_outputs(examples, binary_all=False, binary_names=set())
+        bodies[b] = json.dumps({"inputs": inputs}).encode()
+    return bodies
 
 
 @dataclass
@@ -209,7 +204,6 @@ class NodeTimer:
 
 def node_timer(node: Node, endpoints: Endpoints, sizes: list[int]) -> NodeTimer:
     """A timer for `node`'s endpoint, its request bodies built and its passes warmed."""
-    timer = NodeTimer(NodeClient(endpoints.node_url(node.name)), {})
-    timer.bodies = {b: request_body(node, b) for b in sizes}
+    timer = NodeTimer(NodeClient(endpoints.node_url(node.name)), request_bodies(node, sizes))
     timer.warm()
     return timer
