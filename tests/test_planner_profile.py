@@ -162,7 +162,7 @@ async def test_profile_times_a_served_graph_through_its_endpoints(tmp_path: Path
         assert [b.batch_size for b in node.batches] == [1, 2, 4]
         assert all(0 < b.p50_ms <= b.p99_ms for b in node.batches)
         assert node.hardware_class == "c6i.2xlarge"
-        assert node.hop_ms > 0 and node.serving_factor >= 1.0
+        assert node.hop_ms > 0 and node.serving_factor > 0
         assert node.rows == {1: 8}
     assert profile.branches == {"gate-0": 1.0} and profile.branch_samples == 16
 
