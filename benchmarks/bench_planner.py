@@ -378,7 +378,9 @@ def profile_served(
         "--repeats",
         "20",
         "--requests",
-        "400",  # a loaded half of 25-40 s: a 20 s window caught a slow spell's 10 %
+        # a loaded half of 35-100 s: a 20 s window caught a slow spell's 10 %, and the
+        # speed-drift fit (`planner.drift`) reads lags up to 50 passes from it
+        "600",
         "--load",
         str(load),
         "--payload",

@@ -214,6 +214,7 @@ def test_profile_errors_name_what_is_wrong(tmp_path: Path):
         ("serving_sigma", float("nan")),
         ("serving_overhead_ms", -2.0),
         ("speed_correlation", -0.1),
+        ("drift_s", -1.0),
     ):
         spread = {**node_entry(1, 1), key: value}
         odd = write_profile(tmp_path / "s.json", "chain", "c6i.2xlarge", {"a": spread})
@@ -226,6 +227,16 @@ def test_profile_errors_name_what_is_wrong(tmp_path: Path):
     drifting = {**node_entry(1, 1), "speed_correlation": 0.6}
     read = load_profile(write_profile(tmp_path / "d.json", "chain", "c6i.2xlarge", {"a": drifting}))
     assert node_config(read.nodes["a"], 1, 0.0, 1).service.correlation == 0.6
+    # A fitted drift replaces the lag-1 chain: it already holds the passes' correlation.
+    slow = {**drifting, "drift_share": 0.4, "drift_s": 3.0}
+    read = load_profile(write_profile(tmp_path / "w.json", "chain", "c6i.2xlarge", {"a": slow}))
+    service = node_config(read.nodes["a"], 1, 0.0, 1).service
+    assert (service.correlation, service.drift_share, service.drift_s) == (0.0, 0.4, 3.0)
+    assert json.loads(json.dumps(read.to_dict()))["nodes"]["a"]["drift_s"] == 3.0
+    too_much = {**node_entry(1, 1), "drift_share": 1.5}
+    odd = write_profile(tmp_path / "m.json", "chain", "c6i.2xlarge", {"a": too_much})
+    with pytest.raises(ProfileError, match=r"node 'a'.*drift_share must be at most 1, got 1\.5"):
+        load_profile(odd)
 
 
 def test_a_profile_without_a_graph_pass_takes_rows_from_one_with_it(tmp_path: Path):

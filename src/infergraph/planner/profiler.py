@@ -36,6 +36,7 @@ import numpy as np
 
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import InferenceGraph, Node
+from infergraph.planner.drift import SpeedDrift, fit_speed_drift, log_deviations
 from infergraph.planner.endpoints import EndpointError, Endpoints, node_timer
 from infergraph.planner.profiles import (
     BatchTiming,
@@ -196,11 +197,7 @@ def speed_correlation(passes: list[tuple[int, float]]) -> float:
     """
     if len(passes) < MIN_PASSES_FOR_CORRELATION:
         return 0.0
-    by_size: dict[int, list[float]] = {}
-    for b, ms in passes:
-        by_size.setdefault(b, []).append(ms)
-    medians = {b: float(np.median(v)) for b, v in by_size.items()}
-    dev = np.log([max(ms, 1e-9) / max(medians[b], 1e-9) for b, ms in passes])
+    dev = log_deviations(passes)
     if float(np.std(dev[:-1])) <= 0 or float(np.std(dev[1:])) <= 0:
         return 0.0
     rho = float(np.corrcoef(dev[:-1], dev[1:])[0, 1])
@@ -297,6 +294,7 @@ class GraphPass:
     served_ms: dict[str, dict[int, float]]  # node -> rows -> median inference_ms in the server
     served_p99_ms: dict[str, dict[int, float]]
     served_passes: dict[str, dict[int, int]]  # node -> rows -> how many replies saw such a pass
+    served_order: dict[str, list[tuple[int, float]]]  # node -> its passes (rows, ms), in order
     rows: dict[str, dict[int, int]]
     branches: dict[str, float]
     samples: int
@@ -324,6 +322,7 @@ def summarise_pass(
     ingress, hops = [], {n: [] for n in nodes}
     served: dict[str, dict[int, list[float]]] = {n: {} for n in nodes}
     rows: dict[str, Counter[int]] = {n: Counter() for n in nodes}
+    order: dict[str, list[tuple[int, float]]] = {n: [] for n in nodes}
     sides: dict[str, list[bool]] = {g: [] for g in topology.gates}
     for client_ms, params in replies:
         total = float(params.get("graph.total_ms", client_ms))
@@ -344,7 +343,10 @@ def summarise_pass(
             batch = int(params.get(f"{n}.batch_size", 1))
             rows[n][batch] += 1
             if f"{n}.inference_ms" in params:
-                served[n].setdefault(batch, []).append(float(params[f"{n}.inference_ms"]))
+                ms = float(params[f"{n}.inference_ms"])
+                served[n].setdefault(batch, []).append(ms)
+                if batch == 1 or not order[n] or order[n][-1] != (batch, ms):
+                    order[n].append((batch, ms))  # a batch's members all report its one pass
         ingress.append(max(client_ms - total, 0.0) + max(total - node_total, 0.0))
         for gate in topology.gates:
             side = _taken(topology, gate, path)
@@ -363,6 +365,7 @@ def summarise_pass(
             if per
         },
         served_passes={n: {b: len(v) for b, v in per.items()} for n, per in served.items() if per},
+        served_order={n: passes for n, passes in order.items() if passes},
         rows={n: dict(c) for n, c in rows.items() if c},
         branches={g: float(np.mean(v)) for g, v in sides.items() if v},
         samples=len(replies),
@@ -428,6 +431,18 @@ def serving_cost(
     if overhead < 0:
         return ratio, 0.0
     return factor, overhead
+
+
+def loaded_drift(passes: list[tuple[int, float]], replies: SampleReplies) -> SpeedDrift:
+    """The speed drift of a node's served passes in the loaded half (none without one).
+
+    Served passes, not the profiler's own: the drift that queues build behind is the one
+    the machine shows while it serves, and the loaded half spaces passes as serving does.
+    """
+    if not replies.loaded or replies.loaded_rps <= 0 or not passes:
+        return SpeedDrift()
+    span_s = len(replies.loaded) / replies.loaded_rps
+    return fit_speed_drift(passes, span_s / len(passes))
 
 
 def with_batch_limits(graph: InferenceGraph, limits: dict[str, int]) -> InferenceGraph:
@@ -668,6 +683,7 @@ def profile_graph(
             )
             for name, prof in nodes.items()
         }
+        drift = {name: loaded_drift(served.served_order.get(name, []), replies) for name in nodes}
         for name, prof in list(nodes.items()):
             nodes[name] = NodeProfile(
                 node=prof.node,
@@ -686,6 +702,8 @@ def profile_graph(
                     served.served_passes.get(name, {}),
                 ),
                 speed_correlation=prof.speed_correlation,
+                drift_share=drift[name].share,
+                drift_s=drift[name].seconds,
             )
         branches = measured.branches
         ingress_ms = served.ingress_ms

@@ -69,6 +69,8 @@ class NodeProfile:
     serving_overhead_ms: float = 0.0  # what every pass in the server adds on top (graph pass)
     serving_sigma: float = 0.0  # log-normal spread of a forward pass in the server (graph pass)
     speed_correlation: float = 0.0  # lag-1 correlation of consecutive passes' log-times
+    drift_share: float = 0.0  # share of the passes' log-time variance that drifts slowly
+    drift_s: float = 0.0  # that drift's correlation time, seconds (`planner.drift`)
 
     @property
     def max_batch_size(self) -> int:
@@ -185,7 +187,14 @@ def _node_profile(name: str, data: Any, hardware_class: str, where: str) -> Node
     factor = float(data.get("serving_factor", 1.0))
     if not factor > 0:
         raise ProfileError(where, f"serving_factor must be > 0, got {factor}")
-    keys = ("hop_p99_ms", "serving_sigma", "serving_overhead_ms", "speed_correlation")
+    keys = (
+        "hop_p99_ms",
+        "serving_sigma",
+        "serving_overhead_ms",
+        "speed_correlation",
+        "drift_share",
+        "drift_s",
+    )
     measured = {key: float(data.get(key, 0.0)) for key in keys}
     for key, value in measured.items():
         if not (value >= 0 and math.isfinite(value)):
@@ -194,6 +203,8 @@ def _node_profile(name: str, data: Any, hardware_class: str, where: str) -> Node
         raise ProfileError(
             where, f"speed_correlation must be below 1, got {measured['speed_correlation']}"
         )
+    if measured["drift_share"] > 1:
+        raise ProfileError(where, f"drift_share must be at most 1, got {measured['drift_share']}")
     return NodeProfile(
         node=name,
         family=str(data.get("family", "")),
@@ -207,6 +218,8 @@ def _node_profile(name: str, data: Any, hardware_class: str, where: str) -> Node
         serving_sigma=measured["serving_sigma"],
         serving_overhead_ms=measured["serving_overhead_ms"],
         speed_correlation=measured["speed_correlation"],
+        drift_share=measured["drift_share"],
+        drift_s=measured["drift_s"],
     )
 
 

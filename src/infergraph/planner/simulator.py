@@ -44,15 +44,20 @@ from infergraph.planner.topology import Topology
 class ServiceModel:
     """Forward-pass time of a batch of b rows: log-normal, median `median_s[b-1]`.
 
-    `correlation` is the lag-1 correlation of consecutive passes' log-times: a machine's
-    speed drifts over seconds (a shared VM, a noisy neighbour, GPU clocks), so a slow pass
-    tends to follow a slow one, and a queue builds further behind a run of them than behind
-    the same passes in random order.
+    A machine's speed drifts over seconds (a shared VM, a noisy neighbour, GPU clocks), so
+    a slow pass tends to follow a slow one, and a queue builds further behind a run of them
+    than behind the same passes in random order. Two models of that: `correlation`, the
+    lag-1 correlation of consecutive passes' log-times (a chain over passes); or, when
+    `drift_share` > 0, that share of the log-time variance follows an Ornstein-Uhlenbeck
+    process in time with correlation time `drift_s`, the rest fresh each pass
+    (`planner.drift`, fitted from served passes).
     """
 
     median_s: tuple[float, ...]
     sigma: tuple[float, ...]
     correlation: float = 0.0
+    drift_share: float = 0.0
+    drift_s: float = 0.0
 
     @property
     def max_rows(self) -> int:
@@ -131,10 +136,12 @@ def run_batcher(
     service: ServiceModel,
     noise: np.ndarray,
     single_rows: bool = False,
+    drift_noise: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float, int, float]:
     """One replica's batcher over time-ordered arrivals: completion time of each request.
 
-    `noise` holds standard-normal draws, one per forward pass (reused cyclically if short).
+    `noise` holds standard-normal draws, one per forward pass (reused cyclically if short),
+    and `drift_noise` the drift's innovations (used only when the service model drifts).
     `single_rows` says every request holds one row (skips the row bookkeeping).
     Returns (completion times, busy seconds, batches, summed forward time of each request's
     batch).
@@ -153,6 +160,9 @@ def run_batcher(
         np.asarray(service.median_s, dtype=np.float64),
         np.asarray(service.sigma, dtype=np.float64),
         np.asarray(noise, dtype=np.float64) if noise.size else np.zeros(1),
+        service.drift_share if drift_noise is not None and drift_noise.size else 0.0,
+        max(service.drift_s, 1e-9),
+        np.asarray(drift_noise, dtype=np.float64) if drift_noise is not None else np.zeros(1),
         done,
     )
     return done, busy, batches, per_request
@@ -168,11 +178,17 @@ def _batch_loop(
     medians: np.ndarray,
     sigmas: np.ndarray,
     z: np.ndarray,
+    drift_share: float,
+    drift_s: float,
+    drift_z: np.ndarray,
     done: np.ndarray,
 ) -> tuple[float, int, float]:
     """The batcher's loop, one iteration per batch, compiled (a trace is millions of batches).
 
     `cum[i]` is the rows held by requests 0..i-1 (unused when every request holds one row).
+    Each pass's log-time deviation is `z` alone, or with `drift_share` > 0 that share from
+    an Ornstein-Uhlenbeck drift (stationary, correlation time `drift_s`, stepped at each
+    batch's start) plus the rest from `z`.
     Fills `done` and returns (busy seconds, forward passes, summed per-request forward time).
     """
     n = arrivals.size
@@ -181,6 +197,10 @@ def _batch_loop(
     busy = 0.0
     per_request = 0.0
     batches = 0
+    slow = drift_z[drift_z.size - 1]  # the drift's state before the first batch
+    last = arrivals[0] if n else 0.0
+    slow_w = math.sqrt(drift_share)
+    fast_w = math.sqrt(1.0 - drift_share)
     i = 0
     while i < n:
         t0 = max(arrivals[i], free)
@@ -198,11 +218,18 @@ def _batch_loop(
             j = i + 1 + np.searchsorted(arrivals[i + 1 :], deadline, side="right")
             start = deadline
         total = j - i if ones else cum[j] - cum[i]
+        if drift_share > 0.0:
+            keep = math.exp(-(start - last) / drift_s)
+            slow = keep * slow + math.sqrt(1.0 - keep * keep) * drift_z[batches % drift_z.size]
+            last = start
         service_s = 0.0
         while total > 0:
             b = min(total, cap)
             k = min(b, top) - 1
-            service_s += medians[k] * (b / (k + 1)) * math.exp(sigmas[k] * z[batches % z.size])
+            dev = z[batches % z.size]
+            if drift_share > 0.0:
+                dev = slow_w * slow + fast_w * dev
+            service_s += medians[k] * (b / (k + 1)) * math.exp(sigmas[k] * dev)
             total -= b
             batches += 1
         end = start + service_s
@@ -272,6 +299,7 @@ def simulate_node(
             config.service,
             correlated_normal(rng, max(64, idx.size), config.service.correlation),
             single,
+            rng.standard_normal(max(64, idx.size)) if config.service.drift_share > 0 else None,
         )
         done_sorted[idx] = done
         busy += rep_busy
