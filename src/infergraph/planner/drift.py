@@ -57,8 +57,8 @@ def autocorrelation(dev: np.ndarray, lags: int) -> np.ndarray:
 
 def fit_speed_drift(passes: list[tuple[int, float]], seconds_per_pass: float) -> SpeedDrift:
     """The drift model that best fits the autocorrelation of `passes` ((size, ms) in run
-    order, `seconds_per_pass` apart on average). None when there are too few passes or
-    the fitted share is negligible."""
+    order, `seconds_per_pass` apart on average). No drift (0, 0) when there are too few
+    passes or the fitted share is under 0.01."""
     if len(passes) < MIN_PASSES_FOR_DRIFT or seconds_per_pass <= 0:
         return SpeedDrift()
     lags = min(MAX_LAG, len(passes) // 8)
