@@ -356,13 +356,16 @@ def _inrun(
 
 
 def profile_served(
-    graph_file: Path, url: str, load: float, work: Path, tag: str, log: Path
+    graph_file: Path, url: str, rate: float, work: Path, tag: str, log: Path
 ) -> Path:
     """`infergraph profile --endpoint` of the configuration being checked, just before its run.
 
     What a user with a deployment does: its nodes timed where they are served, at the batch
     sizes it runs, and a sample sent through it at its own batching and at the load it is
-    to carry (`--load`: a served pass slows with the decoding that shares its server). Taken
+    to carry (`--rate`, the run's own: a served pass slows with the decoding and the other
+    node that share its machine; `--load` counts the bottleneck's one-at-a-time passes,
+    where the run's rate counts its full batches, so at batch 8 and load 0.5 it asked
+    about 15 % less than the run). Taken
     right before each run, so the prediction does not carry the machine's drift since the
     first profile (on this shared VM, 5-9 % in pass speed over half an hour, which moves a
     p99 at load 0.8 by 25-45 %); that first profile's prediction is kept beside it.
@@ -381,8 +384,8 @@ def profile_served(
         # a loaded half of 35-100 s: a 20 s window caught a slow spell's 10 %, and the
         # speed-drift fit (`planner.drift`) reads lags up to 50 passes from it
         "600",
-        "--load",
-        str(load),
+        "--rate",
+        str(rate),
         "--payload",
         PAYLOAD,
         "--hardware-class",
@@ -439,7 +442,7 @@ def reality_check(work: Path, duration: float, quick: bool) -> list[dict[str, An
                 capacity = batch / (resnet.median_ms(batch) / 1000.0)
                 rate = round(load * capacity, 2)
                 served_profile = profile_served(
-                    graph_file, url, load, work, f"b{batch}-{load}", log
+                    graph_file, url, rate, work, f"b{batch}-{load}", log
                 )
                 measured = measure(url, rate, duration, seed=int(rate * 10))
                 predicted = predict(

@@ -142,7 +142,11 @@ async def test_profile_times_a_served_graph_through_its_endpoints(tmp_path: Path
     async with run_graph(graph, offline=True, offline_scale="tiny", startup_timeout=300) as running:
         seen: list[str] = []
         settings = ProfileSettings(
-            repeats=5, payload="synthetic:image", requests=8, endpoints=Endpoints(running.url)
+            repeats=5,
+            payload="synthetic:image",
+            requests=8,
+            loaded_rps=12.5,  # the rate the deployment is to carry, instead of a busy fraction
+            endpoints=Endpoints(running.url),
         )
         profile = await asyncio.to_thread(
             profile_graph, graph, settings, lambda what, n: seen.append(what)
@@ -155,6 +159,8 @@ async def test_profile_times_a_served_graph_through_its_endpoints(tmp_path: Path
     # Each pass timed by the server that ran it; the request's cost around it is the hop.
     assert profile.settings["pass_timing"] == "server-reported"
     assert profile.settings["graph_pass_batch_limits"] == {"first": 4, "second": 4}
+    assert profile.settings["graph_pass_loaded_rps"] == 12.5
+    assert profile.settings["graph_pass_load"] is None
     assert profile.hardware["endpoint"] == running.url and profile.hardware["client"]["cpus"]
     for name in ("first", "second"):
         node = profile.nodes[name]
@@ -187,6 +193,26 @@ def test_profile_at_an_endpoint_that_is_down_names_the_node_and_url():
     ],
 )
 def test_profile_refuses_bad_endpoints(tmp_path: Path, args: list[str], message: str):
+    graph_file = tmp_path / "graph.yaml"
+    graph_file.write_text(yaml.safe_dump(GRAPH))
+    out = tmp_path / "p.json"
+    result = CliRunner().invoke(app, ["profile", str(graph_file), *args, "--out", str(out)])
+    assert result.exit_code == 1
+    assert message in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--load", "0.5", "--rate", "3"], "give --load or --rate for the loaded half, not both"),
+        (["--rate", "0"], "--rate must be a request rate > 0 req/s, got 0.0"),
+        (["--rate", "nan"], "--rate must be a request rate > 0 req/s, got nan"),
+        (["--rate", "3", "--skip-graph"], "it has no meaning with --skip-graph"),
+        (["--load", "1.5"], "--load must be a number from 0 to 0.95, got 1.5"),
+    ],
+)
+def test_profile_refuses_a_bad_loaded_half(tmp_path: Path, args: list[str], message: str):
     graph_file = tmp_path / "graph.yaml"
     graph_file.write_text(yaml.safe_dump(GRAPH))
     out = tmp_path / "p.json"

@@ -51,11 +51,19 @@ def profile(
         int, typer.Option(help="sample requests per half of the graph pass (one at a time, loaded)")
     ] = 60,
     load: Annotated[
-        float,
+        float | None,
         typer.Option(
-            help="how busy the loaded half keeps the busiest node (0 to 0.95; 0: no loaded half)"
+            help="how busy the loaded half keeps the busiest node (0 to 0.95, default 0.5; "
+            "0: no loaded half)"
         ),
-    ] = 0.5,
+    ] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            help="the loaded half's request rate in req/s instead of --load: the rate the "
+            "deployment is to carry"
+        ),
+    ] = None,
     skip_graph: Annotated[
         bool, typer.Option(help="time forward passes only (no hops, no branch fractions)")
     ] = False,
@@ -90,8 +98,14 @@ def profile(
         _fail(f"--offline-scale must be full or tiny, not '{offline_scale}'")
     if repeats < 5 or requests < 1 or (max_batch is not None and max_batch < 1):
         _fail("--repeats must be >= 5, --requests >= 1 and --max-batch >= 1")
-    if not 0 <= load <= 0.95:  # also refuses nan
+    if load is not None and rate is not None:
+        _fail("give --load or --rate for the loaded half, not both")
+    if load is not None and not 0 <= load <= 0.95:  # also refuses nan
         _fail(f"--load must be a number from 0 to 0.95, got {load}")
+    if rate is not None and not rate > 0:  # also refuses nan
+        _fail(f"--rate must be a request rate > 0 req/s, got {rate}")
+    if rate is not None and skip_graph:
+        _fail("--rate sets the graph pass's loaded half; it has no meaning with --skip-graph")
     try:
         graph = load_graph(graph_file)
     except GraphValidationError as exc:
@@ -116,12 +130,14 @@ def profile(
         offline_scale=offline_scale,
         payload=payload,
         requests=requests,
-        load=load,
+        load=0.5 if load is None else load,
+        loaded_rps=rate,
         skip_graph=skip_graph,
     )
+    loaded_half = rate is not None or settings.load > 0
     total = sum(
         len(batch_sizes(max_batch or n.batching.max_batch_size)) for n in graph.spec.nodes
-    ) + (0 if skip_graph else requests * (2 if load > 0 else 1))
+    ) + (0 if skip_graph else requests * (2 if loaded_half else 1))
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),

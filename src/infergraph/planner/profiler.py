@@ -68,6 +68,7 @@ class ProfileSettings:
     payload: str | None = None  # None: synthetic, from the graph's first input
     requests: int = 60  # per half of the graph pass
     load: float = 0.5  # the loaded half's utilisation of the busiest node; 0: no loaded half
+    loaded_rps: float | None = None  # the loaded half's rate itself (instead of `load`)
     skip_graph: bool = False
     endpoints: Endpoints | None = None  # a served graph: its nodes timed where they run
     extra: dict[str, Any] = field(default_factory=dict)
@@ -553,11 +554,11 @@ async def _send_sample(
             if i >= 3:  # the first requests warm connections and lazy paths
                 sequential.append(reply)
                 progress("sample payloads through the graph, one at a time", 1)
-        if settings.load <= 0:
+        if settings.loaded_rps is None and settings.load <= 0:
             return SampleReplies(sequential, [], 0.0)
         replicas = {n.name: n.replicas for n in graph.spec.nodes}
         cpus = None if settings.endpoints else os.cpu_count() or 1
-        rate = loaded_rate(sequential, replicas, settings.load, cpus)
+        rate = settings.loaded_rps or loaded_rate(sequential, replicas, settings.load, cpus)
         gaps = np.random.default_rng(0).exponential(1.0 / rate, settings.requests)
         began = time.perf_counter()
 
@@ -727,7 +728,9 @@ def profile_graph(
             "offline_scale": settings.offline_scale if settings.offline else None,
             "payload": None if settings.skip_graph else _payload_spec(graph, settings),
             "requests": 0 if settings.skip_graph else settings.requests,
-            "graph_pass_load": None if settings.skip_graph else settings.load,
+            "graph_pass_load": None
+            if settings.skip_graph or settings.loaded_rps is not None
+            else settings.load,
             "graph_pass_loaded_rps": loaded_rps,
             "graph_pass_batch_limits": None if settings.skip_graph else served_limits,
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
