@@ -8,6 +8,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -16,10 +17,20 @@ from typer.testing import CliRunner
 
 from infergraph.cli import app
 from infergraph.components.registry import family_names
-from infergraph.graph.model import Node, parse_graph
-from infergraph.planner.endpoints import Endpoints, NodeClient, NodeTimer, request_bodies
+from infergraph.graph.model import InferenceGraph, Node, parse_graph
+from infergraph.planner.endpoints import (
+    Endpoints,
+    NodeClient,
+    NodeTimer,
+    parse_endpoints,
+    request_bodies,
+)
 from infergraph.planner.profiler import ProfileSettings, ProfilingError, profile_graph
-from infergraph.planner.profiles import load_profile
+from infergraph.planner.profiles import GraphProfile, load_profile
+from tests.engines.seldon_v2_mesh import serve_mesh
+
+if TYPE_CHECKING:
+    from infergraph.runner.local import RunningGraph
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -155,6 +166,7 @@ async def test_profile_times_a_served_graph_through_its_endpoints(tmp_path: Path
         too_big = ProfileSettings(repeats=5, max_batch_size=8, endpoints=Endpoints(running.url))
         with pytest.raises(ProfilingError, match="--max-batch 8 is more than its maxBatchSize 4"):
             await asyncio.to_thread(profile_graph, graph, too_big, lambda what, n: None)
+        mesh_profile, mesh_seen = await _profile_through_a_seldon_v2_mesh(graph, running)
     assert len(seen) == 2 * 3 + 2 * 8
     # Each pass timed by the server that ran it; the request's cost around it is the hop.
     assert profile.settings["pass_timing"] == "server-reported"
@@ -171,6 +183,39 @@ async def test_profile_times_a_served_graph_through_its_endpoints(tmp_path: Path
         assert node.hop_ms > 0 and node.serving_factor > 0
         assert node.rows == {1: 8}
     assert profile.branches == {"gate-0": 1.0} and profile.branch_samples == 16
+    # The same deployment behind Seldon v2's mesh: each Model picked by its header.
+    assert set(mesh_seen) == {"tiny-cascade-first", "tiny-cascade-second", "tiny-cascade.pipeline"}
+    assert mesh_profile.hardware["engine"] == "seldon-v2"
+    assert mesh_profile.settings["pass_timing"] == "server-reported"
+    for name in ("first", "second"):
+        node = mesh_profile.nodes[name]
+        assert node.device.endswith(f"/v2/models/tiny-cascade-{name}/infer")
+        assert [b.batch_size for b in node.batches] == [1, 2, 4]
+        assert node.hop_ms > 0  # its own round trip: the gateway reports no node's
+    # No per-node timings come back through the pipeline: no ingress, rows or branch figures.
+    assert mesh_profile.ingress_ms == 0.0 and mesh_profile.branches == {}
+    assert mesh_profile.branch_samples == 0
+    assert mesh_profile.settings["graph_pass_loaded_rps"] > 0
+
+
+async def _profile_through_a_seldon_v2_mesh(
+    graph: InferenceGraph, running: RunningGraph
+) -> tuple[GraphProfile, list[str]]:
+    """Profile `running` behind the mesh model, as `--engine seldon-v2`; first show that
+    plain node names, which the mesh does not route, fail naming the node and the URL."""
+    nodes = ("first", "second")
+    routes = {f"tiny-cascade-{n}": f"{running.url}/v2/models/{n}/infer" for n in nodes}
+    routes["tiny-cascade.pipeline"] = running.infer_url
+    async with serve_mesh(routes) as mesh:
+        plain = ProfileSettings(repeats=5, skip_graph=True, endpoints=Endpoints(mesh.url))
+        with pytest.raises(ProfilingError, match=f"node 'first' at {mesh.url}/v2/models/first"):
+            await asyncio.to_thread(profile_graph, graph, plain, lambda what, n: None)
+        endpoints = parse_endpoints(mesh.url, [], graph, "seldon-v2")
+        settings = ProfileSettings(
+            repeats=5, payload="synthetic:image", requests=4, endpoints=endpoints
+        )
+        profile = await asyncio.to_thread(profile_graph, graph, settings, lambda what, n: None)
+    return profile, mesh.seen
 
 
 def test_profile_at_an_endpoint_that_is_down_names_the_node_and_url():
@@ -190,6 +235,8 @@ def test_profile_at_an_endpoint_that_is_down_names_the_node_and_url():
         (["--endpoint", "http://h:1", "--node-endpoint", "third=http://h:2"], "no node 'third'"),
         (["--endpoint", "http://h:1", "--node-endpoint", "first"], "write NODE=URL"),
         (["--node-endpoint", "first=http://h:2"], "--node-endpoint needs --endpoint"),
+        (["--endpoint", "http://h:1", "--engine", "seldon"], "--engine 'seldon': choose one of"),
+        (["--engine", "seldon-v2"], "--engine seldon-v2 needs --endpoint"),
     ],
 )
 def test_profile_refuses_bad_endpoints(tmp_path: Path, args: list[str], message: str):
@@ -268,3 +315,51 @@ def test_every_family_builds_an_endpoint_request_without_its_model(family: str):
     assert body["inputs"], family
     for tensor in body["inputs"]:
         assert tensor["datatype"] and len(tensor["data"]) == int(np.prod(tensor["shape"]))
+
+
+def test_replies_without_per_node_timings_add_no_ingress():
+    # A pipeline gateway (Seldon v2) answers without our router's per-node timings: its
+    # client time is the whole request, nodes included, and cannot be taken as ingress.
+    from infergraph.planner.profiler import summarise_pass
+    from infergraph.planner.topology import Stage, Topology
+
+    topology = Topology((Stage("m", "m"),))
+    bare = [(80.0, {}), (90.0, {"inference_ms": 40.0})]
+    summary = summarise_pass(topology, bare, ["m"])
+    assert summary.ingress_ms == 0.0 and summary.hop_ms == {} and summary.samples == 0
+    timed = (30.0, {"graph.total_ms": 27.0, "m.total_ms": 25.0, "m.inference_ms": 20.0})
+    mixed = summarise_pass(topology, [*bare, timed], ["m"])
+    assert mixed.ingress_ms == 5.0 and mixed.samples == 1  # 3 ms outside the router, 2 in it
+
+
+@pytest.mark.parametrize("engine", ["seldon-v2", "kserve"])
+def test_endpoint_names_are_the_rendered_ones(engine: str):
+    # The profiler asks for each node by the name the renderer deployed it under.
+    from infergraph.graph.model import load_graph
+    from infergraph.render import render
+    from infergraph.render.options import RenderOptions
+
+    graph = load_graph(Path(__file__).parents[1] / "k8s/graphs/video.yaml")
+    objects = render(graph, engine, RenderOptions(storage_uri="s3://bucket/infergraph"))
+    if engine == "seldon-v2":
+        served = {o["metadata"]["name"] for o in objects if o["kind"] == "Model"}
+    else:
+        served = {
+            env["value"]
+            for o in objects
+            if o["kind"] == "InferenceService"
+            for env in o["spec"]["predictor"]["model"].get("env", [])
+            if env["name"] == "MLSERVER_MODEL_NAME"
+        }
+    nodes = [n.name for n in graph.spec.nodes]
+    endpoints = parse_endpoints("http://mesh:80", [], graph, engine)
+    names = {endpoints.served_name(n) for n in nodes}
+    assert names <= served and len(names) == len(nodes)
+    for n in nodes:
+        assert endpoints.node_url(n) == f"http://mesh:80/v2/models/{endpoints.served_name(n)}/infer"
+    if engine == "seldon-v2":
+        pipeline = next(o for o in objects if o["kind"] == "Pipeline")["metadata"]["name"]
+        assert endpoints.graph_headers(graph.name) == {"seldon-model": f"{pipeline}.pipeline"}
+        assert endpoints.node_headers(nodes[0]) == {"seldon-model": f"video-{nodes[0]}"}
+    else:
+        assert endpoints.graph_headers(graph.name) == {} == endpoints.node_headers(nodes[0])

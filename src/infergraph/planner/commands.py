@@ -82,6 +82,15 @@ def profile(
         list[str] | None,
         typer.Option(help="NODE=URL: that node's own base URL (repeat; with --endpoint)"),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="how the deployment names nodes: local (by node name: the local runner, "
+            "MLServer, Triton), kserve (InferenceServices <graph>-<node>; give each its host "
+            "with --node-endpoint) or seldon-v2 (the mesh: Models <graph>-<node> picked by the "
+            "seldon-model header, the graph as <graph>.pipeline)"
+        ),
+    ] = "local",
 ) -> None:
     """Measure each node's service time per batch size, hop costs and branch fractions.
 
@@ -114,11 +123,11 @@ def profile(
     endpoints = None
     if node_endpoint and endpoint is None:
         _fail("--node-endpoint needs --endpoint (the graph's own URL)")
+    if engine != "local" and endpoint is None:
+        _fail(f"--engine {engine} needs --endpoint (where that engine serves the graph)")
     if endpoint is not None:
         try:
-            endpoints = parse_endpoints(
-                endpoint, node_endpoint or [], [n.name for n in graph.spec.nodes]
-            )
+            endpoints = parse_endpoints(endpoint, node_endpoint or [], graph, engine)
         except EndpointError as exc:
             _fail(str(exc))
     settings = ProfileSettings(

@@ -3,7 +3,9 @@
 The profile's third place of measurement, beside this machine's CPU and its GPU: the nodes
 as they run where they are deployed (a GPU node pool behind KServe, the local runner,
 any Open Inference Protocol server). Each node is sent requests of b synthetic rows at
-`<base>/v2/models/<node>/infer`, batch sizes in turns; a request of b rows is one forward
+`<base>/v2/models/<node>/infer` (in Seldon Core v2's mesh, at the name of the node's `Model`
+and with the `seldon-model` header that routes to it), batch sizes in turns; a request of b
+rows is one forward
 pass of b in our runtimes, whose reply says so (`batch_size`) and how long the pass took
 (`inference_ms`). A server that reports neither is timed by the client's round trip, and
 the profile says which (`settings.pass_timing`). What the request costs outside its pass
@@ -21,7 +23,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from infergraph.errors import InfergraphError
-from infergraph.graph.model import Node
+from infergraph.graph.model import InferenceGraph, Node
+from infergraph.render import kserve, seldon_v2
 
 # A reply without `inference_ms` is timed by its round trip.
 ROUND_TRIP = "round-trip"
@@ -32,22 +35,47 @@ class EndpointError(InfergraphError):
     """A node endpoint could not be reached or refused the profiler's requests."""
 
 
+# How a deployment names its nodes, each answering at <base>/v2/models/<name>/infer: the local
+# runner (and a bare MLServer or Triton) by node name; KServe as the InferenceService
+# `<graph>-<node>`, on its own host; Seldon Core v2 as the Model `<graph>-<node>`, picked in
+# the mesh by the `seldon-model` header its Envoy routes on.
+ENGINES = ("local", "kserve", "seldon-v2")
+
+
 @dataclass(frozen=True)
 class Endpoints:
     """Where a served graph answers: one base URL, with per-node overrides (a KServe
-    InferenceService per node has its own host)."""
+    InferenceService per node has its own host), and how it names what it serves."""
 
     base: str
     nodes: dict[str, str] = field(default_factory=dict)
+    engine: str = "local"
+    graph: str = ""  # the graph's name: Seldon v2 models are named after it
+
+    def served_name(self, node: str) -> str:
+        if self.engine == "seldon-v2":
+            return seldon_v2.model_name(self.graph, node)
+        if self.engine == "kserve":
+            return kserve.service_name(self.graph, node)
+        return node
 
     def node_url(self, node: str) -> str:
-        return f"{self.nodes.get(node, self.base).rstrip('/')}/v2/models/{node}/infer"
+        base = self.nodes.get(node, self.base).rstrip("/")
+        return f"{base}/v2/models/{self.served_name(node)}/infer"
+
+    def node_headers(self, node: str) -> dict[str, str]:
+        return {"seldon-model": self.served_name(node)} if self.engine == "seldon-v2" else {}
 
     def graph_url(self, graph: str) -> str:
         return f"{self.base.rstrip('/')}/v2/models/{graph}/infer"
 
+    def graph_headers(self, graph: str) -> dict[str, str]:
+        if self.engine != "seldon-v2":
+            return {}
+        return {"seldon-model": seldon_v2.pipeline_route(graph)}
+
     def describe(self) -> dict[str, object]:
-        return {"endpoint": self.base, "node_endpoints": dict(self.nodes)}
+        return {"endpoint": self.base, "node_endpoints": dict(self.nodes), "engine": self.engine}
 
 
 def _checked_url(url: str, what: str) -> str:
@@ -57,8 +85,13 @@ def _checked_url(url: str, what: str) -> str:
     return url
 
 
-def parse_endpoints(base: str, overrides: list[str], nodes: list[str]) -> Endpoints:
-    """`--endpoint URL` and `--node-endpoint NODE=URL` entries, each checked."""
+def parse_endpoints(
+    base: str, overrides: list[str], graph: InferenceGraph, engine: str = "local"
+) -> Endpoints:
+    """`--endpoint URL`, `--node-endpoint NODE=URL` entries and `--engine`, each checked."""
+    if engine not in ENGINES:
+        raise EndpointError(f"--engine '{engine}': choose one of {', '.join(ENGINES)}")
+    nodes = [n.name for n in graph.spec.nodes]
     per_node: dict[str, str] = {}
     for entry in overrides:
         name, sep, url = entry.partition("=")
@@ -70,7 +103,7 @@ def parse_endpoints(base: str, overrides: list[str], nodes: list[str]) -> Endpoi
                 f"(nodes: {', '.join(nodes)})"
             )
         per_node[name] = _checked_url(url, f"--node-endpoint {name}")
-    return Endpoints(_checked_url(base, "--endpoint"), per_node)
+    return Endpoints(_checked_url(base, "--endpoint"), per_node, engine, graph.name)
 
 
 def request_bodies(node: Node, sizes: list[int]) -> dict[int, bytes]:
@@ -112,12 +145,15 @@ class PassReply:
 class NodeClient:
     """A kept-alive HTTP connection to one node's infer URL."""
 
-    def __init__(self, url: str, timeout_s: float = 300.0) -> None:
+    def __init__(
+        self, url: str, headers: dict[str, str] | None = None, timeout_s: float = 300.0
+    ) -> None:
         parts = urlsplit(url)
         secure = parts.scheme == "https"
         kind = http.client.HTTPSConnection if secure else http.client.HTTPConnection
         self.url = url
         self._path = parts.path
+        self._headers = {"Content-Type": "application/json", **(headers or {})}
         self._conn = kind(parts.netloc, timeout=timeout_s)
 
     def send(self, body: bytes) -> PassReply:
@@ -143,9 +179,7 @@ class NodeClient:
 
     def _post(self, body: bytes) -> tuple[float, http.client.HTTPResponse, bytes]:
         start = time.perf_counter()
-        self._conn.request(
-            "POST", self._path, body=body, headers={"Content-Type": "application/json"}
-        )
+        self._conn.request("POST", self._path, body=body, headers=self._headers)
         resp = self._conn.getresponse()
         raw = resp.read()
         return (time.perf_counter() - start) * 1000.0, resp, raw
@@ -204,6 +238,7 @@ class NodeTimer:
 
 def node_timer(node: Node, endpoints: Endpoints, sizes: list[int]) -> NodeTimer:
     """A timer for `node`'s endpoint, its request bodies built and its passes warmed."""
-    timer = NodeTimer(NodeClient(endpoints.node_url(node.name)), request_bodies(node, sizes))
+    client = NodeClient(endpoints.node_url(node.name), endpoints.node_headers(node.name))
+    timer = NodeTimer(client, request_bodies(node, sizes))
     timer.warm()
     return timer

@@ -298,7 +298,7 @@ class GraphPass:
     served_order: dict[str, list[tuple[int, float]]]  # node -> its passes (rows, ms), in order
     rows: dict[str, dict[int, int]]
     branches: dict[str, float]
-    samples: int
+    samples: int  # replies that carried our router's per-node timings
 
 
 def _taken(topology: Topology, gate: str, path: set[str]) -> bool | None:
@@ -320,14 +320,14 @@ def summarise_pass(
     topology: Topology, replies: list[tuple[float, dict[str, Any]]], nodes: list[str]
 ) -> GraphPass:
     """Per-request (client ms, response parameters) -> hops, rows and branch fractions."""
-    ingress, hops = [], {n: [] for n in nodes}
+    ingress, hops, samples = [], {n: [] for n in nodes}, 0
     served: dict[str, dict[int, list[float]]] = {n: {} for n in nodes}
     rows: dict[str, Counter[int]] = {n: Counter() for n in nodes}
     order: dict[str, list[tuple[int, float]]] = {n: [] for n in nodes}
     sides: dict[str, list[bool]] = {g: [] for g in topology.gates}
     for client_ms, params in replies:
         total = float(params.get("graph.total_ms", client_ms))
-        node_total = 0.0
+        node_total, timed = 0.0, False
         path = {p for p in str(params.get("graph.path", "")).split(",") if p}
         for n in nodes:
             if params.get(f"{n}.skipped"):
@@ -337,6 +337,7 @@ def summarise_pass(
                 continue
             t = float(params[f"{n}.total_ms"])
             node_total += t
+            timed = True
             inner = float(params.get(f"{n}.inference_ms", 0.0)) + float(
                 params.get(f"{n}.queue_ms", 0.0)
             )
@@ -348,6 +349,9 @@ def summarise_pass(
                 served[n].setdefault(batch, []).append(ms)
                 if batch == 1 or not order[n] or order[n][-1] != (batch, ms):
                     order[n].append((batch, ms))  # a batch's members all report its one pass
+        if not timed:  # not our router's reply: it tells neither hops nor rows nor branches
+            continue
+        samples += 1
         ingress.append(max(client_ms - total, 0.0) + max(total - node_total, 0.0))
         for gate in topology.gates:
             side = _taken(topology, gate, path)
@@ -369,7 +373,7 @@ def summarise_pass(
         served_order={n: passes for n, passes in order.items() if passes},
         rows={n: dict(c) for n, c in rows.items() if c},
         branches={g: float(np.mean(v)) for g, v in sides.items() if v},
-        samples=len(replies),
+        samples=samples,
     )
 
 
@@ -531,12 +535,15 @@ async def _send_sample(
 
     payloads = load_payloads(_payload_spec(graph, settings), graph.spec.inputs[0].name)
     bodies = [v2_json_body(p) for p in payloads]
+    headers = {"Content-Type": "application/json"}
+    if settings.endpoints is not None:
+        headers |= settings.endpoints.graph_headers(graph.name)
     async with _graph_url(graph, settings) as infer_url, aiohttp.ClientSession() as session:
 
         async def send(i: int) -> Reply:
             start = time.perf_counter()
             try:
-                reply = await _post(session, infer_url, bodies[i % len(bodies)])
+                reply = await _post(session, infer_url, bodies[i % len(bodies)], headers)
             except aiohttp.ClientError as exc:
                 raise ProfilingError(f"graph '{graph.name}' at {infer_url}: {exc}") from None
             elapsed = (time.perf_counter() - start) * 1000.0
@@ -572,8 +579,10 @@ async def _send_sample(
     return SampleReplies(sequential, list(loaded), rate)
 
 
-async def _post(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[int, bytes]:
-    async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
+async def _post(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
+) -> tuple[int, bytes]:
+    async with session.post(url, data=body, headers=headers) as resp:
         return resp.status, await resp.read()
 
 

@@ -82,6 +82,12 @@ class Service:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def service_name(graph: str, step: str) -> str:
+    """The InferenceService a plan step is deployed as; its MLServer serves the model under
+    the same name (`MLSERVER_MODEL_NAME`)."""
+    return common.k8s_name(graph, step)
+
+
 class _Topology:
     """The plan's block tree as InferenceGraph nodes (`root` first), creating Services."""
 
@@ -93,7 +99,7 @@ class _Topology:
         self.fresh = FreshNames(s.name for s in plan.steps)
 
     def service_name(self, step: str) -> str:
-        return common.k8s_name(self.graph.name, step)
+        return service_name(self.graph.name, step)
 
     def service_step(self, step: PlanStep) -> dict[str, Any]:
         if step.name not in self.services:

@@ -41,6 +41,21 @@ DRAINER_PORT = 9007
 PLUMBING = "plumbing"
 
 
+def model_name(graph: str, step: str) -> str:
+    """The Seldon `Model` a plan step is deployed as (its name in the mesh's `seldon-model`)."""
+    return common.k8s_name(graph, step)
+
+
+def pipeline_route(graph: str) -> str:
+    """What the mesh's `seldon-model` header names to reach the graph's `Pipeline`.
+
+    Envoy matches the header exactly: a model's route is its name, a pipeline's its name
+    with the `.pipeline` suffix (seldon-core `scheduler/pkg/envoy/xdscache/resource.go`,
+    `makePipelineEnvoyRoute`; the suffix is `util.SeldonPipelineHeaderSuffix`).
+    """
+    return f"{graph}.pipeline"
+
+
 @dataclass
 class Unit:
     """A Seldon Model to render: a graph node, or a weightless helper of the plan."""
@@ -68,7 +83,7 @@ class _Translator:
         self.units: list[Unit] = []
 
     def model_name(self, step: str) -> str:
-        return common.k8s_name(self.graph.name, step)
+        return model_name(self.graph.name, step)
 
     def tensor_path(self, source: Source) -> str:
         if source.step == REQUEST:
