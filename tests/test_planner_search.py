@@ -229,13 +229,17 @@ def test_profile_errors_name_what_is_wrong(tmp_path: Path):
     assert node_config(read.nodes["a"], 1, 0.0, 1).service.correlation == 0.6
     # A fitted drift replaces the lag-1 chain: it already holds the passes' correlation.
     slow = {**drifting, "drift_share": 0.4, "drift_s": 3.0}
+    slow |= {"slow_drift_share": 0.1, "slow_drift_s": 25.0}
     read = load_profile(write_profile(tmp_path / "w.json", "chain", "c6i.2xlarge", {"a": slow}))
     service = node_config(read.nodes["a"], 1, 0.0, 1).service
     assert (service.correlation, service.drift_share, service.drift_s) == (0.0, 0.4, 3.0)
-    assert json.loads(json.dumps(read.to_dict()))["nodes"]["a"]["drift_s"] == 3.0
-    too_much = {**node_entry(1, 1), "drift_share": 1.5}
+    assert (service.slow_drift_share, service.slow_drift_s) == (0.1, 25.0)
+    assert json.loads(json.dumps(read.to_dict()))["nodes"]["a"]["slow_drift_s"] == 25.0
+    too_much = {**node_entry(1, 1), "drift_share": 0.7, "slow_drift_share": 0.5}
     odd = write_profile(tmp_path / "m.json", "chain", "c6i.2xlarge", {"a": too_much})
-    with pytest.raises(ProfileError, match=r"node 'a'.*drift_share must be at most 1, got 1\.5"):
+    with pytest.raises(
+        ProfileError, match=r"node 'a'.*drift_share \+ slow_drift_share must be at most 1, got 1\.2"
+    ):
         load_profile(odd)
 
 

@@ -714,6 +714,8 @@ def profile_graph(
                 speed_correlation=prof.speed_correlation,
                 drift_share=drift[name].share,
                 drift_s=drift[name].seconds,
+                slow_drift_share=drift[name].slow_share,
+                slow_drift_s=drift[name].slow_seconds,
             )
         branches = measured.branches
         ingress_ms = served.ingress_ms

@@ -71,6 +71,8 @@ class NodeProfile:
     speed_correlation: float = 0.0  # lag-1 correlation of consecutive passes' log-times
     drift_share: float = 0.0  # share of the passes' log-time variance that drifts slowly
     drift_s: float = 0.0  # that drift's correlation time, seconds (`planner.drift`)
+    slow_drift_share: float = 0.0  # share of a second drift, over tens of seconds
+    slow_drift_s: float = 0.0  # its correlation time, seconds
 
     @property
     def max_batch_size(self) -> int:
@@ -194,6 +196,8 @@ def _node_profile(name: str, data: Any, hardware_class: str, where: str) -> Node
         "speed_correlation",
         "drift_share",
         "drift_s",
+        "slow_drift_share",
+        "slow_drift_s",
     )
     measured = {key: float(data.get(key, 0.0)) for key in keys}
     for key, value in measured.items():
@@ -203,8 +207,11 @@ def _node_profile(name: str, data: Any, hardware_class: str, where: str) -> Node
         raise ProfileError(
             where, f"speed_correlation must be below 1, got {measured['speed_correlation']}"
         )
-    if measured["drift_share"] > 1:
-        raise ProfileError(where, f"drift_share must be at most 1, got {measured['drift_share']}")
+    drifting = measured["drift_share"] + measured["slow_drift_share"]
+    if drifting > 1:
+        raise ProfileError(
+            where, f"drift_share + slow_drift_share must be at most 1, got {drifting}"
+        )
     return NodeProfile(
         node=name,
         family=str(data.get("family", "")),
@@ -220,6 +227,8 @@ def _node_profile(name: str, data: Any, hardware_class: str, where: str) -> Node
         speed_correlation=measured["speed_correlation"],
         drift_share=measured["drift_share"],
         drift_s=measured["drift_s"],
+        slow_drift_share=measured["slow_drift_share"],
+        slow_drift_s=measured["slow_drift_s"],
     )
 
 

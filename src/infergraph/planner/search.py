@@ -127,6 +127,8 @@ def node_config(profile: NodeProfile, batch: int, delay_ms: float, replicas: int
         0.0 if profile.drift_share > 0 else profile.speed_correlation,
         profile.drift_share,
         profile.drift_s,
+        profile.slow_drift_share,
+        profile.slow_drift_s,
     )
     total = sum(profile.rows.values()) or 1
     rows = tuple((r, n / total) for r, n in sorted(profile.rows.items()))
