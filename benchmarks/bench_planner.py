@@ -381,10 +381,10 @@ def profile_served(
         "--repeats",
         "20",
         "--requests",
-        # a loaded half of 45-180 s: a 20 s window caught a slow spell's 10 %, and the
-        # speed-drift fit (`planner.drift`) reads lags up to a third of its passes, 300
-        # here, where the slow drift that lasts tens of seconds shows
-        "900",
+        # a loaded half of 30-120 s: a 20 s window caught a slow spell's 10 %, and the
+        # speed-drift fit (`planner.drift`) reads lags up to a third of its passes, 200
+        # here, where the slow drift that lasts tens of seconds begins to show
+        "600",
         "--rate",
         str(rate),
         "--payload",
