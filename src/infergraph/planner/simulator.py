@@ -242,12 +242,13 @@ def _batch_loop(
             j = i + 1 + np.searchsorted(arrivals[i + 1 :], deadline, side="right")
             start = deadline
         total = j - i if ones else cum[j] - cum[i]
-        if drifting:
+        if share > 0.0:
             state = _ou_step(state, start - last, seconds, drift_z[batches % drift_z.size])
+        if slow_share > 0.0:  # most profiles fit no slow part: no exp and sqrt for it
             slow_state = _ou_step(
                 slow_state, start - last, slow_seconds, slow_z[batches % slow_z.size]
             )
-            last = start
+        last = start
         service_s = 0.0
         while total > 0:
             b = min(total, cap)
