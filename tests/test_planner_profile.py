@@ -157,13 +157,15 @@ async def test_profile_times_a_served_graph_through_its_endpoints(tmp_path: Path
             payload="synthetic:image",
             requests=8,
             loaded_rps=12.5,  # the rate the deployment is to carry, instead of a busy fraction
-            endpoints=Endpoints(running.url),
+            endpoints=Endpoints(running.url, graph.name),
         )
         profile = await asyncio.to_thread(
             profile_graph, graph, settings, lambda what, n: seen.append(what)
         )
         # A deployment cannot batch more than it was deployed with: refused before any request.
-        too_big = ProfileSettings(repeats=5, max_batch_size=8, endpoints=Endpoints(running.url))
+        too_big = ProfileSettings(
+            repeats=5, max_batch_size=8, endpoints=Endpoints(running.url, graph.name)
+        )
         with pytest.raises(ProfilingError, match="--max-batch 8 is more than its maxBatchSize 4"):
             await asyncio.to_thread(profile_graph, graph, too_big, lambda what, n: None)
         mesh_profile, mesh_seen = await _profile_through_a_seldon_v2_mesh(graph, running)
@@ -207,7 +209,9 @@ async def _profile_through_a_seldon_v2_mesh(
     routes = {f"tiny-cascade-{n}": f"{running.url}/v2/models/{n}/infer" for n in nodes}
     routes["tiny-cascade.pipeline"] = running.infer_url
     async with serve_mesh(routes) as mesh:
-        plain = ProfileSettings(repeats=5, skip_graph=True, endpoints=Endpoints(mesh.url))
+        plain = ProfileSettings(
+            repeats=5, skip_graph=True, endpoints=Endpoints(mesh.url, graph.name)
+        )
         with pytest.raises(ProfilingError, match=f"node 'first' at {mesh.url}/v2/models/first"):
             await asyncio.to_thread(profile_graph, graph, plain, lambda what, n: None)
         endpoints = parse_endpoints(mesh.url, [], graph, "seldon-v2")
@@ -221,7 +225,7 @@ async def _profile_through_a_seldon_v2_mesh(
 def test_profile_at_an_endpoint_that_is_down_names_the_node_and_url():
     graph = parse_graph(GRAPH)
     settings = ProfileSettings(
-        repeats=5, skip_graph=True, endpoints=Endpoints("http://127.0.0.1:9")
+        repeats=5, skip_graph=True, endpoints=Endpoints("http://127.0.0.1:9", graph.name)
     )
     with pytest.raises(ProfilingError) as caught:
         profile_graph(graph, settings, lambda what, n: None)
@@ -282,7 +286,7 @@ def plain_oip_server() -> Iterator[str]:
 
 
 def test_a_server_without_pass_timings_is_timed_by_round_trip(plain_oip_server: str):
-    endpoints = Endpoints("http://127.0.0.1:9", {"first": plain_oip_server})
+    endpoints = Endpoints("http://127.0.0.1:9", "tiny-cascade", {"first": plain_oip_server})
     timer = NodeTimer(NodeClient(endpoints.node_url("first")), {1: b"{}"})
     try:
         ms = timer(1)
@@ -344,7 +348,7 @@ def test_endpoint_names_are_the_rendered_ones(engine: str):
         assert endpoints.node_url(n) == f"http://mesh:80/v2/models/{endpoints.served_name(n)}/infer"
     if engine == "seldon-v2":
         pipeline = next(o for o in objects if o["kind"] == "Pipeline")["metadata"]["name"]
-        assert endpoints.graph_headers(graph.name) == {"seldon-model": f"{pipeline}.pipeline"}
+        assert endpoints.graph_headers() == {"seldon-model": f"{pipeline}.pipeline"}
         assert endpoints.node_headers(nodes[0]) == {"seldon-model": f"video-{nodes[0]}"}
     else:
-        assert endpoints.graph_headers(graph.name) == {} == endpoints.node_headers(nodes[0])
+        assert endpoints.graph_headers() == {} == endpoints.node_headers(nodes[0])

@@ -48,9 +48,9 @@ class Endpoints:
     InferenceService per node has its own host), and how it names what it serves."""
 
     base: str
+    graph: str  # the graph's name: KServe's and Seldon v2's nodes are named after it
     nodes: dict[str, str] = field(default_factory=dict)
     engine: str = "local"
-    graph: str = ""  # the graph's name: Seldon v2 models are named after it
 
     def served_name(self, node: str) -> str:
         if self.engine == "seldon-v2":
@@ -66,13 +66,13 @@ class Endpoints:
     def node_headers(self, node: str) -> dict[str, str]:
         return {"seldon-model": self.served_name(node)} if self.engine == "seldon-v2" else {}
 
-    def graph_url(self, graph: str) -> str:
-        return f"{self.base.rstrip('/')}/v2/models/{graph}/infer"
+    def graph_url(self) -> str:
+        return f"{self.base.rstrip('/')}/v2/models/{self.graph}/infer"
 
-    def graph_headers(self, graph: str) -> dict[str, str]:
+    def graph_headers(self) -> dict[str, str]:
         if self.engine != "seldon-v2":
             return {}
-        return {"seldon-model": seldon_v2.pipeline_route(graph)}
+        return {"seldon-model": seldon_v2.pipeline_route(self.graph)}
 
     def describe(self) -> dict[str, object]:
         return {"endpoint": self.base, "node_endpoints": dict(self.nodes), "engine": self.engine}
@@ -103,7 +103,7 @@ def parse_endpoints(
                 f"(nodes: {', '.join(nodes)})"
             )
         per_node[name] = _checked_url(url, f"--node-endpoint {name}")
-    return Endpoints(_checked_url(base, "--endpoint"), per_node, engine, graph.name)
+    return Endpoints(_checked_url(base, "--endpoint"), graph.name, per_node, engine)
 
 
 def request_bodies(node: Node, sizes: list[int]) -> dict[int, bytes]:

@@ -507,7 +507,7 @@ def loaded_rate(
 async def _graph_url(graph: InferenceGraph, settings: ProfileSettings) -> AsyncIterator[str]:
     """The graph's infer URL: the endpoint it is served at, else the local runner, started."""
     if settings.endpoints is not None:
-        yield settings.endpoints.graph_url(graph.name)
+        yield settings.endpoints.graph_url()
         return
     from infergraph.runner.local import run_graph
 
@@ -537,7 +537,7 @@ async def _send_sample(
     bodies = [v2_json_body(p) for p in payloads]
     headers = {"Content-Type": "application/json"}
     if settings.endpoints is not None:
-        headers |= settings.endpoints.graph_headers(graph.name)
+        headers |= settings.endpoints.graph_headers()
     async with _graph_url(graph, settings) as infer_url, aiohttp.ClientSession() as session:
 
         async def send(i: int) -> Reply:
