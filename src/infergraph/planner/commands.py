@@ -130,6 +130,7 @@ def profile(
             endpoints = parse_endpoints(endpoint, node_endpoint or [], graph, engine)
         except EndpointError as exc:
             _fail(str(exc))
+    loaded_by = {"load": load} if load is not None else {}  # else ProfileSettings' default
     settings = ProfileSettings(
         endpoints=endpoints,
         hardware_class=hardware_class,
@@ -139,8 +140,8 @@ def profile(
         offline_scale=offline_scale,
         payload=payload,
         requests=requests,
-        load=0.5 if load is None else load,
         loaded_rps=rate,
+        **loaded_by,
         skip_graph=skip_graph,
     )
     loaded_half = rate is not None or settings.load > 0
