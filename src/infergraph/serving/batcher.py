@@ -136,7 +136,10 @@ class MicroBatcher:
         while rows < self._max_rows:
             remaining = deadline - time.perf_counter()
             try:
-                nxt = self._queue.get(timeout=remaining) if remaining > 0 else self._next_now()
+                if remaining > 0:
+                    nxt = self._queue.get(timeout=remaining)
+                else:
+                    nxt = self._queue.get_nowait()
             except queue.Empty:
                 break
             if nxt is None:
@@ -144,9 +147,6 @@ class MicroBatcher:
             batch.append(nxt)
             rows += len(nxt.rows)
         return batch, False
-
-    def _next_now(self) -> _Pending | None:
-        return self._queue.get_nowait()
 
     def _run_group(self, key: Hashable, members: list[_Pending]) -> None:
         rows = [row for m in members for row in m.rows]
