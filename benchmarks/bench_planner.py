@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -430,6 +430,88 @@ def profile_served(
     return out
 
 
+@dataclass(frozen=True)
+class Check:
+    """What every checked configuration shares: where to work, how long and how often to run,
+    and the first (in-process) profile whose prediction is kept beside the served one's."""
+
+    work: Path
+    log: Path
+    duration: float
+    runs: int
+    first_profile: Path
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One checked configuration: the graph at one batch setting, served at `url`, one rate."""
+
+    graph_file: Path
+    url: str
+    batch: int
+    delay_ms: float
+    load: float
+    rate: float
+
+
+def error_pct(predicted: float, measured: float) -> float:
+    return 100.0 * abs(predicted - measured) / measured
+
+
+def check_configuration(check: Check, setting: Setting, tag: str) -> dict[str, Any]:
+    """Profile the served configuration, load-test it, and predict the same run."""
+    served_profile = profile_served(
+        setting.graph_file, setting.url, setting.rate, check.work, tag, check.log
+    )
+    # every run replays the same seeded arrivals: they differ by the machine alone
+    measured = pooled(
+        [
+            measure(setting.url, setting.rate, check.duration, seed=int(setting.rate * 10))
+            for _ in range(check.runs)
+        ]
+    )
+    arrivals = measured["arrivals_s"]
+    predicted = predict(setting.graph_file, served_profile, arrivals, measured["forward_mean_ms"])
+    first = predict(setting.graph_file, check.first_profile, arrivals)
+    p99, runs = measured["p99_ms"], measured["p99_runs_ms"]
+    return {
+        "part": "reality-check",
+        "batch": setting.batch,
+        "delay_ms": setting.delay_ms,
+        "rate": setting.rate,
+        "measured_p50_ms": measured["p50_ms"],
+        "predicted_p50_ms": predicted["p50_ms"],
+        "measured_p99_ms": p99,
+        "predicted_p99_ms": predicted["p99_ms"],
+        "p50_error_pct": error_pct(predicted["p50_ms"], measured["p50_ms"]),
+        "p99_error_pct": error_pct(predicted["p99_ms"], p99),
+        "measured_p99_interval_ms": measured["p99_interval_ms"],
+        "measured_p99_runs_ms": runs,
+        "p99_run_spread_pct": 100 * (max(runs) - min(runs)) / p99,
+        "p99_error_per_run_pct": [error_pct(predicted["p99_ms"], run) for run in runs],
+        "measured_service_p99_ms": measured["service_p99_ms"],
+        "max_late_ms": measured["max_late_ms"],
+        "p99_error_beyond_interval_pct": beyond_interval_pct(
+            predicted["p99_ms"], p99, measured["p99_interval_ms"]
+        ),
+        "rate_only_predicted_p99_ms": predicted["rate_only_p99_ms"],
+        "rate_only_p99_error_pct": error_pct(predicted["rate_only_p99_ms"], p99),
+        "arrivals_replayed": int(np.sum(arrivals >= WARMUP_S)),
+        "sent": measured["sent"],
+        "first_profile_predicted_p50_ms": first["p50_ms"],
+        "first_profile_predicted_p99_ms": first["p99_ms"],
+        "first_profile_p99_error_pct": error_pct(first["p99_ms"], p99),
+        "served_profile": _shown(served_profile),
+        "inrun_predicted_p99_ms": predicted["inrun_p99_ms"],
+        "inrun_p99_error_pct": error_pct(predicted["inrun_p99_ms"], p99),
+        "forward_drift": predicted["inrun_factors"],
+        "load": setting.load,
+        "loadavg_1m": os.getloadavg()[0],
+        "errors": measured["errors"],
+        "late_or_dropped_pct": measured["late_or_dropped_pct"],
+    }
+
+
 def reality_check(
     work: Path, duration: float, quick: bool, runs: int = 1, only: set[str] | None = None
 ) -> list[dict[str, Any]]:
@@ -470,7 +552,8 @@ def reality_check(
     settings = [(1, 0.0, (0.3, 0.5, 0.7)), (4, 10.0, (0.4, 0.7)), (8, 20.0, (0.5, 0.8))]
     if quick:
         settings = [(1, 0.0, (0.5,)), (4, 10.0, (0.6,))]
-    rows = []
+    check = Check(work, log, duration, runs, profile)
+    rows: list[dict[str, Any]] = []
     for batch, delay, loads in settings:
         graph_file = work / f"check-b{batch}.yaml"
         graph_file.write_text(yaml.safe_dump(check_graph(big, small, batch, delay)))
@@ -480,67 +563,9 @@ def reality_check(
                 if only is not None and tag not in only:
                     continue
                 capacity = batch / (resnet.median_ms(batch) / 1000.0)
-                rate = round(load * capacity, 2)
-                served_profile = profile_served(graph_file, url, rate, work, tag, log)
-                # every run replays the same seeded arrivals: they differ by the machine alone
-                measured = pooled(
-                    [measure(url, rate, duration, seed=int(rate * 10)) for _ in range(runs)]
-                )
-                predicted = predict(
-                    graph_file, served_profile, measured["arrivals_s"], measured["forward_mean_ms"]
-                )
-                first = predict(graph_file, profile, measured["arrivals_s"])
-                rate_only_p99 = predicted["rate_only_p99_ms"]
-                inrun_p99 = predicted["inrun_p99_ms"]
-                row = {
-                    "part": "reality-check",
-                    "batch": batch,
-                    "delay_ms": delay,
-                    "rate": rate,
-                    "measured_p50_ms": measured["p50_ms"],
-                    "predicted_p50_ms": predicted["p50_ms"],
-                    "measured_p99_ms": measured["p99_ms"],
-                    "predicted_p99_ms": predicted["p99_ms"],
-                    "p50_error_pct": 100
-                    * abs(predicted["p50_ms"] - measured["p50_ms"])
-                    / measured["p50_ms"],
-                    "p99_error_pct": 100
-                    * abs(predicted["p99_ms"] - measured["p99_ms"])
-                    / measured["p99_ms"],
-                    "measured_p99_interval_ms": measured["p99_interval_ms"],
-                    "measured_p99_runs_ms": measured["p99_runs_ms"],
-                    "p99_run_spread_pct": 100
-                    * (max(measured["p99_runs_ms"]) - min(measured["p99_runs_ms"]))
-                    / measured["p99_ms"],
-                    "measured_service_p99_ms": measured["service_p99_ms"],
-                    "max_late_ms": measured["max_late_ms"],
-                    "p99_error_beyond_interval_pct": beyond_interval_pct(
-                        predicted["p99_ms"], measured["p99_ms"], measured["p99_interval_ms"]
-                    ),
-                    "rate_only_predicted_p99_ms": rate_only_p99,
-                    "rate_only_p99_error_pct": 100
-                    * abs(rate_only_p99 - measured["p99_ms"])
-                    / measured["p99_ms"],
-                    "arrivals_replayed": int(np.sum(measured["arrivals_s"] >= WARMUP_S)),
-                    "sent": measured["sent"],
-                    "first_profile_predicted_p50_ms": first["p50_ms"],
-                    "first_profile_predicted_p99_ms": first["p99_ms"],
-                    "first_profile_p99_error_pct": 100
-                    * abs(first["p99_ms"] - measured["p99_ms"])
-                    / measured["p99_ms"],
-                    "served_profile": _shown(served_profile),
-                    "inrun_predicted_p99_ms": inrun_p99,
-                    "inrun_p99_error_pct": 100
-                    * abs(inrun_p99 - measured["p99_ms"])
-                    / measured["p99_ms"],
-                    "forward_drift": predicted["inrun_factors"],
-                    "load": load,
-                    "loadavg_1m": os.getloadavg()[0],
-                    "errors": measured["errors"],
-                    "late_or_dropped_pct": measured["late_or_dropped_pct"],
-                }
-                rows.append(row)
-                console.print(row)
+                setting = Setting(graph_file, url, batch, delay, load, round(load * capacity, 2))
+                rows.append(check_configuration(check, setting, tag))
+                console.print(rows[-1])
     return rows
 
 
