@@ -21,7 +21,7 @@ RUN_SELDON := UV_PROJECT_ENVIRONMENT=.venv-seldon $(UV) run --frozen --no-sync -
 	perf-analyzer
 
 help:
-	@echo "make demo    serve the cascade graph locally (offline weights), load it, print latency and cost"
+	@echo "make demo    serve the cascade locally (random weights), find its knee, price it, plan it, render it"
 	@echo "make test    lint, then every test (MLServer, graphs, renderers, load tester, Seldon v1)"
 	@echo "make bench-runtimes | bench-hops | bench-loadtester | bench-peers | bench-planner | bench-kserve-hops    benchmarks -> bench-results/*.json"
 	@echo "make render  regenerate k8s/rendered/, k8s/crds/ and the chart's generated files"

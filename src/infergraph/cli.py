@@ -155,19 +155,50 @@ def serve(
 
 @app.command()
 def demo(
-    graph_file: Annotated[Path, typer.Argument(help="graph to demo")] = Path(
+    graph_file: Annotated[Path, typer.Option("--graph", help="graph to demo")] = Path(
         "k8s/graphs/cascade.yaml"
     ),
-    rate: Annotated[float, typer.Option(help="open-loop requests per second")] = 2.0,
-    duration: Annotated[float, typer.Option(help="measured seconds")] = 20.0,
-    warmup: Annotated[float, typer.Option(help="seconds excluded from results")] = 5.0,
-    out: Annotated[Path, typer.Option(help="results folder")] = Path("demo-results"),
+    scale: Annotated[
+        str,
+        typer.Option(
+            help="demo: smaller real architectures where the graph names large ones; full: the "
+            "file's checkpoints at full size; tiny: test-sized checkpoints"
+        ),
+    ] = "demo",
+    hardware: Annotated[
+        str, typer.Option(help="price-catalog class this machine stands for")
+    ] = "c7i.large",
+    plan_rate: Annotated[
+        float | None, typer.Option(help="req/s to plan for (default: ten times the knee)")
+    ] = None,
+    step_seconds: Annotated[
+        float, typer.Option(help="longest measured seconds per swept rate")
+    ] = 20.0,
+    out: Annotated[Path, typer.Option(help="results folder (replaced)")] = Path("demo-results"),
 ) -> None:
-    """Serve a graph offline, load it with the async load tester, report latency and cost."""
-    from infergraph.demo import run_demo
+    """Serve a graph offline, find its knee, price it, plan it and render it (about 5 min)."""
+    from infergraph.demo import DemoSettings, run_demo
+    from infergraph.demo.sweep import SweepSettings
 
+    if scale not in ("demo", "full", "tiny"):
+        _fail(f"--scale must be demo, full or tiny, not '{scale}'")
+    if plan_rate is not None and not plan_rate > 0:  # also refuses nan
+        _fail(f"--plan-rate must be a request rate > 0, got {plan_rate}")
+    if not 1 <= step_seconds <= 600:  # also refuses nan
+        _fail(f"--step-seconds must be between 1 and 600, got {step_seconds}")
+    sweep = SweepSettings(max_step_s=step_seconds, min_step_s=min(8.0, step_seconds))
+    settings = DemoSettings(
+        graph_file=graph_file,
+        out=out,
+        scale=scale,  # type: ignore[arg-type]
+        hardware=hardware,
+        plan_rate=plan_rate,
+        sweep=sweep,
+    )
     try:
-        run_demo(graph_file, rate, duration, warmup, out)
+        run_demo(settings)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
     except InfergraphError as exc:
         _fail(str(exc))
 

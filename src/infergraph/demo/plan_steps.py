@@ -1,0 +1,167 @@
+"""Steps 4 and 5: profile the served graph, plan it for a stated rate, render both graphs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+from infergraph.cost.pricing import PriceCatalog
+from infergraph.demo.sizing import for_planning
+from infergraph.demo.steps import DemoSettings, Findings
+from infergraph.demo.sweep import Slo, nice_ceil
+from infergraph.errors import InfergraphError
+from infergraph.graph.model import InferenceGraph, load_graph
+from infergraph.render import ENGINES, EXAMPLE_STORAGE, render_files
+from infergraph.render.options import RenderOptions
+
+PLAN_MULTIPLE = 10  # the stated rate: ten machines' worth of what the knee served
+
+
+def profile(settings: DemoSettings, served: InferenceGraph, url: str, con: Console) -> Path:
+    """Each node's pass per batch size, timed through the served graph's own endpoints."""
+    from infergraph.planner.endpoints import parse_endpoints
+    from infergraph.planner.profiler import ProfileSettings, batch_sizes, profile_graph
+
+    con.rule("[bold]4. plan it[/]: profile the served nodes, then search for the cheapest plan")
+    profile_settings = ProfileSettings(
+        endpoints=parse_endpoints(url, [], served, "local"),
+        hardware_class=settings.hardware,
+        repeats=settings.profile_repeats,
+        requests=settings.profile_requests,
+    )
+    total = sum(len(batch_sizes(n.batching.max_batch_size)) for n in served.spec.nodes)
+    total += 2 * settings.profile_requests
+    path = settings.out / "profile.json"
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=con,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("profiling", total=total)
+        result = profile_graph(
+            served, profile_settings, lambda what, n: bar.update(task, advance=n, description=what)
+        )
+    result.write(path)
+    con.print(f"profiled every node through {url} -> {path}")
+    return path
+
+
+def stated_rate(settings: DemoSettings, found: Findings) -> float:
+    if settings.plan_rate is not None:
+        return settings.plan_rate
+    knee = found.get("knee") or {}
+    return nice_ceil(PLAN_MULTIPLE * max(float(knee.get("served_rps") or 1.0), 0.1))
+
+
+def plan(
+    settings: DemoSettings,
+    served: InferenceGraph,
+    profile_path: Path,
+    slo: Slo,
+    catalog: PriceCatalog,
+    found: Findings,
+    con: Console,
+) -> Path | None:
+    """`infergraph plan` for the stated rate; a plan that cannot be made is said plainly."""
+    from infergraph.planner.planning import PlanInputs, plan_graph
+    from infergraph.planner.report import node_table, write_outputs
+    from infergraph.planner.search import DEFAULT_DELAYS_MS, SearchSettings
+    from infergraph.planner.workload import Workload
+
+    rate = stated_rate(settings, found)
+    startup = max(1.0, float(found.get("ready_s") or 60.0))
+    con.print(
+        f"planning for [bold]{rate:g} req/s[/] (Poisson; "
+        + ("as asked" if settings.plan_rate else f"{PLAN_MULTIPLE}x what the knee served here")
+        + f"), p{slo.percentile:g} <= {slo.latency_ms:g} ms, each replica one "
+        f"{settings.hardware}, a new replica taking traffic {startup:.0f} s after it is asked "
+        "for (this server's measured start)"
+    )
+    inputs = PlanInputs(
+        graph=for_planning(served, settings.hardware, catalog),
+        profile_paths=[profile_path],
+        workload=Workload.constant(rate, 120),
+        catalog=catalog,
+        settings=SearchSettings(
+            slo_ms=slo.latency_ms, percentile=slo.percentile, delays_ms=DEFAULT_DELAYS_MS
+        ),
+        startup_s=startup,
+    )
+    found["plan_rate_rps"] = rate
+    try:
+        with con.status("planning..."):
+            outcome = plan_graph(inputs)
+        files = write_outputs(outcome, settings.out / "plan")
+    except InfergraphError as exc:
+        con.print(f"[bold red]no plan[/]: {exc}")
+        found["plan"] = {"error": str(exc)}
+        return None
+    con.print(node_table(outcome))
+    final = outcome.final
+    verdict = "meets" if final.latency_ms <= slo.latency_ms else "misses"
+    con.print(
+        f"predicted p{slo.percentile:g} [bold]{final.latency_ms:.0f} ms[/] {verdict} the SLO "
+        f"({outcome.attainment:.2%} of requests within it) at [bold]${final.usd_per_hour:.4f}"
+        f"/hour[/], ${outcome.usd_per_million():.2f} per million; planned in "
+        f"{outcome.seconds:.1f} s -> {files['graph']}"
+    )
+    found["plan"] = {
+        "rate_rps": rate,
+        f"predicted_p{slo.percentile:g}_ms": final.latency_ms,
+        "attainment": outcome.attainment,
+        "usd_per_hour": final.usd_per_hour,
+        "usd_per_million": outcome.usd_per_million(),
+        "nodes": {
+            n: {
+                "hardware": o.hardware,
+                "max_batch_size": o.max_batch_size,
+                "max_batch_time_ms": o.max_batch_time_ms,
+                "replicas": o.replicas,
+            }
+            for n, o in final.options.items()
+        },
+        "graph": str(files["graph"]),
+    }
+    return files["graph"]
+
+
+def render(settings: DemoSettings, planned: Path | None, found: Findings, con: Console) -> None:
+    """Step 5: the graph file as given, and the planned one, for every engine."""
+    con.rule("[bold]5. deploy it[/]: the same graph rendered for Seldon Core v2, v1 and KServe")
+    options = RenderOptions(storage_uri=EXAMPLE_STORAGE)
+    sources = {"original": settings.graph_file}
+    if planned is not None:
+        sources["planned"] = planned
+    written: dict[str, list[str]] = {}
+    for label, source in sources.items():
+        graph = load_graph(source)
+        for engine in ENGINES:
+            for rel, text in render_files(source, engine, options).items():
+                target = settings.out / "manifests" / label / engine / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text)
+                written.setdefault(label, []).append(str(target))
+        con.print(f"{label} ({graph.name}): {settings.out / 'manifests' / label}/<engine>/")
+    found["manifests"] = written
+    manifests = settings.out / "manifests"
+    lines = [
+        "to put it on a cluster (Seldon Core v2 or v1, or KServe, installed; a bucket you own):",
+        "  helm install infergraph charts/infergraph -n infergraph --create-namespace \\",
+        "    --set storageUri=s3://<your-bucket>/infergraph",
+        f"  kubectl apply -n ml -f {settings.graph_file}      # as written: GPU nodes",
+    ]
+    if planned is not None:
+        lines.append(
+            f"  kubectl apply -n ml -f {planned}   # as planned: {settings.hardware} nodes"
+        )
+    lines.append(
+        f"the files under {manifests}/ are the same objects for `kubectl apply` without the "
+        f"operator; they name the placeholder bucket {EXAMPLE_STORAGE}, so render again "
+        "with `infergraph render GRAPH --engine ENGINE --storage-uri s3://<your-bucket>/...`"
+    )
+    con.print("\n".join(lines), soft_wrap=False)

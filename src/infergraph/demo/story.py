@@ -1,0 +1,137 @@
+"""`make demo`: serve a graph, find its knee, price it, plan it, render it, in one run.
+
+The graph server lives only as long as the steps that load it (the planner's
+simulation then has the machine to itself), and any exit, an error or Ctrl-C
+included, stops it and leaves a folder whose README says what the run got to.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from infergraph.cost.pricing import load_catalog
+from infergraph.demo import plan_steps, report, steps
+from infergraph.demo.server import DemoError, GraphServer
+from infergraph.demo.sizing import machine_cores, offline_scale
+from infergraph.demo.steps import DemoSettings, Findings
+from infergraph.graph.model import load_graph
+
+MARKER = ".infergraph-demo"
+WIDTH = 100  # every table fits a 100-column terminal
+
+
+def prepare_folder(out: Path) -> None:
+    """Empty the folder of an earlier demo run; never a folder the demo did not write."""
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise DemoError(
+            f"'{out}' exists and was not written by the demo; pass another --out or move it"
+        )
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    (out / MARKER).write_text("written by `infergraph demo`; the next run replaces it\n")
+
+
+def run_demo(settings: DemoSettings, console: Console | None = None) -> Findings:
+    """The five steps and the summary; the server is stopped on every way out."""
+    con = console or Console(width=WIDTH)
+    started = time.monotonic()
+    prepare_folder(settings.out)
+    catalog = load_catalog()
+    graph = load_graph(settings.graph_file)
+    found = Findings(graph=graph.name, hardware=settings.hardware)
+    complete = False
+    try:
+        served_file, served = steps.serve_setup(settings, graph, catalog, found, con)
+        scale = offline_scale(settings.scale)
+        with GraphServer(served_file, scale, settings.out / "server.log") as server:
+            with con.status("building random-weight checkpoints and starting MLServer..."):
+                found["ready_s"] = server.wait_ready(settings.ready_timeout_s)
+            con.print(f"[green]ready[/] in {found.get('ready_s'):.0f} s: {server.url}")
+            result = steps.find_knee(settings, served, served_file, server.url, found, con)
+            steps.price(result, served, found, settings.out, con)
+            profile = plan_steps.profile(settings, served, server.url, con)
+        planned = plan_steps.plan(settings, served, profile, result.slo, catalog, found, con)
+        plan_steps.render(settings, planned, found, con)
+        complete = True
+    except KeyboardInterrupt:
+        con.print("\n[bold yellow]interrupted[/]: every process the demo started is stopped")
+        raise
+    finally:
+        found["seconds"] = time.monotonic() - started
+        found["complete"] = complete
+        _leave_results(settings.out, found)
+        if not complete:
+            con.print(f"partial results are in {settings.out}/ (its README.md lists them)")
+    summary_screen(found, settings, con)
+    return found
+
+
+def _leave_results(out: Path, found: Findings) -> None:
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    machine = f"{platform.processor() or platform.machine()}, {machine_cores()} cores, no GPU used"
+    summary = {"graph": found.graph, "hardware": found.hardware, "when": when, **found.values}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    report.write_readme(out, when, machine)
+
+
+def summary_screen(found: Findings, settings: DemoSettings, con: Console) -> None:
+    """Step 6: one screen with the answer to each step, and where its files are."""
+    con.rule(f"[bold]summary[/]: '{found.graph}' in {found.get('seconds'):.0f} s")
+    slo = found.get("slo") or {}
+    p = f"p{slo.get('percentile', 95):g}"
+    table = Table(show_header=False, box=None, padding=(0, 1))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row(
+        "served",
+        f"{found.get('scale')} size, random weights, ready in "
+        f"{found.get('ready_s') or 0:.0f} s, priced as one {found.hardware} "
+        f"(${found.get('usd_per_hour_as_run') or 0:.4f}/hour)",
+    )
+    table.add_row("SLO", f"{p} <= {slo.get('latency_ms', 0):g} ms: {slo.get('why', '')}")
+    table.add_row("knee", _point_text(found.get("knee"), p))
+    cheapest = found.get("cheapest_meeting_slo")
+    table.add_row(
+        "cheapest",
+        _point_text(cheapest, p)
+        if cheapest
+        else f"no rate met the SLO; node '{found.get('limiting_node')}' limits it",
+    )
+    table.add_row("plan", _plan_text(found.get("plan"), p))
+    table.add_row("manifests", f"{settings.out}/manifests/{{original,planned}}/<engine>/")
+    table.add_row("everything", f"{settings.out}/ (README.md says what each file is)")
+    con.print(table)
+
+
+def _point_text(point: dict[str, float] | None, p: str) -> str:
+    if not point:
+        return "-"
+    return (
+        f"{point['offered_rps']:g} req/s offered, {point['served_rps']:.2f} served, "
+        f"{p} {point.get(f'{p}_ms') or 0:.0f} ms, ${point['usd_per_million']:,.2f}/million"
+    )
+
+
+def _plan_text(plan: dict[str, object] | None, p: str) -> str:
+    if not plan:
+        return "-"
+    if "error" in plan:
+        return f"no plan: {plan['error']}"
+    nodes = plan["nodes"]
+    assert isinstance(nodes, dict)
+    per_node = ", ".join(
+        f"{n} x{o['replicas']} (batch {o['max_batch_size']})" for n, o in nodes.items()
+    )
+    return (
+        f"{plan['rate_rps']:g} req/s: {per_node}; predicted {p} "
+        f"{plan[f'predicted_{p}_ms']:.0f} ms, ${plan['usd_per_hour']:.2f}/hour, "
+        f"${plan['usd_per_million']:.2f}/million"
+    )

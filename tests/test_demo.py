@@ -1,0 +1,193 @@
+"""`infergraph demo` end to end at its smallest scale, as a user runs it (a real process).
+
+One full run checks every artifact the demo promises and that it leaves no process
+behind; a second run is interrupted with Ctrl-C (SIGINT) once its server is up, and must
+stop everything it started and say where its partial results are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infergraph.demo.server import DemoError
+from infergraph.demo.story import MARKER, prepare_folder
+from infergraph.graph.model import load_graph
+from tests.test_render_schemas import crds_available, validate
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parent.parent
+ENGINES = ("seldon-v2", "seldon-v1", "kserve")
+
+
+def _demo(out: Path, tag: str, *extra: str) -> subprocess.Popen[str]:
+    """The demo at test size; every process it starts inherits `tag` in its environment."""
+    command = [sys.executable, "-m", "infergraph.cli", "demo", "--scale", "tiny"]
+    command += ["--step-seconds", "3", "--out", str(out), *extra]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "INFERGRAPH_TEST_TAG": tag, "COLUMNS": "100"}
+    return subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def _tagged(tag: str) -> list[str]:
+    """Command lines of live processes carrying the tag (the demo's leftovers)."""
+    found = []
+    needle = f"INFERGRAPH_TEST_TAG={tag}".encode()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and needle in (entry / "environ").read_bytes():
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue
+    return found
+
+
+def _no_leftovers(tag: str) -> list[str]:
+    deadline = time.monotonic() + 15
+    while (left := _tagged(tag)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, list[str]]:
+    out = tmp_path_factory.mktemp("demo") / "demo-results"
+    tag = uuid.uuid4().hex
+    proc = _demo(out, tag)
+    output, _ = proc.communicate(timeout=540)
+    assert proc.returncode == 0, output[-4000:]
+    return out, output, _no_leftovers(tag)
+
+
+def test_demo_leaves_no_process_behind(demo_run: tuple[Path, str, list[str]]) -> None:
+    assert demo_run[2] == []
+
+
+def test_demo_output_fits_100_columns_and_says_weights_are_random(
+    demo_run: tuple[Path, str, list[str]],
+) -> None:
+    _, output, _ = demo_run
+    assert "RANDOM WEIGHTS" in output
+    for step in ("1. serve", "2. find the knee", "3. price it", "4. plan it", "5. deploy it"):
+        assert step in output
+    table_lines = [line for line in output.splitlines() if line[:1] in "┏┃┡│└"]
+    assert table_lines
+    assert max(len(line) for line in table_lines) <= 100
+
+
+def test_demo_sweep_finds_a_knee_and_a_front(demo_run: tuple[Path, str, list[str]]) -> None:
+    out = demo_run[0]
+    sweep = json.loads((out / "sweep.json").read_text())
+    rates = [row["offered_rps"] for row in sweep["rows"]]
+    assert len(rates) >= 4 and rates == sorted(rates)
+    assert len(sweep["pareto_front"]) >= 2
+    assert sweep["knee"]["offered_rps"] in rates
+    assert sweep["slo"]["latency_ms"] > 0 and sweep["slo"]["why"]
+    for row in sweep["rows"]:
+        assert row["usd_per_million"] > 0 and row["served_rps"] > 0
+    csv_lines = (out / "sweep.csv").read_text().strip().splitlines()
+    assert len(csv_lines) == len(rates) + 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is True
+    assert summary["knee"] == sweep["knee"]
+    stages = summary["stages_at_knee"]
+    assert set(stages) == {"fast", "accurate"}
+    assert all(row["inference_ms"] > 0 for row in stages.values())
+
+
+def test_demo_prices_the_machine_it_ran_on(demo_run: tuple[Path, str, list[str]]) -> None:
+    out = demo_run[0]
+    served = load_graph(out / "graph-as-run.yaml")
+    assert {n.hardware for n in served.spec.nodes} == {"c7i.large"}
+    assert all(n.resources.gpu == 0 for n in served.spec.nodes)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["usd_per_hour_as_run"] == pytest.approx(0.08925)
+    for row in json.loads((out / "sweep.json").read_text())["rows"]:
+        expected = 0.08925 / (row["served_rps"] * 3600) * 1e6
+        assert row["usd_per_million"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_demo_plans_a_valid_graph(demo_run: tuple[Path, str, list[str]]) -> None:
+    out = demo_run[0]
+    summary = json.loads((out / "summary.json").read_text())
+    plan = summary["plan"]
+    assert "error" not in plan, plan
+    planned = load_graph(out / "plan" / "cascade.planned.yaml")
+    for node in planned.spec.nodes:
+        chosen = plan["nodes"][node.name]
+        assert node.batching.max_batch_size == chosen["max_batch_size"]
+        assert node.replicas == chosen["replicas"] >= 1
+    assert (out / "plan" / "plan.json").is_file() and (out / "plan" / "pareto.png").is_file()
+    assert json.loads((out / "profile.json").read_text())["graph"] == "cascade"
+
+
+def test_demo_renders_both_graphs_for_every_engine(demo_run: tuple[Path, str, list[str]]) -> None:
+    if not crds_available():
+        pytest.skip("CRD schemas not found (clone with ../shared beside the repo)")
+    out = demo_run[0]
+    for label in ("original", "planned"):
+        for engine in ENGINES:
+            manifest = out / "manifests" / label / engine / "cascade.yaml"
+            objects = [o for o in yaml.safe_load_all(manifest.read_text()) if o]
+            assert objects, manifest
+            problems = [p for o in objects for p in validate(o)]
+            assert problems == [], (manifest, problems)
+
+
+def test_demo_folder_readme_names_every_file(demo_run: tuple[Path, str, list[str]]) -> None:
+    out = demo_run[0]
+    readme = (out / "README.md").read_text()
+    for name in ("sweep.json", "latency_throughput.png", "cost_latency.png", "profile.json"):
+        assert f"`{name}`" in readme
+        assert (out / name).stat().st_size > 0
+    for png in ("latency_throughput.png", "cost_latency.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_replaces_its_own_folder_and_refuses_others(tmp_path: Path) -> None:
+    ours = tmp_path / "ours"
+    prepare_folder(ours)
+    (ours / "old.json").write_text("{}")
+    prepare_folder(ours)
+    assert sorted(p.name for p in ours.iterdir()) == [MARKER]
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "keep.txt").write_text("mine")
+    with pytest.raises(DemoError, match="not written by the demo"):
+        prepare_folder(theirs)
+    assert (theirs / "keep.txt").read_text() == "mine"
+
+
+def test_ctrl_c_stops_every_process_and_names_the_partial_results(tmp_path: Path) -> None:
+    out = tmp_path / "demo-results"
+    tag = uuid.uuid4().hex
+    proc = _demo(out, tag)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:  # interrupt once the graph is served and the sweep began
+        seen.append(line)
+        if "2. find the knee" in line:
+            break
+    else:
+        pytest.fail("".join(seen)[-3000:])
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, rest[-3000:]
+    assert "interrupted" in rest and f"partial results are in {out}" in rest
+    assert _no_leftovers(tag) == []
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False
+    assert (out / "README.md").is_file() and (out / "graph-as-run.yaml").is_file()
