@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -15,6 +16,10 @@ from infergraph.errors import InfergraphError
 from infergraph.graph.model import InferenceGraph, load_graph
 from infergraph.render import ENGINES, EXAMPLE_STORAGE, render_files
 from infergraph.render.options import RenderOptions
+
+if TYPE_CHECKING:
+    from infergraph.planner.planning import PlanInputs
+    from infergraph.planner.search import Option
 
 PLAN_MULTIPLE = 10  # the stated rate: ten machines' worth of what the knee served
 
@@ -68,31 +73,10 @@ def plan(
     con: Console,
 ) -> Path | None:
     """`infergraph plan` for the stated rate; a plan that cannot be made is said plainly."""
-    from infergraph.planner.planning import PlanInputs, plan_graph
+    from infergraph.planner.planning import plan_graph
     from infergraph.planner.report import node_table, write_outputs
-    from infergraph.planner.search import DEFAULT_DELAYS_MS, SearchSettings
-    from infergraph.planner.workload import Workload
 
-    rate = stated_rate(settings, found)
-    startup = max(1.0, float(found.get("ready_s") or 60.0))
-    con.print(
-        f"planning for [bold]{rate:g} req/s[/] (Poisson; "
-        + ("as asked" if settings.plan_rate else f"{PLAN_MULTIPLE}x what the knee served here")
-        + f"), p{slo.percentile:g} <= {slo.latency_ms:g} ms, each replica one "
-        f"{settings.hardware}, a new replica taking traffic {startup:.0f} s after it is asked "
-        "for (this server's measured start)"
-    )
-    inputs = PlanInputs(
-        graph=for_planning(served, settings.hardware, catalog),
-        profile_paths=[profile_path],
-        workload=Workload.constant(rate, 120),
-        catalog=catalog,
-        settings=SearchSettings(
-            slo_ms=slo.latency_ms, percentile=slo.percentile, delays_ms=DEFAULT_DELAYS_MS
-        ),
-        startup_s=startup,
-    )
-    found["plan_rate_rps"] = rate
+    inputs = _plan_inputs(settings, served, profile_path, slo, catalog, found, con)
     try:
         with con.status("planning..."):
             outcome = plan_graph(inputs)
@@ -111,57 +95,104 @@ def plan(
         f"{outcome.seconds:.1f} s -> {files['graph']}"
     )
     found["plan"] = {
-        "rate_rps": rate,
+        "rate_rps": inputs.workload.mean_rps,
         f"predicted_p{slo.percentile:g}_ms": final.latency_ms,
         "attainment": outcome.attainment,
         "usd_per_hour": final.usd_per_hour,
         "usd_per_million": outcome.usd_per_million(),
-        "nodes": {
-            n: {
-                "hardware": o.hardware,
-                "max_batch_size": o.max_batch_size,
-                "max_batch_time_ms": o.max_batch_time_ms,
-                "replicas": o.replicas,
-            }
-            for n, o in final.options.items()
-        },
+        "nodes": {n: _option(o) for n, o in final.options.items()},
         "graph": str(files["graph"]),
     }
     return files["graph"]
 
 
+def _plan_inputs(
+    settings: DemoSettings,
+    served: InferenceGraph,
+    profile_path: Path,
+    slo: Slo,
+    catalog: PriceCatalog,
+    found: Findings,
+    con: Console,
+) -> PlanInputs:
+    """What `infergraph plan` is given, said on screen: rate, SLO, class and start-up time."""
+    from infergraph.planner.planning import PlanInputs
+    from infergraph.planner.search import DEFAULT_DELAYS_MS, SearchSettings
+    from infergraph.planner.workload import Workload
+
+    rate = stated_rate(settings, found)
+    startup = max(1.0, float(found.get("ready_s") or 60.0))
+    why = "as asked" if settings.plan_rate else f"{PLAN_MULTIPLE}x what the knee served here"
+    con.print(
+        f"planning for [bold]{rate:g} req/s[/] (Poisson; {why}), p{slo.percentile:g} <= "
+        f"{slo.latency_ms:g} ms, each replica one {settings.hardware}, a new replica taking "
+        f"traffic {startup:.0f} s after it is asked for (this server's measured start)"
+    )
+    return PlanInputs(
+        graph=for_planning(served, settings.hardware, catalog),
+        profile_paths=[profile_path],
+        workload=Workload.constant(rate, 120),
+        catalog=catalog,
+        settings=SearchSettings(
+            slo_ms=slo.latency_ms, percentile=slo.percentile, delays_ms=DEFAULT_DELAYS_MS
+        ),
+        startup_s=startup,
+    )
+
+
+def _option(option: Option) -> dict[str, str | int | float]:
+    return {
+        "hardware": option.hardware,
+        "max_batch_size": option.max_batch_size,
+        "max_batch_time_ms": option.max_batch_time_ms,
+        "replicas": option.replicas,
+    }
+
+
 def render(settings: DemoSettings, planned: Path | None, found: Findings, con: Console) -> None:
     """Step 5: the graph file as given, and the planned one, for every engine."""
     con.rule("[bold]5. deploy it[/]: the same graph rendered for Seldon Core v2, v1 and KServe")
-    options = RenderOptions(storage_uri=EXAMPLE_STORAGE)
     sources = {"original": settings.graph_file}
     if planned is not None:
         sources["planned"] = planned
-    written: dict[str, list[str]] = {}
-    for label, source in sources.items():
-        graph = load_graph(source)
-        for engine in ENGINES:
-            for rel, text in render_files(source, engine, options).items():
-                target = settings.out / "manifests" / label / engine / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text)
-                written.setdefault(label, []).append(str(target))
-        con.print(f"{label} ({graph.name}): {settings.out / 'manifests' / label}/<engine>/")
-    found["manifests"] = written
-    manifests = settings.out / "manifests"
+    found["manifests"] = {
+        label: _render_one(source, settings.out / "manifests" / label, con)
+        for label, source in sources.items()
+    }
+    con.print("\n".join(_cluster_commands(settings, planned)))
+
+
+def _render_one(source: Path, folder: Path, con: Console) -> list[str]:
+    """Every engine's files for one graph under `folder/<engine>/`."""
+    options = RenderOptions(storage_uri=EXAMPLE_STORAGE)
+    written = []
+    for engine in ENGINES:
+        for rel, text in render_files(source, engine, options).items():
+            target = folder / engine / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+            written.append(str(target))
+    con.print(f"{source}: {folder}/<engine>/")
+    return written
+
+
+def _cluster_commands(settings: DemoSettings, planned: Path | None) -> list[str]:
+    """The two commands that would put the graph on a cluster, each graph file named."""
+    gpus = sum(n.resources.gpu for n in load_graph(settings.graph_file).spec.nodes)
     lines = [
         "to put it on a cluster (Seldon Core v2 or v1, or KServe, installed; a bucket you own):",
         "  helm install infergraph charts/infergraph -n infergraph --create-namespace \\",
         "    --set storageUri=s3://<your-bucket>/infergraph",
-        f"  kubectl apply -n ml -f {settings.graph_file}      # as written: GPU nodes",
+        f"  kubectl apply -n ml -f {settings.graph_file}   # as written"
+        + (f": {gpus} GPU(s)" if gpus else ""),
     ]
     if planned is not None:
         lines.append(
             f"  kubectl apply -n ml -f {planned}   # as planned: {settings.hardware} nodes"
         )
     lines.append(
-        f"the files under {manifests}/ are the same objects for `kubectl apply` without the "
-        f"operator; they name the placeholder bucket {EXAMPLE_STORAGE}, so render again "
-        "with `infergraph render GRAPH --engine ENGINE --storage-uri s3://<your-bucket>/...`"
+        f"the files under {settings.out / 'manifests'}/ are the same objects for `kubectl apply` "
+        f"without the operator; they name the placeholder bucket {EXAMPLE_STORAGE}, so render "
+        "again with `infergraph render GRAPH --engine ENGINE --storage-uri s3://<your-bucket>/...`"
     )
-    con.print("\n".join(lines), soft_wrap=False)
+    return lines

@@ -48,21 +48,7 @@ def latency_throughput(
     lines["p99"] = [s.latency_ms["p99"] or math.nan for _, s in points]
     for (label, ys), marker in zip(lines.items(), "os^", strict=True):
         ax.plot(served, ys, marker=marker, label=label)
-    saturated = [
-        (s.throughput_rps, y)
-        for (r, s), y in zip(points, lines["p99"], strict=True)
-        if not is_carried(s)
-    ]
-    if saturated:
-        ax.scatter(
-            [x for x, _ in saturated],
-            [y for _, y in saturated],
-            s=140,
-            marker="x",
-            color="black",
-            zorder=4,
-            label="saturated: under 95% of requests sent were answered",
-        )
+    _mark_saturated(ax, points, lines["p99"])
     for (rate, step), y in zip(points, lines[f"p{slo.percentile:g}"], strict=True):
         ax.annotate(
             f"{rate:g}/s offered",
@@ -96,6 +82,23 @@ def latency_throughput(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _mark_saturated(ax: Axes, points: list[Point], ys: list[float]) -> None:
+    """A cross on each rate the graph did not keep up with (its latencies undercount)."""
+    marked = [
+        (s.throughput_rps, y) for (_, s), y in zip(points, ys, strict=True) if not is_carried(s)
+    ]
+    if marked:
+        ax.scatter(
+            [x for x, _ in marked],
+            [y for _, y in marked],
+            s=140,
+            marker="x",
+            color="black",
+            zorder=4,
+            label="saturated: under 95% of requests sent were answered in their step",
+        )
 
 
 def front_of(points: list[Point], slo: Slo) -> list[tuple[float, float, str]]:

@@ -141,8 +141,12 @@ def two_figures(value: float) -> float:
     return round(value, 1 - math.floor(math.log10(value)))
 
 
-def step_seconds(rate: float, s: SweepSettings) -> float:
-    return min(max(s.min_requests / rate, s.min_step_s), s.max_step_s)
+def step_seconds(rate: float, s: SweepSettings, unloaded_ms: float) -> float:
+    """Long enough for `min_requests` (up to `max_step_s`), and never under ten unloaded
+    request times: a request still in flight when its step ends is not counted, so a step
+    barely longer than one request would show a slow graph as saturated."""
+    wanted = min(max(s.min_requests / rate, s.min_step_s), s.max_step_s)
+    return max(wanted, 10.0 * unloaded_ms / 1000.0)
 
 
 def sweep(
@@ -178,7 +182,7 @@ def _at(
     s = runner.settings
     if rate <= 0 or any(rate == r for r, _ in result.rates):
         return None
-    seconds = step_seconds(rate, s)
+    seconds = step_seconds(rate, s, result.unloaded.latency_ms["p95"] or 0.0)
     say(f"{rate:g} req/s for {seconds:.0f} s")
     step = runner.run(
         result.slo, rate=rate, arrival="poisson", duration=seconds, seed=len(result.rates)
