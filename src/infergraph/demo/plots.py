@@ -18,7 +18,7 @@ from async_load_tester.plots import pareto_front
 from matplotlib.axes import Axes
 
 from async_load_tester import StepResult
-from infergraph.demo.sweep import Slo, is_carried
+from infergraph.demo.sweep import CARRIED, SATURATED_SLO, Slo, is_carried
 
 Point = tuple[float, StepResult]  # offered rate, what it measured
 
@@ -97,7 +97,7 @@ def _mark_saturated(ax: Axes, points: list[Point], ys: list[float]) -> None:
             marker="x",
             color="black",
             zorder=4,
-            label="saturated: under 95% of requests sent were answered in their step",
+            label=f"saturated: over {SATURATED_SLO:g}x the SLO, or under {CARRIED:.0%} answered",
         )
 
 

@@ -23,6 +23,7 @@ from infergraph.graph.model import InferenceGraph
 DEFAULT_FRACTIONS = (0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95, 1.1)
 MIN_RATES = 5  # fewer before saturation: bisect between the last carried and the first not
 CARRIED = 0.95  # a rate is carried when at least this share of what was sent is answered
+SATURATED_SLO = 3.0  # ... and its latency stays within this many times the SLO
 KNEE_GROWTH = 2.0  # the knee: the last carried rate whose p95 is within 2x the lightest's
 
 
@@ -58,13 +59,21 @@ class Sweep:
 
 
 def is_carried(step: StepResult) -> bool:
-    """Whether the graph kept up: nearly every request sent in the step was answered in it.
+    """Whether the graph kept up: nearly every request sent in the step was answered in it,
+    and its latency at the SLO's percentile stayed within `SATURATED_SLO` times the SLO.
 
-    Compared with what was sent, not with the nominal rate: a short Poisson step sends
-    10-15 % more or fewer requests than rate x seconds by chance alone.
+    Answers are compared with what was sent, not with the nominal rate: a short Poisson
+    step sends 10-15 % more or fewer requests than rate x seconds by chance alone. The
+    latency bound catches a queue that grew all through a step too short to leave
+    requests unanswered.
     """
-    answered = step.ok >= CARRIED * step.sent
-    return step.sent > 0 and answered and step.error_count <= 0.01 * step.sent
+    answered = step.sent > 0 and step.ok >= CARRIED * step.sent
+    if not answered or step.error_count > 0.01 * step.sent:
+        return False
+    if step.slo_ms is None or step.slo_percentile is None:
+        return True
+    latency = step.percentile_ms(step.slo_percentile) or step.latency_ms["p99"] or 0.0
+    return latency <= SATURATED_SLO * step.slo_ms
 
 
 def payload_for(graph: InferenceGraph) -> tuple[str, str]:
