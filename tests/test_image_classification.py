@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import httpx
 import numpy as np
 import pytest
 
@@ -64,6 +67,44 @@ def test_pixel_values_path_and_size_check(vision_server: MLServerProcess) -> Non
     )
     assert wrong.status_code == 400
     assert "input 'pixel_values'" in wrong.text and "64 x 64" in wrong.text
+    assert_ready(vision_server, "classify")
+
+
+def post_literal(server: MLServerProcess, model: str, payload: dict[str, object]) -> httpx.Response:
+    """POST with Python's JSON writer, which spells non-finite floats NaN / Infinity as many
+    clients do (httpx's `json=` refuses them)."""
+    return httpx.post(
+        f"{server.url}/v2/models/{model}/infer",
+        content=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 1e300])
+def test_non_finite_or_huge_top_k_is_a_400_naming_it(
+    vision_server: MLServerProcess, value: float
+) -> None:
+    """JSON `Infinity` / `NaN` (Python's reader takes them) and 1e300 reach the integer check."""
+    payload = {"inputs": [image_input([png(COLOURS[0])])], "parameters": {"top_k": value}}
+    resp = post_literal(vision_server, "classify", payload)
+    assert resp.status_code == 400, resp.text
+    assert "top_k" in resp.json()["error"], resp.text
+    assert_ready(vision_server, "classify")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_pixels_are_a_400_naming_the_value(
+    vision_server: MLServerProcess, value: float
+) -> None:
+    pixels = [0.0] * 12288
+    pixels[5] = value
+    payload = {"inputs": [v2_input("pixel_values", "FP32", pixels, [1, 3, 64, 64])]}
+    resp = post_literal(vision_server, "classify", payload)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert "pixel_values" in error and str(value).lower().lstrip("-") in error.lower(), error
+    assert "text or objects" not in error
     assert_ready(vision_server, "classify")
 
 

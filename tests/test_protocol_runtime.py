@@ -338,6 +338,21 @@ def test_bad_input_is_4xx_naming_it(
     assert httpx.get(f"{server.url}/v2/models/{model}/ready", timeout=10).status_code == 200
 
 
+def test_json_nested_thousands_deep_is_a_400(server: MLServerProcess) -> None:
+    """Past orjson's depth limit the runtime falls back to Python's reader, which recurses."""
+    data = b"[" * 5000 + b"1.0" + b"]" * 5000
+    body = b'{"inputs":[{"name":"input","datatype":"FP32","shape":[1],"data":' + data + b"}]}"
+    resp = httpx.post(
+        f"{server.url}/v2/models/echo/infer",
+        content=body,
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert resp.status_code == 400, resp.text
+    assert "nested" in resp.json()["error"], resp.text
+    assert httpx.get(f"{server.url}/v2/models/echo/ready", timeout=10).status_code == 200
+
+
 def test_undecodable_and_malformed_binary_bodies_are_400(server: MLServerProcess) -> None:
     url = f"{server.url}/v2/models/{EMBED}/infer"
     head = (

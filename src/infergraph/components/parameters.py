@@ -39,7 +39,7 @@ def as_int(value: Any, name: str, low: int, high: int) -> int:
         number = int(value)
         if isinstance(value, float) and number != value:
             raise ValueError
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's Infinity
         raise InputError(name, f"expected an integer, got {value!r}") from None
     if not low <= number <= high:
         raise InputError(name, f"{number} is out of range; allowed {low}..{high}")

@@ -322,6 +322,8 @@ class ComponentRuntime(MLModel):
                 decoded = json.loads(body)
             except ValueError:
                 raise InputError("request", f"body is not valid JSON: {exc}") from None
+            except RecursionError:
+                raise InputError("request", "the JSON body is nested too deeply") from None
         return self._parse(decoded)
 
     def _decode_raw(self, body: bytes, params: dict[str, str]) -> V2Request:
