@@ -2,11 +2,18 @@
 
 kmock stores objects and serves create, get, list, watch, patch, delete and discovery; it does not
 run controllers. What it cannot show, and how these tests stand in for it:
-- Server-side apply: kmock has no field management. `ApplyingEmulator` below does the one thing
-  the operator relies on beyond a merge patch: an apply PATCH for a missing object creates it
-  (Kubernetes API concepts, "Server-Side Apply"). Field ownership and the removal of fields a
-  manager stops applying are not emulated; the operator sends `fieldManager` and `force=true`,
-  which `test_apply_requests_carry_field_manager_and_force` checks on the wire.
+- Server-side apply: kmock has no field management. `ApplyingEmulator` below adds what the
+  operator relies on beyond a merge patch: an apply PATCH for a missing object creates it
+  (Kubernetes API concepts, "Server-Side Apply"), and `FieldManagers` models field ownership:
+  a forced apply owns exactly the fields it sends and takes them from every other manager, and
+  fields it sent last time, sends no more and nobody else owns are removed
+  (structured-merge-diff `merge/update.go` `Updater.Apply` and `prune`, commit 07aadf8); an
+  update (any other write with `fieldManager`) owns the fields whose value it changed. An HPA's
+  write through `/scale` is modelled as such an update of `spec.replicas` by
+  `kube-controller-manager`: `ScaleHandler.ToParent` gives the scale writer the replicas path and
+  "steals" it from every other manager (kubernetes
+  `staging/src/k8s.io/apimachinery/pkg/util/managedfields/scalehandler.go:127-138`, commit
+  025f283). Lists count as one field (atomic: CRD lists without `x-kubernetes-list-type`).
 - Garbage collection: kmock deletes nothing by ownerReference. `collect_garbage` does what the
   kube-controller-manager's garbage collector does for background deletion (delete dependents
   whose owner uid is gone), so the delete test checks the ownerReferences the operator wrote.
@@ -73,7 +80,7 @@ class ApplyingEmulator(kmock.KubernetesEmulator):
         if request.action == kmock.action.UPDATE and isinstance(request.data, list):
             self._check_tests(request)
         if request.action in (kmock.action.CREATE, kmock.action.UPDATE):
-            changed = self._versioned(self._create_on_apply(request))
+            changed = self._versioned(self._managed(self._create_on_apply(request)))
             # kmock matches reactions against the requests it recorded: record the changed one.
             index = next(i for i, r in enumerate(self._requests) if r is request)
             self._requests[index] = request = changed
@@ -99,6 +106,20 @@ class ApplyingEmulator(kmock.KubernetesEmulator):
                 return attrs.evolve(request, action=kmock.action.CREATE, method="POST")
         return request
 
+    def _managed(self, request: kmock.Request) -> kmock.Request:
+        """Field ownership for writes that name a field manager (the operator's applies, the
+        tests' stand-in for an HPA); kopf's own patches name none and are left as they are."""
+        manager = request.params.get("fieldManager")
+        if not manager or request.subresource or not isinstance(request.data, dict):
+            return request
+        key = (request.resource, request.namespace, request.name)
+        live = (
+            self.objects[key].raw if key in self.objects and not self.objects[key].deleted else {}
+        )
+        applying = request.headers.get("Content-Type", "").startswith(APPLY_CONTENT_TYPE)
+        data = FieldManagers.write(dict(live), copy.deepcopy(request.data), manager, applying)
+        return attrs.evolve(request, data=data)
+
     def _versioned(self, request: kmock.Request) -> kmock.Request:
         type(self)._version += 1
         version = str(type(self)._version)
@@ -112,6 +133,77 @@ class ApplyingEmulator(kmock.KubernetesEmulator):
                 meta["name"] = meta.get("generateName", "") + version
 
         return attrs.evolve(request, data=data)
+
+
+Path = tuple[str, ...]
+# Set by the API server, never owned by a manager.
+UNOWNED: set[Path] = {
+    ("apiVersion",),
+    ("kind",),
+    ("metadata", "name"),
+    ("metadata", "namespace"),
+    ("metadata", "resourceVersion"),
+    ("metadata", "managedFields"),
+    ("metadata", "uid"),
+    ("metadata", "generation"),
+}
+
+
+class FieldManagers:
+    """The part of server-side apply's field management the operator depends on (see the module
+    docstring for the source): who owns which leaf field, and what an apply removes."""
+
+    @staticmethod
+    def leaves(obj: Any, prefix: Path = ()) -> dict[Path, Any]:
+        """Leaf field path -> value; a mapping is walked, anything else is one field."""
+        if not isinstance(obj, dict) or (prefix and not obj):
+            return {} if prefix in UNOWNED or prefix[:1] == ("status",) else {prefix: obj}
+        out: dict[Path, Any] = {}
+        for key, value in obj.items():
+            out.update(FieldManagers.leaves(value, (*prefix, key)))
+        return out
+
+    @staticmethod
+    def owners(live: dict[str, Any]) -> dict[str, set[Path]]:
+        """Manager -> the field paths it owns, as `write` recorded them."""
+        entries = (live.get("metadata") or {}).get("managedFields") or []
+        return {e["manager"]: {tuple(p) for p in e["fields"]} for e in entries}
+
+    @staticmethod
+    def write(
+        live: dict[str, Any], data: dict[str, Any], manager: str, applying: bool
+    ) -> dict[str, Any]:
+        """`data` as the API server would store it: ownership recorded in
+        `metadata.managedFields` (this model's own encoding: manager -> list of paths) and, for
+        an apply, the fields the manager gave up set to None (removed by the merge)."""
+        owners = FieldManagers.owners(live)
+        entries = (live.get("metadata") or {}).get("managedFields") or []
+        operations = {e["manager"]: e["operation"] for e in entries}
+        operations[manager] = "Apply" if applying else "Update"
+        sent = FieldManagers.leaves(data)
+        before = FieldManagers.leaves(live)
+        if applying:  # forced: the applier owns exactly what it sent
+            taken = set(sent)
+            others = set().union(*(f for m, f in owners.items() if m != manager))
+            for path in owners.get(manager, set()) - taken - others:
+                FieldManagers.put(data, path, None)
+            owners[manager] = set()
+        else:  # an update owns what it changed
+            taken = {p for p, v in sent.items() if before.get(p, object()) != v}
+        owners = {m: f - taken for m, f in owners.items()}
+        owners[manager] = owners.get(manager, set()) | taken
+        data.setdefault("metadata", {})["managedFields"] = [
+            {"manager": m, "operation": operations[m], "fields": sorted(list(p) for p in f)}
+            for m, f in owners.items()
+            if f
+        ]
+        return data
+
+    @staticmethod
+    def put(data: dict[str, Any], path: Path, value: Any) -> None:
+        for part in path[:-1]:
+            data = data.setdefault(part, {})
+        data[path[-1]] = value
 
 
 def collect_garbage(server: kmock.KubernetesEmulator) -> list[tuple[Any, ...]]:
@@ -456,7 +548,7 @@ async def test_drift_timer_restores_deleted_and_edited_children(server, operator
     resp = await server.delete(model)
     assert resp.status == 200
     edited = f"/apis/mlops.seldon.io/v1alpha1/namespaces/{NS}/servers/cascade-accurate"
-    resp = await server.patch(edited, json={"spec": {"replicas": 9}})
+    resp = await server.patch(edited, json={"spec": {"serverConfig": "hand-edited"}})
     assert resp.status == 200
 
     restored = await eventually(
@@ -472,10 +564,53 @@ async def test_drift_timer_restores_deleted_and_edited_children(server, operator
     assert restored["metadata"]["ownerReferences"][0]["uid"] == "uid-cascade"
     await eventually(
         lambda: (
-            children_of(server, "cascade")[("Server", "cascade-accurate")]["spec"].get("replicas")
-            != 9
+            children_of(server, "cascade")[("Server", "cascade-accurate")]["spec"]["serverConfig"]
+            == "cascade-accurate"
         )
     )
+
+
+SCALER = "kube-controller-manager"  # the HPA controller's field manager (KEDA's HPAs too)
+
+
+async def test_autoscaled_replicas_belong_to_the_autoscaler(server, operator):
+    """An HPA scales a Model/Server through `/scale`; no operator pass may take it back, and
+    the operator's apply never owns `spec.replicas` of an object a scaler targets."""
+    await apply_graph(server, graph_body())
+    await settled(server, generation=1)
+    kids = children_of(server, "cascade")
+    targets = {
+        (o["spec"]["scaleTargetRef"]["kind"], o["spec"]["scaleTargetRef"]["name"])
+        for (kind, _), o in kids.items()
+        if kind == "ScaledObject"
+    }
+    assert ("Model", "cascade-accurate") in targets and ("Server", "cascade-fast") in targets
+    for kind, name in targets:  # the HPA's scale-up, as ScaleHandler.ToParent records it
+        url = f"/apis/mlops.seldon.io/v1alpha1/namespaces/{NS}/{kind.lower()}s/{name}"
+        resp = await server.patch(
+            url, json={"spec": {"replicas": 3}}, params={"fieldManager": SCALER}
+        )
+        assert resp.status == 200, await resp.text()
+    served = len(requests(server))
+
+    def applied_again() -> bool:
+        later = [r for r in requests(server)[served:] if r.method == kmock.method.PATCH]
+        return sum("models/cascade-accurate" in str(r.url) for r in later) >= 3
+
+    await eventually(applied_again)  # three drift passes
+    kids = children_of(server, "cascade")
+    assert {t: kids[t]["spec"].get("replicas") for t in targets} == dict.fromkeys(targets, 3)
+    applies = [
+        r.data
+        for r in requests(server)
+        if r.headers.get("Content-Type", "") == APPLY_CONTENT_TYPE
+        and (r.data["kind"], r.data["metadata"]["name"]) in targets
+    ]
+    assert applies and not [a for a in applies if "replicas" in a["spec"]]
+    for target in targets:
+        owners = FieldManagers.owners(kids[target])
+        assert ("spec", "replicas") in owners[SCALER], target
+        assert ("spec", "replicas") not in owners[FIELD_MANAGER], target
 
 
 async def test_readiness_comes_from_the_engine_objects(server, operator):
