@@ -135,9 +135,9 @@ class ApplyingEmulator(kmock.KubernetesEmulator):
         return attrs.evolve(request, data=data)
 
 
-Path = tuple[str, ...]
+FieldPath = tuple[str, ...]
 # Set by the API server, never owned by a manager.
-UNOWNED: set[Path] = {
+UNOWNED: set[FieldPath] = {
     ("apiVersion",),
     ("kind",),
     ("metadata", "name"),
@@ -154,17 +154,17 @@ class FieldManagers:
     docstring for the source): who owns which leaf field, and what an apply removes."""
 
     @staticmethod
-    def leaves(obj: Any, prefix: Path = ()) -> dict[Path, Any]:
+    def leaves(obj: Any, prefix: FieldPath = ()) -> dict[FieldPath, Any]:
         """Leaf field path -> value; a mapping is walked, anything else is one field."""
         if not isinstance(obj, dict) or (prefix and not obj):
             return {} if prefix in UNOWNED or prefix[:1] == ("status",) else {prefix: obj}
-        out: dict[Path, Any] = {}
+        out: dict[FieldPath, Any] = {}
         for key, value in obj.items():
             out.update(FieldManagers.leaves(value, (*prefix, key)))
         return out
 
     @staticmethod
-    def owners(live: dict[str, Any]) -> dict[str, set[Path]]:
+    def owners(live: dict[str, Any]) -> dict[str, set[FieldPath]]:
         """Manager -> the field paths it owns, as `write` recorded them."""
         entries = (live.get("metadata") or {}).get("managedFields") or []
         return {e["manager"]: {tuple(p) for p in e["fields"]} for e in entries}
@@ -200,7 +200,7 @@ class FieldManagers:
         return data
 
     @staticmethod
-    def put(data: dict[str, Any], path: Path, value: Any) -> None:
+    def put(data: dict[str, Any], path: FieldPath, value: Any) -> None:
         for part in path[:-1]:
             data = data.setdefault(part, {})
         data[path[-1]] = value
@@ -333,6 +333,8 @@ class Operator:
         self.config = OperatorConfig(
             storage_uri="s3://team-bucket/graphs",
             drift_interval_s=settings.pop("drift_interval_s", 0.5),
+            retry_base_s=settings.pop("retry_base_s", 0.2),
+            retry_max_s=settings.pop("retry_max_s", 1.0),
             metrics_port=_free_port(),
             health_port=_free_port(),
             **settings,
@@ -750,3 +752,107 @@ async def test_apply_failure_is_reported_and_retried(server, operator) -> None:
     assert graph_status(server)["endpoint"] == (
         f"http://cascade-default.{NS}:8000/api/v1.0/predictions"
     )
+
+
+async def test_an_object_of_someone_elses_is_not_taken_over(server, operator) -> None:
+    """A Model named like a child but owned by another object stays as it is: the graph says
+    which object and whose, posts an Event, and applies every other child."""
+    theirs = {
+        "apiVersion": "mlops.seldon.io/v1alpha1",
+        "kind": "Model",
+        "metadata": {
+            "name": "cascade-fast",
+            "namespace": NS,
+            "uid": "uid-theirs",
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": "team-a-rollout",
+                    "uid": "uid-team-a",
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {"storageUri": "s3://team-a/model", "requirements": ["sklearn"]},
+    }
+    # Its owner exists (the garbage collector deletes dependents of a missing owner).
+    server.resources["apps/v1/deployments"] = kmock.ResourceInfo(kind="Deployment", namespaced=True)
+    owner = {"apiVersion": "apps/v1", "kind": "Deployment"}
+    owner["metadata"] = {"name": "team-a-rollout", "namespace": NS, "uid": "uid-team-a"}
+    deployments = f"/apis/apps/v1/namespaces/{NS}/deployments"
+    assert (await server.post(deployments, json=owner)).status in (200, 201)
+    models = f"/apis/mlops.seldon.io/v1alpha1/namespaces/{NS}/models"
+    assert (await server.post(models, json=theirs)).status in (200, 201)
+    await apply_graph(server, graph_body())
+    status = await settled(server, generation=1)
+
+    live = dict(
+        server.objects[kmock.resource("mlops.seldon.io/v1alpha1/models"), NS, "cascade-fast"]
+    )
+    assert live["spec"] == theirs["spec"], "the other owner's spec is untouched"
+    assert live["metadata"]["ownerReferences"] == theirs["metadata"]["ownerReferences"]
+    rendered = condition(status, "Rendered")
+    assert rendered["status"] == "False" and rendered["reason"] == "TakeoverRefused"
+    assert "Model/cascade-fast" in rendered["message"]
+    assert "Deployment/team-a-rollout" in rendered["message"]
+    assert [(r["kind"], r["name"], r["reason"]) for r in status["refused"]] == [
+        ("Model", "cascade-fast", "TakeoverRefused")
+    ]
+    warned = await eventually(lambda: events(server, "TakeoverRefused"))
+    assert "Model/cascade-fast" in warned[0]["message"]
+    assert "Deployment/team-a-rollout" in warned[0]["message"]
+    # Everything else is applied and listed; the refused object is not ours to list or prune.
+    kids = children_of(server, "cascade")
+    assert ("Model", "cascade-accurate") in kids and ("Pipeline", "cascade") in kids
+    assert "cascade-fast" not in [c["name"] for c in status["children"] if c["kind"] == "Model"]
+    fast = condition(status, "Ready")["message"]
+    assert "fast" in fast and "TakeoverRefused" in fast
+
+    # Deleting the graph leaves the other owner's object to its owner.
+    assert (await server.delete(f"{GRAPH_PATH}/cascade")).status == 200
+    await eventually(lambda: server.objects[GRAPHS, NS, "cascade"].deleted)
+    collect_garbage(server)
+    key = (kmock.resource("mlops.seldon.io/v1alpha1/models"), NS, "cascade-fast")
+    assert not server.objects[key].deleted
+
+
+async def test_kinds_the_cluster_lacks_do_not_stop_the_other_children(server) -> None:
+    """No KEDA and no prometheus-operator: every Model, Server and the Pipeline are applied,
+    each refused object is in `status.refused` with an Event, and a graph that opts out of
+    those kinds applies cleanly."""
+    del server.resources["keda.sh/v1alpha1/scaledobjects"]
+    del server.resources["monitoring.coreos.com/v1/podmonitors"]
+    op = Operator(server, retry_base_s=0.2)
+    await op.start()
+    try:
+        await apply_graph(server, graph_body())
+        status = await settled(server, generation=1)
+        kids = children_of(server, "cascade")
+        assert {k for k, _ in kids} == {"ServerConfig", "Server", "Model", "Pipeline"}, kids
+        # Two nodes' and the plumbing's ServerConfig/Server, four Models, the Pipeline.
+        assert len(kids) == 11, sorted(kids)
+        refused = {(r["kind"], r["name"]): r for r in status["refused"]}
+        assert {k for k, _ in refused} == {"ScaledObject", "PodMonitor"}
+        assert all(r["reason"] == "ApplyFailed" for r in refused.values())
+        rendered = condition(status, "Rendered")
+        assert rendered["status"] == "False" and "ScaledObject" in rendered["message"]
+        assert sorted(c["name"] for c in status["children"]) == sorted(n for _, n in kids)
+        posted = await eventually(
+            lambda: (
+                len(events(server, "ApplyFailed")) >= len(refused) and events(server, "ApplyFailed")
+            )
+        )
+        await asyncio.sleep(1.5)  # retries with backoff: no new Event for the same refusal
+        assert len(events(server, "ApplyFailed")) == len(posted) == len(refused)
+        # kopf's own per-retry error line stays in the log, not in the Events.
+        assert not [e for e in events(server, "Logging") if "retrying" in e["message"]]
+
+        opted = graph_body(generation=2)
+        opted["metadata"]["annotations"] = {"infergraph.io/omit-kinds": "ScaledObject,PodMonitor"}
+        await apply_graph(server, opted, update=True)
+        status = await settled(server, generation=2)
+        assert condition(status, "Rendered")["status"] == "True", status
+        assert not status.get("refused")
+    finally:
+        await op.stop()

@@ -10,10 +10,14 @@ import pytest
 from infergraph.errors import RenderError, SettingsError
 from infergraph.graph.model import load_graph
 from infergraph.operator import status as st
+from infergraph.operator.applying import owner_of
 from infergraph.operator.children import (
     ENGINE_ANNOTATION,
+    OMIT_ANNOTATION,
+    children,
     engine_for,
     is_owned_by,
+    omitted_kinds,
     own,
     render_graph,
     stale,
@@ -91,6 +95,37 @@ def test_owned_child_is_in_the_graph_namespace_with_a_controller_reference() -> 
         is_owned_by(owned, "u-1") and not is_owned_by(owned, "u-2") and not is_owned_by(None, "u-1")
     )
     assert "ownerReferences" not in child["metadata"]  # the rendered object is not changed
+
+
+def test_omitted_kinds_leave_the_scalers_and_monitors_and_name_what_cannot_go() -> None:
+    graph = cascade()
+    graph.metadata.annotations[OMIT_ANNOTATION] = "PodMonitor, ScaledObject"
+    config = OperatorConfig(storage_uri="s3://b/g")
+    kinds = {o["kind"] for o in children(OWNER, graph, config)}
+    assert kinds == {"ServerConfig", "Server", "Model", "Pipeline"}
+    graph.metadata.annotations[OMIT_ANNOTATION] = "PodMonitor,Pipeline"
+    with pytest.raises(RenderError, match=r"names Pipeline; only PodMonitor, .* can be omitted"):
+        omitted_kinds(graph, "seldon-v2")
+
+
+def test_owner_of_names_the_controller_else_the_label_else_the_writers() -> None:
+    refs = [
+        {"kind": "Deployment", "name": "other"},
+        {"kind": "InferenceGraph", "name": "g", "controller": True},
+    ]
+    assert owner_of({"metadata": {"ownerReferences": refs}}) == "InferenceGraph/g"
+    helm = {"labels": {"app.kubernetes.io/managed-by": "Helm"}}
+    assert owner_of({"metadata": helm}) == "managed by Helm"
+    written = {"managedFields": [{"manager": "kubectl-client-side-apply"}]}
+    assert owner_of({"metadata": written}) == "written by kubectl-client-side-apply"
+    assert owner_of({"metadata": {}}) == "no owner recorded"
+
+
+def test_retry_delay_doubles_up_to_the_max() -> None:
+    config = OperatorConfig(retry_base_s=5, retry_max_s=60)
+    assert [config.retry_delay(n) for n in range(6)] == [5, 10, 20, 40, 60, 60]
+    with pytest.raises(SettingsError, match="retry"):
+        OperatorConfig(retry_base_s=0)
 
 
 def test_stale_lists_what_the_new_generation_no_longer_renders() -> None:

@@ -111,6 +111,10 @@ def status_schema() -> dict[str, Any]:
         "properties": {**_strings("name", "message"), "ready": {"type": "boolean"}},
     }
     child = {"type": "object", "properties": _strings("apiVersion", "kind", "name")}
+    refused = {
+        "type": "object",
+        "properties": _strings("apiVersion", "kind", "name", "reason", "message"),
+    }
     return {
         "type": "object",
         "properties": {
@@ -124,6 +128,7 @@ def status_schema() -> dict[str, Any]:
             **_strings("engine", "endpoint", "readyNodes", "pricePerHour", "priceMessage"),
             "nodes": {"type": "array", "items": node},
             "children": {"type": "array", "items": child},
+            "refused": {"type": "array", "items": refused},
         },
     }
 

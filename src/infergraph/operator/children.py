@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph
 from infergraph.operator.config import OperatorConfig
 from infergraph.render import render
@@ -16,6 +17,11 @@ from infergraph.render.options import RenderOptions
 
 ENGINE_ANNOTATION = "infergraph.io/engine"
 MANAGED_BY = "infergraph-operator"
+# A graph on a cluster without KEDA or prometheus-operator lists the kinds it goes without.
+OMIT_ANNOTATION = "infergraph.io/omit-kinds"
+# Only add-ons the graph serves without: monitors, and the scalers (a node whose scaler is
+# omitted stays at its engine's default replica count, since no replicas are rendered for it).
+OPTIONAL_KINDS = ("PodMonitor", "ServiceMonitor", "ScaledObject", "HorizontalPodAutoscaler")
 
 
 def engine_for(graph: InferenceGraph, config: OperatorConfig) -> str:
@@ -53,10 +59,28 @@ def own(obj: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any]:
     return {**obj, "metadata": meta}
 
 
+def omitted_kinds(graph: InferenceGraph, engine: str) -> set[str]:
+    """The kinds the graph's `infergraph.io/omit-kinds` annotation (comma list) opts out of;
+    a kind the graph cannot go without is a RenderError naming it and the allowed ones."""
+    raw = graph.metadata.annotations.get(OMIT_ANNOTATION, "")
+    kinds = {k.strip() for k in raw.split(",") if k.strip()}
+    unknown = sorted(kinds - set(OPTIONAL_KINDS))
+    if unknown:
+        raise RenderError(
+            engine,
+            f"annotation {OMIT_ANNOTATION} names {', '.join(unknown)}; only "
+            f"{', '.join(OPTIONAL_KINDS)} can be omitted",
+        )
+    return kinds
+
+
 def children(owner: dict[str, Any], graph: InferenceGraph, config: OperatorConfig) -> list[dict]:
-    """Render `graph` for its engine and own every object; RenderError says what cannot map."""
+    """Render `graph` for its engine and own every object the graph does not opt out of;
+    RenderError says what cannot map."""
     engine = engine_for(graph, config)
-    return [own(obj, owner) for obj in render_graph(graph, engine, config.render_options())]
+    omitted = omitted_kinds(graph, engine)
+    objs = render_graph(graph, engine, config.render_options())
+    return [own(obj, owner) for obj in objs if obj["kind"] not in omitted]
 
 
 def stale(previous: list[dict[str, str]], current: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -57,14 +57,36 @@ class _Session:
             self.client = None
 
 
+# The start of the TemporaryError message a pass with unapplied children raises: kopf logs it
+# as an error on every retry, which it would also post as an Event; ours is already posted.
+RETRY_MESSAGE = "children not applied, retrying"
+
+
 def _publish(outcome: Outcome, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger) -> None:
     for key, value in outcome.status.items():
         patch.status[key] = value
-    if outcome.event is not None:
-        kind, reason, message = outcome.event
+    for kind, reason, message in outcome.events:
         kopf.event(body, type=kind, reason=reason, message=message)
         # Info, not warning: kopf posts warnings as Events too, and this one is posted above.
         logger.info("%s: %s", reason, message)
+
+
+def _retry_if_refused(outcome: Outcome, config: OperatorConfig, retry: int) -> None:
+    """Children left unapplied: kopf runs the handler again after a growing delay (its status
+    patch above is applied first: kopf applies a handler's patch whatever its outcome)."""
+    if outcome.refused:
+        names = ", ".join(f"{r.child['kind']}/{r.child['name']}" for r in outcome.refused)
+        raise kopf.TemporaryError(f"{RETRY_MESSAGE}: {names}", delay=config.retry_delay(retry))
+
+
+class _SkipRetryEvents(logging.Filter):
+    """Keep kopf's per-retry log line for our refusals in the log, off the Events: the pass
+    posted one Event per refusal already (kopf skips records with `k8s_skip`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if RETRY_MESSAGE in record.getMessage():
+            record.k8s_skip = True
+        return True
 
 
 def build_registry(
@@ -93,25 +115,34 @@ def build_registry(
         await session.close()
         logger.info("operator stopped cleanly")
 
-    async def _run(trigger: str, body: kopf.Body, patch: kopf.Patch, logger: Any) -> None:
+    async def _run(
+        trigger: str, body: kopf.Body, patch: kopf.Patch, logger: Any, retry: int
+    ) -> None:
         outcome = await reconciler.reconcile(_plain(body), trigger)
         _publish(outcome, body, patch, logger)
+        _retry_if_refused(outcome, config, retry)
 
     @kopf.on.create(**resource, id="reconcile")
-    async def _create(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) -> None:
-        await _run("create", body, patch, logger)
+    async def _create(
+        body: kopf.Body, patch: kopf.Patch, logger: Any, retry: int, **_: Any
+    ) -> None:
+        await _run("create", body, patch, logger, retry)
 
     @kopf.on.update(**resource, id="reconcile")
-    async def _update(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) -> None:
-        await _run("update", body, patch, logger)
+    async def _update(
+        body: kopf.Body, patch: kopf.Patch, logger: Any, retry: int, **_: Any
+    ) -> None:
+        await _run("update", body, patch, logger, retry)
 
     @kopf.on.resume(**resource, id="reconcile")
-    async def _resume(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) -> None:
-        await _run("resume", body, patch, logger)
+    async def _resume(
+        body: kopf.Body, patch: kopf.Patch, logger: Any, retry: int, **_: Any
+    ) -> None:
+        await _run("resume", body, patch, logger, retry)
 
     @kopf.timer(**resource, id="drift", interval=config.drift_interval_s, idle=None)
-    async def _drift(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) -> None:
-        await _run("timer", body, patch, logger)
+    async def _drift(body: kopf.Body, patch: kopf.Patch, logger: Any, retry: int, **_: Any) -> None:
+        await _run("timer", body, patch, logger, retry)
 
     return registry
 
@@ -134,6 +165,9 @@ def configure(settings: kopf.OperatorSettings) -> None:
     )
     settings.persistence.finalizer = f"{PERSISTENCE_PREFIX}/finalizer"
     settings.posting.level = logging.WARNING
+    objects_logger = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, _SkipRetryEvents) for f in objects_logger.filters):
+        objects_logger.addFilter(_SkipRetryEvents())
     settings.posting.reporting_component = "infergraph-operator"
     settings.peering.standalone = True
 

@@ -16,6 +16,7 @@ from typing import Any
 from infergraph.errors import GraphValidationError, RenderError
 from infergraph.graph.model import InferenceGraph, parse_graph
 from infergraph.operator import status as st
+from infergraph.operator.applying import TAKEOVER_REFUSED, Refusal, apply_all
 from infergraph.operator.children import children, engine_for, is_owned_by, stale
 from infergraph.operator.config import OperatorConfig
 from infergraph.operator.kube import KubeClient, KubeError, ref
@@ -24,14 +25,19 @@ from infergraph.operator.metrics import OperatorMetrics
 EVENT_MESSAGE_LIMIT = 1000
 
 
+Event = tuple[str, str, str]  # (type, reason, message)
+
+
 @dataclass
 class Outcome:
-    """What a pass decided: status fields to write, an Event to post, the stage that failed."""
+    """What a pass decided: status fields to write, Events to post, the stage that failed, and
+    the children left unapplied (the handlers retry a pass with any, with backoff)."""
 
     status: dict[str, Any]
-    event: tuple[str, str, str] | None = None  # (type, reason, message)
+    events: list[Event] = field(default_factory=list)
     stage: str = "done"
     applied: list[dict[str, Any]] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
 
 
 def graph_document(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -63,20 +69,19 @@ class Reconciler:
         self.metrics = metrics
         self._client = client
         self._locks: dict[str, asyncio.Lock] = {}
-        # The last Event posted per graph: passes that start from the same stale body (create
-        # and timer at once) must not post it twice.
-        self._posted: dict[str, tuple[str, str]] = {}
+        # The Events posted per graph since its last clean pass: passes that start from the
+        # same stale body (create and timer at once) must not post one twice.
+        self._posted: dict[str, set[tuple[str, str]]] = {}
 
     async def reconcile(self, body: Mapping[str, Any], trigger: str) -> Outcome:
         uid = str(body["metadata"].get("uid"))
         started = time.perf_counter()
         async with self._locks.setdefault(uid, asyncio.Lock()):
             outcome = await self._pass(body)
-            if outcome.event is not None and self._posted.get(uid) == outcome.event[1:]:
-                outcome.event = None
-            elif outcome.event is not None:
-                self._posted[uid] = outcome.event[1:]
-            elif outcome.stage == "done":
+            posted = self._posted.setdefault(uid, set())
+            outcome.events = [e for e in outcome.events if e[1:] not in posted]
+            posted.update(e[1:] for e in outcome.events)
+            if outcome.stage == "done" and not outcome.refused:
                 self._posted.pop(uid, None)
         self.metrics.duration.labels(trigger).observe(time.perf_counter() - started)
         result = "ok" if outcome.stage == "done" else "error"
@@ -105,16 +110,25 @@ class Reconciler:
             )
         current = [ref(o) for o in objs]
         client = await self._client()
-        try:
-            live = [await client.apply(obj) for obj in objs]
-        except KubeError as exc:
-            return self._unapplied(status, prev_conditions, f"apply: {exc}", "apply")
+        live, refused = await apply_all(client, objs, str(body["metadata"]["uid"]))
         try:
             removed = await self._prune(client, body, previous.get("children") or [], current)
         except KubeError as exc:
             return self._unapplied(status, prev_conditions, f"prune: {exc}", "prune")
-        status.update(self._report(graph, body, live, current, removed, prev_conditions))
-        return Outcome(status, applied=live)
+        status.update(self._report(graph, body, live, refused, removed, prev_conditions))
+        status["children"] = _listed(live, refused, previous.get("children") or [])
+        # None removes the field in kopf's status patch once nothing is refused.
+        status["refused"] = [r.status() for r in refused] or None
+        told = [
+            (c.get("kind"), c.get("name"), c.get("message")) for c in previous.get("refused") or []
+        ]
+        events = [
+            ("Warning", r.reason, r.message[:EVENT_MESSAGE_LIMIT])
+            for r in refused
+            if (r.child["kind"], r.child["name"], r.message) not in told
+        ]
+        stage = "apply" if refused else "done"
+        return Outcome(status, events=events, stage=stage, applied=live, refused=refused)
 
     def _refused(
         self,
@@ -138,8 +152,8 @@ class Reconciler:
             ],
         )
         # One Event per generation; the drift timer re-checks without repeating it.
-        event = ("Warning", reason, message[:EVENT_MESSAGE_LIMIT]) if fresh else None
-        return Outcome(status, event=event, stage=stage)
+        events = [("Warning", reason, message[:EVENT_MESSAGE_LIMIT])] if fresh else []
+        return Outcome(status, events=events, stage=stage)
 
     def _unapplied(
         self, status: dict[str, Any], prev_conditions: list[dict[str, Any]], why: str, stage: str
@@ -148,7 +162,7 @@ class Reconciler:
         The Event is posted when the failure is new, not on every retry."""
         before = next((c for c in prev_conditions if c.get("type") == "Rendered"), {})
         repeated = before.get("reason") == "ApplyFailed" and before.get("message") == why
-        event = None if repeated else ("Warning", "ApplyFailed", why[:EVENT_MESSAGE_LIMIT])
+        events = [] if repeated else [("Warning", "ApplyFailed", why[:EVENT_MESSAGE_LIMIT])]
         status["conditions"] = st.conditions(
             prev_conditions,
             [
@@ -156,7 +170,7 @@ class Reconciler:
                 st.Condition("Rendered", st.FALSE, "ApplyFailed", why),
             ],
         )
-        return Outcome(status, event=event, stage=stage)
+        return Outcome(status, events=events, stage=stage)
 
     async def _prune(
         self,
@@ -182,17 +196,16 @@ class Reconciler:
         graph: InferenceGraph,
         body: Mapping[str, Any],
         live: list[dict[str, Any]],
-        current: list[dict[str, str]],
+        refused: list[Refusal],
         removed: list[dict[str, str]],
         prev_conditions: list[dict[str, Any]],
     ) -> dict[str, Any]:
         engine = engine_for(graph, self.config)
-        nodes = st.node_readiness(graph, live)
+        blocked = [(r.obj, r.reason) for r in refused]
+        nodes = st.node_readiness(graph, live, blocked)
         waiting = [n for n in nodes if not n["ready"]]
         price, price_problem = st.price_per_hour(graph, self.config.price_catalog)
-        applied = f"applied {len(live)} object(s) for {engine}"
-        if removed:
-            applied += f"; removed {', '.join(f'{r["kind"]}/{r["name"]}' for r in removed)}"
+        rendered = _rendered_condition(engine, live, refused, removed)
         ready = (
             st.Condition("Ready", st.TRUE, "NodesReady", f"{len(nodes)} node(s) ready")
             if not waiting
@@ -208,17 +221,38 @@ class Reconciler:
             "endpoint": st.endpoint(graph, engine, body["metadata"]["namespace"], live),
             "readyNodes": f"{len(nodes) - len(waiting)}/{len(nodes)}",
             "nodes": nodes,
-            "children": current,
             "conditions": st.conditions(
                 prev_conditions,
-                [
-                    st.Condition("Valid", st.TRUE, "GraphValid", ""),
-                    st.Condition("Rendered", st.TRUE, "Applied", applied),
-                    ready,
-                ],
+                [st.Condition("Valid", st.TRUE, "GraphValid", ""), rendered, ready],
             ),
         }
         # None removes a field in kopf's status patch: a price that stops being computable goes.
         report["pricePerHour"] = price
         report["priceMessage"] = price_problem or None
         return report
+
+
+def _rendered_condition(
+    engine: str, live: list[dict[str, Any]], refused: list[Refusal], removed: list[dict[str, str]]
+) -> st.Condition:
+    """`Applied`, or which children were not applied and why (a takeover refusal first: it
+    needs a person, an API failure may pass on retry)."""
+    count = f"{len(live)} of {len(live) + len(refused)}" if refused else str(len(live))
+    applied = f"applied {count} object(s) for {engine}"
+    if removed:
+        applied += f"; removed {', '.join(f'{r["kind"]}/{r["name"]}' for r in removed)}"
+    if not refused:
+        return st.Condition("Rendered", st.TRUE, "Applied", applied)
+    reasons = {r.reason for r in refused}
+    reason = TAKEOVER_REFUSED if TAKEOVER_REFUSED in reasons else refused[0].reason
+    why = "; ".join(r.message for r in refused)
+    return st.Condition("Rendered", st.FALSE, reason, f"{applied}; not applied: {why}")
+
+
+def _listed(
+    live: list[dict[str, Any]], refused: list[Refusal], previous: list[dict[str, str]]
+) -> list[dict[str, str]]:
+    """`status.children`: what was applied, plus earlier children this pass could not apply
+    (still ours, still rendered). Never an object of someone else's."""
+    kept = [r.child for r in refused if r.reason != TAKEOVER_REFUSED and r.child in previous]
+    return [ref(o) for o in live] + kept

@@ -8,6 +8,7 @@ neither (ServerConfig, HorizontalPodAutoscaler) say nothing about readiness.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -73,15 +74,29 @@ def object_ready(obj: dict[str, Any]) -> tuple[bool, str] | None:
     return None
 
 
-def node_readiness(graph: InferenceGraph, live: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _belongs(obj: dict[str, Any], node: str) -> bool:
+    """A child labelled with `node`, or with no node label (graph-wide: Pipeline, monitor)."""
+    labels = obj.get("metadata", {}).get("labels") or {}
+    return labels.get(NODE_LABEL, node) == node
+
+
+def node_readiness(
+    graph: InferenceGraph,
+    live: list[dict[str, Any]],
+    blocked: Sequence[tuple[dict[str, Any], str]] = (),
+) -> list[dict[str, Any]]:
     """Per node: ready when every readiness-reporting child labelled with it (or with no node
-    label, i.e. graph-wide, such as a Pipeline or SeldonDeployment) is ready."""
+    label, i.e. graph-wide, such as a Pipeline or SeldonDeployment) is ready, and none of its
+    children was left unapplied (`blocked`: the rendered object and why)."""
     out = []
     for node in graph.spec.nodes:
-        waiting = []
+        waiting = [
+            f"{obj['kind']}/{obj['metadata']['name']}: {why}"
+            for obj, why in blocked
+            if _belongs(obj, node.name)
+        ]
         for obj in live:
-            labels = obj.get("metadata", {}).get("labels") or {}
-            if labels.get(NODE_LABEL, node.name) != node.name:
+            if not _belongs(obj, node.name):
                 continue
             verdict = object_ready(obj)
             if verdict is not None and not verdict[0]:
