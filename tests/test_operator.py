@@ -479,6 +479,12 @@ async def test_invalid_graph_gets_condition_and_event_and_no_children(server, op
     status = await settled(server, generation=2)
     assert condition(status, "Valid")["status"] == "False"
     assert "gpu" in condition(status, "Valid")["message"]
+    # The printer columns do not go on showing the last valid generation as if current.
+    assert status.get("engine") is None and status.get("endpoint") is None
+    assert status.get("readyNodes") is None and status.get("pricePerHour") is None
+    assert condition(status, "Ready")["status"] == "Unknown"
+    assert condition(status, "Ready")["reason"] == "GraphInvalid"
+    assert status["children"], "still listed: a later valid generation prunes against them"
     served = len(requests(server))
     await asyncio.sleep(1.5)  # several drift-timer passes
     touched = [

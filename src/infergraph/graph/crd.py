@@ -164,7 +164,8 @@ def crd_manifest() -> dict[str, Any]:
                 "plural": PLURAL,
                 "singular": "inferencegraph",
                 "kind": "InferenceGraph",
-                "shortNames": ["igraph", "ig"],
+                # Not `ig`: KServe's InferenceGraph (same kind and plural) has it.
+                "shortNames": ["igraph"],
                 "categories": ["infergraph"],
             },
             "versions": [
@@ -179,3 +180,17 @@ def crd_manifest() -> dict[str, Any]:
             ],
         },
     }
+
+
+def helm_owned(manifest: dict[str, Any], release: str, namespace: str) -> dict[str, Any]:
+    """`manifest` with the metadata Helm checks before adopting an existing object: the label
+    `app.kubernetes.io/managed-by: Helm` and the release's name and namespace as annotations
+    (helm pkg/action/validate.go, checkOwnership)."""
+    meta = dict(manifest["metadata"])
+    meta["labels"] = {**meta.get("labels", {}), "app.kubernetes.io/managed-by": "Helm"}
+    meta["annotations"] = {
+        **meta.get("annotations", {}),
+        "meta.helm.sh/release-name": release,
+        "meta.helm.sh/release-namespace": namespace,
+    }
+    return {**manifest, "metadata": meta}

@@ -140,7 +140,12 @@ class Reconciler:
         stage: str,
         valid: bool = False,
     ) -> Outcome:
-        """An unusable generation: say why, keep the last good children untouched."""
+        """An unusable generation: say why, keep the last good children untouched.
+
+        What `kubectl get` shows (engine, endpoint, ready nodes, price, Ready) described the
+        last valid generation; shown beside a new, unusable one it would read as current, so it
+        is cleared and Ready is Unknown. `children` stays: a later valid generation prunes
+        against it."""
         kept = "children of the last valid generation are left as they are"
         status["conditions"] = st.conditions(
             prev_conditions,
@@ -149,8 +154,13 @@ class Reconciler:
                 if valid
                 else st.Condition("Valid", st.FALSE, reason, message),
                 st.Condition("Rendered", st.FALSE, reason, f"{message}\n({kept})"),
+                st.Condition(
+                    "Ready", st.UNKNOWN, reason, f"this generation is not applied; {kept}"
+                ),
             ],
         )
+        for stale_field in ("engine", "endpoint", "readyNodes", "nodes", "pricePerHour"):
+            status[stale_field] = None  # None removes the field in kopf's status patch
         # One Event per generation; the drift timer re-checks without repeating it.
         events = [("Warning", reason, message[:EVENT_MESSAGE_LIMIT])] if fresh else []
         return Outcome(status, events=events, stage=stage)
