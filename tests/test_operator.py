@@ -515,13 +515,41 @@ async def test_delete_leaves_children_to_the_garbage_collector(server, operator)
     kids = children_of(server, "cascade")
     resp = await server.delete(f"{GRAPH_PATH}/cascade")
     assert resp.status == 200
-    # The drift timer put kopf's finalizer on the graph; the operator releases it, then the
-    # API server deletes the graph.
+    # No finalizer of ours holds it: the API server deletes the graph at once.
     await eventually(lambda: server.objects[GRAPHS, NS, "cascade"].deleted)
     # kmock has no garbage collector: run the model of it over what the operator wrote.
     collected = collect_garbage(server)
     assert {(k[2]) for k in collected} == {name for _, name in kids}
     assert children_of(server, "cascade") == {}
+
+
+async def test_a_graph_left_at_uninstall_is_not_stranded_on_a_finalizer(server, operator):
+    """`helm uninstall` removes the operator (and with `crds.keep: false` the CRD) while graphs
+    remain: nothing may be left waiting for an operator that is gone. The graph carries no
+    finalizer of ours, so it goes like any object and the garbage collector takes its children."""
+    await apply_graph(server, graph_body())
+    await settled(server, generation=1)
+    served = len(requests(server))
+    await eventually(  # a few drift passes, each a chance to add a finalizer
+        lambda: sum("models/cascade-fast" in str(r.url) for r in requests(server)[served:]) >= 6
+    )
+    graph = server.objects[GRAPHS, NS, "cascade"]
+    assert not graph.get("metadata", {}).get("finalizers"), graph["metadata"]
+    await operator.stop()  # helm uninstall
+    assert (await server.delete(f"{GRAPH_PATH}/cascade")).status == 200
+    await eventually(lambda: server.objects[GRAPHS, NS, "cascade"].deleted, timeout=5)
+    collect_garbage(server)
+    assert children_of(server, "cascade") == {}
+
+
+async def test_the_finalizer_an_older_operator_left_is_removed(server, operator):
+    body = graph_body()
+    body["metadata"]["finalizers"] = ["operator.infergraph.io/finalizer"]
+    await apply_graph(server, body)
+    await settled(server, generation=1)
+    await eventually(
+        lambda: not server.objects[GRAPHS, NS, "cascade"].get("metadata", {}).get("finalizers")
+    )
 
 
 async def test_restart_reapplies_the_same_objects_without_duplicates(server, operator):

@@ -7,6 +7,7 @@ the operator against an emulated API server with their own settings and login.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -144,7 +145,26 @@ def build_registry(
     async def _drift(body: kopf.Body, patch: kopf.Patch, logger: Any, retry: int, **_: Any) -> None:
         await _run("timer", body, patch, logger, retry)
 
+    _no_finalizer_for_timers(registry)
     return registry
+
+
+def _no_finalizer_for_timers(registry: kopf.OperatorRegistry) -> None:
+    """kopf gives every timer a finalizer on its object (`kopf.timer` registers it with
+    `requires_finalizer=True`) so it can stop the timer before the object goes. The drift
+    timer has nothing to do at deletion (the garbage collector removes the children), and the
+    finalizer strands every graph left when the operator is uninstalled first: with
+    `crds.keep: false` the CRD and its graphs hang in Terminating. kopf adds the finalizer only
+    while some handler requires it, and removes it from graphs that still carry it.
+
+    kopf has no public switch for this, so the registered timer handlers are replaced with
+    copies that do not require it; `test_a_graph_left_at_uninstall_is_not_stranded_on_a_finalizer`
+    fails if a kopf upgrade changes where they live."""
+    spawning = registry._spawning  # private: see the docstring
+    spawning._handlers = [
+        dataclasses.replace(h, requires_finalizer=False) if h.requires_finalizer else h
+        for h in spawning.get_all_handlers()
+    ]
 
 
 def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
