@@ -75,8 +75,16 @@ class ApplyingEmulator(kmock.KubernetesEmulator):
     refused with 422 (optimistic concurrency)."""
 
     _version: int = 0
+    # A URL part whose PATCH is held until `release` is set (a slow API server mid-pass).
+    hold: str | None = None
+    held: asyncio.Event | None = None
+    release: asyncio.Event | None = None
 
     async def _handle(self, request: kmock.Request) -> Any:
+        if self.hold and self.hold in str(request.url) and request.method == kmock.method.PATCH:
+            assert self.held is not None and self.release is not None
+            self.held.set()
+            await self.release.wait()
         if request.action == kmock.action.UPDATE and isinstance(request.data, list):
             self._check_tests(request)
         if request.action in (kmock.action.CREATE, kmock.action.UPDATE):
@@ -890,3 +898,21 @@ async def test_kinds_the_cluster_lacks_do_not_stop_the_other_children(server) ->
         assert not status.get("refused")
     finally:
         await op.stop()
+
+
+async def test_sigterm_during_a_pass_stops_without_a_spurious_apply_failure(server, operator):
+    """The operator is stopped (SIGTERM sets kopf's stop flag the same way) while a pass waits
+    on the API server: it must exit, and what it reports must not be an ApplyFailed caused by
+    its own shutdown."""
+    server.hold, server.held, server.release = "pipelines/cascade", asyncio.Event(), asyncio.Event()
+    await apply_graph(server, graph_body())
+    await asyncio.wait_for(server.held.wait(), 30)
+    stopping = asyncio.create_task(operator.stop())
+    await asyncio.sleep(1.0)
+    server.release.set()
+    await asyncio.wait_for(stopping, 30)
+    await asyncio.sleep(0.5)
+    assert events(server, "ApplyFailed") == []
+    rendered = condition(graph_status(server), "Rendered")
+    assert rendered.get("reason") != "ApplyFailed", rendered
+    assert not graph_status(server).get("refused")

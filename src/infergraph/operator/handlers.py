@@ -19,12 +19,15 @@ from infergraph.graph.crd import GROUP, PLURAL, VERSION
 from infergraph.operator.config import OperatorConfig
 from infergraph.operator.kube import KubeClient
 from infergraph.operator.metrics import OperatorMetrics, serve
-from infergraph.operator.reconcile import Outcome, Reconciler
+from infergraph.operator.reconcile import STOPPED, Outcome, Reconciler
 
 Login = Callable[..., kopf.ConnectionInfo | None]
 # What kopf accepts as stop/ready flags: an event of asyncio or of threading.
 Flag = asyncio.Event | threading.Event
 PERSISTENCE_PREFIX = "operator.infergraph.io"
+# How long SIGTERM waits for running passes before closing the API session (the chart's pod
+# has terminationGracePeriodSeconds 30).
+SHUTDOWN_GRACE_S = 15.0
 
 
 def default_login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -111,6 +114,8 @@ def build_registry(
 
     @kopf.on.cleanup(registry=registry)
     async def _cleanup(logger: logging.Logger, **_: Any) -> None:
+        if not await reconciler.drain(SHUTDOWN_GRACE_S):
+            logger.info("a pass was still running after %.0f s; closing under it", SHUTDOWN_GRACE_S)
         if "metrics" in state:
             await state.pop("metrics").cleanup()
         await session.close()
@@ -120,6 +125,9 @@ def build_registry(
         trigger: str, body: kopf.Body, patch: kopf.Patch, logger: Any, retry: int
     ) -> None:
         outcome = await reconciler.reconcile(_plain(body), trigger)
+        if outcome.stage == STOPPED:
+            logger.info("operator stopping: this pass reports nothing; the next start resumes")
+            return
         _publish(outcome, body, patch, logger)
         _retry_if_refused(outcome, config, retry)
 

@@ -23,6 +23,7 @@ from infergraph.operator.kube import KubeClient, KubeError, ref
 from infergraph.operator.metrics import OperatorMetrics
 
 EVENT_MESSAGE_LIMIT = 1000
+STOPPED = "stopped"  # the stage of a pass the operator's shutdown made moot
 
 
 Event = tuple[str, str, str]  # (type, reason, message)
@@ -72,8 +73,39 @@ class Reconciler:
         # The Events posted per graph since its last clean pass: passes that start from the
         # same stale body (create and timer at once) must not post one twice.
         self._posted: dict[str, set[tuple[str, str]]] = {}
+        # Shutdown: no pass starts once `stopping`; `drain` waits for those in flight.
+        self.stopping = False
+        self._running = 0
+        self._drained = asyncio.Event()
+        self._drained.set()
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Stop starting passes and wait up to `timeout_s` for running ones to finish, so the
+        API session is not closed under them; False if some were still running."""
+        self.stopping = True
+        try:
+            await asyncio.wait_for(self._drained.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     async def reconcile(self, body: Mapping[str, Any], trigger: str) -> Outcome:
+        """One pass, or stage `stopped` with nothing to report when the operator is stopping:
+        a pass cut short by shutdown (its API session closed under it) would otherwise report
+        its own shutdown as the cluster refusing every child."""
+        if self.stopping:
+            return Outcome({}, stage=STOPPED)
+        self._running += 1
+        self._drained.clear()
+        try:
+            outcome = await self._reconcile(body, trigger)
+        finally:
+            self._running -= 1
+            if not self._running:
+                self._drained.set()
+        return Outcome({}, stage=STOPPED) if self.stopping else outcome
+
+    async def _reconcile(self, body: Mapping[str, Any], trigger: str) -> Outcome:
         uid = str(body["metadata"].get("uid"))
         started = time.perf_counter()
         async with self._locks.setdefault(uid, asyncio.Lock()):
