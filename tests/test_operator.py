@@ -56,6 +56,9 @@ CHILD_RESOURCES = {
     "keda.sh/v1alpha1/scaledobjects": "ScaledObject",
     "autoscaling/v2/horizontalpodautoscalers": "HorizontalPodAutoscaler",
     "monitoring.coreos.com/v1/podmonitors": "PodMonitor",
+    "serving.kserve.io/v1beta1/inferenceservices": "InferenceService",
+    "serving.kserve.io/v1alpha1/servingruntimes": "ServingRuntime",
+    "serving.kserve.io/v1alpha1/inferencegraphs": "InferenceGraph",
 }
 
 
@@ -425,7 +428,9 @@ async def test_create_applies_owned_children_and_reports_status(server, operator
         assert meta["labels"]["app.kubernetes.io/managed-by"] == "infergraph-operator"
     assert condition(status, "Valid")["status"] == "True"
     assert condition(status, "Rendered")["status"] == "True"
-    assert condition(status, "Ready")["status"] == "False"  # nothing has reported Ready yet
+    # Nothing has reported yet (no Seldon controller here): Unknown, neither True nor False.
+    assert condition(status, "Ready")["status"] == "Unknown"
+    assert condition(status, "Ready")["reason"] == "NotReportedYet"
     assert status["engine"] == "seldon-v2"
     assert status["endpoint"] == f"http://seldon-mesh.{NS}/v2/models/cascade/infer"
     assert status["readyNodes"] == "0/2"
@@ -660,8 +665,9 @@ async def test_autoscaled_replicas_belong_to_the_autoscaler(server, operator):
 async def test_readiness_comes_from_the_engine_objects(server, operator):
     await apply_graph(server, graph_body())
     status = await settled(server, generation=1)
-    assert condition(status, "Ready")["reason"] == "NodesNotReady"
-    # Play Seldon's and KEDA's controllers: every object reports Ready.
+    assert condition(status, "Ready")["reason"] == "NotReportedYet"
+    # Play Seldon's and KEDA's controllers: every object reports Ready (the plumbing Server and
+    # the gate/pass Models too: they count for every node).
     for kind, name in children_of(server, "cascade"):
         if kind in ("ServerConfig", "PodMonitor"):  # neither reports readiness
             continue
@@ -677,7 +683,7 @@ async def test_readiness_comes_from_the_engine_objects(server, operator):
         )
     )
     assert status["readyNodes"] == "2/2"
-    assert all(n["ready"] for n in status["nodes"])
+    assert all(n["ready"] and n["state"] == "Ready" for n in status["nodes"])
 
 
 async def test_apply_requests_carry_field_manager_and_force(server, operator):
@@ -916,3 +922,16 @@ async def test_sigterm_during_a_pass_stops_without_a_spurious_apply_failure(serv
     rendered = condition(graph_status(server), "Rendered")
     assert rendered.get("reason") != "ApplyFailed", rendered
     assert not graph_status(server).get("refused")
+
+
+async def test_a_kserve_graph_is_not_ready_before_kserve_reports(server, operator):
+    """No KServe controller runs here, so no InferenceService has a status: Ready is Unknown."""
+    body = graph_body()
+    body["metadata"]["annotations"] = {"infergraph.io/engine": "kserve"}
+    await apply_graph(server, body)
+    status = await settled(server, generation=1)
+    assert condition(status, "Rendered")["status"] == "True", condition(status, "Rendered")
+    ready = condition(status, "Ready")
+    assert ready["status"] == "Unknown", ready
+    assert "InferenceService/cascade-fast" in ready["message"]
+    assert status["readyNodes"] == "0/2"

@@ -153,10 +153,12 @@ def test_readiness_reads_each_engines_own_status() -> None:
     assert not st.object_ready({"kind": "SeldonDeployment", "status": {"state": "Creating"}})[0]
     ready = {"kind": "Model", "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
     assert st.object_ready(ready)[0]
+    # Not reported yet is unknown, not "not ready" (and never ready).
     assert st.object_ready({"kind": "Model", "status": {}}) == (
-        False,
-        "Model has no Ready condition yet",
+        None,
+        "Model has not reported readiness yet",
     )
+    assert st.object_ready({"kind": "SeldonDeployment"})[0] is None
     assert st.object_ready({"kind": "ServerConfig"}) is None
     assert st.object_ready({"kind": "HorizontalPodAutoscaler", "status": {}}) is None
 
@@ -172,6 +174,63 @@ def test_v1_graph_wide_readiness_applies_to_every_node() -> None:
     assert [n["ready"] for n in nodes] == [False, False]
     sdep["status"]["state"] = "Available"
     assert all(n["ready"] for n in st.node_readiness(graph, [sdep]))
+
+
+def _rendered(engine: str) -> list[dict]:
+    config = OperatorConfig(storage_uri="s3://b/g")
+    return [own(o, OWNER) for o in render_graph(cascade(), engine, config.render_options())]
+
+
+def _report(obj: dict, status: str, reason: str = "", **conditions: str) -> dict:
+    conds = [{"type": "Ready", "status": status, "reason": reason}]
+    conds += [{"type": k, "status": v} for k, v in conditions.items()]
+    return {**obj, "status": {"conditions": conds}}
+
+
+def test_kserve_children_without_status_are_unknown_not_ready() -> None:
+    """No KServe controller: no InferenceService has a status, so the graph is not Ready=True."""
+    live = _rendered("kserve")
+    nodes, ready = st.graph_readiness(cascade(), live)
+    assert ready.status == st.UNKNOWN, ready
+    assert {n["state"] for n in nodes} == {"Unknown"}
+    assert "InferenceService/cascade-fast" in ready.message
+    reported = [_report(o, "True") for o in live]
+    assert st.graph_readiness(cascade(), reported)[1].status == st.TRUE
+
+
+def test_v2_plumbing_server_and_gate_models_count_for_the_graph() -> None:
+    live = [_report(o, "True") for o in _rendered("seldon-v2")]
+    assert st.graph_readiness(cascade(), live)[1].status == st.TRUE
+    for name in ("cascade-plumbing", "cascade-gate-0"):
+        broken = [
+            _report(o, "False", "ModelFailed") if o["metadata"]["name"] == name else o for o in live
+        ]
+        _, ready = st.graph_readiness(cascade(), broken)
+        assert ready.status == st.FALSE and name in ready.message, (name, ready)
+
+
+def test_a_node_scaled_to_zero_is_idle_not_failed() -> None:
+    """KEDA scaled `accurate` (minReplicas 0) to zero: Seldon reports its Model/Server not ready
+    and the Pipeline's ModelsReady False (sc2 pipeline_types.go:280-284, scheduler
+    memory_status.go:89-92 ModelScaledDown); the graph is ready, the node idle."""
+    live = []
+    for obj in _rendered("seldon-v2"):
+        name = obj["metadata"]["name"]
+        if name == "cascade-accurate" and obj["kind"] in ("Model", "Server"):
+            obj = {**obj, "spec": {**obj["spec"], "replicas": 0}}
+            obj = _report(obj, "False", "ScaledDown")
+        elif obj["kind"] == "Pipeline":
+            obj = _report(obj, "False", "ModelsNotReady", PipelineReady="True", ModelsReady="False")
+        else:
+            obj = _report(obj, "True")
+        live.append(obj)
+    nodes, ready = st.graph_readiness(cascade(), live)
+    assert {n["name"]: n["state"] for n in nodes} == {"fast": "Ready", "accurate": "Idle"}
+    assert ready.status == st.TRUE and "accurate" in ready.message
+    # A node that may not scale to zero is not idle at zero: it is not ready.
+    graph = cascade()
+    graph.spec.nodes[1].autoscaling.min_replicas = 1
+    assert st.graph_readiness(graph, live)[1].status == st.FALSE
 
 
 def test_endpoints_per_engine() -> None:

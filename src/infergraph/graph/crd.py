@@ -108,7 +108,11 @@ def status_schema() -> dict[str, Any]:
     }
     node = {
         "type": "object",
-        "properties": {**_strings("name", "message"), "ready": {"type": "boolean"}},
+        "properties": {
+            **_strings("name", "message"),
+            "ready": {"type": "boolean"},
+            "state": {"type": "string", "enum": ["Ready", "Idle", "NotReady", "Unknown"]},
+        },
     }
     child = {"type": "object", "properties": _strings("apiVersion", "kind", "name")}
     refused = {

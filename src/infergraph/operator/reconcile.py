@@ -244,20 +244,10 @@ class Reconciler:
     ) -> dict[str, Any]:
         engine = engine_for(graph, self.config)
         blocked = [(r.obj, r.reason) for r in refused]
-        nodes = st.node_readiness(graph, live, blocked)
+        nodes, ready = st.graph_readiness(graph, live, blocked)
         waiting = [n for n in nodes if not n["ready"]]
         price, price_problem = st.price_per_hour(graph, self.config.price_catalog)
         rendered = _rendered_condition(engine, live, refused, removed)
-        ready = (
-            st.Condition("Ready", st.TRUE, "NodesReady", f"{len(nodes)} node(s) ready")
-            if not waiting
-            else st.Condition(
-                "Ready",
-                st.FALSE,
-                "NodesNotReady",
-                "; ".join(f"{n['name']}: {n['message']}" for n in waiting),
-            )
-        )
         report: dict[str, Any] = {
             "engine": engine,
             "endpoint": st.endpoint(graph, engine, body["metadata"]["namespace"], live),
