@@ -150,6 +150,7 @@ def test_every_option_reaches_its_object() -> None:
     assert config.namespaces == ("ml-prod", "ml-staging")
     assert config.drift_interval_s == 30
     assert (config.metrics_port, config.health_port) == (9090, 9091)
+    assert config.seldon_namespace == "seldon-system"
     options = config.render_options()
     assert options.image_registry == "registry.example.com/platform"
     assert options.image_tag == "0.1.0-rc1"
@@ -158,9 +159,16 @@ def test_every_option_reaches_its_object() -> None:
     assert options.gpu_scheduling.tolerations == gpu["tolerations"]
     assert options.gpu_scheduling.affinity == gpu["affinity"]
     assert options.gpu_scheduling.runtime_class_name == "nvidia"
-    # Namespaced mode: Roles in the listed namespaces only.
-    roles = by_kind(docs, "Role")
-    assert sorted(r["metadata"]["namespace"] for r in roles) == ["ml-prod", "ml-staging"]
+    # Namespaced mode: Roles in the listed namespaces, and for ServerConfigs in Seldon's.
+    roles = {r["metadata"]["namespace"]: r for r in by_kind(docs, "Role")}
+    assert sorted(roles) == ["ml-prod", "ml-staging", "seldon-system"]
+    assert roles["seldon-system"]["rules"] == [
+        {
+            "apiGroups": ["mlops.seldon.io"],
+            "resources": ["serverconfigs"],
+            "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+        }
+    ]
     cluster_rules = [rule for r in by_kind(docs, "ClusterRole") for rule in r["rules"]]
     assert not any("inferencegraphs" in rule["resources"] for rule in cluster_rules)
     monitor = by_kind(docs, "ServiceMonitor")[0]
@@ -191,6 +199,9 @@ def test_default_values_give_the_default_operator_settings() -> None:
     assert config == OperatorConfig(
         storage_uri=REQUIRED["storageUri"],
         gpu_scheduling=config.gpu_scheduling,
+        # Seldon's documented install runs its controller in seldon-mesh (the library default,
+        # None, keeps ServerConfigs in each graph's namespace).
+        seldon_namespace="seldon-mesh",
     )
     assert config.gpu_scheduling.tolerations == [chart_files.GPU_TOLERATION]
     assert container["image"] == f"docker.io/infergraph/operator:{__version__}"

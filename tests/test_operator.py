@@ -935,3 +935,45 @@ async def test_a_kserve_graph_is_not_ready_before_kserve_reports(server, operato
     assert ready["status"] == "Unknown", ready
     assert "InferenceService/cascade-fast" in ready["message"]
     assert status["readyNodes"] == "0/2"
+
+
+SELDON_NS = "seldon-mesh"
+
+
+async def test_server_configs_go_to_seldons_namespace_and_go_with_the_graph(server) -> None:
+    """Seldon v2's controller reads a Server's ServerConfig only from its own namespace
+    (seldon-core v2.10.2 serverconfig_types.go:75-87): with `seldon_namespace` set the
+    ServerConfigs are there, named per graph namespace, without a cross-namespace
+    ownerReference, each Server names its own, and they are deleted once the graph is gone."""
+    op = Operator(server, seldon_namespace=SELDON_NS)
+    await op.start()
+    try:
+        await apply_graph(server, graph_body())
+        status = await settled(server, generation=1)
+        kids = children_of(server, "cascade")
+        configs = {n: o for (k, n), o in kids.items() if k == "ServerConfig"}
+        assert set(configs) == {"ml-cascade-fast", "ml-cascade-accurate", "ml-cascade-plumbing"}
+        for obj in configs.values():
+            meta = obj["metadata"]
+            assert meta["namespace"] == SELDON_NS and "ownerReferences" not in meta, meta
+            assert meta["labels"]["infergraph.io/owner-uid"] == "uid-cascade"
+            assert meta["labels"]["infergraph.io/owner-namespace"] == NS
+        servers = {n: o["spec"]["serverConfig"] for (k, n), o in kids.items() if k == "Server"}
+        assert servers == {n: f"ml-{n}" for n in servers}
+        assert {(c.get("namespace"), c["name"]) for c in status["children"]} >= {
+            (SELDON_NS, n) for n in configs
+        }
+        assert all(
+            o["metadata"]["namespace"] == NS for (k, _), o in kids.items() if k != "ServerConfig"
+        )
+        assert condition(status, "Rendered")["status"] == "True"
+
+        assert (await server.delete(f"{GRAPH_PATH}/cascade")).status == 200
+
+        def collected() -> bool:
+            collect_garbage(server)  # runs all the time on a cluster: the namespaced children
+            return children_of(server, "cascade") == {}  # the ServerConfigs: the sweep
+
+        await eventually(collected)
+    finally:
+        await op.stop()

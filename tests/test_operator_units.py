@@ -128,10 +128,24 @@ def test_retry_delay_doubles_up_to_the_max() -> None:
         OperatorConfig(retry_base_s=0)
 
 
+def test_server_configs_move_to_seldons_namespace_with_label_ownership() -> None:
+    config = OperatorConfig(storage_uri="s3://b/g", seldon_namespace="seldon-mesh")
+    objs = children(OWNER, cascade(), config)
+    configs = [o for o in objs if o["kind"] == "ServerConfig"]
+    assert {o["metadata"]["namespace"] for o in configs} == {"seldon-mesh"}
+    assert all(is_owned_by(o, "u-1") and not is_owned_by(o, "u-2") for o in configs)
+    assert all(o["metadata"]["namespace"] == "ml" for o in objs if o["kind"] != "ServerConfig")
+    # A graph in Seldon's own namespace keeps its ServerConfigs as rendered, owner-referenced.
+    home = children(OWNER, cascade(), OperatorConfig(storage_uri="s3://b/g", seldon_namespace="ml"))
+    assert all("ownerReferences" in o["metadata"] for o in home)
+
+
 def test_stale_lists_what_the_new_generation_no_longer_renders() -> None:
     a = {"apiVersion": "v1", "kind": "A", "name": "x"}
     b = {"apiVersion": "v1", "kind": "B", "name": "x"}
     assert stale([a, b], [a]) == [b]
+    elsewhere = {**a, "namespace": "seldon-mesh"}  # same name, another namespace: another object
+    assert stale([a, elsewhere], [a]) == [elsewhere]
     assert stale([a], [a, b]) == []
 
 

@@ -114,10 +114,10 @@ def status_schema() -> dict[str, Any]:
             "state": {"type": "string", "enum": ["Ready", "Idle", "NotReady", "Unknown"]},
         },
     }
-    child = {"type": "object", "properties": _strings("apiVersion", "kind", "name")}
+    child = {"type": "object", "properties": _strings("apiVersion", "kind", "name", "namespace")}
     refused = {
         "type": "object",
-        "properties": _strings("apiVersion", "kind", "name", "reason", "message"),
+        "properties": _strings("apiVersion", "kind", "name", "namespace", "reason", "message"),
     }
     return {
         "type": "object",

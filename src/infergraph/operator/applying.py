@@ -30,10 +30,11 @@ class Refusal:
     obj: dict[str, Any]  # as rendered
     reason: str  # TAKEOVER_REFUSED or APPLY_FAILED
     message: str
+    home: str | None = None  # the graph's namespace
 
     @property
     def child(self) -> dict[str, str]:
-        return ref(self.obj)
+        return ref(self.obj, self.home)
 
     @property
     def node(self) -> str | None:
@@ -61,7 +62,7 @@ def owner_of(obj: dict[str, Any]) -> str:
 
 
 async def apply_child(
-    client: KubeClient, obj: dict[str, Any], uid: str
+    client: KubeClient, obj: dict[str, Any], uid: str, home: str | None = None
 ) -> dict[str, Any] | Refusal:
     """The live object after applying `obj`, or why it was not applied."""
     meta = obj["metadata"]
@@ -75,20 +76,20 @@ async def apply_child(
                 f"{name} already exists and is not this graph's (owner: {owner_of(existing)}); "
                 "left as it is. Rename or delete it, or give the graph another name."
             )
-            return Refusal(obj, TAKEOVER_REFUSED, why)
+            return Refusal(obj, TAKEOVER_REFUSED, why, home)
         return await client.apply(obj)
     except KubeError as exc:
-        return Refusal(obj, APPLY_FAILED, f"{name}: {exc}")
+        return Refusal(obj, APPLY_FAILED, f"{name}: {exc}", home)
 
 
 async def apply_all(
-    client: KubeClient, objs: list[dict[str, Any]], uid: str
+    client: KubeClient, objs: list[dict[str, Any]], uid: str, home: str | None = None
 ) -> tuple[list[dict[str, Any]], list[Refusal]]:
     """Every child in render order, each on its own: (live objects, refusals)."""
     live: list[dict[str, Any]] = []
     refused: list[Refusal] = []
     for obj in objs:
-        result = await apply_child(client, obj, uid)
+        result = await apply_child(client, obj, uid, home)
         if isinstance(result, Refusal):
             refused.append(result)
         else:

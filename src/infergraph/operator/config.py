@@ -36,6 +36,8 @@ class OperatorConfig:
     metrics_port: int = 8080
     health_port: int = 8081
     price_catalog: str | None = None
+    # Seldon v2's controller namespace: ServerConfigs go there (None: the graph's namespace).
+    seldon_namespace: str | None = None
     # Retry of a pass that left children unapplied: kopf's TemporaryError delay doubles from
     # the base with each retry, up to the max (the drift timer's own runs included).
     retry_base_s: float = 5.0
@@ -114,4 +116,5 @@ ENV: dict[str, tuple[str, Any]] = {
     "metrics_port": ("METRICS_PORT", int),
     "health_port": ("HEALTH_PORT", int),
     "price_catalog": ("PRICE_CATALOG", str),
+    "seldon_namespace": ("SELDON_NAMESPACE", str),
 }

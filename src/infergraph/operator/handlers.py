@@ -19,7 +19,8 @@ from infergraph.graph.crd import GROUP, PLURAL, VERSION
 from infergraph.operator.config import OperatorConfig
 from infergraph.operator.kube import KubeClient
 from infergraph.operator.metrics import OperatorMetrics, serve
-from infergraph.operator.reconcile import STOPPED, Outcome, Reconciler
+from infergraph.operator.reconcile import GONE, STOPPED, Outcome, Reconciler
+from infergraph.operator.sweep import sweep_forever
 
 Login = Callable[..., kopf.ConnectionInfo | None]
 # What kopf accepts as stop/ready flags: an event of asyncio or of threading.
@@ -111,9 +112,15 @@ def build_registry(
     @kopf.on.startup(registry=registry)
     async def _startup(**_: Any) -> None:
         state["metrics"] = await serve(metrics, config.metrics_port)
+        if config.seldon_namespace:  # ServerConfigs there have no ownerReference: sweep them
+            state["sweeper"] = asyncio.create_task(
+                sweep_forever(session.get, config.seldon_namespace, config.drift_interval_s)
+            )
 
     @kopf.on.cleanup(registry=registry)
     async def _cleanup(logger: logging.Logger, **_: Any) -> None:
+        if "sweeper" in state:
+            state.pop("sweeper").cancel()
         if not await reconciler.drain(SHUTDOWN_GRACE_S):
             logger.info("a pass was still running after %.0f s; closing under it", SHUTDOWN_GRACE_S)
         if "metrics" in state:
@@ -127,6 +134,9 @@ def build_registry(
         outcome = await reconciler.reconcile(_plain(body), trigger)
         if outcome.stage == STOPPED:
             logger.info("operator stopping: this pass reports nothing; the next start resumes")
+            return
+        if outcome.stage == GONE:
+            logger.info("the graph was deleted: nothing applied, nothing reported")
             return
         _publish(outcome, body, patch, logger)
         _retry_if_refused(outcome, config, retry)

@@ -24,6 +24,7 @@ from infergraph.operator.metrics import OperatorMetrics
 
 EVENT_MESSAGE_LIMIT = 1000
 STOPPED = "stopped"  # the stage of a pass the operator's shutdown made moot
+GONE = "gone"  # the stage of a pass whose graph was deleted before it applied anything
 
 
 Event = tuple[str, str, str]  # (type, reason, message)
@@ -140,15 +141,18 @@ class Reconciler:
             return self._refused(
                 status, prev_conditions, fresh, "RenderFailed", str(exc), "render", valid=True
             )
-        current = [ref(o) for o in objs]
+        home = body["metadata"]["namespace"]
+        current = [ref(o, home) for o in objs]
         client = await self._client()
-        live, refused = await apply_all(client, objs, str(body["metadata"]["uid"]))
+        if not await self._still_there(client, body):
+            return Outcome({}, stage=GONE)
+        live, refused = await apply_all(client, objs, str(body["metadata"]["uid"]), home)
         try:
             removed = await self._prune(client, body, previous.get("children") or [], current)
         except KubeError as exc:
             return self._unapplied(status, prev_conditions, f"prune: {exc}", "prune")
         status.update(self._report(graph, body, live, refused, removed, prev_conditions))
-        status["children"] = _listed(live, refused, previous.get("children") or [])
+        status["children"] = _listed(live, refused, previous.get("children") or [], home)
         # None removes the field in kopf's status patch once nothing is refused.
         status["refused"] = [r.status() for r in refused] or None
         told = [
@@ -214,6 +218,20 @@ class Reconciler:
         )
         return Outcome(status, events=events, stage=stage)
 
+    async def _still_there(self, client: KubeClient, body: Mapping[str, Any]) -> bool:
+        """Whether the graph (this uid) still exists. Graphs carry no finalizer, so kopf may
+        run a timer pass from a body read just before the deletion; applying it would create
+        children for a graph that is gone (the garbage collector and the sweep would delete
+        them again, but nothing should be created for a deleted graph)."""
+        meta = body["metadata"]
+        try:
+            live = await client.get(
+                str(body.get("apiVersion")), str(body.get("kind")), meta["namespace"], meta["name"]
+            )
+        except KubeError:
+            return True  # unknown: apply, as before; the apply itself reports what fails
+        return live is not None and (live.get("metadata") or {}).get("uid") == meta.get("uid")
+
     async def _prune(
         self,
         client: KubeClient,
@@ -227,9 +245,10 @@ class Reconciler:
         uid = body["metadata"]["uid"]
         removed = []
         for child in stale(previous, current):
-            live = await client.get(child["apiVersion"], child["kind"], namespace, child["name"])
+            where = child.get("namespace", namespace)
+            live = await client.get(child["apiVersion"], child["kind"], where, child["name"])
             if is_owned_by(live, uid):
-                await client.delete(child["apiVersion"], child["kind"], namespace, child["name"])
+                await client.delete(child["apiVersion"], child["kind"], where, child["name"])
                 removed.append(child)
         return removed
 
@@ -282,9 +301,12 @@ def _rendered_condition(
 
 
 def _listed(
-    live: list[dict[str, Any]], refused: list[Refusal], previous: list[dict[str, str]]
+    live: list[dict[str, Any]],
+    refused: list[Refusal],
+    previous: list[dict[str, str]],
+    home: str,
 ) -> list[dict[str, str]]:
     """`status.children`: what was applied, plus earlier children this pass could not apply
     (still ours, still rendered). Never an object of someone else's."""
     kept = [r.child for r in refused if r.reason != TAKEOVER_REFUSED and r.child in previous]
-    return [ref(o) for o in live] + kept
+    return [ref(o, home) for o in live] + kept
