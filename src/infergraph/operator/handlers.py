@@ -62,8 +62,9 @@ class _Session:
             self.client = None
 
 
-# The start of the TemporaryError message a pass with unapplied children raises: kopf logs it
-# as an error on every retry, which it would also post as an Event; ours is already posted.
+# The start of the TemporaryError message a pass with unapplied children raises. kopf logs it
+# as an error on every retry; it stays in the log (kopf posts log lines as Events only with
+# `settings.posting.loggers`, off here), the pass having posted one Event per refusal.
 RETRY_MESSAGE = "children not applied, retrying"
 
 
@@ -82,16 +83,6 @@ def _retry_if_refused(outcome: Outcome, config: OperatorConfig, retry: int) -> N
     if outcome.refused:
         names = ", ".join(f"{r.child['kind']}/{r.child['name']}" for r in outcome.refused)
         raise kopf.TemporaryError(f"{RETRY_MESSAGE}: {names}", delay=config.retry_delay(retry))
-
-
-class _SkipRetryEvents(logging.Filter):
-    """Keep kopf's per-retry log line for our refusals in the log, off the Events: the pass
-    posted one Event per refusal already (kopf skips records with `k8s_skip`)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if RETRY_MESSAGE in record.getMessage():
-            record.k8s_skip = True
-        return True
 
 
 def build_registry(
@@ -203,9 +194,8 @@ def configure(settings: kopf.OperatorSettings) -> None:
     )
     settings.persistence.finalizer = f"{PERSISTENCE_PREFIX}/finalizer"
     settings.posting.level = logging.WARNING
-    objects_logger = logging.getLogger("kopf.objects")
-    if not any(isinstance(f, _SkipRetryEvents) for f in objects_logger.filters):
-        objects_logger.addFilter(_SkipRetryEvents())
+    # Explicit Events only (kopf's default): a retried pass's error line is not one per retry.
+    settings.posting.loggers = False
     settings.posting.reporting_component = "infergraph-operator"
     settings.peering.standalone = True
 
