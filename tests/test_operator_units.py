@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import kopf
 import pytest
 
 from infergraph.errors import RenderError, SettingsError
 from infergraph.graph.model import load_graph
 from infergraph.operator import status as st
-from infergraph.operator.applying import owner_of
+from infergraph.operator.applying import Refusal, owner_of
 from infergraph.operator.children import (
     ENGINE_ANNOTATION,
     OMIT_ANNOTATION,
@@ -23,6 +24,8 @@ from infergraph.operator.children import (
     stale,
 )
 from infergraph.operator.config import OperatorConfig
+from infergraph.operator.handlers import _retry_if_refused
+from infergraph.operator.reconcile import Outcome
 from infergraph.render.common import STORAGE_ANNOTATION
 
 REPO = Path(__file__).resolve().parent.parent
@@ -124,6 +127,14 @@ def test_owner_of_names_the_controller_else_the_label_else_the_writers() -> None
 def test_retry_delay_doubles_up_to_the_max() -> None:
     config = OperatorConfig(retry_base_s=5, retry_max_s=60)
     assert [config.retry_delay(n) for n in range(6)] == [5, 10, 20, 40, 60, 60]
+    # A pass with refusals asks kopf to run it again after that delay; a clean one does not.
+    refusal = Refusal(
+        {"apiVersion": "v1", "kind": "X", "metadata": {"name": "x"}}, "ApplyFailed", ""
+    )
+    with pytest.raises(kopf.TemporaryError, match="X/x") as raised:
+        _retry_if_refused(Outcome({}, refused=[refusal]), config, retry=2)
+    assert raised.value.delay == 20
+    _retry_if_refused(Outcome({}), config, retry=2)
     with pytest.raises(SettingsError, match="retry"):
         OperatorConfig(retry_base_s=0)
 
