@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import kopf
@@ -92,7 +92,6 @@ def build_registry(
     session = _Session(config.field_manager)
     reconciler = Reconciler(config, metrics, session.get)
     state: dict[str, Any] = {}
-    resource = {"group": GROUP, "version": VERSION, "plural": PLURAL, "registry": registry}
 
     @kopf.on.login(registry=registry)
     async def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -119,7 +118,22 @@ def build_registry(
         await session.close()
         logger.info("operator stopped cleanly")
 
-    async def _run(
+    _register_passes(registry, config, reconciler)
+    _no_finalizer_for_timers(registry)
+    return registry
+
+
+Run = Callable[[str, kopf.Body, kopf.Patch, Any, int], Awaitable[None]]
+
+
+def _register_passes(
+    registry: kopf.OperatorRegistry, config: OperatorConfig, reconciler: Reconciler
+) -> None:
+    """Create, update, resume and the drift timer all run the same pass; a pass cut short by
+    shutdown or by the graph's deletion reports nothing, one with refusals is retried."""
+    resource = {"group": GROUP, "version": VERSION, "plural": PLURAL, "registry": registry}
+
+    async def run(
         trigger: str, body: kopf.Body, patch: kopf.Patch, logger: Any, retry: int
     ) -> None:
         outcome = await reconciler.reconcile(_plain(body), trigger)
@@ -132,30 +146,22 @@ def build_registry(
         _publish(outcome, body, patch, logger)
         _retry_if_refused(outcome, config, retry)
 
-    @kopf.on.create(**resource, id="reconcile")
-    async def _create(
-        body: kopf.Body, patch: kopf.Patch, logger: Any, retry: int, **_: Any
-    ) -> None:
-        await _run("create", body, patch, logger, retry)
+    for trigger, decorator in (
+        ("create", kopf.on.create(**resource, id="reconcile")),
+        ("update", kopf.on.update(**resource, id="reconcile")),
+        ("resume", kopf.on.resume(**resource, id="reconcile")),
+        ("timer", kopf.timer(**resource, id="drift", interval=config.drift_interval_s, idle=None)),
+    ):
+        decorator(_handler(run, trigger))
 
-    @kopf.on.update(**resource, id="reconcile")
-    async def _update(
-        body: kopf.Body, patch: kopf.Patch, logger: Any, retry: int, **_: Any
-    ) -> None:
-        await _run("update", body, patch, logger, retry)
 
-    @kopf.on.resume(**resource, id="reconcile")
-    async def _resume(
-        body: kopf.Body, patch: kopf.Patch, logger: Any, retry: int, **_: Any
-    ) -> None:
-        await _run("resume", body, patch, logger, retry)
+def _handler(run: Run, trigger: str) -> Callable[..., Awaitable[None]]:
+    """A kopf handler running the pass for `trigger` (kopf passes its kwargs by name)."""
 
-    @kopf.timer(**resource, id="drift", interval=config.drift_interval_s, idle=None)
-    async def _drift(body: kopf.Body, patch: kopf.Patch, logger: Any, retry: int, **_: Any) -> None:
-        await _run("timer", body, patch, logger, retry)
+    async def handle(body: kopf.Body, patch: kopf.Patch, logger: Any, retry: int, **_: Any) -> None:
+        await run(trigger, body, patch, logger, retry)
 
-    _no_finalizer_for_timers(registry)
-    return registry
+    return handle
 
 
 def _no_finalizer_for_timers(registry: kopf.OperatorRegistry) -> None:
