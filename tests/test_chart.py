@@ -150,6 +150,7 @@ def test_every_option_reaches_its_object() -> None:
     assert config.namespaces == ("ml-prod", "ml-staging")
     assert config.drift_interval_s == 30
     assert (config.metrics_port, config.health_port) == (9090, 9091)
+    assert config.seldon_namespace == "seldon-system"
     options = config.render_options()
     assert options.image_registry == "registry.example.com/platform"
     assert options.image_tag == "0.1.0-rc1"
@@ -158,9 +159,16 @@ def test_every_option_reaches_its_object() -> None:
     assert options.gpu_scheduling.tolerations == gpu["tolerations"]
     assert options.gpu_scheduling.affinity == gpu["affinity"]
     assert options.gpu_scheduling.runtime_class_name == "nvidia"
-    # Namespaced mode: Roles in the listed namespaces only.
-    roles = by_kind(docs, "Role")
-    assert sorted(r["metadata"]["namespace"] for r in roles) == ["ml-prod", "ml-staging"]
+    # Namespaced mode: Roles in the listed namespaces, and for ServerConfigs in Seldon's.
+    roles = {r["metadata"]["namespace"]: r for r in by_kind(docs, "Role")}
+    assert sorted(roles) == ["ml-prod", "ml-staging", "seldon-system"]
+    assert roles["seldon-system"]["rules"] == [
+        {
+            "apiGroups": ["mlops.seldon.io"],
+            "resources": ["serverconfigs"],
+            "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+        }
+    ]
     cluster_rules = [rule for r in by_kind(docs, "ClusterRole") for rule in r["rules"]]
     assert not any("inferencegraphs" in rule["resources"] for rule in cluster_rules)
     monitor = by_kind(docs, "ServiceMonitor")[0]
@@ -191,6 +199,9 @@ def test_default_values_give_the_default_operator_settings() -> None:
     assert config == OperatorConfig(
         storage_uri=REQUIRED["storageUri"],
         gpu_scheduling=config.gpu_scheduling,
+        # Seldon's documented install runs its controller in seldon-mesh (the library default,
+        # None, keeps ServerConfigs in each graph's namespace).
+        seldon_namespace="seldon-mesh",
     )
     assert config.gpu_scheduling.tolerations == [chart_files.GPU_TOLERATION]
     assert container["image"] == f"docker.io/infergraph/operator:{__version__}"
@@ -353,7 +364,79 @@ def test_missing_storage_uri_says_how_to_set_it() -> None:
 def test_notes_tell_how_to_apply_watch_and_call_a_graph() -> None:
     text = notes(REQUIRED)
     assert "kubectl apply -n <namespace> -f k8s/graphs/cascade.yaml" in text
-    assert "kubectl get inferencegraphs -n <namespace> -w" in text
+    assert "kubectl get inferencegraphs.infergraph.io -n <namespace> -w" in text
     assert "{.status.endpoint}" in text
     assert "helm test ig -n infergraph" in text
     assert REQUIRED["storageUri"] in text
+
+
+# -- lifecycle on a real cluster (issue 26 item 7) ------------------------------------------------
+def _grants(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -> bool:
+    return any(
+        group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in rules
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "kind"),
+    [(REQUIRED, "ClusterRole"), ({**REQUIRED, "watchNamespaces": ["ml"]}, "Role")],
+    ids=["cluster-wide", "namespaced"],
+)
+def test_rbac_lets_the_operator_set_block_owner_deletion(values: dict, kind: str) -> None:
+    """The children's ownerReferences say `blockOwnerDeletion: true`; where the
+    OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift), that needs `update`
+    on the owner's `finalizers` subresource (kubernetes plugin/pkg/admission/gc/gc_admission.go,
+    ownerRefToDeleteAttributeRecords: verb update, subresource finalizers)."""
+    rules = [rule for role in by_kind(template(values), kind) for rule in role["rules"]]
+    assert _grants(rules, "infergraph.io", "inferencegraphs/finalizers", "update")
+
+
+def test_short_names_do_not_clash_with_kserves_inferencegraph() -> None:
+    """KServe's CRD has the same kind and plural and the short name `ig`; with the KServe
+    engine both objects exist in one namespace, so `kubectl get ig` must not be ours too."""
+    _skip_without_crds()
+    kserve = yaml.safe_load(
+        (REPO.parent / "shared/crds/kserve/serving.kserve.io_inferencegraphs.yaml").read_text()
+    )
+    theirs = set(kserve["spec"]["names"].get("shortNames") or [])
+    ours = set(crd_manifest()["spec"]["names"]["shortNames"])
+    assert theirs and not ours & theirs, ours & theirs
+
+
+def test_notes_name_the_graph_resource_unambiguously() -> None:
+    """`kubectl get inferencegraph cascade` can resolve to KServe's InferenceGraph."""
+    text = notes(REQUIRED)
+    assert "inferencegraphs.infergraph.io" in text
+    assert "inferencegraph cascade" not in text and "inferencegraphs -n" not in text
+
+
+def test_the_no_kit_crd_file_can_be_adopted_by_the_readmes_helm_install() -> None:
+    """Helm adopts an existing object only with the label `app.kubernetes.io/managed-by: Helm`
+    and annotations `meta.helm.sh/release-name`/`-namespace` naming the release (helm
+    pkg/action/validate.go, checkOwnership; else "invalid ownership metadata"). The file the
+    README applies without the kit carries them for the README's `helm install infergraph ...
+    -n infergraph`, and the chart renders the same for that release."""
+    crd = yaml.safe_load((REPO / "k8s/crds/infergraph.io_inferencegraphs.yaml").read_text())
+    readme = (REPO / "README.md").read_text()
+    assert "helm install infergraph charts/infergraph -n infergraph" in readme
+    meta = crd["metadata"]
+    assert meta["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    assert meta["annotations"]["meta.helm.sh/release-name"] == "infergraph"
+    assert meta["annotations"]["meta.helm.sh/release-namespace"] == "infergraph"
+    out = loaded().render(REQUIRED, name="infergraph", namespace="infergraph", is_install=True)
+    charted = next(
+        d
+        for path, text in out.items()
+        if not path.endswith("NOTES.txt")
+        for d in yaml.safe_load_all(text)
+        if d and d.get("kind") == "CustomResourceDefinition"
+    )
+    for key in ("meta.helm.sh/release-name", "meta.helm.sh/release-namespace"):
+        assert charted["metadata"]["annotations"][key] == meta["annotations"][key]
+    assert charted["spec"] == crd["spec"]
+
+
+def test_images_readme_gives_the_operators_health_port() -> None:
+    text = (REPO / "images/README.md").read_text()
+    port = OperatorConfig().health_port
+    assert f"operator `GET :{port}/healthz`" in text

@@ -2,11 +2,18 @@
 
 kmock stores objects and serves create, get, list, watch, patch, delete and discovery; it does not
 run controllers. What it cannot show, and how these tests stand in for it:
-- Server-side apply: kmock has no field management. `ApplyingEmulator` below does the one thing
-  the operator relies on beyond a merge patch: an apply PATCH for a missing object creates it
-  (Kubernetes API concepts, "Server-Side Apply"). Field ownership and the removal of fields a
-  manager stops applying are not emulated; the operator sends `fieldManager` and `force=true`,
-  which `test_apply_requests_carry_field_manager_and_force` checks on the wire.
+- Server-side apply: kmock has no field management. `ApplyingEmulator` below adds what the
+  operator relies on beyond a merge patch: an apply PATCH for a missing object creates it
+  (Kubernetes API concepts, "Server-Side Apply"), and `FieldManagers` models field ownership:
+  a forced apply owns exactly the fields it sends and takes them from every other manager, and
+  fields it sent last time, sends no more and nobody else owns are removed
+  (structured-merge-diff `merge/update.go` `Updater.Apply` and `prune`, commit 07aadf8); an
+  update (any other write with `fieldManager`) owns the fields whose value it changed. An HPA's
+  write through `/scale` is modelled as such an update of `spec.replicas` by
+  `kube-controller-manager`: `ScaleHandler.ToParent` gives the scale writer the replicas path and
+  "steals" it from every other manager (kubernetes
+  `staging/src/k8s.io/apimachinery/pkg/util/managedfields/scalehandler.go:127-138`, commit
+  025f283). Lists count as one field (atomic: CRD lists without `x-kubernetes-list-type`).
 - Garbage collection: kmock deletes nothing by ownerReference. `collect_garbage` does what the
   kube-controller-manager's garbage collector does for background deletion (delete dependents
   whose owner uid is gone), so the delete test checks the ownerReferences the operator wrote.
@@ -49,6 +56,9 @@ CHILD_RESOURCES = {
     "keda.sh/v1alpha1/scaledobjects": "ScaledObject",
     "autoscaling/v2/horizontalpodautoscalers": "HorizontalPodAutoscaler",
     "monitoring.coreos.com/v1/podmonitors": "PodMonitor",
+    "serving.kserve.io/v1beta1/inferenceservices": "InferenceService",
+    "serving.kserve.io/v1alpha1/servingruntimes": "ServingRuntime",
+    "serving.kserve.io/v1alpha1/inferencegraphs": "InferenceGraph",
 }
 
 
@@ -68,12 +78,20 @@ class ApplyingEmulator(kmock.KubernetesEmulator):
     refused with 422 (optimistic concurrency)."""
 
     _version: int = 0
+    # A URL part whose PATCH is held until `release` is set (a slow API server mid-pass).
+    hold: str | None = None
+    held: asyncio.Event | None = None
+    release: asyncio.Event | None = None
 
     async def _handle(self, request: kmock.Request) -> Any:
+        if self.hold and self.hold in str(request.url) and request.method == kmock.method.PATCH:
+            assert self.held is not None and self.release is not None
+            self.held.set()
+            await self.release.wait()
         if request.action == kmock.action.UPDATE and isinstance(request.data, list):
             self._check_tests(request)
         if request.action in (kmock.action.CREATE, kmock.action.UPDATE):
-            changed = self._versioned(self._create_on_apply(request))
+            changed = self._versioned(self._managed(self._create_on_apply(request)))
             # kmock matches reactions against the requests it recorded: record the changed one.
             index = next(i for i, r in enumerate(self._requests) if r is request)
             self._requests[index] = request = changed
@@ -99,6 +117,20 @@ class ApplyingEmulator(kmock.KubernetesEmulator):
                 return attrs.evolve(request, action=kmock.action.CREATE, method="POST")
         return request
 
+    def _managed(self, request: kmock.Request) -> kmock.Request:
+        """Field ownership for writes that name a field manager (the operator's applies, the
+        tests' stand-in for an HPA); kopf's own patches name none and are left as they are."""
+        manager = request.params.get("fieldManager")
+        if not manager or request.subresource or not isinstance(request.data, dict):
+            return request
+        key = (request.resource, request.namespace, request.name)
+        live = (
+            self.objects[key].raw if key in self.objects and not self.objects[key].deleted else {}
+        )
+        applying = request.headers.get("Content-Type", "").startswith(APPLY_CONTENT_TYPE)
+        data = FieldManagers.write(dict(live), copy.deepcopy(request.data), manager, applying)
+        return attrs.evolve(request, data=data)
+
     def _versioned(self, request: kmock.Request) -> kmock.Request:
         type(self)._version += 1
         version = str(type(self)._version)
@@ -112,6 +144,77 @@ class ApplyingEmulator(kmock.KubernetesEmulator):
                 meta["name"] = meta.get("generateName", "") + version
 
         return attrs.evolve(request, data=data)
+
+
+FieldPath = tuple[str, ...]
+# Set by the API server, never owned by a manager.
+UNOWNED: set[FieldPath] = {
+    ("apiVersion",),
+    ("kind",),
+    ("metadata", "name"),
+    ("metadata", "namespace"),
+    ("metadata", "resourceVersion"),
+    ("metadata", "managedFields"),
+    ("metadata", "uid"),
+    ("metadata", "generation"),
+}
+
+
+class FieldManagers:
+    """The part of server-side apply's field management the operator depends on (see the module
+    docstring for the source): who owns which leaf field, and what an apply removes."""
+
+    @staticmethod
+    def leaves(obj: Any, prefix: FieldPath = ()) -> dict[FieldPath, Any]:
+        """Leaf field path -> value; a mapping is walked, anything else is one field."""
+        if not isinstance(obj, dict) or (prefix and not obj):
+            return {} if prefix in UNOWNED or prefix[:1] == ("status",) else {prefix: obj}
+        out: dict[FieldPath, Any] = {}
+        for key, value in obj.items():
+            out.update(FieldManagers.leaves(value, (*prefix, key)))
+        return out
+
+    @staticmethod
+    def owners(live: dict[str, Any]) -> dict[str, set[FieldPath]]:
+        """Manager -> the field paths it owns, as `write` recorded them."""
+        entries = (live.get("metadata") or {}).get("managedFields") or []
+        return {e["manager"]: {tuple(p) for p in e["fields"]} for e in entries}
+
+    @staticmethod
+    def write(
+        live: dict[str, Any], data: dict[str, Any], manager: str, applying: bool
+    ) -> dict[str, Any]:
+        """`data` as the API server would store it: ownership recorded in
+        `metadata.managedFields` (this model's own encoding: manager -> list of paths) and, for
+        an apply, the fields the manager gave up set to None (removed by the merge)."""
+        owners = FieldManagers.owners(live)
+        entries = (live.get("metadata") or {}).get("managedFields") or []
+        operations = {e["manager"]: e["operation"] for e in entries}
+        operations[manager] = "Apply" if applying else "Update"
+        sent = FieldManagers.leaves(data)
+        before = FieldManagers.leaves(live)
+        if applying:  # forced: the applier owns exactly what it sent
+            taken = set(sent)
+            others = set().union(*(f for m, f in owners.items() if m != manager))
+            for path in owners.get(manager, set()) - taken - others:
+                FieldManagers.put(data, path, None)
+            owners[manager] = set()
+        else:  # an update owns what it changed
+            taken = {p for p, v in sent.items() if before.get(p, object()) != v}
+        owners = {m: f - taken for m, f in owners.items()}
+        owners[manager] = owners.get(manager, set()) | taken
+        data.setdefault("metadata", {})["managedFields"] = [
+            {"manager": m, "operation": operations[m], "fields": sorted(list(p) for p in f)}
+            for m, f in owners.items()
+            if f
+        ]
+        return data
+
+    @staticmethod
+    def put(data: dict[str, Any], path: FieldPath, value: Any) -> None:
+        for part in path[:-1]:
+            data = data.setdefault(part, {})
+        data[path[-1]] = value
 
 
 def collect_garbage(server: kmock.KubernetesEmulator) -> list[tuple[Any, ...]]:
@@ -241,6 +344,8 @@ class Operator:
         self.config = OperatorConfig(
             storage_uri="s3://team-bucket/graphs",
             drift_interval_s=settings.pop("drift_interval_s", 0.5),
+            retry_base_s=settings.pop("retry_base_s", 0.2),
+            retry_max_s=settings.pop("retry_max_s", 1.0),
             metrics_port=_free_port(),
             health_port=_free_port(),
             **settings,
@@ -323,7 +428,9 @@ async def test_create_applies_owned_children_and_reports_status(server, operator
         assert meta["labels"]["app.kubernetes.io/managed-by"] == "infergraph-operator"
     assert condition(status, "Valid")["status"] == "True"
     assert condition(status, "Rendered")["status"] == "True"
-    assert condition(status, "Ready")["status"] == "False"  # nothing has reported Ready yet
+    # Nothing has reported yet (no Seldon controller here): Unknown, neither True nor False.
+    assert condition(status, "Ready")["status"] == "Unknown"
+    assert condition(status, "Ready")["reason"] == "NotReportedYet"
     assert status["engine"] == "seldon-v2"
     assert status["endpoint"] == f"http://seldon-mesh.{NS}/v2/models/cascade/infer"
     assert status["readyNodes"] == "0/2"
@@ -385,6 +492,12 @@ async def test_invalid_graph_gets_condition_and_event_and_no_children(server, op
     status = await settled(server, generation=2)
     assert condition(status, "Valid")["status"] == "False"
     assert "gpu" in condition(status, "Valid")["message"]
+    # The printer columns do not go on showing the last valid generation as if current.
+    assert status.get("engine") is None and status.get("endpoint") is None
+    assert status.get("readyNodes") is None and status.get("pricePerHour") is None
+    assert condition(status, "Ready")["status"] == "Unknown"
+    assert condition(status, "Ready")["reason"] == "GraphInvalid"
+    assert status["children"], "still listed: a later valid generation prunes against them"
     served = len(requests(server))
     await asyncio.sleep(1.5)  # several drift-timer passes
     touched = [
@@ -415,13 +528,41 @@ async def test_delete_leaves_children_to_the_garbage_collector(server, operator)
     kids = children_of(server, "cascade")
     resp = await server.delete(f"{GRAPH_PATH}/cascade")
     assert resp.status == 200
-    # The drift timer put kopf's finalizer on the graph; the operator releases it, then the
-    # API server deletes the graph.
+    # No finalizer of ours holds it: the API server deletes the graph at once.
     await eventually(lambda: server.objects[GRAPHS, NS, "cascade"].deleted)
     # kmock has no garbage collector: run the model of it over what the operator wrote.
     collected = collect_garbage(server)
     assert {(k[2]) for k in collected} == {name for _, name in kids}
     assert children_of(server, "cascade") == {}
+
+
+async def test_a_graph_left_at_uninstall_is_not_stranded_on_a_finalizer(server, operator):
+    """`helm uninstall` removes the operator (and with `crds.keep: false` the CRD) while graphs
+    remain: nothing may be left waiting for an operator that is gone. The graph carries no
+    finalizer of ours, so it goes like any object and the garbage collector takes its children."""
+    await apply_graph(server, graph_body())
+    await settled(server, generation=1)
+    served = len(requests(server))
+    await eventually(  # a few drift passes, each a chance to add a finalizer
+        lambda: sum("models/cascade-fast" in str(r.url) for r in requests(server)[served:]) >= 6
+    )
+    graph = server.objects[GRAPHS, NS, "cascade"]
+    assert not graph.get("metadata", {}).get("finalizers"), graph["metadata"]
+    await operator.stop()  # helm uninstall
+    assert (await server.delete(f"{GRAPH_PATH}/cascade")).status == 200
+    await eventually(lambda: server.objects[GRAPHS, NS, "cascade"].deleted, timeout=5)
+    collect_garbage(server)
+    assert children_of(server, "cascade") == {}
+
+
+async def test_the_finalizer_an_older_operator_left_is_removed(server, operator):
+    body = graph_body()
+    body["metadata"]["finalizers"] = ["operator.infergraph.io/finalizer"]
+    await apply_graph(server, body)
+    await settled(server, generation=1)
+    await eventually(
+        lambda: not server.objects[GRAPHS, NS, "cascade"].get("metadata", {}).get("finalizers")
+    )
 
 
 async def test_restart_reapplies_the_same_objects_without_duplicates(server, operator):
@@ -456,7 +597,7 @@ async def test_drift_timer_restores_deleted_and_edited_children(server, operator
     resp = await server.delete(model)
     assert resp.status == 200
     edited = f"/apis/mlops.seldon.io/v1alpha1/namespaces/{NS}/servers/cascade-accurate"
-    resp = await server.patch(edited, json={"spec": {"replicas": 9}})
+    resp = await server.patch(edited, json={"spec": {"serverConfig": "hand-edited"}})
     assert resp.status == 200
 
     restored = await eventually(
@@ -472,17 +613,61 @@ async def test_drift_timer_restores_deleted_and_edited_children(server, operator
     assert restored["metadata"]["ownerReferences"][0]["uid"] == "uid-cascade"
     await eventually(
         lambda: (
-            children_of(server, "cascade")[("Server", "cascade-accurate")]["spec"].get("replicas")
-            != 9
+            children_of(server, "cascade")[("Server", "cascade-accurate")]["spec"]["serverConfig"]
+            == "cascade-accurate"
         )
     )
+
+
+SCALER = "kube-controller-manager"  # the HPA controller's field manager (KEDA's HPAs too)
+
+
+async def test_autoscaled_replicas_belong_to_the_autoscaler(server, operator):
+    """An HPA scales a Model/Server through `/scale`; no operator pass may take it back, and
+    the operator's apply never owns `spec.replicas` of an object a scaler targets."""
+    await apply_graph(server, graph_body())
+    await settled(server, generation=1)
+    kids = children_of(server, "cascade")
+    targets = {
+        (o["spec"]["scaleTargetRef"]["kind"], o["spec"]["scaleTargetRef"]["name"])
+        for (kind, _), o in kids.items()
+        if kind == "ScaledObject"
+    }
+    assert ("Model", "cascade-accurate") in targets and ("Server", "cascade-fast") in targets
+    for kind, name in targets:  # the HPA's scale-up, as ScaleHandler.ToParent records it
+        url = f"/apis/mlops.seldon.io/v1alpha1/namespaces/{NS}/{kind.lower()}s/{name}"
+        resp = await server.patch(
+            url, json={"spec": {"replicas": 3}}, params={"fieldManager": SCALER}
+        )
+        assert resp.status == 200, await resp.text()
+    served = len(requests(server))
+
+    def applied_again() -> bool:
+        later = [r for r in requests(server)[served:] if r.method == kmock.method.PATCH]
+        return sum("models/cascade-accurate" in str(r.url) for r in later) >= 3
+
+    await eventually(applied_again)  # three drift passes
+    kids = children_of(server, "cascade")
+    assert {t: kids[t]["spec"].get("replicas") for t in targets} == dict.fromkeys(targets, 3)
+    applies = [
+        r.data
+        for r in requests(server)
+        if r.headers.get("Content-Type", "") == APPLY_CONTENT_TYPE
+        and (r.data["kind"], r.data["metadata"]["name"]) in targets
+    ]
+    assert applies and not [a for a in applies if "replicas" in a["spec"]]
+    for target in targets:
+        owners = FieldManagers.owners(kids[target])
+        assert ("spec", "replicas") in owners[SCALER], target
+        assert ("spec", "replicas") not in owners[FIELD_MANAGER], target
 
 
 async def test_readiness_comes_from_the_engine_objects(server, operator):
     await apply_graph(server, graph_body())
     status = await settled(server, generation=1)
-    assert condition(status, "Ready")["reason"] == "NodesNotReady"
-    # Play Seldon's and KEDA's controllers: every object reports Ready.
+    assert condition(status, "Ready")["reason"] == "NotReportedYet"
+    # Play Seldon's and KEDA's controllers: every object reports Ready (the plumbing Server and
+    # the gate/pass Models too: they count for every node).
     for kind, name in children_of(server, "cascade"):
         if kind in ("ServerConfig", "PodMonitor"):  # neither reports readiness
             continue
@@ -498,7 +683,7 @@ async def test_readiness_comes_from_the_engine_objects(server, operator):
         )
     )
     assert status["readyNodes"] == "2/2"
-    assert all(n["ready"] for n in status["nodes"])
+    assert all(n["ready"] and n["state"] == "Ready" for n in status["nodes"])
 
 
 async def test_apply_requests_carry_field_manager_and_force(server, operator):
@@ -615,3 +800,180 @@ async def test_apply_failure_is_reported_and_retried(server, operator) -> None:
     assert graph_status(server)["endpoint"] == (
         f"http://cascade-default.{NS}:8000/api/v1.0/predictions"
     )
+
+
+async def test_an_object_of_someone_elses_is_not_taken_over(server, operator) -> None:
+    """A Model named like a child but owned by another object stays as it is: the graph says
+    which object and whose, posts an Event, and applies every other child."""
+    theirs = {
+        "apiVersion": "mlops.seldon.io/v1alpha1",
+        "kind": "Model",
+        "metadata": {
+            "name": "cascade-fast",
+            "namespace": NS,
+            "uid": "uid-theirs",
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": "team-a-rollout",
+                    "uid": "uid-team-a",
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {"storageUri": "s3://team-a/model", "requirements": ["sklearn"]},
+    }
+    # Its owner exists (the garbage collector deletes dependents of a missing owner).
+    server.resources["apps/v1/deployments"] = kmock.ResourceInfo(kind="Deployment", namespaced=True)
+    owner = {"apiVersion": "apps/v1", "kind": "Deployment"}
+    owner["metadata"] = {"name": "team-a-rollout", "namespace": NS, "uid": "uid-team-a"}
+    deployments = f"/apis/apps/v1/namespaces/{NS}/deployments"
+    assert (await server.post(deployments, json=owner)).status in (200, 201)
+    models = f"/apis/mlops.seldon.io/v1alpha1/namespaces/{NS}/models"
+    assert (await server.post(models, json=theirs)).status in (200, 201)
+    await apply_graph(server, graph_body())
+    status = await settled(server, generation=1)
+
+    live = dict(
+        server.objects[kmock.resource("mlops.seldon.io/v1alpha1/models"), NS, "cascade-fast"]
+    )
+    assert live["spec"] == theirs["spec"], "the other owner's spec is untouched"
+    assert live["metadata"]["ownerReferences"] == theirs["metadata"]["ownerReferences"]
+    rendered = condition(status, "Rendered")
+    assert rendered["status"] == "False" and rendered["reason"] == "TakeoverRefused"
+    assert "Model/cascade-fast" in rendered["message"]
+    assert "Deployment/team-a-rollout" in rendered["message"]
+    assert [(r["kind"], r["name"], r["reason"]) for r in status["refused"]] == [
+        ("Model", "cascade-fast", "TakeoverRefused")
+    ]
+    warned = await eventually(lambda: events(server, "TakeoverRefused"))
+    assert "Model/cascade-fast" in warned[0]["message"]
+    assert "Deployment/team-a-rollout" in warned[0]["message"]
+    # Everything else is applied and listed; the refused object is not ours to list or prune.
+    kids = children_of(server, "cascade")
+    assert ("Model", "cascade-accurate") in kids and ("Pipeline", "cascade") in kids
+    assert "cascade-fast" not in [c["name"] for c in status["children"] if c["kind"] == "Model"]
+    fast = condition(status, "Ready")["message"]
+    assert "fast" in fast and "TakeoverRefused" in fast
+
+    # Deleting the graph leaves the other owner's object to its owner.
+    assert (await server.delete(f"{GRAPH_PATH}/cascade")).status == 200
+    await eventually(lambda: server.objects[GRAPHS, NS, "cascade"].deleted)
+    collect_garbage(server)
+    key = (kmock.resource("mlops.seldon.io/v1alpha1/models"), NS, "cascade-fast")
+    assert not server.objects[key].deleted
+
+
+async def test_kinds_the_cluster_lacks_do_not_stop_the_other_children(server) -> None:
+    """No KEDA and no prometheus-operator: every Model, Server and the Pipeline are applied,
+    each refused object is in `status.refused` with an Event, and a graph that opts out of
+    those kinds applies cleanly."""
+    del server.resources["keda.sh/v1alpha1/scaledobjects"]
+    del server.resources["monitoring.coreos.com/v1/podmonitors"]
+    op = Operator(server, retry_base_s=0.2)
+    await op.start()
+    try:
+        await apply_graph(server, graph_body())
+        status = await settled(server, generation=1)
+        kids = children_of(server, "cascade")
+        assert {k for k, _ in kids} == {"ServerConfig", "Server", "Model", "Pipeline"}, kids
+        # Two nodes' and the plumbing's ServerConfig/Server, four Models, the Pipeline.
+        assert len(kids) == 11, sorted(kids)
+        refused = {(r["kind"], r["name"]): r for r in status["refused"]}
+        assert {k for k, _ in refused} == {"ScaledObject", "PodMonitor"}
+        assert all(r["reason"] == "ApplyFailed" for r in refused.values())
+        rendered = condition(status, "Rendered")
+        assert rendered["status"] == "False" and "ScaledObject" in rendered["message"]
+        assert sorted(c["name"] for c in status["children"]) == sorted(n for _, n in kids)
+        posted = await eventually(
+            lambda: (
+                len(events(server, "ApplyFailed")) >= len(refused) and events(server, "ApplyFailed")
+            )
+        )
+        await asyncio.sleep(1.5)  # retries with backoff: no new Event for the same refusal
+        assert len(events(server, "ApplyFailed")) == len(posted) == len(refused)
+        # kopf's own per-retry error line stays in the log, not in the Events.
+        assert not [e for e in events(server, "Logging") if "retrying" in e["message"]]
+
+        opted = graph_body(generation=2)
+        opted["metadata"]["annotations"] = {"infergraph.io/omit-kinds": "ScaledObject,PodMonitor"}
+        await apply_graph(server, opted, update=True)
+        status = await settled(server, generation=2)
+        assert condition(status, "Rendered")["status"] == "True", status
+        assert not status.get("refused")
+    finally:
+        await op.stop()
+
+
+async def test_sigterm_during_a_pass_stops_without_a_spurious_apply_failure(server, operator):
+    """The operator is stopped (SIGTERM sets kopf's stop flag the same way) while a pass waits
+    on the API server: it must exit, and what it reports must not be an ApplyFailed caused by
+    its own shutdown."""
+    server.hold, server.held, server.release = "pipelines/cascade", asyncio.Event(), asyncio.Event()
+    await apply_graph(server, graph_body())
+    await asyncio.wait_for(server.held.wait(), 30)
+    stopping = asyncio.create_task(operator.stop())
+    await asyncio.sleep(1.0)
+    server.release.set()
+    await asyncio.wait_for(stopping, 30)
+    await asyncio.sleep(0.5)
+    assert events(server, "ApplyFailed") == []
+    rendered = condition(graph_status(server), "Rendered")
+    assert rendered.get("reason") != "ApplyFailed", rendered
+    assert not graph_status(server).get("refused")
+
+
+async def test_a_kserve_graph_is_not_ready_before_kserve_reports(server, operator):
+    """No KServe controller runs here, so no InferenceService has a status: Ready is Unknown."""
+    body = graph_body()
+    body["metadata"]["annotations"] = {"infergraph.io/engine": "kserve"}
+    await apply_graph(server, body)
+    status = await settled(server, generation=1)
+    assert condition(status, "Rendered")["status"] == "True", condition(status, "Rendered")
+    ready = condition(status, "Ready")
+    assert ready["status"] == "Unknown", ready
+    assert "InferenceService/cascade-fast" in ready["message"]
+    assert status["readyNodes"] == "0/2"
+
+
+SELDON_NS = "seldon-mesh"
+
+
+async def test_server_configs_go_to_seldons_namespace_and_go_with_the_graph(server) -> None:
+    """Seldon v2's controller reads a Server's ServerConfig only from its own namespace
+    (seldon-core v2.10.2 serverconfig_types.go:75-87): with `seldon_namespace` set the
+    ServerConfigs are there, named per graph namespace, without a cross-namespace
+    ownerReference, each Server names its own, and they are deleted once the graph is gone."""
+    op = Operator(server, seldon_namespace=SELDON_NS)
+    await op.start()
+    try:
+        await apply_graph(server, graph_body())
+        status = await settled(server, generation=1)
+        kids = children_of(server, "cascade")
+        configs = {n: o for (k, n), o in kids.items() if k == "ServerConfig"}
+        assert set(configs) == {"ml-cascade-fast", "ml-cascade-accurate", "ml-cascade-plumbing"}
+        for obj in configs.values():
+            meta = obj["metadata"]
+            assert meta["namespace"] == SELDON_NS and "ownerReferences" not in meta, meta
+            assert meta["labels"]["infergraph.io/owner-uid"] == "uid-cascade"
+            assert meta["labels"]["infergraph.io/owner-namespace"] == NS
+        servers = {n: o["spec"]["serverConfig"] for (k, n), o in kids.items() if k == "Server"}
+        assert servers == {n: f"ml-{n}" for n in servers}
+        assert {(c.get("namespace"), c["name"]) for c in status["children"]} >= {
+            (SELDON_NS, n) for n in configs
+        }
+        assert all(
+            o["metadata"]["namespace"] == NS for (k, _), o in kids.items() if k != "ServerConfig"
+        )
+        assert condition(status, "Rendered")["status"] == "True"
+
+        assert (await server.delete(f"{GRAPH_PATH}/cascade")).status == 200
+
+        def collected() -> bool:
+            collect_garbage(server)  # runs all the time on a cluster: the namespaced children
+            return children_of(server, "cascade") == {}  # the ServerConfigs: the sweep
+
+        await eventually(collected)
+    finally:
+        await op.stop()

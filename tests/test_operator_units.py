@@ -5,20 +5,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import kopf
 import pytest
 
 from infergraph.errors import RenderError, SettingsError
 from infergraph.graph.model import load_graph
 from infergraph.operator import status as st
+from infergraph.operator.applying import Refusal, owner_of
 from infergraph.operator.children import (
     ENGINE_ANNOTATION,
+    OMIT_ANNOTATION,
+    children,
     engine_for,
     is_owned_by,
+    omitted_kinds,
     own,
     render_graph,
     stale,
 )
 from infergraph.operator.config import OperatorConfig
+from infergraph.operator.handlers import _retry_if_refused
+from infergraph.operator.reconcile import Outcome
 from infergraph.render.common import STORAGE_ANNOTATION
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,10 +100,63 @@ def test_owned_child_is_in_the_graph_namespace_with_a_controller_reference() -> 
     assert "ownerReferences" not in child["metadata"]  # the rendered object is not changed
 
 
+def test_omitted_kinds_leave_the_scalers_and_monitors_and_name_what_cannot_go() -> None:
+    graph = cascade()
+    graph.metadata.annotations[OMIT_ANNOTATION] = "PodMonitor, ScaledObject"
+    config = OperatorConfig(storage_uri="s3://b/g")
+    kinds = {o["kind"] for o in children(OWNER, graph, config)}
+    assert kinds == {"ServerConfig", "Server", "Model", "Pipeline"}
+    graph.metadata.annotations[OMIT_ANNOTATION] = "PodMonitor,Pipeline"
+    with pytest.raises(RenderError, match=r"names Pipeline; only PodMonitor, .* can be omitted"):
+        omitted_kinds(graph, "seldon-v2")
+
+
+def test_owner_of_names_the_controller_else_the_label_else_the_writers() -> None:
+    refs = [
+        {"kind": "Deployment", "name": "other"},
+        {"kind": "InferenceGraph", "name": "g", "controller": True},
+    ]
+    assert owner_of({"metadata": {"ownerReferences": refs}}) == "InferenceGraph/g"
+    helm = {"labels": {"app.kubernetes.io/managed-by": "Helm"}}
+    assert owner_of({"metadata": helm}) == "managed by Helm"
+    written = {"managedFields": [{"manager": "kubectl-client-side-apply"}]}
+    assert owner_of({"metadata": written}) == "written by kubectl-client-side-apply"
+    assert owner_of({"metadata": {}}) == "no owner recorded"
+
+
+def test_retry_delay_doubles_up_to_the_max() -> None:
+    config = OperatorConfig(retry_base_s=5, retry_max_s=60)
+    assert [config.retry_delay(n) for n in range(6)] == [5, 10, 20, 40, 60, 60]
+    # A pass with refusals asks kopf to run it again after that delay; a clean one does not.
+    refusal = Refusal(
+        {"apiVersion": "v1", "kind": "X", "metadata": {"name": "x"}}, "ApplyFailed", ""
+    )
+    with pytest.raises(kopf.TemporaryError, match="X/x") as raised:
+        _retry_if_refused(Outcome({}, refused=[refusal]), config, retry=2)
+    assert raised.value.delay == 20
+    _retry_if_refused(Outcome({}), config, retry=2)
+    with pytest.raises(SettingsError, match="retry"):
+        OperatorConfig(retry_base_s=0)
+
+
+def test_server_configs_move_to_seldons_namespace_with_label_ownership() -> None:
+    config = OperatorConfig(storage_uri="s3://b/g", seldon_namespace="seldon-mesh")
+    objs = children(OWNER, cascade(), config)
+    configs = [o for o in objs if o["kind"] == "ServerConfig"]
+    assert {o["metadata"]["namespace"] for o in configs} == {"seldon-mesh"}
+    assert all(is_owned_by(o, "u-1") and not is_owned_by(o, "u-2") for o in configs)
+    assert all(o["metadata"]["namespace"] == "ml" for o in objs if o["kind"] != "ServerConfig")
+    # A graph in Seldon's own namespace keeps its ServerConfigs as rendered, owner-referenced.
+    home = children(OWNER, cascade(), OperatorConfig(storage_uri="s3://b/g", seldon_namespace="ml"))
+    assert all("ownerReferences" in o["metadata"] for o in home)
+
+
 def test_stale_lists_what_the_new_generation_no_longer_renders() -> None:
     a = {"apiVersion": "v1", "kind": "A", "name": "x"}
     b = {"apiVersion": "v1", "kind": "B", "name": "x"}
     assert stale([a, b], [a]) == [b]
+    elsewhere = {**a, "namespace": "seldon-mesh"}  # same name, another namespace: another object
+    assert stale([a, elsewhere], [a]) == [elsewhere]
     assert stale([a], [a, b]) == []
 
 
@@ -118,10 +178,12 @@ def test_readiness_reads_each_engines_own_status() -> None:
     assert not st.object_ready({"kind": "SeldonDeployment", "status": {"state": "Creating"}})[0]
     ready = {"kind": "Model", "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
     assert st.object_ready(ready)[0]
+    # Not reported yet is unknown, not "not ready" (and never ready).
     assert st.object_ready({"kind": "Model", "status": {}}) == (
-        False,
-        "Model has no Ready condition yet",
+        None,
+        "Model has not reported readiness yet",
     )
+    assert st.object_ready({"kind": "SeldonDeployment"})[0] is None
     assert st.object_ready({"kind": "ServerConfig"}) is None
     assert st.object_ready({"kind": "HorizontalPodAutoscaler", "status": {}}) is None
 
@@ -137,6 +199,63 @@ def test_v1_graph_wide_readiness_applies_to_every_node() -> None:
     assert [n["ready"] for n in nodes] == [False, False]
     sdep["status"]["state"] = "Available"
     assert all(n["ready"] for n in st.node_readiness(graph, [sdep]))
+
+
+def _rendered(engine: str) -> list[dict]:
+    config = OperatorConfig(storage_uri="s3://b/g")
+    return [own(o, OWNER) for o in render_graph(cascade(), engine, config.render_options())]
+
+
+def _report(obj: dict, status: str, reason: str = "", **conditions: str) -> dict:
+    conds = [{"type": "Ready", "status": status, "reason": reason}]
+    conds += [{"type": k, "status": v} for k, v in conditions.items()]
+    return {**obj, "status": {"conditions": conds}}
+
+
+def test_kserve_children_without_status_are_unknown_not_ready() -> None:
+    """No KServe controller: no InferenceService has a status, so the graph is not Ready=True."""
+    live = _rendered("kserve")
+    nodes, ready = st.graph_readiness(cascade(), live)
+    assert ready.status == st.UNKNOWN, ready
+    assert {n["state"] for n in nodes} == {"Unknown"}
+    assert "InferenceService/cascade-fast" in ready.message
+    reported = [_report(o, "True") for o in live]
+    assert st.graph_readiness(cascade(), reported)[1].status == st.TRUE
+
+
+def test_v2_plumbing_server_and_gate_models_count_for_the_graph() -> None:
+    live = [_report(o, "True") for o in _rendered("seldon-v2")]
+    assert st.graph_readiness(cascade(), live)[1].status == st.TRUE
+    for name in ("cascade-plumbing", "cascade-gate-0"):
+        broken = [
+            _report(o, "False", "ModelFailed") if o["metadata"]["name"] == name else o for o in live
+        ]
+        _, ready = st.graph_readiness(cascade(), broken)
+        assert ready.status == st.FALSE and name in ready.message, (name, ready)
+
+
+def test_a_node_scaled_to_zero_is_idle_not_failed() -> None:
+    """KEDA scaled `accurate` (minReplicas 0) to zero: Seldon reports its Model/Server not ready
+    and the Pipeline's ModelsReady False (sc2 pipeline_types.go:280-284, scheduler
+    memory_status.go:89-92 ModelScaledDown); the graph is ready, the node idle."""
+    live = []
+    for obj in _rendered("seldon-v2"):
+        name = obj["metadata"]["name"]
+        if name == "cascade-accurate" and obj["kind"] in ("Model", "Server"):
+            obj = {**obj, "spec": {**obj["spec"], "replicas": 0}}
+            obj = _report(obj, "False", "ScaledDown")
+        elif obj["kind"] == "Pipeline":
+            obj = _report(obj, "False", "ModelsNotReady", PipelineReady="True", ModelsReady="False")
+        else:
+            obj = _report(obj, "True")
+        live.append(obj)
+    nodes, ready = st.graph_readiness(cascade(), live)
+    assert {n["name"]: n["state"] for n in nodes} == {"fast": "Ready", "accurate": "Idle"}
+    assert ready.status == st.TRUE and "accurate" in ready.message
+    # A node that may not scale to zero is not idle at zero: it is not ready.
+    graph = cascade()
+    graph.spec.nodes[1].autoscaling.min_replicas = 1
+    assert st.graph_readiness(graph, live)[1].status == st.FALSE
 
 
 def test_endpoints_per_engine() -> None:

@@ -402,6 +402,42 @@ def test_hpa_objects_for_v2_model_and_server() -> None:
     assert 'model="cascade-x-gate-0"' in wake and 'model="cascade-x-pass-0"' in wake
 
 
+def _scaled_targets(objs: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """(apiVersion, kind, name) of every object a rendered HPA or ScaledObject scales."""
+    out = set()
+    for obj in objs:
+        if obj["kind"] in ("HorizontalPodAutoscaler", "ScaledObject"):
+            ref = obj["spec"]["scaleTargetRef"]
+            out.add((ref.get("apiVersion", "apps/v1"), ref.get("kind", "Deployment"), ref["name"]))
+    return out
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    "source", [*(p.stem for p in GRAPH_FILES), *(f"inline:{n}" for n in sorted(INLINE))]
+)
+def test_autoscaled_objects_carry_no_replica_count(source: str, engine: str) -> None:
+    """The HPA (or KEDA's HPA) owns `spec.replicas` of its target through the `/scale`
+    subresource (the Seldon v2 CRDs' `specReplicasPath: .spec.replicas`): a manifest that also
+    sets it is applied back over every scale decision by `kubectl apply` and by the operator."""
+    from infergraph.graph.model import load_graph
+
+    try:
+        graph = (
+            inline(source.split(":", 1)[1])
+            if source.startswith("inline:")
+            else load_graph(GRAPHS / f"{source}.yaml")
+        )
+        objs = render(graph, engine, OPTIONS)
+    except RenderError:
+        pytest.skip(f"{source} does not render for {engine}")
+    targets = _scaled_targets(objs)
+    for obj in objs:
+        key = (obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
+        if key in targets:
+            assert "replicas" not in obj["spec"], f"{key} is autoscaled but sets spec.replicas"
+
+
 # -- bad specs -------------------------------------------------------------------------------------
 def test_max_below_min_is_a_clear_error() -> None:
     doc = copy.deepcopy(INLINE["cascade"])

@@ -79,11 +79,22 @@ def families() -> None:
 @app.command()
 def crd(
     out: Annotated[Path | None, typer.Option(help="write here instead of stdout")] = None,
+    helm_release: Annotated[
+        str, typer.Option(help="Helm release that may adopt it later ('' for none)")
+    ] = "infergraph",
+    helm_namespace: Annotated[str, typer.Option(help="that release's namespace")] = "infergraph",
 ) -> None:
-    """Print the InferenceGraph CustomResourceDefinition generated from the graph model."""
-    from infergraph.graph.crd import crd_manifest
+    """Print the InferenceGraph CustomResourceDefinition generated from the graph model.
 
-    text = yaml.safe_dump(crd_manifest(), sort_keys=False)
+    It carries Helm's ownership metadata for `helm_release` so that a CRD applied by hand can
+    be adopted by `helm install <helm_release> charts/infergraph -n <helm_namespace>` (Helm
+    refuses to take over an object without it: "invalid ownership metadata")."""
+    from infergraph.graph.crd import crd_manifest, helm_owned
+
+    manifest = crd_manifest()
+    if helm_release:
+        manifest = helm_owned(manifest, helm_release, helm_namespace)
+    text = yaml.safe_dump(manifest, sort_keys=False)
     if out is None:
         console.print(text, markup=False, highlight=False)
         return

@@ -75,6 +75,12 @@ against the renderers' output for every graph under k8s/graphs.
 - apiGroups: [infergraph.io]
   resources: [inferencegraphs/status]
   verbs: [get, patch]
+{{- /* The children's ownerReferences set blockOwnerDeletion: where the
+OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift), that needs update on
+the owner's finalizers subresource. */}}
+- apiGroups: [infergraph.io]
+  resources: [inferencegraphs/finalizers]
+  verbs: [update]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

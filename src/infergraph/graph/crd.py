@@ -108,9 +108,17 @@ def status_schema() -> dict[str, Any]:
     }
     node = {
         "type": "object",
-        "properties": {**_strings("name", "message"), "ready": {"type": "boolean"}},
+        "properties": {
+            **_strings("name", "message"),
+            "ready": {"type": "boolean"},
+            "state": {"type": "string", "enum": ["Ready", "Idle", "NotReady", "Unknown"]},
+        },
     }
-    child = {"type": "object", "properties": _strings("apiVersion", "kind", "name")}
+    child = {"type": "object", "properties": _strings("apiVersion", "kind", "name", "namespace")}
+    refused = {
+        "type": "object",
+        "properties": _strings("apiVersion", "kind", "name", "namespace", "reason", "message"),
+    }
     return {
         "type": "object",
         "properties": {
@@ -124,6 +132,7 @@ def status_schema() -> dict[str, Any]:
             **_strings("engine", "endpoint", "readyNodes", "pricePerHour", "priceMessage"),
             "nodes": {"type": "array", "items": node},
             "children": {"type": "array", "items": child},
+            "refused": {"type": "array", "items": refused},
         },
     }
 
@@ -159,7 +168,8 @@ def crd_manifest() -> dict[str, Any]:
                 "plural": PLURAL,
                 "singular": "inferencegraph",
                 "kind": "InferenceGraph",
-                "shortNames": ["igraph", "ig"],
+                # Not `ig`: KServe's InferenceGraph (same kind and plural) has it.
+                "shortNames": ["igraph"],
                 "categories": ["infergraph"],
             },
             "versions": [
@@ -174,3 +184,17 @@ def crd_manifest() -> dict[str, Any]:
             ],
         },
     }
+
+
+def helm_owned(manifest: dict[str, Any], release: str, namespace: str) -> dict[str, Any]:
+    """`manifest` with the metadata Helm checks before adopting an existing object: the label
+    `app.kubernetes.io/managed-by: Helm` and the release's name and namespace as annotations
+    (helm pkg/action/validate.go, checkOwnership)."""
+    meta = dict(manifest["metadata"])
+    meta["labels"] = {**meta.get("labels", {}), "app.kubernetes.io/managed-by": "Helm"}
+    meta["annotations"] = {
+        **meta.get("annotations", {}),
+        "meta.helm.sh/release-name": release,
+        "meta.helm.sh/release-namespace": namespace,
+    }
+    return {**manifest, "metadata": meta}

@@ -157,6 +157,12 @@ class ChartValues(_Values):
         default_factory=list,
         description="empty: every namespace (ClusterRole); else Roles in these namespaces only",
     )
+    seldon_namespace: str = Field(
+        "seldon-mesh",
+        pattern=r"^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="Seldon Core v2's controller namespace: graphs' ServerConfigs go there, the "
+        "only namespace its controller reads them from; empty: each graph's own namespace",
+    )
     drift_interval_seconds: float = Field(
         60.0, gt=0, description="how often children are re-applied and status refreshed"
     )

@@ -9,13 +9,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph
 from infergraph.operator.config import OperatorConfig
 from infergraph.render import render
+from infergraph.render.common import k8s_name
 from infergraph.render.options import RenderOptions
 
 ENGINE_ANNOTATION = "infergraph.io/engine"
 MANAGED_BY = "infergraph-operator"
+# A graph on a cluster without KEDA or prometheus-operator lists the kinds it goes without.
+OMIT_ANNOTATION = "infergraph.io/omit-kinds"
+# Only add-ons the graph serves without: monitors, and the scalers (a node whose scaler is
+# omitted stays at its engine's default replica count, since no replicas are rendered for it).
+OPTIONAL_KINDS = ("PodMonitor", "ServiceMonitor", "ScaledObject", "HorizontalPodAutoscaler")
+# A child outside the graph's namespace cannot carry an ownerReference to it (the garbage
+# collector treats a cross-namespace owner as absent and deletes the child), so it names its
+# graph by these labels instead; the operator's sweep deletes it once that graph is gone.
+OWNER_UID_LABEL = "infergraph.io/owner-uid"
+OWNER_NAMESPACE_LABEL = "infergraph.io/owner-namespace"
+SERVER_CONFIG_API = "mlops.seldon.io/v1alpha1"
 
 
 def engine_for(graph: InferenceGraph, config: OperatorConfig) -> str:
@@ -53,18 +66,80 @@ def own(obj: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any]:
     return {**obj, "metadata": meta}
 
 
+def omitted_kinds(graph: InferenceGraph, engine: str) -> set[str]:
+    """The kinds the graph's `infergraph.io/omit-kinds` annotation (comma list) opts out of;
+    a kind the graph cannot go without is a RenderError naming it and the allowed ones."""
+    raw = graph.metadata.annotations.get(OMIT_ANNOTATION, "")
+    kinds = {k.strip() for k in raw.split(",") if k.strip()}
+    unknown = sorted(kinds - set(OPTIONAL_KINDS))
+    if unknown:
+        raise RenderError(
+            engine,
+            f"annotation {OMIT_ANNOTATION} names {', '.join(unknown)}; only "
+            f"{', '.join(OPTIONAL_KINDS)} can be omitted",
+        )
+    return kinds
+
+
 def children(owner: dict[str, Any], graph: InferenceGraph, config: OperatorConfig) -> list[dict]:
-    """Render `graph` for its engine and own every object; RenderError says what cannot map."""
+    """Render `graph` for its engine and own every object the graph does not opt out of;
+    RenderError says what cannot map."""
     engine = engine_for(graph, config)
-    return [own(obj, owner) for obj in render_graph(graph, engine, config.render_options())]
+    omitted = omitted_kinds(graph, engine)
+    objs = render_graph(graph, engine, config.render_options())
+    owned = [own(obj, owner) for obj in objs if obj["kind"] not in omitted]
+    if config.seldon_namespace:
+        owned = relocate_server_configs(owned, owner, config.seldon_namespace)
+    return owned
+
+
+def relocate_server_configs(
+    objs: list[dict[str, Any]], owner: dict[str, Any], namespace: str
+) -> list[dict[str, Any]]:
+    """Seldon v2 ServerConfigs into Seldon's controller namespace, the only one its controller
+    reads them from (seldon-core v2.10.2 operator/apis/mlops/v1alpha1/serverconfig_types.go:75-87,
+    `SeldonNamespace` = the controller pod's namespace). Named `<graph namespace>-<name>` there
+    (graphs of many namespaces share it), owned through labels, and each Server points at its
+    renamed ServerConfig."""
+    graph_ns = owner["metadata"]["namespace"]
+    if namespace == graph_ns:
+        return objs
+    renamed: dict[str, str] = {}
+    out = []
+    for obj in objs:
+        if obj["kind"] == "ServerConfig" and obj["apiVersion"] == SERVER_CONFIG_API:
+            old = obj["metadata"]["name"]
+            renamed[old] = k8s_name(graph_ns, old, limit=253)
+            meta = {k: v for k, v in obj["metadata"].items() if k != "ownerReferences"}
+            meta.update(name=renamed[old], namespace=namespace)
+            meta["labels"] = {
+                **meta["labels"],
+                OWNER_UID_LABEL: owner["metadata"]["uid"],
+                OWNER_NAMESPACE_LABEL: graph_ns,
+            }
+            obj = {**obj, "metadata": meta}
+        out.append(obj)
+    for i, obj in enumerate(out):
+        if obj["kind"] == "Server" and obj["spec"].get("serverConfig") in renamed:
+            spec = {**obj["spec"], "serverConfig": renamed[obj["spec"]["serverConfig"]]}
+            out[i] = {**obj, "spec": spec}
+    return out
+
+
+def _key(r: dict[str, str]) -> tuple[str, ...]:
+    return (r["apiVersion"], r["kind"], r.get("namespace", ""), r["name"])
 
 
 def stale(previous: list[dict[str, str]], current: list[dict[str, str]]) -> list[dict[str, str]]:
     """Objects an earlier generation created that this one no longer renders."""
-    keep = {(r["apiVersion"], r["kind"], r["name"]) for r in current}
-    return [r for r in previous if (r["apiVersion"], r["kind"], r["name"]) not in keep]
+    keep = {_key(r) for r in current}
+    return [r for r in previous if _key(r) not in keep]
 
 
 def is_owned_by(obj: dict[str, Any] | None, uid: str) -> bool:
-    refs = ((obj or {}).get("metadata") or {}).get("ownerReferences") or []
-    return any(r.get("uid") == uid for r in refs)
+    """This graph's: an ownerReference to it, or (outside its namespace) its owner-uid label."""
+    meta = (obj or {}).get("metadata") or {}
+    refs = meta.get("ownerReferences") or []
+    return any(r.get("uid") == uid for r in refs) or (
+        (meta.get("labels") or {}).get(OWNER_UID_LABEL) == uid
+    )

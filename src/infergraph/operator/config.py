@@ -36,6 +36,12 @@ class OperatorConfig:
     metrics_port: int = 8080
     health_port: int = 8081
     price_catalog: str | None = None
+    # Seldon v2's controller namespace: ServerConfigs go there (None: the graph's namespace).
+    seldon_namespace: str | None = None
+    # Retry of a pass that left children unapplied: kopf's TemporaryError delay doubles from
+    # the base with each retry, up to the max (the drift timer's own runs included).
+    retry_base_s: float = 5.0
+    retry_max_s: float = 300.0
 
     def __post_init__(self) -> None:
         if self.default_engine not in ENGINES:
@@ -44,6 +50,12 @@ class OperatorConfig:
             )
         if self.drift_interval_s <= 0:
             raise SettingsError("driftInterval", "must be > 0 seconds")
+        if not 0 < self.retry_base_s <= self.retry_max_s:
+            raise SettingsError("retry", "need 0 < retry_base_s <= retry_max_s")
+
+    def retry_delay(self, retry: int) -> float:
+        """Seconds before retry number `retry` (0 for the first) of a pass with refusals."""
+        return min(self.retry_base_s * 2 ** min(retry, 30), self.retry_max_s)
 
     def render_options(self) -> RenderOptions:
         return RenderOptions(
@@ -104,4 +116,5 @@ ENV: dict[str, tuple[str, Any]] = {
     "metrics_port": ("METRICS_PORT", int),
     "health_port": ("HEALTH_PORT", int),
     "price_catalog": ("PRICE_CATALOG", str),
+    "seldon_namespace": ("SELDON_NAMESPACE", str),
 }

@@ -7,9 +7,10 @@ the operator against an emulated API server with their own settings and login.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import kopf
@@ -18,12 +19,16 @@ from infergraph.graph.crd import GROUP, PLURAL, VERSION
 from infergraph.operator.config import OperatorConfig
 from infergraph.operator.kube import KubeClient
 from infergraph.operator.metrics import OperatorMetrics, serve
-from infergraph.operator.reconcile import Outcome, Reconciler
+from infergraph.operator.reconcile import GONE, STOPPED, Outcome, Reconciler
+from infergraph.operator.sweep import sweep_forever
 
 Login = Callable[..., kopf.ConnectionInfo | None]
 # What kopf accepts as stop/ready flags: an event of asyncio or of threading.
 Flag = asyncio.Event | threading.Event
 PERSISTENCE_PREFIX = "operator.infergraph.io"
+# How long SIGTERM waits for running passes before closing the API session (the chart's pod
+# has terminationGracePeriodSeconds 30).
+SHUTDOWN_GRACE_S = 15.0
 
 
 def default_login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -57,14 +62,27 @@ class _Session:
             self.client = None
 
 
+# The start of the TemporaryError message a pass with unapplied children raises. kopf logs it
+# as an error on every retry; it stays in the log (kopf posts log lines as Events only with
+# `settings.posting.loggers`, off here), the pass having posted one Event per refusal.
+RETRY_MESSAGE = "children not applied, retrying"
+
+
 def _publish(outcome: Outcome, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger) -> None:
     for key, value in outcome.status.items():
         patch.status[key] = value
-    if outcome.event is not None:
-        kind, reason, message = outcome.event
+    for kind, reason, message in outcome.events:
         kopf.event(body, type=kind, reason=reason, message=message)
         # Info, not warning: kopf posts warnings as Events too, and this one is posted above.
         logger.info("%s: %s", reason, message)
+
+
+def _retry_if_refused(outcome: Outcome, config: OperatorConfig, retry: int) -> None:
+    """Children left unapplied: kopf runs the handler again after a growing delay (its status
+    patch above is applied first: kopf applies a handler's patch whatever its outcome)."""
+    if outcome.refused:
+        names = ", ".join(f"{r.child['kind']}/{r.child['name']}" for r in outcome.refused)
+        raise kopf.TemporaryError(f"{RETRY_MESSAGE}: {names}", delay=config.retry_delay(retry))
 
 
 def build_registry(
@@ -74,7 +92,6 @@ def build_registry(
     session = _Session(config.field_manager)
     reconciler = Reconciler(config, metrics, session.get)
     state: dict[str, Any] = {}
-    resource = {"group": GROUP, "version": VERSION, "plural": PLURAL, "registry": registry}
 
     @kopf.on.login(registry=registry)
     async def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -85,35 +102,84 @@ def build_registry(
     @kopf.on.startup(registry=registry)
     async def _startup(**_: Any) -> None:
         state["metrics"] = await serve(metrics, config.metrics_port)
+        if config.seldon_namespace:  # ServerConfigs there have no ownerReference: sweep them
+            state["sweeper"] = asyncio.create_task(
+                sweep_forever(session.get, config.seldon_namespace, config.drift_interval_s)
+            )
 
     @kopf.on.cleanup(registry=registry)
     async def _cleanup(logger: logging.Logger, **_: Any) -> None:
+        if "sweeper" in state:
+            state.pop("sweeper").cancel()
+        if not await reconciler.drain(SHUTDOWN_GRACE_S):
+            logger.info("a pass was still running after %.0f s; closing under it", SHUTDOWN_GRACE_S)
         if "metrics" in state:
             await state.pop("metrics").cleanup()
         await session.close()
         logger.info("operator stopped cleanly")
 
-    async def _run(trigger: str, body: kopf.Body, patch: kopf.Patch, logger: Any) -> None:
-        outcome = await reconciler.reconcile(_plain(body), trigger)
-        _publish(outcome, body, patch, logger)
-
-    @kopf.on.create(**resource, id="reconcile")
-    async def _create(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) -> None:
-        await _run("create", body, patch, logger)
-
-    @kopf.on.update(**resource, id="reconcile")
-    async def _update(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) -> None:
-        await _run("update", body, patch, logger)
-
-    @kopf.on.resume(**resource, id="reconcile")
-    async def _resume(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) -> None:
-        await _run("resume", body, patch, logger)
-
-    @kopf.timer(**resource, id="drift", interval=config.drift_interval_s, idle=None)
-    async def _drift(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) -> None:
-        await _run("timer", body, patch, logger)
-
+    _register_passes(registry, config, reconciler)
+    _no_finalizer_for_timers(registry)
     return registry
+
+
+Run = Callable[[str, kopf.Body, kopf.Patch, Any, int], Awaitable[None]]
+
+
+def _register_passes(
+    registry: kopf.OperatorRegistry, config: OperatorConfig, reconciler: Reconciler
+) -> None:
+    """Create, update, resume and the drift timer all run the same pass; a pass cut short by
+    shutdown or by the graph's deletion reports nothing, one with refusals is retried."""
+    resource = {"group": GROUP, "version": VERSION, "plural": PLURAL, "registry": registry}
+
+    async def run(
+        trigger: str, body: kopf.Body, patch: kopf.Patch, logger: Any, retry: int
+    ) -> None:
+        outcome = await reconciler.reconcile(_plain(body), trigger)
+        if outcome.stage == STOPPED:
+            logger.info("operator stopping: this pass reports nothing; the next start resumes")
+            return
+        if outcome.stage == GONE:
+            logger.info("the graph was deleted: nothing applied, nothing reported")
+            return
+        _publish(outcome, body, patch, logger)
+        _retry_if_refused(outcome, config, retry)
+
+    for trigger, decorator in (
+        ("create", kopf.on.create(**resource, id="reconcile")),
+        ("update", kopf.on.update(**resource, id="reconcile")),
+        ("resume", kopf.on.resume(**resource, id="reconcile")),
+        ("timer", kopf.timer(**resource, id="drift", interval=config.drift_interval_s, idle=None)),
+    ):
+        decorator(_handler(run, trigger))
+
+
+def _handler(run: Run, trigger: str) -> Callable[..., Awaitable[None]]:
+    """A kopf handler running the pass for `trigger` (kopf passes its kwargs by name)."""
+
+    async def handle(body: kopf.Body, patch: kopf.Patch, logger: Any, retry: int, **_: Any) -> None:
+        await run(trigger, body, patch, logger, retry)
+
+    return handle
+
+
+def _no_finalizer_for_timers(registry: kopf.OperatorRegistry) -> None:
+    """kopf gives every timer a finalizer on its object (`kopf.timer` registers it with
+    `requires_finalizer=True`) so it can stop the timer before the object goes. The drift
+    timer has nothing to do at deletion (the garbage collector removes the children), and the
+    finalizer strands every graph left when the operator is uninstalled first: with
+    `crds.keep: false` the CRD and its graphs hang in Terminating. kopf adds the finalizer only
+    while some handler requires it, and removes it from graphs that still carry it.
+
+    kopf has no public switch for this, so the registered timer handlers are replaced with
+    copies that do not require it; `test_a_graph_left_at_uninstall_is_not_stranded_on_a_finalizer`
+    fails if a kopf upgrade changes where they live."""
+    spawning = registry._spawning  # private: see the docstring
+    spawning._handlers = [
+        dataclasses.replace(h, requires_finalizer=False) if h.requires_finalizer else h
+        for h in spawning.get_all_handlers()
+    ]
 
 
 def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -134,6 +200,8 @@ def configure(settings: kopf.OperatorSettings) -> None:
     )
     settings.persistence.finalizer = f"{PERSISTENCE_PREFIX}/finalizer"
     settings.posting.level = logging.WARNING
+    # Explicit Events only (kopf's default): a retried pass's error line is not one per retry.
+    settings.posting.loggers = False
     settings.posting.reporting_component = "infergraph-operator"
     settings.peering.standalone = True
 

@@ -46,9 +46,14 @@ class ApiResource:
         return f"{base}{ns}/{self.plural}" + (f"/{name}" if name else "")
 
 
-def ref(obj: dict[str, Any]) -> dict[str, str]:
-    """The identity of an object the operator tracks: apiVersion, kind, name."""
-    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"]}
+def ref(obj: dict[str, Any], home: str | None = None) -> dict[str, str]:
+    """The identity of an object the operator tracks: apiVersion, kind, name, and its namespace
+    when that is not `home` (the graph's: a relocated Seldon v2 ServerConfig)."""
+    out = {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"]}
+    namespace = obj["metadata"].get("namespace")
+    if home is not None and namespace and namespace != home:
+        out["namespace"] = namespace
+    return out
 
 
 class KubeClient:
@@ -126,6 +131,16 @@ class KubeClient:
         if status != 200:
             raise KubeError(f"get {kind} {name}", status, _reason(body))
         return body
+
+    async def list(
+        self, api_version: str, kind: str, namespace: str | None
+    ) -> list[dict[str, Any]]:
+        """Every object of `kind` in `namespace` (the kinds here are few per namespace)."""
+        res = await self.resource(api_version, kind)
+        status, body = await self._call("GET", res.path(namespace))
+        if status != 200:
+            raise KubeError(f"list {kind}", status, _reason(body))
+        return list((body or {}).get("items") or [])
 
     async def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
         """Delete in the background (the API server's GC removes dependents); False if absent."""

@@ -16,22 +16,30 @@ from typing import Any
 from infergraph.errors import GraphValidationError, RenderError
 from infergraph.graph.model import InferenceGraph, parse_graph
 from infergraph.operator import status as st
+from infergraph.operator.applying import TAKEOVER_REFUSED, Refusal, apply_all
 from infergraph.operator.children import children, engine_for, is_owned_by, stale
 from infergraph.operator.config import OperatorConfig
 from infergraph.operator.kube import KubeClient, KubeError, ref
 from infergraph.operator.metrics import OperatorMetrics
 
 EVENT_MESSAGE_LIMIT = 1000
+STOPPED = "stopped"  # the stage of a pass the operator's shutdown made moot
+GONE = "gone"  # the stage of a pass whose graph was deleted before it applied anything
+
+
+Event = tuple[str, str, str]  # (type, reason, message)
 
 
 @dataclass
 class Outcome:
-    """What a pass decided: status fields to write, an Event to post, the stage that failed."""
+    """What a pass decided: status fields to write, Events to post, the stage that failed, and
+    the children left unapplied (the handlers retry a pass with any, with backoff)."""
 
     status: dict[str, Any]
-    event: tuple[str, str, str] | None = None  # (type, reason, message)
+    events: list[Event] = field(default_factory=list)
     stage: str = "done"
     applied: list[dict[str, Any]] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
 
 
 def graph_document(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -63,20 +71,50 @@ class Reconciler:
         self.metrics = metrics
         self._client = client
         self._locks: dict[str, asyncio.Lock] = {}
-        # The last Event posted per graph: passes that start from the same stale body (create
-        # and timer at once) must not post it twice.
-        self._posted: dict[str, tuple[str, str]] = {}
+        # The Events posted per graph since its last clean pass: passes that start from the
+        # same stale body (create and timer at once) must not post one twice.
+        self._posted: dict[str, set[tuple[str, str]]] = {}
+        # Shutdown: no pass starts once `stopping`; `drain` waits for those in flight.
+        self.stopping = False
+        self._running = 0
+        self._drained = asyncio.Event()
+        self._drained.set()
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Stop starting passes and wait up to `timeout_s` for running ones to finish, so the
+        API session is not closed under them; False if some were still running."""
+        self.stopping = True
+        try:
+            await asyncio.wait_for(self._drained.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     async def reconcile(self, body: Mapping[str, Any], trigger: str) -> Outcome:
+        """One pass, or stage `stopped` with nothing to report when the operator is stopping:
+        a pass cut short by shutdown (its API session closed under it) would otherwise report
+        its own shutdown as the cluster refusing every child."""
+        if self.stopping:
+            return Outcome({}, stage=STOPPED)
+        self._running += 1
+        self._drained.clear()
+        try:
+            outcome = await self._reconcile(body, trigger)
+        finally:
+            self._running -= 1
+            if not self._running:
+                self._drained.set()
+        return Outcome({}, stage=STOPPED) if self.stopping else outcome
+
+    async def _reconcile(self, body: Mapping[str, Any], trigger: str) -> Outcome:
         uid = str(body["metadata"].get("uid"))
         started = time.perf_counter()
         async with self._locks.setdefault(uid, asyncio.Lock()):
             outcome = await self._pass(body)
-            if outcome.event is not None and self._posted.get(uid) == outcome.event[1:]:
-                outcome.event = None
-            elif outcome.event is not None:
-                self._posted[uid] = outcome.event[1:]
-            elif outcome.stage == "done":
+            posted = self._posted.setdefault(uid, set())
+            outcome.events = [e for e in outcome.events if e[1:] not in posted]
+            posted.update(e[1:] for e in outcome.events)
+            if outcome.stage == "done" and not outcome.refused:
                 self._posted.pop(uid, None)
         self.metrics.duration.labels(trigger).observe(time.perf_counter() - started)
         result = "ok" if outcome.stage == "done" else "error"
@@ -103,18 +141,30 @@ class Reconciler:
             return self._refused(
                 status, prev_conditions, fresh, "RenderFailed", str(exc), "render", valid=True
             )
-        current = [ref(o) for o in objs]
+        home = body["metadata"]["namespace"]
+        current = [ref(o, home) for o in objs]
         client = await self._client()
-        try:
-            live = [await client.apply(obj) for obj in objs]
-        except KubeError as exc:
-            return self._unapplied(status, prev_conditions, f"apply: {exc}", "apply")
+        if not await self._still_there(client, body):
+            return Outcome({}, stage=GONE)
+        live, refused = await apply_all(client, objs, str(body["metadata"]["uid"]), home)
         try:
             removed = await self._prune(client, body, previous.get("children") or [], current)
         except KubeError as exc:
             return self._unapplied(status, prev_conditions, f"prune: {exc}", "prune")
-        status.update(self._report(graph, body, live, current, removed, prev_conditions))
-        return Outcome(status, applied=live)
+        status.update(self._report(graph, body, live, refused, removed, prev_conditions))
+        status["children"] = _listed(live, refused, previous.get("children") or [], home)
+        # None removes the field in kopf's status patch once nothing is refused.
+        status["refused"] = [r.status() for r in refused] or None
+        told = [
+            (c.get("kind"), c.get("name"), c.get("message")) for c in previous.get("refused") or []
+        ]
+        events = [
+            ("Warning", r.reason, r.message[:EVENT_MESSAGE_LIMIT])
+            for r in refused
+            if (r.child["kind"], r.child["name"], r.message) not in told
+        ]
+        stage = "apply" if refused else "done"
+        return Outcome(status, events=events, stage=stage, applied=live, refused=refused)
 
     def _refused(
         self,
@@ -126,7 +176,12 @@ class Reconciler:
         stage: str,
         valid: bool = False,
     ) -> Outcome:
-        """An unusable generation: say why, keep the last good children untouched."""
+        """An unusable generation: say why, keep the last good children untouched.
+
+        What `kubectl get` shows (engine, endpoint, ready nodes, price, Ready) described the
+        last valid generation; shown beside a new, unusable one it would read as current, so it
+        is cleared and Ready is Unknown. `children` stays: a later valid generation prunes
+        against it."""
         kept = "children of the last valid generation are left as they are"
         status["conditions"] = st.conditions(
             prev_conditions,
@@ -135,11 +190,16 @@ class Reconciler:
                 if valid
                 else st.Condition("Valid", st.FALSE, reason, message),
                 st.Condition("Rendered", st.FALSE, reason, f"{message}\n({kept})"),
+                st.Condition(
+                    "Ready", st.UNKNOWN, reason, f"this generation is not applied; {kept}"
+                ),
             ],
         )
+        for stale_field in ("engine", "endpoint", "readyNodes", "nodes", "pricePerHour"):
+            status[stale_field] = None  # None removes the field in kopf's status patch
         # One Event per generation; the drift timer re-checks without repeating it.
-        event = ("Warning", reason, message[:EVENT_MESSAGE_LIMIT]) if fresh else None
-        return Outcome(status, event=event, stage=stage)
+        events = [("Warning", reason, message[:EVENT_MESSAGE_LIMIT])] if fresh else []
+        return Outcome(status, events=events, stage=stage)
 
     def _unapplied(
         self, status: dict[str, Any], prev_conditions: list[dict[str, Any]], why: str, stage: str
@@ -148,7 +208,7 @@ class Reconciler:
         The Event is posted when the failure is new, not on every retry."""
         before = next((c for c in prev_conditions if c.get("type") == "Rendered"), {})
         repeated = before.get("reason") == "ApplyFailed" and before.get("message") == why
-        event = None if repeated else ("Warning", "ApplyFailed", why[:EVENT_MESSAGE_LIMIT])
+        events = [] if repeated else [("Warning", "ApplyFailed", why[:EVENT_MESSAGE_LIMIT])]
         status["conditions"] = st.conditions(
             prev_conditions,
             [
@@ -156,7 +216,21 @@ class Reconciler:
                 st.Condition("Rendered", st.FALSE, "ApplyFailed", why),
             ],
         )
-        return Outcome(status, event=event, stage=stage)
+        return Outcome(status, events=events, stage=stage)
+
+    async def _still_there(self, client: KubeClient, body: Mapping[str, Any]) -> bool:
+        """Whether the graph (this uid) still exists. Graphs carry no finalizer, so kopf may
+        run a timer pass from a body read just before the deletion; applying it would create
+        children for a graph that is gone (the garbage collector and the sweep would delete
+        them again, but nothing should be created for a deleted graph)."""
+        meta = body["metadata"]
+        try:
+            live = await client.get(
+                str(body.get("apiVersion")), str(body.get("kind")), meta["namespace"], meta["name"]
+            )
+        except KubeError:
+            return True  # unknown: apply, as before; the apply itself reports what fails
+        return live is not None and (live.get("metadata") or {}).get("uid") == meta.get("uid")
 
     async def _prune(
         self,
@@ -171,9 +245,10 @@ class Reconciler:
         uid = body["metadata"]["uid"]
         removed = []
         for child in stale(previous, current):
-            live = await client.get(child["apiVersion"], child["kind"], namespace, child["name"])
+            where = child.get("namespace", namespace)
+            live = await client.get(child["apiVersion"], child["kind"], where, child["name"])
             if is_owned_by(live, uid):
-                await client.delete(child["apiVersion"], child["kind"], namespace, child["name"])
+                await client.delete(child["apiVersion"], child["kind"], where, child["name"])
                 removed.append(child)
         return removed
 
@@ -182,43 +257,56 @@ class Reconciler:
         graph: InferenceGraph,
         body: Mapping[str, Any],
         live: list[dict[str, Any]],
-        current: list[dict[str, str]],
+        refused: list[Refusal],
         removed: list[dict[str, str]],
         prev_conditions: list[dict[str, Any]],
     ) -> dict[str, Any]:
         engine = engine_for(graph, self.config)
-        nodes = st.node_readiness(graph, live)
+        blocked = [(r.obj, r.reason) for r in refused]
+        nodes, ready = st.graph_readiness(graph, live, blocked)
         waiting = [n for n in nodes if not n["ready"]]
         price, price_problem = st.price_per_hour(graph, self.config.price_catalog)
-        applied = f"applied {len(live)} object(s) for {engine}"
-        if removed:
-            applied += f"; removed {', '.join(f'{r["kind"]}/{r["name"]}' for r in removed)}"
-        ready = (
-            st.Condition("Ready", st.TRUE, "NodesReady", f"{len(nodes)} node(s) ready")
-            if not waiting
-            else st.Condition(
-                "Ready",
-                st.FALSE,
-                "NodesNotReady",
-                "; ".join(f"{n['name']}: {n['message']}" for n in waiting),
-            )
-        )
+        rendered = _rendered_condition(engine, live, refused, removed)
         report: dict[str, Any] = {
             "engine": engine,
             "endpoint": st.endpoint(graph, engine, body["metadata"]["namespace"], live),
             "readyNodes": f"{len(nodes) - len(waiting)}/{len(nodes)}",
             "nodes": nodes,
-            "children": current,
             "conditions": st.conditions(
                 prev_conditions,
-                [
-                    st.Condition("Valid", st.TRUE, "GraphValid", ""),
-                    st.Condition("Rendered", st.TRUE, "Applied", applied),
-                    ready,
-                ],
+                [st.Condition("Valid", st.TRUE, "GraphValid", ""), rendered, ready],
             ),
         }
         # None removes a field in kopf's status patch: a price that stops being computable goes.
         report["pricePerHour"] = price
         report["priceMessage"] = price_problem or None
         return report
+
+
+def _rendered_condition(
+    engine: str, live: list[dict[str, Any]], refused: list[Refusal], removed: list[dict[str, str]]
+) -> st.Condition:
+    """`Applied`, or which children were not applied and why (a takeover refusal first: it
+    needs a person, an API failure may pass on retry)."""
+    count = f"{len(live)} of {len(live) + len(refused)}" if refused else str(len(live))
+    applied = f"applied {count} object(s) for {engine}"
+    if removed:
+        applied += f"; removed {', '.join(f'{r["kind"]}/{r["name"]}' for r in removed)}"
+    if not refused:
+        return st.Condition("Rendered", st.TRUE, "Applied", applied)
+    reasons = {r.reason for r in refused}
+    reason = TAKEOVER_REFUSED if TAKEOVER_REFUSED in reasons else refused[0].reason
+    why = "; ".join(r.message for r in refused)
+    return st.Condition("Rendered", st.FALSE, reason, f"{applied}; not applied: {why}")
+
+
+def _listed(
+    live: list[dict[str, Any]],
+    refused: list[Refusal],
+    previous: list[dict[str, str]],
+    home: str,
+) -> list[dict[str, str]]:
+    """`status.children`: what was applied, plus earlier children this pass could not apply
+    (still ours, still rendered). Never an object of someone else's."""
+    kept = [r.child for r in refused if r.reason != TAKEOVER_REFUSED and r.child in previous]
+    return [ref(o, home) for o in live] + kept

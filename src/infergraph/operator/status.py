@@ -1,13 +1,16 @@
 """The InferenceGraph's status: conditions, per-node readiness, endpoint, price per hour.
 
 Readiness is read from the engine's own objects as the API server returns them after apply:
-a `Ready` condition (Seldon v2 Model/Server/Pipeline, KEDA ScaledObject) or a SeldonDeployment's
-`status.state: Available` (Seldon v1 reports per deployment, not per condition). Children with
-neither (ServerConfig, HorizontalPodAutoscaler) say nothing about readiness.
+a `Ready` condition (Seldon v2 Model/Server/Pipeline, KEDA ScaledObject, KServe
+InferenceService/InferenceGraph) or a SeldonDeployment's `status.state: Available` (Seldon v1
+reports per deployment, not per condition). Before its controller has written a status such a
+child is Unknown, never ready. Children with neither (ServerConfig, HorizontalPodAutoscaler,
+monitors) say nothing about readiness.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -58,36 +61,139 @@ def conditions(previous: list[dict[str, Any]], new: list[Condition]) -> list[dic
     return out
 
 
-def object_ready(obj: dict[str, Any]) -> tuple[bool, str] | None:
-    """(ready, why) from the engine object's status; None when the kind reports no readiness."""
+# Kinds whose controllers report readiness. Before their first status they are Unknown.
+REPORTING = {
+    ("mlops.seldon.io", "Model"),
+    ("mlops.seldon.io", "Server"),
+    ("mlops.seldon.io", "Pipeline"),
+    ("keda.sh", "ScaledObject"),
+    ("machinelearning.seldon.io", "SeldonDeployment"),
+    ("serving.kserve.io", "InferenceService"),
+    ("serving.kserve.io", "InferenceGraph"),
+}
+# A Seldon v2 Pipeline's Ready is PipelineReady and ModelsReady (and the gateway's) together
+# (seldon-core v2.10.2 operator/apis/mlops/v1alpha1/pipeline_types.go:280-284); ModelsReady
+# goes False when a step's Model has no replica (operator/scheduler/pipeline.go:228-231).
+MODELS_READY = "ModelsReady"
+# Per-node states in `status.nodes[].state`.
+READY, IDLE, NOT_READY = "Ready", "Idle", "NotReady"
+Verdict = tuple[bool | None, str]  # (True, False or None: not reported yet; why)
+
+
+def _reports(obj: dict[str, Any]) -> bool:
+    return (str(obj.get("apiVersion", "")).split("/")[0], obj.get("kind")) in REPORTING
+
+
+def object_ready(obj: dict[str, Any], models_idle: bool = False) -> Verdict | None:
+    """(ready, why) from the engine object's status; ready is None while the object has not
+    reported yet (no status: no controller has seen it); None when the kind reports nothing.
+
+    `models_idle`: some node is scaled to zero, so a Pipeline's ModelsReady=False is expected
+    and its readiness is that of its other conditions."""
     status = obj.get("status") or {}
     if obj.get("kind") == "SeldonDeployment":
         state = status.get("state")
-        return state == "Available", f"SeldonDeployment state {state or 'not reported yet'}"
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == "Ready":
+        if not state:
+            return None, "SeldonDeployment has not reported a state yet"
+        return state == "Available", f"SeldonDeployment state {state}"
+    conds = status.get("conditions") or []
+    if models_idle and obj.get("kind") == "Pipeline":
+        others = [c for c in conds if c.get("type") not in ("Ready", MODELS_READY)]
+        if others and all(c.get("status") == TRUE for c in others):
+            return True, "Pipeline ready; its scaled-to-zero Models are idle"
+    for cond in conds:
+        if cond.get("type") == "Ready" and cond.get("status") in (TRUE, FALSE):
             why = cond.get("message") or cond.get("reason") or ""
             return cond.get("status") == TRUE, f"{obj['kind']} Ready={cond.get('status')} {why}"
-    if obj.get("kind") in ("Model", "Server", "Pipeline", "ScaledObject"):
-        return False, f"{obj['kind']} has no Ready condition yet"
+    if _reports(obj) or obj.get("kind") in ("Model", "Server", "Pipeline", "ScaledObject"):
+        return None, f"{obj['kind']} has not reported readiness yet"
     return None
 
 
-def node_readiness(graph: InferenceGraph, live: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per node: ready when every readiness-reporting child labelled with it (or with no node
-    label, i.e. graph-wide, such as a Pipeline or SeldonDeployment) is ready."""
-    out = []
-    for node in graph.spec.nodes:
-        waiting = []
-        for obj in live:
-            labels = obj.get("metadata", {}).get("labels") or {}
-            if labels.get(NODE_LABEL, node.name) != node.name:
-                continue
-            verdict = object_ready(obj)
-            if verdict is not None and not verdict[0]:
-                waiting.append(f"{obj['kind']}/{obj['metadata']['name']}: {verdict[1]}".strip())
-        out.append({"name": node.name, "ready": not waiting, "message": "; ".join(waiting)})
-    return out
+def _node_label(obj: dict[str, Any], nodes: set[str]) -> str | None:
+    """The graph node a child serves; None for a graph-wide one (no node label, or a helper's
+    label such as a v2 plumbing Server's or gate Model's: every node's requests pass it)."""
+    label = (obj.get("metadata", {}).get("labels") or {}).get(NODE_LABEL)
+    return label if label in nodes else None
+
+
+def _idle(node: Any, live: list[dict[str, Any]]) -> bool:
+    """Scaled to zero by design: the node may scale to zero (minReplicas 0) and its scaler has
+    set its Model's `spec.replicas` to 0 (through `/scale`)."""
+    if node.autoscaling is None or node.autoscaling.min_replicas != 0:
+        return False
+    return any(
+        o.get("kind") == "Model"
+        and (o.get("metadata", {}).get("labels") or {}).get(NODE_LABEL) == node.name
+        and (o.get("spec") or {}).get("replicas") == 0
+        for o in live
+    )
+
+
+def node_readiness(
+    graph: InferenceGraph,
+    live: list[dict[str, Any]],
+    blocked: Sequence[tuple[dict[str, Any], str]] = (),
+) -> list[dict[str, Any]]:
+    """Per node: its `state` (Ready, Idle, NotReady, Unknown) from every readiness-reporting
+    child that serves it (labelled with it, or graph-wide) and the children left unapplied
+    (`blocked`: the rendered object and why). NotReady when one reported not ready or was not
+    applied; Unknown when one has not reported yet; Idle when it is scaled to zero by design
+    (its own Model and Server then say nothing); `ready` is Ready or Idle."""
+    names = {n.name for n in graph.spec.nodes}
+    idle = {n.name for n in graph.spec.nodes if _idle(n, live)}
+    return [_node_entry(n.name, live, blocked, names, idle) for n in graph.spec.nodes]
+
+
+def _node_entry(
+    node: str,
+    live: list[dict[str, Any]],
+    blocked: Sequence[tuple[dict[str, Any], str]],
+    names: set[str],
+    idle: set[str],
+) -> dict[str, Any]:
+    waiting = [
+        f"{o['kind']}/{o['metadata']['name']}: {why}"
+        for o, why in blocked
+        if _node_label(o, names) in (None, node)
+    ]
+    pending = []
+    for obj in live:
+        serves = _node_label(obj, names)
+        if serves not in (None, node) or (serves in idle and obj.get("kind") != "ScaledObject"):
+            continue
+        verdict = object_ready(obj, models_idle=bool(idle))
+        if verdict is None or verdict[0] is True:
+            continue
+        line = f"{obj['kind']}/{obj['metadata']['name']}: {verdict[1]}".strip()
+        (pending if verdict[0] is None else waiting).append(line)
+    state = NOT_READY if waiting else UNKNOWN if pending else IDLE if node in idle else READY
+    message = "; ".join(waiting + pending)
+    if state == IDLE:
+        message = "scaled to zero by its autoscaler; wakes on traffic"
+    return {"name": node, "ready": state in (READY, IDLE), "state": state, "message": message}
+
+
+def graph_readiness(
+    graph: InferenceGraph,
+    live: list[dict[str, Any]],
+    blocked: Sequence[tuple[dict[str, Any], str]] = (),
+) -> tuple[list[dict[str, Any]], Condition]:
+    """The nodes and the graph's Ready condition: True when every node is Ready or Idle, False
+    when one is NotReady, Unknown while one waits on a child that has not reported."""
+    nodes = node_readiness(graph, live, blocked)
+    by_state = {s: [n for n in nodes if n["state"] == s] for s in (NOT_READY, UNKNOWN, IDLE)}
+    detail = "; ".join(
+        f"{n['name']}: {n['message']}" for n in by_state[NOT_READY] or by_state[UNKNOWN]
+    )
+    if by_state[NOT_READY]:
+        return nodes, Condition("Ready", FALSE, "NodesNotReady", detail)
+    if by_state[UNKNOWN]:
+        return nodes, Condition("Ready", UNKNOWN, "NotReportedYet", detail)
+    message = f"{len(nodes)} node(s) ready"
+    if by_state[IDLE]:
+        message += f" ({', '.join(n['name'] for n in by_state[IDLE])} idle at zero replicas)"
+    return nodes, Condition("Ready", TRUE, "NodesReady", message)
 
 
 def endpoint(graph: InferenceGraph, engine: str, namespace: str, live: list[dict]) -> str:

@@ -325,13 +325,20 @@ def _server_config(
 
 
 def _replicas(node: Node | None) -> dict[str, int]:
-    """Only `replicas`: min/max on a Model or Server switch on Seldon's own autoscaling, which
-    would fight the rendered HPA/KEDA scalers (Seldon's HPA guide sets neither)."""
+    """A fixed node's replica count; nothing at all for an autoscaled node.
+
+    min/max on a Model or Server switch on Seldon's own autoscaling, which would fight the
+    rendered HPA/KEDA scalers (Seldon's HPA guide sets neither). `replicas` is the field those
+    scalers write through the `/scale` subresource (the CRDs' `specReplicasPath:
+    .spec.replicas`): a manifest that sets it takes every scale decision back on the next
+    `kubectl apply` or operator pass. Left out, Seldon starts one replica (the CRDs' "default
+    1") and the scaler moves it within min/max from there.
+    """
     if node is None:
         return {"replicas": 1}
     if node.autoscaling is None:
         return {"replicas": node.replicas}
-    return {"replicas": max(node.autoscaling.min_replicas, 1)}
+    return {}
 
 
 def _server(graph: InferenceGraph, name: str, node: Node | None) -> dict[str, Any]:

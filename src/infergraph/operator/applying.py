@@ -1,0 +1,97 @@
+"""Apply one graph's children one by one: nothing of anyone else's is taken over, and one
+refused object does not stop the others.
+
+Server-side apply with `force=true` would silently take over any object that happens to have a
+child's name (an object applied with `kubectl apply -f k8s/rendered/...`, another team's
+Model): its fields would become ours and the garbage collector would delete it with the graph.
+So each child is read first and applied only when it is absent or already names this graph
+as owner. A child the API server refuses (a kind the cluster does not serve, a webhook's
+denial) is reported and the rest are still applied, as `kubectl apply` of the same manifests
+would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from infergraph.operator.children import is_owned_by
+from infergraph.operator.kube import KubeClient, KubeError, ref
+from infergraph.render.common import NODE_LABEL
+
+TAKEOVER_REFUSED = "TakeoverRefused"
+APPLY_FAILED = "ApplyFailed"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A rendered child that was not applied, and why."""
+
+    obj: dict[str, Any]  # as rendered
+    reason: str  # TAKEOVER_REFUSED or APPLY_FAILED
+    message: str
+    home: str | None = None  # the graph's namespace
+
+    @property
+    def child(self) -> dict[str, str]:
+        return ref(self.obj, self.home)
+
+    @property
+    def node(self) -> str | None:
+        """The node the child belongs to; None for a graph-wide one (Pipeline, monitor)."""
+        return (self.obj["metadata"].get("labels") or {}).get(NODE_LABEL)
+
+    def status(self) -> dict[str, str]:
+        """The entry in the graph's `status.refused`."""
+        return {**self.child, "reason": self.reason, "message": self.message}
+
+
+def owner_of(obj: dict[str, Any]) -> str:
+    """Who an object belongs to, as a person would look it up: its controller (or first)
+    ownerReference, else its `app.kubernetes.io/managed-by` label, else its field managers."""
+    meta = obj.get("metadata") or {}
+    refs = meta.get("ownerReferences") or []
+    if refs:
+        owner = next((r for r in refs if r.get("controller")), refs[0])
+        return f"{owner.get('kind')}/{owner.get('name')}"
+    managed_by = (meta.get("labels") or {}).get("app.kubernetes.io/managed-by")
+    if managed_by:
+        return f"managed by {managed_by}"
+    managers = sorted({str(m.get("manager")) for m in meta.get("managedFields") or []})
+    return f"written by {', '.join(managers)}" if managers else "no owner recorded"
+
+
+async def apply_child(
+    client: KubeClient, obj: dict[str, Any], uid: str, home: str | None = None
+) -> dict[str, Any] | Refusal:
+    """The live object after applying `obj`, or why it was not applied."""
+    meta = obj["metadata"]
+    name = f"{obj['kind']}/{meta['name']}"
+    try:
+        existing = await client.get(
+            obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"]
+        )
+        if existing is not None and not is_owned_by(existing, uid):
+            why = (
+                f"{name} already exists and is not this graph's (owner: {owner_of(existing)}); "
+                "left as it is. Rename or delete it, or give the graph another name."
+            )
+            return Refusal(obj, TAKEOVER_REFUSED, why, home)
+        return await client.apply(obj)
+    except KubeError as exc:
+        return Refusal(obj, APPLY_FAILED, f"{name}: {exc}", home)
+
+
+async def apply_all(
+    client: KubeClient, objs: list[dict[str, Any]], uid: str, home: str | None = None
+) -> tuple[list[dict[str, Any]], list[Refusal]]:
+    """Every child in render order, each on its own: (live objects, refusals)."""
+    live: list[dict[str, Any]] = []
+    refused: list[Refusal] = []
+    for obj in objs:
+        result = await apply_child(client, obj, uid, home)
+        if isinstance(result, Refusal):
+            refused.append(result)
+        else:
+            live.append(result)
+    return live, refused
