@@ -5,8 +5,9 @@ rate, plan the graph for a stated rate from a profile of what was served, and re
 the graph and the plan for every engine; every artifact lands in one folder.
 """
 
+from infergraph.demo.findings import Findings
 from infergraph.demo.server import DemoError
-from infergraph.demo.steps import DemoSettings, Findings
+from infergraph.demo.steps import DemoSettings
 from infergraph.demo.story import run_demo
 
 __all__ = ["DemoError", "DemoSettings", "Findings", "run_demo"]

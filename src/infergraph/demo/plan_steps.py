@@ -9,8 +9,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from infergraph.cost.pricing import PriceCatalog
+from infergraph.demo.findings import Findings, PlannedNode, PlanSummary
 from infergraph.demo.sizing import for_planning
-from infergraph.demo.steps import DemoSettings, Findings
+from infergraph.demo.steps import DemoSettings
 from infergraph.demo.sweep import Slo, nice_ceil
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import InferenceGraph, load_graph
@@ -59,8 +60,8 @@ def profile(settings: DemoSettings, served: InferenceGraph, url: str, con: Conso
 def stated_rate(settings: DemoSettings, found: Findings) -> float:
     if settings.plan_rate is not None:
         return settings.plan_rate
-    knee = found.get("knee") or {}
-    return nice_ceil(PLAN_MULTIPLE * max(float(knee.get("served_rps") or 1.0), 0.1))
+    served = found.knee.served_rps if found.knee else 1.0
+    return nice_ceil(PLAN_MULTIPLE * max(served, 0.1))
 
 
 def plan(
@@ -83,7 +84,7 @@ def plan(
         files = write_outputs(outcome, settings.out / "plan")
     except InfergraphError as exc:
         con.print(f"[bold red]no plan[/]: {exc}")
-        found["plan"] = {"error": str(exc)}
+        found.plan_error = str(exc)
         return None
     con.print(node_table(outcome))
     final = outcome.final
@@ -94,15 +95,15 @@ def plan(
         f"/hour[/], ${outcome.usd_per_million():.2f} per million; planned in "
         f"{outcome.seconds:.1f} s -> {files['graph']}"
     )
-    found["plan"] = {
-        "rate_rps": inputs.workload.mean_rps,
-        f"predicted_p{slo.percentile:g}_ms": final.latency_ms,
-        "attainment": outcome.attainment,
-        "usd_per_hour": final.usd_per_hour,
-        "usd_per_million": outcome.usd_per_million(),
-        "nodes": {n: _option(o) for n, o in final.options.items()},
-        "graph": str(files["graph"]),
-    }
+    found.plan = PlanSummary(
+        rate_rps=inputs.workload.mean_rps,
+        predicted_ms=final.latency_ms,
+        attainment=outcome.attainment,
+        usd_per_hour=final.usd_per_hour,
+        usd_per_million=outcome.usd_per_million(),
+        nodes={n: _planned(o) for n, o in final.options.items()},
+        graph=str(files["graph"]),
+    )
     return files["graph"]
 
 
@@ -121,7 +122,7 @@ def _plan_inputs(
     from infergraph.planner.workload import Workload
 
     rate = stated_rate(settings, found)
-    startup = max(1.0, float(found.get("ready_s") or 60.0))
+    startup = max(1.0, found.ready_s or 60.0)
     why = "as asked" if settings.plan_rate else f"{PLAN_MULTIPLE}x what the knee served here"
     con.print(
         f"planning for [bold]{rate:g} req/s[/] (Poisson; {why}), p{slo.percentile:g} <= "
@@ -140,13 +141,10 @@ def _plan_inputs(
     )
 
 
-def _option(option: Option) -> dict[str, str | int | float]:
-    return {
-        "hardware": option.hardware,
-        "max_batch_size": option.max_batch_size,
-        "max_batch_time_ms": option.max_batch_time_ms,
-        "replicas": option.replicas,
-    }
+def _planned(option: Option) -> PlannedNode:
+    return PlannedNode(
+        option.hardware, option.max_batch_size, option.max_batch_time_ms, option.replicas
+    )
 
 
 def render(settings: DemoSettings, planned: Path | None, found: Findings, con: Console) -> None:
@@ -155,7 +153,7 @@ def render(settings: DemoSettings, planned: Path | None, found: Findings, con: C
     sources = {"original": settings.graph_file}
     if planned is not None:
         sources["planned"] = planned
-    found["manifests"] = {
+    found.manifests = {
         label: _render_one(source, settings.out / "manifests" / label, con)
         for label, source in sources.items()
     }

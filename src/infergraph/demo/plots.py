@@ -101,14 +101,14 @@ def _mark_saturated(ax: Axes, points: list[Point], ys: list[float]) -> None:
         )
 
 
-def front_of(points: list[Point], slo: Slo) -> list[tuple[float, float, str]]:
-    """(usd per million, latency at the SLO percentile, label) not beaten on both."""
+def front_points(points: list[Point], slo: Slo) -> list[Point]:
+    """The measured rates no other beats on both $ per million and latency, cheapest first."""
     candidates = [
-        (s.usd_per_million, s.percentile_ms(slo.percentile), f"{r:g}/s")
-        for r, s in points
+        (s.usd_per_million, s.percentile_ms(slo.percentile), str(i))
+        for i, (_, s) in enumerate(points)
         if s.usd_per_million is not None and s.percentile_ms(slo.percentile) is not None
     ]
-    return pareto_front(candidates)  # type: ignore[arg-type]
+    return [points[int(i)] for _, _, i in pareto_front(candidates)]  # type: ignore[arg-type]
 
 
 def cost_latency(
@@ -121,11 +121,11 @@ def cost_latency(
     ax.scatter(xs, ys, color="tab:blue", label="measured rate", zorder=3)
     for (rate, _), x, y in zip(points, xs, ys, strict=True):
         ax.annotate(f"{rate:g}/s", (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
-    front = front_of(points, slo)
+    front = front_points(points, slo)
     if front:
         ax.plot(
-            [p[1] for p in front],
-            [p[0] for p in front],
+            [s.percentile_ms(slo.percentile) for _, s in front],
+            [s.usd_per_million for _, s in front],
             color="green",
             marker="o",
             label="Pareto front (cheapest for its latency)",

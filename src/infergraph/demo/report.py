@@ -10,12 +10,13 @@ import csv
 import io
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from rich.table import Table
 
 from async_load_tester import StepResult
+from infergraph.demo.findings import Findings, json_safe
 from infergraph.demo.sweep import Slo, Sweep, is_carried
 
 STAGES = ("queue_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "total_ms")
@@ -83,7 +84,7 @@ def breakdown_table(step: StepResult, nodes: list[str], where: str) -> Table:
     return table
 
 
-def step_row(rate: float, step: StepResult, slo: Slo) -> dict[str, Any]:
+def step_row(rate: float, step: StepResult, slo: Slo) -> dict[str, float | int | bool | None]:
     return {
         "offered_rps": rate,
         "served_rps": step.throughput_rps,
@@ -100,14 +101,15 @@ def step_row(rate: float, step: StepResult, slo: Slo) -> dict[str, Any]:
     }
 
 
-def write_sweep(result: Sweep, extra: dict[str, Any], out: Path) -> dict[str, Path]:
+def write_sweep(result: Sweep, found: Findings, out: Path) -> dict[str, Path]:
     """sweep.json (every step in full, probes included) and sweep.csv (one row per rate)."""
     slo = result.slo
     rows = [step_row(rate, step, slo) for rate, step in result.rates]
     data = {
-        "slo": {"latency_ms": slo.latency_ms, "percentile": slo.percentile, "why": slo.reason},
+        "slo": asdict(slo),
         "rows": rows,
-        **extra,
+        "knee": asdict(found.knee) if found.knee else None,
+        "pareto_front": [asdict(p) for p in found.pareto_front],
         "probes": {
             "unloaded": _step_dict(result.unloaded),
             "capacity": _step_dict(result.capacity),
@@ -115,7 +117,7 @@ def write_sweep(result: Sweep, extra: dict[str, Any], out: Path) -> dict[str, Pa
         "steps": [{"offered_rps": r, **_step_dict(s)} for r, s in result.rates],
     }
     paths = {"sweep_json": out / "sweep.json", "sweep_csv": out / "sweep.csv"}
-    paths["sweep_json"].write_text(json.dumps(data, indent=2, default=_finite))
+    paths["sweep_json"].write_text(json.dumps(json_safe(data), indent=2))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["offered_rps"])
     writer.writeheader()
@@ -124,14 +126,9 @@ def write_sweep(result: Sweep, extra: dict[str, Any], out: Path) -> dict[str, Pa
     return paths
 
 
-def _step_dict(step: StepResult) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return {k: v for k, v in asdict(step).items() if k not in ("histogram",)}
-
-
-def _finite(value: object) -> object:
-    return None if isinstance(value, float) and not math.isfinite(value) else str(value)
+def _step_dict(step: StepResult) -> dict[str, object]:
+    """A step as the load tester records it, less its encoded histogram."""
+    return {k: v for k, v in asdict(step).items() if k != "histogram"}
 
 
 README = """# demo-results

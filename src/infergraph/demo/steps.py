@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 from rich.console import Console
 
 from infergraph.cost.pricing import PriceCatalog, graph_cost
 from infergraph.demo import plots, report
+from infergraph.demo.findings import Findings, RatePoint
 from infergraph.demo.sizing import DEFAULT_HARDWARE, Scale, as_run, demo_sized, machine_cores
 from infergraph.demo.sweep import (
     Runner,
@@ -37,21 +37,6 @@ class DemoSettings:
     profile_repeats: int = 5
     profile_requests: int = 20
     ready_timeout_s: float = 900.0
-
-
-@dataclass
-class Findings:
-    """What the steps measured and decided: the summary screen and summary.json."""
-
-    graph: str
-    hardware: str
-    values: dict[str, Any] = field(default_factory=dict)
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.values[key] = value
-
-    def get(self, key: str) -> Any:
-        return self.values.get(key)
 
 
 def _write_graph(graph: InferenceGraph, path: Path) -> Path:
@@ -89,9 +74,9 @@ def serve_setup(
         f"{instance.memory_gib:g} GiB, ${instance.usd_per_hour:g}/hour) shared by all "
         f"{len(served.spec.nodes)} nodes = ${hourly:.4f}/hour; written to {path}"
     )
-    found["scale"] = settings.scale
-    found["checkpoints_swapped"] = {s.node: {"graph": s.named, "served": s.served} for s in swaps}
-    found["usd_per_hour_as_run"] = hourly
+    found.scale = settings.scale
+    found.checkpoints_swapped = {s.node: {"graph": s.named, "served": s.served} for s in swaps}
+    found.usd_per_hour_as_run = hourly
     return path, served
 
 
@@ -125,28 +110,16 @@ def find_knee(
     nodes = [n.name for n in served.spec.nodes]
     if top:
         con.print(report.breakdown_table(top[1], nodes, f"the knee ({top[0]:g} req/s)"))
-    found["slo"] = {"latency_ms": slo.latency_ms, "percentile": slo.percentile, "why": slo.reason}
-    found["knee"] = _point(top, slo.percentile)
-    found["cheapest_meeting_slo"] = _point(cheapest, slo.percentile)
-    found["stages_at_knee"] = report.node_breakdown(top[1], nodes) if top else {}
-    found["rates"] = [rate for rate, _ in result.rates]
+    found.slo = slo
+    found.knee = RatePoint.of(top, slo.percentile)
+    found.cheapest_meeting_slo = RatePoint.of(cheapest, slo.percentile)
+    found.stages_at_knee = report.node_breakdown(top[1], nodes) if top else {}
+    found.rates = [rate for rate, _ in result.rates]
     return result
 
 
 class DemoGraphError(InfergraphError):
     """The served graph answered no request; the message carries what it said."""
-
-
-def _point(point: tuple[float, Any] | None, percentile: float) -> dict[str, Any] | None:
-    if point is None:
-        return None
-    rate, step = point
-    return {
-        "offered_rps": rate,
-        "served_rps": step.throughput_rps,
-        f"p{percentile:g}_ms": step.percentile_ms(percentile),
-        "usd_per_million": step.usd_per_million,
-    }
 
 
 def price(result: Sweep, served: InferenceGraph, found: Findings, out: Path, con: Console) -> None:
@@ -172,9 +145,9 @@ def price(result: Sweep, served: InferenceGraph, found: Findings, out: Path, con
             f"[bold red]no rate met the SLO[/]: the best {p} reached was "
             f"{best.percentile_ms(slo.percentile) or math.nan:.0f} ms at {best_rate:g} req/s{who}"
         )
-        found["limiting_node"] = limit[0] if limit else None
+        found.limiting_node = limit[0] if limit else None
     title = (
-        f"'{served.name}' ({found.get('scale')} size, random weights) on "
+        f"'{served.name}' ({found.scale} size, random weights) on "
         f"{machine_cores()} CPU cores, priced as one {found.hardware}"
     )
     knee_point = knee(result)
@@ -184,11 +157,9 @@ def price(result: Sweep, served: InferenceGraph, found: Findings, out: Path, con
         ),
         plots.cost_latency(result.rates, slo, cheapest, title, out / "cost_latency.png"),
     ]
-    front = plots.front_of(result.rates, slo)
-    found["pareto_front"] = [
-        {"usd_per_million": c, f"{p}_ms": ms, "rate": lbl} for c, ms, lbl in front
+    found.pareto_front = [
+        RatePoint.at(rate, step, slo.percentile)
+        for rate, step in plots.front_points(result.rates, slo)
     ]
-    report.write_sweep(
-        result, {"knee": found.get("knee"), "pareto_front": found.get("pareto_front")}, out
-    )
+    report.write_sweep(result, found, out)
     con.print("plots: " + ", ".join(str(p_) for p_ in paths))

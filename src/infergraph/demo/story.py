@@ -7,7 +7,6 @@ included, stops it and leaves a folder whose README says what the run got to.
 
 from __future__ import annotations
 
-import json
 import platform
 import shutil
 import time
@@ -19,9 +18,10 @@ from rich.table import Table
 
 from infergraph.cost.pricing import load_catalog
 from infergraph.demo import plan_steps, report, steps
+from infergraph.demo.findings import Findings, RatePoint
 from infergraph.demo.server import DemoError, GraphServer
 from infergraph.demo.sizing import machine_cores, offline_scale
-from infergraph.demo.steps import DemoSettings, Findings
+from infergraph.demo.steps import DemoSettings
 from infergraph.graph.model import load_graph
 
 MARKER = ".infergraph-demo"
@@ -53,8 +53,8 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> Findings
         scale = offline_scale(settings.scale)
         with GraphServer(served_file, scale, settings.out / "server.log") as server:
             with con.status("building random-weight checkpoints and starting MLServer..."):
-                found["ready_s"] = server.wait_ready(settings.ready_timeout_s)
-            con.print(f"[green]ready[/] in {found.get('ready_s'):.0f} s: {server.url}")
+                found.ready_s = server.wait_ready(settings.ready_timeout_s)
+            con.print(f"[green]ready[/] in {found.ready_s:.0f} s: {server.url}")
             result = steps.find_knee(settings, served, served_file, server.url, found, con)
             steps.price(result, served, found, settings.out, con)
             profile = plan_steps.profile(settings, served, server.url, con)
@@ -65,8 +65,8 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> Findings
         con.print("\n[bold yellow]interrupted[/]: every process the demo started is stopped")
         raise
     finally:
-        found["seconds"] = time.monotonic() - started
-        found["complete"] = complete
+        found.seconds = time.monotonic() - started
+        found.complete = complete
         _leave_results(settings.out, found)
         if not complete:
             con.print(f"partial results are in {settings.out}/ (its README.md lists them)")
@@ -77,61 +77,57 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> Findings
 def _leave_results(out: Path, found: Findings) -> None:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{platform.processor() or platform.machine()}, {machine_cores()} cores, no GPU used"
-    summary = {"graph": found.graph, "hardware": found.hardware, "when": when, **found.values}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    found.write(out / "summary.json", when)
     report.write_readme(out, when, machine)
 
 
 def summary_screen(found: Findings, settings: DemoSettings, con: Console) -> None:
     """Step 6: one screen with the answer to each step, and where its files are."""
-    con.rule(f"[bold]summary[/]: '{found.graph}' in {found.get('seconds'):.0f} s")
-    slo = found.get("slo") or {}
-    p = f"p{slo.get('percentile', 95):g}"
+    con.rule(f"[bold]summary[/]: '{found.graph}' in {found.seconds:.0f} s")
+    p = f"p{found.slo.percentile:g}" if found.slo else "p95"
     table = Table(show_header=False, box=None, padding=(0, 1))
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     table.add_row(
         "served",
-        f"{found.get('scale')} size, random weights, ready in "
-        f"{found.get('ready_s') or 0:.0f} s, priced as one {found.hardware} "
-        f"(${found.get('usd_per_hour_as_run') or 0:.4f}/hour)",
+        f"{found.scale} size, random weights, ready in {found.ready_s:.0f} s, priced as one "
+        f"{found.hardware} (${found.usd_per_hour_as_run:.4f}/hour)",
     )
-    table.add_row("SLO", f"{p} <= {slo.get('latency_ms', 0):g} ms: {slo.get('why', '')}")
-    table.add_row("knee", _point_text(found.get("knee"), p))
-    cheapest = found.get("cheapest_meeting_slo")
+    if found.slo:
+        table.add_row("SLO", f"{p} <= {found.slo.latency_ms:g} ms: {found.slo.reason}")
+    table.add_row("knee", _point_text(found.knee, p))
+    cheapest = found.cheapest_meeting_slo
     table.add_row(
         "cheapest",
         _point_text(cheapest, p)
         if cheapest
-        else f"no rate met the SLO; node '{found.get('limiting_node')}' limits it",
+        else f"no rate met the SLO; node '{found.limiting_node}' limits it",
     )
-    table.add_row("plan", _plan_text(found.get("plan"), p))
+    table.add_row("plan", _plan_text(found, p))
     table.add_row("manifests", f"{settings.out}/manifests/{{original,planned}}/<engine>/")
     table.add_row("everything", f"{settings.out}/ (README.md says what each file is)")
     con.print(table)
 
 
-def _point_text(point: dict[str, float] | None, p: str) -> str:
-    if not point:
+def _point_text(point: RatePoint | None, p: str) -> str:
+    if point is None:
         return "-"
     return (
-        f"{point['offered_rps']:g} req/s offered, {point['served_rps']:.2f} served, "
-        f"{p} {point.get(f'{p}_ms') or 0:.0f} ms, ${point['usd_per_million']:,.2f}/million"
+        f"{point.offered_rps:g} req/s offered, {point.served_rps:.2f} served, "
+        f"{p} {point.latency_ms or 0:.0f} ms, ${point.usd_per_million or 0:,.2f}/million"
     )
 
 
-def _plan_text(plan: dict[str, object] | None, p: str) -> str:
-    if not plan:
+def _plan_text(found: Findings, p: str) -> str:
+    if found.plan_error:
+        return f"no plan: {found.plan_error}"
+    plan = found.plan
+    if plan is None:
         return "-"
-    if "error" in plan:
-        return f"no plan: {plan['error']}"
-    nodes = plan["nodes"]
-    assert isinstance(nodes, dict)
     per_node = ", ".join(
-        f"{n} x{o['replicas']} (batch {o['max_batch_size']})" for n, o in nodes.items()
+        f"{n} x{o.replicas} (batch {o.max_batch_size})" for n, o in plan.nodes.items()
     )
     return (
-        f"{plan['rate_rps']:g} req/s: {per_node}; predicted {p} "
-        f"{plan[f'predicted_{p}_ms']:.0f} ms, ${plan['usd_per_hour']:.2f}/hour, "
-        f"${plan['usd_per_million']:.2f}/million"
+        f"{plan.rate_rps:g} req/s: {per_node}; predicted {p} {plan.predicted_ms:.0f} ms, "
+        f"${plan.usd_per_hour:.2f}/hour, ${plan.usd_per_million:.2f}/million"
     )
