@@ -75,7 +75,7 @@ def plan(
 ) -> Path | None:
     """`infergraph plan` for the stated rate; a plan that cannot be made is said plainly."""
     from infergraph.planner.planning import plan_graph
-    from infergraph.planner.report import node_table, write_outputs
+    from infergraph.planner.report import node_table, verdict, write_outputs
 
     inputs = _plan_inputs(settings, served, profile_path, slo, catalog, found, con)
     try:
@@ -87,14 +87,9 @@ def plan(
         found.plan_error = str(exc)
         return None
     con.print(node_table(outcome))
+    con.print(verdict(outcome))
+    con.print(f"planned in {outcome.seconds:.1f} s -> {files['graph']}")
     final = outcome.final
-    verdict = "meets" if final.latency_ms <= slo.latency_ms else "misses"
-    con.print(
-        f"predicted p{slo.percentile:g} [bold]{final.latency_ms:.0f} ms[/] {verdict} the SLO "
-        f"({outcome.attainment:.2%} of requests within it) at [bold]${final.usd_per_hour:.4f}"
-        f"/hour[/], ${outcome.usd_per_million():.2f} per million; planned in "
-        f"{outcome.seconds:.1f} s -> {files['graph']}"
-    )
     found.plan = PlanSummary(
         rate_rps=inputs.workload.mean_rps,
         predicted_ms=final.latency_ms,

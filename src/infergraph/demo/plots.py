@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from async_load_tester.plots import pareto_front
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from async_load_tester import StepResult
 from infergraph.demo.sweep import CARRIED, SATURATED_SLO, Slo, is_carried
@@ -75,13 +76,7 @@ def latency_throughput(
     _log_if_wide(ax, [v for ys in lines.values() for v in ys if math.isfinite(v)], "y")
     ax.set_xlabel("served throughput (requests/s)")
     ax.set_ylabel("latency from intended send (ms)")
-    ax.set_title(f"Latency vs throughput: {title}", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, f"Latency vs throughput: {title}", path)
 
 
 def _mark_saturated(ax: Axes, points: list[Point], ys: list[float]) -> None:
@@ -152,7 +147,11 @@ def cost_latency(
     _log_if_wide(ax, [y for y in ys if math.isfinite(y)], "y")
     ax.set_xlabel(f"p{slo.percentile:g} latency (ms)")
     ax.set_ylabel("$ per million inferences")
-    ax.set_title(f"Cost vs latency: {title}", fontsize=10)
+    return _save(fig, ax, f"Cost vs latency: {title}", path)
+
+
+def _save(fig: Figure, ax: Axes, title: str, path: Path) -> Path:
+    ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()

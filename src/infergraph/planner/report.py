@@ -122,18 +122,24 @@ def _autoscaling_assumption(outcome: PlanOutcome) -> str:
     )
 
 
-def print_report(outcome: PlanOutcome, console: Console) -> None:
+def verdict(outcome: PlanOutcome) -> str:
+    """One line: the plan's predicted percentile against the SLO, and what it costs."""
     s = outcome.inputs.settings
-    console.print(node_table(outcome))
     final = outcome.final
-    verdict = "[green]meets[/]" if final.latency_ms <= s.slo_ms else "[red]misses[/]"
-    console.print(
-        f"end to end p{s.percentile:g}: [bold]{final.latency_ms:.1f} ms[/] {verdict} the SLO of "
+    meets = "[green]meets[/]" if final.latency_ms <= s.slo_ms else "[red]misses[/]"
+    return (
+        f"end to end p{s.percentile:g}: [bold]{final.latency_ms:.1f} ms[/] {meets} the SLO of "
         f"{s.slo_ms:g} ms ({outcome.attainment * 100:.2f}% of requests within it); "
         f"[bold]${final.usd_per_hour:.4f}/hour[/] (${outcome.peak_usd_per_hour:.4f} with every "
         f"node at its planned replicas), "
         f"${outcome.usd_per_million():.3f} per million inferences at the mean rate"
     )
+
+
+def print_report(outcome: PlanOutcome, console: Console) -> None:
+    s = outcome.inputs.settings
+    console.print(node_table(outcome))
+    console.print(verdict(outcome))
     console.print(scaling_table(outcome))
     front = Table(title="Pareto front: $/hour against simulated latency (search load)")
     front.add_column("$/hour", justify="right")
