@@ -1,8 +1,8 @@
 """`infergraph demo` end to end at its smallest scale, as a user runs it (a real process).
 
 One full run checks every artifact the demo promises and that it leaves no process
-behind; a second run is interrupted with Ctrl-C (SIGINT) once its server is up, and must
-stop everything it started and say where its partial results are.
+behind; a second run is interrupted with Ctrl-C (SIGINT) while its MLServer is starting,
+and must stop everything it started and say where its partial results are.
 """
 
 from __future__ import annotations
@@ -172,23 +172,19 @@ def test_demo_replaces_its_own_folder_and_refuses_others(tmp_path: Path) -> None
 
 
 def test_ctrl_c_stops_every_process_and_names_the_partial_results(tmp_path: Path) -> None:
+    """Interrupted while MLServer is still starting: the hardest moment to leave nothing."""
     out = tmp_path / "demo-results"
     tag = uuid.uuid4().hex
     proc = _demo(out, tag)
-    assert proc.stdout is not None
-    seen = []
-    for line in proc.stdout:  # interrupt once the graph is served and the sweep began
-        seen.append(line)
-        if "2. find the knee" in line:
-            break
-    else:
-        pytest.fail("".join(seen)[-3000:])
-    time.sleep(1.0)
+    deadline = time.monotonic() + 240
+    while not any("mlserver" in cmd for cmd in _tagged(tag)):
+        assert proc.poll() is None and time.monotonic() < deadline, "MLServer never started"
+        time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=120)
+    rest, _ = proc.communicate(timeout=180)
     assert proc.returncode == 130, rest[-3000:]
-    assert "interrupted" in rest and f"partial results are in {out}" in rest
+    assert "interrupted" in rest and f"partial results are in {out}" in rest, rest[-3000:]
     assert _no_leftovers(tag) == []
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["complete"] is False
+    assert summary["complete"] is False and summary["knee"] is None
     assert (out / "README.md").is_file() and (out / "graph-as-run.yaml").is_file()

@@ -68,6 +68,7 @@ class GraphServer:
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.ready_s = 0.0
+        self._family: set[int] = set()  # the server's processes, as last seen alive
 
     @property
     def url(self) -> str:
@@ -94,6 +95,7 @@ class GraphServer:
             if self.process.poll() is not None:
                 tail = self.log.read_text(errors="replace")[-3000:]
                 raise DemoError(f"the graph server exited before it was ready:\n{tail}")
+            self._family.update(descendants(self.process.pid))
             try:
                 if httpx.get(f"{self.url}/v2/health/ready", timeout=2).status_code == 200:
                     self.ready_s = time.monotonic() - started
@@ -112,17 +114,24 @@ class GraphServer:
         self.stop()
 
     def stop(self, grace_s: float = 30.0) -> None:
-        """SIGTERM the server (it stops its MLServer), then SIGKILL anything left over."""
-        if self.process is None or self.process.poll() is not None:
+        """SIGTERM the server, then SIGKILL whatever of its processes outlives the grace.
+
+        A ready server stops its MLServer itself. One still starting would first wait for
+        MLServer to come up, so then every process of the family is signalled at once.
+        """
+        if self.process is None:
             return
-        family = descendants(self.process.pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            _signal_all([self.process.pid], signal.SIGKILL)
-            self.process.wait()
+        family = self._family | set(descendants(self.process.pid))
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            if not self.ready_s:
+                _signal_all(sorted(family), signal.SIGTERM)
+            try:
+                self.process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                _signal_all([self.process.pid], signal.SIGKILL)
+                self.process.wait()
         deadline = time.monotonic() + 10.0
         while time.monotonic() < deadline and any(_alive(pid) for pid in family):
             time.sleep(0.2)
