@@ -171,6 +171,33 @@ def test_demo_replaces_its_own_folder_and_refuses_others(tmp_path: Path) -> None
     assert (theirs / "keep.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--hardware", "no-such-class"], "hardware class 'no-such-class'"),
+        (["--graph", "k8s/graphs/missing.yaml"], "missing.yaml"),
+        (["--scale", "huge"], "--scale must be demo, full or tiny"),
+        (["--plan-rate", "nan"], "--plan-rate must be a request rate > 0"),
+        (["--step-seconds", "0"], "--step-seconds must be between 1 and 600"),
+    ],
+)
+def test_bad_options_are_named_and_touch_no_results(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    out = tmp_path / "demo-results"
+    done = subprocess.run(
+        [sys.executable, "-m", "infergraph.cli", "demo", "--out", str(out), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert done.returncode != 0
+    assert message in done.stderr + done.stdout, done.stderr
+    assert not out.exists()
+
+
 def test_ctrl_c_stops_every_process_and_names_the_partial_results(tmp_path: Path) -> None:
     """Interrupted while MLServer is still starting: the hardest moment to leave nothing."""
     out = tmp_path / "demo-results"

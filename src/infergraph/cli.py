@@ -177,8 +177,9 @@ def demo(
         ),
     ] = "demo",
     hardware: Annotated[
-        str, typer.Option(help="price-catalog class this machine stands for")
-    ] = "c7i.large",
+        str | None,
+        typer.Option(help="price-catalog class this machine stands for (default: c7i.large)"),
+    ] = None,
     plan_rate: Annotated[
         float | None, typer.Option(help="req/s to plan for (default: ten times the knee)")
     ] = None,
@@ -189,6 +190,7 @@ def demo(
 ) -> None:
     """Serve a graph offline, find its knee, price it, plan it and render it (about 5 min)."""
     from infergraph.demo import DemoSettings, run_demo
+    from infergraph.demo.sizing import DEFAULT_HARDWARE
     from infergraph.demo.sweep import SweepSettings
 
     if scale not in ("demo", "full", "tiny"):
@@ -202,7 +204,7 @@ def demo(
         graph_file=graph_file,
         out=out,
         scale=scale,  # type: ignore[arg-type]
-        hardware=hardware,
+        hardware=hardware or DEFAULT_HARDWARE,
         plan_rate=plan_rate,
         sweep=sweep,
     )

@@ -43,9 +43,10 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> Findings
     """The five steps and the summary; the server is stopped on every way out."""
     con = console or Console(width=WIDTH)
     started = time.monotonic()
-    prepare_folder(settings.out)
     catalog = load_catalog()
+    catalog.get(settings.hardware)  # bad input fails here, before the folder is touched
     graph = load_graph(settings.graph_file)
+    prepare_folder(settings.out)
     found = Findings(graph=graph.name, hardware=settings.hardware)
     complete = False
     try:
