@@ -16,13 +16,14 @@ export TOKENIZERS_PARALLELISM := false
 RUN := $(UV) run --frozen --no-sync
 RUN_SELDON := UV_PROJECT_ENVIRONMENT=.venv-seldon $(UV) run --frozen --no-sync --no-default-groups --group seldon-dev --extra seldon
 
-.PHONY: help install demo test lint unit seldon-test render crd bench-runtimes bench-hops bench-loadtester \
+.PHONY: help install demo test test-fast lint unit seldon-test render crd bench-runtimes bench-hops bench-loadtester \
 	bench-peers bench-planner planner-gpu-profiles bench-kserve-hops engine-test images image-test bench-images image-tools clean \
 	perf-analyzer
 
 help:
 	@echo "make demo    serve the cascade locally (random weights), find its knee, price it, plan it, render it"
 	@echo "make test    lint, then every test (MLServer, graphs, renderers, load tester, Seldon v1)"
+	@echo "make test-fast    the tests that start no server (a few minutes)"
 	@echo "make bench-runtimes | bench-hops | bench-loadtester | bench-peers | bench-planner | bench-kserve-hops    benchmarks -> bench-results/*.json"
 	@echo "make render  regenerate k8s/rendered/, k8s/crds/ and the chart's generated files"
 	@echo "make engine-test    every shipped graph through the Seldon v2, Seldon v1 and KServe engine models"
@@ -59,6 +60,10 @@ lint: .venv/.synced
 
 unit: .venv/.synced .venv-kserve/.synced perf-analyzer
 	$(RUN) python -m pytest -q --ignore=tests/seldon -m "not sweep"
+
+# The tier to run while editing: no server processes, no checkpoints built (`slow` deselected).
+test-fast: .venv/.synced
+	$(RUN) python -m pytest -q --ignore=tests/seldon -m "not slow and not sweep"
 
 # Every shipped graph on every engine against the local run (make test runs the named cases).
 engine-test: .venv/.synced .venv-seldon/.synced

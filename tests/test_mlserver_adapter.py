@@ -7,8 +7,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 
 from tests.servers import mlserver, v2_input, write_model
+
+pytestmark = pytest.mark.slow  # every test here starts a real MLServer
 
 
 def test_identity_and_combiner_round_trip_and_bad_input(tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ def test_server_settings_keep_the_model_in_process(path: Path) -> None:
     assert settings.parallel_workers == 0
 
 
+@pytest.mark.slow  # starts a real `mlserver start`
 def test_a_shipped_folder_serves_as_the_readme_starts_it(tmp_path: Path) -> None:
     """`mlserver start mlserver/text-embedding`, ports from MLServer's environment variables.
 
