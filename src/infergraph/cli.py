@@ -189,9 +189,13 @@ def demo(
     out: Annotated[Path, typer.Option(help="results folder (replaced)")] = Path("demo-results"),
 ) -> None:
     """Serve a graph offline, find its knee, price it, plan it and render it (about 5 min)."""
-    from infergraph.demo import DemoSettings, run_demo
-    from infergraph.demo.sizing import DEFAULT_HARDWARE
-    from infergraph.demo.sweep import SweepSettings
+    try:
+        from infergraph.demo import DemoSettings, run_demo
+        from infergraph.demo.sizing import DEFAULT_HARDWARE
+        from infergraph.demo.sweep import SweepSettings
+    except ImportError as exc:
+        _fail(f"the demo needs the load tester and MLServer (uv sync, or make demo): {exc}")
+        return
 
     if scale not in ("demo", "full", "tiny"):
         _fail(f"--scale must be demo, full or tiny, not '{scale}'")
