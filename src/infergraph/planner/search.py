@@ -28,7 +28,7 @@ from infergraph.cost.pricing import CostError, PriceCatalog, node_cost
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import Node
 from infergraph.planner.autoscaler import ScalerModel
-from infergraph.planner.profiles import NodeProfile, ProfileSet
+from infergraph.planner.profiles import NodeProfile, ProfileError, ProfileSet
 from infergraph.planner.simulator import (
     NodeConfig,
     ServiceModel,
@@ -71,6 +71,25 @@ class Option:
 
     def config(self) -> NodeConfig:
         return node_config(self.profile, self.max_batch_size, self.max_batch_time_ms, self.replicas)
+
+
+@dataclass
+class NodeSpace:
+    """What searching one node found: its options within the SLO alone, and the fastest
+    configuration it tried, within the SLO or not (what the graph can do at best)."""
+
+    options: list[Option]
+    fastest: Option | None
+
+    @property
+    def fastest_ms(self) -> float:
+        return self.fastest.latency_ms if self.fastest is not None else math.inf
+
+    def consider(self, option: Option, budget_ms: float) -> None:
+        if option.latency_ms <= budget_ms:
+            self.options.append(option)
+        if self.fastest is None or option.latency_ms < self.fastest.latency_ms:
+            self.fastest = option
 
 
 @dataclass
@@ -179,6 +198,7 @@ class Planner:
         self.settings = settings
         self.ingress_s = profiles.ingress_ms / 1000.0
         self.simulations = 0
+        check_priced(profiles, catalog)
 
     # -- one node -----------------------------------------------------------------------------
     def _node_arrivals(self, node: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -203,20 +223,20 @@ class Planner:
 
         Also returns the lowest latency seen, for the message when nothing fits.
         """
+        space = self.node_space(node)
+        return space.options, space.fastest_ms
+
+    def node_space(self, node: str) -> NodeSpace:
+        """The node's options within the SLO alone, and the fastest one tried at all."""
         s = self.settings
         rng = np.random.default_rng(s.seed + 17)
         arrivals, rows = self._node_arrivals(node, rng)
         span = float(arrivals[-1] - arrivals[0]) if arrivals.size > 1 else 1.0
         row_rate = rows.sum() / max(span, 1e-9)
         budget_ms = s.slo_ms - self.profiles.ingress_ms
-        options: list[Option] = []
-        fastest = math.inf
-        for hardware, profile in sorted(self.profiles.by_node[node].items()):
-            try:
-                deployed = deployed_node(self.nodes[node], hardware, self.catalog)
-                per_replica = node_cost(deployed, self.catalog, replicas=1).usd_per_hour
-            except CostError:
-                continue  # does not fit on this class: not an option
+        space = NodeSpace([], None)
+        for hardware, per_replica in self.per_replica_usd(node).items():
+            profile = self.profiles.by_node[node][hardware]
             for batch in self._batches(profile):
                 delays = [0.0] if batch == 1 else [d for d in s.delays_ms if d < budget_ms / 2]
                 capacity = batch / (profile.median_ms(batch) / 1000.0)
@@ -225,21 +245,12 @@ class Planner:
                     found, previous = 0, math.inf
                     while k <= s.max_replicas and found < 2:
                         lat = self._node_latency(profile, batch, delay, k, arrivals, rows)
-                        fastest = min(fastest, lat)
+                        option = Option(
+                            node, hardware, batch, delay, k, per_replica * k, per_replica, lat,
+                            profile,
+                        )  # fmt: skip
+                        space.consider(option, budget_ms)
                         if lat <= budget_ms:
-                            options.append(
-                                Option(
-                                    node,
-                                    hardware,
-                                    batch,
-                                    delay,
-                                    k,
-                                    per_replica * k,
-                                    per_replica,
-                                    lat,
-                                    profile,
-                                )
-                            )
                             found += 1
                             k += 1
                         elif lat > previous * 0.99:
@@ -247,7 +258,27 @@ class Planner:
                         else:
                             previous = lat
                             k = k + 1 if lat < 4 * budget_ms else math.ceil(k * 1.5)
-        return options, fastest
+        return space
+
+    def per_replica_usd(self, node: str) -> dict[str, float]:
+        """$/hour of one replica of `node` on each profiled class it fits on.
+
+        A class it fits on nowhere leaves nothing to plan: the error gives each class's reason.
+        """
+        costs: dict[str, float] = {}
+        reasons: list[str] = []
+        for hardware in sorted(self.profiles.by_node[node]):
+            try:
+                deployed = deployed_node(self.nodes[node], hardware, self.catalog)
+                costs[hardware] = node_cost(deployed, self.catalog, replicas=1).usd_per_hour
+            except CostError as exc:
+                reasons.append(exc.reason)
+        if not costs:
+            raise CostError(
+                f"node '{node}'",
+                f"fits none of its profiled hardware classes: {'; '.join(reasons)}",
+            )
+        return costs
 
     def _node_latency(
         self,
@@ -313,19 +344,10 @@ class Planner:
     def search(self) -> SearchResult:
         started = time.perf_counter()
         s = self.settings
-        fronts: dict[str, list[Option]] = {}
-        for node in self.topology.nodes:
-            options, fastest = self.node_options(node)
-            if not options:
-                raise InfeasibleSloError(
-                    s.slo_ms,
-                    s.percentile,
-                    fastest + self.profiles.ingress_ms,
-                    node,
-                    f"alone, on any profiled hardware, batch size and replica count, its own "
-                    f"p{s.percentile:g} is at least {fastest:.1f} ms",
-                )
-            fronts[node] = pareto_options(options)
+        spaces = {node: self.node_space(node) for node in self.topology.nodes}
+        if not all(space.options for space in spaces.values()):
+            raise self.unreachable(spaces)
+        fronts = {node: pareto_options(space.options) for node, space in spaces.items()}
         names = list(fronts)
         always = [
             n for n in names if run_probability(self.topology, n, self.profiles.branches) >= 1.0
@@ -378,6 +400,27 @@ class Planner:
             repaired,
         )
 
+    def unreachable(self, spaces: Mapping[str, NodeSpace]) -> InfeasibleSloError:
+        """Why no plan exists when some node cannot meet the SLO even alone.
+
+        The best achievable percentile is the whole graph's with every node at its fastest
+        configuration (simulated, so a chain's nodes add up), and the node that limits it is
+        the one slowest on its own there: not merely the first node found wanting.
+        """
+        s = self.settings
+        fastest = {n: sp.fastest for n, sp in spaces.items() if sp.fastest is not None}
+        best = self.evaluate(fastest)
+        limiting = max(fastest, key=lambda n: (best.node_latency_ms.get(n, 0.0), n))
+        own = max(best.node_latency_ms.get(limiting, 0.0), spaces[limiting].fastest_ms)
+        return InfeasibleSloError(
+            s.slo_ms,
+            s.percentile,
+            best.latency_ms,
+            limiting,
+            f"alone, on any profiled hardware, batch size and replica count, its own "
+            f"p{s.percentile:g} is at least {own:.1f} ms",
+        )
+
     def repair(self, start: Evaluated, evaluated: list[Evaluated]) -> Evaluated:
         """When no combination of per-node options passes together, add replicas where it hurts.
 
@@ -415,6 +458,23 @@ class Planner:
     @staticmethod
     def _cost(names: list[str], fronts: dict[str, list[Option]], idx: tuple[int, ...]) -> float:
         return sum(fronts[n][i].usd_per_hour for n, i in zip(names, idx, strict=True))
+
+
+def check_priced(profiles: ProfileSet, catalog: PriceCatalog) -> None:
+    """Every class a profile was taken on must have a price, or no plan could cost it.
+
+    Skipping such a class quietly would plan as if the user had not given that profile.
+    """
+    for prof in profiles.profiles:
+        classes = {prof.hardware_class, *(n.hardware_class for n in prof.nodes.values())}
+        for hardware in sorted(classes - set(catalog.classes)):
+            raise ProfileError(
+                f"profile '{prof.source}'",
+                f"was taken on hardware class '{hardware}', which the price catalog does not "
+                f"have, so no plan can cost it: define '{hardware}' (vcpus, memory_gib, gpus, "
+                "usd_per_hour) in a --catalog file, or profile on a class it has "
+                f"({', '.join(sorted(catalog.classes))})",
+            )
 
 
 def densest(arrivals: np.ndarray, rows: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
