@@ -696,11 +696,51 @@ def _reused_rows(path: Path, running: set[str]) -> dict[str, Any]:
     import json
 
     earlier = json.loads(path.read_text())
-    out: dict[str, Any] = {"created": earlier.get("created")}
-    for part, flag in (("cost", "cost"), ("reality-check", "check")):
+    out: dict[str, Any] = {
+        "created": earlier.get("created"),
+        "summary": earlier.get("summary") or {},
+        "settings": earlier.get("settings") or {},
+    }
+    for part, flag in (("cost", "cost"), ("reality-check", "check"), ("search", "search")):
         if flag not in running:
             out[part] = [r for r in earlier["rows"] if r.get("part") == part]
     return out
+
+
+def search_part(cases: int, seed: int) -> list[dict[str, Any]]:
+    """The planner's choice against the exhaustive optimum on random small cases."""
+    from benchmarks.search_cases import search_rows
+
+    rows = search_rows(cases, seed)
+    print_table(
+        "planner search against exhaustive search (same space, same simulator)",
+        rows,
+        [
+            "seed",
+            "label",
+            "optimum_usd_per_hour",
+            "planner_usd_per_hour",
+            "gap_pct",
+            "exhaustive_simulations",
+            "planner_simulations",
+        ],
+    )
+    return rows
+
+
+def search_settings(cases: int, seed: int) -> dict[str, Any]:
+    from benchmarks import search_cases as sc
+
+    return {
+        "cases": cases,
+        "first_seed": seed,
+        "shapes": list(sc.SHAPES),
+        "hardware_classes": list(sc.CPU_CLASSES + sc.GPU_CLASSES),
+        "batch_sizes": list(sc.BATCH_SIZES),
+        "delays_ms": list(sc.DELAYS_MS),
+        "max_replicas": sc.MAX_REPLICAS,
+        "duration_s": sc.DURATION_S,
+    }
 
 
 def main() -> None:
@@ -728,7 +768,13 @@ def main() -> None:
         help="check only these configurations, tagged b<batch>-<load> (b8-0.8,b4-0.7); "
         "the result is written as planner-partial",
     )
-    parser.add_argument("--parts", default="cost,check", help="cost, check or both")
+    parser.add_argument(
+        "--parts",
+        default="cost,check,search",
+        help="comma-separated: cost, check, search (the planner against exhaustive search)",
+    )
+    parser.add_argument("--search-cases", type=int, default=60, help="random cases, search part")
+    parser.add_argument("--search-seed", type=int, default=0, help="first case's seed")
     parser.add_argument("--work", default=None, help="work folder (profiles in it are reused)")
     parser.add_argument(
         "--cost-scale",
@@ -748,7 +794,8 @@ def main() -> None:
     parser.add_argument(
         "--reuse",
         default=None,
-        help="a previous planner.json whose rows stand in for the parts not run now",
+        help="a previous planner.json whose rows, summary keys and settings stand in for the "
+        "parts not run now",
     )
     args = parser.parse_args()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-planner-"))
@@ -775,6 +822,11 @@ def main() -> None:
         )
         if "check" in parts
         else reused.get("reality-check", [])
+    )
+    search_rows = (
+        search_part(args.search_cases, args.search_seed)
+        if "search" in parts
+        else reused.get("search", [])
     )
     print_table(
         "simulator against the load tester (local runner, this CPU)",
@@ -857,38 +909,59 @@ def main() -> None:
         "slo_attainment": min((r["slo_attainment"] for r in planned), default=None),
         "planner_seconds": max((r["planner_seconds"] for r in cost_rows), default=None),
     }
-    complete = (parts >= {"cost", "check"} or bool(reused)) and not (args.quick or args.only)
+    if "search" in parts:
+        from benchmarks.search_cases import search_summary
+
+        summary |= search_summary(search_rows)
+    # Keys of parts neither run now nor recomputable from reused rows keep their earlier values.
+    summary = {**reused.get("summary", {}), **{k: v for k, v in summary.items() if v is not None}}
+    complete = (parts >= {"cost", "check", "search"} or bool(reused)) and not (
+        args.quick or args.only
+    )
+    settings = {
+        "reality_check": {
+            "duration_s": args.duration,
+            "runs_per_configuration": args.runs,
+            "payload": PAYLOAD,
+            "omp_num_threads": 1,
+            "hardware_class": CHECK_CLASS,
+        },
+        "trace": {
+            "mean": args.mean,
+            "peak": args.peak,
+            "seconds": args.trace_seconds,
+            "period_s": args.trace_seconds,
+            "seed": 1,
+        },
+        "cost_profiles": f"{args.cost_scale} offline checkpoints (random weights) on this "
+        f"CPU, standing for {CHECK_CLASS}",
+        "gpu_profiles": _gpu_profile_sources(gpu_folder),
+        "max_replicas": MAX_REPLICAS,
+        "reused": {
+            "from": args.reuse,
+            "parts": sorted(k for k in reused if k not in ("created", "summary", "settings")),
+            "created": reused.get("created"),
+        }
+        if reused
+        else None,
+    }
+    if "search" in parts:
+        settings["search"] = search_settings(args.search_cases, args.search_seed)
+    if reused:
+        # settings of the reused parts are the earlier run's, not this run's defaults
+        kept = {k: v for k, v in reused["settings"].items() if k != "reused"}
+        if "check" in parts:
+            kept.pop("reality_check", None)
+        if "cost" in parts:
+            for key in ("trace", "cost_profiles", "gpu_profiles", "max_replicas"):
+                kept.pop(key, None)
+        reused_from = {**settings["reused"], "earlier": reused["settings"].get("reused")}
+        settings = {**settings, **kept, "reused": reused_from}
     path = write_results(
         "planner" if complete else "planner-partial",
-        check_rows + cost_rows,
+        check_rows + cost_rows + search_rows,
         summary,
-        {
-            "reality_check": {
-                "duration_s": args.duration,
-                "runs_per_configuration": args.runs,
-                "payload": PAYLOAD,
-                "omp_num_threads": 1,
-                "hardware_class": CHECK_CLASS,
-            },
-            "trace": {
-                "mean": args.mean,
-                "peak": args.peak,
-                "seconds": args.trace_seconds,
-                "period_s": args.trace_seconds,
-                "seed": 1,
-            },
-            "cost_profiles": f"{args.cost_scale} offline checkpoints (random weights) on this "
-            f"CPU, standing for {CHECK_CLASS}",
-            "gpu_profiles": _gpu_profile_sources(gpu_folder),
-            "max_replicas": MAX_REPLICAS,
-            "reused": {
-                "from": args.reuse,
-                "parts": sorted(k for k in reused if k != "created"),
-                "created": reused.get("created"),
-            }
-            if reused
-            else None,
-        },
+        settings,
     )
     console.print(summary)
     console.print(f"wrote {path}")
