@@ -30,7 +30,7 @@ from infergraph.planner.search import (
     SearchSettings,
     deployed_node,
 )
-from infergraph.planner.simulator import poisson_arrivals, simulate_node
+from infergraph.planner.simulator import gate_decisions, poisson_arrivals, reaches, simulate_node
 from infergraph.planner.topology import Stage, Topology
 
 CPU_CLASSES = ("c6i.2xlarge", "m6i.2xlarge", "c7i.2xlarge")
@@ -208,18 +208,11 @@ def _too_slow_first(option: Option, case: Case) -> bool:
 
 
 def _gated_arrivals(case: Case, node: str) -> np.ndarray:
-    """Arrival times of the requests that run `node`: the simulator's own gate draws.
-
-    `simulate` draws every gate's decisions first from a generator seeded with the search
-    seed, so the same draws here pick the same requests.
-    """
-    topology, n = case.topology, case.arrivals.size
+    """Arrival times of the requests that run `node`: the simulator's own gate draws."""
+    n = case.arrivals.size
     rng = np.random.default_rng(case.settings.seed)
-    taken = {g: rng.random(n) < case.profiles.branches.get(g, 1.0) for g in topology.gates}
-    runs = np.ones(n, dtype=bool)
-    for gate, side in topology.stage(node).branch:
-        runs &= taken[gate] if side == "then" else ~taken[gate]
-    return case.arrivals[runs]
+    taken = gate_decisions(case.topology, n, case.profiles.branches, rng)
+    return case.arrivals[reaches(case.topology.stage(node), taken, n)]
 
 
 def exhaustive(case: Case, catalog: PriceCatalog) -> tuple[Evaluated | None, int]:

@@ -632,13 +632,15 @@ app(["plan", "k8s/graphs/cascade.yaml", "--profiles", "{profiles[0]}", "--rate",
 # -- the search against exhaustive search -----------------------------------------------------
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3, 16, 25])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 16, 25, 143])
 def test_the_search_finds_the_exhaustive_optimum_of_small_random_cases(seed: int):
     """Same space, same simulator, same arrivals: the planner's plan costs what the optimum does.
 
     Seeds 0-3 are the benchmark's first cases; 16 and 25 are cases where the optimum holds a
     node option with the same $/hour as a faster-alone one (batch 1 beside batch 2 on the same
-    replicas), which a front keeping only the fastest option per cost dropped.
+    replicas), which a front keeping only the fastest option per cost dropped. In 143 a
+    cascade's gated node was sized alone on its own draw of which requests pass the gate
+    (124 req/s), not the graph simulation's (120 req/s), and its cheapest option looked too slow.
     """
     from benchmarks.search_cases import compare
 

@@ -33,6 +33,8 @@ from infergraph.planner.simulator import (
     NodeConfig,
     ServiceModel,
     SimResult,
+    gate_decisions,
+    reaches,
     sample_rows,
     simulate,
     simulate_node,
@@ -204,8 +206,15 @@ class Planner:
 
     # -- one node -----------------------------------------------------------------------------
     def _node_arrivals(self, node: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        p = run_probability(self.topology, node, self.profiles.branches)
-        picked = self.arrivals[rng.random(self.arrivals.size) < p]
+        """The requests the whole-graph simulation sends `node` (its own gate draws, same
+        seed): sized on another draw, a gated node can look too slow for its cheapest option
+        when that draw happens to pass a few percent more requests."""
+        n = self.arrivals.size
+        gates = gate_decisions(
+            self.topology, n, self.profiles.branches, np.random.default_rng(self.settings.seed)
+        )
+        stage = next(s for s in self.topology.stages if s.node == node)
+        picked = self.arrivals[reaches(stage, gates, n)]
         profile = next(iter(self.profiles.by_node[node].values()))
         rows = sample_rows(node_config(profile, 1, 0, 1).rows, picked.size, rng)
         keep = rows > 0
