@@ -743,6 +743,115 @@ def search_settings(cases: int, seed: int) -> dict[str, Any]:
     }
 
 
+def summarise(
+    check_rows: list[dict[str, Any]],
+    cost_rows: list[dict[str, Any]],
+    search_rows: list[dict[str, Any]],
+    parts: set[str],
+    reused: dict[str, Any],
+) -> dict[str, Any]:
+    """The summary keys from the rows; keys no row here can give keep their reused values."""
+    ratios: dict[str, dict[str, float]] = {}
+    for row in cost_rows:
+        if row["config"] == "planned":
+            baseline = next(
+                r
+                for r in cost_rows
+                if r["config"] == "batch-1 baseline"
+                and r["graph"] == row["graph"]
+                and r.get("scenario", "cpu") == row.get("scenario", "cpu")
+            )
+            ratio = baseline["usd_per_hour"] / row["usd_per_hour"]
+            ratios.setdefault(row.get("scenario", "cpu"), {})[row["graph"]] = ratio
+    planned = [r for r in cost_rows if r["config"] == "planned"]
+    beyond = [
+        r["p99_error_beyond_interval_pct"] for r in check_rows if "measured_p99_interval_ms" in r
+    ]
+    summary = {
+        "sim_p99_error_pct": max((r["p99_error_pct"] for r in check_rows), default=None),
+        "sim_p50_error_pct": max((r["p50_error_pct"] for r in check_rows), default=None),
+        # the part of each error that the measured p99's own sampling noise cannot explain
+        "sim_p99_error_beyond_interval_pct": max(beyond, default=None),
+        # the simulator on fresh Poisson draws of each run's rate, not the run's own arrivals
+        "sim_p99_error_pct_rate_only": max(
+            (r["rate_only_p99_error_pct"] for r in check_rows if "rate_only_p99_error_pct" in r),
+            default=None,
+        ),
+        # each run predicted from the one profile taken before all of them (in-process passes)
+        "sim_p99_error_pct_first_profile": max(
+            (
+                r["first_profile_p99_error_pct"]
+                for r in check_rows
+                if "first_profile_p99_error_pct" in r
+            ),
+            default=None,
+        ),
+        "sim_p99_error_pct_inrun_service": max(
+            (r["inrun_p99_error_pct"] for r in check_rows), default=None
+        ),
+        "cost_ratio": min(ratios.get("cpu", {}).values(), default=None),
+        "cost_ratio_by_graph": ratios.get("cpu", {}),
+        # full-size models, each node free to take a CPU class or the GPU class profiled on one
+        "cost_ratio_gpu": min(ratios.get("cpu+gpu", {}).values(), default=None),
+        "cost_ratio_gpu_by_graph": ratios.get("cpu+gpu", {}),
+        "slo_attainment": min((r["slo_attainment"] for r in planned), default=None),
+        "planner_seconds": max((r["planner_seconds"] for r in cost_rows), default=None),
+    }
+    if "search" in parts:
+        from benchmarks.search_cases import search_summary
+
+        summary |= search_summary(search_rows)
+    # Keys of parts neither run now nor recomputable from reused rows keep their earlier values.
+    summary = {**reused.get("summary", {}), **{k: v for k, v in summary.items() if v is not None}}
+    return summary
+
+
+def result_settings(
+    args: argparse.Namespace, gpu_folder: Path | None, parts: set[str], reused: dict[str, Any]
+) -> dict[str, Any]:
+    """What each part ran with; reused parts keep the settings of the run that made them."""
+    settings = {
+        "reality_check": {
+            "duration_s": args.duration,
+            "runs_per_configuration": args.runs,
+            "payload": PAYLOAD,
+            "omp_num_threads": 1,
+            "hardware_class": CHECK_CLASS,
+        },
+        "trace": {
+            "mean": args.mean,
+            "peak": args.peak,
+            "seconds": args.trace_seconds,
+            "period_s": args.trace_seconds,
+            "seed": 1,
+        },
+        "cost_profiles": f"{args.cost_scale} offline checkpoints (random weights) on this "
+        f"CPU, standing for {CHECK_CLASS}",
+        "gpu_profiles": _gpu_profile_sources(gpu_folder),
+        "max_replicas": MAX_REPLICAS,
+        "reused": {
+            "from": args.reuse,
+            "parts": sorted(k for k in reused if k not in ("created", "summary", "settings")),
+            "created": reused.get("created"),
+        }
+        if reused
+        else None,
+    }
+    if "search" in parts:
+        settings["search"] = search_settings(args.search_cases, args.search_seed)
+    if reused:
+        # settings of the reused parts are the earlier run's, not this run's defaults
+        kept = {k: v for k, v in reused["settings"].items() if k != "reused"}
+        if "check" in parts:
+            kept.pop("reality_check", None)
+        if "cost" in parts:
+            for key in ("trace", "cost_profiles", "gpu_profiles", "max_replicas"):
+                kept.pop(key, None)
+        reused_from = {**settings["reused"], "earlier": reused["settings"].get("reused")}
+        settings = {**settings, **kept, "reused": reused_from}
+    return settings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=240.0, help="measured seconds per rate")
@@ -863,100 +972,11 @@ def main() -> None:
             "planner_seconds",
         ],
     )
-    ratios: dict[str, dict[str, float]] = {}
-    for row in cost_rows:
-        if row["config"] == "planned":
-            baseline = next(
-                r
-                for r in cost_rows
-                if r["config"] == "batch-1 baseline"
-                and r["graph"] == row["graph"]
-                and r.get("scenario", "cpu") == row.get("scenario", "cpu")
-            )
-            ratio = baseline["usd_per_hour"] / row["usd_per_hour"]
-            ratios.setdefault(row.get("scenario", "cpu"), {})[row["graph"]] = ratio
-    planned = [r for r in cost_rows if r["config"] == "planned"]
-    beyond = [
-        r["p99_error_beyond_interval_pct"] for r in check_rows if "measured_p99_interval_ms" in r
-    ]
-    summary = {
-        "sim_p99_error_pct": max((r["p99_error_pct"] for r in check_rows), default=None),
-        "sim_p50_error_pct": max((r["p50_error_pct"] for r in check_rows), default=None),
-        # the part of each error that the measured p99's own sampling noise cannot explain
-        "sim_p99_error_beyond_interval_pct": max(beyond, default=None),
-        # the simulator on fresh Poisson draws of each run's rate, not the run's own arrivals
-        "sim_p99_error_pct_rate_only": max(
-            (r["rate_only_p99_error_pct"] for r in check_rows if "rate_only_p99_error_pct" in r),
-            default=None,
-        ),
-        # each run predicted from the one profile taken before all of them (in-process passes)
-        "sim_p99_error_pct_first_profile": max(
-            (
-                r["first_profile_p99_error_pct"]
-                for r in check_rows
-                if "first_profile_p99_error_pct" in r
-            ),
-            default=None,
-        ),
-        "sim_p99_error_pct_inrun_service": max(
-            (r["inrun_p99_error_pct"] for r in check_rows), default=None
-        ),
-        "cost_ratio": min(ratios.get("cpu", {}).values(), default=None),
-        "cost_ratio_by_graph": ratios.get("cpu", {}),
-        # full-size models, each node free to take a CPU class or the GPU class profiled on one
-        "cost_ratio_gpu": min(ratios.get("cpu+gpu", {}).values(), default=None),
-        "cost_ratio_gpu_by_graph": ratios.get("cpu+gpu", {}),
-        "slo_attainment": min((r["slo_attainment"] for r in planned), default=None),
-        "planner_seconds": max((r["planner_seconds"] for r in cost_rows), default=None),
-    }
-    if "search" in parts:
-        from benchmarks.search_cases import search_summary
-
-        summary |= search_summary(search_rows)
-    # Keys of parts neither run now nor recomputable from reused rows keep their earlier values.
-    summary = {**reused.get("summary", {}), **{k: v for k, v in summary.items() if v is not None}}
+    summary = summarise(check_rows, cost_rows, search_rows, parts, reused)
     complete = (parts >= {"cost", "check", "search"} or bool(reused)) and not (
         args.quick or args.only
     )
-    settings = {
-        "reality_check": {
-            "duration_s": args.duration,
-            "runs_per_configuration": args.runs,
-            "payload": PAYLOAD,
-            "omp_num_threads": 1,
-            "hardware_class": CHECK_CLASS,
-        },
-        "trace": {
-            "mean": args.mean,
-            "peak": args.peak,
-            "seconds": args.trace_seconds,
-            "period_s": args.trace_seconds,
-            "seed": 1,
-        },
-        "cost_profiles": f"{args.cost_scale} offline checkpoints (random weights) on this "
-        f"CPU, standing for {CHECK_CLASS}",
-        "gpu_profiles": _gpu_profile_sources(gpu_folder),
-        "max_replicas": MAX_REPLICAS,
-        "reused": {
-            "from": args.reuse,
-            "parts": sorted(k for k in reused if k not in ("created", "summary", "settings")),
-            "created": reused.get("created"),
-        }
-        if reused
-        else None,
-    }
-    if "search" in parts:
-        settings["search"] = search_settings(args.search_cases, args.search_seed)
-    if reused:
-        # settings of the reused parts are the earlier run's, not this run's defaults
-        kept = {k: v for k, v in reused["settings"].items() if k != "reused"}
-        if "check" in parts:
-            kept.pop("reality_check", None)
-        if "cost" in parts:
-            for key in ("trace", "cost_profiles", "gpu_profiles", "max_replicas"):
-                kept.pop(key, None)
-        reused_from = {**settings["reused"], "earlier": reused["settings"].get("reused")}
-        settings = {**settings, **kept, "reused": reused_from}
+    settings = result_settings(args, gpu_folder, parts, reused)
     path = write_results(
         "planner" if complete else "planner-partial",
         check_rows + cost_rows + search_rows,
