@@ -3,7 +3,8 @@
 How: every node's options are enumerated and simulated on their own (hardware class
 x max batch size x max batch delay, with the fewest replicas that keep that node
 within the SLO, and one more), and only each node's Pareto-optimal options (no
-other option both cheaper and faster) are kept. Combinations of those are then
+other option both cheaper and faster; up to three at one cost, see `pareto_options`)
+are kept. Combinations of those are then
 visited best-first in order of $/hour (a heap over index vectors), skipping any
 whose lower bound (the slowest always-run node's own percentile) already breaks
 the SLO, and each is checked by the whole-graph simulation. The first one the
