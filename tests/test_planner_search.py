@@ -632,7 +632,7 @@ app(["plan", "k8s/graphs/cascade.yaml", "--profiles", "{profiles[0]}", "--rate",
 # -- the search against exhaustive search -----------------------------------------------------
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3, 16, 25, 143])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 16, 25, 143, 225])
 def test_the_search_finds_the_exhaustive_optimum_of_small_random_cases(seed: int):
     """Same space, same simulator, same arrivals: the planner's plan costs what the optimum does.
 
@@ -641,6 +641,8 @@ def test_the_search_finds_the_exhaustive_optimum_of_small_random_cases(seed: int
     replicas), which a front keeping only the fastest option per cost dropped. In 143 a
     cascade's gated node was sized alone on its own draw of which requests pass the gate
     (124 req/s), not the graph simulation's (120 req/s), and its cheapest option looked too slow.
+    In 225 the optimum's batch 2 was within 2 % of batch 1 alone and the front kept only the
+    smaller batch of such alike options, not also the fastest.
     """
     from benchmarks.search_cases import compare
 

@@ -512,27 +512,32 @@ def pareto_options(options: Sequence[Option], ties: int = TIES_PER_COST) -> list
     graph one a little slower alone can be the better neighbour (batch 1 hands its successor
     a smoother stream than batch 2). Checked against exhaustive search (`make bench-planner`,
     search part), keeping only the fastest missed the optimum in 4 of 59 small cases, each
-    through such a tie. Options within `SAME_LATENCY` of each other behave alike alone; of
-    those only the smallest batch (then delay) is kept, the smoothest stream for what follows.
+    through such a tie. Options within `SAME_LATENCY` of each other behave alike alone: of
+    such a group the fastest and the smallest batch (then delay) are kept, not its others.
     """
     front: list[Option] = []
     bar = math.inf  # the fastest option kept at a strictly lower cost
     for level in _cost_levels(options):
-        kept: list[Option] = []
-        for opt in level:
-            if opt.latency_ms >= bar - 1e-9 or len(kept) >= ties:
-                break
-            if kept and opt.latency_ms <= kept[-1].latency_ms * (1 + SAME_LATENCY):
-                if (opt.max_batch_size, opt.max_batch_time_ms) < (
-                    kept[-1].max_batch_size,
-                    kept[-1].max_batch_time_ms,
-                ):
-                    kept[-1] = opt  # alike alone: the smaller batch
-                continue
-            kept.append(opt)
+        kept = [o for o in _distinct(level) if o.latency_ms < bar - 1e-9][:ties]
         front.extend(kept)
         bar = min([bar, *(o.latency_ms for o in kept)])
     return front
+
+
+def _distinct(level: Sequence[Option]) -> list[Option]:
+    """One cost's options, fastest first, with each group of alike ones cut to its fastest
+    and its smallest batch (then delay): the smoothest stream for what follows."""
+    groups: list[list[Option]] = []
+    for opt in level:  # fastest first
+        if groups and opt.latency_ms <= groups[-1][0].latency_ms * (1 + SAME_LATENCY):
+            groups[-1].append(opt)
+        else:
+            groups.append([opt])
+    out: list[Option] = []
+    for group in groups:
+        smallest = min(group, key=lambda o: (o.max_batch_size, o.max_batch_time_ms))
+        out.extend([group[0]] if smallest is group[0] else [group[0], smallest])
+    return out
 
 
 def _cost_levels(options: Sequence[Option]) -> list[list[Option]]:
