@@ -696,121 +696,61 @@ def _reused_rows(path: Path, running: set[str]) -> dict[str, Any]:
     import json
 
     earlier = json.loads(path.read_text())
-    out: dict[str, Any] = {"created": earlier.get("created")}
-    for part, flag in (("cost", "cost"), ("reality-check", "check")):
+    out: dict[str, Any] = {
+        "created": earlier.get("created"),
+        "summary": earlier.get("summary") or {},
+        "settings": earlier.get("settings") or {},
+    }
+    for part, flag in (("cost", "cost"), ("reality-check", "check"), ("search", "search")):
         if flag not in running:
             out[part] = [r for r in earlier["rows"] if r.get("part") == part]
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=float, default=240.0, help="measured seconds per rate")
-    parser.add_argument("--mean", type=float, default=3000.0, help="trace mean req/s")
-    parser.add_argument("--peak", type=float, default=12000.0, help="trace peak req/s")
-    parser.add_argument(
-        "--trace-seconds",
-        type=int,
-        default=3600,
-        help="trace length; it holds one diurnal cycle (a day compressed, autoscaler timings not)",
-    )
-    parser.add_argument("--quick", action="store_true", help="two reality-check runs only")
-    parser.add_argument(
-        "--runs",
-        type=int,
-        default=1,
-        help="load-test runs per checked configuration, back to back on the same arrivals; "
-        "their latencies are pooled and each run's p99 is kept (its spread is the machine's)",
-    )
-    parser.add_argument(
-        "--only",
-        default=None,
-        help="check only these configurations, tagged b<batch>-<load> (b8-0.8,b4-0.7); "
-        "the result is written as planner-partial",
-    )
-    parser.add_argument("--parts", default="cost,check", help="cost, check or both")
-    parser.add_argument("--work", default=None, help="work folder (profiles in it are reused)")
-    parser.add_argument(
-        "--cost-scale",
-        default="tiny",
-        choices=("full", "tiny"),
-        help="checkpoints profiled for the cost part: tiny ones, or full-size architectures "
-        "(random weights, real compute; on this 2-core CPU a full ViT-base alone misses the "
-        "cascade's 250 ms p99, so use full where a GPU is profiled)",
-    )
-    parser.add_argument(
-        "--gpu-profiles",
-        default="bench-results/profiles",
-        help="folder of profiles taken on a GPU machine (`infergraph profile` there, named "
-        "<graph>-*.json): the cost part plans once more at full size with GPU classes allowed; "
-        "'none' to skip",
-    )
-    parser.add_argument(
-        "--reuse",
-        default=None,
-        help="a previous planner.json whose rows stand in for the parts not run now",
-    )
-    args = parser.parse_args()
-    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-planner-"))
-    work.mkdir(parents=True, exist_ok=True)
-    console.print(f"work folder and logs: {work}")
-    parts = set(args.parts.split(","))
-    reused = _reused_rows(Path(args.reuse), parts) if args.reuse else {}
-    gpu_folder = None if args.gpu_profiles == "none" else REPO / args.gpu_profiles
-    if "cost" in parts:
-        trace = (args.mean, args.peak, args.trace_seconds)
-        cost_rows = cost_check(work, *trace, args.cost_scale, None)
-        if gpu_folder is not None:
-            # GPU profiles hold full-size models: the CPU side of that plan is full-size too.
-            cost_rows += cost_check(work, *trace, "full", gpu_folder)
-    else:
-        cost_rows = reused.get("cost", [])
-    check_rows = (
-        reality_check(
-            work,
-            args.duration,
-            args.quick,
-            args.runs,
-            set(args.only.split(",")) if args.only else None,
-        )
-        if "check" in parts
-        else reused.get("reality-check", [])
-    )
+def search_part(cases: int, seed: int) -> list[dict[str, Any]]:
+    """The planner's choice against the exhaustive optimum on random small cases."""
+    from benchmarks.search_cases import search_rows
+
+    rows = search_rows(cases, seed)
     print_table(
-        "simulator against the load tester (local runner, this CPU)",
-        check_rows,
+        "planner search against exhaustive search (same space, same simulator)",
+        rows,
         [
-            "batch",
-            "delay_ms",
-            "rate",
-            "measured_p50_ms",
-            "predicted_p50_ms",
-            "measured_p99_ms",
-            "predicted_p99_ms",
-            "p99_error_pct",
-            "p99_error_beyond_interval_pct",
-            "first_profile_predicted_p99_ms",
-            "rate_only_predicted_p99_ms",
-            "inrun_predicted_p99_ms",
-            "inrun_p99_error_pct",
-            "loadavg_1m",
+            "seed",
+            "label",
+            "optimum_usd_per_hour",
+            "planner_usd_per_hour",
+            "gap_pct",
+            "exhaustive_simulations",
+            "planner_simulations",
         ],
     )
-    print_table(
-        "planned against the peak-provisioned batch-1 baseline (simulated, diurnal trace)",
-        cost_rows,
-        [
-            "scenario",
-            "graph",
-            "config",
-            "usd_per_hour",
-            "peak_usd_per_hour",
-            "p99_ms",
-            "slo_ms",
-            "slo_attainment",
-            "planner_seconds",
-        ],
-    )
+    return rows
+
+
+def search_settings(cases: int, seed: int) -> dict[str, Any]:
+    from benchmarks import search_cases as sc
+
+    return {
+        "cases": cases,
+        "first_seed": seed,
+        "shapes": list(sc.SHAPES),
+        "hardware_classes": list(sc.CPU_CLASSES + sc.GPU_CLASSES),
+        "batch_sizes": list(sc.BATCH_SIZES),
+        "delays_ms": list(sc.DELAYS_MS),
+        "max_replicas": sc.MAX_REPLICAS,
+        "duration_s": sc.DURATION_S,
+    }
+
+
+def summarise(
+    check_rows: list[dict[str, Any]],
+    cost_rows: list[dict[str, Any]],
+    search_rows: list[dict[str, Any]],
+    parts: set[str],
+    reused: dict[str, Any],
+) -> dict[str, Any]:
+    """The summary keys from the rows; keys no row here can give keep their reused values."""
     ratios: dict[str, dict[str, float]] = {}
     for row in cost_rows:
         if row["config"] == "planned":
@@ -857,38 +797,191 @@ def main() -> None:
         "slo_attainment": min((r["slo_attainment"] for r in planned), default=None),
         "planner_seconds": max((r["planner_seconds"] for r in cost_rows), default=None),
     }
-    complete = (parts >= {"cost", "check"} or bool(reused)) and not (args.quick or args.only)
+    if "search" in parts:
+        from benchmarks.search_cases import search_summary
+
+        summary |= search_summary(search_rows)
+    # Keys of parts neither run now nor recomputable from reused rows keep their earlier values.
+    summary = {**reused.get("summary", {}), **{k: v for k, v in summary.items() if v is not None}}
+    return summary
+
+
+def result_settings(
+    args: argparse.Namespace, gpu_folder: Path | None, parts: set[str], reused: dict[str, Any]
+) -> dict[str, Any]:
+    """What each part ran with; reused parts keep the settings of the run that made them."""
+    settings = {
+        "reality_check": {
+            "duration_s": args.duration,
+            "runs_per_configuration": args.runs,
+            "payload": PAYLOAD,
+            "omp_num_threads": 1,
+            "hardware_class": CHECK_CLASS,
+        },
+        "trace": {
+            "mean": args.mean,
+            "peak": args.peak,
+            "seconds": args.trace_seconds,
+            "period_s": args.trace_seconds,
+            "seed": 1,
+        },
+        "cost_profiles": f"{args.cost_scale} offline checkpoints (random weights) on this "
+        f"CPU, standing for {CHECK_CLASS}",
+        "gpu_profiles": _gpu_profile_sources(gpu_folder),
+        "max_replicas": MAX_REPLICAS,
+        "reused": {
+            "from": args.reuse,
+            "parts": sorted(k for k in reused if k not in ("created", "summary", "settings")),
+            "created": reused.get("created"),
+        }
+        if reused
+        else None,
+    }
+    if "search" in parts:
+        settings["search"] = search_settings(args.search_cases, args.search_seed)
+    if reused:
+        # settings of the reused parts are the earlier run's, not this run's defaults
+        kept = {k: v for k, v in reused["settings"].items() if k != "reused"}
+        if "check" in parts:
+            kept.pop("reality_check", None)
+        if "cost" in parts:
+            for key in ("trace", "cost_profiles", "gpu_profiles", "max_replicas"):
+                kept.pop(key, None)
+        reused_from = {**settings["reused"], "earlier": reused["settings"].get("reused")}
+        settings = {**settings, **kept, "reused": reused_from}
+    return settings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=float, default=240.0, help="measured seconds per rate")
+    parser.add_argument("--mean", type=float, default=3000.0, help="trace mean req/s")
+    parser.add_argument("--peak", type=float, default=12000.0, help="trace peak req/s")
+    parser.add_argument(
+        "--trace-seconds",
+        type=int,
+        default=3600,
+        help="trace length; it holds one diurnal cycle (a day compressed, autoscaler timings not)",
+    )
+    parser.add_argument("--quick", action="store_true", help="two reality-check runs only")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="load-test runs per checked configuration, back to back on the same arrivals; "
+        "their latencies are pooled and each run's p99 is kept (its spread is the machine's)",
+    )
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="check only these configurations, tagged b<batch>-<load> (b8-0.8,b4-0.7); "
+        "the result is written as planner-partial",
+    )
+    parser.add_argument(
+        "--parts",
+        default="cost,check,search",
+        help="comma-separated: cost, check, search (the planner against exhaustive search)",
+    )
+    parser.add_argument("--search-cases", type=int, default=60, help="random cases, search part")
+    parser.add_argument("--search-seed", type=int, default=0, help="first case's seed")
+    parser.add_argument("--work", default=None, help="work folder (profiles in it are reused)")
+    parser.add_argument(
+        "--cost-scale",
+        default="tiny",
+        choices=("full", "tiny"),
+        help="checkpoints profiled for the cost part: tiny ones, or full-size architectures "
+        "(random weights, real compute; on this 2-core CPU a full ViT-base alone misses the "
+        "cascade's 250 ms p99, so use full where a GPU is profiled)",
+    )
+    parser.add_argument(
+        "--gpu-profiles",
+        default="bench-results/profiles",
+        help="folder of profiles taken on a GPU machine (`infergraph profile` there, named "
+        "<graph>-*.json): the cost part plans once more at full size with GPU classes allowed; "
+        "'none' to skip",
+    )
+    parser.add_argument(
+        "--reuse",
+        default=None,
+        help="a previous planner.json whose rows, summary keys and settings stand in for the "
+        "parts not run now",
+    )
+    args = parser.parse_args()
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-planner-"))
+    work.mkdir(parents=True, exist_ok=True)
+    console.print(f"work folder and logs: {work}")
+    parts = set(args.parts.split(","))
+    reused = _reused_rows(Path(args.reuse), parts) if args.reuse else {}
+    gpu_folder = None if args.gpu_profiles == "none" else REPO / args.gpu_profiles
+    if "cost" in parts:
+        trace = (args.mean, args.peak, args.trace_seconds)
+        cost_rows = cost_check(work, *trace, args.cost_scale, None)
+        if gpu_folder is not None:
+            # GPU profiles hold full-size models: the CPU side of that plan is full-size too.
+            cost_rows += cost_check(work, *trace, "full", gpu_folder)
+    else:
+        cost_rows = reused.get("cost", [])
+    check_rows = (
+        reality_check(
+            work,
+            args.duration,
+            args.quick,
+            args.runs,
+            set(args.only.split(",")) if args.only else None,
+        )
+        if "check" in parts
+        else reused.get("reality-check", [])
+    )
+    search_rows = (
+        search_part(args.search_cases, args.search_seed)
+        if "search" in parts
+        else reused.get("search", [])
+    )
+    print_table(
+        "simulator against the load tester (local runner, this CPU)",
+        check_rows,
+        [
+            "batch",
+            "delay_ms",
+            "rate",
+            "measured_p50_ms",
+            "predicted_p50_ms",
+            "measured_p99_ms",
+            "predicted_p99_ms",
+            "p99_error_pct",
+            "p99_error_beyond_interval_pct",
+            "first_profile_predicted_p99_ms",
+            "rate_only_predicted_p99_ms",
+            "inrun_predicted_p99_ms",
+            "inrun_p99_error_pct",
+            "loadavg_1m",
+        ],
+    )
+    print_table(
+        "planned against the peak-provisioned batch-1 baseline (simulated, diurnal trace)",
+        cost_rows,
+        [
+            "scenario",
+            "graph",
+            "config",
+            "usd_per_hour",
+            "peak_usd_per_hour",
+            "p99_ms",
+            "slo_ms",
+            "slo_attainment",
+            "planner_seconds",
+        ],
+    )
+    summary = summarise(check_rows, cost_rows, search_rows, parts, reused)
+    complete = (parts >= {"cost", "check", "search"} or bool(reused)) and not (
+        args.quick or args.only
+    )
+    settings = result_settings(args, gpu_folder, parts, reused)
     path = write_results(
         "planner" if complete else "planner-partial",
-        check_rows + cost_rows,
+        check_rows + cost_rows + search_rows,
         summary,
-        {
-            "reality_check": {
-                "duration_s": args.duration,
-                "runs_per_configuration": args.runs,
-                "payload": PAYLOAD,
-                "omp_num_threads": 1,
-                "hardware_class": CHECK_CLASS,
-            },
-            "trace": {
-                "mean": args.mean,
-                "peak": args.peak,
-                "seconds": args.trace_seconds,
-                "period_s": args.trace_seconds,
-                "seed": 1,
-            },
-            "cost_profiles": f"{args.cost_scale} offline checkpoints (random weights) on this "
-            f"CPU, standing for {CHECK_CLASS}",
-            "gpu_profiles": _gpu_profile_sources(gpu_folder),
-            "max_replicas": MAX_REPLICAS,
-            "reused": {
-                "from": args.reuse,
-                "parts": sorted(k for k in reused if k != "created"),
-                "created": reused.get("created"),
-            }
-            if reused
-            else None,
-        },
+        settings,
     )
     console.print(summary)
     console.print(f"wrote {path}")

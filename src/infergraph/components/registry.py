@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING
 
 from infergraph.errors import SettingsError
@@ -31,13 +32,35 @@ _FAMILIES: dict[str, str] = {
 }
 
 
+# Families outside the package (a benchmark's controlled-latency node, a test double), as
+# `name=module:Class[,name=module:Class]`. The environment, not the graph, names them, so a
+# graph cannot make a server import arbitrary code, while every process that serves or
+# validates the graph (router, MLServer children) sees the same families.
+EXTRA_FAMILIES_ENV = "INFERGRAPH_EXTRA_FAMILIES"
+
+
+def _extra_families() -> dict[str, str]:
+    text = os.environ.get(EXTRA_FAMILIES_ENV, "")
+    out: dict[str, str] = {}
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, path = entry.partition("=")
+        if not sep or ":" not in path or not name.strip():
+            raise SettingsError(EXTRA_FAMILIES_ENV, f"'{entry}' is not name=module:Class")
+        out[name.strip()] = path.strip()
+    return out
+
+
+def _families() -> dict[str, str]:
+    return {**_extra_families(), **_FAMILIES}  # an extra name never replaces a shipped one
+
+
 def family_names() -> list[str]:
-    return sorted(_FAMILIES)
+    return sorted(_families())
 
 
 def component_path(family: str) -> str:
     try:
-        return _FAMILIES[family]
+        return _families()[family]
     except KeyError:
         raise SettingsError(
             "family", f"unknown component family '{family}'; known: {', '.join(family_names())}"

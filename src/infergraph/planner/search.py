@@ -3,7 +3,8 @@
 How: every node's options are enumerated and simulated on their own (hardware class
 x max batch size x max batch delay, with the fewest replicas that keep that node
 within the SLO, and one more), and only each node's Pareto-optimal options (no
-other option both cheaper and faster) are kept. Combinations of those are then
+other option both cheaper and faster; up to three at one cost, see `pareto_options`)
+are kept. Combinations of those are then
 visited best-first in order of $/hour (a heap over index vectors), skipping any
 whose lower bound (the slowest always-run node's own percentile) already breaks
 the SLO, and each is checked by the whole-graph simulation. The first one the
@@ -28,11 +29,13 @@ from infergraph.cost.pricing import CostError, PriceCatalog, node_cost
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import Node
 from infergraph.planner.autoscaler import ScalerModel
-from infergraph.planner.profiles import NodeProfile, ProfileSet
+from infergraph.planner.profiles import NodeProfile, ProfileError, ProfileSet
 from infergraph.planner.simulator import (
     NodeConfig,
     ServiceModel,
     SimResult,
+    gate_decisions,
+    reaches,
     sample_rows,
     simulate,
     simulate_node,
@@ -40,6 +43,8 @@ from infergraph.planner.simulator import (
 from infergraph.planner.topology import Topology
 
 DEFAULT_DELAYS_MS = (0.0, 2.0, 5.0, 10.0, 20.0, 50.0)
+TIES_PER_COST = 3  # options kept per node at one $/hour (see pareto_options)
+SAME_LATENCY = 0.02  # options this close in their own percentile count as alike
 NODE_REQUESTS = 8_000  # node visits simulated per option when ranking one node's options
 
 
@@ -71,6 +76,25 @@ class Option:
 
     def config(self) -> NodeConfig:
         return node_config(self.profile, self.max_batch_size, self.max_batch_time_ms, self.replicas)
+
+
+@dataclass
+class NodeSpace:
+    """What searching one node found: its options within the SLO alone, and the fastest
+    configuration it tried, within the SLO or not (what the graph can do at best)."""
+
+    options: list[Option]
+    fastest: Option | None
+
+    @property
+    def fastest_ms(self) -> float:
+        return self.fastest.latency_ms if self.fastest is not None else math.inf
+
+    def consider(self, option: Option, budget_ms: float) -> None:
+        if option.latency_ms <= budget_ms:
+            self.options.append(option)
+        if self.fastest is None or option.latency_ms < self.fastest.latency_ms:
+            self.fastest = option
 
 
 @dataclass
@@ -179,11 +203,19 @@ class Planner:
         self.settings = settings
         self.ingress_s = profiles.ingress_ms / 1000.0
         self.simulations = 0
+        check_priced(profiles, catalog)
 
     # -- one node -----------------------------------------------------------------------------
     def _node_arrivals(self, node: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        p = run_probability(self.topology, node, self.profiles.branches)
-        picked = self.arrivals[rng.random(self.arrivals.size) < p]
+        """The requests the whole-graph simulation sends `node` (its own gate draws, same
+        seed): sized on another draw, a gated node can look too slow for its cheapest option
+        when that draw happens to pass a few percent more requests."""
+        n = self.arrivals.size
+        gates = gate_decisions(
+            self.topology, n, self.profiles.branches, np.random.default_rng(self.settings.seed)
+        )
+        stage = next(s for s in self.topology.stages if s.node == node)
+        picked = self.arrivals[reaches(stage, gates, n)]
         profile = next(iter(self.profiles.by_node[node].values()))
         rows = sample_rows(node_config(profile, 1, 0, 1).rows, picked.size, rng)
         keep = rows > 0
@@ -203,20 +235,20 @@ class Planner:
 
         Also returns the lowest latency seen, for the message when nothing fits.
         """
+        space = self.node_space(node)
+        return space.options, space.fastest_ms
+
+    def node_space(self, node: str) -> NodeSpace:
+        """The node's options within the SLO alone, and the fastest one tried at all."""
         s = self.settings
         rng = np.random.default_rng(s.seed + 17)
         arrivals, rows = self._node_arrivals(node, rng)
         span = float(arrivals[-1] - arrivals[0]) if arrivals.size > 1 else 1.0
         row_rate = rows.sum() / max(span, 1e-9)
         budget_ms = s.slo_ms - self.profiles.ingress_ms
-        options: list[Option] = []
-        fastest = math.inf
-        for hardware, profile in sorted(self.profiles.by_node[node].items()):
-            try:
-                deployed = deployed_node(self.nodes[node], hardware, self.catalog)
-                per_replica = node_cost(deployed, self.catalog, replicas=1).usd_per_hour
-            except CostError:
-                continue  # does not fit on this class: not an option
+        space = NodeSpace([], None)
+        for hardware, per_replica in self.per_replica_usd(node).items():
+            profile = self.profiles.by_node[node][hardware]
             for batch in self._batches(profile):
                 delays = [0.0] if batch == 1 else [d for d in s.delays_ms if d < budget_ms / 2]
                 capacity = batch / (profile.median_ms(batch) / 1000.0)
@@ -225,21 +257,12 @@ class Planner:
                     found, previous = 0, math.inf
                     while k <= s.max_replicas and found < 2:
                         lat = self._node_latency(profile, batch, delay, k, arrivals, rows)
-                        fastest = min(fastest, lat)
+                        option = Option(
+                            node, hardware, batch, delay, k, per_replica * k, per_replica, lat,
+                            profile,
+                        )  # fmt: skip
+                        space.consider(option, budget_ms)
                         if lat <= budget_ms:
-                            options.append(
-                                Option(
-                                    node,
-                                    hardware,
-                                    batch,
-                                    delay,
-                                    k,
-                                    per_replica * k,
-                                    per_replica,
-                                    lat,
-                                    profile,
-                                )
-                            )
                             found += 1
                             k += 1
                         elif lat > previous * 0.99:
@@ -247,7 +270,27 @@ class Planner:
                         else:
                             previous = lat
                             k = k + 1 if lat < 4 * budget_ms else math.ceil(k * 1.5)
-        return options, fastest
+        return space
+
+    def per_replica_usd(self, node: str) -> dict[str, float]:
+        """$/hour of one replica of `node` on each profiled class it fits on.
+
+        A class it fits on nowhere leaves nothing to plan: the error gives each class's reason.
+        """
+        costs: dict[str, float] = {}
+        reasons: list[str] = []
+        for hardware in sorted(self.profiles.by_node[node]):
+            try:
+                deployed = deployed_node(self.nodes[node], hardware, self.catalog)
+                costs[hardware] = node_cost(deployed, self.catalog, replicas=1).usd_per_hour
+            except CostError as exc:
+                reasons.append(exc.reason)
+        if not costs:
+            raise CostError(
+                f"node '{node}'",
+                f"fits none of its profiled hardware classes: {'; '.join(reasons)}",
+            )
+        return costs
 
     def _node_latency(
         self,
@@ -313,19 +356,10 @@ class Planner:
     def search(self) -> SearchResult:
         started = time.perf_counter()
         s = self.settings
-        fronts: dict[str, list[Option]] = {}
-        for node in self.topology.nodes:
-            options, fastest = self.node_options(node)
-            if not options:
-                raise InfeasibleSloError(
-                    s.slo_ms,
-                    s.percentile,
-                    fastest + self.profiles.ingress_ms,
-                    node,
-                    f"alone, on any profiled hardware, batch size and replica count, its own "
-                    f"p{s.percentile:g} is at least {fastest:.1f} ms",
-                )
-            fronts[node] = pareto_options(options)
+        spaces = {node: self.node_space(node) for node in self.topology.nodes}
+        if not all(space.options for space in spaces.values()):
+            raise self.unreachable(spaces)
+        fronts = {node: pareto_options(space.options) for node, space in spaces.items()}
         names = list(fronts)
         always = [
             n for n in names if run_probability(self.topology, n, self.profiles.branches) >= 1.0
@@ -334,17 +368,17 @@ class Planner:
         best: Evaluated | None = None
         capped = False
         start = (0,) * len(names)
-        heap = [(self._cost(names, fronts, start), start)]
+        heap = [self._key(names, fronts, start)]
         seen = {start}
         extra = 0
         while heap:
-            _cost, idx = heapq.heappop(heap)
+            *_, idx = heapq.heappop(heap)
             for pos in range(len(names)):
                 if idx[pos] + 1 < len(fronts[names[pos]]):
                     nxt = (*idx[:pos], idx[pos] + 1, *idx[pos + 1 :])
                     if nxt not in seen:
                         seen.add(nxt)
-                        heapq.heappush(heap, (self._cost(names, fronts, nxt), nxt))
+                        heapq.heappush(heap, self._key(names, fronts, nxt))
             chosen = {n: fronts[n][i] for n, i in zip(names, idx, strict=True)}
             bound = (
                 max((chosen[n].latency_ms for n in always), default=0.0) + self.profiles.ingress_ms
@@ -376,6 +410,27 @@ class Planner:
             capped,
             time.perf_counter() - started,
             repaired,
+        )
+
+    def unreachable(self, spaces: Mapping[str, NodeSpace]) -> InfeasibleSloError:
+        """Why no plan exists when some node cannot meet the SLO even alone.
+
+        The best achievable percentile is the whole graph's with every node at its fastest
+        configuration (simulated, so a chain's nodes add up), and the node that limits it is
+        the one slowest on its own there: not merely the first node found wanting.
+        """
+        s = self.settings
+        fastest = {n: sp.fastest for n, sp in spaces.items() if sp.fastest is not None}
+        best = self.evaluate(fastest)
+        limiting = max(fastest, key=lambda n: (best.node_latency_ms.get(n, 0.0), n))
+        own = max(best.node_latency_ms.get(limiting, 0.0), spaces[limiting].fastest_ms)
+        return InfeasibleSloError(
+            s.slo_ms,
+            s.percentile,
+            best.latency_ms,
+            limiting,
+            f"alone, on any profiled hardware, batch size and replica count, its own "
+            f"p{s.percentile:g} is at least {own:.1f} ms",
         )
 
     def repair(self, start: Evaluated, evaluated: list[Evaluated]) -> Evaluated:
@@ -413,8 +468,31 @@ class Planner:
         )
 
     @staticmethod
-    def _cost(names: list[str], fronts: dict[str, list[Option]], idx: tuple[int, ...]) -> float:
-        return sum(fronts[n][i].usd_per_hour for n, i in zip(names, idx, strict=True))
+    def _key(
+        names: list[str], fronts: dict[str, list[Option]], idx: tuple[int, ...]
+    ) -> tuple[float, float, tuple[int, ...]]:
+        """Heap order: $/hour, then (among equal costs) the summed own latencies, so the
+        likelier of tied combinations is simulated first."""
+        chosen = [fronts[n][i] for n, i in zip(names, idx, strict=True)]
+        cost = round(sum(o.usd_per_hour for o in chosen), 9)
+        return cost, sum(o.latency_ms for o in chosen), idx
+
+
+def check_priced(profiles: ProfileSet, catalog: PriceCatalog) -> None:
+    """Every class a profile was taken on must have a price, or no plan could cost it.
+
+    Skipping such a class quietly would plan as if the user had not given that profile.
+    """
+    for prof in profiles.profiles:
+        classes = {prof.hardware_class, *(n.hardware_class for n in prof.nodes.values())}
+        for hardware in sorted(classes - set(catalog.classes)):
+            raise ProfileError(
+                f"profile '{prof.source}'",
+                f"was taken on hardware class '{hardware}', which the price catalog does not "
+                f"have, so no plan can cost it: define '{hardware}' (vcpus, memory_gib, gpus, "
+                "usd_per_hour) in a --catalog file, or profile on a class it has "
+                f"({', '.join(sorted(catalog.classes))})",
+            )
 
 
 def densest(arrivals: np.ndarray, rows: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -426,10 +504,48 @@ def densest(arrivals: np.ndarray, rows: np.ndarray, count: int) -> tuple[np.ndar
     return arrivals[start : start + count], rows[start : start + count]
 
 
-def pareto_options(options: Sequence[Option]) -> list[Option]:
-    """Options sorted by cost, keeping only those faster than every cheaper one."""
+def pareto_options(options: Sequence[Option], ties: int = TIES_PER_COST) -> list[Option]:
+    """Options sorted by cost, keeping only those faster than every strictly cheaper one.
+
+    At one cost (same class and replicas, another batch size or delay) up to `ties` options
+    are kept, not only the fastest: a node's own percentile ranks them alone, but in the
+    graph one a little slower alone can be the better neighbour (batch 1 hands its successor
+    a smoother stream than batch 2). Checked against exhaustive search (`make bench-planner`,
+    search part), keeping only the fastest missed the optimum in 4 of 59 small cases, each
+    through such a tie. Options within `SAME_LATENCY` of each other behave alike alone: of
+    such a group the fastest and the smallest batch (then delay) are kept, not its others.
+    """
     front: list[Option] = []
-    for opt in sorted(options, key=lambda o: (o.usd_per_hour, o.latency_ms)):
-        if not front or opt.latency_ms < front[-1].latency_ms - 1e-9:
-            front.append(opt)
+    bar = math.inf  # the fastest option kept at a strictly lower cost
+    for level in _cost_levels(options):
+        kept = [o for o in _distinct(level) if o.latency_ms < bar - 1e-9][:ties]
+        front.extend(kept)
+        bar = min([bar, *(o.latency_ms for o in kept)])
     return front
+
+
+def _distinct(level: Sequence[Option]) -> list[Option]:
+    """One cost's options, fastest first, with each group of alike ones cut to its fastest
+    and its smallest batch (then delay): the smoothest stream for what follows."""
+    groups: list[list[Option]] = []
+    for opt in level:  # fastest first
+        if groups and opt.latency_ms <= groups[-1][0].latency_ms * (1 + SAME_LATENCY):
+            groups[-1].append(opt)
+        else:
+            groups.append([opt])
+    out: list[Option] = []
+    for group in groups:
+        smallest = min(group, key=lambda o: (o.max_batch_size, o.max_batch_time_ms))
+        out.extend([group[0]] if smallest is group[0] else [group[0], smallest])
+    return out
+
+
+def _cost_levels(options: Sequence[Option]) -> list[list[Option]]:
+    """Options grouped by equal $/hour, cheapest group first, each fastest first."""
+    levels: list[list[Option]] = []
+    for opt in sorted(options, key=lambda o: (o.usd_per_hour, o.latency_ms)):
+        if levels and opt.usd_per_hour <= levels[-1][0].usd_per_hour * (1 + 1e-9):
+            levels[-1].append(opt)
+        else:
+            levels.append([opt])
+    return levels

@@ -37,7 +37,7 @@ import numba
 import numpy as np
 
 from infergraph.planner.autoscaler import ReplicaSchedule, ScalerModel, replay
-from infergraph.planner.topology import Topology
+from infergraph.planner.topology import Stage, Topology
 
 
 @dataclass(frozen=True)
@@ -358,6 +358,25 @@ def sample_rows(dist: Sequence[tuple[int, float]], n: int, rng: np.random.Genera
     return rng.choice(values, size=n, p=weights / weights.sum())
 
 
+def gate_decisions(
+    topology: Topology, n: int, branch_then: Mapping[str, float], rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Which of `n` requests take each gate's `then` side: the first draws of a run.
+
+    `simulate` draws them before anything else from a generator seeded with its seed, so
+    the search can size a gated node on exactly the requests the whole-graph run sends it.
+    """
+    return {g: rng.random(n) < branch_then.get(g, 1.0) for g in topology.gates}
+
+
+def reaches(stage: Stage, taken: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+    """The requests whose gate decisions lead to `stage` (all of them for an ungated one)."""
+    active = np.ones(n, dtype=bool)
+    for gate, side in stage.branch:
+        active &= taken[gate] if side == "then" else ~taken[gate]
+    return active
+
+
 def simulate(
     topology: Topology,
     configs: Mapping[str, NodeConfig],
@@ -375,7 +394,7 @@ def simulate(
     n = arrivals_s.size
     begin = float(arrivals_s.min()) if n else 0.0
     horizon_end = float(arrivals_s.max()) if n else 0.0
-    taken = {g: rng.random(n) < branch_then.get(g, 1.0) for g in topology.gates}
+    taken = gate_decisions(topology, n, branch_then, rng)
     done: dict[str, np.ndarray] = {}
     runs: dict[str, NodeRun] = {}
     finish = arrivals_s.copy()
@@ -383,9 +402,7 @@ def simulate(
         ready = arrivals_s.copy()
         for dep in stage.depends_on:
             np.maximum(ready, done[dep], out=ready)
-        active = np.ones(n, dtype=bool)
-        for gate, side in stage.branch:
-            active &= taken[gate] if side == "then" else ~taken[gate]
+        active = reaches(stage, taken, n)
         end = ready.copy()
         if stage.node is not None:
             config = configs[stage.node]

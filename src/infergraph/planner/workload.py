@@ -40,8 +40,12 @@ def read_trace(path: str | Path) -> list[float]:
             raise TraceError(
                 f"trace '{path}' line {number}: '{text[:40]}' is not a request count"
             ) from None
-        if value < 0 or not math.isfinite(value):
-            raise TraceError(f"trace '{path}' line {number}: count must be a number >= 0")
+        if not math.isfinite(value) or value < 0:
+            what = "is negative" if value < 0 else "is not finite"
+            raise TraceError(
+                f"trace '{path}' line {number}: '{text[:40]}' {what}; a count is the number "
+                "of requests in that second, >= 0"
+            )
         counts.append(value)
     if not counts or sum(counts) == 0:
         raise TraceError(f"trace '{path}': holds no requests (one count per second per line)")
