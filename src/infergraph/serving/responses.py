@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from infergraph.arrays import Array
 from infergraph.errors import Status, status_for
 from infergraph.serving.binary import OCTET_STREAM, encode_binary, write_response
 from infergraph.serving.tensors import from_numpy
@@ -22,7 +23,7 @@ def plain_parameters(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def encode_outputs(
-    outputs: dict[str, np.ndarray], binary_all: bool, binary_names: set[str]
+    outputs: dict[str, Array], binary_all: bool, binary_names: set[str]
 ) -> tuple[list[dict[str, Any]], list[bytes]]:
     """Output tensors as JSON entries, with the binary ones' bytes split off in order."""
     entries: list[dict[str, Any]] = []
