@@ -16,7 +16,7 @@ import numpy as np
 from infergraph.arrays import Array
 from infergraph.errors import InputError
 
-V2_TO_NUMPY: dict[str, Any] = {
+V2_TO_NUMPY: dict[str, type[np.generic]] = {
     "BOOL": np.bool_,
     "UINT8": np.uint8,
     "UINT16": np.uint16,
@@ -30,7 +30,7 @@ V2_TO_NUMPY: dict[str, Any] = {
     "FP32": np.float32,
     "FP64": np.float64,
 }
-NUMPY_TO_V2: dict[Any, str] = {np.dtype(v): k for k, v in V2_TO_NUMPY.items()}
+NUMPY_TO_V2: dict[np.dtype[np.generic], str] = {np.dtype(v): k for k, v in V2_TO_NUMPY.items()}
 
 
 # No real tensor is this large; beyond it a shape is a mistake (or an overflow attempt).
