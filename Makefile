@@ -52,11 +52,16 @@ install: .venv/.synced .venv-seldon/.synced .venv-kserve/.synced
 demo: .venv/.synced
 	$(RUN) infergraph demo
 
+# mypy, strict (pyproject.toml's [tool.mypy]), on the modules most code leans on.
+MYPY_MODULES := -p infergraph.graph -p infergraph.serving -m infergraph.components.base \
+	-m infergraph.arrays -p infergraph.demo
+
 lint: .venv/.synced
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) hadolint --failure-threshold style images/Dockerfile
 	$(RUN) actionlint .github/workflows/*.yml
+	$(RUN) mypy $(MYPY_MODULES)
 
 unit: .venv/.synced .venv-kserve/.synced perf-analyzer
 	$(RUN) python -m pytest -q --ignore=tests/seldon -m "not sweep"

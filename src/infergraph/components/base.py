@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from infergraph.arrays import Array
 from infergraph.errors import InputError, ModelLoadError
 from infergraph.timing import StageTimings
 
@@ -78,7 +79,7 @@ class Prepared:
 class ComponentResult:
     """What a component returns for one request: named output tensors plus parameters."""
 
-    outputs: dict[str, np.ndarray]
+    outputs: dict[str, Array]
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
@@ -144,11 +145,11 @@ class Component(ABC):
 
     # -- inference -------------------------------------------------------------------------
     @abstractmethod
-    def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
+    def example_inputs(self, batch_size: int) -> dict[str, Array]:
         """Valid synthetic inputs (warm-up, benchmarks, offline demos)."""
 
     @abstractmethod
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(self, inputs: Mapping[str, Array], parameters: Mapping[str, Any]) -> Prepared:
         """Validate and preprocess one request; raise InputError naming the bad input."""
 
     @abstractmethod
@@ -156,11 +157,11 @@ class Component(ABC):
         """One forward pass over rows that may come from many requests; one result per row."""
 
     @abstractmethod
-    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, Array]:
         """Assemble one request's per-row results into its output tensors."""
 
     def predict(
-        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any] | None = None
+        self, inputs: Mapping[str, Array], parameters: Mapping[str, Any] | None = None
     ) -> ComponentResult:
         """Unbatched path for synchronous adapters (Seldon v1) and tests."""
         empty = self.zero_row_outputs(inputs)
@@ -177,7 +178,7 @@ class Component(ABC):
         return ComponentResult(outputs=outputs, parameters=params)
 
     @classmethod
-    def zero_row_outputs(cls, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    def zero_row_outputs(cls, inputs: Mapping[str, Array]) -> dict[str, Array] | None:
         """Zero rows in, well-formed zero-row outputs out, without touching the model.
 
         A video frame with no detection reaches the classifier as a `[0]` tensor on every
@@ -193,7 +194,7 @@ class Component(ABC):
         return self.options.get(name, default)
 
     @classmethod
-    def require(cls, inputs: Mapping[str, np.ndarray], name: str) -> np.ndarray:
+    def require(cls, inputs: Mapping[str, Array], name: str) -> Array:
         """Fetch a required input with a clear error when absent or empty."""
         if name not in inputs:
             expected = ", ".join(s.name for s in cls.inputs)
@@ -204,14 +205,14 @@ class Component(ABC):
         return value
 
 
-def _zero_rows(value: np.ndarray) -> bool:
+def _zero_rows(value: Array) -> bool:
     return value.ndim > 0 and value.shape[0] == 0
 
 
 _NUMPY_TYPES = {"BYTES": object, "BOOL": bool, "FP16": np.float16, "FP64": np.float64}
 
 
-def empty_tensor(spec: TensorSpec) -> np.ndarray:
+def empty_tensor(spec: TensorSpec) -> Array:
     """A zero-row array of a declared output: `[0, d1, ...]` with unknown dims as 0."""
     shape = (0, *(max(d, 0) for d in spec.shape[1:]))
     dtype = _NUMPY_TYPES.get(spec.datatype) or np.dtype(

@@ -98,12 +98,19 @@ def _mark_saturated(ax: Axes, points: list[Point], ys: list[float]) -> None:
 
 def front_points(points: list[Point], slo: Slo) -> list[Point]:
     """The measured rates no other beats on both $ per million and latency, cheapest first."""
-    candidates = [
-        (s.usd_per_million, s.percentile_ms(slo.percentile), str(i))
-        for i, (_, s) in enumerate(points)
-        if s.usd_per_million is not None and s.percentile_ms(slo.percentile) is not None
-    ]
-    return [points[int(i)] for _, _, i in pareto_front(candidates)]  # type: ignore[arg-type]
+    candidates: list[tuple[float, float, str]] = []
+    for i, (_, step) in enumerate(points):
+        cost, latency = step.usd_per_million, step.percentile_ms(slo.percentile)
+        if cost is not None and latency is not None:
+            candidates.append((cost, latency, str(i)))
+    return [points[int(i)] for _, _, i in pareto_front(candidates)]
+
+
+def _xy(steps: list[StepResult], slo: Slo) -> tuple[list[float], list[float]]:
+    """(latency at the SLO percentile, $ per million) per step; NaN where one was not measured."""
+    xs = [math.nan if (x := s.percentile_ms(slo.percentile)) is None else x for s in steps]
+    ys = [math.nan if s.usd_per_million is None else s.usd_per_million for s in steps]
+    return xs, ys
 
 
 def cost_latency(
@@ -119,17 +126,14 @@ def cost_latency(
     front = front_points(points, slo)
     if front:
         ax.plot(
-            [s.percentile_ms(slo.percentile) for _, s in front],
-            [s.usd_per_million for _, s in front],
+            *_xy([s for _, s in front], slo),
             color="green",
             marker="o",
             label="Pareto front (cheapest for its latency)",
         )
     if cheapest is not None:
-        step = cheapest[1]
         ax.scatter(
-            [step.percentile_ms(slo.percentile)],
-            [step.usd_per_million],
+            *_xy([cheapest[1]], slo),
             s=160,
             facecolors="none",
             edgecolors="red",

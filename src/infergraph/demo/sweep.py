@@ -13,6 +13,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict, Unpack
+
+from async_load_tester.schedule import Arrival
 
 from async_load_tester import LoadConfig, StepResult, run_load
 from infergraph.graph.model import InferenceGraph
@@ -83,13 +86,23 @@ def payload_for(graph: InferenceGraph) -> tuple[str, str]:
     return f"synthetic:{kind}", first.name
 
 
+class LoadShape(TypedDict, total=False):
+    """The LoadConfig fields a step varies: a closed loop (concurrency) or an open one (rate)."""
+
+    concurrency: int
+    rate: float
+    arrival: Arrival
+    duration: float
+    seed: int
+
+
 class Runner:
     """Runs one load step against the served graph with the demo's fixed settings."""
 
     def __init__(self, url: str, graph: InferenceGraph, priced_graph: Path, s: SweepSettings):
         self.url, self.graph, self.priced_graph, self.settings = url, graph, priced_graph, s
 
-    def run(self, slo: Slo | None, **shape: float | int | str) -> StepResult:
+    def run(self, slo: Slo | None, **shape: Unpack[LoadShape]) -> StepResult:
         payload, input_name = payload_for(self.graph)
         config = LoadConfig(
             target=self.url,
@@ -102,7 +115,7 @@ class Runner:
             slo_ms=slo.latency_ms if slo else None,
             slo_percentile=slo.percentile if slo else None,
             progress=False,
-            **shape,  # type: ignore[arg-type]
+            **shape,
         )
         return run_load(config).steps[-1]
 

@@ -17,7 +17,9 @@ PLURAL = "inferencegraphs"
 _DROP = {"title", "default", "discriminator", "examples"}
 
 
-def _structural(schema: dict[str, Any], defs: dict[str, Any], stack: tuple[str, ...]) -> dict:
+def _structural(
+    schema: dict[str, Any], defs: dict[str, Any], stack: tuple[str, ...]
+) -> dict[str, Any]:
     if "$ref" in schema:
         name = schema["$ref"].split("/")[-1]
         if name in stack:  # recursion: leave the rest to the operator's validation
@@ -29,7 +31,7 @@ def _structural(schema: dict[str, Any], defs: dict[str, Any], stack: tuple[str, 
         non_null = [v for v in variants if v.get("type") != "null"]
         nullable = len(non_null) < len(variants)
         if len(non_null) == 1:
-            out = _structural(non_null[0], defs, stack)
+            out: dict[str, Any] = _structural(non_null[0], defs, stack)
         else:
             out = {"x-kubernetes-preserve-unknown-fields": True}
             types = {v.get("type") for v in non_null}
@@ -43,7 +45,7 @@ def _structural(schema: dict[str, Any], defs: dict[str, Any], stack: tuple[str, 
         if nullable:
             out["nullable"] = True
         return out
-    out: dict[str, Any] = {}
+    out = {}
     for key, value in schema.items():
         if key in _DROP or key in ("$defs", "anyOf", "oneOf"):
             continue

@@ -10,7 +10,7 @@ graph's own inputs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Final, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -18,8 +18,8 @@ from pydantic.alias_generators import to_camel
 
 from infergraph.errors import GraphValidationError
 
-API_VERSION = "infergraph.io/v1alpha1"
-KIND = "InferenceGraph"
+API_VERSION: Final = "infergraph.io/v1alpha1"
+KIND: Final = "InferenceGraph"
 REQUEST = "request"
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 

@@ -367,7 +367,7 @@ class _Compiler:
         return step.branch[-1].gate
 
     def cascade_of(self, sources: list[Source]) -> PlanStep | None:
-        gates = {self.gate_of(s) for s in sources} - {None}
+        gates = {gate for s in sources if (gate := self.gate_of(s)) is not None}
         if len(gates) != 1:
             return None
         return self.passes.get(next(iter(gates)))

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from infergraph.arrays import Array
 from infergraph.errors import InputError
 from infergraph.serving.tensors import NUMPY_TO_V2, V2_TO_NUMPY
 
@@ -65,7 +66,7 @@ def encode_bytes_tensor(items: list[bytes]) -> bytes:
     return b"".join(struct.pack("<I", len(item)) + item for item in items)
 
 
-def decode_binary(name: str, datatype: str, shape: list[int], raw: bytes) -> np.ndarray:
+def decode_binary(name: str, datatype: str, shape: list[int], raw: bytes) -> Array:
     """Raw bytes of one input -> numpy, naming the input in every error."""
     if datatype == "BYTES":
         elements = decode_bytes_tensor(name, raw)
@@ -88,7 +89,7 @@ def decode_binary(name: str, datatype: str, shape: list[int], raw: bytes) -> np.
     return array.reshape(shape)
 
 
-def encode_binary(array: np.ndarray) -> tuple[str, bytes]:
+def encode_binary(array: Array) -> tuple[str, bytes]:
     """numpy -> (V2 datatype, raw bytes)."""
     if array.dtype == object or array.dtype.kind in ("U", "S"):
         items = [x.encode("utf-8") if isinstance(x, str) else bytes(x) for x in array.reshape(-1)]
@@ -182,7 +183,7 @@ def to_json_tensor(tensor: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def json_tensor_array(tensor: dict[str, Any]) -> np.ndarray:
+def json_tensor_array(tensor: dict[str, Any]) -> Array:
     """A node's JSON output tensor as numpy, BYTES decoded as its content_type says."""
     datatype = str(tensor.get("datatype"))
     shape = [int(d) for d in tensor.get("shape") or []]

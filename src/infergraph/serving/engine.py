@@ -6,8 +6,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
+from infergraph.arrays import Array
 from infergraph.components.base import Component, ComponentResult
 from infergraph.serving.batcher import MicroBatcher
 from infergraph.timing import StageTimings
@@ -24,7 +23,7 @@ class ComponentEngine:
         )
 
     async def infer(
-        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]
+        self, inputs: Mapping[str, Array], parameters: Mapping[str, Any]
     ) -> ComponentResult:
         empty = self.component.zero_row_outputs(inputs)
         if empty is not None:  # nothing to batch: a frame with no detection

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 from starlette.routing import BaseRoute, Router
 
@@ -27,12 +27,17 @@ from infergraph.serving.heap import tracked_objects
 log = logging.getLogger(__name__)
 
 
+def _is_router(obj: object) -> TypeGuard[Router]:
+    """isinstance() by type(): a proxy's __class__ can warn."""
+    return issubclass(type(obj), Router)
+
+
 def promote(endpoints: list[Callable[..., Any]]) -> int:
     """Move the routes serving `endpoints` to the front of their router; how many moved."""
     wanted = {id(fn) for fn in endpoints}
     moved = 0
     for obj in tracked_objects():
-        if not issubclass(type(obj), Router):  # type(): a proxy's __class__ can warn
+        if not _is_router(obj):
             continue
         routes: list[BaseRoute] = obj.routes
         ours = [r for r in routes if id(getattr(r, "endpoint", None)) in wanted]

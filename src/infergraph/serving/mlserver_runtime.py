@@ -104,7 +104,8 @@ def _number(field: str, value: Any) -> float:
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-class ComponentRuntime(MLModel):
+# MLServer ships no py.typed marker, so mypy sees its base class as Any.
+class ComponentRuntime(MLModel):  # type: ignore[misc]
     """Serves one component over V2 REST (JSON and binary) and gRPC, with per-row batching."""
 
     def __init__(self, settings: Any) -> None:

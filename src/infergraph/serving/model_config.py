@@ -11,15 +11,22 @@ kept per model instance from the same timings the response parameters carry.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
 class Tensor(Protocol):
-    name: str
-    datatype: str
-    shape: tuple[int, ...] | list[int]
+    """A tensor's interface as these entries read it (TensorSpec, frozen, is one): read-only."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def datatype(self) -> str: ...
+
+    @property
+    def shape(self) -> Sequence[int]: ...
 
 
 def data_type(datatype: str) -> str:

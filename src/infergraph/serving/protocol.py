@@ -13,8 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
+from infergraph.arrays import Array
 from infergraph.errors import InputError
 from infergraph.serving.tensors import to_numpy
 
@@ -31,7 +30,7 @@ class V2Request:
     """A validated request: decoded inputs by component name, model parameters, outputs."""
 
     id: str | None
-    inputs: dict[str, np.ndarray]
+    inputs: dict[str, Array]
     parameters: dict[str, Any]
     outputs: list[str] = field(default_factory=list)
     binary_all: bool = False
@@ -83,7 +82,7 @@ def parse_request(
     raw_inputs = body.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InputError("inputs", "the request needs a non-empty 'inputs' list")
-    inputs: dict[str, np.ndarray] = {}
+    inputs: dict[str, Array] = {}
     for position, tensor in enumerate(raw_inputs):
         if not isinstance(tensor, dict):
             raise InputError(f"inputs[{position}]", "each input must be a JSON object")
@@ -111,13 +110,13 @@ def parse_request(
     if raw_outputs is not None and not isinstance(raw_outputs, list):
         raise InputError("outputs", "must be a list of {name, parameters}")
     for position, out in enumerate(raw_outputs or []):
-        name = out.get("name") if isinstance(out, dict) else None
-        if not isinstance(name, str):
+        out_name = out.get("name") if isinstance(out, dict) else None
+        if not isinstance(out_name, str):
             raise InputError(f"outputs[{position}]", "each requested output needs a string name")
-        outputs.append(name)
-        out_params = _object(name, out.get("parameters"), "output parameters")
+        outputs.append(out_name)
+        out_params = _object(out_name, out.get("parameters"), "output parameters")
         if out_params.get("binary_data") is True:
-            binary_outputs.add(name)
+            binary_outputs.add(out_name)
     binary_all = parameters.get("binary_data_output") is True
     model_params = {k: v for k, v in parameters.items() if k not in PROTOCOL_PARAMETERS}
     return V2Request(request_id, inputs, model_params, outputs, binary_all, binary_outputs)

@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 import orjson
 
+from infergraph.arrays import Array
 from infergraph.errors import Status, status_for
 from infergraph.serving.binary import OCTET_STREAM, encode_binary, write_response
 from infergraph.serving.tensors import from_numpy
+
+
+class OutputTensor(TypedDict):
+    """One output tensor of a V2 JSON response. A binary one has no `data`: its bytes follow
+    the JSON header, and its `binary_data_size` parameter says how many there are."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    data: NotRequired[list[Any]]
+    parameters: NotRequired[Mapping[str, str | int]]
 
 
 def plain_parameters(params: dict[str, Any]) -> dict[str, Any]:
@@ -22,10 +35,10 @@ def plain_parameters(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def encode_outputs(
-    outputs: dict[str, np.ndarray], binary_all: bool, binary_names: set[str]
-) -> tuple[list[dict[str, Any]], list[bytes]]:
+    outputs: dict[str, Array], binary_all: bool, binary_names: set[str]
+) -> tuple[list[OutputTensor], list[bytes]]:
     """Output tensors as JSON entries, with the binary ones' bytes split off in order."""
-    entries: list[dict[str, Any]] = []
+    entries: list[OutputTensor] = []
     blobs: list[bytes] = []
     for name, array in outputs.items():
         array = np.asarray(array)
@@ -42,7 +55,7 @@ def encode_outputs(
             blobs.append(raw)
             continue
         datatype, shape, data, params = from_numpy(array)
-        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": shape, "data": data}
+        entry: OutputTensor = {"name": name, "datatype": datatype, "shape": shape, "data": data}
         if params:
             entry["parameters"] = params
         entries.append(entry)

@@ -22,10 +22,12 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from infergraph.arrays import Array
 from infergraph.components.base import Component, ComponentResult, ComponentSettings
 from infergraph.components.conditions import evaluate
 from infergraph.components.registry import component_class
@@ -47,12 +49,14 @@ def _error(exc: InfergraphError) -> Exception:
         from seldon_core.flask_utils import SeldonMicroserviceException
     except ImportError:  # pragma: no cover - exercised only without seldon-core
         return exc
-    return SeldonMicroserviceException(
+    # seldon-core lives in .venv-seldon only, so to mypy (run from .venv) this class is Any.
+    error: Exception = SeldonMicroserviceException(
         str(exc), status_code=status.http, reason=status.seldon_reason
     )
+    return error
 
 
-def _infer(name: str, value: Any) -> np.ndarray:
+def _infer(name: str, value: Any) -> Array:
     """A plain JSON value from a client: text becomes BYTES, floats FP32, ints INT64."""
     try:
         array = np.asarray(value)
@@ -75,7 +79,7 @@ def _infer(name: str, value: Any) -> np.ndarray:
     raise InputError(name, f"unsupported data of dtype {array.dtype}")
 
 
-def decode_tensor(name: str, value: Any) -> np.ndarray:
+def decode_tensor(name: str, value: Any) -> Array:
     if isinstance(value, dict):
         if "datatype" not in value or "data" not in value:
             raise InputError(name, "tensor objects need 'datatype' and 'data' (and 'shape')")
@@ -86,7 +90,7 @@ def decode_tensor(name: str, value: Any) -> np.ndarray:
     return _infer(name, value)
 
 
-def encode_tensor(array: np.ndarray) -> dict[str, Any]:
+def encode_tensor(array: Array) -> dict[str, Any]:
     datatype, shape, data, params = from_numpy(array)
     out: dict[str, Any] = {"datatype": datatype, "shape": shape, "data": data}
     if params:
@@ -97,7 +101,7 @@ def encode_tensor(array: np.ndarray) -> dict[str, Any]:
 class Payload:
     """Named tensors travelling through the v1 graph: qualified refs plus the current step's."""
 
-    def __init__(self, carried: dict[str, np.ndarray], current: dict[str, np.ndarray]) -> None:
+    def __init__(self, carried: dict[str, Array], current: dict[str, Array]) -> None:
         self.carried = carried
         self.current = current
 
@@ -128,14 +132,14 @@ class Payload:
             raise InputError(first_input, f"unsupported payload type {type(features).__name__}")
         return cls({f"{REQUEST}.{first_input}": array}, {first_input: array})
 
-    def lookup(self, ref: str) -> np.ndarray | None:
+    def lookup(self, ref: str) -> Array | None:
         """First alternative of `a.x | request.x` that is present."""
         for alt in (part.strip() for part in ref.split("|")):
             if alt in self.carried:
                 return self.carried[alt]
         return None
 
-    def with_outputs(self, owner: str, outputs: dict[str, np.ndarray]) -> Payload:
+    def with_outputs(self, owner: str, outputs: dict[str, Array]) -> Payload:
         carried = dict(self.carried)
         carried.update({f"{owner}.{k}": v for k, v in outputs.items()})
         return Payload(carried, dict(outputs))
@@ -265,12 +269,12 @@ class InfergraphComponent:
             if not features_list:
                 raise InputError("seldonMessages", "no member outputs to combine")
             members = [Payload.decode(f, f"member_{i}") for i, f in enumerate(features_list)]
-            carried: dict[str, np.ndarray] = {}
+            carried: dict[str, Array] = {}
             for member in members:
                 carried.update(member.carried)
             base = Payload(carried, {})
             if self.method == "merge" or self.family is None:
-                merged: dict[str, np.ndarray] = {}
+                merged: dict[str, Array] = {}
                 for member in members:
                     merged.update(member.current)
                 self._remember({}, {})
@@ -288,7 +292,7 @@ class InfergraphComponent:
                 params = {"method": self.method} if self.method else {}
                 result = self.component().predict(inputs, params)
             else:
-                current: dict[str, np.ndarray] = {}
+                current: dict[str, Array] = {}
                 for member in members:
                     current.update(member.current)
                 result = self.component().predict(self._inputs(Payload(carried, current)), {})
@@ -359,11 +363,11 @@ class InfergraphComponent:
         self._remember_result(result)
         return payload.with_outputs(self.node, result.outputs)
 
-    def _inputs(self, payload: Payload) -> dict[str, np.ndarray]:
+    def _inputs(self, payload: Payload) -> dict[str, Array]:
         """Exactly the sources the renderer wrote from the compiled plan (`inputs`), or, for a
         unit started by hand with no `inputs`, the component's inputs by name."""
         if self.inputs:
-            out: dict[str, np.ndarray] = {}
+            out: dict[str, Array] = {}
             for name, ref in self.inputs.items():
                 value = payload.lookup(ref)
                 if value is None:
@@ -399,7 +403,7 @@ class InfergraphComponent:
     def _last_tags(self) -> dict[str, Any]:
         return dict(getattr(self._last, "tags", {}))
 
-    def _guard(self, fn: Any) -> Any:
+    def _guard[T](self, fn: Callable[[], T]) -> T:
         """Typed errors become Seldon errors with a status; the worker keeps serving."""
         with self._metrics.request() as outcome:
             try:

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from infergraph.arrays import Array
 from infergraph.errors import InputError
 
-V2_TO_NUMPY: dict[str, Any] = {
+V2_TO_NUMPY: dict[str, type[np.generic]] = {
     "BOOL": np.bool_,
     "UINT8": np.uint8,
     "UINT16": np.uint16,
@@ -29,7 +30,7 @@ V2_TO_NUMPY: dict[str, Any] = {
     "FP32": np.float32,
     "FP64": np.float64,
 }
-NUMPY_TO_V2: dict[Any, str] = {np.dtype(v): k for k, v in V2_TO_NUMPY.items()}
+NUMPY_TO_V2: dict[np.dtype[np.generic], str] = {np.dtype(v): k for k, v in V2_TO_NUMPY.items()}
 
 
 # No real tensor is this large; beyond it a shape is a mistake (or an overflow attempt).
@@ -53,7 +54,7 @@ def _flatten(name: str, data: Any, depth: int) -> list[Any]:
     return out
 
 
-def element_count(name: str, shape: Any) -> tuple[list[int], int]:
+def element_count(name: str, shape: object) -> tuple[list[int], int]:
     """Validate a V2 shape and count its elements without overflowing."""
     if not isinstance(shape, (list, tuple)) or not all(
         isinstance(s, int) and not isinstance(s, bool) for s in shape
@@ -69,26 +70,26 @@ def element_count(name: str, shape: Any) -> tuple[list[int], int]:
 
 
 def to_numpy(
-    name: str, datatype: str, shape: list[int], data: Any, content_type: str | None = None
-) -> np.ndarray:
-    """Decode one V2 input, naming it in every error."""
-    shape, expected = element_count(name, shape)
+    name: str, datatype: str, shape: object, data: Any, content_type: str | None = None
+) -> Array:
+    """Decode one V2 input, naming it in every error; `shape` is checked here, as sent."""
+    dims, expected = element_count(name, shape)
     if isinstance(data, np.ndarray) and datatype != "BYTES" and data.dtype != object:
         if data.size != expected:
             raise InputError(
-                name, f"shape {shape} needs {expected} elements but data has {data.size}"
+                name, f"shape {dims} needs {expected} elements but data has {data.size}"
             )
         if datatype not in V2_TO_NUMPY:
             raise InputError(name, f"unknown datatype '{datatype}'")
-        return data.astype(V2_TO_NUMPY[datatype], copy=False).reshape(shape)
+        return data.astype(V2_TO_NUMPY[datatype], copy=False).reshape(dims)
     if isinstance(data, (bytes, str)) and datatype == "BYTES":
         flat = [data]
     elif isinstance(data, np.ndarray):
         flat = list(data.reshape(-1))
     else:
-        flat = _flatten(name, data, max(len(shape), 1))
+        flat = _flatten(name, data, max(len(dims), 1))
     if len(flat) != expected:
-        raise InputError(name, f"shape {shape} needs {expected} elements but data has {len(flat)}")
+        raise InputError(name, f"shape {dims} needs {expected} elements but data has {len(flat)}")
     if datatype == "BYTES":
         out = np.empty(len(flat), dtype=object)
         for i, item in enumerate(flat):
@@ -102,18 +103,18 @@ def to_numpy(
                 except ValueError as exc:
                     raise InputError(name, "content_type base64 but not valid base64", i) from exc
             out[i] = bytes(item)
-        return out.reshape(shape)
+        return out.reshape(dims)
     if datatype not in V2_TO_NUMPY:
         raise InputError(name, f"unknown datatype '{datatype}'")
     if any(isinstance(x, (str, bytes, dict)) for x in flat):
         raise InputError(name, f"data is not valid {datatype}: it holds text or objects")
     try:
-        return np.asarray(flat, dtype=V2_TO_NUMPY[datatype]).reshape(shape)
+        return np.asarray(flat, dtype=V2_TO_NUMPY[datatype]).reshape(dims)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InputError(name, f"data is not valid {datatype}: {exc}") from exc
 
 
-def from_numpy(array: np.ndarray) -> tuple[str, list[int], list[Any], dict[str, str]]:
+def from_numpy(array: Array) -> tuple[str, list[int], list[Any], dict[str, str]]:
     """Encode an output as (datatype, shape, flat data, parameters)."""
     array = np.asarray(array)
     shape = list(array.shape)
@@ -135,7 +136,7 @@ def from_numpy(array: np.ndarray) -> tuple[str, list[int], list[Any], dict[str, 
     return datatype, shape, array.reshape(-1).tolist(), {}
 
 
-def check_datatype(name: str, array: np.ndarray, allowed: tuple[str, ...]) -> None:
+def check_datatype(name: str, array: Array, allowed: tuple[str, ...]) -> None:
     """Reject a tensor whose V2 datatype is not among `allowed`."""
     actual = "BYTES" if array.dtype == object else NUMPY_TO_V2.get(array.dtype, str(array.dtype))
     if actual not in allowed:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import grpc
 
@@ -173,7 +173,9 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
 Behaviour = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
 
 
-class TritonRpcs(grpc.GenericRpcHandler):
+# grpcio ships no type information (no py.typed, no stubs in this environment), so its base
+# class is Any to mypy.
+class TritonRpcs(grpc.GenericRpcHandler):  # type: ignore[misc]
     """Answers ModelConfig and ModelStatistics for the runtimes that registered here."""
 
     def __init__(self) -> None:
@@ -184,7 +186,7 @@ class TritonRpcs(grpc.GenericRpcHandler):
         }
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> Any:
-        behaviour = self._methods.get(handler_call_details.method)  # type: ignore[attr-defined]
+        behaviour = self._methods.get(handler_call_details.method)
         if behaviour is None:
             return None
         return grpc.unary_unary_rpc_method_handler(behaviour)
@@ -193,13 +195,13 @@ class TritonRpcs(grpc.GenericRpcHandler):
         try:
             name, version = decode_model_request(data)
         except ValueError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad request: {exc}")
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"bad request: {exc}")
         model = self.models.get(name)
         if model is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no infergraph model named '{name}'")
+            await _abort(context, grpc.StatusCode.NOT_FOUND, f"no infergraph model named '{name}'")
         if version and model.version is not None and version != model.version:
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND, f"model '{name}' has no version '{version}'"
+            await _abort(
+                context, grpc.StatusCode.NOT_FOUND, f"model '{name}' has no version '{version}'"
             )
         return model
 
@@ -213,6 +215,14 @@ class TritonRpcs(grpc.GenericRpcHandler):
             return encode_model_statistics(m.triton_statistics() for m in self.models.values())
         model = await self._model(data, context)
         return encode_model_statistics([model.triton_statistics()])
+
+
+async def _abort(
+    context: grpc.aio.ServicerContext, code: grpc.StatusCode, details: str
+) -> NoReturn:
+    """End the RPC with `code`; `abort` always raises, which untyped grpc cannot tell mypy."""
+    await context.abort(code, details)
+    raise AssertionError("grpc.aio.ServicerContext.abort returned")
 
 
 def _mlserver_grpc_servers() -> list[Any]:
