@@ -397,7 +397,14 @@ def _inrun(
 
 
 def profile_served(
-    graph_file: Path, url: str, rate: float, work: Path, tag: str, log: Path
+    graph_file: Path,
+    url: str,
+    rate: float,
+    work: Path,
+    tag: str,
+    log: Path,
+    payload: str = PAYLOAD,
+    requests: int = 600,
 ) -> Path:
     """`infergraph profile --endpoint` of the configuration being checked, just before its run.
 
@@ -425,11 +432,11 @@ def profile_served(
         # a loaded half of 30-120 s: a 20 s window caught a slow spell's 10 %, and the
         # speed-drift fit (`planner.drift`) reads lags up to a third of its passes, 200
         # here, where the slow drift that lasts tens of seconds begins to show
-        "600",
+        str(requests),
         "--rate",
         str(rate),
         "--payload",
-        PAYLOAD,
+        payload,
         "--hardware-class",
         CHECK_CLASS,
         log=log,
@@ -854,7 +861,9 @@ def result_settings(
     if "controlled" in parts:
         from benchmarks.controlled_check import controlled_settings
 
-        settings["controlled"] = controlled_settings(args.controlled_duration)
+        settings["controlled"] = controlled_settings(
+            args.controlled_duration, args.controlled_served_profiles
+        )
     if reused:
         # settings of the reused parts are the earlier run's, not this run's defaults
         kept = {k: v for k, v in reused["settings"].items() if k != "reused"}
@@ -870,11 +879,11 @@ def result_settings(
     return settings
 
 
-def controlled_part(work: Path, duration: float) -> list[dict[str, Any]]:
+def controlled_part(work: Path, duration: float, served_at_rate: bool) -> list[dict[str, Any]]:
     """The simulator against controlled service times (`benchmarks/controlled_check.py`)."""
     from benchmarks.controlled_check import controlled_rows
 
-    rows = controlled_rows(work, duration)
+    rows = controlled_rows(work, duration, served_at_rate)
     print_table(
         "simulator against controlled service times (local runner, this CPU)",
         rows,
@@ -927,6 +936,12 @@ def main() -> None:
         default="cost,check,search,controlled",
         help="comma-separated: cost, check, search (the planner against exhaustive search), "
         "controlled (the simulator against controlled service times)",
+    )
+    parser.add_argument(
+        "--controlled-served-profiles",
+        action="store_true",
+        help="controlled part: also profile each row's served configuration at its rate "
+        "and predict from that (a diagnosis beside the one-profile headline)",
     )
     parser.add_argument(
         "--controlled-duration", type=float, default=40.0, help="measured seconds per row"
@@ -987,7 +1002,7 @@ def main() -> None:
         else reused.get("search", [])
     )
     controlled = (
-        controlled_part(work, args.controlled_duration)
+        controlled_part(work, args.controlled_duration, args.controlled_served_profiles)
         if "controlled" in parts
         else reused.get("controlled", [])
     )

@@ -86,16 +86,46 @@ def measure(url: str, rate: float, duration: float, seed: int) -> dict[str, Any]
     return bp.measure(url, rate, duration, seed, model=MODEL, payload=PAYLOAD)
 
 
-def controlled_row(
-    graph_file: Path, url: str, profile: Path, setting: tuple[int, float, float], duration: float
+def _served_prediction(
+    served: Path | None, graph_file: Path, arrivals: np.ndarray, measured: dict[str, Any]
 ) -> dict[str, Any]:
-    """Load-test one configuration and predict the same run from the one profile."""
+    """A diagnosis beside the headline: the same run predicted from a profile of the served
+    configuration taken at the row's own rate just before it, which holds the hops and the
+    server's slowdown at that rate (the one profile measured them at about 10 req/s)."""
+    if served is None:
+        return {}
+    again = bp.predict(graph_file, served, arrivals)
+    return {
+        "served_profile": bp._shown(served),
+        "served_predicted_p50_ms": again["p50_ms"],
+        "served_predicted_p99_ms": again["p99_ms"],
+        "served_p50_error_pct": bp.error_pct(again["p50_ms"], measured["p50_ms"]),
+        "served_p99_error_pct": bp.error_pct(again["p99_ms"], measured["p99_ms"]),
+    }
+
+
+def controlled_row(
+    graph_file: Path,
+    url: str,
+    profile: Path,
+    setting: tuple[int, float, float],
+    duration: float,
+    served_at_rate: bool = False,
+) -> dict[str, Any]:
+    """Load-test one configuration and predict the same run from the one profile (and, with
+    `served_at_rate`, from a profile of the served configuration at the row's rate)."""
     batch, delay_ms, load = setting
     rate = round(load * capacity_rps(batch), 2)
+    served = None
+    if served_at_rate:
+        work, tag = profile.parent, f"controlled-b{batch}-{load}"
+        log = work / "controlled.log"
+        served = bp.profile_served(graph_file, url, rate, work, tag, log, PAYLOAD, 300)
     measured = measure(url, rate, duration, seed=int(rate * 10))
     arrivals = measured["arrivals_s"]
     predicted = bp.predict(graph_file, profile, arrivals, measured["forward_mean_ms"])
     return {
+        **_served_prediction(served, graph_file, arrivals, measured),
         "part": "controlled",
         "topology": "chain",
         "batch": batch,
@@ -115,6 +145,7 @@ def controlled_row(
         "rate_only_predicted_p99_ms": predicted["rate_only_p99_ms"],
         "measured_forward_mean_ms": measured["forward_mean_ms"],
         "predicted_forward_mean_ms": predicted["forward_mean_ms"],
+        "inrun_predicted_p50_ms": predicted["inrun_p50_ms"],
         "inrun_predicted_p99_ms": predicted["inrun_p99_ms"],
         "inrun_p99_error_pct": bp.error_pct(predicted["inrun_p99_ms"], measured["p99_ms"]),
         "forward_drift": predicted["inrun_factors"],
@@ -128,7 +159,9 @@ def controlled_row(
     }
 
 
-def controlled_rows(work: Path, duration: float) -> list[dict[str, Any]]:
+def controlled_rows(
+    work: Path, duration: float, served_at_rate: bool = False
+) -> list[dict[str, Any]]:
     """Profile the controlled chain once, then serve, load and predict each setting."""
     use_controlled_family()
     log = work / "controlled.log"
@@ -140,8 +173,9 @@ def controlled_rows(work: Path, duration: float) -> list[dict[str, Any]]:
         graph_file.write_text(yaml.safe_dump(controlled_graph(batch, delay_ms)))
         with bp.Served(graph_file, log) as url:
             for load in LOADS:
+                setting = (batch, delay_ms, load)
                 rows.append(
-                    controlled_row(graph_file, url, profile, (batch, delay_ms, load), duration)
+                    controlled_row(graph_file, url, profile, setting, duration, served_at_rate)
                 )
                 console.print({k: v for k, v in rows[-1].items() if "error" in k or k == "load"})
     return rows
@@ -161,11 +195,24 @@ def controlled_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             for r in rows
         ),
         "controlled_rows": len(rows),
+        **(
+            {
+                "controlled_p99_error_pct_served_profile": max(
+                    r["served_p99_error_pct"] for r in rows
+                ),
+                "controlled_p50_error_pct_served_profile": max(
+                    r["served_p50_error_pct"] for r in rows
+                ),
+            }
+            if all("served_p99_error_pct" in r for r in rows)
+            else {}
+        ),
     }
 
 
-def controlled_settings(duration: float) -> dict[str, Any]:
+def controlled_settings(duration: float, served_at_rate: bool = False) -> dict[str, Any]:
     return {
+        "served_profile_per_row": served_at_rate,
         "graph": "benchmarks/graphs/controlled-chain.yaml",
         "nodes_base_per_row_ms": {k: list(v) for k, v in NODES.items()},
         "sigma": SIGMA,
