@@ -180,13 +180,20 @@ class Served:
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
 
-def measure(url: str, rate: float, duration: float, seed: int) -> dict[str, Any]:
+def measure(
+    url: str,
+    rate: float,
+    duration: float,
+    seed: int,
+    model: str = "planner-check",
+    payload: str = PAYLOAD,
+) -> dict[str, Any]:
     from async_load_tester import LoadConfig, intended_sends, run_load
 
     config = LoadConfig(
         target=url,
-        model="planner-check",
-        payload=PAYLOAD,
+        model=model,
+        payload=payload,
         rate=rate,
         arrival="poisson",
         duration=duration,
@@ -390,7 +397,14 @@ def _inrun(
 
 
 def profile_served(
-    graph_file: Path, url: str, rate: float, work: Path, tag: str, log: Path
+    graph_file: Path,
+    url: str,
+    rate: float,
+    work: Path,
+    tag: str,
+    log: Path,
+    payload: str = PAYLOAD,
+    requests: int = 600,
 ) -> Path:
     """`infergraph profile --endpoint` of the configuration being checked, just before its run.
 
@@ -418,11 +432,11 @@ def profile_served(
         # a loaded half of 30-120 s: a 20 s window caught a slow spell's 10 %, and the
         # speed-drift fit (`planner.drift`) reads lags up to a third of its passes, 200
         # here, where the slow drift that lasts tens of seconds begins to show
-        "600",
+        str(requests),
         "--rate",
         str(rate),
         "--payload",
-        PAYLOAD,
+        payload,
         "--hardware-class",
         CHECK_CLASS,
         log=log,
@@ -701,7 +715,12 @@ def _reused_rows(path: Path, running: set[str]) -> dict[str, Any]:
         "summary": earlier.get("summary") or {},
         "settings": earlier.get("settings") or {},
     }
-    for part, flag in (("cost", "cost"), ("reality-check", "check"), ("search", "search")):
+    for part, flag in (
+        ("cost", "cost"),
+        ("reality-check", "check"),
+        ("search", "search"),
+        ("controlled", "controlled"),
+    ):
         if flag not in running:
             out[part] = [r for r in earlier["rows"] if r.get("part") == part]
     return out
@@ -839,17 +858,52 @@ def result_settings(
     }
     if "search" in parts:
         settings["search"] = search_settings(args.search_cases, args.search_seed)
+    if "controlled" in parts:
+        from benchmarks.controlled_check import controlled_settings
+
+        settings["controlled"] = controlled_settings(
+            args.controlled_duration, args.controlled_served_profiles
+        )
     if reused:
         # settings of the reused parts are the earlier run's, not this run's defaults
         kept = {k: v for k, v in reused["settings"].items() if k != "reused"}
         if "check" in parts:
             kept.pop("reality_check", None)
+        if "controlled" in parts:
+            kept.pop("controlled", None)
         if "cost" in parts:
             for key in ("trace", "cost_profiles", "gpu_profiles", "max_replicas"):
                 kept.pop(key, None)
         reused_from = {**settings["reused"], "earlier": reused["settings"].get("reused")}
         settings = {**settings, **kept, "reused": reused_from}
     return settings
+
+
+def controlled_part(work: Path, duration: float, served_at_rate: bool) -> list[dict[str, Any]]:
+    """The simulator against controlled service times (`benchmarks/controlled_check.py`)."""
+    from benchmarks.controlled_check import controlled_rows
+
+    rows = controlled_rows(work, duration, served_at_rate)
+    print_table(
+        "simulator against controlled service times (local runner, this CPU)",
+        rows,
+        [
+            "topology",
+            "batch",
+            "delay_ms",
+            "load",
+            "rate",
+            "measured_p50_ms",
+            "predicted_p50_ms",
+            "measured_p99_ms",
+            "predicted_p99_ms",
+            "p50_error_pct",
+            "p99_error_pct",
+            "inrun_p99_error_pct",
+            "loadavg_1m",
+        ],
+    )
+    return rows
 
 
 def main() -> None:
@@ -879,8 +933,18 @@ def main() -> None:
     )
     parser.add_argument(
         "--parts",
-        default="cost,check,search",
-        help="comma-separated: cost, check, search (the planner against exhaustive search)",
+        default="cost,check,search,controlled",
+        help="comma-separated: cost, check, search (the planner against exhaustive search), "
+        "controlled (the simulator against controlled service times)",
+    )
+    parser.add_argument(
+        "--controlled-served-profiles",
+        action="store_true",
+        help="controlled part: also profile each row's served configuration at its rate "
+        "and predict from that (a diagnosis beside the one-profile headline)",
+    )
+    parser.add_argument(
+        "--controlled-duration", type=float, default=40.0, help="measured seconds per row"
     )
     parser.add_argument("--search-cases", type=int, default=60, help="random cases, search part")
     parser.add_argument("--search-seed", type=int, default=0, help="first case's seed")
@@ -937,6 +1001,11 @@ def main() -> None:
         if "search" in parts
         else reused.get("search", [])
     )
+    controlled = (
+        controlled_part(work, args.controlled_duration, args.controlled_served_profiles)
+        if "controlled" in parts
+        else reused.get("controlled", [])
+    )
     print_table(
         "simulator against the load tester (local runner, this CPU)",
         check_rows,
@@ -973,13 +1042,16 @@ def main() -> None:
         ],
     )
     summary = summarise(check_rows, cost_rows, search_rows, parts, reused)
-    complete = (parts >= {"cost", "check", "search"} or bool(reused)) and not (
+    from benchmarks.controlled_check import controlled_summary
+
+    summary |= controlled_summary(controlled)
+    complete = (parts >= {"cost", "check", "search", "controlled"} or bool(reused)) and not (
         args.quick or args.only
     )
     settings = result_settings(args, gpu_folder, parts, reused)
     path = write_results(
         "planner" if complete else "planner-partial",
-        check_rows + cost_rows + search_rows,
+        check_rows + cost_rows + search_rows + controlled,
         summary,
         settings,
     )
