@@ -15,7 +15,7 @@ its spec passed as `--graph-json`), kept small on purpose:
     A `Hard` step answering non-2xx ends the Sequence with that body and status; a `Soft` one
     (the default) lets the next step run on the error body.
   - `Ensemble`: every step gets the node's input concurrently; each response is decoded into a
-    map and the answer is `json.Marshal` of `{<step name or index>: <response>}` (Go sorts map
+    map (a body that is not a JSON object: 500, main.go:278-291) and the answer is `json.Marshal` of `{<step name or index>: <response>}` (Go sorts map
     keys) with 200, unless a `Hard` step failed (its response and status win).
   - `Switch`: `pickupRouteByCondition(input, steps)`: the first step whose GJSON `condition`
     exists in the node's *input* runs on that input; none: 404 "None of the routes matched".
@@ -129,6 +129,10 @@ class Router:
                 decoded = json.loads(body)
             except ValueError as exc:
                 raise RouterError(500, f"member {i}: {exc}") from None
+            # Each answer is unmarshalled into map[string]interface{}: anything but a JSON
+            # object is an error, answered 500 (cmd/router/main.go:278-291).
+            if not isinstance(decoded, dict):
+                raise RouterError(500, f"member {i}: json: cannot unmarshal into a map")
             if step.get("dependency") == "Hard" and not 200 <= status <= 299:
                 return go_marshal(decoded), status
             merged[step.get("name") or str(i)] = decoded

@@ -49,10 +49,14 @@ def agent_rewrite(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parse(ref: str, pipeline: str) -> tuple[str, str | None]:
-    """`a.outputs.t` -> ("a.outputs", "t"); `p.inputs` -> ("p.inputs", None); `a` -> all."""
+    """`a.outputs.t` -> ("a.outputs", "t"); `p.inputs` -> ("p.inputs", None).
+
+    A bare step name (`a`) is refused, as the scheduler refuses it
+    (scheduler/pkg/store/pipeline/validate.go:177-205).
+    """
     parts = ref.split(".")
     if len(parts) == 1:
-        return f"{parts[0]}.outputs", None
+        raise ValueError(f"step reference '{ref}': name <step>.outputs[.<tensor>] or .inputs")
     if len(parts) == 2:
         return ref, None
     return ".".join(parts[:2]), ".".join(parts[2:])
