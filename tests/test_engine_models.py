@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.engines.kserve_router import Router
+from tests.engines.kserve_router import Post, Router
 from tests.engines.seldon_v2 import _group
 
 
@@ -51,3 +51,52 @@ def test_seldon_v2_one_part_step_reference_is_refused() -> None:
     with pytest.raises(ValueError, match="'a'"):
         _group(["a"], "p")
     assert _group(["a.outputs", "p.inputs.x"], "p") == {"a.outputs": set(), "p.inputs": {"x"}}
+
+
+def _sequence_router(post: Post, propagate: tuple[str, ...] = ()) -> Router:
+    spec = {
+        "nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceUrl": "http://a"}]}},
+        "routerTimeouts": {"serviceClient": 10},
+    }
+    return Router(spec, post, propagate=propagate)
+
+
+def test_kserve_router_forwards_only_the_headers_propagate_headers_matches() -> None:
+    """`callService` copies a request header only when a PROPAGATE_HEADERS pattern matches
+    its name, as Go's net/http canonicalizes it (`X-Request-Id`), and defaults Content-Type
+    (kserve cmd/router/main.go:130-147)."""
+    seen: list[dict[str, str]] = []
+
+    def post(
+        _url: str, _body: bytes, headers: dict[str, str], _timeout: float | None
+    ) -> tuple[bytes, int]:
+        seen.append(headers)
+        return b"{}", 200
+
+    sent = {"traceparent": "00-abc-01", "x-request-id": "r1", "authorization": "secret"}
+    _sequence_router(post).handle(b"{}", sent)
+    assert seen[-1] == {"Content-Type": "application/json"}
+    _sequence_router(post, ("Traceparent", "X-Request-Id")).handle(b"{}", sent)
+    assert seen[-1] == {
+        "Traceparent": "00-abc-01",
+        "X-Request-Id": "r1",
+        "Content-Type": "application/json",
+    }
+    _sequence_router(post, ("traceparent",)).handle(b"{}", sent)  # lower case: no match
+    assert "Traceparent" not in seen[-1]
+
+
+def test_kserve_router_step_past_its_service_client_timeout_is_a_500() -> None:
+    """`routerTimeouts.serviceClient` is the http.Client timeout; a call past it is an error
+    answered 500 with the router's error body (main.go:149-160)."""
+    timeouts: list[float | None] = []
+
+    def post(
+        _url: str, _body: bytes, _headers: dict[str, str], timeout: float | None
+    ) -> tuple[bytes, int]:
+        timeouts.append(timeout)
+        raise TimeoutError("context deadline exceeded")
+
+    body, status = _sequence_router(post).handle(b"{}")
+    assert status == 500 and timeouts == [10]
+    assert json.loads(body)["error"] == "Failed to process request"
