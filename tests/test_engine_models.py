@@ -26,7 +26,7 @@ def _ensemble_router(member_body: bytes) -> Router:
         }
     }
     bodies = {"http://a": b'{"outputs": []}', "http://b": member_body}
-    return Router(spec, lambda url, _body: (bodies[url], 200))
+    return Router(spec, lambda url, _body, _headers, _timeout: (bodies[url], 200))
 
 
 @pytest.mark.parametrize("member", [b"[1, 2]", b'"text"', b"3"])

@@ -15,13 +15,18 @@ its spec passed as `--graph-json`), kept small on purpose:
     A `Hard` step answering non-2xx ends the Sequence with that body and status; a `Soft` one
     (the default) lets the next step run on the error body.
   - `Ensemble`: every step gets the node's input concurrently; each response is decoded into a
-    map (a body that is not a JSON object: 500, main.go:278-291) and the answer is `json.Marshal` of `{<step name or index>: <response>}` (Go sorts map
-    keys) with 200, unless a `Hard` step failed (its response and status win).
+    map (a body that is not a JSON object: 500, main.go:278-291) and the answer is
+    `json.Marshal` of `{<step name or index>: <response>}` (Go sorts map keys) with 200,
+    unless a `Hard` step failed (its response and status win).
   - `Switch`: `pickupRouteByCondition(input, steps)`: the first step whose GJSON `condition`
     exists in the node's *input* runs on that input; none: 404 "None of the routes matched".
   - `Splitter`: weighted random pick (not rendered by the kit; not modelled).
 - `executeStep`: a `nodeName` recurses into `routeStep`, else `callService` POSTs the bytes to
-  `serviceUrl` with `Content-Type: application/json` and returns body and status.
+  `serviceUrl` and returns body and status. Headers (main.go:130-147): a client header goes
+  along only when a `PROPAGATE_HEADERS` pattern (unanchored Go regexp) matches its name as
+  net/http canonicalizes it (`X-Request-Id`); Content-Type defaults to application/json.
+  The http.Client's timeout is `routerTimeouts.serviceClient` (main.go:149-157); a call that
+  fails or times out answers 500 with the router's error body.
 
 GJSON (github.com/tidwall/gjson `GetBytes(...).Exists()`) is modelled for the plain dotted
 paths the kit renders (`carry.when.gate-0.then`); anything richer is refused, not guessed.
@@ -36,7 +41,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-Post = Callable[[str, bytes], tuple[bytes, int]]
+# post(url, body, headers, timeout seconds or None) -> (body, status); raises OSError (a
+# TimeoutError included) when the call fails.
+Post = Callable[[str, bytes, dict[str, str], float | None], tuple[bytes, int]]
 PLAIN_PATH = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 
@@ -71,6 +78,11 @@ def valid_json(body: bytes | None) -> bool:
     return True
 
 
+def canonical_header(name: str) -> str:
+    """net/http's textproto.CanonicalMIMEHeaderKey: `x-request-id` -> `X-Request-Id`."""
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+
+
 def go_marshal(value: Any) -> bytes:
     """encoding/json's Marshal of decoded JSON: map keys sorted, no spaces."""
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
@@ -82,9 +94,13 @@ class Router:
 
     spec: dict[str, Any]
     post: Post
+    propagate: tuple[str, ...] = ()  # PROPAGATE_HEADERS, split on commas
     calls: list[str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
 
-    def handle(self, body: bytes) -> tuple[bytes, int]:
+    def handle(self, body: bytes, headers: dict[str, str] | None = None) -> tuple[bytes, int]:
+        """`graphHandler`: the client's headers go with every call the patterns allow."""
+        self.headers = {canonical_header(k): v for k, v in (headers or {}).items()}
         try:
             return self.route("root", body)
         except RouterError as exc:
@@ -142,4 +158,17 @@ class Router:
         if step.get("nodeName"):
             return self.route(step["nodeName"], data)
         self.calls.append(step["serviceUrl"])
-        return self.post(step["serviceUrl"], data)
+        return self.call_service(step["serviceUrl"], data)
+
+    def call_service(self, url: str, data: bytes) -> tuple[bytes, int]:
+        headers = {
+            name: value
+            for name, value in self.headers.items()
+            if any(re.search(pattern, name) for pattern in self.propagate)
+        }
+        headers.setdefault("Content-Type", "application/json")
+        timeout = self.spec.get("routerTimeouts", {}).get("serviceClient")
+        try:
+            return self.post(url, data, headers, timeout)
+        except OSError as exc:
+            raise RouterError(500, f"calling {url}: {exc}") from None
