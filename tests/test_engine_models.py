@@ -100,3 +100,17 @@ def test_kserve_router_step_past_its_service_client_timeout_is_a_500() -> None:
     body, status = _sequence_router(post).handle(b"{}")
     assert status == 500 and timeouts == [10]
     assert json.loads(body)["error"] == "Failed to process request"
+
+
+def test_kserve_ensemble_re_encodes_members_as_go_does() -> None:
+    """Members are decoded into interface{} (every number a float64) and re-marshalled by
+    encoding/json (kserve cmd/router/main.go:278-291, 315): `0.0` becomes `0`, integers past
+    2^53 lose precision, small numbers print in Go's style and `<>&` are escaped."""
+    member = b'{"a": 0.0, "b": 2.50, "c": 9007199254740993, "d": 1e-7, "e": 0.00001, "f": "<&>"}'
+    body, status = _ensemble_router(member).handle(b"{}")
+    assert status == 200
+    expected = (
+        b'{"a":{"outputs":[]},"b":{"a":0,"b":2.5,"c":9007199254740992,"d":1e-7,"e":0.00001,'
+        b'"f":"\\u003c\\u0026\\u003e"}}'
+    )
+    assert body == expected
