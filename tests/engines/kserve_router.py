@@ -39,6 +39,7 @@ import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 # post(url, body, headers, timeout seconds or None) -> (body, status); raises OSError (a
@@ -83,9 +84,53 @@ def canonical_header(name: str) -> str:
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
 
 
+def go_decode(body: bytes) -> Any:
+    """json.Unmarshal into interface{}: every number becomes a float64."""
+    return json.loads(body, parse_int=float)
+
+
+def go_number(x: float) -> str:
+    """encoding/json's float64: the shortest digits that round-trip, in fixed notation
+    unless |x| < 1e-6 or >= 1e21, where exponent form with `e-07` cleaned to `e-7`."""
+    if x != x or x in (float("inf"), float("-inf")):
+        raise ValueError(f"json: unsupported value: {x}")
+    if x != 0 and not 1e-6 <= abs(x) < 1e21:
+        return repr(x).replace("e-0", "e-")
+    return format(Decimal(repr(x)).normalize(), "f")
+
+
+def go_string(text: str) -> str:
+    """encoding/json's string: UTF-8 as is, HTML characters and U+2028/9 escaped."""
+    out = json.dumps(text, ensure_ascii=False)
+    for char, escaped in GO_ESCAPES.items():
+        out = out.replace(char, escaped)
+    return out
+
+
+GO_ESCAPES = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+
+
+def go_json(value: Any) -> str:
+    if isinstance(value, dict):  # Go sorts map keys
+        return "{" + ",".join(f"{go_string(k)}:{go_json(value[k])}" for k in sorted(value)) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(go_json(v) for v in value) + "]"
+    if isinstance(value, str):
+        return go_string(value)
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return go_number(float(value))
+
+
 def go_marshal(value: Any) -> bytes:
-    """encoding/json's Marshal of decoded JSON: map keys sorted, no spaces."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+    """encoding/json's Marshal of a value decoded by `go_decode`."""
+    return go_json(value).encode()
 
 
 @dataclass
@@ -142,7 +187,7 @@ class Router:
         merged: dict[str, Any] = {}
         for i, (step, (body, status)) in enumerate(zip(steps, results, strict=True)):
             try:
-                decoded = json.loads(body)
+                decoded = go_decode(body)
             except ValueError as exc:
                 raise RouterError(500, f"member {i}: {exc}") from None
             # Each answer is unmarshalled into map[string]interface{}: anything but a JSON
