@@ -356,10 +356,15 @@ def _adapter_rule(series: str, metric: str, query: str) -> dict[str, Any]:
 def prometheus_adapter_rules() -> dict[str, Any]:
     """Values for the prometheus-adapter chart (`rules.custom`): the v2 Object metrics.
 
-    Seldon's agent names a loaded model `<model>_<version>` inside MLServer, so the
-    runtime's `model` label is mapped back to the Model's name before grouping.
+    Seldon's agent names a loaded model `<model>_<version>` inside MLServer
+    (sc2:scheduler/pkg/agent/agent_svc_manager.go:686, 711-716), so the runtime's `model`
+    label is mapped back to the Model's name before grouping; only such series count, so a
+    KServe or v1 pod serving a same-named model in the namespace never adds to a Model.
     """
-    strip = 'label_replace({series}{{namespace!=""}}, "model", "$1", "model", "(.+)_[0-9]+$")'
+    strip = (
+        'label_replace({series}{{namespace!="",model=~".+_[0-9]+"}}, '
+        '"model", "$1", "model", "(.+)_[0-9]+$")'
+    )
     rules = [
         _adapter_rule(
             V2_RPS_SERIES,
