@@ -10,7 +10,7 @@ import json
 import pytest
 
 from tests.engines.kserve_router import Post, Router
-from tests.engines.seldon_v2 import _group
+from tests.engines.seldon_v2 import _group, agent_rewrite
 
 
 def _ensemble_router(member_body: bytes) -> Router:
@@ -114,3 +114,21 @@ def test_kserve_ensemble_re_encodes_members_as_go_does() -> None:
         b'"f":"\\u003c\\u0026\\u003e"}}'
     )
     assert body == expected
+
+
+def test_seldon_v2_agent_loads_a_model_as_name_version_with_its_parameters_filtered() -> None:
+    """The agent renames a Model to `<model>_<version>` (seldon-core v2.10.2
+    scheduler/pkg/agent/agent_svc_manager.go:686, 711-716; repository/mlserver/
+    mlserver.go:144-161), sets `parameters.version`, and writes `parameters` through a struct
+    keeping only uri, version, format, content_type, extra and environment_tarball
+    (mlserver.go:74-85)."""
+    settings = {
+        "name": "cascade-fast",
+        "implementation": "x.Runtime",
+        "max_batch_size": 8,
+        "parameters": {"uri": "hub/id", "extra": {"family": "f"}, "threshold": 0.5},
+    }
+    written = agent_rewrite(settings)
+    assert written["name"] == "cascade-fast_1"
+    assert written["parameters"] == {"uri": "hub/id", "extra": {"family": "f"}, "version": "1"}
+    assert "max_batch_size" not in written
