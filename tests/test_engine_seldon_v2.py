@@ -29,7 +29,7 @@ from infergraph.render import seldon_v2 as v2
 from infergraph.runner.executor import GraphExecutor
 from infergraph.runner.repository import offline_checkpoint
 from tests.engine_cases import GRAPHS, assert_same, forced_langid, load, sweep, tiny
-from tests.engines.seldon_v2 import Dataflow, agent_rewrite
+from tests.engines.seldon_v2 import Dataflow, agent_rewrite, loaded_name
 from tests.graph_payloads import request_for
 from tests.servers import MLServerProcess, mlserver
 
@@ -70,7 +70,10 @@ def served(graph: InferenceGraph, root: Path) -> Iterator[MLServerProcess]:
 
 
 def run_local(graph: InferenceGraph, server: MLServerProcess, request: dict[str, Any]) -> dict:
-    urls = {n.name: f"{server.url}/v2/models/{graph.name}-{n.name}/infer" for n in graph.spec.nodes}
+    urls = {
+        n.name: f"{server.url}/v2/models/{loaded_name(f'{graph.name}-{n.name}')}/infer"
+        for n in graph.spec.nodes
+    }
 
     async def go() -> dict[str, Any]:
         async with aiohttp.ClientSession() as session:
@@ -83,7 +86,9 @@ def run_v2(graph: InferenceGraph, server: MLServerProcess, request: dict[str, An
     pipeline = next(o for o in render(graph, "seldon-v2", OPTIONS) if o["kind"] == "Pipeline")
 
     def infer(model: str, body: dict[str, Any]) -> dict[str, Any]:
-        resp = httpx.post(f"{server.url}/v2/models/{model}/infer", json=body, timeout=120)
+        # The model gateway addresses the agent, which serves the Model as `<model>_<version>`.
+        url = f"{server.url}/v2/models/{loaded_name(model)}/infer"
+        resp = httpx.post(url, json=body, timeout=120)
         assert resp.status_code == 200, f"{model}: HTTP {resp.status_code} {resp.text}"
         return resp.json()
 
