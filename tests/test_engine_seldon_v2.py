@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -69,9 +69,16 @@ def served(graph: InferenceGraph, root: Path) -> Iterator[MLServerProcess]:
         yield server
 
 
-def run_local(graph: InferenceGraph, server: MLServerProcess, request: dict[str, Any]) -> dict:
+def run_local(
+    graph: InferenceGraph,
+    server: MLServerProcess,
+    request: dict[str, Any],
+    served_as: Callable[[str], str] = str,
+) -> dict:
+    """The local router over `server`, which hosts model `<graph>-<node>` as `served_as(it)`
+    (the v2 agent's `<model>_<version>`; KServe's pods their own name)."""
     urls = {
-        n.name: f"{server.url}/v2/models/{loaded_name(f'{graph.name}-{n.name}')}/infer"
+        n.name: f"{server.url}/v2/models/{served_as(f'{graph.name}-{n.name}')}/infer"
         for n in graph.spec.nodes
     }
 
@@ -104,7 +111,7 @@ def check(graph: InferenceGraph, tmp: Path, requests: list[dict[str, Any]]) -> l
     paths = []
     with served(graph, tmp) as server:
         for request in requests:
-            local = run_local(graph, server, request)
+            local = run_local(graph, server, request, loaded_name)
             cluster, ran = run_v2(graph, server, request)
             assert_same(graph, local, cluster)
             path = [p for p in local["parameters"]["graph.path"].split(",") if ":" not in p]
