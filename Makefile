@@ -1,5 +1,6 @@
 # infergraph: everything a newcomer needs is `make demo` and `make test`.
-# Every target installs what it needs itself (uv, both virtualenvs, nginx for the load benchmark).
+# Every target installs what it needs itself (uv, both virtualenvs, nginx for the load benchmark,
+# Debian's prometheus for the scaling-query test).
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -18,7 +19,7 @@ RUN_SELDON := UV_PROJECT_ENVIRONMENT=.venv-seldon $(UV) run --frozen --no-sync -
 
 .PHONY: help install demo test test-fast lint unit seldon-test render crd bench-runtimes bench-hops bench-loadtester \
 	bench-peers bench-planner planner-gpu-profiles bench-kserve-hops engine-test images image-test bench-images image-tools clean \
-	perf-analyzer
+	perf-analyzer prometheus
 
 help:
 	@echo "make demo    serve the cascade locally (random weights), find its knee, price it, plan it, render it"
@@ -63,12 +64,19 @@ lint: .venv/.synced
 	$(RUN) actionlint .github/workflows/*.yml
 	$(RUN) mypy $(MYPY_MODULES)
 
-unit: .venv/.synced .venv-kserve/.synced perf-analyzer
+unit: .venv/.synced .venv-kserve/.synced perf-analyzer prometheus
 	$(RUN) python -m pytest -q --ignore=tests/seldon -m "not sweep"
 
 # The tier to run while editing: no server processes, no checkpoints built (`slow` deselected).
 test-fast: .venv/.synced
 	$(RUN) python -m pytest -q --ignore=tests/seldon -m "not slow and not sweep"
+
+# Debian's prometheus, for tests/test_prometheus_queries.py (every rendered scaling query asked
+# of a real Prometheus). Where apt cannot install it, that test skips and says why.
+prometheus:
+	@command -v prometheus >/dev/null || { apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } \
+		|| echo "prometheus not installed: tests/test_prometheus_queries.py will be skipped"
 
 # Every shipped graph on every engine against the local run (make test runs the named cases).
 engine-test: .venv/.synced .venv-seldon/.synced

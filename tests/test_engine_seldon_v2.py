@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from infergraph.render import seldon_v2 as v2
 from infergraph.runner.executor import GraphExecutor
 from infergraph.runner.repository import offline_checkpoint
 from tests.engine_cases import GRAPHS, assert_same, forced_langid, load, sweep, tiny
-from tests.engines.seldon_v2 import Dataflow, agent_rewrite
+from tests.engines.seldon_v2 import Dataflow, agent_rewrite, loaded_name
 from tests.graph_payloads import request_for
 from tests.servers import MLServerProcess, mlserver
 
@@ -69,8 +69,18 @@ def served(graph: InferenceGraph, root: Path) -> Iterator[MLServerProcess]:
         yield server
 
 
-def run_local(graph: InferenceGraph, server: MLServerProcess, request: dict[str, Any]) -> dict:
-    urls = {n.name: f"{server.url}/v2/models/{graph.name}-{n.name}/infer" for n in graph.spec.nodes}
+def run_local(
+    graph: InferenceGraph,
+    server: MLServerProcess,
+    request: dict[str, Any],
+    served_as: Callable[[str], str] = str,
+) -> dict:
+    """The local router over `server`, which hosts model `<graph>-<node>` as `served_as(it)`
+    (the v2 agent's `<model>_<version>`; KServe's pods their own name)."""
+    urls = {
+        n.name: f"{server.url}/v2/models/{served_as(f'{graph.name}-{n.name}')}/infer"
+        for n in graph.spec.nodes
+    }
 
     async def go() -> dict[str, Any]:
         async with aiohttp.ClientSession() as session:
@@ -83,7 +93,9 @@ def run_v2(graph: InferenceGraph, server: MLServerProcess, request: dict[str, An
     pipeline = next(o for o in render(graph, "seldon-v2", OPTIONS) if o["kind"] == "Pipeline")
 
     def infer(model: str, body: dict[str, Any]) -> dict[str, Any]:
-        resp = httpx.post(f"{server.url}/v2/models/{model}/infer", json=body, timeout=120)
+        # The model gateway addresses the agent, which serves the Model as `<model>_<version>`.
+        url = f"{server.url}/v2/models/{loaded_name(model)}/infer"
+        resp = httpx.post(url, json=body, timeout=120)
         assert resp.status_code == 200, f"{model}: HTTP {resp.status_code} {resp.text}"
         return resp.json()
 
@@ -99,7 +111,7 @@ def check(graph: InferenceGraph, tmp: Path, requests: list[dict[str, Any]]) -> l
     paths = []
     with served(graph, tmp) as server:
         for request in requests:
-            local = run_local(graph, server, request)
+            local = run_local(graph, server, request, loaded_name)
             cluster, ran = run_v2(graph, server, request)
             assert_same(graph, local, cluster)
             path = [p for p in local["parameters"]["graph.path"].split(",") if ":" not in p]

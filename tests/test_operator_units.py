@@ -263,9 +263,12 @@ def test_endpoints_per_engine() -> None:
     assert st.endpoint(graph, "seldon-v2", "ml", []) == (
         "http://seldon-mesh.ml/v2/models/cascade/infer"
     )
+    # The v1 executor calls every unit with the URL's model name (seldon-core v1.18.2
+    # executor/api/rest/server.go:315-318), and each unit's MLServer is named after its
+    # container: `/v2/models/<graph>/infer` is a 404, `/v2/models/infer` reaches every unit.
     v1 = [{"kind": "SeldonDeployment", "spec": {"protocol": "v2"}}]
     assert st.endpoint(graph, "seldon-v1", "ml", v1) == (
-        "http://cascade-default.ml:8000/v2/models/cascade/infer"
+        "http://cascade-default.ml:8000/v2/models/infer"
     )
     seldon = [{"kind": "SeldonDeployment", "spec": {"protocol": "seldon"}}]
     assert st.endpoint(graph, "seldon-v1", "ml", seldon).endswith("/api/v1.0/predictions")

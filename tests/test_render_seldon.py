@@ -395,7 +395,9 @@ def test_hpa_objects_for_v2_model_and_server() -> None:
     assert set(scaled) == {"cascade-x-big-model", "cascade-x-big-server"}
     server = scaled["cascade-x-big-server"]
     assert server["minReplicaCount"] == 0 and server["cooldownPeriod"] == 120
-    assert server["triggers"][0]["metadata"]["query"].startswith("sum(infergraph_batch_queue_size")
+    assert server["triggers"][0]["metadata"]["query"].startswith(
+        "sum(max without (job) (infergraph_batch_queue_size"
+    )
     assert 'namespace="ml"' in server["triggers"][0]["metadata"]["query"]
     # The wake trigger follows what the gate sends on: the gate's rate less the pass-through's.
     wake = server["triggers"][1]["metadata"]["query"]

@@ -15,13 +15,18 @@ its spec passed as `--graph-json`), kept small on purpose:
     A `Hard` step answering non-2xx ends the Sequence with that body and status; a `Soft` one
     (the default) lets the next step run on the error body.
   - `Ensemble`: every step gets the node's input concurrently; each response is decoded into a
-    map and the answer is `json.Marshal` of `{<step name or index>: <response>}` (Go sorts map
-    keys) with 200, unless a `Hard` step failed (its response and status win).
+    map (a body that is not a JSON object: 500, main.go:278-291) and the answer is
+    `json.Marshal` of `{<step name or index>: <response>}` (Go sorts map keys) with 200,
+    unless a `Hard` step failed (its response and status win).
   - `Switch`: `pickupRouteByCondition(input, steps)`: the first step whose GJSON `condition`
     exists in the node's *input* runs on that input; none: 404 "None of the routes matched".
   - `Splitter`: weighted random pick (not rendered by the kit; not modelled).
 - `executeStep`: a `nodeName` recurses into `routeStep`, else `callService` POSTs the bytes to
-  `serviceUrl` with `Content-Type: application/json` and returns body and status.
+  `serviceUrl` and returns body and status. Headers (main.go:130-147): a client header goes
+  along only when a `PROPAGATE_HEADERS` pattern (unanchored Go regexp) matches its name as
+  net/http canonicalizes it (`X-Request-Id`); Content-Type defaults to application/json.
+  The http.Client's timeout is `routerTimeouts.serviceClient` (main.go:149-157); a call that
+  fails or times out answers 500 with the router's error body.
 
 GJSON (github.com/tidwall/gjson `GetBytes(...).Exists()`) is modelled for the plain dotted
 paths the kit renders (`carry.when.gate-0.then`); anything richer is refused, not guessed.
@@ -34,9 +39,12 @@ import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
-Post = Callable[[str, bytes], tuple[bytes, int]]
+# post(url, body, headers, timeout seconds or None) -> (body, status); raises OSError (a
+# TimeoutError included) when the call fails.
+Post = Callable[[str, bytes, dict[str, str], float | None], tuple[bytes, int]]
 PLAIN_PATH = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 
@@ -71,9 +79,58 @@ def valid_json(body: bytes | None) -> bool:
     return True
 
 
+def canonical_header(name: str) -> str:
+    """net/http's textproto.CanonicalMIMEHeaderKey: `x-request-id` -> `X-Request-Id`."""
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+
+
+def go_decode(body: bytes) -> Any:
+    """json.Unmarshal into interface{}: every number becomes a float64."""
+    return json.loads(body, parse_int=float)
+
+
+def go_number(x: float) -> str:
+    """encoding/json's float64: the shortest digits that round-trip, in fixed notation
+    unless |x| < 1e-6 or >= 1e21, where exponent form with `e-07` cleaned to `e-7`."""
+    if x != x or x in (float("inf"), float("-inf")):
+        raise ValueError(f"json: unsupported value: {x}")
+    if x != 0 and not 1e-6 <= abs(x) < 1e21:
+        return repr(x).replace("e-0", "e-")
+    return format(Decimal(repr(x)).normalize(), "f")
+
+
+def go_string(text: str) -> str:
+    """encoding/json's string: UTF-8 as is, HTML characters and U+2028/9 escaped."""
+    out = json.dumps(text, ensure_ascii=False)
+    for char, escaped in GO_ESCAPES.items():
+        out = out.replace(char, escaped)
+    return out
+
+
+GO_ESCAPES = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+
+
+def go_json(value: Any) -> str:
+    if isinstance(value, dict):  # Go sorts map keys
+        return "{" + ",".join(f"{go_string(k)}:{go_json(value[k])}" for k in sorted(value)) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(go_json(v) for v in value) + "]"
+    if isinstance(value, str):
+        return go_string(value)
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return go_number(float(value))
+
+
 def go_marshal(value: Any) -> bytes:
-    """encoding/json's Marshal of decoded JSON: map keys sorted, no spaces."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+    """encoding/json's Marshal of a value decoded by `go_decode`."""
+    return go_json(value).encode()
 
 
 @dataclass
@@ -82,9 +139,13 @@ class Router:
 
     spec: dict[str, Any]
     post: Post
+    propagate: tuple[str, ...] = ()  # PROPAGATE_HEADERS, split on commas
     calls: list[str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
 
-    def handle(self, body: bytes) -> tuple[bytes, int]:
+    def handle(self, body: bytes, headers: dict[str, str] | None = None) -> tuple[bytes, int]:
+        """`graphHandler`: the client's headers go with every call the patterns allow."""
+        self.headers = {canonical_header(k): v for k, v in (headers or {}).items()}
         try:
             return self.route("root", body)
         except RouterError as exc:
@@ -126,9 +187,13 @@ class Router:
         merged: dict[str, Any] = {}
         for i, (step, (body, status)) in enumerate(zip(steps, results, strict=True)):
             try:
-                decoded = json.loads(body)
+                decoded = go_decode(body)
             except ValueError as exc:
                 raise RouterError(500, f"member {i}: {exc}") from None
+            # Each answer is unmarshalled into map[string]interface{}: anything but a JSON
+            # object is an error, answered 500 (cmd/router/main.go:278-291).
+            if not isinstance(decoded, dict):
+                raise RouterError(500, f"member {i}: json: cannot unmarshal into a map")
             if step.get("dependency") == "Hard" and not 200 <= status <= 299:
                 return go_marshal(decoded), status
             merged[step.get("name") or str(i)] = decoded
@@ -138,4 +203,17 @@ class Router:
         if step.get("nodeName"):
             return self.route(step["nodeName"], data)
         self.calls.append(step["serviceUrl"])
-        return self.post(step["serviceUrl"], data)
+        return self.call_service(step["serviceUrl"], data)
+
+    def call_service(self, url: str, data: bytes) -> tuple[bytes, int]:
+        headers = {
+            name: value
+            for name, value in self.headers.items()
+            if any(re.search(pattern, name) for pattern in self.propagate)
+        }
+        headers.setdefault("Content-Type", "application/json")
+        timeout = self.spec.get("routerTimeouts", {}).get("serviceClient")
+        try:
+            return self.post(url, data, headers, timeout)
+        except OSError as exc:
+            raise RouterError(500, f"calling {url}: {exc}") from None

@@ -4,7 +4,9 @@ Written from seldon-core v2.10.2 (the version the renderer pins), kept small on 
 
 - Agent: `scheduler/pkg/agent/repository/mlserver/mlserver.go` re-writes each Model's
   model-settings.json through a struct holding only name, inputs, outputs, platform, versions,
-  parallel_workers, implementation and parameters (`agent_rewrite`).
+  parallel_workers, implementation and parameters (uri, version, format, content_type, extra,
+  environment_tarball), and loads it as `<model>_<version>` (`agent_rewrite`, `loaded_name`):
+  requests reach the model under that name.
 - Dataflow (`scheduler/data-flow/src/main/kotlin/io/seldon/dataflow/kafka/`):
   - `PipelineStep.kt` `parseSources`: a step's inputs are grouped by topic (`<step>.outputs`,
     `<pipeline>.inputs`) with the tensors wanted from each (none named: all of them).
@@ -43,16 +45,37 @@ Message = dict[str, Any]  # {"tensors": [V2 tensor, ...], "parameters": {...}}
 Infer = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
-def agent_rewrite(settings: dict[str, Any]) -> dict[str, Any]:
-    """model-settings.json as the agent writes it into the server's models folder."""
-    return {k: v for k, v in settings.items() if k in AGENT_KEPT}
+AGENT_PARAMETERS = ("uri", "version", "format", "content_type", "extra", "environment_tarball")
+VERSION = 1  # a Model's first version; each spec change loads the next
+
+
+def loaded_name(model: str, version: int = VERSION) -> str:
+    """The name the agent loads a Model under inside MLServer: `<model>_<version>`
+    (scheduler/pkg/agent/agent_svc_manager.go:686, 711-716): what its requests address."""
+    return f"{model}_{version}"
+
+
+def agent_rewrite(settings: dict[str, Any], version: int = VERSION) -> dict[str, Any]:
+    """model-settings.json as the agent writes it into the server's models folder: the
+    top-level keys of its struct, `name` as `<model>_<version>`, `parameters.version` set
+    and `parameters` through its struct's fields only (repository/mlserver/mlserver.go:74-85,
+    144-161)."""
+    written = {k: v for k, v in settings.items() if k in AGENT_KEPT}
+    written["name"] = loaded_name(settings["name"], version)
+    params = {k: v for k, v in (settings.get("parameters") or {}).items() if k in AGENT_PARAMETERS}
+    written["parameters"] = {**params, "version": str(version)}
+    return written
 
 
 def _parse(ref: str, pipeline: str) -> tuple[str, str | None]:
-    """`a.outputs.t` -> ("a.outputs", "t"); `p.inputs` -> ("p.inputs", None); `a` -> all."""
+    """`a.outputs.t` -> ("a.outputs", "t"); `p.inputs` -> ("p.inputs", None).
+
+    A bare step name (`a`) is refused, as the scheduler refuses it
+    (scheduler/pkg/store/pipeline/validate.go:177-205).
+    """
     parts = ref.split(".")
     if len(parts) == 1:
-        return f"{parts[0]}.outputs", None
+        raise ValueError(f"step reference '{ref}': name <step>.outputs[.<tensor>] or .inputs")
     if len(parts) == 2:
         return ref, None
     return ".".join(parts[:2]), ".".join(parts[2:])

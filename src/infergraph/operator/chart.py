@@ -26,7 +26,12 @@ from pydantic.alias_generators import to_camel
 from infergraph.graph.crd import crd_manifest
 from infergraph.images import DEFAULT_REGISTRY, OPERATOR
 from infergraph.render import ENGINES
-from infergraph.render.autoscaling import PODS_METRICS, V2_RPS_SERIES, prometheus_adapter_rules
+from infergraph.render.autoscaling import (
+    PODS_METRICS,
+    V2_RPS_SERIES,
+    once,
+    prometheus_adapter_rules,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "infergraph"
@@ -325,9 +330,11 @@ def adapter_rules() -> dict[str, Any]:
     """Pods metrics for Seldon v1's `hpaSpec` (one rule per `PODS_METRICS`), then the Object
     metrics on Seldon v2 Models from `autoscaling.prometheus_adapter_rules()`, the rules
     `k8s/rendered/seldon-v2/prometheus-adapter-values.yaml` carries."""
-    per_pod = "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)"
-    rate = "sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)"
-    mean = "avg(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)"
+    # Each series once however many monitors scrape the pod (autoscaling.once).
+    series = "<<.Series>>{<<.LabelMatchers>>}"
+    per_pod = f"sum({once(series)}) by (<<.GroupBy>>)"
+    rate = f"sum({once(f'rate({series}[1m])')}) by (<<.GroupBy>>)"
+    mean = f"avg({once(series)}) by (<<.GroupBy>>)"
     return {
         "rules": [
             _pods_rule(PODS_METRICS["inflight"], PODS_METRICS["inflight"], per_pod),

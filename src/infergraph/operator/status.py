@@ -201,7 +201,10 @@ def endpoint(graph: InferenceGraph, engine: str, namespace: str, live: list[dict
 
     Seldon v2: the `seldon-mesh` Service routes `/v2/models/<graph>/infer` to the Pipeline when
     the request carries `Seldon-Model: <graph>.pipeline`. Seldon v1: the executor Service
-    `<graph>-<predictor>` on port 8000.
+    `<graph>-<predictor>` on port 8000; for `protocol: v2` the path names no model, because
+    the executor calls every unit with the URL's model name (seldon-core v1.18.2
+    executor/api/rest/server.go:315-318) while each unit's MLServer is named after its
+    container, so `/v2/models/<graph>/infer` is a 404 and `/v2/models/infer` reaches them.
     """
     if engine == "seldon-v2":
         return f"http://seldon-mesh.{namespace}/v2/models/{graph.name}/infer"
@@ -211,7 +214,7 @@ def endpoint(graph: InferenceGraph, engine: str, namespace: str, live: list[dict
         (o["spec"].get("protocol") for o in live if o.get("kind") == "SeldonDeployment"), "v2"
     )
     base = f"http://{graph.name}-{PREDICTOR}.{namespace}:8000"
-    path = "/api/v1.0/predictions" if protocol == "seldon" else f"/v2/models/{graph.name}/infer"
+    path = "/api/v1.0/predictions" if protocol == "seldon" else "/v2/models/infer"
     return base + path
 
 

@@ -48,7 +48,6 @@ OBJECT_METRICS = {
     "rps": "infergraph_model_rps",
     "inflight": "infergraph_model_inflight",
     "queue": "infergraph_model_queue",
-    "gpu": "infergraph_model_gpu_utilisation",
 }
 
 
@@ -105,7 +104,16 @@ def check_engine(node: Node, engine: str) -> None:
             engine,
             f"{where}: Seldon Core v2 scales a Model and its Server on Prometheus metrics only "
             "(an HPA on a Model's scale subresource selects no pods, so CPU utilisation never "
-            "computes); use metric rps, inflight, queue or gpu",
+            "computes); use metric rps, inflight or queue",
+        )
+    if engine == "seldon-v2" and auto.metric == "gpu":
+        raise RenderError(
+            engine,
+            f"{where}: metric 'gpu' cannot compute on Seldon Core v2: a Model's scale "
+            "selector is `server=<name>` (seldon-core operator/scheduler/model.go:271), which "
+            "matches no pod, so a per-pod GPU average over the Model never computes, and "
+            "scaling the Server alone leaves the Model's replicas behind; use metric queue, "
+            "inflight or rps (GPU utilisation scaling works on seldon-v1 and kserve)",
         )
 
 
@@ -116,9 +124,12 @@ def v2_branch_rate(
 
     Outside any branch that is the pipeline's rate. Inside a `when` branch it is the gate's
     rate less the rate of the other side's first step (a cascade's pass-through): the
-    requests the gate actually sends this way, not the whole pipeline's traffic.
+    requests the gate actually sends this way, not the whole pipeline's traffic. Both sides
+    are `or vector(0)`: the agent creates a model's counter on its first request
+    (sc2:scheduler/pkg/metrics/agent.go:222), and `A - B` is empty while B has none, which
+    KEDA reads as 0 (keda:pkg/scalers/prometheus_scaler.go:267-271): never a wake.
     """
-    ns = {"namespace": graph.metadata.namespace} if graph.metadata.namespace else {}
+    ns = {"namespace": common.namespace(graph)}
     branch = plan.step(node).branch
     if not branch:
         return rate_query(V2_PIPELINE_SERIES, {**ns, "pipeline": graph.name})
@@ -129,7 +140,24 @@ def v2_branch_rate(
     if not on_other:
         return gate_rate
     other_rate = rate_query(V2_RPS_SERIES, {**ns, "model": model_name(on_other[0].name)})
-    return f"({gate_rate} - {other_rate})"
+    return f"(({gate_rate} or vector(0)) - ({other_rate} or vector(0)))"
+
+
+def wake(rate: str) -> str:
+    """A request rate as a 0/1 "work is waiting" signal for a wake trigger.
+
+    KEDA's prometheus triggers are AverageValue (KServe writes no metricType, keda:pkg/scalers/
+    scaler.go:101-110), and the HPA asks `ceil(value / threshold)` replicas per metric and
+    takes the largest (k8s:replica_calculator.go GetExternalPerPodMetricReplicas). A rate
+    against a threshold would set the replica count in request units; 0/1 against
+    WAKE_THRESHOLD asks for exactly one replica while there is work and none without, and
+    the node's own metric scales beyond that. `or vector(0)`: a rate of a counter no
+    request has created yet is empty, and an empty wake is indistinguishable from a broken one.
+    """
+    return f"(({rate}) or vector(0)) > bool 0"
+
+
+WAKE_THRESHOLD = "1"
 
 
 def _selector(labels: dict[str, str]) -> str:
@@ -140,13 +168,13 @@ def _query(graph: InferenceGraph, node: Node, target: Target) -> tuple[str, str]
     """PromQL for KEDA and its metricType (per-replica average unless already averaged)."""
     assert node.autoscaling is not None
     metric = node.autoscaling.metric
-    ns = {"namespace": graph.metadata.namespace} if graph.metadata.namespace else {}
-    pods = _selector(ns) + ("," if ns else "") + f'pod=~"{target.pod_regex}"'
+    ns = {"namespace": common.namespace(graph)}
+    pods = f'{_selector(ns)},pod=~"{target.pod_regex}"'
     if metric == "rps":
         return rate_query(target.rps_series, {**ns, **target.rps_selector}), "AverageValue"
     if metric == "gpu":
-        return f"avg({SERIES['gpu']}{{{pods}}})", "Value"
-    return f"sum({SERIES[metric]}{{{pods}}})", "AverageValue"
+        return f"avg({once(f'{SERIES[metric]}{{{pods}}}')})", "Value"
+    return f"sum({once(f'{SERIES[metric]}{{{pods}}}')})", "AverageValue"
 
 
 def _threshold(value: float) -> str:
@@ -158,14 +186,12 @@ def _hpa_metric(node: Node, target: Target) -> dict[str, Any]:
     auto = node.autoscaling
     if target.described is not None:
         api, kind, name = target.described
-        kind_of_target = "Value" if auto.metric == "gpu" else "AverageValue"
-        value_key = "value" if auto.metric == "gpu" else "averageValue"
         return {
             "type": "Object",
             "object": {
                 "describedObject": {"apiVersion": api, "kind": kind, "name": name},
                 "metric": {"name": OBJECT_METRICS[auto.metric]},
-                "target": {"type": kind_of_target, value_key: _threshold(auto.target)},
+                "target": {"type": "AverageValue", "averageValue": _threshold(auto.target)},
             },
         }
     if auto.metric == "cpu":
@@ -244,8 +270,8 @@ def keda_triggers(graph: InferenceGraph, node: Node, target: Target) -> list[dic
         }
     ]
     if auto.min_replicas == 0 and target.wake_query and target.wake_query != query:
-        # Activation only: the threshold is high enough that it never asks for more than one
-        # replica at the node's full capacity; the node's own metric scales beyond that.
+        # Activation only (see `wake`): one replica while work waits, the node's own metric
+        # scales beyond that.
         triggers.append(
             {
                 "type": "prometheus",
@@ -253,8 +279,8 @@ def keda_triggers(graph: InferenceGraph, node: Node, target: Target) -> list[dic
                 "metricType": "AverageValue",
                 "metadata": {
                     "serverAddress": server,
-                    "query": target.wake_query,
-                    "threshold": _threshold(auto.target * auto.max_replicas),
+                    "query": wake(target.wake_query),
+                    "threshold": WAKE_THRESHOLD,
                     "activationThreshold": "0",
                 },
             }
@@ -262,8 +288,19 @@ def keda_triggers(graph: InferenceGraph, node: Node, target: Target) -> list[dic
     return triggers
 
 
+def once(expr: str) -> str:
+    """Each series counted once however many monitors scrape it.
+
+    With Seldon's own PodMonitors (sc2:prometheus/monitors/agent-podmonitor.yaml) installed
+    beside the kit's, a pod's series is scraped twice and differs only in `job`
+    (prometheus-operator sets it to <namespace>/<monitor>): a plain sum doubles.
+    """
+    return f"max without (job) ({expr})"
+
+
 def rate_query(series: str, labels: dict[str, str]) -> str:
-    return f"sum(rate({series}{{{_selector(labels)}}}[1m]))"
+    """Requests per second over every matching series, each scraped series counted once."""
+    return f"sum({once(f'rate({series}{{{_selector(labels)}}}[1m])')})"
 
 
 def scaled_object(graph: InferenceGraph, node: Node, target: Target, name: str) -> dict[str, Any]:
@@ -319,15 +356,20 @@ def _adapter_rule(series: str, metric: str, query: str) -> dict[str, Any]:
 def prometheus_adapter_rules() -> dict[str, Any]:
     """Values for the prometheus-adapter chart (`rules.custom`): the v2 Object metrics.
 
-    Seldon's agent names a loaded model `<model>_<version>` inside MLServer, so the
-    runtime's `model` label is mapped back to the Model's name before grouping.
+    Seldon's agent names a loaded model `<model>_<version>` inside MLServer
+    (sc2:scheduler/pkg/agent/agent_svc_manager.go:686, 711-716), so the runtime's `model`
+    label is mapped back to the Model's name before grouping; only such series count, so a
+    KServe or v1 pod serving a same-named model in the namespace never adds to a Model.
     """
-    strip = 'label_replace({series}{{namespace!=""}}, "model", "$1", "model", "(.+)_[0-9]+$")'
+    strip = (
+        'label_replace({series}{{namespace!="",model=~".+_[0-9]+"}}, '
+        '"model", "$1", "model", "(.+)_[0-9]+$")'
+    )
     rules = [
         _adapter_rule(
             V2_RPS_SERIES,
             OBJECT_METRICS["rps"],
-            "sum by (<<.GroupBy>>) (rate(<<.Series>>{<<.LabelMatchers>>}[1m]))",
+            f"sum by (<<.GroupBy>>) ({once('rate(<<.Series>>{<<.LabelMatchers>>}[1m])')})",
         )
     ]
     for metric in ("inflight", "queue"):
@@ -336,7 +378,7 @@ def prometheus_adapter_rules() -> dict[str, Any]:
             _adapter_rule(
                 series,
                 OBJECT_METRICS[metric],
-                f"sum by (model, namespace) ({strip.format(series=series)})",
+                f"sum by (model, namespace) ({once(strip.format(series=series))})",
             )
         )
     return {"rules": {"default": False, "custom": rules}}

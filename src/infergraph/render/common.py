@@ -84,10 +84,21 @@ def labels(graph: InferenceGraph, node: str | None, component: str) -> dict[str,
     return out
 
 
+DEFAULT_NAMESPACE = "default"
+
+
+def namespace(graph: InferenceGraph) -> str:
+    """The namespace a graph renders into: its own, else `default`.
+
+    Every Prometheus query names it (a query without one sums a same-named graph's series in
+    every namespace), so every object names it too: applied elsewhere with `kubectl -n`, the
+    API server refuses the mismatch instead of the scalers reading another namespace.
+    """
+    return graph.metadata.namespace or DEFAULT_NAMESPACE
+
+
 def metadata(graph: InferenceGraph, name: str, node: str | None, component: str) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name}
-    if graph.metadata.namespace:
-        meta["namespace"] = graph.metadata.namespace
+    meta: dict[str, Any] = {"name": name, "namespace": namespace(graph)}
     meta["labels"] = labels(graph, node, component)
     return meta
 

@@ -371,9 +371,12 @@ def wake_query(graph: InferenceGraph, plan: GraphPlan, service: Service) -> str:
 
     The pods' own series vanish at zero replicas, so this is the rate of the step that sends
     it work: the gate of its `when` branch (every request the gate decides on, an upper
-    bound), else the first step of the graph.
+    bound), else the first step of the graph. No series tells a gate's decisions apart (the
+    runtime counts requests per model and outcome, infergraph.serving.metrics.REQUESTS), so
+    the node stays awake while its gate sees traffic; `autoscaling.wake` makes this a 0/1
+    signal, so the gate's total traffic never sets the node's replica count.
     """
-    ns = {"namespace": graph.metadata.namespace} if graph.metadata.namespace else {}
+    ns = {"namespace": common.namespace(graph)}
     branch = plan.step(service.step).branch
     upstream = branch[-1].gate if branch else plan.steps[0].name
     labels = {**ns, "model": common.k8s_name(graph.name, upstream)}

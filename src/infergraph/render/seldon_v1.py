@@ -26,6 +26,7 @@ for them. Otherwise the Seldon protocol, every unit an `InfergraphComponent` und
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -330,7 +331,21 @@ def _hpa_spec(node: Node) -> dict[str, Any]:
     }
 
 
+def operator_deployment(graph: InferenceGraph, index: int, name: str) -> str:
+    """The Deployment the v1 operator creates for componentSpecs[index] named `name`.
+
+    `<sdep>-<predictor>-<index>-<metadata.name>`, or `seldon-<md5>` past 63 characters
+    (sc1:operator/apis/machinelearning.seldon.io/v1/seldondeployment_types.go:120-136,
+    GetDeploymentName; DEPLOYMENT_NAME_AS_PREFIX unset, its default).
+    """
+    full = f"{graph.name}-{PREDICTOR}-{index}-{name}"
+    if len(full) > 63:
+        return "seldon-" + hashlib.md5(full.encode()).hexdigest()
+    return full
+
+
 def _keda_spec(graph: InferenceGraph, node: Node, deployment: str, unit: str) -> dict[str, Any]:
+    """kedaSpec; `deployment` is the operator's Deployment name (its pods' name prefix)."""
     assert node.autoscaling is not None
     auto = node.autoscaling
     selector = {"deployment_name": graph.name, "model_name": unit}
@@ -355,7 +370,7 @@ def _keda_spec(graph: InferenceGraph, node: Node, deployment: str, unit: str) ->
 
 
 def _component_spec(
-    graph: InferenceGraph, unit: Unit, protocol: str, options: RenderOptions
+    graph: InferenceGraph, unit: Unit, index: int, protocol: str, options: RenderOptions
 ) -> dict[str, Any]:
     node = unit.node
     deployment = common.k8s_name(graph.name, unit.name)
@@ -382,7 +397,8 @@ def _component_spec(
     if node is not None and node.autoscaling is not None:
         autoscaling.check(node, ENGINE)
         if node.autoscaling.engine == "keda":
-            spec["kedaSpec"] = _keda_spec(graph, node, deployment, unit.name)
+            pods = operator_deployment(graph, index, deployment)
+            spec["kedaSpec"] = _keda_spec(graph, node, pods, unit.name)
         else:
             spec["hpaSpec"] = _hpa_spec(node)
     else:
@@ -404,7 +420,7 @@ def render(graph: InferenceGraph, options: RenderOptions | None = None) -> list[
         if unit.node is not None:
             common.check_gpu(unit.node, ENGINE)
             autoscaling.check(unit.node, ENGINE)
-    component_specs = [_component_spec(graph, u, protocol, options) for u in units]
+    component_specs = [_component_spec(graph, u, i, protocol, options) for i, u in enumerate(units)]
     sdep = {
         "apiVersion": API,
         "kind": "SeldonDeployment",

@@ -437,7 +437,11 @@ def render(graph: InferenceGraph, options: RenderOptions | None = None) -> list[
         objs.append(_server(graph, server, None))
         objs.extend(_model(graph, unit, server, options) for unit in helpers)
     objs.append(_pipeline(graph, translator, output))
-    objs.extend(common.pod_monitors(graph, [u.name for u in translator.units], ENGINE))
+    # Server names, not Model names: server pods carry `seldon-server-name=<Server>`
+    # (sc2:operator/controllers/reconcilers/server/statefulset_reconciler.go:68-70), and the
+    # wake series of the gate and pass-through Models live on the plumbing Server.
+    servers = [s["metadata"]["name"] for s in objs if s["kind"] == "Server"]
+    objs.extend(common.pod_monitors(graph, servers, ENGINE))
     return objs
 
 

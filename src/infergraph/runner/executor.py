@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,16 @@ from infergraph.graph.model import REQUEST, InferenceGraph
 from infergraph.graph.plan import GraphPlan, PlanStep, Source, compile_plan, node_parameters
 from infergraph.runner.tensors import Tensor, as_array, empty_like, from_array, renamed, rows
 
+# Forwarded from the graph request to every node call: a W3C trace context and a request id,
+# as Seldon v1's executor (which forwards every header) and KServe's router (the headers its
+# PROPAGATE_HEADERS matches, kserve cmd/router/main.go:130-147) pass them on.
+TRACE_HEADERS = ("traceparent", "tracestate", "x-request-id")
+
+
+def trace_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The trace headers of an incoming request, to pass on to the nodes it calls."""
+    return {name: headers[name] for name in TRACE_HEADERS if name in headers}
+
 
 @dataclass
 class Run:
@@ -32,6 +43,7 @@ class Run:
 
     tensors: dict[str, Tensor]
     parameters: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
     decisions: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     path: list[str] = field(default_factory=list)
@@ -57,9 +69,13 @@ class GraphExecutor:
         self.session = session
         self.node_names = {n.name for n in graph.spec.nodes}
 
-    async def infer(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def infer(
+        self, request: dict[str, Any], headers: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Run the graph; `headers` (trace context, request id) go with every node call."""
         started = time.perf_counter()
-        run = Run(self.request_tensors(request), dict(request.get("parameters") or {}))
+        params = dict(request.get("parameters") or {})
+        run = Run(self.request_tensors(request), params, dict(headers or {}))
         done: dict[str, asyncio.Event] = {s.name: asyncio.Event() for s in self.plan.steps}
         try:
             async with asyncio.TaskGroup() as group:  # a failing step cancels the others
@@ -96,6 +112,14 @@ class GraphExecutor:
                     f"graph '{self.graph.name}' takes inputs {', '.join(sorted(declared))}",
                 )
             tensors[f"{REQUEST}.{tensor['name']}"] = tensor
+        # Every declared input is required: without one a node's feed is never produced,
+        # which is the client's error (400), as on Seldon v2 and KServe, not a node's (502).
+        missing = sorted(declared - {name.removeprefix(f"{REQUEST}.") for name in tensors})
+        if missing:
+            raise InputError(
+                missing[0],
+                f"missing: graph '{self.graph.name}' takes inputs {', '.join(sorted(declared))}",
+            )
         return tensors
 
     async def run_step(self, step: PlanStep, run: Run, done: dict[str, asyncio.Event]) -> None:
@@ -151,7 +175,7 @@ class GraphExecutor:
             async with self.session.post(
                 self.node_urls[name],
                 data=orjson.dumps(body),
-                headers={"Content-Type": "application/json"},
+                headers={**run.headers, "Content-Type": "application/json"},
                 timeout=timeout,
             ) as resp:
                 raw = await resp.read()

@@ -28,7 +28,7 @@ from aiohttp import web
 
 from infergraph.errors import InfergraphError, InputError, status_for
 from infergraph.graph.model import InferenceGraph
-from infergraph.runner.executor import GraphExecutor
+from infergraph.runner.executor import GraphExecutor, trace_headers
 from infergraph.serving import binary
 from infergraph.serving.model_config import model_config
 from infergraph.serving.protocol import resolve_name, select_outputs
@@ -56,7 +56,7 @@ async def _infer(request: web.Request) -> web.Response:
     try:
         payload = _read_request(graph, await request.read(), request.headers)
         requested, every_binary, binary_names = _requested_outputs(payload)
-        reply = await request.app[EXECUTOR_KEY].infer(payload)
+        reply = await request.app[EXECUTOR_KEY].infer(payload, trace_headers(request.headers))
         produced = {t["name"]: t for t in reply["outputs"]}
         reply["outputs"] = list(select_outputs(produced, requested).values())
     except InfergraphError as exc:
@@ -161,8 +161,12 @@ async def _proxy_node(request: web.Request, name: str) -> web.Response:
 
 
 def _forwarded_headers(request: web.Request) -> dict[str, str]:
-    """A missing Content-Type is JSON, as MLServer reads it; binary headers pass through."""
-    headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
+    """A missing Content-Type is JSON, as MLServer reads it; binary and trace headers pass
+    through."""
+    headers = {
+        **trace_headers(request.headers),
+        "Content-Type": request.headers.get("Content-Type", "application/json"),
+    }
     if binary.HEADER in request.headers:
         headers[binary.HEADER] = request.headers[binary.HEADER]
     return headers

@@ -1,0 +1,115 @@
+"""What the local router does with a request, against what the engines' routers do (issue 29).
+
+The nodes are stand-in V2 servers that record what reaches them, so these tests run without
+MLServer: the subject is the router, not the runtime.
+
+- Trace headers: Seldon v1's executor forwards every request header to its units; KServe's
+  router forwards those `PROPAGATE_HEADERS` matches (ks:cmd/router/main.go:130-147). A trace
+  (`traceparent`, W3C) and a request id (`x-request-id`) must reach every node.
+- A request missing a declared graph input is the client's error: 400 on Seldon v2 and
+  KServe (audit 2026-12, "What the real routers do with a request").
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from infergraph.graph.model import InferenceGraph, load_graph
+from infergraph.graph.plan import compile_plan
+from infergraph.runner.router import build_app
+
+REPO = Path(__file__).resolve().parent.parent
+TRACE = {
+    "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    "x-request-id": "req-29",
+}
+
+
+@dataclass
+class Seen:
+    """Per node: the headers and body of every request that reached it."""
+
+    headers: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    bodies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def node_app(graph: InferenceGraph, seen: Seen) -> web.Application:
+    """A V2 server for every node: answers each declared output with one BYTES row."""
+    plan = compile_plan(graph)
+
+    async def infer(request: web.Request) -> web.Response:
+        name = request.match_info["model"]
+        seen.headers.setdefault(name, []).append({k.lower(): v for k, v in request.headers.items()})
+        seen.bodies.setdefault(name, []).append(await request.json())
+        outputs = [
+            {"name": spec.name, "datatype": "BYTES", "shape": [1], "data": ["x"]}
+            for spec in plan.step(name).outputs
+        ]
+        return web.json_response({"model_name": name, "outputs": outputs})
+
+    async def ready(_: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/v2/models/{model}/infer", infer)
+    app.router.add_get("/v2/models/{model}/ready", ready)
+    return app
+
+
+@pytest.fixture
+async def sum_qa() -> AsyncIterator[tuple[TestClient[web.Request, web.Application], Seen]]:
+    """The shipped sum-qa graph (inputs text and question) on the local router."""
+    graph = load_graph(REPO / "k8s" / "graphs" / "sum-qa.yaml")
+    seen = Seen()
+    nodes = TestServer(node_app(graph, seen))
+    await nodes.start_server()
+    base = str(nodes.make_url("")).rstrip("/")
+    router = TestClient(TestServer(build_app(graph, {n.name: base for n in graph.spec.nodes})))
+    await router.start_server()
+    try:
+        yield router, seen
+    finally:
+        await router.close()
+        await nodes.close()
+
+
+def text(name: str) -> dict[str, Any]:
+    return {"name": name, "datatype": "BYTES", "shape": [1], "data": ["a long document"]}
+
+
+async def test_trace_headers_reach_every_node(sum_qa: tuple[TestClient, Seen]) -> None:
+    router, seen = sum_qa
+    body = {"inputs": [text("text"), text("question")]}
+    resp = await router.post("/v2/models/sum-qa/infer", json=body, headers=TRACE)
+    assert resp.status == 200, await resp.text()
+    assert set(seen.headers) == {"summarize", "qa"}
+    for node, calls in seen.headers.items():
+        for name, value in TRACE.items():
+            assert calls[-1].get(name) == value, (node, name, calls[-1])
+
+
+async def test_trace_headers_reach_a_node_called_directly(sum_qa: tuple[TestClient, Seen]) -> None:
+    router, seen = sum_qa
+    resp = await router.post(
+        "/v2/models/qa/infer", json={"inputs": [text("question")]}, headers=TRACE
+    )
+    assert resp.status == 200, await resp.text()
+    assert {k: seen.headers["qa"][-1].get(k) for k in TRACE} == TRACE
+
+
+async def test_a_request_missing_a_graph_input_is_a_400_naming_it(
+    sum_qa: tuple[TestClient, Seen],
+) -> None:
+    router, seen = sum_qa
+    resp = await router.post("/v2/models/sum-qa/infer", json={"inputs": [text("text")]})
+    assert resp.status == 400, await resp.text()
+    error = (await resp.json())["error"]
+    assert "question" in error and "missing" in error, error
+    assert not seen.headers, "no node is called for a request the graph cannot run"
