@@ -55,7 +55,7 @@ demo: .venv/.synced
 
 # mypy, strict (pyproject.toml's [tool.mypy]), on the modules most code leans on.
 MYPY_MODULES := -p infergraph.graph -p infergraph.serving -m infergraph.components.base \
-	-m infergraph.arrays -p infergraph.demo
+	-m infergraph.arrays -m infergraph.runner.upstream -p infergraph.demo
 
 lint: .venv/.synced
 	$(RUN) ruff check .

@@ -12,6 +12,8 @@ MLServer: the subject is the router, not the runtime.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,3 +115,76 @@ async def test_a_request_missing_a_graph_input_is_a_400_naming_it(
     error = (await resp.json())["error"]
     assert "question" in error and "missing" in error, error
     assert not seen.headers, "no node is called for a request the graph cannot run"
+
+
+class ClosesKeptAliveConnections:
+    """A V2 node that answers the first request on each connection and drops the next one.
+
+    This is the race every pooled client meets with uvicorn (so MLServer): uvicorn closes an idle
+    connection after `timeout_keep_alive`, 5 s by default (uvicorn/config.py:234, and MLServer's
+    rest/server.py:97 passes no other), and a request written just as it closes finds the socket
+    gone before any byte of a reply. Here it happens on every reuse, so the test is not a race.
+    """
+
+    def __init__(self, graph: InferenceGraph) -> None:
+        self.plan = compile_plan(graph)
+        self.dropped = 0
+        self.answered = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served = 0
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                lines = head.decode().split("\r\n")
+                length = next(
+                    int(v)
+                    for k, _, v in (x.partition(": ") for x in lines)
+                    if k.lower() == "content-length"
+                )
+                await reader.readexactly(length)
+                if served:
+                    self.dropped += 1
+                    return
+                served += 1
+                self.answered += 1
+                name = lines[0].split("/")[3]
+                outputs = [
+                    {"name": spec.name, "datatype": "BYTES", "shape": [1], "data": ["x"]}
+                    for spec in self.plan.step(name).outputs
+                ]
+                body = json.dumps({"model_name": name, "outputs": outputs}).encode()
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+async def test_a_node_closing_a_kept_alive_connection_is_not_a_failed_request() -> None:
+    """The demo's CI failure: `node 'accurate': unreachable: Server disconnected`, a 502 for a
+    request no node refused. A request that finds its pooled connection closed before any reply
+    is sent again on a fresh one: it never reached the node's model, so nothing runs twice."""
+    graph = load_graph(REPO / "k8s" / "graphs" / "sum-qa.yaml")
+    node = ClosesKeptAliveConnections(graph)
+    server = await asyncio.start_server(node.handle, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    router = TestClient(TestServer(build_app(graph, {n.name: base for n in graph.spec.nodes})))
+    await router.start_server()
+    try:
+        body = {"inputs": [text("text"), text("question")]}
+        for attempt in range(3):
+            resp = await router.post("/v2/models/sum-qa/infer", json=body)
+            assert resp.status == 200, (attempt, await resp.text())
+        direct = await router.post("/v2/models/qa/infer", json={"inputs": [text("question")]})
+        assert direct.status == 200, await direct.text()
+        assert node.dropped >= 2, "the pooled connections were reused, and dropped"
+        assert node.answered == 2 * 3 + 1, "each node call reached a model exactly once"
+    finally:
+        await router.close()
+        server.close()
+        await server.wait_closed()

@@ -24,6 +24,7 @@ from infergraph.components.plumbing import Combiner
 from infergraph.errors import InputError, NodeError
 from infergraph.graph.model import REQUEST, InferenceGraph
 from infergraph.graph.plan import GraphPlan, PlanStep, Source, compile_plan, node_parameters
+from infergraph.runner import upstream
 from infergraph.runner.tensors import Tensor, as_array, empty_like, from_array, renamed, rows
 
 # Forwarded from the graph request to every node call: a W3C trace context and a request id,
@@ -172,14 +173,14 @@ class GraphExecutor:
         started = time.perf_counter()
         timeout = aiohttp.ClientTimeout(total=node.timeout_ms / 1000.0)
         try:
-            async with self.session.post(
+            answer = await upstream.post(
+                self.session,
                 self.node_urls[name],
-                data=orjson.dumps(body),
-                headers={**run.headers, "Content-Type": "application/json"},
-                timeout=timeout,
-            ) as resp:
-                raw = await resp.read()
-                status = resp.status
+                orjson.dumps(body),
+                {**run.headers, "Content-Type": "application/json"},
+                timeout,
+            )
+            raw, status = answer.body, answer.status
         except TimeoutError:
             raise NodeError(name, f"timed out after {node.timeout_ms:g} ms", 504) from None
         except aiohttp.ClientError as exc:

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from infergraph.errors import InfergraphError, InputError, status_for
 from infergraph.graph.model import InferenceGraph
+from infergraph.runner import upstream
 from infergraph.runner.executor import GraphExecutor, trace_headers
 from infergraph.serving import binary
 from infergraph.serving.model_config import model_config
@@ -149,13 +150,10 @@ async def _proxy_node(request: web.Request, name: str) -> web.Response:
         known = ", ".join([request.app[GRAPH_KEY].name, *bases])
         return _error(f"no graph or node named '{name}'; known: {known}", 404)
     session = request.app[SESSION_KEY]
+    url = f"{bases[name]}/v2/models/{name}/infer"
     try:
-        async with session.post(
-            f"{bases[name]}/v2/models/{name}/infer",
-            data=await request.read(),
-            headers=_forwarded_headers(request),
-        ) as resp:
-            return _relay(resp, await resp.read())
+        reply = await upstream.post(session, url, await request.read(), _forwarded_headers(request))
+        return _relay(reply)
     except aiohttp.ClientError as exc:
         return _error(f"node '{name}': unreachable: {exc}", 502)
 
@@ -172,15 +170,15 @@ def _forwarded_headers(request: web.Request) -> dict[str, str]:
     return headers
 
 
-def _relay(resp: aiohttp.ClientResponse, body: bytes) -> web.Response:
+def _relay(reply: upstream.NodeReply) -> web.Response:
     headers = {}
-    if binary.HEADER in resp.headers:
-        headers[binary.HEADER] = resp.headers[binary.HEADER]
+    if binary.HEADER in reply.headers:
+        headers[binary.HEADER] = reply.headers[binary.HEADER]
     return web.Response(
-        body=body,
-        status=resp.status,
+        body=reply.body,
+        status=reply.status,
         headers=headers,
-        content_type=resp.content_type or "application/json",
+        content_type=reply.content_type or "application/json",
     )
 
 
@@ -194,7 +192,10 @@ async def _node_get(request: web.Request, name: str, suffix: str) -> web.Respons
         async with request.app[SESSION_KEY].get(
             f"{bases[name]}/v2/models/{name}{suffix}", timeout=aiohttp.ClientTimeout(total=10)
         ) as resp:
-            return _relay(resp, await resp.read())
+            body = await resp.read()
+            return _relay(
+                upstream.NodeReply(resp.status, body, dict(resp.headers), resp.content_type)
+            )
     except (aiohttp.ClientError, TimeoutError) as exc:
         return _error(f"node '{name}': unreachable: {exc}", 503 if suffix == "/ready" else 502)
 
@@ -281,10 +282,7 @@ def build_app(graph: InferenceGraph, node_bases: dict[str, str]) -> web.Applicat
     app[NODES_KEY] = node_bases
 
     async def session_ctx(app: web.Application) -> AsyncIterator[None]:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, keepalive_timeout=60)
-        session = aiohttp.ClientSession(
-            connector=connector, json_serialize=lambda o: orjson.dumps(o).decode()
-        )
+        session = upstream.node_session()
         app[SESSION_KEY] = session
         urls = {n: f"{b}/v2/models/{n}/infer" for n, b in node_bases.items()}
         app[EXECUTOR_KEY] = GraphExecutor(graph, urls, session)

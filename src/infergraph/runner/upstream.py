@@ -1,0 +1,62 @@
+"""Calls from the local router to the nodes' servers over pooled keep-alive connections.
+
+A pooled connection can be closed by the node's server at the moment a request is written on
+it: uvicorn (so MLServer) closes idle connections after `timeout_keep_alive`, 5 s by default
+(uvicorn/config.py:234; MLServer's rest/server.py passes no other). The request then fails with
+no reply at all. Two things keep that from becoming a 502 for a request no node refused:
+
+- the pool drops idle connections sooner than the servers do (`KEEPALIVE_S`), which closes the
+  window for the common case;
+- a request whose connection closed before any reply is sent once more on a fresh connection,
+  as aiohttp already does for idempotent methods (aiohttp/client.py, `retry_persistent_connection`).
+  An inference has no side effects, so it is idempotent in the sense that matters; a model can
+  only run twice if its server died after running it and before replying, and then only once more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+
+# Under uvicorn's 5 s keep-alive, so the pool gives a connection up before the server does.
+KEEPALIVE_S = 4.0
+
+
+def node_session() -> aiohttp.ClientSession:
+    """The router's one session to every node: no connection cap, idle connections kept 4 s."""
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, keepalive_timeout=KEEPALIVE_S)
+    return aiohttp.ClientSession(
+        connector=connector, json_serialize=lambda o: orjson.dumps(o).decode()
+    )
+
+
+@dataclass(frozen=True)
+class NodeReply:
+    """A node's whole HTTP reply, read before the connection goes back to the pool."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
+    content_type: str
+
+
+async def post(
+    session: aiohttp.ClientSession,
+    url: str,
+    data: bytes,
+    headers: dict[str, str],
+    timeout: aiohttp.ClientTimeout | None = None,
+) -> NodeReply:
+    """POST `data` to a node, sent once more if the connection closed before any reply."""
+    for attempt in (1, 2):
+        try:
+            resp = await session.post(url, data=data, headers=headers, timeout=timeout)
+        except aiohttp.ServerDisconnectedError:
+            if attempt == 2:
+                raise
+            continue
+        async with resp:  # a reply has begun: never sent again from here
+            return NodeReply(resp.status, await resp.read(), dict(resp.headers), resp.content_type)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
