@@ -128,6 +128,27 @@ def test_embed_image_client_verbatim_through_the_graph(graph_url: str, tmp_path:
     assert np.allclose(image_embedding, expected, atol=1e-5)
 
 
+def test_raw_image_posts_to_the_graph_and_to_its_node(graph_url: str) -> None:
+    """`/infer/raw` (the body is the image, the answer JSON), as the runtime serves it and
+    the graph file's comment promises: through the graph, and to the node beside it."""
+    image = png(COLOURS[3])
+    expected = json_embedding(graph_url, image)
+    octet = {"Content-Type": "application/octet-stream"}
+    for model in ("embed-image", "siglip"):
+        resp = httpx.post(
+            f"{graph_url}/v2/models/{model}/infer/raw", content=image, headers=octet, timeout=60
+        )
+        assert resp.status_code == 200, (model, resp.text)
+        (output,) = resp.json()["outputs"]
+        assert output["name"] == "embedding", model
+        assert np.allclose(np.asarray(output["data"]).reshape(-1), expected, atol=1e-5), model
+        garbage = httpx.post(
+            f"{graph_url}/v2/models/{model}/infer/raw", content=b"garbage", timeout=60
+        )
+        assert garbage.status_code == 400, (model, garbage.text)
+        assert "input 'image'" in garbage.json()["error"], (model, garbage.text)
+
+
 def test_tritonclient_http_through_the_router(graph_url: str) -> None:
     import tritonclient.http as httpclient
 

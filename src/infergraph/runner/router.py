@@ -5,7 +5,9 @@ Endpoints (the same shapes a Seldon Core v2 ingress serves):
   GET  /v2/models/<graph>                        graph metadata (inputs, outputs, nodes)
   GET  /v2/models/<graph>/ready                  ready when every node is ready
   GET  /v2/models/<graph>/config                 a Triton-style configuration
-  POST /v2/models/<node>/infer                   one node, proxied to its MLServer
+  POST /v2/models/<graph>/infer/raw              the body is the graph's BYTES input (Triton's
+                                                 embed_image pattern); query string: parameters
+  POST /v2/models/<node>/infer[/raw]             one node, proxied to its MLServer
   GET  /v2/models/<node>[/ready|/config]         the node's metadata, readiness, config
   GET  /v2                                       server metadata
   GET  /v2/health/live, /v2/health/ready
@@ -25,6 +27,7 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 from infergraph.errors import InfergraphError, InputError, status_for
 from infergraph.graph.model import InferenceGraph
@@ -53,9 +56,37 @@ async def _infer(request: web.Request) -> web.Response:
     name = request.match_info["model"]
     graph = request.app[GRAPH_KEY]
     if name != graph.name:
-        return await _proxy_node(request, name)
+        return await _proxy_node(request, name, "/infer")
     try:
         payload = _read_request(graph, await request.read(), request.headers)
+    except InfergraphError as exc:
+        return _error(f"graph '{graph.name}': {exc}", status_for(exc).http)
+    return await _run_graph(request, payload)
+
+
+async def _infer_raw(request: web.Request) -> web.Response:
+    """The Triton embed_image pattern: the whole body is the graph's BYTES input, the query
+    string its request parameters, the answer JSON (as the runtime's own `/infer/raw`)."""
+    name = request.match_info["model"]
+    graph = request.app[GRAPH_KEY]
+    if name != graph.name:
+        return await _proxy_node(request, name, "/infer/raw")
+    try:
+        if not any(t.datatype == "BYTES" for t in graph.spec.inputs):
+            raise InputError(
+                "/infer/raw", f"graph '{graph.name}' has no BYTES input to take a raw body"
+            )
+        payload = _read_request(graph, await request.read(), {binary.HEADER: "0"})
+    except InfergraphError as exc:
+        return _error(f"graph '{graph.name}': {exc}", status_for(exc).http)
+    payload["parameters"] = {**dict(request.query), "binary_data_output": False}
+    return await _run_graph(request, payload)
+
+
+async def _run_graph(request: web.Request, payload: dict[str, Any]) -> web.Response:
+    """Run a read request through the graph; answer JSON or binary as the request asked."""
+    graph = request.app[GRAPH_KEY]
+    try:
         requested, every_binary, binary_names = _requested_outputs(payload)
         reply = await request.app[EXECUTOR_KEY].infer(payload, trace_headers(request.headers))
         produced = {t["name"]: t for t in reply["outputs"]}
@@ -144,13 +175,15 @@ def _requested_outputs(payload: dict[str, Any]) -> tuple[list[str], bool, set[st
     return names, every, named
 
 
-async def _proxy_node(request: web.Request, name: str) -> web.Response:
+async def _proxy_node(request: web.Request, name: str, suffix: str) -> web.Response:
+    """POST to a node's `/infer` or `/infer/raw`, query string and body as they came."""
     bases = request.app[NODES_KEY]
     if name not in bases:
         known = ", ".join([request.app[GRAPH_KEY].name, *bases])
         return _error(f"no graph or node named '{name}'; known: {known}", 404)
     session = request.app[SESSION_KEY]
-    url = f"{bases[name]}/v2/models/{name}/infer"
+    query = f"?{request.query_string}" if request.query_string else ""
+    url = f"{bases[name]}/v2/models/{name}{suffix}{query}"
     try:
         reply = await upstream.post(session, url, await request.read(), _forwarded_headers(request))
         return _relay(reply)
@@ -194,7 +227,7 @@ async def _node_get(request: web.Request, name: str, suffix: str) -> web.Respons
         ) as resp:
             body = await resp.read()
             return _relay(
-                upstream.NodeReply(resp.status, body, dict(resp.headers), resp.content_type)
+                upstream.NodeReply(resp.status, body, CIMultiDict(resp.headers), resp.content_type)
             )
     except (aiohttp.ClientError, TimeoutError) as exc:
         return _error(f"node '{name}': unreachable: {exc}", 503 if suffix == "/ready" else 502)
@@ -292,6 +325,7 @@ def build_app(graph: InferenceGraph, node_bases: dict[str, str]) -> web.Applicat
     app.cleanup_ctx.append(session_ctx)
     for base in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
         app.router.add_post(f"{base}/infer", _infer)
+        app.router.add_post(f"{base}/infer/raw", _infer_raw)
         app.router.add_get(f"{base}/ready", _ready)
         app.router.add_get(f"{base}/config", _config)
         app.router.add_get(base, _metadata)

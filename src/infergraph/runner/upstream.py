@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import aiohttp
 import orjson
+from multidict import CIMultiDict
 
 # Under uvicorn's 5 s keep-alive, so the pool gives a connection up before the server does.
 KEEPALIVE_S = 4.0
@@ -38,7 +39,7 @@ class NodeReply:
 
     status: int
     body: bytes
-    headers: dict[str, str]
+    headers: CIMultiDict[str]  # case-insensitive, as HTTP header names are
     content_type: str
 
 
@@ -58,5 +59,7 @@ async def post(
                 raise
             continue
         async with resp:  # a reply has begun: never sent again from here
-            return NodeReply(resp.status, await resp.read(), dict(resp.headers), resp.content_type)
+            return NodeReply(
+                resp.status, await resp.read(), CIMultiDict(resp.headers), resp.content_type
+            )
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
