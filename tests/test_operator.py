@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -977,3 +978,57 @@ async def test_server_configs_go_to_seldons_namespace_and_go_with_the_graph(serv
         await eventually(collected)
     finally:
         await op.stop()
+
+
+async def test_a_settings_edit_reaches_seldons_agent(server, tmp_path) -> None:
+    """Issue 26 item 2: a Seldon v2 graph's settings (batching, options, `when` thresholds)
+    live only in model-settings.json, which Seldon's agent copies from `Model.spec.storageUri`
+    with rclone. The operator serves it (settings server on `settings_port`) and every Model it
+    serves names its folder by content hash, so an edit changes the Model and Seldon reloads
+    it. The copy is the real rclone's, as the agent runs it (tests/test_model_settings_served.py
+    `agent_copy`); the settings server is the operator's own, started by kopf's startup."""
+    from tests.test_model_settings_served import RCLONE, agent_copy
+
+    if RCLONE is None:
+        pytest.skip("rclone not installed: `make rclone` apt-installs Debian's (make unit does)")
+    port = _free_port()
+    op = Operator(server, settings_url=f"http://127.0.0.1:{port}", settings_port=port)
+    await op.start()
+    try:
+        await apply_graph(server, graph_body())
+        await settled(server, generation=1)
+        first = {
+            n: o["spec"]["storageUri"]
+            for (k, n), o in children_of(server, "cascade").items()
+            if k == "Model"
+        }
+        copied = await agent_copy(first["cascade-fast"], tmp_path / "gen1")
+        assert copied.read_bytes() == rendered_settings(graph_body(), op, "cascade-fast")
+
+        edited = graph_body(generation=2)
+        edited["spec"]["nodes"][0]["batching"]["maxBatchSize"] = 8
+        await apply_graph(server, edited, update=True)
+        await settled(server, generation=2)
+        second = {
+            n: o["spec"]["storageUri"]
+            for (k, n), o in children_of(server, "cascade").items()
+            if k == "Model"
+        }
+        # Only the edited node's Model changes: Seldon reloads it and nothing else.
+        assert {n for n in first if first[n] != second[n]} == {"cascade-fast"}
+        copied = await agent_copy(second["cascade-fast"], tmp_path / "gen2")
+        assert copied.read_bytes() == rendered_settings(edited, op, "cascade-fast")
+        assert json.loads(copied.read_text())["parameters"]["extra"]["max_batch_size"] == 8
+    finally:
+        await op.stop()
+
+
+def rendered_settings(body: dict, op: Operator, model: str) -> bytes:
+    """model-settings.json for `model` as `infergraph render` writes it, from the same options."""
+    from infergraph.graph.model import parse_graph
+    from infergraph.operator.reconcile import graph_document
+    from infergraph.render.common import dumps
+    from infergraph.render.seldon_v2 import model_settings
+
+    graph = parse_graph(graph_document(body), body["metadata"]["name"])
+    return dumps(model_settings(graph, op.config.render_options())[model]).encode()
