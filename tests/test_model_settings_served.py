@@ -7,7 +7,11 @@ folders. The copy tests use the real rclone (Debian's, `make rclone`) exactly as
 drives its rclone sidecar: the Model's storageUri as the source of a copy into a local folder
 (seldon-core v2.10.2 `scheduler/pkg/agent/rclone/rclone.go:320-349`: `/sync/copy` with
 `srcFs` = the storageUri when the Model names no `secretName`; `rclone copy` is the same
-operation from the command line). The server is the operator's real aiohttp app on a port.
+operation from the command line). Debian 12's rclone is 1.60.1, Seldon's sidecar 1.71.1
+(seldon-core v2.10.2 `scheduler/Dockerfile.rclone:1`); both take a root that HEAD redirects to
+`<root>/` as a folder and list `text/html` index pages (rclone `backend/http/http.go`
+`getFsEndpoint`, v1.60.1:140-216 and v1.71.1:145-216). The server is the operator's real
+aiohttp app on a port.
 """
 
 from __future__ import annotations

@@ -1019,8 +1019,29 @@ async def test_a_settings_edit_reaches_seldons_agent(server, tmp_path) -> None:
         copied = await agent_copy(second["cascade-fast"], tmp_path / "gen2")
         assert copied.read_bytes() == rendered_settings(edited, op, "cascade-fast")
         assert json.loads(copied.read_text())["parameters"]["extra"]["max_batch_size"] == 8
+
+        # A deleted graph's folders go with it (kopf's deletion handler, no finalizer needed).
+        folder = second["cascade-fast"].rpartition(":")[2]
+        url = f"http://127.0.0.1:{port}/{folder}/model-settings.json"
+        assert await http_status(url) == 200
+        assert (await server.delete(f"{GRAPH_PATH}/cascade")).status == 200
+
+        async def gone() -> bool:
+            return await http_status(url) == 404
+
+        deadline = asyncio.get_running_loop().time() + 30
+        while not await gone():
+            assert asyncio.get_running_loop().time() < deadline, "still served after deletion"
+            await asyncio.sleep(0.2)
     finally:
         await op.stop()
+
+
+async def http_status(url: str) -> int:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        return resp.status
 
 
 def rendered_settings(body: dict, op: Operator, model: str) -> bytes:

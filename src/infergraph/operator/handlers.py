@@ -124,11 +124,14 @@ def build_registry(
 
     _register_passes(registry, config, reconciler)
 
-    # optional: no finalizer (a deleted graph's children go by garbage collection); a missed
-    # deletion leaves only its settings in memory, served until the operator restarts.
-    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, optional=True)
-    async def _forget_settings(namespace: str, name: str, **_: Any) -> None:
-        reconciler.settings.forget(namespace, name)
+    # A deleted graph's model-settings folders stop being served. On the watch's DELETED
+    # event, not kopf.on.delete: graphs carry no finalizer, and an optional deletion handler
+    # did not run for a graph deleted without one (test_a_settings_edit_reaches_seldons_agent
+    # showed it). A graph deleted while the operator is down was never in this process's store.
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def _forget_settings(type: str | None, namespace: str, name: str, **_: Any) -> None:
+        if type == "DELETED":
+            reconciler.settings.forget(namespace, name)
 
     _no_finalizer_for_timers(registry)
     return registry
