@@ -203,6 +203,9 @@ def test_the_settings_service_reaches_the_operators_settings_server() -> None:
     selector = service["spec"]["selector"]
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert selector.items() <= pod_labels.items()
+    # The install notes say where the agents copy from, and that Server pods must reach it.
+    assert config.settings_url in notes(REQUIRED)
+    assert "upload them there" in notes({**REQUIRED, "modelSettings": {"serve": False}})
 
 
 def test_gpu_values_reach_the_operator_settings() -> None:
