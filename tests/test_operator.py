@@ -937,6 +937,38 @@ async def test_a_kserve_graph_is_not_ready_before_kserve_reports(server, operato
     assert "InferenceService/cascade-fast" in ready["message"]
     assert status["readyNodes"] == "0/2"
 
+    # Play KServe's controller: Ready only once every InferenceService and the InferenceGraph
+    # say so; one InferenceService reporting not ready keeps the graph Ready=False.
+    versions = {"InferenceService": "v1beta1", "InferenceGraph": "v1alpha1"}
+    reporting = [(k, n) for k, n in children_of(server, "cascade") if k in versions]
+    assert ("InferenceService", "cascade-fast") in reporting
+
+    async def report(kind: str, name: str, value: str) -> None:
+        url = (
+            f"/apis/serving.kserve.io/{versions[kind]}/namespaces/{NS}/{kind.lower()}s/{name}"
+            "/status"
+        )
+        cond = {"type": "Ready", "status": value, "reason": "" if value == "True" else "Waiting"}
+        assert (await server.patch(url, json={"status": {"conditions": [cond]}})).status == 200
+
+    for kind, name in reporting:
+        await report(kind, name, "False" if name == "cascade-fast" else "True")
+    not_ready = await eventually(
+        lambda: (
+            condition(graph_status(server), "Ready").get("status") == "False"
+            and condition(graph_status(server), "Ready")
+        )
+    )
+    assert "cascade-fast" in not_ready["message"], not_ready
+    await report("InferenceService", "cascade-fast", "True")
+    status = await eventually(
+        lambda: (
+            condition(graph_status(server), "Ready").get("status") == "True"
+            and graph_status(server)
+        )
+    )
+    assert status["readyNodes"] == "2/2"
+
 
 SELDON_NS = "seldon-mesh"
 
