@@ -35,6 +35,7 @@ from infergraph.operator.settings_server import SettingsStore, serve_settings
 from infergraph.render import RenderOptions, render, render_files
 from infergraph.render.common import dumps
 from infergraph.render.seldon_v2 import SETTINGS_FILE, model_settings, served_settings
+from tests.test_render_schemas import crds_available, validate
 from tests.test_render_seldon import INLINE, by_kind
 
 RCLONE = shutil.which("rclone")
@@ -142,6 +143,8 @@ def test_served_models_point_at_the_operator_by_content_hash() -> None:
         assert uris[model] == f':http,url="http://ig-settings.infergraph:8082":{entry.path}'
         # The served bytes are the file `infergraph render` writes for the Model.
         assert entry.body == dumps(model_settings(graph, options)[model]).encode()
+    if crds_available():  # Seldon's Model CRD takes the connection string (a plain string)
+        assert [p for o in render(graph, "seldon-v2", options) for p in validate(o)] == []
 
 
 def test_a_settings_edit_changes_only_the_edited_models_storage_uri() -> None:
