@@ -1,6 +1,6 @@
 # infergraph: everything a newcomer needs is `make demo` and `make test`.
 # Every target installs what it needs itself (uv, both virtualenvs, nginx for the load benchmark,
-# Debian's prometheus for the scaling-query test).
+# Debian's prometheus for the scaling-query test, Debian's rclone for the Seldon v2 settings tests).
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -19,7 +19,7 @@ RUN_SELDON := UV_PROJECT_ENVIRONMENT=.venv-seldon $(UV) run --frozen --no-sync -
 
 .PHONY: help install demo test test-fast lint unit seldon-test render crd bench-runtimes bench-hops bench-loadtester \
 	bench-peers bench-planner planner-gpu-profiles bench-kserve-hops engine-test images image-test bench-images image-tools clean \
-	perf-analyzer prometheus
+	perf-analyzer prometheus rclone
 
 help:
 	@echo "make demo    serve the cascade locally (random weights), find its knee, price it, plan it, render it"
@@ -64,7 +64,7 @@ lint: .venv/.synced
 	$(RUN) actionlint .github/workflows/*.yml
 	$(RUN) mypy $(MYPY_MODULES)
 
-unit: .venv/.synced .venv-kserve/.synced perf-analyzer prometheus
+unit: .venv/.synced .venv-kserve/.synced perf-analyzer prometheus rclone
 	$(RUN) python -m pytest -q --ignore=tests/seldon -m "not sweep"
 
 # The tier to run while editing: no server processes, no checkpoints built (`slow` deselected).
@@ -77,6 +77,14 @@ prometheus:
 	@command -v prometheus >/dev/null || { apt-get update -qq \
 		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } \
 		|| echo "prometheus not installed: tests/test_prometheus_queries.py will be skipped"
+
+# Debian's rclone, for the copy Seldon v2's agent makes of a Model folder from the operator's
+# settings server (tests/test_model_settings_served.py, tests/test_operator.py). Where apt
+# cannot install it, those tests skip and say why.
+rclone:
+	@command -v rclone >/dev/null || { apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rclone; } \
+		|| echo "rclone not installed: the Seldon v2 settings copy tests will be skipped"
 
 # Every shipped graph on every engine against the local run (make test runs the named cases).
 engine-test: .venv/.synced .venv-seldon/.synced

@@ -119,6 +119,7 @@ def test_default_values_create_the_expected_objects() -> None:
         "Deployment",
         "Pod",
         "Service",
+        "Service",
         "ServiceAccount",
     ]
 
@@ -151,6 +152,9 @@ def test_every_option_reaches_its_object() -> None:
     assert config.drift_interval_s == 30
     assert (config.metrics_port, config.health_port) == (9090, 9091)
     assert config.seldon_namespace == "seldon-system"
+    # modelSettings.serve false: no settings server, Seldon v2 Models keep their bucket folders.
+    assert config.settings_url is None and config.settings_port == 9092
+    assert [s["metadata"]["name"] for s in by_kind(docs, "Service")] == ["ig-infergraph-metrics"]
     options = config.render_options()
     assert options.image_registry == "registry.example.com/platform"
     assert options.image_tag == "0.1.0-rc1"
@@ -181,6 +185,29 @@ def test_every_option_reaches_its_object() -> None:
     assert "helm.sh/resource-policy" not in crd["metadata"]["annotations"]  # crds.keep false
 
 
+def test_the_settings_service_reaches_the_operators_settings_server() -> None:
+    """Seldon v2 Models name `INFERGRAPH_SETTINGS_URL` in their storageUri: it must be the
+    chart's Service, on the port the operator's settings server listens on."""
+    docs = template(REQUIRED)
+    deployment = by_kind(docs, "Deployment")[0]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    config = OperatorConfig.from_env({e["name"]: e["value"] for e in container["env"]})
+    service = next(
+        s for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("settings")
+    )
+    port = service["spec"]["ports"][0]
+    meta = service["metadata"]
+    assert config.settings_url == f"http://{meta['name']}.{meta['namespace']}.svc:{port['port']}"
+    named = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert named[port["targetPort"]] == config.settings_port == 8082
+    selector = service["spec"]["selector"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= pod_labels.items()
+    # The install notes say where the agents copy from, and that Server pods must reach it.
+    assert config.settings_url in notes(REQUIRED)
+    assert "upload them there" in notes({**REQUIRED, "modelSettings": {"serve": False}})
+
+
 def test_gpu_values_reach_the_operator_settings() -> None:
     docs = template(VALUES_FILES["gpu"])
     container = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
@@ -202,6 +229,7 @@ def test_default_values_give_the_default_operator_settings() -> None:
         # Seldon's documented install runs its controller in seldon-mesh (the library default,
         # None, keeps ServerConfigs in each graph's namespace).
         seldon_namespace="seldon-mesh",
+        settings_url=f"http://ig-infergraph-settings.{NAMESPACE}.svc:8082",
     )
     assert config.gpu_scheduling.tolerations == [chart_files.GPU_TOLERATION]
     assert container["image"] == f"docker.io/infergraph/operator:{__version__}"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -936,6 +937,38 @@ async def test_a_kserve_graph_is_not_ready_before_kserve_reports(server, operato
     assert "InferenceService/cascade-fast" in ready["message"]
     assert status["readyNodes"] == "0/2"
 
+    # Play KServe's controller: Ready only once every InferenceService and the InferenceGraph
+    # say so; one InferenceService reporting not ready keeps the graph Ready=False.
+    versions = {"InferenceService": "v1beta1", "InferenceGraph": "v1alpha1"}
+    reporting = [(k, n) for k, n in children_of(server, "cascade") if k in versions]
+    assert ("InferenceService", "cascade-fast") in reporting
+
+    async def report(kind: str, name: str, value: str) -> None:
+        url = (
+            f"/apis/serving.kserve.io/{versions[kind]}/namespaces/{NS}/{kind.lower()}s/{name}"
+            "/status"
+        )
+        cond = {"type": "Ready", "status": value, "reason": "" if value == "True" else "Waiting"}
+        assert (await server.patch(url, json={"status": {"conditions": [cond]}})).status == 200
+
+    for kind, name in reporting:
+        await report(kind, name, "False" if name == "cascade-fast" else "True")
+    not_ready = await eventually(
+        lambda: (
+            condition(graph_status(server), "Ready").get("status") == "False"
+            and condition(graph_status(server), "Ready")
+        )
+    )
+    assert "cascade-fast" in not_ready["message"], not_ready
+    await report("InferenceService", "cascade-fast", "True")
+    status = await eventually(
+        lambda: (
+            condition(graph_status(server), "Ready").get("status") == "True"
+            and graph_status(server)
+        )
+    )
+    assert status["readyNodes"] == "2/2"
+
 
 SELDON_NS = "seldon-mesh"
 
@@ -977,3 +1010,78 @@ async def test_server_configs_go_to_seldons_namespace_and_go_with_the_graph(serv
         await eventually(collected)
     finally:
         await op.stop()
+
+
+async def test_a_settings_edit_reaches_seldons_agent(server, tmp_path) -> None:
+    """Issue 26 item 2: a Seldon v2 graph's settings (batching, options, `when` thresholds)
+    live only in model-settings.json, which Seldon's agent copies from `Model.spec.storageUri`
+    with rclone. The operator serves it (settings server on `settings_port`) and every Model it
+    serves names its folder by content hash, so an edit changes the Model and Seldon reloads
+    it. The copy is the real rclone's, as the agent runs it (tests/test_model_settings_served.py
+    `agent_copy`); the settings server is the operator's own, started by kopf's startup."""
+    from tests.test_model_settings_served import RCLONE, agent_copy
+
+    if RCLONE is None:
+        pytest.skip("rclone not installed: `make rclone` apt-installs Debian's (make unit does)")
+    port = _free_port()
+    op = Operator(server, settings_url=f"http://127.0.0.1:{port}", settings_port=port)
+    await op.start()
+    try:
+        await apply_graph(server, graph_body())
+        await settled(server, generation=1)
+        first = {
+            n: o["spec"]["storageUri"]
+            for (k, n), o in children_of(server, "cascade").items()
+            if k == "Model"
+        }
+        copied = await agent_copy(first["cascade-fast"], tmp_path / "gen1")
+        assert copied.read_bytes() == rendered_settings(graph_body(), op, "cascade-fast")
+
+        edited = graph_body(generation=2)
+        edited["spec"]["nodes"][0]["batching"]["maxBatchSize"] = 8
+        await apply_graph(server, edited, update=True)
+        await settled(server, generation=2)
+        second = {
+            n: o["spec"]["storageUri"]
+            for (k, n), o in children_of(server, "cascade").items()
+            if k == "Model"
+        }
+        # Only the edited node's Model changes: Seldon reloads it and nothing else.
+        assert {n for n in first if first[n] != second[n]} == {"cascade-fast"}
+        copied = await agent_copy(second["cascade-fast"], tmp_path / "gen2")
+        assert copied.read_bytes() == rendered_settings(edited, op, "cascade-fast")
+        assert json.loads(copied.read_text())["parameters"]["extra"]["max_batch_size"] == 8
+
+        # A deleted graph's folders go with it (kopf's deletion handler, no finalizer needed).
+        folder = second["cascade-fast"].rpartition(":")[2]
+        url = f"http://127.0.0.1:{port}/{folder}/model-settings.json"
+        assert await http_status(url) == 200
+        assert (await server.delete(f"{GRAPH_PATH}/cascade")).status == 200
+
+        async def gone() -> bool:
+            return await http_status(url) == 404
+
+        deadline = asyncio.get_running_loop().time() + 30
+        while not await gone():
+            assert asyncio.get_running_loop().time() < deadline, "still served after deletion"
+            await asyncio.sleep(0.2)
+    finally:
+        await op.stop()
+
+
+async def http_status(url: str) -> int:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        return resp.status
+
+
+def rendered_settings(body: dict, op: Operator, model: str) -> bytes:
+    """model-settings.json for `model` as `infergraph render` writes it, from the same options."""
+    from infergraph.graph.model import parse_graph
+    from infergraph.operator.reconcile import graph_document
+    from infergraph.render.common import dumps
+    from infergraph.render.seldon_v2 import model_settings
+
+    graph = parse_graph(graph_document(body), body["metadata"]["name"])
+    return dumps(model_settings(graph, op.config.render_options())[model]).encode()

@@ -42,6 +42,17 @@ app.kubernetes.io/part-of: infergraph
 {{- end }}
 
 {{/*
+Where Seldon v2's agents (rclone, in each Server pod) reach the operator's model-settings
+server: the Service below by its namespace-qualified name, which resolves from every namespace
+(`<svc>.<ns>.svc` plus the pods' cluster-domain search path). Empty: not served.
+*/}}
+{{- define "infergraph.settingsUrl" -}}
+{{- if .Values.modelSettings.serve }}
+{{- printf "http://%s-settings.%s.svc:%d" (include "infergraph.fullname" .) .Release.Namespace (int .Values.modelSettings.port) }}
+{{- end }}
+{{- end }}
+
+{{/*
 What the operator creates for a graph: every kind the renderers emit (Seldon Core v2 and v1,
 KEDA, autoscaling/v2, prometheus-operator monitors). tests/test_chart.py checks this list
 against the renderers' output for every graph under k8s/graphs.

@@ -101,6 +101,17 @@ class Metrics(_Values):
     service_monitor: ServiceMonitor = Field(default_factory=ServiceMonitor)
 
 
+class ModelSettings(_Values):
+    """Seldon v2: the operator serves each Model's model-settings.json (docs/operator.md)."""
+
+    serve: bool = Field(
+        True,
+        description="Seldon v2 agents copy model-settings.json from the operator (Service "
+        "<release>-settings), so edits reach the runtime; false: upload them to storageUri",
+    )
+    port: int = Field(8082, ge=1, le=65535, description="operator model-settings port")
+
+
 class PodMonitors(_Values):
     enabled: bool = Field(
         False, description="PodMonitors scraping graph pods (infergraph_* and Seldon metrics)"
@@ -196,6 +207,7 @@ class ChartValues(_Values):
     affinity: dict[str, Any] = Field(default_factory=dict, description="operator pod")
     pod_annotations: dict[str, str] = Field(default_factory=dict)
     metrics: Metrics = Field(default_factory=Metrics)
+    model_settings: ModelSettings = Field(default_factory=ModelSettings)
     prometheus: Prometheus = Field(default_factory=Prometheus)
     examples: Examples = Field(default_factory=Examples)
 

@@ -38,6 +38,11 @@ class OperatorConfig:
     price_catalog: str | None = None
     # Seldon v2's controller namespace: ServerConfigs go there (None: the graph's namespace).
     seldon_namespace: str | None = None
+    # The model-settings server (`settings_server`): its port, and the URL Seldon's agents reach
+    # it at (the chart's `<release>-settings` Service). None: Seldon v2 Models keep their
+    # storage folder and the settings must be uploaded there by hand (docs/rendering.md).
+    settings_url: str | None = None
+    settings_port: int = 8082
     # Retry of a pass that left children unapplied: kopf's TemporaryError delay doubles from
     # the base with each retry, up to the max (the drift timer's own runs included).
     retry_base_s: float = 5.0
@@ -63,6 +68,7 @@ class OperatorConfig:
             image_registry=self.image_registry,
             image_tag=self.image_tag,
             gpu_scheduling=self.gpu_scheduling,
+            settings_url=self.settings_url,
         )
 
     @classmethod
@@ -117,4 +123,6 @@ ENV: dict[str, tuple[str, Any]] = {
     "health_port": ("HEALTH_PORT", int),
     "price_catalog": ("PRICE_CATALOG", str),
     "seldon_namespace": ("SELDON_NAMESPACE", str),
+    "settings_url": ("SETTINGS_URL", str),
+    "settings_port": ("SETTINGS_PORT", int),
 }

@@ -20,6 +20,7 @@ from infergraph.operator.config import OperatorConfig
 from infergraph.operator.kube import KubeClient
 from infergraph.operator.metrics import OperatorMetrics, serve
 from infergraph.operator.reconcile import GONE, STOPPED, Outcome, Reconciler
+from infergraph.operator.settings_server import serve_settings
 from infergraph.operator.sweep import sweep_forever
 
 Login = Callable[..., kopf.ConnectionInfo | None]
@@ -102,6 +103,8 @@ def build_registry(
     @kopf.on.startup(registry=registry)
     async def _startup(**_: Any) -> None:
         state["metrics"] = await serve(metrics, config.metrics_port)
+        if config.settings_url:  # Seldon v2 agents copy model-settings.json from here
+            state["settings"] = await serve_settings(reconciler.settings, config.settings_port)
         if config.seldon_namespace:  # ServerConfigs there have no ownerReference: sweep them
             state["sweeper"] = asyncio.create_task(
                 sweep_forever(session.get, config.seldon_namespace, config.drift_interval_s)
@@ -113,12 +116,23 @@ def build_registry(
             state.pop("sweeper").cancel()
         if not await reconciler.drain(SHUTDOWN_GRACE_S):
             logger.info("a pass was still running after %.0f s; closing under it", SHUTDOWN_GRACE_S)
-        if "metrics" in state:
-            await state.pop("metrics").cleanup()
+        for server in ("settings", "metrics"):
+            if server in state:
+                await state.pop(server).cleanup()
         await session.close()
         logger.info("operator stopped cleanly")
 
     _register_passes(registry, config, reconciler)
+
+    # A deleted graph's model-settings folders stop being served. On the watch's DELETED
+    # event, not kopf.on.delete: graphs carry no finalizer, and an optional deletion handler
+    # did not run for a graph deleted without one (test_a_settings_edit_reaches_seldons_agent
+    # showed it). A graph deleted while the operator is down was never in this process's store.
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def _forget_settings(type: str | None, namespace: str, name: str, **_: Any) -> None:
+        if type == "DELETED":
+            reconciler.settings.forget(namespace, name)
+
     _no_finalizer_for_timers(registry)
     return registry
 

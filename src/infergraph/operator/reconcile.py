@@ -21,6 +21,9 @@ from infergraph.operator.children import children, engine_for, is_owned_by, stal
 from infergraph.operator.config import OperatorConfig
 from infergraph.operator.kube import KubeClient, KubeError, ref
 from infergraph.operator.metrics import OperatorMetrics
+from infergraph.operator.settings_server import SettingsStore
+from infergraph.render.seldon_v2 import ENGINE as SELDON_V2
+from infergraph.render.seldon_v2 import served_settings
 
 EVENT_MESSAGE_LIMIT = 1000
 STOPPED = "stopped"  # the stage of a pass the operator's shutdown made moot
@@ -66,10 +69,13 @@ class Reconciler:
         config: OperatorConfig,
         metrics: OperatorMetrics,
         client: Callable[[], Awaitable[KubeClient]],
+        settings: SettingsStore | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
         self._client = client
+        # What the settings server serves: each pass puts its graph's rendered settings there.
+        self.settings = settings or SettingsStore()
         self._locks: dict[str, asyncio.Lock] = {}
         # The Events posted per graph since its last clean pass: passes that start from the
         # same stale body (create and timer at once) must not post one twice.
@@ -145,7 +151,9 @@ class Reconciler:
         current = [ref(o, home) for o in objs]
         client = await self._client()
         if not await self._still_there(client, body):
+            self.settings.forget(home, graph.name)
             return Outcome({}, stage=GONE)
+        self._serve_settings(graph, home)
         live, refused = await apply_all(client, objs, str(body["metadata"]["uid"]), home)
         try:
             removed = await self._prune(client, body, previous.get("children") or [], current)
@@ -165,6 +173,16 @@ class Reconciler:
         ]
         stage = "apply" if refused else "done"
         return Outcome(status, events=events, stage=stage, applied=live, refused=refused)
+
+    def _serve_settings(self, graph: InferenceGraph, namespace: str) -> None:
+        """Before the apply, so a Model's new folder is there when Seldon sees its new
+        storageUri: the settings of this generation, from the same `seldon_v2._served` that
+        wrote the storageUris (nothing for other engines or without a settings URL)."""
+        if engine_for(graph, self.config) == SELDON_V2:
+            served = served_settings(graph, self.config.render_options())
+        else:
+            served = {}
+        self.settings.replace(namespace, graph.name, served)
 
     def _refused(
         self,

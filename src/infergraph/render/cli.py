@@ -56,12 +56,23 @@ def render_command(
     registry: Annotated[
         str, typer.Option("--registry", help="image registry and organisation")
     ] = images.DEFAULT_REGISTRY,
+    settings_url: Annotated[
+        str | None,
+        typer.Option(
+            "--settings-url",
+            help="the operator's model-settings server (its chart's INFERGRAPH_SETTINGS_URL): "
+            "render Seldon v2 Models as the operator applies them; without it their "
+            "model-settings.json folders are under --storage-uri, for you to upload",
+        ),
+    ] = None,
 ) -> None:
     """Render one graph (stdout or --out) or, with --all, the whole k8s/graphs folder."""
     from infergraph.graph.model import load_graph
 
     engines = (engine,) if engine else ENGINES
-    options = RenderOptions(storage_uri=storage_uri, image_registry=registry)
+    options = RenderOptions(
+        storage_uri=storage_uri, image_registry=registry, settings_url=settings_url
+    )
     for name in engines:
         if name not in ENGINES:
             raise typer.BadParameter(f"unknown engine '{name}'; choose {', '.join(ENGINES)}")

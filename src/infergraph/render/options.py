@@ -28,9 +28,18 @@ class RenderOptions:
     """`storage_uri` is the prefix model-settings.json folders are uploaded under
     (`<storage_uri>/<graph>/<node>`); the graph annotation `infergraph.io/storage-uri`
     overrides it per graph. None and no annotation: rendering stops and says how to give one.
+
+    `settings_url` is the base URL of the operator's model-settings server (the chart's
+    `<release>-settings` Service). Set, Seldon v2 Models whose weights are not in their storage
+    folder (hub ids, family defaults, the gate/pass/combine helpers) read model-settings.json
+    from there: `Model.spec.storageUri` is an rclone `http` connection string ending in the
+    settings' content hash (`seldon_v2.settings_source`), so a settings edit changes the Model.
+    None (`infergraph render` without `--settings-url`): their folder in `storage_uri`, where
+    the user uploads the rendered files.
     """
 
     storage_uri: str | None = None
     image_registry: str = DEFAULT_REGISTRY
     image_tag: str | None = None
     gpu_scheduling: PodScheduling = field(default_factory=PodScheduling)
+    settings_url: str | None = None

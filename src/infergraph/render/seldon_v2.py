@@ -20,6 +20,7 @@ Weightless helpers (gates, pass-throughs, built-in combiners) share one small CP
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,9 @@ GPU_CAPABILITY = "nvidia-gpu"
 GRPC_MAX_MESSAGE_BYTES = 1048576000
 DRAINER_PORT = 9007
 PLUMBING = "plumbing"
+# The path segment for a graph read from a file without `metadata.namespace`.
+DEFAULT_NAMESPACE = "default"
+SETTINGS_FILE = "model-settings.json"
 
 
 def model_name(graph: str, step: str) -> str:
@@ -350,17 +354,27 @@ def _server(graph: InferenceGraph, name: str, node: Node | None) -> dict[str, An
     }
 
 
+def _artifact(graph: InferenceGraph, unit: Unit, options: RenderOptions) -> common.Artifact:
+    if unit.node is not None:
+        return common.artifact(graph, unit.node.name, unit.family, unit.node.model_uri, options)
+    return common.artifact(graph, unit.name, None, None, options)
+
+
 def _model(
-    graph: InferenceGraph, unit: Unit, server: str, options: RenderOptions
+    graph: InferenceGraph,
+    unit: Unit,
+    server: str,
+    options: RenderOptions,
+    served: ServedSettings | None = None,
 ) -> dict[str, Any]:
+    """`served`: the operator serves this Model's settings, so its storageUri points there."""
     node = unit.node
-    if node is not None:
-        art = common.artifact(graph, node.name, unit.family, node.model_uri, options)
-    else:
-        art = common.artifact(graph, unit.name, None, None, options)
+    art = _artifact(graph, unit, options)
     requirements = [CAPABILITY] + ([GPU_CAPABILITY] if node and node.resources.gpu else [])
     spec: dict[str, Any] = {
-        "storageUri": art.storage_uri,
+        "storageUri": settings_source(str(options.settings_url), served.path)
+        if served
+        else art.storage_uri,
         "requirements": requirements,
         "memory": node.resources.memory if node else "256Mi",
         "server": server,
@@ -422,6 +436,7 @@ def render(graph: InferenceGraph, options: RenderOptions | None = None) -> list[
     """Every object for one graph: per node ServerConfig/Server/Model (+ scalers), then Pipeline."""
     options = options or RenderOptions()
     translator, output = translate(graph)
+    served = _served(graph, translator, options) if options.settings_url else {}
     objs: list[dict[str, Any]] = []
     helpers = [u for u in translator.units if u.node is None]
     for unit in translator.units:
@@ -429,13 +444,13 @@ def render(graph: InferenceGraph, options: RenderOptions | None = None) -> list[
             continue
         objs.append(_server_config(graph, unit.name, unit.node, options))
         objs.append(_server(graph, unit.name, unit.node))
-        objs.append(_model(graph, unit, unit.name, options))
+        objs.append(_model(graph, unit, unit.name, options, served.get(unit.name)))
         objs.extend(_scalers(graph, translator, unit))
     if helpers:
         server = common.k8s_name(graph.name, PLUMBING)
         objs.append(_server_config(graph, server, None, options))
         objs.append(_server(graph, server, None))
-        objs.extend(_model(graph, unit, server, options) for unit in helpers)
+        objs.extend(_model(graph, u, server, options, served.get(u.name)) for u in helpers)
     objs.append(_pipeline(graph, translator, output))
     # Server names, not Model names: server pods carry `seldon-server-name=<Server>`
     # (sc2:operator/controllers/reconcilers/server/statefulset_reconciler.go:68-70), and the
@@ -457,3 +472,64 @@ def model_settings(
         )
         for unit in translator.units
     }
+
+
+# -- model-settings.json served by the operator -----------------------------------------------
+@dataclass(frozen=True)
+class ServedSettings:
+    """One Model's model-settings.json as the operator's settings server holds it: the folder
+    `<namespace>/<graph>/<model>/<hash>` (`<hash>` the file's content hash, so an edit gives a
+    new folder and so a new `Model.spec.storageUri`) and the file's bytes."""
+
+    path: str
+    body: bytes
+
+
+def settings_hash(body: bytes) -> str:
+    """16 hex digits of the SHA-256 of the file: what makes a settings edit a Model edit."""
+    return hashlib.sha256(body).hexdigest()[:16]
+
+
+def settings_source(url: str, path: str) -> str:
+    """`Model.spec.storageUri` for a folder of the settings server: an rclone connection
+    string (`:<backend>,<param>=<value>:<path>`) for the `http` backend.
+
+    Seldon's agent hands a Model without `spec.secretName` its `storageUri` as rclone's source
+    unchanged (seldon-core v2.10.2 `scheduler/pkg/agent/rclone/rclone.go:320-332`, `srcFs`
+    of `/sync/copy`), so the remote travels in the URI and no rclone Secret or SeldonConfig
+    entry is needed; the URL holds `:`, so it is quoted as the agent itself quotes values
+    (`rclone.go:265-270`)."""
+    quoted = url.rstrip("/").replace('"', '""')
+    return f':http,url="{quoted}":{path}'
+
+
+def _served(
+    graph: InferenceGraph, translator: _Translator, options: RenderOptions
+) -> dict[str, ServedSettings]:
+    """The Models whose weights are not in their storage folder (a hub id or family default
+    the runtime downloads itself, or a weightless helper): their folder holds nothing but
+    model-settings.json, so the operator can serve it. Artifact-backed Models keep theirs."""
+    namespace = graph.metadata.namespace or DEFAULT_NAMESPACE
+    served = {}
+    for unit in translator.units:
+        if _artifact(graph, unit, options).weights_in_artifact:
+            continue
+        settings = common.model_settings(
+            graph, unit.name, unit.node, unit.family, unit.extra, options
+        )
+        body = common.dumps(settings).encode()
+        path = f"{namespace}/{graph.name}/{unit.name}/{settings_hash(body)}"
+        served[unit.name] = ServedSettings(path, body)
+    return served
+
+
+def served_settings(
+    graph: InferenceGraph, options: RenderOptions | None = None
+) -> dict[str, ServedSettings]:
+    """Model name -> the settings the operator serves for it, the same `_served` that wrote
+    each Model's storageUri in `render` (empty without `options.settings_url`)."""
+    options = options or RenderOptions()
+    if not options.settings_url:
+        return {}
+    translator, _ = translate(graph)
+    return _served(graph, translator, options)

@@ -1,0 +1,91 @@
+"""The operator's model-settings server: Seldon v2's agent copies each Model's folder from here.
+
+A Model the operator serves has `spec.storageUri` = `:http,url="<settings url>":<path>`
+(`render.seldon_v2.settings_source`), `<path>` = `<namespace>/<graph>/<model>/<hash>`. Seldon's
+agent gives that to its rclone sidecar as the source of a copy (seldon-core v2.10.2
+`scheduler/pkg/agent/rclone/rclone.go:320-349`), and rclone's `http` backend reads folders as
+HTML index pages (rclone v1.71.1, the version in `seldon-rclone:2.10.2`,
+`backend/http/http.go`):
+
+- the root without a trailing `/` is first asked with HEAD: a redirect to the same path with
+  `/` (or a 404) makes it a folder, a 2xx makes it a file (`getFsEndpoint`, http.go:145-216);
+- a folder is a GET of `<path>/` answered `text/html` (any other type fails, http.go:474-483),
+  whose `<a href>` links, relative and one level deep, are its entries (`parse`/`parseName`,
+  http.go:362-430); a name ending in `/` is a sub-folder.
+
+So each folder `<path>/` lists one link, `model-settings.json`, and the file itself is the
+rendered JSON. The folders of the last two different renderings of a graph exist (a Model whose
+new spec was not applied yet keeps loading from its old folder); older ones are a 404.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from infergraph.render.seldon_v2 import SETTINGS_FILE, ServedSettings
+
+Folders = dict[str, bytes]  # folder path -> model-settings.json bytes
+
+
+class SettingsStore:
+    """The folders of every graph, set on every pass from the settings just rendered."""
+
+    def __init__(self) -> None:
+        # (namespace, graph) -> (current folders, the previous different ones)
+        self._by_graph: dict[tuple[str, str], tuple[Folders, Folders]] = {}
+
+    def replace(self, namespace: str, graph: str, served: Mapping[str, ServedSettings]) -> None:
+        """The graph's folders become `served`; the ones they replace stay one more rendering,
+        for Models whose new storageUri is not applied yet (a refused apply, a pass cut short)."""
+        current = {s.path: s.body for s in served.values()}
+        before, older = self._by_graph.get((namespace, graph), ({}, {}))
+        self._by_graph[(namespace, graph)] = (current, older if current == before else before)
+
+    def forget(self, namespace: str, graph: str) -> None:
+        self._by_graph.pop((namespace, graph), None)
+
+    def file(self, folder: str) -> bytes | None:
+        namespace, _, rest = folder.partition("/")
+        graph = rest.partition("/")[0]
+        current, previous = self._by_graph.get((namespace, graph), ({}, {}))
+        return current.get(folder, previous.get(folder))
+
+
+def _index(folder: str) -> str:
+    """The HTML index rclone's http backend lists: one relative link, the settings file."""
+    name = html.escape(SETTINGS_FILE)
+    return (
+        f"<!DOCTYPE html>\n<html><head><title>{html.escape(folder)}/</title></head><body>\n"
+        f'<a href="{name}">{name}</a>\n</body></html>\n'
+    )
+
+
+def settings_app(store: SettingsStore) -> web.Application:
+    """GET (and HEAD, aiohttp adds it) on `<folder>`, `<folder>/` and
+    `<folder>/model-settings.json`, `<folder>` = `<namespace>/<graph>/<model>/<hash>`."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        path = request.match_info["path"]
+        folder, _, leaf = path.rpartition("/")
+        if leaf == SETTINGS_FILE and (body := store.file(folder)) is not None:
+            return web.Response(body=body, content_type="application/json")
+        if leaf == "" and store.file(folder) is not None:
+            return web.Response(text=_index(folder), content_type="text/html")
+        if store.file(path) is not None:  # the folder without its `/`: say it is a folder
+            raise web.HTTPMovedPermanently(location=f"/{path}/")
+        raise web.HTTPNotFound()
+
+    app = web.Application()
+    app.router.add_get("/{path:.+}", handle)
+    return app
+
+
+async def serve_settings(store: SettingsStore, port: int, host: str = "0.0.0.0") -> web.AppRunner:
+    """Start the settings server in the running loop; the caller cleans it up."""
+    runner = web.AppRunner(settings_app(store))
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
