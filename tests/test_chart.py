@@ -382,11 +382,29 @@ def test_values_the_schema_rejects_fail_with_a_clear_error(values: dict, named: 
     assert named in str(caught.value), str(caught.value)
 
 
-def test_missing_storage_uri_says_how_to_set_it() -> None:
+def test_missing_storage_uri_says_how_to_set_it_when_settings_are_uploaded() -> None:
+    """`modelSettings.serve: false`: every Seldon v2 Model reads its settings from a bucket
+    folder the user uploads, so the install needs the bucket prefix."""
     with pytest.raises(helm.HelmError) as caught:
-        loaded().render({}, name=RELEASE, namespace=NAMESPACE)
+        loaded().render({"modelSettings": {"serve": False}}, name=RELEASE, namespace=NAMESPACE)
     assert "storageUri is required" in str(caught.value)
     assert "--set storageUri=" in str(caught.value)
+
+
+def test_storage_uri_is_optional_while_the_operator_serves_settings() -> None:
+    """Issue 26: with v2 settings served by the operator (the default) a graph whose nodes load
+    hub ids names no bucket on any engine, so the install asks for none; the operator then has
+    no prefix and names the missing value only for a graph that needs one (a local checkpoint,
+    test_model_settings_served.py::test_a_storage_prefix_is_asked_for_where_an_object_would_name_it)."""
+    docs = template({})
+    container = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    config = OperatorConfig.from_env({e["name"]: e["value"] for e in container["env"]})
+    assert config.storage_uri is None
+    assert config.settings_url == f"http://ig-infergraph-settings.{NAMESPACE}.svc:8082"
+    graph = load_graph(REPO / "k8s" / "graphs" / "cascade.yaml")
+    for engine in ENGINES:
+        assert render(graph, engine, config.render_options())
+    assert "No storageUri is set: graphs whose nodes load hub ids need none" in notes({})
 
 
 def test_notes_tell_how_to_apply_watch_and_call_a_graph() -> None:

@@ -30,6 +30,7 @@ import aiohttp
 import pytest
 import yaml
 
+from infergraph.errors import RenderError
 from infergraph.graph.model import parse_graph
 from infergraph.operator.settings_server import SettingsStore, serve_settings
 from infergraph.render import RenderOptions, render, render_files
@@ -240,3 +241,45 @@ def test_cli_renders_the_operators_storage_uris_with_settings_url(tmp_path: Path
     assert {m["metadata"]["name"]: m["spec"]["storageUri"] for m in models} == storage_uris(
         parse_graph(copy.deepcopy(INLINE["cascade"])), options
     )
+
+
+# -- no storage prefix where nothing uses one -------------------------------------------------
+SETTINGS_URL = "http://ig-settings.infergraph:8082"
+
+
+def test_a_hub_id_graph_renders_without_a_storage_prefix_where_nothing_uses_one() -> None:
+    """Issue 26: with the operator serving v2 settings, a graph whose nodes load hub ids (or
+    name their own storage URI) writes no bucket prefix into any object on any engine, so none
+    is asked for: Seldon v2 served Models point at the operator, KServe and Seldon v1 carry
+    settings in env/parameters and the hub id as the runtime's `uri`."""
+    served = render(cascade(), "seldon-v2", RenderOptions(settings_url=SETTINGS_URL))
+    uris = [m["spec"]["storageUri"] for m in by_kind(served, "Model")]
+    assert uris and all(
+        u.startswith(":http,") or u.startswith("s3://team-bucket/weights") for u in uris
+    )
+    for engine in ("kserve", "seldon-v1"):
+        objs = render(cascade(), engine, RenderOptions())
+        assert objs and "REPLACE" not in json.dumps(objs) and "None/" not in json.dumps(objs)
+
+
+@pytest.mark.parametrize(
+    ("engine", "options", "model_uri"),
+    [
+        ("seldon-v2", RenderOptions(), None),  # bucket folders to upload: a prefix is needed
+        ("seldon-v2", RenderOptions(settings_url=SETTINGS_URL), "/ckpt/small"),
+        ("kserve", RenderOptions(), "/ckpt/small"),
+        ("seldon-v1", RenderOptions(), "./ckpt/small"),
+    ],
+)
+def test_a_storage_prefix_is_asked_for_where_an_object_would_name_it(
+    engine: str, options: RenderOptions, model_uri: str | None
+) -> None:
+    """Unserved v2 settings folders and local checkpoints (uploaded next to their settings)
+    live under `<prefix>/<graph>/<node>`: without a prefix the render stops and says how to
+    give one."""
+    graph = cascade()
+    if model_uri:
+        graph.spec.nodes[0].model_uri = model_uri
+    with pytest.raises(RenderError) as caught:
+        render(graph, engine, options)
+    assert "--storage-uri" in str(caught.value) and "storageUri" in str(caught.value)

@@ -301,3 +301,59 @@ async def test_unreachable_api_server_is_a_kube_error_not_a_crash() -> None:
         assert "GET /api/v1: no answer: ClientConnectorError" in str(caught.value)
     finally:
         await client.close()
+
+
+def _kserve_at_zero(isvc: dict) -> dict:
+    """An InferenceService as KServe's Standard (raw) mode reports it with its predictor
+    Deployment at zero replicas. The Deployment controller sets Available=True when
+    availableReplicas >= replicas - maxUnavailable, 0 >= 0 at zero replicas (kubernetes
+    pkg/controller/deployment/sync.go calculateStatus), which KServe copies to PredictorReady
+    and so Ready (kserve aaac4e2 pkg/apis/serving/v1beta1/inference_service_status.go:360-400,
+    PropagateRawStatus); with no pod, PropagateModelStatus sets `copies.totalCopies` to the
+    ready pods (0, omitted) and the model state Pending (same file, 721-745)."""
+    reported = _report(isvc, "True", "MinimumReplicasAvailable", PredictorReady="True")
+    reported["status"]["modelStatus"] = {
+        "transitionStatus": "UpToDate",
+        "states": {"activeModelState": "Pending", "targetModelState": ""},
+        "copies": {"failedCopies": 0},
+    }
+    return reported
+
+
+def test_a_kserve_node_scaled_to_zero_is_idle_not_ready() -> None:
+    """KEDA scaled the `accurate` predictor (minReplicas 0) to zero: KServe keeps its
+    InferenceService Ready=True with no pod, so the node is reported Idle (requests to it fail
+    until it wakes), not Ready; the graph stays Ready."""
+    live = []
+    for obj in _rendered("kserve"):
+        name = obj["metadata"]["name"]
+        at_zero = obj["kind"] == "InferenceService" and name == "cascade-accurate"
+        live.append(_kserve_at_zero(obj) if at_zero else _report(obj, "True"))
+    nodes, ready = st.graph_readiness(cascade(), live)
+    assert {n["name"]: n["state"] for n in nodes} == {"fast": "Ready", "accurate": "Idle"}
+    assert ready.status == st.TRUE and "accurate idle" in ready.message
+    # Once a pod is ready KServe counts it: the node is Ready again.
+    for obj in live:
+        if obj["metadata"]["name"] == "cascade-accurate" and obj["kind"] == "InferenceService":
+            obj["status"]["modelStatus"]["copies"]["totalCopies"] = 1
+            obj["status"]["modelStatus"]["states"]["activeModelState"] = "Loaded"
+    assert {n["state"] for n in st.node_readiness(cascade(), live)} == {"Ready"}
+    # A node that may not scale to zero is never idle: zero ready copies there is not idle.
+    for obj in live:
+        if obj["metadata"]["name"] == "cascade-accurate" and obj["kind"] == "InferenceService":
+            obj.update(_kserve_at_zero(obj))
+    graph = cascade()
+    graph.spec.nodes[1].autoscaling.min_replicas = 1
+    assert "Idle" not in {n["state"] for n in st.node_readiness(graph, live)}
+
+
+def test_seldon_v1_never_leaves_a_node_at_zero_so_nothing_is_idle() -> None:
+    """Seldon v1's executor readiness dials every unit, so the renderer keeps a minReplicas-0
+    node at one replica (its componentSpec's `kedaSpec.minReplicaCount` 1): no v1 node is ever
+    at zero, and the SeldonDeployment's state is the truth for every node."""
+    sdep = next(o for o in _rendered("seldon-v1") if o["kind"] == "SeldonDeployment")
+    specs = sdep["spec"]["predictors"][0]["componentSpecs"]
+    keda = [c["kedaSpec"] for c in specs if "kedaSpec" in c]
+    assert len(keda) == 2 and all(k["minReplicaCount"] >= 1 for k in keda)
+    live = [{**sdep, "status": {"state": "Available"}}]
+    assert {n["state"] for n in st.node_readiness(cascade(), live)} == {"Ready"}

@@ -37,8 +37,17 @@ app.kubernetes.io/part-of: infergraph
 {{- printf "%s/%s:%s" (trimSuffix "/" .Values.image.registry) .Values.image.name (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
+{{/*
+The bucket prefix: required only with modelSettings.serve false (every Seldon v2 Model then
+reads its settings from a folder the user uploads there); served, a graph of hub-id nodes names
+no bucket, and the operator names the missing value for a graph that needs one.
+*/}}
 {{- define "infergraph.storageUri" -}}
-{{- required "storageUri is required: the bucket prefix you own where model-settings folders are uploaded, e.g. --set storageUri=s3://my-bucket/infergraph" .Values.storageUri }}
+{{- if .Values.modelSettings.serve }}
+{{- .Values.storageUri }}
+{{- else }}
+{{- required "storageUri is required with modelSettings.serve false: the bucket prefix you own where model-settings folders are uploaded, e.g. --set storageUri=s3://my-bucket/infergraph" .Values.storageUri }}
+{{- end }}
 {{- end }}
 
 {{/*

@@ -163,8 +163,9 @@ class ChartValues(_Values):
     storage_uri: str = Field(
         "",
         pattern=STORAGE_PATTERN,
-        description="REQUIRED. Bucket prefix you own for model-settings folders, "
-        "e.g. s3://my-bucket/infergraph (gs://, s3://, az://, https://)",
+        description="Bucket prefix you own for model-settings folders, e.g. "
+        "s3://my-bucket/infergraph (gs://, s3://, az://, https://). Required with "
+        "modelSettings.serve false; else only graphs with a local checkpoint need it",
     )
     default_engine: Literal[*ENGINES] = Field(  # type: ignore[valid-type]
         "seldon-v2", description="engine for graphs without the infergraph.io/engine annotation"

@@ -118,16 +118,34 @@ def _node_label(obj: dict[str, Any], nodes: set[str]) -> str | None:
 
 
 def _idle(node: Any, live: list[dict[str, Any]]) -> bool:
-    """Scaled to zero by design: the node may scale to zero (minReplicas 0) and its scaler has
-    set its Model's `spec.replicas` to 0 (through `/scale`)."""
+    """Scaled to zero by design: the node may scale to zero (minReplicas 0) and its engine
+    object says it has no replica (`_at_zero`). Seldon v1 never gets here: its renderer keeps
+    such a node at one replica (render/seldon_v1.py `_notes`)."""
     if node.autoscaling is None or node.autoscaling.min_replicas != 0:
         return False
     return any(
-        o.get("kind") == "Model"
-        and (o.get("metadata", {}).get("labels") or {}).get(NODE_LABEL) == node.name
-        and (o.get("spec") or {}).get("replicas") == 0
+        (o.get("metadata", {}).get("labels") or {}).get(NODE_LABEL) == node.name and _at_zero(o)
         for o in live
     )
+
+
+def _at_zero(obj: dict[str, Any]) -> bool:
+    """Seldon v2: the scaler set the Model's `spec.replicas` to 0 (through `/scale`). KServe
+    (Standard mode): the InferenceService is Ready with no ready pod. The Deployment controller
+    calls a Deployment at zero replicas Available (kubernetes pkg/controller/deployment/sync.go
+    calculateStatus: availableReplicas >= replicas - maxUnavailable), KServe copies that to
+    Ready (kserve aaac4e2 pkg/apis/serving/v1beta1/inference_service_status.go:360-400) and
+    counts the ready pods in `status.modelStatus.copies.totalCopies`, omitted at 0, with the
+    model state Pending (same file, 721-745): Ready alone would call the node serving. No
+    `modelStatus` (KServe has not counted pods yet) is not taken for zero."""
+    if obj.get("kind") == "Model":
+        return (obj.get("spec") or {}).get("replicas") == 0
+    if obj.get("kind") != "InferenceService":
+        return False
+    model = (obj.get("status") or {}).get("modelStatus") or {}
+    copies = (model.get("copies") or {}).get("totalCopies") or 0
+    verdict = object_ready(obj)
+    return bool(model) and verdict is not None and verdict[0] is True and copies == 0
 
 
 def node_readiness(

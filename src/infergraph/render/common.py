@@ -220,20 +220,22 @@ def is_local_path(uri: str | None) -> bool:
     return bool(uri) and (uri.startswith(("file://", "/", ".")))
 
 
-def storage_base(graph: InferenceGraph, options: RenderOptions | None = None) -> str:
-    """Where model-settings.json folders go: the user's bucket, never a default one."""
+def _storage_prefix(graph: InferenceGraph, options: RenderOptions | None) -> str | None:
+    """Where model-settings.json folders go: the user's bucket, never a default one (None:
+    none given)."""
     base = (
         graph.metadata.annotations.get(STORAGE_ANNOTATION)
         or (options or RenderOptions()).storage_uri
     )
-    if not base:
-        raise RenderError(
-            "storage",
-            f"graph '{graph.name}' has no storage prefix for its model-settings.json folders: "
-            "pass `infergraph render --storage-uri s3://<your-bucket>/infergraph` (the chart's "
-            f"`storageUri` value) or annotate the graph with `{STORAGE_ANNOTATION}`",
-        )
-    return base.rstrip("/")
+    return base.rstrip("/") if base else None
+
+
+def _no_prefix(graph: str) -> str:
+    return (
+        f"graph '{graph}' has no storage prefix for its model-settings.json folders: "
+        "pass `infergraph render --storage-uri s3://<your-bucket>/infergraph` (the chart's "
+        f"`storageUri` value) or annotate the graph with `{STORAGE_ANNOTATION}`"
+    )
 
 
 @dataclass(frozen=True)
@@ -243,11 +245,22 @@ class Artifact:
     `storage_uri` is the folder the storage initializer (rclone in v2, the v1 storage
     initializer) copies; `runtime_uri` is the hub id the runtime downloads itself (None:
     the weights are in the artifact folder next to model-settings.json).
+
+    The folder is asked for only where an object names it (an unserved Seldon v2 Model, a
+    local checkpoint uploaded next to its settings): a graph whose nodes load hub ids needs no
+    bucket when the operator serves its settings, so a missing prefix is an error only then.
     """
 
-    storage_uri: str
+    folder: str | None  # None: no storage prefix given (`missing` says how to give one)
     runtime_uri: str | None
     weights_in_artifact: bool
+    missing: str = ""
+
+    @property
+    def storage_uri(self) -> str:
+        if self.folder is None:
+            raise RenderError("storage", self.missing)
+        return self.folder
 
 
 def artifact(
@@ -260,15 +273,19 @@ def artifact(
     """`family` None: a weightless helper whose artifact holds only model-settings.json."""
     if is_storage_uri(model_uri):
         return Artifact(str(model_uri), None, True)
-    own_folder = f"{storage_base(graph, options)}/{graph.name}/{node_name}"
+    base = _storage_prefix(graph, options)
+    own_folder = f"{base}/{graph.name}/{node_name}" if base else None
+    missing = _no_prefix(graph.name)
     if is_local_path(model_uri):
         # A local checkpoint cannot travel; it is uploaded next to its model-settings.json.
+        if own_folder is None:
+            raise RenderError("storage", f"node '{node_name}' loads a local checkpoint: {missing}")
         return Artifact(own_folder, None, True)
     if model_uri:
         hub_id = model_uri.removeprefix("hf://")
-        return Artifact(own_folder, hub_id, False)
+        return Artifact(own_folder, hub_id, False, missing)
     default = family_default_model(family) if family else ""
-    return Artifact(own_folder, default or None, False)
+    return Artifact(own_folder, default or None, False, missing)
 
 
 def model_settings(
