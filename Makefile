@@ -18,7 +18,7 @@ RUN := $(UV) run --frozen --no-sync
 RUN_SELDON := UV_PROJECT_ENVIRONMENT=.venv-seldon $(UV) run --frozen --no-sync --no-default-groups --group seldon-dev --extra seldon
 
 .PHONY: help install demo test test-fast lint unit seldon-test render crd bench-runtimes bench-hops bench-loadtester \
-	bench-peers bench-planner planner-gpu-profiles bench-kserve-hops engine-test images image-test bench-images image-tools clean \
+	bench-peers bench-planner bench-planner-controlled planner-gpu-profiles bench-kserve-hops engine-test images image-test bench-images image-tools clean \
 	perf-analyzer prometheus
 
 help:
@@ -150,6 +150,10 @@ bench-loadtester: .venv/.synced
 
 bench-planner: .venv/.synced
 	$(RUN) python benchmarks/bench_planner.py
+
+# The simulator against controlled service times alone (about 20 minutes on the 2-core VM).
+bench-planner-controlled: .venv/.synced
+	$(RUN) python benchmarks/bench_planner.py --parts controlled
 
 # On a GPU machine: the full-size cascade and video nodes profiled there, for bench-planner's
 # cost part (bench-results/profiles/). The GPU stands for GPU_CLASS of the price catalog.

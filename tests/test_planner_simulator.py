@@ -227,3 +227,14 @@ def test_model_forms_the_same_batches_as_the_real_batcher(batch: int, delay_s: f
     real, came = _real_batches(arrivals, batch, delay_s, service_s)
     assert real == _model_batches(came, batch, delay_s, service_s)
     assert len(real) < len(arrivals)  # some batching happened
+
+
+def test_known_draws_give_each_pass_its_own_in_order_on_every_replica():
+    draws = np.array([0.5, -1.0, 2.0, 0.0])
+    service = ServiceModel((0.010, 0.012), (0.2, 0.2))
+    config = NodeConfig(1, 0.0, 2, service, draws=draws)
+    arrivals = np.arange(6) * 1.0  # never queued: each latency is its pass alone
+    result = simulate(Topology((Stage("n", "n"),)), {"n": config}, arrivals, {})
+    # round-robin: replica 0 serves requests 0, 2, 4, replica 1 serves 1, 3, 5
+    expected = 0.010 * np.exp(0.2 * draws[[0, 0, 1, 1, 2, 2]])
+    np.testing.assert_allclose(result.latency_s, expected)

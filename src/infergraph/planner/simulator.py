@@ -87,6 +87,11 @@ class NodeConfig:
     rows: tuple[tuple[int, float], ...] = ((1, 1.0),)  # rows per request -> probability
     schedule: ReplicaSchedule | None = None  # autoscaled: ready replicas over time
     hop_sigma: float = 0.0  # log-normal spread of the hop (0: every request pays hop_s)
+    # Standard-normal draws of the passes' log-time deviations in pass order, the same for
+    # every replica: a node whose draws are known (the controlled benchmark node's seeded
+    # sequence), so a check compares the queueing model on the very passes that were served.
+    # None: fresh draws from the run's generator.
+    draws: np.ndarray | None = None
 
 
 @dataclass
@@ -291,6 +296,13 @@ def _ar1(draws: np.ndarray, rho: float) -> np.ndarray:
     return out
 
 
+def _pass_draws(rng: np.random.Generator, n: int, config: NodeConfig) -> np.ndarray:
+    """One replica's draws, one per pass: the node's known ones, or fresh (chained)."""
+    if config.draws is not None and config.draws.size:
+        return config.draws
+    return correlated_normal(rng, max(64, n), config.service.correlation)
+
+
 def _assign(t_in: np.ndarray, config: NodeConfig) -> tuple[np.ndarray, np.ndarray]:
     """Which replica each (time-sorted) request goes to, and when it can reach one."""
     if config.schedule is None:
@@ -328,7 +340,7 @@ def simulate_node(
             config.max_batch_size,
             config.max_batch_time_s,
             config.service,
-            correlated_normal(rng, max(64, idx.size), config.service.correlation),
+            _pass_draws(rng, idx.size, config),
             single,
             _innovations(rng, idx.size, config.service.drift_share),
             _innovations(rng, idx.size, config.service.slow_drift_share),
