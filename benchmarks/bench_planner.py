@@ -435,9 +435,7 @@ def profile_served(
         "--repeats",
         "20",
         "--requests",
-        # a loaded half of 30-120 s: a 20 s window caught a slow spell's 10 %, and the
-        # speed-drift fit (`planner.drift`) reads lags up to a third of its passes, 200
-        # here, where the slow drift that lasts tens of seconds begins to show
+        # a loaded half of 30-120 s: a 20 s window caught a slow spell's 10 %
         str(requests),
         "--rate",
         str(rate),
@@ -914,7 +912,6 @@ def controlled_part(
             "p99_error_pct",
             "profile_p50_error_pct",
             "profile_p99_error_pct",
-            "no_drift_p99_error_pct",
             "loadavg_1m",
         ],
     )
@@ -1067,6 +1064,8 @@ def main() -> None:
     summary = summarise(check_rows, cost_rows, search_rows, parts, reused)
     from benchmarks.controlled_check import controlled_summary
 
+    if "controlled" in parts:  # this run's controlled keys replace all of a reused run's
+        summary = {k: v for k, v in summary.items() if not k.startswith("controlled_")}
     summary |= controlled_summary(controlled)
     complete = (parts >= {"cost", "check", "search", "controlled"} or bool(reused)) and not (
         args.quick or args.only

@@ -14,14 +14,13 @@ Each run is predicted by the simulator replaying the tester's own arrivals, two 
   took (the node's seeded sequence), hops, ingress and branch fractions from the topology's
   profile. The service times are then the truth, so a miss is the model's (queueing,
   batch forming, hops, timers);
-* the profile alone (`infergraph profile`, once per topology, as a user runs it), with and
-  without its speed-drift fields: what a plan would have said, whose error adds how well a
-  profile of a few hundred passes estimates the law.
+* the profile alone (`infergraph profile`, once per topology, as a user runs it): what a
+  plan would have said, whose error adds how well a profile of a few hundred passes
+  estimates the law.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -47,10 +46,7 @@ NODES = {"first": (20.0, 4.0), "second": (40.0, 8.0)}
 SIGMA = 0.25
 SEED = 1  # each node's draw sequence (both nodes the same; each served pass takes the next)
 KNOWN_DRAWS = 200_000  # more passes than any row serves
-# Simulated runs a prediction averages: enough that the with/without-drift comparison is
-# not the simulations' own noise.
-SEEDS = 32
-DRIFT_KEYS = ("speed_correlation", "drift_share", "drift_s", "slow_drift_share", "slow_drift_s")
+SEEDS = 32  # simulated runs a prediction averages (two predictions of a row then agree)
 LOADS = (0.3, 0.6, 0.9)
 PROFILE_BATCH = 8
 CASCADE_THEN = 0.5  # the cascade's gate, `first.score lt 0.5`, sends half on to `second`
@@ -243,18 +239,6 @@ def predict_known(graph_file: Path, profile: Path, arrivals_s: np.ndarray) -> di
     }
 
 
-def without_drift(profile: Path) -> Path:
-    """The same profile with its speed-drift fields zeroed (correlation, one- and two-part
-    drift): the with/without comparison issue 28 asks of the drift modelling."""
-    out = profile.with_name(profile.stem + "-no-drift.json")
-    data = json.loads(profile.read_text())
-    for node in data["nodes"].values():
-        for key in DRIFT_KEYS:
-            node[key] = 0.0
-    out.write_text(json.dumps(data, indent=2))
-    return out
-
-
 def _served_prediction(
     served: Path | None, graph_file: Path, arrivals: np.ndarray, measured: dict[str, Any]
 ) -> dict[str, Any]:
@@ -315,19 +299,13 @@ def _known_columns(known: dict[str, Any], measured: dict[str, Any]) -> dict[str,
     }
 
 
-def _profile_columns(
-    predicted: dict[str, Any], flat: dict[str, Any], measured: dict[str, Any]
-) -> dict[str, Any]:
-    """Beside it: what a user gets from the profile alone, with and without its drift."""
+def _profile_columns(predicted: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]:
+    """Beside it: what a user gets from the profile alone."""
     return {
         "profile_predicted_p50_ms": predicted["p50_ms"],
         "profile_predicted_p99_ms": predicted["p99_ms"],
         "profile_p50_error_pct": bp.error_pct(predicted["p50_ms"], measured["p50_ms"]),
         "profile_p99_error_pct": bp.error_pct(predicted["p99_ms"], measured["p99_ms"]),
-        "no_drift_predicted_p50_ms": flat["p50_ms"],
-        "no_drift_predicted_p99_ms": flat["p99_ms"],
-        "no_drift_p50_error_pct": bp.error_pct(flat["p50_ms"], measured["p50_ms"]),
-        "no_drift_p99_error_pct": bp.error_pct(flat["p99_ms"], measured["p99_ms"]),
     }
 
 
@@ -340,8 +318,8 @@ def controlled_row(
     served_at_rate: bool = False,
 ) -> dict[str, Any]:
     """Load-test one configuration and predict the same run: the model on the known law and
-    draws (the headline), and from the topology's one profile with and without its drift
-    (and, with `served_at_rate`, from a profile of the served configuration at its rate)."""
+    draws (the headline), and from the topology's one profile (and, with `served_at_rate`,
+    from a profile of the served configuration at its rate)."""
     rate = round(row.load * capacity_rps(row.topology, row.batch), 2)
     work = profile.parent
     served = None
@@ -352,11 +330,10 @@ def controlled_row(
     arrivals = measured["arrivals_s"]
     known = predict_known(graph_file, profile, arrivals)
     predicted = bp.predict(graph_file, profile, arrivals, measured["forward_mean_ms"], SEEDS)
-    flat = bp.predict(graph_file, without_drift(profile), arrivals, seeds=SEEDS)
     return {
         **_served_prediction(served, graph_file, arrivals, measured),
         **_known_columns(known, measured),
-        **_profile_columns(predicted, flat, measured),
+        **_profile_columns(predicted, measured),
         "part": "controlled",
         "topology": row.topology,
         "arrivals": row.arrivals,
@@ -420,7 +397,7 @@ def controlled_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The worst row's errors (goals: p50 <= 5 %, p99 <= 10 %); empty without rows.
 
     The headline keys are the queueing model's (the known law and draws); the `_profile`
-    ones what the profile alone predicts, `_profile_no_drift` the same without its drift."""
+    ones what the profile alone predicts."""
     if not rows:
         return {}
     return {
@@ -429,8 +406,6 @@ def controlled_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "controlled_p99_error_pct_inrun_service": max(r["inrun_p99_error_pct"] for r in rows),
         "controlled_p50_error_pct_profile": max(r["profile_p50_error_pct"] for r in rows),
         "controlled_p99_error_pct_profile": max(r["profile_p99_error_pct"] for r in rows),
-        "controlled_p50_error_pct_profile_no_drift": max(r["no_drift_p50_error_pct"] for r in rows),
-        "controlled_p99_error_pct_profile_no_drift": max(r["no_drift_p99_error_pct"] for r in rows),
         "controlled_rows_meeting_goals": sum(
             r["p50_error_pct"] <= CONTROLLED_P50_GOAL_PCT
             and r["p99_error_pct"] <= CONTROLLED_P99_GOAL_PCT
@@ -466,7 +441,7 @@ def controlled_settings(duration: float, served_at_rate: bool = False) -> dict[s
         "arrivals": "poisson, or the bursty diurnal trace where a row says so",
         "prediction": "headline: the simulator on the run's arrivals with each node's "
         "configured law and the draws its passes took (hops, ingress from the profile); "
-        "beside it the profile alone, with and without its drift fields",
+        "beside it the profile alone",
         "server": "a fresh `infergraph serve` per row",
         "profile": f"infergraph profile, in-process passes to batch {PROFILE_BATCH}, "
         "300 requests a half through the local runner",

@@ -132,7 +132,8 @@ def test_served_passes_take_the_known_draws_in_order_after_warm_up():
         )
     )
     node.start()  # the warm-up pass draws once; the served passes start the sequence over
-    served = [node.service_s(b) for b in (1, 4, 8, 2)]
-    draws = ControlledNode.known_draws(5, 4)
-    expected = [(10.0 + b) / 1000.0 * math.exp(0.3 * z) for b, z in zip((1, 4, 8, 2), draws)]
+    sizes = (1, 4, 8, 2)
+    served = [node.service_s(b) for b in sizes]
+    draws = ControlledNode.known_draws(5, len(sizes))
+    expected = [(10.0 + b) / 1000.0 * math.exp(0.3 * z) for b, z in zip(sizes, draws, strict=True)]
     assert served == pytest.approx(expected, rel=1e-12)
