@@ -25,7 +25,7 @@ help:
 	@echo "make demo    serve the cascade locally (random weights), find its knee, price it, plan it, render it"
 	@echo "make test    lint, then every test (MLServer, graphs, renderers, load tester, Seldon v1)"
 	@echo "make test-fast    the tests that start no server (a few minutes)"
-	@echo "make bench-runtimes | bench-hops | bench-loadtester | bench-peers | bench-planner | bench-kserve-hops    benchmarks -> bench-results/*.json"
+	@echo "make bench-runtimes | bench-hops | bench-loadtester | bench-peers | bench-planner | bench-planner-controlled | bench-kserve-hops    benchmarks -> bench-results/*.json"
 	@echo "make render  regenerate k8s/rendered/, k8s/crds/ and the chart's generated files"
 	@echo "make engine-test    every shipped graph through the Seldon v2, Seldon v1 and KServe engine models"
 	@echo "make images | image-test | bench-images    build the images with buildah, run them, measure them"
