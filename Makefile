@@ -18,14 +18,14 @@ RUN := $(UV) run --frozen --no-sync
 RUN_SELDON := UV_PROJECT_ENVIRONMENT=.venv-seldon $(UV) run --frozen --no-sync --no-default-groups --group seldon-dev --extra seldon
 
 .PHONY: help install demo test test-fast lint unit seldon-test render crd bench-runtimes bench-hops bench-loadtester \
-	bench-peers bench-planner planner-gpu-profiles bench-kserve-hops engine-test images image-test bench-images image-tools clean \
+	bench-peers bench-planner bench-planner-controlled planner-gpu-profiles bench-kserve-hops engine-test images image-test bench-images image-tools clean \
 	perf-analyzer prometheus rclone
 
 help:
 	@echo "make demo    serve the cascade locally (random weights), find its knee, price it, plan it, render it"
 	@echo "make test    lint, then every test (MLServer, graphs, renderers, load tester, Seldon v1)"
 	@echo "make test-fast    the tests that start no server (a few minutes)"
-	@echo "make bench-runtimes | bench-hops | bench-loadtester | bench-peers | bench-planner | bench-kserve-hops    benchmarks -> bench-results/*.json"
+	@echo "make bench-runtimes | bench-hops | bench-loadtester | bench-peers | bench-planner | bench-planner-controlled | bench-kserve-hops    benchmarks -> bench-results/*.json"
 	@echo "make render  regenerate k8s/rendered/, k8s/crds/ and the chart's generated files"
 	@echo "make engine-test    every shipped graph through the Seldon v2, Seldon v1 and KServe engine models"
 	@echo "make images | image-test | bench-images    build the images with buildah, run them, measure them"
@@ -158,6 +158,10 @@ bench-loadtester: .venv/.synced
 
 bench-planner: .venv/.synced
 	$(RUN) python benchmarks/bench_planner.py
+
+# The simulator against controlled service times alone (about 20 minutes on the 2-core VM).
+bench-planner-controlled: .venv/.synced
+	$(RUN) python benchmarks/bench_planner.py --parts controlled
 
 # On a GPU machine: the full-size cascade and video nodes profiled there, for bench-planner's
 # cost part (bench-results/profiles/). The GPU stands for GPU_CLASS of the price catalog.

@@ -182,11 +182,12 @@ class Served:
 
 def measure(
     url: str,
-    rate: float,
-    duration: float,
+    rate: float | None,
+    duration: float | None,
     seed: int,
     model: str = "planner-check",
     payload: str = PAYLOAD,
+    schedule: str | None = None,
 ) -> dict[str, Any]:
     from async_load_tester import LoadConfig, intended_sends, run_load
 
@@ -195,6 +196,7 @@ def measure(
         model=model,
         payload=payload,
         rate=rate,
+        schedule=schedule,
         arrival="poisson",
         duration=duration,
         warmup=WARMUP_S,
@@ -209,10 +211,13 @@ def measure(
         for key, stats in step.stages_ms.items()
         if key.endswith(".inference_ms")
     }
+    stage_means = {key: stats["mean"] for key, stats in step.stages_ms.items()}
     return {
         # the run's own Poisson draw, warm-up first: the simulator replays exactly these
         "arrivals_s": intended_sends(config),
         "forward_mean_ms": forward,
+        "stage_means_ms": stage_means,  # node.total_ms, node.queue_ms, ... graph.total_ms
+        "latency_mean_ms": step.latency_ms["mean"] or float("nan"),
         "p50_ms": step.latency_ms["p50"] or float("nan"),
         "p99_ms": step.latency_ms["p99"] or float("nan"),
         "p99_interval_ms": p99_interval_ms(step.histogram),
@@ -290,9 +295,10 @@ def predict(
     profile: Path,
     arrivals_s: np.ndarray,
     forward_mean_ms: dict[str, float] | None = None,
+    seeds: int = SERVICE_SEEDS,
 ) -> dict[str, Any]:
     """The simulator's p50/p99 for this configuration on the run's own arrivals, from the
-    profile alone.
+    profile alone (averaged over `seeds` simulated runs).
 
     The simulator replays the arrivals the load tester sent (its seeded Poisson draw,
     warm-up included; percentiles over the measured ones), averaged over service-time
@@ -333,7 +339,7 @@ def predict(
             for n in graph.spec.nodes
         }
         p50, p99, forward = [], [], {n: [] for n in nodes}
-        for seed in range(SERVICE_SEEDS):
+        for seed in range(seeds):
             if replay:
                 arrivals, counted = arrivals_s, measured
             else:  # a fresh draw of the same rate per seed
@@ -429,9 +435,7 @@ def profile_served(
         "--repeats",
         "20",
         "--requests",
-        # a loaded half of 30-120 s: a 20 s window caught a slow spell's 10 %, and the
-        # speed-drift fit (`planner.drift`) reads lags up to a third of its passes, 200
-        # here, where the slow drift that lasts tens of seconds begins to show
+        # a loaded half of 30-120 s: a 20 s window caught a slow spell's 10 %
         str(requests),
         "--rate",
         str(rate),
@@ -879,16 +883,23 @@ def result_settings(
     return settings
 
 
-def controlled_part(work: Path, duration: float, served_at_rate: bool) -> list[dict[str, Any]]:
-    """The simulator against controlled service times (`benchmarks/controlled_check.py`)."""
-    from benchmarks.controlled_check import controlled_rows
+def controlled_part(
+    work: Path, duration: float, served_at_rate: bool, only: str | None = None
+) -> list[dict[str, Any]]:
+    """The simulator against controlled service times (`benchmarks/controlled_check.py`);
+    `only`: comma-separated prefixes of the row tags to run (topology-bBATCH-LOAD-ARRIVALS)."""
+    from benchmarks.controlled_check import ROWS, controlled_rows
 
-    rows = controlled_rows(work, duration, served_at_rate)
+    chosen = tuple(
+        r for r in ROWS if only is None or any(r.tag.startswith(p) for p in only.split(","))
+    )
+    rows = controlled_rows(work, duration, served_at_rate, chosen)
     print_table(
         "simulator against controlled service times (local runner, this CPU)",
         rows,
         [
             "topology",
+            "arrivals",
             "batch",
             "delay_ms",
             "load",
@@ -899,7 +910,8 @@ def controlled_part(work: Path, duration: float, served_at_rate: bool) -> list[d
             "predicted_p99_ms",
             "p50_error_pct",
             "p99_error_pct",
-            "inrun_p99_error_pct",
+            "profile_p50_error_pct",
+            "profile_p99_error_pct",
             "loadavg_1m",
         ],
     )
@@ -945,6 +957,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--controlled-duration", type=float, default=40.0, help="measured seconds per row"
+    )
+    parser.add_argument(
+        "--controlled-rows",
+        default=None,
+        help="controlled part: only rows whose tag starts with one of these (comma-separated; "
+        "e.g. chain-b1,cascade)",
     )
     parser.add_argument("--search-cases", type=int, default=60, help="random cases, search part")
     parser.add_argument("--search-seed", type=int, default=0, help="first case's seed")
@@ -1002,7 +1020,9 @@ def main() -> None:
         else reused.get("search", [])
     )
     controlled = (
-        controlled_part(work, args.controlled_duration, args.controlled_served_profiles)
+        controlled_part(
+            work, args.controlled_duration, args.controlled_served_profiles, args.controlled_rows
+        )
         if "controlled" in parts
         else reused.get("controlled", [])
     )
@@ -1044,6 +1064,8 @@ def main() -> None:
     summary = summarise(check_rows, cost_rows, search_rows, parts, reused)
     from benchmarks.controlled_check import controlled_summary
 
+    if "controlled" in parts:  # this run's controlled keys replace all of a reused run's
+        summary = {k: v for k, v in summary.items() if not k.startswith("controlled_")}
     summary |= controlled_summary(controlled)
     complete = (parts >= {"cost", "check", "search", "controlled"} or bool(reused)) and not (
         args.quick or args.only

@@ -34,21 +34,36 @@ EXTRA_FAMILIES = f"{FAMILY}=benchmarks.controlled:ControlledNode"
 
 
 class ControlledNode(Component):
-    """Returns its `input` rows unchanged after waiting the configured service time."""
+    """Returns its `input` rows unchanged after waiting the configured service time, and a
+    `score` per row, uniform on [0, 1) from its own seeded generator: a gate on
+    `score lt f` sends a fraction f of single-row requests on, independently of the input
+    (a cascade whose branch fraction is known)."""
 
     family: ClassVar[str] = FAMILY
     default_model: ClassVar[str] = ""
     uses_gpu: ClassVar[bool] = False
     inputs: ClassVar[tuple[TensorSpec, ...]] = (TensorSpec("input", "FP32", (-1, -1)),)
-    outputs: ClassVar[tuple[TensorSpec, ...]] = (TensorSpec("output", "FP32", (-1, -1)),)
+    outputs: ClassVar[tuple[TensorSpec, ...]] = (
+        TensorSpec("output", "FP32", (-1, -1)),
+        TensorSpec("score", "FP32", (-1,)),
+    )
 
     def load(self) -> None:
         """Read the timing options; a bad one fails the load, naming it."""
         self.base_ms = self._number("base_ms", 5.0)
         self.per_row_ms = self._number("per_row_ms", 1.0)
         self.sigma = self._number("sigma", 0.0)
-        self._rng = np.random.default_rng(int(self.option("seed", 0)))
+        self.seed = int(self.option("seed", 0))
+        self._rng = np.random.default_rng(self.seed)
+        self._scores = np.random.default_rng(self.seed + 1)  # apart from the service draws
         self._lock = threading.Lock()  # the batcher runs passes on its own thread
+
+    def warmup(self) -> None:
+        """The usual warm-up pass, then the draws start over: the k-th served pass takes the
+        k-th draw of `known_draws(seed, ...)`, so a check can give the simulator the same."""
+        super().warmup()
+        with self._lock:
+            self._rng = np.random.default_rng(self.seed)
 
     def _number(self, name: str, default: float) -> float:
         value = self.option(name, default)
@@ -59,6 +74,12 @@ class ControlledNode(Component):
         if not math.isfinite(number) or number < 0:
             raise SettingsError(f"options.{name}", f"must be a number >= 0, got {value!r}")
         return number
+
+    @staticmethod
+    def known_draws(seed: int, passes: int) -> np.ndarray:
+        """The standard-normal draws a node seeded `seed` gives its first `passes` passes
+        after warm-up (with sigma > 0: each pass draws one)."""
+        return np.random.default_rng(seed).standard_normal(passes)
 
     def model_source(self) -> str:
         return "(no weights: controlled service time)"
@@ -86,4 +107,6 @@ class ControlledNode(Component):
         return rows
 
     def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
-        return {"output": np.stack(results).astype(np.float32)}
+        with self._lock:
+            score = self._scores.random(len(results)).astype(np.float32)
+        return {"output": np.stack(results).astype(np.float32), "score": score}

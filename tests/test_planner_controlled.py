@@ -121,3 +121,19 @@ def test_the_local_runner_serves_a_chain_of_controlled_nodes(monkeypatch: pytest
     assert params["first.inference_ms"] >= 14.0 - 0.5
     assert params["second.inference_ms"] >= 28.0 - 0.5
     assert params["first.batch_size"] == params["second.batch_size"] == 2
+
+
+def test_served_passes_take_the_known_draws_in_order_after_warm_up():
+    node = ControlledNode(
+        ComponentSettings(
+            options={"base_ms": 10.0, "per_row_ms": 1.0, "sigma": 0.3, "seed": 5},
+            warmup=True,
+            max_batch_size=8,
+        )
+    )
+    node.start()  # the warm-up pass draws once; the served passes start the sequence over
+    sizes = (1, 4, 8, 2)
+    served = [node.service_s(b) for b in sizes]
+    draws = ControlledNode.known_draws(5, len(sizes))
+    expected = [(10.0 + b) / 1000.0 * math.exp(0.3 * z) for b, z in zip(sizes, draws, strict=True)]
+    assert served == pytest.approx(expected, rel=1e-12)

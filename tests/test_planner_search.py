@@ -24,7 +24,6 @@ from infergraph.planner.profiler import (
     loaded_rate,
     serving_cost,
     serving_sigma,
-    speed_correlation,
     time_batches,
     with_batch_limits,
 )
@@ -214,34 +213,16 @@ def test_profile_errors_name_what_is_wrong(tmp_path: Path):
         ("hop_p99_ms", -1.0),
         ("serving_sigma", float("nan")),
         ("serving_overhead_ms", -2.0),
-        ("speed_correlation", -0.1),
-        ("drift_s", -1.0),
     ):
         spread = {**node_entry(1, 1), key: value}
         odd = write_profile(tmp_path / "s.json", "chain", "c6i.2xlarge", {"a": spread})
         with pytest.raises(ProfileError, match=f"node 'a'.*{key} must be a number >= 0"):
             load_profile(odd)
-    certain = {**node_entry(1, 1), "speed_correlation": 1.0}
-    odd = write_profile(tmp_path / "c.json", "chain", "c6i.2xlarge", {"a": certain})
-    with pytest.raises(ProfileError, match=r"speed_correlation must be below 1, got 1\.0"):
-        load_profile(odd)
-    drifting = {**node_entry(1, 1), "speed_correlation": 0.6}
-    read = load_profile(write_profile(tmp_path / "d.json", "chain", "c6i.2xlarge", {"a": drifting}))
-    assert node_config(read.nodes["a"], 1, 0.0, 1).service.correlation == 0.6
-    # A fitted drift replaces the lag-1 chain: it already holds the passes' correlation.
-    slow = {**drifting, "drift_share": 0.4, "drift_s": 3.0}
-    slow |= {"slow_drift_share": 0.1, "slow_drift_s": 25.0}
-    read = load_profile(write_profile(tmp_path / "w.json", "chain", "c6i.2xlarge", {"a": slow}))
-    service = node_config(read.nodes["a"], 1, 0.0, 1).service
-    assert (service.correlation, service.drift_share, service.drift_s) == (0.0, 0.4, 3.0)
-    assert (service.slow_drift_share, service.slow_drift_s) == (0.1, 25.0)
-    assert json.loads(json.dumps(read.to_dict()))["nodes"]["a"]["slow_drift_s"] == 25.0
-    too_much = {**node_entry(1, 1), "drift_share": 0.7, "slow_drift_share": 0.5}
-    odd = write_profile(tmp_path / "m.json", "chain", "c6i.2xlarge", {"a": too_much})
-    with pytest.raises(
-        ProfileError, match=r"node 'a'.*drift_share \+ slow_drift_share must be at most 1, got 1\.2"
-    ):
-        load_profile(odd)
+    # A profile written before the speed-drift model was removed still loads; its drift
+    # fields are read as nothing and not written back.
+    old = {**node_entry(1, 1), "speed_correlation": 0.6, "drift_share": 0.4, "drift_s": 3.0}
+    read = load_profile(write_profile(tmp_path / "d.json", "chain", "c6i.2xlarge", {"a": old}))
+    assert not {"speed_correlation", "drift_share"} & set(read.to_dict()["nodes"]["a"])
 
 
 def test_an_unreachable_slo_names_the_graphs_best_and_the_node_that_limits_it(tmp_path: Path):
@@ -436,7 +417,7 @@ class RecordingIdentity(Identity):
         return super().run_batch(rows, batch_key)
 
 
-def test_batch_sizes_are_timed_in_turns_so_drift_shifts_them_alike():
+def test_batch_sizes_are_timed_in_turns_so_a_speed_change_shifts_them_alike():
     component = RecordingIdentity()
     component.start()
     component.passes.clear()  # start() warms the model up
@@ -446,28 +427,9 @@ def test_batch_sizes_are_timed_in_turns_so_drift_shifts_them_alike():
     )
     assert [(t.batch_size, t.samples) for t in timings.batches] == [(1, 3), (2, 3), (4, 3)]
     assert all(0 < t.p50_ms <= t.p99_ms for t in timings.batches)
-    assert timings.speed_correlation == 0.0  # 9 passes: too few to tell
     # two unmeasured passes of each size, then one measured pass of each size per turn
     assert component.passes == [1, 1, 2, 2, 4, 4] + [1, 2, 4] * 3
     assert done == ["identity batch 1", "identity batch 2", "identity batch 4"]
-
-
-def test_speed_correlation_sees_drift_across_sizes_taken_in_turns():
-    rng = np.random.default_rng(0)
-    sizes = [1, 2, 4, 8] * 50
-    # The machine's speed wanders slowly (an AR(1) walk in log-speed); each size costs its own.
-    drift = np.zeros(len(sizes))
-    for i in range(1, drift.size):
-        drift[i] = 0.9 * drift[i - 1] + 0.05 * rng.standard_normal()
-    drifting = [(b, 10.0 * b * math.exp(d)) for b, d in zip(sizes, drift, strict=True)]
-    assert 0.75 < speed_correlation(drifting) < 0.95
-    # Independent noise around each size's cost: no correlation, whatever the sizes' order.
-    steady = [(b, 10.0 * b * math.exp(0.05 * rng.standard_normal())) for b in sizes]
-    assert speed_correlation(steady) < 0.15
-    # Alternating fast and slow passes (negative correlation) is noise, taken as none.
-    alternating = [(1, 10.0 if i % 2 else 12.0) for i in range(100)]
-    assert speed_correlation(alternating) == 0.0
-    assert speed_correlation(drifting[:10]) == 0.0  # too few passes
 
 
 def test_serving_cost_separates_the_slowdown_from_the_per_pass_overhead(tmp_path: Path):

@@ -12,7 +12,6 @@ import pytest
 from infergraph.planner.simulator import (
     NodeConfig,
     ServiceModel,
-    correlated_normal,
     poisson_arrivals,
     run_batcher,
     simulate,
@@ -72,34 +71,6 @@ def test_md1_mean_sojourn_matches_pollaczek_khinchine():
     result = simulate(topo, {"m": config}, arrivals, {})
     assert result.latency_s.mean() * 1000 == pytest.approx(15.0, rel=0.02)
     assert result.utilisation("m", 1) == pytest.approx(0.5, rel=0.02)
-
-
-def test_correlated_draws_keep_their_spread_and_follow_each_other():
-    rng = np.random.default_rng(4)
-    draws = correlated_normal(rng, 200_000, 0.7)
-    assert draws.mean() == pytest.approx(0.0, abs=0.03)
-    assert draws.std() == pytest.approx(1.0, abs=0.02)  # the marginal is untouched
-    assert np.corrcoef(draws[:-1], draws[1:])[0, 1] == pytest.approx(0.7, abs=0.01)
-    assert np.corrcoef(draws[:-2], draws[2:])[0, 1] == pytest.approx(0.49, abs=0.01)
-    plain = correlated_normal(np.random.default_rng(4), 200_000, 0.0)
-    assert abs(np.corrcoef(plain[:-1], plain[1:])[0, 1]) < 0.01
-
-
-def test_runs_of_slow_passes_lengthen_the_queue_tail():
-    # M/G/1 at 70 % busy, log-normal passes (median 10 ms, spread 0.3): the same passes in
-    # runs (lag-1 correlation 0.8) queue further behind each other than in random order,
-    # while the mean pass, and so the utilisation, stays the same.
-    arrivals = poisson_arrivals(65.0, 2000.0, np.random.default_rng(2))
-    topo = Topology((Stage("m", "m"),))
-
-    def run(rho: float) -> tuple[float, float]:
-        config = NodeConfig(1, 0.0, 1, ServiceModel((0.010,), (0.3,), rho))
-        result = simulate(topo, {"m": config}, arrivals, {}, seed=5)
-        return result.percentile_ms(99), result.utilisation("m", 1)
-
-    (iid_p99, iid_busy), (runs_p99, runs_busy) = run(0.0), run(0.8)
-    assert runs_busy == pytest.approx(iid_busy, rel=0.03)
-    assert runs_p99 > 1.3 * iid_p99
 
 
 def test_deterministic_arrivals_fill_batches_exactly():
@@ -227,3 +198,14 @@ def test_model_forms_the_same_batches_as_the_real_batcher(batch: int, delay_s: f
     real, came = _real_batches(arrivals, batch, delay_s, service_s)
     assert real == _model_batches(came, batch, delay_s, service_s)
     assert len(real) < len(arrivals)  # some batching happened
+
+
+def test_known_draws_give_each_pass_its_own_in_order_on_every_replica():
+    draws = np.array([0.5, -1.0, 2.0, 0.0])
+    service = ServiceModel((0.010, 0.012), (0.2, 0.2))
+    config = NodeConfig(1, 0.0, 2, service, draws=draws)
+    arrivals = np.arange(6) * 1.0  # never queued: each latency is its pass alone
+    result = simulate(Topology((Stage("n", "n"),)), {"n": config}, arrivals, {})
+    # round-robin: replica 0 serves requests 0, 2, 4, replica 1 serves 1, 3, 5
+    expected = 0.010 * np.exp(0.2 * draws[[0, 0, 1, 1, 2, 2]])
+    np.testing.assert_allclose(result.latency_s, expected)

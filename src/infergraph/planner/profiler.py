@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import math
 import os
 import platform
 import statistics
@@ -36,7 +35,6 @@ import numpy as np
 
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import InferenceGraph, Node
-from infergraph.planner.drift import SpeedDrift, fit_speed_drift, log_deviations
 from infergraph.planner.endpoints import EndpointError, Endpoints, node_timer
 from infergraph.planner.profiles import (
     BatchTiming,
@@ -182,27 +180,6 @@ class PassTimings:
     """What timing the passes of one node found: per size, and how its speed held."""
 
     batches: list[BatchTiming]
-    speed_correlation: float  # lag-1 correlation of consecutive passes' log-times
-
-
-# Fewer passes than this give no usable correlation (its noise is about 1/sqrt(n)).
-MIN_PASSES_FOR_CORRELATION = 20
-
-
-def speed_correlation(passes: list[tuple[int, float]]) -> float:
-    """How much a pass's speed follows the one before it, from (batch size, ms) in run order.
-
-    Each pass is taken relative to its size's median (log ratio), so mixing sizes in turns
-    cancels out; what is left is the machine's speed at that moment. Clipped to [0, 0.95]:
-    a negative estimate is noise in the estimate, not a machine that alternates.
-    """
-    if len(passes) < MIN_PASSES_FOR_CORRELATION:
-        return 0.0
-    dev = log_deviations(passes)
-    if float(np.std(dev[:-1])) <= 0 or float(np.std(dev[1:])) <= 0:
-        return 0.0
-    rho = float(np.corrcoef(dev[:-1], dev[1:])[0, 1])
-    return min(max(rho, 0.0), 0.95) if math.isfinite(rho) else 0.0
 
 
 def time_in_turns(
@@ -212,8 +189,7 @@ def time_in_turns(
     progress: Progress,
     label: str,
 ) -> PassTimings:
-    """p50/p99/mean per batch size of `time_one(size)` (ms of one pass), and the correlation
-    of consecutive passes' speed.
+    """p50/p99/mean per batch size of `time_one(size)` (ms of one pass).
 
     Sizes take turns, one pass each, rather than each size's passes in a row: a machine
     whose speed drifts over seconds (a shared VM, a warming GPU) then shifts every size
@@ -222,20 +198,18 @@ def time_in_turns(
     batch-8 passes of the same hour (40-45).
     """
     samples: dict[int, list[float]] = {b: [] for b in sizes}
-    in_order: list[tuple[int, float]] = []
     spent = dict.fromkeys(sizes, 0.0)
     waiting = list(sizes)
     while waiting:
         for b in list(waiting):
             ms = time_one(b)
             samples[b].append(ms)
-            in_order.append((b, ms))
             spent[b] += ms / 1000.0
             enough = len(samples[b]) >= settings.repeats
             if enough or (spent[b] > settings.max_seconds_per_size and len(samples[b]) >= 5):
                 waiting.remove(b)
                 progress(f"{label} batch {b}", 1)
-    return PassTimings([_timing(b, samples[b]) for b in sizes], speed_correlation(in_order))
+    return PassTimings([_timing(b, samples[b]) for b in sizes])
 
 
 def time_batches(
@@ -295,7 +269,6 @@ class GraphPass:
     served_ms: dict[str, dict[int, float]]  # node -> rows -> median inference_ms in the server
     served_p99_ms: dict[str, dict[int, float]]
     served_passes: dict[str, dict[int, int]]  # node -> rows -> how many replies saw such a pass
-    served_order: dict[str, list[tuple[int, float]]]  # node -> its passes (rows, ms), in order
     rows: dict[str, dict[int, int]]
     branches: dict[str, float]
     samples: int  # replies that carried our router's per-node timings
@@ -323,7 +296,6 @@ def summarise_pass(
     ingress, hops, samples = [], {n: [] for n in nodes}, 0
     served: dict[str, dict[int, list[float]]] = {n: {} for n in nodes}
     rows: dict[str, Counter[int]] = {n: Counter() for n in nodes}
-    order: dict[str, list[tuple[int, float]]] = {n: [] for n in nodes}
     sides: dict[str, list[bool]] = {g: [] for g in topology.gates}
     for client_ms, params in replies:
         total = float(params.get("graph.total_ms", client_ms))
@@ -347,8 +319,6 @@ def summarise_pass(
             if f"{n}.inference_ms" in params:
                 ms = float(params[f"{n}.inference_ms"])
                 served[n].setdefault(batch, []).append(ms)
-                if batch == 1 or not order[n] or order[n][-1] != (batch, ms):
-                    order[n].append((batch, ms))  # a batch's members all report its one pass
         if not timed:  # not our router's reply: it tells neither hops nor rows nor branches
             continue
         samples += 1
@@ -370,7 +340,6 @@ def summarise_pass(
             if per
         },
         served_passes={n: {b: len(v) for b, v in per.items()} for n, per in served.items() if per},
-        served_order={n: passes for n, passes in order.items() if passes},
         rows={n: dict(c) for n, c in rows.items() if c},
         branches={g: float(np.mean(v)) for g, v in sides.items() if v},
         samples=samples,
@@ -436,18 +405,6 @@ def serving_cost(
     if overhead < 0:
         return ratio, 0.0
     return factor, overhead
-
-
-def loaded_drift(passes: list[tuple[int, float]], replies: SampleReplies) -> SpeedDrift:
-    """The speed drift of a node's served passes in the loaded half (none without one).
-
-    Served passes, not the profiler's own: the drift that queues build behind is the one
-    the machine shows while it serves, and the loaded half spaces passes as serving does.
-    """
-    if not replies.loaded or replies.loaded_rps <= 0 or not passes:
-        return SpeedDrift()
-    span_s = len(replies.loaded) / replies.loaded_rps
-    return fit_speed_drift(passes, span_s / len(passes))
 
 
 def with_batch_limits(graph: InferenceGraph, limits: dict[str, int]) -> InferenceGraph:
@@ -606,7 +563,6 @@ def _profile_here(
         device=str(component.device or "cpu"),
         batches=tuple(timings.batches),
         hop_ms=_request_overhead_ms(component),
-        speed_correlation=timings.speed_correlation,
     )
     del component
     gc.collect()
@@ -647,7 +603,6 @@ def _profile_at_endpoint(
         device=f"endpoint {url}",
         batches=tuple(timings.batches),
         hop_ms=timer.hop_ms(),
-        speed_correlation=timings.speed_correlation,
     )
 
 
@@ -693,7 +648,6 @@ def profile_graph(
             )
             for name, prof in nodes.items()
         }
-        drift = {name: loaded_drift(served.served_order.get(name, []), replies) for name in nodes}
         for name, prof in list(nodes.items()):
             nodes[name] = NodeProfile(
                 node=prof.node,
@@ -711,11 +665,6 @@ def profile_graph(
                     served.served_p99_ms.get(name, {}),
                     served.served_passes.get(name, {}),
                 ),
-                speed_correlation=prof.speed_correlation,
-                drift_share=drift[name].share,
-                drift_s=drift[name].seconds,
-                slow_drift_share=drift[name].slow_share,
-                slow_drift_s=drift[name].slow_seconds,
             )
         branches = measured.branches
         ingress_ms = served.ingress_ms

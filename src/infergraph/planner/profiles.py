@@ -68,11 +68,6 @@ class NodeProfile:
     serving_factor: float = 1.0  # forward pass in the server / in the profiler (graph pass)
     serving_overhead_ms: float = 0.0  # what every pass in the server adds on top (graph pass)
     serving_sigma: float = 0.0  # log-normal spread of a forward pass in the server (graph pass)
-    speed_correlation: float = 0.0  # lag-1 correlation of consecutive passes' log-times
-    drift_share: float = 0.0  # share of the passes' log-time variance that drifts slowly
-    drift_s: float = 0.0  # that drift's correlation time, seconds (`planner.drift`)
-    slow_drift_share: float = 0.0  # share of a second drift, over tens of seconds
-    slow_drift_s: float = 0.0  # its correlation time, seconds
 
     @property
     def max_batch_size(self) -> int:
@@ -189,29 +184,13 @@ def _node_profile(name: str, data: Any, hardware_class: str, where: str) -> Node
     factor = float(data.get("serving_factor", 1.0))
     if not factor > 0:
         raise ProfileError(where, f"serving_factor must be > 0, got {factor}")
-    keys = (
-        "hop_p99_ms",
-        "serving_sigma",
-        "serving_overhead_ms",
-        "speed_correlation",
-        "drift_share",
-        "drift_s",
-        "slow_drift_share",
-        "slow_drift_s",
-    )
+    # Older profiles also hold speed_correlation and drift_* fields: a drift model the
+    # controlled check showed no prediction needs (issue 28). They are ignored.
+    keys = ("hop_p99_ms", "serving_sigma", "serving_overhead_ms")
     measured = {key: float(data.get(key, 0.0)) for key in keys}
     for key, value in measured.items():
         if not (value >= 0 and math.isfinite(value)):
             raise ProfileError(where, f"{key} must be a number >= 0, got {value}")
-    if measured["speed_correlation"] >= 1:
-        raise ProfileError(
-            where, f"speed_correlation must be below 1, got {measured['speed_correlation']}"
-        )
-    drifting = measured["drift_share"] + measured["slow_drift_share"]
-    if drifting > 1:
-        raise ProfileError(
-            where, f"drift_share + slow_drift_share must be at most 1, got {drifting}"
-        )
     return NodeProfile(
         node=name,
         family=str(data.get("family", "")),
@@ -224,11 +203,6 @@ def _node_profile(name: str, data: Any, hardware_class: str, where: str) -> Node
         serving_factor=factor,
         serving_sigma=measured["serving_sigma"],
         serving_overhead_ms=measured["serving_overhead_ms"],
-        speed_correlation=measured["speed_correlation"],
-        drift_share=measured["drift_share"],
-        drift_s=measured["drift_s"],
-        slow_drift_share=measured["slow_drift_share"],
-        slow_drift_s=measured["slow_drift_s"],
     )
 
 

@@ -147,12 +147,6 @@ def node_config(profile: NodeProfile, batch: int, delay_ms: float, replicas: int
     service = ServiceModel(
         tuple(profile.median_ms(b) / 1000.0 for b in range(1, top + 1)),
         tuple(profile.sigma(b) for b in range(1, top + 1)),
-        # a fitted drift already holds the passes' correlation; the chain is the fallback
-        0.0 if profile.drift_share > 0 else profile.speed_correlation,
-        profile.drift_share,
-        profile.drift_s,
-        profile.slow_drift_share,
-        profile.slow_drift_s,
     )
     total = sum(profile.rows.values()) or 1
     rows = tuple((r, n / total) for r, n in sorted(profile.rows.items()))

@@ -42,25 +42,11 @@ from infergraph.planner.topology import Stage, Topology
 
 @dataclass(frozen=True)
 class ServiceModel:
-    """Forward-pass time of a batch of b rows: log-normal, median `median_s[b-1]`.
-
-    A machine's speed drifts over seconds (a shared VM, a noisy neighbour, GPU clocks), so
-    a slow pass tends to follow a slow one, and a queue builds further behind a run of them
-    than behind the same passes in random order. Two models of that: `correlation`, the
-    lag-1 correlation of consecutive passes' log-times (a chain over passes); or, when
-    `drift_share` > 0, that share of the log-time variance follows an Ornstein-Uhlenbeck
-    process in time with correlation time `drift_s`, and `slow_drift_share` another with
-    the longer `slow_drift_s`, the rest fresh each pass (`planner.drift`, fitted from
-    served passes).
-    """
+    """Forward-pass time of a batch of b rows: log-normal, median `median_s[b-1]`, spread
+    `sigma[b-1]`, each pass drawn independently (or from a node's known draws)."""
 
     median_s: tuple[float, ...]
     sigma: tuple[float, ...]
-    correlation: float = 0.0
-    drift_share: float = 0.0
-    drift_s: float = 0.0
-    slow_drift_share: float = 0.0
-    slow_drift_s: float = 0.0
 
     @property
     def max_rows(self) -> int:
@@ -87,6 +73,11 @@ class NodeConfig:
     rows: tuple[tuple[int, float], ...] = ((1, 1.0),)  # rows per request -> probability
     schedule: ReplicaSchedule | None = None  # autoscaled: ready replicas over time
     hop_sigma: float = 0.0  # log-normal spread of the hop (0: every request pays hop_s)
+    # Standard-normal draws of the passes' log-time deviations in pass order, the same for
+    # every replica: a node whose draws are known (the controlled benchmark node's seeded
+    # sequence), so a check compares the queueing model on the very passes that were served.
+    # None: fresh draws from the run's generator.
+    draws: np.ndarray | None = None
 
 
 @dataclass
@@ -139,14 +130,10 @@ def run_batcher(
     service: ServiceModel,
     noise: np.ndarray,
     single_rows: bool = False,
-    drift_noise: np.ndarray | None = None,
-    slow_drift_noise: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float, int, float]:
     """One replica's batcher over time-ordered arrivals: completion time of each request.
 
-    `noise` holds standard-normal draws, one per forward pass (reused cyclically if short),
-    and `drift_noise` / `slow_drift_noise` the drifts' innovations (used only when the
-    service model has that drift).
+    `noise` holds standard-normal draws, one per forward pass (reused cyclically if short).
     `single_rows` says every request holds one row (skips the row bookkeeping).
     Returns (completion times, busy seconds, batches, summed forward time of each request's
     batch).
@@ -165,27 +152,9 @@ def run_batcher(
         np.asarray(service.median_s, dtype=np.float64),
         np.asarray(service.sigma, dtype=np.float64),
         np.asarray(noise, dtype=np.float64) if noise.size else np.zeros(1),
-        _drift(service.drift_share, service.drift_s, drift_noise),
-        _drift(service.slow_drift_share, service.slow_drift_s, slow_drift_noise),
         done,
     )
     return done, busy, batches, per_request
-
-
-def _drift(
-    share: float, seconds: float, noise: np.ndarray | None
-) -> tuple[float, float, np.ndarray]:
-    """One drift's (share, correlation time, innovations) for `_batch_loop`; no noise, none."""
-    if noise is None or not noise.size:
-        return (0.0, 1.0, np.zeros(1))
-    return (float(share), max(float(seconds), 1e-9), np.asarray(noise, dtype=np.float64))
-
-
-@numba.njit(cache=True, nogil=True)
-def _ou_step(state: float, gap_s: float, seconds: float, innovation: float) -> float:
-    """An Ornstein-Uhlenbeck process with unit variance, `gap_s` later."""
-    keep = math.exp(-gap_s / seconds)
-    return keep * state + math.sqrt(1.0 - keep * keep) * innovation
 
 
 @numba.njit(cache=True, nogil=True)
@@ -198,16 +167,12 @@ def _batch_loop(
     medians: np.ndarray,
     sigmas: np.ndarray,
     z: np.ndarray,
-    drift: tuple[float, float, np.ndarray],
-    slow_drift: tuple[float, float, np.ndarray],
     done: np.ndarray,
 ) -> tuple[float, int, float]:
     """The batcher's loop, one iteration per batch, compiled (a trace is millions of batches).
 
     `cum[i]` is the rows held by requests 0..i-1 (unused when every request holds one row).
-    Each pass's log-time deviation is `z` alone, or with drifts (share, correlation time,
-    innovations) of share > 0 those shares from Ornstein-Uhlenbeck processes (stationary,
-    stepped at each batch's start) plus the rest from `z`.
+    Each pass's log-time deviation is the next draw of `z`.
     Fills `done` and returns (busy seconds, forward passes, summed per-request forward time).
     """
     n = arrivals.size
@@ -216,15 +181,6 @@ def _batch_loop(
     busy = 0.0
     per_request = 0.0
     batches = 0
-    share, seconds, drift_z = drift
-    slow_share, slow_seconds, slow_z = slow_drift
-    state = drift_z[drift_z.size - 1]  # the drifts' states before the first batch
-    slow_state = slow_z[slow_z.size - 1]
-    last = arrivals[0] if n else 0.0
-    drift_w = math.sqrt(share)
-    slow_w = math.sqrt(slow_share)
-    fresh_w = math.sqrt(max(1.0 - share - slow_share, 0.0))
-    drifting = share > 0.0 or slow_share > 0.0
     i = 0
     while i < n:
         t0 = max(arrivals[i], free)
@@ -242,20 +198,11 @@ def _batch_loop(
             j = i + 1 + np.searchsorted(arrivals[i + 1 :], deadline, side="right")
             start = deadline
         total = j - i if ones else cum[j] - cum[i]
-        if share > 0.0:
-            state = _ou_step(state, start - last, seconds, drift_z[batches % drift_z.size])
-        if slow_share > 0.0:  # most profiles fit no slow part: no exp and sqrt for it
-            slow_state = _ou_step(
-                slow_state, start - last, slow_seconds, slow_z[batches % slow_z.size]
-            )
-        last = start
         service_s = 0.0
         while total > 0:
             b = min(total, cap)
             k = min(b, top) - 1
             dev = z[batches % z.size]
-            if drifting:
-                dev = drift_w * state + slow_w * slow_state + fresh_w * dev
             service_s += medians[k] * (b / (k + 1)) * math.exp(sigmas[k] * dev)
             total -= b
             batches += 1
@@ -268,27 +215,11 @@ def _batch_loop(
     return busy, batches, per_request
 
 
-def _innovations(rng: np.random.Generator, n: int, share: float) -> np.ndarray | None:
-    return rng.standard_normal(max(64, n)) if share > 0 else None
-
-
-def correlated_normal(rng: np.random.Generator, n: int, rho: float) -> np.ndarray:
-    """n standard-normal draws whose lag-1 correlation is `rho` (an AR(1) chain, started in
-    its stationary state, so every draw keeps the N(0, 1) marginal)."""
-    draws = rng.standard_normal(n)
-    if rho <= 0.0 or n < 2:
-        return draws
-    return _ar1(draws, min(rho, 0.999))
-
-
-@numba.njit(cache=True, nogil=True)
-def _ar1(draws: np.ndarray, rho: float) -> np.ndarray:
-    out = np.empty_like(draws)
-    out[0] = draws[0]
-    scale = math.sqrt(1.0 - rho * rho)
-    for i in range(1, draws.size):
-        out[i] = rho * out[i - 1] + scale * draws[i]
-    return out
+def _pass_draws(rng: np.random.Generator, n: int, config: NodeConfig) -> np.ndarray:
+    """One replica's draws, one per pass: the node's known ones, or fresh."""
+    if config.draws is not None and config.draws.size:
+        return config.draws
+    return rng.standard_normal(max(64, n))
 
 
 def _assign(t_in: np.ndarray, config: NodeConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -328,10 +259,8 @@ def simulate_node(
             config.max_batch_size,
             config.max_batch_time_s,
             config.service,
-            correlated_normal(rng, max(64, idx.size), config.service.correlation),
+            _pass_draws(rng, idx.size, config),
             single,
-            _innovations(rng, idx.size, config.service.drift_share),
-            _innovations(rng, idx.size, config.service.slow_drift_share),
         )
         done_sorted[idx] = done
         busy += rep_busy
