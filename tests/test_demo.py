@@ -199,8 +199,11 @@ def test_bad_options_are_named_and_touch_no_results(
 
 
 def test_ctrl_c_stops_every_process_and_names_the_partial_results(tmp_path: Path) -> None:
-    """Interrupted while MLServer is still starting: the hardest moment to leave nothing."""
-    out = tmp_path / "demo-results"
+    """Interrupted while MLServer is still starting: the hardest moment to leave nothing.
+
+    The results folder's path is longer than the demo's 100 columns, as a CI worker's temporary
+    folders are: the path it names must still be one line a user can copy."""
+    out = tmp_path / ("a-results-folder-with-a-long-name-" * 3) / "demo-results"
     tag = uuid.uuid4().hex
     proc = _demo(out, tag)
     deadline = time.monotonic() + 240

@@ -53,7 +53,7 @@ def profile(settings: DemoSettings, served: InferenceGraph, url: str, con: Conso
             served, profile_settings, lambda what, n: bar.update(task, advance=n, description=what)
         )
     result.write(path)
-    con.print(f"profiled every node through {url} -> {path}")
+    con.print(f"profiled every node through {url} -> {path}", soft_wrap=True)
     return path
 
 
@@ -88,7 +88,7 @@ def plan(
         return None
     con.print(node_table(outcome))
     con.print(verdict(outcome))
-    con.print(f"planned in {outcome.seconds:.1f} s -> {files['graph']}")
+    con.print(f"planned in {outcome.seconds:.1f} s -> {files['graph']}", soft_wrap=True)
     final = outcome.final
     found.plan = PlanSummary(
         rate_rps=inputs.workload.mean_rps,

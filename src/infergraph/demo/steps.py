@@ -72,7 +72,8 @@ def serve_setup(
     con.print(
         f"  priced as what it runs on: one {settings.hardware} ({instance.vcpus:g} vCPU, "
         f"{instance.memory_gib:g} GiB, ${instance.usd_per_hour:g}/hour) shared by all "
-        f"{len(served.spec.nodes)} nodes = ${hourly:.4f}/hour; written to {path}"
+        f"{len(served.spec.nodes)} nodes = ${hourly:.4f}/hour; written to {path}",
+        soft_wrap=True,  # a path broken over two lines cannot be copied
     )
     found.scale = settings.scale
     found.checkpoints_swapped = {s.node: {"graph": s.named, "served": s.served} for s in swaps}
@@ -162,4 +163,4 @@ def price(result: Sweep, served: InferenceGraph, found: Findings, out: Path, con
         for rate, step in plots.front_points(result.rates, slo)
     ]
     report.write_sweep(result, found, out)
-    con.print("plots: " + ", ".join(str(p_) for p_ in paths))
+    con.print("plots: " + ", ".join(str(p_) for p_ in paths), soft_wrap=True)

@@ -70,7 +70,10 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> Findings
         found.complete = complete
         _leave_results(settings.out, found)
         if not complete:
-            con.print(f"partial results are in {settings.out}/ (its README.md lists them)")
+            con.print(
+                f"partial results are in {settings.out}/ (its README.md lists them)",
+                soft_wrap=True,  # a path broken over two lines cannot be copied
+            )
     summary_screen(found, settings, con)
     return found
 
