@@ -64,12 +64,18 @@ lint: .venv/.synced
 	$(RUN) actionlint .github/workflows/*.yml
 	$(RUN) mypy $(MYPY_MODULES)
 
+# Tests run in parallel processes (pytest-xdist), a test file to a process so that a file's
+# shared servers start once. Most of a test's time is spent waiting on the servers it starts,
+# so three processes keep two cores busy; TEST_WORKERS=0 runs them in this one process.
+TEST_WORKERS ?= 3
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+
 unit: .venv/.synced .venv-kserve/.synced perf-analyzer prometheus rclone
-	$(RUN) python -m pytest -q --ignore=tests/seldon -m "not sweep"
+	$(RUN) python -m pytest -q --ignore=tests/seldon -m "not sweep" $(XDIST)
 
 # The tier to run while editing: no server processes, no checkpoints built (`slow` deselected).
 test-fast: .venv/.synced
-	$(RUN) python -m pytest -q --ignore=tests/seldon -m "not slow and not sweep"
+	$(RUN) python -m pytest -q --ignore=tests/seldon -m "not slow and not sweep" $(XDIST)
 
 # Debian's prometheus, for tests/test_prometheus_queries.py (every rendered scaling query asked
 # of a real Prometheus). Where apt cannot install it, that test skips and says why.
@@ -94,7 +100,7 @@ engine-test: .venv/.synced .venv-seldon/.synced
 # The v1 proof also needs .venv: its local reference (`infergraph serve`) and protocol-v2 units
 # (MLServer) run from there, since MLServer and seldon-core cannot share one environment.
 seldon-test: .venv/.synced .venv-seldon/.synced
-	$(RUN_SELDON) python -m pytest -q -m "not sweep" tests/seldon
+	$(RUN_SELDON) python -m pytest -q -m "not sweep" tests/seldon $(subst loadfile,loadgroup,$(XDIST))
 
 test: lint unit seldon-test
 

@@ -97,6 +97,13 @@ def _cascade(threshold: float) -> InferenceGraph:
 
 
 def test_cascade_stops_early_when_confident_and_continues_when_not() -> None:
+    """The `when` threshold is the router's to apply (the plan's condition), so both graphs
+    run on the same node servers: a second router, confidence always below its threshold,
+    is started beside the first on the MLServer the first started."""
+    from aiohttp.test_utils import TestServer
+
+    from infergraph.runner.router import build_app
+
     async def scenario() -> None:
         graph = _cascade(threshold=-1.0)  # confidence is never below -1: always confident
         async with _serve(graph) as rg:
@@ -105,9 +112,15 @@ def test_cascade_stops_early_when_confident_and_continues_when_not() -> None:
             assert resp.json()["parameters"]["graph.path"] == "fast"
             assert "fast.total_ms" in resp.json()["parameters"]
             assert "accurate.total_ms" not in resp.json()["parameters"]
-        graph = _cascade(threshold=2.0)  # confidence is always below 2: always unsure
-        async with _serve(graph) as rg:
-            resp = await _post(rg.infer_url, request_for(graph, rows=2))
+            unsure = _cascade(threshold=2.0)  # confidence is always below 2: always unsure
+            bases = {node: server.base for server in rg.servers for node in server.nodes}
+            router = TestServer(build_app(unsure, bases))
+            await router.start_server()
+            try:
+                url = str(router.make_url(f"/v2/models/{unsure.name}/infer"))
+                resp = await _post(url, request_for(unsure, rows=2))
+            finally:
+                await router.close()
             assert resp.status_code == 200, resp.text
             params = resp.json()["parameters"]
             assert params["graph.path"] == "fast,accurate"
