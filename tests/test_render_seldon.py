@@ -582,3 +582,18 @@ def test_cli_reports_bad_specs_without_a_traceback(tmp_path: Path) -> None:
     result = CliRunner().invoke(render_app, [str(bad), "--engine", "seldon-v2"])
     assert result.exit_code == 2
     assert "maxReplicas (1) is below minReplicas (3)" in result.output
+
+
+@pytest.mark.parametrize("path", GRAPH_FILES, ids=lambda p: p.stem)
+def test_v2_liveness_probe_waits_out_a_loading_runtime(path: Path) -> None:
+    """The agent loads Models after startup, under the livenessProbe (audit 12): every mlserver
+    container answers within 5 s and is restarted only after a minute without an answer."""
+    graph = parse_graph(yaml.safe_load(path.read_text()))
+    for config in by_kind(render(graph, "seldon-v2", OPTIONS), "ServerConfig"):
+        containers = {c["name"]: c for c in config["spec"]["podSpec"]["containers"]}
+        env = {e["name"]: e.get("value") for e in containers["mlserver"]["env"]}
+        assert env["MLSERVER_LOAD_MODELS_AT_STARTUP"] == "false"  # the startupProbe misses loads
+        probe = containers["mlserver"]["livenessProbe"]
+        assert probe["httpGet"] == {"path": "/v2/health/live", "port": "server-http"}
+        assert probe["timeoutSeconds"] >= 5
+        assert probe["periodSeconds"] * probe["failureThreshold"] >= 60

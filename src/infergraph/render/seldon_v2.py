@@ -179,6 +179,19 @@ class _Translator:
 
 
 # -- objects ---------------------------------------------------------------------------------
+# The agent loads Models after MLServer has started (MLSERVER_LOAD_MODELS_AT_STARTUP=false),
+# so the startupProbe never covers a load: the livenessProbe does. Loads run in a worker
+# thread (infergraph.serving.mlserver_runtime `_off_the_loop`), so the loop answers during a
+# download; 5 s per answer (the kubelet's default is 1 s) and 6 misses in a row (a minute)
+# leave room for a load that holds the GIL in Python code (tokenizer, weight init).
+LIVENESS_PROBE: dict[str, Any] = {
+    "httpGet": {"path": "/v2/health/live", "port": "server-http"},
+    "timeoutSeconds": 5,
+    "periodSeconds": 10,
+    "failureThreshold": 6,
+}
+
+
 def _server_config(
     graph: InferenceGraph, name: str, node: Node | None, options: RenderOptions
 ) -> dict[str, Any]:
@@ -287,7 +300,7 @@ def _server_config(
                 ],
                 "resources": common.resources(node, ENGINE),
                 "securityContext": common.container_security_context(read_only_root=True),
-                "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "server-http"}},
+                "livenessProbe": LIVENESS_PROBE,
                 "readinessProbe": {"httpGet": health, "initialDelaySeconds": 5, "periodSeconds": 5},
                 "startupProbe": {"httpGet": health, "failureThreshold": 60, "periodSeconds": 10},
                 "lifecycle": drain,

@@ -160,7 +160,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             options=extra,
         )
         self.component: Component = component_class(family)(component_settings)
-        self.component.start()
+        await _off_the_loop(self.component)
         self.engine = ComponentEngine(self.component)
         passthrough = self.component.passthrough
         self._accepted = [] if passthrough else [s.name for s in self.component.inputs]
@@ -386,6 +386,18 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         """Triton's statistics (`get_inference_statistics`; perf_analyzer's server-side figures)."""
         del request
         return _json_response({"model_stats": [self.triton_statistics()]})
+
+
+async def _off_the_loop(component: Component) -> None:
+    """Download, device set-up and warm-up in a worker thread, never on MLServer's loop.
+
+    MLServer awaits `load()` on the loop that answers `/v2/health/live` (MLServer 1.7
+    registry.py `_load_model`, handlers/dataplane.py `live`); Seldon v2 loads models after
+    startup, under the mlserver container's livenessProbe. A load run on the loop would
+    leave the probe unanswered for the whole download, and the kubelet would restart the
+    container mid-download (tests/test_runtime_loading.py).
+    """
+    await asyncio.to_thread(component.start)
 
 
 def _as_dict(payload: InferenceRequest) -> dict[str, Any]:
