@@ -46,6 +46,7 @@ from starlette.responses import Response
 
 from infergraph.components.base import Component, ComponentSettings
 from infergraph.components.registry import component_class
+from infergraph.device import CudaUnusableError
 from infergraph.errors import (
     InfergraphError,
     InputError,
@@ -56,7 +57,7 @@ from infergraph.errors import (
 from infergraph.serving import binary, graph_step, triton_grpc
 from infergraph.serving.engine import ComponentEngine
 from infergraph.serving.heap import settle_heap
-from infergraph.serving.metrics import INFLIGHT, QUEUE, REQUESTS
+from infergraph.serving.metrics import CUDA_UNUSABLE, INFLIGHT, QUEUE, REQUESTS
 from infergraph.serving.mlserver_routes import promote_when_registered
 from infergraph.serving.model_config import ModelStats, model_config
 from infergraph.serving.protocol import V2Request, parse_request, select_outputs
@@ -160,7 +161,13 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             options=extra,
         )
         self.component: Component = component_class(family)(component_settings)
-        await _off_the_loop(self.component)
+        try:
+            await _off_the_loop(self.component)
+        except CudaUnusableError as exc:
+            # The Model's load fails with the reason (Seldon v2 shows it in the Model's
+            # status, KServe's pod restarts with it as its last log line); the gauge stays.
+            CUDA_UNUSABLE.labels(self.name, exc.code).set(1)
+            raise
         self.engine = ComponentEngine(self.component)
         passthrough = self.component.passthrough
         self._accepted = [] if passthrough else [s.name for s in self.component.inputs]
