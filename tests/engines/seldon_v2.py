@@ -22,6 +22,12 @@ Written from seldon-core v2.10.2 (the version the renderer pins), kept small on 
     its tensor (inner join); the trigger's own tensors are discarded (`left ?: right`).
   - The Pipeline `output` is one more such step whose sink is the pipeline's output topic
     (`steps`, `stepsJoin`, `tensorMap`).
+- Pipeline gateway (`scheduler/pkg/kafka/pipeline/v2.go`): a REST request becomes a V2
+  proto before it reaches Kafka (`gateway_request`). Go decodes JSON numbers as float64 and
+  `requestInputParametersToV2` (v2.go:457-474) turns every one into an int64 parameter, so
+  `0.7` arrives as `0`; lists and objects fail the request ("Unknown type for parameter").
+  The same conversion applies to request, input and requested-output parameters
+  (`parametersToV2`, v2.go:476-485, called at 489, 503 and 514).
 Requests go over V2 REST to a real `mlserver start`; the Kafka transport is not modelled.
 """
 
@@ -65,6 +71,43 @@ def agent_rewrite(settings: dict[str, Any], version: int = VERSION) -> dict[str,
     params = {k: v for k, v in (settings.get("parameters") or {}).items() if k in AGENT_PARAMETERS}
     written["parameters"] = {**params, "version": str(version)}
     return written
+
+
+class GatewayError(ValueError):
+    """The pipeline gateway refused the request (v2.go:471-472)."""
+
+
+def _gateway_parameter(value: Any) -> Any:
+    """One parameter as `requestInputParametersToV2` converts it (v2.go:457-474)."""
+    if isinstance(value, str):  # case string: StringParam
+        return value
+    if isinstance(value, bool):  # case bool: BoolParam (Python's bool is an int: test first)
+        return value
+    if isinstance(value, (int, float)):  # case float64: Int64Param(int64(val)), toward zero
+        return int(float(value))
+    raise GatewayError(f"Unknown type for parameter {value}")  # %v of the value
+
+
+def _gateway_parameters(params: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: _gateway_parameter(v) for k, v in (params or {}).items()}
+
+
+def gateway_request(request: dict[str, Any]) -> dict[str, Any]:
+    """A REST pipeline request as the gateway hands it on: every parameter map through
+    `parametersToV2` (request 514, each input 489, each requested output 503)."""
+    converted = dict(request)
+    if "parameters" in request:
+        converted["parameters"] = _gateway_parameters(request["parameters"])
+    converted["inputs"] = [
+        {**t, "parameters": _gateway_parameters(t["parameters"])} if "parameters" in t else t
+        for t in request["inputs"]
+    ]
+    if "outputs" in request:
+        converted["outputs"] = [
+            {**o, "parameters": _gateway_parameters(o["parameters"])} if "parameters" in o else o
+            for o in request["outputs"]
+        ]
+    return converted
 
 
 def _parse(ref: str, pipeline: str) -> tuple[str, str | None]:
@@ -166,6 +209,7 @@ class Dataflow:
 
     def run(self, request: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
         """The pipeline's response (None: it never produces one) and the Models that ran."""
+        request = gateway_request(request)
         topics: dict[str, Message] = {
             f"{self.name}.inputs": {
                 "tensors": request["inputs"],

@@ -57,6 +57,7 @@ from infergraph.errors import (
 from infergraph.serving import binary, graph_step, triton_grpc
 from infergraph.serving.engine import ComponentEngine
 from infergraph.serving.heap import settle_heap
+from infergraph.serving.load_lock import LOADING
 from infergraph.serving.metrics import CUDA_UNUSABLE, INFLIGHT, QUEUE, REQUESTS
 from infergraph.serving.mlserver_routes import promote_when_registered
 from infergraph.serving.model_config import ModelStats, model_config
@@ -403,8 +404,17 @@ async def _off_the_loop(component: Component) -> None:
     startup, under the mlserver container's livenessProbe. A load run on the loop would
     leave the probe unanswered for the whole download, and the kubelet would restart the
     container mid-download (tests/test_runtime_loading.py).
+
+    One load at a time, as when loads ran on the loop (`load_lock.LOADING`): transformers'
+    lazy module is not thread-safe, and a server hosting a detector and a classifier failed
+    with `cannot import name 'AutoImageProcessor' from 'transformers'` without it.
     """
-    await asyncio.to_thread(component.start)
+
+    def start() -> None:
+        with LOADING:
+            component.start()
+
+    await asyncio.to_thread(start)
 
 
 def _as_dict(payload: InferenceRequest) -> dict[str, Any]:
