@@ -20,6 +20,14 @@ Written from seldon-core v2.10.2 (the version the renderer pins), kept small on 
     left message's parameters kept.
   - `TriggerTransforms.kt`: with `triggers` the step runs only when each trigger topic holds
     its tensor (inner join); the trigger's own tensors are discarded (`left ?: right`).
+  - Join windows: inner and outer joins and the trigger join keep a message only while its
+    partners arrive within the window, `kafka.join.window.millis` = 60000
+    (data-flow/src/main/resources/local.properties:11; Joiner.kt:124-152,
+    TriggerTransforms.kt:31-40) unless the step or output sets `joinWindowMs`
+    (PipelineStep.kt:50-57); `any` joins use a fixed 1 ms window (Joiner.kt:105-121) and
+    take whatever arrives. Time is modelled: the pipeline's inputs arrive at 0 s, a step's
+    outputs at its joined message's time plus the step's latency (`Dataflow(delays=...)`,
+    e.g. a cold start).
   - The Pipeline `output` is one more such step whose sink is the pipeline's output topic
     (`steps`, `stepsJoin`, `tensorMap`).
 - Pipeline gateway (`scheduler/pkg/kafka/pipeline/v2.go`): a REST request becomes a V2
@@ -147,10 +155,13 @@ def _project(
         tensors.append({**tensor, "name": name})
     if not tensors:
         return None  # "handle cases where there are no tensors we want"
-    return {"tensors": tensors, "parameters": dict(message["parameters"])}
+    return {"tensors": tensors, "parameters": dict(message["parameters"]), "at": message["at"]}
 
 
-def _join(parts: list[Message | None], join: str) -> Message | None:
+DEFAULT_JOIN_WINDOW_S = 60.0  # kafka.join.window.millis=60000 (local.properties:11)
+
+
+def _join(parts: list[Message | None], join: str, window_s: float) -> Message | None:
     present = [p for p in parts if p is not None]
     if join == "inner" and len(present) != len(parts):
         return None
@@ -158,19 +169,34 @@ def _join(parts: list[Message | None], join: str) -> Message | None:
         return None
     if join == "any":
         present = present[:1]
-    out: Message = {"tensors": [], "parameters": dict(present[0]["parameters"])}
+    elif max(p["at"] for p in present) - min(p["at"] for p in present) > window_s:
+        return None  # the first arrival left the window before its partners came
+    out: Message = {
+        "tensors": [],
+        "parameters": dict(present[0]["parameters"]),
+        "at": max(p["at"] for p in present),
+    }
     for part in present:
         out["tensors"].extend(part["tensors"])
     return out
 
 
+def _window_s(spec: dict[str, Any]) -> float:
+    """A step's or the output's join window: `joinWindowMs`, else the dataflow's default."""
+    window_ms = spec.get("joinWindowMs")
+    return window_ms / 1000 if window_ms else DEFAULT_JOIN_WINDOW_S
+
+
 class Dataflow:
     """Runs one Pipeline spec; `infer(model, v2_request) -> v2_response` calls a real server."""
 
-    def __init__(self, pipeline: dict[str, Any], infer: Infer) -> None:
+    def __init__(
+        self, pipeline: dict[str, Any], infer: Infer, delays: dict[str, float] | None = None
+    ) -> None:
         self.name = pipeline["metadata"]["name"]
         self.spec = pipeline["spec"]
         self.infer = infer
+        self.delays = delays or {}  # seconds a step takes to answer (a cold start, say)
 
     def gather(
         self,
@@ -178,16 +204,24 @@ class Dataflow:
         refs: list[str],
         join: str,
         renames: dict[str, str],
+        window_s: float = DEFAULT_JOIN_WINDOW_S,
     ) -> Message | None:
         grouped = _group(refs, self.name)
         parts = [_project(topics.get(t), t, w, renames) for t, w in grouped.items()]
-        return _join(parts, join)
+        return _join(parts, join, window_s)
 
-    def triggered(self, topics: dict[str, Message], step: dict[str, Any]) -> bool:
+    def triggered(
+        self, topics: dict[str, Message], step: dict[str, Any], message: Message
+    ) -> Message | None:
+        """The step's message once its triggers joined it within the window (None: dropped)."""
         if not step.get("triggers"):
-            return True
+            return message
+        window_s = _window_s(step)
         join = step.get("triggersJoinType", "inner")
-        return self.gather(topics, step["triggers"], join, {}) is not None
+        trigger = self.gather(topics, step["triggers"], join, {}, window_s)
+        if trigger is None or abs(trigger["at"] - message["at"]) > window_s:
+            return None
+        return {**message, "at": max(trigger["at"], message["at"])}
 
     def order(self) -> list[dict[str, Any]]:
         """Steps in an order where every producer comes first (the spec's order is not trusted)."""
@@ -214,15 +248,21 @@ class Dataflow:
             f"{self.name}.inputs": {
                 "tensors": request["inputs"],
                 "parameters": dict(request.get("parameters") or {}),
+                "at": 0.0,
             }
         }
         ran: list[str] = []
         for step in self.order():
             refs = step.get("inputs") or [f"{self.name}.inputs"]
             message = self.gather(
-                topics, refs, step.get("inputsJoinType", "inner"), step.get("tensorMap", {})
+                topics,
+                refs,
+                step.get("inputsJoinType", "inner"),
+                step.get("tensorMap", {}),
+                _window_s(step),
             )
-            if message is None or not self.triggered(topics, step):
+            message = self.triggered(topics, step, message) if message is not None else None
+            if message is None:
                 continue
             body: dict[str, Any] = {"inputs": message["tensors"]}
             if message["parameters"]:
@@ -232,10 +272,15 @@ class Dataflow:
             topics[f"{step['name']}.outputs"] = {
                 "tensors": response.get("outputs", []),
                 "parameters": dict(response.get("parameters") or {}),
+                "at": message["at"] + self.delays.get(step["name"], 0.0),
             }
         output = self.spec["output"]
         result = self.gather(
-            topics, output["steps"], output.get("stepsJoin", "inner"), output.get("tensorMap", {})
+            topics,
+            output["steps"],
+            output.get("stepsJoin", "inner"),
+            output.get("tensorMap", {}),
+            _window_s(output),
         )
         if result is None:
             return None, ran

@@ -175,8 +175,56 @@ class _Translator:
             out["tensorMap"] = tensor_map
         if join:
             out["stepsJoin"] = join
+        for spec in self.steps:
+            self.widen_join(spec, spec["inputs"], spec.get("inputsJoinType", "inner"))
+        self.widen_join(out, paths, join or "inner")
         return out
 
+    def widen_join(self, spec: dict[str, Any], refs: list[str], join: str) -> None:
+        """`joinWindowMs` on a join that may wait for a node scaled to zero (see the constant)."""
+        triggers = spec.get("triggers", [])
+        topics = {".".join(r.split(".")[:2]) for r in refs}
+        joins = bool(triggers) or (len(topics) > 1 and join != "any")
+        producers = {r.split(".")[0] for r in refs + triggers}
+        if joins and any(self.upstream(p) & self.cold_models() for p in producers):
+            spec["joinWindowMs"] = COLD_START_JOIN_WINDOW_MS
+
+    def cold_models(self) -> set[str]:
+        """Models that may have no replica when a request arrives (minReplicas 0)."""
+        return {
+            self.model_name(s.name)
+            for s in self.plan.steps
+            if s.node is not None
+            and s.node.autoscaling is not None
+            and s.node.autoscaling.min_replicas == 0
+        }
+
+    def upstream(self, model: str) -> set[str]:
+        """`model` and every Model whose output reaches it (the pipeline's inputs: none)."""
+        by_name = {spec["name"]: spec for spec in self.steps}
+        seen: set[str] = set()
+        todo = [model]
+        while todo:
+            name = todo.pop()
+            if name in seen or name not in by_name:
+                continue
+            seen.add(name)
+            spec = by_name[name]
+            todo.extend(r.split(".")[0] for r in spec["inputs"] + spec.get("triggers", []))
+        return seen
+
+
+# The dataflow's inner and outer input joins and every trigger join drop a message whose partner
+# has not arrived within `kafka.join.window.millis`, 60 s by default (seldon-core v2.10.2
+# scheduler/data-flow/src/main/resources/local.properties:11; kafka/Joiner.kt:124-152,
+# TriggerTransforms.kt:31-40). A node scaled to zero needs a pod scheduled, its image pulled
+# and its model loaded before it answers: minutes. Every join that may wait for such a node
+# (the node or one upstream of a joined topic has minReplicas 0) gets `joinWindowMs` as long as
+# the mlserver startupProbe lets a server start (60 x 10 s); a step's or the output's
+# `joinWindowMs` replaces the default (operator/apis/mlops/v1alpha1/pipeline_types.go:93-94,
+# 141-142; data-flow kafka/PipelineStep.kt:50-57). `any` joins use a fixed 1 ms window
+# (Joiner.kt:105-121) and are left alone.
+COLD_START_JOIN_WINDOW_MS = 600_000
 
 # -- objects ---------------------------------------------------------------------------------
 # The agent loads Models after MLServer has started (MLSERVER_LOAD_MODELS_AT_STARTUP=false),
