@@ -69,6 +69,13 @@ from mlserver import MLModel
 log = logging.getLogger(__name__)
 
 _SETTINGS_KEYS = {"device", "dtype", "warmup"}
+# `parameters.extra.relay_request_parameters: true`: answer with the request's parameters
+# beside the model's own, for engines that hand a unit's response parameters to the next
+# unit as its request parameters (Seldon v1 with `protocol: v2`: executor/api/rest/
+# kfserving.go:10-35 keeps the response's `parameters` and renames `outputs` to `inputs`).
+RELAY_KEY = "relay_request_parameters"
+# Protocol switches of one call, never a model's knobs: not relayed.
+_NOT_RELAYED = {"binary_data_output", "binary_data_size", "content_type", "headers"}
 _BATCHING_KEYS = {"max_batch_size", "max_batch_time_ms"}
 
 # MLServer's gRPC servicer turns an MLServerError's HTTP status into a gRPC code through this
@@ -128,6 +135,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         # The KServe InferenceGraph step route (infergraph.serving.graph_step).
         self._route("POST", f"{base}{graph_step.ROUTE_SUFFIX}", self._rest_graph_step)
         self._wiring: graph_step.StepWiring | None = None
+        self._relay = False
         self.stats = ModelStats()
 
     def _route(self, method: str, path: str, handler: Endpoint) -> None:
@@ -150,6 +158,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             raise SettingsError("parameters.extra.input_aliases", "must map client name -> input")
         for key in _BATCHING_KEYS:
             extra.pop(key, None)
+        self._relay = bool(extra.pop(RELAY_KEY, False))
         wiring = extra.pop(graph_step.SETTINGS_KEY, None)
         if wiring is not None:
             self._wiring = graph_step.StepWiring.parse(wiring)
@@ -223,7 +232,11 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         result = await self.engine.infer(request.inputs, request.parameters)
         declared = [s.name for s in self.component.outputs]
         outputs = select_outputs(result.outputs, request.outputs, declared)
-        return {"outputs": outputs, "parameters": plain_parameters(result.parameters)}
+        parameters = plain_parameters(result.parameters)
+        if self._relay:
+            sent = {k: v for k, v in request.parameters.items() if k not in _NOT_RELAYED}
+            parameters = {**sent, **parameters}
+        return {"outputs": outputs, "parameters": parameters}
 
     async def _measured(self, parse: Callable[[], V2Request]) -> tuple[V2Request, dict[str, Any]]:
         inflight = INFLIGHT.labels(self.name)
