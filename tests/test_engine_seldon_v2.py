@@ -192,3 +192,28 @@ def test_float_knob_through_the_gateway_as_a_number_and_as_text(tmp_path: Path) 
         return int(next(t for t in answer["outputs"] if t["name"] == "boxes")["shape"][0])
 
     assert boxes(local) < boxes(truncated)  # truncation changed the answer: 0.9 became 0
+
+
+def test_a_knob_for_a_downstream_step_reaches_it(tmp_path: Path) -> None:
+    """The dataflow hands a step the previous Model's response parameters
+    (StreamTransforms.kt:122-126, modelled in `Dataflow.run`): `top_k` sent with the request
+    reaches the classifier behind the detector because every rendered Model relays the
+    request's parameters (`relay_request_parameters`)."""
+    data = load("video")
+    data["spec"]["outputs"]["top_k_labels"] = "classifier.top_k_labels"
+    graph = tiny(data)
+    local_request = request_for(
+        graph, rows=2, **{"detector.threshold": 0, "detector.crop_classes": "dog", "top_k": 2}
+    )
+    sent = {k: v for k, v in local_request.items() if k != "parameters"}
+    with served(graph, tmp_path) as server:
+        local = run_local(graph, server, local_request, loaded_name)
+        cluster, ran = run_v2(
+            graph,
+            server,
+            {**sent, "parameters": {"threshold": 0, "crop_classes": "dog", "top_k": 2}},
+        )
+    assert "video-classifier" in ran
+    assert_same(graph, local, cluster)
+    labels = next(t for t in local["outputs"] if t["name"] == "top_k_labels")
+    assert labels["shape"][1] == 2

@@ -512,9 +512,14 @@ def model_settings(
     """model-settings.json per Model, keyed by Model name: upload into each storageUri folder."""
     options = options or RenderOptions()
     translator, _ = translate(graph)
+    # The dataflow makes a Model's response parameters the next step's request parameters
+    # (data-flow kafka/StreamTransforms.kt:122-126): every Model relays the request's, so a
+    # knob sent with the request reaches steps fed by other steps too
+    # (infergraph.serving.mlserver_runtime RELAY_KEY).
+    relay = {"relay_request_parameters": True}
     return {
         unit.name: common.model_settings(
-            graph, unit.name, unit.node, unit.family, unit.extra, options
+            graph, unit.name, unit.node, unit.family, {**unit.extra, **relay}, options
         )
         for unit in translator.units
     }
