@@ -72,8 +72,18 @@ def write_model(
 
 
 @contextmanager
-def mlserver(models_dir: Path, startup_timeout: float = 180) -> Iterator[MLServerProcess]:
-    """Run `mlserver start` on `models_dir` (which holds one folder per model)."""
+def mlserver(
+    models_dir: Path,
+    startup_timeout: float = 180,
+    env: dict[str, str] | None = None,
+    load_models_at_startup: bool = True,
+) -> Iterator[MLServerProcess]:
+    """Run `mlserver start` on `models_dir` (which holds one folder per model).
+
+    `load_models_at_startup=False` starts the server as Seldon v2's ServerConfig does
+    (`MLSERVER_LOAD_MODELS_AT_STARTUP=false`): models load when asked through the repository
+    API, and startup waits for liveness only (readiness needs every model loaded).
+    """
     http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
     settings = {
         "host": "127.0.0.1",
@@ -82,9 +92,10 @@ def mlserver(models_dir: Path, startup_timeout: float = 180) -> Iterator[MLServe
         "metrics_port": metrics_port,
         "parallel_workers": 0,
         "debug": False,
+        "load_models_at_startup": load_models_at_startup,
     }
     (models_dir / "settings.json").write_text(json.dumps(settings))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
     exe = shutil.which("mlserver", path=str(Path(sys.executable).parent)) or "mlserver"
     log_file = open(models_dir / "mlserver.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
@@ -96,7 +107,10 @@ def mlserver(models_dir: Path, startup_timeout: float = 180) -> Iterator[MLServe
     )
     server = MLServerProcess(http_port, grpc_port, metrics_port, models_dir, proc)
     try:
-        _wait_ready(server, startup_timeout)
+        if load_models_at_startup:
+            _wait_ready(server, startup_timeout)
+        else:
+            wait_ready(server.url, proc, server.log, startup_timeout, "mlserver", "live")
         yield server
     finally:
         stop(proc)
@@ -113,14 +127,15 @@ def wait_ready(
     log: Callable[[], str],
     timeout: float,
     what: str,
+    probe: str = "ready",
 ) -> None:
-    """Poll `url`'s readiness until it answers 200; fail with the log if `proc` dies first."""
+    """Poll `url`'s readiness (or liveness) until it answers 200; fail if `proc` dies first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited early:\n{log()[-4000:]}")
         try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+            if httpx.get(f"{url}/v2/health/{probe}", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass

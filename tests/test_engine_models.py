@@ -132,3 +132,37 @@ def test_seldon_v2_agent_loads_a_model_as_name_version_with_its_parameters_filte
     assert written["name"] == "cascade-fast_1"
     assert written["parameters"] == {"uri": "hub/id", "extra": {"family": "f"}, "version": "1"}
     assert "max_batch_size" not in written
+
+
+def test_seldon_v2_join_waiting_on_a_cold_member_needs_the_rendered_window() -> None:
+    """A join drops its first arrival when the partner comes more than the window later
+    (60 s by default, data-flow local.properties:11; audit 16). The renderer widens the join
+    behind a node scaled to zero: a member that takes 3 minutes to start still joins."""
+    import copy as _copy
+
+    from infergraph.graph.model import parse_graph
+    from infergraph.render import EXAMPLE_STORAGE, RenderOptions, render
+    from tests.engines.seldon_v2 import Dataflow
+    from tests.test_render_seldon import INLINE
+
+    doc = _copy.deepcopy(INLINE["ensemble"])
+    keda = {"engine": "keda", "minReplicas": 0, "maxReplicas": 2, "metric": "queue", "target": 4}
+    doc["spec"]["nodes"][1]["autoscaling"] = keda
+    objs = render(parse_graph(doc), "seldon-v2", RenderOptions(storage_uri=EXAMPLE_STORAGE))
+    pipeline = next(o for o in objs if o["kind"] == "Pipeline")
+
+    def infer(model: str, body: dict) -> dict:  # each Model answers one `scores` tensor
+        del body
+        return {"outputs": [{"name": "scores", "datatype": "FP32", "shape": [1], "data": [1.0]}]}
+
+    request = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["x"]}]}
+    cold = {"ensemble-x-b": 180.0}  # scheduling, image pull and load
+    answer, ran = Dataflow(pipeline, infer, cold).run(request)
+    assert answer is not None and "ensemble-x-vote" in ran
+    default_window = _copy.deepcopy(pipeline)
+    for step in default_window["spec"]["steps"]:
+        step.pop("joinWindowMs", None)
+    lost, ran = Dataflow(default_window, infer, cold).run(request)
+    assert lost is None and "ensemble-x-vote" not in ran
+    warm, _ = Dataflow(default_window, infer, {"ensemble-x-b": 30.0}).run(request)
+    assert warm is not None

@@ -168,3 +168,52 @@ def test_nlp_english_and_french(tmp_path: Path, language: str, expected: bool) -
     graph = tiny(data)
     (path,) = check(graph, tmp_path / "served", [request_for(graph)])
     assert ("translate" in path) is expected
+
+
+def test_float_knob_through_the_gateway_as_a_number_and_as_text(tmp_path: Path) -> None:
+    """Seldon v2's REST gateway turns every number into int64 (v2.go:457-474, modelled by
+    `gateway_request`): `threshold: 0.9` reaches the detector as 0 and every box is kept.
+    Sent as the text "0.9" it arrives intact and the cluster answers as the local run."""
+    graph = tiny(load("video"))
+    local_request = request_for(
+        graph, rows=2, **{"detector.threshold": 0.9, "detector.crop_classes": "dog"}
+    )
+    sent = {k: v for k, v in local_request.items() if k != "parameters"}
+    with served(graph, tmp_path) as server:
+        local = run_local(graph, server, local_request, loaded_name)
+        as_number = {**sent, "parameters": {"threshold": 0.9, "crop_classes": "dog"}}
+        truncated, _ = run_v2(graph, server, as_number)
+        as_text = {**sent, "parameters": {"threshold": "0.9", "crop_classes": '["dog"]'}}
+        intact, _ = run_v2(graph, server, as_text)
+    assert_same(graph, local, intact)
+
+    def boxes(answer: dict[str, Any] | None) -> int:
+        assert answer is not None
+        return int(next(t for t in answer["outputs"] if t["name"] == "boxes")["shape"][0])
+
+    assert boxes(local) < boxes(truncated)  # truncation changed the answer: 0.9 became 0
+
+
+def test_a_knob_for_a_downstream_step_reaches_it(tmp_path: Path) -> None:
+    """The dataflow hands a step the previous Model's response parameters
+    (StreamTransforms.kt:122-126, modelled in `Dataflow.run`): `top_k` sent with the request
+    reaches the classifier behind the detector because every rendered Model relays the
+    request's parameters (`relay_request_parameters`)."""
+    data = load("video")
+    data["spec"]["outputs"]["top_k_labels"] = "classifier.top_k_labels"
+    graph = tiny(data)
+    local_request = request_for(
+        graph, rows=2, **{"detector.threshold": 0, "detector.crop_classes": "dog", "top_k": 2}
+    )
+    sent = {k: v for k, v in local_request.items() if k != "parameters"}
+    with served(graph, tmp_path) as server:
+        local = run_local(graph, server, local_request, loaded_name)
+        cluster, ran = run_v2(
+            graph,
+            server,
+            {**sent, "parameters": {"threshold": 0, "crop_classes": "dog", "top_k": 2}},
+        )
+    assert "video-classifier" in ran
+    assert_same(graph, local, cluster)
+    labels = next(t for t in local["outputs"] if t["name"] == "top_k_labels")
+    assert labels["shape"][1] == 2

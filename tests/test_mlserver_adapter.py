@@ -57,3 +57,38 @@ def test_identity_and_combiner_round_trip_and_bad_input(tmp_path: Path) -> None:
         assert 'infergraph_requests_total{model="echo",outcome="bad_input"} 1.0' in metrics
         assert 'infergraph_inflight_requests{model="echo"} 0.0' in metrics
         assert 'infergraph_batch_queue_size{model="echo"} 0.0' in metrics
+
+
+def chain_kfserving(response: dict) -> dict:
+    """The Seldon v1 executor between two `protocol: v2` units: the response's `outputs`
+    become `inputs`, everything else (its `parameters` too) is sent on as it is
+    (seldon-core v1.18.2 executor/api/rest/kfserving.go:10-35)."""
+    chained = {k: v for k, v in response.items() if k != "outputs"}
+    chained["inputs"] = response["outputs"]
+    return chained
+
+
+def test_request_parameters_reach_every_unit_of_a_seldon_v1_v2_chain(tmp_path: Path) -> None:
+    """Seldon v1 hands the next unit the previous unit's response parameters: a unit rendered
+    with `relay_request_parameters` answers with the request's beside its own, so a knob sent
+    with the request reaches the last unit; a unit without it drops the knob (today's loss)."""
+    relay = {"relay_request_parameters": True}
+    write_model(tmp_path, "first", "identity", **relay)
+    write_model(tmp_path, "last", "identity", **relay)
+    write_model(tmp_path, "plain", "identity")
+    request = {
+        "inputs": [v2_input("input", "FP32", [0.5], [1, 1])],
+        "parameters": {"top_k": 2, "threshold": "0.7", "binary_data_output": False},
+    }
+    with mlserver(tmp_path) as server:
+        first = server.infer("first", request)
+        assert first.status_code == 200, first.text
+        last = server.infer("last", chain_kfserving(first.json()))
+        assert last.status_code == 200, last.text
+        received = last.json()["parameters"]
+        assert (received["top_k"], received["threshold"]) == (2, "0.7")
+        assert "binary_data_output" not in received  # a call's protocol switch stays with it
+        assert "inference_ms" in received  # the unit's own figures still come back
+        plain = server.infer("plain", request)
+        assert plain.status_code == 200, plain.text
+        assert "top_k" not in plain.json()["parameters"]

@@ -582,3 +582,46 @@ def test_cli_reports_bad_specs_without_a_traceback(tmp_path: Path) -> None:
     result = CliRunner().invoke(render_app, [str(bad), "--engine", "seldon-v2"])
     assert result.exit_code == 2
     assert "maxReplicas (1) is below minReplicas (3)" in result.output
+
+
+@pytest.mark.parametrize("path", GRAPH_FILES, ids=lambda p: p.stem)
+def test_v2_liveness_probe_waits_out_a_loading_runtime(path: Path) -> None:
+    """The agent loads Models after startup, under the livenessProbe (audit 12): every mlserver
+    container answers within 5 s and is restarted only after a minute without an answer."""
+    graph = parse_graph(yaml.safe_load(path.read_text()))
+    for config in by_kind(render(graph, "seldon-v2", OPTIONS), "ServerConfig"):
+        containers = {c["name"]: c for c in config["spec"]["podSpec"]["containers"]}
+        env = {e["name"]: e.get("value") for e in containers["mlserver"]["env"]}
+        assert env["MLSERVER_LOAD_MODELS_AT_STARTUP"] == "false"  # the startupProbe misses loads
+        probe = containers["mlserver"]["livenessProbe"]
+        assert probe["httpGet"] == {"path": "/v2/health/live", "port": "server-http"}
+        assert probe["timeoutSeconds"] >= 5
+        assert probe["periodSeconds"] * probe["failureThreshold"] >= 60
+
+
+def test_v2_joins_that_may_wait_for_a_node_scaled_to_zero_get_a_cold_start_window() -> None:
+    """Seldon v2 drops a join's message after 60 s (audit 16): a join fed by a node with
+    minReplicas 0 waits as long as the server may take to start; others keep the default."""
+    from infergraph.render.seldon_v2 import COLD_START_JOIN_WINDOW_MS
+
+    doc = copy.deepcopy(INLINE["ensemble"])
+    keda = {"engine": "keda", "minReplicas": 0, "maxReplicas": 2, "metric": "queue", "target": 4}
+    doc["spec"]["nodes"][1]["autoscaling"] = keda  # b, an ensemble member, scales to zero
+    pipeline = by_kind(render(parse_graph(doc), "seldon-v2", OPTIONS), "Pipeline")[0]["spec"]
+    steps = {s["name"]: s for s in pipeline["steps"]}
+    assert steps["ensemble-x-vote"]["joinWindowMs"] == COLD_START_JOIN_WINDOW_MS
+    assert COLD_START_JOIN_WINDOW_MS >= 60 * 10 * 1000  # the mlserver startupProbe's budget
+    for single in ("ensemble-x-a", "ensemble-x-b"):  # one topic each: nothing to join
+        assert "joinWindowMs" not in steps[single]
+    warm = by_kind(render(inline("ensemble"), "seldon-v2", OPTIONS), "Pipeline")[0]["spec"]
+    assert all("joinWindowMs" not in s for s in warm["steps"])
+    assert "joinWindowMs" not in warm["output"]
+
+
+def test_v2_cascade_any_join_behind_a_cold_node_needs_no_window() -> None:
+    """The shipped cascade's cold node (accurate, minReplicas 0) feeds only the output's `any`
+    join, whose window is a fixed 1 ms whatever the spec says (Joiner.kt:105-121)."""
+    graph = parse_graph(yaml.safe_load((GRAPHS / "cascade.yaml").read_text()))
+    pipeline = by_kind(render(graph, "seldon-v2", OPTIONS), "Pipeline")[0]["spec"]
+    assert pipeline["output"]["stepsJoin"] == "any"
+    assert "joinWindowMs" not in pipeline["output"]

@@ -20,8 +20,22 @@ Written from seldon-core v2.10.2 (the version the renderer pins), kept small on 
     left message's parameters kept.
   - `TriggerTransforms.kt`: with `triggers` the step runs only when each trigger topic holds
     its tensor (inner join); the trigger's own tensors are discarded (`left ?: right`).
+  - Join windows: inner and outer joins and the trigger join keep a message only while its
+    partners arrive within the window, `kafka.join.window.millis` = 60000
+    (data-flow/src/main/resources/local.properties:11; Joiner.kt:124-152,
+    TriggerTransforms.kt:31-40) unless the step or output sets `joinWindowMs`
+    (PipelineStep.kt:50-57); `any` joins use a fixed 1 ms window (Joiner.kt:105-121) and
+    take whatever arrives. Time is modelled: the pipeline's inputs arrive at 0 s, a step's
+    outputs at its joined message's time plus the step's latency (`Dataflow(delays=...)`,
+    e.g. a cold start).
   - The Pipeline `output` is one more such step whose sink is the pipeline's output topic
     (`steps`, `stepsJoin`, `tensorMap`).
+- Pipeline gateway (`scheduler/pkg/kafka/pipeline/v2.go`): a REST request becomes a V2
+  proto before it reaches Kafka (`gateway_request`). Go decodes JSON numbers as float64 and
+  `requestInputParametersToV2` (v2.go:457-474) turns every one into an int64 parameter, so
+  `0.7` arrives as `0`; lists and objects fail the request ("Unknown type for parameter").
+  The same conversion applies to request, input and requested-output parameters
+  (`parametersToV2`, v2.go:476-485, called at 489, 503 and 514).
 Requests go over V2 REST to a real `mlserver start`; the Kafka transport is not modelled.
 """
 
@@ -67,6 +81,43 @@ def agent_rewrite(settings: dict[str, Any], version: int = VERSION) -> dict[str,
     return written
 
 
+class GatewayError(ValueError):
+    """The pipeline gateway refused the request (v2.go:471-472)."""
+
+
+def _gateway_parameter(value: Any) -> Any:
+    """One parameter as `requestInputParametersToV2` converts it (v2.go:457-474)."""
+    if isinstance(value, str):  # case string: StringParam
+        return value
+    if isinstance(value, bool):  # case bool: BoolParam (Python's bool is an int: test first)
+        return value
+    if isinstance(value, (int, float)):  # case float64: Int64Param(int64(val)), toward zero
+        return int(float(value))
+    raise GatewayError(f"Unknown type for parameter {value}")  # %v of the value
+
+
+def _gateway_parameters(params: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: _gateway_parameter(v) for k, v in (params or {}).items()}
+
+
+def gateway_request(request: dict[str, Any]) -> dict[str, Any]:
+    """A REST pipeline request as the gateway hands it on: every parameter map through
+    `parametersToV2` (request 514, each input 489, each requested output 503)."""
+    converted = dict(request)
+    if "parameters" in request:
+        converted["parameters"] = _gateway_parameters(request["parameters"])
+    converted["inputs"] = [
+        {**t, "parameters": _gateway_parameters(t["parameters"])} if "parameters" in t else t
+        for t in request["inputs"]
+    ]
+    if "outputs" in request:
+        converted["outputs"] = [
+            {**o, "parameters": _gateway_parameters(o["parameters"])} if "parameters" in o else o
+            for o in request["outputs"]
+        ]
+    return converted
+
+
 def _parse(ref: str, pipeline: str) -> tuple[str, str | None]:
     """`a.outputs.t` -> ("a.outputs", "t"); `p.inputs` -> ("p.inputs", None).
 
@@ -104,10 +155,13 @@ def _project(
         tensors.append({**tensor, "name": name})
     if not tensors:
         return None  # "handle cases where there are no tensors we want"
-    return {"tensors": tensors, "parameters": dict(message["parameters"])}
+    return {"tensors": tensors, "parameters": dict(message["parameters"]), "at": message["at"]}
 
 
-def _join(parts: list[Message | None], join: str) -> Message | None:
+DEFAULT_JOIN_WINDOW_S = 60.0  # kafka.join.window.millis=60000 (local.properties:11)
+
+
+def _join(parts: list[Message | None], join: str, window_s: float) -> Message | None:
     present = [p for p in parts if p is not None]
     if join == "inner" and len(present) != len(parts):
         return None
@@ -115,19 +169,34 @@ def _join(parts: list[Message | None], join: str) -> Message | None:
         return None
     if join == "any":
         present = present[:1]
-    out: Message = {"tensors": [], "parameters": dict(present[0]["parameters"])}
+    elif max(p["at"] for p in present) - min(p["at"] for p in present) > window_s:
+        return None  # the first arrival left the window before its partners came
+    out: Message = {
+        "tensors": [],
+        "parameters": dict(present[0]["parameters"]),
+        "at": max(p["at"] for p in present),
+    }
     for part in present:
         out["tensors"].extend(part["tensors"])
     return out
 
 
+def _window_s(spec: dict[str, Any]) -> float:
+    """A step's or the output's join window: `joinWindowMs`, else the dataflow's default."""
+    window_ms = spec.get("joinWindowMs")
+    return window_ms / 1000 if window_ms else DEFAULT_JOIN_WINDOW_S
+
+
 class Dataflow:
     """Runs one Pipeline spec; `infer(model, v2_request) -> v2_response` calls a real server."""
 
-    def __init__(self, pipeline: dict[str, Any], infer: Infer) -> None:
+    def __init__(
+        self, pipeline: dict[str, Any], infer: Infer, delays: dict[str, float] | None = None
+    ) -> None:
         self.name = pipeline["metadata"]["name"]
         self.spec = pipeline["spec"]
         self.infer = infer
+        self.delays = delays or {}  # seconds a step takes to answer (a cold start, say)
 
     def gather(
         self,
@@ -135,16 +204,24 @@ class Dataflow:
         refs: list[str],
         join: str,
         renames: dict[str, str],
+        window_s: float = DEFAULT_JOIN_WINDOW_S,
     ) -> Message | None:
         grouped = _group(refs, self.name)
         parts = [_project(topics.get(t), t, w, renames) for t, w in grouped.items()]
-        return _join(parts, join)
+        return _join(parts, join, window_s)
 
-    def triggered(self, topics: dict[str, Message], step: dict[str, Any]) -> bool:
+    def triggered(
+        self, topics: dict[str, Message], step: dict[str, Any], message: Message
+    ) -> Message | None:
+        """The step's message once its triggers joined it within the window (None: dropped)."""
         if not step.get("triggers"):
-            return True
+            return message
+        window_s = _window_s(step)
         join = step.get("triggersJoinType", "inner")
-        return self.gather(topics, step["triggers"], join, {}) is not None
+        trigger = self.gather(topics, step["triggers"], join, {}, window_s)
+        if trigger is None or abs(trigger["at"] - message["at"]) > window_s:
+            return None
+        return {**message, "at": max(trigger["at"], message["at"])}
 
     def order(self) -> list[dict[str, Any]]:
         """Steps in an order where every producer comes first (the spec's order is not trusted)."""
@@ -166,19 +243,26 @@ class Dataflow:
 
     def run(self, request: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
         """The pipeline's response (None: it never produces one) and the Models that ran."""
+        request = gateway_request(request)
         topics: dict[str, Message] = {
             f"{self.name}.inputs": {
                 "tensors": request["inputs"],
                 "parameters": dict(request.get("parameters") or {}),
+                "at": 0.0,
             }
         }
         ran: list[str] = []
         for step in self.order():
             refs = step.get("inputs") or [f"{self.name}.inputs"]
             message = self.gather(
-                topics, refs, step.get("inputsJoinType", "inner"), step.get("tensorMap", {})
+                topics,
+                refs,
+                step.get("inputsJoinType", "inner"),
+                step.get("tensorMap", {}),
+                _window_s(step),
             )
-            if message is None or not self.triggered(topics, step):
+            message = self.triggered(topics, step, message) if message is not None else None
+            if message is None:
                 continue
             body: dict[str, Any] = {"inputs": message["tensors"]}
             if message["parameters"]:
@@ -188,10 +272,15 @@ class Dataflow:
             topics[f"{step['name']}.outputs"] = {
                 "tensors": response.get("outputs", []),
                 "parameters": dict(response.get("parameters") or {}),
+                "at": message["at"] + self.delays.get(step["name"], 0.0),
             }
         output = self.spec["output"]
         result = self.gather(
-            topics, output["steps"], output.get("stepsJoin", "inner"), output.get("tensorMap", {})
+            topics,
+            output["steps"],
+            output.get("stepsJoin", "inner"),
+            output.get("tensorMap", {}),
+            _window_s(output),
         )
         if result is None:
             return None, ran

@@ -12,6 +12,7 @@ downstream node such as a classifier.
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -174,9 +175,16 @@ class ObjectDetector(Component):
 
 
 def _crop_classes(value: Any) -> list[str]:
-    """`crop_classes` as a list of label names (JSON list, or comma-separated text)."""
+    """`crop_classes` as a list of label names: a JSON list, that list JSON-encoded as text, or
+    comma-separated text. Seldon v2's REST pipeline gateway refuses list parameters, so text is
+    the form that reaches the detector on every engine (docs/protocols.md)."""
     if value is None or value == "":
         return []
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise InputError("crop_classes", f"not a JSON list of names: {value!r}") from None
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):

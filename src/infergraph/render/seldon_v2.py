@@ -179,10 +179,71 @@ class _Translator:
             out["tensorMap"] = tensor_map
         if join:
             out["stepsJoin"] = join
+        for spec in self.steps:
+            self.widen_join(spec, spec["inputs"], spec.get("inputsJoinType", "inner"))
+        self.widen_join(out, paths, join or "inner")
         return out
 
+    def widen_join(self, spec: dict[str, Any], refs: list[str], join: str) -> None:
+        """`joinWindowMs` on a join that may wait for a node scaled to zero (see the constant)."""
+        triggers = spec.get("triggers", [])
+        topics = {".".join(r.split(".")[:2]) for r in refs}
+        joins = bool(triggers) or (len(topics) > 1 and join != "any")
+        producers = {r.split(".")[0] for r in refs + triggers}
+        if joins and any(self.upstream(p) & self.cold_models() for p in producers):
+            spec["joinWindowMs"] = COLD_START_JOIN_WINDOW_MS
+
+    def cold_models(self) -> set[str]:
+        """Models that may have no replica when a request arrives (minReplicas 0)."""
+        return {
+            self.model_name(s.name)
+            for s in self.plan.steps
+            if s.node is not None
+            and s.node.autoscaling is not None
+            and s.node.autoscaling.min_replicas == 0
+        }
+
+    def upstream(self, model: str) -> set[str]:
+        """`model` and every Model whose output reaches it (the pipeline's inputs: none)."""
+        by_name = {spec["name"]: spec for spec in self.steps}
+        seen: set[str] = set()
+        todo = [model]
+        while todo:
+            name = todo.pop()
+            if name in seen or name not in by_name:
+                continue
+            seen.add(name)
+            spec = by_name[name]
+            todo.extend(r.split(".")[0] for r in spec["inputs"] + spec.get("triggers", []))
+        return seen
+
+
+# The dataflow's inner and outer input joins and every trigger join drop a message whose partner
+# has not arrived within `kafka.join.window.millis`, 60 s by default (seldon-core v2.10.2
+# scheduler/data-flow/src/main/resources/local.properties:11; kafka/Joiner.kt:124-152,
+# TriggerTransforms.kt:31-40). A node scaled to zero needs a pod scheduled, its image pulled
+# and its model loaded before it answers: minutes. Every join that may wait for such a node
+# (the node or one upstream of a joined topic has minReplicas 0) gets `joinWindowMs` as long as
+# the mlserver startupProbe lets a server start (60 x 10 s); a step's or the output's
+# `joinWindowMs` replaces the default (operator/apis/mlops/v1alpha1/pipeline_types.go:93-94,
+# 141-142; data-flow kafka/PipelineStep.kt:50-57). `any` joins use a fixed 1 ms window
+# (Joiner.kt:105-121) and are left alone.
+COLD_START_JOIN_WINDOW_MS = 600_000
 
 # -- objects ---------------------------------------------------------------------------------
+# The agent loads Models after MLServer has started (MLSERVER_LOAD_MODELS_AT_STARTUP=false),
+# so the startupProbe never covers a load: the livenessProbe does. Loads run in a worker
+# thread (infergraph.serving.mlserver_runtime `_off_the_loop`), so the loop answers during a
+# download; 5 s per answer (the kubelet's default is 1 s) and 6 misses in a row (a minute)
+# leave room for a load that holds the GIL in Python code (tokenizer, weight init).
+LIVENESS_PROBE: dict[str, Any] = {
+    "httpGet": {"path": "/v2/health/live", "port": "server-http"},
+    "timeoutSeconds": 5,
+    "periodSeconds": 10,
+    "failureThreshold": 6,
+}
+
+
 def _server_config(
     graph: InferenceGraph, name: str, node: Node | None, options: RenderOptions
 ) -> dict[str, Any]:
@@ -291,7 +352,7 @@ def _server_config(
                 ],
                 "resources": common.resources(node, ENGINE),
                 "securityContext": common.container_security_context(read_only_root=True),
-                "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "server-http"}},
+                "livenessProbe": LIVENESS_PROBE,
                 "readinessProbe": {"httpGet": health, "initialDelaySeconds": 5, "periodSeconds": 5},
                 "startupProbe": {"httpGet": health, "failureThreshold": 60, "periodSeconds": 10},
                 "lifecycle": drain,
@@ -466,9 +527,14 @@ def model_settings(
     """model-settings.json per Model, keyed by Model name: upload into each storageUri folder."""
     options = options or RenderOptions()
     translator, _ = translate(graph)
+    # The dataflow makes a Model's response parameters the next step's request parameters
+    # (data-flow kafka/StreamTransforms.kt:122-126): every Model relays the request's, so a
+    # knob sent with the request reaches steps fed by other steps too
+    # (infergraph.serving.mlserver_runtime RELAY_KEY).
+    relay = {"relay_request_parameters": True}
     return {
         unit.name: common.model_settings(
-            graph, unit.name, unit.node, unit.family, unit.extra, options
+            graph, unit.name, unit.node, unit.family, {**unit.extra, **relay}, options
         )
         for unit in translator.units
     }

@@ -13,3 +13,9 @@ from prometheus_client import Counter, Gauge
 INFLIGHT = Gauge("infergraph_inflight_requests", "Requests being served by the model", ["model"])
 QUEUE = Gauge("infergraph_batch_queue_size", "Rows waiting for a forward pass", ["model"])
 REQUESTS = Counter("infergraph_requests", "Requests served, by outcome", ["model", "outcome"])
+CUDA_UNUSABLE = Gauge(
+    "infergraph_cuda_unusable",
+    "1 when the model's `device: auto` found a GPU in its pod that torch cannot use, by reason "
+    "(driver_too_old, no_driver, cpu_only_torch, cuda_unusable); the model then fails to load",
+    ["model", "reason"],
+)

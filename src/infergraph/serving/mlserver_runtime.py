@@ -46,6 +46,7 @@ from starlette.responses import Response
 
 from infergraph.components.base import Component, ComponentSettings
 from infergraph.components.registry import component_class
+from infergraph.device import CudaUnusableError
 from infergraph.errors import (
     InfergraphError,
     InputError,
@@ -56,7 +57,8 @@ from infergraph.errors import (
 from infergraph.serving import binary, graph_step, triton_grpc
 from infergraph.serving.engine import ComponentEngine
 from infergraph.serving.heap import settle_heap
-from infergraph.serving.metrics import INFLIGHT, QUEUE, REQUESTS
+from infergraph.serving.load_lock import LOADING
+from infergraph.serving.metrics import CUDA_UNUSABLE, INFLIGHT, QUEUE, REQUESTS
 from infergraph.serving.mlserver_routes import promote_when_registered
 from infergraph.serving.model_config import ModelStats, model_config
 from infergraph.serving.protocol import V2Request, parse_request, select_outputs
@@ -67,6 +69,13 @@ from mlserver import MLModel
 log = logging.getLogger(__name__)
 
 _SETTINGS_KEYS = {"device", "dtype", "warmup"}
+# `parameters.extra.relay_request_parameters: true`: answer with the request's parameters
+# beside the model's own, for engines that hand a unit's response parameters to the next
+# unit as its request parameters (Seldon v1 with `protocol: v2`: executor/api/rest/
+# kfserving.go:10-35 keeps the response's `parameters` and renames `outputs` to `inputs`).
+RELAY_KEY = "relay_request_parameters"
+# Protocol switches of one call, never a model's knobs: not relayed.
+_NOT_RELAYED = {"binary_data_output", "binary_data_size", "content_type", "headers"}
 _BATCHING_KEYS = {"max_batch_size", "max_batch_time_ms"}
 
 # MLServer's gRPC servicer turns an MLServerError's HTTP status into a gRPC code through this
@@ -126,6 +135,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         # The KServe InferenceGraph step route (infergraph.serving.graph_step).
         self._route("POST", f"{base}{graph_step.ROUTE_SUFFIX}", self._rest_graph_step)
         self._wiring: graph_step.StepWiring | None = None
+        self._relay = False
         self.stats = ModelStats()
 
     def _route(self, method: str, path: str, handler: Endpoint) -> None:
@@ -148,6 +158,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             raise SettingsError("parameters.extra.input_aliases", "must map client name -> input")
         for key in _BATCHING_KEYS:
             extra.pop(key, None)
+        self._relay = bool(extra.pop(RELAY_KEY, False))
         wiring = extra.pop(graph_step.SETTINGS_KEY, None)
         if wiring is not None:
             self._wiring = graph_step.StepWiring.parse(wiring)
@@ -160,7 +171,13 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             options=extra,
         )
         self.component: Component = component_class(family)(component_settings)
-        self.component.start()
+        try:
+            await _off_the_loop(self.component)
+        except CudaUnusableError as exc:
+            # The Model's load fails with the reason (Seldon v2 shows it in the Model's
+            # status, KServe's pod restarts with it as its last log line); the gauge stays.
+            CUDA_UNUSABLE.labels(self.name, exc.code).set(1)
+            raise
         self.engine = ComponentEngine(self.component)
         passthrough = self.component.passthrough
         self._accepted = [] if passthrough else [s.name for s in self.component.inputs]
@@ -215,7 +232,11 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         result = await self.engine.infer(request.inputs, request.parameters)
         declared = [s.name for s in self.component.outputs]
         outputs = select_outputs(result.outputs, request.outputs, declared)
-        return {"outputs": outputs, "parameters": plain_parameters(result.parameters)}
+        parameters = plain_parameters(result.parameters)
+        if self._relay:
+            sent = {k: v for k, v in request.parameters.items() if k not in _NOT_RELAYED}
+            parameters = {**sent, **parameters}
+        return {"outputs": outputs, "parameters": parameters}
 
     async def _measured(self, parse: Callable[[], V2Request]) -> tuple[V2Request, dict[str, Any]]:
         inflight = INFLIGHT.labels(self.name)
@@ -386,6 +407,27 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         """Triton's statistics (`get_inference_statistics`; perf_analyzer's server-side figures)."""
         del request
         return _json_response({"model_stats": [self.triton_statistics()]})
+
+
+async def _off_the_loop(component: Component) -> None:
+    """Download, device set-up and warm-up in a worker thread, never on MLServer's loop.
+
+    MLServer awaits `load()` on the loop that answers `/v2/health/live` (MLServer 1.7
+    registry.py `_load_model`, handlers/dataplane.py `live`); Seldon v2 loads models after
+    startup, under the mlserver container's livenessProbe. A load run on the loop would
+    leave the probe unanswered for the whole download, and the kubelet would restart the
+    container mid-download (tests/test_runtime_loading.py).
+
+    One load at a time, as when loads ran on the loop (`load_lock.LOADING`): transformers'
+    lazy module is not thread-safe, and a server hosting a detector and a classifier failed
+    with `cannot import name 'AutoImageProcessor' from 'transformers'` without it.
+    """
+
+    def start() -> None:
+        with LOADING:
+            component.start()
+
+    await asyncio.to_thread(start)
 
 
 def _as_dict(payload: InferenceRequest) -> dict[str, Any]:
