@@ -527,17 +527,21 @@ def model_settings(
     """model-settings.json per Model, keyed by Model name: upload into each storageUri folder."""
     options = options or RenderOptions()
     translator, _ = translate(graph)
-    # The dataflow makes a Model's response parameters the next step's request parameters
-    # (data-flow kafka/StreamTransforms.kt:122-126): every Model relays the request's, so a
-    # knob sent with the request reaches steps fed by other steps too
-    # (infergraph.serving.mlserver_runtime RELAY_KEY).
-    relay = {"relay_request_parameters": True}
-    return {
-        unit.name: common.model_settings(
-            graph, unit.name, unit.node, unit.family, {**unit.extra, **relay}, options
-        )
-        for unit in translator.units
-    }
+    return {unit.name: _unit_settings(graph, unit, options) for unit in translator.units}
+
+
+# The dataflow makes a Model's response parameters the next step's request parameters
+# (data-flow kafka/StreamTransforms.kt:122-126): every Model relays the request's, so a knob
+# sent with the request reaches steps fed by other steps too
+# (infergraph.serving.mlserver_runtime RELAY_KEY).
+_RELAY = {"relay_request_parameters": True}
+
+
+def _unit_settings(graph: InferenceGraph, unit: Unit, options: RenderOptions) -> dict[str, Any]:
+    """One Model's model-settings.json: the one source of the file written for upload and
+    of the file the operator serves."""
+    extra = {**unit.extra, **_RELAY}
+    return common.model_settings(graph, unit.name, unit.node, unit.family, extra, options)
 
 
 # -- model-settings.json served by the operator -----------------------------------------------
@@ -580,10 +584,7 @@ def _served(
     for unit in translator.units:
         if _artifact(graph, unit, options).weights_in_artifact:
             continue
-        settings = common.model_settings(
-            graph, unit.name, unit.node, unit.family, unit.extra, options
-        )
-        body = common.dumps(settings).encode()
+        body = common.dumps(_unit_settings(graph, unit, options)).encode()
         path = f"{namespace}/{graph.name}/{unit.name}/{settings_hash(body)}"
         served[unit.name] = ServedSettings(path, body)
     return served
