@@ -47,11 +47,16 @@ def agent_rewritten(
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLServerProcess]:
+def siglip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny SigLIP checkpoint `embed_image` serves (its processor makes pixel_values)."""
     from infergraph.checkpoints.image_embedding import build_image_embedder
 
+    return build_image_embedder(tmp_path_factory.mktemp("siglip"), "tiny")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, siglip: Path) -> Iterator[MLServerProcess]:
     root = tmp_path_factory.mktemp("protocol")
-    siglip = build_image_embedder(root / "siglip", "tiny")
     models = root / "models"
     write_model(
         models, EMBED, "image-embedding", str(siglip), max_batch_size=8, max_batch_time=0.002,
@@ -232,6 +237,34 @@ def test_tritonclient_http_binary_and_json(server: MLServerProcess) -> None:
     with pytest.raises(Exception, match="no output named nope") as failure:
         client.infer(EMBED, [tensor], outputs=[httpclient.InferRequestedOutput("nope")])
     assert "400" in str(failure.value) or getattr(failure.value, "status", lambda: "")() == "400"
+    client.close()
+
+
+def test_triton_siglip_vision_model_request_pixel_values(
+    server: MLServerProcess, siglip: Path
+) -> None:
+    """What the Triton SigLIP deployment sends its vision model (siglip_vision_model's
+    config.pbtxt: `PIXEL_VALUES` FP32 [N, 3, H, W] from the SigLIP processor, output
+    `EMBEDDING`), as tritonclient sends it: binary, the output asked for by that name."""
+    import io
+
+    import tritonclient.http as httpclient
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    image = png(COLOURS[1])
+    expected = json_embedding(server, image)
+    processor = AutoProcessor.from_pretrained(siglip)
+    pixels = processor(images=[Image.open(io.BytesIO(image)).convert("RGB")], return_tensors="np")[
+        "pixel_values"
+    ].astype(np.float32)
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{server.http_port}")
+    tensor = httpclient.InferInput("PIXEL_VALUES", list(pixels.shape), "FP32")
+    tensor.set_data_from_numpy(pixels, binary_data=True)
+    wanted = httpclient.InferRequestedOutput("EMBEDDING", binary_data=True)
+    result = client.infer(EMBED, [tensor], outputs=[wanted])
+    assert [o["name"] for o in result.get_response()["outputs"]] == ["EMBEDDING"]
+    assert np.allclose(result.as_numpy("EMBEDDING").reshape(-1), expected, atol=1e-5)
     client.close()
 
 
