@@ -180,6 +180,40 @@ def test_tritonclient_http_through_the_router(graph_url: str) -> None:
     client.close()
 
 
+def test_triton_siglip_vision_model_request_through_the_router(
+    graph_url: str, tmp_path: Path
+) -> None:
+    """The Triton SigLIP deployment's vision-model request (`PIXEL_VALUES` FP32 [N, 3, H, W]
+    from the SigLIP processor, output `EMBEDDING`, tritonclient binary) to the graph's
+    SigLIP node through the router; the graph itself answers `EMBEDDING` for an image."""
+    import io
+
+    import tritonclient.http as httpclient
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    from infergraph.checkpoints.image_embedding import build_image_embedder
+
+    image = png(COLOURS[2])
+    expected = json_embedding(graph_url, image)
+    processor = AutoProcessor.from_pretrained(build_image_embedder(tmp_path / "siglip", "tiny"))
+    pixels = processor(images=[Image.open(io.BytesIO(image)).convert("RGB")], return_tensors="np")[
+        "pixel_values"
+    ].astype(np.float32)
+    client = httpclient.InferenceServerClient(graph_url.removeprefix("http://"))
+    tensor = httpclient.InferInput("PIXEL_VALUES", list(pixels.shape), "FP32")
+    tensor.set_data_from_numpy(pixels, binary_data=True)
+    wanted = [httpclient.InferRequestedOutput("EMBEDDING", binary_data=True)]
+    node = client.infer("siglip", [tensor], outputs=wanted)
+    assert np.allclose(node.as_numpy("EMBEDDING").reshape(-1), expected, atol=1e-5)
+    encoded = httpclient.InferInput("INPUT_IMAGE", [1], "BYTES")
+    encoded.set_data_from_numpy(np.array([image], dtype=object), binary_data=True)
+    graph = client.infer("embed-image", [encoded], outputs=wanted)
+    assert [o["name"] for o in graph.get_response()["outputs"]] == ["EMBEDDING"]
+    assert np.allclose(graph.as_numpy("EMBEDDING").reshape(-1), expected, atol=1e-5)
+    client.close()
+
+
 def test_body_without_content_type_is_json(graph_url: str) -> None:
     body = json.dumps(
         {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["x"]}]}

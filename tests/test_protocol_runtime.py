@@ -47,11 +47,16 @@ def agent_rewritten(
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLServerProcess]:
+def siglip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny SigLIP checkpoint `embed_image` serves (its processor makes pixel_values)."""
     from infergraph.checkpoints.image_embedding import build_image_embedder
 
+    return build_image_embedder(tmp_path_factory.mktemp("siglip"), "tiny")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, siglip: Path) -> Iterator[MLServerProcess]:
     root = tmp_path_factory.mktemp("protocol")
-    siglip = build_image_embedder(root / "siglip", "tiny")
     models = root / "models"
     write_model(
         models, EMBED, "image-embedding", str(siglip), max_batch_size=8, max_batch_time=0.002,
@@ -235,6 +240,34 @@ def test_tritonclient_http_binary_and_json(server: MLServerProcess) -> None:
     client.close()
 
 
+def test_triton_siglip_vision_model_request_pixel_values(
+    server: MLServerProcess, siglip: Path
+) -> None:
+    """What the Triton SigLIP deployment sends its vision model (siglip_vision_model's
+    config.pbtxt: `PIXEL_VALUES` FP32 [N, 3, H, W] from the SigLIP processor, output
+    `EMBEDDING`), as tritonclient sends it: binary, the output asked for by that name."""
+    import io
+
+    import tritonclient.http as httpclient
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    image = png(COLOURS[1])
+    expected = json_embedding(server, image)
+    processor = AutoProcessor.from_pretrained(siglip)
+    pixels = processor(images=[Image.open(io.BytesIO(image)).convert("RGB")], return_tensors="np")[
+        "pixel_values"
+    ].astype(np.float32)
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{server.http_port}")
+    tensor = httpclient.InferInput("PIXEL_VALUES", list(pixels.shape), "FP32")
+    tensor.set_data_from_numpy(pixels, binary_data=True)
+    wanted = httpclient.InferRequestedOutput("EMBEDDING", binary_data=True)
+    result = client.infer(EMBED, [tensor], outputs=[wanted])
+    assert [o["name"] for o in result.get_response()["outputs"]] == ["EMBEDDING"]
+    assert np.allclose(result.as_numpy("EMBEDDING").reshape(-1), expected, atol=1e-5)
+    client.close()
+
+
 GRPC_CLIENT = """
 import json, sys
 import numpy as np
@@ -296,12 +329,98 @@ def test_tritonclient_grpc_raw_contents_timings_and_oversize(
     assert "input 'image'" in message
 
 
+GRPC_RAW_LENGTHS = """
+import json, sys
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+port = sys.argv[1]
+client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+short = grpcclient.InferInput("input", [1, 3], "FP32")
+short.set_data_from_numpy(np.zeros((1, 3), np.float32))
+short.set_shape([1, 4])  # the raw entry keeps 12 bytes where 16 are needed
+images = grpcclient.InferInput("image", [1], "BYTES")
+images.set_data_from_numpy(np.array([b"one image"], dtype=object))
+images.set_shape([2])  # one length-prefixed element where two are needed
+out = {}
+for key, model, tensor in (("fp32", "echo", short), ("bytes", "embed_image", images)):
+    try:
+        client.infer(model, [tensor])
+        out[key] = None
+    except grpcclient.InferenceServerException as exc:
+        out[key] = [str(exc.status()), exc.message()]
+    out[key + "_ready"] = client.is_model_ready(model)
+print(json.dumps(out))
+"""
+
+
+def test_grpc_raw_contents_of_the_wrong_length_are_invalid_argument(
+    server: MLServerProcess,
+) -> None:
+    """MLServer unpacks raw_input_contents with `struct` before any model code: a short entry
+    was INTERNAL ("unpack requires a buffer of 16 bytes")."""
+    done = subprocess.run(
+        [sys.executable, "-c", GRPC_RAW_LENGTHS, str(server.grpc_port)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    status, message = got["fp32"]
+    assert "INVALID_ARGUMENT" in status, got
+    assert "input 'input'" in message and "holds 12 bytes" in message and "needs 16" in message
+    status, message = got["bytes"]
+    assert "INVALID_ARGUMENT" in status, got
+    assert "input 'image'" in message and "holds 1 BYTES elements; shape [2] needs 2" in message
+    assert got["fp32_ready"] and got["bytes_ready"]
+
+
+def test_non_finite_values_are_values_where_the_wire_carries_them(
+    server: MLServerProcess,
+) -> None:
+    """Binary FP32 carries NaN and Infinity as IEEE floats, and the NaN / Infinity literals
+    (Python's json, tritonclient's JSON mode) are read as them; whether one is valid is the
+    component's call (pixel_values refuses it, naming the row; identity passes it on)."""
+    import tritonclient.http as httpclient
+
+    values = np.array([[np.nan, np.inf, -np.inf, 1.5]], dtype=np.float32)
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{server.http_port}")
+    for binary in (True, False):
+        tensor = httpclient.InferInput("input", [1, 4], "FP32")
+        tensor.set_data_from_numpy(values, binary_data=binary)
+        wanted = httpclient.InferRequestedOutput("input", binary_data=True)
+        got = client.infer("echo", [tensor], outputs=[wanted]).as_numpy("input")
+        np.testing.assert_array_equal(got, values)
+    client.close()
+
+
 def test_oversize_image_is_413_over_http(server: MLServerProcess) -> None:
     resp = server.infer(
         EMBED, {"inputs": [v2_input("image", "BYTES", [base64.b64encode(png_bomb()).decode()])]}
     )
     assert resp.status_code == 413, resp.text
     assert "input 'image'" in resp.json()["error"]
+
+
+# -- readiness ----------------------------------------------------------------------------------
+def test_readiness_answers_the_protocol_bodies_with_mlservers_status_codes(
+    server: MLServerProcess,
+) -> None:
+    """MLServer 1.7 answers these with an empty body; status-code readers see no change."""
+    expected = {
+        "/v2/health/live": (200, {"live": True}),
+        "/v2/health/ready": (200, {"ready": True}),
+        f"/v2/models/{EMBED}/ready": (200, {"name": EMBED, "ready": True}),
+        "/v2/models/batched/versions/1/ready": (
+            200, {"name": "batched", "version": "1", "ready": True}
+        ),
+    }  # fmt: skip
+    for path, (status, body) in expected.items():
+        resp = httpx.get(f"{server.url}{path}", timeout=10)
+        assert (resp.status_code, resp.json()) == (status, body), (path, resp.text)
+        assert resp.headers["content-type"] == "application/json"
+    # A model or version MLServer does not have: its own 404 and error body, as before.
+    for path in ("/v2/models/nope/ready", "/v2/models/batched/versions/9/ready"):
+        resp = httpx.get(f"{server.url}{path}", timeout=10)
+        assert resp.status_code == 404 and "not found" in resp.json()["error"], resp.text
 
 
 # -- bad input ----------------------------------------------------------------------------------
@@ -320,6 +439,14 @@ BAD_BODIES: list[tuple[str, object, str]] = [
      ["b"])]}, "given twice"),
     ("undeclared input", {"inputs": [v2_input("colour", "BYTES", ["a"])]}, "at least one of"),
     ("text as FP32", {"inputs": [v2_input("pixel_values", "FP32", ["x"])]}, "not valid FP32"),
+    # The protobuf JSON mapping's (and Jackson's) spelling of non-finite floats: named as such.
+    ("NaN as text", {"inputs": [v2_input("input", "FP32", [1.0, "NaN"], [2])]},
+     "element 1 is the text 'NaN', not a number: JSON has no NaN or Infinity"),
+    ("Infinity as text", {"inputs": [v2_input("input", "FP32", ["-Infinity"], [1])]},
+     "element 0 is the text '-Infinity'"),
+    # orjson's and pydantic's spelling: null would otherwise be read as NaN, silently.
+    ("null as FP32", {"inputs": [v2_input("input", "FP32", [1.0, None], [2])]},
+     "element 1 is null, not a number"),
     ("shape not a list", {"inputs": [{"name": "image", "datatype": "BYTES", "shape": "1",
      "data": ["a"]}]}, "shape must be a list"),
 ]  # fmt: skip
@@ -329,9 +456,9 @@ BAD_BODIES: list[tuple[str, object, str]] = [
 def test_bad_input_is_4xx_naming_it(
     server: MLServerProcess, case: str, body: object, message: str
 ) -> None:
-    model = (
-        "echo" if case in ("overflowing shape", "deep nesting", "non-object parameters") else EMBED
-    )
+    on_echo = ("overflowing shape", "deep nesting", "non-object parameters", "NaN as text",
+               "Infinity as text", "null as FP32")  # fmt: skip
+    model = "echo" if case in on_echo else EMBED
     resp = server.infer(model, body)  # type: ignore[arg-type]
     assert 400 <= resp.status_code < 500, (case, resp.status_code, resp.text)
     assert message in resp.json()["error"], resp.text
@@ -407,7 +534,9 @@ def request(binary):
 
 async def main():
     rest = InferenceRESTClient(RESTConfig(protocol="v2", timeout=60))
-    out = {}
+    out = {"readiness": [await rest.is_server_ready(http_url),
+                         await rest.is_server_live(http_url),
+                         await rest.is_model_ready(http_url, model)]}
     for binary in (True, False):
         res = await rest.infer(http_url, request(binary), model_name=model)
         out[f"rest_{binary}"] = [res.id, [o.name for o in res.outputs],
@@ -439,6 +568,8 @@ def test_kserve_sdk_rest_binary_json_and_grpc(server: MLServerProcess, tmp_path:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(done.stdout.strip().splitlines()[-1])
+    # The SDK reads the protocol's bodies: {"ready": true}, {"live": true}, {"ready": true}.
+    assert results.pop("readiness") == [True, True, True]
     for key, (request_id, names, embedding) in results.items():
         assert names == ["embedding"], key
         assert np.allclose(embedding, expected, atol=1e-5), key

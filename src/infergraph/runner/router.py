@@ -90,7 +90,8 @@ async def _run_graph(request: web.Request, payload: dict[str, Any]) -> web.Respo
         requested, every_binary, binary_names = _requested_outputs(payload)
         reply = await request.app[EXECUTOR_KEY].infer(payload, trace_headers(request.headers))
         produced = {t["name"]: t for t in reply["outputs"]}
-        reply["outputs"] = list(select_outputs(produced, requested).values())
+        selected = select_outputs(produced, requested)
+        reply["outputs"] = [{**tensor, "name": name} for name, tensor in selected.items()]
     except InfergraphError as exc:
         return _error(f"graph '{graph.name}': {exc}", status_for(exc).http)
     if reply.get("id") is None:

@@ -1,4 +1,16 @@
-"""The one hook this kit has into MLServer's internals: its REST route order.
+"""The hooks this kit has into MLServer's internals (1.7), in one module.
+
+1. Its REST route order (below).
+2. Its readiness answers: MLServer answers `/v2/health/live`, `/v2/health/ready` and
+   `/v2/models/<m>[/versions/<v>]/ready` with an empty body, where the Open Inference Protocol
+   has `{"live": ...}`, `{"ready": ...}` and `{"name": ..., "ready": ...}`, which the KServe
+   SDK reads (`response.json().get("ready")`). Routes answering the same status code as
+   MLServer's own endpoints (which they call) with those bodies go ahead of MLServer's.
+3. Its gRPC reading of `raw_input_contents`: MLServer unpacks each entry with `struct`, so
+   one of the wrong length fails as INTERNAL before any model code runs. The entries are
+   checked first and a wrong one is INVALID_ARGUMENT naming the input and the byte counts.
+
+Route order:
 
 MLServer (1.7) serves `/v2/models/{model_name}/infer` with a FastAPI route that parses the
 body as JSON into its `InferenceRequest`, so a binary-extension body (tritonclient, the
@@ -17,12 +29,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeGuard
 
-from starlette.routing import BaseRoute, Router
+import mlserver.grpc.converters as mlserver_converters
+import numpy as np
+import orjson
+from mlserver.errors import MLServerError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route, Router
 
+from infergraph.errors import InputError
+from infergraph.serving.binary import decode_bytes_tensor
 from infergraph.serving.heap import tracked_objects
+from infergraph.serving.tensors import V2_TO_NUMPY
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +67,8 @@ def promote(endpoints: list[Callable[..., Any]]) -> int:
             routes.remove(route)
             routes.insert(0, route)
             moved += 1
+        if ours:
+            answer_readiness_with_bodies(obj)
     return moved
 
 
@@ -64,3 +88,112 @@ async def promote_when_registered(
         name,
         name,
     )
+
+
+# -- readiness bodies ------------------------------------------------------------------------
+# MLServer's path -> the Open Inference Protocol body for (ready, path parameters).
+_READINESS: dict[str, Callable[[bool, dict[str, str]], dict[str, Any]]] = {
+    "/v2/health/live": lambda ok, _: {"live": ok},
+    "/v2/health/ready": lambda ok, _: {"ready": ok},
+    "/v2/models/{model_name}/ready": lambda ok, p: {"name": p["model_name"], "ready": ok},
+    "/v2/models/{model_name}/versions/{model_version}/ready": lambda ok, p: {
+        "name": p["model_name"],
+        "version": p["model_version"],
+        "ready": ok,
+    },
+}
+
+
+def answer_readiness_with_bodies(router: Router) -> int:
+    """Put a route with the protocol's JSON body ahead of each of MLServer's readiness routes.
+
+    Idempotent (every model's load promotes); how many routes were added.
+    """
+    done = {getattr(getattr(r, "endpoint", None), "readiness_body", None) for r in router.routes}
+    added = 0
+    for route in list(router.routes):
+        path = getattr(route, "path", None)
+        original = getattr(route, "endpoint", None)
+        if path not in _READINESS or path in done or original is None:
+            continue
+        router.routes.insert(0, Route(path, _with_body(path, original), methods=["GET"]))
+        done.add(path)
+        added += 1
+    return added
+
+
+def _with_body(path: str, original: Callable[..., Awaitable[Response]]) -> Callable[..., Any]:
+    """MLServer's endpoint decides (200 ready, 400 not, its errors as they are); add the body."""
+    body = _READINESS[path]
+
+    async def endpoint(request: Request) -> Response:
+        params = dict(request.path_params)
+        answered = await original(**params)
+        ok = answered.status_code == 200
+        return Response(
+            orjson.dumps(body(ok, params)), answered.status_code, media_type="application/json"
+        )
+
+    endpoint.readiness_body = path  # type: ignore[attr-defined]
+    return endpoint
+
+
+# -- gRPC raw_input_contents -------------------------------------------------------------------
+def check_raw_contents(inputs: Sequence[Any], raw_contents: Sequence[bytes]) -> None:
+    """Each raw entry must hold exactly what its input's shape and datatype need.
+
+    As MLServer reads them, entries belong in order to the inputs sent without contents.
+    """
+    empty = [inp for inp in inputs if not inp.data]
+    if len(raw_contents) != len(empty):
+        raise InputError(
+            "raw_input_contents",
+            f"{len(raw_contents)} entries for {len(empty)} inputs without contents "
+            f"({', '.join(repr(i.name) for i in empty) or 'none'}); send one per input",
+        )
+    for inp, raw in zip(empty, raw_contents, strict=True):
+        _check_raw_entry(inp.name, inp.datatype, list(inp.shape), raw)
+
+
+def _check_raw_entry(name: str, datatype: str, shape: list[int], raw: bytes) -> None:
+    count = math.prod(shape)
+    if datatype == "BYTES":
+        elements = len(decode_bytes_tensor(name, raw))
+        if elements != count:
+            raise InputError(
+                name,
+                f"raw_input_contents holds {elements} BYTES elements; shape {shape} needs {count}",
+            )
+        return
+    if datatype not in V2_TO_NUMPY:
+        raise InputError(name, f"unknown datatype '{datatype}'")
+    expected = count * np.dtype(V2_TO_NUMPY[datatype]).itemsize
+    if len(raw) != expected:
+        raise InputError(
+            name,
+            f"raw_input_contents holds {len(raw)} bytes; shape {shape} of {datatype} "
+            f"needs {expected}",
+        )
+
+
+def _install_raw_check() -> None:
+    """Replace the `inject_raw` MLServer's gRPC converter calls; once per process."""
+    original = mlserver_converters.inject_raw
+    if getattr(original, "checks_raw_contents", False):
+        return
+
+    def checked(inputs: list[Any], raw_contents: list[bytes]) -> list[Any]:
+        """MLServer's `inject_raw` after `check_raw_contents`: a bad entry is a 400, which
+        MLServer's gRPC error mapping answers INVALID_ARGUMENT."""
+        try:
+            check_raw_contents(inputs, raw_contents)
+        except InputError as exc:
+            raise MLServerError(str(exc), status_code=400) from exc
+        injected: list[Any] = original(inputs, raw_contents)
+        return injected
+
+    checked.checks_raw_contents = True  # type: ignore[attr-defined]
+    mlserver_converters.inject_raw = checked
+
+
+_install_raw_check()

@@ -125,18 +125,28 @@ def parse_request(
 def select_outputs(
     produced: dict[str, Any], requested: list[str], declared: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """Only the requested outputs, in the order asked; a name the model lacks is a 400.
+    """Only the requested outputs, in the order asked, keyed by the name asked for.
 
-    A declared output this request did not produce (e.g. `text_embedding` for images only)
-    is left out rather than refused.
+    A name resolves as input names do: exactly, else case-insensitively when one output fits
+    (Triton clients ask for `EMBEDDING`, the component's `embedding`). A name the model lacks
+    is a 400. A declared output this request did not produce (e.g. `text_embedding` for
+    images only) is left out rather than refused.
     """
     if not requested:
         return produced
     known = set(produced) | set(declared)
-    unknown = [name for name in requested if name not in known]
+    resolved = {name: _output_name(name, known) for name in requested}
+    unknown = [name for name, found in resolved.items() if found is None]
     if unknown:
         raise InputError(
             "outputs",
             f"no output named {', '.join(unknown)}; this model has {', '.join(sorted(known))}",
         )
-    return {name: produced[name] for name in requested if name in produced}
+    return {name: produced[found] for name, found in resolved.items() if found in produced}
+
+
+def _output_name(asked: str, known: set[str]) -> str | None:
+    if asked in known:
+        return asked
+    matches = [name for name in known if name.lower() == asked.lower()]
+    return matches[0] if len(matches) == 1 else None

@@ -106,12 +106,42 @@ def to_numpy(
         return out.reshape(dims)
     if datatype not in V2_TO_NUMPY:
         raise InputError(name, f"unknown datatype '{datatype}'")
-    if any(isinstance(x, (str, bytes, dict)) for x in flat):
-        raise InputError(name, f"data is not valid {datatype}: it holds text or objects")
+    _check_numbers(name, datatype, flat)
     try:
         return np.asarray(flat, dtype=V2_TO_NUMPY[datatype]).reshape(dims)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InputError(name, f"data is not valid {datatype}: {exc}") from exc
+
+
+# How writers spell the non-finite floats JSON lacks: the protobuf JSON mapping, Jackson, ...
+_NON_FINITE_TEXT = frozenset({"nan", "infinity", "-infinity", "inf", "-inf", "+inf"})
+_NOT_NUMBERS = (str, bytes, dict)
+
+
+def _check_numbers(name: str, datatype: str, flat: list[Any]) -> None:
+    """Every element a JSON number (NaN and Infinity literals included): name the first not.
+
+    numpy would read the text "NaN" as a float and null as NaN; both are refused instead, with
+    the way to send a non-finite value that does get through.
+    """
+    at = next((i for i, x in enumerate(flat) if x is None or isinstance(x, _NOT_NUMBERS)), None)
+    if at is None:
+        return
+    value = flat[at]
+    if value is None:
+        problem = (
+            "is null, not a number (writers such as orjson and pydantic write NaN and "
+            "Infinity as null); send non-finite values as NaN / Infinity literals or binary"
+        )
+    elif isinstance(value, str) and value.strip().lower() in _NON_FINITE_TEXT:
+        problem = (
+            f"is the text {value!r}, not a number: JSON has no NaN or Infinity; send the "
+            "literals NaN / Infinity / -Infinity (as Python's json writes them) or binary"
+        )
+    else:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        problem = f"is {type(value).__name__} {shown}, not a number"
+    raise InputError(name, f"data is not valid {datatype}: element {at} {problem}")
 
 
 def from_numpy(array: Array) -> tuple[str, list[int], list[Any], dict[str, str]]:
