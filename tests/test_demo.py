@@ -7,6 +7,7 @@ and must stop everything it started and say where its partial results are.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -52,6 +53,37 @@ def _tagged(tag: str) -> list[str]:
         except OSError:
             continue
     return found
+
+
+def _stuck(proc: subprocess.Popen[str], tag: str, late: subprocess.TimeoutExpired) -> str:
+    """What a demo that did not stop was doing: its state, its processes, its last output.
+    Everything tagged is killed so the run goes on."""
+    said = late.output.decode(errors="replace") if isinstance(late.output, bytes) else late.output
+    try:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        state = next(line for line in status.splitlines() if line.startswith("State"))
+        wchan = Path(f"/proc/{proc.pid}/wchan").read_text()
+    except OSError:
+        state, wchan = "exited", ""
+    left = _tagged(tag)
+    for pid in _tagged_pids(tag):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    return (
+        f"the demo did not stop within 180 s of SIGINT (exit {proc.returncode} after SIGKILL); "
+        f"demo {state} in {wchan!r}; tagged processes: {left}; output tail:\n{(said or '')[-3000:]}"
+    )
+
+
+def _tagged_pids(tag: str) -> list[int]:
+    needle = f"INFERGRAPH_TEST_TAG={tag}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and needle in (entry / "environ").read_bytes():
+                pids.append(int(entry.name))
+    return pids
 
 
 def _no_leftovers(tag: str) -> list[str]:
@@ -211,7 +243,10 @@ def test_ctrl_c_stops_every_process_and_names_the_partial_results(tmp_path: Path
         assert proc.poll() is None and time.monotonic() < deadline, "MLServer never started"
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=180)
+    try:
+        rest, _ = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired as late:
+        pytest.fail(_stuck(proc, tag, late))
     assert proc.returncode == 130, rest[-3000:]
     assert "interrupted" in rest and f"partial results are in {out}" in rest, rest[-3000:]
     assert _no_leftovers(tag) == []

@@ -16,9 +16,11 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from aiohttp.test_utils import TestServer
 
 from infergraph.graph.model import InferenceGraph, load_graph, parse_graph
 from infergraph.runner.local import RunningGraph, run_graph
+from infergraph.runner.router import build_app
 from tests.engine_cases import forced_langid
 from tests.graph_payloads import request_for
 
@@ -100,9 +102,6 @@ def test_cascade_stops_early_when_confident_and_continues_when_not() -> None:
     """The `when` threshold is the router's to apply (the plan's condition), so both graphs
     run on the same node servers: a second router, confidence always below its threshold,
     is started beside the first on the MLServer the first started."""
-    from aiohttp.test_utils import TestServer
-
-    from infergraph.runner.router import build_app
 
     async def scenario() -> None:
         graph = _cascade(threshold=-1.0)  # confidence is never below -1: always confident
@@ -222,8 +221,19 @@ def test_node_timeout_and_dead_node_are_named_and_router_stays_up() -> None:
             assert node.status_code == 200, node.text  # node endpoints sit beside the graph
             for server in rg.servers:
                 server.stop()
-            resp = await _post(rg.infer_url, request_for(graph))
-            assert resp.status_code == 502 and "node 'fast'" in resp.text
+            # A dead node is unreachable (502), asked with a timeout that a refused connection
+            # cannot outlast: at 0.5 ms a loaded machine may time out (504) before it is refused.
+            patient = parse_graph(copy.deepcopy(data))
+            bases = {node: server.base for server in rg.servers for node in server.nodes}
+            router = TestServer(build_app(patient, bases))
+            await router.start_server()
+            try:
+                url = str(router.make_url(f"/v2/models/{patient.name}/infer"))
+                resp = await _post(url, request_for(patient))
+            finally:
+                await router.close()
+            assert resp.status_code == 502, resp.text
+            assert "node 'fast'" in resp.text and "unreachable" in resp.text, resp.text
             assert (await _get(f"{rg.url}/v2/health/live")).status_code == 200
             assert (await _get(f"{rg.url}/v2/health/ready")).status_code == 503
             meta = (await _get(f"{rg.url}/v2/models/cascade")).json()
