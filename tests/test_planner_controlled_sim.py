@@ -3,7 +3,13 @@
 The controlled node's passes take a known time, so the only thing left to model is the
 batcher's queueing and batch forming under load. The full check, through MLServer, the
 router, HTTP and the load tester, is `bench_planner.py --parts controlled`; this is its
-fast core, with no server: the same batcher code on Poisson arrivals at load 0.6.
+fast core, with no server: the same batcher code on Poisson arrivals at loads 0.6 and 0.85.
+
+Compared with the latencies the batcher times itself (queue plus pass), each simulated pass
+taking as long as the real one did: a test that compared wall-clock latencies from the
+constant drawn times failed under `make test`'s parallel load (p50 11 % off), because a served
+pass overruns its sleep and the event loop's hand-offs grow with the machine's load. Those
+are the profile's and the hop's to measure (docs/planner.md), not batch forming's.
 """
 
 from __future__ import annotations
@@ -24,7 +30,6 @@ from infergraph.serving.batcher import MicroBatcher
 
 BASE_MS, PER_ROW_MS = 20.0, 5.0
 BATCH, DELAY_S = 4, 0.010
-HANDOFF_S = 0.005
 
 
 def _served_latencies(
@@ -54,34 +59,6 @@ def _served_latencies(
     return came, took
 
 
-def test_simulated_percentiles_match_the_controlled_node_under_load():
-    node = ControlledNode(
-        ComponentSettings(
-            options={"base_ms": BASE_MS, "per_row_ms": PER_ROW_MS, "sigma": 0.0},
-            warmup=False,
-            max_batch_size=BATCH,
-        )
-    )
-    node.start()
-    capacity = BATCH / ((BASE_MS + PER_ROW_MS * BATCH) / 1000.0)  # 100 req/s in full batches
-    arrivals = poisson_arrivals(0.6 * capacity, 12.0, np.random.default_rng(3))
-    came, took = _served_latencies(node, arrivals)
-    service = ServiceModel.constant([(BASE_MS + PER_ROW_MS * b) / 1000.0 for b in range(1, 5)])
-    config = NodeConfig(BATCH, DELAY_S, 1, service)
-    # the simulator is fed the times the requests really came, as the benchmark replays the
-    # load tester's; only the batcher's own timing (a sleep runs late, never early) can differ
-    result = simulate(Topology((Stage("n", "n"),)), {"n": config}, np.sort(came), {})
-    simulated = np.sort(result.latency_s)
-    measured = np.sort(took)
-    # Beside the relative tolerance, up to 5 ms for the event loop's handoff to the forward
-    # thread and back, which the real path profiles as part of the hop: 1.7 ms at the median
-    # on the quiet-ish 2-core VM, 3.8 ms with a benchmark beside it.
-    for q, tolerance in ((50, 0.05), (99, 0.10)):
-        assert np.percentile(simulated, q) == pytest.approx(
-            np.percentile(measured, q), rel=tolerance, abs=HANDOFF_S
-        )
-
-
 class _TimedNode(ControlledNode):
     """The controlled node recording each pass: its rows and how long it really took."""
 
@@ -96,11 +73,13 @@ class _TimedNode(ControlledNode):
         return out
 
 
-def test_the_real_batchers_passes_replayed_give_its_latencies_at_high_load():
-    """The controlled check's model in small: passes with a log-normal spread (0.25) at 85 %
-    load, where the queue amplifies every difference, simulated on the times the requests
-    really came and, through `NodeConfig.draws`, with the k-th simulated pass taking as long
-    as the k-th real one did.
+@pytest.mark.timing
+@pytest.mark.parametrize("load", [0.6, 0.85])
+def test_the_real_batchers_passes_replayed_give_its_latencies(load: float) -> None:
+    """The controlled check's model in small: passes with a log-normal spread (0.25) at 60 %
+    and at 85 % load (where the queue amplifies every difference), simulated on the times the
+    requests really came and, through `NodeConfig.draws`, with the k-th simulated pass
+    taking as long as the k-th real one did.
 
     The real passes, not the drawn ones: a served pass runs past its drawn time by the
     sleep's overshoot and the forward thread's wait for the GIL, 0.7 ms on average on the
@@ -120,7 +99,7 @@ def test_the_real_batchers_passes_replayed_give_its_latencies_at_high_load():
     )
     node.start()
     mean_pass = (BASE_MS + PER_ROW_MS * BATCH) / 1000.0 * np.exp(sigma**2 / 2)
-    arrivals = poisson_arrivals(0.85 * BATCH / mean_pass, 12.0, np.random.default_rng(5))
+    arrivals = poisson_arrivals(load * BATCH / mean_pass, 12.0, np.random.default_rng(5))
     came, took = _served_latencies(node, arrivals, batcher_own=True)
     medians = tuple((BASE_MS + PER_ROW_MS * b) / 1000.0 for b in range(1, BATCH + 1))
     # each real pass as a draw of its own size's law: median[b] * exp(sigma * z) = its time
