@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from infergraph.components.base import Component, TensorSpec
@@ -33,6 +34,8 @@ from infergraph.graph.model import (
     SequenceStep,
     Step,
     WhenStep,
+    read_document,
+    validate_schema,
 )
 
 StepKind = Literal["node", "gate", "pass", "combine"]
@@ -655,3 +658,22 @@ def compile_plan(graph: InferenceGraph) -> GraphPlan:
     if compiler.problems:
         raise GraphValidationError(graph.name, compiler.problems)
     return GraphPlan(graph, compiler.steps, outputs, root)
+
+
+def plan_of(source: InferenceGraph | GraphPlan) -> GraphPlan:
+    """What a consumer runs: the plan it was given, or a graph built in code, compiled here.
+
+    Consumers take a compiled plan so a graph is compiled once (`load_plan`, `parse_plan`)
+    and its facts (families, GPU use, wiring) are not checked again downstream.
+    """
+    return source if isinstance(source, GraphPlan) else compile_plan(source)
+
+
+def parse_plan(data: dict[str, Any], source: str = "<memory>") -> GraphPlan:
+    """A graph document, validated (schema, then topology) and compiled once."""
+    return compile_plan(validate_schema(data, source))
+
+
+def load_plan(path: str | Path) -> GraphPlan:
+    """A graph file, validated and compiled once: what `serve` and `render` start from."""
+    return parse_plan(read_document(path), str(path))
