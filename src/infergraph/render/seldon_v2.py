@@ -595,12 +595,12 @@ def _served(
 
 
 def served_settings(
-    graph: InferenceGraph, options: RenderOptions | None = None
+    source: InferenceGraph | GraphPlan, options: RenderOptions | None = None
 ) -> dict[str, ServedSettings]:
     """Model name -> the settings the operator serves for it, the same `_served` that wrote
     each Model's storageUri in `render` (empty without `options.settings_url`)."""
     options = options or RenderOptions()
     if not options.settings_url:
         return {}
-    translator, _ = translate(graph)
-    return _served(graph, translator, options)
+    translator, _ = translate(source)
+    return _served(translator.plan.graph, translator, options)
