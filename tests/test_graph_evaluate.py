@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +223,25 @@ def test_a_v1_unit_fed_zero_rows_skips_its_component_and_says_so() -> None:
     assert all(answer[f"fast.{name}"]["shape"][0] == 0 for name in outputs)
     assert unit.tags() == {"fast.skipped": 1}
     assert unit._component is None
+
+
+ISOLATED = """
+import sys
+for name in ("torch", "transformers", "timm", "PIL", "mlserver", "seldon_core", "aiohttp"):
+    sys.modules[name] = None  # any import of it now raises ImportError
+from infergraph.graph import evaluate
+from infergraph.serving import graph_step
+assert evaluate.first_present(["a.x", "b.x"], {"b.x": 1}) == 1
+assert not [m for m in sys.modules if m.startswith("infergraph.runner")], "serving -> runner"
+print("ok")
+"""
+
+
+def test_the_rules_need_no_model_framework_server_or_runner() -> None:
+    """Torch-free and server-free, and the KServe step no longer imports the local runner
+    (the runner <-> serving cycle)."""
+    result = subprocess.run(
+        [sys.executable, "-c", ISOLATED], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "ok"
