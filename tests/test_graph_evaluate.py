@@ -245,3 +245,24 @@ def test_the_rules_need_no_model_framework_server_or_runner() -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("engine", ["seldon-v2", "seldon-v1", "kserve"])
+def test_rendering_a_graph_file_compiles_it_once(
+    engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The objects and (Seldon v2) the model-settings files come from one compiled plan."""
+    from infergraph.graph import plan as plan_module
+    from infergraph.render import EXAMPLE_STORAGE, RenderOptions, render_files
+
+    compiled: list[str] = []
+
+    class Counting(plan_module._Compiler):  # every compile_plan, however it was imported
+        def __init__(self, graph: Any) -> None:
+            compiled.append(graph.name)
+            super().__init__(graph)
+
+    monkeypatch.setattr(plan_module, "_Compiler", Counting)
+    options = RenderOptions(storage_uri=EXAMPLE_STORAGE)
+    files = render_files(REPO / "k8s/graphs/cascade.yaml", engine, options)
+    assert files and compiled == ["cascade"]
