@@ -3,9 +3,11 @@
 What a graph means is decided here and nowhere else: which tensor feeds each input (the
 optional-input rule, `a.x | request.x` alternatives), how an ensemble is combined, which
 branch of a `when` a step belongs to, and what the graph returns. The validator reports the
-problems found while compiling; the local runner executes the steps; the renderers translate
-them (flat steps for dataflow engines, the `root` block tree for tree-shaped ones); the
-planner simulates them. No other module walks the `spec.graph` step tree.
+problems found while compiling; `graph.evaluate` applies the plan to each request, for the
+local runner, the KServe graph step and the Seldon v1 unit alike; the renderers translate
+it (flat steps for dataflow engines, the `root` block tree for tree-shaped ones); the
+planner simulates it. No other module walks the `spec.graph` step tree, and consumers take
+the compiled plan (`load_plan`, `parse_plan`, `plan_of`) rather than compile it again.
 
 Semantics of a plan: a step runs when every `when` branch it sits under chose its side and
 the steps it depends on have finished; steps with no dependency between them (ensemble
