@@ -30,36 +30,14 @@ from infergraph.runner.repository import offline_checkpoint
 from tests.engine_cases import GRAPHS, assert_same, forced_langid, load, sweep, tiny
 from tests.engines.seldon_v2 import Dataflow, agent_rewrite, loaded_name
 from tests.graph_payloads import request_for
-from tests.servers import MLServerProcess, ModelHost, model_host
+from tests.servers import MLServerProcess, ModelHost
 
 OPTIONS = RenderOptions(storage_uri=EXAMPLE_STORAGE)
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module", autouse=True)
-def offline_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    import os
-
-    path = tmp_path_factory.mktemp("offline-cache")
-    before = os.environ.get("INFERGRAPH_CACHE")
-    os.environ["INFERGRAPH_CACHE"] = str(path)
-    yield path
-    if before is None:
-        os.environ.pop("INFERGRAPH_CACHE", None)
-    else:
-        os.environ["INFERGRAPH_CACHE"] = before
-
-
-@pytest.fixture(scope="module")
-def host(offline_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelHost]:
-    """The file's one MLServer (`tests/servers.py ModelHost`): each case loads its Models on
-    it through the repository API, as Seldon v2's agent loads them on a Server."""
-    with model_host(tmp_path_factory.mktemp("seldon-v2-server")) as shared:
-        yield shared
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("offline_cache")]
 
 
 @contextmanager
-def served(graph: InferenceGraph, host: ModelHost) -> Iterator[MLServerProcess]:
+def served(graph: InferenceGraph, model_host: ModelHost) -> Iterator[MLServerProcess]:
     """Every Model of the rendered graph loaded on the file's MLServer, settings as the agent
     writes them."""
     nodes = {n.name: n for n in graph.spec.nodes}
@@ -72,7 +50,7 @@ def served(graph: InferenceGraph, host: ModelHost) -> Iterator[MLServerProcess]:
             if uri:
                 settings["parameters"]["uri"] = uri
         written.append(settings)
-    with host.hosting(written) as server:
+    with model_host.hosting(written) as server:
         yield server
 
 
@@ -115,10 +93,10 @@ def node_path(graph: InferenceGraph, ran: list[str]) -> list[str]:
 
 
 def check(
-    graph: InferenceGraph, host: ModelHost, requests: list[dict[str, Any]]
+    graph: InferenceGraph, model_host: ModelHost, requests: list[dict[str, Any]]
 ) -> list[list[str]]:
     paths = []
-    with served(graph, host) as server:
+    with served(graph, model_host) as server:
         for request in requests:
             local = run_local(graph, server, request, loaded_name)
             cluster, ran = run_v2(graph, server, request)
@@ -131,20 +109,22 @@ def check(
 
 
 @pytest.mark.parametrize("path", sweep(GRAPHS), ids=lambda p: p.stem)
-def test_every_graph_runs_the_same_on_seldon_v2(path: Path, host: ModelHost) -> None:
+def test_every_graph_runs_the_same_on_seldon_v2(path: Path, model_host: ModelHost) -> None:
     graph = tiny(yaml.safe_load(path.read_text()))
-    check(graph, host, [request_for(graph), request_for(graph, rows=2, seed=3)])
+    check(graph, model_host, [request_for(graph), request_for(graph, rows=2, seed=3)])
 
 
 @pytest.mark.parametrize(("threshold", "expected"), [(-1.0, ["fast"]), (2.0, ["fast", "accurate"])])
-def test_cascade_confident_and_unsure(host: ModelHost, threshold: float, expected: list) -> None:
+def test_cascade_confident_and_unsure(
+    model_host: ModelHost, threshold: float, expected: list
+) -> None:
     data = load("cascade")
     data["spec"]["graph"]["sequence"][1]["when"]["value"] = threshold
     graph = tiny(data)
-    assert check(graph, host, [request_for(graph)]) == [expected]
+    assert check(graph, model_host, [request_for(graph)]) == [expected]
 
 
-def test_video_frame_without_and_with_detections(host: ModelHost) -> None:
+def test_video_frame_without_and_with_detections(model_host: ModelHost) -> None:
     graph = tiny(load("video"))
     none = request_for(graph, **{"detector.threshold": 1.0})
     several = request_for(
@@ -156,32 +136,32 @@ def test_video_frame_without_and_with_detections(host: ModelHost) -> None:
         request["parameters"] = {
             k.removeprefix("detector."): v for k, v in request["parameters"].items()
         }
-    check(graph, host, [none, several])
+    check(graph, model_host, [none, several])
 
 
-def test_ensemble_joined_by_a_combiner_node(host: ModelHost) -> None:
+def test_ensemble_joined_by_a_combiner_node(model_host: ModelHost) -> None:
     data = load("ensemble")
     data["spec"]["nodes"].append({"name": "joiner", "family": "combiner", "options": {}})
     data["spec"]["graph"]["combine"] = {"node": "joiner", "tensor": "scores"}
     graph = tiny(data)
     plan = compile_plan(graph)
     assert set(plan.step("joiner").inputs) == {"scores_0", "scores_1", "scores_2"}
-    paths = check(graph, host, [request_for(graph)])
+    paths = check(graph, model_host, [request_for(graph)])
     assert paths[0][-1] == "joiner"
 
 
 @pytest.mark.parametrize(("language", "expected"), [("en", False), ("fr", True)])
 def test_nlp_english_and_french(
-    host: ModelHost, tmp_path: Path, language: str, expected: bool
+    model_host: ModelHost, tmp_path: Path, language: str, expected: bool
 ) -> None:
     data = load("nlp")
     data["spec"]["nodes"][0]["modelUri"] = forced_langid(tmp_path / "ckpt", language)
     graph = tiny(data)
-    (path,) = check(graph, host, [request_for(graph)])
+    (path,) = check(graph, model_host, [request_for(graph)])
     assert ("translate" in path) is expected
 
 
-def test_float_knob_through_the_gateway_as_a_number_and_as_text(host: ModelHost) -> None:
+def test_float_knob_through_the_gateway_as_a_number_and_as_text(model_host: ModelHost) -> None:
     """Seldon v2's REST gateway turns every number into int64 (v2.go:457-474, modelled by
     `gateway_request`): `threshold: 0.9` reaches the detector as 0 and every box is kept.
     Sent as the text "0.9" it arrives intact and the cluster answers as the local run."""
@@ -190,7 +170,7 @@ def test_float_knob_through_the_gateway_as_a_number_and_as_text(host: ModelHost)
         graph, rows=2, **{"detector.threshold": 0.9, "detector.crop_classes": "dog"}
     )
     sent = {k: v for k, v in local_request.items() if k != "parameters"}
-    with served(graph, host) as server:
+    with served(graph, model_host) as server:
         local = run_local(graph, server, local_request, loaded_name)
         as_number = {**sent, "parameters": {"threshold": 0.9, "crop_classes": "dog"}}
         truncated, _ = run_v2(graph, server, as_number)
@@ -205,7 +185,7 @@ def test_float_knob_through_the_gateway_as_a_number_and_as_text(host: ModelHost)
     assert boxes(local) < boxes(truncated)  # truncation changed the answer: 0.9 became 0
 
 
-def test_a_knob_for_a_downstream_step_reaches_it(host: ModelHost) -> None:
+def test_a_knob_for_a_downstream_step_reaches_it(model_host: ModelHost) -> None:
     """The dataflow hands a step the previous Model's response parameters
     (StreamTransforms.kt:122-126, modelled in `Dataflow.run`): `top_k` sent with the request
     reaches the classifier behind the detector because every rendered Model relays the
@@ -217,7 +197,7 @@ def test_a_knob_for_a_downstream_step_reaches_it(host: ModelHost) -> None:
         graph, rows=2, **{"detector.threshold": 0, "detector.crop_classes": "dog", "top_k": 2}
     )
     sent = {k: v for k, v in local_request.items() if k != "parameters"}
-    with served(graph, host) as server:
+    with served(graph, model_host) as server:
         local = run_local(graph, server, local_request, loaded_name)
         cluster, ran = run_v2(
             graph,
