@@ -142,7 +142,7 @@ def test_seldon_v2_join_waiting_on_a_cold_member_needs_the_rendered_window() -> 
 
     from infergraph.graph.model import parse_graph
     from infergraph.render import EXAMPLE_STORAGE, RenderOptions, render
-    from tests.engines.seldon_v2 import Dataflow
+    from tests.engines.seldon_v2 import Dataflow, pb
     from tests.test_render_seldon import INLINE
 
     doc = _copy.deepcopy(INLINE["ensemble"])
@@ -151,9 +151,15 @@ def test_seldon_v2_join_waiting_on_a_cold_member_needs_the_rendered_window() -> 
     objs = render(parse_graph(doc), "seldon-v2", RenderOptions(storage_uri=EXAMPLE_STORAGE))
     pipeline = next(o for o in objs if o["kind"] == "Pipeline")
 
-    def infer(model: str, body: dict) -> dict:  # each Model answers one `scores` tensor
-        del body
-        return {"outputs": [{"name": "scores", "datatype": "FP32", "shape": [1], "data": [1.0]}]}
+    def infer(request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        del request  # each Model answers one `scores` tensor
+        scores = pb.ModelInferResponse.InferOutputTensor(
+            name="scores",
+            datatype="FP32",
+            shape=[1],
+            contents=pb.InferTensorContents(fp32_contents=[1.0]),
+        )
+        return pb.ModelInferResponse(outputs=[scores])
 
     request = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["x"]}]}
     cold = {"ensemble-x-b": 180.0}  # scheduling, image pull and load
