@@ -86,6 +86,34 @@ def test_kserve_router_forwards_only_the_headers_propagate_headers_matches() -> 
     assert "Traceparent" not in seen[-1]
 
 
+def test_documented_kserve_router_config_passes_every_trace_header() -> None:
+    """docs/rendering.md tells the cluster admin what to put in the `inferenceservice-config`
+    ConfigMap's `router` JSON. The controller joins `headers.propagate` with commas into the
+    router's `PROPAGATE_HEADERS` (kserve v0.20.0 pkg/controller/v1alpha1/inferencegraph/
+    raw_ig.go:89-97, knative_reconciler.go:252), which the router splits on commas
+    (cmd/router/main.go:492-496): with the documented value, the headers a client sends in
+    lower case reach the step."""
+    import re as _re
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs" / "rendering.md").read_text()
+    found = _re.search(r'`("headers": \{"propagate": \[[^`]*\]\})`', doc)
+    assert found, "docs/rendering.md no longer shows the router's headers.propagate"
+    config = json.loads("{" + found[1] + "}")
+    env = ",".join(config["headers"]["propagate"])  # raw_ig.go:94-95
+    seen: list[dict[str, str]] = []
+
+    def post(
+        _url: str, _body: bytes, headers: dict[str, str], _timeout: float | None
+    ) -> tuple[bytes, int]:
+        seen.append(headers)
+        return b"{}", 200
+
+    sent = {"traceparent": "00-4bf9-00f0-01", "tracestate": "k=v", "x-request-id": "r29"}
+    _sequence_router(post, tuple(env.split(","))).handle(b"{}", sent)
+    assert {k.lower(): v for k, v in seen[-1].items() if k != "Content-Type"} == sent
+
+
 def test_kserve_router_step_past_its_service_client_timeout_is_a_500() -> None:
     """`routerTimeouts.serviceClient` is the http.Client timeout; a call past it is an error
     answered 500 with the router's error body (main.go:149-160)."""
