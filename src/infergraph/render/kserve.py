@@ -404,7 +404,7 @@ def _scaling(
         "apps/v1",
         "Deployment",
         deployment,
-        f"{deployment}-[a-z0-9]+-[a-z0-9]+",
+        autoscaling.deployment_pod_regex(deployment),
         {"model": service.name},
         REQUESTS_SERIES,
         wake_query(graph, plan, service) if auto.min_replicas == 0 else None,
