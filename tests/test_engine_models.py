@@ -200,3 +200,31 @@ def test_seldon_v2_join_waiting_on_a_cold_member_needs_the_rendered_window() -> 
     assert lost is None and "ensemble-x-vote" not in ran
     warm, _ = Dataflow(default_window, infer, {"ensemble-x-b": 30.0}).run(request)
     assert warm is not None
+
+
+def test_kserve_router_config_command_output_passes_every_trace_header() -> None:
+    """What `infergraph kserve-router-config` prints for KServe's shipped `router` value, read
+    as the controller reads it (`RouterConfig.Headers`, kserve v0.20.0
+    pkg/controller/v1alpha1/inferencegraph/controller.go:75-96, 106-113) and joined into
+    PROPAGATE_HEADERS (raw_ig.go:89-97), lets every trace header a client sends in lower case
+    reach the step through the router model."""
+    from typer.testing import CliRunner
+
+    from infergraph.cli import app
+    from tests.test_render_kserve import KSERVE_DEFAULT_ROUTER
+
+    printed = CliRunner().invoke(app, ["kserve-router-config"], input=KSERVE_DEFAULT_ROUTER)
+    assert printed.exit_code == 0, printed.output
+    router = json.loads(json.loads(printed.stdout)["data"]["router"])
+    env = ",".join(router["headers"]["propagate"])
+    seen: list[dict[str, str]] = []
+
+    def post(
+        _url: str, _body: bytes, headers: dict[str, str], _timeout: float | None
+    ) -> tuple[bytes, int]:
+        seen.append(headers)
+        return b"{}", 200
+
+    sent = {"traceparent": "00-4bf9-00f0-01", "tracestate": "k=v", "x-request-id": "r29"}
+    _sequence_router(post, tuple(env.split(","))).handle(b"{}", sent)
+    assert {k.lower(): v for k, v in seen[-1].items() if k != "Content-Type"} == sent
