@@ -167,7 +167,7 @@ def test_autoscaling_classes_follow_what_kserve_can_express() -> None:
 
 def test_scale_to_zero_note_names_the_cold_start() -> None:
     objs = objects("cascade")
-    notes = render_notes(objs)
+    notes = [n for n in render_notes(objs) if not n.startswith("trace headers:")]
     assert len(notes) == 1 and notes[0].startswith("accurate: minReplicas 0")
     assert "#1247" in notes[0] and "#2882" in notes[0]
     assert NOTES_ANNOTATION in kind(objs, "InferenceGraph")[0]["metadata"]["annotations"]
