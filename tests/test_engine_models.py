@@ -228,3 +228,60 @@ def test_kserve_router_config_command_output_passes_every_trace_header() -> None
     sent = {"traceparent": "00-4bf9-00f0-01", "tracestate": "k=v", "x-request-id": "r29"}
     _sequence_router(post, tuple(env.split(","))).handle(b"{}", sent)
     assert {k.lower(): v for k, v in seen[-1].items() if k != "Content-Type"} == sent
+
+
+def test_a_combine_step_reads_an_ensemble_merge_the_same_after_gos_re_encoding() -> None:
+    """KServe's Ensemble hands the next step Go's re-encoding of its members (`0.0` -> `0`,
+    `1.0` -> `1`; cmd/router/main.go:278-291, 315). The graph step reads carried tensors by
+    their `datatype`, not their JSON form, and request knobs through `as_float`, so the
+    combine step gets the same arrays, dtypes and parameters as from Python's encoding."""
+    import asyncio
+
+    import numpy as np
+
+    from infergraph.components.parameters import as_float
+    from infergraph.serving import graph_step
+    from infergraph.serving.tensors import to_numpy
+    from tests.engines.kserve_router import go_decode, go_marshal
+
+    def member(step: str, probs: list[float]) -> dict:
+        tensors = [
+            {"name": f"{step}.probs", "datatype": "FP32", "shape": [1, 3], "data": probs},
+            {"name": f"{step}.label", "datatype": "INT64", "shape": [1], "data": [2]},
+        ]
+        carry = {"parameters": {"threshold": 1.0, "b.scale": 0.0}, "path": [step], "when": {}}
+        return {"model_name": step, "outputs": [], "inputs": tensors, "carry": carry}
+
+    merge = {"a": member("a", [0.0, 1.0, 0.0]), "b": member("b", [0.25, 0.75, 0.0])}
+    wiring = graph_step.StepWiring(
+        step="combine-0",
+        kind="combine",
+        inputs={"probs_0": ["a.probs"], "probs_1": ["b.probs"]},
+        outputs={},
+        passes={},
+        output_specs=[],
+        nodes=["a", "b", "combine-0"],
+    )
+
+    def fed(body: dict) -> tuple[dict[str, np.ndarray], dict]:
+        seen: list[tuple[dict, dict]] = []
+
+        async def call(feed: dict, params: dict) -> dict:
+            seen.append((feed, params))
+            return {}
+
+        asyncio.run(graph_step.run_step(wiring, body, call))
+        feed, params = seen[0]
+        return {
+            k: to_numpy(t["name"], t["datatype"], t["shape"], t["data"]) for k, t in feed.items()
+        }, params
+
+    python_feed, python_params = fed(json.loads(json.dumps(merge)))
+    go_body = go_marshal(go_decode(json.dumps(merge).encode()))
+    assert b'"data":[0,1,0]' in go_body  # the re-encoding this is about
+    go_feed, go_params = fed(json.loads(go_body))
+    for name, array in python_feed.items():
+        assert go_feed[name].dtype == array.dtype == np.float32
+        assert np.array_equal(go_feed[name], array)
+    assert as_float(go_params["threshold"], "threshold", 0, 1) == 1.0
+    assert go_params == python_params
