@@ -285,3 +285,26 @@ def test_a_combine_step_reads_an_ensemble_merge_the_same_after_gos_re_encoding()
         assert np.array_equal(go_feed[name], array)
     assert as_float(go_params["threshold"], "threshold", 0, 1) == 1.0
     assert go_params == python_params
+
+
+def test_seldon_v1_chains_a_v2_response_through_go_as_chain_kfserving_does() -> None:
+    """Between `protocol: v2` units the executor decodes the response into interface{},
+    renames `outputs` to `inputs` and re-marshals it (seldon-core v1.18.2
+    executor/api/rest/kfserving.go:10-35): numbers pass through float64 (`0.0` -> `0`), every
+    other field (`parameters` too) is kept, a body that already has `inputs` goes on as it
+    is, and one with neither is an error."""
+    from tests.engines.seldon_v1 import ChainError, chain_kfserving
+
+    response = (
+        b'{"model_name": "m", "parameters": {"top_k": 2.0, "note": "<a&b>"},'
+        b' "outputs": [{"name": "p", "datatype": "FP32", "shape": [1, 2], "data": [0.0, 0.5]}]}'
+    )
+    chained = chain_kfserving(response)
+    assert chained == (
+        b'{"inputs":[{"data":[0,0.5],"datatype":"FP32","name":"p","shape":[1,2]}],'
+        b'"model_name":"m","parameters":{"note":"\\u003ca\\u0026b\\u003e","top_k":2}}'
+    )
+    request = b'{"inputs": [{"name": "x", "data": [1.0]}]}'
+    assert chain_kfserving(request) == request
+    with pytest.raises(ChainError, match="chained"):
+        chain_kfserving(b'{"error": "x"}')
