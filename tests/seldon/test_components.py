@@ -30,6 +30,7 @@ import requests
 from infergraph.graph.model import parse_graph
 from infergraph.render import EXAMPLE_STORAGE, RenderOptions, render
 from infergraph.render.common import cache_env
+from tests.engines.seldon_v1 import ChainError, chained
 
 REPO = Path(__file__).resolve().parents[2]
 CLASS = "infergraph.serving.seldon_component.InfergraphComponent"
@@ -459,8 +460,9 @@ class Executor:
     unit's response is the next unit's request as it is. `protocol: v2`: each unit is the
     MLServer its container's environment configures, every method is `/v2/models/<name>/infer`
     and between units the response's `outputs` become the request's `inputs`, every other
-    field (its `parameters` too) kept (executor/api/rest/client.go `modifyMethod`, `Chain`;
-    executor/api/rest/kfserving.go:10-35).
+    field (its `parameters` too) kept and the body re-encoded through Go's float64
+    (executor/api/rest/client.go `modifyMethod`, `Chain`; executor/api/rest/kfserving.go:10-35;
+    `tests.engines.seldon_v1.chain_kfserving`).
 
     `<name>` is the client URL's model name when it has one, else the unit's
     (predictor_process.go:87-92 `getModelName`; server.go:315-318 passes the URL's
@@ -523,9 +525,10 @@ class Executor:
     def call(self, unit: dict[str, Any], path: str, body: Any) -> dict[str, Any]:
         if self.protocol == "v2":
             path = f"/v2/models/{self.model_name or unit['name']}/infer"
-            if "inputs" not in body:
-                body = {**body, "inputs": body["outputs"]}
-                del body["outputs"]
+            try:  # Chain before every unit call (predictor_process.go:112-113, 164-165)
+                body = chained(body)
+            except ChainError as exc:  # a plain error: 500 (server.go:97-99)
+                raise UnitError(500, json.dumps({"status": {"info": str(exc)}}).encode()) from exc
         self.calls.append(f"{unit['name']}{path}")
         service = self.service(unit)
         try:
