@@ -131,14 +131,20 @@ class ModelHost:
         self.server = server
 
     @contextmanager
-    def hosting(self, settings: list[dict[str, Any]]) -> Iterator[MLServerProcess]:
-        """Serve the models whose model-settings.json are `settings` for the block."""
+    def hosting(
+        self, settings: list[dict[str, Any]], artifacts: dict[str, Path] | None = None
+    ) -> Iterator[MLServerProcess]:
+        """Serve the models whose model-settings.json are `settings` for the block; a model
+        named in `artifacts` gets that folder's files beside its settings first (what
+        Seldon v2's rclone copies from `storageUri`)."""
         folders = []
         try:
             for model in settings:
                 folder = self.server.workdir / "models" / model["name"]
                 folder.mkdir(parents=True)
                 folders.append(folder)
+                if artifacts and model["name"] in artifacts:
+                    shutil.copytree(artifacts[model["name"]], folder, dirs_exist_ok=True)
                 (folder / "model-settings.json").write_text(json.dumps(model))
                 self._repository(model["name"], "load")
             yield self.server

@@ -17,18 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import httpx
 import pytest
 import yaml
 
-from infergraph.graph.model import InferenceGraph
+from infergraph.graph.model import InferenceGraph, Node
 from infergraph.graph.plan import compile_plan
 from infergraph.render import EXAMPLE_STORAGE, RenderOptions, render
 from infergraph.render import seldon_v2 as v2
 from infergraph.runner.executor import GraphExecutor
 from infergraph.runner.repository import offline_checkpoint
 from tests.engine_cases import GRAPHS, assert_same, forced_langid, load, sweep, tiny
-from tests.engines.seldon_v2 import Dataflow, agent_rewrite, loaded_name
+from tests.engines.seldon_v2 import Dataflow, agent_rewrite, grpc_models, loaded_name
 from tests.graph_payloads import request_for
 from tests.servers import MLServerProcess, ModelHost
 
@@ -36,21 +35,36 @@ OPTIONS = RenderOptions(storage_uri=EXAMPLE_STORAGE)
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("offline_cache")]
 
 
+def artifact_of(node: Node | None, settings: dict[str, Any]) -> Path | None:
+    """Offline, a Model's folder as the server sees it. A rendered `parameters.uri` is a hub
+    id the runtime downloads: the same architecture's tiny checkpoint stands in for the hub.
+    Without one the Model is artifact-backed: rclone copies `storageUri` into the folder
+    beside model-settings.json and MLServer points `uri` there (MLServer 1.7.0
+    mlserver/repository/load.py:25-28), so the checkpoint is returned for the folder and `uri`
+    stays unset: the runtime must find it there, as on the cluster."""
+    checkpoint = offline_checkpoint(node, "tiny") if node is not None else None
+    if not checkpoint or node is None:
+        return None
+    if "uri" in settings["parameters"] or node.model_uri is None:
+        settings["parameters"]["uri"] = checkpoint  # a hub id, or the family default
+        return None
+    return Path(checkpoint)
+
+
 @contextmanager
 def served(graph: InferenceGraph, model_host: ModelHost) -> Iterator[MLServerProcess]:
     """Every Model of the rendered graph loaded on the file's MLServer, settings as the agent
-    writes them."""
+    writes them, artifacts in the Model's folder."""
     nodes = {n.name: n for n in graph.spec.nodes}
     written = []
+    artifacts: dict[str, Path] = {}
     for model, settings in v2.model_settings(graph, OPTIONS).items():
         settings = agent_rewrite(settings)
-        node = nodes.get(model.removeprefix(f"{graph.name}-"))
-        if node is not None:
-            uri = offline_checkpoint(node, "tiny")
-            if uri:
-                settings["parameters"]["uri"] = uri
+        artifact = artifact_of(nodes.get(model.removeprefix(f"{graph.name}-")), settings)
+        if artifact is not None:
+            artifacts[settings["name"]] = artifact
         written.append(settings)
-    with model_host.hosting(written) as server:
+    with model_host.hosting(written, artifacts) as server:
         yield server
 
 
@@ -75,16 +89,11 @@ def run_local(
 
 
 def run_v2(graph: InferenceGraph, server: MLServerProcess, request: dict[str, Any]):
+    """The REST request through the pipeline gateway and the dataflow; every Model called
+    over gRPC as the model gateway calls it (`tests/engines/seldon_v2.py`)."""
     pipeline = next(o for o in render(graph, "seldon-v2", OPTIONS) if o["kind"] == "Pipeline")
-
-    def infer(model: str, body: dict[str, Any]) -> dict[str, Any]:
-        # The model gateway addresses the agent, which serves the Model as `<model>_<version>`.
-        url = f"{server.url}/v2/models/{loaded_name(model)}/infer"
-        resp = httpx.post(url, json=body, timeout=120)
-        assert resp.status_code == 200, f"{model}: HTTP {resp.status_code} {resp.text}"
-        return resp.json()
-
-    return Dataflow(pipeline, infer).run(copy.deepcopy(request))
+    with grpc_models(server.grpc_port) as infer:
+        return Dataflow(pipeline, infer).run(copy.deepcopy(request))
 
 
 def node_path(graph: InferenceGraph, ran: list[str]) -> list[str]:

@@ -18,12 +18,14 @@ the request is the V2 body as it is, and the answer's `outputs` are the last uni
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -31,6 +33,7 @@ import yaml
 
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import compile_plan
+from infergraph.operator.status import endpoint
 from infergraph.render import render
 from infergraph.runner.repository import offline_checkpoint
 from tests.engine_cases import GRAPHS, assert_same, forced_langid, load, sweep, tiny
@@ -130,6 +133,12 @@ def graph_outputs(graph: InferenceGraph, answer: dict[str, Any], protocol: str) 
     return {"outputs": outputs}
 
 
+def published_path(graph: InferenceGraph, sdep: dict[str, Any]) -> str:
+    """The path of the endpoint the operator publishes (`status.endpoint`): what a client
+    calls, and so what the executor model is called at."""
+    return urlsplit(endpoint(graph, "seldon-v1", "default", [sdep])).path
+
+
 def check(
     graph: InferenceGraph, tmp: Path, cache: Path, bodies: list[dict[str, Any]]
 ) -> list[list[str]]:
@@ -150,7 +159,9 @@ def check(
         for body, answer in zip(bodies, local, strict=True):
             executor.calls = []
             message = copy.deepcopy(body) if protocol == "v2" else seldon_message(body)
-            out = executor.predict(executor.graph, message)
+            answer_at = executor.serve(published_path(graph, sdep), message)
+            assert answer_at.status == 200, answer_at
+            out = json.loads(answer_at.body)
             assert_same(graph, answer, graph_outputs(graph, out, protocol))
             path = [p for p in answer["parameters"]["graph.path"].split(",") if ":" not in p]
             ran = [c.split("/", 1)[0] for c in executor.calls]
@@ -212,3 +223,35 @@ def test_nlp_english_and_french(
     graph = tiny(data)
     (path,) = check(graph, tmp_path / "run", shared_cache, [request_for(graph)])
     assert ("translate" in path) is expected
+
+
+def test_protocol_v2_graph_at_the_client_path_errors_and_timeouts(
+    tmp_path: Path, shared_cache: Path
+) -> None:
+    """A `protocol: v2` graph answers at the published `/v2/models/infer`; at
+    `/v2/models/<graph>/infer` every unit is asked for model `<graph>` and MLServer's 404
+    comes back as the executor relays errors: the unit's status and body, `text/plain`
+    (server.go:93-112). A unit's 400 reaches the client the same way, and a call past
+    `seldon.io/rest-timeout` is a 500 (client.go:98-125)."""
+    graph = tiny(load("preprocess"))
+    body = request_for(graph)
+    sdep = render(graph, "seldon-v1", OPTIONS)[0]
+    assert sdep["spec"]["protocol"] == "v2"
+    (tmp_path / "units").mkdir()
+    pool = Pool(tmp_path / "units")
+    try:
+        executor = Executor(pool, sdep)
+        executor.checkpoints = {n.name: offline_checkpoint(n, "tiny") for n in graph.spec.nodes}
+        assert executor.serve(published_path(graph, sdep), copy.deepcopy(body)).status == 200
+        named = executor.serve(f"/v2/models/{graph.name}/infer", copy.deepcopy(body))
+        assert (named.status, named.content_type) == (404, "text/plain; charset=utf-8")
+        assert graph.name in named.body.decode()
+        bad = {**body, "inputs": [{**body["inputs"][0], "datatype": "FP32", "data": [1.0]}]}
+        refused = executor.serve(published_path(graph, sdep), bad)
+        assert (refused.status, refused.content_type) == (400, "text/plain; charset=utf-8")
+        assert json.loads(refused.body)["error"]  # MLServer's JSON error, read as text
+        executor.timeout_s = 0.001
+        late = executor.serve(published_path(graph, sdep), copy.deepcopy(body))
+        assert (late.status, late.content_type) == (500, "text/plain; charset=utf-8")
+    finally:
+        pool.close()
