@@ -159,7 +159,11 @@ bench-peers: .venv/.synced
 bench-kserve-hops: .venv/.synced
 	$(RUN) python benchmarks/bench_kserve_hops.py
 
+# wrk (Debian) is one of the tools the ground-truth part compares; installed when missing.
 bench-loadtester: .venv/.synced
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; } || \
+		{ echo "bench-loadtester needs wrk: apt-get install -y wrk"; exit 1; }
 	$(RUN) python async_load_tester/bench/bench_loadtester.py
 
 bench-planner: .venv/.synced
