@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,13 @@ from benchmarks.controlled import EXTRA_FAMILIES
 from infergraph.components.registry import EXTRA_FAMILIES_ENV
 from infergraph.cost.pricing import load_catalog
 from infergraph.graph.model import parse_graph
-from infergraph.planner.planning import DEFAULT_STARTUP_S, PlanInputs, plan_graph, scaler_models
+from infergraph.planner.planning import (
+    DEFAULT_STARTUP_S,
+    PlanInputs,
+    PlanOutcome,
+    plan_graph,
+    scaler_models,
+)
 from infergraph.planner.profiler import ProfileSettings, evict_from_page_cache, profile_graph
 from infergraph.planner.profiles import load_profile
 from infergraph.planner.search import SearchSettings
@@ -21,7 +28,7 @@ from infergraph.planner.workload import Workload
 LOAD_MS = 300.0  # the controlled node's load: a known checkpoint-to-ready time
 
 
-def _graph() -> dict:
+def _graph() -> dict[str, Any]:
     return {
         "apiVersion": "infergraph.io/v1alpha1",
         "kind": "InferenceGraph",
@@ -50,7 +57,7 @@ def _day(tmp_path: Path) -> Path:
     return trace
 
 
-def _plan(tmp_path: Path, profile: Path, startup_s: float | None = None):
+def _plan(tmp_path: Path, profile: Path, startup_s: float | None = None) -> PlanOutcome:
     return plan_graph(
         PlanInputs(
             parse_graph(_graph()),
@@ -66,7 +73,7 @@ def _plan(tmp_path: Path, profile: Path, startup_s: float | None = None):
 
 def test_the_measured_load_time_is_the_replays_pod_start_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
+) -> None:
     monkeypatch.setenv(EXTRA_FAMILIES_ENV, EXTRA_FAMILIES)
     settings = ProfileSettings(repeats=3, skip_graph=True, max_seconds_per_size=1.0)
     profile = profile_graph(parse_graph(_graph()), settings, lambda what, n: None)
@@ -88,10 +95,11 @@ def test_the_measured_load_time_is_the_replays_pod_start_up(
     assert scaler_models(forced)["a"].startup_s == DEFAULT_STARTUP_S
     assert forced.startup_s("a")[1] == "--replica-startup-s"
     # Pods that take a minute to start cost more of the miss budget than a 0.3 s load.
+    assert forced.cold_start_budget_share is not None
     assert forced.cold_start_budget_share >= outcome.cold_start_budget_share
 
 
-def test_a_local_checkpoint_is_evicted_before_the_cold_load(tmp_path: Path):
+def test_a_local_checkpoint_is_evicted_before_the_cold_load(tmp_path: Path) -> None:
     checkpoint = tmp_path / "ckpt"
     checkpoint.mkdir()
     (checkpoint / "weights.bin").write_bytes(b"\0" * 4096)
