@@ -7,10 +7,12 @@
    async load tester. Right before each run the served configuration is profiled
    through its endpoints (`infergraph profile --endpoint`, at the run's load), and the
    simulator predicts p50/p99 for the same configuration and the same arrivals (the
-   tester's seeded Poisson draw, replayed) from that profile alone. `sim_p99_error_pct`
-   is the largest relative p99 error; the prediction from the first profile (in-process
+   tester's seeded Poisson draw, replayed) from that profile alone. Each configuration
+   runs `--runs` times (3) on the same arrivals: `real_p99_error_pct` is the p99 error of
+   the row furthest past its goal, `real_p99_spread_pct` that row's run-to-run spread
+   (goal: error within spread). The prediction from the first profile (in-process
    passes, taken once before every run) and the rate-only prediction (fresh draws of the
-   same rate) are reported beside it.
+   same rate) are reported beside it in each row.
 2. Cost. The cascade and video graphs are profiled here (tiny checkpoints, this CPU
    standing for one c6i.2xlarge class) and planned on a bursty diurnal trace
    (async-load-tester's generator, one cycle over the trace: a day compressed into an
@@ -22,6 +24,10 @@
    time-averaged $/hour; `slo_attainment` is the share of the trace's requests the
    plan answers within the SLO in simulation (autoscaler lag included);
    `planner_seconds` is the longest planning wall time.
+3. Search: the planner against exhaustive search on random small cases
+   (`benchmarks/search_cases.py`): `optimality_gap_pct_p95`, `optimal_fraction`.
+4. Controlled: the simulator against controlled service times
+   (`benchmarks/controlled_check.py`): `controlled_p50_error_pct`, `controlled_p99_error_pct`.
 """
 
 from __future__ import annotations
