@@ -27,6 +27,7 @@ tester's p50, p99 and p99.9 are compared with that record (the same requests) at
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -534,8 +535,14 @@ def truth_wrk(work: Path, port: int, rate: float, duration: float) -> dict[str, 
     return row
 
 
-def truth_part(work: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The three tools against the controlled server at 100/s, 1,000/s and ours' highest."""
+def truth_part(
+    work: Path,
+    rows: list[dict[str, Any]],
+    rates: tuple[tuple[float, float], ...] = TRUTH_RATES,
+    find_top: bool = True,
+) -> dict[str, Any]:
+    """The three tools against the controlled server at `rates` (rate, seconds) and, with
+    `find_top`, at ours' highest sustained rate against it (none if no rate held)."""
     (work / "k6-truth.js").write_text(K6_TRUTH_SCRIPT)
     (work / "truth.lua").write_text(WRK_SCRIPT)
     port = free_port()
@@ -545,28 +552,43 @@ def truth_part(work: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
             f"[bold]against ground truth: log-normal median {TRUTH_MEDIAN_MS:g} ms, "
             f"sigma {TRUTH_SIGMA:g} (CPU {SERVER_CPU})[/]"
         )
-        top = highest_sustained(
-            "ours vs truth", lambda r: run_ours(f"http://127.0.0.1:{port}", r, TRIAL_S), rows
+        top = (
+            highest_sustained(
+                "ours vs truth", lambda r: run_ours(f"http://127.0.0.1:{port}", r, TRIAL_S), rows
+            )
+            if find_top
+            else None
         )
-        truth_rows: list[dict[str, Any]] = []
-        for rate, duration in (*TRUTH_RATES, (top, TRUTH_MAX_S)):
-            for run in (truth_ours, partial(truth_k6, work), partial(truth_wrk, work)):
-                row = run(port, rate, duration)
-                row["phase"] = "truth-max" if rate == top else "truth"
-                truth_rows.append(row)
-                console.print(
-                    f"  {row['tool']:<18} {rate:>7.0f}/s -> {row['achieved_rps']:>7.0f}/s  "
-                    + "  ".join(
-                        f"{k} {row[f'truth_{k}_error_pct']:+.2f}%" for k, _ in TRUTH_QUANTILES
-                    )
-                )
+        plan = (*rates, (top, TRUTH_MAX_S)) if top else rates
+        truth_rows = [
+            truth_run(run, port, rate, duration, rate == top)
+            for rate, duration in plan
+            for run in (truth_ours, partial(truth_k6, work), partial(truth_wrk, work))
+        ]
         rows.extend(truth_rows)
     finally:
         stop(server)
     return truth_summary(truth_rows, top)
 
 
-def truth_summary(truth_rows: list[dict[str, Any]], top: float) -> dict[str, Any]:
+def truth_run(
+    run: Callable[[int, float, float], dict[str, Any]],
+    port: int,
+    rate: float,
+    duration: float,
+    at_top: bool,
+) -> dict[str, Any]:
+    """One tool at one rate against the controlled server, its errors printed."""
+    row = run(port, rate, duration)
+    row["phase"] = "truth-max" if at_top else "truth"
+    console.print(
+        f"  {row['tool']:<18} {rate:>7.0f}/s -> {row['achieved_rps']:>7.0f}/s  "
+        + "  ".join(f"{k} {row[f'truth_{k}_error_pct']:+.2f}%" for k, _ in TRUTH_QUANTILES)
+    )
+    return row
+
+
+def truth_summary(truth_rows: list[dict[str, Any]], top: float | None) -> dict[str, Any]:
     """Per tool and quantile, the error of largest size over the three rates (signed)."""
     summary: dict[str, Any] = {"truth_max_rps": top}
     for tool, prefix in (("async-load-tester", ""), ("k6", "k6_"), ("wrk", "wrk_")):
@@ -671,82 +693,96 @@ def pct(a: float, b: float) -> float:
     return 100.0 * (a - b) / b if b else float("nan")
 
 
-def main() -> int:
-    started = time.monotonic()
-    nginx = ensure_nginx()
-    work = Path(tempfile.mkdtemp(prefix="bench-loadtester-"))
-    (work / "body.json").write_bytes(request_body())
-    (work / "k6.js").write_text(K6_SCRIPT)
-    (work / "locustfile.py").write_text(LOCUST_FILE)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = start_nginx(nginx, work / "nginx", port)
-    rows: list[dict[str, Any]] = []
-    load_before = os.getloadavg()
-    try:
-        console.print(f"nginx on {url} (CPU {SERVER_CPU}); tools on CPU {TOOL_CPU}")
+def against_nginx(work: Path, url: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each tool's highest sustained rate against nginx, and the percentiles each reads at a
+    common rate; the summary's `ours_rps`, `k6_rps` and what goes with them."""
+    console.print(
+        f"[bold]highest sustained open-loop rate (< 1% of sends late by > {LATE_MS:g} ms "
+        "or dropped)[/]"
+    )
+    ours = highest_sustained("async-load-tester", lambda r: run_ours(url, r, TRIAL_S), rows)
+    k6 = highest_sustained("k6", lambda r: run_k6(work, url, r, TRIAL_S), rows)
+    console.print("[bold]k6 by its own rule (< 1% dropped iterations, lateness ignored)[/]")
+    k6_dropped_only = highest_sustained(
+        "k6 (dropped only)", lambda r: run_k6(work, url, r, TRIAL_S), rows, "dropped_pct"
+    )
+    best_locust = locust_best(work, url, rows)
+    # Half the lower rate both tools hold by the same late-or-dropped rule: each is
+    # busy but neither is saturated, so the percentiles measure the target, not the tool.
+    common = max(round(min(ours, k6) / 2, -2), 100.0)
+    at_common = at_common_rate(work, url, common, rows)
+    return {
+        "ours_rps": ours,
+        "k6_rps": k6,
+        "k6_rps_dropped_only": k6_dropped_only,
+        "locust_rps": best_locust["achieved_rps"],
+        "locust_users": best_locust["users"],
+        "common_rps": common,
+        "p50_diff_pct": pct(at_common["async-load-tester"]["p50_ms"], at_common["k6"]["p50_ms"]),
+        "p99_diff_pct": pct(at_common["async-load-tester"]["p99_ms"], at_common["k6"]["p99_ms"]),
+        "ours_vs_k6_rate": ours / k6 if k6 else None,
+    }
+
+
+def locust_best(work: Path, url: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Locust has no open loop: its highest throughput over a few user counts."""
+    console.print("[bold]Locust: highest throughput over user counts (no open loop)[/]")
+    locust_rows = []
+    for users in (1, 8, 32):
+        row = run_locust(work, url, users, TRIAL_S)
+        row["phase"] = "locust-max"
+        rows.append(row)
+        locust_rows.append(row)
         console.print(
-            f"[bold]highest sustained open-loop rate (< 1% of sends late by > {LATE_MS:g} ms "
-            "or dropped)[/]"
+            f"  locust users={users:<3} -> {row['achieved_rps']:>8.0f}/s, p50 {row['p50_ms']} ms"
         )
-        ours = highest_sustained("async-load-tester", lambda r: run_ours(url, r, TRIAL_S), rows)
-        k6 = highest_sustained("k6", lambda r: run_k6(work, url, r, TRIAL_S), rows)
-        console.print("[bold]k6 by its own rule (< 1% dropped iterations, lateness ignored)[/]")
-        k6_dropped_only = highest_sustained(
-            "k6 (dropped only)", lambda r: run_k6(work, url, r, TRIAL_S), rows, "dropped_pct"
-        )
-        console.print("[bold]Locust: highest throughput over user counts (no open loop)[/]")
-        locust_rows = []
-        for users in (1, 8, 32):
-            row = run_locust(work, url, users, TRIAL_S)
-            row["phase"] = "locust-max"
-            rows.append(row)
-            locust_rows.append(row)
-            console.print(
-                f"  locust users={users:<3} -> {row['achieved_rps']:>8.0f}/s, "
-                f"p50 {row['p50_ms']} ms"
-            )
-        best_locust = max(locust_rows, key=lambda r: r["achieved_rps"])
-        # Half the lower rate both tools hold by the same late-or-dropped rule: each is
-        # busy but neither is saturated, so the percentiles measure the target, not the tool.
-        common = max(round(min(ours, k6) / 2, -2), 100.0)
-        console.print(f"[bold]percentiles at a common rate of {common:.0f}/s (median of 3 runs)[/]")
-        at_common: dict[str, dict[str, Any]] = {}
-        runs: dict[str, list[dict[str, Any]]] = {"async-load-tester": [], "k6": [], "locust": []}
-        for _ in range(3):  # interleaved, so box noise hits every tool alike
-            runs["async-load-tester"].append(run_ours(url, common, COMMON_S))
-            runs["k6"].append(run_k6(work, url, common, COMMON_S))
-            runs["locust"].append(run_locust(work, url, 16, COMMON_S, pace=common / 16))
-        for tool, tool_rows in runs.items():
-            at_common[tool] = median_row(tool_rows)
-            at_common[tool]["phase"] = "common-rate"
-            rows.append(at_common[tool])
-        summary = {
-            "ours_rps": ours,
-            "k6_rps": k6,
-            "k6_rps_dropped_only": k6_dropped_only,
-            "locust_rps": best_locust["achieved_rps"],
-            "locust_users": best_locust["users"],
-            "common_rps": common,
-            "p50_diff_pct": pct(
-                at_common["async-load-tester"]["p50_ms"], at_common["k6"]["p50_ms"]
-            ),
-            "p99_diff_pct": pct(
-                at_common["async-load-tester"]["p99_ms"], at_common["k6"]["p99_ms"]
-            ),
-            "ours_vs_k6_rate": ours / k6 if k6 else None,
-        }
-        summary |= truth_part(work, rows)
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    return max(locust_rows, key=lambda r: r["achieved_rps"])
+
+
+def at_common_rate(
+    work: Path, url: str, common: float, rows: list[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Each tool's median run of three at one rate, interleaved so box noise hits all alike."""
+    console.print(f"[bold]percentiles at a common rate of {common:.0f}/s (median of 3 runs)[/]")
+    runs: dict[str, list[dict[str, Any]]] = {"async-load-tester": [], "k6": [], "locust": []}
+    for _ in range(3):
+        runs["async-load-tester"].append(run_ours(url, common, COMMON_S))
+        runs["k6"].append(run_k6(work, url, common, COMMON_S))
+        runs["locust"].append(run_locust(work, url, 16, COMMON_S, pace=common / 16))
+    at_common: dict[str, dict[str, Any]] = {}
+    for tool, tool_rows in runs.items():
+        at_common[tool] = median_row(tool_rows)
+        at_common[tool]["phase"] = "common-rate"
+        rows.append(at_common[tool])
+    return at_common
+
+
+def print_against_nginx(rows: list[dict[str, Any]], summary: dict[str, Any], wall_s: float) -> None:
+    common = summary["common_rps"]
+    at_common = {r["tool"]: r for r in rows if r.get("phase") == "common-rate"}
+    table = Table(title=f"load testers on one core vs nginx ({wall_s:.0f} s)")
+    for col in ("tool", "sustained req/s", f"p50 ms @ {common:.0f}/s", f"p99 ms @ {common:.0f}/s"):
+        table.add_column(col, justify="right")
+    labels = {
+        "async-load-tester": f"{summary['ours_rps']:.0f}",
+        "k6": f"{summary['k6_rps']:.0f} ({summary['k6_rps_dropped_only']:.0f} by dropped only)",
+        "locust": f"{summary['locust_rps']:.0f} (max, closed loop)",
+    }
+    for tool, label in labels.items():
+        row = at_common[tool]
+        table.add_row(tool, label, f"{row['p50_ms']:.3f}", f"{row['p99_ms']:.3f}")
+    console.print(table)
+
+
+def write_result(
+    out: Path, rows: list[dict[str, Any]], summary: dict[str, Any], extra: dict[str, Any]
+) -> None:
+    """The rows and summary with what they were measured with and on."""
     from async_load_tester.results import environment
 
     result = {
         "benchmark": "loadtester",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "target": "nginx fixed V2 response on loopback; controlled_server.py for ground truth",
         "settings": {
             "tool_cpu": TOOL_CPU,
@@ -759,42 +795,85 @@ def main() -> int:
             "truth_law": f"log-normal: median {TRUTH_MEDIAN_MS:g} ms, sigma {TRUTH_SIGMA:g}, "
             f"seed {TRUTH_SEED}",
             "truth": "the server's record of each request, last byte read to response written",
-            "truth_rates": [list(r) for r in TRUTH_RATES],
             "truth_max_s": TRUTH_MAX_S,
+            **extra.pop("settings", {}),
         },
         "environment": environment(),
         # Other work on the machine skews every tool; the load average says how much.
-        "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "k6_version": subprocess.run(
             [k6_binary(), "version"], capture_output=True, text=True
         ).stdout.strip(),
+        **extra,
         "rows": rows,
         "summary": summary,
-        "wall_s": time.monotonic() - started,
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
 
-    table = Table(title=f"load testers on one core vs nginx ({result['wall_s']:.0f} s)")
-    for col in ("tool", "sustained req/s", f"p50 ms @ {common:.0f}/s", f"p99 ms @ {common:.0f}/s"):
-        table.add_column(col, justify="right")
-    for tool, rate in (("async-load-tester", ours), ("k6", k6), ("locust", None)):
-        row = at_common[tool]
-        if rate is None:
-            label = f"{best_locust['achieved_rps']:.0f} (max, closed loop)"
-        elif tool == "k6":
-            label = f"{rate:.0f} ({k6_dropped_only:.0f} by dropped only)"
-        else:
-            label = f"{rate:.0f}"
-        table.add_row(tool, label, f"{row['p50_ms']:.3f}", f"{row['p99_ms']:.3f}")
-    console.print(table)
-    print_truth(rows, summary)
-    console.print(
-        f"ours vs k6: rate x{summary['ours_vs_k6_rate'] or float('nan'):.2f}, "
-        f"p50 {summary['p50_diff_pct']:+.1f}%, p99 {summary['p99_diff_pct']:+.1f}%   -> {OUT}"
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--truth-only",
+        action="store_true",
+        help="only the ground-truth part (a few minutes), to bench-results/loadtester-truth.json",
     )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="with --truth-only: 3 s at 100/s and 2 s at 1,000/s, no highest-rate search (a "
+        "smoke run: too few requests for a p99.9)",
+    )
+    args = parser.parse_args()
+    if args.quick and not args.truth_only:
+        parser.error("--quick shortens the ground-truth part alone: give --truth-only with it")
+    started = time.monotonic()
+    load_before = os.getloadavg()
+    work = Path(tempfile.mkdtemp(prefix="bench-loadtester-"))
+    (work / "body.json").write_bytes(request_body())
+    rows: list[dict[str, Any]] = []
+    if args.truth_only:
+        rates = ((100.0, 3.0), (1000.0, 2.0)) if args.quick else TRUTH_RATES
+        summary = truth_part(work, rows, rates, find_top=not args.quick)
+        out = OUT.with_name("loadtester-truth.json")
+    else:
+        summary = full_run(work, rows)
+        rates, out = TRUTH_RATES, OUT
+    wall = time.monotonic() - started
+    settings = {"truth_rates": [list(r) for r in rates], "truth_only": args.truth_only}
+    extra = {"settings": settings, "load_average_before": load_before, "wall_s": wall}
+    write_result(out, rows, summary, extra)
+    if not args.truth_only:
+        print_against_nginx(rows, summary, wall)
+    print_truth(rows, summary)
+    if not args.truth_only:
+        console.print(
+            f"ours vs k6: rate x{summary['ours_vs_k6_rate'] or float('nan'):.2f}, "
+            f"p50 {summary['p50_diff_pct']:+.1f}%, p99 {summary['p99_diff_pct']:+.1f}%"
+        )
+    console.print(f"-> {out}")
     return 0
+
+
+def full_run(work: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every tool against nginx, then against the controlled server's ground truth."""
+    nginx = ensure_nginx()
+    (work / "k6.js").write_text(K6_SCRIPT)
+    (work / "locustfile.py").write_text(LOCUST_FILE)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start_nginx(nginx, work / "nginx", port)
+    try:
+        console.print(f"nginx on {url} (CPU {SERVER_CPU}); tools on CPU {TOOL_CPU}")
+        summary = against_nginx(work, url, rows)
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return summary | truth_part(work, rows)
 
 
 def _terminate(signum: int, frame: object) -> None:
