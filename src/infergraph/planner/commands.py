@@ -207,8 +207,12 @@ def plan(
         ),
     ] = "graph",
     replica_startup_s: Annotated[
-        float, typer.Option(help="seconds from asking for a pod to its taking traffic")
-    ] = 60.0,
+        float | None,
+        typer.Option(
+            help="seconds from asking for a pod to its taking traffic, for every node "
+            "(default: each node's load time as its profile measured it; 60 where none was)"
+        ),
+    ] = None,
 ) -> None:
     """Cheapest hardware, batching and replicas per node whose simulated latency meets the SLO."""
     from infergraph.cost.pricing import load_catalog, parse_price_overrides
@@ -224,7 +228,7 @@ def plan(
         _fail(f"--headroom must be between 0 and 10, got {headroom}")
     if autoscale not in ("graph", "all", "off"):
         _fail(f"--autoscale must be graph, all or off, got '{autoscale}'")
-    if not 0 <= replica_startup_s <= 3600:
+    if replica_startup_s is not None and not 0 <= replica_startup_s <= 3600:
         _fail(f"--replica-startup-s must be between 0 and 3600, got {replica_startup_s}")
     try:
         graph = load_graph(graph_file)
