@@ -100,7 +100,7 @@ engine-test: .venv/.synced .venv-seldon/.synced
 # The v1 proof also needs .venv: its local reference (`infergraph serve`) and protocol-v2 units
 # (MLServer) run from there, since MLServer and seldon-core cannot share one environment.
 seldon-test: .venv/.synced .venv-seldon/.synced
-	$(RUN_SELDON) python -m pytest -q -m "not sweep" tests/seldon $(subst loadfile,loadgroup,$(XDIST))
+	$(RUN_SELDON) python -m pytest -q -m "not sweep" tests/seldon $(XDIST)
 
 test: lint unit seldon-test
 

@@ -35,9 +35,6 @@ from tests.engines.seldon_v1 import ChainError, chained
 REPO = Path(__file__).resolve().parents[2]
 CLASS = "infergraph.serving.seldon_component.InfergraphComponent"
 OPTIONS = RenderOptions(storage_uri=EXAMPLE_STORAGE)
-# One test process for this file (`make seldon-test` distributes by group): its unit pool and
-# checkpoints are module fixtures, started once. test_graphs' cases spread over the others.
-pytestmark = pytest.mark.xdist_group("seldon-units")
 PATHS = {
     "MODEL": "/api/v1.0/predictions",
     "TRANSFORMER": "/transform-input",
