@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from infergraph.engines import engine as engine_named
 from infergraph.errors import GraphValidationError, RenderError
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import GraphPlan, parse_plan
@@ -23,8 +24,6 @@ from infergraph.operator.config import OperatorConfig
 from infergraph.operator.kube import KubeClient, KubeError, ref
 from infergraph.operator.metrics import OperatorMetrics
 from infergraph.operator.settings_server import SettingsStore
-from infergraph.render.seldon_v2 import ENGINE as SELDON_V2
-from infergraph.render.seldon_v2 import served_settings
 
 EVENT_MESSAGE_LIMIT = 1000
 STOPPED = "stopped"  # the stage of a pass the operator's shutdown made moot
@@ -180,10 +179,8 @@ class Reconciler:
         """Before the apply, so a Model's new folder is there when Seldon sees its new
         storageUri: the settings of this generation, from the same `seldon_v2._served` that
         wrote the storageUris (nothing for other engines or without a settings URL)."""
-        if engine_for(plan.graph, self.config) == SELDON_V2:
-            served = served_settings(plan, self.config.render_options())
-        else:
-            served = {}
+        engine = engine_named(engine_for(plan.graph, self.config))
+        served = engine.served_settings(plan, self.config.render_options())
         self.settings.replace(namespace, plan.graph.name, served)
 
     def _refused(

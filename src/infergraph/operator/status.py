@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from infergraph.cost import CostError, graph_cost, load_catalog
+from infergraph.engines import RENDERED
+from infergraph.engines import engine as engine_named
 from infergraph.graph.model import InferenceGraph
 from infergraph.render.common import NODE_LABEL
-from infergraph.render.seldon_v1 import PREDICTOR
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 CONDITION_TYPES = ("Valid", "Rendered", "Ready")
@@ -215,25 +216,11 @@ def graph_readiness(
 
 
 def endpoint(graph: InferenceGraph, engine: str, namespace: str, live: list[dict]) -> str:
-    """The URL a client in the cluster calls (Open Inference Protocol where the graph uses it).
-
-    Seldon v2: the `seldon-mesh` Service routes `/v2/models/<graph>/infer` to the Pipeline when
-    the request carries `Seldon-Model: <graph>.pipeline`. Seldon v1: the executor Service
-    `<graph>-<predictor>` on port 8000; for `protocol: v2` the path names no model, because
-    the executor calls every unit with the URL's model name (seldon-core v1.18.2
-    executor/api/rest/server.go:315-318) while each unit's MLServer is named after its
-    container, so `/v2/models/<graph>/infer` is a 404 and `/v2/models/infer` reaches them.
-    """
-    if engine == "seldon-v2":
-        return f"http://seldon-mesh.{namespace}/v2/models/{graph.name}/infer"
-    if engine == "kserve":  # the InferenceGraph's router Service
-        return f"http://{graph.name}.{namespace}"
-    protocol = next(
-        (o["spec"].get("protocol") for o in live if o.get("kind") == "SeldonDeployment"), "v2"
-    )
-    base = f"http://{graph.name}-{PREDICTOR}.{namespace}:8000"
-    path = "/api/v1.0/predictions" if protocol == "seldon" else "/v2/models/infer"
-    return base + path
+    """The URL a client in the cluster calls (Open Inference Protocol where the graph uses it),
+    as the engine's own `cluster_url` in `infergraph.engines` builds it."""
+    url = engine_named(engine, RENDERED, "deploy a graph").cluster_url
+    assert url is not None, f"{engine} renders but names no cluster URL"
+    return url(graph.name, namespace, live)
 
 
 def price_per_hour(graph: InferenceGraph, catalog_path: str | None) -> tuple[str | None, str]:

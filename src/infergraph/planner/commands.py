@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from infergraph.engines import PROFILED, UnknownEngineError, listing
+from infergraph.engines import engine as engine_named
 from infergraph.errors import GraphValidationError, InfergraphError
 
 console = Console()
@@ -85,10 +87,8 @@ def profile(
     engine: Annotated[
         str,
         typer.Option(
-            help="how the deployment names nodes: local (by node name: the local runner, "
-            "MLServer, Triton), kserve (InferenceServices <graph>-<node>; give each its host "
-            "with --node-endpoint) or seldon-v2 (the mesh: Models <graph>-<node> picked by the "
-            "seldon-model header, the graph as <graph>.pipeline)"
+            help="how the deployment names nodes: "
+            + listing(PROFILED, lambda e: f"{e.name} ({e.naming})")
         ),
     ] = "local",
 ) -> None:
@@ -123,7 +123,12 @@ def profile(
     endpoints = None
     if node_endpoint and endpoint is None:
         _fail("--node-endpoint needs --endpoint (the graph's own URL)")
-    if engine != "local" and endpoint is None:
+    try:
+        serving = engine_named(engine, PROFILED, "be profiled node by node")
+    except UnknownEngineError as exc:
+        _fail(f"--engine '{engine}': choose one of {', '.join(exc.valid)}")
+        return
+    if serving.deployed and endpoint is None:
         _fail(f"--engine {engine} needs --endpoint (where that engine serves the graph)")
     if endpoint is not None:
         try:

@@ -22,9 +22,10 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from infergraph.engines import PROFILED, Engine, UnknownEngineError, names
+from infergraph.engines import engine as engine_named
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import InferenceGraph, Node
-from infergraph.render import kserve, seldon_v2
 
 # A reply without `inference_ms` is timed by its round trip.
 ROUND_TRIP = "round-trip"
@@ -38,8 +39,9 @@ class EndpointError(InfergraphError):
 # How a deployment names its nodes, each answering at <base>/v2/models/<name>/infer: the local
 # runner (and a bare MLServer or Triton) by node name; KServe as the InferenceService
 # `<graph>-<node>`, on its own host; Seldon Core v2 as the Model `<graph>-<node>`, picked in
-# the mesh by the `seldon-model` header its Envoy routes on.
-ENGINES = ("local", "kserve", "seldon-v2")
+# the mesh by the `seldon-model` header its Envoy routes on (each engine's `served_name` and
+# `route_header` in infergraph.engines).
+ENGINES = names(PROFILED)
 
 
 @dataclass(frozen=True)
@@ -52,27 +54,26 @@ class Endpoints:
     nodes: dict[str, str] = field(default_factory=dict)
     engine: str = "local"
 
+    @property
+    def serving(self) -> Engine:
+        """The engine the graph is served by, from the table (checked by parse_endpoints)."""
+        return engine_named(self.engine, PROFILED)
+
     def served_name(self, node: str) -> str:
-        if self.engine == "seldon-v2":
-            return seldon_v2.model_name(self.graph, node)
-        if self.engine == "kserve":
-            return kserve.service_name(self.graph, node)
-        return node
+        return self.serving.served_name(self.graph, node)
 
     def node_url(self, node: str) -> str:
         base = self.nodes.get(node, self.base).rstrip("/")
         return f"{base}/v2/models/{self.served_name(node)}/infer"
 
     def node_headers(self, node: str) -> dict[str, str]:
-        return {"seldon-model": self.served_name(node)} if self.engine == "seldon-v2" else {}
+        return self.serving.node_headers(self.graph, node)
 
     def graph_url(self) -> str:
         return f"{self.base.rstrip('/')}/v2/models/{self.graph}/infer"
 
     def graph_headers(self) -> dict[str, str]:
-        if self.engine != "seldon-v2":
-            return {}
-        return {"seldon-model": seldon_v2.pipeline_route(self.graph)}
+        return self.serving.graph_headers(self.graph)
 
     def describe(self) -> dict[str, object]:
         return {"endpoint": self.base, "node_endpoints": dict(self.nodes), "engine": self.engine}
@@ -89,8 +90,10 @@ def parse_endpoints(
     base: str, overrides: list[str], graph: InferenceGraph, engine: str = "local"
 ) -> Endpoints:
     """`--endpoint URL`, `--node-endpoint NODE=URL` entries and `--engine`, each checked."""
-    if engine not in ENGINES:
-        raise EndpointError(f"--engine '{engine}': choose one of {', '.join(ENGINES)}")
+    try:
+        engine_named(engine, PROFILED, "be profiled node by node")
+    except UnknownEngineError as exc:
+        raise EndpointError(f"--engine '{engine}': choose one of {', '.join(exc.valid)}") from None
     nodes = [n.name for n in graph.spec.nodes]
     per_node: dict[str, str] = {}
     for entry in overrides:

@@ -13,13 +13,15 @@ from typing import Any
 
 import yaml
 
+from infergraph import engines as engine_table
 from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import GraphPlan, load_plan, plan_of
-from infergraph.render import autoscaling, common, kserve, seldon_v1, seldon_v2
+from infergraph.render import autoscaling, common
 from infergraph.render.options import RenderOptions
 
-ENGINES = ("seldon-v2", "seldon-v1", "kserve")
+# The engines that render manifests, in the table's order (infergraph.engines).
+ENGINES = engine_table.names(engine_table.RENDERED)
 HEADER = (
     "# Rendered by `infergraph render {source} --engine {engine}`; do not edit by hand.\n"
     "# Regenerate with `infergraph render --all --out k8s/rendered` (make render).\n"
@@ -38,14 +40,15 @@ def render(
 
     A graph built in code is compiled here, once; a compiled plan is rendered as it is.
     """
-    plan = plan_of(graph)
-    if engine == "seldon-v2":
-        return seldon_v2.render(plan, options)
-    if engine == "seldon-v1":
-        return seldon_v1.render(plan, options)
-    if engine == "kserve":
-        return kserve.render(plan, options)
-    raise RenderError(engine, f"unknown engine; choose one of {', '.join(ENGINES)}")
+    return _rendering(engine).render(plan_of(graph), options)
+
+
+def _rendering(name: str) -> engine_table.Engine:
+    """The engine `name`, one that renders; RenderError names those that do."""
+    try:
+        return engine_table.engine(name, engine_table.RENDERED, "render manifests")
+    except engine_table.UnknownEngineError as exc:
+        raise RenderError(name, str(exc)) from None
 
 
 class _Dumper(yaml.SafeDumper):
@@ -80,11 +83,8 @@ def render_files(
     files = {
         f"{graph.name}.yaml": HEADER.format(source=graph_path.name, engine=engine) + to_yaml(objs)
     }
-    if engine == "seldon-v2":
-        for model, settings in seldon_v2.model_settings(plan, options).items():
-            files[f"{graph.name}/model-settings/{model}/model-settings.json"] = common.dumps(
-                settings
-            )
+    for model, settings in _rendering(engine).model_settings(plan, options).items():
+        files[f"{graph.name}/model-settings/{model}/model-settings.json"] = common.dumps(settings)
     return files
 
 
@@ -100,10 +100,11 @@ def render_tree(
         for engine in engines:
             for rel, text in render_files(path, engine, options).items():
                 out[f"{engine}/{rel}"] = text
-    if "seldon-v2" in engines:
-        out["seldon-v2/prometheus-adapter-values.yaml"] = ADAPTER_HEADER + yaml.dump(
-            autoscaling.prometheus_adapter_rules(), Dumper=_Dumper, sort_keys=False, width=100
-        )
+    for name in engines:
+        if _rendering(name).metrics_adapter:
+            out[f"{name}/prometheus-adapter-values.yaml"] = ADAPTER_HEADER + yaml.dump(
+                autoscaling.prometheus_adapter_rules(), Dumper=_Dumper, sort_keys=False, width=100
+            )
     return out
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from infergraph.engines import engine as engine_named
 from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph, Node
 from infergraph.graph.plan import BranchRef, GraphPlan
@@ -118,23 +119,9 @@ def check_engine(node: Node, engine: str) -> None:
     auto = node.autoscaling
     if auto is None:
         return
-    where = f"node '{node.name}' autoscaling"
-    if engine == "seldon-v2" and auto.metric == "cpu":
-        raise RenderError(
-            engine,
-            f"{where}: Seldon Core v2 scales a Model and its Server on Prometheus metrics only "
-            "(an HPA on a Model's scale subresource selects no pods, so CPU utilisation never "
-            "computes); use metric rps, inflight or queue",
-        )
-    if engine == "seldon-v2" and auto.metric == "gpu":
-        raise RenderError(
-            engine,
-            f"{where}: metric 'gpu' cannot compute on Seldon Core v2: a Model's scale "
-            "selector is `server=<name>` (seldon-core operator/scheduler/model.go:271), which "
-            "matches no pod, so a per-pod GPU average over the Model never computes, and "
-            "scaling the Server alone leaves the Model's replicas behind; use metric queue, "
-            "inflight or rps (GPU utilisation scaling works on seldon-v1 and kserve)",
-        )
+    why = engine_named(engine).refused_metrics.get(auto.metric)
+    if why is not None:
+        raise RenderError(engine, f"node '{node.name}' autoscaling: {why}")
 
 
 def v2_branch_rate(

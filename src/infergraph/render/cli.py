@@ -12,6 +12,8 @@ from typing import Annotated
 import typer
 
 from infergraph import images
+from infergraph.engines import RENDERED, listing
+from infergraph.engines import engine as engine_named
 from infergraph.errors import GraphValidationError, RenderError
 from infergraph.render import ENGINES, drift, render, render_tree, to_yaml, write_tree
 from infergraph.render.options import RenderOptions
@@ -34,7 +36,7 @@ def render_command(
     ] = None,
     engine: Annotated[
         str | None,
-        typer.Option("--engine", "-e", help="seldon-v2, seldon-v1 or kserve (all with --all)"),
+        typer.Option("--engine", "-e", help=f"{listing(RENDERED)} (all with --all)"),
     ] = None,
     all_graphs: Annotated[
         bool, typer.Option("--all", help="render every graph under --graphs for every engine")
@@ -110,11 +112,8 @@ def render_command(
             typer.echo(f"wrote {len(written)} files under {out}")
             return
         objs = render(load_plan(graph), engine, options)
-        if engine == "kserve":
-            from infergraph.render.kserve import render_notes
-
-            for note in render_notes(objs):
-                typer.echo(f"note: {note}", err=True)
+        for note in engine_named(engine).notes(objs):
+            typer.echo(f"note: {note}", err=True)
         typer.echo(to_yaml(objs), nl=False)
     except (RenderError, GraphValidationError) as exc:
         typer.echo(f"error: {exc}", err=True)

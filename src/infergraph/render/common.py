@@ -13,6 +13,7 @@ from typing import Any
 
 from infergraph import __version__, images
 from infergraph.components.registry import component_class
+from infergraph.engines import engine as engine_named
 from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph, Node
 from infergraph.graph.model_settings import model_settings as shared_model_settings
@@ -300,7 +301,7 @@ SERVER_POD_LABEL = "seldon-server-name"  # seldon-core v2 operator/pkg/constants
 
 def pod_monitors(graph: InferenceGraph, servers: list[str], engine: str) -> list[dict[str, Any]]:
     """A PodMonitor scraping the runtime series the scalers use (prometheus-operator)."""
-    if engine == "seldon-v2":
+    if engine_named(engine).shared_servers:
         selector: dict[str, Any] = {
             "matchExpressions": [
                 {"key": SERVER_POD_LABEL, "operator": "In", "values": sorted(set(servers))}
