@@ -137,7 +137,7 @@ def check(
     paths = []
     executor = Executor(pool, sdep)
     executor.checkpoints = {n.name: offline_checkpoint(n, "tiny") for n in graph.spec.nodes}
-    assert sorted(cache.glob("offline/*")) == built, "v1 units must load the local run's"
+    assert sorted(cache.glob("offline/*")) == built, "v1 pool must load the local run's"
     nodes = {n.name for n in graph.spec.nodes}
     for body, answer in zip(bodies, local, strict=True):
         executor.calls = []
@@ -156,7 +156,7 @@ def check(
 
 @pytest.mark.parametrize("path", sweep(GRAPHS), ids=lambda p: p.stem)
 def test_every_graph_runs_the_same_on_seldon_v1(
-    units: Pool, path: Path, tmp_path: Path, shared_cache: Path
+    pool: Pool, path: Path, tmp_path: Path, shared_cache: Path
 ) -> None:
     graph = tiny(yaml.safe_load(path.read_text()))
     check(
@@ -164,12 +164,12 @@ def test_every_graph_runs_the_same_on_seldon_v1(
         tmp_path,
         shared_cache,
         [request_for(graph), request_for(graph, rows=2, seed=3)],
-        units,
+        pool,
     )
 
 
 def test_protocol_v2_graph_at_the_client_path_errors_and_timeouts(
-    units: Pool, shared_cache: Path
+    pool: Pool, shared_cache: Path
 ) -> None:
     """A `protocol: v2` graph answers at the published `/v2/models/infer`; at
     `/v2/models/<graph>/infer` every unit is asked for model `<graph>` and MLServer's 404
@@ -180,7 +180,7 @@ def test_protocol_v2_graph_at_the_client_path_errors_and_timeouts(
     body = request_for(graph)
     sdep = render(graph, "seldon-v1", OPTIONS)[0]
     assert sdep["spec"]["protocol"] == "v2"
-    executor = Executor(units, sdep)
+    executor = Executor(pool, sdep)
     executor.checkpoints = {n.name: offline_checkpoint(n, "tiny") for n in graph.spec.nodes}
     assert executor.serve(published_path(graph, sdep), copy.deepcopy(body)).status == 200
     named = executor.serve(f"/v2/models/{graph.name}/infer", copy.deepcopy(body))
