@@ -20,6 +20,8 @@ _DROP = {"title", "default", "discriminator", "examples"}
 def _structural(
     schema: dict[str, Any], defs: dict[str, Any], stack: tuple[str, ...]
 ) -> dict[str, Any]:
+    """One pydantic JSON-schema node as a structural OpenAPI v3.0 node: refs inlined (a
+    recursive ref becomes an open object), unions collapsed, every node typed."""
     if "$ref" in schema:
         name = schema["$ref"].split("/")[-1]
         if name in stack:  # recursion: leave the rest to the operator's validation
@@ -28,24 +30,48 @@ def _structural(
         return _structural(merged, defs, (*stack, name))
     variants = schema.get("anyOf") or schema.get("oneOf")
     if variants:
-        non_null = [v for v in variants if v.get("type") != "null"]
-        nullable = len(non_null) < len(variants)
-        if len(non_null) == 1:
-            out: dict[str, Any] = _structural(non_null[0], defs, stack)
+        return _structural_union(schema, variants, defs, stack)
+    out = _structural_fields(schema, defs, stack)
+    _fill_type(out)
+    if out.get("type") == "integer" and "minimum" in out:
+        out["minimum"] = int(out["minimum"])
+    return out
+
+
+def _structural_union(
+    schema: dict[str, Any],
+    variants: list[dict[str, Any]],
+    defs: dict[str, Any],
+    stack: tuple[str, ...],
+) -> dict[str, Any]:
+    """An `anyOf`/`oneOf`: structural schemas allow no unions, so a single non-null variant
+    stands for the whole (nullable when null was one), objects stay open, and scalars mixed
+    with each other become int-or-string."""
+    non_null = [v for v in variants if v.get("type") != "null"]
+    nullable = len(non_null) < len(variants)
+    if len(non_null) == 1:
+        out: dict[str, Any] = _structural(non_null[0], defs, stack)
+    else:
+        out = {"x-kubernetes-preserve-unknown-fields": True}
+        types = {v.get("type") for v in non_null}
+        if types <= {"object"} or any("$ref" in v for v in non_null):
+            out["type"] = "object"
         else:
-            out = {"x-kubernetes-preserve-unknown-fields": True}
-            types = {v.get("type") for v in non_null}
-            if types <= {"object"} or any("$ref" in v for v in non_null):
-                out["type"] = "object"
-            else:
-                out.pop("x-kubernetes-preserve-unknown-fields")
-                out["x-kubernetes-int-or-string"] = True
-        if "description" in schema:
-            out["description"] = schema["description"]
-        if nullable:
-            out["nullable"] = True
-        return out
-    out = {}
+            out.pop("x-kubernetes-preserve-unknown-fields")
+            out["x-kubernetes-int-or-string"] = True
+    if "description" in schema:
+        out["description"] = schema["description"]
+    if nullable:
+        out["nullable"] = True
+    return out
+
+
+def _structural_fields(
+    schema: dict[str, Any], defs: dict[str, Any], stack: tuple[str, ...]
+) -> dict[str, Any]:
+    """The keys of a non-union node, translated one by one into what OpenAPI v3.0 and the API
+    server accept (consts as enums, exclusive bounds as flags, open maps as preserved fields)."""
+    out: dict[str, Any] = {}
     for key, value in schema.items():
         if key in _DROP or key in ("$defs", "anyOf", "oneOf"):
             continue
@@ -68,17 +94,20 @@ def _structural(
                 out["additionalProperties"] = _structural(value, defs, stack)
         else:
             out[key] = value
-    if "type" not in out:
-        if "properties" in out:
-            out["type"] = "object"
-        elif "enum" in out:
-            out["type"] = "string" if all(isinstance(v, str) for v in out["enum"]) else "number"
-        else:
-            out["type"] = "object"
-            out["x-kubernetes-preserve-unknown-fields"] = True
-    if out.get("type") == "integer" and "minimum" in out:
-        out["minimum"] = int(out["minimum"])
     return out
+
+
+def _fill_type(out: dict[str, Any]) -> None:
+    """A structural schema needs a type on every node: infer one where pydantic gave none."""
+    if "type" in out:
+        return
+    if "properties" in out:
+        out["type"] = "object"
+    elif "enum" in out:
+        out["type"] = "string" if all(isinstance(v, str) for v in out["enum"]) else "number"
+    else:
+        out["type"] = "object"
+        out["x-kubernetes-preserve-unknown-fields"] = True
 
 
 def openapi_schema() -> dict[str, Any]:

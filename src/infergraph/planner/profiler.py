@@ -611,6 +611,48 @@ def profile_graph(
 ) -> GraphProfile:
     """Measure every node, then (unless skipped) the graph's hops and branches."""
     topology = topology_of(graph)
+    nodes, limits, pass_timing = _profile_nodes(graph, settings, progress)
+    classes = {prof.hardware_class for prof in nodes.values()}
+    served_limits = limits
+    if settings.endpoints is not None:  # a deployment batches as it was deployed
+        served_limits = {n.name: n.batching.max_batch_size for n in graph.spec.nodes}
+    measured = _GraphMeasures(nodes=nodes)
+    if not settings.skip_graph:
+        measured = _measure_graph(graph, topology, settings, progress, nodes, served_limits)
+    return GraphProfile(
+        graph=graph.name,
+        hardware_class=sorted(classes)[0] if len(classes) == 1 else "mixed",
+        nodes=measured.nodes,
+        branches=measured.branches,
+        branch_samples=measured.samples,
+        ingress_ms=measured.ingress_ms,
+        hardware=_hardware()
+        if settings.endpoints is None
+        else {**settings.endpoints.describe(), "client": _hardware()},
+        versions=_versions(),
+        settings=_profile_settings(
+            graph, settings, pass_timing, measured.loaded_rps, served_limits
+        ),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+@dataclass
+class _GraphMeasures:
+    """What the graph pass adds to the per-node profiles (all zero when it is skipped)."""
+
+    nodes: dict[str, NodeProfile]
+    branches: dict[str, float] = field(default_factory=dict)
+    ingress_ms: float = 0.0
+    samples: int = 0
+    loaded_rps: float = 0.0
+
+
+def _profile_nodes(
+    graph: InferenceGraph, settings: ProfileSettings, progress: Progress
+) -> tuple[dict[str, NodeProfile], dict[str, int], set[str]]:
+    """Each node timed alone (here, or at its endpoint): profiles, batch limits and how the
+    passes were timed."""
     nodes: dict[str, NodeProfile] = {}
     limits: dict[str, int] = {}
     pass_timing: set[str] = set()
@@ -622,78 +664,81 @@ def profile_graph(
             pass_timing.add("in-process")
         else:
             nodes[node.name] = _profile_at_endpoint(node, limit, settings, progress, pass_timing)
-    classes = {prof.hardware_class for prof in nodes.values()}
-    branches: dict[str, float] = {}
-    ingress_ms = 0.0
-    samples = 0
-    loaded_rps = 0.0
-    served_limits = limits
-    if settings.endpoints is not None:  # a deployment batches as it was deployed
-        served_limits = {n.name: n.batching.max_batch_size for n in graph.spec.nodes}
-    if not settings.skip_graph:
-        with settled_heap():  # this process routes the sample: no full-GC stalls in its hops
-            served_graph = with_batch_limits(graph, served_limits)
-            replies = asyncio.run(_send_sample(served_graph, settings, progress))
-        loaded_rps = replies.loaded_rps
-        # Serving costs come from the loaded half, where plans run: a forward pass shares its
-        # process and machine with other requests' decoding there. Rows per request come from
-        # the one-at-a-time half (a loaded batch also holds other requests' rows); branch
-        # fractions from every reply.
-        served = summarise_pass(topology, replies.loaded or replies.sequential, list(nodes))
-        alone = summarise_pass(topology, replies.sequential, list(nodes))
-        measured = summarise_pass(topology, replies.sequential + replies.loaded, list(nodes))
-        factor_of = {
-            name: serving_cost(
-                prof, served.served_ms.get(name, {}), served.served_passes.get(name, {})
-            )
-            for name, prof in nodes.items()
-        }
-        for name, prof in list(nodes.items()):
-            nodes[name] = NodeProfile(
-                node=prof.node,
-                family=prof.family,
-                hardware_class=prof.hardware_class,
-                device=prof.device,
-                batches=prof.batches,
-                hop_ms=served.hop_ms.get(name, prof.hop_ms),
-                hop_p99_ms=served.hop_p99_ms.get(name, 0.0),
-                rows=alone.rows.get(name, prof.rows),
-                serving_factor=factor_of[name][0],
-                serving_overhead_ms=factor_of[name][1],
-                serving_sigma=serving_sigma(
-                    served.served_ms.get(name, {}),
-                    served.served_p99_ms.get(name, {}),
-                    served.served_passes.get(name, {}),
-                ),
-            )
-        branches = measured.branches
-        ingress_ms = served.ingress_ms
-        samples = measured.samples
-    return GraphProfile(
-        graph=graph.name,
-        hardware_class=sorted(classes)[0] if len(classes) == 1 else "mixed",
-        nodes=nodes,
-        branches=branches,
-        branch_samples=samples,
-        ingress_ms=ingress_ms,
-        hardware=_hardware()
-        if settings.endpoints is None
-        else {**settings.endpoints.describe(), "client": _hardware()},
-        versions=_versions(),
-        settings={
-            "pass_timing": ", ".join(sorted(pass_timing)),
-            "repeats": settings.repeats,
-            "max_batch_size": settings.max_batch_size,
-            "offline": settings.offline,
-            "offline_scale": settings.offline_scale if settings.offline else None,
-            "payload": None if settings.skip_graph else _payload_spec(graph, settings),
-            "requests": 0 if settings.skip_graph else settings.requests,
-            "graph_pass_load": None
-            if settings.skip_graph or settings.loaded_rps is not None
-            else settings.load,
-            "graph_pass_loaded_rps": loaded_rps,
-            "graph_pass_batch_limits": None if settings.skip_graph else served_limits,
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        },
-        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    return nodes, limits, pass_timing
+
+
+def _measure_graph(
+    graph: InferenceGraph,
+    topology: Topology,
+    settings: ProfileSettings,
+    progress: Progress,
+    nodes: dict[str, NodeProfile],
+    served_limits: dict[str, int],
+) -> _GraphMeasures:
+    """The graph served as a whole: the sample's hops, rows, serving costs and branches."""
+    with settled_heap():  # this process routes the sample: no full-GC stalls in its hops
+        served_graph = with_batch_limits(graph, served_limits)
+        replies = asyncio.run(_send_sample(served_graph, settings, progress))
+    # Serving costs come from the loaded half, where plans run: a forward pass shares its
+    # process and machine with other requests' decoding there. Rows per request come from
+    # the one-at-a-time half (a loaded batch also holds other requests' rows); branch
+    # fractions from every reply.
+    served = summarise_pass(topology, replies.loaded or replies.sequential, list(nodes))
+    alone = summarise_pass(topology, replies.sequential, list(nodes))
+    measured = summarise_pass(topology, replies.sequential + replies.loaded, list(nodes))
+    factor_of = {
+        name: serving_cost(prof, served.served_ms.get(name, {}), served.served_passes.get(name, {}))
+        for name, prof in nodes.items()
+    }
+    served_nodes = {
+        name: NodeProfile(
+            node=prof.node,
+            family=prof.family,
+            hardware_class=prof.hardware_class,
+            device=prof.device,
+            batches=prof.batches,
+            hop_ms=served.hop_ms.get(name, prof.hop_ms),
+            hop_p99_ms=served.hop_p99_ms.get(name, 0.0),
+            rows=alone.rows.get(name, prof.rows),
+            serving_factor=factor_of[name][0],
+            serving_overhead_ms=factor_of[name][1],
+            serving_sigma=serving_sigma(
+                served.served_ms.get(name, {}),
+                served.served_p99_ms.get(name, {}),
+                served.served_passes.get(name, {}),
+            ),
+        )
+        for name, prof in nodes.items()
+    }
+    return _GraphMeasures(
+        nodes=served_nodes,
+        branches=measured.branches,
+        ingress_ms=served.ingress_ms,
+        samples=measured.samples,
+        loaded_rps=replies.loaded_rps,
     )
+
+
+def _profile_settings(
+    graph: InferenceGraph,
+    settings: ProfileSettings,
+    pass_timing: set[str],
+    loaded_rps: float,
+    served_limits: dict[str, int],
+) -> dict[str, Any]:
+    """The settings a profile was measured under, recorded with it so two can be compared."""
+    return {
+        "pass_timing": ", ".join(sorted(pass_timing)),
+        "repeats": settings.repeats,
+        "max_batch_size": settings.max_batch_size,
+        "offline": settings.offline,
+        "offline_scale": settings.offline_scale if settings.offline else None,
+        "payload": None if settings.skip_graph else _payload_spec(graph, settings),
+        "requests": 0 if settings.skip_graph else settings.requests,
+        "graph_pass_load": None
+        if settings.skip_graph or settings.loaded_rps is not None
+        else settings.load,
+        "graph_pass_loaded_rps": loaded_rps,
+        "graph_pass_batch_limits": None if settings.skip_graph else served_limits,
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }

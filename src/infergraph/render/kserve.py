@@ -389,6 +389,9 @@ def _scaling(
     predictor: dict[str, Any],
     annotations: dict[str, str],
 ) -> tuple[list[dict[str, Any]], str]:
+    """The predictor's replica bounds and autoscaler: KServe's own (CPU, or KEDA metrics it
+    writes a ScaledObject for) where it can express the rule, else the kit's own HPA or
+    ScaledObject with KServe told to keep out. Returns the extra objects and a zero-scale note."""
     graph = plan.graph
     node = service.node
     auto = node.autoscaling if node else None
@@ -422,22 +425,7 @@ def _scaling(
         # KServe writes the ScaledObject: one prometheus trigger per External metric.
         annotations[AUTOSCALER_CLASS] = "keda"
         triggers = autoscaling.keda_triggers(graph, node, target)
-        predictor["autoScaling"] = {
-            "metrics": [
-                {
-                    "type": "External",
-                    "external": {
-                        "metric": {
-                            "backend": "prometheus",
-                            "serverAddress": t["metadata"]["serverAddress"],
-                            "query": t["metadata"]["query"],
-                        },
-                        "target": {"type": "Value", "value": t["metadata"]["threshold"]},
-                    },
-                }
-                for t in triggers
-            ]
-        }
+        predictor["autoScaling"] = {"metrics": _external_metrics(triggers)}
         return [], note
     # KServe's HPA class takes CPU/memory only, and its KEDA triggers are AverageValue: the
     # kit's own scaler on the predictor Deployment, with KServe told to keep out.
@@ -445,6 +433,25 @@ def _scaling(
     name = common.k8s_name(service.name, "autoscaler")
     make = autoscaling.scaled_object if auto.engine == "keda" else autoscaling.hpa
     return [make(graph, node, target, name)], note
+
+
+def _external_metrics(triggers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """KEDA's prometheus triggers in the shape of KServe's `autoScaling.metrics` (External,
+    Value targets), from which KServe writes the ScaledObject itself."""
+    return [
+        {
+            "type": "External",
+            "external": {
+                "metric": {
+                    "backend": "prometheus",
+                    "serverAddress": t["metadata"]["serverAddress"],
+                    "query": t["metadata"]["query"],
+                },
+                "target": {"type": "Value", "value": t["metadata"]["threshold"]},
+            },
+        }
+        for t in triggers
+    ]
 
 
 def _zero_note(node: Node) -> str:

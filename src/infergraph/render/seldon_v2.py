@@ -244,33 +244,118 @@ LIVENESS_PROBE: dict[str, Any] = {
 }
 
 
+# The agent's drainer (port 9007) lets in-flight requests finish before a pod stops.
+_DRAIN: dict[str, Any] = {"preStop": {"httpGet": {"path": "terminate", "port": DRAINER_PORT}}}
+
+
 def _server_config(
     graph: InferenceGraph, name: str, node: Node | None, options: RenderOptions
 ) -> dict[str, Any]:
+    """A node's ServerConfig: Seldon 2.10.2's own mlserver pod template (rclone, agent and
+    MLServer containers) with the node's image, resources, GPU scheduling and a model volume
+    twice its memory."""
+    storage = common._double(node.resources.memory) if node else "1Gi"
+    return {
+        "apiVersion": API,
+        "kind": "ServerConfig",
+        "metadata": common.metadata(graph, name, node.name if node else PLUMBING, "server-config"),
+        "spec": {
+            "podSpec": _pod_spec(graph, node, options),
+            "volumeClaimTemplates": [
+                {
+                    "name": "mlserver-models",
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": storage}},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _pod_spec(graph: InferenceGraph, node: Node | None, options: RenderOptions) -> dict[str, Any]:
+    """The server pod: its three containers, volumes and the node's GPU scheduling."""
     caps = ["mlserver", CAPABILITY] + ([GPU_CAPABILITY] if node and node.resources.gpu else [])
-    mlserver_env = [
-        {"name": "MLSERVER_HTTP_PORT", "value": "9000"},
-        {"name": "MLSERVER_GRPC_PORT", "value": "9500"},
-        {"name": "MLSERVER_MODELS_DIR", "value": "/mnt/agent/models"},
-        # In-process: the runtime batches rows itself and exports its metrics on this port.
-        {"name": "MLSERVER_PARALLEL_WORKERS", "value": "0"},
-        {"name": "MLSERVER_LOAD_MODELS_AT_STARTUP", "value": "false"},
-        {"name": "MLSERVER_METRICS_DIR", "value": "/tmp/mlserver-metrics"},
-        # Images, crops and audio between steps exceed gRPC's 4 MiB default (Seldon's own
-        # mlserver ServerConfig sets the same 1000 MiB).
-        {"name": "MLSERVER_GRPC_MAX_MESSAGE_LENGTH", "value": str(GRPC_MAX_MESSAGE_BYTES)},
-        *common.cache_env(),
-    ]
-    # Upstream's sizes (seldon-core v2 k8s/yaml/components.yaml, ServerConfig mlserver): the
-    # agent proxies every request, so its CPU is not capped.
+    return {
+        "terminationGracePeriodSeconds": 120,
+        "serviceAccountName": "seldon-server",
+        "automountServiceAccountToken": True,
+        "securityContext": common.pod_security_context(),
+        "containers": [
+            _rclone_container(),
+            _agent_container(caps),
+            _mlserver_container(graph, node, options),
+        ],
+        "volumes": [
+            {"name": "config-volume", "configMap": {"name": "seldon-agent"}},
+            {"name": "tracing-config-volume", "configMap": {"name": "seldon-tracing"}},
+            *common.scratch_volumes(node),
+        ],
+        **common.gpu_scheduling(node, options),
+    }
+
+
+def _rclone_container() -> dict[str, Any]:
+    """rclone, which the agent asks to copy each Model's folder onto the shared volume."""
+    # Upstream's sizes (seldon-core v2 k8s/yaml/components.yaml, ServerConfig mlserver).
     rclone_resources = {
         "requests": {"cpu": "50m", "memory": "128Mi"},
         "limits": {"memory": "256Mi"},
     }
+    return {
+        "name": "rclone",
+        "image": RCLONE_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [{"containerPort": 5572, "name": "rclone", "protocol": "TCP"}],
+        "readinessProbe": {
+            "tcpSocket": {"port": 5572},
+            "initialDelaySeconds": 5,
+            "periodSeconds": 5,
+        },
+        "resources": rclone_resources,
+        "lifecycle": _DRAIN,
+        "securityContext": common.container_security_context(read_only_root=False),
+        "volumeMounts": [{"name": "mlserver-models", "mountPath": "/mnt/agent"}],
+    }
+
+
+def _agent_container(caps: list[str]) -> dict[str, Any]:
+    """Seldon's agent: registers the server's capabilities with the scheduler and proxies
+    every request, so its CPU is not capped (upstream's sizes)."""
     agent_resources = {"requests": {"cpu": "200m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
-    # The agent's drainer (port 9007) lets in-flight requests finish before a pod stops.
-    drain = {"preStop": {"httpGet": {"path": "terminate", "port": DRAINER_PORT}}}
-    agent_env = [
+    return {
+        "name": "agent",
+        "image": AGENT_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["/bin/agent"],
+        "args": ["--tracing-config-path=/mnt/tracing/tracing.json"],
+        "env": _agent_env(caps),
+        "ports": [
+            {"containerPort": 9501, "name": "grpc", "protocol": "TCP"},
+            {"containerPort": 9001, "name": "http", "protocol": "TCP"},
+            {"containerPort": 9006, "name": "metrics", "protocol": "TCP"},
+            {"containerPort": 9008, "name": "readiness-port", "protocol": "TCP"},
+        ],
+        "readinessProbe": {
+            "httpGet": {"path": "/ready", "port": 9008},
+            "periodSeconds": 5,
+            "failureThreshold": 1,
+        },
+        "resources": agent_resources,
+        "lifecycle": _DRAIN,
+        "securityContext": common.container_security_context(read_only_root=False),
+        "volumeMounts": [
+            {"name": "mlserver-models", "mountPath": "/mnt/agent"},
+            {"name": "config-volume", "mountPath": "/mnt/config"},
+            {"name": "tracing-config-volume", "mountPath": "/mnt/tracing"},
+        ],
+    }
+
+
+def _agent_env(caps: list[str]) -> list[dict[str, Any]]:
+    """The agent's ports, scheduler and mesh addresses, as Seldon's own ServerConfig sets them."""
+    return [
         {"name": "SELDON_SERVER_CAPABILITIES", "value": ",".join(caps)},
         {"name": "SELDON_OVERCOMMIT_PERCENTAGE", "value": "10"},
         {"name": "SELDON_SERVER_HTTP_PORT", "value": "9000"},
@@ -291,102 +376,51 @@ def _server_config(
             },
         },
     ]
+
+
+def _mlserver_container(
+    graph: InferenceGraph, node: Node | None, options: RenderOptions
+) -> dict[str, Any]:
+    """MLServer with the kit's runtime: the node's image and resources, read-only root."""
     health = {"path": "/v2/health/ready", "port": "server-http"}
-    pod: dict[str, Any] = {
-        "terminationGracePeriodSeconds": 120,
-        "serviceAccountName": "seldon-server",
-        "automountServiceAccountToken": True,
-        "securityContext": common.pod_security_context(),
-        "containers": [
-            {
-                "name": "rclone",
-                "image": RCLONE_IMAGE,
-                "imagePullPolicy": "IfNotPresent",
-                "ports": [{"containerPort": 5572, "name": "rclone", "protocol": "TCP"}],
-                "readinessProbe": {
-                    "tcpSocket": {"port": 5572},
-                    "initialDelaySeconds": 5,
-                    "periodSeconds": 5,
-                },
-                "resources": rclone_resources,
-                "lifecycle": drain,
-                "securityContext": common.container_security_context(read_only_root=False),
-                "volumeMounts": [{"name": "mlserver-models", "mountPath": "/mnt/agent"}],
-            },
-            {
-                "name": "agent",
-                "image": AGENT_IMAGE,
-                "imagePullPolicy": "IfNotPresent",
-                "command": ["/bin/agent"],
-                "args": ["--tracing-config-path=/mnt/tracing/tracing.json"],
-                "env": agent_env,
-                "ports": [
-                    {"containerPort": 9501, "name": "grpc", "protocol": "TCP"},
-                    {"containerPort": 9001, "name": "http", "protocol": "TCP"},
-                    {"containerPort": 9006, "name": "metrics", "protocol": "TCP"},
-                    {"containerPort": 9008, "name": "readiness-port", "protocol": "TCP"},
-                ],
-                "readinessProbe": {
-                    "httpGet": {"path": "/ready", "port": 9008},
-                    "periodSeconds": 5,
-                    "failureThreshold": 1,
-                },
-                "resources": agent_resources,
-                "lifecycle": drain,
-                "securityContext": common.container_security_context(read_only_root=False),
-                "volumeMounts": [
-                    {"name": "mlserver-models", "mountPath": "/mnt/agent"},
-                    {"name": "config-volume", "mountPath": "/mnt/config"},
-                    {"name": "tracing-config-volume", "mountPath": "/mnt/tracing"},
-                ],
-            },
-            {
-                "name": "mlserver",
-                "image": common.image(graph, common.MLSERVER_IMAGE, node, options),
-                "imagePullPolicy": "IfNotPresent",
-                "env": mlserver_env,
-                "ports": [
-                    {"containerPort": 9500, "name": "server-grpc", "protocol": "TCP"},
-                    {"containerPort": 9000, "name": "server-http", "protocol": "TCP"},
-                    {"containerPort": 8082, "name": "server-metrics", "protocol": "TCP"},
-                ],
-                "resources": common.resources(node, ENGINE),
-                "securityContext": common.container_security_context(read_only_root=True),
-                "livenessProbe": LIVENESS_PROBE,
-                "readinessProbe": {"httpGet": health, "initialDelaySeconds": 5, "periodSeconds": 5},
-                "startupProbe": {"httpGet": health, "failureThreshold": 60, "periodSeconds": 10},
-                "lifecycle": drain,
-                "volumeMounts": [
-                    {"name": "mlserver-models", "mountPath": "/mnt/agent", "readOnly": True},
-                    *common.scratch_mounts(),
-                ],
-            },
-        ],
-        "volumes": [
-            {"name": "config-volume", "configMap": {"name": "seldon-agent"}},
-            {"name": "tracing-config-volume", "configMap": {"name": "seldon-tracing"}},
-            *common.scratch_volumes(node),
-        ],
-        **common.gpu_scheduling(node, options),
-    }
-    storage = common._double(node.resources.memory) if node else "1Gi"
     return {
-        "apiVersion": API,
-        "kind": "ServerConfig",
-        "metadata": common.metadata(graph, name, node.name if node else PLUMBING, "server-config"),
-        "spec": {
-            "podSpec": pod,
-            "volumeClaimTemplates": [
-                {
-                    "name": "mlserver-models",
-                    "spec": {
-                        "accessModes": ["ReadWriteOnce"],
-                        "resources": {"requests": {"storage": storage}},
-                    },
-                }
-            ],
-        },
+        "name": "mlserver",
+        "image": common.image(graph, common.MLSERVER_IMAGE, node, options),
+        "imagePullPolicy": "IfNotPresent",
+        "env": _mlserver_env(),
+        "ports": [
+            {"containerPort": 9500, "name": "server-grpc", "protocol": "TCP"},
+            {"containerPort": 9000, "name": "server-http", "protocol": "TCP"},
+            {"containerPort": 8082, "name": "server-metrics", "protocol": "TCP"},
+        ],
+        "resources": common.resources(node, ENGINE),
+        "securityContext": common.container_security_context(read_only_root=True),
+        "livenessProbe": LIVENESS_PROBE,
+        "readinessProbe": {"httpGet": health, "initialDelaySeconds": 5, "periodSeconds": 5},
+        "startupProbe": {"httpGet": health, "failureThreshold": 60, "periodSeconds": 10},
+        "lifecycle": _DRAIN,
+        "volumeMounts": [
+            {"name": "mlserver-models", "mountPath": "/mnt/agent", "readOnly": True},
+            *common.scratch_mounts(),
+        ],
     }
+
+
+def _mlserver_env() -> list[dict[str, Any]]:
+    """MLServer's ports and model folder as the agent expects them."""
+    return [
+        {"name": "MLSERVER_HTTP_PORT", "value": "9000"},
+        {"name": "MLSERVER_GRPC_PORT", "value": "9500"},
+        {"name": "MLSERVER_MODELS_DIR", "value": "/mnt/agent/models"},
+        # In-process: the runtime batches rows itself and exports its metrics on this port.
+        {"name": "MLSERVER_PARALLEL_WORKERS", "value": "0"},
+        {"name": "MLSERVER_LOAD_MODELS_AT_STARTUP", "value": "false"},
+        {"name": "MLSERVER_METRICS_DIR", "value": "/tmp/mlserver-metrics"},
+        # Images, crops and audio between steps exceed gRPC's 4 MiB default (Seldon's own
+        # mlserver ServerConfig sets the same 1000 MiB).
+        {"name": "MLSERVER_GRPC_MAX_MESSAGE_LENGTH", "value": str(GRPC_MAX_MESSAGE_BYTES)},
+        *common.cache_env(),
+    ]
 
 
 def _replicas(node: Node | None) -> dict[str, int]:
