@@ -36,7 +36,7 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv
 
 .venv/.synced: $(UV) pyproject.toml uv.lock async_load_tester/pyproject.toml
-	$(UV) sync --frozen --extra mlserver --extra operator
+	$(UV) sync --frozen --extra mlserver --extra operator --extra planner
 	@touch $@
 
 .venv-seldon/.synced: $(UV) pyproject.toml uv.lock

@@ -18,6 +18,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from infergraph.errors import MissingExtraError
 from infergraph.graph.model import parse_graph
 from infergraph.planner.planning import PlanOutcome, planned_manifest
 from infergraph.planner.search import Evaluated
@@ -205,7 +206,10 @@ def to_json(outcome: PlanOutcome) -> dict[str, Any]:
 
 
 def pareto_plot(outcome: PlanOutcome, path: Path) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ModuleNotFoundError as exc:  # matplotlib is the `planner` extra
+        raise MissingExtraError("matplotlib", "planner", "the planner's Pareto plot") from exc
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
