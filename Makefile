@@ -143,7 +143,7 @@ $(PERF_ANALYZER):
 	chmod +x $@.tmp && $@.tmp --version && mv $@.tmp $@
 
 render: .venv/.synced
-	$(RUN) python -m infergraph.operator.chart
+	$(RUN) python tools/chart.py
 	$(RUN) infergraph crd --out k8s/crds/infergraph.io_inferencegraphs.yaml
 	$(RUN) infergraph render --all --out k8s/rendered --storage-uri s3://REPLACE-WITH-YOUR-BUCKET/infergraph
 
