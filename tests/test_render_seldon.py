@@ -15,9 +15,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from infergraph.container_images import DEFAULT_REGISTRY, MLSERVER_RUNTIMES
 from infergraph.errors import GraphValidationError, RenderError
 from infergraph.graph.model import parse_graph
-from infergraph.images import DEFAULT_REGISTRY, MLSERVER_RUNTIMES
 from infergraph.render import (
     ENGINES,
     EXAMPLE_STORAGE,

@@ -25,8 +25,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from infergraph.container_images import DEFAULT_REGISTRY, OPERATOR
 from infergraph.graph.crd import crd_manifest
-from infergraph.images import DEFAULT_REGISTRY, OPERATOR
 from infergraph.render import ENGINES
 from infergraph.render.autoscaling import (
     PODS_METRICS,

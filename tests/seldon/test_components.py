@@ -631,7 +631,7 @@ def test_video_deployment_answers_every_frame(
 ) -> None:
     """A frame with no detection reaches the classifier unit as a zero-row `detector.crops`
     (the v1 executor passes it on): the answer is a well-formed empty result, as locally."""
-    from infergraph.components.images import synthetic_png
+    from infergraph.components.image_decoding import synthetic_png
     from infergraph.runner.repository import offline_checkpoint
 
     os.environ.setdefault("INFERGRAPH_CACHE", str(tmp_path_factory.mktemp("offline")))

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
-from infergraph.components.images import decode_images, max_image_pixels, synthetic_png
+from infergraph.components.image_decoding import decode_images, max_image_pixels, synthetic_png
 from infergraph.components.parameters import as_int, parameter
 from infergraph.components.text import SerialTokenizer, decode_texts
 from infergraph.errors import InputError, ModelLoadError

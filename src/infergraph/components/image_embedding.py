@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
-from infergraph.components.images import (
+from infergraph.components.image_decoding import (
     image_or_pixels,
     max_image_pixels,
     processor_input_size,

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
-from infergraph.components.images import decode_images, max_image_pixels, synthetic_png
+from infergraph.components.image_decoding import decode_images, max_image_pixels, synthetic_png
 from infergraph.errors import SettingsError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

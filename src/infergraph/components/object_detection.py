@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
-from infergraph.components.images import decode_images, encode_png, max_image_pixels, synthetic_png
+from infergraph.components.image_decoding import (
+    decode_images,
+    encode_png,
+    max_image_pixels,
+    synthetic_png,
+)
 from infergraph.components.parameters import as_float, as_int, parameter
 from infergraph.errors import InputError, ModelLoadError
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from infergraph.container_images import DEFAULT_REGISTRY
 from infergraph.errors import SettingsError
-from infergraph.images import DEFAULT_REGISTRY
 from infergraph.render import ENGINES
 from infergraph.render.options import PodScheduling, RenderOptions
 

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from infergraph import images
+from infergraph import container_images
 from infergraph.errors import GraphValidationError, RenderError
 from infergraph.render import ENGINES, drift, render, render_tree, to_yaml, write_tree
 from infergraph.render.options import RenderOptions
@@ -55,7 +55,7 @@ def render_command(
     ] = None,
     registry: Annotated[
         str, typer.Option("--registry", help="image registry and organisation")
-    ] = images.DEFAULT_REGISTRY,
+    ] = container_images.DEFAULT_REGISTRY,
     settings_url: Annotated[
         str | None,
         typer.Option(

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from infergraph import __version__, images
+from infergraph import __version__, container_images
 from infergraph.components.registry import component_class
 from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph, Node
@@ -25,8 +25,8 @@ NODE_LABEL = "infergraph.io/node"
 # Graph annotations the renderers read (documented in docs/rendering.md).
 STORAGE_ANNOTATION = "infergraph.io/storage-uri"
 IMAGE_TAG_ANNOTATION = "infergraph.io/image-tag"
-MLSERVER_IMAGE = images.MLSERVER_RUNTIMES
-SELDON_IMAGE = images.SELDON_COMPONENTS
+MLSERVER_IMAGE = container_images.MLSERVER_RUNTIMES
+SELDON_IMAGE = container_images.SELDON_COMPONENTS
 
 SELDON_CLASS = "infergraph.serving.seldon_component.InfergraphComponent"
 
@@ -56,13 +56,14 @@ def image(
 ) -> str:
     """The image a container runs: the `-cuda` variant when its node asks for a GPU.
 
-    Registry and tag come from `options` (default: `infergraph.images.DEFAULT_REGISTRY` and
-    this package's version); the graph annotation `infergraph.io/image-tag` overrides the tag.
+    Registry and tag come from `options` (default: `infergraph.container_images.DEFAULT_REGISTRY`
+    and this package's version); the graph annotation `infergraph.io/image-tag` overrides the
+    tag.
     """
     opts = options or RenderOptions()
     tag = graph.metadata.annotations.get(IMAGE_TAG_ANNOTATION, opts.image_tag)
     cuda = node is not None and bool(node.resources.gpu)
-    return images.image_ref(which, opts.image_registry, tag, cuda)
+    return container_images.image_ref(which, opts.image_registry, tag, cuda)
 
 
 def labels(graph: InferenceGraph, node: str | None, component: str) -> dict[str, str]:

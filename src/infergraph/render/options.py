@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from infergraph.images import DEFAULT_REGISTRY
+from infergraph.container_images import DEFAULT_REGISTRY
 
 
 @dataclass(frozen=True)

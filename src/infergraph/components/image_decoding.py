@@ -1,4 +1,5 @@
-"""Image input decoding shared by the vision families.
+"""Image input decoding shared by the vision families (pixels; container images are
+infergraph.container_images).
 
 Clients send images three ways: encoded bytes (JPEG/PNG/WebP... in a BYTES
 tensor or a raw octet-stream body), base64 text (JSON clients that did not set
