@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from infergraph.checkpoints.tokenizers import LabelMaps
 from infergraph.components.image_classification import BACKENDS, imagenet_labels
 
 _TINY_LABELS = ["cat", "dog", "bird", "fish", "frog", "horse", "ship", "truck"]
@@ -70,7 +71,7 @@ def _build_timm(target_dir: Path, scale: str, model_name: str) -> None:
     )
 
 
-def _label_maps(labels: list[str]) -> dict[str, Any]:
+def _label_maps(labels: list[str]) -> LabelMaps:
     return {
         "id2label": dict(enumerate(labels)),
         "label2id": {label: i for i, label in enumerate(labels)},

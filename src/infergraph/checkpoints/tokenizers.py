@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -47,6 +47,13 @@ CORPUS: tuple[str, ...] = (
     "numbers 0 1 2 3 4 5 6 7 8 9 and punctuation , . ; : ! ? ' \" ( ) - /",
 )
 CHARACTERS = "abcdefghijklmnopqrstuvwxyz'"
+
+
+class LabelMaps(TypedDict):
+    """A classifier config's label tables, as transformers' configs take them."""
+
+    id2label: dict[int, str]
+    label2id: dict[str, int]
 
 
 # The test-size encoder-decoder every generative family builds (Marian, BART, Speech2Text,

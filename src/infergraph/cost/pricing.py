@@ -138,7 +138,7 @@ def parse_price_overrides(items: Iterable[str]) -> dict[str, float]:
     return out
 
 
-def _read_classes(path: Path) -> dict[str, dict[str, Any]]:
+def _read_classes(path: Path) -> dict[str, dict[str, object]]:
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -161,7 +161,7 @@ def load_catalog(
     classes need their full shape (vcpus, memory_gib, gpus).
     """
     base_path = Path(base_file) if base_file else default_catalog_path()
-    merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in _read_classes(base_path).items()}
+    merged: dict[str, dict[str, object]] = {k: dict(v) for k, v in _read_classes(base_path).items()}
     origin = [str(base_path)]
     if override_file is not None:
         for name, entry in _read_classes(Path(override_file)).items():
