@@ -149,7 +149,7 @@ class Component(ABC):
         """Valid synthetic inputs (warm-up, benchmarks, offline demos)."""
 
     @abstractmethod
-    def prepare(self, inputs: Mapping[str, Array], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(self, inputs: Mapping[str, Array], parameters: Mapping[str, object]) -> Prepared:
         """Validate and preprocess one request; raise InputError naming the bad input."""
 
     @abstractmethod
@@ -161,7 +161,7 @@ class Component(ABC):
         """Assemble one request's per-row results into its output tensors."""
 
     def predict(
-        self, inputs: Mapping[str, Array], parameters: Mapping[str, Any] | None = None
+        self, inputs: Mapping[str, Array], parameters: Mapping[str, object] | None = None
     ) -> ComponentResult:
         """Unbatched path for synchronous adapters (Seldon v1) and tests."""
         empty = self.zero_row_outputs(inputs)

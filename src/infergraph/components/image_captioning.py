@@ -60,7 +60,9 @@ class ImageCaptioner(Component):
         images = [synthetic_png(seed=i) for i in range(batch_size)]
         return {"image": np.array(images, dtype=object)}
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         max_new_tokens = as_int(
             parameter(parameters, self.options, "max_new_tokens", 30),
             "max_new_tokens",
@@ -88,7 +90,7 @@ class ImageCaptioner(Component):
         rows = list(pixels["pixel_values"])
         return Prepared(rows=rows, batch_key=(max_new_tokens, num_beams, prompt))
 
-    def _prompt(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> str:
+    def _prompt(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]) -> str:
         """One prompt per request, from the `prompt` input or parameter (or option)."""
         if "prompt" in inputs:
             texts = decode_texts("prompt", inputs["prompt"])

@@ -114,7 +114,9 @@ class ImageClassifier(Component):
         images = [synthetic_png(seed=i) for i in range(batch_size)]
         return {"image": np.array(images, dtype=object)}
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         import torch
 
         top_k = as_int(parameter(parameters, self.options, "top_k", 5), "top_k", 1, 1_000_000)

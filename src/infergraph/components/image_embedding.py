@@ -88,7 +88,9 @@ class ImageEmbedder(Component):
         images = np.array([synthetic_png(seed=i) for i in range(batch_size)], dtype=object)
         return {"image": images, "text": np.array([b"a photo of a cat"], dtype=object)}
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         normalize = as_bool(parameter(parameters, self.options, "normalize", True), "normalize")
         truncate = as_bool(parameter(parameters, self.options, "truncate", False), "truncate")
         rows: list[Any] = []

@@ -50,7 +50,9 @@ class ImagePreprocessor(Component):
     def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
         return {"image": np.array([synthetic_png(seed=i) for i in range(batch_size)], dtype=object)}
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         images = decode_images(self.require(inputs, "image"), "image", self.max_pixels)
         return Prepared(rows=[self._to_pixels(img) for img in images])
 

@@ -79,7 +79,9 @@ class ObjectDetector(Component):
         return {"image": np.array(images, dtype=object)}
 
     # -- inference -------------------------------------------------------------------------
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         import torch
 
         threshold = as_float(

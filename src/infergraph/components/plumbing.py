@@ -36,7 +36,9 @@ class Identity(Component):
     def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
         return {"input": np.zeros((batch_size, 4), dtype=np.float32)}
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         if not inputs:
             raise InputError("inputs", "no input tensors given")
         return Prepared(rows=[dict(inputs)])
@@ -69,7 +71,9 @@ class Combiner(Identity):
         rng = np.random.default_rng(0)
         return {f"scores_{i}": rng.random((batch_size, 3), dtype=np.float32) for i in range(2)}
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         if not inputs:
             raise InputError("scores", "a combiner needs at least one member's scores")
         arrays = []
@@ -162,7 +166,9 @@ class CropFilter(Component):
             "labels": np.array([label.encode()] * batch_size, dtype=object),
         }
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         for spec in self.inputs:
             if spec.name not in inputs:
                 raise InputError(spec.name, "missing; crop-filter takes crops, crop_index, labels")
@@ -235,7 +241,9 @@ class ConditionGate(Component):
             return {"value": np.array([first.encode()] * batch_size, dtype=object)}
         return {"value": np.full((batch_size,), 0.5, dtype=np.float32)}
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         if not inputs:
             raise InputError("value", "the gate needs the tensor its condition tests")
         name = "value" if "value" in inputs else sorted(inputs)[0]

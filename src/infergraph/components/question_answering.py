@@ -89,7 +89,7 @@ class QuestionAnswerer(Component):
         }
 
     def _contexts(
-        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any], n: int
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object], n: int
     ) -> list[str]:
         if "context" in inputs:
             contexts = decode_texts("context", inputs["context"])
@@ -113,7 +113,9 @@ class QuestionAnswerer(Component):
                 raise InputError("context", "is empty", index=i)
         return contexts
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         questions = decode_texts("question", self.require(inputs, "question"))
         contexts = self._contexts(inputs, parameters, len(questions))
         windows: list[Window] = []

@@ -64,7 +64,7 @@ class _Seq2Seq(Component):
         }
         self._torch = torch
 
-    def generation_key(self, parameters: Mapping[str, Any]) -> tuple[int, int, int]:
+    def generation_key(self, parameters: Mapping[str, object]) -> tuple[int, int, int]:
         """(max_new_tokens, num_beams, min_length) for one request, each bounded."""
         max_new = bounded_int(
             parameters,
@@ -81,7 +81,9 @@ class _Seq2Seq(Component):
         )
         return max_new, beams, min_length
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         texts = decode_texts(self.input_name, self.require(inputs, self.input_name))
         prefix = str(self.option("prefix", ""))  # e.g. ">>fra<<" for multi-target Marian
         if prefix:

@@ -161,7 +161,9 @@ class SpeechRecognizer(Component):
             clips.append(clip)
         return clips
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         clips = self._clips(inputs)
         rate = self._sampling_rate(inputs, parameters)
         notes: dict[str, Any] = {}

@@ -59,7 +59,9 @@ class TextClassifier(Component):
         texts = [b"I love this movie.", b"Le chat dort sur le canape."]
         return {"text": np.array([texts[i % 2] for i in range(batch_size)], dtype=object)}
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         texts = decode_texts("text", self.require(inputs, "text"))
         truncate = flag(parameters, self.options, "truncate", False)
         encoded = encode_texts(self.tokenizer, "text", texts, self.limit, truncate)

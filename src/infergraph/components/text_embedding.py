@@ -143,7 +143,9 @@ class TextEmbedder(Component):
         texts = [b"A man is playing a guitar.", b"The stock market fell sharply today."]
         return {"text": np.array([texts[i % 2] for i in range(batch_size)], dtype=object)}
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         texts = decode_texts("text", self.require(inputs, "text"))
         truncate = flag(parameters, self.options, "truncate", False)
         # Checks the limit; the model truncates to max_seq_length itself when allowed.
