@@ -69,7 +69,7 @@ class _Session:
 RETRY_MESSAGE = "children not applied, retrying"
 
 
-def _publish(outcome: Outcome, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger) -> None:
+def _publish(outcome: Outcome, body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger) -> None:
     for key, value in outcome.status.items():
         patch.status[key] = value
     for kind, reason, message in outcome.events:
@@ -101,7 +101,7 @@ def build_registry(
         return info
 
     @kopf.on.startup(registry=registry)
-    async def _startup(**_: Any) -> None:
+    async def _startup(**_: object) -> None:
         state["metrics"] = await serve(metrics, config.metrics_port)
         if config.settings_url:  # Seldon v2 agents copy model-settings.json from here
             state["settings"] = await serve_settings(reconciler.settings, config.settings_port)
@@ -111,7 +111,7 @@ def build_registry(
             )
 
     @kopf.on.cleanup(registry=registry)
-    async def _cleanup(logger: logging.Logger, **_: Any) -> None:
+    async def _cleanup(logger: logging.Logger, **_: object) -> None:
         if "sweeper" in state:
             state.pop("sweeper").cancel()
         if not await reconciler.drain(SHUTDOWN_GRACE_S):
@@ -129,7 +129,7 @@ def build_registry(
     # did not run for a graph deleted without one (test_a_settings_edit_reaches_seldons_agent
     # showed it). A graph deleted while the operator is down was never in this process's store.
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    async def _forget_settings(type: str | None, namespace: str, name: str, **_: Any) -> None:
+    async def _forget_settings(type: str | None, namespace: str, name: str, **_: object) -> None:
         if type == "DELETED":
             reconciler.settings.forget(namespace, name)
 
@@ -137,7 +137,7 @@ def build_registry(
     return registry
 
 
-Run = Callable[[str, kopf.Body, kopf.Patch, Any, int], Awaitable[None]]
+Run = Callable[[str, kopf.Body, kopf.Patch, kopf.Logger, int], Awaitable[None]]
 
 
 def _register_passes(
@@ -148,7 +148,7 @@ def _register_passes(
     resource = {"group": GROUP, "version": VERSION, "plural": PLURAL, "registry": registry}
 
     async def run(
-        trigger: str, body: kopf.Body, patch: kopf.Patch, logger: Any, retry: int
+        trigger: str, body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int
     ) -> None:
         outcome = await reconciler.reconcile(_plain(body), trigger)
         if outcome.stage == STOPPED:
@@ -172,7 +172,9 @@ def _register_passes(
 def _handler(run: Run, trigger: str) -> Callable[..., Awaitable[None]]:
     """A kopf handler running the pass for `trigger` (kopf passes its kwargs by name)."""
 
-    async def handle(body: kopf.Body, patch: kopf.Patch, logger: Any, retry: int, **_: Any) -> None:
+    async def handle(
+        body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int, **_: object
+    ) -> None:
         await run(trigger, body, patch, logger, retry)
 
     return handle
