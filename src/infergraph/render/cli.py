@@ -113,7 +113,7 @@ def _render_all(
 def _render_one(graph: Path, engine: str, options: RenderOptions, out: Path | None) -> None:
     """One graph for one engine: its files under `out`, or its manifests as YAML on stdout
     (with KServe's notes on stderr, where they do not mix with the YAML)."""
-    from infergraph.graph.model import load_graph
+    from infergraph.graph.plan import load_plan
 
     if out is not None:
         from infergraph.render import render_files
@@ -124,7 +124,7 @@ def _render_one(graph: Path, engine: str, options: RenderOptions, out: Path | No
         written = _write(files, out)
         typer.echo(f"wrote {len(written)} files under {out}")
         return
-    objs = render(load_graph(graph), engine, options)
+    objs = render(load_plan(graph), engine, options)
     if engine == "kserve":
         from infergraph.render.kserve import render_notes
 
