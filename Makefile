@@ -64,6 +64,7 @@ lint: .venv/.synced
 	$(RUN) actionlint .github/workflows/*.yml
 	$(RUN) mypy $(MYPY_MODULES)
 	$(RUN) python tools/check_function_length.py
+	$(RUN) python tools/check_import_cycles.py
 
 # Tests run in parallel processes (pytest-xdist), a test file to a process so that a file's
 # shared servers start once. Most of a test's time is spent waiting on the servers it starts,

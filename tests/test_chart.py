@@ -16,7 +16,7 @@ import yaml
 
 from infergraph import __version__
 from infergraph.graph.crd import crd_manifest
-from infergraph.graph.model import load_graph, parse_graph
+from infergraph.graph.plan import load_graph, parse_graph
 from infergraph.operator.config import OperatorConfig
 from infergraph.render import ENGINES, render
 from infergraph.render.autoscaling import PODS_METRICS

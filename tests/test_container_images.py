@@ -21,7 +21,7 @@ from infergraph.container_images import (
     SELDON_COMPONENTS,
     image_ref,
 )
-from infergraph.graph.model import parse_graph
+from infergraph.graph.plan import parse_graph
 from infergraph.render import common
 from infergraph.render.options import RenderOptions
 

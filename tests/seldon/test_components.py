@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import requests
 
-from infergraph.graph.model import parse_graph
+from infergraph.graph.plan import parse_graph
 from infergraph.render import EXAMPLE_STORAGE, RenderOptions, render
 from infergraph.render.common import cache_env
 from tests.servers import wait_ready

@@ -230,19 +230,6 @@ def validate_schema(data: dict[str, Any], source: str = "<memory>") -> Inference
         raise GraphValidationError(name, problems) from None
 
 
-def parse_graph(data: dict[str, Any], source: str = "<memory>") -> InferenceGraph:
-    """Parse and fully validate (schema, then topology); errors list every problem with its path.
-
-    A consumer that runs or renders the graph wants `graph.plan.parse_plan` instead: the same
-    checks, and the compiled plan they produce is kept rather than compiled again.
-    """
-    from infergraph.graph.plan import compile_plan
-
-    graph = validate_schema(data, source)
-    compile_plan(graph)
-    return graph
-
-
 def read_document(path: str | Path) -> dict[str, Any]:
     """A graph file's YAML mapping; GraphValidationError when unreadable or not a mapping."""
     path = Path(path)
@@ -255,7 +242,3 @@ def read_document(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise GraphValidationError(str(path), ["file does not hold a YAML mapping"])
     return data
-
-
-def load_graph(path: str | Path) -> InferenceGraph:
-    return parse_graph(read_document(path), str(path))

@@ -679,3 +679,21 @@ def parse_plan(data: dict[str, Any], source: str = "<memory>") -> GraphPlan:
 def load_plan(path: str | Path) -> GraphPlan:
     """A graph file, validated and compiled once: what `serve` and `render` start from."""
     return parse_plan(read_document(path), str(path))
+
+
+def parse_graph(data: dict[str, Any], source: str = "<memory>") -> InferenceGraph:
+    """Parse and fully validate (schema, then topology); errors list every problem with its path.
+
+    A consumer that runs or renders the graph wants `parse_plan` instead: the same checks,
+    and the compiled plan they produce is kept rather than compiled again. (This lives with
+    the compiler, not with the schema in `graph.model`, so that the schema module does not
+    import the compiler that imports it.)
+    """
+    graph = validate_schema(data, source)
+    compile_plan(graph)
+    return graph
+
+
+def load_graph(path: str | Path) -> InferenceGraph:
+    """A graph file, validated as `parse_graph` does."""
+    return parse_graph(read_document(path), str(path))

@@ -114,7 +114,7 @@ def profile(
     Here (each node loaded in this process, on its device) or, with --endpoint, where the
     graph is deployed (each node timed through its own endpoint).
     """
-    from infergraph.graph.model import load_graph
+    from infergraph.graph.plan import load_graph
     from infergraph.planner.profiler import ProfileSettings
 
     _check_profile_options(offline_scale, repeats, requests, max_batch, load, rate, skip_graph)
@@ -269,7 +269,7 @@ def plan(
 ) -> None:
     """Cheapest hardware, batching and replicas per node whose simulated latency meets the SLO."""
     from infergraph.cost.pricing import load_catalog, parse_price_overrides
-    from infergraph.graph.model import load_graph
+    from infergraph.graph.plan import load_graph
     from infergraph.planner.planning import PlanInputs, plan_graph
     from infergraph.planner.report import print_report, write_outputs
 

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from infergraph.errors import MissingExtraError
-from infergraph.graph.model import parse_graph
+from infergraph.graph.plan import parse_graph
 from infergraph.planner.planning import PlanOutcome, planned_manifest
 from infergraph.planner.search import Evaluated
 
