@@ -70,7 +70,8 @@ def _build_detr(target_dir: Path, scale: str) -> None:
             hidden_sizes=[8, 16, 32, 64],
             depths=[1, 1, 1, 1],
             layer_type="basic",
-            out_features=["stage4"],
+            # A backbone option (BackboneConfigMixin) that ResNetConfig's typed signature omits.
+            out_features=["stage4"],  # type: ignore[call-arg]
         )
         config = DetrConfig(
             backbone_config=backbone,

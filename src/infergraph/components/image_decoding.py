@@ -50,7 +50,7 @@ def _open_checked(data: bytes, name: str, index: int, max_pixels: int) -> Image:
         with warnings.catch_warnings():
             # PIL warns past its own limit; ours (checked below) is the one that applies.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         raise PayloadTooLargeError(name, f"image too large to decode ({exc})", index) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
@@ -175,8 +175,9 @@ def processor_input_size(image_processor: Any) -> tuple[int, int] | None:
         if isinstance(size, int):
             return (size, size)
         get = size.get if isinstance(size, Mapping) else lambda k: getattr(size, k, None)
-        if get("height") and get("width"):
-            return (int(get("height")), int(get("width")))
+        height, width = get("height"), get("width")
+        if height and width:
+            return (int(height), int(width))
         return None
 
     if getattr(image_processor, "do_center_crop", False):

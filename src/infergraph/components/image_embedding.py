@@ -26,6 +26,7 @@ from infergraph.components.image_decoding import (
 from infergraph.components.parameters import as_bool, parameter
 from infergraph.components.text import SerialTokenizer, decode_texts
 from infergraph.errors import InputError, ModelLoadError
+from infergraph.json_types import JSONObject
 
 if TYPE_CHECKING:
     import torch
@@ -94,7 +95,7 @@ class ImageEmbedder(Component):
         normalize = as_bool(parameter(parameters, self.options, "normalize", True), "normalize")
         truncate = as_bool(parameter(parameters, self.options, "truncate", False), "truncate")
         rows: list[Any] = []
-        notes: dict[str, Any] = {}
+        notes: JSONObject = {}
         picked = image_or_pixels(inputs, "image", "pixel_values", self.input_hw, self.max_pixels)
         n_images = 0
         if picked is not None:

@@ -27,7 +27,7 @@ import copy
 import logging
 import math
 from collections.abc import Hashable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -175,5 +175,5 @@ class TextEmbedder(Component):
             )
         return np.asarray(vectors, dtype=np.float32)
 
-    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+    def finish(self, results: list[np.ndarray], prepared: Prepared) -> dict[str, np.ndarray]:
         return {"embedding": np.stack(results).astype(np.float32)}

@@ -19,13 +19,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import InferenceGraph, Node
+from infergraph.json_types import JSONObject
 
 ReplicaMode = Literal["spec", "min", "max"]
 
@@ -226,7 +227,7 @@ class GraphCost:
     def usd_per_million(self, throughput_rps: float) -> float:
         return usd_per_million(self.usd_per_hour, throughput_rps)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {
             "graph": self.graph,
             "usd_per_hour": self.usd_per_hour,

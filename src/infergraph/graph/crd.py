@@ -8,18 +8,15 @@ the CLI with the full model; every other field is checked by the API server.
 
 from __future__ import annotations
 
-from typing import Any
-
 from infergraph.graph.model import API_VERSION, InferenceGraph
+from infergraph.json_types import JSONObject, Manifest
 
 GROUP, VERSION = API_VERSION.split("/")
 PLURAL = "inferencegraphs"
 _DROP = {"title", "default", "discriminator", "examples"}
 
 
-def _structural(
-    schema: dict[str, Any], defs: dict[str, Any], stack: tuple[str, ...]
-) -> dict[str, Any]:
+def _structural(schema: JSONObject, defs: JSONObject, stack: tuple[str, ...]) -> JSONObject:
     """One pydantic JSON-schema node as a structural OpenAPI v3.0 node: refs inlined (a
     recursive ref becomes an open object), unions collapsed, every node typed."""
     if "$ref" in schema:
@@ -39,18 +36,18 @@ def _structural(
 
 
 def _structural_union(
-    schema: dict[str, Any],
-    variants: list[dict[str, Any]],
-    defs: dict[str, Any],
+    schema: JSONObject,
+    variants: list[JSONObject],
+    defs: JSONObject,
     stack: tuple[str, ...],
-) -> dict[str, Any]:
+) -> JSONObject:
     """An `anyOf`/`oneOf`: structural schemas allow no unions, so a single non-null variant
     stands for the whole (nullable when null was one), objects stay open, and scalars mixed
     with each other become int-or-string."""
     non_null = [v for v in variants if v.get("type") != "null"]
     nullable = len(non_null) < len(variants)
     if len(non_null) == 1:
-        out: dict[str, Any] = _structural(non_null[0], defs, stack)
+        out: JSONObject = _structural(non_null[0], defs, stack)
     else:
         out = {"x-kubernetes-preserve-unknown-fields": True}
         types = {v.get("type") for v in non_null}
@@ -66,12 +63,10 @@ def _structural_union(
     return out
 
 
-def _structural_fields(
-    schema: dict[str, Any], defs: dict[str, Any], stack: tuple[str, ...]
-) -> dict[str, Any]:
+def _structural_fields(schema: JSONObject, defs: JSONObject, stack: tuple[str, ...]) -> JSONObject:
     """The keys of a non-union node, translated one by one into what OpenAPI v3.0 and the API
     server accept (consts as enums, exclusive bounds as flags, open maps as preserved fields)."""
-    out: dict[str, Any] = {}
+    out: JSONObject = {}
     for key, value in schema.items():
         if key in _DROP or key in ("$defs", "anyOf", "oneOf"):
             continue
@@ -97,7 +92,7 @@ def _structural_fields(
     return out
 
 
-def _fill_type(out: dict[str, Any]) -> None:
+def _fill_type(out: JSONObject) -> None:
     """A structural schema needs a type on every node: infer one where pydantic gave none."""
     if "type" in out:
         return
@@ -110,7 +105,7 @@ def _fill_type(out: dict[str, Any]) -> None:
         out["x-kubernetes-preserve-unknown-fields"] = True
 
 
-def openapi_schema() -> dict[str, Any]:
+def openapi_schema() -> JSONObject:
     raw = InferenceGraph.model_json_schema(by_alias=True, mode="validation")
     defs = raw.get("$defs", {})
     schema = _structural(raw, defs, ("InferenceGraph",))
@@ -122,11 +117,11 @@ def openapi_schema() -> dict[str, Any]:
     return schema
 
 
-def _strings(*names: str) -> dict[str, Any]:
+def _strings(*names: str) -> JSONObject:
     return {name: {"type": "string"} for name in names}
 
 
-def status_schema() -> dict[str, Any]:
+def status_schema() -> JSONObject:
     """What the operator writes through the status subresource (see docs/operator.md)."""
     condition = {
         "type": "object",
@@ -184,7 +179,7 @@ PRINTER_COLUMNS = [
 ]
 
 
-def crd_manifest() -> dict[str, Any]:
+def crd_manifest() -> Manifest:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -217,7 +212,7 @@ def crd_manifest() -> dict[str, Any]:
     }
 
 
-def helm_owned(manifest: dict[str, Any], release: str, namespace: str) -> dict[str, Any]:
+def helm_owned(manifest: Manifest, release: str, namespace: str) -> Manifest:
     """`manifest` with the metadata Helm checks before adopting an existing object: the label
     `app.kubernetes.io/managed-by: Helm` and the release's name and namespace as annotations
     (helm pkg/action/validate.go, checkOwnership)."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -21,19 +22,18 @@ console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(1)
 
 
-def _numbers(text: str | None, option: str, kind: type[float] | type[int]) -> list[float] | None:
+def _numbers[N: (int, float)](text: str | None, option: str, kind: type[N]) -> list[N] | None:
     if text is None:
         return None
     try:
         values = [kind(part) for part in text.split(",") if part.strip()]
     except ValueError:
         _fail(f"{option}: '{text}' is not a comma-separated list of numbers")
-        return None
     if not values or any(v < 0 for v in values):
         _fail(f"{option}: give one or more numbers >= 0")
     return values
@@ -122,9 +122,7 @@ def profile(
         graph = load_graph(graph_file)
     except GraphValidationError as exc:
         _fail(str(exc))
-        return
     endpoints = _profile_endpoints(graph, endpoint, node_endpoint, engine)
-    loaded_by = {"load": load} if load is not None else {}  # else ProfileSettings' default
     settings = ProfileSettings(
         endpoints=endpoints,
         hardware_class=hardware_class,
@@ -135,9 +133,10 @@ def profile(
         payload=payload,
         requests=requests,
         loaded_rps=rate,
-        **loaded_by,
         skip_graph=skip_graph,
     )
+    if load is not None:  # else ProfileSettings' default
+        settings = dataclasses.replace(settings, load=load)
     _run_profile(graph, settings, out)
 
 
@@ -212,7 +211,6 @@ def _run_profile(graph: InferenceGraph, settings: ProfileSettings, out: Path) ->
             )
         except InfergraphError as exc:
             _fail(str(exc))
-            return
     result.write(out)
     console.print(f"wrote {out}")
 
@@ -294,7 +292,6 @@ def plan(
         files = write_outputs(outcome, out)
     except InfergraphError as exc:
         _fail(str(exc))
-        return
     print_report(outcome, console)
     for path in files.values():
         console.print(f"wrote {path}")
@@ -347,7 +344,7 @@ def _search_settings(
     if not 0 < pct <= 100:
         _fail(f"--percentile must be in (0, 100], got {pct}")
     return SearchSettings(
-        slo_ms=float(slo_ms),  # type: ignore[arg-type]
+        slo_ms=float(slo_ms),
         percentile=pct,
         batch_sizes=_numbers(batch_sizes, "--batch-sizes", int),
         delays_ms=_numbers(delays_ms, "--delays-ms", float) or DEFAULT_DELAYS_MS,

@@ -35,6 +35,7 @@ import numpy as np
 
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import InferenceGraph, Node
+from infergraph.json_types import JSONObject
 from infergraph.planner.endpoints import EndpointError, Endpoints, node_timer
 from infergraph.planner.profiles import (
     BatchTiming,
@@ -69,7 +70,7 @@ class ProfileSettings:
     loaded_rps: float | None = None  # the loaded half's rate itself (instead of `load`)
     skip_graph: bool = False
     endpoints: Endpoints | None = None  # a served graph: its nodes timed where they run
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: JSONObject = field(default_factory=dict)
 
 
 def batch_sizes(limit: int) -> list[int]:
@@ -80,8 +81,8 @@ def batch_sizes(limit: int) -> list[int]:
     return [*sizes, limit]
 
 
-def _hardware() -> dict[str, Any]:
-    info: dict[str, Any] = {
+def _hardware() -> JSONObject:
+    info: JSONObject = {
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "cpu_model": platform.processor() or None,
@@ -290,10 +291,12 @@ def _taken(topology: Topology, gate: str, path: set[str]) -> bool | None:
 
 
 def summarise_pass(
-    topology: Topology, replies: list[tuple[float, dict[str, Any]]], nodes: list[str]
+    topology: Topology, replies: list[tuple[float, JSONObject]], nodes: list[str]
 ) -> GraphPass:
     """Per-request (client ms, response parameters) -> hops, rows and branch fractions."""
-    ingress, hops, samples = [], {n: [] for n in nodes}, 0
+    ingress: list[float] = []
+    hops: dict[str, list[float]] = {n: [] for n in nodes}
+    samples = 0
     served: dict[str, dict[int, list[float]]] = {n: {} for n in nodes}
     rows: dict[str, Counter[int]] = {n: Counter() for n in nodes}
     sides: dict[str, list[bool]] = {g: [] for g in topology.gates}
@@ -725,7 +728,7 @@ def _profile_settings(
     pass_timing: set[str],
     loaded_rps: float,
     served_limits: dict[str, int],
-) -> dict[str, Any]:
+) -> JSONObject:
     """The settings a profile was measured under, recorded with it so two can be compared."""
     return {
         "pass_timing": ", ".join(sorted(pass_timing)),

@@ -12,7 +12,6 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import yaml
 from rich.console import Console
@@ -20,6 +19,7 @@ from rich.table import Table
 
 from infergraph.errors import MissingExtraError
 from infergraph.graph.plan import parse_graph
+from infergraph.json_types import JSONObject
 from infergraph.planner.planning import PlanOutcome, planned_manifest
 from infergraph.planner.search import Evaluated
 
@@ -162,10 +162,10 @@ def describe(ev: Evaluated) -> str:
     )
 
 
-def to_json(outcome: PlanOutcome) -> dict[str, Any]:
+def to_json(outcome: PlanOutcome) -> JSONObject:
     s = outcome.inputs.settings
 
-    def ev_dict(ev: Evaluated) -> dict[str, Any]:
+    def ev_dict(ev: Evaluated) -> JSONObject:
         return {
             "usd_per_hour": ev.usd_per_hour,
             "latency_ms": ev.latency_ms,
