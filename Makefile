@@ -17,7 +17,7 @@ export TOKENIZERS_PARALLELISM := false
 RUN := $(UV) run --frozen --no-sync
 RUN_SELDON := UV_PROJECT_ENVIRONMENT=.venv-seldon $(UV) run --frozen --no-sync --no-default-groups --group seldon-dev --extra seldon
 
-.PHONY: help install demo test test-fast lint unit seldon-test render crd bench-runtimes bench-hops bench-loadtester \
+.PHONY: help install demo test test-fast lint unit seldon-test render crd bench-runtimes bench-hops bench-loadtester bench-loadtester-truth wrk \
 	bench-peers bench-planner bench-planner-controlled timing-test planner-gpu-profiles bench-kserve-hops engine-test images image-test bench-images image-tools clean \
 	perf-analyzer prometheus rclone
 
@@ -25,7 +25,7 @@ help:
 	@echo "make demo    serve the cascade locally (random weights), find its knee, price it, plan it, render it"
 	@echo "make test    lint, then every test (MLServer, graphs, renderers, load tester, Seldon v1)"
 	@echo "make test-fast    the tests that start no server (a few minutes)"
-	@echo "make bench-runtimes | bench-hops | bench-loadtester | bench-peers | bench-planner | bench-planner-controlled | bench-kserve-hops    benchmarks -> bench-results/*.json"
+	@echo "make bench-runtimes | bench-hops | bench-loadtester | bench-loadtester-truth | bench-peers | bench-planner | bench-planner-controlled | bench-kserve-hops    benchmarks -> bench-results/*.json"
 	@echo "make render  regenerate k8s/rendered/, k8s/crds/ and the chart's generated files"
 	@echo "make engine-test    every shipped graph through the Seldon v2, Seldon v1 and KServe engine models"
 	@echo "make images | image-test | bench-images    build the images with buildah, run them, measure them"
@@ -101,7 +101,7 @@ engine-test: .venv/.synced .venv-seldon/.synced
 # The v1 proof also needs .venv: its local reference (`infergraph serve`) and protocol-v2 units
 # (MLServer) run from there, since MLServer and seldon-core cannot share one environment.
 seldon-test: .venv/.synced .venv-seldon/.synced
-	$(RUN_SELDON) python -m pytest -q -m "not sweep" tests/seldon $(subst loadfile,loadgroup,$(XDIST))
+	$(RUN_SELDON) python -m pytest -q -m "not sweep" tests/seldon $(XDIST)
 
 test: lint unit seldon-test
 
@@ -160,8 +160,19 @@ bench-peers: .venv/.synced
 bench-kserve-hops: .venv/.synced
 	$(RUN) python benchmarks/bench_kserve_hops.py
 
-bench-loadtester: .venv/.synced
+# wrk (Debian) is one of the tools the ground-truth part compares; installed when missing.
+wrk:
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; } || \
+		{ echo "bench-loadtester needs wrk: apt-get install -y wrk"; exit 1; }
+
+bench-loadtester: .venv/.synced wrk
 	$(RUN) python async_load_tester/bench/bench_loadtester.py
+
+# The ground-truth part alone (a few minutes): bench-results/loadtester-truth.json.
+# TRUTH_FLAGS=--quick makes it a smoke run of seconds.
+bench-loadtester-truth: .venv/.synced wrk
+	$(RUN) python async_load_tester/bench/bench_loadtester.py --truth-only $(TRUTH_FLAGS)
 
 bench-planner: .venv/.synced
 	$(RUN) python benchmarks/bench_planner.py

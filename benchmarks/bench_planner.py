@@ -7,10 +7,12 @@
    async load tester. Right before each run the served configuration is profiled
    through its endpoints (`infergraph profile --endpoint`, at the run's load), and the
    simulator predicts p50/p99 for the same configuration and the same arrivals (the
-   tester's seeded Poisson draw, replayed) from that profile alone. `sim_p99_error_pct`
-   is the largest relative p99 error; the prediction from the first profile (in-process
+   tester's seeded Poisson draw, replayed) from that profile alone. Each configuration
+   runs `--runs` times (3) on the same arrivals: `real_p99_error_pct` is the p99 error of
+   the row furthest past its goal, `real_p99_spread_pct` that row's run-to-run spread
+   (goal: error within spread). The prediction from the first profile (in-process
    passes, taken once before every run) and the rate-only prediction (fresh draws of the
-   same rate) are reported beside it.
+   same rate) are reported beside it in each row.
 2. Cost. The cascade and video graphs are profiled here (tiny checkpoints, this CPU
    standing for one c6i.2xlarge class) and planned on a bursty diurnal trace
    (async-load-tester's generator, one cycle over the trace: a day compressed into an
@@ -22,6 +24,10 @@
    time-averaged $/hour; `slo_attainment` is the share of the trace's requests the
    plan answers within the SLO in simulation (autoscaler lag included);
    `planner_seconds` is the longest planning wall time.
+3. Search: the planner against exhaustive search on random small cases
+   (`benchmarks/search_cases.py`): `optimality_gap_pct_p95`, `optimal_fraction`.
+4. Controlled: the simulator against controlled service times
+   (`benchmarks/controlled_check.py`): `controlled_p50_error_pct`, `controlled_p99_error_pct`.
 """
 
 from __future__ import annotations
@@ -573,6 +579,8 @@ def reality_check(
     check = Check(work, log, duration, runs, profile)
     rows: list[dict[str, Any]] = []
     for batch, delay, loads in settings:
+        if only is not None and not any(f"b{batch}-{load}" in only for load in loads):
+            continue  # no server for a setting none of whose configurations is asked for
         graph_file = work / f"check-b{batch}.yaml"
         graph_file.write_text(yaml.safe_dump(check_graph(big, small, batch, delay)))
         with Served(graph_file, log) as url:
@@ -766,67 +774,74 @@ def search_settings(cases: int, seed: int) -> dict[str, Any]:
     }
 
 
+SUMMARY_KEYS = (
+    "controlled_p50_error_pct",
+    "controlled_p99_error_pct",
+    "real_p99_error_pct",
+    "real_p99_spread_pct",
+    "optimality_gap_pct_p95",
+    "optimal_fraction",
+    "cost_ratio",
+    "slo_attainment",
+    "planner_seconds",
+)  # issue 28's keys, and only those: each is computed from the rows, none carried over
+
+
 def summarise(
     check_rows: list[dict[str, Any]],
     cost_rows: list[dict[str, Any]],
     search_rows: list[dict[str, Any]],
-    parts: set[str],
-    reused: dict[str, Any],
+    controlled: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """The summary keys from the rows; keys no row here can give keep their reused values."""
-    ratios: dict[str, dict[str, float]] = {}
-    for row in cost_rows:
-        if row["config"] == "planned":
-            baseline = next(
-                r
-                for r in cost_rows
-                if r["config"] == "batch-1 baseline"
-                and r["graph"] == row["graph"]
-                and r.get("scenario", "cpu") == row.get("scenario", "cpu")
-            )
-            ratio = baseline["usd_per_hour"] / row["usd_per_hour"]
-            ratios.setdefault(row.get("scenario", "cpu"), {})[row["graph"]] = ratio
+    """The summary from the rows, this run's or reused ones alike (a key no row gives is None)."""
+    from benchmarks.controlled_check import controlled_summary
+    from benchmarks.search_cases import search_summary
+
     planned = [r for r in cost_rows if r["config"] == "planned"]
-    beyond = [
-        r["p99_error_beyond_interval_pct"] for r in check_rows if "measured_p99_interval_ms" in r
-    ]
+    ratios = cost_ratios(cost_rows).get("cpu", {})
     summary = {
-        "sim_p99_error_pct": max((r["p99_error_pct"] for r in check_rows), default=None),
-        "sim_p50_error_pct": max((r["p50_error_pct"] for r in check_rows), default=None),
-        # the part of each error that the measured p99's own sampling noise cannot explain
-        "sim_p99_error_beyond_interval_pct": max(beyond, default=None),
-        # the simulator on fresh Poisson draws of each run's rate, not the run's own arrivals
-        "sim_p99_error_pct_rate_only": max(
-            (r["rate_only_p99_error_pct"] for r in check_rows if "rate_only_p99_error_pct" in r),
-            default=None,
-        ),
-        # each run predicted from the one profile taken before all of them (in-process passes)
-        "sim_p99_error_pct_first_profile": max(
-            (
-                r["first_profile_p99_error_pct"]
-                for r in check_rows
-                if "first_profile_p99_error_pct" in r
-            ),
-            default=None,
-        ),
-        "sim_p99_error_pct_inrun_service": max(
-            (r["inrun_p99_error_pct"] for r in check_rows), default=None
-        ),
-        "cost_ratio": min(ratios.get("cpu", {}).values(), default=None),
-        "cost_ratio_by_graph": ratios.get("cpu", {}),
-        # full-size models, each node free to take a CPU class or the GPU class profiled on one
-        "cost_ratio_gpu": min(ratios.get("cpu+gpu", {}).values(), default=None),
-        "cost_ratio_gpu_by_graph": ratios.get("cpu+gpu", {}),
+        "cost_ratio": min(ratios.values(), default=None),
         "slo_attainment": min((r["slo_attainment"] for r in planned), default=None),
         "planner_seconds": max((r["planner_seconds"] for r in cost_rows), default=None),
+        **real_summary(check_rows),
+        **(search_summary(search_rows) if search_rows else {}),
+        **controlled_summary(controlled),
     }
-    if "search" in parts:
-        from benchmarks.search_cases import search_summary
+    return {key: summary.get(key) for key in SUMMARY_KEYS}
 
-        summary |= search_summary(search_rows)
-    # Keys of parts neither run now nor recomputable from reused rows keep their earlier values.
-    summary = {**reused.get("summary", {}), **{k: v for k, v in summary.items() if v is not None}}
-    return summary
+
+def cost_ratios(cost_rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per scenario and graph: the batch-1 baseline's $/hour over the planned one's."""
+    ratios: dict[str, dict[str, float]] = {}
+    for row in cost_rows:
+        if row["config"] != "planned":
+            continue
+        scenario = row.get("scenario", "cpu")
+        baseline = next(
+            r
+            for r in cost_rows
+            if r["config"] == "batch-1 baseline"
+            and r["graph"] == row["graph"]
+            and r.get("scenario", "cpu") == scenario
+        )
+        ratios.setdefault(scenario, {})[row["graph"]] = (
+            baseline["usd_per_hour"] / row["usd_per_hour"]
+        )
+    return ratios
+
+
+def real_summary(check_rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """The real-model check's row furthest past its goal (error within the run-to-run spread):
+    its p99 error and its spread, side by side. A row of one run has no spread (None)."""
+    if not check_rows:
+        return {"real_p99_error_pct": None, "real_p99_spread_pct": None}
+
+    def spread(row: dict[str, Any]) -> float | None:
+        runs = row.get("measured_p99_runs_ms") or []
+        return row.get("p99_run_spread_pct") if len(runs) > 1 else None
+
+    worst = max(check_rows, key=lambda r: abs(r["p99_error_pct"]) - (spread(r) or 0.0))
+    return {"real_p99_error_pct": abs(worst["p99_error_pct"]), "real_p99_spread_pct": spread(worst)}
 
 
 def result_settings(
@@ -933,15 +948,16 @@ def main() -> None:
     parser.add_argument(
         "--runs",
         type=int,
-        default=1,
+        default=3,
         help="load-test runs per checked configuration, back to back on the same arrivals; "
-        "their latencies are pooled and each run's p99 is kept (its spread is the machine's)",
+        "their latencies are pooled and each run's p99 is kept (its spread is the machine's, "
+        "the yardstick the prediction's error is reported beside)",
     )
     parser.add_argument(
         "--only",
         default=None,
         help="check only these configurations, tagged b<batch>-<load> (b8-0.8,b4-0.7); "
-        "the result is written as planner-partial",
+        "with --reuse the others' rows are kept (planner.json), else planner-partial",
     )
     parser.add_argument(
         "--parts",
@@ -993,7 +1009,10 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     console.print(f"work folder and logs: {work}")
     parts = set(args.parts.split(","))
-    reused = _reused_rows(Path(args.reuse), parts) if args.reuse else {}
+    only = set(args.only.split(",")) if args.only else None
+    # With --only, the reused check rows stay but for the configurations checked again.
+    running = parts - {"check"} if only else parts
+    reused = _reused_rows(Path(args.reuse), running) if args.reuse else {}
     gpu_folder = None if args.gpu_profiles == "none" else REPO / args.gpu_profiles
     if "cost" in parts:
         trace = (args.mean, args.peak, args.trace_seconds)
@@ -1003,17 +1022,10 @@ def main() -> None:
             cost_rows += cost_check(work, *trace, "full", gpu_folder)
     else:
         cost_rows = reused.get("cost", [])
-    check_rows = (
-        reality_check(
-            work,
-            args.duration,
-            args.quick,
-            args.runs,
-            set(args.only.split(",")) if args.only else None,
-        )
-        if "check" in parts
-        else reused.get("reality-check", [])
-    )
+    check_rows = reused.get("reality-check", [])
+    if "check" in parts:
+        kept = [r for r in check_rows if only and f"b{r['batch']}-{r['load']}" not in only]
+        check_rows = kept + reality_check(work, args.duration, args.quick, args.runs, only)
     search_rows = (
         search_part(args.search_cases, args.search_seed)
         if "search" in parts
@@ -1061,14 +1073,9 @@ def main() -> None:
             "planner_seconds",
         ],
     )
-    summary = summarise(check_rows, cost_rows, search_rows, parts, reused)
-    from benchmarks.controlled_check import controlled_summary
-
-    if "controlled" in parts:  # this run's controlled keys replace all of a reused run's
-        summary = {k: v for k, v in summary.items() if not k.startswith("controlled_")}
-    summary |= controlled_summary(controlled)
+    summary = summarise(check_rows, cost_rows, search_rows, controlled)
     complete = (parts >= {"cost", "check", "search", "controlled"} or bool(reused)) and not (
-        args.quick or args.only
+        args.quick or (only and not reused)
     )
     settings = result_settings(args, gpu_folder, parts, reused)
     path = write_results(

@@ -13,7 +13,8 @@ It is not a shipped family. A process serves it when the environment names it:
     INFERGRAPH_EXTRA_FAMILIES=controlled=benchmarks.controlled:ControlledNode
 
 with the repository root on PYTHONPATH (the router and every MLServer child inherit
-both). Options (`options:` of the graph node): base_ms, per_row_ms, sigma, seed.
+both). Options (`options:` of the graph node): base_ms, per_row_ms, sigma, seed, and
+load_ms: how long loading takes (a known checkpoint-to-ready time for the profiler).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class ControlledNode(Component):
         self.per_row_ms = self._number("per_row_ms", 1.0)
         self.sigma = self._number("sigma", 0.0)
         self.seed = int(self.option("seed", 0))
+        time.sleep(self._number("load_ms", 0.0) / 1000.0)  # what a checkpoint's load would take
         self._rng = np.random.default_rng(self.seed)
         self._scores = np.random.default_rng(self.seed + 1)  # apart from the service draws
         self._lock = threading.Lock()  # the batcher runs passes on its own thread

@@ -329,7 +329,7 @@ def controlled_row(
     measured = measure(url, row, rate, duration, work)
     arrivals = measured["arrivals_s"]
     known = predict_known(graph_file, profile, arrivals)
-    predicted = bp.predict(graph_file, profile, arrivals, measured["forward_mean_ms"], SEEDS)
+    predicted = bp.predict(graph_file, profile, arrivals, seeds=SEEDS)
     return {
         **_served_prediction(served, graph_file, arrivals, measured),
         **_known_columns(known, measured),
@@ -351,10 +351,6 @@ def controlled_row(
         "rate_only_predicted_p99_ms": predicted["rate_only_p99_ms"],
         "measured_forward_mean_ms": measured["forward_mean_ms"],
         "predicted_forward_mean_ms": predicted["forward_mean_ms"],
-        "inrun_predicted_p50_ms": predicted["inrun_p50_ms"],
-        "inrun_predicted_p99_ms": predicted["inrun_p99_ms"],
-        "inrun_p99_error_pct": bp.error_pct(predicted["inrun_p99_ms"], measured["p99_ms"]),
-        "forward_drift": predicted["inrun_factors"],
         "measured_service_p99_ms": measured["service_p99_ms"],
         "max_late_ms": measured["max_late_ms"],
         "arrivals_replayed": int(np.sum(arrivals >= bp.WARMUP_S)),
@@ -403,7 +399,6 @@ def controlled_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "controlled_p50_error_pct": max(r["p50_error_pct"] for r in rows),
         "controlled_p99_error_pct": max(r["p99_error_pct"] for r in rows),
-        "controlled_p99_error_pct_inrun_service": max(r["inrun_p99_error_pct"] for r in rows),
         "controlled_p50_error_pct_profile": max(r["profile_p50_error_pct"] for r in rows),
         "controlled_p99_error_pct_profile": max(r["profile_p99_error_pct"] for r in rows),
         "controlled_rows_meeting_goals": sum(

@@ -66,6 +66,11 @@ def forced_langid(tmp: Path, language: str) -> str:
 
 def values(tensor: dict[str, Any]) -> np.ndarray:
     data = tensor["data"]
+    if data is None:
+        # Seldon v2's gateway writes an empty tensor's data as `null` (a nil Go slice,
+        # seldon-core v2.10.2 scheduler/pkg/kafka/pipeline/v2.go:82-160): only for no elements.
+        assert 0 in tensor["shape"], f"{tensor['name']}: data null with shape {tensor['shape']}"
+        data = []
     if tensor["datatype"] == "BYTES":
         return np.array([str(x) for x in np.asarray(data, dtype=object).reshape(-1)], dtype=object)
     return np.asarray(data, dtype=np.float64).reshape(-1)

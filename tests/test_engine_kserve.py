@@ -33,14 +33,10 @@ from infergraph.render import render
 from tests.engine_cases import GRAPHS, assert_same, forced_langid, load, sweep, tiny
 from tests.engines.kserve_router import Router
 from tests.graph_payloads import request_for
-from tests.servers import MLServerProcess, mlserver
-from tests.test_engine_seldon_v2 import (  # noqa: F401  (offline_cache: autouse fixture)
-    OPTIONS,
-    offline_cache,
-    run_local,
-)
+from tests.servers import MLServerProcess, ModelHost
+from tests.test_engine_seldon_v2 import OPTIONS, run_local
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("offline_cache")]
 CARRY_FIELDS = {"inputs", "carry"}
 
 
@@ -67,12 +63,13 @@ def settings_from_env(env: dict[str, str]) -> dict[str, Any]:
 
 
 @contextmanager
-def served(graph: InferenceGraph, root: Path) -> Iterator[tuple[MLServerProcess, dict]]:
-    """One MLServer hosting every rendered InferenceService; yields it and the graph spec."""
+def served(graph: InferenceGraph, model_host: ModelHost) -> Iterator[tuple[MLServerProcess, dict]]:
+    """Every rendered InferenceService loaded on the file's MLServer; yields it and the spec."""
     from infergraph.runner.repository import offline_checkpoint
 
     objs = render(graph, "kserve", OPTIONS)
     nodes = {n.name: n for n in graph.spec.nodes}
+    written = []
     for isvc in (o for o in objs if o["kind"] == "InferenceService"):
         model = isvc["spec"]["predictor"]["model"]
         settings = settings_from_env({e["name"]: e["value"] for e in model["env"]})
@@ -82,11 +79,9 @@ def served(graph: InferenceGraph, root: Path) -> Iterator[tuple[MLServerProcess,
             uri = offline_checkpoint(node, "tiny")
             if uri:  # the hub id, or /mnt/models after the storage initializer
                 settings["parameters"]["uri"] = uri
-        folder = root / settings["name"]
-        folder.mkdir(parents=True)
-        (folder / "model-settings.json").write_text(json.dumps(settings))
+        written.append(settings)
     spec = next(o for o in objs if o["kind"] == "InferenceGraph")["spec"]
-    with mlserver(root, startup_timeout=300) as server:
+    with model_host.hosting(written) as server:
         yield server, spec
 
 
@@ -121,9 +116,11 @@ def node_path(graph: InferenceGraph, called: list[str]) -> list[str]:
     return [names[m] for m in called if m in names]
 
 
-def check(graph: InferenceGraph, tmp: Path, requests: list[dict[str, Any]]) -> list[list[str]]:
+def check(
+    graph: InferenceGraph, model_host: ModelHost, requests: list[dict[str, Any]]
+) -> list[list[str]]:
     paths = []
-    with served(graph, tmp) as (server, spec):
+    with served(graph, model_host) as (server, spec):
         for request in requests:
             local = run_local(graph, server, request)
             cluster, status, called = run_kserve(spec, server, request)
@@ -141,36 +138,40 @@ def check(graph: InferenceGraph, tmp: Path, requests: list[dict[str, Any]]) -> l
 
 
 @pytest.mark.parametrize("path", sweep(GRAPHS), ids=lambda p: p.stem)
-def test_every_graph_runs_the_same_on_kserve(path: Path, tmp_path: Path) -> None:
+def test_every_graph_runs_the_same_on_kserve(path: Path, model_host: ModelHost) -> None:
     graph = tiny(yaml.safe_load(path.read_text()))
-    check(graph, tmp_path, [request_for(graph), request_for(graph, rows=2, seed=3)])
+    check(graph, model_host, [request_for(graph), request_for(graph, rows=2, seed=3)])
 
 
 @pytest.mark.parametrize(("threshold", "expected"), [(-1.0, ["fast"]), (2.0, ["fast", "accurate"])])
-def test_cascade_confident_and_unsure(tmp_path: Path, threshold: float, expected: list) -> None:
+def test_cascade_confident_and_unsure(
+    model_host: ModelHost, threshold: float, expected: list
+) -> None:
     data = load("cascade")
     data["spec"]["graph"]["sequence"][1]["when"]["value"] = threshold
     graph = tiny(data)
-    assert check(graph, tmp_path, [request_for(graph)]) == [expected]
+    assert check(graph, model_host, [request_for(graph)]) == [expected]
 
 
 @pytest.mark.parametrize(("language", "expected"), [("en", False), ("fr", True)])
-def test_nlp_english_and_french(tmp_path: Path, language: str, expected: bool) -> None:
+def test_nlp_english_and_french(
+    model_host: ModelHost, tmp_path: Path, language: str, expected: bool
+) -> None:
     data = load("nlp")
     data["spec"]["nodes"][0]["modelUri"] = forced_langid(tmp_path, language)
     graph = tiny(data)
-    paths = check(graph, tmp_path / "models", [request_for(graph)])
+    paths = check(graph, model_host, [request_for(graph)])
     assert paths == [["langid", "translate", "summarize"] if expected else ["langid", "summarize"]]
 
 
-def test_video_frame_without_and_with_detections_and_a_bad_frame(tmp_path: Path) -> None:
+def test_video_frame_without_and_with_detections_and_a_bad_frame(model_host: ModelHost) -> None:
     graph = tiny(load("video"))
     # `<node>.<key>` parameters reach only that node here too: the step route applies the rule.
     none = request_for(graph, **{"detector.threshold": 1.0})
     several = request_for(
         graph, rows=2, **{"detector.threshold": 0.0, "detector.crop_classes": "dog"}
     )
-    with served(graph, tmp_path) as (server, spec):
+    with served(graph, model_host) as (server, spec):
         for request in (none, several):
             local = run_local(graph, server, request)
             cluster, status, called = run_kserve(spec, server, request)
@@ -188,17 +189,19 @@ def test_video_frame_without_and_with_detections_and_a_bad_frame(tmp_path: Path)
     assert called == ["video-detector"]
 
 
-def test_ensemble_joined_by_a_combiner_node(tmp_path: Path) -> None:
+def test_ensemble_joined_by_a_combiner_node(model_host: ModelHost) -> None:
     data = load("ensemble")
     data["spec"]["nodes"].append({"name": "joiner", "family": "combiner", "options": {}})
     data["spec"]["graph"]["combine"] = {"node": "joiner", "tensor": "scores"}
     graph = tiny(data)
-    paths = check(graph, tmp_path, [request_for(graph)])
+    paths = check(graph, model_host, [request_for(graph)])
     assert paths[0][-1] == "joiner"
 
 
 @pytest.mark.parametrize(("language", "expected"), [("en", "summarize"), ("fr", "translate")])
-def test_when_with_otherwise_runs_as_a_switch(tmp_path: Path, language: str, expected: str) -> None:
+def test_when_with_otherwise_runs_as_a_switch(
+    model_host: ModelHost, tmp_path: Path, language: str, expected: str
+) -> None:
     data = load("nlp")
     data["spec"]["nodes"][0]["modelUri"] = forced_langid(tmp_path, language)
     data["spec"]["graph"]["sequence"] = [
@@ -212,5 +215,5 @@ def test_when_with_otherwise_runs_as_a_switch(tmp_path: Path, language: str, exp
     graph = tiny(data)
     ig = next(o for o in render(graph, "kserve", OPTIONS) if o["kind"] == "InferenceGraph")
     assert [n["routerType"] for n in ig["spec"]["nodes"].values()].count("Switch") == 1
-    paths = check(graph, tmp_path / "models", [request_for(graph)])
+    paths = check(graph, model_host, [request_for(graph)])
     assert paths == [["langid", expected]]

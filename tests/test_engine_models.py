@@ -86,6 +86,34 @@ def test_kserve_router_forwards_only_the_headers_propagate_headers_matches() -> 
     assert "Traceparent" not in seen[-1]
 
 
+def test_documented_kserve_router_config_passes_every_trace_header() -> None:
+    """docs/rendering.md tells the cluster admin what to put in the `inferenceservice-config`
+    ConfigMap's `router` JSON. The controller joins `headers.propagate` with commas into the
+    router's `PROPAGATE_HEADERS` (kserve v0.20.0 pkg/controller/v1alpha1/inferencegraph/
+    raw_ig.go:89-97, knative_reconciler.go:252), which the router splits on commas
+    (cmd/router/main.go:492-496): with the documented value, the headers a client sends in
+    lower case reach the step."""
+    import re as _re
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs" / "rendering.md").read_text()
+    found = _re.search(r'`("headers": \{"propagate": \[[^`]*\]\})`', doc)
+    assert found, "docs/rendering.md no longer shows the router's headers.propagate"
+    config = json.loads("{" + found[1] + "}")
+    env = ",".join(config["headers"]["propagate"])  # raw_ig.go:94-95
+    seen: list[dict[str, str]] = []
+
+    def post(
+        _url: str, _body: bytes, headers: dict[str, str], _timeout: float | None
+    ) -> tuple[bytes, int]:
+        seen.append(headers)
+        return b"{}", 200
+
+    sent = {"traceparent": "00-4bf9-00f0-01", "tracestate": "k=v", "x-request-id": "r29"}
+    _sequence_router(post, tuple(env.split(","))).handle(b"{}", sent)
+    assert {k.lower(): v for k, v in seen[-1].items() if k != "Content-Type"} == sent
+
+
 def test_kserve_router_step_past_its_service_client_timeout_is_a_500() -> None:
     """`routerTimeouts.serviceClient` is the http.Client timeout; a call past it is an error
     answered 500 with the router's error body (main.go:149-160)."""
@@ -142,7 +170,7 @@ def test_seldon_v2_join_waiting_on_a_cold_member_needs_the_rendered_window() -> 
 
     from infergraph.graph.plan import parse_graph
     from infergraph.render import EXAMPLE_STORAGE, RenderOptions, render
-    from tests.engines.seldon_v2 import Dataflow
+    from tests.engines.seldon_v2 import Dataflow, pb
     from tests.test_render_seldon import INLINE
 
     doc = _copy.deepcopy(INLINE["ensemble"])
@@ -151,9 +179,15 @@ def test_seldon_v2_join_waiting_on_a_cold_member_needs_the_rendered_window() -> 
     objs = render(parse_graph(doc), "seldon-v2", RenderOptions(storage_uri=EXAMPLE_STORAGE))
     pipeline = next(o for o in objs if o["kind"] == "Pipeline")
 
-    def infer(model: str, body: dict) -> dict:  # each Model answers one `scores` tensor
-        del body
-        return {"outputs": [{"name": "scores", "datatype": "FP32", "shape": [1], "data": [1.0]}]}
+    def infer(request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        del request  # each Model answers one `scores` tensor
+        scores = pb.ModelInferResponse.InferOutputTensor(
+            name="scores",
+            datatype="FP32",
+            shape=[1],
+            contents=pb.InferTensorContents(fp32_contents=[1.0]),
+        )
+        return pb.ModelInferResponse(outputs=[scores])
 
     request = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["x"]}]}
     cold = {"ensemble-x-b": 180.0}  # scheduling, image pull and load
@@ -166,3 +200,111 @@ def test_seldon_v2_join_waiting_on_a_cold_member_needs_the_rendered_window() -> 
     assert lost is None and "ensemble-x-vote" not in ran
     warm, _ = Dataflow(default_window, infer, {"ensemble-x-b": 30.0}).run(request)
     assert warm is not None
+
+
+def test_kserve_router_config_command_output_passes_every_trace_header() -> None:
+    """What `infergraph kserve-router-config` prints for KServe's shipped `router` value, read
+    as the controller reads it (`RouterConfig.Headers`, kserve v0.20.0
+    pkg/controller/v1alpha1/inferencegraph/controller.go:75-96, 106-113) and joined into
+    PROPAGATE_HEADERS (raw_ig.go:89-97), lets every trace header a client sends in lower case
+    reach the step through the router model."""
+    from typer.testing import CliRunner
+
+    from infergraph.cli import app
+    from tests.test_render_kserve import KSERVE_DEFAULT_ROUTER
+
+    printed = CliRunner().invoke(app, ["kserve-router-config"], input=KSERVE_DEFAULT_ROUTER)
+    assert printed.exit_code == 0, printed.output
+    router = json.loads(json.loads(printed.stdout)["data"]["router"])
+    env = ",".join(router["headers"]["propagate"])
+    seen: list[dict[str, str]] = []
+
+    def post(
+        _url: str, _body: bytes, headers: dict[str, str], _timeout: float | None
+    ) -> tuple[bytes, int]:
+        seen.append(headers)
+        return b"{}", 200
+
+    sent = {"traceparent": "00-4bf9-00f0-01", "tracestate": "k=v", "x-request-id": "r29"}
+    _sequence_router(post, tuple(env.split(","))).handle(b"{}", sent)
+    assert {k.lower(): v for k, v in seen[-1].items() if k != "Content-Type"} == sent
+
+
+def test_a_combine_step_reads_an_ensemble_merge_the_same_after_gos_re_encoding() -> None:
+    """KServe's Ensemble hands the next step Go's re-encoding of its members (`0.0` -> `0`,
+    `1.0` -> `1`; cmd/router/main.go:278-291, 315). The graph step reads carried tensors by
+    their `datatype`, not their JSON form, and request knobs through `as_float`, so the
+    combine step gets the same arrays, dtypes and parameters as from Python's encoding."""
+    import asyncio
+
+    import numpy as np
+
+    from infergraph.components.parameters import as_float
+    from infergraph.serving import graph_step
+    from infergraph.serving.tensors import to_numpy
+    from tests.engines.kserve_router import go_decode, go_marshal
+
+    def member(step: str, probs: list[float]) -> dict:
+        tensors = [
+            {"name": f"{step}.probs", "datatype": "FP32", "shape": [1, 3], "data": probs},
+            {"name": f"{step}.label", "datatype": "INT64", "shape": [1], "data": [2]},
+        ]
+        carry = {"parameters": {"threshold": 1.0, "b.scale": 0.0}, "path": [step], "when": {}}
+        return {"model_name": step, "outputs": [], "inputs": tensors, "carry": carry}
+
+    merge = {"a": member("a", [0.0, 1.0, 0.0]), "b": member("b", [0.25, 0.75, 0.0])}
+    wiring = graph_step.StepWiring(
+        step="combine-0",
+        kind="combine",
+        inputs={"probs_0": ["a.probs"], "probs_1": ["b.probs"]},
+        outputs={},
+        passes={},
+        output_specs=[],
+        nodes=["a", "b", "combine-0"],
+    )
+
+    def fed(body: dict) -> tuple[dict[str, np.ndarray], dict]:
+        seen: list[tuple[dict, dict]] = []
+
+        async def call(feed: dict, params: dict) -> dict:
+            seen.append((feed, params))
+            return {}
+
+        asyncio.run(graph_step.run_step(wiring, body, call))
+        feed, params = seen[0]
+        return {
+            k: to_numpy(t["name"], t["datatype"], t["shape"], t["data"]) for k, t in feed.items()
+        }, params
+
+    python_feed, python_params = fed(json.loads(json.dumps(merge)))
+    go_body = go_marshal(go_decode(json.dumps(merge).encode()))
+    assert b'"data":[0,1,0]' in go_body  # the re-encoding this is about
+    go_feed, go_params = fed(json.loads(go_body))
+    for name, array in python_feed.items():
+        assert go_feed[name].dtype == array.dtype == np.float32
+        assert np.array_equal(go_feed[name], array)
+    assert as_float(go_params["threshold"], "threshold", 0, 1) == 1.0
+    assert go_params == python_params
+
+
+def test_seldon_v1_chains_a_v2_response_through_go_as_chain_kfserving_does() -> None:
+    """Between `protocol: v2` units the executor decodes the response into interface{},
+    renames `outputs` to `inputs` and re-marshals it (seldon-core v1.18.2
+    executor/api/rest/kfserving.go:10-35): numbers pass through float64 (`0.0` -> `0`), every
+    other field (`parameters` too) is kept, a body that already has `inputs` goes on as it
+    is, and one with neither is an error."""
+    from tests.engines.seldon_v1 import ChainError, chain_kfserving
+
+    response = (
+        b'{"model_name": "m", "parameters": {"top_k": 2.0, "note": "<a&b>"},'
+        b' "outputs": [{"name": "p", "datatype": "FP32", "shape": [1, 2], "data": [0.0, 0.5]}]}'
+    )
+    chained = chain_kfserving(response)
+    assert chained == (
+        b'{"inputs":[{"data":[0,0.5],"datatype":"FP32","name":"p","shape":[1,2]}],'
+        b'"model_name":"m","parameters":{"note":"\\u003ca\\u0026b\\u003e","top_k":2}}'
+    )
+    request = b'{"inputs": [{"name": "x", "data": [1.0]}]}'
+    assert chain_kfserving(request) == request
+    with pytest.raises(ChainError, match="chained"):
+        chain_kfserving(b'{"error": "x"}')

@@ -19,7 +19,7 @@ import yaml
 from aiohttp.test_utils import TestServer
 
 from infergraph.graph.model import InferenceGraph
-from infergraph.graph.plan import load_graph, parse_graph
+from infergraph.graph.plan import parse_graph
 from infergraph.runner.local import RunningGraph, run_graph
 from infergraph.runner.router import build_app
 from tests.engine_cases import forced_langid
@@ -27,16 +27,7 @@ from tests.graph_payloads import request_for
 
 REPO = Path(__file__).resolve().parent.parent
 GRAPHS = sorted((REPO / "k8s" / "graphs").glob("*.yaml"))
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session", autouse=True)
-def offline_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import os
-
-    path = tmp_path_factory.mktemp("offline-cache")
-    os.environ["INFERGRAPH_CACHE"] = str(path)
-    return path
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("offline_cache")]
 
 
 def _serve(graph: InferenceGraph) -> AbstractAsyncContextManager[RunningGraph]:
@@ -66,29 +57,40 @@ def _tiny(path: Path) -> InferenceGraph:
     return parse_graph(data)
 
 
-@pytest.mark.parametrize("path", GRAPHS, ids=lambda p: p.stem)
+async def _assert_graph_answers(rg: RunningGraph, resp: httpx.Response) -> None:
+    """What every graph's answer holds: tensors, the path it took and its timings."""
+    graph = rg.graph
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["model_name"] == graph.name
+    assert body["outputs"], "a graph always answers with tensors"
+    for out in body["outputs"]:
+        assert {"name", "datatype", "shape", "data"} <= set(out)
+    params = body["parameters"]
+    ran = params["graph.path"].split(",")
+    assert ran and all(
+        n in {x.name for x in graph.spec.nodes} or n.startswith("combine") for n in ran
+    )
+    assert params["graph.total_ms"] > 0
+    first = ran[0]
+    assert f"{first}.total_ms" in params or f"{first}.skipped" in params
+    ready = await _get(f"{rg.url}/v2/health/ready")
+    assert ready.status_code == 200
+
+
+# Served once each by the tests below, which check the end-to-end answer on the way.
+SERVED_BY_THEIR_OWN_TEST = {"cascade", "nlp", "video"}
+
+
+@pytest.mark.parametrize(
+    "path", [g for g in GRAPHS if g.stem not in SERVED_BY_THEIR_OWN_TEST], ids=lambda p: p.stem
+)
 def test_graph_runs_end_to_end(path: Path) -> None:
     graph = _tiny(path)
 
     async def scenario() -> None:
         async with _serve(graph) as rg:
-            resp = await _post(rg.infer_url, request_for(graph))
-            assert resp.status_code == 200, resp.text
-            body = resp.json()
-            assert body["model_name"] == graph.name
-            assert body["outputs"], "a graph always answers with tensors"
-            for out in body["outputs"]:
-                assert {"name", "datatype", "shape", "data"} <= set(out)
-            params = body["parameters"]
-            ran = params["graph.path"].split(",")
-            assert ran and all(
-                n in {x.name for x in graph.spec.nodes} or n.startswith("combine") for n in ran
-            )
-            assert params["graph.total_ms"] > 0
-            first = ran[0]
-            assert f"{first}.total_ms" in params or f"{first}.skipped" in params
-            ready = await _get(f"{rg.url}/v2/health/ready")
-            assert ready.status_code == 200
+            await _assert_graph_answers(rg, await _post(rg.infer_url, request_for(graph)))
 
     asyncio.run(scenario())
 
@@ -99,34 +101,43 @@ def _cascade(threshold: float) -> InferenceGraph:
     return parse_graph(data)
 
 
-def test_cascade_stops_early_when_confident_and_continues_when_not() -> None:
-    """The `when` threshold is the router's to apply (the plan's condition), so both graphs
-    run on the same node servers: a second router, confidence always below its threshold,
-    is started beside the first on the MLServer the first started."""
+async def _second_router(
+    graph: InferenceGraph, rg: RunningGraph, body: dict[str, Any]
+) -> httpx.Response:
+    """Ask `graph` through a router of its own on the node servers `rg` started: the router
+    applies a graph's conditions and timeouts, so graphs that differ only there share nodes."""
+    bases = {node: server.base for server in rg.servers for node in server.nodes}
+    router = TestServer(build_app(graph, bases))
+    await router.start_server()
+    try:
+        return await _post(str(router.make_url(f"/v2/models/{graph.name}/infer")), body)
+    finally:
+        await router.close()
+
+
+def test_cascade_confident_unsure_timed_out_and_dead() -> None:
+    """One cascade served: the `when` threshold and node timeouts are the router's to apply
+    (the plan's), so the unsure and the impatient graphs run as second routers on the node
+    servers the first run started; the dead-node case comes last, as it stops them."""
 
     async def scenario() -> None:
         graph = _cascade(threshold=-1.0)  # confidence is never below -1: always confident
         async with _serve(graph) as rg:
             resp = await _post(rg.infer_url, request_for(graph))
-            assert resp.status_code == 200, resp.text
+            await _assert_graph_answers(rg, resp)
             assert resp.json()["parameters"]["graph.path"] == "fast"
             assert "fast.total_ms" in resp.json()["parameters"]
             assert "accurate.total_ms" not in resp.json()["parameters"]
+
             unsure = _cascade(threshold=2.0)  # confidence is always below 2: always unsure
-            bases = {node: server.base for server in rg.servers for node in server.nodes}
-            router = TestServer(build_app(unsure, bases))
-            await router.start_server()
-            try:
-                url = str(router.make_url(f"/v2/models/{unsure.name}/infer"))
-                resp = await _post(url, request_for(unsure, rows=2))
-            finally:
-                await router.close()
+            resp = await _second_router(unsure, rg, request_for(unsure, rows=2))
             assert resp.status_code == 200, resp.text
-            params = resp.json()["parameters"]
-            assert params["graph.path"] == "fast,accurate"
+            assert resp.json()["parameters"]["graph.path"] == "fast,accurate"
             outs = _outputs(resp)
             assert outs["label"]["shape"] == [2]
             assert outs["scores"]["shape"][0] == 2
+
+            await _node_timeout_and_dead_node(rg)
 
     asyncio.run(scenario())
 
@@ -142,7 +153,7 @@ def test_nlp_translates_only_text_that_is_not_english(
     async def scenario() -> None:
         async with _serve(graph) as rg:
             resp = await _post(rg.infer_url, request_for(graph))
-            assert resp.status_code == 200, resp.text
+            await _assert_graph_answers(rg, resp)
             path = resp.json()["parameters"]["graph.path"].split(",")
             assert path == (
                 ["langid", "translate", "summarize"] if translated else ["langid", "summarize"]
@@ -153,10 +164,11 @@ def test_nlp_translates_only_text_that_is_not_english(
 
 
 def test_video_frame_without_person_gives_empty_result_and_errors_name_the_node() -> None:
-    graph = load_graph(REPO / "k8s/graphs/video.yaml")
+    graph = _tiny(REPO / "k8s/graphs/video.yaml")
 
     async def scenario() -> None:
         async with _serve(graph) as rg:
+            await _assert_graph_answers(rg, await _post(rg.infer_url, request_for(graph)))
             # No detection can score above 1.0: the classifier must be skipped, not fed [0].
             resp = await _post(rg.infer_url, request_for(graph, **{"detector.threshold": 1.0}))
             assert resp.status_code == 200, resp.text
@@ -205,40 +217,29 @@ def test_video_frame_without_person_gives_empty_result_and_errors_name_the_node(
     asyncio.run(scenario())
 
 
-def test_node_timeout_and_dead_node_are_named_and_router_stays_up() -> None:
+async def _node_timeout_and_dead_node(rg: RunningGraph) -> None:
+    """A node timeout and a dead node are named, and the graph's router stays up."""
     data = yaml.safe_load((REPO / "k8s/graphs/cascade.yaml").read_text())
-    spec = copy.deepcopy(data)
-    spec["spec"]["nodes"][0]["timeoutMs"] = 0.5  # nothing answers within half a millisecond
-    graph = parse_graph(spec)
-
-    async def scenario() -> None:
-        async with _serve(graph) as rg:
-            resp = await _post(rg.infer_url, request_for(graph))
-            assert resp.status_code == 504, resp.text
-            assert "node 'fast'" in resp.text and "timed out" in resp.text
-            node = await _post(
-                f"{rg.url}/v2/models/accurate/infer", {"inputs": [request_for(graph)["inputs"][0]]}
-            )
-            assert node.status_code == 200, node.text  # node endpoints sit beside the graph
-            for server in rg.servers:
-                server.stop()
-            # A dead node is unreachable (502), asked with a timeout that a refused connection
-            # cannot outlast: at 0.5 ms a loaded machine may time out (504) before it is refused.
-            patient = parse_graph(copy.deepcopy(data))
-            bases = {node: server.base for server in rg.servers for node in server.nodes}
-            router = TestServer(build_app(patient, bases))
-            await router.start_server()
-            try:
-                url = str(router.make_url(f"/v2/models/{patient.name}/infer"))
-                resp = await _post(url, request_for(patient))
-            finally:
-                await router.close()
-            assert resp.status_code == 502, resp.text
-            assert "node 'fast'" in resp.text and "unreachable" in resp.text, resp.text
-            assert (await _get(f"{rg.url}/v2/health/live")).status_code == 200
-            assert (await _get(f"{rg.url}/v2/health/ready")).status_code == 503
-            meta = (await _get(f"{rg.url}/v2/models/cascade")).json()
-            assert meta["nodes"] == ["fast", "accurate"]
-            assert json.dumps(meta)
-
-    asyncio.run(scenario())
+    impatient = copy.deepcopy(data)
+    impatient["spec"]["nodes"][0]["timeoutMs"] = 0.5  # nothing answers within half a millisecond
+    graph = parse_graph(impatient)
+    resp = await _second_router(graph, rg, request_for(graph))
+    assert resp.status_code == 504, resp.text
+    assert "node 'fast'" in resp.text and "timed out" in resp.text
+    node = await _post(
+        f"{rg.url}/v2/models/accurate/infer", {"inputs": [request_for(graph)["inputs"][0]]}
+    )
+    assert node.status_code == 200, node.text  # node endpoints sit beside the graph
+    for server in rg.servers:
+        server.stop()
+    # A dead node is unreachable (502), asked with a timeout that a refused connection
+    # cannot outlast: at 0.5 ms a loaded machine may time out (504) before it is refused.
+    patient = parse_graph(copy.deepcopy(data))
+    resp = await _second_router(patient, rg, request_for(patient))
+    assert resp.status_code == 502, resp.text
+    assert "node 'fast'" in resp.text and "unreachable" in resp.text, resp.text
+    assert (await _get(f"{rg.url}/v2/health/live")).status_code == 200
+    assert (await _get(f"{rg.url}/v2/health/ready")).status_code == 503
+    meta = (await _get(f"{rg.url}/v2/models/cascade")).json()
+    assert meta["nodes"] == ["fast", "accurate"]
+    assert json.dumps(meta)

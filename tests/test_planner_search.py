@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from click.testing import Result
 from typer.testing import CliRunner
 
 from infergraph.cli import app
@@ -568,6 +569,48 @@ def test_plan_command_bad_input_writes_nothing(tmp_path: Path):
     assert mismatch.exit_code == 1 and "measured on graph 'video'" in mismatch.output
     both = CliRunner().invoke(app, [*base, "--rate", "5", "--trace", "x"])
     assert both.exit_code == 1 and "exactly one load" in both.output
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_plan_command_names_each_bad_input_of_issue_28_and_writes_nothing(tmp_path: Path):
+    """Issue 28's bad inputs through the command: a profile only on classes the node cannot
+    run on, a trace with a negative or non-numeric count, a profile whose nodes are not the
+    graph's. Each exits 1 with a message naming what is wrong; the out folder stays empty."""
+    graph = tmp_path / "chain.yaml"
+    graph.write_text(yaml.safe_dump(chain_graph(["a", "b"], cpu="16")))  # 16 CPUs a pod
+    small = write_profile(  # c6i.2xlarge has 8 vCPUs: neither node fits on it
+        tmp_path / "small.json",
+        "chain",
+        "c6i.2xlarge",
+        {"a": node_entry(1, 1), "b": node_entry(1, 1)},
+    )
+    out = tmp_path / "plan"
+
+    def plan(*args: str) -> Result:
+        base = ["plan", str(graph), "--slo-ms", "500", "--out", str(out)]
+        return CliRunner().invoke(app, [*base, *args])
+
+    wrong_class = plan("--profiles", str(small), "--rate", "10", "--duration", "20")
+    assert wrong_class.exit_code == 1
+    assert "fits none of its profiled hardware classes" in wrong_class.output
+    assert "node '" in wrong_class.output and "c6i.2xlarge" in wrong_class.output
+    graph.write_text(yaml.safe_dump(chain_graph(["a", "b"])))
+    for counts, shown in (("10\n-3\n", "'-3' is negative"), ("10\nmany\n", "'many' is not")):
+        trace = tmp_path / "trace.txt"
+        trace.write_text(counts)
+        bad = plan("--profiles", str(small), "--trace", str(trace))
+        assert bad.exit_code == 1 and "line 2" in bad.output and shown in bad.output
+    only_a = write_profile(tmp_path / "a.json", "chain", "c6i.2xlarge", {"a": node_entry(1, 1)})
+    missing = plan("--profiles", str(only_a), "--rate", "10")
+    assert missing.exit_code == 1 and "no profile covers node(s) b of 'chain'" in missing.output
+    extra = write_profile(
+        tmp_path / "x.json",
+        "chain",
+        "c6i.2xlarge",
+        {"a": node_entry(1, 1), "b": node_entry(1, 1), "zz": node_entry(1, 1)},
+    )
+    stray = plan("--profiles", str(extra), "--rate", "10")
+    assert stray.exit_code == 1 and "'zz'" in stray.output
     assert not out.exists() or not any(out.iterdir())
 
 

@@ -167,7 +167,7 @@ def test_autoscaling_classes_follow_what_kserve_can_express() -> None:
 
 def test_scale_to_zero_note_names_the_cold_start() -> None:
     objs = objects("cascade")
-    notes = render_notes(objs)
+    notes = [n for n in render_notes(objs) if not n.startswith("trace headers:")]
     assert len(notes) == 1 and notes[0].startswith("accurate: minReplicas 0")
     assert "#1247" in notes[0] and "#2882" in notes[0]
     assert NOTES_ANNOTATION in kind(objs, "InferenceGraph")[0]["metadata"]["annotations"]
@@ -230,3 +230,74 @@ def test_graph_step_route_names_what_is_wrong_with_a_body() -> None:
     body = {"inputs": [], "carry": {"when": {"gate-0": {"then": True}}}}
     with pytest.raises(InputError, match=r"text.*translate\.translation \| pass-0\.text"):
         asyncio.run(graph_step.run_step(wiring, body, never))
+
+
+# KServe v0.20.0's shipped `router` value (config/configmap/inferenceservice.yaml:733-741).
+KSERVE_DEFAULT_ROUTER = """{
+    "image" : "kserve/router:latest",
+    "memoryRequest": "100Mi",
+    "memoryLimit": "1Gi",
+    "cpuRequest": "100m",
+    "cpuLimit": "1",
+    "imagePullPolicy": "IfNotPresent"
+}"""
+
+
+def test_router_trace_headers_are_the_runners_in_go_canonical_form() -> None:
+    """The router matches patterns against Go's canonical header names (kserve v0.20.0
+    cmd/router/main.go:133-135 over `req.Header`), so the names rendered for it are the
+    local runner's trace headers in that form."""
+    from infergraph.render.kserve import ROUTER_TRACE_HEADERS
+    from infergraph.runner.executor import TRACE_HEADERS
+    from tests.engines.kserve_router import canonical_header
+
+    assert tuple(canonical_header(h) for h in TRACE_HEADERS) == ROUTER_TRACE_HEADERS
+
+
+def test_router_config_gains_the_trace_headers_and_keeps_the_rest() -> None:
+    from infergraph.render.kserve import ROUTER_TRACE_HEADERS, router_config_with_trace_headers
+
+    merged = json.loads(router_config_with_trace_headers(KSERVE_DEFAULT_ROUTER))
+    assert merged["headers"]["propagate"] == list(ROUTER_TRACE_HEADERS)
+    assert {k: v for k, v in merged.items() if k != "headers"} == json.loads(KSERVE_DEFAULT_ROUTER)
+    own = json.dumps({**merged, "headers": {"propagate": ["X-Tenant", "Traceparent"]}})
+    again = json.loads(router_config_with_trace_headers(own))
+    wanted = ["X-Tenant", "Traceparent", "Tracestate", "X-Request-Id"]
+    assert again["headers"]["propagate"] == wanted
+
+
+@pytest.mark.parametrize(
+    ("router", "wanted"),
+    [
+        ("", "empty"),
+        ("{not json", "not JSON"),
+        ('["a"]', "JSON object"),
+        ('{"headers": {"propagate": "Traceparent"}}', "headers.propagate"),
+    ],
+)
+def test_router_config_refuses_what_the_controller_could_not_read(router: str, wanted: str) -> None:
+    from infergraph.render.kserve import router_config_with_trace_headers
+
+    with pytest.raises(RenderError, match=wanted):
+        router_config_with_trace_headers(router)
+
+
+def test_kserve_router_config_command_prints_the_configmap_merge_patch() -> None:
+    from infergraph.cli import app
+
+    result = CliRunner().invoke(app, ["kserve-router-config"], input=KSERVE_DEFAULT_ROUTER)
+    assert result.exit_code == 0, result.output
+    patch = json.loads(result.stdout)
+    assert list(patch) == ["data"] and list(patch["data"]) == ["router"]
+    router = json.loads(patch["data"]["router"])
+    assert router["headers"]["propagate"] == ["Traceparent", "Tracestate", "X-Request-Id"]
+    bad = CliRunner().invoke(app, ["kserve-router-config"], input="")
+    assert bad.exit_code != 0 and "empty" in bad.output
+
+
+def test_every_kserve_render_notes_that_trace_headers_need_the_router_config() -> None:
+    """The router forwards no header unless the cluster's `inferenceservice-config` says so
+    (raw_ig.go:89-97): nothing in the InferenceGraph can, so each render says what to do."""
+    for path in GRAPH_FILES:
+        notes = render_notes(render(load_graph(path), "kserve", OPTIONS))
+        assert any("headers.propagate" in n and "kserve-router-config" in n for n in notes), path

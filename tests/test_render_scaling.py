@@ -209,3 +209,56 @@ def test_rendered_objects_carry_the_namespace_their_queries_name() -> None:
     assert {o["metadata"].get("namespace") for o in objs} == {"default"}
     for _obj, _trigger, query in prometheus_queries(objs):
         assert 'namespace="default"' in query
+
+
+# -- pod names as Kubernetes gives them ---------------------------------------------------------
+def v1_operator_deployment(sdep: str, predictor: str, index: int, name: str) -> str:
+    """seldon-core v1.18.2 operator/apis/machinelearning.seldon.io/v1/seldondeployment_types.go
+    :120-136 `GetDeploymentName`: `<sdep>-<predictor>-<index>-<componentSpec metadata.name>`,
+    `seldon-<md5>` past 63 characters (DEPLOYMENT_NAME_AS_PREFIX unset)."""
+    import hashlib
+
+    full = f"{sdep}-{predictor}-{index}-{name}"
+    return full if len(full) <= 63 else "seldon-" + hashlib.md5(full.encode()).hexdigest()
+
+
+def pod_names(deployment: str) -> list[str]:
+    """Names a Deployment's pods can get. The ReplicaSet is `<deployment>-<pod-template-hash>`
+    (kubernetes pkg/controller/deployment/sync.go, the hash a uint32 in decimal, safe-encoded:
+    1 to 10 characters of `bcdfghjklmnpqrstvwxz2456789`); its pods are created with
+    generateName `<replicaset>-` (pkg/controller/controller_utils.go `getPodsPrefix`), which the
+    API server truncates to 58 characters before adding 5 random ones
+    (k8s.io/apiserver pkg/storage/names/generate.go: maxNameLength 63, randomLength 5)."""
+    return [f"{(f'{deployment}-{h}-')[:58]}x7k2q" for h in ("b", "7d9c8f6b5", "7d9c8f6b5z")]
+
+
+def _pod_regex(query: str) -> str:
+    found = re.search(r'pod=~"([^"]+)"', query)
+    assert found, query
+    return found[1]
+
+
+@pytest.mark.parametrize("name", ["video-monitoring", "cascade", "nlp"])
+def test_v1_and_kserve_pod_regexes_match_every_pod_name_kubernetes_can_give(name: str) -> None:
+    """A queue/in-flight query's `pod=~` must match the scaled Deployment's pods however
+    long its name: `video-monitoring`'s v1 detector Deployment is 52 characters, so its pods
+    are `<deployment>-` plus 5 characters of the ReplicaSet hash and 5 random ones, one dash
+    fewer than `<deployment>-[a-z0-9]+-[a-z0-9]+` wants."""
+    graph = shipped(name)
+    checked = 0
+    sdep = render(graph, "seldon-v1", OPTIONS)[0]
+    for index, spec in enumerate(sdep["spec"]["predictors"][0]["componentSpecs"]):
+        deployment = v1_operator_deployment(graph.name, PREDICTOR, index, spec["metadata"]["name"])
+        for trigger in spec.get("kedaSpec", {}).get("triggers", []):
+            if "pod=~" in trigger["metadata"]["query"]:
+                regex = _pod_regex(trigger["metadata"]["query"])
+                assert all(re.fullmatch(regex, p) for p in pod_names(deployment)), regex
+                checked += 1
+    for isvc in by_kind(render(graph, "kserve", OPTIONS), "InferenceService"):
+        for metric in isvc["spec"]["predictor"].get("autoScaling", {}).get("metrics", []):
+            query = metric.get("external", {}).get("metric", {}).get("query", "")
+            if "pod=~" in query:
+                deployment = f"{isvc['metadata']['name']}-predictor"
+                assert all(re.fullmatch(_pod_regex(query), p) for p in pod_names(deployment))
+                checked += 1
+    assert checked, f"{name}: no pod-matching query rendered"

@@ -249,6 +249,23 @@ def operator(
         _fail(str(exc))
 
 
+@app.command(name="kserve-router-config")
+def kserve_router_config() -> None:
+    """Read KServe's inferenceservice-config `router` value on stdin; print the merge patch
+    that adds the trace headers to its `headers.propagate` (KServe's router forwards no
+    header otherwise; docs/rendering.md, Trace and request-id headers)."""
+    import json
+    import sys
+
+    from infergraph.render.kserve import router_config_with_trace_headers
+
+    try:
+        router = router_config_with_trace_headers(sys.stdin.read())
+    except InfergraphError as exc:
+        _fail(str(exc), code=2)
+    typer.echo(json.dumps({"data": {"router": router}}))
+
+
 def _mount_optional() -> None:
     """Sub-commands that live with their feature."""
     from infergraph.planner.commands import plan, profile

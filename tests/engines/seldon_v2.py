@@ -36,13 +36,37 @@ Written from seldon-core v2.10.2 (the version the renderer pins), kept small on 
   `0.7` arrives as `0`; lists and objects fail the request ("Unknown type for parameter").
   The same conversion applies to request, input and requested-output parameters
   (`parametersToV2`, v2.go:476-485, called at 489, 503 and 514).
-Requests go over V2 REST to a real `mlserver start`; the Kafka transport is not modelled.
+- Messages are V2 protos end to end. The gateway turns the REST body into a
+  `ModelInferRequest` (`gateway_proto`: v2.go:386-433 `convertTensors`/`copyToTensor`, 435-456
+  `tensorToV2`, 513-545 `inferenceRequestToV2Proto`): numbers to the datatype's typed contents
+  (FP16 and FP32 as float32, integers truncated), BYTES text as bytes in a buffer sized by
+  `shape[0]` (a 2-D BYTES tensor overflows it: Go panics, the request gets no answer), and no
+  `id`. The dataflow keeps the protos (StreamTransforms.kt:116-168 `convertToRequest`: a
+  response's outputs become the next request's inputs, contents and parameters as they are).
+- The model gateway calls each Model over gRPC, not REST: a Kafka message without a
+  `seldon-infer-type` header that parses as a `ModelInferRequest` goes to `grpcRequest`
+  (scheduler/pkg/kafka/gateway/worker.go:216-222), which sets `model_name` to the Model and
+  calls `ModelInfer` (worker.go:390-404); the agent's gRPC proxy renames it `<model>_<version>`
+  and clears the version (scheduler/pkg/agent/rproxy_grpc.go:235-242). `GrpcModels` is that
+  call against a real MLServer's gRPC port. A V2 parameter is bool, int64 or string only
+  (no double in the proto).
+- The pipeline's answer goes back to REST through `convertV2ResponseToJson` (v2.go:206-347,
+  `gateway_json`): parameters other than bool/int64/string dropped, BYTES outputs as text only
+  when the output's `content_type` parameter is `str` or `datetime`, otherwise Go's
+  `[][]byte`, which encoding/json writes as base64.
+The Kafka transport itself (topics, partitions, the error topic) is not modelled.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
+
+import numpy as np
+from mlserver.grpc import dataplane_pb2 as pb
 
 AGENT_KEPT = (
     "name",
@@ -55,8 +79,10 @@ AGENT_KEPT = (
     "parameters",
 )
 
-Message = dict[str, Any]  # {"tensors": [V2 tensor, ...], "parameters": {...}}
-Infer = Callable[[str, dict[str, Any]], dict[str, Any]]
+Tensor = pb.ModelInferRequest.InferInputTensor
+# {"tensors": [Tensor, ...], "parameters": {key: pb.InferParameter}, "at": seconds}
+Message = dict[str, Any]
+Infer = Callable[[pb.ModelInferRequest], pb.ModelInferResponse]
 
 
 AGENT_PARAMETERS = ("uri", "version", "format", "content_type", "extra", "environment_tarball")
@@ -118,6 +144,185 @@ def gateway_request(request: dict[str, Any]) -> dict[str, Any]:
     return converted
 
 
+# -- REST <-> proto at the pipeline gateway (v2.go) ---------------------------------------------
+CONTENTS = {  # tensorToV2 (v2.go:435-456): the typed field each datatype fills
+    "BOOL": "bool_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "FP16": "fp32_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+_PARAMETER_KINDS = ("bool_param", "int64_param", "string_param")
+
+
+def _flatten(data: Any) -> list[Any]:
+    """`copyToTensor`'s walk (v2.go:348-376): nested lists element by element, in order."""
+    if isinstance(data, list):
+        return [x for item in data for x in _flatten(item)]
+    return [data]
+
+
+def _go_element(datatype: str, value: Any) -> Any:
+    """One element as `copyToTensor` stores it: a Go type assertion (a wrong JSON type
+    panics) and a Go conversion (integers truncate, FP16/FP32 become float32)."""
+    if datatype == "BYTES":
+        if not isinstance(value, str):
+            raise GatewayError(f"interface conversion: interface {{}} is {value!r}, not string")
+        return value.encode("utf-8")  # []byte(v.(string))
+    if datatype == "BOOL" and isinstance(value, bool):
+        return value
+    if datatype == "BOOL" or isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise GatewayError(f"interface conversion: {value!r} is not the {datatype} JSON type")
+    if datatype in ("FP16", "FP32"):
+        return float(np.float32(value))
+    if datatype == "FP64":
+        return float(value)
+    return math.trunc(float(value))  # int32(v.(float64)) and the like
+
+
+def _gateway_contents(tensor: dict[str, Any]) -> pb.InferTensorContents:
+    """`convertTensors` (v2.go:386-417): a buffer of prod(shape) elements, BYTES of
+    `shape[0]`; more elements than that overflow it (a Go panic: no answer at all), fewer
+    leave Go's zero values."""
+    datatype = tensor["datatype"]
+    if datatype not in CONTENTS:
+        raise GatewayError(f"Unknown type {datatype}")
+    shape = [int(d) for d in tensor["shape"]]
+    size = shape[0] if datatype == "BYTES" else math.prod(shape)
+    values = [_go_element(datatype, v) for v in _flatten(tensor["data"])]
+    if len(values) > size:
+        raise GatewayError(f"index out of range [{size}] with length {size}: the gateway panics")
+    zero: Any = b"" if datatype == "BYTES" else False if datatype == "BOOL" else 0
+    return pb.InferTensorContents(**{CONTENTS[datatype]: values + [zero] * (size - len(values))})
+
+
+def proto_parameters(params: dict[str, Any] | None) -> dict[str, pb.InferParameter]:
+    """Already-converted parameters (bool, int, str) as V2 `InferParameter`s."""
+    out = {}
+    for key, value in (params or {}).items():
+        kind = (
+            "bool_param"
+            if isinstance(value, bool)
+            else "int64_param"
+            if isinstance(value, int)
+            else "string_param"
+        )
+        out[key] = pb.InferParameter(**{kind: value})
+    return out
+
+
+def gateway_proto(request: dict[str, Any]) -> pb.ModelInferRequest:
+    """The REST body as the gateway puts it on Kafka (`inferenceRequestToV2Proto`,
+    v2.go:513-545): parameters through `gateway_request`, tensors as typed contents; the
+    request `id` is not copied."""
+    converted = gateway_request(request)
+    inputs = [
+        Tensor(
+            name=t["name"],
+            datatype=t["datatype"],
+            shape=t["shape"],
+            parameters=proto_parameters(t.get("parameters")),
+            contents=_gateway_contents(t),
+        )
+        for t in converted["inputs"]
+    ]
+    outputs = [
+        pb.ModelInferRequest.InferRequestedOutputTensor(
+            name=o["name"], parameters=proto_parameters(o.get("parameters"))
+        )
+        for o in converted.get("outputs", [])
+    ]
+    return pb.ModelInferRequest(
+        parameters=proto_parameters(converted.get("parameters")), inputs=inputs, outputs=outputs
+    )
+
+
+def _json_parameters(params: Any) -> dict[str, Any]:
+    """`createParametersFromv2` (v2.go:216-229): bool, string and int64 kept, others dropped."""
+    out = {}
+    for key, param in params.items():
+        kind = param.WhichOneof("parameter_choice")
+        if kind in _PARAMETER_KINDS:
+            out[key] = getattr(param, kind)
+    return out
+
+
+def _json_data(output: pb.ModelInferResponse.InferOutputTensor) -> list[Any] | None:
+    """The `data` `NamedTensor.MarshalJSON` writes (v2.go:82-160): an empty Go slice is nil,
+    written `null`; BYTES are text only with `content_type` `str`/`datetime` (239-247),
+    otherwise `[][]byte`, which encoding/json writes as base64; float32 as float32."""
+    values = list(getattr(output.contents, CONTENTS[output.datatype]))
+    if output.datatype == "BYTES":
+        content_type = output.parameters.get("content_type")
+        if content_type is not None and content_type.string_param in ("str", "datetime"):
+            values = [b.decode("utf-8", errors="replace") for b in values]
+        else:
+            values = [base64.b64encode(b).decode("ascii") for b in values]
+    elif output.datatype in ("FP16", "FP32"):
+        values = [float(str(np.float32(v))) for v in values]
+    return values or None
+
+
+def gateway_json(response: pb.ModelInferResponse) -> dict[str, Any]:
+    """The pipeline's answer as the gateway writes it for a REST client
+    (`convertV2ResponseToJson`, v2.go:206-214, 249-268, 333-346; `omitempty` drops an empty
+    parameters map)."""
+    if response.raw_output_contents:
+        raise NotImplementedError("raw output contents (v2.go:270-319) are not modelled")
+    outputs = []
+    for output in response.outputs:
+        tensor: dict[str, Any] = {
+            "name": output.name,
+            "shape": list(output.shape),
+            "datatype": output.datatype,
+            "data": _json_data(output),
+        }
+        if params := _json_parameters(output.parameters):
+            tensor["parameters"] = params
+        outputs.append(tensor)
+    answer: dict[str, Any] = {"model_name": response.model_name, "outputs": outputs}
+    if params := _json_parameters(response.parameters):
+        answer["parameters"] = params
+    return answer
+
+
+# -- the model gateway's gRPC call (worker.go:390-404) and the agent's proxy ----------------
+class GrpcModels:
+    """`ModelInfer` on a real MLServer's gRPC port, as the model gateway and the agent make
+    it: the Model's name becomes the loaded `<model>_<version>`, the version is cleared
+    (rproxy_grpc.go:241-242). A failed call raises: the model model routes it to the error
+    topic (worker.go:406-408), which this model does not follow."""
+
+    def __init__(self, channel: Any) -> None:
+        from mlserver.grpc import dataplane_pb2_grpc
+
+        self.stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel)
+
+    def __call__(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        sent = pb.ModelInferRequest()
+        sent.CopyFrom(request)
+        sent.model_name = loaded_name(request.model_name)
+        sent.model_version = ""
+        return self.stub.ModelInfer(sent, timeout=120)
+
+
+@contextmanager
+def grpc_models(port: int) -> Iterator[GrpcModels]:
+    import grpc
+
+    options = [("grpc.max_receive_message_length", 1048576000)]  # the rendered MLServer limit
+    with grpc.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
+        yield GrpcModels(channel)
+
+
 def _parse(ref: str, pipeline: str) -> tuple[str, str | None]:
     """`a.outputs.t` -> ("a.outputs", "t"); `p.inputs` -> ("p.inputs", None).
 
@@ -149,13 +354,52 @@ def _project(
         return None
     tensors = []
     for tensor in message["tensors"]:
-        if wanted and tensor["name"] not in wanted:
+        if wanted and tensor.name not in wanted:
             continue
-        name = renames.get(f"{topic}.{tensor['name']}", tensor["name"])
-        tensors.append({**tensor, "name": name})
+        renamed = Tensor()
+        renamed.CopyFrom(tensor)
+        renamed.name = renames.get(f"{topic}.{tensor.name}", tensor.name)
+        tensors.append(renamed)
     if not tensors:
         return None  # "handle cases where there are no tensors we want"
     return {"tensors": tensors, "parameters": dict(message["parameters"]), "at": message["at"]}
+
+
+def as_request(response: pb.ModelInferResponse) -> dict[str, Any]:
+    """A Model's response as the next step's message (`convertToRequest`,
+    StreamTransforms.kt:116-168): each output an input with its name, datatype, shape,
+    parameters and contents; the response's parameters kept."""
+    if response.raw_output_contents:
+        raise NotImplementedError("raw output contents are not modelled")
+    tensors = [
+        Tensor(
+            name=o.name,
+            datatype=o.datatype,
+            shape=o.shape,
+            parameters=o.parameters,
+            contents=o.contents,
+        )
+        for o in response.outputs
+    ]
+    return {"tensors": tensors, "parameters": dict(response.parameters)}
+
+
+def as_response(pipeline: str, message: Message) -> pb.ModelInferResponse:
+    """The joined output message on the pipeline's output topic (`convertToResponse`,
+    StreamTransforms.kt:350-396: inputs become outputs, parameters kept)."""
+    outputs = [
+        pb.ModelInferResponse.InferOutputTensor(
+            name=t.name,
+            datatype=t.datatype,
+            shape=t.shape,
+            parameters=t.parameters,
+            contents=t.contents,
+        )
+        for t in message["tensors"]
+    ]
+    return pb.ModelInferResponse(
+        model_name=pipeline, outputs=outputs, parameters=message["parameters"]
+    )
 
 
 DEFAULT_JOIN_WINDOW_S = 60.0  # kafka.join.window.millis=60000 (local.properties:11)
@@ -188,7 +432,8 @@ def _window_s(spec: dict[str, Any]) -> float:
 
 
 class Dataflow:
-    """Runs one Pipeline spec; `infer(model, v2_request) -> v2_response` calls a real server."""
+    """Runs one Pipeline spec on a REST request; `infer(ModelInferRequest)` is the model
+    gateway's gRPC call (`GrpcModels` for a real server)."""
 
     def __init__(
         self, pipeline: dict[str, Any], infer: Infer, delays: dict[str, float] | None = None
@@ -243,11 +488,11 @@ class Dataflow:
 
     def run(self, request: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
         """The pipeline's response (None: it never produces one) and the Models that ran."""
-        request = gateway_request(request)
+        sent = gateway_proto(request)
         topics: dict[str, Message] = {
             f"{self.name}.inputs": {
-                "tensors": request["inputs"],
-                "parameters": dict(request.get("parameters") or {}),
+                "tensors": list(sent.inputs),
+                "parameters": dict(sent.parameters),
                 "at": 0.0,
             }
         }
@@ -264,14 +509,17 @@ class Dataflow:
             message = self.triggered(topics, step, message) if message is not None else None
             if message is None:
                 continue
-            body: dict[str, Any] = {"inputs": message["tensors"]}
-            if message["parameters"]:
-                body["parameters"] = message["parameters"]
-            response = self.infer(step["name"], body)
+            response = self.infer(
+                pb.ModelInferRequest(
+                    model_name=step["name"],
+                    model_version=str(VERSION),  # worker.go:395-396, the pinned version
+                    inputs=message["tensors"],
+                    parameters=message["parameters"],
+                )
+            )
             ran.append(step["name"])
             topics[f"{step['name']}.outputs"] = {
-                "tensors": response.get("outputs", []),
-                "parameters": dict(response.get("parameters") or {}),
+                **as_request(response),
                 "at": message["at"] + self.delays.get(step["name"], 0.0),
             }
         output = self.spec["output"]
@@ -284,4 +532,4 @@ class Dataflow:
         )
         if result is None:
             return None, ran
-        return {"outputs": result["tensors"], "parameters": result["parameters"]}, ran
+        return gateway_json(as_response(self.name, result)), ran

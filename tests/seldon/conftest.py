@@ -1,13 +1,36 @@
-"""Seldon Core v1 tests run in .venv-seldon (`.venv-seldon/bin/python -m pytest tests/seldon`).
-
-seldon-core pins old Flask/protobuf and conflicts with MLServer, so the main virtualenv has no
-seldon_core: there this folder is not collected at all.
-"""
+"""Fixtures of the Seldon Core v1 proof (run from `.venv-seldon` by `make seldon-test`)."""
 
 from __future__ import annotations
 
-import importlib.util
+import os
+from collections.abc import Iterator
+from pathlib import Path
 
-collect_ignore_glob: list[str] = []
-if importlib.util.find_spec("seldon_core") is None:
-    collect_ignore_glob = ["test_*.py"]
+import pytest
+
+from tests.seldon.test_components import Pool
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One offline checkpoint cache for the local run and the v1 units."""
+    path = tmp_path_factory.mktemp("offline-cache")
+    before = os.environ.get("INFERGRAPH_CACHE")
+    os.environ["INFERGRAPH_CACHE"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("INFERGRAPH_CACHE", None)
+    else:
+        os.environ["INFERGRAPH_CACHE"] = before
+
+
+@pytest.fixture(scope="module")
+def units(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
+    """A test file's unit processes, keyed by unit and parameters: graphs that differ only in
+    a router's threshold (the cascade's two cases) share their model units, as two
+    SeldonDeployments would not, but each unit is still started as its container is."""
+    pool = Pool(tmp_path_factory.mktemp("v1-units"))
+    try:
+        yield pool
+    finally:
+        pool.close()

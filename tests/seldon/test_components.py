@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,14 +29,12 @@ import requests
 from infergraph.graph.plan import parse_graph
 from infergraph.render import EXAMPLE_STORAGE, RenderOptions, render
 from infergraph.render.common import cache_env
+from tests.engines.seldon_v1 import ChainError, chained
 from tests.servers import wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 CLASS = "infergraph.serving.seldon_component.InfergraphComponent"
 OPTIONS = RenderOptions(storage_uri=EXAMPLE_STORAGE)
-# One test process for this file (`make seldon-test` distributes by group): its unit pool and
-# checkpoints are module fixtures, started once. test_graphs' cases spread over the others.
-pytestmark = pytest.mark.xdist_group("seldon-units")
 PATHS = {
     "MODEL": "/api/v1.0/predictions",
     "TRANSFORMER": "/transform-input",
@@ -423,14 +422,46 @@ def test_combiner_averages_member_scores(pool: Pool) -> None:
 
 
 # -- graphs as the v1 executor runs them --------------------------------------------------------
+class UnitError(Exception):
+    """A unit call that did not answer 200: its status and body (or the client's error)."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(f"HTTP {status}: {body[:200]!r}")
+        self.status = status
+        self.body = body
+
+
+@dataclass
+class Answer:
+    """What the executor's client gets: status, Content-Type and body."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+# The client's paths for `protocol: v2` (executor/api/rest/server.go:185-186): with a model
+# name, or Seldon's nonstandard one without.
+V2_CLIENT_PATH = re.compile(r"^/v2/models/(?:(?P<name>[^/]+)/)?infer$")
+
+
 class Executor:
     """The v1 executor's walk (executor/predictor/predictor_process.go) over real services.
 
     `protocol: seldon`: each unit is `seldon-core-microservice` on its method's path and a
     unit's response is the next unit's request as it is. `protocol: v2`: each unit is the
-    MLServer its container's environment configures, every method is `/v2/models/<unit>/infer`
-    and between units the response's `outputs` become the request's `inputs`
-    (executor/api/rest/client.go `modifyMethod`, `Chain`; executor/api/rest/kfserving.go).
+    MLServer its container's environment configures, every method is `/v2/models/<name>/infer`
+    and between units the response's `outputs` become the request's `inputs`, every other
+    field (its `parameters` too) kept and the body re-encoded through Go's float64
+    (executor/api/rest/client.go `modifyMethod`, `Chain`; executor/api/rest/kfserving.go:10-35;
+    `tests.engines.seldon_v1.chain_kfserving`).
+
+    `<name>` is the client URL's model name when it has one, else the unit's
+    (predictor_process.go:87-92 `getModelName`; server.go:315-318 passes the URL's
+    `{model}`): `serve` is the client's entry. Each unit call has the SeldonDeployment's
+    `seldon.io/rest-timeout` (ms) as its http.Client timeout, none without it
+    (client.go:98-125; the operator puts `spec.annotations` on the executor's pod,
+    operator/controllers/seldondeployment_engine.go:387).
     """
 
     def __init__(
@@ -444,6 +475,9 @@ class Executor:
             c["name"]: c for spec in predictor["componentSpecs"] for c in spec["spec"]["containers"]
         }
         self.calls: list[str] = []
+        timeout_ms = sdep["spec"].get("annotations", {}).get("seldon.io/rest-timeout")
+        self.timeout_s = int(timeout_ms) / 1000 if timeout_ms else None
+        self.model_name = ""  # the client URL's `{model}`, set by `serve`
         # The storage initializer's job: a unit's modelUri is copied to where it loads from.
         self.storage = storage or {}
         # Per unit, what the hub (or the storage initializer) would give it here, offline.
@@ -482,14 +516,40 @@ class Executor:
 
     def call(self, unit: dict[str, Any], path: str, body: Any) -> dict[str, Any]:
         if self.protocol == "v2":
-            path = f"/v2/models/{unit['name']}/infer"
-            if "inputs" not in body:
-                body = {**body, "inputs": body["outputs"]}
-                del body["outputs"]
+            path = f"/v2/models/{self.model_name or unit['name']}/infer"
+            try:  # Chain before every unit call (predictor_process.go:112-113, 164-165)
+                body = chained(body)
+            except ChainError as exc:  # a plain error: 500 (server.go:97-99)
+                raise UnitError(500, json.dumps({"status": {"info": str(exc)}}).encode()) from exc
         self.calls.append(f"{unit['name']}{path}")
-        response = self.service(unit).post(path, body)
-        assert response.status_code == 200, (unit["name"], response.text)
+        service = self.service(unit)
+        try:
+            response = requests.post(service.url + path, json=body, timeout=self.timeout_s)
+        except requests.RequestException as exc:  # client.Do's error: a 500 (server.go:97-99)
+            raise UnitError(500, json.dumps({"status": {"info": str(exc)}}).encode()) from exc
+        if response.status_code != 200:  # httpStatusError with the unit's body (client.go:240-243)
+            raise UnitError(response.status_code, response.content)
         return response.json()
+
+    def serve(self, path: str, body: dict[str, Any]) -> Answer:
+        """One client request at `path`, answered as the executor answers it. An error is the
+        unit's status with the unit's body, whatever the unit's Content-Type: `respondWithError`
+        sets Content-Type after `WriteHeader` (server.go:93-112), which net/http ignores, and
+        net/http sniffs the body: `text/plain; charset=utf-8` for JSON text."""
+        if self.protocol == "v2":
+            match = V2_CLIENT_PATH.match(path)
+            if match is None:
+                return Answer(404, "text/plain; charset=utf-8", b"404 page not found\n")
+            self.model_name = match["name"] or ""
+        elif path not in ("/api/v1.0/predictions", "/api/v0.1/predictions"):
+            return Answer(404, "text/plain; charset=utf-8", b"404 page not found\n")
+        try:
+            answer = self.predict(self.graph, body)
+        except UnitError as error:
+            return Answer(error.status, "text/plain; charset=utf-8", error.body)
+        finally:
+            self.model_name = ""
+        return Answer(200, "application/json", json.dumps(answer).encode())
 
     def predict(self, unit: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
         kind = unit["type"]

@@ -18,12 +18,13 @@ the request is the V2 body as it is, and the answer's `outputs` are the last uni
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -31,27 +32,15 @@ import yaml
 
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import compile_plan
+from infergraph.operator.status import endpoint
 from infergraph.render import render
 from infergraph.runner.repository import offline_checkpoint
-from tests.engine_cases import GRAPHS, assert_same, forced_langid, load, sweep, tiny
+from tests.engine_cases import GRAPHS, assert_same, load, sweep, tiny
 from tests.graph_payloads import request_for
 from tests.seldon.test_components import OPTIONS, REPO, Executor, Pool, free_port
 from tests.servers import wait_ready
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One offline checkpoint cache for the local run and the v1 units."""
-    path = tmp_path_factory.mktemp("offline-cache")
-    before = os.environ.get("INFERGRAPH_CACHE")
-    os.environ["INFERGRAPH_CACHE"] = str(path)
-    yield path
-    if before is None:
-        os.environ.pop("INFERGRAPH_CACHE", None)
-    else:
-        os.environ["INFERGRAPH_CACHE"] = before
 
 
 def local_answers(
@@ -115,8 +104,14 @@ def graph_outputs(graph: InferenceGraph, answer: dict[str, Any], protocol: str) 
     return {"outputs": outputs}
 
 
+def published_path(graph: InferenceGraph, sdep: dict[str, Any]) -> str:
+    """The path of the endpoint the operator publishes (`status.endpoint`): what a client
+    calls, and so what the executor model is called at."""
+    return urlsplit(endpoint(graph, "seldon-v1", "default", [sdep])).path
+
+
 def check(
-    graph: InferenceGraph, tmp: Path, cache: Path, bodies: list[dict[str, Any]]
+    graph: InferenceGraph, tmp: Path, cache: Path, bodies: list[dict[str, Any]], pool: Pool
 ) -> list[list[str]]:
     """Each request locally and on v1: same outputs, same nodes run; returns the paths."""
     (tmp / "local").mkdir(parents=True)
@@ -124,76 +119,62 @@ def check(
     built = sorted(cache.glob("offline/*"))
     sdep = render(graph, "seldon-v1", OPTIONS)[0]
     protocol = sdep["spec"]["protocol"]
-    (tmp / "units").mkdir()
-    pool = Pool(tmp / "units")
     paths = []
-    try:
-        executor = Executor(pool, sdep)
-        executor.checkpoints = {n.name: offline_checkpoint(n, "tiny") for n in graph.spec.nodes}
-        assert sorted(cache.glob("offline/*")) == built, "v1 units must load the local run's"
-        nodes = {n.name for n in graph.spec.nodes}
-        for body, answer in zip(bodies, local, strict=True):
-            executor.calls = []
-            message = copy.deepcopy(body) if protocol == "v2" else seldon_message(body)
-            out = executor.predict(executor.graph, message)
-            assert_same(graph, answer, graph_outputs(graph, out, protocol))
-            path = [p for p in answer["parameters"]["graph.path"].split(",") if ":" not in p]
-            ran = [c.split("/", 1)[0] for c in executor.calls]
-            # Ensemble members run in parallel locally: the same nodes, in any order.
-            assert sorted(n for n in ran if n in nodes) == sorted(path), executor.calls
-            paths.append(path)
-    finally:
-        pool.close()
+    executor = Executor(pool, sdep)
+    executor.checkpoints = {n.name: offline_checkpoint(n, "tiny") for n in graph.spec.nodes}
+    assert sorted(cache.glob("offline/*")) == built, "v1 units must load the local run's"
+    nodes = {n.name for n in graph.spec.nodes}
+    for body, answer in zip(bodies, local, strict=True):
+        executor.calls = []
+        message = copy.deepcopy(body) if protocol == "v2" else seldon_message(body)
+        answer_at = executor.serve(published_path(graph, sdep), message)
+        assert answer_at.status == 200, answer_at
+        out = json.loads(answer_at.body)
+        assert_same(graph, answer, graph_outputs(graph, out, protocol))
+        path = [p for p in answer["parameters"]["graph.path"].split(",") if ":" not in p]
+        ran = [c.split("/", 1)[0] for c in executor.calls]
+        # Ensemble members run in parallel locally: the same nodes, in any order.
+        assert sorted(n for n in ran if n in nodes) == sorted(path), executor.calls
+        paths.append(path)
     return paths
 
 
 @pytest.mark.parametrize("path", sweep(GRAPHS), ids=lambda p: p.stem)
 def test_every_graph_runs_the_same_on_seldon_v1(
-    path: Path, tmp_path: Path, shared_cache: Path
+    units: Pool, path: Path, tmp_path: Path, shared_cache: Path
 ) -> None:
     graph = tiny(yaml.safe_load(path.read_text()))
-    check(graph, tmp_path, shared_cache, [request_for(graph), request_for(graph, rows=2, seed=3)])
-
-
-@pytest.mark.parametrize(("threshold", "expected"), [(-1.0, ["fast"]), (2.0, ["fast", "accurate"])])
-def test_cascade_confident_and_unsure(
-    tmp_path: Path, shared_cache: Path, threshold: float, expected: list
-) -> None:
-    data = load("cascade")
-    data["spec"]["graph"]["sequence"][1]["when"]["value"] = threshold
-    graph = tiny(data)
-    assert check(graph, tmp_path, shared_cache, [request_for(graph)]) == [expected]
-
-
-@pytest.mark.sweep
-def test_video_frame_without_and_with_detections(tmp_path: Path, shared_cache: Path) -> None:
-    """`detector.threshold` reaches only the detector: locally as a node-prefixed request
-    parameter, on v1 as the same key in `meta.tags`."""
-    graph = tiny(load("video"))
-    none = request_for(graph, **{"detector.threshold": 1.0})
-    several = request_for(
-        graph, rows=2, **{"detector.threshold": 0.0, "detector.crop_classes": "dog"}
+    check(
+        graph,
+        tmp_path,
+        shared_cache,
+        [request_for(graph), request_for(graph, rows=2, seed=3)],
+        units,
     )
-    check(graph, tmp_path, shared_cache, [none, several])
 
 
-@pytest.mark.sweep
-def test_ensemble_joined_by_a_combiner_node(tmp_path: Path, shared_cache: Path) -> None:
-    data = load("ensemble")
-    data["spec"]["nodes"].append({"name": "joiner", "family": "combiner", "options": {}})
-    data["spec"]["graph"]["combine"] = {"node": "joiner", "tensor": "scores"}
-    graph = tiny(data)
-    paths = check(graph, tmp_path, shared_cache, [request_for(graph)])
-    assert paths[0][-1] == "joiner"
-
-
-@pytest.mark.sweep
-@pytest.mark.parametrize(("language", "expected"), [("en", False), ("fr", True)])
-def test_nlp_english_and_french(
-    tmp_path: Path, shared_cache: Path, language: str, expected: bool
+def test_protocol_v2_graph_at_the_client_path_errors_and_timeouts(
+    units: Pool, shared_cache: Path
 ) -> None:
-    data = load("nlp")
-    data["spec"]["nodes"][0]["modelUri"] = forced_langid(tmp_path / "ckpt", language)
-    graph = tiny(data)
-    (path,) = check(graph, tmp_path / "run", shared_cache, [request_for(graph)])
-    assert ("translate" in path) is expected
+    """A `protocol: v2` graph answers at the published `/v2/models/infer`; at
+    `/v2/models/<graph>/infer` every unit is asked for model `<graph>` and MLServer's 404
+    comes back as the executor relays errors: the unit's status and body, `text/plain`
+    (server.go:93-112). A unit's 400 reaches the client the same way, and a call past
+    `seldon.io/rest-timeout` is a 500 (client.go:98-125)."""
+    graph = tiny(load("preprocess"))
+    body = request_for(graph)
+    sdep = render(graph, "seldon-v1", OPTIONS)[0]
+    assert sdep["spec"]["protocol"] == "v2"
+    executor = Executor(units, sdep)
+    executor.checkpoints = {n.name: offline_checkpoint(n, "tiny") for n in graph.spec.nodes}
+    assert executor.serve(published_path(graph, sdep), copy.deepcopy(body)).status == 200
+    named = executor.serve(f"/v2/models/{graph.name}/infer", copy.deepcopy(body))
+    assert (named.status, named.content_type) == (404, "text/plain; charset=utf-8")
+    assert graph.name in named.body.decode()
+    bad = {**body, "inputs": [{**body["inputs"][0], "datatype": "FP32", "data": [1.0]}]}
+    refused = executor.serve(published_path(graph, sdep), bad)
+    assert (refused.status, refused.content_type) == (400, "text/plain; charset=utf-8")
+    assert json.loads(refused.body)["error"]  # MLServer's JSON error, read as text
+    executor.timeout_s = 0.001
+    late = executor.serve(published_path(graph, sdep), copy.deepcopy(body))
+    assert (late.status, late.content_type) == (500, "text/plain; charset=utf-8")

@@ -236,7 +236,11 @@ _Autoscale = Annotated[
     ),
 ]
 _ReplicaStartup = Annotated[
-    float, typer.Option(help="seconds from asking for a pod to its taking traffic")
+    float | None,
+    typer.Option(
+        help="seconds from asking for a pod to its taking traffic, for every node "
+        "(default: each node's load time as its profile measured it; 60 where none was)"
+    ),
 ]
 
 
@@ -263,7 +267,7 @@ def plan(
     ),
     seed: Annotated[int, typer.Option(help="random seed of the simulation")] = 0,
     autoscale: _Autoscale = "graph",
-    replica_startup_s: _ReplicaStartup = 60.0,
+    replica_startup_s: _ReplicaStartup = None,
 ) -> None:
     """Cheapest hardware, batching and replicas per node whose simulated latency meets the SLO."""
     from infergraph.cost.pricing import load_catalog, parse_price_overrides
@@ -302,7 +306,7 @@ def _check_plan_options(
     trace: Path | None,
     headroom: float,
     autoscale: str,
-    replica_startup_s: float,
+    replica_startup_s: float | None,
 ) -> None:
     """Refuse option values `plan` cannot search with, before any file is read."""
     if (rate is None) == (trace is None):
@@ -311,7 +315,7 @@ def _check_plan_options(
         _fail(f"--headroom must be between 0 and 10, got {headroom}")
     if autoscale not in ("graph", "all", "off"):
         _fail(f"--autoscale must be graph, all or off, got '{autoscale}'")
-    if not 0 <= replica_startup_s <= 3600:
+    if replica_startup_s is not None and not 0 <= replica_startup_s <= 3600:
         _fail(f"--replica-startup-s must be between 0 and 3600, got {replica_startup_s}")
 
 

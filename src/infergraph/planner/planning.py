@@ -39,6 +39,9 @@ AutoscaleMode = Literal["graph", "all", "off"]
 TARGET_MARGINS = (1.0, 0.85, 0.7, 0.55, 0.4)
 
 
+DEFAULT_STARTUP_S = 60.0  # a new pod's start-up where nothing was measured
+
+
 @dataclass
 class PlanInputs:
     graph: InferenceGraph
@@ -50,7 +53,9 @@ class PlanInputs:
     # graph: nodes with an autoscaling block follow it; all: the others get an HPA on their
     # request rate too; off: every node keeps its planned replicas (peak-provisioned).
     autoscale: AutoscaleMode = "graph"
-    startup_s: float = 60.0  # pod start and model load before a new replica takes traffic
+    # Seconds from asking for a pod to its taking traffic, for every node; None: each node's
+    # measured load (its profile's `startup_s`), DEFAULT_STARTUP_S where none was measured.
+    startup_s: float | None = None
 
 
 @dataclass
@@ -67,6 +72,19 @@ class PlanOutcome:
     # The tuner's margin on the targets (1.0: the planned peak load per replica); None when
     # no margin kept the SLO in the replay and every node is held at its planned replicas.
     margin: float | None = 1.0
+    # Of the SLO's miss budget ((1 - percentile) of the requests), the share that pods'
+    # start-up takes: the replay's misses less those of the same replay with instant pods.
+    # None when no node autoscales.
+    cold_start_budget_share: float | None = None
+
+    def startup_s(self, node: str) -> tuple[float, str]:
+        """A new pod's start-up for `node` in the replay, and where the figure comes from."""
+        if self.inputs.startup_s is not None:
+            return self.inputs.startup_s, "--replica-startup-s"
+        measured = self.final.options[node].profile.startup_s
+        if measured is None:
+            return DEFAULT_STARTUP_S, "default: the profile measured no load"
+        return measured, "measured load"
 
     @property
     def best(self) -> Evaluated:
@@ -124,6 +142,11 @@ def plan_graph(inputs: PlanInputs) -> PlanOutcome:
         outcome.attainment = final_sim.attainment(s.slo_ms)
         if outcome.final.feasible or not scaler_models(outcome):
             break
+    if scaler_models(outcome):
+        instant = planner.simulate(configs, arrivals, scaler_models(outcome, instant=True))
+        budget = (1.0 - s.percentile / 100.0) * len(arrivals)  # misses the SLO allows
+        extra = (instant.attainment(s.slo_ms) - outcome.attainment) * len(arrivals)
+        outcome.cold_start_budget_share = extra / budget if budget > 0 else None
     outcome.seconds = time.perf_counter() - started
     return outcome
 
@@ -155,8 +178,9 @@ def _advice(outcome: PlanOutcome, margin: float) -> dict[str, ScalingAdvice]:
     return advice
 
 
-def scaler_models(outcome: PlanOutcome) -> dict[str, ScalerModel]:
-    """The autoscalers the planned graph will carry, as the replay models them."""
+def scaler_models(outcome: PlanOutcome, instant: bool = False) -> dict[str, ScalerModel]:
+    """The autoscalers the planned graph will carry, as the replay models them (with
+    `instant`, pods ready when asked for: what the replay would be without start-up)."""
     inputs = outcome.inputs
     if inputs.autoscale == "off" or outcome.margin is None:
         return {}
@@ -173,7 +197,7 @@ def scaler_models(outcome: PlanOutcome) -> dict[str, ScalerModel]:
             min_replicas=advice.min_replicas,
             max_replicas=advice.max_replicas,
             stabilisation_s=float(cooldown),
-            startup_s=inputs.startup_s,
+            startup_s=0.0 if instant else outcome.startup_s(node.name)[0],
         )
     return models
 

@@ -23,9 +23,9 @@ import platform
 import statistics
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -48,6 +48,8 @@ from infergraph.serving.heap import settled_heap
 
 if TYPE_CHECKING:
     import aiohttp
+
+    from infergraph.components.base import Component
 
 Progress = Callable[[str, float], None]  # (description, advance)
 
@@ -136,14 +138,11 @@ def _class_for(node: Node, device: str, settings: ProfileSettings) -> str:
     return node.hardware
 
 
-def _component(node: Node, settings: ProfileSettings, limit: int) -> Any:
+def _component(node: Node, settings: ProfileSettings, limit: int) -> Component:
     from infergraph.components.base import ComponentSettings
     from infergraph.components.registry import component_class
-    from infergraph.runner.repository import offline_checkpoint
 
-    uri = node.model_uri
-    if settings.offline:
-        uri = offline_checkpoint(node, settings.offline_scale) or uri  # type: ignore[arg-type]
+    uri = _checkpoint_uri(node, settings)
     cls = component_class(node.family)
     component = cls(
         ComponentSettings(
@@ -158,9 +157,48 @@ def _component(node: Node, settings: ProfileSettings, limit: int) -> Any:
     return component
 
 
-def _rows(component: Any, b: int) -> tuple[list[Any], Any]:
+def _checkpoint_uri(node: Node, settings: ProfileSettings) -> str | None:
+    from infergraph.runner.repository import offline_checkpoint
+
+    if settings.offline:
+        built = offline_checkpoint(node, settings.offline_scale)  # type: ignore[arg-type]
+        return built or node.model_uri
+    return node.model_uri
+
+
+def evict_from_page_cache(uri: str | None) -> bool:
+    """Drop a local checkpoint's files from the OS page cache (POSIX_FADV_DONTNEED), so
+    the next load reads them from disk as a fresh node's first pod does. Only this
+    checkpoint's clean pages go; nothing else on the machine is touched. False when the
+    checkpoint is no local path (a hub id: its cache folder is not known here) or the
+    platform cannot evict."""
+    path = Path(uri[7:] if uri and uri.startswith("file://") else uri or "")
+    if not uri or not path.exists() or not hasattr(os, "posix_fadvise"):
+        return False
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+    for file in files:
+        try:
+            fd = os.open(file, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    return True
+
+
+def timed_load(node: Node, settings: ProfileSettings, limit: int) -> tuple[Component, float]:
+    """The node's component loaded and warmed up, and the seconds that took: checkpoint to
+    ready, what a new pod spends before it takes traffic (less scheduling and image pull)."""
+    started = time.perf_counter()
+    component = _component(node, settings, limit)
+    return component, time.perf_counter() - started
+
+
+def _rows(component: Component, b: int) -> tuple[list[Any], Hashable]:
     rows: list[Any] = []
-    key = None
+    key: Hashable = None
     while len(rows) < b:
         prepared = component.prepare(component.example_inputs(b), {})
         rows.extend(prepared.rows)
@@ -168,7 +206,7 @@ def _rows(component: Any, b: int) -> tuple[list[Any], Any]:
     return rows[:b], key
 
 
-def _sync(component: Any) -> None:
+def _sync(component: Component) -> None:
     device = str(getattr(component, "device", "cpu"))
     if device.startswith("cuda"):
         import torch
@@ -214,7 +252,7 @@ def time_in_turns(
 
 
 def time_batches(
-    component: Any, sizes: list[int], settings: ProfileSettings, progress: Progress
+    component: Component, sizes: list[int], settings: ProfileSettings, progress: Progress
 ) -> PassTimings:
     """`run_batch` timed in turns per batch size (`time_in_turns`), after two unmeasured
     passes of each: the exact call the serving batcher makes per batch."""
@@ -245,7 +283,7 @@ def _timing(batch_size: int, samples: list[float]) -> BatchTiming:
     )
 
 
-def _request_overhead_ms(component: Any) -> float:
+def _request_overhead_ms(component: Component) -> float:
     """prepare + finish for one single-row request: the per-request work outside the batch."""
     samples = []
     for _ in range(5):
@@ -432,7 +470,7 @@ def _payload_spec(graph: InferenceGraph, settings: ProfileSettings) -> str:
     return f"synthetic:{kind}"
 
 
-Reply = tuple[float, dict[str, Any]]  # client milliseconds, the response's parameters
+Reply = tuple[float, JSONObject]  # client milliseconds, the response's parameters
 
 
 @dataclass
@@ -555,21 +593,31 @@ def _profile_here(
     # Which class this measures is settled before anything loads: a mismatch fails fast.
     hardware_class = _class_for(node, str(select_device(node.device)), settings)
     try:
-        component = _component(node, settings, limit)
+        # Cold: the checkpoint's files evicted from the page cache first (a local path only;
+        # otherwise the first load, whatever the cache held). Warm: loaded again at once.
+        cold = evict_from_page_cache(_checkpoint_uri(node, settings))
+        component, first_s = timed_load(node, settings, limit)
+        device = str(component.device or "cpu")
+        timings = time_batches(component, batch_sizes(limit), settings, progress)
+        hop_ms = _request_overhead_ms(component)
+        del component
+        gc.collect()
+        component, warm_s = timed_load(node, settings, limit)
     except InfergraphError as exc:
         raise ProfilingError(f"node '{node.name}' would not load: {exc}") from None
-    timings = time_batches(component, batch_sizes(limit), settings, progress)
-    profile = NodeProfile(
+    del component
+    gc.collect()
+    return NodeProfile(
         node=node.name,
         family=node.family,
         hardware_class=hardware_class,
-        device=str(component.device or "cpu"),
+        device=device,
         batches=tuple(timings.batches),
-        hop_ms=_request_overhead_ms(component),
+        hop_ms=hop_ms,
+        load_s=warm_s,
+        cold_load_s=first_s if cold else 0.0,
+        first_load_s=first_s,
     )
-    del component
-    gc.collect()
-    return profile
 
 
 def _profile_at_endpoint(
@@ -694,12 +742,8 @@ def _measure_graph(
         for name, prof in nodes.items()
     }
     served_nodes = {
-        name: NodeProfile(
-            node=prof.node,
-            family=prof.family,
-            hardware_class=prof.hardware_class,
-            device=prof.device,
-            batches=prof.batches,
+        name: replace(
+            prof,
             hop_ms=served.hop_ms.get(name, prof.hop_ms),
             hop_p99_ms=served.hop_p99_ms.get(name, 0.0),
             rows=alone.rows.get(name, prof.rows),

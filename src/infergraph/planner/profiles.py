@@ -69,6 +69,17 @@ class NodeProfile:
     serving_factor: float = 1.0  # forward pass in the server / in the profiler (graph pass)
     serving_overhead_ms: float = 0.0  # what every pass in the server adds on top (graph pass)
     serving_sigma: float = 0.0  # log-normal spread of a forward pass in the server (graph pass)
+    # Checkpoint to ready (load and warm-up), seconds; 0: not measured (an endpoint profile).
+    load_s: float = 0.0  # from a warm page cache: loaded again at once
+    cold_load_s: float = 0.0  # with the checkpoint's files first evicted from the page cache
+    first_load_s: float = 0.0  # the first load in the profiler's process, whatever was cached
+
+    @property
+    def startup_s(self) -> float | None:
+        """What a new pod of this node spends loading before it takes traffic, as measured:
+        the cold load where one was measured (a new pod's node rarely holds the files),
+        else the first; None when the profile measured no load."""
+        return self.cold_load_s or self.first_load_s or self.load_s or None
 
     @property
     def max_batch_size(self) -> int:
@@ -156,7 +167,15 @@ def _need(data: JSONObject, key: str, kind: type | tuple[type, ...], where: str)
     return value
 
 
-def _node_profile(name: str, data: Any, hardware_class: str, where: str) -> NodeProfile:
+def _non_negative(data: JSONObject, key: str, where: str) -> float:
+    value = data.get(key, 0.0)
+    number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else -1
+    if not (number >= 0 and math.isfinite(number)):
+        raise ProfileError(where, f"{key} must be a number >= 0, got {value!r}")
+    return number
+
+
+def _node_profile(name: str, data: object, hardware_class: str, where: str) -> NodeProfile:
     where = f"{where}: node '{name}'"
     if not isinstance(data, dict):
         raise ProfileError(where, "is not a mapping")
@@ -187,11 +206,11 @@ def _node_profile(name: str, data: Any, hardware_class: str, where: str) -> Node
         raise ProfileError(where, f"serving_factor must be > 0, got {factor}")
     # Older profiles also hold speed_correlation and drift_* fields: a drift model the
     # controlled check showed no prediction needs (issue 28). They are ignored.
-    keys = ("hop_p99_ms", "serving_sigma", "serving_overhead_ms")
-    measured = {key: float(data.get(key, 0.0)) for key in keys}
-    for key, value in measured.items():
-        if not (value >= 0 and math.isfinite(value)):
-            raise ProfileError(where, f"{key} must be a number >= 0, got {value}")
+    keys = (
+        "hop_p99_ms", "serving_sigma", "serving_overhead_ms", "load_s", "cold_load_s",
+        "first_load_s",
+    )  # fmt: skip
+    measured = {key: _non_negative(data, key, where) for key in keys}
     return NodeProfile(
         node=name,
         family=str(data.get("family", "")),
@@ -204,6 +223,9 @@ def _node_profile(name: str, data: Any, hardware_class: str, where: str) -> Node
         serving_factor=factor,
         serving_sigma=measured["serving_sigma"],
         serving_overhead_ms=measured["serving_overhead_ms"],
+        load_s=measured["load_s"],
+        cold_load_s=measured["cold_load_s"],
+        first_load_s=measured["first_load_s"],
     )
 
 

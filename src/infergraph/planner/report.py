@@ -118,8 +118,27 @@ def _autoscaling_assumption(outcome: PlanOutcome) -> str:
     return (
         "replicas: autoscaled nodes replayed through the HPA algorithm as rendered (15 s sync, "
         "1 min rate window, 10% tolerance, up 2 pods/30 s, down half/60 s, the node's cooldown), "
-        f"each new pod taking traffic {outcome.inputs.startup_s:g} s after it is asked for; "
-        "$/hour is the time-averaged pod cost"
+        f"each new pod taking traffic after its start-up ({_startups(outcome)}); "
+        "$/hour is the time-averaged pod cost" + _cold_start_share(outcome)
+    )
+
+
+def _startups(outcome: PlanOutcome) -> str:
+    parts = []
+    for node in outcome.final.options:
+        if outcome.autoscaled(node):
+            seconds, source = outcome.startup_s(node)
+            parts.append(f"{node} {seconds:.3g} s, {source}")
+    return "; ".join(parts)
+
+
+def _cold_start_share(outcome: PlanOutcome) -> str:
+    share = outcome.cold_start_budget_share
+    if share is None:
+        return ""
+    return (
+        f"; pods' start-up takes {share * 100:.1f}% of the SLO's miss budget "
+        f"({100 - outcome.inputs.settings.percentile:g}% of requests)"
     )
 
 
@@ -197,6 +216,12 @@ def to_json(outcome: PlanOutcome) -> JSONObject:
         "search_load": ev_dict(outcome.best),
         "pareto": [ev_dict(ev) for ev in outcome.search.pareto],
         "autoscaling": {n: vars(a) for n, a in outcome.scaling.items()},
+        "startup_s": {
+            n: dict(zip(("seconds", "source"), outcome.startup_s(n), strict=True))
+            for n in outcome.final.options
+            if outcome.autoscaled(n)
+        },
+        "cold_start_budget_share": outcome.cold_start_budget_share,
         "assumptions": assumptions(outcome),
         "simulations": outcome.search.simulations,
         "capped": outcome.search.capped,

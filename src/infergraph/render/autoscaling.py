@@ -68,6 +68,26 @@ class Target:
     described: tuple[str, str, str] | None = None
 
 
+# A pod's generated name: the API server keeps at most 58 characters of generateName and
+# adds 5 random ones (k8s.io/apiserver pkg/storage/names/generate.go).
+GENERATED_PREFIX_MAX = 58
+POD_TEMPLATE_HASH_MAX = 10  # a uint32 in decimal, safe-encoded (deployment/util)
+
+
+def deployment_pod_regex(deployment: str) -> str:
+    """The names of a Deployment's pods, as a Prometheus (fully anchored) regex.
+
+    A pod is named from generateName `<deployment>-<pod-template-hash>-` (the ReplicaSet's
+    name and a dash, kubernetes pkg/controller/controller_utils.go `getPodsPrefix`), cut to
+    58 characters, plus 5 random ones: past a 46-character Deployment name the cut falls in
+    the hash or its dash, and the pod has one dash fewer than a short name's pods.
+    """
+    if len(deployment) + POD_TEMPLATE_HASH_MAX + 2 <= GENERATED_PREFIX_MAX:
+        return f"{deployment}-[a-z0-9]+-[a-z0-9]+"
+    kept = f"{deployment}-"[:GENERATED_PREFIX_MAX]
+    return f"{kept}[a-z0-9-]+"
+
+
 def check(node: Node, engine: str) -> None:
     """Reject autoscaling settings the engine cannot honour, naming the node and field."""
     auto = node.autoscaling

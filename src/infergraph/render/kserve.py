@@ -69,6 +69,18 @@ DEPLOYMENT_MODE = {"serving.kserve.io/deploymentMode": "Standard"}
 AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
 REQUESTS_SERIES = "infergraph_requests_total"  # infergraph.serving.metrics.REQUESTS
 ROUTER_RESOURCES = {"cpu": "500m", "memory": "512Mi"}
+# The local runner's trace headers (`infergraph.runner.executor.TRACE_HEADERS`) as Go's net/http
+# canonicalizes names: the router matches its patterns against `req.Header` keys (kserve
+# v0.20.0 cmd/router/main.go:133-135), where `traceparent` arrives as `Traceparent`.
+ROUTER_TRACE_HEADERS = ("Traceparent", "Tracestate", "X-Request-Id")
+TRACE_NOTE = (
+    "trace headers: KServe's router forwards a client header to the steps only when a pattern "
+    "in the cluster's inferenceservice-config ConfigMap, key router, field headers.propagate, "
+    "matches it (kserve v0.20.0 pkg/controller/v1alpha1/inferencegraph/raw_ig.go:89-97; "
+    "nothing in an InferenceGraph can set it). Add " + ", ".join(ROUTER_TRACE_HEADERS) + " once "
+    "per cluster with `infergraph kserve-router-config` (docs/rendering.md, Trace and "
+    "request-id headers), or traceparent and x-request-id stop at the router."
+)
 
 
 @dataclass
@@ -408,7 +420,7 @@ def _scaling(
         "apps/v1",
         "Deployment",
         deployment,
-        f"{deployment}-[a-z0-9]+-[a-z0-9]+",
+        autoscaling.deployment_pod_regex(deployment),
         {"model": service.name},
         REQUESTS_SERIES,
         wake_query(graph, plan, service) if auto.min_replicas == 0 else None,
@@ -511,7 +523,7 @@ def render(
     services = list(topology.services.values())
     cuda = sorted({bool(s.node and s.node.resources.gpu) for s in services})
     objs: list[Manifest] = [serving_runtime(graph, c, options) for c in cuda]
-    notes: list[str] = []
+    notes: list[str] = [TRACE_NOTE]
     for service in services:
         isvc, scalers, note = inference_service(plan, service, options)
         objs.append(isvc)
@@ -536,8 +548,35 @@ def pod_monitor(graph: InferenceGraph) -> Manifest:
     }
 
 
+def router_config_with_trace_headers(router: str) -> str:
+    """KServe's `inferenceservice-config` `router` value with the trace headers added to
+    `headers.propagate`, everything else kept.
+
+    The router forwards no header by default; the controller passes `headers.propagate`,
+    joined with commas, to every router it deploys as PROPAGATE_HEADERS (raw_ig.go:89-97,
+    knative_reconciler.go:247-256) and reads the ConfigMap on each InferenceGraph
+    reconcile (controller.go:148-157). It is one value for the whole cluster, so the kit
+    cannot render it per graph: this merges our names into the value the cluster has.
+    """
+    if not router.strip():
+        raise RenderError(ENGINE, "the router value is empty: pass the ConfigMap's data.router")
+    try:
+        config = json.loads(router)
+    except ValueError as exc:
+        raise RenderError(ENGINE, f"the router value is not JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise RenderError(ENGINE, "the router value must be a JSON object (RouterConfig)")
+    headers = config.get("headers") or {}
+    patterns = headers.get("propagate", []) if isinstance(headers, dict) else None
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        raise RenderError(ENGINE, "router headers.propagate must be a list of strings")
+    added = [name for name in ROUTER_TRACE_HEADERS if name not in patterns]
+    config["headers"] = {**headers, "propagate": [*patterns, *added]}
+    return json.dumps(config, indent=2)
+
+
 def render_notes(objs: list[Manifest]) -> list[str]:
-    """The render-time messages (scale-to-zero cold starts) the CLI prints."""
+    """The render-time messages (trace headers, scale-to-zero cold starts) the CLI prints."""
     for obj in objs:
         if obj.get("kind") == "InferenceGraph":
             text = obj["metadata"].get("annotations", {}).get(NOTES_ANNOTATION, "")

@@ -358,7 +358,7 @@ def _keda_spec(graph: InferenceGraph, node: Node, deployment: str, unit: str) ->
         "apps/v1",
         "Deployment",
         deployment,
-        f"{deployment}-[a-z0-9]+-[a-z0-9]+",
+        autoscaling.deployment_pod_regex(deployment),
         selector,
         autoscaling.V1_RPS_SERIES,
         None,  # never at zero replicas on v1 (see _notes): nothing to wake

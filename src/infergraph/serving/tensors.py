@@ -74,6 +74,10 @@ def to_numpy(
 ) -> Array:
     """Decode one V2 input, naming it in every error; `shape` is checked here, as sent."""
     dims, expected = element_count(name, shape)
+    if data is None and expected == 0:
+        # Seldon v2's gateway writes an empty tensor's data as `null` (a nil Go slice): an
+        # answer forwarded as it is must read back as the empty tensor it is.
+        data = []
     if isinstance(data, np.ndarray) and datatype != "BYTES" and data.dtype != object:
         if data.size != expected:
             raise InputError(
