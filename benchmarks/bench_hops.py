@@ -22,7 +22,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import console, percentiles, print_table, write_results
-from infergraph.graph.model import parse_graph
+from infergraph.graph.plan import parse_graph
 from infergraph.runner.local import run_graph
 
 BODY = orjson.dumps(

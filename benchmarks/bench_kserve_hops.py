@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.bench_hops import chain, open_loop
 from benchmarks.common import console, percentiles, print_table, write_results
-from infergraph.graph.model import parse_graph
+from infergraph.graph.plan import parse_graph
 from infergraph.render import EXAMPLE_STORAGE, RenderOptions
 from infergraph.render import kserve as ks
 from infergraph.runner.local import NodeServer, _wait_ready, free_port, run_graph

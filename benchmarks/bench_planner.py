@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import REPO, console, print_table, write_results
 from infergraph.cost.pricing import load_catalog
-from infergraph.graph.model import load_graph
+from infergraph.graph.plan import load_graph
 from infergraph.planner.planning import PlanInputs, plan_graph
 from infergraph.planner.profiles import load_profile, match_profiles
 from infergraph.planner.search import SearchSettings, node_config

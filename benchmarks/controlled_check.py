@@ -33,7 +33,7 @@ from benchmarks import bench_planner as bp
 from benchmarks.common import REPO, console
 from benchmarks.controlled import EXTRA_FAMILIES, ControlledNode
 from infergraph.components.registry import EXTRA_FAMILIES_ENV
-from infergraph.graph.model import load_graph
+from infergraph.graph.plan import load_graph
 from infergraph.planner.profiles import load_profile, match_profiles
 from infergraph.planner.search import node_config
 from infergraph.planner.simulator import ServiceModel, simulate

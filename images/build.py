@@ -21,7 +21,7 @@ import time
 from catalog import DOCKERFILE, IMAGES, REPO, Image, by_target, revision, torch_cpu_index_problem
 
 from infergraph import __version__
-from infergraph.images import CUDA_SUFFIX
+from infergraph.container_images import CUDA_SUFFIX
 
 
 def base_images() -> tuple[str, str]:

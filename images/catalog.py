@@ -2,7 +2,7 @@
 
 Tags are the ones .github/workflows/images.yml gives a release through docker/metadata-action:
 `<version>`, `<major>.<minor>` and `sha-<short sha>`, each with `-cuda` for the CUDA variants.
-Registry and organisation come from `infergraph.images.DEFAULT_REGISTRY` (one setting).
+Registry and organisation come from `infergraph.container_images.DEFAULT_REGISTRY` (one setting).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infergraph import __version__
-from infergraph.images import (
+from infergraph.container_images import (
     DEFAULT_REGISTRY,
     LOAD_TESTER,
     MLSERVER_RUNTIMES,

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import yaml
 
-from infergraph.graph.model import InferenceGraph, parse_graph
+from infergraph.graph.model import InferenceGraph
+from infergraph.graph.plan import parse_graph
 
 REPO = Path(__file__).resolve().parent.parent
 GRAPHS = sorted((REPO / "k8s" / "graphs").glob("*.yaml"))

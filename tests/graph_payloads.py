@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from infergraph.components.images import synthetic_png
+from infergraph.components.image_decoding import synthetic_png
 from infergraph.graph.model import InferenceGraph
 
 TEXTS = {

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 
-from tests.servers import REPO, free_port, stop
+from tests.servers import REPO, free_port, stop, wait_ready
 
 V2_OK = {
     "model_name": "m",
@@ -141,17 +140,7 @@ def loadtest_server() -> Iterator[LoadTestServer]:
     )
     server = LoadTestServer(port, proc)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("load-test server exited early")
-            try:
-                httpx.get(f"{server.url}/_control/counts", timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        wait_ready(server.url, proc, lambda: "", 30, "load-test server", "/_control/counts")
         yield server
     finally:
         stop(proc)

@@ -110,7 +110,7 @@ def mlserver(
         if load_models_at_startup:
             _wait_ready(server, startup_timeout)
         else:
-            wait_ready(server.url, proc, server.log, startup_timeout, "mlserver", "live")
+            wait_ready(server.url, proc, server.log, startup_timeout, "mlserver", "/v2/health/live")
         yield server
     finally:
         stop(proc)
@@ -185,15 +185,17 @@ def wait_ready(
     log: Callable[[], str],
     timeout: float,
     what: str,
-    probe: str = "ready",
+    path: str = "/v2/health/ready",
 ) -> None:
-    """Poll `url`'s readiness (or liveness) until it answers 200; fail if `proc` dies first."""
+    """Poll `url + path` until it answers 200; fail with the log's tail if `proc` exits first
+    or `timeout` seconds pass. The one wait-until-ready loop of the tests: MLServer, `infergraph
+    serve`, seldon-core-microservice and the load tester's test server all start through it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited early:\n{log()[-4000:]}")
         try:
-            if httpx.get(f"{url}/v2/health/{probe}", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass

@@ -16,13 +16,13 @@ import yaml
 
 from infergraph import __version__
 from infergraph.graph.crd import crd_manifest
-from infergraph.graph.model import load_graph, parse_graph
-from infergraph.operator import chart as chart_files
+from infergraph.graph.plan import load_graph, parse_graph
 from infergraph.operator.config import OperatorConfig
 from infergraph.render import ENGINES, render
 from infergraph.render.autoscaling import PODS_METRICS
 from infergraph.render.common import STORAGE_ANNOTATION
 from tests.test_render_schemas import DNS_LABEL, _skip_without_crds, _structural, validate
+from tools import chart as chart_files
 
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "charts" / "infergraph"
@@ -75,7 +75,7 @@ def is_subdomain_name_problem(problem: str) -> bool:
 
 # -- generated files, lint ------------------------------------------------------------------
 def test_generated_chart_files_are_up_to_date() -> None:
-    assert chart_files.stale() == [], "run `python -m infergraph.operator.chart` (make render)"
+    assert chart_files.stale() == [], "run `python tools/chart.py` (make render)"
 
 
 def test_chart_app_version_is_the_package_version() -> None:

@@ -22,7 +22,7 @@ import yaml
 
 from infergraph.demo.server import DemoError
 from infergraph.demo.story import MARKER, prepare_folder
-from infergraph.graph.model import load_graph
+from infergraph.graph.plan import load_graph
 from tests.test_render_schemas import crds_available, validate
 
 pytestmark = pytest.mark.slow

@@ -24,7 +24,7 @@ from infergraph.demo.sweep import (
     nice_ceil,
     two_figures,
 )
-from infergraph.graph.model import load_graph
+from infergraph.graph.plan import load_graph
 
 CASCADE = Path(__file__).resolve().parent.parent / "k8s" / "graphs" / "cascade.yaml"
 

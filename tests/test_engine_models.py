@@ -168,7 +168,7 @@ def test_seldon_v2_join_waiting_on_a_cold_member_needs_the_rendered_window() -> 
     behind a node scaled to zero: a member that takes 3 minutes to start still joins."""
     import copy as _copy
 
-    from infergraph.graph.model import parse_graph
+    from infergraph.graph.plan import parse_graph
     from infergraph.render import EXAMPLE_STORAGE, RenderOptions, render
     from tests.engines.seldon_v2 import Dataflow, pb
     from tests.test_render_seldon import INLINE

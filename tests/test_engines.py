@@ -27,7 +27,7 @@ from infergraph.engines import (
     names,
 )
 from infergraph.errors import RenderError
-from infergraph.graph.model import load_graph
+from infergraph.graph.plan import load_graph
 from infergraph.operator import status as st
 from infergraph.planner.endpoints import EndpointError, parse_endpoints
 from infergraph.render import EXAMPLE_STORAGE, render, render_files

@@ -23,8 +23,7 @@ from infergraph.components.plumbing import Identity
 from infergraph.components.registry import component_class
 from infergraph.errors import InputError, status_for
 from infergraph.graph import evaluate as ev
-from infergraph.graph.model import parse_graph
-from infergraph.graph.plan import GraphPlan, compile_plan
+from infergraph.graph.plan import GraphPlan, compile_plan, parse_graph
 from infergraph.graph.wire import Tensor
 from infergraph.runner.executor import GraphExecutor, Run
 from infergraph.serving.graph_step import StepWiring, run_step

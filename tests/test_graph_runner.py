@@ -18,7 +18,8 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestServer
 
-from infergraph.graph.model import InferenceGraph, parse_graph
+from infergraph.graph.model import InferenceGraph
+from infergraph.graph.plan import parse_graph
 from infergraph.runner.local import RunningGraph, run_graph
 from infergraph.runner.router import build_app
 from tests.engine_cases import forced_langid

@@ -12,7 +12,7 @@ import yaml
 
 from infergraph.errors import GraphValidationError
 from infergraph.graph.crd import crd_manifest, helm_owned
-from infergraph.graph.model import load_graph, parse_graph
+from infergraph.graph.plan import load_graph, parse_graph
 
 REPO = Path(__file__).resolve().parent.parent
 GRAPHS = sorted((REPO / "k8s" / "graphs").glob("*.yaml"))

@@ -18,7 +18,7 @@ from infergraph.cost import (
     parse_quantity,
     usd_per_million,
 )
-from infergraph.graph.model import load_graph
+from infergraph.graph.plan import load_graph
 
 REPO = Path(__file__).resolve().parent.parent
 

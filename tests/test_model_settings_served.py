@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from infergraph.errors import RenderError
-from infergraph.graph.model import parse_graph
+from infergraph.graph.plan import parse_graph
 from infergraph.operator.settings_server import SettingsStore, serve_settings
 from infergraph.render import RenderOptions, render, render_files
 from infergraph.render.common import dumps

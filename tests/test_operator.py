@@ -1078,7 +1078,7 @@ async def http_status(url: str) -> int:
 
 def rendered_settings(body: dict, op: Operator, model: str) -> bytes:
     """model-settings.json for `model` as `infergraph render` writes it, from the same options."""
-    from infergraph.graph.model import parse_graph
+    from infergraph.graph.plan import parse_graph
     from infergraph.operator.reconcile import graph_document
     from infergraph.render.common import dumps
     from infergraph.render.seldon_v2 import model_settings

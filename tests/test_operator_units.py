@@ -9,7 +9,7 @@ import kopf
 import pytest
 
 from infergraph.errors import RenderError, SettingsError
-from infergraph.graph.model import load_graph
+from infergraph.graph.plan import load_graph
 from infergraph.operator import status as st
 from infergraph.operator.applying import Refusal, owner_of
 from infergraph.operator.children import (

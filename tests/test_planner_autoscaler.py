@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from infergraph.cost.pricing import load_catalog
-from infergraph.graph.model import parse_graph
+from infergraph.graph.plan import parse_graph
 from infergraph.planner.autoscaler import ScalerModel, replay
 from infergraph.planner.planning import PlanInputs, plan_graph, planned_manifest
 from infergraph.planner.search import SearchSettings

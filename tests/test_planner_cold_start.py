@@ -12,7 +12,7 @@ import pytest
 from benchmarks.controlled import EXTRA_FAMILIES
 from infergraph.components.registry import EXTRA_FAMILIES_ENV
 from infergraph.cost.pricing import load_catalog
-from infergraph.graph.model import parse_graph
+from infergraph.graph.plan import parse_graph
 from infergraph.planner.planning import (
     DEFAULT_STARTUP_S,
     PlanInputs,

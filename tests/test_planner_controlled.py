@@ -95,7 +95,7 @@ def test_the_local_runner_serves_a_chain_of_controlled_nodes(monkeypatch: pytest
 
     import httpx
 
-    from infergraph.graph.model import load_graph
+    from infergraph.graph.plan import load_graph
     from infergraph.runner.local import run_graph
 
     monkeypatch.setenv(EXTRA_FAMILIES_ENV, EXTRA_FAMILIES)

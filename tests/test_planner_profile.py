@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from infergraph.cli import app
 from infergraph.components.registry import family_names
-from infergraph.graph.model import InferenceGraph, Node, parse_graph
+from infergraph.graph.model import InferenceGraph, Node
+from infergraph.graph.plan import parse_graph
 from infergraph.planner.endpoints import (
     Endpoints,
     NodeClient,
@@ -324,7 +325,7 @@ def test_replies_without_per_node_timings_add_no_ingress():
 @pytest.mark.parametrize("engine", ["seldon-v2", "kserve"])
 def test_endpoint_names_are_the_rendered_ones(engine: str):
     # The profiler asks for each node by the name the renderer deployed it under.
-    from infergraph.graph.model import load_graph
+    from infergraph.graph.plan import load_graph
     from infergraph.render import render
     from infergraph.render.options import RenderOptions
 

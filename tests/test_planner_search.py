@@ -19,7 +19,8 @@ from infergraph.components.base import ComponentSettings
 from infergraph.components.plumbing import Identity
 from infergraph.cost.pricing import load_catalog, node_cost
 from infergraph.errors import InfergraphError
-from infergraph.graph.model import Autoscaling, load_graph, parse_graph
+from infergraph.graph.model import Autoscaling
+from infergraph.graph.plan import load_graph, parse_graph
 from infergraph.planner.profiler import (
     ProfileSettings,
     loaded_rate,

@@ -34,10 +34,10 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from infergraph.operator import chart as chart_files
 from infergraph.render import ENGINES, render
 from tests.servers import free_port, mlserver, stop, v2_input, write_model
 from tests.test_render_scaling import GRAPHS, OPTIONS, prometheus_queries, shipped
+from tools import chart as chart_files
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = pytest.mark.skipif(

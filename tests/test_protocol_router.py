@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import requests
 
-from infergraph.graph.model import load_graph
+from infergraph.graph.plan import load_graph
 from infergraph.runner.local import RunningGraph, run_graph
 from tests.vision_fixtures import COLOURS, png
 

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from infergraph.errors import GraphValidationError, RenderError
-from infergraph.graph.model import load_graph, parse_graph
+from infergraph.graph.plan import load_graph, parse_graph
 from infergraph.render import render
 from infergraph.render.cli import app as render_app
 from infergraph.render.kserve import NOTES_ANNOTATION, render_notes

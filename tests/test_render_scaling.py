@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from infergraph.errors import RenderError
-from infergraph.graph.model import InferenceGraph, load_graph, parse_graph
+from infergraph.graph.model import InferenceGraph
+from infergraph.graph.plan import load_graph, parse_graph
 from infergraph.render import ENGINES, EXAMPLE_STORAGE, RenderOptions, render
 from infergraph.render.seldon_v1 import PREDICTOR
 from tests.test_chart import REQUIRED, by_kind, template

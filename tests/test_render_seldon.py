@@ -15,9 +15,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from infergraph.container_images import DEFAULT_REGISTRY, MLSERVER_RUNTIMES
 from infergraph.errors import GraphValidationError, RenderError
-from infergraph.graph.model import parse_graph
-from infergraph.images import DEFAULT_REGISTRY, MLSERVER_RUNTIMES
+from infergraph.graph.plan import parse_graph
 from infergraph.render import (
     ENGINES,
     EXAMPLE_STORAGE,
@@ -205,7 +205,7 @@ def check_labels(objs: list[dict[str, Any]], graph: str) -> None:
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("path", GRAPH_FILES, ids=[p.stem for p in GRAPH_FILES])
 def test_graph_files_render_valid_manifests(path: Path, engine: str) -> None:
-    from infergraph.graph.model import load_graph
+    from infergraph.graph.plan import load_graph
 
     graph = load_graph(path)
     objs = render(graph, engine, OPTIONS)
@@ -422,7 +422,7 @@ def test_autoscaled_objects_carry_no_replica_count(source: str, engine: str) -> 
     """The HPA (or KEDA's HPA) owns `spec.replicas` of its target through the `/scale`
     subresource (the Seldon v2 CRDs' `specReplicasPath: .spec.replicas`): a manifest that also
     sets it is applied back over every scale decision by `kubectl apply` and by the operator."""
-    from infergraph.graph.model import load_graph
+    from infergraph.graph.plan import load_graph
 
     try:
         graph = (

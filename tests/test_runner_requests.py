@@ -23,8 +23,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from infergraph.graph.model import InferenceGraph, load_graph
-from infergraph.graph.plan import compile_plan
+from infergraph.graph.model import InferenceGraph
+from infergraph.graph.plan import compile_plan, load_graph
 from infergraph.runner.router import build_app
 
 REPO = Path(__file__).resolve().parent.parent

@@ -81,7 +81,7 @@ def test_artifact_folder_laid_out_as_the_seldon_v2_agent_lays_it_out(tmp_path: P
     import json
 
     from infergraph.checkpoints.text_classification import build_text_classifier
-    from infergraph.graph.model import parse_graph
+    from infergraph.graph.plan import parse_graph
     from infergraph.render import EXAMPLE_STORAGE, RenderOptions
     from infergraph.render import seldon_v2 as v2
     from tests.engines.seldon_v2 import agent_rewrite, loaded_name

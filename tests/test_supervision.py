@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from infergraph.graph.model import parse_graph
+from infergraph.graph.plan import parse_graph
 from infergraph.runner.local import run_graph
 
 pytestmark = pytest.mark.slow

@@ -21,7 +21,7 @@ for name in ("torch", "torchvision", "transformers", "timm", "PIL", "sentence_tr
 from pathlib import Path
 from infergraph.render import EXAMPLE_STORAGE, RenderOptions
 from infergraph.cost.pricing import graph_cost, load_catalog
-from infergraph.graph.model import load_graph
+from infergraph.graph.plan import load_graph
 from infergraph.render import render
 catalog = load_catalog()
 OPTIONS = RenderOptions(storage_uri=EXAMPLE_STORAGE)

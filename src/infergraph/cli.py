@@ -34,7 +34,7 @@ def validate(
     files: Annotated[list[Path], typer.Argument(help="InferenceGraph YAML files")],
 ) -> None:
     """Check graph files (schema, references, cycles, datatypes, GPU use) before anything runs."""
-    from infergraph.graph.model import load_graph
+    from infergraph.graph.plan import load_graph
 
     table = Table("graph", "nodes", "GPUs", "status")
     failed = False

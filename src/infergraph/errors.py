@@ -77,6 +77,18 @@ class NodeError(InfergraphError):
         super().__init__(f"node '{node}': {reason}")
 
 
+class MissingExtraError(InfergraphError, ImportError):
+    """An optional dependency is not installed: names it and the extra that installs it."""
+
+    def __init__(self, package: str, extra: str, needed_for: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{needed_for} needs {package}, which is not installed: install infergraph's "
+            f"'{extra}' extra (pip install 'infergraph[{extra}]', or uv sync --extra {extra})"
+        )
+
+
 class RenderError(InfergraphError):
     """A graph cannot be rendered for the chosen engine."""
 

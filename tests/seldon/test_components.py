@@ -18,7 +18,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import requests
 from infergraph.render import EXAMPLE_STORAGE, RenderOptions
 from infergraph.render.common import cache_env
 from tests.engines.seldon_v1 import ChainError, chained
+from tests.servers import wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 CLASS = "infergraph.serving.seldon_component.InfergraphComponent"
@@ -115,18 +115,13 @@ def start(name: str, service_type: str, params: dict[str, Any], workdir: Path) -
 
 
 def ready(service: Service, path: str, timeout: float = 240) -> Service:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if service.process.poll() is not None:
-            raise RuntimeError(f"{service.name} exited early:\n{service.output()}")
-        try:
-            if requests.get(service.url + path, timeout=2).status_code == 200:
-                return service
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    stop(service)
-    raise TimeoutError(f"{service.name} not ready:\n{service.output()}")
+    """`service` once `path` answers 200 (tests.servers.wait_ready); stopped if it never does."""
+    try:
+        wait_ready(service.url, service.process, service.output, timeout, service.name, path)
+    except TimeoutError:
+        stop(service)
+        raise
+    return service
 
 
 def start_mlserver(name: str, env: dict[str, str], workdir: Path) -> Service:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from infergraph.graph.model import parse_graph
+from infergraph.graph.plan import parse_graph
 from infergraph.render import EXAMPLE_STORAGE, render
 from tests.seldon.test_components import OPTIONS, REPO, Executor, Pool, tensor
 
@@ -138,7 +138,7 @@ def test_video_deployment_answers_every_frame(
 ) -> None:
     """A frame with no detection reaches the classifier unit as a zero-row `detector.crops`
     (the v1 executor passes it on): the answer is a well-formed empty result, as locally."""
-    from infergraph.components.images import synthetic_png
+    from infergraph.components.image_decoding import synthetic_png
     from infergraph.runner.repository import offline_checkpoint
 
     os.environ.setdefault("INFERGRAPH_CACHE", str(tmp_path_factory.mktemp("offline")))

@@ -38,6 +38,7 @@ from infergraph.runner.repository import offline_checkpoint
 from tests.engine_cases import GRAPHS, assert_same, load, sweep, tiny
 from tests.graph_payloads import request_for
 from tests.seldon.test_components import OPTIONS, REPO, Executor, Pool, free_port
+from tests.servers import wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +66,7 @@ def local_answers(
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(proc, f"{base}/v2/health/ready", log)
+        wait_ready(base, proc, lambda: log.read_text(errors="replace"), 600, "infergraph serve")
         answers = []
         for body in bodies:
             resp = requests.post(f"{base}/v2/models/{graph.name}/infer", json=body, timeout=300)
@@ -79,22 +80,6 @@ def local_answers(
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-
-
-def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 600) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"infergraph serve exited:\n{log.read_text()[-4000:]}")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"infergraph serve not ready:\n{log.read_text()[-4000:]}")
 
 
 def seldon_message(body: dict[str, Any]) -> dict[str, Any]:

@@ -65,7 +65,7 @@ class Prepared:
         self.slo_percentile = config.slo_percentile
         if config.graph is not None:
             from infergraph.cost import graph_cost, load_catalog
-            from infergraph.graph.model import load_graph
+            from infergraph.graph.plan import load_graph
 
             graph = load_graph(config.graph)
             catalog = load_catalog(config.catalog, config.prices)

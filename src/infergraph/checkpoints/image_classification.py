@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
+from infergraph.checkpoints.tokenizers import LabelMaps
 from infergraph.components.image_classification import BACKENDS, imagenet_labels
+from infergraph.json_types import JSONObject
 
 _TINY_LABELS = ["cat", "dog", "bird", "fish", "frog", "horse", "ship", "truck"]
 
@@ -55,7 +56,7 @@ def _build_timm(target_dir: Path, scale: str, model_name: str) -> None:
     if scale == "full":
         model = timm.create_model(model_name, pretrained=False)
         names, descriptions = imagenet_labels()
-        model_config: dict[str, Any] = {"label_names": names, "label_descriptions": descriptions}
+        model_config: JSONObject = {"label_names": names, "label_descriptions": descriptions}
         data_config = None
     else:
         model = timm.create_model("test_resnet", pretrained=False, num_classes=len(_TINY_LABELS))
@@ -70,7 +71,7 @@ def _build_timm(target_dir: Path, scale: str, model_name: str) -> None:
     )
 
 
-def _label_maps(labels: list[str]) -> dict[str, Any]:
+def _label_maps(labels: list[str]) -> LabelMaps:
     return {
         "id2label": dict(enumerate(labels)),
         "label2id": {label: i for i, label in enumerate(labels)},

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from infergraph.checkpoints.tokenizers import minilm_dir
+from infergraph.json_types import JSONObject
 
 _SIGLIP_TINY_VOCAB = 256
 _CLIP_TINY_VOCAB = 514  # 256 bytes, 256 bytes + "</w>", start and end markers
@@ -109,7 +110,7 @@ def checkpoint_config(scale: str = "tiny", architecture: str = "siglip") -> Any:
     )
 
 
-def _tiny_tower(**extra: Any) -> dict[str, Any]:
+def _tiny_tower(**extra: Any) -> JSONObject:
     return {
         "hidden_size": 32,
         "intermediate_size": 64,

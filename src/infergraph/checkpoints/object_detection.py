@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+
+from infergraph.checkpoints.tokenizers import LabelMaps
 
 # facebook/detr-resnet-50's id2label: COCO's 91 category ids, unused ids named "N/A".
 COCO_91_LABELS: tuple[str, ...] = (
@@ -49,7 +50,7 @@ def build_object_detector(
     return target_dir
 
 
-def _label_maps(labels: tuple[str, ...]) -> dict[str, Any]:
+def _label_maps(labels: tuple[str, ...]) -> LabelMaps:
     return {
         "id2label": dict(enumerate(labels)),
         "label2id": {label: i for i, label in enumerate(labels) if label != "N/A"},
@@ -69,7 +70,8 @@ def _build_detr(target_dir: Path, scale: str) -> None:
             hidden_sizes=[8, 16, 32, 64],
             depths=[1, 1, 1, 1],
             layer_type="basic",
-            out_features=["stage4"],
+            # A backbone option (BackboneConfigMixin) that ResNetConfig's typed signature omits.
+            out_features=["stage4"],  # type: ignore[call-arg]
         )
         config = DetrConfig(
             backbone_config=backbone,

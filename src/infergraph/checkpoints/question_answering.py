@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from infergraph.checkpoints.tokenizers import wordpiece_tokenizer
+from infergraph.json_types import JSONObject
 
 
 def build_question_answerer(target_dir: Path, scale: str = "tiny") -> Path:
@@ -17,7 +18,7 @@ def build_question_answerer(target_dir: Path, scale: str = "tiny") -> Path:
 
     tokenizer = wordpiece_tokenizer("DistilBertTokenizer")
     if scale == "full":  # distilbert-base-cased-distilled-squad (28996 cased pieces there)
-        sizes = dict(
+        sizes: JSONObject = dict(
             vocab_size=tokenizer.vocab_size, dim=768, n_layers=6, n_heads=12, hidden_dim=3072
         )
     else:

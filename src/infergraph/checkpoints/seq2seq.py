@@ -11,6 +11,7 @@ from infergraph.checkpoints.tokenizers import (
     marian_tokenizer,
     unused_token_ids,
 )
+from infergraph.json_types import JSONObject
 
 
 def build_translator(target_dir: Path, scale: str = "tiny") -> Path:
@@ -21,7 +22,7 @@ def build_translator(target_dir: Path, scale: str = "tiny") -> Path:
     tokenizer = marian_tokenizer(target_dir / "_spm")
     vocab = len(tokenizer) if scale != "full" else 59514  # opus-mt-fr-en
     if scale == "full":  # Helsinki-NLP/opus-mt-fr-en: transformer-base, 6+6 layers
-        sizes = dict(
+        sizes: JSONObject = dict(
             d_model=512,
             encoder_layers=6,
             decoder_layers=6,
@@ -65,7 +66,7 @@ def build_summarizer(target_dir: Path, scale: str = "tiny") -> Path:
 
     tokenizer = bart_tokenizer()
     if scale == "full":  # sshleifer/distilbart-cnn-12-6: bart-large, 12 enc / 6 dec layers
-        sizes = dict(
+        sizes: JSONObject = dict(
             vocab_size=50264,
             d_model=1024,
             encoder_layers=12,
@@ -75,7 +76,7 @@ def build_summarizer(target_dir: Path, scale: str = "tiny") -> Path:
             encoder_ffn_dim=4096,
             decoder_ffn_dim=4096,
         )
-        gen = dict(num_beams=4, min_length=56, max_length=142, length_penalty=2.0,
+        gen: JSONObject = dict(num_beams=4, min_length=56, max_length=142, length_penalty=2.0,
                    no_repeat_ngram_size=3)  # fmt: skip
     else:
         sizes = dict(TINY_ENCODER_DECODER, vocab_size=len(tokenizer))
@@ -86,7 +87,7 @@ def build_summarizer(target_dir: Path, scale: str = "tiny") -> Path:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.eos_token_id,
-        forced_bos_token_id=tokenizer.bos_token_id,
+        # (forced_bos_token_id is the generation config's alone: BartConfig drops it in v5.)
         forced_eos_token_id=tokenizer.eos_token_id,
         **sizes,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from infergraph.checkpoints.tokenizers import (
     TINY_ENCODER_DECODER,
@@ -12,6 +11,7 @@ from infergraph.checkpoints.tokenizers import (
     unused_token_ids,
     whisper_tokenizer,
 )
+from infergraph.json_types import JSONObject
 
 
 def choose(reference: str) -> dict[str, str]:
@@ -52,7 +52,7 @@ def _build_speech2text(target_dir: Path, full: bool) -> None:
 
     tokenizer = speech2text_tokenizer(target_dir / "_spm")
     if full:  # facebook/s2t-small-librispeech-asr
-        sizes = dict(
+        sizes: JSONObject = dict(
             vocab_size=10000,
             d_model=256,
             encoder_layers=12,
@@ -65,7 +65,7 @@ def _build_speech2text(target_dir: Path, full: bool) -> None:
         )
     else:
         sizes = dict(TINY_ENCODER_DECODER, vocab_size=len(tokenizer), conv_channels=32)
-    ids = dict(
+    ids: JSONObject = dict(
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -110,7 +110,7 @@ def _build_whisper(target_dir: Path, full: bool) -> None:
     token = tokenizer.convert_tokens_to_ids
     eot, sot = token("<|endoftext|>"), token("<|startoftranscript|>")
     if full:  # openai/whisper-tiny
-        sizes = dict(
+        sizes: JSONObject = dict(
             d_model=384,
             encoder_layers=4,
             decoder_layers=4,
@@ -121,7 +121,9 @@ def _build_whisper(target_dir: Path, full: bool) -> None:
         )
     else:
         sizes = dict(TINY_ENCODER_DECODER)
-    ids = dict(pad_token_id=eot, bos_token_id=eot, eos_token_id=eot, decoder_start_token_id=sot)
+    ids: JSONObject = dict(
+        pad_token_id=eot, bos_token_id=eot, eos_token_id=eot, decoder_start_token_id=sot
+    )
     # Tiny: a 4 s window (400 mel frames) instead of 30 s keeps tests fast; same code path.
     chunk_seconds = 30 if full else 4
     config = WhisperConfig(
@@ -165,7 +167,7 @@ def _build_wav2vec2(target_dir: Path, full: bool) -> None:
     vocab_file.write_text(json.dumps(vocab))
     tokenizer = Wav2Vec2CTCTokenizer(str(vocab_file), word_delimiter_token="|")
     if full:  # facebook/wav2vec2-base-960h (the config defaults are the base model)
-        sizes: dict[str, Any] = {}
+        sizes: JSONObject = {}
     else:
         sizes = dict(
             hidden_size=32,

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from infergraph.checkpoints.tokenizers import wordpiece_tokenizer, xlm_roberta_tokenizer
+from infergraph.json_types import JSONObject
 
 # papluca/xlm-roberta-base-language-detection's 20 labels, in its id order.
 PAPLUCA_LANGUAGES: tuple[str, ...] = (
@@ -21,7 +22,7 @@ def build_text_classifier(target_dir: Path, scale: str = "tiny") -> Path:
     tokenizer = wordpiece_tokenizer("DistilBertTokenizer")
     labels = {0: "NEGATIVE", 1: "POSITIVE"}
     if scale == "full":  # distilbert-base-uncased-finetuned-sst-2-english
-        sizes = dict(dim=768, n_layers=6, n_heads=12, hidden_dim=3072)
+        sizes: JSONObject = dict(dim=768, n_layers=6, n_heads=12, hidden_dim=3072)
     else:
         # A wide init spreads random outputs apart, so tests can tell rows apart.
         sizes = dict(dim=32, n_layers=2, n_heads=2, hidden_dim=64, initializer_range=0.2)
@@ -43,7 +44,7 @@ def build_language_identifier(target_dir: Path, scale: str = "tiny") -> Path:
     tokenizer = xlm_roberta_tokenizer()
     labels = dict(enumerate(PAPLUCA_LANGUAGES))
     if scale == "full":  # xlm-roberta-base
-        sizes = dict(
+        sizes: JSONObject = dict(
             vocab_size=250002,
             hidden_size=768,
             num_hidden_layers=12,

@@ -12,7 +12,9 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from infergraph.json_types import JSONObject
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -49,9 +51,16 @@ CORPUS: tuple[str, ...] = (
 CHARACTERS = "abcdefghijklmnopqrstuvwxyz'"
 
 
+class LabelMaps(TypedDict):
+    """A classifier config's label tables, as transformers' configs take them."""
+
+    id2label: dict[int, str]
+    label2id: dict[str, int]
+
+
 # The test-size encoder-decoder every generative family builds (Marian, BART, Speech2Text,
 # Whisper): two layers of width 32, initialised wide enough that random outputs vary.
-TINY_ENCODER_DECODER: dict[str, Any] = {
+TINY_ENCODER_DECODER: JSONObject = {
     "d_model": 32,
     "encoder_layers": 2,
     "decoder_layers": 2,
@@ -105,7 +114,10 @@ def _byte_level_bpe(
     )
     tok.train_from_iterator(_corpus(), trainer)
     model = json.loads(tok.to_str())["model"]
-    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    merges: list[tuple[str, str]] = []
+    for merge in model["merges"]:  # "a b" in older tokenizers JSON, ["a", "b"] in newer
+        left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
+        merges.append((left, right))
     return dict(model["vocab"]), merges
 
 
@@ -114,7 +126,8 @@ def bart_tokenizer(vocab_size: int = 1000) -> PreTrainedTokenizerBase:
     from transformers import BartTokenizer
 
     vocab, merges = _byte_level_bpe(vocab_size, ["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
-    return BartTokenizer(vocab=vocab, merges=merges, model_max_length=1024)
+    # The tokenizer takes merges as pairs too; its annotation names only the text forms.
+    return BartTokenizer(vocab=vocab, merges=merges, model_max_length=1024)  # type: ignore[arg-type]
 
 
 def xlm_roberta_tokenizer(vocab_size: int = 800) -> PreTrainedTokenizerBase:

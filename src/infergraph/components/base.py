@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from infergraph.arrays import Array
 from infergraph.errors import InputError, ModelLoadError
+from infergraph.json_types import JSONObject
 from infergraph.timing import StageTimings
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class ComponentSettings(BaseModel):
     max_batch_time: float = Field(
         default=0.0, ge=0.0, description="seconds to wait for a batch to fill"
     )
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: JSONObject = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class Prepared:
 
     rows: list[Any]
     batch_key: Hashable = None
-    notes: dict[str, Any] = field(default_factory=dict)
+    notes: JSONObject = field(default_factory=dict)
     context: Any = None
 
 
@@ -80,7 +81,7 @@ class ComponentResult:
     """What a component returns for one request: named output tensors plus parameters."""
 
     outputs: dict[str, Array]
-    parameters: dict[str, Any] = field(default_factory=dict)
+    parameters: JSONObject = field(default_factory=dict)
 
 
 class Component(ABC):
@@ -149,7 +150,7 @@ class Component(ABC):
         """Valid synthetic inputs (warm-up, benchmarks, offline demos)."""
 
     @abstractmethod
-    def prepare(self, inputs: Mapping[str, Array], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(self, inputs: Mapping[str, Array], parameters: Mapping[str, object]) -> Prepared:
         """Validate and preprocess one request; raise InputError naming the bad input."""
 
     @abstractmethod
@@ -161,7 +162,7 @@ class Component(ABC):
         """Assemble one request's per-row results into its output tensors."""
 
     def predict(
-        self, inputs: Mapping[str, Array], parameters: Mapping[str, Any] | None = None
+        self, inputs: Mapping[str, Array], parameters: Mapping[str, object] | None = None
     ) -> ComponentResult:
         """Unbatched path for synchronous adapters (Seldon v1) and tests."""
         empty = self.zero_row_outputs(inputs)

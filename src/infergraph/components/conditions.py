@@ -7,7 +7,7 @@ call `evaluate`, so a cascade takes the same branch wherever it runs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, SupportsFloat, SupportsIndex
 
 import numpy as np
 
@@ -19,6 +19,13 @@ NUMERIC_OPS = ("lt", "le", "gt", "ge")
 def _as_text(array: np.ndarray) -> np.ndarray:
     flat = [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in array.ravel()]
     return np.array(flat, dtype=object)
+
+
+def _number(value: object) -> float:
+    """`float(value)` for what float() takes; TypeError for anything else (None, a list)."""
+    if isinstance(value, SupportsFloat | SupportsIndex | str | bytes):
+        return float(value)
+    raise TypeError(f"not a number: {value!r}")
 
 
 def evaluate(condition: Mapping[str, Any], array: np.ndarray, name: str = "value") -> bool:
@@ -36,7 +43,7 @@ def evaluate(condition: Mapping[str, Any], array: np.ndarray, name: str = "value
         if array.dtype == object or array.dtype.kind in "US":
             raise InputError(name, f"op '{op}' needs a numeric tensor, got {array.dtype}")
         data = array.astype(np.float64).ravel()
-        threshold = float(value)  # type: ignore[arg-type]
+        threshold = _number(value)
         result = {
             "lt": data < threshold,
             "le": data <= threshold,
@@ -51,7 +58,7 @@ def evaluate(condition: Mapping[str, Any], array: np.ndarray, name: str = "value
         else:
             data = array.astype(np.float64).ravel()
             try:
-                wanted = np.array([float(v) for v in values])
+                wanted = np.array([_number(v) for v in values])
             except (TypeError, ValueError) as exc:
                 raise InputError(name, f"cannot compare numbers with {values!r}") from exc
         hit = np.isin(data, wanted)

@@ -8,15 +8,18 @@ share a `generate` call; requests that agree are merged into one.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
-from infergraph.components.images import decode_images, max_image_pixels, synthetic_png
+from infergraph.components.image_decoding import decode_images, max_image_pixels, synthetic_png
 from infergraph.components.parameters import as_int, parameter
 from infergraph.components.text import SerialTokenizer, decode_texts
 from infergraph.errors import InputError, ModelLoadError
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_NEW_TOKENS_LIMIT = 128
 NUM_BEAMS_LIMIT = 8
@@ -60,7 +63,9 @@ class ImageCaptioner(Component):
         images = [synthetic_png(seed=i) for i in range(batch_size)]
         return {"image": np.array(images, dtype=object)}
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         max_new_tokens = as_int(
             parameter(parameters, self.options, "max_new_tokens", 30),
             "max_new_tokens",
@@ -88,7 +93,7 @@ class ImageCaptioner(Component):
         rows = list(pixels["pixel_values"])
         return Prepared(rows=rows, batch_key=(max_new_tokens, num_beams, prompt))
 
-    def _prompt(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> str:
+    def _prompt(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]) -> str:
         """One prompt per request, from the `prompt` input or parameter (or option)."""
         if "prompt" in inputs:
             texts = decode_texts("prompt", inputs["prompt"])
@@ -104,12 +109,12 @@ class ImageCaptioner(Component):
             raise InputError("prompt", f"longer than {MAX_PROMPT_CHARS} characters")
         return prompt
 
-    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+    def run_batch(self, rows: list[torch.Tensor], batch_key: Hashable) -> list[str]:
         import torch
 
-        max_new_tokens, num_beams, prompt = batch_key  # type: ignore[misc]
+        max_new_tokens, num_beams, prompt = cast(tuple[int, int, str], batch_key)
         pixels = torch.stack(rows).to(self.device, self.dtype)
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, torch.Tensor] = {}
         if prompt:
             encoded = self.tokenizer(
                 [prompt] * len(rows), return_tensors="pt", add_special_tokens=True
@@ -128,5 +133,5 @@ class ImageCaptioner(Component):
         texts = self.processor.batch_decode(tokens, skip_special_tokens=True)
         return [t.strip() for t in texts]
 
-    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+    def finish(self, results: list[str], prepared: Prepared) -> dict[str, np.ndarray]:
         return {"caption": np.array(results, dtype=object)}

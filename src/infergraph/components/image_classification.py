@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 from collections.abc import Hashable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
-from infergraph.components.images import (
+from infergraph.components.image_decoding import (
     image_or_pixels,
     max_image_pixels,
     processor_input_size,
@@ -25,6 +25,9 @@ from infergraph.components.images import (
 )
 from infergraph.components.parameters import as_int, parameter
 from infergraph.errors import InputError, ModelLoadError, SettingsError
+
+if TYPE_CHECKING:
+    import torch
 
 BACKENDS = ("timm", "transformers")
 
@@ -45,6 +48,7 @@ class ImageClassifier(Component):
         TensorSpec("top_k_labels", "BYTES", (-1, -1), "k most likely labels"),
         TensorSpec("top_k_scores", "FP32", (-1, -1), "their probabilities"),
     )
+    model: torch.nn.Module  # timm's or transformers', set by load()
 
     # -- lifecycle -------------------------------------------------------------------------
     def backend(self) -> str:
@@ -94,19 +98,19 @@ class ImageClassifier(Component):
             self.model, use_test_size=bool(self.option("use_test_size", False))
         )
         self.transform = create_transform(**data_config, is_training=False)
-        self.input_hw: tuple[int, int] | None = tuple(data_config["input_size"][1:])  # type: ignore[assignment]
+        self.input_hw: tuple[int, int] | None = tuple(data_config["input_size"][1:])
         self.labels = _timm_labels(self.model)
 
     def _load_transformers(self, source: str) -> None:
         from transformers import AutoImageProcessor, AutoModelForImageClassification
 
         self.image_processor = AutoImageProcessor.from_pretrained(source)
-        self.model = AutoModelForImageClassification.from_pretrained(source, dtype=self.dtype)
+        model = AutoModelForImageClassification.from_pretrained(source, dtype=self.dtype)
+        self.model = model
         self.input_hw = processor_input_size(self.image_processor)
-        id2label = self.model.config.id2label or {}
+        id2label = model.config.id2label or {}
         self.labels = [
-            str(id2label.get(i, id2label.get(str(i), i)))
-            for i in range(self.model.config.num_labels)
+            str(id2label.get(i, id2label.get(str(i), i))) for i in range(model.config.num_labels)
         ]
 
     # -- inference -------------------------------------------------------------------------
@@ -114,7 +118,9 @@ class ImageClassifier(Component):
         images = [synthetic_png(seed=i) for i in range(batch_size)]
         return {"image": np.array(images, dtype=object)}
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         import torch
 
         top_k = as_int(parameter(parameters, self.options, "top_k", 5), "top_k", 1, 1_000_000)
@@ -130,7 +136,7 @@ class ImageClassifier(Component):
             rows = list(self.image_processor(images=value, return_tensors="pt")["pixel_values"])
         return Prepared(rows=rows, context=min(top_k, len(self.labels)))
 
-    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+    def run_batch(self, rows: list[torch.Tensor], batch_key: Hashable) -> list[np.ndarray]:
         import torch
 
         pixels = torch.stack(rows).to(self.device, self.dtype)
@@ -140,7 +146,7 @@ class ImageClassifier(Component):
             probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         return list(probs)
 
-    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+    def finish(self, results: list[np.ndarray], prepared: Prepared) -> dict[str, np.ndarray]:
         scores = np.stack(results).astype(np.float32)
         k: int = prepared.context
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
-from infergraph.components.images import (
+from infergraph.components.image_decoding import (
     image_or_pixels,
     max_image_pixels,
     processor_input_size,
@@ -26,6 +26,7 @@ from infergraph.components.images import (
 from infergraph.components.parameters import as_bool, parameter
 from infergraph.components.text import SerialTokenizer, decode_texts
 from infergraph.errors import InputError, ModelLoadError
+from infergraph.json_types import JSONObject
 
 if TYPE_CHECKING:
     import torch
@@ -88,11 +89,13 @@ class ImageEmbedder(Component):
         images = np.array([synthetic_png(seed=i) for i in range(batch_size)], dtype=object)
         return {"image": images, "text": np.array([b"a photo of a cat"], dtype=object)}
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         normalize = as_bool(parameter(parameters, self.options, "normalize", True), "normalize")
         truncate = as_bool(parameter(parameters, self.options, "truncate", False), "truncate")
         rows: list[Any] = []
-        notes: dict[str, Any] = {}
+        notes: JSONObject = {}
         picked = image_or_pixels(inputs, "image", "pixel_values", self.input_hw, self.max_pixels)
         n_images = 0
         if picked is not None:

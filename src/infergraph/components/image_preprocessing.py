@@ -7,13 +7,16 @@ forward passes: the classifier then takes `pixel_values` directly.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
-from infergraph.components.images import decode_images, max_image_pixels, synthetic_png
+from infergraph.components.image_decoding import decode_images, max_image_pixels, synthetic_png
 from infergraph.errors import SettingsError
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -50,25 +53,29 @@ class ImagePreprocessor(Component):
     def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
         return {"image": np.array([synthetic_png(seed=i) for i in range(batch_size)], dtype=object)}
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         images = decode_images(self.require(inputs, "image"), "image", self.max_pixels)
         return Prepared(rows=[self._to_pixels(img) for img in images])
 
-    def _to_pixels(self, image: Any) -> np.ndarray:
+    def _to_pixels(self, image: PIL.Image.Image) -> np.ndarray:
         from PIL import Image
 
         resize_to = round(self.size / self.crop_pct)
         w, h = image.size
         scale = resize_to / min(w, h)
-        image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
+        image = image.resize(
+            (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BICUBIC
+        )
         w, h = image.size
         left, top = (w - self.size) // 2, (h - self.size) // 2
         image = image.crop((left, top, left + self.size, top + self.size))
         pixels = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0
         return (pixels - self.mean) / self.std
 
-    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+    def run_batch(self, rows: list[np.ndarray], batch_key: Hashable) -> list[np.ndarray]:
         return rows  # the work is per image, done in prepare
 
-    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+    def finish(self, results: list[np.ndarray], prepared: Prepared) -> dict[str, np.ndarray]:
         return {"pixel_values": np.stack(results).astype(np.float32)}

@@ -15,12 +15,17 @@ import inspect
 import json
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
-from infergraph.components.images import decode_images, encode_png, max_image_pixels, synthetic_png
+from infergraph.components.image_decoding import (
+    decode_images,
+    encode_png,
+    max_image_pixels,
+    synthetic_png,
+)
 from infergraph.components.parameters import as_float, as_int, parameter
 from infergraph.errors import InputError, ModelLoadError
 
@@ -35,6 +40,10 @@ class _Row:
     pixel_values: torch.Tensor  # [3, h, w], this image's own resized size
     pixel_mask: torch.Tensor  # [h, w]
     original_hw: tuple[int, int]
+
+
+# One image's detections before the threshold: boxes [n, 4], scores [n], label ids [n].
+type _Detections = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 class ObjectDetector(Component):
@@ -74,7 +83,9 @@ class ObjectDetector(Component):
         return {"image": np.array(images, dtype=object)}
 
     # -- inference -------------------------------------------------------------------------
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         import torch
 
         threshold = as_float(
@@ -104,7 +115,7 @@ class ObjectDetector(Component):
         }
         return Prepared(rows=rows, context=context)
 
-    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+    def run_batch(self, rows: list[_Row], batch_key: Hashable) -> list[_Detections]:
         import torch
 
         height = max(r.pixel_values.shape[1] for r in rows)
@@ -115,7 +126,7 @@ class ObjectDetector(Component):
             _, h, w = row.pixel_values.shape
             pixels[i, :, :h, :w] = row.pixel_values
             mask[i, :h, :w] = row.pixel_mask
-        kwargs: dict[str, Any] = {"pixel_values": pixels.to(self.device, self.dtype)}
+        kwargs: dict[str, torch.Tensor] = {"pixel_values": pixels.to(self.device, self.dtype)}
         if self.takes_mask:
             kwargs["pixel_mask"] = mask.to(self.device)
         with torch.inference_mode():
@@ -136,9 +147,12 @@ class ObjectDetector(Component):
             for d in detections
         ]
 
-    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+    def finish(self, results: list[_Detections], prepared: Prepared) -> dict[str, np.ndarray]:
         threshold: float = prepared.context["threshold"]
-        boxes, scores, labels, index = [], [], [], []
+        boxes: list[np.ndarray] = []
+        scores: list[np.ndarray] = []
+        labels: list[str] = []
+        index: list[np.ndarray] = []
         for row, (row_boxes, row_scores, row_labels) in enumerate(results):
             keep = row_scores > threshold
             order = np.argsort(-row_scores[keep], kind="stable")
@@ -174,7 +188,7 @@ class ObjectDetector(Component):
         return crops, np.array(chosen, dtype=np.int64)
 
 
-def _crop_classes(value: Any) -> list[str]:
+def _crop_classes(value: object) -> list[str]:
     """`crop_classes` as a list of label names: a JSON list, that list JSON-encoded as text, or
     comma-separated text. Seldon v2's REST pipeline gateway refuses list parameters, so text is
     the form that reaches the detector on every engine (docs/protocols.md)."""

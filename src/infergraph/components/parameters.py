@@ -16,7 +16,7 @@ _FALSE = ("false", "0", "no", "off", "")
 
 
 def parameter(
-    parameters: Mapping[str, Any], options: Mapping[str, Any], name: str, default: Any
+    parameters: Mapping[str, object], options: Mapping[str, object], name: str, default: Any
 ) -> Any:
     """The request's value when it sent one, else the model's option, else `default`."""
     if name in parameters and parameters[name] is not None:
@@ -24,7 +24,7 @@ def parameter(
     return options.get(name, default)
 
 
-def as_bool(value: Any, name: str) -> bool:
+def as_bool(value: object, name: str) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, (int, float)) and value in (0, 1):
@@ -57,12 +57,14 @@ def as_float(value: Any, name: str, low: float, high: float) -> float:
 
 
 def flag(
-    parameters: Mapping[str, Any], options: Mapping[str, Any], name: str, default: bool
+    parameters: Mapping[str, object], options: Mapping[str, object], name: str, default: bool
 ) -> bool:
     """A boolean knob: request parameter, then deployment option, then default."""
     return as_bool(parameter(parameters, options, name, default), name)
 
 
-def bounded_int(parameters: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
+def bounded_int(
+    parameters: Mapping[str, object], name: str, default: int, low: int, high: int
+) -> int:
     """An integer request parameter, defaulted and checked against [low, high]."""
     return as_int(parameters.get(name, default), name, low, high)

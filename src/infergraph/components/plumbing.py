@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Hashable, Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
 from infergraph.components.conditions import evaluate
 from infergraph.errors import InputError, SettingsError
+from infergraph.json_types import JSONObject
 
 
-class Identity(Component):
-    """Returns its inputs unchanged: a no-op hop for benchmarks and a graph's plumbing."""
+class _Weightless(Component):
+    """Plumbing with no weights: nothing to load, runs on the CPU, on the event loop."""
 
-    family: ClassVar[str] = "identity"
     default_model: ClassVar[str] = ""
     uses_gpu: ClassVar[bool] = False
-    passthrough: ClassVar[bool] = True
     inline: ClassVar[bool] = True
-    inputs: ClassVar[tuple[TensorSpec, ...]] = (TensorSpec("input", "FP32", (-1, -1)),)
-    outputs: ClassVar[tuple[TensorSpec, ...]] = (TensorSpec("input", "FP32", (-1, -1)),)
 
     def load(self) -> None:
         return None
@@ -33,22 +30,37 @@ class Identity(Component):
     def setup_device(self) -> None:
         self.device = "cpu"
 
+
+class Identity(_Weightless):
+    """Returns its inputs unchanged: a no-op hop for benchmarks and a graph's plumbing."""
+
+    family: ClassVar[str] = "identity"
+    passthrough: ClassVar[bool] = True
+    inputs: ClassVar[tuple[TensorSpec, ...]] = (TensorSpec("input", "FP32", (-1, -1)),)
+    outputs: ClassVar[tuple[TensorSpec, ...]] = (TensorSpec("input", "FP32", (-1, -1)),)
+
     def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
         return {"input": np.zeros((batch_size, 4), dtype=np.float32)}
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         if not inputs:
             raise InputError("inputs", "no input tensors given")
         return Prepared(rows=[dict(inputs)])
 
-    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+    def run_batch(
+        self, rows: list[dict[str, np.ndarray]], batch_key: Hashable
+    ) -> list[dict[str, np.ndarray]]:
         return rows
 
-    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+    def finish(
+        self, results: list[dict[str, np.ndarray]], prepared: Prepared
+    ) -> dict[str, np.ndarray]:
         return dict(results[0])
 
 
-class Combiner(Identity):
+class Combiner(_Weightless):
     """Merges ensemble members' score tensors into one answer.
 
     Every input is a member's FP32 `[N, C]` scores over the same classes.
@@ -69,7 +81,9 @@ class Combiner(Identity):
         rng = np.random.default_rng(0)
         return {f"scores_{i}": rng.random((batch_size, 3), dtype=np.float32) for i in range(2)}
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         if not inputs:
             raise InputError("scores", "a combiner needs at least one member's scores")
         arrays = []
@@ -88,7 +102,7 @@ class Combiner(Identity):
             raise InputError("method", f"unknown combiner method '{method}'; use average or vote")
         return Prepared(rows=[np.stack(arrays)], batch_key=method)
 
-    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+    def run_batch(self, rows: list[np.ndarray], batch_key: Hashable) -> list[np.ndarray]:
         out = []
         for stacked in rows:  # [members, N, C]
             if batch_key == "vote":
@@ -101,7 +115,7 @@ class Combiner(Identity):
                 out.append(stacked.mean(axis=0))
         return out
 
-    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+    def finish(self, results: list[np.ndarray], prepared: Prepared) -> dict[str, np.ndarray]:
         scores = results[0].astype(np.float32)
         outputs: dict[str, np.ndarray] = {
             "scores": scores,
@@ -162,7 +176,9 @@ class CropFilter(Component):
             "labels": np.array([label.encode()] * batch_size, dtype=object),
         }
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         for spec in self.inputs:
             if spec.name not in inputs:
                 raise InputError(spec.name, "missing; crop-filter takes crops, crop_index, labels")
@@ -173,7 +189,9 @@ class CropFilter(Component):
             raise InputError("crop_index", f"points outside the {len(labels)} detections")
         return Prepared(rows=[(crops.reshape(-1), index.reshape(-1), labels.reshape(-1))])
 
-    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+    def run_batch(
+        self, rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], batch_key: Hashable
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         wanted = str(self.option("label", "")).encode()
         out = []
         for crops, index, labels in rows:
@@ -181,12 +199,14 @@ class CropFilter(Component):
             out.append((crops[keep] if keep else np.empty(0, dtype=object), index[keep]))
         return out
 
-    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+    def finish(
+        self, results: list[tuple[np.ndarray, np.ndarray]], prepared: Prepared
+    ) -> dict[str, np.ndarray]:
         crops, index = results[0]
         return {"image": crops.astype(object), "detection_index": index.astype(np.int64)}
 
 
-def _as_bytes(value: Any) -> bytes:
+def _as_bytes(value: object) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
 
 
@@ -210,7 +230,7 @@ class ConditionGate(Component):
         TensorSpec("otherwise", "BOOL", (1,), "present when it does not", optional=True),
     )
 
-    def condition(self) -> dict[str, Any]:
+    def condition(self) -> JSONObject:
         cond = self.option("condition", None)
         if isinstance(cond, str):
             cond = json.loads(cond)
@@ -235,14 +255,16 @@ class ConditionGate(Component):
             return {"value": np.array([first.encode()] * batch_size, dtype=object)}
         return {"value": np.full((batch_size,), 0.5, dtype=np.float32)}
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         if not inputs:
             raise InputError("value", "the gate needs the tensor its condition tests")
         name = "value" if "value" in inputs else sorted(inputs)[0]
         return Prepared(rows=[evaluate(self.condition(), inputs[name], name)])
 
-    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+    def run_batch(self, rows: list[bool], batch_key: Hashable) -> list[bool]:
         return rows
 
-    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+    def finish(self, results: list[bool], prepared: Prepared) -> dict[str, np.ndarray]:
         return {"then" if results[0] else "otherwise": np.array([True])}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -89,7 +89,7 @@ class QuestionAnswerer(Component):
         }
 
     def _contexts(
-        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any], n: int
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object], n: int
     ) -> list[str]:
         if "context" in inputs:
             contexts = decode_texts("context", inputs["context"])
@@ -113,7 +113,9 @@ class QuestionAnswerer(Component):
                 raise InputError("context", "is empty", index=i)
         return contexts
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         questions = decode_texts("question", self.require(inputs, "question"))
         contexts = self._contexts(inputs, parameters, len(questions))
         windows: list[Window] = []
@@ -152,7 +154,7 @@ class QuestionAnswerer(Component):
                 windows.append(Window(i, list(enc["input_ids"][w]), offsets))
         return Prepared(rows=windows, context=(questions, contexts))
 
-    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+    def run_batch(self, rows: list[Window], batch_key: Hashable) -> list[Span]:
         torch = self._torch
         batch = self.tokenizer.pad(
             {"input_ids": [w.input_ids for w in rows]}, padding=True, return_tensors="pt"
@@ -183,7 +185,7 @@ class QuestionAnswerer(Component):
             return Span(0.0, 0, 0)
         return Span(float(scores[i, j]), int(start_off[0]), int(end_off[1]))
 
-    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+    def finish(self, results: list[Span], prepared: Prepared) -> dict[str, np.ndarray]:
         questions, contexts = prepared.context
         best: list[Span] = [Span(-1.0, 0, 0) for _ in questions]
         for window, span in zip(prepared.rows, results, strict=True):

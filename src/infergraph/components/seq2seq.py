@@ -10,7 +10,7 @@ generation config (distilbart-cnn ships beams 4 / min length 56), else the famil
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from typing import Any, ClassVar
+from typing import ClassVar, cast
 
 import numpy as np
 
@@ -64,7 +64,7 @@ class _Seq2Seq(Component):
         }
         self._torch = torch
 
-    def generation_key(self, parameters: Mapping[str, Any]) -> tuple[int, int, int]:
+    def generation_key(self, parameters: Mapping[str, object]) -> tuple[int, int, int]:
         """(max_new_tokens, num_beams, min_length) for one request, each bounded."""
         max_new = bounded_int(
             parameters,
@@ -81,7 +81,9 @@ class _Seq2Seq(Component):
         )
         return max_new, beams, min_length
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         texts = decode_texts(self.input_name, self.require(inputs, self.input_name))
         prefix = str(self.option("prefix", ""))  # e.g. ">>fra<<" for multi-target Marian
         if prefix:
@@ -91,8 +93,8 @@ class _Seq2Seq(Component):
         encoded = encode_texts(self.tokenizer, self.input_name, texts, self.limit, truncate)
         return Prepared(rows=encoded.ids, batch_key=key, notes=truncation_notes(encoded))
 
-    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
-        max_new, beams, min_length = batch_key  # type: ignore[misc]
+    def run_batch(self, rows: list[list[int]], batch_key: Hashable) -> list[str]:
+        max_new, beams, min_length = cast(tuple[int, int, int], batch_key)
         batch = pad_ids(self.tokenizer, rows, self.device)
         with self._torch.inference_mode():
             generated = self.model.generate(
@@ -106,7 +108,7 @@ class _Seq2Seq(Component):
         texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
         return [t.strip() for t in texts]
 
-    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+    def finish(self, results: list[str], prepared: Prepared) -> dict[str, np.ndarray]:
         return {self.output_name: np.array(results, dtype=object)}
 
     def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:

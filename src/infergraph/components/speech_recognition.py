@@ -20,13 +20,17 @@ Input contract (why each rule exists):
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
 from infergraph.components.parameters import bounded_int
 from infergraph.errors import InputError, ModelLoadError, PayloadTooLargeError
+from infergraph.json_types import JSONObject
+
+if TYPE_CHECKING:
+    import torch
 
 WHISPER_WINDOW_SECONDS = 30.0
 MAX_BEAMS = 8
@@ -161,10 +165,12 @@ class SpeechRecognizer(Component):
             clips.append(clip)
         return clips
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         clips = self._clips(inputs)
         rate = self._sampling_rate(inputs, parameters)
-        notes: dict[str, Any] = {}
+        notes: JSONObject = {}
         if rate != self.rate:
             if not bool(self.option("resample", False)):
                 raise InputError(
@@ -202,7 +208,7 @@ class SpeechRecognizer(Component):
         return Prepared(rows=rows, batch_key=key, notes=notes)
 
     # -- inference ---------------------------------------------------------------------------
-    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+    def run_batch(self, rows: list[dict[str, np.ndarray]], batch_key: Hashable) -> list[str]:
         torch = self._torch
         batch = self.feature_extractor.pad(rows, padding=True, return_tensors="pt")
         feed = {
@@ -212,8 +218,8 @@ class SpeechRecognizer(Component):
         with torch.inference_mode():
             if self.is_ctc:
                 return self._ctc(feed)
-            max_new, beams = batch_key  # type: ignore[misc]
-            kwargs: dict[str, Any] = {
+            max_new, beams = cast(tuple[int, int], batch_key)
+            kwargs: dict[str, object] = {
                 "max_new_tokens": max_new,
                 "num_beams": beams,
                 "max_length": None,
@@ -226,7 +232,7 @@ class SpeechRecognizer(Component):
         sequences = getattr(generated, "sequences", generated)
         return [t.strip() for t in self.tokenizer.batch_decode(sequences, skip_special_tokens=True)]
 
-    def _ctc(self, feed: dict[str, Any]) -> list[str]:
+    def _ctc(self, feed: dict[str, torch.Tensor]) -> list[str]:
         """Greedy CTC: argmax per frame, then the tokenizer collapses repeats and blanks."""
         torch = self._torch
         mask = feed.get("attention_mask")
@@ -244,7 +250,7 @@ class SpeechRecognizer(Component):
         decoded = self.tokenizer.batch_decode(torch.stack(rows), skip_special_tokens=True)
         return [t.strip() for t in decoded]
 
-    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+    def finish(self, results: list[str], prepared: Prepared) -> dict[str, np.ndarray]:
         return {"transcript": np.array(results, dtype=object)}
 
     def warmup(self) -> None:

@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from infergraph.errors import InputError, PayloadTooLargeError
+from infergraph.json_types import JSONObject
 
 if TYPE_CHECKING:
+    import torch
     from transformers import BatchEncoding, PreTrainedTokenizerBase
 
 # Larger than any model's context by far; stops a giant body before tokenisation.
@@ -84,7 +86,11 @@ def decode_texts(name: str, array: np.ndarray, max_chars: int = DEFAULT_MAX_CHAR
     return texts
 
 
-def token_limit(tokenizer: PreTrainedTokenizerBase, config: Any, option: Any = None) -> int:
+def token_limit(
+    tokenizer: PreTrainedTokenizerBase | SerialTokenizer,
+    config: object,
+    option: int | str | None = None,
+) -> int:
     """The longest input (in tokens, specials included) the model can take.
 
     The smallest of the tokenizer's `model_max_length`, the config's position
@@ -173,12 +179,14 @@ def length_chunks(lengths: Sequence[int], pass_cost: float | None) -> list[list[
 
 
 def pad_ids(
-    tokenizer: PreTrainedTokenizerBase, rows: Sequence[Sequence[int]], device: Any
-) -> dict[str, Any]:
+    tokenizer: PreTrainedTokenizerBase | SerialTokenizer,
+    rows: Sequence[Sequence[int]],
+    device: torch.device | str,
+) -> dict[str, torch.Tensor]:
     """Pad token-id rows from many requests into one batch of tensors on `device`."""
     batch = tokenizer.pad({"input_ids": [list(r) for r in rows]}, padding=True, return_tensors="pt")
     return {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
 
 
-def truncation_notes(encoded: Encoded) -> dict[str, Any]:
+def truncation_notes(encoded: Encoded) -> JSONObject:
     return {"truncated": encoded.truncated} if encoded.truncated else {}

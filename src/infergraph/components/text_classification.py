@@ -8,7 +8,7 @@ translates only when the language is not English).
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -59,13 +59,15 @@ class TextClassifier(Component):
         texts = [b"I love this movie.", b"Le chat dort sur le canape."]
         return {"text": np.array([texts[i % 2] for i in range(batch_size)], dtype=object)}
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         texts = decode_texts("text", self.require(inputs, "text"))
         truncate = flag(parameters, self.options, "truncate", False)
         encoded = encode_texts(self.tokenizer, "text", texts, self.limit, truncate)
         return Prepared(rows=encoded.ids, notes=truncation_notes(encoded))
 
-    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+    def run_batch(self, rows: list[list[int]], batch_key: Hashable) -> list[np.ndarray]:
         torch = self._torch
         batch = pad_ids(self.tokenizer, rows, self.device)
         with torch.inference_mode():
@@ -73,7 +75,7 @@ class TextClassifier(Component):
         probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         return list(probs)
 
-    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+    def finish(self, results: list[np.ndarray], prepared: Prepared) -> dict[str, np.ndarray]:
         scores = np.stack(results).astype(np.float32)
         best = scores.argmax(axis=1)
         return {
@@ -97,7 +99,7 @@ class LanguageIdentifier(TextClassifier):
         texts = [b"Hello, how are you?", b"Bonjour, comment allez-vous ?"]
         return {"text": np.array([texts[i % 2] for i in range(batch_size)], dtype=object)}
 
-    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+    def finish(self, results: list[np.ndarray], prepared: Prepared) -> dict[str, np.ndarray]:
         outputs = super().finish(results, prepared)
         codes = [_iso_code(str(label)) for label in outputs["label"]]
         return {"language": np.array(codes, dtype=object), **outputs}

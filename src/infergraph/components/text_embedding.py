@@ -27,7 +27,7 @@ import copy
 import logging
 import math
 from collections.abc import Hashable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -143,7 +143,9 @@ class TextEmbedder(Component):
         texts = [b"A man is playing a guitar.", b"The stock market fell sharply today."]
         return {"text": np.array([texts[i % 2] for i in range(batch_size)], dtype=object)}
 
-    def prepare(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Prepared:
+    def prepare(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
+    ) -> Prepared:
         texts = decode_texts("text", self.require(inputs, "text"))
         truncate = flag(parameters, self.options, "truncate", False)
         # Checks the limit; the model truncates to max_seq_length itself when allowed.
@@ -173,5 +175,5 @@ class TextEmbedder(Component):
             )
         return np.asarray(vectors, dtype=np.float32)
 
-    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, np.ndarray]:
+    def finish(self, results: list[np.ndarray], prepared: Prepared) -> dict[str, np.ndarray]:
         return {"embedding": np.stack(results).astype(np.float32)}

@@ -25,7 +25,6 @@ from __future__ import annotations
 import inspect
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -38,7 +37,7 @@ from infergraph.errors import InputError, SettingsError
 TOLERANCE = 1e-4
 
 
-def wanted(options: Mapping[str, Any], device: torch.device) -> bool:
+def wanted(options: Mapping[str, object], device: torch.device) -> bool:
     """The `torchscript` option: true by default on CPU, where it was measured; else false."""
     value = options.get("torchscript", device.type == "cpu")
     try:

@@ -19,13 +19,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import InferenceGraph, Node
+from infergraph.json_types import JSONObject
 
 ReplicaMode = Literal["spec", "min", "max"]
 
@@ -138,7 +139,7 @@ def parse_price_overrides(items: Iterable[str]) -> dict[str, float]:
     return out
 
 
-def _read_classes(path: Path) -> dict[str, dict[str, Any]]:
+def _read_classes(path: Path) -> dict[str, dict[str, object]]:
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -161,7 +162,7 @@ def load_catalog(
     classes need their full shape (vcpus, memory_gib, gpus).
     """
     base_path = Path(base_file) if base_file else default_catalog_path()
-    merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in _read_classes(base_path).items()}
+    merged: dict[str, dict[str, object]] = {k: dict(v) for k, v in _read_classes(base_path).items()}
     origin = [str(base_path)]
     if override_file is not None:
         for name, entry in _read_classes(Path(override_file)).items():
@@ -226,7 +227,7 @@ class GraphCost:
     def usd_per_million(self, throughput_rps: float) -> float:
         return usd_per_million(self.usd_per_hour, throughput_rps)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {
             "graph": self.graph,
             "usd_per_hour": self.usd_per_hour,

@@ -14,7 +14,8 @@ from infergraph.demo.sizing import for_planning
 from infergraph.demo.steps import DemoSettings
 from infergraph.demo.sweep import Slo, nice_ceil
 from infergraph.errors import InfergraphError
-from infergraph.graph.model import InferenceGraph, load_graph
+from infergraph.graph.model import InferenceGraph
+from infergraph.graph.plan import load_graph
 from infergraph.render import ENGINES, EXAMPLE_STORAGE, render_files
 from infergraph.render.options import RenderOptions
 

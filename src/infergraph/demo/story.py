@@ -23,7 +23,7 @@ from infergraph.demo.interrupts import interrupt_guard
 from infergraph.demo.server import DemoError, GraphServer
 from infergraph.demo.sizing import machine_cores, offline_scale
 from infergraph.demo.steps import DemoSettings
-from infergraph.graph.model import load_graph
+from infergraph.graph.plan import load_graph
 
 MARKER = ".infergraph-demo"
 WIDTH = 100  # every table fits a 100-column terminal

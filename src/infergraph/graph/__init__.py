@@ -12,8 +12,8 @@ from infergraph.graph.model import (
     SequenceStep,
     Step,
     WhenStep,
-    load_graph,
 )
+from infergraph.graph.plan import load_graph
 
 __all__ = [
     "Autoscaling",

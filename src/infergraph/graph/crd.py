@@ -8,18 +8,17 @@ the CLI with the full model; every other field is checked by the API server.
 
 from __future__ import annotations
 
-from typing import Any
-
 from infergraph.graph.model import API_VERSION, InferenceGraph
+from infergraph.json_types import JSONObject, Manifest
 
 GROUP, VERSION = API_VERSION.split("/")
 PLURAL = "inferencegraphs"
 _DROP = {"title", "default", "discriminator", "examples"}
 
 
-def _structural(
-    schema: dict[str, Any], defs: dict[str, Any], stack: tuple[str, ...]
-) -> dict[str, Any]:
+def _structural(schema: JSONObject, defs: JSONObject, stack: tuple[str, ...]) -> JSONObject:
+    """One pydantic JSON-schema node as a structural OpenAPI v3.0 node: refs inlined (a
+    recursive ref becomes an open object), unions collapsed, every node typed."""
     if "$ref" in schema:
         name = schema["$ref"].split("/")[-1]
         if name in stack:  # recursion: leave the rest to the operator's validation
@@ -28,24 +27,46 @@ def _structural(
         return _structural(merged, defs, (*stack, name))
     variants = schema.get("anyOf") or schema.get("oneOf")
     if variants:
-        non_null = [v for v in variants if v.get("type") != "null"]
-        nullable = len(non_null) < len(variants)
-        if len(non_null) == 1:
-            out: dict[str, Any] = _structural(non_null[0], defs, stack)
+        return _structural_union(schema, variants, defs, stack)
+    out = _structural_fields(schema, defs, stack)
+    _fill_type(out)
+    if out.get("type") == "integer" and "minimum" in out:
+        out["minimum"] = int(out["minimum"])
+    return out
+
+
+def _structural_union(
+    schema: JSONObject,
+    variants: list[JSONObject],
+    defs: JSONObject,
+    stack: tuple[str, ...],
+) -> JSONObject:
+    """An `anyOf`/`oneOf`: structural schemas allow no unions, so a single non-null variant
+    stands for the whole (nullable when null was one), objects stay open, and scalars mixed
+    with each other become int-or-string."""
+    non_null = [v for v in variants if v.get("type") != "null"]
+    nullable = len(non_null) < len(variants)
+    if len(non_null) == 1:
+        out: JSONObject = _structural(non_null[0], defs, stack)
+    else:
+        out = {"x-kubernetes-preserve-unknown-fields": True}
+        types = {v.get("type") for v in non_null}
+        if types <= {"object"} or any("$ref" in v for v in non_null):
+            out["type"] = "object"
         else:
-            out = {"x-kubernetes-preserve-unknown-fields": True}
-            types = {v.get("type") for v in non_null}
-            if types <= {"object"} or any("$ref" in v for v in non_null):
-                out["type"] = "object"
-            else:
-                out.pop("x-kubernetes-preserve-unknown-fields")
-                out["x-kubernetes-int-or-string"] = True
-        if "description" in schema:
-            out["description"] = schema["description"]
-        if nullable:
-            out["nullable"] = True
-        return out
-    out = {}
+            out.pop("x-kubernetes-preserve-unknown-fields")
+            out["x-kubernetes-int-or-string"] = True
+    if "description" in schema:
+        out["description"] = schema["description"]
+    if nullable:
+        out["nullable"] = True
+    return out
+
+
+def _structural_fields(schema: JSONObject, defs: JSONObject, stack: tuple[str, ...]) -> JSONObject:
+    """The keys of a non-union node, translated one by one into what OpenAPI v3.0 and the API
+    server accept (consts as enums, exclusive bounds as flags, open maps as preserved fields)."""
+    out: JSONObject = {}
     for key, value in schema.items():
         if key in _DROP or key in ("$defs", "anyOf", "oneOf"):
             continue
@@ -68,20 +89,23 @@ def _structural(
                 out["additionalProperties"] = _structural(value, defs, stack)
         else:
             out[key] = value
-    if "type" not in out:
-        if "properties" in out:
-            out["type"] = "object"
-        elif "enum" in out:
-            out["type"] = "string" if all(isinstance(v, str) for v in out["enum"]) else "number"
-        else:
-            out["type"] = "object"
-            out["x-kubernetes-preserve-unknown-fields"] = True
-    if out.get("type") == "integer" and "minimum" in out:
-        out["minimum"] = int(out["minimum"])
     return out
 
 
-def openapi_schema() -> dict[str, Any]:
+def _fill_type(out: JSONObject) -> None:
+    """A structural schema needs a type on every node: infer one where pydantic gave none."""
+    if "type" in out:
+        return
+    if "properties" in out:
+        out["type"] = "object"
+    elif "enum" in out:
+        out["type"] = "string" if all(isinstance(v, str) for v in out["enum"]) else "number"
+    else:
+        out["type"] = "object"
+        out["x-kubernetes-preserve-unknown-fields"] = True
+
+
+def openapi_schema() -> JSONObject:
     raw = InferenceGraph.model_json_schema(by_alias=True, mode="validation")
     defs = raw.get("$defs", {})
     schema = _structural(raw, defs, ("InferenceGraph",))
@@ -93,11 +117,11 @@ def openapi_schema() -> dict[str, Any]:
     return schema
 
 
-def _strings(*names: str) -> dict[str, Any]:
+def _strings(*names: str) -> JSONObject:
     return {name: {"type": "string"} for name in names}
 
 
-def status_schema() -> dict[str, Any]:
+def status_schema() -> JSONObject:
     """What the operator writes through the status subresource (see docs/operator.md)."""
     condition = {
         "type": "object",
@@ -155,7 +179,7 @@ PRINTER_COLUMNS = [
 ]
 
 
-def crd_manifest() -> dict[str, Any]:
+def crd_manifest() -> Manifest:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -188,7 +212,7 @@ def crd_manifest() -> dict[str, Any]:
     }
 
 
-def helm_owned(manifest: dict[str, Any], release: str, namespace: str) -> dict[str, Any]:
+def helm_owned(manifest: Manifest, release: str, namespace: str) -> Manifest:
     """`manifest` with the metadata Helm checks before adopting an existing object: the label
     `app.kubernetes.io/managed-by: Helm` and the release's name and namespace as annotations
     (helm pkg/action/validate.go, checkOwnership)."""

@@ -35,6 +35,7 @@ from infergraph.errors import InputError
 from infergraph.graph import wire
 from infergraph.graph.model import REQUEST
 from infergraph.graph.plan import Side, Source, node_parameters, split_alternatives
+from infergraph.json_types import JSONObject
 
 __all__ = [
     "ARRAYS",
@@ -169,8 +170,8 @@ class Trace:
         for node in other.skipped:
             self.skip(node)
 
-    def parameters(self) -> dict[str, Any]:
+    def parameters(self) -> JSONObject:
         """`graph.path` plus `<node>.skipped: 1` for each node not called."""
-        out: dict[str, Any] = {PATH_KEY: ",".join(self.path)}
+        out: JSONObject = {PATH_KEY: ",".join(self.path)}
         out.update({f"{node}.{SKIPPED}": 1 for node in self.skipped})
         return out

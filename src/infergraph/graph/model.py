@@ -10,13 +10,14 @@ graph's own inputs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, Union
+from typing import Annotated, Final, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from infergraph.errors import GraphValidationError
+from infergraph.json_types import JSONObject, Manifest
 
 API_VERSION: Final = "infergraph.io/v1alpha1"
 KIND: Final = "InferenceGraph"
@@ -84,7 +85,7 @@ class Node(_Spec):
     model_uri: str | None = Field(default=None, description="hub id, local dir or storage URI")
     device: str = "auto"
     dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: JSONObject = Field(default_factory=dict)
     batching: Batching = Field(default_factory=Batching)
     resources: Resources = Field(default_factory=Resources)
     replicas: int = Field(default=1, ge=0)
@@ -203,7 +204,7 @@ class InferenceGraph(_Spec):
                 return node
         raise KeyError(name)
 
-    def to_manifest(self) -> dict[str, Any]:
+    def to_manifest(self) -> Manifest:
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
@@ -213,7 +214,7 @@ WhenStep.model_rebuild()
 GraphSpec.model_rebuild()
 
 
-def validate_schema(data: dict[str, Any], source: str = "<memory>") -> InferenceGraph:
+def validate_schema(data: Manifest, source: str = "<memory>") -> InferenceGraph:
     """The document as an InferenceGraph, schema-checked only: `graph.plan` checks the rest."""
     try:
         return InferenceGraph.model_validate(data)
@@ -230,20 +231,7 @@ def validate_schema(data: dict[str, Any], source: str = "<memory>") -> Inference
         raise GraphValidationError(name, problems) from None
 
 
-def parse_graph(data: dict[str, Any], source: str = "<memory>") -> InferenceGraph:
-    """Parse and fully validate (schema, then topology); errors list every problem with its path.
-
-    A consumer that runs or renders the graph wants `graph.plan.parse_plan` instead: the same
-    checks, and the compiled plan they produce is kept rather than compiled again.
-    """
-    from infergraph.graph.plan import compile_plan
-
-    graph = validate_schema(data, source)
-    compile_plan(graph)
-    return graph
-
-
-def read_document(path: str | Path) -> dict[str, Any]:
+def read_document(path: str | Path) -> Manifest:
     """A graph file's YAML mapping; GraphValidationError when unreadable or not a mapping."""
     path = Path(path)
     try:
@@ -255,7 +243,3 @@ def read_document(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise GraphValidationError(str(path), ["file does not hold a YAML mapping"])
     return data
-
-
-def load_graph(path: str | Path) -> InferenceGraph:
-    return parse_graph(read_document(path), str(path))

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from infergraph.graph.model import Node
+from infergraph.json_types import JSONObject
 
 RUNTIME_IMPLEMENTATION = "infergraph.serving.mlserver_runtime.ComponentRuntime"
 
@@ -14,23 +13,23 @@ def model_settings(
     family: str,
     node: Node | None,
     uri: str | None,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    extra: JSONObject | None = None,
+) -> JSONObject:
     """Same format as the repo's mlserver/<family>/model-settings.json files.
 
     `node` None is a weightless helper the renderers add (gates, pass-throughs);
     `uri` None leaves MLServer to point the runtime at the artifact folder.
     """
-    settings: dict[str, Any] = {
+    settings: JSONObject = {
         "name": name,
         "implementation": RUNTIME_IMPLEMENTATION,
         "max_batch_size": node.batching.max_batch_size if node else 1,
         "max_batch_time": round(node.batching.max_batch_time_ms / 1000.0, 6) if node else 0.0,
     }
-    params: dict[str, Any] = {}
+    params: JSONObject = {}
     if uri:
         params["uri"] = uri
-    full_extra: dict[str, Any] = {"family": family}
+    full_extra: JSONObject = {"family": family}
     if node is not None:
         full_extra.update({"device": node.device, "dtype": node.dtype})
         # Seldon Core v2's agent rewrites model-settings.json keeping only `parameters` (and

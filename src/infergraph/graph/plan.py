@@ -39,6 +39,7 @@ from infergraph.graph.model import (
     read_document,
     validate_schema,
 )
+from infergraph.json_types import JSONObject, Manifest
 
 StepKind = Literal["node", "gate", "pass", "combine"]
 Side = Literal["then", "otherwise"]
@@ -182,11 +183,11 @@ class Scope:
         return Scope(dict(self.available), dict(self.current), self.branch)
 
 
-def node_parameters(node: str, nodes: Iterable[str], params: Mapping[str, Any]) -> dict[str, Any]:
+def node_parameters(node: str, nodes: Iterable[str], params: Mapping[str, Any]) -> JSONObject:
     """Request parameters a node receives: unprefixed ones go to every node, `<node>.<key>`
     only to that node (as `<key>`). Every engine that carries request parameters uses this."""
     names = set(nodes)
-    out: dict[str, Any] = {}
+    out: JSONObject = {}
     for key, value in params.items():
         owner, dot, rest = key.partition(".")
         if dot and owner in names:
@@ -671,7 +672,7 @@ def plan_of(source: InferenceGraph | GraphPlan) -> GraphPlan:
     return source if isinstance(source, GraphPlan) else compile_plan(source)
 
 
-def parse_plan(data: dict[str, Any], source: str = "<memory>") -> GraphPlan:
+def parse_plan(data: Manifest, source: str = "<memory>") -> GraphPlan:
     """A graph document, validated (schema, then topology) and compiled once."""
     return compile_plan(validate_schema(data, source))
 
@@ -679,3 +680,21 @@ def parse_plan(data: dict[str, Any], source: str = "<memory>") -> GraphPlan:
 def load_plan(path: str | Path) -> GraphPlan:
     """A graph file, validated and compiled once: what `serve` and `render` start from."""
     return parse_plan(read_document(path), str(path))
+
+
+def parse_graph(data: Manifest, source: str = "<memory>") -> InferenceGraph:
+    """Parse and fully validate (schema, then topology); errors list every problem with its path.
+
+    A consumer that runs or renders the graph wants `parse_plan` instead: the same checks,
+    and the compiled plan they produce is kept rather than compiled again. (This lives with
+    the compiler, not with the schema in `graph.model`, so that the schema module does not
+    import the compiler that imports it.)
+    """
+    graph = validate_schema(data, source)
+    compile_plan(graph)
+    return graph
+
+
+def load_graph(path: str | Path) -> InferenceGraph:
+    """A graph file, validated as `parse_graph` does."""
+    return parse_graph(read_document(path), str(path))

@@ -13,8 +13,8 @@ would.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from infergraph.json_types import Manifest
 from infergraph.operator.children import is_owned_by
 from infergraph.operator.kube import KubeClient, KubeError, ref
 from infergraph.render.common import NODE_LABEL
@@ -27,7 +27,7 @@ APPLY_FAILED = "ApplyFailed"
 class Refusal:
     """A rendered child that was not applied, and why."""
 
-    obj: dict[str, Any]  # as rendered
+    obj: Manifest  # as rendered
     reason: str  # TAKEOVER_REFUSED or APPLY_FAILED
     message: str
     home: str | None = None  # the graph's namespace
@@ -46,7 +46,7 @@ class Refusal:
         return {**self.child, "reason": self.reason, "message": self.message}
 
 
-def owner_of(obj: dict[str, Any]) -> str:
+def owner_of(obj: Manifest) -> str:
     """Who an object belongs to, as a person would look it up: its controller (or first)
     ownerReference, else its `app.kubernetes.io/managed-by` label, else its field managers."""
     meta = obj.get("metadata") or {}
@@ -62,8 +62,8 @@ def owner_of(obj: dict[str, Any]) -> str:
 
 
 async def apply_child(
-    client: KubeClient, obj: dict[str, Any], uid: str, home: str | None = None
-) -> dict[str, Any] | Refusal:
+    client: KubeClient, obj: Manifest, uid: str, home: str | None = None
+) -> Manifest | Refusal:
     """The live object after applying `obj`, or why it was not applied."""
     meta = obj["metadata"]
     name = f"{obj['kind']}/{meta['name']}"
@@ -83,10 +83,10 @@ async def apply_child(
 
 
 async def apply_all(
-    client: KubeClient, objs: list[dict[str, Any]], uid: str, home: str | None = None
-) -> tuple[list[dict[str, Any]], list[Refusal]]:
+    client: KubeClient, objs: list[Manifest], uid: str, home: str | None = None
+) -> tuple[list[Manifest], list[Refusal]]:
     """Every child in render order, each on its own: (live objects, refusals)."""
-    live: list[dict[str, Any]] = []
+    live: list[Manifest] = []
     refused: list[Refusal] = []
     for obj in objs:
         result = await apply_child(client, obj, uid, home)

@@ -7,11 +7,10 @@ deleting the graph lets Kubernetes' garbage collector delete the children.
 
 from __future__ import annotations
 
-from typing import Any
-
 from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import GraphPlan, plan_of
+from infergraph.json_types import JSONObject, Manifest
 from infergraph.operator.config import OperatorConfig
 from infergraph.render import render
 from infergraph.render.common import k8s_name
@@ -48,7 +47,7 @@ def render_graph(
     return render(graph, engine, options)
 
 
-def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
+def owner_reference(owner: Manifest) -> JSONObject:
     meta = owner["metadata"]
     return {
         "apiVersion": owner["apiVersion"],
@@ -60,7 +59,7 @@ def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def own(obj: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any]:
+def own(obj: Manifest, owner: Manifest) -> Manifest:
     """A copy of `obj` in the owner's namespace, labelled and owned by it."""
     meta = dict(obj["metadata"])
     meta["namespace"] = owner["metadata"]["namespace"]
@@ -85,7 +84,7 @@ def omitted_kinds(graph: InferenceGraph, engine: str) -> set[str]:
 
 
 def children(
-    owner: dict[str, Any], source: InferenceGraph | GraphPlan, config: OperatorConfig
+    owner: Manifest, source: InferenceGraph | GraphPlan, config: OperatorConfig
 ) -> list[dict]:
     """Render the graph for its engine and own every object the graph does not opt out of;
     RenderError says what cannot map."""
@@ -100,8 +99,8 @@ def children(
 
 
 def relocate_server_configs(
-    objs: list[dict[str, Any]], owner: dict[str, Any], namespace: str
-) -> list[dict[str, Any]]:
+    objs: list[Manifest], owner: Manifest, namespace: str
+) -> list[Manifest]:
     """Seldon v2 ServerConfigs into Seldon's controller namespace, the only one its controller
     reads them from (seldon-core v2.10.2 operator/apis/mlops/v1alpha1/serverconfig_types.go:75-87,
     `SeldonNamespace` = the controller pod's namespace). Named `<graph namespace>-<name>` there
@@ -142,7 +141,7 @@ def stale(previous: list[dict[str, str]], current: list[dict[str, str]]) -> list
     return [r for r in previous if _key(r) not in keep]
 
 
-def is_owned_by(obj: dict[str, Any] | None, uid: str) -> bool:
+def is_owned_by(obj: Manifest | None, uid: str) -> bool:
     """This graph's: an ownerReference to it, or (outside its namespace) its owner-uid label."""
     meta = (obj or {}).get("metadata") or {}
     refs = meta.get("ownerReferences") or []

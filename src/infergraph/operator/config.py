@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from infergraph.container_images import DEFAULT_REGISTRY
 from infergraph.errors import SettingsError
-from infergraph.images import DEFAULT_REGISTRY
+from infergraph.json_types import JSONObject
 from infergraph.render import ENGINES
 from infergraph.render.options import PodScheduling, RenderOptions
 
@@ -75,7 +76,7 @@ class OperatorConfig:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> OperatorConfig:
         """Read INFERGRAPH_* variables (names in `ENV`); keyword overrides win (CLI flags)."""
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
+        values: JSONObject = {}
         for attr, (name, parse) in ENV.items():
             raw = env.get(ENV_PREFIX + name)
             if raw not in (None, ""):

@@ -11,11 +11,13 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 import kopf
+from aiohttp import web
 
 from infergraph.graph.crd import GROUP, PLURAL, VERSION
+from infergraph.json_types import Manifest
 from infergraph.operator.config import OperatorConfig
 from infergraph.operator.kube import KubeClient
 from infergraph.operator.metrics import OperatorMetrics, serve
@@ -69,7 +71,7 @@ class _Session:
 RETRY_MESSAGE = "children not applied, retrying"
 
 
-def _publish(outcome: Outcome, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger) -> None:
+def _publish(outcome: Outcome, body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger) -> None:
     for key, value in outcome.status.items():
         patch.status[key] = value
     for kind, reason, message in outcome.events:
@@ -92,7 +94,8 @@ def build_registry(
     registry = kopf.OperatorRegistry()
     session = _Session(config.field_manager)
     reconciler = Reconciler(config, metrics, session.get)
-    state: dict[str, Any] = {}
+    servers: dict[str, web.AppRunner] = {}
+    sweepers: list[asyncio.Task[None]] = []
 
     @kopf.on.login(registry=registry)
     async def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -101,24 +104,26 @@ def build_registry(
         return info
 
     @kopf.on.startup(registry=registry)
-    async def _startup(**_: Any) -> None:
-        state["metrics"] = await serve(metrics, config.metrics_port)
+    async def _startup(**_: object) -> None:
+        servers["metrics"] = await serve(metrics, config.metrics_port)
         if config.settings_url:  # Seldon v2 agents copy model-settings.json from here
-            state["settings"] = await serve_settings(reconciler.settings, config.settings_port)
+            servers["settings"] = await serve_settings(reconciler.settings, config.settings_port)
         if config.seldon_namespace:  # ServerConfigs there have no ownerReference: sweep them
-            state["sweeper"] = asyncio.create_task(
-                sweep_forever(session.get, config.seldon_namespace, config.drift_interval_s)
+            sweepers.append(
+                asyncio.create_task(
+                    sweep_forever(session.get, config.seldon_namespace, config.drift_interval_s)
+                )
             )
 
     @kopf.on.cleanup(registry=registry)
-    async def _cleanup(logger: logging.Logger, **_: Any) -> None:
-        if "sweeper" in state:
-            state.pop("sweeper").cancel()
+    async def _cleanup(logger: kopf.Logger, **_: object) -> None:
+        while sweepers:
+            sweepers.pop().cancel()
         if not await reconciler.drain(SHUTDOWN_GRACE_S):
             logger.info("a pass was still running after %.0f s; closing under it", SHUTDOWN_GRACE_S)
         for server in ("settings", "metrics"):
-            if server in state:
-                await state.pop(server).cleanup()
+            if server in servers:
+                await servers.pop(server).cleanup()
         await session.close()
         logger.info("operator stopped cleanly")
 
@@ -129,15 +134,26 @@ def build_registry(
     # did not run for a graph deleted without one (test_a_settings_edit_reaches_seldons_agent
     # showed it). A graph deleted while the operator is down was never in this process's store.
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    async def _forget_settings(type: str | None, namespace: str, name: str, **_: Any) -> None:
-        if type == "DELETED":
+    async def _forget_settings(
+        type: str | None, namespace: str | None, name: str, **_: object
+    ) -> None:
+        if type == "DELETED" and namespace is not None:  # graphs are namespaced: never None
             reconciler.settings.forget(namespace, name)
 
     _no_finalizer_for_timers(registry)
     return registry
 
 
-Run = Callable[[str, kopf.Body, kopf.Patch, Any, int], Awaitable[None]]
+class _Resource(TypedDict):
+    """The InferenceGraph resource as kopf's decorators take it."""
+
+    group: str
+    version: str
+    plural: str
+    registry: kopf.OperatorRegistry
+
+
+Run = Callable[[str, kopf.Body, kopf.Patch, kopf.Logger, int], Awaitable[None]]
 
 
 def _register_passes(
@@ -145,10 +161,10 @@ def _register_passes(
 ) -> None:
     """Create, update, resume and the drift timer all run the same pass; a pass cut short by
     shutdown or by the graph's deletion reports nothing, one with refusals is retried."""
-    resource = {"group": GROUP, "version": VERSION, "plural": PLURAL, "registry": registry}
+    resource = _Resource(group=GROUP, version=VERSION, plural=PLURAL, registry=registry)
 
     async def run(
-        trigger: str, body: kopf.Body, patch: kopf.Patch, logger: Any, retry: int
+        trigger: str, body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int
     ) -> None:
         outcome = await reconciler.reconcile(_plain(body), trigger)
         if outcome.stage == STOPPED:
@@ -172,7 +188,9 @@ def _register_passes(
 def _handler(run: Run, trigger: str) -> Callable[..., Awaitable[None]]:
     """A kopf handler running the pass for `trigger` (kopf passes its kwargs by name)."""
 
-    async def handle(body: kopf.Body, patch: kopf.Patch, logger: Any, retry: int, **_: Any) -> None:
+    async def handle(
+        body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int, **_: object
+    ) -> None:
         await run(trigger, body, patch, logger, retry)
 
     return handle
@@ -196,7 +214,7 @@ def _no_finalizer_for_timers(registry: kopf.OperatorRegistry) -> None:
     ]
 
 
-def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
+def _plain(body: Mapping[str, Any]) -> Manifest:
     """A detached copy: kopf's Body is a live view that changes under a running handler."""
     import copy
 

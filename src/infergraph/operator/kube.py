@@ -19,6 +19,8 @@ from typing import Any
 import aiohttp
 import kopf
 
+from infergraph.json_types import Manifest
+
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
 
@@ -46,7 +48,7 @@ class ApiResource:
         return f"{base}{ns}/{self.plural}" + (f"/{name}" if name else "")
 
 
-def ref(obj: dict[str, Any], home: str | None = None) -> dict[str, str]:
+def ref(obj: Manifest, home: str | None = None) -> dict[str, str]:
     """The identity of an object the operator tracks: apiVersion, kind, name, and its namespace
     when that is not `home` (the graph's: a relocated Seldon v2 ServerConfig)."""
     out = {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"]}
@@ -106,7 +108,7 @@ class KubeClient:
                 raise KubeError(f"discover {kind}", 404, f"{api_version} does not serve {kind}")
         return self._resources[key]
 
-    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+    async def apply(self, obj: Manifest) -> Manifest:
         """Server-side apply `obj` under the operator's field manager; returns the live object."""
         res = await self.resource(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
@@ -123,7 +125,7 @@ class KubeClient:
 
     async def get(
         self, api_version: str, kind: str, namespace: str | None, name: str
-    ) -> dict[str, Any] | None:
+    ) -> Manifest | None:
         res = await self.resource(api_version, kind)
         status, body = await self._call("GET", res.path(namespace, name))
         if status == 404:
@@ -132,9 +134,7 @@ class KubeClient:
             raise KubeError(f"get {kind} {name}", status, _reason(body))
         return body
 
-    async def list(
-        self, api_version: str, kind: str, namespace: str | None
-    ) -> list[dict[str, Any]]:
+    async def list(self, api_version: str, kind: str, namespace: str | None) -> list[Manifest]:
         """Every object of `kind` in `namespace` (the kinds here are few per namespace)."""
         res = await self.resource(api_version, kind)
         status, body = await self._call("GET", res.path(namespace))

@@ -17,6 +17,7 @@ from infergraph.engines import engine as engine_named
 from infergraph.errors import GraphValidationError, RenderError
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import GraphPlan, parse_plan
+from infergraph.json_types import JSONObject, Manifest
 from infergraph.operator import status as st
 from infergraph.operator.applying import TAKEOVER_REFUSED, Refusal, apply_all
 from infergraph.operator.children import children, engine_for, is_owned_by, stale
@@ -38,14 +39,14 @@ class Outcome:
     """What a pass decided: status fields to write, Events to post, the stage that failed, and
     the children left unapplied (the handlers retry a pass with any, with backoff)."""
 
-    status: dict[str, Any]
+    status: JSONObject
     events: list[Event] = field(default_factory=list)
     stage: str = "done"
-    applied: list[dict[str, Any]] = field(default_factory=list)
+    applied: list[Manifest] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
 
 
-def graph_document(body: Mapping[str, Any]) -> dict[str, Any]:
+def graph_document(body: Mapping[str, Any]) -> Manifest:
     """The parts of the custom resource the graph model reads (the API server adds the rest)."""
     meta = body.get("metadata") or {}
     return {
@@ -133,7 +134,7 @@ class Reconciler:
         previous = dict(body.get("status") or {})
         generation = body["metadata"].get("generation")
         fresh = previous.get("observedGeneration") != generation
-        status: dict[str, Any] = {"observedGeneration": generation}
+        status: JSONObject = {"observedGeneration": generation}
         prev_conditions = previous.get("conditions") or []
         try:
             plan = parse_plan(graph_document(body), body["metadata"]["name"])
@@ -185,8 +186,8 @@ class Reconciler:
 
     def _refused(
         self,
-        status: dict[str, Any],
-        prev_conditions: list[dict[str, Any]],
+        status: JSONObject,
+        prev_conditions: list[JSONObject],
         fresh: bool,
         reason: str,
         message: str,
@@ -219,7 +220,7 @@ class Reconciler:
         return Outcome(status, events=events, stage=stage)
 
     def _unapplied(
-        self, status: dict[str, Any], prev_conditions: list[dict[str, Any]], why: str, stage: str
+        self, status: JSONObject, prev_conditions: list[JSONObject], why: str, stage: str
     ) -> Outcome:
         """The API refused a call: say so; the drift timer tries again every interval.
         The Event is posted when the failure is new, not on every retry."""
@@ -273,18 +274,18 @@ class Reconciler:
         self,
         graph: InferenceGraph,
         body: Mapping[str, Any],
-        live: list[dict[str, Any]],
+        live: list[Manifest],
         refused: list[Refusal],
         removed: list[dict[str, str]],
-        prev_conditions: list[dict[str, Any]],
-    ) -> dict[str, Any]:
+        prev_conditions: list[JSONObject],
+    ) -> JSONObject:
         engine = engine_for(graph, self.config)
         blocked = [(r.obj, r.reason) for r in refused]
         nodes, ready = st.graph_readiness(graph, live, blocked)
         waiting = [n for n in nodes if not n["ready"]]
         price, price_problem = st.price_per_hour(graph, self.config.price_catalog)
         rendered = _rendered_condition(engine, live, refused, removed)
-        report: dict[str, Any] = {
+        report: JSONObject = {
             "engine": engine,
             "endpoint": st.endpoint(graph, engine, body["metadata"]["namespace"], live),
             "readyNodes": f"{len(nodes) - len(waiting)}/{len(nodes)}",
@@ -301,7 +302,7 @@ class Reconciler:
 
 
 def _rendered_condition(
-    engine: str, live: list[dict[str, Any]], refused: list[Refusal], removed: list[dict[str, str]]
+    engine: str, live: list[Manifest], refused: list[Refusal], removed: list[dict[str, str]]
 ) -> st.Condition:
     """`Applied`, or which children were not applied and why (a takeover refusal first: it
     needs a person, an API failure may pass on retry)."""
@@ -318,7 +319,7 @@ def _rendered_condition(
 
 
 def _listed(
-    live: list[dict[str, Any]],
+    live: list[Manifest],
     refused: list[Refusal],
     previous: list[dict[str, str]],
     home: str,

@@ -19,6 +19,7 @@ from infergraph.cost import CostError, graph_cost, load_catalog
 from infergraph.engines import RENDERED
 from infergraph.engines import engine as engine_named
 from infergraph.graph.model import InferenceGraph
+from infergraph.json_types import JSONObject, Manifest
 from infergraph.render.common import NODE_LABEL
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
@@ -37,7 +38,7 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def conditions(previous: list[dict[str, Any]], new: list[Condition]) -> list[dict[str, Any]]:
+def conditions(previous: list[JSONObject], new: list[Condition]) -> list[JSONObject]:
     """Kubernetes condition list; `lastTransitionTime` moves only when `status` changes."""
     before = {c.get("type"): c for c in previous or []}
     updates = {c.type: c for c in new}
@@ -81,11 +82,11 @@ READY, IDLE, NOT_READY = "Ready", "Idle", "NotReady"
 Verdict = tuple[bool | None, str]  # (True, False or None: not reported yet; why)
 
 
-def _reports(obj: dict[str, Any]) -> bool:
+def _reports(obj: Manifest) -> bool:
     return (str(obj.get("apiVersion", "")).split("/")[0], obj.get("kind")) in REPORTING
 
 
-def object_ready(obj: dict[str, Any], models_idle: bool = False) -> Verdict | None:
+def object_ready(obj: Manifest, models_idle: bool = False) -> Verdict | None:
     """(ready, why) from the engine object's status; ready is None while the object has not
     reported yet (no status: no controller has seen it); None when the kind reports nothing.
 
@@ -111,14 +112,14 @@ def object_ready(obj: dict[str, Any], models_idle: bool = False) -> Verdict | No
     return None
 
 
-def _node_label(obj: dict[str, Any], nodes: set[str]) -> str | None:
+def _node_label(obj: Manifest, nodes: set[str]) -> str | None:
     """The graph node a child serves; None for a graph-wide one (no node label, or a helper's
     label such as a v2 plumbing Server's or gate Model's: every node's requests pass it)."""
     label = (obj.get("metadata", {}).get("labels") or {}).get(NODE_LABEL)
     return label if label in nodes else None
 
 
-def _idle(node: Any, live: list[dict[str, Any]]) -> bool:
+def _idle(node: Any, live: list[Manifest]) -> bool:
     """Scaled to zero by design: the node may scale to zero (minReplicas 0) and its engine
     object says it has no replica (`_at_zero`). Seldon v1 never gets here: its renderer keeps
     such a node at one replica (render/seldon_v1.py `_notes`)."""
@@ -130,7 +131,7 @@ def _idle(node: Any, live: list[dict[str, Any]]) -> bool:
     )
 
 
-def _at_zero(obj: dict[str, Any]) -> bool:
+def _at_zero(obj: Manifest) -> bool:
     """Seldon v2: the scaler set the Model's `spec.replicas` to 0 (through `/scale`). KServe
     (Standard mode): the InferenceService is Ready with no ready pod. The Deployment controller
     calls a Deployment at zero replicas Available (kubernetes pkg/controller/deployment/sync.go
@@ -151,9 +152,9 @@ def _at_zero(obj: dict[str, Any]) -> bool:
 
 def node_readiness(
     graph: InferenceGraph,
-    live: list[dict[str, Any]],
-    blocked: Sequence[tuple[dict[str, Any], str]] = (),
-) -> list[dict[str, Any]]:
+    live: list[Manifest],
+    blocked: Sequence[tuple[Manifest, str]] = (),
+) -> list[JSONObject]:
     """Per node: its `state` (Ready, Idle, NotReady, Unknown) from every readiness-reporting
     child that serves it (labelled with it, or graph-wide) and the children left unapplied
     (`blocked`: the rendered object and why). NotReady when one reported not ready or was not
@@ -166,17 +167,17 @@ def node_readiness(
 
 def _node_entry(
     node: str,
-    live: list[dict[str, Any]],
-    blocked: Sequence[tuple[dict[str, Any], str]],
+    live: list[Manifest],
+    blocked: Sequence[tuple[Manifest, str]],
     names: set[str],
     idle: set[str],
-) -> dict[str, Any]:
+) -> JSONObject:
     waiting = [
         f"{o['kind']}/{o['metadata']['name']}: {why}"
         for o, why in blocked
         if _node_label(o, names) in (None, node)
     ]
-    pending = []
+    pending: list[str] = []
     for obj in live:
         serves = _node_label(obj, names)
         if serves not in (None, node) or (serves in idle and obj.get("kind") != "ScaledObject"):
@@ -195,9 +196,9 @@ def _node_entry(
 
 def graph_readiness(
     graph: InferenceGraph,
-    live: list[dict[str, Any]],
-    blocked: Sequence[tuple[dict[str, Any], str]] = (),
-) -> tuple[list[dict[str, Any]], Condition]:
+    live: list[Manifest],
+    blocked: Sequence[tuple[Manifest, str]] = (),
+) -> tuple[list[JSONObject], Condition]:
     """The nodes and the graph's Ready condition: True when every node is Ready or Idle, False
     when one is NotReady, Unknown while one waits on a child that has not reported."""
     nodes = node_readiness(graph, live, blocked)

@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import kopf
 
 from infergraph.graph.crd import GROUP, VERSION
+from infergraph.json_types import Manifest
 from infergraph.operator.children import (
     MANAGED_BY,
     OWNER_NAMESPACE_LABEL,
@@ -31,7 +31,7 @@ from infergraph.render.common import GRAPH_LABEL
 logger = logging.getLogger(__name__)
 
 
-def _owner(obj: dict[str, Any]) -> tuple[str, str, str] | None:
+def _owner(obj: Manifest) -> tuple[str, str, str] | None:
     """(graph namespace, graph name, graph uid) of a relocated child of ours, else None."""
     labels = (obj.get("metadata") or {}).get("labels") or {}
     if labels.get("app.kubernetes.io/managed-by") != MANAGED_BY:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -12,26 +13,71 @@ from infergraph.engines import PROFILED, UnknownEngineError, listing
 from infergraph.engines import engine as engine_named
 from infergraph.errors import GraphValidationError, InfergraphError
 
+if TYPE_CHECKING:
+    from infergraph.graph.model import InferenceGraph
+    from infergraph.planner.endpoints import Endpoints
+    from infergraph.planner.profiler import ProfileSettings
+    from infergraph.planner.search import SearchSettings
+    from infergraph.planner.workload import Workload
+
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(1)
 
 
-def _numbers(text: str | None, option: str, kind: type[float] | type[int]) -> list[float] | None:
+def _numbers[N: (int, float)](text: str | None, option: str, kind: type[N]) -> list[N] | None:
     if text is None:
         return None
     try:
         values = [kind(part) for part in text.split(",") if part.strip()]
     except ValueError:
         _fail(f"{option}: '{text}' is not a comma-separated list of numbers")
-        return None
     if not values or any(v < 0 for v in values):
         _fail(f"{option}: give one or more numbers >= 0")
     return values
+
+
+# `infergraph profile` options whose help runs over several lines, named here so the command's
+# signature stays readable; names, defaults and help are the CLI's.
+_Requests = Annotated[
+    int, typer.Option(help="sample requests per half of the graph pass (one at a time, loaded)")
+]
+_Load = Annotated[
+    float | None,
+    typer.Option(
+        help="how busy the loaded half keeps the busiest node (0 to 0.95, default 0.5; "
+        "0: no loaded half)"
+    ),
+]
+_Rate = Annotated[
+    float | None,
+    typer.Option(
+        help="the loaded half's request rate in req/s instead of --load: the rate the "
+        "deployment is to carry"
+    ),
+]
+_Endpoint = Annotated[
+    str | None,
+    typer.Option(
+        help="base URL of the graph already served (its nodes at /v2/models/<node>/infer): "
+        "time the nodes there instead of loading them here"
+    ),
+]
+_NodeEndpoint = Annotated[
+    list[str] | None,
+    typer.Option(help="NODE=URL: that node's own base URL (repeat; with --endpoint)"),
+]
+_Engine = Annotated[
+    str,
+    typer.Option(
+        help="how the deployment names nodes: "
+        + listing(PROFILED, lambda e: f"{e.name} ({e.naming})")
+    ),
+]
 
 
 def profile(
@@ -49,23 +95,9 @@ def profile(
         str | None,
         typer.Option(help="sample payloads for hops and branches: folder, .jsonl, synthetic:KIND"),
     ] = None,
-    requests: Annotated[
-        int, typer.Option(help="sample requests per half of the graph pass (one at a time, loaded)")
-    ] = 60,
-    load: Annotated[
-        float | None,
-        typer.Option(
-            help="how busy the loaded half keeps the busiest node (0 to 0.95, default 0.5; "
-            "0: no loaded half)"
-        ),
-    ] = None,
-    rate: Annotated[
-        float | None,
-        typer.Option(
-            help="the loaded half's request rate in req/s instead of --load: the rate the "
-            "deployment is to carry"
-        ),
-    ] = None,
+    requests: _Requests = 60,
+    load: _Load = None,
+    rate: _Rate = None,
     skip_graph: Annotated[
         bool, typer.Option(help="time forward passes only (no hops, no branch fractions)")
     ] = False,
@@ -73,36 +105,51 @@ def profile(
         bool, typer.Option(help="random-weight checkpoints of the real architectures")
     ] = False,
     offline_scale: Annotated[str, typer.Option(help="offline size: full or tiny")] = "full",
-    endpoint: Annotated[
-        str | None,
-        typer.Option(
-            help="base URL of the graph already served (its nodes at /v2/models/<node>/infer): "
-            "time the nodes there instead of loading them here"
-        ),
-    ] = None,
-    node_endpoint: Annotated[
-        list[str] | None,
-        typer.Option(help="NODE=URL: that node's own base URL (repeat; with --endpoint)"),
-    ] = None,
-    engine: Annotated[
-        str,
-        typer.Option(
-            help="how the deployment names nodes: "
-            + listing(PROFILED, lambda e: f"{e.name} ({e.naming})")
-        ),
-    ] = "local",
+    endpoint: _Endpoint = None,
+    node_endpoint: _NodeEndpoint = None,
+    engine: _Engine = "local",
 ) -> None:
     """Measure each node's service time per batch size, hop costs and branch fractions.
 
     Here (each node loaded in this process, on its device) or, with --endpoint, where the
     graph is deployed (each node timed through its own endpoint).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from infergraph.graph.plan import load_graph
+    from infergraph.planner.profiler import ProfileSettings
 
-    from infergraph.graph.model import load_graph
-    from infergraph.planner.endpoints import EndpointError, parse_endpoints
-    from infergraph.planner.profiler import ProfileSettings, batch_sizes, profile_graph
+    _check_profile_options(offline_scale, repeats, requests, max_batch, load, rate, skip_graph)
+    try:
+        graph = load_graph(graph_file)
+    except GraphValidationError as exc:
+        _fail(str(exc))
+    endpoints = _profile_endpoints(graph, endpoint, node_endpoint, engine)
+    settings = ProfileSettings(
+        endpoints=endpoints,
+        hardware_class=hardware_class,
+        max_batch_size=max_batch,
+        repeats=repeats,
+        offline=offline,
+        offline_scale=offline_scale,
+        payload=payload,
+        requests=requests,
+        loaded_rps=rate,
+        skip_graph=skip_graph,
+    )
+    if load is not None:  # else ProfileSettings' default
+        settings = dataclasses.replace(settings, load=load)
+    _run_profile(graph, settings, out)
 
+
+def _check_profile_options(
+    offline_scale: str,
+    repeats: int,
+    requests: int,
+    max_batch: int | None,
+    load: float | None,
+    rate: float | None,
+    skip_graph: bool,
+) -> None:
+    """Refuse option values `profile` cannot measure with, before anything is loaded."""
     if offline_scale not in ("full", "tiny"):
         _fail(f"--offline-scale must be full or tiny, not '{offline_scale}'")
     if repeats < 5 or requests < 1 or (max_batch is not None and max_batch < 1):
@@ -115,11 +162,15 @@ def profile(
         _fail(f"--rate must be a request rate > 0 req/s, got {rate}")
     if rate is not None and skip_graph:
         _fail("--rate sets the graph pass's loaded half; it has no meaning with --skip-graph")
-    try:
-        graph = load_graph(graph_file)
-    except GraphValidationError as exc:
-        _fail(str(exc))
-        return
+
+
+def _profile_endpoints(
+    graph: InferenceGraph, endpoint: str | None, node_endpoint: list[str] | None, engine: str
+) -> Endpoints | None:
+    """Where a deployed graph's nodes answer (--endpoint, --node-endpoint, --engine); None to
+    profile here."""
+    from infergraph.planner.endpoints import EndpointError, parse_endpoints
+
     endpoints = None
     if node_endpoint and endpoint is None:
         _fail("--node-endpoint needs --endpoint (the graph's own URL)")
@@ -135,24 +186,20 @@ def profile(
             endpoints = parse_endpoints(endpoint, node_endpoint or [], graph, engine)
         except EndpointError as exc:
             _fail(str(exc))
-    loaded_by = {"load": load} if load is not None else {}  # else ProfileSettings' default
-    settings = ProfileSettings(
-        endpoints=endpoints,
-        hardware_class=hardware_class,
-        max_batch_size=max_batch,
-        repeats=repeats,
-        offline=offline,
-        offline_scale=offline_scale,
-        payload=payload,
-        requests=requests,
-        loaded_rps=rate,
-        **loaded_by,
-        skip_graph=skip_graph,
-    )
-    loaded_half = rate is not None or settings.load > 0
+    return endpoints
+
+
+def _run_profile(graph: InferenceGraph, settings: ProfileSettings, out: Path) -> None:
+    """Profile the graph behind a progress bar sized to every pass it will time, then write it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from infergraph.planner.profiler import batch_sizes, profile_graph
+
+    loaded_half = settings.loaded_rps is not None or settings.load > 0
     total = sum(
-        len(batch_sizes(max_batch or n.batching.max_batch_size)) for n in graph.spec.nodes
-    ) + (0 if skip_graph else requests * (2 if loaded_half else 1))
+        len(batch_sizes(settings.max_batch_size or n.batching.max_batch_size))
+        for n in graph.spec.nodes
+    ) + (0 if settings.skip_graph else settings.requests * (2 if loaded_half else 1))
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -169,9 +216,37 @@ def profile(
             )
         except InfergraphError as exc:
             _fail(str(exc))
-            return
     result.write(out)
     console.print(f"wrote {out}")
+
+
+# `infergraph plan` options named here for the same reason as profile's.
+_Percentile = Annotated[
+    float | None, typer.Option(help="SLO percentile (default: the graph's, else 99)")
+]
+_Trace = Annotated[
+    Path | None, typer.Option(help="per-second request counts (async-load-tester trace)")
+]
+_BatchSizes = Annotated[
+    str | None, typer.Option(help="max batch sizes to try, e.g. 1,4,16 (default 1,2,4,...)")
+]
+_DelaysMs = Annotated[
+    str | None, typer.Option(help="max batch delays to try in ms (default 0,2,5,10,20,50)")
+]
+_Autoscale = Annotated[
+    str,
+    typer.Option(
+        help="graph: nodes with an autoscaling block follow it; all: the others get an HPA "
+        "on request rate too; off: hold every node at its planned replicas"
+    ),
+]
+_ReplicaStartup = Annotated[
+    float | None,
+    typer.Option(
+        help="seconds from asking for a pod to its taking traffic, for every node "
+        "(default: each node's load time as its profile measured it; 60 where none was)"
+    ),
+]
 
 
 def plan(
@@ -180,21 +255,13 @@ def plan(
         list[Path], typer.Option("--profiles", help="profile JSON (repeat per hardware)")
     ],
     slo_ms: Annotated[float | None, typer.Option(help="latency SLO (default: the graph's)")] = None,
-    percentile: Annotated[
-        float | None, typer.Option(help="SLO percentile (default: the graph's, else 99)")
-    ] = None,
+    percentile: _Percentile = None,
     rate: Annotated[float | None, typer.Option(help="constant Poisson rate, req/s")] = None,
-    trace: Annotated[
-        Path | None, typer.Option(help="per-second request counts (async-load-tester trace)")
-    ] = None,
+    trace: _Trace = None,
     duration: Annotated[int, typer.Option(help="seconds simulated with --rate")] = 120,
     headroom: Annotated[float, typer.Option(help="extra load planned for, 0.1 = +10%")] = 0.1,
-    batch_sizes: Annotated[
-        str | None, typer.Option(help="max batch sizes to try, e.g. 1,4,16 (default 1,2,4,...)")
-    ] = None,
-    delays_ms: Annotated[
-        str | None, typer.Option(help="max batch delays to try in ms (default 0,2,5,10,20,50)")
-    ] = None,
+    batch_sizes: _BatchSizes = None,
+    delays_ms: _DelaysMs = None,
     max_replicas: Annotated[int, typer.Option(help="most replicas per node")] = 256,
     catalog: Annotated[Path | None, typer.Option(help="price catalog override YAML")] = None,
     price: Annotated[
@@ -204,61 +271,25 @@ def plan(
         "plan-results"
     ),
     seed: Annotated[int, typer.Option(help="random seed of the simulation")] = 0,
-    autoscale: Annotated[
-        str,
-        typer.Option(
-            help="graph: nodes with an autoscaling block follow it; all: the others get an HPA "
-            "on request rate too; off: hold every node at its planned replicas"
-        ),
-    ] = "graph",
-    replica_startup_s: Annotated[
-        float | None,
-        typer.Option(
-            help="seconds from asking for a pod to its taking traffic, for every node "
-            "(default: each node's load time as its profile measured it; 60 where none was)"
-        ),
-    ] = None,
+    autoscale: _Autoscale = "graph",
+    replica_startup_s: _ReplicaStartup = None,
 ) -> None:
     """Cheapest hardware, batching and replicas per node whose simulated latency meets the SLO."""
     from infergraph.cost.pricing import load_catalog, parse_price_overrides
-    from infergraph.graph.model import load_graph
+    from infergraph.graph.plan import load_graph
     from infergraph.planner.planning import PlanInputs, plan_graph
     from infergraph.planner.report import print_report, write_outputs
-    from infergraph.planner.search import DEFAULT_DELAYS_MS, SearchSettings
-    from infergraph.planner.workload import Workload
 
-    if (rate is None) == (trace is None):
-        _fail("give exactly one load: --rate R or --trace FILE")
-    if not 0 <= headroom <= 10:
-        _fail(f"--headroom must be between 0 and 10, got {headroom}")
-    if autoscale not in ("graph", "all", "off"):
-        _fail(f"--autoscale must be graph, all or off, got '{autoscale}'")
-    if replica_startup_s is not None and not 0 <= replica_startup_s <= 3600:
-        _fail(f"--replica-startup-s must be between 0 and 3600, got {replica_startup_s}")
+    _check_plan_options(rate, trace, headroom, autoscale, replica_startup_s)
     try:
         graph = load_graph(graph_file)
-        slo = graph.spec.slo
-        slo_ms = slo_ms if slo_ms is not None else (slo.latency_ms if slo else None)
-        if slo_ms is None or slo_ms <= 0:
-            _fail("give --slo-ms (the graph declares no spec.slo)")
-        pct = percentile if percentile is not None else (slo.percentile if slo else 99.0)
-        if not 0 < pct <= 100:
-            _fail(f"--percentile must be in (0, 100], got {pct}")
-        workload = (
-            Workload.from_trace(trace) if trace is not None else Workload.constant(rate, duration)  # type: ignore[arg-type]
-        )
-        settings = SearchSettings(
-            slo_ms=float(slo_ms),  # type: ignore[arg-type]
-            percentile=pct,
-            batch_sizes=_numbers(batch_sizes, "--batch-sizes", int),
-            delays_ms=_numbers(delays_ms, "--delays-ms", float) or DEFAULT_DELAYS_MS,
-            max_replicas=max_replicas,
-            seed=seed,
+        settings = _search_settings(
+            graph, slo_ms, percentile, batch_sizes, delays_ms, max_replicas, seed
         )
         inputs = PlanInputs(
             graph=graph,
             profile_paths=profiles,
-            workload=workload,
+            workload=_workload(rate, trace, duration),
             catalog=load_catalog(catalog, parse_price_overrides(price or [])),
             settings=settings,
             headroom=headroom,
@@ -270,7 +301,62 @@ def plan(
         files = write_outputs(outcome, out)
     except InfergraphError as exc:
         _fail(str(exc))
-        return
     print_report(outcome, console)
     for path in files.values():
         console.print(f"wrote {path}")
+
+
+def _check_plan_options(
+    rate: float | None,
+    trace: Path | None,
+    headroom: float,
+    autoscale: str,
+    replica_startup_s: float | None,
+) -> None:
+    """Refuse option values `plan` cannot search with, before any file is read."""
+    if (rate is None) == (trace is None):
+        _fail("give exactly one load: --rate R or --trace FILE")
+    if not 0 <= headroom <= 10:
+        _fail(f"--headroom must be between 0 and 10, got {headroom}")
+    if autoscale not in ("graph", "all", "off"):
+        _fail(f"--autoscale must be graph, all or off, got '{autoscale}'")
+    if replica_startup_s is not None and not 0 <= replica_startup_s <= 3600:
+        _fail(f"--replica-startup-s must be between 0 and 3600, got {replica_startup_s}")
+
+
+def _workload(rate: float | None, trace: Path | None, duration: int) -> Workload:
+    """The load planned for: the trace's per-second counts, else a constant Poisson rate."""
+    from infergraph.planner.workload import Workload
+
+    return (
+        Workload.from_trace(trace) if trace is not None else Workload.constant(rate, duration)  # type: ignore[arg-type]
+    )
+
+
+def _search_settings(
+    graph: InferenceGraph,
+    slo_ms: float | None,
+    percentile: float | None,
+    batch_sizes: str | None,
+    delays_ms: str | None,
+    max_replicas: int,
+    seed: int,
+) -> SearchSettings:
+    """The SLO (the options', else the graph's) and the batching grid the search tries."""
+    from infergraph.planner.search import DEFAULT_DELAYS_MS, SearchSettings
+
+    slo = graph.spec.slo
+    slo_ms = slo_ms if slo_ms is not None else (slo.latency_ms if slo else None)
+    if slo_ms is None or slo_ms <= 0:
+        _fail("give --slo-ms (the graph declares no spec.slo)")
+    pct = percentile if percentile is not None else (slo.percentile if slo else 99.0)
+    if not 0 < pct <= 100:
+        _fail(f"--percentile must be in (0, 100], got {pct}")
+    return SearchSettings(
+        slo_ms=float(slo_ms),
+        percentile=pct,
+        batch_sizes=_numbers(batch_sizes, "--batch-sizes", int),
+        delays_ms=_numbers(delays_ms, "--delays-ms", float) or DEFAULT_DELAYS_MS,
+        max_replicas=max_replicas,
+        seed=seed,
+    )

@@ -15,10 +15,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from infergraph.cost.pricing import PriceCatalog
 from infergraph.graph.model import Autoscaling, InferenceGraph, Node
+from infergraph.json_types import Manifest
 from infergraph.planner.autoscaler import RATE_WINDOW_S, ScalerModel
 from infergraph.planner.profiles import ProfileSet, load_profile, match_profiles
 from infergraph.planner.search import (
@@ -215,7 +216,7 @@ def _planned_autoscaling(outcome: PlanOutcome, node: Node) -> Autoscaling | None
     )
 
 
-def planned_manifest(outcome: PlanOutcome) -> dict[str, Any]:
+def planned_manifest(outcome: PlanOutcome) -> Manifest:
     """The graph with the plan written into it: what serve, render and the operator read."""
     graph = outcome.inputs.graph
     s = outcome.inputs.settings

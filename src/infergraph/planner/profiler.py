@@ -23,7 +23,7 @@ import platform
 import statistics
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -35,6 +35,7 @@ import numpy as np
 
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import InferenceGraph, Node
+from infergraph.json_types import JSONObject
 from infergraph.planner.endpoints import EndpointError, Endpoints, node_timer
 from infergraph.planner.profiles import (
     BatchTiming,
@@ -47,6 +48,8 @@ from infergraph.serving.heap import settled_heap
 
 if TYPE_CHECKING:
     import aiohttp
+
+    from infergraph.components.base import Component
 
 Progress = Callable[[str, float], None]  # (description, advance)
 
@@ -69,7 +72,7 @@ class ProfileSettings:
     loaded_rps: float | None = None  # the loaded half's rate itself (instead of `load`)
     skip_graph: bool = False
     endpoints: Endpoints | None = None  # a served graph: its nodes timed where they run
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: JSONObject = field(default_factory=dict)
 
 
 def batch_sizes(limit: int) -> list[int]:
@@ -80,8 +83,8 @@ def batch_sizes(limit: int) -> list[int]:
     return [*sizes, limit]
 
 
-def _hardware() -> dict[str, Any]:
-    info: dict[str, Any] = {
+def _hardware() -> JSONObject:
+    info: JSONObject = {
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "cpu_model": platform.processor() or None,
@@ -135,7 +138,7 @@ def _class_for(node: Node, device: str, settings: ProfileSettings) -> str:
     return node.hardware
 
 
-def _component(node: Node, settings: ProfileSettings, limit: int) -> Any:
+def _component(node: Node, settings: ProfileSettings, limit: int) -> Component:
     from infergraph.components.base import ComponentSettings
     from infergraph.components.registry import component_class
 
@@ -185,7 +188,7 @@ def evict_from_page_cache(uri: str | None) -> bool:
     return True
 
 
-def timed_load(node: Node, settings: ProfileSettings, limit: int) -> tuple[Any, float]:
+def timed_load(node: Node, settings: ProfileSettings, limit: int) -> tuple[Component, float]:
     """The node's component loaded and warmed up, and the seconds that took: checkpoint to
     ready, what a new pod spends before it takes traffic (less scheduling and image pull)."""
     started = time.perf_counter()
@@ -193,9 +196,9 @@ def timed_load(node: Node, settings: ProfileSettings, limit: int) -> tuple[Any, 
     return component, time.perf_counter() - started
 
 
-def _rows(component: Any, b: int) -> tuple[list[Any], Any]:
+def _rows(component: Component, b: int) -> tuple[list[Any], Hashable]:
     rows: list[Any] = []
-    key = None
+    key: Hashable = None
     while len(rows) < b:
         prepared = component.prepare(component.example_inputs(b), {})
         rows.extend(prepared.rows)
@@ -203,7 +206,7 @@ def _rows(component: Any, b: int) -> tuple[list[Any], Any]:
     return rows[:b], key
 
 
-def _sync(component: Any) -> None:
+def _sync(component: Component) -> None:
     device = str(getattr(component, "device", "cpu"))
     if device.startswith("cuda"):
         import torch
@@ -249,7 +252,7 @@ def time_in_turns(
 
 
 def time_batches(
-    component: Any, sizes: list[int], settings: ProfileSettings, progress: Progress
+    component: Component, sizes: list[int], settings: ProfileSettings, progress: Progress
 ) -> PassTimings:
     """`run_batch` timed in turns per batch size (`time_in_turns`), after two unmeasured
     passes of each: the exact call the serving batcher makes per batch."""
@@ -280,7 +283,7 @@ def _timing(batch_size: int, samples: list[float]) -> BatchTiming:
     )
 
 
-def _request_overhead_ms(component: Any) -> float:
+def _request_overhead_ms(component: Component) -> float:
     """prepare + finish for one single-row request: the per-request work outside the batch."""
     samples = []
     for _ in range(5):
@@ -326,10 +329,12 @@ def _taken(topology: Topology, gate: str, path: set[str]) -> bool | None:
 
 
 def summarise_pass(
-    topology: Topology, replies: list[tuple[float, dict[str, Any]]], nodes: list[str]
+    topology: Topology, replies: list[tuple[float, JSONObject]], nodes: list[str]
 ) -> GraphPass:
     """Per-request (client ms, response parameters) -> hops, rows and branch fractions."""
-    ingress, hops, samples = [], {n: [] for n in nodes}, 0
+    ingress: list[float] = []
+    hops: dict[str, list[float]] = {n: [] for n in nodes}
+    samples = 0
     served: dict[str, dict[int, list[float]]] = {n: {} for n in nodes}
     rows: dict[str, Counter[int]] = {n: Counter() for n in nodes}
     sides: dict[str, list[bool]] = {g: [] for g in topology.gates}
@@ -465,7 +470,7 @@ def _payload_spec(graph: InferenceGraph, settings: ProfileSettings) -> str:
     return f"synthetic:{kind}"
 
 
-Reply = tuple[float, dict[str, Any]]  # client milliseconds, the response's parameters
+Reply = tuple[float, JSONObject]  # client milliseconds, the response's parameters
 
 
 @dataclass
@@ -657,6 +662,48 @@ def profile_graph(
 ) -> GraphProfile:
     """Measure every node, then (unless skipped) the graph's hops and branches."""
     topology = topology_of(graph)
+    nodes, limits, pass_timing = _profile_nodes(graph, settings, progress)
+    classes = {prof.hardware_class for prof in nodes.values()}
+    served_limits = limits
+    if settings.endpoints is not None:  # a deployment batches as it was deployed
+        served_limits = {n.name: n.batching.max_batch_size for n in graph.spec.nodes}
+    measured = _GraphMeasures(nodes=nodes)
+    if not settings.skip_graph:
+        measured = _measure_graph(graph, topology, settings, progress, nodes, served_limits)
+    return GraphProfile(
+        graph=graph.name,
+        hardware_class=sorted(classes)[0] if len(classes) == 1 else "mixed",
+        nodes=measured.nodes,
+        branches=measured.branches,
+        branch_samples=measured.samples,
+        ingress_ms=measured.ingress_ms,
+        hardware=_hardware()
+        if settings.endpoints is None
+        else {**settings.endpoints.describe(), "client": _hardware()},
+        versions=_versions(),
+        settings=_profile_settings(
+            graph, settings, pass_timing, measured.loaded_rps, served_limits
+        ),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+@dataclass
+class _GraphMeasures:
+    """What the graph pass adds to the per-node profiles (all zero when it is skipped)."""
+
+    nodes: dict[str, NodeProfile]
+    branches: dict[str, float] = field(default_factory=dict)
+    ingress_ms: float = 0.0
+    samples: int = 0
+    loaded_rps: float = 0.0
+
+
+def _profile_nodes(
+    graph: InferenceGraph, settings: ProfileSettings, progress: Progress
+) -> tuple[dict[str, NodeProfile], dict[str, int], set[str]]:
+    """Each node timed alone (here, or at its endpoint): profiles, batch limits and how the
+    passes were timed."""
     nodes: dict[str, NodeProfile] = {}
     limits: dict[str, int] = {}
     pass_timing: set[str] = set()
@@ -668,74 +715,77 @@ def profile_graph(
             pass_timing.add("in-process")
         else:
             nodes[node.name] = _profile_at_endpoint(node, limit, settings, progress, pass_timing)
-    classes = {prof.hardware_class for prof in nodes.values()}
-    branches: dict[str, float] = {}
-    ingress_ms = 0.0
-    samples = 0
-    loaded_rps = 0.0
-    served_limits = limits
-    if settings.endpoints is not None:  # a deployment batches as it was deployed
-        served_limits = {n.name: n.batching.max_batch_size for n in graph.spec.nodes}
-    if not settings.skip_graph:
-        with settled_heap():  # this process routes the sample: no full-GC stalls in its hops
-            served_graph = with_batch_limits(graph, served_limits)
-            replies = asyncio.run(_send_sample(served_graph, settings, progress))
-        loaded_rps = replies.loaded_rps
-        # Serving costs come from the loaded half, where plans run: a forward pass shares its
-        # process and machine with other requests' decoding there. Rows per request come from
-        # the one-at-a-time half (a loaded batch also holds other requests' rows); branch
-        # fractions from every reply.
-        served = summarise_pass(topology, replies.loaded or replies.sequential, list(nodes))
-        alone = summarise_pass(topology, replies.sequential, list(nodes))
-        measured = summarise_pass(topology, replies.sequential + replies.loaded, list(nodes))
-        factor_of = {
-            name: serving_cost(
-                prof, served.served_ms.get(name, {}), served.served_passes.get(name, {})
-            )
-            for name, prof in nodes.items()
-        }
-        for name, prof in list(nodes.items()):
-            nodes[name] = replace(
-                prof,
-                hop_ms=served.hop_ms.get(name, prof.hop_ms),
-                hop_p99_ms=served.hop_p99_ms.get(name, 0.0),
-                rows=alone.rows.get(name, prof.rows),
-                serving_factor=factor_of[name][0],
-                serving_overhead_ms=factor_of[name][1],
-                serving_sigma=serving_sigma(
-                    served.served_ms.get(name, {}),
-                    served.served_p99_ms.get(name, {}),
-                    served.served_passes.get(name, {}),
-                ),
-            )
-        branches = measured.branches
-        ingress_ms = served.ingress_ms
-        samples = measured.samples
-    return GraphProfile(
-        graph=graph.name,
-        hardware_class=sorted(classes)[0] if len(classes) == 1 else "mixed",
-        nodes=nodes,
-        branches=branches,
-        branch_samples=samples,
-        ingress_ms=ingress_ms,
-        hardware=_hardware()
-        if settings.endpoints is None
-        else {**settings.endpoints.describe(), "client": _hardware()},
-        versions=_versions(),
-        settings={
-            "pass_timing": ", ".join(sorted(pass_timing)),
-            "repeats": settings.repeats,
-            "max_batch_size": settings.max_batch_size,
-            "offline": settings.offline,
-            "offline_scale": settings.offline_scale if settings.offline else None,
-            "payload": None if settings.skip_graph else _payload_spec(graph, settings),
-            "requests": 0 if settings.skip_graph else settings.requests,
-            "graph_pass_load": None
-            if settings.skip_graph or settings.loaded_rps is not None
-            else settings.load,
-            "graph_pass_loaded_rps": loaded_rps,
-            "graph_pass_batch_limits": None if settings.skip_graph else served_limits,
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        },
-        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    return nodes, limits, pass_timing
+
+
+def _measure_graph(
+    graph: InferenceGraph,
+    topology: Topology,
+    settings: ProfileSettings,
+    progress: Progress,
+    nodes: dict[str, NodeProfile],
+    served_limits: dict[str, int],
+) -> _GraphMeasures:
+    """The graph served as a whole: the sample's hops, rows, serving costs and branches."""
+    with settled_heap():  # this process routes the sample: no full-GC stalls in its hops
+        served_graph = with_batch_limits(graph, served_limits)
+        replies = asyncio.run(_send_sample(served_graph, settings, progress))
+    # Serving costs come from the loaded half, where plans run: a forward pass shares its
+    # process and machine with other requests' decoding there. Rows per request come from
+    # the one-at-a-time half (a loaded batch also holds other requests' rows); branch
+    # fractions from every reply.
+    served = summarise_pass(topology, replies.loaded or replies.sequential, list(nodes))
+    alone = summarise_pass(topology, replies.sequential, list(nodes))
+    measured = summarise_pass(topology, replies.sequential + replies.loaded, list(nodes))
+    factor_of = {
+        name: serving_cost(prof, served.served_ms.get(name, {}), served.served_passes.get(name, {}))
+        for name, prof in nodes.items()
+    }
+    served_nodes = {
+        name: replace(
+            prof,
+            hop_ms=served.hop_ms.get(name, prof.hop_ms),
+            hop_p99_ms=served.hop_p99_ms.get(name, 0.0),
+            rows=alone.rows.get(name, prof.rows),
+            serving_factor=factor_of[name][0],
+            serving_overhead_ms=factor_of[name][1],
+            serving_sigma=serving_sigma(
+                served.served_ms.get(name, {}),
+                served.served_p99_ms.get(name, {}),
+                served.served_passes.get(name, {}),
+            ),
+        )
+        for name, prof in nodes.items()
+    }
+    return _GraphMeasures(
+        nodes=served_nodes,
+        branches=measured.branches,
+        ingress_ms=served.ingress_ms,
+        samples=measured.samples,
+        loaded_rps=replies.loaded_rps,
     )
+
+
+def _profile_settings(
+    graph: InferenceGraph,
+    settings: ProfileSettings,
+    pass_timing: set[str],
+    loaded_rps: float,
+    served_limits: dict[str, int],
+) -> JSONObject:
+    """The settings a profile was measured under, recorded with it so two can be compared."""
+    return {
+        "pass_timing": ", ".join(sorted(pass_timing)),
+        "repeats": settings.repeats,
+        "max_batch_size": settings.max_batch_size,
+        "offline": settings.offline,
+        "offline_scale": settings.offline_scale if settings.offline else None,
+        "payload": None if settings.skip_graph else _payload_spec(graph, settings),
+        "requests": 0 if settings.skip_graph else settings.requests,
+        "graph_pass_load": None
+        if settings.skip_graph or settings.loaded_rps is not None
+        else settings.load,
+        "graph_pass_loaded_rps": loaded_rps,
+        "graph_pass_batch_limits": None if settings.skip_graph else served_limits,
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }

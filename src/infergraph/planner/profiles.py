@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from infergraph.errors import InfergraphError
+from infergraph.json_types import JSONObject
 
 FORMAT = "infergraph-profile/v1"
 Z99 = 2.3263478740408408  # standard normal quantile at 0.99
@@ -134,13 +135,13 @@ class GraphProfile:
     branches: dict[str, float] = field(default_factory=dict)  # gate -> fraction taking "then"
     branch_samples: int = 0
     ingress_ms: float = 0.0
-    hardware: dict[str, Any] = field(default_factory=dict)
-    versions: dict[str, Any] = field(default_factory=dict)
-    settings: dict[str, Any] = field(default_factory=dict)
+    hardware: JSONObject = field(default_factory=dict)
+    versions: JSONObject = field(default_factory=dict)
+    settings: JSONObject = field(default_factory=dict)
     created: str = ""
     source: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         data = asdict(self)
         data.pop("source")
         for name, node in data["nodes"].items():
@@ -157,7 +158,7 @@ class GraphProfile:
         tmp.replace(path)
 
 
-def _need(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+def _need(data: JSONObject, key: str, kind: type | tuple[type, ...], where: str) -> Any:
     if key not in data:
         raise ProfileError(where, f"missing '{key}'")
     value = data[key]
@@ -166,7 +167,7 @@ def _need(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: 
     return value
 
 
-def _non_negative(data: dict[str, Any], key: str, where: str) -> float:
+def _non_negative(data: JSONObject, key: str, where: str) -> float:
     value = data.get(key, 0.0)
     number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else -1
     if not (number >= 0 and math.isfinite(number)):
@@ -174,7 +175,7 @@ def _non_negative(data: dict[str, Any], key: str, where: str) -> float:
     return number
 
 
-def _node_profile(name: str, data: Any, hardware_class: str, where: str) -> NodeProfile:
+def _node_profile(name: str, data: object, hardware_class: str, where: str) -> NodeProfile:
     where = f"{where}: node '{name}'"
     if not isinstance(data, dict):
         raise ProfileError(where, "is not a mapping")

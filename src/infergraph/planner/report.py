@@ -12,13 +12,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import yaml
 from rich.console import Console
 from rich.table import Table
 
-from infergraph.graph.model import parse_graph
+from infergraph.errors import MissingExtraError
+from infergraph.graph.plan import parse_graph
+from infergraph.json_types import JSONObject
 from infergraph.planner.planning import PlanOutcome, planned_manifest
 from infergraph.planner.search import Evaluated
 
@@ -180,10 +181,10 @@ def describe(ev: Evaluated) -> str:
     )
 
 
-def to_json(outcome: PlanOutcome) -> dict[str, Any]:
+def to_json(outcome: PlanOutcome) -> JSONObject:
     s = outcome.inputs.settings
 
-    def ev_dict(ev: Evaluated) -> dict[str, Any]:
+    def ev_dict(ev: Evaluated) -> JSONObject:
         return {
             "usd_per_hour": ev.usd_per_hour,
             "latency_ms": ev.latency_ms,
@@ -230,7 +231,10 @@ def to_json(outcome: PlanOutcome) -> dict[str, Any]:
 
 
 def pareto_plot(outcome: PlanOutcome, path: Path) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ModuleNotFoundError as exc:  # matplotlib is the `planner` extra
+        raise MissingExtraError("matplotlib", "planner", "the planner's Pareto plot") from exc
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

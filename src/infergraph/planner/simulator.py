@@ -33,8 +33,14 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-import numba
 import numpy as np
+
+from infergraph.errors import MissingExtraError
+
+try:
+    import numba
+except ModuleNotFoundError as exc:  # numba is the `planner` extra
+    raise MissingExtraError("numba", "planner", "the planner's simulator") from exc
 
 from infergraph.planner.autoscaler import ReplicaSchedule, ScalerModel, replay
 from infergraph.planner.topology import Stage, Topology

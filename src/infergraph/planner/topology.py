@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import InferenceGraph
@@ -74,12 +74,30 @@ class Topology:
         return [s.node for s in self.stages if s.node and (gate, side) in s.branch]
 
 
+# What `from_steps` reads of a plan step (read-only, so a PlanStep or a test's stand-in fits).
+class _NodeLike(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class _BranchLike(Protocol):
+    @property
+    def gate(self) -> str: ...
+    @property
+    def side(self) -> str: ...
+
+
 class _StepLike(Protocol):
-    name: str
-    kind: str
-    node: Any
-    depends_on: frozenset[str]
-    branch: tuple[Any, ...]
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def node(self) -> _NodeLike | None: ...
+    @property
+    def depends_on(self) -> frozenset[str]: ...
+    @property
+    def branch(self) -> tuple[_BranchLike, ...]: ...
 
 
 def from_steps(steps: Iterable[_StepLike], labels: dict[str, str] | None = None) -> Topology:

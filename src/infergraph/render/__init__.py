@@ -17,6 +17,7 @@ from infergraph import engines as engine_table
 from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import GraphPlan, load_plan, plan_of
+from infergraph.json_types import Manifest
 from infergraph.render import autoscaling, common
 from infergraph.render.options import RenderOptions
 
@@ -35,7 +36,7 @@ EXAMPLE_STORAGE = "s3://REPLACE-WITH-YOUR-BUCKET/infergraph"
 
 def render(
     graph: InferenceGraph | GraphPlan, engine: str, options: RenderOptions | None = None
-) -> list[dict[str, Any]]:
+) -> list[Manifest]:
     """All Kubernetes objects for `graph` on `engine`; RenderError says what cannot map and why.
 
     A graph built in code is compiled here, once; a compiled plan is rendered as it is.
@@ -66,7 +67,7 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str)
 
 
-def to_yaml(objs: list[dict[str, Any]]) -> str:
+def to_yaml(objs: list[Manifest]) -> str:
     """Multi-document YAML, keys in the order the renderer wrote them."""
     return "".join(
         "---\n" + yaml.dump(obj, Dumper=_Dumper, sort_keys=False, width=100) for obj in objs

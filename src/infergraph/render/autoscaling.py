@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from infergraph.engines import engine as engine_named
 from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph, Node
-from infergraph.graph.plan import BranchRef, GraphPlan
+from infergraph.graph.plan import BranchRef, GraphPlan, Side
+from infergraph.json_types import JSONObject, Manifest
 from infergraph.render import common
 
 PROMETHEUS_ANNOTATION = "infergraph.io/prometheus-url"
@@ -141,7 +141,7 @@ def v2_branch_rate(
     if not branch:
         return rate_query(V2_PIPELINE_SERIES, {**ns, "pipeline": graph.name})
     gate, side = branch[-1].gate, branch[-1].side
-    other = "otherwise" if side == "then" else "then"
+    other: Side = "otherwise" if side == "then" else "then"
     on_other = [s for s in plan.steps if s.branch and s.branch[-1] == BranchRef(gate, other)]
     gate_rate = rate_query(V2_RPS_SERIES, {**ns, "model": model_name(gate)})
     if not on_other:
@@ -188,7 +188,7 @@ def _threshold(value: float) -> str:
     return f"{value:g}"
 
 
-def _hpa_metric(node: Node, target: Target) -> dict[str, Any]:
+def _hpa_metric(node: Node, target: Target) -> JSONObject:
     assert node.autoscaling is not None
     auto = node.autoscaling
     if target.described is not None:
@@ -218,7 +218,7 @@ def _hpa_metric(node: Node, target: Target) -> dict[str, Any]:
     }
 
 
-def _behavior(node: Node) -> dict[str, Any]:
+def _behavior(node: Node) -> JSONObject:
     assert node.autoscaling is not None
     return {
         "scaleDown": {
@@ -232,7 +232,7 @@ def _behavior(node: Node) -> dict[str, Any]:
     }
 
 
-def hpa(graph: InferenceGraph, node: Node, target: Target, name: str) -> dict[str, Any]:
+def hpa(graph: InferenceGraph, node: Node, target: Target, name: str) -> Manifest:
     """An autoscaling/v2 HPA with the node's metric, bounds and cooldown."""
     assert node.autoscaling is not None
     auto = node.autoscaling
@@ -254,7 +254,7 @@ def hpa(graph: InferenceGraph, node: Node, target: Target, name: str) -> dict[st
     }
 
 
-def keda_triggers(graph: InferenceGraph, node: Node, target: Target) -> list[dict[str, Any]]:
+def keda_triggers(graph: InferenceGraph, node: Node, target: Target) -> list[JSONObject]:
     assert node.autoscaling is not None
     auto = node.autoscaling
     if auto.metric == "cpu":
@@ -310,7 +310,7 @@ def rate_query(series: str, labels: dict[str, str]) -> str:
     return f"sum({once(f'rate({series}{{{_selector(labels)}}}[1m])')})"
 
 
-def scaled_object(graph: InferenceGraph, node: Node, target: Target, name: str) -> dict[str, Any]:
+def scaled_object(graph: InferenceGraph, node: Node, target: Target, name: str) -> Manifest:
     """A KEDA ScaledObject; minReplicaCount 0 is scale to zero."""
     assert node.autoscaling is not None
     auto = node.autoscaling
@@ -336,7 +336,7 @@ def scaled_object(graph: InferenceGraph, node: Node, target: Target, name: str) 
 
 def scalers(
     graph: InferenceGraph, node: Node, targets: list[tuple[Target, str]], engine: str
-) -> list[dict[str, Any]]:
+) -> list[JSONObject]:
     """One HPA or ScaledObject per target (v2 scales the Model and its Server in step)."""
     check(node, engine)
     check_engine(node, engine)
@@ -346,7 +346,7 @@ def scalers(
     return [make(graph, node, target, name) for target, name in targets]
 
 
-def _adapter_rule(series: str, metric: str, query: str) -> dict[str, Any]:
+def _adapter_rule(series: str, metric: str, query: str) -> JSONObject:
     return {
         "seriesQuery": f'{series}{{namespace!="",model!=""}}',
         "resources": {
@@ -360,7 +360,7 @@ def _adapter_rule(series: str, metric: str, query: str) -> dict[str, Any]:
     }
 
 
-def prometheus_adapter_rules() -> dict[str, Any]:
+def prometheus_adapter_rules() -> JSONObject:
     """Values for the prometheus-adapter chart (`rules.custom`): the v2 Object metrics.
 
     Seldon's agent names a loaded model `<model>_<version>` inside MLServer

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from infergraph import images
+from infergraph import container_images
 from infergraph.engines import RENDERED, listing
 from infergraph.engines import engine as engine_named
 from infergraph.errors import GraphValidationError, RenderError
@@ -57,7 +57,7 @@ def render_command(
     ] = None,
     registry: Annotated[
         str, typer.Option("--registry", help="image registry and organisation")
-    ] = images.DEFAULT_REGISTRY,
+    ] = container_images.DEFAULT_REGISTRY,
     settings_url: Annotated[
         str | None,
         typer.Option(
@@ -69,8 +69,6 @@ def render_command(
     ] = None,
 ) -> None:
     """Render one graph (stdout or --out) or, with --all, the whole k8s/graphs folder."""
-    from infergraph.graph.plan import load_plan
-
     engines = (engine,) if engine else ENGINES
     options = RenderOptions(
         storage_uri=storage_uri, image_registry=registry, settings_url=settings_url
@@ -82,42 +80,56 @@ def render_command(
         if all_graphs or check:
             if graph is not None:
                 raise typer.BadParameter("give a graph file or --all, not both")
-            target = out or DEFAULT_OUT
-            files = render_tree(graphs, engines, options)
-            if check:
-                problems = drift(files, target)
-                if problems:
-                    typer.echo("rendered manifests are out of date:", err=True)
-                    for problem in problems:
-                        typer.echo(f"  - {problem}", err=True)
-                    typer.echo("run `infergraph render --all --out k8s/rendered`", err=True)
-                    raise typer.Exit(1)
-                typer.echo(f"{len(files)} rendered files up to date under {target}")
-                return
-            written = write_tree(files, target)
-            typer.echo(f"wrote {len(written)} files under {target}")
+            _render_all(graphs, engines, options, out or DEFAULT_OUT, check)
             return
         if graph is None:
             raise typer.BadParameter("give a graph file, or --all")
         if engine is None:
             raise typer.BadParameter("--engine is required for a single graph")
-        if out is not None:
-            from infergraph.render import render_files
-
-            files = {
-                f"{engine}/{rel}": text
-                for rel, text in render_files(graph, engine, options).items()
-            }
-            written = _write(files, out)
-            typer.echo(f"wrote {len(written)} files under {out}")
-            return
-        objs = render(load_plan(graph), engine, options)
-        for note in engine_named(engine).notes(objs):
-            typer.echo(f"note: {note}", err=True)
-        typer.echo(to_yaml(objs), nl=False)
+        _render_one(graph, engine, options, out)
     except (RenderError, GraphValidationError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def _render_all(
+    graphs: Path, engines: tuple[str, ...], options: RenderOptions, target: Path, check: bool
+) -> None:
+    """Every graph for every engine: written under `target`, or with `check` compared with
+    what is there (exit 1 naming each difference, so CI can say what to re-run)."""
+    files = render_tree(graphs, engines, options)
+    if check:
+        problems = drift(files, target)
+        if problems:
+            typer.echo("rendered manifests are out of date:", err=True)
+            for problem in problems:
+                typer.echo(f"  - {problem}", err=True)
+            typer.echo("run `infergraph render --all --out k8s/rendered`", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{len(files)} rendered files up to date under {target}")
+        return
+    written = write_tree(files, target)
+    typer.echo(f"wrote {len(written)} files under {target}")
+
+
+def _render_one(graph: Path, engine: str, options: RenderOptions, out: Path | None) -> None:
+    """One graph for one engine: its files under `out`, or its manifests as YAML on stdout
+    (with KServe's notes on stderr, where they do not mix with the YAML)."""
+    from infergraph.graph.plan import load_plan
+
+    if out is not None:
+        from infergraph.render import render_files
+
+        files = {
+            f"{engine}/{rel}": text for rel, text in render_files(graph, engine, options).items()
+        }
+        written = _write(files, out)
+        typer.echo(f"wrote {len(written)} files under {out}")
+        return
+    objs = render(load_plan(graph), engine, options)
+    for note in engine_named(engine).notes(objs):
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(to_yaml(objs), nl=False)
 
 
 def _write(files: dict[str, str], out: Path) -> list[Path]:

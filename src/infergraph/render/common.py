@@ -11,12 +11,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from infergraph import __version__, images
+from infergraph import __version__, container_images
 from infergraph.components.registry import component_class
 from infergraph.engines import engine as engine_named
 from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph, Node
 from infergraph.graph.model_settings import model_settings as shared_model_settings
+from infergraph.json_types import JSONObject, Manifest
 from infergraph.render.options import RenderOptions
 
 PART_OF = "infergraph"
@@ -26,8 +27,8 @@ NODE_LABEL = "infergraph.io/node"
 # Graph annotations the renderers read (documented in docs/rendering.md).
 STORAGE_ANNOTATION = "infergraph.io/storage-uri"
 IMAGE_TAG_ANNOTATION = "infergraph.io/image-tag"
-MLSERVER_IMAGE = images.MLSERVER_RUNTIMES
-SELDON_IMAGE = images.SELDON_COMPONENTS
+MLSERVER_IMAGE = container_images.MLSERVER_RUNTIMES
+SELDON_IMAGE = container_images.SELDON_COMPONENTS
 
 SELDON_CLASS = "infergraph.serving.seldon_component.InfergraphComponent"
 
@@ -57,13 +58,14 @@ def image(
 ) -> str:
     """The image a container runs: the `-cuda` variant when its node asks for a GPU.
 
-    Registry and tag come from `options` (default: `infergraph.images.DEFAULT_REGISTRY` and
-    this package's version); the graph annotation `infergraph.io/image-tag` overrides the tag.
+    Registry and tag come from `options` (default: `infergraph.container_images.DEFAULT_REGISTRY`
+    and this package's version); the graph annotation `infergraph.io/image-tag` overrides the
+    tag.
     """
     opts = options or RenderOptions()
     tag = graph.metadata.annotations.get(IMAGE_TAG_ANNOTATION, opts.image_tag)
     cuda = node is not None and bool(node.resources.gpu)
-    return images.image_ref(which, opts.image_registry, tag, cuda)
+    return container_images.image_ref(which, opts.image_registry, tag, cuda)
 
 
 def labels(graph: InferenceGraph, node: str | None, component: str) -> dict[str, str]:
@@ -98,13 +100,13 @@ def namespace(graph: InferenceGraph) -> str:
     return graph.metadata.namespace or DEFAULT_NAMESPACE
 
 
-def metadata(graph: InferenceGraph, name: str, node: str | None, component: str) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "namespace": namespace(graph)}
+def metadata(graph: InferenceGraph, name: str, node: str | None, component: str) -> JSONObject:
+    meta: JSONObject = {"name": name, "namespace": namespace(graph)}
     meta["labels"] = labels(graph, node, component)
     return meta
 
 
-def pod_security_context() -> dict[str, Any]:
+def pod_security_context() -> JSONObject:
     """Restricted Pod Security Standard at pod level."""
     return {
         "runAsNonRoot": True,
@@ -115,7 +117,7 @@ def pod_security_context() -> dict[str, Any]:
     }
 
 
-def container_security_context(read_only_root: bool = True) -> dict[str, Any]:
+def container_security_context(read_only_root: bool = True) -> JSONObject:
     """Restricted PSS per container; read-only root unless the image must write to it."""
     return {
         "allowPrivilegeEscalation": False,
@@ -127,7 +129,7 @@ def container_security_context(read_only_root: bool = True) -> dict[str, Any]:
     }
 
 
-def scratch_volumes(node: Node | None) -> list[dict[str, Any]]:
+def scratch_volumes(node: Node | None) -> list[JSONObject]:
     """Writable emptyDirs for a read-only root: /tmp and the model caches (HF hub, torch)."""
     cache_limit = node.resources.memory if node is not None else "1Gi"
     return [
@@ -136,14 +138,14 @@ def scratch_volumes(node: Node | None) -> list[dict[str, Any]]:
     ]
 
 
-def scratch_mounts() -> list[dict[str, Any]]:
+def scratch_mounts() -> list[JSONObject]:
     return [
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "cache", "mountPath": CACHE_DIR},
     ]
 
 
-def cache_env() -> list[dict[str, Any]]:
+def cache_env() -> list[JSONObject]:
     """Point every library cache at the writable emptyDir."""
     return [
         {"name": "HOME", "value": CACHE_DIR},
@@ -165,10 +167,10 @@ def _double(quantity: str) -> str:
     return f"{value:g}{unit}"
 
 
-def resources(node: Node | None, engine: str) -> dict[str, Any]:
+def resources(node: Node | None, engine: str) -> JSONObject:
     """Requests equal limits: GPUs cannot be overcommitted, and equal memory avoids OOM kills."""
     if node is None:
-        req: dict[str, Any] = {"cpu": "250m", "memory": "512Mi"}
+        req: JSONObject = {"cpu": "250m", "memory": "512Mi"}
         return {"requests": dict(req), "limits": dict(req)}
     req = {"cpu": node.resources.cpu, "memory": node.resources.memory}
     if node.resources.gpu:
@@ -176,7 +178,7 @@ def resources(node: Node | None, engine: str) -> dict[str, Any]:
     return {"requests": dict(req), "limits": dict(req)}
 
 
-def gpu_scheduling(node: Node | None, options: RenderOptions | None = None) -> dict[str, Any]:
+def gpu_scheduling(node: Node | None, options: RenderOptions | None = None) -> JSONObject:
     """GPU pods tolerate the usual nvidia.com/gpu taint, plus the deployment's own placement
     (`RenderOptions.gpu_scheduling`: nodeSelector, tolerations, affinity, runtimeClassName)."""
     if node is None or not node.resources.gpu:
@@ -184,7 +186,7 @@ def gpu_scheduling(node: Node | None, options: RenderOptions | None = None) -> d
     placement = (options or RenderOptions()).gpu_scheduling
     tolerations = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
     tolerations += [t for t in placement.tolerations if t not in tolerations]
-    out: dict[str, Any] = {"tolerations": tolerations}
+    out: JSONObject = {"tolerations": tolerations}
     if placement.node_selector:
         out["nodeSelector"] = dict(sorted(placement.node_selector.items()))
     if placement.affinity:
@@ -199,11 +201,11 @@ def family_default_model(family: str) -> str:
 
 
 def is_storage_uri(uri: str | None) -> bool:
-    return bool(uri) and uri.startswith(STORAGE_SCHEMES) and not uri.startswith("hf://")
+    return uri is not None and uri.startswith(STORAGE_SCHEMES) and not uri.startswith("hf://")
 
 
 def is_local_path(uri: str | None) -> bool:
-    return bool(uri) and (uri.startswith(("file://", "/", ".")))
+    return uri is not None and uri.startswith(("file://", "/", "."))
 
 
 def _storage_prefix(graph: InferenceGraph, options: RenderOptions | None) -> str | None:
@@ -279,9 +281,9 @@ def model_settings(
     name: str,
     node: Node | None,
     family: str,
-    extra: dict[str, Any],
+    extra: JSONObject,
     options: RenderOptions | None = None,
-) -> dict[str, Any]:
+) -> JSONObject:
     """model-settings.json for a rendered Model: the hub id travels as `uri`, else the artifact."""
     uri = artifact(graph, node.name, family, node.model_uri, options).runtime_uri if node else None
     return shared_model_settings(name, family, node, uri, extra)
@@ -291,7 +293,7 @@ def dumps(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
-def condition_dict(cond: Any) -> dict[str, Any]:
+def condition_dict(cond: Any) -> JSONObject:
     """A WhenStep condition as the gate/router components take it (JSON-able)."""
     return {"tensor": cond.tensor, "op": cond.op, "value": cond.value, "reduce": cond.reduce}
 
@@ -299,10 +301,10 @@ def condition_dict(cond: Any) -> dict[str, Any]:
 SERVER_POD_LABEL = "seldon-server-name"  # seldon-core v2 operator/pkg/constants/constants.go
 
 
-def pod_monitors(graph: InferenceGraph, servers: list[str], engine: str) -> list[dict[str, Any]]:
+def pod_monitors(graph: InferenceGraph, servers: list[str], engine: str) -> list[Manifest]:
     """A PodMonitor scraping the runtime series the scalers use (prometheus-operator)."""
     if engine_named(engine).shared_servers:
-        selector: dict[str, Any] = {
+        selector: JSONObject = {
             "matchExpressions": [
                 {"key": SERVER_POD_LABEL, "operator": "In", "values": sorted(set(servers))}
             ]

@@ -51,6 +51,7 @@ from infergraph.graph.plan import (
     UnitBlock,
     plan_of,
 )
+from infergraph.json_types import JSONObject, Manifest
 from infergraph.render import autoscaling, common
 from infergraph.render.options import RenderOptions
 from infergraph.serving import graph_step
@@ -91,7 +92,7 @@ class Service:
     family: str
     name: str
     node: Node | None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: JSONObject = field(default_factory=dict)
 
 
 def service_name(graph: str, step: str) -> str:
@@ -106,17 +107,17 @@ class _Topology:
     def __init__(self, plan: GraphPlan) -> None:
         self.plan = plan
         self.graph = plan.graph
-        self.nodes: dict[str, dict[str, Any]] = {}
+        self.nodes: dict[str, JSONObject] = {}
         self.services: dict[str, Service] = {}
         self.fresh = FreshNames(s.name for s in plan.steps)
 
     def service_name(self, step: str) -> str:
         return service_name(self.graph.name, step)
 
-    def service_step(self, step: PlanStep) -> dict[str, Any]:
+    def service_step(self, step: PlanStep) -> JSONObject:
         if step.name not in self.services:
             kind = step.kind
-            extra: dict[str, Any] = {}
+            extra: JSONObject = {}
             if kind == "gate":
                 assert step.condition is not None
                 extra["condition"] = common.condition_dict(step.condition)
@@ -130,7 +131,7 @@ class _Topology:
             self.services[step.name] = service
         return self.target(self.services[step.name])
 
-    def target(self, service: Service) -> dict[str, Any]:
+    def target(self, service: Service) -> JSONObject:
         return {"name": service.step, "serviceUrl": service_url(self.graph, service.name)}
 
     def build(self) -> None:
@@ -155,7 +156,7 @@ class _Topology:
             return [i for item in block.items for i in self.flatten(item)]
         return [block]
 
-    def sequence(self, items: list[Block | str]) -> dict[str, Any]:
+    def sequence(self, items: list[Block | str]) -> JSONObject:
         steps = []
         for i, item in enumerate(items):
             step = self.ref(item)
@@ -163,7 +164,7 @@ class _Topology:
             steps.append(step)
         return {"routerType": "Sequence", "steps": steps}
 
-    def ref(self, item: Block | str) -> dict[str, Any]:
+    def ref(self, item: Block | str) -> JSONObject:
         """The InferenceStep that runs `item`: its service, or a node built for it."""
         if isinstance(item, str):
             return self.target(self.services[item])
@@ -175,12 +176,12 @@ class _Topology:
             return self.fan_out(item)
         return self.route(item)
 
-    def add_node(self, kind: str, node: dict[str, Any]) -> dict[str, Any]:
+    def add_node(self, kind: str, node: JSONObject) -> JSONObject:
         name = self.fresh(kind)
         self.nodes[name] = node
         return {"name": name, "nodeName": name}
 
-    def fan_out(self, block: FanOutBlock) -> dict[str, Any]:
+    def fan_out(self, block: FanOutBlock) -> JSONObject:
         members = []
         for member in block.members:
             step = self.ref(member)
@@ -196,7 +197,7 @@ class _Topology:
         combine["data"] = "$response"
         return self.add_node("fan-out", {"routerType": "Sequence", "steps": [ensemble, combine]})
 
-    def route(self, block: RouteBlock) -> dict[str, Any]:
+    def route(self, block: RouteBlock) -> JSONObject:
         gate = self.plan.step(block.gate)
         gate_step = self.service_step(gate)
         gate_step["data"] = "$request"
@@ -227,7 +228,7 @@ def service_url(graph: InferenceGraph, name: str) -> str:
     return f"http://{host}/v2/models/{name}{graph_step.ROUTE_SUFFIX}"
 
 
-def wiring(plan: GraphPlan, service: Service) -> dict[str, Any]:
+def wiring(plan: GraphPlan, service: Service) -> JSONObject:
     """`parameters.extra.graph_step` for one service: where its inputs and the outputs are."""
     passes = {
         s.name: {
@@ -257,7 +258,7 @@ def wiring(plan: GraphPlan, service: Service) -> dict[str, Any]:
 
 def model_settings(
     plan: GraphPlan, service: Service, options: RenderOptions
-) -> tuple[dict[str, Any], common.Artifact | None]:
+) -> tuple[JSONObject, common.Artifact | None]:
     graph = plan.graph
     node = service.node
     extra = {**service.extra, graph_step.SETTINGS_KEY: wiring(plan, service)}
@@ -273,7 +274,7 @@ def runtime_name(graph: InferenceGraph, cuda: bool) -> str:
     return common.k8s_name(graph.name, "mlserver-cuda" if cuda else "mlserver")
 
 
-def serving_runtime(graph: InferenceGraph, cuda: bool, options: RenderOptions) -> dict[str, Any]:
+def serving_runtime(graph: InferenceGraph, cuda: bool, options: RenderOptions) -> Manifest:
     """The kit's MLServer image as a ServingRuntime; per-model settings come from each
     InferenceService's MLSERVER_MODEL_* env, as in KServe's own `kserve-mlserver` runtime."""
     gpu_node = next((n for n in graph.spec.nodes if n.resources.gpu), None) if cuda else None
@@ -323,7 +324,7 @@ def serving_runtime(graph: InferenceGraph, cuda: bool, options: RenderOptions) -
     }
 
 
-def _env(settings: dict[str, Any], uri: str | None) -> list[dict[str, str]]:
+def _env(settings: JSONObject, uri: str | None) -> list[dict[str, str]]:
     """model-settings.json as MLServer's MLSERVER_MODEL_* environment (ModelSettings fields)."""
     params = settings["parameters"]
     env = [
@@ -340,13 +341,13 @@ def _env(settings: dict[str, Any], uri: str | None) -> list[dict[str, str]]:
 
 def inference_service(
     plan: GraphPlan, service: Service, options: RenderOptions
-) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
+) -> tuple[Manifest, list[Manifest], str]:
     """The InferenceService, any scaler KServe leaves to the kit, and a note (or "")."""
     graph = plan.graph
     node = service.node
     settings, art = model_settings(plan, service, options)
     uri = settings["parameters"].get("uri")
-    model: dict[str, Any] = {
+    model: JSONObject = {
         "modelFormat": {"name": MODEL_FORMAT},
         "runtime": runtime_name(graph, bool(node and node.resources.gpu)),
         "protocolVersion": "v2",
@@ -359,7 +360,7 @@ def inference_service(
     model["securityContext"] = common.container_security_context(read_only_root=True)
     model["volumeMounts"] = common.scratch_mounts()
     label_node = node.name if node else service.step
-    predictor: dict[str, Any] = {
+    predictor: JSONObject = {
         "labels": common.labels(graph, label_node, "predictor"),
         "securityContext": common.pod_security_context(),
         "automountServiceAccountToken": False,
@@ -398,9 +399,12 @@ def wake_query(graph: InferenceGraph, plan: GraphPlan, service: Service) -> str:
 def _scaling(
     plan: GraphPlan,
     service: Service,
-    predictor: dict[str, Any],
+    predictor: JSONObject,
     annotations: dict[str, str],
-) -> tuple[list[dict[str, Any]], str]:
+) -> tuple[list[Manifest], str]:
+    """The predictor's replica bounds and autoscaler: KServe's own (CPU, or KEDA metrics it
+    writes a ScaledObject for) where it can express the rule, else the kit's own HPA or
+    ScaledObject with KServe told to keep out. Returns the extra objects and a zero-scale note."""
     graph = plan.graph
     node = service.node
     auto = node.autoscaling if node else None
@@ -426,7 +430,7 @@ def _scaling(
         note = _zero_note(node)
     if auto.metric == "cpu":
         annotations[AUTOSCALER_CLASS] = auto.engine
-        resource = {"name": "cpu", "target": {"type": "Utilization"}}
+        resource: JSONObject = {"name": "cpu", "target": {"type": "Utilization"}}
         resource["target"]["averageUtilization"] = min(100, max(1, round(auto.target)))
         predictor["autoScaling"] = {"metrics": [{"type": "Resource", "resource": resource}]}
         return [], note
@@ -434,22 +438,7 @@ def _scaling(
         # KServe writes the ScaledObject: one prometheus trigger per External metric.
         annotations[AUTOSCALER_CLASS] = "keda"
         triggers = autoscaling.keda_triggers(graph, node, target)
-        predictor["autoScaling"] = {
-            "metrics": [
-                {
-                    "type": "External",
-                    "external": {
-                        "metric": {
-                            "backend": "prometheus",
-                            "serverAddress": t["metadata"]["serverAddress"],
-                            "query": t["metadata"]["query"],
-                        },
-                        "target": {"type": "Value", "value": t["metadata"]["threshold"]},
-                    },
-                }
-                for t in triggers
-            ]
-        }
+        predictor["autoScaling"] = {"metrics": _external_metrics(triggers)}
         return [], note
     # KServe's HPA class takes CPU/memory only, and its KEDA triggers are AverageValue: the
     # kit's own scaler on the predictor Deployment, with KServe told to keep out.
@@ -457,6 +446,25 @@ def _scaling(
     name = common.k8s_name(service.name, "autoscaler")
     make = autoscaling.scaled_object if auto.engine == "keda" else autoscaling.hpa
     return [make(graph, node, target, name)], note
+
+
+def _external_metrics(triggers: list[JSONObject]) -> list[JSONObject]:
+    """KEDA's prometheus triggers in the shape of KServe's `autoScaling.metrics` (External,
+    Value targets), from which KServe writes the ScaledObject itself."""
+    return [
+        {
+            "type": "External",
+            "external": {
+                "metric": {
+                    "backend": "prometheus",
+                    "serverAddress": t["metadata"]["serverAddress"],
+                    "query": t["metadata"]["query"],
+                },
+                "target": {"type": "Value", "value": t["metadata"]["threshold"]},
+            },
+        }
+        for t in triggers
+    ]
 
 
 def _zero_note(node: Node) -> str:
@@ -507,14 +515,14 @@ def build(graph: InferenceGraph | GraphPlan) -> tuple[GraphPlan, _Topology]:
 
 def render(
     source: InferenceGraph | GraphPlan, options: RenderOptions | None = None
-) -> list[dict[str, Any]]:
+) -> list[Manifest]:
     """ServingRuntime(s), then per step an InferenceService (+ scaler), then the InferenceGraph."""
     options = options or RenderOptions()
     plan, topology = build(source)
     graph = plan.graph
     services = list(topology.services.values())
     cuda = sorted({bool(s.node and s.node.resources.gpu) for s in services})
-    objs: list[dict[str, Any]] = [serving_runtime(graph, c, options) for c in cuda]
+    objs: list[Manifest] = [serving_runtime(graph, c, options) for c in cuda]
     notes: list[str] = [TRACE_NOTE]
     for service in services:
         isvc, scalers, note = inference_service(plan, service, options)
@@ -527,7 +535,7 @@ def render(
     return objs
 
 
-def pod_monitor(graph: InferenceGraph) -> dict[str, Any]:
+def pod_monitor(graph: InferenceGraph) -> Manifest:
     """Scrape the runtime series the KEDA queries read (every predictor pod of the graph)."""
     return {
         "apiVersion": "monitoring.coreos.com/v1",
@@ -567,7 +575,7 @@ def router_config_with_trace_headers(router: str) -> str:
     return json.dumps(config, indent=2)
 
 
-def render_notes(objs: list[dict[str, Any]]) -> list[str]:
+def render_notes(objs: list[Manifest]) -> list[str]:
     """The render-time messages (trace headers, scale-to-zero cold starts) the CLI prints."""
     for obj in objs:
         if obj.get("kind") == "InferenceGraph":

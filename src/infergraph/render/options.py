@@ -8,9 +8,9 @@ renderer takes one `RenderOptions` so both produce the same objects for the same
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from infergraph.images import DEFAULT_REGISTRY
+from infergraph.container_images import DEFAULT_REGISTRY
+from infergraph.json_types import JSONObject
 
 
 @dataclass(frozen=True)
@@ -18,8 +18,8 @@ class PodScheduling:
     """Applied to every node pod that asks for a GPU (`resources.gpu > 0`)."""
 
     node_selector: dict[str, str] = field(default_factory=dict)
-    tolerations: list[dict[str, Any]] = field(default_factory=list)
-    affinity: dict[str, Any] | None = None
+    tolerations: list[JSONObject] = field(default_factory=list)
+    affinity: JSONObject | None = None
     runtime_class_name: str | None = None
 
 

@@ -45,6 +45,7 @@ from infergraph.graph.plan import (
     UnitBlock,
     plan_of,
 )
+from infergraph.json_types import JSONObject, Manifest
 from infergraph.render import autoscaling, common
 from infergraph.render.options import RenderOptions
 
@@ -70,12 +71,12 @@ class Unit:
     type: str
     family: str
     node: Node | None
-    parameters: dict[str, Any] = field(default_factory=dict)
+    parameters: JSONObject = field(default_factory=dict)
     children: list[Unit] = field(default_factory=list)
     model_uri: str | None = None
 
-    def tree(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "type": self.type}
+    def tree(self) -> JSONObject:
+        out: JSONObject = {"name": self.name, "type": self.type}
         out["endpoint"] = {"type": "REST"}
         if self.model_uri:
             # The operator's storage initializer copies it to /mnt/models, the default path.
@@ -134,7 +135,7 @@ class _Builder:
         return sorted(refs)
 
     def step_unit(self, step: PlanStep, unit_type: str) -> Unit:
-        params: dict[str, Any] = {"node": step.name, "family": step.family}
+        params: JSONObject = {"node": step.name, "family": step.family}
         node = step.node
         uri = None
         if node is not None:
@@ -245,7 +246,7 @@ def v2_chain(plan: GraphPlan) -> list[PlanStep] | None:
 
 
 # -- objects -----------------------------------------------------------------------------------
-def _seldon_container(graph: InferenceGraph, unit: Unit, options: RenderOptions) -> dict[str, Any]:
+def _seldon_container(graph: InferenceGraph, unit: Unit, options: RenderOptions) -> JSONObject:
     return {
         "name": unit.name,
         "image": common.image(graph, common.SELDON_IMAGE, unit.node, options),
@@ -272,9 +273,7 @@ def _service_type(unit_type: str) -> str:
     return {"OUTPUT_TRANSFORMER": "TRANSFORMER"}.get(unit_type, unit_type)
 
 
-def _mlserver_container(
-    graph: InferenceGraph, unit: Unit, options: RenderOptions
-) -> dict[str, Any]:
+def _mlserver_container(graph: InferenceGraph, unit: Unit, options: RenderOptions) -> JSONObject:
     node = unit.node
     assert node is not None
     # The executor hands each unit the previous unit's response parameters
@@ -313,12 +312,12 @@ def _mlserver_container(
     }
 
 
-def _hpa_spec(node: Node) -> dict[str, Any]:
+def _hpa_spec(node: Node) -> JSONObject:
     """The operator's hpaSpec (v2beta1-shaped metrics, as the v1 CRD defines them)."""
     assert node.autoscaling is not None
     auto = node.autoscaling
     if auto.metric == "cpu":
-        metric: dict[str, Any] = {
+        metric: JSONObject = {
             "type": "Resource",
             "resource": {"name": "cpu", "targetAverageUtilization": round(auto.target)},
         }
@@ -350,7 +349,7 @@ def operator_deployment(graph: InferenceGraph, index: int, name: str) -> str:
     return full
 
 
-def _keda_spec(graph: InferenceGraph, node: Node, deployment: str, unit: str) -> dict[str, Any]:
+def _keda_spec(graph: InferenceGraph, node: Node, deployment: str, unit: str) -> JSONObject:
     """kedaSpec; `deployment` is the operator's Deployment name (its pods' name prefix)."""
     assert node.autoscaling is not None
     auto = node.autoscaling
@@ -377,7 +376,7 @@ def _keda_spec(graph: InferenceGraph, node: Node, deployment: str, unit: str) ->
 
 def _component_spec(
     graph: InferenceGraph, unit: Unit, index: int, protocol: str, options: RenderOptions
-) -> dict[str, Any]:
+) -> JSONObject:
     node = unit.node
     deployment = common.k8s_name(graph.name, unit.name)
     container = (
@@ -385,7 +384,7 @@ def _component_spec(
         if protocol == "v2"
         else _seldon_container(graph, unit, options)
     )
-    pod: dict[str, Any] = {
+    pod: JSONObject = {
         "securityContext": common.pod_security_context(),
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": 60,
@@ -393,7 +392,7 @@ def _component_spec(
         "volumes": common.scratch_volumes(node),
         **common.gpu_scheduling(node, options),
     }
-    spec: dict[str, Any] = {
+    spec: JSONObject = {
         "metadata": {
             "name": deployment,
             "labels": common.labels(graph, node.name if node else unit.name, unit.type.lower()),
@@ -414,7 +413,7 @@ def _component_spec(
 
 def render(
     source: InferenceGraph | GraphPlan, options: RenderOptions | None = None
-) -> list[dict[str, Any]]:
+) -> list[Manifest]:
     """One SeldonDeployment (autoscalers ride inside it as hpaSpec/kedaSpec)."""
     options = options or RenderOptions()
     plan = plan_of(source)
@@ -429,7 +428,7 @@ def render(
         if unit.node is not None:
             autoscaling.check(unit.node, ENGINE)
     component_specs = [_component_spec(graph, u, i, protocol, options) for i, u in enumerate(units)]
-    sdep = {
+    sdep: Manifest = {
         "apiVersion": API,
         "kind": "SeldonDeployment",
         "metadata": common.metadata(graph, graph.name, None, "seldondeployment"),

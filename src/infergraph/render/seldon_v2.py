@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
 
 from infergraph.errors import RenderError
 from infergraph.graph.model import REQUEST, InferenceGraph, Node
 from infergraph.graph.plan import GraphPlan, PlanStep, Source, plan_of
+from infergraph.json_types import JSONObject, Manifest
 from infergraph.render import autoscaling, common
 from infergraph.render.options import RenderOptions
 
@@ -67,7 +67,7 @@ class Unit:
     name: str
     family: str
     node: Node | None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: JSONObject = field(default_factory=dict)
 
 
 class _Translator:
@@ -83,7 +83,7 @@ class _Translator:
     def __init__(self, plan: GraphPlan) -> None:
         self.plan = plan
         self.graph = plan.graph
-        self.steps: list[dict[str, Any]] = []
+        self.steps: list[JSONObject] = []
         self.units: list[Unit] = []
 
     def model_name(self, step: str) -> str:
@@ -94,7 +94,7 @@ class _Translator:
             return f"{self.graph.name}.inputs.{source.tensor}"
         return f"{self.model_name(source.step)}.outputs.{source.tensor}"
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> JSONObject:
         for step in self.plan.steps:
             self.add_step(step)
             self.units.append(self.unit(step))
@@ -113,7 +113,7 @@ class _Translator:
 
     def add_step(self, step: PlanStep) -> None:
         inputs, tensor_map, join = self.join(step.inputs, step.path)
-        spec: dict[str, Any] = {"name": self.model_name(step.name), "inputs": inputs}
+        spec: JSONObject = {"name": self.model_name(step.name), "inputs": inputs}
         if join:
             spec["inputsJoinType"] = join
         if tensor_map:
@@ -172,9 +172,9 @@ class _Translator:
         branch = self.plan.step(source.step).branch
         return (branch[-1].gate, branch[-1].side) if branch else None
 
-    def output(self) -> dict[str, Any]:
+    def output(self) -> JSONObject:
         paths, tensor_map, join = self.join(self.plan.outputs, "spec.outputs")
-        out: dict[str, Any] = {"steps": paths}
+        out: JSONObject = {"steps": paths}
         if tensor_map:
             out["tensorMap"] = tensor_map
         if join:
@@ -184,7 +184,7 @@ class _Translator:
         self.widen_join(out, paths, join or "inner")
         return out
 
-    def widen_join(self, spec: dict[str, Any], refs: list[str], join: str) -> None:
+    def widen_join(self, spec: JSONObject, refs: list[str], join: str) -> None:
         """`joinWindowMs` on a join that may wait for a node scaled to zero (see the constant)."""
         triggers = spec.get("triggers", [])
         topics = {".".join(r.split(".")[:2]) for r in refs}
@@ -236,7 +236,7 @@ COLD_START_JOIN_WINDOW_MS = 600_000
 # thread (infergraph.serving.mlserver_runtime `_off_the_loop`), so the loop answers during a
 # download; 5 s per answer (the kubelet's default is 1 s) and 6 misses in a row (a minute)
 # leave room for a load that holds the GIL in Python code (tokenizer, weight init).
-LIVENESS_PROBE: dict[str, Any] = {
+LIVENESS_PROBE: JSONObject = {
     "httpGet": {"path": "/v2/health/live", "port": "server-http"},
     "timeoutSeconds": 5,
     "periodSeconds": 10,
@@ -244,33 +244,118 @@ LIVENESS_PROBE: dict[str, Any] = {
 }
 
 
+# The agent's drainer (port 9007) lets in-flight requests finish before a pod stops.
+_DRAIN: JSONObject = {"preStop": {"httpGet": {"path": "terminate", "port": DRAINER_PORT}}}
+
+
 def _server_config(
     graph: InferenceGraph, name: str, node: Node | None, options: RenderOptions
-) -> dict[str, Any]:
+) -> Manifest:
+    """A node's ServerConfig: Seldon 2.10.2's own mlserver pod template (rclone, agent and
+    MLServer containers) with the node's image, resources, GPU scheduling and a model volume
+    twice its memory."""
+    storage = common._double(node.resources.memory) if node else "1Gi"
+    return {
+        "apiVersion": API,
+        "kind": "ServerConfig",
+        "metadata": common.metadata(graph, name, node.name if node else PLUMBING, "server-config"),
+        "spec": {
+            "podSpec": _pod_spec(graph, node, options),
+            "volumeClaimTemplates": [
+                {
+                    "name": "mlserver-models",
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": storage}},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _pod_spec(graph: InferenceGraph, node: Node | None, options: RenderOptions) -> JSONObject:
+    """The server pod: its three containers, volumes and the node's GPU scheduling."""
     caps = ["mlserver", CAPABILITY] + ([GPU_CAPABILITY] if node and node.resources.gpu else [])
-    mlserver_env = [
-        {"name": "MLSERVER_HTTP_PORT", "value": "9000"},
-        {"name": "MLSERVER_GRPC_PORT", "value": "9500"},
-        {"name": "MLSERVER_MODELS_DIR", "value": "/mnt/agent/models"},
-        # In-process: the runtime batches rows itself and exports its metrics on this port.
-        {"name": "MLSERVER_PARALLEL_WORKERS", "value": "0"},
-        {"name": "MLSERVER_LOAD_MODELS_AT_STARTUP", "value": "false"},
-        {"name": "MLSERVER_METRICS_DIR", "value": "/tmp/mlserver-metrics"},
-        # Images, crops and audio between steps exceed gRPC's 4 MiB default (Seldon's own
-        # mlserver ServerConfig sets the same 1000 MiB).
-        {"name": "MLSERVER_GRPC_MAX_MESSAGE_LENGTH", "value": str(GRPC_MAX_MESSAGE_BYTES)},
-        *common.cache_env(),
-    ]
-    # Upstream's sizes (seldon-core v2 k8s/yaml/components.yaml, ServerConfig mlserver): the
-    # agent proxies every request, so its CPU is not capped.
+    return {
+        "terminationGracePeriodSeconds": 120,
+        "serviceAccountName": "seldon-server",
+        "automountServiceAccountToken": True,
+        "securityContext": common.pod_security_context(),
+        "containers": [
+            _rclone_container(),
+            _agent_container(caps),
+            _mlserver_container(graph, node, options),
+        ],
+        "volumes": [
+            {"name": "config-volume", "configMap": {"name": "seldon-agent"}},
+            {"name": "tracing-config-volume", "configMap": {"name": "seldon-tracing"}},
+            *common.scratch_volumes(node),
+        ],
+        **common.gpu_scheduling(node, options),
+    }
+
+
+def _rclone_container() -> JSONObject:
+    """rclone, which the agent asks to copy each Model's folder onto the shared volume."""
+    # Upstream's sizes (seldon-core v2 k8s/yaml/components.yaml, ServerConfig mlserver).
     rclone_resources = {
         "requests": {"cpu": "50m", "memory": "128Mi"},
         "limits": {"memory": "256Mi"},
     }
+    return {
+        "name": "rclone",
+        "image": RCLONE_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [{"containerPort": 5572, "name": "rclone", "protocol": "TCP"}],
+        "readinessProbe": {
+            "tcpSocket": {"port": 5572},
+            "initialDelaySeconds": 5,
+            "periodSeconds": 5,
+        },
+        "resources": rclone_resources,
+        "lifecycle": _DRAIN,
+        "securityContext": common.container_security_context(read_only_root=False),
+        "volumeMounts": [{"name": "mlserver-models", "mountPath": "/mnt/agent"}],
+    }
+
+
+def _agent_container(caps: list[str]) -> JSONObject:
+    """Seldon's agent: registers the server's capabilities with the scheduler and proxies
+    every request, so its CPU is not capped (upstream's sizes)."""
     agent_resources = {"requests": {"cpu": "200m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
-    # The agent's drainer (port 9007) lets in-flight requests finish before a pod stops.
-    drain = {"preStop": {"httpGet": {"path": "terminate", "port": DRAINER_PORT}}}
-    agent_env = [
+    return {
+        "name": "agent",
+        "image": AGENT_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["/bin/agent"],
+        "args": ["--tracing-config-path=/mnt/tracing/tracing.json"],
+        "env": _agent_env(caps),
+        "ports": [
+            {"containerPort": 9501, "name": "grpc", "protocol": "TCP"},
+            {"containerPort": 9001, "name": "http", "protocol": "TCP"},
+            {"containerPort": 9006, "name": "metrics", "protocol": "TCP"},
+            {"containerPort": 9008, "name": "readiness-port", "protocol": "TCP"},
+        ],
+        "readinessProbe": {
+            "httpGet": {"path": "/ready", "port": 9008},
+            "periodSeconds": 5,
+            "failureThreshold": 1,
+        },
+        "resources": agent_resources,
+        "lifecycle": _DRAIN,
+        "securityContext": common.container_security_context(read_only_root=False),
+        "volumeMounts": [
+            {"name": "mlserver-models", "mountPath": "/mnt/agent"},
+            {"name": "config-volume", "mountPath": "/mnt/config"},
+            {"name": "tracing-config-volume", "mountPath": "/mnt/tracing"},
+        ],
+    }
+
+
+def _agent_env(caps: list[str]) -> list[JSONObject]:
+    """The agent's ports, scheduler and mesh addresses, as Seldon's own ServerConfig sets them."""
+    return [
         {"name": "SELDON_SERVER_CAPABILITIES", "value": ",".join(caps)},
         {"name": "SELDON_OVERCOMMIT_PERCENTAGE", "value": "10"},
         {"name": "SELDON_SERVER_HTTP_PORT", "value": "9000"},
@@ -291,102 +376,51 @@ def _server_config(
             },
         },
     ]
+
+
+def _mlserver_container(
+    graph: InferenceGraph, node: Node | None, options: RenderOptions
+) -> JSONObject:
+    """MLServer with the kit's runtime: the node's image and resources, read-only root."""
     health = {"path": "/v2/health/ready", "port": "server-http"}
-    pod: dict[str, Any] = {
-        "terminationGracePeriodSeconds": 120,
-        "serviceAccountName": "seldon-server",
-        "automountServiceAccountToken": True,
-        "securityContext": common.pod_security_context(),
-        "containers": [
-            {
-                "name": "rclone",
-                "image": RCLONE_IMAGE,
-                "imagePullPolicy": "IfNotPresent",
-                "ports": [{"containerPort": 5572, "name": "rclone", "protocol": "TCP"}],
-                "readinessProbe": {
-                    "tcpSocket": {"port": 5572},
-                    "initialDelaySeconds": 5,
-                    "periodSeconds": 5,
-                },
-                "resources": rclone_resources,
-                "lifecycle": drain,
-                "securityContext": common.container_security_context(read_only_root=False),
-                "volumeMounts": [{"name": "mlserver-models", "mountPath": "/mnt/agent"}],
-            },
-            {
-                "name": "agent",
-                "image": AGENT_IMAGE,
-                "imagePullPolicy": "IfNotPresent",
-                "command": ["/bin/agent"],
-                "args": ["--tracing-config-path=/mnt/tracing/tracing.json"],
-                "env": agent_env,
-                "ports": [
-                    {"containerPort": 9501, "name": "grpc", "protocol": "TCP"},
-                    {"containerPort": 9001, "name": "http", "protocol": "TCP"},
-                    {"containerPort": 9006, "name": "metrics", "protocol": "TCP"},
-                    {"containerPort": 9008, "name": "readiness-port", "protocol": "TCP"},
-                ],
-                "readinessProbe": {
-                    "httpGet": {"path": "/ready", "port": 9008},
-                    "periodSeconds": 5,
-                    "failureThreshold": 1,
-                },
-                "resources": agent_resources,
-                "lifecycle": drain,
-                "securityContext": common.container_security_context(read_only_root=False),
-                "volumeMounts": [
-                    {"name": "mlserver-models", "mountPath": "/mnt/agent"},
-                    {"name": "config-volume", "mountPath": "/mnt/config"},
-                    {"name": "tracing-config-volume", "mountPath": "/mnt/tracing"},
-                ],
-            },
-            {
-                "name": "mlserver",
-                "image": common.image(graph, common.MLSERVER_IMAGE, node, options),
-                "imagePullPolicy": "IfNotPresent",
-                "env": mlserver_env,
-                "ports": [
-                    {"containerPort": 9500, "name": "server-grpc", "protocol": "TCP"},
-                    {"containerPort": 9000, "name": "server-http", "protocol": "TCP"},
-                    {"containerPort": 8082, "name": "server-metrics", "protocol": "TCP"},
-                ],
-                "resources": common.resources(node, ENGINE),
-                "securityContext": common.container_security_context(read_only_root=True),
-                "livenessProbe": LIVENESS_PROBE,
-                "readinessProbe": {"httpGet": health, "initialDelaySeconds": 5, "periodSeconds": 5},
-                "startupProbe": {"httpGet": health, "failureThreshold": 60, "periodSeconds": 10},
-                "lifecycle": drain,
-                "volumeMounts": [
-                    {"name": "mlserver-models", "mountPath": "/mnt/agent", "readOnly": True},
-                    *common.scratch_mounts(),
-                ],
-            },
-        ],
-        "volumes": [
-            {"name": "config-volume", "configMap": {"name": "seldon-agent"}},
-            {"name": "tracing-config-volume", "configMap": {"name": "seldon-tracing"}},
-            *common.scratch_volumes(node),
-        ],
-        **common.gpu_scheduling(node, options),
-    }
-    storage = common._double(node.resources.memory) if node else "1Gi"
     return {
-        "apiVersion": API,
-        "kind": "ServerConfig",
-        "metadata": common.metadata(graph, name, node.name if node else PLUMBING, "server-config"),
-        "spec": {
-            "podSpec": pod,
-            "volumeClaimTemplates": [
-                {
-                    "name": "mlserver-models",
-                    "spec": {
-                        "accessModes": ["ReadWriteOnce"],
-                        "resources": {"requests": {"storage": storage}},
-                    },
-                }
-            ],
-        },
+        "name": "mlserver",
+        "image": common.image(graph, common.MLSERVER_IMAGE, node, options),
+        "imagePullPolicy": "IfNotPresent",
+        "env": _mlserver_env(),
+        "ports": [
+            {"containerPort": 9500, "name": "server-grpc", "protocol": "TCP"},
+            {"containerPort": 9000, "name": "server-http", "protocol": "TCP"},
+            {"containerPort": 8082, "name": "server-metrics", "protocol": "TCP"},
+        ],
+        "resources": common.resources(node, ENGINE),
+        "securityContext": common.container_security_context(read_only_root=True),
+        "livenessProbe": LIVENESS_PROBE,
+        "readinessProbe": {"httpGet": health, "initialDelaySeconds": 5, "periodSeconds": 5},
+        "startupProbe": {"httpGet": health, "failureThreshold": 60, "periodSeconds": 10},
+        "lifecycle": _DRAIN,
+        "volumeMounts": [
+            {"name": "mlserver-models", "mountPath": "/mnt/agent", "readOnly": True},
+            *common.scratch_mounts(),
+        ],
     }
+
+
+def _mlserver_env() -> list[JSONObject]:
+    """MLServer's ports and model folder as the agent expects them."""
+    return [
+        {"name": "MLSERVER_HTTP_PORT", "value": "9000"},
+        {"name": "MLSERVER_GRPC_PORT", "value": "9500"},
+        {"name": "MLSERVER_MODELS_DIR", "value": "/mnt/agent/models"},
+        # In-process: the runtime batches rows itself and exports its metrics on this port.
+        {"name": "MLSERVER_PARALLEL_WORKERS", "value": "0"},
+        {"name": "MLSERVER_LOAD_MODELS_AT_STARTUP", "value": "false"},
+        {"name": "MLSERVER_METRICS_DIR", "value": "/tmp/mlserver-metrics"},
+        # Images, crops and audio between steps exceed gRPC's 4 MiB default (Seldon's own
+        # mlserver ServerConfig sets the same 1000 MiB).
+        {"name": "MLSERVER_GRPC_MAX_MESSAGE_LENGTH", "value": str(GRPC_MAX_MESSAGE_BYTES)},
+        *common.cache_env(),
+    ]
 
 
 def _replicas(node: Node | None) -> dict[str, int]:
@@ -406,7 +440,7 @@ def _replicas(node: Node | None) -> dict[str, int]:
     return {}
 
 
-def _server(graph: InferenceGraph, name: str, node: Node | None) -> dict[str, Any]:
+def _server(graph: InferenceGraph, name: str, node: Node | None) -> Manifest:
     return {
         "apiVersion": API,
         "kind": "Server",
@@ -427,12 +461,12 @@ def _model(
     server: str,
     options: RenderOptions,
     served: ServedSettings | None = None,
-) -> dict[str, Any]:
+) -> Manifest:
     """`served`: the operator serves this Model's settings, so its storageUri points there."""
     node = unit.node
     art = _artifact(graph, unit, options)
     requirements = [CAPABILITY] + ([GPU_CAPABILITY] if node and node.resources.gpu else [])
-    spec: dict[str, Any] = {
+    spec: JSONObject = {
         "storageUri": settings_source(str(options.settings_url), served.path)
         if served
         else art.storage_uri,
@@ -449,9 +483,7 @@ def _model(
     }
 
 
-def _pipeline(
-    graph: InferenceGraph, translator: _Translator, output: dict[str, Any]
-) -> dict[str, Any]:
+def _pipeline(graph: InferenceGraph, translator: _Translator, output: JSONObject) -> Manifest:
     return {
         "apiVersion": API,
         "kind": "Pipeline",
@@ -460,13 +492,13 @@ def _pipeline(
     }
 
 
-def translate(graph: InferenceGraph | GraphPlan) -> tuple[_Translator, dict[str, Any]]:
+def translate(graph: InferenceGraph | GraphPlan) -> tuple[_Translator, Manifest]:
     translator = _Translator(plan_of(graph))
     output = translator.run()
     return translator, output
 
 
-def _scalers(graph: InferenceGraph, translator: _Translator, unit: Unit) -> list[dict[str, Any]]:
+def _scalers(graph: InferenceGraph, translator: _Translator, unit: Unit) -> list[Manifest]:
     """The Model and its Server scale in step on the same Model-level metric."""
     node = unit.node
     assert node is not None
@@ -495,13 +527,13 @@ def _scalers(graph: InferenceGraph, translator: _Translator, unit: Unit) -> list
 
 def render(
     source: InferenceGraph | GraphPlan, options: RenderOptions | None = None
-) -> list[dict[str, Any]]:
+) -> list[Manifest]:
     """Every object for one graph: per node ServerConfig/Server/Model (+ scalers), then Pipeline."""
     options = options or RenderOptions()
     translator, output = translate(source)
     graph = translator.plan.graph
     served = _served(graph, translator, options) if options.settings_url else {}
-    objs: list[dict[str, Any]] = []
+    objs: list[Manifest] = []
     helpers = [u for u in translator.units if u.node is None]
     for unit in translator.units:
         if unit.node is None:
@@ -526,7 +558,7 @@ def render(
 
 def model_settings(
     source: InferenceGraph | GraphPlan, options: RenderOptions | None = None
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, JSONObject]:
     """model-settings.json per Model, keyed by Model name: upload into each storageUri folder."""
     options = options or RenderOptions()
     translator, _ = translate(source)
@@ -541,7 +573,7 @@ def model_settings(
 _RELAY = {"relay_request_parameters": True}
 
 
-def _unit_settings(graph: InferenceGraph, unit: Unit, options: RenderOptions) -> dict[str, Any]:
+def _unit_settings(graph: InferenceGraph, unit: Unit, options: RenderOptions) -> JSONObject:
     """One Model's model-settings.json: the one source of the file written for upload and
     of the file the operator serves."""
     extra = {**unit.extra, **_RELAY}

@@ -13,7 +13,6 @@ import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 import orjson
@@ -25,6 +24,7 @@ from infergraph.graph import evaluate as ev
 from infergraph.graph.model import REQUEST, InferenceGraph
 from infergraph.graph.plan import GraphPlan, PlanStep, Source, plan_of
 from infergraph.graph.wire import Tensor, renamed
+from infergraph.json_types import JSONObject
 from infergraph.runner import upstream
 from infergraph.runner.tensors import as_array, from_array
 
@@ -44,7 +44,7 @@ class Run:
     """One request in flight: tensors by `step.tensor`, gate decisions, timings, trace."""
 
     tensors: dict[str, Tensor]
-    parameters: dict[str, Any]
+    parameters: JSONObject
     headers: dict[str, str] = field(default_factory=dict)
     decisions: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -73,8 +73,8 @@ class GraphExecutor:
         self.node_names = {n.name for n in graph.spec.nodes}
 
     async def infer(
-        self, request: dict[str, Any], headers: Mapping[str, str] | None = None
-    ) -> dict[str, Any]:
+        self, request: JSONObject, headers: Mapping[str, str] | None = None
+    ) -> JSONObject:
         """Run the graph; `headers` (trace context, request id) go with every node call."""
         started = time.perf_counter()
         params = dict(request.get("parameters") or {})
@@ -100,7 +100,7 @@ class GraphExecutor:
             "outputs": outputs,
         }
 
-    def request_tensors(self, request: dict[str, Any]) -> dict[str, Tensor]:
+    def request_tensors(self, request: JSONObject) -> dict[str, Tensor]:
         inputs = request.get("inputs")
         if not isinstance(inputs, list) or not inputs:
             raise InputError("inputs", "the request has no inputs")
@@ -161,7 +161,7 @@ class GraphExecutor:
 
     async def call(self, name: str, feed: dict[str, Tensor], run: Run) -> dict[str, Tensor]:
         node = self.graph.node(name)
-        body: dict[str, Any] = {"inputs": [renamed(t, k) for k, t in feed.items()]}
+        body: JSONObject = {"inputs": [renamed(t, k) for k, t in feed.items()]}
         params = ev.node_parameters(name, self.node_names, run.parameters)
         if params:
             body["parameters"] = params

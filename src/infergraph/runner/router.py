@@ -32,6 +32,7 @@ from multidict import CIMultiDict
 from infergraph.errors import InfergraphError, InputError, status_for
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import GraphPlan, plan_of
+from infergraph.json_types import JSONObject
 from infergraph.runner import upstream
 from infergraph.runner.executor import GraphExecutor, trace_headers
 from infergraph.serving import binary
@@ -84,7 +85,7 @@ async def _infer_raw(request: web.Request) -> web.Response:
     return await _run_graph(request, payload)
 
 
-async def _run_graph(request: web.Request, payload: dict[str, Any]) -> web.Response:
+async def _run_graph(request: web.Request, payload: JSONObject) -> web.Response:
     """Run a read request through the graph; answer JSON or binary as the request asked."""
     graph = request.app[GRAPH_KEY]
     try:
@@ -114,7 +115,7 @@ async def _run_graph(request: web.Request, payload: dict[str, Any]) -> web.Respo
     )
 
 
-def _read_request(graph: InferenceGraph, body: bytes, headers: Any) -> dict[str, Any]:
+def _read_request(graph: InferenceGraph, body: bytes, headers: Any) -> JSONObject:
     """JSON or binary-extension body -> the V2 request dict the executor runs, checked."""
     length = binary.header_length(headers)
     if length is not None:
@@ -159,7 +160,7 @@ def _read_request(graph: InferenceGraph, body: bytes, headers: Any) -> dict[str,
     return payload
 
 
-def _requested_outputs(payload: dict[str, Any]) -> tuple[list[str], bool, set[str]]:
+def _requested_outputs(payload: JSONObject) -> tuple[list[str], bool, set[str]]:
     """(names asked for, all outputs binary?, names asked for in binary)."""
     outputs = payload.pop("outputs", None)
     if outputs is not None and not isinstance(outputs, list):

@@ -26,6 +26,7 @@ import orjson
 
 from infergraph.arrays import Array
 from infergraph.errors import InputError
+from infergraph.json_types import JSONObject
 from infergraph.serving.tensors import NUMPY_TO_V2, V2_TO_NUMPY
 
 HEADER = "Inference-Header-Content-Length"
@@ -100,7 +101,7 @@ def encode_binary(array: Array) -> tuple[str, bytes]:
     return datatype, np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
 
 
-def read_request(body: bytes, length: int, raw_input: str | None) -> dict[str, Any]:
+def read_request(body: bytes, length: int, raw_input: str | None) -> JSONObject:
     """A binary-extension body -> a V2 request dict whose binary inputs hold numpy arrays."""
     if length == 0:
         if raw_input is None:
@@ -144,7 +145,7 @@ def read_request(body: bytes, length: int, raw_input: str | None) -> dict[str, A
     return request
 
 
-def wants_binary(request: dict[str, Any]) -> tuple[bool, set[str]]:
+def wants_binary(request: JSONObject) -> tuple[bool, set[str]]:
     """(every output binary?, names of outputs asked for in binary)."""
     params = request.get("parameters")
     every = isinstance(params, dict) and params.get("binary_data_output") is True
@@ -156,13 +157,13 @@ def wants_binary(request: dict[str, Any]) -> tuple[bool, set[str]]:
     return every, named
 
 
-def write_response(header: dict[str, Any], blobs: list[bytes]) -> tuple[bytes, int]:
+def write_response(header: JSONObject, blobs: list[bytes]) -> tuple[bytes, int]:
     """JSON header + binary blobs -> (body, header length)."""
     head = orjson.dumps(header)
     return head + b"".join(blobs), len(head)
 
 
-def to_json_tensor(tensor: dict[str, Any]) -> dict[str, Any]:
+def to_json_tensor(tensor: JSONObject) -> JSONObject:
     """A tensor whose data arrived binary, in the JSON form nodes are sent.
 
     BYTES elements travel base64-encoded with `content_type: base64` (images are not UTF-8).
@@ -183,7 +184,7 @@ def to_json_tensor(tensor: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def json_tensor_array(tensor: dict[str, Any]) -> Array:
+def json_tensor_array(tensor: JSONObject) -> Array:
     """A node's JSON output tensor as numpy, BYTES decoded as its content_type says."""
     datatype = str(tensor.get("datatype"))
     shape = [int(d) for d in tensor.get("shape") or []]

@@ -35,6 +35,7 @@ from infergraph.errors import InputError
 from infergraph.graph import evaluate as ev
 from infergraph.graph.model import REQUEST
 from infergraph.graph.wire import Tensor, renamed
+from infergraph.json_types import JSONObject
 
 ROUTE_SUFFIX = "/infer/graph"
 SETTINGS_KEY = "graph_step"
@@ -51,12 +52,12 @@ class StepWiring:
     kind: str  # node | gate | combine | merge
     inputs: dict[str, list[str]]
     outputs: dict[str, list[str]]
-    passes: dict[str, dict[str, Any]]
+    passes: dict[str, JSONObject]
     output_specs: list[TensorSpec]
     nodes: list[str]
 
     @classmethod
-    def parse(cls, data: dict[str, Any]) -> StepWiring:
+    def parse(cls, data: JSONObject) -> StepWiring:
         try:
             return cls(
                 step=str(data["step"]),
@@ -76,12 +77,12 @@ class Carry:
     """The request as it travels: tensors by qualified name, client parameters, path, gates."""
 
     tensors: dict[str, Tensor] = field(default_factory=dict)
-    parameters: dict[str, Any] = field(default_factory=dict)
+    parameters: JSONObject = field(default_factory=dict)
     trace: ev.Trace = field(default_factory=ev.Trace)
     when: dict[str, dict[str, bool]] = field(default_factory=dict)
     id: str | None = None
 
-    def absorb(self, body: dict[str, Any]) -> None:
+    def absorb(self, body: JSONObject) -> None:
         """Add one carried body (a client request has no `carry`: its inputs are the graph's)."""
         carry = body.get(CARRY)
         if not isinstance(carry, dict):
@@ -138,7 +139,7 @@ def lookup(carry: Carry, refs: Sequence[str], wiring: StepWiring) -> Tensor | No
     return None
 
 
-async def run_step(wiring: StepWiring, body: Any, call: Call) -> dict[str, Any]:
+async def run_step(wiring: StepWiring, body: Any, call: Call) -> JSONObject:
     """Execute this step on a carried body and return the body for the next step.
 
     The rules (alternatives, an absent tensor, the gate, zero rows, parameters, the path) are
@@ -172,13 +173,13 @@ async def _evaluate(wiring: StepWiring, carry: Carry, call: Call) -> dict[str, T
     return await call(feed, ev.node_parameters(wiring.step, wiring.nodes, carry.parameters))
 
 
-def respond(carry: Carry, wiring: StepWiring) -> dict[str, Any]:
+def respond(carry: Carry, wiring: StepWiring) -> JSONObject:
     outputs = []
     for name, refs in wiring.outputs.items():
         tensor = lookup(carry, refs, wiring)
         if tensor is not None:
             outputs.append(renamed(tensor, name))
-    body: dict[str, Any] = {
+    body: JSONObject = {
         "model_name": wiring.step,
         "parameters": carry.trace.parameters(),
         "outputs": outputs,

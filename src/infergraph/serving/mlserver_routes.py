@@ -42,6 +42,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, Router
 
 from infergraph.errors import InputError
+from infergraph.json_types import JSONObject
 from infergraph.serving.binary import decode_bytes_tensor
 from infergraph.serving.heap import tracked_objects
 from infergraph.serving.tensors import V2_TO_NUMPY
@@ -92,7 +93,7 @@ async def promote_when_registered(
 
 # -- readiness bodies ------------------------------------------------------------------------
 # MLServer's path -> the Open Inference Protocol body for (ready, path parameters).
-_READINESS: dict[str, Callable[[bool, dict[str, str]], dict[str, Any]]] = {
+_READINESS: dict[str, Callable[[bool, dict[str, str]], JSONObject]] = {
     "/v2/health/live": lambda ok, _: {"live": ok},
     "/v2/health/ready": lambda ok, _: {"ready": ok},
     "/v2/models/{model_name}/ready": lambda ok, p: {"name": p["model_name"], "ready": ok},

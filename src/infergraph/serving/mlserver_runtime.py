@@ -54,6 +54,7 @@ from infergraph.errors import (
     grpc_code_for_http,
     status_for,
 )
+from infergraph.json_types import JSONObject
 from infergraph.serving import binary, graph_step, triton_grpc
 from infergraph.serving.engine import ComponentEngine
 from infergraph.serving.heap import settle_heap
@@ -227,7 +228,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             ]
 
     # -- the one serving path ----------------------------------------------------------------
-    async def _serve(self, request: V2Request) -> dict[str, Any]:
+    async def _serve(self, request: V2Request) -> JSONObject:
         """Run one parsed request; metrics and outputs selection for every protocol."""
         result = await self.engine.infer(request.inputs, request.parameters)
         declared = [s.name for s in self.component.outputs]
@@ -238,13 +239,13 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             parameters = {**sent, **parameters}
         return {"outputs": outputs, "parameters": parameters}
 
-    async def _measured(self, parse: Callable[[], V2Request]) -> tuple[V2Request, dict[str, Any]]:
+    async def _measured(self, parse: Callable[[], V2Request]) -> tuple[V2Request, JSONObject]:
         inflight = INFLIGHT.labels(self.name)
         inflight.inc()
         QUEUE.labels(self.name).set(self.engine.pending_rows)
         outcome = "ok"
         started = time.perf_counter_ns()
-        served: dict[str, Any] = {}
+        served: JSONObject = {}
         try:
             request = parse()
             served = await self._serve(request)
@@ -270,7 +271,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             raise MLServerError(f"{self.name}: {exc}", status_code=status_for(exc).http) from exc
         return self._response(payload.id, served)
 
-    def _response(self, request_id: str | None, served: dict[str, Any]) -> InferenceResponse:
+    def _response(self, request_id: str | None, served: JSONObject) -> InferenceResponse:
         outputs = []
         for name, array in served["outputs"].items():
             datatype, shape, data, out_params = from_numpy(array)
@@ -311,7 +312,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         except ValueError as exc:
             return _json_error(400, f"{self.name}: body is not JSON: {exc}")
 
-        async def call(feed: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        async def call(feed: JSONObject, params: JSONObject) -> JSONObject:
             payload = InferenceRequest(inputs=list(feed.values()), parameters=params or None)
             reply = await self.predict(payload)
             # The REST encoding, as /infer would answer (bytes become text or base64).
@@ -371,7 +372,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         entries, blobs = encode_outputs(
             served["outputs"], request.binary_all, request.binary_outputs
         )
-        header: dict[str, Any] = {
+        header: JSONObject = {
             "model_name": self.name,
             "outputs": entries,
             "parameters": served["parameters"],
@@ -383,7 +384,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         body, headers = http_body(header, blobs)
         return Response(body, 200, headers=headers)
 
-    def triton_config(self) -> dict[str, Any]:
+    def triton_config(self) -> JSONObject:
         """Triton's model configuration (REST `/config`, gRPC `ModelConfig`)."""
         return model_config(
             self.name,
@@ -394,7 +395,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             parameters={"max_rows_per_forward_pass": str(self._batching[0])},
         )
 
-    def triton_statistics(self) -> dict[str, Any]:
+    def triton_statistics(self) -> JSONObject:
         """Triton's statistics of this model (REST `/stats`, gRPC `ModelStatistics`)."""
         return self.stats.as_json(self.name, self.version)
 
@@ -430,12 +431,12 @@ async def _off_the_loop(component: Component) -> None:
     await asyncio.to_thread(start)
 
 
-def _as_dict(payload: InferenceRequest) -> dict[str, Any]:
+def _as_dict(payload: InferenceRequest) -> JSONObject:
     """MLServer's request model as the plain V2 dict `parse_request` reads."""
     inputs = []
     for inp in payload.inputs:
         params = inp.parameters.model_dump(exclude_none=True) if inp.parameters else None
-        entry: dict[str, Any] = {
+        entry: JSONObject = {
             "name": inp.name,
             "datatype": inp.datatype,
             "shape": list(inp.shape),
@@ -444,7 +445,7 @@ def _as_dict(payload: InferenceRequest) -> dict[str, Any]:
         if params:
             entry["parameters"] = params
         inputs.append(entry)
-    body: dict[str, Any] = {"inputs": inputs}
+    body: JSONObject = {"inputs": inputs}
     if payload.parameters is not None:
         body["parameters"] = payload.parameters.model_dump(exclude_none=True)
     if payload.outputs:
@@ -452,12 +453,12 @@ def _as_dict(payload: InferenceRequest) -> dict[str, Any]:
     return body
 
 
-def _grpc_parameters(params: dict[str, Any]) -> dict[str, Any]:
+def _grpc_parameters(params: JSONObject) -> JSONObject:
     """V2 gRPC parameters hold bool, int64 or string only: timings (floats) travel as text."""
     return {k: repr(v) if isinstance(v, float) else v for k, v in params.items()}
 
 
-def _json_response(body: dict[str, Any]) -> Response:
+def _json_response(body: JSONObject) -> Response:
     return Response(orjson.dumps(body), 200, media_type="application/json")
 
 

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from infergraph.json_types import JSONObject
+
 
 class Tensor(Protocol):
     """A tensor's interface as these entries read it (TensorSpec, frozen, is one): read-only."""
@@ -34,9 +36,9 @@ def data_type(datatype: str) -> str:
     return "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}"
 
 
-def tensor_entry(tensor: Tensor, is_input: bool) -> dict[str, Any]:
+def tensor_entry(tensor: Tensor, is_input: bool) -> JSONObject:
     """ModelInput / ModelOutput; only inputs have `optional` in Triton's schema."""
-    entry: dict[str, Any] = {
+    entry: JSONObject = {
         "name": tensor.name,
         "data_type": data_type(tensor.datatype),
         "dims": list(tensor.shape),
@@ -53,9 +55,9 @@ def model_config(
     outputs: Iterable[Tensor],
     backend: str = "",
     parameters: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
+) -> JSONObject:
     """The JSON form of Triton's `ModelConfig` (what `GET /v2/models/<m>/config` answers)."""
-    config: dict[str, Any] = {"name": name, "platform": platform}
+    config: JSONObject = {"name": name, "platform": platform}
     if backend:
         config["backend"] = backend
     config["max_batch_size"] = 0
@@ -111,7 +113,7 @@ class ModelStats:
             value = parameters.get(key)
             self.stages[stage].add(int(value * 1e6) if isinstance(value, int | float) else 0)
 
-    def as_json(self, name: str, version: str | None) -> dict[str, Any]:
+    def as_json(self, name: str, version: str | None) -> JSONObject:
         """One entry of `model_stats`, Triton's JSON statistics shape."""
 
         def duration(d: Duration) -> dict[str, int]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from infergraph.arrays import Array
 from infergraph.errors import InputError
+from infergraph.json_types import JSONObject
 from infergraph.serving.tensors import to_numpy
 
 _MEMBER = re.compile(r"[A-Za-z][\w.-]*_\d+")
@@ -31,7 +32,7 @@ class V2Request:
 
     id: str | None
     inputs: dict[str, Array]
-    parameters: dict[str, Any]
+    parameters: JSONObject
     outputs: list[str] = field(default_factory=list)
     binary_all: bool = False
     binary_outputs: set[str] = field(default_factory=set)
@@ -61,7 +62,7 @@ def resolve_name(
     raise InputError(name, f"not an input of this model; it takes {', '.join(accepted)}")
 
 
-def _object(name: str, value: Any, what: str) -> dict[str, Any]:
+def _object(name: str, value: Any, what: str) -> JSONObject:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -123,8 +124,8 @@ def parse_request(
 
 
 def select_outputs(
-    produced: dict[str, Any], requested: list[str], declared: Sequence[str] = ()
-) -> dict[str, Any]:
+    produced: JSONObject, requested: list[str], declared: Sequence[str] = ()
+) -> JSONObject:
     """Only the requested outputs, in the order asked, keyed by the name asked for.
 
     A name resolves as input names do: exactly, else case-insensitively when one output fits

@@ -11,6 +11,7 @@ import orjson
 
 from infergraph.arrays import Array
 from infergraph.errors import Status, status_for
+from infergraph.json_types import JSONObject
 from infergraph.serving.binary import OCTET_STREAM, encode_binary, write_response
 from infergraph.serving.tensors import from_numpy
 
@@ -26,7 +27,7 @@ class OutputTensor(TypedDict):
     parameters: NotRequired[Mapping[str, str | int]]
 
 
-def plain_parameters(params: dict[str, Any]) -> dict[str, Any]:
+def plain_parameters(params: JSONObject) -> JSONObject:
     """Response parameters must be scalars: lists and dicts travel as JSON text."""
     return {
         key: json.dumps(value) if isinstance(value, (list, dict, tuple)) else value
@@ -62,7 +63,7 @@ def encode_outputs(
     return entries, blobs
 
 
-def http_body(header: dict[str, Any], blobs: list[bytes]) -> tuple[bytes, dict[str, str]]:
+def http_body(header: JSONObject, blobs: list[bytes]) -> tuple[bytes, dict[str, str]]:
     """(body, headers): plain JSON, or the binary extension when any output is binary."""
     if not blobs:
         return orjson.dumps(header), {"Content-Type": "application/json"}

@@ -33,6 +33,7 @@ from infergraph.components.registry import component_class
 from infergraph.errors import InfergraphError, InputError, SettingsError, status_for
 from infergraph.graph import evaluate as ev
 from infergraph.graph.model import REQUEST
+from infergraph.json_types import JSONObject
 from infergraph.serving.heap import settle_heap
 from infergraph.serving.seldon_metrics import UnitMetrics
 from infergraph.serving.tensors import from_numpy, to_numpy
@@ -55,7 +56,7 @@ def _error(exc: InfergraphError) -> Exception:
     return error
 
 
-def _infer(name: str, value: Any) -> Array:
+def _infer(name: str, value: object) -> Array:
     """A plain JSON value from a client: text becomes BYTES, floats FP32, ints INT64."""
     try:
         array = np.asarray(value)
@@ -78,7 +79,7 @@ def _infer(name: str, value: Any) -> Array:
     raise InputError(name, f"unsupported data of dtype {array.dtype}")
 
 
-def decode_tensor(name: str, value: Any) -> Array:
+def decode_tensor(name: str, value: object) -> Array:
     if isinstance(value, dict):
         if "datatype" not in value or "data" not in value:
             raise InputError(name, "tensor objects need 'datatype' and 'data' (and 'shape')")
@@ -89,9 +90,9 @@ def decode_tensor(name: str, value: Any) -> Array:
     return _infer(name, value)
 
 
-def encode_tensor(array: Array) -> dict[str, Any]:
+def encode_tensor(array: Array) -> JSONObject:
     datatype, shape, data, params = from_numpy(array)
-    out: dict[str, Any] = {"datatype": datatype, "shape": shape, "data": data}
+    out: JSONObject = {"datatype": datatype, "shape": shape, "data": data}
     if params:
         out["parameters"] = params
     return out
@@ -105,7 +106,7 @@ class Payload:
         self.current = current
 
     @classmethod
-    def decode(cls, features: Any, first_input: str) -> Payload:
+    def decode(cls, features: object, first_input: str) -> Payload:
         if isinstance(features, dict):
             decoded = {str(k): decode_tensor(str(k), v) for k, v in features.items()}
             if not decoded:
@@ -140,13 +141,13 @@ class Payload:
         carried.update({f"{owner}.{k}": v for k, v in outputs.items()})
         return Payload(carried, dict(outputs))
 
-    def encode(self) -> dict[str, Any]:
+    def encode(self) -> JSONObject:
         out = {k: encode_tensor(v) for k, v in self.carried.items()}
         out.update({k: encode_tensor(v) for k, v in self.current.items()})
         return out
 
 
-def _json_param(name: str, value: Any, default: Any) -> Any:
+def _json_param(name: str, value: object, default: object) -> Any:
     if value is None or value == "":
         return default
     if isinstance(value, str):
@@ -174,11 +175,11 @@ class InfergraphComponent:
         model_uri: str | None = None,
         device: str = "auto",
         dtype: str = "fp32",
-        options: str | dict[str, Any] | None = None,
+        options: str | JSONObject | None = None,
         inputs: str | dict[str, str] | None = None,
         max_batch_size: int = 1,
         warmup: bool = True,
-        condition: str | dict[str, Any] | None = None,
+        condition: str | JSONObject | None = None,
         method: str | None = None,
         tensor: str = "scores",
         carry: str | list[str] | None = None,
@@ -236,17 +237,21 @@ class InfergraphComponent:
         return (bytes_inputs or [s.name for s in cls.inputs] or ["input"])[0]
 
     # -- Seldon methods --------------------------------------------------------------------------
-    def predict(self, X: Any, features_names: Any = None, **kwargs: Any) -> dict[str, Any]:
+    def predict(self, X: object, features_names: object = None, **kwargs: object) -> JSONObject:
         params = self.request_parameters(kwargs.get("meta"))
         return self._guard(lambda: self._encode(self._run(X, params)))
 
-    def transform_input(self, X: Any, features_names: Any = None, **kwargs: Any) -> dict[str, Any]:
+    def transform_input(
+        self, X: object, features_names: object = None, **kwargs: object
+    ) -> JSONObject:
         return self.predict(X, features_names, **kwargs)
 
-    def transform_output(self, X: Any, features_names: Any = None, **kwargs: Any) -> dict[str, Any]:
+    def transform_output(
+        self, X: object, features_names: object = None, **kwargs: object
+    ) -> JSONObject:
         return self.predict(X, features_names, **kwargs)
 
-    def route(self, X: Any, features_names: Any = None, **kwargs: Any) -> int:
+    def route(self, X: object, features_names: object = None, **kwargs: object) -> int:
         """0 = first child (`then`), 1 = second (`otherwise` or the cascade's pass-through)."""
 
         def decide() -> int:
@@ -261,10 +266,12 @@ class InfergraphComponent:
 
         return self._guard(decide)
 
-    def aggregate(self, features_list: list[Any], feature_names_list: Any = None) -> dict[str, Any]:
+    def aggregate(
+        self, features_list: list[object], feature_names_list: object = None
+    ) -> JSONObject:
         """Combine ensemble members: built-in average/vote/merge, or the combiner node."""
 
-        def combine() -> dict[str, Any]:
+        def combine() -> JSONObject:
             if not features_list:
                 raise InputError("seldonMessages", "no member outputs to combine")
             members = [Payload.decode(f, f"member_{i}") for i, f in enumerate(features_list)]
@@ -299,14 +306,14 @@ class InfergraphComponent:
 
         return self._guard(combine)
 
-    def metrics(self) -> list[dict[str, Any]]:
+    def metrics(self) -> list[JSONObject]:
         """Seldon custom metrics, read by seldon-core after every successful call.
 
         The `infergraph_*` series the MLServer runtime exports (the rendered v1 queue and
         in-flight scalers watch them), plus the last request's stage timings (TIMER, ms).
         """
         timings: dict[str, float] = getattr(self._last, "timings", {})
-        out: list[dict[str, Any]] = [
+        out: list[JSONObject] = [
             {"type": "TIMER", "key": f"infergraph_{stage}", "value": float(ms)}
             for stage, ms in timings.items()
         ]
@@ -315,13 +322,13 @@ class InfergraphComponent:
             out.append({"type": "COUNTER", "key": "infergraph_rows", "value": float(rows)})
         return out + self._metrics.report()
 
-    def tags(self) -> dict[str, Any]:
+    def tags(self) -> JSONObject:
         """Response meta tags: timings keyed by node so a whole graph's stay apart."""
-        tags: dict[str, Any] = {f"{self.node}.{k}": v for k, v in self._last_tags().items()}
+        tags: JSONObject = {f"{self.node}.{k}": v for k, v in self._last_tags().items()}
         return tags
 
     # -- helpers -----------------------------------------------------------------------------
-    def _encode(self, payload: Payload) -> dict[str, Any]:
+    def _encode(self, payload: Payload) -> JSONObject:
         """The response: this unit's outputs, plus the upstream tensors later units need.
 
         With `carry` set (the refs downstream units read; `[]` for the last unit) a unit no
@@ -333,7 +340,7 @@ class InfergraphComponent:
         carried = {k: v for k, v in payload.carried.items() if k in keep}
         return Payload(carried, payload.current).encode()
 
-    def request_parameters(self, meta: Any) -> dict[str, Any]:
+    def request_parameters(self, meta: object) -> JSONObject:
         """The request's parameters on v1: the client's `meta.tags`, which seldon-core copies
         from each unit's request into its response, so they reach every unit of the graph.
 
@@ -346,14 +353,14 @@ class InfergraphComponent:
             return {}
         return ev.node_parameters(self.node, self.nodes, {str(k): v for k, v in tags.items()})
 
-    def _run(self, features: Any, params: dict[str, Any] | None = None) -> Payload:
+    def _run(self, features: object, params: JSONObject | None = None) -> Payload:
         if self.family is None:
             raise SettingsError("family", f"unit '{self.node}' has no component family")
         payload = Payload.decode(features, self.first_input())
         result = self._predict(self._inputs(payload), params or {})
         return payload.with_outputs(self.node, result.outputs)
 
-    def _predict(self, feed: dict[str, Array], params: dict[str, Any]) -> ComponentResult:
+    def _predict(self, feed: dict[str, Array], params: JSONObject) -> ComponentResult:
         """The component's answer, or, fed zero rows, the step's empty outputs without a call
         (`graph.evaluate`'s rule; a pass-through family passes its zero rows on as they are)."""
         cls = component_class(str(self.family))
@@ -387,13 +394,13 @@ class InfergraphComponent:
         )
 
     def _remember(
-        self, tags: dict[str, Any], timings: dict[str, float], rows: int | None = None
+        self, tags: JSONObject, timings: dict[str, float], rows: int | None = None
     ) -> None:
         self._last.tags = tags
         self._last.timings = timings
         self._last.rows = rows
 
-    def _last_tags(self) -> dict[str, Any]:
+    def _last_tags(self) -> JSONObject:
         return dict(getattr(self._last, "tags", {}))
 
     def _guard[T](self, fn: Callable[[], T]) -> T:

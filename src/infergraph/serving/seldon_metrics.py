@@ -21,9 +21,9 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from infergraph.errors import Status
+from infergraph.json_types import JSONObject
 
 
 class Outcome:
@@ -61,13 +61,13 @@ class UnitMetrics:
                 self._inflight -= 1
                 self._unreported[outcome.value] += 1
 
-    def report(self) -> list[dict[str, Any]]:
+    def report(self) -> list[JSONObject]:
         """The metrics seldon-core records now; outcome counts are handed over once."""
         with self._lock:
             inflight = self._inflight
             counts, self._unreported = self._unreported, Counter()
         tags = {"model": self.model}
-        out: list[dict[str, Any]] = [
+        out: list[JSONObject] = [
             {"type": "GAUGE", "key": "infergraph_inflight_requests", "value": float(inflight),
              "tags": dict(tags)},
             {"type": "GAUGE", "key": "infergraph_batch_queue_size",

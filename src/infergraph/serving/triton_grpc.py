@@ -28,6 +28,7 @@ from typing import Any, NoReturn, Protocol
 
 import grpc
 
+from infergraph.json_types import JSONObject
 from infergraph.serving.heap import tracked_objects
 
 log = logging.getLogger(__name__)
@@ -51,9 +52,9 @@ class TritonModel(Protocol):
     @property
     def version(self) -> str | None: ...
 
-    def triton_config(self) -> dict[str, Any]: ...
+    def triton_config(self) -> JSONObject: ...
 
-    def triton_statistics(self) -> dict[str, Any]: ...
+    def triton_statistics(self) -> JSONObject: ...
 
 
 # -- protobuf wire format ------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The one place image names come from: registry and organisation, image names, tags.
+"""The one place container image names come from: registry and organisation, names, tags.
 
 The renderers, the chart's values and the README read the registry from here
 (`docker.io/infergraph` unless a `RenderOptions.image_registry` or the chart's

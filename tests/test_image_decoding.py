@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from infergraph.components.images import (
+from infergraph.components.image_decoding import (
     DEFAULT_MAX_IMAGE_PIXELS,
     check_pixel_values,
     decode_image,

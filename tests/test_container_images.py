@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from infergraph.graph.model import parse_graph
-from infergraph.images import (
+from infergraph.container_images import (
     DEFAULT_REGISTRY,
     LOAD_TESTER,
     MLSERVER_RUNTIMES,
@@ -22,6 +21,7 @@ from infergraph.images import (
     SELDON_COMPONENTS,
     image_ref,
 )
+from infergraph.graph.plan import parse_graph
 from infergraph.render import common
 from infergraph.render.options import RenderOptions
 

@@ -1,4 +1,5 @@
-"""Image input decoding shared by the vision families.
+"""Image input decoding shared by the vision families (pixels; container images are
+infergraph.container_images).
 
 Clients send images three ways: encoded bytes (JPEG/PNG/WebP... in a BYTES
 tensor or a raw octet-stream body), base64 text (JSON clients that did not set
@@ -49,7 +50,7 @@ def _open_checked(data: bytes, name: str, index: int, max_pixels: int) -> Image:
         with warnings.catch_warnings():
             # PIL warns past its own limit; ours (checked below) is the one that applies.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         raise PayloadTooLargeError(name, f"image too large to decode ({exc})", index) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
@@ -174,8 +175,9 @@ def processor_input_size(image_processor: Any) -> tuple[int, int] | None:
         if isinstance(size, int):
             return (size, size)
         get = size.get if isinstance(size, Mapping) else lambda k: getattr(size, k, None)
-        if get("height") and get("width"):
-            return (int(get("height")), int(get("width")))
+        height, width = get("height"), get("width")
+        if height and width:
+            return (int(height), int(width))
         return None
 
     if getattr(image_processor, "do_center_crop", False):
