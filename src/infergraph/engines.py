@@ -19,6 +19,12 @@ from importlib import import_module
 from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any
 
+from infergraph.cluster_names import (
+    SELDON_V1_PREDICTOR,
+    kserve_service,
+    seldon_v2_model,
+    seldon_v2_pipeline_route,
+)
 from infergraph.errors import InfergraphError, RenderError
 
 if TYPE_CHECKING:
@@ -135,24 +141,6 @@ class Engine:
         return {self.route_header: self.graph_route(graph)}
 
 
-def _seldon_v2_model(graph: str, node: str) -> str:
-    from infergraph.render.seldon_v2 import model_name
-
-    return model_name(graph, node)
-
-
-def _seldon_v2_route(graph: str) -> str:
-    from infergraph.render.seldon_v2 import pipeline_route
-
-    return pipeline_route(graph)
-
-
-def _kserve_service(graph: str, node: str) -> str:
-    from infergraph.render.kserve import service_name
-
-    return service_name(graph, node)
-
-
 def _seldon_v2_url(graph: str, namespace: str, live: list[Manifest]) -> str:
     """The `seldon-mesh` Service routes `/v2/models/<graph>/infer` to the Pipeline when the
     request carries `Seldon-Model: <graph>.pipeline`."""
@@ -170,12 +158,10 @@ def _seldon_v1_url(graph: str, namespace: str, live: list[Manifest]) -> str:
     (seldon-core v1.18.2 executor/api/rest/server.go:315-318) while each unit's MLServer is
     named after its container, so `/v2/models/<graph>/infer` is a 404 and
     `/v2/models/infer` reaches them."""
-    from infergraph.render.seldon_v1 import PREDICTOR
-
     protocol = next(
         (o["spec"].get("protocol") for o in live if o.get("kind") == "SeldonDeployment"), "v2"
     )
-    base = f"http://{graph}-{PREDICTOR}.{namespace}:8000"
+    base = f"http://{graph}-{SELDON_V1_PREDICTOR}.{namespace}:8000"
     path = "/api/v1.0/predictions" if protocol == "seldon" else "/v2/models/infer"
     return base + path
 
@@ -204,9 +190,9 @@ ENGINES: tuple[Engine, ...] = (
         naming="the mesh: Models <graph>-<node> picked by the seldon-model header, the graph "
         "as <graph>.pipeline",
         renderer="seldon_v2",
-        served_name=_seldon_v2_model,
+        served_name=seldon_v2_model,
         route_header="seldon-model",
-        graph_route=_seldon_v2_route,
+        graph_route=seldon_v2_pipeline_route,
         cluster_url=_seldon_v2_url,
         shared_servers=True,
         refused_metrics=_SELDON_V2_REFUSED,
@@ -219,7 +205,7 @@ ENGINES: tuple[Engine, ...] = (
         name="kserve",
         naming="InferenceServices <graph>-<node>; give each its host with --node-endpoint",
         renderer="kserve",
-        served_name=_kserve_service,
+        served_name=kserve_service,
         cluster_url=_kserve_url,
         has_notes=True,
     ),

@@ -6,12 +6,12 @@ k8s/rendered/ only change when the graph or the renderer does.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from infergraph import __version__, container_images
+from infergraph.cluster_names import k8s_name
 from infergraph.components.registry import component_class
 from infergraph.engines import engine as engine_named
 from infergraph.errors import RenderError
@@ -39,15 +39,6 @@ CACHE_DIR = "/cache"
 STORAGE_SCHEMES = ("gs://", "s3://", "az://", "azure://", "http://", "https://", "hf://")
 
 GPU_RESOURCE = "nvidia.com/gpu"
-
-
-def k8s_name(*parts: str, limit: int = 63) -> str:
-    """Join parts into a DNS-1123 label; over-long names keep a stable hash suffix."""
-    name = "-".join(p.strip("-") for p in parts if p)
-    if len(name) <= limit:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{name[: limit - 9].rstrip('-')}-{digest}"
 
 
 def image(

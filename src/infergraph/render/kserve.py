@@ -36,6 +36,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from infergraph import cluster_names
 from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph, Node
 from infergraph.graph.plan import (
@@ -95,10 +96,7 @@ class Service:
     extra: JSONObject = field(default_factory=dict)
 
 
-def service_name(graph: str, step: str) -> str:
-    """The InferenceService a plan step is deployed as; its MLServer serves the model under
-    the same name (`MLSERVER_MODEL_NAME`)."""
-    return common.k8s_name(graph, step)
+service_name = cluster_names.kserve_service
 
 
 class _Topology:

@@ -31,6 +31,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from infergraph import cluster_names
 from infergraph.errors import RenderError
 from infergraph.graph.model import REQUEST, InferenceGraph, Node
 from infergraph.graph.plan import (
@@ -51,7 +52,7 @@ from infergraph.render.options import RenderOptions
 
 ENGINE = "seldon-v1"
 API = "machinelearning.seldon.io/v1"
-PREDICTOR = "default"
+PREDICTOR = cluster_names.SELDON_V1_PREDICTOR
 HTTP_PORT = 9000
 GRPC_PORT = 9500
 METRICS_PORT = 6000

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from infergraph import cluster_names
 from infergraph.errors import RenderError
 from infergraph.graph.model import REQUEST, InferenceGraph, Node
 from infergraph.graph.plan import GraphPlan, PlanStep, Source, plan_of
@@ -45,19 +46,8 @@ DEFAULT_NAMESPACE = "default"
 SETTINGS_FILE = "model-settings.json"
 
 
-def model_name(graph: str, step: str) -> str:
-    """The Seldon `Model` a plan step is deployed as (its name in the mesh's `seldon-model`)."""
-    return common.k8s_name(graph, step)
-
-
-def pipeline_route(graph: str) -> str:
-    """What the mesh's `seldon-model` header names to reach the graph's `Pipeline`.
-
-    Envoy matches the header exactly: a model's route is its name, a pipeline's its name
-    with the `.pipeline` suffix (seldon-core `scheduler/pkg/envoy/xdscache/resource.go`,
-    `makePipelineEnvoyRoute`; the suffix is `util.SeldonPipelineHeaderSuffix`).
-    """
-    return f"{graph}.pipeline"
+model_name = cluster_names.seldon_v2_model
+pipeline_route = cluster_names.seldon_v2_pipeline_route
 
 
 @dataclass
