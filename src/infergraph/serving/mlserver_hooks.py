@@ -63,6 +63,7 @@ import grpc
 import mlserver.grpc.converters as mlserver_converters
 import numpy as np
 import orjson
+from fastapi import FastAPI
 from mlserver.errors import MLServerError
 from mlserver.grpc import utils as mlserver_grpc_utils
 from starlette.requests import Request
@@ -126,7 +127,12 @@ def switch_off_mlserver_batching(settings: Any) -> None:
 
 # -- finding this process's MLServer (items 1, 3) ---------------------------------------------
 def running_mlserver() -> MLServer | None:
-    """The `MLServer` whose `start()` this process's event loop is running, if any."""
+    """The `MLServer` whose `start()` this process's event loop is running, if any.
+
+    `mlserver start` awaits `MLServer.start()` until the server stops, so that coroutine is in
+    the await chain of a live task for as long as models load and unload; its `self` is the
+    one object holding both servers, read directly instead of searched for on the heap.
+    """
     require_supported_mlserver()
     from mlserver.server import MLServer
 
@@ -146,7 +152,7 @@ def running_mlserver() -> MLServer | None:
 class Attached:
     """What `attach` did for one model, for `detach` to undo at unload."""
 
-    app: Any  # MLServer's FastAPI app
+    app: FastAPI  # MLServer's REST app
     routes: list[Route]  # the model's routes, now first in the app's route list
     rpcs: TritonRpcs
 
@@ -168,7 +174,7 @@ def attach(model: TritonModel, endpoints: Sequence[Callable[..., Any]]) -> Attac
             model.name,
         )
         return None
-    app = _held(server, "_rest_server", "_app")
+    app: FastAPI = _held(server, "_rest_server", "_app")
     routes = promote(app.router, endpoints)
     if len(routes) < len(endpoints):
         raise MLServerHookError(
