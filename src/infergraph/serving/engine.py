@@ -39,7 +39,11 @@ class ComponentEngine:
         timings.add("queue", stats.queue_ms)
         timings.add("inference", stats.inference_ms)
         with timings.stage("postprocess"):
-            outputs = self.component.finish(results, prepared)
+            # Assembling outputs can be CPU work too (a detector PNG-encodes its crops): on
+            # the loop it would stall every model of the process (tests/test_engine_loop.py).
+            outputs = await asyncio.get_running_loop().run_in_executor(
+                None, self.component.finish, results, prepared
+            )
         params = {**prepared.notes, **timings.as_parameters(), "batch_size": stats.batch_size}
         return ComponentResult(outputs=outputs, parameters=params)
 

@@ -39,15 +39,3 @@ def settled_heap() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
-
-
-def tracked_objects() -> list[object]:
-    """Every object the collector tracks, frozen ones included (`gc.get_objects` skips them)."""
-    frozen = gc.get_freeze_count() > 0
-    if frozen:
-        gc.unfreeze()
-    try:
-        return gc.get_objects()
-    finally:
-        if frozen:
-            gc.freeze()

@@ -29,12 +29,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import grpc
 import orjson
 from mlserver.codecs.json import encode_to_json_bytes
 from mlserver.errors import MLServerError
-from mlserver.grpc import utils as mlserver_grpc_utils
-from mlserver.handlers.custom import CustomHandler, register_custom_handler
+from mlserver.handlers import custom_handler
 from mlserver.types import (
     InferenceRequest,
     InferenceResponse,
@@ -51,16 +49,14 @@ from infergraph.errors import (
     InfergraphError,
     InputError,
     SettingsError,
-    grpc_code_for_http,
     status_for,
 )
 from infergraph.json_types import JSONObject
-from infergraph.serving import binary, graph_step, triton_grpc
+from infergraph.serving import binary, graph_step, mlserver_hooks
 from infergraph.serving.engine import ComponentEngine
 from infergraph.serving.heap import settle_heap
 from infergraph.serving.load_lock import LOADING
 from infergraph.serving.metrics import CUDA_UNUSABLE, INFLIGHT, QUEUE, REQUESTS
-from infergraph.serving.mlserver_routes import promote_when_registered
 from infergraph.serving.model_config import ModelStats, model_config
 from infergraph.serving.protocol import V2Request, parse_request, select_outputs
 from infergraph.serving.responses import encode_outputs, error_body, http_body, plain_parameters
@@ -78,14 +74,6 @@ RELAY_KEY = "relay_request_parameters"
 # Protocol switches of one call, never a model's knobs: not relayed.
 _NOT_RELAYED = {"binary_data_output", "binary_data_size", "content_type", "headers"}
 _BATCHING_KEYS = {"max_batch_size", "max_batch_time_ms"}
-
-# MLServer's gRPC servicer turns an MLServerError's HTTP status into a gRPC code through this
-# table, which lacks 413 (and the 5xx a component never raises): without these entries an
-# oversize input reaches gRPC clients as UNKNOWN. Pinned by tests/test_protocol_runtime.py.
-for _http in (413, 502, 503, 504):
-    mlserver_grpc_utils.STATUS_CODE_MAPPING[_http] = getattr(
-        grpc.StatusCode, grpc_code_for_http(_http)
-    )
 
 
 def batching(settings: Any) -> tuple[int, float]:
@@ -119,12 +107,13 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
     """Serves one component over V2 REST (JSON and binary) and gRPC, with per-row batching."""
 
     def __init__(self, settings: Any) -> None:
+        # Every hook into MLServer is version-gated there: an unsupported MLServer fails here.
+        mlserver_hooks.install_process_hooks()
         super().__init__(settings)
         # MLServer wraps predict() in its request-merging batcher right after construction,
         # before load(), whenever max_batch_size > 1: take the knobs for our batcher here.
         self._batching = batching(settings)
-        settings.max_batch_size = 1
-        settings.max_batch_time = 0
+        mlserver_hooks.switch_off_mlserver_batching(settings)
         self._endpoints: list[Endpoint] = []
         base = f"/v2/models/{settings.name}"
         self._route("POST", f"{base}/infer", self._rest_infer)
@@ -145,7 +134,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         async def endpoint(request: Request) -> Response:
             return await handler(request)
 
-        register_custom_handler(CustomHandler(rest_path=path, rest_method=method), endpoint)
+        custom_handler(rest_path=path, rest_method=method)(endpoint)
         setattr(self, f"endpoint_{len(self._endpoints)}", endpoint)
         self._endpoints.append(endpoint)
 
@@ -187,32 +176,15 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             raise SettingsError("parameters.extra.input_aliases", f"no input named {unknown}")
         self._aliases = {str(k): str(v) for k, v in aliases.items()}
         self._describe()
-        loop = asyncio.get_running_loop()
-        self._promotion = loop.create_task(promote_when_registered(self.name, self._endpoints))
-        self._triton_rpcs = loop.create_task(triton_grpc.attach(self))
-        self._settled = loop.create_task(self._settle_when_hooked())
+        self._attached = mlserver_hooks.attach(self, self._endpoints)
+        settle_heap()
         return True
 
-    async def _settle_when_hooked(self) -> None:
-        """Freeze the heap once both hooks have found MLServer's router and gRPC server."""
-        await asyncio.gather(self._promotion, self._triton_rpcs, return_exceptions=True)
-        settle_heap()
-
     async def unload(self) -> bool:
-        self._detach_triton_rpcs()
+        mlserver_hooks.detach(self, getattr(self, "_attached", None))
         if hasattr(self, "engine"):
             await self.engine.close()
         return True
-
-    def _detach_triton_rpcs(self) -> None:
-        task = getattr(self, "_triton_rpcs", None)
-        if task is None or not task.done():
-            if task is not None:
-                task.cancel()
-            return
-        rpcs = None if task.cancelled() or task.exception() else task.result()
-        if rpcs is not None and rpcs.models.get(self.name) is self:
-            del rpcs.models[self.name]
 
     def _describe(self) -> None:
         """Publish the component's tensors in the model's V2 metadata."""

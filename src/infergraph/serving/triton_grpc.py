@@ -13,15 +13,13 @@ protobuf's default pool (both register `inference.*`); a proto of our own would 
 step for four small messages. Field numbers are Triton's (common/protobuf/grpc_service.proto,
 model_config.proto); tests/test_protocol_perf_analyzer.py reads the answers with tritonclient.
 
-The hook uses MLServer 1.7's `mlserver.grpc.server.GRPCServer` and its `_server` attribute
-(what `_create_server` builds), found in this process as the REST hook finds its router: it
-needs `parallel_workers: 0` too. When they are missing a warning is logged and the two RPCs
-stay UNIMPLEMENTED; the test fails loudly the day an MLServer release changes this.
+The handler is added to MLServer's server by `mlserver_hooks.attach` (MLServer has no custom
+gRPC handlers), with its other hooks into MLServer behind one version gate; this module knows
+nothing of MLServer.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, NoReturn, Protocol
@@ -29,12 +27,10 @@ from typing import Any, NoReturn, Protocol
 import grpc
 
 from infergraph.json_types import JSONObject
-from infergraph.serving.heap import tracked_objects
 
 log = logging.getLogger(__name__)
 
 SERVICE = "/inference.GRPCInferenceService/"
-_ATTACHED = "_infergraph_triton_rpcs"
 
 # Triton's DataType enum (model_config.proto).
 DATA_TYPES = {
@@ -224,32 +220,3 @@ async def _abort(
     """End the RPC with `code`; `abort` always raises, which untyped grpc cannot tell mypy."""
     await context.abort(code, details)
     raise AssertionError("grpc.aio.ServicerContext.abort returned")
-
-
-def _mlserver_grpc_servers() -> list[Any]:
-    from mlserver.grpc.server import GRPCServer
-
-    return [o for o in tracked_objects() if issubclass(type(o), GRPCServer)]
-
-
-async def attach(model: TritonModel, timeout: float = 60.0) -> TritonRpcs | None:
-    """Serve `model`'s RPCs on this process's MLServer gRPC server, once it has been built."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        built = [s for s in _mlserver_grpc_servers() if getattr(s, "_server", None) is not None]
-        if built:
-            server = built[0]
-            rpcs = getattr(server, _ATTACHED, None)
-            if rpcs is None:
-                rpcs = TritonRpcs()
-                server._server.add_generic_rpc_handlers((rpcs,))
-                setattr(server, _ATTACHED, rpcs)
-            rpcs.models[model.name] = model
-            return rpcs
-        await asyncio.sleep(0.05)
-    log.warning(
-        "%s: MLServer's gRPC server was not found in this process (parallel_workers > 0?); "
-        "Triton's ModelConfig and ModelStatistics RPCs answer UNIMPLEMENTED",
-        model.name,
-    )
-    return None

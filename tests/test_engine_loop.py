@@ -1,0 +1,93 @@
+"""The serving engine keeps a component's CPU work off the event loop every model shares.
+
+All models of an MLServer process answer on one event loop. A step that runs on it (a
+detector's `finish` PNG-encoding its crops) stalls every other model's requests for as long
+as it runs. Two engines with the real `MicroBatcher` share one loop here, as two models
+share MLServer's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Hashable, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from infergraph.arrays import Array
+from infergraph.components.base import Component, ComponentSettings, Prepared, TensorSpec
+from infergraph.serving.engine import ComponentEngine
+
+SLOW_FINISH_S = 0.6
+
+
+class Doubler(Component):
+    """Doubles its input; `finish` takes `finish_s` seconds of CPU-bound work when asked."""
+
+    family: ClassVar[str] = "test-doubler"
+    default_model: ClassVar[str] = "none"
+    inputs: ClassVar[tuple[TensorSpec, ...]] = (TensorSpec("x", "FP32", (-1,)),)
+    outputs: ClassVar[tuple[TensorSpec, ...]] = (TensorSpec("y", "FP32", (-1,)),)
+    uses_gpu: ClassVar[bool] = False
+
+    def __init__(self, finish_s: float = 0.0) -> None:
+        super().__init__(ComponentSettings(max_batch_size=4))
+        self.finish_s = finish_s
+        self.finishing = threading.Event()
+        self.finish_spans: list[tuple[float, float]] = []
+
+    def load(self) -> None:
+        pass
+
+    def example_inputs(self, batch_size: int) -> dict[str, Array]:
+        return {"x": np.ones(batch_size, dtype=np.float32)}
+
+    def prepare(self, inputs: Mapping[str, Array], parameters: Mapping[str, Any]) -> Prepared:
+        return Prepared(rows=[float(v) for v in self.require(inputs, "x")])
+
+    def run_batch(self, rows: list[Any], batch_key: Hashable) -> list[Any]:
+        return [2 * r for r in rows]
+
+    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, Array]:
+        started = time.perf_counter()
+        self.finishing.set()
+        while time.perf_counter() - started < self.finish_s:  # busy, as PNG encoding is
+            sum(range(1000))
+        self.finish_spans.append((started, time.perf_counter()))
+        return {"y": np.asarray(results, dtype=np.float32)}
+
+
+async def _serve_both(slow: ComponentEngine, fast: ComponentEngine, probe: Doubler) -> float:
+    """Start a slow-finishing request, then time a fast model's request made meanwhile."""
+    slow_call = asyncio.create_task(slow.infer({"x": np.ones(2, dtype=np.float32)}, {}))
+    # Wait in a thread for the slow finish to begin: with `finish` on the loop, that wait can
+    # only be noticed once the slow finish has ended.
+    assert await asyncio.to_thread(probe.finishing.wait, 10)
+    result = await fast.infer({"x": np.asarray([3.0], dtype=np.float32)}, {})
+    answered = time.perf_counter()
+    assert result.outputs["y"].tolist() == [6.0]
+    slow_result = await slow_call
+    assert slow_result.outputs["y"].tolist() == [2.0, 2.0]
+    return answered
+
+
+def test_a_slow_finish_does_not_hold_up_another_models_request() -> None:
+    slow_component = Doubler(finish_s=SLOW_FINISH_S)
+    slow, fast = ComponentEngine(slow_component), ComponentEngine(Doubler())
+
+    async def run() -> float:
+        try:
+            return await _serve_both(slow, fast, slow_component)
+        finally:
+            await slow.close()
+            await fast.close()
+
+    answered = asyncio.run(run())
+    ((started, ended),) = slow_component.finish_spans
+    assert answered < ended, (
+        f"the other model answered {answered - ended:.3f} s after the slow finish ended: "
+        "finish ran on the event loop"
+    )
+    assert answered - started < SLOW_FINISH_S / 2
