@@ -1,6 +1,6 @@
 """MLServer adapter: one `MLModel` class serving any component family.
 
-model-settings.json picks the family and its options:
+model-settings.json picks the family, and its options under `extra.options` (RuntimeSettings):
 
     {"implementation": "infergraph.serving.mlserver_runtime.ComponentRuntime",
      "max_batch_size": 16, "max_batch_time": 0.005,
