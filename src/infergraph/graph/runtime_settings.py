@@ -100,13 +100,15 @@ class RuntimeSettings:
     ) -> ComponentSettings:
         """The component's settings: this type's fields where set, the component's defaults
         otherwise; the batching knobs are the adapter's (MLServer's may sit outside extra)."""
-        chosen = {"device": self.device, "dtype": self.dtype, "warmup": self.warmup}
+        default = ComponentSettings()
         return ComponentSettings(
             model_uri=model_uri or None,
+            device=default.device if self.device is None else self.device,
+            dtype=default.dtype if self.dtype is None else self.dtype,
+            warmup=default.warmup if self.warmup is None else self.warmup,
             max_batch_size=max_batch_size,
             max_batch_time=max_batch_time,
             options=dict(self.options),
-            **{k: v for k, v in chosen.items() if v is not None},
         )
 
 
@@ -119,9 +121,11 @@ def _text(where: str, value: Json) -> str | None:
 
 
 def _dtype(where: str, value: Json) -> str | None:
-    if value is not None and value not in DTYPES:
+    if value is None:
+        return None
+    if value not in DTYPES:
         raise SettingsError(where, f"expected one of {list(DTYPES)}, got {value!r}")
-    return value
+    return str(value)
 
 
 def _flag(where: str, value: Json) -> bool | None:
