@@ -12,11 +12,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from infergraph.graph.runtime_settings import RuntimeSettings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -55,7 +57,14 @@ def write_model(
     max_batch_time: float = 0.0,
     **extra: Any,
 ) -> Path:
-    """Write a model folder with a model-settings.json the way users write them."""
+    """Write a model folder with a model-settings.json the way users write them.
+
+    `extra` may mix runtime keys and the component's options, as the flat form did: the
+    options are nested under `options` (graph.runtime_settings)."""
+    keys = {f.name for f in fields(RuntimeSettings)}
+    runtime = {k: v for k, v in extra.items() if k in keys}
+    options = {k: v for k, v in extra.items() if k not in keys}
+    nested = {"options": options} if options else {}
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
     settings: dict[str, Any] = {
@@ -63,7 +72,7 @@ def write_model(
         "implementation": "infergraph.serving.mlserver_runtime.ComponentRuntime",
         "max_batch_size": max_batch_size,
         "max_batch_time": max_batch_time,
-        "parameters": {"extra": {"family": family, **extra}},
+        "parameters": {"extra": {"family": family, **runtime, **nested}},
     }
     if uri:
         settings["parameters"]["uri"] = uri

@@ -108,7 +108,7 @@ def test_cascade_is_a_conditional_sequence_without_pass_through() -> None:
     env = {e["name"]: e["value"] for e in gate_isvc["spec"]["predictor"]["model"]["env"]}
     extra = json.loads(env["MLSERVER_MODEL_EXTRA"])
     assert extra["family"] == "gate"
-    assert extra["condition"] == {
+    assert extra["options"]["condition"] == {
         "tensor": "fast.confidence",
         "op": "lt",
         "value": 0.8,

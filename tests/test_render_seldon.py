@@ -272,7 +272,7 @@ def test_cascade_v2_model_settings_carry_condition_and_hub_id() -> None:
     gate = settings["cascade-x-gate-0"]
     assert gate["implementation"] == "infergraph.serving.mlserver_runtime.ComponentRuntime"
     assert gate["parameters"]["extra"]["family"] == "gate"
-    assert gate["parameters"]["extra"]["condition"]["op"] == "lt"
+    assert gate["parameters"]["extra"]["options"]["condition"]["op"] == "lt"
     big = settings["cascade-x-big"]
     assert big["parameters"]["uri"] == "org/big"
     assert big["parameters"]["extra"]["family"] == "text-classification"

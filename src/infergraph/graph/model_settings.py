@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from infergraph.graph.model import Node
+from infergraph.graph.runtime_settings import Json, RuntimeSettings
 from infergraph.json_types import JSONObject
 
 RUNTIME_IMPLEMENTATION = "infergraph.serving.mlserver_runtime.ComponentRuntime"
@@ -13,11 +16,15 @@ def model_settings(
     family: str,
     node: Node | None,
     uri: str | None,
-    extra: JSONObject | None = None,
+    *,
+    component_options: Mapping[str, Json] | None = None,
+    relay: bool = False,
+    graph_step: Mapping[str, Json] | None = None,
 ) -> JSONObject:
     """Same format as the repo's mlserver/<family>/model-settings.json files.
 
-    `node` None is a weightless helper the renderers add (gates, pass-throughs);
+    `node` None is a weightless helper the renderers add (gates, pass-throughs), whose
+    knobs (a gate's condition, a combiner's method) come as `component_options`;
     `uri` None leaves MLServer to point the runtime at the artifact folder.
     """
     settings: JSONObject = {
@@ -29,16 +36,33 @@ def model_settings(
     params: JSONObject = {}
     if uri:
         params["uri"] = uri
-    full_extra: JSONObject = {"family": family}
-    if node is not None:
-        full_extra.update({"device": node.device, "dtype": node.dtype})
-        # Seldon Core v2's agent rewrites model-settings.json keeping only `parameters` (and
-        # name, inputs, outputs, platform, versions, parallel_workers, implementation), so
-        # the batching settings travel here too; the runtime prefers these.
-        full_extra["max_batch_size"] = node.batching.max_batch_size
-        full_extra["max_batch_time_ms"] = node.batching.max_batch_time_ms
-        full_extra.update(node.options)
-    full_extra.update(extra or {})
-    params["extra"] = full_extra
+    params["extra"] = runtime_settings(
+        family, node, component_options, relay, graph_step
+    ).to_extra()
     settings["parameters"] = params
     return settings
+
+
+def runtime_settings(
+    family: str,
+    node: Node | None,
+    component_options: Mapping[str, Json] | None = None,
+    relay: bool = False,
+    graph_step: Mapping[str, Json] | None = None,
+) -> RuntimeSettings:
+    """The node's runtime keys, with its options nested, never merged over them."""
+    options = {**(node.options if node else {}), **(component_options or {})}
+    if node is None:
+        return RuntimeSettings(
+            family=family, relay_request_parameters=relay, graph_step=graph_step, options=options
+        )
+    return RuntimeSettings(
+        family=family,
+        device=node.device,
+        dtype=node.dtype,
+        max_batch_size=node.batching.max_batch_size,
+        max_batch_time_ms=node.batching.max_batch_time_ms,
+        relay_request_parameters=relay,
+        graph_step=graph_step,
+        options=options,
+    )

@@ -7,6 +7,7 @@ k8s/rendered/ only change when the graph or the renderer does.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -272,12 +273,25 @@ def model_settings(
     name: str,
     node: Node | None,
     family: str,
-    extra: JSONObject,
     options: RenderOptions | None = None,
+    *,
+    component_options: Mapping[str, Any] | None = None,
+    relay: bool = False,
+    graph_step: Mapping[str, Any] | None = None,
 ) -> JSONObject:
-    """model-settings.json for a rendered Model: the hub id travels as `uri`, else the artifact."""
+    """model-settings.json for a rendered Model: the hub id travels as `uri`, else the artifact.
+
+    `component_options`, `relay` and `graph_step` as in graph.model_settings.model_settings."""
     uri = artifact(graph, node.name, family, node.model_uri, options).runtime_uri if node else None
-    return shared_model_settings(name, family, node, uri, extra)
+    return shared_model_settings(
+        name,
+        family,
+        node,
+        uri,
+        component_options=component_options,
+        relay=relay,
+        graph_step=graph_step,
+    )
 
 
 def dumps(data: Any) -> str:

@@ -259,8 +259,15 @@ def model_settings(
 ) -> tuple[JSONObject, common.Artifact | None]:
     graph = plan.graph
     node = service.node
-    extra = {**service.extra, graph_step.SETTINGS_KEY: wiring(plan, service)}
-    settings = common.model_settings(graph, service.name, node, service.family, extra, options)
+    settings = common.model_settings(
+        graph,
+        service.name,
+        node,
+        service.family,
+        options,
+        component_options=service.extra,
+        graph_step=wiring(plan, service),
+    )
     art = None
     if node is not None:
         art = common.artifact(graph, node.name, node.family, node.model_uri, options)

@@ -279,9 +279,8 @@ def _mlserver_container(graph: InferenceGraph, unit: Unit, options: RenderOption
     assert node is not None
     # The executor hands each unit the previous unit's response parameters
     # (executor/api/rest/kfserving.go:10-35): units relay the request's, so a knob meant
-    # for any unit reaches it (infergraph.serving.mlserver_runtime RELAY_KEY).
-    relay = {"relay_request_parameters": True}
-    settings = common.model_settings(graph, unit.name, node, node.family, relay, options)
+    # for any unit reaches it (RuntimeSettings.relay_request_parameters).
+    settings = common.model_settings(graph, unit.name, node, node.family, options, relay=True)
     params = settings["parameters"]
     uri = params.get("uri") or "/mnt/models"
     env = [

@@ -559,15 +559,21 @@ def model_settings(
 # The dataflow makes a Model's response parameters the next step's request parameters
 # (data-flow kafka/StreamTransforms.kt:122-126): every Model relays the request's, so a knob
 # sent with the request reaches steps fed by other steps too
-# (infergraph.serving.mlserver_runtime RELAY_KEY).
-_RELAY = {"relay_request_parameters": True}
+# (infergraph.graph.runtime_settings RuntimeSettings.relay_request_parameters).
 
 
 def _unit_settings(graph: InferenceGraph, unit: Unit, options: RenderOptions) -> JSONObject:
     """One Model's model-settings.json: the one source of the file written for upload and
     of the file the operator serves."""
-    extra = {**unit.extra, **_RELAY}
-    return common.model_settings(graph, unit.name, unit.node, unit.family, extra, options)
+    return common.model_settings(
+        graph,
+        unit.name,
+        unit.node,
+        unit.family,
+        options,
+        component_options=unit.extra,
+        relay=True,
+    )
 
 
 # -- model-settings.json served by the operator -----------------------------------------------

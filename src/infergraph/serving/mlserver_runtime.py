@@ -1,6 +1,6 @@
 """MLServer adapter: one `MLModel` class serving any component family.
 
-model-settings.json picks the family and its options:
+model-settings.json picks the family, and its options under `extra.options` (RuntimeSettings):
 
     {"implementation": "infergraph.serving.mlserver_runtime.ComponentRuntime",
      "max_batch_size": 16, "max_batch_time": 0.005,
@@ -42,7 +42,7 @@ from mlserver.types import (
 from starlette.requests import Request
 from starlette.responses import Response
 
-from infergraph.components.base import Component, ComponentSettings
+from infergraph.components.base import Component
 from infergraph.components.registry import component_class
 from infergraph.device import CudaUnusableError
 from infergraph.errors import (
@@ -51,6 +51,7 @@ from infergraph.errors import (
     SettingsError,
     status_for,
 )
+from infergraph.graph.runtime_settings import RuntimeSettings
 from infergraph.json_types import JSONObject
 from infergraph.serving import binary, graph_step, mlserver_hooks
 from infergraph.serving.engine import ComponentEngine
@@ -65,7 +66,6 @@ from mlserver import MLModel
 
 log = logging.getLogger(__name__)
 
-_SETTINGS_KEYS = {"device", "dtype", "warmup"}
 # `parameters.extra.relay_request_parameters: true`: answer with the request's parameters
 # beside the model's own, for engines that hand a unit's response parameters to the next
 # unit as its request parameters (Seldon v1 with `protocol: v2`: executor/api/rest/
@@ -73,7 +73,6 @@ _SETTINGS_KEYS = {"device", "dtype", "warmup"}
 RELAY_KEY = "relay_request_parameters"
 # Protocol switches of one call, never a model's knobs: not relayed.
 _NOT_RELAYED = {"binary_data_output", "binary_data_size", "content_type", "headers"}
-_BATCHING_KEYS = {"max_batch_size", "max_batch_time_ms"}
 
 
 def batching(settings: Any) -> tuple[int, float]:
@@ -139,28 +138,15 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         self._endpoints.append(endpoint)
 
     async def load(self) -> bool:
-        extra = dict((self.settings.parameters.extra if self.settings.parameters else None) or {})
-        family = extra.pop("family", None)
-        if not family:
-            raise SettingsError("parameters.extra.family", "required: which component to serve")
-        aliases = extra.pop("input_aliases", None) or {}
-        if not isinstance(aliases, dict):
-            raise SettingsError("parameters.extra.input_aliases", "must map client name -> input")
-        for key in _BATCHING_KEYS:
-            extra.pop(key, None)
-        self._relay = bool(extra.pop(RELAY_KEY, False))
-        wiring = extra.pop(graph_step.SETTINGS_KEY, None)
-        if wiring is not None:
-            self._wiring = graph_step.StepWiring.parse(wiring)
-        uri = self.settings.parameters.uri if self.settings.parameters else None
-        component_settings = ComponentSettings(
-            model_uri=uri or None,
-            max_batch_size=self._batching[0],
-            max_batch_time=self._batching[1],
-            **{k: extra.pop(k) for k in list(extra) if k in _SETTINGS_KEYS},
-            options=extra,
-        )
-        self.component: Component = component_class(family)(component_settings)
+        params = self.settings.parameters
+        runtime = RuntimeSettings.from_extra(params.extra if params else None)
+        aliases = runtime.input_aliases
+        self._relay = runtime.relay_request_parameters
+        if runtime.graph_step is not None:
+            self._wiring = graph_step.StepWiring.parse(dict(runtime.graph_step))
+        uri = params.uri if params else None
+        component_settings = runtime.component_settings(uri, *self._batching)
+        self.component: Component = component_class(runtime.family)(component_settings)
         try:
             await _off_the_loop(self.component)
         except CudaUnusableError as exc:

@@ -33,6 +33,7 @@ from infergraph.components.registry import component_class
 from infergraph.errors import InfergraphError, InputError, SettingsError, status_for
 from infergraph.graph import evaluate as ev
 from infergraph.graph.model import REQUEST
+from infergraph.graph.runtime_settings import RuntimeSettings
 from infergraph.json_types import JSONObject
 from infergraph.serving.heap import settle_heap
 from infergraph.serving.seldon_metrics import UnitMetrics
@@ -158,6 +159,26 @@ def _json_param(name: str, value: object, default: object) -> Any:
     return value
 
 
+def _component_settings(
+    family: str | None,
+    model_uri: str | None,
+    device: str,
+    dtype: str,
+    warmup: bool,
+    max_batch_size: int,
+    options: dict[str, Any],
+) -> ComponentSettings:
+    """The unit's graph parameters read as the MLServer runtime reads parameters.extra
+    (RuntimeSettings), so both adapters accept and refuse the same settings, naming the
+    parameter; a unit with no family (a merge) runs no component and gets the defaults."""
+    if not family:
+        return ComponentSettings(options=options)
+    extra = {"family": family, "device": device, "dtype": dtype, "warmup": warmup}
+    extra.update({"max_batch_size": max_batch_size, "options": options})
+    runtime = RuntimeSettings.from_extra(extra, where="parameters")
+    return runtime.component_settings(model_uri, max_batch_size, 0.0)
+
+
 class InfergraphComponent:
     """One Seldon v1 unit. Graph `parameters` arrive as constructor keyword arguments.
 
@@ -196,13 +217,8 @@ class InfergraphComponent:
         self.carry = _json_param("carry", carry, None)
         # A unit started by hand knows no other node: only its own name addresses it.
         self.nodes = [str(n) for n in _json_param("nodes", nodes, [])] or [self.node]
-        self.settings = ComponentSettings(
-            model_uri=model_uri or None,
-            device=device,
-            dtype=dtype,
-            warmup=bool(warmup),
-            max_batch_size=int(max_batch_size),
-            options=self.options,
+        self.settings = _component_settings(
+            family, model_uri, device, dtype, bool(warmup), int(max_batch_size), self.options
         )
         self._component: Component | None = None
         self._lock = threading.Lock()
