@@ -4,10 +4,19 @@ Throughput is in items per second, one item per request. The direct figure runs 
 prepared rows of the benchmark's requests through `run_batch` at the best batch size
 (the limit the hardware allows); the served figure sends the same requests to a real
 `mlserver start` with our per-row adaptive batching at concurrency 16; the ratio of the
-two and the client-side p50/p99 follow. Checkpoints are the real architectures with
-random weights (no hub here); the compute-heavy families (SigLIP, ViT) run at base size,
-where the forward pass dominates and the ratio is meaningful. For tiny checkpoints the
-forward takes microseconds and the ratio only measures serving overhead.
+two and the client-side p50/p99 follow (concurrency 64 by default, the figure `min_light_ratio`
+takes for text embedding and text classification).
+
+For the families in `--account` a second window of load at the same concurrency is
+profiled (`serving_account.py`): the server's CPU per request, split by stage (HTTP,
+body decode, validation, preparation, queueing and hand-offs, forward, response encode),
+and the load generator's own CPU. A weightless identity model with a small V2 JSON tensor
+gives `identity_rps_per_core`: requests answered per second of the server's CPU.
+
+Checkpoints are the real architectures with random weights (no hub here); the compute-heavy
+families (SigLIP, ViT) run at base size, where the forward pass dominates and the ratio is
+meaningful. For tiny checkpoints the forward takes microseconds and the ratio only measures
+serving overhead.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import console, percentiles, print_table, write_results
+from benchmarks.serving_account import COLUMNS, account, process_cpu
 from infergraph.checkpoints.registry import BUILDERS
 from infergraph.components.base import ComponentSettings
 from infergraph.components.registry import component_class
@@ -49,6 +60,11 @@ FAMILIES: dict[str, tuple[str, str, bool]] = {
     "text-embedding": ("sentence-transformers/all-MiniLM-L6-v2", "full", False),
 }
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
+LIGHT = ("text-embedding", "text-classification")
+ACCOUNTED = ("text-embedding", "text-classification", "language-identification")
+IDENTITY_BODY = json.dumps(
+    {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [0.5] * 4}]}
+).encode()
 
 
 def build(family: str, reference: str, scale: str, root: Path) -> Path:
@@ -159,75 +175,181 @@ async def through_server(
     return len(latencies) / elapsed, latencies, errors
 
 
+def load(url: str, bodies: list[bytes], concurrency: int) -> Callable[[float], Awaitable[int]]:
+    """A closed loop of `concurrency` clients for `seconds`: how many requests succeeded."""
+
+    async def run(seconds: float) -> int:
+        _, latencies, _ = await through_server(url, bodies, concurrency, seconds)
+        return len(latencies)
+
+    return run
+
+
+def accounted(pid: int, url: str, bodies: list[bytes], args: argparse.Namespace) -> dict[str, Any]:
+    """The per-request CPU account of one profiled window (see serving_account.py)."""
+    drive = load(url, bodies, args.concurrency)
+    return asyncio.run(account(pid, drive, args.account_seconds)).row()
+
+
+def served(
+    models: Path, bodies: list[bytes], args: argparse.Namespace, src: str | None, profile: bool
+) -> dict[str, Any]:
+    """Throughput at `args.concurrency` through `mlserver start`, then its CPU account.
+
+    `src` (a source tree of this package) makes the server run that code instead: the
+    runtime before a change, measured beside the runtime after it.
+    """
+    env = {"PYTHONPATH": src} if src else None
+    with mlserver(models, env=env) as server:
+        url = f"{server.url}/v2/models/m/infer"
+        pid = server.process.pid
+        asyncio.run(through_server(url, bodies, args.concurrency, 2.0))  # warm-up
+        before = process_cpu(pid)
+        rps, latencies, errors = asyncio.run(
+            through_server(url, bodies, args.concurrency, args.seconds)
+        )
+        cores = (process_cpu(pid) - before) / args.seconds
+        cpu = accounted(pid, url, bodies, args) if profile else None
+    return {
+        "mlserver_rps": rps,
+        "server_cores": cores,
+        "rps_per_core": rps / cores if cores else 0.0,
+        **percentiles(latencies),
+        "errors": errors,
+        "account": cpu,
+    }
+
+
+def serve_family(family: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Direct forward, then served throughput (and its CPU account) for one family."""
+    reference, scale, heavy = FAMILIES[family]
+    console.print(f"[bold]{family}[/] ({reference}, {scale} size)")
+    uri = build(family, reference, scale, root / "ckpt")
+    direct, best_bs, requests = direct_throughput(family, uri, args.seconds / 2)
+    gc.collect()  # the direct run's model goes before the server loads its own
+    models = root / f"serve-{family}"
+    models.mkdir()
+    write_model(
+        models, "m", family, uri=str(uri), max_batch_size=max(best_bs, 4), max_batch_time=0.005
+    )
+    bodies = v2_bodies(requests)
+    profile = family in args.account
+    row: dict[str, Any] = {
+        "family": family,
+        "checkpoint": reference,
+        "scale": scale,
+        "heavy": heavy,
+        "best_batch": best_bs,
+        "direct_rps": direct,
+    }
+    if args.before_src:
+        before = served(models, bodies, args, args.before_src, profile)
+        row["before"] = {**before, "ratio": before["mlserver_rps"] / direct}
+    row.update(served(models, bodies, args, None, profile))
+    row["ratio"] = row["mlserver_rps"] / direct if direct else float("nan")
+    return row
+
+
+def identity(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """A weightless node on small V2 JSON tensors: requests per second of server CPU."""
+    models = root / "serve-identity"
+    models.mkdir()
+    write_model(models, "m", "identity")
+    row: dict[str, Any] = {"family": "identity", "heavy": None}
+    if args.before_src:
+        row["before"] = served(models, [IDENTITY_BODY], args, args.before_src, True)
+    row.update(served(models, [IDENTITY_BODY], args, None, True))
+    return row
+
+
+def uptime() -> str:
+    return Path("/proc/loadavg").read_text().strip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--families", nargs="*", default=list(FAMILIES))
     parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--account",
+        nargs="*",
+        default=list(ACCOUNTED),
+        help="families whose served CPU is accounted by stage (py-spy)",
+    )
+    parser.add_argument("--account-seconds", type=float, default=6.0)
+    parser.add_argument("--no-identity", action="store_true")
+    parser.add_argument(
+        "--before-src",
+        help="a source tree of this package (e.g. `git archive` of the commit before a change) "
+        "to serve beside the current one in the same run",
+    )
     args = parser.parse_args()
+    load_before = uptime()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-runtimes-") as tmp:
         root = Path(tmp)
+        ident = None if args.no_identity else identity(root, args)
         for family in args.families:
-            reference, scale, heavy = FAMILIES[family]
-            console.print(f"[bold]{family}[/] ({reference}, {scale} size)")
-            uri = build(family, reference, scale, root / "ckpt")
-            direct, best_bs, requests = direct_throughput(family, uri, args.seconds / 2)
-            gc.collect()  # the direct run's model goes before the server loads its own
-            models = root / f"serve-{family}"
-            models.mkdir()
-            write_model(
-                models,
-                "m",
-                family,
-                uri=str(uri),
-                max_batch_size=max(best_bs, 4),
-                max_batch_time=0.005,
-            )
-            bodies = v2_bodies(requests)
-            with mlserver(models) as server:
-                url = f"{server.url}/v2/models/m/infer"
-                asyncio.run(through_server(url, bodies, args.concurrency, 2.0))  # warm-up
-                served, latencies, errors = asyncio.run(
-                    through_server(url, bodies, args.concurrency, args.seconds)
-                )
-            row = {
-                "family": family,
-                "checkpoint": reference,
-                "scale": scale,
-                "heavy": heavy,
-                "best_batch": best_bs,
-                "direct_rps": direct,
-                "mlserver_rps": served,
-                "ratio": served / direct if direct else float("nan"),
-                **percentiles(latencies),
-                "errors": errors,
-            }
-            rows.append(row)
-            console.print(row)
-    heavy_ratios = [r["ratio"] for r in rows if r["heavy"]]
-    summary = {
-        "min_heavy_ratio": min(heavy_ratios) if heavy_ratios else None,
-        "goal_min_heavy_ratio": 0.85,
+            rows.append(serve_family(family, root, args))
+            console.print(rows[-1])
+    summary = summarise(rows, ident, args)
+    summary["loadavg_before"], summary["loadavg_after"] = load_before, uptime()
+    report(rows, ident, args.concurrency)
+    path = write_results("runtimes", rows + ([ident] if ident else []), summary, vars(args))
+    console.print(f"summary: {summary}\nwrote {path}")
+
+
+def _least(rows: list[dict[str, Any]], which: bool | tuple[str, ...]) -> float | None:
+    if isinstance(which, tuple):
+        ratios = [r["ratio"] for r in rows if r["family"] in which]
+    else:
+        ratios = [r["ratio"] for r in rows if r["heavy"] is which]
+    return min(ratios) if ratios else None
+
+
+def summarise(
+    rows: list[dict[str, Any]], ident: dict[str, Any] | None, args: argparse.Namespace
+) -> dict[str, Any]:
+    outside = {r["family"]: r["account"]["outside_forward_share"] for r in rows if r["account"]}
+    summary: dict[str, Any] = {
+        "min_heavy_ratio": _least(rows, True),
+        "goal_min_heavy_ratio": 0.95,
+        "min_light_ratio": _least(rows, LIGHT),
+        "goal_min_light_ratio": 0.8,
+        "identity_rps_per_core": ident["rps_per_core"] if ident else None,
+        "goal_identity_rps_per_core": 2000,
+        "outside_forward_share": outside,
         "concurrency": args.concurrency,
     }
-    print_table(
-        "runtimes: direct forward vs through MLServer (items/s)",
-        rows,
-        [
-            "family",
-            "scale",
-            "best_batch",
-            "direct_rps",
-            "mlserver_rps",
-            "ratio",
-            "p50_ms",
-            "p99_ms",
-            "errors",
-        ],
-    )
-    path = write_results("runtimes", rows, summary, vars(args))
-    console.print(f"summary: {summary}\nwrote {path}")
+    if args.before_src:
+        befores = [{**r, **r["before"]} for r in rows]
+        summary["before"] = {
+            "min_light_ratio": _least(befores, LIGHT),
+            "min_heavy_ratio": _least(befores, True),
+            "identity_rps_per_core": ident["before"]["rps_per_core"] if ident else None,
+        }
+    return summary
+
+
+def report(rows: list[dict[str, Any]], ident: dict[str, Any] | None, concurrency: int) -> None:
+    shown = [{**r, "before_ratio": r.get("before", {}).get("ratio", "")} for r in rows]
+    columns = ["family", "best_batch", "direct_rps", "mlserver_rps", "ratio", "before_ratio"]
+    columns += ["server_cores", "p50_ms", "p99_ms", "errors"]
+    print_table("runtimes: direct forward vs through MLServer (items/s)", shown, columns)
+    accounts: list[tuple[str, dict[str, Any]]] = []
+    for row in ([ident] if ident else []) + rows:
+        if row.get("before", {}).get("account"):
+            accounts.append((f"{row['family']} before", row["before"]["account"]))
+        if row["account"]:
+            accounts.append((row["family"], row["account"]))
+    if not accounts:
+        return
+    keys = ["rps", "server_cores", "server_us", *[f"{k}_us" for k in COLUMNS]]
+    keys += ["unattributed_us", "client_us", "outside_forward_share"]
+    table = [{"": key, **{family: acc[key] for family, acc in accounts}} for key in keys]
+    title = f"served CPU per request by stage (microseconds), concurrency {concurrency}"
+    print_table(title, table, ["", *[family for family, _ in accounts]])
 
 
 if __name__ == "__main__":
