@@ -37,13 +37,16 @@ import mlserver.grpc.converters as mlserver_converters
 import numpy as np
 import orjson
 from mlserver.errors import MLServerError
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, Router
 
 from infergraph.errors import InputError
+from infergraph.serving import rest_fast_path
 from infergraph.serving.binary import decode_bytes_tensor
 from infergraph.serving.heap import tracked_objects
+from infergraph.serving.rest_fast_path import DirectRoutes
 from infergraph.serving.tensors import V2_TO_NUMPY
 
 log = logging.getLogger(__name__)
@@ -54,11 +57,14 @@ def _is_router(obj: object) -> TypeGuard[Router]:
     return issubclass(type(obj), Router)
 
 
-def promote(endpoints: list[Callable[..., Any]]) -> int:
-    """Move the routes serving `endpoints` to the front of their router; how many moved."""
+def promote(endpoints: list[Callable[..., Any]]) -> tuple[int, list[DirectRoutes]]:
+    """Move the routes serving `endpoints` to the front of their router; how many moved,
+    and the direct paths (`rest_fast_path`) now answering them ahead of the middleware."""
     wanted = {id(fn) for fn in endpoints}
     moved = 0
-    for obj in tracked_objects():
+    direct: list[DirectRoutes] = []
+    objects = tracked_objects()
+    for obj in objects:
         if not _is_router(obj):
             continue
         routes: list[BaseRoute] = obj.routes
@@ -69,25 +75,56 @@ def promote(endpoints: list[Callable[..., Any]]) -> int:
             moved += 1
         if ours:
             answer_readiness_with_bodies(obj)
-    return moved
+            direct += _bypass(objects, obj, [r for r in ours if isinstance(r, Route)], endpoints)
+    return moved, direct
+
+
+def _bypass(
+    objects: list[object], router: Router, routes: list[Route], endpoints: list[Callable[..., Any]]
+) -> list[DirectRoutes]:
+    """The app owning `router` answers `routes` ahead of its middleware (rest_fast_path)."""
+    apps = [
+        o
+        for o in objects
+        if issubclass(type(o), Starlette) and getattr(o, "router", None) is router
+    ]
+    installed: list[DirectRoutes] = []
+    for app in apps:
+        try:
+            direct = rest_fast_path.install(app, routes, endpoints)
+        except Exception:  # an MLServer release that builds its app otherwise: keep its path
+            log.warning("REST routes stay behind MLServer's middleware", exc_info=True)
+            continue
+        if direct is not None:
+            installed.append(direct)
+    return installed
 
 
 async def promote_when_registered(
     name: str, endpoints: list[Callable[..., Any]], timeout: float = 60.0
-) -> None:
-    """MLServer registers a model's custom handlers right after `load()`: wait, then promote."""
+) -> list[DirectRoutes]:
+    """MLServer registers a model's custom handlers right after `load()`: wait, then promote.
+
+    Returns the direct paths answering the routes, for the model's unload to leave.
+    """
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)
-        if promote(endpoints) >= len(endpoints):
-            log.info("%s: binary and JSON infer routes ahead of MLServer's", name)
-            return
+        moved, direct = promote(endpoints)
+        if moved >= len(endpoints):
+            log.info(
+                "%s: binary and JSON infer routes ahead of MLServer's%s",
+                name,
+                ", and of its middleware" if direct else "",
+            )
+            return direct
     log.warning(
         "%s: MLServer's REST routes were not found in this process (parallel_workers > 0?); "
         "binary-extension requests to /v2/models/%s/infer will be refused by MLServer",
         name,
         name,
     )
+    return []
 
 
 # -- readiness bodies ------------------------------------------------------------------------
