@@ -55,6 +55,8 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
             "write_response",
             "starlette/responses.py",
             "encode_to_json",
+            "gzip",  # the response's compression, by MLServer's middleware or rest_fast_path
+            "_compress (",
         ),
     ),
     (
