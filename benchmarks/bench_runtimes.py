@@ -3,12 +3,15 @@
 Throughput is in items per second, one item per request. The direct figure runs the
 prepared rows of the benchmark's requests through `run_batch` at the best batch size
 (the limit the hardware allows); the served figure sends the same requests to a real
-`mlserver start` with our per-row adaptive batching at concurrency 16; the ratio of the
-two and the client-side p50/p99 follow (concurrency 64 by default, the figure `min_light_ratio`
-takes for text embedding and text classification).
+`mlserver start` with our per-row adaptive batching, at concurrency 64 by default (the
+figure `min_light_ratio` takes for text embedding and text classification); the ratio of the
+two and the client-side p50/p99 follow. `cpu_ratio` is the same ratio by CPU per item
+(direct over served), which a machine other work shares moves much less than wall time.
+`ready_s` is the server's time from process start to ready, weights from local disk: with
+the runtime image's pull size (`make bench-images`) it is a replica's cold start.
 
-For the families in `--account` a second window of load at the same concurrency is
-profiled (`serving_account.py`): the server's CPU per request, split by stage (HTTP,
+For the families in `--account` (every one by default) a second window of load at the same
+concurrency is profiled (`serving_account.py`): the server's CPU per request, by stage (HTTP,
 body decode, validation, preparation, queueing and hand-offs, forward, response encode),
 and the load generator's own CPU. A weightless identity model with a small V2 JSON tensor
 gives `identity_rps_per_core`: requests answered per second of the server's CPU.
@@ -37,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import console, percentiles, print_table, write_results
+from benchmarks.common import RESULTS, console, percentiles, print_table, write_results
 from benchmarks.serving_account import COLUMNS, account, process_cpu
 from infergraph.checkpoints.registry import BUILDERS
 from infergraph.components.base import ComponentSettings
@@ -61,7 +64,6 @@ FAMILIES: dict[str, tuple[str, str, bool]] = {
 }
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 LIGHT = ("text-embedding", "text-classification")
-ACCOUNTED = ("text-embedding", "text-classification", "language-identification")
 IDENTITY_BODY = json.dumps(
     {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [0.5] * 4}]}
 ).encode()
@@ -98,10 +100,11 @@ def request_inputs(component: Any, family: str) -> list[dict[str, np.ndarray]]:
 
 def direct_throughput(
     family: str, uri: Path, seconds: float
-) -> tuple[float, int, list[dict[str, np.ndarray]]]:
+) -> tuple[float, int, float, list[dict[str, np.ndarray]]]:
     """Best items/s of run_batch over batch sizes, rows prepared beforehand (the forward only).
 
-    Also returns the requests it measured, for the served run to send.
+    Also returns the best batch size, the CPU microseconds per item there (this process's
+    CPU time, every thread), and the requests it measured, for the served run to send.
     """
     cls = component_class(family)
     component = cls(ComponentSettings(model_uri=str(uri), max_batch_size=max(BATCH_SIZES)))
@@ -109,21 +112,21 @@ def direct_throughput(
     requests = request_inputs(component, family)
     prepared = [component.prepare(inputs, {}) for inputs in requests]
     key = prepared[0].batch_key
-    best, best_bs = 0.0, 1
+    best, best_bs, best_cpu = 0.0, 1, 0.0
     for bs in BATCH_SIZES:
         rows = [row for i in range(bs) for row in prepared[i % len(prepared)].rows]
         component.run_batch(rows, key)  # warm this shape
-        items, iterations, start = 0, 0, time.perf_counter()
+        items, iterations, start, cpu = 0, 0, time.perf_counter(), time.process_time()
         while time.perf_counter() - start < seconds or iterations < 3:
             component.run_batch(rows, key)
             items += bs
             iterations += 1
         rate = items / (time.perf_counter() - start)
         if rate > best:
-            best, best_bs = rate, bs
+            best, best_bs, best_cpu = rate, bs, (time.process_time() - cpu) / items * 1e6
         elif rate < best * 0.5:
             break  # far past the knee: larger batches only cost memory and time
-    return best, best_bs, requests
+    return best, best_bs, best_cpu, requests
 
 
 def v2_bodies(requests: list[dict[str, np.ndarray]]) -> list[bytes]:
@@ -200,7 +203,9 @@ def served(
     runtime before a change, measured beside the runtime after it.
     """
     env = {"PYTHONPATH": src} if src else None
+    started = time.perf_counter()
     with mlserver(models, env=env) as server:
+        ready_s = time.perf_counter() - started  # process start to ready, weights local
         url = f"{server.url}/v2/models/m/infer"
         pid = server.process.pid
         asyncio.run(through_server(url, bodies, args.concurrency, 2.0))  # warm-up
@@ -211,6 +216,7 @@ def served(
         cores = (process_cpu(pid) - before) / args.seconds
         cpu = accounted(pid, url, bodies, args) if profile else None
     return {
+        "ready_s": ready_s,
         "mlserver_rps": rps,
         "server_cores": cores,
         "rps_per_core": rps / cores if cores else 0.0,
@@ -225,7 +231,7 @@ def serve_family(family: str, root: Path, args: argparse.Namespace) -> dict[str,
     reference, scale, heavy = FAMILIES[family]
     console.print(f"[bold]{family}[/] ({reference}, {scale} size)")
     uri = build(family, reference, scale, root / "ckpt")
-    direct, best_bs, requests = direct_throughput(family, uri, args.seconds / 2)
+    direct, best_bs, direct_cpu_us, requests = direct_throughput(family, uri, args.seconds / 2)
     gc.collect()  # the direct run's model goes before the server loads its own
     models = root / f"serve-{family}"
     models.mkdir()
@@ -241,13 +247,29 @@ def serve_family(family: str, root: Path, args: argparse.Namespace) -> dict[str,
         "heavy": heavy,
         "best_batch": best_bs,
         "direct_rps": direct,
+        "direct_cpu_us": direct_cpu_us,
     }
     if args.before_src:
-        before = served(models, bodies, args, args.before_src, profile)
-        row["before"] = {**before, "ratio": before["mlserver_rps"] / direct}
-    row.update(served(models, bodies, args, None, profile))
-    row["ratio"] = row["mlserver_rps"] / direct if direct else float("nan")
+        row["before"] = with_ratios(served(models, bodies, args, args.before_src, profile), row)
+    row.update(with_ratios(served(models, bodies, args, None, profile), row))
     return row
+
+
+def with_ratios(run: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """Served / direct by throughput (`ratio`) and by CPU per item (`cpu_ratio`).
+
+    On a machine other work shares, wall-clock throughput of either side swings with the
+    load; CPU per item much less so: `cpu_ratio` is what `ratio` would be on a quiet machine
+    where the server alone used every core.
+    """
+    direct = row["direct_rps"]
+    served_cpu_us = 1e6 / run["rps_per_core"] if run["rps_per_core"] else float("nan")
+    return {
+        **run,
+        "ratio": run["mlserver_rps"] / direct if direct else float("nan"),
+        "served_cpu_us": served_cpu_us,
+        "cpu_ratio": row["direct_cpu_us"] / served_cpu_us,
+    }
 
 
 def identity(root: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -274,7 +296,7 @@ def main() -> None:
     parser.add_argument(
         "--account",
         nargs="*",
-        default=list(ACCOUNTED),
+        default=list(FAMILIES),
         help="families whose served CPU is accounted by stage (py-spy)",
     )
     parser.add_argument("--account-seconds", type=float, default=6.0)
@@ -300,12 +322,24 @@ def main() -> None:
     console.print(f"summary: {summary}\nwrote {path}")
 
 
-def _least(rows: list[dict[str, Any]], which: bool | tuple[str, ...]) -> float | None:
+def _least(
+    rows: list[dict[str, Any]], which: bool | tuple[str, ...], key: str = "ratio"
+) -> float | None:
     if isinstance(which, tuple):
-        ratios = [r["ratio"] for r in rows if r["family"] in which]
+        ratios = [r[key] for r in rows if r["family"] in which]
     else:
-        ratios = [r["ratio"] for r in rows if r["heavy"] is which]
+        ratios = [r[key] for r in rows if r["heavy"] is which]
     return min(ratios) if ratios else None
+
+
+def image_pull_mb() -> dict[str, float]:
+    """Each built image's pull (gzip) size from `make bench-images`' results: a replica's
+    cold start is this pull, then `ready_s` (every family is served by the runtimes image)."""
+    path = RESULTS / "images.json"
+    if not path.exists():
+        return {}
+    rows = json.loads(path.read_text()).get("rows", [])
+    return {r["image"]: r["compressed_mb"] for r in rows if r.get("compressed_mb")}
 
 
 def summarise(
@@ -317,15 +351,19 @@ def summarise(
         "goal_min_heavy_ratio": 0.95,
         "min_light_ratio": _least(rows, LIGHT),
         "goal_min_light_ratio": 0.8,
+        "min_light_cpu_ratio": _least(rows, LIGHT, "cpu_ratio"),
         "identity_rps_per_core": ident["rps_per_core"] if ident else None,
         "goal_identity_rps_per_core": 2000,
         "outside_forward_share": outside,
+        "ready_s": {r["family"]: r["ready_s"] for r in rows},
+        "image_pull_mb": image_pull_mb(),
         "concurrency": args.concurrency,
     }
     if args.before_src:
         befores = [{**r, **r["before"]} for r in rows]
         summary["before"] = {
             "min_light_ratio": _least(befores, LIGHT),
+            "min_light_cpu_ratio": _least(befores, LIGHT, "cpu_ratio"),
             "min_heavy_ratio": _least(befores, True),
             "identity_rps_per_core": ident["before"]["rps_per_core"] if ident else None,
         }
@@ -333,9 +371,17 @@ def summarise(
 
 
 def report(rows: list[dict[str, Any]], ident: dict[str, Any] | None, concurrency: int) -> None:
-    shown = [{**r, "before_ratio": r.get("before", {}).get("ratio", "")} for r in rows]
+    shown = [
+        {
+            **r,
+            "before_ratio": r.get("before", {}).get("ratio", ""),
+            "before_cpu_ratio": r.get("before", {}).get("cpu_ratio", ""),
+        }
+        for r in rows
+    ]
     columns = ["family", "best_batch", "direct_rps", "mlserver_rps", "ratio", "before_ratio"]
-    columns += ["server_cores", "p50_ms", "p99_ms", "errors"]
+    columns += ["direct_cpu_us", "served_cpu_us", "cpu_ratio", "before_cpu_ratio"]
+    columns += ["server_cores", "p50_ms", "p99_ms", "errors", "ready_s"]
     print_table("runtimes: direct forward vs through MLServer (items/s)", shown, columns)
     accounts: list[tuple[str, dict[str, Any]]] = []
     for row in ([ident] if ident else []) + rows:
