@@ -117,6 +117,58 @@ def mlserver(
         log_file.close()
 
 
+class ModelHost:
+    """One MLServer shared by the cases of a test file, each case loading its own models.
+
+    Starting MLServer (Python, torch, transformers) costs far more than loading a tiny model,
+    so a file of engine cases starts one server (`load_models_at_startup=False`, as Seldon v2's
+    ServerConfig runs it) and each case writes its model folders, loads them through the
+    repository API (`POST /v2/repository/models/<name>/load`, what Seldon v2's agent calls),
+    and unloads and removes them when it ends, so the next case may reuse a name.
+    """
+
+    def __init__(self, server: MLServerProcess) -> None:
+        self.server = server
+
+    @contextmanager
+    def hosting(self, settings: list[dict[str, Any]]) -> Iterator[MLServerProcess]:
+        """Serve the models whose model-settings.json are `settings` for the block."""
+        folders = []
+        try:
+            for model in settings:
+                folder = self.server.workdir / "models" / model["name"]
+                folder.mkdir(parents=True)
+                folders.append(folder)
+                (folder / "model-settings.json").write_text(json.dumps(model))
+                self._repository(model["name"], "load")
+            yield self.server
+        finally:
+            for folder in folders:
+                self._repository(
+                    json.loads((folder / "model-settings.json").read_text())["name"],
+                    "unload",
+                    missing_ok=True,
+                )
+                shutil.rmtree(folder)
+
+    def _repository(self, name: str, action: str, missing_ok: bool = False) -> None:
+        url = f"{self.server.url}/v2/repository/models/{name}/{action}"
+        resp = httpx.post(url, timeout=300)
+        if resp.status_code != 200 and not (missing_ok and resp.status_code == 404):
+            tail = self.server.log()[-4000:]
+            raise RuntimeError(
+                f"{action} of model {name!r}: HTTP {resp.status_code} {resp.text}\n{tail}"
+            )
+
+
+@contextmanager
+def model_host(root: Path, startup_timeout: float = 300) -> Iterator[ModelHost]:
+    """A `ModelHost` on a fresh MLServer under `root`."""
+    (root / "models").mkdir(parents=True, exist_ok=True)
+    with mlserver(root, startup_timeout, load_models_at_startup=False) as server:
+        yield ModelHost(server)
+
+
 def _wait_ready(server: MLServerProcess, timeout: float) -> None:
     wait_ready(server.url, server.process, server.log, timeout, "mlserver")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +30,7 @@ from infergraph.runner.repository import offline_checkpoint
 from tests.engine_cases import GRAPHS, assert_same, forced_langid, load, sweep, tiny
 from tests.engines.seldon_v2 import Dataflow, agent_rewrite, loaded_name
 from tests.graph_payloads import request_for
-from tests.servers import MLServerProcess, mlserver
+from tests.servers import MLServerProcess, ModelHost, model_host
 
 OPTIONS = RenderOptions(storage_uri=EXAMPLE_STORAGE)
 pytestmark = pytest.mark.slow
@@ -51,10 +50,20 @@ def offline_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["INFERGRAPH_CACHE"] = before
 
 
+@pytest.fixture(scope="module")
+def host(offline_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelHost]:
+    """The file's one MLServer (`tests/servers.py ModelHost`): each case loads its Models on
+    it through the repository API, as Seldon v2's agent loads them on a Server."""
+    with model_host(tmp_path_factory.mktemp("seldon-v2-server")) as shared:
+        yield shared
+
+
 @contextmanager
-def served(graph: InferenceGraph, root: Path) -> Iterator[MLServerProcess]:
-    """One MLServer hosting every Model of the rendered graph, settings as the agent writes."""
+def served(graph: InferenceGraph, host: ModelHost) -> Iterator[MLServerProcess]:
+    """Every Model of the rendered graph loaded on the file's MLServer, settings as the agent
+    writes them."""
     nodes = {n.name: n for n in graph.spec.nodes}
+    written = []
     for model, settings in v2.model_settings(graph, OPTIONS).items():
         settings = agent_rewrite(settings)
         node = nodes.get(model.removeprefix(f"{graph.name}-"))
@@ -62,10 +71,8 @@ def served(graph: InferenceGraph, root: Path) -> Iterator[MLServerProcess]:
             uri = offline_checkpoint(node, "tiny")
             if uri:
                 settings["parameters"]["uri"] = uri
-        folder = root / model
-        folder.mkdir(parents=True)
-        (folder / "model-settings.json").write_text(json.dumps(settings))
-    with mlserver(root, startup_timeout=300) as server:
+        written.append(settings)
+    with host.hosting(written) as server:
         yield server
 
 
@@ -107,9 +114,11 @@ def node_path(graph: InferenceGraph, ran: list[str]) -> list[str]:
     return [nodes[m] for m in ran if m in nodes]
 
 
-def check(graph: InferenceGraph, tmp: Path, requests: list[dict[str, Any]]) -> list[list[str]]:
+def check(
+    graph: InferenceGraph, host: ModelHost, requests: list[dict[str, Any]]
+) -> list[list[str]]:
     paths = []
-    with served(graph, tmp) as server:
+    with served(graph, host) as server:
         for request in requests:
             local = run_local(graph, server, request, loaded_name)
             cluster, ran = run_v2(graph, server, request)
@@ -122,20 +131,20 @@ def check(graph: InferenceGraph, tmp: Path, requests: list[dict[str, Any]]) -> l
 
 
 @pytest.mark.parametrize("path", sweep(GRAPHS), ids=lambda p: p.stem)
-def test_every_graph_runs_the_same_on_seldon_v2(path: Path, tmp_path: Path) -> None:
+def test_every_graph_runs_the_same_on_seldon_v2(path: Path, host: ModelHost) -> None:
     graph = tiny(yaml.safe_load(path.read_text()))
-    check(graph, tmp_path, [request_for(graph), request_for(graph, rows=2, seed=3)])
+    check(graph, host, [request_for(graph), request_for(graph, rows=2, seed=3)])
 
 
 @pytest.mark.parametrize(("threshold", "expected"), [(-1.0, ["fast"]), (2.0, ["fast", "accurate"])])
-def test_cascade_confident_and_unsure(tmp_path: Path, threshold: float, expected: list) -> None:
+def test_cascade_confident_and_unsure(host: ModelHost, threshold: float, expected: list) -> None:
     data = load("cascade")
     data["spec"]["graph"]["sequence"][1]["when"]["value"] = threshold
     graph = tiny(data)
-    assert check(graph, tmp_path, [request_for(graph)]) == [expected]
+    assert check(graph, host, [request_for(graph)]) == [expected]
 
 
-def test_video_frame_without_and_with_detections(tmp_path: Path) -> None:
+def test_video_frame_without_and_with_detections(host: ModelHost) -> None:
     graph = tiny(load("video"))
     none = request_for(graph, **{"detector.threshold": 1.0})
     several = request_for(
@@ -147,30 +156,32 @@ def test_video_frame_without_and_with_detections(tmp_path: Path) -> None:
         request["parameters"] = {
             k.removeprefix("detector."): v for k, v in request["parameters"].items()
         }
-    check(graph, tmp_path, [none, several])
+    check(graph, host, [none, several])
 
 
-def test_ensemble_joined_by_a_combiner_node(tmp_path: Path) -> None:
+def test_ensemble_joined_by_a_combiner_node(host: ModelHost) -> None:
     data = load("ensemble")
     data["spec"]["nodes"].append({"name": "joiner", "family": "combiner", "options": {}})
     data["spec"]["graph"]["combine"] = {"node": "joiner", "tensor": "scores"}
     graph = tiny(data)
     plan = compile_plan(graph)
     assert set(plan.step("joiner").inputs) == {"scores_0", "scores_1", "scores_2"}
-    paths = check(graph, tmp_path, [request_for(graph)])
+    paths = check(graph, host, [request_for(graph)])
     assert paths[0][-1] == "joiner"
 
 
 @pytest.mark.parametrize(("language", "expected"), [("en", False), ("fr", True)])
-def test_nlp_english_and_french(tmp_path: Path, language: str, expected: bool) -> None:
+def test_nlp_english_and_french(
+    host: ModelHost, tmp_path: Path, language: str, expected: bool
+) -> None:
     data = load("nlp")
     data["spec"]["nodes"][0]["modelUri"] = forced_langid(tmp_path / "ckpt", language)
     graph = tiny(data)
-    (path,) = check(graph, tmp_path / "served", [request_for(graph)])
+    (path,) = check(graph, host, [request_for(graph)])
     assert ("translate" in path) is expected
 
 
-def test_float_knob_through_the_gateway_as_a_number_and_as_text(tmp_path: Path) -> None:
+def test_float_knob_through_the_gateway_as_a_number_and_as_text(host: ModelHost) -> None:
     """Seldon v2's REST gateway turns every number into int64 (v2.go:457-474, modelled by
     `gateway_request`): `threshold: 0.9` reaches the detector as 0 and every box is kept.
     Sent as the text "0.9" it arrives intact and the cluster answers as the local run."""
@@ -179,7 +190,7 @@ def test_float_knob_through_the_gateway_as_a_number_and_as_text(tmp_path: Path) 
         graph, rows=2, **{"detector.threshold": 0.9, "detector.crop_classes": "dog"}
     )
     sent = {k: v for k, v in local_request.items() if k != "parameters"}
-    with served(graph, tmp_path) as server:
+    with served(graph, host) as server:
         local = run_local(graph, server, local_request, loaded_name)
         as_number = {**sent, "parameters": {"threshold": 0.9, "crop_classes": "dog"}}
         truncated, _ = run_v2(graph, server, as_number)
@@ -194,7 +205,7 @@ def test_float_knob_through_the_gateway_as_a_number_and_as_text(tmp_path: Path) 
     assert boxes(local) < boxes(truncated)  # truncation changed the answer: 0.9 became 0
 
 
-def test_a_knob_for_a_downstream_step_reaches_it(tmp_path: Path) -> None:
+def test_a_knob_for_a_downstream_step_reaches_it(host: ModelHost) -> None:
     """The dataflow hands a step the previous Model's response parameters
     (StreamTransforms.kt:122-126, modelled in `Dataflow.run`): `top_k` sent with the request
     reaches the classifier behind the detector because every rendered Model relays the
@@ -206,7 +217,7 @@ def test_a_knob_for_a_downstream_step_reaches_it(tmp_path: Path) -> None:
         graph, rows=2, **{"detector.threshold": 0, "detector.crop_classes": "dog", "top_k": 2}
     )
     sent = {k: v for k, v in local_request.items() if k != "parameters"}
-    with served(graph, tmp_path) as server:
+    with served(graph, host) as server:
         local = run_local(graph, server, local_request, loaded_name)
         cluster, ran = run_v2(
             graph,

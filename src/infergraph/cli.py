@@ -116,7 +116,7 @@ def serve(
     isolate: Annotated[bool, typer.Option(help="one MLServer process per node")] = False,
 ) -> None:
     """Run a graph on this machine: MLServer hosts the nodes, a local router runs the topology."""
-    from infergraph.graph.model import load_graph
+    from infergraph.graph.plan import load_plan
     from infergraph.runner.local import run_graph
     from infergraph.serving.heap import settled_heap
 
@@ -124,10 +124,11 @@ def serve(
     if offline_scale not in ("full", "tiny"):
         _fail(f"--offline-scale must be full or tiny, not '{offline_scale}'")
     try:
-        graph = load_graph(graph_file)
+        plan = load_plan(graph_file)  # compiled once: the router runs this plan
     except GraphValidationError as exc:
         _fail(str(exc))
         return
+    graph = plan.graph
     if offline:
         console.print(
             "[bold yellow]OFFLINE MODE: every node runs its real architecture with RANDOM "
@@ -141,7 +142,7 @@ def serve(
             loop.add_signal_handler(sig, stop.set)
         with console.status(f"starting {len(graph.spec.nodes)} node(s) of '{graph.name}'..."):
             ctx = run_graph(
-                graph,
+                plan,
                 port=port,
                 offline=offline,
                 offline_scale=offline_scale,  # type: ignore[arg-type]

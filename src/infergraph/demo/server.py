@@ -131,11 +131,19 @@ class GraphServer:
                 self.process.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
                 _signal_all([self.process.pid], signal.SIGKILL)
-                self.process.wait()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(timeout=10.0)  # never an untimed wait on a child
         deadline = time.monotonic() + 10.0
         while time.monotonic() < deadline and any(_alive(pid) for pid in family):
             time.sleep(0.2)
         _signal_all([pid for pid in family if _alive(pid)], signal.SIGKILL)
+
+    def kill(self) -> None:
+        """SIGKILL the server and every process it started, without waiting: the last resort
+        of a demo whose ordinary stop hangs (see `interrupt_guard`)."""
+        if self.process is not None:
+            family = self._family | set(descendants(self.process.pid)) | {self.process.pid}
+            _signal_all(sorted(family), signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:

@@ -19,6 +19,7 @@ from rich.table import Table
 from infergraph.cost.pricing import load_catalog
 from infergraph.demo import plan_steps, report, steps
 from infergraph.demo.findings import Findings, RatePoint
+from infergraph.demo.interrupts import interrupt_guard
 from infergraph.demo.server import DemoError, GraphServer
 from infergraph.demo.sizing import machine_cores, offline_scale
 from infergraph.demo.steps import DemoSettings
@@ -26,6 +27,8 @@ from infergraph.graph.model import load_graph
 
 MARKER = ".infergraph-demo"
 WIDTH = 100  # every table fits a 100-column terminal
+# Ctrl-C to exit: longer than the server's own stop (30 s grace, 10 s for its children).
+INTERRUPT_GRACE_S = 90.0
 
 
 def prepare_folder(out: Path) -> None:
@@ -52,7 +55,11 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> Findings
     try:
         served_file, served = steps.serve_setup(settings, graph, catalog, found, con)
         scale = offline_scale(settings.scale)
-        with GraphServer(served_file, scale, settings.out / "server.log") as server:
+        server_log = settings.out / "server.log"
+        with (
+            GraphServer(served_file, scale, server_log) as server,
+            interrupt_guard(INTERRUPT_GRACE_S, server.kill),
+        ):
             with con.status("building random-weight checkpoints and starting MLServer..."):
                 found.ready_s = server.wait_ready(settings.ready_timeout_s)
             con.print(f"[green]ready[/] in {found.ready_s:.0f} s: {server.url}")

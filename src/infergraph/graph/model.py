@@ -213,12 +213,10 @@ WhenStep.model_rebuild()
 GraphSpec.model_rebuild()
 
 
-def parse_graph(data: dict[str, Any], source: str = "<memory>") -> InferenceGraph:
-    """Parse and fully validate (schema, then topology); errors list every problem with its path."""
-    from infergraph.graph.plan import compile_plan
-
+def validate_schema(data: dict[str, Any], source: str = "<memory>") -> InferenceGraph:
+    """The document as an InferenceGraph, schema-checked only: `graph.plan` checks the rest."""
     try:
-        graph = InferenceGraph.model_validate(data)
+        return InferenceGraph.model_validate(data)
     except ValidationError as exc:
         name = (
             str((data.get("metadata") or {}).get("name", source))
@@ -230,11 +228,23 @@ def parse_graph(data: dict[str, Any], source: str = "<memory>") -> InferenceGrap
             for err in exc.errors()
         ]
         raise GraphValidationError(name, problems) from None
+
+
+def parse_graph(data: dict[str, Any], source: str = "<memory>") -> InferenceGraph:
+    """Parse and fully validate (schema, then topology); errors list every problem with its path.
+
+    A consumer that runs or renders the graph wants `graph.plan.parse_plan` instead: the same
+    checks, and the compiled plan they produce is kept rather than compiled again.
+    """
+    from infergraph.graph.plan import compile_plan
+
+    graph = validate_schema(data, source)
     compile_plan(graph)
     return graph
 
 
-def load_graph(path: str | Path) -> InferenceGraph:
+def read_document(path: str | Path) -> dict[str, Any]:
+    """A graph file's YAML mapping; GraphValidationError when unreadable or not a mapping."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -244,4 +254,8 @@ def load_graph(path: str | Path) -> InferenceGraph:
         raise GraphValidationError(str(path), [f"not valid YAML: {exc}"]) from None
     if not isinstance(data, dict):
         raise GraphValidationError(str(path), ["file does not hold a YAML mapping"])
-    return parse_graph(data, str(path))
+    return data
+
+
+def load_graph(path: str | Path) -> InferenceGraph:
+    return parse_graph(read_document(path), str(path))

@@ -3,9 +3,11 @@
 What a graph means is decided here and nowhere else: which tensor feeds each input (the
 optional-input rule, `a.x | request.x` alternatives), how an ensemble is combined, which
 branch of a `when` a step belongs to, and what the graph returns. The validator reports the
-problems found while compiling; the local runner executes the steps; the renderers translate
-them (flat steps for dataflow engines, the `root` block tree for tree-shaped ones); the
-planner simulates them. No other module walks the `spec.graph` step tree.
+problems found while compiling; `graph.evaluate` applies the plan to each request, for the
+local runner, the KServe graph step and the Seldon v1 unit alike; the renderers translate
+it (flat steps for dataflow engines, the `root` block tree for tree-shaped ones); the
+planner simulates it. No other module walks the `spec.graph` step tree, and consumers take
+the compiled plan (`load_plan`, `parse_plan`, `plan_of`) rather than compile it again.
 
 Semantics of a plan: a step runs when every `when` branch it sits under chose its side and
 the steps it depends on have finished; steps with no dependency between them (ensemble
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from infergraph.components.base import Component, TensorSpec
@@ -33,6 +36,8 @@ from infergraph.graph.model import (
     SequenceStep,
     Step,
     WhenStep,
+    read_document,
+    validate_schema,
 )
 
 StepKind = Literal["node", "gate", "pass", "combine"]
@@ -655,3 +660,22 @@ def compile_plan(graph: InferenceGraph) -> GraphPlan:
     if compiler.problems:
         raise GraphValidationError(graph.name, compiler.problems)
     return GraphPlan(graph, compiler.steps, outputs, root)
+
+
+def plan_of(source: InferenceGraph | GraphPlan) -> GraphPlan:
+    """What a consumer runs: the plan it was given, or a graph built in code, compiled here.
+
+    Consumers take a compiled plan so a graph is compiled once (`load_plan`, `parse_plan`)
+    and its facts (families, GPU use, wiring) are not checked again downstream.
+    """
+    return source if isinstance(source, GraphPlan) else compile_plan(source)
+
+
+def parse_plan(data: dict[str, Any], source: str = "<memory>") -> GraphPlan:
+    """A graph document, validated (schema, then topology) and compiled once."""
+    return compile_plan(validate_schema(data, source))
+
+
+def load_plan(path: str | Path) -> GraphPlan:
+    """A graph file, validated and compiled once: what `serve` and `render` start from."""
+    return parse_plan(read_document(path), str(path))

@@ -11,6 +11,7 @@ from typing import Any
 
 from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph
+from infergraph.graph.plan import GraphPlan, plan_of
 from infergraph.operator.config import OperatorConfig
 from infergraph.render import render
 from infergraph.render.common import k8s_name
@@ -40,7 +41,9 @@ def engine_for(graph: InferenceGraph, config: OperatorConfig) -> str:
     return str(chosen or config.default_engine)
 
 
-def render_graph(graph: InferenceGraph, engine: str, options: RenderOptions) -> list[dict]:
+def render_graph(
+    graph: InferenceGraph | GraphPlan, engine: str, options: RenderOptions
+) -> list[dict]:
     """The one call into the renderers: the same objects `infergraph render` writes."""
     return render(graph, engine, options)
 
@@ -81,12 +84,15 @@ def omitted_kinds(graph: InferenceGraph, engine: str) -> set[str]:
     return kinds
 
 
-def children(owner: dict[str, Any], graph: InferenceGraph, config: OperatorConfig) -> list[dict]:
-    """Render `graph` for its engine and own every object the graph does not opt out of;
+def children(
+    owner: dict[str, Any], source: InferenceGraph | GraphPlan, config: OperatorConfig
+) -> list[dict]:
+    """Render the graph for its engine and own every object the graph does not opt out of;
     RenderError says what cannot map."""
-    engine = engine_for(graph, config)
-    omitted = omitted_kinds(graph, engine)
-    objs = render_graph(graph, engine, config.render_options())
+    plan = plan_of(source)
+    engine = engine_for(plan.graph, config)
+    omitted = omitted_kinds(plan.graph, engine)
+    objs = render_graph(plan, engine, config.render_options())
     owned = [own(obj, owner) for obj in objs if obj["kind"] not in omitted]
     if config.seldon_namespace:
         owned = relocate_server_configs(owned, owner, config.seldon_namespace)

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infergraph.errors import GraphValidationError, RenderError
-from infergraph.graph.model import InferenceGraph, parse_graph
+from infergraph.graph.model import InferenceGraph
+from infergraph.graph.plan import GraphPlan, parse_plan
 from infergraph.operator import status as st
 from infergraph.operator.applying import TAKEOVER_REFUSED, Refusal, apply_all
 from infergraph.operator.children import children, engine_for, is_owned_by, stale
@@ -136,13 +137,14 @@ class Reconciler:
         status: dict[str, Any] = {"observedGeneration": generation}
         prev_conditions = previous.get("conditions") or []
         try:
-            graph = parse_graph(graph_document(body), body["metadata"]["name"])
+            plan = parse_plan(graph_document(body), body["metadata"]["name"])
         except GraphValidationError as exc:
             return self._refused(
                 status, prev_conditions, fresh, "GraphInvalid", str(exc), "validate"
             )
+        graph = plan.graph  # compiled once: rendered, and its settings served, from this plan
         try:
-            objs = children(dict(body), graph, self.config)
+            objs = children(dict(body), plan, self.config)
         except RenderError as exc:
             return self._refused(
                 status, prev_conditions, fresh, "RenderFailed", str(exc), "render", valid=True
@@ -153,7 +155,7 @@ class Reconciler:
         if not await self._still_there(client, body):
             self.settings.forget(home, graph.name)
             return Outcome({}, stage=GONE)
-        self._serve_settings(graph, home)
+        self._serve_settings(plan, home)
         live, refused = await apply_all(client, objs, str(body["metadata"]["uid"]), home)
         try:
             removed = await self._prune(client, body, previous.get("children") or [], current)
@@ -174,15 +176,15 @@ class Reconciler:
         stage = "apply" if refused else "done"
         return Outcome(status, events=events, stage=stage, applied=live, refused=refused)
 
-    def _serve_settings(self, graph: InferenceGraph, namespace: str) -> None:
+    def _serve_settings(self, plan: GraphPlan, namespace: str) -> None:
         """Before the apply, so a Model's new folder is there when Seldon sees its new
         storageUri: the settings of this generation, from the same `seldon_v2._served` that
         wrote the storageUris (nothing for other engines or without a settings URL)."""
-        if engine_for(graph, self.config) == SELDON_V2:
-            served = served_settings(graph, self.config.render_options())
+        if engine_for(plan.graph, self.config) == SELDON_V2:
+            served = served_settings(plan, self.config.render_options())
         else:
             served = {}
-        self.settings.replace(namespace, graph.name, served)
+        self.settings.replace(namespace, plan.graph.name, served)
 
     def _refused(
         self,

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import InferenceGraph
+
+if TYPE_CHECKING:
+    from infergraph.graph.plan import GraphPlan
 
 
 class TopologyError(InfergraphError):
@@ -96,11 +99,11 @@ def from_steps(steps: Iterable[_StepLike], labels: dict[str, str] | None = None)
     return Topology(tuple(stages), dict(labels or {}))
 
 
-def topology_of(graph: InferenceGraph) -> Topology:
-    """The graph's stages from its compiled plan."""
-    from infergraph.graph.plan import compile_plan
+def topology_of(graph: InferenceGraph | GraphPlan) -> Topology:
+    """The graph's stages from its compiled plan (compiled here when given a graph)."""
+    from infergraph.graph.plan import plan_of
 
-    plan = compile_plan(graph)
+    plan = plan_of(graph)
     labels = {
         s.name: f"{s.condition.tensor} {s.condition.op} {s.condition.value}"
         for s in plan.steps

@@ -14,7 +14,8 @@ from typing import Any
 import yaml
 
 from infergraph.errors import RenderError
-from infergraph.graph.model import InferenceGraph, load_graph
+from infergraph.graph.model import InferenceGraph
+from infergraph.graph.plan import GraphPlan, load_plan, plan_of
 from infergraph.render import autoscaling, common, kserve, seldon_v1, seldon_v2
 from infergraph.render.options import RenderOptions
 
@@ -31,15 +32,19 @@ EXAMPLE_STORAGE = "s3://REPLACE-WITH-YOUR-BUCKET/infergraph"
 
 
 def render(
-    graph: InferenceGraph, engine: str, options: RenderOptions | None = None
+    graph: InferenceGraph | GraphPlan, engine: str, options: RenderOptions | None = None
 ) -> list[dict[str, Any]]:
-    """All Kubernetes objects for `graph` on `engine`; RenderError says what cannot map and why."""
+    """All Kubernetes objects for `graph` on `engine`; RenderError says what cannot map and why.
+
+    A graph built in code is compiled here, once; a compiled plan is rendered as it is.
+    """
+    plan = plan_of(graph)
     if engine == "seldon-v2":
-        return seldon_v2.render(graph, options)
+        return seldon_v2.render(plan, options)
     if engine == "seldon-v1":
-        return seldon_v1.render(graph, options)
+        return seldon_v1.render(plan, options)
     if engine == "kserve":
-        return kserve.render(graph, options)
+        return kserve.render(plan, options)
     raise RenderError(engine, f"unknown engine; choose one of {', '.join(ENGINES)}")
 
 
@@ -69,13 +74,14 @@ def render_files(
     graph_path: Path, engine: str, options: RenderOptions | None = None
 ) -> dict[str, str]:
     """Relative path -> content for one graph: `<graph>.yaml`, plus v2 model-settings files."""
-    graph = load_graph(graph_path)
-    objs = render(graph, engine, options)
+    plan = load_plan(graph_path)  # compiled once, for the objects and the settings files
+    graph = plan.graph
+    objs = render(plan, engine, options)
     files = {
         f"{graph.name}.yaml": HEADER.format(source=graph_path.name, engine=engine) + to_yaml(objs)
     }
     if engine == "seldon-v2":
-        for model, settings in seldon_v2.model_settings(graph, options).items():
+        for model, settings in seldon_v2.model_settings(plan, options).items():
             files[f"{graph.name}/model-settings/{model}/model-settings.json"] = common.dumps(
                 settings
             )

@@ -67,7 +67,7 @@ def render_command(
     ] = None,
 ) -> None:
     """Render one graph (stdout or --out) or, with --all, the whole k8s/graphs folder."""
-    from infergraph.graph.model import load_graph
+    from infergraph.graph.plan import load_plan
 
     engines = (engine,) if engine else ENGINES
     options = RenderOptions(
@@ -109,7 +109,7 @@ def render_command(
             written = _write(files, out)
             typer.echo(f"wrote {len(written)} files under {out}")
             return
-        objs = render(load_graph(graph), engine, options)
+        objs = render(load_plan(graph), engine, options)
         if engine == "kserve":
             from infergraph.render.kserve import render_notes
 

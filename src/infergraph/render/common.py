@@ -169,7 +169,6 @@ def resources(node: Node | None, engine: str) -> dict[str, Any]:
     if node is None:
         req: dict[str, Any] = {"cpu": "250m", "memory": "512Mi"}
         return {"requests": dict(req), "limits": dict(req)}
-    check_gpu(node, engine)
     req = {"cpu": node.resources.cpu, "memory": node.resources.memory}
     if node.resources.gpu:
         req[GPU_RESOURCE] = node.resources.gpu
@@ -192,20 +191,6 @@ def gpu_scheduling(node: Node | None, options: RenderOptions | None = None) -> d
     if placement.runtime_class_name:
         out["runtimeClassName"] = placement.runtime_class_name
     return out
-
-
-def check_gpu(node: Node, engine: str) -> None:
-    """Re-checked here so graphs built in code (not via load_graph) fail at render time too."""
-    if node.resources.gpu and not family_uses_gpu(node.family):
-        raise RenderError(
-            engine,
-            f"node '{node.name}' asks for {node.resources.gpu} nvidia.com/gpu but family "
-            f"'{node.family}' is CPU-only; drop resources.gpu",
-        )
-
-
-def family_uses_gpu(family: str) -> bool:
-    return bool(component_class(family).uses_gpu)
 
 
 def family_default_model(family: str) -> str:

@@ -49,7 +49,7 @@ from infergraph.graph.plan import (
     PlanStep,
     RouteBlock,
     UnitBlock,
-    compile_plan,
+    plan_of,
 )
 from infergraph.render import autoscaling, common
 from infergraph.render.options import RenderOptions
@@ -483,8 +483,8 @@ def inference_graph(graph: InferenceGraph, topology: _Topology, notes: list[str]
     }
 
 
-def build(graph: InferenceGraph) -> tuple[GraphPlan, _Topology]:
-    plan = compile_plan(graph)
+def build(graph: InferenceGraph | GraphPlan) -> tuple[GraphPlan, _Topology]:
+    plan = plan_of(graph)
     for step in plan.steps:
         if step.kind == "gate" and step.family != GATE_FAMILY:
             raise RenderError(ENGINE, f"{step.path}: unknown gate family '{step.family}'")
@@ -493,17 +493,18 @@ def build(graph: InferenceGraph) -> tuple[GraphPlan, _Topology]:
     return plan, topology
 
 
-def render(graph: InferenceGraph, options: RenderOptions | None = None) -> list[dict[str, Any]]:
+def render(
+    source: InferenceGraph | GraphPlan, options: RenderOptions | None = None
+) -> list[dict[str, Any]]:
     """ServingRuntime(s), then per step an InferenceService (+ scaler), then the InferenceGraph."""
     options = options or RenderOptions()
-    plan, topology = build(graph)
+    plan, topology = build(source)
+    graph = plan.graph
     services = list(topology.services.values())
     cuda = sorted({bool(s.node and s.node.resources.gpu) for s in services})
     objs: list[dict[str, Any]] = [serving_runtime(graph, c, options) for c in cuda]
     notes: list[str] = []
     for service in services:
-        if service.node is not None:
-            common.check_gpu(service.node, ENGINE)
         isvc, scalers, note = inference_service(plan, service, options)
         objs.append(isvc)
         objs.extend(scalers)

@@ -43,7 +43,7 @@ from infergraph.graph.plan import (
     RouteBlock,
     Source,
     UnitBlock,
-    compile_plan,
+    plan_of,
 )
 from infergraph.render import autoscaling, common
 from infergraph.render.options import RenderOptions
@@ -145,6 +145,8 @@ class _Builder:
             params["max_batch_size"] = node.batching.max_batch_size
             if node.options:
                 params["options"] = node.options
+            # `<node>.<key>` request parameters address one of these (graph.evaluate's rule).
+            params["nodes"] = [n.name for n in self.graph.spec.nodes]
             uri = art.storage_uri if art.weights_in_artifact else None
         if step.condition is not None:
             params["condition"] = common.condition_dict(step.condition)
@@ -410,10 +412,13 @@ def _component_spec(
     return spec
 
 
-def render(graph: InferenceGraph, options: RenderOptions | None = None) -> list[dict[str, Any]]:
+def render(
+    source: InferenceGraph | GraphPlan, options: RenderOptions | None = None
+) -> list[dict[str, Any]]:
     """One SeldonDeployment (autoscalers ride inside it as hpaSpec/kedaSpec)."""
     options = options or RenderOptions()
-    plan = compile_plan(graph)
+    plan = plan_of(source)
+    graph = plan.graph
     protocol = "v2" if v2_chain(plan) is not None else "seldon"
     root = _Builder(plan, options).build(plan.root, "spec.graph").root
     units = root.walk()
@@ -422,7 +427,6 @@ def render(graph: InferenceGraph, options: RenderOptions | None = None) -> list[
             unit.parameters = {}
     for unit in units:
         if unit.node is not None:
-            common.check_gpu(unit.node, ENGINE)
             autoscaling.check(unit.node, ENGINE)
     component_specs = [_component_spec(graph, u, i, protocol, options) for i, u in enumerate(units)]
     sdep = {

@@ -26,7 +26,7 @@ from typing import Any
 
 from infergraph.errors import RenderError
 from infergraph.graph.model import REQUEST, InferenceGraph, Node
-from infergraph.graph.plan import GraphPlan, PlanStep, Source, compile_plan
+from infergraph.graph.plan import GraphPlan, PlanStep, Source, plan_of
 from infergraph.render import autoscaling, common
 from infergraph.render.options import RenderOptions
 
@@ -460,8 +460,8 @@ def _pipeline(
     }
 
 
-def translate(graph: InferenceGraph) -> tuple[_Translator, dict[str, Any]]:
-    translator = _Translator(compile_plan(graph))
+def translate(graph: InferenceGraph | GraphPlan) -> tuple[_Translator, dict[str, Any]]:
+    translator = _Translator(plan_of(graph))
     output = translator.run()
     return translator, output
 
@@ -493,10 +493,13 @@ def _scalers(graph: InferenceGraph, translator: _Translator, unit: Unit) -> list
     return autoscaling.scalers(graph, node, targets, ENGINE)
 
 
-def render(graph: InferenceGraph, options: RenderOptions | None = None) -> list[dict[str, Any]]:
+def render(
+    source: InferenceGraph | GraphPlan, options: RenderOptions | None = None
+) -> list[dict[str, Any]]:
     """Every object for one graph: per node ServerConfig/Server/Model (+ scalers), then Pipeline."""
     options = options or RenderOptions()
-    translator, output = translate(graph)
+    translator, output = translate(source)
+    graph = translator.plan.graph
     served = _served(graph, translator, options) if options.settings_url else {}
     objs: list[dict[str, Any]] = []
     helpers = [u for u in translator.units if u.node is None]
@@ -522,11 +525,12 @@ def render(graph: InferenceGraph, options: RenderOptions | None = None) -> list[
 
 
 def model_settings(
-    graph: InferenceGraph, options: RenderOptions | None = None
+    source: InferenceGraph | GraphPlan, options: RenderOptions | None = None
 ) -> dict[str, dict[str, Any]]:
     """model-settings.json per Model, keyed by Model name: upload into each storageUri folder."""
     options = options or RenderOptions()
-    translator, _ = translate(graph)
+    translator, _ = translate(source)
+    graph = translator.plan.graph
     return {unit.name: _unit_settings(graph, unit, options) for unit in translator.units}
 
 
@@ -591,12 +595,12 @@ def _served(
 
 
 def served_settings(
-    graph: InferenceGraph, options: RenderOptions | None = None
+    source: InferenceGraph | GraphPlan, options: RenderOptions | None = None
 ) -> dict[str, ServedSettings]:
     """Model name -> the settings the operator serves for it, the same `_served` that wrote
     each Model's storageUri in `render` (empty without `options.settings_url`)."""
     options = options or RenderOptions()
     if not options.settings_url:
         return {}
-    translator, _ = translate(graph)
-    return _served(graph, translator, options)
+    translator, _ = translate(source)
+    return _served(translator.plan.graph, translator, options)

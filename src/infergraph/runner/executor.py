@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,13 +19,14 @@ import aiohttp
 import orjson
 
 from infergraph.components.base import ComponentSettings
-from infergraph.components.conditions import evaluate
 from infergraph.components.plumbing import Combiner
 from infergraph.errors import InputError, NodeError
+from infergraph.graph import evaluate as ev
 from infergraph.graph.model import REQUEST, InferenceGraph
-from infergraph.graph.plan import GraphPlan, PlanStep, Source, compile_plan, node_parameters
+from infergraph.graph.plan import GraphPlan, PlanStep, Source, plan_of
+from infergraph.graph.wire import Tensor, renamed
 from infergraph.runner import upstream
-from infergraph.runner.tensors import Tensor, as_array, empty_like, from_array, renamed, rows
+from infergraph.runner.tensors import as_array, from_array
 
 # Forwarded from the graph request to every node call: a W3C trace context and a request id,
 # as Seldon v1's executor (which forwards every header) and KServe's router (the headers its
@@ -40,32 +41,33 @@ def trace_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 @dataclass
 class Run:
-    """One request in flight: tensors by `step.tensor`, gate decisions, timings, path."""
+    """One request in flight: tensors by `step.tensor`, gate decisions, timings, trace."""
 
     tensors: dict[str, Tensor]
     parameters: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
     decisions: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
-    path: list[str] = field(default_factory=list)
+    trace: ev.Trace = field(default_factory=ev.Trace)
+
+    def find(self, refs: Sequence[str]) -> Tensor | None:
+        return ev.first_present(refs, self.tensors)
 
     def lookup(self, sources: tuple[Source, ...]) -> Tensor | None:
-        """The first alternative that exists (the plan makes them exclusive)."""
-        for source in sources:
-            tensor = self.tensors.get(source.ref)
-            if tensor is not None:
-                return tensor
-        return None
+        return self.find(ev.alternatives(sources))
 
 
 class GraphExecutor:
-    """Runs one graph; `node_urls` maps node name -> its V2 infer URL."""
+    """Runs one graph's compiled plan; `node_urls` maps node name -> its V2 infer URL."""
 
     def __init__(
-        self, graph: InferenceGraph, node_urls: dict[str, str], session: aiohttp.ClientSession
+        self,
+        source: GraphPlan | InferenceGraph,
+        node_urls: dict[str, str],
+        session: aiohttp.ClientSession,
     ) -> None:
-        self.graph = graph
-        self.plan: GraphPlan = compile_plan(graph)
+        self.plan: GraphPlan = plan_of(source)
+        self.graph = graph = self.plan.graph
         self.node_urls = node_urls
         self.session = session
         self.node_names = {n.name for n in graph.spec.nodes}
@@ -94,7 +96,7 @@ class GraphExecutor:
         return {
             "model_name": self.graph.name,
             "id": request.get("id"),
-            "parameters": {**run.timings, "graph.path": ",".join(run.path)},
+            "parameters": {**run.timings, **run.trace.parameters()},
             "outputs": outputs,
         }
 
@@ -128,46 +130,39 @@ class GraphExecutor:
             await done[dep].wait()
         try:
             if all(run.decisions.get(b.gate) == b.side for b in step.branch):
-                feed = self.feed(step, run)
-                for name, tensor in (await self.execute(step, feed, run)).items():
+                for name, tensor in (await self.execute(step, run)).items():
                     run.tensors[f"{step.name}.{name}"] = tensor
         finally:
             done[step.name].set()
 
     def feed(self, step: PlanStep, run: Run) -> dict[str, Tensor]:
-        feed: dict[str, Tensor] = {}
-        for name, sources in step.inputs.items():
-            tensor = run.lookup(sources)
-            if tensor is None:
-                refs = " | ".join(s.ref for s in sources)
-                raise NodeError(step.name, f"input '{name}': tensor '{refs}' was not produced")
-            feed[name] = tensor
-        return feed
+        inputs = {name: ev.alternatives(sources) for name, sources in step.inputs.items()}
+        return ev.gather_feed(step.name, inputs, run.find)
 
-    async def execute(self, step: PlanStep, feed: dict[str, Tensor], run: Run) -> dict[str, Tensor]:
+    async def execute(self, step: PlanStep, run: Run) -> dict[str, Tensor]:
+        """The step's outputs; the rules (gate, zero rows, path) are `graph.evaluate`'s."""
         if step.kind == "gate":
-            value = feed.get("value")
-            holds = value is not None and rows(value) > 0 and step.condition is not None
-            if holds:
-                holds = evaluate(step.condition.model_dump(), as_array(value), "value")
-            run.decisions[step.name] = "then" if holds else "otherwise"
+            value = run.lookup(step.inputs.get("value", ()))
+            condition = step.condition.model_dump() if step.condition is not None else None
+            array = as_array(value) if value is not None else None
+            run.decisions[step.name] = ev.gate_side(condition, array, "value")
             return {}
+        feed = self.feed(step, run)
         if step.kind == "pass":
             return feed
         if step.kind == "node":
-            run.path.append(step.name)
-        if any(rows(t) == 0 for t in feed.values()):
-            run.timings[f"{step.name}.skipped"] = 1
-            return {s.name: empty_like(s) for s in step.outputs}
+            run.trace.reached(step.name)
+        if ev.zero_rows(feed, ev.JSON):
+            run.trace.skip(step.name)
+            return ev.empty_outputs(step.outputs, ev.JSON)
         if step.kind == "combine":
-            run.path.append(f"combine:{step.method}")
             return combine_scores(feed, str(step.method))
         return await self.call(step.name, feed, run)
 
     async def call(self, name: str, feed: dict[str, Tensor], run: Run) -> dict[str, Tensor]:
         node = self.graph.node(name)
         body: dict[str, Any] = {"inputs": [renamed(t, k) for k, t in feed.items()]}
-        params = node_parameters(name, self.node_names, run.parameters)
+        params = ev.node_parameters(name, self.node_names, run.parameters)
         if params:
             body["parameters"] = params
         started = time.perf_counter()

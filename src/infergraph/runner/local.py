@@ -30,6 +30,7 @@ from aiohttp import web
 
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import InferenceGraph
+from infergraph.graph.plan import GraphPlan, plan_of
 from infergraph.runner.repository import Scale, write_repository
 from infergraph.runner.router import build_app
 
@@ -186,7 +187,7 @@ async def supervise(
 
 @asynccontextmanager
 async def run_graph(
-    graph: InferenceGraph,
+    source: InferenceGraph | GraphPlan,
     *,
     port: int = 0,
     offline: bool = False,
@@ -195,7 +196,9 @@ async def run_graph(
     workdir: Path | None = None,
     startup_timeout: float = 600.0,
 ) -> AsyncIterator[RunningGraph]:
-    """Serve `graph` until the block exits; everything started is stopped on the way out."""
+    """Serve the graph until the block exits; everything started is stopped on the way out."""
+    plan = plan_of(source)
+    graph = plan.graph
     own_dir = workdir is None
     root = Path(tempfile.mkdtemp(prefix=f"infergraph-{graph.name}-")) if own_dir else workdir
     assert root is not None
@@ -220,7 +223,7 @@ async def run_graph(
         await _wait_ready(servers, startup_timeout)
         supervisor = asyncio.get_running_loop().create_task(supervise(servers))
         bases = {node: s.base for s in servers for node in s.nodes}
-        runner = web.AppRunner(build_app(graph, bases), access_log=None)
+        runner = web.AppRunner(build_app(plan, bases), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", port or free_port())
         await site.start()

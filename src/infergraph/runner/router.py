@@ -31,6 +31,7 @@ from multidict import CIMultiDict
 
 from infergraph.errors import InfergraphError, InputError, status_for
 from infergraph.graph.model import InferenceGraph
+from infergraph.graph.plan import GraphPlan, plan_of
 from infergraph.runner import upstream
 from infergraph.runner.executor import GraphExecutor, trace_headers
 from infergraph.serving import binary
@@ -309,8 +310,10 @@ async def _config(request: web.Request) -> web.Response:
     return _json(model_config(graph.name, "infergraph", graph.spec.inputs, [], backend="graph"))
 
 
-def build_app(graph: InferenceGraph, node_bases: dict[str, str]) -> web.Application:
+def build_app(source: InferenceGraph | GraphPlan, node_bases: dict[str, str]) -> web.Application:
     """`node_bases` maps node -> base URL of the MLServer hosting it."""
+    plan = plan_of(source)
+    graph = plan.graph
     app = web.Application(client_max_size=256 * 1024 * 1024)
     app[GRAPH_KEY] = graph
     app[NODES_KEY] = node_bases
@@ -319,7 +322,7 @@ def build_app(graph: InferenceGraph, node_bases: dict[str, str]) -> web.Applicat
         session = upstream.node_session()
         app[SESSION_KEY] = session
         urls = {n: f"{b}/v2/models/{n}/infer" for n, b in node_bases.items()}
-        app[EXECUTOR_KEY] = GraphExecutor(graph, urls, session)
+        app[EXECUTOR_KEY] = GraphExecutor(plan, urls, session)
         yield
         await session.close()
 

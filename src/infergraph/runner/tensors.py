@@ -1,8 +1,7 @@
-"""V2 JSON tensors as the router passes them between nodes, without numpy round trips.
+"""V2 JSON tensors <-> numpy, where the router itself computes (conditions, built-in combiners).
 
-Tensors stay in their wire form (name, datatype, shape, data, parameters) so a
-hop costs one JSON decode and encode; numpy appears only where the router itself
-computes (conditions, built-in combiners).
+The wire form itself (`Tensor`, `renamed`, `rows`, `empty_like`) is `infergraph.graph.wire`,
+shared with the KServe graph step.
 """
 
 from __future__ import annotations
@@ -11,28 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from infergraph.components.base import TensorSpec
 from infergraph.errors import InputError
+from infergraph.graph.wire import Tensor
 from infergraph.serving.tensors import V2_TO_NUMPY
-
-Tensor = dict[str, Any]
-
-
-def renamed(tensor: Tensor, name: str) -> Tensor:
-    out = {k: v for k, v in tensor.items() if k != "name"}
-    out["name"] = name
-    return out
-
-
-def rows(tensor: Tensor) -> int:
-    shape = tensor.get("shape") or []
-    return int(shape[0]) if shape else 1
-
-
-def empty_like(spec: TensorSpec) -> Tensor:
-    """A well-formed zero-row tensor of a declared output (for skipped nodes)."""
-    shape = [0] + [max(d, 0) for d in spec.shape[1:]]
-    return {"name": spec.name, "datatype": spec.datatype, "shape": shape, "data": []}
 
 
 def flat(data: Any) -> list[Any]:

@@ -12,29 +12,29 @@ after `asr` would never see it. So each rendered InferenceService serves this ro
      "outputs": [graph outputs known so far, named as the graph names them],
      "inputs": [every tensor so far, named "<step>.<tensor>" ("request.<name>" for the
                 graph's inputs): the body is a valid V2 request too],
-     "carry": {"parameters": <the client's request parameters>, "path": [nodes that ran],
-               "when": {"<gate>": {"<then|otherwise>": true}}}}
+     "carry": {"parameters": <the client's request parameters>, "path": [nodes reached],
+               "skipped": [nodes fed zero rows], "when": {"<gate>": {"<then|otherwise>": true}}}}
 
 The step's wiring comes from the compiled plan, rendered into the model settings as
 `parameters.extra.graph_step` (`infergraph.render.kserve`): which carried tensor feeds each
 input, what the graph outputs are, and which cascade pass-throughs are virtual (the tensors
-a `when` without `otherwise` forwards are simply still carried). The plan's rules hold here
-as in the local executor: the first alternative that exists wins, a step fed a zero-row
-tensor is not called and yields zero-row outputs, `<node>.<key>` request parameters reach
-only that node.
+a `when` without `otherwise` forwards are simply still carried). The plan's run-time rules
+(the first alternative that exists wins, a step fed a zero-row tensor is not called, an
+absent gate tensor takes `otherwise`, `<node>.<key>` request parameters reach only that
+node, the path) are `infergraph.graph.evaluate`'s, the same the local router applies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from infergraph.components.base import TensorSpec
 from infergraph.errors import InputError
+from infergraph.graph import evaluate as ev
 from infergraph.graph.model import REQUEST
-from infergraph.graph.plan import node_parameters
-from infergraph.runner.tensors import Tensor, empty_like, renamed, rows
+from infergraph.graph.wire import Tensor, renamed
 
 ROUTE_SUFFIX = "/infer/graph"
 SETTINGS_KEY = "graph_step"
@@ -77,7 +77,7 @@ class Carry:
 
     tensors: dict[str, Tensor] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)
-    path: list[str] = field(default_factory=list)
+    trace: ev.Trace = field(default_factory=ev.Trace)
     when: dict[str, dict[str, bool]] = field(default_factory=dict)
     id: str | None = None
 
@@ -93,7 +93,7 @@ class Carry:
         for tensor in _tensor_list(body.get("inputs"), "inputs"):
             self.tensors.setdefault(tensor["name"], tensor)
         self.parameters.update(carry.get("parameters") or {})
-        self.path.extend(p for p in carry.get("path") or [] if p not in self.path)
+        self.trace.merge(ev.Trace(list(carry.get("path") or []), list(carry.get("skipped") or [])))
         for gate, sides in (carry.get("when") or {}).items():
             self.when.setdefault(gate, {}).update(sides)
         self.id = self.id or body.get("id")
@@ -123,11 +123,12 @@ def gather(body: Any) -> Carry:
     return carry
 
 
-def lookup(carry: Carry, refs: list[str], wiring: StepWiring) -> Tensor | None:
+def lookup(carry: Carry, refs: Sequence[str], wiring: StepWiring) -> Tensor | None:
     """The first alternative present; a cascade pass-through's tensor is what it forwards."""
     for ref in refs:
-        if ref in carry.tensors:
-            return carry.tensors[ref]
+        found = ev.first_present([ref], carry.tensors)
+        if found is not None:
+            return found
         owner, _, tensor = ref.partition(".")
         passed = wiring.passes.get(owner)
         if passed and carry.when.get(passed["gate"], {}).get(passed["side"]):
@@ -138,29 +139,37 @@ def lookup(carry: Carry, refs: list[str], wiring: StepWiring) -> Tensor | None:
 
 
 async def run_step(wiring: StepWiring, body: Any, call: Call) -> dict[str, Any]:
-    """Execute this step on a carried body and return the body for the next step."""
+    """Execute this step on a carried body and return the body for the next step.
+
+    The rules (alternatives, an absent tensor, the gate, zero rows, parameters, the path) are
+    `graph.evaluate`'s; this adapter only finds the carried tensors and calls the model.
+    """
     carry = gather(body)
-    feed: dict[str, Tensor] = {}
-    for name, refs in wiring.inputs.items():
-        tensor = lookup(carry, refs, wiring)
-        if tensor is None:
-            raise InputError(name, f"step '{wiring.step}': tensor '{' | '.join(refs)}' not carried")
-        feed[name] = renamed(tensor, name)
     produced: dict[str, Tensor] = {}
     if wiring.kind == "gate":
-        produced = await call(feed, {})
-        side = "then" if "then" in produced else "otherwise"
+        value = lookup(carry, wiring.inputs.get("value", []), wiring)
+        side = "otherwise"  # an absent tensor does not satisfy the condition
+        if value is not None:
+            produced = await call({"value": renamed(value, "value")}, {})
+            side = "then" if "then" in produced else "otherwise"
         carry.when.setdefault(wiring.step, {})[side] = True
     elif wiring.kind in ("node", "combine"):
-        carry.path.append(wiring.step if wiring.kind == "node" else f"combine:{wiring.step}")
-        if any(rows(t) == 0 for t in feed.values()):
-            produced = {s.name: empty_like(s) for s in wiring.output_specs}
-        else:
-            params = node_parameters(wiring.step, wiring.nodes, carry.parameters)
-            produced = await call(feed, params)
+        produced = await _evaluate(wiring, carry, call)
     for name, tensor in produced.items():
         carry.tensors[f"{wiring.step}.{name}"] = renamed(tensor, f"{wiring.step}.{name}")
     return respond(carry, wiring)
+
+
+async def _evaluate(wiring: StepWiring, carry: Carry, call: Call) -> dict[str, Tensor]:
+    """A node or combine step: called unless fed zero rows, then its empty outputs."""
+    found = ev.gather_feed(wiring.step, wiring.inputs, lambda refs: lookup(carry, refs, wiring))
+    feed = {name: renamed(tensor, name) for name, tensor in found.items()}
+    if wiring.kind == "node":
+        carry.trace.reached(wiring.step)
+    if ev.zero_rows(feed, ev.JSON):
+        carry.trace.skip(wiring.step)
+        return ev.empty_outputs(wiring.output_specs, ev.JSON)
+    return await call(feed, ev.node_parameters(wiring.step, wiring.nodes, carry.parameters))
 
 
 def respond(carry: Carry, wiring: StepWiring) -> dict[str, Any]:
@@ -169,13 +178,17 @@ def respond(carry: Carry, wiring: StepWiring) -> dict[str, Any]:
         tensor = lookup(carry, refs, wiring)
         if tensor is not None:
             outputs.append(renamed(tensor, name))
-    nodes = [p for p in carry.path if not p.startswith("combine:")]
     body: dict[str, Any] = {
         "model_name": wiring.step,
-        "parameters": {"graph.path": ",".join(nodes)},
+        "parameters": carry.trace.parameters(),
         "outputs": outputs,
         "inputs": [renamed(t, name) for name, t in carry.tensors.items()],
-        CARRY: {"parameters": carry.parameters, "path": carry.path, "when": carry.when},
+        CARRY: {
+            "parameters": carry.parameters,
+            "path": carry.trace.path,
+            "skipped": carry.trace.skipped,
+            "when": carry.when,
+        },
     }
     if carry.id is not None:
         body["id"] = carry.id

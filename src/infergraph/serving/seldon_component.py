@@ -29,16 +29,15 @@ import numpy as np
 
 from infergraph.arrays import Array
 from infergraph.components.base import Component, ComponentResult, ComponentSettings
-from infergraph.components.conditions import evaluate
 from infergraph.components.registry import component_class
 from infergraph.errors import InfergraphError, InputError, SettingsError, status_for
+from infergraph.graph import evaluate as ev
+from infergraph.graph.model import REQUEST
 from infergraph.serving.heap import settle_heap
 from infergraph.serving.seldon_metrics import UnitMetrics
 from infergraph.serving.tensors import from_numpy, to_numpy
 
 log = logging.getLogger(__name__)
-
-REQUEST = "request"
 
 
 # -- Seldon protocol <-> named tensors -----------------------------------------------------------
@@ -134,10 +133,7 @@ class Payload:
 
     def lookup(self, ref: str) -> Array | None:
         """First alternative of `a.x | request.x` that is present."""
-        for alt in (part.strip() for part in ref.split("|")):
-            if alt in self.carried:
-                return self.carried[alt]
-        return None
+        return ev.first_present(ev.alternatives(ref), self.carried)
 
     def with_outputs(self, owner: str, outputs: dict[str, Array]) -> Payload:
         carried = dict(self.carried)
@@ -167,7 +163,8 @@ class InfergraphComponent:
     family, model_uri, device, dtype, options (JSON), max_batch_size, warmup: the component;
     node: the graph node's name (qualifies its outputs); inputs (JSON): the step's `inputs:`
     mapping; condition (JSON): a ROUTER's `when`; method/tensor: a COMBINER's combine rule;
-    carry (JSON list): the upstream tensors to pass on (all when absent).
+    carry (JSON list): the upstream tensors to pass on (all when absent); nodes (JSON list):
+    the graph's node names, which `<node>.<key>` request parameters may address.
     """
 
     def __init__(
@@ -185,6 +182,7 @@ class InfergraphComponent:
         method: str | None = None,
         tensor: str = "scores",
         carry: str | list[str] | None = None,
+        nodes: str | list[str] | None = None,
     ) -> None:
         self.family = family
         self.node = node or os.environ.get("PREDICTIVE_UNIT_ID") or (family or "unit")
@@ -195,6 +193,8 @@ class InfergraphComponent:
         self.tensor = tensor
         # Upstream tensors to pass on (refs like "request.image"); absent: all of them.
         self.carry = _json_param("carry", carry, None)
+        # A unit started by hand knows no other node: only its own name addresses it.
+        self.nodes = [str(n) for n in _json_param("nodes", nodes, [])] or [self.node]
         self.settings = ComponentSettings(
             model_uri=model_uri or None,
             device=device,
@@ -254,11 +254,10 @@ class InfergraphComponent:
                 raise SettingsError("condition", f"router '{self.node}' has no condition")
             payload = Payload.decode(X, "input")
             ref = str(self.condition["tensor"])
-            value = payload.lookup(ref)
-            # As in the local runner: a condition on a tensor that is absent does not hold.
-            taken = value is not None and evaluate(self.condition, value, ref)
-            self._remember({"route": 0 if taken else 1}, {})
-            return 0 if taken else 1
+            side = ev.gate_side(self.condition, payload.lookup(ref), ref)
+            route = 0 if side == "then" else 1
+            self._remember({"route": route}, {})
+            return route
 
         return self._guard(decide)
 
@@ -290,13 +289,12 @@ class InfergraphComponent:
                         )
                     inputs[f"{self.tensor}_{i}"] = member.current[self.tensor]
                 params = {"method": self.method} if self.method else {}
-                result = self.component().predict(inputs, params)
+                result = self._predict(inputs, params)
             else:
                 current: dict[str, Array] = {}
                 for member in members:
                     current.update(member.current)
-                result = self.component().predict(self._inputs(Payload(carried, current)), {})
-            self._remember_result(result)
+                result = self._predict(self._inputs(Payload(carried, current)), {})
             return self._encode(base.with_outputs(self.node, result.outputs))
 
         return self._guard(combine)
@@ -339,49 +337,44 @@ class InfergraphComponent:
         """The request's parameters on v1: the client's `meta.tags`, which seldon-core copies
         from each unit's request into its response, so they reach every unit of the graph.
 
-        As locally (`graph.plan.node_parameters`), `<node>.<key>` reaches only that node, as
-        `<key>`, and a key without a dot every node. Other dotted keys are not this unit's:
-        another node's, or the `<unit>.<stage>_ms` tags upstream units added.
+        The plan's rule (`graph.evaluate.node_parameters`), as on every engine: `<node>.<key>`
+        reaches only that node, as `<key>`; any other key every node. The `<unit>.<stage>_ms`
+        tags upstream units add are other nodes' (or a helper's, which no component reads).
         """
         tags = meta.get("tags") if isinstance(meta, dict) else None
         if not isinstance(tags, dict):
             return {}
-        out: dict[str, Any] = {}
-        for key, value in tags.items():
-            owner, dot, rest = str(key).partition(".")
-            if not dot:
-                out[owner] = value
-            elif owner == self.node:
-                out[rest] = value
-        return out
+        return ev.node_parameters(self.node, self.nodes, {str(k): v for k, v in tags.items()})
 
     def _run(self, features: Any, params: dict[str, Any] | None = None) -> Payload:
         if self.family is None:
             raise SettingsError("family", f"unit '{self.node}' has no component family")
         payload = Payload.decode(features, self.first_input())
-        result = self.component().predict(self._inputs(payload), params or {})
-        self._remember_result(result)
+        result = self._predict(self._inputs(payload), params or {})
         return payload.with_outputs(self.node, result.outputs)
+
+    def _predict(self, feed: dict[str, Array], params: dict[str, Any]) -> ComponentResult:
+        """The component's answer, or, fed zero rows, the step's empty outputs without a call
+        (`graph.evaluate`'s rule; a pass-through family passes its zero rows on as they are)."""
+        cls = component_class(str(self.family))
+        if not cls.passthrough and ev.zero_rows(feed, ev.ARRAYS):
+            self._remember({"skipped": 1}, {}, 0)
+            return ComponentResult(outputs=ev.empty_outputs(cls.outputs, ev.ARRAYS))
+        result = self.component().predict(feed, params)
+        self._remember_result(result)
+        return result
 
     def _inputs(self, payload: Payload) -> dict[str, Array]:
         """Exactly the sources the renderer wrote from the compiled plan (`inputs`), or, for a
-        unit started by hand with no `inputs`, the component's inputs by name."""
+        unit started by hand with no `inputs`, the component's inputs by name; both rules
+        are `graph.evaluate`'s."""
         if self.inputs:
-            out: dict[str, Array] = {}
-            for name, ref in self.inputs.items():
-                value = payload.lookup(ref)
-                if value is None:
-                    raise InputError(name, f"mapped to '{ref}', which is not present")
-                out[name] = value
-            return out
+            mapped = {name: ev.alternatives(str(ref)) for name, ref in self.inputs.items()}
+            return ev.gather_feed(
+                self.node, mapped, lambda refs: ev.first_present(refs, payload.carried)
+            )
         cls = component_class(str(self.family))
-        if cls.passthrough:
-            return dict(payload.current)
-        found = {s.name: payload.current.get(s.name) for s in cls.inputs}
-        for name in found:
-            if found[name] is None:
-                found[name] = payload.carried.get(f"{REQUEST}.{name}")
-        return {k: v for k, v in found.items() if v is not None}
+        return ev.inputs_by_name(cls, payload.current, payload.carried)
 
     def _remember_result(self, result: ComponentResult) -> None:
         timings = {

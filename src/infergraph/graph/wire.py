@@ -1,0 +1,33 @@
+"""V2 JSON tensors as a graph passes them between steps, without numpy round trips.
+
+Tensors stay in their wire form (name, datatype, shape, data, parameters) so a hop costs one
+JSON decode and encode. This is the tensor type the local router and the KServe graph step
+share; it lives beside the plan (not in `runner` or `serving`) so neither imports the other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infergraph.components.base import TensorSpec
+
+Tensor = dict[str, Any]
+
+
+def renamed(tensor: Tensor, name: str) -> Tensor:
+    """The same tensor under another name (the names differ at every hop)."""
+    out = {k: v for k, v in tensor.items() if k != "name"}
+    out["name"] = name
+    return out
+
+
+def rows(tensor: Tensor) -> int:
+    """The batch size: the first dimension (a scalar counts as one row)."""
+    shape = tensor.get("shape") or []
+    return int(shape[0]) if shape else 1
+
+
+def empty_like(spec: TensorSpec) -> Tensor:
+    """A well-formed zero-row tensor of a declared output (for skipped steps)."""
+    shape = [0] + [max(d, 0) for d in spec.shape[1:]]
+    return {"name": spec.name, "datatype": spec.datatype, "shape": shape, "data": []}
