@@ -258,9 +258,10 @@ def serve_family(family: str, root: Path, args: argparse.Namespace) -> dict[str,
 def with_ratios(run: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     """Served / direct by throughput (`ratio`) and by CPU per item (`cpu_ratio`).
 
-    On a machine other work shares, wall-clock throughput of either side swings with the
-    load; CPU per item much less so: `cpu_ratio` is what `ratio` would be on a quiet machine
-    where the server alone used every core.
+    On a quiet machine where the server alone uses every core, `cpu_ratio` is what `ratio`
+    would be. Under heavy load neither is steady: the direct side's CPU per item rises too,
+    torch's intra-op threads spinning while their partner is descheduled (docs/benchmarks.md,
+    2026-12-05); the account's `outside_forward_share` is the steadier figure there.
     """
     direct = row["direct_rps"]
     served_cpu_us = 1e6 / run["rps_per_core"] if run["rps_per_core"] else float("nan")
