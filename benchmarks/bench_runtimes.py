@@ -67,6 +67,27 @@ LIGHT = ("text-embedding", "text-classification")
 IDENTITY_BODY = json.dumps(
     {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [0.5] * 4}]}
 ).encode()
+# The same tensor in the binary tensor extension: a JSON header, then the 16 raw bytes;
+# the output asked for in binary too.
+_BINARY_HEADER = json.dumps(
+    {
+        "inputs": [
+            {
+                "name": "input",
+                "datatype": "FP32",
+                "shape": [1, 4],
+                "parameters": {"binary_data_size": 16},
+            }
+        ],
+        "parameters": {"binary_data_output": True},
+    }
+).encode()
+IDENTITY_BINARY = _BINARY_HEADER + np.full(4, 0.5, dtype="<f4").tobytes()
+BINARY_HEADERS = {
+    "Content-Type": "application/octet-stream",
+    "Inference-Header-Content-Length": str(len(_BINARY_HEADER)),
+}
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def build(family: str, reference: str, scale: str, root: Path) -> Path:
@@ -149,7 +170,11 @@ def v2_bodies(requests: list[dict[str, np.ndarray]]) -> list[bytes]:
 
 
 async def through_server(
-    url: str, bodies: list[bytes], concurrency: int, seconds: float
+    url: str,
+    bodies: list[bytes],
+    concurrency: int,
+    seconds: float,
+    headers: dict[str, str] | None = None,
 ) -> tuple[float, list[float], int]:
     latencies: list[float] = []
     errors = 0
@@ -163,9 +188,7 @@ async def through_server(
                 body = bodies[n % len(bodies)]
                 n += concurrency
                 t0 = time.perf_counter()
-                async with s.post(
-                    url, data=body, headers={"Content-Type": "application/json"}
-                ) as resp:
+                async with s.post(url, data=body, headers=headers or JSON_HEADERS) as resp:
                     await resp.read()
                     if resp.status != 200:
                         errors += 1
@@ -281,8 +304,80 @@ def identity(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     row: dict[str, Any] = {"family": "identity", "heavy": None}
     if args.before_src:
         row["before"] = served(models, [IDENTITY_BODY], args, args.before_src, True)
+        row["before"]["transports"] = transports(models, args, args.before_src)
     row.update(served(models, [IDENTITY_BODY], args, None, True))
+    row["transports"] = transports(models, args, None)
     return row
+
+
+async def through_grpc(
+    target: str, concurrency: int, seconds: float
+) -> tuple[float, list[float], int]:
+    """The identity request as a V2 gRPC ModelInfer, a closed loop of `concurrency` callers."""
+    import grpc
+    from mlserver.grpc import dataplane_pb2 as pb
+    from mlserver.grpc import dataplane_pb2_grpc as pb_grpc
+
+    tensor = pb.ModelInferRequest.InferInputTensor(
+        name="input",
+        datatype="FP32",
+        shape=[1, 4],
+        contents=pb.InferTensorContents(fp32_contents=[0.5] * 4),
+    )
+    request = pb.ModelInferRequest(model_name="m", inputs=[tensor])
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + seconds
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < stop_at:
+                t0 = time.perf_counter()
+                try:
+                    await stub.ModelInfer(request)
+                except grpc.aio.AioRpcError:
+                    errors += 1
+                    continue
+                latencies.append((time.perf_counter() - t0) * 1000.0)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return len(latencies) / elapsed, latencies, errors
+
+
+def transports(models: Path, args: argparse.Namespace, src: str | None) -> dict[str, Any]:
+    """The identity request over V2 JSON, the binary tensor extension and gRPC, one server:
+    requests/s, the server's cores and requests per core for each (the goal: binary and gRPC
+    at least as fast as JSON)."""
+    env = {"PYTHONPATH": src} if src else None
+    out: dict[str, Any] = {}
+    with mlserver(models, env=env) as server:
+        url = f"{server.url}/v2/models/m/infer"
+        target = f"127.0.0.1:{server.grpc_port}"
+        runs: dict[str, Callable[[float], Awaitable[tuple[float, list[float], int]]]] = {
+            "json": lambda t: through_server(url, [IDENTITY_BODY], args.concurrency, t),
+            "binary": lambda t: through_server(
+                url, [IDENTITY_BINARY], args.concurrency, t, BINARY_HEADERS
+            ),
+            "grpc": lambda t: through_grpc(target, args.concurrency, t),
+        }
+        for name, run in runs.items():
+            asyncio.run(run(2.0))  # warm-up
+            before = process_cpu(server.process.pid)
+            rps, latencies, errors = asyncio.run(run(args.seconds))
+            cores = (process_cpu(server.process.pid) - before) / args.seconds
+            out[name] = {
+                "rps": rps,
+                "server_cores": cores,
+                "rps_per_core": rps / cores if cores else 0.0,
+                **percentiles(latencies),
+                "errors": errors,
+            }
+            console.print(f"identity over {name}: {out[name]}")
+    return out
 
 
 def uptime() -> str:
@@ -343,6 +438,12 @@ def image_pull_mb() -> dict[str, float]:
     return {r["image"]: r["compressed_mb"] for r in rows if r.get("compressed_mb")}
 
 
+def _per_core(ident: dict[str, Any] | None) -> dict[str, float] | None:
+    if not ident or "transports" not in ident:
+        return None
+    return {name: t["rps_per_core"] for name, t in ident["transports"].items()}
+
+
 def summarise(
     rows: list[dict[str, Any]], ident: dict[str, Any] | None, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -355,6 +456,7 @@ def summarise(
         "min_light_cpu_ratio": _least(rows, LIGHT, "cpu_ratio"),
         "identity_rps_per_core": ident["rps_per_core"] if ident else None,
         "goal_identity_rps_per_core": 2000,
+        "identity_rps_per_core_by_transport": _per_core(ident),
         "outside_forward_share": outside,
         "ready_s": {r["family"]: r["ready_s"] for r in rows},
         "image_pull_mb": image_pull_mb(),
@@ -367,6 +469,7 @@ def summarise(
             "min_light_cpu_ratio": _least(befores, LIGHT, "cpu_ratio"),
             "min_heavy_ratio": _least(befores, True),
             "identity_rps_per_core": ident["before"]["rps_per_core"] if ident else None,
+            "identity_rps_per_core_by_transport": _per_core(ident["before"] if ident else None),
         }
     return summary
 
