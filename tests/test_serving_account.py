@@ -34,3 +34,24 @@ def test_raw_lines_are_counted_per_thread() -> None:
     )
     threads = parse_raw(raw)
     assert threads == {4242: {"encode": 3, "forward": 2}, 4243: {LOOP_ONLY: 5}}
+
+
+def test_cores_are_cpu_over_the_wall_time_the_load_really_took() -> None:
+    """A window of load lasts until its last request answers, past its nominal seconds:
+    bench-runtimes divided by the nominal seconds and reported 5 cores on a 2-core machine
+    (SigLIP, where requests took 20 s or more)."""
+    import os
+    import time
+
+    from benchmarks.serving_account import cores_while
+
+    def load() -> str:
+        began = time.process_time()
+        while time.process_time() - began < 0.2:
+            pass  # 0.2 s of this process's CPU
+        time.sleep(0.4)  # then a wait, as for the last responses of a window
+        return "done"
+
+    result, cores = cores_while(os.getpid(), load)
+    assert result == "done"
+    assert 0.05 < cores < 0.45  # 0.2 s of CPU over at least 0.6 s of wall time
