@@ -41,7 +41,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import RESULTS, console, percentiles, print_table, write_results
-from benchmarks.serving_account import COLUMNS, account, process_cpu
+from benchmarks.serving_account import COLUMNS, account, cores_while
 from infergraph.checkpoints.registry import BUILDERS
 from infergraph.components.base import ComponentSettings
 from infergraph.components.registry import component_class
@@ -232,11 +232,9 @@ def served(
         url = f"{server.url}/v2/models/m/infer"
         pid = server.process.pid
         asyncio.run(through_server(url, bodies, args.concurrency, 2.0))  # warm-up
-        before = process_cpu(pid)
-        rps, latencies, errors = asyncio.run(
-            through_server(url, bodies, args.concurrency, args.seconds)
+        (rps, latencies, errors), cores = cores_while(
+            pid, lambda: asyncio.run(through_server(url, bodies, args.concurrency, args.seconds))
         )
-        cores = (process_cpu(pid) - before) / args.seconds
         cpu = accounted(pid, url, bodies, args) if profile else None
     return {
         "ready_s": ready_s,
@@ -366,9 +364,9 @@ def transports(models: Path, args: argparse.Namespace, src: str | None) -> dict[
         }
         for name, run in runs.items():
             asyncio.run(run(2.0))  # warm-up
-            before = process_cpu(server.process.pid)
-            rps, latencies, errors = asyncio.run(run(args.seconds))
-            cores = (process_cpu(server.process.pid) - before) / args.seconds
+            (rps, latencies, errors), cores = cores_while(
+                server.process.pid, lambda run=run: asyncio.run(run(args.seconds))
+            )
             out[name] = {
                 "rps": rps,
                 "server_cores": cores,

@@ -167,6 +167,15 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK
 
 
+def cores_while[T](pid: int, run: Callable[[], T]) -> tuple[T, float]:
+    """`run()`'s result, and the cores `pid` used while it ran: CPU seconds over the wall
+    seconds it really took (a closed loop's window ends when its last request answers,
+    which under load is well past the seconds it was asked to send for)."""
+    cpu, wall = process_cpu(pid), time.perf_counter()
+    result = run()
+    return result, (process_cpu(pid) - cpu) / (time.perf_counter() - wall)
+
+
 @dataclass
 class Account:
     """Per-request CPU (microseconds) of one window of load, by stage."""
