@@ -162,9 +162,10 @@ bench-peers: .venv/.synced
 bench-coldstart: .venv/.synced
 	$(RUN) python benchmarks/bench_coldstart.py $(COLDSTART_FLAGS)
 
-# On a lent GPU: SigLIP so400m and ViT-B/16, bf16, direct and served (benchmarks/gpu_run.sh,
-# at most 10 minutes) -> bench-results/gpu.json. bench-gpu-smoke runs the same script on the CPU
-# with tiny checkpoints (under a minute or two), -> bench-results/gpu-smoke.json.
+# On a GPU machine with this virtualenv: SigLIP so400m and ViT-B/16, bf16, direct and served
+# (benchmarks/gpu_run.sh, at most 10 minutes) -> bench-results/gpu.json. A lent machine, which
+# has no registry, runs the script itself with python3 and the wheels of benchmarks/gpu_wheels.py
+# (docs/benchmarks.md). bench-gpu-smoke: the same script on the CPU, tiny checkpoints, 1-2 minutes.
 bench-gpu: .venv/.synced
 	PYTHON=.venv/bin/python benchmarks/gpu_run.sh
 
