@@ -18,14 +18,15 @@ RUN := $(UV) run --frozen --no-sync
 RUN_SELDON := UV_PROJECT_ENVIRONMENT=.venv-seldon $(UV) run --frozen --no-sync --no-default-groups --group seldon-dev --extra seldon
 
 .PHONY: help install demo test test-fast lint unit seldon-test render crd bench-runtimes bench-hops bench-loadtester bench-loadtester-truth wrk \
-	bench-peers bench-planner bench-planner-controlled timing-test planner-gpu-profiles bench-kserve-hops engine-test images image-test bench-images image-tools clean \
+	bench-peers bench-coldstart bench-gpu bench-gpu-smoke bench-planner bench-planner-controlled timing-test planner-gpu-profiles bench-kserve-hops engine-test images image-test bench-images image-tools clean \
 	perf-analyzer prometheus rclone
 
 help:
 	@echo "make demo    serve the cascade locally (random weights), find its knee, price it, plan it, render it"
 	@echo "make test    lint, then every test (MLServer, graphs, renderers, load tester, Seldon v1)"
 	@echo "make test-fast    the tests that start no server (a few minutes)"
-	@echo "make bench-runtimes | bench-hops | bench-loadtester | bench-loadtester-truth | bench-peers | bench-planner | bench-planner-controlled | bench-kserve-hops    benchmarks -> bench-results/*.json"
+	@echo "make bench-runtimes | bench-hops | bench-coldstart | bench-loadtester | bench-loadtester-truth | bench-peers | bench-planner | bench-planner-controlled | bench-kserve-hops    benchmarks -> bench-results/*.json"
+	@echo "make bench-gpu | bench-gpu-smoke    the prepared GPU run (a lent GPU) | the same on the CPU, tiny checkpoints"
 	@echo "make render  regenerate k8s/rendered/, k8s/crds/ and the chart's generated files"
 	@echo "make engine-test    every shipped graph through the Seldon v2, Seldon v1 and KServe engine models"
 	@echo "make images | image-test | bench-images    build the images with buildah, run them, measure them"
@@ -156,6 +157,21 @@ bench-hops: .venv/.synced
 # Peers (infinity-emb, Ray Serve, KServe, PyTriton) get virtualenvs of their own under .bench-venvs/.
 bench-peers: .venv/.synced
 	$(RUN) python benchmarks/bench_peers.py
+
+# Per family: mlserver start to ready, weights in the page cache, and the runtime image's pull size.
+# COLDSTART_FLAGS="--starts 1 --families text-embedding" narrows it.
+bench-coldstart: .venv/.synced
+	$(RUN) python benchmarks/bench_coldstart.py $(COLDSTART_FLAGS)
+
+# On a GPU machine with this virtualenv: SigLIP so400m and ViT-B/16, bf16, direct and served
+# (benchmarks/gpu_run.sh, at most 10 minutes) -> bench-results/gpu.json. A lent machine, which
+# has no registry, runs the script itself with python3 and the wheels of benchmarks/gpu_wheels.py
+# (docs/benchmarks.md). bench-gpu-smoke: the same script on the CPU, tiny checkpoints, 1-2 minutes.
+bench-gpu: .venv/.synced
+	PYTHON=.venv/bin/python benchmarks/gpu_run.sh
+
+bench-gpu-smoke: .venv/.synced
+	PYTHON=.venv/bin/python benchmarks/gpu_run.sh --smoke --out bench-results/gpu-smoke.json
 
 bench-kserve-hops: .venv/.synced
 	$(RUN) python benchmarks/bench_kserve_hops.py

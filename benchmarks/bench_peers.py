@@ -27,7 +27,9 @@ driven by k6; the request's latency divided by its four hops.
 
 Writes bench-results/peers.json; `summary` holds throughput_ratio_vs_best_peer and
 p99_ratio_vs_best_peer at each concurrency (ours / best peer's; the best peer is the one with
-the highest throughput).
+the highest throughput), the goals (1.5x and no worse p99 since issue 30) and the rounds'
+spread of both servers' throughput ((max - min) / median over rounds; each row keeps every
+round's figure).
 """
 
 from __future__ import annotations
@@ -453,10 +455,15 @@ def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for peer, vus in sorted({(r["peer"], r["concurrency"]) for r in runs}):
         mine = [r for r in runs if r["peer"] == peer and r["concurrency"] == vus]
+        each = [r["throughput_rps"] for r in mine]
         rows.append(
             {"peer": peer, "concurrency": vus, "rounds": len(mine)}
             | {k: statistics.median(r[k] for r in mine)
                for k in ("throughput_rps", "p50_ms", "p99_ms", "error_rate")}
+            # The rounds' spread: how far one round's throughput strays from another's.
+            | {"throughput_rps_each_round": each,
+               "throughput_spread": (max(each) - min(each)) / statistics.median(each)
+               if statistics.median(each) else 0.0}
         )  # fmt: skip
     return rows
 
@@ -476,6 +483,11 @@ def summarize(rows: list[dict[str, Any]], levels: list[int]) -> dict[str, Any]:
                 ours["throughput_rps"] / best["throughput_rps"], 3
             ),
             "p99_ratio_vs_best_peer": round(ours["p99_ms"] / best["p99_ms"], 3),
+            # Issue 30: at least 1.5x the best peer's throughput, at no worse p99.
+            "goal_throughput_ratio_vs_best_peer": 1.5,
+            "goal_p99_ratio_vs_best_peer": 1.0,
+            "our_throughput_spread": round(ours["throughput_spread"], 3),
+            "best_peer_throughput_spread": round(best["throughput_spread"], 3),
         }
     return summary
 

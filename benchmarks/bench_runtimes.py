@@ -3,11 +3,23 @@
 Throughput is in items per second, one item per request. The direct figure runs the
 prepared rows of the benchmark's requests through `run_batch` at the best batch size
 (the limit the hardware allows); the served figure sends the same requests to a real
-`mlserver start` with our per-row adaptive batching at concurrency 16; the ratio of the
-two and the client-side p50/p99 follow. Checkpoints are the real architectures with
-random weights (no hub here); the compute-heavy families (SigLIP, ViT) run at base size,
-where the forward pass dominates and the ratio is meaningful. For tiny checkpoints the
-forward takes microseconds and the ratio only measures serving overhead.
+`mlserver start` with our per-row adaptive batching, at concurrency 64 by default (the
+figure `min_light_ratio` takes for text embedding and text classification); the ratio of the
+two and the client-side p50/p99 follow. `cpu_ratio` is the same ratio by CPU per item
+(direct over served), which a machine other work shares moves much less than wall time.
+`ready_s` is the server's time from process start to ready, weights from local disk: with
+the runtime image's pull size (`make bench-images`) it is a replica's cold start.
+
+For the families in `--account` (every one by default) a second window of load at the same
+concurrency is profiled (`serving_account.py`): the server's CPU per request, by stage (HTTP,
+body decode, validation, preparation, queueing and hand-offs, forward, response encode),
+and the load generator's own CPU. A weightless identity model with a small V2 JSON tensor
+gives `identity_rps_per_core`: requests answered per second of the server's CPU.
+
+Checkpoints are the real architectures with random weights (no hub here); the compute-heavy
+families (SigLIP, ViT) run at base size, where the forward pass dominates and the ratio is
+meaningful. For tiny checkpoints the forward takes microseconds and the ratio only measures
+serving overhead.
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +40,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import console, percentiles, print_table, write_results
+from benchmarks.common import RESULTS, console, percentiles, print_table, write_results
+from benchmarks.serving_account import COLUMNS, account, cores_while
 from infergraph.checkpoints.registry import BUILDERS
 from infergraph.components.base import ComponentSettings
 from infergraph.components.registry import component_class
@@ -49,6 +63,31 @@ FAMILIES: dict[str, tuple[str, str, bool]] = {
     "text-embedding": ("sentence-transformers/all-MiniLM-L6-v2", "full", False),
 }
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
+LIGHT = ("text-embedding", "text-classification")
+IDENTITY_BODY = json.dumps(
+    {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [0.5] * 4}]}
+).encode()
+# The same tensor in the binary tensor extension: a JSON header, then the 16 raw bytes;
+# the output asked for in binary too.
+_BINARY_HEADER = json.dumps(
+    {
+        "inputs": [
+            {
+                "name": "input",
+                "datatype": "FP32",
+                "shape": [1, 4],
+                "parameters": {"binary_data_size": 16},
+            }
+        ],
+        "parameters": {"binary_data_output": True},
+    }
+).encode()
+IDENTITY_BINARY = _BINARY_HEADER + np.full(4, 0.5, dtype="<f4").tobytes()
+BINARY_HEADERS = {
+    "Content-Type": "application/octet-stream",
+    "Inference-Header-Content-Length": str(len(_BINARY_HEADER)),
+}
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def build(family: str, reference: str, scale: str, root: Path) -> Path:
@@ -82,10 +121,11 @@ def request_inputs(component: Any, family: str) -> list[dict[str, np.ndarray]]:
 
 def direct_throughput(
     family: str, uri: Path, seconds: float
-) -> tuple[float, int, list[dict[str, np.ndarray]]]:
+) -> tuple[float, int, float, list[dict[str, np.ndarray]]]:
     """Best items/s of run_batch over batch sizes, rows prepared beforehand (the forward only).
 
-    Also returns the requests it measured, for the served run to send.
+    Also returns the best batch size, the CPU microseconds per item there (this process's
+    CPU time, every thread), and the requests it measured, for the served run to send.
     """
     cls = component_class(family)
     component = cls(ComponentSettings(model_uri=str(uri), max_batch_size=max(BATCH_SIZES)))
@@ -93,21 +133,21 @@ def direct_throughput(
     requests = request_inputs(component, family)
     prepared = [component.prepare(inputs, {}) for inputs in requests]
     key = prepared[0].batch_key
-    best, best_bs = 0.0, 1
+    best, best_bs, best_cpu = 0.0, 1, 0.0
     for bs in BATCH_SIZES:
         rows = [row for i in range(bs) for row in prepared[i % len(prepared)].rows]
         component.run_batch(rows, key)  # warm this shape
-        items, iterations, start = 0, 0, time.perf_counter()
+        items, iterations, start, cpu = 0, 0, time.perf_counter(), time.process_time()
         while time.perf_counter() - start < seconds or iterations < 3:
             component.run_batch(rows, key)
             items += bs
             iterations += 1
         rate = items / (time.perf_counter() - start)
         if rate > best:
-            best, best_bs = rate, bs
+            best, best_bs, best_cpu = rate, bs, (time.process_time() - cpu) / items * 1e6
         elif rate < best * 0.5:
             break  # far past the knee: larger batches only cost memory and time
-    return best, best_bs, requests
+    return best, best_bs, best_cpu, requests
 
 
 def v2_bodies(requests: list[dict[str, np.ndarray]]) -> list[bytes]:
@@ -130,7 +170,11 @@ def v2_bodies(requests: list[dict[str, np.ndarray]]) -> list[bytes]:
 
 
 async def through_server(
-    url: str, bodies: list[bytes], concurrency: int, seconds: float
+    url: str,
+    bodies: list[bytes],
+    concurrency: int,
+    seconds: float,
+    headers: dict[str, str] | None = None,
 ) -> tuple[float, list[float], int]:
     latencies: list[float] = []
     errors = 0
@@ -144,9 +188,7 @@ async def through_server(
                 body = bodies[n % len(bodies)]
                 n += concurrency
                 t0 = time.perf_counter()
-                async with s.post(
-                    url, data=body, headers={"Content-Type": "application/json"}
-                ) as resp:
+                async with s.post(url, data=body, headers=headers or JSON_HEADERS) as resp:
                     await resp.read()
                     if resp.status != 200:
                         errors += 1
@@ -159,75 +201,303 @@ async def through_server(
     return len(latencies) / elapsed, latencies, errors
 
 
+def load(url: str, bodies: list[bytes], concurrency: int) -> Callable[[float], Awaitable[int]]:
+    """A closed loop of `concurrency` clients for `seconds`: how many requests succeeded."""
+
+    async def run(seconds: float) -> int:
+        _, latencies, _ = await through_server(url, bodies, concurrency, seconds)
+        return len(latencies)
+
+    return run
+
+
+def accounted(pid: int, url: str, bodies: list[bytes], args: argparse.Namespace) -> dict[str, Any]:
+    """The per-request CPU account of one profiled window (see serving_account.py)."""
+    drive = load(url, bodies, args.concurrency)
+    return asyncio.run(account(pid, drive, args.account_seconds)).row()
+
+
+def served(
+    models: Path, bodies: list[bytes], args: argparse.Namespace, src: str | None, profile: bool
+) -> dict[str, Any]:
+    """Throughput at `args.concurrency` through `mlserver start`, then its CPU account.
+
+    `src` (a source tree of this package) makes the server run that code instead: the
+    runtime before a change, measured beside the runtime after it.
+    """
+    env = {"PYTHONPATH": src} if src else None
+    started = time.perf_counter()
+    with mlserver(models, env=env) as server:
+        ready_s = time.perf_counter() - started  # process start to ready, weights local
+        url = f"{server.url}/v2/models/m/infer"
+        pid = server.process.pid
+        asyncio.run(through_server(url, bodies, args.concurrency, 2.0))  # warm-up
+        (rps, latencies, errors), cores = cores_while(
+            pid, lambda: asyncio.run(through_server(url, bodies, args.concurrency, args.seconds))
+        )
+        cpu = accounted(pid, url, bodies, args) if profile else None
+    return {
+        "ready_s": ready_s,
+        "mlserver_rps": rps,
+        "server_cores": cores,
+        "rps_per_core": rps / cores if cores else 0.0,
+        **percentiles(latencies),
+        "errors": errors,
+        "account": cpu,
+    }
+
+
+def serve_family(family: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Direct forward, then served throughput (and its CPU account) for one family."""
+    reference, scale, heavy = FAMILIES[family]
+    console.print(f"[bold]{family}[/] ({reference}, {scale} size)")
+    uri = build(family, reference, scale, root / "ckpt")
+    direct, best_bs, direct_cpu_us, requests = direct_throughput(family, uri, args.seconds / 2)
+    gc.collect()  # the direct run's model goes before the server loads its own
+    models = root / f"serve-{family}"
+    models.mkdir()
+    write_model(
+        models, "m", family, uri=str(uri), max_batch_size=max(best_bs, 4), max_batch_time=0.005
+    )
+    bodies = v2_bodies(requests)
+    profile = family in args.account
+    row: dict[str, Any] = {
+        "family": family,
+        "checkpoint": reference,
+        "scale": scale,
+        "heavy": heavy,
+        "best_batch": best_bs,
+        "direct_rps": direct,
+        "direct_cpu_us": direct_cpu_us,
+    }
+    if args.before_src:
+        row["before"] = with_ratios(served(models, bodies, args, args.before_src, profile), row)
+    row.update(with_ratios(served(models, bodies, args, None, profile), row))
+    return row
+
+
+def with_ratios(run: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """Served / direct by throughput (`ratio`) and by CPU per item (`cpu_ratio`).
+
+    On a quiet machine where the server alone uses every core, `cpu_ratio` is what `ratio`
+    would be. Under heavy load neither is steady: the direct side's CPU per item rises too,
+    torch's intra-op threads spinning while their partner is descheduled (docs/benchmarks.md,
+    2026-12-05); the account's `outside_forward_share` is the steadier figure there.
+    """
+    direct = row["direct_rps"]
+    served_cpu_us = 1e6 / run["rps_per_core"] if run["rps_per_core"] else float("nan")
+    return {
+        **run,
+        "ratio": run["mlserver_rps"] / direct if direct else float("nan"),
+        "served_cpu_us": served_cpu_us,
+        "cpu_ratio": row["direct_cpu_us"] / served_cpu_us,
+    }
+
+
+def identity(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """A weightless node on small V2 JSON tensors: requests per second of server CPU."""
+    models = root / "serve-identity"
+    models.mkdir()
+    write_model(models, "m", "identity")
+    row: dict[str, Any] = {"family": "identity", "heavy": None}
+    if args.before_src:
+        row["before"] = served(models, [IDENTITY_BODY], args, args.before_src, True)
+        row["before"]["transports"] = transports(models, args, args.before_src)
+    row.update(served(models, [IDENTITY_BODY], args, None, True))
+    row["transports"] = transports(models, args, None)
+    return row
+
+
+async def through_grpc(
+    target: str, concurrency: int, seconds: float
+) -> tuple[float, list[float], int]:
+    """The identity request as a V2 gRPC ModelInfer, a closed loop of `concurrency` callers."""
+    import grpc
+    from mlserver.grpc import dataplane_pb2 as pb
+    from mlserver.grpc import dataplane_pb2_grpc as pb_grpc
+
+    tensor = pb.ModelInferRequest.InferInputTensor(
+        name="input",
+        datatype="FP32",
+        shape=[1, 4],
+        contents=pb.InferTensorContents(fp32_contents=[0.5] * 4),
+    )
+    request = pb.ModelInferRequest(model_name="m", inputs=[tensor])
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + seconds
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < stop_at:
+                t0 = time.perf_counter()
+                try:
+                    await stub.ModelInfer(request)
+                except grpc.aio.AioRpcError:
+                    errors += 1
+                    continue
+                latencies.append((time.perf_counter() - t0) * 1000.0)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return len(latencies) / elapsed, latencies, errors
+
+
+def transports(models: Path, args: argparse.Namespace, src: str | None) -> dict[str, Any]:
+    """The identity request over V2 JSON, the binary tensor extension and gRPC, one server:
+    requests/s, the server's cores and requests per core for each (the goal: binary and gRPC
+    at least as fast as JSON)."""
+    env = {"PYTHONPATH": src} if src else None
+    out: dict[str, Any] = {}
+    with mlserver(models, env=env) as server:
+        url = f"{server.url}/v2/models/m/infer"
+        target = f"127.0.0.1:{server.grpc_port}"
+        runs: dict[str, Callable[[float], Awaitable[tuple[float, list[float], int]]]] = {
+            "json": lambda t: through_server(url, [IDENTITY_BODY], args.concurrency, t),
+            "binary": lambda t: through_server(
+                url, [IDENTITY_BINARY], args.concurrency, t, BINARY_HEADERS
+            ),
+            "grpc": lambda t: through_grpc(target, args.concurrency, t),
+        }
+        for name, run in runs.items():
+            asyncio.run(run(2.0))  # warm-up
+            (rps, latencies, errors), cores = cores_while(
+                server.process.pid, lambda run=run: asyncio.run(run(args.seconds))
+            )
+            out[name] = {
+                "rps": rps,
+                "server_cores": cores,
+                "rps_per_core": rps / cores if cores else 0.0,
+                **percentiles(latencies),
+                "errors": errors,
+            }
+            console.print(f"identity over {name}: {out[name]}")
+    return out
+
+
+def uptime() -> str:
+    return Path("/proc/loadavg").read_text().strip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--families", nargs="*", default=list(FAMILIES))
     parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--account",
+        nargs="*",
+        default=list(FAMILIES),
+        help="families whose served CPU is accounted by stage (py-spy)",
+    )
+    parser.add_argument("--account-seconds", type=float, default=6.0)
+    parser.add_argument("--no-identity", action="store_true")
+    parser.add_argument(
+        "--before-src",
+        help="a source tree of this package (e.g. `git archive` of the commit before a change) "
+        "to serve beside the current one in the same run",
+    )
     args = parser.parse_args()
+    load_before = uptime()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-runtimes-") as tmp:
         root = Path(tmp)
+        ident = None if args.no_identity else identity(root, args)
         for family in args.families:
-            reference, scale, heavy = FAMILIES[family]
-            console.print(f"[bold]{family}[/] ({reference}, {scale} size)")
-            uri = build(family, reference, scale, root / "ckpt")
-            direct, best_bs, requests = direct_throughput(family, uri, args.seconds / 2)
-            gc.collect()  # the direct run's model goes before the server loads its own
-            models = root / f"serve-{family}"
-            models.mkdir()
-            write_model(
-                models,
-                "m",
-                family,
-                uri=str(uri),
-                max_batch_size=max(best_bs, 4),
-                max_batch_time=0.005,
-            )
-            bodies = v2_bodies(requests)
-            with mlserver(models) as server:
-                url = f"{server.url}/v2/models/m/infer"
-                asyncio.run(through_server(url, bodies, args.concurrency, 2.0))  # warm-up
-                served, latencies, errors = asyncio.run(
-                    through_server(url, bodies, args.concurrency, args.seconds)
-                )
-            row = {
-                "family": family,
-                "checkpoint": reference,
-                "scale": scale,
-                "heavy": heavy,
-                "best_batch": best_bs,
-                "direct_rps": direct,
-                "mlserver_rps": served,
-                "ratio": served / direct if direct else float("nan"),
-                **percentiles(latencies),
-                "errors": errors,
-            }
-            rows.append(row)
-            console.print(row)
-    heavy_ratios = [r["ratio"] for r in rows if r["heavy"]]
-    summary = {
-        "min_heavy_ratio": min(heavy_ratios) if heavy_ratios else None,
-        "goal_min_heavy_ratio": 0.85,
+            rows.append(serve_family(family, root, args))
+            console.print(rows[-1])
+    summary = summarise(rows, ident, args)
+    summary["loadavg_before"], summary["loadavg_after"] = load_before, uptime()
+    report(rows, ident, args.concurrency)
+    path = write_results("runtimes", rows + ([ident] if ident else []), summary, vars(args))
+    console.print(f"summary: {summary}\nwrote {path}")
+
+
+def _least(
+    rows: list[dict[str, Any]], which: bool | tuple[str, ...], key: str = "ratio"
+) -> float | None:
+    if isinstance(which, tuple):
+        ratios = [r[key] for r in rows if r["family"] in which]
+    else:
+        ratios = [r[key] for r in rows if r["heavy"] is which]
+    return min(ratios) if ratios else None
+
+
+def image_pull_mb() -> dict[str, float]:
+    """Each built image's pull (gzip) size from `make bench-images`' results: a replica's
+    cold start is this pull, then `ready_s` (every family is served by the runtimes image)."""
+    path = RESULTS / "images.json"
+    if not path.exists():
+        return {}
+    rows = json.loads(path.read_text()).get("rows", [])
+    return {r["image"]: r["compressed_mb"] for r in rows if r.get("compressed_mb")}
+
+
+def _per_core(ident: dict[str, Any] | None) -> dict[str, float] | None:
+    if not ident or "transports" not in ident:
+        return None
+    return {name: t["rps_per_core"] for name, t in ident["transports"].items()}
+
+
+def summarise(
+    rows: list[dict[str, Any]], ident: dict[str, Any] | None, args: argparse.Namespace
+) -> dict[str, Any]:
+    outside = {r["family"]: r["account"]["outside_forward_share"] for r in rows if r["account"]}
+    summary: dict[str, Any] = {
+        "min_heavy_ratio": _least(rows, True),
+        "goal_min_heavy_ratio": 0.95,
+        "min_light_ratio": _least(rows, LIGHT),
+        "goal_min_light_ratio": 0.8,
+        "min_light_cpu_ratio": _least(rows, LIGHT, "cpu_ratio"),
+        "identity_rps_per_core": ident["rps_per_core"] if ident else None,
+        "goal_identity_rps_per_core": 2000,
+        "identity_rps_per_core_by_transport": _per_core(ident),
+        "outside_forward_share": outside,
+        "ready_s": {r["family"]: r["ready_s"] for r in rows},
+        "image_pull_mb": image_pull_mb(),
         "concurrency": args.concurrency,
     }
-    print_table(
-        "runtimes: direct forward vs through MLServer (items/s)",
-        rows,
-        [
-            "family",
-            "scale",
-            "best_batch",
-            "direct_rps",
-            "mlserver_rps",
-            "ratio",
-            "p50_ms",
-            "p99_ms",
-            "errors",
-        ],
-    )
-    path = write_results("runtimes", rows, summary, vars(args))
-    console.print(f"summary: {summary}\nwrote {path}")
+    if args.before_src:
+        befores = [{**r, **r["before"]} for r in rows]
+        summary["before"] = {
+            "min_light_ratio": _least(befores, LIGHT),
+            "min_light_cpu_ratio": _least(befores, LIGHT, "cpu_ratio"),
+            "min_heavy_ratio": _least(befores, True),
+            "identity_rps_per_core": ident["before"]["rps_per_core"] if ident else None,
+            "identity_rps_per_core_by_transport": _per_core(ident["before"] if ident else None),
+        }
+    return summary
+
+
+def report(rows: list[dict[str, Any]], ident: dict[str, Any] | None, concurrency: int) -> None:
+    shown = [
+        {
+            **r,
+            "before_ratio": r.get("before", {}).get("ratio", ""),
+            "before_cpu_ratio": r.get("before", {}).get("cpu_ratio", ""),
+        }
+        for r in rows
+    ]
+    columns = ["family", "best_batch", "direct_rps", "mlserver_rps", "ratio", "before_ratio"]
+    columns += ["direct_cpu_us", "served_cpu_us", "cpu_ratio", "before_cpu_ratio"]
+    columns += ["server_cores", "p50_ms", "p99_ms", "errors", "ready_s"]
+    print_table("runtimes: direct forward vs through MLServer (items/s)", shown, columns)
+    accounts: list[tuple[str, dict[str, Any]]] = []
+    for row in ([ident] if ident else []) + rows:
+        if row.get("before", {}).get("account"):
+            accounts.append((f"{row['family']} before", row["before"]["account"]))
+        if row["account"]:
+            accounts.append((row["family"], row["account"]))
+    if not accounts:
+        return
+    keys = ["rps", "server_cores", "server_us", *[f"{k}_us" for k in COLUMNS]]
+    keys += ["unattributed_us", "client_us", "outside_forward_share"]
+    table = [{"": key, **{family: acc[key] for family, acc in accounts}} for key in keys]
+    title = f"served CPU per request by stage (microseconds), concurrency {concurrency}"
+    print_table(title, table, ["", *[family for family, _ in accounts]])
 
 
 if __name__ == "__main__":

@@ -28,15 +28,11 @@ SHIPPED = sorted(
 
 
 async def _load_and_close(runtime: ComponentRuntime) -> None:
-    """MLServer's load, then the unload and the cancellation of the hooks it starts."""
+    """MLServer's load, then the unload."""
     try:
         await runtime.load()
     finally:
         await runtime.unload()
-        for name in ("_promotion", "_triton_rpcs", "_settled"):
-            task = getattr(runtime, name, None)
-            if task is not None:
-                task.cancel()
 
 
 def test_options_named_like_runtime_keys_do_not_override_them() -> None:

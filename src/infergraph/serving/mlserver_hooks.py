@@ -72,7 +72,9 @@ from starlette.routing import BaseRoute, Route, Router
 
 import mlserver
 from infergraph.errors import InfergraphError, InputError, grpc_code_for_http
+from infergraph.serving import rest_fast_path
 from infergraph.serving.binary import decode_bytes_tensor
+from infergraph.serving.rest_fast_path import DirectRoutes
 from infergraph.serving.tensors import V2_TO_NUMPY
 from infergraph.serving.triton_grpc import TritonModel, TritonRpcs
 
@@ -155,6 +157,8 @@ class Attached:
     app: FastAPI  # MLServer's REST app
     routes: list[Route]  # the model's routes, now first in the app's route list
     rpcs: TritonRpcs
+    endpoints: Sequence[Callable[..., Any]]  # what the routes call
+    direct: DirectRoutes | None  # the routes answered ahead of the middleware, if they are
 
 
 def attach(model: TritonModel, endpoints: Sequence[Callable[..., Any]]) -> Attached | None:
@@ -182,15 +186,37 @@ def attach(model: TritonModel, endpoints: Sequence[Callable[..., Any]]) -> Attac
             "MLServer's REST app at load(); MLServer no longer adds them before load()"
         )
     answer_readiness_with_bodies(app.router)
+    direct = _bypass_middleware(app, routes, endpoints)
     rpcs = _triton_rpcs(_held(server, "_grpc_server", "_server"))
     rpcs.models[model.name] = model
-    log.info("%s: infer routes ahead of MLServer's, Triton RPCs on its gRPC server", model.name)
-    return Attached(app, routes, rpcs)
+    log.info(
+        "%s: infer routes ahead of MLServer's%s, Triton RPCs on its gRPC server",
+        model.name,
+        " and of its middleware" if direct else "",
+    )
+    return Attached(app, routes, rpcs, endpoints, direct)
+
+
+def _bypass_middleware(
+    app: FastAPI, routes: list[Route], endpoints: Sequence[Callable[..., Any]]
+) -> DirectRoutes | None:
+    """The app answers `routes` ahead of its middleware stack (`rest_fast_path`), which reads
+    MLServer's middleware: a release that builds its app otherwise keeps its own path."""
+    try:
+        return rest_fast_path.install(app, routes, endpoints)
+    except Exception:
+        log.warning("REST routes stay behind MLServer's middleware", exc_info=True)
+        return None
 
 
 def detach(model: TritonModel, attached: Attached | None) -> None:
-    """At unload: MLServer removes the model's routes itself; its Triton RPCs go here."""
-    if attached is not None and attached.rpcs.models.get(model.name) is model:
+    """At unload: MLServer removes the model's routes itself; the direct path and the Triton
+    RPCs drop them here, so the model's requests get MLServer's 404 again."""
+    if attached is None:
+        return
+    if attached.direct is not None:
+        attached.direct.remove(attached.endpoints)
+    if attached.rpcs.models.get(model.name) is model:
         del attached.rpcs.models[model.name]
 
 
