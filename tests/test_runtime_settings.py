@@ -72,14 +72,21 @@ def test_a_helpers_knobs_are_options_too() -> None:
     }
 
 
+def test_max_batch_size_zero_is_mlservers_no_batching() -> None:
+    """MLServer's own default `max_batch_size` is 0, meaning no batching: one row a pass."""
+    assert (
+        RuntimeSettings.from_extra({"family": "identity", "max_batch_size": 0}).max_batch_size == 1
+    )
+
+
 @pytest.mark.parametrize(
     ("extra", "field", "reason"),
     [
         ({"family": "identity", "options": {}, "devcie": "cpu"}, "parameters.extra.devcie",
          "not a runtime key"),
         ({"family": "identity", "dtype": "fp64"}, "parameters.extra.dtype", "fp64"),
-        ({"family": "identity", "max_batch_size": 0}, "parameters.extra.max_batch_size",
-         "at least 1"),
+        ({"family": "identity", "max_batch_size": -1}, "parameters.extra.max_batch_size",
+         "0 (no batching) or more"),
         ({"family": "identity", "options": [1]}, "parameters.extra.options", "JSON object"),
         ({"family": "identity", "input_aliases": {"a": 1}}, "parameters.extra.input_aliases",
          "client name"),

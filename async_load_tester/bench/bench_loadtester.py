@@ -426,10 +426,16 @@ def start_truth_server(port: int) -> subprocess.Popen[bytes]:
 
 def take_truth(port: int) -> list[float]:
     """What each request since the last call really took (ms), as the server recorded it."""
+    return take_record(port)[0]
+
+
+def take_record(port: int) -> tuple[list[float], list[float]]:
+    """Since the last call, what each answered request took and the delay it drew (ms)."""
     import urllib.request
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/truth", timeout=30) as resp:
-        return list(json.loads(resp.read())["taken_ms"])
+        record = json.loads(resp.read())
+    return list(record["taken_ms"]), list(record["drawn_ms"])
 
 
 def nearest_rank(values: list[float], percentile: float) -> float:

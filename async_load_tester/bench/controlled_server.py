@@ -56,6 +56,7 @@ class Truth:
         self.delays_s = (median_ms / 1000.0 * np.exp(sigma * z)).tolist()
         self.next = 0
         self.taken_ms: list[float] = []
+        self.drawn_ms: list[float] = []  # each recorded request's own draw, in the same order
 
     def delay_s(self) -> float:
         delay = self.delays_s[self.next % DRAWS]
@@ -63,9 +64,11 @@ class Truth:
         return float(delay)
 
     def take(self) -> bytes:
-        """The record so far as JSON, and a fresh one."""
-        body = json.dumps({"taken_ms": self.taken_ms}).encode()
+        """The record so far as JSON, and a fresh one. A request still waiting when its client
+        went away is in neither list, though it used a draw."""
+        body = json.dumps({"taken_ms": self.taken_ms, "drawn_ms": self.drawn_ms}).encode()
         self.taken_ms = []
+        self.drawn_ms = []
         return body
 
 
@@ -100,13 +103,22 @@ class Connection(asyncio.Protocol):
             return
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        loop.call_later(self.truth.delay_s(), self._respond, started)
+        delay = self.truth.delay_s()
+        loop.call_later(delay, self._respond, started, delay)
 
-    def _respond(self, started: float) -> None:
+    def _respond(self, started: float, delay: float) -> None:
         if self.transport is None or self.transport.is_closing():
+            return
+        # uvloop's timers count from the loop's cached clock in whole milliseconds and can
+        # fire before `delay` has passed since `started`: wait out the rest, so every request
+        # takes at least its draw.
+        remaining = delay - (time.perf_counter() - started)
+        if remaining > 0:
+            asyncio.get_running_loop().call_later(remaining, self._respond, started, delay)
             return
         self.transport.write(http_response(RESPONSE_BODY))
         self.truth.taken_ms.append((time.perf_counter() - started) * 1000.0)
+        self.truth.drawn_ms.append(delay * 1000.0)
 
 
 def _content_length(head: str) -> int:

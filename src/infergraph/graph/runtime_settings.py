@@ -135,13 +135,15 @@ def _flag(where: str, value: Json) -> bool | None:
 
 
 def _count(where: str, value: Json) -> int | None:
+    """Rows per forward pass. 0 is MLServer's own default for `max_batch_size` and means no
+    batching, so it reads as 1, as it always has; only a negative count is an error."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
         raise SettingsError(where, f"expected a whole number, got {value!r}")
-    if value < 1:
-        raise SettingsError(where, f"must be at least 1, got {value!r}")
-    return int(value)
+    if value < 0:
+        raise SettingsError(where, f"must be 0 (no batching) or more, got {value!r}")
+    return max(1, int(value))
 
 
 def _millis(where: str, value: Json) -> float | None:
