@@ -158,12 +158,8 @@ class ModelHost:
                 self._repository(model["name"], "load")
             yield self.server
         finally:
-            for folder in folders:
-                self._repository(
-                    json.loads((folder / "model-settings.json").read_text())["name"],
-                    "unload",
-                    missing_ok=True,
-                )
+            for folder in folders:  # each named after its model
+                self._repository(folder.name, "unload", missing_ok=True)
                 shutil.rmtree(folder)
 
     def _repository(self, name: str, action: str, missing_ok: bool = False) -> None:
