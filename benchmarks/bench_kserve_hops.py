@@ -9,7 +9,8 @@ open-loop rate, three ways:
 - `kserve`: the rendered InferenceGraph's root Sequence run as KServe's router runs it
   (`cmd/router/main.go`: read the body, POST the bytes to each step's `serviceUrl`, the next
   step gets the previous response bytes), behind its own HTTP server like the router pod,
-  to the rendered InferenceServices' graph-step route, whose body carries every tensor so far.
+  to the rendered InferenceServices' graph-step route, whose body carries the tensors so far
+  that a later step or the graph's outputs read.
 
 Per-hop cost is the least-squares slope of latency against N; the fixed cost is the
 intercept. The router here is Python (aiohttp), not KServe's Go binary, so the figures bound

@@ -161,6 +161,33 @@ class GraphPlan:
     def helper_steps(self) -> list[PlanStep]:
         return [s for s in self.steps if s.kind != "node"]
 
+    def carried_after(self, name: str | None) -> frozenset[str]:
+        """The refs a request must still hold once step `name` ran (None: once every step ran).
+
+        Engines that hand one growing body from step to step (the KServe graph step) drop the
+        rest, so a request image does not travel every later hop. Needed are what a later step
+        reads (a node's inputs, a gate's tested tensor, a combine's members) and what the
+        graph returns. Plan order lists every step a body can reach after `name` after it
+        (the other ensemble members and the other side of a `when` too, which only widens
+        the set). A pass-through reads nothing itself: `pass.x` is its input `x` forwarded, so
+        that input is needed wherever `pass.x` is, even when the plan lists the pass before
+        `name` (on KServe a pass is no hop: its input is what travels).
+        """
+        later = self.steps[self.steps.index(self.step(name)) + 1 :] if name is not None else []
+        readers = [st for st in later if st.kind != "pass"]
+        wanted = [s for st in readers for alts in st.inputs.values() for s in alts]
+        wanted += [s for alts in self.outputs.values() for s in alts]
+        passes = {s.name: s for s in self.steps if s.kind == "pass"}
+        needed: set[str] = set()
+        while wanted:
+            source = wanted.pop()
+            if source.ref in needed:
+                continue
+            needed.add(source.ref)
+            if source.step in passes:
+                wanted += passes[source.step].inputs.get(source.tensor, ())
+        return frozenset(needed)
+
 
 # -- compilation -----------------------------------------------------------------------------
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 KServe's router (`cmd/router/main.go`) passes whole JSON bodies between steps and decides by
 whether a GJSON path exists in a body, so every rendered InferenceService serves the graph
 step route of `infergraph.serving.graph_step` (`/v2/models/<model>/infer/graph`), whose
-response is also the next step's request and carries every tensor so far. Mapping of the
+response is also the next step's request and carries the tensors so far that a later step
+or the graph's outputs read (`GraphPlan.carried_after`). Mapping of the
 compiled plan (docs/rendering.md has the long form):
 
 - sequence: a `Sequence` node; the first step takes `$request` (the node's input), every
@@ -227,7 +228,9 @@ def service_url(graph: InferenceGraph, name: str) -> str:
 
 
 def wiring(plan: GraphPlan, service: Service) -> JSONObject:
-    """`parameters.extra.graph_step` for one service: where its inputs and the outputs are."""
+    """`parameters.extra.graph_step` for one service: where its inputs and the outputs are, and
+    which tensors its answer carries on (`GraphPlan.carried_after`; a merge step ends the
+    graph, so it carries the outputs only)."""
     passes = {
         s.name: {
             "gate": s.branch[-1].gate,
@@ -239,7 +242,8 @@ def wiring(plan: GraphPlan, service: Service) -> JSONObject:
     }
     inputs: dict[str, list[str]] = {}
     specs: list[list[Any]] = []
-    if service.kind != "merge":
+    last = service.kind == "merge"
+    if not last:
         step = plan.step(service.step)
         inputs = {k: [src.ref for src in v] for k, v in step.inputs.items()}
         specs = [[s.name, s.datatype, list(s.shape)] for s in step.outputs]
@@ -251,6 +255,7 @@ def wiring(plan: GraphPlan, service: Service) -> JSONObject:
         "passes": passes,
         "specs": specs,
         "nodes": sorted(n.name for n in plan.graph.spec.nodes),
+        "carry": sorted(plan.carried_after(None if last else service.step)),
     }
 
 

@@ -10,18 +10,21 @@ after `asr` would never see it. So each rendered InferenceService serves this ro
 
     {"model_name": ..., "id": ..., "parameters": {"graph.path": "a,b"},
      "outputs": [graph outputs known so far, named as the graph names them],
-     "inputs": [every tensor so far, named "<step>.<tensor>" ("request.<name>" for the
-                graph's inputs): the body is a valid V2 request too],
+     "inputs": [the tensors so far that a later step or a graph output reads, named
+                "<step>.<tensor>" ("request.<name>" for the graph's inputs): the body is a
+                valid V2 request too],
      "carry": {"parameters": <the client's request parameters>, "path": [nodes reached],
                "skipped": [nodes fed zero rows], "when": {"<gate>": {"<then|otherwise>": true}}}}
 
 The step's wiring comes from the compiled plan, rendered into the model settings as
 `parameters.extra.graph_step` (`infergraph.render.kserve`): which carried tensor feeds each
-input, what the graph outputs are, and which cascade pass-throughs are virtual (the tensors
-a `when` without `otherwise` forwards are simply still carried). The plan's run-time rules
-(the first alternative that exists wins, a step fed a zero-row tensor is not called, an
-absent gate tensor takes `otherwise`, `<node>.<key>` request parameters reach only that
-node, the path) are `infergraph.graph.evaluate`'s, the same the local router applies.
+input, what the graph outputs are, which cascade pass-throughs are virtual (the tensors
+a `when` without `otherwise` forwards are simply still carried), and which tensors the step
+carries on (`GraphPlan.carried_after`: the rest would be re-sent at every later hop). The
+plan's run-time rules (the first alternative that exists wins, a step fed a zero-row tensor
+is not called, an absent gate tensor takes `otherwise`, `<node>.<key>` request parameters
+reach only that node, the path) are `infergraph.graph.evaluate`'s, the same the local router
+applies.
 """
 
 from __future__ import annotations
@@ -55,9 +58,17 @@ class StepWiring:
     passes: dict[str, JSONObject]
     output_specs: list[TensorSpec]
     nodes: list[str]
+    # The refs this step's answer carries on (`GraphPlan.carried_after`); None, in wiring
+    # rendered before the renderer named them, carries every tensor as that wiring expects.
+    carry: frozenset[str] | None = None
 
     @classmethod
     def parse(cls, data: JSONObject) -> StepWiring:
+        carry = data.get("carry")
+        if carry is not None and not (
+            isinstance(carry, list) and all(isinstance(ref, str) for ref in carry)
+        ):
+            raise InputError(SETTINGS_KEY, f"carry must be a list of tensor refs, got {carry!r}")
         try:
             return cls(
                 step=str(data["step"]),
@@ -67,6 +78,7 @@ class StepWiring:
                 passes=dict(data.get("passes", {})),
                 output_specs=[TensorSpec(n, d, tuple(s)) for n, d, s in data.get("specs", [])],
                 nodes=list(data.get("nodes", [])),
+                carry=None if carry is None else frozenset(carry),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(SETTINGS_KEY, f"malformed step wiring: {exc}") from exc
@@ -174,6 +186,8 @@ async def _evaluate(wiring: StepWiring, carry: Carry, call: Call) -> dict[str, T
 
 
 def respond(carry: Carry, wiring: StepWiring) -> JSONObject:
+    """The next step's body: the graph outputs known so far, and of the tensors only those a
+    later step or an output reads (the router re-sends the whole body at every hop)."""
     outputs = []
     for name, refs in wiring.outputs.items():
         tensor = lookup(carry, refs, wiring)
@@ -183,7 +197,11 @@ def respond(carry: Carry, wiring: StepWiring) -> JSONObject:
         "model_name": wiring.step,
         "parameters": carry.trace.parameters(),
         "outputs": outputs,
-        "inputs": [renamed(t, name) for name, t in carry.tensors.items()],
+        "inputs": [
+            renamed(t, name)
+            for name, t in carry.tensors.items()
+            if wiring.carry is None or name in wiring.carry
+        ],
         CARRY: {
             "parameters": carry.parameters,
             "path": carry.trace.path,
