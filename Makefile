@@ -56,7 +56,8 @@ demo: .venv/.synced
 
 # mypy checks all of src/infergraph: strictly the graph, serving and components.base modules
 # (and the others pyproject.toml's [tool.mypy] names), with mypy's defaults elsewhere. The two
-# tools/ checks keep every function in src/ within 60 lines and the imports free of cycles.
+# tools/ checks keep every function in src/ and async_load_tester/src/ within 60 lines and the
+# imports free of cycles.
 lint: .venv/.synced
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .

@@ -1,4 +1,5 @@
-"""Fail when a function in src/ is longer than 60 lines (signature, docstring and body).
+"""Fail when a function in src/ or async_load_tester/src/ is longer than 60 lines (signature,
+docstring and body).
 
 `make lint` runs it so that the limit the project keeps stays kept: a longer function is split
 into named steps instead. Lines are counted as the AST sees them (end_lineno - lineno + 1).
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 
 LIMIT = 60
-ROOTS = (Path("src"),)
+ROOTS = (Path("src"), Path("async_load_tester/src"))
 
 
 def long_functions(roots: tuple[Path, ...] = ROOTS, limit: int = LIMIT) -> list[str]:

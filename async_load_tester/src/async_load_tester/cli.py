@@ -6,7 +6,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict, cast
 
 import typer
 from rich.console import Console
@@ -18,6 +18,10 @@ from async_load_tester.engine import ProgressFn, StepPlan
 from async_load_tester.errors import LoadTesterError
 from async_load_tester.protocols.encode import check_protocol, parse_headers
 from async_load_tester.schedule import generate_trace
+
+if TYPE_CHECKING:
+    from async_load_tester.results import RunResult
+    from async_load_tester.runner import StepHook
 
 # Help texts hold literal brackets ("host:port[/prefix]"): no rich markup parsing.
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode=None)
@@ -31,143 +35,220 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(2)
 
 
+# `run` options whose declaration runs over a line, named here so the command's signature stays
+# one option a line; names, defaults and help are the CLI's.
+_Target = Annotated[str, typer.Option(help="http(s)://host:port[/prefix] or grpc://host:port")]
+_Protocol = Annotated[str, typer.Option(help="v2-rest | v2-rest-binary | v2-grpc | seldon-rest")]
+_Payload = Annotated[
+    str,
+    typer.Option(help="synthetic:image|text|audio|tensor:SHAPE, a folder of files, or a .jsonl"),
+]
+_InputName = Annotated[str | None, typer.Option(help="input tensor name (default by kind)")]
+_Schedule = Annotated[
+    str | None, typer.Option(help="open loop: constant:R | step:R@S,.. | ramp:A-B | trace:FILE")
+]
+_Arrival = Annotated[str, typer.Option(help="open-loop arrivals: constant | poisson")]
+_Concurrency = Annotated[int | None, typer.Option(help="closed loop: concurrent requests")]
+_ConcurrencyRange = Annotated[
+    str | None, typer.Option(help="closed loop sweep, START:END[:STEP|:xFACTOR], e.g. 1:64:x2")
+]
+_Sweep = Annotated[bool, typer.Option(help="find the cheapest concurrency that meets --slo-ms")]
+_Requests = Annotated[
+    int | None, typer.Option(help="measured requests per step (instead of duration)")
+]
+_Header = Annotated[list[str] | None, typer.Option(help="extra header 'Name: value' (repeatable)")]
+_PathTemplate = Annotated[
+    str | None,
+    typer.Option(help="request path, e.g. /seldon/{namespace}/{model}/v2/models/{model}/infer"),
+]
+_MaxInFlight = Annotated[int, typer.Option(help="open loop: cap on outstanding requests")]
+_Connections = Annotated[int, typer.Option(help="open loop: connections opened up front")]
+_CheckEvery = Annotated[
+    int, typer.Option(help="parse every Nth response body (0: never; status is always checked)")
+]
+_SloMs = Annotated[float | None, typer.Option(help="latency target for SLO attainment")]
+_SloPercentile = Annotated[float | None, typer.Option(help="SLO percentile (default 95)")]
+_Catalog = Annotated[
+    Path | None, typer.Option(help="price catalog file overriding the shipped one")
+]
+_Price = Annotated[list[str] | None, typer.Option(help="price override CLASS=USD_PER_HOUR")]
+_DefaultHardware = Annotated[str | None, typer.Option(help="class for nodes without `hardware`")]
+_Replicas = Annotated[str, typer.Option(help="autoscaled nodes' replicas: spec | min | max")]
+_Out = Annotated[Path | None, typer.Option(help="folder for results.json/.csv and plots")]
+_JsonStdout = Annotated[bool, typer.Option("--json", help="print results JSON on stdout")]
+
+
+class _RunOptions(TypedDict):
+    """`run`'s options by parameter name, as click hands them over in `ctx.params`."""
+
+    target: str
+    model: str
+    protocol: str
+    payload: str
+    input_name: str | None
+    rate: float | None
+    schedule: str | None
+    arrival: str
+    concurrency: int | None
+    concurrency_range: str | None
+    sweep: bool
+    sweep_max_concurrency: int
+    duration: float
+    requests: int | None
+    warmup: float
+    seed: int
+    header: list[str] | None
+    path_template: str | None
+    namespace: str
+    model_version: str | None
+    timeout: float
+    max_in_flight: int
+    connections: int
+    grpc_channels: int
+    late_ms: float
+    check_every: int
+    slo_ms: float | None
+    slo_percentile: float | None
+    graph: Path | None
+    catalog: Path | None
+    price: list[str] | None
+    default_hardware: str | None
+    replicas: str
+    insecure: bool
+    out: Path | None
+    plots: bool
+    progress: bool
+    json_stdout: bool
+
+
 @app.command()
 def run(
-    target: Annotated[str, typer.Option(help="http(s)://host:port[/prefix] or grpc://host:port")],
+    ctx: typer.Context,
+    target: _Target,
     model: Annotated[str, typer.Option(help="model (or graph) name")],
-    protocol: Annotated[
-        str, typer.Option(help="v2-rest | v2-rest-binary | v2-grpc | seldon-rest")
-    ] = "v2-rest",
-    payload: Annotated[
-        str,
-        typer.Option(
-            help="synthetic:image|text|audio|tensor:SHAPE, a folder of files, or a .jsonl"
-        ),
-    ] = "synthetic:tensor:1x16",
-    input_name: Annotated[
-        str | None, typer.Option(help="input tensor name (default by kind)")
-    ] = None,
+    protocol: _Protocol = "v2-rest",
+    payload: _Payload = "synthetic:tensor:1x16",
+    input_name: _InputName = None,
     rate: Annotated[float | None, typer.Option(help="open loop: requests per second")] = None,
-    schedule: Annotated[
-        str | None, typer.Option(help="open loop: constant:R | step:R@S,.. | ramp:A-B | trace:FILE")
-    ] = None,
-    arrival: Annotated[
-        str, typer.Option(help="open-loop arrivals: constant | poisson")
-    ] = "constant",
-    concurrency: Annotated[
-        int | None, typer.Option(help="closed loop: concurrent requests")
-    ] = None,
-    concurrency_range: Annotated[
-        str | None, typer.Option(help="closed loop sweep, START:END[:STEP|:xFACTOR], e.g. 1:64:x2")
-    ] = None,
-    sweep: Annotated[
-        bool, typer.Option(help="find the cheapest concurrency that meets --slo-ms")
-    ] = False,
+    schedule: _Schedule = None,
+    arrival: _Arrival = "constant",
+    concurrency: _Concurrency = None,
+    concurrency_range: _ConcurrencyRange = None,
+    sweep: _Sweep = False,
     sweep_max_concurrency: Annotated[int, typer.Option(help="upper bound for --sweep")] = 256,
     duration: Annotated[float, typer.Option(help="measured seconds per step")] = 30.0,
-    requests: Annotated[
-        int | None, typer.Option(help="measured requests per step (instead of duration)")
-    ] = None,
+    requests: _Requests = None,
     warmup: Annotated[float, typer.Option(help="seconds excluded from results")] = 5.0,
     seed: Annotated[int, typer.Option(help="seed for payloads and Poisson arrivals")] = 0,
-    header: Annotated[
-        list[str] | None, typer.Option(help="extra header 'Name: value' (repeatable)")
-    ] = None,
-    path_template: Annotated[
-        str | None,
-        typer.Option(help="request path, e.g. /seldon/{namespace}/{model}/v2/models/{model}/infer"),
-    ] = None,
+    header: _Header = None,
+    path_template: _PathTemplate = None,
     namespace: Annotated[str, typer.Option(help="{namespace} in --path-template")] = "default",
     model_version: Annotated[str | None, typer.Option(help="model version")] = None,
     timeout: Annotated[float, typer.Option(help="per-request timeout, seconds")] = 30.0,
-    max_in_flight: Annotated[
-        int, typer.Option(help="open loop: cap on outstanding requests")
-    ] = 1024,
-    connections: Annotated[int, typer.Option(help="open loop: connections opened up front")] = 8,
+    max_in_flight: _MaxInFlight = 1024,
+    connections: _Connections = 8,
     grpc_channels: Annotated[int, typer.Option(help="gRPC channels (connections)")] = 1,
     late_ms: Annotated[float, typer.Option(help="a send this late (ms) counts as late")] = 1.0,
-    check_every: Annotated[
-        int, typer.Option(help="parse every Nth response body (0: never; status is always checked)")
-    ] = 1,
-    slo_ms: Annotated[float | None, typer.Option(help="latency target for SLO attainment")] = None,
-    slo_percentile: Annotated[
-        float | None, typer.Option(help="SLO percentile (default 95)")
-    ] = None,
+    check_every: _CheckEvery = 1,
+    slo_ms: _SloMs = None,
+    slo_percentile: _SloPercentile = None,
     graph: Annotated[Path | None, typer.Option(help="InferenceGraph file for cost")] = None,
-    catalog: Annotated[
-        Path | None, typer.Option(help="price catalog file overriding the shipped one")
-    ] = None,
-    price: Annotated[
-        list[str] | None, typer.Option(help="price override CLASS=USD_PER_HOUR")
-    ] = None,
-    default_hardware: Annotated[
-        str | None, typer.Option(help="class for nodes without `hardware`")
-    ] = None,
-    replicas: Annotated[
-        str, typer.Option(help="autoscaled nodes' replicas: spec | min | max")
-    ] = "spec",
+    catalog: _Catalog = None,
+    price: _Price = None,
+    default_hardware: _DefaultHardware = None,
+    replicas: _Replicas = "spec",
     insecure: Annotated[bool, typer.Option(help="skip TLS verification")] = False,
-    out: Annotated[Path | None, typer.Option(help="folder for results.json/.csv and plots")] = None,
+    out: _Out = None,
     plots: Annotated[bool, typer.Option(help="write PNG plots with --out")] = True,
     progress: Annotated[bool, typer.Option(help="live progress bar")] = True,
-    json_stdout: Annotated[
-        bool, typer.Option("--json", help="print results JSON on stdout")
-    ] = False,
+    json_stdout: _JsonStdout = False,
 ) -> None:
     """Send load to a target and report latency, throughput, errors and cost."""
+    config = _load_config(cast("_RunOptions", ctx.params))
+    result = _run_with_progress(config, _progress_bar(progress))
+    _print_result(result)
+    if out is not None:
+        paths = result.write(out, plots=plots)
+        console.print("wrote " + ", ".join(str(p) for p in paths.values()))
+    if json_stdout:
+        sys.stdout.write(result.to_json() + "\n")
+
+
+def _run_with_progress(config: LoadConfig, bar: Progress | None) -> RunResult:
+    """Run the load with the bar live; a failure mid-run exits 2 with the bar already stopped."""
     from async_load_tester.runner import run_load
-    from infergraph.cost import CostError, parse_price_overrides
     from infergraph.errors import InfergraphError
 
     try:
-        check_protocol(protocol)
-        if arrival not in ("constant", "poisson"):
-            raise LoadTesterError(f"--arrival: '{arrival}' is not constant or poisson")
-        if replicas not in ("spec", "min", "max"):
-            raise LoadTesterError(f"--replicas: '{replicas}' is not spec, min or max")
-        config = LoadConfig(
-            target=target,
-            model=model,
-            protocol=protocol,  # type: ignore[arg-type]
-            payload=payload,
-            input_name=input_name,
-            model_version=model_version,
-            namespace=namespace,
-            path_template=path_template,
-            headers=parse_headers(header or []),
-            rate=rate,
-            schedule=schedule,
-            arrival=arrival,  # type: ignore[arg-type]
-            concurrency=concurrency,
-            concurrency_range=concurrency_range,
-            sweep=sweep,
-            sweep_max_concurrency=sweep_max_concurrency,
-            duration=duration,
-            requests=requests,
-            warmup=warmup,
-            seed=seed,
-            timeout_s=timeout,
-            max_in_flight=max_in_flight,
-            connections=connections,
-            grpc_channels=grpc_channels,
-            late_ms=late_ms,
-            check_every=check_every,
-            slo_ms=slo_ms,
-            slo_percentile=slo_percentile,
-            graph=graph,
-            catalog=catalog,
-            prices=parse_price_overrides(price or []),
-            default_hardware=default_hardware,
-            replica_mode=replicas,  # type: ignore[arg-type]
-            insecure=insecure,
-            progress=progress,
+        if bar is not None:
+            bar.start()
+        try:
+            return run_load(config, _progress_hook(bar))
+        finally:
+            if bar is not None:
+                bar.stop()
+    except (LoadTesterError, InfergraphError) as exc:
+        raise _fail(exc) from None
+
+
+def _load_config(options: _RunOptions) -> LoadConfig:
+    """The validated LoadConfig for `run`'s options; bad input exits 2 naming the option.
+
+    Everything is checked here, before a connection is opened, so a typo never sends load.
+    """
+    from infergraph.cost import CostError, parse_price_overrides
+
+    try:
+        check_protocol(options["protocol"])
+        if options["arrival"] not in ("constant", "poisson"):
+            raise LoadTesterError(f"--arrival: '{options['arrival']}' is not constant or poisson")
+        if options["replicas"] not in ("spec", "min", "max"):
+            raise LoadTesterError(f"--replicas: '{options['replicas']}' is not spec, min or max")
+        return LoadConfig(
+            target=options["target"],
+            model=options["model"],
+            protocol=options["protocol"],  # type: ignore[arg-type]
+            payload=options["payload"],
+            input_name=options["input_name"],
+            model_version=options["model_version"],
+            namespace=options["namespace"],
+            path_template=options["path_template"],
+            headers=parse_headers(options["header"] or []),
+            rate=options["rate"],
+            schedule=options["schedule"],
+            arrival=options["arrival"],  # type: ignore[arg-type]
+            concurrency=options["concurrency"],
+            concurrency_range=options["concurrency_range"],
+            sweep=options["sweep"],
+            sweep_max_concurrency=options["sweep_max_concurrency"],
+            duration=options["duration"],
+            requests=options["requests"],
+            warmup=options["warmup"],
+            seed=options["seed"],
+            timeout_s=options["timeout"],
+            max_in_flight=options["max_in_flight"],
+            connections=options["connections"],
+            grpc_channels=options["grpc_channels"],
+            late_ms=options["late_ms"],
+            check_every=options["check_every"],
+            slo_ms=options["slo_ms"],
+            slo_percentile=options["slo_percentile"],
+            graph=options["graph"],
+            catalog=options["catalog"],
+            prices=parse_price_overrides(options["price"] or []),
+            default_hardware=options["default_hardware"],
+            replica_mode=options["replicas"],  # type: ignore[arg-type]
+            insecure=options["insecure"],
+            progress=options["progress"],
         ).validated()
     except (LoadTesterError, CostError) as exc:
         raise _fail(exc) from None
 
-    bar: Progress | None = None
+
+def _progress_bar(progress: bool) -> Progress | None:
+    """A live bar on a terminal; elsewhere (CI logs) a plain line, refreshed sparingly."""
     if progress and console.is_terminal:
-        bar = Progress(
+        return Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             TextColumn("{task.fields[stats]}"),
@@ -175,12 +256,17 @@ def run(
             console=console,
             auto_refresh=False,
         )
-    elif progress:
-        bar = Progress(
+    if progress:
+        return Progress(
             TextColumn("{task.description} {task.fields[stats]}"),
             console=console,
             auto_refresh=False,
         )
+    return None
+
+
+def _progress_hook(bar: Progress | None) -> StepHook:
+    """The runner's per-step hook: one bar task a step, fed the engine's running stats."""
 
     def hook(label: str, plan: StepPlan) -> ProgressFn | None:
         if bar is None:
@@ -205,17 +291,11 @@ def run(
 
         return update
 
-    try:
-        if bar is not None:
-            bar.start()
-        try:
-            result = run_load(config, hook)
-        finally:
-            if bar is not None:
-                bar.stop()
-    except (LoadTesterError, InfergraphError) as exc:
-        raise _fail(exc) from None
+    return hook
 
+
+def _print_result(result: RunResult) -> None:
+    """Tables, graph cost, Pareto front, error samples and warnings, all on stderr."""
     report.print(result.summary_table())
     stages = result.stages_table()
     if stages is not None:
@@ -241,11 +321,6 @@ def run(
             console.print(f"[yellow]{step.label} {kind}[/] e.g. {sample}")
     for warning in result.warnings:
         console.print(f"[bold yellow]warning:[/] {warning}")
-    if out is not None:
-        paths = result.write(out, plots=plots)
-        console.print("wrote " + ", ".join(str(p) for p in paths.values()))
-    if json_stdout:
-        sys.stdout.write(result.to_json() + "\n")
 
 
 @app.command()

@@ -82,12 +82,32 @@ class LoadConfig(BaseModel):
     progress: bool = True
 
     def validated(self) -> LoadConfig:
-        """Check cross-field rules; raises ConfigError naming the option."""
+        """Check cross-field rules; raises ConfigError naming the option.
+
+        The checks run in a fixed order (numbers, load shape, limits, then what the target and
+        schedule parse to) so one bad run always names the same option first.
+        """
+        self._check_finite()
+        check_protocol(self.protocol)
+        self._check_load_shape()
+        self._check_limits()
+        if self.graph is not None and not self.graph.is_file():
+            raise ConfigError("--graph", f"'{self.graph}' is not a file")
+        self.endpoint()
+        self.path()
+        if self.open_loop:
+            self.parsed_schedule()
+        return self
+
+    def _check_finite(self) -> None:
+        """nan and inf pass every `<=` comparison as False, so they are refused before those."""
         for attr, option in _FLOAT_OPTIONS.items():
             value = getattr(self, attr)
             if value is not None and not math.isfinite(value):
                 raise ConfigError(option, f"must be a finite number, got {value}")
-        check_protocol(self.protocol)
+
+    def _check_load_shape(self) -> None:
+        """Exactly one load shape, and that one usable: the run must know how to send load."""
         shapes = [
             self.rate is not None,
             self.schedule is not None,
@@ -117,6 +137,9 @@ class LoadConfig(BaseModel):
             raise ConfigError(
                 "--sweep", "needs --slo-ms (the latency the cheapest configuration must meet)"
             )
+
+    def _check_limits(self) -> None:
+        """Step length, timeouts, caps and the SLO in range: outside it a step measures nothing."""
         if self.requests is not None and self.requests < 1:
             raise ConfigError("--requests", f"must be >= 1, got {self.requests}")
         if (
@@ -139,13 +162,6 @@ class LoadConfig(BaseModel):
             raise ConfigError("--slo-ms", "must be > 0")
         if self.slo_percentile is not None and not 0 < self.slo_percentile <= 100:
             raise ConfigError("--slo-percentile", "must be in (0, 100]")
-        if self.graph is not None and not self.graph.is_file():
-            raise ConfigError("--graph", f"'{self.graph}' is not a file")
-        self.endpoint()
-        self.path()
-        if self.open_loop:
-            self.parsed_schedule()
-        return self
 
     @property
     def open_loop(self) -> bool:

@@ -413,79 +413,121 @@ class _Conn(asyncio.Protocol):
         self.transport.write(wire)  # type: ignore[union-attr]
 
     def data_received(self, data: bytes) -> None:
+        """Parse the response as its bytes arrive: head first, then the body its head announced.
+
+        The hot path: one call per read, each step a few slices and finds on the buffer it is
+        handed (never a copy of it), and unfinished input kept in `self.buf` for the next read.
+        """
         if not self.busy:
             self.transport.abort()  # type: ignore[union-attr]  # unsolicited bytes
             return
         buf = self.buf + data if self.buf else data
-        if self.body_len == -2:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > _MAX_HEAD:
-                    self._fail("malformed", "response head over 64 KiB")
-                else:
-                    self.buf = buf
-                return
-            if buf[:7] != b"HTTP/1.":
-                self._fail("malformed", f"not an HTTP/1.x response: {bytes(buf[:40])!r}")
-                return
-            try:
-                status = int(buf[9:12])
-            except ValueError:
-                self._fail("malformed", f"bad status line: {bytes(buf[:40])!r}")
-                return
-            if 100 <= status < 200:  # interim response: skip it
-                self.buf = b""
-                rest = buf[end + 4 :]
-                if rest:
-                    self.data_received(rest)
-                return
-            length = -1
-            try:
-                for name, value in _HEADER.findall(buf, 0, end + 2):
-                    lname = name.lower()
-                    if lname == b"content-length":
-                        length = int(value)
-                    elif lname == b"transfer-encoding":
-                        self.chunked = b"chunked" in value.lower()
-                    elif lname == b"connection":
-                        self.close_after = b"close" in value.lower()
-                    else:
-                        self.json_len = int(value)
-            except ValueError:
-                self._fail("malformed", "unparseable Content-Length")
-                return
-            self.status = status
-            self.body_start = end + 4
-            if self.chunked:
-                length = -3
-            elif length < 0 and status in (204, 304):
-                length = 0
-            self.body_len = length
+        if self.body_len == -2 and not self._read_head(buf):
+            return
         if self.body_len >= 0:
-            stop = self.body_start + self.body_len
-            have = len(buf)
-            if have < stop:
-                self.buf = buf
-                return
-            if have > stop:
-                self._fail("malformed", "bytes after the response body")
-                return
-            self.buf = b""
-            self._complete(buf, self.body_start, stop)
+            self._read_sized_body(buf)
         elif self.body_len == -3:
-            decoded = _dechunk(buf, self.body_start)
-            if decoded is None:
-                self.buf = buf
-                if len(buf) > 256 * 1024 * 1024:
-                    self._fail("malformed", "chunked body never ends")
-                return
-            if decoded is False:
-                self._fail("malformed", "bad chunked encoding")
-                return
-            self.buf = b""
-            self._complete(decoded, 0, len(decoded))
+            self._read_chunked_body(buf)
         else:
             self.buf = buf  # close-delimited: the body ends with the connection
+
+    def _read_head(self, buf: bytes) -> bool:
+        """Parse the head once it is whole; False when there is no body to read yet.
+
+        False covers a head still arriving (kept), a malformed one (failed) and an interim 1xx
+        response, which is skipped by handing what follows it back to `data_received`.
+        """
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > _MAX_HEAD:
+                self._fail("malformed", "response head over 64 KiB")
+            else:
+                self.buf = buf
+            return False
+        status = self._status_line(buf)
+        if status is None:
+            return False
+        if 100 <= status < 200:  # interim response: skip it
+            self.buf = b""
+            rest = buf[end + 4 :]
+            if rest:
+                self.data_received(rest)
+            return False
+        length = self._header_fields(buf, end)
+        if length is None:
+            return False
+        self.status = status
+        self.body_start = end + 4
+        if self.chunked:
+            length = -3
+        elif length < 0 and status in (204, 304):
+            length = 0
+        self.body_len = length
+        return True
+
+    def _status_line(self, buf: bytes) -> int | None:
+        """The status code, or None (the request failed) when the head is not HTTP/1.x."""
+        if buf[:7] != b"HTTP/1.":
+            self._fail("malformed", f"not an HTTP/1.x response: {bytes(buf[:40])!r}")
+            return None
+        try:
+            return int(buf[9:12])
+        except ValueError:
+            self._fail("malformed", f"bad status line: {bytes(buf[:40])!r}")
+            return None
+
+    def _header_fields(self, buf: bytes, end: int) -> int | None:
+        """Read the framing headers into the parse state; returns Content-Length (-1: none).
+
+        One regex pass over the head finds only the four headers that matter, so other headers
+        cost no Python work. None (the request failed) when a length is not a number.
+        """
+        length = -1
+        try:
+            for name, value in _HEADER.findall(buf, 0, end + 2):
+                lname = name.lower()
+                if lname == b"content-length":
+                    length = int(value)
+                elif lname == b"transfer-encoding":
+                    self.chunked = b"chunked" in value.lower()
+                elif lname == b"connection":
+                    self.close_after = b"close" in value.lower()
+                else:
+                    self.json_len = int(value)
+        except ValueError:
+            self._fail("malformed", "unparseable Content-Length")
+            return None
+        return length
+
+    def _read_sized_body(self, buf: bytes) -> None:
+        """Complete once Content-Length bytes are in; more than that is a protocol error.
+
+        One request is in flight per connection, so bytes past the body cannot be a next reply.
+        """
+        stop = self.body_start + self.body_len
+        have = len(buf)
+        if have < stop:
+            self.buf = buf
+            return
+        if have > stop:
+            self._fail("malformed", "bytes after the response body")
+            return
+        self.buf = b""
+        self._complete(buf, self.body_start, stop)
+
+    def _read_chunked_body(self, buf: bytes) -> None:
+        """Complete once the last chunk is in; a body that never ends is cut off at 256 MiB."""
+        decoded = _dechunk(buf, self.body_start)
+        if decoded is None:
+            self.buf = buf
+            if len(buf) > 256 * 1024 * 1024:
+                self._fail("malformed", "chunked body never ends")
+            return
+        if decoded is False:
+            self._fail("malformed", "bad chunked encoding")
+            return
+        self.buf = b""
+        self._complete(decoded, 0, len(decoded))
 
     def _complete(self, buf: bytes, start: int, stop: int) -> None:
         status, close, json_len = self.status, self.close_after, self.json_len

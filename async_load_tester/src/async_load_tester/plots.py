@@ -12,7 +12,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 if TYPE_CHECKING:
-    from async_load_tester.results import RunResult
+    from matplotlib.figure import Figure
+
+    from async_load_tester.results import RunResult, StepResult
 
 
 def pareto_front(points: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
@@ -31,16 +33,43 @@ def pareto_front(points: list[tuple[float, float, str]]) -> list[tuple[float, fl
 
 
 def write_plots(result: RunResult, out: Path) -> dict[str, Path]:
-    paths: dict[str, Path] = {}
+    """Write the plots the run has data for into `out`; returns them by name.
+
+    Steps without a successful request have no latencies to draw and are left out; the cost
+    plot is written only when some step has a finite $/1M (a run with a graph and prices).
+    """
     steps = [s for s in result.steps if s.ok > 0]
     if not steps:
-        return paths
+        return {}
     title = f"{result.target.get('model')} ({result.target.get('protocol')})"
     slo = result.steps[0].slo_ms
+    paths = {
+        "latency_cdf": _latency_cdf(steps, title, slo, out / "latency_cdf.png"),
+        "throughput_latency": _throughput_latency(
+            steps, title, slo, out / "throughput_latency.png"
+        ),
+    }
+    costed = [
+        s for s in steps if s.usd_per_million is not None and math.isfinite(s.usd_per_million)
+    ]
+    if costed:
+        paths["cost_latency"] = _cost_latency(costed, title, slo, out / "cost_latency.png")
+    return paths
 
+
+def _save(fig: Figure, path: Path) -> Path:
+    """Lay out, write and close one figure: closing frees it (pyplot keeps every open figure)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _latency_cdf(steps: list[StepResult], title: str, slo: float | None, path: Path) -> Path:
+    """One CDF line per step on a log axis: tails spread over decades read best there."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for s in steps:
-        xs = [max(x, 1e-3) for x, _ in s.cdf]
+        xs = [max(x, 1e-3) for x, _ in s.cdf]  # a log axis cannot show 0 ms
         ys = [y for _, y in s.cdf]
         ax.plot(xs, ys, label=s.label)
     if slo:
@@ -51,11 +80,11 @@ def write_plots(result: RunResult, out: Path) -> dict[str, Path]:
     ax.set_title(f"Latency CDF: {title}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
-    paths["latency_cdf"] = out / "latency_cdf.png"
-    fig.tight_layout()
-    fig.savefig(paths["latency_cdf"], dpi=110)
-    plt.close(fig)
+    return _save(fig, path)
 
+
+def _throughput_latency(steps: list[StepResult], title: str, slo: float | None, path: Path) -> Path:
+    """p50/p95/p99 against achieved throughput, each point named: where latency turns up."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     tps = [s.throughput_rps for s in steps]
     for key, marker in (("p50", "o"), ("p95", "s"), ("p99", "^")):
@@ -69,38 +98,30 @@ def write_plots(result: RunResult, out: Path) -> dict[str, Path]:
     ax.set_title(f"Throughput vs latency: {title}")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
-    paths["throughput_latency"] = out / "throughput_latency.png"
-    fig.tight_layout()
-    fig.savefig(paths["throughput_latency"], dpi=110)
-    plt.close(fig)
+    return _save(fig, path)
 
-    costed = [
-        s for s in steps if s.usd_per_million is not None and math.isfinite(s.usd_per_million)
-    ]
-    if costed:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        points = [(s.usd_per_million, s.latency_ms["p95"], s.label) for s in costed]
-        ax.scatter([p[1] for p in points], [p[0] for p in points], label="measured")
-        for cost, p95, label in points:
-            ax.annotate(label, (p95, cost), fontsize=7)
-        front = pareto_front([(c, p, lbl) for c, p, lbl in points if p is not None])
-        if front:
-            ax.plot(
-                [p[1] for p in front],
-                [p[0] for p in front],
-                color="green",
-                marker="o",
-                label="Pareto front",
-            )
-        if slo:
-            ax.axvline(slo, color="red", linestyle="--", label=f"SLO {slo:g} ms")
-        ax.set_xlabel("p95 latency (ms)")
-        ax.set_ylabel("$ per 1M inferences")
-        ax.set_title(f"Cost vs latency: {title}")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="small")
-        paths["cost_latency"] = out / "cost_latency.png"
-        fig.tight_layout()
-        fig.savefig(paths["cost_latency"], dpi=110)
-        plt.close(fig)
-    return paths
+
+def _cost_latency(costed: list[StepResult], title: str, slo: float | None, path: Path) -> Path:
+    """$/1M against p95 per step, with the Pareto front: the configurations worth choosing."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    points = [(s.usd_per_million, s.latency_ms["p95"], s.label) for s in costed]
+    ax.scatter([p[1] for p in points], [p[0] for p in points], label="measured")
+    for cost, p95, label in points:
+        ax.annotate(label, (p95, cost), fontsize=7)
+    front = pareto_front([(c, p, lbl) for c, p, lbl in points if p is not None])
+    if front:
+        ax.plot(
+            [p[1] for p in front],
+            [p[0] for p in front],
+            color="green",
+            marker="o",
+            label="Pareto front",
+        )
+    if slo:
+        ax.axvline(slo, color="red", linestyle="--", label=f"SLO {slo:g} ms")
+    ax.set_xlabel("p95 latency (ms)")
+    ax.set_ylabel("$ per 1M inferences")
+    ax.set_title(f"Cost vs latency: {title}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, path)
