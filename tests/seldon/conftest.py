@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.seldon.test_components import VOCAB, Pool
-
-
-@pytest.fixture(scope="session")
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One offline checkpoint cache for the local run and the v1 units."""
-    path = tmp_path_factory.mktemp("offline-cache")
-    before = os.environ.get("INFERGRAPH_CACHE")
-    os.environ["INFERGRAPH_CACHE"] = str(path)
-    yield path
-    if before is None:
-        os.environ.pop("INFERGRAPH_CACHE", None)
-    else:
-        os.environ["INFERGRAPH_CACHE"] = before
 
 
 @pytest.fixture(scope="module")

@@ -22,17 +22,17 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize(("threshold", "expected"), [(-1.0, ["fast"]), (2.0, ["fast", "accurate"])])
 def test_cascade_confident_and_unsure(
-    pool: Pool, tmp_path: Path, shared_cache: Path, threshold: float, expected: list
+    pool: Pool, tmp_path: Path, offline_cache: Path, threshold: float, expected: list
 ) -> None:
     data = load("cascade")
     data["spec"]["graph"]["sequence"][1]["when"]["value"] = threshold
     graph = tiny(data)
-    assert check(graph, tmp_path, shared_cache, [request_for(graph)], pool) == [expected]
+    assert check(graph, tmp_path, offline_cache, [request_for(graph)], pool) == [expected]
 
 
 @pytest.mark.sweep
 def test_video_frame_without_and_with_detections(
-    pool: Pool, tmp_path: Path, shared_cache: Path
+    pool: Pool, tmp_path: Path, offline_cache: Path
 ) -> None:
     """`detector.threshold` reaches only the detector: locally as a node-prefixed request
     parameter, on v1 as the same key in `meta.tags`."""
@@ -41,26 +41,28 @@ def test_video_frame_without_and_with_detections(
     several = request_for(
         graph, rows=2, **{"detector.threshold": 0.0, "detector.crop_classes": "dog"}
     )
-    check(graph, tmp_path, shared_cache, [none, several], pool)
+    check(graph, tmp_path, offline_cache, [none, several], pool)
 
 
 @pytest.mark.sweep
-def test_ensemble_joined_by_a_combiner_node(pool: Pool, tmp_path: Path, shared_cache: Path) -> None:
+def test_ensemble_joined_by_a_combiner_node(
+    pool: Pool, tmp_path: Path, offline_cache: Path
+) -> None:
     data = load("ensemble")
     data["spec"]["nodes"].append({"name": "joiner", "family": "combiner", "options": {}})
     data["spec"]["graph"]["combine"] = {"node": "joiner", "tensor": "scores"}
     graph = tiny(data)
-    paths = check(graph, tmp_path, shared_cache, [request_for(graph)], pool)
+    paths = check(graph, tmp_path, offline_cache, [request_for(graph)], pool)
     assert paths[0][-1] == "joiner"
 
 
 @pytest.mark.sweep
 @pytest.mark.parametrize(("language", "expected"), [("en", False), ("fr", True)])
 def test_nlp_english_and_french(
-    pool: Pool, tmp_path: Path, shared_cache: Path, language: str, expected: bool
+    pool: Pool, tmp_path: Path, offline_cache: Path, language: str, expected: bool
 ) -> None:
     data = load("nlp")
     data["spec"]["nodes"][0]["modelUri"] = forced_langid(tmp_path / "ckpt", language)
     graph = tiny(data)
-    (path,) = check(graph, tmp_path / "run", shared_cache, [request_for(graph)], pool)
+    (path,) = check(graph, tmp_path / "run", offline_cache, [request_for(graph)], pool)
     assert ("translate" in path) is expected

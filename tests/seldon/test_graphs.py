@@ -141,20 +141,20 @@ def check(
 
 @pytest.mark.parametrize("path", sweep(GRAPHS), ids=lambda p: p.stem)
 def test_every_graph_runs_the_same_on_seldon_v1(
-    pool: Pool, path: Path, tmp_path: Path, shared_cache: Path
+    pool: Pool, path: Path, tmp_path: Path, offline_cache: Path
 ) -> None:
     graph = tiny(yaml.safe_load(path.read_text()))
     check(
         graph,
         tmp_path,
-        shared_cache,
+        offline_cache,
         [request_for(graph), request_for(graph, rows=2, seed=3)],
         pool,
     )
 
 
 def test_protocol_v2_graph_at_the_client_path_errors_and_timeouts(
-    pool: Pool, shared_cache: Path
+    pool: Pool, offline_cache: Path
 ) -> None:
     """A `protocol: v2` graph answers at the published `/v2/models/infer`; at
     `/v2/models/<graph>/infer` every unit is asked for model `<graph>` and MLServer's 404
