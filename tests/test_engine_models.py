@@ -86,6 +86,22 @@ def test_kserve_router_forwards_only_the_headers_propagate_headers_matches() -> 
     assert "Traceparent" not in seen[-1]
 
 
+def _assert_trace_headers_pass(propagate: list[str]) -> None:
+    """The router model, given `headers.propagate` as the controller hands it over (joined
+    into PROPAGATE_HEADERS, raw_ig.go:94-95), forwards every trace header to a step."""
+    seen: list[dict[str, str]] = []
+
+    def post(
+        _url: str, _body: bytes, headers: dict[str, str], _timeout: float | None
+    ) -> tuple[bytes, int]:
+        seen.append(headers)
+        return b"{}", 200
+
+    sent = {"traceparent": "00-4bf9-00f0-01", "tracestate": "k=v", "x-request-id": "r29"}
+    _sequence_router(post, tuple(",".join(propagate).split(","))).handle(b"{}", sent)
+    assert {k.lower(): v for k, v in seen[-1].items() if k != "Content-Type"} == sent
+
+
 def test_documented_kserve_router_config_passes_every_trace_header() -> None:
     """docs/rendering.md tells the cluster admin what to put in the `inferenceservice-config`
     ConfigMap's `router` JSON. The controller joins `headers.propagate` with commas into the
@@ -100,18 +116,7 @@ def test_documented_kserve_router_config_passes_every_trace_header() -> None:
     found = _re.search(r'`("headers": \{"propagate": \[[^`]*\]\})`', doc)
     assert found, "docs/rendering.md no longer shows the router's headers.propagate"
     config = json.loads("{" + found[1] + "}")
-    env = ",".join(config["headers"]["propagate"])  # raw_ig.go:94-95
-    seen: list[dict[str, str]] = []
-
-    def post(
-        _url: str, _body: bytes, headers: dict[str, str], _timeout: float | None
-    ) -> tuple[bytes, int]:
-        seen.append(headers)
-        return b"{}", 200
-
-    sent = {"traceparent": "00-4bf9-00f0-01", "tracestate": "k=v", "x-request-id": "r29"}
-    _sequence_router(post, tuple(env.split(","))).handle(b"{}", sent)
-    assert {k.lower(): v for k, v in seen[-1].items() if k != "Content-Type"} == sent
+    _assert_trace_headers_pass(config["headers"]["propagate"])
 
 
 def test_kserve_router_step_past_its_service_client_timeout_is_a_500() -> None:
@@ -216,18 +221,7 @@ def test_kserve_router_config_command_output_passes_every_trace_header() -> None
     printed = CliRunner().invoke(app, ["kserve-router-config"], input=KSERVE_DEFAULT_ROUTER)
     assert printed.exit_code == 0, printed.output
     router = json.loads(json.loads(printed.stdout)["data"]["router"])
-    env = ",".join(router["headers"]["propagate"])
-    seen: list[dict[str, str]] = []
-
-    def post(
-        _url: str, _body: bytes, headers: dict[str, str], _timeout: float | None
-    ) -> tuple[bytes, int]:
-        seen.append(headers)
-        return b"{}", 200
-
-    sent = {"traceparent": "00-4bf9-00f0-01", "tracestate": "k=v", "x-request-id": "r29"}
-    _sequence_router(post, tuple(env.split(","))).handle(b"{}", sent)
-    assert {k.lower(): v for k, v in seen[-1].items() if k != "Content-Type"} == sent
+    _assert_trace_headers_pass(router["headers"]["propagate"])
 
 
 def test_a_combine_step_reads_an_ensemble_merge_the_same_after_gos_re_encoding() -> None:
