@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
 
 import httpx
@@ -75,3 +76,47 @@ def test_killed_node_is_restarted_and_the_graph_recovers() -> None:
             assert victim.restarts == 1
 
     asyncio.run(scenario())
+
+
+def test_a_port_taken_before_the_node_binds_it_is_picked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another process may bind a port between the runner's pick and MLServer's bind.
+
+    The race is made certain here: the first port the runner picks is already listening, so
+    the node server exits with EADDRINUSE; the runner must pick fresh ports and come up.
+    """
+    from infergraph.runner import local
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    picks = iter([int(taken.getsockname()[1])])
+    real_free_port = local.free_port
+    monkeypatch.setattr(local, "free_port", lambda: next(picks, None) or real_free_port())
+    graph = parse_graph(
+        {
+            **GRAPH,
+            "spec": {
+                **GRAPH["spec"],
+                "nodes": GRAPH["spec"]["nodes"][:1],
+                "graph": {"node": "first"},
+            },
+        }
+    )
+
+    async def scenario() -> None:
+        async with (
+            run_graph(graph, startup_timeout=180) as rg,
+            httpx.AsyncClient(timeout=30) as client,
+        ):
+            (server,) = rg.servers
+            assert server.http_port != taken.getsockname()[1]
+            answer = await client.post(rg.infer_url, json=REQUEST)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["outputs"][0]["data"] == [1.0, 2.0]
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        taken.close()
