@@ -41,6 +41,15 @@ class RunnerError(InfergraphError):
     """The local runner could not start or lost a node server."""
 
 
+# How uvicorn and grpcio report a port bound by someone else, in the node server's log.
+_PORT_LOST = ("address already in use", "failed to bind")
+# A picked port is free only until someone binds it: a node server that loses that race is
+# started again on new ports, this many times.
+PORT_RETRIES = 3
+# The readiness probe's own limit: a port taken by another process may accept and never answer.
+_PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -59,6 +68,7 @@ class NodeServer:
     log_path: Path = field(default_factory=Path)
     stopping: bool = False
     restarts: int = 0
+    log_start: int = 0  # where this start's lines begin in the log, which runs append to
 
     @property
     def base(self) -> str:
@@ -76,6 +86,7 @@ class NodeServer:
         }
         (self.folder / "settings.json").write_text(json.dumps(settings))
         self.log_path = self.folder / "mlserver.log"
+        self.log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         exe = shutil.which("mlserver", path=str(Path(sys.executable).parent)) or "mlserver"
         self.stopping = False
         log_file = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
@@ -93,6 +104,20 @@ class NodeServer:
             return self.log_path.read_text(errors="replace")[-chars:]
         except OSError:
             return ""
+
+    def lost_a_port(self) -> bool:
+        """This start failed to bind a port: another process took it after `free_port`."""
+        try:
+            with open(self.log_path, "rb") as log_file:
+                log_file.seek(self.log_start)
+                text = log_file.read().decode(errors="replace").lower()
+        except OSError:
+            return False
+        return any(sign in text for sign in _PORT_LOST)
+
+    def start_on_fresh_ports(self) -> None:
+        self.http_port, self.grpc_port = free_port(), free_port()
+        self.start()
 
     def stop(self) -> None:
         """Stop on purpose: the supervisor leaves a stopped server down."""
@@ -120,26 +145,38 @@ class RunningGraph:
 
 
 async def _wait_ready(servers: list[NodeServer], timeout: float) -> None:
+    """Wait until every node server answers ready; one that lost a port race starts again."""
     deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
+    retries = {id(s): PORT_RETRIES for s in servers}
+    async with aiohttp.ClientSession(timeout=_PROBE_TIMEOUT) as session:
         pending = list(servers)
         while pending:
             for server in list(pending):
                 if server.process and server.process.poll() is not None:
-                    raise RunnerError(
-                        f"mlserver for nodes {', '.join(server.nodes)} exited:\n{server.log_tail()}"
-                    )
-                try:
-                    async with session.get(f"{server.base}/v2/health/ready") as resp:
-                        if resp.status == 200:
-                            pending.remove(server)
-                except aiohttp.ClientError:
-                    pass
+                    if not (server.lost_a_port() and retries[id(server)] > 0):
+                        raise RunnerError(
+                            f"mlserver for nodes {', '.join(server.nodes)} exited:\n"
+                            f"{server.log_tail()}"
+                        )
+                    retries[id(server)] -= 1
+                    log.warning("a port of nodes %s was taken; new ports", server.nodes)
+                    server.start_on_fresh_ports()
+                    continue
+                if await _answers_ready(session, server):
+                    pending.remove(server)
             if pending and time.monotonic() > deadline:
                 names = ", ".join(n for s in pending for n in s.nodes)
                 raise RunnerError(f"nodes not ready after {timeout:.0f}s: {names}")
             if pending:
                 await asyncio.sleep(0.25)
+
+
+async def _answers_ready(session: aiohttp.ClientSession, server: NodeServer) -> bool:
+    try:
+        async with session.get(f"{server.base}/v2/health/ready") as resp:
+            return resp.status == 200
+    except (aiohttp.ClientError, TimeoutError):
+        return False
 
 
 async def supervise(
