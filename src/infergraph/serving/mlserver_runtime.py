@@ -61,7 +61,7 @@ from infergraph.serving.metrics import CUDA_UNUSABLE, INFLIGHT, QUEUE, REQUESTS
 from infergraph.serving.model_config import ModelStats, model_config
 from infergraph.serving.protocol import V2Request, parse_request, select_outputs
 from infergraph.serving.responses import encode_outputs, error_body, http_body, plain_parameters
-from infergraph.tensors.v2json import encode_grpc
+from infergraph.tensors.modelinfer import encode_grpc
 from mlserver import MLModel
 
 log = logging.getLogger(__name__)

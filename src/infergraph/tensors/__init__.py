@@ -4,8 +4,9 @@ A decoded tensor is a numpy array (`infergraph.arrays.Array`); this package read
 in every wire form the project speaks, each in its own module over one datatype table
 (`datatypes`) and one content-type codec registry for BYTES (`codecs`):
 
-- `v2json`: the Open Inference Protocol's JSON tensor (REST, and gRPC via MLServer's types);
+- `v2json`: the Open Inference Protocol's JSON tensor (REST, and MLServer's pydantic types);
 - `binary`: the binary tensor extension's raw layout (also gRPC's `raw_*_contents`);
+- `modelinfer`: the gRPC `ModelInfer` tensor (its typed contents fields);
 - `seldon`: Seldon Core v1's `jsonData` tensors and plain `ndarray` values.
 """
 
@@ -21,11 +22,11 @@ from infergraph.tensors.datatypes import (
     empty,
     zero_row_shape,
 )
+from infergraph.tensors.modelinfer import CONTENTS_FIELD, encode_grpc
 from infergraph.tensors.seldon import decode_seldon, encode_seldon, infer_plain
 from infergraph.tensors.v2json import (
     Tensor,
     decode_json,
-    encode_grpc,
     encode_json,
     from_tensor,
     to_tensor,
@@ -33,6 +34,7 @@ from infergraph.tensors.v2json import (
 
 __all__ = [
     "CODECS",
+    "CONTENTS_FIELD",
     "NUMPY_TO_V2",
     "V2_TO_NUMPY",
     "BytesCodec",

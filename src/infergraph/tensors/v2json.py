@@ -1,4 +1,4 @@
-"""Tensors in the Open Inference Protocol's JSON form (REST, and gRPC through MLServer's types).
+"""Tensors in the Open Inference Protocol's JSON form (REST, and MLServer's pydantic types).
 
 A decoded tensor is a numpy array (`infergraph.arrays.Array`): BYTES as an object array of
 `bytes`, numbers as the datatype table says. On the wire it is the V2 dict `{"name",
@@ -139,14 +139,6 @@ def encode_json(
     if datatype is None:
         array, datatype = array.astype(np.float32), "FP32"
     return datatype, shape, array.reshape(-1).tolist(), {}
-
-
-def encode_grpc(array: Array) -> tuple[str, list[int], list[Any], dict[str, str]]:
-    """As `encode_json`, but BYTES elements as bytes: gRPC's `bytes_contents` holds bytes."""
-    datatype, shape, data, params = encode_json(array)
-    if datatype == "BYTES":
-        data = [d.encode("utf-8") if isinstance(d, str) else d for d in data]
-    return datatype, shape, data, params
 
 
 def to_tensor(name: str, array: Array) -> Tensor:
