@@ -45,7 +45,7 @@ from benchmarks.serving_account import COLUMNS, account, cores_while
 from infergraph.checkpoints.registry import BUILDERS
 from infergraph.components.base import ComponentSettings
 from infergraph.components.registry import component_class
-from infergraph.serving.tensors import from_numpy
+from infergraph.tensors.v2json import encode_json
 from tests.servers import mlserver, write_model
 
 # family -> (reference architecture, scale, heavy?)
@@ -155,7 +155,7 @@ def v2_bodies(requests: list[dict[str, np.ndarray]]) -> list[bytes]:
     for inputs in requests:
         tensors = []
         for name, array in inputs.items():
-            datatype, shape, data, params = from_numpy(array)
+            datatype, shape, data, params = encode_json(array)
             tensor: dict[str, Any] = {
                 "name": name,
                 "datatype": datatype,

@@ -50,7 +50,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
         "encode",
         (
             "encode_outputs",
-            "from_numpy",
+            "encode_json",
             "http_body",
             "write_response",
             "starlette/responses.py",
@@ -63,7 +63,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
         "validate",
         (
             "infergraph/serving/protocol.py",
-            "to_numpy",
+            "decode_json",
             "_check_numbers",
             "_flatten",
             "element_count",

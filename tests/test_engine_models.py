@@ -235,7 +235,7 @@ def test_a_combine_step_reads_an_ensemble_merge_the_same_after_gos_re_encoding()
 
     from infergraph.components.parameters import as_float
     from infergraph.serving import graph_step
-    from infergraph.serving.tensors import to_numpy
+    from infergraph.tensors.v2json import decode_json
     from tests.engines.kserve_router import go_decode, go_marshal
 
     def member(step: str, probs: list[float]) -> dict:
@@ -267,7 +267,7 @@ def test_a_combine_step_reads_an_ensemble_merge_the_same_after_gos_re_encoding()
         asyncio.run(graph_step.run_step(wiring, body, call))
         feed, params = seen[0]
         return {
-            k: to_numpy(t["name"], t["datatype"], t["shape"], t["data"]) for k, t in feed.items()
+            k: decode_json(t["name"], t["datatype"], t["shape"], t["data"]) for k, t in feed.items()
         }, params
 
     python_feed, python_params = fed(json.loads(json.dumps(merge)))

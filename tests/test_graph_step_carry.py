@@ -22,7 +22,7 @@ from infergraph.graph.plan import load_graph, parse_graph
 from infergraph.json_types import JSONObject
 from infergraph.render import render
 from infergraph.serving import graph_step
-from infergraph.serving.tensors import from_numpy, to_numpy
+from infergraph.tensors.v2json import from_tensor, to_tensor
 from tests.graph_payloads import request_for
 from tests.test_render_seldon import GRAPHS, OPTIONS, graph_doc
 
@@ -62,27 +62,9 @@ def component_call(extra: JSONObject) -> graph_step.Call:
     component.start()
 
     async def call(feed: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-        arrays = {
-            name: to_numpy(
-                name,
-                t["datatype"],
-                t["shape"],
-                t["data"],
-                (t.get("parameters") or {}).get("content_type"),
-            )
-            for name, t in feed.items()
-        }
-        out = {}
-        for name, array in component.predict(arrays, params).outputs.items():
-            datatype, shape, data, parameters = from_numpy(array)
-            out[name] = {
-                "name": name,
-                "datatype": datatype,
-                "shape": shape,
-                "data": data,
-                "parameters": parameters,
-            }
-        return out
+        arrays = {name: from_tensor(t, name) for name, t in feed.items()}
+        outputs = component.predict(arrays, params).outputs
+        return {name: to_tensor(name, array) for name, array in outputs.items()}
 
     return call
 

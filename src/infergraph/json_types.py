@@ -3,7 +3,7 @@
 Kubernetes objects, V2 inference bodies and model-settings.json are free-form JSON. Their shapes
 are checked where they enter or leave, not by the type checker: the CRD schema and pydantic
 models for graphs, kubernetes-validate and the engine models in the tests for rendered
-manifests, the V2 codecs (`serving.protocol`, `serving.tensors`) for request bodies.
+manifests, the V2 codecs (`serving.protocol`, `tensors`) for request bodies.
 
 These aliases say which document a signature carries. Their values stay `Any` on purpose: code
 reads them by key path (`obj["spec"]["template"]["spec"]`), and a recursive JSON type would need

@@ -27,20 +27,11 @@ import numpy as np
 import orjson
 
 from async_load_tester.errors import PayloadError
+from infergraph.tensors.binary import encode_binary, encode_bytes_tensor
+from infergraph.tensors.datatypes import V2_TO_NUMPY
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 AUDIO_EXTS = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"}
-DATATYPES = {
-    "BOOL": np.bool_,
-    "UINT8": np.uint8,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "FP16": np.float16,
-    "FP32": np.float32,
-    "FP64": np.float64,
-}
 DEFAULT_INPUT_NAMES = {"image": "image", "text": "text", "audio": "audio", "tensor": "input"}
 SAMPLE_RATE = 16_000
 SYNTHETIC_VARIANTS = 4
@@ -64,13 +55,11 @@ class InputTensor:
     binary: bool = False
 
     def raw_bytes(self) -> bytes:
-        """Binary-tensor layout: little-endian values, or 4-byte length + bytes per element."""
+        """Binary-tensor layout (infergraph's): little-endian values, or length-prefixed bytes."""
         if self.array is not None:
-            return np.ascontiguousarray(
-                self.array, dtype=self.array.dtype.newbyteorder("<")
-            ).tobytes()
+            return encode_binary(self.array)[1]
         assert self.items is not None
-        return b"".join(struct.pack("<I", len(item)) + item for item in self.items)
+        return encode_bytes_tensor(self.items)
 
 
 @dataclass(frozen=True)
@@ -219,9 +208,9 @@ def _synthetic_tensor(rng: np.random.Generator, name: str, args: list[str], i: i
         raise ValueError("give a shape: synthetic:tensor:1x3x224x224[:FP32]")
     shape = _dims(args[0])
     datatype = (args[1] if len(args) > 1 else "FP32").upper()
-    if datatype not in DATATYPES:
-        raise ValueError(f"datatype '{datatype}' (one of {', '.join(DATATYPES)})")
-    dtype = DATATYPES[datatype]
+    if datatype not in V2_TO_NUMPY:
+        raise ValueError(f"datatype '{datatype}' (one of {', '.join(V2_TO_NUMPY)})")
+    dtype = V2_TO_NUMPY[datatype]
     if np.issubdtype(dtype, np.floating):
         array = rng.standard_normal(shape).astype(dtype)
     elif dtype is np.bool_:

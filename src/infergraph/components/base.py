@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from infergraph.arrays import Array
 from infergraph.errors import InputError, ModelLoadError
 from infergraph.json_types import JSONObject
+from infergraph.tensors.datatypes import empty
 from infergraph.timing import StageTimings
 
 log = logging.getLogger(__name__)
@@ -210,16 +210,9 @@ def _zero_rows(value: Array) -> bool:
     return value.ndim > 0 and value.shape[0] == 0
 
 
-_NUMPY_TYPES = {"BYTES": object, "BOOL": bool, "FP16": np.float16, "FP64": np.float64}
-
-
 def empty_tensor(spec: TensorSpec) -> Array:
     """A zero-row array of a declared output: `[0, d1, ...]` with unknown dims as 0."""
-    shape = (0, *(max(d, 0) for d in spec.shape[1:]))
-    dtype = _NUMPY_TYPES.get(spec.datatype) or np.dtype(
-        spec.datatype.lower().replace("fp", "float") if spec.datatype != "FP32" else "float32"
-    )
-    return np.empty(shape, dtype=dtype)
+    return empty(spec.datatype, spec.shape)
 
 
 def run_in_chunks(component: Component, rows: list[Any], key: Hashable) -> list[Any]:

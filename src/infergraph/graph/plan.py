@@ -40,28 +40,15 @@ from infergraph.graph.model import (
     validate_schema,
 )
 from infergraph.json_types import JSONObject, Manifest
+from infergraph.tensors.datatypes import V2_TO_NUMPY
 
 StepKind = Literal["node", "gate", "pass", "combine"]
 Side = Literal["then", "otherwise"]
 GATE_FAMILY = "gate"
 PASS_FAMILY = "identity"
 COMBINER_FAMILY = "combiner"
-NUMERIC = frozenset(
-    [
-        "BOOL",
-        "UINT8",
-        "UINT16",
-        "UINT32",
-        "UINT64",
-        "INT8",
-        "INT16",
-        "INT32",
-        "INT64",
-        "FP16",
-        "FP32",
-        "FP64",
-    ]
-)
+# Every datatype but BYTES: the one table's keys.
+NUMERIC = frozenset(V2_TO_NUMPY)
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,16 @@
 """V2 JSON tensors as a graph passes them between steps, without numpy round trips.
 
 Tensors stay in their wire form (name, datatype, shape, data, parameters) so a hop costs one
-JSON decode and encode. This is the tensor type the local router and the KServe graph step
-share; it lives beside the plan (not in `runner` or `serving`) so neither imports the other.
+JSON decode and encode. The tensor type itself and its codecs are `infergraph.tensors`; what
+is here is how a graph moves it between steps, shared by the local router and the KServe
+graph step.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from infergraph.components.base import TensorSpec
-
-Tensor = dict[str, Any]
+from infergraph.tensors.datatypes import zero_row_shape
+from infergraph.tensors.v2json import Tensor as Tensor
 
 
 def renamed(tensor: Tensor, name: str) -> Tensor:
@@ -29,5 +28,5 @@ def rows(tensor: Tensor) -> int:
 
 def empty_like(spec: TensorSpec) -> Tensor:
     """A well-formed zero-row tensor of a declared output (for skipped steps)."""
-    shape = [0] + [max(d, 0) for d in spec.shape[1:]]
+    shape = zero_row_shape(spec.shape)
     return {"name": spec.name, "datatype": spec.datatype, "shape": shape, "data": []}

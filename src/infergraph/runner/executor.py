@@ -26,7 +26,7 @@ from infergraph.graph.plan import GraphPlan, PlanStep, Source, plan_of
 from infergraph.graph.wire import Tensor, renamed
 from infergraph.json_types import JSONObject
 from infergraph.runner import upstream
-from infergraph.runner.tensors import as_array, from_array
+from infergraph.tensors.v2json import from_tensor, to_tensor
 
 # Forwarded from the graph request to every node call: a W3C trace context and a request id,
 # as Seldon v1's executor (which forwards every header) and KServe's router (the headers its
@@ -144,7 +144,7 @@ class GraphExecutor:
         if step.kind == "gate":
             value = run.lookup(step.inputs.get("value", ()))
             condition = step.condition.model_dump() if step.condition is not None else None
-            array = as_array(value) if value is not None else None
+            array = from_tensor(value) if value is not None else None
             run.decisions[step.name] = ev.gate_side(condition, array, "value")
             return {}
         feed = self.feed(step, run)
@@ -198,5 +198,5 @@ class GraphExecutor:
 def combine_scores(feed: dict[str, Tensor], method: str) -> dict[str, Tensor]:
     """The built-in ensemble combine: the same `combiner` component a cluster runs."""
     combiner = Combiner(ComponentSettings(options={"method": method}))
-    result = combiner.predict({name: as_array(tensor) for name, tensor in feed.items()})
-    return {name: from_array(name, array) for name, array in result.outputs.items()}
+    result = combiner.predict({name: from_tensor(tensor, name) for name, tensor in feed.items()})
+    return {name: to_tensor(name, array) for name, array in result.outputs.items()}

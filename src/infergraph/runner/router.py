@@ -38,6 +38,8 @@ from infergraph.runner.executor import GraphExecutor, trace_headers
 from infergraph.serving import binary
 from infergraph.serving.model_config import model_config
 from infergraph.serving.protocol import resolve_name, select_outputs
+from infergraph.tensors.binary import encode_binary
+from infergraph.tensors.v2json import from_tensor
 
 log = logging.getLogger(__name__)
 GRAPH_KEY = web.AppKey("graph", InferenceGraph)
@@ -103,7 +105,7 @@ async def _run_graph(request: web.Request, payload: JSONObject) -> web.Response:
     blobs = []
     for tensor in reply["outputs"]:
         if every_binary or tensor["name"] in binary_names:
-            _, raw = binary.encode_binary(binary.json_tensor_array(tensor))
+            _, raw = encode_binary(from_tensor(tensor))
             tensor.pop("data", None)
             tensor["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)

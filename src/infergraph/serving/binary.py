@@ -11,23 +11,22 @@ What tritonclient, the KServe SDK and `mlserver infer -b` send by default:
   header (length in the `Inference-Header-Content-Length` response header) and the output
   bytes, each output's length in its `parameters.binary_data_size`.
 
-Numeric data is little-endian, row-major; a BYTES tensor is each element's 4-byte
-little-endian length followed by its bytes. Shared by the MLServer runtime and the router.
+The raw layout of each tensor (little-endian, row-major; BYTES length-prefixed) is
+`infergraph.tensors.binary`'s; this module frames it in HTTP. Shared by the MLServer runtime
+and the router.
 """
 
 from __future__ import annotations
 
-import base64
-import struct
 from typing import Any
 
 import numpy as np
 import orjson
 
-from infergraph.arrays import Array
 from infergraph.errors import InputError
 from infergraph.json_types import JSONObject
-from infergraph.serving.tensors import NUMPY_TO_V2, V2_TO_NUMPY
+from infergraph.tensors.binary import decode_binary
+from infergraph.tensors.v2json import encode_json
 
 HEADER = "Inference-Header-Content-Length"
 OCTET_STREAM = "application/octet-stream"
@@ -45,60 +44,6 @@ def header_length(headers: Any) -> int | None:
     if length < 0:
         raise InputError(HEADER, f"header must not be negative, got {length}")
     return length
-
-
-def decode_bytes_tensor(name: str, raw: bytes) -> list[bytes]:
-    """Length-prefixed BYTES elements."""
-    out: list[bytes] = []
-    offset = 0
-    while offset < len(raw):
-        if offset + 4 > len(raw):
-            raise InputError(name, "binary BYTES data ends inside an element's length prefix")
-        (size,) = struct.unpack_from("<I", raw, offset)
-        offset += 4
-        if offset + size > len(raw):
-            raise InputError(name, f"binary BYTES element of {size} bytes runs past the data")
-        out.append(raw[offset : offset + size])
-        offset += size
-    return out
-
-
-def encode_bytes_tensor(items: list[bytes]) -> bytes:
-    return b"".join(struct.pack("<I", len(item)) + item for item in items)
-
-
-def decode_binary(name: str, datatype: str, shape: list[int], raw: bytes) -> Array:
-    """Raw bytes of one input -> numpy, naming the input in every error."""
-    if datatype == "BYTES":
-        elements = decode_bytes_tensor(name, raw)
-        array = np.empty(len(elements), dtype=object)
-        array[:] = elements
-    else:
-        if datatype not in V2_TO_NUMPY:
-            raise InputError(name, f"unknown datatype '{datatype}'")
-        dtype = np.dtype(V2_TO_NUMPY[datatype]).newbyteorder("<")
-        if len(raw) % dtype.itemsize:
-            raise InputError(
-                name, f"{len(raw)} binary bytes are not a whole number of {datatype} elements"
-            )
-        array = np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))
-    expected = 1
-    for dim in shape:
-        expected *= int(dim)
-    if array.size != expected:
-        raise InputError(name, f"shape {shape} needs {expected} elements but data has {array.size}")
-    return array.reshape(shape)
-
-
-def encode_binary(array: Array) -> tuple[str, bytes]:
-    """numpy -> (V2 datatype, raw bytes)."""
-    if array.dtype == object or array.dtype.kind in ("U", "S"):
-        items = [x.encode("utf-8") if isinstance(x, str) else bytes(x) for x in array.reshape(-1)]
-        return "BYTES", encode_bytes_tensor(items)
-    datatype = NUMPY_TO_V2.get(array.dtype)
-    if datatype is None:
-        array, datatype = array.astype(np.float32), "FP32"
-    return datatype, np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
 
 
 def read_request(body: bytes, length: int, raw_input: str | None) -> JSONObject:
@@ -171,37 +116,7 @@ def to_json_tensor(tensor: JSONObject) -> JSONObject:
     data = tensor.get("data")
     if not isinstance(data, np.ndarray):
         return tensor
-    out = dict(tensor)
-    if data.dtype == object:
-        out["data"] = [base64.b64encode(bytes(x)).decode("ascii") for x in data.reshape(-1)]
-        out["parameters"] = {**(tensor.get("parameters") or {}), "content_type": "base64"}
-        out["parameters"].pop("binary_data_size", None)
-    else:
-        out["data"] = data.reshape(-1).tolist()
-        params = {k: v for k, v in (tensor.get("parameters") or {}).items()}
-        params.pop("binary_data_size", None)
-        out["parameters"] = params
-    return out
-
-
-def json_tensor_array(tensor: JSONObject) -> Array:
-    """A node's JSON output tensor as numpy, BYTES decoded as its content_type says."""
-    datatype = str(tensor.get("datatype"))
-    shape = [int(d) for d in tensor.get("shape") or []]
-    data = tensor.get("data") or []
-    flat: list[Any] = []
-    stack = [data]
-    while stack:  # row-major flatten without recursion
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(reversed(item))
-        else:
-            flat.append(item)
-    if datatype == "BYTES":
-        base64_data = (tensor.get("parameters") or {}).get("content_type") == "base64"
-        array = np.empty(len(flat), dtype=object)
-        for i, item in enumerate(flat):
-            raw = item.encode("utf-8") if isinstance(item, str) else bytes(item)
-            array[i] = base64.b64decode(raw) if base64_data else raw
-        return array.reshape(shape)
-    return np.asarray(flat, dtype=V2_TO_NUMPY.get(datatype, np.float32)).reshape(shape)
+    _, _, flat, written = encode_json(data, content_type="base64")
+    params = {k: v for k, v in (tensor.get("parameters") or {}).items()}
+    params.pop("binary_data_size", None)
+    return {**tensor, "data": flat, "parameters": {**params, **written}}

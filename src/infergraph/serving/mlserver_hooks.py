@@ -73,10 +73,10 @@ from starlette.routing import BaseRoute, Route, Router
 import mlserver
 from infergraph.errors import InfergraphError, InputError, grpc_code_for_http
 from infergraph.serving import rest_fast_path
-from infergraph.serving.binary import decode_bytes_tensor
 from infergraph.serving.rest_fast_path import DirectRoutes
-from infergraph.serving.tensors import V2_TO_NUMPY
 from infergraph.serving.triton_grpc import TritonModel, TritonRpcs
+from infergraph.tensors.binary import decode_bytes_tensor
+from infergraph.tensors.datatypes import V2_TO_NUMPY
 
 if TYPE_CHECKING:
     from mlserver.server import MLServer

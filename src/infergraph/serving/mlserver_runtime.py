@@ -61,7 +61,7 @@ from infergraph.serving.metrics import CUDA_UNUSABLE, INFLIGHT, QUEUE, REQUESTS
 from infergraph.serving.model_config import ModelStats, model_config
 from infergraph.serving.protocol import V2Request, parse_request, select_outputs
 from infergraph.serving.responses import encode_outputs, error_body, http_body, plain_parameters
-from infergraph.serving.tensors import from_numpy
+from infergraph.tensors.modelinfer import encode_grpc
 from mlserver import MLModel
 
 log = logging.getLogger(__name__)
@@ -239,10 +239,8 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
     def _response(self, request_id: str | None, served: JSONObject) -> InferenceResponse:
         outputs = []
         for name, array in served["outputs"].items():
-            datatype, shape, data, out_params = from_numpy(array)
-            if datatype == "BYTES":
-                # gRPC's bytes_contents needs bytes; the REST encoder decodes them to text.
-                data = [d.encode("utf-8") if isinstance(d, str) else d for d in data]
+            # gRPC's bytes_contents needs bytes; the REST encoder decodes them to text.
+            datatype, shape, data, out_params = encode_grpc(array)
             outputs.append(
                 ResponseOutput(
                     name=name,

@@ -16,7 +16,7 @@ from typing import Any
 from infergraph.arrays import Array
 from infergraph.errors import InputError
 from infergraph.json_types import JSONObject
-from infergraph.serving.tensors import to_numpy
+from infergraph.tensors.v2json import decode_json
 
 _MEMBER = re.compile(r"[A-Za-z][\w.-]*_\d+")
 
@@ -102,7 +102,7 @@ def parse_request(
         content_type = tensor_params.get("content_type")
         if content_type is None and parameters.get("base64_encoded") is True:
             content_type = "base64"
-        inputs[name] = to_numpy(
+        inputs[name] = decode_json(
             raw_name, datatype, tensor.get("shape"), tensor["data"], content_type
         )
     outputs: list[str] = []

@@ -12,8 +12,9 @@ import orjson
 from infergraph.arrays import Array
 from infergraph.errors import Status, status_for
 from infergraph.json_types import JSONObject
-from infergraph.serving.binary import OCTET_STREAM, encode_binary, write_response
-from infergraph.serving.tensors import from_numpy
+from infergraph.serving.binary import OCTET_STREAM, write_response
+from infergraph.tensors.binary import encode_binary
+from infergraph.tensors.v2json import encode_json
 
 
 class OutputTensor(TypedDict):
@@ -55,7 +56,7 @@ def encode_outputs(
             )
             blobs.append(raw)
             continue
-        datatype, shape, data, params = from_numpy(array)
+        datatype, shape, data, params = encode_json(array)
         entry: OutputTensor = {"name": name, "datatype": datatype, "shape": shape, "data": data}
         if params:
             entry["parameters"] = params

@@ -37,7 +37,7 @@ from infergraph.graph.runtime_settings import RuntimeSettings
 from infergraph.json_types import JSONObject
 from infergraph.serving.heap import settle_heap
 from infergraph.serving.seldon_metrics import UnitMetrics
-from infergraph.serving.tensors import from_numpy, to_numpy
+from infergraph.tensors.seldon import decode_seldon, encode_seldon, infer_plain
 
 log = logging.getLogger(__name__)
 
@@ -57,48 +57,6 @@ def _error(exc: InfergraphError) -> Exception:
     return error
 
 
-def _infer(name: str, value: object) -> Array:
-    """A plain JSON value from a client: text becomes BYTES, floats FP32, ints INT64."""
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError) as exc:
-        raise InputError(name, f"not a rectangular array: {exc}") from exc
-    if array.dtype.kind in "USO":
-        out = np.empty(array.shape, dtype=object)
-        for idx, item in np.ndenumerate(array):
-            if isinstance(item, str):
-                out[idx] = item.encode("utf-8")
-            elif isinstance(item, bytes):
-                out[idx] = item
-            else:
-                raise InputError(name, f"mixed or nested data ({type(item).__name__})")
-        return out
-    if array.dtype.kind == "f":
-        return array.astype(np.float32)
-    if array.dtype.kind in "iub":
-        return array.astype(np.int64) if array.dtype.kind != "b" else array
-    raise InputError(name, f"unsupported data of dtype {array.dtype}")
-
-
-def decode_tensor(name: str, value: object) -> Array:
-    if isinstance(value, dict):
-        if "datatype" not in value or "data" not in value:
-            raise InputError(name, "tensor objects need 'datatype' and 'data' (and 'shape')")
-        params = value.get("parameters") or {}
-        data = value["data"]
-        shape = value.get("shape") or [len(data) if isinstance(data, list) else 1]
-        return to_numpy(name, str(value["datatype"]), shape, data, params.get("content_type"))
-    return _infer(name, value)
-
-
-def encode_tensor(array: Array) -> JSONObject:
-    datatype, shape, data, params = from_numpy(array)
-    out: JSONObject = {"datatype": datatype, "shape": shape, "data": data}
-    if params:
-        out["parameters"] = params
-    return out
-
-
 class Payload:
     """Named tensors travelling through the v1 graph: qualified refs plus the current step's."""
 
@@ -109,7 +67,7 @@ class Payload:
     @classmethod
     def decode(cls, features: object, first_input: str) -> Payload:
         if isinstance(features, dict):
-            decoded = {str(k): decode_tensor(str(k), v) for k, v in features.items()}
+            decoded = {str(k): decode_seldon(str(k), v) for k, v in features.items()}
             if not decoded:
                 raise InputError("jsonData", "no tensors given")
             qualified = {k: v for k, v in decoded.items() if "." in k}
@@ -126,9 +84,9 @@ class Payload:
                 raise InputError(
                     first_input, "empty request: send data.ndarray, strData, jsonData or binData"
                 )
-            array = _infer(first_input, features.tolist())
+            array = infer_plain(first_input, features.tolist())
         elif isinstance(features, list):
-            array = _infer(first_input, features)
+            array = infer_plain(first_input, features)
         else:
             raise InputError(first_input, f"unsupported payload type {type(features).__name__}")
         return cls({f"{REQUEST}.{first_input}": array}, {first_input: array})
@@ -143,8 +101,8 @@ class Payload:
         return Payload(carried, dict(outputs))
 
     def encode(self) -> JSONObject:
-        out = {k: encode_tensor(v) for k, v in self.carried.items()}
-        out.update({k: encode_tensor(v) for k, v in self.current.items()})
+        out = {k: encode_seldon(v) for k, v in self.carried.items()}
+        out.update({k: encode_seldon(v) for k, v in self.current.items()})
         return out
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
+from infergraph.tensors.modelinfer import CONTENTS_FIELD
 
 from async_load_tester.errors import ConfigError
 from async_load_tester.payloads import InputTensor, Payload
@@ -133,18 +134,6 @@ def seldon_body(payload: Payload) -> bytes:
     return orjson.dumps({"strData": tensor.items[0].decode()})
 
 
-_CONTENTS = {
-    "BOOL": "bool_contents",
-    "INT8": "int_contents",
-    "INT16": "int_contents",
-    "INT32": "int_contents",
-    "INT64": "int64_contents",
-    "UINT8": "uint_contents",
-    "FP32": "fp32_contents",
-    "FP64": "fp64_contents",
-}
-
-
 def grpc_message(
     payload: Payload, model: str, version: str | None, parameters: Mapping[str, Any] | None = None
 ) -> bytes:
@@ -164,7 +153,7 @@ def grpc_message(
             item.contents.bytes_contents.extend(tensor.items)
         else:
             assert tensor.array is not None
-            field = _CONTENTS.get(tensor.datatype)
+            field = CONTENTS_FIELD.get(tensor.datatype)
             if field is None:
                 raise ConfigError(
                     "--payload", f"gRPC cannot send {tensor.datatype} beside BYTES inputs"

@@ -1,0 +1,167 @@
+"""Tensors in the Open Inference Protocol's JSON form (REST, and MLServer's pydantic types).
+
+A decoded tensor is a numpy array (`infergraph.arrays.Array`): BYTES as an object array of
+`bytes`, numbers as the datatype table says. On the wire it is the V2 dict `{"name",
+"datatype", "shape", "data", "parameters"}` (`Tensor`), `data` flat or nested row-major.
+Decoding checks everything a client can get wrong and names the input in each error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from infergraph.arrays import Array
+from infergraph.errors import InputError
+from infergraph.tensors.codecs import codec_for, encode_elements
+from infergraph.tensors.datatypes import datatype_of, element_count, is_bytes, numpy_type
+
+# The V2 JSON form of one tensor; `data` holds any JSON value, so its values are Any.
+Tensor = dict[str, Any]
+
+
+def _flatten(name: str, data: object, ndim: int) -> list[Any]:
+    """Nested lists -> flat list, iteratively, refusing nesting deeper than the shape allows."""
+    if not isinstance(data, (list, tuple)):
+        return [data]
+    depth = max(ndim, 1)
+    out: list[Any] = []
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (list, tuple)):
+            if level > depth:
+                raise InputError(name, f"data is nested deeper than its {ndim}-d shape")
+            stack.extend((child, level + 1) for child in reversed(item))
+        else:
+            out.append(item)
+    return out
+
+
+def _bytes_elements(name: str, flat: Sequence[object], content_type: object) -> Array:
+    """BYTES elements as their content type's codec reads them, into an object array."""
+    codec = codec_for(content_type)
+    out = np.empty(len(flat), dtype=object)
+    for i, item in enumerate(flat):
+        if isinstance(item, str):
+            raw = item.encode("utf-8")
+        elif isinstance(item, (bytes, bytearray)):
+            raw = bytes(item)
+        else:
+            raise InputError(name, f"BYTES element {i} is {type(item).__name__}", index=i)
+        try:
+            out[i] = codec.decode(raw)
+        except ValueError as exc:
+            kind = codec.content_type
+            raise InputError(name, f"content_type {kind} but not valid {kind}", i) from exc
+    return out
+
+
+def decode_json(
+    name: str, datatype: str, shape: object, data: object, content_type: object = None
+) -> Array:
+    """Decode one V2 input, naming it in every error; `shape` is checked here, as sent."""
+    dims, expected = element_count(name, shape)
+    if data is None and expected == 0:
+        # Seldon v2's gateway writes an empty tensor's data as `null` (a nil Go slice): an
+        # answer forwarded as it is must read back as the empty tensor it is.
+        data = []
+    if isinstance(data, np.ndarray) and datatype != "BYTES" and data.dtype != object:
+        if data.size != expected:
+            raise InputError(
+                name, f"shape {dims} needs {expected} elements but data has {data.size}"
+            )
+        return data.astype(numpy_type(name, datatype), copy=False).reshape(dims)
+    if isinstance(data, (bytes, str)) and datatype == "BYTES":
+        flat: list[Any] = [data]
+    elif isinstance(data, np.ndarray):
+        flat = list(data.reshape(-1))
+    else:
+        flat = _flatten(name, data, len(dims))
+    if len(flat) != expected:
+        raise InputError(name, f"shape {dims} needs {expected} elements but data has {len(flat)}")
+    if datatype == "BYTES":
+        return _bytes_elements(name, flat, content_type).reshape(dims)
+    dtype = numpy_type(name, datatype)
+    _check_numbers(name, datatype, flat)
+    try:
+        return np.asarray(flat, dtype=dtype).reshape(dims)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InputError(name, f"data is not valid {datatype}: {exc}") from exc
+
+
+# How writers spell the non-finite floats JSON lacks: the protobuf JSON mapping, Jackson, ...
+_NON_FINITE_TEXT = frozenset({"nan", "infinity", "-infinity", "inf", "-inf", "+inf"})
+_NOT_NUMBERS = (str, bytes, dict)
+
+
+def _check_numbers(name: str, datatype: str, flat: list[Any]) -> None:
+    """Every element a JSON number (NaN and Infinity literals included): name the first not.
+
+    numpy would read the text "NaN" as a float and null as NaN; both are refused instead, with
+    the way to send a non-finite value that does get through.
+    """
+    at = next((i for i, x in enumerate(flat) if x is None or isinstance(x, _NOT_NUMBERS)), None)
+    if at is None:
+        return
+    value = flat[at]
+    if value is None:
+        problem = (
+            "is null, not a number (writers such as orjson and pydantic write NaN and "
+            "Infinity as null); send non-finite values as NaN / Infinity literals or binary"
+        )
+    elif isinstance(value, str) and value.strip().lower() in _NON_FINITE_TEXT:
+        problem = (
+            f"is the text {value!r}, not a number: JSON has no NaN or Infinity; send the "
+            "literals NaN / Infinity / -Infinity (as Python's json writes them) or binary"
+        )
+    else:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        problem = f"is {type(value).__name__} {shown}, not a number"
+    raise InputError(name, f"data is not valid {datatype}: element {at} {problem}")
+
+
+def encode_json(
+    array: Array, content_type: str | None = None
+) -> tuple[str, list[int], list[Any], dict[str, str]]:
+    """An array as (datatype, shape, flat data, parameters); BYTES name their content type.
+
+    A numpy type the protocol lacks (e.g. float128) is sent as FP32.
+    """
+    array = np.asarray(array)
+    shape = list(array.shape)
+    if is_bytes(array):
+        texts, written = encode_elements(list(array.reshape(-1)), content_type)
+        return "BYTES", shape, texts, {"content_type": written}
+    datatype = datatype_of(array)
+    if datatype is None:
+        array, datatype = array.astype(np.float32), "FP32"
+    return datatype, shape, array.reshape(-1).tolist(), {}
+
+
+def to_tensor(name: str, array: Array) -> Tensor:
+    """An array as a named V2 JSON tensor (`parameters` only where there are some)."""
+    datatype, shape, data, params = encode_json(array)
+    tensor: Tensor = {"name": name, "datatype": datatype, "shape": shape, "data": data}
+    if params:
+        tensor["parameters"] = params
+    return tensor
+
+
+def from_tensor(tensor: Mapping[str, Any], name: str | None = None) -> Array:
+    """A V2 JSON tensor dict as an array, checked as `decode_json` checks a request input.
+
+    `name` (default: the tensor's own) is what errors call it. A missing shape is read as
+    one dimension of the data's length, as Seldon v1 clients send tensors.
+    """
+    name = name if name is not None else str(tensor.get("name", "?"))
+    datatype = tensor.get("datatype")
+    if not isinstance(datatype, str) or "data" not in tensor:
+        raise InputError(name, "tensor objects need 'datatype' and 'data' (and 'shape')")
+    data = tensor["data"]
+    shape = tensor.get("shape") or [len(data) if isinstance(data, list) else 1]
+    params = tensor.get("parameters")
+    content_type = params.get("content_type") if isinstance(params, Mapping) else None
+    return decode_json(name, datatype, shape, data, content_type)

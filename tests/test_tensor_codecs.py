@@ -1,0 +1,118 @@
+"""The one tensor layer (`infergraph.tensors`): every wire form, one datatype table.
+
+The tensors the local router computes itself (gates, built-in combiners) keep their type: the
+router's own codec (`runner/tensors.from_array`, now gone) wrote every non-float array as
+INT64, so a BOOL output (the `condition` family's `then` / `otherwise`) came back as 0 / 1
+integers, and its `as_array` read the text "NaN" in an FP32 tensor as a float without a word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from infergraph.components.base import TensorSpec, empty_tensor
+from infergraph.errors import InputError
+from infergraph.graph.wire import empty_like
+from infergraph.tensors import (
+    CODECS,
+    V2_TO_NUMPY,
+    datatype_of,
+    decode_binary,
+    decode_json,
+    decode_seldon,
+    encode_binary,
+    encode_grpc,
+    encode_json,
+    encode_seldon,
+    from_tensor,
+    infer_plain,
+    register,
+    to_tensor,
+)
+
+
+def test_a_bool_tensor_the_router_computes_stays_bool() -> None:
+    tensor = to_tensor("then", np.array([True, False]))
+    assert tensor == {"name": "then", "datatype": "BOOL", "shape": [2], "data": [True, False]}
+    assert from_tensor(tensor).dtype == np.bool_
+
+
+def test_a_router_tensor_holding_nan_text_is_refused_naming_it() -> None:
+    tensor = {"name": "value", "datatype": "FP32", "shape": [1], "data": ["NaN"]}
+    with pytest.raises(InputError, match=r"input 'value'.*is the text 'NaN', not a number"):
+        from_tensor(tensor)
+
+
+TEXT = np.array([b"caf\xc3\xa9", b"tea"], dtype=object)
+IMAGE = np.array([b"\x89PNG\r\n\x1a\n\xff"], dtype=object)
+NUMBERS = [np.array([[0, 1, 2], [3, 4, 5]]).astype(dtype) for dtype in V2_TO_NUMPY.values()]
+
+
+@pytest.mark.parametrize("array", [*NUMBERS, TEXT, IMAGE], ids=lambda a: str(datatype_of(a)))
+def test_every_wire_form_reads_back_what_it_wrote(array: np.ndarray) -> None:
+    datatype, raw = encode_binary(array)
+    grpc_datatype, shape, grpc_data, params = encode_grpc(array)
+    forms = {
+        "v2 json": from_tensor(to_tensor("x", array)),
+        "binary": decode_binary("x", datatype, list(array.shape), raw),
+        "seldon": decode_seldon("x", encode_seldon(array)),
+        "grpc": decode_json("x", grpc_datatype, shape, grpc_data, params.get("content_type")),
+    }
+    for form, back in forms.items():
+        assert back.dtype == array.dtype, form
+        assert back.tolist() == array.tolist(), form
+
+
+def test_bytes_are_text_when_they_can_be_and_base64_otherwise() -> None:
+    assert to_tensor("t", TEXT)["parameters"] == {"content_type": "str"}
+    assert to_tensor("t", TEXT)["data"] == ["café", "tea"]
+    assert to_tensor("i", IMAGE)["parameters"] == {"content_type": "base64"}
+
+
+def test_base64_that_is_not_base64_is_refused_naming_the_input() -> None:
+    with pytest.raises(InputError, match="input 'image' row 0: content_type base64 but not"):
+        decode_json("image", "BYTES", [1], ["not base64!"], "base64")
+
+
+def test_an_unregistered_content_type_reads_the_elements_as_they_are() -> None:
+    assert decode_json("t", "BYTES", [1], ["aGk="], "text/plain").tolist() == [b"aGk="]
+
+
+class _HexCodec:
+    content_type = "hex"
+
+    def decode(self, raw: bytes) -> bytes:
+        return bytes.fromhex(raw.decode("ascii"))
+
+    def encode(self, items: Sequence[object]) -> list[str] | None:
+        return [bytes(x).hex() for x in items if isinstance(x, bytes)]
+
+
+def test_a_registered_content_type_is_read_and_written_by_its_codec() -> None:
+    try:
+        register(_HexCodec())
+        assert decode_json("h", "BYTES", [1], ["6869"], "hex").tolist() == [b"hi"]
+        with pytest.raises(InputError, match="content_type hex but not valid hex"):
+            decode_json("h", "BYTES", [1], ["zz"], "hex")
+        assert encode_json(IMAGE, content_type="hex")[2:] == (
+            ["89504e470d0a1a0aff"],
+            {"content_type": "hex"},
+        )
+    finally:
+        CODECS.pop("hex", None)
+
+
+@pytest.mark.parametrize("datatype", [*V2_TO_NUMPY, "BYTES"])
+def test_one_empty_tensor_for_arrays_and_json(datatype: str) -> None:
+    spec = TensorSpec("out", datatype, (-1, 4))
+    array = empty_tensor(spec)
+    assert array.shape == (0, 4)
+    assert datatype_of(array) == datatype
+    assert empty_like(spec) == {"name": "out", "datatype": datatype, "shape": [0, 4], "data": []}
+
+
+def test_a_plain_seldon_bool_list_stays_bool() -> None:
+    assert infer_plain("flags", [True, False]).dtype == np.bool_
