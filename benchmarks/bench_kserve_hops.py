@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.bench_hops import chain, open_loop
 from benchmarks.common import console, percentiles, print_table, write_results
+from benchmarks.step_cpu import step_cpu_rows
 from infergraph.graph.plan import parse_graph
 from infergraph.render import EXAMPLE_STORAGE, RenderOptions
 from infergraph.render import kserve as ks
@@ -157,9 +158,36 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0, help="requests per second")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--hops", type=int, nargs="*", default=[1, 2, 4, 8])
+    parser.add_argument(
+        "--step-sizes",
+        type=int,
+        nargs="*",
+        default=[4, 3 * 224 * 224],
+        help="FP32 elements per request for the step's server CPU (none: skip)",
+    )
+    parser.add_argument("--step-requests", type=int, default=500)
     args = parser.parse_args()
-    rows = asyncio.run(run(args))
+    rows = asyncio.run(run(args)) if args.hops else []
+    steps = step_cpu_rows(args.step_sizes, args.step_requests) if args.step_sizes else []
+    summary = _summary(rows, args.hops)
+    summary["step_server_cpu_ms_per_request"] = {
+        str(r["elements"]): round(r["server_cpu_ms_per_request"], 3) for r in steps
+    }
+    print_table(
+        "KServe graph step: its server's CPU per request (first step of an identity chain)",
+        steps,
+        ["elements", "requests", "request_bytes", "response_bytes", "server_cpu_ms_per_request"],
+    )
+    if rows:
+        _print_hops(rows, summary)
+    path = write_results("kserve-hops", rows + steps, summary, vars(args))
+    console.print(f"wrote {path}")
+
+
+def _summary(rows: list[dict[str, Any]], hops: list[int]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
+    if not rows:
+        return summary
     for mode in ("local", "kserve"):
         for key in ("p50_ms", "p99_ms"):
             slope, intercept = fit(rows, mode, key)
@@ -167,13 +195,17 @@ def main() -> None:
             summary[f"{mode}_{key}_fixed"] = intercept
     by = {(r["mode"], r["hops"]): r for r in rows}
     summary["kserve_minus_local_p50_ms"] = {
-        n: by[("kserve", n)]["p50_ms"] - by[("local", n)]["p50_ms"] for n in args.hops
+        n: by[("kserve", n)]["p50_ms"] - by[("local", n)]["p50_ms"] for n in hops
     }
     if ("direct", 1) in by:
         summary["kserve_router_hop_p50_ms"] = (
             by[("kserve", 1)]["p50_ms"] - by[("direct", 1)]["p50_ms"]
         )
     summary["transport"] = "HTTP/JSON keep-alive on loopback, identity nodes, one MLServer"
+    return summary
+
+
+def _print_hops(rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     print_table(
         "KServe-style router vs local router: latency by chain length",
         rows,
@@ -185,8 +217,6 @@ def main() -> None:
         f"router hop (kserve N=1 minus direct) p50 "
         f"{summary.get('kserve_router_hop_p50_ms', float('nan')):.3f} ms"
     )
-    path = write_results("kserve-hops", rows, summary, vars(args))
-    console.print(f"wrote {path}")
 
 
 if __name__ == "__main__":
