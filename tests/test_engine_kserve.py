@@ -182,6 +182,11 @@ def test_video_frame_without_and_with_detections_and_a_bad_frame(model_host: Mod
         bad = copy.deepcopy(none)
         bad["inputs"][0]["data"] = ["not an image"]
         body, status, called = run_kserve(spec, server, bad)
+        # A body the step cannot read is the caller's error, named, and the server stays up.
+        model = spec["nodes"]["root"]["steps"][0]["serviceUrl"].split("/v2/models/")[1]
+        garbled = httpx.post(f"{server.url}/v2/models/{model}", content=b"{not json", timeout=30)
+        assert garbled.status_code == 400 and "not valid JSON" in garbled.json()["error"]
+        assert httpx.get(f"{server.url}/v2/health/ready", timeout=30).status_code == 200
     # A Hard dependency: the Sequence stops at the failing step, whose status and message
     # (naming its model) reach the client.
     assert status == 400, body

@@ -30,7 +30,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from mlserver.codecs.json import encode_to_json_bytes
 from mlserver.errors import MLServerError
 from mlserver.handlers import custom_handler
 from mlserver.types import (
@@ -270,24 +269,26 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         """One InferenceGraph step on a carried body (see infergraph.serving.graph_step)."""
         if self._wiring is None:
             return _json_error(404, f"{self.name}: not rendered as a graph step")
-        try:
-            body = json.loads(await request.body())
-        except ValueError as exc:
-            return _json_error(400, f"{self.name}: body is not JSON: {exc}")
+        wiring = self._wiring
 
         async def call(feed: JSONObject, params: JSONObject) -> JSONObject:
-            payload = InferenceRequest(inputs=list(feed.values()), parameters=params or None)
-            reply = await self.predict(payload)
-            # The REST encoding, as /infer would answer (bytes become text or base64).
-            plain = json.loads(encode_to_json_bytes(reply.model_dump()))
-            return {t["name"]: t for t in plain.get("outputs", [])}
+            # Decoded once into arrays and encoded once as /infer's JSON answers (bytes become
+            # text or base64): no MLServer request and response models in between.
+            step_request = {"inputs": list(feed.values()), "parameters": params}
+            _, served = await self._measured(lambda: self._parse(step_request))
+            entries, _ = encode_outputs(served["outputs"], False, set())
+            return {entry["name"]: entry for entry in entries}
 
         try:
-            return _json_response(await graph_step.run_step(self._wiring, body, call))
-        except InputError as exc:
-            return _json_error(400, f"{self.name}: {exc}")
-        except MLServerError as exc:
-            return _json_error(getattr(exc, "status_code", 500), str(exc))
+            body = _json_body(await request.body())
+            return _json_response(await graph_step.run_step(wiring, body, call))
+        except InfergraphError as exc:
+            status, answer = error_body(exc, self.name)
+            return Response(answer, status.http, media_type="application/json")
+        except Exception as exc:  # a fault of ours: logged in full, answered as JSON
+            log.exception("%s: graph step failed", self.name)
+            status, answer = error_body(exc, self.name)
+            return Response(answer, status.http, media_type="application/json")
 
     async def _rest_infer_raw(self, request: Request) -> Response:
         """Raw body (image bytes as application/octet-stream) as the first BYTES input."""
@@ -299,18 +300,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         length = binary.header_length(headers)
         if length is not None:
             return self._parse(binary.read_request(body, length, self._raw_input()))
-        try:
-            decoded = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            # Python's JSON reader also takes NaN/Infinity literals, as MLServer's parser
-            # did: the component then refuses a non-finite value naming its input and row.
-            try:
-                decoded = json.loads(body)
-            except ValueError:
-                raise InputError("request", f"body is not valid JSON: {exc}") from None
-            except RecursionError:
-                raise InputError("request", "the JSON body is nested too deeply") from None
-        return self._parse(decoded)
+        return self._parse(_json_body(body))
 
     def _decode_raw(self, body: bytes, params: dict[str, str]) -> V2Request:
         request = self._parse(binary.read_request(body, 0, self._raw_input()))
@@ -419,6 +409,20 @@ def _as_dict(payload: InferenceRequest) -> JSONObject:
 def _grpc_parameters(params: JSONObject) -> JSONObject:
     """V2 gRPC parameters hold bool, int64 or string only: timings (floats) travel as text."""
     return {k: repr(v) if isinstance(v, float) else v for k, v in params.items()}
+
+
+def _json_body(body: bytes) -> Any:
+    """A JSON request body; NaN and Infinity literals read as numbers (as MLServer's parser
+    did), so the component refuses a non-finite value naming its input and row."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise InputError("request", f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InputError("request", "the JSON body is nested too deeply") from None
 
 
 def _json_response(body: JSONObject) -> Response:
