@@ -213,3 +213,22 @@ def test_same_metrics_as_mlservers_path(
     assert got == expected
     started = [v for k, v in got.items() if k.startswith("grpc_server_started_total")]
     assert started == [5.0], got
+
+
+def test_a_model_loaded_and_unloaded_later(
+    fast: MLServerProcess, mlserver_path: MLServerProcess
+) -> None:
+    """Seldon v2 loads models into a running server through the repository API: the fast
+    path serves them from their load on, and after their unload answers as MLServer does."""
+    request = pb.ModelInferRequest(model_name="late", id="l", inputs=[FP32])
+    answers = []
+    for server in (fast, mlserver_path):
+        write_model(server.workdir, "late", "identity")
+        repository = f"{server.url}/v2/repository/models/late"
+        assert httpx.post(f"{repository}/load", timeout=120).status_code == 200
+        loaded = call(server, request)
+        assert httpx.post(f"{repository}/unload", timeout=120).status_code == 200
+        answers.append((loaded, call(server, request)))
+    assert answers[0] == answers[1]
+    (loaded, unloaded) = answers[0]
+    assert "response" in loaded and unloaded["code"] == "NOT_FOUND", answers[0]
