@@ -25,8 +25,9 @@ not ready go to MLServer's own handler, metrics included.
 
 It is installed only where MLServer's interceptors are exactly its metrics interceptor
 (after its access-log one, when debug is on): with tracing on, metrics off (no interceptor
-to take the place of) or MLServer's response cache on, ModelInfer keeps MLServer's path. `INFERGRAPH_GRPC_FAST_PATH=0` keeps
-it too. `mlserver_hooks` installs this behind its version gate.
+to take the place of) or MLServer's response cache on, ModelInfer keeps MLServer's path;
+`INFERGRAPH_GRPC_FAST_PATH=0` keeps it too. `mlserver_hooks` installs this behind its
+version gate.
 """
 
 from __future__ import annotations
