@@ -12,10 +12,12 @@ only add to it.
 
 Modes: `aio` (grpc.aio, asyncio's loop), `aio-uvloop` (uvloop's, what `mlserver start`
 installs), `aio-uvloop-trailers` (seven trailing metadata entries, as MLServer's
-CloudEvents headers), `aio-mlserver` (uvloop, MLServer 1.7's migration pool of 5 threads and its
-`PromServerInterceptor`), `aio-raw` (uvloop, no protobuf parsing either way: bytes in,
-fixed bytes out), `sync-N` (grpc.server on a ThreadPoolExecutor of N threads). `--env
-GRPC_POLL_STRATEGY=poll` (any KEY=VALUE) goes to the server's environment.
+CloudEvents headers), `aio-mlserver` (uvloop, MLServer 1.7's migration pool of 5 threads
+and its `PromServerInterceptor`), `aio-intercepted` (uvloop, one interceptor passing the
+handler through, where the runtime's fast path sits), `aio-raw` (uvloop, no protobuf
+parsing either way: bytes in, fixed bytes out), `sync-N` (grpc.server on a
+ThreadPoolExecutor of N threads). `--env GRPC_POLL_STRATEGY=poll` (any KEY=VALUE) goes to
+the server's environment.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -79,9 +82,20 @@ def handler(mode: str) -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(SERVICE, {"ModelInfer": rpc})
 
 
+class Passing(grpc.aio.ServerInterceptor):
+    """An interceptor that hands gRPC the method's handler as it is (the fast path's place)."""
+
+    async def intercept_service(
+        self, continuation: Callable[..., Any], details: grpc.HandlerCallDetails
+    ) -> Any:
+        return await continuation(details)
+
+
 async def serve_aio(mode: str, port: int) -> None:
     interceptors: list[grpc.aio.ServerInterceptor] = []
     pool = None
+    if mode == "aio-intercepted":
+        interceptors.append(Passing())
     if mode == "aio-mlserver":
         from mlserver.grpc.interceptors import PromServerInterceptor
 
