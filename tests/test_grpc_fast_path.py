@@ -115,6 +115,41 @@ REQUESTS: dict[str, pb.ModelInferRequest] = {
         inputs=[Tensor(name="input", datatype="FP32", shape=[1, 2])],
         raw_input_contents=[np.array([1.5, 2.5], "<f4").tobytes()],
     ),
+    "raw, every kind": pb.ModelInferRequest(
+        model_name="echo",
+        inputs=[
+            Tensor(name="i64", datatype="INT64", shape=[1, 2]),
+            Tensor(name="ok", datatype="BOOL", shape=[3]),
+            Tensor(name="half", datatype="FP16", shape=[2]),
+            Tensor(name="text", datatype="BYTES", shape=[2]),
+            Tensor(name="blob", datatype="BYTES", shape=[1]),
+            tensor("kept", "FP64", [1], fp64_contents=[2.5]),
+        ],
+        raw_input_contents=[
+            np.array([-3, 2**40], "<i8").tobytes(),
+            np.array([True, False, True]).tobytes(),
+            np.array([0.5, -2.0], "<f2").tobytes(),
+            struct.pack("<I", 5) + b"caf\xc3\xa9" + struct.pack("<I", 3) + b"two",
+            struct.pack("<I", 2) + b"\xff\xfe",  # not UTF-8: answered as base64 text
+        ],
+        outputs=[
+            pb.ModelInferRequest.InferRequestedOutputTensor(name=n)
+            for n in ("blob", "i64", "kept", "half", "ok", "text")
+        ],
+    ),
+    "raw entries missing": pb.ModelInferRequest(
+        model_name="echo",
+        inputs=[
+            Tensor(name="a", datatype="FP32", shape=[1]),
+            Tensor(name="b", datatype="FP32", shape=[1]),
+        ],
+        raw_input_contents=[np.float32([1]).tobytes()],
+    ),
+    "raw, unknown datatype": pb.ModelInferRequest(
+        model_name="echo",
+        inputs=[Tensor(name="a", datatype="FP99", shape=[1])],
+        raw_input_contents=[b"1234"],
+    ),
     "request parameters": pb.ModelInferRequest(
         model_name="other",
         inputs=[FP32],
@@ -168,6 +203,18 @@ def test_answers_and_errors_in_detail(fast: MLServerProcess) -> None:
     assert trailers["ce-id"] == "req-7" and trailers["ce-modelid"] == "echo"
     raw = pb.ModelInferResponse.FromString(call(fast, REQUESTS["raw contents"])["response"])
     assert np.frombuffer(raw.raw_output_contents[0], "<f4").tolist() == [1.5, 2.5]
+    kinds = pb.ModelInferResponse.FromString(call(fast, REQUESTS["raw, every kind"])["response"])
+    assert [o.name for o in kinds.outputs] == ["blob", "i64", "kept", "half", "ok", "text"]
+    blob, i64, kept, half, ok, text = kinds.raw_output_contents  # every output goes raw
+    assert (
+        blob == struct.pack("<I", 4) + b"//4="
+        and kinds.outputs[0].parameters["content_type"].string_param == "base64"
+    )
+    assert np.frombuffer(i64, "<i8").tolist() == [-3, 2**40]
+    assert np.frombuffer(half, "<f2").tolist() == [0.5, -2.0]
+    assert np.frombuffer(ok, bool).tolist() == [True, False, True]
+    assert text == struct.pack("<I", 5) + b"caf\xc3\xa9" + struct.pack("<I", 3) + b"two"
+    assert np.frombuffer(kept, "<f8").tolist() == [2.5]
     short = call(fast, REQUESTS["too few values"])
     assert short["code"] == "INVALID_ARGUMENT" and "input 'input'" in short["details"], short
     raw_short = call(fast, REQUESTS["short raw entry"])

@@ -18,8 +18,11 @@ through MLServer's interceptor as before. What the chain did is done here the sa
 with the interceptor's labels (and its habit of counting `handled` for answered calls only),
 MLServer's `model_infer_request_success` / `_failure` / `_duration` with its labels, the
 CloudEvents headers as trailing metadata, the same status code and details for an error.
-Requests this path does not read itself (raw_input_contents, any parameters) are read with
-MLServer's converters, and their responses written with them, so they answer as before;
+`raw_input_contents` (tritonclient's way) are checked as MLServer's reading of them is
+(`mlserver_hooks.check_raw_contents`) and decoded to numpy directly; the response then holds
+raw output contents, packed as MLServer packs them. Requests with parameters anywhere are
+read with MLServer's converters and their responses written with them, so they answer as
+before;
 models that are not the runtime's, a version asked for that is not the one loaded, or a model
 not ready go to MLServer's own handler, metrics included.
 
@@ -35,10 +38,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from timeit import default_timer
 from typing import Any, Protocol
 
 import grpc
+import numpy as np
 from mlserver.cloudevents import CloudEventsMiddleware, CloudEventsTypes
 from mlserver.context import model_context
 from mlserver.errors import MLServerError
@@ -49,8 +54,10 @@ from mlserver.grpc.utils import STATUS_CODE_MAPPING
 from mlserver.handlers import DataPlane
 from mlserver.types import InferenceRequest, InferenceResponse
 
+from infergraph.errors import InputError
 from infergraph.json_types import JSONObject
-from infergraph.serving.tensors import from_numpy
+from infergraph.serving.binary import decode_binary, encode_bytes_tensor
+from infergraph.serving.tensors import V2_TO_NUMPY, from_numpy
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +81,8 @@ CONTENTS = {
     "BYTES": "bytes_contents",
 }
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+# mlserver_hooks.check_raw_contents: the raw entries against the inputs they belong to.
+RawCheck = Callable[[Sequence[Any], Sequence[bytes]], None]
 Intercept = Callable[[Callable[..., Any], grpc.HandlerCallDetails], Awaitable[Any]]
 
 
@@ -111,7 +120,9 @@ def metrics_interceptor(interceptors: Sequence[Any]) -> PromServerInterceptor | 
     return interceptors[-1]
 
 
-def install(grpc_server: Any, data_plane: DataPlane) -> ModelInferFastPath | None:
+def install(
+    grpc_server: Any, data_plane: DataPlane, check_raw: RawCheck
+) -> ModelInferFastPath | None:
     """The fast path of MLServer's `GRPCServer` (one per server), or None where its
     interceptors or DataPlane are not what this module reproduces, or it is switched off."""
     if not enabled():
@@ -136,7 +147,7 @@ def install(grpc_server: Any, data_plane: DataPlane) -> ModelInferFastPath | Non
     if [type(m) for m in middlewares] != [CloudEventsMiddleware]:
         log.info("DataPlane middlewares other than CloudEvents: ModelInfer keeps MLServer's")
         return None
-    fast = ModelInferFastPath(prom, data_plane, middlewares[0])
+    fast = ModelInferFastPath(prom, data_plane, middlewares[0], check_raw)
     setattr(prom, _INSTALLED, fast)
     return fast
 
@@ -148,8 +159,13 @@ class ModelInferFastPath:
     """`ModelInfer` for the models registered here; MLServer's handler for everything else."""
 
     def __init__(
-        self, prom: PromServerInterceptor, data_plane: DataPlane, events: CloudEventsMiddleware
+        self,
+        prom: PromServerInterceptor,
+        data_plane: DataPlane,
+        events: CloudEventsMiddleware,
+        check_raw: RawCheck,
     ) -> None:
+        self._check_raw = check_raw
         self._original: Intercept = prom.intercept_service
         self._mlserver: Behavior | None = None  # MLServer's ModelInfer, its metrics around it
         self._models: dict[tuple[str, str], GrpcModel] = {}
@@ -254,8 +270,10 @@ class ModelInferFastPath:
         self, model: GrpcModel, request: pb.ModelInferRequest, context: Any
     ) -> pb.ModelInferResponse:
         if _plain(request):
-            served = await model.predict_plain(plain_request(request))
-            response = plain_response(model, request.id, served)
+            body = plain_request(request, self._check_raw)
+            served = await model.predict_plain(body)
+            raw = bool(request.raw_input_contents)
+            response = plain_response(model, request.id, served, raw)
         else:  # what MLServer's servicer does, less its DataPlane and interceptor
             payload = ModelInferRequestConverter.to_types(request)
             result = await model.predict(payload)
@@ -270,28 +288,48 @@ class ModelInferFastPath:
 
 
 def _plain(request: pb.ModelInferRequest) -> bool:
-    """A request this path reads itself: no raw contents and no parameters anywhere."""
-    if request.raw_input_contents or request.parameters:
+    """A request this path reads itself: no parameters anywhere."""
+    if request.parameters:
         return False
     return not any(i.parameters for i in request.inputs) and not any(
         o.parameters for o in request.outputs
     )
 
 
-def plain_request(request: pb.ModelInferRequest) -> JSONObject:
+@dataclass
+class _Sent:
+    """An input as MLServer's converter holds it, for the raw entries' check."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    data: list[Any]
+
+
+def plain_request(request: pb.ModelInferRequest, check_raw: RawCheck) -> JSONObject:
     """The V2 dict MLServer's converters and the runtime's `_as_dict` make of `request`:
     each input's values from its first set contents field, whichever it is, as MLServer
-    reads them (a datatype that does not match is the runtime's to refuse)."""
-    inputs = []
+    reads them (a datatype that does not match is the runtime's to refuse); inputs sent
+    without contents take the raw entries in order, as MLServer's `inject_raw` gives them."""
+    sent = []
     for tensor in request.inputs:
         fields = tensor.contents.ListFields()
+        values = list(fields[0][1]) if fields else []
+        sent.append(_Sent(tensor.name, tensor.datatype, list(tensor.shape), values))
+    inputs: list[JSONObject] = []
+    raw = list(request.raw_input_contents)
+    if raw:
+        try:
+            check_raw(sent, raw)
+        except InputError as exc:  # MLServer's reading fails here, before the model
+            raise MLServerError(str(exc), status_code=400) from exc
+    entries = iter(raw)
+    for one in sent:
+        data: Any = one.data
+        if raw and not data:
+            data = decode_binary(one.name, one.datatype, one.shape, next(entries))
         inputs.append(
-            {
-                "name": tensor.name,
-                "datatype": tensor.datatype,
-                "shape": list(tensor.shape),
-                "data": list(fields[0][1]) if fields else [],
-            }
+            {"name": one.name, "datatype": one.datatype, "shape": one.shape, "data": data}
         )
     body: JSONObject = {"inputs": inputs}
     if request.outputs:
@@ -299,23 +337,36 @@ def plain_request(request: pb.ModelInferRequest) -> JSONObject:
     return body
 
 
-def plain_response(model: GrpcModel, request_id: str, served: JSONObject) -> pb.ModelInferResponse:
-    """MLServer's protobuf of the runtime's `_response`, written directly."""
+def plain_response(
+    model: GrpcModel, request_id: str, served: JSONObject, raw: bool = False
+) -> pb.ModelInferResponse:
+    """MLServer's protobuf of the runtime's `_response`, written directly; with `raw` (the
+    request came raw) the values go in raw_output_contents, as MLServer's `extract_raw`
+    packs them (native order, BYTES length-prefixed), each output's contents left empty."""
     response = pb.ModelInferResponse(model_name=model.name, id=request_id)
     if model.version is not None:
         response.model_version = model.version
     for name, array in served["outputs"].items():
         datatype, shape, data, params = from_numpy(array)
-        field = CONTENTS.get(datatype)
-        if field is None:
-            raise MLServerError(f"{model.name}: output {name!r} has datatype {datatype}")
         if datatype == "BYTES":
             data = [d.encode("utf-8") if isinstance(d, str) else d for d in data]
         out = response.outputs.add(name=name, datatype=datatype, shape=shape)
-        getattr(out.contents, field).extend(data)
+        if raw and (datatype == "BYTES" or datatype in V2_TO_NUMPY):
+            out.contents.SetInParent()
+            response.raw_output_contents.append(_packed(datatype, data))
+        elif datatype in CONTENTS:
+            getattr(out.contents, CONTENTS[datatype]).extend(data)
+        else:
+            raise MLServerError(f"{model.name}: output {name!r} has datatype {datatype}")
         _parameters(out.parameters, params)
     _parameters(response.parameters, served["parameters"])
     return response
+
+
+def _packed(datatype: str, data: list[Any]) -> bytes:
+    if datatype == "BYTES":
+        return encode_bytes_tensor(data)
+    return np.asarray(data, dtype=V2_TO_NUMPY[datatype]).tobytes()
 
 
 def _parameters(target: Any, params: JSONObject) -> None:

@@ -216,7 +216,7 @@ def _model_infer(server: MLServer) -> ModelInferFastPath | None:
     grpc_server = _held(server, "_grpc_server")
     data_plane = _held(server, "_data_plane")
     try:
-        return grpc_fast_path.install(grpc_server, data_plane)
+        return grpc_fast_path.install(grpc_server, data_plane, check_raw_contents)
     except Exception:
         log.warning("gRPC ModelInfer stays on MLServer's path", exc_info=True)
         return None
