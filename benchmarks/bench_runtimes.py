@@ -322,20 +322,21 @@ def grpc_floor(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def through_grpc(
-    target: str, concurrency: int, seconds: float
+    target: str, concurrency: int, seconds: float, raw: bool = False
 ) -> tuple[float, list[float], int]:
-    """The identity request as a V2 gRPC ModelInfer, a closed loop of `concurrency` callers."""
+    """The identity request as a V2 gRPC ModelInfer, a closed loop of `concurrency` callers:
+    values in `fp32_contents`, or with `raw` in `raw_input_contents` (tritonclient's way)."""
     import grpc
     from mlserver.grpc import dataplane_pb2 as pb
     from mlserver.grpc import dataplane_pb2_grpc as pb_grpc
 
-    tensor = pb.ModelInferRequest.InferInputTensor(
-        name="input",
-        datatype="FP32",
-        shape=[1, 4],
-        contents=pb.InferTensorContents(fp32_contents=[0.5] * 4),
-    )
-    request = pb.ModelInferRequest(model_name="m", inputs=[tensor])
+    tensor = pb.ModelInferRequest.InferInputTensor(name="input", datatype="FP32", shape=[1, 4])
+    if raw:
+        entries = [np.full(4, 0.5, dtype="<f4").tobytes()]
+        request = pb.ModelInferRequest(model_name="m", inputs=[tensor], raw_input_contents=entries)
+    else:
+        tensor.contents.fp32_contents.extend([0.5] * 4)
+        request = pb.ModelInferRequest(model_name="m", inputs=[tensor])
     latencies: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + seconds
@@ -360,7 +361,8 @@ async def through_grpc(
 
 
 def transports(models: Path, args: argparse.Namespace, src: str | None) -> dict[str, Any]:
-    """The identity request over V2 JSON, the binary tensor extension and gRPC, one server:
+    """The identity request over V2 JSON, the binary tensor extension and gRPC (contents and
+    raw contents), one server:
     requests/s, the server's cores and requests per core for each (the goal: binary and gRPC
     at least as fast as JSON)."""
     env = {"PYTHONPATH": src} if src else None
@@ -374,6 +376,7 @@ def transports(models: Path, args: argparse.Namespace, src: str | None) -> dict[
                 url, [IDENTITY_BINARY], args.concurrency, t, BINARY_HEADERS
             ),
             "grpc": lambda t: through_grpc(target, args.concurrency, t),
+            "grpc_raw": lambda t: through_grpc(target, args.concurrency, t, raw=True),
         }
         for name, run in runs.items():
             asyncio.run(run(2.0))  # warm-up
