@@ -14,7 +14,9 @@ For the families in `--account` (every one by default) a second window of load a
 concurrency is profiled (`serving_account.py`): the server's CPU per request, by stage (HTTP,
 body decode, validation, preparation, queueing and hand-offs, forward, response encode),
 and the load generator's own CPU. A weightless identity model with a small V2 JSON tensor
-gives `identity_rps_per_core`: requests answered per second of the server's CPU.
+gives `identity_rps_per_core`: requests answered per second of the server's CPU; the same
+request over the binary extension and gRPC gives `identity_transport_vs_json`, and a bare
+grpc.aio server under the same gRPC load gives `grpc_floor_rps_per_core` (grpc_floor.py).
 
 Checkpoints are the real architectures with random weights (no hub here); the compute-heavy
 families (SigLIP, ViT) run at base size, where the forward pass dominates and the ratio is
@@ -305,24 +307,36 @@ def identity(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         row["before"]["transports"] = transports(models, args, args.before_src)
     row.update(served(models, [IDENTITY_BODY], args, None, True))
     row["transports"] = transports(models, args, None)
+    if not args.no_grpc_floor:
+        row["grpc_floor"] = grpc_floor(args)
     return row
 
 
+def grpc_floor(args: argparse.Namespace) -> dict[str, Any]:
+    """The same gRPC load on a bare grpc.aio server answering one fixed response
+    (`grpc_floor.py`), with and without MLServer's metrics interceptor: the least a gRPC
+    request can cost here, whatever the serving path does."""
+    from benchmarks.grpc_floor import measure
+
+    return {mode: measure(mode, {}, args) for mode in ("aio-uvloop", "aio-mlserver")}
+
+
 async def through_grpc(
-    target: str, concurrency: int, seconds: float
+    target: str, concurrency: int, seconds: float, raw: bool = False
 ) -> tuple[float, list[float], int]:
-    """The identity request as a V2 gRPC ModelInfer, a closed loop of `concurrency` callers."""
+    """The identity request as a V2 gRPC ModelInfer, a closed loop of `concurrency` callers:
+    values in `fp32_contents`, or with `raw` in `raw_input_contents` (tritonclient's way)."""
     import grpc
     from mlserver.grpc import dataplane_pb2 as pb
     from mlserver.grpc import dataplane_pb2_grpc as pb_grpc
 
-    tensor = pb.ModelInferRequest.InferInputTensor(
-        name="input",
-        datatype="FP32",
-        shape=[1, 4],
-        contents=pb.InferTensorContents(fp32_contents=[0.5] * 4),
-    )
-    request = pb.ModelInferRequest(model_name="m", inputs=[tensor])
+    tensor = pb.ModelInferRequest.InferInputTensor(name="input", datatype="FP32", shape=[1, 4])
+    if raw:
+        entries = [np.full(4, 0.5, dtype="<f4").tobytes()]
+        request = pb.ModelInferRequest(model_name="m", inputs=[tensor], raw_input_contents=entries)
+    else:
+        tensor.contents.fp32_contents.extend([0.5] * 4)
+        request = pb.ModelInferRequest(model_name="m", inputs=[tensor])
     latencies: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + seconds
@@ -347,7 +361,8 @@ async def through_grpc(
 
 
 def transports(models: Path, args: argparse.Namespace, src: str | None) -> dict[str, Any]:
-    """The identity request over V2 JSON, the binary tensor extension and gRPC, one server:
+    """The identity request over V2 JSON, the binary tensor extension and gRPC (contents and
+    raw contents), one server:
     requests/s, the server's cores and requests per core for each (the goal: binary and gRPC
     at least as fast as JSON)."""
     env = {"PYTHONPATH": src} if src else None
@@ -361,6 +376,7 @@ def transports(models: Path, args: argparse.Namespace, src: str | None) -> dict[
                 url, [IDENTITY_BINARY], args.concurrency, t, BINARY_HEADERS
             ),
             "grpc": lambda t: through_grpc(target, args.concurrency, t),
+            "grpc_raw": lambda t: through_grpc(target, args.concurrency, t, raw=True),
         }
         for name, run in runs.items():
             asyncio.run(run(2.0))  # warm-up
@@ -395,6 +411,11 @@ def main() -> None:
     )
     parser.add_argument("--account-seconds", type=float, default=6.0)
     parser.add_argument("--no-identity", action="store_true")
+    parser.add_argument(
+        "--no-grpc-floor",
+        action="store_true",
+        help="skip the bare grpc.aio server beside the identity node (grpc_floor.py)",
+    )
     parser.add_argument(
         "--before-src",
         help="a source tree of this package (e.g. `git archive` of the commit before a change) "
@@ -442,6 +463,20 @@ def _per_core(ident: dict[str, Any] | None) -> dict[str, float] | None:
     return {name: t["rps_per_core"] for name, t in ident["transports"].items()}
 
 
+def _vs_json(ident: dict[str, Any] | None) -> dict[str, float] | None:
+    """Each transport's requests per core over JSON's (the goal: >= 1 for binary and gRPC)."""
+    per_core = _per_core(ident)
+    if not per_core or not per_core.get("json"):
+        return None
+    return {name: rate / per_core["json"] for name, rate in per_core.items() if name != "json"}
+
+
+def _floor(ident: dict[str, Any] | None) -> dict[str, float] | None:
+    if not ident or "grpc_floor" not in ident:
+        return None
+    return {mode: r["rps_per_core"] for mode, r in ident["grpc_floor"].items()}
+
+
 def summarise(
     rows: list[dict[str, Any]], ident: dict[str, Any] | None, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -455,6 +490,8 @@ def summarise(
         "identity_rps_per_core": ident["rps_per_core"] if ident else None,
         "goal_identity_rps_per_core": 2000,
         "identity_rps_per_core_by_transport": _per_core(ident),
+        "identity_transport_vs_json": _vs_json(ident),
+        "grpc_floor_rps_per_core": _floor(ident),
         "outside_forward_share": outside,
         "ready_s": {r["family"]: r["ready_s"] for r in rows},
         "image_pull_mb": image_pull_mb(),
@@ -468,6 +505,7 @@ def summarise(
             "min_heavy_ratio": _least(befores, True),
             "identity_rps_per_core": ident["before"]["rps_per_core"] if ident else None,
             "identity_rps_per_core_by_transport": _per_core(ident["before"] if ident else None),
+            "identity_transport_vs_json": _vs_json(ident["before"] if ident else None),
         }
     return summary
 

@@ -27,11 +27,15 @@ because MLServer has no extension point for it:
    checked first and a wrong one is INVALID_ARGUMENT naming the input and the byte counts.
 5. Its gRPC status table (`mlserver.grpc.utils.STATUS_CODE_MAPPING`) lacks 413 and the 5xx
    a component never raises: without them an oversize input reaches gRPC clients as UNKNOWN.
-6. Its request-merging batcher, which MLServer wraps `predict` in right after constructing the
+6. Its gRPC `ModelInfer` chain (metrics interceptor, servicer, DataPlane, pydantic both
+   ways) cost four to five times the CPU of the same request over JSON: the runtime's models
+   are answered by `grpc_fast_path`, which takes the place of MLServer's metrics interceptor
+   on its running gRPC server and keeps its metrics, headers and status codes.
+7. Its request-merging batcher, which MLServer wraps `predict` in right after constructing the
    model (the `load_batching` hook, before `load()`) when `max_batch_size > 1`: the runtime
    batches per row (serving/batcher.py), so MLServer's knobs are zeroed first.
 
-Items 1 and 3 need MLServer's REST app and gRPC server, which MLServer hands a model no
+Items 1, 3 and 6 need MLServer's REST app and gRPC server, which MLServer hands a model no
 reference to. The `MLServer` of this process is the `self` of its running `start()`
 coroutine (what `mlserver start` awaits): `running_mlserver` reads it from the event loop's
 tasks once per load, and its `_rest_server._app` and `_grpc_server._server` are used
@@ -44,7 +48,7 @@ test) a warning says the protocol extras are off.
 Every hook runs `require_supported_mlserver` first: an MLServer outside
 `SUPPORTED_MLSERVER` fails the model's construction with an error naming both versions,
 here, rather than some request failing later. To support a new MLServer release, re-read
-items 1-6 against its source and widen the range (tests/test_mlserver_hooks.py pins the
+items 1-7 against its source and widen the range (tests/test_mlserver_hooks.py pins the
 hooks on the installed MLServer through a real `mlserver start`).
 """
 
@@ -57,7 +61,7 @@ import math
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 import mlserver.grpc.converters as mlserver_converters
@@ -72,7 +76,8 @@ from starlette.routing import BaseRoute, Route, Router
 
 import mlserver
 from infergraph.errors import InfergraphError, InputError, grpc_code_for_http
-from infergraph.serving import rest_fast_path
+from infergraph.serving import grpc_fast_path, rest_fast_path
+from infergraph.serving.grpc_fast_path import GrpcModel, ModelInferFastPath
 from infergraph.serving.rest_fast_path import DirectRoutes
 from infergraph.serving.triton_grpc import TritonModel, TritonRpcs
 from infergraph.tensors.binary import decode_bytes_tensor
@@ -83,7 +88,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The MLServer releases whose internals items 1-6 were read from: (major, minor) lines.
+# The MLServer releases whose internals items 1-7 were read from: (major, minor) lines.
 SUPPORTED_MLSERVER: tuple[tuple[int, int], ...] = ((1, 7),)
 _SUPPORTED_TEXT = ", ".join(f"{a}.{b}.x" for a, b in SUPPORTED_MLSERVER)
 
@@ -109,7 +114,7 @@ def require_supported_mlserver(version: str | None = None) -> None:
         )
 
 
-# -- process-wide hooks (items 4, 5) and the model's batching knobs (item 6) -----------------
+# -- process-wide hooks (items 4, 5) and the model's batching knobs (item 7) -----------------
 def install_process_hooks() -> None:
     """The gRPC status entries and the raw-contents check; gated, once per process."""
     require_supported_mlserver()
@@ -121,7 +126,7 @@ def install_process_hooks() -> None:
 
 
 def switch_off_mlserver_batching(settings: Any) -> None:
-    """Zero MLServer's batching knobs before its `load_batching` hook reads them (item 6)."""
+    """Zero MLServer's batching knobs before its `load_batching` hook reads them (item 7)."""
     require_supported_mlserver()
     settings.max_batch_size = 1
     settings.max_batch_time = 0
@@ -159,9 +164,14 @@ class Attached:
     rpcs: TritonRpcs
     endpoints: Sequence[Callable[..., Any]]  # what the routes call
     direct: DirectRoutes | None  # the routes answered ahead of the middleware, if they are
+    model_infer: ModelInferFastPath | None  # gRPC ModelInfer ahead of MLServer's, if it is
 
 
-def attach(model: TritonModel, endpoints: Sequence[Callable[..., Any]]) -> Attached | None:
+class ServedModel(TritonModel, GrpcModel, Protocol):
+    """What `attach` serves: the Triton RPCs' model and the gRPC fast path's."""
+
+
+def attach(model: ServedModel, endpoints: Sequence[Callable[..., Any]]) -> Attached | None:
     """Put the model's routes first (item 1, with item 2) and serve its Triton RPCs (item 3).
 
     Called from the model's `load()`: MLServer added the model's custom handlers just before
@@ -189,12 +199,27 @@ def attach(model: TritonModel, endpoints: Sequence[Callable[..., Any]]) -> Attac
     direct = _bypass_middleware(app, routes, endpoints)
     rpcs = _triton_rpcs(_held(server, "_grpc_server", "_server"))
     rpcs.models[model.name] = model
+    model_infer = _model_infer(server)
+    if model_infer is not None:
+        model_infer.add(model)
     log.info(
-        "%s: infer routes ahead of MLServer's%s, Triton RPCs on its gRPC server",
+        "%s: infer routes ahead of MLServer's%s, Triton RPCs on its gRPC server%s",
         model.name,
         " and of its middleware" if direct else "",
+        ", gRPC ModelInfer ahead of its servicer" if model_infer else "",
     )
-    return Attached(app, routes, rpcs, endpoints, direct)
+    return Attached(app, routes, rpcs, endpoints, direct, model_infer)
+
+
+def _model_infer(server: MLServer) -> ModelInferFastPath | None:
+    """The gRPC fast path on MLServer's server (item 6), or None where it keeps its own."""
+    grpc_server = _held(server, "_grpc_server")
+    data_plane = _held(server, "_data_plane")
+    try:
+        return grpc_fast_path.install(grpc_server, data_plane, check_raw_contents)
+    except Exception:
+        log.warning("gRPC ModelInfer stays on MLServer's path", exc_info=True)
+        return None
 
 
 def _bypass_middleware(
@@ -209,13 +234,15 @@ def _bypass_middleware(
         return None
 
 
-def detach(model: TritonModel, attached: Attached | None) -> None:
+def detach(model: ServedModel, attached: Attached | None) -> None:
     """At unload: MLServer removes the model's routes itself; the direct path and the Triton
     RPCs drop them here, so the model's requests get MLServer's 404 again."""
     if attached is None:
         return
     if attached.direct is not None:
         attached.direct.remove(attached.endpoints)
+    if attached.model_infer is not None:
+        attached.model_infer.remove(model)
     if attached.rpcs.models.get(model.name) is model:
         del attached.rpcs.models[model.name]
 

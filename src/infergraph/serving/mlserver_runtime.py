@@ -229,11 +229,17 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
 
     # -- gRPC (and REST before our routes are in place): MLServer's types --------------------
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        served = await self.predict_plain(_as_dict(payload))
+        return self._response(payload.id, served)
+
+    async def predict_plain(self, body: JSONObject) -> JSONObject:
+        """A plain V2 request dict served: what `predict` and the gRPC fast path
+        (serving/grpc_fast_path.py, which reads protobuf straight into the dict) run."""
         try:
-            _, served = await self._measured(lambda: self._parse(_as_dict(payload)))
+            _, served = await self._measured(lambda: self._parse(body))
         except InfergraphError as exc:
             raise MLServerError(f"{self.name}: {exc}", status_code=status_for(exc).http) from exc
-        return self._response(payload.id, served)
+        return served
 
     def _response(self, request_id: str | None, served: JSONObject) -> InferenceResponse:
         outputs = []
