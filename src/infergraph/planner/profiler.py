@@ -303,7 +303,7 @@ class GraphPass:
     """What sending sample payloads through the served graph showed."""
 
     ingress_ms: float
-    hop_ms: dict[str, float]
+    hop_ms: dict[str, float]  # beyond the response path's turn (`response_ms`)
     hop_p99_ms: dict[str, float]
     served_ms: dict[str, dict[int, float]]  # node -> rows -> median inference_ms in the server
     served_p99_ms: dict[str, dict[int, float]]
@@ -311,6 +311,7 @@ class GraphPass:
     rows: dict[str, dict[int, int]]
     branches: dict[str, float]
     samples: int  # replies that carried our router's per-node timings
+    response_ms: dict[str, float] = field(default_factory=dict)  # node -> ms per answer
 
 
 def _taken(topology: Topology, gate: str, path: set[str]) -> bool | None:
@@ -333,7 +334,7 @@ def summarise_pass(
 ) -> GraphPass:
     """Per-request (client ms, response parameters) -> hops, rows and branch fractions."""
     ingress: list[float] = []
-    hops: dict[str, list[float]] = {n: [] for n in nodes}
+    hops: dict[str, list[tuple[float, int]]] = {n: [] for n in nodes}  # (ms, its batch size)
     samples = 0
     served: dict[str, dict[int, list[float]]] = {n: {} for n in nodes}
     rows: dict[str, Counter[int]] = {n: Counter() for n in nodes}
@@ -354,8 +355,8 @@ def summarise_pass(
             inner = float(params.get(f"{n}.inference_ms", 0.0)) + float(
                 params.get(f"{n}.queue_ms", 0.0)
             )
-            hops[n].append(max(t - inner, 0.0))
             batch = int(params.get(f"{n}.batch_size", 1))
+            hops[n].append((max(t - inner, 0.0), batch))
             rows[n][batch] += 1
             if f"{n}.inference_ms" in params:
                 ms = float(params[f"{n}.inference_ms"])
@@ -368,10 +369,13 @@ def summarise_pass(
             side = _taken(topology, gate, path)
             if side is not None:
                 sides[gate].append(side)
+    response = {n: response_ms(v) for n, v in hops.items() if v}
+    own = {n: own_hops(v, response[n]) for n, v in hops.items() if v}
     return GraphPass(
         ingress_ms=float(np.mean(ingress)) if ingress else 0.0,
-        hop_ms={n: float(np.median(v)) for n, v in hops.items() if v},
-        hop_p99_ms={n: float(np.percentile(v, 99)) for n, v in hops.items() if v},
+        hop_ms={n: float(np.median(v)) for n, v in own.items()},
+        hop_p99_ms={n: float(np.percentile(v, 99)) for n, v in own.items()},
+        response_ms=response,
         served_ms={
             n: {b: float(np.median(v)) for b, v in per.items()} for n, per in served.items() if per
         },
@@ -385,6 +389,38 @@ def summarise_pass(
         branches={g: float(np.mean(v)) for g, v in sides.items() if v},
         samples=samples,
     )
+
+
+def response_ms(hops: list[tuple[float, int]]) -> float:
+    """Per-answer time of a node's response path, from the hops the router saw by batch size.
+
+    `hops`: (ms, batch size) per reply. A batch's answers leave its server one at a time, so
+    a request's hop is its own part plus its turn: on average (b + 1) / 2 answers' time in
+    a batch of b. The slope of the
+    median hop per batch size against that mean turn (sizes seen at least
+    MIN_PASSES_FOR_FIT times, weighted by how often) is the time per answer; medians, as a
+    hop's tail is the machine's. 0.0 with fewer than two such sizes, or a falling line.
+    """
+    by_size: dict[int, list[float]] = {}
+    for hop, b in hops:
+        by_size.setdefault(max(b, 1), []).append(hop)
+    fit = {b: v for b, v in by_size.items() if len(v) >= MIN_PASSES_FOR_FIT}
+    if len(fit) < 2:
+        return 0.0
+    x = np.array([(b + 1) / 2 for b in fit])
+    y = np.array([float(np.median(v)) for v in fit.values()])
+    w = np.array([len(v) for v in fit.values()], dtype=float)
+    x_mean, y_mean = np.average(x, weights=w), np.average(y, weights=w)
+    slope = float(np.average((x - x_mean) * (y - y_mean), weights=w)) / float(
+        np.average((x - x_mean) ** 2, weights=w)
+    )
+    return max(slope, 0.0)
+
+
+def own_hops(hops: list[tuple[float, int]], per_answer_ms: float) -> list[float]:
+    """Each hop less its mean turn in the response path (what the simulator adds back
+    through `response_ms`, by the batch each request is in)."""
+    return [max(h - per_answer_ms * (max(b, 1) + 1) / 2, 0.0) for h, b in hops]
 
 
 def serving_sigma(
@@ -746,6 +782,7 @@ def _measure_graph(
             prof,
             hop_ms=served.hop_ms.get(name, prof.hop_ms),
             hop_p99_ms=served.hop_p99_ms.get(name, 0.0),
+            response_ms=served.response_ms.get(name, 0.0),
             rows=alone.rows.get(name, prof.rows),
             serving_factor=factor_of[name][0],
             serving_overhead_ms=factor_of[name][1],
