@@ -324,8 +324,8 @@ def test_replies_without_per_node_timings_add_no_ingress():
 
 def test_response_time_per_answer_is_recovered_from_hops_by_batch_size():
     # Replies made the way the simulator serves them: in a batch of b, the k-th answer to
-    # leave has waited k answers' time (1.5 ms each) on top of its own log-normal hop
-    # (median 2 ms). The fit finds the time per answer, and the own hop's median, again.
+    # leave has waited for the k - 1 before it (1.5 ms each) on top of its own log-normal
+    # hop (median 2 ms). The fit finds the time per answer, and the own hop's median, again.
     from infergraph.planner.profiler import own_hops, summarise_pass
     from infergraph.planner.topology import Stage, Topology
 
@@ -333,7 +333,7 @@ def test_response_time_per_answer_is_recovered_from_hops_by_batch_size():
     per_answer, replies = 1.5, []
     for _ in range(400):
         b = int(rng.integers(1, 9))
-        for k in range(1, b + 1):
+        for k in range(b):
             hop = 2.0 * float(np.exp(0.4 * rng.standard_normal())) + per_answer * k
             params = {"graph.total_ms": 60.0 + hop, "m.total_ms": 50.0 + hop,
                       "m.queue_ms": 10.0, "m.inference_ms": 40.0, "m.batch_size": b}  # fmt: skip

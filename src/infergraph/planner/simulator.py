@@ -21,8 +21,9 @@ decoding, preprocessing), which is not queued: fixed, or log-normal around the
 measured median with the spread its p99 showed, so requests may reach the batcher
 in another order than they left the router. The answers then leave each replica
 through its response path, one request at a time (`response_s` apiece, first come
-first served): the members of a batch leave one after another, so the time after
-the pass grows with the batch size and, through queueing, with the rate.
+first served; a request's own turn is in its hop): the members of a batch leave one
+after another, so the time after the pass grows with the batch size and, through
+queueing, with the rate.
 
 The graph is a DAG of stages, so nodes are simulated one at a time in topological
 order: a stage's arrivals are its dependencies' completions. That is exact for a
@@ -246,14 +247,15 @@ def respond_in_turn(done: np.ndarray, each_s: float) -> np.ndarray:
     at a time, `each_s` apiece: a batch's members finish together and leave `each_s` apart
     (in arrival order), and at a high rate answers queue for that path as for any server.
 
-    The router reports that time as part of the hop, which therefore grows with the batch
-    size and the rate (the controlled check, issue 28); a fixed hop alone under-predicts
-    every batched row."""
+    Only the wait for the path counts here: a request's own turn on it is part of its hop,
+    which the profile measures (a lone answer leaves as its pass ends). The router reports
+    the wait as hop too, which therefore grows with the batch size and the rate (the
+    controlled check, issue 28); a fixed hop alone under-predicts every batched row."""
     if each_s <= 0 or not done.size:
         return done
     order = np.argsort(done, kind="stable")
     out = np.empty_like(done)
-    out[order] = _fifo(done[order], float(each_s))
+    out[order] = _fifo(done[order], float(each_s)) - each_s
     return out
 
 
