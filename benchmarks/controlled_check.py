@@ -199,8 +199,9 @@ def predict_known(
     measurement is then the model of the batcher, the hops and the timers, which is what
     the issue's controlled check is for; how well a profile estimates the law is reported
     beside it (`predict` from the profile alone). `in_turn` False: the answers of a batch
-    leave together, each after one fixed hop (the profile's hop plus one answer's turn, so
-    batch 1 is unchanged): the model before the response path, for comparison.
+    leave together, each after one fixed hop, the profile's own hop plus one answer's time
+    (the model before the response path, for comparison; its hop is then a little longer
+    than that model's, whose median mixed the loaded half's batch sizes, mostly 1 and 2).
     """
     graph = load_graph(graph_file)
     topo = topology_of(graph)

@@ -5,13 +5,15 @@ device it would use (its `device` setting: a GPU when one is visible, else this
 CPU) and its `run_batch` is timed for batch sizes 1, 2, 4, ... up to the node's
 limit, the exact call the serving batcher makes per batch. Hops and branches: the
 graph is served by the local runner and a sample of payloads is sent through it,
-first one at a time, then as a Poisson load that keeps the busiest node about half
-busy (`--load`), every node allowed to batch up to its profiled limit. The timings
-every response carries give the router and wire time per hop and how a forward pass
-runs inside its server (a factor on the profiled pass plus a per-pass overhead, from
-the batch sizes the load formed), both with their spread, taken from the loaded half
-(plans run loaded: decoding other requests competes with the pass), and from all
-replies the rows each node receives and which side of each `when` every request took.
+first one at a time, then in bursts of a full batch at once, then as a Poisson load that
+keeps the busiest node about half busy (`--load`), every node allowed to batch up to its
+profiled limit. The timings every response carries give the router and wire time per hop
+and how a forward pass runs inside its server (a factor on the profiled pass plus a
+per-pass overhead, from the batch sizes the load formed), both with their spread, taken
+from the loaded half (plans run loaded: decoding other requests competes with the pass);
+the hop less its wait behind a batch's earlier answers, whose time per answer the bursts
+show against the one-at-a-time requests; and from all replies the rows each node
+receives and which side of each `when` every request took.
 """
 
 from __future__ import annotations
@@ -304,7 +306,7 @@ class GraphPass:
     """What sending sample payloads through the served graph showed."""
 
     ingress_ms: float
-    hop_ms: dict[str, float]  # beyond the response path's turn (`response_ms`)
+    hop_ms: dict[str, float]  # less the wait behind a batch's earlier answers (`response_ms`)
     hop_p99_ms: dict[str, float]
     served_ms: dict[str, dict[int, float]]  # node -> rows -> median inference_ms in the server
     served_p99_ms: dict[str, dict[int, float]]
@@ -424,10 +426,10 @@ def response_ms(hops: list[tuple[float, int]]) -> float:
 
     `hops`: (ms, batch size) per reply. A batch's answers leave its server one at a time, so
     a request's hop is its own part plus its wait for the answers before it: on average
-    (b - 1) / 2 answers' time in a batch of b. The slope of the
-    median hop per batch size against that mean wait (sizes seen at least
-    MIN_PASSES_FOR_FIT times, weighted by how often) is the time per answer; medians, as a
-    hop's tail is the machine's. 0.0 with fewer than two such sizes, or a falling line.
+    (b - 1) / 2 answers' time in a batch of b. The slope of the median hop per batch size
+    against that mean wait (sizes seen at least MIN_PASSES_FOR_FIT times, weighted by how
+    often) is the time per answer; medians, as a hop's tail is the machine's. 0.0 with
+    fewer than two such sizes, or a falling line.
     """
     by_size: dict[int, list[float]] = {}
     for hop, b in hops:
