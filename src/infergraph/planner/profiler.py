@@ -885,6 +885,7 @@ def _profile_settings(
         "offline_scale": settings.offline_scale if settings.offline else None,
         "payload": None if settings.skip_graph else _payload_spec(graph, settings),
         "requests": 0 if settings.skip_graph else settings.requests,
+        "graph_pass_bursts": 0 if settings.skip_graph else settings.bursts,
         "graph_pass_load": None
         if settings.skip_graph or settings.loaded_rps is not None
         else settings.load,
