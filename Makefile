@@ -194,9 +194,10 @@ bench-loadtester-truth: .venv/.synced wrk
 bench-planner: .venv/.synced
 	$(RUN) python benchmarks/bench_planner.py
 
-# The simulator against controlled service times alone (about 20 minutes on the 2-core VM).
+# The simulator against controlled service times alone (about 20 minutes on the 2-core VM);
+# planner.json keeps the other parts' rows.
 bench-planner-controlled: .venv/.synced
-	$(RUN) python benchmarks/bench_planner.py --parts controlled
+	$(RUN) python benchmarks/bench_planner.py --parts controlled --reuse bench-results/planner.json
 
 # The simulator against the real MicroBatcher's own latencies (tests/test_planner_controlled_sim.py):
 # a check of batch forming and queueing on wall-clock time, so it needs a machine nothing else

@@ -94,8 +94,13 @@ def use_controlled_family() -> None:
 
     The router and each MLServer child import `benchmarks.controlled`, so they need the
     hook and the repository on PYTHONPATH; `bench_planner.ENV` is what its children get.
+    Idempotent (a path already there is not added twice).
     """
-    extra = {EXTRA_FAMILIES_ENV: EXTRA_FAMILIES, "PYTHONPATH": str(REPO)}
+    # The caller's PYTHONPATH is kept after the repository: a worktree's `src` still comes
+    # before the installed package in every child.
+    have = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    paths = [str(REPO), *(p for p in have if p != str(REPO))]
+    extra = {EXTRA_FAMILIES_ENV: EXTRA_FAMILIES, "PYTHONPATH": os.pathsep.join(paths)}
     os.environ.update(extra)
     bp.ENV.update(extra)
 
@@ -183,7 +188,9 @@ def known_service(name: str, batch: int) -> ServiceModel:
     )
 
 
-def predict_known(graph_file: Path, profile: Path, arrivals_s: np.ndarray) -> dict[str, Any]:
+def predict_known(
+    graph_file: Path, profile: Path, arrivals_s: np.ndarray, in_turn: bool = True
+) -> dict[str, Any]:
     """The queueing model alone: the simulator on the run's arrivals, each node's passes
     from its configured law and the very draws the served node took (`known_draws`), and
     only what is not known (hops, ingress, branch fractions) from the profile.
@@ -191,7 +198,10 @@ def predict_known(graph_file: Path, profile: Path, arrivals_s: np.ndarray) -> di
     Averaged over the hop draws (the service draws are fixed). What differs from the
     measurement is then the model of the batcher, the hops and the timers, which is what
     the issue's controlled check is for; how well a profile estimates the law is reported
-    beside it (`predict` from the profile alone).
+    beside it (`predict` from the profile alone). `in_turn` False: the answers of a batch
+    leave together, each after one fixed hop, the profile's own hop plus one answer's time
+    (the model before the response path, for comparison; its hop is then a little longer
+    than that model's, whose median mixed the loaded half's batch sizes, mostly 1 and 2).
     """
     graph = load_graph(graph_file)
     topo = topology_of(graph)
@@ -211,10 +221,15 @@ def predict_known(graph_file: Path, profile: Path, arrivals_s: np.ndarray) -> di
         )
         for n in graph.spec.nodes
     }
+    if not in_turn:
+        configs = {
+            n: replace(c, response_s=0.0, hop_s=c.hop_s + c.response_s) for n, c in configs.items()
+        }
     counted = arrivals_s >= bp.WARMUP_S
     p50, p99, mean = [], [], []
     forward: dict[str, list[float]] = {n: [] for n in names}
     total: dict[str, list[float]] = {n: [] for n in names}
+    response: dict[str, list[float]] = {n: [] for n in names}
     for seed in range(SEEDS):
         result = simulate(
             topo, configs, arrivals_s, profiles.branches, profiles.ingress_ms / 1000.0, seed
@@ -226,14 +241,16 @@ def predict_known(graph_file: Path, profile: Path, arrivals_s: np.ndarray) -> di
         for n, run in result.nodes.items():
             forward[n].append(run.forward_per_request_s * 1000.0)
             total[n].append(float(np.mean(run.latency_s)) * 1000.0)
+            response[n].append(run.response_per_request_s * 1000.0)
     return {
         "p50_ms": float(np.mean(p50)),
         "p99_ms": float(np.mean(p99)),
         "mean_ms": float(np.mean(mean)),
         "forward_mean_ms": {n: float(np.mean(v)) for n, v in forward.items()},
         "node_mean_ms": {n: float(np.mean(v)) for n, v in total.items()},
-        "hop_mean_ms": {  # the log-normal hop's mean, as simulated
-            n: c.hop_s * 1000.0 * float(np.exp(c.hop_sigma**2 / 2)) for n, c in configs.items()
+        "hop_mean_ms": {  # the log-normal hop's mean and the answers' turn, as simulated
+            n: c.hop_s * 1000.0 * float(np.exp(c.hop_sigma**2 / 2)) + float(np.mean(response[n]))
+            for n, c in configs.items()
         },
         "ingress_ms": profiles.ingress_ms,
     }
@@ -329,8 +346,13 @@ def controlled_row(
     measured = measure(url, row, rate, duration, work)
     arrivals = measured["arrivals_s"]
     known = predict_known(graph_file, profile, arrivals)
+    together = predict_known(graph_file, profile, arrivals, in_turn=False)
     predicted = bp.predict(graph_file, profile, arrivals, seeds=SEEDS)
     return {
+        "together_predicted_p50_ms": together["p50_ms"],
+        "together_predicted_p99_ms": together["p99_ms"],
+        "together_p50_error_pct": bp.error_pct(together["p50_ms"], measured["p50_ms"]),
+        "together_p99_error_pct": bp.error_pct(together["p99_ms"], measured["p99_ms"]),
         **_served_prediction(served, graph_file, arrivals, measured),
         **_known_columns(known, measured),
         **_profile_columns(predicted, measured),

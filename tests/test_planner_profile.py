@@ -322,6 +322,33 @@ def test_replies_without_per_node_timings_add_no_ingress():
     assert mixed.ingress_ms == 5.0 and mixed.samples == 1  # 3 ms outside the router, 2 in it
 
 
+def test_response_time_per_answer_is_recovered_from_hops_by_batch_size():
+    # Replies made the way the simulator serves them: in a batch of b, the k-th answer to
+    # leave has waited for the k - 1 before it (1.5 ms each) on top of its own log-normal
+    # hop (median 2 ms). The fit finds the time per answer, and the own hop's median, again.
+    from infergraph.planner.profiler import own_hops, summarise_pass
+    from infergraph.planner.topology import Stage, Topology
+
+    rng = np.random.default_rng(3)
+    per_answer, replies = 1.5, []
+    for _ in range(400):
+        b = int(rng.integers(1, 9))
+        for k in range(b):
+            hop = 2.0 * float(np.exp(0.4 * rng.standard_normal())) + per_answer * k
+            params = {"graph.total_ms": 60.0 + hop, "m.total_ms": 50.0 + hop,
+                      "m.queue_ms": 10.0, "m.inference_ms": 40.0, "m.batch_size": b}  # fmt: skip
+            replies.append((62.0 + hop, params))
+    summary = summarise_pass(Topology((Stage("m", "m"),)), replies, ["m"])
+    assert summary.response_ms["m"] == pytest.approx(per_answer, rel=0.05)
+    # each answer's own turn is known only on average, which widens the own hop a little:
+    # its median comes out near the log-normal's mean (2.17), not quite its median
+    assert summary.hop_ms["m"] == pytest.approx(2.0, rel=0.1)
+    # one batch size alone cannot separate the two: no per-answer time is claimed
+    assert own_hops([(3.0, 1), (4.0, 1)], 0.0) == [3.0, 4.0]
+    alone = summarise_pass(Topology((Stage("m", "m"),)), replies[:1] * 10, ["m"])
+    assert alone.response_ms["m"] == 0.0
+
+
 @pytest.mark.parametrize("engine", ["seldon-v2", "kserve"])
 def test_endpoint_names_are_the_rendered_ones(engine: str):
     # The profiler asks for each node by the name the renderer deployed it under.

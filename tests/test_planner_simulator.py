@@ -13,6 +13,7 @@ from infergraph.planner.simulator import (
     NodeConfig,
     ServiceModel,
     poisson_arrivals,
+    respond_in_turn,
     run_batcher,
     simulate,
     trace_arrivals,
@@ -71,6 +72,33 @@ def test_md1_mean_sojourn_matches_pollaczek_khinchine():
     result = simulate(topo, {"m": config}, arrivals, {})
     assert result.latency_s.mean() * 1000 == pytest.approx(15.0, rel=0.02)
     assert result.utilisation("m", 1) == pytest.approx(0.5, rel=0.02)
+
+
+@pytest.mark.parametrize("rho", [0.3, 0.8])
+def test_response_path_queues_as_an_md1_server(rho: float):
+    # Answers ready at Poisson times through a path taking c each, one at a time: an M/D/1
+    # queue, whose mean wait before service is rho c / (2 (1 - rho)) (Pollaczek-Khinchine);
+    # the answer's own c is in its hop.
+    c = 0.002
+    ready = poisson_arrivals(rho / c, 2000.0, np.random.default_rng(2))
+    left = respond_in_turn(ready, c)
+    expected = rho * c / (2 * (1 - rho))
+    assert np.mean(left - ready) == pytest.approx(expected, rel=0.03)
+    assert np.all(np.diff(left) >= c - 1e-12)  # one answer at a time
+
+
+def test_a_batch_answers_leave_one_after_another_in_arrival_order():
+    # Four requests fill a batch at 3 ms, a 5 ms pass ends at 8 ms; at 1 ms per answer they
+    # leave at 8, 9, 10 and 11 ms, the first to arrive first (each one's own turn is in its
+    # hop, 0 here). A lone request at 100 ms finds the path free: 100 + 10 ms (its
+    # deadline) + 5.
+    topo = Topology((Stage("m", "m"),))
+    config = NodeConfig(4, 0.010, 1, ServiceModel.constant([0.005] * 4), response_s=0.001)
+    arrivals = np.array([0.003, 0.0, 0.002, 0.001, 0.100])
+    result = simulate(topo, {"m": config}, arrivals, {})
+    done = np.round((result.latency_s + arrivals) * 1000, 6).tolist()
+    assert done == [11.0, 8.0, 10.0, 9.0, 115.0]
+    assert result.nodes["m"].response_per_request_s * 1000 == pytest.approx(6 / 5)
 
 
 def test_deterministic_arrivals_fill_batches_exactly():

@@ -5,13 +5,15 @@ device it would use (its `device` setting: a GPU when one is visible, else this
 CPU) and its `run_batch` is timed for batch sizes 1, 2, 4, ... up to the node's
 limit, the exact call the serving batcher makes per batch. Hops and branches: the
 graph is served by the local runner and a sample of payloads is sent through it,
-first one at a time, then as a Poisson load that keeps the busiest node about half
-busy (`--load`), every node allowed to batch up to its profiled limit. The timings
-every response carries give the router and wire time per hop and how a forward pass
-runs inside its server (a factor on the profiled pass plus a per-pass overhead, from
-the batch sizes the load formed), both with their spread, taken from the loaded half
-(plans run loaded: decoding other requests competes with the pass), and from all
-replies the rows each node receives and which side of each `when` every request took.
+first one at a time, then in bursts of a full batch at once, then as a Poisson load that
+keeps the busiest node about half busy (`--load`), every node allowed to batch up to its
+profiled limit. The timings every response carries give the router and wire time per hop
+and how a forward pass runs inside its server (a factor on the profiled pass plus a
+per-pass overhead, from the batch sizes the load formed), both with their spread, taken
+from the loaded half (plans run loaded: decoding other requests competes with the pass);
+the hop less its wait behind a batch's earlier answers, whose time per answer the bursts
+show against the one-at-a-time requests; and from all replies the rows each node
+receives and which side of each `when` every request took.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import platform
 import statistics
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -68,6 +70,7 @@ class ProfileSettings:
     offline_scale: str = "full"
     payload: str | None = None  # None: synthetic, from the graph's first input
     requests: int = 60  # per half of the graph pass
+    bursts: int = 8  # bursts of a full batch at once, after the one-at-a-time half
     load: float = 0.5  # the loaded half's utilisation of the busiest node; 0: no loaded half
     loaded_rps: float | None = None  # the loaded half's rate itself (instead of `load`)
     skip_graph: bool = False
@@ -303,7 +306,7 @@ class GraphPass:
     """What sending sample payloads through the served graph showed."""
 
     ingress_ms: float
-    hop_ms: dict[str, float]
+    hop_ms: dict[str, float]  # less the wait behind a batch's earlier answers (`response_ms`)
     hop_p99_ms: dict[str, float]
     served_ms: dict[str, dict[int, float]]  # node -> rows -> median inference_ms in the server
     served_p99_ms: dict[str, dict[int, float]]
@@ -311,6 +314,7 @@ class GraphPass:
     rows: dict[str, dict[int, int]]
     branches: dict[str, float]
     samples: int  # replies that carried our router's per-node timings
+    response_ms: dict[str, float] = field(default_factory=dict)  # node -> ms per answer
 
 
 def _taken(topology: Topology, gate: str, path: set[str]) -> bool | None:
@@ -329,11 +333,15 @@ def _taken(topology: Topology, gate: str, path: set[str]) -> bool | None:
 
 
 def summarise_pass(
-    topology: Topology, replies: list[tuple[float, JSONObject]], nodes: list[str]
+    topology: Topology,
+    replies: list[tuple[float, JSONObject]],
+    nodes: list[str],
+    per_answer: dict[str, float] | None = None,
 ) -> GraphPass:
-    """Per-request (client ms, response parameters) -> hops, rows and branch fractions."""
+    """Per-request (client ms, response parameters) -> hops, rows and branch fractions;
+    each node's per-answer time fitted to these replies, or `per_answer` where given."""
     ingress: list[float] = []
-    hops: dict[str, list[float]] = {n: [] for n in nodes}
+    hops: dict[str, list[tuple[float, int]]] = {n: [] for n in nodes}  # (ms, its batch size)
     samples = 0
     served: dict[str, dict[int, list[float]]] = {n: {} for n in nodes}
     rows: dict[str, Counter[int]] = {n: Counter() for n in nodes}
@@ -343,23 +351,10 @@ def summarise_pass(
         node_total, timed = 0.0, False
         path = {p for p in str(params.get("graph.path", "")).split(",") if p}
         for n in nodes:
-            if params.get(f"{n}.skipped"):
-                rows[n][0] += 1
-                continue
-            if f"{n}.total_ms" not in params:
-                continue
-            t = float(params[f"{n}.total_ms"])
-            node_total += t
-            timed = True
-            inner = float(params.get(f"{n}.inference_ms", 0.0)) + float(
-                params.get(f"{n}.queue_ms", 0.0)
-            )
-            hops[n].append(max(t - inner, 0.0))
-            batch = int(params.get(f"{n}.batch_size", 1))
-            rows[n][batch] += 1
-            if f"{n}.inference_ms" in params:
-                ms = float(params[f"{n}.inference_ms"])
-                served[n].setdefault(batch, []).append(ms)
+            t = _node_reply(params, n, hops[n], rows[n], served[n])
+            if t is not None:
+                node_total += t
+                timed = True
         if not timed:  # not our router's reply: it tells neither hops nor rows nor branches
             continue
         samples += 1
@@ -368,10 +363,12 @@ def summarise_pass(
             side = _taken(topology, gate, path)
             if side is not None:
                 sides[gate].append(side)
+    hop_ms, hop_p99_ms, response = _hop_summary(hops, per_answer or {})
     return GraphPass(
         ingress_ms=float(np.mean(ingress)) if ingress else 0.0,
-        hop_ms={n: float(np.median(v)) for n, v in hops.items() if v},
-        hop_p99_ms={n: float(np.percentile(v, 99)) for n, v in hops.items() if v},
+        hop_ms=hop_ms,
+        hop_p99_ms=hop_p99_ms,
+        response_ms=response,
         served_ms={
             n: {b: float(np.median(v)) for b, v in per.items()} for n, per in served.items() if per
         },
@@ -385,6 +382,75 @@ def summarise_pass(
         branches={g: float(np.mean(v)) for g, v in sides.items() if v},
         samples=samples,
     )
+
+
+def _node_reply(
+    params: JSONObject,
+    n: str,
+    hops: list[tuple[float, int]],
+    rows: Counter[int],
+    served: dict[int, list[float]],
+) -> float | None:
+    """One reply's timings of node `n` into its hops, rows and served passes; the node's
+    total ms (None: the reply has no timings of it)."""
+    if params.get(f"{n}.skipped"):
+        rows[0] += 1
+        return None
+    if f"{n}.total_ms" not in params:
+        return None
+    t = float(params[f"{n}.total_ms"])
+    inner = float(params.get(f"{n}.inference_ms", 0.0)) + float(params.get(f"{n}.queue_ms", 0.0))
+    batch = int(params.get(f"{n}.batch_size", 1))
+    hops.append((max(t - inner, 0.0), batch))
+    rows[batch] += 1
+    if f"{n}.inference_ms" in params:
+        served.setdefault(batch, []).append(float(params[f"{n}.inference_ms"]))
+    return t
+
+
+def _hop_summary(
+    hops: dict[str, list[tuple[float, int]]], per_answer: dict[str, float]
+) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """Per node: the own hop's median and p99, and the per-answer time (given, or fitted)."""
+    response = {n: per_answer.get(n, response_ms(v)) for n, v in hops.items() if v}
+    own = {n: own_hops(v, response[n]) for n, v in hops.items() if v}
+    return (
+        {n: float(np.median(v)) for n, v in own.items()},
+        {n: float(np.percentile(v, 99)) for n, v in own.items()},
+        response,
+    )
+
+
+def response_ms(hops: list[tuple[float, int]]) -> float:
+    """Per-answer time of a node's response path, from the hops the router saw by batch size.
+
+    `hops`: (ms, batch size) per reply. A batch's answers leave its server one at a time, so
+    a request's hop is its own part plus its wait for the answers before it: on average
+    (b - 1) / 2 answers' time in a batch of b. The slope of the median hop per batch size
+    against that mean wait (sizes seen at least MIN_PASSES_FOR_FIT times, weighted by how
+    often) is the time per answer; medians, as a hop's tail is the machine's. 0.0 with
+    fewer than two such sizes, or a falling line.
+    """
+    by_size: dict[int, list[float]] = {}
+    for hop, b in hops:
+        by_size.setdefault(max(b, 1), []).append(hop)
+    fit = {b: v for b, v in by_size.items() if len(v) >= MIN_PASSES_FOR_FIT}
+    if len(fit) < 2:
+        return 0.0
+    x = np.array([(b - 1) / 2 for b in fit])
+    y = np.array([float(np.median(v)) for v in fit.values()])
+    w = np.array([len(v) for v in fit.values()], dtype=float)
+    x_mean, y_mean = np.average(x, weights=w), np.average(y, weights=w)
+    slope = float(np.average((x - x_mean) * (y - y_mean), weights=w)) / float(
+        np.average((x - x_mean) ** 2, weights=w)
+    )
+    return max(slope, 0.0)
+
+
+def own_hops(hops: list[tuple[float, int]], per_answer_ms: float) -> list[float]:
+    """Each hop less its mean wait for the answers before it in its batch (what the
+    simulator adds back through `response_ms`); a lone request's hop is unchanged."""
+    return [max(h - per_answer_ms * (max(b, 1) - 1) / 2, 0.0) for h, b in hops]
 
 
 def serving_sigma(
@@ -475,11 +541,13 @@ Reply = tuple[float, JSONObject]  # client milliseconds, the response's paramete
 
 @dataclass
 class SampleReplies:
-    """The graph pass's replies: one request at a time, then an open-loop Poisson load."""
+    """The graph pass's replies: one request at a time, bursts, then an open-loop Poisson
+    load."""
 
     sequential: list[Reply]
     loaded: list[Reply]
     loaded_rps: float
+    bursts: list[Reply] = field(default_factory=list)  # full batches at once (`_bursts`)
 
 
 def loaded_rate(
@@ -559,22 +627,51 @@ async def _send_sample(
             if i >= 3:  # the first requests warm connections and lazy paths
                 sequential.append(reply)
                 progress("sample payloads through the graph, one at a time", 1)
+        bursts = await _bursts(send, graph, settings.bursts)
         if settings.loaded_rps is None and settings.load <= 0:
-            return SampleReplies(sequential, [], 0.0)
-        replicas = {n.name: n.replicas for n in graph.spec.nodes}
-        cpus = None if settings.endpoints else os.cpu_count() or 1
-        rate = settings.loaded_rps or loaded_rate(sequential, replicas, settings.load, cpus)
-        gaps = np.random.default_rng(0).exponential(1.0 / rate, settings.requests)
-        began = time.perf_counter()
+            return SampleReplies(sequential, [], 0.0, bursts)
+        loaded, rate = await _loaded_half(send, graph, settings, sequential, progress)
+    return SampleReplies(sequential, loaded, rate, bursts)
 
-        async def arrive(i: int, at: float) -> Reply:
-            await asyncio.sleep(max(0.0, at - (time.perf_counter() - began)))
-            reply = await send(i)
-            progress(f"sample payloads through the graph at {rate:.1f} req/s", 1)
-            return reply
 
-        loaded = await asyncio.gather(*(arrive(i, at) for i, at in enumerate(np.cumsum(gaps))))
-    return SampleReplies(sequential, list(loaded), rate)
+Send = Callable[[int], Awaitable[Reply]]
+
+
+async def _bursts(send: Send, graph: InferenceGraph, count: int) -> list[Reply]:
+    """`count` bursts of as many requests at once as the largest batch limit (at most 32),
+    one burst after another: each forms full batches, whose answers show how far apart a
+    batch's members leave its server (`response_ms`, against the one-at-a-time replies)."""
+    size = min(max(n.batching.max_batch_size for n in graph.spec.nodes), 32)
+    replies: list[Reply] = []
+    if size < 2:
+        return replies
+    for _ in range(count):
+        replies += await asyncio.gather(*(send(i) for i in range(size)))
+    return replies
+
+
+async def _loaded_half(
+    send: Send,
+    graph: InferenceGraph,
+    settings: ProfileSettings,
+    sequential: list[Reply],
+    progress: Progress,
+) -> tuple[list[Reply], float]:
+    """The open-loop Poisson half: its replies and rate."""
+    replicas = {n.name: n.replicas for n in graph.spec.nodes}
+    cpus = None if settings.endpoints else os.cpu_count() or 1
+    rate = settings.loaded_rps or loaded_rate(sequential, replicas, settings.load, cpus)
+    gaps = np.random.default_rng(0).exponential(1.0 / rate, settings.requests)
+    began = time.perf_counter()
+
+    async def arrive(i: int, at: float) -> Reply:
+        await asyncio.sleep(max(0.0, at - (time.perf_counter() - began)))
+        reply = await send(i)
+        progress(f"sample payloads through the graph at {rate:.1f} req/s", 1)
+        return reply
+
+    loaded = await asyncio.gather(*(arrive(i, at) for i, at in enumerate(np.cumsum(gaps))))
+    return list(loaded), rate
 
 
 async def _post(
@@ -734,7 +831,12 @@ def _measure_graph(
     # process and machine with other requests' decoding there. Rows per request come from
     # the one-at-a-time half (a loaded batch also holds other requests' rows); branch
     # fractions from every reply.
-    served = summarise_pass(topology, replies.loaded or replies.sequential, list(nodes))
+    # A batch's answers leave one at a time: from full batches at once against one request
+    # at a time, where nothing else competes (the loaded half mixes sizes with the load).
+    turns = summarise_pass(topology, replies.sequential + replies.bursts, list(nodes))
+    served = summarise_pass(
+        topology, replies.loaded or replies.sequential, list(nodes), turns.response_ms
+    )
     alone = summarise_pass(topology, replies.sequential, list(nodes))
     measured = summarise_pass(topology, replies.sequential + replies.loaded, list(nodes))
     factor_of = {
@@ -746,6 +848,7 @@ def _measure_graph(
             prof,
             hop_ms=served.hop_ms.get(name, prof.hop_ms),
             hop_p99_ms=served.hop_p99_ms.get(name, 0.0),
+            response_ms=served.response_ms.get(name, 0.0),
             rows=alone.rows.get(name, prof.rows),
             serving_factor=factor_of[name][0],
             serving_overhead_ms=factor_of[name][1],
@@ -782,6 +885,7 @@ def _profile_settings(
         "offline_scale": settings.offline_scale if settings.offline else None,
         "payload": None if settings.skip_graph else _payload_spec(graph, settings),
         "requests": 0 if settings.skip_graph else settings.requests,
+        "graph_pass_bursts": 0 if settings.skip_graph else settings.bursts,
         "graph_pass_load": None
         if settings.skip_graph or settings.loaded_rps is not None
         else settings.load,

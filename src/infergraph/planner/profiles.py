@@ -65,6 +65,9 @@ class NodeProfile:
     batches: tuple[BatchTiming, ...]
     hop_ms: float = 0.0  # median per-request time outside the batch
     hop_p99_ms: float = 0.0  # its p99 in the graph pass; 0: no spread measured
+    # Per request, the server's response path taken one request at a time: a batch's answers
+    # leave this far apart (graph pass; 0: not measured, every answer leaves with its pass).
+    response_ms: float = 0.0
     rows: dict[int, int] = field(default_factory=lambda: {1: 1})  # rows per request -> count
     serving_factor: float = 1.0  # forward pass in the server / in the profiler (graph pass)
     serving_overhead_ms: float = 0.0  # what every pass in the server adds on top (graph pass)
@@ -207,8 +210,8 @@ def _node_profile(name: str, data: object, hardware_class: str, where: str) -> N
     # Older profiles also hold speed_correlation and drift_* fields: a drift model the
     # controlled check showed no prediction needs (issue 28). They are ignored.
     keys = (
-        "hop_p99_ms", "serving_sigma", "serving_overhead_ms", "load_s", "cold_load_s",
-        "first_load_s",
+        "hop_p99_ms", "response_ms", "serving_sigma", "serving_overhead_ms", "load_s",
+        "cold_load_s", "first_load_s",
     )  # fmt: skip
     measured = {key: _non_negative(data, key, where) for key in keys}
     return NodeProfile(
@@ -219,6 +222,7 @@ def _node_profile(name: str, data: object, hardware_class: str, where: str) -> N
         batches=tuple(sorted(batches, key=lambda t: t.batch_size)),
         hop_ms=float(data.get("hop_ms", 0.0)),
         hop_p99_ms=measured["hop_p99_ms"],
+        response_ms=measured["response_ms"],
         rows=rows,
         serving_factor=factor,
         serving_sigma=measured["serving_sigma"],

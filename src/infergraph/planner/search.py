@@ -158,6 +158,7 @@ def node_config(profile: NodeProfile, batch: int, delay_ms: float, replicas: int
         profile.hop_ms / 1000.0,
         rows,
         hop_sigma=profile.hop_sigma,
+        response_s=profile.response_ms / 1000.0,
     )
 
 

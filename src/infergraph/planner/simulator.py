@@ -19,7 +19,11 @@ arrival, and a request that finds none waits for the first to become ready.
 Each node visit also costs a per-request `hop` (router to node and back, request
 decoding, preprocessing), which is not queued: fixed, or log-normal around the
 measured median with the spread its p99 showed, so requests may reach the batcher
-in another order than they left the router.
+in another order than they left the router. The answers then leave each replica
+through its response path, one request at a time (`response_s` apiece, first come
+first served; a request's own turn is in its hop): the members of a batch leave one
+after another, so the time after the pass grows with the batch size and, through
+queueing, with the rate.
 
 The graph is a DAG of stages, so nodes are simulated one at a time in topological
 order: a stage's arrivals are its dependencies' completions. That is exact for a
@@ -84,6 +88,10 @@ class NodeConfig:
     # sequence), so a check compares the queueing model on the very passes that were served.
     # None: fresh draws from the run's generator.
     draws: np.ndarray | None = None
+    # Per-request time of the replica's response path (answer handed to the loop, output
+    # assembled and encoded, read by the router), one request at a time: the members of a
+    # batch, which all finish together, leave one after another (`respond_in_turn`).
+    response_s: float = 0.0
 
 
 @dataclass
@@ -96,6 +104,7 @@ class NodeRun:
     rows: int
     forward_per_request_s: float = 0.0  # mean forward time of the batch each request was in
     replica_seconds: float = 0.0  # billed pod time; 0: static replicas over the whole horizon
+    response_per_request_s: float = 0.0  # mean time from the pass's end to the answer leaving
 
 
 @dataclass
@@ -221,6 +230,35 @@ def _batch_loop(
     return busy, batches, per_request
 
 
+@numba.njit(cache=True, nogil=True)
+def _fifo(done: np.ndarray, each_s: float) -> np.ndarray:
+    """Departures of a single first-come first-served server taking `each_s` per request,
+    for requests ready at `done` (ascending)."""
+    out = np.empty_like(done)
+    free = -np.inf
+    for k in range(done.size):
+        free = max(done[k], free) + each_s
+        out[k] = free
+    return out
+
+
+def respond_in_turn(done: np.ndarray, each_s: float) -> np.ndarray:
+    """When each request's answer leaves a replica whose response path serves one request
+    at a time, `each_s` apiece: a batch's members finish together and leave `each_s` apart
+    (in arrival order), and at a high rate answers queue for that path as for any server.
+
+    Only the wait for the path counts here: a request's own turn on it is part of its hop,
+    which the profile measures (a lone answer leaves as its pass ends). The router reports
+    the wait as hop too, which therefore grows with the batch size and the rate (the
+    controlled check, issue 28); a fixed hop alone under-predicts every batched row."""
+    if each_s <= 0 or not done.size:
+        return done
+    order = np.argsort(done, kind="stable")
+    out = np.empty_like(done)
+    out[order] = _fifo(done[order], float(each_s)) - each_s
+    return out
+
+
 def _pass_draws(rng: np.random.Generator, n: int, config: NodeConfig) -> np.ndarray:
     """One replica's draws, one per pass: the node's known ones, or fresh."""
     if config.draws is not None and config.draws.size:
@@ -253,6 +291,7 @@ def simulate_node(
     done_sorted = np.empty_like(t_in)
     busy = 0.0
     per_request = 0.0
+    responding = 0.0
     batches = 0
     single = bool((r_in == 1).all())
     for rep in range(int(replica.max(initial=0)) + 1):
@@ -268,7 +307,8 @@ def simulate_node(
             _pass_draws(rng, idx.size, config),
             single,
         )
-        done_sorted[idx] = done
+        done_sorted[idx] = respond_in_turn(done, config.response_s)
+        responding += float(np.sum(done_sorted[idx] - done))
         busy += rep_busy
         batches += rep_batches
         per_request += rep_per_request
@@ -281,6 +321,7 @@ def simulate_node(
         int(rows.sum()),
         per_request / max(arrivals.size, 1),
         config.schedule.replica_seconds if config.schedule is not None else 0.0,
+        responding / max(arrivals.size, 1),
     )
     return done_out, run
 
