@@ -54,12 +54,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import REPO, console, print_table, write_results
 from infergraph.cost.pricing import load_catalog
+from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import load_graph
-from infergraph.planner.planning import PlanInputs, plan_graph
-from infergraph.planner.profiles import load_profile, match_profiles
+from infergraph.planner.planning import PlanInputs, PlanOutcome, plan_graph
+from infergraph.planner.profiles import NodeProfile, ProfileSet, load_profile, match_profiles
 from infergraph.planner.search import SearchSettings, node_config
-from infergraph.planner.simulator import poisson_arrivals, simulate
-from infergraph.planner.topology import topology_of
+from infergraph.planner.simulator import NodeConfig, poisson_arrivals, simulate
+from infergraph.planner.topology import Topology, topology_of
 from infergraph.planner.workload import Workload
 
 CHECK_CLASS = "c6i.2xlarge"
@@ -296,6 +297,69 @@ def beyond_interval_pct(predicted: float, measured: float, interval: tuple[float
     return 100.0 * gap / measured
 
 
+@dataclass
+class _Replay:
+    """One configuration's simulation on a run's arrivals (or on fresh draws of its rate)."""
+
+    graph: InferenceGraph
+    topo: Topology
+    profiles: ProfileSet
+    nodes: dict[str, NodeProfile]
+    arrivals_s: np.ndarray
+    seeds: int
+
+    @classmethod
+    def of(cls, graph_file: Path, profile: Path, arrivals_s: np.ndarray, seeds: int) -> _Replay:
+        graph = load_graph(graph_file)
+        topo = topology_of(graph)
+        names = [n.name for n in graph.spec.nodes]
+        profiles = match_profiles([load_profile(profile)], graph.name, names, topo.gates)
+        nodes = {n: profiles.by_node[n][CHECK_CLASS] for n in names}
+        return cls(graph, topo, profiles, nodes, arrivals_s, seeds)
+
+    def _configs(self, factors: dict[str, float]) -> dict[str, NodeConfig]:
+        """Each node's configuration, its service times scaled by its factor."""
+        return {
+            n.name: node_config(
+                replace(
+                    self.nodes[n.name],
+                    serving_factor=self.nodes[n.name].serving_factor * factors[n.name],
+                    serving_overhead_ms=self.nodes[n.name].serving_overhead_ms * factors[n.name],
+                ),
+                n.batching.max_batch_size,
+                n.batching.max_batch_time_ms,
+                1,
+            )
+            for n in self.graph.spec.nodes
+        }
+
+    def run(
+        self, factors: dict[str, float], replay: bool = True
+    ) -> tuple[float, float, dict[str, float]]:
+        """Mean p50 and p99 over the seeds, and each node's mean forward time per request."""
+        configs = self._configs(factors)
+        measured = self.arrivals_s >= WARMUP_S
+        duration = float(self.arrivals_s[-1] - WARMUP_S)
+        rate = float(measured.sum()) / duration
+        p50, p99, forward = [], [], {n: [] for n in self.nodes}
+        for seed in range(self.seeds):
+            if replay:
+                arrivals, counted = self.arrivals_s, measured
+            else:  # a fresh draw of the same rate per seed
+                arrivals = poisson_arrivals(rate, duration, np.random.default_rng(100 + seed))
+                counted = np.ones(arrivals.size, dtype=bool)
+            ingress_s = self.profiles.ingress_ms / 1000.0
+            result = simulate(self.topo, configs, arrivals, self.profiles.branches, ingress_s, seed)
+            latency_ms = result.latency_s[counted] * 1000.0
+            p50.append(float(np.percentile(latency_ms, 50)))
+            p99.append(float(np.percentile(latency_ms, 99)))
+            for n, node_run in result.nodes.items():
+                # what a request reports as inference_ms: its batch's whole forward time
+                forward[n].append(node_run.forward_per_request_s * 1000.0)
+        means = {n: float(np.mean(v)) for n, v in forward.items()}
+        return float(np.mean(p50)), float(np.mean(p99)), means
+
+
 def predict(
     graph_file: Path,
     profile: Path,
@@ -318,51 +382,9 @@ def predict(
     simulated means match: that prediction isolates the queueing and batching model from how
     far the machine drifted from the profile.
     """
-    graph = load_graph(graph_file)
-    topo = topology_of(graph)
-    profiles = match_profiles(
-        [load_profile(profile)], graph.name, [n.name for n in graph.spec.nodes], topo.gates
-    )
-    nodes = {n.name: profiles.by_node[n.name][CHECK_CLASS] for n in graph.spec.nodes}
-    measured = arrivals_s >= WARMUP_S
-    duration = float(arrivals_s[-1] - WARMUP_S)
-    rate = float(measured.sum()) / duration
-
-    def run(
-        factors: dict[str, float], replay: bool = True
-    ) -> tuple[float, float, dict[str, float]]:
-        configs = {
-            n.name: node_config(
-                replace(
-                    nodes[n.name],
-                    serving_factor=nodes[n.name].serving_factor * factors[n.name],
-                    serving_overhead_ms=nodes[n.name].serving_overhead_ms * factors[n.name],
-                ),
-                n.batching.max_batch_size,
-                n.batching.max_batch_time_ms,
-                1,
-            )
-            for n in graph.spec.nodes
-        }
-        p50, p99, forward = [], [], {n: [] for n in nodes}
-        for seed in range(seeds):
-            if replay:
-                arrivals, counted = arrivals_s, measured
-            else:  # a fresh draw of the same rate per seed
-                arrivals = poisson_arrivals(rate, duration, np.random.default_rng(100 + seed))
-                counted = np.ones(arrivals.size, dtype=bool)
-            result = simulate(
-                topo, configs, arrivals, profiles.branches, profiles.ingress_ms / 1000.0, seed
-            )
-            latency_ms = result.latency_s[counted] * 1000.0
-            p50.append(float(np.percentile(latency_ms, 50)))
-            p99.append(float(np.percentile(latency_ms, 99)))
-            for n, node_run in result.nodes.items():
-                # what a request reports as inference_ms: its batch's whole forward time
-                forward[n].append(node_run.forward_per_request_s * 1000.0)
-        means = {n: float(np.mean(v)) for n, v in forward.items()}
-        return float(np.mean(p50)), float(np.mean(p99)), means
-
+    replay = _Replay.of(graph_file, profile, arrivals_s, seeds)
+    run = replay.run
+    nodes = replay.nodes
     ones = {n: 1.0 for n in nodes}
     p50, p99, forward = run(ones)
     _, rate_only_p99, _ = run(ones, replay=False)
@@ -628,6 +650,60 @@ def _gpu_profile_sources(folder: Path | None) -> dict[str, Any] | None:
     return out
 
 
+def _cost_profile(work: Path, graph_file: Path, scale: str, max_batch: int, log: Path) -> Path:
+    """The graph's profile for the cost part, taken once per work folder."""
+    name = graph_file.stem
+    profile = work / f"{name}-{scale}-profile.json"
+    if profile.exists():
+        console.print(f"reusing {profile} (remove it to profile again)")
+        return profile
+    with console.status(f"profiling '{name}' ({scale} checkpoints)..."):
+        _cli(
+            "profile", str(graph_file), "--out", str(profile), "--offline",
+            "--offline-scale", scale, "--max-batch", str(max_batch), "--repeats", "15",
+            "--requests", "30", "--hardware-class", CHECK_CLASS, log=log,
+        )  # fmt: skip
+    return profile
+
+
+def _cost_row(
+    name: str,
+    label: str,
+    scale: str,
+    gpu: list[Path],
+    outcome: PlanOutcome,
+    wall: float,
+    slo_ms: float,
+) -> dict[str, Any]:
+    """One planned (or baseline) configuration of a graph, as the cost part reports it."""
+    return {
+        "part": "cost",
+        "graph": name,
+        "config": label,
+        "scale": scale,
+        "classes": sorted(
+            {c for n in outcome.profiles.by_node for c in outcome.profiles.classes(n)}
+        ),
+        "scenario": "cpu+gpu" if gpu else "cpu",
+        "gpu_profiles": [_shown(p) for p in gpu],
+        "usd_per_hour": outcome.final.usd_per_hour,
+        "peak_usd_per_hour": outcome.peak_usd_per_hour,
+        "autoscale": outcome.inputs.autoscale,
+        "usd_per_million": outcome.usd_per_million(),
+        "p99_ms": outcome.final.latency_ms,
+        "slo_ms": slo_ms,
+        "slo_attainment": outcome.attainment,
+        "planner_seconds": wall,
+        "simulations": outcome.search.simulations,
+        "nodes": {
+            n: f"{o.hardware} b{o.max_batch_size} {o.max_batch_time_ms:g}ms"
+            f" x{o.replicas} (mean {outcome.final.mean_replicas[n]:.2f})"
+            for n, o in outcome.final.options.items()
+        },
+        "branches": outcome.profiles.branches,
+    }
+
+
 def cost_check(
     work: Path, mean: float, peak: float, seconds: int, scale: str, gpu_folder: Path | None
 ) -> list[dict[str, Any]]:
@@ -646,16 +722,7 @@ def cost_check(
         if gpu_folder is not None and not gpu:
             continue  # a GPU scenario for the graphs that have a GPU profile only
         graph_file = REPO / "k8s" / "graphs" / f"{name}.yaml"
-        profile = work / f"{name}-{scale}-profile.json"
-        if profile.exists():
-            console.print(f"reusing {profile} (remove it to profile again)")
-        else:
-            with console.status(f"profiling '{name}' ({scale} checkpoints)..."):
-                _cli(
-                    "profile", str(graph_file), "--out", str(profile), "--offline",
-                    "--offline-scale", scale, "--max-batch", str(max_batch), "--repeats", "15",
-                    "--requests", "30", "--hardware-class", CHECK_CLASS, log=log,
-                )  # fmt: skip
+        profile = _cost_profile(work, graph_file, scale, max_batch, log)
         graph = load_graph(graph_file)
         slo = graph.spec.slo
         assert slo is not None
@@ -686,34 +753,7 @@ def cost_check(
             )
             outcomes[label] = (outcome, time.perf_counter() - started)
         for label, (outcome, wall) in outcomes.items():
-            rows.append(
-                {
-                    "part": "cost",
-                    "graph": name,
-                    "config": label,
-                    "scale": scale,
-                    "classes": sorted(
-                        {c for n in outcome.profiles.by_node for c in outcome.profiles.classes(n)}
-                    ),
-                    "scenario": "cpu+gpu" if gpu else "cpu",
-                    "gpu_profiles": [_shown(p) for p in gpu],
-                    "usd_per_hour": outcome.final.usd_per_hour,
-                    "peak_usd_per_hour": outcome.peak_usd_per_hour,
-                    "autoscale": outcome.inputs.autoscale,
-                    "usd_per_million": outcome.usd_per_million(),
-                    "p99_ms": outcome.final.latency_ms,
-                    "slo_ms": slo.latency_ms,
-                    "slo_attainment": outcome.attainment,
-                    "planner_seconds": wall,
-                    "simulations": outcome.search.simulations,
-                    "nodes": {
-                        n: f"{o.hardware} b{o.max_batch_size} {o.max_batch_time_ms:g}ms"
-                        f" x{o.replicas} (mean {outcome.final.mean_replicas[n]:.2f})"
-                        for n, o in outcome.final.options.items()
-                    },
-                    "branches": outcome.profiles.branches,
-                }
-            )
+            rows.append(_cost_row(name, label, scale, gpu, outcome, wall, slo.latency_ms))
     return rows
 
 
@@ -933,7 +973,8 @@ def controlled_part(
     return rows
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
+    """The command line: which parts run, on what, and what stands in for the rest."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=240.0, help="measured seconds per rate")
     parser.add_argument("--mean", type=float, default=3000.0, help="trace mean req/s")
@@ -965,6 +1006,12 @@ def main() -> None:
         help="comma-separated: cost, check, search (the planner against exhaustive search), "
         "controlled (the simulator against controlled service times)",
     )
+    _later_arguments(parser)
+    return parser.parse_args()
+
+
+def _later_arguments(parser: argparse.ArgumentParser) -> None:
+    """The controlled and search parts' settings, the work folder, the inputs reused."""
     parser.add_argument(
         "--controlled-served-profiles",
         action="store_true",
@@ -1004,10 +1051,12 @@ def main() -> None:
         help="a previous planner.json whose rows, summary keys and settings stand in for the "
         "parts not run now",
     )
-    args = parser.parse_args()
-    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-planner-"))
-    work.mkdir(parents=True, exist_ok=True)
-    console.print(f"work folder and logs: {work}")
+
+
+def _run_parts(
+    args: argparse.Namespace, work: Path
+) -> tuple[dict[str, list[dict[str, Any]]], set[str], dict[str, Any], Path | None]:
+    """Each part's rows, run now or taken from --reuse; and what the summary needs to know."""
     parts = set(args.parts.split(","))
     only = set(args.only.split(",")) if args.only else None
     # With --only, the reused check rows stay but for the configurations checked again.
@@ -1038,6 +1087,11 @@ def main() -> None:
         if "controlled" in parts
         else reused.get("controlled", [])
     )
+    rows = {"check": check_rows, "cost": cost_rows, "search": search_rows, "controlled": controlled}
+    return rows, parts, reused, gpu_folder
+
+
+def _print_tables(check_rows: list[dict[str, Any]], cost_rows: list[dict[str, Any]]) -> None:
     print_table(
         "simulator against the load tester (local runner, this CPU)",
         check_rows,
@@ -1073,6 +1127,18 @@ def main() -> None:
             "planner_seconds",
         ],
     )
+
+
+def main() -> None:
+    args = _arguments()
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-planner-"))
+    work.mkdir(parents=True, exist_ok=True)
+    console.print(f"work folder and logs: {work}")
+    rows, parts, reused, gpu_folder = _run_parts(args, work)
+    check_rows, cost_rows = rows["check"], rows["cost"]
+    search_rows, controlled = rows["search"], rows["controlled"]
+    only = set(args.only.split(",")) if args.only else None
+    _print_tables(check_rows, cost_rows)
     summary = summarise(check_rows, cost_rows, search_rows, controlled)
     complete = (parts >= {"cost", "check", "search", "controlled"} or bool(reused)) and not (
         args.quick or (only and not reused)

@@ -33,10 +33,11 @@ from benchmarks import bench_planner as bp
 from benchmarks.common import REPO, console
 from benchmarks.controlled import EXTRA_FAMILIES, ControlledNode
 from infergraph.components.registry import EXTRA_FAMILIES_ENV
+from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import load_graph
-from infergraph.planner.profiles import load_profile, match_profiles
+from infergraph.planner.profiles import ProfileSet, load_profile, match_profiles
 from infergraph.planner.search import node_config
-from infergraph.planner.simulator import ServiceModel, simulate
+from infergraph.planner.simulator import NodeConfig, ServiceModel, simulate
 from infergraph.planner.topology import topology_of
 
 GRAPH = REPO / "benchmarks/graphs/controlled-chain.yaml"
@@ -188,6 +189,29 @@ def known_service(name: str, batch: int) -> ServiceModel:
     )
 
 
+def _known_configs(
+    graph: InferenceGraph, profiles: ProfileSet, in_turn: bool
+) -> dict[str, NodeConfig]:
+    """Each node's configuration with its configured law and the served node's very draws."""
+    draws = ControlledNode.known_draws(SEED, KNOWN_DRAWS)
+    configs = {
+        n.name: replace(
+            node_config(
+                profiles.by_node[n.name][bp.CHECK_CLASS],
+                n.batching.max_batch_size,
+                n.batching.max_batch_time_ms,
+                1,
+            ),
+            service=known_service(n.name, n.batching.max_batch_size),
+            draws=draws,
+        )
+        for n in graph.spec.nodes
+    }
+    if in_turn:
+        return configs
+    return {n: replace(c, response_s=0.0, hop_s=c.hop_s + c.response_s) for n, c in configs.items()}
+
+
 def predict_known(
     graph_file: Path, profile: Path, arrivals_s: np.ndarray, in_turn: bool = True
 ) -> dict[str, Any]:
@@ -207,24 +231,7 @@ def predict_known(
     topo = topology_of(graph)
     names = [n.name for n in graph.spec.nodes]
     profiles = match_profiles([load_profile(profile)], graph.name, names, topo.gates)
-    draws = ControlledNode.known_draws(SEED, KNOWN_DRAWS)
-    configs = {
-        n.name: replace(
-            node_config(
-                profiles.by_node[n.name][bp.CHECK_CLASS],
-                n.batching.max_batch_size,
-                n.batching.max_batch_time_ms,
-                1,
-            ),
-            service=known_service(n.name, n.batching.max_batch_size),
-            draws=draws,
-        )
-        for n in graph.spec.nodes
-    }
-    if not in_turn:
-        configs = {
-            n: replace(c, response_s=0.0, hop_s=c.hop_s + c.response_s) for n, c in configs.items()
-        }
+    configs = _known_configs(graph, profiles, in_turn)
     counted = arrivals_s >= bp.WARMUP_S
     p50, p99, mean = [], [], []
     forward: dict[str, list[float]] = {n: [] for n in names}
