@@ -19,23 +19,11 @@ from typing import Any
 import httpx
 import numpy as np
 
+from benchmarks.bench_hops import chain
 from infergraph.graph.plan import parse_graph
 from tests.servers import model_host
 from tests.test_engine_kserve import served
 
-CHAIN = {
-    "apiVersion": "infergraph.io/v1alpha1",
-    "kind": "InferenceGraph",
-    "metadata": {"name": "chain"},
-    "spec": {
-        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, -1]}],
-        "nodes": [
-            {"name": "first", "family": "identity"},
-            {"name": "second", "family": "identity"},
-        ],
-        "graph": {"sequence": [{"node": "first"}, {"node": "second"}]},
-    },
-}
 WARM_UP = 20
 
 
@@ -74,7 +62,7 @@ def _row(client: httpx.Client, url: str, pid: int, elements: int, requests: int)
 def step_cpu_rows(sizes: list[int], requests: int) -> list[dict[str, Any]]:
     """One row per FP32 tensor size: the first step's server CPU per request. Large bodies
     take longer per request, so fewer of them are sent (at least 50)."""
-    graph = parse_graph(CHAIN)
+    graph = parse_graph(chain(2))
     with (
         tempfile.TemporaryDirectory() as tmp,
         model_host(Path(tmp)) as host,
