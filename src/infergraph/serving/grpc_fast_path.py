@@ -57,7 +57,7 @@ from mlserver.types import InferenceRequest, InferenceResponse
 from infergraph.errors import InputError
 from infergraph.json_types import JSONObject
 from infergraph.tensors.binary import decode_binary, encode_bytes_tensor
-from infergraph.tensors.datatypes import V2_TO_NUMPY
+from infergraph.tensors.datatypes import V2_TO_NUMPY, datatype_of, is_bytes
 from infergraph.tensors.modelinfer import CONTENTS_FIELD, encode_grpc
 
 log = logging.getLogger(__name__)
@@ -332,6 +332,13 @@ def plain_response(
     if model.version is not None:
         response.model_version = model.version
     for name, array in served["outputs"].items():
+        array = np.asarray(array)
+        numeric = None if is_bytes(array) else datatype_of(array)
+        if raw and numeric is not None:  # the array's own bytes, no list of Python numbers
+            out = response.outputs.add(name=name, datatype=numeric, shape=list(array.shape))
+            out.contents.SetInParent()
+            response.raw_output_contents.append(np.ascontiguousarray(array).tobytes())
+            continue
         datatype, shape, data, params = encode_grpc(array)
         out = response.outputs.add(name=name, datatype=datatype, shape=shape)
         if raw and (datatype == "BYTES" or datatype in V2_TO_NUMPY):

@@ -288,13 +288,8 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         try:
             body = _json_body(await request.body())
             return _json_response(await graph_step.run_step(wiring, body, call))
-        except InfergraphError as exc:
-            status, answer = error_body(exc, self.name)
-            return Response(answer, status.http, media_type="application/json")
-        except Exception as exc:  # a fault of ours: logged in full, answered as JSON
-            log.exception("%s: graph step failed", self.name)
-            status, answer = error_body(exc, self.name)
-            return Response(answer, status.http, media_type="application/json")
+        except Exception as exc:
+            return self._error_response(exc)
 
     async def _rest_infer_raw(self, request: Request) -> Response:
         """Raw body (image bytes as application/octet-stream) as the first BYTES input."""
@@ -317,17 +312,21 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
     def _raw_input(self) -> str | None:
         return next((s.name for s in self.component.inputs if s.datatype == "BYTES"), None)
 
+    def _error_response(self, exc: Exception) -> Response:
+        """The JSON error of a REST route: the caller's mistake logged in a line, a fault of
+        ours logged in full."""
+        if isinstance(exc, InfergraphError):
+            log.info("%s: %s", self.name, exc)
+        else:
+            log.exception("%s: request failed", self.name)
+        status, body = error_body(exc, self.name)
+        return Response(body, status.http, media_type="application/json")
+
     async def _rest(self, parse: Callable[[], V2Request]) -> Response:
         try:
             request, served = await self._measured(parse)
-        except InfergraphError as exc:
-            status, body = error_body(exc, self.name)
-            log.info("%s: %s", self.name, exc)
-            return Response(body, status.http, media_type="application/json")
-        except Exception as exc:  # a fault of ours: logged in full, answered as JSON
-            log.exception("%s: request failed", self.name)
-            status, body = error_body(exc, self.name)
-            return Response(body, status.http, media_type="application/json")
+        except Exception as exc:
+            return self._error_response(exc)
         entries, blobs = encode_outputs(
             served["outputs"], request.binary_all, request.binary_outputs
         )
