@@ -18,6 +18,14 @@ gives `identity_rps_per_core`: requests answered per second of the server's CPU;
 request over the binary extension and gRPC gives `identity_transport_vs_json`, and a bare
 grpc.aio server under the same gRPC load gives `grpc_floor_rps_per_core` (grpc_floor.py).
 
+Families in `--instances-families` are also measured as several model instances
+(`--instances`, the node setting `instances`: copies with a forward thread each, on a CPU
+splitting its threads). Each instance count gets its own direct figure (that many copies
+running `run_batch` at once, at the best batch size of one copy) and its own served run; the
+row's headline `direct_rps` and `mlserver_rps` are the best of each over the counts, so the
+ratio compares the best way to serve the model with the best way to run it, and
+`by_instances` keeps every count's figures.
+
 Checkpoints are the real architectures with random weights (no hub here); the compute-heavy
 families (SigLIP, ViT) run at base size, where the forward pass dominates and the ratio is
 meaningful. For tiny checkpoints the forward takes microseconds and the ratio only measures
@@ -32,6 +40,7 @@ import gc
 import json
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -39,6 +48,7 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -47,6 +57,7 @@ from benchmarks.serving_account import COLUMNS, account, cores_while
 from infergraph.checkpoints.registry import BUILDERS
 from infergraph.components.base import ComponentSettings
 from infergraph.components.registry import component_class
+from infergraph.device import forward_thread_setup
 from infergraph.tensors.v2json import encode_json
 from tests.servers import mlserver, write_model
 
@@ -152,6 +163,42 @@ def direct_throughput(
     return best, best_bs, best_cpu, requests
 
 
+def direct_instances(
+    family: str, uri: Path, rows_of: list[Any], key: Any, instances: int, seconds: float
+) -> tuple[float, float]:
+    """Items/s and CPU microseconds per item of `instances` copies each running `run_batch`
+    on the same batch at once, each thread with its share of the CPU's threads, as the
+    server's forward threads run them (`device.forward_thread_setup`)."""
+    cls = component_class(family)
+    copies = [cls(ComponentSettings(model_uri=str(uri), max_batch_size=len(rows_of)))]
+    copies += [cls(copies[0].settings) for _ in range(instances - 1)]
+    for copy in copies:
+        copy.start()
+    setup = forward_thread_setup(copies[0].device, instances)
+    counts = [0] * instances
+    stop_at = [0.0]
+
+    def run(i: int) -> None:
+        if setup is not None:
+            setup()
+        copies[i].run_batch(rows_of, key)  # warm this shape in this thread
+        while time.perf_counter() < stop_at[0]:
+            copies[i].run_batch(rows_of, key)
+            counts[i] += len(rows_of)
+
+    default_threads = torch.get_num_threads()
+    stop_at[0] = time.perf_counter() + seconds
+    start, cpu = time.perf_counter(), time.process_time()
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(instances)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    torch.set_num_threads(default_threads)  # a forward thread's setting is the new default
+    items = max(1, sum(counts))
+    return items / (time.perf_counter() - start), (time.process_time() - cpu) / items * 1e6
+
+
 def v2_bodies(requests: list[dict[str, np.ndarray]]) -> list[bytes]:
     bodies = []
     for inputs in requests:
@@ -250,17 +297,13 @@ def served(
 
 
 def serve_family(family: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Direct forward, then served throughput (and its CPU account) for one family."""
+    """Direct forward, then served throughput (and its CPU account) for one family, for each
+    instance count it is measured at; the row's headline is the best of each side."""
     reference, scale, heavy = FAMILIES[family]
     console.print(f"[bold]{family}[/] ({reference}, {scale} size)")
     uri = build(family, reference, scale, root / "ckpt")
     direct, best_bs, direct_cpu_us, requests = direct_throughput(family, uri, args.seconds / 2)
     gc.collect()  # the direct run's model goes before the server loads its own
-    models = root / f"serve-{family}"
-    models.mkdir()
-    write_model(
-        models, "m", family, uri=str(uri), max_batch_size=max(best_bs, 4), max_batch_time=0.005
-    )
     bodies = v2_bodies(requests)
     profile = family in args.account
     row: dict[str, Any] = {
@@ -272,10 +315,59 @@ def serve_family(family: str, root: Path, args: argparse.Namespace) -> dict[str,
         "direct_rps": direct,
         "direct_cpu_us": direct_cpu_us,
     }
-    if args.before_src:
-        row["before"] = with_ratios(served(models, bodies, args, args.before_src, profile), row)
-    row.update(with_ratios(served(models, bodies, args, None, profile), row))
-    return row
+    counts = args.instances if family in args.instances_families else [1]
+    by_instances: dict[str, dict[str, Any]] = {}
+    for count in counts:
+        side = dict(row)
+        if count > 1:
+            prepared = direct_prepared(family, uri, requests, best_bs)
+            rate, cpu_us = direct_instances(family, uri, *prepared, count, args.seconds / 2)
+            side.update(direct_rps=rate, direct_cpu_us=cpu_us)
+            gc.collect()
+        models = root / f"serve-{family}-{count}"
+        models.mkdir()
+        write_model(models, "m", family, uri=str(uri), max_batch_size=max(best_bs, 4),
+                    max_batch_time=0.005, instances=count)  # fmt: skip
+        if args.before_src and count == 1:
+            side["before"] = with_ratios(
+                served(models, bodies, args, args.before_src, profile), side
+            )
+        side.update(with_ratios(served(models, bodies, args, None, profile), side))
+        by_instances[str(count)] = side
+    return best_of(row, by_instances)
+
+
+def direct_prepared(
+    family: str, uri: Path, requests: list[dict[str, np.ndarray]], batch: int
+) -> tuple[list[Any], Any]:
+    """One batch of the benchmark's prepared rows (as `direct_throughput` builds them)."""
+    component = component_class(family)(ComponentSettings(model_uri=str(uri), max_batch_size=batch))
+    component.start()
+    prepared = [component.prepare(inputs, {}) for inputs in requests]
+    rows = [r for i in range(batch) for r in prepared[i % len(prepared)].rows]
+    return rows, prepared[0].batch_key
+
+
+def best_of(row: dict[str, Any], by_instances: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The row with its headline from the best count of each side: direct from the fastest
+    direct run, served (and its account) from the fastest served run, ratios recomputed."""
+    direct = max(by_instances.values(), key=lambda side: side["direct_rps"])
+    served_side = max(by_instances.values(), key=lambda side: side["mlserver_rps"])
+    best = {**row, "direct_rps": direct["direct_rps"], "direct_cpu_us": direct["direct_cpu_us"]}
+    best["direct_instances"] = int(next(k for k, v in by_instances.items() if v is direct))
+    best["served_instances"] = int(next(k for k, v in by_instances.items() if v is served_side))
+    run = {k: v for k, v in served_side.items() if k not in row or k in ("before",)}
+    best.update(with_ratios(run, best))
+    if len(by_instances) > 1:
+        best["by_instances"] = {
+            k: {f: v.get(f) for f in INSTANCE_FIELDS} for k, v in by_instances.items()
+        }
+    return best
+
+
+# What a row keeps of each instance count it was measured at.
+INSTANCE_FIELDS = ("direct_rps", "direct_cpu_us", "mlserver_rps", "server_cores", "ratio",
+                   "cpu_ratio", "p50_ms", "p99_ms", "errors", "ready_s")  # fmt: skip
 
 
 def with_ratios(run: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
@@ -415,6 +507,19 @@ def main() -> None:
         "--no-grpc-floor",
         action="store_true",
         help="skip the bare grpc.aio server beside the identity node (grpc_floor.py)",
+    )
+    parser.add_argument(
+        "--instances",
+        nargs="*",
+        type=int,
+        default=[1, 2],
+        help="model instances to measure the families of --instances-families at",
+    )
+    parser.add_argument(
+        "--instances-families",
+        nargs="*",
+        default=[*LIGHT, "image-embedding", "image-classification"],
+        help="families measured at each count of --instances (the rest at one instance)",
     )
     parser.add_argument(
         "--before-src",

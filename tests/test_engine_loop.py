@@ -75,7 +75,7 @@ async def _serve_both(slow: ComponentEngine, fast: ComponentEngine, probe: Doubl
 
 def test_a_slow_finish_does_not_hold_up_another_models_request() -> None:
     slow_component = Doubler(finish_s=SLOW_FINISH_S)
-    slow, fast = ComponentEngine(slow_component), ComponentEngine(Doubler())
+    slow, fast = ComponentEngine([slow_component]), ComponentEngine([Doubler()])
 
     async def run() -> float:
         try:

@@ -41,7 +41,7 @@ def _served_latencies(
     took = np.zeros(arrivals.size)
 
     async def main() -> None:
-        batcher = MicroBatcher(node.run_batch, BATCH, DELAY_S)
+        batcher = MicroBatcher([node.run_batch], BATCH, DELAY_S)
         start = time.perf_counter()
 
         async def one(i: int, at: float) -> None:

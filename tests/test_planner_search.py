@@ -655,3 +655,25 @@ def test_the_search_finds_the_exhaustive_optimum_of_small_random_cases(seed: int
     result = compare(seed, load_catalog())
     assert result.optimum_usd_per_hour is not None, "the case has a feasible combination"
     assert result.planner_usd_per_hour == pytest.approx(result.optimum_usd_per_hour, rel=1e-9)
+
+
+def test_plan_deploys_one_instance_per_replica_as_it_simulated(tmp_path: Path) -> None:
+    """A node served as two model instances is planned, and written, at one: the simulator
+    runs one forward pass at a time per replica, and the command says what it changed."""
+    doc = chain_graph(["a", "b"])
+    doc["spec"]["nodes"][0]["instances"] = 2
+    graph_file = tmp_path / "graph.yaml"
+    graph_file.write_text(yaml.safe_dump(doc))
+    profile = write_profile(
+        tmp_path / "p.json",
+        "chain",
+        "c6i.2xlarge",
+        {"a": node_entry(10.0, 5.0, 8), "b": node_entry(20.0, 10.0, 8)},
+    )
+    args = ["plan", str(graph_file), "--profiles", str(profile), "--slo-ms", "500"]
+    args += ["--rate", "20", "--duration", "30", "--out", str(tmp_path / "plan")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "planned at one model instance per replica: a (2)" in " ".join(result.output.split())
+    planned = parse_graph(yaml.safe_load((tmp_path / "plan" / "chain.planned.yaml").read_text()))
+    assert planned.node("a").instances == 1 and planned.node("b").instances == 1

@@ -180,7 +180,7 @@ def _real_batches(
         return rows
 
     async def main() -> None:
-        mb = MicroBatcher(run_batch, batch, delay_s)
+        mb = MicroBatcher([run_batch], batch, delay_s)
         start = time.perf_counter()
 
         async def one(i: int, at: float) -> None:

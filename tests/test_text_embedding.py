@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import torch
+import tritonclient.grpc as grpcclient
 from transformers.modeling_outputs import BaseModelOutput
+from tritonclient.grpc import model_config_pb2
 
 from infergraph.checkpoints.text_embedding import build_text_embedder
 from infergraph.checkpoints.tokenizers import minilm_dir
@@ -53,6 +56,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> Iterator
                 max_batch_size=32, max_batch_time=0.05)  # fmt: skip
     write_model(models, "minilm", "text-embedding", str(minilm_dir()), max_batch_size=8,
                 max_batch_time=0.01)  # fmt: skip
+    write_model(models, "minilm2", "text-embedding", str(minilm_dir()), max_batch_size=2,
+                instances=2)  # fmt: skip
     with mlserver(models) as proc:
         yield proc
 
@@ -227,3 +232,26 @@ def test_truncation_when_allowed_is_reported(server: MLServerProcess) -> None:
     )
     assert np.array(outputs(resp)["embedding"]).size == 2 * 384
     assert parameter(resp, "truncated") == [1]
+
+
+def test_two_instances_answer_the_vectors_of_one(server: MLServerProcess) -> None:
+    """Two copies of MiniLM, each with its own forward thread, under a burst: every caller
+    gets its own text's vector, as one instance computes it, and Triton's configuration
+    (REST and gRPC, read by tritonclient) says how many copies run."""
+    many = TEXTS * 4
+    payloads = [{"inputs": [text_input("text", [t])]} for t in many]
+    expected = {
+        t: np.array(
+            outputs(server.infer("minilm", {"inputs": [text_input("text", [t])]}))["embedding"]
+        )
+        for t in TEXTS
+    }
+    responses = burst(server, "minilm2", payloads)
+    for text, resp in zip(many, responses, strict=True):
+        assert np.allclose(outputs(resp)["embedding"], expected[text], atol=1e-5)
+    assert max_batch_size(responses) == 2
+    rest = httpx.get(f"{server.url}/v2/models/minilm2/config", timeout=30).json()
+    assert rest["instance_group"] == [{"count": 2, "kind": "KIND_CPU"}]
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+    group = client.get_model_config("minilm2").config.instance_group
+    assert [(g.count, g.kind) for g in group] == [(2, model_config_pb2.ModelInstanceGroup.KIND_CPU)]

@@ -47,6 +47,12 @@ class ComponentSettings(BaseModel):
     max_batch_time: float = Field(
         default=0.0, ge=0.0, description="seconds to wait for a batch to fill"
     )
+    instances: int = Field(
+        default=1,
+        ge=1,
+        description="copies of the model, each with its own forward thread, taking turns at "
+        "the batch queue (Triton's instance_group count); on a CPU they share its threads",
+    )
     options: JSONObject = Field(default_factory=dict)
 
 

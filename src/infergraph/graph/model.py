@@ -87,6 +87,12 @@ class Node(_Spec):
     dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
     options: JSONObject = Field(default_factory=dict)
     batching: Batching = Field(default_factory=Batching)
+    instances: int = Field(
+        default=1,
+        ge=1,
+        description="copies of the model per replica, each with its own forward thread "
+        "(Triton's instance_group count); on a CPU they split its threads",
+    )
     resources: Resources = Field(default_factory=Resources)
     replicas: int = Field(default=1, ge=0)
     autoscaling: Autoscaling | None = None

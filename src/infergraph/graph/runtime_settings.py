@@ -44,6 +44,8 @@ class RuntimeSettings:
     # here too; the runtime prefers these over MLServer's top-level fields.
     max_batch_size: int | None = None
     max_batch_time_ms: float | None = None
+    # copies of the model, each with its own forward thread (ComponentSettings.instances)
+    instances: int | None = None
     # client input name -> component input name
     input_aliases: Mapping[str, str] = field(default_factory=dict)
     # answer with the request's parameters too (engines that chain response parameters)
@@ -108,6 +110,7 @@ class RuntimeSettings:
             warmup=default.warmup if self.warmup is None else self.warmup,
             max_batch_size=max_batch_size,
             max_batch_time=max_batch_time,
+            instances=default.instances if self.instances is None else self.instances,
             options=dict(self.options),
         )
 
@@ -146,6 +149,16 @@ def _count(where: str, value: Json) -> int | None:
     return max(1, int(value))
 
 
+def _instances(where: str, value: Json) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise SettingsError(where, f"expected a whole number, got {value!r}")
+    if value < 1:
+        raise SettingsError(where, f"must be 1 or more model copies, got {value!r}")
+    return int(value)
+
+
 def _millis(where: str, value: Json) -> float | None:
     if value is None:
         return None
@@ -182,6 +195,7 @@ _CHECKS: dict[str, Callable[[str, Json], Json]] = {
     "warmup": _flag,
     "max_batch_size": _count,
     "max_batch_time_ms": _millis,
+    "instances": _instances,
     "input_aliases": _aliases,
     "relay_request_parameters": lambda where, value: bool(_flag(where, value)),
     "graph_step": _wiring,

@@ -296,6 +296,7 @@ def plan(
             autoscale=autoscale,  # type: ignore[arg-type]
             startup_s=replica_startup_s,
         )
+        _warn_instances(graph)
         with console.status(f"planning '{graph.name}'..."):
             outcome = plan_graph(inputs)
         files = write_outputs(outcome, out)
@@ -304,6 +305,17 @@ def plan(
     print_report(outcome, console)
     for path in files.values():
         console.print(f"wrote {path}")
+
+
+def _warn_instances(graph: InferenceGraph) -> None:
+    """Nodes the plan will set to one instance: the simulator models one forward pass at a
+    time per replica, so that is what the planned graph deploys."""
+    several = [f"{n.name} ({n.instances})" for n in graph.spec.nodes if n.instances > 1]
+    if several:
+        console.print(
+            f"[yellow]planned at one model instance per replica: {', '.join(several)}; "
+            "the simulator runs one forward pass at a time per replica[/]"
+        )
 
 
 def _check_plan_options(

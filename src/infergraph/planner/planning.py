@@ -232,6 +232,9 @@ def planned_manifest(outcome: PlanOutcome) -> Manifest:
             }
         )
         planned.replicas = option.replicas
+        # The simulator runs one forward pass at a time per replica (one model instance):
+        # the plan deploys what it simulated (`commands.plan` says so when it changes one).
+        planned.instances = 1
         planned.autoscaling = _planned_autoscaling(outcome, node)
         nodes.append(planned)
     updated.spec.nodes = nodes

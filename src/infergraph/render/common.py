@@ -14,6 +14,7 @@ from typing import Any
 from infergraph import __version__, container_images
 from infergraph.cluster_names import k8s_name
 from infergraph.components.registry import component_class
+from infergraph.cost.pricing import parse_cpu
 from infergraph.engines import engine as engine_named
 from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph, Node
@@ -137,6 +138,11 @@ def scratch_mounts() -> list[JSONObject]:
     ]
 
 
+# A weightless helper's container (gates, pass-throughs): its CPU request and limit.
+HELPER_CPU = "250m"
+HELPER_CPU_CORES = 0.25
+
+
 def cache_env() -> list[JSONObject]:
     """Point every library cache at the writable emptyDir."""
     return [
@@ -146,6 +152,20 @@ def cache_env() -> list[JSONObject]:
         {"name": "TORCH_HOME", "value": f"{CACHE_DIR}/torch"},
         {"name": "TMPDIR", "value": "/tmp"},
     ]
+
+
+def threads_env(node: Node | None, processes: int = 1) -> list[JSONObject]:
+    """`OMP_NUM_THREADS`: the container's whole CPUs (at least one), shared by its processes.
+
+    torch sizes its intra-op thread pool from the CPUs the process may run on, which in a pod
+    without the static CPU manager are all the host's, not the container's limit: a model
+    limited to 2 CPUs on a 64-core node would split each operator over dozens of threads
+    and spend its CFS quota being throttled. The MLServer runtime divides these threads
+    among a model's instances (`device.forward_thread_setup`); a Seldon v1 unit's gunicorn
+    workers are processes, so each is given its share here (`processes`).
+    """
+    cores = parse_cpu(node.resources.cpu) if node is not None else HELPER_CPU_CORES
+    return [{"name": "OMP_NUM_THREADS", "value": str(max(1, int(cores) // max(1, processes)))}]
 
 
 def _double(quantity: str) -> str:
@@ -162,7 +182,7 @@ def _double(quantity: str) -> str:
 def resources(node: Node | None, engine: str) -> JSONObject:
     """Requests equal limits: GPUs cannot be overcommitted, and equal memory avoids OOM kills."""
     if node is None:
-        req: JSONObject = {"cpu": "250m", "memory": "512Mi"}
+        req: JSONObject = {"cpu": HELPER_CPU, "memory": "512Mi"}
         return {"requests": dict(req), "limits": dict(req)}
     req = {"cpu": node.resources.cpu, "memory": node.resources.memory}
     if node.resources.gpu:

@@ -298,6 +298,8 @@ def serving_runtime(graph: InferenceGraph, cuda: bool, options: RenderOptions) -
         {"name": "MLSERVER_PARALLEL_WORKERS", "value": "0"},
         {"name": "MLSERVER_METRICS_DIR", "value": "/tmp/mlserver-metrics"},
         {"name": "MLSERVER_GRPC_MAX_MESSAGE_LENGTH", "value": str(GRPC_MAX_MESSAGE_BYTES)},
+        # The runtime's own container (a weightless step's); a model's env sets its own.
+        *common.threads_env(None),
         *common.cache_env(),
     ]
     health = {"httpGet": {"path": "/v2/health/ready", "port": HTTP_PORT}}
@@ -365,7 +367,7 @@ def inference_service(
     if art is not None and art.weights_in_artifact:
         model["storageUri"] = art.storage_uri
         uri = "/mnt/models"  # where KServe's storage initializer puts the artifact
-    model["env"] = _env(settings, uri)
+    model["env"] = [*_env(settings, uri), *common.threads_env(node)]
     model["resources"] = common.resources(node, ENGINE)
     model["securityContext"] = common.container_security_context(read_only_root=True)
     model["volumeMounts"] = common.scratch_mounts()

@@ -248,15 +248,19 @@ def v2_chain(plan: GraphPlan) -> list[PlanStep] | None:
 
 # -- objects -----------------------------------------------------------------------------------
 def _seldon_container(graph: InferenceGraph, unit: Unit, options: RenderOptions) -> JSONObject:
+    instances = unit.node.instances if unit.node is not None else 1
     return {
         "name": unit.name,
         "image": common.image(graph, common.SELDON_IMAGE, unit.node, options),
         "imagePullPolicy": "IfNotPresent",
         "args": ["--service-type", _service_type(unit.type)],
         "env": [
-            {"name": "GUNICORN_WORKERS", "value": "1"},
+            # Each gunicorn worker is a process with its own copy of the model: the node's
+            # instances (seldon_core/microservice.py reads GUNICORN_WORKERS for --workers).
+            {"name": "GUNICORN_WORKERS", "value": str(instances)},
             {"name": "GUNICORN_THREADS", "value": "4"},
             {"name": "SELDON_LOG_LEVEL", "value": "INFO"},
+            *common.threads_env(unit.node, processes=instances),
             *common.cache_env(),
         ],
         "ports": [
@@ -294,6 +298,7 @@ def _mlserver_container(graph: InferenceGraph, unit: Unit, options: RenderOption
         {"name": "MLSERVER_METRICS_PORT", "value": str(METRICS_PORT)},
         {"name": "MLSERVER_METRICS_DIR", "value": "/tmp/mlserver-metrics"},
         {"name": "MLSERVER_PARALLEL_WORKERS", "value": "0"},
+        *common.threads_env(node),
         *common.cache_env(),
     ]
     return {

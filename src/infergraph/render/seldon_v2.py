@@ -377,7 +377,7 @@ def _mlserver_container(
         "name": "mlserver",
         "image": common.image(graph, common.MLSERVER_IMAGE, node, options),
         "imagePullPolicy": "IfNotPresent",
-        "env": _mlserver_env(),
+        "env": [*_mlserver_env(), *common.threads_env(node)],
         "ports": [
             {"containerPort": 9500, "name": "server-grpc", "protocol": "TCP"},
             {"containerPort": 9000, "name": "server-http", "protocol": "TCP"},

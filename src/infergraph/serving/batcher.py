@@ -5,6 +5,13 @@ position: one bad request fails the whole batch, response parameters are shared
 and request parameters collide (MLServer issues #514, #1306, #1541). This batcher
 takes rows that each request has already validated, groups them by batch key,
 runs one forward pass per group, and hands every request exactly its own rows.
+
+A model may run as several instances (Triton's `instance_group.count`): each is its own copy
+with its own forward thread, and all take batches from the one queue. Batches are still
+formed one at a time, by whichever instance is free, so a second idle instance never splits
+a filling batch in two; while one instance runs its pass the next batch fills for another.
+On a CPU a forward pass spends much of its time waiting at its intra-op threads' barriers;
+two single-threaded instances keep both cores busy instead (`docs/benchmarks.md`).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +62,8 @@ def _settle(future: asyncio.Future[Outcome], outcome: Outcome | BaseException) -
 
 
 RunBatch = Callable[[list[Any], Hashable], list[Any]]
+# Runs first in each forward thread, e.g. to give it its share of the CPU's threads.
+ThreadSetup = Callable[[], None]
 
 
 class BatcherClosedError(RuntimeError):
@@ -64,23 +73,39 @@ class BatcherClosedError(RuntimeError):
 class MicroBatcher:
     """Collects rows for up to `max_batch_time` seconds or `max_batch_size` rows.
 
-    One forward thread owns the model (one model, one device queue): it collects
-    a batch, runs it, hands each request its rows and goes straight back to
-    collecting. The event loop only enqueues rows and receives answers, so the
-    next pass never waits for the loop to get round to starting it (under load
-    that wait was about 5 % of every pass), and the loop keeps accepting and
-    preparing requests meanwhile.
+    One forward thread per model instance owns that instance (one model copy, one device
+    queue): it collects a batch, runs it, hands each request its rows and goes straight
+    back to collecting. The event loop only enqueues rows and receives answers, so the
+    next pass never waits for the loop to get round to starting it (under load that wait
+    was about 5 % of every pass), and the loop keeps accepting and preparing requests
+    meanwhile.
     """
 
-    def __init__(self, run_batch: RunBatch, max_batch_size: int, max_batch_time: float) -> None:
-        self._run_batch = run_batch
+    def __init__(
+        self,
+        run_batches: Sequence[RunBatch],
+        max_batch_size: int,
+        max_batch_time: float,
+        thread_setup: ThreadSetup | None = None,
+    ) -> None:
+        if not run_batches:
+            raise ValueError("a batcher needs at least one model instance to run its batches")
+        self._run_batches = list(run_batches)
+        self._thread_setup = thread_setup
         self._max_rows = max(1, max_batch_size)
         self._max_wait = max(0.0, max_batch_time)
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        # Held while a batch is formed: one batch fills at a time, whichever instance is free.
+        self._forming = threading.Lock()
         self._pending_rows = 0
         self._closed = False
+
+    @property
+    def instances(self) -> int:
+        """Forward passes that can run at once: one per model instance."""
+        return len(self._run_batches)
 
     @property
     def pending_rows(self) -> int:
@@ -95,32 +120,41 @@ class MicroBatcher:
         with self._lock:
             if self._closed:
                 raise BatcherClosedError("the model is shutting down")
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._serve, name="forward", daemon=True)
-                self._thread.start()
+            if not self._threads:
+                self._start_threads()
             self._pending_rows += len(rows)
-            # Under the lock, so nothing is queued behind close()'s stop marker.
+            # Under the lock, so nothing is queued behind close()'s stop markers.
             self._queue.put(_Pending(rows, key, time.perf_counter(), loop, future))
         return await future
 
+    def _start_threads(self) -> None:
+        for i, run_batch in enumerate(self._run_batches):
+            name = "forward" if len(self._run_batches) == 1 else f"forward-{i}"
+            thread = threading.Thread(target=self._serve, args=(run_batch,), name=name, daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
     async def close(self) -> None:
-        """Stop after the pass in flight; requests still queued fail with BatcherClosedError."""
+        """Stop after the passes in flight; requests still queued fail with BatcherClosedError."""
         with self._lock:
             self._closed = True
-            running = self._thread is not None
-        if running:
+            running = len(self._threads)
+        for _ in range(running):  # one stop marker per forward thread
             self._queue.put(None)
-        else:
+        if not running:
             self._fail_queued()
 
-    def _serve(self) -> None:
+    def _serve(self, run_batch: RunBatch) -> None:
+        if self._thread_setup is not None:
+            self._thread_setup()
         while True:
-            batch, stop = self._collect()
+            with self._forming:
+                batch, stop = self._collect()
             groups: dict[Hashable, list[_Pending]] = {}
             for pending in batch:
                 groups.setdefault(pending.key, []).append(pending)
             for key, members in groups.items():
-                self._run_group(key, members)
+                self._run_group(run_batch, key, members)
             if stop:
                 self._fail_queued()
                 return
@@ -148,7 +182,7 @@ class MicroBatcher:
             rows += len(nxt.rows)
         return batch, False
 
-    def _run_group(self, key: Hashable, members: list[_Pending]) -> None:
+    def _run_group(self, run_batch: RunBatch, key: Hashable, members: list[_Pending]) -> None:
         rows = [row for m in members for row in m.rows]
         with self._lock:
             self._pending_rows -= len(rows)
@@ -158,7 +192,7 @@ class MicroBatcher:
         try:
             outputs: list[Any] = []
             for chunk in chunks:
-                part = self._run_batch(chunk, key)
+                part = run_batch(chunk, key)
                 if len(part) != len(chunk):
                     raise RuntimeError(
                         f"component returned {len(part)} results for a batch of {len(chunk)}"
@@ -181,12 +215,18 @@ class MicroBatcher:
             m.settle((mine, stats))
 
     def _fail_queued(self) -> None:
+        """Fail what is still queued; other threads' stop markers go back for them to find."""
+        markers = 0
         while True:
             try:
                 pending = self._queue.get_nowait()
             except queue.Empty:
-                return
-            if pending is not None:
-                with self._lock:
-                    self._pending_rows -= len(pending.rows)
-                pending.settle(BatcherClosedError("the model is shutting down"))
+                break
+            if pending is None:
+                markers += 1
+                continue
+            with self._lock:
+                self._pending_rows -= len(pending.rows)
+            pending.settle(BatcherClosedError("the model is shutting down"))
+        for _ in range(markers):
+            self._queue.put(None)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from infergraph.arrays import Array
 from infergraph.components.base import Component, ComponentResult, Prepared
+from infergraph.device import forward_thread_setup
 from infergraph.serving.batcher import MicroBatcher
 from infergraph.timing import StageTimings
 
@@ -31,15 +32,25 @@ def _payload_bytes(inputs: Mapping[str, Array]) -> int:
 
 
 class ComponentEngine:
-    """What an async server adapter calls: one `infer` per request, batching underneath."""
+    """What an async server adapter calls: one `infer` per request, batching underneath.
 
-    def __init__(self, component: Component) -> None:
-        self.component = component
-        settings = component.settings
+    `instances` are the model's loaded copies (`ComponentSettings.instances`), each with its
+    own forward thread; the first also prepares requests and finishes their answers, which
+    read no weights and are the same for every copy.
+    """
+
+    def __init__(self, instances: Sequence[Component]) -> None:
+        if not instances:
+            raise ValueError("an engine needs at least one loaded component")
+        self.component = instances[0]
+        settings = self.component.settings
         # Seconds a preparation takes, a moving average (None until one has run).
         self._prepare_s: float | None = None
         self._batcher = MicroBatcher(
-            component.run_batch, settings.max_batch_size, settings.max_batch_time
+            [c.run_batch for c in instances],
+            settings.max_batch_size,
+            settings.max_batch_time,
+            thread_setup=forward_thread_setup(self.component.device, len(instances)),
         )
 
     async def infer(
@@ -89,6 +100,11 @@ class ComponentEngine:
             spent = time.perf_counter() - started
             last = self._prepare_s
             self._prepare_s = spent if last is None else 0.8 * last + 0.2 * spent
+
+    @property
+    def instances(self) -> int:
+        """Model copies serving this engine's batches, one forward pass each at a time."""
+        return self._batcher.instances
 
     @property
     def pending_rows(self) -> int:

@@ -145,15 +145,18 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             self._wiring = graph_step.StepWiring.parse(dict(runtime.graph_step))
         uri = params.uri if params else None
         component_settings = runtime.component_settings(uri, *self._batching)
-        self.component: Component = component_class(runtime.family)(component_settings)
+        cls = component_class(runtime.family)
+        instances = [cls(component_settings) for _ in range(component_settings.instances)]
+        self.component: Component = instances[0]
         try:
-            await _off_the_loop(self.component)
+            for instance in instances:
+                await _off_the_loop(instance)
         except CudaUnusableError as exc:
             # The Model's load fails with the reason (Seldon v2 shows it in the Model's
             # status, KServe's pod restarts with it as its last log line); the gauge stays.
             CUDA_UNUSABLE.labels(self.name, exc.code).set(1)
             raise
-        self.engine = ComponentEngine(self.component)
+        self.engine = ComponentEngine(instances)
         # A series' child looked up once: `labels()` per request was a tenth of an identity
         # node's CPU (bench-runtimes' account).
         self._series = (
@@ -351,6 +354,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             self.component.outputs,
             backend=self.component.family,
             parameters={"max_rows_per_forward_pass": str(self._batching[0])},
+            instances=(self.engine.instances, _instance_kind(self.component.device)),
         )
 
     def triton_statistics(self) -> JSONObject:
@@ -366,6 +370,11 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         """Triton's statistics (`get_inference_statistics`; perf_analyzer's server-side figures)."""
         del request
         return _json_response({"model_stats": [self.triton_statistics()]})
+
+
+def _instance_kind(device: object) -> str:
+    """Triton's instance kind for where the model runs (a weightless node: on the CPU)."""
+    return "KIND_GPU" if getattr(device, "type", device) == "cuda" else "KIND_CPU"
 
 
 async def _off_the_loop(component: Component) -> None:

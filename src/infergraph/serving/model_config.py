@@ -55,14 +55,21 @@ def model_config(
     outputs: Iterable[Tensor],
     backend: str = "",
     parameters: Mapping[str, str] | None = None,
+    instances: tuple[int, str] | None = None,
 ) -> JSONObject:
-    """The JSON form of Triton's `ModelConfig` (what `GET /v2/models/<m>/config` answers)."""
+    """The JSON form of Triton's `ModelConfig` (what `GET /v2/models/<m>/config` answers).
+
+    `instances` is (copies, "KIND_CPU" or "KIND_GPU"): Triton's `instance_group`, where a
+    client sees how many forward passes a model runs at once (our `instances` setting).
+    """
     config: JSONObject = {"name": name, "platform": platform}
     if backend:
         config["backend"] = backend
     config["max_batch_size"] = 0
     config["input"] = [tensor_entry(t, is_input=True) for t in inputs]
     config["output"] = [tensor_entry(t, is_input=False) for t in outputs]
+    if instances is not None:
+        config["instance_group"] = [{"count": instances[0], "kind": instances[1]}]
     if parameters:
         config["parameters"] = {k: {"string_value": v} for k, v in parameters.items()}
     return config

@@ -106,9 +106,21 @@ def encode_model_config(config: Mapping[str, Any]) -> bytes:
             _bytes(14, _text(1, key) + _bytes(2, _text(1, value["string_value"])))
             for key, value in config.get("parameters", {}).items()
         )
+        + b"".join(_bytes(7, _instance_group(g)) for g in config.get("instance_group", []))
         + _text(17, config.get("backend", ""))
     )
     return _bytes(1, body)
+
+
+# Triton's ModelInstanceGroup.Kind (model_config.proto).
+_KINDS = {"KIND_AUTO": 0, "KIND_GPU": 1, "KIND_CPU": 2, "KIND_MODEL": 3}
+
+
+def _instance_group(group: Mapping[str, Any]) -> bytes:
+    """ModelInstanceGroup: count (2) and kind (4)."""
+    return _number(2, int(group.get("count", 1))) + _number(
+        4, _KINDS[group.get("kind", "KIND_AUTO")]
+    )
 
 
 _DURATIONS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
