@@ -20,9 +20,11 @@ import os
 import signal
 import sys
 import sysconfig
+import threading
 from pathlib import Path
 
 import numpy as np
+import torch
 from pytriton.decorators import batch
 from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 from pytriton.triton import Triton, TritonConfig
@@ -30,14 +32,28 @@ from pytriton.triton import Triton, TritonConfig
 sys.path.insert(0, os.path.dirname(__file__))
 from common import embed, load
 
-MODEL = load(os.environ["PEER_MODEL_DIR"])
+# PEER_INSTANCES > 1: Triton model instances (PyTriton binds one per callable given), each
+# with its own copy of the model, run in threads of this process; on a CPU each thread takes
+# its share of PEER_THREADS, as the kit's runtime gives its forward threads theirs.
+INSTANCES = int(os.environ.get("PEER_INSTANCES", "1"))
+THREADS_EACH = max(1, int(os.environ.get("PEER_THREADS", "2")) // INSTANCES)
 
 
-@batch
-def infer(text: np.ndarray) -> dict[str, np.ndarray]:
-    """`text` is [batch, 1] of bytes; one L2-normalised vector per row."""
-    texts = [row[0].decode() for row in text]
-    return {"embedding": np.asarray(embed(MODEL, texts), dtype=np.float32)}
+def instance():
+    """One instance's callable: its own model, its thread's share of the CPU threads."""
+    model = load(os.environ["PEER_MODEL_DIR"])
+    local = threading.local()
+
+    @batch
+    def infer(text: np.ndarray) -> dict[str, np.ndarray]:
+        """`text` is [batch, 1] of bytes; one L2-normalised vector per row."""
+        if INSTANCES > 1 and not getattr(local, "threads_set", False):
+            torch.set_num_threads(THREADS_EACH)
+            local.threads_set = True
+        texts = [row[0].decode() for row in text]
+        return {"embedding": np.asarray(embed(model, texts), dtype=np.float32)}
+
+    return infer
 
 
 def config() -> TritonConfig:
@@ -61,7 +77,7 @@ def main() -> None:
     with Triton(config=config(), workspace=Path.cwd() / "pytriton-workspace") as triton:
         triton.bind(
             model_name="minilm",
-            infer_func=infer,
+            infer_func=[instance() for _ in range(INSTANCES)] if INSTANCES > 1 else instance(),
             inputs=[Tensor(name="text", dtype=bytes, shape=(1,))],
             outputs=[Tensor(name="embedding", dtype=np.float32, shape=(-1,))],
             config=ModelConfig(
