@@ -123,23 +123,31 @@ def test_each_forward_thread_runs_its_setup_first() -> None:
     assert sorted(seen) == ["forward-0", "forward-1"]
 
 
-def test_cpu_instances_split_torch_threads_and_keep_the_default_otherwise() -> None:
-    assert forward_thread_setup(torch.device("cpu"), 1) is None
-    assert forward_thread_setup(torch.device("cuda", 0), 2) is None
-    default = torch.get_num_threads()
-    setup = forward_thread_setup(torch.device("cpu"), 2)
-    assert setup is not None
+def _threads_after(setup: object) -> int:
+    """torch's thread count in a fresh thread that ran `setup` first."""
     seen: list[int] = []
 
     def in_a_forward_thread() -> None:
+        assert callable(setup)
         setup()
         seen.append(torch.get_num_threads())
 
     thread = threading.Thread(target=in_a_forward_thread)
     thread.start()
     thread.join()
-    torch.set_num_threads(default)  # set_num_threads also sets the default of new threads
-    assert seen == [max(1, default // 2)]
+    return seen[0]
+
+
+def test_cpu_instances_split_torch_threads_and_one_keeps_the_default() -> None:
+    assert forward_thread_setup(torch.device("cuda", 0), 2) is None
+    default = torch.get_num_threads()
+    try:
+        assert _threads_after(forward_thread_setup(torch.device("cpu"), 2)) == max(1, default // 2)
+        # A model of one instance loaded after it still gets the whole pool: set_num_threads
+        # in the other model's forward thread changed what new threads start with.
+        assert _threads_after(forward_thread_setup(torch.device("cpu"), 1)) == default
+    finally:
+        torch.set_num_threads(default)
 
 
 def test_instances_must_be_one_or_more_naming_the_setting() -> None:

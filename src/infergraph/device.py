@@ -11,6 +11,7 @@ the two apart by the device files the NVIDIA container runtime mounts into a pod
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -128,14 +129,21 @@ def forward_thread_setup(device: object, instances: int) -> Callable[[], None] |
     event loop stalls the rest. Several instances on a CPU each get `cores // instances`
     threads (at least one) instead of all contending for all of them: on the 2-core
     benchmark machine two single-threaded MiniLM instances ran 1,110 items/s where one
-    two-threaded instance ran 790, and two two-threaded ones 616 (`docs/benchmarks.md`).
-    One instance, or any GPU, keeps torch's default.
+    two-threaded instance ran 790, and two two-threaded ones 616 (`docs/runtimes.md`).
+
+    Every CPU model's forward threads set their count, one instance included: torch's
+    `set_num_threads` also changes the count threads started later begin with, so a model
+    of several instances would otherwise shrink the pool of a model loaded after it in the
+    same server. `cores` is read on the calling thread (the server's event loop, which
+    never sets it). A GPU, or a CPU process that has not loaded torch, needs nothing.
     """
-    if instances <= 1 or getattr(device, "type", device) != "cpu":
+    if getattr(device, "type", device) != "cpu":
+        return None
+    if instances <= 1 and "torch" not in sys.modules:
         return None
     import torch
 
-    threads = max(1, torch.get_num_threads() // instances)
+    threads = max(1, torch.get_num_threads() // max(1, instances))
 
     def setup() -> None:
         torch.set_num_threads(threads)
