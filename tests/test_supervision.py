@@ -120,3 +120,37 @@ def test_a_port_taken_before_the_node_binds_it_is_picked_again(
         asyncio.run(scenario())
     finally:
         taken.close()
+
+
+def test_a_restarted_node_whose_port_was_taken_comes_back_on_new_ports() -> None:
+    """A node server dies and another process binds its port before the restart (a port
+    freed by a crash is anyone's): the node must come back elsewhere and the router follow."""
+    graph = parse_graph(GRAPH)
+
+    async def scenario() -> None:
+        async with (
+            run_graph(graph, isolate=True, startup_timeout=180) as rg,
+            httpx.AsyncClient(timeout=30) as client,
+        ):
+            victim = next(s for s in rg.servers if s.nodes == ["second"])
+            assert victim.process is not None
+            old_port = victim.http_port
+            os.killpg(victim.process.pid, signal.SIGKILL)
+            victim.process.wait()
+            thief = socket.socket()
+            thief.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            thief.bind(("127.0.0.1", old_port))
+            thief.listen()
+            try:
+                deadline = time.monotonic() + 90
+                while (await client.get(f"{rg.url}/v2/health/ready")).status_code != 200:
+                    assert time.monotonic() < deadline, victim.log_tail()
+                    await asyncio.sleep(0.5)
+                assert victim.http_port != old_port
+                back = await client.post(rg.infer_url, json=REQUEST)
+                assert back.status_code == 200, back.text
+                assert back.json()["outputs"][0]["data"] == [1.0, 2.0]
+            finally:
+                thief.close()
+
+    asyncio.run(scenario())

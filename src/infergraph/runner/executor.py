@@ -63,7 +63,7 @@ class GraphExecutor:
     def __init__(
         self,
         source: GraphPlan | InferenceGraph,
-        node_urls: dict[str, str],
+        node_urls: Mapping[str, str],
         session: aiohttp.ClientSession,
     ) -> None:
         self.plan: GraphPlan = plan_of(source)

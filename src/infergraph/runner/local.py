@@ -1,9 +1,11 @@
 """Process orchestration for the embedded runner: MLServer process(es) plus the router.
 
 Node servers are supervised: one that exits unasked is logged with its exit status and the
-tail of its log, reaped, and started again on the same ports after a backoff that doubles
-(1 s up to 30 s) while it keeps failing. Meanwhile the router reports the graph not ready
-(it asks every node) and requests that need the node fail at once with a 502 naming it.
+tail of its log, reaped, and started again after a backoff that doubles (1 s up to 30 s)
+while it keeps failing. It starts on fresh ports, since the ones a crash freed are anyone's
+to bind meanwhile, and the router reads node addresses from the map the restart updates.
+Meanwhile the router reports the graph not ready (it asks every node) and requests that need
+the node fail at once with a 502 naming it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,9 +182,15 @@ async def _answers_ready(session: aiohttp.ClientSession, server: NodeServer) -> 
 
 
 async def supervise(
-    servers: list[NodeServer], first_backoff: float = 1.0, max_backoff: float = 30.0
+    servers: list[NodeServer],
+    first_backoff: float = 1.0,
+    max_backoff: float = 30.0,
+    moved: Callable[[NodeServer], None] | None = None,
 ) -> None:
-    """Restart node servers that exit unasked, with doubling backoff; runs until cancelled."""
+    """Restart node servers that exit unasked, with doubling backoff; runs until cancelled.
+
+    Each restart takes fresh ports and is then reported to `moved`, which points the router
+    at the server's new address."""
     backoff = {id(s): first_backoff for s in servers}
     due: dict[int, float] = {}
     started: dict[int, float] = {id(s): time.monotonic() for s in servers}
@@ -202,7 +210,9 @@ async def supervise(
                         ", ".join(server.nodes),
                         server.restarts,
                     )
-                    server.start()
+                    server.start_on_fresh_ports()
+                    if moved is not None:
+                        moved(server)
                     started[key] = now
                 continue
             code = proc.poll()  # reaps the child when it has exited
@@ -258,8 +268,13 @@ async def run_graph(
         for server in servers:
             server.start()
         await _wait_ready(servers, startup_timeout)
-        supervisor = asyncio.get_running_loop().create_task(supervise(servers))
+        # The router reads this map on every request: a restarted server updates it.
         bases = {node: s.base for s in servers for node in s.nodes}
+
+        def moved(server: NodeServer) -> None:
+            bases.update({node: server.base for node in server.nodes})
+
+        supervisor = asyncio.get_running_loop().create_task(supervise(servers, moved=moved))
         runner = web.AppRunner(build_app(plan, bases), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", port or free_port())

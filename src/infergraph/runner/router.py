@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -313,8 +313,26 @@ async def _config(request: web.Request) -> web.Response:
     return _json(model_config(graph.name, "infergraph", graph.spec.inputs, [], backend="graph"))
 
 
+class InferUrls(Mapping[str, str]):
+    """Each node's V2 infer URL, read from the base URLs at every call: the local runner
+    moves a node server it restarts to fresh ports and updates the bases in place."""
+
+    def __init__(self, bases: Mapping[str, str]) -> None:
+        self._bases = bases
+
+    def __getitem__(self, node: str) -> str:
+        return f"{self._bases[node]}/v2/models/{node}/infer"
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._bases)
+
+    def __len__(self) -> int:
+        return len(self._bases)
+
+
 def build_app(source: InferenceGraph | GraphPlan, node_bases: dict[str, str]) -> web.Application:
-    """`node_bases` maps node -> base URL of the MLServer hosting it."""
+    """`node_bases` maps node -> base URL of the MLServer hosting it; the router reads it on
+    every request, so its owner may move a node by updating it."""
     plan = plan_of(source)
     graph = plan.graph
     app = web.Application(client_max_size=256 * 1024 * 1024)
@@ -324,8 +342,7 @@ def build_app(source: InferenceGraph | GraphPlan, node_bases: dict[str, str]) ->
     async def session_ctx(app: web.Application) -> AsyncIterator[None]:
         session = upstream.node_session()
         app[SESSION_KEY] = session
-        urls = {n: f"{b}/v2/models/{n}/infer" for n, b in node_bases.items()}
-        app[EXECUTOR_KEY] = GraphExecutor(plan, urls, session)
+        app[EXECUTOR_KEY] = GraphExecutor(plan, InferUrls(node_bases), session)
         yield
         await session.close()
 
