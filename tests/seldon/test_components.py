@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,15 @@ class Service:
         return self.log.read_text(errors="replace")[-4000:]
 
 
-def start(name: str, service_type: str, params: dict[str, Any], workdir: Path) -> Service:
-    """Run seldon-core-microservice for one unit with graph-style typed parameters."""
+def start(
+    name: str,
+    service_type: str,
+    params: dict[str, Any],
+    workdir: Path,
+    env: dict[str, str] | None = None,
+) -> Service:
+    """Run seldon-core-microservice for one unit with graph-style typed parameters; `env`
+    adds to its environment as the rendered container's does (e.g. GUNICORN_WORKERS)."""
     exe = shutil.which("seldon-core-microservice", path=str(Path(sys.executable).parent))
     assert exe, "seldon-core-microservice not found next to this interpreter"
     http, grpc, metrics = free_port(), free_port(), free_port()
@@ -84,6 +92,7 @@ def start(name: str, service_type: str, params: dict[str, Any], workdir: Path) -
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "PREDICTIVE_UNIT_ID": name,
+        **(env or {}),
     }
     service_arg = {"OUTPUT_TRANSFORMER": "TRANSFORMER"}.get(service_type, service_type)
     with open(log, "wb") as out:
@@ -244,6 +253,28 @@ def test_model_accepts_every_seldon_payload_form(pool: Pool, tiny_classifier: Pa
         assert tensor(out, "request.text")["shape"] == [rows[form]]
         tags = out["meta"]["tags"]
         assert tags["clf.inference_ms"] >= 0 and "clf.preprocess_ms" in tags
+
+
+def test_a_unit_of_two_instances_serves_from_two_gunicorn_workers(
+    tmp_path: Path, tiny_classifier: Path
+) -> None:
+    """A node of `instances: 2` renders as GUNICORN_WORKERS=2 with half the threads each
+    (render/seldon_v1.py): the real microservice forks two workers, each loads its own copy
+    and answers, and concurrent requests all succeed."""
+    env = {"GUNICORN_WORKERS": "2", "OMP_NUM_THREADS": "1"}
+    svc = start("clf", "MODEL", classifier_params("clf", tiny_classifier), tmp_path, env)
+    try:
+        log = svc.log.read_text(errors="replace")
+        assert "'workers': 2" in log, svc.output()  # the REST server's gunicorn config
+        # Each REST worker loads its own copy (seldon's gRPC server process one more).
+        assert log.count("text-classification loaded from") >= 2, svc.output()
+        bodies = [{"strData": text} for text in ("the movie was great", "i hated it") * 8]
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda body: svc.post(PATHS["MODEL"], body), bodies))
+        assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+        assert {tensor(a.json(), "clf.label")["shape"][0] for a in answers} == {1}
+    finally:
+        stop(svc)
 
 
 def test_bad_input_is_4xx_and_the_service_stays_up(pool: Pool, tiny_classifier: Path) -> None:
