@@ -37,8 +37,9 @@ from infergraph.runner import upstream
 from infergraph.runner.executor import GraphExecutor, trace_headers
 from infergraph.serving import binary
 from infergraph.serving.model_config import model_config
-from infergraph.serving.protocol import resolve_name, select_outputs
+from infergraph.serving.protocol import select_outputs
 from infergraph.tensors.binary import encode_binary
+from infergraph.tensors.request import resolve_name
 from infergraph.tensors.v2json import from_tensor
 
 log = logging.getLogger(__name__)
