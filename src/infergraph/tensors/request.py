@@ -31,8 +31,8 @@ import orjson
 from infergraph.arrays import Array
 from infergraph.errors import InputError
 from infergraph.json_types import JSONObject
-from infergraph.tensors.binary import decode_binary, encode_binary, read_request
-from infergraph.tensors.modelinfer import CONTENTS_FIELD, encode_grpc
+from infergraph.tensors.binary import encode_binary, read_request
+from infergraph.tensors.modelinfer import CONTENTS_FIELD, encode_grpc, read_grpc
 from infergraph.tensors.seldon import decode_seldon, encode_seldon, infer_plain
 from infergraph.tensors.v2json import Tensor, decode_json, from_tensor, to_tensor
 
@@ -125,29 +125,9 @@ class InferRequest[T]:
     def from_grpc(
         message: Any, accepted: Sequence[str] = (), aliases: Mapping[str, str] | None = None
     ) -> InferRequest[Array]:
-        """A gRPC `ModelInferRequest`: each input from its typed contents, or, sent without,
-        from the next `raw_input_contents` entry (MLServer's reading of the two)."""
-        raw = iter(message.raw_input_contents)
-        inputs: list[JSONObject] = []
-        for tensor in message.inputs:
-            shape = list(tensor.shape)
-            fields = tensor.contents.ListFields()
-            data: object = list(fields[0][1]) if fields else []
-            if not fields and message.raw_input_contents:
-                entry = next(raw, None)
-                if entry is None:
-                    raise InputError(tensor.name, "no raw_input_contents entry left for it")
-                data = decode_binary(tensor.name, tensor.datatype, shape, entry)
-            entry_params = _grpc_parameters(tensor.parameters)
-            one = {"name": tensor.name, "datatype": tensor.datatype, "shape": shape, "data": data}
-            inputs.append({**one, "parameters": entry_params} if entry_params else one)
-        body: JSONObject = {"inputs": inputs, "parameters": _grpc_parameters(message.parameters)}
-        if message.id:
-            body["id"] = message.id
-        body["outputs"] = [
-            {"name": o.name, "parameters": _grpc_parameters(o.parameters)} for o in message.outputs
-        ]
-        return InferRequest.from_json(body, accepted, aliases)
+        """A gRPC `ModelInferRequest` (`modelinfer.read_grpc`): each input from its typed
+        contents, or, sent without, from the next `raw_input_contents` entry."""
+        return InferRequest.from_json(read_grpc(message), accepted, aliases)
 
     @staticmethod
     def from_seldon(features: object, first_input: str) -> InferRequest[Array]:
@@ -350,16 +330,6 @@ def _json_tensor(name: str, tensor: object) -> Tensor:
     if isinstance(tensor, Mapping):
         return {**{k: v for k, v in tensor.items() if k != "name"}, "name": name}
     return to_tensor(name, _array(name, tensor))
-
-
-def _grpc_parameters(params: Any) -> JSONObject:
-    """A protobuf map of `InferParameter` as plain values (the one each entry sets)."""
-    out: JSONObject = {}
-    for key, value in params.items():
-        which = value.WhichOneof("parameter_choice")
-        if which is not None:
-            out[key] = getattr(value, which)
-    return out
 
 
 def _to_grpc_parameters(params: JSONObject) -> JSONObject:
