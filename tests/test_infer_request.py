@@ -8,6 +8,7 @@ tensor in any form is refused naming the input.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import numpy as np
@@ -17,7 +18,12 @@ from mlserver.grpc import dataplane_pb2 as pb
 
 from infergraph.arrays import Array
 from infergraph.errors import InputError
+from infergraph.graph.plan import parse_graph
+from infergraph.render import render
+from infergraph.serving import graph_step
 from infergraph.tensors.request import InferRequest
+from tests.test_graph_step_carry import LATE_FALLBACK, services, step
+from tests.test_render_seldon import OPTIONS
 
 ARRAYS: dict[str, Array] = {
     "image": np.array([b"\x89PNG\x00\xff", b"GIF89a"], dtype=object),
@@ -188,3 +194,19 @@ def test_a_name_given_twice_is_refused_not_overwritten() -> None:
         InferRequest.from_json(
             {"inputs": [one, {**one, "name": "INPUT_IMAGE"}]}, accepted=["image"]
         )
+
+
+def test_a_kserve_graph_steps_answer_is_a_request_the_next_step_reads() -> None:
+    """The step's body carries its request's tensors undecoded; written out, it is a V2
+    request whose tensors decode to what the client sent and what the step produced."""
+    steps = services(render(parse_graph(copy.deepcopy(LATE_FALLBACK)), "kserve", OPTIONS))
+    sent = InferRequest(id="r7", inputs={"text": np.array([b"y", b"z"], dtype=object)})
+    body = orjson.loads(orjson.dumps(step(steps["a"], sent.to_json())))
+    assert body["id"] == "r7"
+    got = InferRequest.from_json(body)
+    assert set(got.inputs) <= {"request.text", "a.text"}
+    assert got.inputs["a.text"].tolist() == [b"y", b"z"]  # identity: a's output is its input
+    carry = graph_step.gather(body)
+    assert carry.request.inputs["a.text"] == next(
+        t for t in body["inputs"] if t["name"] == "a.text"
+    )
