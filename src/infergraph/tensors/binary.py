@@ -9,11 +9,12 @@ header of `Inference-Header-Content-Length` bytes followed by each binary input'
 
 from __future__ import annotations
 
+import json
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
-import orjson
 
 from infergraph.arrays import Array
 from infergraph.errors import InputError
@@ -21,6 +22,19 @@ from infergraph.json_types import JSONObject
 from infergraph.tensors.datatypes import datatype_of, element_count, is_bytes, numpy_type
 
 HEADER = "Inference-Header-Content-Length"
+
+
+def _json_reader() -> Callable[[bytes], Any]:
+    """orjson where it is installed (the runtime and router), else the standard library's: the
+    Seldon v1 unit imports this package without orjson, and reads no binary bodies."""
+    try:
+        import orjson
+    except ImportError:
+        return json.loads
+    return orjson.loads
+
+
+_LOADS = _json_reader()
 
 
 def decode_bytes_tensor(name: str, raw: bytes) -> list[bytes]:
@@ -90,8 +104,8 @@ def read_request(body: bytes, length: int, raw_input: str | None) -> JSONObject:
     if length > len(body):
         raise InputError(HEADER, f"announces {length} header bytes but the body has {len(body)}")
     try:
-        request = orjson.loads(body[:length])
-    except orjson.JSONDecodeError as exc:
+        request = _LOADS(body[:length])
+    except ValueError as exc:  # orjson's JSONDecodeError is one
         raise InputError(HEADER, f"the JSON header is not valid JSON: {exc}") from None
     if not isinstance(request, dict):
         raise InputError("request", "the JSON header must be an object with 'inputs'")

@@ -20,13 +20,13 @@ module reads and writes the request around them, naming the input in every error
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import orjson
 
 from infergraph.arrays import Array
 from infergraph.errors import InputError
@@ -176,7 +176,8 @@ class InferRequest[T]:
                 }
             )
             blobs.append(raw)
-        head = orjson.dumps(self._envelope({"inputs": inputs}))
+        envelope = self._envelope({"inputs": inputs})
+        head = json.dumps(envelope, separators=(",", ":")).encode("utf-8")
         return head + b"".join(blobs), len(head)
 
     def to_grpc(self, raw: bool = False) -> JSONObject:
