@@ -12,9 +12,9 @@ What tritonclient, the KServe SDK and `mlserver infer -b` send by default:
   bytes, each output's length in its `parameters.binary_data_size`.
 
 The raw layout of each tensor (little-endian, row-major; BYTES length-prefixed) is
-`infergraph.tensors.binary`'s, and so is reading a request body (`read_request`, which
-`tensors.request.InferRequest.from_binary` decodes); this module frames responses in HTTP
-and reads the headers. Shared by the MLServer runtime and the router.
+`infergraph.tensors.binary`'s, and so is reading a request body (`read_request`, which the
+router and `tensors.request.InferRequest.from_binary` use); this module reads the headers and
+frames responses in HTTP. Shared by the MLServer runtime and the router.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import orjson
 from infergraph.errors import InputError
 from infergraph.json_types import JSONObject
 from infergraph.tensors.binary import HEADER as HEADER
-from infergraph.tensors.binary import read_request as read_request
 from infergraph.tensors.v2json import encode_json
 
 OCTET_STREAM = "application/octet-stream"
