@@ -37,8 +37,9 @@ from infergraph.runner import upstream
 from infergraph.runner.executor import GraphExecutor, trace_headers
 from infergraph.serving import binary
 from infergraph.serving.model_config import model_config
-from infergraph.serving.protocol import resolve_name, select_outputs
-from infergraph.tensors.binary import encode_binary
+from infergraph.serving.protocol import select_outputs
+from infergraph.tensors.binary import encode_binary, read_request
+from infergraph.tensors.request import resolve_name
 from infergraph.tensors.v2json import from_tensor
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ def _read_request(graph: InferenceGraph, body: bytes, headers: Any) -> JSONObjec
     length = binary.header_length(headers)
     if length is not None:
         raw_input = next((t.name for t in graph.spec.inputs if t.datatype == "BYTES"), None)
-        payload = binary.read_request(body, length, raw_input)
+        payload = read_request(body, length, raw_input)
         if isinstance(payload.get("inputs"), list):
             payload["inputs"] = [
                 binary.to_json_tensor(t) if isinstance(t, dict) else t for t in payload["inputs"]

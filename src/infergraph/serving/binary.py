@@ -12,8 +12,9 @@ What tritonclient, the KServe SDK and `mlserver infer -b` send by default:
   bytes, each output's length in its `parameters.binary_data_size`.
 
 The raw layout of each tensor (little-endian, row-major; BYTES length-prefixed) is
-`infergraph.tensors.binary`'s; this module frames it in HTTP. Shared by the MLServer runtime
-and the router.
+`infergraph.tensors.binary`'s, and so is reading a request body (`read_request`, which the
+router and `tensors.request.InferRequest.from_binary` use); this module reads the headers and
+frames responses in HTTP. Shared by the MLServer runtime and the router.
 """
 
 from __future__ import annotations
@@ -25,10 +26,9 @@ import orjson
 
 from infergraph.errors import InputError
 from infergraph.json_types import JSONObject
-from infergraph.tensors.binary import decode_binary
+from infergraph.tensors.binary import HEADER as HEADER
 from infergraph.tensors.v2json import encode_json
 
-HEADER = "Inference-Header-Content-Length"
 OCTET_STREAM = "application/octet-stream"
 
 
@@ -44,50 +44,6 @@ def header_length(headers: Any) -> int | None:
     if length < 0:
         raise InputError(HEADER, f"header must not be negative, got {length}")
     return length
-
-
-def read_request(body: bytes, length: int, raw_input: str | None) -> JSONObject:
-    """A binary-extension body -> a V2 request dict whose binary inputs hold numpy arrays."""
-    if length == 0:
-        if raw_input is None:
-            raise InputError(HEADER, "0 (a raw body) needs a model with a BYTES input")
-        if not body:
-            raise InputError(raw_input, "empty body")
-        data = np.empty(1, dtype=object)
-        data[0] = body
-        return {
-            "inputs": [{"name": raw_input, "datatype": "BYTES", "shape": [1], "data": data}],
-            "parameters": {"binary_data_output": True},
-        }
-    if length > len(body):
-        raise InputError(HEADER, f"announces {length} header bytes but the body has {len(body)}")
-    try:
-        request = orjson.loads(body[:length])
-    except orjson.JSONDecodeError as exc:
-        raise InputError(HEADER, f"the JSON header is not valid JSON: {exc}") from None
-    if not isinstance(request, dict):
-        raise InputError("request", "the JSON header must be an object with 'inputs'")
-    inputs = request.get("inputs")
-    offset = length
-    for tensor in inputs if isinstance(inputs, list) else []:
-        params = tensor.get("parameters") if isinstance(tensor, dict) else None
-        size = params.get("binary_data_size") if isinstance(params, dict) else None
-        if size is None:
-            continue
-        name = str(tensor.get("name"))
-        if not isinstance(size, int) or size < 0:
-            raise InputError(name, f"binary_data_size must be a non-negative integer, not {size}")
-        if offset + size > len(body):
-            raise InputError(name, f"binary_data_size {size} runs past the end of the body")
-        shape = tensor.get("shape")
-        if not isinstance(shape, list) or not all(isinstance(d, int) for d in shape):
-            raise InputError(name, "shape must be a list of integers")
-        raw = body[offset : offset + size]
-        tensor["data"] = decode_binary(name, str(tensor.get("datatype")), shape, raw)
-        offset += size
-    if offset != len(body):
-        raise InputError(HEADER, f"{len(body) - offset} bytes after the last binary input")
-    return request
 
 
 def wants_binary(request: JSONObject) -> tuple[bool, set[str]]:

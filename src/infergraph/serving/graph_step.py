@@ -39,6 +39,7 @@ from infergraph.graph import evaluate as ev
 from infergraph.graph.model import REQUEST
 from infergraph.graph.wire import Tensor, renamed
 from infergraph.json_types import JSONObject
+from infergraph.tensors.request import InferRequest
 
 ROUTE_SUFFIX = "/infer/graph"
 SETTINGS_KEY = "graph_step"
@@ -86,36 +87,34 @@ class StepWiring:
 
 @dataclass
 class Carry:
-    """The request as it travels: tensors by qualified name, client parameters, path, gates."""
+    """The request as it travels: its tensors by qualified name, left as V2 JSON (only those
+    a step feeds are decoded), the client's parameters and id, plus the path and gate sides."""
 
-    tensors: dict[str, Tensor] = field(default_factory=dict)
-    parameters: JSONObject = field(default_factory=dict)
+    request: InferRequest[Tensor] = field(default_factory=InferRequest)
     trace: ev.Trace = field(default_factory=ev.Trace)
     when: dict[str, dict[str, bool]] = field(default_factory=dict)
-    id: str | None = None
 
     def absorb(self, body: JSONObject) -> None:
         """Add one carried body (a client request has no `carry`: its inputs are the graph's)."""
         carry = body.get(CARRY)
         if not isinstance(carry, dict):
-            for tensor in _tensor_list(body.get("inputs"), "inputs"):
-                self.tensors[f"{REQUEST}.{tensor['name']}"] = tensor
-            self.parameters.update(body.get("parameters") or {})
-            self.id = self.id or body.get("id")
+            sent = InferRequest.from_json_undecoded(body)
+            for name, tensor in sent.inputs.items():
+                self.request.inputs[f"{REQUEST}.{name}"] = tensor
+            self.request.parameters.update(sent.parameters)
+            self.request.id = self.request.id or sent.id
             return
-        for tensor in _tensor_list(body.get("inputs"), "inputs"):
-            self.tensors.setdefault(tensor["name"], tensor)
-        self.parameters.update(carry.get("parameters") or {})
+        # A step's body: its `parameters` are the trace's; the client's travel in `carry`.
+        step = InferRequest.from_json_undecoded(
+            {"inputs": body.get("inputs"), "id": body.get("id")}
+        )
+        for name, tensor in step.inputs.items():
+            self.request.inputs.setdefault(name, tensor)
+        self.request.parameters.update(carry.get("parameters") or {})
         self.trace.merge(ev.Trace(list(carry.get("path") or []), list(carry.get("skipped") or [])))
         for gate, sides in (carry.get("when") or {}).items():
             self.when.setdefault(gate, {}).update(sides)
-        self.id = self.id or body.get("id")
-
-
-def _tensor_list(value: Any, where: str) -> list[Tensor]:
-    if not isinstance(value, list) or not all(isinstance(t, dict) and "name" in t for t in value):
-        raise InputError(where, "expected a list of V2 tensors, each with a name")
-    return value
+        self.request.id = self.request.id or step.id
 
 
 def gather(body: Any) -> Carry:
@@ -139,7 +138,7 @@ def gather(body: Any) -> Carry:
 def lookup(carry: Carry, refs: Sequence[str], wiring: StepWiring) -> Tensor | None:
     """The first alternative present; a cascade pass-through's tensor is what it forwards."""
     for ref in refs:
-        found = ev.first_present([ref], carry.tensors)
+        found = ev.first_present([ref], carry.request.inputs)
         if found is not None:
             return found
         owner, _, tensor = ref.partition(".")
@@ -169,7 +168,7 @@ async def run_step(wiring: StepWiring, body: Any, call: Call) -> JSONObject:
     elif wiring.kind in ("node", "combine"):
         produced = await _evaluate(wiring, carry, call)
     for name, tensor in produced.items():
-        carry.tensors[f"{wiring.step}.{name}"] = renamed(tensor, f"{wiring.step}.{name}")
+        carry.request.inputs[f"{wiring.step}.{name}"] = renamed(tensor, f"{wiring.step}.{name}")
     return respond(carry, wiring)
 
 
@@ -182,7 +181,8 @@ async def _evaluate(wiring: StepWiring, carry: Carry, call: Call) -> dict[str, T
     if ev.zero_rows(feed, ev.JSON):
         carry.trace.skip(wiring.step)
         return ev.empty_outputs(wiring.output_specs, ev.JSON)
-    return await call(feed, ev.node_parameters(wiring.step, wiring.nodes, carry.parameters))
+    params = ev.node_parameters(wiring.step, wiring.nodes, carry.request.parameters)
+    return await call(feed, params)
 
 
 def respond(carry: Carry, wiring: StepWiring) -> JSONObject:
@@ -199,16 +199,16 @@ def respond(carry: Carry, wiring: StepWiring) -> JSONObject:
         "outputs": outputs,
         "inputs": [
             renamed(t, name)
-            for name, t in carry.tensors.items()
+            for name, t in carry.request.inputs.items()
             if wiring.carry is None or name in wiring.carry
         ],
         CARRY: {
-            "parameters": carry.parameters,
+            "parameters": carry.request.parameters,
             "path": carry.trace.path,
             "skipped": carry.trace.skipped,
             "when": carry.when,
         },
     }
-    if carry.id is not None:
-        body["id"] = carry.id
+    if carry.request.id is not None:
+        body["id"] = carry.request.id
     return body

@@ -56,9 +56,9 @@ from mlserver.types import InferenceRequest, InferenceResponse
 
 from infergraph.errors import InputError
 from infergraph.json_types import JSONObject
-from infergraph.tensors.binary import decode_binary, encode_bytes_tensor
+from infergraph.tensors.binary import encode_bytes_tensor
 from infergraph.tensors.datatypes import V2_TO_NUMPY, datatype_of, is_bytes
-from infergraph.tensors.modelinfer import CONTENTS_FIELD, encode_grpc
+from infergraph.tensors.modelinfer import CONTENTS_FIELD, encode_grpc, read_grpc
 
 log = logging.getLogger(__name__)
 
@@ -292,34 +292,21 @@ class _Sent:
 
 
 def plain_request(request: pb.ModelInferRequest, check_raw: RawCheck) -> JSONObject:
-    """The V2 dict MLServer's converters and the runtime's `_as_dict` make of `request`:
-    each input's values from its first set contents field, whichever it is, as MLServer
-    reads them (a datatype that does not match is the runtime's to refuse); inputs sent
-    without contents take the raw entries in order, as MLServer's `inject_raw` gives them."""
-    sent = []
-    for tensor in request.inputs:
-        fields = tensor.contents.ListFields()
-        values = list(fields[0][1]) if fields else []
-        sent.append(_Sent(tensor.name, tensor.datatype, list(tensor.shape), values))
-    inputs: list[JSONObject] = []
+    """The V2 dict MLServer's converters and the runtime's `_as_dict` make of `request`
+    (`tensors.modelinfer.read_grpc`), its raw entries first checked as MLServer checks them
+    (a failure is MLServer's 400, before the model)."""
     raw = list(request.raw_input_contents)
     if raw:
+        sent = []
+        for tensor in request.inputs:
+            fields = tensor.contents.ListFields()
+            values = list(fields[0][1]) if fields else []
+            sent.append(_Sent(tensor.name, tensor.datatype, list(tensor.shape), values))
         try:
             check_raw(sent, raw)
         except InputError as exc:  # MLServer's reading fails here, before the model
             raise MLServerError(str(exc), status_code=400) from exc
-    entries = iter(raw)
-    for one in sent:
-        data: Any = one.data
-        if raw and not data:
-            data = decode_binary(one.name, one.datatype, one.shape, next(entries))
-        inputs.append(
-            {"name": one.name, "datatype": one.datatype, "shape": one.shape, "data": data}
-        )
-    body: JSONObject = {"inputs": inputs}
-    if request.outputs:
-        body["outputs"] = [{"name": o.name} for o in request.outputs]
-    return body
+    return read_grpc(request)
 
 
 def plain_response(

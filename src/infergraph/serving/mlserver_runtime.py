@@ -41,6 +41,7 @@ from mlserver.types import (
 from starlette.requests import Request
 from starlette.responses import Response
 
+from infergraph.arrays import Array
 from infergraph.components.base import Component
 from infergraph.components.registry import component_class
 from infergraph.device import CudaUnusableError
@@ -58,9 +59,10 @@ from infergraph.serving.heap import settle_heap
 from infergraph.serving.load_lock import LOADING
 from infergraph.serving.metrics import CUDA_UNUSABLE, INFLIGHT, QUEUE, REQUESTS
 from infergraph.serving.model_config import ModelStats, model_config
-from infergraph.serving.protocol import V2Request, parse_request, select_outputs
+from infergraph.serving.protocol import parse_request, select_outputs
 from infergraph.serving.responses import encode_outputs, error_body, http_body, plain_parameters
 from infergraph.tensors.modelinfer import encode_grpc
+from infergraph.tensors.request import InferRequest
 from mlserver import MLModel
 
 log = logging.getLogger(__name__)
@@ -195,7 +197,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             ]
 
     # -- the one serving path ----------------------------------------------------------------
-    async def _serve(self, request: V2Request) -> JSONObject:
+    async def _serve(self, request: InferRequest[Array]) -> JSONObject:
         """Run one parsed request; metrics and outputs selection for every protocol."""
         result = await self.engine.infer(request.inputs, request.parameters)
         declared = [s.name for s in self.component.outputs]
@@ -206,7 +208,9 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             parameters = {**sent, **parameters}
         return {"outputs": outputs, "parameters": parameters}
 
-    async def _measured(self, parse: Callable[[], V2Request]) -> tuple[V2Request, JSONObject]:
+    async def _measured(
+        self, parse: Callable[[], InferRequest[Array]]
+    ) -> tuple[InferRequest[Array], JSONObject]:
         inflight, queue, requests = self._series
         inflight.inc()
         queue.set(self.engine.pending_rows)
@@ -227,7 +231,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             elapsed = time.perf_counter_ns() - started
             self.stats.record(outcome == "ok", elapsed, served.get("parameters", {}))
 
-    def _parse(self, body: Any) -> V2Request:
+    def _parse(self, body: Any) -> InferRequest[Array]:
         return parse_request(body, self._accepted, self._aliases)
 
     # -- gRPC (and REST before our routes are in place): MLServer's types --------------------
@@ -300,17 +304,15 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         params = dict(request.query_params)
         return await self._rest(lambda: self._decode_raw(body, params))
 
-    def _decode(self, body: bytes, headers: Any) -> V2Request:
+    def _decode(self, body: bytes, headers: Any) -> InferRequest[Array]:
         length = binary.header_length(headers)
         if length is not None:
-            return self._parse(binary.read_request(body, length, self._raw_input()))
+            raw_input = self._raw_input()
+            return InferRequest.from_binary(body, length, raw_input, self._accepted, self._aliases)
         return self._parse(_json_body(body))
 
-    def _decode_raw(self, body: bytes, params: dict[str, str]) -> V2Request:
-        request = self._parse(binary.read_request(body, 0, self._raw_input()))
-        request.parameters.update(params)
-        request.binary_all = False
-        return request
+    def _decode_raw(self, body: bytes, params: dict[str, str]) -> InferRequest[Array]:
+        return InferRequest.from_raw(body, self._raw_input(), dict(params))
 
     def _raw_input(self) -> str | None:
         return next((s.name for s in self.component.inputs if s.datatype == "BYTES"), None)
@@ -325,7 +327,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         status, body = error_body(exc, self.name)
         return Response(body, status.http, media_type="application/json")
 
-    async def _rest(self, parse: Callable[[], V2Request]) -> Response:
+    async def _rest(self, parse: Callable[[], InferRequest[Array]]) -> Response:
         try:
             request, served = await self._measured(parse)
         except Exception as exc:

@@ -25,8 +25,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from infergraph.arrays import Array
 from infergraph.components.base import Component, ComponentResult, ComponentSettings
 from infergraph.components.registry import component_class
@@ -37,7 +35,7 @@ from infergraph.graph.runtime_settings import RuntimeSettings
 from infergraph.json_types import JSONObject
 from infergraph.serving.heap import settle_heap
 from infergraph.serving.seldon_metrics import UnitMetrics
-from infergraph.tensors.seldon import decode_seldon, encode_seldon, infer_plain
+from infergraph.tensors.request import InferRequest
 
 log = logging.getLogger(__name__)
 
@@ -58,52 +56,43 @@ def _error(exc: InfergraphError) -> Exception:
 
 
 class Payload:
-    """Named tensors travelling through the v1 graph: qualified refs plus the current step's."""
+    """The request travelling through the v1 graph: one `InferRequest` whose tensors are the
+    qualified refs carried on (`<node>.<tensor>`, `request.<tensor>`) and then the current
+    step's outputs under their bare names, in the order `jsonData` holds them."""
 
     def __init__(self, carried: dict[str, Array], current: dict[str, Array]) -> None:
-        self.carried = carried
-        self.current = current
+        self.request: InferRequest[Array] = InferRequest(inputs={**carried, **current})
+
+    @property
+    def carried(self) -> dict[str, Array]:
+        return {k: v for k, v in self.request.inputs.items() if "." in k}
+
+    @property
+    def current(self) -> dict[str, Array]:
+        return {k: v for k, v in self.request.inputs.items() if "." not in k}
 
     @classmethod
     def decode(cls, features: object, first_input: str) -> Payload:
-        if isinstance(features, dict):
-            decoded = {str(k): decode_seldon(str(k), v) for k, v in features.items()}
-            if not decoded:
-                raise InputError("jsonData", "no tensors given")
-            qualified = {k: v for k, v in decoded.items() if "." in k}
-            bare = {k: v for k, v in decoded.items() if "." not in k}
-            if not qualified:  # a client request: bare names are the graph's inputs
-                return cls({f"{REQUEST}.{k}": v for k, v in bare.items()}, bare)
-            return cls(qualified, bare)
-        if isinstance(features, (bytes, bytearray)):
-            array = np.array([bytes(features)], dtype=object)
-        elif isinstance(features, str):
-            array = np.array([features.encode("utf-8")], dtype=object)
-        elif isinstance(features, np.ndarray):
-            if features.size == 0:
-                raise InputError(
-                    first_input, "empty request: send data.ndarray, strData, jsonData or binData"
-                )
-            array = infer_plain(first_input, features.tolist())
-        elif isinstance(features, list):
-            array = infer_plain(first_input, features)
-        else:
-            raise InputError(first_input, f"unsupported payload type {type(features).__name__}")
-        return cls({f"{REQUEST}.{first_input}": array}, {first_input: array})
+        """A unit's request; a client's (no qualified name) carries its tensors as the graph's
+        inputs, `request.<name>`."""
+        tensors = InferRequest.from_seldon(features, first_input).inputs
+        qualified = {k: v for k, v in tensors.items() if "." in k}
+        bare = {k: v for k, v in tensors.items() if "." not in k}
+        if not qualified:
+            return cls({f"{REQUEST}.{k}": v for k, v in bare.items()}, bare)
+        return cls(qualified, bare)
 
     def lookup(self, ref: str) -> Array | None:
         """First alternative of `a.x | request.x` that is present."""
         return ev.first_present(ev.alternatives(ref), self.carried)
 
     def with_outputs(self, owner: str, outputs: dict[str, Array]) -> Payload:
-        carried = dict(self.carried)
+        carried = self.carried
         carried.update({f"{owner}.{k}": v for k, v in outputs.items()})
         return Payload(carried, dict(outputs))
 
     def encode(self) -> JSONObject:
-        out = {k: encode_seldon(v) for k, v in self.carried.items()}
-        out.update({k: encode_seldon(v) for k, v in self.current.items()})
-        return out
+        return self.request.to_seldon()
 
 
 def _json_param(name: str, value: object, default: object) -> Any:

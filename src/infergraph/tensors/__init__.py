@@ -8,6 +8,9 @@ in every wire form the project speaks, each in its own module over one datatype 
 - `binary`: the binary tensor extension's raw layout (also gRPC's `raw_*_contents`);
 - `modelinfer`: the gRPC `ModelInfer` tensor (its typed contents fields);
 - `seldon`: Seldon Core v1's `jsonData` tensors and plain `ndarray` values.
+
+A whole request is one type over them, `request.InferRequest`, with a reader and a writer for
+each form.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from infergraph.tensors.datatypes import (
     empty,
     zero_row_shape,
 )
-from infergraph.tensors.modelinfer import CONTENTS_FIELD, encode_grpc
+from infergraph.tensors.modelinfer import CONTENTS_FIELD, encode_grpc, read_grpc
+from infergraph.tensors.request import InferRequest
 from infergraph.tensors.seldon import decode_seldon, encode_seldon, infer_plain
 from infergraph.tensors.v2json import (
     Tensor,
@@ -38,6 +42,7 @@ __all__ = [
     "NUMPY_TO_V2",
     "V2_TO_NUMPY",
     "BytesCodec",
+    "InferRequest",
     "Tensor",
     "codec_for",
     "datatype_of",
@@ -52,6 +57,7 @@ __all__ = [
     "encode_seldon",
     "from_tensor",
     "infer_plain",
+    "read_grpc",
     "register",
     "to_tensor",
     "zero_row_shape",

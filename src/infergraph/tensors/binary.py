@@ -1,20 +1,40 @@
 """Tensors in the raw layout of the binary tensor extension and of gRPC `raw_*_contents`.
 
 Numeric data is little-endian, row-major; a BYTES tensor is each element's 4-byte
-little-endian length followed by its bytes. The HTTP framing around it (the JSON header and
-`Inference-Header-Content-Length`) is `infergraph.serving.binary`'s.
+little-endian length followed by its bytes. A request body of the extension is a JSON
+header of `Inference-Header-Content-Length` bytes followed by each binary input's raw data
+(`read_request`); the rest of the HTTP framing (headers, responses) is
+`infergraph.serving.binary`'s.
 """
 
 from __future__ import annotations
 
+import json
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
 from infergraph.arrays import Array
 from infergraph.errors import InputError
+from infergraph.json_types import JSONObject
 from infergraph.tensors.datatypes import datatype_of, element_count, is_bytes, numpy_type
+
+HEADER = "Inference-Header-Content-Length"
+
+
+def _json_reader() -> Callable[[bytes], Any]:
+    """orjson where it is installed (the runtime and router), else the standard library's: the
+    Seldon v1 unit imports this package without orjson, and reads no binary bodies."""
+    try:
+        import orjson
+    except ImportError:
+        return json.loads
+    return orjson.loads
+
+
+_LOADS = _json_reader()
 
 
 def decode_bytes_tensor(name: str, raw: bytes) -> list[bytes]:
@@ -66,3 +86,47 @@ def encode_binary(array: Array) -> tuple[str, bytes]:
     if datatype is None:
         array, datatype = array.astype(np.float32), "FP32"
     return datatype, np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+
+
+def read_request(body: bytes, length: int, raw_input: str | None) -> JSONObject:
+    """A binary-extension body -> a V2 request dict whose binary inputs hold numpy arrays."""
+    if length == 0:
+        if raw_input is None:
+            raise InputError(HEADER, "0 (a raw body) needs a model with a BYTES input")
+        if not body:
+            raise InputError(raw_input, "empty body")
+        data = np.empty(1, dtype=object)
+        data[0] = body
+        return {
+            "inputs": [{"name": raw_input, "datatype": "BYTES", "shape": [1], "data": data}],
+            "parameters": {"binary_data_output": True},
+        }
+    if length > len(body):
+        raise InputError(HEADER, f"announces {length} header bytes but the body has {len(body)}")
+    try:
+        request = _LOADS(body[:length])
+    except ValueError as exc:  # orjson's JSONDecodeError is one
+        raise InputError(HEADER, f"the JSON header is not valid JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise InputError("request", "the JSON header must be an object with 'inputs'")
+    inputs = request.get("inputs")
+    offset = length
+    for tensor in inputs if isinstance(inputs, list) else []:
+        params = tensor.get("parameters") if isinstance(tensor, dict) else None
+        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        if size is None:
+            continue
+        name = str(tensor.get("name"))
+        if not isinstance(size, int) or size < 0:
+            raise InputError(name, f"binary_data_size must be a non-negative integer, not {size}")
+        if offset + size > len(body):
+            raise InputError(name, f"binary_data_size {size} runs past the end of the body")
+        shape = tensor.get("shape")
+        if not isinstance(shape, list) or not all(isinstance(d, int) for d in shape):
+            raise InputError(name, "shape must be a list of integers")
+        raw = body[offset : offset + size]
+        tensor["data"] = decode_binary(name, str(tensor.get("datatype")), shape, raw)
+        offset += size
+    if offset != len(body):
+        raise InputError(HEADER, f"{len(body) - offset} bytes after the last binary input")
+    return request

@@ -2,7 +2,9 @@
 
 A gRPC tensor holds its elements in the typed field of `InferTensorContents` its datatype
 names, or as one entry of `raw_input_contents` / `raw_output_contents` in the binary layout
-(`tensors.binary`). MLServer turns the message into its pydantic types, read as V2 JSON.
+(`tensors.binary`). MLServer turns the message into its pydantic types, read as V2 JSON;
+`read_grpc` reads it into the same V2 dict directly (`tensors.request.InferRequest.from_grpc`
+and the runtime's gRPC fast path).
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from infergraph.arrays import Array
+from infergraph.errors import InputError
+from infergraph.json_types import JSONObject
+from infergraph.tensors.binary import decode_binary
 from infergraph.tensors.v2json import encode_json
 
 # The `InferTensorContents` field of each datatype (grpc_predict_v2.proto). FP16 has none: it
@@ -36,3 +41,47 @@ def encode_grpc(array: Array) -> tuple[str, list[int], list[Any], dict[str, str]
     if datatype == "BYTES":
         data = [d.encode("utf-8") if isinstance(d, str) else d for d in data]
     return datatype, shape, data, params
+
+
+def read_grpc(message: Any) -> JSONObject:
+    """A `ModelInferRequest` as the V2 request dict MLServer's converters make of it: each
+    input's values from its first set contents field, whichever it is (a datatype that does
+    not match is the reader's to refuse); inputs sent without contents take the
+    `raw_input_contents` entries in order (MLServer's `inject_raw`), decoded to arrays."""
+    raw = iter(message.raw_input_contents)
+    inputs: list[JSONObject] = []
+    for tensor in message.inputs:
+        shape = list(tensor.shape)
+        fields = tensor.contents.ListFields()
+        data: object = list(fields[0][1]) if fields else []
+        if not fields and message.raw_input_contents:
+            entry = next(raw, None)
+            if entry is None:
+                raise InputError(tensor.name, "no raw_input_contents entry left for it")
+            data = decode_binary(tensor.name, tensor.datatype, shape, entry)
+        one = {"name": tensor.name, "datatype": tensor.datatype, "shape": shape, "data": data}
+        params = read_parameters(tensor.parameters)
+        inputs.append({**one, "parameters": params} if params else one)
+    body: JSONObject = {"inputs": inputs}
+    if message.parameters:
+        body["parameters"] = read_parameters(message.parameters)
+    if message.id:
+        body["id"] = message.id
+    if message.outputs:
+        body["outputs"] = [_requested(o) for o in message.outputs]
+    return body
+
+
+def _requested(output: Any) -> JSONObject:
+    params = read_parameters(output.parameters)
+    return {"name": output.name, "parameters": params} if params else {"name": output.name}
+
+
+def read_parameters(params: Any) -> JSONObject:
+    """A protobuf map of `InferParameter` as plain values (the one each entry sets)."""
+    out: JSONObject = {}
+    for key, value in params.items():
+        which = value.WhichOneof("parameter_choice")
+        if which is not None:
+            out[key] = getattr(value, which)
+    return out
