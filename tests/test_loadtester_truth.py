@@ -112,3 +112,20 @@ def test_the_summary_keeps_each_tools_largest_error_with_its_sign() -> None:
     assert summary["truth_p999_error_pct"] == pytest.approx(-10.0)
     assert summary["k6_truth_p50_error_pct"] == pytest.approx(20.0)
     assert summary["wrk_truth_p99_error_pct"] == pytest.approx(-20.0)
+
+
+def test_locust_counts_every_request_the_server_answered(truth_port: int, tmp_path: Path) -> None:
+    # Locust's --csv file is a snapshot its writer takes once a second, not the final tally:
+    # it missed the last second of every run and, on a starved CPU, held the empty first
+    # snapshot (the committed run of 15:00 recorded 0 requests for every Locust run). The
+    # count must be the run's final one: the server's record of the same run, less at most
+    # a request per user sent before the stats were reset when spawning completed.
+    (tmp_path / "body.json").write_bytes(bench.request_body())
+    (tmp_path / "locustfile.py").write_text(bench.LOCUST_FILE)
+    url = f"http://127.0.0.1:{truth_port}"
+    bench.take_truth(truth_port)
+    row = bench.run_locust(tmp_path, url, 4, 2.0, pace=25.0)
+    answered = len(bench.take_truth(truth_port))
+    assert row["errors"] == 0
+    assert answered - 8 <= row["requests"] <= answered
+    assert row["p50_ms"] >= bench.TRUTH_MEDIAN_MS * 0.9

@@ -329,42 +329,62 @@ class Bench(FastHttpUser):
 def run_locust(
     work: Path, url: str, users: int, duration: float, pace: float = 0.0
 ) -> dict[str, Any]:
+    """Locust's final tally, from `--json-file` (written once, at shutdown). Its `--csv` file
+    is a snapshot its writer greenlet takes once a second: it misses the run's last second,
+    and on a starved CPU it held the empty first snapshot, which read as 0 requests."""
     prefix = work / f"locust-{users}-{pace:g}"
+    stats = Path(f"{prefix}.json")
+    stats.unlink(missing_ok=True)
     env = {**os.environ, "BODY_FILE": str(work / "body.json"), "PACE": f"{pace:g}"}
     argv = [
         str(BIN / "locust"), "-f", str(work / "locustfile.py"), "--headless", "-H", url,
         "-u", str(users), "-r", str(max(users, 1) * 10), "-t", f"{WARMUP_S + duration:g}s",
-        "--csv", str(prefix), "--only-summary", "--reset-stats", "--loglevel", "ERROR",
+        "--json-file", str(prefix), "--reset-stats", "--loglevel", "ERROR",
     ]  # fmt: skip
     proc = subprocess.run(
         pinned(TOOL_CPU, argv), capture_output=True, text=True, env=env, timeout=180
     )
-    stats = Path(f"{prefix}_stats.csv")
-    if not stats.exists():
-        raise BenchError(f"locust wrote no stats (rc {proc.returncode}): {proc.stderr[-2000:]}")
-    import csv
-
-    rows = list(csv.DictReader(stats.open()))
-    agg = next(r for r in rows if r["Name"] == "Aggregated")
+    entries = json.loads(stats.read_text()) if stats.exists() else []
+    requests = sum(int(e["num_requests"]) for e in entries)
+    if not requests:
+        raise BenchError(
+            f"locust answered no requests (rc {proc.returncode}): {proc.stderr[-2000:]}"
+        )
     return {
         "tool": "locust",
         "users": users,
         "target_rps": pace * users if pace else None,
-        "achieved_rps": float(agg["Requests/s"]),
-        "requests": int(agg["Request Count"]),
-        "errors": int(agg["Failure Count"]),
+        "achieved_rps": requests / _locust_span_s(entries),
+        "requests": requests,
+        "errors": sum(int(e["num_failures"]) for e in entries),
         "late_or_dropped_pct": None,
-        "p50_ms": _locust_ms(agg["50%"]),
-        "p99_ms": _locust_ms(agg["99%"]),
+        "p50_ms": _locust_percentile(entries, 50.0),
+        "p99_ms": _locust_percentile(entries, 99.0),
     }
 
 
-def _locust_ms(text: str) -> float:
-    """Locust writes N/A for a percentile of no requests (a run the machine starved)."""
-    try:
-        return float(text)
-    except ValueError:
-        return math.nan
+def _locust_span_s(entries: list[dict[str, Any]]) -> float:
+    """From the stats reset to the last request, as Locust's own Requests/s divides by."""
+    start = min(float(e["start_time"]) for e in entries)
+    last = max(float(e["last_request_timestamp"]) for e in entries)
+    return max(last - start, 1e-9)
+
+
+def _locust_percentile(entries: list[dict[str, Any]], percentile: float) -> float:
+    """Nearest rank over Locust's response-time buckets (whole ms below 100 ms, coarser
+    above: Locust's own rounding), all entries together."""
+    counts: dict[float, int] = {}
+    for entry in entries:
+        for ms, n in entry["response_times"].items():
+            counts[float(ms)] = counts.get(float(ms), 0) + int(n)
+    total = sum(counts.values())
+    rank = max(math.ceil(percentile / 100.0 * total - 1e-9), 1)
+    seen = 0
+    for ms in sorted(counts):
+        seen += counts[ms]
+        if seen >= rank:
+            return ms
+    return math.nan
 
 
 # ------------------------------------------------------------------------ ground truth
