@@ -11,7 +11,11 @@ machine and stays with the benchmark.
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
+import socket
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -85,6 +89,37 @@ def test_no_request_took_less_than_its_seeded_draw() -> None:
     assert np.all(taken_ms >= drawn_ms - 1.0)  # 1 ms: a timer rounded to whole ms
     law = controlled.Truth(bench.TRUTH_MEDIAN_MS, bench.TRUTH_SIGMA, bench.TRUTH_SEED)
     assert set(np.round(drawn_ms, 6)) <= set(np.round(np.array(law.delays_s) * 1000.0, 6))
+
+
+def test_the_record_starts_when_the_kernel_received_the_request() -> None:
+    # A request that waits in the kernel while the server is not running (here: stopped for
+    # 80 ms) waits for every client alike, so the truth holds that wait; a record that began
+    # at the server's read left it, and each wake-up of the server, on the client's side.
+    port = free_port()
+    server = bench.start_truth_server(port)
+    body = bench.request_body()
+    head = f"POST /v2/models/{bench.MODEL}/infer HTTP/1.1\r\nHost: x\r\n"
+    request = f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            bench.take_record(port)
+            os.kill(server.pid, signal.SIGSTOP)
+            started = time.perf_counter()
+            client.sendall(request)
+            time.sleep(0.08)
+            os.kill(server.pid, signal.SIGCONT)
+            answer = b""
+            while not answer.endswith(b"}]}"):
+                answer += client.recv(1 << 16)
+            seen_ms = (time.perf_counter() - started) * 1000.0
+        taken_ms, drawn_ms = bench.take_record(port)
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+        bench.stop(server)
+    assert len(taken_ms) == 1
+    # Its draw counts from its arrival too, so it is answered at once when the server wakes.
+    assert taken_ms[0] >= max(80.0, drawn_ms[0]) - 1.0
+    assert taken_ms[0] <= seen_ms
 
 
 def test_nearest_rank_is_the_smallest_value_covering_the_percentile() -> None:

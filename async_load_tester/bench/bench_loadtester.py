@@ -23,6 +23,18 @@ tester's p50, p99 and p99.9 are compared with that record (the same requests) at
 1,000/s and the tester's highest sustained rate against it, with k6's and wrk's (Debian
 `wrk`, closed loop, installed with apt-get when missing) beside them in the same run.
 `controlled_server.py` says what the truth is, and why.
+
+Like with like: the "known, added per-request delay" is the server's seeded draw, and the
+truth is the server's record of each request from the kernel's receipt of its last byte
+to its response handed to the kernel (on loopback: in the client's receive queue). So the
+server's timer overshoot and its own wake-up are inside the truth, as they are inside every
+client's latency, and a tool's error is its own share alone: lateness against its schedule
+(ours and k6 measure from the intended send time), its send, and its wake-up, read and
+timestamp once the answer is there. Each truth row carries `server_wake_p50_ms`, the time
+requests sat in the kernel before the server read them, which a record started at the read
+(before 2026-12-05 21:00) put into every tool's error. Every row carries the 1-minute load
+average when it was measured (`load_1m`): other agents share the two cores, and a trial
+whose sends were late because a neighbour held the tool's core says nothing about the tool.
 """
 
 from __future__ import annotations
@@ -449,12 +461,19 @@ def take_truth(port: int) -> list[float]:
     return take_record(port)[0]
 
 
-def take_record(port: int) -> tuple[list[float], list[float]]:
-    """Since the last call, what each answered request took and the delay it drew (ms)."""
+def take_full_record(port: int) -> dict[str, list[float]]:
+    """Since the last call, per answered request: what it took, its draw, and how long it
+    waited in the kernel before the server read it (ms)."""
     import urllib.request
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/truth", timeout=30) as resp:
-        record = json.loads(resp.read())
+        record: dict[str, list[float]] = json.loads(resp.read())
+    return record
+
+
+def take_record(port: int) -> tuple[list[float], list[float]]:
+    """Since the last call, what each answered request took and the delay it drew (ms)."""
+    record = take_full_record(port)
     return list(record["taken_ms"]), list(record["drawn_ms"])
 
 
@@ -479,6 +498,17 @@ def truth_row(
     return row
 
 
+def server_wake(record: dict[str, list[float]]) -> dict[str, float]:
+    """How long requests sat in the kernel before the server read them (ms): inside the
+    truth, since it starts at the kernel's receipt; a record from the read would have left
+    it on the client's side of every tool's error."""
+    woke = record.get("woke_ms") or [math.nan]
+    return {
+        "server_wake_p50_ms": nearest_rank(woke, 50.0),
+        "server_wake_p99_ms": nearest_rank(woke, 99.0),
+    }
+
+
 def truth_ours(port: int, rate: float, duration: float) -> dict[str, Any]:
     """Ours with no warm-up, so the requests it measures are exactly those the server records."""
     argv = [
@@ -489,13 +519,15 @@ def truth_ours(port: int, rate: float, duration: float) -> dict[str, Any]:
     ]  # fmt: skip
     take_truth(port)
     proc = subprocess.run(pinned(TOOL_CPU, argv), capture_output=True, text=True, timeout=300)
-    taken = take_truth(port)
+    record = take_full_record(port)
+    taken = record["taken_ms"]
     if proc.returncode != 0:
         raise BenchError(f"async-load-tester failed: {proc.stderr[-2000:]}")
     step = json.loads(proc.stdout)["steps"][0]
     lat = step["latency_ms"]
     row = truth_row("async-load-tester", rate, {"p50": lat["p50"], "p99": lat["p99"],
                                                 "p999": lat["p99.9"]}, taken)  # fmt: skip
+    row |= server_wake(record)
     sent = step["sent"] or 1
     row |= {
         "achieved_rps": step["throughput_rps"], "requests": step["ok"],
@@ -521,7 +553,8 @@ def truth_k6(work: Path, port: int, rate: float, duration: float) -> dict[str, A
     proc = subprocess.run(
         pinned(TOOL_CPU, argv), capture_output=True, text=True, env=env, timeout=300
     )
-    taken = take_truth(port)
+    record = take_full_record(port)
+    taken = record["taken_ms"]
     if not summary.exists():
         raise BenchError(f"k6 wrote no summary (rc {proc.returncode}): {proc.stderr[-2000:]}")
     metrics = json.loads(summary.read_text())["metrics"]
@@ -529,6 +562,7 @@ def truth_k6(work: Path, port: int, rate: float, duration: float) -> dict[str, A
     reqs = metrics["http_reqs"]["values"]["count"]
     row = truth_row("k6", rate, {"p50": dur["med"], "p99": dur["p(99)"],
                                  "p999": dur["p(99.9)"]}, taken)  # fmt: skip
+    row |= server_wake(record)
     dropped = metrics.get("dropped_iterations", {}).get("values", {}).get("count", 0)
     failed = metrics.get("http_req_failed", {}).get("values", {}).get("rate", 0.0)
     row |= {"achieved_rps": reqs / duration, "requests": int(reqs),
@@ -549,13 +583,14 @@ def truth_wrk(work: Path, port: int, rate: float, duration: float) -> dict[str, 
     proc = subprocess.run(
         pinned(TOOL_CPU, argv), capture_output=True, text=True, env=env, timeout=300
     )
-    taken = take_truth(port)
+    record = take_full_record(port)
+    taken = record["taken_ms"]
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("WRK ")), None)
     if line is None:
         raise BenchError(f"wrk printed no summary (rc {proc.returncode}): {proc.stderr[-2000:]}")
     got = json.loads(line[4:])
     us = {key: got[key] / 1000.0 for key, _ in TRUTH_QUANTILES}  # wrk reports microseconds
-    row = truth_row("wrk", rate, us, taken)
+    row = truth_row("wrk", rate, us, taken) | server_wake(record)
     row |= {"achieved_rps": got["requests"] / duration, "requests": got["requests"],
             "errors": got["errors"], "connections": connections}  # fmt: skip
     return row
@@ -607,6 +642,7 @@ def truth_run(
     """One tool at one rate against the controlled server, its errors printed."""
     row = run(port, rate, duration)
     row["phase"] = "truth-max" if at_top else "truth"
+    row["load_1m"] = os.getloadavg()[0]
     console.print(
         f"  {row['tool']:<18} {rate:>7.0f}/s -> {row['achieved_rps']:>7.0f}/s  "
         + "  ".join(f"{k} {row[f'truth_{k}_error_pct']:+.2f}%" for k, _ in TRUTH_QUANTILES)
@@ -666,6 +702,7 @@ def highest_sustained(
     def passes(rate: float) -> bool:
         row = trial(rate)
         row["phase"] = f"sustained-search:{measure}"
+        row["load_1m"] = os.getloadavg()[0]
         row["passed"] = row[measure] < MAX_LATE_PCT and row["errors"] == 0
         rows.append(row)
         console.print(
@@ -757,6 +794,7 @@ def locust_best(work: Path, url: str, rows: list[dict[str, Any]]) -> dict[str, A
     for users in (1, 8, 32):
         row = run_locust(work, url, users, TRIAL_S)
         row["phase"] = "locust-max"
+        row["load_1m"] = os.getloadavg()[0]
         rows.append(row)
         locust_rows.append(row)
         console.print(
@@ -779,6 +817,7 @@ def at_common_rate(
     for tool, tool_rows in runs.items():
         at_common[tool] = median_row(tool_rows)
         at_common[tool]["phase"] = "common-rate"
+        at_common[tool]["load_1m"] = os.getloadavg()[0]
         rows.append(at_common[tool])
     return at_common
 
@@ -817,10 +856,11 @@ def write_result(
             "warmup_s": WARMUP_S,
             "common_s": COMMON_S,
             "max_late_or_dropped_pct": MAX_LATE_PCT,
-            "ours_late_ms": 1.0,
+            "late_ms": LATE_MS,
             "truth_law": f"log-normal: median {TRUTH_MEDIAN_MS:g} ms, sigma {TRUTH_SIGMA:g}, "
             f"seed {TRUTH_SEED}",
-            "truth": "the server's record of each request, last byte read to response written",
+            "truth": "the server's record of each request, from the kernel's receive timestamp "
+            "of its last byte to the response handed to the kernel",
             "truth_max_s": TRUTH_MAX_S,
             **extra.pop("settings", {}),
         },
