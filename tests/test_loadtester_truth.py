@@ -10,7 +10,9 @@ machine and stays with the benchmark.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -120,6 +122,34 @@ def test_the_record_starts_when_the_kernel_received_the_request() -> None:
     # Its draw counts from its arrival too, so it is answered at once when the server wakes.
     assert taken_ms[0] >= max(80.0, drawn_ms[0]) - 1.0
     assert taken_ms[0] <= seen_ms
+
+
+def test_a_record_larger_than_the_socket_buffer_comes_back_whole() -> None:
+    # The highest-rate search leaves a record of tens of thousands of requests, megabytes of
+    # JSON: more than one send on a non-blocking socket takes. The server must write the rest
+    # as the socket drains (the full run of 21:05 timed out reading a truncated record).
+    truth = controlled.Truth(bench.TRUTH_MEDIAN_MS, bench.TRUTH_SIGMA, bench.TRUTH_SEED)
+    truth.taken_ms = [20.123456789] * 400_000
+    truth.drawn_ms = [20.0] * 400_000
+    truth.woke_ms = [0.05] * 400_000
+
+    async def fetch() -> bytes:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        for end in (ours, theirs):
+            end.setblocking(False)
+        controlled.Connection(ours, truth, loop)
+        await loop.sock_sendall(theirs, b"GET /truth HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"]}"):
+            answer += await asyncio.wait_for(loop.sock_recv(theirs, 1 << 20), 5.0)
+        theirs.close()
+        return answer
+
+    answer = asyncio.run(fetch())
+    record = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert len(record["taken_ms"]) == 400_000
+    assert len(record["woke_ms"]) == 400_000
 
 
 def test_nearest_rank_is_the_smallest_value_covering_the_percentile() -> None:

@@ -98,8 +98,38 @@ class Connection:
         self.truth = truth
         self.loop = loop
         self.buffer = b""
+        self.unsent = b""  # what the socket would not take yet; written as it drains
         self.open = True
         loop.add_reader(sock.fileno(), self.readable)
+
+    def write(self, data: bytes) -> None:
+        """Send `data` after anything still unsent; the socket is non-blocking, so a record of
+        megabytes goes out over several writable events rather than in one send."""
+        if self.unsent:
+            self.unsent += data
+            return
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.close()
+            return
+        if sent < len(data):
+            self.unsent = data[sent:]
+            self.loop.add_writer(self.sock.fileno(), self._writable)
+
+    def _writable(self) -> None:
+        try:
+            sent = self.sock.send(self.unsent)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.close()
+            return
+        self.unsent = self.unsent[sent:]
+        if not self.unsent:
+            self.loop.remove_writer(self.sock.fileno())
 
     def readable(self) -> None:
         try:
@@ -126,14 +156,15 @@ class Connection:
         if self.open:
             self.open = False
             self.loop.remove_reader(self.sock.fileno())
+            self.loop.remove_writer(self.sock.fileno())
             self.sock.close()
 
     def _answer(self, path: str, arrived: float, read: float) -> None:
         if path.startswith("/truth"):
-            self.sock.sendall(http_response(self.truth.take()))
+            self.write(http_response(self.truth.take()))
             return
         if "/infer" not in path:
-            self.sock.sendall(http_response(b'{"ready":true}'))
+            self.write(http_response(b'{"ready":true}'))
             return
         delay = self.truth.delay_s()
         wait = delay - (time.perf_counter() - arrived)
@@ -149,10 +180,8 @@ class Connection:
         if remaining > 0:
             self.loop.call_later(remaining, self._respond, started, delay, woke)
             return
-        try:
-            self.sock.sendall(http_response(RESPONSE_BODY))  # a few hundred bytes: never blocks
-        except OSError:
-            self.close()
+        self.write(http_response(RESPONSE_BODY))
+        if not self.open:
             return
         self.truth.taken_ms.append((time.perf_counter() - started) * 1000.0)
         self.truth.drawn_ms.append(delay * 1000.0)
