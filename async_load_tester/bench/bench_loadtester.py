@@ -23,6 +23,18 @@ tester's p50, p99 and p99.9 are compared with that record (the same requests) at
 1,000/s and the tester's highest sustained rate against it, with k6's and wrk's (Debian
 `wrk`, closed loop, installed with apt-get when missing) beside them in the same run.
 `controlled_server.py` says what the truth is, and why.
+
+Like with like: the "known, added per-request delay" is the server's seeded draw, and the
+truth is the server's record of each request from the kernel's receipt of its last byte
+to its response handed to the kernel (on loopback: in the client's receive queue). So the
+server's timer overshoot and its own wake-up are inside the truth, as they are inside every
+client's latency, and a tool's error is its own share alone: lateness against its schedule
+(ours and k6 measure from the intended send time), its send, and its wake-up, read and
+timestamp once the answer is there. Each truth row carries `server_wake_p50_ms`, the time
+requests sat in the kernel before the server read them, which a record started at the read
+(before 2026-12-05 21:00) put into every tool's error. Every row carries the 1-minute load
+average when it was measured (`load_1m`): other agents share the two cores, and a trial
+whose sends were late because a neighbour held the tool's core says nothing about the tool.
 """
 
 from __future__ import annotations
@@ -329,42 +341,62 @@ class Bench(FastHttpUser):
 def run_locust(
     work: Path, url: str, users: int, duration: float, pace: float = 0.0
 ) -> dict[str, Any]:
+    """Locust's final tally, from `--json-file` (written once, at shutdown). Its `--csv` file
+    is a snapshot its writer greenlet takes once a second: it misses the run's last second,
+    and on a starved CPU it held the empty first snapshot, which read as 0 requests."""
     prefix = work / f"locust-{users}-{pace:g}"
+    stats = Path(f"{prefix}.json")
+    stats.unlink(missing_ok=True)
     env = {**os.environ, "BODY_FILE": str(work / "body.json"), "PACE": f"{pace:g}"}
     argv = [
         str(BIN / "locust"), "-f", str(work / "locustfile.py"), "--headless", "-H", url,
         "-u", str(users), "-r", str(max(users, 1) * 10), "-t", f"{WARMUP_S + duration:g}s",
-        "--csv", str(prefix), "--only-summary", "--reset-stats", "--loglevel", "ERROR",
+        "--json-file", str(prefix), "--reset-stats", "--loglevel", "ERROR",
     ]  # fmt: skip
     proc = subprocess.run(
         pinned(TOOL_CPU, argv), capture_output=True, text=True, env=env, timeout=180
     )
-    stats = Path(f"{prefix}_stats.csv")
-    if not stats.exists():
-        raise BenchError(f"locust wrote no stats (rc {proc.returncode}): {proc.stderr[-2000:]}")
-    import csv
-
-    rows = list(csv.DictReader(stats.open()))
-    agg = next(r for r in rows if r["Name"] == "Aggregated")
+    entries = json.loads(stats.read_text()) if stats.exists() else []
+    requests = sum(int(e["num_requests"]) for e in entries)
+    if not requests:
+        raise BenchError(
+            f"locust answered no requests (rc {proc.returncode}): {proc.stderr[-2000:]}"
+        )
     return {
         "tool": "locust",
         "users": users,
         "target_rps": pace * users if pace else None,
-        "achieved_rps": float(agg["Requests/s"]),
-        "requests": int(agg["Request Count"]),
-        "errors": int(agg["Failure Count"]),
+        "achieved_rps": requests / _locust_span_s(entries),
+        "requests": requests,
+        "errors": sum(int(e["num_failures"]) for e in entries),
         "late_or_dropped_pct": None,
-        "p50_ms": _locust_ms(agg["50%"]),
-        "p99_ms": _locust_ms(agg["99%"]),
+        "p50_ms": _locust_percentile(entries, 50.0),
+        "p99_ms": _locust_percentile(entries, 99.0),
     }
 
 
-def _locust_ms(text: str) -> float:
-    """Locust writes N/A for a percentile of no requests (a run the machine starved)."""
-    try:
-        return float(text)
-    except ValueError:
-        return math.nan
+def _locust_span_s(entries: list[dict[str, Any]]) -> float:
+    """From the stats reset to the last request, as Locust's own Requests/s divides by."""
+    start = min(float(e["start_time"]) for e in entries)
+    last = max(float(e["last_request_timestamp"]) for e in entries)
+    return max(last - start, 1e-9)
+
+
+def _locust_percentile(entries: list[dict[str, Any]], percentile: float) -> float:
+    """Nearest rank over Locust's response-time buckets (whole ms below 100 ms, coarser
+    above: Locust's own rounding), all entries together."""
+    counts: dict[float, int] = {}
+    for entry in entries:
+        for ms, n in entry["response_times"].items():
+            counts[float(ms)] = counts.get(float(ms), 0) + int(n)
+    total = sum(counts.values())
+    rank = max(math.ceil(percentile / 100.0 * total - 1e-9), 1)
+    seen = 0
+    for ms in sorted(counts):
+        seen += counts[ms]
+        if seen >= rank:
+            return ms
+    return math.nan
 
 
 # ------------------------------------------------------------------------ ground truth
@@ -429,12 +461,19 @@ def take_truth(port: int) -> list[float]:
     return take_record(port)[0]
 
 
-def take_record(port: int) -> tuple[list[float], list[float]]:
-    """Since the last call, what each answered request took and the delay it drew (ms)."""
+def take_full_record(port: int) -> dict[str, list[float]]:
+    """Since the last call, per answered request: what it took, its draw, and how long it
+    waited in the kernel before the server read it (ms)."""
     import urllib.request
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/truth", timeout=30) as resp:
-        record = json.loads(resp.read())
+        record: dict[str, list[float]] = json.loads(resp.read())
+    return record
+
+
+def take_record(port: int) -> tuple[list[float], list[float]]:
+    """Since the last call, what each answered request took and the delay it drew (ms)."""
+    record = take_full_record(port)
     return list(record["taken_ms"]), list(record["drawn_ms"])
 
 
@@ -459,6 +498,21 @@ def truth_row(
     return row
 
 
+def server_wake(record: dict[str, list[float]], row: dict[str, Any]) -> dict[str, float]:
+    """How long requests sat in the kernel before the server read them (ms), and the row's
+    errors against a record started at that read (`truth_read_*`, the truth before
+    2026-12-05 21:00), so the one run shows what the kernel's timestamp moved."""
+    woke = record.get("woke_ms") or []
+    if not woke:
+        return {}
+    out = {"server_wake_p50_ms": nearest_rank(woke, 50.0)}
+    out["server_wake_p99_ms"] = nearest_rank(woke, 99.0)
+    from_read = [t - w for t, w in zip(record["taken_ms"], woke, strict=True)]
+    for key, q in TRUTH_QUANTILES:
+        out[f"truth_read_{key}_error_pct"] = pct(row[f"{key}_ms"], nearest_rank(from_read, q))
+    return out
+
+
 def truth_ours(port: int, rate: float, duration: float) -> dict[str, Any]:
     """Ours with no warm-up, so the requests it measures are exactly those the server records."""
     argv = [
@@ -469,13 +523,15 @@ def truth_ours(port: int, rate: float, duration: float) -> dict[str, Any]:
     ]  # fmt: skip
     take_truth(port)
     proc = subprocess.run(pinned(TOOL_CPU, argv), capture_output=True, text=True, timeout=300)
-    taken = take_truth(port)
+    record = take_full_record(port)
+    taken = record["taken_ms"]
     if proc.returncode != 0:
         raise BenchError(f"async-load-tester failed: {proc.stderr[-2000:]}")
     step = json.loads(proc.stdout)["steps"][0]
     lat = step["latency_ms"]
     row = truth_row("async-load-tester", rate, {"p50": lat["p50"], "p99": lat["p99"],
                                                 "p999": lat["p99.9"]}, taken)  # fmt: skip
+    row |= server_wake(record, row)
     sent = step["sent"] or 1
     row |= {
         "achieved_rps": step["throughput_rps"], "requests": step["ok"],
@@ -501,7 +557,8 @@ def truth_k6(work: Path, port: int, rate: float, duration: float) -> dict[str, A
     proc = subprocess.run(
         pinned(TOOL_CPU, argv), capture_output=True, text=True, env=env, timeout=300
     )
-    taken = take_truth(port)
+    record = take_full_record(port)
+    taken = record["taken_ms"]
     if not summary.exists():
         raise BenchError(f"k6 wrote no summary (rc {proc.returncode}): {proc.stderr[-2000:]}")
     metrics = json.loads(summary.read_text())["metrics"]
@@ -509,6 +566,7 @@ def truth_k6(work: Path, port: int, rate: float, duration: float) -> dict[str, A
     reqs = metrics["http_reqs"]["values"]["count"]
     row = truth_row("k6", rate, {"p50": dur["med"], "p99": dur["p(99)"],
                                  "p999": dur["p(99.9)"]}, taken)  # fmt: skip
+    row |= server_wake(record, row)
     dropped = metrics.get("dropped_iterations", {}).get("values", {}).get("count", 0)
     failed = metrics.get("http_req_failed", {}).get("values", {}).get("rate", 0.0)
     row |= {"achieved_rps": reqs / duration, "requests": int(reqs),
@@ -529,13 +587,15 @@ def truth_wrk(work: Path, port: int, rate: float, duration: float) -> dict[str, 
     proc = subprocess.run(
         pinned(TOOL_CPU, argv), capture_output=True, text=True, env=env, timeout=300
     )
-    taken = take_truth(port)
+    record = take_full_record(port)
+    taken = record["taken_ms"]
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("WRK ")), None)
     if line is None:
         raise BenchError(f"wrk printed no summary (rc {proc.returncode}): {proc.stderr[-2000:]}")
     got = json.loads(line[4:])
     us = {key: got[key] / 1000.0 for key, _ in TRUTH_QUANTILES}  # wrk reports microseconds
     row = truth_row("wrk", rate, us, taken)
+    row |= server_wake(record, row)
     row |= {"achieved_rps": got["requests"] / duration, "requests": got["requests"],
             "errors": got["errors"], "connections": connections}  # fmt: skip
     return row
@@ -587,6 +647,7 @@ def truth_run(
     """One tool at one rate against the controlled server, its errors printed."""
     row = run(port, rate, duration)
     row["phase"] = "truth-max" if at_top else "truth"
+    row["load_1m"] = os.getloadavg()[0]
     console.print(
         f"  {row['tool']:<18} {rate:>7.0f}/s -> {row['achieved_rps']:>7.0f}/s  "
         + "  ".join(f"{k} {row[f'truth_{k}_error_pct']:+.2f}%" for k, _ in TRUTH_QUANTILES)
@@ -600,8 +661,13 @@ def truth_summary(truth_rows: list[dict[str, Any]], top: float | None) -> dict[s
     for tool, prefix in (("async-load-tester", ""), ("k6", "k6_"), ("wrk", "wrk_")):
         mine = [r for r in truth_rows if r["tool"] == tool]
         for key, _ in TRUTH_QUANTILES:
-            errors = [r[f"truth_{key}_error_pct"] for r in mine]
-            summary[f"{prefix}truth_{key}_error_pct"] = max(errors, key=abs) if errors else None
+            for kind in ("truth", "truth_read"):
+                errors = [
+                    r[f"{kind}_{key}_error_pct"] for r in mine if f"{kind}_{key}_error_pct" in r
+                ]
+                summary[f"{prefix}{kind}_{key}_error_pct"] = (
+                    max(errors, key=abs) if errors else None
+                )
     return summary
 
 
@@ -646,6 +712,7 @@ def highest_sustained(
     def passes(rate: float) -> bool:
         row = trial(rate)
         row["phase"] = f"sustained-search:{measure}"
+        row["load_1m"] = os.getloadavg()[0]
         row["passed"] = row[measure] < MAX_LATE_PCT and row["errors"] == 0
         rows.append(row)
         console.print(
@@ -737,6 +804,7 @@ def locust_best(work: Path, url: str, rows: list[dict[str, Any]]) -> dict[str, A
     for users in (1, 8, 32):
         row = run_locust(work, url, users, TRIAL_S)
         row["phase"] = "locust-max"
+        row["load_1m"] = os.getloadavg()[0]
         rows.append(row)
         locust_rows.append(row)
         console.print(
@@ -759,6 +827,7 @@ def at_common_rate(
     for tool, tool_rows in runs.items():
         at_common[tool] = median_row(tool_rows)
         at_common[tool]["phase"] = "common-rate"
+        at_common[tool]["load_1m"] = os.getloadavg()[0]
         rows.append(at_common[tool])
     return at_common
 
@@ -797,10 +866,11 @@ def write_result(
             "warmup_s": WARMUP_S,
             "common_s": COMMON_S,
             "max_late_or_dropped_pct": MAX_LATE_PCT,
-            "ours_late_ms": 1.0,
+            "late_ms": LATE_MS,
             "truth_law": f"log-normal: median {TRUTH_MEDIAN_MS:g} ms, sigma {TRUTH_SIGMA:g}, "
             f"seed {TRUTH_SEED}",
-            "truth": "the server's record of each request, last byte read to response written",
+            "truth": "the server's record of each request, from the kernel's receive timestamp "
+            "of its last byte to the response handed to the kernel",
             "truth_max_s": TRUTH_MAX_S,
             **extra.pop("settings", {}),
         },

@@ -55,6 +55,9 @@ _SPIN_S = 0.002  # closer than this to the next send: wait precisely instead of 
 _PRECISE_MIN_S = 0.00005  # below this, just go round the loop once more
 _WAKE_EARLY_S = 0.00002
 _TICK_S = 0.5
+# Folding latencies into the HDR histograms costs ~2 us a value with the loop held: fold
+# often, so no send or read waits long behind a fold (8.5 ms per half second at 8,000/s).
+_FOLD_S = 0.05
 _SWEEP_S = 0.05
 _RETRY_S = 0.01
 _SELECT_MAX_FDS = 900  # select() handles fds below FD_SETSIZE (1024) only
@@ -138,6 +141,7 @@ class _Driver:
         self.done: asyncio.Future[None] = self.loop.create_future()
         self.progress: ProgressFn | None = None
         self._handles: list[asyncio.TimerHandle] = []
+        self._recent: list[int] = []  # latencies folded since the last progress tick
         self._status_kind: dict[int, str] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -198,6 +202,7 @@ class _Driver:
                 self.stop_at = self.measure_from + plan.duration
             self.limit = plan.requests
             self._every(_TICK_S, self._tick)
+            self._every(_FOLD_S, self._fold)
             self._every(_SWEEP_S, self.sweep)
             if plan.mode == "open":
                 self._chunks = arrival_chunks(plan.segments, plan.arrival, plan.seed)
@@ -239,8 +244,12 @@ class _Driver:
 
         self._handles.append(self.loop.call_later(period, again))
 
+    def _fold(self) -> None:
+        self._recent.extend(self.rec.drain())
+
     def _tick(self) -> None:
-        values = self.rec.drain()
+        self._fold()
+        values, self._recent = self._recent, []
         self.rec.recent_us = values
         if self.closed_loop and perf_counter() >= self.stop_at:
             self._stop_closed()

@@ -1,9 +1,9 @@
 """Per-step counters and HDR histograms, fed from the hot path as cheaply as possible.
 
 The hot path only appends integers (microseconds) to lists; `drain()` folds them
-into HDR histograms in bulk (numpy unique + one record per distinct value) from
-the periodic tick, so recording costs one list append per request and memory
-stays flat however long the run.
+into HDR histograms in bulk (numpy unique + one record per distinct value) every
+50 ms, so recording costs one list append per request, no fold holds the loop for
+long, and memory stays flat however long the run.
 """
 
 from __future__ import annotations
