@@ -271,3 +271,33 @@ def grpc_model_infer(
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
         stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel)
         return stub.ModelInfer(request, timeout=120)
+
+
+# Triton's ModelConfig and ModelStatistics through tritonclient's gRPC client.
+TRITON_GRPC_CLIENT = """
+import json, sys
+import tritonclient.grpc as grpcclient
+
+port, model = sys.argv[1:3]
+client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+out = {
+    "config": client.get_model_config(model, as_json=True)["config"],
+    "stats": client.get_inference_statistics(model, as_json=True)["model_stats"],
+    "every": [s["name"] for s in client.get_inference_statistics(as_json=True)["model_stats"]],
+}
+try:
+    client.get_model_config("nope")
+except grpcclient.InferenceServerException as exc:
+    out["missing"] = [str(exc.status()), exc.message()]
+print(json.dumps(out))
+"""
+
+
+def triton_grpc(server: MLServerProcess, model: str) -> dict[str, object]:
+    """tritonclient's gRPC stubs and MLServer's register the same protos: its own interpreter."""
+    done = subprocess.run(
+        [sys.executable, "-c", TRITON_GRPC_CLIENT, str(server.grpc_port), model],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

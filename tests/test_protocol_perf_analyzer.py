@@ -23,7 +23,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import REPO, MLServerProcess, free_port, mlserver, stop, wait_ready, write_model
+from tests.servers import (
+    REPO,
+    MLServerProcess,
+    free_port,
+    mlserver,
+    stop,
+    triton_grpc,
+    wait_ready,
+    write_model,
+)
 from tests.vision_fixtures import COLOURS, png
 
 
@@ -152,35 +161,6 @@ def test_served_graph_over_http(served_graph: str, tmp_path: Path) -> None:
 
 
 # -- gRPC: Triton's ModelConfig and ModelStatistics on MLServer's port ----------------------------
-TRITON_GRPC_CLIENT = """
-import json, sys
-import tritonclient.grpc as grpcclient
-
-port, model = sys.argv[1:3]
-client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
-out = {
-    "config": client.get_model_config(model, as_json=True)["config"],
-    "stats": client.get_inference_statistics(model, as_json=True)["model_stats"],
-    "every": [s["name"] for s in client.get_inference_statistics(as_json=True)["model_stats"]],
-}
-try:
-    client.get_model_config("nope")
-except grpcclient.InferenceServerException as exc:
-    out["missing"] = [str(exc.status()), exc.message()]
-print(json.dumps(out))
-"""
-
-
-def triton_grpc(server: MLServerProcess, model: str) -> dict[str, object]:
-    """tritonclient's gRPC stubs and MLServer's register the same protos: its own interpreter."""
-    done = subprocess.run(
-        [sys.executable, "-c", TRITON_GRPC_CLIENT, str(server.grpc_port), model],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def test_tritonclient_grpc_model_config_and_statistics(runtime: MLServerProcess) -> None:
     """Pins the gRPC hook (serving/triton_grpc.py): UNIMPLEMENTED here means MLServer changed."""
     http_config = httpx.get(f"{runtime.url}/v2/models/embed/config", timeout=10).json()
