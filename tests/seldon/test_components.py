@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,15 +265,18 @@ def test_a_unit_of_two_instances_serves_from_two_gunicorn_workers(
     env = {"GUNICORN_WORKERS": "2", "OMP_NUM_THREADS": "1"}
     svc = start("clf", "MODEL", classifier_params("clf", tiny_classifier), tmp_path, env)
     try:
-        log = svc.log.read_text(errors="replace")
-        assert "'workers': 2" in log, svc.output()  # the REST server's gunicorn config
-        # Each REST worker loads its own copy (seldon's gRPC server process one more).
-        assert log.count("text-classification loaded from") >= 2, svc.output()
         bodies = [{"strData": text} for text in ("the movie was great", "i hated it") * 8]
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(lambda body: svc.post(PATHS["MODEL"], body), bodies))
         assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
         assert {tensor(a.json(), "clf.label")["shape"][0] for a in answers} == {1}
+        assert "'workers': 2" in svc.log.read_text(errors="replace")  # gunicorn's config
+        # Each REST worker loads its own copy (seldon's gRPC server process one more); the
+        # second may still be loading when the first answers.
+        deadline = time.monotonic() + 120
+        while svc.log.read_text(errors="replace").count("text-classification loaded from") < 2:
+            assert time.monotonic() < deadline, svc.output()
+            time.sleep(0.5)
     finally:
         stop(svc)
 
