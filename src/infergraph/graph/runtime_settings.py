@@ -137,26 +137,28 @@ def _flag(where: str, value: Json) -> bool | None:
     return value
 
 
+def _whole(where: str, value: Json, least: int, bound: str) -> int | None:
+    """A whole number of at least `least` (JSON may write it as 2.0), or None when unset;
+    `bound` says the limit in the error."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise SettingsError(where, f"expected a whole number, got {value!r}")
+    if value < least:
+        raise SettingsError(where, f"must be {bound}, got {value!r}")
+    return int(value)
+
+
 def _count(where: str, value: Json) -> int | None:
     """Rows per forward pass. 0 is MLServer's own default for `max_batch_size` and means no
     batching, so it reads as 1, as it always has; only a negative count is an error."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-        raise SettingsError(where, f"expected a whole number, got {value!r}")
-    if value < 0:
-        raise SettingsError(where, f"must be 0 (no batching) or more, got {value!r}")
-    return max(1, int(value))
+    count = _whole(where, value, 0, "0 (no batching) or more")
+    return None if count is None else max(1, count)
 
 
 def _instances(where: str, value: Json) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-        raise SettingsError(where, f"expected a whole number, got {value!r}")
-    if value < 1:
-        raise SettingsError(where, f"must be 1 or more model copies, got {value!r}")
-    return int(value)
+    """Copies of the model, each with its own forward thread."""
+    return _whole(where, value, 1, "1 or more model copies")
 
 
 def _millis(where: str, value: Json) -> float | None:
