@@ -3,8 +3,8 @@
 torch sizes its pool from the CPUs the process may run on (all of a node's, in a pod
 without the static CPU manager), not from the container's limit, so every model
 container carries OMP_NUM_THREADS; Seldon v1 runs a node's instances as gunicorn worker
-processes (seldon_core/microservice.py: `--workers` defaults to GUNICORN_WORKERS), each
-given its share of the threads.
+processes (seldon-core 1.18.2 seldon_core/microservice.py:265-270: `--workers` defaults to
+GUNICORN_WORKERS), each given its share of the threads.
 """
 
 from __future__ import annotations

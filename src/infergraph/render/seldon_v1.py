@@ -256,7 +256,8 @@ def _seldon_container(graph: InferenceGraph, unit: Unit, options: RenderOptions)
         "args": ["--service-type", _service_type(unit.type)],
         "env": [
             # Each gunicorn worker is a process with its own copy of the model: the node's
-            # instances (seldon_core/microservice.py reads GUNICORN_WORKERS for --workers).
+            # instances (seldon-core 1.18.2 seldon_core/microservice.py:265-270: `--workers`
+            # defaults to GUNICORN_WORKERS).
             {"name": "GUNICORN_WORKERS", "value": str(instances)},
             {"name": "GUNICORN_THREADS", "value": "4"},
             {"name": "SELDON_LOG_LEVEL", "value": "INFO"},
