@@ -236,7 +236,8 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
 
     # -- gRPC (and REST before our routes are in place): MLServer's types --------------------
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
-        served = await self.predict_plain(_as_dict(payload))
+        # MLServer's pydantic request dumped is the plain V2 dict every other path reads.
+        served = await self.predict_plain(payload.model_dump(exclude_none=True))
         return self._response(payload.id, served)
 
     async def predict_plain(self, body: JSONObject) -> JSONObject:
@@ -398,28 +399,6 @@ async def _off_the_loop(component: Component) -> None:
             component.start()
 
     await asyncio.to_thread(start)
-
-
-def _as_dict(payload: InferenceRequest) -> JSONObject:
-    """MLServer's request model as the plain V2 dict `parse_request` reads."""
-    inputs = []
-    for inp in payload.inputs:
-        params = inp.parameters.model_dump(exclude_none=True) if inp.parameters else None
-        entry: JSONObject = {
-            "name": inp.name,
-            "datatype": inp.datatype,
-            "shape": list(inp.shape),
-            "data": getattr(inp.data, "root", inp.data),
-        }
-        if params:
-            entry["parameters"] = params
-        inputs.append(entry)
-    body: JSONObject = {"inputs": inputs}
-    if payload.parameters is not None:
-        body["parameters"] = payload.parameters.model_dump(exclude_none=True)
-    if payload.outputs:
-        body["outputs"] = [{"name": o.name} for o in payload.outputs]
-    return body
 
 
 def _grpc_parameters(params: JSONObject) -> JSONObject:
