@@ -525,6 +525,9 @@ def check_configuration(check: Check, setting: Setting, tag: str) -> dict[str, A
         "batch": setting.batch,
         "delay_ms": setting.delay_ms,
         "rate": setting.rate,
+        # Rows re-run with --only sit beside older ones: each says how it was measured.
+        "duration_s": check.duration,
+        "runs": check.runs,
         "measured_p50_ms": measured["p50_ms"],
         "predicted_p50_ms": predicted["p50_ms"],
         "measured_p99_ms": p99,
