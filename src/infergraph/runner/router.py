@@ -49,7 +49,7 @@ NODES_KEY = web.AppKey("node_bases", dict)
 SESSION_KEY = web.AppKey("session", aiohttp.ClientSession)
 
 
-def _json(body: Any, status: int = 200) -> web.Response:
+def _json(body: object, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 

@@ -58,7 +58,12 @@ from infergraph.serving.engine import ComponentEngine
 from infergraph.serving.heap import settle_heap
 from infergraph.serving.load_lock import LOADING
 from infergraph.serving.metrics import CUDA_UNUSABLE, INFLIGHT, QUEUE, REQUESTS
-from infergraph.serving.model_config import ModelStats, model_config
+from infergraph.serving.model_config import (
+    ModelStats,
+    TritonConfig,
+    TritonStatistics,
+    model_config,
+)
 from infergraph.serving.protocol import parse_request, select_outputs
 from infergraph.serving.responses import encode_outputs, error_body, http_body, plain_parameters
 from infergraph.tensors.modelinfer import encode_grpc
@@ -347,7 +352,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         body, headers = http_body(header, blobs)
         return Response(body, 200, headers=headers)
 
-    def triton_config(self) -> JSONObject:
+    def triton_config(self) -> TritonConfig:
         """Triton's model configuration (REST `/config`, gRPC `ModelConfig`)."""
         return model_config(
             self.name,
@@ -359,7 +364,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             instances=(self.engine.instances, _instance_kind(self.component.device)),
         )
 
-    def triton_statistics(self) -> JSONObject:
+    def triton_statistics(self) -> TritonStatistics:
         """Triton's statistics of this model (REST `/stats`, gRPC `ModelStatistics`)."""
         return self.stats.as_json(self.name, self.version)
 
@@ -441,7 +446,7 @@ def _json_body(body: bytes) -> Any:
             raise InputError("request", "the JSON body is nested too deeply") from None
 
 
-def _json_response(body: JSONObject) -> Response:
+def _json_response(body: object) -> Response:
     return Response(orjson.dumps(body), 200, media_type="application/json")
 
 
