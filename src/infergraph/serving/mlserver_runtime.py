@@ -26,12 +26,13 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
 from mlserver.errors import MLServerError
 from mlserver.handlers import custom_handler
+from mlserver.settings import ModelSettings
 from mlserver.types import (
     InferenceRequest,
     InferenceResponse,
@@ -81,7 +82,7 @@ RELAY_KEY = "relay_request_parameters"
 _NOT_RELAYED = {"binary_data_output", "binary_data_size", "content_type", "headers"}
 
 
-def batching(settings: Any) -> tuple[int, float]:
+def batching(settings: ModelSettings) -> tuple[int, float]:
     """(rows per forward pass, seconds to wait): `parameters.extra` first, then MLServer's."""
     extra = (settings.parameters.extra if settings.parameters else None) or {}
     size = extra.get("max_batch_size", settings.max_batch_size)
@@ -111,7 +112,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 class ComponentRuntime(MLModel):  # type: ignore[misc]
     """Serves one component over V2 REST (JSON and binary) and gRPC, with per-row batching."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: ModelSettings) -> None:
         # Every hook into MLServer is version-gated there: an unsupported MLServer fails here.
         mlserver_hooks.install_process_hooks()
         super().__init__(settings)
@@ -236,7 +237,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             elapsed = time.perf_counter_ns() - started
             self.stats.record(outcome == "ok", elapsed, served.get("parameters", {}))
 
-    def _parse(self, body: Any) -> InferRequest[Array]:
+    def _parse(self, body: object) -> InferRequest[Array]:
         return parse_request(body, self._accepted, self._aliases)
 
     # -- gRPC (and REST before our routes are in place): MLServer's types --------------------
@@ -309,7 +310,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         params = dict(request.query_params)
         return await self._rest(lambda: self._decode_raw(body, params))
 
-    def _decode(self, body: bytes, headers: Any) -> InferRequest[Array]:
+    def _decode(self, body: bytes, headers: Mapping[str, str]) -> InferRequest[Array]:
         length = binary.header_length(headers)
         if length is not None:
             raw_input = self._raw_input()
