@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, NoReturn, Protocol
+from typing import NoReturn, Protocol
 
 import grpc
 
@@ -199,7 +199,9 @@ class TritonRpcs(grpc.GenericRpcHandler):  # type: ignore[misc]
             SERVICE + "ModelStatistics": self._statistics,
         }
 
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Any:
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
         behaviour = self._methods.get(handler_call_details.method)
         if behaviour is None:
             return None
