@@ -40,7 +40,7 @@ import os
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence, Sized
 from dataclasses import dataclass
 from timeit import default_timer
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 import numpy as np
@@ -50,11 +50,8 @@ from mlserver.errors import MLServerError
 from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.grpc.converters import ModelInferRequestConverter, ModelInferResponseConverter
 from mlserver.grpc.interceptors import LoggingInterceptor, PromServerInterceptor
-from mlserver.grpc.server import GRPCServer
 from mlserver.grpc.utils import STATUS_CODE_MAPPING
 from mlserver.handlers import DataPlane
-from mlserver.middleware import InferenceMiddleware
-from mlserver.settings import ModelSettings
 from mlserver.types import InferenceRequest, InferenceResponse
 from prometheus_client import Counter, Summary
 
@@ -63,6 +60,11 @@ from infergraph.json_types import JSONObject
 from infergraph.tensors.binary import encode_bytes_tensor
 from infergraph.tensors.datatypes import V2_TO_NUMPY, datatype_of, is_bytes
 from infergraph.tensors.modelinfer import CONTENTS_FIELD, encode_grpc, read_grpc
+
+if TYPE_CHECKING:  # annotations only: importing mlserver.grpc.server loads its tracing too
+    from mlserver.grpc.server import GRPCServer
+    from mlserver.middleware import InferenceMiddleware
+    from mlserver.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
