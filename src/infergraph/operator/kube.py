@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import ssl
 import tempfile
 from dataclasses import dataclass
@@ -155,7 +156,7 @@ class KubeClient:
         return True
 
 
-def _reason(body: Any) -> str:
+def _reason(body: object) -> str:
     if isinstance(body, dict):
         return str(body.get("message") or body.get("reason") or body)
     return str(body)[:300]
@@ -190,7 +191,9 @@ def _text(data: str | bytes | None) -> str | None:
     return raw.decode()
 
 
-def _file(path: Any, data: str | bytes | None) -> str | None:
+def _file(
+    path: str | bytes | os.PathLike[str] | os.PathLike[bytes] | None, data: str | bytes | None
+) -> str | None:
     """`load_cert_chain` wants files: inline kubeconfig data goes to a private temp file."""
     if path:
         return str(path)

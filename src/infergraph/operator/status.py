@@ -13,12 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from infergraph.cost import CostError, graph_cost, load_catalog
 from infergraph.engines import RENDERED
 from infergraph.engines import engine as engine_named
-from infergraph.graph.model import InferenceGraph
+from infergraph.graph.model import InferenceGraph, Node
 from infergraph.json_types import JSONObject, Manifest
 from infergraph.render.common import NODE_LABEL
 
@@ -119,7 +118,7 @@ def _node_label(obj: Manifest, nodes: set[str]) -> str | None:
     return label if label in nodes else None
 
 
-def _idle(node: Any, live: list[Manifest]) -> bool:
+def _idle(node: Node, live: list[Manifest]) -> bool:
     """Scaled to zero by design: the node may scale to zero (minReplicas 0) and its engine
     object says it has no replica (`_at_zero`). Seldon v1 never gets here: its renderer keeps
     such a node at one replica (render/seldon_v1.py `_notes`)."""

@@ -17,7 +17,7 @@ from infergraph.components.registry import component_class
 from infergraph.cost.pricing import parse_cpu
 from infergraph.engines import engine as engine_named
 from infergraph.errors import RenderError
-from infergraph.graph.model import InferenceGraph, Node
+from infergraph.graph.model import Condition, InferenceGraph, Node
 from infergraph.graph.model_settings import model_settings as shared_model_settings
 from infergraph.json_types import JSONObject, Manifest
 from infergraph.render.options import RenderOptions
@@ -314,11 +314,11 @@ def model_settings(
     )
 
 
-def dumps(data: Any) -> str:
+def dumps(data: object) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
-def condition_dict(cond: Any) -> JSONObject:
+def condition_dict(cond: Condition) -> JSONObject:
     """A WhenStep condition as the gate/router components take it (JSON-able)."""
     return {"tensor": cond.tensor, "op": cond.op, "value": cond.value, "reduce": cond.reduce}
 

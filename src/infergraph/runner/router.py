@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any
 
 import aiohttp
 import orjson
@@ -49,7 +48,7 @@ NODES_KEY = web.AppKey("node_bases", dict)
 SESSION_KEY = web.AppKey("session", aiohttp.ClientSession)
 
 
-def _json(body: Any, status: int = 200) -> web.Response:
+def _json(body: object, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
@@ -118,7 +117,7 @@ async def _run_graph(request: web.Request, payload: JSONObject) -> web.Response:
     )
 
 
-def _read_request(graph: InferenceGraph, body: bytes, headers: Any) -> JSONObject:
+def _read_request(graph: InferenceGraph, body: bytes, headers: Mapping[str, str]) -> JSONObject:
     """JSON or binary-extension body -> the V2 request dict the executor runs, checked."""
     length = binary.header_length(headers)
     if length is not None:

@@ -19,7 +19,7 @@ frames responses in HTTP. Shared by the MLServer runtime and the router.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 import orjson
@@ -32,7 +32,7 @@ from infergraph.tensors.v2json import encode_json
 OCTET_STREAM = "application/octet-stream"
 
 
-def header_length(headers: Any) -> int | None:
+def header_length(headers: Mapping[str, str]) -> int | None:
     """The announced JSON header length, None when the request is plain JSON."""
     value = headers.get(HEADER)
     if value is None:

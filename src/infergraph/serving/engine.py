@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from infergraph.arrays import Array
 from infergraph.components.base import Component, ComponentResult, Prepared
@@ -54,7 +53,7 @@ class ComponentEngine:
         )
 
     async def infer(
-        self, inputs: Mapping[str, Array], parameters: Mapping[str, Any]
+        self, inputs: Mapping[str, Array], parameters: Mapping[str, object]
     ) -> ComponentResult:
         empty = self.component.zero_row_outputs(inputs)
         if empty is not None:  # nothing to batch: a frame with no detection
@@ -77,7 +76,7 @@ class ComponentEngine:
         return ComponentResult(outputs=outputs, parameters=params)
 
     async def _prepare(
-        self, inputs: Mapping[str, Array], parameters: Mapping[str, Any]
+        self, inputs: Mapping[str, Array], parameters: Mapping[str, object]
     ) -> Prepared:
         """Decoding images or tokenising text is CPU work, kept off the event loop, unless
         this component's preparation has proved cheaper than the hop to a worker thread
@@ -91,7 +90,7 @@ class ComponentEngine:
         return await loop.run_in_executor(None, self._timed_prepare, inputs, parameters)
 
     def _timed_prepare(
-        self, inputs: Mapping[str, Array], parameters: Mapping[str, Any]
+        self, inputs: Mapping[str, Array], parameters: Mapping[str, object]
     ) -> Prepared:
         started = time.perf_counter()
         try:

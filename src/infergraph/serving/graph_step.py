@@ -117,7 +117,7 @@ class Carry:
         self.request.id = self.request.id or step.id
 
 
-def gather(body: Any) -> Carry:
+def gather(body: object) -> Carry:
     """One body, or an Ensemble's `{"<step>": body, ...}` merge, as one Carry."""
     if not isinstance(body, dict):
         raise InputError("body", "expected a JSON object")
@@ -150,7 +150,7 @@ def lookup(carry: Carry, refs: Sequence[str], wiring: StepWiring) -> Tensor | No
     return None
 
 
-async def run_step(wiring: StepWiring, body: Any, call: Call) -> JSONObject:
+async def run_step(wiring: StepWiring, body: object, call: Call) -> JSONObject:
     """Execute this step on a carried body and return the body for the next step.
 
     The rules (alternatives, an absent tensor, the gate, zero rows, parameters, the path) are

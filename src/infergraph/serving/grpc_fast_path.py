@@ -37,10 +37,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence, Sized
 from dataclasses import dataclass
 from timeit import default_timer
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 import numpy as np
@@ -53,6 +53,7 @@ from mlserver.grpc.interceptors import LoggingInterceptor, PromServerInterceptor
 from mlserver.grpc.utils import STATUS_CODE_MAPPING
 from mlserver.handlers import DataPlane
 from mlserver.types import InferenceRequest, InferenceResponse
+from prometheus_client import Counter, Summary
 
 from infergraph.errors import InputError
 from infergraph.json_types import JSONObject
@@ -60,22 +61,52 @@ from infergraph.tensors.binary import encode_bytes_tensor
 from infergraph.tensors.datatypes import V2_TO_NUMPY, datatype_of, is_bytes
 from infergraph.tensors.modelinfer import CONTENTS_FIELD, encode_grpc, read_grpc
 
+if TYPE_CHECKING:  # annotations only: importing mlserver.grpc.server loads its tracing too
+    from mlserver.grpc.server import GRPCServer
+    from mlserver.middleware import InferenceMiddleware
+    from mlserver.settings import ModelSettings
+
 log = logging.getLogger(__name__)
 
 SERVICE = "inference.GRPCInferenceService"
 MODEL_INFER = f"/{SERVICE}/ModelInfer"
 SWITCH = "INFERGRAPH_GRPC_FAST_PATH"
-Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+type InferContext = grpc.aio.ServicerContext[pb.ModelInferRequest, pb.ModelInferResponse]
+# MLServer's ModelInfer behind its metrics interceptor.
+Behavior = Callable[[pb.ModelInferRequest, InferContext], Awaitable[pb.ModelInferResponse]]
+# A grpc.aio server interceptor's `intercept_service`, and the continuation it is handed.
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]]
+Intercept = Callable[[Continuation, grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]]
+# DataPlane's model_infer_request_success, _failure and _duration children of one model.
+InferSeries = tuple[Counter, Counter, Summary]
+
+
+class RawInput(Protocol):
+    """An input as MLServer's gRPC converter holds it when it injects the raw entries
+    (`mlserver.types.RequestInput`, or `_Sent` here): one with empty data was sent raw."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def datatype(self) -> str: ...
+
+    @property
+    def shape(self) -> Sequence[int]: ...
+
+    @property
+    def data(self) -> Sized: ...
+
+
 # mlserver_hooks.check_raw_contents: the raw entries against the inputs they belong to.
-RawCheck = Callable[[Sequence[Any], Sequence[bytes]], None]
-Intercept = Callable[[Callable[..., Any], grpc.HandlerCallDetails], Awaitable[Any]]
+RawCheck = Callable[[Sequence[RawInput], Sequence[bytes]], None]
 
 
 class GrpcModel(Protocol):
     """What the fast path needs of a model (ComponentRuntime)."""
 
     name: str
-    settings: Any
+    settings: ModelSettings
 
     @property
     def version(self) -> str | None: ...
@@ -95,7 +126,9 @@ def enabled() -> bool:
     return os.environ.get(SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def metrics_interceptor(interceptors: Sequence[Any]) -> PromServerInterceptor | None:
+def metrics_interceptor(
+    interceptors: Sequence[grpc.aio.ServerInterceptor],
+) -> PromServerInterceptor | None:
     """The interceptor to take the place of: MLServer's metrics one, last, with nothing but
     its access log before it; None for any other chain (tracing, metrics off)."""
     if not interceptors or not isinstance(interceptors[-1], PromServerInterceptor):
@@ -106,7 +139,7 @@ def metrics_interceptor(interceptors: Sequence[Any]) -> PromServerInterceptor | 
 
 
 def install(
-    grpc_server: Any, data_plane: DataPlane, check_raw: RawCheck
+    grpc_server: GRPCServer, data_plane: DataPlane, check_raw: RawCheck
 ) -> ModelInferFastPath | None:
     """The fast path of MLServer's `GRPCServer` (one per server), or None where its
     interceptors or DataPlane are not what this module reproduces, or it is switched off."""
@@ -128,7 +161,7 @@ def install(
         log.info("MLServer's response cache is on: gRPC ModelInfer keeps MLServer's path")
         return None
     chain = getattr(data_plane, "_inference_middleware", None)
-    middlewares: Sequence[Any] = getattr(chain, "_middlewares", ())
+    middlewares: Sequence[InferenceMiddleware] = getattr(chain, "_middlewares", ())
     if [type(m) for m in middlewares] != [CloudEventsMiddleware]:
         log.info("DataPlane middlewares other than CloudEvents: ModelInfer keeps MLServer's")
         return None
@@ -166,12 +199,12 @@ class ModelInferFastPath:
         self._handling = metrics["grpc_server_handled_histogram"].labels(**labels)
         counter = prom._interceptor._grpc_server_handled_total_counter
         self._handled_ok = counter.labels(**labels, grpc_code="OK")
-        self._infer_metrics = (
+        self._infer_metrics: InferSeries = (
             data_plane._ModelInferRequestSuccess,
             data_plane._ModelInferRequestFailure,
             data_plane._ModelInferRequestDuration,
         )
-        self._series: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+        self._series: dict[tuple[str, str], InferSeries] = {}
         prom.intercept_service = self.intercept_service
 
     # -- the models answered here ------------------------------------------------------------
@@ -194,8 +227,8 @@ class ModelInferFastPath:
 
     # -- gRPC --------------------------------------------------------------------------------
     async def intercept_service(
-        self, continuation: Callable[..., Any], details: grpc.HandlerCallDetails
-    ) -> Any:
+        self, continuation: Continuation, details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler:
         if details.method != MODEL_INFER:
             return await self._original(continuation, details)
         if self._mlserver is None:
@@ -204,7 +237,7 @@ class ModelInferFastPath:
         return self._handler
 
     async def infer(
-        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ModelInferRequest, context: InferContext
     ) -> pb.ModelInferResponse:
         model = self._model(request.model_name, request.model_version)
         if model is None:
@@ -229,7 +262,7 @@ class ModelInferFastPath:
         self._handling.observe(max(default_timer() - began, 0))
         return response
 
-    async def _abort(self, model: GrpcModel, exc: Exception, context: Any) -> None:
+    async def _abort(self, model: GrpcModel, exc: Exception, context: InferContext) -> None:
         """MLServer's answer to an error: its status table, the error's text as details."""
         if isinstance(exc, MLServerError):
             code = STATUS_CODE_MAPPING.get(exc.status_code, grpc.StatusCode.UNKNOWN)
@@ -242,17 +275,22 @@ class ModelInferFastPath:
             code = grpc.StatusCode.INTERNAL
         await context.abort(code=code, details=str(exc))
 
-    def _model_series(self, name: str, version: str) -> tuple[Any, Any, Any]:
+    def _model_series(self, name: str, version: str) -> InferSeries:
         """DataPlane's success, failure and duration children, looked up once per model."""
         key = (name, version)
         series = self._series.get(key)
         if series is None:
-            series = tuple(m.labels(model=name, version=version) for m in self._infer_metrics)
+            success, failure, duration = self._infer_metrics
+            series = (
+                success.labels(model=name, version=version),
+                failure.labels(model=name, version=version),
+                duration.labels(model=name, version=version),
+            )
             self._series[key] = series
         return series
 
     async def _answer(
-        self, model: GrpcModel, request: pb.ModelInferRequest, context: Any
+        self, model: GrpcModel, request: pb.ModelInferRequest, context: InferContext
     ) -> pb.ModelInferResponse:
         if _plain(request):
             body = plain_request(request, self._check_raw)
@@ -288,7 +326,7 @@ class _Sent:
     name: str
     datatype: str
     shape: list[int]
-    data: list[Any]
+    data: list[bool | int | float | bytes]  # the values of its contents field
 
 
 def plain_request(request: pb.ModelInferRequest, check_raw: RawCheck) -> JSONObject:
@@ -346,7 +384,7 @@ def _packed(datatype: str, data: list[Any]) -> bytes:
     return np.asarray(data, dtype=V2_TO_NUMPY[datatype]).tobytes()
 
 
-def _parameters(target: Any, params: JSONObject) -> None:
+def _parameters(target: MutableMapping[str, pb.InferParameter], params: JSONObject) -> None:
     """V2 gRPC parameters hold bool, int64 or string: floats travel as their repr (the
     runtime's `_grpc_parameters`), anything else is left out as MLServer's converter does."""
     for key, value in params.items():

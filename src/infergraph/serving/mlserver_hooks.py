@@ -70,6 +70,8 @@ import orjson
 from fastapi import FastAPI
 from mlserver.errors import MLServerError
 from mlserver.grpc import utils as mlserver_grpc_utils
+from mlserver.settings import ModelSettings
+from mlserver.types import RequestInput
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, Router
@@ -77,8 +79,8 @@ from starlette.routing import BaseRoute, Route, Router
 import mlserver
 from infergraph.errors import InfergraphError, InputError, grpc_code_for_http
 from infergraph.serving import grpc_fast_path, rest_fast_path
-from infergraph.serving.grpc_fast_path import GrpcModel, ModelInferFastPath
-from infergraph.serving.rest_fast_path import DirectRoutes
+from infergraph.serving.grpc_fast_path import GrpcModel, ModelInferFastPath, RawInput
+from infergraph.serving.rest_fast_path import DirectRoutes, Endpoint
 from infergraph.serving.triton_grpc import TritonModel, TritonRpcs
 from infergraph.tensors.binary import decode_bytes_tensor
 from infergraph.tensors.datatypes import V2_TO_NUMPY
@@ -125,7 +127,7 @@ def install_process_hooks() -> None:
     _install_raw_check()
 
 
-def switch_off_mlserver_batching(settings: Any) -> None:
+def switch_off_mlserver_batching(settings: ModelSettings) -> None:
     """Zero MLServer's batching knobs before its `load_batching` hook reads them (item 7)."""
     require_supported_mlserver()
     settings.max_batch_size = 1
@@ -162,7 +164,7 @@ class Attached:
     app: FastAPI  # MLServer's REST app
     routes: list[Route]  # the model's routes, now first in the app's route list
     rpcs: TritonRpcs
-    endpoints: Sequence[Callable[..., Any]]  # what the routes call
+    endpoints: Sequence[Endpoint]  # what the routes call
     direct: DirectRoutes | None  # the routes answered ahead of the middleware, if they are
     model_infer: ModelInferFastPath | None  # gRPC ModelInfer ahead of MLServer's, if it is
 
@@ -171,7 +173,7 @@ class ServedModel(TritonModel, GrpcModel, Protocol):
     """What `attach` serves: the Triton RPCs' model and the gRPC fast path's."""
 
 
-def attach(model: ServedModel, endpoints: Sequence[Callable[..., Any]]) -> Attached | None:
+def attach(model: ServedModel, endpoints: Sequence[Endpoint]) -> Attached | None:
     """Put the model's routes first (item 1, with item 2) and serve its Triton RPCs (item 3).
 
     Called from the model's `load()`: MLServer added the model's custom handlers just before
@@ -223,7 +225,7 @@ def _model_infer(server: MLServer) -> ModelInferFastPath | None:
 
 
 def _bypass_middleware(
-    app: FastAPI, routes: list[Route], endpoints: Sequence[Callable[..., Any]]
+    app: FastAPI, routes: list[Route], endpoints: Sequence[Endpoint]
 ) -> DirectRoutes | None:
     """The app answers `routes` ahead of its middleware stack (`rest_fast_path`), which reads
     MLServer's middleware: a release that builds its app otherwise keeps its own path."""
@@ -278,7 +280,7 @@ def _triton_rpcs(server: grpc.aio.Server) -> TritonRpcs:
     return rpcs
 
 
-def promote(router: Router, endpoints: Sequence[Callable[..., Any]]) -> list[Route]:
+def promote(router: Router, endpoints: Sequence[Endpoint]) -> list[Route]:
     """Move the routes serving `endpoints` to the front of `router`; the routes moved."""
     wanted = {id(fn) for fn in endpoints}
     routes: list[BaseRoute] = router.routes
@@ -291,7 +293,7 @@ def promote(router: Router, endpoints: Sequence[Callable[..., Any]]) -> list[Rou
 
 # -- readiness bodies ------------------------------------------------------------------------
 # MLServer's path -> the Open Inference Protocol body for (ready, path parameters).
-_READINESS: dict[str, Callable[[bool, dict[str, str]], dict[str, Any]]] = {
+_READINESS: dict[str, Callable[[bool, dict[str, str]], dict[str, bool | str]]] = {
     "/v2/health/live": lambda ok, _: {"live": ok},
     "/v2/health/ready": lambda ok, _: {"ready": ok},
     "/v2/models/{model_name}/ready": lambda ok, p: {"name": p["model_name"], "ready": ok},
@@ -321,7 +323,7 @@ def answer_readiness_with_bodies(router: Router) -> int:
     return added
 
 
-def _with_body(path: str, original: Callable[..., Awaitable[Response]]) -> Callable[..., Any]:
+def _with_body(path: str, original: Callable[..., Awaitable[Response]]) -> Endpoint:
     """MLServer's endpoint decides (200 ready, 400 not, its errors as they are); add the body."""
     body = _READINESS[path]
 
@@ -338,7 +340,7 @@ def _with_body(path: str, original: Callable[..., Awaitable[Response]]) -> Calla
 
 
 # -- gRPC raw_input_contents -------------------------------------------------------------------
-def check_raw_contents(inputs: Sequence[Any], raw_contents: Sequence[bytes]) -> None:
+def check_raw_contents(inputs: Sequence[RawInput], raw_contents: Sequence[bytes]) -> None:
     """Each raw entry must hold exactly what its input's shape and datatype need.
 
     As MLServer reads them, entries belong in order to the inputs sent without contents.
@@ -381,14 +383,14 @@ def _install_raw_check() -> None:
     if getattr(original, "checks_raw_contents", False):
         return
 
-    def checked(inputs: list[Any], raw_contents: list[bytes]) -> list[Any]:
+    def checked(inputs: list[RequestInput], raw_contents: list[bytes]) -> list[RequestInput]:
         """MLServer's `inject_raw` after `check_raw_contents`: a bad entry is a 400, which
         MLServer's gRPC error mapping answers INVALID_ARGUMENT."""
         try:
             check_raw_contents(inputs, raw_contents)
         except InputError as exc:
             raise MLServerError(str(exc), status_code=400) from exc
-        injected: list[Any] = original(inputs, raw_contents)
+        injected: list[RequestInput] = original(inputs, raw_contents)
         return injected
 
     checked.checks_raw_contents = True  # type: ignore[attr-defined]

@@ -26,12 +26,13 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
 from mlserver.errors import MLServerError
 from mlserver.handlers import custom_handler
+from mlserver.settings import ModelSettings
 from mlserver.types import (
     InferenceRequest,
     InferenceResponse,
@@ -58,7 +59,12 @@ from infergraph.serving.engine import ComponentEngine
 from infergraph.serving.heap import settle_heap
 from infergraph.serving.load_lock import LOADING
 from infergraph.serving.metrics import CUDA_UNUSABLE, INFLIGHT, QUEUE, REQUESTS
-from infergraph.serving.model_config import ModelStats, model_config
+from infergraph.serving.model_config import (
+    ModelStats,
+    TritonConfig,
+    TritonStatistics,
+    model_config,
+)
 from infergraph.serving.protocol import parse_request, select_outputs
 from infergraph.serving.responses import encode_outputs, error_body, http_body, plain_parameters
 from infergraph.tensors.modelinfer import encode_grpc
@@ -76,7 +82,7 @@ RELAY_KEY = "relay_request_parameters"
 _NOT_RELAYED = {"binary_data_output", "binary_data_size", "content_type", "headers"}
 
 
-def batching(settings: Any) -> tuple[int, float]:
+def batching(settings: ModelSettings) -> tuple[int, float]:
     """(rows per forward pass, seconds to wait): `parameters.extra` first, then MLServer's."""
     extra = (settings.parameters.extra if settings.parameters else None) or {}
     size = extra.get("max_batch_size", settings.max_batch_size)
@@ -106,7 +112,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 class ComponentRuntime(MLModel):  # type: ignore[misc]
     """Serves one component over V2 REST (JSON and binary) and gRPC, with per-row batching."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: ModelSettings) -> None:
         # Every hook into MLServer is version-gated there: an unsupported MLServer fails here.
         mlserver_hooks.install_process_hooks()
         super().__init__(settings)
@@ -231,7 +237,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             elapsed = time.perf_counter_ns() - started
             self.stats.record(outcome == "ok", elapsed, served.get("parameters", {}))
 
-    def _parse(self, body: Any) -> InferRequest[Array]:
+    def _parse(self, body: object) -> InferRequest[Array]:
         return parse_request(body, self._accepted, self._aliases)
 
     # -- gRPC (and REST before our routes are in place): MLServer's types --------------------
@@ -305,7 +311,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         params = dict(request.query_params)
         return await self._rest(lambda: self._decode_raw(body, params))
 
-    def _decode(self, body: bytes, headers: Any) -> InferRequest[Array]:
+    def _decode(self, body: bytes, headers: Mapping[str, str]) -> InferRequest[Array]:
         length = binary.header_length(headers)
         if length is not None:
             raw_input = self._raw_input()
@@ -348,7 +354,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         body, headers = http_body(header, blobs)
         return Response(body, 200, headers=headers)
 
-    def triton_config(self) -> JSONObject:
+    def triton_config(self) -> TritonConfig:
         """Triton's model configuration (REST `/config`, gRPC `ModelConfig`)."""
         return model_config(
             self.name,
@@ -360,7 +366,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             instances=(self.engine.instances, _instance_kind(self.component.device)),
         )
 
-    def triton_statistics(self) -> JSONObject:
+    def triton_statistics(self) -> TritonStatistics:
         """Triton's statistics of this model (REST `/stats`, gRPC `ModelStatistics`)."""
         return self.stats.as_json(self.name, self.version)
 
@@ -420,7 +426,7 @@ def _json_body(body: bytes) -> Any:
             raise InputError("request", "the JSON body is nested too deeply") from None
 
 
-def _json_response(body: JSONObject) -> Response:
+def _json_response(body: object) -> Response:
     return Response(orjson.dumps(body), 200, media_type="application/json")
 
 

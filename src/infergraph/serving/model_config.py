@@ -13,9 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-from infergraph.json_types import JSONObject
+from typing import Any, NotRequired, Protocol, TypedDict
 
 
 class Tensor(Protocol):
@@ -31,14 +29,64 @@ class Tensor(Protocol):
     def shape(self) -> Sequence[int]: ...
 
 
+# Triton's JSON shapes (model_config.proto, grpc_service.proto), as these functions write
+# them and `triton_grpc` encodes them to protobuf.
+class TensorEntry(TypedDict):
+    """ModelInput / ModelOutput."""
+
+    name: str
+    data_type: str
+    dims: list[int]
+    optional: NotRequired[bool]  # inputs only
+
+
+class InstanceGroup(TypedDict):
+    count: int
+    kind: str  # KIND_CPU, KIND_GPU
+
+
+class StringParameter(TypedDict):
+    string_value: str
+
+
+class TritonConfig(TypedDict):
+    """ModelConfig, the fields written here."""
+
+    name: str
+    platform: str
+    backend: NotRequired[str]
+    max_batch_size: int
+    input: list[TensorEntry]
+    output: list[TensorEntry]
+    instance_group: NotRequired[list[InstanceGroup]]
+    parameters: NotRequired[dict[str, StringParameter]]
+
+
+class DurationEntry(TypedDict):
+    count: int
+    ns: int
+
+
+class TritonStatistics(TypedDict):
+    """One ModelStatistics entry; `inference_stats` by InferStatistics field name."""
+
+    name: str
+    version: str
+    last_inference: int
+    inference_count: int
+    execution_count: int
+    inference_stats: dict[str, DurationEntry]
+    batch_stats: list[dict[str, object]]  # left empty (see ModelStats)
+
+
 def data_type(datatype: str) -> str:
     """Triton's enum name for a V2 datatype (BYTES is TYPE_STRING there)."""
     return "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}"
 
 
-def tensor_entry(tensor: Tensor, is_input: bool) -> JSONObject:
+def tensor_entry(tensor: Tensor, is_input: bool) -> TensorEntry:
     """ModelInput / ModelOutput; only inputs have `optional` in Triton's schema."""
-    entry: JSONObject = {
+    entry: TensorEntry = {
         "name": tensor.name,
         "data_type": data_type(tensor.datatype),
         "dims": list(tensor.shape),
@@ -56,18 +104,21 @@ def model_config(
     backend: str = "",
     parameters: Mapping[str, str] | None = None,
     instances: tuple[int, str] | None = None,
-) -> JSONObject:
+) -> TritonConfig:
     """The JSON form of Triton's `ModelConfig` (what `GET /v2/models/<m>/config` answers).
 
     `instances` is (copies, "KIND_CPU" or "KIND_GPU"): Triton's `instance_group`, where a
     client sees how many forward passes a model runs at once (our `instances` setting).
     """
-    config: JSONObject = {"name": name, "platform": platform}
+    config: TritonConfig = {
+        "name": name,
+        "platform": platform,
+        "max_batch_size": 0,
+        "input": [tensor_entry(t, is_input=True) for t in inputs],
+        "output": [tensor_entry(t, is_input=False) for t in outputs],
+    }
     if backend:
         config["backend"] = backend
-    config["max_batch_size"] = 0
-    config["input"] = [tensor_entry(t, is_input=True) for t in inputs]
-    config["output"] = [tensor_entry(t, is_input=False) for t in outputs]
     if instances is not None:
         config["instance_group"] = [{"count": instances[0], "kind": instances[1]}]
     if parameters:
@@ -120,10 +171,10 @@ class ModelStats:
             value = parameters.get(key)
             self.stages[stage].add(int(value * 1e6) if isinstance(value, int | float) else 0)
 
-    def as_json(self, name: str, version: str | None) -> JSONObject:
+    def as_json(self, name: str, version: str | None) -> TritonStatistics:
         """One entry of `model_stats`, Triton's JSON statistics shape."""
 
-        def duration(d: Duration) -> dict[str, int]:
+        def duration(d: Duration) -> DurationEntry:
             return {"count": d.count, "ns": d.ns}
 
         return {

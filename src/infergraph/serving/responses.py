@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 import orjson
@@ -13,19 +11,8 @@ from infergraph.arrays import Array
 from infergraph.errors import Status, status_for
 from infergraph.json_types import JSONObject
 from infergraph.serving.binary import OCTET_STREAM, write_response
-from infergraph.tensors.binary import encode_binary
-from infergraph.tensors.v2json import encode_json
-
-
-class OutputTensor(TypedDict):
-    """One output tensor of a V2 JSON response. A binary one has no `data`: its bytes follow
-    the JSON header, and its `binary_data_size` parameter says how many there are."""
-
-    name: str
-    datatype: str
-    shape: list[int]
-    data: NotRequired[list[Any]]
-    parameters: NotRequired[Mapping[str, str | int]]
+from infergraph.tensors.binary import binary_entry
+from infergraph.tensors.v2json import EncodedTensor, encode_json
 
 
 def plain_parameters(params: JSONObject) -> JSONObject:
@@ -38,26 +25,19 @@ def plain_parameters(params: JSONObject) -> JSONObject:
 
 def encode_outputs(
     outputs: dict[str, Array], binary_all: bool, binary_names: set[str]
-) -> tuple[list[OutputTensor], list[bytes]]:
+) -> tuple[list[EncodedTensor], list[bytes]]:
     """Output tensors as JSON entries, with the binary ones' bytes split off in order."""
-    entries: list[OutputTensor] = []
+    entries: list[EncodedTensor] = []
     blobs: list[bytes] = []
     for name, array in outputs.items():
         array = np.asarray(array)
         if binary_all or name in binary_names:
-            datatype, raw = encode_binary(array)
-            entries.append(
-                {
-                    "name": name,
-                    "datatype": datatype,
-                    "shape": list(array.shape),
-                    "parameters": {"binary_data_size": len(raw)},
-                }
-            )
+            binary, raw = binary_entry(name, array)
+            entries.append(binary)
             blobs.append(raw)
             continue
         datatype, shape, data, params = encode_json(array)
-        entry: OutputTensor = {"name": name, "datatype": datatype, "shape": shape, "data": data}
+        entry: EncodedTensor = {"name": name, "datatype": datatype, "shape": shape, "data": data}
         if params:
             entry["parameters"] = params
         entries.append(entry)

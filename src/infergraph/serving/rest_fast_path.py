@@ -24,9 +24,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
+from prometheus_client import Counter, Gauge, Histogram
+from starlette.applications import Starlette
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.middleware.gzip import GZipMiddleware
@@ -58,7 +59,7 @@ class Effects:
 def effects_of(stack: ASGIApp) -> Effects | None:
     """The metrics and gzip middlewares of a built stack; None if it holds anything else."""
     metrics = compress = None
-    layer: Any = stack
+    layer = stack
     while isinstance(layer, _KNOWN):
         if isinstance(layer, PrometheusMiddleware):
             custom = layer.request_labels or layer.response_labels or layer.exemplars
@@ -80,8 +81,8 @@ class DirectRoutes:
         self.effects = effects
         self.routes: list[tuple[Route, Endpoint]] = []
         # Series children by their labels, looked up once: `labels()` costs more than `inc()`.
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._in_progress: dict[str, Any] = {}
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._in_progress: dict[str, Gauge] = {}
 
     def add(self, routes: Sequence[Route], endpoints: Sequence[Endpoint]) -> None:
         wanted = {id(fn): fn for fn in endpoints}
@@ -136,7 +137,7 @@ class DirectRoutes:
 
     def _series(
         self, metrics: PrometheusMiddleware, method: str, path: str, status: int
-    ) -> tuple[Any, Any]:
+    ) -> tuple[Counter, Histogram]:
         """The request counter and duration histogram children of one label set."""
         key = (method, path, status)
         children = self._children.get(key)
@@ -172,7 +173,7 @@ def _compress(response: Response, request: Request, middleware: GZipMiddleware) 
 
 
 def install(
-    app: Any, routes: Sequence[Route], endpoints: Sequence[Endpoint]
+    app: Starlette, routes: Sequence[Route], endpoints: Sequence[Endpoint]
 ) -> DirectRoutes | None:
     """Put `DirectRoutes` in front of `app`'s middleware stack, holding `routes`; None if the
     stack holds middleware whose effects it does not reproduce."""

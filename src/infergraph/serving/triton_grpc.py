@@ -21,12 +21,17 @@ nothing of MLServer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, NoReturn, Protocol
+from collections.abc import Awaitable, Callable, Iterable
+from typing import NoReturn, Protocol
 
 import grpc
 
-from infergraph.json_types import JSONObject
+from infergraph.serving.model_config import (
+    InstanceGroup,
+    TensorEntry,
+    TritonConfig,
+    TritonStatistics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +53,9 @@ class TritonModel(Protocol):
     @property
     def version(self) -> str | None: ...
 
-    def triton_config(self) -> JSONObject: ...
+    def triton_config(self) -> TritonConfig: ...
 
-    def triton_statistics(self) -> JSONObject: ...
+    def triton_statistics(self) -> TritonStatistics: ...
 
 
 # -- protobuf wire format ------------------------------------------------------------------------
@@ -81,20 +86,20 @@ def _packed(field: int, values: Iterable[int]) -> bytes:
     return _bytes(field, payload) if payload else b""
 
 
-def _tensor(entry: Mapping[str, Any]) -> bytes:
+def _tensor(entry: TensorEntry) -> bytes:
     """ModelInput / ModelOutput: name 1, data_type 2 (dims are 4 in one, 3 in the other)."""
     return _text(1, entry["name"]) + _number(2, DATA_TYPES.get(entry["data_type"], 0))
 
 
-def _input(entry: Mapping[str, Any]) -> bytes:
+def _input(entry: TensorEntry) -> bytes:
     return _tensor(entry) + _packed(4, entry["dims"]) + _number(8, int(bool(entry.get("optional"))))
 
 
-def _output(entry: Mapping[str, Any]) -> bytes:
+def _output(entry: TensorEntry) -> bytes:
     return _tensor(entry) + _packed(3, entry["dims"])
 
 
-def encode_model_config(config: Mapping[str, Any]) -> bytes:
+def encode_model_config(config: TritonConfig) -> bytes:
     """A `ModelConfigResponse` from the JSON configuration (`model_config.model_config`)."""
     body = (
         _text(1, config["name"])
@@ -116,7 +121,7 @@ def encode_model_config(config: Mapping[str, Any]) -> bytes:
 _KINDS = {"KIND_AUTO": 0, "KIND_GPU": 1, "KIND_CPU": 2, "KIND_MODEL": 3}
 
 
-def _instance_group(group: Mapping[str, Any]) -> bytes:
+def _instance_group(group: InstanceGroup) -> bytes:
     """ModelInstanceGroup: count (2) and kind (4)."""
     return _number(2, int(group.get("count", 1))) + _number(
         4, _KINDS[group.get("kind", "KIND_AUTO")]
@@ -126,10 +131,10 @@ def _instance_group(group: Mapping[str, Any]) -> bytes:
 _DURATIONS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
 
 
-def encode_model_statistics(entries: Iterable[Mapping[str, Any]]) -> bytes:
+def encode_model_statistics(entries: Iterable[TritonStatistics]) -> bytes:
     """A `ModelStatisticsResponse` from JSON entries (`model_config.ModelStats.as_json`)."""
 
-    def one(entry: Mapping[str, Any]) -> bytes:
+    def one(entry: TritonStatistics) -> bytes:
         stats = entry["inference_stats"]
         durations = b"".join(
             _bytes(i, _number(1, stats[key]["count"]) + _number(2, stats[key]["ns"]))
@@ -194,7 +199,9 @@ class TritonRpcs(grpc.GenericRpcHandler):  # type: ignore[misc]
             SERVICE + "ModelStatistics": self._statistics,
         }
 
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Any:
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
         behaviour = self._methods.get(handler_call_details.method)
         if behaviour is None:
             return None

@@ -20,6 +20,7 @@ from infergraph.arrays import Array
 from infergraph.errors import InputError
 from infergraph.json_types import JSONObject
 from infergraph.tensors.datatypes import datatype_of, element_count, is_bytes, numpy_type
+from infergraph.tensors.v2json import EncodedTensor
 
 HEADER = "Inference-Header-Content-Length"
 
@@ -86,6 +87,20 @@ def encode_binary(array: Array) -> tuple[str, bytes]:
     if datatype is None:
         array, datatype = array.astype(np.float32), "FP32"
     return datatype, np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+
+
+def binary_entry(name: str, array: Array) -> tuple[EncodedTensor, bytes]:
+    """One tensor of a binary-extension body (request input or response output): its JSON
+    header entry, whose `binary_data_size` counts the raw bytes that follow the header for
+    it, and those bytes."""
+    datatype, raw = encode_binary(array)
+    entry: EncodedTensor = {
+        "name": name,
+        "datatype": datatype,
+        "shape": list(array.shape),
+        "parameters": {"binary_data_size": len(raw)},
+    }
+    return entry, raw
 
 
 def read_request(body: bytes, length: int, raw_input: str | None) -> JSONObject:

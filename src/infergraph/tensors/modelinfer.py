@@ -9,7 +9,8 @@ and the runtime's gRPC fast path).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal, Protocol
 
 from infergraph.arrays import Array
 from infergraph.errors import InputError
@@ -35,6 +36,62 @@ CONTENTS_FIELD: dict[str, str] = {
 }
 
 
+# What `read_grpc` reads of a `ModelInferRequest`: the fields of the generated protobuf class
+# (MLServer's `dataplane_pb2`, tritonclient's, KServe's), named here so that this package
+# imports none of them.
+class _Parameter(Protocol):
+    """An `InferParameter`: one of bool_param, int64_param, string_param set."""
+
+    def WhichOneof(self, oneof_group: Literal["parameter_choice"], /) -> str | None: ...
+
+
+type _Parameters = Mapping[str, _Parameter]  # the protobuf map of a `parameters` field
+
+
+class _Contents(Protocol):
+    """`InferTensorContents`: the typed fields, of which a request sets one (or none)."""
+
+    def ListFields(self) -> Sequence[tuple[object, Iterable[object]]]: ...
+
+
+class _RequestedOutput(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def parameters(self) -> _Parameters: ...
+
+
+class _InputTensor(_RequestedOutput, Protocol):
+    @property
+    def datatype(self) -> str: ...
+
+    @property
+    def shape(self) -> Sequence[int]: ...
+
+    @property
+    def contents(self) -> _Contents: ...
+
+
+class GrpcRequest(Protocol):
+    """A `ModelInferRequest` as `read_grpc` reads it."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def inputs(self) -> Sequence[_InputTensor]: ...
+
+    @property
+    def outputs(self) -> Sequence[_RequestedOutput]: ...
+
+    @property
+    def parameters(self) -> _Parameters: ...
+
+    @property
+    def raw_input_contents(self) -> Sequence[bytes]: ...
+
+
 def encode_grpc(array: Array) -> tuple[str, list[int], list[Any], dict[str, str]]:
     """As `encode_json`, but BYTES elements as bytes: gRPC's `bytes_contents` holds bytes."""
     datatype, shape, data, params = encode_json(array)
@@ -43,7 +100,7 @@ def encode_grpc(array: Array) -> tuple[str, list[int], list[Any], dict[str, str]
     return datatype, shape, data, params
 
 
-def read_grpc(message: Any) -> JSONObject:
+def read_grpc(message: GrpcRequest) -> JSONObject:
     """A `ModelInferRequest` as the V2 request dict MLServer's converters make of it: each
     input's values from its first set contents field, whichever it is (a datatype that does
     not match is the reader's to refuse); inputs sent without contents take the
@@ -72,12 +129,12 @@ def read_grpc(message: Any) -> JSONObject:
     return body
 
 
-def _requested(output: Any) -> JSONObject:
+def _requested(output: _RequestedOutput) -> JSONObject:
     params = read_parameters(output.parameters)
     return {"name": output.name, "parameters": params} if params else {"name": output.name}
 
 
-def read_parameters(params: Any) -> JSONObject:
+def read_parameters(params: _Parameters) -> JSONObject:
     """A protobuf map of `InferParameter` as plain values (the one each entry sets)."""
     out: JSONObject = {}
     for key, value in params.items():

@@ -31,10 +31,10 @@ import numpy as np
 from infergraph.arrays import Array
 from infergraph.errors import InputError
 from infergraph.json_types import JSONObject
-from infergraph.tensors.binary import encode_binary, read_request
+from infergraph.tensors.binary import binary_entry, encode_binary, read_request
 from infergraph.tensors.modelinfer import CONTENTS_FIELD, encode_grpc, read_grpc
 from infergraph.tensors.seldon import decode_seldon, encode_seldon, infer_plain
-from infergraph.tensors.v2json import Tensor, decode_json, from_tensor, to_tensor
+from infergraph.tensors.v2json import EncodedTensor, Tensor, decode_json, from_tensor, to_tensor
 
 # Request parameters that steer the protocol, not the model.
 PROTOCOL_PARAMETERS = frozenset(
@@ -162,19 +162,11 @@ class InferRequest[T]:
 
     def to_binary(self) -> tuple[bytes, int]:
         """The binary-extension body, every input's data raw, and its JSON header's length."""
-        inputs: list[JSONObject] = []
+        inputs: list[EncodedTensor] = []
         blobs: list[bytes] = []
         for name, tensor in self.inputs.items():
-            array = _array(name, tensor)
-            datatype, raw = encode_binary(array)
-            inputs.append(
-                {
-                    "name": name,
-                    "datatype": datatype,
-                    "shape": list(array.shape),
-                    "parameters": {"binary_data_size": len(raw)},
-                }
-            )
+            entry, raw = binary_entry(name, _array(name, tensor))
+            inputs.append(entry)
             blobs.append(raw)
         envelope = self._envelope({"inputs": inputs})
         head = json.dumps(envelope, separators=(",", ":")).encode("utf-8")

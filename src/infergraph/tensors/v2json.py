@@ -9,7 +9,7 @@ Decoding checks everything a client can get wrong and names the input in each er
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
@@ -20,6 +20,18 @@ from infergraph.tensors.datatypes import datatype_of, element_count, is_bytes, n
 
 # The V2 JSON form of one tensor; `data` holds any JSON value, so its values are Any.
 Tensor = dict[str, Any]
+
+
+class EncodedTensor(TypedDict):
+    """One tensor as this package writes it in a V2 JSON body (a request input or a response
+    output). A binary one has no `data`: its bytes follow the JSON header, and its
+    `binary_data_size` parameter says how many there are (`tensors.binary.binary_entry`)."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    data: NotRequired[list[Any]]
+    parameters: NotRequired[Mapping[str, str | int]]
 
 
 def _flatten(name: str, data: object, ndim: int) -> list[Any]:
