@@ -26,6 +26,7 @@ from infergraph.render import EXAMPLE_STORAGE, RenderOptions, render
 from infergraph.render import seldon_v2 as v2
 from infergraph.runner.executor import GraphExecutor
 from infergraph.runner.repository import offline_checkpoint
+from infergraph.tensors.request import InferRequest
 from tests.engine_cases import GRAPHS, assert_same, forced_langid, load, sweep, tiny
 from tests.engines.seldon_v2 import Dataflow, agent_rewrite, grpc_models, loaded_name
 from tests.graph_payloads import request_for
@@ -83,7 +84,9 @@ def run_local(
 
     async def go() -> dict[str, Any]:
         async with aiohttp.ClientSession() as session:
-            return await GraphExecutor(graph, urls, session).infer(copy.deepcopy(request))
+            accepted = [t.name for t in graph.spec.inputs]
+            read = InferRequest.from_json_tensors(copy.deepcopy(request), accepted)
+            return await GraphExecutor(graph, urls, session).infer(read)
 
     return asyncio.run(go())
 

@@ -202,7 +202,8 @@ def test_video_frame_without_person_gives_empty_result_and_errors_name_the_node(
             assert resp.status_code == 400 and "takes inputs image" in resp.text
 
             resp = await _post(rg.infer_url, {"inputs": []})
-            assert resp.status_code == 400 and "no inputs" in resp.text
+            # In the runtime's words (`InferRequest.from_json`), as the router reads by it.
+            assert resp.status_code == 400 and "non-empty 'inputs' list" in resp.text
 
             async with httpx.AsyncClient(timeout=30) as client:
                 raw = await client.post(rg.infer_url, content=b"{not json")

@@ -196,6 +196,52 @@ def test_a_name_given_twice_is_refused_not_overwritten() -> None:
         )
 
 
+_IMAGE = {"name": "image", "datatype": "BYTES", "shape": [1], "data": ["a"]}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"inputs": [_IMAGE, {**_IMAGE, "name": "INPUT_IMAGE"}]},
+        {"inputs": [{**_IMAGE, "name": ""}]},
+        {"inputs": ["image"]},
+        {"inputs": [{**_IMAGE, "parameters": "base64"}]},
+        {"inputs": []},
+        {"id": 1, "inputs": [_IMAGE]},
+        {"inputs": [_IMAGE], "outputs": [{"name": "label", "parameters": []}]},
+    ],
+)
+def test_a_request_decoded_or_not_is_refused_by_the_same_rule(body: dict[str, object]) -> None:
+    """The router (tensors left V2 JSON) and a model (decoded) read a request by one rule."""
+    with pytest.raises(InputError) as decoded:
+        InferRequest.from_json(copy.deepcopy(body), accepted=["image"])
+    with pytest.raises(InputError) as undecoded:
+        InferRequest.from_json_tensors(copy.deepcopy(body), accepted=["image"])
+    assert str(undecoded.value) == str(decoded.value)
+
+
+def test_a_request_left_undecoded_names_its_tensors_as_a_model_reads_them() -> None:
+    body = {
+        "id": "r1",
+        "inputs": [{**_IMAGE, "name": "INPUT_IMAGE", "data": ["YQ=="]}],
+        "outputs": [{"name": "label", "parameters": {"binary_data": True}}],
+        "parameters": {"base64_encoded": True, "top_k": 3},
+    }
+    kept = InferRequest.from_json_tensors(copy.deepcopy(body), accepted=["image"])
+    decoded = InferRequest.from_json(copy.deepcopy(body), accepted=["image"])
+    assert kept.inputs["image"]["parameters"] == {"content_type": "base64"}
+    assert InferRequest.from_json(kept.to_json()).inputs["image"].tolist() == [b"a"]
+    assert decoded.inputs["image"].tolist() == [b"a"]
+    for field in ("id", "parameters", "outputs", "binary_all", "binary_outputs"):
+        assert getattr(kept, field) == getattr(decoded, field), field
+
+
+def test_a_kserve_step_keeps_the_id_and_an_empty_carry_as_they_came() -> None:
+    """A forwarder echoes the id it was sent; a step's body may carry no tensor."""
+    carried = InferRequest.from_json_undecoded({"id": 7, "inputs": []})
+    assert (carried.id, carried.inputs) == (7, {})
+
+
 def test_a_kserve_graph_steps_answer_is_a_request_the_next_step_reads() -> None:
     """The step's body carries its request's tensors undecoded; written out, it is a V2
     request whose tensors decode to what the client sent and what the step produced."""

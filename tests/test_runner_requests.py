@@ -23,9 +23,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from infergraph.errors import InputError
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import compile_plan, load_graph
 from infergraph.runner.router import build_app
+from infergraph.tensors.request import InferRequest
 
 REPO = Path(__file__).resolve().parent.parent
 TRACE = {
@@ -115,6 +117,62 @@ async def test_a_request_missing_a_graph_input_is_a_400_naming_it(
     error = (await resp.json())["error"]
     assert "question" in error and "missing" in error, error
     assert not seen.headers, "no node is called for a request the graph cannot run"
+
+
+def _runtime_error(body: dict[str, Any]) -> str:
+    """What the runtime answers for `body`: `InferRequest.from_json`'s error, which the
+    MLServer runtime sends as its 400 (`serving/protocol`)."""
+    with pytest.raises(InputError) as refused:
+        InferRequest.from_json(body, ["text", "question"])
+    return str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"id": 7, "inputs": [text("text"), text("question")]},
+        {"inputs": []},
+        {"inputs": [text("text"), {**text("question"), "parameters": [1]}]},
+        {"inputs": [text("text"), text("question")], "outputs": [{"name": "answer",
+                                                                  "parameters": "binary"}]},
+    ],
+)  # fmt: skip
+async def test_a_bad_request_is_refused_as_the_runtime_refuses_it(
+    sum_qa: tuple[TestClient, Seen], body: dict[str, Any]
+) -> None:
+    """The router read its requests with checks of its own: a numeric id was echoed, output
+    parameters that are no object were ignored, and messages differed from the runtime's."""
+    router, seen = sum_qa
+    resp = await router.post("/v2/models/sum-qa/infer", json=body)
+    assert resp.status == 400, await resp.text()
+    assert _runtime_error(body) in (await resp.json())["error"]
+    assert not seen.bodies, "no node is called for a request the runtime would refuse"
+
+
+async def test_base64_encoded_is_for_bytes_inputs_that_name_no_content_type(
+    sum_qa: tuple[TestClient, Seen],
+) -> None:
+    """As the runtime reads `base64_encoded` (an input's own content_type wins), and the
+    protocol's parameters steer the reading of this request, not the nodes' models."""
+    router, seen = sum_qa
+    body = {
+        "inputs": [
+            {**text("text"), "data": ["YQ=="]},
+            {**text("question"), "parameters": {"content_type": "str"}},
+        ],
+        "parameters": {"base64_encoded": True, "top_k": 2},
+    }
+    resp = await router.post("/v2/models/sum-qa/infer", json=body)
+    assert resp.status == 200, await resp.text()
+    runtime = InferRequest.from_json(body, ["text", "question"])
+    qa = seen.bodies["qa"][-1]
+    sent = {t["name"]: t for t in qa["inputs"]}
+    assert sent["question"]["parameters"] == {"content_type": "str"}
+    assert runtime.inputs["question"].tolist() == [b"a long document"]
+    assert qa["parameters"] == runtime.parameters == {"top_k": 2}
+    summarized = seen.bodies["summarize"][-1]["inputs"][0]
+    assert summarized["parameters"] == {"content_type": "base64"}
+    assert runtime.inputs["text"].tolist() == [b"a"]
 
 
 class ClosesKeptAliveConnections:

@@ -26,6 +26,7 @@ from infergraph.graph.plan import GraphPlan, PlanStep, Source, plan_of
 from infergraph.graph.wire import Tensor, renamed
 from infergraph.json_types import JSONObject
 from infergraph.runner import upstream
+from infergraph.tensors.request import InferRequest
 from infergraph.tensors.v2json import from_tensor, to_tensor
 
 # Forwarded from the graph request to every node call: a W3C trace context and a request id,
@@ -73,12 +74,12 @@ class GraphExecutor:
         self.node_names = {n.name for n in graph.spec.nodes}
 
     async def infer(
-        self, request: JSONObject, headers: Mapping[str, str] | None = None
+        self, request: InferRequest[Tensor], headers: Mapping[str, str] | None = None
     ) -> JSONObject:
-        """Run the graph; `headers` (trace context, request id) go with every node call."""
+        """Run the graph; `headers` (trace context, request id) go with every node call, and
+        the request's parameters (the protocol's already taken out) to the nodes they name."""
         started = time.perf_counter()
-        params = dict(request.get("parameters") or {})
-        run = Run(self.request_tensors(request), params, dict(headers or {}))
+        run = Run(self.request_tensors(request), dict(request.parameters), dict(headers or {}))
         done: dict[str, asyncio.Event] = {s.name: asyncio.Event() for s in self.plan.steps}
         try:
             async with asyncio.TaskGroup() as group:  # a failing step cancels the others
@@ -95,26 +96,21 @@ class GraphExecutor:
                 outputs.append(renamed(tensor, name))
         return {
             "model_name": self.graph.name,
-            "id": request.get("id"),
+            "id": request.id,
             "parameters": {**run.timings, **run.trace.parameters()},
             "outputs": outputs,
         }
 
-    def request_tensors(self, request: JSONObject) -> dict[str, Tensor]:
-        inputs = request.get("inputs")
-        if not isinstance(inputs, list) or not inputs:
-            raise InputError("inputs", "the request has no inputs")
+    def request_tensors(self, request: InferRequest[Tensor]) -> dict[str, Tensor]:
+        """The request's tensors by `request.<input>`; each must be one the graph declares."""
         declared = {t.name for t in self.graph.spec.inputs}
         tensors: dict[str, Tensor] = {}
-        for tensor in inputs:
-            if not isinstance(tensor, dict) or "name" not in tensor:
-                raise InputError("inputs", "every input needs a name, datatype, shape and data")
-            if tensor["name"] not in declared:
+        for name, tensor in request.inputs.items():
+            if name not in declared:
                 raise InputError(
-                    str(tensor["name"]),
-                    f"graph '{self.graph.name}' takes inputs {', '.join(sorted(declared))}",
+                    name, f"graph '{self.graph.name}' takes inputs {', '.join(sorted(declared))}"
                 )
-            tensors[f"{REQUEST}.{tensor['name']}"] = tensor
+            tensors[f"{REQUEST}.{name}"] = tensor
         # Every declared input is required: without one a node's feed is never produced,
         # which is the client's error (400), as on Seldon v2 and KServe, not a node's (502).
         missing = sorted(declared - {name.removeprefix(f"{REQUEST}.") for name in tensors})

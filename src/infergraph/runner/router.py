@@ -12,9 +12,10 @@ Endpoints (the same shapes a Seldon Core v2 ingress serves):
   GET  /v2                                       server metadata
   GET  /v2/health/live, /v2/health/ready
 
-A graph request is read as the runtimes read theirs (`serving/binary.py`, `serving/protocol`
-naming conventions): binary inputs become JSON tensors for the nodes, requested `outputs`
-are honoured, and outputs come back binary when asked.
+A graph request is read as the runtimes read theirs, by the same reader
+(`tensors.request.InferRequest.from_json_tensors`; `serving/binary.py` for the binary
+extension), its tensors left V2 JSON: binary inputs become JSON tensors for the nodes,
+requested `outputs` are honoured, and outputs come back binary when asked.
 """
 
 from __future__ import annotations
@@ -31,15 +32,14 @@ from multidict import CIMultiDict
 from infergraph.errors import InfergraphError, InputError, status_for
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import GraphPlan, plan_of
-from infergraph.json_types import JSONObject
 from infergraph.runner import upstream
 from infergraph.runner.executor import GraphExecutor, trace_headers
 from infergraph.serving import binary
 from infergraph.serving.model_config import model_config
 from infergraph.serving.protocol import select_outputs
 from infergraph.tensors.binary import encode_binary, read_request
-from infergraph.tensors.request import resolve_name
-from infergraph.tensors.v2json import from_tensor
+from infergraph.tensors.request import InferRequest
+from infergraph.tensors.v2json import Tensor, from_tensor
 
 log = logging.getLogger(__name__)
 GRAPH_KEY = web.AppKey("graph", InferenceGraph)
@@ -83,28 +83,28 @@ async def _infer_raw(request: web.Request) -> web.Response:
         payload = _read_request(graph, await request.read(), {binary.HEADER: "0"})
     except InfergraphError as exc:
         return _error(f"graph '{graph.name}': {exc}", status_for(exc).http)
-    payload["parameters"] = {**dict(request.query), "binary_data_output": False}
+    payload.parameters = {k: v for k, v in request.query.items() if k != "binary_data_output"}
+    payload.binary_all = False
     return await _run_graph(request, payload)
 
 
-async def _run_graph(request: web.Request, payload: JSONObject) -> web.Response:
+async def _run_graph(request: web.Request, payload: InferRequest[Tensor]) -> web.Response:
     """Run a read request through the graph; answer JSON or binary as the request asked."""
     graph = request.app[GRAPH_KEY]
     try:
-        requested, every_binary, binary_names = _requested_outputs(payload)
         reply = await request.app[EXECUTOR_KEY].infer(payload, trace_headers(request.headers))
         produced = {t["name"]: t for t in reply["outputs"]}
-        selected = select_outputs(produced, requested)
+        selected = select_outputs(produced, payload.outputs)
         reply["outputs"] = [{**tensor, "name": name} for name, tensor in selected.items()]
     except InfergraphError as exc:
         return _error(f"graph '{graph.name}': {exc}", status_for(exc).http)
     if reply.get("id") is None:
         reply.pop("id", None)
-    if not every_binary and not binary_names:
+    if not payload.binary_all and not payload.binary_outputs:
         return _json(reply)
     blobs = []
     for tensor in reply["outputs"]:
-        if every_binary or tensor["name"] in binary_names:
+        if payload.binary_all or tensor["name"] in payload.binary_outputs:
             _, raw = encode_binary(from_tensor(tensor))
             tensor.pop("data", None)
             tensor["parameters"] = {"binary_data_size": len(raw)}
@@ -117,8 +117,13 @@ async def _run_graph(request: web.Request, payload: JSONObject) -> web.Response:
     )
 
 
-def _read_request(graph: InferenceGraph, body: bytes, headers: Mapping[str, str]) -> JSONObject:
-    """JSON or binary-extension body -> the V2 request dict the executor runs, checked."""
+def _read_request(
+    graph: InferenceGraph, body: bytes, headers: Mapping[str, str]
+) -> InferRequest[Tensor]:
+    """JSON or binary-extension body -> the request the executor runs, read by the
+    runtime's rules (`InferRequest.from_json_tensors`); binary inputs become JSON tensors
+    for the nodes. A name no reading fits is left for the executor, which lists the graph's
+    inputs."""
     length = binary.header_length(headers)
     if length is not None:
         raw_input = next((t.name for t in graph.spec.inputs if t.datatype == "BYTES"), None)
@@ -132,52 +137,7 @@ def _read_request(graph: InferenceGraph, body: bytes, headers: Mapping[str, str]
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise InputError("request", f"body is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise InputError("request", "the body must be a JSON object with 'inputs'")
-    params = payload.get("parameters")
-    if params is not None and not isinstance(params, dict):
-        raise InputError("parameters", f"must be a JSON object, got {type(params).__name__}")
-    inputs = payload.get("inputs")
-    if not isinstance(inputs, list) or not inputs:
-        raise InputError("inputs", "the request has no inputs")
-    declared = [t.name for t in graph.spec.inputs]
-    seen: set[str] = set()
-    for position, tensor in enumerate(inputs):
-        if not isinstance(tensor, dict):
-            raise InputError(f"inputs[{position}]", "each input must be a JSON object")
-        raw_name = tensor.get("name")
-        if not isinstance(raw_name, str) or not raw_name:
-            raise InputError(f"inputs[{position}]", f"'name' must be a string, got {raw_name!r}")
-        # A name no reading fits is left for the executor, which lists the graph's inputs.
-        name = resolve_name(raw_name, declared, {}, strict=False)
-        if name in seen:
-            raise InputError(raw_name, f"given twice (as '{name}'); send each input once")
-        seen.add(name)
-        tensor["name"] = name
-        tensor_params = tensor.get("parameters")
-        if tensor_params is not None and not isinstance(tensor_params, dict):
-            raise InputError(raw_name, "input parameters must be a JSON object")
-        if (params or {}).get("base64_encoded") is True and tensor.get("datatype") == "BYTES":
-            tensor["parameters"] = {**(tensor_params or {}), "content_type": "base64"}
-    return payload
-
-
-def _requested_outputs(payload: JSONObject) -> tuple[list[str], bool, set[str]]:
-    """(names asked for, all outputs binary?, names asked for in binary)."""
-    outputs = payload.pop("outputs", None)
-    if outputs is not None and not isinstance(outputs, list):
-        raise InputError("outputs", "must be a list of {name, parameters}")
-    names = []
-    for position, out in enumerate(outputs or []):
-        name = out.get("name") if isinstance(out, dict) else None
-        if not isinstance(name, str):
-            raise InputError(f"outputs[{position}]", "each requested output needs a string name")
-        names.append(name)
-    every, named = binary.wants_binary({**payload, "outputs": outputs or []})
-    params = payload.get("parameters")
-    if isinstance(params, dict):
-        params.pop("binary_data_output", None)
-    return names, every, named
+    return InferRequest.from_json_tensors(payload, [t.name for t in graph.spec.inputs])
 
 
 async def _proxy_node(request: web.Request, name: str, suffix: str) -> web.Response:

@@ -46,18 +46,6 @@ def header_length(headers: Mapping[str, str]) -> int | None:
     return length
 
 
-def wants_binary(request: JSONObject) -> tuple[bool, set[str]]:
-    """(every output binary?, names of outputs asked for in binary)."""
-    params = request.get("parameters")
-    every = isinstance(params, dict) and params.get("binary_data_output") is True
-    named = set()
-    for out in request.get("outputs") or []:
-        out_params = out.get("parameters") if isinstance(out, dict) else None
-        if isinstance(out_params, dict) and out_params.get("binary_data") is True:
-            named.add(str(out.get("name")))
-    return every, named
-
-
 def write_response(header: JSONObject, blobs: list[bytes]) -> tuple[bytes, int]:
     """JSON header + binary blobs -> (body, header length)."""
     head = orjson.dumps(header)

@@ -12,17 +12,19 @@ edge and every engine reads the same fields:
 - Seldon Core v1's `jsonData` and plain payloads (`from_seldon` / `to_seldon`).
 
 The tensor type is a parameter: `InferRequest[Array]` holds decoded numpy arrays (what a
-model is fed); `InferRequest[Tensor]` (`from_json_undecoded`) keeps V2 JSON tensors as they
-came, for a KServe graph step that forwards most of what it carries and decodes only what it
-feeds. Each tensor's codec is `tensors.v2json` / `binary` / `modelinfer` / `seldon`'s; this
-module reads and writes the request around them, naming the input in every error.
+model is fed); `InferRequest[Tensor]` keeps V2 JSON tensors as they came: `from_json_tensors`
+for the local graph router, which checks a client's request as `from_json` does and leaves the
+tensors to the nodes; `from_json_undecoded` for a KServe graph step that forwards most of what
+it carries and decodes only what it feeds. Each tensor's codec is `tensors.v2json` / `binary` /
+`modelinfer` / `seldon`'s; this module reads and writes the request around them, naming the
+input in every error.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,38 +65,31 @@ class InferRequest[T]:
     ) -> InferRequest[Array]:
         """A V2 request dict, validated and decoded; input names resolve through `aliases`
         and a client's conventions against `accepted` (empty: every name as it is)."""
-        if not isinstance(body, dict):
-            raise InputError("request", "the body must be a JSON object with 'inputs'")
-        request_id = body.get("id")
-        if request_id is not None and not isinstance(request_id, str):
-            raise InputError("id", f"must be a string, got {type(request_id).__name__}")
-        parameters = dict(_object("parameters", body.get("parameters"), "request parameters"))
-        base64 = parameters.get("base64_encoded") is True
-        inputs = _read_inputs(body.get("inputs"), accepted, aliases or {}, base64)
-        outputs, binary_outputs = _read_outputs(body.get("outputs"))
-        return InferRequest(
-            id=request_id,
-            inputs=inputs,
-            parameters={k: v for k, v in parameters.items() if k not in PROTOCOL_PARAMETERS},
-            outputs=outputs,
-            binary_all=parameters.get("binary_data_output") is True,
-            binary_outputs=binary_outputs,
-        )
+        return _read_request(body, lambda raw, b64: _read_inputs(raw, accepted, aliases or {}, b64))
+
+    @staticmethod
+    def from_json_tensors(body: object, accepted: Sequence[str] = ()) -> InferRequest[Tensor]:
+        """A client's V2 request dict read by `from_json`'s rules (id, inputs' names and
+        parameters, outputs, protocol parameters), its tensors left V2 JSON, for a router
+        that forwards them to the models that decode them. Each tensor is renamed to the
+        name it resolves to, and `base64_encoded`, a protocol parameter not passed on, is
+        written into each BYTES input that names no content type, as a model reads it."""
+        return _read_request(body, lambda raw, b64: _keep_inputs(raw, accepted, b64))
 
     @staticmethod
     def from_json_undecoded(body: Mapping[str, Any]) -> InferRequest[Tensor]:
-        """A V2 request dict whose tensors stay V2 JSON, by name: only names are checked.
+        """A V2 request dict whose tensors stay V2 JSON, by name: only their headers are
+        checked (`_input_header`); an empty list is a step's body that carries no tensor.
 
-        The id is kept as it came, as a forwarder echoes it; parameters are all kept.
+        The id is kept as it came, as a forwarder echoes it; parameters are all kept, and
+        so is `base64_encoded`, for each model to read its inputs by.
         """
         tensors = body.get("inputs")
-        if not isinstance(tensors, list) or not all(
-            isinstance(t, dict) and "name" in t for t in tensors
-        ):
-            raise InputError("inputs", "expected a list of V2 tensors, each with a name")
+        if not isinstance(tensors, list):
+            raise InputError("inputs", "expected a list of V2 tensors")
         return InferRequest(
             id=body.get("id"),
-            inputs={str(t["name"]): t for t in tensors},
+            inputs=_keep_inputs(tensors, (), base64=False),
             parameters=dict(_object("parameters", body.get("parameters"), "request parameters")),
         )
 
@@ -259,36 +254,103 @@ def _object(name: str, value: Any, what: str) -> JSONObject:
     return value
 
 
-def _read_inputs(
-    raw_inputs: object, accepted: Sequence[str], aliases: Mapping[str, str], base64: bool
-) -> dict[str, Array]:
-    """The `inputs` list decoded by component name; a name given twice is refused, never
-    silently overwritten. `base64` (`base64_encoded`) is the content type of BYTES inputs
-    that name none."""
+def _read_request[T](
+    body: object, read_inputs: Callable[[list[object], bool], dict[str, T]]
+) -> InferRequest[T]:
+    """A V2 request dict's envelope checked (id, parameters, outputs), its inputs read by
+    `read_inputs(inputs, base64_encoded)`: decoded, or left V2 JSON."""
+    if not isinstance(body, dict):
+        raise InputError("request", "the body must be a JSON object with 'inputs'")
+    request_id = body.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InputError("id", f"must be a string, got {type(request_id).__name__}")
+    parameters = dict(_object("parameters", body.get("parameters"), "request parameters"))
+    raw_inputs = body.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InputError("inputs", "the request needs a non-empty 'inputs' list")
+    inputs = read_inputs(raw_inputs, parameters.get("base64_encoded") is True)
+    outputs, binary_outputs = _read_outputs(body.get("outputs"))
+    return InferRequest(
+        id=request_id,
+        inputs=inputs,
+        parameters={k: v for k, v in parameters.items() if k not in PROTOCOL_PARAMETERS},
+        outputs=outputs,
+        binary_all=parameters.get("binary_data_output") is True,
+        binary_outputs=binary_outputs,
+    )
+
+
+@dataclass(frozen=True)
+class _Header:
+    """One input's header, checked: the tensor, the name it came as, the component's name
+    for it, its parameters, and the content type its BYTES data is read by."""
+
+    tensor: JSONObject
+    raw_name: str
+    name: str
+    parameters: JSONObject
+    content_type: object
+
+
+def _input_header(
+    position: int,
+    tensor: object,
+    accepted: Sequence[str],
+    aliases: Mapping[str, str],
+    taken: Container[str],
+    base64: bool,
+) -> _Header:
+    """The rules every reader of an `inputs` entry applies, decoded or not: an object with
+    a non-empty string name, which resolves (not strictly: a component may read inputs it
+    does not declare) to a name not `taken` (a name given twice is refused, never silently
+    overwritten); parameters an object; `base64` (`base64_encoded`) the content type of a
+    BYTES input that names none."""
+    if not isinstance(tensor, dict):
+        raise InputError(f"inputs[{position}]", "each input must be a JSON object")
+    raw_name = tensor.get("name")
+    if not isinstance(raw_name, str) or not raw_name:
+        raise InputError(f"inputs[{position}]", f"'name' must be a string, got {raw_name!r}")
+    name = resolve_name(raw_name, accepted, aliases, strict=False)
+    if name in taken:
+        raise InputError(raw_name, f"given twice (as '{name}'); send each input once")
+    parameters = _object(raw_name, tensor.get("parameters"), "input parameters")
+    content_type = parameters.get("content_type")
+    if content_type is None and base64 and tensor.get("datatype") == "BYTES":
+        content_type = "base64"
+    return _Header(tensor, raw_name, name, parameters, content_type)
+
+
+def _read_inputs(
+    raw_inputs: list[object], accepted: Sequence[str], aliases: Mapping[str, str], base64: bool
+) -> dict[str, Array]:
+    """The `inputs` list decoded by component name (`_input_header`'s rules)."""
     inputs: dict[str, Array] = {}
-    for position, tensor in enumerate(raw_inputs):
-        if not isinstance(tensor, dict):
-            raise InputError(f"inputs[{position}]", "each input must be a JSON object")
-        raw_name = tensor.get("name")
-        if not isinstance(raw_name, str) or not raw_name:
-            raise InputError(f"inputs[{position}]", f"'name' must be a string, got {raw_name!r}")
-        name = resolve_name(raw_name, accepted, aliases, strict=False)
-        if name in inputs:
-            raise InputError(raw_name, f"given twice (as '{name}'); send each input once")
+    for position, entry in enumerate(raw_inputs):
+        header = _input_header(position, entry, accepted, aliases, inputs, base64)
+        tensor, raw_name = header.tensor, header.raw_name
         datatype = tensor.get("datatype")
         if not isinstance(datatype, str):
             raise InputError(raw_name, f"'datatype' must be a string, got {datatype!r}")
         if "data" not in tensor:
             raise InputError(raw_name, "has no 'data'")
-        tensor_params = _object(raw_name, tensor.get("parameters"), "input parameters")
-        content_type = tensor_params.get("content_type")
-        if content_type is None and base64:
-            content_type = "base64"
-        inputs[name] = decode_json(
-            raw_name, datatype, tensor.get("shape"), tensor["data"], content_type
+        inputs[header.name] = decode_json(
+            raw_name, datatype, tensor.get("shape"), tensor["data"], header.content_type
         )
+    return inputs
+
+
+def _keep_inputs(
+    raw_inputs: list[object], accepted: Sequence[str], base64: bool
+) -> dict[str, Tensor]:
+    """The `inputs` list by component name (`_input_header`'s rules), each tensor left V2
+    JSON under that name, with the content type `base64` gives it written in."""
+    inputs: dict[str, Tensor] = {}
+    for position, entry in enumerate(raw_inputs):
+        header = _input_header(position, entry, accepted, {}, inputs, base64)
+        kept: Tensor = {**header.tensor, "name": header.name}
+        if header.content_type != header.parameters.get("content_type"):
+            kept["parameters"] = {**header.parameters, "content_type": header.content_type}
+        inputs[header.name] = kept
     return inputs
 
 
