@@ -34,7 +34,7 @@ from infergraph.arrays import Array
 from infergraph.errors import InputError
 from infergraph.json_types import JSONObject
 from infergraph.tensors.binary import binary_entry, encode_binary, read_request
-from infergraph.tensors.modelinfer import CONTENTS_FIELD, encode_grpc, read_grpc
+from infergraph.tensors.modelinfer import CONTENTS_FIELD, GrpcRequest, encode_grpc, read_grpc
 from infergraph.tensors.seldon import decode_seldon, encode_seldon, infer_plain
 from infergraph.tensors.v2json import EncodedTensor, Tensor, decode_json, from_tensor, to_tensor
 
@@ -118,7 +118,7 @@ class InferRequest[T]:
 
     @staticmethod
     def from_grpc(
-        message: Any, accepted: Sequence[str] = (), aliases: Mapping[str, str] | None = None
+        message: GrpcRequest, accepted: Sequence[str] = (), aliases: Mapping[str, str] | None = None
     ) -> InferRequest[Array]:
         """A gRPC `ModelInferRequest` (`modelinfer.read_grpc`): each input from its typed
         contents, or, sent without, from the next `raw_input_contents` entry."""
