@@ -18,7 +18,7 @@ import numpy as np
 
 from infergraph.arrays import Array
 from infergraph.components.base import Component, ComponentSettings, Prepared, TensorSpec
-from infergraph.serving.engine import ComponentEngine
+from infergraph.serving.engine import INLINE_FINISH_ROWS, ComponentEngine
 
 SLOW_FINISH_S = 0.6
 
@@ -91,3 +91,37 @@ def test_a_slow_finish_does_not_hold_up_another_models_request() -> None:
         "finish ran on the event loop"
     )
     assert answered - started < SLOW_FINISH_S / 2
+
+
+class LightDoubler(Doubler):
+    """A Doubler whose finish is declared light; it records the thread each finish ran on."""
+
+    light_finish: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.finish_threads: list[threading.Thread] = []
+
+    def finish(self, results: list[Any], prepared: Prepared) -> dict[str, Array]:
+        self.finish_threads.append(threading.current_thread())
+        return super().finish(results, prepared)
+
+
+def test_a_light_finish_of_a_small_request_runs_on_the_loop_and_a_large_one_does_not() -> None:
+    component = LightDoubler()
+    engine = ComponentEngine([component])
+    rows = INLINE_FINISH_ROWS + 1
+
+    async def run() -> tuple[list[float], list[float]]:
+        try:
+            small = await engine.infer({"x": np.asarray([1.0, 2.0], dtype=np.float32)}, {})
+            large = await engine.infer({"x": np.ones(rows, dtype=np.float32)}, {})
+            return small.outputs["y"].tolist(), large.outputs["y"].tolist()
+        finally:
+            await engine.close()
+
+    small, large = asyncio.run(run())
+    assert small == [2.0, 4.0] and large == [2.0] * rows
+    loop_thread = threading.main_thread()  # asyncio.run's loop runs in this thread
+    assert component.finish_threads[0] is loop_thread
+    assert component.finish_threads[1] is not loop_thread
