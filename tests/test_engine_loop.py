@@ -157,7 +157,7 @@ def test_a_cheap_prepare_returns_to_the_loop_while_another_thread_holds_the_gil(
 
     async def run() -> None:
         try:
-            for _ in range(6):
+            for _ in range(20):
                 result = await engine.infer({"x": np.asarray([1.0], dtype=np.float32)}, {})
                 assert result.outputs["y"].tolist() == [2.0]
         finally:
@@ -173,6 +173,8 @@ def test_a_cheap_prepare_returns_to_the_loop_while_another_thread_holds_the_gil(
         gc.enable()
         stop.set()
         spinner.join()
-    first, *rest = component.prepare_threads
-    assert first is not threading.main_thread()  # unmeasured yet: a worker thread
-    assert all(t is threading.main_thread() for t in rest)
+    threads = component.prepare_threads
+    assert threads[0] is not threading.main_thread()  # unmeasured yet: a worker thread
+    # Back on the loop once measured (a first call's one-off costs may take a few to decay).
+    later = threads[10:]
+    assert all(t is threading.main_thread() for t in later), [t.name for t in later]
