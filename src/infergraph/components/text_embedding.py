@@ -68,6 +68,7 @@ class TextEmbedder(Component):
     outputs: ClassVar[tuple[TensorSpec, ...]] = (
         TensorSpec("embedding", "FP32", (-1, -1), "one vector per row"),
     )
+    light_finish: ClassVar[bool] = True  # stacks the rows' vectors
 
     def load(self) -> None:
         import torch
