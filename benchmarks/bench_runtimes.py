@@ -367,10 +367,16 @@ def best_of(row: dict[str, Any], by_instances: dict[str, dict[str, Any]]) -> dic
     best["served_instances"] = int(next(k for k, v in by_instances.items() if v is served_side))
     run = {k: v for k, v in served_side.items() if k not in row or k in ("before",)}
     best.update(with_ratios(run, best))
+    if "before" in by_instances.get("1", {}):
+        # --before-src serves the older tree at one instance: its side is kept whichever
+        # count won, and compared with one instance of this tree (`by_instances`).
+        best["before"] = by_instances["1"]["before"]
     if len(by_instances) > 1:
         best["by_instances"] = {
             k: {f: v.get(f) for f in INSTANCE_FIELDS} for k, v in by_instances.items()
         }
+        if "before" in best:
+            best["by_instances"]["1"]["before_ratio"] = best["before"].get("ratio")
     return best
 
 
@@ -612,7 +618,7 @@ def summarise(
         "concurrency": args.concurrency,
     }
     if args.before_src:
-        befores = [{**r, **r["before"]} for r in rows]
+        befores = [{**r, **r["before"]} for r in rows if "before" in r]
         summary["before"] = {
             "min_light_ratio": _least(befores, LIGHT),
             "min_light_cpu_ratio": _least(befores, LIGHT, "cpu_ratio"),
