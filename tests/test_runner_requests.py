@@ -135,13 +135,16 @@ def _runtime_error(body: dict[str, Any]) -> str:
         {"inputs": [text("text"), {**text("question"), "parameters": [1]}]},
         {"inputs": [text("text"), text("question")], "outputs": [{"name": "answer",
                                                                   "parameters": "binary"}]},
+        {"inputs": [text("text"), {"name": "question", "datatype": "BYTES", "shape": [1]}]},
+        {"inputs": [text("text"), {**text("question"), "datatype": 5}]},
     ],
 )  # fmt: skip
 async def test_a_bad_request_is_refused_as_the_runtime_refuses_it(
     sum_qa: tuple[TestClient, Seen], body: dict[str, Any]
 ) -> None:
     """The router read its requests with checks of its own: a numeric id was echoed, output
-    parameters that are no object were ignored, and messages differed from the runtime's."""
+    parameters that are no object were ignored, messages differed from the runtime's, and an
+    input without data or a string datatype was sent on for its node to refuse."""
     router, seen = sum_qa
     resp = await router.post("/v2/models/sum-qa/infer", json=body)
     assert resp.status == 400, await resp.text()

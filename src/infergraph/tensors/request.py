@@ -283,11 +283,12 @@ def _read_request[T](
 @dataclass(frozen=True)
 class _Header:
     """One input's header, checked: the tensor, the name it came as, the component's name
-    for it, its parameters, and the content type its BYTES data is read by."""
+    for it, its datatype, its parameters, and the content type its BYTES data is read by."""
 
     tensor: JSONObject
     raw_name: str
     name: str
+    datatype: str
     parameters: JSONObject
     content_type: object
 
@@ -303,8 +304,8 @@ def _input_header(
     """The rules every reader of an `inputs` entry applies, decoded or not: an object with
     a non-empty string name, which resolves (not strictly: a component may read inputs it
     does not declare) to a name not `taken` (a name given twice is refused, never silently
-    overwritten); parameters an object; `base64` (`base64_encoded`) the content type of a
-    BYTES input that names none."""
+    overwritten); parameters an object; a string datatype and some data; `base64`
+    (`base64_encoded`) the content type of a BYTES input that names none."""
     if not isinstance(tensor, dict):
         raise InputError(f"inputs[{position}]", "each input must be a JSON object")
     raw_name = tensor.get("name")
@@ -314,10 +315,15 @@ def _input_header(
     if name in taken:
         raise InputError(raw_name, f"given twice (as '{name}'); send each input once")
     parameters = _object(raw_name, tensor.get("parameters"), "input parameters")
+    datatype = tensor.get("datatype")
+    if not isinstance(datatype, str):
+        raise InputError(raw_name, f"'datatype' must be a string, got {datatype!r}")
+    if "data" not in tensor:
+        raise InputError(raw_name, "has no 'data'")
     content_type = parameters.get("content_type")
-    if content_type is None and base64 and tensor.get("datatype") == "BYTES":
+    if content_type is None and base64 and datatype == "BYTES":
         content_type = "base64"
-    return _Header(tensor, raw_name, name, parameters, content_type)
+    return _Header(tensor, raw_name, name, datatype, parameters, content_type)
 
 
 def _read_inputs(
@@ -328,13 +334,8 @@ def _read_inputs(
     for position, entry in enumerate(raw_inputs):
         header = _input_header(position, entry, accepted, aliases, inputs, base64)
         tensor, raw_name = header.tensor, header.raw_name
-        datatype = tensor.get("datatype")
-        if not isinstance(datatype, str):
-            raise InputError(raw_name, f"'datatype' must be a string, got {datatype!r}")
-        if "data" not in tensor:
-            raise InputError(raw_name, "has no 'data'")
         inputs[header.name] = decode_json(
-            raw_name, datatype, tensor.get("shape"), tensor["data"], header.content_type
+            raw_name, header.datatype, tensor.get("shape"), tensor["data"], header.content_type
         )
     return inputs
 
