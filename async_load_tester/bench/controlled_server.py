@@ -6,8 +6,8 @@ law of the planner's controlled node (`benchmarks/controlled.py`) with no per-ro
 a per-request added delay. The server holds no CPU while it waits (an event-loop timer),
 and it records, for every request, the time from the kernel's receipt of the request's last
 byte (its SO_TIMESTAMPNS receive timestamp) to the response handed to the kernel
-(`time.perf_counter`). That record is the truth a load tester is checked against;
-`GET /truth` returns it (milliseconds, in completion order) and starts a new one.
+(`time.perf_counter` just before the send). That record is the truth a load tester is
+checked against; `GET /truth` returns it (milliseconds, in completion order) and starts a new one.
 
 Why the recorded time and not the configured law's quantiles: an event-loop timer fires
 up to a millisecond late (libuv and epoll both wait in whole milliseconds), more on a
@@ -180,10 +180,13 @@ class Connection:
         if remaining > 0:
             self.loop.call_later(remaining, self._respond, started, delay, woke)
             return
+        # The clock stops as the answer is handed over: the client may read it before the
+        # send returns here, so a stamp taken after the send could exceed what it saw.
+        handed = time.perf_counter()
         self.write(http_response(RESPONSE_BODY))
         if not self.open:
             return
-        self.truth.taken_ms.append((time.perf_counter() - started) * 1000.0)
+        self.truth.taken_ms.append((handed - started) * 1000.0)
         self.truth.drawn_ms.append(delay * 1000.0)
         self.truth.woke_ms.append(woke * 1000.0)
 
