@@ -26,14 +26,13 @@ from infergraph.cluster_names import (
     seldon_v2_pipeline_route,
 )
 from infergraph.errors import InfergraphError, RenderError
+from infergraph.json_types import Manifest
 
 if TYPE_CHECKING:
     from infergraph.graph.plan import GraphPlan
     from infergraph.render.options import RenderOptions
     from infergraph.render.seldon_v2 import ServedSettings
 
-# A rendered Kubernetes object: plain JSON-able dicts, as every renderer returns them.
-Manifest = dict[str, Any]
 
 
 def _by_node_name(graph: str, node: str) -> str:

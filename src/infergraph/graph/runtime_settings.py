@@ -29,7 +29,7 @@ OPTIONS_KEY = "options"
 DTYPES = ("fp32", "fp16", "bf16")
 
 # JSON as json.loads returns it: what parameters.extra holds.
-Json = Any
+Json = object
 
 
 @dataclass(frozen=True)
