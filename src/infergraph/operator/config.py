@@ -14,7 +14,6 @@ from typing import Any
 
 from infergraph.container_images import DEFAULT_REGISTRY
 from infergraph.errors import SettingsError
-from infergraph.json_types import JSONObject
 from infergraph.render import ENGINES
 from infergraph.render.options import PodScheduling, RenderOptions
 
@@ -76,7 +75,9 @@ class OperatorConfig:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> OperatorConfig:
         """Read INFERGRAPH_* variables (names in `ENV`); keyword overrides win (CLI flags)."""
         env = os.environ if env is None else env
-        values: JSONObject = {}
+        # One value per field, each of its field's type by its parser in `ENV`: the dataclass's
+        # own signature cannot be checked against a table, so the values stay untyped here.
+        values: dict[str, Any] = {}
         for attr, (name, parse) in ENV.items():
             raw = env.get(ENV_PREFIX + name)
             if raw not in (None, ""):

@@ -14,13 +14,19 @@ import json
 import os
 import ssl
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 import kopf
 
-from infergraph.json_types import Manifest
+from infergraph.json_types import (
+    Manifest,
+    as_object,
+    as_str,
+    at,
+    objects_or_empty,
+)
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
@@ -52,11 +58,23 @@ class ApiResource:
 def ref(obj: Manifest, home: str | None = None) -> dict[str, str]:
     """The identity of an object the operator tracks: apiVersion, kind, name, and its namespace
     when that is not `home` (the graph's: a relocated Seldon v2 ServerConfig)."""
-    out = {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"]}
-    namespace = obj["metadata"].get("namespace")
+    api_version, kind, name, namespace = identity(obj)
+    out = {"apiVersion": api_version, "kind": kind, "name": name}
     if home is not None and namespace and namespace != home:
         out["namespace"] = namespace
     return out
+
+
+def identity(obj: Manifest) -> tuple[str, str, str, str | None]:
+    """apiVersion, kind, name and namespace (None where unset) of an object."""
+    meta = at(obj, "metadata")
+    namespace = meta.get("namespace")
+    return (
+        as_str(obj.get("apiVersion"), "apiVersion"),
+        as_str(obj.get("kind"), "kind"),
+        as_str(meta.get("name"), "metadata.name"),
+        None if namespace is None else as_str(namespace, "metadata.namespace"),
+    )
 
 
 class KubeClient:
@@ -78,10 +96,22 @@ class KubeClient:
     async def close(self) -> None:
         await self._session.close()
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        data: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        json_body: object = None,
+    ) -> tuple[int, object]:
         """(status, parsed body); a connection failure is a KubeError with status 0."""
+        request = self._session.request(
+            method, self.server + path, params=params, data=data, headers=headers, json=json_body
+        )
         try:
-            async with self._session.request(method, self.server + path, **kwargs) as resp:
+            async with request as resp:
                 text = await resp.text()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:  # Runtime: closed
@@ -100,10 +130,12 @@ class KubeClient:
             status, body = await self._call("GET", path)
             if status != 200:
                 raise KubeError(f"discover {kind} ({api_version})", status, _reason(body))
-            for item in (body or {}).get("resources", []):
-                if "/" not in item["name"]:
-                    self._resources[(api_version, item["kind"])] = ApiResource(
-                        api_version, item["kind"], item["name"], bool(item.get("namespaced"))
+            found = {} if body is None else as_object(body, f"discovery of {api_version}")
+            for item in objects_or_empty(found, "resources"):
+                name, item_kind = as_str(item.get("name"), "name"), as_str(item.get("kind"), "kind")
+                if "/" not in name:
+                    self._resources[(api_version, item_kind)] = ApiResource(
+                        api_version, item_kind, name, bool(item.get("namespaced"))
                     )
             if key not in self._resources:
                 raise KubeError(f"discover {kind}", 404, f"{api_version} does not serve {kind}")
@@ -111,18 +143,18 @@ class KubeClient:
 
     async def apply(self, obj: Manifest) -> Manifest:
         """Server-side apply `obj` under the operator's field manager; returns the live object."""
-        res = await self.resource(obj["apiVersion"], obj["kind"])
-        meta = obj["metadata"]
+        api_version, kind, name, namespace = identity(obj)
+        res = await self.resource(api_version, kind)
         status, body = await self._call(
             "PATCH",
-            res.path(meta.get("namespace"), meta["name"]),
+            res.path(namespace, name),
             params={"fieldManager": self.field_manager, "force": "true"},
             data=json.dumps(obj),
             headers={"Content-Type": APPLY_CONTENT_TYPE},
         )
         if status not in (200, 201):
-            raise KubeError(f"apply {obj['kind']} {meta['name']}", status, _reason(body))
-        return body
+            raise KubeError(f"apply {kind} {name}", status, _reason(body))
+        return as_object(body, f"the API server's answer to apply {kind} {name}")
 
     async def get(
         self, api_version: str, kind: str, namespace: str | None, name: str
@@ -133,7 +165,7 @@ class KubeClient:
             return None
         if status != 200:
             raise KubeError(f"get {kind} {name}", status, _reason(body))
-        return body
+        return as_object(body, f"the API server's {kind} {name}")
 
     async def list(self, api_version: str, kind: str, namespace: str | None) -> list[Manifest]:
         """Every object of `kind` in `namespace` (the kinds here are few per namespace)."""
@@ -141,13 +173,13 @@ class KubeClient:
         status, body = await self._call("GET", res.path(namespace))
         if status != 200:
             raise KubeError(f"list {kind}", status, _reason(body))
-        return list((body or {}).get("items") or [])
+        return objects_or_empty(as_object(body, f"the API server's {kind} list"), "items")
 
     async def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
         """Delete in the background (the API server's GC removes dependents); False if absent."""
         res = await self.resource(api_version, kind)
         status, body = await self._call(
-            "DELETE", res.path(namespace, name), json={"propagationPolicy": "Background"}
+            "DELETE", res.path(namespace, name), json_body={"propagationPolicy": "Background"}
         )
         if status == 404:
             return False

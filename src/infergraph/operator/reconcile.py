@@ -17,7 +17,7 @@ from infergraph.engines import engine as engine_named
 from infergraph.errors import GraphValidationError, RenderError
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import GraphPlan, parse_plan
-from infergraph.json_types import JSONObject, Manifest
+from infergraph.json_types import JSONObject, Manifest, object_or_empty
 from infergraph.operator import status as st
 from infergraph.operator.applying import TAKEOVER_REFUSED, Refusal, apply_all
 from infergraph.operator.children import children, engine_for, is_owned_by, stale
@@ -248,7 +248,7 @@ class Reconciler:
             )
         except KubeError:
             return True  # unknown: apply, as before; the apply itself reports what fails
-        return live is not None and (live.get("metadata") or {}).get("uid") == meta.get("uid")
+        return live is not None and object_or_empty(live, "metadata").get("uid") == meta.get("uid")
 
     async def _prune(
         self,

@@ -13,12 +13,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypedDict
 
 from infergraph.cost import CostError, graph_cost, load_catalog
 from infergraph.engines import RENDERED
 from infergraph.engines import engine as engine_named
 from infergraph.graph.model import InferenceGraph, Node
-from infergraph.json_types import JSONObject, Manifest
+from infergraph.json_types import (
+    JSONObject,
+    Manifest,
+    labels_of,
+    object_or_empty,
+    objects_or_empty,
+)
 from infergraph.render.common import NODE_LABEL
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
@@ -81,6 +88,15 @@ READY, IDLE, NOT_READY = "Ready", "Idle", "NotReady"
 Verdict = tuple[bool | None, str]  # (True, False or None: not reported yet; why)
 
 
+class NodeStatus(TypedDict):
+    """One entry of the graph's `status.nodes` (the CRD's schema: name, ready, state, message)."""
+
+    name: str
+    ready: bool
+    state: str
+    message: str
+
+
 def _reports(obj: Manifest) -> bool:
     return (str(obj.get("apiVersion", "")).split("/")[0], obj.get("kind")) in REPORTING
 
@@ -91,13 +107,13 @@ def object_ready(obj: Manifest, models_idle: bool = False) -> Verdict | None:
 
     `models_idle`: some node is scaled to zero, so a Pipeline's ModelsReady=False is expected
     and its readiness is that of its other conditions."""
-    status = obj.get("status") or {}
+    status = object_or_empty(obj, "status")
     if obj.get("kind") == "SeldonDeployment":
         state = status.get("state")
         if not state:
             return None, "SeldonDeployment has not reported a state yet"
         return state == "Available", f"SeldonDeployment state {state}"
-    conds = status.get("conditions") or []
+    conds = objects_or_empty(status, "conditions")
     if models_idle and obj.get("kind") == "Pipeline":
         others = [c for c in conds if c.get("type") not in ("Ready", MODELS_READY)]
         if others and all(c.get("status") == TRUE for c in others):
@@ -114,8 +130,13 @@ def object_ready(obj: Manifest, models_idle: bool = False) -> Verdict | None:
 def _node_label(obj: Manifest, nodes: set[str]) -> str | None:
     """The graph node a child serves; None for a graph-wide one (no node label, or a helper's
     label such as a v2 plumbing Server's or gate Model's: every node's requests pass it)."""
-    label = (obj.get("metadata", {}).get("labels") or {}).get(NODE_LABEL)
+    label = labels_of(obj).get(NODE_LABEL)
     return label if label in nodes else None
+
+
+def _ref(obj: Manifest) -> str:
+    """`Kind/name`, as a message names an object."""
+    return f"{obj.get('kind')}/{object_or_empty(obj, 'metadata').get('name')}"
 
 
 def _idle(node: Node, live: list[Manifest]) -> bool:
@@ -124,10 +145,7 @@ def _idle(node: Node, live: list[Manifest]) -> bool:
     such a node at one replica (render/seldon_v1.py `_notes`)."""
     if node.autoscaling is None or node.autoscaling.min_replicas != 0:
         return False
-    return any(
-        (o.get("metadata", {}).get("labels") or {}).get(NODE_LABEL) == node.name and _at_zero(o)
-        for o in live
-    )
+    return any(labels_of(o).get(NODE_LABEL) == node.name and _at_zero(o) for o in live)
 
 
 def _at_zero(obj: Manifest) -> bool:
@@ -140,11 +158,11 @@ def _at_zero(obj: Manifest) -> bool:
     model state Pending (same file, 721-745): Ready alone would call the node serving. No
     `modelStatus` (KServe has not counted pods yet) is not taken for zero."""
     if obj.get("kind") == "Model":
-        return (obj.get("spec") or {}).get("replicas") == 0
+        return object_or_empty(obj, "spec").get("replicas") == 0
     if obj.get("kind") != "InferenceService":
         return False
-    model = (obj.get("status") or {}).get("modelStatus") or {}
-    copies = (model.get("copies") or {}).get("totalCopies") or 0
+    model = object_or_empty(object_or_empty(obj, "status"), "modelStatus")
+    copies = object_or_empty(model, "copies").get("totalCopies") or 0
     verdict = object_ready(obj)
     return bool(model) and verdict is not None and verdict[0] is True and copies == 0
 
@@ -153,7 +171,7 @@ def node_readiness(
     graph: InferenceGraph,
     live: list[Manifest],
     blocked: Sequence[tuple[Manifest, str]] = (),
-) -> list[JSONObject]:
+) -> list[NodeStatus]:
     """Per node: its `state` (Ready, Idle, NotReady, Unknown) from every readiness-reporting
     child that serves it (labelled with it, or graph-wide) and the children left unapplied
     (`blocked`: the rendered object and why). NotReady when one reported not ready or was not
@@ -170,12 +188,8 @@ def _node_entry(
     blocked: Sequence[tuple[Manifest, str]],
     names: set[str],
     idle: set[str],
-) -> JSONObject:
-    waiting = [
-        f"{o['kind']}/{o['metadata']['name']}: {why}"
-        for o, why in blocked
-        if _node_label(o, names) in (None, node)
-    ]
+) -> NodeStatus:
+    waiting = [f"{_ref(o)}: {why}" for o, why in blocked if _node_label(o, names) in (None, node)]
     pending: list[str] = []
     for obj in live:
         serves = _node_label(obj, names)
@@ -184,7 +198,7 @@ def _node_entry(
         verdict = object_ready(obj, models_idle=bool(idle))
         if verdict is None or verdict[0] is True:
             continue
-        line = f"{obj['kind']}/{obj['metadata']['name']}: {verdict[1]}".strip()
+        line = f"{_ref(obj)}: {verdict[1]}".strip()
         (pending if verdict[0] is None else waiting).append(line)
     state = NOT_READY if waiting else UNKNOWN if pending else IDLE if node in idle else READY
     message = "; ".join(waiting + pending)
@@ -197,7 +211,7 @@ def graph_readiness(
     graph: InferenceGraph,
     live: list[Manifest],
     blocked: Sequence[tuple[Manifest, str]] = (),
-) -> tuple[list[JSONObject], Condition]:
+) -> tuple[list[NodeStatus], Condition]:
     """The nodes and the graph's Ready condition: True when every node is Ready or Idle, False
     when one is NotReady, Unknown while one waits on a child that has not reported."""
     nodes = node_readiness(graph, live, blocked)
