@@ -229,7 +229,7 @@ def graph_readiness(
     return nodes, Condition("Ready", TRUE, "NodesReady", message)
 
 
-def endpoint(graph: InferenceGraph, engine: str, namespace: str, live: list[dict]) -> str:
+def endpoint(graph: InferenceGraph, engine: str, namespace: str, live: list[Manifest]) -> str:
     """The URL a client in the cluster calls (Open Inference Protocol where the graph uses it),
     as the engine's own `cluster_url` in `infergraph.engines` builds it."""
     url = engine_named(engine, RENDERED, "deploy a graph").cluster_url
