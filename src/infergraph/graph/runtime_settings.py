@@ -201,8 +201,9 @@ def _object(where: str, value: Json) -> dict[str, Json]:
 
 
 def _aliases(where: str, value: Json) -> dict[str, str]:
-    aliases = {k: v for k, v in _object(where, value).items() if isinstance(v, str)}
-    if len(aliases) != len(_object(where, value)):
+    given = _object(where, value)
+    aliases = {k: v for k, v in given.items() if isinstance(v, str)}
+    if len(aliases) != len(given):
         raise SettingsError(where, "must map client name -> input")
     return aliases
 
