@@ -14,7 +14,6 @@ from infergraph.json_types import (
     as_str,
     as_str_map,
     at,
-    labels_of,
     object_or_empty,
     objects_or_empty,
 )
@@ -79,12 +78,3 @@ def test_an_absent_or_null_list_of_objects_reads_as_empty_and_a_wrong_item_is_na
         JSONShapeError, match=r"^conditions\[0\]: expected an object, found a string$"
     ):
         objects_or_empty({"conditions": ["Ready"]}, "conditions")
-
-
-def test_labels_read_as_strings_from_an_object_that_may_have_none() -> None:
-    assert labels_of({"metadata": {"labels": {"app": "x"}}}) == {"app": "x"}
-    assert labels_of({"metadata": {"labels": None}}) == {} and labels_of({}) == {}
-    with pytest.raises(
-        JSONShapeError, match=r"^metadata\.labels\.n: expected a string, found int$"
-    ):
-        labels_of({"metadata": {"labels": {"n": 1}}})

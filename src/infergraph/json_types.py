@@ -101,9 +101,3 @@ def objects_or_empty(document: Mapping[str, object], key: str) -> list[JSONObjec
     """`document[key]` as a list of objects; absent or null reads as an empty list."""
     value = document.get(key)
     return [] if value is None else as_objects(value, key)
-
-
-def labels_of(obj: Mapping[str, object]) -> dict[str, str]:
-    """A Kubernetes object's `metadata.labels` (a copy); none or null reads as none."""
-    labels = object_or_empty(object_or_empty(obj, "metadata"), "labels")
-    return as_str_map(labels, "metadata.labels")

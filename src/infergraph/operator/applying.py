@@ -14,9 +14,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infergraph.json_types import Manifest, labels_of, object_or_empty, objects_or_empty
+from infergraph.json_types import Manifest, as_objects, object_or_empty
 from infergraph.operator.children import is_owned_by
-from infergraph.operator.kube import KubeClient, KubeError, identity, ref
+from infergraph.operator.kube import KubeClient, KubeError, ref
+from infergraph.operator.objects import (
+    api_version_of,
+    kind_of,
+    labels_of,
+    name_of,
+    namespace_of,
+    owner_references,
+)
 from infergraph.render.common import NODE_LABEL
 
 TAKEOVER_REFUSED = "TakeoverRefused"
@@ -49,15 +57,15 @@ class Refusal:
 def owner_of(obj: Manifest) -> str:
     """Who an object belongs to, as a person would look it up: its controller (or first)
     ownerReference, else its `app.kubernetes.io/managed-by` label, else its field managers."""
-    meta = object_or_empty(obj, "metadata")
-    refs = objects_or_empty(meta, "ownerReferences")
+    refs = owner_references(obj)
     if refs:
         owner = next((r for r in refs if r.get("controller")), refs[0])
         return f"{owner.get('kind')}/{owner.get('name')}"
     managed_by = labels_of(obj).get("app.kubernetes.io/managed-by")
     if managed_by:
         return f"managed by {managed_by}"
-    managers = sorted({str(m.get("manager")) for m in objects_or_empty(meta, "managedFields")})
+    fields = object_or_empty(obj, "metadata").get("managedFields") or []
+    managers = sorted({str(m.get("manager")) for m in as_objects(fields, "metadata.managedFields")})
     return f"written by {', '.join(managers)}" if managers else "no owner recorded"
 
 
@@ -65,10 +73,10 @@ async def apply_child(
     client: KubeClient, obj: Manifest, uid: str, home: str | None = None
 ) -> Manifest | Refusal:
     """The live object after applying `obj`, or why it was not applied."""
-    api_version, kind, short_name, namespace = identity(obj)
-    name = f"{kind}/{short_name}"
+    kind = kind_of(obj)
+    name = f"{kind}/{name_of(obj)}"
     try:
-        existing = await client.get(api_version, kind, namespace, short_name)
+        existing = await client.get(api_version_of(obj), kind, namespace_of(obj), name_of(obj))
         if existing is not None and not is_owned_by(existing, uid):
             why = (
                 f"{name} already exists and is not this graph's (owner: {owner_of(existing)}); "

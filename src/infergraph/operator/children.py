@@ -10,17 +10,16 @@ from __future__ import annotations
 from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import GraphPlan, plan_of
-from infergraph.json_types import (
-    JSONObject,
-    Manifest,
-    as_str,
-    at,
-    labels_of,
-    object_or_empty,
-    objects_or_empty,
-)
+from infergraph.json_types import JSONObject, Manifest, at
 from infergraph.operator.config import OperatorConfig
-from infergraph.operator.kube import identity
+from infergraph.operator.objects import (
+    api_version_of,
+    kind_of,
+    labels_of,
+    meta_str,
+    name_of,
+    owner_references,
+)
 from infergraph.render import render
 from infergraph.render.common import k8s_name
 from infergraph.render.options import RenderOptions
@@ -57,26 +56,20 @@ def render_graph(
 
 
 def owner_reference(owner: Manifest) -> JSONObject:
-    api_version, kind, name, _ = identity(owner)
     return {
-        "apiVersion": api_version,
-        "kind": kind,
-        "name": name,
-        "uid": _owner_meta(owner, "uid"),
+        "apiVersion": api_version_of(owner),
+        "kind": kind_of(owner),
+        "name": name_of(owner),
+        "uid": meta_str(owner, "uid"),
         "controller": True,
         "blockOwnerDeletion": True,
     }
 
 
-def _owner_meta(owner: Manifest, field: str) -> str:
-    """The graph's `metadata.<field>` (uid, namespace): the API server always sets both."""
-    return as_str(at(owner, "metadata").get(field), f"the graph's metadata.{field}")
-
-
 def own(obj: Manifest, owner: Manifest) -> Manifest:
     """A copy of `obj` in the owner's namespace, labelled and owned by it."""
     meta = dict(at(obj, "metadata"))
-    meta["namespace"] = _owner_meta(owner, "namespace")
+    meta["namespace"] = meta_str(owner, "namespace")
     meta["labels"] = {**labels_of(obj), "app.kubernetes.io/managed-by": MANAGED_BY}
     meta["ownerReferences"] = [owner_reference(owner)]
     return {**obj, "metadata": meta}
@@ -106,7 +99,7 @@ def children(
     engine = engine_for(plan.graph, config)
     omitted = omitted_kinds(plan.graph, engine)
     objs = render_graph(plan, engine, config.render_options())
-    owned = [own(obj, owner) for obj in objs if obj.get("kind") not in omitted]
+    owned = [own(obj, owner) for obj in objs if kind_of(obj) not in omitted]
     if config.seldon_namespace:
         owned = relocate_server_configs(owned, owner, config.seldon_namespace)
     return owned
@@ -120,30 +113,36 @@ def relocate_server_configs(
     `SeldonNamespace` = the controller pod's namespace). Named `<graph namespace>-<name>` there
     (graphs of many namespaces share it), owned through labels, and each Server points at its
     renamed ServerConfig."""
-    graph_ns = _owner_meta(owner, "namespace")
+    graph_ns = meta_str(owner, "namespace")
     if namespace == graph_ns:
         return objs
     renamed: dict[str, str] = {}
     out = []
     for obj in objs:
-        if obj.get("kind") == "ServerConfig" and obj.get("apiVersion") == SERVER_CONFIG_API:
-            old = identity(obj)[2]
+        if kind_of(obj) == "ServerConfig" and api_version_of(obj) == SERVER_CONFIG_API:
+            old = name_of(obj)
             renamed[old] = k8s_name(graph_ns, old, limit=253)
             meta = {k: v for k, v in at(obj, "metadata").items() if k != "ownerReferences"}
             meta.update(name=renamed[old], namespace=namespace)
             meta["labels"] = {
                 **labels_of(obj),
-                OWNER_UID_LABEL: _owner_meta(owner, "uid"),
+                OWNER_UID_LABEL: meta_str(owner, "uid"),
                 OWNER_NAMESPACE_LABEL: graph_ns,
             }
             obj = {**obj, "metadata": meta}
         out.append(obj)
-    for i, obj in enumerate(out):
-        spec = object_or_empty(obj, "spec")
-        config_name = spec.get("serverConfig")
-        if obj.get("kind") == "Server" and isinstance(config_name, str) and config_name in renamed:
-            out[i] = {**obj, "spec": {**spec, "serverConfig": renamed[config_name]}}
-    return out
+    return [_pointed_at(obj, renamed) for obj in out]
+
+
+def _pointed_at(obj: Manifest, renamed: dict[str, str]) -> Manifest:
+    """A Server whose `spec.serverConfig` was renamed, pointing at the new name."""
+    if kind_of(obj) != "Server":
+        return obj
+    spec = at(obj, "spec")
+    config = spec.get("serverConfig")
+    if not isinstance(config, str) or config not in renamed:
+        return obj
+    return {**obj, "spec": {**spec, "serverConfig": renamed[config]}}
 
 
 def _key(r: dict[str, str]) -> tuple[str, ...]:
@@ -158,7 +157,6 @@ def stale(previous: list[dict[str, str]], current: list[dict[str, str]]) -> list
 
 def is_owned_by(obj: Manifest | None, uid: str) -> bool:
     """This graph's: an ownerReference to it, or (outside its namespace) its owner-uid label."""
-    if obj is None:
-        return False
-    refs = objects_or_empty(object_or_empty(obj, "metadata"), "ownerReferences")
-    return any(r.get("uid") == uid for r in refs) or labels_of(obj).get(OWNER_UID_LABEL) == uid
+    return any(r.get("uid") == uid for r in owner_references(obj)) or (
+        labels_of(obj).get(OWNER_UID_LABEL) == uid
+    )

@@ -20,13 +20,8 @@ from dataclasses import dataclass
 import aiohttp
 import kopf
 
-from infergraph.json_types import (
-    Manifest,
-    as_object,
-    as_str,
-    at,
-    objects_or_empty,
-)
+from infergraph.json_types import JSONObject, Manifest, as_object, as_objects, as_str
+from infergraph.operator.objects import api_version_of, kind_of, name_of, namespace_of
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
@@ -58,23 +53,11 @@ class ApiResource:
 def ref(obj: Manifest, home: str | None = None) -> dict[str, str]:
     """The identity of an object the operator tracks: apiVersion, kind, name, and its namespace
     when that is not `home` (the graph's: a relocated Seldon v2 ServerConfig)."""
-    api_version, kind, name, namespace = identity(obj)
-    out = {"apiVersion": api_version, "kind": kind, "name": name}
+    out = {"apiVersion": api_version_of(obj), "kind": kind_of(obj), "name": name_of(obj)}
+    namespace = namespace_of(obj)
     if home is not None and namespace and namespace != home:
         out["namespace"] = namespace
     return out
-
-
-def identity(obj: Manifest) -> tuple[str, str, str, str | None]:
-    """apiVersion, kind, name and namespace (None where unset) of an object."""
-    meta = at(obj, "metadata")
-    namespace = meta.get("namespace")
-    return (
-        as_str(obj.get("apiVersion"), "apiVersion"),
-        as_str(obj.get("kind"), "kind"),
-        as_str(meta.get("name"), "metadata.name"),
-        None if namespace is None else as_str(namespace, "metadata.namespace"),
-    )
 
 
 class KubeClient:
@@ -103,19 +86,20 @@ class KubeClient:
         *,
         params: Mapping[str, str] | None = None,
         data: str | None = None,
+        json_body: JSONObject | None = None,
         headers: Mapping[str, str] | None = None,
-        json_body: object = None,
     ) -> tuple[int, object]:
         """(status, parsed body); a connection failure is a KubeError with status 0."""
-        request = self._session.request(
-            method, self.server + path, params=params, data=data, headers=headers, json=json_body
-        )
+        url = self.server + path
         try:
-            async with request as resp:
+            async with self._session.request(
+                method, url, params=params, data=data, json=json_body, headers=headers
+            ) as resp:
                 text = await resp.text()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:  # Runtime: closed
             raise KubeError(f"{method} {path}", 0, f"{type(exc).__name__}: {exc}") from None
+        body: object
         try:
             body = json.loads(text) if text else None
         except ValueError:
@@ -130,31 +114,35 @@ class KubeClient:
             status, body = await self._call("GET", path)
             if status != 200:
                 raise KubeError(f"discover {kind} ({api_version})", status, _reason(body))
-            found = {} if body is None else as_object(body, f"discovery of {api_version}")
-            for item in objects_or_empty(found, "resources"):
-                name, item_kind = as_str(item.get("name"), "name"), as_str(item.get("kind"), "kind")
-                if "/" not in name:
-                    self._resources[(api_version, item_kind)] = ApiResource(
-                        api_version, item_kind, name, bool(item.get("namespaced"))
-                    )
+            self._discovered(api_version, as_object(body or {}, f"the answer to GET {path}"))
             if key not in self._resources:
                 raise KubeError(f"discover {kind}", 404, f"{api_version} does not serve {kind}")
         return self._resources[key]
 
+    def _discovered(self, api_version: str, document: JSONObject) -> None:
+        """Cache the kinds of one discovery document (subresources such as `x/status` not)."""
+        for i, item in enumerate(as_objects(document.get("resources", []), "resources")):
+            name = as_str(item.get("name"), f"resources[{i}].name")
+            if "/" not in name:
+                kind = as_str(item.get("kind"), f"resources[{i}].kind")
+                self._resources[(api_version, kind)] = ApiResource(
+                    api_version, kind, name, bool(item.get("namespaced"))
+                )
+
     async def apply(self, obj: Manifest) -> Manifest:
         """Server-side apply `obj` under the operator's field manager; returns the live object."""
-        api_version, kind, name, namespace = identity(obj)
-        res = await self.resource(api_version, kind)
+        kind, name = kind_of(obj), name_of(obj)
+        res = await self.resource(api_version_of(obj), kind)
         status, body = await self._call(
             "PATCH",
-            res.path(namespace, name),
+            res.path(namespace_of(obj), name),
             params={"fieldManager": self.field_manager, "force": "true"},
             data=json.dumps(obj),
             headers={"Content-Type": APPLY_CONTENT_TYPE},
         )
         if status not in (200, 201):
             raise KubeError(f"apply {kind} {name}", status, _reason(body))
-        return as_object(body, f"the API server's answer to apply {kind} {name}")
+        return as_object(body, f"the answer to apply {kind} {name}")
 
     async def get(
         self, api_version: str, kind: str, namespace: str | None, name: str
@@ -165,7 +153,7 @@ class KubeClient:
             return None
         if status != 200:
             raise KubeError(f"get {kind} {name}", status, _reason(body))
-        return as_object(body, f"the API server's {kind} {name}")
+        return as_object(body, f"the answer to get {kind} {name}")
 
     async def list(self, api_version: str, kind: str, namespace: str | None) -> list[Manifest]:
         """Every object of `kind` in `namespace` (the kinds here are few per namespace)."""
@@ -173,7 +161,8 @@ class KubeClient:
         status, body = await self._call("GET", res.path(namespace))
         if status != 200:
             raise KubeError(f"list {kind}", status, _reason(body))
-        return objects_or_empty(as_object(body, f"the API server's {kind} list"), "items")
+        items = as_object(body or {}, f"the answer to list {kind}").get("items")
+        return as_objects(items or [], f"the answer to list {kind}: items")
 
     async def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
         """Delete in the background (the API server's GC removes dependents); False if absent."""

@@ -19,13 +19,8 @@ from infergraph.cost import CostError, graph_cost, load_catalog
 from infergraph.engines import RENDERED
 from infergraph.engines import engine as engine_named
 from infergraph.graph.model import InferenceGraph, Node
-from infergraph.json_types import (
-    JSONObject,
-    Manifest,
-    labels_of,
-    object_or_empty,
-    objects_or_empty,
-)
+from infergraph.json_types import JSONObject, Manifest, as_objects
+from infergraph.operator.objects import kind_of, labels_of, name_of, optional_at
 from infergraph.render.common import NODE_LABEL
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
@@ -89,7 +84,7 @@ Verdict = tuple[bool | None, str]  # (True, False or None: not reported yet; why
 
 
 class NodeStatus(TypedDict):
-    """One entry of the graph's `status.nodes` (the CRD's schema: name, ready, state, message)."""
+    """One entry of the graph's `status.nodes` (the CRD schema's shape)."""
 
     name: str
     ready: bool
@@ -107,13 +102,13 @@ def object_ready(obj: Manifest, models_idle: bool = False) -> Verdict | None:
 
     `models_idle`: some node is scaled to zero, so a Pipeline's ModelsReady=False is expected
     and its readiness is that of its other conditions."""
-    status = object_or_empty(obj, "status")
+    status = optional_at(obj, "status")
     if obj.get("kind") == "SeldonDeployment":
         state = status.get("state")
         if not state:
             return None, "SeldonDeployment has not reported a state yet"
         return state == "Available", f"SeldonDeployment state {state}"
-    conds = objects_or_empty(status, "conditions")
+    conds = as_objects(status.get("conditions") or [], "status.conditions")
     if models_idle and obj.get("kind") == "Pipeline":
         others = [c for c in conds if c.get("type") not in ("Ready", MODELS_READY)]
         if others and all(c.get("status") == TRUE for c in others):
@@ -132,11 +127,6 @@ def _node_label(obj: Manifest, nodes: set[str]) -> str | None:
     label such as a v2 plumbing Server's or gate Model's: every node's requests pass it)."""
     label = labels_of(obj).get(NODE_LABEL)
     return label if label in nodes else None
-
-
-def _ref(obj: Manifest) -> str:
-    """`Kind/name`, as a message names an object."""
-    return f"{obj.get('kind')}/{object_or_empty(obj, 'metadata').get('name')}"
 
 
 def _idle(node: Node, live: list[Manifest]) -> bool:
@@ -158,11 +148,11 @@ def _at_zero(obj: Manifest) -> bool:
     model state Pending (same file, 721-745): Ready alone would call the node serving. No
     `modelStatus` (KServe has not counted pods yet) is not taken for zero."""
     if obj.get("kind") == "Model":
-        return object_or_empty(obj, "spec").get("replicas") == 0
+        return optional_at(obj, "spec").get("replicas") == 0
     if obj.get("kind") != "InferenceService":
         return False
-    model = object_or_empty(object_or_empty(obj, "status"), "modelStatus")
-    copies = object_or_empty(model, "copies").get("totalCopies") or 0
+    model = optional_at(obj, "status", "modelStatus")
+    copies = optional_at(obj, "status", "modelStatus", "copies").get("totalCopies") or 0
     verdict = object_ready(obj)
     return bool(model) and verdict is not None and verdict[0] is True and copies == 0
 
@@ -189,7 +179,11 @@ def _node_entry(
     names: set[str],
     idle: set[str],
 ) -> NodeStatus:
-    waiting = [f"{_ref(o)}: {why}" for o, why in blocked if _node_label(o, names) in (None, node)]
+    waiting = [
+        f"{kind_of(o)}/{name_of(o)}: {why}"
+        for o, why in blocked
+        if _node_label(o, names) in (None, node)
+    ]
     pending: list[str] = []
     for obj in live:
         serves = _node_label(obj, names)
@@ -198,7 +192,7 @@ def _node_entry(
         verdict = object_ready(obj, models_idle=bool(idle))
         if verdict is None or verdict[0] is True:
             continue
-        line = f"{_ref(obj)}: {verdict[1]}".strip()
+        line = f"{kind_of(obj)}/{name_of(obj)}: {verdict[1]}".strip()
         (pending if verdict[0] is None else waiting).append(line)
     state = NOT_READY if waiting else UNKNOWN if pending else IDLE if node in idle else READY
     message = "; ".join(waiting + pending)

@@ -18,14 +18,15 @@ from collections.abc import Awaitable, Callable
 import kopf
 
 from infergraph.graph.crd import GROUP, VERSION
-from infergraph.json_types import Manifest, labels_of, object_or_empty
+from infergraph.json_types import Manifest, at
 from infergraph.operator.children import (
     MANAGED_BY,
     OWNER_NAMESPACE_LABEL,
     OWNER_UID_LABEL,
     SERVER_CONFIG_API,
 )
-from infergraph.operator.kube import KubeClient, KubeError, identity
+from infergraph.operator.kube import KubeClient, KubeError
+from infergraph.operator.objects import labels_of, name_of
 from infergraph.render.common import GRAPH_LABEL
 
 logger = logging.getLogger(__name__)
@@ -55,8 +56,8 @@ async def sweep(client: KubeClient, namespace: str) -> list[str]:
             continue
         graph_ns, graph, uid = owner
         live = await client.get(f"{GROUP}/{VERSION}", "InferenceGraph", graph_ns, graph)
-        if live is None or object_or_empty(live, "metadata").get("uid") != uid:
-            name = identity(obj)[2]
+        if live is None or at(live, "metadata").get("uid") != uid:
+            name = name_of(obj)
             await client.delete(SERVER_CONFIG_API, "ServerConfig", namespace, name)
             removed.append(name)
     return removed
