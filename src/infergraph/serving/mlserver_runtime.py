@@ -66,9 +66,16 @@ from infergraph.serving.model_config import (
     model_config,
 )
 from infergraph.serving.protocol import parse_request, select_outputs
-from infergraph.serving.responses import encode_outputs, error_body, http_body, plain_parameters
+from infergraph.serving.responses import (
+    Served,
+    encode_outputs,
+    error_body,
+    http_body,
+    plain_parameters,
+)
 from infergraph.tensors.modelinfer import encode_grpc
 from infergraph.tensors.request import InferRequest
+from infergraph.tensors.v2json import Tensor
 from mlserver import MLModel
 
 log = logging.getLogger(__name__)
@@ -203,7 +210,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             ]
 
     # -- the one serving path ----------------------------------------------------------------
-    async def _serve(self, request: InferRequest[Array]) -> JSONObject:
+    async def _serve(self, request: InferRequest[Array]) -> Served:
         """Run one parsed request; metrics and outputs selection for every protocol."""
         result = await self.engine.infer(request.inputs, request.parameters)
         declared = [s.name for s in self.component.outputs]
@@ -216,13 +223,13 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
 
     async def _measured(
         self, parse: Callable[[], InferRequest[Array]]
-    ) -> tuple[InferRequest[Array], JSONObject]:
+    ) -> tuple[InferRequest[Array], Served]:
         inflight, queue, requests = self._series
         inflight.inc()
         queue.set(self.engine.pending_rows)
         outcome = "ok"
         started = time.perf_counter_ns()
-        served: JSONObject = {}
+        served: Served | None = None
         try:
             request = parse()
             served = await self._serve(request)
@@ -235,7 +242,9 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             queue.set(self.engine.pending_rows)
             requests[outcome].inc()
             elapsed = time.perf_counter_ns() - started
-            self.stats.record(outcome == "ok", elapsed, served.get("parameters", {}))
+            self.stats.record(
+                outcome == "ok", elapsed, served["parameters"] if served is not None else {}
+            )
 
     def _parse(self, body: object) -> InferRequest[Array]:
         return parse_request(body, self._accepted, self._aliases)
@@ -246,7 +255,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         served = await self.predict_plain(payload.model_dump(exclude_none=True))
         return self._response(payload.id, served)
 
-    async def predict_plain(self, body: JSONObject) -> JSONObject:
+    async def predict_plain(self, body: JSONObject) -> Served:
         """A plain V2 request dict served: what `predict` and the gRPC fast path
         (serving/grpc_fast_path.py, which reads protobuf straight into the dict) run."""
         try:
@@ -255,7 +264,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             raise MLServerError(f"{self.name}: {exc}", status_code=status_for(exc).http) from exc
         return served
 
-    def _response(self, request_id: str | None, served: JSONObject) -> InferenceResponse:
+    def _response(self, request_id: str | None, served: Served) -> InferenceResponse:
         outputs = []
         for name, array in served["outputs"].items():
             # gRPC's bytes_contents needs bytes; the REST encoder decodes them to text.
@@ -291,13 +300,13 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             return _json_error(404, f"{self.name}: not rendered as a graph step")
         wiring = self._wiring
 
-        async def call(feed: JSONObject, params: JSONObject) -> JSONObject:
+        async def call(feed: dict[str, Tensor], params: JSONObject) -> dict[str, Tensor]:
             # Decoded once into arrays and encoded once as /infer's JSON answers (bytes become
             # text or base64): no MLServer request and response models in between.
             step_request = {"inputs": list(feed.values()), "parameters": params}
             _, served = await self._measured(lambda: self._parse(step_request))
             entries, _ = encode_outputs(served["outputs"], False, set())
-            return {entry["name"]: entry for entry in entries}
+            return {entry["name"]: {**entry} for entry in entries}
 
         try:
             body = _json_body(await request.body())

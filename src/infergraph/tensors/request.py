@@ -388,7 +388,7 @@ def _json_tensor(name: str, tensor: object) -> Tensor:
     return to_tensor(name, _array(name, tensor))
 
 
-def _to_grpc_parameters(params: JSONObject) -> JSONObject:
+def _to_grpc_parameters(params: Mapping[str, object]) -> JSONObject:
     """Plain parameters as `InferParameter` fields: bool, int64 or string (floats as their
     repr, as the runtime answers them); anything else is not representable and left out."""
     out: JSONObject = {}
