@@ -37,7 +37,14 @@ from infergraph.errors import InputError
 from infergraph.graph import evaluate as ev
 from infergraph.graph.model import REQUEST
 from infergraph.graph.wire import Tensor, renamed
-from infergraph.json_types import JSONObject, as_int, as_list, as_object, as_str
+from infergraph.json_types import (
+    JSONObject,
+    JSONShapeError,
+    as_int,
+    as_list,
+    as_object,
+    as_str,
+)
 from infergraph.tensors.request import InferRequest
 
 ROUTE_SUFFIX = "/infer/graph"
@@ -156,11 +163,32 @@ class Carry:
         )
         for name, tensor in step.inputs.items():
             self.request.inputs.setdefault(name, tensor)
-        self.request.parameters.update(carry.get("parameters") or {})
-        self.trace.merge(ev.Trace(list(carry.get("path") or []), list(carry.get("skipped") or [])))
-        for gate, sides in (carry.get("when") or {}).items():
+        parameters, trace, when = _read_carry(carry)
+        self.request.parameters.update(parameters)
+        self.trace.merge(trace)
+        for gate, sides in when.items():
             self.when.setdefault(gate, {}).update(sides)
         self.request.id = self.request.id or step.id
+
+
+def _read_carry(carry: JSONObject) -> tuple[JSONObject, ev.Trace, dict[str, dict[str, bool]]]:
+    """A step body's `carry` as `respond` wrote it. It comes back through the client or the
+    KServe router, so a wrong shape is the client's 400 naming where it is (an empty or
+    absent field reads as empty, as before)."""
+
+    try:
+        parameters = as_object(carry.get("parameters") or {}, f"{CARRY}.parameters")
+        path = _strings(carry.get("path") or [], f"{CARRY}.path")
+        skipped = _strings(carry.get("skipped") or [], f"{CARRY}.skipped")
+        when = {
+            gate: {
+                side: bool(flag) for side, flag in as_object(sides, f"{CARRY}.when.{gate}").items()
+            }
+            for gate, sides in as_object(carry.get("when") or {}, f"{CARRY}.when").items()
+        }
+    except JSONShapeError as exc:
+        raise InputError(exc.where, str(exc).removeprefix(f"{exc.where}: ")) from None
+    return parameters, ev.Trace(path, skipped), when
 
 
 def gather(body: object) -> Carry:
