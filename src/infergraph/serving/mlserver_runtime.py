@@ -27,7 +27,6 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
 
 import orjson
 from mlserver.errors import MLServerError
@@ -100,13 +99,12 @@ def batching(settings: ModelSettings) -> tuple[int, float]:
     return max(1, int(_number("max_batch_size", size))), max(0.0, wait)
 
 
-def _number(field: str, value: Any) -> float:
+def _number(field: str, value: object) -> float:
     if value is None:
         return 0.0
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise SettingsError(field, f"expected a number, got {value!r}") from None
+    number = float(value) if isinstance(value, int | float) else _parsed(value)
+    if number is None:
+        raise SettingsError(field, f"expected a number, got {value!r}")
     if number != number or number in (float("inf"), float("-inf")):
         raise SettingsError(field, f"must be finite, got {value!r}")
     return number
@@ -421,7 +419,15 @@ def _grpc_parameters(params: JSONObject) -> JSONObject:
     return {k: repr(v) if isinstance(v, float) else v for k, v in params.items()}
 
 
-def _json_body(body: bytes) -> Any:
+def _parsed(value: object) -> float | None:
+    """A number written as text ("5", as float() reads it), else None."""
+    try:
+        return float(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _json_body(body: bytes) -> object:
     """A JSON request body; NaN and Infinity literals read as numbers (as MLServer's parser
     did), so the component refuses a non-finite value naming its input and row."""
     try:

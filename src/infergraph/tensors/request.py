@@ -246,7 +246,7 @@ def resolve_name(
     raise InputError(name, f"not an input of this model; it takes {', '.join(accepted)}")
 
 
-def _object(name: str, value: Any, what: str) -> JSONObject:
+def _object(name: str, value: object, what: str) -> JSONObject:
     if value is None:
         return {}
     if not isinstance(value, dict):
