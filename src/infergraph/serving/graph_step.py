@@ -175,7 +175,6 @@ def _read_carry(carry: JSONObject) -> tuple[JSONObject, ev.Trace, dict[str, dict
     """A step body's `carry` as `respond` wrote it. It comes back through the client or the
     KServe router, so a wrong shape is the client's 400 naming where it is (an empty or
     absent field reads as empty, as before)."""
-
     try:
         parameters = as_object(carry.get("parameters") or {}, f"{CARRY}.parameters")
         path = _strings(carry.get("path") or [], f"{CARRY}.path")
