@@ -15,7 +15,6 @@ from infergraph.json_types import (
     as_str_map,
     at,
     object_or_empty,
-    objects_or_empty,
 )
 
 POD = {"spec": {"template": {"spec": {"containers": [{"name": "a"}]}}}, "metadata": None}
@@ -66,15 +65,3 @@ def test_an_absent_or_null_member_reads_as_an_empty_object_that_is_not_stored() 
     assert document == {"status": None}
     with pytest.raises(JSONShapeError, match=r"^status: expected an object, found a list$"):
         object_or_empty({"status": []}, "status")
-
-
-def test_an_absent_or_null_list_of_objects_reads_as_empty_and_a_wrong_item_is_named() -> None:
-    assert objects_or_empty({"conditions": None}, "conditions") == []
-    assert objects_or_empty({}, "conditions") == []
-    assert objects_or_empty({"conditions": [{"type": "Ready"}]}, "conditions") == [
-        {"type": "Ready"}
-    ]
-    with pytest.raises(
-        JSONShapeError, match=r"^conditions\[0\]: expected an object, found a string$"
-    ):
-        objects_or_empty({"conditions": ["Ready"]}, "conditions")

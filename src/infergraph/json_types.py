@@ -95,9 +95,3 @@ def object_or_empty(document: Mapping[str, object], key: str) -> JSONObject:
     """`document[key]` as an object; absent or null reads as an empty one (not stored)."""
     value = document.get(key)
     return {} if value is None else as_object(value, key)
-
-
-def objects_or_empty(document: Mapping[str, object], key: str) -> list[JSONObject]:
-    """`document[key]` as a list of objects; absent or null reads as an empty list."""
-    value = document.get(key)
-    return [] if value is None else as_objects(value, key)
