@@ -149,6 +149,16 @@ def test_array_kind_builds_declared_dtypes() -> None:
     assert ev.ARRAYS.rows(np.float32(1.0).reshape(())) == 1
 
 
+@pytest.mark.parametrize("shape", ["3", 3, ["a"], [True], [None]])
+def test_a_json_tensor_whose_shape_gives_no_rows_is_the_clients_error(shape: object) -> None:
+    """The skip rule reads the first dimension of a tensor as it came: a shape that is not a
+    list of integers is a 400 naming the tensor, not a bare TypeError answered as a 500."""
+    tensor: Tensor = {"name": "pixels", "datatype": "FP32", "shape": shape, "data": [1.0]}
+    with pytest.raises(InputError, match=r"'pixels'.*shape") as caught:
+        ev.zero_rows({"x": tensor}, ev.JSON)
+    assert status_for(caught.value).http == 400
+
+
 # -- the adapters apply these rules, not their own -------------------------------------------
 def test_every_adapter_hands_a_node_the_same_request_parameters() -> None:
     """The Seldon v1 unit (meta.tags) and the KServe step (carried parameters) give a node

@@ -10,6 +10,7 @@ import pytest
 
 from infergraph.errors import RenderError, SettingsError
 from infergraph.graph.plan import load_graph
+from infergraph.json_types import JSONShapeError
 from infergraph.operator import status as st
 from infergraph.operator.applying import Refusal, owner_of
 from infergraph.operator.children import (
@@ -47,6 +48,23 @@ def test_settings_from_environment_name_the_bad_variable() -> None:
         OperatorConfig.from_env({"INFERGRAPH_METRICS_PORT": "eighty"})
     with pytest.raises(SettingsError, match="defaultEngine"):
         OperatorConfig.from_env({"INFERGRAPH_DEFAULT_ENGINE": "triton"})
+
+
+def test_gpu_settings_of_the_wrong_json_shape_name_the_variable_and_the_entry() -> None:
+    """The pod spec takes a node selector of strings and tolerations that are objects: another
+    shape stops the operator at start, naming the variable, not at the first apply."""
+    with pytest.raises(SettingsError, match=r"GPU_NODE_SELECTOR.*\$\.gpu: expected a string"):
+        OperatorConfig.from_env({"INFERGRAPH_GPU_NODE_SELECTOR": '{"gpu": true}'})
+    with pytest.raises(SettingsError, match=r"GPU_TOLERATIONS.*\$\[1\]: expected an object"):
+        OperatorConfig.from_env({"INFERGRAPH_GPU_TOLERATIONS": '[{"key": "a"}, "b"]'})
+    env = {
+        "INFERGRAPH_GPU_NODE_SELECTOR": '{"gpu": "true"}',
+        "INFERGRAPH_GPU_TOLERATIONS": '[{"key": "a"}]',
+        "INFERGRAPH_GPU_AFFINITY": "",  # empty: the default
+    }
+    scheduling = OperatorConfig.from_env(env).gpu_scheduling
+    assert scheduling.node_selector == {"gpu": "true"}
+    assert (scheduling.tolerations, scheduling.affinity) == ([{"key": "a"}], None)
 
 
 def test_flags_override_environment() -> None:
@@ -109,6 +127,27 @@ def test_omitted_kinds_leave_the_scalers_and_monitors_and_name_what_cannot_go() 
     graph.metadata.annotations[OMIT_ANNOTATION] = "PodMonitor,Pipeline"
     with pytest.raises(RenderError, match=r"names Pipeline; only PodMonitor, .* can be omitted"):
         omitted_kinds(graph, "seldon-v2")
+
+
+def test_a_wrong_shape_names_its_path_not_a_bare_key_error() -> None:
+    """Children and their live copies are read through checked accessors: a missing or
+    mistyped part is a JSONShapeError naming where, not a KeyError or AttributeError."""
+    with pytest.raises(JSONShapeError, match=r"^metadata: expected an object, found null"):
+        own({"apiVersion": "v1", "kind": "X"}, OWNER)
+    with pytest.raises(JSONShapeError, match=r"^metadata\.name: expected a string, found null"):
+        own(
+            {"apiVersion": "v1", "kind": "X", "metadata": {}},
+            {**OWNER, "metadata": {"namespace": "ml"}},
+        )
+    with pytest.raises(JSONShapeError, match=r"^metadata\.ownerReferences: expected a list"):
+        is_owned_by({"metadata": {"ownerReferences": {"uid": "u-1"}}}, "u-1")
+    with pytest.raises(JSONShapeError, match=r"^status\.conditions\[0\]: expected an object"):
+        st.object_ready({"kind": "Model", "status": {"conditions": ["Ready"]}})
+    # What a controller has not written yet is absent, not wrong: null reads as empty.
+    assert st.object_ready({"kind": "Model", "status": None}) == (
+        None,
+        "Model has not reported readiness yet",
+    )
 
 
 def test_owner_of_names_the_controller_else_the_label_else_the_writers() -> None:
@@ -301,6 +340,37 @@ async def test_unreachable_api_server_is_a_kube_error_not_a_crash() -> None:
         assert "GET /api/v1: no answer: ClientConnectorError" in str(caught.value)
     finally:
         await client.close()
+
+
+async def test_an_answer_that_is_not_an_object_is_a_shape_error_naming_the_call() -> None:
+    """A 200 whose body is not a JSON object is not handed on as a live object."""
+    from aiohttp import web
+
+    from infergraph.operator.kube import KubeClient
+
+    discovery = {"resources": [{"name": "configmaps", "kind": "ConfigMap", "namespaced": True}]}
+
+    async def discover(_: web.Request) -> web.Response:
+        return web.json_response(discovery)
+
+    async def a_list(_: web.Request) -> web.Response:
+        return web.json_response(["not", "an object"])
+
+    app = web.Application()
+    app.router.add_get("/api/v1", discover)
+    app.router.add_get("/api/v1/namespaces/ns/configmaps/x", a_list)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # aiohttp names no public accessor
+    client = KubeClient(kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}"), "m")
+    try:
+        with pytest.raises(JSONShapeError, match="answer to get ConfigMap x: expected an object"):
+            await client.get("v1", "ConfigMap", "ns", "x")
+    finally:
+        await client.close()
+        await runner.cleanup()
 
 
 def _kserve_at_zero(isvc: dict) -> dict:

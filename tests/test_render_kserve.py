@@ -232,6 +232,52 @@ def test_graph_step_route_names_what_is_wrong_with_a_body() -> None:
         asyncio.run(graph_step.run_step(wiring, body, never))
 
 
+def test_a_malformed_step_wiring_is_refused_at_load_naming_its_path() -> None:
+    """Before, a pass-through or an output spec of the wrong shape was stored as it came and
+    failed later, per request, with a bare KeyError or TypeError."""
+    from infergraph.errors import InputError
+    from infergraph.serving import graph_step
+
+    wiring: dict[str, object] = {"step": "a", "kind": "node", "inputs": {"x": ["request.x"]}}
+    bad_spec = {**wiring, "specs": [["x", "FP32", [1, "n"]]]}
+    with pytest.raises(InputError, match=r"specs\[0\]\[2\]\[1\]: expected an integer"):
+        graph_step.StepWiring.parse(bad_spec)
+    bad_pass = {**wiring, "passes": {"pass-0": {"gate": "gate-0", "side": 1, "inputs": {}}}}
+    with pytest.raises(InputError, match=r"passes\.pass-0\.side: expected a string"):
+        graph_step.StepWiring.parse(bad_pass)
+
+
+@pytest.mark.parametrize(
+    ("carry", "where"),
+    [
+        ({"when": ["gate-0"]}, "carry.when"),
+        ({"when": {"gate-0": "then"}}, "carry.when.gate-0"),
+        ({"parameters": [1]}, "carry.parameters"),
+        ({"path": "a,b"}, "carry.path"),
+        ({"skipped": [1]}, r"carry.skipped\[0\]"),
+    ],
+)
+def test_a_step_body_whose_carry_is_malformed_is_the_clients_400(
+    carry: dict[str, object], where: str
+) -> None:
+    """The carry comes from the client (or the router, from the previous step): a wrong
+    shape is a 400 naming where it is; before, a list or a string where an object belongs
+    was an AttributeError (500), and a string path was read as its letters."""
+    import asyncio
+
+    from infergraph.errors import InputError, status_for
+    from infergraph.serving import graph_step
+
+    wiring = graph_step.StepWiring.parse({"step": "a", "kind": "node", "inputs": {}})
+
+    async def never(feed: dict, params: dict) -> dict:
+        raise AssertionError("the component must not be called")
+
+    with pytest.raises(InputError, match=where) as caught:
+        asyncio.run(graph_step.run_step(wiring, {"inputs": [], "carry": carry}, never))
+    assert status_for(caught.value).http == 400
+
+
 # KServe v0.20.0's shipped `router` value (config/configmap/inferenceservice.yaml:733-741).
 KSERVE_DEFAULT_ROUTER = """{
     "image" : "kserve/router:latest",

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
 from types import MappingProxyType, ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from infergraph.cluster_names import (
     SELDON_V1_PREDICTOR,
@@ -26,14 +26,12 @@ from infergraph.cluster_names import (
     seldon_v2_pipeline_route,
 )
 from infergraph.errors import InfergraphError, RenderError
+from infergraph.json_types import JSONObject, Manifest, at
 
 if TYPE_CHECKING:
     from infergraph.graph.plan import GraphPlan
     from infergraph.render.options import RenderOptions
     from infergraph.render.seldon_v2 import ServedSettings
-
-# A rendered Kubernetes object: plain JSON-able dicts, as every renderer returns them.
-Manifest = dict[str, Any]
 
 
 def _by_node_name(graph: str, node: str) -> str:
@@ -107,11 +105,11 @@ class Engine:
 
     def model_settings(
         self, plan: GraphPlan, options: RenderOptions | None
-    ) -> dict[str, dict[str, Any]]:
+    ) -> dict[str, JSONObject]:
         """Model name -> its model-settings.json, for the engines that write them as files."""
         if not self.settings_files:
             return {}
-        settings: dict[str, dict[str, Any]] = self._module().model_settings(plan, options)
+        settings: dict[str, JSONObject] = self._module().model_settings(plan, options)
         return settings
 
     def served_settings(self, plan: GraphPlan, options: RenderOptions) -> dict[str, ServedSettings]:
@@ -159,7 +157,8 @@ def _seldon_v1_url(graph: str, namespace: str, live: list[Manifest]) -> str:
     named after its container, so `/v2/models/<graph>/infer` is a 404 and
     `/v2/models/infer` reaches them."""
     protocol = next(
-        (o["spec"].get("protocol") for o in live if o.get("kind") == "SeldonDeployment"), "v2"
+        (at(o, "spec").get("protocol") for o in live if o.get("kind") == "SeldonDeployment"),
+        "v2",
     )
     base = f"http://{graph}-{SELDON_V1_PREDICTOR}.{namespace}:8000"
     path = "/api/v1.0/predictions" if protocol == "seldon" else "/v2/models/infer"

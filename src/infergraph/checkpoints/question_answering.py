@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from infergraph.checkpoints.sizes import DistilBertSizes
 from infergraph.checkpoints.tokenizers import wordpiece_tokenizer
-from infergraph.json_types import JSONObject
 
 
 def build_question_answerer(target_dir: Path, scale: str = "tiny") -> Path:
@@ -18,12 +18,9 @@ def build_question_answerer(target_dir: Path, scale: str = "tiny") -> Path:
 
     tokenizer = wordpiece_tokenizer("DistilBertTokenizer")
     if scale == "full":  # distilbert-base-cased-distilled-squad (28996 cased pieces there)
-        sizes: JSONObject = dict(
-            vocab_size=tokenizer.vocab_size, dim=768, n_layers=6, n_heads=12, hidden_dim=3072
-        )
+        sizes: DistilBertSizes = dict(dim=768, n_layers=6, n_heads=12, hidden_dim=3072)
     else:
         sizes = dict(
-            vocab_size=tokenizer.vocab_size,
             dim=32,
             n_layers=2,
             n_heads=2,
@@ -31,7 +28,10 @@ def build_question_answerer(target_dir: Path, scale: str = "tiny") -> Path:
             initializer_range=0.2,
         )
     config = DistilBertConfig(
-        max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id, **sizes
+        vocab_size=tokenizer.vocab_size,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        **sizes,
     )
     target_dir = Path(target_dir)
     target_dir.mkdir(parents=True, exist_ok=True)

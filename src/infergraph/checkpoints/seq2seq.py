@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from infergraph.checkpoints.sizes import TINY_ENCODER_DECODER, EncoderDecoderSizes
 from infergraph.checkpoints.tokenizers import (
-    TINY_ENCODER_DECODER,
     bart_tokenizer,
     marian_tokenizer,
     unused_token_ids,
@@ -22,7 +22,7 @@ def build_translator(target_dir: Path, scale: str = "tiny") -> Path:
     tokenizer = marian_tokenizer(target_dir / "_spm")
     vocab = len(tokenizer) if scale != "full" else 59514  # opus-mt-fr-en
     if scale == "full":  # Helsinki-NLP/opus-mt-fr-en: transformer-base, 6+6 layers
-        sizes: JSONObject = dict(
+        sizes: EncoderDecoderSizes = dict(
             d_model=512,
             encoder_layers=6,
             decoder_layers=6,
@@ -32,7 +32,7 @@ def build_translator(target_dir: Path, scale: str = "tiny") -> Path:
             decoder_ffn_dim=2048,
         )
     else:
-        sizes = dict(TINY_ENCODER_DECODER)
+        sizes = TINY_ENCODER_DECODER
     pad = tokenizer.pad_token_id
     config = MarianConfig(
         vocab_size=max(vocab, pad + 1),
@@ -66,8 +66,8 @@ def build_summarizer(target_dir: Path, scale: str = "tiny") -> Path:
 
     tokenizer = bart_tokenizer()
     if scale == "full":  # sshleifer/distilbart-cnn-12-6: bart-large, 12 enc / 6 dec layers
-        sizes: JSONObject = dict(
-            vocab_size=50264,
+        vocab = 50264
+        sizes: EncoderDecoderSizes = dict(
             d_model=1024,
             encoder_layers=12,
             decoder_layers=6,
@@ -79,9 +79,10 @@ def build_summarizer(target_dir: Path, scale: str = "tiny") -> Path:
         gen: JSONObject = dict(num_beams=4, min_length=56, max_length=142, length_penalty=2.0,
                    no_repeat_ngram_size=3)  # fmt: skip
     else:
-        sizes = dict(TINY_ENCODER_DECODER, vocab_size=len(tokenizer))
+        vocab, sizes = len(tokenizer), TINY_ENCODER_DECODER
         gen = dict(num_beams=1, min_length=0, max_length=64)
     config = BartConfig(
+        vocab_size=vocab,
         max_position_embeddings=1024,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,

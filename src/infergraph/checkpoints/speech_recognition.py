@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from infergraph.checkpoints.tokenizers import (
+from infergraph.checkpoints.sizes import (
     TINY_ENCODER_DECODER,
+    EncoderDecoderSizes,
+    Wav2Vec2Sizes,
+    decoder_token_ids,
+)
+from infergraph.checkpoints.tokenizers import (
     ctc_character_vocab,
     speech2text_tokenizer,
     unused_token_ids,
     whisper_tokenizer,
 )
-from infergraph.json_types import JSONObject
 
 
 def choose(reference: str) -> dict[str, str]:
@@ -52,8 +56,8 @@ def _build_speech2text(target_dir: Path, full: bool) -> None:
 
     tokenizer = speech2text_tokenizer(target_dir / "_spm")
     if full:  # facebook/s2t-small-librispeech-asr
-        sizes: JSONObject = dict(
-            vocab_size=10000,
+        vocab, channels = 10000, 1024
+        sizes: EncoderDecoderSizes = dict(
             d_model=256,
             encoder_layers=12,
             decoder_layers=6,
@@ -61,17 +65,16 @@ def _build_speech2text(target_dir: Path, full: bool) -> None:
             decoder_attention_heads=4,
             encoder_ffn_dim=2048,
             decoder_ffn_dim=2048,
-            conv_channels=1024,
         )
     else:
-        sizes = dict(TINY_ENCODER_DECODER, vocab_size=len(tokenizer), conv_channels=32)
-    ids: JSONObject = dict(
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.eos_token_id,
-    )
+        vocab, channels, sizes = len(tokenizer), 32, TINY_ENCODER_DECODER
+    ids = decoder_token_ids(
+        tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id,
+        tokenizer.eos_token_id,
+    )  # fmt: skip
     config = Speech2TextConfig(
+        vocab_size=vocab,
+        conv_channels=channels,
         conv_kernel_sizes=[5, 5],
         num_conv_layers=2,
         input_feat_per_channel=80,
@@ -110,7 +113,7 @@ def _build_whisper(target_dir: Path, full: bool) -> None:
     token = tokenizer.convert_tokens_to_ids
     eot, sot = token("<|endoftext|>"), token("<|startoftranscript|>")
     if full:  # openai/whisper-tiny
-        sizes: JSONObject = dict(
+        sizes: EncoderDecoderSizes = dict(
             d_model=384,
             encoder_layers=4,
             decoder_layers=4,
@@ -120,10 +123,8 @@ def _build_whisper(target_dir: Path, full: bool) -> None:
             decoder_ffn_dim=1536,
         )
     else:
-        sizes = dict(TINY_ENCODER_DECODER)
-    ids: JSONObject = dict(
-        pad_token_id=eot, bos_token_id=eot, eos_token_id=eot, decoder_start_token_id=sot
-    )
+        sizes = TINY_ENCODER_DECODER
+    ids = decoder_token_ids(eot, eot, eot, sot)
     # Tiny: a 4 s window (400 mel frames) instead of 30 s keeps tests fast; same code path.
     chunk_seconds = 30 if full else 4
     config = WhisperConfig(
@@ -167,7 +168,7 @@ def _build_wav2vec2(target_dir: Path, full: bool) -> None:
     vocab_file.write_text(json.dumps(vocab))
     tokenizer = Wav2Vec2CTCTokenizer(str(vocab_file), word_delimiter_token="|")
     if full:  # facebook/wav2vec2-base-960h (the config defaults are the base model)
-        sizes: JSONObject = {}
+        sizes: Wav2Vec2Sizes = {}
     else:
         sizes = dict(
             hidden_size=32,

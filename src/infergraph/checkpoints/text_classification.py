@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from infergraph.checkpoints.sizes import BertSizes, DistilBertSizes
 from infergraph.checkpoints.tokenizers import wordpiece_tokenizer, xlm_roberta_tokenizer
-from infergraph.json_types import JSONObject
 
 # papluca/xlm-roberta-base-language-detection's 20 labels, in its id order.
 PAPLUCA_LANGUAGES: tuple[str, ...] = (
@@ -22,7 +22,7 @@ def build_text_classifier(target_dir: Path, scale: str = "tiny") -> Path:
     tokenizer = wordpiece_tokenizer("DistilBertTokenizer")
     labels = {0: "NEGATIVE", 1: "POSITIVE"}
     if scale == "full":  # distilbert-base-uncased-finetuned-sst-2-english
-        sizes: JSONObject = dict(dim=768, n_layers=6, n_heads=12, hidden_dim=3072)
+        sizes: DistilBertSizes = dict(dim=768, n_layers=6, n_heads=12, hidden_dim=3072)
     else:
         # A wide init spreads random outputs apart, so tests can tell rows apart.
         sizes = dict(dim=32, n_layers=2, n_heads=2, hidden_dim=64, initializer_range=0.2)
@@ -44,16 +44,16 @@ def build_language_identifier(target_dir: Path, scale: str = "tiny") -> Path:
     tokenizer = xlm_roberta_tokenizer()
     labels = dict(enumerate(PAPLUCA_LANGUAGES))
     if scale == "full":  # xlm-roberta-base
-        sizes: JSONObject = dict(
-            vocab_size=250002,
+        vocab = 250002
+        sizes: BertSizes = dict(
             hidden_size=768,
             num_hidden_layers=12,
             num_attention_heads=12,
             intermediate_size=3072,
         )
     else:
+        vocab = len(tokenizer)
         sizes = dict(
-            vocab_size=len(tokenizer),
             hidden_size=32,
             num_hidden_layers=2,
             num_attention_heads=2,
@@ -61,6 +61,7 @@ def build_language_identifier(target_dir: Path, scale: str = "tiny") -> Path:
             initializer_range=0.2,
         )
     config = XLMRobertaConfig(
+        vocab_size=vocab,
         max_position_embeddings=514,
         type_vocab_size=1,
         pad_token_id=1,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from infergraph.checkpoints.sizes import BertSizes
 from infergraph.checkpoints.tokenizers import wordpiece_tokenizer
-from infergraph.json_types import JSONObject
 
 
 def build_text_embedder(target_dir: Path, scale: str = "tiny") -> Path:
@@ -22,7 +22,7 @@ def build_text_embedder(target_dir: Path, scale: str = "tiny") -> Path:
     target_dir = Path(target_dir)
     tokenizer = wordpiece_tokenizer("BertTokenizer")
     if scale == "full":
-        sizes: JSONObject = dict(
+        sizes: BertSizes = dict(
             hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536
         )
     else:

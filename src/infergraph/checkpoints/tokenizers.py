@@ -14,8 +14,6 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from infergraph.json_types import JSONObject
-
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
@@ -56,20 +54,6 @@ class LabelMaps(TypedDict):
 
     id2label: dict[int, str]
     label2id: dict[str, int]
-
-
-# The test-size encoder-decoder every generative family builds (Marian, BART, Speech2Text,
-# Whisper): two layers of width 32, initialised wide enough that random outputs vary.
-TINY_ENCODER_DECODER: JSONObject = {
-    "d_model": 32,
-    "encoder_layers": 2,
-    "decoder_layers": 2,
-    "encoder_attention_heads": 2,
-    "decoder_attention_heads": 2,
-    "encoder_ffn_dim": 64,
-    "decoder_ffn_dim": 64,
-    "init_std": 0.2,
-}
 
 
 def minilm_dir() -> Path:

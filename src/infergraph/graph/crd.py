@@ -9,7 +9,17 @@ the CLI with the full model; every other field is checked by the API server.
 from __future__ import annotations
 
 from infergraph.graph.model import API_VERSION, InferenceGraph
-from infergraph.json_types import JSONObject, Manifest
+from infergraph.json_types import (
+    JSONObject,
+    JSONShapeError,
+    Manifest,
+    as_list,
+    as_object,
+    as_objects,
+    as_str,
+    at,
+    object_or_empty,
+)
 
 GROUP, VERSION = API_VERSION.split("/")
 PLURAL = "inferencegraphs"
@@ -20,19 +30,27 @@ def _structural(schema: JSONObject, defs: JSONObject, stack: tuple[str, ...]) ->
     """One pydantic JSON-schema node as a structural OpenAPI v3.0 node: refs inlined (a
     recursive ref becomes an open object), unions collapsed, every node typed."""
     if "$ref" in schema:
-        name = schema["$ref"].split("/")[-1]
+        name = as_str(schema["$ref"], "$ref").split("/")[-1]
         if name in stack:  # recursion: leave the rest to the operator's validation
             return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-        merged = {**defs[name], **{k: v for k, v in schema.items() if k != "$ref"}}
+        definition = as_object(defs.get(name), f"$defs.{name}")
+        merged = {**definition, **{k: v for k, v in schema.items() if k != "$ref"}}
         return _structural(merged, defs, (*stack, name))
-    variants = schema.get("anyOf") or schema.get("oneOf")
-    if variants:
-        return _structural_union(schema, variants, defs, stack)
+    union = "anyOf" if schema.get("anyOf") else "oneOf"
+    if schema.get(union):
+        return _structural_union(schema, as_objects(schema[union], union), defs, stack)
     out = _structural_fields(schema, defs, stack)
     _fill_type(out)
     if out.get("type") == "integer" and "minimum" in out:
-        out["minimum"] = int(out["minimum"])
+        out["minimum"] = int(_number(out["minimum"], "minimum"))
     return out
+
+
+def _number(value: object, where: str) -> float:
+    """A JSON number (a bound in the schema); a boolean is not one."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise JSONShapeError(where, "a number", value)
+    return value
 
 
 def _structural_union(
@@ -73,20 +91,24 @@ def _structural_fields(schema: JSONObject, defs: JSONObject, stack: tuple[str, .
         if key == "const":
             out["enum"] = [value]
         elif key == "properties":
-            out["properties"] = {k: _structural(v, defs, stack) for k, v in value.items()}
+            fields = as_object(value, "properties").items()
+            out["properties"] = {
+                k: _structural(as_object(v, f"properties.{k}"), defs, stack) for k, v in fields
+            }
         elif key in ("exclusiveMinimum", "exclusiveMaximum"):
             # OpenAPI v3.0 (what Kubernetes speaks) takes a bound plus a boolean flag.
             out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
             out[key] = True
         elif key == "items":
-            out["items"] = _structural(value, defs, stack)
+            out["items"] = _structural(as_object(value, "items"), defs, stack)
         elif key == "additionalProperties":
             if value is False:
                 continue
             if value in (True, {}):
                 out["x-kubernetes-preserve-unknown-fields"] = True
             else:
-                out["additionalProperties"] = _structural(value, defs, stack)
+                values = as_object(value, "additionalProperties")
+                out["additionalProperties"] = _structural(values, defs, stack)
         else:
             out[key] = value
     return out
@@ -99,7 +121,8 @@ def _fill_type(out: JSONObject) -> None:
     if "properties" in out:
         out["type"] = "object"
     elif "enum" in out:
-        out["type"] = "string" if all(isinstance(v, str) for v in out["enum"]) else "number"
+        strings = all(isinstance(v, str) for v in as_list(out["enum"], "enum"))
+        out["type"] = "string" if strings else "number"
     else:
         out["type"] = "object"
         out["x-kubernetes-preserve-unknown-fields"] = True
@@ -110,7 +133,7 @@ def openapi_schema() -> JSONObject:
     defs = raw.get("$defs", {})
     schema = _structural(raw, defs, ("InferenceGraph",))
     # The API server owns apiVersion/kind/metadata; keep only what it lets CRDs declare.
-    props = schema["properties"]
+    props = at(schema, "properties")
     props["metadata"] = {"type": "object"}
     props["status"] = status_schema()
     schema["required"] = ["spec"]
@@ -216,10 +239,10 @@ def helm_owned(manifest: Manifest, release: str, namespace: str) -> Manifest:
     """`manifest` with the metadata Helm checks before adopting an existing object: the label
     `app.kubernetes.io/managed-by: Helm` and the release's name and namespace as annotations
     (helm pkg/action/validate.go, checkOwnership)."""
-    meta = dict(manifest["metadata"])
-    meta["labels"] = {**meta.get("labels", {}), "app.kubernetes.io/managed-by": "Helm"}
+    meta = dict(at(manifest, "metadata"))
+    meta["labels"] = {**object_or_empty(meta, "labels"), "app.kubernetes.io/managed-by": "Helm"}
     meta["annotations"] = {
-        **meta.get("annotations", {}),
+        **object_or_empty(meta, "annotations"),
         "meta.helm.sh/release-name": release,
         "meta.helm.sh/release-namespace": namespace,
     }

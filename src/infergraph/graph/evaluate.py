@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from infergraph.arrays import Array
 from infergraph.components.base import Component, TensorSpec, empty_tensor
@@ -110,7 +109,7 @@ def gather_feed[T](
     return feed
 
 
-def gate_side(condition: Mapping[str, Any] | None, value: Array | None, name: str) -> Side:
+def gate_side(condition: Mapping[str, object] | None, value: Array | None, name: str) -> Side:
     """A `when` decides on the whole request; an absent or zero-row tensor does not satisfy it."""
     if condition is None or value is None:
         return "otherwise"

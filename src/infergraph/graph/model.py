@@ -225,11 +225,8 @@ def validate_schema(data: Manifest, source: str = "<memory>") -> InferenceGraph:
     try:
         return InferenceGraph.model_validate(data)
     except ValidationError as exc:
-        name = (
-            str((data.get("metadata") or {}).get("name", source))
-            if isinstance(data, dict)
-            else source
-        )
+        metadata = data.get("metadata") if isinstance(data, dict) else None
+        name = str(metadata.get("name", source)) if isinstance(metadata, dict) else source
         problems = [
             f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
             for err in exc.errors()

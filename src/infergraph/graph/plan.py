@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from infergraph.components.base import Component, TensorSpec
 from infergraph.components.registry import component_class
@@ -197,7 +197,7 @@ class Scope:
         return Scope(dict(self.available), dict(self.current), self.branch)
 
 
-def node_parameters(node: str, nodes: Iterable[str], params: Mapping[str, Any]) -> JSONObject:
+def node_parameters(node: str, nodes: Iterable[str], params: Mapping[str, object]) -> JSONObject:
     """Request parameters a node receives: unprefixed ones go to every node, `<node>.<key>`
     only to that node (as `<key>`). Every engine that carries request parameters uses this."""
     names = set(nodes)

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
 
 from infergraph.components.base import ComponentSettings
 from infergraph.errors import SettingsError
@@ -29,7 +28,7 @@ OPTIONS_KEY = "options"
 DTYPES = ("fp32", "fp16", "bf16")
 
 # JSON as json.loads returns it: what parameters.extra holds.
-Json = Any
+Json = object
 
 
 @dataclass(frozen=True)
@@ -92,10 +91,32 @@ class RuntimeSettings:
                 OPTIONS_KEY,
             )
             top[OPTIONS_KEY] = {k: v for k, v in extra.items() if k not in known}
-        values = {key: _CHECKS[key](f"{where}.{key}", value) for key, value in top.items()}
-        if not values.get("family"):
+        return cls._checked(top, where)
+
+    @classmethod
+    def _checked(cls, top: Mapping[str, Json], where: str) -> RuntimeSettings:
+        """Each known key checked into its field's type; an absent or null key reads as the
+        field's default (every check maps None to it)."""
+
+        def key(name: str) -> tuple[str, Json]:
+            return f"{where}.{name}", top.get(name)
+
+        family = _text(*key("family"))
+        if not family:
             raise SettingsError(f"{where}.family", "required: which component to serve")
-        return cls(**values)
+        return cls(
+            family=family,
+            device=_text(*key("device")),
+            dtype=_dtype(*key("dtype")),
+            warmup=_flag(*key("warmup")),
+            max_batch_size=_count(*key("max_batch_size")),
+            max_batch_time_ms=_millis(*key("max_batch_time_ms")),
+            instances=_instances(*key("instances")),
+            input_aliases=_aliases(*key("input_aliases")),
+            relay_request_parameters=bool(_flag(*key("relay_request_parameters"))),
+            graph_step=_wiring(*key("graph_step")),
+            options=_object(*key(OPTIONS_KEY)),
+        )
 
     def component_settings(
         self, model_uri: str | None, max_batch_size: int, max_batch_time: float
@@ -180,26 +201,12 @@ def _object(where: str, value: Json) -> dict[str, Json]:
 
 
 def _aliases(where: str, value: Json) -> dict[str, str]:
-    aliases = _object(where, value)
-    if not all(isinstance(v, str) for v in aliases.values()):
+    given = _object(where, value)
+    aliases = {k: v for k, v in given.items() if isinstance(v, str)}
+    if len(aliases) != len(given):
         raise SettingsError(where, "must map client name -> input")
     return aliases
 
 
 def _wiring(where: str, value: Json) -> dict[str, Json] | None:
     return None if value is None else _object(where, value)
-
-
-_CHECKS: dict[str, Callable[[str, Json], Json]] = {
-    "family": _text,
-    "device": _text,
-    "dtype": _dtype,
-    "warmup": _flag,
-    "max_batch_size": _count,
-    "max_batch_time_ms": _millis,
-    "instances": _instances,
-    "input_aliases": _aliases,
-    "relay_request_parameters": lambda where, value: bool(_flag(where, value)),
-    "graph_step": _wiring,
-    OPTIONS_KEY: _object,
-}

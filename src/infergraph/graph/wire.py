@@ -9,6 +9,7 @@ graph step.
 from __future__ import annotations
 
 from infergraph.components.base import TensorSpec
+from infergraph.errors import InputError
 from infergraph.tensors.datatypes import zero_row_shape
 from infergraph.tensors.v2json import Tensor as Tensor
 
@@ -21,9 +22,18 @@ def renamed(tensor: Tensor, name: str) -> Tensor:
 
 
 def rows(tensor: Tensor) -> int:
-    """The batch size: the first dimension (a scalar counts as one row)."""
+    """The batch size: the first dimension (a scalar counts as one row). The tensor is read
+    as a request brought it (the codecs check shapes later, in the model), so a shape that
+    gives no row count is the client's error, named, rather than a bare TypeError."""
     shape = tensor.get("shape") or []
-    return int(shape[0]) if shape else 1
+    if not isinstance(shape, list):
+        raise InputError(str(tensor.get("name")), f"shape must be a list, got {shape!r}")
+    if not shape:
+        return 1
+    first = shape[0]
+    if not isinstance(first, int) or isinstance(first, bool):
+        raise InputError(str(tensor.get("name")), f"shape must hold integers, got {shape!r}")
+    return first
 
 
 def empty_like(spec: TensorSpec) -> Tensor:

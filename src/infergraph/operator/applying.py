@@ -14,9 +14,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infergraph.json_types import Manifest
+from infergraph.json_types import Manifest, as_objects, object_or_empty
 from infergraph.operator.children import is_owned_by
 from infergraph.operator.kube import KubeClient, KubeError, ref
+from infergraph.operator.objects import (
+    api_version_of,
+    kind_of,
+    labels_of,
+    name_of,
+    namespace_of,
+    owner_references,
+)
 from infergraph.render.common import NODE_LABEL
 
 TAKEOVER_REFUSED = "TakeoverRefused"
@@ -39,7 +47,7 @@ class Refusal:
     @property
     def node(self) -> str | None:
         """The node the child belongs to; None for a graph-wide one (Pipeline, monitor)."""
-        return (self.obj["metadata"].get("labels") or {}).get(NODE_LABEL)
+        return labels_of(self.obj).get(NODE_LABEL)
 
     def status(self) -> dict[str, str]:
         """The entry in the graph's `status.refused`."""
@@ -49,15 +57,15 @@ class Refusal:
 def owner_of(obj: Manifest) -> str:
     """Who an object belongs to, as a person would look it up: its controller (or first)
     ownerReference, else its `app.kubernetes.io/managed-by` label, else its field managers."""
-    meta = obj.get("metadata") or {}
-    refs = meta.get("ownerReferences") or []
+    refs = owner_references(obj)
     if refs:
         owner = next((r for r in refs if r.get("controller")), refs[0])
         return f"{owner.get('kind')}/{owner.get('name')}"
-    managed_by = (meta.get("labels") or {}).get("app.kubernetes.io/managed-by")
+    managed_by = labels_of(obj).get("app.kubernetes.io/managed-by")
     if managed_by:
         return f"managed by {managed_by}"
-    managers = sorted({str(m.get("manager")) for m in meta.get("managedFields") or []})
+    fields = object_or_empty(obj, "metadata").get("managedFields") or []
+    managers = sorted({str(m.get("manager")) for m in as_objects(fields, "metadata.managedFields")})
     return f"written by {', '.join(managers)}" if managers else "no owner recorded"
 
 
@@ -65,12 +73,10 @@ async def apply_child(
     client: KubeClient, obj: Manifest, uid: str, home: str | None = None
 ) -> Manifest | Refusal:
     """The live object after applying `obj`, or why it was not applied."""
-    meta = obj["metadata"]
-    name = f"{obj['kind']}/{meta['name']}"
+    kind = kind_of(obj)
+    name = f"{kind}/{name_of(obj)}"
     try:
-        existing = await client.get(
-            obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"]
-        )
+        existing = await client.get(api_version_of(obj), kind, namespace_of(obj), name_of(obj))
         if existing is not None and not is_owned_by(existing, uid):
             why = (
                 f"{name} already exists and is not this graph's (owner: {owner_of(existing)}); "

@@ -10,8 +10,16 @@ from __future__ import annotations
 from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import GraphPlan, plan_of
-from infergraph.json_types import JSONObject, Manifest
+from infergraph.json_types import JSONObject, Manifest, at
 from infergraph.operator.config import OperatorConfig
+from infergraph.operator.objects import (
+    api_version_of,
+    kind_of,
+    labels_of,
+    meta_str,
+    name_of,
+    owner_references,
+)
 from infergraph.render import render
 from infergraph.render.common import k8s_name
 from infergraph.render.options import RenderOptions
@@ -42,18 +50,17 @@ def engine_for(graph: InferenceGraph, config: OperatorConfig) -> str:
 
 def render_graph(
     graph: InferenceGraph | GraphPlan, engine: str, options: RenderOptions
-) -> list[dict]:
+) -> list[Manifest]:
     """The one call into the renderers: the same objects `infergraph render` writes."""
     return render(graph, engine, options)
 
 
 def owner_reference(owner: Manifest) -> JSONObject:
-    meta = owner["metadata"]
     return {
-        "apiVersion": owner["apiVersion"],
-        "kind": owner["kind"],
-        "name": meta["name"],
-        "uid": meta["uid"],
+        "apiVersion": api_version_of(owner),
+        "kind": kind_of(owner),
+        "name": name_of(owner),
+        "uid": meta_str(owner, "uid"),
         "controller": True,
         "blockOwnerDeletion": True,
     }
@@ -61,9 +68,9 @@ def owner_reference(owner: Manifest) -> JSONObject:
 
 def own(obj: Manifest, owner: Manifest) -> Manifest:
     """A copy of `obj` in the owner's namespace, labelled and owned by it."""
-    meta = dict(obj["metadata"])
-    meta["namespace"] = owner["metadata"]["namespace"]
-    meta["labels"] = {**meta.get("labels", {}), "app.kubernetes.io/managed-by": MANAGED_BY}
+    meta = dict(at(obj, "metadata"))
+    meta["namespace"] = meta_str(owner, "namespace")
+    meta["labels"] = {**labels_of(obj), "app.kubernetes.io/managed-by": MANAGED_BY}
     meta["ownerReferences"] = [owner_reference(owner)]
     return {**obj, "metadata": meta}
 
@@ -85,14 +92,14 @@ def omitted_kinds(graph: InferenceGraph, engine: str) -> set[str]:
 
 def children(
     owner: Manifest, source: InferenceGraph | GraphPlan, config: OperatorConfig
-) -> list[dict]:
+) -> list[Manifest]:
     """Render the graph for its engine and own every object the graph does not opt out of;
     RenderError says what cannot map."""
     plan = plan_of(source)
     engine = engine_for(plan.graph, config)
     omitted = omitted_kinds(plan.graph, engine)
     objs = render_graph(plan, engine, config.render_options())
-    owned = [own(obj, owner) for obj in objs if obj["kind"] not in omitted]
+    owned = [own(obj, owner) for obj in objs if kind_of(obj) not in omitted]
     if config.seldon_namespace:
         owned = relocate_server_configs(owned, owner, config.seldon_namespace)
     return owned
@@ -106,29 +113,36 @@ def relocate_server_configs(
     `SeldonNamespace` = the controller pod's namespace). Named `<graph namespace>-<name>` there
     (graphs of many namespaces share it), owned through labels, and each Server points at its
     renamed ServerConfig."""
-    graph_ns = owner["metadata"]["namespace"]
+    graph_ns = meta_str(owner, "namespace")
     if namespace == graph_ns:
         return objs
     renamed: dict[str, str] = {}
     out = []
     for obj in objs:
-        if obj["kind"] == "ServerConfig" and obj["apiVersion"] == SERVER_CONFIG_API:
-            old = obj["metadata"]["name"]
+        if kind_of(obj) == "ServerConfig" and api_version_of(obj) == SERVER_CONFIG_API:
+            old = name_of(obj)
             renamed[old] = k8s_name(graph_ns, old, limit=253)
-            meta = {k: v for k, v in obj["metadata"].items() if k != "ownerReferences"}
+            meta = {k: v for k, v in at(obj, "metadata").items() if k != "ownerReferences"}
             meta.update(name=renamed[old], namespace=namespace)
             meta["labels"] = {
-                **meta["labels"],
-                OWNER_UID_LABEL: owner["metadata"]["uid"],
+                **labels_of(obj),
+                OWNER_UID_LABEL: meta_str(owner, "uid"),
                 OWNER_NAMESPACE_LABEL: graph_ns,
             }
             obj = {**obj, "metadata": meta}
         out.append(obj)
-    for i, obj in enumerate(out):
-        if obj["kind"] == "Server" and obj["spec"].get("serverConfig") in renamed:
-            spec = {**obj["spec"], "serverConfig": renamed[obj["spec"]["serverConfig"]]}
-            out[i] = {**obj, "spec": spec}
-    return out
+    return [_pointed_at(obj, renamed) for obj in out]
+
+
+def _pointed_at(obj: Manifest, renamed: dict[str, str]) -> Manifest:
+    """A Server whose `spec.serverConfig` was renamed, pointing at the new name."""
+    if kind_of(obj) != "Server":
+        return obj
+    spec = at(obj, "spec")
+    config = spec.get("serverConfig")
+    if not isinstance(config, str) or config not in renamed:
+        return obj
+    return {**obj, "spec": {**spec, "serverConfig": renamed[config]}}
 
 
 def _key(r: dict[str, str]) -> tuple[str, ...]:
@@ -143,8 +157,6 @@ def stale(previous: list[dict[str, str]], current: list[dict[str, str]]) -> list
 
 def is_owned_by(obj: Manifest | None, uid: str) -> bool:
     """This graph's: an ownerReference to it, or (outside its namespace) its owner-uid label."""
-    meta = (obj or {}).get("metadata") or {}
-    refs = meta.get("ownerReferences") or []
-    return any(r.get("uid") == uid for r in refs) or (
-        (meta.get("labels") or {}).get(OWNER_UID_LABEL) == uid
+    return any(r.get("uid") == uid for r in owner_references(obj)) or (
+        labels_of(obj).get(OWNER_UID_LABEL) == uid
     )

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from infergraph.container_images import DEFAULT_REGISTRY
 from infergraph.errors import SettingsError
-from infergraph.json_types import JSONObject
+from infergraph.json_types import JSONObject, as_object, as_objects, as_str_map
 from infergraph.render import ENGINES
 from infergraph.render.options import PodScheduling, RenderOptions
 
@@ -73,57 +72,76 @@ class OperatorConfig:
         )
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> OperatorConfig:
-        """Read INFERGRAPH_* variables (names in `ENV`); keyword overrides win (CLI flags)."""
-        env = os.environ if env is None else env
-        values: JSONObject = {}
-        for attr, (name, parse) in ENV.items():
-            raw = env.get(ENV_PREFIX + name)
-            if raw not in (None, ""):
-                try:
-                    values[attr] = parse(raw)
-                except (ValueError, TypeError) as exc:
-                    raise SettingsError(ENV_PREFIX + name, str(exc)) from None
-        scheduling = {
-            key: values.pop(key)
-            for key in ("node_selector", "tolerations", "affinity", "runtime_class_name")
-            if key in values
-        }
-        values["gpu_scheduling"] = PodScheduling(**scheduling)
-        values.update({k: v for k, v in overrides.items() if v not in (None, ())})
-        return cls(**values)
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        default_engine: str | None = None,
+        namespaces: tuple[str, ...] = (),
+    ) -> OperatorConfig:
+        """Read INFERGRAPH_* variables (the chart's Deployment sets them); the flags of
+        `infergraph operator` (`default_engine`, `namespaces`) win where given. An unset or
+        empty variable leaves its setting at the default; a bad one is a SettingsError naming
+        the variable."""
+        read = _Environment(os.environ if env is None else env)
+        defaults = cls()
+        engine = read("DEFAULT_ENGINE", str, defaults.default_engine)
+        watched = read("WATCH_NAMESPACES", _namespaces, defaults.namespaces)
+        return cls(
+            default_engine=engine if default_engine is None else default_engine,
+            namespaces=namespaces or watched,
+            storage_uri=read("STORAGE_URI", str, defaults.storage_uri),
+            image_registry=read("IMAGE_REGISTRY", str, defaults.image_registry),
+            image_tag=read("IMAGE_TAG", str, defaults.image_tag),
+            gpu_scheduling=_gpu_scheduling(read, defaults.gpu_scheduling),
+            drift_interval_s=read("DRIFT_INTERVAL_SECONDS", float, defaults.drift_interval_s),
+            metrics_port=read("METRICS_PORT", int, defaults.metrics_port),
+            health_port=read("HEALTH_PORT", int, defaults.health_port),
+            price_catalog=read("PRICE_CATALOG", str, defaults.price_catalog),
+            seldon_namespace=read("SELDON_NAMESPACE", str, defaults.seldon_namespace),
+            settings_url=read("SETTINGS_URL", str, defaults.settings_url),
+            settings_port=read("SETTINGS_PORT", int, defaults.settings_port),
+        )
 
 
-def _json_of(kind: type) -> Any:
-    def parse(raw: str) -> Any:
-        value = json.loads(raw)
-        if not isinstance(value, kind):
-            raise ValueError(f"expected JSON {kind.__name__}, got {type(value).__name__}")
-        return value
+class _Environment:
+    """The INFERGRAPH_* variables of one environment, each read as its setting's type."""
 
-    return parse
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def __call__[T](self, name: str, parse: Callable[[str], T], default: T) -> T:
+        """`INFERGRAPH_<name>` parsed, or `default` when it is unset or empty."""
+        raw = self._env.get(ENV_PREFIX + name)
+        if raw is None or raw == "":
+            return default
+        try:
+            return parse(raw)
+        except (ValueError, TypeError) as exc:  # JSONShapeError is a TypeError
+            raise SettingsError(ENV_PREFIX + name, str(exc)) from None
+
+
+def _gpu_scheduling(read: _Environment, defaults: PodScheduling) -> PodScheduling:
+    """What the chart's `gpuScheduling` values set: JSON objects and lists, a class name."""
+    return PodScheduling(
+        node_selector=read("GPU_NODE_SELECTOR", _str_map, defaults.node_selector),
+        tolerations=read("GPU_TOLERATIONS", _objects, defaults.tolerations),
+        affinity=read("GPU_AFFINITY", _object, defaults.affinity),
+        runtime_class_name=read("GPU_RUNTIME_CLASS", str, defaults.runtime_class_name),
+    )
+
+
+def _str_map(raw: str) -> dict[str, str]:
+    return as_str_map(json.loads(raw), "$")
+
+
+def _objects(raw: str) -> list[JSONObject]:
+    return as_objects(json.loads(raw), "$")
+
+
+def _object(raw: str) -> JSONObject:
+    return as_object(json.loads(raw), "$")
 
 
 def _namespaces(raw: str) -> tuple[str, ...]:
     return tuple(ns.strip() for ns in raw.split(",") if ns.strip())
-
-
-# Attribute -> (variable name after INFERGRAPH_, parser). The chart's Deployment sets these.
-ENV: dict[str, tuple[str, Any]] = {
-    "default_engine": ("DEFAULT_ENGINE", str),
-    "namespaces": ("WATCH_NAMESPACES", _namespaces),
-    "storage_uri": ("STORAGE_URI", str),
-    "image_registry": ("IMAGE_REGISTRY", str),
-    "image_tag": ("IMAGE_TAG", str),
-    "node_selector": ("GPU_NODE_SELECTOR", _json_of(dict)),
-    "tolerations": ("GPU_TOLERATIONS", _json_of(list)),
-    "affinity": ("GPU_AFFINITY", _json_of(dict)),
-    "runtime_class_name": ("GPU_RUNTIME_CLASS", str),
-    "drift_interval_s": ("DRIFT_INTERVAL_SECONDS", float),
-    "metrics_port": ("METRICS_PORT", int),
-    "health_port": ("HEALTH_PORT", int),
-    "price_catalog": ("PRICE_CATALOG", str),
-    "seldon_namespace": ("SELDON_NAMESPACE", str),
-    "settings_url": ("SETTINGS_URL", str),
-    "settings_port": ("SETTINGS_PORT", int),
-}

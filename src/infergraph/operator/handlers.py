@@ -214,7 +214,7 @@ def _no_finalizer_for_timers(registry: kopf.OperatorRegistry) -> None:
     ]
 
 
-def _plain(body: Mapping[str, Any]) -> Manifest:
+def _plain(body: Mapping[str, object]) -> Manifest:
     """A detached copy: kopf's Body is a live view that changes under a running handler."""
     import copy
 
@@ -261,9 +261,9 @@ async def run(
     )
 
 
-def main(**overrides: Any) -> None:
+def main(default_engine: str | None = None, namespaces: tuple[str, ...] = ()) -> None:
     """`infergraph operator`: settings from INFERGRAPH_* variables, flags override them."""
-    config = OperatorConfig.from_env(**overrides)
+    config = OperatorConfig.from_env(default_engine=default_engine, namespaces=namespaces)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -14,13 +14,14 @@ import json
 import os
 import ssl
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 import kopf
 
-from infergraph.json_types import Manifest
+from infergraph.json_types import JSONObject, Manifest, as_object, as_objects, as_str
+from infergraph.operator.objects import api_version_of, kind_of, name_of, namespace_of
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
@@ -52,8 +53,8 @@ class ApiResource:
 def ref(obj: Manifest, home: str | None = None) -> dict[str, str]:
     """The identity of an object the operator tracks: apiVersion, kind, name, and its namespace
     when that is not `home` (the graph's: a relocated Seldon v2 ServerConfig)."""
-    out = {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"]}
-    namespace = obj["metadata"].get("namespace")
+    out = {"apiVersion": api_version_of(obj), "kind": kind_of(obj), "name": name_of(obj)}
+    namespace = namespace_of(obj)
     if home is not None and namespace and namespace != home:
         out["namespace"] = namespace
     return out
@@ -78,14 +79,27 @@ class KubeClient:
     async def close(self) -> None:
         await self._session.close()
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        data: str | None = None,
+        json_body: JSONObject | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, object]:
         """(status, parsed body); a connection failure is a KubeError with status 0."""
+        url = self.server + path
         try:
-            async with self._session.request(method, self.server + path, **kwargs) as resp:
+            async with self._session.request(
+                method, url, params=params, data=data, json=json_body, headers=headers
+            ) as resp:
                 text = await resp.text()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:  # Runtime: closed
             raise KubeError(f"{method} {path}", 0, f"{type(exc).__name__}: {exc}") from None
+        body: object
         try:
             body = json.loads(text) if text else None
         except ValueError:
@@ -100,29 +114,35 @@ class KubeClient:
             status, body = await self._call("GET", path)
             if status != 200:
                 raise KubeError(f"discover {kind} ({api_version})", status, _reason(body))
-            for item in (body or {}).get("resources", []):
-                if "/" not in item["name"]:
-                    self._resources[(api_version, item["kind"])] = ApiResource(
-                        api_version, item["kind"], item["name"], bool(item.get("namespaced"))
-                    )
+            self._discovered(api_version, as_object(body or {}, f"the answer to GET {path}"))
             if key not in self._resources:
                 raise KubeError(f"discover {kind}", 404, f"{api_version} does not serve {kind}")
         return self._resources[key]
 
+    def _discovered(self, api_version: str, document: JSONObject) -> None:
+        """Cache the kinds of one discovery document (subresources such as `x/status` not)."""
+        for i, item in enumerate(as_objects(document.get("resources", []), "resources")):
+            name = as_str(item.get("name"), f"resources[{i}].name")
+            if "/" not in name:
+                kind = as_str(item.get("kind"), f"resources[{i}].kind")
+                self._resources[(api_version, kind)] = ApiResource(
+                    api_version, kind, name, bool(item.get("namespaced"))
+                )
+
     async def apply(self, obj: Manifest) -> Manifest:
         """Server-side apply `obj` under the operator's field manager; returns the live object."""
-        res = await self.resource(obj["apiVersion"], obj["kind"])
-        meta = obj["metadata"]
+        kind, name = kind_of(obj), name_of(obj)
+        res = await self.resource(api_version_of(obj), kind)
         status, body = await self._call(
             "PATCH",
-            res.path(meta.get("namespace"), meta["name"]),
+            res.path(namespace_of(obj), name),
             params={"fieldManager": self.field_manager, "force": "true"},
             data=json.dumps(obj),
             headers={"Content-Type": APPLY_CONTENT_TYPE},
         )
         if status not in (200, 201):
-            raise KubeError(f"apply {obj['kind']} {meta['name']}", status, _reason(body))
-        return body
+            raise KubeError(f"apply {kind} {name}", status, _reason(body))
+        return as_object(body, f"the answer to apply {kind} {name}")
 
     async def get(
         self, api_version: str, kind: str, namespace: str | None, name: str
@@ -133,7 +153,7 @@ class KubeClient:
             return None
         if status != 200:
             raise KubeError(f"get {kind} {name}", status, _reason(body))
-        return body
+        return as_object(body, f"the answer to get {kind} {name}")
 
     async def list(self, api_version: str, kind: str, namespace: str | None) -> list[Manifest]:
         """Every object of `kind` in `namespace` (the kinds here are few per namespace)."""
@@ -141,13 +161,14 @@ class KubeClient:
         status, body = await self._call("GET", res.path(namespace))
         if status != 200:
             raise KubeError(f"list {kind}", status, _reason(body))
-        return list((body or {}).get("items") or [])
+        items = as_object(body or {}, f"the answer to list {kind}").get("items")
+        return as_objects(items or [], f"the answer to list {kind}: items")
 
     async def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
         """Delete in the background (the API server's GC removes dependents); False if absent."""
         res = await self.resource(api_version, kind)
         status, body = await self._call(
-            "DELETE", res.path(namespace, name), json={"propagationPolicy": "Background"}
+            "DELETE", res.path(namespace, name), json_body={"propagationPolicy": "Background"}
         )
         if status == 404:
             return False

@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from infergraph.engines import engine as engine_named
 from infergraph.errors import GraphValidationError, RenderError
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import GraphPlan, parse_plan
-from infergraph.json_types import JSONObject, Manifest
+from infergraph.json_types import JSONObject, Manifest, as_list, as_objects, as_str_map, at
 from infergraph.operator import status as st
 from infergraph.operator.applying import TAKEOVER_REFUSED, Refusal, apply_all
 from infergraph.operator.children import children, engine_for, is_owned_by, stale
 from infergraph.operator.config import OperatorConfig
 from infergraph.operator.kube import KubeClient, KubeError, ref
 from infergraph.operator.metrics import OperatorMetrics
+from infergraph.operator.objects import meta_str, name_of, optional_at
 from infergraph.operator.settings_server import SettingsStore
 
 EVENT_MESSAGE_LIMIT = 1000
@@ -46,17 +46,17 @@ class Outcome:
     refused: list[Refusal] = field(default_factory=list)
 
 
-def graph_document(body: Mapping[str, Any]) -> Manifest:
+def graph_document(body: Manifest) -> Manifest:
     """The parts of the custom resource the graph model reads (the API server adds the rest)."""
-    meta = body.get("metadata") or {}
+    meta = optional_at(body, "metadata")
     return {
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),
         "metadata": {
             "name": meta.get("name"),
             "namespace": meta.get("namespace"),
-            "labels": dict(meta.get("labels") or {}),
-            "annotations": dict(meta.get("annotations") or {}),
+            "labels": dict(optional_at(meta, "labels")),
+            "annotations": dict(optional_at(meta, "annotations")),
         },
         "spec": body.get("spec"),
     }
@@ -97,7 +97,7 @@ class Reconciler:
             return False
         return True
 
-    async def reconcile(self, body: Mapping[str, Any], trigger: str) -> Outcome:
+    async def reconcile(self, body: Manifest, trigger: str) -> Outcome:
         """One pass, or stage `stopped` with nothing to report when the operator is stopping:
         a pass cut short by shutdown (its API session closed under it) would otherwise report
         its own shutdown as the cluster refusing every child."""
@@ -113,8 +113,8 @@ class Reconciler:
                 self._drained.set()
         return Outcome({}, stage=STOPPED) if self.stopping else outcome
 
-    async def _reconcile(self, body: Mapping[str, Any], trigger: str) -> Outcome:
-        uid = str(body["metadata"].get("uid"))
+    async def _reconcile(self, body: Manifest, trigger: str) -> Outcome:
+        uid = str(at(body, "metadata").get("uid"))
         started = time.perf_counter()
         async with self._locks.setdefault(uid, asyncio.Lock()):
             outcome = await self._pass(body)
@@ -130,14 +130,15 @@ class Reconciler:
             self.metrics.errors.labels(outcome.stage).inc()
         return outcome
 
-    async def _pass(self, body: Mapping[str, Any]) -> Outcome:
-        previous = dict(body.get("status") or {})
-        generation = body["metadata"].get("generation")
+    async def _pass(self, body: Manifest) -> Outcome:
+        previous = optional_at(body, "status")
+        generation = at(body, "metadata").get("generation")
         fresh = previous.get("observedGeneration") != generation
         status: JSONObject = {"observedGeneration": generation}
-        prev_conditions = previous.get("conditions") or []
+        prev_conditions = as_objects(previous.get("conditions") or [], "status.conditions")
+        prev_children = _refs(previous.get("children"), "status.children")
         try:
-            plan = parse_plan(graph_document(body), body["metadata"]["name"])
+            plan = parse_plan(graph_document(body), name_of(body))
         except GraphValidationError as exc:
             return self._refused(
                 status, prev_conditions, fresh, "GraphInvalid", str(exc), "validate"
@@ -149,24 +150,25 @@ class Reconciler:
             return self._refused(
                 status, prev_conditions, fresh, "RenderFailed", str(exc), "render", valid=True
             )
-        home = body["metadata"]["namespace"]
+        home = meta_str(body, "namespace")
         current = [ref(o, home) for o in objs]
         client = await self._client()
         if not await self._still_there(client, body):
             self.settings.forget(home, graph.name)
             return Outcome({}, stage=GONE)
         self._serve_settings(plan, home)
-        live, refused = await apply_all(client, objs, str(body["metadata"]["uid"]), home)
+        live, refused = await apply_all(client, objs, meta_str(body, "uid"), home)
         try:
-            removed = await self._prune(client, body, previous.get("children") or [], current)
+            removed = await self._prune(client, body, prev_children, current)
         except KubeError as exc:
             return self._unapplied(status, prev_conditions, f"prune: {exc}", "prune")
         status.update(self._report(graph, body, live, refused, removed, prev_conditions))
-        status["children"] = _listed(live, refused, previous.get("children") or [], home)
+        status["children"] = _listed(live, refused, prev_children, home)
         # None removes the field in kopf's status patch once nothing is refused.
         status["refused"] = [r.status() for r in refused] or None
         told = [
-            (c.get("kind"), c.get("name"), c.get("message")) for c in previous.get("refused") or []
+            (c.get("kind"), c.get("name"), c.get("message"))
+            for c in as_objects(previous.get("refused") or [], "status.refused")
         ]
         events = [
             ("Warning", r.reason, r.message[:EVENT_MESSAGE_LIMIT])
@@ -236,31 +238,34 @@ class Reconciler:
         )
         return Outcome(status, events=events, stage=stage)
 
-    async def _still_there(self, client: KubeClient, body: Mapping[str, Any]) -> bool:
+    async def _still_there(self, client: KubeClient, body: Manifest) -> bool:
         """Whether the graph (this uid) still exists. Graphs carry no finalizer, so kopf may
         run a timer pass from a body read just before the deletion; applying it would create
         children for a graph that is gone (the garbage collector and the sweep would delete
         them again, but nothing should be created for a deleted graph)."""
-        meta = body["metadata"]
+        uid = at(body, "metadata").get("uid")
         try:
             live = await client.get(
-                str(body.get("apiVersion")), str(body.get("kind")), meta["namespace"], meta["name"]
+                str(body.get("apiVersion")),
+                str(body.get("kind")),
+                meta_str(body, "namespace"),
+                name_of(body),
             )
         except KubeError:
             return True  # unknown: apply, as before; the apply itself reports what fails
-        return live is not None and (live.get("metadata") or {}).get("uid") == meta.get("uid")
+        return live is not None and optional_at(live, "metadata").get("uid") == uid
 
     async def _prune(
         self,
         client: KubeClient,
-        body: Mapping[str, Any],
+        body: Manifest,
         previous: list[dict[str, str]],
         current: list[dict[str, str]],
     ) -> list[dict[str, str]]:
         """Delete what an earlier generation created and this one does not render, but only
         objects that still name this graph as owner (never someone else's same-named object)."""
-        namespace = body["metadata"]["namespace"]
-        uid = body["metadata"]["uid"]
+        namespace = meta_str(body, "namespace")
+        uid = meta_str(body, "uid")
         removed = []
         for child in stale(previous, current):
             where = child.get("namespace", namespace)
@@ -273,7 +278,7 @@ class Reconciler:
     def _report(
         self,
         graph: InferenceGraph,
-        body: Mapping[str, Any],
+        body: Manifest,
         live: list[Manifest],
         refused: list[Refusal],
         removed: list[dict[str, str]],
@@ -287,7 +292,7 @@ class Reconciler:
         rendered = _rendered_condition(engine, live, refused, removed)
         report: JSONObject = {
             "engine": engine,
-            "endpoint": st.endpoint(graph, engine, body["metadata"]["namespace"], live),
+            "endpoint": st.endpoint(graph, engine, meta_str(body, "namespace"), live),
             "readyNodes": f"{len(nodes) - len(waiting)}/{len(nodes)}",
             "nodes": nodes,
             "conditions": st.conditions(
@@ -316,6 +321,13 @@ def _rendered_condition(
     reason = TAKEOVER_REFUSED if TAKEOVER_REFUSED in reasons else refused[0].reason
     why = "; ".join(r.message for r in refused)
     return st.Condition("Rendered", st.FALSE, reason, f"{applied}; not applied: {why}")
+
+
+def _refs(value: object, where: str) -> list[dict[str, str]]:
+    """`status.children` as an earlier pass wrote it (`kube.ref`, strings, as the CRD's status
+    schema says); none before the first pass."""
+    items = as_list(value or [], where)
+    return [as_str_map(item, f"{where}[{i}]") for i, item in enumerate(items)]
 
 
 def _listed(

@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypedDict
 
 from infergraph.cost import CostError, graph_cost, load_catalog
 from infergraph.engines import RENDERED
 from infergraph.engines import engine as engine_named
 from infergraph.graph.model import InferenceGraph, Node
-from infergraph.json_types import JSONObject, Manifest
+from infergraph.json_types import JSONObject, Manifest, as_objects
+from infergraph.operator.objects import kind_of, labels_of, name_of, optional_at
 from infergraph.render.common import NODE_LABEL
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
@@ -81,6 +83,15 @@ READY, IDLE, NOT_READY = "Ready", "Idle", "NotReady"
 Verdict = tuple[bool | None, str]  # (True, False or None: not reported yet; why)
 
 
+class NodeStatus(TypedDict):
+    """One entry of the graph's `status.nodes` (the CRD schema's shape)."""
+
+    name: str
+    ready: bool
+    state: str
+    message: str
+
+
 def _reports(obj: Manifest) -> bool:
     return (str(obj.get("apiVersion", "")).split("/")[0], obj.get("kind")) in REPORTING
 
@@ -91,13 +102,13 @@ def object_ready(obj: Manifest, models_idle: bool = False) -> Verdict | None:
 
     `models_idle`: some node is scaled to zero, so a Pipeline's ModelsReady=False is expected
     and its readiness is that of its other conditions."""
-    status = obj.get("status") or {}
+    status = optional_at(obj, "status")
     if obj.get("kind") == "SeldonDeployment":
         state = status.get("state")
         if not state:
             return None, "SeldonDeployment has not reported a state yet"
         return state == "Available", f"SeldonDeployment state {state}"
-    conds = status.get("conditions") or []
+    conds = as_objects(status.get("conditions") or [], "status.conditions")
     if models_idle and obj.get("kind") == "Pipeline":
         others = [c for c in conds if c.get("type") not in ("Ready", MODELS_READY)]
         if others and all(c.get("status") == TRUE for c in others):
@@ -114,7 +125,7 @@ def object_ready(obj: Manifest, models_idle: bool = False) -> Verdict | None:
 def _node_label(obj: Manifest, nodes: set[str]) -> str | None:
     """The graph node a child serves; None for a graph-wide one (no node label, or a helper's
     label such as a v2 plumbing Server's or gate Model's: every node's requests pass it)."""
-    label = (obj.get("metadata", {}).get("labels") or {}).get(NODE_LABEL)
+    label = labels_of(obj).get(NODE_LABEL)
     return label if label in nodes else None
 
 
@@ -124,10 +135,7 @@ def _idle(node: Node, live: list[Manifest]) -> bool:
     such a node at one replica (render/seldon_v1.py `_notes`)."""
     if node.autoscaling is None or node.autoscaling.min_replicas != 0:
         return False
-    return any(
-        (o.get("metadata", {}).get("labels") or {}).get(NODE_LABEL) == node.name and _at_zero(o)
-        for o in live
-    )
+    return any(labels_of(o).get(NODE_LABEL) == node.name and _at_zero(o) for o in live)
 
 
 def _at_zero(obj: Manifest) -> bool:
@@ -140,11 +148,11 @@ def _at_zero(obj: Manifest) -> bool:
     model state Pending (same file, 721-745): Ready alone would call the node serving. No
     `modelStatus` (KServe has not counted pods yet) is not taken for zero."""
     if obj.get("kind") == "Model":
-        return (obj.get("spec") or {}).get("replicas") == 0
+        return optional_at(obj, "spec").get("replicas") == 0
     if obj.get("kind") != "InferenceService":
         return False
-    model = (obj.get("status") or {}).get("modelStatus") or {}
-    copies = (model.get("copies") or {}).get("totalCopies") or 0
+    model = optional_at(obj, "status", "modelStatus")
+    copies = optional_at(obj, "status", "modelStatus", "copies").get("totalCopies") or 0
     verdict = object_ready(obj)
     return bool(model) and verdict is not None and verdict[0] is True and copies == 0
 
@@ -153,7 +161,7 @@ def node_readiness(
     graph: InferenceGraph,
     live: list[Manifest],
     blocked: Sequence[tuple[Manifest, str]] = (),
-) -> list[JSONObject]:
+) -> list[NodeStatus]:
     """Per node: its `state` (Ready, Idle, NotReady, Unknown) from every readiness-reporting
     child that serves it (labelled with it, or graph-wide) and the children left unapplied
     (`blocked`: the rendered object and why). NotReady when one reported not ready or was not
@@ -170,9 +178,9 @@ def _node_entry(
     blocked: Sequence[tuple[Manifest, str]],
     names: set[str],
     idle: set[str],
-) -> JSONObject:
+) -> NodeStatus:
     waiting = [
-        f"{o['kind']}/{o['metadata']['name']}: {why}"
+        f"{kind_of(o)}/{name_of(o)}: {why}"
         for o, why in blocked
         if _node_label(o, names) in (None, node)
     ]
@@ -184,7 +192,7 @@ def _node_entry(
         verdict = object_ready(obj, models_idle=bool(idle))
         if verdict is None or verdict[0] is True:
             continue
-        line = f"{obj['kind']}/{obj['metadata']['name']}: {verdict[1]}".strip()
+        line = f"{kind_of(obj)}/{name_of(obj)}: {verdict[1]}".strip()
         (pending if verdict[0] is None else waiting).append(line)
     state = NOT_READY if waiting else UNKNOWN if pending else IDLE if node in idle else READY
     message = "; ".join(waiting + pending)
@@ -197,7 +205,7 @@ def graph_readiness(
     graph: InferenceGraph,
     live: list[Manifest],
     blocked: Sequence[tuple[Manifest, str]] = (),
-) -> tuple[list[JSONObject], Condition]:
+) -> tuple[list[NodeStatus], Condition]:
     """The nodes and the graph's Ready condition: True when every node is Ready or Idle, False
     when one is NotReady, Unknown while one waits on a child that has not reported."""
     nodes = node_readiness(graph, live, blocked)
@@ -215,7 +223,7 @@ def graph_readiness(
     return nodes, Condition("Ready", TRUE, "NodesReady", message)
 
 
-def endpoint(graph: InferenceGraph, engine: str, namespace: str, live: list[dict]) -> str:
+def endpoint(graph: InferenceGraph, engine: str, namespace: str, live: list[Manifest]) -> str:
     """The URL a client in the cluster calls (Open Inference Protocol where the graph uses it),
     as the engine's own `cluster_url` in `infergraph.engines` builds it."""
     url = engine_named(engine, RENDERED, "deploy a graph").cluster_url

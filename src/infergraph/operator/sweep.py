@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 import kopf
 
 from infergraph.graph.crd import GROUP, VERSION
-from infergraph.json_types import Manifest
+from infergraph.json_types import Manifest, at
 from infergraph.operator.children import (
     MANAGED_BY,
     OWNER_NAMESPACE_LABEL,
@@ -26,6 +26,7 @@ from infergraph.operator.children import (
     SERVER_CONFIG_API,
 )
 from infergraph.operator.kube import KubeClient, KubeError
+from infergraph.operator.objects import labels_of, name_of
 from infergraph.render.common import GRAPH_LABEL
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 def _owner(obj: Manifest) -> tuple[str, str, str] | None:
     """(graph namespace, graph name, graph uid) of a relocated child of ours, else None."""
-    labels = (obj.get("metadata") or {}).get("labels") or {}
+    labels = labels_of(obj)
     if labels.get("app.kubernetes.io/managed-by") != MANAGED_BY:
         return None
     graph_ns, graph, uid = (
@@ -55,8 +56,8 @@ async def sweep(client: KubeClient, namespace: str) -> list[str]:
             continue
         graph_ns, graph, uid = owner
         live = await client.get(f"{GROUP}/{VERSION}", "InferenceGraph", graph_ns, graph)
-        if live is None or live["metadata"].get("uid") != uid:
-            name = obj["metadata"]["name"]
+        if live is None or at(live, "metadata").get("uid") != uid:
+            name = name_of(obj)
             await client.delete(SERVER_CONFIG_API, "ServerConfig", namespace, name)
             removed.append(name)
     return removed

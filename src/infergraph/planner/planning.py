@@ -19,7 +19,7 @@ from typing import Literal
 
 from infergraph.cost.pricing import PriceCatalog
 from infergraph.graph.model import Autoscaling, InferenceGraph, Node
-from infergraph.json_types import Manifest
+from infergraph.json_types import Manifest, at, object_or_empty
 from infergraph.planner.autoscaler import RATE_WINDOW_S, ScalerModel
 from infergraph.planner.profiles import ProfileSet, load_profile, match_profiles
 from infergraph.planner.search import (
@@ -239,8 +239,9 @@ def planned_manifest(outcome: PlanOutcome) -> Manifest:
         nodes.append(planned)
     updated.spec.nodes = nodes
     manifest = updated.to_manifest()
-    manifest["spec"]["slo"] = {"latencyMs": s.slo_ms, "percentile": s.percentile}
-    annotations = manifest["metadata"].setdefault("annotations", {})
+    at(manifest, "spec")["slo"] = {"latencyMs": s.slo_ms, "percentile": s.percentile}
+    meta = at(manifest, "metadata")
+    annotations = meta["annotations"] = object_or_empty(meta, "annotations")
     annotations["infergraph.io/planned"] = (
         f"p{s.percentile:g} {outcome.final.latency_ms:.1f} ms <= {s.slo_ms:g} ms, "
         f"${outcome.final.usd_per_hour:.4f}/hour (${outcome.peak_usd_per_hour:.4f} at peak "

@@ -37,7 +37,7 @@ import numpy as np
 
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import InferenceGraph, Node
-from infergraph.json_types import JSONObject
+from infergraph.json_types import JSONObject, JSONShapeError
 from infergraph.planner.endpoints import EndpointError, Endpoints, node_timer
 from infergraph.planner.profiles import (
     BatchTiming,
@@ -111,8 +111,8 @@ def _hardware() -> JSONObject:
     return info
 
 
-def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version()}
+def _versions() -> JSONObject:
+    out: JSONObject = {"python": platform.python_version()}
     for name in ("infergraph", "torch", "transformers", "timm", "mlserver"):
         try:
             out[name] = metadata.version(name)
@@ -347,7 +347,7 @@ def summarise_pass(
     rows: dict[str, Counter[int]] = {n: Counter() for n in nodes}
     sides: dict[str, list[bool]] = {g: [] for g in topology.gates}
     for client_ms, params in replies:
-        total = float(params.get("graph.total_ms", client_ms))
+        total = _number(params, "graph.total_ms", client_ms)
         node_total, timed = 0.0, False
         path = {p for p in str(params.get("graph.path", "")).split(",") if p}
         for n in nodes:
@@ -398,14 +398,23 @@ def _node_reply(
         return None
     if f"{n}.total_ms" not in params:
         return None
-    t = float(params[f"{n}.total_ms"])
-    inner = float(params.get(f"{n}.inference_ms", 0.0)) + float(params.get(f"{n}.queue_ms", 0.0))
-    batch = int(params.get(f"{n}.batch_size", 1))
+    t = _number(params, f"{n}.total_ms", 0.0)
+    inner = _number(params, f"{n}.inference_ms", 0.0) + _number(params, f"{n}.queue_ms", 0.0)
+    batch = int(_number(params, f"{n}.batch_size", 1))
     hops.append((max(t - inner, 0.0), batch))
     rows[batch] += 1
     if f"{n}.inference_ms" in params:
-        served.setdefault(batch, []).append(float(params[f"{n}.inference_ms"]))
+        served.setdefault(batch, []).append(_number(params, f"{n}.inference_ms", 0.0))
     return t
+
+
+def _number(params: JSONObject, key: str, default: float) -> float:
+    """A timing or count among a reply's parameters (the runtime writes numbers; a number
+    as text reads too, as `float` reads it); absent is `default`."""
+    value = params.get(key, default)
+    if not isinstance(value, int | float | str):
+        raise JSONShapeError(f"parameters.{key}", "a number", value)
+    return float(value)
 
 
 def _hop_summary(
@@ -563,7 +572,7 @@ def loaded_rate(
     """
     busiest = 0.0
     for name, replicas in nodes.items():
-        per_request = [float(p.get(f"{name}.inference_ms", 0.0)) for _, p in replies]
+        per_request = [_number(p, f"{name}.inference_ms", 0.0) for _, p in replies]
         busiest = max(busiest, float(np.mean(per_request)) / max(replicas, 1))
     whole = float(np.mean([ms for ms, _ in replies])) / max(cpus, 1) if cpus else 0.0
     return load * 1000.0 / max(busiest, whole, 1e-3)

@@ -9,7 +9,6 @@ kit installed. `render_tree` lays out everything for one engine, model-settings 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -55,7 +54,7 @@ def _rendering(name: str) -> engine_table.Engine:
 class _Dumper(yaml.SafeDumper):
     """Block style, multi-line strings as literals, no anchors (manifests are read by people)."""
 
-    def ignore_aliases(self, data: Any) -> bool:
+    def ignore_aliases(self, data: object) -> bool:
         return True
 
 

@@ -263,7 +263,7 @@ def keda_triggers(graph: InferenceGraph, node: Node, target: Target) -> list[JSO
         ]
     query, metric_type = _query(graph, node, target)
     server = graph.metadata.annotations.get(PROMETHEUS_ANNOTATION, DEFAULT_PROMETHEUS)
-    triggers = [
+    triggers: list[JSONObject] = [
         {
             "type": "prometheus",
             "name": f"{node.name}-{auto.metric}",

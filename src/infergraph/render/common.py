@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from infergraph import __version__, container_images
 from infergraph.cluster_names import k8s_name
@@ -196,7 +195,9 @@ def gpu_scheduling(node: Node | None, options: RenderOptions | None = None) -> J
     if node is None or not node.resources.gpu:
         return {}
     placement = (options or RenderOptions()).gpu_scheduling
-    tolerations = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+    tolerations: list[JSONObject] = [
+        {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+    ]
     tolerations += [t for t in placement.tolerations if t not in tolerations]
     out: JSONObject = {"tolerations": tolerations}
     if placement.node_selector:
@@ -295,9 +296,9 @@ def model_settings(
     family: str,
     options: RenderOptions | None = None,
     *,
-    component_options: Mapping[str, Any] | None = None,
+    component_options: Mapping[str, object] | None = None,
     relay: bool = False,
-    graph_step: Mapping[str, Any] | None = None,
+    graph_step: Mapping[str, object] | None = None,
 ) -> JSONObject:
     """model-settings.json for a rendered Model: the hub id travels as `uri`, else the artifact.
 

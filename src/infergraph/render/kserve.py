@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 from infergraph import cluster_names
 from infergraph.errors import RenderError
@@ -53,7 +52,7 @@ from infergraph.graph.plan import (
     UnitBlock,
     plan_of,
 )
-from infergraph.json_types import JSONObject, Manifest
+from infergraph.json_types import JSONObject, Manifest, as_objects, as_str, at, object_or_empty
 from infergraph.render import autoscaling, common
 from infergraph.render.options import RenderOptions
 from infergraph.serving import graph_step
@@ -143,8 +142,8 @@ class _Topology:
             )
             items.append(name)
         self.nodes["root"] = self.sequence(items)
-        for node in self.nodes.values():
-            for step in node["steps"]:
+        for name, node in self.nodes.items():
+            for step in as_objects(node["steps"], f"{name}.steps"):
                 # Soft (the default) would hand a failed step's error body to the next step;
                 # Hard stops the Sequence there and answers with that step's status and body.
                 step["dependency"] = "Hard"
@@ -241,7 +240,7 @@ def wiring(plan: GraphPlan, service: Service) -> JSONObject:
         if s.kind == "pass"
     }
     inputs: dict[str, list[str]] = {}
-    specs: list[list[Any]] = []
+    specs: list[list[object]] = []
     last = service.kind == "merge"
     if not last:
         step = plan.step(service.step)
@@ -338,13 +337,14 @@ def serving_runtime(graph: InferenceGraph, cuda: bool, options: RenderOptions) -
 
 def _env(settings: JSONObject, uri: str | None) -> list[dict[str, str]]:
     """model-settings.json as MLServer's MLSERVER_MODEL_* environment (ModelSettings fields)."""
-    params = settings["parameters"]
+    extra = at(settings, "parameters", "extra")
+    implementation = as_str(settings["implementation"], "implementation")
     env = [
-        {"name": "MLSERVER_MODEL_NAME", "value": settings["name"]},
-        {"name": "MLSERVER_MODEL_IMPLEMENTATION", "value": settings["implementation"]},
+        {"name": "MLSERVER_MODEL_NAME", "value": as_str(settings["name"], "name")},
+        {"name": "MLSERVER_MODEL_IMPLEMENTATION", "value": implementation},
         {"name": "MLSERVER_MODEL_MAX_BATCH_SIZE", "value": str(settings["max_batch_size"])},
         {"name": "MLSERVER_MODEL_MAX_BATCH_TIME", "value": str(settings["max_batch_time"])},
-        {"name": "MLSERVER_MODEL_EXTRA", "value": json.dumps(params["extra"], sort_keys=True)},
+        {"name": "MLSERVER_MODEL_EXTRA", "value": json.dumps(extra, sort_keys=True)},
     ]
     if uri:
         env.insert(2, {"name": "MLSERVER_MODEL_URI", "value": uri})
@@ -358,7 +358,8 @@ def inference_service(
     graph = plan.graph
     node = service.node
     settings, art = model_settings(plan, service, options)
-    uri = settings["parameters"].get("uri")
+    written = at(settings, "parameters").get("uri")
+    uri = None if written is None else as_str(written, "parameters.uri")
     model: JSONObject = {
         "modelFormat": {"name": MODEL_FORMAT},
         "runtime": runtime_name(graph, bool(node and node.resources.gpu)),
@@ -386,7 +387,7 @@ def inference_service(
     predictor["model"] = model
     meta = common.metadata(graph, service.name, label_node, "inference-service")
     meta["annotations"] = annotations
-    isvc = {"apiVersion": ISVC_API, "kind": "InferenceService", "metadata": meta}
+    isvc: Manifest = {"apiVersion": ISVC_API, "kind": "InferenceService", "metadata": meta}
     isvc["spec"] = {"predictor": predictor}
     return isvc, scalers, note
 
@@ -442,8 +443,11 @@ def _scaling(
         note = _zero_note(node)
     if auto.metric == "cpu":
         annotations[AUTOSCALER_CLASS] = auto.engine
-        resource: JSONObject = {"name": "cpu", "target": {"type": "Utilization"}}
-        resource["target"]["averageUtilization"] = min(100, max(1, round(auto.target)))
+        utilization = min(100, max(1, round(auto.target)))
+        resource: JSONObject = {
+            "name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": utilization},
+        }
         predictor["autoScaling"] = {"metrics": [{"type": "Resource", "resource": resource}]}
         return [], note
     if auto.engine == "keda" and auto.metric != "gpu":
@@ -463,20 +467,22 @@ def _scaling(
 def _external_metrics(triggers: list[JSONObject]) -> list[JSONObject]:
     """KEDA's prometheus triggers in the shape of KServe's `autoScaling.metrics` (External,
     Value targets), from which KServe writes the ScaledObject itself."""
-    return [
-        {
-            "type": "External",
-            "external": {
-                "metric": {
-                    "backend": "prometheus",
-                    "serverAddress": t["metadata"]["serverAddress"],
-                    "query": t["metadata"]["query"],
-                },
-                "target": {"type": "Value", "value": t["metadata"]["threshold"]},
+    return [_external_metric(at(trigger, "metadata")) for trigger in triggers]
+
+
+def _external_metric(metadata: JSONObject) -> JSONObject:
+    """One trigger's metadata (address, query, threshold) as an External metric."""
+    return {
+        "type": "External",
+        "external": {
+            "metric": {
+                "backend": "prometheus",
+                "serverAddress": metadata["serverAddress"],
+                "query": metadata["query"],
             },
-        }
-        for t in triggers
-    ]
+            "target": {"type": "Value", "value": metadata["threshold"]},
+        },
+    }
 
 
 def _zero_note(node: Node) -> str:
@@ -491,13 +497,14 @@ def _zero_note(node: Node) -> str:
     )
 
 
-def inference_graph(graph: InferenceGraph, topology: _Topology, notes: list[str]) -> dict:
+def inference_graph(graph: InferenceGraph, topology: _Topology, notes: list[str]) -> Manifest:
     per_call = max(1, math.ceil(max(n.timeout_ms for n in graph.spec.nodes) / 1000.0))
     total = max(1, math.ceil(sum(n.timeout_ms for n in graph.spec.nodes) / 1000.0)) + 5
     meta = common.metadata(graph, graph.name, None, "inference-graph")
-    meta["annotations"] = dict(DEPLOYMENT_MODE)
+    annotations = dict(DEPLOYMENT_MODE)
     if notes:
-        meta["annotations"][NOTES_ANNOTATION] = "\n".join(notes)
+        annotations[NOTES_ANNOTATION] = "\n".join(notes)
+    meta["annotations"] = annotations
     return {
         "apiVersion": GRAPH_API,
         "kind": "InferenceGraph",
@@ -591,6 +598,8 @@ def render_notes(objs: list[Manifest]) -> list[str]:
     """The render-time messages (trace headers, scale-to-zero cold starts) the CLI prints."""
     for obj in objs:
         if obj.get("kind") == "InferenceGraph":
-            text = obj["metadata"].get("annotations", {}).get(NOTES_ANNOTATION, "")
+            annotations = object_or_empty(at(obj, "metadata"), "annotations")
+            where = f"metadata.annotations.{NOTES_ANNOTATION}"
+            text = as_str(annotations.get(NOTES_ANNOTATION, ""), where)
             return [line for line in text.split("\n") if line]
     return []

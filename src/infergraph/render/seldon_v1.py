@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from infergraph import cluster_names
 from infergraph.errors import RenderError
@@ -46,7 +45,7 @@ from infergraph.graph.plan import (
     UnitBlock,
     plan_of,
 )
-from infergraph.json_types import JSONObject, Manifest
+from infergraph.json_types import JSONObject, Manifest, as_str, at
 from infergraph.render import autoscaling, common
 from infergraph.render.options import RenderOptions
 
@@ -94,7 +93,7 @@ class Unit:
         return units
 
 
-def _parameter(name: str, value: Any) -> dict[str, str]:
+def _parameter(name: str, value: object) -> dict[str, str]:
     if isinstance(value, bool):
         return {"name": name, "type": "BOOL", "value": "true" if value else "false"}
     if isinstance(value, int):
@@ -213,7 +212,7 @@ class _Builder:
             unit = self.step_unit(self.plan.step(block.combine), "COMBINER")
         else:
             name = self.fresh("merge")
-            params = {"node": name, "method": "merge"}
+            params: JSONObject = {"node": name, "method": "merge"}
             unit = Unit(name, "COMBINER", "combiner", None, params)
         unit.children = [m.root for m in members]
         return Partial(unit, None)
@@ -286,10 +285,11 @@ def _mlserver_container(graph: InferenceGraph, unit: Unit, options: RenderOption
     # (executor/api/rest/kfserving.go:10-35): units relay the request's, so a knob meant
     # for any unit reaches it (RuntimeSettings.relay_request_parameters).
     settings = common.model_settings(graph, unit.name, node, node.family, options, relay=True)
-    params = settings["parameters"]
-    uri = params.get("uri") or "/mnt/models"
+    params = at(settings, "parameters")
+    uri = as_str(params.get("uri") or "/mnt/models", "parameters.uri")
+    implementation = as_str(settings["implementation"], "implementation")
     env = [
-        {"name": "MLSERVER_MODEL_IMPLEMENTATION", "value": settings["implementation"]},
+        {"name": "MLSERVER_MODEL_IMPLEMENTATION", "value": implementation},
         {"name": "MLSERVER_MODEL_URI", "value": uri},
         {"name": "MLSERVER_MODEL_EXTRA", "value": json.dumps(params["extra"], sort_keys=True)},
         {"name": "MLSERVER_MODEL_MAX_BATCH_SIZE", "value": str(settings["max_batch_size"])},
@@ -369,7 +369,7 @@ def _keda_spec(graph: InferenceGraph, node: Node, deployment: str, unit: str) ->
         autoscaling.V1_RPS_SERIES,
         None,  # never at zero replicas on v1 (see _notes): nothing to wake
     )
-    obj = autoscaling.scaled_object(graph, node, target, deployment)["spec"]
+    obj = at(autoscaling.scaled_object(graph, node, target, deployment), "spec")
     return {
         "minReplicaCount": max(auto.min_replicas, 1),  # see _notes
         "maxReplicaCount": auto.max_replicas,
@@ -434,10 +434,11 @@ def render(
         if unit.node is not None:
             autoscaling.check(unit.node, ENGINE)
     component_specs = [_component_spec(graph, u, i, protocol, options) for i, u in enumerate(units)]
+    meta = common.metadata(graph, graph.name, None, "seldondeployment")
     sdep: Manifest = {
         "apiVersion": API,
         "kind": "SeldonDeployment",
-        "metadata": common.metadata(graph, graph.name, None, "seldondeployment"),
+        "metadata": meta,
         "spec": {
             "name": graph.name,
             "protocol": protocol,
@@ -465,7 +466,7 @@ def render(
     }
     notes = _notes(units)
     if notes:
-        sdep["metadata"].setdefault("annotations", {})[NOTES_ANNOTATION] = notes
+        meta["annotations"] = {NOTES_ANNOTATION: notes}  # metadata() writes none
     return [sdep, *common.pod_monitors(graph, [], ENGINE)]
 
 

@@ -27,7 +27,7 @@ from infergraph import cluster_names
 from infergraph.errors import RenderError
 from infergraph.graph.model import REQUEST, InferenceGraph, Node
 from infergraph.graph.plan import GraphPlan, PlanStep, Source, plan_of
-from infergraph.json_types import JSONObject, Manifest
+from infergraph.json_types import JSONObject, Manifest, as_list, as_str, at
 from infergraph.render import autoscaling, common
 from infergraph.render.options import RenderOptions
 
@@ -170,13 +170,14 @@ class _Translator:
         if join:
             out["stepsJoin"] = join
         for spec in self.steps:
-            self.widen_join(spec, spec["inputs"], spec.get("inputsJoinType", "inner"))
+            join_type = as_str(spec.get("inputsJoinType", "inner"), "inputsJoinType")
+            self.widen_join(spec, _references(spec, "inputs"), join_type)
         self.widen_join(out, paths, join or "inner")
         return out
 
     def widen_join(self, spec: JSONObject, refs: list[str], join: str) -> None:
         """`joinWindowMs` on a join that may wait for a node scaled to zero (see the constant)."""
-        triggers = spec.get("triggers", [])
+        triggers = _references(spec, "triggers")
         topics = {".".join(r.split(".")[:2]) for r in refs}
         joins = bool(triggers) or (len(topics) > 1 and join != "any")
         producers = {r.split(".")[0] for r in refs + triggers}
@@ -195,7 +196,7 @@ class _Translator:
 
     def upstream(self, model: str) -> set[str]:
         """`model` and every Model whose output reaches it (the pipeline's inputs: none)."""
-        by_name = {spec["name"]: spec for spec in self.steps}
+        by_name = {as_str(spec["name"], "steps[].name"): spec for spec in self.steps}
         seen: set[str] = set()
         todo = [model]
         while todo:
@@ -204,8 +205,17 @@ class _Translator:
                 continue
             seen.add(name)
             spec = by_name[name]
-            todo.extend(r.split(".")[0] for r in spec["inputs"] + spec.get("triggers", []))
+            refs = _references(spec, "inputs") + _references(spec, "triggers")
+            todo.extend(r.split(".")[0] for r in refs)
         return seen
+
+
+def _references(spec: JSONObject, key: str) -> list[str]:
+    """A pipeline step's (or its output's) `inputs` or `triggers`: `<model>.<io>.<tensor>`
+    strings; absent is none."""
+    where = f"{spec.get('name', 'output')}.{key}"
+    refs = as_list(spec.get(key, []), where)
+    return [as_str(ref, f"{where}[{i}]") for i, ref in enumerate(refs)]
 
 
 # The dataflow's inner and outer input joins and every trigger join drop a message whose partner
@@ -541,7 +551,11 @@ def render(
     # Server names, not Model names: server pods carry `seldon-server-name=<Server>`
     # (sc2:operator/controllers/reconcilers/server/statefulset_reconciler.go:68-70), and the
     # wake series of the gate and pass-through Models live on the plumbing Server.
-    servers = [s["metadata"]["name"] for s in objs if s["kind"] == "Server"]
+    servers = [
+        as_str(at(s, "metadata").get("name"), "metadata.name")
+        for s in objs
+        if s["kind"] == "Server"
+    ]
     objs.extend(common.pod_monitors(graph, servers, ENGINE))
     return objs
 

@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import aiohttp
 import orjson
@@ -38,6 +39,16 @@ TRACE_HEADERS = ("traceparent", "tracestate", "x-request-id")
 def trace_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The trace headers of an incoming request, to pass on to the nodes it calls."""
     return {name: headers[name] for name in TRACE_HEADERS if name in headers}
+
+
+class GraphReply(TypedDict):
+    """The graph's V2 answer as the executor builds it; the router picks the outputs asked
+    for and writes it as JSON or the binary extension."""
+
+    model_name: str
+    id: str | None
+    parameters: JSONObject
+    outputs: list[Tensor]
 
 
 @dataclass
@@ -75,7 +86,7 @@ class GraphExecutor:
 
     async def infer(
         self, request: InferRequest[Tensor], headers: Mapping[str, str] | None = None
-    ) -> JSONObject:
+    ) -> GraphReply:
         """Run the graph; `headers` (trace context, request id) go with every node call, and
         the request's parameters (the protocol's already taken out) to the nodes they name."""
         started = time.perf_counter()
@@ -89,7 +100,7 @@ class GraphExecutor:
             # Report the first failure as it is: it already names its node.
             raise group_error.exceptions[0] from None
         run.timings["graph.total_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
-        outputs = []
+        outputs: list[Tensor] = []
         for name, sources in self.plan.outputs.items():
             tensor = run.lookup(sources)
             if tensor is not None:

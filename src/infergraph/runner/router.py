@@ -32,6 +32,7 @@ from multidict import CIMultiDict
 from infergraph.errors import InfergraphError, InputError, status_for
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import GraphPlan, plan_of
+from infergraph.json_types import JSONObject, as_str
 from infergraph.runner import upstream
 from infergraph.runner.executor import GraphExecutor, trace_headers
 from infergraph.serving import binary
@@ -93,23 +94,25 @@ async def _run_graph(request: web.Request, payload: InferRequest[Tensor]) -> web
     graph = request.app[GRAPH_KEY]
     try:
         reply = await request.app[EXECUTOR_KEY].infer(payload, trace_headers(request.headers))
-        produced = {t["name"]: t for t in reply["outputs"]}
+        # The executor names each output (`graph.wire.renamed`): a name not a string is ours.
+        produced = {as_str(t.get("name"), "outputs[].name"): t for t in reply["outputs"]}
         selected = select_outputs(produced, payload.outputs)
-        reply["outputs"] = [{**tensor, "name": name} for name, tensor in selected.items()]
+        outputs: list[Tensor] = [{**tensor, "name": name} for name, tensor in selected.items()]
     except InfergraphError as exc:
         return _error(f"graph '{graph.name}': {exc}", status_for(exc).http)
-    if reply.get("id") is None:
-        reply.pop("id", None)
+    answer: JSONObject = {**reply, "outputs": outputs}
+    if answer.get("id") is None:
+        answer.pop("id", None)
     if not payload.binary_all and not payload.binary_outputs:
-        return _json(reply)
+        return _json(answer)
     blobs = []
-    for tensor in reply["outputs"]:
+    for tensor in outputs:
         if payload.binary_all or tensor["name"] in payload.binary_outputs:
             _, raw = encode_binary(from_tensor(tensor))
             tensor.pop("data", None)
             tensor["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
-    body, length = binary.write_response(reply, blobs)
+    body, length = binary.write_response(answer, blobs)
     return web.Response(
         body=body,
         content_type=binary.OCTET_STREAM,
@@ -127,17 +130,22 @@ def _read_request(
     length = binary.header_length(headers)
     if length is not None:
         raw_input = next((t.name for t in graph.spec.inputs if t.datatype == "BYTES"), None)
-        payload = read_request(body, length, raw_input)
-        if isinstance(payload.get("inputs"), list):
-            payload["inputs"] = [
-                binary.to_json_tensor(t) if isinstance(t, dict) else t for t in payload["inputs"]
-            ]
+        payload: object = _json_inputs(read_request(body, length, raw_input))
     else:
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise InputError("request", f"body is not valid JSON: {exc}") from None
     return InferRequest.from_json_tensors(payload, [t.name for t in graph.spec.inputs])
+
+
+def _json_inputs(request: JSONObject) -> JSONObject:
+    """A binary request's inputs as the JSON tensors nodes are sent; inputs that are not a
+    list of objects are left as they came, for `from_json_tensors` to refuse (a 400)."""
+    inputs = request.get("inputs")
+    if isinstance(inputs, list):
+        request["inputs"] = [binary.to_json_tensor(t) if isinstance(t, dict) else t for t in inputs]
+    return request
 
 
 async def _proxy_node(request: web.Request, name: str, suffix: str) -> web.Response:

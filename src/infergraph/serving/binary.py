@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 
 from infergraph.errors import InputError
-from infergraph.json_types import JSONObject
+from infergraph.json_types import JSONObject, object_or_empty
 from infergraph.tensors.binary import HEADER as HEADER
 from infergraph.tensors.v2json import encode_json
 
@@ -61,6 +61,8 @@ def to_json_tensor(tensor: JSONObject) -> JSONObject:
     if not isinstance(data, np.ndarray):
         return tensor
     _, _, flat, written = encode_json(data, content_type="base64")
-    params = {k: v for k, v in (tensor.get("parameters") or {}).items()}
+    # Only a tensor whose data followed the header holds an array: `read_request` found its
+    # `binary_data_size` in an object, so a shape error here is ours, not the client's.
+    params = dict(object_or_empty(tensor, "parameters"))
     params.pop("binary_data_size", None)
     return {**tensor, "data": flat, "parameters": {**params, **written}}

@@ -29,23 +29,48 @@ applies.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from infergraph.components.base import TensorSpec
 from infergraph.errors import InputError
 from infergraph.graph import evaluate as ev
 from infergraph.graph.model import REQUEST
 from infergraph.graph.wire import Tensor, renamed
-from infergraph.json_types import JSONObject
+from infergraph.json_types import (
+    JSONObject,
+    JSONShapeError,
+    as_int,
+    as_list,
+    as_object,
+    as_str,
+)
 from infergraph.tensors.request import InferRequest
 
 ROUTE_SUFFIX = "/infer/graph"
 SETTINGS_KEY = "graph_step"
 CARRY = "carry"
 
-Call = Callable[[dict[str, Tensor], dict[str, Any]], Awaitable[dict[str, Tensor]]]
+Call = Callable[[dict[str, Tensor], JSONObject], Awaitable[dict[str, Tensor]]]
+
+
+@dataclass(frozen=True)
+class PassThrough:
+    """A cascade pass-through (a `when` without `otherwise`): on `side` of `gate` its
+    tensors are the ones its `inputs` name (tensor -> alternatives)."""
+
+    gate: str
+    side: str
+    inputs: dict[str, list[str]]
+
+    @classmethod
+    def parse(cls, value: object, where: str) -> PassThrough:
+        data = as_object(value, where)
+        return cls(
+            gate=as_str(data["gate"], f"{where}.gate"),
+            side=as_str(data["side"], f"{where}.side"),
+            inputs=_ref_lists(data["inputs"], f"{where}.inputs"),
+        )
 
 
 @dataclass
@@ -56,7 +81,7 @@ class StepWiring:
     kind: str  # node | gate | combine | merge
     inputs: dict[str, list[str]]
     outputs: dict[str, list[str]]
-    passes: dict[str, JSONObject]
+    passes: dict[str, PassThrough]
     output_specs: list[TensorSpec]
     nodes: list[str]
     # The refs this step's answer carries on (`GraphPlan.carried_after`); None, in wiring
@@ -64,7 +89,9 @@ class StepWiring:
     carry: frozenset[str] | None = None
 
     @classmethod
-    def parse(cls, data: JSONObject) -> StepWiring:
+    def parse(cls, data: Mapping[str, object]) -> StepWiring:
+        """The wiring as `render.kserve.wiring` writes it; a malformed one is a settings
+        error naming what is wrong, at load."""
         carry = data.get("carry")
         if carry is not None and not (
             isinstance(carry, list) and all(isinstance(ref, str) for ref in carry)
@@ -74,15 +101,41 @@ class StepWiring:
             return cls(
                 step=str(data["step"]),
                 kind=str(data["kind"]),
-                inputs={k: list(v) for k, v in data.get("inputs", {}).items()},
-                outputs={k: list(v) for k, v in data.get("outputs", {}).items()},
-                passes=dict(data.get("passes", {})),
-                output_specs=[TensorSpec(n, d, tuple(s)) for n, d, s in data.get("specs", [])],
-                nodes=list(data.get("nodes", [])),
+                inputs=_ref_lists(data.get("inputs", {}), "inputs"),
+                outputs=_ref_lists(data.get("outputs", {}), "outputs"),
+                passes={
+                    name: PassThrough.parse(value, f"passes.{name}")
+                    for name, value in as_object(data.get("passes", {}), "passes").items()
+                },
+                output_specs=[
+                    _spec(spec, f"specs[{i}]")
+                    for i, spec in enumerate(as_list(data.get("specs", []), "specs"))
+                ],
+                nodes=_strings(data.get("nodes", []), "nodes"),
                 carry=None if carry is None else frozenset(carry),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(SETTINGS_KEY, f"malformed step wiring: {exc}") from exc
+
+
+def _strings(value: object, where: str) -> list[str]:
+    return [as_str(item, f"{where}[{i}]") for i, item in enumerate(as_list(value, where))]
+
+
+def _ref_lists(value: object, where: str) -> dict[str, list[str]]:
+    """name -> the tensor refs it reads (alternatives, first present wins)."""
+    return {k: _strings(v, f"{where}.{k}") for k, v in as_object(value, where).items()}
+
+
+def _spec(value: object, where: str) -> TensorSpec:
+    """A declared output as the renderer writes it: `[name, datatype, shape]`."""
+    name, datatype, shape = as_list(value, where)
+    dims = as_list(shape, f"{where}[2]")
+    return TensorSpec(
+        as_str(name, f"{where}[0]"),
+        as_str(datatype, f"{where}[1]"),
+        tuple(as_int(d, f"{where}[2][{i}]") for i, d in enumerate(dims)),
+    )
 
 
 @dataclass
@@ -110,11 +163,31 @@ class Carry:
         )
         for name, tensor in step.inputs.items():
             self.request.inputs.setdefault(name, tensor)
-        self.request.parameters.update(carry.get("parameters") or {})
-        self.trace.merge(ev.Trace(list(carry.get("path") or []), list(carry.get("skipped") or [])))
-        for gate, sides in (carry.get("when") or {}).items():
+        parameters, trace, when = _read_carry(carry)
+        self.request.parameters.update(parameters)
+        self.trace.merge(trace)
+        for gate, sides in when.items():
             self.when.setdefault(gate, {}).update(sides)
         self.request.id = self.request.id or step.id
+
+
+def _read_carry(carry: JSONObject) -> tuple[JSONObject, ev.Trace, dict[str, dict[str, bool]]]:
+    """A step body's `carry` as `respond` wrote it. It comes back through the client or the
+    KServe router, so a wrong shape is the client's 400 naming where it is (an empty or
+    absent field reads as empty, as before)."""
+    try:
+        parameters = as_object(carry.get("parameters") or {}, f"{CARRY}.parameters")
+        path = _strings(carry.get("path") or [], f"{CARRY}.path")
+        skipped = _strings(carry.get("skipped") or [], f"{CARRY}.skipped")
+        when = {
+            gate: {
+                side: bool(flag) for side, flag in as_object(sides, f"{CARRY}.when.{gate}").items()
+            }
+            for gate, sides in as_object(carry.get("when") or {}, f"{CARRY}.when").items()
+        }
+    except JSONShapeError as exc:
+        raise InputError(exc.where, str(exc).removeprefix(f"{exc.where}: ")) from None
+    return parameters, ev.Trace(path, skipped), when
 
 
 def gather(body: object) -> Carry:
@@ -143,8 +216,8 @@ def lookup(carry: Carry, refs: Sequence[str], wiring: StepWiring) -> Tensor | No
             return found
         owner, _, tensor = ref.partition(".")
         passed = wiring.passes.get(owner)
-        if passed and carry.when.get(passed["gate"], {}).get(passed["side"]):
-            found = lookup(carry, list(passed["inputs"].get(tensor, [])), wiring)
+        if passed is not None and carry.when.get(passed.gate, {}).get(passed.side):
+            found = lookup(carry, passed.inputs.get(tensor, []), wiring)
             if found is not None:
                 return found
     return None

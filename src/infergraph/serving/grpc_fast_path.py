@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence, Sized
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence, Sized
 from dataclasses import dataclass
 from timeit import default_timer
 from typing import TYPE_CHECKING, Any, Protocol
@@ -57,6 +57,7 @@ from prometheus_client import Counter, Summary
 
 from infergraph.errors import InputError
 from infergraph.json_types import JSONObject
+from infergraph.serving.responses import Served
 from infergraph.tensors.binary import encode_bytes_tensor
 from infergraph.tensors.datatypes import V2_TO_NUMPY, datatype_of, is_bytes
 from infergraph.tensors.modelinfer import CONTENTS_FIELD, encode_grpc, read_grpc
@@ -116,7 +117,7 @@ class GrpcModel(Protocol):
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse: ...
 
-    async def predict_plain(self, body: JSONObject) -> JSONObject:
+    async def predict_plain(self, body: JSONObject) -> Served:
         """The served outputs and parameters of a plain V2 request dict (MLServerError on a
         bad one, as `predict` raises)."""
         ...
@@ -348,7 +349,7 @@ def plain_request(request: pb.ModelInferRequest, check_raw: RawCheck) -> JSONObj
 
 
 def plain_response(
-    model: GrpcModel, request_id: str, served: JSONObject, raw: bool = False
+    model: GrpcModel, request_id: str, served: Served, raw: bool = False
 ) -> pb.ModelInferResponse:
     """MLServer's protobuf of the runtime's `_response`, written directly; with `raw` (the
     request came raw) the values go in raw_output_contents, as MLServer's `extract_raw`
@@ -384,7 +385,9 @@ def _packed(datatype: str, data: list[Any]) -> bytes:
     return np.asarray(data, dtype=V2_TO_NUMPY[datatype]).tobytes()
 
 
-def _parameters(target: MutableMapping[str, pb.InferParameter], params: JSONObject) -> None:
+def _parameters(
+    target: MutableMapping[str, pb.InferParameter], params: Mapping[str, object]
+) -> None:
     """V2 gRPC parameters hold bool, int64 or string: floats travel as their repr (the
     runtime's `_grpc_parameters`), anything else is left out as MLServer's converter does."""
     for key, value in params.items():

@@ -27,7 +27,6 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
 
 import orjson
 from mlserver.errors import MLServerError
@@ -66,9 +65,16 @@ from infergraph.serving.model_config import (
     model_config,
 )
 from infergraph.serving.protocol import parse_request, select_outputs
-from infergraph.serving.responses import encode_outputs, error_body, http_body, plain_parameters
+from infergraph.serving.responses import (
+    Served,
+    encode_outputs,
+    error_body,
+    http_body,
+    plain_parameters,
+)
 from infergraph.tensors.modelinfer import encode_grpc
 from infergraph.tensors.request import InferRequest
+from infergraph.tensors.v2json import Tensor
 from mlserver import MLModel
 
 log = logging.getLogger(__name__)
@@ -93,13 +99,12 @@ def batching(settings: ModelSettings) -> tuple[int, float]:
     return max(1, int(_number("max_batch_size", size))), max(0.0, wait)
 
 
-def _number(field: str, value: Any) -> float:
+def _number(field: str, value: object) -> float:
     if value is None:
         return 0.0
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise SettingsError(field, f"expected a number, got {value!r}") from None
+    number = float(value) if isinstance(value, int | float) else _parsed(value)
+    if number is None:
+        raise SettingsError(field, f"expected a number, got {value!r}")
     if number != number or number in (float("inf"), float("-inf")):
         raise SettingsError(field, f"must be finite, got {value!r}")
     return number
@@ -203,7 +208,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             ]
 
     # -- the one serving path ----------------------------------------------------------------
-    async def _serve(self, request: InferRequest[Array]) -> JSONObject:
+    async def _serve(self, request: InferRequest[Array]) -> Served:
         """Run one parsed request; metrics and outputs selection for every protocol."""
         result = await self.engine.infer(request.inputs, request.parameters)
         declared = [s.name for s in self.component.outputs]
@@ -216,13 +221,13 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
 
     async def _measured(
         self, parse: Callable[[], InferRequest[Array]]
-    ) -> tuple[InferRequest[Array], JSONObject]:
+    ) -> tuple[InferRequest[Array], Served]:
         inflight, queue, requests = self._series
         inflight.inc()
         queue.set(self.engine.pending_rows)
         outcome = "ok"
         started = time.perf_counter_ns()
-        served: JSONObject = {}
+        served: Served | None = None
         try:
             request = parse()
             served = await self._serve(request)
@@ -235,7 +240,9 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             queue.set(self.engine.pending_rows)
             requests[outcome].inc()
             elapsed = time.perf_counter_ns() - started
-            self.stats.record(outcome == "ok", elapsed, served.get("parameters", {}))
+            self.stats.record(
+                outcome == "ok", elapsed, served["parameters"] if served is not None else {}
+            )
 
     def _parse(self, body: object) -> InferRequest[Array]:
         return parse_request(body, self._accepted, self._aliases)
@@ -246,7 +253,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         served = await self.predict_plain(payload.model_dump(exclude_none=True))
         return self._response(payload.id, served)
 
-    async def predict_plain(self, body: JSONObject) -> JSONObject:
+    async def predict_plain(self, body: JSONObject) -> Served:
         """A plain V2 request dict served: what `predict` and the gRPC fast path
         (serving/grpc_fast_path.py, which reads protobuf straight into the dict) run."""
         try:
@@ -255,7 +262,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             raise MLServerError(f"{self.name}: {exc}", status_code=status_for(exc).http) from exc
         return served
 
-    def _response(self, request_id: str | None, served: JSONObject) -> InferenceResponse:
+    def _response(self, request_id: str | None, served: Served) -> InferenceResponse:
         outputs = []
         for name, array in served["outputs"].items():
             # gRPC's bytes_contents needs bytes; the REST encoder decodes them to text.
@@ -291,13 +298,13 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             return _json_error(404, f"{self.name}: not rendered as a graph step")
         wiring = self._wiring
 
-        async def call(feed: JSONObject, params: JSONObject) -> JSONObject:
+        async def call(feed: dict[str, Tensor], params: JSONObject) -> dict[str, Tensor]:
             # Decoded once into arrays and encoded once as /infer's JSON answers (bytes become
             # text or base64): no MLServer request and response models in between.
             step_request = {"inputs": list(feed.values()), "parameters": params}
             _, served = await self._measured(lambda: self._parse(step_request))
             entries, _ = encode_outputs(served["outputs"], False, set())
-            return {entry["name"]: entry for entry in entries}
+            return {entry["name"]: {**entry} for entry in entries}
 
         try:
             body = _json_body(await request.body())
@@ -412,7 +419,15 @@ def _grpc_parameters(params: JSONObject) -> JSONObject:
     return {k: repr(v) if isinstance(v, float) else v for k, v in params.items()}
 
 
-def _json_body(body: bytes) -> Any:
+def _parsed(value: object) -> float | None:
+    """A number written as text ("5", as float() reads it), else None."""
+    try:
+        return float(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _json_body(body: bytes) -> object:
     """A JSON request body; NaN and Infinity literals read as numbers (as MLServer's parser
     did), so the component refuses a non-finite value naming its input and row."""
     try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NotRequired, Protocol, TypedDict
+from typing import NotRequired, Protocol, TypedDict
 
 
 class Tensor(Protocol):
@@ -161,7 +161,7 @@ class ModelStats:
     )
     last_inference_ms: int = 0
 
-    def record(self, ok: bool, wall_ns: int, parameters: Mapping[str, Any]) -> None:
+    def record(self, ok: bool, wall_ns: int, parameters: Mapping[str, object]) -> None:
         self.last_inference_ms = time.time_ns() // 1_000_000
         if not ok:
             self.fail.add(wall_ns)

@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 
 from infergraph.arrays import Array
 from infergraph.errors import InputError
-from infergraph.json_types import JSONObject
 from infergraph.tensors.request import InferRequest
 
 
@@ -25,9 +24,9 @@ def parse_request(
     return InferRequest.from_json(body, accepted, aliases)
 
 
-def select_outputs(
-    produced: JSONObject, requested: list[str], declared: Sequence[str] = ()
-) -> JSONObject:
+def select_outputs[T](
+    produced: dict[str, T], requested: list[str], declared: Sequence[str] = ()
+) -> dict[str, T]:
     """Only the requested outputs, in the order asked, keyed by the name asked for.
 
     A name resolves as input names do: exactly, else case-insensitively when one output fits

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TypedDict
 
 import numpy as np
 import orjson
@@ -13,6 +14,14 @@ from infergraph.json_types import JSONObject
 from infergraph.serving.binary import OCTET_STREAM, write_response
 from infergraph.tensors.binary import binary_entry
 from infergraph.tensors.v2json import EncodedTensor, encode_json
+
+
+class Served(TypedDict):
+    """One request as a runtime served it, before any wire form is written: the outputs asked
+    for, by the name asked for, and the response parameters (`plain_parameters`' scalars)."""
+
+    outputs: dict[str, Array]
+    parameters: JSONObject
 
 
 def plain_parameters(params: JSONObject) -> JSONObject:

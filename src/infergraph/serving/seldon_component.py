@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from infergraph.arrays import Array
@@ -323,7 +323,7 @@ class InfergraphComponent:
         result = self._predict(self._inputs(payload), params or {})
         return payload.with_outputs(self.node, result.outputs)
 
-    def _predict(self, feed: dict[str, Array], params: JSONObject) -> ComponentResult:
+    def _predict(self, feed: dict[str, Array], params: Mapping[str, object]) -> ComponentResult:
         """The component's answer, or, fed zero rows, the step's empty outputs without a call
         (`graph.evaluate`'s rule; a pass-through family passes its zero rows on as they are)."""
         cls = component_class(str(self.family))
@@ -352,8 +352,11 @@ class InfergraphComponent:
             for k, v in result.parameters.items()
             if k.endswith("_ms") and isinstance(v, (int, float))
         }
+        rows = result.parameters.get("batch_size")  # a count, as every engine writes it
         self._remember(
-            {f"{k}_ms": v for k, v in timings.items()}, timings, result.parameters.get("batch_size")
+            {f"{k}_ms": v for k, v in timings.items()},
+            timings,
+            rows if isinstance(rows, int) else None,
         )
 
     def _remember(

@@ -246,7 +246,7 @@ def resolve_name(
     raise InputError(name, f"not an input of this model; it takes {', '.join(accepted)}")
 
 
-def _object(name: str, value: Any, what: str) -> JSONObject:
+def _object(name: str, value: object, what: str) -> JSONObject:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -388,7 +388,7 @@ def _json_tensor(name: str, tensor: object) -> Tensor:
     return to_tensor(name, _array(name, tensor))
 
 
-def _to_grpc_parameters(params: JSONObject) -> JSONObject:
+def _to_grpc_parameters(params: Mapping[str, object]) -> JSONObject:
     """Plain parameters as `InferParameter` fields: bool, int64 or string (floats as their
     repr, as the runtime answers them); anything else is not representable and left out."""
     out: JSONObject = {}

@@ -18,8 +18,9 @@ from infergraph.errors import InputError
 from infergraph.tensors.codecs import codec_for, encode_elements
 from infergraph.tensors.datatypes import datatype_of, element_count, is_bytes, numpy_type
 
-# The V2 JSON form of one tensor; `data` holds any JSON value, so its values are Any.
-Tensor = dict[str, Any]
+# The V2 JSON form of one tensor as read from a body: `data` holds any JSON value, so every
+# read of a field says what it expects.
+Tensor = dict[str, object]
 
 
 class EncodedTensor(TypedDict):

@@ -1,0 +1,65 @@
+"""Checked reads of the Kubernetes objects the operator renders, applies and reads back.
+
+Rendered children and the API server's answers are `Manifest`s (object-valued JSON). Their
+identity (apiVersion, kind, metadata.name and namespace) is required: a missing or mistyped one
+is a `JSONShapeError` naming the field. What an object may not have yet (a status its
+controller has not written, labels, owner references) reads as empty. No aiohttp or kopf here,
+so `status` and the tests read objects without the operator's extra.
+"""
+
+from __future__ import annotations
+
+from infergraph.json_types import (
+    JSONObject,
+    Manifest,
+    as_object,
+    as_objects,
+    as_str,
+    as_str_map,
+    at,
+    object_or_empty,
+)
+
+
+def api_version_of(obj: Manifest) -> str:
+    return as_str(obj.get("apiVersion"), "apiVersion")
+
+
+def kind_of(obj: Manifest) -> str:
+    return as_str(obj.get("kind"), "kind")
+
+
+def meta_str(obj: Manifest, key: str) -> str:
+    """A required string of `metadata` (name, uid, a namespaced object's namespace)."""
+    return as_str(at(obj, "metadata").get(key), f"metadata.{key}")
+
+
+def name_of(obj: Manifest) -> str:
+    return meta_str(obj, "name")
+
+
+def namespace_of(obj: Manifest) -> str | None:
+    """None for an object that names no namespace (cluster-scoped, or not yet owned)."""
+    namespace = at(obj, "metadata").get("namespace")
+    return None if namespace is None else as_str(namespace, "metadata.namespace")
+
+
+def optional_at(document: JSONObject, *path: str) -> JSONObject:
+    """The object at `path`, where an absent or null step reads as an empty object: the
+    status a controller has not written yet, a KServe `modelStatus` with no copies counted."""
+    current = document
+    for depth, key in enumerate(path):
+        value = current.get(key)
+        current = {} if value is None else as_object(value, ".".join(path[: depth + 1]))
+    return current
+
+
+def labels_of(obj: Manifest | None) -> dict[str, str]:
+    """`metadata.labels` (a copy); none for an object without them, or no object."""
+    labels = object_or_empty(obj or {}, "metadata").get("labels")
+    return {} if labels is None else as_str_map(labels, "metadata.labels")
+
+
+def owner_references(obj: Manifest | None) -> list[JSONObject]:
+    refs = object_or_empty(obj or {}, "metadata").get("ownerReferences")
+    return [] if refs is None else as_objects(refs, "metadata.ownerReferences")
