@@ -65,3 +65,13 @@ def test_an_absent_or_null_member_reads_as_an_empty_object_that_is_not_stored() 
     assert document == {"status": None}
     with pytest.raises(JSONShapeError, match=r"^status: expected an object, found a list$"):
         object_or_empty({"status": []}, "status")
+
+
+def test_an_absent_or_null_step_of_a_path_reads_as_empty_and_a_wrong_one_is_named() -> None:
+    isvc = {"status": {"modelStatus": None}}
+    assert object_or_empty(isvc, "status", "modelStatus", "copies") == {}
+    assert object_or_empty({}, "status", "modelStatus") == {}
+    with pytest.raises(
+        JSONShapeError, match=r"^status\.modelStatus: expected an object, found int$"
+    ):
+        object_or_empty({"status": {"modelStatus": 3}}, "status", "modelStatus", "copies")

@@ -91,7 +91,16 @@ def at(document: Mapping[str, object], *path: str) -> JSONObject:
     return as_object(value, ".".join(path) or "the document")
 
 
-def object_or_empty(document: Mapping[str, object], key: str) -> JSONObject:
-    """`document[key]` as an object; absent or null reads as an empty one (not stored)."""
-    value = document.get(key)
-    return {} if value is None else as_object(value, key)
+def object_or_empty(document: Mapping[str, object], key: str, *more: str) -> JSONObject:
+    """The object at `key` (then `more`) under `document`, where an absent or null step reads
+    as an empty object (not stored): a status its controller has not written yet, a KServe
+    `modelStatus` with no copies counted. A step of another kind is a JSONShapeError naming
+    the path."""
+    path = (key, *more)
+    current: Mapping[str, object] = document
+    found: JSONObject = {}
+    for depth, step in enumerate(path):
+        value = current.get(step)
+        found = {} if value is None else as_object(value, ".".join(path[: depth + 1]))
+        current = found
+    return found

@@ -12,7 +12,6 @@ from __future__ import annotations
 from infergraph.json_types import (
     JSONObject,
     Manifest,
-    as_object,
     as_objects,
     as_str,
     as_str_map,
@@ -42,16 +41,6 @@ def namespace_of(obj: Manifest) -> str | None:
     """None for an object that names no namespace (cluster-scoped, or not yet owned)."""
     namespace = at(obj, "metadata").get("namespace")
     return None if namespace is None else as_str(namespace, "metadata.namespace")
-
-
-def optional_at(document: JSONObject, *path: str) -> JSONObject:
-    """The object at `path`, where an absent or null step reads as an empty object: the
-    status a controller has not written yet, a KServe `modelStatus` with no copies counted."""
-    current = document
-    for depth, key in enumerate(path):
-        value = current.get(key)
-        current = {} if value is None else as_object(value, ".".join(path[: depth + 1]))
-    return current
 
 
 def labels_of(obj: Manifest | None) -> dict[str, str]:

@@ -16,14 +16,22 @@ from infergraph.engines import engine as engine_named
 from infergraph.errors import GraphValidationError, RenderError
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import GraphPlan, parse_plan
-from infergraph.json_types import JSONObject, Manifest, as_list, as_objects, as_str_map, at
+from infergraph.json_types import (
+    JSONObject,
+    Manifest,
+    as_list,
+    as_objects,
+    as_str_map,
+    at,
+    object_or_empty,
+)
 from infergraph.operator import status as st
 from infergraph.operator.applying import TAKEOVER_REFUSED, Refusal, apply_all
 from infergraph.operator.children import children, engine_for, is_owned_by, stale
 from infergraph.operator.config import OperatorConfig
 from infergraph.operator.kube import KubeClient, KubeError, ref
 from infergraph.operator.metrics import OperatorMetrics
-from infergraph.operator.objects import meta_str, name_of, optional_at
+from infergraph.operator.objects import meta_str, name_of
 from infergraph.operator.settings_server import SettingsStore
 
 EVENT_MESSAGE_LIMIT = 1000
@@ -48,15 +56,15 @@ class Outcome:
 
 def graph_document(body: Manifest) -> Manifest:
     """The parts of the custom resource the graph model reads (the API server adds the rest)."""
-    meta = optional_at(body, "metadata")
+    meta = object_or_empty(body, "metadata")
     return {
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),
         "metadata": {
             "name": meta.get("name"),
             "namespace": meta.get("namespace"),
-            "labels": dict(optional_at(meta, "labels")),
-            "annotations": dict(optional_at(meta, "annotations")),
+            "labels": dict(object_or_empty(meta, "labels")),
+            "annotations": dict(object_or_empty(meta, "annotations")),
         },
         "spec": body.get("spec"),
     }
@@ -131,7 +139,7 @@ class Reconciler:
         return outcome
 
     async def _pass(self, body: Manifest) -> Outcome:
-        previous = optional_at(body, "status")
+        previous = object_or_empty(body, "status")
         generation = at(body, "metadata").get("generation")
         fresh = previous.get("observedGeneration") != generation
         status: JSONObject = {"observedGeneration": generation}
@@ -253,7 +261,7 @@ class Reconciler:
             )
         except KubeError:
             return True  # unknown: apply, as before; the apply itself reports what fails
-        return live is not None and optional_at(live, "metadata").get("uid") == uid
+        return live is not None and object_or_empty(live, "metadata").get("uid") == uid
 
     async def _prune(
         self,

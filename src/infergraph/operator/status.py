@@ -19,8 +19,8 @@ from infergraph.cost import CostError, graph_cost, load_catalog
 from infergraph.engines import RENDERED
 from infergraph.engines import engine as engine_named
 from infergraph.graph.model import InferenceGraph, Node
-from infergraph.json_types import JSONObject, Manifest, as_objects
-from infergraph.operator.objects import kind_of, labels_of, name_of, optional_at
+from infergraph.json_types import JSONObject, Manifest, as_objects, object_or_empty
+from infergraph.operator.objects import kind_of, labels_of, name_of
 from infergraph.render.common import NODE_LABEL
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
@@ -102,7 +102,7 @@ def object_ready(obj: Manifest, models_idle: bool = False) -> Verdict | None:
 
     `models_idle`: some node is scaled to zero, so a Pipeline's ModelsReady=False is expected
     and its readiness is that of its other conditions."""
-    status = optional_at(obj, "status")
+    status = object_or_empty(obj, "status")
     if obj.get("kind") == "SeldonDeployment":
         state = status.get("state")
         if not state:
@@ -148,11 +148,11 @@ def _at_zero(obj: Manifest) -> bool:
     model state Pending (same file, 721-745): Ready alone would call the node serving. No
     `modelStatus` (KServe has not counted pods yet) is not taken for zero."""
     if obj.get("kind") == "Model":
-        return optional_at(obj, "spec").get("replicas") == 0
+        return object_or_empty(obj, "spec").get("replicas") == 0
     if obj.get("kind") != "InferenceService":
         return False
-    model = optional_at(obj, "status", "modelStatus")
-    copies = optional_at(obj, "status", "modelStatus", "copies").get("totalCopies") or 0
+    model = object_or_empty(obj, "status", "modelStatus")
+    copies = object_or_empty(obj, "status", "modelStatus", "copies").get("totalCopies") or 0
     verdict = object_ready(obj)
     return bool(model) and verdict is not None and verdict[0] is True and copies == 0
 
