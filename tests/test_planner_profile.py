@@ -85,6 +85,7 @@ def test_profile_times_batches_hops_and_branches(tmp_path: Path):
         assert node.hardware_class == "c6i.2xlarge" and node.device == "cpu"
         assert node.hop_ms > 0 and node.serving_factor > 0
         assert node.hop_p99_ms >= node.hop_ms and node.serving_sigma >= 0
+        assert 0 <= node.turnaround_ms < node.batches[0].p50_ms  # measured, less than a pass
         assert node.rows == {1: 8}  # one image per request, every request reached it
     # Random weights over 1000 classes: top-1 confidence is far below 0.5, so all go on.
     assert profile.branches == {"gate-0": 1.0} and profile.branch_samples == 16

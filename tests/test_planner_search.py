@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from infergraph.planner.search import (
 from infergraph.planner.simulator import poisson_arrivals, simulate
 from infergraph.planner.topology import Stage, Topology, from_steps, topology_of
 from infergraph.planner.tuner import tune
+from infergraph.planner.turnaround import pass_turnaround_ms
 from infergraph.planner.workload import TraceError, Workload, read_trace
 from tests.planner_fixtures import chain_graph, node_entry, write_profile
 
@@ -215,6 +217,7 @@ def test_profile_errors_name_what_is_wrong(tmp_path: Path):
         ("hop_p99_ms", -1.0),
         ("serving_sigma", float("nan")),
         ("serving_overhead_ms", -2.0),
+        ("turnaround_ms", -0.1),
     ):
         spread = {**node_entry(1, 1), key: value}
         odd = write_profile(tmp_path / "s.json", "chain", "c6i.2xlarge", {"a": spread})
@@ -677,3 +680,27 @@ def test_plan_deploys_one_instance_per_replica_as_it_simulated(tmp_path: Path) -
     assert "planned at one model instance per replica: a (2)" in " ".join(result.output.split())
     planned = parse_graph(yaml.safe_load((tmp_path / "plan" / "chain.planned.yaml").read_text()))
     assert planned.node("a").instances == 1 and planned.node("b").instances == 1
+
+
+def test_a_profiles_turnaround_reaches_the_simulated_node(tmp_path: Path):
+    """The batcher's time between back-to-back passes, as profiled, is the simulator's."""
+    entry = {**node_entry(10, 0, limit=1), "turnaround_ms": 0.4}
+    loaded = load_profile(write_profile(tmp_path / "t.json", "one", "c6i.2xlarge", {"a": entry}))
+    assert loaded.nodes["a"].turnaround_ms == 0.4
+    assert node_config(loaded.nodes["a"], 1, 0.0, 1).turnaround_s == pytest.approx(0.0004)
+    assert loaded.to_dict()["nodes"]["a"]["turnaround_ms"] == 0.4
+
+
+def test_turnaround_is_measured_through_the_real_batcher():
+    """Passes queued back to back through the real MicroBatcher: what separates one pass's
+    end from the next one's start (handing answers over, collecting the next request)."""
+    calls: list[int] = []
+
+    def run_batch(rows: list[int], key: object) -> list[int]:
+        calls.append(len(rows))
+        time.sleep(0.003)
+        return rows
+
+    turnaround = pass_turnaround_ms(run_batch, [0], None, passes=12)
+    assert calls == [1] * 12  # one row a pass: every request is its own pass
+    assert 0.0 <= turnaround < 3.0  # far less than a pass; never negative

@@ -237,3 +237,25 @@ def test_known_draws_give_each_pass_its_own_in_order_on_every_replica():
     # round-robin: replica 0 serves requests 0, 2, 4, replica 1 serves 1, 3, 5
     expected = 0.010 * np.exp(0.2 * draws[[0, 0, 1, 1, 2, 2]])
     np.testing.assert_allclose(result.latency_s, expected)
+
+
+def test_a_pass_turnaround_delays_the_next_pass_not_its_answer():
+    # Three requests at 0 ms, batch 1, 10 ms passes and 0.5 ms of turnaround: the forward
+    # thread hands each answer over (which leaves with its pass) and collects the next
+    # request before the next pass starts. A request at 100 ms finds the thread waiting.
+    topo = Topology((Stage("m", "m"),))
+    config = NodeConfig(1, 0.0, 1, ServiceModel.constant([0.010]), turnaround_s=0.0005)
+    arrivals = np.array([0.0, 0.0, 0.0, 0.100])
+    result = simulate(topo, {"m": config}, arrivals, {})
+    done = np.round((result.latency_s + arrivals) * 1000, 6).tolist()
+    assert done == [10.0, 20.5, 31.0, 110.0]
+
+
+def test_turnaround_takes_capacity_as_service_time_does():
+    # M/D/1 with 9.5 ms passes and 0.5 ms turnaround behaves as 10 ms service for the wait
+    # (Pollaczek-Khinchine at rho = 0.5: mean wait 5 ms), but a request's own pass is 9.5 ms.
+    arrivals = poisson_arrivals(50.0, 4000.0, np.random.default_rng(1))
+    topo = Topology((Stage("m", "m"),))
+    config = NodeConfig(1, 0.0, 1, ServiceModel.constant([0.0095]), turnaround_s=0.0005)
+    result = simulate(topo, {"m": config}, arrivals, {})
+    assert result.latency_s.mean() * 1000 == pytest.approx(5.0 + 9.5, rel=0.02)

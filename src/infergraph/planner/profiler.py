@@ -46,6 +46,7 @@ from infergraph.planner.profiles import (
     lognormal_sigma,
 )
 from infergraph.planner.topology import Topology, topology_of
+from infergraph.planner.turnaround import pass_turnaround_ms
 from infergraph.serving.heap import settled_heap
 
 if TYPE_CHECKING:
@@ -706,6 +707,7 @@ def _profile_here(
         device = str(component.device or "cpu")
         timings = time_batches(component, batch_sizes(limit), settings, progress)
         hop_ms = _request_overhead_ms(component)
+        turnaround_ms = pass_turnaround_ms(component.run_batch, *_rows(component, 1))
         del component
         gc.collect()
         component, warm_s = timed_load(node, settings, limit)
@@ -720,6 +722,7 @@ def _profile_here(
         device=device,
         batches=tuple(timings.batches),
         hop_ms=hop_ms,
+        turnaround_ms=turnaround_ms,
         load_s=warm_s,
         cold_load_s=first_s if cold else 0.0,
         first_load_s=first_s,

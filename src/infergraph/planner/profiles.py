@@ -68,6 +68,9 @@ class NodeProfile:
     # Per request, the server's response path taken one request at a time: a batch's answers
     # leave this far apart (graph pass; 0: not measured, every answer leaves with its pass).
     response_ms: float = 0.0
+    # The batcher's time from one pass's end to the next one's start when requests wait:
+    # answers handed over, the next batch collected (0: not measured, an endpoint profile).
+    turnaround_ms: float = 0.0
     rows: dict[int, int] = field(default_factory=lambda: {1: 1})  # rows per request -> count
     serving_factor: float = 1.0  # forward pass in the server / in the profiler (graph pass)
     serving_overhead_ms: float = 0.0  # what every pass in the server adds on top (graph pass)
@@ -211,7 +214,7 @@ def _node_profile(name: str, data: object, hardware_class: str, where: str) -> N
     # controlled check showed no prediction needs (issue 28). They are ignored.
     keys = (
         "hop_p99_ms", "response_ms", "serving_sigma", "serving_overhead_ms", "load_s",
-        "cold_load_s", "first_load_s",
+        "cold_load_s", "first_load_s", "turnaround_ms",
     )  # fmt: skip
     measured = {key: _non_negative(data, key, where) for key in keys}
     return NodeProfile(
@@ -223,6 +226,7 @@ def _node_profile(name: str, data: object, hardware_class: str, where: str) -> N
         hop_ms=float(data.get("hop_ms", 0.0)),
         hop_p99_ms=measured["hop_p99_ms"],
         response_ms=measured["response_ms"],
+        turnaround_ms=measured["turnaround_ms"],
         rows=rows,
         serving_factor=factor,
         serving_sigma=measured["serving_sigma"],

@@ -159,6 +159,7 @@ def node_config(profile: NodeProfile, batch: int, delay_ms: float, replicas: int
         rows,
         hop_sigma=profile.hop_sigma,
         response_s=profile.response_ms / 1000.0,
+        turnaround_s=profile.turnaround_ms / 1000.0,
     )
 
 

@@ -92,6 +92,10 @@ class NodeConfig:
     # assembled and encoded, read by the router), one request at a time: the members of a
     # batch, which all finish together, leave one after another (`respond_in_turn`).
     response_s: float = 0.0
+    # The forward thread's time from one pass's end to the next pass's start when requests
+    # wait: handing the answers over and collecting the next batch (the profile measures it
+    # through the real batcher). It delays the next pass, not the answers of the last.
+    turnaround_s: float = 0.0
 
 
 @dataclass
@@ -145,11 +149,13 @@ def run_batcher(
     service: ServiceModel,
     noise: np.ndarray,
     single_rows: bool = False,
+    turnaround_s: float = 0.0,
 ) -> tuple[np.ndarray, float, int, float]:
     """One replica's batcher over time-ordered arrivals: completion time of each request.
 
     `noise` holds standard-normal draws, one per forward pass (reused cyclically if short).
     `single_rows` says every request holds one row (skips the row bookkeeping).
+    `turnaround_s` passes between one pass's end and the next one's start (`NodeConfig`).
     Returns (completion times, busy seconds, batches, summed forward time of each request's
     batch).
     """
@@ -168,6 +174,7 @@ def run_batcher(
         np.asarray(service.sigma, dtype=np.float64),
         np.asarray(noise, dtype=np.float64) if noise.size else np.zeros(1),
         done,
+        float(turnaround_s),
     )
     return done, busy, batches, per_request
 
@@ -183,6 +190,7 @@ def _batch_loop(
     sigmas: np.ndarray,
     z: np.ndarray,
     done: np.ndarray,
+    turnaround_s: float,
 ) -> tuple[float, int, float]:
     """The batcher's loop, one iteration per batch, compiled (a trace is millions of batches).
 
@@ -225,7 +233,7 @@ def _batch_loop(
         busy += service_s
         per_request += service_s * (j - i)
         done[i:j] = end
-        free = end
+        free = end + turnaround_s
         i = j
     return busy, batches, per_request
 
@@ -306,6 +314,7 @@ def simulate_node(
             config.service,
             _pass_draws(rng, idx.size, config),
             single,
+            config.turnaround_s,
         )
         done_sorted[idx] = respond_in_turn(done, config.response_s)
         responding += float(np.sum(done_sorted[idx] - done))
