@@ -194,7 +194,7 @@ bench-loadtester-truth: .venv/.synced wrk
 bench-planner: .venv/.synced
 	$(RUN) python benchmarks/bench_planner.py
 
-# The simulator against controlled service times alone (about 20 minutes on the 2-core VM);
+# The simulator against controlled service times alone (about 35 minutes on the 2-core VM);
 # planner.json keeps the other parts' rows.
 bench-planner-controlled: .venv/.synced
 	$(RUN) python benchmarks/bench_planner.py --parts controlled --reuse bench-results/planner.json

@@ -1021,8 +1021,11 @@ def _later_arguments(parser: argparse.ArgumentParser) -> None:
         help="controlled part: also profile each row's served configuration at its rate "
         "and predict from that (a diagnosis beside the one-profile headline)",
     )
+    # 120 s: a batched row at load 0.3 serves about 900 requests in 40 s, whose p99 is its
+    # 9th-largest latency, so one batch of 8 the machine held up moves it; two quiet 40 s
+    # runs on the same arrivals and draws measured 217 and 249 ms there (2026-12-06).
     parser.add_argument(
-        "--controlled-duration", type=float, default=40.0, help="measured seconds per row"
+        "--controlled-duration", type=float, default=120.0, help="measured seconds per row"
     )
     parser.add_argument(
         "--controlled-rows",
