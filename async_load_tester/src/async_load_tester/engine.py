@@ -1,18 +1,21 @@
 """The load engine: open- and closed-loop drivers for HTTP/1.1 and gRPC.
 
-HTTP goes through a minimal keep-alive client written on asyncio Protocols
+HTTP goes through a minimal keep-alive client written as an asyncio Protocol
 (uvloop underneath): each request is a pre-built bytes object written straight
 to a pooled socket, and the response parser only finds the status line and the
 body's end (Content-Length, chunked or close-delimited). That keeps the cost
 per request to a few microseconds of Python, which is what lets one core keep
-up with k6; aiohttp spends several times as much per request.
+up with k6; aiohttp spends several times as much per request. Plain HTTP on
+Linux runs the protocol on `stamped.StampedTransport`, so an answer's latency
+ends when the kernel received it, however long the loop took to read it.
 
 Open loop: every request has an intended send time from the schedule. The
 scheduler sleeps on the event loop's timer until ~2 ms before the next one and
 then spins through loop iterations (call_soon), because libuv timers only have
-millisecond resolution. Latency is measured from the intended time, so when
-the tester or the server falls behind the delay shows up in the numbers
-(no coordinated omission). A send that leaves more than `late_ms` after its
+millisecond resolution; while answers are being taken in, a send that falls
+due goes out between two of them (`catch_up`). Latency is measured from the
+intended time, so when the tester or the server falls behind the delay shows
+up in the numbers (no coordinated omission). A send that leaves more than `late_ms` after its
 intended time is counted late; a send that finds `max_in_flight` requests
 already outstanding is dropped (counted, and an SLO miss).
 
@@ -37,6 +40,7 @@ from functools import partial
 from time import perf_counter
 from typing import Any, Literal
 
+from async_load_tester import stamped
 from async_load_tester.errors import ConfigError
 from async_load_tester.protocols.encode import MalformedResponse
 from async_load_tester.recorder import Recorder
@@ -143,6 +147,10 @@ class _Driver:
         self._handles: list[asyncio.TimerHandle] = []
         self._recent: list[int] = []  # latencies folded since the last progress tick
         self._status_kind: dict[int, str] = {}
+        self._due = float("inf")  # the next open-loop send's intended time
+        self._offs: list[float] = []
+        self._oi = 0
+        self._t0 = 0.0
 
     # ------------------------------------------------------------------ helpers
 
@@ -206,8 +214,6 @@ class _Driver:
             self._every(_SWEEP_S, self.sweep)
             if plan.mode == "open":
                 self._chunks = arrival_chunks(plan.segments, plan.arrival, plan.seed)
-                self._offs: list[float] = []
-                self._oi = 0
                 self._t0 = start
                 self.loop.call_at(self.loop.time() + 0.04, self._schedule)
             else:
@@ -273,26 +279,9 @@ class _Driver:
 
     def _schedule(self) -> None:
         """Send every request whose intended time has come, then wait for the next."""
-        now = perf_counter()
-        offs, i, t0 = self._offs, self._oi, self._t0
-        stop_at, limit = self.stop_at, self.limit
-        while True:
-            if i >= len(offs):
-                offs = next(self._chunks, None)  # type: ignore[arg-type]
-                if offs is None:
-                    self._stop_open()
-                    return
-                self._offs, i = offs, 0
-                continue
-            t = t0 + offs[i]
-            if t > now:
-                break
-            if t >= stop_at or (limit is not None and self.measured_issued >= limit):
-                self._stop_open()
-                return
-            i += 1
-            self._fire(t)
-        self._oi = i
+        t = self._send_due(perf_counter())
+        if t is None:
+            return
         wait = t - perf_counter()
         if wait > _SPIN_S:
             self.loop.call_later(wait - _SPIN_S * 0.75, self._schedule)
@@ -300,6 +289,38 @@ class _Driver:
         if wait > _PRECISE_MIN_S:
             self.precise_wait(wait - _WAKE_EARLY_S)
         self.loop.call_soon(self._schedule)
+
+    def catch_up(self) -> None:
+        """Send what has fallen due while the loop was taking in answers, without waiting for
+        the rest of them: a late send is the tester's error in its latency, while an answer
+        taken in late costs nothing (its arrival time is the kernel's)."""
+        if perf_counter() >= self._due:
+            self._send_due(perf_counter())
+
+    def _send_due(self, now: float) -> float | None:
+        """Send every request intended by `now`; the next one's intended time, or None once
+        the schedule (or the run) has ended."""
+        offs, i, t0 = self._offs, self._oi, self._t0
+        stop_at, limit = self.stop_at, self.limit
+        while True:
+            if i >= len(offs):
+                offs = next(self._chunks, None)  # type: ignore[arg-type]
+                if offs is None:
+                    self._stop_open()
+                    return None
+                self._offs, i = offs, 0
+                continue
+            t = t0 + offs[i]
+            if t > now:
+                break
+            if t >= stop_at or (limit is not None and self.measured_issued >= limit):
+                self._stop_open()
+                return None
+            i += 1
+            self._fire(t)
+        self._oi = i
+        self._due = t
+        return t
 
     def precise_wait(self, seconds: float) -> None:
         """Sleep up to `seconds` unless a response arrives first (drivers with sockets).
@@ -330,6 +351,7 @@ class _Driver:
         self.send_open(self.next_wire(), intended, sent, measured)
 
     def _stop_open(self) -> None:
+        self._due = float("inf")
         self.stopping = True
         self.finish_if_idle()
 
@@ -373,6 +395,7 @@ class _Conn(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection carrying one request at a time."""
 
     __slots__ = (
+        "arrived",
         "body_len",
         "body_start",
         "buf",
@@ -400,6 +423,7 @@ class _Conn(asyncio.Protocol):
         self.intended = 0.0
         self.sent = 0.0
         self.measured = False
+        self.arrived = 0.0  # when the bytes last read reached this host (perf_counter)
         self._reset_parse()
 
     def _reset_parse(self) -> None:
@@ -422,11 +446,17 @@ class _Conn(asyncio.Protocol):
         self.transport.write(wire)  # type: ignore[union-attr]
 
     def data_received(self, data: bytes) -> None:
+        """A read through asyncio's transport (TLS), timed when the loop hands it over."""
+        self.data_received_at(data, perf_counter())
+
+    def data_received_at(self, data: bytes, arrived: float) -> None:
         """Parse the response as its bytes arrive: head first, then the body its head announced.
 
         The hot path: one call per read, each step a few slices and finds on the buffer it is
         handed (never a copy of it), and unfinished input kept in `self.buf` for the next read.
+        `arrived` (the kernel's receive time where the transport has it) ends the latency.
         """
+        self.arrived = arrived
         if not self.busy:
             self.transport.abort()  # type: ignore[union-attr]  # unsolicited bytes
             return
@@ -532,7 +562,7 @@ class _Conn(asyncio.Protocol):
             if len(buf) > 256 * 1024 * 1024:
                 self._fail("malformed", "chunked body never ends")
             return
-        if decoded is False:
+        if not isinstance(decoded, bytes):
             self._fail("malformed", "bad chunked encoding")
             return
         self.buf = b""
@@ -571,7 +601,7 @@ class _Conn(asyncio.Protocol):
 
 def _dechunk(buf: bytes, pos: int) -> bytes | bool | None:
     """Chunked body from `pos`: the bytes, None if incomplete, False if malformed."""
-    parts = []
+    parts: list[bytes] = []
     while True:
         eol = buf.find(b"\r\n", pos)
         if eol < 0:
@@ -618,6 +648,7 @@ class HttpDriver(_Driver):
                 self.ssl.verify_mode = ssl.CERT_NONE
         self._tasks: set[asyncio.Task[None]] = set()
         self.fds: list[int] = []
+        self.addresses: list[stamped.Address] = []  # resolved once, at the first connect
 
     def precise_wait(self, seconds: float) -> None:
         fds = self.fds
@@ -626,6 +657,14 @@ class HttpDriver(_Driver):
                 select.select(fds, (), (), seconds)
 
     async def prepare(self, plan: StepPlan) -> None:
+        if self.ssl is None and stamped.AVAILABLE:
+            # Once, before any connection: a burst of connects each resolving afresh would
+            # queue on the loop's resolver threads. A name that does not resolve fails each
+            # request's connect instead, where it is counted.
+            with contextlib.suppress(OSError):
+                self.addresses = await stamped.resolve(
+                    self.loop, self.endpoint.host, self.endpoint.port
+                )
         count = (
             plan.concurrency
             if plan.mode == "closed"
@@ -643,18 +682,8 @@ class HttpDriver(_Driver):
         conn = _Conn(self)
         conn.pending = pending
         self.connecting += 1
-        ep = self.endpoint
         try:
-            await asyncio.wait_for(
-                self.loop.create_connection(
-                    lambda: conn,
-                    ep.host,
-                    ep.port,
-                    ssl=self.ssl,
-                    server_hostname=ep.server_hostname if self.ssl else None,
-                ),
-                timeout=self.timeout_s,
-            )
+            await asyncio.wait_for(self._connect(conn), timeout=self.timeout_s)
         except (OSError, TimeoutError) as exc:
             self.connecting -= 1
             if conn.pending is not None:
@@ -666,6 +695,19 @@ class HttpDriver(_Driver):
                 if self.closed_loop:
                     self.loop.call_later(_RETRY_S, self._closed_next, None)
                 self.finish_if_idle()
+
+    async def _connect(self, conn: _Conn) -> None:
+        """Plain HTTP on Linux reads with the kernel's receive times; TLS through asyncio."""
+        ep = self.endpoint
+        if self.ssl is None and stamped.AVAILABLE:
+            if not self.addresses:
+                self.addresses = await stamped.resolve(self.loop, ep.host, ep.port)
+            await stamped.open_stamped(self.loop, conn, self.addresses)
+            return
+        await self.loop.create_connection(
+            lambda: conn, ep.host, ep.port, ssl=self.ssl,
+            server_hostname=ep.server_hostname if self.ssl else None,
+        )  # fmt: skip
 
     def _spawn(self, pending: tuple[bytes, float, bool] | None) -> None:
         task = self.loop.create_task(self._open(pending))
@@ -730,7 +772,7 @@ class HttpDriver(_Driver):
         json_len: int,
         close: bool,
     ) -> None:
-        now = perf_counter()
+        now = conn.arrived
         self.inflight -= 1
         if conn.measured:
             if 200 <= status < 300:
@@ -750,6 +792,7 @@ class HttpDriver(_Driver):
             self._closed_next(conn)
         else:
             self.idle.append(conn)
+            self.catch_up()
         if self.stopping:
             self.finish_if_idle()
 
@@ -898,6 +941,8 @@ class GrpcDriver(_Driver):
                 self.loop.call_later(_RETRY_S, self._closed_next)  # don't spin on a dead target
             else:
                 self._closed_next()
+        else:
+            self.catch_up()
         if self.stopping:
             self.finish_if_idle()
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
+from numpy.ctypeslib import as_array  # imported here, not at the first fold in a run
 
 # 1 us .. 1 h at 3 significant digits: 0.1% value resolution.
 LOWEST_US = 1
@@ -27,12 +28,28 @@ def new_histogram() -> HdrHistogram:
 
 
 def record_bulk(hist: HdrHistogram, values: list[int]) -> None:
+    """Record `values` (clipped to the histogram's range) as hdrh's `record_value` would, one
+    at a time, but with the bucket indices of the whole batch computed at once: the fold runs
+    on the tester's loop, and hdrh's pure-Python recording held it for ~1 us a value."""
     if not values:
         return
     arr = np.clip(np.asarray(values, dtype=np.int64), LOWEST_US, HIGHEST_US)
-    uniq, counts = np.unique(arr, return_counts=True)
-    for v, c in zip(uniq.tolist(), counts.tolist(), strict=True):
-        hist.record_value(v, c)
+    added = np.bincount(_counts_indices(hist, arr))
+    counts = as_array(hist.counts)  # a view: hdrh encodes from this memory
+    counts[: len(added)] += added.astype(counts.dtype)
+    hist.total_count += len(arr)
+    hist.min_value = min(hist.min_value, int(arr.min()))
+    hist.max_value = max(hist.max_value, int(arr.max()))
+
+
+def _counts_indices(hist: HdrHistogram, values: np.ndarray) -> np.ndarray:
+    """hdrh's `_counts_index_for` over an array of values in range (hdrh/histogram.py)."""
+    # 64 - clz(v | mask) is the bit length; frexp's exponent is exactly that below 2**53.
+    bit_length = np.frexp((values | hist.sub_bucket_mask).astype(np.float64))[1]
+    bucket = bit_length - hist.unit_magnitude - (hist.sub_bucket_half_count_magnitude + 1)
+    sub_bucket = values >> (bucket + hist.unit_magnitude)
+    base = (bucket + 1) << hist.sub_bucket_half_count_magnitude
+    return base + sub_bucket - hist.sub_bucket_half_count
 
 
 @dataclass

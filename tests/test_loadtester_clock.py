@@ -1,0 +1,164 @@
+"""When the tester's clock starts and stops (issue 28: its percentiles against ground truth).
+
+A latency is the time from a request's intended send to its answer reaching this host. Two
+things the tester does on its own loop must not leak into it: the wait before the loop gets
+round to reading an answer that has already arrived, and the wait before a due send goes
+out while the loop is busy with answers. The first is measured away (the kernel's receive
+timestamp ends the clock); the second is kept short (a due send goes out between answers).
+These run the real tester against the controlled server, whose every answer takes exactly
+5 ms, with the tester's loop made busy on purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import uvloop
+from async_load_tester.config import LoadConfig
+from async_load_tester.engine import StepPlan
+from async_load_tester.recorder import Recorder
+from async_load_tester.runner import Prepared
+from async_load_tester.schedule import Segment
+
+from tests.servers import free_port
+
+pytestmark = pytest.mark.slow
+BENCH = Path(__file__).resolve().parent.parent / "async_load_tester" / "bench"
+ANSWER_MS = 5.0
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"clock_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load("bench_loadtester")
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    """The controlled server with no spread: every answer is handed over 5 ms after arrival."""
+    chosen = free_port()
+    argv = [
+        sys.executable, str(BENCH / "controlled_server.py"), "--port", str(chosen),
+        "--median-ms", f"{ANSWER_MS:g}", "--sigma", "0",
+    ]  # fmt: skip
+    server = subprocess.Popen(argv, start_new_session=True)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            bench.take_record(chosen)
+            break
+        except OSError:
+            assert time.monotonic() < deadline and server.poll() is None, "no controlled server"
+            time.sleep(0.2)
+    try:
+        yield chosen
+    finally:
+        bench.stop(server)
+
+
+class _Kept(Recorder):
+    """A recorder that keeps every latency and service time it folds, for exact checks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.all_latency_us: list[int] = []
+        self.all_service_us: list[int] = []
+
+    def drain(self) -> list[int]:
+        self.all_latency_us += self.latency_us
+        self.all_service_us += self.service_us
+        return super().drain()
+
+
+def _config(port: int, rate: float, duration: float) -> LoadConfig:
+    return LoadConfig(
+        target=f"http://127.0.0.1:{port}", model=bench.MODEL, payload="synthetic:tensor:1x4",
+        input_name="input", rate=rate, duration=duration, warmup=0.0, progress=False,
+    )  # fmt: skip
+
+
+def _plan(rate: float, duration: float) -> StepPlan:
+    return StepPlan("open", 0.0, duration, segments=(Segment(0.0, duration, rate, rate),))
+
+
+def test_an_answer_read_late_by_a_busy_tester_is_timed_at_its_arrival(port: int) -> None:
+    # After each send the tester's loop is held for 20 ms, so every answer (handed over at
+    # 5 ms) waits 16 ms in this host's kernel before the loop reads it. That wait is the
+    # tester's, not the server's: the latency must end when the answer arrived.
+    recorder = _Kept()
+
+    async def run() -> None:
+        driver = Prepared(_config(port, 20.0, 1.0)).driver(recorder)
+        loop = asyncio.get_running_loop()
+        send = driver.send_open
+
+        def send_then_hold(wire: bytes, intended: float, sent: float, measured: bool) -> None:
+            send(wire, intended, sent, measured)
+            loop.call_later(0.001, time.sleep, 0.02)
+
+        driver.send_open = send_then_hold  # type: ignore[method-assign]
+        await driver.run(_plan(20.0, 1.0))
+
+    uvloop.run(run())
+    taken_ms, _ = bench.take_record(port)
+    assert recorder.ok >= 10 and recorder.ok == len(taken_ms)
+    service_ms = sorted(us / 1000.0 for us in recorder.all_service_us)
+    # Every answer took at least 5 ms at the server, and no tester can see it sooner.
+    assert service_ms[0] >= min(taken_ms) - 0.05
+    # Read at 21 ms, timed at its arrival: a few tenths of a millisecond of send and wake-up.
+    assert service_ms[len(service_ms) // 2] < ANSWER_MS + 1.5, service_ms
+    assert service_ms[-1] < ANSWER_MS + 3.0, service_ms
+
+
+class _SlowRecorder(_Kept):
+    """Recording each answer costs 2 ms of the tester's loop, as many answers at once would."""
+
+    def hold(self) -> None:
+        time.sleep(0.002)
+
+
+def test_a_due_send_goes_out_between_answers_not_after_all_of_them(port: int) -> None:
+    # 40 requests sent within 10 ms come back within 10 ms; each answer costs the loop 2 ms
+    # to take in, so taking them all in holds it for 80 ms. A send due meanwhile must go out
+    # after the answer in hand, not after the rest: its lateness is its latency's error.
+    recorder = _SlowRecorder()
+    lateness_ms: list[float] = []
+
+    async def run() -> None:
+        driver = Prepared(_config(port, 100.0, 0.6)).driver(recorder)
+        fire = driver._fire
+        record = driver.record_success
+
+        def fire_and_note(intended: float) -> None:
+            fire(intended)
+            lateness_ms.append((time.perf_counter() - intended) * 1000.0)
+
+        def slow_record(*args: object) -> None:
+            record(*args)  # type: ignore[arg-type]
+            recorder.hold()
+
+        driver._fire = fire_and_note  # type: ignore[method-assign]
+        driver.record_success = slow_record  # type: ignore[method-assign]
+        burst = Segment(0.0, 0.01, 4000.0, 4000.0)  # 40 sends in the first 10 ms
+        trickle = Segment(0.01, 0.6, 100.0, 100.0)  # then one every 10 ms
+        await driver.run(StepPlan("open", 0.0, 0.6, segments=(burst, trickle)))
+
+    uvloop.run(run())
+    bench.take_record(port)
+    assert recorder.ok >= 80
+    # Within one answer's 2 ms (and a little): not the 80 ms a whole burst of answers takes.
+    assert max(lateness_ms) < 5.0, sorted(lateness_ms)[-5:]
