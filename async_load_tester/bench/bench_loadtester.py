@@ -513,13 +513,26 @@ def server_wake(record: dict[str, list[float]], row: dict[str, Any]) -> dict[str
     return out
 
 
+def truth_in_flight(rate: float) -> int:
+    """Requests in flight on average at `rate` under the controlled law (Little's law)."""
+    mean_s = TRUTH_MEDIAN_MS / 1000.0 * math.exp(TRUTH_SIGMA**2 / 2)
+    return max(math.ceil(rate * mean_s), 1)
+
+
 def truth_ours(port: int, rate: float, duration: float) -> dict[str, Any]:
-    """Ours with no warm-up, so the requests it measures are exactly those the server records."""
+    """Ours with no warm-up, so the requests it measures are exactly those the server records.
+
+    With no warm-up, a pool still growing (from `--connections`, 8 by default) would put the
+    connects of its first hundreds of requests into the comparison; so the pool is opened up
+    front at what the law keeps in flight, with room for four standard deviations of its
+    Poisson swing, as wrk's connections are set from the same law."""
+    in_flight = truth_in_flight(rate)
+    connections = in_flight + math.ceil(4 * math.sqrt(in_flight))
     argv = [
         str(BIN / "async-load-tester"), "run", "--target", f"http://127.0.0.1:{port}",
         "--model", MODEL, "--payload", "synthetic:tensor:1x4", "--input-name", "input",
         "--rate", f"{rate:g}", "--duration", f"{duration:g}", "--warmup", "0",
-        "--no-progress", "--json", "--late-ms", f"{LATE_MS:g}",
+        "--connections", str(connections), "--no-progress", "--json", "--late-ms", f"{LATE_MS:g}",
     ]  # fmt: skip
     take_truth(port)
     proc = subprocess.run(pinned(TOOL_CPU, argv), capture_output=True, text=True, timeout=300)
@@ -538,7 +551,7 @@ def truth_ours(port: int, rate: float, duration: float) -> dict[str, Any]:
         "errors": sum(step["errors"].values()),
         "late_or_dropped_pct": 100.0 * (step["late"] + step["dropped"]) / sent,
         "service_p50_ms": step["service_ms"]["p50"], "service_p99_ms": step["service_ms"]["p99"],
-        "service_p999_ms": step["service_ms"]["p99.9"],
+        "service_p999_ms": step["service_ms"]["p99.9"], "connections": connections,
     }  # fmt: skip
     return row
 
@@ -576,8 +589,7 @@ def truth_k6(work: Path, port: int, rate: float, duration: float) -> dict[str, A
 
 def truth_wrk(work: Path, port: int, rate: float, duration: float) -> dict[str, Any]:
     """wrk is closed loop: as many connections as the rate times the law's mean keeps busy."""
-    mean_s = TRUTH_MEDIAN_MS / 1000.0 * math.exp(TRUTH_SIGMA**2 / 2)
-    connections = max(math.ceil(rate * mean_s), 1)
+    connections = truth_in_flight(rate)
     argv = [
         ensure_wrk(), "-t1", f"-c{connections}", f"-d{duration:g}s", "-s", str(work / "truth.lua"),
         f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer",

@@ -35,22 +35,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import gc
 import json
 import socket
-import struct
 import time
 
 import numpy as np
+from async_load_tester.stamped import arrival, enable_stamps
 
 RESPONSE_BODY = (
     b'{"model_name":"bench","model_version":"1","id":"0",'
     b'"outputs":[{"name":"scores","datatype":"FP32","shape":[1,4],"data":[0.1,0.2,0.3,0.4]}]}'
 )
 DRAWS = 1 << 22  # more requests than any run sends; the sequence then wraps
-# Linux's socket option and control message for a receive timestamp as a timespec
-# (asm-generic/socket.h); Python's socket module does not name them.
-SO_TIMESTAMPNS = SCM_TIMESTAMPNS = 35
 
 
 def http_response(body: bytes, status: str = "200 OK") -> bytes:
@@ -143,7 +140,7 @@ class Connection:
             return
         self.buffer += data
         read = time.perf_counter()
-        arrived = _arrival(ancillary, read)
+        arrived = arrival(ancillary, read)
         while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
             head = self.buffer[:end].decode("latin-1")
             length = _content_length(head)
@@ -191,19 +188,6 @@ class Connection:
         self.truth.woke_ms.append(woke * 1000.0)
 
 
-def _arrival(ancillary: list[tuple[int, int, bytes]], read: float) -> float:
-    """When the kernel received the bytes just read, on the perf_counter clock.
-
-    The kernel stamps CLOCK_REALTIME; the difference from now, read beside perf_counter,
-    carries it over. Without a stamp (not Linux), `read`, the time of the read."""
-    now_pc, now_ns = time.perf_counter(), time.time_ns()
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS and len(data) >= 16:
-            sec, nsec = struct.unpack("qq", data[:16])
-            return min(now_pc - max(now_ns - (sec * 1_000_000_000 + nsec), 0) / 1e9, read)
-    return read
-
-
 def _content_length(head: str) -> int:
     for line in head.split("\r\n")[1:]:
         name, _, value = line.partition(":")
@@ -219,8 +203,7 @@ def _accept(listener: socket.socket, truth: Truth, loop: asyncio.AbstractEventLo
         return
     sock.setblocking(False)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    enable_stamps(sock)
     Connection(sock, truth, loop)
 
 
@@ -230,9 +213,12 @@ async def serve(port: int, truth: Truth) -> None:
     listener.setblocking(False)
     # Set on the listener too: the kernel turns receive stamping on a moment after the first
     # socket asks for it, so asking at start stamps even the first connection's requests.
-    with contextlib.suppress(OSError):
-        listener.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    enable_stamps(listener)
     loop.add_reader(listener.fileno(), _accept, listener, truth, loop)
+    # The record grows by three floats a request (half a million objects at 32,000/s for
+    # 5 s): the cyclic collector's passes over them held this loop for tens of milliseconds,
+    # and every request waiting meanwhile took that long. Nothing here makes cycles.
+    gc.disable()
     await asyncio.Event().wait()
 
 
