@@ -40,12 +40,14 @@ import yaml
 from infergraph.graph.crd import PRINTER_COLUMNS
 from infergraph.operator.config import OperatorConfig
 from infergraph.operator.handlers import run
-from infergraph.operator.kube import APPLY_CONTENT_TYPE
+from infergraph.operator.kube import APPLY_CONTENT_TYPE, KubeClient
 from infergraph.operator.metrics import OperatorMetrics
+from infergraph.operator.sweep import sweep_forever
 
 REPO = Path(__file__).resolve().parent.parent
 NS = "ml"
 GRAPHS = "infergraph.io/v1alpha1/inferencegraphs"
+SERVER_CONFIGS = "mlops.seldon.io/v1alpha1/serverconfigs"
 FIELD_MANAGER = "infergraph-operator"
 # Resources the Seldon v2/v1 renderers emit, as discovery reports them.
 CHILD_RESOURCES = {
@@ -1085,3 +1087,48 @@ def rendered_settings(body: dict, op: Operator, model: str) -> bytes:
 
     graph = parse_graph(graph_document(body), body["metadata"]["name"])
     return dumps(model_settings(graph, op.config.render_options())[model]).encode()
+
+
+def _server_config(name: str, labels: object) -> dict:
+    return {
+        "apiVersion": "mlops.seldon.io/v1alpha1",
+        "kind": "ServerConfig",
+        "metadata": {"name": name, "namespace": SELDON_NS, "labels": labels},
+        "spec": {"podSpec": {"containers": []}},
+    }
+
+
+async def test_a_sweep_that_meets_an_unreadable_object_logs_it_and_sweeps_on(server, caplog):
+    """A ServerConfig whose labels are not an object (written by hand, or by another tool)
+    must not end the sweep: it is logged and skipped, the orphan beside it is deleted, and
+    the sweep runs again at its next interval. It used to end the background task for good,
+    and no relocated child was ever deleted again until the operator restarted."""
+    path = f"/apis/mlops.seldon.io/v1alpha1/namespaces/{SELDON_NS}/serverconfigs"
+    orphan_labels = {
+        "app.kubernetes.io/managed-by": "infergraph-operator",
+        "infergraph.io/graph": "gone",
+        "infergraph.io/owner-uid": "uid-gone",
+        "infergraph.io/owner-namespace": NS,
+    }
+    for body in (_server_config("hand-written", "not-an-object"), _server_config("orphan", {})):
+        resp = await server.post(path, json=body)
+        assert resp.status in (200, 201), await resp.text()
+    info = kopf.ConnectionInfo(server=str(server.url))
+    client = KubeClient(info, "test")
+
+    async def session() -> KubeClient:
+        return client
+
+    sweeper = asyncio.create_task(sweep_forever(session, SELDON_NS, 0.05))
+    try:
+        await asyncio.sleep(0.3)  # several sweeps meet the unreadable object
+        assert not sweeper.done(), sweeper
+        # An orphan appears later: the sweep is still running and deletes it.
+        resp = await server.patch(f"{path}/orphan", json={"metadata": {"labels": orphan_labels}})
+        assert resp.status == 200, await resp.text()
+        await eventually(lambda: server.objects[SERVER_CONFIGS, SELDON_NS, "orphan"].deleted)
+        assert not server.objects[SERVER_CONFIGS, SELDON_NS, "hand-written"].deleted
+        assert "hand-written" in caplog.text and "labels" in caplog.text
+    finally:
+        sweeper.cancel()
+        await client.close()

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 import kopf
 
 from infergraph.graph.crd import GROUP, VERSION
-from infergraph.json_types import Manifest, at
+from infergraph.json_types import JSONShapeError, Manifest, at
 from infergraph.operator.children import (
     MANAGED_BY,
     OWNER_NAMESPACE_LABEL,
@@ -47,11 +47,23 @@ def _owner(obj: Manifest) -> tuple[str, str, str] | None:
     return graph_ns, graph, uid
 
 
+def _readable_owner(obj: Manifest, namespace: str) -> tuple[str, str, str] | None:
+    """`_owner`, or None (logged) for an object whose metadata is not the shape the API
+    serves: one object written by hand must not keep the sweep from the rest."""
+    try:
+        return _owner(obj)
+    except JSONShapeError as exc:
+        meta = obj.get("metadata")
+        name = meta.get("name", "?") if isinstance(meta, dict) else "?"
+        logger.warning("sweep of %s skips ServerConfig %s: %s", namespace, name, exc)
+        return None
+
+
 async def sweep(client: KubeClient, namespace: str) -> list[str]:
     """One sweep of `namespace`: the names of the ServerConfigs deleted."""
     removed = []
     for obj in await client.list(SERVER_CONFIG_API, "ServerConfig", namespace):
-        owner = _owner(obj)
+        owner = _readable_owner(obj, namespace)
         if owner is None:
             continue
         graph_ns, graph, uid = owner
@@ -66,13 +78,19 @@ async def sweep(client: KubeClient, namespace: str) -> list[str]:
 async def sweep_forever(
     client: Callable[[], Awaitable[KubeClient]], namespace: str, interval_s: float
 ) -> None:
-    """Sweep every `interval_s` until cancelled; a failed sweep is logged and tried again."""
+    """Sweep every `interval_s` until cancelled; a failed sweep is logged and tried again.
+
+    Nothing a sweep meets ends the loop: this task runs beside kopf's handlers for the
+    operator's whole life, and once it ended no relocated child would be deleted again."""
     while True:
         await asyncio.sleep(interval_s)
         try:
             removed = await sweep(await client(), namespace)
-        except (KubeError, kopf.TemporaryError) as exc:  # not logged in yet, API refused
+        except (KubeError, kopf.TemporaryError, JSONShapeError) as exc:  # API refused, odd answer
             logger.warning("sweep of %s failed: %s", namespace, exc)
+            continue
+        except Exception:  # a defect of ours: logged with its traceback, and swept again
+            logger.exception("sweep of %s failed", namespace)
             continue
         if removed:
             logger.info("deleted ServerConfigs of deleted graphs in %s: %s", namespace, removed)
