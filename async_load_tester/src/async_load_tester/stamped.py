@@ -26,6 +26,7 @@ from typing import Protocol
 SO_TIMESTAMPNS = SCM_TIMESTAMPNS = 35
 _STAMP_SPACE = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 0
 _READ_SIZE = 1 << 16
+_TIMESPEC = struct.Struct("qq")  # struct timespec on 64-bit Linux: seconds, nanoseconds
 AVAILABLE = sys.platform == "linux" and hasattr(socket.socket, "recvmsg")
 
 
@@ -38,16 +39,18 @@ class StampedProtocol(Protocol):
 
 
 def arrival(ancillary: list[tuple[int, int, bytes]], read: float) -> float:
-    """When the kernel received the bytes just read, on the `time.perf_counter` clock.
+    """When the kernel received the bytes just read, on the `time.perf_counter` clock, given
+    `read`, that clock's reading at the read.
 
-    The kernel stamps CLOCK_REALTIME; its distance from now, read beside perf_counter, carries
-    it over (read afresh each time, so a slewing wall clock never drifts the result). No
-    later than `read`, the time of the read, which is also the answer without a stamp."""
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS and len(data) >= 16:
-            now_pc, now_ns = time.perf_counter(), time.time_ns()
-            sec, nsec = struct.unpack("qq", data[:16])
-            return min(now_pc - max(now_ns - (sec * 1_000_000_000 + nsec), 0) / 1e9, read)
+    The kernel stamps CLOCK_REALTIME: the stamp's age, against the wall clock read now, is
+    taken back from `read` (afresh at every read, so a slewing wall clock never drifts it).
+    Without a stamp (not Linux), or with one from the future (the wall clock stepped), `read`.
+    The sockets here ask for this one control message only, so it is the first."""
+    if ancillary and ancillary[0][1] == SCM_TIMESTAMPNS:
+        sec, nsec = _TIMESPEC.unpack_from(ancillary[0][2])
+        age_ns = time.time_ns() - sec * 1_000_000_000 - nsec
+        if age_ns > 0:
+            return read - age_ns * 1e-9
     return read
 
 
