@@ -243,10 +243,14 @@ class _Driver:
         return StepOutcome(self.rec, elapsed, perf_counter() - wall0, abandoned)
 
     def _every(self, period: float, fn: Callable[[], None]) -> None:
+        """Run `fn` every `period` until the step is done; its slot in `_handles` always
+        holds the next pass's handle (to cancel at the end), never the passes already run."""
+        slot = len(self._handles)
+
         def again() -> None:
             fn()
             if not self.done.done():
-                self._handles.append(self.loop.call_later(period, again))
+                self._handles[slot] = self.loop.call_later(period, again)
 
         self._handles.append(self.loop.call_later(period, again))
 
