@@ -12,13 +12,10 @@ These run the real tester against the controlled server, whose every answer take
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 import uvloop
@@ -28,23 +25,14 @@ from async_load_tester.recorder import Recorder
 from async_load_tester.runner import Prepared
 from async_load_tester.schedule import Segment
 
+from tests.bench_scripts import BENCH, load_bench_script
 from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
-BENCH = Path(__file__).resolve().parent.parent / "async_load_tester" / "bench"
 ANSWER_MS = 5.0
 
 
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"clock_{name}", BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load("bench_loadtester")
+bench = load_bench_script("bench_loadtester")
 
 
 @pytest.fixture(scope="module")

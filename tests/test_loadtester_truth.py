@@ -11,16 +11,13 @@ machine and stays with the benchmark.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -32,26 +29,15 @@ from async_load_tester.recorder import Recorder
 from async_load_tester.runner import Prepared
 from async_load_tester.schedule import Segment
 
+from tests.bench_scripts import load_bench_script
 from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parent.parent
-BENCH = REPO / "async_load_tester" / "bench"
 TruthRow = dict[str, Any]  # the bench's own row type: the tool's name, then numbers
 
 
-def _load(name: str) -> ModuleType:
-    """The bench scripts are scripts, not a package: load one by its path."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load("bench_loadtester")
-controlled = _load("controlled_server")
+bench = load_bench_script("bench_loadtester")
+controlled = load_bench_script("controlled_server")
 
 
 @pytest.fixture(scope="module")
