@@ -107,37 +107,34 @@ def test_an_answer_read_late_by_a_busy_tester_is_timed_at_its_arrival(port: int)
     service_ms = sorted(us / 1000.0 for us in recorder.all_service_us)
     # Every answer took at least 5 ms at the server, and no tester can see it sooner.
     assert service_ms[0] >= min(taken_ms) - 0.05
-    # Read at 21 ms, timed at its arrival: a few tenths of a millisecond of send and wake-up.
-    assert service_ms[len(service_ms) // 2] < ANSWER_MS + 1.5, service_ms
-    assert service_ms[-1] < ANSWER_MS + 3.0, service_ms
-
-
-class _SlowRecorder(_Kept):
-    """Recording each answer costs 2 ms of the tester's loop, as many answers at once would."""
-
-    def hold(self) -> None:
-        time.sleep(0.002)
+    # Read 16 ms after it arrived, timed at its arrival: the median is the server's median
+    # and a send's worth more, not the 21 ms at which the held loop read it.
+    served_median = sorted(taken_ms)[len(taken_ms) // 2]
+    assert service_ms[len(service_ms) // 2] < served_median + 3.0, (service_ms, served_median)
 
 
 def test_a_due_send_goes_out_between_answers_not_after_all_of_them(port: int) -> None:
     # 40 requests sent within 10 ms come back within 10 ms; each answer costs the loop 2 ms
     # to take in, so taking them all in holds it for 80 ms. A send due meanwhile must go out
     # after the answer in hand, not after the rest: its lateness is its latency's error.
-    recorder = _SlowRecorder()
-    lateness_ms: list[float] = []
+    # Counted, not timed: how many answers were taken in after a send fell due and before
+    # it went out (a busy machine stretches the times, not that count).
+    taken_in: list[float] = []  # when each answer was recorded
+    sends: list[tuple[float, float]] = []  # (intended, sent) of each send
 
     async def run() -> None:
-        driver = Prepared(_config(port, 100.0, 0.6)).driver(recorder)
+        driver = Prepared(_config(port, 100.0, 0.6)).driver(Recorder())
         fire = driver._fire
         record = driver.record_success
 
         def fire_and_note(intended: float) -> None:
             fire(intended)
-            lateness_ms.append((time.perf_counter() - intended) * 1000.0)
+            sends.append((intended, time.perf_counter()))
 
         def slow_record(*args: object) -> None:
             record(*args)  # type: ignore[arg-type]
-            recorder.hold()
+            taken_in.append(time.perf_counter())
+            time.sleep(0.002)
 
         driver._fire = fire_and_note  # type: ignore[method-assign]
         driver.record_success = slow_record  # type: ignore[method-assign]
@@ -147,9 +144,10 @@ def test_a_due_send_goes_out_between_answers_not_after_all_of_them(port: int) ->
 
     uvloop.run(run())
     bench.take_record(port)
-    assert recorder.ok >= 80
-    # Within one answer's 2 ms (and a little): not the 80 ms a whole burst of answers takes.
-    assert max(lateness_ms) < 5.0, sorted(lateness_ms)[-5:]
+    assert len(taken_in) >= 80
+    waited_for = [sum(due < t < sent for t in taken_in) for due, sent in sends]
+    # At most the answer in hand when the send fell due; the burst's 40 without the fix.
+    assert max(waited_for) <= 1, sorted(waited_for)[-5:]
 
 
 def test_the_periodic_timers_hold_one_handle_each_however_long_the_run(port: int) -> None:
