@@ -212,7 +212,11 @@ def test_latencies_are_folded_in_small_batches_while_sending(truth_port: int) ->
 
     uvloop.run(run())
     assert recorder.ok > 2500
-    assert max(recorder.folds[:-1]) <= 2000.0 * 0.1  # the last fold is the run's remainder
+    # Folds of about 100 values, 20 a second (the last is the run's remainder); folds every
+    # half second would take in 1,000. The median, not the largest: on a machine the other
+    # tests load, one stall of the loop (306 values in CI on 2026-12-06) says nothing here.
+    folds = sorted(recorder.folds[:-1])
+    assert len(folds) >= 20 and folds[len(folds) // 2] <= 2000.0 * 0.1, folds
 
 
 def test_nearest_rank_is_the_smallest_value_covering_the_percentile() -> None:
