@@ -163,3 +163,22 @@ def test_the_periodic_timers_hold_one_handle_each_however_long_the_run(port: int
     uvloop.run(run())
     bench.take_record(port)
     assert kept == [3]
+
+
+def test_the_last_sends_go_out_once_when_an_answer_ends_the_schedule() -> None:
+    # An answer's catch-up sent the schedule's last requests and found its end; the
+    # scheduler's own pass, already queued, then read the position from before them and sent
+    # them again (196 requests at the server for 195 intended, under load in CI).
+    fired: list[float] = []
+
+    async def run() -> None:
+        driver = Prepared(_config(9, 20.0, 1.0)).driver(Recorder())  # nothing is connected
+        driver._fire = fired.append  # type: ignore[method-assign]
+        driver._chunks = iter([[0.0, 0.001]])
+        driver._t0 = time.perf_counter() - 1.0  # both long due
+        driver._due = 0.0
+        driver.catch_up()  # an answer taken in: both go out, the schedule ends
+        driver._schedule()  # the scheduler's pass that was already queued
+
+    uvloop.run(run())
+    assert len(fired) == 2, fired

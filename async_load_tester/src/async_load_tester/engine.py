@@ -303,13 +303,17 @@ class _Driver:
 
     def _send_due(self, now: float) -> float | None:
         """Send every request intended by `now`; the next one's intended time, or None once
-        the schedule (or the run) has ended."""
+        the schedule (or the run) has ended. Both the scheduler's passes and the answers'
+        catch-ups come here, so once the end is found every later call sends nothing."""
+        if self.stopping:
+            return None
         offs, i, t0 = self._offs, self._oi, self._t0
         stop_at, limit = self.stop_at, self.limit
         while True:
             if i >= len(offs):
                 offs = next(self._chunks, None)  # type: ignore[arg-type]
                 if offs is None:
+                    self._oi = i
                     self._stop_open()
                     return None
                 self._offs, i = offs, 0
@@ -318,6 +322,7 @@ class _Driver:
             if t > now:
                 break
             if t >= stop_at or (limit is not None and self.measured_issued >= limit):
+                self._oi = i
                 self._stop_open()
                 return None
             i += 1
