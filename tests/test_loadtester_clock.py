@@ -12,6 +12,8 @@ These run the real tester against the controlled server, whose every answer take
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -25,6 +27,7 @@ from async_load_tester.recorder import Recorder
 from async_load_tester.runner import Prepared
 from async_load_tester.schedule import Segment
 
+from async_load_tester import stamped
 from tests.bench_scripts import BENCH, load_bench_script
 from tests.servers import free_port
 
@@ -182,3 +185,35 @@ def test_the_last_sends_go_out_once_when_an_answer_ends_the_schedule() -> None:
 
     uvloop.run(run())
     assert len(fired) == 2, fired
+
+
+class _PreemptedClocks:
+    """time's two clocks, both 3 ms ahead from the first wall-clock read on: the process was
+    preempted for 3 ms just before it read the wall clock."""
+
+    def __init__(self) -> None:
+        self.jump_ns = 0
+
+    def time_ns(self) -> int:
+        self.jump_ns = 3_000_000
+        return time.time_ns() + self.jump_ns
+
+    def perf_counter(self) -> float:
+        return time.perf_counter() + self.jump_ns * 1e-9
+
+
+def test_a_preemption_while_reading_the_clocks_never_makes_an_arrival_early(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An answer measured 47.7 ms against a server that held it 50 ms (CI, 2026-12-06): the
+    # perf_counter reading came before the wall clock's, and a preemption between them
+    # aged the stamp by its length. Arrivals are now read off a wall-perf pair read together.
+    wall_ns = time.time_ns()
+    stamp = [
+        (socket.SOL_SOCKET, stamped.SCM_TIMESTAMPNS, struct.pack("qq", *divmod(wall_ns, 10**9)))
+    ]
+    arrived_pc = time.perf_counter()  # the stamp's moment on perf_counter, near enough
+    read = arrived_pc + 0.001  # read 1 ms after it arrived, then 3 ms lost to a preemption
+    monkeypatch.setattr(stamped, "time", _PreemptedClocks())
+    got = stamped.arrival(stamp, read)
+    assert arrived_pc - 0.0002 <= got <= read, (got - arrived_pc) * 1000.0

@@ -40,17 +40,20 @@ class StampedProtocol(Protocol):
 
 def arrival(ancillary: list[tuple[int, int, bytes]], read: float) -> float:
     """When the kernel received the bytes just read, on the `time.perf_counter` clock, given
-    `read`, that clock's reading at the read.
+    `read`, that clock's reading at the read (an upper bound: nothing arrives after it).
 
-    The kernel stamps CLOCK_REALTIME: the stamp's age, against the wall clock read now, is
-    taken back from `read` (afresh at every read, so a slewing wall clock never drifts it).
-    Without a stamp (not Linux), or with one from the future (the wall clock stepped), `read`.
-    The sockets here ask for this one control message only, so it is the first."""
+    The kernel stamps CLOCK_REALTIME. The wall clock is read, then perf_counter at once, and
+    the stamp's age on the first is taken back from the second: a preemption before the pair
+    moves both alike, and one between them (nanoseconds apart) only makes the arrival late,
+    never early, which `read` bounds. Read afresh every time, so a slewing wall clock never
+    drifts it. Without a stamp (not Linux), or one from the future (the wall clock stepped),
+    `read`. The sockets here ask for this one control message only, so it is the first."""
     if ancillary and ancillary[0][1] == SCM_TIMESTAMPNS:
         sec, nsec = _TIMESPEC.unpack_from(ancillary[0][2])
         age_ns = time.time_ns() - sec * 1_000_000_000 - nsec
+        now = time.perf_counter()
         if age_ns > 0:
-            return read - age_ns * 1e-9
+            return min(now - age_ns * 1e-9, read)
     return read
 
 
