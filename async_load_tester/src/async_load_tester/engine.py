@@ -313,7 +313,6 @@ class _Driver:
             if i >= len(offs):
                 offs = next(self._chunks, None)  # type: ignore[arg-type]
                 if offs is None:
-                    self._oi = i
                     self._stop_open()
                     return None
                 self._offs, i = offs, 0
@@ -322,7 +321,6 @@ class _Driver:
             if t > now:
                 break
             if t >= stop_at or (limit is not None and self.measured_issued >= limit):
-                self._oi = i
                 self._stop_open()
                 return None
             i += 1
