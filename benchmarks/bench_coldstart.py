@@ -7,7 +7,8 @@ weights from a warm local cache (the checkpoint `bench-runtimes` would serve, bu
 and read once, so it sits in the page cache). Each family starts `--starts` times; the
 median counts. The first is taken from `make bench-images`' results (`images.json`):
 every family is served by the runtimes image, so its pull size is the same for all.
-Both feed the planner's start-up time.
+`infergraph profile` times the same start per node (`server_start_s`, which a plan's new pods
+take); the pull is what `infergraph plan --pod-pending-s` adds before it.
 
 Checkpoints are the reference architectures with random weights at the scale
 `bench-runtimes` uses (full for the text and image families it measures at real size, tiny

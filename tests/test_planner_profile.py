@@ -74,8 +74,10 @@ def test_profile_times_batches_hops_and_branches(tmp_path: Path):
         repeats=5, offline=True, offline_scale="tiny", payload="synthetic:image", requests=8
     )
     profile = profile_graph(graph, settings, lambda what, n: seen.append(what))
-    # batch sizes 1, 2, 4 per node, then the sample requests one at a time and loaded
-    assert len(seen) == 2 * 3 + 2 * 8
+    # batch sizes 1, 2, 4 and a server start per node, then the sample requests one at a
+    # time and loaded
+    assert len(seen) == 2 * (3 + 1) + 2 * 8
+    assert seen[3] == "first: server start" and seen[7] == "second: server start"
     assert profile.settings["graph_pass_loaded_rps"] > 0
     assert profile.settings["graph_pass_load"] == 0.5
     for name in ("first", "second"):
@@ -87,6 +89,8 @@ def test_profile_times_batches_hops_and_branches(tmp_path: Path):
         assert node.hop_p99_ms >= node.hop_ms and node.serving_sigma >= 0
         assert 0 <= node.turnaround_ms < node.batches[0].p50_ms  # measured, less than a pass
         assert node.rows == {1: 8}  # one image per request, every request reached it
+        # A fresh server imports what this process had imported before its first load.
+        assert node.server_start_s > node.first_load_s > 0
     # Random weights over 1000 classes: top-1 confidence is far below 0.5, so all go on.
     assert profile.branches == {"gate-0": 1.0} and profile.branch_samples == 16
     assert profile.ingress_ms >= 0

@@ -572,6 +572,11 @@ def test_plan_command_bad_input_writes_nothing(tmp_path: Path):
     assert mismatch.exit_code == 1 and "measured on graph 'video'" in mismatch.output
     both = CliRunner().invoke(app, [*base, "--rate", "5", "--trace", "x"])
     assert both.exit_code == 1 and "exactly one load" in both.output
+    pending = ["--rate", "5", "--replica-startup-s", "30", "--pod-pending-s", "10"]
+    whole_and_part = CliRunner().invoke(app, [*base, *pending])
+    assert whole_and_part.exit_code == 1 and "not both" in whole_and_part.output
+    negative = CliRunner().invoke(app, [*base, "--rate", "5", "--pod-pending-s", "-1"])
+    assert negative.exit_code == 1 and "--pod-pending-s must be between" in negative.output
     assert not out.exists() or not any(out.iterdir())
 
 

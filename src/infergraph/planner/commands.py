@@ -71,6 +71,13 @@ _NodeEndpoint = Annotated[
     list[str] | None,
     typer.Option(help="NODE=URL: that node's own base URL (repeat; with --endpoint)"),
 ]
+_SkipServerStart = Annotated[
+    bool,
+    typer.Option(
+        help="do not time each node alone in a fresh server, process start to ready (new "
+        "pods then start in the load time alone)"
+    ),
+]
 _Engine = Annotated[
     str,
     typer.Option(
@@ -101,6 +108,7 @@ def profile(
     skip_graph: Annotated[
         bool, typer.Option(help="time forward passes only (no hops, no branch fractions)")
     ] = False,
+    skip_server_start: _SkipServerStart = False,
     offline: Annotated[
         bool, typer.Option(help="random-weight checkpoints of the real architectures")
     ] = False,
@@ -134,6 +142,7 @@ def profile(
         requests=requests,
         loaded_rps=rate,
         skip_graph=skip_graph,
+        server_start=not skip_server_start,
     )
     if load is not None:  # else ProfileSettings' default
         settings = dataclasses.replace(settings, load=load)
@@ -244,7 +253,15 @@ _ReplicaStartup = Annotated[
     float | None,
     typer.Option(
         help="seconds from asking for a pod to its taking traffic, for every node "
-        "(default: each node's load time as its profile measured it; 60 where none was)"
+        "(default: --pod-pending-s plus each node's start as its profile measured it; 60 "
+        "where none was)"
+    ),
+]
+_PodPending = Annotated[
+    float,
+    typer.Option(
+        help="seconds a new pod is Pending before its container starts: scheduling, and "
+        "the image pull on a node without the image; added to each node's measured start"
     ),
 ]
 
@@ -273,6 +290,7 @@ def plan(
     seed: Annotated[int, typer.Option(help="random seed of the simulation")] = 0,
     autoscale: _Autoscale = "graph",
     replica_startup_s: _ReplicaStartup = None,
+    pod_pending_s: _PodPending = 0.0,
 ) -> None:
     """Cheapest hardware, batching and replicas per node whose simulated latency meets the SLO."""
     from infergraph.cost.pricing import load_catalog, parse_price_overrides
@@ -280,7 +298,7 @@ def plan(
     from infergraph.planner.planning import PlanInputs, plan_graph
     from infergraph.planner.report import print_report, write_outputs
 
-    _check_plan_options(rate, trace, headroom, autoscale, replica_startup_s)
+    _check_plan_options(rate, trace, headroom, autoscale, replica_startup_s, pod_pending_s)
     try:
         graph = load_graph(graph_file)
         settings = _search_settings(
@@ -295,6 +313,7 @@ def plan(
             headroom=headroom,
             autoscale=autoscale,  # type: ignore[arg-type]
             startup_s=replica_startup_s,
+            pending_s=pod_pending_s,
         )
         _warn_instances(graph)
         with console.status(f"planning '{graph.name}'..."):
@@ -324,6 +343,7 @@ def _check_plan_options(
     headroom: float,
     autoscale: str,
     replica_startup_s: float | None,
+    pod_pending_s: float,
 ) -> None:
     """Refuse option values `plan` cannot search with, before any file is read."""
     if (rate is None) == (trace is None):
@@ -334,6 +354,13 @@ def _check_plan_options(
         _fail(f"--autoscale must be graph, all or off, got '{autoscale}'")
     if replica_startup_s is not None and not 0 <= replica_startup_s <= 3600:
         _fail(f"--replica-startup-s must be between 0 and 3600, got {replica_startup_s}")
+    if not 0 <= pod_pending_s <= 3600:
+        _fail(f"--pod-pending-s must be between 0 and 3600, got {pod_pending_s}")
+    if replica_startup_s is not None and pod_pending_s:
+        _fail(
+            "give --replica-startup-s (the whole start-up, Pending included) or "
+            "--pod-pending-s (added to each node's measured start), not both"
+        )
 
 
 def _workload(rate: float | None, trace: Path | None, duration: int) -> Workload:

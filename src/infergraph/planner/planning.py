@@ -54,8 +54,12 @@ class PlanInputs:
     # request rate too; off: every node keeps its planned replicas (peak-provisioned).
     autoscale: AutoscaleMode = "graph"
     # Seconds from asking for a pod to its taking traffic, for every node; None: each node's
-    # measured load (its profile's `startup_s`), DEFAULT_STARTUP_S where none was measured.
+    # measured start (its profile's `startup_s`) after `pending_s`, DEFAULT_STARTUP_S where
+    # nothing was measured.
     startup_s: float | None = None
+    # Seconds a new pod is Pending before its container starts (scheduling, and the image
+    # pull on a node that lacks the image): added to each node's measured start.
+    pending_s: float = 0.0
 
 
 @dataclass
@@ -81,10 +85,15 @@ class PlanOutcome:
         """A new pod's start-up for `node` in the replay, and where the figure comes from."""
         if self.inputs.startup_s is not None:
             return self.inputs.startup_s, "--replica-startup-s"
-        measured = self.final.options[node].profile.startup_s
+        profile = self.final.options[node].profile
+        measured = profile.startup_s
         if measured is None:
             return DEFAULT_STARTUP_S, "default: the profile measured no load"
-        return measured, "measured load"
+        source = "measured server start" if profile.server_start_s else "measured load"
+        if self.inputs.pending_s:
+            pending = self.inputs.pending_s
+            return pending + measured, f"{source} after {pending:.3g} s pending"
+        return measured, source
 
     @property
     def best(self) -> Evaluated:

@@ -75,6 +75,7 @@ class ProfileSettings:
     load: float = 0.5  # the loaded half's utilisation of the busiest node; 0: no loaded half
     loaded_rps: float | None = None  # the loaded half's rate itself (instead of `load`)
     skip_graph: bool = False
+    server_start: bool = True  # time a fresh server of each node to ready (server_start.py)
     endpoints: Endpoints | None = None  # a served graph: its nodes timed where they run
     extra: JSONObject = field(default_factory=dict)
 
@@ -715,6 +716,7 @@ def _profile_here(
         raise ProfilingError(f"node '{node.name}' would not load: {exc}") from None
     del component
     gc.collect()
+    started_s = _timed_server_start(node, settings, progress) if settings.server_start else 0.0
     return NodeProfile(
         node=node.name,
         family=node.family,
@@ -726,7 +728,22 @@ def _profile_here(
         load_s=warm_s,
         cold_load_s=first_s if cold else 0.0,
         first_load_s=first_s,
+        server_start_s=started_s,
     )
+
+
+def _timed_server_start(node: Node, settings: ProfileSettings, progress: Progress) -> float:
+    """A new pod's start: the node alone in a fresh server, the checkpoint's files evicted
+    from the page cache first as for the cold load."""
+    from infergraph.planner.server_start import server_start_seconds
+
+    uri = _checkpoint_uri(node, settings)
+    evict_from_page_cache(uri)
+    progress(f"{node.name}: server start", 0)
+    try:
+        return server_start_seconds(node, uri)
+    except InfergraphError as exc:
+        raise ProfilingError(f"node '{node.name}': {exc}") from None
 
 
 def _profile_at_endpoint(

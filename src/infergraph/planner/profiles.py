@@ -79,13 +79,16 @@ class NodeProfile:
     load_s: float = 0.0  # from a warm page cache: loaded again at once
     cold_load_s: float = 0.0  # with the checkpoint's files first evicted from the page cache
     first_load_s: float = 0.0  # the first load in the profiler's process, whatever was cached
+    # A fresh `mlserver start` of the node alone to its model ready, seconds (server_start.py):
+    # the pod's process start, imports and load. 0: not measured (older or endpoint profiles).
+    server_start_s: float = 0.0
 
     @property
     def startup_s(self) -> float | None:
-        """What a new pod of this node spends loading before it takes traffic, as measured:
-        the cold load where one was measured (a new pod's node rarely holds the files),
-        else the first; None when the profile measured no load."""
-        return self.cold_load_s or self.first_load_s or self.load_s or None
+        """What a new pod of this node spends before it takes traffic, as measured: its
+        server's start where one was timed; else the cold load where one was measured (a new
+        pod's node rarely holds the files), else the first; None when nothing was measured."""
+        return self.server_start_s or self.cold_load_s or self.first_load_s or self.load_s or None
 
     @property
     def max_batch_size(self) -> int:
@@ -214,7 +217,7 @@ def _node_profile(name: str, data: object, hardware_class: str, where: str) -> N
     # controlled check showed no prediction needs (issue 28). They are ignored.
     keys = (
         "hop_p99_ms", "response_ms", "serving_sigma", "serving_overhead_ms", "load_s",
-        "cold_load_s", "first_load_s", "turnaround_ms",
+        "cold_load_s", "first_load_s", "server_start_s", "turnaround_ms",
     )  # fmt: skip
     measured = {key: _non_negative(data, key, where) for key in keys}
     return NodeProfile(
@@ -234,6 +237,7 @@ def _node_profile(name: str, data: object, hardware_class: str, where: str) -> N
         load_s=measured["load_s"],
         cold_load_s=measured["cold_load_s"],
         first_load_s=measured["first_load_s"],
+        server_start_s=measured["server_start_s"],
     )
 
 
