@@ -742,8 +742,8 @@ def _timed_server_start(node: Node, settings: ProfileSettings, progress: Progres
     progress(f"{node.name}: server start", 0)
     try:
         return server_start_seconds(node, uri)
-    except InfergraphError as exc:
-        raise ProfilingError(f"node '{node.name}': {exc}") from None
+    except InfergraphError as exc:  # its message names the node
+        raise ProfilingError(str(exc)) from None
 
 
 def _profile_at_endpoint(
