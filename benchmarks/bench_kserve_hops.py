@@ -39,7 +39,7 @@ from benchmarks.step_cpu import step_cpu_rows
 from infergraph.graph.plan import parse_graph
 from infergraph.render import EXAMPLE_STORAGE, RenderOptions
 from infergraph.render import kserve as ks
-from infergraph.runner.local import NodeServer, _wait_ready, free_port, run_graph
+from infergraph.runner.local import NodeServer, free_port, run_graph, wait_ready
 
 
 def kserve_repository(graph: Any, folder: Path) -> dict[str, Any]:
@@ -96,7 +96,7 @@ async def measure_kserve(n: int, rate: float, seconds: float, root: Path) -> dic
     server.start()
     runner = None
     try:
-        await _wait_ready([server], 300)
+        await wait_ready([server], 300)
         runner = web.AppRunner(sequence_router(spec, server.base), access_log=None)
         await runner.setup()
         port = free_port()

@@ -5,34 +5,34 @@ already imported MLServer, torch and the model's framework. A new pod has not: i
 process starts, imports all of that (6-8 s on the 2-core VM from compiled bytecode, 18-21 s
 without, `docs/benchmarks.md` "make bench-coldstart"; CUDA's set-up too on a GPU node), then
 loads. So the node is started here as its pod starts it, alone in its own server from its
-`model-settings.json`, and timed from the process's start to its model answering ready.
+`model-settings.json`, and timed from the process's start to its answering ready.
 What the pod spends before its container starts (scheduling, the image pull) is not in it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import Node
 from infergraph.graph.model_settings import model_settings
-from infergraph.runner.local import NodeServer, free_port
+from infergraph.runner.local import NodeServer, free_port, wait_ready
 
 POLL_S = 0.05  # between readiness probes: small beside a start of seconds
 
 
 class ServerStartError(InfergraphError):
-    """The node's server exited or never answered ready."""
+    """No `mlserver` to start here (an exit or a timeout is the runner's `RunnerError`)."""
 
 
 def server_start_seconds(node: Node, model_uri: str | None, timeout_s: float = 600.0) -> float:
-    """Seconds from `mlserver start` of `node` alone (loading `model_uri`) to its model
-    answering `/v2/models/<node>/ready`; the server is stopped before returning."""
+    """Seconds from `mlserver start` of `node` alone (loading `model_uri`) to the server
+    answering `/v2/health/ready` (its one model loaded), asked as the local runner asks
+    (`runner.local.wait_ready`); the server is stopped before returning."""
     with tempfile.TemporaryDirectory(prefix=f"infergraph-start-{node.name}-") as tmp:
         folder = Path(tmp)
         model = folder / node.name
@@ -49,32 +49,7 @@ def server_start_seconds(node: Node, model_uri: str | None, timeout_s: float = 6
                 f"({exc}); install MLServer here or profile with --skip-server-start"
             ) from None
         try:
-            _wait_ready(server, node.name, started + timeout_s)
+            asyncio.run(wait_ready([server], timeout_s, poll_s=POLL_S))
             return time.perf_counter() - started
         finally:
             server.stop()
-
-
-def _wait_ready(server: NodeServer, model: str, deadline: float) -> None:
-    url = f"{server.base}/v2/models/{model}/ready"
-    while time.perf_counter() < deadline:
-        assert server.process is not None
-        if server.process.poll() is not None:
-            raise ServerStartError(
-                f"node '{model}': its server exited with status {server.process.returncode} "
-                f"before it was ready:\n{server.log_tail()}"
-            )
-        if _answers(url):
-            return
-        time.sleep(POLL_S)
-    raise ServerStartError(
-        f"node '{model}': its server was not ready in time:\n{server.log_tail()}"
-    )
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2.0) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False

@@ -146,8 +146,9 @@ class RunningGraph:
         return f"{self.url}/v2/models/{self.graph.name}/infer"
 
 
-async def _wait_ready(servers: list[NodeServer], timeout: float) -> None:
-    """Wait until every node server answers ready; one that lost a port race starts again."""
+async def wait_ready(servers: list[NodeServer], timeout: float, poll_s: float = 0.25) -> None:
+    """Wait until every node server answers ready, asking every `poll_s`; one that lost a
+    port race starts again."""
     deadline = time.monotonic() + timeout
     retries = {id(s): PORT_RETRIES for s in servers}
     async with aiohttp.ClientSession(timeout=_PROBE_TIMEOUT) as session:
@@ -170,7 +171,7 @@ async def _wait_ready(servers: list[NodeServer], timeout: float) -> None:
                 names = ", ".join(n for s in pending for n in s.nodes)
                 raise RunnerError(f"nodes not ready after {timeout:.0f}s: {names}")
             if pending:
-                await asyncio.sleep(0.25)
+                await asyncio.sleep(poll_s)
 
 
 async def _answers_ready(session: aiohttp.ClientSession, server: NodeServer) -> bool:
@@ -267,7 +268,7 @@ async def run_graph(
             servers.append(NodeServer(group, folder, free_port(), free_port()))
         for server in servers:
             server.start()
-        await _wait_ready(servers, startup_timeout)
+        await wait_ready(servers, startup_timeout)
         # The router reads this map on every request: a restarted server updates it.
         bases = {node: s.base for s in servers for node in s.nodes}
 
