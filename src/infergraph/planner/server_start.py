@@ -12,15 +12,14 @@ What the pod spends before its container starts (scheduling, the image pull) is 
 from __future__ import annotations
 
 import asyncio
-import json
 import tempfile
 import time
 from pathlib import Path
 
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import Node
-from infergraph.graph.model_settings import model_settings
 from infergraph.runner.local import NodeServer, free_port, wait_ready
+from infergraph.runner.repository import write_model_folder
 
 POLL_S = 0.05  # between readiness probes: small beside a start of seconds
 
@@ -35,10 +34,7 @@ def server_start_seconds(node: Node, model_uri: str | None, timeout_s: float = 6
     (`runner.local.wait_ready`); the server is stopped before returning."""
     with tempfile.TemporaryDirectory(prefix=f"infergraph-start-{node.name}-") as tmp:
         folder = Path(tmp)
-        model = folder / node.name
-        model.mkdir()
-        settings = model_settings(node.name, node.family, node, model_uri or node.model_uri)
-        (model / "model-settings.json").write_text(json.dumps(settings, indent=2))
+        write_model_folder(node, folder, model_uri)  # as the local runner writes it
         server = NodeServer([node.name], folder, free_port(), free_port())
         started = time.perf_counter()
         try:

@@ -57,12 +57,18 @@ def write_repository(
     graph: InferenceGraph, root: Path, offline: bool, scale: Scale = "full"
 ) -> dict[str, Path]:
     """Write one model folder per node under `root`; returns node -> folder."""
-    folders: dict[str, Path] = {}
-    for node in graph.spec.nodes:
-        uri = offline_checkpoint(node, scale) if offline else None
-        folder = root / node.name
-        folder.mkdir(parents=True, exist_ok=True)
-        settings = model_settings(node.name, node.family, node, uri or node.model_uri)
-        (folder / "model-settings.json").write_text(json.dumps(settings, indent=2))
-        folders[node.name] = folder
-    return folders
+    return {
+        node.name: write_model_folder(
+            node, root, offline_checkpoint(node, scale) if offline else None
+        )
+        for node in graph.spec.nodes
+    }
+
+
+def write_model_folder(node: Node, root: Path, uri: str | None) -> Path:
+    """`root/<node>/model-settings.json` for `node`, loading `uri` (None: its modelUri)."""
+    folder = root / node.name
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = model_settings(node.name, node.family, node, uri or node.model_uri)
+    (folder / "model-settings.json").write_text(json.dumps(settings, indent=2))
+    return folder
