@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.servers import mlserver, write_model
@@ -76,3 +77,39 @@ def test_metrics_gzip_and_unload_match_mlserver(tmp_path: Path) -> None:
         again = httpx.post(url, json=body(2))
         assert again.status_code == 200, again.text
         assert again.json()["outputs"][0]["data"] == [0.5, 0.5]
+
+
+# FP32 values whose float64 text is long, and the edges of FP32's range: the smallest
+# subnormal, the largest finite value, 2**24 (where FP32 stops holding every integer), -0.
+FP32_EDGES = [0.1, 1 / 3, 1e-45, 3.4028234663852886e38, 16777216.0, -0.0, -2.5e-08]
+
+
+def test_fp32_outputs_travel_as_fp32_text_and_read_back_bit_exact(tmp_path: Path) -> None:
+    """An FP32 output is written in FP32's shortest text (0.1, not the 0.10000000149011612
+    its float64 widening prints), which any JSON reader parsing to float64 and casting to
+    float32 reads back to the same bits; an embedding's body is about 40 % smaller."""
+    write_model(tmp_path, "m", "identity")
+    sent = np.array(FP32_EDGES, dtype=np.float32)
+    request = {
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 7], "data": FP32_EDGES}]
+    }
+    with mlserver(tmp_path) as server:
+        url = f"{server.url}/v2/models/m/infer"
+        answer = httpx.post(url, json=request, headers={"Accept-Encoding": "identity"})
+        assert answer.status_code == 200, answer.text
+        assert b"[0.1,0.33333334,1e-45,3.4028235e+38,16777216.0,-0.0,-2.5e-8]" in answer.content
+        got = np.asarray(answer.json()["outputs"][0]["data"], dtype=np.float64).astype(np.float32)
+        assert got.view(np.uint32).tolist() == sent.view(np.uint32).tolist()
+
+        vector = np.random.default_rng(0).standard_normal(384).astype(np.float32) / 20
+        embedding = {
+            "inputs": [
+                {"name": "input", "datatype": "FP32", "shape": [1, 384], "data": vector.tolist()}
+            ]
+        }
+        big = httpx.post(url, json=embedding, headers={"Accept-Encoding": "identity"})
+        data = big.json()["outputs"][0]["data"]
+        assert np.array_equal(np.asarray(data, np.float64).astype(np.float32), vector)
+        widened = len(json.dumps(vector.tolist(), separators=(",", ":")))
+        written = len(json.dumps(data, separators=(",", ":")))
+        assert written < 0.65 * widened, (written, widened)

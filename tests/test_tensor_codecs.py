@@ -8,6 +8,7 @@ integers, and its `as_array` read the text "NaN" in an FP32 tensor as a float wi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,9 +24,11 @@ from infergraph.tensors import (
     decode_binary,
     decode_json,
     decode_seldon,
+    dumps,
     encode_binary,
     encode_grpc,
     encode_json,
+    encode_json_array,
     encode_seldon,
     from_tensor,
     infer_plain,
@@ -57,6 +60,7 @@ def test_every_wire_form_reads_back_what_it_wrote(array: np.ndarray) -> None:
     grpc_datatype, shape, grpc_data, params = encode_grpc(array)
     forms = {
         "v2 json": from_tensor(to_tensor("x", array)),
+        "v2 json, arrays": read_back(array),
         "binary": decode_binary("x", datatype, list(array.shape), raw),
         "seldon": decode_seldon("x", encode_seldon(array)),
         "grpc": decode_json("x", grpc_datatype, shape, grpc_data, params.get("content_type")),
@@ -64,6 +68,58 @@ def test_every_wire_form_reads_back_what_it_wrote(array: np.ndarray) -> None:
     for form, back in forms.items():
         assert back.dtype == array.dtype, form
         assert back.tolist() == array.tolist(), form
+
+
+def read_back(array: np.ndarray) -> np.ndarray:
+    """`array` written as the REST runtime writes outputs, read by Python's json (float64)."""
+    datatype, shape, data, params = encode_json_array(array)
+    tensor = {"name": "x", "datatype": datatype, "shape": shape, "data": data}
+    if params:
+        tensor["parameters"] = params
+    return from_tensor(json.loads(dumps(tensor)))
+
+
+def test_every_finite_fp16_and_sampled_fp32_reads_back_to_the_same_bits() -> None:
+    """Floats go in their own precision's shortest text; a float64 reader casting back gets
+    the same bits (every finite FP32 was walked by benchmarks/fp32_json_exhaustive.py)."""
+    half = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    half = half[np.isfinite(half)]
+    assert read_back(half).view(np.uint16).tolist() == half.view(np.uint16).tolist()
+    bits = np.random.default_rng(7).integers(0, 0x7F800000, 200_000, dtype=np.uint32)
+    single = np.concatenate([bits, bits | 0x80000000]).astype(np.uint32).view(np.float32)
+    assert read_back(single).view(np.uint32).tolist() == single.view(np.uint32).tolist()
+
+
+def test_the_one_fp32_its_shortest_text_loses_goes_as_float64_text() -> None:
+    """7.038531e-26 parsed to float64 and cast lands one ulp above; its tensor goes long."""
+    value = np.array([0x15AE43FD, 0x95AE43FD], np.uint32).view(np.float32)
+    short = float(np.float32(float("7.038531e-26")))
+    assert np.array([short], np.float32).view(np.uint32)[0] == 0x15AE43FE  # the double rounding
+    _, _, data, _ = encode_json_array(value)
+    assert isinstance(data, list)
+    assert read_back(value).view(np.uint32).tolist() == [0x15AE43FD, 0x95AE43FD]
+    assert dumps(encode_json_array(np.float32([0.1]))[2]) == b"[0.1]"
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.array([[1.5, 2.0], [3.25, 4.0]], dtype=">f4"),  # not native-endian
+        np.arange(6, dtype=np.float32).reshape(2, 3).T,  # not C-ordered
+        np.array([1, 2], dtype=np.int64)[::-1],
+        np.array([np.nan, np.inf, 1.0], dtype=np.float32),
+    ],
+    ids=["big-endian", "transposed", "reversed", "non-finite"],
+)
+def test_any_array_is_written_in_row_major_order_as_the_list_form_writes_it(
+    array: np.ndarray,
+) -> None:
+    """Written flat in row-major order exactly as the list form: non-finite values as null,
+    as orjson writes them either way."""
+    datatype, shape, data, _ = encode_json_array(array)
+    list_datatype, list_shape, listed, _ = encode_json(array)
+    assert (datatype, shape) == (list_datatype, list_shape)
+    assert json.loads(dumps(data)) == json.loads(dumps(listed))
 
 
 def test_bytes_are_text_when_they_can_be_and_base64_otherwise() -> None:

@@ -22,12 +22,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-import orjson
 
 from infergraph.errors import InputError
 from infergraph.json_types import JSONObject, object_or_empty
 from infergraph.tensors.binary import HEADER as HEADER
-from infergraph.tensors.v2json import encode_json
+from infergraph.tensors.v2json import dumps, encode_json
 
 OCTET_STREAM = "application/octet-stream"
 
@@ -48,7 +47,7 @@ def header_length(headers: Mapping[str, str]) -> int | None:
 
 def write_response(header: JSONObject, blobs: list[bytes]) -> tuple[bytes, int]:
     """JSON header + binary blobs -> (body, header length)."""
-    head = orjson.dumps(header)
+    head = dumps(header)
     return head + b"".join(blobs), len(head)
 
 

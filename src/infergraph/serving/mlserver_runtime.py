@@ -347,7 +347,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         except Exception as exc:
             return self._error_response(exc)
         entries, blobs = encode_outputs(
-            served["outputs"], request.binary_all, request.binary_outputs
+            served["outputs"], request.binary_all, request.binary_outputs, flat_arrays=True
         )
         header: JSONObject = {
             "model_name": self.name,

@@ -13,7 +13,7 @@ from infergraph.errors import Status, status_for
 from infergraph.json_types import JSONObject
 from infergraph.serving.binary import OCTET_STREAM, write_response
 from infergraph.tensors.binary import binary_entry
-from infergraph.tensors.v2json import EncodedTensor, encode_json
+from infergraph.tensors.v2json import EncodedTensor, dumps, encode_json, encode_json_array
 
 
 class Served(TypedDict):
@@ -33,9 +33,18 @@ def plain_parameters(params: JSONObject) -> JSONObject:
 
 
 def encode_outputs(
-    outputs: dict[str, Array], binary_all: bool, binary_names: set[str]
+    outputs: dict[str, Array],
+    binary_all: bool,
+    binary_names: set[str],
+    *,
+    flat_arrays: bool = False,
 ) -> tuple[list[EncodedTensor], list[bytes]]:
-    """Output tensors as JSON entries, with the binary ones' bytes split off in order."""
+    """Output tensors as JSON entries, with the binary ones' bytes split off in order.
+
+    `flat_arrays`: numbers stay flat arrays, each float written in its datatype's own
+    precision by `http_body` (`tensors.v2json.encode_json_array`); otherwise plain lists.
+    """
+    encode = encode_json_array if flat_arrays else encode_json
     entries: list[EncodedTensor] = []
     blobs: list[bytes] = []
     for name, array in outputs.items():
@@ -45,7 +54,7 @@ def encode_outputs(
             entries.append(binary)
             blobs.append(raw)
             continue
-        datatype, shape, data, params = encode_json(array)
+        datatype, shape, data, params = encode(array)
         entry: EncodedTensor = {"name": name, "datatype": datatype, "shape": shape, "data": data}
         if params:
             entry["parameters"] = params
@@ -56,7 +65,7 @@ def encode_outputs(
 def http_body(header: JSONObject, blobs: list[bytes]) -> tuple[bytes, dict[str, str]]:
     """(body, headers): plain JSON, or the binary extension when any output is binary."""
     if not blobs:
-        return orjson.dumps(header), {"Content-Type": "application/json"}
+        return dumps(header), {"Content-Type": "application/json"}
     body, length = write_response(header, blobs)
     return body, {"Content-Type": OCTET_STREAM, "Inference-Header-Content-Length": str(length)}
 

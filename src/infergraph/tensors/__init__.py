@@ -31,7 +31,9 @@ from infergraph.tensors.seldon import decode_seldon, encode_seldon, infer_plain
 from infergraph.tensors.v2json import (
     Tensor,
     decode_json,
+    dumps,
     encode_json,
+    encode_json_array,
     from_tensor,
     to_tensor,
 )
@@ -49,11 +51,13 @@ __all__ = [
     "decode_binary",
     "decode_json",
     "decode_seldon",
+    "dumps",
     "element_count",
     "empty",
     "encode_binary",
     "encode_grpc",
     "encode_json",
+    "encode_json_array",
     "encode_seldon",
     "from_tensor",
     "infer_plain",

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NotRequired, TypedDict
 
 import numpy as np
+import orjson
 
 from infergraph.arrays import Array
 from infergraph.errors import InputError
@@ -31,7 +32,7 @@ class EncodedTensor(TypedDict):
     name: str
     datatype: str
     shape: list[int]
-    data: NotRequired[list[Any]]
+    data: NotRequired[list[Any] | Array]  # an array only from `encode_json_array`
     parameters: NotRequired[Mapping[str, str | int]]
 
 
@@ -152,6 +153,46 @@ def encode_json(
     if datatype is None:
         array, datatype = array.astype(np.float32), "FP32"
     return datatype, shape, array.reshape(-1).tolist(), {}
+
+
+# Numbers orjson writes straight from a flat, native-endian, C-ordered array
+# (OPT_SERIALIZE_NUMPY): each float in its own precision's shortest text, so an FP32 0.1 is
+# `0.1`, not the `0.10000000149011612` of its float64 widening (`tolist`). A 384-float
+# embedding's body is 40 % smaller, and written and gzipped in half the CPU.
+_ARRAY_WRITTEN = frozenset(
+    np.dtype(t)
+    for t in (
+        *("float16", "float32", "float64", "bool"),
+        *("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"),
+    )
+)
+# Most JSON readers parse a number to float64 and cast that to float32. Of every finite FP32,
+# one magnitude's shortest text does not survive that double rounding (`benchmarks/
+# fp32_json_exhaustive.py`): 7.038531e-26 reads back one ulp above. A tensor holding it goes
+# as float64 text, which reads back exactly; every other FP32 reads back to the same bits.
+_FP32_DOUBLE_ROUNDED = np.uint32(0x15AE43FD)
+_FP32_MAGNITUDE = np.uint32(0x7FFFFFFF)
+
+
+def encode_json_array(
+    array: Array,
+) -> tuple[str, list[int], list[Any] | Array, dict[str, str]]:
+    """As `encode_json`, with numbers left a flat array, for a body written by `dumps`."""
+    array = np.asarray(array)
+    datatype = datatype_of(array)
+    if datatype is None or array.dtype not in _ARRAY_WRITTEN:
+        return encode_json(array)
+    flat = np.ascontiguousarray(array.reshape(-1))
+    if datatype == "FP32" and bool(
+        np.any((flat.view(np.uint32) & _FP32_MAGNITUDE) == _FP32_DOUBLE_ROUNDED)
+    ):
+        return encode_json(array)
+    return datatype, list(array.shape), flat, {}
+
+
+def dumps(body: object) -> bytes:
+    """A JSON body that may hold `encode_json_array`'s arrays."""
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def to_tensor(name: str, array: Array) -> Tensor:
