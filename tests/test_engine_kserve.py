@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import yaml
 
@@ -222,3 +223,17 @@ def test_when_with_otherwise_runs_as_a_switch(
     assert [n["routerType"] for n in ig["spec"]["nodes"].values()].count("Switch") == 1
     paths = check(graph, model_host, [request_for(graph)])
     assert paths == [["langid", expected]]
+
+
+def test_a_step_hands_on_fp32_outputs_in_fp32_text(model_host: ModelHost) -> None:
+    """A step's body carries FP32 outputs as /infer answers them (docs/protocols.md): each in
+    FP32's shortest text, which the router's float64 re-encoding keeps, never the longer text
+    of its float64 widening."""
+    graph = tiny(load("ensemble"))
+    with served(graph, model_host) as (server, spec):
+        cluster, status, _ = run_kserve(spec, server, request_for(graph))
+    assert status == 200, cluster
+    floats = [x for t in cluster["outputs"] if t["datatype"] == "FP32" for x in t["data"]]
+    assert floats, cluster["outputs"]
+    widened = [x for x in floats if float(np.float32(x)) == x and str(np.float32(x)) != repr(x)]
+    assert widened == []

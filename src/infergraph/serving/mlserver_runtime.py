@@ -74,7 +74,7 @@ from infergraph.serving.responses import (
 )
 from infergraph.tensors.modelinfer import encode_grpc
 from infergraph.tensors.request import InferRequest
-from infergraph.tensors.v2json import Tensor
+from infergraph.tensors.v2json import Tensor, dumps
 from mlserver import MLModel
 
 log = logging.getLogger(__name__)
@@ -300,10 +300,11 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
 
         async def call(feed: dict[str, Tensor], params: JSONObject) -> dict[str, Tensor]:
             # Decoded once into arrays and encoded once as /infer's JSON answers (bytes become
-            # text or base64): no MLServer request and response models in between.
+            # text or base64, floats their own precision's text): no MLServer request and
+            # response models in between. The step reads only their names and shapes.
             step_request = {"inputs": list(feed.values()), "parameters": params}
             _, served = await self._measured(lambda: self._parse(step_request))
-            entries, _ = encode_outputs(served["outputs"], False, set())
+            entries, _ = encode_outputs(served["outputs"], False, set(), flat_arrays=True)
             return {entry["name"]: {**entry} for entry in entries}
 
         try:
@@ -442,7 +443,7 @@ def _json_body(body: bytes) -> object:
 
 
 def _json_response(body: object) -> Response:
-    return Response(orjson.dumps(body), 200, media_type="application/json")
+    return Response(dumps(body), 200, media_type="application/json")
 
 
 def _json_error(status: int, message: str) -> Response:
