@@ -9,7 +9,7 @@ integers, and its `as_array` read the text "NaN" in an FP32 tensor as a float wi
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
@@ -35,6 +35,7 @@ from infergraph.tensors import (
     register,
     to_tensor,
 )
+from infergraph.tensors.v2json import _decode_each
 
 
 def test_a_bool_tensor_the_router_computes_stays_bool() -> None:
@@ -172,3 +173,45 @@ def test_one_empty_tensor_for_arrays_and_json(datatype: str) -> None:
 
 def test_a_plain_seldon_bool_list_stays_bool() -> None:
     assert infer_plain("flags", [True, False]).dtype == np.bool_
+
+
+# JSON data as clients send it, right and wrong: each is read by one numpy pass when it is a
+# regular list of numbers, and must come out exactly as reading element by element gives.
+JSON_DATA: list[tuple[list[int], object]] = [
+    ([4], [0.1, -2.5, 1e-45, 3.0e38]),
+    ([4], [1, 2, 3, 2**40]),
+    ([2], [True, 1.5]),
+    ([2], [True, False]),
+    ([2], [16777217, 2**60 + 1]),
+    ([2, 2], [[1.5, 2], [3, 4.25]]),
+    ([1, 2], [[[1.0, 2.0]]]),  # nested deeper than the shape
+    ([3], [1.0, [2.0], 3.0]),  # ragged
+    ([2], [1.0, None]),
+    ([2], [1.0, "NaN"]),
+    ([2], [1.0, {"a": 1}]),
+    ([1], [2**70]),
+    ([1], [2**64 - 1]),
+    ([3], [1.0, 2.0]),  # too few
+    ([0, 3], []),
+]
+
+
+# numpy 2 warns that it will refuse 2**64 - 1 as UINT32 instead of wrapping it: both ways alike.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("datatype", [d for d in V2_TO_NUMPY if d != "BYTES"])
+@pytest.mark.parametrize(("shape", "data"), JSON_DATA, ids=lambda v: json.dumps(v)[:24])
+def test_numbers_read_at_c_speed_are_what_reading_each_element_gives(
+    datatype: str, shape: list[int], data: object
+) -> None:
+    def outcome(read: Callable[[], np.ndarray]) -> tuple[str, object]:
+        try:
+            with np.errstate(all="ignore"):
+                array = read()
+        except InputError as exc:
+            return "error", str(exc)
+        return str(array.dtype), (array.shape, array.tobytes())
+
+    count = int(np.prod(shape))
+    fast = outcome(lambda: decode_json("x", datatype, shape, data))
+    each = outcome(lambda: _decode_each("x", datatype, shape, count, data, None))
+    assert fast == each
