@@ -17,6 +17,7 @@ import pytest
 from infergraph.components.base import TensorSpec, empty_tensor
 from infergraph.errors import InputError
 from infergraph.graph.wire import empty_like
+from infergraph.serving.binary import json_bytes as dumps
 from infergraph.tensors import (
     CODECS,
     V2_TO_NUMPY,
@@ -24,7 +25,6 @@ from infergraph.tensors import (
     decode_binary,
     decode_json,
     decode_seldon,
-    dumps,
     encode_binary,
     encode_grpc,
     encode_json,

@@ -22,11 +22,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import orjson
 
 from infergraph.errors import InputError
 from infergraph.json_types import JSONObject, object_or_empty
 from infergraph.tensors.binary import HEADER as HEADER
-from infergraph.tensors.v2json import dumps, encode_json
+from infergraph.tensors.v2json import encode_json
 
 OCTET_STREAM = "application/octet-stream"
 
@@ -45,9 +46,14 @@ def header_length(headers: Mapping[str, str]) -> int | None:
     return length
 
 
+def json_bytes(body: object) -> bytes:
+    """A JSON body that may hold `tensors.v2json.encode_json_array`'s flat arrays."""
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
 def write_response(header: JSONObject, blobs: list[bytes]) -> tuple[bytes, int]:
     """JSON header + binary blobs -> (body, header length)."""
-    head = dumps(header)
+    head = json_bytes(header)
     return head + b"".join(blobs), len(head)
 
 

@@ -74,7 +74,7 @@ from infergraph.serving.responses import (
 )
 from infergraph.tensors.modelinfer import encode_grpc
 from infergraph.tensors.request import InferRequest
-from infergraph.tensors.v2json import Tensor, dumps
+from infergraph.tensors.v2json import Tensor
 from mlserver import MLModel
 
 log = logging.getLogger(__name__)
@@ -443,7 +443,7 @@ def _json_body(body: bytes) -> object:
 
 
 def _json_response(body: object) -> Response:
-    return Response(dumps(body), 200, media_type="application/json")
+    return Response(binary.json_bytes(body), 200, media_type="application/json")
 
 
 def _json_error(status: int, message: str) -> Response:

@@ -11,9 +11,9 @@ import orjson
 from infergraph.arrays import Array
 from infergraph.errors import Status, status_for
 from infergraph.json_types import JSONObject
-from infergraph.serving.binary import OCTET_STREAM, write_response
+from infergraph.serving.binary import OCTET_STREAM, json_bytes, write_response
 from infergraph.tensors.binary import binary_entry
-from infergraph.tensors.v2json import EncodedTensor, dumps, encode_json, encode_json_array
+from infergraph.tensors.v2json import EncodedTensor, encode_json, encode_json_array
 
 
 class Served(TypedDict):
@@ -65,7 +65,7 @@ def encode_outputs(
 def http_body(header: JSONObject, blobs: list[bytes]) -> tuple[bytes, dict[str, str]]:
     """(body, headers): plain JSON, or the binary extension when any output is binary."""
     if not blobs:
-        return dumps(header), {"Content-Type": "application/json"}
+        return json_bytes(header), {"Content-Type": "application/json"}
     body, length = write_response(header, blobs)
     return body, {"Content-Type": OCTET_STREAM, "Inference-Header-Content-Length": str(length)}
 

@@ -31,7 +31,6 @@ from infergraph.tensors.seldon import decode_seldon, encode_seldon, infer_plain
 from infergraph.tensors.v2json import (
     Tensor,
     decode_json,
-    dumps,
     encode_json,
     encode_json_array,
     from_tensor,
@@ -51,7 +50,6 @@ __all__ = [
     "decode_binary",
     "decode_json",
     "decode_seldon",
-    "dumps",
     "element_count",
     "empty",
     "encode_binary",

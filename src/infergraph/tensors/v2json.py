@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NotRequired, TypedDict
 
 import numpy as np
-import orjson
 
 from infergraph.arrays import Array
 from infergraph.errors import InputError
@@ -220,7 +219,8 @@ _FP32_MAGNITUDE = np.uint32(0x7FFFFFFF)
 def encode_json_array(
     array: Array,
 ) -> tuple[str, list[int], list[Any] | Array, dict[str, str]]:
-    """As `encode_json`, with numbers left a flat array, for a body written by `dumps`."""
+    """As `encode_json`, with numbers left a flat array, for a body written by orjson
+    (`serving.binary.json_bytes`)."""
     array = np.asarray(array)
     datatype = datatype_of(array)
     if datatype is None or array.dtype not in _ARRAY_WRITTEN:
@@ -231,11 +231,6 @@ def encode_json_array(
     ):
         return encode_json(array)
     return datatype, list(array.shape), flat, {}
-
-
-def dumps(body: object) -> bytes:
-    """A JSON body that may hold `encode_json_array`'s arrays."""
-    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def to_tensor(name: str, array: Array) -> Tensor:
