@@ -279,3 +279,21 @@ def test_a_model_loaded_and_unloaded_later(
     assert answers[0] == answers[1]
     (loaded, unloaded) = answers[0]
     assert "response" in loaded and unloaded["code"] == "NOT_FOUND", answers[0]
+
+
+def test_an_integer_outside_its_datatype_is_refused_over_grpc_and_rest(
+    fast: MLServerProcess,
+) -> None:
+    """gRPC's `int_contents` holds INT8 values as int32, and JSON any integer: 300 is no INT8.
+    It was echoed back as 44; now both transports refuse it naming the element and range."""
+    request = pb.ModelInferRequest(
+        model_name="echo", inputs=[tensor("small", "INT8", [2], int_contents=[7, 300])]
+    )
+    refused = call(fast, request)
+    assert refused["code"] == "INVALID_ARGUMENT", refused
+    assert "input 'small'" in refused["details"]
+    assert "element 1 (300) is outside INT8's range -128..127" in refused["details"]
+    body = {"inputs": [{"name": "small", "datatype": "UINT8", "shape": [2], "data": [7, -1]}]}
+    answer = httpx.post(f"{fast.url}/v2/models/echo/infer", json=body, timeout=60)
+    assert answer.status_code == 400, answer.text
+    assert "element 1 (-1) is outside UINT8's range 0..255" in answer.json()["error"]

@@ -196,8 +196,6 @@ JSON_DATA: list[tuple[list[int], object]] = [
 ]
 
 
-# numpy 2 warns that it will refuse 2**64 - 1 as UINT32 instead of wrapping it: both ways alike.
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.parametrize("datatype", [d for d in V2_TO_NUMPY if d != "BYTES"])
 @pytest.mark.parametrize(("shape", "data"), JSON_DATA, ids=lambda v: json.dumps(v)[:24])
 def test_numbers_read_at_c_speed_are_what_reading_each_element_gives(
@@ -215,3 +213,40 @@ def test_numbers_read_at_c_speed_are_what_reading_each_element_gives(
     fast = outcome(lambda: decode_json("x", datatype, shape, data))
     each = outcome(lambda: _decode_each("x", datatype, shape, count, data, None))
     assert fast == each
+
+
+@pytest.mark.parametrize(
+    ("datatype", "value"),
+    [
+        ("INT8", 300),
+        ("INT8", -129),
+        ("UINT8", -1),
+        ("INT16", 40_000),
+        ("UINT16", 70_000),
+        ("INT32", 2**40),
+        ("UINT32", 2**33),
+        ("UINT32", 2**64 - 1),
+        ("UINT64", -1),
+        ("INT64", 2**63),
+        ("UINT64", 2**64),
+    ],
+)
+@pytest.mark.parametrize("regular", [True, False], ids=["one list", "ragged"])
+def test_an_integer_outside_its_datatype_is_refused_naming_it(
+    datatype: str, value: int, regular: bool
+) -> None:
+    """numpy wraps such a value (INT8 300 became 44, UINT8 -1 became 255) or fails with a
+    message about C longs; the request gets a 400 naming the element, its value and the range."""
+    data: object = [1, value] if regular else [[1], value]
+    shape = [2] if regular else [2, 1]
+    with pytest.raises(
+        InputError, match=rf"input 'x'.*element 1 \({value}\) is outside {datatype}"
+    ):
+        decode_json("x", datatype, shape, data)
+
+
+def test_integers_at_the_ends_of_their_datatype_are_read() -> None:
+    for datatype in ("INT8", "UINT8", "INT16", "UINT16", "INT32", "UINT32", "INT64", "UINT64"):
+        info = np.iinfo(V2_TO_NUMPY[datatype])
+        got = decode_json("x", datatype, [2], [int(info.min), int(info.max)])
+        assert got.tolist() == [info.min, info.max], datatype

@@ -120,7 +120,12 @@ def _from_regular(
     dtype = numpy_type(name, datatype)
     if probe.dtype.kind == "f" and np.dtype(dtype).kind == "f":
         return probe.astype(dtype).reshape(dims)  # a JSON float is a double either way
-    try:  # integers keep numpy's own range checks, from the elements themselves
+    # A float probe may hold integers past 2**53 rounded (1 and 2**63 read as float64): the
+    # range is then checked on the elements themselves.
+    _check_range(
+        name, datatype, dtype, np.array(data, dtype=object) if probe.dtype.kind == "f" else probe
+    )
+    try:  # from the elements themselves: a large integer is not rounded through a double
         return np.asarray(data, dtype=dtype).reshape(dims)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InputError(name, f"data is not valid {datatype}: {exc}") from exc
@@ -142,6 +147,8 @@ def _decode_each(
         return _bytes_elements(name, flat, content_type).reshape(dims)
     dtype = numpy_type(name, datatype)
     _check_numbers(name, datatype, flat)
+    if np.dtype(dtype).kind in "iu":
+        _check_range(name, datatype, dtype, np.array(flat, dtype=object))
     try:
         return np.asarray(flat, dtype=dtype).reshape(dims)
     except (TypeError, ValueError, OverflowError) as exc:
@@ -177,6 +184,28 @@ def _check_numbers(name: str, datatype: str, flat: list[Any]) -> None:
         shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
         problem = f"is {type(value).__name__} {shown}, not a number"
     raise InputError(name, f"data is not valid {datatype}: element {at} {problem}")
+
+
+def _check_range(name: str, datatype: str, dtype: type[np.generic], values: Array) -> None:
+    """An integer datatype's elements inside its range, else an error naming the first: numpy
+    wraps them without a word (INT8 300 became 44, UINT8 -1 became 255, INT32 2**40 became 0)."""
+    integer = np.dtype(dtype)
+    if integer.kind not in "iu" or values.size == 0:
+        return
+    info = np.iinfo(integer.name)
+    low, high = int(info.min), int(info.max)
+    with np.errstate(invalid="ignore"):  # NaN is outside every range
+        inside = np.logical_and(np.greater_equal(values, low), np.less_equal(values, high))
+    inside = np.asarray(inside, dtype=np.bool_).reshape(-1)
+    if inside.all():
+        return
+    at = int(np.flatnonzero(~inside)[0])
+    value = values.reshape(-1)[at]
+    raise InputError(
+        name,
+        f"data is not valid {datatype}: element {at} ({value}) is outside {datatype}'s range "
+        f"{low}..{high}",
+    )
 
 
 def encode_json(
