@@ -9,6 +9,7 @@ integers, and its `as_array` read the text "NaN" in an FP32 tensor as a float wi
 from __future__ import annotations
 
 import json
+import tracemalloc
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -250,3 +251,18 @@ def test_integers_at_the_ends_of_their_datatype_are_read() -> None:
         info = np.iinfo(V2_TO_NUMPY[datatype])
         got = decode_json("x", datatype, [2], [int(info.min), int(info.max)])
         assert got.tolist() == [info.min, info.max], datatype
+
+
+def test_one_long_text_among_many_numbers_is_named_without_a_text_array() -> None:
+    """numpy reads numbers and text together as a text array as wide as the longest element:
+    20,001 elements and one 20,000-character string would be 1.6 GB. The reader refuses it
+    naming the element, from a body of 110 kB, without that allocation."""
+    data = [0.5] * 20_000 + ["x" * 20_000]
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match=r"element 20000 is str 'xxx"):
+            decode_json("x", "FP32", [20_001], data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 50_000_000, peak

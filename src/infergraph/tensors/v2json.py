@@ -9,6 +9,7 @@ Decoding checks everything a client can get wrong and names the input in each er
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import chain
 from typing import Any, NotRequired, TypedDict
 
 import numpy as np
@@ -90,29 +91,37 @@ def decode_json(
     if datatype != "BYTES":
         regular = _regular_numbers(data, len(dims))
         if regular is not None:
-            return _from_regular(name, datatype, dims, expected, regular, data)
+            return _from_regular(name, datatype, dims, expected, *regular)
     return _decode_each(name, datatype, dims, expected, data, content_type)
 
 
-def _regular_numbers(data: object, ndim: int) -> Array | None:
-    """`data` read by numpy in one pass of C when it is a list of JSON numbers, nested evenly
-    and no deeper than the shape; None for anything else (null, text, objects, ragged or too
-    deep nesting, integers past 64 bits), which `_decode_each` reads or names element by
-    element. That Python walk cost ten times as much: 5.8 ms for one second of 16 kHz audio,
-    0.5 ms here (docs/benchmarks.md, 2026-12-06)."""
+# What orjson reads a JSON number as. A list holding only these (at one depth) is safe to hand
+# numpy whole: one string among them would make it size a text array for every element.
+_NUMBER_TYPES = frozenset({int, float, bool})
+
+
+def _regular_numbers(data: object, ndim: int) -> tuple[Array, list[Any]] | None:
+    """`data`'s numbers read by numpy in one pass of C, with the flat list they came from, when
+    every leaf is a JSON number at the same depth, no deeper than the shape allows; None for
+    anything else (null, text, objects, mixed depths, integers past 64 bits), which
+    `_decode_each` reads or names element by element. That Python walk cost ten times as much:
+    5.8 ms for one second of 16 kHz audio (docs/benchmarks.md, 2026-12-06). The element types
+    are looked at first, a level at a time, also in C (`map(type, ...)`)."""
     if not isinstance(data, list):
         return None
-    try:
-        probe = np.array(data)
-    except (ValueError, TypeError, OverflowError):
+    level: list[Any] = data
+    for _ in range(max(ndim, 1) - 1):
+        if set(map(type, level)) != {list}:
+            break
+        level = list(chain.from_iterable(level))
+    if not set(map(type, level)) <= _NUMBER_TYPES:
         return None
-    if probe.dtype.kind not in "biuf" or probe.ndim > max(ndim, 1):
-        return None
-    return probe
+    probe = np.array(level)
+    return (probe, level) if probe.dtype.kind in "biuf" else None
 
 
 def _from_regular(
-    name: str, datatype: str, dims: list[int], expected: int, probe: Array, data: object
+    name: str, datatype: str, dims: list[int], expected: int, probe: Array, flat: list[Any]
 ) -> Array:
     """`_regular_numbers`' array as the datatype: what reading each element gives, exactly."""
     if probe.size != expected:
@@ -123,10 +132,10 @@ def _from_regular(
     # A float probe may hold integers past 2**53 rounded (1 and 2**63 read as float64): the
     # range is then checked on the elements themselves.
     _check_range(
-        name, datatype, dtype, np.array(data, dtype=object) if probe.dtype.kind == "f" else probe
+        name, datatype, dtype, np.array(flat, dtype=object) if probe.dtype.kind == "f" else probe
     )
     try:  # from the elements themselves: a large integer is not rounded through a double
-        return np.asarray(data, dtype=dtype).reshape(dims)
+        return np.asarray(flat, dtype=dtype).reshape(dims)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InputError(name, f"data is not valid {datatype}: {exc}") from exc
 
