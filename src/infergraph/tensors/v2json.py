@@ -83,10 +83,7 @@ def decode_json(
         # answer forwarded as it is must read back as the empty tensor it is.
         data = []
     if isinstance(data, np.ndarray) and datatype != "BYTES" and data.dtype != object:
-        if data.size != expected:
-            raise InputError(
-                name, f"shape {dims} needs {expected} elements but data has {data.size}"
-            )
+        _check_count(name, dims, expected, data.size)
         return data.astype(numpy_type(name, datatype), copy=False).reshape(dims)
     if datatype != "BYTES":
         regular = _regular_numbers(data, len(dims))
@@ -124,8 +121,7 @@ def _from_regular(
     name: str, datatype: str, dims: list[int], expected: int, probe: Array, flat: list[Any]
 ) -> Array:
     """`_regular_numbers`' array as the datatype: what reading each element gives, exactly."""
-    if probe.size != expected:
-        raise InputError(name, f"shape {dims} needs {expected} elements but data has {probe.size}")
+    _check_count(name, dims, expected, probe.size)
     dtype = numpy_type(name, datatype)
     if probe.dtype.kind == "f" and np.dtype(dtype).kind == "f":
         return probe.astype(dtype).reshape(dims)  # a JSON float is a double either way
@@ -134,10 +130,22 @@ def _from_regular(
     _check_range(
         name, datatype, dtype, np.array(flat, dtype=object) if probe.dtype.kind == "f" else probe
     )
-    try:  # from the elements themselves: a large integer is not rounded through a double
+    return _numbers_as(name, datatype, dtype, flat, dims)  # no integer rounded through a double
+
+
+def _numbers_as(
+    name: str, datatype: str, dtype: type[np.generic], flat: list[Any], dims: list[int]
+) -> Array:
+    """Checked JSON numbers as the datatype's array, numpy's own refusal named as the input's."""
+    try:
         return np.asarray(flat, dtype=dtype).reshape(dims)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InputError(name, f"data is not valid {datatype}: {exc}") from exc
+
+
+def _check_count(name: str, dims: list[int], expected: int, count: int) -> None:
+    if count != expected:
+        raise InputError(name, f"shape {dims} needs {expected} elements but data has {count}")
 
 
 def _decode_each(
@@ -150,18 +158,14 @@ def _decode_each(
         flat = list(data.reshape(-1))
     else:
         flat = _flatten(name, data, len(dims))
-    if len(flat) != expected:
-        raise InputError(name, f"shape {dims} needs {expected} elements but data has {len(flat)}")
+    _check_count(name, dims, expected, len(flat))
     if datatype == "BYTES":
         return _bytes_elements(name, flat, content_type).reshape(dims)
     dtype = numpy_type(name, datatype)
     _check_numbers(name, datatype, flat)
     if np.dtype(dtype).kind in "iu":
         _check_range(name, datatype, dtype, np.array(flat, dtype=object))
-    try:
-        return np.asarray(flat, dtype=dtype).reshape(dims)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise InputError(name, f"data is not valid {datatype}: {exc}") from exc
+    return _numbers_as(name, datatype, dtype, flat, dims)
 
 
 # How writers spell the non-finite floats JSON lacks: the protobuf JSON mapping, Jackson, ...
