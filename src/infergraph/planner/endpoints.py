@@ -117,7 +117,7 @@ def request_bodies(node: Node, sizes: list[int]) -> dict[int, bytes]:
     """
     from infergraph.components.base import ComponentSettings
     from infergraph.components.registry import component_class
-    from infergraph.serving.responses import encode_outputs
+    from infergraph.tensors.v2json import to_tensor
 
     component = component_class(node.family)(
         ComponentSettings(model_uri=node.model_uri, options=dict(node.options))
@@ -131,7 +131,7 @@ def request_bodies(node: Node, sizes: list[int]) -> dict[int, bytes]:
                 f"node '{node.name}' ({node.family}) cannot build a request without its "
                 f"model: {exc}"
             ) from None
-        inputs, _ = encode_outputs(examples, binary_all=False, binary_names=set())
+        inputs = [to_tensor(name, array) for name, array in examples.items()]
         bodies[b] = json.dumps({"inputs": inputs}).encode()
     return bodies
 

@@ -304,7 +304,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             # response models in between. The step reads only their names and shapes.
             step_request = {"inputs": list(feed.values()), "parameters": params}
             _, served = await self._measured(lambda: self._parse(step_request))
-            entries, _ = encode_outputs(served["outputs"], False, set(), flat_arrays=True)
+            entries, _ = encode_outputs(served["outputs"], False, set())
             return {entry["name"]: {**entry} for entry in entries}
 
         try:
@@ -348,7 +348,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         except Exception as exc:
             return self._error_response(exc)
         entries, blobs = encode_outputs(
-            served["outputs"], request.binary_all, request.binary_outputs, flat_arrays=True
+            served["outputs"], request.binary_all, request.binary_outputs
         )
         header: JSONObject = {
             "model_name": self.name,

@@ -13,7 +13,7 @@ from infergraph.errors import Status, status_for
 from infergraph.json_types import JSONObject
 from infergraph.serving.binary import OCTET_STREAM, json_bytes, write_response
 from infergraph.tensors.binary import binary_entry
-from infergraph.tensors.v2json import EncodedTensor, encode_json, encode_json_array
+from infergraph.tensors.v2json import EncodedTensor, encode_json_array
 
 
 class Served(TypedDict):
@@ -36,15 +36,12 @@ def encode_outputs(
     outputs: dict[str, Array],
     binary_all: bool,
     binary_names: set[str],
-    *,
-    flat_arrays: bool = False,
 ) -> tuple[list[EncodedTensor], list[bytes]]:
     """Output tensors as JSON entries, with the binary ones' bytes split off in order.
 
-    `flat_arrays`: numbers stay flat arrays, each float written in its datatype's own
-    precision by `http_body` (`tensors.v2json.encode_json_array`); otherwise plain lists.
+    Numbers stay flat arrays, each float written in its datatype's own precision by
+    `http_body` (`tensors.v2json.encode_json_array`).
     """
-    encode = encode_json_array if flat_arrays else encode_json
     entries: list[EncodedTensor] = []
     blobs: list[bytes] = []
     for name, array in outputs.items():
@@ -54,7 +51,7 @@ def encode_outputs(
             entries.append(binary)
             blobs.append(raw)
             continue
-        datatype, shape, data, params = encode(array)
+        datatype, shape, data, params = encode_json_array(array)
         entry: EncodedTensor = {"name": name, "datatype": datatype, "shape": shape, "data": data}
         if params:
             entry["parameters"] = params
