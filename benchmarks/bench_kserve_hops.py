@@ -37,9 +37,10 @@ from benchmarks.bench_hops import chain, open_loop
 from benchmarks.common import console, percentiles, print_table, write_results
 from benchmarks.step_cpu import step_cpu_rows
 from infergraph.graph.plan import parse_graph
+from infergraph.ports import free_port
 from infergraph.render import EXAMPLE_STORAGE, RenderOptions
 from infergraph.render import kserve as ks
-from infergraph.runner.local import NodeServer, free_port, run_graph, wait_ready
+from infergraph.runner.local import NodeServer, run_graph, wait_ready
 
 
 def kserve_repository(graph: Any, folder: Path) -> dict[str, Any]:

@@ -36,7 +36,6 @@ import argparse
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -62,6 +61,7 @@ from infergraph.planner.search import SearchSettings, node_config
 from infergraph.planner.simulator import NodeConfig, poisson_arrivals, simulate
 from infergraph.planner.topology import Topology, topology_of
 from infergraph.planner.workload import Workload
+from infergraph.ports import free_port
 
 CHECK_CLASS = "c6i.2xlarge"
 ENV = {
@@ -134,17 +134,11 @@ def check_graph(big: str, small: str, batch: int, delay_ms: float) -> dict[str, 
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Served:
     """`infergraph serve` in its own process group, stopped on exit."""
 
     def __init__(self, graph_file: Path, log: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.log = log
         sink = open(log, "ab")  # noqa: SIM115 - handed to the child process
         self.proc = subprocess.Popen(

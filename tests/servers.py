@@ -1,4 +1,8 @@
-"""Start real servers (mlserver, seldon-core-microservice) on free loopback ports for tests."""
+"""Start real servers (mlserver, seldon-core-microservice) on free loopback ports for tests.
+
+A picked port can be taken before the server binds it (infergraph.ports); every starter here
+runs through `start_until_bound`, which starts the server again on fresh ports when it lost
+one, as the embedded runner does for its node servers."""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,14 +22,28 @@ from typing import Any
 import httpx
 
 from infergraph.graph.runtime_settings import RuntimeSettings
+from infergraph.ports import PORT_RETRIES, free_port, lost_a_port
 
 REPO = Path(__file__).resolve().parent.parent
+__all__ = ["free_port"]  # re-exported: the tests pick ports here
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class PortLost(RuntimeError):
+    """The server exited because another process held one of its ports."""
+
+
+def start_until_bound[Started](start: Callable[[], Started]) -> Started:
+    """`start()`, called again while the server it starts loses a port race.
+
+    `start` picks fresh ports on each call and waits for readiness through `wait_ready`, which
+    raises `PortLost` when the process exited for that reason."""
+    for retries_left in range(PORT_RETRIES, -1, -1):
+        try:
+            return start()
+        except PortLost:
+            if retries_left == 0:
+                raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 @dataclass
@@ -93,6 +110,19 @@ def mlserver(
     (`MLSERVER_LOAD_MODELS_AT_STARTUP=false`): models load when asked through the repository
     API, and startup waits for liveness only (readiness needs every model loaded).
     """
+    server = start_until_bound(
+        lambda: _start_mlserver(models_dir, startup_timeout, env, load_models_at_startup)
+    )
+    try:
+        yield server
+    finally:
+        stop(server.process)
+
+
+def _start_mlserver(
+    models_dir: Path, startup_timeout: float, env: dict[str, str] | None, load_at_startup: bool
+) -> MLServerProcess:
+    """One start of `mlserver` on fresh ports, returned once it answers."""
     http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
     settings = {
         "host": "127.0.0.1",
@@ -101,29 +131,70 @@ def mlserver(
         "metrics_port": metrics_port,
         "parallel_workers": 0,
         "debug": False,
-        "load_models_at_startup": load_models_at_startup,
+        "load_models_at_startup": load_at_startup,
     }
     (models_dir / "settings.json").write_text(json.dumps(settings))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
     exe = shutil.which("mlserver", path=str(Path(sys.executable).parent)) or "mlserver"
-    log_file = open(models_dir / "mlserver.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [exe, "start", str(models_dir)],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
+    with open(models_dir / "mlserver.log", "wb") as log_file:
+        proc = subprocess.Popen(
+            [exe, "start", str(models_dir)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     server = MLServerProcess(http_port, grpc_port, metrics_port, models_dir, proc)
     try:
-        if load_models_at_startup:
+        if load_at_startup:
             _wait_ready(server, startup_timeout)
         else:
             wait_ready(server.url, proc, server.log, startup_timeout, "mlserver", "/v2/health/live")
-        yield server
-    finally:
+    except BaseException:
         stop(proc)
-        log_file.close()
+        raise
+    return server
+
+
+@contextmanager
+def graph_server(
+    graph_file: Path, workdir: Path, timeout: float, env: dict[str, str], exe: Path | None = None
+) -> Iterator[str]:
+    """`infergraph serve GRAPH --offline --offline-scale tiny`, as a user runs it; yields its
+    URL once the graph answers ready, and stops it (it stops its MLServer on SIGTERM)."""
+    program = exe or Path(sys.executable).parent / "infergraph"
+    proc, url = start_until_bound(
+        lambda: _start_graph_server(program, graph_file, workdir, timeout, env)
+    )
+    try:
+        yield url
+    finally:
+        stop(proc, grace_s=60)
+
+
+def _start_graph_server(
+    exe: Path, graph_file: Path, workdir: Path, timeout: float, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], str]:
+    """One start of the graph server on a fresh port, returned once it answers ready."""
+    port = free_port()
+    log = workdir / f"serve-{port}.log"
+    argv = [str(exe), "serve", str(graph_file), "--offline", "--offline-scale", "tiny"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [*argv, "--port", str(port)],
+            cwd=workdir,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc, lambda: log.read_text(errors="replace"), timeout, "infergraph serve")
+    except BaseException:
+        stop(proc, grace_s=60)
+        raise
+    return proc, url
 
 
 class ModelHost:
@@ -194,11 +265,21 @@ def wait_ready(
 ) -> None:
     """Poll `url + path` until it answers 200; fail with the log's tail if `proc` exits first
     or `timeout` seconds pass. The one wait-until-ready loop of the tests: MLServer, `infergraph
-    serve`, seldon-core-microservice and the load tester's test server all start through it."""
+    serve`, seldon-core-microservice and the load tester's test server all start through it.
+
+    `log` must return this start's output only. Output that shows a lost port raises
+    `PortLost`, for `start_until_bound` to start again: MLServer exits then, while
+    seldon-core-microservice stays up without the port (gunicorn retries, then waits on the gRPC
+    process), so the process group is stopped here."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited early:\n{log()[-4000:]}")
+        exited = proc.poll() is not None
+        output = log()
+        if lost_a_port(output):
+            stop(proc)
+            raise PortLost(f"{what} lost a port to another process:\n{output[-4000:]}")
+        if exited:
+            raise RuntimeError(f"{what} exited early:\n{output[-4000:]}")
         try:
             if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
                 return
@@ -208,11 +289,12 @@ def wait_ready(
     raise TimeoutError(f"{what} not ready after {timeout}s:\n{log()[-4000:]}")
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
+def stop(proc: subprocess.Popen[bytes], grace_s: float = 20) -> None:
+    """SIGTERM the process group, SIGKILL it if it outlives `grace_s`."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()

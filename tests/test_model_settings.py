@@ -16,7 +16,7 @@ from mlserver.settings import ModelSettings, Settings
 from infergraph.checkpoints.tokenizers import minilm_dir
 from infergraph.components.registry import component_class, family_names
 from infergraph.serving.mlserver_runtime import ComponentRuntime
-from tests.servers import free_port, stop, wait_ready
+from tests.servers import free_port, start_until_bound, stop, wait_ready
 
 REPO = Path(__file__).resolve().parent.parent
 FILES = sorted((REPO / "mlserver").glob("*/model-settings.json"))
@@ -60,18 +60,8 @@ def test_a_shipped_folder_serves_as_the_readme_starts_it(tmp_path: Path) -> None
     model = json.loads((folder / "model-settings.json").read_text())
     model["parameters"]["uri"] = str(minilm_dir())
     (folder / "model-settings.json").write_text(json.dumps(model))
-    ports = {f"MLSERVER_{kind}_PORT": str(free_port()) for kind in ("HTTP", "GRPC", "METRICS")}
-    env = {**os.environ, **ports, "MLSERVER_HOST": "127.0.0.1", "HF_HUB_OFFLINE": "1"}
-    exe = shutil.which("mlserver", path=str(Path(sys.executable).parent)) or "mlserver"
-    log = tmp_path / "mlserver.log"
-    with open(log, "wb") as sink:
-        proc = subprocess.Popen(
-            [exe, "start", str(folder)], stdout=sink, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{ports['MLSERVER_HTTP_PORT']}"
+    proc, url = start_until_bound(lambda: _start_shipped(folder, tmp_path))
     try:
-        wait_ready(url, proc, lambda: log.read_text(errors="replace"), 180, "mlserver")
         name = model["name"]
         answer = httpx.post(
             f"{url}/v2/models/{name}/infer",
@@ -84,3 +74,23 @@ def test_a_shipped_folder_serves_as_the_readme_starts_it(tmp_path: Path) -> None
         assert stats["model_stats"][0]["inference_count"] == 1
     finally:
         stop(proc)
+
+
+def _start_shipped(folder: Path, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """One `mlserver start FOLDER` with fresh ports in MLServer's environment variables."""
+    ports = {f"MLSERVER_{kind}_PORT": str(free_port()) for kind in ("HTTP", "GRPC", "METRICS")}
+    env = {**os.environ, **ports, "MLSERVER_HOST": "127.0.0.1", "HF_HUB_OFFLINE": "1"}
+    exe = shutil.which("mlserver", path=str(Path(sys.executable).parent)) or "mlserver"
+    log = workdir / f"mlserver-{ports['MLSERVER_HTTP_PORT']}.log"
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen(
+            [exe, "start", str(folder)], stdout=sink, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{ports['MLSERVER_HTTP_PORT']}"
+    try:
+        wait_ready(url, proc, lambda: log.read_text(errors="replace"), 180, "mlserver")
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, url

@@ -21,7 +21,6 @@ import copy
 import json
 import os
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ import yaml
 from infergraph.errors import RenderError
 from infergraph.graph.plan import parse_graph
 from infergraph.operator.settings_server import SettingsStore, serve_settings
+from infergraph.ports import free_port
 from infergraph.render import RenderOptions, render, render_files
 from infergraph.render.common import dumps
 from infergraph.render.seldon_v2 import SETTINGS_FILE, model_settings, served_settings
@@ -45,12 +45,6 @@ needs_rclone = pytest.mark.skipif(
     reason="rclone not installed: `make rclone` apt-installs Debian's (make unit does)",
 )
 BUCKET = "s3://team-bucket/graphs"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cascade(**edits: Any) -> Any:
@@ -81,7 +75,7 @@ class Served:
     """The operator's settings server on a free port, filled as a reconcile pass fills it."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.options = RenderOptions(storage_uri=BUCKET, settings_url=self.url)
         self.store = SettingsStore()

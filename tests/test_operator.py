@@ -43,6 +43,7 @@ from infergraph.operator.handlers import run
 from infergraph.operator.kube import APPLY_CONTENT_TYPE, KubeClient
 from infergraph.operator.metrics import OperatorMetrics
 from infergraph.operator.sweep import sweep_forever
+from infergraph.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 NS = "ml"
@@ -327,14 +328,6 @@ def events(server: kmock.KubernetesEmulator, reason: str) -> list[dict]:
     ]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Operator:
     """The real operator (kopf + our handlers) in a thread of its own, as a Deployment runs it.
 
@@ -349,8 +342,8 @@ class Operator:
             drift_interval_s=settings.pop("drift_interval_s", 0.5),
             retry_base_s=settings.pop("retry_base_s", 0.2),
             retry_max_s=settings.pop("retry_max_s", 1.0),
-            metrics_port=_free_port(),
-            health_port=_free_port(),
+            metrics_port=free_port(),
+            health_port=free_port(),
             **settings,
         )
         self.metrics = OperatorMetrics()
@@ -751,8 +744,8 @@ async def test_cli_operator_stops_cleanly_on_sigterm(server, tmp_path) -> None:
         **os.environ,
         "KUBECONFIG": str(kubeconfig),
         "INFERGRAPH_STORAGE_URI": "s3://team-bucket/graphs",
-        "INFERGRAPH_METRICS_PORT": str(_free_port()),
-        "INFERGRAPH_HEALTH_PORT": str(_free_port()),
+        "INFERGRAPH_METRICS_PORT": str(free_port()),
+        "INFERGRAPH_HEALTH_PORT": str(free_port()),
     }
     cli = str(Path(sys.executable).with_name("infergraph"))
     proc = await asyncio.create_subprocess_exec(
@@ -1025,7 +1018,7 @@ async def test_a_settings_edit_reaches_seldons_agent(server, tmp_path) -> None:
 
     if RCLONE is None:
         pytest.skip("rclone not installed: `make rclone` apt-installs Debian's (make unit does)")
-    port = _free_port()
+    port = free_port()
     op = Operator(server, settings_url=f"http://127.0.0.1:{port}", settings_port=port)
     await op.start()
     try:

@@ -16,7 +16,6 @@ import os
 import shutil
 import struct
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,11 +25,9 @@ import pytest
 from tests.servers import (
     REPO,
     MLServerProcess,
-    free_port,
+    graph_server,
     mlserver,
-    stop,
     triton_grpc,
-    wait_ready,
     write_model,
 )
 from tests.vision_fixtures import COLOURS, png
@@ -133,22 +130,9 @@ def test_runtime_numeric_input_with_shape_over_http(
 def served_graph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`infergraph serve k8s/graphs/embed-image.yaml` (tiny offline SigLIP) as a user runs it."""
     work = tmp_path_factory.mktemp("serve")
-    port = free_port()
-    env = {**os.environ, "INFERGRAPH_CACHE": str(work / "cache")}
-    log = (work / "serve.log").open("wb")
-    exe = shutil.which("infergraph", path=str(Path(sys.executable).parent)) or "infergraph"
-    proc = subprocess.Popen(
-        [exe, "serve", str(REPO / "k8s/graphs/embed-image.yaml"), "--offline",
-         "--offline-scale", "tiny", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, proc, (work / "serve.log").read_text, 300, "infergraph serve")
+    env = {"INFERGRAPH_CACHE": str(work / "cache")}
+    with graph_server(REPO / "k8s/graphs/embed-image.yaml", work, 300, env) as url:
         yield url
-    finally:
-        stop(proc)
-        log.close()
 
 
 @needs_perf_analyzer

@@ -23,14 +23,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 
+from infergraph.graph.model_settings import RUNTIME_IMPLEMENTATION
 from infergraph.render import EXAMPLE_STORAGE, RenderOptions
 from infergraph.render.common import cache_env
 from tests.engines.seldon_v1 import ChainError, chained
-from tests.servers import wait_ready
+from tests.servers import free_port, start_until_bound, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 CLASS = "infergraph.serving.seldon_component.InfergraphComponent"
@@ -42,12 +44,6 @@ PATHS = {
     "ROUTER": "/route",
     "COMBINER": "/aggregate",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -74,6 +70,17 @@ def start(
 ) -> Service:
     """Run seldon-core-microservice for one unit with graph-style typed parameters; `env`
     adds to its environment as the rendered container's does (e.g. GUNICORN_WORKERS)."""
+    return start_until_bound(lambda: _start_unit(name, service_type, params, workdir, env))
+
+
+def _start_unit(
+    name: str,
+    service_type: str,
+    params: dict[str, Any],
+    workdir: Path,
+    env: dict[str, str] | None,
+) -> Service:
+    """One start of the unit on fresh ports, returned once it answers."""
     exe = shutil.which("seldon-core-microservice", path=str(Path(sys.executable).parent))
     assert exe, "seldon-core-microservice not found next to this interpreter"
     http, grpc, metrics = free_port(), free_port(), free_port()
@@ -141,6 +148,11 @@ def start_mlserver(name: str, env: dict[str, str], workdir: Path) -> Service:
     (mlserver/repository/repository.py). MLServer conflicts with seldon-core, so it runs from
     the main virtualenv, as it runs from its own image in the cluster.
     """
+    return start_until_bound(lambda: _start_v2_unit(name, env, workdir))
+
+
+def _start_v2_unit(name: str, env: dict[str, str], workdir: Path) -> Service:
+    """One start of the v2 unit's MLServer on fresh ports, returned once it answers."""
     exe = REPO / ".venv" / "bin" / "mlserver"
     assert exe.exists(), "protocol v2 units need the main virtualenv (make install)"
     http, grpc, metrics = free_port(), free_port(), free_port()
@@ -365,6 +377,47 @@ def test_transformers_run_the_component_on_their_method(pool: Pool) -> None:
             "shape": [2, 2],
             "data": [1.0, 2.0, 3.0, 4.0],
         }
+
+
+@pytest.mark.parametrize("lost", ["http", "grpc", "metrics", "v2-http"])
+def test_a_unit_that_lost_a_port_race_starts_again_on_fresh_ports(
+    lost: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI of d721713 went red when a v2 unit's MLServer found its HTTP port taken between the
+    pick and the bind (tests.test_ports). seldon-core-microservice does not even exit then:
+    gunicorn logs `Connection in use` and gives up, and the process waits on its gRPC child;
+    a lost gRPC or metrics port leaves it serving REST without them. The starter reads the
+    log, stops the unit and starts it again on fresh ports.
+    """
+    order = ["http", "grpc", "metrics"]
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))  # as the microservice binds
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        picks = iter([port if kind == lost.removeprefix("v2-") else None for kind in order])
+        real = free_port
+        monkeypatch.setattr(sys.modules[__name__], "free_port", lambda: next(picks, None) or real())
+        if lost.startswith("v2-"):
+            env = {
+                "MLSERVER_MODEL_NAME": "echo",
+                "MLSERVER_MODEL_IMPLEMENTATION": RUNTIME_IMPLEMENTATION,
+                "MLSERVER_MODEL_EXTRA": json.dumps({"family": "identity"}),
+                "MLSERVER_PARALLEL_WORKERS": "0",  # as rendered (render/seldon_v1.py)
+            }
+            unit = start_mlserver("echo", env, tmp_path)
+            tensor = {"name": "x", "datatype": "FP32", "shape": [1], "data": [0.5]}
+            path, body = "/v2/models/echo/infer", {"inputs": [tensor]}
+        else:
+            unit = start("norm", "TRANSFORMER", {"node": "norm", "family": "identity"}, tmp_path)
+            path, body = PATHS["TRANSFORMER"], {"data": {"ndarray": [[1.0, 2.0]]}}
+    try:
+        bound = {urlsplit(url).port for url in (unit.url, unit.metrics_url) if url}
+        assert port not in bound, "kept the start on the taken port"
+        assert len(list(tmp_path.glob("*.log")) + list(tmp_path.glob("*/mlserver.log"))) == 2
+        answer = unit.post(path, body)
+        assert answer.status_code == 200, answer.text
+    finally:
+        stop(unit)
 
 
 def test_router_routes_on_upstream_confidence(pool: Pool) -> None:

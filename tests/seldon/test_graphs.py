@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,8 +34,8 @@ from infergraph.render import render
 from infergraph.runner.repository import offline_checkpoint
 from tests.engine_cases import GRAPHS, assert_same, load, sweep, tiny
 from tests.graph_payloads import request_for
-from tests.seldon.test_components import OPTIONS, REPO, Executor, Pool, free_port
-from tests.servers import wait_ready
+from tests.seldon.test_components import OPTIONS, REPO, Executor, Pool
+from tests.servers import graph_server
 
 pytestmark = pytest.mark.slow
 
@@ -51,35 +48,14 @@ def local_answers(
     assert exe.exists(), "the local reference needs the main virtualenv (make install)"
     graph_file = workdir / f"{graph.name}.yaml"
     graph_file.write_text(yaml.safe_dump(graph.to_manifest()))
-    port = free_port()
-    log = workdir / "serve.log"
-    env = {**os.environ, "INFERGRAPH_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
-    argv = [str(exe), "serve", str(graph_file), "--offline", "--offline-scale", "tiny"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [*argv, "--port", str(port)],
-            cwd=workdir,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base, proc, lambda: log.read_text(errors="replace"), 600, "infergraph serve")
+    env = {"INFERGRAPH_CACHE": str(cache)}
+    with graph_server(graph_file, workdir, 600, env, exe) as base:
         answers = []
         for body in bodies:
             resp = requests.post(f"{base}/v2/models/{graph.name}/infer", json=body, timeout=300)
             assert resp.status_code == 200, resp.text
             answers.append(resp.json())
         return answers
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # serve stops its MLServer on SIGTERM
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def seldon_message(body: dict[str, Any]) -> dict[str, Any]:

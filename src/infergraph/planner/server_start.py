@@ -18,7 +18,8 @@ from pathlib import Path
 
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import Node
-from infergraph.runner.local import NodeServer, free_port, wait_ready
+from infergraph.ports import free_port
+from infergraph.runner.local import NodeServer, wait_ready
 from infergraph.runner.repository import write_model_folder
 
 POLL_S = 0.05  # between readiness probes: small beside a start of seconds

@@ -17,7 +17,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from aiohttp import web
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import GraphPlan, plan_of
+from infergraph.ports import PORT_RETRIES, free_port, lost_a_port
 from infergraph.runner.repository import Scale, write_repository
 from infergraph.runner.router import build_app
 
@@ -43,19 +43,8 @@ class RunnerError(InfergraphError):
     """The local runner could not start or lost a node server."""
 
 
-# How uvicorn and grpcio report a port bound by someone else, in the node server's log.
-_PORT_LOST = ("address already in use", "failed to bind")
-# A picked port is free only until someone binds it: a node server that loses that race is
-# started again on new ports, this many times.
-PORT_RETRIES = 3
 # The readiness probe's own limit: a port taken by another process may accept and never answer.
 _PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -112,10 +101,10 @@ class NodeServer:
         try:
             with open(self.log_path, "rb") as log_file:
                 log_file.seek(self.log_start)
-                text = log_file.read().decode(errors="replace").lower()
+                text = log_file.read().decode(errors="replace")
         except OSError:
             return False
-        return any(sign in text for sign in _PORT_LOST)
+        return lost_a_port(text)
 
     def start_on_fresh_ports(self) -> None:
         self.http_port, self.grpc_port = free_port(), free_port()
