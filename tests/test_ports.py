@@ -12,7 +12,10 @@ the kernel's ephemeral range, where outgoing connections never land.
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,3 +83,71 @@ def test_a_test_mlserver_whose_port_was_taken_starts_on_fresh_ports(
         )
         assert answer.status_code == 200, answer.text
         assert httpx.get(f"{server.url}/v2/health/ready", timeout=5).status_code == 200
+
+
+IDENTITY_GRAPH = """\
+apiVersion: infergraph.io/v1alpha1
+kind: InferenceGraph
+metadata: {name: echo}
+spec:
+  inputs:
+    - {name: input, datatype: FP32, shape: [-1, -1]}
+  nodes:
+    - {name: echo, family: identity}
+  graph: {node: echo}
+"""
+
+
+def test_serve_on_a_port_in_use_says_so_and_starts_nothing(tmp_path: Path, taken_port: int) -> None:
+    """`infergraph serve --port 8080` with 8080 taken is the commonest way to meet a taken port.
+    The router's port is bound before any node server starts, and the error names it."""
+    graph_file = tmp_path / "echo.yaml"
+    graph_file.write_text(IDENTITY_GRAPH)
+    exe = Path(sys.executable).parent / "infergraph"
+    argv = [str(exe), "serve", str(graph_file), "--offline", "--port", str(taken_port)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "Traceback" not in output, output
+    assert f"port {taken_port} is in use" in output, output
+    assert "--port" in output.split("in use", 1)[1], "the error says how to choose another"
+
+
+def test_the_router_port_is_bound_before_any_model_is_written(
+    tmp_path: Path, taken_port: int
+) -> None:
+    """Failing at once, not after the models load: nothing reaches the graph's work folder."""
+    from infergraph.graph.plan import load_plan
+    from infergraph.runner.local import RunnerError, run_graph
+
+    graph_file = tmp_path / "echo.yaml"
+    graph_file.write_text(IDENTITY_GRAPH)
+    work = tmp_path / "work"
+    work.mkdir()
+
+    async def serve() -> None:
+        async with run_graph(load_plan(graph_file), port=taken_port, workdir=work):
+            raise AssertionError("served on a taken port")
+
+    with pytest.raises(RunnerError, match=f"port {taken_port} is in use"):
+        asyncio.run(serve())
+    assert list(work.iterdir()) == []
+
+
+def test_the_demos_graph_server_starts_again_when_its_port_was_taken(
+    tmp_path: Path, taken_port: int
+) -> None:
+    """`make demo` picks the router's port, then `infergraph serve` binds it a second later."""
+    from infergraph.demo.server import GraphServer
+
+    graph_file = tmp_path / "echo.yaml"
+    graph_file.write_text(IDENTITY_GRAPH)
+    server = GraphServer(graph_file, "tiny", tmp_path / "serve.log")
+    server.port = taken_port  # the race, lost for certain
+    with server:
+        server.wait_ready(120)
+        assert server.port != taken_port
+        body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}]}
+        answer = httpx.post(f"{server.url}/v2/models/echo/infer", json=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+    assert f"port {taken_port} is in use" in server.log.read_text()

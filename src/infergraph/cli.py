@@ -106,7 +106,7 @@ def crd(
 @app.command()
 def serve(
     graph_file: Annotated[Path, typer.Argument(help="InferenceGraph YAML")],
-    port: Annotated[int, typer.Option(help="router port")] = 8080,
+    port: Annotated[int, typer.Option(help="router port; 0 for any free one")] = 8080,
     offline: Annotated[
         bool, typer.Option(help="build random-weight checkpoints locally instead of the hub")
     ] = False,

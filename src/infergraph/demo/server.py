@@ -19,7 +19,7 @@ from types import TracebackType
 import httpx
 
 from infergraph.errors import InfergraphError
-from infergraph.ports import free_port
+from infergraph.ports import PORT_RETRIES, free_port, lost_a_port
 
 
 class DemoError(InfergraphError):
@@ -63,15 +63,23 @@ class GraphServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.ready_s = 0.0
         self._family: set[int] = set()  # the server's processes, as last seen alive
+        self._log_start = 0  # where the current start's output begins in `log`
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> GraphServer:
+        self.log.write_bytes(b"")
+        self._launch()
+        return self
+
+    def _launch(self) -> None:
+        """Start `infergraph serve` on `self.port`, its output appended to `log`."""
+        self._log_start = self.log.stat().st_size
         command = [sys.executable, "-m", "infergraph.cli", "serve", str(self.graph_file)]
         command += ["--offline", "--offline-scale", self.offline_scale, "--port", str(self.port)]
-        with open(self.log, "wb") as sink:
+        with open(self.log, "ab") as sink:
             self.process = subprocess.Popen(
                 command,
                 stdout=sink,
@@ -79,14 +87,25 @@ class GraphServer:
                 start_new_session=True,
                 env={**os.environ, "HF_HUB_OFFLINE": "1"},
             )
-        return self
+
+    def _lost_its_port(self) -> bool:
+        """This start exited because another process took the port picked for it."""
+        with open(self.log, "rb") as log:
+            log.seek(self._log_start)
+            return lost_a_port(log.read().decode(errors="replace"))
 
     def wait_ready(self, timeout_s: float) -> float:
         """Seconds from start to ready (checkpoints built, MLServer and router up)."""
         assert self.process is not None
         started = time.monotonic()
+        retries = PORT_RETRIES
         while time.monotonic() - started < timeout_s:
             if self.process.poll() is not None:
+                if retries and self._lost_its_port():  # picked, then taken before serve bound it
+                    retries -= 1
+                    self.port = free_port()
+                    self._launch()
+                    continue
                 tail = self.log.read_text(errors="replace")[-3000:]
                 raise DemoError(f"the graph server exited before it was ready:\n{tail}")
             self._family.update(descendants(self.process.pid))

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -222,6 +224,27 @@ async def supervise(
         await asyncio.sleep(0.2)
 
 
+def router_socket(port: int) -> socket.socket:
+    """The router's listening socket, bound before any node server starts.
+
+    A taken port then fails at once, not after minutes of loading models; and port 0 takes the
+    kernel's pick at the bind itself, leaving no moment in which anyone else can take it."""
+    listener = socket.socket()
+    # What asyncio's create_server sets on Unix: a restart may bind over TIME_WAIT sockets.
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("127.0.0.1", port))
+    except OSError as exc:
+        listener.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise RunnerError(
+                f"the router's port {port} is in use on 127.0.0.1 ({exc.strerror}): choose "
+                "another with --port, or --port 0 for any free one"
+            ) from exc
+        raise RunnerError(f"cannot bind the router to 127.0.0.1:{port}: {exc.strerror}") from exc
+    return listener
+
+
 @asynccontextmanager
 async def run_graph(
     source: InferenceGraph | GraphPlan,
@@ -236,6 +259,7 @@ async def run_graph(
     """Serve the graph until the block exits; everything started is stopped on the way out."""
     plan = plan_of(source)
     graph = plan.graph
+    listener = router_socket(port)
     own_dir = workdir is None
     root = Path(tempfile.mkdtemp(prefix=f"infergraph-{graph.name}-")) if own_dir else workdir
     assert root is not None
@@ -267,9 +291,8 @@ async def run_graph(
         supervisor = asyncio.get_running_loop().create_task(supervise(servers, moved=moved))
         runner = web.AppRunner(build_app(plan, bases), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", port or free_port())
-        await site.start()
-        bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        await web.SockSite(runner, listener).start()
+        bound = int(listener.getsockname()[1])
         yield RunningGraph(graph, f"http://127.0.0.1:{bound}", servers)
     finally:
         if supervisor is not None:
@@ -278,6 +301,7 @@ async def run_graph(
                 await supervisor
         if runner is not None:
             await runner.cleanup()
+        listener.close()
         for server in servers:
             server.stop()
         if own_dir:
