@@ -27,8 +27,9 @@ from infergraph.graph.plan import GraphPlan, PlanStep, Source, plan_of
 from infergraph.graph.wire import Tensor, renamed
 from infergraph.json_types import JSONObject
 from infergraph.runner import upstream
+from infergraph.serving.binary import array_tensor, json_bytes
 from infergraph.tensors.request import InferRequest
-from infergraph.tensors.v2json import from_tensor, to_tensor
+from infergraph.tensors.v2json import from_tensor
 
 # Forwarded from the graph request to every node call: a W3C trace context and a request id,
 # as Seldon v1's executor (which forwards every header) and KServe's router (the headers its
@@ -178,7 +179,7 @@ class GraphExecutor:
             answer = await upstream.post(
                 self.session,
                 self.node_urls[name],
-                orjson.dumps(body),
+                json_bytes(body),  # the router's own tensors hold arrays (`array_tensor`)
                 {**run.headers, "Content-Type": "application/json"},
                 timeout,
             )
@@ -206,4 +207,4 @@ def combine_scores(feed: dict[str, Tensor], method: str) -> dict[str, Tensor]:
     """The built-in ensemble combine: the same `combiner` component a cluster runs."""
     combiner = Combiner(ComponentSettings(options={"method": method}))
     result = combiner.predict({name: from_tensor(tensor, name) for name, tensor in feed.items()})
-    return {name: to_tensor(name, array) for name, array in result.outputs.items()}
+    return {name: array_tensor(name, array) for name, array in result.outputs.items()}

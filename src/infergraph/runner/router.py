@@ -50,7 +50,9 @@ SESSION_KEY = web.AppKey("session", aiohttp.ClientSession)
 
 
 def _json(body: object, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+    return web.Response(
+        body=binary.json_bytes(body), status=status, content_type="application/json"
+    )
 
 
 def _error(message: str, status: int) -> web.Response:

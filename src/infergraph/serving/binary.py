@@ -20,14 +20,17 @@ frames responses in HTTP. Shared by the MLServer runtime and the router.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import orjson
 
+from infergraph.arrays import Array
 from infergraph.errors import InputError
 from infergraph.json_types import JSONObject, object_or_empty
 from infergraph.tensors.binary import HEADER as HEADER
-from infergraph.tensors.v2json import encode_json
+from infergraph.tensors.datatypes import is_bytes
+from infergraph.tensors.v2json import Tensor, encode_json, encode_json_array
 
 OCTET_STREAM = "application/octet-stream"
 
@@ -51,21 +54,39 @@ def json_bytes(body: object) -> bytes:
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+def array_tensor(name: str, array: Array) -> Tensor:
+    """A named V2 JSON tensor whose numbers stay a flat array (`encode_json_array`), for a
+    body `json_bytes` writes: each float in its own precision's shortest text, FP32 0.1 as
+    `0.1`, not the `0.10000000149011612` of its float64 widening (`to_tensor`'s lists)."""
+    datatype, shape, data, params = encode_json_array(array)
+    tensor: Tensor = {"name": name, "datatype": datatype, "shape": shape, "data": data}
+    if params:
+        tensor["parameters"] = params
+    return tensor
+
+
 def write_response(header: JSONObject, blobs: list[bytes]) -> tuple[bytes, int]:
     """JSON header + binary blobs -> (body, header length)."""
     head = json_bytes(header)
     return head + b"".join(blobs), len(head)
 
 
-def to_json_tensor(tensor: JSONObject) -> JSONObject:
+def to_json_tensor(tensor: Tensor) -> Tensor:
     """A tensor whose data arrived binary, in the JSON form nodes are sent.
 
-    BYTES elements travel base64-encoded with `content_type: base64` (images are not UTF-8).
+    BYTES elements travel base64-encoded with `content_type: base64` (images are not UTF-8);
+    numbers stay a flat array, for `json_bytes` to write each in its own precision's shortest
+    text (`encode_json_array`).
     """
     data = tensor.get("data")
     if not isinstance(data, np.ndarray):
         return tensor
-    _, _, flat, written = encode_json(data, content_type="base64")
+    flat: list[Any] | Array
+    written: dict[str, str]
+    if is_bytes(data):
+        _, _, flat, written = encode_json(data, content_type="base64")
+    else:
+        _, _, flat, written = encode_json_array(data)
     # Only a tensor whose data followed the header holds an array: `read_request` found its
     # `binary_data_size` in an object, so a shape error here is ours, not the client's.
     params = dict(object_or_empty(tensor, "parameters"))
