@@ -25,18 +25,17 @@ from infergraph.graph.runtime_settings import RuntimeSettings
 from infergraph.ports import PORT_RETRIES, free_port, lost_a_port
 
 REPO = Path(__file__).resolve().parent.parent
-__all__ = ["free_port"]  # re-exported: the tests pick ports here
 
 
 class PortLost(RuntimeError):
-    """The server exited because another process held one of its ports."""
+    """The server could not bind one of its ports: another process held it."""
 
 
 def start_until_bound[Started](start: Callable[[], Started]) -> Started:
     """`start()`, called again while the server it starts loses a port race.
 
     `start` picks fresh ports on each call and waits for readiness through `wait_ready`, which
-    raises `PortLost` when the process exited for that reason."""
+    raises `PortLost` (having stopped the server) when its log shows a port it could not bind."""
     for retries_left in range(PORT_RETRIES, -1, -1):
         try:
             return start()

@@ -3,11 +3,11 @@ binding it.
 
 A port is picked by asking the kernel whether it can be bound, then released for the server
 to bind. Until the server does, anyone may take it: another xdist worker's server, or the
-kernel itself as the local port of an outgoing connection. CI of d721713 went red on the
-second kind (`tests/seldon/test_graphs.py[preprocess]`: MLServer exited with EADDRINUSE on
-its HTTP port). The test starters therefore start a server again on fresh ports when it lost
-one, as the embedded runner does (tests/test_supervision.py), and `free_port` picks outside
-the kernel's ephemeral range, where outgoing connections never land.
+kernel itself as the local port of an outgoing connection. CI of d721713 went red on one of
+them (`tests/seldon/test_graphs.py[preprocess]`: MLServer exited with EADDRINUSE on its HTTP
+port, 42641, inside the ephemeral range). The test starters therefore start a server again
+on fresh ports when it lost one, as the embedded runner does (tests/test_supervision.py), and
+`free_port` picks outside the kernel's ephemeral range, where outgoing connections never land.
 """
 
 from __future__ import annotations
