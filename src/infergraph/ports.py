@@ -77,3 +77,15 @@ def lost_a_port(log_text: str) -> bool:
     """Whether a server's log says it could not bind a port someone else holds."""
     text = log_text.lower()
     return any(sign in text for sign in _LOST_SIGNS)
+
+
+def log_shows_a_lost_port(log: Path, start: int) -> bool:
+    """Whether the output a server appended to `log` from byte `start` (this start's, where
+    restarts append to one log) says it lost a port; a log not there says nothing."""
+    try:
+        with open(log, "rb") as log_file:
+            log_file.seek(start)
+            text = log_file.read().decode(errors="replace")
+    except OSError:
+        return False
+    return lost_a_port(text)

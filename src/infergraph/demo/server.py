@@ -19,7 +19,7 @@ from types import TracebackType
 import httpx
 
 from infergraph.errors import InfergraphError
-from infergraph.ports import PORT_RETRIES, free_port, lost_a_port
+from infergraph.ports import PORT_RETRIES, free_port, log_shows_a_lost_port
 
 
 class DemoError(InfergraphError):
@@ -88,12 +88,6 @@ class GraphServer:
                 env={**os.environ, "HF_HUB_OFFLINE": "1"},
             )
 
-    def _lost_its_port(self) -> bool:
-        """This start exited because another process took the port picked for it."""
-        with open(self.log, "rb") as log:
-            log.seek(self._log_start)
-            return lost_a_port(log.read().decode(errors="replace"))
-
     def wait_ready(self, timeout_s: float) -> float:
         """Seconds from start to ready (checkpoints built, MLServer and router up)."""
         assert self.process is not None
@@ -101,7 +95,8 @@ class GraphServer:
         retries = PORT_RETRIES
         while time.monotonic() - started < timeout_s:
             if self.process.poll() is not None:
-                if retries and self._lost_its_port():  # picked, then taken before serve bound it
+                # Picked, then taken before serve bound it: start again on a fresh port.
+                if retries and log_shows_a_lost_port(self.log, self._log_start):
                     retries -= 1
                     self.port = free_port()
                     self._launch()

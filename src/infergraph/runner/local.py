@@ -34,7 +34,7 @@ from aiohttp import web
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import GraphPlan, plan_of
-from infergraph.ports import PORT_RETRIES, free_port, lost_a_port
+from infergraph.ports import PORT_RETRIES, free_port, log_shows_a_lost_port
 from infergraph.runner.repository import Scale, write_repository
 from infergraph.runner.router import build_app
 
@@ -100,13 +100,7 @@ class NodeServer:
 
     def lost_a_port(self) -> bool:
         """This start failed to bind a port: another process took it after `free_port`."""
-        try:
-            with open(self.log_path, "rb") as log_file:
-                log_file.seek(self.log_start)
-                text = log_file.read().decode(errors="replace")
-        except OSError:
-            return False
-        return lost_a_port(text)
+        return log_shows_a_lost_port(self.log_path, self.log_start)
 
     def start_on_fresh_ports(self) -> None:
         self.http_port, self.grpc_port = free_port(), free_port()
