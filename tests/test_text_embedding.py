@@ -9,6 +9,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from sentence_transformers import SentenceTransformer
 from transformers.modeling_outputs import BaseModelOutput
 
 from infergraph.checkpoints.text_embedding import build_text_embedder
@@ -113,6 +114,55 @@ def minilm(**options: object) -> TextEmbedder:
     comp = TextEmbedder(settings)
     comp.start()
     return comp
+
+
+def test_vectors_are_sentence_transformers_own() -> None:
+    """What a user compares with: `SentenceTransformer.encode` on the same checkpoint, for a
+    batch of mixed lengths, normalised or not, and a row truncated to the model's limit."""
+    reference = SentenceTransformer(str(minilm_dir()), device="cpu")
+    long_text = " ".join(TEXTS * 40)  # past all-MiniLM-L6-v2's 256 tokens
+    texts = [*TEXTS, long_text]
+    for normalize in (True, False):
+        comp = minilm(torchscript=False, normalize=normalize, truncate=True)
+        got = comp.predict({"text": np.array([t.encode() for t in texts], dtype=object)})
+        want = reference.encode(texts, normalize_embeddings=normalize, convert_to_numpy=True)
+        assert got.parameters["truncated"] == [len(texts) - 1]
+        assert np.allclose(got.outputs["embedding"], want, atol=1e-5)
+
+
+def test_the_forward_pass_runs_the_token_ids_of_prepare() -> None:
+    """A text is tokenised once, where its request is prepared: the forward thread pads the
+    rows' token ids, as text classification does, instead of tokenising the batch again
+    (`SentenceTransformer.encode` would)."""
+    comp = minilm()
+    assert comp.from_token_ids
+    calls: list[int] = []
+    preprocess = comp.model.preprocess
+    comp.model.preprocess = lambda texts, **kw: calls.append(len(texts)) or preprocess(texts, **kw)
+    got = comp.predict({"text": np.array([t.encode() for t in TEXTS], dtype=object)})
+    assert calls == []
+    want = SentenceTransformer(str(minilm_dir()), device="cpu").encode(TEXTS)
+    assert np.allclose(got.outputs["embedding"], want, atol=1e-5)
+
+
+def test_a_checkpoint_with_a_default_prompt_embeds_the_prompted_text(
+    tmp_path: Path, tiny_dir: Path
+) -> None:
+    """A checkpoint whose config names a default prompt ("query: " before every text) is
+    embedded as `encode` embeds it: prepare's token ids lack the prompt, so this model runs
+    the sentence-transformers path and the log says why."""
+    model = SentenceTransformer(str(tiny_dir), device="cpu")
+    model.prompts = {"query": "query: "}
+    model.default_prompt_name = "query"
+    model.save(str(tmp_path / "prompted"))
+    comp = TextEmbedder(ComponentSettings(model_uri=str(tmp_path / "prompted"), device="cpu"))
+    comp.start()
+    assert not comp.from_token_ids
+    got = comp.predict({"text": np.array([t.encode() for t in TEXTS], dtype=object)})
+    want = model.encode(TEXTS, normalize_embeddings=True)
+    assert np.allclose(got.outputs["embedding"], want, atol=1e-5)
+    unprompted = model.encode(TEXTS, prompt="", normalize_embeddings=True)
+    assert not np.allclose(got.outputs["embedding"], unprompted, atol=1e-3)
 
 
 def test_traced_encoder_gives_the_eager_vectors() -> None:

@@ -178,14 +178,24 @@ def length_chunks(lengths: Sequence[int], pass_cost: float | None) -> list[list[
     return chunks[::-1]
 
 
+PADDED_KEYS = ("input_ids", "attention_mask")
+
+
 def pad_ids(
     tokenizer: PreTrainedTokenizerBase | SerialTokenizer,
     rows: Sequence[Sequence[int]],
     device: torch.device | str,
+    keys: Sequence[str] = PADDED_KEYS,
 ) -> dict[str, torch.Tensor]:
-    """Pad token-id rows from many requests into one batch of tensors on `device`."""
+    """Pad token-id rows from many requests into one batch of tensors on `device`.
+
+    `keys` are the tensors the model takes; `token_type_ids` among them are zeros, as a
+    tokenizer gives them for one sequence per row (and for its padding).
+    """
     batch = tokenizer.pad({"input_ids": [list(r) for r in rows]}, padding=True, return_tensors="pt")
-    return {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+    if "token_type_ids" in keys and "token_type_ids" not in batch:
+        batch["token_type_ids"] = batch["input_ids"].new_zeros(batch["input_ids"].shape)
+    return {k: batch[k].to(device) for k in keys if k in batch}
 
 
 def truncation_notes(encoded: Encoded) -> JSONObject:

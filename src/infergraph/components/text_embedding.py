@@ -14,6 +14,15 @@ core: a pass costs about 8 ms fixed plus 0.25 ms per padded token); on a GPU, wh
 padded tokens are nearly free, the default is never to split. Splitting changes no
 vector beyond float rounding: each row attends only to its own tokens.
 
+A text is tokenised once, when its request is prepared (to check the model's limit): the
+forward thread pads the rows' token ids into the batch, where `SentenceTransformer.encode`
+would tokenise every batch again, then sort, move and convert it: 2.4 to 2.7 ms of every
+pass on one core (`benchmarks/embedding_passes.py`: 19 % of a one-text pass, 5 % of 32).
+That stands in for the checkpoint's own preprocessing only where it is proved the same at
+load: no default prompt, no cut to fewer dimensions, and the padded ids equal to what
+`preprocess` gives on a few texts; any other checkpoint runs `encode` as it is, and the
+log says why.
+
 `torchscript` (option; default true on CPU) runs the checkpoint's encoder traced, so a
 forward pass does not wait on the GIL behind the server's event loop (`torchscript.py`
 says why and what it measured). The traced encoder is checked against the eager one at
@@ -38,6 +47,7 @@ from infergraph.components.text import (
     decode_texts,
     encode_texts,
     length_chunks,
+    pad_ids,
     truncation_notes,
 )
 from infergraph.errors import ModelLoadError, SettingsError
@@ -86,15 +96,47 @@ class TextEmbedder(Component):
             self.model.max_seq_length = min(
                 int(self.option("max_length", 0)), self.model.max_seq_length or 512
             )
-        # model.encode tokenises in the forward thread with its own padding settings: the
-        # request threads get their own copy (SerialTokenizer says why), taken in turn.
+        # model.encode (a checkpoint that needs it) tokenises in the forward thread with its
+        # own padding settings: the request threads get their own copy (SerialTokenizer says
+        # why), taken in turn.
         self.tokenizer = SerialTokenizer(copy.deepcopy(self.model.tokenizer))
         # max_seq_length counts specials ([CLS] ... [SEP]), like encode_texts does.
         self.limit = int(self.model.max_seq_length or 512)
         self.dimension = int(self.model.get_embedding_dimension() or 0)
         self.pass_cost = self._pass_cost()
         self._torch = torch
+        why_not = self._check_token_ids()
+        self.from_token_ids = why_not is None
+        if why_not is not None:
+            log.info("text-embedding: %s tokenises each batch again: %s", source, why_not)
         self._trace()
+
+    def _check_token_ids(self) -> str | None:
+        """Why prepare's token ids cannot stand in for the checkpoint's own preprocessing
+        (None: they can). Besides the ids' tensors, `preprocess` gives constants (the input's
+        modality) that the modules read; they are kept for every batch."""
+        torch = self._torch
+        if self.model.truncate_dim is not None:
+            return f"its vectors are cut to {self.model.truncate_dim} dimensions"
+        prompt_name = self.model.default_prompt_name
+        if prompt_name and self.model.prompts.get(prompt_name):
+            return f"its default prompt {prompt_name!r} goes before every text"
+        preprocess = getattr(self.model, "preprocess", None)
+        if preprocess is None:
+            return "this sentence-transformers has no preprocess to check against"
+        for texts in (TRACE_EXAMPLE, *TRACE_CHECKS):
+            want = preprocess(list(texts))
+            tensors = {k: v for k, v in want.items() if isinstance(v, torch.Tensor)}
+            ids = encode_texts(self.tokenizer, "text", texts, self.limit, False).ids
+            got = pad_ids(self.tokenizer, ids, "cpu", tuple(tensors))
+            same = got.keys() == tensors.keys() and all(
+                torch.equal(got[k], tensors[k]) for k in tensors
+            )
+            if not same:
+                return f"padded token ids differ from its preprocessing of {list(texts)}"
+        self._id_keys = tuple(tensors)
+        self._constants = {k: v for k, v in want.items() if not isinstance(v, torch.Tensor)}
+        return None
 
     def _trace(self) -> None:
         """Swap the checkpoint's encoder for its traced twin when both give the same vectors."""
@@ -127,6 +169,16 @@ class TextEmbedder(Component):
         )
         return {key: value.to(self.device) for key, value in encoded.items()}
 
+    def _embed_ids(self, ids: list[list[int]], normalize: bool) -> np.ndarray:
+        """What `encode` does after tokenising: the modules' forward pass, then normalise."""
+        torch = self._torch
+        features = {**self._constants, **pad_ids(self.tokenizer, ids, self.device, self._id_keys)}
+        with torch.inference_mode():
+            vectors = self.model(features)["sentence_embedding"]
+            if normalize:
+                vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+        return vectors.float().cpu().numpy()
+
     def _pass_cost(self) -> float | None:
         default = CPU_PASS_COST_TOKENS if self.device.type == "cpu" else None
         value = self.option("pass_cost_tokens", default)
@@ -149,18 +201,21 @@ class TextEmbedder(Component):
     ) -> Prepared:
         texts = decode_texts("text", self.require(inputs, "text"))
         truncate = flag(parameters, self.options, "truncate", False)
-        # Checks the limit; the model truncates to max_seq_length itself when allowed.
+        # Checks the limit, truncating where allowed: the ids the forward pass runs.
         encoded = encode_texts(self.tokenizer, "text", texts, self.limit, truncate)
         normalize = flag(parameters, self.options, "normalize", True)
-        rows = [(text, len(ids)) for text, ids in zip(texts, encoded.ids, strict=True)]
+        rows = list(zip(texts, encoded.ids, strict=True))
         return Prepared(rows=rows, batch_key=normalize, notes=truncation_notes(encoded))
 
-    def run_batch(self, rows: list[tuple[str, int]], batch_key: Hashable) -> list[np.ndarray]:
-        """Rows are (text, its token count); one vector each, in the order given."""
-        texts = [text for text, _ in rows]
+    def run_batch(self, rows: list[tuple[str, list[int]]], batch_key: Hashable) -> list[np.ndarray]:
+        """Rows are (text, its token ids); one vector each, in the order given."""
+        normalize = bool(batch_key)
         vectors: list[np.ndarray] = [np.empty(0, np.float32)] * len(rows)
-        for chunk in length_chunks([tokens for _, tokens in rows], self.pass_cost):
-            out = self._encode([texts[i] for i in chunk], bool(batch_key))
+        for chunk in length_chunks([len(ids) for _, ids in rows], self.pass_cost):
+            if self.from_token_ids:
+                out = self._embed_ids([rows[i][1] for i in chunk], normalize)
+            else:
+                out = self._encode([rows[i][0] for i in chunk], normalize)
             for i, vector in zip(chunk, out, strict=True):
                 vectors[i] = vector
         return vectors
