@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 import yaml
@@ -14,6 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 from infergraph.errors import GraphValidationError, InfergraphError
+
+if TYPE_CHECKING:
+    from infergraph.checkpoints.builder import Scale
 
 app = typer.Typer(
     help="Inference graphs on MLServer and Seldon: validate, serve locally, render, measure.",
@@ -24,7 +28,7 @@ console = Console()
 err = Console(stderr=True)
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
 
@@ -103,6 +107,12 @@ def crd(
     console.print(f"wrote {out}")
 
 
+def _offline_scale(value: str) -> Scale:
+    if value not in ("full", "tiny"):
+        _fail(f"--offline-scale must be full or tiny, not '{value}'")
+    return "tiny" if value == "tiny" else "full"
+
+
 @app.command()
 def serve(
     graph_file: Annotated[Path, typer.Argument(help="InferenceGraph YAML")],
@@ -121,13 +131,11 @@ def serve(
     from infergraph.serving.heap import settled_heap
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if offline_scale not in ("full", "tiny"):
-        _fail(f"--offline-scale must be full or tiny, not '{offline_scale}'")
+    scale = _offline_scale(offline_scale)
     try:
         plan = load_plan(graph_file)  # compiled once: the router runs this plan
     except GraphValidationError as exc:
         _fail(str(exc))
-        return
     graph = plan.graph
     if offline:
         console.print(
@@ -140,24 +148,24 @@ def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        with console.status(f"starting {len(graph.spec.nodes)} node(s) of '{graph.name}'..."):
-            ctx = run_graph(
-                plan,
-                port=port,
-                offline=offline,
-                offline_scale=offline_scale,  # type: ignore[arg-type]
-                isolate=isolate,
-            )
-            running = await ctx.__aenter__()
-        try:
+        # The graph runs until a signal; the spinner covers only its start.
+        async with contextlib.AsyncExitStack() as running_graph:
+            with console.status(f"starting {len(graph.spec.nodes)} node(s) of '{graph.name}'..."):
+                running = await running_graph.enter_async_context(
+                    run_graph(
+                        plan,
+                        port=port,
+                        offline=offline,
+                        offline_scale=scale,
+                        isolate=isolate,
+                    )
+                )
             console.print(f"[green]graph '{graph.name}' ready[/] at {running.infer_url}")
             for server in running.servers:
                 console.print(f"  nodes {', '.join(server.nodes)}: {server.base} (MLServer)")
             with settled_heap():  # the router's process: no full-GC stalls on its hops
                 await stop.wait()
-        finally:
-            await ctx.__aexit__(None, None, None)
-            console.print("stopped")
+        console.print("stopped")
 
     try:
         asyncio.run(main())
@@ -196,7 +204,6 @@ def demo(
         from infergraph.demo.sweep import SweepSettings
     except ImportError as exc:
         _fail(f"the demo needs the load tester and MLServer (uv sync, or make demo): {exc}")
-        return
 
     if scale not in ("demo", "full", "tiny"):
         _fail(f"--scale must be demo, full or tiny, not '{scale}'")
