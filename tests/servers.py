@@ -262,9 +262,28 @@ def wait_ready(
     what: str,
     path: str = "/v2/health/ready",
 ) -> None:
-    """Poll `url + path` until it answers 200; fail with the log's tail if `proc` exits first
-    or `timeout` seconds pass. The one wait-until-ready loop of the tests: MLServer, `infergraph
-    serve`, seldon-core-microservice and the load tester's test server all start through it.
+    """Poll `url + path` until it answers 200 (`wait_until` says how a start fails). The one
+    HTTP readiness check of the tests: MLServer, `infergraph serve`, seldon-core-microservice
+    and the load tester's test server all start through it."""
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"{url}{path}", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(answers, proc, log, timeout, what)
+
+
+def wait_until(
+    serving: Callable[[], bool],
+    proc: subprocess.Popen[bytes],
+    log: Callable[[], str],
+    timeout: float,
+    what: str,
+) -> None:
+    """Call `serving` until it says yes; fail with the log's tail if `proc` exits first or
+    `timeout` seconds pass.
 
     `log` must return this start's output only. Output that shows a lost port raises
     `PortLost`, for `start_until_bound` to start again: MLServer exits then, while
@@ -279,11 +298,8 @@ def wait_ready(
             raise PortLost(f"{what} lost a port to another process:\n{output[-4000:]}")
         if exited:
             raise RuntimeError(f"{what} exited early:\n{output[-4000:]}")
-        try:
-            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if serving():
+            return
         time.sleep(0.3)
     raise TimeoutError(f"{what} not ready after {timeout}s:\n{log()[-4000:]}")
 

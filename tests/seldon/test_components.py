@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import grpc
 import pytest
 import requests
 
@@ -34,7 +35,7 @@ from infergraph.graph.model_settings import RUNTIME_IMPLEMENTATION
 from infergraph.render import EXAMPLE_STORAGE, RenderOptions
 from infergraph.render.common import cache_env
 from tests.engines.seldon_v1 import ChainError, chained
-from tests.servers import free_port, start_until_bound, wait_ready
+from tests.servers import free_port, start_until_bound, wait_ready, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 CLASS = "infergraph.serving.seldon_component.InfergraphComponent"
@@ -130,16 +131,51 @@ def _start_unit(
     service = Service(
         name, f"http://127.0.0.1:{http}", proc, log, f"http://127.0.0.1:{metrics}/metrics"
     )
-    return ready(service, "/health/ping")
+    ready(service, "/health/ping")
+    # The metrics and gRPC servers are processes of their own (seldon_core/microservice.py
+    # start_servers), and one that lost its port says so in the log only once it tried, which
+    # can be after REST answers: the start counts once all three ports serve.
+    metrics_server = f"http://127.0.0.1:{metrics}"
+    ready(service, "/metrics", url=metrics_server, what=f"{name}'s metrics server")
+    return serving_grpc(service, grpc)
 
 
-def ready(service: Service, path: str, timeout: float = 240) -> Service:
-    """`service` once `path` answers 200 (tests.servers.wait_ready); stopped if it never does."""
+def ready(
+    service: Service, path: str, timeout: float = 240, url: str = "", what: str = ""
+) -> Service:
+    """`service` once `path` of `url` (its REST server's by default) answers 200
+    (tests.servers.wait_ready); stopped if it never does."""
     try:
-        wait_ready(service.url, service.process, service.output, timeout, service.name, path)
+        wait_ready(
+            url or service.url, service.process, service.output, timeout, what or service.name, path
+        )
     except TimeoutError:
         stop(service)
         raise
+    return service
+
+
+def serving_grpc(service: Service, port: int, timeout: float = 60) -> Service:
+    """`service` once its gRPC server completes an HTTP/2 handshake on `port`: a socket
+    another process holds there may accept connections, but never speaks gRPC."""
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    handshake = grpc.channel_ready_future(channel)  # one watcher: it keeps trying to connect
+
+    def handshakes() -> bool:
+        try:
+            handshake.result(timeout=1)
+        except grpc.FutureTimeoutError:
+            return False
+        return True
+
+    try:
+        wait_until(handshakes, service.process, service.output, timeout, f"{service.name} gRPC")
+    except TimeoutError:
+        stop(service)
+        raise
+    finally:
+        handshake.cancel()  # before the close, or its thread polls a closed channel
+        channel.close()
     return service
 
 
