@@ -101,6 +101,50 @@ def test_validation_in_process(s2t_dir: Path) -> None:
     assert up.tolist() == [0.0, 0.5, 1.0, 1.0]
 
 
+@pytest.mark.parametrize(
+    ("architecture", "shortest"),
+    # Speech2Text: two filterbank frames, 25 ms each every 10 ms (560 samples at 16 kHz), as
+    # one frame has no variance to normalise by; the tiny wav2vec2: its convolutional feature
+    # encoder's receptive field (kernels 10, 8, 4; strides 5, 4, 4); Whisper pads every clip to
+    # its window, so one sample is a clip.
+    [("speech2text", 560), ("wav2vec2", 105), ("whisper", 1)],
+)
+def test_a_clip_shorter_than_the_model_reads_is_refused_by_name(
+    tmp_path: Path, architecture: str, shortest: int
+) -> None:
+    """A clip too short for the model's features used to fail as a bare ValueError in
+    prepare (Speech2Text, under 400 samples), as the forward pass's RuntimeError (0 frames),
+    which fails every clip batched with it, or with NaN features (1 frame). It is now the
+    caller's 400, naming the input, the clip and the model's minimum; a clip of exactly that
+    length is transcribed."""
+    path = build_speech_recognizer(tmp_path / architecture, architecture=architecture)
+    comp = SpeechRecognizer(ComponentSettings(model_uri=str(path), warmup=False))
+    comp.start()
+    assert comp.min_samples == shortest
+    params = {"sampling_rate": RATE, **SHORT}
+    if shortest > 1:
+        too_short = np.stack([clip(0.5, 0), clip(0.5, 1)])
+        lengths = np.array([RATE // 2, shortest - 1])
+        with pytest.raises(InputError, match=f"needs at least {shortest} samples") as info:
+            comp.prepare({"audio": too_short, "lengths": lengths}, params)
+        assert info.value.input_name == "audio" and info.value.index == 1
+    shortest_clip = {"audio": clip(1.0, 2)[None, :shortest]}
+    features = comp.prepare(shortest_clip, params).rows[0]
+    assert all(np.isfinite(np.asarray(value)).all() for value in features.values())
+    result = comp.predict(shortest_clip, params)
+    assert result.outputs["transcript"].shape == (1,)
+
+
+def test_a_too_short_clip_in_a_burst_fails_alone(server: MLServerProcess) -> None:
+    payloads = [audio_payload(clip(0.5, i)) for i in range(4)]
+    payloads.insert(1, audio_payload(clip(0.5, 9)[:300]))
+    responses = burst(server, "asr", payloads)
+    assert responses[1].status_code == 400, responses[1].text
+    assert "'audio'" in responses[1].text and "at least 560 samples" in responses[1].text
+    assert all(r.status_code == 200 for i, r in enumerate(responses) if i != 1)
+    assert_ready(server, "asr")
+
+
 def test_rest_transcribes_a_batch(server: MLServerProcess) -> None:
     audio = np.stack([clip(1.0, 1), clip(1.0, 2)])
     resp = server.infer("asr", audio_payload(audio))

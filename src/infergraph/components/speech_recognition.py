@@ -15,11 +15,16 @@ Input contract (why each rule exists):
   from high rates loses some quality: resample client-side when it matters).
 * NaN/inf samples, non-FP32 data, >2-D tensors, empty clips and clips over
   option `max_seconds` (default 60; Whisper's window caps it at 30) are rejected.
+* So is a clip shorter than the model reads (`min_samples`): for Speech2Text two filterbank
+  frames (35 ms: its per-clip normalisation divides by the features' spread, which one
+  frame does not have), for a CTC model its convolutional feature encoder's receptive field
+  (wav2vec2-base: 400 samples). Such a clip failed the forward pass of every clip batched
+  with it, or was answered from padding or NaN features. Whisper pads any clip to its window.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
@@ -31,9 +36,21 @@ from infergraph.json_types import JSONObject
 
 if TYPE_CHECKING:
     import torch
+    from transformers import PretrainedConfig
 
 WHISPER_WINDOW_SECONDS = 30.0
 MAX_BEAMS = 8
+# Kaldi filterbank frames (Speech2Text's features): 25 ms long, one every 10 ms.
+FBANK_FRAME_SECONDS = 0.025
+FBANK_HOP_SECONDS = 0.010
+
+
+def conv_receptive_field(kernels: Sequence[int], strides: Sequence[int]) -> int:
+    """Input samples a stack of unpadded 1-D convolutions needs for one output step."""
+    samples = 1
+    for kernel, stride in reversed(list(zip(kernels, strides, strict=True))):
+        samples = (samples - 1) * stride + kernel
+    return samples
 
 
 def resample_linear(clip: np.ndarray, rate: int, target: int) -> np.ndarray:
@@ -88,6 +105,7 @@ class SpeechRecognizer(Component):
         self.model = model.to(self.device).eval()
         self.is_whisper = config.model_type == "whisper"
         self.rate = int(self.feature_extractor.sampling_rate)
+        self.min_samples = self._min_samples(config)
         max_seconds = float(self.option("max_seconds", 60.0))
         if self.is_whisper:  # one window (30 s) per clip; longer needs chunked long-form decoding
             window = getattr(self.feature_extractor, "chunk_length", None) or WHISPER_WINDOW_SECONDS
@@ -100,6 +118,22 @@ class SpeechRecognizer(Component):
         )
         self.default_beams = int(self.option("num_beams", 1))
         self._torch = torch
+
+    def _min_samples(self, config: PretrainedConfig) -> int:
+        """The shortest clip the model reads (module docstring)."""
+        if self.is_whisper:
+            return 1
+        kernels = getattr(config, "conv_kernel", None)
+        strides = getattr(config, "conv_stride", None)
+        if self.is_ctc and kernels and strides:
+            return conv_receptive_field(kernels, strides)
+        # Features normalised by their spread over the clip need two frames to have one.
+        extractor = self.feature_extractor
+        by_spread = getattr(extractor, "do_ceptral_normalize", False) and getattr(
+            extractor, "normalize_vars", False
+        )
+        frame, hop = round(FBANK_FRAME_SECONDS * self.rate), round(FBANK_HOP_SECONDS * self.rate)
+        return frame + hop if by_spread else frame
 
     def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
         t = np.arange(self.rate, dtype=np.float32) / self.rate  # one second
@@ -182,6 +216,14 @@ class SpeechRecognizer(Component):
             notes["resampled_from"] = rate
         for i, clip in enumerate(clips):
             seconds = clip.size / self.rate
+            if clip.size < self.min_samples:
+                raise InputError(
+                    "audio",
+                    f"clip is {clip.size} samples ({seconds * 1000:.1f} ms at {self.rate} Hz); "
+                    f"the model needs at least {self.min_samples} samples "
+                    f"({self.min_samples / self.rate * 1000:g} ms)",
+                    index=i,
+                )
             if seconds > self.max_seconds:
                 raise PayloadTooLargeError(
                     "audio",
