@@ -20,10 +20,15 @@ Input contract (why each rule exists):
   frame does not have), for a CTC model its convolutional feature encoder's receptive field
   (wav2vec2-base: 400 samples). Such a clip failed the forward pass of every clip batched
   with it, or was answered from padding or NaN features. Whisper pads any clip to its window.
+
+Speech2Text's filterbank is computed by `audio_features` in one vectorised pass where it
+gives transformers' own features bit for bit (checked at load), in a third to a fifth of
+the CPU.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -37,6 +42,8 @@ from infergraph.json_types import JSONObject
 if TYPE_CHECKING:
     import torch
     from transformers import PretrainedConfig
+
+log = logging.getLogger(__name__)
 
 WHISPER_WINDOW_SECONDS = 30.0
 MAX_BEAMS = 8
@@ -106,6 +113,7 @@ class SpeechRecognizer(Component):
         self.is_whisper = config.model_type == "whisper"
         self.rate = int(self.feature_extractor.sampling_rate)
         self.min_samples = self._min_samples(config)
+        self._vectorise_features(source)
         max_seconds = float(self.option("max_seconds", 60.0))
         if self.is_whisper:  # one window (30 s) per clip; longer needs chunked long-form decoding
             window = getattr(self.feature_extractor, "chunk_length", None) or WHISPER_WINDOW_SECONDS
@@ -134,6 +142,13 @@ class SpeechRecognizer(Component):
         )
         frame, hop = round(FBANK_FRAME_SECONDS * self.rate), round(FBANK_HOP_SECONDS * self.rate)
         return frame + hop if by_spread else frame
+
+    def _vectorise_features(self, source: str) -> None:
+        from infergraph.components import audio_features  # transformers: imported on load only
+
+        self.feature_extractor, why_not = audio_features.vectorised(self.feature_extractor)
+        if why_not is not None:
+            log.info("speech-recognition: %s keeps its own features: %s", source, why_not)
 
     def example_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
         t = np.arange(self.rate, dtype=np.float32) / self.rate  # one second
