@@ -21,7 +21,7 @@ Input contract (why each rule exists):
   (wav2vec2-base: 400 samples). Such a clip failed the forward pass of every clip batched
   with it, or was answered from padding or NaN features. Whisper pads any clip to its window.
 
-Speech2Text's filterbank is computed by `audio_features` in one vectorised pass where it
+Speech2Text's filterbank is computed by `audio_features`, 128 frames at a time, where it
 gives transformers' own features bit for bit (checked at load), in a third to a fifth of
 the CPU.
 """
@@ -47,9 +47,6 @@ log = logging.getLogger(__name__)
 
 WHISPER_WINDOW_SECONDS = 30.0
 MAX_BEAMS = 8
-# Kaldi filterbank frames (Speech2Text's features): 25 ms long, one every 10 ms.
-FBANK_FRAME_SECONDS = 0.025
-FBANK_HOP_SECONDS = 0.010
 
 
 def conv_receptive_field(kernels: Sequence[int], strides: Sequence[int]) -> int:
@@ -135,12 +132,16 @@ class SpeechRecognizer(Component):
         strides = getattr(config, "conv_stride", None)
         if self.is_ctc and kernels and strides:
             return conv_receptive_field(kernels, strides)
-        # Features normalised by their spread over the clip need two frames to have one.
+        from infergraph.components import audio_features  # transformers: imported on load only
+
+        # Filterbank features normalised by their spread over the clip need two frames to have
+        # one.
         extractor = self.feature_extractor
         by_spread = getattr(extractor, "do_ceptral_normalize", False) and getattr(
             extractor, "normalize_vars", False
         )
-        frame, hop = round(FBANK_FRAME_SECONDS * self.rate), round(FBANK_HOP_SECONDS * self.rate)
+        frame = round(audio_features.FRAME_SECONDS * self.rate)
+        hop = round(audio_features.HOP_SECONDS * self.rate)
         return frame + hop if by_spread else frame
 
     def _vectorise_features(self, source: str) -> None:
