@@ -106,6 +106,20 @@ def test_gpu_on_cpu_only_component() -> None:
     assert "prep" in text and "cannot use one" in text
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("memory", "2GB"), ("memory", "lots"), ("memory", "0"), ("cpu", "two"), ("cpu", "-1")],
+)
+def test_resources_must_be_kubernetes_quantities(field: str, value: str) -> None:
+    """Caught in the graph, naming the node's field, not by the API server refusing (or a
+    renderer failing on) what was rendered from it."""
+    data = _base()
+    data["spec"]["nodes"][0]["resources"][field] = value
+    text = _problems(data)
+    assert f"spec.nodes.0.resources.{field}" in text, text
+    assert f"'{value}'" in text and ("Kubernetes quantity" in text or "above zero" in text)
+
+
 def test_autoscaling_bounds() -> None:
     data = _base()
     data["spec"]["nodes"][0]["autoscaling"] = {"minReplicas": 3, "maxReplicas": 2}
@@ -178,6 +192,11 @@ def test_crd_is_generated_from_the_model_and_accepts_every_graph() -> None:
     bad = _base()
     bad["spec"]["nodes"][0]["resources"]["gpu"] = -1
     with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+    # The API server refuses a memory that is no quantity, as `parse_graph` does.
+    bad = _base()
+    bad["spec"]["nodes"][0]["resources"]["memory"] = "2GB"
+    with pytest.raises(jsonschema.ValidationError, match="2GB"):
         jsonschema.validate(bad, schema)
 
 

@@ -13,7 +13,6 @@ rarely manage. Idle leftovers are therefore charged to the replica that strands 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -24,28 +23,12 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from infergraph import quantities
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import InferenceGraph, Node
 from infergraph.json_types import JSONObject
 
 ReplicaMode = Literal["spec", "min", "max"]
-
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {
-    "n": 1e-9,
-    "u": 1e-6,
-    "m": 1e-3,
-    "": 1.0,
-    "k": 1e3,
-    "M": 1e6,
-    "G": 1e9,
-    "T": 1e12,
-    "P": 1e15,
-    "E": 1e18,
-}
-_QUANTITY = re.compile(
-    r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$"
-)
 
 
 class CostError(InfergraphError):
@@ -93,19 +76,10 @@ class PriceCatalog(BaseModel):
 
 def parse_quantity(value: str | float | int, what: str = "quantity") -> float:
     """Parse a Kubernetes resource quantity ("500m", "4Gi", "1.5", "1e3") to a plain number."""
-    if isinstance(value, bool):
-        raise CostError(what, f"'{value}' is not a quantity")
-    if isinstance(value, (int, float)):
-        return float(value)
-    match = _QUANTITY.match(value.strip())
-    if not match:
-        raise CostError(what, f"'{value}' is not a Kubernetes quantity (e.g. 500m, 2, 4Gi)")
-    number, exponent, suffix = match.groups()
-    if exponent:
-        return float(number + exponent)
-    suffix = suffix or ""
-    scale = _BINARY.get(suffix) or _DECIMAL[suffix]
-    return float(number) * scale
+    try:
+        return quantities.parse_quantity(value)
+    except ValueError as exc:
+        raise CostError(what, str(exc)) from None
 
 
 def parse_cpu(value: str | float | int) -> float:

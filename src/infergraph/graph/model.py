@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from infergraph import quantities
 from infergraph.errors import GraphValidationError
 from infergraph.json_types import JSONObject, Manifest
 
@@ -49,9 +50,19 @@ class Batching(_Spec):
 class Resources(_Spec):
     """Per-replica requests; limits equal requests (GPUs cannot be overcommitted)."""
 
-    cpu: str = "1"
-    memory: str = "2Gi"
+    cpu: str = Field(default="1", pattern=quantities.PATTERN, description="Kubernetes quantity")
+    memory: str = Field(
+        default="2Gi", pattern=quantities.PATTERN, description="Kubernetes quantity"
+    )
     gpu: int = Field(default=0, ge=0, description="nvidia.com/gpu count")
+
+    @field_validator("cpu", "memory", mode="before")
+    @classmethod
+    def _quantity(cls, value: object) -> object:
+        """Said in the graph's terms before the pattern's regex would be quoted at the user."""
+        if isinstance(value, str):
+            return quantities.positive_quantity(value)
+        return value
 
 
 class Autoscaling(_Spec):
