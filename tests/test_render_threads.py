@@ -35,12 +35,12 @@ def env_of(container: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e.get("value") for e in container["env"] if "name" in e}
 
 
-def graph(cpu: str, instances: int, chain: bool) -> Any:
+def graph(cpu: str, instances: int, chain: bool, memory: str = "2Gi") -> Any:
     node = {
         "name": "emb",
         "family": "text-embedding",
         "modelUri": "org/emb",
-        "resources": {"cpu": cpu, "memory": "2Gi"},
+        "resources": {"cpu": cpu, "memory": memory},
         "instances": instances,
     }
     nodes = [node, {"name": "post", "family": "identity"}]

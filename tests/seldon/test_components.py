@@ -31,8 +31,10 @@ import grpc
 import pytest
 import requests
 
+from infergraph.cost.pricing import parse_quantity
 from infergraph.graph.model_settings import RUNTIME_IMPLEMENTATION
-from infergraph.render import EXAMPLE_STORAGE, RenderOptions
+from infergraph.graph.plan import parse_graph
+from infergraph.render import EXAMPLE_STORAGE, RenderOptions, render
 from infergraph.render.common import cache_env
 from tests.engines.seldon_v1 import ChainError, chained
 from tests.servers import free_port, start_until_bound, wait_ready, wait_until
@@ -320,13 +322,47 @@ def test_model_accepts_every_seldon_payload_form(pool: Pool, tiny_classifier: Pa
         assert tags["clf.inference_ms"] >= 0 and "clf.preprocess_ms" in tags
 
 
-def test_a_unit_of_two_instances_serves_from_two_gunicorn_workers(
+def rendered_unit(instances: int, memory: str) -> dict[str, Any]:
+    """Node `clf`'s container as `infergraph render --engine seldon-v1` writes it: a Seldon
+    protocol unit (the second step renames its input, so the chain is not `protocol: v2`)."""
+    node = {
+        "name": "clf",
+        "family": "text-classification",
+        "modelUri": "org/clf",
+        "resources": {"cpu": "2", "memory": memory},
+        "instances": instances,
+    }
+    doc = {
+        "apiVersion": "infergraph.io/v1alpha1",
+        "kind": "InferenceGraph",
+        "metadata": {"name": "workers"},
+        "spec": {
+            "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+            "nodes": [node, {"name": "post", "family": "identity"}],
+            "graph": {
+                "sequence": [{"node": "clf"}, {"node": "post", "inputs": {"x": "clf.scores"}}]
+            },
+        },
+    }
+    sdep = render(parse_graph(doc), "seldon-v1", OPTIONS)[0]
+    specs = sdep["spec"]["predictors"][0]["componentSpecs"]
+    return next(c for s in specs for c in s["spec"]["containers"] if c["name"] == "clf")
+
+
+def test_a_unit_loads_as_many_copies_as_its_memory_is_sized_for(
     tmp_path: Path, tiny_classifier: Path
 ) -> None:
     """A node of `instances: 2` renders as GUNICORN_WORKERS=2 with half the threads each
-    (render/seldon_v1.py): the real microservice forks two workers, each loads its own copy
-    and answers, and concurrent requests all succeed."""
-    env = {"GUNICORN_WORKERS": "2", "OMP_NUM_THREADS": "1"}
+    (render/seldon_v1.py): started with the rendered environment, the real microservice
+    forks two REST workers that each load a copy and answer concurrent requests, and its gRPC
+    worker loads one more. The rendered memory holds exactly the copies it loads: the node's
+    memory per instance, once per loading process."""
+    unit = rendered_unit(instances=2, memory="2Gi")
+    rendered_env = {e["name"]: e["value"] for e in unit["env"] if "value" in e}
+    env = {k: rendered_env[k] for k in ("GUNICORN_WORKERS", "GRPC_WORKERS", "OMP_NUM_THREADS")}
+    assert env["GUNICORN_WORKERS"] == "2" and env["OMP_NUM_THREADS"] == "1"
+    per_copy = 2**30  # 2Gi over two instances
+    sized_for = round(parse_quantity(unit["resources"]["limits"]["memory"]) / per_copy)
     svc = start("clf", "MODEL", classifier_params("clf", tiny_classifier), tmp_path, env)
     try:
         bodies = [{"strData": text} for text in ("the movie was great", "i hated it") * 8]
@@ -335,12 +371,17 @@ def test_a_unit_of_two_instances_serves_from_two_gunicorn_workers(
         assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
         assert {tensor(a.json(), "clf.label")["shape"][0] for a in answers} == {1}
         assert "'workers': 2" in svc.log.read_text(errors="replace")  # gunicorn's config
-        # Each REST worker loads its own copy (seldon's gRPC server process one more); the
-        # second may still be loading when the first answers.
+
+        def loads() -> int:
+            return svc.log.read_text(errors="replace").count("text-classification loaded from")
+
+        # The second REST worker may still be loading when the first answers.
         deadline = time.monotonic() + 120
-        while svc.log.read_text(errors="replace").count("text-classification loaded from") < 2:
-            assert time.monotonic() < deadline, svc.output()
+        while loads() < sized_for:
+            assert time.monotonic() < deadline, (sized_for, svc.output())
             time.sleep(0.5)
+        time.sleep(3)  # every process has started by now: none loads a copy more
+        assert loads() == sized_for == 3, svc.output()
     finally:
         stop(svc)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 
 from infergraph import __version__, container_images
 from infergraph.cluster_names import k8s_name
@@ -19,6 +20,7 @@ from infergraph.errors import RenderError
 from infergraph.graph.model import Condition, InferenceGraph, Node
 from infergraph.graph.model_settings import model_settings as shared_model_settings
 from infergraph.json_types import JSONObject, Manifest
+from infergraph.quantities import scaled_memory
 from infergraph.render.options import RenderOptions
 
 PART_OF = "infergraph"
@@ -126,7 +128,7 @@ def scratch_volumes(node: Node | None) -> list[JSONObject]:
     cache_limit = node.resources.memory if node is not None else "1Gi"
     return [
         {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
-        {"name": "cache", "emptyDir": {"sizeLimit": _double(cache_limit)}},
+        {"name": "cache", "emptyDir": {"sizeLimit": cache_budget(cache_limit)}},
     ]
 
 
@@ -167,23 +169,25 @@ def threads_env(node: Node | None, processes: int = 1) -> list[JSONObject]:
     return [{"name": "OMP_NUM_THREADS", "value": str(max(1, int(cores) // max(1, processes)))}]
 
 
-def _double(quantity: str) -> str:
-    """Cache budget: twice the memory request (weights plus tokenizer/config files)."""
-    number = "".join(ch for ch in quantity if ch.isdigit() or ch == ".")
-    unit = quantity[len(number) :]
-    try:
-        value = float(number) * 2
-    except ValueError:
-        return quantity
-    return f"{value:g}{unit}"
+def cache_budget(memory: str) -> str:
+    """The model cache's size limit: twice the memory request (weights plus tokenizer and
+    config files, and a download's partial file beside the finished one)."""
+    return scaled_memory(memory, Fraction(2))
 
 
-def resources(node: Node | None, engine: str) -> JSONObject:
-    """Requests equal limits: GPUs cannot be overcommitted, and equal memory avoids OOM kills."""
+def resources(node: Node | None, engine: str, copies: Fraction = Fraction(1)) -> JSONObject:
+    """Requests equal limits: GPUs cannot be overcommitted, and equal memory avoids OOM kills.
+
+    `copies` is how many of the node's replicas' worth of model the container holds (a
+    Seldon v1 unit's gRPC process loads one more): its memory is the node's times that.
+    """
     if node is None:
         req: JSONObject = {"cpu": HELPER_CPU, "memory": "512Mi"}
         return {"requests": dict(req), "limits": dict(req)}
-    req = {"cpu": node.resources.cpu, "memory": node.resources.memory}
+    memory = node.resources.memory
+    if copies != 1:
+        memory = scaled_memory(memory, copies)
+    req = {"cpu": node.resources.cpu, "memory": memory}
     if node.resources.gpu:
         req[GPU_RESOURCE] = node.resources.gpu
     return {"requests": dict(req), "limits": dict(req)}

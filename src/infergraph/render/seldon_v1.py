@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 from infergraph import cluster_names
 from infergraph.errors import RenderError
@@ -54,6 +55,9 @@ API = "machinelearning.seldon.io/v1"
 PREDICTOR = cluster_names.SELDON_V1_PREDICTOR
 HTTP_PORT = 9000
 GRPC_PORT = 9500
+# The unit's gRPC server processes: one, seldon-core's default, so the executor's gRPC endpoint
+# works; each loads the model (unit_copies).
+GRPC_WORKERS = 1
 METRICS_PORT = 6000
 NOTES_ANNOTATION = "infergraph.io/render-notes"
 ROLE_TYPES = {
@@ -258,6 +262,10 @@ def _seldon_container(graph: InferenceGraph, unit: Unit, options: RenderOptions)
             # instances (seldon-core 1.18.2 seldon_core/microservice.py:265-270: `--workers`
             # defaults to GUNICORN_WORKERS).
             {"name": "GUNICORN_WORKERS", "value": str(instances)},
+            # And each gRPC worker one more (:346-350, :510-527; `_run_grpc_server` loads the
+            # model at :478-481), which the executor's gRPC endpoint calls the unit through
+            # (executor/cmd/executor/main.go:396-415).
+            {"name": "GRPC_WORKERS", "value": str(GRPC_WORKERS)},
             {"name": "GUNICORN_THREADS", "value": "4"},
             {"name": "SELDON_LOG_LEVEL", "value": "INFO"},
             *common.threads_env(unit.node, processes=instances),
@@ -268,10 +276,17 @@ def _seldon_container(graph: InferenceGraph, unit: Unit, options: RenderOptions)
             {"containerPort": GRPC_PORT, "name": "grpc", "protocol": "TCP"},
             {"containerPort": METRICS_PORT, "name": "metrics", "protocol": "TCP"},
         ],
-        "resources": common.resources(unit.node, ENGINE),
+        "resources": common.resources(unit.node, ENGINE, unit_copies(instances)),
         "securityContext": common.container_security_context(read_only_root=True),
         "volumeMounts": common.scratch_mounts(),
     }
+
+
+def unit_copies(instances: int) -> Fraction:
+    """A Seldon protocol unit's copies of the model, in the node's replicas: one per REST
+    worker (its `instances`) and one per gRPC worker, each the memory the node gives one
+    instance (a node that fits in 2Gi with one instance needs 4Gi as a unit)."""
+    return Fraction(instances + GRPC_WORKERS, instances)
 
 
 def _service_type(unit_type: str) -> str:
@@ -464,26 +479,35 @@ def render(
             ],
         },
     }
-    notes = _notes(units)
+    notes = _notes(units, protocol)
     if notes:
         meta["annotations"] = {NOTES_ANNOTATION: notes}  # metadata() writes none
     return [sdep, *common.pod_monitors(graph, [], ENGINE)]
 
 
-def _notes(units: list[Unit]) -> str:
+def _notes(units: list[Unit], protocol: str) -> str:
     """What the SeldonDeployment does differently from the graph file, and why."""
+    notes = []
     zero = [
         u.name
         for u in units
         if u.node and u.node.autoscaling and u.node.autoscaling.min_replicas == 0
     ]
-    if not zero:
-        return ""
-    return (
-        f"{', '.join(zero)}: minReplicas 0 rendered as 1. The v1 executor's readiness dials "
-        "every unit, so a unit at zero replicas would leave the whole graph unready and no "
-        "request would reach the trigger that wakes it."
-    )
+    if zero:
+        notes.append(
+            f"{', '.join(zero)}: minReplicas 0 rendered as 1. The v1 executor's readiness "
+            "dials every unit, so a unit at zero replicas would leave the whole graph unready "
+            "and no request would reach the trigger that wakes it."
+        )
+    models = [u.name for u in units if u.node is not None]
+    if protocol == "seldon" and models:
+        notes.append(
+            f"{', '.join(models)}: memory is the node's per instance times its instances plus "
+            f"{GRPC_WORKERS}. seldon-core-microservice runs the component, model and all, in "
+            "each gunicorn worker (GUNICORN_WORKERS) and in each gRPC worker (GRPC_WORKERS), "
+            "which the executor's gRPC endpoint calls."
+        )
+    return " ".join(notes)
 
 
 def _timeout_ms(graph: InferenceGraph) -> int:

@@ -254,7 +254,7 @@ def _server_config(
     """A node's ServerConfig: Seldon 2.10.2's own mlserver pod template (rclone, agent and
     MLServer containers) with the node's image, resources, GPU scheduling and a model volume
     twice its memory."""
-    storage = common._double(node.resources.memory) if node else "1Gi"
+    storage = common.cache_budget(node.resources.memory) if node else "1Gi"
     return {
         "apiVersion": API,
         "kind": "ServerConfig",
