@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 
 from infergraph.cost.pricing import parse_quantity
+from infergraph.errors import RenderError
 from infergraph.render import render
+from infergraph.render.seldon_v1 import GRPC_ANNOTATION, NOTES_ANNOTATION
 from tests.test_render_seldon import OPTIONS
 from tests.test_render_threads import containers, env_of, graph
 
@@ -60,8 +62,9 @@ def test_memory_holds_one_copy_per_loading_process(instances: int, memory: str) 
 
 def test_the_grpc_workers_are_rendered_not_left_to_a_default() -> None:
     """The count the memory is sized for is the one the container runs with."""
-    env = env_of(seldon_unit(1, "2Gi"))
-    assert env["GRPC_WORKERS"] == "1"
+    unit = seldon_unit(1, "2Gi")
+    env = env_of(unit)
+    assert env["GRPC_WORKERS"] == "1" and "grpc" in [p["name"] for p in unit["ports"]]
     assert env["GUNICORN_WORKERS"] == "1"
 
 
@@ -71,3 +74,25 @@ def test_the_chain_of_mlserver_units_loads_once_and_keeps_its_memory() -> None:
     units = [c for m in manifests for c in containers(m) if c.get("name") == "emb"]
     assert units and all(u["resources"]["limits"]["memory"] == "2Gi" for u in units)
     assert all("GRPC_WORKERS" not in env_of(u) for u in units)
+
+
+def test_a_graph_called_over_rest_only_can_turn_the_units_grpc_off() -> None:
+    """`infergraph.io/seldon-v1-grpc: "false"`: no gRPC worker, so no copy for it, and no
+    gRPC port named on the container."""
+    emb = graph("2", 2, chain=False, memory="2Gi")
+    emb.metadata.annotations[GRPC_ANNOTATION] = "false"
+    manifests = render(emb, "seldon-v1", OPTIONS)
+    unit = next(c for m in manifests for c in containers(m) if c.get("name") == "emb")
+    env = env_of(unit)
+    assert env["GRPC_WORKERS"] == "0" and loading_processes(env) == 2
+    assert unit["resources"]["requests"]["memory"] == "2Gi"
+    assert [p["name"] for p in unit["ports"]] == ["http", "metrics"]
+    notes = manifests[0]["metadata"]["annotations"][NOTES_ANNOTATION]
+    assert "REST only" in notes
+
+
+def test_an_unreadable_grpc_annotation_is_refused_by_name() -> None:
+    emb = graph("2", 1, chain=False)
+    emb.metadata.annotations[GRPC_ANNOTATION] = "no"
+    with pytest.raises(RenderError, match=r"infergraph.io/seldon-v1-grpc is 'no'"):
+        render(emb, "seldon-v1", OPTIONS)

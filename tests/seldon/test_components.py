@@ -139,6 +139,8 @@ def _start_unit(
     # can be after REST answers: the start counts once all three ports serve.
     metrics_server = f"http://127.0.0.1:{metrics}"
     ready(service, "/metrics", url=metrics_server, what=f"{name}'s metrics server")
+    if (env or {}).get("GRPC_WORKERS") == "0":  # no gRPC server (microservice.py:650)
+        return service
     return serving_grpc(service, grpc)
 
 
@@ -322,7 +324,9 @@ def test_model_accepts_every_seldon_payload_form(pool: Pool, tiny_classifier: Pa
         assert tags["clf.inference_ms"] >= 0 and "clf.preprocess_ms" in tags
 
 
-def rendered_unit(instances: int, memory: str) -> dict[str, Any]:
+def rendered_unit(
+    instances: int, memory: str, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Node `clf`'s container as `infergraph render --engine seldon-v1` writes it: a Seldon
     protocol unit (the second step renames its input, so the chain is not `protocol: v2`)."""
     node = {
@@ -335,7 +339,7 @@ def rendered_unit(instances: int, memory: str) -> dict[str, Any]:
     doc = {
         "apiVersion": "infergraph.io/v1alpha1",
         "kind": "InferenceGraph",
-        "metadata": {"name": "workers"},
+        "metadata": {"name": "workers", "annotations": annotations or {}},
         "spec": {
             "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
             "nodes": [node, {"name": "post", "family": "identity"}],
@@ -349,15 +353,17 @@ def rendered_unit(instances: int, memory: str) -> dict[str, Any]:
     return next(c for s in specs for c in s["spec"]["containers"] if c["name"] == "clf")
 
 
+@pytest.mark.parametrize(("grpc", "copies"), [("true", 3), ("false", 2)])
 def test_a_unit_loads_as_many_copies_as_its_memory_is_sized_for(
-    tmp_path: Path, tiny_classifier: Path
+    tmp_path: Path, tiny_classifier: Path, grpc: str, copies: int
 ) -> None:
     """A node of `instances: 2` renders as GUNICORN_WORKERS=2 with half the threads each
     (render/seldon_v1.py): started with the rendered environment, the real microservice
     forks two REST workers that each load a copy and answer concurrent requests, and its gRPC
-    worker loads one more. The rendered memory holds exactly the copies it loads: the node's
-    memory per instance, once per loading process."""
-    unit = rendered_unit(instances=2, memory="2Gi")
+    worker loads one more unless the graph turns it off (`infergraph.io/seldon-v1-grpc`). The
+    rendered memory holds exactly the copies it loads: the node's memory per instance, once
+    per loading process."""
+    unit = rendered_unit(2, "2Gi", {"infergraph.io/seldon-v1-grpc": grpc})
     rendered_env = {e["name"]: e["value"] for e in unit["env"] if "value" in e}
     env = {k: rendered_env[k] for k in ("GUNICORN_WORKERS", "GRPC_WORKERS", "OMP_NUM_THREADS")}
     assert env["GUNICORN_WORKERS"] == "2" and env["OMP_NUM_THREADS"] == "1"
@@ -381,7 +387,7 @@ def test_a_unit_loads_as_many_copies_as_its_memory_is_sized_for(
             assert time.monotonic() < deadline, (sized_for, svc.output())
             time.sleep(0.5)
         time.sleep(3)  # every process has started by now: none loads a copy more
-        assert loads() == sized_for == 3, svc.output()
+        assert loads() == sized_for == copies, svc.output()
     finally:
         stop(svc)
 

@@ -55,9 +55,9 @@ API = "machinelearning.seldon.io/v1"
 PREDICTOR = cluster_names.SELDON_V1_PREDICTOR
 HTTP_PORT = 9000
 GRPC_PORT = 9500
-# The unit's gRPC server processes: one, seldon-core's default, so the executor's gRPC endpoint
-# works; each loads the model (unit_copies).
-GRPC_WORKERS = 1
+# The graph annotation that turns the units' gRPC servers off ("false"): each loads a copy of
+# the model (unit_copies), and only the executor's gRPC endpoint calls them.
+GRPC_ANNOTATION = "infergraph.io/seldon-v1-grpc"
 METRICS_PORT = 6000
 NOTES_ANNOTATION = "infergraph.io/render-notes"
 ROLE_TYPES = {
@@ -252,6 +252,7 @@ def v2_chain(plan: GraphPlan) -> list[PlanStep] | None:
 # -- objects -----------------------------------------------------------------------------------
 def _seldon_container(graph: InferenceGraph, unit: Unit, options: RenderOptions) -> JSONObject:
     instances = unit.node.instances if unit.node is not None else 1
+    grpc = grpc_workers(graph)
     return {
         "name": unit.name,
         "image": common.image(graph, common.SELDON_IMAGE, unit.node, options),
@@ -263,9 +264,8 @@ def _seldon_container(graph: InferenceGraph, unit: Unit, options: RenderOptions)
             # defaults to GUNICORN_WORKERS).
             {"name": "GUNICORN_WORKERS", "value": str(instances)},
             # And each gRPC worker one more (:346-350, :510-527; `_run_grpc_server` loads the
-            # model at :478-481), which the executor's gRPC endpoint calls the unit through
-            # (executor/cmd/executor/main.go:396-415).
-            {"name": "GRPC_WORKERS", "value": str(GRPC_WORKERS)},
+            # model at :478-481); none at 0 (:650).
+            {"name": "GRPC_WORKERS", "value": str(grpc)},
             {"name": "GUNICORN_THREADS", "value": "4"},
             {"name": "SELDON_LOG_LEVEL", "value": "INFO"},
             *common.threads_env(unit.node, processes=instances),
@@ -273,20 +273,32 @@ def _seldon_container(graph: InferenceGraph, unit: Unit, options: RenderOptions)
         ],
         "ports": [
             {"containerPort": HTTP_PORT, "name": "http", "protocol": "TCP"},
-            {"containerPort": GRPC_PORT, "name": "grpc", "protocol": "TCP"},
+            *([{"containerPort": GRPC_PORT, "name": "grpc", "protocol": "TCP"}] if grpc else []),
             {"containerPort": METRICS_PORT, "name": "metrics", "protocol": "TCP"},
         ],
-        "resources": common.resources(unit.node, ENGINE, unit_copies(instances)),
+        "resources": common.resources(unit.node, ENGINE, unit_copies(instances, grpc)),
         "securityContext": common.container_security_context(read_only_root=True),
         "volumeMounts": common.scratch_mounts(),
     }
 
 
-def unit_copies(instances: int) -> Fraction:
+def grpc_workers(graph: InferenceGraph) -> int:
+    """The gRPC worker processes of each Seldon protocol unit: one (seldon-core's default), as
+    the executor answers its own gRPC endpoint by calling the units over gRPC
+    (executor/cmd/executor/main.go:396-415: `clientGrpc` for `runGrpcServer`, `clientRest`
+    for the REST server); none where the graph's `infergraph.io/seldon-v1-grpc` annotation
+    is "false", for a deployment called over REST only."""
+    value = graph.metadata.annotations.get(GRPC_ANNOTATION, "true")
+    if value not in ("true", "false"):
+        raise RenderError(ENGINE, f"annotation {GRPC_ANNOTATION} is '{value}'; use true or false")
+    return 1 if value == "true" else 0
+
+
+def unit_copies(instances: int, grpc_workers: int) -> Fraction:
     """A Seldon protocol unit's copies of the model, in the node's replicas: one per REST
     worker (its `instances`) and one per gRPC worker, each the memory the node gives one
     instance (a node that fits in 2Gi with one instance needs 4Gi as a unit)."""
-    return Fraction(instances + GRPC_WORKERS, instances)
+    return Fraction(instances + grpc_workers, instances)
 
 
 def _service_type(unit_type: str) -> str:
@@ -479,13 +491,13 @@ def render(
             ],
         },
     }
-    notes = _notes(units, protocol)
+    notes = _notes(units, protocol, grpc_workers(graph))
     if notes:
         meta["annotations"] = {NOTES_ANNOTATION: notes}  # metadata() writes none
     return [sdep, *common.pod_monitors(graph, [], ENGINE)]
 
 
-def _notes(units: list[Unit], protocol: str) -> str:
+def _notes(units: list[Unit], protocol: str, grpc: int) -> str:
     """What the SeldonDeployment does differently from the graph file, and why."""
     notes = []
     zero = [
@@ -500,12 +512,17 @@ def _notes(units: list[Unit], protocol: str) -> str:
             "and no request would reach the trigger that wakes it."
         )
     models = [u.name for u in units if u.node is not None]
-    if protocol == "seldon" and models:
+    if protocol == "seldon" and models and grpc:
         notes.append(
             f"{', '.join(models)}: memory is the node's per instance times its instances plus "
-            f"{GRPC_WORKERS}. seldon-core-microservice runs the component, model and all, in "
-            "each gunicorn worker (GUNICORN_WORKERS) and in each gRPC worker (GRPC_WORKERS), "
-            "which the executor's gRPC endpoint calls."
+            f"{grpc}. seldon-core-microservice runs the component, model and all, in each "
+            "gunicorn worker (GUNICORN_WORKERS) and in each gRPC worker (GRPC_WORKERS), which "
+            f'the executor\'s gRPC endpoint calls; {GRPC_ANNOTATION}: "false" turns them off.'
+        )
+    elif protocol == "seldon":
+        notes.append(
+            f"{GRPC_ANNOTATION} is false: the units run no gRPC server, so the "
+            "SeldonDeployment answers over REST only (its gRPC endpoint fails every call)."
         )
     return " ".join(notes)
 
