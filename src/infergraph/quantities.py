@@ -28,12 +28,10 @@ DECIMAL: Final = {
     "P": 1e15,
     "E": 1e18,
 }
-# The same grammar as a JSON-schema pattern (the generated CRD carries it, so `kubectl apply`
-# refuses what `parse_quantity` would).
-PATTERN: Final = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
-_QUANTITY: Final = re.compile(
-    r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$"
-)
+# One grammar for the parser and the generated CRD's `pattern` (RE2 and ECMA-262 read it
+# alike), so `kubectl apply` refuses what `parse_quantity` would.
+PATTERN: Final = r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$"
+_QUANTITY: Final = re.compile(PATTERN)
 EXAMPLES: Final = "e.g. 500m, 2, 4Gi"
 
 

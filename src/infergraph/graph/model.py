@@ -15,6 +15,7 @@ from typing import Annotated, Final, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonDict
 
 from infergraph import quantities
 from infergraph.errors import GraphValidationError
@@ -47,22 +48,23 @@ class Batching(_Spec):
     max_batch_time_ms: float = Field(default=0.0, ge=0.0)
 
 
+_QUANTITY: Final[JsonDict] = {"pattern": quantities.PATTERN}
+
+
 class Resources(_Spec):
     """Per-replica requests; limits equal requests (GPUs cannot be overcommitted)."""
 
-    cpu: str = Field(default="1", pattern=quantities.PATTERN, description="Kubernetes quantity")
+    # The CRD carries the pattern for the API server; here `_quantity` checks, in words.
+    cpu: str = Field(default="1", description="Kubernetes quantity", json_schema_extra=_QUANTITY)
     memory: str = Field(
-        default="2Gi", pattern=quantities.PATTERN, description="Kubernetes quantity"
+        default="2Gi", description="Kubernetes quantity", json_schema_extra=_QUANTITY
     )
     gpu: int = Field(default=0, ge=0, description="nvidia.com/gpu count")
 
-    @field_validator("cpu", "memory", mode="before")
+    @field_validator("cpu", "memory")
     @classmethod
-    def _quantity(cls, value: object) -> object:
-        """Said in the graph's terms before the pattern's regex would be quoted at the user."""
-        if isinstance(value, str):
-            return quantities.positive_quantity(value)
-        return value
+    def _quantity(cls, value: str) -> str:
+        return quantities.positive_quantity(value)
 
 
 class Autoscaling(_Spec):

@@ -519,7 +519,7 @@ def _notes(units: list[Unit], protocol: str, grpc: int) -> str:
             "gunicorn worker (GUNICORN_WORKERS) and in each gRPC worker (GRPC_WORKERS), which "
             f'the executor\'s gRPC endpoint calls; {GRPC_ANNOTATION}: "false" turns them off.'
         )
-    elif protocol == "seldon":
+    elif protocol == "seldon" and not grpc:
         notes.append(
             f"{GRPC_ANNOTATION} is false: the units run no gRPC server, so the "
             "SeldonDeployment answers over REST only (its gRPC endpoint fails every call)."
