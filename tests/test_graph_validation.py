@@ -120,6 +120,35 @@ def test_resources_must_be_kubernetes_quantities(field: str, value: str) -> None
     assert f"'{value}'" in text and ("Kubernetes quantity" in text or "above zero" in text)
 
 
+@pytest.mark.parametrize(("field", "value"), [("cpu", 2), ("memory", 2147483648)])
+def test_resources_take_a_whole_number_as_kubernetes_does(field: str, value: int) -> None:
+    """`cpu: 2` unquoted is how most pod specs are written (a quantity is int-or-string);
+    the graph keeps it as the quantity text, so every renderer writes what was meant."""
+    data = _base()
+    data["spec"]["nodes"][0]["resources"][field] = value
+    resources = parse_graph(data).spec.nodes[0].resources
+    assert getattr(resources, field) == str(value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("cpu", 0.5, "write it as text"),
+        ("memory", 1.5, "write it as text"),
+        ("cpu", True, "not a quantity"),
+        ("cpu", 0, "above zero"),
+    ],
+)
+def test_resources_refuse_what_the_api_server_refuses(field: str, value: Any, words: str) -> None:
+    """A bare fraction is no integer and no string: an int-or-string quantity field (the
+    CRD's) refuses it, so the graph does too, saying how to write it."""
+    data = _base()
+    data["spec"]["nodes"][0]["resources"][field] = value
+    text = _problems(data)
+    assert f"spec.nodes.0.resources.{field}" in text, text
+    assert words in text, text
+
+
 def test_autoscaling_bounds() -> None:
     data = _base()
     data["spec"]["nodes"][0]["autoscaling"] = {"minReplicas": 3, "maxReplicas": 2}
@@ -198,6 +227,26 @@ def test_crd_is_generated_from_the_model_and_accepts_every_graph() -> None:
     bad["spec"]["nodes"][0]["resources"]["memory"] = "2GB"
     with pytest.raises(jsonschema.ValidationError, match="2GB"):
         jsonschema.validate(bad, schema)
+    # Quantities are int-or-string, as controller-gen writes resource.Quantity: a whole
+    # number passes, a bare fraction does not (the graph's own check says so in words).
+    resources = committed_resources(committed)
+    for field in ("cpu", "memory"):
+        assert resources[field]["x-kubernetes-int-or-string"] is True
+        assert resources[field]["anyOf"] == [{"type": "integer"}, {"type": "string"}]
+        assert "type" not in resources[field]
+    whole = _base()
+    whole["spec"]["nodes"][0]["resources"]["cpu"] = 2
+    jsonschema.validate(whole, schema)
+    whole["spec"]["nodes"][0]["resources"]["cpu"] = 0.5
+    with pytest.raises(jsonschema.ValidationError, match=r"0\.5"):
+        jsonschema.validate(whole, schema)
+
+
+def committed_resources(crd: dict[str, Any]) -> dict[str, Any]:
+    """The CRD's schema of a node's `resources` fields."""
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    node = spec["properties"]["nodes"]["items"]
+    return node["properties"]["resources"]["properties"]
 
 
 def test_crd_itself_is_a_valid_kubernetes_object() -> None:

@@ -52,6 +52,21 @@ def parse_quantity(value: str | float | int) -> float:
     return float(number) * (BINARY.get(suffix) or DECIMAL[suffix])
 
 
+def quantity_text(value: object) -> str:
+    """A quantity as the text a manifest carries: a whole number (YAML's unquoted `cpu: 2`)
+    becomes "2", as Kubernetes reads an int-or-string quantity; a bare fraction is refused,
+    because an int-or-string field (the CRD's, as controller-gen writes resource.Quantity)
+    refuses one."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"'{value}' is not a quantity ({EXAMPLES})")
+    if isinstance(value, float):
+        raise ValueError(
+            f"{value} is a bare fraction, which a quantity field refuses: write it as text "
+            f"('{value}' or '{round(value * 1000)}m')"
+        )
+    return str(value)
+
+
 def positive_quantity(value: str) -> str:
     """`value` unchanged if it is a quantity above zero (a resource a pod can be given)."""
     if parse_quantity(value) <= 0:

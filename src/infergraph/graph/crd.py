@@ -71,9 +71,11 @@ def _structural_union(
         types = {v.get("type") for v in non_null}
         if types <= {"object"} or any("$ref" in v for v in non_null):
             out["type"] = "object"
-        else:
-            out.pop("x-kubernetes-preserve-unknown-fields")
+        else:  # controller-gen's form of resource.Quantity, the string's pattern kept
+            out = {"anyOf": [{"type": "integer"}, {"type": "string"}]}
             out["x-kubernetes-int-or-string"] = True
+            if "pattern" in schema:
+                out["pattern"] = schema["pattern"]
     if "description" in schema:
         out["description"] = schema["description"]
     if nullable:

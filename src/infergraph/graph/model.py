@@ -48,23 +48,30 @@ class Batching(_Spec):
     max_batch_time_ms: float = Field(default=0.0, ge=0.0)
 
 
-_QUANTITY: Final[JsonDict] = {"pattern": quantities.PATTERN}
+def _int_or_string_quantity(schema: JsonDict) -> None:
+    """A quantity's schema as Kubernetes writes resource.Quantity: an integer or a string
+    of the quantity grammar (the CRD's pattern, for the API server)."""
+    schema.pop("type", None)
+    schema["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    schema["pattern"] = quantities.PATTERN
 
 
 class Resources(_Spec):
     """Per-replica requests; limits equal requests (GPUs cannot be overcommitted)."""
 
     # The CRD carries the pattern for the API server; here `_quantity` checks, in words.
-    cpu: str = Field(default="1", description="Kubernetes quantity", json_schema_extra=_QUANTITY)
+    cpu: str = Field(
+        default="1", description="Kubernetes quantity", json_schema_extra=_int_or_string_quantity
+    )
     memory: str = Field(
-        default="2Gi", description="Kubernetes quantity", json_schema_extra=_QUANTITY
+        default="2Gi", description="Kubernetes quantity", json_schema_extra=_int_or_string_quantity
     )
     gpu: int = Field(default=0, ge=0, description="nvidia.com/gpu count")
 
-    @field_validator("cpu", "memory")
+    @field_validator("cpu", "memory", mode="before")
     @classmethod
-    def _quantity(cls, value: str) -> str:
-        return quantities.positive_quantity(value)
+    def _quantity(cls, value: object) -> str:
+        return quantities.positive_quantity(quantities.quantity_text(value))
 
 
 class Autoscaling(_Spec):
