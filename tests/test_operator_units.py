@@ -28,6 +28,7 @@ from infergraph.operator.config import OperatorConfig
 from infergraph.operator.handlers import _retry_if_refused
 from infergraph.operator.reconcile import Outcome
 from infergraph.render.common import STORAGE_ANNOTATION
+from infergraph.render.options import RenderOptions
 
 REPO = Path(__file__).resolve().parent.parent
 OWNER = {
@@ -314,12 +315,25 @@ def test_endpoints_per_engine() -> None:
 
 
 def test_price_needs_hardware_and_says_which_node_lacks_it() -> None:
-    price, problem = st.price_per_hour(cascade(), None)
+    objs = render_graph(cascade(), "kserve", RenderOptions())
+    price, problem = st.price_per_hour(cascade(), None, "kserve", objs)
     assert price is not None and float(price) > 0 and problem == ""
     graph = cascade()
     graph.spec.nodes[0].hardware = None
-    price, problem = st.price_per_hour(graph, None)
+    price, problem = st.price_per_hour(graph, None, "kserve", objs)
     assert price is None and "fast" in problem
+
+
+def test_price_is_what_the_engine_runs_for_the_graph() -> None:
+    """The status prices the pods the engine runs (`infergraph.cost.pods`): KServe's router
+    and the gate's InferenceService on top of the nodes' own replicas."""
+    from infergraph.cost import engine_cost, graph_cost, load_catalog
+
+    catalog = load_catalog()
+    objs = render_graph(cascade(), "kserve", RenderOptions())
+    price, _ = st.price_per_hour(cascade(), None, "kserve", objs)
+    assert price == f"{engine_cost(cascade(), 'kserve', objs, catalog).usd_per_hour:.4f}"
+    assert float(price or 0) > graph_cost(cascade(), catalog).usd_per_hour
 
 
 async def test_unreachable_api_server_is_a_kube_error_not_a_crash() -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 
 SELDON_V1_PREDICTOR = "default"
+# The label on every object rendered for one graph node (the cost of a cluster reads it).
+NODE_LABEL = "infergraph.io/node"
 
 
 def k8s_name(*parts: str, limit: int = 63) -> str:

@@ -1,5 +1,6 @@
 """Price catalog and $/1M-inference arithmetic (torch-free; used by the load tester)."""
 
+from infergraph.cost.on_engine import engine_cost
 from infergraph.cost.pricing import (
     CostError,
     GraphCost,
@@ -22,6 +23,7 @@ __all__ = [
     "InstanceClass",
     "NodeCost",
     "PriceCatalog",
+    "engine_cost",
     "graph_cost",
     "load_catalog",
     "node_cost",

@@ -64,6 +64,20 @@ class PriceCatalog(BaseModel):
     classes: dict[str, InstanceClass]
     origin: list[str] = Field(default_factory=list)
 
+    def cheapest_fit(self, asked: Asked, what: str) -> str:
+        """The class that charges `asked` least (by the share rule), a class without GPUs
+        where one holds it: what a pod that asks for no accelerator lands on at best."""
+        fits = [
+            (name, max(asked.cpu / c.vcpus, asked.memory_gib / c.memory_gib) * c.usd_per_hour)
+            for name, c in self.classes.items()
+            if c.gpus >= asked.gpus and asked.cpu <= c.vcpus and asked.memory_gib <= c.memory_gib
+        ]
+        cpu_only = [f for f in fits if not self.classes[f[0]].gpus]
+        best = sorted(cpu_only or fits, key=lambda fit: (fit[1], fit[0]))
+        if not best:
+            raise CostError(what, "no class in the price catalog holds one of its pods")
+        return best[0][0]
+
     def get(self, name: str) -> InstanceClass:
         try:
             return self.classes[name]
@@ -176,6 +190,7 @@ class NodeCost:
     memory_share: float
     usd_per_replica_hour: float
     usd_per_hour: float
+    part: str = "node"  # "node": a graph node's replicas; "engine": pods the engine adds
 
     @property
     def share(self) -> float:
@@ -216,34 +231,64 @@ def node_cost(
     replicas: int | None = None,
 ) -> NodeCost:
     """Hourly cost of one node's replicas; see the module docstring for the share rule."""
+    hardware = _hardware(node, default_hardware)
+    count = node.replicas if replicas is None else replicas
+    asked = Asked(
+        parse_cpu(node.resources.cpu), parse_memory_gib(node.resources.memory), node.resources.gpu
+    )
+    return priced(node.name, hardware, catalog.get(hardware), asked, count)
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What one replica requests: cores, GiB, GPUs."""
+
+    cpu: float
+    memory_gib: float
+    gpus: int
+
+
+def _hardware(node: Node, default_hardware: str | None) -> str:
     hardware = node.hardware or default_hardware
     if hardware is None:
         raise CostError(
             f"node '{node.name}'",
             "has no `hardware` class; set one in the graph or pass a default hardware class",
         )
-    instance = catalog.get(hardware)
-    gpus = node.resources.gpu
-    if gpus and not instance.gpus:
+    return hardware
+
+
+def priced(
+    name: str,
+    hardware: str,
+    instance: InstanceClass,
+    asked: Asked,
+    count: int,
+    part: str = "node",
+    added_by: str = "",
+) -> NodeCost:
+    """`count` replicas of `asked`, each charged its largest share of one `hardware`
+    (`added_by`: the engine whose additions `asked` includes, for the error)."""
+    if asked.gpus and not instance.gpus:
         raise CostError(
-            f"node '{node.name}'", f"asks for {gpus} GPU(s) but class '{hardware}' has none"
+            f"node '{name}'", f"asks for {asked.gpus} GPU(s) but class '{hardware}' has none"
         )
-    gpu_share = gpus / instance.gpus if instance.gpus else 0.0
-    cpu_share = parse_cpu(node.resources.cpu) / instance.vcpus
-    memory_share = parse_memory_gib(node.resources.memory) / instance.memory_gib
+    gpu_share = asked.gpus / instance.gpus if instance.gpus else 0.0
+    cpu_share = asked.cpu / instance.vcpus
+    memory_share = asked.memory_gib / instance.memory_gib
     for kind, share in (("gpu", gpu_share), ("cpu", cpu_share), ("memory", memory_share)):
         if share > 1.0 + 1e-9:
             raise CostError(
-                f"node '{node.name}'",
+                f"node '{name}'",
                 f"one replica's {kind} request does not fit on one '{hardware}' instance "
-                f"({share:.2f}x its capacity); pick a larger class",
+                f"({share:.2f}x its capacity{added_by and f' with what {added_by} adds'}); "
+                "pick a larger class",
             )
-    count = node.replicas if replicas is None else replicas
     if count < 0:
-        raise CostError(f"node '{node.name}'", f"replicas must be >= 0, got {count}")
+        raise CostError(f"node '{name}'", f"replicas must be >= 0, got {count}")
     per_replica = max(gpu_share, cpu_share, memory_share) * instance.usd_per_hour
     return NodeCost(
-        node=node.name,
+        node=name,
         hardware=hardware,
         replicas=count,
         gpu_share=gpu_share,
@@ -251,6 +296,7 @@ def node_cost(
         memory_share=memory_share,
         usd_per_replica_hour=per_replica,
         usd_per_hour=per_replica * count,
+        part=part,
     )
 
 

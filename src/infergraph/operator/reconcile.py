@@ -170,7 +170,7 @@ class Reconciler:
             removed = await self._prune(client, body, prev_children, current)
         except KubeError as exc:
             return self._unapplied(status, prev_conditions, f"prune: {exc}", "prune")
-        status.update(self._report(graph, body, live, refused, removed, prev_conditions))
+        status.update(self._report(graph, body, objs, live, refused, removed, prev_conditions))
         status["children"] = _listed(live, refused, prev_children, home)
         # None removes the field in kopf's status patch once nothing is refused.
         status["refused"] = [r.status() for r in refused] or None
@@ -287,6 +287,7 @@ class Reconciler:
         self,
         graph: InferenceGraph,
         body: Manifest,
+        objs: list[Manifest],
         live: list[Manifest],
         refused: list[Refusal],
         removed: list[dict[str, str]],
@@ -296,7 +297,7 @@ class Reconciler:
         blocked = [(r.obj, r.reason) for r in refused]
         nodes, ready = st.graph_readiness(graph, live, blocked)
         waiting = [n for n in nodes if not n["ready"]]
-        price, price_problem = st.price_per_hour(graph, self.config.price_catalog)
+        price, price_problem = st.price_per_hour(graph, self.config.price_catalog, engine, objs)
         rendered = _rendered_condition(engine, live, refused, removed)
         report: JSONObject = {
             "engine": engine,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypedDict
 
-from infergraph.cost import CostError, graph_cost, load_catalog
+from infergraph.cost import CostError, engine_cost, load_catalog
 from infergraph.engines import RENDERED
 from infergraph.engines import engine as engine_named
 from infergraph.graph.model import InferenceGraph, Node
@@ -231,10 +231,13 @@ def endpoint(graph: InferenceGraph, engine: str, namespace: str, live: list[Mani
     return url(graph.name, namespace, live)
 
 
-def price_per_hour(graph: InferenceGraph, catalog_path: str | None) -> tuple[str | None, str]:
-    """(dollars per hour as text, why not) from the price catalog at the graph's replicas."""
+def price_per_hour(
+    graph: InferenceGraph, catalog_path: str | None, engine: str, objs: list[Manifest]
+) -> tuple[str | None, str]:
+    """(dollars per hour as text, why not) from the price catalog at the graph's replicas:
+    the pods `engine` runs for the rendered `objs`, its sidecars and own pods included."""
     try:
         catalog = load_catalog(catalog_path)
-        return f"{graph_cost(graph, catalog).usd_per_hour:.4f}", ""
+        return f"{engine_cost(graph, engine, objs, catalog).usd_per_hour:.4f}", ""
     except CostError as exc:
         return None, str(exc)

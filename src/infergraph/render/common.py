@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from infergraph import __version__, container_images
-from infergraph.cluster_names import k8s_name
+from infergraph.cluster_names import NODE_LABEL, k8s_name
 from infergraph.components.registry import component_class
 from infergraph.cost.pricing import parse_cpu
 from infergraph.engines import engine as engine_named
@@ -26,7 +26,6 @@ from infergraph.render.options import RenderOptions
 PART_OF = "infergraph"
 MANAGED_BY = "infergraph-render"
 GRAPH_LABEL = "infergraph.io/graph"
-NODE_LABEL = "infergraph.io/node"
 # Graph annotations the renderers read (documented in docs/rendering.md).
 STORAGE_ANNOTATION = "infergraph.io/storage-uri"
 IMAGE_TAG_ANNOTATION = "infergraph.io/image-tag"

@@ -1,0 +1,77 @@
+"""What a graph costs on an engine: the pods the engine runs for it, priced.
+
+`graph_cost` charges each node's replicas the node's own `resources`, which is what the
+local runner runs. On a cluster each engine adds to that (`cost.pods` says what and where
+from): sidecars in a node's pods raise that node's share of its hardware class, and pods of
+the engine's own (the executor, the router, helper steps) are charged on the cheapest class
+without a GPU that holds them, since they ask for no accelerator and no node selector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from infergraph.cost.pods import PodShape, engine_pods
+from infergraph.cost.pricing import (
+    Asked,
+    CostError,
+    GraphCost,
+    NodeCost,
+    PriceCatalog,
+    ReplicaMode,
+    graph_cost,
+    priced,
+)
+from infergraph.graph.model import InferenceGraph
+from infergraph.json_types import Manifest
+
+
+def engine_cost(
+    graph: InferenceGraph,
+    engine: str,
+    objs: list[Manifest],
+    catalog: PriceCatalog,
+    replica_mode: ReplicaMode = "spec",
+    replica_overrides: Mapping[str, int] | None = None,
+) -> GraphCost:
+    """`graph` rendered for `engine` as `objs`: each node's replicas (counted as in
+    `graph_cost`) at what the engine's pod for it requests, then the engine's own pods."""
+    counted = graph_cost(graph, catalog, None, replica_mode, replica_overrides)
+    try:
+        shapes = engine_pods(engine, objs)
+    except ValueError as exc:
+        raise CostError(f"graph '{graph.name}' on {engine}", str(exc)) from None
+    nodes = {node.name for node in graph.spec.nodes}
+    per_node = _per_node([s for s in shapes if s.node in nodes])
+    priced_nodes = [_node(cost, per_node.get(cost.node), catalog, engine) for cost in counted.nodes]
+    own = [_engine_pods(s, catalog, replica_mode) for s in shapes if s.node not in nodes]
+    return GraphCost(graph=graph.name, nodes=priced_nodes + own)
+
+
+def _per_node(shapes: list[PodShape]) -> dict[str, Asked]:
+    """What one replica of each node asks for on the engine, summed over its pods."""
+    asked: dict[str, Asked] = {}
+    for shape in shapes:
+        assert shape.node is not None
+        before = asked.get(shape.node, Asked(0.0, 0.0, 0))
+        asked[shape.node] = Asked(
+            before.cpu + shape.cpu,
+            before.memory_gib + shape.memory_gib,
+            before.gpus + shape.gpus,
+        )
+    return asked
+
+
+def _node(cost: NodeCost, asked: Asked | None, catalog: PriceCatalog, engine: str) -> NodeCost:
+    if asked is None:  # no pod of its own on this engine: its resources stand
+        return cost
+    hardware = cost.hardware
+    instance = catalog.get(hardware)
+    return priced(cost.node, hardware, instance, asked, cost.replicas, added_by=engine)
+
+
+def _engine_pods(shape: PodShape, catalog: PriceCatalog, replica_mode: ReplicaMode) -> NodeCost:
+    asked = Asked(shape.cpu, shape.memory_gib, shape.gpus)
+    hardware = catalog.cheapest_fit(asked, shape.source)
+    count = shape.max_replicas if replica_mode == "max" else shape.replicas
+    return priced(shape.source, hardware, catalog.get(hardware), asked, count, part="engine")
