@@ -10,14 +10,17 @@ router as a Deployment sized by the InferenceGraph's `resources`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from infergraph.cost import CostError, engine_cost, graph_cost, load_catalog
-from infergraph.cost.pods import PodShape, engine_pods
+from infergraph.cost import CostError, GraphCost, engine_cost, graph_cost, load_catalog
+from infergraph.cost.pods import PodShape
+from infergraph.engines import engine as engine_named
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import load_graph, parse_graph
+from infergraph.json_types import Manifest
 from infergraph.render import ENGINES, render
 from infergraph.render.options import RenderOptions
 from tests.test_render_seldon import OPTIONS
@@ -47,9 +50,20 @@ def cascade_on_cpu() -> InferenceGraph:
     return parse_graph(doc)
 
 
+def pods_of(engine: str, objs: list[Manifest]) -> list[PodShape]:
+    """The pods `engine` creates from `objs`, by its entry in the engine table."""
+    reader = engine_named(engine).pods
+    assert reader is not None, engine
+    return reader(objs)
+
+
+def priced(graph: InferenceGraph, engine: str, objs: list[Manifest], **how: Any) -> GraphCost:
+    return engine_cost(graph, engine, pods_of(engine, objs), CATALOG, **how)
+
+
 def shapes(engine: str) -> dict[str | None, list[PodShape]]:
     by_node: dict[str | None, list[PodShape]] = {}
-    for shape in engine_pods(engine, render(cascade_on_cpu(), engine, OPTIONS)):
+    for shape in pods_of(engine, render(cascade_on_cpu(), engine, OPTIONS)):
         by_node.setdefault(shape.node, []).append(shape)
     return by_node
 
@@ -94,7 +108,7 @@ def test_engine_cost_charges_a_node_its_pod_and_the_engine_its_own_pods() -> Non
     price = CATALOG.get(CPU_CLASS).usd_per_hour
     plain = graph_cost(graph, CATALOG)
     assert plain.usd_per_hour == pytest.approx(price * (2 / 8 + 2 * 4 / 8))
-    on_v2 = engine_cost(graph, "seldon-v2", render(graph, "seldon-v2", OPTIONS), CATALOG)
+    on_v2 = priced(graph, "seldon-v2", render(graph, "seldon-v2", OPTIONS))
     nodes = {n.node: n for n in on_v2.nodes if n.part == "node"}
     # fast: 2.25 cores of 8, 5.125 GiB of 16: memory now bounds it (2/8 did before).
     assert nodes["fast"].usd_per_hour == pytest.approx(price * 5.125 / 16)
@@ -105,13 +119,8 @@ def test_engine_cost_charges_a_node_its_pod_and_the_engine_its_own_pods() -> Non
     assert [n.node for n in own] == ["Server/gated-plumbing"]
     assert on_v2.usd_per_hour == pytest.approx(sum(n.usd_per_hour for n in on_v2.nodes))
     # The graph's replica overrides still count a node's pods.
-    pinned = engine_cost(
-        graph,
-        "seldon-v2",
-        render(graph, "seldon-v2", OPTIONS),
-        CATALOG,
-        replica_overrides={"slow": 1},
-    )
+    objs = render(graph, "seldon-v2", OPTIONS)
+    pinned = priced(graph, "seldon-v2", objs, replica_overrides={"slow": 1})
     assert {n.node: n.replicas for n in pinned.nodes}["slow"] == 1
 
 
@@ -122,7 +131,7 @@ def test_every_shipped_graph_fits_its_hardware_on_every_engine(engine: str, path
     class leaves no room for Seldon v2's sidecars, and the pod would never schedule."""
     graph = load_graph(path)
     objs = render(graph, engine, RenderOptions(storage_uri="s3://bucket/infergraph"))
-    cost = engine_cost(graph, engine, objs, CATALOG)
+    cost = priced(graph, engine, objs)
     assert cost.usd_per_hour >= graph_cost(graph, CATALOG).usd_per_hour
 
 
@@ -131,11 +140,11 @@ def test_a_pod_that_outgrows_its_class_names_the_node_and_the_engine() -> None:
     graph.spec.nodes[1].resources.cpu = "8"
     objs = render(graph, "seldon-v2", OPTIONS)
     with pytest.raises(CostError, match=r"node 'slow'.*with what seldon-v2 adds"):
-        engine_cost(graph, "seldon-v2", objs, CATALOG)
+        priced(graph, "seldon-v2", objs)
 
 
 def test_an_executor_inside_a_unit_pod_is_refused_by_name() -> None:
     objs = render(cascade_on_cpu(), "seldon-v1", OPTIONS)
     objs[0]["spec"]["annotations"].pop("seldon.io/engine-separate-pod")
     with pytest.raises(CostError, match="SeldonDeployment/gated"):
-        engine_cost(cascade_on_cpu(), "seldon-v1", objs, CATALOG)
+        priced(cascade_on_cpu(), "seldon-v1", objs)

@@ -154,6 +154,35 @@ def test_stage_breakdown_and_seldon_with_headers(server: LoadTestServer) -> None
     assert step.ok == 10 and server.counts("routed").requests == 10
 
 
+def test_engine_prices_the_pods_it_runs(server: LoadTestServer) -> None:
+    """With --engine the $/1M is the graph as that engine runs it: the same figure the
+    operator's `status.pricePerHour` reports, above the nodes' own resources."""
+    from infergraph.cost import engine_cost, graph_cost, load_catalog
+    from infergraph.cost.pods import seldon_v2_pods
+    from infergraph.graph.plan import load_graph
+    from infergraph.render import render
+    from infergraph.render.options import RenderOptions
+
+    server.behave("priced", delay_ms=1)
+    graph_file = REPO / "k8s" / "graphs" / "cascade.yaml"
+    run = config(server, "priced", concurrency=1, requests=5, graph=graph_file)
+    plain = run_load(run)
+    on_v2 = run_load(run.model_copy(update={"engine": "seldon-v2"}))
+    graph, catalog = load_graph(graph_file), load_catalog()
+    objs = render(graph, "seldon-v2", RenderOptions(storage_uri="s3://bucket/infergraph"))
+    expected = engine_cost(graph, "seldon-v2", seldon_v2_pods(objs), catalog).usd_per_hour
+    assert on_v2.graph_cost is not None and plain.graph_cost is not None
+    assert on_v2.graph_cost["usd_per_hour"] == pytest.approx(expected)
+    assert plain.graph_cost["usd_per_hour"] == pytest.approx(
+        graph_cost(graph, catalog).usd_per_hour
+    )
+    assert expected > plain.graph_cost["usd_per_hour"]
+    assert any(n["part"] == "engine" for n in on_v2.graph_cost["nodes"])
+    step = on_v2.steps[0]
+    assert step.ok == 5
+    assert step.usd_per_million == pytest.approx(expected / (step.throughput_rps * 3600) * 1e6)
+
+
 def test_sweep_cost_and_outputs(server: LoadTestServer, tmp_path: Path) -> None:
     server.behave("sweep", delay_ms=20)
     result = run_load(

@@ -32,6 +32,8 @@ from typer.testing import CliRunner
 
 from async_load_tester import ConfigError, LoadConfig, PayloadError
 
+CASCADE = Path(__file__).resolve().parent.parent / "k8s" / "graphs" / "cascade.yaml"
+
 
 def offsets(
     spec: str, duration: float, arrival: str = "constant", warmup: float = 0.0
@@ -186,6 +188,9 @@ def test_pareto_front() -> None:
         ({"rate": 5, "target": "ftp://x"}, "--target"),
         ({"rate": 5, "path_template": "/x/{nope}"}, "--path-template"),
         ({"schedule": "step:5"}, "--schedule"),
+        ({"rate": 5, "engine": "seldon-v2"}, "--engine"),
+        ({"rate": 5, "engine": "local", "graph": CASCADE}, "--engine"),
+        ({"rate": 5, "engine": "seldon-v3", "graph": CASCADE}, "--engine"),
     ],
 )
 def test_bad_config(kwargs: dict[str, object], option: str) -> None:

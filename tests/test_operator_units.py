@@ -328,11 +328,13 @@ def test_price_is_what_the_engine_runs_for_the_graph() -> None:
     """The status prices the pods the engine runs (`infergraph.cost.pods`): KServe's router
     and the gate's InferenceService on top of the nodes' own replicas."""
     from infergraph.cost import engine_cost, graph_cost, load_catalog
+    from infergraph.cost.pods import kserve_pods
 
     catalog = load_catalog()
     objs = render_graph(cascade(), "kserve", RenderOptions())
     price, _ = st.price_per_hour(cascade(), None, "kserve", objs)
-    assert price == f"{engine_cost(cascade(), 'kserve', objs, catalog).usd_per_hour:.4f}"
+    expected = engine_cost(cascade(), "kserve", kserve_pods(objs), catalog).usd_per_hour
+    assert price == f"{expected:.4f}"
     assert float(price or 0) > graph_cost(cascade(), catalog).usd_per_hour
 
 

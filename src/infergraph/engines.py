@@ -25,6 +25,7 @@ from infergraph.cluster_names import (
     seldon_v2_model,
     seldon_v2_pipeline_route,
 )
+from infergraph.cost.pods import PodShape, kserve_pods, seldon_v1_pods, seldon_v2_pods
 from infergraph.errors import InfergraphError, RenderError
 from infergraph.json_types import JSONObject, Manifest, at
 
@@ -86,6 +87,9 @@ class Engine:
     serves_settings: bool = False
     # Its renderer leaves notes for the user (printed by `infergraph render`).
     has_notes: bool = False
+    # The pods it creates from the rendered objects, with their requests (what a graph costs
+    # on it: `infergraph.cost.engine_cost`); None: it renders nothing to run.
+    pods: Callable[[list[Manifest]], list[PodShape]] | None = None
 
     @property
     def deployed(self) -> bool:
@@ -198,8 +202,15 @@ ENGINES: tuple[Engine, ...] = (
         metrics_adapter=True,
         settings_files=True,
         serves_settings=True,
+        pods=seldon_v2_pods,
     ),
-    Engine(name="seldon-v1", naming=None, renderer="seldon_v1", cluster_url=_seldon_v1_url),
+    Engine(
+        name="seldon-v1",
+        naming=None,
+        renderer="seldon_v1",
+        cluster_url=_seldon_v1_url,
+        pods=seldon_v1_pods,
+    ),
     Engine(
         name="kserve",
         naming="InferenceServices <graph>-<node>; give each its host with --node-endpoint",
@@ -207,6 +218,7 @@ ENGINES: tuple[Engine, ...] = (
         served_name=kserve_service,
         cluster_url=_kserve_url,
         has_notes=True,
+        pods=kserve_pods,
     ),
 )
 

@@ -68,6 +68,13 @@ _CheckEvery = Annotated[
 ]
 _SloMs = Annotated[float | None, typer.Option(help="latency target for SLO attainment")]
 _SloPercentile = Annotated[float | None, typer.Option(help="SLO percentile (default 95)")]
+_Engine = Annotated[
+    str | None,
+    typer.Option(
+        help="price --graph as this engine runs it (seldon-v2, seldon-v1, kserve): its "
+        "sidecars and its own pods too"
+    ),
+]
 _Catalog = Annotated[
     Path | None, typer.Option(help="price catalog file overriding the shipped one")
 ]
@@ -110,6 +117,7 @@ class _RunOptions(TypedDict):
     slo_ms: float | None
     slo_percentile: float | None
     graph: Path | None
+    engine: str | None
     catalog: Path | None
     price: list[str] | None
     default_hardware: str | None
@@ -153,6 +161,7 @@ def run(
     slo_ms: _SloMs = None,
     slo_percentile: _SloPercentile = None,
     graph: Annotated[Path | None, typer.Option(help="InferenceGraph file for cost")] = None,
+    engine: _Engine = None,
     catalog: _Catalog = None,
     price: _Price = None,
     default_hardware: _DefaultHardware = None,
@@ -234,6 +243,7 @@ def _load_config(options: _RunOptions) -> LoadConfig:
             slo_ms=options["slo_ms"],
             slo_percentile=options["slo_percentile"],
             graph=options["graph"],
+            engine=options["engine"],
             catalog=options["catalog"],
             prices=parse_price_overrides(options["price"] or []),
             default_hardware=options["default_hardware"],

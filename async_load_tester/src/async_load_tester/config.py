@@ -74,6 +74,7 @@ class LoadConfig(BaseModel):
     slo_ms: float | None = None
     slo_percentile: float | None = None
     graph: Path | None = None
+    engine: str | None = None  # price the graph's pods on this engine, not its nodes alone
     catalog: Path | None = None
     prices: dict[str, float] = Field(default_factory=dict)
     default_hardware: str | None = None
@@ -93,11 +94,26 @@ class LoadConfig(BaseModel):
         self._check_limits()
         if self.graph is not None and not self.graph.is_file():
             raise ConfigError("--graph", f"'{self.graph}' is not a file")
+        self._check_engine()
         self.endpoint()
         self.path()
         if self.open_loop:
             self.parsed_schedule()
         return self
+
+    def _check_engine(self) -> None:
+        """`--engine` prices a graph as that engine runs it: it needs the graph, and an
+        engine that deploys one."""
+        if self.engine is None:
+            return
+        if self.graph is None:
+            raise ConfigError("--engine", "prices a graph's pods: give --graph too")
+        from infergraph.engines import RENDERED, UnknownEngineError, engine
+
+        try:
+            engine(self.engine, RENDERED, "deploy a graph")
+        except UnknownEngineError as exc:
+            raise ConfigError("--engine", str(exc)) from None
 
     def _check_finite(self) -> None:
         """nan and inf pass every `<=` comparison as False, so they are refused before those."""

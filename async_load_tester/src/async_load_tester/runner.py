@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import uvloop
@@ -32,6 +32,10 @@ from async_load_tester.protocols.encode import (
 from async_load_tester.recorder import Recorder
 from async_load_tester.results import RunResult, StepResult, environment
 from async_load_tester.schedule import Schedule, arrival_chunks, with_warmup
+
+if TYPE_CHECKING:
+    from infergraph.cost import GraphCost, PriceCatalog
+    from infergraph.graph.model import InferenceGraph
 
 SATURATION_GAIN = 0.02
 MAX_BISECTIONS = 4
@@ -64,14 +68,12 @@ class Prepared:
         self.slo_ms = config.slo_ms
         self.slo_percentile = config.slo_percentile
         if config.graph is not None:
-            from infergraph.cost import graph_cost, load_catalog
+            from infergraph.cost import load_catalog
             from infergraph.graph.plan import load_graph
 
             graph = load_graph(config.graph)
             catalog = load_catalog(config.catalog, config.prices)
-            self.graph_cost = graph_cost(
-                graph, catalog, config.default_hardware, config.replica_mode
-            )
+            self.graph_cost = _priced(graph, catalog, config)
             if graph.spec.slo is not None:
                 self.slo_ms = self.slo_ms or graph.spec.slo.latency_ms
                 self.slo_percentile = self.slo_percentile or graph.spec.slo.percentile
@@ -301,3 +303,27 @@ def run_load(config: LoadConfig, hook: StepHook | None = None) -> RunResult:
     else:
         raise ConfigError("run_load", "called inside a running event loop; await run_load_async()")
     return uvloop.run(run_load_async(config, hook))
+
+
+# Where a rendering for pricing says the model settings live: a Seldon v2 render needs a
+# prefix, and no pod's requests depend on it.
+PRICING_STORAGE = "s3://pricing-only/infergraph"
+
+
+def _priced(graph: InferenceGraph, catalog: PriceCatalog, config: LoadConfig) -> GraphCost:
+    """The graph's hourly cost: its nodes' resources, or with `--engine` the pods that engine
+    runs for it (sidecars and its own pods included; `infergraph.cost.engine_cost`)."""
+    from infergraph.cost import engine_cost, graph_cost
+
+    if config.engine is None:
+        return graph_cost(graph, catalog, config.default_hardware, config.replica_mode)
+    from infergraph.engines import RENDERED, engine
+    from infergraph.render import render
+    from infergraph.render.options import RenderOptions
+
+    runs = engine(config.engine, RENDERED, "deploy a graph")
+    assert runs.pods is not None, f"{runs.name} renders but names no pods"
+    objs = render(graph, runs.name, RenderOptions(storage_uri=PRICING_STORAGE))
+    return engine_cost(
+        graph, runs.name, runs.pods(objs), catalog, config.default_hardware, config.replica_mode
+    )

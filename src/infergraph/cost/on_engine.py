@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from infergraph.cost.pods import PodShape, engine_pods
+from infergraph.cost.pods import PodShape
 from infergraph.cost.pricing import (
     Asked,
-    CostError,
     GraphCost,
     NodeCost,
     PriceCatalog,
@@ -23,28 +22,25 @@ from infergraph.cost.pricing import (
     priced,
 )
 from infergraph.graph.model import InferenceGraph
-from infergraph.json_types import Manifest
 
 
 def engine_cost(
     graph: InferenceGraph,
     engine: str,
-    objs: list[Manifest],
+    pods: list[PodShape],
     catalog: PriceCatalog,
+    default_hardware: str | None = None,
     replica_mode: ReplicaMode = "spec",
     replica_overrides: Mapping[str, int] | None = None,
 ) -> GraphCost:
-    """`graph` rendered for `engine` as `objs`: each node's replicas (counted as in
-    `graph_cost`) at what the engine's pod for it requests, then the engine's own pods."""
-    counted = graph_cost(graph, catalog, None, replica_mode, replica_overrides)
-    try:
-        shapes = engine_pods(engine, objs)
-    except ValueError as exc:
-        raise CostError(f"graph '{graph.name}' on {engine}", str(exc)) from None
+    """`graph` on `engine`, which runs `pods` for it (its `Engine.pods` of the rendered
+    objects): each node's replicas (counted as in `graph_cost`) at what its pod requests,
+    then the engine's own pods."""
+    counted = graph_cost(graph, catalog, default_hardware, replica_mode, replica_overrides)
     nodes = {node.name for node in graph.spec.nodes}
-    per_node = _per_node([s for s in shapes if s.node in nodes])
+    per_node = _per_node([s for s in pods if s.node in nodes])
     priced_nodes = [_node(cost, per_node.get(cost.node), catalog, engine) for cost in counted.nodes]
-    own = [_engine_pods(s, catalog, replica_mode) for s in shapes if s.node not in nodes]
+    own = [_engine_pods(s, catalog, replica_mode) for s in pods if s.node not in nodes]
     return GraphCost(graph=graph.name, nodes=priced_nodes + own)
 
 

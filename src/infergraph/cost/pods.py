@@ -13,11 +13,12 @@ Kafka and Envoy; KServe's controller) are shared by every graph in a cluster.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from infergraph import quantities
 from infergraph.cluster_names import NODE_LABEL
+from infergraph.cost.pricing import CostError
 from infergraph.json_types import JSONObject, Manifest, as_objects, object_or_empty
 
 GPU = "nvidia.com/gpu"
@@ -80,7 +81,7 @@ def _count(value: object, default: int) -> int:
     return int(value) if isinstance(value, int) and not isinstance(value, bool) else default
 
 
-def _seldon_v2(objs: list[Manifest]) -> list[PodShape]:
+def seldon_v2_pods(objs: list[Manifest]) -> list[PodShape]:
     """A Server's pods are its ServerConfig's pod template (merged with the Server's own
     `podSpec`, which we never render), `spec.replicas` of them, 1 when absent (seldon-core
     v2.10.2 operator/controllers/reconcilers/server/server_reconciler.go:119-145;
@@ -101,7 +102,7 @@ def _containers(pod: JSONObject) -> list[JSONObject]:
     return as_objects(pod.get("containers") or [], "containers")
 
 
-def _seldon_v1(objs: list[Manifest]) -> list[PodShape]:
+def seldon_v1_pods(objs: list[Manifest]) -> list[PodShape]:
     """Each componentSpec is a Deployment of `replicas` (else the predictor's, else the
     deployment's) pods (seldon-core v1.18.2 operator/controllers/
     seldondeployment_controller.go:514-519); with `seldon.io/engine-separate-pod` in
@@ -112,7 +113,11 @@ def _seldon_v1(objs: list[Manifest]) -> list[PodShape]:
         spec = object_or_empty(sdep, "spec")
         separate = str(object_or_empty(spec, "annotations").get("seldon.io/engine-separate-pod"))
         if separate.lower() != "true":
-            raise ValueError(f"SeldonDeployment/{_name(sdep)}: the executor shares a unit's pod")
+            raise CostError(
+                f"SeldonDeployment/{_name(sdep)}",
+                "its executor shares a unit's pod (no seldon.io/engine-separate-pod), "
+                "which is not priced",
+            )
         for predictor in as_objects(spec.get("predictors") or [], "spec.predictors"):
             default = _count(predictor.get("replicas"), _count(spec.get("replicas"), 1))
             shapes += _v1_units(f"SeldonDeployment/{_name(sdep)}", predictor, default)
@@ -140,7 +145,7 @@ def _v1_units(source: str, predictor: JSONObject, default: int) -> list[PodShape
     return shapes
 
 
-def _kserve(objs: list[Manifest]) -> list[PodShape]:
+def kserve_pods(objs: list[Manifest]) -> list[PodShape]:
     """A predictor's pod is its ServingRuntime's container with the predictor's `model`
     patched over it, key by key (kserve pkg/controller/v1beta1/inferenceservice/utils/
     utils.go:505, MergeRuntimeContainers, a strategic merge: pkg/utils/container_merge.go:32);
@@ -179,19 +184,3 @@ def _patched(base: JSONObject, model: JSONObject) -> JSONObject:
 def _kserve_replicas(spec: JSONObject) -> tuple[int, int]:
     low = _count(spec.get("minReplicas"), KSERVE_MIN_REPLICAS)
     return low, _count(spec.get("maxReplicas"), low)
-
-
-READERS: dict[str, Callable[[list[Manifest]], list[PodShape]]] = {
-    "seldon-v2": _seldon_v2,
-    "seldon-v1": _seldon_v1,
-    "kserve": _kserve,
-}
-
-
-def engine_pods(engine: str, objs: list[Manifest]) -> list[PodShape]:
-    """Every set of pods `engine` creates from the rendered `objs`."""
-    try:
-        reader = READERS[engine]
-    except KeyError:
-        raise ValueError(f"no pods are known for engine '{engine}'") from None
-    return reader(objs)

@@ -236,8 +236,11 @@ def price_per_hour(
 ) -> tuple[str | None, str]:
     """(dollars per hour as text, why not) from the price catalog at the graph's replicas:
     the pods `engine` runs for the rendered `objs`, its sidecars and own pods included."""
+    pods = engine_named(engine, RENDERED, "deploy a graph").pods
+    assert pods is not None, f"{engine} renders but names no pods"
     try:
         catalog = load_catalog(catalog_path)
-        return f"{engine_cost(graph, engine, objs, catalog).usd_per_hour:.4f}", ""
+        cost = engine_cost(graph, engine, pods(objs), catalog)
+        return f"{cost.usd_per_hour:.4f}", ""
     except CostError as exc:
         return None, str(exc)
