@@ -18,6 +18,7 @@ import yaml
 from infergraph.cost import CostError, GraphCost, engine_cost, graph_cost, load_catalog
 from infergraph.cost.pods import PodShape
 from infergraph.engines import engine as engine_named
+from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import load_graph, parse_graph
 from infergraph.json_types import Manifest
@@ -52,9 +53,7 @@ def cascade_on_cpu() -> InferenceGraph:
 
 def pods_of(engine: str, objs: list[Manifest]) -> list[PodShape]:
     """The pods `engine` creates from `objs`, by its entry in the engine table."""
-    reader = engine_named(engine).pods
-    assert reader is not None, engine
-    return reader(objs)
+    return engine_named(engine).pods_of(objs)
 
 
 def priced(graph: InferenceGraph, engine: str, objs: list[Manifest], **how: Any) -> GraphCost:
@@ -148,3 +147,8 @@ def test_an_executor_inside_a_unit_pod_is_refused_by_name() -> None:
     objs[0]["spec"]["annotations"].pop("seldon.io/engine-separate-pod")
     with pytest.raises(CostError, match="SeldonDeployment/gated"):
         priced(cascade_on_cpu(), "seldon-v1", objs)
+
+
+def test_an_engine_that_renders_nothing_runs_no_pods() -> None:
+    with pytest.raises(RenderError, match="runs no pods"):
+        engine_named("local").pods_of([])

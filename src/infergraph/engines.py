@@ -96,6 +96,14 @@ class Engine:
         """Served on a cluster (any engine that renders): profiling it needs its URL."""
         return self.renderer is not None
 
+    def pods_of(self, objs: list[Manifest]) -> list[PodShape]:
+        """The pods it creates from its rendered `objs` (RenderError for an engine that
+        renders nothing)."""
+        if self.pods is None:
+            valid = ", ".join(names(RENDERED))
+            raise RenderError(self.name, f"it runs no pods; choose one of {valid}")
+        return self.pods(objs)
+
     def _module(self) -> ModuleType:
         if self.renderer is None:
             valid = ", ".join(names(RENDERED))

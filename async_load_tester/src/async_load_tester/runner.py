@@ -322,8 +322,7 @@ def _priced(graph: InferenceGraph, catalog: PriceCatalog, config: LoadConfig) ->
     from infergraph.render.options import RenderOptions
 
     runs = engine(config.engine, RENDERED, "deploy a graph")
-    assert runs.pods is not None, f"{runs.name} renders but names no pods"
     objs = render(graph, runs.name, RenderOptions(storage_uri=PRICING_STORAGE))
     return engine_cost(
-        graph, runs.name, runs.pods(objs), catalog, config.default_hardware, config.replica_mode
+        graph, runs.name, runs.pods_of(objs), catalog, config.default_hardware, config.replica_mode
     )

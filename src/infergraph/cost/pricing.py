@@ -29,6 +29,8 @@ from infergraph.graph.model import InferenceGraph, Node
 from infergraph.json_types import JSONObject
 
 ReplicaMode = Literal["spec", "min", "max"]
+# What a cost row charges: a graph node's replicas, or pods the engine adds of its own.
+CostPart = Literal["node", "engine"]
 
 
 class CostError(InfergraphError):
@@ -68,9 +70,9 @@ class PriceCatalog(BaseModel):
         """The class that charges `asked` least (by the share rule), a class without GPUs
         where one holds it: what a pod that asks for no accelerator lands on at best."""
         fits = [
-            (name, max(asked.cpu / c.vcpus, asked.memory_gib / c.memory_gib) * c.usd_per_hour)
+            (name, max(_shares(asked, c)) * c.usd_per_hour)
             for name, c in self.classes.items()
-            if c.gpus >= asked.gpus and asked.cpu <= c.vcpus and asked.memory_gib <= c.memory_gib
+            if c.gpus >= asked.gpus and max(_shares(asked, c)) <= 1.0
         ]
         cpu_only = [f for f in fits if not self.classes[f[0]].gpus]
         best = sorted(cpu_only or fits, key=lambda fit: (fit[1], fit[0]))
@@ -190,7 +192,7 @@ class NodeCost:
     memory_share: float
     usd_per_replica_hour: float
     usd_per_hour: float
-    part: str = "node"  # "node": a graph node's replicas; "engine": pods the engine adds
+    part: CostPart = "node"
 
     @property
     def share(self) -> float:
@@ -248,6 +250,12 @@ class Asked:
     gpus: int
 
 
+def _shares(asked: Asked, instance: InstanceClass) -> tuple[float, float, float]:
+    """(GPU, CPU, memory) share of one instance that `asked` takes; its largest is charged."""
+    gpu_share = asked.gpus / instance.gpus if instance.gpus else 0.0
+    return gpu_share, asked.cpu / instance.vcpus, asked.memory_gib / instance.memory_gib
+
+
 def _hardware(node: Node, default_hardware: str | None) -> str:
     hardware = node.hardware or default_hardware
     if hardware is None:
@@ -264,7 +272,7 @@ def priced(
     instance: InstanceClass,
     asked: Asked,
     count: int,
-    part: str = "node",
+    part: CostPart = "node",
     added_by: str = "",
 ) -> NodeCost:
     """`count` replicas of `asked`, each charged its largest share of one `hardware`
@@ -273,9 +281,7 @@ def priced(
         raise CostError(
             f"node '{name}'", f"asks for {asked.gpus} GPU(s) but class '{hardware}' has none"
         )
-    gpu_share = asked.gpus / instance.gpus if instance.gpus else 0.0
-    cpu_share = asked.cpu / instance.vcpus
-    memory_share = asked.memory_gib / instance.memory_gib
+    gpu_share, cpu_share, memory_share = _shares(asked, instance)
     for kind, share in (("gpu", gpu_share), ("cpu", cpu_share), ("memory", memory_share)):
         if share > 1.0 + 1e-9:
             raise CostError(

@@ -236,11 +236,10 @@ def price_per_hour(
 ) -> tuple[str | None, str]:
     """(dollars per hour as text, why not) from the price catalog at the graph's replicas:
     the pods `engine` runs for the rendered `objs`, its sidecars and own pods included."""
-    pods = engine_named(engine, RENDERED, "deploy a graph").pods
-    assert pods is not None, f"{engine} renders but names no pods"
+    runs = engine_named(engine, RENDERED, "deploy a graph")
     try:
         catalog = load_catalog(catalog_path)
-        cost = engine_cost(graph, engine, pods(objs), catalog)
+        cost = engine_cost(graph, engine, runs.pods_of(objs), catalog)
         return f"{cost.usd_per_hour:.4f}", ""
     except CostError as exc:
         return None, str(exc)
