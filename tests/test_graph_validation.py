@@ -120,14 +120,21 @@ def test_resources_must_be_kubernetes_quantities(field: str, value: str) -> None
     assert f"'{value}'" in text and ("Kubernetes quantity" in text or "above zero" in text)
 
 
-@pytest.mark.parametrize(("field", "value"), [("cpu", 2), ("memory", 2147483648)])
-def test_resources_take_a_whole_number_as_kubernetes_does(field: str, value: int) -> None:
+@pytest.mark.parametrize(
+    ("field", "value", "text"),
+    [("cpu", 2, "2"), ("memory", 2147483648, "2147483648"), ("cpu", 2.0, "2")],
+)
+def test_resources_take_a_whole_number_as_kubernetes_does(
+    field: str, value: float, text: str
+) -> None:
     """`cpu: 2` unquoted is how most pod specs are written (a quantity is int-or-string);
-    the graph keeps it as the quantity text, so every renderer writes what was meant."""
+    the graph keeps it as the quantity text, so every renderer writes what was meant. YAML's
+    `2.0` is the same JSON number (kubectl sends 2, which the API server takes as an
+    integer), so it is a whole number too."""
     data = _base()
     data["spec"]["nodes"][0]["resources"][field] = value
     resources = parse_graph(data).spec.nodes[0].resources
-    assert getattr(resources, field) == str(value)
+    assert getattr(resources, field) == text
 
 
 @pytest.mark.parametrize(

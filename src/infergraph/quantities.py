@@ -53,12 +53,14 @@ def parse_quantity(value: str | float | int) -> float:
 
 
 def quantity_text(value: object) -> str:
-    """A quantity as the text a manifest carries: a whole number (YAML's unquoted `cpu: 2`)
-    becomes "2", as Kubernetes reads an int-or-string quantity; a bare fraction is refused,
-    because an int-or-string field (the CRD's, as controller-gen writes resource.Quantity)
-    refuses one."""
+    """A quantity as the text a manifest carries: a whole number (YAML's unquoted `cpu: 2`,
+    or `2.0`) becomes "2", as Kubernetes reads an int-or-string quantity; a bare fraction
+    is refused, because an int-or-string field (the CRD's, as controller-gen writes
+    resource.Quantity) refuses one."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"'{value}' is not a quantity ({EXAMPLES})")
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # YAML's 2.0: kubectl sends the JSON number 2, an integer
     if isinstance(value, float):
         raise ValueError(
             f"{value} is a bare fraction, which a quantity field refuses: write it as text "
