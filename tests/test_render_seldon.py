@@ -625,3 +625,16 @@ def test_v2_cascade_any_join_behind_a_cold_node_needs_no_window() -> None:
     pipeline = by_kind(render(graph, "seldon-v2", OPTIONS), "Pipeline")[0]["spec"]
     assert pipeline["output"]["stepsJoin"] == "any"
     assert "joinWindowMs" not in pipeline["output"]
+
+
+def test_a_node_named_like_an_object_the_engine_names_itself_is_refused() -> None:
+    """Seldon v2 runs the helper steps on `<graph>-plumbing`; a node called `plumbing` would
+    render a second Server and ServerConfig of that name, and applying both would leave one
+    of the two model servers. Any two objects of one kind and name are refused, naming them."""
+    data = yaml.safe_load((GRAPHS / "cascade.yaml").read_text())
+    data["spec"]["nodes"][1]["name"] = "plumbing"
+    data["spec"]["graph"]["sequence"][1]["then"]["node"] = "plumbing"
+    graph = parse_graph(data)
+    with pytest.raises(RenderError, match=r"ServerConfig 'cascade-plumbing'.*rename"):
+        render(graph, "seldon-v2", OPTIONS)
+    assert render(graph, "kserve", OPTIONS)  # its names do not collide there

@@ -16,7 +16,7 @@ from infergraph import engines as engine_table
 from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import GraphPlan, load_plan, plan_of
-from infergraph.json_types import Manifest
+from infergraph.json_types import Manifest, object_or_empty
 from infergraph.render import autoscaling, common
 from infergraph.render.options import RenderOptions
 
@@ -40,7 +40,26 @@ def render(
 
     A graph built in code is compiled here, once; a compiled plan is rendered as it is.
     """
-    return _rendering(engine).render(plan_of(graph), options)
+    objs = _rendering(engine).render(plan_of(graph), options)
+    _refuse_same_names(engine, objs)
+    return objs
+
+
+def _refuse_same_names(engine: str, objs: list[Manifest]) -> None:
+    """Two objects of one kind and name would be one object once applied, the later one
+    winning: a node named like something the engine names for itself (Seldon v2's
+    `<graph>-plumbing` Server) would lose its model server or the helpers theirs."""
+    seen: set[tuple[str, str, str]] = set()
+    for obj in objs:
+        meta = object_or_empty(obj, "metadata")
+        key = (str(obj.get("kind")), str(meta.get("namespace", "")), str(meta.get("name")))
+        if key in seen:
+            raise RenderError(
+                engine,
+                f"two objects are {key[0]} '{key[2]}': a node's name collides with one the "
+                "engine's objects use; rename the node",
+            )
+        seen.add(key)
 
 
 def _rendering(name: str) -> engine_table.Engine:
