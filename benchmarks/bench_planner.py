@@ -683,7 +683,7 @@ def _cost_row(
         ),
         "scenario": "cpu+gpu" if gpu else "cpu",
         "gpu_profiles": [_shown(p) for p in gpu],
-        "usd_per_hour": outcome.final.usd_per_hour,
+        "usd_per_hour": outcome.usd_per_hour,
         "peak_usd_per_hour": outcome.peak_usd_per_hour,
         "autoscale": outcome.inputs.autoscale,
         "usd_per_million": outcome.usd_per_million(),

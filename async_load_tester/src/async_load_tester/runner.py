@@ -305,11 +305,6 @@ def run_load(config: LoadConfig, hook: StepHook | None = None) -> RunResult:
     return uvloop.run(run_load_async(config, hook))
 
 
-# Where a rendering for pricing says the model settings live: a Seldon v2 render needs a
-# prefix, and no pod's requests depend on it.
-PRICING_STORAGE = "s3://pricing-only/infergraph"
-
-
 def _priced(graph: InferenceGraph, catalog: PriceCatalog, config: LoadConfig) -> GraphCost:
     """The graph's hourly cost: its nodes' resources, or with `--engine` the pods that engine
     runs for it (sidecars and its own pods included; `infergraph.cost.engine_cost`)."""
@@ -317,12 +312,9 @@ def _priced(graph: InferenceGraph, catalog: PriceCatalog, config: LoadConfig) ->
 
     if config.engine is None:
         return graph_cost(graph, catalog, config.default_hardware, config.replica_mode)
-    from infergraph.engines import RENDERED, engine
-    from infergraph.render import render
-    from infergraph.render.options import RenderOptions
+    from infergraph.render import engine_pods
 
-    runs = engine(config.engine, RENDERED, "deploy a graph")
-    objs = render(graph, runs.name, RenderOptions(storage_uri=PRICING_STORAGE))
+    pods = engine_pods(graph, config.engine)
     return engine_cost(
-        graph, runs.name, runs.pods_of(objs), catalog, config.default_hardware, config.replica_mode
+        graph, config.engine, pods, catalog, config.default_hardware, config.replica_mode
     )

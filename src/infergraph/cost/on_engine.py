@@ -38,10 +38,23 @@ def engine_cost(
     then the engine's own pods."""
     counted = graph_cost(graph, catalog, default_hardware, replica_mode, replica_overrides)
     nodes = {node.name for node in graph.spec.nodes}
-    per_node = _per_node([s for s in pods if s.node in nodes])
-    priced_nodes = [_node(cost, per_node.get(cost.node), catalog, engine) for cost in counted.nodes]
+    priced_nodes = [replicas_on_engine(cost, pods, catalog, engine) for cost in counted.nodes]
     own = [_engine_pods(s, catalog, replica_mode) for s in pods if s.node not in nodes]
     return GraphCost(graph=graph.name, nodes=priced_nodes + own)
+
+
+def replicas_on_engine(
+    cost: NodeCost, pods: list[PodShape], catalog: PriceCatalog, engine: str
+) -> NodeCost:
+    """`cost` (a node's replicas at its own `resources`, from `node_cost`) repriced at what
+    one of its replicas asks for on `engine`: its pods there, sidecars included. A
+    CostError says when that no longer fits the node's class."""
+    asked = _per_node([s for s in pods if s.node == cost.node]).get(cost.node)
+    if asked is None:  # no pod of its own on this engine: its resources stand
+        return cost
+    hardware = cost.hardware
+    instance = catalog.get(hardware)
+    return priced(cost.node, hardware, instance, asked, cost.replicas, added_by=engine)
 
 
 def _per_node(shapes: list[PodShape]) -> dict[str, Asked]:
@@ -56,14 +69,6 @@ def _per_node(shapes: list[PodShape]) -> dict[str, Asked]:
             before.gpus + shape.gpus,
         )
     return asked
-
-
-def _node(cost: NodeCost, asked: Asked | None, catalog: PriceCatalog, engine: str) -> NodeCost:
-    if asked is None:  # no pod of its own on this engine: its resources stand
-        return cost
-    hardware = cost.hardware
-    instance = catalog.get(hardware)
-    return priced(cost.node, hardware, instance, asked, cost.replicas, added_by=engine)
 
 
 def _engine_pods(shape: PodShape, catalog: PriceCatalog, replica_mode: ReplicaMode) -> NodeCost:

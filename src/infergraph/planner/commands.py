@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 from rich.console import Console
 
-from infergraph.engines import PROFILED, UnknownEngineError, listing
+from infergraph.engines import PROFILED, RENDERED, UnknownEngineError, listing, names
 from infergraph.engines import engine as engine_named
 from infergraph.errors import GraphValidationError, InfergraphError
 
@@ -265,6 +265,15 @@ _PodPending = Annotated[
     ),
 ]
 
+_PricedOn = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        help="price the plan as this engine runs it (its sidecars in each replica, its own "
+        f"pods beside): {', '.join(names(RENDERED))}; default: each node's own resources",
+    ),
+]
+
 
 def plan(
     graph_file: Annotated[Path, typer.Argument(help="InferenceGraph YAML")],
@@ -291,6 +300,7 @@ def plan(
     autoscale: _Autoscale = "graph",
     replica_startup_s: _ReplicaStartup = None,
     pod_pending_s: _PodPending = 0.0,
+    priced_on: _PricedOn = None,
 ) -> None:
     """Cheapest hardware, batching and replicas per node whose simulated latency meets the SLO."""
     from infergraph.cost.pricing import load_catalog, parse_price_overrides
@@ -300,6 +310,7 @@ def plan(
 
     _check_plan_options(rate, trace, headroom, autoscale, replica_startup_s, pod_pending_s)
     try:
+        engine = _priced_engine(priced_on)
         graph = load_graph(graph_file)
         settings = _search_settings(
             graph, slo_ms, percentile, batch_sizes, delays_ms, max_replicas, seed
@@ -314,6 +325,7 @@ def plan(
             autoscale=autoscale,  # type: ignore[arg-type]
             startup_s=replica_startup_s,
             pending_s=pod_pending_s,
+            engine=engine,
         )
         _warn_instances(graph)
         with console.status(f"planning '{graph.name}'..."):
@@ -322,8 +334,12 @@ def plan(
     except InfergraphError as exc:
         _fail(str(exc))
     print_report(outcome, console)
-    for path in files.values():
-        console.print(f"wrote {path}")
+    console.print("\n".join(f"wrote {path}" for path in files.values()))
+
+
+def _priced_engine(name: str | None) -> str | None:
+    """The engine `--engine` names, refused (before any file is read) if it deploys nothing."""
+    return None if name is None else engine_named(name, RENDERED, "deploy a graph").name
 
 
 def _warn_instances(graph: InferenceGraph) -> None:

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from infergraph.cost.pricing import PriceCatalog
+from infergraph.cost.pricing import NodeCost, PriceCatalog
 from infergraph.graph.model import Autoscaling, InferenceGraph, Node
+from infergraph.graph.plan import parse_graph
 from infergraph.json_types import Manifest, at, object_or_empty
 from infergraph.planner.autoscaler import RATE_WINDOW_S, ScalerModel
+from infergraph.planner.pricing import PlanPricing
 from infergraph.planner.profiles import ProfileSet, load_profile, match_profiles
 from infergraph.planner.search import (
     Evaluated,
@@ -60,6 +62,9 @@ class PlanInputs:
     # Seconds a new pod is Pending before its container starts (scheduling, and the image
     # pull on a node that lacks the image): added to each node's measured start.
     pending_s: float = 0.0
+    # The engine the plan is for: its sidecars priced into each replica and its own pods
+    # into the plan (`planner.pricing`); None: each node's own resources, as run locally.
+    engine: str | None = None
 
 
 @dataclass
@@ -80,6 +85,8 @@ class PlanOutcome:
     # start-up takes: the replay's misses less those of the same replay with instant pods.
     # None when no node autoscales.
     cold_start_budget_share: float | None = None
+    # The pods the engine runs of its own for the planned graph, priced (none without one).
+    engine_pods: tuple[NodeCost, ...] = ()
 
     def startup_s(self, node: str) -> tuple[float, str]:
         """A new pod's start-up for `node` in the replay, and where the figure comes from."""
@@ -100,16 +107,32 @@ class PlanOutcome:
         return self.search.best
 
     @property
+    def engine_usd_per_hour(self) -> float:
+        """What the engine's own pods cost (its executor, router or helper steps)."""
+        return sum(c.usd_per_hour for c in self.engine_pods)
+
+    def with_engine(self, evaluated: Evaluated) -> float:
+        """$/hour of a combination's nodes and the engine's own pods, which are the same for
+        every combination (the renderers size them apart from the nodes)."""
+        return evaluated.usd_per_hour + self.engine_usd_per_hour
+
+    @property
+    def usd_per_hour(self) -> float:
+        """What the plan costs over the whole workload: its nodes' time-averaged replicas
+        and the engine's own pods."""
+        return self.with_engine(self.final)
+
+    @property
     def peak_usd_per_hour(self) -> float:
         """What the plan costs with every node held at its planned (peak) replicas."""
-        return self.best.usd_per_hour
+        return self.with_engine(self.best)
 
     def autoscaled(self, node: str) -> bool:
         return node in scaler_models(self)
 
     def usd_per_million(self) -> float:
         rps = self.inputs.workload.mean_rps
-        return self.final.usd_per_hour / (rps * 3600.0) * 1e6
+        return self.usd_per_hour / (rps * 3600.0) * 1e6
 
 
 def plan_graph(inputs: PlanInputs) -> PlanOutcome:
@@ -126,7 +149,10 @@ def plan_graph(inputs: PlanInputs) -> PlanOutcome:
     window = inputs.workload.busiest(SEARCH_REQUESTS)
     search_arrivals = window.arrivals(s.seed, scale=1.0 + inputs.headroom)
     nodes = {n.name: n for n in graph.spec.nodes}
-    planner = Planner(topology, nodes, profiles, inputs.catalog, search_arrivals, s)
+    pricing = PlanPricing(graph, inputs.catalog, inputs.engine)
+    planner = Planner(
+        topology, nodes, profiles, inputs.catalog, search_arrivals, s, pricing.replica_usd
+    )
     result = planner.search()
     outcome = PlanOutcome(
         inputs=inputs,
@@ -156,6 +182,7 @@ def plan_graph(inputs: PlanInputs) -> PlanOutcome:
         budget = (1.0 - s.percentile / 100.0) * len(arrivals)  # misses the SLO allows
         extra = (instant.attainment(s.slo_ms) - outcome.attainment) * len(arrivals)
         outcome.cold_start_budget_share = extra / budget if budget > 0 else None
+    outcome.engine_pods = pricing.engine_pods(parse_graph(planned_manifest(outcome)))
     outcome.seconds = time.perf_counter() - started
     return outcome
 
@@ -253,7 +280,12 @@ def planned_manifest(outcome: PlanOutcome) -> Manifest:
     annotations = meta["annotations"] = object_or_empty(meta, "annotations")
     annotations["infergraph.io/planned"] = (
         f"p{s.percentile:g} {outcome.final.latency_ms:.1f} ms <= {s.slo_ms:g} ms, "
-        f"${outcome.final.usd_per_hour:.4f}/hour (${outcome.peak_usd_per_hour:.4f} at peak "
-        f"replicas), {outcome.inputs.workload.label}"
+        f"${outcome.usd_per_hour:.4f}/hour (${outcome.peak_usd_per_hour:.4f} at peak "
+        f"replicas){_priced_on(outcome)}, {outcome.inputs.workload.label}"
     )
     return manifest
+
+
+def _priced_on(outcome: PlanOutcome) -> str:
+    engine = outcome.inputs.engine
+    return f" on {engine}" if engine else ""

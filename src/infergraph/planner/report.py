@@ -97,6 +97,7 @@ def assumptions(outcome: PlanOutcome) -> list[str]:
         f"router ingress {outcome.profiles.ingress_ms:.2f} ms per request; "
         "per-node hops as profiled",
         f"prices: {', '.join(inputs.catalog.origin)} (as of {', '.join(catalog_dates) or 'n/a'})",
+        f"cost: {engine_line(outcome)}",
         "replicas get requests round-robin; each runs the runtime's micro-batcher",
         _autoscaling_assumption(outcome),
         f"search: {SEARCH_METHOD}; {outcome.search.simulations} simulations"
@@ -150,9 +151,24 @@ def verdict(outcome: PlanOutcome) -> str:
     return (
         f"end to end p{s.percentile:g}: [bold]{final.latency_ms:.1f} ms[/] {meets} the SLO of "
         f"{s.slo_ms:g} ms ({outcome.attainment * 100:.2f}% of requests within it); "
-        f"[bold]${final.usd_per_hour:.4f}/hour[/] (${outcome.peak_usd_per_hour:.4f} with every "
+        f"[bold]${outcome.usd_per_hour:.4f}/hour[/] (${outcome.peak_usd_per_hour:.4f} with every "
         f"node at its planned replicas), "
         f"${outcome.usd_per_million():.3f} per million inferences at the mean rate"
+    )
+
+
+def engine_line(outcome: PlanOutcome) -> str:
+    """What the engine adds, where the plan is for one."""
+    engine = outcome.inputs.engine
+    if engine is None:
+        return (
+            "priced at each node's own resources; --engine adds what the engine that "
+            "deploys the graph runs beside them"
+        )
+    own = ", ".join(c.node for c in outcome.engine_pods) or "none"
+    return (
+        f"{engine} adds its sidecars to each replica's price and "
+        f"${outcome.engine_usd_per_hour:.4f}/hour of pods of its own ({own})"
     )
 
 
@@ -166,7 +182,7 @@ def print_report(outcome: PlanOutcome, console: Console) -> None:
     front.add_column(f"p{s.percentile:g} ms", justify="right")
     front.add_column("settings (node: hardware/batch/delay/replicas)")
     for ev in outcome.search.pareto:
-        front.add_row(f"{ev.usd_per_hour:.4f}", f"{ev.latency_ms:.1f}", describe(ev))
+        front.add_row(f"{outcome.with_engine(ev):.4f}", f"{ev.latency_ms:.1f}", describe(ev))
     console.print(front)
     console.print("[bold]assumptions[/]")
     for line in assumptions(outcome):
@@ -186,7 +202,7 @@ def to_json(outcome: PlanOutcome) -> JSONObject:
 
     def ev_dict(ev: Evaluated) -> JSONObject:
         return {
-            "usd_per_hour": ev.usd_per_hour,
+            "usd_per_hour": outcome.with_engine(ev),
             "latency_ms": ev.latency_ms,
             "feasible": ev.feasible,
             "nodes": {
@@ -210,7 +226,9 @@ def to_json(outcome: PlanOutcome) -> JSONObject:
         "slo": {"latency_ms": s.slo_ms, "percentile": s.percentile},
         "plan": ev_dict(outcome.final),
         "slo_attainment": outcome.attainment,
+        "usd_per_hour": outcome.usd_per_hour,
         "peak_usd_per_hour": outcome.peak_usd_per_hour,
+        "engine": _engine_json(outcome),
         "autoscale": outcome.inputs.autoscale,
         "usd_per_million": outcome.usd_per_million(),
         "search_load": ev_dict(outcome.best),
@@ -230,6 +248,24 @@ def to_json(outcome: PlanOutcome) -> JSONObject:
     }
 
 
+def _engine_json(outcome: PlanOutcome) -> JSONObject | None:
+    if outcome.inputs.engine is None:
+        return None
+    return {
+        "name": outcome.inputs.engine,
+        "usd_per_hour": outcome.engine_usd_per_hour,
+        "pods": [
+            {
+                "source": c.node,
+                "hardware": c.hardware,
+                "replicas": c.replicas,
+                "usd_per_hour": c.usd_per_hour,
+            }
+            for c in outcome.engine_pods
+        ],
+    }
+
+
 def pareto_plot(outcome: PlanOutcome, path: Path) -> None:
     try:
         import matplotlib
@@ -244,7 +280,7 @@ def pareto_plot(outcome: PlanOutcome, path: Path) -> None:
     evs = outcome.search.evaluated
     ax.scatter(
         [e.latency_ms for e in evs],
-        [e.usd_per_hour for e in evs],
+        [outcome.with_engine(e) for e in evs],
         s=12,
         color="0.7",
         label="simulated combinations",
@@ -252,7 +288,7 @@ def pareto_plot(outcome: PlanOutcome, path: Path) -> None:
     front = outcome.search.pareto
     ax.plot(
         [e.latency_ms for e in front],
-        [e.usd_per_hour for e in front],
+        [outcome.with_engine(e) for e in front],
         "o-",
         color="tab:blue",
         label="Pareto front",
@@ -260,7 +296,7 @@ def pareto_plot(outcome: PlanOutcome, path: Path) -> None:
     best = outcome.best
     ax.scatter(
         [best.latency_ms],
-        [best.usd_per_hour],
+        [outcome.with_engine(best)],
         s=80,
         marker="*",
         color="tab:red",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -171,6 +171,16 @@ def deployed_node(node: Node, hardware: str, catalog: PriceCatalog) -> Node:
     return node.model_copy(update={"hardware": hardware, "resources": resources})
 
 
+# $/hour of one replica of a node as deployed on its class (`deployed_node`); a CostError
+# where it does not fit there. `planner.pricing` gives one for each engine.
+ReplicaPrice = Callable[[Node], float]
+
+
+def own_resources_price(catalog: PriceCatalog) -> ReplicaPrice:
+    """A replica at its node's own `resources`: what the local runner runs."""
+    return lambda node: node_cost(node, catalog, replicas=1).usd_per_hour
+
+
 def run_probability(topology: Topology, node: str, branches: Mapping[str, float]) -> float:
     stage = next(s for s in topology.stages if s.node == node)
     p = 1.0
@@ -190,6 +200,7 @@ class Planner:
         catalog: PriceCatalog,
         arrivals_s: np.ndarray,
         settings: SearchSettings,
+        replica_usd: ReplicaPrice | None = None,
     ) -> None:
         self.topology = topology
         self.nodes = nodes
@@ -199,6 +210,7 @@ class Planner:
         self.settings = settings
         self.ingress_s = profiles.ingress_ms / 1000.0
         self.simulations = 0
+        self.replica_usd = replica_usd or own_resources_price(catalog)
         check_priced(profiles, catalog)
 
     # -- one node -----------------------------------------------------------------------------
@@ -278,7 +290,7 @@ class Planner:
         for hardware in sorted(self.profiles.by_node[node]):
             try:
                 deployed = deployed_node(self.nodes[node], hardware, self.catalog)
-                costs[hardware] = node_cost(deployed, self.catalog, replicas=1).usd_per_hour
+                costs[hardware] = self.replica_usd(deployed)
             except CostError as exc:
                 reasons.append(exc.reason)
         if not costs:

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from infergraph import engines as engine_table
+from infergraph.cost.pods import PodShape
 from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import GraphPlan, load_plan, plan_of
@@ -31,6 +32,9 @@ HEADER = (
 # The storage prefix of the committed example manifests: not a bucket anyone can own (S3
 # names are lower-case), so nothing is fetched from it until a user renders with their own.
 EXAMPLE_STORAGE = "s3://REPLACE-WITH-YOUR-BUCKET/infergraph"
+# What a rendering made only to read its pods' requests names as storage: Seldon v2 needs a
+# prefix, and no container's requests depend on it.
+PRICING_STORAGE = "s3://pricing-only/infergraph"
 
 
 def render(
@@ -43,6 +47,15 @@ def render(
     objs = _rendering(engine).render(plan_of(graph), options)
     _refuse_same_names(engine, objs)
     return objs
+
+
+def engine_pods(graph: InferenceGraph | GraphPlan, engine: str) -> list[PodShape]:
+    """The pods `engine` runs for `graph`, with what each requests: its rendering read by
+    the engine's pod reader, what `infergraph.cost.engine_cost` prices. The operator reads
+    the objects it has rendered; the planner and the load tester, which deploy nothing,
+    render here."""
+    runs = engine_table.engine(engine, engine_table.RENDERED, "deploy a graph")
+    return runs.pods_of(render(graph, runs.name, RenderOptions(storage_uri=PRICING_STORAGE)))
 
 
 def _refuse_same_names(engine: str, objs: list[Manifest]) -> None:
