@@ -20,9 +20,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from infergraph.cost import CostError, engine_cost, graph_cost, load_catalog
 from infergraph.demo.server import DemoError
 from infergraph.demo.story import MARKER, prepare_folder
 from infergraph.graph.plan import load_graph
+from infergraph.render import engine_pods
 from tests.test_render_schemas import crds_available, validate
 
 pytestmark = pytest.mark.slow
@@ -177,6 +179,37 @@ def test_demo_renders_both_graphs_for_every_engine(demo_run: tuple[Path, str, li
             assert objects, manifest
             problems = [p for o in objects for p in validate(o)]
             assert problems == [], (manifest, problems)
+
+
+def test_demo_prices_the_planned_graph_on_every_engine(
+    demo_run: tuple[Path, str, list[str]],
+) -> None:
+    """Step 5 says what the planned graph costs on each engine, as the operator's
+    status.pricePerHour would, and where its pods do not fit their class: each replica asks
+    for a whole c7i.large, which leaves no room for Seldon v2's agent and rclone."""
+    out, output, _ = demo_run
+    summary = json.loads((out / "summary.json").read_text())
+    planned = load_graph(out / "plan" / "cascade.planned.yaml")
+    assert summary["priced_on_engines"] == str(out / "plan" / "cascade.planned.yaml")
+    catalog = load_catalog()
+    own = graph_cost(planned, catalog).usd_per_hour
+    prices = summary["on_engines"]
+    assert set(prices) == set(ENGINES)
+    for engine, price in prices.items():
+        try:
+            expected = engine_cost(planned, engine, engine_pods(planned, engine), catalog)
+        except CostError as exc:
+            assert price == {"usd_per_hour": None, "added_usd_per_hour": None, "problem": str(exc)}
+            continue
+        assert price["problem"] is None
+        assert price["usd_per_hour"] == pytest.approx(expected.usd_per_hour)
+        assert price["added_usd_per_hour"] == pytest.approx(expected.usd_per_hour - own)
+        assert price["added_usd_per_hour"] > 0  # the engine's own pods at the least
+    assert "does not fit on one 'c7i.large'" in prices["seldon-v2"]["problem"]
+    fits = [e for e, p in prices.items() if p["problem"] is None]
+    assert fits == ["kserve"]  # a whole instance per pod, and KServe adds no sidecar to it
+    said = " ".join(output.split())  # the console wraps long lines
+    assert "as planned: c7i.large nodes, on kserve" in said
 
 
 def test_demo_folder_readme_names_every_file(demo_run: tuple[Path, str, list[str]]) -> None:

@@ -54,6 +54,16 @@ class PlanSummary:
     graph: str  # the planned graph file
 
 
+@dataclass(frozen=True)
+class EnginePrice:
+    """A graph's hourly price on one engine at its replicas (what the operator's
+    `status.pricePerHour` would say), or why its pods have none there."""
+
+    usd_per_hour: float | None
+    added_usd_per_hour: float | None  # over its nodes' own resources: sidecars, own pods
+    problem: str | None = None  # a pod that does not fit its class on this engine
+
+
 @dataclass
 class Findings:
     graph: str
@@ -73,6 +83,8 @@ class Findings:
     plan: PlanSummary | None = None
     plan_error: str | None = None
     manifests: dict[str, list[str]] = field(default_factory=dict)
+    priced_on_engines: str | None = None  # the graph file `on_engines` prices
+    on_engines: dict[str, EnginePrice] = field(default_factory=dict)
     seconds: float = 0.0
     complete: bool = False
 

@@ -7,16 +7,17 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
 
-from infergraph.cost.pricing import PriceCatalog
-from infergraph.demo.findings import Findings, PlannedNode, PlanSummary
+from infergraph.cost import CostError, PriceCatalog, engine_cost, graph_cost
+from infergraph.demo.findings import EnginePrice, Findings, PlannedNode, PlanSummary
 from infergraph.demo.sizing import for_planning
 from infergraph.demo.steps import DemoSettings
 from infergraph.demo.sweep import Slo, nice_ceil
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import load_graph
-from infergraph.render import ENGINES, EXAMPLE_STORAGE, render_files
+from infergraph.render import ENGINES, EXAMPLE_STORAGE, engine_pods, render_files
 from infergraph.render.options import RenderOptions
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ def plan(
         rate_rps=inputs.workload.mean_rps,
         predicted_ms=final.latency_ms,
         attainment=outcome.attainment,
-        usd_per_hour=final.usd_per_hour,
+        usd_per_hour=outcome.usd_per_hour,
         usd_per_million=outcome.usd_per_million(),
         nodes={n: _planned(o) for n, o in final.options.items()},
         graph=str(files["graph"]),
@@ -143,8 +144,15 @@ def _planned(option: Option) -> PlannedNode:
     )
 
 
-def render(settings: DemoSettings, planned: Path | None, found: Findings, con: Console) -> None:
-    """Step 5: the graph file as given, and the planned one, for every engine."""
+def render(
+    settings: DemoSettings,
+    planned: Path | None,
+    catalog: PriceCatalog,
+    found: Findings,
+    con: Console,
+) -> None:
+    """Step 5: the graph file as given, and the planned one, for every engine, and what the
+    last of them costs on each."""
     con.rule("[bold]5. deploy it[/]: the same graph rendered for Seldon Core v2, v1 and KServe")
     sources = {"original": settings.graph_file}
     if planned is not None:
@@ -153,7 +161,47 @@ def render(settings: DemoSettings, planned: Path | None, found: Findings, con: C
         label: _render_one(source, settings.out / "manifests" / label, con)
         for label, source in sources.items()
     }
-    con.print("\n".join(_cluster_commands(settings, planned)))
+    priced = planned or settings.graph_file
+    found.priced_on_engines = str(priced)
+    found.on_engines = _on_engines(load_graph(priced), catalog)
+    con.print(_engine_table(priced, found.on_engines))
+    con.print("\n".join(_cluster_commands(settings, planned, found.on_engines)))
+
+
+def _on_engines(graph: InferenceGraph, catalog: PriceCatalog) -> dict[str, EnginePrice]:
+    """What `graph` costs on each engine at its replicas, its pods as the engine runs them
+    (`infergraph.cost.engine_cost`, the operator's `status.pricePerHour`), or why a pod of
+    it fits its class on none there."""
+    try:
+        own = graph_cost(graph, catalog).usd_per_hour
+    except CostError as exc:  # a node without a class: no engine can price it either
+        return {engine: EnginePrice(None, None, str(exc)) for engine in ENGINES}
+    prices = {}
+    for engine in ENGINES:
+        try:
+            total = engine_cost(graph, engine, engine_pods(graph, engine), catalog).usd_per_hour
+        except InfergraphError as exc:
+            prices[engine] = EnginePrice(None, None, str(exc))
+            continue
+        prices[engine] = EnginePrice(total, total - own)
+    return prices
+
+
+def _engine_table(source: Path, prices: dict[str, EnginePrice]) -> Table:
+    table = Table(title=f"{source.name} on a cluster, at its replicas")
+    table.add_column("engine")
+    table.add_column("$/hour", justify="right")
+    table.add_column("what the engine adds (sidecars, its own pods)")
+    for engine, price in prices.items():
+        if price.usd_per_hour is None or price.added_usd_per_hour is None:
+            table.add_row(engine, "-", f"[red]{price.problem}[/]")
+            continue
+        own = price.usd_per_hour - price.added_usd_per_hour
+        added = f"+{price.added_usd_per_hour:.4f}"
+        if own > 0:
+            added += f" (+{price.added_usd_per_hour / own * 100:.1f} %)"
+        table.add_row(engine, f"{price.usd_per_hour:.4f}", added)
+    return table
 
 
 def _render_one(source: Path, folder: Path, con: Console) -> list[str]:
@@ -170,8 +218,11 @@ def _render_one(source: Path, folder: Path, con: Console) -> list[str]:
     return written
 
 
-def _cluster_commands(settings: DemoSettings, planned: Path | None) -> list[str]:
-    """The two commands that would put the graph on a cluster, each graph file named."""
+def _cluster_commands(
+    settings: DemoSettings, planned: Path | None, prices: dict[str, EnginePrice]
+) -> list[str]:
+    """The two commands that would put the graph on a cluster, each graph file named, the
+    planned one with the engines its pods fit on."""
     gpus = sum(n.resources.gpu for n in load_graph(settings.graph_file).spec.nodes)
     lines = [
         "to put it on a cluster (Seldon Core v2 or v1, or KServe, installed; a bucket you own):",
@@ -181,8 +232,11 @@ def _cluster_commands(settings: DemoSettings, planned: Path | None) -> list[str]
         + (f": {gpus} GPU(s)" if gpus else ""),
     ]
     if planned is not None:
+        fits = [engine for engine, price in prices.items() if price.problem is None]
+        where = f"on {', '.join(fits)}" if fits else "on no engine: its pods outgrow the class"
         lines.append(
-            f"  kubectl apply -n ml -f {planned}   # as planned: {settings.hardware} nodes"
+            f"  kubectl apply -n ml -f {planned}   # as planned: {settings.hardware} nodes, "
+            + where
         )
     lines.append(
         f"the files under {settings.out / 'manifests'}/ are the same objects for `kubectl apply` "

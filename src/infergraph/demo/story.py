@@ -67,7 +67,7 @@ def run_demo(settings: DemoSettings, console: Console | None = None) -> Findings
             steps.price(result, served, found, settings.out, con)
             profile = plan_steps.profile(settings, served, server.url, con)
         planned = plan_steps.plan(settings, served, profile, result.slo, catalog, found, con)
-        plan_steps.render(settings, planned, found, con)
+        plan_steps.render(settings, planned, catalog, found, con)
         complete = True
     except KeyboardInterrupt:
         con.print("\n[bold yellow]interrupted[/]: every process the demo started is stopped")
@@ -115,9 +115,24 @@ def summary_screen(found: Findings, settings: DemoSettings, con: Console) -> Non
         else f"no rate met the SLO; node '{found.limiting_node}' limits it",
     )
     table.add_row("plan", _plan_text(found, p))
+    if found.on_engines:
+        table.add_row("on a cluster", _engines_text(found))
     table.add_row("manifests", f"{settings.out}/manifests/{{original,planned}}/<engine>/")
     table.add_row("everything", f"{settings.out}/ (README.md says what each file is)")
     con.print(table)
+
+
+def _engines_text(found: Findings) -> str:
+    """Each engine's $/hour for the graph step 5 priced, or that its pods do not fit."""
+    priced = [
+        f"{engine} ${p.usd_per_hour:.4f}/hour"
+        for engine, p in found.on_engines.items()
+        if p.usd_per_hour is not None
+    ]
+    refused = [engine for engine, p in found.on_engines.items() if p.usd_per_hour is None]
+    if refused:
+        priced.append(f"{', '.join(refused)}: a pod outgrows its class (step 5 says which)")
+    return f"{Path(found.priced_on_engines or '').name}: " + "; ".join(priced)
 
 
 def _point_text(point: RatePoint | None, p: str) -> str:
