@@ -17,6 +17,7 @@ from infergraph.graph.plan import load_graph, parse_graph
 from infergraph.render import render
 from infergraph.render.cli import app as render_app
 from infergraph.render.kserve import NOTES_ANNOTATION, render_notes
+from tests.engines.kserve_hpa import router_hpa
 from tests.test_render_seldon import GRAPH_FILES, GRAPHS, INLINE, OPTIONS, inline
 
 GRAPH_NAME = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
@@ -347,3 +348,22 @@ def test_every_kserve_render_notes_that_trace_headers_need_the_router_config() -
     for path in GRAPH_FILES:
         notes = render_notes(render(load_graph(path), "kserve", OPTIONS))
         assert any("headers.propagate" in n and "kserve-router-config" in n for n in notes), path
+
+
+@pytest.mark.parametrize("name", [path.stem for path in GRAPH_FILES])
+def test_the_router_scales_out_as_far_as_the_nodes_it_feeds(name: str) -> None:
+    """Every request crosses the InferenceGraph's router Deployment (500m). KServe gives it
+    an HPA on CPU (tests/engines/kserve_hpa.py, from its source); pinned at one replica it
+    capped every graph at one half-core router however far its nodes scaled. It may now grow
+    to as many replicas as its nodes together may have, and starts at one."""
+    graph = load_graph(GRAPHS / f"{name}.yaml")
+    widest = sum(
+        n.autoscaling.max_replicas if n.autoscaling else n.replicas for n in graph.spec.nodes
+    )
+    router = kind(objects(name), "InferenceGraph")[0]
+    cpu = {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}
+    assert router_hpa(router) == {
+        "minReplicas": 1,
+        "maxReplicas": max(1, widest),
+        "metrics": [{"type": "Resource", "resource": cpu}],
+    }

@@ -70,6 +70,11 @@ DEPLOYMENT_MODE = {"serving.kserve.io/deploymentMode": "Standard"}
 AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
 REQUESTS_SERIES = "infergraph_requests_total"  # infergraph.serving.metrics.REQUESTS
 ROUTER_RESOURCES = {"cpu": "500m", "memory": "512Mi"}
+# Percent of the router's CPU request its HPA holds it at: KServe makes that HPA from the
+# InferenceGraph's minReplicas, maxReplicas, scaleMetric and scaleTarget in Standard mode
+# (kserve v0.20.0 pkg/controller/v1alpha1/inferencegraph/raw_ig.go:129-134; reconcilers/hpa/
+# hpa_reconciler.go:150-180) and defaults a CPU target to this (pkg/constants/constants.go:298).
+ROUTER_CPU_TARGET = 80
 # The local runner's trace headers (`infergraph.runner.executor.TRACE_HEADERS`) as Go's net/http
 # canonicalizes names: the router matches its patterns against `req.Header` keys (kserve
 # v0.20.0 cmd/router/main.go:133-135), where `traceparent` arrives as `Traceparent`.
@@ -513,13 +518,23 @@ def inference_graph(graph: InferenceGraph, topology: _Topology, notes: list[str]
             "nodes": topology.nodes,
             "resources": {"requests": dict(ROUTER_RESOURCES), "limits": dict(ROUTER_RESOURCES)},
             "minReplicas": 1,
-            "maxReplicas": 1,
+            "maxReplicas": router_max_replicas(graph),
+            "scaleMetric": "cpu",
+            "scaleTarget": ROUTER_CPU_TARGET,
             # One service call may take the slowest node's timeout (the router's http.Client);
             # a whole request every node's in turn (Go's WriteTimeout spans the handler).
             "routerTimeouts": {"serviceClient": per_call, "serverWrite": total},
             "timeout": total,
         },
     }
+
+
+def router_max_replicas(graph: InferenceGraph) -> int:
+    """How far the router may scale: every request crosses it, so as many replicas as the
+    graph's nodes together may run. Pinned at one, a half-core router capped the graph
+    however far its nodes scaled; its HPA adds replicas only as their CPU fills."""
+    most = [n.autoscaling.max_replicas if n.autoscaling else n.replicas for n in graph.spec.nodes]
+    return max(1, sum(most))
 
 
 def build(graph: InferenceGraph | GraphPlan) -> tuple[GraphPlan, _Topology]:
