@@ -18,6 +18,8 @@ from infergraph.errors import GraphValidationError, InfergraphError
 
 if TYPE_CHECKING:
     from infergraph.checkpoints.builder import Scale
+    from infergraph.cost import PriceCatalog
+    from infergraph.graph.model import InferenceGraph
 
 app = typer.Typer(
     help="Inference graphs on MLServer and Seldon: validate, serve locally, render, measure.",
@@ -36,10 +38,28 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 @app.command()
 def validate(
     files: Annotated[list[Path], typer.Argument(help="InferenceGraph YAML files")],
+    engines: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--engine",
+            help="also check the pods this engine runs for each graph (repeat): "
+            "seldon-v2, seldon-v1, kserve",
+        ),
+    ] = None,
+    catalog: Annotated[
+        Path | None, typer.Option(help="price catalog override YAML: more hardware classes")
+    ] = None,
 ) -> None:
-    """Check graph files (schema, references, cycles, datatypes, GPU use) before anything runs."""
+    """Check graph files (schema, references, cycles, datatypes, GPU use, pods that fit their
+    hardware class) before anything runs."""
+    from infergraph.cost import load_catalog
     from infergraph.graph.plan import load_graph
 
+    try:
+        deploying = [_deploying_engine(name) for name in engines or []]
+        classes = load_catalog(catalog)
+    except InfergraphError as exc:
+        _fail(str(exc))
     table = Table("graph", "nodes", "GPUs", "status")
     failed = False
     for path in files:
@@ -50,11 +70,41 @@ def validate(
             table.add_row(str(path), "-", "-", "[red]invalid[/]")
             err.print(f"[red]{exc}[/]")
             continue
+        problems = _fit_problems(graph, classes, deploying)
+        for problem in problems:
+            err.print(f"[red]{graph.name}: {problem}[/]")
+        failed = failed or bool(problems)
         gpus = sum(n.resources.gpu * max(n.replicas, 1) for n in graph.spec.nodes)
-        table.add_row(graph.name, str(len(graph.spec.nodes)), str(gpus), "[green]valid[/]")
+        status = "[red]does not fit[/]" if problems else "[green]valid[/]"
+        table.add_row(graph.name, str(len(graph.spec.nodes)), str(gpus), status)
     console.print(table)
     if failed:
         raise typer.Exit(1)
+
+
+def _deploying_engine(name: str) -> str:
+    from infergraph.engines import RENDERED, engine
+
+    return engine(name, RENDERED, "deploy a graph").name
+
+
+def _fit_problems(graph: InferenceGraph, catalog: PriceCatalog, engines: list[str]) -> list[str]:
+    """Why a pod of `graph` could never be scheduled: its nodes' own resources first, then
+    each engine's pods for it (or why that engine cannot render it at all)."""
+    from infergraph.cost import unschedulable
+    from infergraph.render import engine_pods
+
+    problems = unschedulable(graph, catalog)
+    if problems:  # the engines' pods hold the node's resources: they would say it again
+        return problems
+    for name in engines:
+        try:
+            pods = engine_pods(graph, name)
+        except InfergraphError as exc:
+            problems.append(f"on {name}: {exc}")
+            continue
+        problems += [f"on {name}: {p}" for p in unschedulable(graph, catalog, name, pods)]
+    return problems
 
 
 @app.command()

@@ -1,6 +1,6 @@
 """Price catalog and $/1M-inference arithmetic (torch-free; used by the load tester)."""
 
-from infergraph.cost.on_engine import engine_cost, replicas_on_engine
+from infergraph.cost.on_engine import engine_cost, replicas_on_engine, unschedulable
 from infergraph.cost.pricing import (
     CostError,
     GraphCost,
@@ -32,5 +32,6 @@ __all__ = [
     "parse_price_overrides",
     "parse_quantity",
     "replicas_on_engine",
+    "unschedulable",
     "usd_per_million",
 ]

@@ -14,11 +14,13 @@ from collections.abc import Mapping
 from infergraph.cost.pods import PodShape
 from infergraph.cost.pricing import (
     Asked,
+    CostError,
     GraphCost,
     NodeCost,
     PriceCatalog,
     ReplicaMode,
     graph_cost,
+    node_cost,
     priced,
 )
 from infergraph.graph.model import InferenceGraph
@@ -76,3 +78,34 @@ def _engine_pods(shape: PodShape, catalog: PriceCatalog, replica_mode: ReplicaMo
     hardware = catalog.cheapest_fit(asked, shape.source)
     count = shape.max_replicas if replica_mode == "max" else shape.replicas
     return priced(shape.source, hardware, catalog.get(hardware), asked, count, part="engine")
+
+
+def unschedulable(
+    graph: InferenceGraph,
+    catalog: PriceCatalog,
+    engine: str | None = None,
+    pods: list[PodShape] | None = None,
+) -> list[str]:
+    """Why a pod of `graph` could never be scheduled: a node's replica that outgrows one
+    instance of its class (its own `resources`, or with `engine` its pods there, from
+    `pods`), or a pod of the engine's own that no class holds. Nodes without a class, or
+    with one the catalog lacks, are not checked: nothing says what they run on."""
+    problems = []
+    for node in graph.spec.nodes:
+        if node.hardware is None or node.hardware not in catalog.classes:
+            continue
+        try:
+            cost = node_cost(node, catalog, replicas=1)
+            if engine is not None:
+                replicas_on_engine(cost, pods or [], catalog, engine)
+        except CostError as exc:
+            problems.append(str(exc))
+    names = {node.name for node in graph.spec.nodes}
+    for shape in pods or []:
+        if shape.node in names:
+            continue
+        try:
+            catalog.cheapest_fit(Asked(shape.cpu, shape.memory_gib, shape.gpus), shape.source)
+        except CostError as exc:
+            problems.append(str(exc))
+    return problems
