@@ -163,4 +163,5 @@ def test_plan_command_prices_on_the_engine_and_refuses_one_that_runs_nothing(
     assert report["peak_usd_per_hour"] == pytest.approx(
         _operator_price(planned, "kserve", load_catalog())
     )
-    assert "kserve adds its sidecars" in " ".join(result.output.split())  # wrapped lines
+    said = " ".join(result.output.split())  # the console wraps long lines
+    assert "on kserve (sidecars included)" in said and "its own (InferenceGraph/chain)" in said

@@ -167,7 +167,7 @@ def engine_line(outcome: PlanOutcome) -> str:
         )
     own = ", ".join(c.node for c in outcome.engine_pods) or "none"
     return (
-        f"{engine} adds its sidecars to each replica's price and "
+        f"each replica at what its pod asks for on {engine} (sidecars included), and "
         f"${outcome.engine_usd_per_hour:.4f}/hour of pods of its own ({own})"
     )
 
