@@ -31,6 +31,9 @@ from infergraph.json_types import JSONObject
 ReplicaMode = Literal["spec", "min", "max"]
 # What a cost row charges: a graph node's replicas, or pods the engine adds of its own.
 CostPart = Literal["node", "engine"]
+# The largest share of one instance a pod may take and still fit on it: a whole instance,
+# give or take float rounding (3 x 1/3 of a class is exactly it).
+FULL = 1.0 + 1e-9
 
 
 class CostError(InfergraphError):
@@ -72,7 +75,7 @@ class PriceCatalog(BaseModel):
         fits = [
             (name, max(_shares(asked, c)) * c.usd_per_hour)
             for name, c in self.classes.items()
-            if c.gpus >= asked.gpus and max(_shares(asked, c)) <= 1.0
+            if c.gpus >= asked.gpus and max(_shares(asked, c)) <= FULL
         ]
         cpu_only = [f for f in fits if not self.classes[f[0]].gpus]
         best = sorted(cpu_only or fits, key=lambda fit: (fit[1], fit[0]))
@@ -283,7 +286,7 @@ def priced(
         )
     gpu_share, cpu_share, memory_share = _shares(asked, instance)
     for kind, share in (("gpu", gpu_share), ("cpu", cpu_share), ("memory", memory_share)):
-        if share > 1.0 + 1e-9:
+        if share > FULL:
             raise CostError(
                 f"node '{name}'",
                 f"one replica's {kind} request does not fit on one '{hardware}' instance "
