@@ -102,18 +102,25 @@ def test_kserve_patches_the_model_over_its_runtime_and_runs_the_router() -> None
     assert (router.cpu, router.memory_gib, router.replicas) == (0.5, 0.5, 1)
 
 
+def share(cpu: float, memory_gib: float) -> float:
+    """The largest share of one CPU_CLASS node's allocatable a pod of that size takes."""
+    room = CATALOG.get(CPU_CLASS).allocatable
+    return max(cpu / room.vcpus, memory_gib / room.memory_gib)
+
+
 def test_engine_cost_charges_a_node_its_pod_and_the_engine_its_own_pods() -> None:
     graph = cascade_on_cpu()
     price = CATALOG.get(CPU_CLASS).usd_per_hour
     plain = graph_cost(graph, CATALOG)
-    assert plain.usd_per_hour == pytest.approx(price * (2 / 8 + 2 * 4 / 8))
+    assert plain.usd_per_hour == pytest.approx(price * (share(2, 4) + 2 * share(4, 4)))
     on_v2 = priced(graph, "seldon-v2", render(graph, "seldon-v2", OPTIONS))
     nodes = {n.node: n for n in on_v2.nodes if n.part == "node"}
-    # fast: 2.25 cores of 8, 5.125 GiB of 16: memory now bounds it (2/8 did before).
-    assert nodes["fast"].usd_per_hour == pytest.approx(price * 5.125 / 16)
+    # fast: 2.25 cores and 5.125 GiB with the sidecars; memory bounds it.
+    assert nodes["fast"].usd_per_hour == pytest.approx(price * share(2.25, 5.125))
     assert nodes["fast"].bound_by == "memory"
     assert nodes["slow"].replicas == 2
-    assert nodes["slow"].usd_per_hour == pytest.approx(2 * price * 4.25 / 8)
+    assert nodes["slow"].usd_per_hour == pytest.approx(2 * price * share(4.25, 5.125))
+    assert nodes["slow"].bound_by == "cpu"
     own = [n for n in on_v2.nodes if n.part == "engine"]
     assert [n.node for n in own] == ["Server/gated-plumbing"]
     assert on_v2.usd_per_hour == pytest.approx(sum(n.usd_per_hour for n in on_v2.nodes))
@@ -136,7 +143,8 @@ def test_every_shipped_graph_fits_its_hardware_on_every_engine(engine: str, path
 
 def test_a_pod_that_outgrows_its_class_names_the_node_and_the_engine() -> None:
     graph = cascade_on_cpu()
-    graph.spec.nodes[1].resources.cpu = "8"
+    graph.spec.nodes[1].resources.cpu = "7.8"  # c6i.2xlarge leaves pods 7.91 of its 8 cores
+    assert graph_cost(graph, CATALOG).usd_per_hour > 0
     objs = render(graph, "seldon-v2", OPTIONS)
     with pytest.raises(CostError, match=r"node 'slow'.*with what seldon-v2 adds"):
         priced(graph, "seldon-v2", objs)

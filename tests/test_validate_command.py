@@ -47,10 +47,18 @@ def test_a_node_larger_than_its_class_is_named(tmp_path: Path) -> None:
     assert "node 'siglip': one replica's cpu request does not fit on one 'g6.xlarge'" in output
 
 
+def test_a_node_of_the_whole_instance_is_refused_by_what_pods_may_ask(tmp_path: Path) -> None:
+    """cpu 4 on a 4-vCPU g6.xlarge: EKS keeps 80m of it back (tests/test_allocatable.py), so
+    the pod would stay Pending."""
+    code, output = _validate(_graph_file(tmp_path, 4, "6Gi", "g6.xlarge"))
+    assert code == 1
+    assert "does not fit on one 'g6.xlarge' instance (1.02x its allocatable)" in output
+
+
 def test_a_pod_only_the_engine_makes_too_large_is_named_per_engine(tmp_path: Path) -> None:
-    """cpu 4 on a 4-vCPU g6.xlarge: the node fits, its Seldon v2 Server pod (4.25 cores)
-    does not; KServe adds nothing to the predictor's pod."""
-    path = _graph_file(tmp_path, 4, "6Gi", "g6.xlarge")
+    """cpu 3.8 on a g6.xlarge (3.92 of its 4 vCPUs allocatable): the node fits, its Seldon v2
+    Server pod (4.05 cores) does not; KServe adds nothing to the predictor's pod."""
+    path = _graph_file(tmp_path, "3800m", "6Gi", "g6.xlarge")
     assert _validate(path)[0] == 0
     code, output = _validate(path, "--engine", "seldon-v2", "--engine", "kserve")
     assert code == 1

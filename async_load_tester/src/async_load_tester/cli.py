@@ -376,18 +376,28 @@ def prices(
     except CostError as exc:
         raise _fail(exc) from None
     if as_json:
-        sys.stdout.write(json.dumps(cat.model_dump(mode="json"), indent=2) + "\n")
+        dumped = cat.model_dump(mode="json")
+        for name, c in cat.classes.items():
+            room = c.allocatable
+            dumped["classes"][name]["allocatable"] = {
+                "vcpus": room.vcpus,
+                "memory_gib": room.memory_gib,
+            }
+        sys.stdout.write(json.dumps(dumped, indent=2) + "\n")
         return
     table = Table(title=f"price catalog ({', '.join(cat.origin)})")
-    for col in ("class", "provider", "vCPU", "GiB", "GPU", "$/h", "source", "as of"):
+    columns = ("class", "provider", "vCPU", "GiB", "pods may ask", "GPU", "$/h", "source", "as of")
+    for col in columns:
         table.add_column(col)
     for name, c in sorted(cat.classes.items(), key=lambda kv: kv[1].usd_per_hour):
         gpu = f"{c.gpus}x {c.gpu_model}" if c.gpus else "-"
+        room = c.allocatable
         table.add_row(
             name,
             c.provider,
             f"{c.vcpus:g}",
             f"{c.memory_gib:g}",
+            f"{room.vcpus:.3g} vCPU, {room.memory_gib:.3g} GiB",
             gpu,
             f"{c.usd_per_hour:.4f}",
             c.source,

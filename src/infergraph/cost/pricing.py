@@ -1,7 +1,8 @@
 """Dollars per million inferences from a graph's resources and a price catalog.
 
 A replica is charged the share of its hardware class it occupies: the largest of
-its GPU, CPU and memory fractions of one instance. The largest fraction is what
+its GPU, CPU and memory fractions of what one instance lets pods ask for (its
+allocatable, `cost.allocatable`: the kubelet keeps the rest). The largest fraction is what
 decides how many replicas fit on a node (a 1-GPU replica on a 1-GPU instance
 blocks the whole instance however few CPUs it asks for), so charging less would
 assume the scheduler packs the rest with other work, which inference fleets
@@ -16,14 +17,16 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from infergraph import quantities
+from infergraph.cost.allocatable import Allocatable, allocatable_of
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import InferenceGraph, Node
 from infergraph.json_types import JSONObject
@@ -46,7 +49,7 @@ class CostError(InfergraphError):
 
 
 class InstanceClass(BaseModel):
-    """One purchasable machine shape and its hourly price."""
+    """One purchasable machine shape, its hourly price, and what of it pods may ask for."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -58,6 +61,38 @@ class InstanceClass(BaseModel):
     usd_per_hour: float = Field(ge=0)
     source: str = "user supplied"
     as_of: date | None = None
+    max_pods: int | None = Field(
+        default=None, gt=0, description="the kubelet's maxPods (EKS and AKS reserve by it)"
+    )
+    machine_slices: int = Field(
+        default=1, ge=1, description="the class is this fraction of one machine (per-GPU slices)"
+    )
+    allocatable_vcpus: float | None = Field(
+        default=None, gt=0, description="the nodes' status.allocatable cpu, over any rule"
+    )
+    allocatable_memory_gib: float | None = Field(
+        default=None, gt=0, description="the nodes' status.allocatable memory, over any rule"
+    )
+
+    @model_validator(mode="after")
+    def _allocatable_within_capacity(self) -> InstanceClass:
+        if self.allocatable_vcpus is not None and self.allocatable_vcpus > self.vcpus:
+            raise ValueError(f"allocatable_vcpus {self.allocatable_vcpus:g} > vcpus {self.vcpus:g}")
+        memory = self.allocatable_memory_gib
+        if memory is not None and memory > self.memory_gib:
+            raise ValueError(f"allocatable_memory_gib {memory:g} > memory_gib {self.memory_gib:g}")
+        return self
+
+    @cached_property
+    def allocatable(self) -> Allocatable:
+        """What pods may request of one instance: the node's own figures where the catalog
+        gives them, else its provider's rule (`cost.allocatable`)."""
+        rule = allocatable_of(
+            self.provider, self.vcpus, self.memory_gib, self.max_pods, self.machine_slices
+        )
+        return Allocatable(
+            self.allocatable_vcpus or rule.vcpus, self.allocatable_memory_gib or rule.memory_gib
+        )
 
 
 class PriceCatalog(BaseModel):
@@ -254,9 +289,11 @@ class Asked:
 
 
 def _shares(asked: Asked, instance: InstanceClass) -> tuple[float, float, float]:
-    """(GPU, CPU, memory) share of one instance that `asked` takes; its largest is charged."""
+    """(GPU, CPU, memory) share of one instance's allocatable that `asked` takes; its largest
+    is charged (what the kubelet keeps back is paid for, and no pod can use it)."""
     gpu_share = asked.gpus / instance.gpus if instance.gpus else 0.0
-    return gpu_share, asked.cpu / instance.vcpus, asked.memory_gib / instance.memory_gib
+    room = instance.allocatable
+    return gpu_share, asked.cpu / room.vcpus, asked.memory_gib / room.memory_gib
 
 
 def _hardware(node: Node, default_hardware: str | None) -> str:
@@ -290,7 +327,7 @@ def priced(
             raise CostError(
                 f"node '{name}'",
                 f"one replica's {kind} request does not fit on one '{hardware}' instance "
-                f"({share:.2f}x its capacity{added_by and f' with what {added_by} adds'}); "
+                f"({share:.2f}x its allocatable{added_by and f' with what {added_by} adds'}); "
                 "pick a larger class",
             )
     if count < 0:

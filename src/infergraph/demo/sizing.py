@@ -3,8 +3,8 @@
 The demo runs on the machine it is started on (a laptop or a 2-core VM, no GPU), so it
 serves smaller real architectures where the graph names large ones, and prices what it
 ran: one instance of a CPU class standing for this machine, shared by every node. The
-planned graph gives each replica a whole instance of that class, since each node's
-profile timed its passes with the whole machine to itself.
+planned graph gives each replica all an instance of that class lets a pod ask for (its
+allocatable), since each node's profile timed its passes with the whole machine to itself.
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ def _on_class(node: Node, hardware: str, resources: Resources) -> Node:
 def as_run(graph: InferenceGraph, hardware: str, catalog: PriceCatalog) -> InferenceGraph:
     """The graph as the demo runs it: every node shares one instance of `hardware`.
 
-    Each node asks for an equal slice of the instance, so the cost model charges the
-    graph exactly one instance per hour, which is what this machine stands for.
+    Each node asks for an equal slice of the instance's allocatable, so the cost model
+    charges the graph exactly one instance per hour, which is what this machine stands for.
     """
     instance = catalog.get(hardware)
     count = len(graph.spec.nodes)
@@ -80,7 +80,8 @@ def as_run(graph: InferenceGraph, hardware: str, catalog: PriceCatalog) -> Infer
 
 
 def for_planning(graph: InferenceGraph, hardware: str, catalog: PriceCatalog) -> InferenceGraph:
-    """The served graph as the planner sizes it: one replica takes one whole instance."""
+    """The served graph as the planner sizes it: one replica takes one whole instance (all
+    of its allocatable)."""
     instance = catalog.get(hardware)
     planned = graph.model_copy(deep=True)
     planned.spec.nodes = [_on_class(n, hardware, _slice(instance, 1)) for n in planned.spec.nodes]
@@ -88,8 +89,9 @@ def for_planning(graph: InferenceGraph, hardware: str, catalog: PriceCatalog) ->
 
 
 def _slice(instance: InstanceClass, parts: int) -> Resources:
-    cpu_milli = int(instance.vcpus * 1000 // parts)
-    memory_mib = int(instance.memory_gib * 1024 // parts)
+    room = instance.allocatable
+    cpu_milli = int(room.vcpus * 1000 // parts)
+    memory_mib = int(room.memory_gib * 1024 // parts)
     return Resources(cpu=f"{cpu_milli}m", memory=f"{memory_mib}Mi", gpu=0)
 
 

@@ -69,9 +69,11 @@ def serve_setup(
         )
     if settings.scale == "tiny":
         con.print("  tiny size: test-sized random checkpoints (`--scale tiny`)")
+    room = instance.allocatable
     con.print(
         f"  priced as what it runs on: one {settings.hardware} ({instance.vcpus:g} vCPU, "
-        f"{instance.memory_gib:g} GiB, ${instance.usd_per_hour:g}/hour) shared by all "
+        f"{instance.memory_gib:g} GiB, {room.vcpus:.3g} vCPU and {room.memory_gib:.3g} GiB of "
+        f"them allocatable, ${instance.usd_per_hour:g}/hour) shared by all "
         f"{len(served.spec.nodes)} nodes = ${hourly:.4f}/hour; written to {path}",
         soft_wrap=True,  # a path broken over two lines cannot be copied
     )

@@ -1,0 +1,101 @@
+"""What of an instance its pods may ask for: the node's allocatable, by the provider's rule.
+
+The kubelet keeps part of every node back for itself and the system (`kubeReserved`,
+`systemReserved`) and, for memory, its hard eviction threshold; the scheduler places a pod only
+where its requests fit what is left, the Node's `status.allocatable`. A pod sized to an
+instance's capacity therefore stays Pending on every managed Kubernetes, and a class's price
+buys only its allocatable. Each provider sets the reservation by its own rule:
+
+- EKS (AL2023, nodeadm): 6 % of the first core, 1 % of the second, 0.5 % of the third and
+  fourth, 0.25 % above; 11 MiB per pod the node may hold (`maxPods`, from its ENIs) plus
+  255 MiB; 100 MiB eviction threshold.
+- GKE: CPU as EKS; memory 25 % of the first 4 GiB, 20 % of the next 4, 10 % of the next 8,
+  6 % of the next 112, 2 % above (255 MiB under 1 GiB); 100 MiB eviction threshold.
+- AKS (1.29 and later): CPU from its table by core count; memory the lesser of 20 MiB per max
+  pod plus 50 MiB and a quarter of it; 100 MiB eviction threshold.
+
+A class the catalog calls `custom` keeps nothing back unless it says what its nodes report
+(`allocatable_vcpus`, `allocatable_memory_gib`), which wins over any rule. The sources of each
+rule are cited in tests/engines/kubelet_reserved.py, which the catalog is checked against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EVICTION_HARD_MIB = 100.0
+# nodeadm's fallback when it cannot find the instance type's ENI figures (the kubelet's own).
+DEFAULT_MAX_PODS = 110
+# Azure CNI Overlay's default maxPods; kubenet's is 110 and Azure CNI's (node subnet) 30.
+AKS_DEFAULT_MAX_PODS = 250
+# (upper bound of the range in cores, ten-thousandths of it reserved)
+_CORE_RANGES = ((1, 600), (2, 100), (4, 50), (None, 25))
+# (GiB the tier ends at, share of it reserved)
+_GKE_MEMORY_TIERS = ((4.0, 0.25), (8.0, 0.20), (16.0, 0.10), (128.0, 0.06), (None, 0.02))
+_AKS_CPU_MILLI = ((1, 60), (2, 100), (4, 140), (8, 180), (16, 260), (32, 420), (64, 740))
+
+
+@dataclass(frozen=True)
+class Allocatable:
+    """What pods may request of one instance of a class."""
+
+    vcpus: float
+    memory_gib: float
+
+
+def _by_core_ranges(vcpus: float) -> float:
+    """Millicores EKS and GKE reserve: each range's share of the cores in it, in whole
+    millicores per range as nodeadm computes it."""
+    total, start, reserved = round(vcpus * 1000), 0, 0
+    for end, ten_thousandths in _CORE_RANGES:
+        stop = total if end is None else min(total, end * 1000)
+        if stop > start:
+            reserved += (stop - start) * ten_thousandths // 10000
+        start = stop if end is None else end * 1000
+    return float(reserved)
+
+
+def _gke_memory_mib(memory_gib: float) -> float:
+    if memory_gib < 1:
+        return 255.0
+    reserved, start = 0.0, 0.0
+    for end, share in _GKE_MEMORY_TIERS:
+        stop = memory_gib if end is None else min(memory_gib, end)
+        if stop > start:
+            reserved += (stop - start) * share
+        start = memory_gib if end is None else end
+    return reserved * 1024
+
+
+def _aks_cpu_milli(vcpus: float) -> float:
+    """AKS's table by core count; a count between two rows takes the lower row's figure."""
+    fitting = [milli for cores, milli in _AKS_CPU_MILLI if cores <= vcpus]
+    return float(fitting[-1] if fitting else _AKS_CPU_MILLI[0][1])
+
+
+def reserved(provider: str, vcpus: float, memory_gib: float, max_pods: int | None) -> Allocatable:
+    """CPU (cores) and memory (GiB) one machine keeps back from pods, eviction included."""
+    if provider == "aws":
+        pods = max_pods or DEFAULT_MAX_PODS
+        return Allocatable(
+            _by_core_ranges(vcpus) / 1000, (11 * pods + 255 + EVICTION_HARD_MIB) / 1024
+        )
+    if provider == "gcp":
+        memory_mib = _gke_memory_mib(memory_gib) + EVICTION_HARD_MIB
+        return Allocatable(_by_core_ranges(vcpus) / 1000, memory_mib / 1024)
+    if provider == "azure":
+        pods = max_pods or AKS_DEFAULT_MAX_PODS
+        kept = min(20 * pods + 50, 0.25 * memory_gib * 1024)
+        return Allocatable(_aks_cpu_milli(vcpus) / 1000, (kept + EVICTION_HARD_MIB) / 1024)
+    return Allocatable(0.0, 0.0)
+
+
+def allocatable_of(
+    provider: str, vcpus: float, memory_gib: float, max_pods: int | None, machine_slices: int
+) -> Allocatable:
+    """One class's allocatable: the machine's (a per-GPU class is 1/`machine_slices` of one)
+    less what its provider keeps back, shared among the slices alike."""
+    kept = reserved(provider, vcpus * machine_slices, memory_gib * machine_slices, max_pods)
+    return Allocatable(
+        vcpus - kept.vcpus / machine_slices, memory_gib - kept.memory_gib / machine_slices
+    )
