@@ -508,6 +508,34 @@ async def test_invalid_graph_gets_condition_and_event_and_no_children(server, op
     assert set(children_of(server, "cascade")) == set(before)
 
 
+async def test_a_pod_that_outgrows_its_class_is_a_condition_and_one_event(server, operator):
+    """The graph is valid and applied, but a node's Server pod (MLServer's 3.9 cores with the
+    agent and rclone beside it) outgrows a g6.xlarge's 3.92 allocatable cores: no node could
+    ever hold it. `Schedulable` says so, by node and class, and one Warning is posted."""
+    await apply_graph(server, graph_body())
+    status = await settled(server, generation=1)
+    fits = condition(status, "Schedulable")
+    assert (fits["status"], fits["reason"]) == ("True", "PodsFitClasses"), fits
+
+    big = graph_body(generation=2)
+    big["spec"]["nodes"][1]["resources"]["cpu"] = "3900m"
+    await apply_graph(server, big, update=True)
+    status = await settled(server, generation=2)
+    assert condition(status, "Rendered")["status"] == "True"
+    fits = condition(status, "Schedulable")
+    assert (fits["status"], fits["reason"]) == ("False", "PodOutgrowsClass"), fits
+    assert "node 'accurate'" in fits["message"] and "'g6.xlarge'" in fits["message"]
+    assert "with what seldon-v2 adds" in fits["message"]
+    warned = await eventually(lambda: events(server, "PodOutgrowsClass"))
+    assert warned[0]["type"] == "Warning" and "accurate" in warned[0]["message"]
+    await asyncio.sleep(1.5)  # several drift-timer passes
+    assert len(events(server, "PodOutgrowsClass")) == 1
+
+    await apply_graph(server, graph_body(generation=3), update=True)
+    status = await settled(server, generation=3)
+    assert condition(status, "Schedulable")["status"] == "True"
+
+
 async def test_operator_keeps_serving_after_an_invalid_graph(server, operator):
     bad = graph_body(name="broken", uid="uid-broken")
     bad["spec"]["nodes"] = []

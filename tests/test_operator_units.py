@@ -11,6 +11,7 @@ import pytest
 from infergraph.errors import RenderError, SettingsError
 from infergraph.graph.plan import load_graph
 from infergraph.json_types import JSONShapeError
+from infergraph.operator import pricing
 from infergraph.operator import status as st
 from infergraph.operator.applying import Refusal, owner_of
 from infergraph.operator.children import (
@@ -316,12 +317,27 @@ def test_endpoints_per_engine() -> None:
 
 def test_price_needs_hardware_and_says_which_node_lacks_it() -> None:
     objs = render_graph(cascade(), "kserve", RenderOptions())
-    price, problem = st.price_per_hour(cascade(), None, "kserve", objs)
-    assert price is not None and float(price) > 0 and problem == ""
+    both = pricing.priced(cascade(), None, "kserve", objs)
+    assert both.price is not None and float(both.price) > 0 and both.problem == ""
+    assert (both.fit.status, both.fit.reason) == (st.TRUE, "PodsFitClasses")
     graph = cascade()
     graph.spec.nodes[0].hardware = None
-    price, problem = st.price_per_hour(graph, None, "kserve", objs)
-    assert price is None and "fast" in problem
+    one = pricing.priced(graph, None, "kserve", objs)
+    assert one.price is None and "fast" in one.problem
+    assert one.fit.status == st.TRUE and "accurate" in one.fit.message  # the one it can check
+    for node in graph.spec.nodes:
+        node.hardware = None
+    none = pricing.priced(graph, None, "kserve", objs)
+    assert (none.fit.status, none.fit.reason) == (st.UNKNOWN, "NoHardwareClass")
+
+
+def test_a_catalog_that_cannot_be_read_leaves_fit_unknown(tmp_path: Path) -> None:
+    bad = tmp_path / "prices.yaml"
+    bad.write_text("classes:\n  g6.xlarge: {usd_per_hour: -1}\n")
+    objs = render_graph(cascade(), "kserve", RenderOptions())
+    got = pricing.priced(cascade(), str(bad), "kserve", objs)
+    assert got.price is None and "g6.xlarge" in got.problem
+    assert (got.fit.status, got.fit.reason) == (st.UNKNOWN, "CatalogUnavailable")
 
 
 def test_price_is_what_the_engine_runs_for_the_graph() -> None:
@@ -332,7 +348,7 @@ def test_price_is_what_the_engine_runs_for_the_graph() -> None:
 
     catalog = load_catalog()
     objs = render_graph(cascade(), "kserve", RenderOptions())
-    price, _ = st.price_per_hour(cascade(), None, "kserve", objs)
+    price = pricing.priced(cascade(), None, "kserve", objs).price
     expected = engine_cost(cascade(), "kserve", kserve_pods(objs), catalog).usd_per_hour
     assert price == f"{expected:.4f}"
     assert float(price or 0) > graph_cost(cascade(), catalog).usd_per_hour

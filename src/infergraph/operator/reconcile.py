@@ -25,6 +25,7 @@ from infergraph.json_types import (
     at,
     object_or_empty,
 )
+from infergraph.operator import pricing
 from infergraph.operator import status as st
 from infergraph.operator.applying import TAKEOVER_REFUSED, Refusal, apply_all
 from infergraph.operator.children import children, engine_for, is_owned_by, stale
@@ -33,13 +34,10 @@ from infergraph.operator.kube import KubeClient, KubeError, ref
 from infergraph.operator.metrics import OperatorMetrics
 from infergraph.operator.objects import meta_str, name_of
 from infergraph.operator.settings_server import SettingsStore
+from infergraph.operator.status import EVENT_MESSAGE_LIMIT, Event
 
-EVENT_MESSAGE_LIMIT = 1000
 STOPPED = "stopped"  # the stage of a pass the operator's shutdown made moot
 GONE = "gone"  # the stage of a pass whose graph was deleted before it applied anything
-
-
-Event = tuple[str, str, str]  # (type, reason, message)
 
 
 @dataclass
@@ -86,8 +84,9 @@ class Reconciler:
         # What the settings server serves: each pass puts its graph's rendered settings there.
         self.settings = settings or SettingsStore()
         self._locks: dict[str, asyncio.Lock] = {}
-        # The Events posted per graph since its last clean pass: passes that start from the
-        # same stale body (create and timer at once) must not post one twice.
+        # The Events posted per graph since its last clean pass (applied, nothing refused, every
+        # pod fits its class): passes that start from the same stale body (create and timer at
+        # once) must not post one twice.
         self._posted: dict[str, set[tuple[str, str]]] = {}
         # Shutdown: no pass starts once `stopping`; `drain` waits for those in flight.
         self.stopping = False
@@ -129,7 +128,7 @@ class Reconciler:
             posted = self._posted.setdefault(uid, set())
             outcome.events = [e for e in outcome.events if e[1:] not in posted]
             posted.update(e[1:] for e in outcome.events)
-            if outcome.stage == "done" and not outcome.refused:
+            if outcome.stage == "done" and not outcome.refused and not _outgrown(outcome):
                 self._posted.pop(uid, None)
         self.metrics.duration.labels(trigger).observe(time.perf_counter() - started)
         result = "ok" if outcome.stage == "done" else "error"
@@ -183,6 +182,9 @@ class Reconciler:
             for r in refused
             if (r.child["kind"], r.child["name"], r.message) not in told
         ]
+        events += pricing.outgrown_warning(
+            prev_conditions, as_objects(status["conditions"], "status.conditions")
+        )
         stage = "apply" if refused else "done"
         return Outcome(status, events=events, stage=stage, applied=live, refused=refused)
 
@@ -220,6 +222,9 @@ class Reconciler:
                 st.Condition("Rendered", st.FALSE, reason, f"{message}\n({kept})"),
                 st.Condition(
                     "Ready", st.UNKNOWN, reason, f"this generation is not applied; {kept}"
+                ),
+                st.Condition(
+                    pricing.SCHEDULABLE, st.UNKNOWN, reason, "this generation is not applied"
                 ),
             ],
         )
@@ -297,7 +302,7 @@ class Reconciler:
         blocked = [(r.obj, r.reason) for r in refused]
         nodes, ready = st.graph_readiness(graph, live, blocked)
         waiting = [n for n in nodes if not n["ready"]]
-        price, price_problem = st.price_per_hour(graph, self.config.price_catalog, engine, objs)
+        priced = pricing.priced(graph, self.config.price_catalog, engine, objs)
         rendered = _rendered_condition(engine, live, refused, removed)
         report: JSONObject = {
             "engine": engine,
@@ -306,13 +311,18 @@ class Reconciler:
             "nodes": nodes,
             "conditions": st.conditions(
                 prev_conditions,
-                [st.Condition("Valid", st.TRUE, "GraphValid", ""), rendered, ready],
+                [st.Condition("Valid", st.TRUE, "GraphValid", ""), rendered, ready, priced.fit],
             ),
         }
         # None removes a field in kopf's status patch: a price that stops being computable goes.
-        report["pricePerHour"] = price
-        report["priceMessage"] = price_problem or None
+        report["pricePerHour"] = priced.price
+        report["priceMessage"] = priced.problem or None
         return report
+
+
+def _outgrown(outcome: Outcome) -> bool:
+    conditions = as_objects(outcome.status.get("conditions") or [], "status.conditions")
+    return pricing.is_outgrown(conditions)
 
 
 def _rendered_condition(

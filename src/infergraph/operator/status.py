@@ -1,4 +1,4 @@
-"""The InferenceGraph's status: conditions, per-node readiness, endpoint, price per hour.
+"""The InferenceGraph's status: conditions, per-node readiness, endpoint.
 
 Readiness is read from the engine's own objects as the API server returns them after apply:
 a `Ready` condition (Seldon v2 Model/Server/Pipeline, KEDA ScaledObject, KServe
@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypedDict
 
-from infergraph.cost import CostError, engine_cost, load_catalog
 from infergraph.engines import RENDERED
 from infergraph.engines import engine as engine_named
 from infergraph.graph.model import InferenceGraph, Node
@@ -24,7 +23,9 @@ from infergraph.operator.objects import kind_of, labels_of, name_of
 from infergraph.render.common import NODE_LABEL
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
-CONDITION_TYPES = ("Valid", "Rendered", "Ready")
+CONDITION_TYPES = ("Valid", "Rendered", "Ready", "Schedulable")
+EVENT_MESSAGE_LIMIT = 1000
+Event = tuple[str, str, str]  # (type, reason, message)
 
 
 @dataclass(frozen=True)
@@ -229,17 +230,3 @@ def endpoint(graph: InferenceGraph, engine: str, namespace: str, live: list[Mani
     url = engine_named(engine, RENDERED, "deploy a graph").cluster_url
     assert url is not None, f"{engine} renders but names no cluster URL"
     return url(graph.name, namespace, live)
-
-
-def price_per_hour(
-    graph: InferenceGraph, catalog_path: str | None, engine: str, objs: list[Manifest]
-) -> tuple[str | None, str]:
-    """(dollars per hour as text, why not) from the price catalog at the graph's replicas:
-    the pods `engine` runs for the rendered `objs`, its sidecars and own pods included."""
-    runs = engine_named(engine, RENDERED, "deploy a graph")
-    try:
-        catalog = load_catalog(catalog_path)
-        cost = engine_cost(graph, engine, runs.pods_of(objs), catalog)
-        return f"{cost.usd_per_hour:.4f}", ""
-    except CostError as exc:
-        return None, str(exc)
