@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 from pathlib import Path
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from infergraph.errors import GraphValidationError, InfergraphError
+from infergraph.json_types import Manifest, as_objects
 
 if TYPE_CHECKING:
     from infergraph.checkpoints.builder import Scale
@@ -105,6 +107,51 @@ def _fit_problems(graph: InferenceGraph, catalog: PriceCatalog, engines: list[st
             continue
         problems += [f"on {name}: {p}" for p in unschedulable(graph, catalog, name, pods)]
     return problems
+
+
+@app.command(name="node-catalog")
+def node_catalog(
+    nodes: Annotated[Path, typer.Argument(help="`kubectl get nodes -o json` output")],
+    out: Annotated[Path, typer.Option(help="catalog override YAML to write")],
+    pods: Annotated[
+        Path | None, typer.Option(help="`kubectl get pods -A -o json` output: per-node pods")
+    ] = None,
+    catalog: Annotated[Path | None, typer.Option(help="price catalog override YAML")] = None,
+) -> None:
+    """Write what your cluster's Nodes leave a new pod, per instance type (their
+    status.allocatable less their DaemonSet and mirror pods' requests), as a price-catalog
+    override for --catalog and the operator's INFERGRAPH_PRICE_CATALOG."""
+    from infergraph.cost import load_catalog
+    from infergraph.cost.observed import node_rooms, overrides
+
+    try:
+        rooms = node_rooms(_list_items(nodes), _list_items(pods) if pods else [])
+        classes, unknown = overrides(rooms, load_catalog(catalog))
+    except (InfergraphError, OSError, json.JSONDecodeError) as exc:
+        _fail(str(exc))
+    if not classes:
+        _fail(f"no Node in {nodes} has an instance type the price catalog knows: {unknown}")
+    header = f"# What the Nodes in {nodes} leave a new pod"
+    header += f" after the per-node pods in {pods}\n" if pods else " (per-node pods not given)\n"
+    out.write_text(header + yaml.safe_dump({"classes": classes}, sort_keys=True))
+    table = Table("class", "nodes", "allocatable vCPU", "allocatable GiB")
+    for name, room in sorted(classes.items()):
+        seen = sum(1 for r in rooms if r.instance_type in (name, name.removesuffix("-per-gpu")))
+        table.add_row(
+            name, str(seen), f"{room['allocatable_vcpus']:g}", f"{room['allocatable_memory_gib']:g}"
+        )
+    console.print(table)
+    if unknown:
+        err.print(f"instance types without a price-catalog class, left out: {', '.join(unknown)}")
+    console.print(f"wrote {out}")
+
+
+def _list_items(path: Path) -> list[Manifest]:
+    """The items of a `kubectl get ... -o json` List."""
+    document = json.loads(path.read_text())
+    if not isinstance(document, dict) or not isinstance(document.get("items"), list):
+        raise InfergraphError(f"{path}: not a Kubernetes List (kubectl get ... -o json)")
+    return as_objects(document["items"], f"{path}: items")
 
 
 @app.command()
@@ -311,7 +358,6 @@ def kserve_router_config() -> None:
     """Read KServe's inferenceservice-config `router` value on stdin; print the merge patch
     that adds the trace headers to its `headers.propagate` (KServe's router forwards no
     header otherwise; docs/rendering.md, Trace and request-id headers)."""
-    import json
     import sys
 
     from infergraph.render.kserve import router_config_with_trace_headers
