@@ -207,9 +207,10 @@ def test_demo_prices_the_planned_graph_on_every_engine(
         assert price["added_usd_per_hour"] > 0  # the engine's own pods at the least
     assert "does not fit on one 'c7i.large'" in prices["seldon-v2"]["problem"]
     fits = [e for e, p in prices.items() if p["problem"] is None]
-    assert fits == ["kserve"]  # a whole instance per pod, and KServe adds no sidecar to it
+    assert fits == ["kserve"]  # a whole allocatable per pod; KServe adds no sidecar to it
     said = " ".join(output.split())  # the console wraps long lines
     assert "as planned: c7i.large nodes, on kserve" in said
+    assert "your Nodes' DaemonSets take more: `infergraph node-catalog`" in said
 
 
 def test_demo_folder_readme_names_every_file(demo_run: tuple[Path, str, list[str]]) -> None:

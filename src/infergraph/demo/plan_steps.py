@@ -238,6 +238,11 @@ def _cluster_commands(
             f"  kubectl apply -n ml -f {planned}   # as planned: {settings.hardware} nodes, "
             + where
         )
+        lines.append(
+            f"  (a pod fits by what a {settings.hardware} node keeps back by default, its "
+            "provider's rule; your Nodes' DaemonSets take more: `infergraph node-catalog` writes "
+            "what they leave, for `infergraph validate --engine E --catalog`)"
+        )
     lines.append(
         f"the files under {settings.out / 'manifests'}/ are the same objects for `kubectl apply` "
         f"without the operator; they name the placeholder bucket {EXAMPLE_STORAGE}, so render "
