@@ -141,7 +141,9 @@ def test_every_option_reaches_its_object() -> None:
     assert pod["affinity"] == values["affinity"]
     assert pod["securityContext"] == values["podSecurityContext"]
     assert container["resources"] == values["resources"]
-    assert deployment["spec"]["template"]["metadata"]["annotations"] == values["podAnnotations"]
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert values["podAnnotations"].items() <= annotations.items()
+    assert set(annotations) - set(values["podAnnotations"]) == {"checksum/price-catalog"}
     assert {p["containerPort"] for p in container["ports"]} == {9090, 9091}
     # The environment the Deployment sets is exactly what the operator reads.
     env = {e["name"]: e["value"] for e in container["env"]}
@@ -152,6 +154,7 @@ def test_every_option_reaches_its_object() -> None:
     assert config.drift_interval_s == 30
     assert (config.metrics_port, config.health_port) == (9090, 9091)
     assert config.seldon_namespace == "seldon-system"
+    assert config.price_catalog == "/etc/infergraph/price-catalog/catalog.yaml"
     # modelSettings.serve false: no settings server, Seldon v2 Models keep their bucket folders.
     assert config.settings_url is None and config.settings_port == 9092
     assert [s["metadata"]["name"] for s in by_kind(docs, "Service")] == ["ig-infergraph-metrics"]
@@ -486,3 +489,53 @@ def test_images_readme_gives_the_operators_health_port() -> None:
     text = (REPO / "images/README.md").read_text()
     port = OperatorConfig().health_port
     assert f"operator `GET :{port}/healthz`" in text
+
+
+def test_a_price_catalog_reaches_the_operator(tmp_path: Path) -> None:
+    """`--set-file priceCatalog=FILE` (prices, or `infergraph node-catalog`'s output): a
+    ConfigMap mounted where INFERGRAPH_PRICE_CATALOG points, which the operator loads for
+    status.pricePerHour and Schedulable; a new catalog replaces the operator pod."""
+    from infergraph.cost import load_catalog
+
+    text = yaml.safe_dump(
+        {
+            "classes": {
+                "c7i.large": {"allocatable_vcpus": 1.77, "allocatable_memory_gib": 3.2226},
+                "g6.xlarge": {"usd_per_hour": 0.55},
+            }
+        }
+    )
+    docs = template({**REQUIRED, "priceCatalog": text})
+    (config_map,) = by_kind(docs, "ConfigMap")
+    (deployment,) = by_kind(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    path = Path(
+        OperatorConfig.from_env({e["name"]: e["value"] for e in container["env"]}).price_catalog
+        or ""
+    )
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "price-catalog")
+    assert path.parent == Path(mount["mountPath"]) and mount["readOnly"] is True
+    volume = next(v for v in pod["volumes"] if v["name"] == "price-catalog")
+    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+    copy = tmp_path / path.name
+    copy.write_text(config_map["data"][path.name])
+    catalog = load_catalog(copy)
+    assert catalog.get("c7i.large").allocatable.vcpus == 1.77
+    assert catalog.get("g6.xlarge").usd_per_hour == 0.55
+    problems = [p for d in docs for p in validate(d) if not is_subdomain_name_problem(p)]
+    assert problems == []
+
+    def checksum(values: dict[str, Any]) -> str:
+        (rendered,) = by_kind(template(values), "Deployment")
+        return rendered["spec"]["template"]["metadata"]["annotations"]["checksum/price-catalog"]
+
+    cheaper = {**REQUIRED, "priceCatalog": text.replace("0.55", "0.5")}
+    assert checksum({**REQUIRED, "priceCatalog": text}) != checksum(cheaper)
+    plain = template(REQUIRED)
+    assert by_kind(plain, "ConfigMap") == []
+    env = {
+        e["name"]
+        for e in by_kind(plain, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert "INFERGRAPH_PRICE_CATALOG" not in env

@@ -185,6 +185,14 @@ class ChartValues(_Values):
     drift_interval_seconds: float = Field(
         60.0, gt=0, description="how often children are re-applied and status refreshed"
     )
+    price_catalog: str = Field(
+        "",
+        description="a price-catalog override in catalog.yaml's layout (`classes:`): your "
+        "prices, or what `infergraph node-catalog` writes from your Nodes (each type's "
+        "allocatable less its DaemonSets). `--set-file priceCatalog=FILE`; the operator's "
+        "status.pricePerHour and Schedulable condition use it; empty: list prices and the "
+        "providers' default reservations",
+    )
     image: Image = Field(default_factory=Image)
     image_pull_secrets: list[dict[str, str]] = Field(default_factory=list)
     graph_images: GraphImages = Field(default_factory=GraphImages)
