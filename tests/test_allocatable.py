@@ -95,6 +95,9 @@ def test_a_catalog_may_give_the_nodes_own_allocatable(tmp_path: Path) -> None:
     assert (c7i.vcpus, c7i.memory_gib) == (1.5, 3)
     box = catalog.get("my-box").allocatable
     assert (box.vcpus, box.memory_gib) == (16, 64)
+    assert catalog.get("c7i.large").allocatable_basis == "the catalog's figures"
+    assert catalog.get("my-box").allocatable_basis == "nothing reserved (no provider rule)"
+    assert CATALOG.get("n2-standard-8").allocatable_basis == "GKE's default reservation"
     with pytest.raises(CostError, match="allocatable"):
         node_cost(node("1600m", "1Gi"), catalog)
 

@@ -90,6 +90,18 @@ def reserved(provider: str, vcpus: float, memory_gib: float, max_pods: int | Non
     return Allocatable(0.0, 0.0)
 
 
+# Whose default reservation each provider's classes get, as the plan's assumptions name it.
+RULE_NAMES = {"aws": "EKS's", "gcp": "GKE's", "azure": "AKS's"}
+
+
+def basis(provider: str, given: bool) -> str:
+    """Where a class's allocatable comes from, in words."""
+    if given:
+        return "the catalog's figures"
+    rule = RULE_NAMES.get(provider)
+    return f"{rule} default reservation" if rule else "nothing reserved (no provider rule)"
+
+
 def allocatable_of(
     provider: str, vcpus: float, memory_gib: float, max_pods: int | None, machine_slices: int
 ) -> Allocatable:

@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from infergraph import quantities
-from infergraph.cost.allocatable import Allocatable, allocatable_of
+from infergraph.cost.allocatable import Allocatable, allocatable_of, basis
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import InferenceGraph, Node
 from infergraph.json_types import JSONObject
@@ -93,6 +93,12 @@ class InstanceClass(BaseModel):
         return Allocatable(
             self.allocatable_vcpus or rule.vcpus, self.allocatable_memory_gib or rule.memory_gib
         )
+
+    @property
+    def allocatable_basis(self) -> str:
+        """Where `allocatable` comes from: the catalog's own figures or a provider's rule."""
+        given = self.allocatable_vcpus is not None and self.allocatable_memory_gib is not None
+        return basis(self.provider, given)
 
 
 class PriceCatalog(BaseModel):

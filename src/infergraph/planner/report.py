@@ -98,6 +98,7 @@ def assumptions(outcome: PlanOutcome) -> list[str]:
         "per-node hops as profiled",
         f"prices: {', '.join(inputs.catalog.origin)} (as of {', '.join(catalog_dates) or 'n/a'})",
         f"cost: {engine_line(outcome)}",
+        "pods may ask, per node of a class: " + _rooms(outcome),
         "replicas get requests round-robin; each runs the runtime's micro-batcher",
         _autoscaling_assumption(outcome),
         f"search: {SEARCH_METHOD}; {outcome.search.simulations} simulations"
@@ -110,6 +111,19 @@ def assumptions(outcome: PlanOutcome) -> list[str]:
         ),
     ]
     return lines
+
+
+def _rooms(outcome: PlanOutcome) -> str:
+    """What one node of each planned class lets pods ask for, and on whose word."""
+    rooms = []
+    for name in sorted({o.hardware for o in outcome.final.options.values()}):
+        instance = outcome.inputs.catalog.get(name)
+        room = instance.allocatable
+        rooms.append(
+            f"{name} {room.vcpus:.3g} of {instance.vcpus:g} vCPU, {room.memory_gib:.3g} of "
+            f"{instance.memory_gib:g} GiB ({instance.allocatable_basis})"
+        )
+    return "; ".join(rooms)
 
 
 def _autoscaling_assumption(outcome: PlanOutcome) -> str:
