@@ -536,6 +536,38 @@ async def test_a_pod_that_outgrows_its_class_is_a_condition_and_one_event(server
     assert condition(status, "Schedulable")["status"] == "True"
 
 
+async def test_the_operators_catalog_says_what_its_nodes_leave(server, tmp_path) -> None:
+    """INFERGRAPH_PRICE_CATALOG (the chart's priceCatalog) with what `infergraph node-catalog`
+    wrote: g6.xlarge Nodes whose DaemonSets leave 3.5 cores. A 3.3-core node's Server pod
+    (3.55 with the agent and rclone) fits EKS's default 3.92, not these Nodes."""
+    from infergraph.graph.plan import parse_graph
+    from infergraph.operator import pricing
+    from infergraph.operator.reconcile import graph_document
+    from infergraph.render import render
+    from infergraph.render.options import RenderOptions
+
+    body = graph_body()
+    body["spec"]["nodes"][1]["resources"]["cpu"] = "3300m"
+    graph = parse_graph(graph_document(body), "cascade")
+    objs = render(graph, "seldon-v2", RenderOptions(storage_uri="s3://team-bucket/graphs"))
+    by_rule = pricing.priced(graph, None, "seldon-v2", objs)
+    assert by_rule.fit.status == "True", by_rule.fit
+    nodes = tmp_path / "nodes.yaml"
+    nodes.write_text(
+        "classes:\n  g6.xlarge: {allocatable_vcpus: 3.5, allocatable_memory_gib: 14.5}\n"
+    )
+    op = Operator(server, price_catalog=str(nodes))
+    await op.start()
+    try:
+        await apply_graph(server, body)
+        status = await settled(server, generation=1)
+        fits = condition(status, "Schedulable")
+        assert (fits["status"], fits["reason"]) == ("False", "PodOutgrowsClass"), fits
+        assert "node 'accurate'" in fits["message"] and "1.01x its allocatable" in fits["message"]
+    finally:
+        await op.stop()
+
+
 async def test_operator_keeps_serving_after_an_invalid_graph(server, operator):
     bad = graph_body(name="broken", uid="uid-broken")
     bad["spec"]["nodes"] = []
