@@ -198,6 +198,12 @@ PRINTER_COLUMNS = [
     {"name": "Nodes", "type": "string", "jsonPath": ".status.readyNodes"},
     {"name": "USD/h", "type": "string", "jsonPath": ".status.pricePerHour"},
     {"name": "Valid", "type": "string", "jsonPath": _condition("Valid", "status"), "priority": 1},
+    {
+        "name": "Schedulable",
+        "type": "string",
+        "jsonPath": _condition("Schedulable", "status"),
+        "priority": 1,
+    },
     {"name": "Reason", "type": "string", "jsonPath": _condition("Ready", "reason"), "priority": 1},
     {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
