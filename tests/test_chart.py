@@ -155,6 +155,17 @@ def test_every_option_reaches_its_object() -> None:
     assert (config.metrics_port, config.health_port) == (9090, 9091)
     assert config.seldon_namespace == "seldon-system"
     assert config.price_catalog == "/etc/infergraph/price-catalog/catalog.yaml"
+    assert config.observe_nodes is True
+    reads = [r for r in by_kind(docs, "ClusterRole") if r["metadata"]["name"].endswith("-nodes")]
+    assert [r["rules"] for r in reads] == [
+        [{"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["list"]}]
+    ]
+    (bound,) = [
+        b
+        for b in by_kind(docs, "ClusterRoleBinding")
+        if b["roleRef"]["name"] == reads[0]["metadata"]["name"]
+    ]
+    assert bound["subjects"][0]["name"] == pod["serviceAccountName"]
     # modelSettings.serve false: no settings server, Seldon v2 Models keep their bucket folders.
     assert config.settings_url is None and config.settings_port == 9092
     assert [s["metadata"]["name"] for s in by_kind(docs, "Service")] == ["ig-infergraph-metrics"]
@@ -539,3 +550,10 @@ def test_a_price_catalog_reaches_the_operator(tmp_path: Path) -> None:
         for e in by_kind(plain, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert "INFERGRAPH_PRICE_CATALOG" not in env
+    plain_env = by_kind(plain, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert (
+        OperatorConfig.from_env({e["name"]: e["value"] for e in plain_env}).observe_nodes is False
+    )
+    assert not [
+        r for r in by_kind(plain, "ClusterRole") if r["metadata"]["name"].endswith("-nodes")
+    ]

@@ -568,6 +568,76 @@ async def test_the_operators_catalog_says_what_its_nodes_leave(server, tmp_path)
         await op.stop()
 
 
+async def test_observed_nodes_decide_what_a_class_leaves(server, tmp_path) -> None:
+    """With `observe_nodes` (the chart's observeNodes) the operator reads the Nodes and their
+    per-node pods itself: a g6.xlarge Node allocating 3920m whose DaemonSet pods ask 420m
+    leaves 3.5 cores, so the 3.3-core node's Server pod (3.55) is not Schedulable there; a
+    Deployment's pod on the same Node does not count."""
+    server.resources["v1/nodes"] = kmock.ResourceInfo(kind="Node", namespaced=False)
+    server.resources["v1/pods"] = kmock.ResourceInfo(kind="Pod", namespaced=True)
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "gpu-1", "labels": {"node.kubernetes.io/instance-type": "g6.xlarge"}},
+        "status": {"allocatable": {"cpu": "3920m", "memory": "15000Mi", "nvidia.com/gpu": "1"}},
+    }
+    assert (await server.post("/api/v1/nodes", json=node)).status in (200, 201)
+    for name, owner, cpu in (
+        ("dcgm", "DaemonSet", "320m"),
+        ("proxy", "DaemonSet", "100m"),
+        ("web", "ReplicaSet", "2"),
+    ):
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": "kube-system",
+                "ownerReferences": [
+                    {"apiVersion": "apps/v1", "kind": owner, "name": name, "uid": name}
+                ],
+            },
+            "spec": {
+                "nodeName": "gpu-1",
+                "containers": [
+                    {"name": "c", "image": "x", "resources": {"requests": {"cpu": cpu}}}
+                ],
+            },
+            "status": {"phase": "Running"},
+        }
+        created = await server.post("/api/v1/namespaces/kube-system/pods", json=pod)
+        assert created.status in (200, 201)
+    body = graph_body()
+    body["spec"]["nodes"][1]["resources"]["cpu"] = "3300m"
+    op = Operator(server, observe_nodes=True)
+    await op.start()
+    try:
+        await apply_graph(server, body)
+        status = await settled(server, generation=1)
+        fits = condition(status, "Schedulable")
+        assert (fits["status"], fits["reason"]) == ("False", "PodOutgrowsClass"), fits
+        assert "node 'accurate'" in fits["message"]
+        assert "g6.xlarge as the cluster's Nodes leave it" in fits["message"]
+    finally:
+        await op.stop()
+
+
+async def test_nodes_it_may_not_read_leave_the_catalogs_figures(server) -> None:
+    """Observation on, but the cluster serves no Node list to the operator (no RBAC here,
+    no such resource): the catalog's rule stands and the graph reconciles as before."""
+    op = Operator(server, observe_nodes=True)
+    await op.start()
+    try:
+        await apply_graph(server, graph_body())
+        status = await settled(server, generation=1)
+        fits = condition(status, "Schedulable")
+        assert (fits["status"], fits["reason"]) == ("True", "PodsFitClasses"), fits
+        assert "observed" not in fits["message"] and "Nodes leave" not in fits["message"]
+        assert condition(status, "Rendered")["status"] == "True"
+    finally:
+        await op.stop()
+
+
 async def test_operator_keeps_serving_after_an_invalid_graph(server, operator):
     bad = graph_body(name="broken", uid="uid-broken")
     bad["spec"]["nodes"] = []

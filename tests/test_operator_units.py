@@ -50,6 +50,9 @@ def test_settings_from_environment_name_the_bad_variable() -> None:
         OperatorConfig.from_env({"INFERGRAPH_METRICS_PORT": "eighty"})
     with pytest.raises(SettingsError, match="defaultEngine"):
         OperatorConfig.from_env({"INFERGRAPH_DEFAULT_ENGINE": "triton"})
+    with pytest.raises(SettingsError, match=r"INFERGRAPH_OBSERVE_NODES.*true or false"):
+        OperatorConfig.from_env({"INFERGRAPH_OBSERVE_NODES": "yes"})
+    assert OperatorConfig.from_env({"INFERGRAPH_OBSERVE_NODES": "True"}).observe_nodes
 
 
 def test_gpu_settings_of_the_wrong_json_shape_name_the_variable_and_the_entry() -> None:

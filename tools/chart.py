@@ -185,6 +185,12 @@ class ChartValues(_Values):
     drift_interval_seconds: float = Field(
         60.0, gt=0, description="how often children are re-applied and status refreshed"
     )
+    observe_nodes: bool = Field(
+        False,
+        description="let the operator read every Node and Pod (a read-only ClusterRole) for "
+        "what a node of each instance type leaves a new pod after its DaemonSets: the "
+        "Schedulable condition and the price then follow the cluster, re-read every 5 minutes",
+    )
     price_catalog: str = Field(
         "",
         description="a price-catalog override in catalog.yaml's layout (`classes:`): your "

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from infergraph import quantities
-from infergraph.cost.pricing import CostError, PriceCatalog
+from infergraph.cost.pricing import CostError, InstanceClass, PriceCatalog
 from infergraph.json_types import JSONObject, Manifest, as_objects, object_or_empty
 
 # The well-known label (and its deprecated beta form) the cloud provider sets on each Node.
@@ -153,3 +153,16 @@ def overrides(
             raise CostError(f"instance type '{machine}'", "its per-node pods take all it has")
         classes[name] = {"allocatable_vcpus": _down(cpu), "allocatable_memory_gib": _down(memory)}
     return classes, sorted(set(by_type) - matched)
+
+
+def with_rooms(catalog: PriceCatalog, rooms: list[NodeRoom]) -> tuple[PriceCatalog, list[str]]:
+    """`catalog` with each class whose instance type `rooms` has nodes of sized by them (the
+    classes are rebuilt: a class caches its allocatable), and the classes so sized."""
+    classes, _ = overrides(rooms, catalog)
+    if not classes:
+        return catalog, []
+    rebuilt = dict(catalog.classes)
+    for name, room in classes.items():
+        rebuilt[name] = InstanceClass.model_validate({**catalog.classes[name].model_dump(), **room})
+    origin = [*catalog.origin, f"{len(rooms)} observed Node(s)"]
+    return PriceCatalog(currency=catalog.currency, classes=rebuilt, origin=origin), sorted(classes)

@@ -36,6 +36,10 @@ class OperatorConfig:
     metrics_port: int = 8080
     health_port: int = 8081
     price_catalog: str | None = None
+    # Read the cluster's Nodes and their per-node pods for what a node of each class leaves a
+    # new pod (`cost.observed`), every `node_refresh_s`; needs list on nodes and pods.
+    observe_nodes: bool = False
+    node_refresh_s: float = 300.0
     # Seldon v2's controller namespace: ServerConfigs go there (None: the graph's namespace).
     seldon_namespace: str | None = None
     # The model-settings server (`settings_server`): its port, and the URL Seldon's agents reach
@@ -98,6 +102,8 @@ class OperatorConfig:
             metrics_port=read("METRICS_PORT", int, defaults.metrics_port),
             health_port=read("HEALTH_PORT", int, defaults.health_port),
             price_catalog=read("PRICE_CATALOG", str, defaults.price_catalog),
+            observe_nodes=read("OBSERVE_NODES", _flag, defaults.observe_nodes),
+            node_refresh_s=read("NODE_REFRESH_SECONDS", float, defaults.node_refresh_s),
             seldon_namespace=read("SELDON_NAMESPACE", str, defaults.seldon_namespace),
             settings_url=read("SETTINGS_URL", str, defaults.settings_url),
             settings_port=read("SETTINGS_PORT", int, defaults.settings_port),
@@ -119,6 +125,13 @@ class _Environment:
             return parse(raw)
         except (ValueError, TypeError) as exc:  # JSONShapeError is a TypeError
             raise SettingsError(ENV_PREFIX + name, str(exc)) from None
+
+
+def _flag(raw: str) -> bool:
+    """ "true" or "false", as Helm writes a boolean value."""
+    if raw.lower() not in ("true", "false"):
+        raise ValueError(f"expected true or false, got {raw!r}")
+    return raw.lower() == "true"
 
 
 def _gpu_scheduling(read: _Environment, defaults: PodScheduling) -> PodScheduling:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infergraph.cost import CostError, engine_cost, load_catalog, unschedulable
+from infergraph.cost.observed import NodeRoom, with_rooms
 from infergraph.cost.pods import PodShape
 from infergraph.cost.pricing import PriceCatalog
 from infergraph.engines import RENDERED
@@ -35,13 +36,18 @@ class Priced:
 
 
 def priced(
-    graph: InferenceGraph, catalog_path: str | None, engine: str, objs: list[Manifest]
+    graph: InferenceGraph,
+    catalog_path: str | None,
+    engine: str,
+    objs: list[Manifest],
+    rooms: list[NodeRoom] | None = None,
 ) -> Priced:
     """The graph at its replicas as `engine` runs the rendered `objs`: its pods' price (their
-    sidecars and the engine's own pods included) and whether each pod fits its class."""
+    sidecars and the engine's own pods included) and whether each pod fits its class, a class
+    the cluster has `rooms` (observed Nodes) of sized by them."""
     runs = engine_named(engine, RENDERED, "deploy a graph")
     try:
-        catalog = load_catalog(catalog_path)
+        catalog, observed = with_rooms(load_catalog(catalog_path), rooms or [])
     except CostError as exc:
         return _unpriced("CatalogUnavailable", exc)
     try:
@@ -52,7 +58,7 @@ def priced(
         price, problem = f"{engine_cost(graph, engine, pods, catalog).usd_per_hour:.4f}", ""
     except CostError as exc:
         price, problem = None, str(exc)
-    return Priced(price, problem, _fit(graph, engine, pods, catalog))
+    return Priced(price, problem, _fit(graph, engine, pods, catalog, observed))
 
 
 def _unpriced(reason: str, exc: CostError) -> Priced:
@@ -79,11 +85,16 @@ def _schedulable(conditions: list[JSONObject]) -> JSONObject:
 
 
 def _fit(
-    graph: InferenceGraph, engine: str, pods: list[PodShape], catalog: PriceCatalog
+    graph: InferenceGraph,
+    engine: str,
+    pods: list[PodShape],
+    catalog: PriceCatalog,
+    observed: list[str],
 ) -> Condition:
+    seen = f" ({', '.join(observed)} as the cluster's Nodes leave it)" if observed else ""
     problems = unschedulable(graph, catalog, engine, pods)
     if problems:
-        return Condition(SCHEDULABLE, FALSE, OUTGROWN, "; ".join(problems))
+        return Condition(SCHEDULABLE, FALSE, OUTGROWN, "; ".join(problems) + seen)
     checked = [n.name for n in graph.spec.nodes if n.hardware in catalog.classes]
     if not checked:
         why = "no node names a hardware class of the price catalog: nothing says what it runs on"
@@ -93,5 +104,5 @@ def _fit(
         TRUE,
         "PodsFitClasses",
         f"each pod of {', '.join(checked)} on {engine} fits what one node of its class lets "
-        "pods ask for",
+        f"pods ask for{seen}",
     )

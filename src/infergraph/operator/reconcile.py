@@ -33,6 +33,7 @@ from infergraph.operator.config import OperatorConfig
 from infergraph.operator.kube import KubeClient, KubeError, ref
 from infergraph.operator.metrics import OperatorMetrics
 from infergraph.operator.objects import meta_str, name_of
+from infergraph.operator.observed_nodes import ObservedNodes
 from infergraph.operator.settings_server import SettingsStore
 from infergraph.operator.status import EVENT_MESSAGE_LIMIT, Event
 
@@ -83,6 +84,7 @@ class Reconciler:
         self._client = client
         # What the settings server serves: each pass puts its graph's rendered settings there.
         self.settings = settings or SettingsStore()
+        self._nodes = ObservedNodes(config.node_refresh_s) if config.observe_nodes else None
         self._locks: dict[str, asyncio.Lock] = {}
         # The Events posted per graph since its last clean pass (applied, nothing refused, every
         # pod fits its class): passes that start from the same stale body (create and timer at
@@ -169,7 +171,10 @@ class Reconciler:
             removed = await self._prune(client, body, prev_children, current)
         except KubeError as exc:
             return self._unapplied(status, prev_conditions, f"prune: {exc}", "prune")
-        status.update(self._report(graph, body, objs, live, refused, removed, prev_conditions))
+        rooms = await self._nodes.rooms(client) if self._nodes else []
+        engine = engine_for(graph, self.config)
+        priced = pricing.priced(graph, self.config.price_catalog, engine, objs, rooms)
+        status.update(self._report(graph, body, priced, live, refused, removed, prev_conditions))
         status["children"] = _listed(live, refused, prev_children, home)
         # None removes the field in kopf's status patch once nothing is refused.
         status["refused"] = [r.status() for r in refused] or None
@@ -292,7 +297,7 @@ class Reconciler:
         self,
         graph: InferenceGraph,
         body: Manifest,
-        objs: list[Manifest],
+        priced: pricing.Priced,
         live: list[Manifest],
         refused: list[Refusal],
         removed: list[dict[str, str]],
@@ -302,7 +307,6 @@ class Reconciler:
         blocked = [(r.obj, r.reason) for r in refused]
         nodes, ready = st.graph_readiness(graph, live, blocked)
         waiting = [n for n in nodes if not n["ready"]]
-        priced = pricing.priced(graph, self.config.price_catalog, engine, objs)
         rendered = _rendered_condition(engine, live, refused, removed)
         report: JSONObject = {
             "engine": engine,

@@ -1,0 +1,47 @@
+"""The cluster's Nodes as the operator reads them: what a node of each instance type leaves a
+new pod, for the Schedulable condition and the price (`cost.observed`).
+
+Opt-in (`INFERGRAPH_OBSERVE_NODES`, the chart's `observeNodes`): it lists every Node and every
+Pod, which needs cluster-wide read access to both. Re-read at most every `refresh_s`, not per
+pass; a refused or failed list is logged once and leaves the catalog's own figures in force.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from infergraph.cost.observed import NodeRoom, node_rooms
+from infergraph.errors import InfergraphError
+from infergraph.operator.kube import KubeClient, KubeError
+
+log = logging.getLogger(__name__)
+
+
+class ObservedNodes:
+    """Per-node room of the cluster's labelled Nodes, kept for `refresh_s` seconds."""
+
+    def __init__(self, refresh_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.refresh_s = refresh_s
+        self._clock = clock
+        self._read_at: float | None = None
+        self._rooms: list[NodeRoom] = []
+        self._failing = False
+
+    async def rooms(self, client: KubeClient) -> list[NodeRoom]:
+        now = self._clock()
+        if self._read_at is not None and now - self._read_at < self.refresh_s:
+            return self._rooms
+        self._read_at = now
+        try:
+            nodes = await client.list("v1", "Node", None)
+            pods = await client.list("v1", "Pod", None)
+            self._rooms = node_rooms(nodes, pods)
+        except (KubeError, InfergraphError) as exc:
+            if not self._failing:
+                log.warning("cannot read the cluster's Nodes, pricing by the catalog: %s", exc)
+            self._failing, self._rooms = True, []
+            return self._rooms
+        self._failing = False
+        return self._rooms
