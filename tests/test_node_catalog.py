@@ -163,3 +163,16 @@ def test_bad_input_is_named_and_nothing_is_written(
     assert result.exit_code == 1
     assert said in " ".join(result.output.split())
     assert not out.exists()
+
+
+def test_nodes_larger_than_their_class_are_named() -> None:
+    """A catalog that says c7i.large has 2 vCPUs, and a Node of that type allocating 3."""
+    from infergraph.cost import CostError
+    from infergraph.cost.observed import with_rooms
+
+    rooms = node_rooms([node("big", "c7i.large", "3", "3Gi")], [])
+    with pytest.raises(CostError, match=r"hardware class 'c7i.large': its observed Nodes"):
+        with_rooms(load_catalog(), rooms)
+    sized, names = with_rooms(load_catalog(), node_rooms(NODES[:2], PODS))
+    assert names == ["c7i.large"] and sized.get("c7i.large").allocatable.vcpus == 1.77
+    assert load_catalog().get("c7i.large").allocatable.vcpus == 1.93  # the catalog is not changed

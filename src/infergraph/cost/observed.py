@@ -16,6 +16,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
 from infergraph import quantities
 from infergraph.cost.pricing import CostError, InstanceClass, PriceCatalog
 from infergraph.json_types import JSONObject, Manifest, as_objects, object_or_empty
@@ -163,6 +165,12 @@ def with_rooms(catalog: PriceCatalog, rooms: list[NodeRoom]) -> tuple[PriceCatal
         return catalog, []
     rebuilt = dict(catalog.classes)
     for name, room in classes.items():
-        rebuilt[name] = InstanceClass.model_validate({**catalog.classes[name].model_dump(), **room})
+        try:
+            rebuilt[name] = InstanceClass.model_validate(
+                {**catalog.classes[name].model_dump(), **room}
+            )
+        except ValidationError as exc:  # Nodes larger than the class the catalog describes
+            problems = "; ".join(str(e["msg"]) for e in exc.errors())
+            raise CostError(f"hardware class '{name}'", f"its observed Nodes: {problems}") from None
     origin = [*catalog.origin, f"{len(rooms)} observed Node(s)"]
     return PriceCatalog(currency=catalog.currency, classes=rebuilt, origin=origin), sorted(classes)
