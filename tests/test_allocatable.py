@@ -123,3 +123,16 @@ def test_the_load_testers_catalog_listing_shows_what_pods_may_ask() -> None:
     table = CliRunner().invoke(app, ["prices"], env={"COLUMNS": "250"})
     assert table.exit_code == 0, table.output
     assert "1.93 vCPU, 3.34 GiB" in " ".join(table.output.split())
+
+
+def test_a_class_its_providers_rule_leaves_nothing_is_refused(tmp_path: Path) -> None:
+    """1 GiB on EKS's rule: 11 x 110 + 255 MiB and 100 MiB for eviction is more than it has;
+    a share of a negative allocatable would read as a fit."""
+    override = tmp_path / "catalog.yaml"
+    override.write_text(
+        "classes:\n  tiny: {provider: aws, vcpus: 1, memory_gib: 1, usd_per_hour: 0.01}\n"
+    )
+    with pytest.raises(CostError) as caught:
+        load_catalog(override)
+    assert "hardware class 'tiny'" in str(caught.value)
+    assert "leaves pods no memory" in str(caught.value)

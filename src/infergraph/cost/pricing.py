@@ -81,6 +81,13 @@ class InstanceClass(BaseModel):
         memory = self.allocatable_memory_gib
         if memory is not None and memory > self.memory_gib:
             raise ValueError(f"allocatable_memory_gib {memory:g} > memory_gib {self.memory_gib:g}")
+        room = self.allocatable
+        for what, left in (("CPU", room.vcpus), ("memory", room.memory_gib)):
+            if left <= 0:
+                raise ValueError(
+                    f"what {self.allocatable_basis} keeps back leaves pods no {what}; give "
+                    "allocatable_vcpus and allocatable_memory_gib as its nodes report them"
+                )
         return self
 
     @cached_property
