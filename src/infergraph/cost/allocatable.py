@@ -28,10 +28,16 @@ EVICTION_HARD_MIB = 100.0
 DEFAULT_MAX_PODS = 110
 # Azure CNI Overlay's default maxPods; kubenet's is 110 and Azure CNI's (node subnet) 30.
 AKS_DEFAULT_MAX_PODS = 250
-# (upper bound of the range in cores, ten-thousandths of it reserved)
-_CORE_RANGES = ((1, 600), (2, 100), (4, 50), (None, 25))
-# (GiB the tier ends at, share of it reserved)
-_GKE_MEMORY_TIERS = ((4.0, 0.25), (8.0, 0.20), (16.0, 0.10), (128.0, 0.06), (None, 0.02))
+# (from, to: millicores; ten-thousandths of the range reserved)
+_CORE_RANGES = ((0, 1000, 600), (1000, 2000, 100), (2000, 4000, 50), (4000, None, 25))
+# (from, to: GiB; share of the tier reserved)
+_GKE_MEMORY_TIERS = (
+    (0.0, 4.0, 0.25),
+    (4.0, 8.0, 0.20),
+    (8.0, 16.0, 0.10),
+    (16.0, 128.0, 0.06),
+    (128.0, None, 0.02),
+)
 _AKS_CPU_MILLI = ((1, 60), (2, 100), (4, 140), (8, 180), (16, 260), (32, 420), (64, 740))
 
 
@@ -46,24 +52,23 @@ class Allocatable:
 def _by_core_ranges(vcpus: float) -> float:
     """Millicores EKS and GKE reserve: each range's share of the cores in it, in whole
     millicores per range as nodeadm computes it."""
-    total, start, reserved = round(vcpus * 1000), 0, 0
-    for end, ten_thousandths in _CORE_RANGES:
-        stop = total if end is None else min(total, end * 1000)
-        if stop > start:
-            reserved += (stop - start) * ten_thousandths // 10000
-        start = stop if end is None else end * 1000
+    total = round(vcpus * 1000)
+    reserved = 0
+    for start, end, ten_thousandths in _CORE_RANGES:
+        top = total if end is None else min(total, end)
+        if top > start:
+            reserved += (top - start) * ten_thousandths // 10000
     return float(reserved)
 
 
 def _gke_memory_mib(memory_gib: float) -> float:
     if memory_gib < 1:
         return 255.0
-    reserved, start = 0.0, 0.0
-    for end, share in _GKE_MEMORY_TIERS:
-        stop = memory_gib if end is None else min(memory_gib, end)
-        if stop > start:
-            reserved += (stop - start) * share
-        start = memory_gib if end is None else end
+    reserved = 0.0
+    for start, end, share in _GKE_MEMORY_TIERS:
+        top = memory_gib if end is None else min(memory_gib, end)
+        if top > start:
+            reserved += (top - start) * share
     return reserved * 1024
 
 

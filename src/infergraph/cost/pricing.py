@@ -17,7 +17,6 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date
-from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -90,10 +89,11 @@ class InstanceClass(BaseModel):
                 )
         return self
 
-    @cached_property
+    @property
     def allocatable(self) -> Allocatable:
         """What pods may request of one instance: the node's own figures where the catalog
-        gives them, else its provider's rule (`cost.allocatable`)."""
+        gives them, else its provider's rule (`cost.allocatable`). Computed each time (a few
+        operations): a cached figure would survive `model_copy` of another shape."""
         rule = allocatable_of(
             self.provider, self.vcpus, self.memory_gib, self.max_pods, self.machine_slices
         )
