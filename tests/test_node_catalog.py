@@ -25,13 +25,16 @@ REPO = Path(__file__).resolve().parent.parent
 K8S_VERSION = "1.31"
 
 
-def node(name: str, kind: str, cpu: str, memory: str) -> dict[str, Any]:
+def node(
+    name: str, kind: str, cpu: str, memory: str, capacity: tuple[str, str] = ("2", "3943008Ki")
+) -> dict[str, Any]:
+    """A Node as `kubectl get nodes -o json` lists it: its type label, capacity, allocatable."""
     return {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {"name": name, "labels": {"node.kubernetes.io/instance-type": kind}},
         "status": {
-            "capacity": {"cpu": "2", "memory": "3943008Ki", "pods": "29"},
+            "capacity": {"cpu": capacity[0], "memory": capacity[1], "pods": "29"},
             "allocatable": {"cpu": cpu, "memory": memory, "pods": "29"},
         },
     }

@@ -24,6 +24,7 @@ run controllers. What it cannot show, and how these tests stand in for it:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import threading
@@ -387,14 +388,21 @@ def server(kmock: kmock.KubernetesEmulator) -> kmock.KubernetesEmulator:
     return kmock
 
 
-@pytest.fixture
-async def operator(server: kmock.KubernetesEmulator) -> AsyncIterator[Operator]:
-    op = Operator(server)
+@contextlib.asynccontextmanager
+async def running(server: kmock.KubernetesEmulator, **settings: Any) -> AsyncIterator[Operator]:
+    """The operator with `settings` (OperatorConfig fields), stopped on leaving."""
+    op = Operator(server, **settings)
     await op.start()
     try:
         yield op
     finally:
         await op.stop()
+
+
+@pytest.fixture
+async def operator(server: kmock.KubernetesEmulator) -> AsyncIterator[Operator]:
+    async with running(server) as op:
+        yield op
 
 
 pytestmark = [pytest.mark.kmock(cls=ApplyingEmulator), pytest.mark.timeout(120)]
@@ -556,16 +564,12 @@ async def test_the_operators_catalog_says_what_its_nodes_leave(server, tmp_path)
     nodes.write_text(
         "classes:\n  g6.xlarge: {allocatable_vcpus: 3.5, allocatable_memory_gib: 14.5}\n"
     )
-    op = Operator(server, price_catalog=str(nodes))
-    await op.start()
-    try:
+    async with running(server, price_catalog=str(nodes)):
         await apply_graph(server, body)
         status = await settled(server, generation=1)
-        fits = condition(status, "Schedulable")
-        assert (fits["status"], fits["reason"]) == ("False", "PodOutgrowsClass"), fits
-        assert "node 'accurate'" in fits["message"] and "1.01x its allocatable" in fits["message"]
-    finally:
-        await op.stop()
+    fits = condition(status, "Schedulable")
+    assert (fits["status"], fits["reason"]) == ("False", "PodOutgrowsClass"), fits
+    assert "node 'accurate'" in fits["message"] and "1.01x its allocatable" in fits["message"]
 
 
 async def test_observed_nodes_decide_what_a_class_leaves(server, tmp_path) -> None:
@@ -575,67 +579,40 @@ async def test_observed_nodes_decide_what_a_class_leaves(server, tmp_path) -> No
     Deployment's pod on the same Node does not count."""
     server.resources["v1/nodes"] = kmock.ResourceInfo(kind="Node", namespaced=False)
     server.resources["v1/pods"] = kmock.ResourceInfo(kind="Pod", namespaced=True)
-    node = {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": "gpu-1", "labels": {"node.kubernetes.io/instance-type": "g6.xlarge"}},
-        "status": {"allocatable": {"cpu": "3920m", "memory": "15000Mi", "nvidia.com/gpu": "1"}},
-    }
-    assert (await server.post("/api/v1/nodes", json=node)).status in (200, 201)
+    from tests.test_node_catalog import node, pod
+
+    gpu = node("gpu-1", "g6.xlarge", "3920m", "15000Mi", capacity=("4", "16029820Ki"))
+    assert (await server.post("/api/v1/nodes", json=gpu)).status in (200, 201)
     for name, owner, cpu in (
         ("dcgm", "DaemonSet", "320m"),
         ("proxy", "DaemonSet", "100m"),
         ("web", "ReplicaSet", "2"),
     ):
-        pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": name,
-                "namespace": "kube-system",
-                "ownerReferences": [
-                    {"apiVersion": "apps/v1", "kind": owner, "name": name, "uid": name}
-                ],
-            },
-            "spec": {
-                "nodeName": "gpu-1",
-                "containers": [
-                    {"name": "c", "image": "x", "resources": {"requests": {"cpu": cpu}}}
-                ],
-            },
-            "status": {"phase": "Running"},
-        }
-        created = await server.post("/api/v1/namespaces/kube-system/pods", json=pod)
+        created = await server.post(
+            "/api/v1/namespaces/kube-system/pods", json=pod(name, "gpu-1", owner, {"cpu": cpu})
+        )
         assert created.status in (200, 201)
     body = graph_body()
     body["spec"]["nodes"][1]["resources"]["cpu"] = "3300m"
-    op = Operator(server, observe_nodes=True)
-    await op.start()
-    try:
+    async with running(server, observe_nodes=True):
         await apply_graph(server, body)
         status = await settled(server, generation=1)
-        fits = condition(status, "Schedulable")
-        assert (fits["status"], fits["reason"]) == ("False", "PodOutgrowsClass"), fits
-        assert "node 'accurate'" in fits["message"]
-        assert "g6.xlarge as the cluster's Nodes leave it" in fits["message"]
-    finally:
-        await op.stop()
+    fits = condition(status, "Schedulable")
+    assert (fits["status"], fits["reason"]) == ("False", "PodOutgrowsClass"), fits
+    assert "node 'accurate'" in fits["message"]
+    assert "g6.xlarge as the cluster's Nodes leave it" in fits["message"]
 
 
 async def test_nodes_it_may_not_read_leave_the_catalogs_figures(server) -> None:
     """Observation on, but the cluster serves no Node list to the operator (no RBAC here,
     no such resource): the catalog's rule stands and the graph reconciles as before."""
-    op = Operator(server, observe_nodes=True)
-    await op.start()
-    try:
+    async with running(server, observe_nodes=True):
         await apply_graph(server, graph_body())
         status = await settled(server, generation=1)
-        fits = condition(status, "Schedulable")
-        assert (fits["status"], fits["reason"]) == ("True", "PodsFitClasses"), fits
-        assert "observed" not in fits["message"] and "Nodes leave" not in fits["message"]
-        assert condition(status, "Rendered")["status"] == "True"
-    finally:
-        await op.stop()
+    fits = condition(status, "Schedulable")
+    assert (fits["status"], fits["reason"]) == ("True", "PodsFitClasses"), fits
+    assert "observed" not in fits["message"] and "Nodes leave" not in fits["message"]
+    assert condition(status, "Rendered")["status"] == "True"
 
 
 async def test_operator_keeps_serving_after_an_invalid_graph(server, operator):
