@@ -143,8 +143,8 @@ def test_the_demo_prices_one_instance_and_plans_whole_ones() -> None:
     assert [n.usd_per_replica_hour for n in per_replica] == [pytest.approx(0.08925)] * 2
     # A whole c7i.large is what EKS leaves pods of it (tests/test_allocatable.py), not 2 / 4Gi.
     assert {(n.resources.cpu, n.resources.memory) for n in planned.spec.nodes} == {
-        ("1930m", "3422Mi")
+        ("1930m", "3114Mi")
     }
-    assert {(n.resources.cpu, n.resources.memory) for n in ran.spec.nodes} == {("965m", "1711Mi")}
+    assert {(n.resources.cpu, n.resources.memory) for n in ran.spec.nodes} == {("965m", "1557Mi")}
     full, none = demo_sized(load_graph(CASCADE), "full")
     assert none == [] and full.node("fast").model_uri == "timm/resnet18.a1_in1k"

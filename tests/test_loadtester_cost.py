@@ -64,16 +64,17 @@ def test_bad_quantity_names_the_field() -> None:
 def test_graph_cost_matches_hand_calculation(graph_file: Path) -> None:
     cost = graph_cost(load_graph(graph_file), load_catalog())
     # fast: g5.xlarge (4 vCPU, 16 GiB, 1 GPU, $1.006/h): the GPU bounds it -> $1.006/replica
-    # accurate: c6i.2xlarge ($0.34/h): pods get 16 GiB less EKS's 11 x 58 + 255 MiB and
-    # 100 MiB eviction = 15,391 MiB, of which it asks 4,096 (cpu 0.5 of 7.91 cores)
-    accurate = 4096 / 15391 * 0.34
+    # accurate: c6i.2xlarge ($0.34/h): pods get 16,384 MiB less what the VM keeps (1,229,
+    # Karpenter's 7.5 %), EKS's 11 x 58 + 255 MiB and 100 MiB eviction = 14,162 MiB, of which
+    # it asks 4,096 (cpu 0.5 of 7.91 cores)
+    accurate = 4096 / 14162 * 0.34
     fast, slow = cost.nodes
     assert (fast.bound_by, fast.usd_per_hour) == ("gpu", pytest.approx(2 * 1.006))
     assert (slow.bound_by, slow.usd_per_hour) == ("memory", pytest.approx(3 * accurate))
     assert cost.usd_per_hour == pytest.approx(2.012 + 3 * accurate)
     # $/1M at 100 req/s: $/h / (100 * 3600 req/h) * 1e6
     assert cost.usd_per_million(100.0) == pytest.approx((2.012 + 3 * accurate) / 360_000 * 1e6)
-    assert cost.usd_per_million(100.0) == pytest.approx(6.342925, rel=1e-6)
+    assert cost.usd_per_million(100.0) == pytest.approx(6.408359, rel=1e-6)
     assert math.isinf(usd_per_million(1.0, 0.0))
 
 
@@ -88,7 +89,7 @@ def test_overrides_file_then_command_line(graph_file: Path, tmp_path: Path) -> N
     assert catalog.get("g5.xlarge").gpus == 1  # shape kept from the shipped catalog
     assert catalog.get("my-box").vcpus == 16
     cost = graph_cost(load_graph(graph_file), catalog)
-    assert cost.usd_per_hour == pytest.approx(2 * 0.5 + 3 * 4096 / 15391 * 0.68)
+    assert cost.usd_per_hour == pytest.approx(2 * 0.5 + 3 * 4096 / 14162 * 0.68)
 
 
 def test_replica_overrides_and_modes(graph_file: Path) -> None:

@@ -167,5 +167,5 @@ def test_plan_command_prices_on_the_engine_and_refuses_one_that_runs_nothing(
     said = " ".join(result.output.split())  # the console wraps long lines
     assert "on kserve (sidecars included)" in said and "its own (InferenceGraph/chain)" in said
     # Which room a pod had on its class, and on whose word (tests/test_allocatable.py).
-    room = "c6i.2xlarge 7.91 of 8 vCPU, 15 of 16 GiB (EKS's default reservation)"
+    room = "c6i.2xlarge 7.91 of 8 vCPU, 13.8 of 16 GiB (EKS's default reservation)"
     assert any(room in line for line in report["assumptions"]), report["assumptions"]

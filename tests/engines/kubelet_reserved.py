@@ -17,6 +17,12 @@ EKS (AL2023 nodes, nodeadm; awslabs/amazon-eks-ami at 81fec2e8, nodeadm/internal
   figures from instance-info.jsonl (c7i.large :183, g6.xlarge :387, p4d.24xlarge :913,
   p5.48xlarge :915).
 
+An EC2 Node's memory capacity is under its type's nominal MiB (the VM keeps some); Karpenter
+estimates it, until it has seen a node of the type, as the nominal less
+`ceil(nominal * vmMemoryOverheadPercent)` (aws/karpenter-provider-aws at 1d927085,
+pkg/providers/instancetype/types.go:512-522), 0.075 by default (pkg/operator/options/
+options.go:66).
+
 GKE (https://cloud.google.com/kubernetes-engine/docs/concepts/plan-node-sizes, "Node
 allocatable resources"): CPU as EKS; memory 255 MiB under 1 GiB, else 25 % of the first
 4 GiB, 20 % of the next 4, 10 % of the next 8, 6 % of the next 112 and 2 % above 128 GiB;
@@ -29,6 +35,7 @@ plus 50 MiB and 25 % of the memory; eviction threshold 100 MiB.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 EVICTION_HARD_MIB = 100  # the same default on all three
@@ -82,11 +89,18 @@ def eks_cpu_reserved_milli(cpu_milli: int) -> int:
     )
 
 
+def karpenter_memory_mib(memory_gib: float) -> float:
+    """What Karpenter takes an EC2 type's Node to report as memory capacity."""
+    nominal = memory_gib * 1024
+    return nominal - math.ceil(nominal * 0.075)
+
+
 def eks(instance_type: str, vcpus: int, memory_gib: float) -> Allocatable:
     reserved_mib = 11 * eks_max_pods(instance_type) + 255
     cpu = vcpus * 1000
+    capacity_mib = karpenter_memory_mib(memory_gib)
     return Allocatable(
-        cpu - eks_cpu_reserved_milli(cpu), memory_gib * 1024 - reserved_mib - EVICTION_HARD_MIB
+        cpu - eks_cpu_reserved_milli(cpu), capacity_mib - reserved_mib - EVICTION_HARD_MIB
     )
 
 

@@ -8,7 +8,9 @@ buys only its allocatable. Each provider sets the reservation by its own rule:
 
 - EKS (AL2023, nodeadm): 6 % of the first core, 1 % of the second, 0.5 % of the third and
   fourth, 0.25 % above; 11 MiB per pod the node may hold (`maxPods`, from its ENIs) plus
-  255 MiB; 100 MiB eviction threshold.
+  255 MiB; 100 MiB eviction threshold; and, before any of that, the memory the VM itself
+  keeps (a Node's capacity is under the type's nominal MiB), estimated as Karpenter does
+  until it has seen a node of the type: 7.5 % of it.
 - GKE: CPU as EKS; memory 25 % of the first 4 GiB, 20 % of the next 4, 10 % of the next 8,
   6 % of the next 112, 2 % above (255 MiB under 1 GiB); 100 MiB eviction threshold.
 - AKS (1.29 and later): CPU from its table by core count; memory the lesser of 20 MiB per max
@@ -21,9 +23,12 @@ rule are cited in tests/engines/kubelet_reserved.py, which the catalog is checke
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 EVICTION_HARD_MIB = 100.0
+# Karpenter's estimate of an EC2 type's memory a Node does not report (vmMemoryOverheadPercent).
+AWS_VM_MEMORY_OVERHEAD = 0.075
 # nodeadm's fallback when it cannot find the instance type's ENI figures (the kubelet's own).
 DEFAULT_MAX_PODS = 110
 # Azure CNI Overlay's default maxPods; kubenet's is 110 and Azure CNI's (node subnet) 30.
@@ -81,10 +86,9 @@ def _aks_cpu_milli(vcpus: float) -> float:
 def reserved(provider: str, vcpus: float, memory_gib: float, max_pods: int | None) -> Allocatable:
     """CPU (cores) and memory (GiB) one machine keeps back from pods, eviction included."""
     if provider == "aws":
-        pods = max_pods or DEFAULT_MAX_PODS
-        return Allocatable(
-            _by_core_ranges(vcpus) / 1000, (11 * pods + 255 + EVICTION_HARD_MIB) / 1024
-        )
+        vm_mib = math.ceil(memory_gib * 1024 * AWS_VM_MEMORY_OVERHEAD)
+        memory_mib = vm_mib + 11 * (max_pods or DEFAULT_MAX_PODS) + 255 + EVICTION_HARD_MIB
+        return Allocatable(_by_core_ranges(vcpus) / 1000, memory_mib / 1024)
     if provider == "gcp":
         memory_mib = _gke_memory_mib(memory_gib) + EVICTION_HARD_MIB
         return Allocatable(_by_core_ranges(vcpus) / 1000, memory_mib / 1024)
