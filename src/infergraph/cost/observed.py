@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from infergraph import quantities
+from infergraph.cost.pods import container_requests
 from infergraph.cost.pricing import CostError, InstanceClass, PriceCatalog
 from infergraph.json_types import JSONObject, Manifest, as_objects, object_or_empty
 
@@ -58,11 +59,11 @@ def _quantity(resources: JSONObject, key: str, what: str) -> float:
 
 
 def _requests(containers: Iterable[JSONObject], what: str) -> list[tuple[float, float]]:
-    out = []
-    for container in containers:
-        asked = object_or_empty(object_or_empty(container, "resources"), "requests")
-        out.append((_quantity(asked, "cpu", what), _quantity(asked, "memory", what) / 2**30))
-    return out
+    """(cores, GiB) each container requests, read as the engines' pods are (`cost.pods`)."""
+    try:
+        return [container_requests(c)[:2] for c in containers]
+    except ValueError as exc:
+        raise CostError(what, str(exc)) from None
 
 
 def pod_requests(pod: Manifest) -> tuple[float, float]:

@@ -40,7 +40,7 @@ class PodShape:
     gpus: int
 
 
-def _resources(container: JSONObject) -> tuple[float, float, int]:
+def container_requests(container: JSONObject) -> tuple[float, float, int]:
     """A container's requests: (cores, GiB, GPUs). A resource given only as a limit is
     requested at its limit, as the API server defaults it (kubernetes
     pkg/apis/core/v1/defaults.go, SetDefaults_Pod: requests default to limits)."""
@@ -53,7 +53,7 @@ def _resources(container: JSONObject) -> tuple[float, float, int]:
 
 def _summed(containers: Iterable[JSONObject]) -> tuple[float, float, int]:
     """A pod's requests: the sum over its (long-running) containers."""
-    totals = [_resources(c) for c in containers]
+    totals = [container_requests(c) for c in containers]
     return (
         sum(t[0] for t in totals),
         sum(t[1] for t in totals),
