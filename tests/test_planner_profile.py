@@ -75,8 +75,10 @@ def test_profile_times_batches_hops_and_branches(tmp_path: Path):
     )
     profile = profile_graph(graph, settings, lambda what, n: seen.append(what))
     # batch sizes 1, 2, 4 and a server start per node, then the sample requests one at a
-    # time and loaded
-    assert len(seen) == 2 * (3 + 1) + 2 * 8
+    # time, the bursts (as large as the batch limit: these passes take milliseconds) and loaded
+    assert len(seen) == 2 * (3 + 1) + 2 * 8 + 1
+    assert "sample payloads through the graph, in bursts of 4" in seen
+    assert profile.settings["graph_pass_burst_size"] == 4
     assert seen[3] == "first: server start" and seen[7] == "second: server start"
     assert profile.settings["graph_pass_loaded_rps"] > 0
     assert profile.settings["graph_pass_load"] == 0.5
@@ -175,7 +177,7 @@ async def test_profile_times_a_served_graph_through_its_endpoints(tmp_path: Path
         with pytest.raises(ProfilingError, match="--max-batch 8 is more than its maxBatchSize 4"):
             await asyncio.to_thread(profile_graph, graph, too_big, lambda what, n: None)
         mesh_profile, mesh_seen = await _profile_through_a_seldon_v2_mesh(graph, running)
-    assert len(seen) == 2 * 3 + 2 * 8
+    assert len(seen) == 2 * 3 + 2 * 8 + 1  # passes, one at a time, bursts, loaded
     # Each pass timed by the server that ran it; the request's cost around it is the hop.
     assert profile.settings["pass_timing"] == "server-reported"
     assert profile.settings["graph_pass_batch_limits"] == {"first": 4, "second": 4}
@@ -385,3 +387,54 @@ def test_endpoint_names_are_the_rendered_ones(engine: str):
         assert endpoints.node_headers(nodes[0]) == {"seldon-model": f"video-{nodes[0]}"}
     else:
         assert endpoints.graph_headers() == {} == endpoints.node_headers(nodes[0])
+
+
+@pytest.mark.slow
+def test_bursts_fit_each_nodes_timeout(monkeypatch: pytest.MonkeyPatch):
+    """The graph pass's bursts are as large as every node answers well within its timeoutMs.
+
+    A full-size cascade profiled on one CPU thread failed at its bursts with HTTP 504: a burst
+    as large as ViT-Base's batch limit (16) queued longer than the node's 10 s timeout. Here a
+    node whose pass of b rows takes 20 + 25 b ms: a burst of 16 (420 ms) outlasts its 300 ms.
+    """
+    from benchmarks.controlled import EXTRA_FAMILIES
+    from infergraph.components.registry import EXTRA_FAMILIES_ENV
+
+    monkeypatch.setenv(EXTRA_FAMILIES_ENV, EXTRA_FAMILIES)
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+    node = {
+        "name": "slow",
+        "family": "controlled",
+        "device": "cpu",
+        "hardware": "c6i.2xlarge",
+        "batching": {"maxBatchSize": 16, "maxBatchTimeMs": 2},
+        "timeoutMs": 300,
+        "options": {"base_ms": 20, "per_row_ms": 25},
+    }
+    graph = parse_graph(
+        {
+            "apiVersion": "infergraph.io/v1alpha1",
+            "kind": "InferenceGraph",
+            "metadata": {"name": "bursts"},
+            "spec": {
+                "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}],
+                "nodes": [node],
+                "graph": {"sequence": [{"node": "slow"}]},
+            },
+        }
+    )
+    seen: list[str] = []
+    settings = ProfileSettings(
+        repeats=3,
+        max_seconds_per_size=1.0,
+        payload="synthetic:tensor:1x4",
+        requests=6,
+        bursts=2,
+        server_start=False,
+    )
+    profile = profile_graph(graph, settings, lambda what, n: seen.append(what))
+    # A member of a burst may wait behind the pass its first arrival started, then ride a
+    # full one: at 2 rows, 70 + 45 ms fit half the timeout; at 4, 120 + 45 do not.
+    assert profile.settings["graph_pass_burst_size"] == 2
+    assert "sample payloads through the graph, in bursts of 2" in seen
+    assert profile.nodes["slow"].response_ms >= 0

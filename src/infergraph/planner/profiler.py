@@ -25,7 +25,7 @@ import platform
 import statistics
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -57,6 +57,13 @@ if TYPE_CHECKING:
 Progress = Callable[[str, float], None]  # (description, advance)
 
 
+# The graph pass's bursts (`burst_size`): at most this many requests at once, and a burst's
+# two passes at their p99 within this share of each node's timeoutMs (the rest left to the
+# server's own time and the machine's noise).
+MAX_BURST = 32
+BURST_TIMEOUT_SHARE = 0.5
+
+
 class ProfilingError(InfergraphError):
     """Profiling could not run: a node would not load, or the graph pass failed."""
 
@@ -71,7 +78,7 @@ class ProfileSettings:
     offline_scale: str = "full"
     payload: str | None = None  # None: synthetic, from the graph's first input
     requests: int = 60  # per half of the graph pass
-    bursts: int = 8  # bursts of a full batch at once, after the one-at-a-time half
+    bursts: int = 8  # bursts of up to a full batch at once, after the one-at-a-time half
     load: float = 0.5  # the loaded half's utilisation of the busiest node; 0: no loaded half
     loaded_rps: float | None = None  # the loaded half's rate itself (instead of `load`)
     skip_graph: bool = False
@@ -597,7 +604,7 @@ async def _graph_url(graph: InferenceGraph, settings: ProfileSettings) -> AsyncI
 
 
 async def _send_sample(
-    graph: InferenceGraph, settings: ProfileSettings, progress: Progress
+    graph: InferenceGraph, settings: ProfileSettings, progress: Progress, burst: int
 ) -> SampleReplies:
     try:
         import aiohttp
@@ -638,7 +645,9 @@ async def _send_sample(
             if i >= 3:  # the first requests warm connections and lazy paths
                 sequential.append(reply)
                 progress("sample payloads through the graph, one at a time", 1)
-        bursts = await _bursts(send, graph, settings.bursts)
+        if burst:
+            progress(f"sample payloads through the graph, in bursts of {burst}", 0)
+        bursts = await _bursts(send, burst, settings.bursts)
         if settings.loaded_rps is None and settings.load <= 0:
             return SampleReplies(sequential, [], 0.0, bursts)
         loaded, rate = await _loaded_half(send, graph, settings, sequential, progress)
@@ -648,17 +657,41 @@ async def _send_sample(
 Send = Callable[[int], Awaitable[Reply]]
 
 
-async def _bursts(send: Send, graph: InferenceGraph, count: int) -> list[Reply]:
-    """`count` bursts of as many requests at once as the largest batch limit (at most 32),
-    one burst after another: each forms full batches, whose answers show how far apart a
-    batch's members leave its server (`response_ms`, against the one-at-a-time replies)."""
-    size = min(max(n.batching.max_batch_size for n in graph.spec.nodes), 32)
+async def _bursts(send: Send, size: int, count: int) -> list[Reply]:
+    """`count` bursts of `size` requests at once (`burst_size`), one after another: each
+    forms full batches, whose answers show how far apart a batch's members leave its server
+    (`response_ms`, against the one-at-a-time replies)."""
     replies: list[Reply] = []
-    if size < 2:
-        return replies
-    for _ in range(count):
+    for _ in range(count if size >= 2 else 0):
         replies += await asyncio.gather(*(send(i) for i in range(size)))
     return replies
+
+
+def burst_size(graph: InferenceGraph, nodes: Mapping[str, NodeProfile]) -> int:
+    """The largest burst, 2 to 32 requests and no more than the largest batch limit, that
+    every node answers well within its timeoutMs by its profiled passes; 0 when not even two
+    fit (no bursts: a batch's answers are then taken to leave together).
+
+    A burst's member may wait behind the pass its first arrival started and then ride a
+    full one, so both passes at their p99 must fit `BURST_TIMEOUT_SHARE` of the timeout. A
+    burst as large as the batch limit could outlast it on slow hardware: the full-size
+    cascade on one CPU thread, where ViT-Base's batch of 16 queued past its 10 s.
+    """
+    cap = min(max(n.batching.max_batch_size for n in graph.spec.nodes), MAX_BURST)
+    for size in sorted(batch_sizes(cap), reverse=True):
+        if size >= 2 and all(
+            _burst_fits(node, nodes[node.name], size)
+            for node in graph.spec.nodes
+            if node.name in nodes
+        ):
+            return size
+    return 0
+
+
+def _burst_fits(node: Node, profile: NodeProfile, size: int) -> bool:
+    rows = min(size, node.batching.max_batch_size)
+    waits_ms = profile.raw_p99_ms(1) + profile.raw_p99_ms(rows)
+    return waits_ms <= BURST_TIMEOUT_SHARE * node.timeout_ms
 
 
 async def _loaded_half(
@@ -807,9 +840,7 @@ def profile_graph(
         if settings.endpoints is None
         else {**settings.endpoints.describe(), "client": _hardware()},
         versions=_versions(),
-        settings=_profile_settings(
-            graph, settings, pass_timing, measured.loaded_rps, served_limits
-        ),
+        settings=_profile_settings(graph, settings, pass_timing, measured, served_limits),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
 
@@ -823,6 +854,7 @@ class _GraphMeasures:
     ingress_ms: float = 0.0
     samples: int = 0
     loaded_rps: float = 0.0
+    burst_size: int = 0
 
 
 def _profile_nodes(
@@ -855,7 +887,8 @@ def _measure_graph(
     """The graph served as a whole: the sample's hops, rows, serving costs and branches."""
     with settled_heap():  # this process routes the sample: no full-GC stalls in its hops
         served_graph = with_batch_limits(graph, served_limits)
-        replies = asyncio.run(_send_sample(served_graph, settings, progress))
+        burst = burst_size(served_graph, nodes) if settings.bursts > 0 else 0
+        replies = asyncio.run(_send_sample(served_graph, settings, progress, burst))
     # Serving costs come from the loaded half, where plans run: a forward pass shares its
     # process and machine with other requests' decoding there. Rows per request come from
     # the one-at-a-time half (a loaded batch also holds other requests' rows); branch
@@ -895,6 +928,7 @@ def _measure_graph(
         ingress_ms=served.ingress_ms,
         samples=measured.samples,
         loaded_rps=replies.loaded_rps,
+        burst_size=burst,
     )
 
 
@@ -902,7 +936,7 @@ def _profile_settings(
     graph: InferenceGraph,
     settings: ProfileSettings,
     pass_timing: set[str],
-    loaded_rps: float,
+    measured: _GraphMeasures,
     served_limits: dict[str, int],
 ) -> JSONObject:
     """The settings a profile was measured under, recorded with it so two can be compared."""
@@ -914,11 +948,14 @@ def _profile_settings(
         "offline_scale": settings.offline_scale if settings.offline else None,
         "payload": None if settings.skip_graph else _payload_spec(graph, settings),
         "requests": 0 if settings.skip_graph else settings.requests,
-        "graph_pass_bursts": 0 if settings.skip_graph else settings.bursts,
+        "graph_pass_bursts": 0
+        if settings.skip_graph or not measured.burst_size
+        else settings.bursts,
+        "graph_pass_burst_size": measured.burst_size,
         "graph_pass_load": None
         if settings.skip_graph or settings.loaded_rps is not None
         else settings.load,
-        "graph_pass_loaded_rps": loaded_rps,
+        "graph_pass_loaded_rps": measured.loaded_rps,
         "graph_pass_batch_limits": None if settings.skip_graph else served_limits,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }

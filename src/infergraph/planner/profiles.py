@@ -111,6 +111,10 @@ class NodeProfile:
         """p50 of `run_batch` over b rows as the profiler timed it (linear between sizes)."""
         return max(self._interpolate(b, lambda t: t.p50_ms), 1e-6)
 
+    def raw_p99_ms(self, b: int) -> float:
+        """p99 of `run_batch` over b rows as the profiler timed it (linear between sizes)."""
+        return max(self._interpolate(b, lambda t: max(t.p99_ms, t.p50_ms)), 1e-6)
+
     def median_ms(self, b: int) -> float:
         """p50 service time of a batch of b rows in the server: the profiled pass, slowed by
         what shares the server with it, plus what each pass costs there on top."""
