@@ -557,3 +557,26 @@ def test_a_price_catalog_reaches_the_operator(tmp_path: Path) -> None:
     assert not [
         r for r in by_kind(plain, "ClusterRole") if r["metadata"]["name"].endswith("-nodes")
     ]
+
+
+# -- review of 2026-12-07: the helm test pod and the chart as a dependency ----------------------
+def test_the_helm_test_pod_pulls_and_schedules_as_the_operator_does() -> None:
+    """`helm test` runs the operator's image: from a private registry it needs the same pull
+    secrets, and on tainted or labelled nodes the same placement, or it waits in
+    ImagePullBackOff / Pending until the test times out."""
+    docs = template(VALUES_FILES["all"])
+    operator = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
+    test_pod = next(
+        d for d in by_kind(docs, "Pod") if d["metadata"]["name"] == "ig-infergraph-test"
+    )
+    for key in ("imagePullSecrets", "nodeSelector", "tolerations", "affinity"):
+        assert operator.get(key), key  # all-values.yaml sets each
+        assert test_pod["spec"].get(key) == operator[key], key
+
+
+def test_the_chart_takes_the_global_values_a_parent_chart_passes() -> None:
+    """Helm gives every subchart the parent's `global` values before validating them against
+    the subchart's schema: a strict root without `global` refuses every umbrella chart."""
+    values = {**REQUIRED, "global": {"imageRegistry": "registry.example.com", "x": {"y": 1}}}
+    docs = template(values)
+    assert by_kind(docs, "Deployment")

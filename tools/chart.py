@@ -180,7 +180,9 @@ class ChartValues(_Values):
         "seldon-mesh",
         pattern=r"^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
         description="Seldon Core v2's controller namespace: graphs' ServerConfigs go there, the "
-        "only namespace its controller reads them from; empty: each graph's own namespace",
+        "only namespace its controller reads them from (with watchNamespaces the chart grants a "
+        "Role there, so the namespace must exist); empty: each graph's own namespace, and no "
+        "Role (clusters without Seldon v2)",
     )
     drift_interval_seconds: float = Field(
         60.0, gt=0, description="how often children are re-applied and status refreshed"
@@ -199,6 +201,12 @@ class ChartValues(_Values):
         "status.pricePerHour and Schedulable condition use it; empty: list prices and the "
         "providers' default reservations",
     )
+    global_: dict[str, Any] = Field(
+        default_factory=dict,
+        alias="global",
+        description="values a parent chart shares with all its subcharts (Helm passes them to "
+        "every subchart); this chart reads none",
+    )
     image: Image = Field(default_factory=Image)
     image_pull_secrets: list[dict[str, str]] = Field(default_factory=list)
     graph_images: GraphImages = Field(default_factory=GraphImages)
@@ -214,7 +222,10 @@ class ChartValues(_Values):
         description="operator container resources",
     )
     pod_security_context: dict[str, Any] = Field(
-        default_factory=_restricted_pod, description="restricted Pod Security Standard"
+        default_factory=_restricted_pod,
+        description="restricted Pod Security Standard; on OpenShift set runAsUser, runAsGroup "
+        "and fsGroup to null so its restricted-v2 SCC assigns the namespace's IDs (the image "
+        "runs as any UID)",
     )
     security_context: dict[str, Any] = Field(
         default_factory=_restricted_container, description="restricted Pod Security Standard"
