@@ -38,6 +38,7 @@ from infergraph.runner.executor import GraphExecutor, trace_headers
 from infergraph.serving import binary
 from infergraph.serving.model_config import model_config
 from infergraph.serving.protocol import select_outputs
+from infergraph.serving.request_body import MAX_INFLATED_BYTES
 from infergraph.tensors.binary import encode_binary, read_request
 from infergraph.tensors.request import InferRequest
 from infergraph.tensors.v2json import Tensor, from_tensor
@@ -305,7 +306,8 @@ def build_app(source: InferenceGraph | GraphPlan, node_bases: dict[str, str]) ->
     every request, so its owner may move a node by updating it."""
     plan = plan_of(source)
     graph = plan.graph
-    app = web.Application(client_max_size=256 * 1024 * 1024)
+    # aiohttp inflates gzip and deflate bodies itself; the limit is the runtime's too.
+    app = web.Application(client_max_size=MAX_INFLATED_BYTES)
     app[GRAPH_KEY] = graph
     app[NODES_KEY] = node_bases
 

@@ -53,7 +53,7 @@ from infergraph.errors import (
 )
 from infergraph.graph.runtime_settings import RuntimeSettings
 from infergraph.json_types import JSONObject
-from infergraph.serving import binary, graph_step, mlserver_hooks
+from infergraph.serving import binary, graph_step, mlserver_hooks, request_body
 from infergraph.serving.engine import ComponentEngine
 from infergraph.serving.heap import settle_heap
 from infergraph.serving.load_lock import LOADING
@@ -289,8 +289,10 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         version = request.path_params.get("model_version")
         if version is not None and self.version is not None and version != self.version:
             return _json_error(404, f"model '{self.name}' has no version '{version}'")
-        body = await request.body()
-        return await self._rest(lambda: self._decode(body, request.headers))
+        body, encodings = await request.body(), request.headers.getlist(request_body.HEADER)
+        return await self._rest(
+            lambda: self._decode(request_body.inflated(body, encodings), request.headers)
+        )
 
     async def _rest_graph_step(self, request: Request) -> Response:
         """One InferenceGraph step on a carried body (see infergraph.serving.graph_step)."""
@@ -308,16 +310,19 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             return {entry["name"]: {**entry} for entry in entries}
 
         try:
-            body = _json_body(await request.body())
+            encodings = request.headers.getlist(request_body.HEADER)
+            body = _json_body(request_body.inflated(await request.body(), encodings))
             return _json_response(await graph_step.run_step(wiring, body, call))
         except Exception as exc:
             return self._error_response(exc)
 
     async def _rest_infer_raw(self, request: Request) -> Response:
         """Raw body (image bytes as application/octet-stream) as the first BYTES input."""
-        body = await request.body()
+        body, encodings = await request.body(), request.headers.getlist(request_body.HEADER)
         params = dict(request.query_params)
-        return await self._rest(lambda: self._decode_raw(body, params))
+        return await self._rest(
+            lambda: self._decode_raw(request_body.inflated(body, encodings), params)
+        )
 
     def _decode(self, body: bytes, headers: Mapping[str, str]) -> InferRequest[Array]:
         length = binary.header_length(headers)
