@@ -151,3 +151,26 @@ def test_compressed_requests_are_read_as_mlserver_reads_them(tmp_path: Path) -> 
         big = httpx.post(url, content=bomb, headers={**gz, "Content-Encoding": "deflate"})
         assert big.status_code == 413 and "inflates past" in big.json()["error"], big.text
         assert httpx.post(url, json=body(2)).status_code == 200
+
+
+def test_an_outputs_own_binary_data_wins_over_the_requests_default(tmp_path: Path) -> None:
+    """Triton's binary data extension: `binary_data_output` is the default for outputs that
+    do not say, and an output's own `binary_data` wins either way."""
+    from infergraph.tensors.request import InferRequest
+
+    write_model(tmp_path, "m", "identity")
+    request = {
+        **body(3),
+        "parameters": {"binary_data_output": True},
+        "outputs": [{"name": "input", "parameters": {"binary_data": False}}],
+    }
+    assert not InferRequest.from_json(request).is_binary("input")
+    assert InferRequest.from_json({**request, "outputs": [{"name": "input"}]}).is_binary("input")
+    with mlserver(tmp_path) as server:
+        url = f"{server.url}/v2/models/m/infer"
+        answer = httpx.post(url, json=request)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.json()["outputs"][0]["data"] == [0.5, 0.5, 0.5]
+        default = httpx.post(url, json={**request, "outputs": [{"name": "input"}]})
+        assert "inference-header-content-length" in default.headers

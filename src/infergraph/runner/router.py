@@ -106,11 +106,11 @@ async def _run_graph(request: web.Request, payload: InferRequest[Tensor]) -> web
     answer: JSONObject = {**reply, "outputs": outputs}
     if answer.get("id") is None:
         answer.pop("id", None)
-    if not payload.binary_all and not payload.binary_outputs:
+    if not any(payload.is_binary(str(tensor["name"])) for tensor in outputs):
         return _json(answer)
     blobs = []
     for tensor in outputs:
-        if payload.binary_all or tensor["name"] in payload.binary_outputs:
+        if payload.is_binary(str(tensor["name"])):
             _, raw = encode_binary(from_tensor(tensor))
             tensor.pop("data", None)
             tensor["parameters"] = {"binary_data_size": len(raw)}

@@ -306,7 +306,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             # response models in between. The step reads only their names and shapes.
             step_request = {"inputs": list(feed.values()), "parameters": params}
             _, served = await self._measured(lambda: self._parse(step_request))
-            entries, _ = encode_outputs(served["outputs"], False, set())
+            entries, _ = encode_outputs(served["outputs"], lambda _: False)
             return {entry["name"]: {**entry} for entry in entries}
 
         try:
@@ -352,9 +352,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             request, served = await self._measured(parse)
         except Exception as exc:
             return self._error_response(exc)
-        entries, blobs = encode_outputs(
-            served["outputs"], request.binary_all, request.binary_outputs
-        )
+        entries, blobs = encode_outputs(served["outputs"], request.is_binary)
         header: JSONObject = {
             "model_name": self.name,
             "outputs": entries,

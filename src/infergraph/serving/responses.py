@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TypedDict
 
 import numpy as np
@@ -33,11 +34,10 @@ def plain_parameters(params: JSONObject) -> JSONObject:
 
 
 def encode_outputs(
-    outputs: dict[str, Array],
-    binary_all: bool,
-    binary_names: set[str],
+    outputs: dict[str, Array], binary: Callable[[str], bool]
 ) -> tuple[list[EncodedTensor], list[bytes]]:
-    """Output tensors as JSON entries, with the binary ones' bytes split off in order.
+    """Output tensors as JSON entries, with the bytes of those `binary` names (the request's
+    `InferRequest.is_binary`) split off in order.
 
     Numbers stay flat arrays, each float written in its datatype's own precision by
     `http_body` (`tensors.v2json.encode_json_array`).
@@ -46,13 +46,13 @@ def encode_outputs(
     blobs: list[bytes] = []
     for name, array in outputs.items():
         array = np.asarray(array)
-        if binary_all or name in binary_names:
-            binary, raw = binary_entry(name, array)
-            entries.append(binary)
+        if binary(name):
+            entry, raw = binary_entry(name, array)
+            entries.append(entry)
             blobs.append(raw)
             continue
         datatype, shape, data, params = encode_json_array(array)
-        entry: EncodedTensor = {"name": name, "datatype": datatype, "shape": shape, "data": data}
+        entry = {"name": name, "datatype": datatype, "shape": shape, "data": data}
         if params:
             entry["parameters"] = params
         entries.append(entry)

@@ -55,8 +55,16 @@ class InferRequest[T]:
     inputs: dict[str, T] = field(default_factory=dict)
     parameters: JSONObject = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
-    binary_all: bool = False
-    binary_outputs: set[str] = field(default_factory=set)
+    binary_all: bool = False  # `binary_data_output`: outputs that do not say travel binary
+    binary_outputs: set[str] = field(default_factory=set)  # `binary_data: true` of their own
+    json_outputs: set[str] = field(default_factory=set)  # `binary_data: false` of their own
+
+    def is_binary(self, name: str) -> bool:
+        """Whether output `name` travels in binary: its own `binary_data` where it says,
+        else the request's `binary_data_output` (Triton's binary data extension)."""
+        if name in self.binary_outputs:
+            return True
+        return self.binary_all and name not in self.json_outputs
 
     # -- reading -----------------------------------------------------------------------------
     @staticmethod
@@ -206,7 +214,9 @@ class InferRequest[T]:
         return {**self.parameters, **({"binary_data_output": True} if self.binary_all else {})}
 
     def _output_parameters(self, name: str) -> JSONObject:
-        return {"binary_data": True} if name in self.binary_outputs else {}
+        if name in self.binary_outputs or name in self.json_outputs:
+            return {"binary_data": name in self.binary_outputs}
+        return {}
 
     def _envelope(self, body: JSONObject) -> JSONObject:
         """id, parameters and outputs around a body's inputs, each only where set."""
@@ -269,7 +279,7 @@ def _read_request[T](
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InputError("inputs", "the request needs a non-empty 'inputs' list")
     inputs = read_inputs(raw_inputs, parameters.get("base64_encoded") is True)
-    outputs, binary_outputs = _read_outputs(body.get("outputs"))
+    outputs, binary_outputs, json_outputs = _read_outputs(body.get("outputs"))
     return InferRequest(
         id=request_id,
         inputs=inputs,
@@ -277,6 +287,7 @@ def _read_request[T](
         outputs=outputs,
         binary_all=parameters.get("binary_data_output") is True,
         binary_outputs=binary_outputs,
+        json_outputs=json_outputs,
     )
 
 
@@ -355,12 +366,13 @@ def _keep_inputs(
     return inputs
 
 
-def _read_outputs(raw_outputs: object) -> tuple[list[str], set[str]]:
-    """(the outputs asked for, in order; those asked for in binary)."""
+def _read_outputs(raw_outputs: object) -> tuple[list[str], set[str], set[str]]:
+    """(the outputs asked for, in order; those asked for in binary; those asked for in JSON)."""
     if raw_outputs is not None and not isinstance(raw_outputs, list):
         raise InputError("outputs", "must be a list of {name, parameters}")
     outputs: list[str] = []
     binary_outputs: set[str] = set()
+    json_outputs: set[str] = set()
     for position, out in enumerate(raw_outputs or []):
         out_name = out.get("name") if isinstance(out, dict) else None
         if not isinstance(out_name, str):
@@ -369,7 +381,9 @@ def _read_outputs(raw_outputs: object) -> tuple[list[str], set[str]]:
         out_params = _object(out_name, out.get("parameters"), "output parameters")
         if out_params.get("binary_data") is True:
             binary_outputs.add(out_name)
-    return outputs, binary_outputs
+        elif out_params.get("binary_data") is False:
+            json_outputs.add(out_name)
+    return outputs, binary_outputs, json_outputs
 
 
 def _array(name: str, tensor: object) -> Array:
