@@ -36,7 +36,7 @@ from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import GraphPlan, plan_of
 from infergraph.ports import PORT_RETRIES, free_port, log_shows_a_lost_port
 from infergraph.runner.repository import Scale, write_repository
-from infergraph.runner.router import build_app
+from infergraph.runner.router import router_runner
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +160,17 @@ async def wait_ready(servers: list[NodeServer], timeout: float, poll_s: float = 
 
 
 async def _answers_ready(session: aiohttp.ClientSession, server: NodeServer) -> bool:
+    """Every node's model answers ready. Not the server's own ready: MLServer answers that
+    for an empty registry (`all` of no models, mlserver/handlers/dataplane.py:61-63), which is
+    what it holds between a model's failed load and its exit."""
     try:
-        async with session.get(f"{server.base}/v2/health/ready") as resp:
-            return resp.status == 200
+        for node in server.nodes:
+            async with session.get(f"{server.base}/v2/models/{node}/ready") as resp:
+                if resp.status != 200:
+                    return False
     except (aiohttp.ClientError, TimeoutError):
         return False
+    return True
 
 
 async def supervise(
@@ -283,7 +289,7 @@ async def run_graph(
             bases.update({node: server.base for node in server.nodes})
 
         supervisor = asyncio.get_running_loop().create_task(supervise(servers, moved=moved))
-        runner = web.AppRunner(build_app(plan, bases), access_log=None)
+        runner = router_runner(plan, bases)
         await runner.setup()
         await web.SockSite(runner, listener).start()
         bound = int(listener.getsockname()[1])

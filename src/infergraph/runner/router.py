@@ -301,6 +301,15 @@ class InferUrls(Mapping[str, str]):
         return len(self._bases)
 
 
+def router_runner(source: InferenceGraph | GraphPlan, node_bases: dict[str, str]) -> web.AppRunner:
+    """The router as `run_graph` serves it. A handler whose client hangs up is cancelled
+    (`handler_cancellation`, off by default in aiohttp), so the graph stops there instead of
+    calling its later nodes for nobody: under load, clients that time out and retry would
+    otherwise have each abandoned request run its whole chain."""
+    app = build_app(source, node_bases)
+    return web.AppRunner(app, access_log=None, handler_cancellation=True)
+
+
 def build_app(source: InferenceGraph | GraphPlan, node_bases: dict[str, str]) -> web.Application:
     """`node_bases` maps node -> base URL of the MLServer hosting it; the router reads it on
     every request, so its owner may move a node by updating it."""

@@ -1,0 +1,106 @@
+"""The local runner's start and its requests' lives, against stand-in V2 node servers.
+
+From the runner review of 2026-12-07: a node server whose model failed to load answers
+MLServer's server-wide ready (an empty registry is all ready: mlserver/handlers/
+dataplane.py:61-63), so readiness is asked of each node's model; and a client that hangs up
+stops its graph, which aiohttp does only for a runner built with `handler_cancellation`
+(its TestServer turns that on, so these tests serve the router as `run_graph` does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from infergraph.graph.plan import compile_plan, load_graph
+from infergraph.ports import free_port
+from infergraph.runner.local import NodeServer, RunnerError, wait_ready
+from infergraph.runner.router import router_runner
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@asynccontextmanager
+async def served(app: web.Application) -> AsyncIterator[str]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def _empty_registry() -> web.Application:
+    """MLServer after its one model failed to load: the server ready, the model unknown."""
+
+    async def server_ready(_: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    async def model_ready(_: web.Request) -> web.Response:
+        return web.json_response({"error": "not found"}, status=404)
+
+    app = web.Application()
+    app.router.add_get("/v2/health/ready", server_ready)
+    app.router.add_get("/v2/models/{model}/ready", model_ready)
+    return app
+
+
+async def test_a_server_whose_model_did_not_load_is_not_ready() -> None:
+    async with served(_empty_registry()) as base:
+        port = int(base.rsplit(":", 1)[1])
+        server = NodeServer(["cls"], Path("."), port, free_port())
+        with pytest.raises(RunnerError, match="nodes not ready after 1s: cls"):
+            await wait_ready([server], timeout=1.0, poll_s=0.1)
+
+
+async def test_a_client_that_hangs_up_stops_its_graph() -> None:
+    """sum-qa: the client gives up while `summarize` runs; `qa` is never called."""
+    calls: list[tuple[str, float]] = []
+    plan = compile_plan(load_graph(REPO / "k8s/graphs/sum-qa.yaml"))
+
+    async def infer(request: web.Request) -> web.Response:
+        name = request.match_info["model"]
+        calls.append((name, time.monotonic()))
+        await asyncio.sleep(1.0)
+        outputs = [
+            {"name": spec.name, "datatype": "BYTES", "shape": [1], "data": ["x"]}
+            for spec in plan.step(name).outputs
+        ]
+        return web.json_response({"model_name": name, "outputs": outputs})
+
+    nodes = web.Application()
+    nodes.router.add_post("/v2/models/{model}/infer", infer)
+    body = {
+        "inputs": [
+            {"name": "text", "datatype": "BYTES", "shape": [1], "data": ["a long text"]},
+            {"name": "question", "datatype": "BYTES", "shape": [1], "data": ["what?"]},
+        ]
+    }
+    async with served(nodes) as base:
+        bases = {node: base for node in ("summarize", "qa")}
+        router = router_runner(plan, bases)
+        await router.setup()
+        port = free_port()
+        await web.TCPSite(router, "127.0.0.1", port).start()
+        url = f"http://127.0.0.1:{port}"
+        try:
+            async with aiohttp.ClientSession() as client:
+                with pytest.raises(TimeoutError):
+                    await client.post(
+                        f"{url}/v2/models/sum-qa/infer",
+                        json=body,
+                        timeout=aiohttp.ClientTimeout(total=0.3),
+                    )
+            await asyncio.sleep(1.5)  # summarize's answer, then qa's call were it made
+        finally:
+            await router.cleanup()
+    assert [name for name, _ in calls] == ["summarize"]
