@@ -104,3 +104,76 @@ async def test_a_client_that_hangs_up_stops_its_graph() -> None:
         finally:
             await router.cleanup()
     assert [name for name, _ in calls] == ["summarize"]
+
+
+ROUTE = {
+    "apiVersion": "infergraph.io/v1alpha1",
+    "kind": "InferenceGraph",
+    "metadata": {"name": "route"},
+    "spec": {
+        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+        "nodes": [
+            {"name": "cls", "family": "text-classification"},
+            {"name": "summ", "family": "summarization"},
+            {"name": "tr", "family": "translation"},
+        ],
+        "graph": {
+            "sequence": [
+                {"node": "cls"},
+                {
+                    "when": {"tensor": "cls.confidence", "op": "lt", "value": 0.5},
+                    "then": {"node": "summ", "inputs": {"text": "request.text"}},
+                    "otherwise": {"node": "tr", "inputs": {"text": "request.text"}},
+                },
+            ]
+        },
+    },
+}
+
+
+async def test_an_output_of_the_side_not_taken_is_left_out_not_refused() -> None:
+    """A request naming `summary` when the gate took `tr`: the graph declares `summary`, so
+    the answer leaves it out (as a model leaves out a declared output it did not produce);
+    the graph's metadata and config list what it declares."""
+    from infergraph.graph.plan import parse_plan
+
+    plan = parse_plan(ROUTE)
+
+    async def infer(request: web.Request) -> web.Response:
+        name = request.match_info["model"]
+        outputs = []
+        for spec in plan.step(name).outputs:
+            data: list[object] = [0.9] if spec.datatype == "FP32" else ["x"]
+            outputs.append(
+                {"name": spec.name, "datatype": spec.datatype, "shape": [1], "data": data}
+            )
+        return web.json_response({"model_name": name, "outputs": outputs})
+
+    nodes = web.Application()
+    nodes.router.add_post("/v2/models/{model}/infer", infer)
+    text = {"name": "text", "datatype": "BYTES", "shape": [1], "data": ["a text"]}
+    async with served(nodes) as base:
+        router = router_runner(plan, {n: base for n in ("cls", "summ", "tr")})
+        await router.setup()
+        port = free_port()
+        await web.TCPSite(router, "127.0.0.1", port).start()
+        url = f"http://127.0.0.1:{port}/v2/models/route"
+        try:
+            async with aiohttp.ClientSession() as client:
+                asked = {
+                    "inputs": [text],
+                    "outputs": [{"name": "summary"}, {"name": "translation"}],
+                }
+                async with client.post(f"{url}/infer", json=asked) as reply:
+                    assert reply.status == 200, await reply.text()
+                    answer = await reply.json()
+                async with client.get(url) as reply:
+                    metadata = await reply.json()
+                async with client.get(f"{url}/config") as reply:
+                    config = await reply.json()
+        finally:
+            await router.cleanup()
+    assert [t["name"] for t in answer["outputs"]] == ["translation"]  # confidence 0.9: tr
+    declared = {t["name"]: t["datatype"] for t in metadata["outputs"]}
+    assert declared == {"summary": "BYTES", "translation": "BYTES"}
+    assert {o["name"] for o in config["output"]} == {"summary", "translation"}

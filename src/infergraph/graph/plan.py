@@ -142,6 +142,23 @@ class GraphPlan:
                 return step
         raise KeyError(name)
 
+    def output_specs(self) -> list[TensorSpec]:
+        """The graph's outputs as a client sees them: each name with its first source's
+        datatype and shape (a `when`'s sides agree on both, `check_types`)."""
+        specs = []
+        for name, sources in self.outputs.items():
+            source = sources[0]
+            if source.step == "request":
+                found = next(t for t in self.graph.spec.inputs if t.name == source.tensor)
+                spec = TensorSpec(name, found.datatype, tuple(found.shape))
+            else:
+                produced = next(
+                    t for t in self.step(source.step).outputs if t.name == source.tensor
+                )
+                spec = TensorSpec(name, produced.datatype, produced.shape)
+            specs.append(spec)
+        return specs
+
     def node_steps(self) -> list[PlanStep]:
         return [s for s in self.steps if s.kind == "node"]
 

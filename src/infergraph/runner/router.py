@@ -99,7 +99,10 @@ async def _run_graph(request: web.Request, payload: InferRequest[Tensor]) -> web
         reply = await request.app[EXECUTOR_KEY].infer(payload, trace_headers(request.headers))
         # The executor names each output (`graph.wire.renamed`): a name not a string is ours.
         produced = {as_str(t.get("name"), "outputs[].name"): t for t in reply["outputs"]}
-        selected = select_outputs(produced, payload.outputs)
+        # A declared output the path taken did not produce (the other side of a `when`) is
+        # left out, not refused: the request named an output the graph has.
+        declared = list(request.app[EXECUTOR_KEY].plan.outputs)
+        selected = select_outputs(produced, payload.outputs, declared)
         outputs: list[Tensor] = [{**tensor, "name": name} for name, tensor in selected.items()]
     except InfergraphError as exc:
         return _error(f"graph '{graph.name}': {exc}", status_for(exc).http)
@@ -270,7 +273,10 @@ async def _metadata(request: web.Request) -> web.Response:
                 {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
                 for t in graph.spec.inputs
             ],
-            "outputs": [],
+            "outputs": [
+                {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+                for t in request.app[EXECUTOR_KEY].plan.output_specs()
+            ],
             "nodes": [n.name for n in graph.spec.nodes],
         }
     )
@@ -281,7 +287,10 @@ async def _config(request: web.Request) -> web.Response:
     name = request.match_info["model"]
     if name != graph.name:
         return await _node_get(request, name, "/config")
-    return _json(model_config(graph.name, "infergraph", graph.spec.inputs, [], backend="graph"))
+    outputs = request.app[EXECUTOR_KEY].plan.output_specs()
+    return _json(
+        model_config(graph.name, "infergraph", graph.spec.inputs, outputs, backend="graph")
+    )
 
 
 class InferUrls(Mapping[str, str]):
