@@ -177,3 +177,55 @@ async def test_an_output_of_the_side_not_taken_is_left_out_not_refused() -> None
     declared = {t["name"]: t["datatype"] for t in metadata["outputs"]}
     assert declared == {"summary": "BYTES", "translation": "BYTES"}
     assert {o["name"] for o in config["output"]} == {"summary", "translation"}
+
+
+async def test_node_calls_keep_the_nodes_timeout_and_status() -> None:
+    """A node called directly through the router keeps its timeoutMs (a 504 naming it); in a
+    graph, a node's 413 stays a 413 and a 404 a 404 (the KServe router relays a step's status,
+    tests/engines/kserve_router.py), and a reply that is JSON but not an object is a 502
+    naming the node, not the router's bare 500."""
+    plan = compile_plan(load_graph(REPO / "k8s/graphs/sum-qa.yaml"))
+    plan.graph.node("summarize").timeout_ms = 300
+    answers: dict[str, tuple[int, bytes]] = {}
+
+    async def infer(request: web.Request) -> web.Response:
+        status, body = answers[request.match_info["model"]]
+        if status == 0:
+            await asyncio.sleep(2.0)
+            status = 200
+        return web.Response(status=status, body=body, content_type="application/json")
+
+    nodes = web.Application()
+    nodes.router.add_post("/v2/models/{model}/infer", infer)
+    body = {
+        "inputs": [
+            {"name": "text", "datatype": "BYTES", "shape": [1], "data": ["a long text"]},
+            {"name": "question", "datatype": "BYTES", "shape": [1], "data": ["what?"]},
+        ]
+    }
+    got: list[tuple[int, str]] = []
+    async with served(nodes) as base:
+        router = router_runner(plan, {node: base for node in ("summarize", "qa")})
+        await router.setup()
+        port = free_port()
+        await web.TCPSite(router, "127.0.0.1", port).start()
+        url = f"http://127.0.0.1:{port}/v2/models"
+        try:
+            async with aiohttp.ClientSession() as client:
+                answers["summarize"] = (0, b"{}")  # slower than its 300 ms
+                async with client.post(f"{url}/summarize/infer", json=body) as reply:
+                    got.append((reply.status, await reply.text()))
+                for status, answer in [
+                    (413, b'{"error": "input text: too long"}'),
+                    (404, b'{"error": "Model summarize not found"}'),
+                    (500, b'["not", "an", "object"]'),
+                    (200, b"null"),
+                ]:
+                    answers["summarize"] = (status, answer)
+                    async with client.post(f"{url}/sum-qa/infer", json=body) as reply:
+                        got.append((reply.status, await reply.text()))
+        finally:
+            await router.cleanup()
+    assert got[0][0] == 504 and "node 'summarize': timed out after 300 ms" in got[0][1]
+    assert [status for status, _ in got[1:]] == [413, 404, 502, 502]
+    assert all("node 'summarize'" in text for _, text in got), got

@@ -193,9 +193,14 @@ class GraphExecutor:
             reply = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise NodeError(name, f"returned non-JSON (HTTP {status})", 502) from None
+        if not isinstance(reply, dict):
+            kind = type(reply).__name__
+            raise NodeError(name, f"returned JSON {kind}, not an object (HTTP {status})", 502)
         if status != 200:
             detail = reply.get("error") or reply.get("detail") or raw[:200].decode(errors="replace")
-            code = 400 if 400 <= status < 500 else 502
+            # The node's own 4xx (a 413 for an oversize input, a 404 for a model it lacks),
+            # as the KServe router relays a step's status; anything else is a bad gateway.
+            code = status if 400 <= status < 500 else 502
             raise NodeError(name, f"HTTP {status}: {detail}", code)
         for key, value in (reply.get("parameters") or {}).items():
             if key.endswith("_ms") or key == "batch_size":

@@ -163,9 +163,13 @@ async def _proxy_node(request: web.Request, name: str, suffix: str) -> web.Respo
     session = request.app[SESSION_KEY]
     query = f"?{request.query_string}" if request.query_string else ""
     url = f"{bases[name]}/v2/models/{name}{suffix}{query}"
+    timeout_ms = request.app[GRAPH_KEY].node(name).timeout_ms  # as a graph step's call
+    timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000.0)
+    body, headers = await request.read(), _forwarded_headers(request)
     try:
-        reply = await upstream.post(session, url, await request.read(), _forwarded_headers(request))
-        return _relay(reply)
+        return _relay(await upstream.post(session, url, body, headers, timeout))
+    except TimeoutError:
+        return _error(f"node '{name}': timed out after {timeout_ms:g} ms", 504)
     except aiohttp.ClientError as exc:
         return _error(f"node '{name}': unreachable: {exc}", 502)
 
