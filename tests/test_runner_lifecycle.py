@@ -10,6 +10,7 @@ stops its graph, which aiohttp does only for a runner built with `handler_cancel
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -229,3 +230,66 @@ async def test_node_calls_keep_the_nodes_timeout_and_status() -> None:
     assert got[0][0] == 504 and "node 'summarize': timed out after 300 ms" in got[0][1]
     assert [status for status, _ in got[1:]] == [413, 404, 502, 502]
     assert all("node 'summarize'" in text for _, text in got), got
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_nodes_load_stops_serve(tmp_path: Path) -> None:
+    """`infergraph serve` answers Ctrl-C during its start (a node loading for a minute), stops
+    the node server it started and exits 0; it used to ignore every signal until ready."""
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    from benchmarks.controlled import EXTRA_FAMILIES
+    from infergraph.components.registry import EXTRA_FAMILIES_ENV
+
+    graph = {
+        "apiVersion": "infergraph.io/v1alpha1",
+        "kind": "InferenceGraph",
+        "metadata": {"name": "slow-start"},
+        "spec": {
+            "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}],
+            "nodes": [
+                {
+                    "name": "slow",
+                    "family": "controlled",
+                    "device": "cpu",
+                    "options": {"load_ms": 60000},
+                }
+            ],
+            "graph": {"sequence": [{"node": "slow"}]},
+        },
+    }
+    path = tmp_path / "graph.yaml"
+    path.write_text(yaml.safe_dump(graph))
+    env = {**os.environ, EXTRA_FAMILIES_ENV: EXTRA_FAMILIES, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infergraph.cli", "serve", str(path), "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _children(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        children = _children(proc.pid)
+        assert children, "serve started no node server"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out
+    assert "stopped before the graph was ready" in out, out
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], out
+
+
+def _children(pid: int) -> list[int]:
+    found = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in found.read_text().split()] if found.exists() else []

@@ -69,3 +69,12 @@ def test_a_pod_only_the_engine_makes_too_large_is_named_per_engine(tmp_path: Pat
 def test_an_engine_that_deploys_nothing_is_refused() -> None:
     code, output = _validate(GRAPHS[0], "--engine", "local")
     assert code == 1 and "seldon-v2, seldon-v1, kserve" in output
+
+
+def test_an_error_naming_brackets_prints_them(tmp_path: Path) -> None:
+    """Error messages quote paths and server logs (`[mlserver]`, `[/x]`): printed as text,
+    never read as rich markup (which dropped them, or raised on a closing tag)."""
+    catalog = tmp_path / "[/prices].yaml"
+    result = CliRunner().invoke(app, ["validate", "g.yaml", "--catalog", str(catalog)])
+    assert result.exit_code == 1, result.output
+    assert "[/prices].yaml" in "".join(result.output.split()), result.output  # rich wraps

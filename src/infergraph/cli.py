@@ -7,12 +7,14 @@ import contextlib
 import json
 import logging
 import signal
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from infergraph.errors import GraphValidationError, InfergraphError
@@ -33,7 +35,8 @@ err = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}")
+    # The message is text (paths, a server's log tail with `[mlserver]`), not markup.
+    err.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 
@@ -245,18 +248,19 @@ def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        # The graph runs until a signal; the spinner covers only its start.
+        # The graph runs until a signal; the spinner covers only its start, which a signal
+        # also ends (run_graph stops what it started).
         async with contextlib.AsyncExitStack() as running_graph:
             with console.status(f"starting {len(graph.spec.nodes)} node(s) of '{graph.name}'..."):
-                running = await running_graph.enter_async_context(
-                    run_graph(
-                        plan,
-                        port=port,
-                        offline=offline,
-                        offline_scale=scale,
-                        isolate=isolate,
-                    )
+                started = run_graph(
+                    plan, port=port, offline=offline, offline_scale=scale, isolate=isolate
                 )
+                running = await _until_stopped(running_graph.enter_async_context(started), stop)
+            if running is None:
+                for sig in (signal.SIGINT, signal.SIGTERM):  # a second one ends it at once
+                    loop.remove_signal_handler(sig)
+                console.print("stopped before the graph was ready")
+                return
             console.print(f"[green]graph '{graph.name}' ready[/] at {running.infer_url}")
             for server in running.servers:
                 console.print(f"  nodes {', '.join(server.nodes)}: {server.base} (MLServer)")
@@ -268,6 +272,20 @@ def serve(
         asyncio.run(main())
     except InfergraphError as exc:
         _fail(str(exc))
+
+
+async def _until_stopped[T](work: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """`work`'s result, or None (`work` cancelled) if `stop` is set first."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
 
 
 @app.command()
