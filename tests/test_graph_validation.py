@@ -259,3 +259,44 @@ def committed_resources(crd: dict[str, Any]) -> dict[str, Any]:
 def test_crd_itself_is_a_valid_kubernetes_object() -> None:
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
     kubernetes_validate.validate(crd_manifest(), "1.31", strict=True)
+
+
+def _routed(tail: list[dict[str, Any]], otherwise: dict[str, Any] | None = None) -> dict:
+    when: dict[str, Any] = {
+        "when": {"tensor": "cls.confidence", "op": "lt", "value": 0.5},
+        "then": {"node": "summ", "inputs": {"text": "request.text"}},
+    }
+    if otherwise is not None:
+        when["otherwise"] = otherwise
+    return {
+        "apiVersion": "infergraph.io/v1alpha1",
+        "kind": "InferenceGraph",
+        "metadata": {"name": "route"},
+        "spec": {
+            "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+            "nodes": [
+                {"name": "cls", "family": "text-classification"},
+                {"name": "summ", "family": "summarization"},
+                {"name": "tr", "family": "translation"},
+            ],
+            "graph": {"sequence": [{"node": "cls"}, when, *tail]},
+        },
+    }
+
+
+def test_a_required_input_only_one_side_of_a_when_produces_is_refused() -> None:
+    """`tr` runs whichever side the gate takes, but `summ.summary` exists only on its then
+    side: the graph compiled, and every request that took the other side got a 400 blaming
+    it for a tensor the graph never made (runner review of 2026-12-07)."""
+    text = _problems(_routed([{"node": "tr", "inputs": {"text": "summ.summary"}}]))
+    assert "node 'tr'" in text and "summ.summary" in text, text
+    assert "only when gate-0 takes its then side" in text, text
+    # An alternative from the other side, or the cascade's fallback, always arrives.
+    cascade = [{"node": "tr", "inputs": {"text": "summ.summary | request.text"}}]
+    parse_graph(_routed(cascade))
+    sides = _routed(
+        [{"node": "tr", "inputs": {"text": "summ.summary | tr0.label"}}],
+        otherwise={"node": "tr0", "inputs": {"text": "request.text"}},
+    )
+    sides["spec"]["nodes"].append({"name": "tr0", "family": "text-classification"})
+    parse_graph(sides)

@@ -502,8 +502,36 @@ class _Compiler:
                     )
             if src is not None:
                 self.check_types(src.spec, spec, f"{path}: input '{name}' of {where}")
+                if not spec.optional:
+                    self.check_arrives(src, scope.branch, f"{path}: input '{name}' of {where}")
                 inputs[name] = src
         return inputs
+
+    def check_arrives(self, produced: Produced, branch: tuple[BranchRef, ...], where: str) -> None:
+        """A required input must exist whenever its step runs: one source under no branch
+        the step is not under, or sources on both sides of one `when` the step is not under.
+        A tensor only one side of a gate makes would otherwise reach a step that runs either
+        way as a request that "lacks" it."""
+        sides: dict[str, set[Side]] = {}
+        for source in produced.sources:
+            under = self.branch_of(source)
+            if under == branch[: len(under)]:
+                return
+            if under[:-1] == branch[: len(under) - 1]:
+                sides.setdefault(under[-1].gate, set()).add(under[-1].side)
+        if any(len(covered) == 2 for covered in sides.values()):
+            return
+        gate, covered = next(iter(sides.items()), ("a `when`", {"then"}))
+        refs = " | ".join(s.ref for s in produced.sources)
+        self.problems.append(
+            f"{where} reads '{refs}', which exists only when {gate} takes its "
+            f"{'/'.join(sorted(covered))} side, but the step runs whichever side it takes: add "
+            "an alternative from the other side ('a.x | b.y'), or move the step into that side"
+        )
+
+    def branch_of(self, source: Source) -> tuple[BranchRef, ...]:
+        step = next((s for s in self.steps if s.name == source.step), None)
+        return step.branch if step is not None else ()
 
     def check_types(self, src: TensorSpec, dst: TensorSpec, where: str) -> None:
         if src.datatype != dst.datatype and not (
