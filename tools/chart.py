@@ -191,7 +191,8 @@ class ChartValues(_Values):
         False,
         description="let the operator read every Node and Pod (a read-only ClusterRole) for "
         "what a node of each instance type leaves a new pod after its DaemonSets: the "
-        "Schedulable condition and the price then follow the cluster, re-read every 5 minutes",
+        "Schedulable condition and the price then follow the cluster, re-read every 5 minutes "
+        "(Pods a page of 500 at a time, only DaemonSet and mirror pods kept)",
     )
     price_catalog: str = Field(
         "",

@@ -82,7 +82,7 @@ def pod_requests(pod: Manifest) -> tuple[float, float]:
     )
 
 
-def _per_node(pod: Manifest) -> bool:
+def per_node(pod: Manifest) -> bool:
     """A pod every node of its pool runs: a DaemonSet's, or the kubelet's mirror of a static
     pod; one that has finished holds nothing."""
     meta = object_or_empty(pod, "metadata")
@@ -103,7 +103,7 @@ def _instance_type(node: Manifest) -> str | None:
 def node_rooms(nodes: list[Manifest], pods: list[Manifest]) -> list[NodeRoom]:
     """Each labelled Node's allocatable and what its per-node pods ask of it."""
     taken: dict[str, tuple[float, float]] = {}
-    for pod in filter(_per_node, pods):
+    for pod in filter(per_node, pods):
         where = str(object_or_empty(pod, "spec").get("nodeName") or "")
         cpu, memory = pod_requests(pod)
         before = taken.get(where, (0.0, 0.0))

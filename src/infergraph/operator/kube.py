@@ -14,16 +14,26 @@ import json
 import os
 import ssl
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
 import kopf
 
-from infergraph.json_types import JSONObject, Manifest, as_object, as_objects, as_str
+from infergraph.json_types import (
+    JSONObject,
+    Manifest,
+    as_object,
+    as_objects,
+    as_str,
+    object_or_empty,
+)
 from infergraph.operator.objects import api_version_of, kind_of, name_of, namespace_of
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+# Objects per page of a list (`limit`/`continue`), as kubectl's default --chunk-size: a
+# cluster's Pods are read a page at a time, never as one body.
+LIST_PAGE = 500
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
 
 
@@ -155,14 +165,34 @@ class KubeClient:
             raise KubeError(f"get {kind} {name}", status, _reason(body))
         return as_object(body, f"the answer to get {kind} {name}")
 
-    async def list(self, api_version: str, kind: str, namespace: str | None) -> list[Manifest]:
-        """Every object of `kind` in `namespace` (the kinds here are few per namespace)."""
+    async def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        *,
+        field_selector: str | None = None,
+        keep: Callable[[Manifest], bool] | None = None,
+    ) -> list[Manifest]:
+        """Every object of `kind` in `namespace` (that `keep` keeps), read a page of
+        `LIST_PAGE` at a time: the API server's chunked lists, each page's
+        `metadata.continue` naming the next."""
         res = await self.resource(api_version, kind)
-        status, body = await self._call("GET", res.path(namespace))
-        if status != 200:
-            raise KubeError(f"list {kind}", status, _reason(body))
-        items = as_object(body or {}, f"the answer to list {kind}").get("items")
-        return as_objects(items or [], f"the answer to list {kind}: items")
+        params = {"limit": str(LIST_PAGE)}
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        kept: list[Manifest] = []
+        while True:
+            status, body = await self._call("GET", res.path(namespace), params=params)
+            if status != 200:
+                raise KubeError(f"list {kind}", status, _reason(body))
+            page = as_object(body or {}, f"the answer to list {kind}")
+            items = as_objects(page.get("items") or [], f"the answer to list {kind}: items")
+            kept += filter(keep, items) if keep is not None else items
+            token = object_or_empty(page, "metadata").get("continue")
+            if not token:
+                return kept
+            params = {**params, "continue": str(token)}
 
     async def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
         """Delete in the background (the API server's GC removes dependents); False if absent."""

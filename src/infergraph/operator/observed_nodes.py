@@ -12,8 +12,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from infergraph.cost.observed import NodeRoom, node_rooms
+from infergraph.cost.observed import NodeRoom, node_rooms, per_node
 from infergraph.errors import InfergraphError
+from infergraph.json_types import Manifest
 from infergraph.operator.kube import KubeClient, KubeError
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class ObservedNodes:
         self._read_at = now
         try:
             nodes = await client.list("v1", "Node", None)
-            pods = await client.list("v1", "Pod", None)
+            pods = await per_node_pods(client)
             self._rooms = node_rooms(nodes, pods)
         except (KubeError, InfergraphError) as exc:
             if not self._failing:
@@ -45,3 +46,14 @@ class ObservedNodes:
             return self._rooms
         self._failing = False
         return self._rooms
+
+
+# Pods that have finished hold nothing on their node: the API server leaves them out.
+RUNNING_PODS = "status.phase!=Succeeded,status.phase!=Failed"
+
+
+async def per_node_pods(client: KubeClient) -> list[Manifest]:
+    """The cluster's DaemonSet and mirror pods (what every node of a pool runs), read a page
+    at a time and the rest dropped page by page: a cluster's thousands of Pods, managedFields
+    and all, never sit in the operator's memory at once."""
+    return await client.list("v1", "Pod", None, field_selector=RUNNING_PODS, keep=per_node)
