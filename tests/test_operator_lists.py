@@ -1,4 +1,7 @@
-"""The operator reads large lists a page at a time, as the API server serves them in chunks.
+"""The operator against API-server behaviour kmock does not serve: chunked lists, and a 403
+for a graph of another release.
+
+It reads large lists a page at a time, as the API server serves them in chunks.
 
 kmock serves a list whole, so this stand-in models what `observeNodes` meets on a real
 cluster: `limit` and `continue` (Kubernetes API concepts, "Retrieving large results sets in
@@ -72,3 +75,64 @@ async def test_pods_are_read_in_pages_and_only_per_node_ones_kept() -> None:
         if p["metadata"]["ownerReferences"][0]["kind"] == "DaemonSet"
     ]
     assert [p["metadata"]["name"] for p in kept] == daemon
+
+
+async def test_a_sweep_skips_graphs_it_may_not_read_and_deletes_its_own_orphans() -> None:
+    """Two namespaced releases sharing Seldon's namespace see each other's ServerConfigs; a
+    GET of the other release's graph is a 403. The sweep skips that one and still deletes its
+    own orphan (it used to stop at the first 403, every interval)."""
+    from infergraph.operator.children import (
+        MANAGED_BY,
+        OWNER_NAMESPACE_LABEL,
+        OWNER_UID_LABEL,
+        SERVER_CONFIG_API,
+    )
+    from infergraph.operator.sweep import sweep
+    from infergraph.render.common import GRAPH_LABEL
+
+    def config(name: str, namespace: str) -> dict:
+        labels = {
+            "app.kubernetes.io/managed-by": MANAGED_BY,
+            GRAPH_LABEL: name,
+            OWNER_UID_LABEL: f"uid-{name}",
+            OWNER_NAMESPACE_LABEL: namespace,
+        }
+        return {"metadata": {"name": name, "namespace": "seldon-mesh", "labels": labels}}
+
+    deleted: list[str] = []
+    group, version = SERVER_CONFIG_API.split("/")
+
+    async def discovery(request: web.Request) -> web.Response:
+        if request.path == f"/apis/{SERVER_CONFIG_API}":
+            resources = [{"name": "serverconfigs", "kind": "ServerConfig", "namespaced": True}]
+        else:
+            resources = [{"name": "inferencegraphs", "kind": "InferenceGraph", "namespaced": True}]
+        return web.json_response({"resources": resources})
+
+    async def configs(_: web.Request) -> web.Response:
+        items = [config("theirs", "team-b"), config("mine", "team-a")]
+        return web.json_response({"metadata": {}, "items": items})
+
+    async def graph(request: web.Request) -> web.Response:
+        if request.match_info["ns"] == "team-b":
+            return web.json_response({"message": "forbidden"}, status=403)
+        return web.json_response({"message": "not found"}, status=404)
+
+    async def delete(request: web.Request) -> web.Response:
+        deleted.append(request.match_info["name"])
+        return web.json_response({}, status=200)
+
+    base_path = f"/apis/{group}/{version}/namespaces/seldon-mesh/serverconfigs"
+    app = web.Application()
+    app.router.add_get(f"/apis/{SERVER_CONFIG_API}", discovery)
+    app.router.add_get("/apis/infergraph.io/v1alpha1", discovery)
+    app.router.add_get(base_path, configs)
+    app.router.add_delete(base_path + "/{name}", delete)
+    app.router.add_get("/apis/infergraph.io/v1alpha1/namespaces/{ns}/inferencegraphs/{g}", graph)
+    async with served(app) as base:
+        client = KubeClient(ConnectionInfo(server=base), "test")
+        try:
+            removed = await sweep(client, "seldon-mesh")
+        finally:
+            await client.close()
+    assert removed == deleted == ["mine"]

@@ -67,7 +67,15 @@ async def sweep(client: KubeClient, namespace: str) -> list[str]:
         if owner is None:
             continue
         graph_ns, graph, uid = owner
-        live = await client.get(f"{GROUP}/{VERSION}", "InferenceGraph", graph_ns, graph)
+        try:
+            live = await client.get(f"{GROUP}/{VERSION}", "InferenceGraph", graph_ns, graph)
+        except KubeError as exc:
+            if exc.status != 403:
+                raise
+            # Another release's graph (namespaced installs sharing Seldon's namespace): not
+            # ours to judge, and no reason to stop sweeping our own.
+            logger.debug("sweep of %s skips %s: %s", namespace, name_of(obj), exc)
+            continue
         if live is None or at(live, "metadata").get("uid") != uid:
             name = name_of(obj)
             await client.delete(SERVER_CONFIG_API, "ServerConfig", namespace, name)
