@@ -580,3 +580,20 @@ def test_the_chart_takes_the_global_values_a_parent_chart_passes() -> None:
     values = {**REQUIRED, "global": {"imageRegistry": "registry.example.com", "x": {"y": 1}}}
     docs = template(values)
     assert by_kind(docs, "Deployment")
+
+
+def test_example_graphs_are_created_once_and_only_where_the_operator_watches() -> None:
+    """Example graphs are Helm hooks (the CRD must be served before Helm can map them). As
+    post-upgrade hooks every `helm upgrade` deleted and recreated them, their children with
+    them (before-hook-creation); and an example outside a namespaced operator's
+    watchNamespaces was created and never reconciled."""
+    values = {**REQUIRED, "examples": {"graphs": ["cascade"]}}
+    graph = next(d for d in template(values) if d["kind"] == "InferenceGraph")
+    assert graph["metadata"]["annotations"]["helm.sh/hook"] == "post-install"
+    assert "uninstall leaves" in notes(values)
+    watched = {**values, "watchNamespaces": ["ml"]}
+    with pytest.raises(helm.HelmError) as caught:
+        loaded().render(watched, name=RELEASE, namespace=NAMESPACE)
+    assert "examples.namespace" in str(caught.value) and "watchNamespaces" in str(caught.value)
+    inside = {**watched, "examples": {"graphs": ["cascade"], "namespace": "ml"}}
+    assert any(d["kind"] == "InferenceGraph" for d in template(inside))

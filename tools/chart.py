@@ -134,9 +134,13 @@ class Prometheus(_Values):
 
 class Examples(_Values):
     graphs: list[str] = Field(
-        default_factory=list, description="example graphs to create at install, e.g. [cascade]"
+        default_factory=list,
+        description="example graphs to create once at install, e.g. [cascade] (upgrades leave "
+        "them as they are; uninstall leaves them)",
     )
-    namespace: str = Field("", description="empty: the release namespace")
+    namespace: str = Field(
+        "", description="empty: the release namespace; must be watched (watchNamespaces)"
+    )
 
 
 def _restricted_pod() -> dict[str, Any]:
