@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
+import numpy as np
+
 from infergraph.arrays import Array
 from infergraph.errors import InputError
 from infergraph.json_types import JSONObject
@@ -93,11 +95,22 @@ class GrpcRequest(Protocol):
 
 
 def encode_grpc(array: Array) -> tuple[str, list[int], list[Any], dict[str, str]]:
-    """As `encode_json`, but BYTES elements as bytes: gRPC's `bytes_contents` holds bytes."""
+    """As `encode_json`, but BYTES elements as the bytes they are. A protobuf's
+    `bytes_contents` (and the raw contents) hold any bytes, so nothing becomes base64 text
+    as in a JSON body: tritonclient's and KServe's `as_numpy` read the contents as they
+    come, and REST's binary extension answers the same bytes."""
     datatype, shape, data, params = encode_json(array)
     if datatype == "BYTES":
-        data = [d.encode("utf-8") if isinstance(d, str) else d for d in data]
+        data = [_element_bytes(e) for e in np.asarray(array, dtype=object).reshape(-1)]
+        if params.get("content_type") == "base64":
+            params = {k: v for k, v in params.items() if k != "content_type"}
     return datatype, shape, data, params
+
+
+def _element_bytes(element: object) -> bytes:
+    if isinstance(element, bytes):  # np.bytes_ too
+        return bytes(element)
+    return str(element).encode("utf-8")
 
 
 def read_grpc(message: GrpcRequest) -> JSONObject:
