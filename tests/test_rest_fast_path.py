@@ -174,3 +174,17 @@ def test_an_outputs_own_binary_data_wins_over_the_requests_default(tmp_path: Pat
         assert answer.json()["outputs"][0]["data"] == [0.5, 0.5, 0.5]
         default = httpx.post(url, json={**request, "outputs": [{"name": "input"}]})
         assert "inference-header-content-length" in default.headers
+
+
+def test_a_version_the_model_does_not_have_is_a_404(tmp_path: Path) -> None:
+    """A model without a version answers /versions/<v>/infer as MLServer does, 404 (its
+    registry finds no such version: mlserver/registry.py, `_find_model`), as its ready and
+    metadata routes and gRPC do; it used to answer any version."""
+    write_model(tmp_path, "m", "identity")
+    with mlserver(tmp_path) as server:
+        versioned = httpx.post(f"{server.url}/v2/models/m/versions/zzz/infer", json=body(2))
+        assert versioned.status_code == 404, versioned.text
+        assert "version 'zzz'" in versioned.json()["error"]
+        ready = httpx.get(f"{server.url}/v2/models/m/versions/zzz/ready")
+        assert ready.status_code == 404
+        assert httpx.post(f"{server.url}/v2/models/m/infer", json=body(2)).status_code == 200

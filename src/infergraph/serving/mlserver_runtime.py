@@ -287,7 +287,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
     # -- REST: JSON and the binary tensor extension ------------------------------------------
     async def _rest_infer(self, request: Request) -> Response:
         version = request.path_params.get("model_version")
-        if version is not None and self.version is not None and version != self.version:
+        if version is not None and version != self.version:  # MLServer's registry: a 404
             return _json_error(404, f"model '{self.name}' has no version '{version}'")
         body, encodings = await request.body(), request.headers.getlist(request_body.HEADER)
         return await self._rest(
