@@ -59,6 +59,11 @@ class GraphImages(_Values):
         DEFAULT_REGISTRY, description="registry the node images (MLServer runtimes) come from"
     )
     tag: str = Field("", description="empty: the operator's own version")
+    pull_secrets: list[str] = Field(
+        default_factory=list,
+        description="Secrets (in each graph's namespace) every graph pod pulls the node images "
+        "with, for a registry that needs credentials",
+    )
 
 
 class GpuScheduling(_Values):

@@ -30,6 +30,7 @@ class OperatorConfig:
     storage_uri: str | None = None
     image_registry: str = DEFAULT_REGISTRY
     image_tag: str | None = None
+    image_pull_secrets: tuple[str, ...] = ()  # on every graph pod (`RenderOptions`)
     gpu_scheduling: PodScheduling = field(default_factory=PodScheduling)
     field_manager: str = FIELD_MANAGER
     drift_interval_s: float = 60.0
@@ -73,6 +74,7 @@ class OperatorConfig:
             image_tag=self.image_tag,
             gpu_scheduling=self.gpu_scheduling,
             settings_url=self.settings_url,
+            image_pull_secrets=self.image_pull_secrets,
         )
 
     @classmethod
@@ -90,13 +92,14 @@ class OperatorConfig:
         read = _Environment(os.environ if env is None else env)
         defaults = cls()
         engine = read("DEFAULT_ENGINE", str, defaults.default_engine)
-        watched = read("WATCH_NAMESPACES", _namespaces, defaults.namespaces)
+        watched = read("WATCH_NAMESPACES", _names, defaults.namespaces)
         return cls(
             default_engine=engine if default_engine is None else default_engine,
             namespaces=namespaces or watched,
             storage_uri=read("STORAGE_URI", str, defaults.storage_uri),
             image_registry=read("IMAGE_REGISTRY", str, defaults.image_registry),
             image_tag=read("IMAGE_TAG", str, defaults.image_tag),
+            image_pull_secrets=read("IMAGE_PULL_SECRETS", _names, defaults.image_pull_secrets),
             gpu_scheduling=_gpu_scheduling(read, defaults.gpu_scheduling),
             drift_interval_s=read("DRIFT_INTERVAL_SECONDS", float, defaults.drift_interval_s),
             metrics_port=read("METRICS_PORT", int, defaults.metrics_port),
@@ -156,5 +159,6 @@ def _object(raw: str) -> JSONObject:
     return as_object(json.loads(raw), "$")
 
 
-def _namespaces(raw: str) -> tuple[str, ...]:
-    return tuple(ns.strip() for ns in raw.split(",") if ns.strip())
+def _names(raw: str) -> tuple[str, ...]:
+    """A comma-separated list of names (namespaces, secrets)."""
+    return tuple(name.strip() for name in raw.split(",") if name.strip())

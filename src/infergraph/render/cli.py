@@ -29,6 +29,34 @@ DEFAULT_GRAPHS = Path("k8s/graphs")
 DEFAULT_OUT = Path("k8s/rendered")
 
 
+# Where a deployment differs from the graph file (`RenderOptions`), named here so the command
+# reads as its steps.
+_StorageUri = Annotated[
+    str | None,
+    typer.Option(
+        "--storage-uri",
+        help="your bucket prefix for model-settings.json folders (<prefix>/<graph>/<node>)",
+    ),
+]
+_Registry = Annotated[str, typer.Option("--registry", help="image registry and organisation")]
+_SettingsUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--settings-url",
+        help="the operator's model-settings server (its chart's INFERGRAPH_SETTINGS_URL): "
+        "render Seldon v2 Models as the operator applies them; without it their "
+        "model-settings.json folders are under --storage-uri, for you to upload",
+    ),
+]
+_PullSecrets = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--image-pull-secret",
+        help="a Secret every graph pod pulls its images with (repeat for more)",
+    ),
+]
+
+
 @app.callback(invoke_without_command=True)
 def render_command(
     graph: Annotated[
@@ -48,30 +76,18 @@ def render_command(
     check: Annotated[
         bool, typer.Option("--check", help="fail if files under --out differ (no writing)")
     ] = False,
-    storage_uri: Annotated[
-        str | None,
-        typer.Option(
-            "--storage-uri",
-            help="your bucket prefix for model-settings.json folders (<prefix>/<graph>/<node>)",
-        ),
-    ] = None,
-    registry: Annotated[
-        str, typer.Option("--registry", help="image registry and organisation")
-    ] = container_images.DEFAULT_REGISTRY,
-    settings_url: Annotated[
-        str | None,
-        typer.Option(
-            "--settings-url",
-            help="the operator's model-settings server (its chart's INFERGRAPH_SETTINGS_URL): "
-            "render Seldon v2 Models as the operator applies them; without it their "
-            "model-settings.json folders are under --storage-uri, for you to upload",
-        ),
-    ] = None,
+    storage_uri: _StorageUri = None,
+    registry: _Registry = container_images.DEFAULT_REGISTRY,
+    settings_url: _SettingsUrl = None,
+    pull_secrets: _PullSecrets = None,
 ) -> None:
     """Render one graph (stdout or --out) or, with --all, the whole k8s/graphs folder."""
     engines = (engine,) if engine else ENGINES
     options = RenderOptions(
-        storage_uri=storage_uri, image_registry=registry, settings_url=settings_url
+        storage_uri=storage_uri,
+        image_registry=registry,
+        settings_url=settings_url,
+        image_pull_secrets=tuple(pull_secrets or ()),
     )
     for name in engines:
         if name not in ENGINES:

@@ -192,6 +192,13 @@ def resources(node: Node | None, engine: str, copies: Fraction = Fraction(1)) ->
     return {"requests": dict(req), "limits": dict(req)}
 
 
+def pull_secrets(options: RenderOptions) -> JSONObject:
+    """`imagePullSecrets` for a pod that runs our images, when the deployment names any."""
+    if not options.image_pull_secrets:
+        return {}
+    return {"imagePullSecrets": [{"name": name} for name in options.image_pull_secrets]}
+
+
 def gpu_scheduling(node: Node | None, options: RenderOptions | None = None) -> JSONObject:
     """GPU pods tolerate the usual nvidia.com/gpu taint, plus the deployment's own placement
     (`RenderOptions.gpu_scheduling`: nodeSelector, tolerations, affinity, runtimeClassName)."""

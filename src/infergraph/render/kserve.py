@@ -384,6 +384,7 @@ def inference_service(
         "automountServiceAccountToken": False,
         "volumes": common.scratch_volumes(node),
         **common.gpu_scheduling(node, options),
+        **common.pull_secrets(options),
     }
     if node is not None:
         predictor["timeout"] = max(1, round(node.timeout_ms / 1000.0))

@@ -43,3 +43,6 @@ class RenderOptions:
     image_tag: str | None = None
     gpu_scheduling: PodScheduling = field(default_factory=PodScheduling)
     settings_url: str | None = None
+    # Secrets (in each graph's namespace) every node pod pulls its images with: a private
+    # `image_registry` needs them on the pods, not only on the operator.
+    image_pull_secrets: tuple[str, ...] = ()

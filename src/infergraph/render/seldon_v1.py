@@ -424,6 +424,7 @@ def _component_spec(
         "containers": [container],
         "volumes": common.scratch_volumes(node),
         **common.gpu_scheduling(node, options),
+        **common.pull_secrets(options),
     }
     spec: JSONObject = {
         "metadata": {

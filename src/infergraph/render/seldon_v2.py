@@ -293,6 +293,7 @@ def _pod_spec(graph: InferenceGraph, node: Node | None, options: RenderOptions) 
             *common.scratch_volumes(node),
         ],
         **common.gpu_scheduling(node, options),
+        **common.pull_secrets(options),
     }
 
 
