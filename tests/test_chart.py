@@ -597,3 +597,15 @@ def test_example_graphs_are_created_once_and_only_where_the_operator_watches() -
     assert "examples.namespace" in str(caught.value) and "watchNamespaces" in str(caught.value)
     inside = {**watched, "examples": {"graphs": ["cascade"], "namespace": "ml"}}
     assert any(d["kind"] == "InferenceGraph" for d in template(inside))
+
+
+def test_readiness_waits_for_the_settings_server_when_it_serves() -> None:
+    """The settings Service routes Seldon's agents to the operator pod once it is Ready: with
+    the settings served, readiness is the settings server's /readyz (every graph found at the
+    start served, tests/test_operator.py), not kopf's /healthz, which answers at once."""
+    for serve, path, port in ((True, "/readyz", "settings"), (False, "/healthz", "health")):
+        values = {**REQUIRED, "modelSettings": {"serve": serve}}
+        pod = by_kind(template(values), "Deployment")[0]["spec"]["template"]["spec"]
+        probe = pod["containers"][0]["readinessProbe"]["httpGet"]
+        assert (probe["path"], probe["port"]) == (path, port)
+        assert pod["containers"][0]["livenessProbe"]["httpGet"]["path"] == "/healthz"

@@ -1232,3 +1232,47 @@ async def test_a_sweep_that_meets_an_unreadable_object_logs_it_and_sweeps_on(ser
     finally:
         sweeper.cancel()
         await client.close()
+
+
+async def test_the_operator_is_ready_once_every_graphs_settings_are_served(server) -> None:
+    """After a restart the settings store is empty until each graph's resume pass has run;
+    Seldon's agents that copy a Model's folder meanwhile get a 404 and the load fails. The
+    chart's readinessProbe (the settings port's /readyz, test_chart) answers 503 until every
+    graph that existed at the start has had its pass, so the Service sends agents nowhere
+    until then; kopf's /healthz answered 200 from the start."""
+    import aiohttp
+
+    await apply_graph(server, graph_body())  # before the operator starts: a restart
+    port = free_port()
+    op = Operator(server, settings_url=f"http://127.0.0.1:{port}", settings_port=port)
+    seen: list[int] = []
+    await op.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def ready() -> bool:
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                        seen.append(resp.status)
+                        return resp.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            deadline = asyncio.get_running_loop().time() + 60
+            while not await ready():
+                assert asyncio.get_running_loop().time() < deadline, seen[-5:]
+                await asyncio.sleep(0.1)
+            models = {
+                n: o["spec"]["storageUri"]
+                for (k, n), o in children_of(server, "cascade").items()
+                if k == "Model"
+            }
+            # Ready means served: every Model's folder is there.
+            for uri in models.values():
+                folder = uri.rpartition(":")[2]
+                url = f"http://127.0.0.1:{port}/{folder}/model-settings.json"
+                async with session.get(url) as resp:
+                    assert resp.status == 200, (uri, resp.status)
+    finally:
+        await op.stop()
+    assert seen[-1] == 200 and set(seen) <= {200, 503}, seen

@@ -462,3 +462,21 @@ def test_seldon_v1_never_leaves_a_node_at_zero_so_nothing_is_idle() -> None:
     assert len(keda) == 2 and all(k["minReplicaCount"] >= 1 for k in keda)
     live = [{**sdep, "status": {"state": "Available"}}]
     assert {n["state"] for n in st.node_readiness(cascade(), live)} == {"Ready"}
+
+
+def test_the_settings_store_is_ready_once_every_listed_graph_had_a_pass() -> None:
+    from infergraph.operator.settings_server import READY_DEADLINE_S, SettingsStore
+
+    now = [0.0]
+    store = SettingsStore(clock=lambda: now[0])
+    assert store.owed() == [("", "the list of graphs")]  # not listed yet: not ready
+    store.passed("ml", "early")  # a resume pass that beat the list
+    store.expect([("ml", "early"), ("ml", "cascade"), ("ml", "video")])
+    assert store.owed() == [("ml", "cascade"), ("ml", "video")]
+    store.passed("ml", "cascade")
+    store.forget("ml", "video")  # deleted meanwhile: owed nothing
+    assert store.owed() == []
+    stuck = SettingsStore(clock=lambda: now[0])
+    stuck.expect([("ml", "failing")])
+    now[0] = READY_DEADLINE_S + 1  # a pass that keeps failing holds no one back for good
+    assert stuck.owed() == []

@@ -19,12 +19,14 @@ from aiohttp import web
 from infergraph.graph.crd import GROUP, PLURAL, VERSION
 from infergraph.json_types import Manifest
 from infergraph.operator.config import OperatorConfig
-from infergraph.operator.kube import KubeClient
+from infergraph.operator.kube import KubeClient, KubeError
 from infergraph.operator.metrics import OperatorMetrics, serve
+from infergraph.operator.objects import name_of, namespace_of
 from infergraph.operator.reconcile import GONE, STOPPED, Outcome, Reconciler
 from infergraph.operator.settings_server import serve_settings
 from infergraph.operator.sweep import sweep_forever
 
+log = logging.getLogger(__name__)
 Login = Callable[..., kopf.ConnectionInfo | None]
 # What kopf accepts as stop/ready flags: an event of asyncio or of threading.
 Flag = asyncio.Event | threading.Event
@@ -96,11 +98,15 @@ def build_registry(
     reconciler = Reconciler(config, metrics, session.get)
     servers: dict[str, web.AppRunner] = {}
     sweepers: list[asyncio.Task[None]] = []
+    listing: list[asyncio.Task[None]] = []
 
     @kopf.on.login(registry=registry)
     async def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         info = login(**kwargs)
         await session.relogin(info)
+        if config.settings_url and not listing:  # once: the graphs a restart owes a pass
+            client = await session.get()
+            listing.append(asyncio.create_task(_expect_graphs(reconciler, client, config)))
         return info
 
     @kopf.on.startup(registry=registry)
@@ -117,8 +123,8 @@ def build_registry(
 
     @kopf.on.cleanup(registry=registry)
     async def _cleanup(logger: kopf.Logger, **_: object) -> None:
-        while sweepers:
-            sweepers.pop().cancel()
+        while sweepers or listing:
+            (sweepers or listing).pop().cancel()
         if not await reconciler.drain(SHUTDOWN_GRACE_S):
             logger.info("a pass was still running after %.0f s; closing under it", SHUTDOWN_GRACE_S)
         for server in ("settings", "metrics"):
@@ -144,6 +150,22 @@ def build_registry(
     return registry
 
 
+async def _expect_graphs(
+    reconciler: Reconciler, client: KubeClient, config: OperatorConfig
+) -> None:
+    """The graphs that exist now, each owed a pass before the settings server is ready (its
+    /readyz, the chart's readinessProbe). A list that fails owes nothing: readiness then
+    follows kopf's start alone, as before."""
+    graphs: list[Manifest] = []
+    try:
+        for namespace in config.namespaces or (None,):
+            graphs += await client.list(f"{GROUP}/{VERSION}", "InferenceGraph", namespace)
+    except KubeError as exc:
+        log.warning("cannot list InferenceGraphs, so readiness waits for none: %s", exc)
+        graphs = []
+    reconciler.settings.expect((namespace_of(g) or "", name_of(g)) for g in graphs)
+
+
 class _Resource(TypedDict):
     """The InferenceGraph resource as kopf's decorators take it."""
 
@@ -167,6 +189,8 @@ def _register_passes(
         trigger: str, body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int
     ) -> None:
         outcome = await reconciler.reconcile(_plain(body), trigger)
+        if outcome.stage != STOPPED:
+            reconciler.settings.passed(str(body.meta.namespace), str(body.meta.name))
         if outcome.stage == STOPPED:
             logger.info("operator stopping: this pass reports nothing; the next start resumes")
             return

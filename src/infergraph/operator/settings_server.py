@@ -21,21 +21,56 @@ new spec was not applied yet keeps loading from its old folder); older ones are 
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
 
 from aiohttp import web
 
 from infergraph.render.seldon_v2 import SETTINGS_FILE, ServedSettings
 
 Folders = dict[str, bytes]  # folder path -> model-settings.json bytes
+GraphKey = tuple[str, str]  # (namespace, graph)
+# Ready at the latest this long after the start, whatever passes are still owed: a graph whose
+# pass keeps failing must not keep every other graph's agents from the settings for good.
+READY_DEADLINE_S = 300.0
+
+log = logging.getLogger(__name__)
 
 
 class SettingsStore:
     """The folders of every graph, set on every pass from the settings just rendered."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         # (namespace, graph) -> (current folders, the previous different ones)
-        self._by_graph: dict[tuple[str, str], tuple[Folders, Folders]] = {}
+        self._by_graph: dict[GraphKey, tuple[Folders, Folders]] = {}
+        # The graphs that existed at the start and have had no pass yet; None: not listed yet.
+        self._owed: set[GraphKey] | None = None
+        self._passed: set[GraphKey] = set()  # passes that ran before the list came back
+        self._clock = clock
+        self._since = clock()
+
+    def expect(self, graphs: Iterable[GraphKey]) -> None:
+        """The graphs found at the start: until each has had a pass its folders may be
+        missing, so the store is not `ready`."""
+        self._owed = set(graphs) - self._passed
+        self._since = self._clock()
+
+    def passed(self, namespace: str, graph: str) -> None:
+        """A pass of the graph ran: its folders are what it rendered (none off Seldon v2)."""
+        if self._owed is None:
+            self._passed.add((namespace, graph))
+        else:
+            self._owed.discard((namespace, graph))
+
+    def owed(self) -> list[GraphKey]:
+        """Graphs still owed a first pass; empty when ready (or past `READY_DEADLINE_S`)."""
+        if self._owed is None:
+            return [("", "the list of graphs")]
+        if self._owed and self._clock() - self._since > READY_DEADLINE_S:
+            log.warning("ready without a first pass of %s", sorted(self._owed))
+            self._owed = set()
+        return sorted(self._owed)
 
     def replace(self, namespace: str, graph: str, served: Mapping[str, ServedSettings]) -> None:
         """The graph's folders become `served`; the ones they replace stay one more rendering,
@@ -46,6 +81,7 @@ class SettingsStore:
 
     def forget(self, namespace: str, graph: str) -> None:
         self._by_graph.pop((namespace, graph), None)
+        self.passed(namespace, graph)
 
     def file(self, folder: str) -> bytes | None:
         namespace, _, rest = folder.partition("/")
@@ -79,6 +115,16 @@ def settings_app(store: SettingsStore) -> web.Application:
         raise web.HTTPNotFound()
 
     app = web.Application()
+
+    async def readyz(_: web.Request) -> web.Response:
+        """The chart's readinessProbe: 200 once every graph found at the start is served."""
+        owed = store.owed()
+        if not owed:
+            return web.json_response({"ready": True})
+        waiting = [f"{ns}/{name}" if ns else name for ns, name in owed[:10]]
+        return web.json_response({"ready": False, "waiting_for": waiting}, status=503)
+
+    app.router.add_get("/readyz", readyz)  # folders have four segments: no clash
     app.router.add_get("/{path:.+}", handle)
     return app
 
