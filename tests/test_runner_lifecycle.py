@@ -13,24 +13,26 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from infergraph.graph.plan import compile_plan, load_graph
+from infergraph.graph.plan import GraphPlan, compile_plan, load_graph
 from infergraph.ports import free_port
 from infergraph.runner.local import NodeServer, RunnerError, wait_ready
 from infergraph.runner.router import router_runner
+from tests.test_graph_validation import _routed
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @asynccontextmanager
-async def served(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app)
+async def served(app: web.Application | web.AppRunner) -> AsyncIterator[str]:
+    """`app` on a free local port (its own runner, or the one given), at its base URL."""
+    runner = app if isinstance(app, web.AppRunner) else web.AppRunner(app)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -38,6 +40,20 @@ async def served(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+def serving_router(plan: GraphPlan, bases: dict[str, str]) -> AbstractAsyncContextManager[str]:
+    """The router on the runner `run_graph` uses (`router_runner`), at its base URL."""
+    return served(router_runner(plan, bases))
+
+
+# A sum-qa request: a text to summarise and a question about it.
+SUM_QA_BODY = {
+    "inputs": [
+        {"name": "text", "datatype": "BYTES", "shape": [1], "data": ["a long text"]},
+        {"name": "question", "datatype": "BYTES", "shape": [1], "data": ["what?"]},
+    ]
+}
 
 
 def _empty_registry() -> web.Application:
@@ -80,56 +96,21 @@ async def test_a_client_that_hangs_up_stops_its_graph() -> None:
 
     nodes = web.Application()
     nodes.router.add_post("/v2/models/{model}/infer", infer)
-    body = {
-        "inputs": [
-            {"name": "text", "datatype": "BYTES", "shape": [1], "data": ["a long text"]},
-            {"name": "question", "datatype": "BYTES", "shape": [1], "data": ["what?"]},
-        ]
-    }
     async with served(nodes) as base:
         bases = {node: base for node in ("summarize", "qa")}
-        router = router_runner(plan, bases)
-        await router.setup()
-        port = free_port()
-        await web.TCPSite(router, "127.0.0.1", port).start()
-        url = f"http://127.0.0.1:{port}"
-        try:
-            async with aiohttp.ClientSession() as client:
-                with pytest.raises(TimeoutError):
-                    await client.post(
-                        f"{url}/v2/models/sum-qa/infer",
-                        json=body,
-                        timeout=aiohttp.ClientTimeout(total=0.3),
-                    )
+        async with serving_router(plan, bases) as url, aiohttp.ClientSession() as client:
+            with pytest.raises(TimeoutError):
+                await client.post(
+                    f"{url}/v2/models/sum-qa/infer",
+                    json=SUM_QA_BODY,
+                    timeout=aiohttp.ClientTimeout(total=0.3),
+                )
             await asyncio.sleep(1.5)  # summarize's answer, then qa's call were it made
-        finally:
-            await router.cleanup()
     assert [name for name, _ in calls] == ["summarize"]
 
 
-ROUTE = {
-    "apiVersion": "infergraph.io/v1alpha1",
-    "kind": "InferenceGraph",
-    "metadata": {"name": "route"},
-    "spec": {
-        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
-        "nodes": [
-            {"name": "cls", "family": "text-classification"},
-            {"name": "summ", "family": "summarization"},
-            {"name": "tr", "family": "translation"},
-        ],
-        "graph": {
-            "sequence": [
-                {"node": "cls"},
-                {
-                    "when": {"tensor": "cls.confidence", "op": "lt", "value": 0.5},
-                    "then": {"node": "summ", "inputs": {"text": "request.text"}},
-                    "otherwise": {"node": "tr", "inputs": {"text": "request.text"}},
-                },
-            ]
-        },
-    },
-}
+# cls, then a `when`: summ on its then side, tr otherwise (tests/test_graph_validation.py).
+ROUTE = _routed([], otherwise={"node": "tr", "inputs": {"text": "request.text"}})
 
 
 async def test_an_output_of_the_side_not_taken_is_left_out_not_refused() -> None:
@@ -154,26 +135,17 @@ async def test_an_output_of_the_side_not_taken_is_left_out_not_refused() -> None
     nodes.router.add_post("/v2/models/{model}/infer", infer)
     text = {"name": "text", "datatype": "BYTES", "shape": [1], "data": ["a text"]}
     async with served(nodes) as base:
-        router = router_runner(plan, {n: base for n in ("cls", "summ", "tr")})
-        await router.setup()
-        port = free_port()
-        await web.TCPSite(router, "127.0.0.1", port).start()
-        url = f"http://127.0.0.1:{port}/v2/models/route"
-        try:
-            async with aiohttp.ClientSession() as client:
-                asked = {
-                    "inputs": [text],
-                    "outputs": [{"name": "summary"}, {"name": "translation"}],
-                }
-                async with client.post(f"{url}/infer", json=asked) as reply:
-                    assert reply.status == 200, await reply.text()
-                    answer = await reply.json()
-                async with client.get(url) as reply:
-                    metadata = await reply.json()
-                async with client.get(f"{url}/config") as reply:
-                    config = await reply.json()
-        finally:
-            await router.cleanup()
+        bases = {n: base for n in ("cls", "summ", "tr")}
+        async with serving_router(plan, bases) as root, aiohttp.ClientSession() as client:
+            url = f"{root}/v2/models/route"
+            asked = {"inputs": [text], "outputs": [{"name": "summary"}, {"name": "translation"}]}
+            async with client.post(f"{url}/infer", json=asked) as reply:
+                assert reply.status == 200, await reply.text()
+                answer = await reply.json()
+            async with client.get(url) as reply:
+                metadata = await reply.json()
+            async with client.get(f"{url}/config") as reply:
+                config = await reply.json()
     assert [t["name"] for t in answer["outputs"]] == ["translation"]  # confidence 0.9: tr
     declared = {t["name"]: t["datatype"] for t in metadata["outputs"]}
     assert declared == {"summary": "BYTES", "translation": "BYTES"}
@@ -198,35 +170,23 @@ async def test_node_calls_keep_the_nodes_timeout_and_status() -> None:
 
     nodes = web.Application()
     nodes.router.add_post("/v2/models/{model}/infer", infer)
-    body = {
-        "inputs": [
-            {"name": "text", "datatype": "BYTES", "shape": [1], "data": ["a long text"]},
-            {"name": "question", "datatype": "BYTES", "shape": [1], "data": ["what?"]},
-        ]
-    }
     got: list[tuple[int, str]] = []
     async with served(nodes) as base:
-        router = router_runner(plan, {node: base for node in ("summarize", "qa")})
-        await router.setup()
-        port = free_port()
-        await web.TCPSite(router, "127.0.0.1", port).start()
-        url = f"http://127.0.0.1:{port}/v2/models"
-        try:
-            async with aiohttp.ClientSession() as client:
-                answers["summarize"] = (0, b"{}")  # slower than its 300 ms
-                async with client.post(f"{url}/summarize/infer", json=body) as reply:
+        bases = {node: base for node in ("summarize", "qa")}
+        async with serving_router(plan, bases) as root, aiohttp.ClientSession() as client:
+            url = f"{root}/v2/models"
+            answers["summarize"] = (0, b"{}")  # slower than its 300 ms
+            async with client.post(f"{url}/summarize/infer", json=SUM_QA_BODY) as reply:
+                got.append((reply.status, await reply.text()))
+            for status, answer in [
+                (413, b'{"error": "input text: too long"}'),
+                (404, b'{"error": "Model summarize not found"}'),
+                (500, b'["not", "an", "object"]'),
+                (200, b"null"),
+            ]:
+                answers["summarize"] = (status, answer)
+                async with client.post(f"{url}/sum-qa/infer", json=SUM_QA_BODY) as reply:
                     got.append((reply.status, await reply.text()))
-                for status, answer in [
-                    (413, b'{"error": "input text: too long"}'),
-                    (404, b'{"error": "Model summarize not found"}'),
-                    (500, b'["not", "an", "object"]'),
-                    (200, b"null"),
-                ]:
-                    answers["summarize"] = (status, answer)
-                    async with client.post(f"{url}/sum-qa/infer", json=body) as reply:
-                        got.append((reply.status, await reply.text()))
-        finally:
-            await router.cleanup()
     assert got[0][0] == 504 and "node 'summarize': timed out after 300 ms" in got[0][1]
     assert [status for status, _ in got[1:]] == [413, 404, 502, 502]
     assert all("node 'summarize'" in text for _, text in got), got
