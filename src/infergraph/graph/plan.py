@@ -396,12 +396,9 @@ class _Compiler:
         return Produced(tuple(sources), found[0].spec)
 
     def gate_of(self, source: Source) -> str | None:
-        if source.step == REQUEST:
-            return None
-        step = next((s for s in self.steps if s.name == source.step), None)
-        if step is None or not step.branch:
-            return None
-        return step.branch[-1].gate
+        """The `when` whose side the source's step sits on, innermost; None outside any."""
+        under = self.branch_of(source)
+        return under[-1].gate if under else None
 
     def cascade_of(self, sources: list[Source]) -> PlanStep | None:
         gates = {gate for s in sources if (gate := self.gate_of(s)) is not None}
@@ -530,6 +527,7 @@ class _Compiler:
         )
 
     def branch_of(self, source: Source) -> tuple[BranchRef, ...]:
+        """The `when` sides the source's step sits under, outermost first (the request: none)."""
         step = next((s for s in self.steps if s.name == source.step), None)
         return step.branch if step is not None else ()
 
