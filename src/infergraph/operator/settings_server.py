@@ -117,7 +117,9 @@ def settings_app(store: SettingsStore) -> web.Application:
     app = web.Application()
 
     async def readyz(_: web.Request) -> web.Response:
-        """The chart's readinessProbe: 200 once every graph found at the start is served."""
+        """The chart's readinessProbe: 200 once every graph found at the start is served.
+        kopf's /healthz cannot say so: it answers 200 with whatever its probes returned
+        (kopf 1.45.2 _core/engines/probing.py:41-66)."""
         owed = store.owed()
         if not owed:
             return web.json_response({"ready": True})

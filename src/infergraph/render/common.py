@@ -193,7 +193,15 @@ def resources(node: Node | None, engine: str, copies: Fraction = Fraction(1)) ->
 
 
 def pull_secrets(options: RenderOptions) -> JSONObject:
-    """`imagePullSecrets` for a pod that runs our images, when the deployment names any."""
+    """`imagePullSecrets` for a pod that runs our images, when the deployment names any.
+
+    Each engine makes its pods from the spec that carries them: Seldon v2 merges the
+    ServerConfig's `podSpec` into the Server's StatefulSet (seldon-core v2.10.2
+    operator/controllers/reconcilers/server/server_reconciler.go:127), Seldon v1 makes a
+    componentSpec's `spec` its Deployment's pod template (v1.18.2
+    operator/controllers/seldondeployment_controller.go:1022), KServe merges the predictor's
+    inline PodSpec with its ServingRuntime's (aaac4e2 pkg/apis/serving/v1beta1/predictor.go:84,
+    pkg/controller/v1beta1/inferenceservice/components/predictor.go:435)."""
     if not options.image_pull_secrets:
         return {}
     return {"imagePullSecrets": [{"name": name} for name in options.image_pull_secrets]}

@@ -318,7 +318,10 @@ def router_runner(source: InferenceGraph | GraphPlan, node_bases: dict[str, str]
     """The router as `run_graph` serves it. A handler whose client hangs up is cancelled
     (`handler_cancellation`, off by default in aiohttp), so the graph stops there instead of
     calling its later nodes for nobody: under load, clients that time out and retry would
-    otherwise have each abandoned request run its whole chain."""
+    otherwise have each abandoned request run its whole chain. aiohttp 3.14.5 cancels the
+    handler on a lost connection only with it (web_protocol.py:392-409; `AppRunner` leaves it
+    off, web.py:462); its TestServer turns it on (test_utils.py:129), so tests that use that
+    never see the difference."""
     app = build_app(source, node_bases)
     return web.AppRunner(app, access_log=None, handler_cancellation=True)
 
