@@ -33,6 +33,7 @@ from infergraph.planner.profiler import (
 from infergraph.planner.profiles import Z99, ProfileError, load_profile, match_profiles
 from infergraph.planner.search import (
     InfeasibleSloError,
+    MissedPrefixes,
     Planner,
     SearchSettings,
     deployed_node,
@@ -663,6 +664,41 @@ def test_the_search_finds_the_exhaustive_optimum_of_small_random_cases(seed: int
     result = compare(seed, load_catalog())
     assert result.optimum_usd_per_hour is not None, "the case has a feasible combination"
     assert result.planner_usd_per_hour == pytest.approx(result.optimum_usd_per_hour, rel=1e-9)
+
+
+def test_a_prefix_seen_to_miss_is_skipped_exactly_where_the_simulation_would_refuse(
+    tmp_path: Path,
+):
+    """The search skips a combination when a node every request passes, with the same
+    options up to its stage, already missed the SLO alone: checked against the simulation
+    itself, which gives that node the very same latencies whatever comes after it."""
+    planner = _planner(tmp_path, 600.0, 60.0, batch_sizes=[1, 4], delays_ms=[0.0, 5.0])
+    a_ok = min(planner.node_options("a")[0], key=lambda o: o.latency_ms)
+    b_ok = min(planner.node_options("b")[0], key=lambda o: o.latency_ms)
+    a_slow = replace(a_ok, max_batch_size=1, max_batch_time_ms=0.0, replicas=1)
+    b_other = replace(b_ok, replicas=b_ok.replicas + 2)
+    fronts = {"a": [a_slow, a_ok], "b": [b_ok, b_other]}
+    missed = MissedPrefixes(planner.topology, ["a", "b"], 60.0 - planner.profiles.ingress_ms)
+
+    def combo(idx: tuple[int, int]):
+        return {"a": fronts["a"][idx[0]], "b": fronts["b"][idx[1]]}
+
+    first = planner.evaluate(combo((0, 0)))
+    assert first.on_every_path == {"a", "b"} and not first.feasible
+    assert first.node_latency_ms["a"] > 60.0
+    missed.learn((0, 0), first)
+    assert missed.holds((0, 1)) and not missed.holds((1, 0)) and not missed.holds((1, 1))
+    skipped = planner.evaluate(combo((0, 1)))
+    assert not skipped.feasible
+    assert skipped.node_latency_ms["a"] == first.node_latency_ms["a"]
+    # A node later in the chain only condemns combinations with its whole prefix.
+    b_slow = replace(b_ok, max_batch_size=1, max_batch_time_ms=0.0, replicas=1)
+    late = MissedPrefixes(planner.topology, ["a", "b"], 60.0 - planner.profiles.ingress_ms)
+    fronts["b"] = [b_slow, b_ok]
+    slow_b = planner.evaluate(combo((1, 0)))
+    assert slow_b.node_latency_ms["b"] > 60.0 and slow_b.node_latency_ms["a"] <= 60.0
+    late.learn((1, 0), slow_b)
+    assert late.holds((1, 0)) and not late.holds((0, 0)) and not late.holds((1, 1))
 
 
 def test_plan_deploys_one_instance_per_replica_as_it_simulated(tmp_path: Path) -> None:

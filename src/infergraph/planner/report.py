@@ -25,7 +25,8 @@ from infergraph.planner.search import Evaluated
 
 SEARCH_METHOD = (
     "per-node Pareto options (exhaustive over hardware x batch x delay, fewest replicas), "
-    "then best-first over their combinations in $/hour order with a lower-bound prune, "
+    "then best-first over their combinations in $/hour order with a lower-bound prune "
+    "(and no second look at a prefix of nodes already seen to miss), "
     "each combination checked by the whole-graph simulation: the first accepted is the "
     "cheapest combination of per-node Pareto options"
 )

@@ -7,7 +7,8 @@ other option both cheaper and faster; up to three at one cost, see `pareto_optio
 are kept. Combinations of those are then
 visited best-first in order of $/hour (a heap over index vectors), skipping any
 whose lower bound (the slowest always-run node's own percentile) already breaks
-the SLO, and each is checked by the whole-graph simulation. The first one the
+the SLO or whose prefix of nodes the simulation already refused (`MissedPrefixes`),
+and each is checked by the whole-graph simulation. The first one the
 simulation accepts is the cheapest of all combinations of per-node Pareto options:
 unlike InferLine's greedy descent from a feasible start, it cannot stop in a local
 optimum where no single move helps but a pair of moves would. For graphs of a few
@@ -108,6 +109,8 @@ class Evaluated:
     utilisation: dict[str, float]
     feasible: bool
     mean_replicas: dict[str, float] = field(default_factory=dict)
+    # Nodes every simulated request went through (none skipped by a gate or with no rows).
+    on_every_path: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -359,6 +362,9 @@ class Planner:
             node_latency_ms={n: result.node_percentile_ms(n, p) for n in result.nodes},
             utilisation={n: result.utilisation(n, options[n].replicas) for n in result.nodes},
             feasible=latency <= self.settings.slo_ms,
+            on_every_path=frozenset(
+                n for n, run in result.nodes.items() if run.latency_s.size == result.latency_s.size
+            ),
         )
 
     def search(self) -> SearchResult:
@@ -375,6 +381,7 @@ class Planner:
         evaluated: list[Evaluated] = []
         best: Evaluated | None = None
         capped = False
+        missed = MissedPrefixes(self.topology, names, s.slo_ms - self.profiles.ingress_ms)
         start = (0,) * len(names)
         heap = [self._key(names, fronts, start)]
         seen = {start}
@@ -391,12 +398,13 @@ class Planner:
             bound = (
                 max((chosen[n].latency_ms for n in always), default=0.0) + self.profiles.ingress_ms
             )
-            if bound > s.slo_ms:
+            if bound > s.slo_ms or missed.holds(idx):
                 continue
             if self.simulations >= s.max_simulations:
                 capped = True
                 break
             ev = self.evaluate(chosen)
+            missed.learn(idx, ev)
             evaluated.append(ev)
             if ev.feasible and best is None:
                 best = ev
@@ -484,6 +492,46 @@ class Planner:
         chosen = [fronts[n][i] for n, i in zip(names, idx, strict=True)]
         cost = round(sum(o.usd_per_hour for o in chosen), 9)
         return cost, sum(o.latency_ms for o in chosen), idx
+
+
+class MissedPrefixes:
+    """Combinations the simulation would refuse, known without running it.
+
+    A node's simulated requests depend only on the stages before it and its own: the
+    simulator runs stages in topological order from one seeded generator, so two
+    combinations that agree on every node up to this one's stage give it the very same
+    latencies. When every request passes through the node, each one's end-to-end latency
+    is at least its time there plus the ingress, so the graph's percentile is at least the
+    node's plus the ingress: once that node's percentile is over `budget_ms` (the SLO less
+    the ingress), every combination sharing that prefix misses the SLO too. On a bursty
+    trace the per-node sizing (its densest stretch) can pass options the whole trace
+    refuses, and the walk would otherwise simulate each of them with every option of every
+    later node (the cascade of the cost check: 45 of 53 simulations).
+    """
+
+    def __init__(self, topology: Topology, names: list[str], budget_ms: float) -> None:
+        position = {n: i for i, n in enumerate(names)}
+        order = topology.nodes
+        self._prefix = {
+            n: tuple(position[m] for m in order[: order.index(n) + 1])
+            for n in names
+            if order.count(n) == 1
+        }
+        self._budget_ms = budget_ms
+        self._known: set[tuple[str, tuple[int, ...]]] = set()
+
+    def _key(self, node: str, idx: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
+        return node, tuple(idx[i] for i in self._prefix[node])
+
+    def holds(self, idx: tuple[int, ...]) -> bool:
+        """Whether the combination at `idx` shares a prefix already seen to miss."""
+        return any(self._key(n, idx) in self._known for n in self._prefix)
+
+    def learn(self, idx: tuple[int, ...], ev: Evaluated) -> None:
+        """Record the prefixes through which this evaluation's nodes alone miss the SLO."""
+        for node in ev.on_every_path & self._prefix.keys():
+            if ev.node_latency_ms.get(node, 0.0) > self._budget_ms + 1e-6:
+                self._known.add(self._key(node, idx))
 
 
 def check_priced(profiles: ProfileSet, catalog: PriceCatalog) -> None:

@@ -285,6 +285,20 @@ def _assign(t_in: np.ndarray, config: NodeConfig) -> tuple[np.ndarray, np.ndarra
     return np.arange(t_in.size) % ready, reach
 
 
+def _by_replica(replica: np.ndarray) -> list[np.ndarray]:
+    """Each replica's requests, positions ascending, for the replicas that got any.
+
+    One stable sort of the replica numbers (a radix sort at 16 bits), not a scan of every
+    request per replica: a day's trace of ten million requests over sixty replicas made
+    that scan most of a plan's time."""
+    if not replica.size:
+        return []
+    narrow = replica.astype(np.uint16 if replica.max() < 2**16 else np.uint32)
+    order = np.argsort(narrow, kind="stable")
+    ends = np.cumsum(np.bincount(narrow))
+    return [part for part in np.split(order, ends[:-1]) if part.size]
+
+
 def simulate_node(
     arrivals: np.ndarray, rows: np.ndarray, config: NodeConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, NodeRun]:
@@ -302,10 +316,7 @@ def simulate_node(
     responding = 0.0
     batches = 0
     single = bool((r_in == 1).all())
-    for rep in range(int(replica.max(initial=0)) + 1):
-        idx = np.flatnonzero(replica == rep)
-        if not idx.size:
-            continue
+    for idx in _by_replica(replica):
         done, rep_busy, rep_batches, rep_per_request = run_batcher(
             t_in[idx],
             r_in[idx],
@@ -395,8 +406,13 @@ def simulate(
             active &= rows > 0  # a zero-row input skips the node
             idx = np.flatnonzero(active)
             if scalers and stage.node in scalers:
+                # Stable (timsort): a node's ready times come nearly in order, and sorted
+                # runs cost one pass; the default introsort took most of a replay's time.
                 schedule = replay(
-                    scalers[stage.node], np.sort(ready[idx]), begin, max(horizon_end, begin + 1)
+                    scalers[stage.node],
+                    np.sort(ready[idx], kind="stable"),
+                    begin,
+                    max(horizon_end, begin + 1),
                 )
                 config = replace(config, schedule=schedule)
             node_done, run = simulate_node(ready[idx], rows[idx], config, rng)
