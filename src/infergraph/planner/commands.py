@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from infergraph.engines import PROFILED, RENDERED, UnknownEngineError, listing, names
 from infergraph.engines import engine as engine_named
@@ -25,7 +27,7 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")  # paths and lines print as written
     raise typer.Exit(1)
 
 
@@ -36,8 +38,9 @@ def _numbers[N: (int, float)](text: str | None, option: str, kind: type[N]) -> l
         values = [kind(part) for part in text.split(",") if part.strip()]
     except ValueError:
         _fail(f"{option}: '{text}' is not a comma-separated list of numbers")
-    if not values or any(v < 0 for v in values):
-        _fail(f"{option}: give one or more numbers >= 0")
+    least = 1 if kind is int else 0  # a batch holds at least one row; a delay may be 0
+    if not values or any(not math.isfinite(v) or v < least for v in values):
+        _fail(f"{option}: give one or more numbers >= {least}")
     return values
 
 
@@ -383,6 +386,9 @@ def _workload(rate: float | None, trace: Path | None, duration: int) -> Workload
     """The load planned for: the trace's per-second counts, else a constant Poisson rate."""
     from infergraph.planner.workload import Workload
 
+    if trace is None and duration < 1:
+        _fail(f"--duration must be at least 1 second, got {duration}")
+
     return (
         Workload.from_trace(trace) if trace is not None else Workload.constant(rate, duration)  # type: ignore[arg-type]
     )
@@ -402,8 +408,12 @@ def _search_settings(
 
     slo = graph.spec.slo
     slo_ms = slo_ms if slo_ms is not None else (slo.latency_ms if slo else None)
-    if slo_ms is None or slo_ms <= 0:
+    if slo_ms is None:
         _fail("give --slo-ms (the graph declares no spec.slo)")
+    if not (math.isfinite(slo_ms) and slo_ms > 0):
+        _fail(f"--slo-ms must be a positive number of milliseconds, got {slo_ms}")
+    if max_replicas < 1:
+        _fail(f"--max-replicas must be at least 1, got {max_replicas}")
     pct = percentile if percentile is not None else (slo.percentile if slo else 99.0)
     if not 0 < pct <= 100:
         _fail(f"--percentile must be in (0, 100], got {pct}")

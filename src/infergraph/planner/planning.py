@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
+
+import numpy as np
 
 from infergraph.cost.pricing import NodeCost, PriceCatalog
 from infergraph.graph.model import Autoscaling, InferenceGraph, Node
@@ -34,7 +36,7 @@ from infergraph.planner.search import (
 )
 from infergraph.planner.topology import Topology, topology_of
 from infergraph.planner.tuner import ScalingAdvice, tune
-from infergraph.planner.workload import Workload
+from infergraph.planner.workload import TraceError, Workload
 
 SEARCH_REQUESTS = 30_000
 AutoscaleMode = Literal["graph", "all", "off"]
@@ -148,6 +150,11 @@ def plan_graph(inputs: PlanInputs) -> PlanOutcome:
     s = inputs.settings
     window = inputs.workload.busiest(SEARCH_REQUESTS)
     search_arrivals = window.arrivals(s.seed, scale=1.0 + inputs.headroom)
+    if not search_arrivals.size:
+        raise TraceError(
+            f"the load ({inputs.workload.label}, {len(inputs.workload.counts)} s) draws no "
+            "request to plan for: raise --rate or --duration"
+        )
     nodes = {n.name: n for n in graph.spec.nodes}
     pricing = PlanPricing(graph, inputs.catalog, inputs.engine)
     planner = Planner(
@@ -177,6 +184,8 @@ def plan_graph(inputs: PlanInputs) -> PlanOutcome:
         outcome.attainment = final_sim.attainment(s.slo_ms)
         if outcome.final.feasible or not scaler_models(outcome):
             break
+    if not outcome.final.feasible:
+        _repair_on_whole_load(planner, outcome, arrivals)
     if scaler_models(outcome):
         instant = planner.simulate(configs, arrivals, scaler_models(outcome, instant=True))
         budget = (1.0 - s.percentile / 100.0) * len(arrivals)  # misses the SLO allows
@@ -185,6 +194,20 @@ def plan_graph(inputs: PlanInputs) -> PlanOutcome:
     outcome.engine_pods = pricing.engine_pods(parse_graph(planned_manifest(outcome)))
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def _repair_on_whole_load(planner: Planner, outcome: PlanOutcome, arrivals: np.ndarray) -> None:
+    """The search sized the plan on its busiest window, one draw of it; over the whole load
+    (another draw) the plan can still miss, and no autoscaler target saved it. Replicas are
+    added where it hurts on the whole load, as the search's own repair does, and every node
+    is held at them; `InfeasibleSloError` names the node when more no longer help. A plan
+    is never written as meeting an SLO its final simulation misses."""
+    fixed = planner.repair(outcome.final, [], arrivals)
+    outcome.search = replace(outcome.search, best=fixed, repaired=True)
+    outcome.margin = None
+    final_sim = planner.simulate({n: o.config() for n, o in fixed.options.items()}, arrivals)
+    outcome.final = planner.evaluated_from(fixed.options, final_sim)
+    outcome.attainment = final_sim.attainment(planner.settings.slo_ms)
 
 
 def _advice(outcome: PlanOutcome, margin: float) -> dict[str, ScalingAdvice]:
@@ -278,8 +301,9 @@ def planned_manifest(outcome: PlanOutcome) -> Manifest:
     at(manifest, "spec")["slo"] = {"latencyMs": s.slo_ms, "percentile": s.percentile}
     meta = at(manifest, "metadata")
     annotations = meta["annotations"] = object_or_empty(meta, "annotations")
+    meets = "<=" if outcome.final.feasible else ">"
     annotations["infergraph.io/planned"] = (
-        f"p{s.percentile:g} {outcome.final.latency_ms:.1f} ms <= {s.slo_ms:g} ms, "
+        f"p{s.percentile:g} {outcome.final.latency_ms:.1f} ms {meets} {s.slo_ms:g} ms, "
         f"${outcome.usd_per_hour:.4f}/hour (${outcome.peak_usd_per_hour:.4f} at peak "
         f"replicas){_priced_on(outcome)}, {outcome.inputs.workload.label}"
     )

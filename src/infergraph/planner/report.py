@@ -69,10 +69,21 @@ def scaling_table(outcome: PlanOutcome) -> Table:
             f"{a.target:g}",
             str(a.min_replicas),
             str(a.max_replicas),
-            "written" if node.autoscaling else "advice (no autoscaling block)",
+            _in_graph(outcome, node.name),
             a.why,
         )
     return table
+
+
+def _in_graph(outcome: PlanOutcome, node: str) -> str:
+    """Whether the planned graph carries this node's autoscaler, and why not."""
+    if outcome.autoscaled(node):
+        return "written"
+    if outcome.inputs.autoscale == "off":
+        return "not written (--autoscale off)"
+    if outcome.margin is None:
+        return "not written (no target kept the SLO: held at its replicas)"
+    return "advice (no autoscaling block)"
 
 
 def assumptions(outcome: PlanOutcome) -> list[str]:
@@ -249,6 +260,7 @@ def to_json(outcome: PlanOutcome) -> JSONObject:
         "search_load": ev_dict(outcome.best),
         "pareto": [ev_dict(ev) for ev in outcome.search.pareto],
         "autoscaling": {n: vars(a) for n, a in outcome.scaling.items()},
+        "autoscaling_written": sorted(n for n in outcome.final.options if outcome.autoscaled(n)),
         "startup_s": {
             n: dict(zip(("seconds", "source"), outcome.startup_s(n), strict=True))
             for n in outcome.final.options

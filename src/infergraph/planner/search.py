@@ -264,7 +264,8 @@ class Planner:
                 delays = [0.0] if batch == 1 else [d for d in s.delays_ms if d < budget_ms / 2]
                 capacity = batch / (profile.median_ms(batch) / 1000.0)
                 for delay in delays:
-                    k = max(1, math.ceil(row_rate / capacity))
+                    # At least one try: past the replica limit the node is too slow there.
+                    k = min(max(1, math.ceil(row_rate / capacity)), s.max_replicas)
                     found, previous = 0, math.inf
                     while k <= s.max_replicas and found < 2:
                         lat = self._node_latency(profile, batch, delay, k, arrivals, rows)
@@ -440,22 +441,27 @@ class Planner:
         best = self.evaluate(fastest)
         limiting = max(fastest, key=lambda n: (best.node_latency_ms.get(n, 0.0), n))
         own = max(best.node_latency_ms.get(limiting, 0.0), spaces[limiting].fastest_ms)
+        capped = fastest[limiting].replicas >= s.max_replicas
+        limit = f" (at most {s.max_replicas} replicas: --max-replicas)" if capped else ""
         return InfeasibleSloError(
             s.slo_ms,
             s.percentile,
             best.latency_ms,
             limiting,
-            f"alone, on any profiled hardware, batch size and replica count, its own "
+            f"alone, on any profiled hardware, batch size and replica count{limit}, its own "
             f"p{s.percentile:g} is at least {own:.1f} ms",
         )
 
-    def repair(self, start: Evaluated, evaluated: list[Evaluated]) -> Evaluated:
+    def repair(
+        self, start: Evaluated, evaluated: list[Evaluated], arrivals: np.ndarray | None = None
+    ) -> Evaluated:
         """When no combination of per-node options passes together, add replicas where it hurts.
 
         Nodes that each meet the SLO alone can miss it together: a batching node hands its
         successor whole batches at once, a burstier stream than the one it was sized for.
         Starting from the fastest combination, the node with the worst percentile gets a
-        quarter more replicas (at least one) while that keeps helping.
+        quarter more replicas (at least one) while that keeps helping. `arrivals`: the load
+        to repair on (the search's, unless given).
         """
         s = self.settings
         current, stalls = start, 0
@@ -466,7 +472,7 @@ class Planner:
             if more > s.max_replicas:
                 break
             grown = replace(option, replicas=more, usd_per_hour=option.usd_per_replica_hour * more)
-            trial = self.evaluate({**current.options, worst: grown})
+            trial = self.evaluate({**current.options, worst: grown}, arrivals)
             evaluated.append(trial)
             stalls = stalls + 1 if trial.latency_ms >= current.latency_ms * 0.99 else 0
             if trial.latency_ms < current.latency_ms:
@@ -540,7 +546,8 @@ def check_priced(profiles: ProfileSet, catalog: PriceCatalog) -> None:
     Skipping such a class quietly would plan as if the user had not given that profile.
     """
     for prof in profiles.profiles:
-        classes = {prof.hardware_class, *(n.hardware_class for n in prof.nodes.values())}
+        # The nodes' classes: a profile of nodes on different ones says "mixed" at the top.
+        classes = {n.hardware_class for n in prof.nodes.values()}
         for hardware in sorted(classes - set(catalog.classes)):
             raise ProfileError(
                 f"profile '{prof.source}'",
