@@ -855,3 +855,68 @@ def test_a_plan_that_misses_over_the_whole_load_is_repaired_before_it_is_written
     assert plan["plan"]["latency_ms"] <= 70.0
     note = yaml.safe_load((out / "video.planned.yaml").read_text())["metadata"]["annotations"]
     assert f"p95 {plan['plan']['latency_ms']:.1f} ms <= 70 ms" in note["infergraph.io/planned"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda d: d["nodes"]["a"].update(hop_ms="abc"), "hop_ms"),
+        (lambda d: d["nodes"]["a"].update(hop_ms=-500), "hop_ms"),
+        (lambda d: d["nodes"]["a"].update(serving_factor="x"), "serving_factor"),
+        (lambda d: d["nodes"]["a"].update(serving_factor=float("inf")), "serving_factor"),
+        (lambda d: d.update(ingress_ms="x"), "ingress_ms"),
+        (lambda d: d.update(ingress_ms=-1000), "ingress_ms"),
+        (lambda d: d.update(ingress_ms=float("nan")), "ingress_ms"),
+        (lambda d: d.update(branches=[1]), "branches"),
+        (lambda d: d.update(branches={"gate-0": "x"}), "branches"),
+        (lambda d: d.update(branch_samples="many"), "branch_samples"),
+        (lambda d: d["nodes"]["a"].update(rows={"1": None}), "rows"),
+        (lambda d: d["nodes"]["a"].update(rows={"1": -2}), "rows"),
+        (lambda d: d.update(hardware=[1, 2]), "hardware"),
+        (lambda d: d["nodes"]["a"]["batches"][0].update(p99_ms=float("inf")), "p99_ms"),
+    ],
+)
+def test_a_hand_edited_profile_is_refused_naming_the_field(tmp_path: Path, edit, field):
+    """Every malformed field of a profile is named (they were tracebacks, or plans built on
+    nonsense: a negative ingress planned 'p95 -903.2 ms meets the SLO')."""
+    nodes = {"a": node_entry(2.0, 1.0, 16), "b": node_entry(4.0, 2.0, 16)}
+    path = write_profile(tmp_path / "p.json", "chain", "c6i.2xlarge", nodes)
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(ProfileError) as caught:
+        load_profile(path)
+    assert field in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_profile_refuses_an_out_folder_and_a_bad_payload_before_measuring(tmp_path: Path):
+    """Both were found only after every node had been profiled (minutes on a GPU), then
+    lost in a traceback: the folder as IsADirectoryError, the payload typo as the load
+    tester's PayloadError."""
+    graph = str(REPO / "k8s/graphs/cascade.yaml")
+    base = ["profile", graph, "--offline", "--offline-scale", "tiny"]
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    started = time.perf_counter()
+    into_folder = CliRunner().invoke(app, [*base, "--out", str(folder)])
+    assert into_folder.exit_code == 1, into_folder.output
+    assert "is a folder" in " ".join(into_folder.output.split())
+    typo = CliRunner().invoke(
+        app, [*base, "--payload", "synthetic:imag", "--out", str(tmp_path / "p.json")]
+    )
+    assert typo.exit_code == 1, typo.output
+    assert "--payload" in typo.output and "synthetic:imag" in typo.output
+    assert time.perf_counter() - started < 20  # refused before any checkpoint is built
+    assert not any(tmp_path.glob("*.json")) and not any(tmp_path.glob(".*.tmp"))
+
+
+def test_plan_names_an_out_path_it_cannot_write(tmp_path: Path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result, _ = _chain_plan(tmp_path, "--slo-ms", "200", "--rate", "10")
+    args = ["plan", str(tmp_path / "chain.yaml"), "--profiles", str(tmp_path / "chain.json")]
+    result = CliRunner().invoke(
+        app, [*args, "--slo-ms", "200", "--rate", "10", "--out", str(blocker)]
+    )
+    assert result.exit_code == 1, result.output
+    assert "cannot write" in result.output and str(blocker) in " ".join(result.output.split())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -18,6 +19,7 @@ from infergraph.errors import GraphValidationError, InfergraphError
 if TYPE_CHECKING:
     from infergraph.graph.model import InferenceGraph
     from infergraph.planner.endpoints import Endpoints
+    from infergraph.planner.planning import PlanOutcome
     from infergraph.planner.profiler import ProfileSettings
     from infergraph.planner.search import SearchSettings
     from infergraph.planner.workload import Workload
@@ -152,6 +154,34 @@ def profile(
     _run_profile(graph, settings, out)
 
 
+def _check_out_file(out: Path) -> None:
+    """Refuse a --out the profile could not be written to, before anything is measured."""
+    if out.is_dir():
+        _fail(f"--out '{out}' is a folder: give the profile's file, e.g. {out / 'profile.json'}")
+    folder = next((p for p in out.absolute().parents if p.exists()), Path("/"))
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        _fail(f"--out '{out}': cannot write there ('{folder}' is not a writable folder)")
+
+
+def _check_payload(graph: InferenceGraph, settings: ProfileSettings) -> None:
+    """Read the graph pass's payloads now: a typo in --payload is named before any
+    checkpoint is loaded, not after every node has been timed."""
+    from infergraph.planner.profiler import payload_spec
+
+    if settings.skip_graph:
+        return
+    try:
+        from async_load_tester.errors import LoadTesterError
+        from async_load_tester.payloads import load_payloads
+    except ImportError:
+        return  # the graph pass names the missing extra
+    spec = payload_spec(graph, settings)
+    try:
+        load_payloads(spec, graph.spec.inputs[0].name)
+    except LoadTesterError as exc:
+        _fail(f"--payload '{spec}': {exc}")
+
+
 def _check_profile_options(
     offline_scale: str,
     repeats: int,
@@ -207,6 +237,8 @@ def _run_profile(graph: InferenceGraph, settings: ProfileSettings, out: Path) ->
 
     from infergraph.planner.profiler import batch_sizes, profile_graph
 
+    _check_out_file(out)
+    _check_payload(graph, settings)
     loaded_half = settings.loaded_rps is not None or settings.load > 0
     total = sum(
         len(batch_sizes(settings.max_batch_size or n.batching.max_batch_size))
@@ -228,7 +260,10 @@ def _run_profile(graph: InferenceGraph, settings: ProfileSettings, out: Path) ->
             )
         except InfergraphError as exc:
             _fail(str(exc))
-    result.write(out)
+    try:
+        result.write(out)
+    except OSError as exc:
+        _fail(f"cannot write the profile to '{out}': {exc.strerror}")
     console.print(f"wrote {out}")
 
 
@@ -309,7 +344,7 @@ def plan(
     from infergraph.cost.pricing import load_catalog, parse_price_overrides
     from infergraph.graph.plan import load_graph
     from infergraph.planner.planning import PlanInputs, plan_graph
-    from infergraph.planner.report import print_report, write_outputs
+    from infergraph.planner.report import print_report
 
     _check_plan_options(rate, trace, headroom, autoscale, replica_startup_s, pod_pending_s)
     try:
@@ -333,11 +368,22 @@ def plan(
         _warn_instances(graph)
         with console.status(f"planning '{graph.name}'..."):
             outcome = plan_graph(inputs)
-        files = write_outputs(outcome, out)
+        files = _write_plan(outcome, out)
     except InfergraphError as exc:
         _fail(str(exc))
     print_report(outcome, console)
     console.print("\n".join(f"wrote {path}" for path in files.values()))
+
+
+def _write_plan(outcome: PlanOutcome, out: Path) -> dict[str, Path]:
+    """The planned graph, plan.json and the plot; an --out that is a file or read-only is
+    named (the outputs come last, after the whole search)."""
+    from infergraph.planner.report import write_outputs
+
+    try:
+        return write_outputs(outcome, out)
+    except OSError as exc:
+        _fail(f"cannot write the plan to '{out}': {exc.strerror}")
 
 
 def _priced_engine(name: str | None) -> str | None:

@@ -546,7 +546,8 @@ def with_batch_limits(graph: InferenceGraph, limits: dict[str, int]) -> Inferenc
     return served
 
 
-def _payload_spec(graph: InferenceGraph, settings: ProfileSettings) -> str:
+def payload_spec(graph: InferenceGraph, settings: ProfileSettings) -> str:
+    """The load tester's payload spec the graph pass sends: --payload, else synthetic."""
     if settings.payload:
         return settings.payload
     first = graph.spec.inputs[0]
@@ -617,7 +618,7 @@ async def _send_sample(
             "install with `uv sync --extra mlserver`, or pass --skip-graph"
         ) from None
 
-    payloads = load_payloads(_payload_spec(graph, settings), graph.spec.inputs[0].name)
+    payloads = load_payloads(payload_spec(graph, settings), graph.spec.inputs[0].name)
     bodies = [v2_json_body(p) for p in payloads]
     headers = {"Content-Type": "application/json"}
     if settings.endpoints is not None:
@@ -946,7 +947,7 @@ def _profile_settings(
         "max_batch_size": settings.max_batch_size,
         "offline": settings.offline,
         "offline_scale": settings.offline_scale if settings.offline else None,
-        "payload": None if settings.skip_graph else _payload_spec(graph, settings),
+        "payload": None if settings.skip_graph else payload_spec(graph, settings),
         "requests": 0 if settings.skip_graph else settings.requests,
         "graph_pass_bursts": 0
         if settings.skip_graph or not measured.burst_size

@@ -167,8 +167,11 @@ class GraphProfile:
         """Whole file or nothing: written beside the target, then renamed over it."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2))
-        tmp.replace(path)
+        try:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2))
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def _need(data: JSONObject, key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -180,12 +183,47 @@ def _need(data: JSONObject, key: str, kind: type | tuple[type, ...], where: str)
     return value
 
 
-def _non_negative(data: JSONObject, key: str, where: str) -> float:
-    value = data.get(key, 0.0)
+def _non_negative(data: JSONObject, key: str, where: str, default: float = 0.0) -> float:
+    """A finite number >= 0 (`default` when absent): a hand-edited profile names its field."""
+    value = data.get(key, default)
     number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else -1
     if not (number >= 0 and math.isfinite(number)):
         raise ProfileError(where, f"{key} must be a number >= 0, got {value!r}")
     return number
+
+
+def _rows(raw: object, where: str) -> dict[int, int]:
+    """Rows per request -> how often seen: counts and row numbers whole and >= 0."""
+    problem = "'rows' must map a row count (>= 0) to how often it was seen (>= 0)"
+    if not isinstance(raw, dict):
+        raise ProfileError(where, problem)
+    try:
+        rows = {int(k): int(v) for k, v in raw.items()}
+    except (TypeError, ValueError):
+        raise ProfileError(where, problem) from None
+    if any(k < 0 or v < 0 for k, v in rows.items()):
+        raise ProfileError(where, problem)
+    return rows
+
+
+def _mapping(data: JSONObject, key: str, where: str) -> JSONObject:
+    """An optional object field (hardware, versions, settings), {} when absent."""
+    value = data.get(key) or {}
+    if not isinstance(value, dict):
+        raise ProfileError(where, f"'{key}' must be an object, got {type(value).__name__}")
+    return dict(value)
+
+
+def _branches(data: JSONObject, where: str) -> dict[str, float]:
+    """Gate -> fraction of requests that took its `then` side, each in [0, 1]."""
+    raw = _mapping(data, "branches", where)
+    branches = {}
+    for gate, frac in raw.items():
+        number = frac if isinstance(frac, int | float) and not isinstance(frac, bool) else -1.0
+        if not 0.0 <= number <= 1.0:
+            raise ProfileError(where, f"branches: fraction of '{gate}' is {frac!r}, not in [0, 1]")
+        branches[str(gate)] = float(number)
+    return branches
 
 
 def _node_profile(name: str, data: object, hardware_class: str, where: str) -> NodeProfile:
@@ -204,17 +242,14 @@ def _node_profile(name: str, data: object, hardware_class: str, where: str) -> N
             mean_ms=float(_need(item, "mean_ms", (int, float), at)),
             samples=int(_need(item, "samples", int, at)),
         )
-        if timing.batch_size < 1 or not 0 < timing.p50_ms <= timing.p99_ms:
-            raise ProfileError(at, "needs batch_size >= 1 and 0 < p50_ms <= p99_ms")
+        finite = math.isfinite(timing.p99_ms) and math.isfinite(timing.mean_ms)
+        if timing.batch_size < 1 or not 0 < timing.p50_ms <= timing.p99_ms or not finite:
+            raise ProfileError(at, "needs batch_size >= 1 and finite 0 < p50_ms <= p99_ms")
         batches.append(timing)
     if not batches:
         raise ProfileError(where, "has no batch timings")
-    rows_raw = data.get("rows") or {"1": 1}
-    try:
-        rows = {int(k): int(v) for k, v in rows_raw.items()}
-    except (AttributeError, ValueError):
-        raise ProfileError(where, "'rows' must map a row count to how often it was seen") from None
-    factor = float(data.get("serving_factor", 1.0))
+    rows = _rows(data.get("rows") or {"1": 1}, where)
+    factor = _non_negative(data, "serving_factor", where, default=1.0)
     if not factor > 0:
         raise ProfileError(where, f"serving_factor must be > 0, got {factor}")
     # Older profiles also hold speed_correlation and drift_* fields: a drift model the
@@ -230,7 +265,7 @@ def _node_profile(name: str, data: object, hardware_class: str, where: str) -> N
         hardware_class=str(data.get("hardware_class") or hardware_class),
         device=str(data.get("device", "")),
         batches=tuple(sorted(batches, key=lambda t: t.batch_size)),
-        hop_ms=float(data.get("hop_ms", 0.0)),
+        hop_ms=_non_negative(data, "hop_ms", where),
         hop_p99_ms=measured["hop_p99_ms"],
         response_ms=measured["response_ms"],
         turnaround_ms=measured["turnaround_ms"],
@@ -262,20 +297,16 @@ def load_profile(path: str | Path) -> GraphProfile:
         name: _node_profile(name, item, hardware_class, where)
         for name, item in _need(data, "nodes", dict, where).items()
     }
-    branches = {str(k): float(v) for k, v in (data.get("branches") or {}).items()}
-    for gate, frac in branches.items():
-        if not 0.0 <= frac <= 1.0:
-            raise ProfileError(where, f"branch fraction of '{gate}' is {frac}, not in [0, 1]")
     return GraphProfile(
         graph=str(_need(data, "graph", str, where)),
         hardware_class=hardware_class,
         nodes=nodes,
-        branches=branches,
-        branch_samples=int(data.get("branch_samples", 0)),
-        ingress_ms=float(data.get("ingress_ms", 0.0)),
-        hardware=dict(data.get("hardware") or {}),
-        versions=dict(data.get("versions") or {}),
-        settings=dict(data.get("settings") or {}),
+        branches=_branches(data, where),
+        branch_samples=int(_non_negative(data, "branch_samples", where)),
+        ingress_ms=_non_negative(data, "ingress_ms", where),
+        hardware=_mapping(data, "hardware", where),
+        versions=_mapping(data, "versions", where),
+        settings=_mapping(data, "settings", where),
         created=str(data.get("created", "")),
         source=str(path),
     )
