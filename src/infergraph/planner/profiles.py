@@ -344,6 +344,25 @@ def _share_rows(
                 by_node[name][node_profile.hardware_class] = replace(node_profile, rows=measured)
 
 
+def _add_once(
+    per_class: dict[str, NodeProfile],
+    node: NodeProfile,
+    profiles: Sequence[GraphProfile],
+    holder: GraphProfile,
+) -> None:
+    """One measurement per node and class: with two, the plan would depend on the order
+    the files were given in."""
+    earlier = per_class.get(node.hardware_class)
+    if earlier is not None:
+        first = next(p.source for p in profiles if p.nodes.get(node.node) is earlier)
+        raise ProfileError(
+            "--profiles",
+            f"node '{node.node}' on {node.hardware_class} is measured in both '{first}' and "
+            f"'{holder.source}': give one of them",
+        )
+    per_class[node.hardware_class] = node
+
+
 def match_profiles(
     profiles: Sequence[GraphProfile], graph_name: str, nodes: Iterable[str], gates: Iterable[str]
 ) -> ProfileSet:
@@ -366,7 +385,7 @@ def match_profiles(
                 f"(its nodes: {', '.join(node_names)})",
             )
         for name, node_profile in prof.nodes.items():
-            by_node[name][node_profile.hardware_class] = node_profile
+            _add_once(by_node[name], node_profile, profiles, prof)
     _share_rows(profiles, by_node)
     missing = [n for n, per_class in by_node.items() if not per_class]
     if missing:
