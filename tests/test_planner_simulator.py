@@ -259,3 +259,53 @@ def test_turnaround_takes_capacity_as_service_time_does():
     config = NodeConfig(1, 0.0, 1, ServiceModel.constant([0.0095]), turnaround_s=0.0005)
     result = simulate(topo, {"m": config}, arrivals, {})
     assert result.latency_s.mean() * 1000 == pytest.approx(5.0 + 9.5, rel=0.02)
+
+
+def test_the_compiled_schedule_walk_gives_what_searching_the_schedule_gives():
+    """`_assign` walks a time-sorted arrival list along the autoscaler's steps in one pass;
+    on random schedules (repeated steps, steps with no ready pod, times past the last) it
+    gives the reach times and round-robin replicas that `next_ready` and `ready_at` give."""
+    from infergraph.planner.autoscaler import ReplicaSchedule
+    from infergraph.planner.simulator import _walk_schedule
+
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        steps = np.sort(rng.choice(np.arange(0, 100, 1.0), size=rng.integers(1, 20), replace=False))
+        steps = np.sort(np.concatenate([steps, steps[: rng.integers(0, 3)]]))
+        ready = rng.integers(0, 4, steps.size)
+        schedule = ReplicaSchedule(steps, ready, 0.0, int(ready.max()))
+        t = np.sort(np.concatenate([rng.uniform(-5, 110, rng.integers(2, 200)), steps]))
+        reach = schedule.next_ready(t)
+        reach = np.where(np.isfinite(reach), reach, t)
+        replica = np.arange(t.size) % np.maximum(schedule.ready_at(reach), 1)
+        walked, walked_reach = _walk_schedule(steps, ready.astype(np.int64), t)
+        assert (walked_reach == reach).all() and (walked == replica).all()
+
+
+def test_a_node_runs_each_replica_as_its_own_batcher_and_response_path():
+    """simulate_node serves every replica in one compiled call: the same completions, to the
+    bit, as each replica's requests through `run_batcher` and `respond_in_turn` in turn with
+    its own draws from the one generator."""
+    from infergraph.planner.simulator import simulate_node
+
+    rng = np.random.default_rng(3)
+    arrivals = np.sort(rng.uniform(0, 20, 4000))
+    rows = rng.choice([1, 2, 3], size=arrivals.size)
+    service = ServiceModel((0.004, 0.006, 0.007, 0.009), (0.1, 0.15, 0.2, 0.2))
+    config = NodeConfig(service=service, max_batch_size=4, max_batch_time_s=0.002, replicas=3,
+                        hop_s=0.001, response_s=0.0004, turnaround_s=0.0001)  # fmt: skip
+    done, run = simulate_node(arrivals, rows, config, np.random.default_rng(7))
+    expected = np.empty_like(arrivals)
+    reference = np.random.default_rng(7)
+    reached = arrivals + config.hop_s
+    busy = 0.0
+    for rep in range(3):
+        idx = np.arange(rep, arrivals.size, 3)
+        draws = reference.standard_normal(max(64, idx.size))
+        ends, rep_busy, _, _ = run_batcher(
+            reached[idx], rows[idx], 4, 0.002, service, draws, False, 0.0001
+        )
+        expected[idx] = respond_in_turn(ends, 0.0004)
+        busy += rep_busy
+    assert np.array_equal(done, expected)
+    assert run.busy_s == pytest.approx(busy, rel=1e-12)
