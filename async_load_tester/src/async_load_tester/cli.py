@@ -37,11 +37,22 @@ def _fail(exc: Exception) -> typer.Exit:
 
 # `run` options whose declaration runs over a line, named here so the command's signature stays
 # one option a line; names, defaults and help are the CLI's.
-_Target = Annotated[str, typer.Option(help="http(s)://host:port[/prefix] or grpc://host:port")]
+_Target = Annotated[
+    str,
+    typer.Option(
+        help="http(s)://host:port[/prefix], or grpc(s)://host[:port] with --protocol v2-grpc "
+        "(gRPC's port is 8081 if none is given)"
+    ),
+]
 _Protocol = Annotated[str, typer.Option(help="v2-rest | v2-rest-binary | v2-grpc | seldon-rest")]
 _Payload = Annotated[
     str,
-    typer.Option(help="synthetic:image|text|audio|tensor:SHAPE, a folder of files, or a .jsonl"),
+    typer.Option(
+        help="synthetic:image[:WxH][:png|jpeg], synthetic:text[:WORDS], "
+        "synthetic:audio[:SECONDS][:fp32|wav], synthetic:tensor:SHAPE[:DATATYPE], a folder of "
+        "image or audio files, or a .jsonl of texts; a folder or .jsonl gives its first 1000 "
+        "items (a warning says when it holds more)"
+    ),
 ]
 _InputName = Annotated[str | None, typer.Option(help="input tensor name (default by kind)")]
 _Schedule = Annotated[
@@ -54,12 +65,26 @@ _ConcurrencyRange = Annotated[
 ]
 _Sweep = Annotated[bool, typer.Option(help="find the cheapest concurrency that meets --slo-ms")]
 _Requests = Annotated[
-    int | None, typer.Option(help="measured requests per step (instead of duration)")
+    int | None,
+    typer.Option(
+        help="measured requests per step; replaces --duration (a --schedule step or trace "
+        "still ends the step at its own end)"
+    ),
+]
+_Duration = Annotated[
+    float, typer.Option(help="measured seconds per step (ignored with --requests)")
 ]
 _Header = Annotated[list[str] | None, typer.Option(help="extra header 'Name: value' (repeatable)")]
 _PathTemplate = Annotated[
     str | None,
     typer.Option(help="request path, e.g. /seldon/{namespace}/{model}/v2/models/{model}/infer"),
+]
+_ModelVersion = Annotated[
+    str | None,
+    typer.Option(
+        help="model version: REST sends to /v2/models/{model}/versions/{version}/infer "
+        "(or a --path-template with {version}), gRPC in the request"
+    ),
 ]
 _MaxInFlight = Annotated[int, typer.Option(help="open loop: cap on outstanding requests")]
 _Connections = Annotated[int, typer.Option(help="open loop: connections opened up front")]
@@ -81,6 +106,13 @@ _Catalog = Annotated[
 _Price = Annotated[list[str] | None, typer.Option(help="price override CLASS=USD_PER_HOUR")]
 _DefaultHardware = Annotated[str | None, typer.Option(help="class for nodes without `hardware`")]
 _Replicas = Annotated[str, typer.Option(help="autoscaled nodes' replicas: spec | min | max")]
+_Insecure = Annotated[
+    bool,
+    typer.Option(
+        help="skip TLS verification (https only: for grpcs set GRPC_DEFAULT_SSL_ROOTS_FILE_PATH "
+        "to a PEM file holding the server's certificate)"
+    ),
+]
 _Out = Annotated[Path | None, typer.Option(help="folder for results.json/.csv and plots")]
 _JsonStdout = Annotated[bool, typer.Option("--json", help="print results JSON on stdout")]
 
@@ -144,14 +176,14 @@ def run(
     concurrency_range: _ConcurrencyRange = None,
     sweep: _Sweep = False,
     sweep_max_concurrency: Annotated[int, typer.Option(help="upper bound for --sweep")] = 256,
-    duration: Annotated[float, typer.Option(help="measured seconds per step")] = 30.0,
+    duration: _Duration = 30.0,
     requests: _Requests = None,
     warmup: Annotated[float, typer.Option(help="seconds excluded from results")] = 5.0,
     seed: Annotated[int, typer.Option(help="seed for payloads and Poisson arrivals")] = 0,
     header: _Header = None,
     path_template: _PathTemplate = None,
     namespace: Annotated[str, typer.Option(help="{namespace} in --path-template")] = "default",
-    model_version: Annotated[str | None, typer.Option(help="model version")] = None,
+    model_version: _ModelVersion = None,
     timeout: Annotated[float, typer.Option(help="per-request timeout, seconds")] = 30.0,
     max_in_flight: _MaxInFlight = 1024,
     connections: _Connections = 8,
@@ -166,7 +198,7 @@ def run(
     price: _Price = None,
     default_hardware: _DefaultHardware = None,
     replicas: _Replicas = "spec",
-    insecure: Annotated[bool, typer.Option(help="skip TLS verification")] = False,
+    insecure: _Insecure = False,
     out: _Out = None,
     plots: Annotated[bool, typer.Option(help="write PNG plots with --out")] = True,
     progress: Annotated[bool, typer.Option(help="live progress bar")] = True,
@@ -281,7 +313,8 @@ def _progress_hook(bar: Progress | None) -> StepHook:
     def hook(label: str, plan: StepPlan) -> ProgressFn | None:
         if bar is None:
             return None
-        total = (plan.warmup + plan.duration) if plan.duration else None
+        # A --requests step ends at its count, not at its plan's (slack) duration.
+        total = plan.warmup + plan.duration if plan.duration and plan.requests is None else None
         task = bar.add_task(label, total=total, stats="")
         refreshes = [0]
 

@@ -12,14 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from async_load_tester.errors import ConfigError
 from async_load_tester.protocols.encode import (
-    DEFAULT_PATHS,
     Protocol,
     check_protocol,
+    path_template,
     render_path,
 )
 from async_load_tester.schedule import Arrival, Schedule, parse_schedule
 
 _RANGE = re.compile(r"^(\d+):(\d+)(?::(x?)(\d+))?$")
+GRPC_DEFAULT_PORT = 8081  # a gRPC target without a port, as KServe and MLServer serve it
 
 
 # Every float option, by the flag that sets it: nan and inf are refused before any load.
@@ -43,7 +44,9 @@ class LoadConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    target: str = Field(description="http(s)://host:port[/prefix] or grpc://host:port")
+    target: str = Field(
+        description="http(s)://host:port[/prefix] or grpc(s)://host[:port] (port 8081 if none)"
+    )
     model: str
     protocol: Protocol = "v2-rest"
     payload: str = "synthetic:tensor:1x16"
@@ -96,6 +99,7 @@ class LoadConfig(BaseModel):
             raise ConfigError("--graph", f"'{self.graph}' is not a file")
         self._check_engine()
         self.endpoint()
+        self._check_insecure()
         self.path()
         if self.open_loop:
             self.parsed_schedule()
@@ -114,6 +118,22 @@ class LoadConfig(BaseModel):
             engine(self.engine, RENDERED, "deploy a graph")
         except UnknownEngineError as exc:
             raise ConfigError("--engine", str(exc)) from None
+
+    def _check_insecure(self) -> None:
+        """`--insecure` skips certificate checks for https only: grpcio has no switch for it
+        (a channel verifies against its root certificates, always), so with TLS gRPC the
+        option would be ignored and every request fail the handshake. Refused instead, naming
+        what works: grpc core's roots file, which can hold the server's own certificate."""
+        if not self.insecure or self.protocol != "v2-grpc":
+            return
+        scheme = self.endpoint()[0]
+        if scheme in ("grpcs", "https"):
+            raise ConfigError(
+                "--insecure",
+                f"cannot skip certificate checks for TLS gRPC ({scheme}://): grpcio has no "
+                "such switch. Trust the server's certificate (or its CA) instead with "
+                "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH=cert.pem, or use a plaintext grpc:// port",
+            )
 
     def _check_finite(self) -> None:
         """nan and inf pass every `<=` comparison as False, so they are refused before those."""
@@ -184,11 +204,17 @@ class LoadConfig(BaseModel):
         return self.rate is not None or self.schedule is not None
 
     def parsed_schedule(self) -> Schedule:
+        """The open-loop schedule; its length is the step's (the runner stops there).
+
+        With --requests a constant rate (`--rate R` or `constant:R`) runs long enough to send
+        them all, with slack, so the count replaces --duration as it does in closed loop; a
+        ramp still spans --duration and a step or trace its own length, the count a cap.
+        """
         spec = self.schedule if self.schedule is not None else f"constant:{self.rate}"
-        duration = None if self.requests is not None and self.schedule is None else self.duration
-        if duration is None and self.requests is not None and self.rate is not None:
-            # Fixed request count: long enough to send them at the asked rate, with slack.
-            duration = self.requests / self.rate * 1.5 + 10
+        duration = self.duration
+        if self.requests is not None and spec.startswith("constant:"):
+            rate = parse_schedule(spec, 1.0).start_rate
+            duration = self.requests / rate * 1.5 + 10
         return parse_schedule(spec, duration)
 
     def concurrency_levels(self) -> list[int]:
@@ -215,27 +241,44 @@ class LoadConfig(BaseModel):
         return levels
 
     def endpoint(self) -> tuple[str, str, int, str]:
-        """(scheme, host, port, path prefix) of the target."""
+        """(scheme, host, port, path prefix) of the target.
+
+        gRPC without a port goes to 8081 (KServe's and MLServer's gRPC port) whatever the
+        scheme, REST to 80 or 443. A gRPC scheme with a REST protocol is refused: the run
+        would send HTTP/1.1 to a gRPC port (or plain HTTP into TLS) and measure only errors.
+        """
         url = self.target if "://" in self.target else f"http://{self.target}"
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https", "grpc", "grpcs"):
             raise ConfigError(
                 "--target", f"'{self.target}': scheme must be http, https, grpc or grpcs"
             )
+        if parts.scheme in ("grpc", "grpcs") and self.protocol != "v2-grpc":
+            raise ConfigError(
+                "--target",
+                f"'{self.target}' is a {parts.scheme}:// target but --protocol is "
+                f"{self.protocol}, which speaks REST: use --protocol v2-grpc, or an "
+                f"http{'s' if parts.scheme == 'grpcs' else ''}:// target for {self.protocol}",
+            )
         if not parts.hostname:
             raise ConfigError("--target", f"'{self.target}' has no host")
         try:
-            port = parts.port or (443 if parts.scheme in ("https", "grpcs") else 80)
+            explicit = parts.port
         except ValueError:
             raise ConfigError("--target", f"'{self.target}' has an invalid port") from None
-        if self.protocol == "v2-grpc" and parts.scheme in ("http", "https") and parts.port is None:
-            port = 8081
+        if explicit is not None:
+            port = explicit
+        elif self.protocol == "v2-grpc":
+            port = GRPC_DEFAULT_PORT
+        else:
+            port = 443 if parts.scheme == "https" else 80
         return parts.scheme, parts.hostname, port, parts.path.rstrip("/")
 
     def path(self) -> str:
+        """The REST request path (with `/versions/{version}` when a version is asked for)."""
         if self.protocol == "v2-grpc":
             return ""
-        template = self.path_template or DEFAULT_PATHS[self.protocol]
+        template = path_template(self.protocol, self.path_template, self.model_version)
         prefix = self.endpoint()[3]
         return prefix + render_path(template, self.model, self.namespace, self.model_version)
 

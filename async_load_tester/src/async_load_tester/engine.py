@@ -83,10 +83,15 @@ class StepPlan:
 
 @dataclass
 class StepOutcome:
+    """What a step measured. `window_s` is its fixed measurement window (None for a
+    --requests step, which ends at its count): throughput divides `recorder.window_ok` by it,
+    since `elapsed_s` runs on to the last answer, a latency past the window's end."""
+
     recorder: Recorder
     elapsed_s: float
     wall_s: float
     in_flight_abandoned: int
+    window_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -190,6 +195,14 @@ class _Driver:
         rec.latency_us.append(int((now - intended) * 1e6))
         rec.service_us.append(int((now - sent) * 1e6))
         rec.last_done = now
+        if now <= self.stop_at:
+            rec.window_ok += 1
+
+    def record_warmup_success(self, now: float) -> None:
+        """A warm-up request answered OK inside the window: throughput counts it (the server
+        did that work in the window) though its latency is not measured or its body parsed."""
+        if self.measure_from <= now <= self.stop_at:
+            self.rec.window_ok += 1
 
     # ------------------------------------------------------------------ running
 
@@ -240,7 +253,8 @@ class _Driver:
         self.rec.drain()
         end = self.rec.last_done if self.rec.last_done > self.measure_from else perf_counter()
         elapsed = max(end - self.measure_from, 1e-9)
-        return StepOutcome(self.rec, elapsed, perf_counter() - wall0, abandoned)
+        window = plan.duration if plan.requests is None else None
+        return StepOutcome(self.rec, elapsed, perf_counter() - wall0, abandoned, window)
 
     def _every(self, period: float, fn: Callable[[], None]) -> None:
         """Run `fn` every `period` until the step is done; its slot in `_handles` always
@@ -499,7 +513,8 @@ class _Conn(asyncio.Protocol):
             if rest:
                 self.data_received(rest)
             return False
-        length = self._header_fields(buf, end)
+        # An HTTP/1.0 answer closes its connection unless it says keep-alive (RFC 9112 9.3).
+        length = self._header_fields(buf, end, buf[5:8] == b"1.0")
         if length is None:
             return False
         self.status = status
@@ -522,13 +537,15 @@ class _Conn(asyncio.Protocol):
             self._fail("malformed", f"bad status line: {bytes(buf[:40])!r}")
             return None
 
-    def _header_fields(self, buf: bytes, end: int) -> int | None:
+    def _header_fields(self, buf: bytes, end: int, http10: bool) -> int | None:
         """Read the framing headers into the parse state; returns Content-Length (-1: none).
 
         One regex pass over the head finds only the four headers that matter, so other headers
-        cost no Python work. None (the request failed) when a length is not a number.
+        cost no Python work. None (the request failed) when a length is not a number. An
+        HTTP/1.0 answer (`http10`) closes the connection unless it says `keep-alive`.
         """
         length = -1
+        self.close_after = http10
         try:
             for name, value in _HEADER.findall(buf, 0, end + 2):
                 lname = name.lower()
@@ -537,7 +554,10 @@ class _Conn(asyncio.Protocol):
                 elif lname == b"transfer-encoding":
                     self.chunked = b"chunked" in value.lower()
                 elif lname == b"connection":
-                    self.close_after = b"close" in value.lower()
+                    tokens = value.lower()
+                    self.close_after = b"close" in tokens or (
+                        http10 and b"keep-alive" not in tokens
+                    )
                 else:
                     self.json_len = int(value)
         except ValueError:
@@ -791,6 +811,8 @@ class HttpDriver(_Driver):
                     self.status_kind(status),
                     bytes(buf[start : min(stop, start + 300)]).decode("utf-8", "replace"),
                 )
+        elif 200 <= status < 300:
+            self.record_warmup_success(now)
         if close:
             conn.transport.close()  # type: ignore[union-attr]
             if self.closed_loop:
@@ -942,6 +964,8 @@ class GrpcDriver(_Driver):
                 self.rec.error(kind, detail)
             else:
                 self.record_success(intended, sent, now, fut.result(), -1)
+        elif not fut.cancelled() and fut.exception() is None:
+            self.record_warmup_success(now)
         if self.closed_loop:
             failed = not fut.cancelled() and fut.exception() is not None
             if failed and self.rec.errors.get("connect"):

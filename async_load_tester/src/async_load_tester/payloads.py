@@ -9,6 +9,10 @@ A payload spec is one string so it fits a command line and a results file:
     PATH/ (folder)                         images or audio files, by extension
     PATH.jsonl                             one text per line ("..." or {"text": "..."})
 
+A size and a format may each be given alone and in either order (`synthetic:image:jpeg`);
+a field a spec cannot take is refused by name. A folder or .jsonl gives its first
+PAYLOAD_CAP (1000) items; the run warns when its source held more.
+
 Every payload is built once here; protocols encode each once more into the exact
 bytes sent, so nothing is encoded per request.
 """
@@ -35,6 +39,15 @@ AUDIO_EXTS = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"}
 DEFAULT_INPUT_NAMES = {"image": "image", "text": "text", "audio": "audio", "tensor": "input"}
 SAMPLE_RATE = 16_000
 SYNTHETIC_VARIANTS = 4
+# A folder or .jsonl gives at most this many payloads: each is encoded and held in memory
+# before the run (a folder of large images would otherwise fill it); a run says when it cut.
+PAYLOAD_CAP = 1000
+SYNTHETIC_GRAMMAR = {
+    "image": "synthetic:image[:WIDTHxHEIGHT][:png|jpeg]",
+    "text": "synthetic:text[:WORDS]",
+    "audio": "synthetic:audio[:SECONDS][:fp32|wav]",
+    "tensor": "synthetic:tensor:SHAPE[:DATATYPE]",
+}
 _VOCABULARY = (
     "the a model graph latency token image cluster request fast slow queue batch gpu cpu "
     "seldon server cascade route ensemble replica price million inference tensor bytes "
@@ -71,11 +84,38 @@ class Payload:
 
 
 def load_payloads(
-    spec: str, input_name: str | None = None, seed: int = 0, limit: int = 1000
+    spec: str, input_name: str | None = None, seed: int = 0, limit: int = PAYLOAD_CAP
 ) -> list[Payload]:
     """Build the payloads a run rotates through; raises PayloadError before any load."""
+    return load_payload_source(spec, input_name, seed, limit).payloads
+
+
+@dataclass(frozen=True)
+class PayloadSource:
+    """The payloads a run uses, and how many its source holds (more than those when capped),
+    so the run can say that it left some out."""
+
+    payloads: list[Payload]
+    available: int
+
+    def cap_note(self, spec: str) -> str | None:
+        """A warning when the source held more payloads than the run uses, else None."""
+        if self.available <= len(self.payloads):
+            return None
+        return (
+            f"--payload '{spec}': using the first {len(self.payloads)} of {self.available} "
+            "payloads (the cap: every payload is encoded and held in memory before the run)"
+        )
+
+
+def load_payload_source(
+    spec: str, input_name: str | None = None, seed: int = 0, limit: int = PAYLOAD_CAP
+) -> PayloadSource:
+    """`load_payloads`, with the count the source holds: a folder or .jsonl gives at most
+    `limit` payloads, and the caller announces the rest rather than dropping them silently."""
     if spec.startswith("synthetic:"):
-        return _synthetic(spec, input_name, seed)
+        payloads = _synthetic(spec, input_name, seed)
+        return PayloadSource(payloads, len(payloads))
     path = Path(spec)
     if path.is_dir():
         return _folder(path, input_name, limit)
@@ -89,42 +129,83 @@ def load_payloads(
 
 
 def _synthetic(spec: str, input_name: str | None, seed: int) -> list[Payload]:
+    """A synthetic spec's payloads; a field it cannot take fails naming it and the grammar."""
     parts = spec.split(":")[1:]
     kind, args = parts[0], parts[1:]
+    if kind not in SYNTHETIC_GRAMMAR:
+        raise PayloadError(
+            "--payload", f"'{spec}': unknown synthetic kind '{kind}' (image, text, audio, tensor)"
+        )
     rng = np.random.default_rng(seed)
     name = input_name or DEFAULT_INPUT_NAMES.get(kind, "input")
+    makers = {
+        "image": _synthetic_image,
+        "text": _synthetic_text,
+        "audio": _synthetic_audio,
+        "tensor": _synthetic_tensor,
+    }
     try:
-        if kind == "image":
-            return [_synthetic_image(rng, name, args, i) for i in range(SYNTHETIC_VARIANTS)]
-        if kind == "text":
-            words = int(args[0]) if args else 32
-            if words <= 0:
-                raise ValueError("word count must be > 0")
-            return [
-                _text_payload(" ".join(rng.choice(_WORDS, size=words)), name, f"synthetic-text-{i}")
-                for i in range(SYNTHETIC_VARIANTS)
-            ]
-        if kind == "audio":
-            return [_synthetic_audio(rng, name, args, i) for i in range(SYNTHETIC_VARIANTS)]
-        if kind == "tensor":
-            return [_synthetic_tensor(rng, name, args, i) for i in range(SYNTHETIC_VARIANTS)]
-    except (ValueError, IndexError) as exc:
-        raise PayloadError("--payload", f"'{spec}': {exc}") from None
-    raise PayloadError(
-        "--payload", f"'{spec}': unknown synthetic kind '{kind}' (image, text, audio, tensor)"
-    )
+        return [makers[kind](rng, name, args, i) for i in range(SYNTHETIC_VARIANTS)]
+    except ValueError as exc:
+        raise PayloadError(
+            "--payload", f"'{spec}': {exc}; expected {SYNTHETIC_GRAMMAR[kind]}"
+        ) from None
+
+
+def _size_and_format(args: list[str], formats: tuple[str, ...]) -> tuple[str | None, str | None]:
+    """Up to two optional fields, a size and a format, in either order: the README's
+    `[:SIZE][:FORMAT]` reads as two independent parts, so `synthetic:image:jpeg` is a format."""
+    size: str | None = None
+    fmt: str | None = None
+    for arg in args:
+        if arg.lower() in formats and fmt is None:
+            fmt = arg.lower()
+        elif arg.lower() not in formats and size is None:
+            size = arg
+        else:
+            raise ValueError(f"unexpected field '{arg}'")
+    return size, fmt
+
+
+def _no_extra(args: list[str], allowed: int) -> None:
+    """Refuse fields past the `allowed` ones by name: an ignored typo would go unnoticed."""
+    if len(args) > allowed:
+        raise ValueError(f"unexpected field '{args[allowed]}'")
 
 
 def _dims(text: str, sep: str = "x") -> tuple[int, ...]:
-    dims = tuple(int(d) for d in text.lower().split(sep))
+    try:
+        dims = tuple(int(d) for d in text.lower().split(sep))
+    except ValueError:
+        raise ValueError(f"shape '{text}' is not whole numbers like 1x3x224x224") from None
     if not dims or any(d <= 0 for d in dims):
         raise ValueError(f"shape '{text}' needs positive dimensions like 1x3x224x224")
     return dims
 
 
+def _synthetic_text(rng: np.random.Generator, name: str, args: list[str], i: int) -> Payload:
+    _no_extra(args, 1)
+    try:
+        words = int(args[0]) if args else 32
+    except ValueError:
+        raise ValueError(f"word count '{args[0]}' is not a whole number") from None
+    if words <= 0:
+        raise ValueError("word count must be > 0")
+    return _text_payload(" ".join(rng.choice(_WORDS, size=words)), name, f"synthetic-text-{i}")
+
+
+def _image_size(text: str | None) -> tuple[int, int]:
+    if text is None:
+        return 224, 224
+    dims = _dims(text)
+    if len(dims) != 2:
+        raise ValueError(f"size '{text}' is not WIDTHxHEIGHT")
+    return dims[0], dims[1]
+
+
 def _synthetic_image(rng: np.random.Generator, name: str, args: list[str], i: int) -> Payload:
-    width, height = _dims(args[0]) if args else (224, 224)
-    fmt = (args[1] if len(args) > 1 else "png").lower()
+    size, fmt = _size_and_format(args, ("png", "jpeg", "jpg"))
+    width, height = _image_size(size)
     # Smooth gradients plus noise: compresses like a photo, not like pure noise.
     yy, xx = np.mgrid[0:height, 0:width]
     base = np.stack(
@@ -136,12 +217,7 @@ def _synthetic_image(rng: np.random.Generator, name: str, args: list[str], i: in
         axis=-1,
     )
     pixels = np.clip(base + rng.integers(-20, 20, size=base.shape), 0, 255).astype(np.uint8)
-    if fmt == "png":
-        data = encode_png(pixels)
-    elif fmt in ("jpeg", "jpg"):
-        data = _encode_jpeg(pixels)
-    else:
-        raise ValueError(f"image format '{fmt}' (png or jpeg)")
+    data = encode_png(pixels) if fmt in (None, "png") else _encode_jpeg(pixels)
     return Payload(
         f"synthetic-image-{i}", (InputTensor(name, "BYTES", (1,), items=(data,), binary=True),)
     )
@@ -175,21 +251,22 @@ def _encode_jpeg(pixels: np.ndarray) -> bytes:
 
 
 def _synthetic_audio(rng: np.random.Generator, name: str, args: list[str], i: int) -> Payload:
-    seconds = float(args[0]) if args else 1.0
+    size, fmt = _size_and_format(args, ("fp32", "wav"))
+    try:
+        seconds = float(size) if size is not None else 1.0
+    except ValueError:
+        raise ValueError(f"length '{size}' is not a number of seconds") from None
     if not math.isfinite(seconds) or not 0 < seconds <= 600:
         raise ValueError("audio length must be in (0, 600] seconds")
-    fmt = (args[1] if len(args) > 1 else "fp32").lower()
     samples = (rng.standard_normal(int(seconds * SAMPLE_RATE)) * 0.1).astype(np.float32)
     label = f"synthetic-audio-{i}"
-    if fmt == "fp32":
+    if fmt in (None, "fp32"):
         return Payload(
             label, (InputTensor(name, "FP32", (1, samples.size), array=samples[None, :]),)
         )
-    if fmt == "wav":
-        return Payload(
-            label, (InputTensor(name, "BYTES", (1,), items=(wav_bytes(samples),), binary=True),)
-        )
-    raise ValueError(f"audio format '{fmt}' (fp32 or wav)")
+    return Payload(
+        label, (InputTensor(name, "BYTES", (1,), items=(wav_bytes(samples),), binary=True),)
+    )
 
 
 def wav_bytes(samples: np.ndarray, rate: int = SAMPLE_RATE) -> bytes:
@@ -206,6 +283,7 @@ def wav_bytes(samples: np.ndarray, rate: int = SAMPLE_RATE) -> bytes:
 def _synthetic_tensor(rng: np.random.Generator, name: str, args: list[str], i: int) -> Payload:
     if not args:
         raise ValueError("give a shape: synthetic:tensor:1x3x224x224[:FP32]")
+    _no_extra(args, 2)
     shape = _dims(args[0])
     datatype = (args[1] if len(args) > 1 else "FP32").upper()
     if datatype not in V2_TO_NUMPY:
@@ -224,7 +302,7 @@ def _text_payload(text: str, name: str, label: str) -> Payload:
     return Payload(label, (InputTensor(name, "BYTES", (1,), items=(text.encode(),)),))
 
 
-def _folder(path: Path, input_name: str | None, limit: int) -> list[Payload]:
+def _folder(path: Path, input_name: str | None, limit: int) -> PayloadSource:
     try:
         files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
     except OSError as exc:
@@ -252,10 +330,10 @@ def _folder(path: Path, input_name: str | None, limit: int) -> list[Payload]:
         payloads.append(
             Payload(file.name, (InputTensor(name, "BYTES", (1,), items=(data,), binary=True),))
         )
-    return payloads
+    return PayloadSource(payloads, len(chosen))
 
 
-def _jsonl(path: Path, input_name: str | None, limit: int) -> list[Payload]:
+def _jsonl(path: Path, input_name: str | None, limit: int) -> PayloadSource:
     try:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -276,7 +354,8 @@ def _jsonl(path: Path, input_name: str | None, limit: int) -> list[Payload]:
             )
         payloads.append(_text_payload(text, name, f"{path.name}:{number}"))
         if len(payloads) >= limit:
-            break
+            rest = sum(1 for later in lines[number:] if later.strip())
+            return PayloadSource(payloads, len(payloads) + rest)
     if not payloads:
         raise PayloadError("--payload", f"'{path}' holds no texts")
-    return payloads
+    return PayloadSource(payloads, len(payloads))

@@ -68,6 +68,9 @@ class Recorder:
     within_slo: int = 0
     first_intended: float | None = None
     last_done: float = 0.0
+    # Successes answered inside the measurement window, warm-up requests' included: what
+    # throughput counts (perf_analyzer's way), while `ok` counts the measured requests' answers.
+    window_ok: int = 0
     max_late_s: float = 0.0
     error_samples: dict[str, str] = field(default_factory=dict)
     hist: HdrHistogram = field(default_factory=new_histogram)

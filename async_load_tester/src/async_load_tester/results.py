@@ -67,6 +67,7 @@ class StepResult:
     usd_per_million: float | None
     cdf: list[tuple[float, float]] = field(default_factory=list)
     histogram: str = ""
+    window_s: float | None = None  # what throughput divides by; None: elapsed_s (--requests)
 
     @classmethod
     def from_outcome(
@@ -82,7 +83,7 @@ class StepResult:
         usd_per_hour: float | None,
     ) -> StepResult:
         rec = outcome.recorder
-        throughput = rec.ok / outcome.elapsed_s if outcome.elapsed_s > 0 else 0.0
+        throughput = _throughput(outcome)
         attainment = rec.within_slo / rec.sent if slo_ms is not None and rec.sent else None
         meets = None
         if attainment is not None and slo_percentile is not None:
@@ -117,6 +118,7 @@ class StepResult:
             usd_per_million=cost,
             cdf=cdf_points(rec.hist),
             histogram=encode_histogram(rec.hist),
+            window_s=outcome.window_s,
         )
 
     @property
@@ -132,6 +134,21 @@ class StepResult:
         if key in self.latency_ms:
             return self.latency_ms[key]
         return None
+
+
+def _throughput(outcome: StepOutcome) -> float:
+    """Successes per second of the step's measurement window.
+
+    A step with a fixed window counts the answers that landed inside it (warm-up requests'
+    included) over its length, as perf_analyzer does: dividing the measured requests by the
+    time to their last answer would stretch the window by a latency and bias throughput, and
+    $/1M with it, low. A --requests step has no fixed window: its successes over the time
+    from its start to its last answer.
+    """
+    rec = outcome.recorder
+    if outcome.window_s is not None and outcome.window_s > 0:
+        return rec.window_ok / outcome.window_s
+    return rec.ok / outcome.elapsed_s if outcome.elapsed_s > 0 else 0.0
 
 
 def environment() -> dict[str, Any]:

@@ -7,6 +7,11 @@ throughput gains fall under 2% (saturation: more concurrency only adds queueing)
 or the SLO breaks; if it broke, bisection between the last passing and the
 first failing level finds the highest passing concurrency. Every measured level
 goes into the Pareto front of $/1M against p95.
+
+The 2% rule compares throughputs counted the same way at every level: answers that land
+inside the step's fixed window over its length (`results._throughput`). Dividing by the
+time to the last answer instead would stretch each window by a latency, and latency grows
+with concurrency, so the gains would shrink by more than the server's and a sweep stop early.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import uvloop
 from async_load_tester.config import LoadConfig
 from async_load_tester.engine import Endpoint, GrpcDriver, HttpDriver, ProgressFn, StepPlan
 from async_load_tester.errors import ConfigError
-from async_load_tester.payloads import load_payloads
+from async_load_tester.payloads import load_payload_source
 from async_load_tester.plots import pareto_front
 from async_load_tester.protocols.encode import (
     check_grpc,
@@ -50,7 +55,10 @@ class Prepared:
         self.config = config.validated()
         scheme, host, port, _ = config.endpoint()
         self.endpoint = Endpoint(host, port, scheme in ("https", "grpcs"), host, config.insecure)
-        payloads = load_payloads(config.payload, config.input_name, config.seed)
+        source = load_payload_source(config.payload, config.input_name, config.seed)
+        payloads = source.payloads
+        self.payloads_available = source.available
+        self.notes = [note] if (note := source.cap_note(config.payload)) else []
         self.wires = [
             e.wire
             for e in encode_all(
@@ -119,6 +127,7 @@ class Prepared:
             "protocol": c.protocol,
             "path": c.path() or None,
             "payloads": len(self.wires),
+            "payloads_available": self.payloads_available,
             "payload_bytes": [len(w) for w in self.wires[:8]],
         }
 
@@ -156,11 +165,13 @@ def _closed_plan(c: LoadConfig, concurrency: int) -> StepPlan:
 
 
 def _open_plan(c: LoadConfig, sched: Schedule) -> StepPlan:
-    duration = sched.duration if c.schedule is not None else c.duration
+    """The schedule's own length bounds the step: `parsed_schedule` already chose it (--duration
+    for a rate or ramp, long enough for every send with --requests, a step or trace spec's
+    sum), so --requests N is not cut off at --duration, as it is not in closed loop."""
     return StepPlan(
         "open",
         c.warmup,
-        duration,
+        sched.duration,
         c.requests,
         segments=with_warmup(sched, c.warmup),
         arrival=c.arrival,
@@ -195,6 +206,7 @@ async def run_load_async(config: LoadConfig, hook: StepHook | None = None) -> Ru
         graph_cost=prep.graph_cost.to_dict() if prep.graph_cost is not None else None,
     )
     result.environment["event_loop"] = type(asyncio.get_running_loop()).__module__
+    result.warnings.extend(prep.notes)
     if prep.schedule is not None:
         sched = prep.schedule
         plan = _open_plan(c, sched)

@@ -213,13 +213,10 @@ def generate_trace(
     """Bursty diurnal per-second counts with the given mean and peak.
 
     A sinusoidal "day" (one cycle per `period` seconds), multiplicative noise
-    and a few short bursts, then rescaled so the mean and the peak come out as
-    asked (counts are rounded, so both hold to within a request).
+    and a few short bursts, then mapped onto counts so the mean and the peak come
+    out as asked (counts are rounded, so both hold to within a request).
     """
-    if not 0 < mean <= peak:
-        raise ConfigError("--mean/--peak", f"need 0 < mean <= peak, got mean {mean}, peak {peak}")
-    if duration <= 0:
-        raise ConfigError("--duration", "must be a positive number of seconds")
+    _check_trace_arguments(mean, peak, duration, period)
     rng = np.random.default_rng(seed)
     t = np.arange(duration, dtype=float)
     shape = 1.0 + 0.6 * np.sin(2 * np.pi * t / period - np.pi / 2)
@@ -230,8 +227,52 @@ def generate_trace(
         shape[start : start + width] *= rng.uniform(1.8, 3.0)
     if peak == mean or shape.max() == shape.mean():
         return [round(mean)] * duration
-    # Affine map a*shape + b with mean -> mean and max -> peak, floored at zero.
+    return [int(x) for x in np.round(_mean_and_peak(shape, mean, peak))]
+
+
+def _check_trace_arguments(mean: float, peak: float, duration: int, period: float) -> None:
+    """Refuse what no trace can be: a busiest second holds `peak` requests, so the whole
+    trace (mean x duration of them) must hold at least that many; a cycle needs a length."""
+    if not 0 < mean <= peak:
+        raise ConfigError("--mean/--peak", f"need 0 < mean <= peak, got mean {mean}, peak {peak}")
+    if duration <= 0:
+        raise ConfigError("--duration", "must be a positive number of seconds")
+    if not period > 0:
+        raise ConfigError("--period", f"must be > 0 seconds (one diurnal cycle), got {period}")
+    if peak > mean * duration:
+        raise ConfigError(
+            "--peak",
+            f"{peak:g} requests in the busiest second is more than a {duration} s trace at "
+            f"{mean:g}/s holds ({mean * duration:g}); lower --peak or raise --mean or --duration",
+        )
+
+
+def _mean_and_peak(shape: np.ndarray, mean: float, peak: float) -> np.ndarray:
+    """Per-second rates from `shape` with exactly this mean and peak.
+
+    The affine map sending shape's mean to `mean` and its max to `peak` does it while no
+    second goes negative. Past that (a peak far above the mean) the seconds below zero are
+    floored, which lifts the mean: rescaling it back pulled the peak down (200 asked, 120
+    written), so instead the slope is steepened, keeping the max at `peak`, until the
+    floored mean is `mean` again (it falls as the slope grows, so bisection finds it).
+    """
     a = (peak - mean) / (shape.max() - shape.mean())
-    counts = np.maximum(a * (shape - shape.mean()) + mean, 0.0)
-    counts *= mean / counts.mean()
-    return [int(x) for x in np.round(counts)]
+    affine = a * (shape - shape.mean()) + mean
+    if affine.min() >= 0:
+        return affine * (mean / affine.mean())
+    gap = shape.max() - shape
+
+    def floored_mean(slope: float) -> float:
+        return float(np.maximum(peak - slope * gap, 0.0).mean())
+
+    lo, hi = a, 2 * a
+    for _ in range(200):
+        if floored_mean(hi) <= mean:
+            break
+        lo, hi = hi, 2 * hi
+    else:
+        raise ConfigError("--peak", f"no trace of mean {mean:g}/s has a peak of {peak:g}/s")
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if floored_mean(mid) > mean else (lo, mid)
+    return np.maximum(peak - hi * gap, 0.0)

@@ -56,6 +56,35 @@ def parse_headers(items: Sequence[str]) -> dict[str, str]:
     return headers
 
 
+# The Open Inference Protocol's path for one version of a model (the default paths name none).
+VERSIONED_V2_PATH = "/v2/models/{model}/versions/{version}/infer"
+
+
+def path_template(protocol: str, template: str | None, version: str | None) -> str:
+    """The REST path template a request uses: --path-template, else the protocol's own.
+
+    A model version must reach the server: the V2 protocols put it in the path (as gRPC puts
+    it in the request), and a path with no place for it is refused, not sent without it.
+    """
+    if not version:
+        return template or DEFAULT_PATHS[protocol]
+    if template is not None:
+        if "{version}" not in template:
+            raise ConfigError(
+                "--model-version",
+                f"'{version}' has no place in --path-template '{template}': "
+                "put {version} in the template, or drop --model-version",
+            )
+        return template
+    if protocol == "seldon-rest":
+        raise ConfigError(
+            "--model-version",
+            f"'{version}': seldon-rest's {DEFAULT_PATHS['seldon-rest']} names no version; "
+            "give a --path-template with {version}, or drop --model-version",
+        )
+    return VERSIONED_V2_PATH
+
+
 def render_path(template: str, model: str, namespace: str, version: str | None) -> str:
     try:
         path = template.format(model=model, namespace=namespace, version=version or "")
