@@ -136,3 +136,47 @@ async def test_a_sweep_skips_graphs_it_may_not_read_and_deletes_its_own_orphans(
         finally:
             await client.close()
     assert removed == deleted == ["mine"]
+
+
+async def test_passes_that_ask_for_the_nodes_at_once_all_get_what_one_read_found() -> None:
+    """At start every graph's resume pass asks for the Nodes at once. The first read takes a
+    while on a real cluster (a Node list, then every Pod a page at a time); the passes that
+    asked meanwhile used to get an empty list, pricing and judging `Schedulable` by the
+    catalog until the next drift pass flipped them. They wait for that one read instead."""
+    import asyncio
+
+    from infergraph.operator.observed_nodes import ObservedNodes
+    from tests.test_node_catalog import node
+
+    reads: list[str] = []
+
+    async def discovery(_: web.Request) -> web.Response:
+        resources = [
+            {"name": "nodes", "kind": "Node", "namespaced": False},
+            {"name": "pods", "kind": "Pod", "namespaced": True},
+        ]
+        return web.json_response({"resources": resources})
+
+    async def nodes(_: web.Request) -> web.Response:
+        reads.append("nodes")
+        await asyncio.sleep(0.3)  # a large cluster's list
+        gpu = node("gpu-1", "g6.xlarge", "3920m", "15000Mi", capacity=("4", "16029820Ki"))
+        return web.json_response({"metadata": {}, "items": [gpu]})
+
+    async def pods(_: web.Request) -> web.Response:
+        daemon = pod("dcgm", "gpu-1", "DaemonSet", {"cpu": "320m"})
+        return web.json_response({"metadata": {}, "items": [daemon]})
+
+    app = web.Application()
+    app.router.add_get("/api/v1", discovery)
+    app.router.add_get("/api/v1/nodes", nodes)
+    app.router.add_get("/api/v1/pods", pods)
+    observed = ObservedNodes(refresh_s=300)
+    async with served(app) as base:
+        client = KubeClient(ConnectionInfo(server=base), "test")
+        try:
+            found = await asyncio.gather(*(observed.rooms(client) for _ in range(3)))
+        finally:
+            await client.close()
+    assert found[0] and found[0] == found[1] == found[2], found
+    assert reads == ["nodes"], "one read for the passes that asked at once"

@@ -480,3 +480,21 @@ def test_the_settings_store_is_ready_once_every_listed_graph_had_a_pass() -> Non
     stuck.expect([("ml", "failing")])
     now[0] = READY_DEADLINE_S + 1  # a pass that keeps failing holds no one back for good
     assert stuck.owed() == []
+
+
+def test_a_deleted_uid_cannot_take_the_settings_of_a_graph_recreated_under_its_name() -> None:
+    """The settings store keys a graph's folders by its uid too: the deleted graph's late
+    DELETED event or pass forgets nothing of the new one's, whose folders start afresh."""
+    from infergraph.operator.settings_server import SettingsStore
+    from infergraph.render.seldon_v2 import ServedSettings
+
+    store = SettingsStore()
+    old = {"m": ServedSettings(path="ml/cascade/m/aaa", body=b"old")}
+    new = {"m": ServedSettings(path="ml/cascade/m/bbb", body=b"new")}
+    store.replace("ml", "cascade", old, "uid-1")
+    store.replace("ml", "cascade", new, "uid-2")  # recreated: uid-1's folder is not its own
+    assert store.file("ml/cascade/m/aaa") is None
+    store.forget("ml", "cascade", "uid-1")
+    assert store.file("ml/cascade/m/bbb") == b"new"
+    store.forget("ml", "cascade", "uid-2")
+    assert store.file("ml/cascade/m/bbb") is None

@@ -135,19 +135,29 @@ def build_registry(
 
     _register_passes(registry, config, reconciler)
 
-    # A deleted graph's model-settings folders stop being served. On the watch's DELETED
-    # event, not kopf.on.delete: graphs carry no finalizer, and an optional deletion handler
-    # did not run for a graph deleted without one (test_a_settings_edit_reaches_seldons_agent
-    # showed it). A graph deleted while the operator is down was never in this process's store.
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    async def _forget_settings(
-        type: str | None, namespace: str | None, name: str, **_: object
-    ) -> None:
-        if type == "DELETED" and namespace is not None:  # graphs are namespaced: never None
-            reconciler.settings.forget(namespace, name)
-
+    _register_deletion(registry, reconciler)
     _no_finalizer_for_timers(registry)
     return registry
+
+
+def _register_deletion(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
+    """A deleted graph's model-settings folders stop being served, and its uid is known gone:
+    kopf leaves the graph's drift timer running (see `Reconciler._deleted`), and its passes
+    must touch nothing from then on.
+
+    On the watch's DELETED event, not kopf.on.delete: graphs carry no finalizer, and an
+    optional deletion handler did not run for a graph deleted without one
+    (test_a_settings_edit_reaches_seldons_agent showed it). A graph deleted while the operator
+    is down was never in this process's store."""
+
+    # `uid` is the event body's (kopf 1.45.2 `_core/intents/causes.py:137`, ResourceCause).
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def _forget_settings(
+        type: str | None, namespace: str | None, name: str, uid: str | None, **_: object
+    ) -> None:
+        # Graphs are namespaced and the API server gives each a uid: neither is None here.
+        if type == "DELETED" and namespace is not None and uid is not None:
+            reconciler.deleted(uid, namespace, name)
 
 
 async def _expect_graphs(

@@ -8,6 +8,7 @@ pass; a refused or failed list is logged once and leaves the catalog's own figur
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -29,12 +30,21 @@ class ObservedNodes:
         self._read_at: float | None = None
         self._rooms: list[NodeRoom] = []
         self._failing = False
+        # One read at a time: passes that ask while it is under way (every graph's resume
+        # pass at start) wait for its result rather than take the empty list before it.
+        self._reading = asyncio.Lock()
 
     async def rooms(self, client: KubeClient) -> list[NodeRoom]:
-        now = self._clock()
-        if self._read_at is not None and now - self._read_at < self.refresh_s:
+        async with self._reading:
+            now = self._clock()
+            if self._read_at is None or now - self._read_at >= self.refresh_s:
+                await self._read(client)
+                self._read_at = now  # a read cut short (cancelled) leaves the next pass to read
             return self._rooms
-        self._read_at = now
+
+    async def _read(self, client: KubeClient) -> None:
+        """The Nodes and their per-node pods; a failed list leaves none (the catalog's figures
+        stand), logged once until a read succeeds again."""
         try:
             nodes = await client.list("v1", "Node", None)
             pods = await per_node_pods(client)
@@ -43,9 +53,8 @@ class ObservedNodes:
             if not self._failing:
                 log.warning("cannot read the cluster's Nodes, pricing by the catalog: %s", exc)
             self._failing, self._rooms = True, []
-            return self._rooms
+            return
         self._failing = False
-        return self._rooms
 
 
 # Pods that have finished hold nothing on their node: the API server leaves them out.

@@ -41,6 +41,29 @@ STOPPED = "stopped"  # the stage of a pass the operator's shutdown made moot
 GONE = "gone"  # the stage of a pass whose graph was deleted before it applied anything
 
 
+PRUNE_FAILED = "PruneFailed"  # Rendered's reason when a stale child could not be removed
+
+
+@dataclass(frozen=True)
+class Unpruned:
+    """A stale child the prune could not remove, and why: it stays in `status.children`, so
+    the next pass tries again."""
+
+    child: dict[str, str]
+    message: str
+
+
+@dataclass
+class Applied:
+    """What one pass did to the children: applied (the live objects), refused, and of the
+    stale ones, removed and left (a failed call)."""
+
+    live: list[Manifest]
+    refused: list[Refusal]
+    removed: list[dict[str, str]] = field(default_factory=list)
+    unpruned: list[Unpruned] = field(default_factory=list)
+
+
 @dataclass
 class Outcome:
     """What a pass decided: status fields to write, Events to post, the stage that failed, and
@@ -90,6 +113,12 @@ class Reconciler:
         # pod fits its class): passes that start from the same stale body (create and timer at
         # once) must not post one twice.
         self._posted: dict[str, set[tuple[str, str]]] = {}
+        # The uids of graphs deleted while this process ran. Their drift timers outlive them:
+        # kopf stops a timer only on a deletionTimestamp (kopf 1.45.2
+        # `_core/reactor/processing.py:407-412`), which a graph without a finalizer never
+        # shows, and on the DELETED event it just drops its memory of the uid
+        # (`processing.py:61-62`), so nothing stops that timer. Its passes return at once.
+        self._deleted: set[str] = set()
         # Shutdown: no pass starts once `stopping`; `drain` waits for those in flight.
         self.stopping = False
         self._running = 0
@@ -106,12 +135,24 @@ class Reconciler:
             return False
         return True
 
+    def deleted(self, uid: str, namespace: str, name: str) -> None:
+        """The graph `uid` is gone (its DELETED event, or a pass that found it gone): every
+        later pass of it is GONE without a call, and it drops only its own settings, never
+        those of a graph recreated under the same name."""
+        self._deleted.add(uid)
+        self.settings.forget(namespace, name, uid)
+        self._locks.pop(uid, None)
+        self._posted.pop(uid, None)
+
     async def reconcile(self, body: Manifest, trigger: str) -> Outcome:
         """One pass, or stage `stopped` with nothing to report when the operator is stopping:
         a pass cut short by shutdown (its API session closed under it) would otherwise report
-        its own shutdown as the cluster refusing every child."""
+        its own shutdown as the cluster refusing every child. A deleted graph's pass (its
+        orphaned drift timer) is `gone` at once: no API call, nothing counted."""
         if self.stopping:
             return Outcome({}, stage=STOPPED)
+        if str(at(body, "metadata").get("uid")) in self._deleted:
+            return Outcome({}, stage=GONE)
         self._running += 1
         self._drained.clear()
         try:
@@ -126,14 +167,19 @@ class Reconciler:
         uid = str(at(body, "metadata").get("uid"))
         started = time.perf_counter()
         async with self._locks.setdefault(uid, asyncio.Lock()):
+            if uid in self._deleted:  # deleted while this pass waited for the lock
+                return Outcome({}, stage=GONE)
             outcome = await self._pass(body)
             posted = self._posted.setdefault(uid, set())
             outcome.events = [e for e in outcome.events if e[1:] not in posted]
             posted.update(e[1:] for e in outcome.events)
             if outcome.stage == "done" and not outcome.refused and not _outgrown(outcome):
                 self._posted.pop(uid, None)
+            if outcome.stage == GONE:
+                self.deleted(uid, meta_str(body, "namespace"), name_of(body))
         self.metrics.duration.labels(trigger).observe(time.perf_counter() - started)
-        result = "ok" if outcome.stage == "done" else "error"
+        # A graph deleted under its pass is no failure of the operator's.
+        result = "ok" if outcome.stage == "done" else GONE if outcome.stage == GONE else "error"
         self.metrics.reconciles.labels(trigger, result).inc()
         if result == "error":
             self.metrics.errors.labels(outcome.stage).inc()
@@ -145,61 +191,67 @@ class Reconciler:
         fresh = previous.get("observedGeneration") != generation
         status: JSONObject = {"observedGeneration": generation}
         prev_conditions = as_objects(previous.get("conditions") or [], "status.conditions")
-        prev_children = _refs(previous.get("children"), "status.children")
         try:
             plan = parse_plan(graph_document(body), name_of(body))
         except GraphValidationError as exc:
             return self._refused(
                 status, prev_conditions, fresh, "GraphInvalid", str(exc), "validate"
             )
-        graph = plan.graph  # compiled once: rendered, and its settings served, from this plan
-        try:
+        try:  # the plan is compiled once: rendered, and its settings served, from it
             objs = children(dict(body), plan, self.config)
         except RenderError as exc:
             return self._refused(
                 status, prev_conditions, fresh, "RenderFailed", str(exc), "render", valid=True
             )
-        home = meta_str(body, "namespace")
-        current = [ref(o, home) for o in objs]
         client = await self._client()
         if not await self._still_there(client, body):
-            self.settings.forget(home, graph.name)
-            return Outcome({}, stage=GONE)
-        self._serve_settings(plan, home)
+            return Outcome({}, stage=GONE)  # `_reconcile` forgets this uid
+        self._serve_settings(plan, meta_str(body, "namespace"), meta_str(body, "uid"))
+        done = await self._apply(client, body, objs)
+        return await self._reported(client, body, plan, objs, done, status)
+
+    async def _apply(self, client: KubeClient, body: Manifest, objs: list[Manifest]) -> Applied:
+        """Apply this generation's children, then prune what it no longer renders: each child
+        on its own, so one failure leaves the rest of the pass (and its report) standing."""
+        home = meta_str(body, "namespace")
         live, refused = await apply_all(client, objs, meta_str(body, "uid"), home)
-        try:
-            removed = await self._prune(client, body, prev_children, current)
-        except KubeError as exc:
-            return self._unapplied(status, prev_conditions, f"prune: {exc}", "prune")
+        previous = _refs(object_or_empty(body, "status").get("children"), "status.children")
+        removed, unpruned = await self._prune(client, body, previous, [ref(o, home) for o in objs])
+        return Applied(live, refused, removed, unpruned)
+
+    async def _reported(
+        self,
+        client: KubeClient,
+        body: Manifest,
+        plan: GraphPlan,
+        objs: list[Manifest],
+        done: Applied,
+        status: JSONObject,
+    ) -> Outcome:
+        """This generation's status and Events from what the pass applied and pruned."""
+        previous = object_or_empty(body, "status")
+        prev_conditions = as_objects(previous.get("conditions") or [], "status.conditions")
         rooms = await self._nodes.rooms(client) if self._nodes else []
-        engine = engine_for(graph, self.config)
-        priced = pricing.priced(graph, self.config.price_catalog, engine, objs, rooms)
-        status.update(self._report(graph, body, priced, live, refused, removed, prev_conditions))
-        status["children"] = _listed(live, refused, prev_children, home)
+        engine = engine_for(plan.graph, self.config)
+        priced = pricing.priced(plan.graph, self.config.price_catalog, engine, objs, rooms)
+        status.update(self._report(plan.graph, body, priced, done, prev_conditions))
+        prev_children = _refs(previous.get("children"), "status.children")
+        status["children"] = _listed(done, prev_children, meta_str(body, "namespace"))
         # None removes the field in kopf's status patch once nothing is refused.
-        status["refused"] = [r.status() for r in refused] or None
-        told = [
-            (c.get("kind"), c.get("name"), c.get("message"))
-            for c in as_objects(previous.get("refused") or [], "status.refused")
-        ]
-        events = [
-            ("Warning", r.reason, r.message[:EVENT_MESSAGE_LIMIT])
-            for r in refused
-            if (r.child["kind"], r.child["name"], r.message) not in told
-        ]
-        events += pricing.outgrown_warning(
+        status["refused"] = [r.status() for r in done.refused] or None
+        events = _warnings(done, previous) + pricing.outgrown_warning(
             prev_conditions, as_objects(status["conditions"], "status.conditions")
         )
-        stage = "apply" if refused else "done"
-        return Outcome(status, events=events, stage=stage, applied=live, refused=refused)
+        stage = "apply" if done.refused else "prune" if done.unpruned else "done"
+        return Outcome(status, events=events, stage=stage, applied=done.live, refused=done.refused)
 
-    def _serve_settings(self, plan: GraphPlan, namespace: str) -> None:
+    def _serve_settings(self, plan: GraphPlan, namespace: str, uid: str) -> None:
         """Before the apply, so a Model's new folder is there when Seldon sees its new
         storageUri: the settings of this generation, from the same `seldon_v2._served` that
         wrote the storageUris (nothing for other engines or without a settings URL)."""
         engine = engine_named(engine_for(plan.graph, self.config))
         served = engine.served_settings(plan, self.config.render_options())
-        self.settings.replace(namespace, plan.graph.name, served)
+        self.settings.replace(namespace, plan.graph.name, served, uid)
 
     def _refused(
         self,
@@ -218,13 +270,14 @@ class Reconciler:
         is cleared and Ready is Unknown. `children` stays: a later valid generation prunes
         against it."""
         kept = "children of the last valid generation are left as they are"
+        rendered = st.Condition("Rendered", st.FALSE, reason, f"{message}\n({kept})")
         status["conditions"] = st.conditions(
             prev_conditions,
             [
                 st.Condition("Valid", st.TRUE, "GraphValid", "")
                 if valid
                 else st.Condition("Valid", st.FALSE, reason, message),
-                st.Condition("Rendered", st.FALSE, reason, f"{message}\n({kept})"),
+                rendered,
                 st.Condition(
                     "Ready", st.UNKNOWN, reason, f"this generation is not applied; {kept}"
                 ),
@@ -235,25 +288,12 @@ class Reconciler:
         )
         for stale_field in ("engine", "endpoint", "readyNodes", "nodes", "pricePerHour"):
             status[stale_field] = None  # None removes the field in kopf's status patch
-        # One Event per generation; the drift timer re-checks without repeating it.
-        events = [("Warning", reason, message[:EVENT_MESSAGE_LIMIT])] if fresh else []
-        return Outcome(status, events=events, stage=stage)
-
-    def _unapplied(
-        self, status: JSONObject, prev_conditions: list[JSONObject], why: str, stage: str
-    ) -> Outcome:
-        """The API refused a call: say so; the drift timer tries again every interval.
-        The Event is posted when the failure is new, not on every retry."""
+        # One Event per generation, and per new failure within one: an edit of only the
+        # annotations that drive rendering (engine, omit-kinds) keeps the generation. The
+        # drift timer re-checks without repeating it.
         before = next((c for c in prev_conditions if c.get("type") == "Rendered"), {})
-        repeated = before.get("reason") == "ApplyFailed" and before.get("message") == why
-        events = [] if repeated else [("Warning", "ApplyFailed", why[:EVENT_MESSAGE_LIMIT])]
-        status["conditions"] = st.conditions(
-            prev_conditions,
-            [
-                st.Condition("Valid", st.TRUE, "GraphValid", ""),
-                st.Condition("Rendered", st.FALSE, "ApplyFailed", why),
-            ],
-        )
+        said = (before.get("reason"), before.get("message")) == (reason, rendered.message)
+        events = [("Warning", reason, message[:EVENT_MESSAGE_LIMIT])] if fresh or not said else []
         return Outcome(status, events=events, stage=stage)
 
     async def _still_there(self, client: KubeClient, body: Manifest) -> bool:
@@ -279,38 +319,55 @@ class Reconciler:
         body: Manifest,
         previous: list[dict[str, str]],
         current: list[dict[str, str]],
-    ) -> list[dict[str, str]]:
+    ) -> tuple[list[dict[str, str]], list[Unpruned]]:
         """Delete what an earlier generation created and this one does not render, but only
-        objects that still name this graph as owner (never someone else's same-named object)."""
-        namespace = meta_str(body, "namespace")
-        uid = meta_str(body, "uid")
-        removed = []
+        objects that still name this graph as owner (never someone else's same-named object):
+        (removed, the ones a failed call left, each with why)."""
+        removed: list[dict[str, str]] = []
+        unpruned: list[Unpruned] = []
         for child in stale(previous, current):
-            where = child.get("namespace", namespace)
-            live = await client.get(child["apiVersion"], child["kind"], where, child["name"])
-            if is_owned_by(live, uid):
-                await client.delete(child["apiVersion"], child["kind"], where, child["name"])
-                removed.append(child)
-        return removed
+            try:
+                if await self._prune_one(client, body, child):
+                    removed.append(child)
+            except KubeError as exc:
+                unpruned.append(Unpruned(child, f"{child['kind']}/{child['name']}: {exc}"))
+        return removed, unpruned
+
+    async def _prune_one(self, client: KubeClient, body: Manifest, child: dict[str, str]) -> bool:
+        """Delete one stale child if it is still this graph's; False if there is nothing of
+        ours to delete."""
+        where = child.get("namespace", meta_str(body, "namespace"))
+        api_version, kind, name = child["apiVersion"], child["kind"], child["name"]
+        try:
+            live = await client.get(api_version, kind, where, name)
+        except KubeError as exc:
+            # A 404 here is discovery's (`KubeClient.get` answers an absent object with None):
+            # the cluster no longer serves the kind, so no object of it exists (deleting a CRD
+            # deletes all its objects, as the Kubernetes API documents for CRDs).
+            if exc.status == 404:
+                return False
+            raise
+        if not is_owned_by(live, meta_str(body, "uid")):
+            return False
+        await client.delete(api_version, kind, where, name)
+        return True
 
     def _report(
         self,
         graph: InferenceGraph,
         body: Manifest,
         priced: pricing.Priced,
-        live: list[Manifest],
-        refused: list[Refusal],
-        removed: list[dict[str, str]],
+        done: Applied,
         prev_conditions: list[JSONObject],
     ) -> JSONObject:
         engine = engine_for(graph, self.config)
-        blocked = [(r.obj, r.reason) for r in refused]
-        nodes, ready = st.graph_readiness(graph, live, blocked)
+        blocked = [(r.obj, r.reason) for r in done.refused]
+        nodes, ready = st.graph_readiness(graph, done.live, blocked)
         waiting = [n for n in nodes if not n["ready"]]
-        rendered = _rendered_condition(engine, live, refused, removed)
+        rendered = _rendered_condition(engine, done)
         report: JSONObject = {
             "engine": engine,
-            "endpoint": st.endpoint(graph, engine, meta_str(body, "namespace"), live),
+            "endpoint": st.endpoint(graph, engine, meta_str(body, "namespace"), done.live),
             "readyNodes": f"{len(nodes) - len(waiting)}/{len(nodes)}",
             "nodes": nodes,
             "conditions": st.conditions(
@@ -329,21 +386,46 @@ def _outgrown(outcome: Outcome) -> bool:
     return pricing.is_outgrown(conditions)
 
 
-def _rendered_condition(
-    engine: str, live: list[Manifest], refused: list[Refusal], removed: list[dict[str, str]]
-) -> st.Condition:
+def _rendered_condition(engine: str, done: Applied) -> st.Condition:
     """`Applied`, or which children were not applied and why (a takeover refusal first: it
-    needs a person, an API failure may pass on retry)."""
+    needs a person, an API failure may pass on retry), or which stale ones were not removed."""
+    live, refused = done.live, done.refused
     count = f"{len(live)} of {len(live) + len(refused)}" if refused else str(len(live))
     applied = f"applied {count} object(s) for {engine}"
-    if removed:
-        applied += f"; removed {', '.join(f'{r["kind"]}/{r["name"]}' for r in removed)}"
+    if done.removed:
+        applied += f"; removed {', '.join(f'{r["kind"]}/{r["name"]}' for r in done.removed)}"
+    if done.unpruned:
+        applied += f"; not removed: {'; '.join(u.message for u in done.unpruned)}"
     if not refused:
+        if done.unpruned:
+            return st.Condition("Rendered", st.FALSE, PRUNE_FAILED, applied)
         return st.Condition("Rendered", st.TRUE, "Applied", applied)
     reasons = {r.reason for r in refused}
     reason = TAKEOVER_REFUSED if TAKEOVER_REFUSED in reasons else refused[0].reason
     why = "; ".join(r.message for r in refused)
     return st.Condition("Rendered", st.FALSE, reason, f"{applied}; not applied: {why}")
+
+
+def _warnings(done: Applied, previous: JSONObject) -> list[Event]:
+    """One Warning per new refusal (not in the previous `status.refused`) and per new prune
+    failure (not in the previous `Rendered` message): not one per retry."""
+    told = [
+        (c.get("kind"), c.get("name"), c.get("message"))
+        for c in as_objects(previous.get("refused") or [], "status.refused")
+    ]
+    events = [
+        ("Warning", r.reason, r.message[:EVENT_MESSAGE_LIMIT])
+        for r in done.refused
+        if (r.child["kind"], r.child["name"], r.message) not in told
+    ]
+    conditions = as_objects(previous.get("conditions") or [], "status.conditions")
+    before = next((c for c in conditions if c.get("type") == "Rendered"), {})
+    said = str(before.get("message") or "")
+    return events + [
+        ("Warning", PRUNE_FAILED, u.message[:EVENT_MESSAGE_LIMIT])
+        for u in done.unpruned
+        if u.message not in said
+    ]
 
 
 def _refs(value: object, where: str) -> list[dict[str, str]]:
@@ -353,13 +435,9 @@ def _refs(value: object, where: str) -> list[dict[str, str]]:
     return [as_str_map(item, f"{where}[{i}]") for i, item in enumerate(items)]
 
 
-def _listed(
-    live: list[Manifest],
-    refused: list[Refusal],
-    previous: list[dict[str, str]],
-    home: str,
-) -> list[dict[str, str]]:
+def _listed(done: Applied, previous: list[dict[str, str]], home: str) -> list[dict[str, str]]:
     """`status.children`: what was applied, plus earlier children this pass could not apply
-    (still ours, still rendered). Never an object of someone else's."""
-    kept = [r.child for r in refused if r.reason != TAKEOVER_REFUSED and r.child in previous]
-    return [ref(o, home) for o in live] + kept
+    (still ours, still rendered) or could not prune (so the next pass prunes them). Never an
+    object of someone else's."""
+    kept = [r.child for r in done.refused if r.reason != TAKEOVER_REFUSED and r.child in previous]
+    return [ref(o, home) for o in done.live] + kept + [u.child for u in done.unpruned]

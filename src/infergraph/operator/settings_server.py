@@ -42,8 +42,8 @@ class SettingsStore:
     """The folders of every graph, set on every pass from the settings just rendered."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        # (namespace, graph) -> (current folders, the previous different ones)
-        self._by_graph: dict[GraphKey, tuple[Folders, Folders]] = {}
+        # (namespace, graph) -> (the graph's uid, current folders, the previous different ones)
+        self._by_graph: dict[GraphKey, tuple[str, Folders, Folders]] = {}
         # The graphs that existed at the start and have had no pass yet; None: not listed yet.
         self._owed: set[GraphKey] | None = None
         self._passed: set[GraphKey] = set()  # passes that ran before the list came back
@@ -72,21 +72,33 @@ class SettingsStore:
             self._owed = set()
         return sorted(self._owed)
 
-    def replace(self, namespace: str, graph: str, served: Mapping[str, ServedSettings]) -> None:
+    def replace(
+        self, namespace: str, graph: str, served: Mapping[str, ServedSettings], uid: str = ""
+    ) -> None:
         """The graph's folders become `served`; the ones they replace stay one more rendering,
-        for Models whose new storageUri is not applied yet (a refused apply, a pass cut short)."""
+        for Models whose new storageUri is not applied yet (a refused apply, a pass cut short).
+        A graph recreated under the same name (another uid) starts afresh: the deleted one's
+        folders are not its own."""
         current = {s.path: s.body for s in served.values()}
-        before, older = self._by_graph.get((namespace, graph), ({}, {}))
-        self._by_graph[(namespace, graph)] = (current, older if current == before else before)
+        owner, before, older = self._by_graph.get((namespace, graph), (uid, {}, {}))
+        if owner != uid:
+            before, older = {}, {}
+        kept = older if current == before else before
+        self._by_graph[(namespace, graph)] = (uid, current, kept)
 
-    def forget(self, namespace: str, graph: str) -> None:
-        self._by_graph.pop((namespace, graph), None)
+    def forget(self, namespace: str, graph: str, uid: str | None = None) -> None:
+        """The graph `uid` (None: whichever) is gone: its folders go, but not those of a graph
+        recreated under the same name meanwhile (a late pass or event of the deleted uid must
+        not take them)."""
+        owner = self._by_graph.get((namespace, graph), ("",))[0]
+        if uid is None or owner == uid:
+            self._by_graph.pop((namespace, graph), None)
         self.passed(namespace, graph)
 
     def file(self, folder: str) -> bytes | None:
         namespace, _, rest = folder.partition("/")
         graph = rest.partition("/")[0]
-        current, previous = self._by_graph.get((namespace, graph), ({}, {}))
+        _, current, previous = self._by_graph.get((namespace, graph), ("", {}, {}))
         return current.get(folder, previous.get(folder))
 
 
