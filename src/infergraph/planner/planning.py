@@ -202,12 +202,10 @@ def _repair_on_whole_load(planner: Planner, outcome: PlanOutcome, arrivals: np.n
     added where it hurts on the whole load, as the search's own repair does, and every node
     is held at them; `InfeasibleSloError` names the node when more no longer help. A plan
     is never written as meeting an SLO its final simulation misses."""
-    fixed = planner.repair(outcome.final, [], arrivals)
+    fixed = planner.repair(outcome.final, [], arrivals)  # a whole-load run, held replicas
     outcome.search = replace(outcome.search, best=fixed, repaired=True)
     outcome.margin = None
-    final_sim = planner.simulate({n: o.config() for n, o in fixed.options.items()}, arrivals)
-    outcome.final = planner.evaluated_from(fixed.options, final_sim)
-    outcome.attainment = final_sim.attainment(planner.settings.slo_ms)
+    outcome.final, outcome.attainment = fixed, fixed.attainment
 
 
 def _advice(outcome: PlanOutcome, margin: float) -> dict[str, ScalingAdvice]:

@@ -111,6 +111,7 @@ class Evaluated:
     mean_replicas: dict[str, float] = field(default_factory=dict)
     # Nodes every simulated request went through (none skipped by a gate or with no rows).
     on_every_path: frozenset[str] = frozenset()
+    attainment: float = 1.0  # the share of requests within the SLO
 
 
 @dataclass
@@ -366,6 +367,7 @@ class Planner:
             on_every_path=frozenset(
                 n for n, run in result.nodes.items() if run.latency_s.size == result.latency_s.size
             ),
+            attainment=result.attainment(self.settings.slo_ms),
         )
 
     def search(self) -> SearchResult:
@@ -465,7 +467,9 @@ class Planner:
         """
         s = self.settings
         current, stalls = start, 0
-        while not current.feasible and stalls < 3 and self.simulations < s.max_simulations:
+        # The search's own repair shares its budget; a repair on another load has its own.
+        until = s.max_simulations + (self.simulations if arrivals is not None else 0)
+        while not current.feasible and stalls < 3 and self.simulations < until:
             worst = max(current.node_latency_ms, key=lambda n: current.node_latency_ms[n])
             option = current.options[worst]
             more = option.replicas + max(1, option.replicas // 4)

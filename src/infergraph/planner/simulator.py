@@ -267,23 +267,12 @@ def respond_in_turn(done: np.ndarray, each_s: float) -> np.ndarray:
     return out
 
 
-def _pass_draws(rng: np.random.Generator, n: int, config: NodeConfig) -> np.ndarray:
-    """One replica's draws, one per pass: the node's known ones, or fresh."""
-    if config.draws is not None and config.draws.size:
-        return config.draws
-    return rng.standard_normal(max(64, n))
-
-
 def _assign(t_in: np.ndarray, config: NodeConfig) -> tuple[np.ndarray, np.ndarray]:
     """Which replica each (time-sorted) request goes to, and when it can reach one."""
     if config.schedule is None:
         replicas = max(1, config.replicas)
         return np.arange(t_in.size) % replicas, t_in
     steps, ready = config.schedule.times, config.schedule.ready
-    if t_in.size > 1 and (t_in[1:] < t_in[:-1]).any():  # not time-sorted: search each
-        reach = config.schedule.next_ready(t_in)
-        reach = np.where(np.isfinite(reach), reach, t_in)  # never ready again: the last pod
-        return np.arange(t_in.size) % np.maximum(config.schedule.ready_at(reach), 1), reach
     return _walk_schedule(
         np.asarray(steps, dtype=np.float64), np.asarray(ready, dtype=np.int64), t_in
     )
@@ -341,9 +330,10 @@ def _groups(replica: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _group_draws(
     rng: np.random.Generator, starts: np.ndarray, config: NodeConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(draws, each replica's first draw, how many it has): what `_pass_draws` gives each
-    replica that got requests, in replica order, taken in one call (the generator's stream
-    is the same, split or whole)."""
+    """(draws, each replica's first draw, how many it has), in replica order: the node's
+    known draws for every replica, or fresh ones, one per pass and at least 64, for each
+    replica that got requests, taken in one call (the generator's stream is the same,
+    split or whole)."""
     counts = np.diff(starts)
     if config.draws is not None and config.draws.size:
         sizes = np.where(counts > 0, config.draws.size, 0)
@@ -405,7 +395,7 @@ def simulate_node(
     reached = arrivals + hop
     order = np.argsort(reached, kind="stable")
     replica, t_in = _assign(reached[order], config)
-    r_in = rows[order].astype(np.int64)
+    r_in = rows[order].astype(np.int64, copy=False)
     done_sorted = np.empty_like(t_in)
     groups, starts = _groups(replica)
     busy, batches, per_request, responding = _serve_groups(
