@@ -1,73 +1,15 @@
-"""Real servers on loopback for the load tester's tests, each in a thread of the test process.
-
-`v2_server` is an aiohttp Open Inference Protocol server that records every path it was asked
-for and answers after `delay_s` (so a test can tell a latency tail from a window). `http10_server`
-is the standard library's `http.server`, which answers HTTP/1.0 and closes after each answer,
-as quick custom model servers do. Threads, not processes: these tests check counts and paths,
-and a server that sleeps its delay on its own loop needs no core of its own.
+"""Servers the V2 test server (`tests.loadtest_servers`) is not: the standard library's
+HTTP/1.0 `http.server`, which closes after each answer as quick custom model servers do (in a
+thread of the test process: its tests count resets, not time), and a gRPC server over TLS with
+a self-signed certificate (`GRPC_TLS_SERVER`, a script run in its own process).
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-from aiohttp import web
-
-V2_ANSWER = {
-    "model_name": "m",
-    "outputs": [{"name": "output", "datatype": "FP32", "shape": [1], "data": [0.5]}],
-}
-
-
-@dataclass
-class V2Server:
-    """What a running `v2_server` saw: the request paths, in arrival order."""
-
-    url: str
-    paths: list[str] = field(default_factory=list)
-
-
-def _v2_app(server: V2Server, delay_s: float) -> web.Application:
-    """Answer V2 infer paths (with or without a version) after `delay_s`; 404 anything else."""
-
-    async def infer(request: web.Request) -> web.Response:
-        await request.read()
-        server.paths.append(request.path)
-        if delay_s:
-            await asyncio.sleep(delay_s)
-        return web.json_response(V2_ANSWER)
-
-    app = web.Application()
-    app.router.add_post("/v2/models/{model}/infer", infer)
-    app.router.add_post("/v2/models/{model}/versions/{version}/infer", infer)
-    return app
-
-
-@contextmanager
-def v2_server(delay_s: float = 0.0) -> Iterator[V2Server]:
-    """An aiohttp V2 server on a free loopback port, served from its own thread and loop."""
-    loop = asyncio.new_event_loop()
-    server = V2Server(url="")
-    runner = web.AppRunner(_v2_app(server, delay_s), access_log=None)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    port = runner.addresses[0][1]
-    server.url = f"http://127.0.0.1:{port}"
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
 
 
 class _Http10Handler(BaseHTTPRequestHandler):

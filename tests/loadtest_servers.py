@@ -48,6 +48,7 @@ class Counts:
     failed: int = 0
     malformed: int = 0
     reset: int = 0
+    paths: list[str] = field(default_factory=list)  # each request's path, in arrival order
 
 
 class LoadTestApp:
@@ -62,6 +63,7 @@ class LoadTestApp:
         b = self.behaviours[model]
         c = self.counts[model]
         c.requests += 1
+        c.paths.append(request.path)
         n = c.requests
         if b.hang:
             await asyncio.sleep(3600)
@@ -104,6 +106,7 @@ class LoadTestApp:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v2/models/{model}/infer", self._v2)
+        app.router.add_post("/v2/models/{model}/versions/{version}/infer", self._v2)
         app.router.add_post("/seldon/{namespace}/{graph}/v2/models/{model}/infer", self._v2)
         app.router.add_post("/api/v1.0/predictions", self._seldon)
         app.router.add_post("/_control/behave/{model}", self._behave)

@@ -11,7 +11,7 @@ from async_load_tester.errors import PayloadError
 from async_load_tester.payloads import load_payloads
 from typer.testing import CliRunner
 
-from tests.loadtest_alt_servers import v2_server
+from tests.loadtest_servers import loadtest_server
 
 
 def _only_bytes(spec: str) -> bytes:
@@ -59,7 +59,7 @@ def test_a_jsonl_over_the_cap_is_announced(tmp_path: Path) -> None:
     the run's warnings (stderr and results.json); it used to be cut silently."""
     texts = tmp_path / "texts.jsonl"
     texts.write_text("".join(f'"text {i}"\n' for i in range(1005)))
-    with v2_server() as server:
+    with loadtest_server() as server:
         result = CliRunner().invoke(
             app,
             ["run", "--target", server.url, "--model", "m", "--payload", str(texts),

@@ -8,30 +8,31 @@ from async_load_tester.cli import app
 from typer.testing import CliRunner
 
 from async_load_tester import LoadConfig, run_load
-from tests.loadtest_alt_servers import v2_server
+from tests.loadtest_servers import loadtest_server
 
 
 @pytest.mark.parametrize("load", [["--rate", "50"], ["--schedule", "constant:50"]])
 def test_open_loop_requests_outlast_duration(load: list[str]) -> None:
     """`--requests N` at a constant rate sends N, even when N/rate is longer than `--duration`:
     the help calls it "instead of duration", and closed loop already reads it that way."""
-    with v2_server() as server:
+    with loadtest_server() as server:
         result = CliRunner().invoke(
             app,
             ["run", "--target", server.url, "--model", "m", *load,
              "--requests", "100", "--duration", "1", "--warmup", "0",
              "--no-progress", "--json"],
         )  # fmt: skip
+        served = server.counts("m").paths
     assert result.exit_code == 0, result.output
     step = orjson.loads(result.stdout)["steps"][0]
     assert (step["sent"], step["ok"]) == (100, 100), step
-    assert len(server.paths) == 100
+    assert len(served) == 100
     assert step["elapsed_s"] == pytest.approx(2.0, abs=0.5)  # 100 sends at 50/s, not 1 s
 
 
 def test_closed_loop_requests_outlast_duration() -> None:
     """The same rule in closed loop (already held): the count wins over the duration."""
-    with v2_server() as server:
+    with loadtest_server() as server:
         config = LoadConfig(
             target=server.url, model="m", concurrency=1, requests=60, duration=0.01,
             warmup=0.0, progress=False,
@@ -51,7 +52,8 @@ def test_throughput_counts_completions_in_the_window(
     """Throughput is what completed inside the 2 s window over 2 s. A server that answers in
     0.5 s handles 20/s when sent 20/s, and 4 / 0.5 s = 8/s at concurrency 4; dividing by the
     time to the last completion (0.5 s past the window) reported about 16/s and 7.2/s."""
-    with v2_server(delay_s=0.5) as server:
+    with loadtest_server() as server:
+        server.behave("m", delay_ms=500)
         base = {"target": server.url, "model": "m", "duration": 2.0, "warmup": 0.75}
         config = LoadConfig.model_validate({**base, "progress": False, **load})
         step = run_load(config).steps[0]

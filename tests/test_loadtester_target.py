@@ -15,21 +15,23 @@ from async_load_tester.cli import app
 from typer.testing import CliRunner
 
 from async_load_tester import ConfigError, LoadConfig, run_load
-from tests.loadtest_alt_servers import GRPC_TLS_SERVER, http10_server, v2_server
+from tests.loadtest_alt_servers import GRPC_TLS_SERVER, http10_server
+from tests.loadtest_servers import loadtest_server
 
 
 @pytest.mark.parametrize("protocol", ["v2-rest", "v2-rest-binary"])
 def test_model_version_goes_into_the_rest_path(protocol: str) -> None:
     """The Open Inference Protocol names a version in the path; gRPC sends it in the request,
     and REST dropped it, measuring whatever version the server defaults to."""
-    with v2_server() as server:
+    with loadtest_server() as server:
         config = LoadConfig(
             target=server.url, model="m", model_version="2", protocol=protocol,  # type: ignore[arg-type]
             rate=20, duration=0.5, warmup=0.0, progress=False,
         )  # fmt: skip
         step = run_load(config).steps[0]
+        served = server.counts("m").paths
     assert step.sent == 10 and step.ok == 10, step.errors
-    assert set(server.paths) == {"/v2/models/m/versions/2/infer"}
+    assert set(served) == {"/v2/models/m/versions/2/infer"}
 
 
 def test_model_version_without_a_place_in_the_path_is_refused() -> None:
@@ -50,18 +52,19 @@ def test_model_version_without_a_place_in_the_path_is_refused() -> None:
 def test_grpc_target_with_a_rest_protocol_is_refused(scheme: str, protocol: str | None) -> None:
     """A gRPC URL with a REST protocol (the default one included) fails at start-up naming
     both, before any request: it used to send HTTP/1.1 to the port and count every answer."""
-    with v2_server() as server:
+    with loadtest_server() as server:
         port = server.url.rsplit(":", 1)[1]
         args = ["run", "--target", f"{scheme}://127.0.0.1:{port}", "--model", "m",
                 "--rate", "20", "--duration", "0.3", "--warmup", "0", "--no-progress"]  # fmt: skip
         if protocol is not None:
             args += ["--protocol", protocol]
         result = CliRunner().invoke(app, args)
+        served = server.counts("m").paths
     assert result.exit_code == 2, result.output
     message = " ".join(result.output.split())
     assert f"{scheme}://" in message and (protocol or "v2-rest") in message, message
     assert "--protocol v2-grpc" in message, message
-    assert server.paths == []
+    assert served == []
 
 
 @pytest.mark.parametrize("scheme", ["grpc", "grpcs", "http"])
@@ -91,7 +94,7 @@ def test_insecure_grpc_over_tls_is_refused(target: str) -> None:
     """grpcio has no switch to skip certificate checks, so `--insecure` with TLS gRPC cannot
     do what its help says: it is refused at start-up, naming the way that works, instead of
     a run whose every request fails the handshake as `connect`."""
-    with v2_server() as server:  # a port that is listening, so nothing fails for want of one
+    with loadtest_server() as server:  # a port that is listening, so nothing fails for want of one
         port = server.url.rsplit(":", 1)[1]
         result = CliRunner().invoke(
             app,
