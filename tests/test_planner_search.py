@@ -933,3 +933,17 @@ def test_two_profiles_of_one_node_on_one_class_are_refused_naming_both(tmp_path:
     text = str(caught.value)
     assert "node 'a'" in text and "c6i.2xlarge" in text
     assert str(first) in text and str(second) in text
+
+
+def test_batch_settings_the_search_cannot_use_are_said_or_refused(tmp_path: Path):
+    """A --delays-ms value of half the SLO or more was dropped without a word (batching was
+    then never tried); a --batch-sizes value past what a node was profiled at was
+    extrapolated from the timings and written as its maxBatchSize."""
+    delays, _ = _chain_plan(tmp_path, "--slo-ms", "60", "--rate", "50", "--delays-ms", "40")
+    assert delays.exit_code == 0, delays.output
+    text = " ".join(delays.output.split())
+    assert "--delays-ms 40 not tried" in text and "half" in text
+    big, _ = _chain_plan(tmp_path, "--slo-ms", "200", "--rate", "50", "--batch-sizes", "1000")
+    assert big.exit_code == 1, big.output
+    text = " ".join(big.output.split())
+    assert "--batch-sizes" in text and "node 'a'" in text and "up to 16" in text

@@ -122,6 +122,7 @@ def assumptions(outcome: PlanOutcome) -> list[str]:
             else ""
         ),
     ]
+    lines += list(outcome.search.notes)
     return lines
 
 

@@ -134,6 +134,7 @@ class SearchResult:
     capped: bool
     seconds: float
     repaired: bool = False  # no Pareto combination passed; replicas were added to the plan
+    notes: tuple[str, ...] = ()  # settings asked for that the search could not use
 
     @property
     def pareto(self) -> list[Evaluated]:
@@ -214,6 +215,7 @@ class Planner:
         self.settings = settings
         self.ingress_s = profiles.ingress_ms / 1000.0
         self.simulations = 0
+        self.notes: set[str] = set()  # asked-for settings the search could not use
         self.replica_usd = replica_usd or own_resources_price(catalog)
         check_priced(profiles, catalog)
 
@@ -234,8 +236,19 @@ class Planner:
         return densest(picked[keep], rows[keep], NODE_REQUESTS)
 
     def _batches(self, profile: NodeProfile) -> list[int]:
+        """Batch limits to try: those asked for up to the largest batch the node was timed
+        at on this class (past it the pass time would be a guess), else powers of two."""
         if self.settings.batch_sizes is not None:
-            return sorted({b for b in self.settings.batch_sizes if b >= 1})
+            asked = sorted({b for b in self.settings.batch_sizes if b >= 1})
+            timed = [b for b in asked if b <= profile.max_batch_size]
+            where = f"node '{profile.node}' was profiled up to {profile.max_batch_size} on "
+            where += profile.hardware_class
+            if not timed:
+                raise ProfileError("--batch-sizes", f"{where}: give sizes up to that")
+            if len(timed) < len(asked):
+                beyond = ",".join(str(b) for b in asked if b not in timed)
+                self.notes.add(f"--batch-sizes {beyond} not tried: {where}")
+            return timed
         out, b = [], 1
         while b <= profile.max_batch_size:
             out.append(b)
@@ -262,7 +275,7 @@ class Planner:
         for hardware, per_replica in self.per_replica_usd(node).items():
             profile = self.profiles.by_node[node][hardware]
             for batch in self._batches(profile):
-                delays = [0.0] if batch == 1 else [d for d in s.delays_ms if d < budget_ms / 2]
+                delays = [0.0] if batch == 1 else self._delays(budget_ms)
                 capacity = batch / (profile.median_ms(batch) / 1000.0)
                 for delay in delays:
                     # At least one try: past the replica limit the node is too slow there.
@@ -284,6 +297,18 @@ class Planner:
                             previous = lat
                             k = k + 1 if lat < 4 * budget_ms else math.ceil(k * 1.5)
         return space
+
+    def _delays(self, budget_ms: float) -> list[float]:
+        """Batch delays to try: a batch may wait up to half the SLO's budget; a delay the
+        user asked for past that is said, not dropped quietly."""
+        tried = [d for d in self.settings.delays_ms if d < budget_ms / 2]
+        if tuple(self.settings.delays_ms) != DEFAULT_DELAYS_MS:
+            for d in sorted(set(self.settings.delays_ms) - set(tried)):
+                self.notes.add(
+                    f"--delays-ms {d:g} not tried: a batch may wait at most half the SLO's "
+                    f"budget ({budget_ms / 2:.1f} ms)"
+                )
+        return tried
 
     def per_replica_usd(self, node: str) -> dict[str, float]:
         """$/hour of one replica of `node` on each profiled class it fits on.
@@ -417,18 +442,16 @@ class Planner:
                     break
         fastest = self.evaluate({n: min(f, key=lambda o: o.latency_ms) for n, f in fronts.items()})
         evaluated.append(fastest)
-        repaired = False
-        if best is None:
-            best = self.repair(fastest, evaluated)
-            repaired = True
+        repaired = best is None
         return SearchResult(
-            best,
+            best or self.repair(fastest, evaluated),
             evaluated,
             fronts,
             self.simulations,
             capped,
             time.perf_counter() - started,
             repaired,
+            tuple(sorted(self.notes)),
         )
 
     def unreachable(self, spaces: Mapping[str, NodeSpace]) -> InfeasibleSloError:
