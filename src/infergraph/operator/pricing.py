@@ -20,7 +20,15 @@ from infergraph.engines import RENDERED
 from infergraph.engines import engine as engine_named
 from infergraph.graph.model import InferenceGraph
 from infergraph.json_types import JSONObject, Manifest
-from infergraph.operator.status import EVENT_MESSAGE_LIMIT, FALSE, TRUE, UNKNOWN, Condition, Event
+from infergraph.operator.status import (
+    EVENT_MESSAGE_LIMIT,
+    FALSE,
+    TRUE,
+    UNKNOWN,
+    Condition,
+    Event,
+    condition,
+)
 
 SCHEDULABLE = "Schedulable"
 OUTGROWN = "PodOutgrowsClass"
@@ -81,7 +89,7 @@ def is_outgrown(conditions: list[JSONObject]) -> bool:
 
 
 def _schedulable(conditions: list[JSONObject]) -> JSONObject:
-    return next((c for c in conditions if c.get("type") == SCHEDULABLE), {})
+    return condition(conditions, SCHEDULABLE)
 
 
 def _fit(

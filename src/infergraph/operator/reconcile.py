@@ -239,7 +239,7 @@ class Reconciler:
         status["children"] = _listed(done, prev_children, meta_str(body, "namespace"))
         # None removes the field in kopf's status patch once nothing is refused.
         status["refused"] = [r.status() for r in done.refused] or None
-        events = _warnings(done, previous) + pricing.outgrown_warning(
+        events = _warnings(done, previous, prev_conditions) + pricing.outgrown_warning(
             prev_conditions, as_objects(status["conditions"], "status.conditions")
         )
         stage = "apply" if done.refused else "prune" if done.unpruned else "done"
@@ -291,7 +291,7 @@ class Reconciler:
         # One Event per generation, and per new failure within one: an edit of only the
         # annotations that drive rendering (engine, omit-kinds) keeps the generation. The
         # drift timer re-checks without repeating it.
-        before = next((c for c in prev_conditions if c.get("type") == "Rendered"), {})
+        before = st.condition(prev_conditions, "Rendered")
         said = (before.get("reason"), before.get("message")) == (reason, rendered.message)
         events = [("Warning", reason, message[:EVENT_MESSAGE_LIMIT])] if fresh or not said else []
         return Outcome(status, events=events, stage=stage)
@@ -406,7 +406,9 @@ def _rendered_condition(engine: str, done: Applied) -> st.Condition:
     return st.Condition("Rendered", st.FALSE, reason, f"{applied}; not applied: {why}")
 
 
-def _warnings(done: Applied, previous: JSONObject) -> list[Event]:
+def _warnings(
+    done: Applied, previous: JSONObject, prev_conditions: list[JSONObject]
+) -> list[Event]:
     """One Warning per new refusal (not in the previous `status.refused`) and per new prune
     failure (not in the previous `Rendered` message): not one per retry."""
     told = [
@@ -418,9 +420,7 @@ def _warnings(done: Applied, previous: JSONObject) -> list[Event]:
         for r in done.refused
         if (r.child["kind"], r.child["name"], r.message) not in told
     ]
-    conditions = as_objects(previous.get("conditions") or [], "status.conditions")
-    before = next((c for c in conditions if c.get("type") == "Rendered"), {})
-    said = str(before.get("message") or "")
+    said = str(st.condition(prev_conditions, "Rendered").get("message") or "")
     return events + [
         ("Warning", PRUNE_FAILED, u.message[:EVENT_MESSAGE_LIMIT])
         for u in done.unpruned

@@ -40,6 +40,11 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def condition(conditions: list[JSONObject], kind: str) -> JSONObject:
+    """The condition of type `kind` among a status's conditions, {} when there is none."""
+    return next((c for c in conditions if c.get("type") == kind), {})
+
+
 def conditions(previous: list[JSONObject], new: list[Condition]) -> list[JSONObject]:
     """Kubernetes condition list; `lastTransitionTime` moves only when `status` changes."""
     before = {c.get("type"): c for c in previous or []}
