@@ -72,16 +72,16 @@ def validate(
             graph = load_graph(path)
         except GraphValidationError as exc:
             failed = True
-            table.add_row(str(path), "-", "-", "[red]invalid[/]")
-            err.print(f"[red]{exc}[/]")
+            table.add_row(escape(str(path)), "-", "-", "[red]invalid[/]")
+            err.print(f"[red]{escape(str(exc))}[/]")
             continue
         problems = _fit_problems(graph, classes, deploying)
         for problem in problems:
-            err.print(f"[red]{graph.name}: {problem}[/]")
+            err.print(f"[red]{escape(f'{graph.name}: {problem}')}[/]")
         failed = failed or bool(problems)
         gpus = sum(n.resources.gpu * max(n.replicas, 1) for n in graph.spec.nodes)
         status = "[red]does not fit[/]" if problems else "[green]valid[/]"
-        table.add_row(graph.name, str(len(graph.spec.nodes)), str(gpus), status)
+        table.add_row(escape(graph.name), str(len(graph.spec.nodes)), str(gpus), status)
     console.print(table)
     if failed:
         raise typer.Exit(1)
@@ -132,6 +132,8 @@ def node_catalog(
         classes, unknown = overrides(rooms, load_catalog(catalog))
     except (InfergraphError, OSError, json.JSONDecodeError) as exc:
         _fail(str(exc))
+    except UnicodeDecodeError as exc:  # PowerShell 5 redirects `kubectl ... -o json` as UTF-16
+        _fail(f"{nodes if pods is None else f'{nodes} or {pods}'}: not UTF-8 text ({exc.reason})")
     if not classes:
         _fail(f"no Node in {nodes} has an instance type the price catalog knows: {unknown}")
     header = f"# What the Nodes in {nodes} leave a new pod"
@@ -202,8 +204,11 @@ def crd(
     if out is None:
         console.print(text, markup=False, highlight=False)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    except OSError as exc:
+        _fail(f"cannot write {exc.filename}: {exc.strerror}")
     console.print(f"wrote {out}")
 
 
@@ -216,7 +221,9 @@ def _offline_scale(value: str) -> Scale:
 @app.command()
 def serve(
     graph_file: Annotated[Path, typer.Argument(help="InferenceGraph YAML")],
-    port: Annotated[int, typer.Option(help="router port; 0 for any free one")] = 8080,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="router port; 0 for any free one")
+    ] = 8080,
     offline: Annotated[
         bool, typer.Option(help="build random-weight checkpoints locally instead of the hub")
     ] = False,
@@ -232,6 +239,8 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     scale = _offline_scale(offline_scale)
+    if scale == "tiny" and not offline:
+        _fail("--offline-scale tiny needs --offline (without it the hub's checkpoints are used)")
     try:
         plan = load_plan(graph_file)  # compiled once: the router runs this plan
     except GraphValidationError as exc:

@@ -185,6 +185,8 @@ def _read_classes(path: Path) -> dict[str, dict[str, object]]:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise CostError(f"catalog '{path}'", f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise CostError(f"catalog '{path}'", f"not UTF-8 text ({exc.reason})") from None
     except yaml.YAMLError as exc:
         raise CostError(f"catalog '{path}'", f"not valid YAML: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("classes"), dict):

@@ -261,6 +261,8 @@ def read_document(path: str | Path) -> Manifest:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise GraphValidationError(str(path), [f"cannot read file: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:  # PowerShell 5 redirects as UTF-16
+        raise GraphValidationError(str(path), [f"not UTF-8 text ({exc.reason})"]) from None
     except yaml.YAMLError as exc:
         raise GraphValidationError(str(path), [f"not valid YAML: {exc}"]) from None
     if not isinstance(data, dict):

@@ -128,7 +128,12 @@ def render_tree(
     Each engine folder also gets the cluster-wide Prometheus wiring its scalers need.
     """
     out: dict[str, str] = {}
-    for path in sorted(graphs_dir.glob("*.yaml")) + sorted(graphs_dir.glob("*.yml")):
+    paths = sorted(graphs_dir.glob("*.yaml")) + sorted(graphs_dir.glob("*.yml"))
+    if not paths:  # else the tree's own files alone would prune every rendered graph
+        what = "holds" if graphs_dir.is_dir() else "is not a folder, so it holds"
+        problem = f"'{graphs_dir}' {what} no graph files (*.yaml, *.yml)"
+        raise RenderError(", ".join(engines), problem)
+    for path in paths:
         for engine in engines:
             for rel, text in render_files(path, engine, options).items():
                 out[f"{engine}/{rel}"] = text

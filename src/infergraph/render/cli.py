@@ -1,7 +1,8 @@
 """`infergraph render`: one graph to stdout, or every graph under k8s/graphs to k8s/rendered.
 
 The lead mounts `app` (or calls `render_command`) in the main CLI; `make render` runs
-`infergraph render --all --out k8s/rendered`, CI runs the same with `--check`.
+`infergraph render --all --out k8s/rendered --storage-uri <bucket prefix>`, CI runs the same
+with `--check`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ _StorageUri = Annotated[
     str | None,
     typer.Option(
         "--storage-uri",
-        help="your bucket prefix for model-settings.json folders (<prefix>/<graph>/<node>)",
+        help="your bucket prefix for model-settings.json folders (<prefix>/<graph>/<node>); "
+        "seldon-v2 needs it unless --settings-url or the graph's annotation says where",
     ),
 ]
 _Registry = Annotated[str, typer.Option("--registry", help="image registry and organisation")]
@@ -105,6 +107,9 @@ def render_command(
         _render_one(graph, engine, options, out)
     except (RenderError, GraphValidationError) as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:  # --out is a file, or read-only
+        typer.echo(f"error: cannot write {exc.filename}: {exc.strerror}", err=True)
         raise typer.Exit(2) from None
 
 
