@@ -212,9 +212,11 @@ def crd(
     console.print(f"wrote {out}")
 
 
-def _offline_scale(value: str) -> Scale:
+def _offline_scale(value: str, offline: bool = True) -> Scale:
     if value not in ("full", "tiny"):
         _fail(f"--offline-scale must be full or tiny, not '{value}'")
+    if value == "tiny" and not offline:
+        _fail("--offline-scale tiny needs --offline (without it the hub's checkpoints are used)")
     return "tiny" if value == "tiny" else "full"
 
 
@@ -238,9 +240,7 @@ def serve(
     from infergraph.serving.heap import settled_heap
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    scale = _offline_scale(offline_scale)
-    if scale == "tiny" and not offline:
-        _fail("--offline-scale tiny needs --offline (without it the hub's checkpoints are used)")
+    scale = _offline_scale(offline_scale, offline)
     try:
         plan = load_plan(graph_file)  # compiled once: the router runs this plan
     except GraphValidationError as exc:
