@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from infergraph.components.base import ComponentSettings
 from infergraph.components.image_classification import ImageClassifier
-from infergraph.errors import SettingsError
+from infergraph.errors import InputError, SettingsError
 from tests.servers import MLServerProcess, v2_input
 from tests.vision_fixtures import (
     COLOURS,
@@ -179,3 +180,44 @@ def test_backend_is_detected_from_the_checkpoint(
     loaded.settings.warmup = False
     loaded.start()
     assert loaded.labels == LABELS and loaded.input_hw == (64, 64)
+
+
+def test_an_odd_sized_pixel_tensor_does_not_fail_its_batchmates(tmp_path: Path) -> None:
+    """A processor sized by its shortest edge (ConvNeXt's, which microsoft/resnet-50 ships)
+    has no fixed input size to check `pixel_values` against, and every request's rows went
+    into one `torch.stack`: one caller's 40 x 50 tensor failed the well-formed caller batched
+    with it. Rows of another size now make their own batch."""
+    import asyncio
+
+    from transformers import ConvNextImageProcessor, ResNetConfig, ResNetForImageClassification
+
+    from infergraph.serving.engine import ComponentEngine
+
+    labels = {0: "a", 1: "b", 2: "c"}
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 8], depths=[1, 1], num_labels=3,
+                          id2label=labels, label2id={v: k for k, v in labels.items()})  # fmt: skip
+    ResNetForImageClassification(config).save_pretrained(tmp_path)
+    ConvNextImageProcessor(size={"shortest_edge": 224}, crop_pct=0.875).save_pretrained(tmp_path)
+    settings = ComponentSettings(
+        model_uri=str(tmp_path), warmup=False, max_batch_size=8, max_batch_time=0.05
+    )
+    classifier = ImageClassifier(settings)
+    classifier.start()
+
+    async def both() -> list[object]:
+        engine = ComponentEngine([classifier])
+        good = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
+        odd = np.random.default_rng(1).random((1, 3, 40, 50), dtype=np.float32)
+        try:
+            return await asyncio.gather(
+                engine.infer({"pixel_values": good}, {}),
+                engine.infer({"pixel_values": odd}, {}),
+                return_exceptions=True,
+            )
+        finally:
+            await engine.close()
+
+    good_result, odd_result = asyncio.run(both())
+    assert not isinstance(good_result, BaseException), good_result
+    assert good_result.outputs["label"].shape == (1,)  # type: ignore[union-attr]
+    assert not isinstance(odd_result, BaseException) or isinstance(odd_result, InputError)

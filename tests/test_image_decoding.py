@@ -147,3 +147,23 @@ def test_processor_input_size() -> None:
     assert processor_input_size(clip) == (224, 224)
     detr = DetrImageProcessor(size={"shortest_edge": 800, "longest_edge": 1333})
     assert processor_input_size(detr) is None
+
+
+@pytest.mark.parametrize("size", [(1, 3000), (3000, 1), (2, 200_000)])
+def test_a_thin_image_is_refused_before_a_resize_blows_it_up(size: tuple[int, int]) -> None:
+    """Resizing the shorter side to a model's size scales the longer one alike: a 1 x 3000
+    PNG of 99 bytes, well under the pixel limit, took 800 MB in the preprocessor, and a 1 x
+    12000 one a MemoryError. Extreme shapes are refused from the header, naming the row."""
+    from infergraph.components.base import ComponentSettings
+    from infergraph.components.image_preprocessing import ImagePreprocessor
+
+    thin = png((10, 20, 30), size)
+    with pytest.raises(InputError, match="aspect ratio") as info:
+        decode_image(thin, "image", 2, DEFAULT_MAX_IMAGE_PIXELS)
+    assert info.value.input_name == "image" and info.value.index == 2
+    pre = ImagePreprocessor(ComponentSettings(model_uri="", warmup=False))
+    pre.start()
+    ok = png((1, 2, 3), (40, 30))
+    with pytest.raises(InputError, match="aspect ratio"):
+        pre.prepare({"image": np.array([ok, thin], dtype=object)}, {})
+    assert pre.prepare({"image": np.array([ok], dtype=object)}, {}).rows[0].shape == (3, 224, 224)

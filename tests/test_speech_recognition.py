@@ -252,3 +252,16 @@ def test_resample_option(server: MLServerProcess) -> None:
     resp = server.infer("asr-resample", audio_payload(clip(1.0, 0, rate=8000), rate=8000))
     assert len(outputs(resp)["transcript"]) == 1
     assert resp.json()["parameters"]["resampled_from"] == 8000
+
+
+@pytest.mark.parametrize("rate", [float("inf"), 16000.9, "16k"])
+def test_a_sampling_rate_that_is_no_whole_number_is_refused_by_name(
+    s2t_dir: Path, rate: object
+) -> None:
+    """JSON's Infinity (which the body parser reads) was an OverflowError, a 500; 16000.9 was
+    truncated to 16000 without a word."""
+    comp = SpeechRecognizer(ComponentSettings(model_uri=str(s2t_dir), warmup=False))
+    comp.start()
+    with pytest.raises(InputError) as info:
+        comp.prepare({"audio": clip(0.5, 0)[None, :]}, {"sampling_rate": rate})
+    assert info.value.input_name == "sampling_rate"

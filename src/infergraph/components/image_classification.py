@@ -134,7 +134,10 @@ class ImageClassifier(Component):
             rows = [self.transform(image) for image in value]
         else:
             rows = list(self.image_processor(images=value, return_tensors="pt")["pixel_values"])
-        return Prepared(rows=rows, context=min(top_k, len(self.labels)))
+        # Rows of one size share a batch: a processor sized by its shortest edge has no fixed
+        # size to refuse another against, and one odd tensor failed its batchmates' stack.
+        shape = tuple(rows[0].shape) if rows else ()
+        return Prepared(rows=rows, batch_key=shape, context=min(top_k, len(self.labels)))
 
     def run_batch(self, rows: list[torch.Tensor], batch_key: Hashable) -> list[np.ndarray]:
         import torch

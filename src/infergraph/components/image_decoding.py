@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+# Longest side over shortest: resizing the shorter side to a model's input scales the longer
+# alike, so a 1 x 3000 PNG of 99 bytes grew to 224 x 672,000 floats (800 MB) in a
+# preprocessor; panoramas and receipts stay far under this.
+MAX_ASPECT_RATIO = 50
 _DATA_URL_MARK = b";base64,"
 
 
@@ -65,6 +69,13 @@ def _open_checked(data: bytes, name: str, index: int, max_pixels: int) -> Image:
         )
     if width == 0 or height == 0:
         raise InputError(name, f"image has an empty dimension ({width}x{height})", index)
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise InputError(
+            name,
+            f"image is {width}x{height}: its aspect ratio is over {MAX_ASPECT_RATIO}:1, which "
+            "resizing to the model's input would blow up",
+            index,
+        )
     try:
         image.load()
         image = ImageOps.exif_transpose(image) or image

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 import numpy as np
 
 from infergraph.components.base import Component, Prepared, TensorSpec
-from infergraph.components.parameters import bounded_int
+from infergraph.components.parameters import as_int, bounded_int
 from infergraph.errors import InputError, ModelLoadError, PayloadTooLargeError
 from infergraph.json_types import JSONObject
 
@@ -168,13 +168,8 @@ class SpeechRecognizer(Component):
             if value.dtype.kind not in "iu" or value.size != 1:
                 raise InputError("sampling_rate", "expected one INT32 value, e.g. [16000]")
             rate = int(value.reshape(-1)[0])
-        elif "sampling_rate" in parameters:
-            try:
-                rate = int(parameters["sampling_rate"])
-            except (TypeError, ValueError):
-                raise InputError(
-                    "sampling_rate", f"expected an integer, got '{parameters['sampling_rate']}'"
-                ) from None
+        elif "sampling_rate" in parameters:  # Infinity and 16000.9 refused, not 500 or truncated
+            rate = as_int(parameters["sampling_rate"], "sampling_rate", 0, 10**9)
         else:
             raise InputError(
                 "sampling_rate",
