@@ -283,9 +283,11 @@ class LoadConfig(BaseModel):
         return prefix + render_path(template, self.model, self.namespace, self.model_version)
 
     def host_header(self) -> str:
+        """The Host header: an IPv6 literal in brackets, as RFC 3986 writes an authority."""
         scheme, host, port, _ = self.endpoint()
         default = 443 if scheme in ("https", "grpcs") else 80
-        return host if port == default else f"{host}:{port}"
+        name = f"[{host}]" if ":" in host else host
+        return name if port == default else f"{name}:{port}"
 
     def recorded(self) -> dict[str, Any]:
         """Settings as written to results, with credentials masked."""

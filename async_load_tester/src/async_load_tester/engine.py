@@ -873,6 +873,12 @@ def _slice(buf: bytes, start: int, stop: int) -> bytes:
 # =============================================================================== gRPC
 
 
+def grpc_target(host: str, port: int) -> str:
+    """gRPC's target name for host and port: an IPv6 literal in brackets, or the resolver
+    reads its colons as the port's."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class GrpcDriver(_Driver):
     """Open/closed loop over grpc.aio channels; requests are pre-serialized bytes."""
 
@@ -893,7 +899,7 @@ class GrpcDriver(_Driver):
         import grpc
 
         self.grpc = grpc
-        target = f"{endpoint.host}:{endpoint.port}"
+        target = grpc_target(endpoint.host, endpoint.port)
         options: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", 256 * 1024 * 1024),
             ("grpc.max_send_message_length", 256 * 1024 * 1024),
