@@ -398,3 +398,28 @@ def triton_grpc(server: MLServerProcess, model: str) -> dict[str, object]:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@contextmanager
+def app_in_thread(app: Any, host: str = "127.0.0.1") -> Iterator[int]:
+    """An aiohttp application served on a free port of `host` from a thread of the test
+    process, with its own event loop; yields the port. For servers a test inspects in place
+    (what they saw), where a process of their own would need a control endpoint."""
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app, access_log=None)
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, host, 0).start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()

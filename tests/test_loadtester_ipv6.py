@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from aiohttp import web
 from async_load_tester.config import LoadConfig
 from async_load_tester.runner import run_load
+
+from tests.servers import app_in_thread
 
 
 @contextmanager
@@ -24,21 +24,8 @@ def ipv6_server(hosts: list[str]) -> Iterator[int]:
 
     app = web.Application()
     app.router.add_post("/v2/models/{model}/infer", infer)
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app, access_log=None)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "::1", 0)
-    loop.run_until_complete(site.start())
-    port = runner.addresses[0][1]
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
+    with app_in_thread(app, "::1") as port:
         yield port
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
 
 
 def test_an_ipv6_target_sends_a_bracketed_host_header() -> None:
@@ -54,7 +41,7 @@ def test_an_ipv6_target_sends_a_bracketed_host_header() -> None:
 
 
 def test_a_grpc_target_brackets_an_ipv6_literal() -> None:
-    from async_load_tester.engine import grpc_target
+    from async_load_tester.protocols.encode import authority as grpc_target
 
     assert grpc_target("::1", 8081) == "[::1]:8081"
     assert grpc_target("127.0.0.1", 8081) == "127.0.0.1:8081"

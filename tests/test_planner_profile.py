@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +28,7 @@ from infergraph.planner.endpoints import (
 from infergraph.planner.profiler import ProfileSettings, ProfilingError, profile_graph
 from infergraph.planner.profiles import GraphProfile, load_profile
 from tests.engines.seldon_v2_mesh import serve_mesh
+from tests.servers import app_in_thread
 
 if TYPE_CHECKING:
     from infergraph.runner.local import RunningGraph
@@ -276,21 +276,10 @@ def plain_oip_server() -> Iterator[str]:
         await asyncio.sleep(0.02)
         return web.json_response({"model_name": "first", "outputs": []})
 
-    loop = asyncio.new_event_loop()
     app_ = web.Application()
     app_.router.add_post("/v2/models/{model}/infer", infer)
-    runner = web.AppRunner(app_)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    port = runner.addresses[0][1]
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.run_until_complete(runner.cleanup())
-    loop.close()
+    with app_in_thread(app_) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_a_server_without_pass_timings_is_timed_by_round_trip(plain_oip_server: str):

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from async_load_tester.errors import ConfigError
 from async_load_tester.protocols.encode import (
     Protocol,
+    authority,
     check_protocol,
     path_template,
     render_path,
@@ -283,11 +284,10 @@ class LoadConfig(BaseModel):
         return prefix + render_path(template, self.model, self.namespace, self.model_version)
 
     def host_header(self) -> str:
-        """The Host header: an IPv6 literal in brackets, as RFC 3986 writes an authority."""
+        """The Host header (`authority`), its port left out when the scheme's default."""
         scheme, host, port, _ = self.endpoint()
         default = 443 if scheme in ("https", "grpcs") else 80
-        name = f"[{host}]" if ":" in host else host
-        return name if port == default else f"{name}:{port}"
+        return authority(host, None if port == default else port)
 
     def recorded(self) -> dict[str, Any]:
         """Settings as written to results, with credentials masked."""

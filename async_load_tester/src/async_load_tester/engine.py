@@ -43,6 +43,7 @@ from typing import Any, Literal
 from async_load_tester import stamped
 from async_load_tester.errors import ConfigError
 from async_load_tester.protocols.encode import MalformedResponse
+from async_load_tester.protocols.encode import authority as host_port
 from async_load_tester.recorder import Recorder
 from async_load_tester.schedule import Arrival, Segment, arrival_chunks
 
@@ -873,12 +874,6 @@ def _slice(buf: bytes, start: int, stop: int) -> bytes:
 # =============================================================================== gRPC
 
 
-def grpc_target(host: str, port: int) -> str:
-    """gRPC's target name for host and port: an IPv6 literal in brackets, or the resolver
-    reads its colons as the port's."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 class GrpcDriver(_Driver):
     """Open/closed loop over grpc.aio channels; requests are pre-serialized bytes."""
 
@@ -899,7 +894,7 @@ class GrpcDriver(_Driver):
         import grpc
 
         self.grpc = grpc
-        target = grpc_target(endpoint.host, endpoint.port)
+        target = host_port(endpoint.host, endpoint.port)  # gRPC's target name
         options: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", 256 * 1024 * 1024),
             ("grpc.max_send_message_length", 256 * 1024 * 1024),

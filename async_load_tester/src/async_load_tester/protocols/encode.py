@@ -210,6 +210,13 @@ class EncodedRequest:
     body_size: int
 
 
+def authority(host: str, port: int | None) -> str:
+    """host[:port] as RFC 3986 writes it, an IPv6 literal in brackets: the Host header and
+    gRPC's target name (whose resolver would read the literal's colons as the port's)."""
+    name = f"[{host}]" if ":" in host else host
+    return name if port is None else f"{name}:{port}"
+
+
 def http_request(
     method: str, path: str, host: str, headers: Mapping[str, str], body: bytes, content_type: str
 ) -> bytes:
