@@ -60,7 +60,8 @@ demo: .venv/.synced
 	$(RUN) infergraph demo
 
 # mypy checks all of src/infergraph: strictly the graph, serving and components.base modules
-# (and the others pyproject.toml's [tool.mypy] names), with mypy's defaults elsewhere. The two
+# (and the others pyproject.toml's [tool.mypy] names), with mypy's defaults elsewhere; then,
+# strictly, the load tester (its own configuration, in async_load_tester/pyproject.toml). The two
 # tools/ checks keep every function in src/ and async_load_tester/src/ within 60 lines and the
 # imports free of cycles.
 lint: .venv/.synced
@@ -69,6 +70,7 @@ lint: .venv/.synced
 	$(RUN) hadolint --failure-threshold style images/Dockerfile
 	$(RUN) actionlint .github/workflows/*.yml
 	$(RUN) mypy
+	cd async_load_tester && $(abspath $(UV)) run --frozen --no-sync mypy
 	$(RUN) python tools/check_function_length.py
 	$(RUN) python tools/check_import_cycles.py
 

@@ -326,11 +326,12 @@ class _Driver:
         stop_at, limit = self.stop_at, self.limit
         while True:
             if i >= len(offs):
-                offs = next(self._chunks, None)  # type: ignore[arg-type]
-                if offs is None:
+                chunk = next(self._chunks, None)
+                if chunk is None:
                     self._stop_open()
                     return None
-                self._offs, i = offs, 0
+                self._offs = offs = chunk
+                i = 0
                 continue
             t = t0 + offs[i]
             if t > now:

@@ -26,11 +26,14 @@ import wave
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from async_load_tester.errors import PayloadError
+from infergraph.arrays import Array
 from infergraph.tensors.binary import encode_binary, encode_bytes_tensor
 from infergraph.tensors.datatypes import V2_TO_NUMPY
 
@@ -63,7 +66,7 @@ class InputTensor:
     name: str
     datatype: str
     shape: tuple[int, ...]
-    array: np.ndarray | None = None
+    array: Array | None = None
     items: tuple[bytes, ...] | None = None
     binary: bool = False
 
@@ -223,7 +226,7 @@ def _synthetic_image(rng: np.random.Generator, name: str, args: list[str], i: in
     )
 
 
-def encode_png(pixels: np.ndarray) -> bytes:
+def encode_png(pixels: npt.NDArray[np.uint8]) -> bytes:
     """Encode an HxWx3 uint8 array as PNG with the standard library (no Pillow needed)."""
     height, width, _ = pixels.shape
     raw = b"".join(b"\x00" + pixels[row].tobytes() for row in range(height))
@@ -240,7 +243,7 @@ def encode_png(pixels: np.ndarray) -> bytes:
     )
 
 
-def _encode_jpeg(pixels: np.ndarray) -> bytes:
+def _encode_jpeg(pixels: npt.NDArray[np.uint8]) -> bytes:
     try:
         from PIL import Image
     except ImportError:
@@ -269,7 +272,7 @@ def _synthetic_audio(rng: np.random.Generator, name: str, args: list[str], i: in
     )
 
 
-def wav_bytes(samples: np.ndarray, rate: int = SAMPLE_RATE) -> bytes:
+def wav_bytes(samples: npt.NDArray[np.floating[Any]], rate: int = SAMPLE_RATE) -> bytes:
     """16-bit mono WAV from float samples in [-1, 1]."""
     out = io.BytesIO()
     with wave.open(out, "wb") as w:

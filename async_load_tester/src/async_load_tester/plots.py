@@ -88,7 +88,7 @@ def _throughput_latency(steps: list[StepResult], title: str, slo: float | None, 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     tps = [s.throughput_rps for s in steps]
     for key, marker in (("p50", "o"), ("p95", "s"), ("p99", "^")):
-        ax.plot(tps, [s.latency_ms[key] for s in steps], marker=marker, label=key)
+        ax.plot(tps, [_ms(s, key) for s in steps], marker=marker, label=key)
     for s in steps:
         ax.annotate(s.label, (s.throughput_rps, s.latency_ms["p95"] or 0), fontsize=7)
     if slo:
@@ -101,14 +101,20 @@ def _throughput_latency(steps: list[StepResult], title: str, slo: float | None, 
     return _save(fig, path)
 
 
+def _ms(step: StepResult, key: str) -> float:
+    """A step's latency percentile, NaN where no request succeeded (matplotlib leaves a gap)."""
+    value = step.latency_ms.get(key)
+    return math.nan if value is None else value
+
+
 def _cost_latency(costed: list[StepResult], title: str, slo: float | None, path: Path) -> Path:
     """$/1M against p95 per step, with the Pareto front: the configurations worth choosing."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    points = [(s.usd_per_million, s.latency_ms["p95"], s.label) for s in costed]
+    points = [(s.usd_per_million or math.nan, _ms(s, "p95"), s.label) for s in costed]
     ax.scatter([p[1] for p in points], [p[0] for p in points], label="measured")
     for cost, p95, label in points:
         ax.annotate(label, (p95, cost), fontsize=7)
-    front = pareto_front([(c, p, lbl) for c, p, lbl in points if p is not None])
+    front = pareto_front(points)
     if front:
         ax.plot(
             [p[1] for p in front],

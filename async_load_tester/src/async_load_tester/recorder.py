@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from hdrh.histogram import HdrHistogram
 from numpy.ctypeslib import as_array  # imported here, not at the first fold in a run
 
@@ -42,14 +43,14 @@ def record_bulk(hist: HdrHistogram, values: list[int]) -> None:
     hist.max_value = max(hist.max_value, int(arr.max()))
 
 
-def _counts_indices(hist: HdrHistogram, values: np.ndarray) -> np.ndarray:
+def _counts_indices(hist: HdrHistogram, values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """hdrh's `_counts_index_for` over an array of values in range (hdrh/histogram.py)."""
     # 64 - clz(v | mask) is the bit length; frexp's exponent is exactly that below 2**53.
     bit_length = np.frexp((values | hist.sub_bucket_mask).astype(np.float64))[1]
     bucket = bit_length - hist.unit_magnitude - (hist.sub_bucket_half_count_magnitude + 1)
     sub_bucket = values >> (bucket + hist.unit_magnitude)
     base = (bucket + 1) << hist.sub_bucket_half_count_magnitude
-    return base + sub_bucket - hist.sub_bucket_half_count
+    return np.asarray(base + sub_bucket - hist.sub_bucket_half_count, dtype=np.int64)
 
 
 @dataclass

@@ -153,7 +153,7 @@ def _throughput(outcome: StepOutcome) -> float:
 
 def environment() -> dict[str, Any]:
     """Versions and machine facts every result carries, so numbers can be compared fairly."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in _PACKAGES:
         try:
             versions[name] = importlib.metadata.version(name)

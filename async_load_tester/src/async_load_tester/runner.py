@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import uvloop
 
 from async_load_tester.config import LoadConfig
@@ -179,7 +180,7 @@ def _open_plan(c: LoadConfig, sched: Schedule) -> StepPlan:
     )
 
 
-def intended_sends(config: LoadConfig) -> np.ndarray:
+def intended_sends(config: LoadConfig) -> npt.NDArray[np.float64]:
     """When an open-loop run of `config` means to send each request: seconds from its start,
     warm-up included (a run measures those at `config.warmup` or later).
 
@@ -236,11 +237,11 @@ async def run_load_async(config: LoadConfig, hook: StepHook | None = None) -> Ru
 
 def _front(steps: list[StepResult]) -> dict[str, Any]:
     points = [
-        (s.usd_per_million, s.latency_ms["p95"], s.label)
+        (cost, p95, s.label)
         for s in steps
-        if s.usd_per_million is not None and s.latency_ms["p95"] is not None
+        if (cost := s.usd_per_million) is not None and (p95 := s.latency_ms["p95"]) is not None
     ]
-    front = pareto_front(points)  # type: ignore[arg-type]
+    front = pareto_front(points)
     passing = [s for s in steps if s.meets_slo]
     best = None
     if passing:

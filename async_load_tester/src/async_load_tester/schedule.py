@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from async_load_tester.errors import ConfigError
 
@@ -247,7 +248,9 @@ def _check_trace_arguments(mean: float, peak: float, duration: int, period: floa
         )
 
 
-def _mean_and_peak(shape: np.ndarray, mean: float, peak: float) -> np.ndarray:
+def _mean_and_peak(
+    shape: npt.NDArray[np.float64], mean: float, peak: float
+) -> npt.NDArray[np.float64]:
     """Per-second rates from `shape` with exactly this mean and peak.
 
     The affine map sending shape's mean to `mean` and its max to `peak` does it while no
@@ -259,7 +262,7 @@ def _mean_and_peak(shape: np.ndarray, mean: float, peak: float) -> np.ndarray:
     a = (peak - mean) / (shape.max() - shape.mean())
     affine = a * (shape - shape.mean()) + mean
     if affine.min() >= 0:
-        return affine * (mean / affine.mean())
+        return np.asarray(affine * (mean / affine.mean()), dtype=np.float64)
     gap = shape.max() - shape
 
     def floored_mean(slope: float) -> float:
@@ -275,4 +278,4 @@ def _mean_and_peak(shape: np.ndarray, mean: float, peak: float) -> np.ndarray:
     for _ in range(100):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if floored_mean(mid) > mean else (lo, mid)
-    return np.maximum(peak - hi * gap, 0.0)
+    return np.asarray(np.maximum(peak - hi * gap, 0.0), dtype=np.float64)

@@ -53,7 +53,7 @@ def arrival(ancillary: list[tuple[int, int, bytes]], read: float) -> float:
         age_ns = time.time_ns() - sec * 1_000_000_000 - nsec
         now = time.perf_counter()
         if age_ns > 0:
-            return min(now - age_ns * 1e-9, read)
+            return min(now - float(age_ns) * 1e-9, read)
     return read
 
 
