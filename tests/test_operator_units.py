@@ -191,8 +191,16 @@ def test_server_configs_move_to_seldons_namespace_with_label_ownership() -> None
     assert all(is_owned_by(o, "u-1") and not is_owned_by(o, "u-2") for o in configs)
     assert all(o["metadata"]["namespace"] == "ml" for o in objs if o["kind"] != "ServerConfig")
     # A graph in Seldon's own namespace keeps its ServerConfigs as rendered, owner-referenced.
-    home = children(OWNER, cascade(), OperatorConfig(storage_uri="s3://b/g", seldon_namespace="ml"))
+    graph = cascade()
+    graph.metadata.namespace = "ml"  # as the operator reads it from the resource
+    home = children(OWNER, graph, OperatorConfig(storage_uri="s3://b/g", seldon_namespace="ml"))
     assert all("ownerReferences" in o["metadata"] for o in home)
+    # Named `<graph namespace>-<name>` in Seldon's, and each Server points at its own.
+    graph.metadata.namespace = "ml"
+    moved = children(OWNER, graph, config)
+    names = {o["metadata"]["name"] for o in moved if o["kind"] == "ServerConfig"}
+    assert names == {"ml-cascade-fast", "ml-cascade-accurate", "ml-cascade-plumbing"}
+    assert {o["spec"]["serverConfig"] for o in moved if o["kind"] == "Server"} == names
 
 
 def test_stale_lists_what_the_new_generation_no_longer_renders() -> None:

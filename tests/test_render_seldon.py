@@ -635,6 +635,68 @@ def test_a_node_named_like_an_object_the_engine_names_itself_is_refused() -> Non
     data["spec"]["nodes"][1]["name"] = "plumbing"
     data["spec"]["graph"]["sequence"][1]["then"]["node"] = "plumbing"
     graph = parse_graph(data)
-    with pytest.raises(RenderError, match=r"ServerConfig 'cascade-plumbing'.*rename"):
+    with pytest.raises(RenderError, match=r"ServerConfig 'default-cascade-plumbing'.*rename"):
         render(graph, "seldon-v2", OPTIONS)
     assert render(graph, "kserve", OPTIONS)  # its names do not collide there
+
+
+def _server_configs_seldon_reads(objs: list[dict], seldon_namespace: str) -> dict[str, dict]:
+    """Seldon v2.10.2's controller looks a Server's `spec.serverConfig` up by name in its own
+    namespace only: `GetServerConfigForServer` gets `{Name: serverConfig, Namespace:
+    constants.SeldonNamespace}` (operator/apis/mlops/v1alpha1/serverconfig_types.go:75-87),
+    `SeldonNamespace` being the controller pod's POD_NAMESPACE, `seldon-mesh` by default
+    (operator/pkg/constants/constants.go:33)."""
+    found = {
+        o["metadata"]["name"]: o
+        for o in by_kind(objs, "ServerConfig")
+        if o["metadata"]["namespace"] == seldon_namespace
+    }
+    return {
+        s["metadata"]["name"]: found.get(s["spec"]["serverConfig"]) for s in by_kind(objs, "Server")
+    }
+
+
+def test_v2_servers_find_their_server_configs_where_seldons_controller_reads_them() -> None:
+    """Audit defect 1 on the render path: `infergraph render` (and the committed files the
+    README applies with plain kubectl) put ServerConfigs in the graph's namespace, where no
+    Server of a standard install ever finds one. They go to Seldon's namespace (default
+    `seldon-mesh`), named `<graph namespace>-<name>` as the operator names them."""
+    graph = inline("cascade")  # namespace ml
+    objs = render(graph, "seldon-v2", OPTIONS)
+    for server, config in _server_configs_seldon_reads(objs, "seldon-mesh").items():
+        assert config is not None, f"Server {server}: no ServerConfig in seldon-mesh"
+        assert config["metadata"]["name"] == f"ml-{server}"
+    assert all(o["metadata"]["namespace"] == "ml" for o in objs if o["kind"] != "ServerConfig")
+    # A namespaced Seldon install (its controller in the graph's namespace) keeps them there.
+    home = render(
+        graph, "seldon-v2", RenderOptions(storage_uri=EXAMPLE_STORAGE, seldon_namespace="ml")
+    )
+    assert all(_server_configs_seldon_reads(home, "ml").values())
+
+
+def test_committed_v2_manifests_apply_on_a_standard_seldon_install() -> None:
+    """The README's `kubectl apply -f k8s/rendered/seldon-v2/cascade.yaml`: every Server's
+    ServerConfig is in `seldon-mesh`."""
+    objs = list(yaml.safe_load_all((RENDERED / "seldon-v2" / "cascade.yaml").read_text()))
+    assert all(_server_configs_seldon_reads([o for o in objs if o], "seldon-mesh").values())
+
+
+def test_render_cli_takes_seldons_namespace(tmp_path: Path) -> None:
+    """`--seldon-namespace` names the controller's namespace; empty keeps the graph's own."""
+    path = GRAPHS / "cascade.yaml"
+    for flag, where in (("seldon-system", "seldon-system"), ("", "default")):
+        result = CliRunner().invoke(
+            render_app,
+            [
+                str(path),
+                "-e",
+                "seldon-v2",
+                "--storage-uri",
+                EXAMPLE_STORAGE,
+                "--seldon-namespace",
+                flag,
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        objs = [o for o in yaml.safe_load_all(result.stdout) if o]
+        assert all(_server_configs_seldon_reads(objs, where).values())

@@ -21,7 +21,7 @@ from infergraph.operator.objects import (
     owner_references,
 )
 from infergraph.render import render
-from infergraph.render.common import k8s_name
+from infergraph.render.common import namespace
 from infergraph.render.options import RenderOptions
 
 ENGINE_ANNOTATION = "infergraph.io/engine"
@@ -66,11 +66,20 @@ def owner_reference(owner: Manifest) -> JSONObject:
     }
 
 
-def own(obj: Manifest, owner: Manifest) -> Manifest:
-    """A copy of `obj` in the owner's namespace, labelled and owned by it."""
+def own(obj: Manifest, owner: Manifest, home: str | None = None) -> Manifest:
+    """A copy of `obj` in the owner's namespace, labelled and owned by it. An object the
+    renderer put outside the graph's namespace `home` (Seldon v2's ServerConfigs, in Seldon's
+    controller namespace) stays there, owned through labels: an ownerReference cannot cross
+    namespaces."""
     meta = dict(at(obj, "metadata"))
+    labels = {**labels_of(obj), "app.kubernetes.io/managed-by": MANAGED_BY}
+    meta["labels"] = labels
+    elsewhere = meta.get("namespace")
+    if home is not None and isinstance(elsewhere, str) and elsewhere != home:
+        labels[OWNER_UID_LABEL] = meta_str(owner, "uid")
+        labels[OWNER_NAMESPACE_LABEL] = meta_str(owner, "namespace")
+        return {**obj, "metadata": meta}
     meta["namespace"] = meta_str(owner, "namespace")
-    meta["labels"] = {**labels_of(obj), "app.kubernetes.io/managed-by": MANAGED_BY}
     meta["ownerReferences"] = [owner_reference(owner)]
     return {**obj, "metadata": meta}
 
@@ -99,50 +108,8 @@ def children(
     engine = engine_for(plan.graph, config)
     omitted = omitted_kinds(plan.graph, engine)
     objs = render_graph(plan, engine, config.render_options())
-    owned = [own(obj, owner) for obj in objs if kind_of(obj) not in omitted]
-    if config.seldon_namespace:
-        owned = relocate_server_configs(owned, owner, config.seldon_namespace)
-    return owned
-
-
-def relocate_server_configs(
-    objs: list[Manifest], owner: Manifest, namespace: str
-) -> list[Manifest]:
-    """Seldon v2 ServerConfigs into Seldon's controller namespace, the only one its controller
-    reads them from (seldon-core v2.10.2 operator/apis/mlops/v1alpha1/serverconfig_types.go:75-87,
-    `SeldonNamespace` = the controller pod's namespace). Named `<graph namespace>-<name>` there
-    (graphs of many namespaces share it), owned through labels, and each Server points at its
-    renamed ServerConfig."""
-    graph_ns = meta_str(owner, "namespace")
-    if namespace == graph_ns:
-        return objs
-    renamed: dict[str, str] = {}
-    out = []
-    for obj in objs:
-        if kind_of(obj) == "ServerConfig" and api_version_of(obj) == SERVER_CONFIG_API:
-            old = name_of(obj)
-            renamed[old] = k8s_name(graph_ns, old, limit=253)
-            meta = {k: v for k, v in at(obj, "metadata").items() if k != "ownerReferences"}
-            meta.update(name=renamed[old], namespace=namespace)
-            meta["labels"] = {
-                **labels_of(obj),
-                OWNER_UID_LABEL: meta_str(owner, "uid"),
-                OWNER_NAMESPACE_LABEL: graph_ns,
-            }
-            obj = {**obj, "metadata": meta}
-        out.append(obj)
-    return [_pointed_at(obj, renamed) for obj in out]
-
-
-def _pointed_at(obj: Manifest, renamed: dict[str, str]) -> Manifest:
-    """A Server whose `spec.serverConfig` was renamed, pointing at the new name."""
-    if kind_of(obj) != "Server":
-        return obj
-    spec = at(obj, "spec")
-    config = spec.get("serverConfig")
-    if not isinstance(config, str) or config not in renamed:
-        return obj
-    return {**obj, "spec": {**spec, "serverConfig": renamed[config]}}
+    home = namespace(plan.graph)
+    return [own(obj, owner, home) for obj in objs if kind_of(obj) not in omitted]
 
 
 def _key(r: dict[str, str]) -> tuple[str, ...]:

@@ -75,6 +75,7 @@ class OperatorConfig:
             gpu_scheduling=self.gpu_scheduling,
             settings_url=self.settings_url,
             image_pull_secrets=self.image_pull_secrets,
+            seldon_namespace=self.seldon_namespace,
         )
 
     @classmethod

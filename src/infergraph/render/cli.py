@@ -17,7 +17,7 @@ from infergraph.engines import RENDERED, listing
 from infergraph.engines import engine as engine_named
 from infergraph.errors import GraphValidationError, RenderError
 from infergraph.render import ENGINES, drift, render, render_tree, to_yaml, write_tree
-from infergraph.render.options import RenderOptions
+from infergraph.render.options import SELDON_NAMESPACE, RenderOptions
 
 # The render function is the app's callback (not a sub-command) so that mounting this app as
 # `render` in the main CLI gives `infergraph render <graph> --engine ...`.
@@ -59,6 +59,16 @@ _PullSecrets = Annotated[
 ]
 
 
+_SeldonNamespace = Annotated[
+    str,
+    typer.Option(
+        "--seldon-namespace",
+        help="Seldon Core v2's controller namespace, the only one it reads ServerConfigs from "
+        "(empty: each graph's own, for a namespaced install)",
+    ),
+]
+
+
 @app.callback(invoke_without_command=True)
 def render_command(
     graph: Annotated[
@@ -82,6 +92,7 @@ def render_command(
     registry: _Registry = container_images.DEFAULT_REGISTRY,
     settings_url: _SettingsUrl = None,
     pull_secrets: _PullSecrets = None,
+    seldon_namespace: _SeldonNamespace = SELDON_NAMESPACE,
 ) -> None:
     """Render one graph (stdout or --out) or, with --all, the whole k8s/graphs folder."""
     engines = (engine,) if engine else ENGINES
@@ -90,6 +101,7 @@ def render_command(
         image_registry=registry,
         settings_url=settings_url,
         image_pull_secrets=tuple(pull_secrets or ()),
+        seldon_namespace=seldon_namespace or None,
     )
     for name in engines:
         if name not in ENGINES:

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from infergraph.container_images import DEFAULT_REGISTRY
 from infergraph.json_types import JSONObject
 
+# Where a standard Seldon Core v2 install runs its controller (its POD_NAMESPACE).
+SELDON_NAMESPACE = "seldon-mesh"
+
 
 @dataclass(frozen=True)
 class PodScheduling:
@@ -36,6 +39,11 @@ class RenderOptions:
     settings' content hash (`seldon_v2.settings_source`), so a settings edit changes the Model.
     None (`infergraph render` without `--settings-url`): their folder in `storage_uri`, where
     the user uploads the rendered files.
+
+    `seldon_namespace` is Seldon Core v2's controller namespace: the only one its controller
+    reads ServerConfigs from (seldon-core v2.10.2 operator/apis/mlops/v1alpha1/
+    serverconfig_types.go:75-87), so a graph's ServerConfigs render there, named
+    `<graph namespace>-<name>`. None: each graph's own namespace (a namespaced install).
     """
 
     storage_uri: str | None = None
@@ -46,3 +54,4 @@ class RenderOptions:
     # Secrets (in each graph's namespace) every node pod pulls its images with: a private
     # `image_registry` needs them on the pods, not only on the operator.
     image_pull_secrets: tuple[str, ...] = ()
+    seldon_namespace: str | None = SELDON_NAMESPACE

@@ -255,10 +255,12 @@ def _server_config(
     MLServer containers) with the node's image, resources, GPU scheduling and a model volume
     twice its memory."""
     storage = common.cache_budget(node.resources.memory) if node else "1Gi"
+    meta = common.metadata(graph, name, node.name if node else PLUMBING, "server-config")
+    meta.update(name=server_config_name(graph, name, options), namespace=_seldons(graph, options))
     return {
         "apiVersion": API,
         "kind": "ServerConfig",
-        "metadata": common.metadata(graph, name, node.name if node else PLUMBING, "server-config"),
+        "metadata": meta,
         "spec": {
             "podSpec": _pod_spec(graph, node, options),
             "volumeClaimTemplates": [
@@ -272,6 +274,20 @@ def _server_config(
             ],
         },
     }
+
+
+def _seldons(graph: InferenceGraph, options: RenderOptions) -> str:
+    """The namespace Seldon's controller reads this graph's ServerConfigs from."""
+    return options.seldon_namespace or common.namespace(graph)
+
+
+def server_config_name(graph: InferenceGraph, server: str, options: RenderOptions) -> str:
+    """A Server's ServerConfig name: the Server's own in the graph's namespace; in Seldon's
+    shared namespace prefixed by the graph's (graphs of many namespaces meet there)."""
+    home = common.namespace(graph)
+    if _seldons(graph, options) == home:
+        return server
+    return common.k8s_name(home, server, limit=253)
 
 
 def _pod_spec(graph: InferenceGraph, node: Node | None, options: RenderOptions) -> JSONObject:
@@ -441,12 +457,15 @@ def _replicas(node: Node | None) -> dict[str, int]:
     return {}
 
 
-def _server(graph: InferenceGraph, name: str, node: Node | None) -> Manifest:
+def _server(
+    graph: InferenceGraph, name: str, node: Node | None, options: RenderOptions
+) -> Manifest:
+    config = server_config_name(graph, name, options)
     return {
         "apiVersion": API,
         "kind": "Server",
         "metadata": common.metadata(graph, name, node.name if node else PLUMBING, "server"),
-        "spec": {"serverConfig": name, **_replicas(node)},
+        "spec": {"serverConfig": config, **_replicas(node)},
     }
 
 
@@ -540,13 +559,13 @@ def render(
         if unit.node is None:
             continue
         objs.append(_server_config(graph, unit.name, unit.node, options))
-        objs.append(_server(graph, unit.name, unit.node))
+        objs.append(_server(graph, unit.name, unit.node, options))
         objs.append(_model(graph, unit, unit.name, options, served.get(unit.name)))
         objs.extend(_scalers(graph, translator, unit))
     if helpers:
         server = common.k8s_name(graph.name, PLUMBING)
         objs.append(_server_config(graph, server, None, options))
-        objs.append(_server(graph, server, None))
+        objs.append(_server(graph, server, None, options))
         objs.extend(_model(graph, u, server, options, served.get(u.name)) for u in helpers)
     objs.append(_pipeline(graph, translator, output))
     # Server names, not Model names: server pods carry `seldon-server-name=<Server>`
