@@ -115,6 +115,27 @@ def test_shipped_catalog_is_dated_and_sourced() -> None:
         assert cls.usd_per_hour > 0
 
 
+# Compute Engine's published "GB" is GiB: its API reports n1-standard-1's 3.75 GB as memoryMb
+# 3840 (3.75 x 1024) and f1-micro's 0.6 GB as 614, so its figures go into `memory_gib` as they
+# are. Published: a2-highgpu-1g 85 GB, a3-highgpu-8g 1,872 GB (one eighth a slice), G2/N2/C3
+# standard-8 32 GB.
+GCP_PUBLISHED_GB = {
+    "a2-highgpu-1g": 85,
+    "a3-highgpu-8g-per-gpu": 1872 / 8,
+    "g2-standard-8": 32,
+    "n2-standard-8": 32,
+    "c3-standard-8": 32,
+}
+
+
+def test_gcp_memory_is_the_published_figure_which_is_already_gib() -> None:
+    """The GPU classes had been 'converted' from GB to GiB (79, 218) while the CPU ones were
+    not: a memory-bound replica there was charged about 7 % too much."""
+    catalog = load_catalog()
+    for name, gib in GCP_PUBLISHED_GB.items():
+        assert catalog.get(name).memory_gib == gib, name
+
+
 def test_clear_errors(graph_file: Path, tmp_path: Path) -> None:
     graph = load_graph(graph_file)
     with pytest.raises(CostError, match="not in the price catalog"):
