@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,7 +20,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from infergraph.arrays import Array
-from infergraph.errors import InputError, ModelLoadError
+from infergraph.errors import InfergraphError, InputError, ModelLoadError
 from infergraph.json_types import JSONObject
 from infergraph.tensors.datatypes import empty
 from infergraph.timing import StageTimings
@@ -28,6 +29,20 @@ log = logging.getLogger(__name__)
 
 # Where a storage initializer (KServe, Seldon) mounts a model.
 MOUNTED_MODEL_DIR = Path("/mnt/models")
+
+
+@contextmanager
+def loading_from(source: str) -> Iterator[None]:
+    """Wrap a checkpoint load: `from_pretrained` and the libraries under it raise whatever
+    their format raises for a missing or broken checkpoint (OSError, ValueError, safetensors'
+    SafetensorError from an interrupted copy, ...), each meaning "cannot load from `source`".
+    Our own errors (a bad setting) pass through as they are."""
+    try:
+        yield
+    except InfergraphError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError.wrap(source, exc) from exc
 
 
 class ComponentSettings(BaseModel):
@@ -119,8 +134,8 @@ class Component(ABC):
         if uri:
             if uri.startswith("file://"):
                 uri = uri[len("file://") :]
-            path = Path(uri)
-            if path.is_absolute() or uri.startswith("."):
+            path = Path(uri).expanduser()  # `~/ckpt` in model-settings.json: no shell expands it
+            if path.is_absolute() or uri.startswith((".", "~")):
                 if not path.exists():
                     raise ModelLoadError(uri, "no such directory")
                 return str(path)

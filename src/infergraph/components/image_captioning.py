@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, ClassVar, cast
 
 import numpy as np
 
-from infergraph.components.base import Component, Prepared, TensorSpec
+from infergraph.components.base import Component, Prepared, TensorSpec, loading_from
 from infergraph.components.image_decoding import decode_images, max_image_pixels, synthetic_png
 from infergraph.components.parameters import as_int, parameter
 from infergraph.components.text import SerialTokenizer, decode_texts
-from infergraph.errors import InputError, ModelLoadError
+from infergraph.errors import InputError
 
 if TYPE_CHECKING:
     import torch
@@ -43,11 +43,9 @@ class ImageCaptioner(Component):
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
         source = self.model_source()
-        try:
+        with loading_from(source):
             self.processor = BlipProcessor.from_pretrained(source)
             model = BlipForConditionalGeneration.from_pretrained(source, dtype=self.dtype)
-        except Exception as exc:  # hub, file and config errors all mean "cannot load"
-            raise ModelLoadError.wrap(source, exc) from exc
         self.model = model.to(self.device).eval()
         self.tokenizer = SerialTokenizer(self.processor.tokenizer)
         self.max_pixels = max_image_pixels(self.options)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from infergraph.components.base import Component, Prepared, TensorSpec
+from infergraph.components.base import Component, Prepared, TensorSpec, loading_from
 from infergraph.components.image_decoding import (
     image_or_pixels,
     max_image_pixels,
@@ -24,7 +24,7 @@ from infergraph.components.image_decoding import (
     synthetic_png,
 )
 from infergraph.components.parameters import as_int, parameter
-from infergraph.errors import InputError, ModelLoadError, SettingsError
+from infergraph.errors import InputError, SettingsError
 
 if TYPE_CHECKING:
     import torch
@@ -71,15 +71,11 @@ class ImageClassifier(Component):
     def load(self) -> None:
         source = self.model_source()
         self.backend_name = self.backend()
-        try:
+        with loading_from(source):
             if self.backend_name == "timm":
                 self._load_timm(source)
             else:
                 self._load_transformers(source)
-        except SettingsError:
-            raise
-        except Exception as exc:  # hub, file and config errors all mean "cannot load"
-            raise ModelLoadError.wrap(source, exc) from exc
         self.model = self.model.to(self.device, self.dtype).eval()
         self.max_pixels = max_image_pixels(self.options)
 

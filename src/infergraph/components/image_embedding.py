@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from infergraph.components.base import Component, Prepared, TensorSpec
+from infergraph.components.base import Component, Prepared, TensorSpec, loading_from
 from infergraph.components.image_decoding import (
     image_or_pixels,
     max_image_pixels,
@@ -25,7 +25,7 @@ from infergraph.components.image_decoding import (
 )
 from infergraph.components.parameters import as_bool, parameter
 from infergraph.components.text import SerialTokenizer, decode_texts
-from infergraph.errors import InputError, ModelLoadError
+from infergraph.errors import InputError
 from infergraph.json_types import JSONObject
 
 if TYPE_CHECKING:
@@ -63,11 +63,9 @@ class ImageEmbedder(Component):
         from transformers import AutoModel, AutoProcessor
 
         source = self.model_source()
-        try:
+        with loading_from(source):
             self.processor = AutoProcessor.from_pretrained(source)
             model = AutoModel.from_pretrained(source, dtype=self.dtype)
-        except Exception as exc:  # hub, file and config errors all mean "cannot load"
-            raise ModelLoadError.wrap(source, exc) from exc
         self.model = model.to(self.device).eval()
         config = model.config
         self.model_type: str = config.model_type

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from infergraph.components.base import Component, Prepared, TensorSpec
+from infergraph.components.base import Component, Prepared, TensorSpec, loading_from
 from infergraph.components.image_decoding import (
     decode_images,
     encode_png,
@@ -27,7 +27,7 @@ from infergraph.components.image_decoding import (
     synthetic_png,
 )
 from infergraph.components.parameters import as_float, as_int, parameter
-from infergraph.errors import InputError, ModelLoadError
+from infergraph.errors import InputError
 
 if TYPE_CHECKING:
     import torch
@@ -67,11 +67,9 @@ class ObjectDetector(Component):
         from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
         source = self.model_source()
-        try:
+        with loading_from(source):
             self.image_processor = AutoImageProcessor.from_pretrained(source)
             model = AutoModelForObjectDetection.from_pretrained(source, dtype=self.dtype)
-        except Exception as exc:  # hub, file and config errors all mean "cannot load"
-            raise ModelLoadError.wrap(source, exc) from exc
         self.model = model.to(self.device).eval()
         self.takes_mask = "pixel_mask" in inspect.signature(self.model.forward).parameters
         id2label = model.config.id2label or {}

@@ -16,9 +16,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from infergraph.components.base import Component, Prepared, TensorSpec
+from infergraph.components.base import Component, Prepared, TensorSpec, loading_from
 from infergraph.components.text import SerialTokenizer, decode_texts, token_limit
-from infergraph.errors import InputError, ModelLoadError
+from infergraph.errors import InputError
 
 # Fewest context tokens a window must hold for the question to be answerable.
 _MIN_CONTEXT_TOKENS = 16
@@ -67,11 +67,9 @@ class QuestionAnswerer(Component):
         from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
         source = self.model_source()
-        try:
+        with loading_from(source):
             self.tokenizer = SerialTokenizer(AutoTokenizer.from_pretrained(source))
             model = AutoModelForQuestionAnswering.from_pretrained(source, dtype=self.dtype)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError.wrap(source, exc) from exc
         self.model = model.to(self.device).eval()
         self.limit = token_limit(self.tokenizer, self.model.config, self.option("max_length", None))
         self.stride = min(int(self.option("doc_stride", 128)), self.limit // 4)

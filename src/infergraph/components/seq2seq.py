@@ -14,7 +14,7 @@ from typing import ClassVar, cast
 
 import numpy as np
 
-from infergraph.components.base import Component, Prepared, TensorSpec
+from infergraph.components.base import Component, Prepared, TensorSpec, loading_from
 from infergraph.components.parameters import bounded_int, flag
 from infergraph.components.text import (
     SerialTokenizer,
@@ -24,7 +24,6 @@ from infergraph.components.text import (
     token_limit,
     truncation_notes,
 )
-from infergraph.errors import ModelLoadError
 
 MAX_NEW_TOKENS_LIMIT = 1024
 MAX_BEAMS = 8
@@ -42,11 +41,9 @@ class _Seq2Seq(Component):
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
         source = self.model_source()
-        try:
+        with loading_from(source):
             self.tokenizer = SerialTokenizer(AutoTokenizer.from_pretrained(source))
             model = AutoModelForSeq2SeqLM.from_pretrained(source, dtype=self.dtype)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError.wrap(source, exc) from exc
         self.model = model.to(self.device).eval()
         self.limit = token_limit(self.tokenizer, self.model.config, self.option("max_length", None))
         gen = self.model.generation_config

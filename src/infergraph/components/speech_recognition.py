@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 
-from infergraph.components.base import Component, Prepared, TensorSpec
+from infergraph.components.base import Component, Prepared, TensorSpec, loading_from
 from infergraph.components.parameters import as_int, bounded_int
-from infergraph.errors import InputError, ModelLoadError, PayloadTooLargeError
+from infergraph.errors import InputError, PayloadTooLargeError
 from infergraph.json_types import JSONObject
 
 if TYPE_CHECKING:
@@ -97,15 +97,13 @@ class SpeechRecognizer(Component):
         from transformers.models.auto.modeling_auto import MODEL_FOR_CTC_MAPPING_NAMES
 
         source = self.model_source()
-        try:
+        with loading_from(source):
             config = AutoConfig.from_pretrained(source)
             self.is_ctc = config.model_type in MODEL_FOR_CTC_MAPPING_NAMES
             model_cls = AutoModelForCTC if self.is_ctc else AutoModelForSpeechSeq2Seq
             model = model_cls.from_pretrained(source, dtype=self.dtype)
             self.feature_extractor = AutoFeatureExtractor.from_pretrained(source)
             self.tokenizer = AutoTokenizer.from_pretrained(source)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError.wrap(source, exc) from exc
         self.model = model.to(self.device).eval()
         self.is_whisper = config.model_type == "whisper"
         self.rate = int(self.feature_extractor.sampling_rate)

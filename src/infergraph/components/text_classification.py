@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from infergraph.components.base import Component, Prepared, TensorSpec
+from infergraph.components.base import Component, Prepared, TensorSpec, loading_from
 from infergraph.components.parameters import flag
 from infergraph.components.text import (
     SerialTokenizer,
@@ -22,7 +22,6 @@ from infergraph.components.text import (
     token_limit,
     truncation_notes,
 )
-from infergraph.errors import ModelLoadError
 
 
 class TextClassifier(Component):
@@ -44,11 +43,9 @@ class TextClassifier(Component):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         source = self.model_source()
-        try:
+        with loading_from(source):
             self.tokenizer = SerialTokenizer(AutoTokenizer.from_pretrained(source))
             model = AutoModelForSequenceClassification.from_pretrained(source, dtype=self.dtype)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError.wrap(source, exc) from exc
         self.model = model.to(self.device).eval()
         config = self.model.config
         self.labels = [str(config.id2label[i]) for i in range(config.num_labels)]

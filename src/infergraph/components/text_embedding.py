@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from infergraph.components.base import Component, Prepared, TensorSpec
+from infergraph.components.base import Component, Prepared, TensorSpec, loading_from
 from infergraph.components.parameters import flag
 from infergraph.components.text import (
     SerialTokenizer,
@@ -50,7 +50,7 @@ from infergraph.components.text import (
     pad_ids,
     truncation_notes,
 )
-from infergraph.errors import ModelLoadError, SettingsError
+from infergraph.errors import SettingsError
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -85,10 +85,8 @@ class TextEmbedder(Component):
         from sentence_transformers import SentenceTransformer
 
         source = self.model_source()
-        try:
+        with loading_from(source):
             self.model = SentenceTransformer(source, device=str(self.device))
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError.wrap(source, exc) from exc
         if self.dtype != torch.float32:
             self.model = self.model.to(self.dtype)
         self.model.eval()
