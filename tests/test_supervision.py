@@ -8,10 +8,12 @@ must fail fast naming it, and both must recover without anyone's help.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -154,3 +156,91 @@ def test_a_restarted_node_whose_port_was_taken_comes_back_on_new_ports() -> None
                 thief.close()
 
     asyncio.run(scenario())
+
+
+def test_a_restart_that_fails_is_logged_and_tried_again(caplog: pytest.LogCaptureFixture) -> None:
+    """A restart can itself fail: its folder gone (here moved away, as a cleaned-up workdir
+    would be), EMFILE from a port probe, `Popen` refused. The supervisor died of that
+    silently and no node was restarted again; it must log the failure and try again, with
+    backoff, so the node comes back once the fault is gone."""
+    graph = parse_graph(GRAPH)
+    pids: list[int] = []
+
+    async def scenario() -> None:
+        async with (
+            run_graph(graph, isolate=True, startup_timeout=180) as rg,
+            httpx.AsyncClient(timeout=30) as client,
+        ):
+            pids.extend(s.process.pid for s in rg.servers if s.process is not None)
+            victim = next(s for s in rg.servers if s.nodes == ["second"])
+            assert victim.process is not None
+            folder, away = victim.folder, victim.folder.with_name("moved-away")
+            os.killpg(victim.process.pid, signal.SIGKILL)
+            folder.rename(away)
+            try:
+                deadline = time.monotonic() + 30
+                while not any("restart" in r.getMessage() and r.exc_info for r in caplog.records):
+                    assert time.monotonic() < deadline, "no failed restart was logged"
+                    await asyncio.sleep(0.2)
+            finally:
+                away.rename(folder)
+            deadline = time.monotonic() + 120
+            while (await client.get(f"{rg.url}/v2/health/ready")).status_code != 200:
+                assert time.monotonic() < deadline, victim.log_tail()
+                await asyncio.sleep(0.5)
+            assert victim.restarts >= 2
+            back = await client.post(rg.infer_url, json=REQUEST)
+            assert back.status_code == 200, back.text
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="infergraph.runner.local"):
+            asyncio.run(scenario())
+    finally:
+        for pid in pids:  # the first server, were its stop skipped
+            if _running(pid):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def test_a_dead_supervisor_does_not_keep_the_servers_running(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The supervisor's task ending with an exception was re-raised inside `run_graph`'s
+    `finally`, which then skipped the router's cleanup, every server's stop and the temp
+    dir's removal: the node servers (their own sessions) outlived the runner. The supervisor
+    here is one that fails at once, as one with an unforeseen bug would."""
+    from infergraph.runner import local
+
+    async def failing_supervisor(*_: object, **__: object) -> None:
+        raise RuntimeError("supervisor bug")
+
+    monkeypatch.setattr(local, "supervise", failing_supervisor)
+    graph = parse_graph(GRAPH)
+    pids: list[int] = []
+    folders: list[Path] = []
+
+    async def scenario() -> None:
+        async with run_graph(graph, isolate=True, startup_timeout=180) as rg:
+            pids.extend(s.process.pid for s in rg.servers if s.process is not None)
+            folders.extend(s.folder for s in rg.servers)
+            await asyncio.sleep(0.5)
+
+    try:
+        with caplog.at_level(logging.ERROR, logger="infergraph.runner.local"):
+            asyncio.run(scenario())
+        assert len(pids) == 2
+        assert not [pid for pid in pids if _running(pid)], "a node server outlived run_graph"
+        assert not [f for f in folders if f.parent.exists()], "the temp dir was left behind"
+        assert any("supervisor bug" in r.getMessage() or r.exc_info for r in caplog.records)
+    finally:
+        for pid in pids:
+            if _running(pid):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is no zombie (run_graph reaps what it stops)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

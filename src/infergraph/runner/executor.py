@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypedDict
 
 import aiohttp
 import orjson
 
+from infergraph.arrays import Array
 from infergraph.components.base import ComponentSettings
 from infergraph.components.plumbing import Combiner
 from infergraph.errors import InputError, NodeError
@@ -26,7 +28,7 @@ from infergraph.graph.model import REQUEST, InferenceGraph
 from infergraph.graph.plan import GraphPlan, PlanStep, Source, plan_of
 from infergraph.graph.wire import Tensor, renamed
 from infergraph.json_types import JSONObject
-from infergraph.runner import upstream
+from infergraph.runner import replies, upstream
 from infergraph.serving.binary import array_tensor, json_bytes
 from infergraph.tensors.request import InferRequest
 from infergraph.tensors.v2json import from_tensor
@@ -42,25 +44,53 @@ def trace_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {name: headers[name] for name in TRACE_HEADERS if name in headers}
 
 
+# Who made a tensor: the node that answered it (or `request`) and its name there. A pass-through
+# keeps its input's origin, so a cascade's forwarded tensor still names the node it came from.
+type Origin = tuple[str, str]
+
+
 class GraphReply(TypedDict):
     """The graph's V2 answer as the executor builds it; the router picks the outputs asked
-    for and writes it as JSON or the binary extension."""
+    for and writes it as JSON or the binary extension. `origins` (output -> `Origin`) is
+    the router's, not the client's: it names the node whose output cannot be encoded."""
 
     model_name: str
     id: str | None
     parameters: JSONObject
     outputs: list[Tensor]
+    origins: dict[str, Origin]
+
+
+def attributed(exc: InputError, origin: Origin, reader: str) -> InputError | NodeError:
+    """An `InputError` about a tensor is the client's (400) only when the client sent it; a
+    tensor a node answered is that node's fault, a 502 naming it and its output."""
+    node, tensor = origin
+    if node == REQUEST:
+        return exc
+    return NodeError(node, f"output '{tensor}' is unusable by {reader}: {exc.reason}", 502)
+
+
+@contextmanager
+def blamed(origin: Origin, reader: str) -> Iterator[None]:
+    """`attributed` for what `reader` does with a tensor of that origin."""
+    try:
+        yield
+    except InputError as exc:
+        raise attributed(exc, origin, reader) from None
 
 
 @dataclass
 class Run:
-    """One request in flight: tensors by `step.tensor`, gate decisions, timings, trace."""
+    """One request in flight: tensors by `step.tensor`, where each came from, the steps that
+    ran, gate decisions, timings, trace."""
 
     tensors: dict[str, Tensor]
     parameters: JSONObject
     headers: dict[str, str] = field(default_factory=dict)
+    origins: dict[str, Origin] = field(default_factory=dict)
+    ran: set[str] = field(default_factory=set)
     decisions: dict[str, str] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: JSONObject = field(default_factory=dict)
     trace: ev.Trace = field(default_factory=ev.Trace)
 
     def find(self, refs: Sequence[str]) -> Tensor | None:
@@ -68,6 +98,13 @@ class Run:
 
     def lookup(self, sources: tuple[Source, ...]) -> Tensor | None:
         return self.find(ev.alternatives(sources))
+
+    def origin(self, sources: tuple[Source, ...]) -> Origin:
+        """Where the tensor `lookup` finds came from (`first_present`'s pick)."""
+        for source in sources:
+            if self.tensors.get(source.ref) is not None:
+                return self.origins.get(source.ref, (source.step, source.tensor))
+        return (REQUEST, "")
 
 
 class GraphExecutor:
@@ -102,15 +139,18 @@ class GraphExecutor:
             raise group_error.exceptions[0] from None
         run.timings["graph.total_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
         outputs: list[Tensor] = []
+        origins: dict[str, Origin] = {}
         for name, sources in self.plan.outputs.items():
             tensor = run.lookup(sources)
             if tensor is not None:
                 outputs.append(renamed(tensor, name))
+                origins[name] = run.origin(sources)
         return {
             "model_name": self.graph.name,
             "id": request.id,
             "parameters": {**run.timings, **run.trace.parameters()},
             "outputs": outputs,
+            "origins": origins,
         }
 
     def request_tensors(self, request: InferRequest[Tensor]) -> dict[str, Tensor]:
@@ -122,6 +162,10 @@ class GraphExecutor:
                 raise InputError(
                     name, f"graph '{self.graph.name}' takes inputs {', '.join(sorted(declared))}"
                 )
+            # Its shape is read for the zero-row rule before any node sees it, so it must
+            # say what the data holds: `[0]` over data would skip every node, a 200 for a
+            # request each node refuses (400, as the runtime's reader words it).
+            replies.check_shape(name, tensor)
             tensors[f"{REQUEST}.{name}"] = tensor
         # Every declared input is required: without one a node's feed is never produced,
         # which is the client's error (400), as on Seldon v2 and KServe, not a node's (502).
@@ -139,21 +183,57 @@ class GraphExecutor:
         try:
             if all(run.decisions.get(b.gate) == b.side for b in step.branch):
                 for name, tensor in (await self.execute(step, run)).items():
-                    run.tensors[f"{step.name}.{name}"] = tensor
+                    ref = f"{step.name}.{name}"
+                    run.tensors[ref] = tensor
+                    forwarded = step.kind == "pass" and name in step.inputs
+                    run.origins[ref] = (
+                        run.origin(step.inputs[name]) if forwarded else (step.name, name)
+                    )
+                run.ran.add(step.name)
         finally:
             done[step.name].set()
 
     def feed(self, step: PlanStep, run: Run) -> dict[str, Tensor]:
+        """The step's inputs. One a node that ran did not answer is that node's fault (502);
+        `gather_feed` leaves the rest to the client (a graph input the request lacks)."""
+        for sources in step.inputs.values():
+            if run.lookup(sources) is not None:
+                continue
+            for source in sources:
+                if source.step in self.node_names and source.step in run.ran:
+                    reason = f"reply lacks output '{source.tensor}', which step '{step.name}' needs"
+                    raise NodeError(source.step, reason, 502)
         inputs = {name: ev.alternatives(sources) for name, sources in step.inputs.items()}
         return ev.gather_feed(step.name, inputs, run.find)
+
+    def decide(self, step: PlanStep, run: Run) -> None:
+        """A gate's side; a tensor it cannot read is the fault of whoever made it."""
+        sources = step.inputs.get("value", ())
+        value = run.lookup(sources)
+        condition = step.condition.model_dump() if step.condition is not None else None
+        with blamed(run.origin(sources), f"gate '{step.name}'"):
+            array = from_tensor(value) if value is not None else None
+            run.decisions[step.name] = ev.gate_side(condition, array, "value")
+
+    def combine(self, step: PlanStep, feed: dict[str, Tensor], run: Run) -> dict[str, Tensor]:
+        """The built-in combiner over the members' scores; a member's scores it cannot use
+        (unreadable, or a shape the others lack) are that member's fault."""
+        reader = f"combiner '{step.name}'"
+        arrays: dict[str, Array] = {}
+        for name, tensor in feed.items():
+            with blamed(run.origin(step.inputs[name]), reader):
+                arrays[name] = from_tensor(tensor, name)
+        try:
+            return combine_arrays(arrays, str(step.method))
+        except InputError as exc:
+            if exc.input_name not in step.inputs:
+                raise
+            raise attributed(exc, run.origin(step.inputs[exc.input_name]), reader) from None
 
     async def execute(self, step: PlanStep, run: Run) -> dict[str, Tensor]:
         """The step's outputs; the rules (gate, zero rows, path) are `graph.evaluate`'s."""
         if step.kind == "gate":
-            value = run.lookup(step.inputs.get("value", ()))
-            condition = step.condition.model_dump() if step.condition is not None else None
-            array = from_tensor(value) if value is not None else None
-            run.decisions[step.name] = ev.gate_side(condition, array, "value")
+            self.decide(step, run)
             return {}
         feed = self.feed(step, run)
         if step.kind == "pass":
@@ -164,7 +244,7 @@ class GraphExecutor:
             run.trace.skip(step.name)
             return ev.empty_outputs(step.outputs, ev.JSON)
         if step.kind == "combine":
-            return combine_scores(feed, str(step.method))
+            return self.combine(step, feed, run)
         return await self.call(step.name, feed, run)
 
     async def call(self, name: str, feed: dict[str, Tensor], run: Run) -> dict[str, Tensor]:
@@ -189,27 +269,40 @@ class GraphExecutor:
         except aiohttp.ClientError as exc:
             raise NodeError(name, f"unreachable: {exc}", 502) from None
         run.timings[f"{name}.total_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
-        try:
-            reply = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+        reply = node_reply(name, raw, status)
+        outputs = replies.node_outputs(name, reply)
+        run.timings.update(replies.node_timings(name, reply))
+        return outputs
+
+
+def node_reply(name: str, raw: bytes, status: int) -> JSONObject:
+    """A node's answer as a JSON object. Its status is read first: an error answer keeps
+    its 4xx and its text even when that text is no JSON (uvicorn's "Invalid HTTP request
+    received.", a proxy's 413 page)."""
+    try:
+        reply: object = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        if status == 200:
             raise NodeError(name, f"returned non-JSON (HTTP {status})", 502) from None
-        if not isinstance(reply, dict):
-            kind = type(reply).__name__
-            raise NodeError(name, f"returned JSON {kind}, not an object (HTTP {status})", 502)
-        if status != 200:
-            detail = reply.get("error") or reply.get("detail") or raw[:200].decode(errors="replace")
-            # The node's own 4xx (a 413 for an oversize input, a 404 for a model it lacks),
-            # as the KServe router relays a step's status; anything else is a bad gateway.
-            code = status if 400 <= status < 500 else 502
-            raise NodeError(name, f"HTTP {status}: {detail}", code)
-        for key, value in (reply.get("parameters") or {}).items():
-            if key.endswith("_ms") or key == "batch_size":
-                run.timings[f"{name}.{key}"] = value
-        return {t["name"]: t for t in reply.get("outputs", [])}
+        reply = None
+    if status != 200:
+        # The node's own 4xx (a 413 for an oversize input, a 404 for a model it lacks),
+        # as the KServe router relays a step's status; anything else is a bad gateway.
+        code = status if 400 <= status < 500 else 502
+        raise NodeError(name, f"HTTP {status}: {replies.error_detail(raw, reply)}", code)
+    if not isinstance(reply, dict):
+        kind = type(reply).__name__
+        raise NodeError(name, f"returned JSON {kind}, not an object (HTTP {status})", 502)
+    return reply
+
+
+def combine_arrays(arrays: dict[str, Array], method: str) -> dict[str, Tensor]:
+    """The built-in ensemble combine: the same `combiner` component a cluster runs."""
+    combiner = Combiner(ComponentSettings(options={"method": method}))
+    result = combiner.predict(arrays)
+    return {name: array_tensor(name, array) for name, array in result.outputs.items()}
 
 
 def combine_scores(feed: dict[str, Tensor], method: str) -> dict[str, Tensor]:
-    """The built-in ensemble combine: the same `combiner` component a cluster runs."""
-    combiner = Combiner(ComponentSettings(options={"method": method}))
-    result = combiner.predict({name: from_tensor(tensor, name) for name, tensor in feed.items()})
-    return {name: array_tensor(name, array) for name, array in result.outputs.items()}
+    """`combine_arrays` over the members' V2 JSON scores."""
+    return combine_arrays({name: from_tensor(t, name) for name, t in feed.items()}, method)

@@ -2,7 +2,8 @@
 
 Node servers are supervised: one that exits unasked is logged with its exit status and the
 tail of its log, reaped, and started again after a backoff that doubles (1 s up to 30 s)
-while it keeps failing. It starts on fresh ports, since the ones a crash freed are anyone's
+while it keeps failing; a restart that cannot even start is logged and tried again on the
+same backoff. It starts on fresh ports, since the ones a crash freed are anyone's
 to bind meanwhile, and the router reads node addresses from the map the restart updates.
 Meanwhile the router reports the graph not ready (it asks every node) and requests that need
 the node fail at once with a 502 naming it.
@@ -11,7 +12,6 @@ the node fail at once with a 502 naming it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import json
 import logging
@@ -196,16 +196,11 @@ async def supervise(
             if key in due:
                 if now >= due[key]:
                     del due[key]
-                    server.restarts += 1
-                    log.warning(
-                        "restarting mlserver for nodes %s (restart %d)",
-                        ", ".join(server.nodes),
-                        server.restarts,
-                    )
-                    server.start_on_fresh_ports()
-                    if moved is not None:
-                        moved(server)
-                    started[key] = now
+                    if _restart(server, moved):
+                        started[key] = now
+                    else:  # tried again after the backoff, which doubles on
+                        due[key] = now + backoff[key]
+                        backoff[key] = min(backoff[key] * 2, max_backoff)
                 continue
             code = proc.poll()  # reaps the child when it has exited
             if code is None:
@@ -222,6 +217,58 @@ async def supervise(
             due[key] = now + backoff[key]
             backoff[key] = min(backoff[key] * 2, max_backoff)
         await asyncio.sleep(0.2)
+
+
+def _restart(server: NodeServer, moved: Callable[[NodeServer], None] | None) -> bool:
+    """Start a server that exited again; False, logged, when the start itself fails.
+
+    A restart can fail on its own: EMFILE from a port probe under load, ENOSPC or a removed
+    workdir when writing settings.json, `Popen` refused. An exception here used to end the
+    supervisor, silently, and with it every later restart."""
+    server.restarts += 1
+    names = ", ".join(server.nodes)
+    log.warning("restarting mlserver for nodes %s (restart %d)", names, server.restarts)
+    try:
+        server.start_on_fresh_ports()
+        if moved is not None:
+            moved(server)
+    except Exception:
+        log.exception("restart %d of mlserver for nodes %s failed", server.restarts, names)
+        return False
+    return True
+
+
+async def _shut_down(
+    supervisor: asyncio.Task[None] | None,
+    runner: web.AppRunner | None,
+    listener: socket.socket,
+    servers: list[NodeServer],
+    workdir: Path | None,
+) -> None:
+    """Stop everything `run_graph` started, each step whatever became of the others: the
+    node servers run in sessions of their own, so one left running outlives the runner,
+    Ctrl-C included. A failure is logged, not raised over the block's own exception."""
+    if supervisor is not None:
+        supervisor.cancel()
+        try:
+            await supervisor
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("the node supervisor had failed")
+    if runner is not None:
+        try:
+            await runner.cleanup()
+        except Exception:
+            log.exception("stopping the router failed")
+    listener.close()
+    for server in servers:
+        try:
+            server.stop()
+        except Exception:
+            log.exception("stopping mlserver for nodes %s failed", ", ".join(server.nodes))
+    if workdir is not None:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def router_socket(port: int) -> socket.socket:
@@ -295,14 +342,4 @@ async def run_graph(
         bound = int(listener.getsockname()[1])
         yield RunningGraph(graph, f"http://127.0.0.1:{bound}", servers)
     finally:
-        if supervisor is not None:
-            supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await supervisor
-        if runner is not None:
-            await runner.cleanup()
-        listener.close()
-        for server in servers:
-            server.stop()
-        if own_dir:
-            shutil.rmtree(root, ignore_errors=True)
+        await _shut_down(supervisor, runner, listener, servers, root if own_dir else None)

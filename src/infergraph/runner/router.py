@@ -29,13 +29,13 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from infergraph.errors import InfergraphError, InputError, status_for
+from infergraph.errors import InfergraphError, InputError, PayloadTooLargeError, status_for
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import GraphPlan, plan_of
 from infergraph.json_types import JSONObject, as_str
 from infergraph.runner import upstream
-from infergraph.runner.executor import GraphExecutor, trace_headers
-from infergraph.serving import binary
+from infergraph.runner.executor import GraphExecutor, GraphReply, Origin, blamed, trace_headers
+from infergraph.serving import binary, request_body
 from infergraph.serving.model_config import model_config
 from infergraph.serving.protocol import select_outputs
 from infergraph.serving.request_body import MAX_INFLATED_BYTES
@@ -48,6 +48,8 @@ GRAPH_KEY = web.AppKey("graph", InferenceGraph)
 EXECUTOR_KEY = web.AppKey("executor", GraphExecutor)
 NODES_KEY = web.AppKey("node_bases", dict)
 SESSION_KEY = web.AppKey("session", aiohttp.ClientSession)
+# Whether bodies arrive as sent (`router_runner`), or inflated by aiohttp itself.
+RAW_BODIES_KEY = web.AppKey("raw_bodies", bool)
 
 
 def _json(body: object, status: int = 200) -> web.Response:
@@ -60,13 +62,41 @@ def _error(message: str, status: int) -> web.Response:
     return _json({"error": message}, status)
 
 
+# The coding aiohttp undoes itself while reading, unless its server is told not to
+# (`auto_decompress`): the first Content-Encoding header, exactly one of these
+# (aiohttp/http_parser.py:651-656, `HttpRequestParser.parse_headers`).
+_AIOHTTP_INFLATES = ("gzip", "deflate", "br", "zstd")
+
+
+async def _body(request: web.Request) -> bytes:
+    """The request body as its sender wrote it, read by the runtime's rules
+    (`serving.request_body.inflated`): gzip, x-gzip or deflate undone, any other coding a
+    400 naming Content-Encoding, a body past `MAX_INFLATED_BYTES` a 413.
+
+    `router_runner` serves with aiohttp's own inflating off, which answered a body that is
+    not what its coding says with a bare 500, and an oversize one with a text/plain 413.
+    An app served otherwise (aiohttp's TestServer) gets bodies aiohttp has inflated."""
+    codings = request.headers.getall(request_body.HEADER, [])
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        limit = MAX_INFLATED_BYTES
+        raise PayloadTooLargeError("request", f"the body is over {limit} bytes") from None
+    except web.RequestPayloadError as exc:  # aiohttp's inflating: its ContentEncodingError
+        raise InputError(request_body.HEADER, f"the body is not in its coding ({exc})") from None
+    if not request.app[RAW_BODIES_KEY] and codings:
+        first = codings[0].strip().lower() if codings[0].isascii() else ""
+        codings = codings[1:] if first in _AIOHTTP_INFLATES else codings
+    return request_body.inflated(body, codings)
+
+
 async def _infer(request: web.Request) -> web.Response:
     name = request.match_info["model"]
     graph = request.app[GRAPH_KEY]
     if name != graph.name:
         return await _proxy_node(request, name, "/infer")
     try:
-        payload = _read_request(graph, await request.read(), request.headers)
+        payload = _read_request(graph, await _body(request), request.headers)
     except InfergraphError as exc:
         return _error(f"graph '{graph.name}': {exc}", status_for(exc).http)
     return await _run_graph(request, payload)
@@ -84,7 +114,7 @@ async def _infer_raw(request: web.Request) -> web.Response:
             raise InputError(
                 "/infer/raw", f"graph '{graph.name}' has no BYTES input to take a raw body"
             )
-        payload = _read_request(graph, await request.read(), {binary.HEADER: "0"})
+        payload = _read_request(graph, await _body(request), {binary.HEADER: "0"})
     except InfergraphError as exc:
         return _error(f"graph '{graph.name}': {exc}", status_for(exc).http)
     payload.parameters = {k: v for k, v in request.query.items() if k != "binary_data_output"}
@@ -93,37 +123,66 @@ async def _infer_raw(request: web.Request) -> web.Response:
 
 
 async def _run_graph(request: web.Request, payload: InferRequest[Tensor]) -> web.Response:
-    """Run a read request through the graph; answer JSON or binary as the request asked."""
+    """Run a read request through the graph; answer JSON or binary as the request asked.
+
+    Every failure is the V2 error JSON: the executor's own errors with their status, and,
+    as a backstop, anything else a 500 logged here, not aiohttp's text/plain page."""
     graph = request.app[GRAPH_KEY]
     try:
         reply = await request.app[EXECUTOR_KEY].infer(payload, trace_headers(request.headers))
-        # The executor names each output (`graph.wire.renamed`): a name not a string is ours.
-        produced = {as_str(t.get("name"), "outputs[].name"): t for t in reply["outputs"]}
-        # A declared output the path taken did not produce (the other side of a `when`) is
-        # left out, not refused: the request named an output the graph has.
-        declared = list(request.app[EXECUTOR_KEY].plan.outputs)
-        selected = select_outputs(produced, payload.outputs, declared)
-        outputs: list[Tensor] = [{**tensor, "name": name} for name, tensor in selected.items()]
+        selected = _selected(request.app[EXECUTOR_KEY], reply, payload)
+        outputs: list[Tensor] = [tensor for tensor, _ in selected]
+        answer: JSONObject = {"model_name": reply["model_name"], "id": reply["id"]}
+        if reply["id"] is None:
+            answer.pop("id")
+        answer.update(parameters=reply["parameters"], outputs=outputs)
+        binary_out = any(payload.is_binary(str(tensor["name"])) for tensor in outputs)
+        blobs = _binary_outputs(payload, selected) if binary_out else []
     except InfergraphError as exc:
         return _error(f"graph '{graph.name}': {exc}", status_for(exc).http)
-    answer: JSONObject = {**reply, "outputs": outputs}
-    if answer.get("id") is None:
-        answer.pop("id", None)
-    if not any(payload.is_binary(str(tensor["name"])) for tensor in outputs):
+    except Exception as exc:
+        log.exception("graph '%s': request failed", graph.name)
+        return _error(f"graph '{graph.name}': internal error: {type(exc).__name__}", 500)
+    if not binary_out:
         return _json(answer)
-    blobs = []
-    for tensor in outputs:
-        if payload.is_binary(str(tensor["name"])):
-            _, raw = encode_binary(from_tensor(tensor))
-            tensor.pop("data", None)
-            tensor["parameters"] = {"binary_data_size": len(raw)}
-            blobs.append(raw)
     body, length = binary.write_response(answer, blobs)
     return web.Response(
         body=body,
         content_type=binary.OCTET_STREAM,
         headers={binary.HEADER: str(length)},
     )
+
+
+def _selected(
+    executor: GraphExecutor, reply: GraphReply, payload: InferRequest[Tensor]
+) -> list[tuple[Tensor, Origin]]:
+    """The outputs the request asked for, under the names it asked, each with its origin."""
+    # The executor names each output (`graph.wire.renamed`): a name not a string is ours.
+    produced = {as_str(t.get("name"), "outputs[].name"): t for t in reply["outputs"]}
+    # A declared output the path taken did not produce (the other side of a `when`) is
+    # left out, not refused: the request named an output the graph has.
+    selected = select_outputs(produced, payload.outputs, list(executor.plan.outputs))
+    return [
+        ({**tensor, "name": name}, reply["origins"][as_str(tensor.get("name"), "name")])
+        for name, tensor in selected.items()
+    ]
+
+
+def _binary_outputs(
+    payload: InferRequest[Tensor], selected: list[tuple[Tensor, Origin]]
+) -> list[bytes]:
+    """The raw bytes of each output asked for binary, its data moved out of the JSON. The
+    tensors are read here for the first time: one a node got wrong is that node's fault."""
+    blobs = []
+    for tensor, origin in selected:
+        name = str(tensor["name"])
+        if payload.is_binary(name):
+            with blamed(origin, f"the binary output '{name}'"):
+                _, raw = encode_binary(from_tensor(tensor))
+            tensor.pop("data", None)
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            blobs.append(raw)
+    return blobs
 
 
 def _read_request(
@@ -165,7 +224,11 @@ async def _proxy_node(request: web.Request, name: str, suffix: str) -> web.Respo
     url = f"{bases[name]}/v2/models/{name}{suffix}{query}"
     timeout_ms = request.app[GRAPH_KEY].node(name).timeout_ms  # as a graph step's call
     timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000.0)
-    body, headers = await request.read(), _forwarded_headers(request)
+    try:
+        body = await _body(request)
+    except InfergraphError as exc:
+        return _error(f"node '{name}': {exc}", status_for(exc).http)
+    headers = _forwarded_headers(request)
     try:
         return _relay(await upstream.post(session, url, body, headers, timeout))
     except TimeoutError:
@@ -323,7 +386,9 @@ def router_runner(source: InferenceGraph | GraphPlan, node_bases: dict[str, str]
     off, web.py:462); its TestServer turns it on (test_utils.py:129), so tests that use that
     never see the difference."""
     app = build_app(source, node_bases)
-    return web.AppRunner(app, access_log=None, handler_cancellation=True)
+    # Bodies are inflated by the runtime's rules, in `_body`, not by aiohttp.
+    app[RAW_BODIES_KEY] = True
+    return web.AppRunner(app, access_log=None, handler_cancellation=True, auto_decompress=False)
 
 
 def build_app(source: InferenceGraph | GraphPlan, node_bases: dict[str, str]) -> web.Application:
@@ -331,10 +396,11 @@ def build_app(source: InferenceGraph | GraphPlan, node_bases: dict[str, str]) ->
     every request, so its owner may move a node by updating it."""
     plan = plan_of(source)
     graph = plan.graph
-    # aiohttp inflates gzip and deflate bodies itself; the limit is the runtime's too.
+    # The runtime's limit: on the body as sent, and again on it inflated (`_body`).
     app = web.Application(client_max_size=MAX_INFLATED_BYTES)
     app[GRAPH_KEY] = graph
     app[NODES_KEY] = node_bases
+    app[RAW_BODIES_KEY] = False
 
     async def session_ctx(app: web.Application) -> AsyncIterator[None]:
         session = upstream.node_session()

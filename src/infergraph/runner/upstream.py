@@ -7,10 +7,15 @@ no reply at all. Two things keep that from becoming a 502 for a request no node 
 
 - the pool drops idle connections sooner than the servers do (`KEEPALIVE_S`), which closes the
   window for the common case;
-- a request whose connection closed before any reply is sent once more on a fresh connection,
-  as aiohttp already does for idempotent methods (aiohttp/client.py, `retry_persistent_connection`).
-  An inference has no side effects, so it is idempotent in the sense that matters; a model can
-  only run twice if its server died after running it and before replying, and then only once more.
+- a request whose connection closed or was reset before any reply is sent once more on a fresh
+  connection, as aiohttp already does for idempotent methods (aiohttp/client.py,
+  `retry_persistent_connection`: `except (ClientOSError, ServerDisconnectedError)` retries once,
+  while `ClientConnectorError`, nothing listening, is raised at once; aiohttp 3.14.5,
+  client.py:900-912). A reset (RST, `[Errno 104]`) is the same race as a clean close when the
+  server's close meets a request still being written. Whether the node ran the model first is
+  not provable from here, so this is aiohttp's rule, not a proof: an inference has no side
+  effects, so it is idempotent in the sense that matters; a model can only run twice if its
+  server failed after running it and before replying, and then only once more.
 """
 
 from __future__ import annotations
@@ -50,11 +55,14 @@ async def post(
     headers: dict[str, str],
     timeout: aiohttp.ClientTimeout | None = None,
 ) -> NodeReply:
-    """POST `data` to a node, sent once more if the connection closed before any reply."""
+    """POST `data` to a node, sent once more if the connection closed or was reset before
+    any reply; a node that refuses connections is not asked again (aiohttp's rule)."""
     for attempt in (1, 2):
         try:
             resp = await session.post(url, data=data, headers=headers, timeout=timeout)
-        except aiohttp.ServerDisconnectedError:
+        except aiohttp.ClientConnectorError:  # a subclass of ClientOSError: never retried
+            raise
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
             if attempt == 2:
                 raise
             continue
