@@ -22,17 +22,19 @@ from the pod, `job` = `<monitor namespace>/<monitor name>`
 from __future__ import annotations
 
 import concurrent.futures
+import re
 import shutil
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from infergraph.render import ENGINES, render
 from tests.servers import free_port, mlserver, stop, v2_input, write_model
@@ -61,6 +63,13 @@ CONDITION = {
 }  # Seldon's own agent PodMonitor, scraping the same pods
 
 
+# Another namespace's v2 Server pod serving a Model of the same name (`cascade-accurate`,
+# loaded as `cascade-accurate_1`), its runtime's gauges held at values the cascade's own never
+# reads at rest: an adapter rule that does not keep to the HPA's namespace hands them over.
+OTHER_NS = "prod"
+OTHER_NS_GAUGES = {"infergraph_inflight_requests": 7.0, "infergraph_batch_queue_size": 11.0}
+
+
 @dataclass
 class Stubs:
     """Stand-ins for the Go exporters: same series names and labels as their source."""
@@ -69,6 +78,7 @@ class Stubs:
     executor: Histogram  # sc1:executor/api/metric/client.go:30-34, constants.go
     agent_port: int
     executor_port: int
+    other_ns_port: int  # OTHER_NS's runtime (src/infergraph/serving/metrics.py gauges)
 
     def pipeline_request(self, passed: bool) -> None:
         """One cascade request as the v2 agents count it: `fast` on its Server, the gate on
@@ -126,10 +136,15 @@ def start_stubs() -> Stubs:
         ],
         registry=executor_reg,
     )
-    agent_port, executor_port = free_port(), free_port()
+    other_reg = CollectorRegistry()
+    for series, value in OTHER_NS_GAUGES.items():
+        gauge = Gauge(series, "another namespace's runtime", ["model"], registry=other_reg)
+        gauge.labels(model="cascade-accurate_1").set(value)
+    agent_port, executor_port, other_ns_port = free_port(), free_port(), free_port()
     start_http_server(agent_port, addr="127.0.0.1", registry=agent_reg)
     start_http_server(executor_port, addr="127.0.0.1", registry=executor_reg)
-    return Stubs(agent, executor, agent_port, executor_port)
+    start_http_server(other_ns_port, addr="127.0.0.1", registry=other_reg)
+    return Stubs(agent, executor, agent_port, executor_port, other_ns_port)
 
 
 def _target(port: int, namespace: str, pod: str) -> dict:
@@ -161,7 +176,13 @@ def scrape_config(runtime_port: int, stubs: Stubs) -> dict:
         _target(stubs.agent_port, "staging", PLUMBING_POD),
         _target(stubs.executor_port, "staging", EXECUTOR_POD),
     ]
-    jobs = {KIT_JOB: kit, SELDON_JOB: seldon, "staging/cascade-metrics": staging}
+    other = [_target(stubs.other_ns_port, OTHER_NS, V2_POD)]
+    jobs = {
+        KIT_JOB: kit,
+        SELDON_JOB: seldon,
+        "staging/cascade-metrics": staging,
+        f"{OTHER_NS}/cascade-metrics": other,
+    }
     return {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [
@@ -239,7 +260,7 @@ def _wait_for_targets(prom: Prometheus, proc: subprocess.Popen[bytes]) -> None:
         try:
             # /-/ready answers 503 until the TSDB has started; queries before it are refused.
             ready = httpx.get(f"{prom.url}/-/ready", timeout=2).status_code == 200
-            if ready and prom.value("count(up == 1)") == 11:
+            if ready and prom.value("count(up == 1)") == 12:
                 return
         except httpx.HTTPError:
             pass
@@ -332,35 +353,79 @@ def poll(
     return value
 
 
-def adapter_queries() -> dict[str, tuple[str, dict[str, str]]]:
-    """The chart's prometheus-adapter rules with the adapter's templates filled in as it
-    fills them for the HPA's object (a v2 Model's Object metric, a v1 pod's Pods metric),
-    and the labels of the row the adapter hands the HPA."""
-    out: dict[str, tuple[str, dict[str, str]]] = {}
+# -- prometheus-adapter, as its source answers an HPA ----------------------------------------
+# pa: kubernetes-sigs/prometheus-adapter @01919d0. An HPA's Object metric is `GetMetricByName`
+# (pa:pkg/custom-provider/provider.go:163-192), a Pods metric `GetMetricBySelector` (:194-211):
+# both build the rule's query for the object(s) and key the rows with `MatchValuesToNames`.
+@dataclass(frozen=True)
+class AdapterRule:
+    metric: str  # what the HPA asks for (`name.as`)
+    series: str
+    resource_label: str  # the label naming the described object ("model", "pod")
+    template: str  # `metricsQuery`
+
+
+def chart_adapter_rules() -> list[AdapterRule]:
+    out = []
     for rule in chart_files.adapter_rules()["rules"]:
+        overrides = rule["resources"]["overrides"]
+        (label,) = (k for k, v in overrides.items() if v["resource"] != "namespace")
         series = rule["seriesQuery"].split("{")[0]
-        if "model" in rule["resources"]["overrides"]:
-            model = "cascade-fast" if series.startswith("seldon_") else "cascade-accurate"
-            row, group = {"model": model, "namespace": NS}, "model,namespace"
-        else:
-            pod = PLUMBING_POD if series.startswith("seldon_") else V1_POD
-            row, group = {"namespace": NS, "pod": pod}, "namespace,pod"
-        matchers = ",".join(f'{k}="{v}"' for k, v in row.items())
-        query = rule["metricsQuery"].replace("<<.Series>>", series)
-        query = query.replace("<<.LabelMatchers>>", matchers).replace("<<.GroupBy>>", group)
-        out[rule["name"]["as"]] = (query, row)
+        out.append(AdapterRule(rule["name"]["as"], series, label, rule["metricsQuery"]))
     return out
 
 
-def adapter_value(
-    prom: Prometheus, query: str, row: dict[str, str], at: float | None = None
+def template_args(rule: AdapterRule, namespace: str, name: str) -> dict[str, Any]:
+    """`queryTemplateArgs` as `metricsQuery.Build` fills them for one object in a namespace
+    (pa:pkg/naming/metrics_query.go:96-102, 110-156; `QueryForSeries` passes no extra
+    group-by, pa:pkg/naming/metric_namer.go:129-131): the namespace's matcher, then the
+    resource's (:113-124, 137-144), `LabelValuesByName` keyed by label name (:144, 279),
+    and `GroupBy` the resource's label alone (:146-148)."""
+    return {
+        "Series": rule.series,
+        "LabelMatchers": f'namespace="{namespace}",{rule.resource_label}="{name}"',
+        "LabelValuesByName": {"namespace": namespace, rule.resource_label: name},
+        "GroupBy": rule.resource_label,
+    }
+
+
+def expand(template: str, args: dict[str, Any]) -> str:
+    """Go's text/template with `<<`/`>>` delimiters (metrics_query.go:54) for the two
+    actions a rule may use here: a field (`<<.Series>>`) and `<<index .Map "key">>`, which
+    gives the zero value ("") for a key the map lacks."""
+
+    def action(match: re.Match[str]) -> str:
+        expr = match.group(1).strip()
+        if indexed := re.fullmatch(r'index \.(\w+) "([^"]*)"', expr):
+            return str(args[indexed.group(1)].get(indexed.group(2), ""))
+        assert re.fullmatch(r"\.\w+", expr), f"template action not modelled: {expr}"
+        return str(args[expr[1:]])
+
+    return re.sub(r"<<(.*?)>>", action, template)
+
+
+def match_values_to_names(rows: list[dict], label: str) -> dict[str, float]:
+    """`MatchValuesToNames`: each row keyed by its resource label only, a later row with the
+    same name overwriting an earlier one (pa:pkg/custom-provider/series_registry.go:171-202,
+    :198); no other label, the namespace included, is looked at."""
+    return {r["metric"].get(label, ""): float(r["value"][1]) for r in rows}
+
+
+def adapter_read(
+    prom: Prometheus, rule: AdapterRule, namespace: str, name: str, at: float | None = None
 ) -> float | None:
-    """The described object's row (the adapter matches rows by the resource labels)."""
-    rows = [
-        r for r in prom.query(query, at) if all(r["metric"].get(k) == v for k, v in row.items())
-    ]
-    assert len(rows) <= 1, rows
-    return float(rows[0]["value"][1]) if rows else None
+    """What the adapter hands the HPA for object `name` in `namespace`: None for its
+    not-found (no rows, or none keyed by the name; provider.go:170-188)."""
+    query = expand(rule.template, template_args(rule, namespace, name))
+    return match_values_to_names(prom.query(query, at), rule.resource_label).get(name)
+
+
+def adapter_object(rule: AdapterRule) -> str:
+    """The object each rule's HPA describes here: a v2 Model (its agent counter or its
+    runtime's gauges), or a v1 pod."""
+    if rule.resource_label == "model":
+        return "cascade-fast" if rule.series.startswith("seldon_") else "cascade-accurate"
+    return PLUMBING_POD if rule.series.startswith("seldon_") else V1_POD
 
 
 def test_every_rendered_query_is_valid_promql(
@@ -376,8 +441,8 @@ def test_every_rendered_query_is_valid_promql(
             ):
                 prom.query(query)
                 asked += 1
-    for query, _row in adapter_queries().values():
-        prom.query(query)
+    for rule in chart_adapter_rules():
+        prom.query(expand(rule.template, template_args(rule, NS, adapter_object(rule))))
     assert asked > 20
 
 
@@ -420,13 +485,37 @@ def test_queries_read_idle_load_and_after(stack: tuple[Prometheus, Stubs, str]) 
 
 def _check_adapter_rules(prom: Prometheus) -> None:
     """Under load every adapter rule with an exporter here reads positive, counted once."""
-    for name, (query, row) in adapter_queries().items():
-        if name == "DCGM_FI_DEV_GPU_UTIL":
+    for rule in chart_adapter_rules():
+        if rule.metric == "DCGM_FI_DEV_GPU_UTIL":
             continue  # NVIDIA's DCGM exporter: no GPU here, asked for validity above
-        value = adapter_value(prom, query, row)
+        name = adapter_object(rule)
+        value = adapter_read(prom, rule, NS, name)
         deadline = time.monotonic() + 15
         while not value and time.monotonic() < deadline:
             time.sleep(0.5)
-            value = adapter_value(prom, query, row)
-        assert value and value > 0, (name, query, value)
-        assert_counted_once(lambda q, at, row=row: adapter_value(prom, q, row, at), query)
+            value = adapter_read(prom, rule, NS, name)
+        assert value and value > 0, (rule, value)
+        query = expand(rule.template, template_args(rule, NS, name))
+
+        def read(q: str, at: float, rule: AdapterRule = rule, name: str = name) -> float | None:
+            rows = match_values_to_names(prom.query(q, at), rule.resource_label)
+            return rows.get(name)
+
+        assert_counted_once(read, query)
+
+
+def test_object_metrics_read_the_hpas_own_namespace(stack: tuple[Prometheus, Stubs, str]) -> None:
+    """Model `cascade-accurate` runs in NS and in OTHER_NS: the Object metric the adapter hands
+    each namespace's HPA is that namespace's, never the other's (the adapter keys rows by the
+    model's name alone, so only the rule's query can keep to the namespace)."""
+    prom, _, _ = stack
+    by_series = {r.series: r for r in chart_adapter_rules() if r.resource_label == "model"}
+    for series, held in OTHER_NS_GAUGES.items():
+        rule = by_series[series]
+        scraped = poll(prom, f'{series}{{namespace="{OTHER_NS}"}}', lambda v, h=held: v == h)
+        assert scraped == held
+        assert adapter_read(prom, rule, OTHER_NS, "cascade-accurate") == held, rule
+        own = prom.value(
+            f'sum(max without (job) ({series}{{namespace="{NS}",model="cascade-accurate_1"}}))'
+        )
+        assert adapter_read(prom, rule, NS, "cascade-accurate") == own, rule

@@ -7,16 +7,20 @@ k8s/rendered/kserve are covered by tests/test_render_seldon.py (parametrized ove
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from typer.testing import CliRunner
 
+from infergraph.engines import engine as engine_named
 from infergraph.errors import GraphValidationError, RenderError
 from infergraph.graph.plan import load_graph, parse_graph
 from infergraph.render import render
 from infergraph.render.cli import app as render_app
 from infergraph.render.kserve import NOTES_ANNOTATION, render_notes
+from tests.engines import kserve_keda
 from tests.engines.kserve_hpa import router_hpa
 from tests.test_render_seldon import GRAPH_FILES, GRAPHS, INLINE, OPTIONS, inline
 
@@ -178,6 +182,43 @@ def test_scale_to_zero_note_names_the_cold_start() -> None:
     )
     assert result.exit_code == 0
     assert "note: accurate: minReplicas 0" in result.output
+
+
+def isvc_named(objs: list[dict[str, Any]], suffix: str) -> dict[str, Any]:
+    return next(o for o in kind(objs, "InferenceService") if o["metadata"]["name"].endswith(suffix))
+
+
+@pytest.mark.parametrize("metric", ["inflight", "cpu"])
+def test_keda_class_carries_the_cooldown_as_kserves_scaled_object_takes_it(metric: str) -> None:
+    """KServe writes the ScaledObject of a `keda` class InferenceService and takes its HPA
+    windows from `autoScaling.behavior` only (tests.engines.kserve_keda): the node's
+    cooldown is the scale-down window, scale-up unhindered as on the other engines. The
+    1 -> 0 wait has no field there: KEDA's default 300 s, which the render notes."""
+    doc = json.loads(json.dumps(INLINE["cascade"]))
+    big = doc["spec"]["nodes"][1]
+    low = 1 if metric == "cpu" else 0  # KEDA's cpu scaler cannot wake a node from zero
+    big["autoscaling"] = {
+        "engine": "keda",
+        "minReplicas": low,
+        "maxReplicas": 4,
+        "metric": metric,
+        "target": 2,
+        "cooldownSeconds": 30,
+    }
+    objs = render(parse_graph(doc), "kserve", OPTIONS)
+    isvc = isvc_named(objs, "-big")
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "keda"
+    spec = kserve_keda.scaled_object_spec(isvc)
+    assert kserve_keda.scale_down_window_s(spec) == 30
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleUp"] == {"stabilizationWindowSeconds": 0}
+    # A cluster's inferenceservice-config windows do not replace the graph's.
+    configured = kserve_keda.scaled_object_spec(isvc, {"scaleDown": 600, "scaleUp": 60})
+    assert configured == spec
+    if metric != "cpu":
+        assert kserve_keda.zero_cooldown_s(spec) == kserve_keda.KEDA_DEFAULT_COOLDOWN_S
+        (note,) = (n for n in render_notes(objs) if n.startswith("big:"))
+        assert "cooldownSeconds 30" in note and "300 s" in note
 
 
 def test_cpu_scale_metric_uses_kserve_hpa_class() -> None:
@@ -367,3 +408,71 @@ def test_the_router_scales_out_as_far_as_the_nodes_it_feeds(name: str) -> None:
         "maxReplicas": max(1, widest),
         "metrics": [{"type": "Resource", "resource": cpu}],
     }
+
+
+# -- names KServe can deploy ---------------------------------------------------------------
+def deployable_isvc_name(name: str) -> list[str]:
+    """Why KServe (commit aaac4e2) would not run an InferenceService of this name:
+    - its webhook's name rule (pkg/apis/serving/v1beta1/inference_service_validation.go:46,
+      55, 469-474), the same as the InferenceGraph's (v1alpha1/inference_graph_validation.go:
+      53, 60, 182);
+    - in Standard mode the predictor Deployment and Service are `<isvc>-predictor`
+      (pkg/constants/constants.go:802-807; components/predictor.go:159) and its pods and
+      selector carry `app: isvc.<isvc>-predictor` (constants.go:758-760; reconcilers/
+      deployment/deployment_reconciler.go:146, 153): a label value of at most 63 characters,
+      so the name may have at most 48."""
+    problems = []
+    if not re.match(GRAPH_NAME, name):
+        problems.append(f"{name}: not {GRAPH_NAME}")
+    if len(f"isvc.{name}-predictor") > 63:
+        problems.append(f"{name}: app label isvc.{name}-predictor over 63 characters")
+    return problems
+
+
+def long_graph(name: str) -> dict[str, Any]:
+    doc = json.loads(json.dumps(INLINE["cascade"]))
+    doc["metadata"]["name"] = name
+    doc["spec"]["nodes"][1]["name"] = "classifier-large-vit"
+    doc["spec"]["graph"]["sequence"][1]["then"]["node"] = "classifier-large-vit"
+    return doc
+
+
+def test_long_names_are_shortened_to_what_kserve_deploys() -> None:
+    graph = parse_graph(long_graph("customer-support-ticket-image-triage-pipeline"))
+    objs = render(graph, "kserve", OPTIONS)
+    names = [o["metadata"]["name"] for o in kind(objs, "InferenceService")]
+    assert len(f"{graph.name}-gate-0") > 48  # joined in full: too long
+    assert len(set(names)) == len(names)
+    for isvc in kind(objs, "InferenceService"):
+        name = isvc["metadata"]["name"]
+        assert not deployable_isvc_name(name)
+        env = {e["name"]: e["value"] for e in isvc["spec"]["predictor"]["model"]["env"]}
+        assert env["MLSERVER_MODEL_NAME"] == name
+    # The planner and the operator address the same object (the engine table's name).
+    big = engine_named("kserve").served_name(graph.name, "classifier-large-vit")
+    assert big in names
+    urls = [
+        s["serviceUrl"]
+        for node in nodes_of(objs).values()
+        for s in node["steps"]
+        if s.get("serviceUrl")
+    ]
+    assert urls
+    for url in urls:
+        host = urlsplit(url).hostname or ""
+        assert len(host.split(".")[0]) <= 63, host
+        assert host.split(".")[0].removesuffix("-predictor") in names
+    # The wake query counts the gate's requests under the gate's (served) name.
+    isvc = isvc_named(objs, big)
+    queries = [
+        m["external"]["metric"]["query"]
+        for m in isvc["spec"]["predictor"]["autoScaling"]["metrics"]
+    ]
+    gate = engine_named("kserve").served_name(graph.name, "gate-0")
+    assert any(f'model="{gate}"' in q for q in queries), queries
+
+
+def test_a_graph_name_starting_with_a_digit_is_refused_naming_the_rule() -> None:
+    graph = parse_graph(long_graph("1-triage"))
+    with pytest.raises(RenderError, match=r"graph '1-triage'.*start with a letter"):
+        render(graph, "kserve", OPTIONS)

@@ -36,7 +36,15 @@ def seldon_v2_pipeline_route(graph: str) -> str:
     return f"{graph}.pipeline"
 
 
+# The longest InferenceService name KServe can run in Standard mode: its predictor's pods and
+# selector carry `app: isvc.<isvc>-predictor` (kserve@aaac4e2 pkg/constants/constants.go:
+# 758-760, 802-807; reconcilers/deployment/deployment_reconciler.go:146, 153), a label value
+# of at most 63 characters.
+KSERVE_SERVICE_MAX = 63 - len("isvc.") - len("-predictor")
+
+
 def kserve_service(graph: str, step: str) -> str:
     """The InferenceService a plan step is deployed as; its MLServer serves the model under
-    the same name (`MLSERVER_MODEL_NAME`)."""
-    return k8s_name(graph, step)
+    the same name (`MLSERVER_MODEL_NAME`). Past KSERVE_SERVICE_MAX characters it keeps a
+    stable hash suffix."""
+    return k8s_name(graph, step, limit=KSERVE_SERVICE_MAX)

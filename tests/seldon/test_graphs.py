@@ -135,8 +135,10 @@ def test_protocol_v2_graph_at_the_client_path_errors_and_timeouts(
     """A `protocol: v2` graph answers at the published `/v2/models/infer`; at
     `/v2/models/<graph>/infer` every unit is asked for model `<graph>` and MLServer's 404
     comes back as the executor relays errors: the unit's status and body, `text/plain`
-    (server.go:93-112). A unit's 400 reaches the client the same way, and a call past
-    `seldon.io/rest-timeout` is a 500 (client.go:98-125)."""
+    (server.go:93-112). A unit's 400 reaches the client the same way, and a call past the
+    executor's timeout, where its pod has `seldon.io/rest-timeout` (an embedded executor; the
+    rendered separate one has none, `tests.engines.seldon_v1.executor_rest_timeout_s`), is a
+    500 (client.go:98-125)."""
     graph = tiny(load("preprocess"))
     body = request_for(graph)
     sdep = render(graph, "seldon-v1", OPTIONS)[0]

@@ -20,7 +20,7 @@ from infergraph.engines import engine as engine_named
 from infergraph.errors import RenderError
 from infergraph.graph.model import InferenceGraph, Node
 from infergraph.graph.plan import BranchRef, GraphPlan, Side
-from infergraph.json_types import JSONObject, Manifest
+from infergraph.json_types import JSONObject, Manifest, at
 from infergraph.render import common
 
 PROMETHEUS_ANNOTATION = "infergraph.io/prometheus-url"
@@ -218,15 +218,25 @@ def _hpa_metric(node: Node, target: Target) -> JSONObject:
     }
 
 
-def _behavior(node: Node) -> JSONObject:
+def stabilization_windows(node: Node) -> JSONObject:
+    """The HPA behavior's windows alone: the node's cooldown before scaling down, none
+    before scaling up (what KServe's `autoScaling.behavior` carries into its ScaledObject)."""
     assert node.autoscaling is not None
     return {
+        "scaleDown": {"stabilizationWindowSeconds": node.autoscaling.cooldown_seconds},
+        "scaleUp": {"stabilizationWindowSeconds": 0},
+    }
+
+
+def _behavior(node: Node) -> JSONObject:
+    windows = stabilization_windows(node)
+    return {
         "scaleDown": {
-            "stabilizationWindowSeconds": node.autoscaling.cooldown_seconds,
+            **at(windows, "scaleDown"),
             "policies": [{"type": "Percent", "value": 50, "periodSeconds": 60}],
         },
         "scaleUp": {
-            "stabilizationWindowSeconds": 0,
+            **at(windows, "scaleUp"),
             "policies": [{"type": "Pods", "value": 2, "periodSeconds": 30}],
         },
     }
@@ -367,10 +377,18 @@ def prometheus_adapter_rules() -> JSONObject:
     (sc2:scheduler/pkg/agent/agent_svc_manager.go:686, 711-716), so the runtime's `model`
     label is mapped back to the Model's name before grouping; only such series count, so a
     KServe or v1 pod serving a same-named model in the namespace never adds to a Model.
+
+    The namespace must be in the query itself: the adapter keys each result row by the
+    resource label alone (pa:pkg/custom-provider/series_registry.go:171-202, `res[val.Metric
+    [resourceLbl]]`), so a row of another namespace's same-named Model would be handed to this
+    HPA. `<<.LabelMatchers>>` names the Model, not the runtime's `<model>_<version>`, so these
+    rules take the namespace alone from `.LabelValuesByName`, keyed by label name, which the
+    adapter fills with the HPA's namespace (pa:pkg/naming/metrics_query.go:96-102, 113-124,
+    279). pa = kubernetes-sigs/prometheus-adapter @01919d0.
     """
     strip = (
-        'label_replace({series}{{namespace!="",model=~".+_[0-9]+"}}, '
-        '"model", "$1", "model", "(.+)_[0-9]+$")'
+        'label_replace({series}{{namespace="<<index .LabelValuesByName "namespace">>",'
+        'model=~".+_[0-9]+"}}, "model", "$1", "model", "(.+)_[0-9]+$")'
     )
     rules = [
         _adapter_rule(

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 
 from infergraph import cluster_names
@@ -411,7 +412,7 @@ def wake_query(graph: InferenceGraph, plan: GraphPlan, service: Service) -> str:
     ns = {"namespace": common.namespace(graph)}
     branch = plan.step(service.step).branch
     upstream = branch[-1].gate if branch else plan.steps[0].name
-    labels = {**ns, "model": common.k8s_name(graph.name, upstream)}
+    labels = {**ns, "model": service_name(graph.name, upstream)}
     return autoscaling.rate_query(REQUESTS_SERIES, labels)
 
 
@@ -454,13 +455,17 @@ def _scaling(
             "name": "cpu",
             "target": {"type": "Utilization", "averageUtilization": utilization},
         }
-        predictor["autoScaling"] = {"metrics": [{"type": "Resource", "resource": resource}]}
+        predictor["autoScaling"] = _kserve_autoscaling(
+            node, [{"type": "Resource", "resource": resource}]
+        )
         return [], note
     if auto.engine == "keda" and auto.metric != "gpu":
         # KServe writes the ScaledObject: one prometheus trigger per External metric.
         annotations[AUTOSCALER_CLASS] = "keda"
         triggers = autoscaling.keda_triggers(graph, node, target)
-        predictor["autoScaling"] = {"metrics": _external_metrics(triggers)}
+        predictor["autoScaling"] = _kserve_autoscaling(node, _external_metrics(triggers))
+        if note:
+            note += _zero_cooldown_note(node)
         return [], note
     # KServe's HPA class takes CPU/memory only, and its KEDA triggers are AverageValue: the
     # kit's own scaler on the predictor Deployment, with KServe told to keep out.
@@ -468,6 +473,21 @@ def _scaling(
     name = common.k8s_name(service.name, "autoscaler")
     make = autoscaling.scaled_object if auto.engine == "keda" else autoscaling.hpa
     return [make(graph, node, target, name)], note
+
+
+def _kserve_autoscaling(node: Node, metrics: list[JSONObject]) -> JSONObject:
+    """`predictor.autoScaling`: the metrics, and for the `keda` class the node's cooldown as
+    the HPA's scale-down window. KServe's ScaledObject takes the two stabilization windows
+    from `autoScaling.behavior` and nothing else of it, falling back to the
+    `inferenceservice-config` values for a window left out (kserve@aaac4e2 pkg/controller/
+    v1beta1/inferenceservice/reconcilers/keda/keda_reconciler.go:202-227, 258-275), so both
+    are rendered. Its `hpa` class ignores `behavior` (reconcilers/hpa/hpa_reconciler.go:179
+    writes an empty one): no window there, the HPA's 300 s default holds."""
+    assert node.autoscaling is not None
+    out: JSONObject = {"metrics": list(metrics)}
+    if node.autoscaling.engine == "keda":
+        out["behavior"] = autoscaling.stabilization_windows(node)
+    return out
 
 
 def _external_metrics(triggers: list[JSONObject]) -> list[JSONObject]:
@@ -491,6 +511,12 @@ def _external_metric(metadata: JSONObject) -> JSONObject:
     }
 
 
+# KEDA's wait from the last active trigger to zero replicas where a ScaledObject sets no
+# `cooldownPeriod`, as KServe's never does (kedacore/keda@8b4f083 pkg/scaling/executor/
+# scale_executor.go:37, scale_scaledobjects.go:204-208; kserve keda_reconciler.go:241-256).
+KEDA_DEFAULT_COOLDOWN_S = 300
+
+
 def _zero_note(node: Node) -> str:
     gpu = f" with {node.resources.gpu} free nvidia.com/gpu" if node.resources.gpu else ""
     return (
@@ -500,6 +526,19 @@ def _zero_note(node: Node) -> str:
         "pulled the image and loaded the model: minutes on a GPU cold start (KServe issues "
         "#1247 and #2882 show the router and activator timing out on exactly this); keep "
         "minReplicas 1 where every request counts."
+    )
+
+
+def _zero_cooldown_note(node: Node) -> str:
+    """What of a `keda` class node's cooldown KServe's ScaledObject cannot carry."""
+    assert node.autoscaling is not None
+    cooldown = node.autoscaling.cooldown_seconds
+    if cooldown == KEDA_DEFAULT_COOLDOWN_S:
+        return ""
+    return (
+        f" Its cooldownSeconds {cooldown} is the HPA's scale-down window only: the "
+        "ScaledObject KServe writes has no cooldownPeriod, so the last replica goes "
+        f"{KEDA_DEFAULT_COOLDOWN_S} s after the last request (KEDA's default)."
     )
 
 
@@ -538,8 +577,27 @@ def router_max_replicas(graph: InferenceGraph) -> int:
     return max(1, sum(most))
 
 
+# KServe's webhook name rule for an InferenceService and an InferenceGraph (kserve@aaac4e2
+# pkg/apis/serving/v1beta1/inference_service_validation.go:46, 55, 469-474; v1alpha1/
+# inference_graph_validation.go:53, 60, 182): both are named after the graph.
+KSERVE_NAME = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+
+
+def check_graph_name(graph: InferenceGraph) -> None:
+    """A graph name KServe's webhook refuses, said at render time: the graph's name may start
+    with a digit, KServe's names may not (a hash suffix can shorten a name, not fix this)."""
+    if not KSERVE_NAME.fullmatch(graph.name):
+        raise RenderError(
+            ENGINE,
+            f"graph '{graph.name}': KServe names the InferenceGraph and every InferenceService "
+            f"after the graph, and its webhook requires those names to start with a letter "
+            f"({KSERVE_NAME.pattern}); rename the graph",
+        )
+
+
 def build(graph: InferenceGraph | GraphPlan) -> tuple[GraphPlan, _Topology]:
     plan = plan_of(graph)
+    check_graph_name(plan.graph)
     for step in plan.steps:
         if step.kind == "gate" and step.family != GATE_FAMILY:
             raise RenderError(ENGINE, f"{step.path}: unknown gate family '{step.family}'")

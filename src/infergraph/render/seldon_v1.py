@@ -472,6 +472,7 @@ def render(
             "protocol": protocol,
             "annotations": {
                 # The executor in its own pod: scaling a GPU node does not scale the executor.
+                # The price: no per-call timeout (see EXECUTOR_TIMEOUT_NOTE).
                 "seldon.io/engine-separate-pod": "true",
                 "seldon.io/rest-timeout": str(_timeout_ms(graph)),
             },
@@ -492,15 +493,53 @@ def render(
             ],
         },
     }
-    notes = _notes(units, protocol, grpc_workers(graph))
-    if notes:
-        meta["annotations"] = {NOTES_ANNOTATION: notes}  # metadata() writes none
+    meta["annotations"] = {  # metadata() writes none
+        NOTES_ANNOTATION: _notes(units, protocol, grpc_workers(graph), _timeout_ms(graph))
+    }
     return [sdep, *common.pod_monitors(graph, [], ENGINE)]
 
 
-def _notes(units: list[Unit], protocol: str, grpc: int) -> str:
+# Why the executor keeps its own pod although no per-call timeout reaches it there
+# (seldon-core v1.18.2; tests.engines.seldon_v1.executor_pod_annotations models it):
+#
+# - The executor times its calls to the units out only by `seldon.io/rest-timeout` (and
+#   `seldon.io/grpc-timeout`) on its own pod, read from the downward-API file
+#   /etc/podinfo/annotations at start (executor/k8s/annotation.go:11-14, 27-36;
+#   executor/cmd/executor/main.go:359, 391; executor/api/rest/client.go:98-125, without it
+#   `http.DefaultClient` and no timeout; executor/api/grpc/client.go:33-42).
+# - No SeldonDeployment field reaches a separate executor pod's annotations:
+#   `createEngineDeployment` gives its pod template only `prometheus.io/path` and
+#   `prometheus.io/scrape` (operator/controllers/seldondeployment_engine.go:393-400),
+#   `spec.annotations` go on the Deployment object alone (:387), predictor annotations
+#   nowhere. What does reach its container, `svcOrchSpec.env` and the `seldon.io/engine-*`
+#   annotations as environment (:340-358; controllers/utils/controller_utils.go:69-89), is
+#   not read as a timeout: the executor takes none from its flags or environment
+#   (main.go:57-99).
+# - Embedded (no `seldon.io/engine-separate-pod`) the executor would get `spec.annotations`
+#   on its pod (seldondeployment_controller.go:1011-1020), but it runs in componentSpecs[0]'s
+#   Deployment: that spec's containers are made `localhost` (apis/machinelearning.seldon.io/
+#   v1/defaults.go:130-131) and the executor joins the Deployment of the first such unit
+#   (seldondeployment_controller.go:587-614; `GetEnginePredictiveUnit`,
+#   seldondeployment_types.go:182-193). componentSpecs[0] is the graph's root unit, in most
+#   shipped graphs a GPU node and often an autoscaled one: the executor, which every request
+#   crosses, would scale with that GPU node, wait for a GPU to be scheduled and restart with it.
+#
+# So it stays separate and the render says so in its notes (EXECUTOR_TIMEOUT_NOTE).
+# `seldon.io/rest-timeout` stays for Ambassador's route timeout, which reads it from the
+# SeldonDeployment (operator/controllers/ambassador/v1.go:176; 3000 ms without it).
+EXECUTOR_TIMEOUT_NOTE = (
+    "A node's timeoutMs is not enforced between the executor and the units: the executor "
+    "runs in its own pod (seldon.io/engine-separate-pod, so it never scales with a GPU node) "
+    "and takes seldon.io/rest-timeout only from that pod's annotations, which no "
+    "SeldonDeployment field sets (seldon-core v1.18.2 seldondeployment_engine.go:393-400), so "
+    "a unit that hangs holds the request until the client or the ingress gives up. "
+    "seldon.io/rest-timeout ({timeout_ms} ms, the slowest node's) is Ambassador's route timeout."
+)
+
+
+def _notes(units: list[Unit], protocol: str, grpc: int, timeout_ms: int) -> str:
     """What the SeldonDeployment does differently from the graph file, and why."""
-    notes = []
+    notes = [EXECUTOR_TIMEOUT_NOTE.format(timeout_ms=timeout_ms)]
     zero = [
         u.name
         for u in units
@@ -529,5 +568,6 @@ def _notes(units: list[Unit], protocol: str, grpc: int) -> str:
 
 
 def _timeout_ms(graph: InferenceGraph) -> int:
-    """The executor's per-call timeout: the slowest node's timeout."""
+    """`seldon.io/rest-timeout`: the slowest node's timeout, for Ambassador's route (not the
+    executor's calls: see EXECUTOR_TIMEOUT_NOTE)."""
     return int(max(n.timeout_ms for n in graph.spec.nodes))
