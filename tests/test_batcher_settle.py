@@ -143,3 +143,62 @@ def test_each_loop_of_a_shared_batch_is_woken_once_and_a_closed_one_is_harmless(
     asyncio.run(batcher.close())
     assert seen["a"] == ([[0], [2], [4]], 1)
     assert seen["b"] == (None, 0)
+
+
+def test_callers_cancelled_before_their_group_runs_cost_no_forward_pass() -> None:
+    """grpc.aio cancels a call's handler when its deadline passes: the rows of such callers
+    still took forward passes ahead of later callers (a new caller waited 1.2 s behind 12
+    abandoned ones for a 0.3 s pass) and were left in `pending_rows`, the queue gauge.
+    Now they leave the count when cancelled and the pass runs the live rows only."""
+    passes: list[list[int]] = []
+    taken: list[int] = []
+
+    def recorded(rows: list[int], key: Hashable) -> list[int]:
+        passes.append(list(rows))
+        return doubler(rows, key)
+
+    batcher = MicroBatcher([recorded], 8, 0.3, on_pending=taken.append)
+
+    async def main() -> tuple[list[int], int]:
+        tasks = [asyncio.ensure_future(batcher.submit([i, i], None)) for i in range(3)]
+        await asyncio.sleep(0.05)  # queued, the batch window still open
+        assert batcher.pending_rows == 6
+        tasks[0].cancel()
+        tasks[2].cancel()
+        await asyncio.sleep(0)  # the cancellations are delivered
+        pending_after_cancel = batcher.pending_rows
+        rows, _ = await tasks[1]
+        await batcher.close()
+        return rows, pending_after_cancel
+
+    (rows, pending_after_cancel), _ = run_counting(main)
+    assert rows == [2, 2]
+    assert passes == [[1, 1]]
+    assert pending_after_cancel == 2
+    assert batcher.pending_rows == 0
+    assert taken and taken[-1] == 0  # the gauge's callback saw the queue empty
+
+
+def test_a_batch_of_cancelled_callers_runs_no_pass_at_all() -> None:
+    passes: list[list[int]] = []
+
+    def recorded(rows: list[int], key: Hashable) -> list[int]:
+        passes.append(list(rows))
+        return doubler(rows, key)
+
+    batcher = MicroBatcher([recorded], 8, 0.2)
+
+    async def main() -> int:
+        tasks = [asyncio.ensure_future(batcher.submit([i], None)) for i in range(5)]
+        await asyncio.sleep(0.02)
+        for task in tasks:
+            task.cancel()
+        await asyncio.sleep(0.4)  # past the window: the batch was formed and dropped
+        answer, _ = await batcher.submit([7], None)
+        await batcher.close()
+        return answer[0]
+
+    answer, _ = run_counting(main)
+    assert answer == 14
+    assert passes == [[7]]
+    assert batcher.pending_rows == 0

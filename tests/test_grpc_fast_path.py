@@ -169,6 +169,17 @@ REQUESTS: dict[str, pb.ModelInferRequest] = {
         raw_input_contents=[struct.pack("<3f", 1, 2, 3)],
     ),
     "no inputs": pb.ModelInferRequest(model_name="echo"),
+    # Two negative dimensions multiply to a positive count, so the raw length check passes.
+    "raw, negative dims": pb.ModelInferRequest(
+        model_name="echo",
+        inputs=[Tensor(name="input", datatype="FP32", shape=[-1, -2])],
+        raw_input_contents=[np.float32([1, 2]).tobytes()],
+    ),
+    "raw BYTES, negative dims": pb.ModelInferRequest(
+        model_name="echo",
+        inputs=[Tensor(name="input", datatype="BYTES", shape=[-1, -1])],
+        raw_input_contents=[struct.pack("<I", 2) + b"ab"],
+    ),
 }
 
 
@@ -297,3 +308,47 @@ def test_an_integer_outside_its_datatype_is_refused_over_grpc_and_rest(
     answer = httpx.post(f"{fast.url}/v2/models/echo/infer", json=body, timeout=60)
     assert answer.status_code == 400, answer.text
     assert "element 1 (-1) is outside UINT8's range 0..255" in answer.json()["error"]
+
+
+@pytest.mark.parametrize("case", ["raw, negative dims", "raw BYTES, negative dims"])
+def test_a_raw_input_whose_shape_is_wrong_is_invalid_argument_counted_as_bad_input(
+    fast: MLServerProcess, case: str
+) -> None:
+    """The raw entry was decoded outside the runtime's error mapping: the shape's error
+    reached gRPC as INTERNAL (logged with a traceback) and was missing from
+    `infergraph_requests_total`, while the same request with a parameter (MLServer's
+    converters) and REST answered INVALID_ARGUMENT naming the model (review finding 3)."""
+    counted = 'infergraph_requests_total{model="echo",outcome="bad_input"}'
+    before = series(fast).get(counted, 0.0)
+    refused = call(fast, REQUESTS[case])
+    assert refused["code"] == "INVALID_ARGUMENT", refused
+    assert refused["details"].startswith("echo: input 'input': shape [-1, ")
+    assert refused["details"].endswith("] has a negative dimension")
+    assert series(fast).get(counted, 0.0) == before + 1
+
+
+@pytest.mark.parametrize(
+    ("datatype", "contents", "problem"),
+    [
+        ("INT32", {"fp32_contents": [1.5, -2.7]}, "element 0 (1.5) is not an integer"),
+        ("BOOL", {"int_contents": [1, 2]}, "element 1 (2) is not 0, 1, true or false"),
+        ("FP32", {"fp64_contents": [1.0, 1e39]}, "element 1 (1e+39) overflows FP32"),
+    ],
+)
+def test_a_number_its_datatype_would_change_is_refused_over_grpc_and_rest(
+    fast: MLServerProcess, datatype: str, contents: dict[str, list[float]], problem: str
+) -> None:
+    """INT32 [1.5, -2.7] was answered [1, -2], BOOL 2 as true, FP32 1e39 as inf (null over
+    REST): values changed without a word (review finding 7). Both transports refuse them."""
+    request = pb.ModelInferRequest(
+        model_name="echo", inputs=[tensor("v", datatype, [2], **contents)]
+    )
+    refused = call(fast, request)
+    assert refused["code"] == "INVALID_ARGUMENT", refused
+    assert f"echo: input 'v': data is not valid {datatype}: {problem}" in refused["details"]
+    data = next(iter(contents.values()))
+    body = {"inputs": [{"name": "v", "datatype": datatype, "shape": [2], "data": data}]}
+    answer = httpx.post(f"{fast.url}/v2/models/echo/infer", json=body, timeout=60)
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["content-type"] == "application/json"
+    assert problem in answer.json()["error"]

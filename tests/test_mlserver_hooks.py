@@ -155,3 +155,25 @@ def test_an_unloaded_model_leaves_the_triton_rpcs(server: MLServerProcess) -> No
     # MLServer removed the model's routes: its own /infer answers (no such model).
     body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1], "data": [1.0]}]}
     assert server.infer("brief", body).status_code == 404
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("request_bytes", "problem"),
+    [
+        (b"\x09" + bytes(8), "unexpected wire type 1"),  # field 1 as fixed64
+        (b"\x0a\x80", "truncated varint"),
+    ],
+)
+@pytest.mark.parametrize("rpc", ["ModelStatistics", "ModelConfig"])
+def test_a_malformed_triton_request_is_invalid_argument(
+    server: MLServerProcess, rpc: str, request_bytes: bytes, problem: str
+) -> None:
+    """ModelStatistics decoded its request outside the error mapping ModelConfig has: a
+    malformed one reached gRPC as UNKNOWN `Unexpected <class 'ValueError'>` (finding 8)."""
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        call = channel.unary_unary(f"{SERVICE}{rpc}")
+        with pytest.raises(grpc.RpcError) as caught:
+            call(request_bytes, timeout=30)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == f"bad request: {problem}"

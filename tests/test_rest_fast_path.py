@@ -8,6 +8,7 @@ template, gzip when asked for and large enough, and MLServer's 404 once a model 
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import re
@@ -188,3 +189,65 @@ def test_a_version_the_model_does_not_have_is_a_404(tmp_path: Path) -> None:
         ready = httpx.get(f"{server.url}/v2/models/m/versions/zzz/ready")
         assert ready.status_code == 404
         assert httpx.post(f"{server.url}/v2/models/m/infer", json=body(2)).status_code == 200
+
+
+def test_an_endpoint_that_raises_answers_a_json_500() -> None:
+    """What ServerErrorMiddleware would answer, as JSON: the body was JSON but the response
+    had no Content-Type (review finding 4). Real ASGI app, called over httpx's transport."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from infergraph.serving.rest_fast_path import install
+
+    async def broken(request: Request) -> Response:
+        raise RuntimeError("a fault of ours")
+
+    route = Route("/v2/models/m/infer", broken, methods=["POST"])
+    app = Starlette(routes=[route])
+    assert install(app, [route], [broken]) is not None
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.post("/v2/models/m/infer", content=b"{}")
+
+    answer = asyncio.run(call())
+    assert answer.status_code == 500
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json() == {"error": "internal server error"}
+
+
+def test_infer_answers_an_id_and_cloudevents_headers_as_mlserver_does(tmp_path: Path) -> None:
+    """MLServer's REST infer gives a request without an id a generated one and answers the
+    CloudEvents `Ce-*` headers (1.7 handlers/dataplane.py `_prepare_payload`,
+    `response_middleware`); the runtime's own route answered neither (review finding 5)."""
+    write_model(tmp_path, "echo", "identity")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    settings = {"name": "plain", "implementation": "tests.plain_mlmodel.PlainEcho"}
+    (plain / "model-settings.json").write_text(json.dumps(settings))
+    repo = str(Path(__file__).resolve().parents[1])
+    with mlserver(tmp_path, env={"PYTHONPATH": repo}) as server:
+        answers = {}
+        for model in ("plain", "echo"):
+            for sent_id in (None, "req-9"):
+                sent = {**body(1), **({"id": sent_id} if sent_id else {})}
+                answer = httpx.post(f"{server.url}/v2/models/{model}/infer", json=sent)
+                assert answer.status_code == 200, answer.text
+                answers[model, sent_id] = answer
+    for sent_id in (None, "req-9"):
+        theirs, ours = answers["plain", sent_id], answers["echo", sent_id]
+        ce = {k: v for k, v in ours.headers.items() if k.startswith("ce-")}
+        expected = {
+            k: v.replace("plain", "echo")
+            for k, v in theirs.headers.items()
+            if k.startswith("ce-") and k not in ("ce-id", "ce-requestid")
+        }
+        given = ours.json()["id"]
+        assert given == (sent_id or given) and re.fullmatch(r"[-0-9a-f]{36}|req-9", given)
+        assert ce == {**expected, "ce-id": given, "ce-requestid": given}
+        assert theirs.json()["id"] == theirs.headers["ce-id"]
+        assert ce["ce-type"] == "io.seldon.serving.inference.response"
+    assert answers["echo", None].json()["id"] != answers["plain", None].json()["id"]

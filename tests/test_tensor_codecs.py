@@ -9,6 +9,8 @@ integers, and its `as_array` read the text "NaN" in an FP32 tensor as a float wi
 from __future__ import annotations
 
 import json
+import struct
+import time
 import tracemalloc
 from collections.abc import Callable, Sequence
 
@@ -266,3 +268,120 @@ def test_one_long_text_among_many_numbers_is_named_without_a_text_array() -> Non
     finally:
         tracemalloc.stop()
     assert peak < 50_000_000, peak
+
+
+# -- a binary BYTES tensor longer than its shape (review finding 1) ------------------------------
+def bytes_body(count: int) -> bytes:
+    """`count` two-byte BYTES elements, each behind its 4-byte length (6 bytes an element)."""
+    return (struct.pack("<I", 2) + b"ab") * count
+
+
+def test_an_over_long_binary_bytes_tensor_is_refused_at_the_first_element_too_many() -> None:
+    """The header says one element; the data holds two good ones and then a length prefix
+    of 4 GiB, which would fail on its own. Reading every element before counting them
+    answered with the garbage prefix's error; the refusal now comes at the second element,
+    so nothing after it is read."""
+    raw = bytes_body(2) + struct.pack("<I", 0xFFFFFFFF) + b"garbage"
+    with pytest.raises(InputError) as caught:
+        decode_binary("text", "BYTES", [1], raw)
+    assert str(caught.value) == (
+        "input 'text': shape [1] needs 1 elements but data has more than 1"
+    )
+
+
+def test_an_over_long_binary_bytes_tensor_builds_no_elements() -> None:
+    """One element announced, two million sent (12 MB): every element became a Python bytes
+    object and then an object array before the count was checked (about 150 MB and a second
+    of the event loop for this body; 750 MB and 5 s for 57 MB on a real server)."""
+    raw = bytes_body(2_000_000)
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(InputError, match=r"input 'text': shape \[1\] needs 1 elements"):
+            decode_binary("text", "BYTES", [1], raw)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, peak
+    assert time.perf_counter() - started < 0.5
+
+
+def test_a_short_binary_bytes_tensor_names_its_count() -> None:
+    with pytest.raises(InputError, match=r"shape \[3\] needs 3 elements but data has 2$"):
+        decode_binary("text", "BYTES", [3], bytes_body(2))
+    assert decode_binary("text", "BYTES", [2, 1], bytes_body(2)).tolist() == [[b"ab"], [b"ab"]]
+
+
+# -- Seldon v1 plain values that numpy would change (review finding 6) ---------------------------
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ([2**63 + 5], r"element 0 \(9223372036854775813\) is outside INT64's range"),
+        ([[2**64 - 1]], r"element 0 \(18446744073709551615\) is outside INT64's range"),
+        ([[1], [2**64 - 1]], r"element 1 \(18446744073709551615\) is outside INT64's range"),
+        ([0.5, 2**63], r"element 1 \(9223372036854775808\) is outside INT64's range"),
+        ([1, "a"], r"mixed or nested data \(int\)"),
+        ([["a"], [2.5]], r"mixed or nested data \(float\)"),
+        ([1.0, 1e300], r"element 1 \(1e\+300\) overflows FP32"),
+        ([-1e39], r"element 0 \(-1e\+39\) overflows FP32"),
+    ],
+)
+def test_a_plain_seldon_value_numpy_would_change_is_refused_naming_it(
+    value: object, problem: str
+) -> None:
+    """`np.array(ndarray)` (what seldon-core does) reads 2**63+5 as uint64, which int64
+    wrapped to a negative number, reads [1, 'a'] as the texts '1' and 'a', and 1e300 became
+    inf as FP32: each is refused, as the V2 codecs refuse the same values."""
+    for read in (infer_plain, decode_seldon):
+        with pytest.raises(InputError, match=rf"^input 'x': .*{problem}"):
+            read("x", value)
+
+
+def test_plain_seldon_values_in_range_are_read_as_before() -> None:
+    assert infer_plain("x", [2**63 - 1]).tolist() == [2**63 - 1]
+    assert infer_plain("x", [1e38, float("inf")]).dtype == np.float32
+    assert infer_plain("x", [["a", "b"]]).tolist() == [[b"a", b"b"]]
+
+
+# -- lossy number conversions (review finding 7) -------------------------------------------------
+LOSSY: list[tuple[str, list[object], str]] = [
+    ("INT32", [1.5, -2.7], r"element 0 \(1.5\) is not an integer"),
+    ("UINT8", [1, 3.99], r"element 1 \(3.99\) is not an integer"),
+    ("INT64", [2.0, 0.5], r"element 1 \(0.5\) is not an integer"),
+    ("BOOL", [1, 2], r"element 1 \(2\) is not 0, 1, true or false"),
+    ("BOOL", [0, -1], r"element 1 \(-1\) is not 0, 1, true or false"),
+    ("BOOL", [True, 0.5], r"element 1 \(0.5\) is not 0, 1, true or false"),
+    ("FP16", [1e10, 70000.0], r"element 0 \(10000000000.0\) overflows FP16"),
+    ("FP16", [1, 70000], r"element 1 \(70000\) overflows FP16"),
+    ("FP32", [1.0, 1e39], r"element 1 \(1e\+39\) overflows FP32"),
+]
+
+
+@pytest.mark.parametrize(("datatype", "data", "problem"), LOSSY, ids=lambda v: str(v)[:20])
+@pytest.mark.parametrize("regular", [True, False], ids=["one list", "ragged"])
+def test_a_number_its_datatype_would_change_is_refused_naming_it(
+    datatype: str, data: list[object], problem: str, regular: bool
+) -> None:
+    """INT32 [1.5, -2.7] was answered as [1, -2], BOOL [2, -1] as [True, True] and FP16 1e10
+    as inf (written back as null): the value changed without a word, which this project
+    refuses for integers outside their range. Each is now a 400 naming the element."""
+    body: object = data if regular else [[data[0]], data[1]]
+    shape = [2] if regular else [2, 1]
+    with pytest.raises(InputError, match=rf"^input 'x': data is not valid {datatype}: {problem}"):
+        decode_json("x", datatype, shape, body)
+
+
+def test_numbers_their_datatype_holds_exactly_are_read() -> None:
+    assert decode_json("x", "INT32", [3], [1.0, -2.0, 3]).tolist() == [1, -2, 3]
+    assert decode_json("x", "BOOL", [4], [0, 1, 1.0, False]).tolist() == [0, 1, 1, 0]
+    assert decode_json("x", "UINT8", [2, 1], [[255.0], [0]]).tolist() == [[255], [0]]
+    half = decode_json("x", "FP16", [3], [65504.0, float("inf"), float("-inf")])
+    assert half.tolist() == [65504.0, float("inf"), float("-inf")]
+    assert decode_json("x", "FP32", [1], [1e-50]).tolist() == [0.0]  # underflow is rounding
+
+
+def test_a_bytes_element_holding_a_lone_surrogate_is_refused_naming_it() -> None:
+    """The standard library's JSON reader lets `"\\ud800"` through; encoding it failed with
+    UnicodeEncodeError, a 500 (review finding 4)."""
+    with pytest.raises(InputError, match=r"^input 'x' row 1: BYTES element 1 is not text: .*"):
+        decode_json("x", "BYTES", [2], ["ok", "\ud800"])

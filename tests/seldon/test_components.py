@@ -36,7 +36,7 @@ from infergraph.graph.model_settings import RUNTIME_IMPLEMENTATION
 from infergraph.graph.plan import parse_graph
 from infergraph.render import EXAMPLE_STORAGE, RenderOptions, render
 from infergraph.render.common import cache_env
-from tests.engines.seldon_v1 import ChainError, chained
+from tests.engines.seldon_v1 import ChainError, chained, executor_rest_timeout_s
 from tests.servers import free_port, start_until_bound, wait_ready, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -414,6 +414,34 @@ def test_bad_input_is_4xx_and_the_service_stays_up(pool: Pool, tiny_classifier: 
     assert svc.process.poll() is None
 
 
+# Plain values numpy would change on the way in: seldon-core reads `ndarray` with np.array
+# (2**63+5 as uint64, 1e300 as a float64 the unit made FP32 inf); `jsonData` lists reach the
+# unit as the client sent them ([1, "a"] was read as the texts "1" and "a").
+CHANGED_BY_NUMPY = [
+    ({"data": {"ndarray": [2**63 + 5]}}, "input 'input'", "outside INT64's range"),
+    ({"data": {"ndarray": [[1.0, 1e300]]}}, "input 'input'", "overflows FP32"),
+    ({"jsonData": {"x": [2**64 - 1]}}, "input 'x'", "outside INT64's range"),
+    ({"jsonData": {"x": [0.5, 2**63]}}, "input 'x'", "outside INT64's range"),
+    ({"jsonData": {"x": [1, "a"]}}, "input 'x'", "mixed or nested data (int)"),
+    ({"jsonData": {"x": [1e39]}}, "input 'x'", "overflows FP32"),
+]
+
+
+@pytest.mark.parametrize(("body", "named", "problem"), CHANGED_BY_NUMPY)
+def test_plain_values_numpy_would_change_are_400_naming_the_input(
+    pool: Pool, body: dict[str, Any], named: str, problem: str
+) -> None:
+    """They were answered changed: 2**63+5 as -9223372036854775803, 1e300 as inf, [1, "a"]
+    as text (review finding 6); the V2 codecs refuse the same values."""
+    svc = pool.get("echo-v1", "MODEL", {"node": "echo", "family": "identity"})
+    response = svc.post(PATHS["MODEL"], body)
+    assert response.status_code == 400, response.text
+    status = response.json()["status"]
+    assert status["reason"] == "MICROSERVICE_BAD_DATA"
+    assert named in status["info"] and problem in status["info"], status
+    assert svc.post(PATHS["MODEL"], {"data": {"ndarray": [[1.5, 2]]}}).status_code == 200
+
+
 def series(text: str, name: str, **labels: str) -> float:
     """Sum of one Prometheus series over the labels not given (seldon adds worker_id, ...)."""
     total = 0.0
@@ -601,10 +629,11 @@ class Executor:
 
     `<name>` is the client URL's model name when it has one, else the unit's
     (predictor_process.go:87-92 `getModelName`; server.go:315-318 passes the URL's
-    `{model}`): `serve` is the client's entry. Each unit call has the SeldonDeployment's
+    `{model}`): `serve` is the client's entry. Each unit call has the executor pod's
     `seldon.io/rest-timeout` (ms) as its http.Client timeout, none without it
-    (client.go:98-125; the operator puts `spec.annotations` on the executor's pod,
-    operator/controllers/seldondeployment_engine.go:387).
+    (client.go:98-125): none for the rendered executor in its own pod, whose template the
+    operator gives no SeldonDeployment annotation (`tests.engines.seldon_v1.
+    executor_rest_timeout_s`; operator/controllers/seldondeployment_engine.go:393-400).
     """
 
     def __init__(
@@ -618,8 +647,7 @@ class Executor:
             c["name"]: c for spec in predictor["componentSpecs"] for c in spec["spec"]["containers"]
         }
         self.calls: list[str] = []
-        timeout_ms = sdep["spec"].get("annotations", {}).get("seldon.io/rest-timeout")
-        self.timeout_s = int(timeout_ms) / 1000 if timeout_ms else None
+        self.timeout_s = executor_rest_timeout_s(sdep)
         self.model_name = ""  # the client URL's `{model}`, set by `serve`
         # The storage initializer's job: a unit's modelUri is copied to where it loads from.
         self.storage = storage or {}

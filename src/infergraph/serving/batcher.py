@@ -45,6 +45,8 @@ class _Pending:
     enqueued: float
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Outcome]
+    # Its rows have left `pending_rows`: taken for a pass, cancelled, or failed at close.
+    released: bool = False
 
 
 Answer = tuple[asyncio.Future[Outcome], Outcome | BaseException]
@@ -79,6 +81,8 @@ def _settle_each(answers: list[Answer]) -> None:
 RunBatch = Callable[[list[Any], Hashable], list[Any]]
 # Runs first in each forward thread, e.g. to give it its share of the CPU's threads.
 ThreadSetup = Callable[[], None]
+# Told the rows still waiting whenever that changes (the runtime's queue gauge).
+PendingWatch = Callable[[int], None]
 
 
 class BatcherClosedError(RuntimeError):
@@ -102,11 +106,13 @@ class MicroBatcher:
         max_batch_size: int,
         max_batch_time: float,
         thread_setup: ThreadSetup | None = None,
+        on_pending: PendingWatch | None = None,
     ) -> None:
         if not run_batches:
             raise ValueError("a batcher needs at least one model instance to run its batches")
         self._run_batches = list(run_batches)
         self._thread_setup = thread_setup
+        self._on_pending = on_pending
         self._max_rows = max(1, max_batch_size)
         self._max_wait = max(0.0, max_batch_time)
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
@@ -138,9 +144,32 @@ class MicroBatcher:
             if not self._threads:
                 self._start_threads()
             self._pending_rows += len(rows)
+            pending = _Pending(rows, key, time.perf_counter(), loop, future)
             # Under the lock, so nothing is queued behind close()'s stop markers.
-            self._queue.put(_Pending(rows, key, time.perf_counter(), loop, future))
-        return await future
+            self._queue.put(pending)
+            waiting = self._pending_rows
+        if self._on_pending is not None:
+            self._on_pending(waiting)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # The client went away (a gRPC deadline, a disconnect): its rows wait no more.
+            # They stay queued until a forward thread takes and drops them (`_live`).
+            self._release([pending])
+            raise
+
+    def _release(self, members: Sequence[_Pending]) -> None:
+        """Take `members`' rows out of `pending_rows` once each, and tell the watcher: the
+        queue gauge follows rows taken for a pass, not only requests entering and leaving
+        (after cancelled callers it showed their rows for as long as no request came)."""
+        with self._lock:
+            for m in members:
+                if not m.released:
+                    m.released = True
+                    self._pending_rows -= len(m.rows)
+            left = self._pending_rows
+        if self._on_pending is not None:
+            self._on_pending(left)
 
     def _start_threads(self) -> None:
         for i, run_batch in enumerate(self._run_batches):
@@ -198,9 +227,12 @@ class MicroBatcher:
         return batch, False
 
     def _run_group(self, run_batch: RunBatch, key: Hashable, members: list[_Pending]) -> None:
+        self._release(members)
+        # A caller cancelled while it waited costs no forward pass: nobody reads its rows.
+        members = [m for m in members if not m.future.cancelled()]
+        if not members:
+            return
         rows = [row for m in members for row in m.rows]
-        with self._lock:
-            self._pending_rows -= len(rows)
         # Rows from one oversized request are split into forward passes of at most max rows.
         chunks = [rows[i : i + self._max_rows] for i in range(0, len(rows), self._max_rows)]
         started = time.perf_counter()
@@ -241,8 +273,7 @@ class MicroBatcher:
             if pending is None:
                 markers += 1
                 continue
-            with self._lock:
-                self._pending_rows -= len(pending.rows)
+            self._release([pending])
             settle_all([(pending, BatcherClosedError("the model is shutting down"))])
         for _ in range(markers):
             self._queue.put(None)

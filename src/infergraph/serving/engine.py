@@ -10,7 +10,7 @@ from typing import Any
 from infergraph.arrays import Array
 from infergraph.components.base import Component, ComponentResult, Prepared
 from infergraph.device import forward_thread_setup
-from infergraph.serving.batcher import MicroBatcher
+from infergraph.serving.batcher import MicroBatcher, PendingWatch
 from infergraph.timing import StageTimings
 
 # Preparation on the event loop when it averages under this and the request is this small.
@@ -41,7 +41,9 @@ class ComponentEngine:
     read no weights and are the same for every copy.
     """
 
-    def __init__(self, instances: Sequence[Component]) -> None:
+    def __init__(
+        self, instances: Sequence[Component], on_pending: PendingWatch | None = None
+    ) -> None:
         if not instances:
             raise ValueError("an engine needs at least one loaded component")
         self.component = instances[0]
@@ -53,6 +55,7 @@ class ComponentEngine:
             settings.max_batch_size,
             settings.max_batch_time,
             thread_setup=forward_thread_setup(self.component.device, len(instances)),
+            on_pending=on_pending,
         )
 
     async def infer(

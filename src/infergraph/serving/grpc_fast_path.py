@@ -117,9 +117,10 @@ class GrpcModel(Protocol):
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse: ...
 
-    async def predict_plain(self, body: JSONObject) -> Served:
-        """The served outputs and parameters of a plain V2 request dict (MLServerError on a
-        bad one, as `predict` raises)."""
+    async def predict_plain(self, body: JSONObject | Callable[[], JSONObject]) -> Served:
+        """The served outputs and parameters of a plain V2 request dict, or of what `body()`
+        reads inside the model's measured call (MLServerError on a bad one, as `predict`
+        raises)."""
         ...
 
 
@@ -161,12 +162,11 @@ def install(
     if getattr(data_plane, "_response_cache", None) is not None:
         log.info("MLServer's response cache is on: gRPC ModelInfer keeps MLServer's path")
         return None
-    chain = getattr(data_plane, "_inference_middleware", None)
-    middlewares: Sequence[InferenceMiddleware] = getattr(chain, "_middlewares", ())
-    if [type(m) for m in middlewares] != [CloudEventsMiddleware]:
+    events = cloud_events(data_plane)
+    if events is None:
         log.info("DataPlane middlewares other than CloudEvents: ModelInfer keeps MLServer's")
         return None
-    fast = ModelInferFastPath(prom, data_plane, middlewares[0], check_raw)
+    fast = ModelInferFastPath(prom, data_plane, events, check_raw)
     setattr(prom, _INSTALLED, fast)
     return fast
 
@@ -294,8 +294,7 @@ class ModelInferFastPath:
         self, model: GrpcModel, request: pb.ModelInferRequest, context: InferContext
     ) -> pb.ModelInferResponse:
         if _plain(request):
-            body = plain_request(request, self._check_raw)
-            served = await model.predict_plain(body)
+            served = await model.predict_plain(plain_request(request, self._check_raw))
             raw = bool(request.raw_input_contents)
             response = plain_response(model, request.id, served, raw)
         else:  # what MLServer's servicer does, less its DataPlane and interceptor
@@ -304,11 +303,31 @@ class ModelInferFastPath:
             result.id = payload.id
             use_raw = bool(request.raw_input_contents)
             response = ModelInferResponseConverter.from_types(result, use_raw=use_raw)
-        events = self._cloud_events._get_headers(
-            CloudEventsTypes.Response, model.settings, request.id
-        )
+        events = response_events(self._cloud_events, model.settings, request.id)
         context.set_trailing_metadata(tuple((k.lower(), v) for k, v in events.items()))
         return response
+
+
+def cloud_events(data_plane: DataPlane) -> CloudEventsMiddleware | None:
+    """MLServer's CloudEvents middleware when it is the DataPlane's only one (what MLServer
+    1.7 builds, handlers/dataplane.py:36-39): the middlewares these fast paths reproduce."""
+    chain = getattr(data_plane, "_inference_middleware", None)
+    middlewares: Sequence[InferenceMiddleware] = getattr(chain, "_middlewares", ())
+    if [type(m) for m in middlewares] != [CloudEventsMiddleware]:
+        return None
+    only = middlewares[0]
+    return only if isinstance(only, CloudEventsMiddleware) else None
+
+
+def response_events(
+    events: CloudEventsMiddleware, settings: ModelSettings, request_id: str
+) -> dict[str, str]:
+    """The `Ce-*` headers MLServer's DataPlane puts on a response (1.7 handlers/
+    dataplane.py:116 `response_middleware`, cloudevents.py:94-104 and `_get_headers`
+    :54-80), which its REST handler answers as HTTP headers (rest/endpoints.py:104-107) and
+    its gRPC servicer as trailing metadata: the one source for both fast paths."""
+    headers: dict[str, str] = events._get_headers(CloudEventsTypes.Response, settings, request_id)
+    return headers
 
 
 def _plain(request: pb.ModelInferRequest) -> bool:
@@ -330,10 +349,16 @@ class _Sent:
     data: list[bool | int | float | bytes]  # the values of its contents field
 
 
-def plain_request(request: pb.ModelInferRequest, check_raw: RawCheck) -> JSONObject:
-    """The V2 dict MLServer's converters and the runtime's `_as_dict` make of `request`
+def plain_request(request: pb.ModelInferRequest, check_raw: RawCheck) -> Callable[[], JSONObject]:
+    """What reads the V2 dict MLServer's converters make of `request`
     (`tensors.modelinfer.read_grpc`), its raw entries first checked as MLServer checks them
-    (a failure is MLServer's 400, before the model)."""
+    (a failure is MLServer's 400, before the model).
+
+    The read itself runs inside the model's measured call (`predict_plain`): a raw entry
+    that does not decode as its shape says (two negative dimensions pass the length check)
+    is then INVALID_ARGUMENT naming the model and counted `bad_input`, as on MLServer's
+    converter path and over REST; outside it, it was INTERNAL and not counted (finding 3).
+    """
     raw = list(request.raw_input_contents)
     if raw:
         sent = []
@@ -345,7 +370,7 @@ def plain_request(request: pb.ModelInferRequest, check_raw: RawCheck) -> JSONObj
             check_raw(sent, raw)
         except InputError as exc:  # MLServer's reading fails here, before the model
             raise MLServerError(str(exc), status_code=400) from exc
-    return read_grpc(request)
+    return lambda: read_grpc(request)
 
 
 def plain_response(

@@ -68,6 +68,7 @@ import mlserver.grpc.converters as mlserver_converters
 import numpy as np
 import orjson
 from fastapi import FastAPI
+from mlserver.cloudevents import CloudEventsMiddleware
 from mlserver.errors import MLServerError
 from mlserver.grpc import utils as mlserver_grpc_utils
 from mlserver.settings import ModelSettings
@@ -82,7 +83,7 @@ from infergraph.serving import grpc_fast_path, rest_fast_path
 from infergraph.serving.grpc_fast_path import GrpcModel, ModelInferFastPath, RawInput
 from infergraph.serving.rest_fast_path import DirectRoutes, Endpoint
 from infergraph.serving.triton_grpc import TritonModel, TritonRpcs
-from infergraph.tensors.binary import decode_bytes_tensor
+from infergraph.tensors.binary import count_bytes_elements
 from infergraph.tensors.datatypes import V2_TO_NUMPY
 
 if TYPE_CHECKING:
@@ -167,6 +168,9 @@ class Attached:
     endpoints: Sequence[Endpoint]  # what the routes call
     direct: DirectRoutes | None  # the routes answered ahead of the middleware, if they are
     model_infer: ModelInferFastPath | None  # gRPC ModelInfer ahead of MLServer's, if it is
+    # The DataPlane's CloudEvents middleware, whose response headers the REST route answers
+    # as MLServer's infer does (None where the DataPlane holds other middlewares).
+    cloud_events: CloudEventsMiddleware | None = None
 
 
 class ServedModel(TritonModel, GrpcModel, Protocol):
@@ -210,7 +214,8 @@ def attach(model: ServedModel, endpoints: Sequence[Endpoint]) -> Attached | None
         " and of its middleware" if direct else "",
         ", gRPC ModelInfer ahead of its servicer" if model_infer else "",
     )
-    return Attached(app, routes, rpcs, endpoints, direct, model_infer)
+    events = grpc_fast_path.cloud_events(_held(server, "_data_plane"))
+    return Attached(app, routes, rpcs, endpoints, direct, model_infer, events)
 
 
 def _model_infer(server: MLServer) -> ModelInferFastPath | None:
@@ -359,11 +364,13 @@ def check_raw_contents(inputs: Sequence[RawInput], raw_contents: Sequence[bytes]
 def _check_raw_entry(name: str, datatype: str, shape: list[int], raw: bytes) -> None:
     count = math.prod(shape)
     if datatype == "BYTES":
-        elements = len(decode_bytes_tensor(name, raw))
+        most = max(count, 0)
+        elements = count_bytes_elements(name, raw, most)  # stops one past `most`
         if elements != count:
+            held = f"more than {most}" if elements > most else str(elements)
             raise InputError(
                 name,
-                f"raw_input_contents holds {elements} BYTES elements; shape {shape} needs {count}",
+                f"raw_input_contents holds {held} BYTES elements; shape {shape} needs {count}",
             )
         return
     if datatype not in V2_TO_NUMPY:

@@ -38,6 +38,7 @@ from mlserver.types import (
     MetadataTensor,
     ResponseOutput,
 )
+from mlserver.utils import generate_uuid
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -55,9 +56,10 @@ from infergraph.graph.runtime_settings import RuntimeSettings
 from infergraph.json_types import JSONObject
 from infergraph.serving import binary, graph_step, mlserver_hooks, request_body
 from infergraph.serving.engine import ComponentEngine
+from infergraph.serving.grpc_fast_path import response_events
 from infergraph.serving.heap import settle_heap
 from infergraph.serving.load_lock import LOADING
-from infergraph.serving.metrics import CUDA_UNUSABLE, INFLIGHT, QUEUE, REQUESTS
+from infergraph.serving.metrics import CUDA_UNUSABLE, INFLIGHT, OUTCOMES, QUEUE, REQUESTS
 from infergraph.serving.model_config import (
     ModelStats,
     TritonConfig,
@@ -137,6 +139,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         self._route("POST", f"{base}{graph_step.ROUTE_SUFFIX}", self._rest_graph_step)
         self._wiring: graph_step.StepWiring | None = None
         self._relay = False
+        self._attached: mlserver_hooks.Attached | None = None
         self.stats = ModelStats()
 
     def _route(self, method: str, path: str, handler: Endpoint) -> None:
@@ -169,13 +172,14 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             # status, KServe's pod restarts with it as its last log line); the gauge stays.
             CUDA_UNUSABLE.labels(self.name, exc.code).set(1)
             raise
-        self.engine = ComponentEngine(instances)
         # A series' child looked up once: `labels()` per request was a tenth of an identity
-        # node's CPU (bench-runtimes' account).
+        # node's CPU (bench-runtimes' account). The queue gauge is set by the batcher each
+        # time rows enter it or leave it (taken for a pass, or cancelled).
+        queue = QUEUE.labels(self.name)
+        self.engine = ComponentEngine(instances, on_pending=queue.set)
         self._series = (
             INFLIGHT.labels(self.name),
-            QUEUE.labels(self.name),
-            {o: REQUESTS.labels(self.name, o) for o in ("ok", "bad_input", "error")},
+            {o: REQUESTS.labels(self.name, o) for o in OUTCOMES},
         )
         passthrough = self.component.passthrough
         self._accepted = [] if passthrough else [s.name for s in self.component.inputs]
@@ -222,9 +226,10 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
     async def _measured(
         self, parse: Callable[[], InferRequest[Array]]
     ) -> tuple[InferRequest[Array], Served]:
-        inflight, queue, requests = self._series
+        """Parse and serve one request, counted by outcome (`metrics.OUTCOMES`): a caller
+        that went away (a gRPC deadline or cancellation) is `cancelled`, not a server error."""
+        inflight, requests = self._series
         inflight.inc()
-        queue.set(self.engine.pending_rows)
         outcome = "ok"
         started = time.perf_counter_ns()
         served: Served | None = None
@@ -232,12 +237,14 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             request = parse()
             served = await self._serve(request)
             return request, served
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
         except BaseException as exc:
             outcome = "bad_input" if 400 <= status_for(exc).http < 500 else "error"
             raise
         finally:
             inflight.dec()
-            queue.set(self.engine.pending_rows)
             requests[outcome].inc()
             elapsed = time.perf_counter_ns() - started
             self.stats.record(
@@ -253,11 +260,14 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         served = await self.predict_plain(payload.model_dump(exclude_none=True))
         return self._response(payload.id, served)
 
-    async def predict_plain(self, body: JSONObject) -> Served:
+    async def predict_plain(self, body: JSONObject | Callable[[], JSONObject]) -> Served:
         """A plain V2 request dict served: what `predict` and the gRPC fast path
-        (serving/grpc_fast_path.py, which reads protobuf straight into the dict) run."""
+        (serving/grpc_fast_path.py, which reads protobuf straight into the dict) run. The
+        fast path hands the reading itself, so that a request it cannot read is refused and
+        counted as every other bad request is."""
+        read = body if callable(body) else lambda: body
         try:
-            _, served = await self._measured(lambda: self._parse(body))
+            _, served = await self._measured(lambda: self._parse(read()))
         except InfergraphError as exc:
             raise MLServerError(f"{self.name}: {exc}", status_code=status_for(exc).http) from exc
         return served
@@ -360,9 +370,13 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         }
         if self.version is not None:
             header["model_version"] = self.version
-        if request.id is not None:
-            header["id"] = request.id
+        # MLServer's id rule (1.7 handlers/dataplane.py:145-146): one is made when none came.
+        request_id = request.id if request.id is not None else generate_uuid()
+        header["id"] = request_id
         body, headers = http_body(header, blobs)
+        events = self._attached.cloud_events if self._attached is not None else None
+        if events is not None:  # as MLServer's REST infer answers them (rest/endpoints.py:104)
+            headers.update(response_events(events, self.settings, request_id))
         return Response(body, 200, headers=headers)
 
     def triton_config(self) -> TritonConfig:
@@ -433,16 +447,31 @@ def _parsed(value: object) -> float | None:
 
 def _json_body(body: bytes) -> object:
     """A JSON request body; NaN and Infinity literals read as numbers (as MLServer's parser
-    did), so the component refuses a non-finite value naming its input and row."""
+    did), so the component refuses a non-finite value naming its input and row.
+
+    What orjson refuses is read again by the standard library for those literals (and for
+    nesting past orjson's depth), which also reads a lone surrogate escape (`"\\ud800"`):
+    valid JSON syntax, but no text any UTF-8 encoder can write. It reached a BYTES input, an
+    error message or the echoed id and failed there as a 500 (review finding 4), so what
+    the fallback read must encode as UTF-8 (MLServer's own parser refuses it too).
+    """
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         try:
-            return json.loads(body)
+            parsed = json.loads(body)
+            json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(
+                "request",
+                "body is not valid JSON text: it holds a lone surrogate escape (\\ud800 to "
+                "\\udfff without its pair), which no UTF-8 text can hold",
+            ) from None
         except ValueError:
             raise InputError("request", f"body is not valid JSON: {exc}") from None
         except RecursionError:
             raise InputError("request", "the JSON body is nested too deeply") from None
+        return parsed
 
 
 def _json_response(body: object) -> Response:

@@ -68,6 +68,14 @@ def http_body(header: JSONObject, blobs: list[bytes]) -> tuple[bytes, dict[str, 
 
 
 def error_body(exc: BaseException, prefix: str) -> tuple[Status, bytes]:
-    """The shared error shape `{"error": "..."}` with the status `status_for` gives."""
+    """The shared error shape `{"error": "..."}` with the status `status_for` gives.
+
+    A message quoting a lone surrogate (from a caller's text) is written with it escaped:
+    orjson refuses it, and the error then became a 500 without a JSON body.
+    """
     status = status_for(exc)
-    return status, orjson.dumps({"error": f"{prefix}: {exc}"})
+    message = {"error": f"{prefix}: {exc}"}
+    try:
+        return status, orjson.dumps(message)
+    except orjson.JSONEncodeError:
+        return status, json.dumps(message).encode("ascii")

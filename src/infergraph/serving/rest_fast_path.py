@@ -125,7 +125,8 @@ class DirectRoutes:
             response = await endpoint(request)
         except Exception:  # what ServerErrorMiddleware would answer, as JSON
             log.exception("%s %s failed", method, scope["path"])
-            response = Response(orjson.dumps({"error": "internal server error"}), 500)
+            body = orjson.dumps({"error": "internal server error"})
+            response = Response(body, 500, media_type="application/json")
         if self.effects.gzip is not None:
             _compress(response, request, self.effects.gzip)
         await response(scope, receive, send)

@@ -208,10 +208,7 @@ class TritonRpcs(grpc.GenericRpcHandler):  # type: ignore[misc]
         return grpc.unary_unary_rpc_method_handler(behaviour)
 
     async def _model(self, data: bytes, context: grpc.aio.ServicerContext) -> TritonModel:
-        try:
-            name, version = decode_model_request(data)
-        except ValueError as exc:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"bad request: {exc}")
+        name, version = await _decoded(data, context)
         model = self.models.get(name)
         if model is None:
             await _abort(context, grpc.StatusCode.NOT_FOUND, f"no infergraph model named '{name}'")
@@ -226,11 +223,20 @@ class TritonRpcs(grpc.GenericRpcHandler):  # type: ignore[misc]
         return encode_model_config(model.triton_config())
 
     async def _statistics(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        name, _ = decode_model_request(data)
+        name, _ = await _decoded(data, context)
         if not name:  # Triton's convention: every model
             return encode_model_statistics(m.triton_statistics() for m in self.models.values())
         model = await self._model(data, context)
         return encode_model_statistics([model.triton_statistics()])
+
+
+async def _decoded(data: bytes, context: grpc.aio.ServicerContext) -> tuple[str, str]:
+    """The (name, version) a ModelConfig or ModelStatistics request asks for; malformed bytes
+    are the caller's INVALID_ARGUMENT on both RPCs (ModelStatistics' was UNKNOWN)."""
+    try:
+        return decode_model_request(data)
+    except ValueError as exc:
+        await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"bad request: {exc}")
 
 
 async def _abort(

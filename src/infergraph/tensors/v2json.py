@@ -59,18 +59,24 @@ def _bytes_elements(name: str, flat: Sequence[object], content_type: object) -> 
     codec = codec_for(content_type)
     out = np.empty(len(flat), dtype=object)
     for i, item in enumerate(flat):
-        if isinstance(item, str):
-            raw = item.encode("utf-8")
-        elif isinstance(item, (bytes, bytearray)):
-            raw = bytes(item)
-        else:
-            raise InputError(name, f"BYTES element {i} is {type(item).__name__}", index=i)
+        try:
+            if isinstance(item, str):
+                raw = item.encode("utf-8")
+            elif isinstance(item, (bytes, bytearray)):
+                raw = bytes(item)
+            else:
+                raise InputError(name, f"BYTES element {i} is {type(item).__name__}", index=i)
+        except UnicodeEncodeError:  # a lone surrogate, from a reader that lets one through
+            raise InputError(name, f"BYTES element {i} is not text: {_LONE}", index=i) from None
         try:
             out[i] = codec.decode(raw)
         except ValueError as exc:
             kind = codec.content_type
             raise InputError(name, f"content_type {kind} but not valid {kind}", i) from exc
     return out
+
+
+_LONE = "it holds a lone surrogate (\\ud800 to \\udfff without its pair)"
 
 
 def decode_json(
@@ -124,23 +130,84 @@ def _from_regular(
     _check_count(name, dims, expected, probe.size)
     dtype = numpy_type(name, datatype)
     if probe.dtype.kind == "f" and np.dtype(dtype).kind == "f":
-        return probe.astype(dtype).reshape(dims)  # a JSON float is a double either way
+        with np.errstate(over="ignore"):  # a JSON float is a double either way
+            out = probe.astype(dtype)
+        check_overflow(name, datatype, out, probe, flat)
+        return out.reshape(dims)
     # A float probe may hold integers past 2**53 rounded (1 and 2**63 read as float64): the
     # range is then checked on the elements themselves.
-    _check_range(
+    check_range(
         name, datatype, dtype, np.array(flat, dtype=object) if probe.dtype.kind == "f" else probe
     )
-    return _numbers_as(name, datatype, dtype, flat, dims)  # no integer rounded through a double
+    if probe.dtype.kind != "b":  # JSON true / false are every datatype's 1 / 0
+        _check_exact(name, datatype, dtype, probe, flat)
+    out = _numbers_as(name, datatype, dtype, flat, dims)  # no integer rounded through a double
+    if probe.dtype.kind != "b":
+        check_overflow(name, datatype, out, probe, flat)
+    return out
 
 
 def _numbers_as(
     name: str, datatype: str, dtype: type[np.generic], flat: list[Any], dims: list[int]
 ) -> Array:
-    """Checked JSON numbers as the datatype's array, numpy's own refusal named as the input's."""
+    """Checked JSON numbers as the datatype's array, numpy's own refusal named as the input's;
+    a float that overflows is `check_overflow`'s to name."""
     try:
-        return np.asarray(flat, dtype=dtype).reshape(dims)
+        with np.errstate(over="ignore"):
+            return np.asarray(flat, dtype=dtype).reshape(dims)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InputError(name, f"data is not valid {datatype}: {exc}") from exc
+
+
+def _check_exact(
+    name: str, datatype: str, dtype: type[np.generic], values: Array, shown: Sequence[object]
+) -> None:
+    """An integer datatype's elements whole numbers, a BOOL's 0 or 1: numpy truncates (INT32
+    1.5 became 1) and reads any non-zero as true (BOOL 2 and -1 became true) without a word.
+
+    One vectorised pass over the float (or object) values; integers and bools pass as they are.
+    """
+    kind = np.dtype(dtype).kind
+    if kind not in "iub" or values.size == 0 or (kind != "b" and values.dtype.kind in "iub"):
+        return
+    with np.errstate(invalid="ignore"):
+        if kind == "b":
+            wrong = ~((values == 0) | (values == 1))
+            problem = "is not 0, 1, true or false"
+        else:
+            wrong = np.mod(values, 1) != 0
+            problem = "is not an integer"
+    wrong = np.asarray(wrong, dtype=np.bool_).reshape(-1)
+    if wrong.any():
+        at = int(np.flatnonzero(wrong)[0])
+        raise InputError(
+            name, f"data is not valid {datatype}: element {at} ({shown[at]}) {problem}"
+        )
+
+
+_LARGEST = {t: float(np.finfo(t).max) for t in ("float16", "float32", "float64")}
+
+
+def check_overflow(
+    name: str, datatype: str, out: Array, source: Array, shown: Sequence[object] | Array
+) -> None:
+    """A finite value that became inf as the datatype (FP16 70000, FP32 1e39) refused, naming
+    the element: it was answered as inf (written back as null). Infinity sent stays inf.
+
+    Costs one `isinf` over the result; the source is looked at only when that finds one.
+    """
+    if out.dtype.kind != "f" or out.size == 0 or not np.isinf(out).any():
+        return
+    finite = np.isfinite(source) if source.dtype != object else np.ones(source.shape, np.bool_)
+    grown = np.isinf(out).reshape(-1) & np.asarray(finite, dtype=np.bool_).reshape(-1)
+    if grown.any():
+        at = int(np.flatnonzero(grown)[0])
+        largest = _LARGEST[out.dtype.name]
+        raise InputError(
+            name,
+            f"data is not valid {datatype}: element {at} ({shown[at]}) overflows {datatype} "
+            f"(largest finite {largest:g})",
+        )
 
 
 def _check_count(name: str, dims: list[int], expected: int, count: int) -> None:
@@ -163,9 +230,24 @@ def _decode_each(
         return _bytes_elements(name, flat, content_type).reshape(dims)
     dtype = numpy_type(name, datatype)
     _check_numbers(name, datatype, flat)
-    if np.dtype(dtype).kind in "iu":
-        _check_range(name, datatype, dtype, np.array(flat, dtype=object))
-    return _numbers_as(name, datatype, dtype, flat, dims)
+    if np.dtype(dtype).kind in "iub":
+        values = np.array(flat, dtype=object)
+        check_range(name, datatype, dtype, values)
+        _check_exact(name, datatype, dtype, values, flat)
+    out = _numbers_as(name, datatype, dtype, flat, dims)
+    if out.dtype.kind == "f" and np.isinf(out).any():
+        check_overflow(name, datatype, out, _as_doubles(flat), flat)
+    return out
+
+
+def _as_doubles(flat: list[Any]) -> Array:
+    """The elements as float64, to tell a sent Infinity from one that overflowed; one too
+    large even for that (an integer past 1e308) counts as infinite."""
+    with np.errstate(over="ignore"):
+        try:
+            return np.asarray(flat, dtype=np.float64)
+        except OverflowError:
+            return np.array([float("inf")] * len(flat))
 
 
 # How writers spell the non-finite floats JSON lacks: the protobuf JSON mapping, Jackson, ...
@@ -199,9 +281,12 @@ def _check_numbers(name: str, datatype: str, flat: list[Any]) -> None:
     raise InputError(name, f"data is not valid {datatype}: element {at} {problem}")
 
 
-def _check_range(name: str, datatype: str, dtype: type[np.generic], values: Array) -> None:
+def check_range(
+    name: str, datatype: str, dtype: type[np.generic], values: Array, first: int = 0
+) -> None:
     """An integer datatype's elements inside its range, else an error naming the first: numpy
-    wraps them without a word (INT8 300 became 44, UINT8 -1 became 255, INT32 2**40 became 0)."""
+    wraps them without a word (INT8 300 became 44, UINT8 -1 became 255, INT32 2**40 became 0).
+    `first` is the index of `values`' first element in the whole tensor."""
     integer = np.dtype(dtype)
     if integer.kind not in "iu" or values.size == 0:
         return
@@ -216,8 +301,8 @@ def _check_range(name: str, datatype: str, dtype: type[np.generic], values: Arra
     value = values.reshape(-1)[at]
     raise InputError(
         name,
-        f"data is not valid {datatype}: element {at} ({value}) is outside {datatype}'s range "
-        f"{low}..{high}",
+        f"data is not valid {datatype}: element {first + at} ({value}) is outside "
+        f"{datatype}'s range {low}..{high}",
     )
 
 
