@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from infergraph.cost import CostError, engine_cost, graph_cost, load_catalog
+from infergraph.demo.folder import MARKER, prepare_folder
 from infergraph.demo.server import DemoError
-from infergraph.demo.story import MARKER, prepare_folder
 from infergraph.graph.plan import load_graph
 from infergraph.render import engine_pods
 from tests.test_render_schemas import crds_available, validate
@@ -127,6 +127,8 @@ def test_demo_sweep_finds_a_knee_and_a_front(demo_run: tuple[Path, str, list[str
     rates = [row["offered_rps"] for row in sweep["rows"]]
     assert len(rates) >= 4 and rates == sorted(rates)
     assert len(sweep["pareto_front"]) >= 2
+    carried = {row["offered_rps"] for row in sweep["rows"] if row["carried"]}
+    assert {p["offered_rps"] for p in sweep["pareto_front"]} <= carried
     assert sweep["knee"]["offered_rps"] in rates
     assert sweep["slo"]["latency_ms"] > 0 and sweep["slo"]["reason"]
     for row in sweep["rows"]:
@@ -148,6 +150,10 @@ def test_demo_prices_the_machine_it_ran_on(demo_run: tuple[Path, str, list[str]]
     assert all(n.resources.gpu == 0 for n in served.spec.nodes)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["usd_per_hour_as_run"] == pytest.approx(0.08925)
+    cores = summary["cores"]  # where the served work ran, against the class's 2 vCPUs
+    assert cores["vcpus"] == 2 and set(cores["server"]) <= set(cores["machine"])
+    assert len(cores["server"]) == min(2, len(cores["machine"]))
+    assert "CPUs: " in demo_run[1]
     for row in json.loads((out / "sweep.json").read_text())["rows"]:
         expected = 0.08925 / (row["served_rps"] * 3600) * 1e6
         assert row["usd_per_million"] == pytest.approx(expected, rel=1e-6)
@@ -159,6 +165,7 @@ def test_demo_plans_a_valid_graph(demo_run: tuple[Path, str, list[str]]) -> None
     assert summary["plan_error"] is None
     plan = summary["plan"]
     assert plan["predicted_ms"] > 0 and plan["usd_per_hour"] > 0
+    assert summary["plan_rate_rps"] == plan["rate_rps"] > 0
     planned = load_graph(out / "plan" / "cascade.planned.yaml")
     for node in planned.spec.nodes:
         chosen = plan["nodes"][node.name]
@@ -225,9 +232,9 @@ def test_demo_folder_readme_names_every_file(demo_run: tuple[Path, str, list[str
 
 def test_demo_replaces_its_own_folder_and_refuses_others(tmp_path: Path) -> None:
     ours = tmp_path / "ours"
-    prepare_folder(ours)
+    prepare_folder(ours).close()  # closed: that run has ended
     (ours / "old.json").write_text("{}")
-    prepare_folder(ours)
+    prepare_folder(ours).close()
     assert sorted(p.name for p in ours.iterdir()) == [MARKER]
     theirs = tmp_path / "theirs"
     theirs.mkdir()

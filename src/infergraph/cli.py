@@ -311,10 +311,14 @@ def demo(
     ] = "demo",
     hardware: Annotated[
         str | None,
-        typer.Option(help="price-catalog class this machine stands for (default: c7i.large)"),
+        typer.Option(
+            help="price-catalog class the served graph is priced as (default: c7i.large); on a "
+            "machine with more CPUs the server is pinned to as many as it has vCPUs"
+        ),
     ] = None,
     plan_rate: Annotated[
-        float | None, typer.Option(help="req/s to plan for (default: ten times the knee)")
+        float | None,
+        typer.Option(help="req/s to plan for (default: the round rate nearest 10x the knee's)"),
     ] = None,
     step_seconds: Annotated[
         float, typer.Option(help="longest measured seconds per swept rate")

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from async_load_tester import StepResult
+from infergraph.demo.cores import CorePlan
 from infergraph.demo.sweep import Slo
 
 
@@ -69,6 +70,7 @@ class Findings:
     graph: str
     hardware: str
     scale: str = ""
+    cores: CorePlan | None = None  # the CPUs the server and the load generator ran on
     checkpoints_swapped: dict[str, dict[str, str]] = field(default_factory=dict)
     usd_per_hour_as_run: float = 0.0
     ready_s: float = 0.0

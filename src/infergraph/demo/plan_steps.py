@@ -13,7 +13,7 @@ from infergraph.cost import CostError, PriceCatalog, engine_cost, graph_cost
 from infergraph.demo.findings import EnginePrice, Findings, PlannedNode, PlanSummary
 from infergraph.demo.sizing import for_planning
 from infergraph.demo.steps import DemoSettings
-from infergraph.demo.sweep import Slo, nice_ceil
+from infergraph.demo.sweep import Slo, nice_nearest
 from infergraph.errors import InfergraphError
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import load_graph
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from infergraph.planner.planning import PlanInputs
     from infergraph.planner.search import Option
 
-PLAN_MULTIPLE = 10  # the stated rate: ten machines' worth of what the knee served
+PLAN_MULTIPLE = 10  # the stated rate: about ten machines' worth of what the knee served
 
 
 def profile(settings: DemoSettings, served: InferenceGraph, url: str, con: Console) -> Path:
@@ -60,10 +60,26 @@ def profile(settings: DemoSettings, served: InferenceGraph, url: str, con: Conso
 
 
 def stated_rate(settings: DemoSettings, found: Findings) -> float:
+    """`--plan-rate`, else the round rate nearest `PLAN_MULTIPLE` times what the knee served:
+    rounding up instead once planned for 18x and called it 10x."""
     if settings.plan_rate is not None:
         return settings.plan_rate
-    served = found.knee.served_rps if found.knee else 1.0
-    return nice_ceil(PLAN_MULTIPLE * max(served, 0.1))
+    return nice_nearest(PLAN_MULTIPLE * _knee_served(found))
+
+
+def _knee_served(found: Findings) -> float:
+    return max(found.knee.served_rps if found.knee else 1.0, 0.1)
+
+
+def rate_reason(settings: DemoSettings, found: Findings, rate: float) -> str:
+    """Where the planned rate came from, with the multiple of the knee it really is."""
+    if settings.plan_rate is not None:
+        return "as asked (--plan-rate)"
+    served = _knee_served(found)
+    return (
+        f"{rate / served:.1f}x the {served:.2f} req/s the knee served here: "
+        f"{PLAN_MULTIPLE}x, rounded to the nearest round rate"
+    )
 
 
 def plan(
@@ -119,8 +135,9 @@ def _plan_inputs(
     from infergraph.planner.workload import Workload
 
     rate = stated_rate(settings, found)
+    found.plan_rate_rps = rate  # recorded before planning: a plan that fails still says it
     startup = max(1.0, found.ready_s or 60.0)
-    why = "as asked" if settings.plan_rate else f"{PLAN_MULTIPLE}x what the knee served here"
+    why = rate_reason(settings, found, rate)
     con.print(
         f"planning for [bold]{rate:g} req/s[/] (Poisson; {why}), p{slo.percentile:g} <= "
         f"{slo.latency_ms:g} ms, each replica one {settings.hardware}, a new replica taking "

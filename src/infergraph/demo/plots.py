@@ -49,7 +49,7 @@ def latency_throughput(
     lines["p99"] = [s.latency_ms["p99"] or math.nan for _, s in points]
     for (label, ys), marker in zip(lines.items(), "os^", strict=True):
         ax.plot(served, ys, marker=marker, label=label)
-    _mark_saturated(ax, points, lines["p99"])
+    _mark_saturated(ax, points, served, lines["p99"])
     for (rate, step), y in zip(points, lines[f"p{slo.percentile:g}"], strict=True):
         ax.annotate(
             f"{rate:g}/s offered",
@@ -79,11 +79,9 @@ def latency_throughput(
     return _save(fig, ax, f"Latency vs throughput: {title}", path)
 
 
-def _mark_saturated(ax: Axes, points: list[Point], ys: list[float]) -> None:
+def _mark_saturated(ax: Axes, points: list[Point], xs: list[float], ys: list[float]) -> None:
     """A cross on each rate the graph did not keep up with (its latencies undercount)."""
-    marked = [
-        (s.throughput_rps, y) for (_, s), y in zip(points, ys, strict=True) if not is_carried(s)
-    ]
+    marked = [(x, y) for (_, s), x, y in zip(points, xs, ys, strict=True) if not is_carried(s)]
     if marked:
         ax.scatter(
             [x for x, _ in marked],
@@ -97,11 +95,16 @@ def _mark_saturated(ax: Axes, points: list[Point], ys: list[float]) -> None:
 
 
 def front_points(points: list[Point], slo: Slo) -> list[Point]:
-    """The measured rates no other beats on both $ per million and latency, cheapest first."""
+    """The carried rates no other carried rate beats on both $ per million and latency,
+    cheapest first.
+
+    A saturated rate is left out: its queue grew all through a step too short to show it,
+    so its latency undercounts and its $ per million is not one the graph can be run at.
+    """
     candidates: list[tuple[float, float, str]] = []
     for i, (_, step) in enumerate(points):
         cost, latency = step.usd_per_million, step.percentile_ms(slo.percentile)
-        if cost is not None and latency is not None:
+        if cost is not None and latency is not None and is_carried(step):
             candidates.append((cost, latency, str(i)))
     return [points[int(i)] for _, _, i in pareto_front(candidates)]
 
@@ -120,7 +123,15 @@ def cost_latency(
     fig, ax = plt.subplots(figsize=(8, 5))
     xs = _slo_ms(points, slo)
     ys = [s.usd_per_million if s.usd_per_million is not None else math.nan for _, s in points]
-    ax.scatter(xs, ys, color="tab:blue", label="measured rate", zorder=3)
+    carried = [is_carried(s) for _, s in points]
+    ax.scatter(
+        [x for x, c in zip(xs, carried, strict=True) if c],
+        [y for y, c in zip(ys, carried, strict=True) if c],
+        color="tab:blue",
+        label="measured rate",
+        zorder=3,
+    )
+    _mark_saturated(ax, points, xs, ys)
     for (rate, _), x, y in zip(points, xs, ys, strict=True):
         ax.annotate(f"{rate:g}/s", (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
     front = front_points(points, slo)
@@ -129,7 +140,7 @@ def cost_latency(
             *_xy([s for _, s in front], slo),
             color="green",
             marker="o",
-            label="Pareto front (cheapest for its latency)",
+            label="Pareto front of the carried rates (cheapest for its latency)",
         )
     if cheapest is not None:
         ax.scatter(

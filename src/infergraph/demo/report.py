@@ -150,7 +150,8 @@ DESCRIPTIONS = {
     "$ per million, SLO verdict), the probes, the knee and the SLO with why it was chosen",
     "sweep.csv": "one row per offered rate",
     "latency_throughput.png": "latency (p50, SLO percentile, p99) against served throughput",
-    "cost_latency.png": "$ per million against latency, with the Pareto front",
+    "cost_latency.png": "$ per million against latency, with the Pareto front of the rates "
+    "the graph carried (saturated rates are crosses, off the front)",
     "profile.json": "each node's forward pass per batch size, hops and branch fractions, "
     "timed through the served graph's endpoints (`infergraph profile --endpoint`)",
     "plan": "`infergraph plan` on that profile: the planned graph, plan.json, pareto.png",

@@ -2,7 +2,9 @@
 
 The demo runs on the machine it is started on (a laptop or a 2-core VM, no GPU), so it
 serves smaller real architectures where the graph names large ones, and prices what it
-ran: one instance of a CPU class standing for this machine, shared by every node. The
+ran: one instance of a CPU class standing for this machine, shared by every node (on a
+machine with more cores than the class has vCPUs the server is pinned to that many, see
+`infergraph.demo.cores`). The
 planned graph gives each replica all an instance of that class lets a pod ask for (its
 allocatable), since each node's profile timed its passes with the whole machine to itself.
 """
@@ -25,7 +27,8 @@ DEMO_CHECKPOINTS = {
     "google/vit-base-patch16-224": "timm/deit_tiny_patch16_224.fb_in1k",
 }
 
-# A 2-vCPU class: what a 2-core VM or laptop stands for in the price catalog.
+# A 2-vCPU class: what a 2-core VM stands for in the price catalog; on a larger machine the
+# graph server is pinned to 2 of its CPUs (`infergraph.demo.cores`).
 DEFAULT_HARDWARE = "c7i.large"
 
 

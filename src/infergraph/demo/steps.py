@@ -11,6 +11,7 @@ from rich.console import Console
 
 from infergraph.cost.pricing import PriceCatalog, graph_cost
 from infergraph.demo import plots, report
+from infergraph.demo.cores import cpu_list
 from infergraph.demo.findings import Findings, RatePoint
 from infergraph.demo.sizing import DEFAULT_HARDWARE, Scale, as_run, demo_sized, machine_cores
 from infergraph.demo.sweep import (
@@ -32,7 +33,7 @@ class DemoSettings:
     out: Path = Path("demo-results")
     scale: Scale = "demo"
     hardware: str = DEFAULT_HARDWARE
-    plan_rate: float | None = None  # None: ten times what the knee served
+    plan_rate: float | None = None  # None: about ten times what the knee served
     sweep: SweepSettings = field(default_factory=SweepSettings)
     profile_repeats: int = 5
     profile_requests: int = 20
@@ -77,6 +78,9 @@ def serve_setup(
         f"{len(served.spec.nodes)} nodes = ${hourly:.4f}/hour; written to {path}",
         soft_wrap=True,  # a path broken over two lines cannot be copied
     )
+    if found.cores is not None:
+        style = "bold yellow" if len(found.cores.machine) < instance.vcpus else "bold"
+        con.print(f"  [{style}]CPUs[/]: {found.cores.describe()}")
     found.scale = settings.scale
     found.checkpoints_swapped = {s.node: {"graph": s.named, "served": s.served} for s in swaps}
     found.usd_per_hour_as_run = hourly
@@ -149,9 +153,15 @@ def price(result: Sweep, served: InferenceGraph, found: Findings, out: Path, con
             f"{best.percentile_ms(slo.percentile) or math.nan:.0f} ms at {best_rate:g} req/s{who}"
         )
         found.limiting_node = limit[0] if limit else None
+    cores = found.cores
+    where = (
+        f"CPUs {cpu_list(cores.server)} of {len(cores.machine)}"
+        if cores and cores.pinned
+        else f"{machine_cores()} CPU cores"
+    )
     title = (
-        f"'{served.name}' ({found.scale} size, random weights) on "
-        f"{machine_cores()} CPU cores, priced as one {found.hardware}"
+        f"'{served.name}' ({found.scale} size, random weights) on {where}, "
+        f"priced as one {found.hardware}"
     )
     knee_point = knee(result)
     paths = [

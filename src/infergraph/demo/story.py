@@ -2,13 +2,14 @@
 
 The graph server lives only as long as the steps that load it (the planner's
 simulation then has the machine to itself), and any exit, an error or Ctrl-C
-included, stops it and leaves a folder whose README says what the run got to.
+included, stops it and leaves a folder whose README says what the run got to. A
+Ctrl-C while it stops kills it rather than abandoning the stop (`interrupts`).
 """
 
 from __future__ import annotations
 
+import os
 import platform
-import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,78 +17,138 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from infergraph.cost.pricing import load_catalog
+from infergraph.cost.pricing import PriceCatalog, load_catalog
 from infergraph.demo import plan_steps, report, steps
+from infergraph.demo.cores import cpu_list, pinned, plan_cores
 from infergraph.demo.findings import Findings, RatePoint
-from infergraph.demo.interrupts import interrupt_guard
-from infergraph.demo.server import DemoError, GraphServer
+from infergraph.demo.folder import prepare_folder, release
+from infergraph.demo.interrupts import Guard, interrupt_guard
+from infergraph.demo.server import GraphServer, other_servers
 from infergraph.demo.sizing import machine_cores, offline_scale
 from infergraph.demo.steps import DemoSettings
+from infergraph.demo.sweep import Sweep
+from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import load_graph
 
-MARKER = ".infergraph-demo"
 WIDTH = 100  # every table fits a 100-column terminal
 # Ctrl-C to exit: longer than the server's own stop (30 s grace, 10 s for its children).
 INTERRUPT_GRACE_S = 90.0
 
 
-def prepare_folder(out: Path) -> None:
-    """Empty the folder of an earlier demo run; never a folder the demo did not write."""
-    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
-        raise DemoError(
-            f"'{out}' exists and was not written by the demo; pass another --out or move it"
-        )
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    (out / MARKER).write_text("written by `infergraph demo`; the next run replaces it\n")
-
-
 def run_demo(settings: DemoSettings, console: Console | None = None) -> Findings:
-    """The five steps and the summary; the server is stopped on every way out."""
+    """The five steps and the summary; the server is stopped on every way out, and the
+    results folder is this run's alone while it runs."""
     con = console or Console(width=WIDTH)
     started = time.monotonic()
     catalog = load_catalog()
-    catalog.get(settings.hardware)  # bad input fails here, before the folder is touched
+    instance = catalog.get(settings.hardware)  # bad input fails here, before the folder
     graph = load_graph(settings.graph_file)
-    prepare_folder(settings.out)
+    held = prepare_folder(settings.out)
     found = Findings(graph=graph.name, hardware=settings.hardware)
+    found.cores = plan_cores(os.sched_getaffinity(0), settings.hardware, instance.vcpus)
+    try:
+        with interrupt_guard(INTERRUPT_GRACE_S) as guard:
+            _run_steps(settings, graph, catalog, found, guard, con, started)
+    finally:
+        release(held)
+    summary_screen(found, settings, con)
+    return found
+
+
+def _run_steps(
+    settings: DemoSettings,
+    graph: InferenceGraph,
+    catalog: PriceCatalog,
+    found: Findings,
+    guard: Guard,
+    con: Console,
+    started: float,
+) -> None:
+    """Steps 1 to 5; on every way out the folder's README and summary.json say how far the
+    run got, written whatever Ctrl-C is pressed meanwhile."""
+    server: GraphServer | None = None
     complete = False
     try:
         served_file, served = steps.serve_setup(settings, graph, catalog, found, con)
-        scale = offline_scale(settings.scale)
-        server_log = settings.out / "server.log"
-        with (
-            GraphServer(served_file, scale, server_log) as server,
-            interrupt_guard(INTERRUPT_GRACE_S, server.kill),
-        ):
+        cores = found.cores
+        server = GraphServer(
+            served_file,
+            offline_scale(settings.scale),
+            settings.out / "server.log",
+            cores.server if cores and cores.pinned else None,
+        )
+        guard.also_kill(server.kill)
+        result, profile = _measure(settings, served, served_file, server, guard, found, con)
+        planned = plan_steps.plan(settings, served, profile, result.slo, catalog, found, con)
+        plan_steps.render(settings, planned, catalog, found, con)
+        complete = True
+    except KeyboardInterrupt:
+        con.print(interrupted_text(server))
+        raise
+    finally:
+        with guard.shield():
+            found.seconds = time.monotonic() - started
+            found.complete = complete
+            _leave_results(settings.out, found)
+            if not complete:
+                con.print(
+                    f"partial results are in {settings.out}/ (its README.md lists them)",
+                    soft_wrap=True,  # a path broken over two lines cannot be copied
+                )
+
+
+def _measure(
+    settings: DemoSettings,
+    served: InferenceGraph,
+    served_file: Path,
+    server: GraphServer,
+    guard: Guard,
+    found: Findings,
+    con: Console,
+) -> tuple[Sweep, Path]:
+    """Steps 2 to 4's measuring, the only time the server runs: the load generator on the
+    CPUs the server does not have (where it has its own), the server stopped after."""
+    others = other_servers()
+    if others:
+        con.print(
+            "[yellow]other graph servers are running on this machine[/] (pid "
+            f"{', '.join(map(str, others[:5]))}{', ...' if len(others) > 5 else ''}): they share "
+            "its CPUs, so this run's figures come out lower than the machine gives alone"
+        )
+    cores = found.cores
+    server.start()
+    try:
+        with pinned(cores.load if cores and cores.pinned else None):
             with con.status("building random-weight checkpoints and starting MLServer..."):
                 found.ready_s = server.wait_ready(settings.ready_timeout_s)
             con.print(f"[green]ready[/] in {found.ready_s:.0f} s: {server.url}")
             result = steps.find_knee(settings, served, served_file, server.url, found, con)
             steps.price(result, served, found, settings.out, con)
             profile = plan_steps.profile(settings, served, server.url, con)
-        planned = plan_steps.plan(settings, served, profile, result.slo, catalog, found, con)
-        plan_steps.render(settings, planned, catalog, found, con)
-        complete = True
-    except KeyboardInterrupt:
-        con.print("\n[bold yellow]interrupted[/]: every process the demo started is stopped")
-        raise
     finally:
-        found.seconds = time.monotonic() - started
-        found.complete = complete
-        _leave_results(settings.out, found)
-        if not complete:
-            con.print(
-                f"partial results are in {settings.out}/ (its README.md lists them)",
-                soft_wrap=True,  # a path broken over two lines cannot be copied
-            )
-    summary_screen(found, settings, con)
-    return found
+        with guard.shield():  # a Ctrl-C now kills the server instead of abandoning its stop
+            server.stop()
+    return result, profile
+
+
+def interrupted_text(server: GraphServer | None) -> str:
+    """What an interrupted demo says of its processes: stopped only if none is left."""
+    left = server.left_running() if server is not None else []
+    if not left:
+        return "\n[bold yellow]interrupted[/]: every process the demo started is stopped"
+    pids = " ".join(str(pid) for pid in left)
+    return (
+        f"\n[bold yellow]interrupted[/]: [bold red]still running[/]: pid {pids} (the graph "
+        f"server's); `kill -9 {pids}` ends them"
+    )
 
 
 def _leave_results(out: Path, found: Findings) -> None:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    machine = f"{platform.processor() or platform.machine()}, {machine_cores()} cores, no GPU used"
+    cores = f"{machine_cores()} cores"
+    if found.cores and found.cores.pinned:
+        cores += f", the graph server on CPUs {cpu_list(found.cores.server)}"
+    machine = f"{platform.processor() or platform.machine()}, {cores}, no GPU used"
     found.write(out / "summary.json", when)
     report.write_readme(out, when, machine)
 
@@ -99,10 +160,11 @@ def summary_screen(found: Findings, settings: DemoSettings, con: Console) -> Non
     table = Table(show_header=False, box=None, padding=(0, 1))
     table.add_column(style="bold")
     table.add_column(overflow="fold")
+    where = f" ({found.cores.short()})" if found.cores else ""
     table.add_row(
         "served",
         f"{found.scale} size, random weights, ready in {found.ready_s:.0f} s, priced as one "
-        f"{found.hardware} (${found.usd_per_hour_as_run:.4f}/hour)",
+        f"{found.hardware}{where} (${found.usd_per_hour_as_run:.4f}/hour)",
     )
     if found.slo:
         table.add_row("SLO", f"{p} <= {found.slo.latency_ms:g} ms: {found.slo.reason}")

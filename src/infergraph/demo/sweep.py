@@ -156,6 +156,16 @@ def nice_ceil(ms: float) -> float:
     return 10.0 * power
 
 
+def nice_nearest(value: float) -> float:
+    """The 1, 2, 2.5 or 5 times a power of ten nearest `value` by ratio (a rate a person
+    would write that is at most about 1.4x off, where rounding up can be 2x off)."""
+    if value <= 0:
+        return 1.0
+    power = 10.0 ** math.floor(math.log10(value))
+    steps = [step * power for step in (1.0, 2.0, 2.5, 5.0, 10.0)]
+    return min(steps, key=lambda nice: abs(math.log(nice / value)))
+
+
 def two_figures(value: float) -> float:
     """A rate a person would read: two significant figures (8.21 -> 8.2, 36.96 -> 37)."""
     if value <= 0:
