@@ -97,3 +97,14 @@ def test_serve_refuses_an_offline_scale_it_would_ignore():
     result = _run("serve", str(REPO / "k8s/graphs/cascade.yaml"), "--offline-scale", "tiny")
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert "--offline-scale tiny needs --offline" in _flat(result.output)
+
+
+def test_crd_printed_to_a_pipe_is_the_yaml_it_writes_to_a_file(tmp_path: Path) -> None:
+    """`infergraph crd | kubectl apply -f -`: printed through rich, the YAML was wrapped at the
+    console's 80 columns and no longer parsed."""
+    printed = _run("crd")
+    assert printed.exit_code == 0, printed.output
+    written = tmp_path / "crd.yaml"
+    assert _run("crd", "--out", str(written)).exit_code == 0
+    assert printed.stdout == written.read_text()
+    assert yaml.safe_load(printed.stdout)["kind"] == "CustomResourceDefinition"

@@ -201,8 +201,8 @@ def crd(
     if helm_release:
         manifest = helm_owned(manifest, helm_release, helm_namespace)
     text = yaml.safe_dump(manifest, sort_keys=False)
-    if out is None:
-        console.print(text, markup=False, highlight=False)
+    if out is None:  # as written, not through rich: it wraps at the console's width
+        typer.echo(text, nl=False)
         return
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -325,7 +325,7 @@ def demo(
     ] = 20.0,
     out: Annotated[Path, typer.Option(help="results folder (replaced)")] = Path("demo-results"),
 ) -> None:
-    """Serve a graph offline, find its knee, price it, plan it and render it (about 5 min)."""
+    """Serve a graph offline, find its knee, price it, plan it and render it (about 3 min)."""
     try:
         from infergraph.demo import DemoSettings, run_demo
         from infergraph.demo.sizing import DEFAULT_HARDWARE
