@@ -228,7 +228,8 @@ def test_a_combine_step_reads_an_ensemble_merge_the_same_after_gos_re_encoding()
     """KServe's Ensemble hands the next step Go's re-encoding of its members (`0.0` -> `0`,
     `1.0` -> `1`; cmd/router/main.go:278-291, 315). The graph step reads carried tensors by
     their `datatype`, not their JSON form, and request knobs through `as_float`, so the
-    combine step gets the same arrays, dtypes and parameters as from Python's encoding."""
+    graph's combiner node gets the same arrays, dtypes and parameters as from Python's
+    encoding. (A node: the built-in `combine-N` step takes no request parameters.)"""
     import asyncio
 
     import numpy as np
@@ -248,13 +249,13 @@ def test_a_combine_step_reads_an_ensemble_merge_the_same_after_gos_re_encoding()
 
     merge = {"a": member("a", [0.0, 1.0, 0.0]), "b": member("b", [0.25, 0.75, 0.0])}
     wiring = graph_step.StepWiring(
-        step="combine-0",
-        kind="combine",
+        step="joiner",
+        kind="node",
         inputs={"probs_0": ["a.probs"], "probs_1": ["b.probs"]},
         outputs={},
         passes={},
         output_specs=[],
-        nodes=["a", "b", "combine-0"],
+        nodes=["a", "b", "joiner"],
     )
 
     def fed(body: dict) -> tuple[dict[str, np.ndarray], dict]:
@@ -302,3 +303,28 @@ def test_seldon_v1_chains_a_v2_response_through_go_as_chain_kfserving_does() -> 
     assert chain_kfserving(request) == request
     with pytest.raises(ChainError, match="chained"):
         chain_kfserving(b'{"error": "x"}')
+
+
+@pytest.mark.parametrize("root", ["Sequence", "Ensemble"])
+def test_kserve_nested_nodes_error_is_a_500_whatever_its_own_status(root: str) -> None:
+    """A Switch without a match is a 404 only at the root (graphHandler keeps the root
+    step's status, main.go:407-411); a node nested in a Sequence or an Ensemble turns its
+    error into 500 (`return nil, 500, err`, main.go:357-358, 279-291 and 310-311). Rendered
+    Switches are always nested (`root` -> `when` Sequence -> `switch`)."""
+    switch = {
+        "routerType": "Switch",
+        "steps": [{"serviceUrl": "http://a", "condition": "carry.when.gate-0.then"}],
+    }
+    spec = {
+        "nodes": {
+            "root": {"routerType": root, "steps": [{"name": "sw", "nodeName": "sw"}]},
+            "sw": switch,
+        }
+    }
+    router = Router(spec, lambda *_: (b"{}", 200))
+    body, status = router.handle(b'{"carry": {}}')
+    assert status == 500, body
+    assert "None of the routes matched" in json.loads(body)["cause"]
+    # At the root, the Switch's own 404.
+    body, status = Router({"nodes": {"root": switch}}, lambda *_: (b"{}", 200)).handle(b"{}")
+    assert status == 404, body

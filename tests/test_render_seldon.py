@@ -8,6 +8,7 @@ the committed k8s/rendered/ tree matches the renderer.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from typer.testing import CliRunner
 
 from infergraph.container_images import DEFAULT_REGISTRY, MLSERVER_RUNTIMES
 from infergraph.errors import GraphValidationError, RenderError
-from infergraph.graph.plan import parse_graph
+from infergraph.graph.plan import compile_plan, load_graph, parse_graph
 from infergraph.render import (
     ENGINES,
     EXAMPLE_STORAGE,
@@ -335,6 +336,29 @@ def test_builtin_average_synthesizes_a_combiner() -> None:
     assert (combiner["name"], combiner["type"]) == ("combine-0", "COMBINER")
     params = {p["name"]: p["value"] for p in combiner["parameters"]}
     assert params["method"] == "average"
+
+
+def test_v1_merge_unit_carries_only_what_later_steps_and_the_outputs_read() -> None:
+    """A synthesized `merge-N` COMBINER had no `carry`, so it echoed every carried tensor
+    (the request image, the detector's crops) back to the client; it carries as a step
+    unit does: what later steps and the graph's outputs read."""
+    graph = load_graph(GRAPHS / "video-monitoring.yaml")
+    sdep = by_kind(render(graph, "seldon-v1", OPTIONS), "SeldonDeployment")[0]
+    units: list[dict[str, Any]] = []
+    todo = [sdep["spec"]["predictors"][0]["graph"]]
+    while todo:
+        unit = todo.pop()
+        units.append(unit)
+        todo.extend(unit.get("children", []))
+    merges = [u for u in units if u["name"].startswith("merge-")]
+    assert merges
+    for merge in merges:
+        params = {p["name"]: p["value"] for p in merge.get("parameters", [])}
+        assert "carry" in params, params
+        carried = json.loads(params["carry"])
+        outputs = {s.ref for alts in compile_plan(graph).outputs.values() for s in alts}
+        assert outputs <= set(carried)
+        assert "request.image" not in carried and "detector.crops" not in carried
 
 
 def test_when_with_otherwise_then_output_transformer() -> None:

@@ -32,3 +32,14 @@ def test_the_render_claims_no_per_call_timeout_the_executor_does_not_hold(path: 
     notes = sdep["metadata"].get("annotations", {}).get(NOTES_ANNOTATION, "")
     assert "timeoutMs is not enforced" in notes, notes
     assert REST_TIMEOUT in notes and "own pod" in notes, notes
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", None), ("-5", None), ("2500", 2.5)])
+def test_a_rest_timeout_that_is_not_positive_means_no_timeout(
+    value: str, expected: float | None
+) -> None:
+    """The executor takes `http.DefaultClient` (no timeout) unless `restTimeout > 0`
+    (executor/api/rest/client.go:115-124): `"0"` is no limit, not a zero-second one (which
+    `requests` would refuse), and a negative value is no limit either."""
+    sdep = {"spec": {"annotations": {REST_TIMEOUT: value}, "predictors": [{}]}}
+    assert executor_rest_timeout_s(sdep) == expected

@@ -20,6 +20,8 @@ its spec passed as `--graph-json`), kept small on purpose:
     unless a `Hard` step failed (its response and status win).
   - `Switch`: `pickupRouteByCondition(input, steps)`: the first step whose GJSON `condition`
     exists in the node's *input* runs on that input; none: 404 "None of the routes matched".
+  - An error of a nested node (`nodeName`) reaches its caller as a 500, whatever its own
+    status: only the root node's error keeps its status.
   - `Splitter`: weighted random pick (not rendered by the kit; not modelled).
 - `executeStep`: a `nodeName` recurses into `routeStep`, else `callService` POSTs the bytes to
   `serviceUrl` and returns body and status. Headers (main.go:130-147): a client header goes
@@ -201,7 +203,14 @@ class Router:
 
     def execute(self, step: dict[str, Any], data: bytes) -> tuple[bytes, int]:
         if step.get("nodeName"):
-            return self.route(step["nodeName"], data)
+            # A nested node's error is a 500 whatever its own status: every caller of
+            # executeStep answers `nil, 500, err` (Sequence main.go:357-358, Ensemble
+            # main.go:279-291 and 310-311, Switch main.go:227-229); only the root's own
+            # error keeps its status (graphHandler, main.go:407-411).
+            try:
+                return self.route(step["nodeName"], data)
+            except RouterError as exc:
+                raise RouterError(500, str(exc)) from None
         self.calls.append(step["serviceUrl"])
         return self.call_service(step["serviceUrl"], data)
 

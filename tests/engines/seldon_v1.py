@@ -81,7 +81,7 @@ def executor_pod_annotations(sdep: dict) -> dict[str, str]:
 
 def executor_rest_timeout_s(sdep: dict) -> float | None:
     """The http.Client timeout of every REST call the executor makes to a unit: the pod's
-    `seldon.io/rest-timeout` in ms, else none at all (`http.DefaultClient`;
-    executor/api/rest/client.go:98-125)."""
+    `seldon.io/rest-timeout` in ms when it is positive, else none at all
+    (`http.DefaultClient` unless `restTimeout > 0`; executor/api/rest/client.go:98-125)."""
     value = executor_pod_annotations(sdep).get(REST_TIMEOUT)
-    return int(value) / 1000 if value else None
+    return ms / 1000 if value and (ms := int(value)) > 0 else None

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
+import numpy as np
 import pytest
 import requests
 
@@ -592,14 +593,101 @@ def test_combiner_averages_member_scores(pool: Pool) -> None:
     assert bad.status_code == 400 and "did not output 'scores'" in bad.json()["status"]["info"]
 
 
+def _seldon_error(fn: Any) -> Any:
+    """The SeldonMicroserviceException a unit method raises: its status and message."""
+    from seldon_core.flask_utils import SeldonMicroserviceException
+
+    with pytest.raises(SeldonMicroserviceException) as caught:
+        fn()
+    return caught.value
+
+
+def _fp32(data: list[float], shape: list[int]) -> dict[str, Any]:
+    return {"datatype": "FP32", "shape": shape, "data": data}
+
+
+def test_merge_unit_answers_no_colliding_name_and_no_uncarried_tensor() -> None:
+    """A `merge-N` COMBINER as rendered (`carry` given): it no longer echoes the request
+    image, and members' outputs of the same bare name no longer overwrite each other as
+    `scores` and `merge-0.scores` (the qualified `a.scores`, `b.scores` are carried)."""
+    from infergraph.serving.seldon_component import InfergraphComponent
+
+    unit = InfergraphComponent(node="merge-0", method="merge", carry=["a.scores", "b.scores"])
+    unit.load()
+    image = {"datatype": "BYTES", "shape": [1], "data": ["<a whole image>"]}
+    a = {"request.image": image, "a.scores": _fp32([0.1, 0.9], [1, 2])}
+    b = {"request.image": image, "b.scores": _fp32([0.7, 0.3], [1, 2])}
+    a["scores"], b["scores"] = a["a.scores"], b["b.scores"]
+    out = unit.aggregate([a, b])  # seldon-core hands each member's jsonData
+    assert sorted(out) == ["a.scores", "b.scores"]
+    assert out["a.scores"]["data"] == pytest.approx([0.1, 0.9])
+    assert out["b.scores"]["data"] == pytest.approx([0.7, 0.3])
+
+
+def test_combiner_blames_the_member_whose_scores_it_cannot_use() -> None:
+    """The local router answers a member's unusable scores (a shape the others lack, or no
+    scores at all) with a 502 naming the member; the v1 unit answered the client's 400."""
+    from infergraph.serving.seldon_component import InfergraphComponent
+
+    unit = InfergraphComponent(
+        family="combiner",
+        node="combine-0",
+        method="average",
+        inputs={"scores_0": "a.scores", "scores_1": "b.scores"},
+        warmup=False,
+    )
+    unit.load()
+
+    def member(name: str, shape: list[int]) -> dict[str, Any]:
+        scores = _fp32([0.5] * (shape[0] * shape[1]), shape)
+        return {f"{name}.scores": scores, "scores": scores}
+
+    error = _seldon_error(lambda: unit.aggregate([member("a", [1, 3]), member("b", [1, 4])]))
+    assert error.status_code == 502, error.message
+    assert "node 'b'" in error.message and "shape [1, 4] differs from [1, 3]" in error.message
+    lacking = {"a.label": _fp32([1.0], [1]), "label": _fp32([1.0], [1])}
+    error = _seldon_error(lambda: unit.aggregate([lacking, member("b", [1, 3])]))
+    assert error.status_code == 502 and "node 'a'" in error.message, error.message
+
+
+@pytest.mark.parametrize("payload", [{"strData": "hello"}, {"data": {"ndarray": ["hello"]}}])
+def test_router_reads_a_bare_client_payload_as_the_request_tensor_it_tests(
+    payload: dict[str, Any],
+) -> None:
+    """A graph that starts with a `when` on `request.text`: a client's bare `strData` or
+    `ndarray` is that tensor, as a MODEL unit names it after its input; it was decoded as
+    `request.input`, so the condition never held and the router took `otherwise`."""
+    from infergraph.serving.seldon_component import InfergraphComponent
+
+    condition = {"tensor": "request.text", "op": "eq", "value": "hello", "reduce": "any"}
+    unit = InfergraphComponent(family="gate", node="gate-0", condition=condition)
+    unit.load()
+    features = payload.get("strData") or np.array(payload["data"]["ndarray"])
+    assert unit.route(features) == 0
+    assert unit.route("bye" if "strData" in payload else np.array(["bye"])) == 1
+
+
 # -- graphs as the v1 executor runs them --------------------------------------------------------
 class UnitError(Exception):
     """A unit call that did not answer 200: its status and body (or the client's error)."""
 
-    def __init__(self, status: int, body: bytes) -> None:
+    def __init__(self, status: int, body: bytes, url: str = "") -> None:
         super().__init__(f"HTTP {status}: {body[:200]!r}")
         self.status = status
         self.body = body
+        self.url = url  # the unit's URL, for an answer that was not 200
+
+
+def dropped_route_error(error: UnitError) -> UnitError:
+    """What the client gets for a ROUTER that answered non-200: `JSONRestClient.Route`
+    returns `0, err` and drops the body (executor/api/rest/client.go:364-370), so
+    `respondWithError` writes `CreateErrorPayload(err)` (server.go:94-112, client.go:53-65):
+    jsonpb of `Status{Code: 500, Info: err.Error()}` (the zero `status` flag SUCCESS left
+    out), with the httpStatusError's status (errors.go `httpStatusError.Error`)."""
+    info = f"Internal service call from executor failed calling {error.url} status code "
+    info += str(error.status)
+    body = json.dumps({"status": {"code": 500, "info": info}}, separators=(",", ":"))
+    return UnitError(error.status, body.encode(), error.url)
 
 
 @dataclass
@@ -699,12 +787,13 @@ class Executor:
         except requests.RequestException as exc:  # client.Do's error: a 500 (server.go:97-99)
             raise UnitError(500, json.dumps({"status": {"info": str(exc)}}).encode()) from exc
         if response.status_code != 200:  # httpStatusError with the unit's body (client.go:240-243)
-            raise UnitError(response.status_code, response.content)
+            raise UnitError(response.status_code, response.content, service.url + path)
         return response.json()
 
     def serve(self, path: str, body: dict[str, Any]) -> Answer:
         """One client request at `path`, answered as the executor answers it. An error is the
-        unit's status with the unit's body, whatever the unit's Content-Type: `respondWithError`
+        unit's status with the unit's body (a ROUTER's body is dropped: `dropped_route_error`),
+        whatever the unit's Content-Type: `respondWithError`
         sets Content-Type after `WriteHeader` (server.go:93-112), which net/http ignores, and
         net/http sniffs the body: `text/plain; charset=utf-8` for JSON text."""
         if self.protocol == "v2":
@@ -730,7 +819,12 @@ class Executor:
         if children:
             route = -1
             if kind == "ROUTER":
-                route = route_of(self.call(unit, PATHS["ROUTER"], msg))
+                try:
+                    route = route_of(self.call(unit, PATHS["ROUTER"], msg))
+                except UnitError as error:
+                    if not error.url:  # client.Do failed: its plain error, already a 500
+                        raise
+                    raise dropped_route_error(error) from None
             if route == -2:  # routeToNoChildren: the message goes back as it is
                 return msg
             chosen = children if route == -1 else [children[route]]
@@ -742,6 +836,33 @@ class Executor:
         if kind == "OUTPUT_TRANSFORMER":
             msg = self.call(unit, PATHS[kind], msg)
         return msg
+
+
+def test_a_failing_router_answers_the_executors_error_not_its_own(pool: Pool) -> None:
+    """`JSONRestClient.Route` drops a failing ROUTER's body (executor/api/rest/client.go
+    `Route`: `return 0, err`), so the client gets the executor's error payload for the
+    httpStatusError, with the unit's status (server.go `respondWithError`), not the unit's
+    message naming the tensor."""
+    condition = {"tensor": "small.confidence", "op": "lt", "value": 0.8, "reduce": "any"}
+    params = [
+        {"name": "node", "type": "STRING", "value": "gate"},
+        {"name": "condition", "type": "STRING", "value": json.dumps(condition)},
+    ]
+    leaf = {"type": "MODEL", "children": []}
+    graph = {
+        "name": "gate",
+        "type": "ROUTER",
+        "parameters": params,
+        "children": [{"name": "then", **leaf}, {"name": "other", **leaf}],
+    }
+    sdep = {"spec": {"predictors": [{"graph": graph, "componentSpecs": []}]}}
+    executor = Executor(pool, sdep)
+    body = {"jsonData": {"small.confidence": ["high"]}}  # the unit answers 400 "numeric"
+    answer = executor.serve("/api/v1.0/predictions", body)
+    url = executor.service(graph).url + PATHS["ROUTER"]
+    assert answer.status == 400, answer
+    info = f"Internal service call from executor failed calling {url} status code 400"
+    assert json.loads(answer.body) == {"status": {"code": 500, "info": info}}
 
 
 def test_readme_curl_lines_work_as_written(pool: Pool, tiny_classifier: Path) -> None:

@@ -16,7 +16,13 @@ bytes. Each rule is written here once:
 - an input no wiring maps comes by name from the previous step, then from the request
   (`inputs_by_name`, for a unit started without the plan's wiring);
 - `graph.path` lists the nodes a request reached, in order, and a node that was not called
-  for zero rows is marked `<node>.skipped` (`Trace`).
+  for zero rows is marked `<node>.skipped` (`Trace`);
+- a request holds exactly the graph's declared inputs, each with a shape its data fills,
+  else it is the client's 400 before any step runs (`request_inputs`);
+- request parameters reach nodes only: a built-in combine runs the graph's own method
+  (`step_parameters`);
+- a tensor a step cannot use is the client's error (400) only when the client sent it; one
+  a node answered is that node's fault, a 502 naming it (`attributed`, `blamed`).
 
 It is generic over the engine's tensor type (the V2 JSON tensors of `graph.wire`, or numpy
 arrays on Seldon v1) and imports neither torch nor a server.
@@ -24,13 +30,14 @@ arrays on Seldon v1) and imports neither torch nor a server.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from infergraph.arrays import Array
 from infergraph.components.base import Component, TensorSpec, empty_tensor
 from infergraph.components.conditions import evaluate
-from infergraph.errors import InputError
+from infergraph.errors import InputError, NodeError
 from infergraph.graph import wire
 from infergraph.graph.model import REQUEST
 from infergraph.graph.plan import Side, Source, node_parameters, split_alternatives
@@ -40,15 +47,20 @@ __all__ = [
     "ARRAYS",
     "JSON",
     "PATH_KEY",
+    "Origin",
     "TensorKind",
     "Trace",
     "alternatives",
+    "attributed",
+    "blamed",
     "empty_outputs",
     "first_present",
     "gate_side",
     "gather_feed",
     "inputs_by_name",
     "node_parameters",
+    "request_inputs",
+    "step_parameters",
     "zero_rows",
 ]
 
@@ -107,6 +119,74 @@ def gather_feed[T](
             )
         feed[name] = tensor
     return feed
+
+
+def request_inputs[T](
+    graph: str,
+    declared: Collection[str],
+    sent: Mapping[str, T],
+    check: Callable[[str, T], None],
+) -> dict[str, T]:
+    """The request's tensors by `request.<input>`: each one the graph declares, each declared
+    one present, each passing `check` (its shape against its data), else the client's 400.
+
+    The shape is read for the zero-row rule before any node sees it, so it must say what the
+    data holds: `[0]` over data would skip every node, a 200 for a request each node
+    refuses. Every declared input is required: without one a node's feed is never produced,
+    which is the client's error, not a node's (502), and a branch that was not taken must not
+    hide it.
+    """
+    tensors: dict[str, T] = {}
+    for name, tensor in sent.items():
+        if name not in declared:
+            raise InputError(name, f"graph '{graph}' takes inputs {', '.join(sorted(declared))}")
+        check(name, tensor)
+        tensors[f"{REQUEST}.{name}"] = tensor
+    missing = sorted(set(declared) - set(sent))
+    if missing:
+        raise InputError(
+            missing[0], f"missing: graph '{graph}' takes inputs {', '.join(sorted(declared))}"
+        )
+    return tensors
+
+
+def step_parameters(
+    step: str, kind: str, nodes: Iterable[str], params: Mapping[str, object]
+) -> JSONObject:
+    """What of the request's parameters a step is called with. Parameters reach nodes
+    (`node_parameters`); a built-in combine is no node and runs the method the graph names,
+    whatever a request's `method` says, as the local router runs it."""
+    if kind != "node":
+        return {}
+    return node_parameters(step, nodes, params)
+
+
+# Who made a tensor: the node that answered it (or `request`) and its name there.
+type Origin = tuple[str, str]
+
+
+def origin_of(ref: str) -> Origin:
+    """The producer of a qualified ref `<step>.<tensor>` (`request.<name>`: the client)."""
+    step, _, tensor = ref.partition(".")
+    return (step, tensor)
+
+
+def attributed(exc: InputError, origin: Origin, reader: str) -> InputError | NodeError:
+    """An `InputError` about a tensor is the client's (400) only when the client sent it; a
+    tensor a node answered is that node's fault, a 502 naming it and its output."""
+    node, tensor = origin
+    if node == REQUEST:
+        return exc
+    return NodeError(node, f"output '{tensor}' is unusable by {reader}: {exc.reason}", 502)
+
+
+@contextmanager
+def blamed(origin: Origin, reader: str) -> Iterator[None]:
+    """`attributed` for what `reader` does with a tensor of that origin."""
+    try:
+        yield
+    except InputError as exc:
+        raise attributed(exc, origin, reader) from None
 
 
 def gate_side(condition: Mapping[str, object] | None, value: Array | None, name: str) -> Side:
@@ -168,6 +248,14 @@ class Trace:
             self.reached(node)
         for node in other.skipped:
             self.skip(node)
+
+    def in_order(self, nodes: Sequence[str]) -> None:
+        """Put joined branches' nodes in the plan's order (`nodes`), where members that start
+        together are reached, not in the order an engine happens to list them (KServe's
+        router keys an Ensemble's members by name, sorted); a node not listed goes last."""
+        rank = {node: i for i, node in enumerate(nodes)}
+        self.path.sort(key=lambda node: rank.get(node, len(rank)))
+        self.skipped.sort(key=lambda node: rank.get(node, len(rank)))
 
     def parameters(self) -> JSONObject:
         """`graph.path` plus `<node>.skipped: 1` for each node not called."""

@@ -8,9 +8,11 @@ graph step.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from infergraph.components.base import TensorSpec
 from infergraph.errors import InputError
-from infergraph.tensors.datatypes import zero_row_shape
+from infergraph.tensors.datatypes import element_count, zero_row_shape
 from infergraph.tensors.v2json import Tensor as Tensor
 
 
@@ -40,3 +42,27 @@ def empty_like(spec: TensorSpec) -> Tensor:
     """A well-formed zero-row tensor of a declared output (for skipped steps)."""
     shape = zero_row_shape(spec.shape)
     return {"name": spec.name, "datatype": spec.datatype, "shape": shape, "data": []}
+
+
+def check_shape(name: str, tensor: Mapping[str, object]) -> None:
+    """The tensor's shape is a list of integers that its data fills, as the runtime's reader
+    (`tensors.v2json.decode_json`) would find; raises `InputError` naming `name`.
+
+    Data nested in lists is left to the decoder (counting it means walking every element);
+    a flat list, a numpy array (a binary input) or one scalar is counted here.
+    """
+    dims, expected = element_count(name, tensor.get("shape"))
+    data = tensor.get("data")
+    if data is None:
+        if expected:  # Seldon v2 writes an empty tensor's data as null
+            raise InputError(name, f"shape {dims} needs {expected} elements but it has no data")
+        return
+    if isinstance(data, list):
+        if data and isinstance(data[0], list):
+            return
+        count = len(data)
+    else:
+        size = getattr(data, "size", None)  # a binary input's flat numpy array
+        count = size if isinstance(size, int) else 1
+    if count != expected:
+        raise InputError(name, f"shape {dims} needs {expected} elements but data has {count}")

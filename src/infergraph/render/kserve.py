@@ -13,8 +13,9 @@ compiled plan (docs/rendering.md has the long form):
 - ensemble: an `Ensemble` node (members get the same body; the router answers
   `{"<step name>": <member body>, ...}`, which the next step reads as one carry), followed by
   the combine step (the graph's combiner node or a synthesized `combine-N`). An ensemble
-  that ends the graph with `method: merge` is followed by a `merge-N` step (family identity)
-  so the client gets the graph's outputs, not the router's `{step: body}` map.
+  that ends the graph with `method: merge` (also at the end of a `when` branch that ends the
+  graph) is followed by a `merge-N` step (family identity) so the client gets the graph's
+  outputs, not the router's `{step: body}` map.
 - when: the gate step (family `gate`) records its decision in the carry
   (`carry.when.<gate>.then` exists only when the condition holds). With an `otherwise`
   branch a `Switch` node picks the side by that path; without one (a cascade) the then-branch
@@ -141,7 +142,7 @@ class _Topology:
     def build(self) -> None:
         self.nodes["root"] = {}  # first in the manifest
         items = self.flatten(self.plan.root)
-        if isinstance(items[-1], FanOutBlock) and items[-1].combine is None:
+        if self.ends_in_map(items[-1]):
             name = self.fresh("merge")
             self.services[name] = Service(
                 name, "merge", PASS_FAMILY, self.service_name(name), None, {}
@@ -153,6 +154,19 @@ class _Topology:
                 # Soft (the default) would hand a failed step's error body to the next step;
                 # Hard stops the Sequence there and answers with that step's status and body.
                 step["dependency"] = "Hard"
+
+    def ends_in_map(self, item: Block | str) -> bool:
+        """Whether the router's answer for `item` can be an Ensemble's `{step: body}` map: a
+        combine-less ensemble, or a `when` one of whose branches ends in one (a Switch or a
+        cascade Sequence answers with its branch's last step). The graph then needs a final
+        `merge-N` step, which reads a map or one step's body alike, so the client always
+        gets the graph's outputs."""
+        if isinstance(item, FanOutBlock):
+            return item.combine is None
+        if isinstance(item, RouteBlock):
+            branches = (item.then, item.otherwise)
+            return any(self.ends_in_map(self.flatten(b)[-1]) for b in branches if b is not None)
+        return False
 
     def flatten(self, block: Block) -> list[Block | str]:
         """A chain's items, nested chains inlined (a str item is a synthesized service)."""
@@ -259,8 +273,12 @@ def wiring(plan: GraphPlan, service: Service) -> JSONObject:
         "outputs": {k: [src.ref for src in v] for k, v in plan.outputs.items()},
         "passes": passes,
         "specs": specs,
-        "nodes": sorted(n.name for n in plan.graph.spec.nodes),
+        # In the plan's order: a step joining ensemble members lists its path in it.
+        "nodes": [s.name for s in plan.node_steps()],
         "carry": sorted(plan.carried_after(None if last else service.step)),
+        # What a client's request must hold exactly: the first step refuses the rest (400).
+        "graph": plan.graph.name,
+        "graph_inputs": sorted(t.name for t in plan.graph.spec.inputs),
     }
 
 

@@ -133,7 +133,11 @@ class _Builder:
     def carry(self, step: PlanStep) -> list[str]:
         """What the unit passes on: the refs later steps and the graph's outputs read (its own
         outputs always go), so a unit does not echo a large request back to the client."""
-        later = self.plan.steps[self.plan.steps.index(step) + 1 :]
+        return self.carried_after(self.plan.steps.index(step))
+
+    def carried_after(self, index: int) -> list[str]:
+        """`carry` once plan step `index` ran: a merge unit runs once its last member did."""
+        later = self.plan.steps[index + 1 :]
         refs = {s.ref for st in later for alts in st.inputs.values() for s in alts}
         refs |= {s.ref for alts in self.plan.outputs.values() for s in alts}
         return sorted(refs)
@@ -216,10 +220,19 @@ class _Builder:
             unit = self.step_unit(self.plan.step(block.combine), "COMBINER")
         else:
             name = self.fresh("merge")
+            # Its members' steps are all in the plan before it: it carries what is read
+            # after the last of them, not every member's tensor back to the client.
+            last = max(self.plan.steps.index(self.plan.step(u.name)) for u in self.units(members))
             params: JSONObject = {"node": name, "method": "merge"}
+            params["carry"] = self.carried_after(last)
             unit = Unit(name, "COMBINER", "combiner", None, params)
         unit.children = [m.root for m in members]
         return Partial(unit, None)
+
+    def units(self, members: list[Partial]) -> list[Unit]:
+        """The plan steps' units under `members` (synthesized merges are no plan step)."""
+        names = {st.name for st in self.plan.steps}
+        return [u for m in members for u in m.root.walk() if u.name in names]
 
     def route(self, block: RouteBlock, path: str) -> Partial:
         router = self.step_unit(self.plan.step(block.gate), "ROUTER")

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypedDict
 
@@ -24,9 +23,10 @@ from infergraph.components.base import ComponentSettings
 from infergraph.components.plumbing import Combiner
 from infergraph.errors import InputError, NodeError
 from infergraph.graph import evaluate as ev
+from infergraph.graph.evaluate import Origin, attributed, blamed
 from infergraph.graph.model import REQUEST, InferenceGraph
 from infergraph.graph.plan import GraphPlan, PlanStep, Source, plan_of
-from infergraph.graph.wire import Tensor, renamed
+from infergraph.graph.wire import Tensor, check_shape, renamed
 from infergraph.json_types import JSONObject
 from infergraph.runner import replies, upstream
 from infergraph.serving.binary import array_tensor, json_bytes
@@ -44,11 +44,6 @@ def trace_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {name: headers[name] for name in TRACE_HEADERS if name in headers}
 
 
-# Who made a tensor: the node that answered it (or `request`) and its name there. A pass-through
-# keeps its input's origin, so a cascade's forwarded tensor still names the node it came from.
-type Origin = tuple[str, str]
-
-
 class GraphReply(TypedDict):
     """The graph's V2 answer as the executor builds it; the router picks the outputs asked
     for and writes it as JSON or the binary extension. `origins` (output -> `Origin`) is
@@ -59,24 +54,6 @@ class GraphReply(TypedDict):
     parameters: JSONObject
     outputs: list[Tensor]
     origins: dict[str, Origin]
-
-
-def attributed(exc: InputError, origin: Origin, reader: str) -> InputError | NodeError:
-    """An `InputError` about a tensor is the client's (400) only when the client sent it; a
-    tensor a node answered is that node's fault, a 502 naming it and its output."""
-    node, tensor = origin
-    if node == REQUEST:
-        return exc
-    return NodeError(node, f"output '{tensor}' is unusable by {reader}: {exc.reason}", 502)
-
-
-@contextmanager
-def blamed(origin: Origin, reader: str) -> Iterator[None]:
-    """`attributed` for what `reader` does with a tensor of that origin."""
-    try:
-        yield
-    except InputError as exc:
-        raise attributed(exc, origin, reader) from None
 
 
 @dataclass
@@ -154,28 +131,11 @@ class GraphExecutor:
         }
 
     def request_tensors(self, request: InferRequest[Tensor]) -> dict[str, Tensor]:
-        """The request's tensors by `request.<input>`; each must be one the graph declares."""
-        declared = {t.name for t in self.graph.spec.inputs}
-        tensors: dict[str, Tensor] = {}
-        for name, tensor in request.inputs.items():
-            if name not in declared:
-                raise InputError(
-                    name, f"graph '{self.graph.name}' takes inputs {', '.join(sorted(declared))}"
-                )
-            # Its shape is read for the zero-row rule before any node sees it, so it must
-            # say what the data holds: `[0]` over data would skip every node, a 200 for a
-            # request each node refuses (400, as the runtime's reader words it).
-            replies.check_shape(name, tensor)
-            tensors[f"{REQUEST}.{name}"] = tensor
-        # Every declared input is required: without one a node's feed is never produced,
-        # which is the client's error (400), as on Seldon v2 and KServe, not a node's (502).
-        missing = sorted(declared - {name.removeprefix(f"{REQUEST}.") for name in tensors})
-        if missing:
-            raise InputError(
-                missing[0],
-                f"missing: graph '{self.graph.name}' takes inputs {', '.join(sorted(declared))}",
-            )
-        return tensors
+        """The request's tensors by `request.<input>`, checked before any node runs: each
+        must be one the graph declares, present, and fill its shape (`evaluate.request_inputs`,
+        the rule the KServe graph step's first step applies too)."""
+        declared = [t.name for t in self.graph.spec.inputs]
+        return ev.request_inputs(self.graph.name, declared, request.inputs, check_shape)
 
     async def run_step(self, step: PlanStep, run: Run, done: dict[str, asyncio.Event]) -> None:
         for dep in step.depends_on:

@@ -7,7 +7,7 @@ of ours: what it answers wrong is a bad gateway, a 502 naming it, as the KServe 
 Seldon answer for a step's bad answer. So the reply's frame (an `outputs` list of named
 objects, a `parameters` object) and each output's shape against its data are checked here,
 where the node is known; the checks are the cheap ones (no element is read), and the rest is
-attributed to the node where it is read (`executor.blamed`).
+attributed to the node where it is read (`evaluate.blamed`).
 """
 
 from __future__ import annotations
@@ -15,36 +15,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from infergraph.errors import InputError, NodeError
-from infergraph.graph.wire import Tensor
-from infergraph.tensors.datatypes import element_count
+from infergraph.graph.wire import Tensor, check_shape
 
 MALFORMED = "returned a malformed V2 reply"
 # How much of a node's non-JSON error body a graph error quotes (a proxy's HTML page is long).
 DETAIL_CHARS = 200
-
-
-def check_shape(name: str, tensor: Mapping[str, object]) -> None:
-    """The tensor's shape is a list of integers that its data fills, as the runtime's reader
-    (`tensors.v2json.decode_json`) would find; raises `InputError` naming `name`.
-
-    Data nested in lists is left to the decoder (counting it means walking every element);
-    a flat list, a numpy array (a binary input) or one scalar is counted here.
-    """
-    dims, expected = element_count(name, tensor.get("shape"))
-    data = tensor.get("data")
-    if data is None:
-        if expected:  # Seldon v2 writes an empty tensor's data as null
-            raise InputError(name, f"shape {dims} needs {expected} elements but it has no data")
-        return
-    if isinstance(data, list):
-        if data and isinstance(data[0], list):
-            return
-        count = len(data)
-    else:
-        size = getattr(data, "size", None)  # a binary input's flat numpy array
-        count = size if isinstance(size, int) else 1
-    if count != expected:
-        raise InputError(name, f"shape {dims} needs {expected} elements but data has {count}")
 
 
 def node_outputs(node: str, reply: Mapping[str, object]) -> dict[str, Tensor]:

@@ -30,11 +30,12 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from infergraph.errors import InfergraphError, InputError, PayloadTooLargeError, status_for
+from infergraph.graph.evaluate import Origin, blamed
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import GraphPlan, plan_of
 from infergraph.json_types import JSONObject, as_str
 from infergraph.runner import upstream
-from infergraph.runner.executor import GraphExecutor, GraphReply, Origin, blamed, trace_headers
+from infergraph.runner.executor import GraphExecutor, GraphReply, trace_headers
 from infergraph.serving import binary, request_body
 from infergraph.serving.model_config import model_config
 from infergraph.serving.protocol import select_outputs

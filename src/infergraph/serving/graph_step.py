@@ -23,8 +23,11 @@ a `when` without `otherwise` forwards are simply still carried), and which tenso
 carries on (`GraphPlan.carried_after`: the rest would be re-sent at every later hop). The
 plan's run-time rules (the first alternative that exists wins, a step fed a zero-row tensor
 is not called, an absent gate tensor takes `otherwise`, `<node>.<key>` request parameters
-reach only that node, the path) are `infergraph.graph.evaluate`'s, the same the local router
-applies.
+reach only that node and never a built-in combine, the path, a client's request holding
+exactly the graph's declared inputs with shapes their data fill, a node's tensor that a gate
+or a combine cannot use being that node's 502) are `infergraph.graph.evaluate`'s, the same
+the local router applies. A body is a step's answer by its shape (a `carry` object beside an
+`inputs` list), so an Ensemble's map, nested ones included, is never taken for one.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from infergraph.components.base import TensorSpec
 from infergraph.errors import InputError
 from infergraph.graph import evaluate as ev
 from infergraph.graph.model import REQUEST
-from infergraph.graph.wire import Tensor, renamed
+from infergraph.graph.wire import Tensor, check_shape, renamed
 from infergraph.json_types import (
     JSONObject,
     JSONShapeError,
@@ -87,6 +90,17 @@ class StepWiring:
     # The refs this step's answer carries on (`GraphPlan.carried_after`); None, in wiring
     # rendered before the renderer named them, carries every tensor as that wiring expects.
     carry: frozenset[str] | None = None
+    # The graph's name and declared inputs, which a client's request must hold exactly (the
+    # first step checks them); None in wiring rendered before, which checks nothing.
+    graph: str = ""
+    graph_inputs: list[str] | None = None
+
+    def request_inputs(self, sent: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """A client's tensors by `request.<name>`, refused as the local router refuses them
+        (`evaluate.request_inputs`): a step that is first sees what no node has checked."""
+        if self.graph_inputs is None:
+            return unchecked(sent)
+        return ev.request_inputs(self.graph, self.graph_inputs, sent, check_shape)
 
     @classmethod
     def parse(cls, data: Mapping[str, object]) -> StepWiring:
@@ -113,9 +127,23 @@ class StepWiring:
                 ],
                 nodes=_strings(data.get("nodes", []), "nodes"),
                 carry=None if carry is None else frozenset(carry),
+                graph=str(data.get("graph", "")),
+                graph_inputs=(
+                    None
+                    if data.get("graph_inputs") is None
+                    else _strings(data["graph_inputs"], "graph_inputs")
+                ),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(SETTINGS_KEY, f"malformed step wiring: {exc}") from exc
+
+
+def unchecked(sent: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """A client's tensors by `request.<name>`, as they came (wiring that names no inputs)."""
+    return {f"{REQUEST}.{name}": tensor for name, tensor in sent.items()}
+
+
+Accept = Callable[[Mapping[str, Tensor]], dict[str, Tensor]]
 
 
 def _strings(value: object, where: str) -> list[str]:
@@ -147,13 +175,13 @@ class Carry:
     trace: ev.Trace = field(default_factory=ev.Trace)
     when: dict[str, dict[str, bool]] = field(default_factory=dict)
 
-    def absorb(self, body: JSONObject) -> None:
-        """Add one carried body (a client request has no `carry`: its inputs are the graph's)."""
+    def absorb(self, body: JSONObject, accept: Accept = unchecked) -> None:
+        """Add one carried body (a client request has no `carry`: its inputs are the graph's,
+        which `accept` checks as the local router checks them)."""
         carry = body.get(CARRY)
         if not isinstance(carry, dict):
             sent = InferRequest.from_json_undecoded(body)
-            for name, tensor in sent.inputs.items():
-                self.request.inputs[f"{REQUEST}.{name}"] = tensor
+            self.request.inputs.update(accept(sent.inputs))
             self.request.parameters.update(sent.parameters)
             self.request.id = self.request.id or sent.id
             return
@@ -190,37 +218,84 @@ def _read_carry(carry: JSONObject) -> tuple[JSONObject, ev.Trace, dict[str, dict
     return parameters, ev.Trace(path, skipped), when
 
 
-def gather(body: object) -> Carry:
-    """One body, or an Ensemble's `{"<step>": body, ...}` merge, as one Carry."""
+def gather(body: object, wiring: StepWiring | None = None) -> Carry:
+    """One body, or an Ensemble's `{"<step>": body, ...}` merge (members that are merges
+    themselves flattened), as one Carry. With the step's `wiring`, a client's request is
+    checked against the graph's inputs and joined members' path follows the plan's order."""
     if not isinstance(body, dict):
         raise InputError("body", "expected a JSON object")
     carry = Carry()
-    if "inputs" in body or CARRY in body:
-        carry.absorb(body)
+    members = ensemble_members(body)
+    if members is None:
+        if "inputs" not in body and CARRY not in body:
+            raise InputError(
+                "body",
+                "neither a V2 request, a graph step's response, nor an Ensemble's merge of them",
+            )
+        carry.absorb(body, unchecked if wiring is None else wiring.request_inputs)
         return carry
-    members = [v for v in body.values() if isinstance(v, dict) and CARRY in v]
-    if not members or len(members) != len(body):
-        raise InputError(
-            "body", "neither a V2 request, a graph step's response, nor an Ensemble's merge of them"
-        )
-    for member in members:  # the router keys members by step name, in step order
-        carry.absorb(member)
+    for member in members:
+        carry.absorb(member)  # a step's body, not the client's: nothing to accept
+    if wiring is not None:
+        carry.trace.in_order(wiring.nodes)
     return carry
+
+
+def is_step_body(value: object) -> bool:
+    """A graph step's answer, known by its shape (a `carry` object beside an `inputs` list),
+    not by its keys alone: an Ensemble keys members by step name, and `carry` or `inputs`
+    are node names a graph may use."""
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get(CARRY), dict)
+        and isinstance(value.get("inputs"), list)
+    )
+
+
+def ensemble_members(body: JSONObject) -> list[JSONObject] | None:
+    """The step bodies of an Ensemble's `{step: answer}` map, or None when `body` is none.
+    A member that is itself a combine-less ensemble answers a map of its own: its bodies are
+    the member's (the local router has every member's tensors too)."""
+    if not body:
+        return None
+    found: list[JSONObject] = []
+    for value in body.values():
+        if is_step_body(value):
+            found.append(as_object(value, "body"))
+            continue
+        inner = ensemble_members(value) if isinstance(value, dict) else None
+        if inner is None:
+            return None
+        found.extend(inner)
+    return found
 
 
 def lookup(carry: Carry, refs: Sequence[str], wiring: StepWiring) -> Tensor | None:
     """The first alternative present; a cascade pass-through's tensor is what it forwards."""
+    found = locate(carry, refs, wiring)
+    return None if found is None else found[1]
+
+
+def locate(carry: Carry, refs: Sequence[str], wiring: StepWiring) -> tuple[str, Tensor] | None:
+    """`lookup`, with the ref the tensor was found under (a forwarded one's own ref), which
+    names the step that made it."""
     for ref in refs:
         found = ev.first_present([ref], carry.request.inputs)
         if found is not None:
-            return found
+            return ref, found
         owner, _, tensor = ref.partition(".")
         passed = wiring.passes.get(owner)
         if passed is not None and carry.when.get(passed.gate, {}).get(passed.side):
-            found = lookup(carry, passed.inputs.get(tensor, []), wiring)
-            if found is not None:
-                return found
+            forwarded = locate(carry, passed.inputs.get(tensor, []), wiring)
+            if forwarded is not None:
+                return forwarded
     return None
+
+
+def origin(carry: Carry, refs: Sequence[str], wiring: StepWiring) -> ev.Origin:
+    """Who made the tensor `lookup` finds: a node, or the client (`request`)."""
+    found = locate(carry, refs, wiring)
+    return ev.origin_of(found[0]) if found is not None else (REQUEST, "")
 
 
 async def run_step(wiring: StepWiring, body: object, call: Call) -> JSONObject:
@@ -229,13 +304,16 @@ async def run_step(wiring: StepWiring, body: object, call: Call) -> JSONObject:
     The rules (alternatives, an absent tensor, the gate, zero rows, parameters, the path) are
     `graph.evaluate`'s; this adapter only finds the carried tensors and calls the model.
     """
-    carry = gather(body)
+    carry = gather(body, wiring)
     produced: dict[str, Tensor] = {}
     if wiring.kind == "gate":
-        value = lookup(carry, wiring.inputs.get("value", []), wiring)
+        refs = wiring.inputs.get("value", [])
+        value = lookup(carry, refs, wiring)
         side = "otherwise"  # an absent tensor does not satisfy the condition
         if value is not None:
-            produced = await call({"value": renamed(value, "value")}, {})
+            # A tensor the gate cannot read is the fault of whoever made it.
+            with ev.blamed(origin(carry, refs, wiring), f"gate '{wiring.step}'"):
+                produced = await call({"value": renamed(value, "value")}, {})
             side = "then" if "then" in produced else "otherwise"
         carry.when.setdefault(wiring.step, {})[side] = True
     elif wiring.kind in ("node", "combine"):
@@ -246,7 +324,9 @@ async def run_step(wiring: StepWiring, body: object, call: Call) -> JSONObject:
 
 
 async def _evaluate(wiring: StepWiring, carry: Carry, call: Call) -> dict[str, Tensor]:
-    """A node or combine step: called unless fed zero rows, then its empty outputs."""
+    """A node or combine step: called unless fed zero rows, then its empty outputs. A combine
+    runs the graph's method (no request parameter), and an input it refuses is the fault of
+    the member that made it (a 502 naming it), as in the local router."""
     found = ev.gather_feed(wiring.step, wiring.inputs, lambda refs: lookup(carry, refs, wiring))
     feed = {name: renamed(tensor, name) for name, tensor in found.items()}
     if wiring.kind == "node":
@@ -254,8 +334,17 @@ async def _evaluate(wiring: StepWiring, carry: Carry, call: Call) -> dict[str, T
     if ev.zero_rows(feed, ev.JSON):
         carry.trace.skip(wiring.step)
         return ev.empty_outputs(wiring.output_specs, ev.JSON)
-    params = ev.node_parameters(wiring.step, wiring.nodes, carry.request.parameters)
-    return await call(feed, params)
+    params = ev.step_parameters(wiring.step, wiring.kind, wiring.nodes, carry.request.parameters)
+    if wiring.kind == "node":
+        return await call(feed, params)
+    try:
+        return await call(feed, params)
+    except InputError as exc:  # a member's scores the combiner cannot use: the member's fault
+        refs = wiring.inputs.get(exc.input_name)
+        if refs is None:
+            raise
+        reader = f"combiner '{wiring.step}'"
+        raise ev.attributed(exc, origin(carry, refs, wiring), reader) from None
 
 
 def respond(carry: Carry, wiring: StepWiring) -> JSONObject:

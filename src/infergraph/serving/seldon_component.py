@@ -11,7 +11,8 @@ clients). Keys are qualified `<node>.<tensor>` (and `request.<tensor>` for the g
 plus the bare names of the last step's outputs, so a unit can read any upstream tensor the
 way the graph's `inputs:` mappings name them, including `a.x | request.x` alternatives.
 Clients may also send `ndarray`, `strData` or `binData`: that becomes the component's first
-input. Request parameters (`sampling_rate`, `detector.threshold`) travel as `meta.tags`.
+input (at a ROUTER, the `request.<name>` tensor its condition tests). Request parameters
+(`sampling_rate`, `detector.threshold`) travel as `meta.tags`.
 seldon-core is imported lazily so the module also imports where it is not installed.
 """
 
@@ -220,7 +221,7 @@ class InfergraphComponent:
         def decide() -> int:
             if not self.condition:
                 raise SettingsError("condition", f"router '{self.node}' has no condition")
-            payload = Payload.decode(X, "input")
+            payload = Payload.decode(X, self._gate_input())
             ref = str(self.condition["tensor"])
             side = ev.gate_side(self.condition, payload.lookup(ref), ref)
             route = 0 if side == "then" else 1
@@ -243,23 +244,10 @@ class InfergraphComponent:
                 carried.update(member.carried)
             base = Payload(carried, {})
             if self.method == "merge" or self.family is None:
-                merged: dict[str, Array] = {}
-                for member in members:
-                    merged.update(member.current)
                 self._remember({}, {})
-                return self._encode(base.with_outputs(self.node, merged))
+                return self._encode(base.with_outputs(self.node, _merged(members)))
             if self.family == "combiner":
-                inputs = {}
-                for i, member in enumerate(members):
-                    if self.tensor not in member.current:
-                        raise InputError(
-                            f"{self.tensor}_{i}",
-                            f"ensemble member {i} did not output '{self.tensor}'; it gave "
-                            f"{', '.join(sorted(member.current)) or 'nothing'}",
-                        )
-                    inputs[f"{self.tensor}_{i}"] = member.current[self.tensor]
-                params = {"method": self.method} if self.method else {}
-                result = self._predict(inputs, params)
+                result = self._combine_scores(members)
             else:
                 current: dict[str, Array] = {}
                 for member in members:
@@ -268,6 +256,52 @@ class InfergraphComponent:
             return self._encode(base.with_outputs(self.node, result.outputs))
 
         return self._guard(combine)
+
+    def _combine_scores(self, members: list[Payload]) -> ComponentResult:
+        """The built-in combine over each member's `tensor`. Scores a member did not give, or
+        that the combiner cannot use, are that member's fault (a 502 naming it), as in the
+        local router; a unit started without the rendered `inputs` knows no member's name
+        and answers the client's 400."""
+        reader = f"combiner '{self.node}'"
+        inputs: dict[str, Array] = {}
+        origins: dict[str, ev.Origin] = {}
+        for i, member in enumerate(members):
+            name = f"{self.tensor}_{i}"
+            origins[name] = self._member_origin(name, member)
+            if self.tensor not in member.current:
+                missing = InputError(
+                    name,
+                    f"ensemble member {i} did not output '{self.tensor}'; it gave "
+                    f"{', '.join(sorted(member.current)) or 'nothing'}",
+                )
+                raise ev.attributed(missing, origins[name], reader)
+            inputs[name] = member.current[self.tensor]
+        params = {"method": self.method} if self.method else {}
+        try:
+            return self._predict(inputs, params)
+        except InputError as exc:
+            if exc.input_name not in origins:
+                raise
+            raise ev.attributed(exc, origins[exc.input_name], reader) from None
+
+    def _member_origin(self, name: str, member: Payload) -> ev.Origin:
+        """The node whose output feeds combine input `name`: the alternative of the rendered
+        `inputs` that the member carries (the first one when it carries none)."""
+        if not self.inputs.get(name):
+            return (REQUEST, "")
+        refs = ev.alternatives(str(self.inputs[name]))
+        found = next((ref for ref in refs if ref in member.carried), refs[0])
+        return ev.origin_of(found)
+
+    def _gate_input(self) -> str:
+        """The name a client's bare payload (`strData`, `ndarray`, `binData`) takes at a
+        ROUTER: the request tensor its condition tests, as a MODEL unit names it after its
+        own input; else `input`."""
+        for ref in ev.alternatives(str((self.condition or {}).get("tensor", ""))):
+            owner, _, name = ref.partition(".")
+            if owner == REQUEST and name:
+                return name
+        return "input"
 
     def metrics(self) -> list[JSONObject]:
         """Seldon custom metrics, read by seldon-core after every successful call.
@@ -381,6 +415,22 @@ class InfergraphComponent:
             except Exception as exc:
                 outcome.set(status_for(exc))
                 raise
+
+
+def _merged(members: list[Payload]) -> dict[str, Array]:
+    """A merge's own outputs: the members' bare names that only one member gave. A name two
+    members share would be the last one's alone (its qualified `<member>.<name>` refs,
+    carried, keep both apart)."""
+    merged: dict[str, Array] = {}
+    seen: set[str] = set()
+    for member in members:
+        for name, tensor in member.current.items():
+            if name in seen:
+                merged.pop(name, None)
+                continue
+            seen.add(name)
+            merged[name] = tensor
+    return merged
 
 
 def b64(data: bytes) -> str:
