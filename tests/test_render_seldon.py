@@ -724,3 +724,17 @@ def test_render_cli_takes_seldons_namespace(tmp_path: Path) -> None:
         assert result.exit_code == 0, result.output
         objs = [o for o in yaml.safe_load_all(result.stdout) if o]
         assert all(_server_configs_seldon_reads(objs, where).values())
+
+
+def test_regenerate_hints_name_a_command_that_works(tmp_path: Path) -> None:
+    """The committed files' header and `render --check`'s hint said `infergraph render --all
+    --out k8s/rendered`, which stops without a storage prefix; `make render` passes one."""
+    from infergraph.render import HEADER
+
+    assert "make render" in HEADER and "render --all --out k8s/rendered`" not in HEADER
+    result = CliRunner().invoke(
+        render_app,
+        ["--all", "--out", str(tmp_path), "--storage-uri", EXAMPLE_STORAGE, "--check"],
+    )
+    assert result.exit_code == 1
+    assert "make render" in result.output

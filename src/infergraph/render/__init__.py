@@ -25,7 +25,7 @@ from infergraph.render.options import RenderOptions
 ENGINES = engine_table.names(engine_table.RENDERED)
 HEADER = (
     "# Rendered by `infergraph render {source} --engine {engine}`; do not edit by hand.\n"
-    "# Regenerate with `infergraph render --all --out k8s/rendered` (make render).\n"
+    "# Regenerate the committed tree with `make render` (it passes the placeholder bucket).\n"
 )
 
 

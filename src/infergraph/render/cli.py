@@ -137,7 +137,7 @@ def _render_all(
             typer.echo("rendered manifests are out of date:", err=True)
             for problem in problems:
                 typer.echo(f"  - {problem}", err=True)
-            typer.echo("run `infergraph render --all --out k8s/rendered`", err=True)
+            typer.echo("run `make render` (this command without --check)", err=True)
             raise typer.Exit(1)
         typer.echo(f"{len(files)} rendered files up to date under {target}")
         return
