@@ -17,7 +17,6 @@ import asyncio
 import gzip
 import json
 import socket
-import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from aiohttp import web
 
 from infergraph.graph.plan import GraphPlan, compile_plan, load_graph
 from tests.test_runner_lifecycle import SUM_QA_BODY, served, serving_router
+from tests.test_runner_requests import BreaksReusedConnections
 
 REPO = Path(__file__).resolve().parent.parent
 SUM_QA = compile_plan(load_graph(REPO / "k8s/graphs/sum-qa.yaml"))
@@ -300,51 +300,8 @@ async def test_a_nodes_plain_text_error_keeps_its_status_and_text(
 # -- 6. a reset on a reused pooled connection is sent once more --------------------------------
 
 
-class ResetsReusedConnections:
-    """A V2 node that answers the first request on each connection and resets (RST, not FIN)
-    the connection when a second one arrives on it, before any reply: aiohttp raises
-    `ClientOSError` ([Errno 104]) where a clean close raises `ServerDisconnectedError`."""
-
-    def __init__(self, plan: GraphPlan) -> None:
-        self.plan = plan
-        self.answered = 0
-        self.reset = 0
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        served_here = 0
-        try:
-            while head := await reader.readuntil(b"\r\n\r\n"):
-                lines = head.decode().split("\r\n")
-                length = next(
-                    int(v)
-                    for k, _, v in (x.partition(": ") for x in lines)
-                    if k.lower() == "content-length"
-                )
-                await reader.readexactly(length)
-                if served_here:
-                    self.reset += 1
-                    sock = writer.get_extra_info("socket")
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    writer.transport.abort()
-                    return
-                served_here += 1
-                self.answered += 1
-                name = lines[0].split("/")[3]
-                body = json.dumps({"outputs": well_formed(self.plan, name)}).encode()
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    + f"Content-Length: {len(body)}\r\n\r\n".encode()
-                    + body
-                )
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-
 async def test_a_reset_on_a_reused_connection_is_sent_once_more() -> None:
-    node = ResetsReusedConnections(SUM_QA)
+    node = BreaksReusedConnections(SUM_QA, reset=True)
     server = await asyncio.start_server(node.handle, "127.0.0.1", 0)
     base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     try:
@@ -358,7 +315,7 @@ async def test_a_reset_on_a_reused_connection_is_sent_once_more() -> None:
     finally:
         server.close()
         await server.wait_closed()
-    assert node.reset >= 2, "the pooled connections were reused, and reset"
+    assert node.broken >= 2, "the pooled connections were reused, and reset"
     assert node.answered == 2 * 3 + 1, "each node call reached a model exactly once"
 
 
