@@ -251,3 +251,12 @@ def test_infer_answers_an_id_and_cloudevents_headers_as_mlserver_does(tmp_path: 
         assert theirs.json()["id"] == theirs.headers["ce-id"]
         assert ce["ce-type"] == "io.seldon.serving.inference.response"
     assert answers["echo", None].json()["id"] != answers["plain", None].json()["id"]
+    # An id no HTTP header can carry (not Latin-1, or a line break) is answered in the body
+    # and left out of the Ce-* id headers, not a 500 from the header encoding.
+    with mlserver(tmp_path, env={"PYTHONPATH": repo}) as server:
+        for odd in ("\u4e2d-1", "a\r\nx-injected: 1"):
+            answer = httpx.post(f"{server.url}/v2/models/echo/infer", json={**body(1), "id": odd})
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["id"] == odd
+            assert "ce-id" not in answer.headers and "x-injected" not in answer.headers
+            assert answer.headers["ce-type"] == "io.seldon.serving.inference.response"

@@ -140,6 +140,8 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         self._wiring: graph_step.StepWiring | None = None
         self._relay = False
         self._attached: mlserver_hooks.Attached | None = None
+        # The Ce-* response headers every answer shares, encoded once (`_event_headers`).
+        self._events: list[tuple[bytes, bytes]] = []
         self.stats = ModelStats()
 
     def _route(self, method: str, path: str, handler: Endpoint) -> None:
@@ -189,6 +191,7 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         self._aliases = {str(k): str(v) for k, v in aliases.items()}
         self._describe()
         self._attached = mlserver_hooks.attach(self, self._endpoints)
+        self._events = self._event_headers()
         settle_heap()
         return True
 
@@ -374,10 +377,23 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         request_id = request.id if request.id is not None else generate_uuid()
         header["id"] = request_id
         body, headers = http_body(header, blobs)
+        response = Response(body, 200, headers=headers)
+        if self._events:  # as MLServer's REST infer answers them (rest/endpoints.py:104)
+            response.raw_headers.extend(self._events)
+            if _header_safe(request_id):
+                raw_id = request_id.encode("latin-1")
+                response.raw_headers.extend(((b"ce-id", raw_id), (b"ce-requestid", raw_id)))
+        return response
+
+    def _event_headers(self) -> list[tuple[bytes, bytes]]:
+        """The CloudEvents headers MLServer's DataPlane answers, less the two that carry the
+        request id, encoded once: built and encoded for every answer they cost the identity
+        node about a quarter of its server CPU a request (docs/benchmarks.md)."""
         events = self._attached.cloud_events if self._attached is not None else None
-        if events is not None:  # as MLServer's REST infer answers them (rest/endpoints.py:104)
-            headers.update(response_events(events, self.settings, request_id))
-        return Response(body, 200, headers=headers)
+        if events is None:
+            return []
+        shared = response_events(events, self.settings, "")
+        return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in shared.items()]
 
     def triton_config(self) -> TritonConfig:
         """Triton's model configuration (REST `/config`, gRPC `ModelConfig`)."""
@@ -404,6 +420,14 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         """Triton's statistics (`get_inference_statistics`; perf_analyzer's server-side figures)."""
         del request
         return _json_response({"model_stats": [self.triton_statistics()]})
+
+
+def _header_safe(value: str) -> bool:
+    """Whether a request id can be an HTTP header value as it is: Latin-1 with no control
+    character (a line break would start another header). Others stay in the body only."""
+    if value.isascii():
+        return value.isprintable()
+    return all(" " <= c <= "\xff" and c != "\x7f" for c in value)
 
 
 def _instance_kind(device: object) -> str:
