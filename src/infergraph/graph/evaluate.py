@@ -59,6 +59,7 @@ __all__ = [
     "gather_feed",
     "inputs_by_name",
     "node_parameters",
+    "origin_of",
     "request_inputs",
     "step_parameters",
     "zero_rows",
@@ -104,16 +105,22 @@ def gather_feed[T](
     step: str,
     inputs: Mapping[str, Sequence[str]],
     find: Callable[[Sequence[str]], T | None],
+    answered: Callable[[str], bool] = lambda _: False,
 ) -> dict[str, T]:
     """A step's inputs by name; `find` looks up one input's alternatives in the engine's store.
 
-    An absent tensor is the client's error (400) on every engine: a compiled plan feeds every
-    input unless the request itself lacked one.
+    A compiled plan feeds every input, so an absent one is a fault: the node's that
+    `answered` (a node whose reply lacked a declared output, a 502 naming it), else the
+    client's (400: a graph input the request lacks).
     """
     feed: dict[str, T] = {}
     for name, refs in inputs.items():
         tensor = find(refs)
         if tensor is None:
+            for node, output in map(origin_of, refs):
+                if answered(node):
+                    reason = f"reply lacks output '{output}', which step '{step}' needs"
+                    raise NodeError(node, reason, 502)
             raise InputError(
                 name, f"step '{step}' needs tensor '{' | '.join(refs)}', which the request lacks"
             )

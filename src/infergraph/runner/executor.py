@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypedDict
 
@@ -154,17 +154,12 @@ class GraphExecutor:
             done[step.name].set()
 
     def feed(self, step: PlanStep, run: Run) -> dict[str, Tensor]:
-        """The step's inputs. One a node that ran did not answer is that node's fault (502);
-        `gather_feed` leaves the rest to the client (a graph input the request lacks)."""
-        for sources in step.inputs.values():
-            if run.lookup(sources) is not None:
-                continue
-            for source in sources:
-                if source.step in self.node_names and source.step in run.ran:
-                    reason = f"reply lacks output '{source.tensor}', which step '{step.name}' needs"
-                    raise NodeError(source.step, reason, 502)
+        """The step's inputs; one a node that ran did not answer is that node's fault."""
         inputs = {name: ev.alternatives(sources) for name, sources in step.inputs.items()}
-        return ev.gather_feed(step.name, inputs, run.find)
+        return ev.gather_feed(step.name, inputs, run.find, self._answered(run))
+
+    def _answered(self, run: Run) -> Callable[[str], bool]:
+        return lambda step: step in self.node_names and step in run.ran
 
     def decide(self, step: PlanStep, run: Run) -> None:
         """A gate's side; a tensor it cannot read is the fault of whoever made it."""

@@ -154,7 +154,7 @@ class MicroBatcher:
             return await future
         except asyncio.CancelledError:
             # The client went away (a gRPC deadline, a disconnect): its rows wait no more.
-            # They stay queued until a forward thread takes and drops them (`_live`).
+            # They stay queued until a forward thread takes them and drops them (`_run_group`).
             self._release([pending])
             raise
 

@@ -123,9 +123,5 @@ class ComponentEngine:
         """Model copies serving this engine's batches, one forward pass each at a time."""
         return self._batcher.instances
 
-    @property
-    def pending_rows(self) -> int:
-        return self._batcher.pending_rows
-
     async def close(self) -> None:
         await self._batcher.close()
