@@ -202,3 +202,37 @@ def test_a_batch_of_cancelled_callers_runs_no_pass_at_all() -> None:
     assert answer == 14
     assert passes == [[7]]
     assert batcher.pending_rows == 0
+
+
+def test_cancelled_callers_take_no_room_in_the_next_batch() -> None:
+    """Cancelled callers were dropped only when their group ran, after the batch had counted
+    their rows toward `max_batch_size`: three dead rows and one live one filled a batch of
+    four, and the next live caller waited for a pass of its own."""
+    passes: list[list[int]] = []
+    release = threading.Event()
+
+    def recorded(rows: list[int], key: Hashable) -> list[int]:
+        if not passes:
+            release.wait(10)  # the forward thread is busy while the queue fills
+        passes.append(list(rows))
+        return doubler(rows, key)
+
+    batcher = MicroBatcher([recorded], 4, 0.05)
+
+    async def main() -> list[list[int]]:
+        busy = asyncio.ensure_future(batcher.submit([0], None))
+        await asyncio.sleep(0.3)  # past its batch window: the thread is in its pass
+        dead = [asyncio.ensure_future(batcher.submit([i], None)) for i in (1, 2, 3)]
+        live = [asyncio.ensure_future(batcher.submit([i], None)) for i in (4, 5)]
+        await asyncio.sleep(0.05)
+        for task in dead:
+            task.cancel()
+        await asyncio.sleep(0.05)
+        release.set()
+        answers = [(await task)[0] for task in (busy, *live)]
+        await batcher.close()
+        return answers
+
+    answers, _ = run_counting(main)
+    assert answers == [[0], [8], [10]]
+    assert passes == [[0], [4, 5]]

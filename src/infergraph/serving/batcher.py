@@ -204,8 +204,12 @@ class MicroBatcher:
                 return
 
     def _collect(self) -> tuple[list[_Pending], bool]:
-        """One batch, and whether close() was called while collecting it."""
+        """One batch, and whether close() was called while collecting it. A caller already
+        cancelled takes no room in it: its rows leave the count as it is taken."""
         first = self._queue.get()
+        while first is not None and first.future.cancelled():
+            self._release([first])
+            first = self._queue.get()
         if first is None:
             return [], True
         batch = [first]
@@ -222,13 +226,16 @@ class MicroBatcher:
                 break
             if nxt is None:
                 return batch, True
+            if nxt.future.cancelled():
+                self._release([nxt])
+                continue
             batch.append(nxt)
             rows += len(nxt.rows)
         return batch, False
 
     def _run_group(self, run_batch: RunBatch, key: Hashable, members: list[_Pending]) -> None:
         self._release(members)
-        # A caller cancelled while it waited costs no forward pass: nobody reads its rows.
+        # A caller cancelled while its batch formed costs no forward pass either.
         members = [m for m in members if not m.future.cancelled()]
         if not members:
             return
