@@ -49,8 +49,6 @@ GRAPH_KEY = web.AppKey("graph", InferenceGraph)
 EXECUTOR_KEY = web.AppKey("executor", GraphExecutor)
 NODES_KEY = web.AppKey("node_bases", dict)
 SESSION_KEY = web.AppKey("session", aiohttp.ClientSession)
-# Whether bodies arrive as sent (`router_runner`), or inflated by aiohttp itself.
-RAW_BODIES_KEY = web.AppKey("raw_bodies", bool)
 
 
 def _json(body: object, status: int = 200) -> web.Response:
@@ -63,31 +61,22 @@ def _error(message: str, status: int) -> web.Response:
     return _json({"error": message}, status)
 
 
-# The coding aiohttp undoes itself while reading, unless its server is told not to
-# (`auto_decompress`): the first Content-Encoding header, exactly one of these
-# (aiohttp/http_parser.py:651-656, `HttpRequestParser.parse_headers`).
-_AIOHTTP_INFLATES = ("gzip", "deflate", "br", "zstd")
-
-
 async def _body(request: web.Request) -> bytes:
     """The request body as its sender wrote it, read by the runtime's rules
     (`serving.request_body.inflated`): gzip, x-gzip or deflate undone, any other coding a
     400 naming Content-Encoding, a body past `MAX_INFLATED_BYTES` a 413.
 
-    `router_runner` serves with aiohttp's own inflating off, which answered a body that is
-    not what its coding says with a bare 500, and an oversize one with a text/plain 413.
-    An app served otherwise (aiohttp's TestServer) gets bodies aiohttp has inflated."""
+    The router is served with aiohttp's own inflating off (`router_runner`; tests serve it
+    the same way): that answered a body not in its coding with a bare 500, and an oversize
+    one with a text/plain 413."""
     codings = request.headers.getall(request_body.HEADER, [])
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         limit = MAX_INFLATED_BYTES
         raise PayloadTooLargeError("request", f"the body is over {limit} bytes") from None
-    except web.RequestPayloadError as exc:  # aiohttp's inflating: its ContentEncodingError
-        raise InputError(request_body.HEADER, f"the body is not in its coding ({exc})") from None
-    if not request.app[RAW_BODIES_KEY] and codings:
-        first = codings[0].strip().lower() if codings[0].isascii() else ""
-        codings = codings[1:] if first in _AIOHTTP_INFLATES else codings
+    except web.RequestPayloadError as exc:  # a body its framing does not hold
+        raise InputError("body", f"the body cannot be read ({exc})") from None
     return request_body.inflated(body, codings)
 
 
@@ -388,7 +377,6 @@ def router_runner(source: InferenceGraph | GraphPlan, node_bases: dict[str, str]
     never see the difference."""
     app = build_app(source, node_bases)
     # Bodies are inflated by the runtime's rules, in `_body`, not by aiohttp.
-    app[RAW_BODIES_KEY] = True
     return web.AppRunner(app, access_log=None, handler_cancellation=True, auto_decompress=False)
 
 
@@ -401,7 +389,6 @@ def build_app(source: InferenceGraph | GraphPlan, node_bases: dict[str, str]) ->
     app = web.Application(client_max_size=MAX_INFLATED_BYTES)
     app[GRAPH_KEY] = graph
     app[NODES_KEY] = node_bases
-    app[RAW_BODIES_KEY] = False
 
     async def session_ctx(app: web.Application) -> AsyncIterator[None]:
         session = upstream.node_session()
