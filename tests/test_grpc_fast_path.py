@@ -352,3 +352,17 @@ def test_a_number_its_datatype_would_change_is_refused_over_grpc_and_rest(
     assert answer.status_code == 400, answer.text
     assert answer.headers["content-type"] == "application/json"
     assert problem in answer.json()["error"]
+
+
+@pytest.mark.parametrize("odd", ["\u4e2d-1", "a\nb"])
+def test_an_id_no_metadata_can_carry_is_answered_in_the_response_only(
+    fast: MLServerProcess, odd: str
+) -> None:
+    """gRPC metadata values are printable ASCII: an id outside it as a `ce-id` trailer fails
+    the call after the model ran. It is answered in the response and left out of the
+    trailers, as the REST route leaves it out of its headers."""
+    got = call(fast, pb.ModelInferRequest(model_name="echo", id=odd, inputs=[FP32]))
+    assert "response" in got, got
+    assert pb.ModelInferResponse.FromString(got["response"]).id == odd
+    trailers = dict(got["trailers"])
+    assert "ce-id" not in trailers and trailers["ce-modelid"] == "echo"

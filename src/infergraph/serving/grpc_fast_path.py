@@ -325,9 +325,19 @@ def response_events(
     """The `Ce-*` headers MLServer's DataPlane puts on a response (1.7 handlers/
     dataplane.py:116 `response_middleware`, cloudevents.py:94-104 and `_get_headers`
     :54-80), which its REST handler answers as HTTP headers (rest/endpoints.py:104-107) and
-    its gRPC servicer as trailing metadata: the one source for both fast paths."""
-    headers: dict[str, str] = events._get_headers(CloudEventsTypes.Response, settings, request_id)
+    its gRPC servicer as trailing metadata: the one source for both fast paths. An id that
+    cannot be a header or metadata value is left out of them (`carried_id`)."""
+    ce_id = request_id if carried_id(request_id) else ""
+    headers: dict[str, str] = events._get_headers(CloudEventsTypes.Response, settings, ce_id)
     return headers
+
+
+def carried_id(request_id: str) -> bool:
+    """Whether a request id can travel as the `ce-id` header or trailer: printable ASCII.
+    gRPC refuses any other metadata value (the call failed INTERNAL "Invalid metadata" after
+    the model ran), and on HTTP a line break would start another header; such an id is
+    answered in the response body only."""
+    return request_id.isascii() and request_id.isprintable()
 
 
 def _plain(request: pb.ModelInferRequest) -> bool:

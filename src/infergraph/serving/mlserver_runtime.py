@@ -56,7 +56,7 @@ from infergraph.graph.runtime_settings import RuntimeSettings
 from infergraph.json_types import JSONObject
 from infergraph.serving import binary, graph_step, mlserver_hooks, request_body
 from infergraph.serving.engine import ComponentEngine
-from infergraph.serving.grpc_fast_path import response_events
+from infergraph.serving.grpc_fast_path import carried_id, response_events
 from infergraph.serving.heap import settle_heap
 from infergraph.serving.load_lock import LOADING
 from infergraph.serving.metrics import CUDA_UNUSABLE, INFLIGHT, OUTCOMES, QUEUE, REQUESTS
@@ -380,8 +380,8 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         response = Response(body, 200, headers=headers)
         if self._events:  # as MLServer's REST infer answers them (rest/endpoints.py:104)
             response.raw_headers.extend(self._events)
-            if _header_safe(request_id):
-                raw_id = request_id.encode("latin-1")
+            if carried_id(request_id):
+                raw_id = request_id.encode("ascii")
                 response.raw_headers.extend(((b"ce-id", raw_id), (b"ce-requestid", raw_id)))
         return response
 
@@ -420,14 +420,6 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         """Triton's statistics (`get_inference_statistics`; perf_analyzer's server-side figures)."""
         del request
         return _json_response({"model_stats": [self.triton_statistics()]})
-
-
-def _header_safe(value: str) -> bool:
-    """Whether a request id can be an HTTP header value as it is: Latin-1 with no control
-    character (a line break would start another header). Others stay in the body only."""
-    if value.isascii():
-        return value.isprintable()
-    return all(" " <= c <= "\xff" and c != "\x7f" for c in value)
 
 
 def _instance_kind(device: object) -> str:
