@@ -14,6 +14,7 @@ from infergraph.components.base import TensorSpec
 from infergraph.errors import InputError
 from infergraph.tensors.datatypes import element_count, zero_row_shape
 from infergraph.tensors.v2json import Tensor as Tensor
+from infergraph.tensors.v2json import check_count
 
 
 def renamed(tensor: Tensor, name: str) -> Tensor:
@@ -64,5 +65,4 @@ def check_shape(name: str, tensor: Mapping[str, object]) -> None:
     else:
         size = getattr(data, "size", None)  # a binary input's flat numpy array
         count = size if isinstance(size, int) else 1
-    if count != expected:
-        raise InputError(name, f"shape {dims} needs {expected} elements but data has {count}")
+    check_count(name, dims, expected, count)

@@ -133,11 +133,7 @@ class _Builder:
     def carry(self, step: PlanStep) -> list[str]:
         """What the unit passes on: the refs later steps and the graph's outputs read (its own
         outputs always go), so a unit does not echo a large request back to the client."""
-        return self.carried_after(self.plan.steps.index(step))
-
-    def carried_after(self, index: int) -> list[str]:
-        """`carry` once plan step `index` ran: a merge unit runs once its last member did."""
-        later = self.plan.steps[index + 1 :]
+        later = self.plan.steps[self.plan.steps.index(step) + 1 :]
         refs = {s.ref for st in later for alts in st.inputs.values() for s in alts}
         refs |= {s.ref for alts in self.plan.outputs.values() for s in alts}
         return sorted(refs)
@@ -222,9 +218,9 @@ class _Builder:
             name = self.fresh("merge")
             # Its members' steps are all in the plan before it: it carries what is read
             # after the last of them, not every member's tensor back to the client.
-            last = max(self.plan.steps.index(self.plan.step(u.name)) for u in self.units(members))
+            steps = [self.plan.step(u.name) for u in self.units(members)]
             params: JSONObject = {"node": name, "method": "merge"}
-            params["carry"] = self.carried_after(last)
+            params["carry"] = self.carry(max(steps, key=self.plan.steps.index))
             unit = Unit(name, "COMBINER", "combiner", None, params)
         unit.children = [m.root for m in members]
         return Partial(unit, None)

@@ -89,7 +89,7 @@ def decode_json(
         # answer forwarded as it is must read back as the empty tensor it is.
         data = []
     if isinstance(data, np.ndarray) and datatype != "BYTES" and data.dtype != object:
-        _check_count(name, dims, expected, data.size)
+        check_count(name, dims, expected, data.size)
         return data.astype(numpy_type(name, datatype), copy=False).reshape(dims)
     if datatype != "BYTES":
         regular = _regular_numbers(data, len(dims))
@@ -127,7 +127,7 @@ def _from_regular(
     name: str, datatype: str, dims: list[int], expected: int, probe: Array, flat: list[Any]
 ) -> Array:
     """`_regular_numbers`' array as the datatype: what reading each element gives, exactly."""
-    _check_count(name, dims, expected, probe.size)
+    check_count(name, dims, expected, probe.size)
     dtype = numpy_type(name, datatype)
     if probe.dtype.kind == "f" and np.dtype(dtype).kind == "f":
         with np.errstate(over="ignore"):  # a JSON float is a double either way
@@ -210,7 +210,8 @@ def check_overflow(
         )
 
 
-def _check_count(name: str, dims: list[int], expected: int, count: int) -> None:
+def check_count(name: str, dims: list[int], expected: int, count: int) -> None:
+    """The data holds as many elements as the shape says (the router checks with it too)."""
     if count != expected:
         raise InputError(name, f"shape {dims} needs {expected} elements but data has {count}")
 
@@ -225,7 +226,7 @@ def _decode_each(
         flat = list(data.reshape(-1))
     else:
         flat = _flatten(name, data, len(dims))
-    _check_count(name, dims, expected, len(flat))
+    check_count(name, dims, expected, len(flat))
     if datatype == "BYTES":
         return _bytes_elements(name, flat, content_type).reshape(dims)
     dtype = numpy_type(name, datatype)
