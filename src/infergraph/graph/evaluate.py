@@ -53,6 +53,7 @@ __all__ = [
     "alternatives",
     "attributed",
     "blamed",
+    "blamed_inputs",
     "empty_outputs",
     "first_present",
     "gate_side",
@@ -194,6 +195,20 @@ def blamed(origin: Origin, reader: str) -> Iterator[None]:
         yield
     except InputError as exc:
         raise attributed(exc, origin, reader) from None
+
+
+@contextmanager
+def blamed_inputs(origin: Callable[[str], Origin | None], reader: str) -> Iterator[None]:
+    """`blamed` for a step reading several inputs (a combine over members' scores): an
+    `InputError` naming one of them is its producer's fault; one naming none is raised as
+    it is."""
+    try:
+        yield
+    except InputError as exc:
+        found = origin(exc.input_name)
+        if found is None:
+            raise
+        raise attributed(exc, found, reader) from None
 
 
 def gate_side(condition: Mapping[str, object] | None, value: Array | None, name: str) -> Side:

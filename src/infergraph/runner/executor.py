@@ -18,12 +18,11 @@ from typing import TypedDict
 import aiohttp
 import orjson
 
-from infergraph.arrays import Array
 from infergraph.components.base import ComponentSettings
 from infergraph.components.plumbing import Combiner
-from infergraph.errors import InputError, NodeError
+from infergraph.errors import NodeError
 from infergraph.graph import evaluate as ev
-from infergraph.graph.evaluate import Origin, attributed, blamed
+from infergraph.graph.evaluate import Origin, blamed
 from infergraph.graph.model import REQUEST, InferenceGraph
 from infergraph.graph.plan import GraphPlan, PlanStep, Source, plan_of
 from infergraph.graph.wire import Tensor, check_shape, renamed
@@ -173,17 +172,12 @@ class GraphExecutor:
     def combine(self, step: PlanStep, feed: dict[str, Tensor], run: Run) -> dict[str, Tensor]:
         """The built-in combiner over the members' scores; a member's scores it cannot use
         (unreadable, or a shape the others lack) are that member's fault."""
-        reader = f"combiner '{step.name}'"
-        arrays: dict[str, Array] = {}
-        for name, tensor in feed.items():
-            with blamed(run.origin(step.inputs[name]), reader):
-                arrays[name] = from_tensor(tensor, name)
-        try:
-            return combine_arrays(arrays, str(step.method))
-        except InputError as exc:
-            if exc.input_name not in step.inputs:
-                raise
-            raise attributed(exc, run.origin(step.inputs[exc.input_name]), reader) from None
+
+        def origin(name: str) -> ev.Origin | None:
+            return run.origin(step.inputs[name]) if name in step.inputs else None
+
+        with ev.blamed_inputs(origin, f"combiner '{step.name}'"):
+            return combine_scores(feed, str(step.method))
 
     async def execute(self, step: PlanStep, run: Run) -> dict[str, Tensor]:
         """The step's outputs; the rules (gate, zero rows, path) are `graph.evaluate`'s."""
@@ -251,13 +245,10 @@ def node_reply(name: str, raw: bytes, status: int) -> JSONObject:
     return reply
 
 
-def combine_arrays(arrays: dict[str, Array], method: str) -> dict[str, Tensor]:
-    """The built-in ensemble combine: the same `combiner` component a cluster runs."""
+def combine_scores(feed: dict[str, Tensor], method: str) -> dict[str, Tensor]:
+    """The built-in ensemble combine over the members' V2 JSON scores: the same `combiner`
+    component a cluster runs (a score it cannot read is an `InputError` naming it)."""
+    arrays = {name: from_tensor(t, name) for name, t in feed.items()}
     combiner = Combiner(ComponentSettings(options={"method": method}))
     result = combiner.predict(arrays)
     return {name: array_tensor(name, array) for name, array in result.outputs.items()}
-
-
-def combine_scores(feed: dict[str, Tensor], method: str) -> dict[str, Tensor]:
-    """`combine_arrays` over the members' V2 JSON scores."""
-    return combine_arrays({name: from_tensor(t, name) for name, t in feed.items()}, method)

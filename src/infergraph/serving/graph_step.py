@@ -337,14 +337,13 @@ async def _evaluate(wiring: StepWiring, carry: Carry, call: Call) -> dict[str, T
     params = ev.step_parameters(wiring.step, wiring.kind, wiring.nodes, carry.request.parameters)
     if wiring.kind == "node":
         return await call(feed, params)
-    try:
+
+    def member(name: str) -> ev.Origin | None:  # whose scores the combiner refused
+        refs = wiring.inputs.get(name)
+        return None if refs is None else origin(carry, refs, wiring)
+
+    with ev.blamed_inputs(member, f"combiner '{wiring.step}'"):
         return await call(feed, params)
-    except InputError as exc:  # a member's scores the combiner cannot use: the member's fault
-        refs = wiring.inputs.get(exc.input_name)
-        if refs is None:
-            raise
-        reader = f"combiner '{wiring.step}'"
-        raise ev.attributed(exc, origin(carry, refs, wiring), reader) from None
 
 
 def respond(carry: Carry, wiring: StepWiring) -> JSONObject:

@@ -277,12 +277,8 @@ class InfergraphComponent:
                 raise ev.attributed(missing, origins[name], reader)
             inputs[name] = member.current[self.tensor]
         params = {"method": self.method} if self.method else {}
-        try:
+        with ev.blamed_inputs(origins.get, reader):
             return self._predict(inputs, params)
-        except InputError as exc:
-            if exc.input_name not in origins:
-                raise
-            raise ev.attributed(exc, origins[exc.input_name], reader) from None
 
     def _member_origin(self, name: str, member: Payload) -> ev.Origin:
         """The node whose output feeds combine input `name`: the alternative of the rendered
