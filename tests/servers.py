@@ -304,6 +304,16 @@ def wait_until(
     raise TimeoutError(f"{what} not ready after {timeout}s:\n{log()[-4000:]}")
 
 
+def running(pid: int) -> bool:
+    """The process exists and is no zombie (a stopped child its parent has not reaped yet
+    counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def stop(proc: subprocess.Popen[bytes], grace_s: float = 20) -> None:
     """SIGTERM the process group, SIGKILL it if it outlives `grace_s`."""
     if proc.poll() is None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from infergraph.demo.server import GraphServer
 from infergraph.demo.story import interrupted_text
+from tests.servers import running
 
 GUARDED = """
 import sys, threading, time
@@ -111,14 +112,6 @@ except KeyboardInterrupt:
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def _wait_ignoring_sigterm(pid: int) -> None:
     """Until the stand-in server has set SIGTERM aside (its SigIgn mask has bit 15)."""
     deadline = time.monotonic() + 30
@@ -157,17 +150,17 @@ def test_a_second_ctrl_c_while_the_server_stops_kills_it_and_never_cuts_the_stop
         _wait_ignoring_sigterm(server)
         proc.send_signal(signal.SIGINT)
         time.sleep(2.0)
-        assert _alive(server)  # the first Ctrl-C's SIGTERM is ignored: still stopping
+        assert running(server)  # the first Ctrl-C's SIGTERM is ignored: still stopping
         proc.send_signal(signal.SIGINT)
         second = time.monotonic()
         proc.wait(timeout=60)
         took = time.monotonic() - second
-        left = _alive(server)
+        left = running(server)
         rest = said.read_text()
     finally:
         if proc.poll() is None:
             proc.kill()
-        if server and _alive(server):
+        if server and running(server):
             os.kill(server, signal.SIGKILL)
     assert not left, f"the graph server outlived the demo:\n{rest[-3000:]}"
     assert proc.returncode == 130, rest[-3000:]

@@ -20,6 +20,7 @@ import pytest
 
 from infergraph.graph.plan import parse_graph
 from infergraph.runner.local import run_graph
+from tests.servers import running
 
 pytestmark = pytest.mark.slow
 
@@ -197,7 +198,7 @@ def test_a_restart_that_fails_is_logged_and_tried_again(caplog: pytest.LogCaptur
             asyncio.run(scenario())
     finally:
         for pid in pids:  # the first server, were its stop skipped
-            if _running(pid):
+            if running(pid):
                 os.killpg(pid, signal.SIGKILL)
 
 
@@ -228,19 +229,10 @@ def test_a_dead_supervisor_does_not_keep_the_servers_running(
         with caplog.at_level(logging.ERROR, logger="infergraph.runner.local"):
             asyncio.run(scenario())
         assert len(pids) == 2
-        assert not [pid for pid in pids if _running(pid)], "a node server outlived run_graph"
+        assert not [pid for pid in pids if running(pid)], "a node server outlived run_graph"
         assert not [f for f in folders if f.parent.exists()], "the temp dir was left behind"
         assert any("supervisor bug" in r.getMessage() or r.exc_info for r in caplog.records)
     finally:
         for pid in pids:
-            if _running(pid):
+            if running(pid):
                 os.killpg(pid, signal.SIGKILL)
-
-
-def _running(pid: int) -> bool:
-    """The process exists and is no zombie (run_graph reaps what it stops)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
