@@ -76,7 +76,8 @@ class Run:
         return self.find(ev.alternatives(sources))
 
     def origin(self, sources: tuple[Source, ...]) -> Origin:
-        """Where the tensor `lookup` finds came from (`first_present`'s pick)."""
+        """Where the tensor `lookup` finds came from (`first_present`'s pick): the step that
+        answered it, or for a pass-through's output the origin of what it forwarded."""
         for source in sources:
             if self.tensors.get(source.ref) is not None:
                 return self.origins.get(source.ref, (source.step, source.tensor))
@@ -97,6 +98,7 @@ class GraphExecutor:
         self.node_urls = node_urls
         self.session = session
         self.node_names = {n.name for n in graph.spec.nodes}
+        self.declared = [t.name for t in graph.spec.inputs]
 
     async def infer(
         self, request: InferRequest[Tensor], headers: Mapping[str, str] | None = None
@@ -133,8 +135,7 @@ class GraphExecutor:
         """The request's tensors by `request.<input>`, checked before any node runs: each
         must be one the graph declares, present, and fill its shape (`evaluate.request_inputs`,
         the rule the KServe graph step's first step applies too)."""
-        declared = [t.name for t in self.graph.spec.inputs]
-        return ev.request_inputs(self.graph.name, declared, request.inputs, check_shape)
+        return ev.request_inputs(self.graph.name, self.declared, request.inputs, check_shape)
 
     async def run_step(self, step: PlanStep, run: Run, done: dict[str, asyncio.Event]) -> None:
         for dep in step.depends_on:
@@ -144,10 +145,8 @@ class GraphExecutor:
                 for name, tensor in (await self.execute(step, run)).items():
                     ref = f"{step.name}.{name}"
                     run.tensors[ref] = tensor
-                    forwarded = step.kind == "pass" and name in step.inputs
-                    run.origins[ref] = (
-                        run.origin(step.inputs[name]) if forwarded else (step.name, name)
-                    )
+                    if step.kind == "pass" and name in step.inputs:  # forwarded: not its own
+                        run.origins[ref] = run.origin(step.inputs[name])
                 run.ran.add(step.name)
         finally:
             done[step.name].set()
