@@ -190,7 +190,10 @@ async def test_profile_times_a_served_graph_through_its_endpoints(tmp_path: Path
         assert [b.batch_size for b in node.batches] == [1, 2, 4]
         assert all(0 < b.p50_ms <= b.p99_ms for b in node.batches)
         assert node.hardware_class == "c6i.2xlarge"
-        assert node.hop_ms > 0 and node.serving_factor > 0
+        # The hop is measured, its spread too; its median may be 0 on a busy machine, where
+        # the per-answer wait fitted from the bursts explains all of a batched request's hop
+        # in the loaded half (the simulator adds that wait back through `response_ms`).
+        assert node.hop_ms >= 0 and node.hop_p99_ms > 0 and node.serving_factor > 0
         assert node.rows == {1: 8}
     assert profile.branches == {"gate-0": 1.0} and profile.branch_samples == 16
     # The same deployment behind Seldon v2's mesh: each Model picked by its header.
