@@ -476,3 +476,18 @@ def test_a_graph_name_starting_with_a_digit_is_refused_naming_the_rule() -> None
     graph = parse_graph(long_graph("1-triage"))
     with pytest.raises(RenderError, match=r"graph '1-triage'.*start with a letter"):
         render(graph, "kserve", OPTIONS)
+
+
+def test_a_graph_name_kserve_cannot_give_its_router_is_refused_naming_the_limit() -> None:
+    """KServe names the router's Deployment, its Service and its container after the
+    InferenceGraph, and labels them `serving.kserve.io/inferencegraph: <name>` (kserve@00dfe13
+    pkg/controller/v1alpha1/inferencegraph/raw_ig.go:60, 115, 118): a Service name and a label
+    value are at most 63 characters, which no hash suffix may change (the graph's URL is its
+    name). Found at render time, not as a router that never starts."""
+    name = "customer-support-ticket-image-triage-pipeline-europe-middle-east"
+    assert len(name) == 64
+    graph = parse_graph(long_graph(name))
+    with pytest.raises(RenderError, match=rf"graph '{name}'.*64 characters.*at most 63"):
+        render(graph, "kserve", OPTIONS)
+    fits = parse_graph(long_graph(name[:63].rstrip("-")))
+    assert kind(render(fits, "kserve", OPTIONS), "InferenceGraph")

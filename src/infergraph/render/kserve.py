@@ -601,15 +601,29 @@ def router_max_replicas(graph: InferenceGraph) -> int:
 KSERVE_NAME = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 
 
+# KServe names the router's Deployment, Service and container after the InferenceGraph and
+# labels them `serving.kserve.io/inferencegraph: <name>` (kserve@00dfe13 pkg/controller/
+# v1alpha1/inferencegraph/raw_ig.go:60, 115, 118): a Service name or label value, <= 63.
+KSERVE_GRAPH_NAME_MAX = 63
+
+
 def check_graph_name(graph: InferenceGraph) -> None:
-    """A graph name KServe's webhook refuses, said at render time: the graph's name may start
-    with a digit, KServe's names may not (a hash suffix can shorten a name, not fix this)."""
+    """A graph name KServe refuses or cannot run, said at render time: the graph's name may
+    start with a digit or run past 63 characters, and the InferenceGraph keeps it whole, as
+    its URL is the graph's (a hash suffix shortens only the InferenceServices' names)."""
     if not KSERVE_NAME.fullmatch(graph.name):
         raise RenderError(
             ENGINE,
             f"graph '{graph.name}': KServe names the InferenceGraph and every InferenceService "
             f"after the graph, and its webhook requires those names to start with a letter "
             f"({KSERVE_NAME.pattern}); rename the graph",
+        )
+    if len(graph.name) > KSERVE_GRAPH_NAME_MAX:
+        raise RenderError(
+            ENGINE,
+            f"graph '{graph.name}': the name is {len(graph.name)} characters; KServe names "
+            f"the InferenceGraph's router Service and labels its pods after it, at most "
+            f"{KSERVE_GRAPH_NAME_MAX}; rename the graph",
         )
 
 
