@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from infergraph.errors import InfergraphError, status_for
-from infergraph.graph.plan import parse_graph
+from infergraph.graph.plan import Source, parse_graph, parse_plan
 from infergraph.render import render
+from infergraph.runner.local import run_graph
 from infergraph.serving import graph_step
 from tests.engines.kserve_router import Router
 from tests.test_graph_step_carry import component_call, services
@@ -109,12 +112,53 @@ def test_a_merge_ensemble_nested_in_another_answers_every_members_tensors() -> N
     which the next step refused as the client's 400."""
     status, answer, _ = on_kserve(graph_doc("nest", [ident(n) for n in "abc"], NESTED), REQUEST)
     assert status == 200, answer
-    assert sorted(outputs(answer)) == ["a.text", "b.b.text", "c.c.text"]
+    assert sorted(outputs(answer)) == ["a.text", "b.text", "c.text"]
     chained = {"sequence": [NESTED, {"node": "d", "inputs": {"text": "b.text"}}]}
     doc = graph_doc("nest2", [ident(n) for n in "abcd"], chained)
     status, answer, called = on_kserve(doc, REQUEST)
     assert status == 200, answer
     assert outputs(answer) == {"text": ["x"]} and called[-1] == "d"
+
+
+# NESTED one level deeper: the names must not depend on how deep a member sits.
+DEEPER = {"ensemble": [{"node": "d"}, NESTED], "combine": {"method": "merge"}}
+
+
+@pytest.mark.parametrize(
+    ("graph", "members"), [(NESTED, "abc"), (DEEPER, "abcd")], ids=["nested", "deeper"]
+)
+def test_a_nested_merge_names_each_tensor_as_inputs_reference_it(graph: Body, members: str) -> None:
+    """An outer merge prefixed the inner merge's `b.text` again (`b.b.text`, `b.b.b.text` one
+    level deeper), so the graph's answer named a tensor by its nesting depth, not by the
+    `b.text` a downstream `inputs:` reads. Each name is its tensor's qualified reference."""
+    nodes = [ident(n) for n in members]
+    plan = parse_plan(graph_doc("nest", nodes, graph))
+    assert sorted(plan.outputs) == sorted(f"{n}.text" for n in members)
+    for name, sources in plan.outputs.items():
+        # The name the graph answers is the reference a later step reads the tensor by.
+        reader = {"sequence": [graph, {"node": "post", "inputs": {"text": name}}]}
+        read = parse_plan(graph_doc("read", [*nodes, ident("post")], reader))
+        assert read.step("post").inputs == {"text": sources}
+        assert [s.ref for s in sources] == [name]
+    # A pass-through after the nested merge forwards its tensors under the same names.
+    chained = {"sequence": [graph, {"node": "post"}]}
+    plan = parse_plan(graph_doc("post", [*nodes, ident("post")], chained))
+    assert sorted(plan.outputs) == sorted(f"{n}.text" for n in members)
+    assert plan.outputs["b.text"] == (Source("post", "b.text"),)
+
+
+def test_the_local_router_answers_a_nested_merge_under_the_plans_names(tmp_path: Path) -> None:
+    """The local router (identity nodes on a real MLServer) answers the names the plan gives,
+    the ones the KServe router answers above."""
+    plan = parse_plan(graph_doc("nest", [ident(n) for n in "abcd"], DEEPER))
+
+    async def ask() -> httpx.Response:
+        async with run_graph(plan, workdir=tmp_path) as running, httpx.AsyncClient() as client:
+            return await client.post(running.infer_url, json=REQUEST, timeout=60)
+
+    answer = asyncio.run(ask())
+    assert answer.status_code == 200, answer.text
+    assert outputs(answer.json()) == {f"{n}.text": ["x"] for n in "abcd"}
 
 
 SEQUENCE = graph_doc("seq", [ident("a"), ident("b")], {"sequence": [{"node": "a"}, {"node": "b"}]})

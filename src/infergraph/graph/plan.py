@@ -240,6 +240,18 @@ def shapes_compatible(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
     return all(x == y or x == -1 or y == -1 for x, y in zip(a, b, strict=True))
 
 
+def merged_by_reference(members: Iterable[Scope]) -> dict[str, Produced]:
+    """A `merge` ensemble's result: each member tensor named by its qualified reference
+    (`<step>.<tensor>`, its first source's), as a later step's `inputs:` reads it.
+
+    Bare names would collide between members. The reference is the producer's, not the
+    member's current name qualified again: a member that is itself a merge already names its
+    tensors `b.x`, and prefixing that (`b.b.x`) would make the graph's answer depend on how
+    deep the member sits. References cannot collide: every step runs once per graph.
+    """
+    return {p.sources[0].ref: p for scope in members for p in scope.current.values()}
+
+
 class FreshNames:
     """`<kind>-<n>` names for synthesized steps that collide with no name already taken."""
 
@@ -557,12 +569,7 @@ class _Compiler:
         members = [block for _, block in results]
         combine = step.combine
         if combine.node is None and combine.method == "merge":
-            # Each member's result, named by the step that produced it: names would collide.
-            merged.current = {
-                f"{p.sources[0].step}.{name}": p
-                for res, _ in results
-                for name, p in res.current.items()
-            }
+            merged.current = merged_by_reference([res for res, _ in results])
             return merged, FanOutBlock(members, None)
         inputs = self.member_tensors([res for res, _ in results], combine.tensor, path)
         if combine.node is not None:
