@@ -4,8 +4,9 @@ Readiness is read from the engine's own objects as the API server returns them a
 a `Ready` condition (Seldon v2 Model/Server/Pipeline, KEDA ScaledObject, KServe
 InferenceService/InferenceGraph) or a SeldonDeployment's `status.state: Available` (Seldon v1
 reports per deployment, not per condition). Before its controller has written a status such a
-child is Unknown, never ready. Children with neither (ServerConfig, HorizontalPodAutoscaler,
-monitors) say nothing about readiness.
+child is Unknown, never ready; so is one whose status says it describes an earlier spec
+(`_stale`). Children with neither (ServerConfig, HorizontalPodAutoscaler, monitors) say nothing
+about readiness.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TypedDict
 from infergraph.engines import RENDERED
 from infergraph.engines import engine as engine_named
 from infergraph.graph.model import InferenceGraph, Node
-from infergraph.json_types import JSONObject, Manifest, as_objects, object_or_empty
+from infergraph.json_types import JSONObject, Manifest, as_int, as_objects, object_or_empty
 from infergraph.operator.objects import kind_of, labels_of, name_of
 from infergraph.render.common import NODE_LABEL
 
@@ -80,6 +81,15 @@ REPORTING = {
     ("serving.kserve.io", "InferenceService"),
     ("serving.kserve.io", "InferenceGraph"),
 }
+REPORTING_KINDS = ("Model", "Server", "Pipeline", "ScaledObject", "SeldonDeployment")
+# Kinds whose `status.observedGeneration` is another object's: KServe copies its predictor
+# Deployment's or Knative Service's there (kserve aaac4e2
+# pkg/apis/serving/v1beta1/inference_service_status.go:455-457 and :635,
+# pkg/controller/v1alpha1/inferencegraph/raw_ig.go:195), which count their own spec changes.
+FOREIGN_GENERATION = {
+    ("serving.kserve.io", "InferenceService"),
+    ("serving.kserve.io", "InferenceGraph"),
+}
 # A Seldon v2 Pipeline's Ready is PipelineReady and ModelsReady (and the gateway's) together
 # (seldon-core v2.10.2 operator/apis/mlops/v1alpha1/pipeline_types.go:280-284); ModelsReady
 # goes False when a step's Model has no replica (operator/scheduler/pipeline.go:228-231).
@@ -98,8 +108,34 @@ class NodeStatus(TypedDict):
     message: str
 
 
+def _group_kind(obj: Manifest) -> tuple[str, object]:
+    return str(obj.get("apiVersion", "")).split("/")[0], obj.get("kind")
+
+
 def _reports(obj: Manifest) -> bool:
-    return (str(obj.get("apiVersion", "")).split("/")[0], obj.get("kind")) in REPORTING
+    """A kind whose controller reports readiness (known by its kind alone, too, where that is
+    unambiguous, for an object read without its apiVersion)."""
+    return _group_kind(obj) in REPORTING or obj.get("kind") in REPORTING_KINDS
+
+
+def _stale(obj: Manifest) -> str | None:
+    """Why the status describes an earlier spec, if it says so: its controller wrote
+    `status.observedGeneration` below `metadata.generation`, which the API server bumped when
+    the operator applied a new spec. Judged from that status, Ready would call the new spec
+    served while the old one still is. Nothing is known for a kind whose controller writes no
+    observedGeneration (Seldon, KEDA) or another object's (FOREIGN_GENERATION)."""
+    observed_value = object_or_empty(obj, "status").get("observedGeneration")
+    generation_value = object_or_empty(obj, "metadata").get("generation")
+    if None in (observed_value, generation_value) or _group_kind(obj) in FOREIGN_GENERATION:
+        return None
+    observed = as_int(observed_value, "status.observedGeneration")
+    generation = as_int(generation_value, "metadata.generation")
+    if observed >= generation:
+        return None
+    return (
+        f"{obj['kind']} has not reported for generation {generation} yet "
+        f"(its status is of generation {observed})"
+    )
 
 
 def object_ready(obj: Manifest, models_idle: bool = False) -> Verdict | None:
@@ -109,6 +145,9 @@ def object_ready(obj: Manifest, models_idle: bool = False) -> Verdict | None:
     `models_idle`: some node is scaled to zero, so a Pipeline's ModelsReady=False is expected
     and its readiness is that of its other conditions."""
     status = object_or_empty(obj, "status")
+    stale = _stale(obj) if _reports(obj) else None
+    if stale:
+        return None, stale
     if obj.get("kind") == "SeldonDeployment":
         state = status.get("state")
         if not state:
@@ -123,7 +162,7 @@ def object_ready(obj: Manifest, models_idle: bool = False) -> Verdict | None:
         if cond.get("type") == "Ready" and cond.get("status") in (TRUE, FALSE):
             why = cond.get("message") or cond.get("reason") or ""
             return cond.get("status") == TRUE, f"{obj['kind']} Ready={cond.get('status')} {why}"
-    if _reports(obj) or obj.get("kind") in ("Model", "Server", "Pipeline", "ScaledObject"):
+    if _reports(obj):
         return None, f"{obj['kind']} has not reported readiness yet"
     return None
 
