@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,12 +88,16 @@ def test_profile_times_batches_hops_and_branches(tmp_path: Path):
         assert [b.batch_size for b in node.batches] == [1, 2, 4]
         assert all(0 < b.p50_ms <= b.p99_ms for b in node.batches)
         assert node.hardware_class == "c6i.2xlarge" and node.device == "cpu"
-        assert node.hop_ms > 0 and node.serving_factor > 0
-        assert node.hop_p99_ms >= node.hop_ms and node.serving_sigma >= 0
-        assert 0 <= node.turnaround_ms < node.batches[0].p50_ms  # measured, less than a pass
+        # The hop's median may be 0 on a busy machine (see the served-graph test below).
+        assert node.hop_ms >= 0 and node.serving_factor > 0
+        assert node.hop_p99_ms >= node.hop_ms and node.hop_p99_ms > 0 and node.serving_sigma >= 0
+        # Measured; "less than a pass" is pinned against a known pass in test_planner_search
+        # (here both are a few ms of GIL hand-offs, which a busy machine stretches either way).
+        assert math.isfinite(node.turnaround_ms) and node.turnaround_ms >= 0
         assert node.rows == {1: 8}  # one image per request, every request reached it
-        # A fresh server imports what this process had imported before its first load.
-        assert node.server_start_s > node.first_load_s > 0
+        # A fresh server loads the model too; the first load in this process also imported
+        # timm, which on a busy machine can take as long as a server start.
+        assert node.server_start_s > node.load_s > 0 and node.first_load_s > 0
     # Random weights over 1000 classes: top-1 confidence is far below 0.5, so all go on.
     assert profile.branches == {"gate-0": 1.0} and profile.branch_samples == 16
     assert profile.ingress_ms >= 0
@@ -387,7 +392,7 @@ def test_bursts_fit_each_nodes_timeout(monkeypatch: pytest.MonkeyPatch):
 
     A full-size cascade profiled on one CPU thread failed at its bursts with HTTP 504: a burst
     as large as ViT-Base's batch limit (16) queued longer than the node's 10 s timeout. Here a
-    node whose pass of b rows takes 20 + 25 b ms: a burst of 16 (420 ms) outlasts its 300 ms.
+    node whose pass of b rows takes 20 + 100 b ms: a burst of 16 (1.6 s) outlasts its 900 ms.
     """
     from benchmarks.controlled import EXTRA_FAMILIES
     from infergraph.components.registry import EXTRA_FAMILIES_ENV
@@ -400,8 +405,8 @@ def test_bursts_fit_each_nodes_timeout(monkeypatch: pytest.MonkeyPatch):
         "device": "cpu",
         "hardware": "c6i.2xlarge",
         "batching": {"maxBatchSize": 16, "maxBatchTimeMs": 2},
-        "timeoutMs": 300,
-        "options": {"base_ms": 20, "per_row_ms": 25},
+        "timeoutMs": 900,
+        "options": {"base_ms": 20, "per_row_ms": 100},
     }
     graph = parse_graph(
         {
@@ -426,7 +431,8 @@ def test_bursts_fit_each_nodes_timeout(monkeypatch: pytest.MonkeyPatch):
     )
     profile = profile_graph(graph, settings, lambda what, n: seen.append(what))
     # A member of a burst may wait behind the pass its first arrival started, then ride a
-    # full one: at 2 rows, 70 + 45 ms fit half the timeout; at 4, 120 + 45 do not.
+    # full one: at 2 rows, 220 + 120 ms fit half the timeout (450 ms); at 4, 420 + 120 do not.
+    # The passes are sleeps: a busy machine only lengthens them, and 2 keeps 110 ms to spare.
     assert profile.settings["graph_pass_burst_size"] == 2
     assert "sample payloads through the graph, in bursts of 2" in seen
     assert profile.nodes["slow"].response_ms >= 0

@@ -739,12 +739,12 @@ def test_turnaround_is_measured_through_the_real_batcher():
 
     def run_batch(rows: list[int], key: object) -> list[int]:
         calls.append(len(rows))
-        time.sleep(0.003)
+        time.sleep(0.02)
         return rows
 
     turnaround = pass_turnaround_ms(run_batch, [0], None, passes=12)
     assert calls == [1] * 12  # one row a pass: every request is its own pass
-    assert 0.0 <= turnaround < 3.0  # far less than a pass; never negative
+    assert 0.0 <= turnaround < 10.0  # far less than the 20 ms pass; never negative
 
 
 # -- bad input found by the 2026-12-07 review of `infergraph plan` ----------------------------
