@@ -15,10 +15,18 @@ way: `rest_server_requests_total`, `rest_server_request_duration_seconds` and
 for a client that accepts it above the same minimum size (at a cheaper level), and a 500 with a JSON
 body for an endpoint that raises. The bypass is only installed when the stack holds nothing
 else (no tracing, no CORS, no custom metric labels); otherwise requests keep MLServer's path.
+
+A POST route (one that runs the model) stops when its client goes away: a client timeout, the
+local router's node timeout or a load balancer's closes the connection, and a prediction
+still awaited is cancelled, as a gRPC caller's past its deadline is, so the batcher drops its
+rows before their forward pass and the runtime counts it `cancelled` (`_unless_gone`).
+Requests left to MLServer's own stack (when the bypass is not installed) are not stopped:
+its FastAPI route awaits the prediction whether or not anyone is still waiting for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import logging
 import time
@@ -31,7 +39,7 @@ from starlette.applications import Starlette
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.middleware.gzip import GZipMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -40,6 +48,9 @@ from starlette_exporter import PrometheusMiddleware
 log = logging.getLogger(__name__)
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+# The status starlette_exporter counts for a client that left before any answer was sent
+# (starlette_exporter 0.24 middleware.py:464-467, `request.is_disconnected()`).
+CLIENT_GONE = 499
 _KNOWN = (
     ServerErrorMiddleware,
     PrometheusMiddleware,
@@ -121,18 +132,22 @@ class DirectRoutes:
                 self._in_progress[method] = in_progress
             in_progress.inc()
         request = Request(scope, receive)
+        status = CLIENT_GONE
         try:
-            response = await endpoint(request)
-        except Exception:  # what ServerErrorMiddleware would answer, as JSON
-            log.exception("%s %s failed", method, scope["path"])
-            body = orjson.dumps({"error": "internal server error"})
-            response = Response(body, 500, media_type="application/json")
-        if self.effects.gzip is not None:
-            _compress(response, request, self.effects.gzip)
-        await response(scope, receive, send)
+            if method == "POST":  # runs the model: stopped if its client leaves
+                response = await _unless_gone(endpoint, request)
+            else:  # a GET answers from memory: nothing to stop
+                response = await _answered(endpoint, request)
+            if response is not None:
+                if self.effects.gzip is not None:
+                    _compress(response, request, self.effects.gzip)
+                await response(scope, receive, send)
+                status = response.status_code
+        finally:  # as PrometheusMiddleware's, whatever happened (a cancelled request too)
+            if metrics is not None:
+                self._in_progress[method].dec()
         if metrics is not None:
-            self._in_progress[method].dec()
-            count, duration = self._series(metrics, method, route.path, response.status_code)
+            count, duration = self._series(metrics, method, route.path, status)
             count.inc()
             duration.observe(time.perf_counter() - begin)
 
@@ -147,6 +162,56 @@ class DirectRoutes:
             children = (metrics.request_count.labels(*labels), metrics.request_time.labels(*labels))
             self._children[key] = children
         return children
+
+
+async def _answered(endpoint: Endpoint, request: Request) -> Response:
+    """The endpoint's response; one that raises answers what ServerErrorMiddleware would."""
+    try:
+        return await endpoint(request)
+    except Exception:
+        log.exception("%s %s failed", request.method, request.scope["path"])
+        body = orjson.dumps({"error": "internal server error"})
+        return Response(body, 500, media_type="application/json")
+
+
+async def _unless_gone(endpoint: Endpoint, request: Request) -> Response | None:
+    """The endpoint's response, or None when the client closed its connection first.
+
+    The body is read whole before the endpoint runs (Starlette's Request keeps it for the
+    endpoint's own `body()`), so that the watcher's `receive()` takes no chunk of it. From
+    then on uvicorn's `receive()` answers only `http.disconnect`: it waits on the request's
+    message event, which `connection_lost` sets after marking the request disconnected
+    (uvicorn 0.54 protocols/http/httptools_impl.py:116-126 and 567-578; h11_impl.py:107-125
+    and 522-536 the same; `eof_received` returns None, httptools_impl.py:135-136, so asyncio
+    closes the transport and calls `connection_lost` when the client closes). The watcher
+    then cancels this task, which awaits the prediction: `ComponentRuntime._measured` counts
+    it `cancelled` and the batcher drops its rows (`MicroBatcher.submit`), as for gRPC.
+    """
+    try:
+        await request.body()
+    except ClientDisconnect:  # gone while sending its body: nothing was started
+        return None
+    handler = asyncio.current_task()
+    if handler is None:  # not run by a task (no ASGI server does that): nothing to cancel
+        return await _answered(endpoint, request)
+    watcher = asyncio.get_running_loop().create_task(_cancel_when_gone(request, handler))
+    try:
+        return await _answered(endpoint, request)
+    except asyncio.CancelledError:
+        # Ours, unless the task was also cancelled from elsewhere (the server stopping).
+        gone = watcher.done() and not watcher.cancelled() and watcher.exception() is None
+        if gone and handler.uncancel() == 0:
+            return None
+        raise
+    finally:
+        watcher.cancel()  # the answer came first: stop watching (it ends on its next step)
+
+
+async def _cancel_when_gone(request: Request, handler: asyncio.Task[object]) -> None:
+    """Cancel `handler` once `receive()` reports the client's disconnect."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass  # a message after the whole body carries nothing: wait for the next one
+    handler.cancel()
 
 
 def _skipped(metrics: PrometheusMiddleware, path: str, method: str) -> bool:
