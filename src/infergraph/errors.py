@@ -34,6 +34,23 @@ class PayloadTooLargeError(InputError):
     """
 
 
+class QueueFullError(InfergraphError):
+    """The model's batch queue holds as many rows as it may (`batching.maxQueueRows`): the
+    request is refused before it is queued. HTTP 503 / gRPC UNAVAILABLE: overload, neither
+    the client's fault nor a failure, and a retry (or another replica) may well succeed, as
+    Triton's dynamic batcher answers a request past its `max_queue_size`."""
+
+    def __init__(self, waiting: int, rows: int, limit: int) -> None:
+        self.waiting = waiting
+        self.rows = rows
+        self.limit = limit
+        super().__init__(
+            f"overloaded: {waiting} rows waiting for a forward pass; this request's {rows} "
+            f"more would pass the queue's limit of {limit} rows (batching.maxQueueRows): "
+            "retry later"
+        )
+
+
 class ModelLoadError(InfergraphError):
     """A checkpoint could not be found or loaded from its URI."""
 
@@ -127,6 +144,8 @@ def http_status(exc: BaseException) -> int:
         return 413
     if isinstance(exc, InputError):
         return 400
+    if isinstance(exc, QueueFullError):
+        return 503
     if isinstance(exc, NodeError):
         return exc.status_code
     return 500

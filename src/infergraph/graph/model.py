@@ -46,6 +46,24 @@ class Batching(_Spec):
 
     max_batch_size: int = Field(default=1, ge=1)
     max_batch_time_ms: float = Field(default=0.0, ge=0.0)
+    max_queue_rows: int | None = Field(
+        default=None,
+        ge=1,
+        description="rows that may wait for a forward pass; a request that would pass it is "
+        "refused at once (HTTP 503 / gRPC UNAVAILABLE), as Triton's max_queue_size. Unset: "
+        "no limit",
+    )
+
+    @model_validator(mode="after")
+    def _queue_holds_a_batch(self) -> Batching:
+        # The rows a forming batch gathers still count as waiting (the batcher releases them
+        # when their pass starts): a shorter queue would cap every batch below its size.
+        if self.max_queue_rows is not None and self.max_queue_rows < self.max_batch_size:
+            raise ValueError(
+                f"maxQueueRows {self.max_queue_rows} is below maxBatchSize "
+                f"{self.max_batch_size}: no batch could fill"
+            )
+        return self
 
 
 def _int_or_string_quantity(schema: JsonDict) -> None:

@@ -62,6 +62,7 @@ def runtime_settings(
         dtype=node.dtype,
         max_batch_size=node.batching.max_batch_size,
         max_batch_time_ms=node.batching.max_batch_time_ms,
+        max_queue_rows=node.batching.max_queue_rows,
         instances=node.instances if node.instances > 1 else None,
         relay_request_parameters=relay,
         graph_step=graph_step,

@@ -43,6 +43,8 @@ class RuntimeSettings:
     # here too; the runtime prefers these over MLServer's top-level fields.
     max_batch_size: int | None = None
     max_batch_time_ms: float | None = None
+    # rows that may wait for a forward pass (the node's batching.maxQueueRows); None: no limit
+    max_queue_rows: int | None = None
     # copies of the model, each with its own forward thread (ComponentSettings.instances)
     instances: int | None = None
     # client input name -> component input name
@@ -111,6 +113,7 @@ class RuntimeSettings:
             warmup=_flag(*key("warmup")),
             max_batch_size=_count(*key("max_batch_size")),
             max_batch_time_ms=_millis(*key("max_batch_time_ms")),
+            max_queue_rows=_whole(*key("max_queue_rows"), 1, "1 or more rows"),
             instances=_instances(*key("instances")),
             input_aliases=_aliases(*key("input_aliases")),
             relay_request_parameters=bool(_flag(*key("relay_request_parameters"))),

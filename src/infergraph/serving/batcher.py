@@ -25,6 +25,8 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from infergraph.errors import PayloadTooLargeError, QueueFullError
+
 
 @dataclass
 class BatchStats:
@@ -98,6 +100,11 @@ class MicroBatcher:
     next pass never waits for the loop to get round to starting it (under load that wait
     was about 5 % of every pass), and the loop keeps accepting and preparing requests
     meanwhile.
+
+    `max_queue_rows` bounds the rows waiting (`pending_rows`): a request that would take them
+    past it is refused at once with QueueFullError, before anything of it is queued, so that
+    under overload callers learn it now instead of waiting ever longer for answers that come
+    too late (Triton's `max_queue_size`). None leaves the queue unbounded.
     """
 
     def __init__(
@@ -107,9 +114,13 @@ class MicroBatcher:
         max_batch_time: float,
         thread_setup: ThreadSetup | None = None,
         on_pending: PendingWatch | None = None,
+        max_queue_rows: int | None = None,
     ) -> None:
         if not run_batches:
             raise ValueError("a batcher needs at least one model instance to run its batches")
+        if max_queue_rows is not None and max_queue_rows < 1:
+            raise ValueError(f"max_queue_rows must be 1 or more, got {max_queue_rows}")
+        self._max_queue_rows = max_queue_rows
         self._run_batches = list(run_batches)
         self._thread_setup = thread_setup
         self._on_pending = on_pending
@@ -141,6 +152,7 @@ class MicroBatcher:
         with self._lock:
             if self._closed:
                 raise BatcherClosedError("the model is shutting down")
+            self._admit(len(rows))
             if not self._threads:
                 self._start_threads()
             self._pending_rows += len(rows)
@@ -157,6 +169,21 @@ class MicroBatcher:
             # They stay queued until a forward thread takes them and drops them (`_run_group`).
             self._release([pending])
             raise
+
+    def _admit(self, rows: int) -> None:
+        """Refuse (under the lock) a request whose rows would pass `max_queue_rows`: one that
+        never could, as too large (a retry cannot help), one that finds the queue full, as
+        overload."""
+        limit = self._max_queue_rows
+        if limit is None or self._pending_rows + rows <= limit:
+            return
+        if rows > limit:
+            raise PayloadTooLargeError(
+                "request",
+                f"{rows} rows can never be queued: more than the queue's limit of {limit} rows "
+                "(batching.maxQueueRows); split it into smaller requests",
+            )
+        raise QueueFullError(self._pending_rows, rows, limit)
 
     def _release(self, members: Sequence[_Pending]) -> None:
         """Take `members`' rows out of `pending_rows` once each, and tell the watcher: the

@@ -42,7 +42,10 @@ class ComponentEngine:
     """
 
     def __init__(
-        self, instances: Sequence[Component], on_pending: PendingWatch | None = None
+        self,
+        instances: Sequence[Component],
+        on_pending: PendingWatch | None = None,
+        max_queue_rows: int | None = None,
     ) -> None:
         if not instances:
             raise ValueError("an engine needs at least one loaded component")
@@ -56,6 +59,7 @@ class ComponentEngine:
             settings.max_batch_time,
             thread_setup=forward_thread_setup(self.component.device, len(instances)),
             on_pending=on_pending,
+            max_queue_rows=max_queue_rows,
         )
 
     async def infer(

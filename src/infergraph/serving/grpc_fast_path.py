@@ -267,7 +267,9 @@ class ModelInferFastPath:
         """MLServer's answer to an error: its status table, the error's text as details."""
         if isinstance(exc, MLServerError):
             code = STATUS_CODE_MAPPING.get(exc.status_code, grpc.StatusCode.UNKNOWN)
-            if exc.status_code < 500:
+            # A 4xx is the caller's; a 503 is overload (a full batch queue), logged in a line
+            # like a 4xx, not as an error: under overload every refused call would log one.
+            if exc.status_code < 500 or exc.status_code == 503:
                 log.info("%s", exc)
             else:
                 log.error("%s", exc)

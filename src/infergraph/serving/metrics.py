@@ -15,8 +15,10 @@ QUEUE = Gauge("infergraph_batch_queue_size", "Rows waiting for a forward pass", 
 REQUESTS = Counter("infergraph_requests", "Requests served, by outcome", ["model", "outcome"])
 # The runtime's outcomes: answered; refused as the client's mistake (4xx); failed here (5xx);
 # given up by the client before its answer (a gRPC deadline or cancellation), no fault of the
-# server's and not an error. The Seldon v1 unit counts the first three (seldon_metrics).
-OUTCOMES = ("ok", "bad_input", "error", "cancelled")
+# server's and not an error; refused at once because the batch queue was full
+# (`batching.maxQueueRows`, HTTP 503 / gRPC UNAVAILABLE), overload rather than a fault.
+# The Seldon v1 unit counts the first three (seldon_metrics).
+OUTCOMES = ("ok", "bad_input", "error", "cancelled", "rejected")
 CUDA_UNUSABLE = Gauge(
     "infergraph_cuda_unusable",
     "1 when the model's `device: auto` found a GPU in its pod that torch cannot use, by reason "

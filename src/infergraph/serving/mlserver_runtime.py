@@ -49,6 +49,7 @@ from infergraph.device import CudaUnusableError
 from infergraph.errors import (
     InfergraphError,
     InputError,
+    QueueFullError,
     SettingsError,
     status_for,
 )
@@ -86,6 +87,9 @@ log = logging.getLogger(__name__)
 # unit as its request parameters (Seldon v1 with `protocol: v2`: executor/api/rest/
 # kfserving.go:10-35 keeps the response's `parameters` and renames `outputs` to `inputs`).
 RELAY_KEY = "relay_request_parameters"
+# Seconds a caller refused by a full queue is asked to wait (`Retry-After`): about the time a
+# queue of `maxQueueRows` takes to drain at any sensible setting.
+RETRY_AFTER_S = "1"
 # Protocol switches of one call, never a model's knobs: not relayed.
 _NOT_RELAYED = {"binary_data_output", "binary_data_size", "content_type", "headers"}
 
@@ -178,7 +182,9 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         # node's CPU (bench-runtimes' account). The queue gauge is set by the batcher each
         # time rows enter it or leave it (taken for a pass, or cancelled).
         queue = QUEUE.labels(self.name)
-        self.engine = ComponentEngine(instances, on_pending=queue.set)
+        self.engine = ComponentEngine(
+            instances, on_pending=queue.set, max_queue_rows=runtime.max_queue_rows
+        )
         self._series = (
             INFLIGHT.labels(self.name),
             {o: REQUESTS.labels(self.name, o) for o in OUTCOMES},
@@ -230,7 +236,8 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         self, parse: Callable[[], InferRequest[Array]]
     ) -> tuple[InferRequest[Array], Served]:
         """Parse and serve one request, counted by outcome (`metrics.OUTCOMES`): a caller
-        that went away (a gRPC deadline or cancellation) is `cancelled`, not a server error."""
+        that went away (a gRPC deadline or cancellation) is `cancelled`, and one refused by a
+        full queue (`batching.maxQueueRows`) `rejected`: neither is a server error."""
         inflight, requests = self._series
         inflight.inc()
         outcome = "ok"
@@ -242,6 +249,9 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
             return request, served
         except asyncio.CancelledError:
             outcome = "cancelled"
+            raise
+        except QueueFullError:
+            outcome = "rejected"
             raise
         except BaseException as exc:
             outcome = "bad_input" if 400 <= status_for(exc).http < 500 else "error"
@@ -358,7 +368,10 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         else:
             log.exception("%s: request failed", self.name)
         status, body = error_body(exc, self.name)
-        return Response(body, status.http, media_type="application/json")
+        response = Response(body, status.http, media_type="application/json")
+        if isinstance(exc, QueueFullError):  # overload: when to try again (RFC 9110 10.2.3)
+            response.headers["Retry-After"] = RETRY_AFTER_S
+        return response
 
     async def _rest(self, parse: Callable[[], InferRequest[Array]]) -> Response:
         try:
