@@ -283,7 +283,10 @@ async def test_a_zero_row_shape_with_data_is_a_400_naming_the_input() -> None:
     [
         (413, "Request Entity Too Large", 413),
         (400, "Invalid HTTP request received.", 400),
-        (503, "upstream connect error", 502),
+        # Unavailable (a proxy's, or the runtime's full queue, batching.maxQueueRows): a retry
+        # may succeed, and the caller should back off, so it stays a 503; other 5xx are 502.
+        (503, "upstream connect error", 503),
+        (500, "Internal Server Error", 502),
     ],
 )
 async def test_a_nodes_plain_text_error_keeps_its_status_and_text(

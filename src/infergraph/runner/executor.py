@@ -235,8 +235,10 @@ def node_reply(name: str, raw: bytes, status: int) -> JSONObject:
         reply = None
     if status != 200:
         # The node's own 4xx (a 413 for an oversize input, a 404 for a model it lacks),
-        # as the KServe router relays a step's status; anything else is a bad gateway.
-        code = status if 400 <= status < 500 else 502
+        # as the KServe router relays a step's status, and its 503 (overloaded: its queue
+        # is full, or unreachable behind a proxy): a retry may succeed, so the caller
+        # should back off. Any other status is a bad gateway.
+        code = status if 400 <= status < 500 or status == 503 else 502
         raise NodeError(name, f"HTTP {status}: {replies.error_detail(raw, reply)}", code)
     if not isinstance(reply, dict):
         kind = type(reply).__name__
