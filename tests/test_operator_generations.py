@@ -32,6 +32,7 @@ from pathlib import Path
 from infergraph.graph.model import InferenceGraph
 from infergraph.graph.plan import load_graph
 from infergraph.json_types import JSONObject, Manifest
+from infergraph.operator import objects
 from infergraph.operator import status as st
 from infergraph.operator.children import own, render_graph
 from infergraph.operator.config import OperatorConfig
@@ -152,3 +153,59 @@ def test_kserve_observed_generation_is_another_objects_and_is_not_compared() -> 
     isvc = next(o for o in live if o["kind"] == "InferenceService")
     assert st.object_ready(isvc) == (True, "InferenceService Ready=True ")
     assert st.graph_readiness(cascade(), live)[1].status == st.TRUE
+
+
+# What a pass applied anew: the generation each child had before its apply (the operator reads
+# every child before applying it, `applying.apply_child`), against the one the apply returned.
+WAITING = "applied generation 2; waiting for its controller to report on it"
+
+
+def test_a_child_this_pass_applied_anew_has_not_reported_on_it_yet() -> None:
+    """Seldon v2 writes no observedGeneration (module docstring), so `_stale` cannot see that its
+    Ready=True is the previous spec's: the v2 operator drops the scheduler's events of another
+    generation and leaves that status standing (seldon-core v2.10.2 operator/scheduler/model.go
+    :243-250). A child whose generation the pass's own apply advanced is Unknown, whatever its
+    conditions say, until a later pass reads what its controller has written since."""
+    ready = {"conditions": [{"type": "Ready", "status": "True"}]}
+    before = live_children("seldon-v2", ready, generation=1)
+    live = applied_again(before, "Model", "cascade-fast")
+    generations = {objects.child_key(o): 1 for o in before}
+    model = next(o for o in live if (o["kind"], o["metadata"]["name"]) == ("Model", "cascade-fast"))
+    assert st.object_ready(model, generation_before=1) == (None, WAITING)
+    nodes, verdict = st.graph_readiness(cascade(), live, generations_before=generations)
+    assert {n["name"]: n["state"] for n in nodes} == {"fast": "Unknown", "accurate": "Ready"}
+    assert (verdict.status, verdict.reason) == (st.UNKNOWN, "NotReportedYet"), verdict
+    assert f"fast: Model/cascade-fast: {WAITING}" in verdict.message
+    # A Ready=False of the previous spec says nothing about the new one either.
+    failed = {"conditions": [{"type": "Ready", "status": "False", "reason": "ModelFailed"}]}
+    assert st.object_ready({**model, "status": failed}, generation_before=1) == (None, WAITING)
+
+
+def test_a_child_at_the_generation_it_had_is_judged_from_its_conditions() -> None:
+    """The same generation before and after the apply (the spec did not change): its status is
+    read as it stands, Ready or not."""
+    ready = {"conditions": [{"type": "Ready", "status": "True"}]}
+    live = applied_again(live_children("seldon-v2", ready, generation=1), "Model", "cascade-fast")
+    generations = {objects.child_key(o): o["metadata"]["generation"] for o in live}
+    assert st.graph_readiness(cascade(), live, generations_before=generations)[1].status == st.TRUE
+    model = next(o for o in live if (o["kind"], o["metadata"]["name"]) == ("Model", "cascade-fast"))
+    failed = {"conditions": [{"type": "Ready", "status": "False", "reason": "ModelFailed"}]}
+    assert st.object_ready({**model, "status": failed}, generation_before=2) == (
+        False,
+        "Model Ready=False ModelFailed",
+    )
+
+
+def test_a_child_with_no_generation_before_is_judged_as_before() -> None:
+    """No generation before the apply (a child the pass created: it has no status yet anyway)
+    or none known: nothing says the pass advanced it, so its status is read as it stands."""
+    ready = {"conditions": [{"type": "Ready", "status": "True"}]}
+    live = applied_again(live_children("seldon-v2", ready, generation=1), "Model", "cascade-fast")
+    assert st.graph_readiness(cascade(), live, generations_before={})[1].status == st.TRUE
+    created = live_children("seldon-v2", {}, generation=1)
+    _, verdict = st.graph_readiness(cascade(), created, generations_before={})
+    assert (verdict.status, verdict.reason) == (st.UNKNOWN, "NotReportedYet")
+    assert "applied generation" not in verdict.message
+    # Children that report nothing about readiness still say nothing, advanced or not.
+    config = {"kind": "ServerConfig", "metadata": {"name": "c", "generation": 2}}
+    assert st.object_ready(config, generation_before=1) is None

@@ -18,7 +18,10 @@ from infergraph.json_types import Manifest, as_objects, object_or_empty
 from infergraph.operator.children import is_owned_by
 from infergraph.operator.kube import KubeClient, KubeError, ref
 from infergraph.operator.objects import (
+    ChildKey,
     api_version_of,
+    child_key,
+    generation_of,
     kind_of,
     labels_of,
     name_of,
@@ -69,10 +72,20 @@ def owner_of(obj: Manifest) -> str:
     return f"written by {', '.join(managers)}" if managers else "no owner recorded"
 
 
+@dataclass(frozen=True)
+class AppliedChild:
+    """A child as the apply returned it, and its generation before (None: it did not exist):
+    a higher one now means this apply changed its spec (`status._applied_anew`)."""
+
+    live: Manifest
+    generation_before: int | None
+
+
 async def apply_child(
     client: KubeClient, obj: Manifest, uid: str, home: str | None = None
-) -> Manifest | Refusal:
-    """The live object after applying `obj`, or why it was not applied."""
+) -> AppliedChild | Refusal:
+    """The live object after applying `obj`, or why it was not applied. The read that guards
+    against a takeover also gives the generation before the apply, at no extra call."""
     kind = kind_of(obj)
     name = f"{kind}/{name_of(obj)}"
     try:
@@ -83,21 +96,26 @@ async def apply_child(
                 "left as it is. Rename or delete it, or give the graph another name."
             )
             return Refusal(obj, TAKEOVER_REFUSED, why, home)
-        return await client.apply(obj)
+        live = await client.apply(obj)
     except KubeError as exc:
         return Refusal(obj, APPLY_FAILED, f"{name}: {exc}", home)
+    return AppliedChild(live, None if existing is None else generation_of(existing))
 
 
 async def apply_all(
     client: KubeClient, objs: list[Manifest], uid: str, home: str | None = None
-) -> tuple[list[Manifest], list[Refusal]]:
-    """Every child in render order, each on its own: (live objects, refusals)."""
+) -> tuple[list[Manifest], list[Refusal], dict[ChildKey, int]]:
+    """Every child in render order, each on its own: (live objects, refusals, the generation
+    each applied child had before, where it existed and had one)."""
     live: list[Manifest] = []
     refused: list[Refusal] = []
+    generations_before: dict[ChildKey, int] = {}
     for obj in objs:
         result = await apply_child(client, obj, uid, home)
         if isinstance(result, Refusal):
             refused.append(result)
-        else:
-            live.append(result)
-    return live, refused
+            continue
+        live.append(result.live)
+        if result.generation_before is not None:
+            generations_before[child_key(result.live)] = result.generation_before
+    return live, refused, generations_before

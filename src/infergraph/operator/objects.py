@@ -12,6 +12,7 @@ from __future__ import annotations
 from infergraph.json_types import (
     JSONObject,
     Manifest,
+    as_int,
     as_objects,
     as_str,
     as_str_map,
@@ -52,3 +53,20 @@ def labels_of(obj: Manifest | None) -> dict[str, str]:
 def owner_references(obj: Manifest | None) -> list[JSONObject]:
     refs = object_or_empty(obj or {}, "metadata").get("ownerReferences")
     return [] if refs is None else as_objects(refs, "metadata.ownerReferences")
+
+
+# A child's identity among one pass's children: (kind, namespace, name).
+ChildKey = tuple[str, str | None, str]
+
+
+def child_key(obj: Manifest) -> ChildKey:
+    """Which child an object is, to match a child's read before its apply with the apply's
+    answer (both are the API server's, so both name the namespace)."""
+    return kind_of(obj), namespace_of(obj), name_of(obj)
+
+
+def generation_of(obj: Manifest) -> int | None:
+    """`metadata.generation`: the API server counts every change of the spec there; None for an
+    object that has none (not read from an API server)."""
+    value = object_or_empty(obj, "metadata").get("generation")
+    return None if value is None else as_int(value, "metadata.generation")

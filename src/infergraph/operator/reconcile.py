@@ -32,7 +32,7 @@ from infergraph.operator.children import children, engine_for, is_owned_by, stal
 from infergraph.operator.config import OperatorConfig
 from infergraph.operator.kube import KubeClient, KubeError, ref
 from infergraph.operator.metrics import OperatorMetrics
-from infergraph.operator.objects import meta_str, name_of
+from infergraph.operator.objects import ChildKey, meta_str, name_of
 from infergraph.operator.observed_nodes import ObservedNodes
 from infergraph.operator.settings_server import SettingsStore
 from infergraph.operator.status import EVENT_MESSAGE_LIMIT, Event
@@ -62,6 +62,9 @@ class Applied:
     refused: list[Refusal]
     removed: list[dict[str, str]] = field(default_factory=list)
     unpruned: list[Unpruned] = field(default_factory=list)
+    # Each applied child's generation before this pass applied it (`applying.apply_all`): one
+    # the apply advanced has not reported on its new spec yet (`status._applied_anew`).
+    generations_before: dict[ChildKey, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -214,10 +217,10 @@ class Reconciler:
         """Apply this generation's children, then prune what it no longer renders: each child
         on its own, so one failure leaves the rest of the pass (and its report) standing."""
         home = meta_str(body, "namespace")
-        live, refused = await apply_all(client, objs, meta_str(body, "uid"), home)
+        live, refused, before = await apply_all(client, objs, meta_str(body, "uid"), home)
         previous = _refs(object_or_empty(body, "status").get("children"), "status.children")
         removed, unpruned = await self._prune(client, body, previous, [ref(o, home) for o in objs])
-        return Applied(live, refused, removed, unpruned)
+        return Applied(live, refused, removed, unpruned, before)
 
     async def _reported(
         self,
@@ -362,7 +365,7 @@ class Reconciler:
     ) -> JSONObject:
         engine = engine_for(graph, self.config)
         blocked = [(r.obj, r.reason) for r in done.refused]
-        nodes, ready = st.graph_readiness(graph, done.live, blocked)
+        nodes, ready = st.graph_readiness(graph, done.live, blocked, done.generations_before)
         waiting = [n for n in nodes if not n["ready"]]
         rendered = _rendered_condition(engine, done)
         report: JSONObject = {

@@ -5,13 +5,16 @@ a `Ready` condition (Seldon v2 Model/Server/Pipeline, KEDA ScaledObject, KServe
 InferenceService/InferenceGraph) or a SeldonDeployment's `status.state: Available` (Seldon v1
 reports per deployment, not per condition). Before its controller has written a status such a
 child is Unknown, never ready; so is one whose status says it describes an earlier spec
-(`_stale`). Children with neither (ServerConfig, HorizontalPodAutoscaler, monitors) say nothing
-about readiness.
+(`_stale`), and one whose generation the pass's own apply advanced (`_applied_anew`): no Seldon
+kind says in its status which spec it describes, and its controller leaves the old Ready
+standing until it reports on the new one, so only the pass knows it changed the spec.
+Children with neither (ServerConfig, HorizontalPodAutoscaler, monitors) say nothing about
+readiness.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypedDict
@@ -20,7 +23,14 @@ from infergraph.engines import RENDERED
 from infergraph.engines import engine as engine_named
 from infergraph.graph.model import InferenceGraph, Node
 from infergraph.json_types import JSONObject, Manifest, as_int, as_objects, object_or_empty
-from infergraph.operator.objects import kind_of, labels_of, name_of
+from infergraph.operator.objects import (
+    ChildKey,
+    child_key,
+    generation_of,
+    kind_of,
+    labels_of,
+    name_of,
+)
 from infergraph.render.common import NODE_LABEL
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
@@ -138,13 +148,35 @@ def _stale(obj: Manifest) -> str | None:
     )
 
 
-def object_ready(obj: Manifest, models_idle: bool = False) -> Verdict | None:
+def _applied_anew(obj: Manifest, generation_before: int | None) -> str | None:
+    """Why the status cannot describe the spec this pass applied: the apply advanced the
+    object's generation (the API server counts a spec change there), so whatever its controller
+    wrote, Ready=True included, was about the previous spec. Seldon v2's operator drops the
+    scheduler's events of another generation and leaves that status standing until the
+    scheduler reports on the new one (seldon-core v2.10.2 operator/scheduler/model.go:243-250,
+    pipeline.go:212-219, server.go:181-182); no Seldon kind writes observedGeneration, so
+    `_stale` cannot see it. A later pass, which did not advance it, reads the status again."""
+    generation = generation_of(obj)
+    if generation_before is None or generation is None or generation <= generation_before:
+        return None
+    return f"applied generation {generation}; waiting for its controller to report on it"
+
+
+def object_ready(
+    obj: Manifest, models_idle: bool = False, generation_before: int | None = None
+) -> Verdict | None:
     """(ready, why) from the engine object's status; ready is None while the object has not
-    reported yet (no status: no controller has seen it); None when the kind reports nothing.
+    reported yet (no status: no controller has seen it, or not on the spec this pass applied);
+    None when the kind reports nothing.
 
     `models_idle`: some node is scaled to zero, so a Pipeline's ModelsReady=False is expected
-    and its readiness is that of its other conditions."""
+    and its readiness is that of its other conditions. `generation_before`: the object's
+    generation before this pass applied it (None: not known, or it did not exist)."""
     status = object_or_empty(obj, "status")
+    if _reports(obj):
+        anew = _applied_anew(obj, generation_before)
+        if anew:
+            return None, anew
     stale = _stale(obj) if _reports(obj) else None
     if stale:
         return None, stale
@@ -206,15 +238,18 @@ def node_readiness(
     graph: InferenceGraph,
     live: list[Manifest],
     blocked: Sequence[tuple[Manifest, str]] = (),
+    generations_before: Mapping[ChildKey, int] | None = None,
 ) -> list[NodeStatus]:
     """Per node: its `state` (Ready, Idle, NotReady, Unknown) from every readiness-reporting
     child that serves it (labelled with it, or graph-wide) and the children left unapplied
     (`blocked`: the rendered object and why). NotReady when one reported not ready or was not
-    applied; Unknown when one has not reported yet; Idle when it is scaled to zero by design
-    (its own Model and Server then say nothing); `ready` is Ready or Idle."""
+    applied; Unknown when one has not reported yet (or not on the spec this pass applied: its
+    generation is above the one in `generations_before`); Idle when it is scaled to zero by
+    design (its own Model and Server then say nothing); `ready` is Ready or Idle."""
     names = {n.name for n in graph.spec.nodes}
     idle = {n.name for n in graph.spec.nodes if _idle(n, live)}
-    return [_node_entry(n.name, live, blocked, names, idle) for n in graph.spec.nodes]
+    before = generations_before or {}
+    return [_node_entry(n.name, live, blocked, names, idle, before) for n in graph.spec.nodes]
 
 
 def _node_entry(
@@ -223,6 +258,7 @@ def _node_entry(
     blocked: Sequence[tuple[Manifest, str]],
     names: set[str],
     idle: set[str],
+    before: Mapping[ChildKey, int],
 ) -> NodeStatus:
     waiting = [
         f"{kind_of(o)}/{name_of(o)}: {why}"
@@ -234,7 +270,8 @@ def _node_entry(
         serves = _node_label(obj, names)
         if serves not in (None, node) or (serves in idle and obj.get("kind") != "ScaledObject"):
             continue
-        verdict = object_ready(obj, models_idle=bool(idle))
+        generation_before = before.get(child_key(obj)) if before else None
+        verdict = object_ready(obj, bool(idle), generation_before)
         if verdict is None or verdict[0] is True:
             continue
         line = f"{kind_of(obj)}/{name_of(obj)}: {verdict[1]}".strip()
@@ -250,10 +287,12 @@ def graph_readiness(
     graph: InferenceGraph,
     live: list[Manifest],
     blocked: Sequence[tuple[Manifest, str]] = (),
+    generations_before: Mapping[ChildKey, int] | None = None,
 ) -> tuple[list[NodeStatus], Condition]:
     """The nodes and the graph's Ready condition: True when every node is Ready or Idle, False
-    when one is NotReady, Unknown while one waits on a child that has not reported."""
-    nodes = node_readiness(graph, live, blocked)
+    when one is NotReady, Unknown while one waits on a child that has not reported (on the
+    spec this pass applied, too: `node_readiness`)."""
+    nodes = node_readiness(graph, live, blocked, generations_before)
     by_state = {s: [n for n in nodes if n["state"] == s] for s in (NOT_READY, UNKNOWN, IDLE)}
     detail = "; ".join(
         f"{n['name']}: {n['message']}" for n in by_state[NOT_READY] or by_state[UNKNOWN]
