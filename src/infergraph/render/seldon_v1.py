@@ -242,6 +242,20 @@ class _Builder:
         return Partial(router, None)
 
 
+def first_units(unit: Unit) -> list[Unit]:
+    """The units the client's message reaches as it was sent, which check it against the
+    graph's inputs: a MODEL or TRANSFORMER root, else the first units under a ROUTER,
+    COMBINER or OUTPUT_TRANSFORMER, whose children the executor hands the message it was given
+    (seldon-core v1.18.2 executor/predictor/predictor_process.go:95-113: only MODEL and
+    TRANSFORMER units transform it on the way down; :289-331: every child, or the routed
+    one, gets `msg`). A ROUTER does not check it: the executor drops a failing ROUTER's
+    answer (executor/api/rest/client.go:364-370), so its child's 400 is the one that names
+    the tensor."""
+    if unit.type in ("MODEL", "TRANSFORMER"):
+        return [unit]
+    return [first for child in unit.children for first in first_units(child)]
+
+
 # -- protocol choice -------------------------------------------------------------------------
 def v2_chain(plan: GraphPlan) -> list[PlanStep] | None:
     """The steps when the graph is a chain MLServer units can run with `protocol: v2`: the
@@ -467,6 +481,11 @@ def render(
     if protocol == "v2":
         for unit in units:
             unit.parameters = {}
+    else:
+        for unit in first_units(root):
+            # What a client's request must hold exactly: these units refuse the rest (400).
+            unit.parameters["graph"] = graph.name
+            unit.parameters["graph_inputs"] = sorted(t.name for t in graph.spec.inputs)
     for unit in units:
         if unit.node is not None:
             autoscaling.check(unit.node, ENGINE)

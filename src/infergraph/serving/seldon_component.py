@@ -12,7 +12,9 @@ plus the bare names of the last step's outputs, so a unit can read any upstream 
 way the graph's `inputs:` mappings name them, including `a.x | request.x` alternatives.
 Clients may also send `ndarray`, `strData` or `binData`: that becomes the component's first
 input (at a ROUTER, the `request.<name>` tensor its condition tests). Request parameters
-(`sampling_rate`, `detector.threshold`) travel as `meta.tags`.
+(`sampling_rate`, `detector.threshold`) travel as `meta.tags` (a COMBINER reads them from its
+members' messages). The units the client's request reaches first refuse one that does not
+hold exactly the graph's inputs, as the local router does.
 seldon-core is imported lazily so the module also imports where it is not installed.
 """
 
@@ -83,6 +85,14 @@ class Payload:
             return cls({f"{REQUEST}.{k}": v for k, v in bare.items()}, bare)
         return cls(qualified, bare)
 
+    @classmethod
+    def of_client(cls, graph: str, declared: list[str], tensors: dict[str, Array]) -> Payload:
+        """A client's request at a graph's first unit: exactly the graph's inputs, refused as
+        the local router refuses them (`graph.evaluate.request_inputs`), a 400 naming the
+        tensor before any component runs."""
+        checked = ev.request_inputs(graph, declared, tensors, _decoded_shape)
+        return cls(checked, dict(tensors))
+
     def lookup(self, ref: str) -> Array | None:
         """First alternative of `a.x | request.x` that is present."""
         return ev.first_present(ev.alternatives(ref), self.carried)
@@ -94,6 +104,12 @@ class Payload:
 
     def encode(self) -> JSONObject:
         return self.request.to_seldon()
+
+
+def _decoded_shape(name: str, tensor: Array) -> None:
+    """`request_inputs`' shape check, already made: decoding a `jsonData` tensor reshapes
+    its data to its shape and refuses a shape the data does not fill, naming the input
+    (`tensors.request.decode_seldon`)."""
 
 
 def _json_param(name: str, value: object, default: object) -> Any:
@@ -134,7 +150,9 @@ class InfergraphComponent:
     node: the graph node's name (qualifies its outputs); inputs (JSON): the step's `inputs:`
     mapping; condition (JSON): a ROUTER's `when`; method/tensor: a COMBINER's combine rule;
     carry (JSON list): the upstream tensors to pass on (all when absent); nodes (JSON list):
-    the graph's node names, which `<node>.<key>` request parameters may address.
+    the graph's node names, which `<node>.<key>` request parameters may address; graph and
+    graph_inputs (JSON list): the graph's name and declared inputs, given to the units the
+    client's request reaches first, which refuse a request that does not hold exactly those.
     """
 
     def __init__(
@@ -153,6 +171,8 @@ class InfergraphComponent:
         tensor: str = "scores",
         carry: str | list[str] | None = None,
         nodes: str | list[str] | None = None,
+        graph: str = "",
+        graph_inputs: str | list[str] | None = None,
     ) -> None:
         self.family = family
         self.node = node or os.environ.get("PREDICTIVE_UNIT_ID") or (family or "unit")
@@ -165,12 +185,17 @@ class InfergraphComponent:
         self.carry = _json_param("carry", carry, None)
         # A unit started by hand knows no other node: only its own name addresses it.
         self.nodes = [str(n) for n in _json_param("nodes", nodes, [])] or [self.node]
+        # A unit the client's request does not reach first (or one started by hand) checks none.
+        declared = _json_param("graph_inputs", graph_inputs, None)
+        self.graph_inputs = None if declared is None else [str(n) for n in declared]
+        self.graph = graph
         self.settings = _component_settings(
             family, model_uri, device, dtype, bool(warmup), int(max_batch_size), self.options
         )
         self._component: Component | None = None
         self._lock = threading.Lock()
         self._last = threading.local()
+        self._request = threading.local()  # the request's tags, from aggregate_raw
         self._metrics = UnitMetrics(self.node)
         self.ready = False
 
@@ -221,7 +246,7 @@ class InfergraphComponent:
         def decide() -> int:
             if not self.condition:
                 raise SettingsError("condition", f"router '{self.node}' has no condition")
-            payload = Payload.decode(X, self._gate_input())
+            payload = self._decode(X, self._gate_input())
             ref = str(self.condition["tensor"])
             side = ev.gate_side(self.condition, payload.lookup(ref), ref)
             route = 0 if side == "then" else 1
@@ -230,10 +255,24 @@ class InfergraphComponent:
 
         return self._guard(decide)
 
+    def aggregate_raw(self, msgs: object) -> JSONObject:
+        """Not a raw aggregate: the request's tags for `aggregate`, which seldon-core calls
+        with the members' data alone. Every member copied the request's `meta.tags` into its
+        answer, and seldon-core offers a COMBINER the members' whole messages here first,
+        going on to decode them for `aggregate` when this declines with
+        SeldonNotImplementedError (seldon-core 1.18.2 seldon_core/seldon_methods.py:562-583)."""
+        self._request.tags = _members_tags(msgs)
+        raise _declined("aggregate_raw")
+
     def aggregate(
         self, features_list: list[object], feature_names_list: object = None
     ) -> JSONObject:
-        """Combine ensemble members: built-in average/vote/merge, or the combiner node."""
+        """Combine ensemble members: built-in average/vote/merge, or the combiner node, which
+        is a node and so gets the request's parameters (`graph.evaluate.step_parameters`)."""
+        tags: JSONObject = getattr(self._request, "tags", {})
+        self._request.tags = {}  # this request's alone
+        kind = "combine" if self.method else "node"  # the renderer names a built-in's method
+        params = ev.step_parameters(self.node, kind, self.nodes, tags)
 
         def combine() -> JSONObject:
             if not features_list:
@@ -247,47 +286,64 @@ class InfergraphComponent:
                 self._remember({}, {})
                 return self._encode(base.with_outputs(self.node, _merged(members)))
             if self.family == "combiner":
-                result = self._combine_scores(members)
+                result = self._combine_scores(members, carried, params)
             else:
                 current: dict[str, Array] = {}
                 for member in members:
                     current.update(member.current)
-                result = self._predict(self._inputs(Payload(carried, current)), {})
+                result = self._predict(self._inputs(Payload(carried, current)), params)
             return self._encode(base.with_outputs(self.node, result.outputs))
 
         return self._guard(combine)
 
-    def _combine_scores(self, members: list[Payload]) -> ComponentResult:
-        """The built-in combine over each member's `tensor`. Scores a member did not give, or
-        that the combiner cannot use, are that member's fault (a 502 naming it), as in the
-        local router; a unit started without the rendered `inputs` knows no member's name
-        and answers the client's 400."""
-        reader = f"combiner '{self.node}'"
+    def _combine_scores(
+        self, members: list[Payload], carried: dict[str, Array], params: JSONObject
+    ) -> ComponentResult:
+        """The combine over the members' scores; a built-in one runs the graph's method.
+        Scores a member did not give, or that the combiner cannot use, are that member's fault
+        (a 502 naming it), as in the local router."""
+        if self.inputs:
+            inputs, origins = self._rendered_scores(carried)
+        else:
+            inputs, origins = self._named_scores(members)
+        if self.method:
+            params = {**params, "method": self.method}
+        with ev.blamed_inputs(origins.get, f"combiner '{self.node}'"):
+            return self._predict(inputs, params)
+
+    def _rendered_scores(
+        self, carried: dict[str, Array]
+    ) -> tuple[dict[str, Array], dict[str, ev.Origin]]:
+        """Each input the renderer wrote (`<tensor>_<i>`: `<member>.<tensor>`, the graph's
+        `combine.tensor`), read from what the members carried, by who made it."""
+        mapped = {name: ev.alternatives(str(ref)) for name, ref in self.inputs.items()}
+        inputs = ev.gather_feed(
+            self.node,
+            mapped,
+            lambda refs: ev.first_present(refs, carried),
+            lambda step: step != REQUEST,  # a member answered it
+        )
+        origins = {
+            name: ev.origin_of(next(ref for ref in refs if ref in carried))
+            for name, refs in mapped.items()
+        }
+        return inputs, origins
+
+    def _named_scores(
+        self, members: list[Payload]
+    ) -> tuple[dict[str, Array], dict[str, ev.Origin]]:
+        """A unit started by hand (no `inputs`): each member's bare `tensor`; it knows no
+        member's name, so a member without it is the client's 400."""
         inputs: dict[str, Array] = {}
-        origins: dict[str, ev.Origin] = {}
         for i, member in enumerate(members):
-            name = f"{self.tensor}_{i}"
-            origins[name] = self._member_origin(name, member)
             if self.tensor not in member.current:
-                missing = InputError(
-                    name,
+                raise InputError(
+                    f"{self.tensor}_{i}",
                     f"ensemble member {i} did not output '{self.tensor}'; it gave "
                     f"{', '.join(sorted(member.current)) or 'nothing'}",
                 )
-                raise ev.attributed(missing, origins[name], reader)
-            inputs[name] = member.current[self.tensor]
-        params = {"method": self.method} if self.method else {}
-        with ev.blamed_inputs(origins.get, reader):
-            return self._predict(inputs, params)
-
-    def _member_origin(self, name: str, member: Payload) -> ev.Origin:
-        """The node whose output feeds combine input `name`: the alternative of the rendered
-        `inputs` that the member carries (the first one when it carries none)."""
-        if not self.inputs.get(name):
-            return (REQUEST, "")
-        refs = ev.alternatives(str(self.inputs[name]))
-        found = next((ref for ref in refs if ref in member.carried), refs[0])
-        return ev.origin_of(found)
+            inputs[f"{self.tensor}_{i}"] = member.current[self.tensor]
+        return inputs, {}
 
     def _gate_input(self) -> str:
         """The name a client's bare payload (`strData`, `ndarray`, `binData`) takes at a
@@ -349,7 +405,7 @@ class InfergraphComponent:
     def _run(self, features: object, params: JSONObject | None = None) -> Payload:
         if self.family is None:
             raise SettingsError("family", f"unit '{self.node}' has no component family")
-        payload = Payload.decode(features, self.first_input())
+        payload = self._decode(features, self.first_input())
         result = self._predict(self._inputs(payload), params or {})
         return payload.with_outputs(self.node, result.outputs)
 
@@ -363,6 +419,17 @@ class InfergraphComponent:
         result = self.component().predict(feed, params)
         self._remember_result(result)
         return result
+
+    def _decode(self, features: object, first_input: str) -> Payload:
+        """The unit's request; at a graph's first unit the client's, checked against the
+        graph's inputs, where a bare payload (`strData`, `ndarray`, `binData`) is the graph's
+        input when it declares one."""
+        if self.graph_inputs is None:
+            return Payload.decode(features, first_input)
+        if len(self.graph_inputs) == 1:
+            first_input = self.graph_inputs[0]
+        tensors = InferRequest.from_seldon(features, first_input).inputs
+        return Payload.of_client(self.graph, self.graph_inputs, tensors)
 
     def _inputs(self, payload: Payload) -> dict[str, Array]:
         """Exactly the sources the renderer wrote from the compiled plan (`inputs`), or, for a
@@ -411,6 +478,35 @@ class InfergraphComponent:
             except Exception as exc:
                 outcome.set(status_for(exc))
                 raise
+
+
+def _members_tags(msgs: object) -> JSONObject:
+    """The request's tags as the COMBINER's members carry them, merged as seldon-core merges
+    their `meta` (seldon_core/seldon_methods.py:536-543): a JSON list or `seldonMessages`
+    over REST, a SeldonMessageList over gRPC."""
+    if isinstance(msgs, dict):
+        msgs = msgs.get("seldonMessages")
+    if isinstance(msgs, list):
+        metas = [m.get("meta") for m in msgs if isinstance(m, dict)]
+    else:
+        from seldon_core.utils import get_meta_from_proto
+
+        metas = [get_meta_from_proto(m) for m in getattr(msgs, "seldonMessages", [])]
+    tags: JSONObject = {}
+    for meta in metas:
+        if isinstance(meta, dict) and isinstance(meta.get("tags"), dict):
+            tags.update({str(k): v for k, v in meta["tags"].items()})
+    return tags
+
+
+def _declined(method: str) -> Exception:
+    """seldon-core's "not implemented", on which it goes on to its own handling."""
+    try:
+        from seldon_core.user_model import SeldonNotImplementedError
+    except ImportError:  # pragma: no cover - exercised only without seldon-core
+        return NotImplementedError(method)
+    declined: Exception = SeldonNotImplementedError(f"{method} is not implemented")
+    return declined
 
 
 def _merged(members: list[Payload]) -> dict[str, Array]:
