@@ -738,3 +738,17 @@ def test_regenerate_hints_name_a_command_that_works(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "make render" in result.output
+
+
+def test_a_queue_bound_seldon_v1_units_cannot_keep_is_said_in_the_notes() -> None:
+    """seldon-core-microservice answers each request on its own worker, with no queue of ours
+    to bound: `batching.maxQueueRows` does nothing there, and the SeldonDeployment says so
+    rather than promising a 503 that never comes."""
+    data = copy.deepcopy(INLINE["cascade"])
+    data["spec"]["nodes"][0]["batching"] = {"maxBatchSize": 4, "maxQueueRows": 16}
+    sdep = render(parse_graph(data), "seldon-v1", OPTIONS)[0]
+    assert sdep["spec"]["protocol"] == "seldon"
+    notes = sdep["metadata"]["annotations"]["infergraph.io/render-notes"]
+    assert "small: batching.maxQueueRows is not enforced" in notes, notes
+    plain = render(inline("cascade"), "seldon-v1", OPTIONS)[0]
+    assert "maxQueueRows" not in plain["metadata"]["annotations"]["infergraph.io/render-notes"]

@@ -592,6 +592,13 @@ def _notes(units: list[Unit], protocol: str, grpc: int, timeout_ms: int) -> str:
             f"{GRPC_ANNOTATION} is false: the units run no gRPC server, so the "
             "SeldonDeployment answers over REST only (its gRPC endpoint fails every call)."
         )
+    bounded = [u.name for u in units if u.node and u.node.batching.max_queue_rows]
+    if protocol == "seldon" and bounded:
+        notes.append(
+            f"{', '.join(bounded)}: batching.maxQueueRows is not enforced. "
+            "seldon-core-microservice answers each request on its own worker, with no queue "
+            "of the runtime's to bound; no request is refused as overload."
+        )
     return " ".join(notes)
 
 
