@@ -70,14 +70,22 @@ def test_every_caller_gets_its_own_rows_across_instances() -> None:
 
 
 def test_an_idle_second_instance_does_not_split_a_filling_batch() -> None:
-    """Both instances idle, a 0.3 s window: the four requests of the window form one pass
-    (two collectors at once would each take some and run two half batches)."""
+    """Both instances idle: the four requests form one pass, which starts once its four rows
+    are in (two collectors at once would each take some and run two half batches when the
+    window ends). The window is longer than any stall of a loaded machine."""
     recorder = Recorder()
-    batcher = MicroBatcher([recorder.run_batch, recorder.run_batch], 4, 0.3)
+    set_up = threading.Barrier(3)
+    batcher = MicroBatcher(
+        [recorder.run_batch, recorder.run_batch],
+        4,
+        10.0,
+        thread_setup=lambda: set_up.wait(timeout=10),
+    )
 
     async def main() -> None:
         first = asyncio.ensure_future(batcher.submit([0], None))
-        await asyncio.sleep(0.05)  # both forward threads are started and waiting
+        await asyncio.to_thread(set_up.wait, 10)  # both forward threads are started
+        await asyncio.sleep(0.05)  # ... and waiting for rows
         rest = [batcher.submit([i], None) for i in (1, 2, 3)]
         await asyncio.gather(first, *rest)
         await batcher.close()
@@ -86,7 +94,22 @@ def test_an_idle_second_instance_does_not_split_a_filling_batch() -> None:
     assert [rows for _, rows in recorder.passes] == [[0, 1, 2, 3]]
 
 
+def _forward_threads_not_in(before: set[threading.Thread]) -> list[str]:
+    """The forward threads started since `before` (another test's batcher may still have
+    some) that are still alive, once they have all ended or 10 s have passed."""
+
+    def alive() -> list[str]:
+        now = threading.enumerate()
+        return [t.name for t in now if t.name.startswith("forward") and t not in before]
+
+    deadline = time.monotonic() + 10
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return alive()
+
+
 def test_close_stops_every_forward_thread_and_refuses_new_rows() -> None:
+    before = set(threading.enumerate())
     recorder = Recorder()
     batcher = MicroBatcher([recorder.run_batch] * 2, 2, 0.0)
 
@@ -97,15 +120,11 @@ def test_close_stops_every_forward_thread_and_refuses_new_rows() -> None:
             await batcher.submit([2], None)
 
     asyncio.run(main())
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(
-        t.name.startswith("forward-") and t.is_alive() for t in threading.enumerate()
-    ):
-        time.sleep(0.01)
-    assert not [t.name for t in threading.enumerate() if t.name.startswith("forward-")]
+    assert _forward_threads_not_in(before) == []
 
 
 def test_each_forward_thread_runs_its_setup_first() -> None:
+    before = set(threading.enumerate())
     seen: list[str] = []
     recorder = Recorder()
     batcher = MicroBatcher(
@@ -120,6 +139,8 @@ def test_each_forward_thread_runs_its_setup_first() -> None:
         await batcher.close()
 
     asyncio.run(main())
+    # close() does not wait for the threads: an idle one may not have run its setup yet.
+    assert _forward_threads_not_in(before) == []
     assert sorted(seen) == ["forward-0", "forward-1"]
 
 

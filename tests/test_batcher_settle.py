@@ -108,9 +108,12 @@ def test_a_cancelled_caller_leaves_the_others_answered() -> None:
 
 def test_each_loop_of_a_shared_batch_is_woken_once_and_a_closed_one_is_harmless() -> None:
     """Two loops (two threads) share one pass; one has closed before its answers come."""
-    submitted, release = threading.Barrier(3), threading.Event()
+    submitted, in_pass, release = threading.Barrier(3), threading.Event(), threading.Event()
+    passes: list[list[int]] = []
 
     def held(rows: list[int], key: Hashable) -> list[int]:
+        passes.append(sorted(rows))
+        in_pass.set()
         assert release.wait(10)
         return doubler(rows, key)
 
@@ -120,7 +123,9 @@ def test_each_loop_of_a_shared_batch_is_woken_once_and_a_closed_one_is_harmless(
     def client(name: str, first: int, close_early: bool) -> None:
         async def main() -> list[list[int]] | None:
             tasks = [asyncio.ensure_future(batcher.submit([first + i], None)) for i in range(3)]
-            await asyncio.sleep(0.05)  # the rows are queued
+            # Both loops' rows are in the running pass (the batch is full at 6 rows): a loop
+            # that cancelled before it was formed would have left its rows out of it.
+            assert await asyncio.to_thread(in_pass.wait, 10)
             await asyncio.to_thread(submitted.wait, 10)
             if close_early:
                 for task in tasks:
@@ -143,13 +148,17 @@ def test_each_loop_of_a_shared_batch_is_woken_once_and_a_closed_one_is_harmless(
     asyncio.run(batcher.close())
     assert seen["a"] == ([[0], [2], [4]], 1)
     assert seen["b"] == (None, 0)
+    assert passes == [[0, 1, 2, 10, 11, 12]]
 
 
 def test_callers_cancelled_before_their_group_runs_cost_no_forward_pass() -> None:
     """grpc.aio cancels a call's handler when its deadline passes: the rows of such callers
     still took forward passes ahead of later callers (a new caller waited 1.2 s behind 12
     abandoned ones for a 0.3 s pass) and were left in `pending_rows`, the queue gauge.
-    Now they leave the count when cancelled and the pass runs the live rows only."""
+    Now they leave the count when cancelled and the pass runs the live rows only.
+
+    The window is longer than any stall of a loaded machine: the batch closes when the test
+    closes the batcher (the batch forming then still runs), never before the cancellations."""
     passes: list[list[int]] = []
     taken: list[int] = []
 
@@ -157,7 +166,7 @@ def test_callers_cancelled_before_their_group_runs_cost_no_forward_pass() -> Non
         passes.append(list(rows))
         return doubler(rows, key)
 
-    batcher = MicroBatcher([recorded], 8, 0.3, on_pending=taken.append)
+    batcher = MicroBatcher([recorded], 8, 10.0, on_pending=taken.append)
 
     async def main() -> tuple[list[int], int]:
         tasks = [asyncio.ensure_future(batcher.submit([i, i], None)) for i in range(3)]
@@ -167,8 +176,8 @@ def test_callers_cancelled_before_their_group_runs_cost_no_forward_pass() -> Non
         tasks[2].cancel()
         await asyncio.sleep(0)  # the cancellations are delivered
         pending_after_cancel = batcher.pending_rows
+        await batcher.close()  # ends the window: the batch formed so far runs
         rows, _ = await tasks[1]
-        await batcher.close()
         return rows, pending_after_cancel
 
     (rows, pending_after_cancel), _ = run_counting(main)
@@ -180,22 +189,33 @@ def test_callers_cancelled_before_their_group_runs_cost_no_forward_pass() -> Non
 
 
 def test_a_batch_of_cancelled_callers_runs_no_pass_at_all() -> None:
+    """The five callers are cancelled after their batch was formed: the forward thread is held
+    in the queue gauge's callback, which it calls as it takes the batch's rows for the pass."""
     passes: list[list[int]] = []
+    formed, cancelled = threading.Event(), threading.Event()
 
     def recorded(rows: list[int], key: Hashable) -> list[int]:
         passes.append(list(rows))
         return doubler(rows, key)
 
-    batcher = MicroBatcher([recorded], 8, 0.2)
+    def gauge(waiting: int) -> None:
+        if threading.current_thread().name == "forward" and not formed.is_set():
+            formed.set()
+            assert cancelled.wait(10)
+
+    batcher = MicroBatcher([recorded], 5, 10.0, on_pending=gauge)
 
     async def main() -> int:
         tasks = [asyncio.ensure_future(batcher.submit([i], None)) for i in range(5)]
-        await asyncio.sleep(0.02)
+        assert await asyncio.to_thread(formed.wait, 10)  # the batch of five is formed
         for task in tasks:
             task.cancel()
-        await asyncio.sleep(0.4)  # past the window: the batch was formed and dropped
-        answer, _ = await batcher.submit([7], None)
-        await batcher.close()
+        cancelled.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        last = asyncio.ensure_future(batcher.submit([7], None))
+        await asyncio.sleep(0)  # queued
+        await batcher.close()  # ends its window: the batch formed so far runs
+        answer, _ = await last
         return answer[0]
 
     answer, _ = run_counting(main)
@@ -209,10 +229,11 @@ def test_cancelled_callers_take_no_room_in_the_next_batch() -> None:
     their rows toward `max_batch_size`: three dead rows and one live one filled a batch of
     four, and the next live caller waited for a pass of its own."""
     passes: list[list[int]] = []
-    release = threading.Event()
+    in_pass, release = threading.Event(), threading.Event()
 
     def recorded(rows: list[int], key: Hashable) -> list[int]:
         if not passes:
+            in_pass.set()
             release.wait(10)  # the forward thread is busy while the queue fills
         passes.append(list(rows))
         return doubler(rows, key)
@@ -221,7 +242,7 @@ def test_cancelled_callers_take_no_room_in_the_next_batch() -> None:
 
     async def main() -> list[list[int]]:
         busy = asyncio.ensure_future(batcher.submit([0], None))
-        await asyncio.sleep(0.3)  # past its batch window: the thread is in its pass
+        assert await asyncio.to_thread(in_pass.wait, 10)  # the thread is in its first pass
         dead = [asyncio.ensure_future(batcher.submit([i], None)) for i in (1, 2, 3)]
         live = [asyncio.ensure_future(batcher.submit([i], None)) for i in (4, 5)]
         await asyncio.sleep(0.05)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -125,11 +126,15 @@ def test_demo_sweep_finds_a_knee_and_a_front(demo_run: tuple[Path, str, list[str
     out = demo_run[0]
     sweep = json.loads((out / "sweep.json").read_text())
     rates = [row["offered_rps"] for row in sweep["rows"]]
+    # At least 4 whichever steps a loaded machine fails to carry: the sweep bisects towards
+    # the first rate it did not carry until it has 5 (`demo.sweep.MIN_RATES`).
     assert len(rates) >= 4 and rates == sorted(rates)
-    assert len(sweep["pareto_front"]) >= 2
     carried = {row["offered_rps"] for row in sweep["rows"] if row["carried"]}
-    assert {p["offered_rps"] for p in sweep["pareto_front"]} <= carried
-    assert sweep["knee"]["offered_rps"] in rates
+    assert sweep["knee"]["offered_rps"] in carried
+    # How many points the front has follows the measured latencies, which a stall in one
+    # 3 s step reorders; which rates are on it follows from the rows, whatever they measured.
+    latency = f"p{sweep['slo']['percentile']:g}_ms"
+    assert [p["offered_rps"] for p in sweep["pareto_front"]] == _front_of(sweep["rows"], latency)
     assert sweep["slo"]["latency_ms"] > 0 and sweep["slo"]["reason"]
     for row in sweep["rows"]:
         assert row["usd_per_million"] > 0 and row["served_rps"] > 0
@@ -141,6 +146,22 @@ def test_demo_sweep_finds_a_knee_and_a_front(demo_run: tuple[Path, str, list[str
     stages = summary["stages_at_knee"]
     assert set(stages) == {"fast", "accurate"}
     assert all(row["inference_ms"] > 0 for row in stages.values())
+
+
+def _front_of(rows: list[dict[str, float]], latency: str) -> list[float]:
+    """The carried rates no other carried rate beats on both $ per million and `latency`
+    (the SLO's percentile), cheapest first: the front the demo must have written."""
+    carried = sorted(
+        (row for row in rows if row["carried"]),
+        key=lambda row: (row["usd_per_million"], row[latency]),
+    )
+    front, best = [], math.inf
+    for row in carried:
+        if row[latency] < best:
+            front.append(row["offered_rps"])
+            best = row[latency]
+    assert front, "no carried rate, so no front"
+    return front
 
 
 def test_demo_prices_the_machine_it_ran_on(demo_run: tuple[Path, str, list[str]]) -> None:

@@ -47,9 +47,13 @@ def test_percentiles_match_injected_delay(server: LoadTestServer) -> None:
     step = run_load(config(server, "slow", rate=40, duration=3, warmup=0.5)).steps[0]
     assert step.errors == {} and step.ok == step.sent == 120
     lat = step.latency_ms
-    assert 50 <= lat["p50"] <= 80, lat  # type: ignore[operator]
+    # No request is answered before its injected delay, load or not. Above it, a loaded box
+    # adds what it adds: latency counts from each intended send, so a 250 ms stall of either
+    # process lands on the ~10 requests due in it. The ceilings still catch a latency
+    # measured from the wrong moment or in the wrong unit.
+    assert 50 <= lat["p50"] <= 150, lat  # type: ignore[operator]
     assert 50 <= lat["min"] <= lat["p90"] <= lat["p99"] <= lat["max"], lat  # type: ignore[operator]
-    assert lat["p90"] <= 120, lat  # type: ignore[operator]
+    assert lat["p90"] <= 400, lat  # type: ignore[operator]
 
 
 def test_closed_loop_errors_are_counted_exactly(server: LoadTestServer) -> None:
@@ -73,8 +77,11 @@ def test_open_loop_timing_does_not_drift(server: LoadTestServer) -> None:
     assert step.sent == 800  # exactly rate x duration, whatever the box's load
     assert counts.requests == 1000  # warm-up requests were sent too, just not measured
     assert step.ok + step.dropped == 800
-    assert 3.95 <= step.elapsed_s <= 4.6, step.elapsed_s  # last send is due at 3.995 s
-    assert step.throughput_rps == pytest.approx(200, rel=0.1)
+    # The last send is due at 3.995 s and its answer can only come later; a stall of the
+    # tester or the server near the end delays the last answers (and moves up to a quarter
+    # second's answers out of the window): the ceilings leave room for a stall or two.
+    assert 3.95 <= step.elapsed_s <= 5.0, step.elapsed_s
+    assert step.throughput_rps == pytest.approx(200, rel=0.15)
 
 
 def test_poisson_open_loop_is_seeded(server: LoadTestServer) -> None:

@@ -211,7 +211,10 @@ def test_latencies_are_folded_in_small_batches_while_sending(truth_port: int) ->
         await Prepared(config).driver(recorder).run(plan)
 
     uvloop.run(run())
-    assert recorder.ok > 2500
+    # Every scheduled send is made however late a loaded machine makes it, and every answer's
+    # latency goes through a fold. How many are answered depends on the server keeping up:
+    # at 800/s answered (1,200) a half-second fold would still take in 400, twice the bound.
+    assert recorder.sent == 3000 and sum(recorder.folds) == recorder.ok > 1200
     # Folds of about 100 values, 20 a second (the last is the run's remainder); folds every
     # half second would take in 1,000. The median, not the largest: on a machine the other
     # tests load, one stall of the loop (306 values in CI on 2026-12-06) says nothing here.

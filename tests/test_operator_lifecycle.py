@@ -57,6 +57,20 @@ async def _settings_codes(url: str, polls: int) -> dict[int, int]:
     return {code: codes.count(code) for code in set(codes)}
 
 
+async def _quiet(server: kmock.KubernetesEmulator, quiet_s: float = 1.0) -> None:
+    """Return once the emulator has served no request for `quiet_s` (two drift intervals), or
+    after 15 s: a pass that was running when its graph went has then finished, however long
+    a loaded machine made it take. A timer still reading the graph keeps it from going quiet,
+    and is then seen by what the caller watches next."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15.0
+    seen, since = len(requests(server)), loop.time()
+    while loop.time() - since < quiet_s and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+        if (now := len(requests(server))) != seen:
+            seen, since = now, loop.time()
+
+
 async def test_a_deleted_graphs_timer_leaves_a_recreated_namesake_alone(server) -> None:
     """kopf stops a timer only when its object shows a deletionTimestamp (kopf 1.45.2
     `_core/reactor/processing.py:407-412`), which a graph without a finalizer never shows: the
@@ -69,7 +83,7 @@ async def test_a_deleted_graphs_timer_leaves_a_recreated_namesake_alone(server) 
         await settled(server, generation=1)
         assert (await server.delete(f"{GRAPH_PATH}/cascade")).status == 200
         await eventually(lambda: server.objects[GRAPHS, NS, "cascade"].deleted)
-        await asyncio.sleep(0.6)  # a pass already running when the graph went may finish
+        await _quiet(server)  # a pass already running when the graph went may finish
         collect_garbage(server)
         served, errors = len(requests(server)), _errors(op, "gone")
         await asyncio.sleep(2)  # four drift intervals

@@ -215,14 +215,17 @@ def _model_batches(arrivals: list[float], batch: int, delay_s: float, service_s:
     [(4, 0.120), (3, 0.0), (8, 0.200)],
 )
 def test_model_forms_the_same_batches_as_the_real_batcher(batch: int, delay_s: float):
-    # Chosen so that, in all three settings, every arrival comes at least 50 ms after any moment
-    # the model ends a batch (the real batcher runs late, never early) and 50 ms away from any
-    # deadline: a busy shared machine cannot flip a decision.
+    # Chosen so that, in all three settings, every arrival after a batch's deadline comes at
+    # least 75 ms after it (the real batcher runs late, never early: a forward thread woken
+    # late, a pass that overslept): a busy shared machine's stalls must land on a decision and
+    # outlast that to flip it. The times are 1.5x those that gave 50 ms (+4 s of test).
     # The model is fed the times the requests really came, so only the batcher's own timing
     # (its deadline wait, the forward thread) could differ.
     base = [0.0, 0.175, 0.42, 0.505, 0.565, 0.59, 0.595, 0.845, 0.88, 0.95, 1.05, 1.15]
-    arrivals = [2 * t for t in base]
-    service_s = 0.240
+    scale = 1.5
+    arrivals = [scale * 2 * t for t in base]
+    delay_s *= scale
+    service_s = scale * 0.240
     real, came = _real_batches(arrivals, batch, delay_s, service_s)
     assert real == _model_batches(came, batch, delay_s, service_s)
     assert len(real) < len(arrivals)  # some batching happened

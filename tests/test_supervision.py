@@ -40,6 +40,21 @@ GRAPH = {
 REQUEST = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}]}
 
 
+async def _refused(port: int) -> None:
+    """Return once nothing listens on `port` any more (at most 10 s): a SIGKILLed process keeps
+    its listening socket until the kernel has ended it, which a loaded machine may take a
+    while to get to, and a request meanwhile waits for it instead of failing at once."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except ConnectionRefusedError:
+            return
+        writer.close()
+        assert time.monotonic() < deadline, f"port {port} still listens 10 s after SIGKILL"
+        await asyncio.sleep(0.05)
+
+
 def test_killed_node_is_restarted_and_the_graph_recovers() -> None:
     graph = parse_graph(GRAPH)
 
@@ -52,7 +67,7 @@ def test_killed_node_is_restarted_and_the_graph_recovers() -> None:
             victim = next(s for s in rg.servers if s.nodes == ["second"])
             assert victim.process is not None
             os.killpg(victim.process.pid, signal.SIGKILL)
-            await asyncio.sleep(0.1)
+            await _refused(victim.http_port)  # the kernel has torn the killed server down
 
             started = time.perf_counter()
             down = await client.post(rg.infer_url, json=REQUEST)
