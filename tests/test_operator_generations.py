@@ -36,6 +36,7 @@ from infergraph.operator import objects
 from infergraph.operator import status as st
 from infergraph.operator.children import own, render_graph
 from infergraph.operator.config import OperatorConfig
+from tests.test_operator_units import _kserve_at_zero
 
 REPO = Path(__file__).resolve().parent.parent
 OWNER = {
@@ -209,3 +210,25 @@ def test_a_child_with_no_generation_before_is_judged_as_before() -> None:
     # Children that report nothing about readiness still say nothing, advanced or not.
     config = {"kind": "ServerConfig", "metadata": {"name": "c", "generation": 2}}
     assert st.object_ready(config, generation_before=1) is None
+
+
+ACCURATE = ("InferenceService", "cascade-accurate")
+
+
+def test_a_kserve_node_at_zero_whose_spec_this_pass_changed_is_not_idle() -> None:
+    """KServe keeps an InferenceService at zero replicas Ready=True with no copies, which makes
+    its node Idle (tests/test_operator_units.py `_kserve_at_zero`). After the pass changed its
+    spec that status is the previous spec's: the node is Unknown like any child applied anew,
+    not Idle, and the graph is not Ready."""
+    ready = {"conditions": [{"type": "Ready", "status": "True"}]}
+    live = [
+        _kserve_at_zero(o) if (o["kind"], o["metadata"]["name"]) == ACCURATE else o
+        for o in live_children("kserve", ready, generation=1)
+    ]
+    assert st.graph_readiness(cascade(), live)[1].status == st.TRUE  # idle, as before
+    changed = applied_again(live, "InferenceService", "cascade-accurate")
+    generations = {objects.child_key(o): 1 for o in changed}
+    nodes, verdict = st.graph_readiness(cascade(), changed, generations_before=generations)
+    assert {n["name"]: n["state"] for n in nodes} == {"fast": "Ready", "accurate": "Unknown"}
+    assert (verdict.status, verdict.reason) == (st.UNKNOWN, "NotReportedYet"), verdict
+    assert f"InferenceService/cascade-accurate: {WAITING}" in verdict.message

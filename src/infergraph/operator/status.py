@@ -173,13 +173,10 @@ def object_ready(
     and its readiness is that of its other conditions. `generation_before`: the object's
     generation before this pass applied it (None: not known, or it did not exist)."""
     status = object_or_empty(obj, "status")
-    if _reports(obj):
-        anew = _applied_anew(obj, generation_before)
-        if anew:
-            return None, anew
-    stale = _stale(obj) if _reports(obj) else None
-    if stale:
-        return None, stale
+    reports = _reports(obj)
+    unsaid = (_applied_anew(obj, generation_before) or _stale(obj)) if reports else None
+    if unsaid:
+        return None, unsaid
     if obj.get("kind") == "SeldonDeployment":
         state = status.get("state")
         if not state:
@@ -194,7 +191,7 @@ def object_ready(
         if cond.get("type") == "Ready" and cond.get("status") in (TRUE, FALSE):
             why = cond.get("message") or cond.get("reason") or ""
             return cond.get("status") == TRUE, f"{obj['kind']} Ready={cond.get('status')} {why}"
-    if _reports(obj):
+    if reports:
         return None, f"{obj['kind']} has not reported readiness yet"
     return None
 
@@ -206,16 +203,19 @@ def _node_label(obj: Manifest, nodes: set[str]) -> str | None:
     return label if label in nodes else None
 
 
-def _idle(node: Node, live: list[Manifest]) -> bool:
+def _idle(node: Node, live: list[Manifest], before: Mapping[ChildKey, int]) -> bool:
     """Scaled to zero by design: the node may scale to zero (minReplicas 0) and its engine
     object says it has no replica (`_at_zero`). Seldon v1 never gets here: its renderer keeps
     such a node at one replica (render/seldon_v1.py `_notes`)."""
     if node.autoscaling is None or node.autoscaling.min_replicas != 0:
         return False
-    return any(labels_of(o).get(NODE_LABEL) == node.name and _at_zero(o) for o in live)
+    return any(
+        labels_of(o).get(NODE_LABEL) == node.name and _at_zero(o, before.get(child_key(o)))
+        for o in live
+    )
 
 
-def _at_zero(obj: Manifest) -> bool:
+def _at_zero(obj: Manifest, generation_before: int | None) -> bool:
     """Seldon v2: the scaler set the Model's `spec.replicas` to 0 (through `/scale`). KServe
     (Standard mode): the InferenceService is Ready with no ready pod. The Deployment controller
     calls a Deployment at zero replicas Available (kubernetes pkg/controller/deployment/sync.go
@@ -230,7 +230,7 @@ def _at_zero(obj: Manifest) -> bool:
         return False
     model = object_or_empty(obj, "status", "modelStatus")
     copies = object_or_empty(obj, "status", "modelStatus", "copies").get("totalCopies") or 0
-    verdict = object_ready(obj)
+    verdict = object_ready(obj, generation_before=generation_before)  # not a previous spec's
     return bool(model) and verdict is not None and verdict[0] is True and copies == 0
 
 
@@ -247,8 +247,8 @@ def node_readiness(
     generation is above the one in `generations_before`); Idle when it is scaled to zero by
     design (its own Model and Server then say nothing); `ready` is Ready or Idle."""
     names = {n.name for n in graph.spec.nodes}
-    idle = {n.name for n in graph.spec.nodes if _idle(n, live)}
     before = generations_before or {}
+    idle = {n.name for n in graph.spec.nodes if _idle(n, live, before)}
     return [_node_entry(n.name, live, blocked, names, idle, before) for n in graph.spec.nodes]
 
 
@@ -270,8 +270,7 @@ def _node_entry(
         serves = _node_label(obj, names)
         if serves not in (None, node) or (serves in idle and obj.get("kind") != "ScaledObject"):
             continue
-        generation_before = before.get(child_key(obj)) if before else None
-        verdict = object_ready(obj, bool(idle), generation_before)
+        verdict = object_ready(obj, bool(idle), before.get(child_key(obj)))
         if verdict is None or verdict[0] is True:
             continue
         line = f"{kind_of(obj)}/{name_of(obj)}: {verdict[1]}".strip()
