@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from infergraph.components.registry import EXTRA_FAMILIES_ENV
 from infergraph.graph.runtime_settings import RuntimeSettings
 from infergraph.ports import PORT_RETRIES, free_port, lost_a_port
 
@@ -433,3 +435,37 @@ def app_in_thread(app: Any, host: str = "127.0.0.1") -> Iterator[int]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         loop.close()
+
+
+def families_env(families: str) -> dict[str, str]:
+    """What `mlserver start` needs to load extra component families (`name=module:Class`,
+    such as the benchmarks' controlled node) from this repository."""
+    path = [str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {EXTRA_FAMILIES_ENV: families, "PYTHONPATH": os.pathsep.join(path)}
+
+
+def series(metrics: str, name: str, **labels: str) -> float:
+    """The value of one series of the Prometheus text exposition (the first whose labels
+    include `labels`), 0 when absent."""
+    for line in metrics.splitlines():
+        match = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
+        if match is None:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(match.group(2))
+    return 0.0
+
+
+def metric(server: MLServerProcess, name: str, **labels: str) -> float:
+    """One series' value on the server's metrics port, 0 when absent."""
+    text = httpx.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=30).text
+    return series(text, name, **labels)
+
+
+def settle(done: Callable[[], bool], what: str, limit_s: float = 60) -> None:
+    """Wait for `done()`; a hang guard, not a bound on speed."""
+    deadline = time.monotonic() + limit_s
+    while not done():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.05)

@@ -18,11 +18,8 @@ queue gauge), since rows, not requests, are what a pass takes.
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import threading
 from collections.abc import Hashable, Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -35,16 +32,13 @@ from mlserver.grpc import dataplane_pb2_grpc as pb_grpc
 
 from benchmarks.controlled import EXTRA_FAMILIES
 from infergraph import errors
-from infergraph.components.registry import EXTRA_FAMILIES_ENV
 from infergraph.errors import GraphValidationError, PayloadTooLargeError, SettingsError
 from infergraph.graph.crd import crd_manifest
 from infergraph.graph.model_settings import model_settings
 from infergraph.graph.plan import parse_graph
 from infergraph.graph.runtime_settings import RuntimeSettings
 from infergraph.serving.batcher import MicroBatcher
-from tests.servers import MLServerProcess, mlserver, write_model
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.servers import REPO, MLServerProcess, families_env, metric, mlserver, settle, write_model
 
 
 # -- unit: the real batcher ----------------------------------------------------------------------
@@ -205,20 +199,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLServerProcess
         root, "bounded", "controlled", max_batch_size=4, max_batch_time=60.0,
         max_queue_rows=LIMIT, base_ms=10, per_row_ms=0,
     )  # fmt: skip
-    path = [str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    env = {EXTRA_FAMILIES_ENV: EXTRA_FAMILIES, "PYTHONPATH": os.pathsep.join(path)}
-    with mlserver(root, env=env) as srv:
+    with mlserver(root, env=families_env(EXTRA_FAMILIES)) as srv:
         yield srv
-
-
-def series(server: MLServerProcess, name: str, **labels: str) -> float:
-    """One series' value on the server's metrics port, 0 when absent."""
-    text = httpx.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=30).text
-    for line in text.splitlines():
-        match = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
-        if match and all(f'{k}="{v}"' in match[1] for k, v in labels.items()):
-            return float(match[2])
-    return 0.0
 
 
 def rest_body(rows: int) -> dict[str, Any]:
@@ -244,12 +226,16 @@ def test_a_full_queue_answers_503_and_unavailable_and_the_server_goes_on(
 ) -> None:
     """3 rows wait for a batch to fill; 2 more would make 5 > 4: refused over REST and gRPC,
     counted `rejected`; 1 more fits, fills the batch, and both waiting requests are answered."""
-    rejected = series(server, "infergraph_requests_total", model="bounded", outcome="rejected")
+    rejected = metric(server, "infergraph_requests_total", model="bounded", outcome="rejected")
     answers: list[httpx.Response] = []
     waiting = threading.Thread(target=lambda: answers.append(post(server, 3)))
     waiting.start()
-    while series(server, "infergraph_batch_queue_size", model="bounded") != 3:
+
+    def three_waiting() -> bool:
         assert not answers, [a.text for a in answers]  # its 3 rows wait for a fourth row
+        return metric(server, "infergraph_batch_queue_size", model="bounded") == 3
+
+    settle(three_waiting, "3 rows waiting")
 
     refused = post(server, 2)
     assert refused.status_code == 503, refused.text
@@ -266,8 +252,8 @@ def test_a_full_queue_answers_503_and_unavailable_and_the_server_goes_on(
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value
     assert caught.value.details() == message
 
-    assert series(server, "infergraph_batch_queue_size", model="bounded") == 3
-    counted = series(server, "infergraph_requests_total", model="bounded", outcome="rejected")
+    assert metric(server, "infergraph_batch_queue_size", model="bounded") == 3
+    counted = metric(server, "infergraph_requests_total", model="bounded", outcome="rejected")
     assert counted == rejected + 2
 
     filler = post(server, 1)  # 3 + 1 = 4 rows: fits, and fills the batch
@@ -277,14 +263,14 @@ def test_a_full_queue_answers_503_and_unavailable_and_the_server_goes_on(
     assert answers[0].json()["outputs"][0]["shape"] == [3, 2]
     after = post(server, 4)  # the queue is empty again: a whole batch is taken at once
     assert after.status_code == 200, after.text
-    assert series(server, "infergraph_batch_queue_size", model="bounded") == 0
+    assert metric(server, "infergraph_batch_queue_size", model="bounded") == 0
 
 
 @pytest.mark.slow
 def test_a_request_larger_than_the_queue_is_413_and_resource_exhausted(
     server: MLServerProcess,
 ) -> None:
-    bad_input = series(server, "infergraph_requests_total", model="bounded", outcome="bad_input")
+    bad_input = metric(server, "infergraph_requests_total", model="bounded", outcome="bad_input")
     refused = post(server, LIMIT + 1)
     assert refused.status_code == 413, refused.text
     message = refused.json()["error"]
@@ -294,6 +280,6 @@ def test_a_request_larger_than_the_queue_is_413_and_resource_exhausted(
         with pytest.raises(grpc.RpcError) as caught:
             stub.ModelInfer(grpc_request(LIMIT + 1), timeout=60)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, caught.value
-    counted = series(server, "infergraph_requests_total", model="bounded", outcome="bad_input")
+    counted = metric(server, "infergraph_requests_total", model="bounded", outcome="bad_input")
     assert counted == bad_input + 2
     assert post(server, LIMIT).status_code == 200

@@ -14,8 +14,7 @@ import asyncio
 import json
 import os
 import socket
-import time
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +27,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from benchmarks.controlled import ControlledNode
-from infergraph.components.registry import EXTRA_FAMILIES_ENV
 from infergraph.serving.rest_fast_path import install
-from tests.servers import REPO, MLServerProcess, mlserver, write_model
-from tests.test_rest_fast_path import series
+from tests.servers import MLServerProcess, families_env, metric, mlserver, settle, write_model
 
 
 class RecordedPasses(ControlledNode):
@@ -44,14 +41,6 @@ class RecordedPasses(ControlledNode):
         with open(self.option("pass_log", os.devnull), "a") as log:
             log.write(json.dumps([float(row[0]) for row in rows]) + "\n")
         return super().run_batch(rows, batch_key)
-
-
-def settle(done: Callable[[], bool], what: str, limit_s: float = 60) -> None:
-    """Wait for `done()`; a hang guard, not a bound on speed."""
-    deadline = time.monotonic() + limit_s
-    while not done():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.05)
 
 
 # -- the fast path on a real uvicorn, in this process ---------------------------------------
@@ -130,11 +119,6 @@ def infer_body(value: float) -> bytes:
     return json.dumps({"inputs": [tensor]}).encode()
 
 
-def metric(server: MLServerProcess, name: str, **labels: str) -> float:
-    text = httpx.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=30).text
-    return series(text, name, **labels)
-
-
 def outcomes(server: MLServerProcess) -> dict[str, float]:
     return {
         o: metric(server, "infergraph_requests_total", model="slow", outcome=o)
@@ -171,9 +155,7 @@ def test_a_rest_client_that_leaves_costs_no_forward_pass(tmp_path: Path) -> None
         per_row_ms=0, pass_log=str(passes),
     )  # fmt: skip
     families = f"recorded={__name__}:RecordedPasses"
-    path = [str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    env = {EXTRA_FAMILIES_ENV: families, "PYTHONPATH": os.pathsep.join(path)}
-    with mlserver(root, env=env) as server:
+    with mlserver(root, env=families_env(families)) as server:
         before = outcomes(server)
         leave_while_queued(server)
         settle(lambda: sum(outcomes(server).values()) > sum(before.values()), "an outcome")

@@ -18,25 +18,13 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.servers import mlserver, write_model
+from tests.servers import mlserver, series, write_model
 
 pytestmark = pytest.mark.slow
 
 
 def body(n: int) -> dict[str, object]:
     return {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, n], "data": [0.5] * n}]}
-
-
-def series(metrics: str, name: str, **labels: str) -> float:
-    """The value of one series of the Prometheus text exposition, 0 when absent."""
-    for line in metrics.splitlines():
-        match = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
-        if match is None:
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
-        if all(found.get(k) == v for k, v in labels.items()):
-            return float(match.group(2))
-    return 0.0
 
 
 def test_metrics_gzip_and_unload_match_mlserver(tmp_path: Path) -> None:

@@ -15,13 +15,10 @@ over real HTTP and gRPC:
 from __future__ import annotations
 
 import json
-import os
-import re
 import struct
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import httpx
@@ -30,12 +27,9 @@ from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.grpc import dataplane_pb2_grpc as pb_grpc
 
 from benchmarks.controlled import EXTRA_FAMILIES
-from infergraph.components.registry import EXTRA_FAMILIES_ENV
-from tests.servers import MLServerProcess, mlserver, write_model
+from tests.servers import MLServerProcess, families_env, metric, mlserver, write_model
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -47,20 +41,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLServerProcess
         root, "slow", "controlled", max_batch_size=4, max_batch_time=0.4, base_ms=300,
         per_row_ms=0,
     )  # fmt: skip
-    path = [str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    env = {EXTRA_FAMILIES_ENV: EXTRA_FAMILIES, "PYTHONPATH": os.pathsep.join(path)}
-    with mlserver(root, env=env) as srv:
+    with mlserver(root, env=families_env(EXTRA_FAMILIES)) as srv:
         yield srv
-
-
-def series(server: MLServerProcess, name: str, **labels: str) -> float:
-    """One series' value on the server's metrics port, 0 when absent."""
-    text = httpx.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=30).text
-    for line in text.splitlines():
-        match = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
-        if match and all(f'{k}="{v}"' in match[1] for k, v in labels.items()):
-            return float(match[2])
-    return 0.0
 
 
 # -- finding 1 -----------------------------------------------------------------------------------
@@ -124,7 +106,7 @@ def test_callers_gone_before_their_pass_cost_nothing(server: MLServerProcess) ->
     """12 callers give up after 150 ms. Their rows took three 300 ms passes ahead of the next
     caller (who waited 0.9 s), the queue gauge kept showing them until another request came,
     and each was counted as a server error. Now: no pass, gauge 0, counted `cancelled`."""
-    counted = {o: series(server, "infergraph_requests_total", model="slow", outcome=o)
+    counted = {o: metric(server, "infergraph_requests_total", model="slow", outcome=o)
                for o in ("error", "cancelled", "ok")}  # fmt: skip
     callers = [threading.Thread(target=gone, args=(server,)) for _ in range(12)]
     for caller in callers:
@@ -132,13 +114,13 @@ def test_callers_gone_before_their_pass_cost_nothing(server: MLServerProcess) ->
     for caller in callers:
         caller.join(30)
     time.sleep(0.9)  # past the batch window: the abandoned rows have been taken
-    assert series(server, "infergraph_batch_queue_size", model="slow") == 0
-    assert series(server, "infergraph_inflight_requests", model="slow") == 0
+    assert metric(server, "infergraph_batch_queue_size", model="slow") == 0
+    assert metric(server, "infergraph_inflight_requests", model="slow") == 0
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
         answer = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(SLOW, timeout=60)
     queue_ms = float(answer.parameters["queue_ms"].string_param)
     assert queue_ms < 650, queue_ms  # its own 400 ms window, no abandoned 300 ms pass ahead
-    after = {o: series(server, "infergraph_requests_total", model="slow", outcome=o)
+    after = {o: metric(server, "infergraph_requests_total", model="slow", outcome=o)
              for o in counted}  # fmt: skip
     assert after["error"] == counted["error"]
     assert after["cancelled"] == counted["cancelled"] + 12

@@ -192,8 +192,7 @@ async def _unless_gone(endpoint: Endpoint, request: Request) -> Response | None:
     except ClientDisconnect:  # gone while sending its body: nothing was started
         return None
     handler = asyncio.current_task()
-    if handler is None:  # not run by a task (no ASGI server does that): nothing to cancel
-        return await _answered(endpoint, request)
+    assert handler is not None, "an ASGI server runs each request in a task"
     watcher = asyncio.get_running_loop().create_task(_cancel_when_gone(request, handler))
     try:
         return await _answered(endpoint, request)
