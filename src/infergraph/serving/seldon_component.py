@@ -90,7 +90,9 @@ class Payload:
         """A client's request at a graph's first unit: exactly the graph's inputs, refused as
         the local router refuses them (`graph.evaluate.request_inputs`), a 400 naming the
         tensor before any component runs."""
-        checked = ev.request_inputs(graph, declared, tensors, _decoded_shape)
+        # Decoding a `jsonData` tensor already reshaped its data to its shape and refused a
+        # shape the data does not fill, naming the input (`tensors.request.decode_seldon`).
+        checked = ev.request_inputs(graph, declared, tensors)
         return cls(checked, dict(tensors))
 
     def lookup(self, ref: str) -> Array | None:
@@ -104,12 +106,6 @@ class Payload:
 
     def encode(self) -> JSONObject:
         return self.request.to_seldon()
-
-
-def _decoded_shape(name: str, tensor: Array) -> None:
-    """`request_inputs`' shape check, already made: decoding a `jsonData` tensor reshapes
-    its data to its shape and refuses a shape the data does not fill, naming the input
-    (`tensors.request.decode_seldon`)."""
 
 
 def _json_param(name: str, value: object, default: object) -> Any:
