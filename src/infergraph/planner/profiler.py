@@ -537,12 +537,15 @@ def with_batch_limits(graph: InferenceGraph, limits: dict[str, int]) -> Inferenc
 
     Queued requests then share passes of several sizes, which is what separates a served
     pass's per-pass overhead from its slowdown (`serving_cost`); each node's batch delay is
-    left as the graph sets it.
+    left as the graph sets it. Its queue bound (`maxQueueRows`) is lifted: the bursts are
+    there to be timed, and refusing them would measure the admission policy, which the
+    simulator applies from the graph instead.
     """
     served = graph.model_copy(deep=True)
     for node in served.spec.nodes:
         limit = max(limits.get(node.name, 1), node.batching.max_batch_size)
-        node.batching = node.batching.model_copy(update={"max_batch_size": limit})
+        update = {"max_batch_size": limit, "max_queue_rows": None}
+        node.batching = node.batching.model_copy(update=update)
     return served
 
 

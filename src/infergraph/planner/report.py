@@ -8,6 +8,7 @@ half-written.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -111,7 +112,8 @@ def assumptions(outcome: PlanOutcome) -> list[str]:
         f"prices: {', '.join(inputs.catalog.origin)} (as of {', '.join(catalog_dates) or 'n/a'})",
         f"cost: {engine_line(outcome)}",
         "pods may ask, per node of a class: " + _rooms(outcome),
-        "replicas get requests round-robin; each runs the runtime's micro-batcher",
+        "replicas get requests round-robin; each runs the runtime's micro-batcher"
+        + _queue_bounds(outcome),
         _autoscaling_assumption(outcome),
         f"search: {SEARCH_METHOD}; {outcome.search.simulations} simulations"
         + (" (capped: the result may not be the cheapest)" if outcome.search.capped else "")
@@ -124,6 +126,21 @@ def assumptions(outcome: PlanOutcome) -> list[str]:
     ]
     lines += list(outcome.search.notes)
     return lines
+
+
+def _queue_bounds(outcome: PlanOutcome) -> str:
+    """The nodes whose replicas refuse requests past a queue bound, as their servers do."""
+    bounded = [
+        f"{n.name} ({n.batching.max_queue_rows} rows)"
+        for n in outcome.inputs.graph.spec.nodes
+        if n.batching.max_queue_rows is not None
+    ]
+    if not bounded:
+        return ""
+    return (
+        "; a request that would pass a replica's batching.maxQueueRows is refused, never "
+        f"answered, and counts as missing the SLO: {', '.join(bounded)}"
+    )
 
 
 def _rooms(outcome: PlanOutcome) -> str:
@@ -177,11 +194,25 @@ def verdict(outcome: PlanOutcome) -> str:
     meets = "[green]meets[/]" if final.latency_ms <= s.slo_ms else "[red]misses[/]"
     return (
         f"end to end p{s.percentile:g}: [bold]{final.latency_ms:.1f} ms[/] {meets} the SLO of "
-        f"{s.slo_ms:g} ms ({outcome.attainment * 100:.2f}% of requests within it); "
+        f"{s.slo_ms:g} ms ({outcome.attainment * 100:.2f}% of requests within it"
+        f"{_refused(final)}); "
         f"[bold]${outcome.usd_per_hour:.4f}/hour[/] (${outcome.peak_usd_per_hour:.4f} with every "
         f"node at its planned replicas), "
         f"${outcome.usd_per_million():.3f} per million inferences at the mean rate"
     )
+
+
+def _refused(ev: Evaluated) -> str:
+    """The requests the nodes' queue bounds refused (batching.maxQueueRows), if any."""
+    if not ev.refused:
+        return ""
+    return f", {ev.refused * 100:.3f}% refused by a full queue (batching.maxQueueRows)"
+
+
+def _finite(value: float | None) -> float | None:
+    """A latency for JSON: None where every request at that percentile was refused
+    (JSON has no infinity)."""
+    return value if value is None or math.isfinite(value) else None
 
 
 def engine_line(outcome: PlanOutcome) -> str:
@@ -230,8 +261,9 @@ def to_json(outcome: PlanOutcome) -> JSONObject:
     def ev_dict(ev: Evaluated) -> JSONObject:
         return {
             "usd_per_hour": outcome.with_engine(ev),
-            "latency_ms": ev.latency_ms,
+            "latency_ms": _finite(ev.latency_ms),
             "feasible": ev.feasible,
+            "refused_fraction": ev.refused,
             "nodes": {
                 n: {
                     "hardware": o.hardware,
@@ -241,7 +273,7 @@ def to_json(outcome: PlanOutcome) -> JSONObject:
                     "mean_replicas": ev.mean_replicas.get(n, float(o.replicas)),
                     "usd_per_hour": o.usd_per_replica_hour
                     * ev.mean_replicas.get(n, float(o.replicas)),
-                    "latency_ms": ev.node_latency_ms.get(n),
+                    "latency_ms": _finite(ev.node_latency_ms.get(n)),
                     "utilisation": ev.utilisation.get(n),
                 }
                 for n, o in ev.options.items()

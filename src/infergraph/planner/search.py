@@ -36,6 +36,7 @@ from infergraph.planner.simulator import (
     ServiceModel,
     SimResult,
     gate_decisions,
+    percentile_s,
     reaches,
     sample_rows,
     simulate,
@@ -55,9 +56,10 @@ class InfeasibleSloError(InfergraphError):
     def __init__(self, slo_ms: float, percentile: float, best_ms: float, node: str, why: str):
         self.best_ms = best_ms
         self.node = node
+        best = f"{best_ms:.1f} ms" if math.isfinite(best_ms) else "no answer (requests refused)"
         super().__init__(
             f"no configuration meets p{percentile:g} <= {slo_ms:g} ms: the best achievable is "
-            f"{best_ms:.1f} ms, limited by node '{node}' ({why})"
+            f"{best}, limited by node '{node}' ({why})"
         )
 
 
@@ -74,9 +76,16 @@ class Option:
     usd_per_replica_hour: float
     latency_ms: float  # the node's own percentile at the search load
     profile: NodeProfile = field(repr=False, compare=False)
+    max_queue_rows: int | None = None  # the node's own bound (batching.maxQueueRows), kept
 
     def config(self) -> NodeConfig:
-        return node_config(self.profile, self.max_batch_size, self.max_batch_time_ms, self.replicas)
+        return node_config(
+            self.profile,
+            self.max_batch_size,
+            self.max_batch_time_ms,
+            self.replicas,
+            self.max_queue_rows,
+        )
 
 
 @dataclass
@@ -112,6 +121,7 @@ class Evaluated:
     # Nodes every simulated request went through (none skipped by a gate or with no rows).
     on_every_path: frozenset[str] = frozenset()
     attainment: float = 1.0  # the share of requests within the SLO
+    refused: float = 0.0  # the share of requests a node's queue bound refused
 
 
 @dataclass
@@ -146,7 +156,13 @@ class SearchResult:
         return front
 
 
-def node_config(profile: NodeProfile, batch: int, delay_ms: float, replicas: int) -> NodeConfig:
+def node_config(
+    profile: NodeProfile,
+    batch: int,
+    delay_ms: float,
+    replicas: int,
+    max_queue_rows: int | None = None,
+) -> NodeConfig:
     """The simulator's view of a node deployed with these settings."""
     top = max(batch, profile.max_batch_size)
     service = ServiceModel(
@@ -165,6 +181,7 @@ def node_config(profile: NodeProfile, batch: int, delay_ms: float, replicas: int
         hop_sigma=profile.hop_sigma,
         response_s=profile.response_ms / 1000.0,
         turnaround_s=profile.turnaround_ms / 1000.0,
+        max_queue_rows=max_queue_rows,
     )
 
 
@@ -237,7 +254,10 @@ class Planner:
 
     def _batches(self, profile: NodeProfile) -> list[int]:
         """Batch limits to try: those asked for up to the largest batch the node was timed
-        at on this class (past it the pass time would be a guess), else powers of two."""
+        at on this class (past it the pass time would be a guess), else powers of two; none
+        past the node's own queue bound (`batching.maxQueueRows`), which a batch's rows wait
+        in while it forms, so that no larger batch could fill (the graph's validator)."""
+        bound = self._queue_rows(profile.node)
         if self.settings.batch_sizes is not None:
             asked = sorted({b for b in self.settings.batch_sizes if b >= 1})
             timed = [b for b in asked if b <= profile.max_batch_size]
@@ -248,12 +268,34 @@ class Planner:
             if len(timed) < len(asked):
                 beyond = ",".join(str(b) for b in asked if b not in timed)
                 self.notes.add(f"--batch-sizes {beyond} not tried: {where}")
-            return timed
+            return self._within_queue(profile.node, timed, bound)
         out, b = [], 1
-        while b <= profile.max_batch_size:
+        while b <= min(profile.max_batch_size, bound or profile.max_batch_size):
             out.append(b)
             b *= 2
         return out
+
+    def _queue_rows(self, node: str) -> int | None:
+        return self.nodes[node].batching.max_queue_rows
+
+    def _within_queue(self, node: str, sizes: list[int], bound: int | None) -> list[int]:
+        """`sizes` no larger than the node's queue bound, saying which were left out."""
+        if bound is None:
+            return sizes
+        kept = [b for b in sizes if b <= bound]
+        if len(kept) < len(sizes):
+            beyond = ",".join(str(b) for b in sizes if b > bound)
+            self.notes.add(
+                f"--batch-sizes {beyond} not tried on node '{node}': its batching.maxQueueRows "
+                f"{bound} holds no larger batch"
+            )
+        if not kept:
+            raise ProfileError(
+                "--batch-sizes",
+                f"node '{node}' holds at most {bound} rows waiting "
+                "(batching.maxQueueRows): give sizes up to that",
+            )
+        return kept
 
     def node_options(self, node: str) -> tuple[list[Option], float]:
         """Every (hardware, batch, delay) with the fewest replicas that keep the node in SLO.
@@ -285,7 +327,7 @@ class Planner:
                         lat = self._node_latency(profile, batch, delay, k, arrivals, rows)
                         option = Option(
                             node, hardware, batch, delay, k, per_replica * k, per_replica, lat,
-                            profile,
+                            profile, self._queue_rows(node),
                         )  # fmt: skip
                         space.consider(option, budget_ms)
                         if lat <= budget_ms:
@@ -343,9 +385,9 @@ class Planner:
             if not any(r > 0 for r in profile.rows):
                 return 0.0  # every request skips it (no crops): it never runs
             return profile.hop_ms + profile.median_ms(1)  # rare: one request must still fit
-        config = node_config(profile, batch, delay, replicas)
+        config = node_config(profile, batch, delay, replicas, self._queue_rows(profile.node))
         _, run = simulate_node(arrivals, rows, config, np.random.default_rng(self.settings.seed))
-        return float(np.percentile(run.latency_s, self.settings.percentile) * 1000.0)
+        return percentile_s(run.latency_s, self.settings.percentile) * 1000.0
 
     # -- whole graph --------------------------------------------------------------------------
     def evaluate(
@@ -393,6 +435,7 @@ class Planner:
                 n for n, run in result.nodes.items() if run.latency_s.size == result.latency_s.size
             ),
             attainment=result.attainment(self.settings.slo_ms),
+            refused=result.refused_fraction,
         )
 
     def search(self) -> SearchResult:
@@ -468,14 +511,19 @@ class Planner:
         own = max(best.node_latency_ms.get(limiting, 0.0), spaces[limiting].fastest_ms)
         capped = fastest[limiting].replicas >= s.max_replicas
         limit = f" (at most {s.max_replicas} replicas: --max-replicas)" if capped else ""
-        return InfeasibleSloError(
-            s.slo_ms,
-            s.percentile,
-            best.latency_ms,
-            limiting,
-            f"alone, on any profiled hardware, batch size and replica count{limit}, its own "
-            f"p{s.percentile:g} is at least {own:.1f} ms",
-        )
+        if math.isinf(own):
+            why = (
+                f"at its fastest{limit} its queue bound (batching.maxQueueRows "
+                f"{self._queue_rows(limiting)}) still refuses more than "
+                f"{100 - s.percentile:g}% of the requests it gets; the graph refuses "
+                f"{best.refused * 100:.1f}% of all"
+            )
+        else:
+            why = (
+                f"alone, on any profiled hardware, batch size and replica count{limit}, its "
+                f"own p{s.percentile:g} is at least {own:.1f} ms"
+            )
+        return InfeasibleSloError(s.slo_ms, s.percentile, best.latency_ms, limiting, why)
 
     def repair(
         self, start: Evaluated, evaluated: list[Evaluated], arrivals: np.ndarray | None = None

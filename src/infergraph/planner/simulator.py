@@ -12,6 +12,12 @@ The batcher modelled is `infergraph.serving.batcher.MicroBatcher`, as it behaves
 * with max_batch_time 0 it takes only what is already queued;
 * every member of a batch gets its answer when the last pass of the batch ends.
 
+A node may bound its queue (`batching.maxQueueRows`, `MicroBatcher._admit`): a request
+that finds the rows waiting plus its own past the bound is refused at once; rows wait from
+their arrival until their pass starts (a forming batch's rows count). A refused request is
+never answered: its latency is infinite, it reaches no later stage, and it counts against
+every percentile and the SLO's attainment.
+
 Replicas of a node each run their own batcher; requests reach them round-robin
 (a Kubernetes Service). A node may instead follow its autoscaler
 (`planner.autoscaler`): then round-robin is over the replicas ready at each
@@ -96,6 +102,8 @@ class NodeConfig:
     # wait: handing the answers over and collecting the next batch (the profile measures it
     # through the real batcher). It delays the next pass, not the answers of the last.
     turnaround_s: float = 0.0
+    # Rows that may wait for a pass (the node's batching.maxQueueRows); None: no bound.
+    max_queue_rows: int | None = None
 
 
 @dataclass
@@ -109,6 +117,7 @@ class NodeRun:
     forward_per_request_s: float = 0.0  # mean forward time of the batch each request was in
     replica_seconds: float = 0.0  # billed pod time; 0: static replicas over the whole horizon
     response_per_request_s: float = 0.0  # mean time from the pass's end to the answer leaving
+    refused: int = 0  # requests its queue bound refused (their latency is infinite)
 
 
 @dataclass
@@ -119,11 +128,17 @@ class SimResult:
     stage_done: dict[str, np.ndarray] = field(default_factory=dict)
 
     def percentile_ms(self, p: float) -> float:
-        return float(np.percentile(self.latency_s, p) * 1000.0) if self.latency_s.size else 0.0
+        return percentile_s(self.latency_s, p) * 1000.0
 
     def node_percentile_ms(self, node: str, p: float) -> float:
-        lat = self.nodes[node].latency_s
-        return float(np.percentile(lat, p) * 1000.0) if lat.size else 0.0
+        return percentile_s(self.nodes[node].latency_s, p) * 1000.0
+
+    @property
+    def refused_fraction(self) -> float:
+        """The share of requests a node's queue bound refused (never answered)."""
+        if not self.latency_s.size:
+            return 0.0
+        return float(np.mean(~np.isfinite(self.latency_s)))
 
     def utilisation(self, node: str, replicas: int) -> float:
         return self.nodes[node].busy_s / self.replica_seconds(node, replicas)
@@ -141,6 +156,24 @@ class SimResult:
         return float(np.mean(self.latency_s * 1000.0 <= slo_ms + 1e-9))
 
 
+def percentile_s(latency_s: np.ndarray, p: float) -> float:
+    """numpy's (linear) percentile, where a refused request (infinite latency) ranks after
+    every answered one: infinite once the percentile reaches the refused. numpy's own
+    interpolation turns infinities into NaN."""
+    if not latency_s.size:
+        return 0.0
+    if np.isfinite(latency_s).all():
+        return float(np.percentile(latency_s, p))
+    ordered = np.sort(latency_s)
+    position = p / 100.0 * (ordered.size - 1)
+    low = math.floor(position)
+    high = min(low + 1, ordered.size - 1)
+    fraction = position - low
+    if not math.isfinite(ordered[low]) or (fraction > 0 and not math.isfinite(ordered[high])):
+        return math.inf
+    return float(ordered[low] + (ordered[high] - ordered[low]) * fraction)
+
+
 def run_batcher(
     arrivals: Sequence[float] | np.ndarray,
     rows: Sequence[int] | np.ndarray,
@@ -150,23 +183,25 @@ def run_batcher(
     noise: np.ndarray,
     single_rows: bool = False,
     turnaround_s: float = 0.0,
+    max_queue_rows: int | None = None,
 ) -> tuple[np.ndarray, float, int, float]:
     """One replica's batcher over time-ordered arrivals: completion time of each request.
 
     `noise` holds standard-normal draws, one per forward pass (reused cyclically if short).
     `single_rows` says every request holds one row (skips the row bookkeeping).
     `turnaround_s` passes between one pass's end and the next one's start (`NodeConfig`).
+    `max_queue_rows` bounds the rows waiting: a refused request completes at infinity.
     Returns (completion times, busy seconds, batches, summed forward time of each request's
     batch).
     """
     times = np.asarray(arrivals, dtype=np.float64)
-    cum = np.zeros(times.size + 1, dtype=np.int64)
-    if not single_rows:
-        np.cumsum(np.asarray(rows, dtype=np.int64), out=cum[1:])
+    counts = np.asarray(rows, dtype=np.int64)
+    if single_rows:
+        counts = np.ones(times.size, dtype=np.int64)
     done = np.empty(times.size, dtype=np.float64)
-    busy, batches, per_request = _batch_loop(
+    busy, batches, per_request = _replica_loop(
         times,
-        cum,
+        counts,
         single_rows,
         max(1, max_batch_size),
         float(max_batch_time_s),
@@ -175,8 +210,36 @@ def run_batcher(
         np.asarray(noise, dtype=np.float64) if noise.size else np.zeros(1),
         done,
         float(turnaround_s),
+        max_queue_rows or 0,
     )
     return done, busy, batches, per_request
+
+
+@numba.njit(cache=True, nogil=True)
+def _replica_loop(
+    arrivals: np.ndarray,
+    rows: np.ndarray,
+    ones: bool,
+    cap: int,
+    max_batch_time_s: float,
+    medians: np.ndarray,
+    sigmas: np.ndarray,
+    z: np.ndarray,
+    done: np.ndarray,
+    turnaround_s: float,
+    limit: int,
+) -> tuple[float, int, float]:
+    """One replica's batcher: bounded by `limit` rows waiting (> 0), else unbounded."""
+    if limit > 0:
+        return _bounded_batch_loop(
+            arrivals, rows, cap, max_batch_time_s, medians, sigmas, z, done, turnaround_s, limit
+        )
+    cum = np.zeros(arrivals.size + 1, dtype=np.int64)
+    if not ones:
+        cum[1:] = np.cumsum(rows)
+    return _batch_loop(
+        arrivals, cum, ones, cap, max_batch_time_s, medians, sigmas, z, done, turnaround_s
+    )
 
 
 @numba.njit(cache=True, nogil=True)
@@ -236,6 +299,126 @@ def _batch_loop(
         free = end + turnaround_s
         i = j
     return busy, batches, per_request
+
+
+@numba.njit(cache=True, nogil=True)
+def _pass_time(
+    total: int, cap: int, medians: np.ndarray, sigmas: np.ndarray, z: np.ndarray, first: int
+) -> tuple[float, int]:
+    """A batch of `total` rows run as passes of at most `cap`: (seconds, passes), the
+    passes drawing `z` from position `first` on."""
+    top = medians.size
+    seconds = 0.0
+    passes = 0
+    while total > 0:
+        b = min(total, cap)
+        k = min(b, top) - 1
+        dev = z[(first + passes) % z.size]
+        seconds += medians[k] * (b / (k + 1)) * math.exp(sigmas[k] * dev)
+        total -= b
+        passes += 1
+    return seconds, passes
+
+
+@numba.njit(cache=True, nogil=True)
+def _admit(
+    k: int, rows: np.ndarray, limit: int, queue: np.ndarray, tail: int, waiting: int,
+    done: np.ndarray,
+) -> tuple[int, int, bool]:  # fmt: skip
+    """Queue request `k` unless its rows would take those waiting past `limit`; a refused
+    one completes at infinity. Returns (tail, waiting, admitted)."""
+    if waiting + rows[k] > limit:
+        done[k] = math.inf
+        return tail, waiting, False
+    queue[tail] = k
+    return tail + 1, waiting + rows[k], True
+
+
+@numba.njit(cache=True, nogil=True)
+def _bounded_collect(
+    arrivals: np.ndarray, rows: np.ndarray, cap: int, max_batch_time_s: float, limit: int,
+    queue: np.ndarray, head: int, tail: int, waiting: int, k: int, t0: float, done: np.ndarray,
+) -> tuple[int, int, int, int, int, float]:  # fmt: skip
+    """The batch the batcher takes at `t0` from `queue[head:tail]`, then from arrivals until
+    its deadline, each admitted against the rows waiting (the forming batch's included).
+    Returns (its end in the queue, tail, waiting, next arrival, rows, start)."""
+    j, taken = head, 0
+    while j < tail and taken < cap:
+        taken += rows[queue[j]]
+        j += 1
+    if taken >= cap:
+        return j, tail, waiting, k, taken, t0
+    deadline = t0 + max_batch_time_s  # every queued request joined: wait for more
+    while k < arrivals.size and arrivals[k] <= deadline:
+        tail, waiting, admitted = _admit(k, rows, limit, queue, tail, waiting, done)
+        k += 1
+        if admitted:
+            taken += rows[k - 1]
+            j = tail
+            if taken >= cap:
+                return j, tail, waiting, k, taken, max(arrivals[k - 1], t0)
+    return j, tail, waiting, k, taken, deadline
+
+
+@numba.njit(cache=True, nogil=True)
+def _bounded_batch_loop(
+    arrivals: np.ndarray,
+    rows: np.ndarray,
+    cap: int,
+    max_batch_time_s: float,
+    medians: np.ndarray,
+    sigmas: np.ndarray,
+    z: np.ndarray,
+    done: np.ndarray,
+    turnaround_s: float,
+    limit: int,
+) -> tuple[float, int, float]:
+    """`_batch_loop` with the queue bounded at `limit` rows (`MicroBatcher._admit`).
+
+    Each arrival is admitted, in time order, against the rows then waiting: those admitted
+    before it whose pass has not started (a forming batch's included: `_run_group` releases
+    rows when their pass starts). A refused request completes at infinity.
+    """
+    n = arrivals.size
+    queue = np.empty(n, dtype=np.int64)  # admitted requests not yet in a started pass
+    head, tail, waiting, k = 0, 0, 0, 0  # k: the next arrival to admit or refuse
+    free, busy, per_request, batches = 0.0, 0.0, 0.0, 0
+    while k < n or head < tail:
+        if head == tail:  # nothing waits: the next arrival meets an empty queue
+            tail, waiting, _ = _admit(k, rows, limit, queue, tail, waiting, done)
+            k += 1
+            continue
+        t0 = max(arrivals[queue[head]], free)
+        while k < n and arrivals[k] <= t0:  # queued while the replica was busy
+            tail, waiting, _ = _admit(k, rows, limit, queue, tail, waiting, done)
+            k += 1
+        j, tail, waiting, k, taken, start = _bounded_collect(
+            arrivals, rows, cap, max_batch_time_s, limit, queue, head, tail, waiting, k, t0,
+            done,
+        )  # fmt: skip
+        service_s, passes = _pass_time(taken, cap, medians, sigmas, z, batches)
+        batches += passes
+        end = start + service_s
+        busy += service_s
+        per_request += service_s * (j - head)
+        for m in range(head, j):  # their pass started: they wait no more
+            done[queue[m]] = end
+            waiting -= rows[queue[m]]
+        head = j
+        free = end + turnaround_s
+    return busy, batches, per_request
+
+
+@numba.njit(cache=True, nogil=True)
+def _answered_fifo(done: np.ndarray, each_s: float) -> np.ndarray:
+    """`_fifo` over the answered requests; a refused one (infinite) takes no turn."""
+    out = done.copy()
+    free = -np.inf
+    for k in range(done.size):
+        if math.isfinite(done[k]):
+            free = max(done[k], free) + each_s
+            out[k] = free
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
@@ -358,6 +541,7 @@ def _serve_groups(
     turnaround_s: float,
     response_s: float,
     done_out: np.ndarray,
+    limit: int,
 ) -> tuple[float, int, float, float]:
     """Every replica's batcher and response path in one compiled call (a Python loop per
     replica cost more than the batching itself on plans of dozens of replicas). Fills
@@ -369,18 +553,20 @@ def _serve_groups(
         idx = order[starts[g] : starts[g + 1]]
         if idx.size == 0:
             continue
-        times = t_in[idx]
-        cum = np.zeros(idx.size + 1, dtype=np.int64)
-        if not ones:
-            cum[1:] = np.cumsum(r_in[idx])
         done = np.empty(idx.size)
         z = z_all[z_first[g] : z_first[g] + z_count[g]]
-        b, n, pr = _batch_loop(
-            times, cum, ones, cap, max_batch_time_s, medians, sigmas, z, done, turnaround_s
-        )
+        b, n, pr = _replica_loop(
+            t_in[idx], r_in[idx], ones, cap, max_batch_time_s, medians, sigmas, z, done,
+            turnaround_s, limit,
+        )  # fmt: skip
         busy, passes, per_request = busy + b, passes + n, per_request + pr
-        left = _fifo(done, response_s) - response_s if response_s > 0 else done
-        responding += np.sum(left - done)
+        if limit > 0:  # refused requests (infinite) take no turn on the response path
+            left = _answered_fifo(done, response_s) - response_s if response_s > 0 else done
+            answered = np.isfinite(done)
+            responding += np.sum(left[answered] - done[answered])
+        else:
+            left = _fifo(done, response_s) - response_s if response_s > 0 else done
+            responding += np.sum(left - done)
         done_out[idx] = left
     return busy, passes, per_request, responding
 
@@ -412,6 +598,7 @@ def simulate_node(
         float(config.turnaround_s),
         float(config.response_s),
         done_sorted,
+        config.max_queue_rows or 0,
     )
     done_out = np.empty_like(done_sorted)
     done_out[order] = done_sorted
@@ -423,6 +610,7 @@ def simulate_node(
         per_request / max(arrivals.size, 1),
         config.schedule.replica_seconds if config.schedule is not None else 0.0,
         responding / max(arrivals.size, 1),
+        int(np.count_nonzero(~np.isfinite(done_out))),
     )
     return done_out, run
 
@@ -479,7 +667,8 @@ def simulate(
         ready = arrivals_s.copy()
         for dep in stage.depends_on:
             np.maximum(ready, done[dep], out=ready)
-        active = reaches(stage, taken, n)
+        # A request refused upstream (infinitely late) reaches no later stage.
+        active = reaches(stage, taken, n) & np.isfinite(ready)
         end = ready.copy()
         if stage.node is not None:
             config = configs[stage.node]

@@ -1,0 +1,196 @@
+"""A node's `batching.maxQueueRows` in the planner: the simulator refuses what the real
+batcher refuses, refused requests count against the SLO, and a plan keeps the bound valid.
+
+The batcher's rule (serving/batcher.py, `MicroBatcher._admit` and `_release`): a request is
+refused when the rows waiting plus its own would pass the limit; rows wait from `submit`
+until their pass starts (`_run_group` releases them), so a forming batch's rows still count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from infergraph.cli import app
+from infergraph.errors import QueueFullError
+from infergraph.graph.plan import load_graph, parse_graph
+from infergraph.planner.profiler import with_batch_limits
+from infergraph.planner.simulator import NodeConfig, ServiceModel, run_batcher, simulate
+from infergraph.planner.topology import Stage, Topology
+from infergraph.serving.batcher import MicroBatcher
+from tests.planner_fixtures import chain_graph, node_entry, write_profile
+
+NO_NOISE = np.zeros(1)
+
+
+def _bounded(arrivals, batch, delay_s, service_s, limit, rows=None):
+    rows = rows or [1] * len(arrivals)
+    service = ServiceModel.constant([service_s] * batch)
+    done, _, batches, _ = run_batcher(
+        arrivals, rows, batch, delay_s, service, NO_NOISE, max_queue_rows=limit
+    )
+    return [round(d * 1000, 6) if math.isfinite(d) else None for d in done], batches
+
+
+def test_a_full_queue_refuses_arrivals_until_a_pass_starts():
+    # The first request runs at once (0-10 ms); two queue behind it (the limit); the next two
+    # find 2 rows waiting and are refused. At 10 ms the queued pair starts and leaves the queue.
+    done, batches = _bounded([0.0, 0.001, 0.002, 0.003, 0.004, 0.012], 2, 0.0, 0.010, 2)
+    assert done == [10.0, 20.0, 20.0, None, None, 30.0]
+    assert batches == 3
+
+
+def test_a_forming_batch_counts_against_the_queue_until_its_pass_starts():
+    # Batch of 4 with a 10 ms delay: the first request is taken at 0 but its row is released
+    # only when the pass starts (10 ms), so with a limit of 2 the third arrival is refused.
+    done, _ = _bounded([0.0, 0.001, 0.002, 0.011], 4, 0.010, 0.005, 2)
+    # The last comes to an idle queue, is taken when the pass ends (15 ms) and waits its delay.
+    assert done == [15.0, 15.0, None, 30.0]
+
+
+def test_a_request_larger_than_the_queue_is_always_refused():
+    done, _ = _bounded([0.0, 0.001], 4, 0.0, 0.005, 4, rows=[5, 1])
+    assert done == [None, 6.0]
+
+
+def test_an_unbounded_queue_is_the_batcher_without_a_limit():
+    args = ([0.0, 0.001, 0.002, 0.003], [1, 1, 1, 1], 2, 0.0, ServiceModel.constant([0.01] * 2))
+    free, *_ = run_batcher(*args, NO_NOISE)
+    bounded, *_ = run_batcher(*args, NO_NOISE, max_queue_rows=100)
+    assert free.tolist() == bounded.tolist()
+
+
+def _real_refusals(arrivals: list[float], batch: int, service_s: float, limit: int):
+    """Feed the real batcher (max_queue_rows) at these times: who was refused, when each came."""
+    refused: list[int] = []
+    came = [0.0] * len(arrivals)
+    lock = threading.Lock()
+
+    def run_batch(rows: list[int], key: object) -> list[int]:
+        time.sleep(service_s)
+        return rows
+
+    async def main() -> None:
+        mb = MicroBatcher([run_batch], batch, 0.0, max_queue_rows=limit)
+        start = time.perf_counter()
+
+        async def one(i: int, at: float) -> None:
+            await asyncio.sleep(max(0.0, start + at - time.perf_counter()))
+            came[i] = time.perf_counter() - start
+            try:
+                await mb.submit([i], None)
+            except QueueFullError:
+                with lock:
+                    refused.append(i)
+
+        await asyncio.gather(*(one(i, at) for i, at in enumerate(arrivals)))
+        await mb.close()
+
+    asyncio.run(main())
+    return sorted(refused), came
+
+
+def test_the_model_refuses_the_requests_the_real_batcher_refuses():
+    # Passes of 0.45 s, at most 2 rows each, at most 2 rows waiting. Every arrival comes at
+    # least 75 ms from the pass start before it and the one after it (the real batcher starts
+    # passes late, never early), so only a stall longer than that could flip a decision.
+    service_s = 0.45
+    arrivals = [0.0, 0.075, 0.15, 0.225, 0.3, 0.6, 0.675, 0.75, 0.81, 1.425, 1.5]
+    refused, came = _real_refusals(arrivals, 2, service_s, 2)
+    done, *_ = run_batcher(
+        came, [1] * len(came), 2, 0.0, ServiceModel.constant([service_s] * 2), NO_NOISE,
+        max_queue_rows=2,
+    )  # fmt: skip
+    assert refused == [i for i, d in enumerate(done) if not math.isfinite(d)]
+    assert refused == [3, 4, 7, 8]  # refusals behind two different passes
+
+
+def test_refused_requests_go_no_further_and_count_against_the_slo():
+    topo = Topology((Stage("a", "a"), Stage("b", "b", frozenset({"a"}))))  # a chain a -> b
+    arrivals = np.arange(0.0, 0.1, 0.001)  # 1,000 req/s against a node serving 100 at most
+    slow = NodeConfig(1, 0.0, 1, ServiceModel.constant([0.01]), max_queue_rows=2)
+    fast = NodeConfig(1, 0.0, 1, ServiceModel.constant([0.0001]))
+    result = simulate(topo, {"a": slow, "b": fast}, arrivals, {})
+    refused = ~np.isfinite(result.latency_s)
+    assert 0.5 < refused.mean() < 1.0
+    assert result.nodes["b"].latency_s.size == int((~refused).sum())  # only answered ones
+    assert result.nodes["a"].refused == int(refused.sum())
+    assert result.refused_fraction == pytest.approx(refused.mean())
+    assert result.percentile_ms(99) == math.inf  # over 1 % refused: no p99 is met
+    assert result.attainment(1e9) == pytest.approx(1.0 - refused.mean())
+    assert math.isfinite(result.percentile_ms(1.0))  # the answered ones have latencies
+
+
+def _bounded_chain_plan(tmp_path: Path, *args: str):
+    doc = chain_graph(["a", "b"])
+    for node in doc["spec"]["nodes"]:
+        node["batching"] = {"maxBatchSize": 2, "maxQueueRows": 4}
+    graph = tmp_path / "chain.yaml"
+    graph.write_text(yaml.safe_dump(doc))
+    # Batching pays: a pass of 8 costs 2.4x one of 1.
+    nodes = {"a": node_entry(20.0, 4.0, 16), "b": node_entry(20.0, 4.0, 16)}
+    profile = write_profile(tmp_path / "chain.json", "chain", "c6i.2xlarge", nodes)
+    out = tmp_path / "plan"
+    base = ["plan", str(graph), "--profiles", str(profile), "--out", str(out)]
+    return CliRunner().invoke(app, [*base, "--slo-ms", "400", "--rate", "200", *args]), out
+
+
+def test_a_plan_keeps_the_queue_bound_and_writes_a_graph_that_loads(tmp_path: Path):
+    """The search tried batches past the node's maxQueueRows and wrote them as its
+    maxBatchSize: a graph the validator refuses (no batch could fill)."""
+    result, out = _bounded_chain_plan(tmp_path)
+    assert result.exit_code == 0, result.output
+    planned = load_graph(out / "chain.planned.yaml")  # full validation, as serve does
+    for name in ("a", "b"):
+        batching = planned.node(name).batching
+        assert batching.max_queue_rows == 4
+        assert batching.max_batch_size <= 4
+
+
+def test_asked_batch_sizes_past_the_queue_bound_are_said(tmp_path: Path):
+    result, out = _bounded_chain_plan(tmp_path, "--batch-sizes", "1,4,8")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "--batch-sizes 8 not tried" in text and "maxQueueRows 4" in text
+    assert load_graph(out / "chain.planned.yaml").node("a").batching.max_batch_size <= 4
+
+
+def test_profiling_serves_the_graph_without_its_queue_bound():
+    """The profiler's loaded half sends bursts up to each node's profiled limit: a queue
+    bound below it would refuse them, and the graph it serves would not validate."""
+    doc = chain_graph(["a", "b"])
+    doc["spec"]["nodes"][0]["batching"] = {"maxBatchSize": 2, "maxQueueRows": 2}
+    served = with_batch_limits(parse_graph(doc), {"a": 16, "b": 1})
+    assert served.node("a").batching.max_batch_size == 16
+    assert served.node("a").batching.max_queue_rows is None
+    parse_graph(served.to_manifest())  # a graph the validator takes
+
+
+def test_the_report_says_which_nodes_refuse_and_how_many_requests(tmp_path: Path):
+    result, out = _bounded_chain_plan(tmp_path)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "batching.maxQueueRows is refused" in text and "a (4 rows), b (4 rows)" in text
+    report = json.loads((out / "plan.json").read_text())
+    assert 0.0 <= report["plan"]["refused_fraction"] <= 0.01  # within the p99's budget
+
+
+def test_a_queue_bound_no_replica_count_can_serve_is_named(tmp_path: Path):
+    """One replica, 200 req/s against passes of at least 24 ms, at most 4 rows waiting:
+    most requests are refused whatever the batch, so no p99 exists; the error says why
+    (it printed an infinite best latency as 'inf ms' and a node's own p99 as 'inf')."""
+    result, out = _bounded_chain_plan(tmp_path, "--max-replicas", "1")
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.output.split())
+    assert "no configuration meets p99" in text and "best achievable is no answer" in text
+    assert "batching.maxQueueRows 4" in text and "refuses more than 1%" in text
+    assert not (out / "chain.planned.yaml").exists()
