@@ -38,7 +38,16 @@ from infergraph.graph.model_settings import model_settings
 from infergraph.graph.plan import parse_graph
 from infergraph.graph.runtime_settings import RuntimeSettings
 from infergraph.serving.batcher import MicroBatcher
-from tests.servers import REPO, MLServerProcess, families_env, metric, mlserver, settle, write_model
+from tests.servers import (
+    REPO,
+    MLServerProcess,
+    families_env,
+    metric,
+    mlserver,
+    settle,
+    triton_grpc,
+    write_model,
+)
 
 
 # -- unit: the real batcher ----------------------------------------------------------------------
@@ -283,3 +292,16 @@ def test_a_request_larger_than_the_queue_is_413_and_resource_exhausted(
     counted = metric(server, "infergraph_requests_total", model="bounded", outcome="bad_input")
     assert counted == bad_input + 2
     assert post(server, LIMIT).status_code == 200
+
+
+@pytest.mark.slow
+def test_the_model_configuration_says_the_queue_bound(server: MLServerProcess) -> None:
+    """A client sizing its concurrency (perf_analyzer, tritonclient's get_model_config) reads
+    the bound where it reads the rows per pass: REST `/config` and gRPC `ModelConfig`."""
+    config = httpx.get(f"{server.url}/v2/models/bounded/config", timeout=10).json()
+    params = config["parameters"]
+    assert params["max_queue_rows"] == {"string_value": str(LIMIT)}, params
+    assert params["max_rows_per_forward_pass"] == {"string_value": "4"}, params
+    over_grpc = triton_grpc(server, "bounded")["config"]
+    assert isinstance(over_grpc, dict)
+    assert over_grpc["parameters"]["max_queue_rows"] == {"string_value": str(LIMIT)}, over_grpc

@@ -140,6 +140,11 @@ class MicroBatcher:
         return len(self._run_batches)
 
     @property
+    def max_queue_rows(self) -> int | None:
+        """The most rows that may wait (`batching.maxQueueRows`); None: no bound."""
+        return self._max_queue_rows
+
+    @property
     def pending_rows(self) -> int:
         """Rows waiting for a forward pass: the queue an autoscaler should watch."""
         return self._pending_rows

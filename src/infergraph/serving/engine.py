@@ -127,5 +127,10 @@ class ComponentEngine:
         """Model copies serving this engine's batches, one forward pass each at a time."""
         return self._batcher.instances
 
+    @property
+    def max_queue_rows(self) -> int | None:
+        """The most rows that may wait for a pass (`batching.maxQueueRows`); None: no bound."""
+        return self._batcher.max_queue_rows
+
     async def close(self) -> None:
         await self._batcher.close()

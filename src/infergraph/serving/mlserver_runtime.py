@@ -409,14 +409,19 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
         return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in shared.items()]
 
     def triton_config(self) -> TritonConfig:
-        """Triton's model configuration (REST `/config`, gRPC `ModelConfig`)."""
+        """Triton's model configuration (REST `/config`, gRPC `ModelConfig`). The batching
+        is the runtime's, not Triton's (`max_batch_size` 0), so its limits are parameters: a
+        queue bound too, where one is set, for a client sizing its concurrency."""
+        parameters = {"max_rows_per_forward_pass": str(self._batching[0])}
+        if self.engine.max_queue_rows is not None:
+            parameters["max_queue_rows"] = str(self.engine.max_queue_rows)
         return model_config(
             self.name,
             "infergraph",
             self.component.inputs,
             self.component.outputs,
             backend=self.component.family,
-            parameters={"max_rows_per_forward_pass": str(self._batching[0])},
+            parameters=parameters,
             instances=(self.engine.instances, _instance_kind(self.component.device)),
         )
 
