@@ -436,3 +436,29 @@ def test_bursts_fit_each_nodes_timeout(monkeypatch: pytest.MonkeyPatch):
     assert profile.settings["graph_pass_burst_size"] == 2
     assert "sample payloads through the graph, in bursts of 2" in seen
     assert profile.nodes["slow"].response_ms >= 0
+
+
+def test_a_loaded_hop_is_never_taken_below_the_same_nodes_hop_alone():
+    """On a busy machine the per-answer wait fitted from bursts can explain all of a loaded
+    reply's hop: its own hop then read 0 ms (CI on d65f1ea), and the simulator ran the node
+    with no hop at all. A request's own part of the hop under load is at least what it is
+    with nothing else running, so the one-at-a-time half's median is its floor."""
+    from infergraph.planner.profiler import profiled_hop_ms, summarise_pass
+    from infergraph.planner.topology import Stage, Topology
+
+    topology = Topology((Stage("m", "m"),))
+
+    def reply(hop: float, batch: int) -> tuple[float, dict[str, float]]:
+        timings = {"graph.total_ms": 60.0 + hop, "m.total_ms": 50.0 + hop, "m.queue_ms": 10.0}
+        return 62.0 + hop, {**timings, "m.inference_ms": 40.0, "m.batch_size": batch}
+
+    alone = summarise_pass(topology, [reply(2.0 + 0.1 * i, 1) for i in range(10)], ["m"])
+    # batches of 8 whose hops (5 ms) are less than the fitted wait (3 ms x 3.5 answers)
+    loaded = summarise_pass(topology, [reply(5.0, 8)] * 40, ["m"], {"m": 3.0})
+    assert loaded.hop_ms["m"] == 0.0
+    assert profiled_hop_ms(loaded, alone, "m", 7.0) == pytest.approx(2.45)
+    # where the loaded hop is the larger, it stands; a node with no replies keeps its default
+    roomy = summarise_pass(topology, [reply(9.0, 1)] * 5, ["m"])
+    assert profiled_hop_ms(roomy, alone, "m", 7.0) == 9.0
+    empty = summarise_pass(topology, [], ["m"])
+    assert profiled_hop_ms(empty, empty, "m", 7.0) == 7.0

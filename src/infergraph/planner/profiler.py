@@ -465,6 +465,16 @@ def response_ms(hops: list[tuple[float, int]]) -> float:
     return max(slope, 0.0)
 
 
+def profiled_hop_ms(loaded: GraphPass, alone: GraphPass, node: str, default: float) -> float:
+    """The node's own hop for the simulator: the loaded half's median, but never below the
+    one-at-a-time half's. Load only adds to a request's own part of the hop; on a busy
+    machine the per-answer wait fitted from bursts can explain a loaded reply's whole hop,
+    and the node would be simulated with none. `default`: a node no reply timed."""
+    if node not in loaded.hop_ms:
+        return alone.hop_ms.get(node, default)
+    return max(loaded.hop_ms[node], alone.hop_ms.get(node, 0.0))
+
+
 def own_hops(hops: list[tuple[float, int]], per_answer_ms: float) -> list[float]:
     """Each hop less its mean wait for the answers before it in its batch (what the
     simulator adds back through `response_ms`); a lone request's hop is unchanged."""
@@ -912,7 +922,7 @@ def _measure_graph(
     served_nodes = {
         name: replace(
             prof,
-            hop_ms=served.hop_ms.get(name, prof.hop_ms),
+            hop_ms=profiled_hop_ms(served, alone, name, prof.hop_ms),
             hop_p99_ms=served.hop_p99_ms.get(name, 0.0),
             response_ms=served.response_ms.get(name, 0.0),
             rows=alone.rows.get(name, prof.rows),
