@@ -27,7 +27,9 @@ def test_open_loop_requests_outlast_duration(load: list[str]) -> None:
     step = orjson.loads(result.stdout)["steps"][0]
     assert (step["sent"], step["ok"]) == (100, 100), step
     assert len(served) == 100
-    assert step["elapsed_s"] == pytest.approx(2.0, abs=0.5)  # 100 sends at 50/s, not 1 s
+    # 100 sends at 50/s, not 1 s: the last one is due 1.98 s after the first. The upper bound
+    # only catches a run that never ends; a loaded machine may stall the answers' arrival.
+    assert 1.95 <= step["elapsed_s"] < 10.0, step
 
 
 def test_closed_loop_requests_outlast_duration() -> None:
