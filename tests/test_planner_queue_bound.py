@@ -194,3 +194,11 @@ def test_a_queue_bound_no_replica_count_can_serve_is_named(tmp_path: Path):
     assert "no configuration meets p99" in text and "best achievable is no answer" in text
     assert "batching.maxQueueRows 4" in text and "refuses more than 1%" in text
     assert not (out / "chain.planned.yaml").exists()
+
+
+def test_asked_batch_sizes_all_past_the_queue_bound_are_refused_before_writing(tmp_path: Path):
+    result, out = _bounded_chain_plan(tmp_path, "--batch-sizes", "8,16")
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.output.split())
+    assert "--batch-sizes" in text and "node 'a'" in text and "maxQueueRows" in text
+    assert not (out / "chain.planned.yaml").exists()
