@@ -199,20 +199,22 @@ def run_batcher(
     if single_rows:
         counts = np.ones(times.size, dtype=np.int64)
     done = np.empty(times.size, dtype=np.float64)
-    busy, batches, per_request = _replica_loop(
-        times,
-        counts,
-        single_rows,
-        max(1, max_batch_size),
-        float(max_batch_time_s),
+    law = (
         np.asarray(service.median_s, dtype=np.float64),
         np.asarray(service.sigma, dtype=np.float64),
         np.asarray(noise, dtype=np.float64) if noise.size else np.zeros(1),
-        done,
-        float(turnaround_s),
-        max_queue_rows or 0,
+    )
+    knobs = (max(1, max_batch_size), float(max_batch_time_s), float(turnaround_s))
+    busy, batches, per_request = _replica_loop(
+        times, counts, single_rows, done, law, knobs, max_queue_rows or 0
     )
     return done, busy, batches, per_request
+
+
+# A node's pass times: (median seconds by rows, log-normal spread by rows, the passes'
+# standard-normal draws in order); and its batcher: (rows a pass, batch delay s, turnaround s).
+PassLaw = tuple[np.ndarray, np.ndarray, np.ndarray]
+Knobs = tuple[int, float, float]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -220,20 +222,16 @@ def _replica_loop(
     arrivals: np.ndarray,
     rows: np.ndarray,
     ones: bool,
-    cap: int,
-    max_batch_time_s: float,
-    medians: np.ndarray,
-    sigmas: np.ndarray,
-    z: np.ndarray,
     done: np.ndarray,
-    turnaround_s: float,
+    law: PassLaw,
+    knobs: Knobs,
     limit: int,
 ) -> tuple[float, int, float]:
     """One replica's batcher: bounded by `limit` rows waiting (> 0), else unbounded."""
     if limit > 0:
-        return _bounded_batch_loop(
-            arrivals, rows, cap, max_batch_time_s, medians, sigmas, z, done, turnaround_s, limit
-        )
+        return _bounded_batch_loop(arrivals, rows, done, law, knobs, limit)
+    cap, max_batch_time_s, turnaround_s = knobs
+    medians, sigmas, z = law
     cum = np.zeros(arrivals.size + 1, dtype=np.int64)
     if not ones:
         cum[1:] = np.cumsum(rows)
@@ -262,7 +260,6 @@ def _batch_loop(
     Fills `done` and returns (busy seconds, forward passes, summed per-request forward time).
     """
     n = arrivals.size
-    top = medians.size
     free = 0.0
     busy = 0.0
     per_request = 0.0
@@ -284,14 +281,8 @@ def _batch_loop(
             j = i + 1 + np.searchsorted(arrivals[i + 1 :], deadline, side="right")
             start = deadline
         total = j - i if ones else cum[j] - cum[i]
-        service_s = 0.0
-        while total > 0:
-            b = min(total, cap)
-            k = min(b, top) - 1
-            dev = z[batches % z.size]
-            service_s += medians[k] * (b / (k + 1)) * math.exp(sigmas[k] * dev)
-            total -= b
-            batches += 1
+        service_s, passes = _pass_time(total, cap, (medians, sigmas, z), batches)
+        batches += passes
         end = start + service_s
         busy += service_s
         per_request += service_s * (j - i)
@@ -302,11 +293,10 @@ def _batch_loop(
 
 
 @numba.njit(cache=True, nogil=True)
-def _pass_time(
-    total: int, cap: int, medians: np.ndarray, sigmas: np.ndarray, z: np.ndarray, first: int
-) -> tuple[float, int]:
+def _pass_time(total: int, cap: int, law: PassLaw, first: int) -> tuple[float, int]:
     """A batch of `total` rows run as passes of at most `cap`: (seconds, passes), the
-    passes drawing `z` from position `first` on."""
+    passes drawing the law's deviations from position `first` on."""
+    medians, sigmas, z = law
     top = medians.size
     seconds = 0.0
     passes = 0
@@ -362,16 +352,7 @@ def _bounded_collect(
 
 @numba.njit(cache=True, nogil=True)
 def _bounded_batch_loop(
-    arrivals: np.ndarray,
-    rows: np.ndarray,
-    cap: int,
-    max_batch_time_s: float,
-    medians: np.ndarray,
-    sigmas: np.ndarray,
-    z: np.ndarray,
-    done: np.ndarray,
-    turnaround_s: float,
-    limit: int,
+    arrivals: np.ndarray, rows: np.ndarray, done: np.ndarray, law: PassLaw, knobs: Knobs, limit: int
 ) -> tuple[float, int, float]:
     """`_batch_loop` with the queue bounded at `limit` rows (`MicroBatcher._admit`).
 
@@ -379,6 +360,7 @@ def _bounded_batch_loop(
     before it whose pass has not started (a forming batch's included: `_run_group` releases
     rows when their pass starts). A refused request completes at infinity.
     """
+    cap, max_batch_time_s, turnaround_s = knobs
     n = arrivals.size
     queue = np.empty(n, dtype=np.int64)  # admitted requests not yet in a started pass
     head, tail, waiting, k = 0, 0, 0, 0  # k: the next arrival to admit or refuse
@@ -396,7 +378,7 @@ def _bounded_batch_loop(
             arrivals, rows, cap, max_batch_time_s, limit, queue, head, tail, waiting, k, t0,
             done,
         )  # fmt: skip
-        service_s, passes = _pass_time(taken, cap, medians, sigmas, z, batches)
+        service_s, passes = _pass_time(taken, cap, law, batches)
         batches += passes
         end = start + service_s
         busy += service_s
@@ -554,11 +536,10 @@ def _serve_groups(
         if idx.size == 0:
             continue
         done = np.empty(idx.size)
-        z = z_all[z_first[g] : z_first[g] + z_count[g]]
+        law = (medians, sigmas, z_all[z_first[g] : z_first[g] + z_count[g]])
         b, n, pr = _replica_loop(
-            t_in[idx], r_in[idx], ones, cap, max_batch_time_s, medians, sigmas, z, done,
-            turnaround_s, limit,
-        )  # fmt: skip
+            t_in[idx], r_in[idx], ones, done, law, (cap, max_batch_time_s, turnaround_s), limit
+        )
         busy, passes, per_request = busy + b, passes + n, per_request + pr
         if limit > 0:  # refused requests (infinite) take no turn on the response path
             left = _answered_fifo(done, response_s) - response_s if response_s > 0 else done
