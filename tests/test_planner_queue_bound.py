@@ -13,6 +13,7 @@ import json
 import math
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +22,31 @@ import yaml
 from typer.testing import CliRunner
 
 from infergraph.cli import app
+from infergraph.cost.pricing import load_catalog
 from infergraph.errors import QueueFullError
+from infergraph.graph.model import Autoscaling
 from infergraph.graph.plan import load_graph, parse_graph
 from infergraph.planner.profiler import with_batch_limits
-from infergraph.planner.simulator import NodeConfig, ServiceModel, run_batcher, simulate
-from infergraph.planner.topology import Stage, Topology
+from infergraph.planner.profiles import load_profile, match_profiles
+from infergraph.planner.search import (
+    Evaluated,
+    InfeasibleSloError,
+    Planner,
+    SearchResult,
+    SearchSettings,
+)
+from infergraph.planner.simulator import (
+    NodeConfig,
+    NodeRun,
+    ServiceModel,
+    SimResult,
+    percentile_s,
+    poisson_arrivals,
+    run_batcher,
+    simulate,
+)
+from infergraph.planner.topology import Stage, Topology, topology_of
+from infergraph.planner.tuner import tune
 from infergraph.serving.batcher import MicroBatcher
 from tests.planner_fixtures import chain_graph, node_entry, write_profile
 
@@ -202,3 +223,111 @@ def test_asked_batch_sizes_all_past_the_queue_bound_are_refused_before_writing(t
     text = " ".join(result.output.split())
     assert "--batch-sizes" in text and "node 'a'" in text and "maxQueueRows" in text
     assert not (out / "chain.planned.yaml").exists()
+
+
+# -- what a refusing node does to the search, repair, report and tuner (review of c7cd77c) --------
+def test_a_percentile_on_the_last_answer_before_the_refused_is_that_answer():
+    """numpy's linear percentile lands exactly on an order statistic when p/100 x (n - 1) is
+    whole: with one refused request in 101, p99 is the 100th answer, not inf x 0 = NaN."""
+    latencies = np.append(np.arange(1.0, 101.0), math.inf)
+    assert percentile_s(latencies, 99.0) == 100.0
+    assert percentile_s(np.array([1.0, 2.0, math.inf]), 50.0) == 2.0
+    assert percentile_s(np.array([1.0, 2.0, math.inf]), 75.0) == math.inf
+
+
+def _bounded_planner(tmp_path: Path, max_replicas: int = 64, **settings) -> Planner:
+    """a -> b at 200 req/s; a's passes take 24 ms or more, and at most 2 rows wait."""
+    doc = chain_graph(["a", "b"])
+    for node in doc["spec"]["nodes"]:
+        node["batching"] = {"maxBatchSize": 1, "maxQueueRows": 2}
+    graph = parse_graph(doc)
+    nodes = {"a": node_entry(20.0, 4.0, 16), "b": node_entry(2.0, 1.0, 16)}
+    profile = write_profile(tmp_path / "p.json", "chain", "c6i.2xlarge", nodes)
+    topo = topology_of(graph)
+    profiles = match_profiles([load_profile(profile)], "chain", ["a", "b"], topo.gates)
+    arrivals = poisson_arrivals(200.0, 20.0, np.random.default_rng(0))
+    catalog = load_catalog()
+    search = SearchSettings(slo_ms=2000, percentile=99, max_replicas=max_replicas, **settings)
+    return Planner(topo, {n.name: n for n in graph.spec.nodes}, profiles, catalog, arrivals, search)
+
+
+def test_repair_adds_replicas_while_refusals_shrink_though_the_percentile_stays_infinite(
+    tmp_path: Path,
+):
+    """With most requests refused the p99 is infinite whatever the replicas: repair took
+    each try as a stall (inf against inf), simulated the same one three times and said more
+    replicas no longer help, where six replicas of `a` refuse nothing."""
+    planner = _bounded_planner(tmp_path, batch_sizes=[1])
+    first = {n: min(planner.node_space(n).options, key=lambda o: o.replicas) for n in "ab"}
+    start = planner.evaluate({**first, "a": replace(first["a"], replicas=1)})
+    assert start.latency_ms == math.inf and start.refused > 0.5
+    tried: list[Evaluated] = []
+    repaired = planner.repair(start, tried)
+    assert repaired.feasible and repaired.refused <= 0.01
+    replicas = [t.options["a"].replicas for t in tried]
+    assert replicas == sorted(set(replicas)), replicas  # each try a new replica count
+
+
+def test_the_unreachable_message_quotes_the_least_refusing_configuration(tmp_path: Path):
+    """Among options that all refuse too many, the one kept as the fastest was the first
+    tried (inf < inf is false): batch 1, which refuses most (about 58 % of `a`'s requests
+    on two replicas, where batch 2 refuses about 30 %), and the message quoted that."""
+    planner = _bounded_planner(tmp_path, max_replicas=2)
+    space = planner.node_space("a")
+    assert space.fastest is not None and space.fastest.latency_ms == math.inf
+    assert space.fastest.max_batch_size == 2 and 0.0 < space.fastest.refused < 0.45
+    with pytest.raises(InfeasibleSloError, match="refuses more than 1%") as caught:
+        planner.search()
+    message = str(caught.value)
+    assert "at most 2 replicas" in message
+    share = float(message.split("the graph refuses ")[1].split("%")[0])
+    assert share < 45.0, message
+
+
+def test_the_front_holds_no_combination_that_answers_too_few():
+    fast = Evaluated({}, 1.0, math.inf, {}, {}, False, refused=0.4)
+    slow = Evaluated({}, 2.0, 50.0, {}, {}, True)
+    result = SearchResult(fast, [fast, slow], {}, 2, False, 0.1)
+    assert result.pareto == [slow]
+
+
+def test_the_inflight_target_reads_the_answered_requests_latency(tmp_path: Path):
+    """A node refusing past its percentile's share has an infinite own percentile; the
+    in-flight target (rate x latency) then became inf, and plan.json `Infinity`. Refused
+    requests hold no slot in flight: the answered ones' latency is the one to use."""
+    latencies = np.array([0.010] * 95 + [math.inf] * 5)
+    run = NodeRun(latencies, busy_s=1.0, batches=10, rows=100, refused=5)
+    result = SimResult(latencies, {"c": run}, horizon_s=1.0)
+    assert result.node_percentile_ms("c", 99) == math.inf
+    assert result.node_answered_percentile_ms("c", 99) == pytest.approx(10.0)
+    planner = _bounded_planner(tmp_path, batch_sizes=[1])
+    first = {n: min(planner.node_space(n).options, key=lambda o: o.replicas) for n in "ab"}
+    starved = planner.evaluate({**first, "a": replace(first["a"], replicas=1)})
+    assert starved.node_latency_ms["a"] == math.inf
+    assert 24.0 <= starved.node_answered_ms["a"] < 1000.0
+
+
+def test_a_queue_metric_target_stays_below_the_queue_bound():
+    """pending_rows per replica can never pass maxQueueRows: a `queue` target equal to it
+    (a batch as large as the bound) would never ask for another pod."""
+    advice = tune("c", Autoscaling(metric="queue"), 2, 8, 100.0, 10.0, 0.5, 0.01, 8)
+    assert advice.target < 8
+    unbounded = tune("c", Autoscaling(metric="queue"), 2, 8, 100.0, 10.0, 0.5, 0.01)
+    assert unbounded.target == 8
+
+
+def test_the_batch_grid_reaches_a_bound_that_is_no_power_of_two(tmp_path: Path):
+    doc = chain_graph(["a", "b"])
+    doc["spec"]["nodes"][0]["batching"] = {"maxBatchSize": 2, "maxQueueRows": 6}
+    graph = parse_graph(doc)
+    nodes = {"a": node_entry(20.0, 4.0, 16), "b": node_entry(2.0, 1.0, 16)}
+    profiles = match_profiles(
+        [load_profile(write_profile(tmp_path / "p.json", "chain", "c6i.2xlarge", nodes))],
+        "chain", ["a", "b"], topology_of(graph).gates,
+    )  # fmt: skip
+    planner = Planner(
+        topology_of(graph), {n.name: n for n in graph.spec.nodes}, profiles, load_catalog(),
+        poisson_arrivals(50.0, 5.0, np.random.default_rng(0)), SearchSettings(slo_ms=500),
+    )  # fmt: skip
+    assert planner._batches(profiles.by_node["a"]["c6i.2xlarge"]) == [1, 2, 4, 6]
+    assert planner._batches(profiles.by_node["b"]["c6i.2xlarge"]) == [1, 2, 4, 8, 16]

@@ -230,7 +230,10 @@ def _advice(outcome: PlanOutcome, margin: float) -> dict[str, ScalingAdvice]:
             peak_node_rps=metric_peak * p,
             trough_node_rps=inputs.workload.trough_rps * p,
             utilisation=best.utilisation.get(node.name, 0.0) * margin,
-            latency_s=best.node_latency_ms.get(node.name, 0.0) / 1000.0,
+            # Answered requests only: a refused one holds no slot in flight (and makes the
+            # percentile infinite where a node refuses past its share).
+            latency_s=best.node_answered_ms.get(node.name, 0.0) / 1000.0,
+            max_queue_rows=node.batching.max_queue_rows,
         )
     return advice
 

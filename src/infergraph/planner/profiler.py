@@ -465,14 +465,19 @@ def response_ms(hops: list[tuple[float, int]]) -> float:
     return max(slope, 0.0)
 
 
-def profiled_hop_ms(loaded: GraphPass, alone: GraphPass, node: str, default: float) -> float:
-    """The node's own hop for the simulator: the loaded half's median, but never below the
-    one-at-a-time half's. Load only adds to a request's own part of the hop; on a busy
-    machine the per-answer wait fitted from bursts can explain a loaded reply's whole hop,
-    and the node would be simulated with none. `default`: a node no reply timed."""
-    if node not in loaded.hop_ms:
-        return alone.hop_ms.get(node, default)
-    return max(loaded.hop_ms[node], alone.hop_ms.get(node, 0.0))
+def profiled_hop_ms(
+    loaded: GraphPass, alone: GraphPass, node: str, default: float
+) -> tuple[float, float]:
+    """The node's own hop for the simulator, (median, p99): the loaded half's, but never a
+    median below the one-at-a-time half's. Load only adds to a request's own part of the
+    hop; on a busy machine the per-answer wait fitted from bursts can explain a loaded
+    reply's whole hop, and the node would be simulated with none. Where the floor applies,
+    the spread comes with it (the alone half's p99), as a raised median beside the loaded
+    p99 would narrow it. `default`: the median of a node no reply timed (p99 0: no spread)."""
+    floor = (alone.hop_ms.get(node, default), alone.hop_p99_ms.get(node, 0.0))
+    if node not in loaded.hop_ms or loaded.hop_ms[node] < floor[0]:
+        return floor
+    return loaded.hop_ms[node], loaded.hop_p99_ms.get(node, 0.0)
 
 
 def own_hops(hops: list[tuple[float, int]], per_answer_ms: float) -> list[float]:
@@ -919,11 +924,12 @@ def _measure_graph(
         name: serving_cost(prof, served.served_ms.get(name, {}), served.served_passes.get(name, {}))
         for name, prof in nodes.items()
     }
+    hops = {name: profiled_hop_ms(served, alone, name, prof.hop_ms) for name, prof in nodes.items()}
     served_nodes = {
         name: replace(
             prof,
-            hop_ms=profiled_hop_ms(served, alone, name, prof.hop_ms),
-            hop_p99_ms=served.hop_p99_ms.get(name, 0.0),
+            hop_ms=hops[name][0],
+            hop_p99_ms=hops[name][1],
             response_ms=served.response_ms.get(name, 0.0),
             rows=alone.rows.get(name, prof.rows),
             serving_factor=factor_of[name][0],

@@ -51,7 +51,7 @@ def node_table(outcome: PlanOutcome) -> Table:
             str(option.replicas),
             f"{mean:.2f}" + (" (autoscaled)" if outcome.autoscaled(node) else ""),
             f"{final.utilisation.get(node, 0.0):.2f}",
-            f"{final.node_latency_ms.get(node, 0.0):.1f}",
+            _node_ms(final, node),
             f"{option.usd_per_replica_hour * mean:.4f}",
         )
     return table
@@ -200,6 +200,14 @@ def verdict(outcome: PlanOutcome) -> str:
         f"node at its planned replicas), "
         f"${outcome.usd_per_million():.3f} per million inferences at the mean rate"
     )
+
+
+def _node_ms(ev: Evaluated, node: str) -> str:
+    """A node's percentile for the table; where its refusals leave none, what it refused."""
+    ms = ev.node_latency_ms.get(node, 0.0)
+    if math.isfinite(ms):
+        return f"{ms:.1f}"
+    return f"- ({ev.node_refused.get(node, 0.0) * 100:.1f}% refused)"
 
 
 def _refused(ev: Evaluated) -> str:
@@ -387,7 +395,11 @@ def write_outputs(outcome: PlanOutcome, out_dir: Path) -> dict[str, Path]:
             "plot": scratch / "pareto.png",
         }
         files["graph"].write_text(yaml.safe_dump(manifest, sort_keys=False))
-        files["json"].write_text(json.dumps(to_json(outcome), indent=2, default=str))
+        # JSON has no infinity: a non-finite figure left in the report fails here, loudly,
+        # before anything is moved into place (Python would write `Infinity`).
+        files["json"].write_text(
+            json.dumps(to_json(outcome), indent=2, default=str, allow_nan=False)
+        )
         pareto_plot(outcome, files["plot"])
         final = {}
         for key, path in files.items():

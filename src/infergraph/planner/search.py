@@ -77,6 +77,13 @@ class Option:
     latency_ms: float  # the node's own percentile at the search load
     profile: NodeProfile = field(repr=False, compare=False)
     max_queue_rows: int | None = None  # the node's own bound (batching.maxQueueRows), kept
+    refused: float = 0.0  # the share of the node's requests its bound refused, alone
+
+    @property
+    def standing(self) -> tuple[float, float]:
+        """How it ranks by speed: its percentile, then (where too many are refused for
+        any percentile) the share refused."""
+        return self.latency_ms, self.refused
 
     def config(self) -> NodeConfig:
         return node_config(
@@ -103,7 +110,7 @@ class NodeSpace:
     def consider(self, option: Option, budget_ms: float) -> None:
         if option.latency_ms <= budget_ms:
             self.options.append(option)
-        if self.fastest is None or option.latency_ms < self.fastest.latency_ms:
+        if self.fastest is None or option.standing < self.fastest.standing:
             self.fastest = option
 
 
@@ -122,6 +129,16 @@ class Evaluated:
     on_every_path: frozenset[str] = frozenset()
     attainment: float = 1.0  # the share of requests within the SLO
     refused: float = 0.0  # the share of requests a node's queue bound refused
+    # Each node's percentile over the requests it answered (finite where it refuses some),
+    # and the share of the requests reaching it that it refused.
+    node_answered_ms: dict[str, float] = field(default_factory=dict)
+    node_refused: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def standing(self) -> tuple[float, float]:
+        """Its percentile, then the share refused: what still improves while refusals
+        keep the percentile infinite."""
+        return self.latency_ms, self.refused
 
 
 @dataclass
@@ -150,7 +167,8 @@ class SearchResult:
     def pareto(self) -> list[Evaluated]:
         """Combinations no other evaluated one beats on both $/hour and latency."""
         front: list[Evaluated] = []
-        for ev in sorted(self.evaluated, key=lambda e: (e.usd_per_hour, e.latency_ms)):
+        answering = [e for e in self.evaluated if math.isfinite(e.latency_ms)]
+        for ev in sorted(answering, key=lambda e: (e.usd_per_hour, e.latency_ms)):
             if not front or ev.latency_ms < front[-1].latency_ms - 1e-9:
                 front.append(ev)
         return front
@@ -269,10 +287,13 @@ class Planner:
                 beyond = ",".join(str(b) for b in asked if b not in timed)
                 self.notes.add(f"--batch-sizes {beyond} not tried: {where}")
             return self._within_queue(profile.node, timed, bound)
+        top = min(profile.max_batch_size, bound or profile.max_batch_size)
         out, b = [], 1
-        while b <= min(profile.max_batch_size, bound or profile.max_batch_size):
+        while b <= top:
             out.append(b)
             b *= 2
+        if bound is not None and out[-1] < top:  # the largest batch the bound allows
+            out.append(top)
         return out
 
     def _queue_rows(self, node: str) -> int | None:
@@ -324,10 +345,10 @@ class Planner:
                     k = min(max(1, math.ceil(row_rate / capacity)), s.max_replicas)
                     found, previous = 0, math.inf
                     while k <= s.max_replicas and found < 2:
-                        lat = self._node_latency(profile, batch, delay, k, arrivals, rows)
+                        lat, refused = self._node_latency(profile, batch, delay, k, arrivals, rows)
                         option = Option(
                             node, hardware, batch, delay, k, per_replica * k, per_replica, lat,
-                            profile, self._queue_rows(node),
+                            profile, self._queue_rows(node), refused,
                         )  # fmt: skip
                         space.consider(option, budget_ms)
                         if lat <= budget_ms:
@@ -380,14 +401,16 @@ class Planner:
         replicas: int,
         arrivals: np.ndarray,
         rows: np.ndarray,
-    ) -> float:
+    ) -> tuple[float, float]:
+        """The node's own percentile (ms) alone at the search load, and the share refused."""
         if not arrivals.size:
             if not any(r > 0 for r in profile.rows):
-                return 0.0  # every request skips it (no crops): it never runs
-            return profile.hop_ms + profile.median_ms(1)  # rare: one request must still fit
+                return 0.0, 0.0  # every request skips it (no crops): it never runs
+            return profile.hop_ms + profile.median_ms(1), 0.0  # rare: one must still fit
         config = node_config(profile, batch, delay, replicas, self._queue_rows(profile.node))
         _, run = simulate_node(arrivals, rows, config, np.random.default_rng(self.settings.seed))
-        return percentile_s(run.latency_s, self.settings.percentile) * 1000.0
+        latency_ms = percentile_s(run.latency_s, self.settings.percentile) * 1000.0
+        return latency_ms, run.refused / arrivals.size
 
     # -- whole graph --------------------------------------------------------------------------
     def evaluate(
@@ -436,6 +459,10 @@ class Planner:
             ),
             attainment=result.attainment(self.settings.slo_ms),
             refused=result.refused_fraction,
+            node_answered_ms={n: result.node_answered_percentile_ms(n, p) for n in result.nodes},
+            node_refused={
+                n: run.refused / max(run.latency_s.size, 1) for n, run in result.nodes.items()
+            },
         )
 
     def search(self) -> SearchResult:
@@ -541,7 +568,7 @@ class Planner:
         # The search's own repair shares its budget; a repair on another load has its own.
         until = s.max_simulations + (self.simulations if arrivals is not None else 0)
         while not current.feasible and stalls < 3 and self.simulations < until:
-            worst = max(current.node_latency_ms, key=lambda n: current.node_latency_ms[n])
+            worst = _slowest(current)
             option = current.options[worst]
             more = option.replicas + max(1, option.replicas // 4)
             if more > s.max_replicas:
@@ -549,19 +576,21 @@ class Planner:
             grown = replace(option, replicas=more, usd_per_hour=option.usd_per_replica_hour * more)
             trial = self.evaluate({**current.options, worst: grown}, arrivals)
             evaluated.append(trial)
-            stalls = stalls + 1 if trial.latency_ms >= current.latency_ms * 0.99 else 0
-            if trial.latency_ms < current.latency_ms:
+            stalls = 0 if _improves(trial, current) else stalls + 1
+            if trial.standing < current.standing:
                 current = trial
         if current.feasible:
             return current
-        limiting = max(current.node_latency_ms, key=lambda n: current.node_latency_ms[n])
+        limiting = _slowest(current)
+        own = current.node_latency_ms[limiting]
+        where = f"is {own:.1f} ms" if math.isfinite(own) else "has too many refused requests"
         raise InfeasibleSloError(
             s.slo_ms,
             s.percentile,
             current.latency_ms,
             limiting,
-            f"its own p{s.percentile:g} is {current.node_latency_ms[limiting]:.1f} ms "
-            "in the fastest configuration found, and more replicas no longer help",
+            f"its own p{s.percentile:g} {where} in the fastest configuration found (the graph "
+            f"refuses {current.refused * 100:.1f}%), and more replicas no longer help",
         )
 
     @staticmethod
@@ -573,6 +602,20 @@ class Planner:
         chosen = [fronts[n][i] for n, i in zip(names, idx, strict=True)]
         cost = round(sum(o.usd_per_hour for o in chosen), 9)
         return cost, sum(o.latency_ms for o in chosen), idx
+
+
+def _slowest(ev: Evaluated) -> str:
+    """The node with the worst own percentile (infinite ones: the one refusing most)."""
+    return max(
+        ev.node_latency_ms, key=lambda n: (ev.node_latency_ms[n], ev.node_refused.get(n, 0.0))
+    )
+
+
+def _improves(trial: Evaluated, current: Evaluated) -> bool:
+    """By more than 1 %: the percentile, or where both are infinite the share refused."""
+    if math.isinf(trial.latency_ms) and math.isinf(current.latency_ms):
+        return trial.refused < current.refused * 0.99
+    return trial.latency_ms < current.latency_ms * 0.99
 
 
 class MissedPrefixes:

@@ -133,6 +133,11 @@ class SimResult:
     def node_percentile_ms(self, node: str, p: float) -> float:
         return percentile_s(self.nodes[node].latency_s, p) * 1000.0
 
+    def node_answered_percentile_ms(self, node: str, p: float) -> float:
+        """The node's percentile over the requests it answered (what was in flight there)."""
+        latency = self.nodes[node].latency_s
+        return percentile_s(latency[np.isfinite(latency)], p) * 1000.0
+
     @property
     def refused_fraction(self) -> float:
         """The share of requests a node's queue bound refused (never answered)."""
@@ -169,7 +174,9 @@ def percentile_s(latency_s: np.ndarray, p: float) -> float:
     low = math.floor(position)
     high = min(low + 1, ordered.size - 1)
     fraction = position - low
-    if not math.isfinite(ordered[low]) or (fraction > 0 and not math.isfinite(ordered[high])):
+    if fraction == 0 or not math.isfinite(ordered[low]):  # on one value: numpy's answer
+        return float(ordered[low])
+    if not math.isfinite(ordered[high]):
         return math.inf
     return float(ordered[low] + (ordered[high] - ordered[low]) * fraction)
 
@@ -583,15 +590,17 @@ def simulate_node(
     )
     done_out = np.empty_like(done_sorted)
     done_out[order] = done_sorted
+    refused = int(np.count_nonzero(~np.isfinite(done_out)))
+    answered = max(arrivals.size - refused, 1)  # the means are over the requests served
     run = NodeRun(
         done_out - arrivals,
         busy,
         batches,
         int(rows.sum()),
-        per_request / max(arrivals.size, 1),
+        per_request / answered,
         config.schedule.replica_seconds if config.schedule is not None else 0.0,
-        responding / max(arrivals.size, 1),
-        int(np.count_nonzero(~np.isfinite(done_out))),
+        responding / answered,
+        refused,
     )
     return done_out, run
 

@@ -38,8 +38,14 @@ def tune(
     trough_node_rps: float,
     utilisation: float,
     latency_s: float,
+    max_queue_rows: int | None = None,
 ) -> ScalingAdvice:
-    """Targets for one node; `spec` is the graph's autoscaling block (engine, metric, bounds)."""
+    """Targets for one node; `spec` is the graph's autoscaling block (engine, metric, bounds).
+
+    A `queue` target sits below the node's queue bound (`batching.maxQueueRows`): a
+    replica's waiting rows never pass it, so a target at the bound would never ask for a
+    pod; half the bound asks before requests start being refused.
+    """
     engine = spec.engine if spec else "hpa"
     metric = spec.metric if spec else "rps"
     per_replica = peak_node_rps / max(replicas, 1)
@@ -55,6 +61,9 @@ def tune(
     else:  # queue
         target = float(max_batch_size)
         why = "rows waiting per replica: more than one full batch means it is falling behind"
+        if max_queue_rows is not None and target > max_queue_rows / 2:
+            target = max(1.0, float(max_queue_rows // 2))
+            why = "rows waiting per replica: half its queue bound, before it refuses requests"
     if spec is not None and spec.min_replicas == 0:
         min_replicas = 0  # the graph chose scale to zero (and its cold starts): keep it
     elif per_replica > 0:
