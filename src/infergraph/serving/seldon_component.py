@@ -55,6 +55,10 @@ def _error(exc: InfergraphError) -> Exception:
     error: Exception = SeldonMicroserviceException(
         str(exc), status_code=status.http, reason=status.seldon_reason
     )
+    # Its __init__ calls Exception.__init__ without the message (seldon_core 1.18.2
+    # flask_utils.py:106), and a gRPC client is told str(exception) (grpcio
+    # grpc/_server.py:621): without args it read 'Exception calling application: ' only.
+    error.args = (str(exc),)
     return error
 
 

@@ -79,10 +79,30 @@ def _texts(name: str, value: object, shape: tuple[int, ...]) -> Array:
 
 
 def decode_seldon(name: str, value: object) -> Array:
-    """One `jsonData` entry: a V2 tensor object, or a plain value."""
+    """One `jsonData` entry: a V2 tensor object, or a plain value.
+
+    Over Seldon v1 gRPC `jsonData` is a `google.protobuf.Value`, whose numbers are all
+    doubles, and seldon-core reads it with `MessageToDict` (seldon_core 1.18.2
+    utils.py:202, `get_data_from_proto`, for `Predict` via utils.py:660 and
+    seldon_methods.py:113), which protobuf 3.20 leaves floats (json_format.py:346-360): a
+    tensor's shape `[1, 4]` arrives as `[1.0, 4.0]`. A whole float there is read as the
+    integer it was (`_whole_shape`); the generic V2 decoder still refuses a float shape,
+    which no V2 JSON writer sends. Integer and BOOL data arriving as whole doubles need
+    nothing here: `decode_json` already reads them exactly and refuses a fractional one.
+    """
     if isinstance(value, dict):
-        return from_tensor(value, name)
+        return from_tensor(_whole_shape(value), name)
     return infer_plain(name, value)
+
+
+def _whole_shape(tensor: dict[str, object]) -> dict[str, object]:
+    """`tensor` with each whole float of its shape as an int; a fractional, NaN or infinite
+    one is left for `element_count` to refuse, naming the input."""
+    shape = tensor.get("shape")
+    if not isinstance(shape, list) or not any(isinstance(s, float) for s in shape):
+        return tensor
+    whole = [int(s) if isinstance(s, float) and s.is_integer() else s for s in shape]
+    return {**tensor, "shape": whole}
 
 
 def encode_seldon(array: Array) -> JSONObject:
