@@ -260,10 +260,10 @@ def test_repair_adds_replicas_while_refusals_shrink_though_the_percentile_stays_
     planner = _bounded_planner(tmp_path, batch_sizes=[1])
     first = {n: min(planner.node_space(n).options, key=lambda o: o.replicas) for n in "ab"}
     start = planner.evaluate({**first, "a": replace(first["a"], replicas=1)})
-    assert start.latency_ms == math.inf and start.refused > 0.5
+    assert start.latency_ms == math.inf and start.refused_fraction > 0.5
     tried: list[Evaluated] = []
     repaired = planner.repair(start, tried)
-    assert repaired.feasible and repaired.refused <= 0.01
+    assert repaired.feasible and repaired.refused_fraction <= 0.01
     replicas = [t.options["a"].replicas for t in tried]
     assert replicas == sorted(set(replicas)), replicas  # each try a new replica count
 
@@ -275,7 +275,7 @@ def test_the_unreachable_message_quotes_the_least_refusing_configuration(tmp_pat
     planner = _bounded_planner(tmp_path, max_replicas=2)
     space = planner.node_space("a")
     assert space.fastest is not None and space.fastest.latency_ms == math.inf
-    assert space.fastest.max_batch_size == 2 and 0.0 < space.fastest.refused < 0.45
+    assert space.fastest.max_batch_size == 2 and 0.0 < space.fastest.refused_fraction < 0.45
     with pytest.raises(InfeasibleSloError, match="refuses more than 1%") as caught:
         planner.search()
     message = str(caught.value)
@@ -285,7 +285,7 @@ def test_the_unreachable_message_quotes_the_least_refusing_configuration(tmp_pat
 
 
 def test_the_front_holds_no_combination_that_answers_too_few():
-    fast = Evaluated({}, 1.0, math.inf, {}, {}, False, refused=0.4)
+    fast = Evaluated({}, 1.0, math.inf, {}, {}, False, refused_fraction=0.4)
     slow = Evaluated({}, 2.0, 50.0, {}, {}, True)
     result = SearchResult(fast, [fast, slow], {}, 2, False, 0.1)
     assert result.pareto == [slow]

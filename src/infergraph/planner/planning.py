@@ -222,6 +222,11 @@ def _advice(outcome: PlanOutcome, margin: float) -> dict[str, ScalingAdvice]:
     for node in inputs.graph.spec.nodes:
         option = best.options[node.name]
         p = run_probability(outcome.topology, node.name, outcome.profiles.branches)
+        # Answered requests only: a refused one holds no slot in flight (and makes the
+        # percentile infinite where a node refuses past its share).
+        in_flight_ms = best.node_answered_ms.get(
+            node.name, best.node_latency_ms.get(node.name, 0.0)
+        )
         advice[node.name] = tune(
             node.name,
             node.autoscaling,
@@ -230,9 +235,7 @@ def _advice(outcome: PlanOutcome, margin: float) -> dict[str, ScalingAdvice]:
             peak_node_rps=metric_peak * p,
             trough_node_rps=inputs.workload.trough_rps * p,
             utilisation=best.utilisation.get(node.name, 0.0) * margin,
-            # Answered requests only: a refused one holds no slot in flight (and makes the
-            # percentile infinite where a node refuses past its share).
-            latency_s=best.node_answered_ms.get(node.name, 0.0) / 1000.0,
+            latency_s=in_flight_ms / 1000.0,
             max_queue_rows=node.batching.max_queue_rows,
         )
     return advice

@@ -207,14 +207,14 @@ def _node_ms(ev: Evaluated, node: str) -> str:
     ms = ev.node_latency_ms.get(node, 0.0)
     if math.isfinite(ms):
         return f"{ms:.1f}"
-    return f"- ({ev.node_refused.get(node, 0.0) * 100:.1f}% refused)"
+    return f"- ({ev.node_refused_fraction.get(node, 0.0) * 100:.1f}% refused)"
 
 
 def _refused(ev: Evaluated) -> str:
     """The requests the nodes' queue bounds refused (batching.maxQueueRows), if any."""
-    if not ev.refused:
+    if not ev.refused_fraction:
         return ""
-    return f", {ev.refused * 100:.3f}% refused by a full queue (batching.maxQueueRows)"
+    return f", {ev.refused_fraction * 100:.3f}% refused by a full queue (batching.maxQueueRows)"
 
 
 def _finite(value: float | None) -> float | None:
@@ -271,7 +271,7 @@ def to_json(outcome: PlanOutcome) -> JSONObject:
             "usd_per_hour": outcome.with_engine(ev),
             "latency_ms": _finite(ev.latency_ms),
             "feasible": ev.feasible,
-            "refused_fraction": ev.refused,
+            "refused_fraction": ev.refused_fraction,
             "nodes": {
                 n: {
                     "hardware": o.hardware,

@@ -77,13 +77,13 @@ class Option:
     latency_ms: float  # the node's own percentile at the search load
     profile: NodeProfile = field(repr=False, compare=False)
     max_queue_rows: int | None = None  # the node's own bound (batching.maxQueueRows), kept
-    refused: float = 0.0  # the share of the node's requests its bound refused, alone
+    refused_fraction: float = 0.0  # the share of the node's requests its bound refused, alone
 
     @property
     def standing(self) -> tuple[float, float]:
         """How it ranks by speed: its percentile, then (where too many are refused for
         any percentile) the share refused."""
-        return self.latency_ms, self.refused
+        return self.latency_ms, self.refused_fraction
 
     def config(self) -> NodeConfig:
         return node_config(
@@ -125,20 +125,25 @@ class Evaluated:
     utilisation: dict[str, float]
     feasible: bool
     mean_replicas: dict[str, float] = field(default_factory=dict)
-    # Nodes every simulated request went through (none skipped by a gate or with no rows).
+    # Nodes every simulated request went through (none skipped by a gate or with no rows,
+    # nor refused by a node before it).
     on_every_path: frozenset[str] = frozenset()
     attainment: float = 1.0  # the share of requests within the SLO
-    refused: float = 0.0  # the share of requests a node's queue bound refused
-    # Each node's percentile over the requests it answered (finite where it refuses some),
-    # and the share of the requests reaching it that it refused.
+    refused_fraction: float = 0.0  # the share of requests a node's queue bound refused
+    # Per node that refused some: the share of the requests reaching it that it refused, and
+    # its percentile over those it answered (finite where the whole one is not).
+    node_refused_fraction: dict[str, float] = field(default_factory=dict)
     node_answered_ms: dict[str, float] = field(default_factory=dict)
-    node_refused: dict[str, float] = field(default_factory=dict)
 
     @property
     def standing(self) -> tuple[float, float]:
         """Its percentile, then the share refused: what still improves while refusals
         keep the percentile infinite."""
-        return self.latency_ms, self.refused
+        return self.latency_ms, self.refused_fraction
+
+    def node_standing(self, node: str) -> tuple[float, float]:
+        """A node's own percentile, then the share of its requests it refused."""
+        return self.node_latency_ms.get(node, 0.0), self.node_refused_fraction.get(node, 0.0)
 
 
 @dataclass
@@ -165,7 +170,8 @@ class SearchResult:
 
     @property
     def pareto(self) -> list[Evaluated]:
-        """Combinations no other evaluated one beats on both $/hour and latency."""
+        """Combinations no other evaluated one beats on both $/hour and latency (those with
+        a percentile: one refusing past its share has none)."""
         front: list[Evaluated] = []
         answering = [e for e in self.evaluated if math.isfinite(e.latency_ms)]
         for ev in sorted(answering, key=lambda e: (e.usd_per_hour, e.latency_ms)):
@@ -275,47 +281,44 @@ class Planner:
         at on this class (past it the pass time would be a guess), else powers of two; none
         past the node's own queue bound (`batching.maxQueueRows`), which a batch's rows wait
         in while it forms, so that no larger batch could fill (the graph's validator)."""
-        bound = self._queue_rows(profile.node)
+        node, bound = profile.node, self._queue_rows(profile.node)
         if self.settings.batch_sizes is not None:
-            asked = sorted({b for b in self.settings.batch_sizes if b >= 1})
-            timed = [b for b in asked if b <= profile.max_batch_size]
-            where = f"node '{profile.node}' was profiled up to {profile.max_batch_size} on "
+            where = f"node '{node}' was profiled up to {profile.max_batch_size} on "
             where += profile.hardware_class
-            if not timed:
-                raise ProfileError("--batch-sizes", f"{where}: give sizes up to that")
-            if len(timed) < len(asked):
-                beyond = ",".join(str(b) for b in asked if b not in timed)
-                self.notes.add(f"--batch-sizes {beyond} not tried: {where}")
-            return self._within_queue(profile.node, timed, bound)
+            asked = sorted({b for b in self.settings.batch_sizes if b >= 1})
+            timed = self._asked_up_to(
+                asked, profile.max_batch_size, f": {where}", f"{where}: give sizes up to that"
+            )
+            if bound is None:
+                return timed
+            return self._asked_up_to(
+                timed,
+                bound,
+                f" on node '{node}': its batching.maxQueueRows {bound} holds no larger batch",
+                f"node '{node}' holds at most {bound} rows waiting (batching.maxQueueRows): "
+                "give sizes up to that",
+            )
         top = min(profile.max_batch_size, bound or profile.max_batch_size)
         out, b = [], 1
         while b <= top:
             out.append(b)
             b *= 2
-        if bound is not None and out[-1] < top:  # the largest batch the bound allows
-            out.append(top)
+        if bound is not None and bound < profile.max_batch_size and out[-1] < bound:
+            out.append(bound)  # the largest batch the bound allows
         return out
 
     def _queue_rows(self, node: str) -> int | None:
         return self.nodes[node].batching.max_queue_rows
 
-    def _within_queue(self, node: str, sizes: list[int], bound: int | None) -> list[int]:
-        """`sizes` no larger than the node's queue bound, saying which were left out."""
-        if bound is None:
-            return sizes
-        kept = [b for b in sizes if b <= bound]
-        if len(kept) < len(sizes):
-            beyond = ",".join(str(b) for b in sizes if b > bound)
-            self.notes.add(
-                f"--batch-sizes {beyond} not tried on node '{node}': its batching.maxQueueRows "
-                f"{bound} holds no larger batch"
-            )
+    def _asked_up_to(self, sizes: list[int], cap: int, left_out: str, none_left: str) -> list[int]:
+        """The asked-for `sizes` up to `cap`; those past it said (`left_out`), none left an
+        error (`none_left`)."""
+        kept = [b for b in sizes if b <= cap]
         if not kept:
-            raise ProfileError(
-                "--batch-sizes",
-                f"node '{node}' holds at most {bound} rows waiting "
-                "(batching.maxQueueRows): give sizes up to that",
-            )
+            raise ProfileError("--batch-sizes", none_left)
+        if len(kept) < len(sizes):
+            beyond = ",".join(str(b) for b in sizes if b > cap)
+            self.notes.add(f"--batch-sizes {beyond} not tried{left_out}")
         return kept
 
     def node_options(self, node: str) -> tuple[list[Option], float]:
@@ -458,10 +461,14 @@ class Planner:
                 n for n, run in result.nodes.items() if run.latency_s.size == result.latency_s.size
             ),
             attainment=result.attainment(self.settings.slo_ms),
-            refused=result.refused_fraction,
-            node_answered_ms={n: result.node_answered_percentile_ms(n, p) for n in result.nodes},
-            node_refused={
-                n: run.refused / max(run.latency_s.size, 1) for n, run in result.nodes.items()
+            refused_fraction=result.refused_fraction,
+            node_refused_fraction={
+                n: r.refused / r.latency_s.size for n, r in result.nodes.items() if r.refused
+            },
+            node_answered_ms={
+                n: result.node_answered_percentile_ms(n, p)
+                for n, r in result.nodes.items()
+                if r.refused
             },
         )
 
@@ -534,7 +541,7 @@ class Planner:
         s = self.settings
         fastest = {n: sp.fastest for n, sp in spaces.items() if sp.fastest is not None}
         best = self.evaluate(fastest)
-        limiting = max(fastest, key=lambda n: (best.node_latency_ms.get(n, 0.0), n))
+        limiting = max(fastest, key=lambda n: (*best.node_standing(n), n))
         own = max(best.node_latency_ms.get(limiting, 0.0), spaces[limiting].fastest_ms)
         capped = fastest[limiting].replicas >= s.max_replicas
         limit = f" (at most {s.max_replicas} replicas: --max-replicas)" if capped else ""
@@ -543,7 +550,7 @@ class Planner:
                 f"at its fastest{limit} its queue bound (batching.maxQueueRows "
                 f"{self._queue_rows(limiting)}) still refuses more than "
                 f"{100 - s.percentile:g}% of the requests it gets; the graph refuses "
-                f"{best.refused * 100:.1f}% of all"
+                f"{best.refused_fraction * 100:.1f}% of all"
             )
         else:
             why = (
@@ -559,9 +566,10 @@ class Planner:
 
         Nodes that each meet the SLO alone can miss it together: a batching node hands its
         successor whole batches at once, a burstier stream than the one it was sized for.
-        Starting from the fastest combination, the node with the worst percentile gets a
-        quarter more replicas (at least one) while that keeps helping. `arrivals`: the load
-        to repair on (the search's, unless given).
+        Starting from the fastest combination, the node with the worst percentile (among
+        infinite ones, the one refusing the largest share) gets a quarter more replicas (at
+        least one) while that keeps helping, by the percentile or the share refused.
+        `arrivals`: the load to repair on (the search's, unless given).
         """
         s = self.settings
         current, stalls = start, 0
@@ -590,7 +598,7 @@ class Planner:
             current.latency_ms,
             limiting,
             f"its own p{s.percentile:g} {where} in the fastest configuration found (the graph "
-            f"refuses {current.refused * 100:.1f}%), and more replicas no longer help",
+            f"refuses {current.refused_fraction * 100:.1f}%), and more replicas no longer help",
         )
 
     @staticmethod
@@ -606,15 +614,13 @@ class Planner:
 
 def _slowest(ev: Evaluated) -> str:
     """The node with the worst own percentile (infinite ones: the one refusing most)."""
-    return max(
-        ev.node_latency_ms, key=lambda n: (ev.node_latency_ms[n], ev.node_refused.get(n, 0.0))
-    )
+    return max(ev.node_latency_ms, key=ev.node_standing)
 
 
 def _improves(trial: Evaluated, current: Evaluated) -> bool:
     """By more than 1 %: the percentile, or where both are infinite the share refused."""
     if math.isinf(trial.latency_ms) and math.isinf(current.latency_ms):
-        return trial.refused < current.refused * 0.99
+        return trial.refused_fraction < current.refused_fraction * 0.99
     return trial.latency_ms < current.latency_ms * 0.99
 
 

@@ -114,9 +114,9 @@ class NodeRun:
     busy_s: float
     batches: int
     rows: int
-    forward_per_request_s: float = 0.0  # mean forward time of the batch each request was in
+    forward_per_request_s: float = 0.0  # mean forward time of each answered request's batch
     replica_seconds: float = 0.0  # billed pod time; 0: static replicas over the whole horizon
-    response_per_request_s: float = 0.0  # mean time from the pass's end to the answer leaving
+    response_per_request_s: float = 0.0  # mean time from the pass's end to an answer leaving
     refused: int = 0  # requests its queue bound refused (their latency is infinite)
 
 
@@ -163,22 +163,18 @@ class SimResult:
 
 def percentile_s(latency_s: np.ndarray, p: float) -> float:
     """numpy's (linear) percentile, where a refused request (infinite latency) ranks after
-    every answered one: infinite once the percentile reaches the refused. numpy's own
-    interpolation turns infinities into NaN."""
+    every answered one: infinite once the percentile's position passes the last answer.
+    numpy's own interpolation turns infinities into NaN, so they stand in as the largest
+    answer, which the interpolation then never reaches past."""
     if not latency_s.size:
         return 0.0
-    if np.isfinite(latency_s).all():
+    answered = np.isfinite(latency_s)
+    if answered.all():
         return float(np.percentile(latency_s, p))
-    ordered = np.sort(latency_s)
-    position = p / 100.0 * (ordered.size - 1)
-    low = math.floor(position)
-    high = min(low + 1, ordered.size - 1)
-    fraction = position - low
-    if fraction == 0 or not math.isfinite(ordered[low]):  # on one value: numpy's answer
-        return float(ordered[low])
-    if not math.isfinite(ordered[high]):
+    count = int(np.count_nonzero(answered))
+    if not count or p / 100.0 * (latency_s.size - 1) > count - 1:
         return math.inf
-    return float(ordered[low] + (ordered[high] - ordered[low]) * fraction)
+    return float(np.percentile(np.where(answered, latency_s, latency_s[answered].max()), p))
 
 
 def run_batcher(
@@ -237,35 +233,23 @@ def _replica_loop(
     """One replica's batcher: bounded by `limit` rows waiting (> 0), else unbounded."""
     if limit > 0:
         return _bounded_batch_loop(arrivals, rows, done, law, knobs, limit)
-    cap, max_batch_time_s, turnaround_s = knobs
-    medians, sigmas, z = law
     cum = np.zeros(arrivals.size + 1, dtype=np.int64)
     if not ones:
         cum[1:] = np.cumsum(rows)
-    return _batch_loop(
-        arrivals, cum, ones, cap, max_batch_time_s, medians, sigmas, z, done, turnaround_s
-    )
+    return _batch_loop(arrivals, cum, ones, done, law, knobs)
 
 
 @numba.njit(cache=True, nogil=True)
 def _batch_loop(
-    arrivals: np.ndarray,
-    cum: np.ndarray,
-    ones: bool,
-    cap: int,
-    max_batch_time_s: float,
-    medians: np.ndarray,
-    sigmas: np.ndarray,
-    z: np.ndarray,
-    done: np.ndarray,
-    turnaround_s: float,
+    arrivals: np.ndarray, cum: np.ndarray, ones: bool, done: np.ndarray, law: PassLaw, knobs: Knobs
 ) -> tuple[float, int, float]:
     """The batcher's loop, one iteration per batch, compiled (a trace is millions of batches).
 
     `cum[i]` is the rows held by requests 0..i-1 (unused when every request holds one row).
-    Each pass's log-time deviation is the next draw of `z`.
+    Each pass's log-time deviation is the next draw of the law's.
     Fills `done` and returns (busy seconds, forward passes, summed per-request forward time).
     """
+    cap, max_batch_time_s, turnaround_s = knobs
     n = arrivals.size
     free = 0.0
     busy = 0.0
@@ -288,7 +272,7 @@ def _batch_loop(
             j = i + 1 + np.searchsorted(arrivals[i + 1 :], deadline, side="right")
             start = deadline
         total = j - i if ones else cum[j] - cum[i]
-        service_s, passes = _pass_time(total, cap, (medians, sigmas, z), batches)
+        service_s, passes = _pass_time(total, cap, law, batches)
         batches += passes
         end = start + service_s
         busy += service_s
@@ -399,26 +383,15 @@ def _bounded_batch_loop(
 
 
 @numba.njit(cache=True, nogil=True)
-def _answered_fifo(done: np.ndarray, each_s: float) -> np.ndarray:
-    """`_fifo` over the answered requests; a refused one (infinite) takes no turn."""
+def _fifo(done: np.ndarray, each_s: float) -> np.ndarray:
+    """Departures of a single first-come first-served server taking `each_s` per request,
+    for requests ready at `done` (ascending); a refused one (infinite) takes no turn."""
     out = done.copy()
     free = -np.inf
     for k in range(done.size):
         if math.isfinite(done[k]):
             free = max(done[k], free) + each_s
             out[k] = free
-    return out
-
-
-@numba.njit(cache=True, nogil=True)
-def _fifo(done: np.ndarray, each_s: float) -> np.ndarray:
-    """Departures of a single first-come first-served server taking `each_s` per request,
-    for requests ready at `done` (ascending)."""
-    out = np.empty_like(done)
-    free = -np.inf
-    for k in range(done.size):
-        free = max(done[k], free) + each_s
-        out[k] = free
     return out
 
 
@@ -548,12 +521,11 @@ def _serve_groups(
             t_in[idx], r_in[idx], ones, done, law, (cap, max_batch_time_s, turnaround_s), limit
         )
         busy, passes, per_request = busy + b, passes + n, per_request + pr
-        if limit > 0:  # refused requests (infinite) take no turn on the response path
-            left = _answered_fifo(done, response_s) - response_s if response_s > 0 else done
+        left = _fifo(done, response_s) - response_s if response_s > 0 else done
+        if limit > 0:  # a refused request (infinite) waited for no answer
             answered = np.isfinite(done)
             responding += np.sum(left[answered] - done[answered])
         else:
-            left = _fifo(done, response_s) - response_s if response_s > 0 else done
             responding += np.sum(left - done)
         done_out[idx] = left
     return busy, passes, per_request, responding
