@@ -331,3 +331,21 @@ def test_the_batch_grid_reaches_a_bound_that_is_no_power_of_two(tmp_path: Path):
     )  # fmt: skip
     assert planner._batches(profiles.by_node["a"]["c6i.2xlarge"]) == [1, 2, 4, 6]
     assert planner._batches(profiles.by_node["b"]["c6i.2xlarge"]) == [1, 2, 4, 8, 16]
+
+
+def test_a_plan_for_an_engine_that_does_not_enforce_the_bound_simulates_no_refusal(
+    tmp_path: Path,
+):
+    """Seldon v1 units speaking the Seldon protocol answer each request on its own worker,
+    with no queue to bound (render/seldon_v1.py says so in its notes): a plan for them that
+    counted refusals would be sized for answers that never fail that way. The bound still
+    caps the batch (the graph's validator) and stays in the planned graph."""
+    result, out = _bounded_chain_plan(tmp_path, "--engine", "seldon-v1")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "not enforced on seldon-v1" in text
+    report = json.loads((out / "plan.json").read_text())
+    assert report["plan"]["refused_fraction"] == 0.0
+    planned = load_graph(out / "chain.planned.yaml")
+    assert planned.node("a").batching.max_queue_rows == 4
+    assert planned.node("a").batching.max_batch_size <= 4

@@ -21,7 +21,7 @@ import numpy as np
 
 from infergraph.cost.pricing import NodeCost, PriceCatalog
 from infergraph.graph.model import Autoscaling, InferenceGraph, Node
-from infergraph.graph.plan import parse_graph
+from infergraph.graph.plan import parse_graph, plan_of
 from infergraph.json_types import Manifest, at, object_or_empty
 from infergraph.planner.autoscaler import RATE_WINDOW_S, ScalerModel
 from infergraph.planner.pricing import PlanPricing
@@ -37,6 +37,7 @@ from infergraph.planner.search import (
 from infergraph.planner.topology import Topology, topology_of
 from infergraph.planner.tuner import ScalingAdvice, tune
 from infergraph.planner.workload import TraceError, Workload
+from infergraph.render import seldon_v1
 
 SEARCH_REQUESTS = 30_000
 AutoscaleMode = Literal["graph", "all", "off"]
@@ -137,6 +138,15 @@ class PlanOutcome:
         return self.usd_per_hour / (rps * 3600.0) * 1e6
 
 
+def queue_bounds_enforced(inputs: PlanInputs) -> bool:
+    """Whether the deployment the plan is for refuses past a node's maxQueueRows: the
+    runtime's batcher does, wherever it serves (locally, Seldon v2, KServe, Seldon v1's
+    MLServer units); Seldon v1's Seldon-protocol units do not."""
+    if inputs.engine != "seldon-v1":
+        return True
+    return seldon_v1.enforces_queue_bounds(plan_of(inputs.graph))
+
+
 def plan_graph(inputs: PlanInputs) -> PlanOutcome:
     started = time.perf_counter()
     graph = inputs.graph
@@ -157,6 +167,7 @@ def plan_graph(inputs: PlanInputs) -> PlanOutcome:
         )
     nodes = {n.name: n for n in graph.spec.nodes}
     pricing = PlanPricing(graph, inputs.catalog, inputs.engine)
+    s = replace(s, queue_bounds_enforced=queue_bounds_enforced(inputs))
     planner = Planner(
         topology, nodes, profiles, inputs.catalog, search_arrivals, s, pricing.replica_usd
     )

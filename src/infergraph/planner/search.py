@@ -155,6 +155,9 @@ class SearchSettings:
     max_replicas: int = 256
     max_simulations: int = 200
     seed: int = 0
+    # False where the engine the plan is for does not refuse past a node's maxQueueRows
+    # (`render.seldon_v1.enforces_queue_bounds`): the bound then caps batches only.
+    queue_bounds_enforced: bool = True
 
 
 @dataclass
@@ -310,6 +313,10 @@ class Planner:
     def _queue_rows(self, node: str) -> int | None:
         return self.nodes[node].batching.max_queue_rows
 
+    def _simulated_bound(self, node: str) -> int | None:
+        """The bound the simulator applies: the node's, where the engine enforces it."""
+        return self._queue_rows(node) if self.settings.queue_bounds_enforced else None
+
     def _asked_up_to(self, sizes: list[int], cap: int, left_out: str, none_left: str) -> list[int]:
         """The asked-for `sizes` up to `cap`; those past it said (`left_out`), none left an
         error (`none_left`)."""
@@ -351,7 +358,7 @@ class Planner:
                         lat, refused = self._node_latency(profile, batch, delay, k, arrivals, rows)
                         option = Option(
                             node, hardware, batch, delay, k, per_replica * k, per_replica, lat,
-                            profile, self._queue_rows(node), refused,
+                            profile, self._simulated_bound(node), refused,
                         )  # fmt: skip
                         space.consider(option, budget_ms)
                         if lat <= budget_ms:
@@ -410,7 +417,7 @@ class Planner:
             if not any(r > 0 for r in profile.rows):
                 return 0.0, 0.0  # every request skips it (no crops): it never runs
             return profile.hop_ms + profile.median_ms(1), 0.0  # rare: one must still fit
-        config = node_config(profile, batch, delay, replicas, self._queue_rows(profile.node))
+        config = node_config(profile, batch, delay, replicas, self._simulated_bound(profile.node))
         _, run = simulate_node(arrivals, rows, config, np.random.default_rng(self.settings.seed))
         latency_ms = percentile_s(run.latency_s, self.settings.percentile) * 1000.0
         return latency_ms, run.refused / arrivals.size

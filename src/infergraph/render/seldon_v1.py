@@ -257,6 +257,13 @@ def first_units(unit: Unit) -> list[Unit]:
 
 
 # -- protocol choice -------------------------------------------------------------------------
+def enforces_queue_bounds(plan: GraphPlan) -> bool:
+    """Whether the deployment's units refuse past `batching.maxQueueRows`: MLServer units
+    (`protocol: v2`, a chain) run the runtime's batcher; Seldon-protocol units answer each
+    request on its own seldon-core-microservice worker, with no queue to bound."""
+    return v2_chain(plan) is not None
+
+
 def v2_chain(plan: GraphPlan) -> list[PlanStep] | None:
     """The steps when the graph is a chain MLServer units can run with `protocol: v2`: the
     executor only renames one unit's `outputs` to the next one's `inputs`, so each step must
@@ -593,7 +600,7 @@ def _notes(units: list[Unit], protocol: str, grpc: int, timeout_ms: int) -> str:
             "SeldonDeployment answers over REST only (its gRPC endpoint fails every call)."
         )
     bounded = [u.name for u in units if u.node and u.node.batching.max_queue_rows]
-    if protocol == "seldon" and bounded:
+    if protocol == "seldon" and bounded:  # as `enforces_queue_bounds` says
         notes.append(
             f"{', '.join(bounded)}: batching.maxQueueRows is not enforced. "
             "seldon-core-microservice answers each request on its own worker, with no queue "
