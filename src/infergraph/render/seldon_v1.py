@@ -260,7 +260,9 @@ def first_units(unit: Unit) -> list[Unit]:
 def enforces_queue_bounds(plan: GraphPlan) -> bool:
     """Whether the deployment's units refuse past `batching.maxQueueRows`: MLServer units
     (`protocol: v2`, a chain) run the runtime's batcher; Seldon-protocol units answer each
-    request on its own seldon-core-microservice worker, with no queue to bound."""
+    request on its own seldon-core-microservice worker, which calls the model there and then
+    (seldon_core 1.18.2 wrapper.py:71-74 for REST, 240-241 for gRPC: `seldon_methods.predict`
+    on the request), with no queue to bound."""
     return v2_chain(plan) is not None
 
 
