@@ -21,7 +21,7 @@ import numpy as np
 
 from infergraph.cost.pricing import NodeCost, PriceCatalog
 from infergraph.graph.model import Autoscaling, InferenceGraph, Node
-from infergraph.graph.plan import parse_graph, plan_of
+from infergraph.graph.plan import GraphPlan, parse_graph, plan_of
 from infergraph.json_types import Manifest, at, object_or_empty
 from infergraph.planner.autoscaler import RATE_WINDOW_S, ScalerModel
 from infergraph.planner.pricing import PlanPricing
@@ -90,6 +90,8 @@ class PlanOutcome:
     cold_start_budget_share: float | None = None
     # The pods the engine runs of its own for the planned graph, priced (none without one).
     engine_pods: tuple[NodeCost, ...] = ()
+    # Whether the deployment refuses past a node's maxQueueRows, as the search simulated.
+    queue_bounds_enforced: bool = True
 
     def startup_s(self, node: str) -> tuple[float, str]:
         """A new pod's start-up for `node` in the replay, and where the figure comes from."""
@@ -138,19 +140,18 @@ class PlanOutcome:
         return self.usd_per_hour / (rps * 3600.0) * 1e6
 
 
-def queue_bounds_enforced(inputs: PlanInputs) -> bool:
+def _queue_bounds_enforced(plan: GraphPlan, engine: str | None) -> bool:
     """Whether the deployment the plan is for refuses past a node's maxQueueRows: the
     runtime's batcher does, wherever it serves (locally, Seldon v2, KServe, Seldon v1's
     MLServer units); Seldon v1's Seldon-protocol units do not."""
-    if inputs.engine != "seldon-v1":
-        return True
-    return seldon_v1.enforces_queue_bounds(plan_of(inputs.graph))
+    return engine != "seldon-v1" or seldon_v1.enforces_queue_bounds(plan)
 
 
 def plan_graph(inputs: PlanInputs) -> PlanOutcome:
     started = time.perf_counter()
     graph = inputs.graph
-    topology = topology_of(graph)
+    compiled = plan_of(graph)  # once: the topology and the engine's queue rule read it
+    topology = topology_of(compiled)
     profiles = match_profiles(
         [load_profile(p) for p in inputs.profile_paths],
         graph.name,
@@ -167,7 +168,7 @@ def plan_graph(inputs: PlanInputs) -> PlanOutcome:
         )
     nodes = {n.name: n for n in graph.spec.nodes}
     pricing = PlanPricing(graph, inputs.catalog, inputs.engine)
-    s = replace(s, queue_bounds_enforced=queue_bounds_enforced(inputs))
+    s = replace(s, queue_bounds_enforced=_queue_bounds_enforced(compiled, inputs.engine))
     planner = Planner(
         topology, nodes, profiles, inputs.catalog, search_arrivals, s, pricing.replica_usd
     )
@@ -182,6 +183,7 @@ def plan_graph(inputs: PlanInputs) -> PlanOutcome:
         scaling={},
         seconds=0.0,
         search_window=window.label,
+        queue_bounds_enforced=s.queue_bounds_enforced,
     )
     arrivals = inputs.workload.arrivals(s.seed + 1)
     configs = {n: o.config() for n, o in result.best.options.items()}

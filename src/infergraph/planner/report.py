@@ -21,7 +21,7 @@ from rich.table import Table
 from infergraph.errors import MissingExtraError
 from infergraph.graph.plan import parse_graph
 from infergraph.json_types import JSONObject
-from infergraph.planner.planning import PlanOutcome, planned_manifest, queue_bounds_enforced
+from infergraph.planner.planning import PlanOutcome, planned_manifest
 from infergraph.planner.search import Evaluated
 
 SEARCH_METHOD = (
@@ -137,7 +137,7 @@ def _queue_bounds(outcome: PlanOutcome) -> str:
     ]
     if not bounded:
         return ""
-    if not queue_bounds_enforced(outcome.inputs):
+    if not outcome.queue_bounds_enforced:
         return (
             f"; batching.maxQueueRows of {', '.join(bounded)} caps batches only: it is not "
             f"enforced on {outcome.inputs.engine} (Seldon-protocol units have no queue), so "
