@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import threading
 import time
 from dataclasses import replace
@@ -349,3 +350,65 @@ def test_a_plan_for_an_engine_that_does_not_enforce_the_bound_simulates_no_refus
     planned = load_graph(out / "chain.planned.yaml")
     assert planned.node("a").batching.max_queue_rows == 4
     assert planned.node("a").batching.max_batch_size <= 4
+
+
+# -- --max-refused-pct: a plan that answers (nearly) every request -------------------------------
+def test_a_plan_refuses_no_more_than_max_refused_pct(tmp_path: Path):
+    """Without a limit a plan may meet its p99 while its queue bounds refuse a share of the
+    requests (a refusal is one of the SLO's misses); a user who wants them answered says
+    how many may be refused, and the plan grows until it refuses no more."""
+    for folder in ("loose", "strict"):
+        (tmp_path / folder).mkdir()
+    loose, loose_out = _bounded_chain_plan(tmp_path / "loose")
+    assert loose.exit_code == 0, loose.output
+    loose_plan = json.loads((loose_out / "plan.json").read_text())
+    assert loose_plan["plan"]["refused_fraction"] > 0.0  # the limit has something to do
+    strict, out = _bounded_chain_plan(tmp_path / "strict", "--max-refused-pct", "0")
+    assert strict.exit_code == 0, strict.output
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["plan"]["refused_fraction"] == 0.0 and plan["plan"]["feasible"]
+    assert plan["slo"]["max_refused_fraction"] == 0.0
+    assert loose_plan["slo"]["max_refused_fraction"] is None
+
+    def replicas(report: dict) -> int:
+        return sum(node["replicas"] for node in report["plan"]["nodes"].values())
+
+    assert replicas(plan) > replicas(loose_plan)
+    text = " ".join(strict.output.split())
+    assert "at most 0% refused (--max-refused-pct)" in text
+    load_graph(out / "chain.planned.yaml")
+
+
+def test_the_search_counts_a_plan_refusing_past_the_limit_as_missing(tmp_path: Path):
+    """Feasible, the front and repair all read the limit. Five replicas of `a` at batch 2
+    refuse 0.1 % of the requests: within the p99's budget, past a limit of none."""
+    unlimited = _bounded_planner(tmp_path, batch_sizes=[1, 2])
+    limited = _bounded_planner(tmp_path, batch_sizes=[1, 2], max_refused=0.0)
+    first = {n: min(unlimited.node_space(n).options, key=lambda o: o.replicas) for n in "ab"}
+    refusing = {**first, "a": replace(first["a"], replicas=5, max_batch_size=2)}
+    allowed = unlimited.evaluate(refusing)
+    assert allowed.feasible and 0.0 < allowed.refused_fraction < 0.01
+    assert not limited.evaluate(refusing).feasible
+    repaired = limited.repair(limited.evaluate(refusing), [])
+    assert repaired.feasible and repaired.refused_fraction == 0.0
+    best = limited.search().best
+    assert best.feasible and best.refused_fraction == 0.0
+    assert all(ev.refused_fraction == 0.0 for ev in limited.search().pareto)
+
+
+def test_a_refusal_limit_no_replica_count_meets_is_named(tmp_path: Path):
+    """Five replicas of `a` at most: fast enough for the p99, but refusing some requests."""
+    planner = _bounded_planner(tmp_path, max_replicas=5, batch_sizes=[1, 2], max_refused=0.0005)
+    allows = re.escape("more than --max-refused-pct 0.05 allows")
+    with pytest.raises(InfeasibleSloError, match=allows) as e:
+        planner.search()
+    assert "limited by node 'a'" in str(e.value) and "maxQueueRows 2" in str(e.value)
+
+
+@pytest.mark.parametrize("value", ["-1", "101", "nan"])
+def test_a_bad_max_refused_pct_is_refused_by_name(tmp_path: Path, value: str):
+    result, out = _bounded_chain_plan(tmp_path, "--max-refused-pct", value)
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.output.split())
+    assert f"--max-refused-pct must be a percentage from 0 to 100, got {value}" in text
+    assert not out.exists()

@@ -277,6 +277,15 @@ _Trace = Annotated[
 _BatchSizes = Annotated[
     str | None, typer.Option(help="max batch sizes to try, e.g. 1,4,16 (default 1,2,4,...)")
 ]
+_MaxRefusedPct = Annotated[
+    float | None,
+    typer.Option(
+        help="the most requests, in percent, a plan may refuse where a node's "
+        "batching.maxQueueRows is full (default: no limit but the SLO's percentile, of whose "
+        "misses a refusal is one)"
+    ),
+]
+_PlanOut = Annotated[Path, typer.Option(help="folder for the planned YAML, JSON and plot")]
 _DelaysMs = Annotated[
     str | None, typer.Option(help="max batch delays to try in ms (default 0,2,5,10,20,50)")
 ]
@@ -327,13 +336,12 @@ def plan(
     batch_sizes: _BatchSizes = None,
     delays_ms: _DelaysMs = None,
     max_replicas: Annotated[int, typer.Option(help="most replicas per node")] = 256,
+    max_refused_pct: _MaxRefusedPct = None,
     catalog: Annotated[Path | None, typer.Option(help="price catalog override YAML")] = None,
     price: Annotated[
         list[str] | None, typer.Option(help="class=usd_per_hour price override (repeat)")
     ] = None,
-    out: Annotated[Path, typer.Option(help="folder for the planned YAML, JSON and plot")] = Path(
-        "plan-results"
-    ),
+    out: _PlanOut = Path("plan-results"),
     seed: Annotated[int, typer.Option(help="random seed of the simulation")] = 0,
     autoscale: _Autoscale = "graph",
     replica_startup_s: _ReplicaStartup = None,
@@ -353,6 +361,7 @@ def plan(
         settings = _search_settings(
             graph, slo_ms, percentile, batch_sizes, delays_ms, max_replicas, seed
         )
+        settings = dataclasses.replace(settings, max_refused=_max_refused(max_refused_pct))
         inputs = PlanInputs(
             graph=graph,
             profile_paths=profiles,
@@ -438,6 +447,15 @@ def _workload(rate: float | None, trace: Path | None, duration: int) -> Workload
     return (
         Workload.from_trace(trace) if trace is not None else Workload.constant(rate, duration)  # type: ignore[arg-type]
     )
+
+
+def _max_refused(percent: float | None) -> float | None:
+    """--max-refused-pct as the share of requests the search allows refused."""
+    if percent is None:
+        return None
+    if not (math.isfinite(percent) and 0 <= percent <= 100):
+        _fail(f"--max-refused-pct must be a percentage from 0 to 100, got {percent:g}")
+    return percent / 100.0
 
 
 def _search_settings(

@@ -22,7 +22,7 @@ from infergraph.errors import MissingExtraError
 from infergraph.graph.plan import parse_graph
 from infergraph.json_types import JSONObject
 from infergraph.planner.planning import PlanOutcome, planned_manifest
-from infergraph.planner.search import Evaluated
+from infergraph.planner.search import Evaluated, SearchSettings
 
 SEARCH_METHOD = (
     "per-node Pareto options (exhaustive over hardware x batch x delay, fewest replicas), "
@@ -197,11 +197,11 @@ def verdict(outcome: PlanOutcome) -> str:
     """One line: the plan's predicted percentile against the SLO, and what it costs."""
     s = outcome.inputs.settings
     final = outcome.final
-    meets = "[green]meets[/]" if final.latency_ms <= s.slo_ms else "[red]misses[/]"
+    meets = "[green]meets[/]" if final.feasible else "[red]misses[/]"
     return (
         f"end to end p{s.percentile:g}: [bold]{final.latency_ms:.1f} ms[/] {meets} the SLO of "
         f"{s.slo_ms:g} ms ({outcome.attainment * 100:.2f}% of requests within it"
-        f"{_refused(final)}); "
+        f"{_refused(final, s)}); "
         f"[bold]${outcome.usd_per_hour:.4f}/hour[/] (${outcome.peak_usd_per_hour:.4f} with every "
         f"node at its planned replicas), "
         f"${outcome.usd_per_million():.3f} per million inferences at the mean rate"
@@ -216,11 +216,16 @@ def _node_ms(ev: Evaluated, node: str) -> str:
     return f"- ({ev.node_refused_fraction.get(node, 0.0) * 100:.1f}% refused)"
 
 
-def _refused(ev: Evaluated) -> str:
-    """The requests the nodes' queue bounds refused (batching.maxQueueRows), if any."""
+def _refused(ev: Evaluated, settings: SearchSettings) -> str:
+    """The requests the nodes' queue bounds refused (batching.maxQueueRows), if any, and the
+    limit the plan was held to, if one was set."""
+    limit = ""
+    if settings.max_refused is not None:
+        limit = f"; at most {settings.max_refused * 100:g}% refused (--max-refused-pct)"
     if not ev.refused_fraction:
-        return ""
-    return f", {ev.refused_fraction * 100:.3f}% refused by a full queue (batching.maxQueueRows)"
+        return limit
+    refused = f"{ev.refused_fraction * 100:.3f}% refused by a full queue (batching.maxQueueRows)"
+    return f", {refused}{limit}"
 
 
 def _finite(value: float | None) -> float | None:
@@ -296,7 +301,11 @@ def to_json(outcome: PlanOutcome) -> JSONObject:
 
     return {
         "graph": outcome.inputs.graph.name,
-        "slo": {"latency_ms": s.slo_ms, "percentile": s.percentile},
+        "slo": {
+            "latency_ms": s.slo_ms,
+            "percentile": s.percentile,
+            "max_refused_fraction": s.max_refused,
+        },
         "plan": ev_dict(outcome.final),
         "slo_attainment": outcome.attainment,
         "usd_per_hour": outcome.usd_per_hour,

@@ -97,21 +97,25 @@ class Option:
 
 @dataclass
 class NodeSpace:
-    """What searching one node found: its options within the SLO alone, and the fastest
-    configuration it tried, within the SLO or not (what the graph can do at best)."""
+    """What searching one node found: its options within the SLO alone, the fastest
+    configuration it tried, within the SLO or not (what the graph can do at best), and the
+    least share of its requests any of them refused."""
 
     options: list[Option]
     fastest: Option | None
+    least_refused: float = math.inf
 
     @property
     def fastest_ms(self) -> float:
         return self.fastest.latency_ms if self.fastest is not None else math.inf
 
-    def consider(self, option: Option, budget_ms: float) -> None:
-        if option.latency_ms <= budget_ms:
+    def consider(self, option: Option, within: bool) -> None:
+        """`within`: the option keeps the node within the SLO (and the refusal limit) alone."""
+        if within:
             self.options.append(option)
         if self.fastest is None or option.standing < self.fastest.standing:
             self.fastest = option
+        self.least_refused = min(self.least_refused, option.refused_fraction)
 
 
 @dataclass
@@ -134,12 +138,14 @@ class Evaluated:
     # its percentile over those it answered (finite where the whole one is not).
     node_refused_fraction: dict[str, float] = field(default_factory=dict)
     node_answered_ms: dict[str, float] = field(default_factory=dict)
+    # The share refused past the plan's limit (--max-refused-pct); 0 where none is set.
+    refused_excess: float = 0.0
 
     @property
-    def standing(self) -> tuple[float, float]:
-        """Its percentile, then the share refused: what still improves while refusals
-        keep the percentile infinite."""
-        return self.latency_ms, self.refused_fraction
+    def standing(self) -> tuple[float, float, float]:
+        """The share refused past the limit, its percentile, then the share refused: what
+        still improves while refusals keep the percentile infinite."""
+        return self.refused_excess, self.latency_ms, self.refused_fraction
 
     def node_standing(self, node: str) -> tuple[float, float]:
         """A node's own percentile, then the share of its requests it refused."""
@@ -158,6 +164,19 @@ class SearchSettings:
     # False where the engine the plan is for does not refuse past a node's maxQueueRows
     # (`render.seldon_v1.enforces_queue_bounds`): the bound then caps batches only.
     queue_bounds_enforced: bool = True
+    # The share of all requests a plan may refuse through the nodes' queue bounds
+    # (--max-refused-pct / 100); None: only the percentile limits it (a refusal is a miss).
+    max_refused: float | None = None
+
+    def refused_excess(self, refused_fraction: float) -> float:
+        """The share refused past `max_refused` (0 within it, or without one)."""
+        if self.max_refused is None:
+            return 0.0
+        return max(0.0, refused_fraction - self.max_refused)
+
+    def limit_words(self) -> str:
+        """The refusal limit as the option that set it."""
+        return f"--max-refused-pct {(self.max_refused or 0.0) * 100:g}"
 
 
 @dataclass
@@ -174,9 +193,11 @@ class SearchResult:
     @property
     def pareto(self) -> list[Evaluated]:
         """Combinations no other evaluated one beats on both $/hour and latency (those with
-        a percentile: one refusing past its share has none)."""
+        a percentile, refusing no more than the limit: one refusing past its share has none)."""
         front: list[Evaluated] = []
-        answering = [e for e in self.evaluated if math.isfinite(e.latency_ms)]
+        answering = [
+            e for e in self.evaluated if math.isfinite(e.latency_ms) and not e.refused_excess
+        ]
         for ev in sorted(answering, key=lambda e: (e.usd_per_hour, e.latency_ms)):
             if not front or ev.latency_ms < front[-1].latency_ms - 1e-9:
                 front.append(ev)
@@ -344,6 +365,7 @@ class Planner:
         span = float(arrivals[-1] - arrivals[0]) if arrivals.size > 1 else 1.0
         row_rate = rows.sum() / max(span, 1e-9)
         budget_ms = s.slo_ms - self.profiles.ingress_ms
+        reach = run_probability(self.topology, node, self.profiles.branches)
         space = NodeSpace([], None)
         for hardware, per_replica in self.per_replica_usd(node).items():
             profile = self.profiles.by_node[node][hardware]
@@ -353,17 +375,22 @@ class Planner:
                 for delay in delays:
                     # At least one try: past the replica limit the node is too slow there.
                     k = min(max(1, math.ceil(row_rate / capacity)), s.max_replicas)
-                    found, previous = 0, math.inf
+                    found, previous, excess_before = 0, math.inf, math.inf
                     while k <= s.max_replicas and found < 2:
                         lat, refused = self._node_latency(profile, batch, delay, k, arrivals, rows)
                         option = Option(
                             node, hardware, batch, delay, k, per_replica * k, per_replica, lat,
                             profile, self._simulated_bound(node), refused,
                         )  # fmt: skip
-                        space.consider(option, budget_ms)
-                        if lat <= budget_ms:
+                        excess = s.refused_excess(refused * reach)
+                        space.consider(option, lat <= budget_ms and not excess)
+                        if lat <= budget_ms and not excess:
                             found += 1
                             k += 1
+                        elif lat <= budget_ms:  # fast enough, refusing past the limit
+                            if excess > excess_before * 0.99:
+                                break  # more replicas no longer shorten its queue
+                            excess_before, k = excess, k + 1
                         elif lat > previous * 0.99:
                             break  # more replicas no longer help: service time is the limit
                         else:
@@ -463,7 +490,8 @@ class Planner:
             latency_ms=latency,
             node_latency_ms={n: result.node_percentile_ms(n, p) for n in result.nodes},
             utilisation={n: result.utilisation(n, options[n].replicas) for n in result.nodes},
-            feasible=latency <= self.settings.slo_ms,
+            feasible=latency <= self.settings.slo_ms
+            and not self.settings.refused_excess(result.refused_fraction),
             on_every_path=frozenset(
                 n for n, run in result.nodes.items() if run.latency_s.size == result.latency_s.size
             ),
@@ -477,6 +505,7 @@ class Planner:
                 for n, r in result.nodes.items()
                 if r.refused
             },
+            refused_excess=self.settings.refused_excess(result.refused_fraction),
         )
 
     def search(self) -> SearchResult:
@@ -493,7 +522,9 @@ class Planner:
         evaluated: list[Evaluated] = []
         best: Evaluated | None = None
         capped = False
-        missed = MissedPrefixes(self.topology, names, s.slo_ms - self.profiles.ingress_ms)
+        missed = MissedPrefixes(
+            self.topology, names, s.slo_ms - self.profiles.ingress_ms, s.max_refused
+        )
         start = (0,) * len(names)
         heap = [self._key(names, fronts, start)]
         seen = {start}
@@ -548,10 +579,22 @@ class Planner:
         s = self.settings
         fastest = {n: sp.fastest for n, sp in spaces.items() if sp.fastest is not None}
         best = self.evaluate(fastest)
+        budget_ms = s.slo_ms - self.profiles.ingress_ms
+        # Nodes fast enough alone that found no option: each refused past the limit.
+        refusing = [n for n, sp in spaces.items() if not sp.options and sp.fastest_ms <= budget_ms]
+        if refusing:
+            node = max(refusing, key=lambda n: (spaces[n].least_refused, n))
+            why = (
+                f"alone, on any profiled hardware, batch size and replica count"
+                f"{self._replica_cap(fastest[node])}, its queue bound (batching.maxQueueRows "
+                f"{self._queue_rows(node)}) refuses at least "
+                f"{spaces[node].least_refused * 100:.2g}% of the requests it gets, more than "
+                f"{s.limit_words()} allows"
+            )
+            return InfeasibleSloError(s.slo_ms, s.percentile, best.latency_ms, node, why)
         limiting = max(fastest, key=lambda n: (*best.node_standing(n), n))
         own = max(best.node_latency_ms.get(limiting, 0.0), spaces[limiting].fastest_ms)
-        capped = fastest[limiting].replicas >= s.max_replicas
-        limit = f" (at most {s.max_replicas} replicas: --max-replicas)" if capped else ""
+        limit = self._replica_cap(fastest[limiting])
         if math.isinf(own):
             why = (
                 f"at its fastest{limit} its queue bound (batching.maxQueueRows "
@@ -566,6 +609,12 @@ class Planner:
             )
         return InfeasibleSloError(s.slo_ms, s.percentile, best.latency_ms, limiting, why)
 
+    def _replica_cap(self, option: Option) -> str:
+        """Words for the replica limit, where the option reached it."""
+        if option.replicas < self.settings.max_replicas:
+            return ""
+        return f" (at most {self.settings.max_replicas} replicas: --max-replicas)"
+
     def repair(
         self, start: Evaluated, evaluated: list[Evaluated], arrivals: np.ndarray | None = None
     ) -> Evaluated:
@@ -574,8 +623,9 @@ class Planner:
         Nodes that each meet the SLO alone can miss it together: a batching node hands its
         successor whole batches at once, a burstier stream than the one it was sized for.
         Starting from the fastest combination, the node with the worst percentile (among
-        infinite ones, the one refusing the largest share) gets a quarter more replicas (at
-        least one) while that keeps helping, by the percentile or the share refused.
+        infinite ones, or where the graph refuses past --max-refused-pct, the one refusing
+        the largest share) gets a quarter more replicas (at least one) while that keeps
+        helping, by the share refused past the limit, the percentile or the share refused.
         `arrivals`: the load to repair on (the search's, unless given).
         """
         s = self.settings
@@ -599,13 +649,16 @@ class Planner:
         limiting = _slowest(current)
         own = current.node_latency_ms[limiting]
         where = f"is {own:.1f} ms" if math.isfinite(own) else "has too many refused requests"
+        refused = f"the graph refuses {current.refused_fraction * 100:.2g}%"
+        if current.refused_excess:
+            refused += f", more than {s.limit_words()} allows"
         raise InfeasibleSloError(
             s.slo_ms,
             s.percentile,
             current.latency_ms,
             limiting,
-            f"its own p{s.percentile:g} {where} in the fastest configuration found (the graph "
-            f"refuses {current.refused_fraction * 100:.1f}%), and more replicas no longer help",
+            f"its own p{s.percentile:g} {where} in the fastest configuration found ({refused}), "
+            "and more replicas no longer help",
         )
 
     @staticmethod
@@ -620,12 +673,18 @@ class Planner:
 
 
 def _slowest(ev: Evaluated) -> str:
-    """The node with the worst own percentile (infinite ones: the one refusing most)."""
+    """The node with the worst own percentile (infinite ones, or where the graph refuses past
+    its limit: the one refusing most)."""
+    if ev.refused_excess:
+        return max(ev.node_latency_ms, key=lambda n: ev.node_refused_fraction.get(n, 0.0))
     return max(ev.node_latency_ms, key=ev.node_standing)
 
 
 def _improves(trial: Evaluated, current: Evaluated) -> bool:
-    """By more than 1 %: the percentile, or where both are infinite the share refused."""
+    """By more than 1 %: the share refused past the limit, the percentile, or where both
+    are infinite the share refused."""
+    if current.refused_excess:
+        return trial.refused_excess < current.refused_excess * 0.99
     if math.isinf(trial.latency_ms) and math.isinf(current.latency_ms):
         return trial.refused_fraction < current.refused_fraction * 0.99
     return trial.latency_ms < current.latency_ms * 0.99
@@ -643,10 +702,18 @@ class MissedPrefixes:
     the ingress), every combination sharing that prefix misses the SLO too. On a bursty
     trace the per-node sizing (its densest stretch) can pass options the whole trace
     refuses, and the walk would otherwise simulate each of them with every option of every
-    later node (the cascade of the cost check: 45 of 53 simulations).
+    later node (the cascade of the cost check: 45 of 53 simulations). Likewise with a
+    refusal limit: such a node's refusals are the graph's (none were refused before it), so
+    once they pass `max_refused` every combination sharing the prefix refuses as many.
     """
 
-    def __init__(self, topology: Topology, names: list[str], budget_ms: float) -> None:
+    def __init__(
+        self,
+        topology: Topology,
+        names: list[str],
+        budget_ms: float,
+        max_refused: float | None = None,
+    ) -> None:
         position = {n: i for i, n in enumerate(names)}
         order = topology.nodes
         self._prefix = {
@@ -655,6 +722,7 @@ class MissedPrefixes:
             if order.count(n) == 1
         }
         self._budget_ms = budget_ms
+        self._max_refused = math.inf if max_refused is None else max_refused
         self._known: set[tuple[str, tuple[int, ...]]] = set()
 
     def _key(self, node: str, idx: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
@@ -667,7 +735,8 @@ class MissedPrefixes:
     def learn(self, idx: tuple[int, ...], ev: Evaluated) -> None:
         """Record the prefixes through which this evaluation's nodes alone miss the SLO."""
         for node in ev.on_every_path & self._prefix.keys():
-            if ev.node_latency_ms.get(node, 0.0) > self._budget_ms + 1e-6:
+            slow = ev.node_latency_ms.get(node, 0.0) > self._budget_ms + 1e-6
+            if slow or ev.node_refused_fraction.get(node, 0.0) > self._max_refused:
                 self._known.add(self._key(node, idx))
 
 
