@@ -152,6 +152,7 @@ def test_every_option_reaches_its_object() -> None:
     assert config.default_engine == "seldon-v1"
     assert config.namespaces == ("ml-prod", "ml-staging")
     assert config.drift_interval_s == 30
+    assert (config.settle_interval_s, config.settle_window_s) == (2, 120)
     assert (config.metrics_port, config.health_port) == (9090, 9091)
     assert config.seldon_namespace == "seldon-system"
     assert config.price_catalog == "/etc/infergraph/price-catalog/catalog.yaml"
@@ -388,6 +389,8 @@ def test_adapter_rules_cover_every_pods_metric_the_hpas_use() -> None:
         ({**REQUIRED, "metrics": {"port": 70000}}, "port"),
         ({**REQUIRED, "examples": {"graphs": ["no-such-graph"]}}, "graphs"),
         ({**REQUIRED, "driftIntervalSeconds": 0}, "driftIntervalSeconds"),
+        ({**REQUIRED, "settleIntervalSeconds": 0}, "settleIntervalSeconds"),
+        ({**REQUIRED, "settleWindowSeconds": -1}, "settleWindowSeconds"),
     ],
 )
 def test_values_the_schema_rejects_fail_with_a_clear_error(values: dict, named: str) -> None:

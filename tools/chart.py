@@ -196,6 +196,18 @@ class ChartValues(_Values):
     drift_interval_seconds: float = Field(
         60.0, gt=0, description="how often children are re-applied and status refreshed"
     )
+    settle_interval_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="how often a graph waiting on its children (applied, not yet Ready) is "
+        "passed again, so its Ready follows theirs within seconds",
+    )
+    settle_window_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="how long after its Ready condition last changed a graph that is not "
+        "Ready is passed that often; after it, at driftIntervalSeconds",
+    )
     observe_nodes: bool = Field(
         False,
         description="let the operator read every Node and Pod (a read-only ClusterRole) for "

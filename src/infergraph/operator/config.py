@@ -34,6 +34,10 @@ class OperatorConfig:
     gpu_scheduling: PodScheduling = field(default_factory=PodScheduling)
     field_manager: str = FIELD_MANAGER
     drift_interval_s: float = 60.0
+    # A graph waiting on its children (`status.waiting_on_children`) is passed every
+    # `settle_interval_s`, for at most `settle_window_s` after its Ready condition last changed.
+    settle_interval_s: float = 5.0
+    settle_window_s: float = 600.0
     metrics_port: int = 8080
     health_port: int = 8081
     price_catalog: str | None = None
@@ -60,6 +64,10 @@ class OperatorConfig:
             )
         if self.drift_interval_s <= 0:
             raise SettingsError("driftInterval", "must be > 0 seconds")
+        if self.settle_interval_s <= 0:
+            raise SettingsError("settleInterval", "must be > 0 seconds")
+        if self.settle_window_s < 0:
+            raise SettingsError("settleWindow", "must be >= 0 seconds")
         if not 0 < self.retry_base_s <= self.retry_max_s:
             raise SettingsError("retry", "need 0 < retry_base_s <= retry_max_s")
 
@@ -103,6 +111,8 @@ class OperatorConfig:
             image_pull_secrets=read("IMAGE_PULL_SECRETS", _names, defaults.image_pull_secrets),
             gpu_scheduling=_gpu_scheduling(read, defaults.gpu_scheduling),
             drift_interval_s=read("DRIFT_INTERVAL_SECONDS", float, defaults.drift_interval_s),
+            settle_interval_s=read("SETTLE_INTERVAL_SECONDS", float, defaults.settle_interval_s),
+            settle_window_s=read("SETTLE_WINDOW_SECONDS", float, defaults.settle_window_s),
             metrics_port=read("METRICS_PORT", int, defaults.metrics_port),
             health_port=read("HEALTH_PORT", int, defaults.health_port),
             price_catalog=read("PRICE_CATALOG", str, defaults.price_catalog),

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 import kopf
@@ -24,6 +25,7 @@ from infergraph.operator.metrics import OperatorMetrics, serve
 from infergraph.operator.objects import name_of, namespace_of
 from infergraph.operator.reconcile import GONE, STOPPED, Outcome, Reconciler
 from infergraph.operator.settings_server import serve_settings
+from infergraph.operator.status import waiting_on_children
 from infergraph.operator.sweep import sweep_forever
 
 log = logging.getLogger(__name__)
@@ -217,6 +219,38 @@ def _register_passes(
         ("timer", kopf.timer(**resource, id="drift", interval=config.drift_interval_s, idle=None)),
     ):
         decorator(_handler(run, trigger))
+    _register_settling(resource, config, run)
+
+
+def _register_settling(resource: _Resource, config: OperatorConfig, run: Run) -> None:
+    """A graph waiting on its children is passed every `settle_interval_s`, so its Ready
+    follows their controllers' reports within seconds instead of at the drift timer's next run.
+
+    The graph's own watch is the trigger: kopf re-matches a timer's `when` on every event of
+    its object (kopf 1.45.2 `_core/reactor/processing.py:419-430`, `process_spawning_cause`
+    spawning the matching timers and stopping the rest), so the timer starts when the pass
+    that applied the children reports Ready not True, and stops when a pass reports Ready.
+    The children are not watched: that would take a watch per child kind (and its RBAC) to
+    learn what the next pass reads anyway. A graph not Ready past the window keeps the timer
+    but gets no pass: nothing changes the graph to stop it then."""
+
+    def waiting(status: Mapping[str, object]) -> bool:
+        return waiting_on_children(status, config.settle_window_s, datetime.now(UTC))
+
+    async def run_if_waiting(
+        trigger: str, body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int
+    ) -> None:
+        if waiting(body.status):
+            await run(trigger, body, patch, logger, retry)
+
+    kopf.timer(
+        **resource,
+        id="settle",
+        interval=config.settle_interval_s,
+        initial_delay=config.settle_interval_s,  # the pass that started it has just run
+        idle=None,
+        when=lambda status, **_: waiting(status),
+    )(_handler(run_if_waiting, "settle"))
 
 
 def _handler(run: Run, trigger: str) -> Callable[..., Awaitable[None]]:

@@ -1,0 +1,129 @@
+"""A graph whose children are starting is passed again every `settle_interval_s` (the chart's
+`settleIntervalSeconds`), so its Ready condition follows them within seconds of their
+controllers reporting, not at the drift timer's next run (60 s by default). The passes stop
+once the graph is Ready, and for a graph not Ready for longer than `settle_window_s` (children
+that are stuck: the drift timer's pace is enough for them).
+
+The harness is tests/test_operator.py's (the real operator, kopf and our handlers, against
+kmock); the drift timer is set to an hour here, so every pass after the first comes from the
+settling timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from infergraph.errors import SettingsError
+from infergraph.operator.config import OperatorConfig
+from infergraph.operator.status import waiting_on_children
+from tests.test_operator import (
+    ApplyingEmulator,
+    Operator,
+    apply_graph,
+    condition,
+    eventually,
+    graph_body,
+    graph_status,
+    running,
+    server,
+    settled,
+)
+from tests.test_operator_spec_change import _report_ready
+
+__all__ = ["server"]  # the fixture, imported for pytest
+
+pytestmark = [pytest.mark.kmock(cls=ApplyingEmulator), pytest.mark.timeout(120)]
+
+
+def _passes(op: Operator, trigger: str) -> float:
+    """Passes the operator counted for `trigger` (infergraph_operator_reconciles_total)."""
+    return sum(
+        sample.value
+        for metric in op.metrics.reconciles.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels.get("trigger") == trigger
+    )
+
+
+def _ready(server) -> str | None:
+    return condition(graph_status(server), "Ready").get("status")
+
+
+async def test_children_reporting_ready_make_the_graph_ready_without_an_edit(server) -> None:
+    """Before, Ready waited for the drift timer (or an edit of the graph) after the children's
+    controllers reported: an hour here, a minute by default."""
+    async with running(server, drift_interval_s=3600, settle_interval_s=0.3) as op:
+        await apply_graph(server, graph_body())
+        status = await settled(server, generation=1)
+        assert condition(status, "Ready")["status"] == "Unknown"
+        # The drift timer's first run (at its start) is over: it cannot see what follows.
+        await eventually(lambda: _passes(op, "timer") >= 1)
+        _report_ready(server)
+        await eventually(lambda: _ready(server) == "True", timeout=10)
+        assert _passes(op, "settle") >= 1
+
+        await asyncio.sleep(1.0)  # the last settling pass, if one was under way, has ended
+        after_ready = _passes(op, "settle")
+        await asyncio.sleep(1.5)  # five intervals
+        assert _passes(op, "settle") == after_ready  # a Ready graph is left to the drift timer
+
+
+async def test_a_graph_not_ready_past_the_window_is_left_to_the_drift_timer(server) -> None:
+    """A pass here takes about half a second; the window is a few of them."""
+    window_s = 3.0
+    async with running(
+        server, drift_interval_s=3600, settle_interval_s=0.2, settle_window_s=window_s
+    ) as op:
+        await apply_graph(server, graph_body())
+        await settled(server, generation=1)
+        created = asyncio.get_running_loop().time()
+        await eventually(lambda: _passes(op, "settle") >= 2, timeout=10)
+        # Past the window, a pass that began inside it has ended (lastTransitionTime counts
+        # whole seconds, so the window can close up to a second early, never late).
+        await asyncio.sleep(max(0.0, created + window_s + 2.0 - asyncio.get_running_loop().time()))
+        stuck = _passes(op, "settle")
+        await asyncio.sleep(1.5)
+        assert _passes(op, "settle") == stuck
+        assert _ready(server) == "Unknown"
+
+
+def _status(ready: str | None, since: datetime, rendered: str = "True") -> dict:
+    stamp = since.strftime("%Y-%m-%dT%H:%M:%SZ")
+    conditions = [{"type": "Rendered", "status": rendered, "lastTransitionTime": stamp}]
+    if ready is not None:
+        conditions.append({"type": "Ready", "status": ready, "lastTransitionTime": stamp})
+    return {"conditions": conditions}
+
+
+NOW = datetime(2026, 12, 7, 22, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("status", "waiting"),
+    [
+        (_status("Unknown", NOW - timedelta(seconds=30)), True),
+        (_status("False", NOW - timedelta(seconds=599)), True),
+        (_status("False", NOW - timedelta(seconds=601)), False),  # stuck: the drift timer's
+        (_status("True", NOW - timedelta(seconds=1)), False),
+        (_status(None, NOW), True),  # rendered, no Ready yet
+        (_status("Unknown", NOW, rendered="False"), False),  # nothing applied to wait on
+        ({}, False),  # not passed yet: the create handler's
+        ({"conditions": [{"type": "Rendered", "status": "True"}, {"type": "Ready"}]}, True),
+    ],
+)
+def test_which_graphs_wait_on_their_children(status: dict, waiting: bool) -> None:
+    assert waiting_on_children(status, 600.0, NOW) is waiting
+
+
+def test_the_settling_settings_are_read_and_checked() -> None:
+    env = {"INFERGRAPH_SETTLE_INTERVAL_SECONDS": "2", "INFERGRAPH_SETTLE_WINDOW_SECONDS": "90"}
+    config = OperatorConfig.from_env(env)
+    assert (config.settle_interval_s, config.settle_window_s) == (2.0, 90.0)
+    assert (OperatorConfig().settle_interval_s, OperatorConfig().settle_window_s) == (5.0, 600.0)
+    with pytest.raises(SettingsError, match="settleInterval"):
+        OperatorConfig(settle_interval_s=0)
+    with pytest.raises(SettingsError, match="settleWindow"):
+        OperatorConfig(settle_window_s=-1)
