@@ -30,7 +30,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_runtimes import build, request_inputs, through_server, v2_bodies
+from benchmarks.bench_runtimes import build, request_inputs, v2_bodies
+from benchmarks.closed_loop import through_server
 from benchmarks.common import RESULTS, console, machine, print_table
 from infergraph.components.base import Component, ComponentSettings
 from infergraph.components.registry import component_class
@@ -171,16 +172,13 @@ def served(uri: Path, batch: int, args: argparse.Namespace, root: Path) -> dict[
     with mlserver(models, startup_timeout=600) as server:
         url = f"{server.url}/v2/models/m/infer"
         asyncio.run(through_server(url, bodies, concurrency, min(args.seconds, 3.0)))  # warm-up
-        rps, latencies, errors = asyncio.run(
-            through_server(url, bodies, concurrency, args.seconds * 4)
-        )
-    latencies.sort()
+        run = asyncio.run(through_server(url, bodies, concurrency, args.seconds * 4))
     return {
-        "served_images_per_s": rps,
+        "served_images_per_s": run.rps,
         "served_concurrency": concurrency,
-        "errors": errors,
-        "served_p50_ms": latencies[len(latencies) // 2] if latencies else None,
-        "served_p99_ms": latencies[int(len(latencies) * 0.99)] if latencies else None,
+        "errors": run.errors,
+        "served_p50_ms": run.p50_ms,
+        "served_p99_ms": run.p99_ms,
     }
 
 

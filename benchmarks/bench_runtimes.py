@@ -46,12 +46,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import numpy as np
 import torch
+import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.closed_loop import LoopRun, through_server
 from benchmarks.common import RESULTS, console, percentiles, print_table, write_results
 from benchmarks.serving_account import COLUMNS, account, cores_while
 from infergraph.checkpoints.registry import BUILDERS
@@ -100,7 +101,6 @@ BINARY_HEADERS = {
     "Content-Type": "application/octet-stream",
     "Inference-Header-Content-Length": str(len(_BINARY_HEADER)),
 }
-JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def build(family: str, reference: str, scale: str, root: Path) -> Path:
@@ -227,44 +227,11 @@ def v2_bodies(requests: list[dict[str, np.ndarray]]) -> list[bytes]:
     return bodies
 
 
-async def through_server(
-    url: str,
-    bodies: list[bytes],
-    concurrency: int,
-    seconds: float,
-    headers: dict[str, str] | None = None,
-) -> tuple[float, list[float], int]:
-    latencies: list[float] = []
-    errors = 0
-    stop_at = time.perf_counter() + seconds
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as s:
-
-        async def worker(i: int) -> None:
-            nonlocal errors
-            n = i
-            while time.perf_counter() < stop_at:
-                body = bodies[n % len(bodies)]
-                n += concurrency
-                t0 = time.perf_counter()
-                async with s.post(url, data=body, headers=headers or JSON_HEADERS) as resp:
-                    await resp.read()
-                    if resp.status != 200:
-                        errors += 1
-                        continue
-                latencies.append((time.perf_counter() - t0) * 1000.0)
-
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(i) for i in range(concurrency)))
-        elapsed = time.perf_counter() - start
-    return len(latencies) / elapsed, latencies, errors
-
-
 def load(url: str, bodies: list[bytes], concurrency: int) -> Callable[[float], Awaitable[int]]:
     """A closed loop of `concurrency` clients for `seconds`: how many requests succeeded."""
 
     async def run(seconds: float) -> int:
-        _, latencies, _ = await through_server(url, bodies, concurrency, seconds)
-        return len(latencies)
+        return (await through_server(url, bodies, concurrency, seconds)).answered
 
     return run
 
@@ -272,7 +239,7 @@ def load(url: str, bodies: list[bytes], concurrency: int) -> Callable[[float], A
 def accounted(pid: int, url: str, bodies: list[bytes], args: argparse.Namespace) -> dict[str, Any]:
     """The per-request CPU account of one profiled window (see serving_account.py)."""
     drive = load(url, bodies, args.concurrency)
-    return asyncio.run(account(pid, drive, args.account_seconds)).row()
+    return uvloop.run(account(pid, drive, args.account_seconds)).row()
 
 
 def served(
@@ -289,18 +256,18 @@ def served(
         ready_s = time.perf_counter() - started  # process start to ready, weights local
         url = f"{server.url}/v2/models/m/infer"
         pid = server.process.pid
-        asyncio.run(through_server(url, bodies, args.concurrency, 2.0))  # warm-up
-        (rps, latencies, errors), cores = cores_while(
-            pid, lambda: asyncio.run(through_server(url, bodies, args.concurrency, args.seconds))
+        uvloop.run(through_server(url, bodies, args.concurrency, 2.0))  # warm-up
+        run, cores = cores_while(
+            pid, lambda: uvloop.run(through_server(url, bodies, args.concurrency, args.seconds))
         )
         cpu = accounted(pid, url, bodies, args) if profile else None
     return {
         "ready_s": ready_s,
-        "mlserver_rps": rps,
+        "mlserver_rps": run.rps,
         "server_cores": cores,
-        "rps_per_core": rps / cores if cores else 0.0,
-        **percentiles(latencies),
-        "errors": errors,
+        "rps_per_core": run.rps / cores if cores else 0.0,
+        **run.latency(),
+        "errors": run.errors,
         "account": cpu,
     }
 
@@ -464,7 +431,9 @@ async def through_grpc(
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
-    return len(latencies) / elapsed, latencies, errors
+    spread = percentiles(latencies)
+    rps = len(latencies) / elapsed
+    return LoopRun(rps, spread["p50_ms"], spread["p99_ms"], len(latencies), errors)
 
 
 def transports(models: Path, args: argparse.Namespace, src: str | None) -> dict[str, Any]:
@@ -477,7 +446,7 @@ def transports(models: Path, args: argparse.Namespace, src: str | None) -> dict[
     with mlserver(models, env=env) as server:
         url = f"{server.url}/v2/models/m/infer"
         target = f"127.0.0.1:{server.grpc_port}"
-        runs: dict[str, Callable[[float], Awaitable[tuple[float, list[float], int]]]] = {
+        runs: dict[str, Callable[[float], Awaitable[LoopRun]]] = {
             "json": lambda t: through_server(url, [IDENTITY_BODY], args.concurrency, t),
             "binary": lambda t: through_server(
                 url, [IDENTITY_BINARY], args.concurrency, t, BINARY_HEADERS
@@ -485,17 +454,17 @@ def transports(models: Path, args: argparse.Namespace, src: str | None) -> dict[
             "grpc": lambda t: through_grpc(target, args.concurrency, t),
             "grpc_raw": lambda t: through_grpc(target, args.concurrency, t, raw=True),
         }
-        for name, run in runs.items():
-            asyncio.run(run(2.0))  # warm-up
-            (rps, latencies, errors), cores = cores_while(
-                server.process.pid, lambda run=run: asyncio.run(run(args.seconds))
+        for name, drive in runs.items():
+            uvloop.run(drive(2.0))  # warm-up
+            run, cores = cores_while(
+                server.process.pid, lambda drive=drive: uvloop.run(drive(args.seconds))
             )
             out[name] = {
-                "rps": rps,
+                "rps": run.rps,
                 "server_cores": cores,
-                "rps_per_core": rps / cores if cores else 0.0,
-                **percentiles(latencies),
-                "errors": errors,
+                "rps_per_core": run.rps / cores if cores else 0.0,
+                **run.latency(),
+                "errors": run.errors,
             }
             console.print(f"identity over {name}: {out[name]}")
     return out
