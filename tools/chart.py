@@ -205,8 +205,8 @@ class ChartValues(_Values):
     settle_window_seconds: float = Field(
         600.0,
         ge=0,
-        description="how long after its Ready condition last changed a graph that is not "
-        "Ready is passed that often; after it, at driftIntervalSeconds",
+        description="for how long, per generation of a graph, from when the operator first "
+        "sees it waiting, it is passed that often; after it, at driftIntervalSeconds",
     )
     observe_nodes: bool = Field(
         False,

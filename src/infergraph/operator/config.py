@@ -34,8 +34,8 @@ class OperatorConfig:
     gpu_scheduling: PodScheduling = field(default_factory=PodScheduling)
     field_manager: str = FIELD_MANAGER
     drift_interval_s: float = 60.0
-    # A graph waiting on its children (`status.waiting_on_children`) is passed every
-    # `settle_interval_s`, for at most `settle_window_s` after its Ready condition last changed.
+    # A graph waiting on its children is passed every `settle_interval_s`, for at most
+    # `settle_window_s` per generation (`settling.SettleClock`).
     settle_interval_s: float = 5.0
     settle_window_s: float = 600.0
     metrics_port: int = 8080

@@ -11,7 +11,6 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 import kopf
@@ -25,7 +24,7 @@ from infergraph.operator.metrics import OperatorMetrics, serve
 from infergraph.operator.objects import name_of, namespace_of
 from infergraph.operator.reconcile import GONE, STOPPED, Outcome, Reconciler
 from infergraph.operator.settings_server import serve_settings
-from infergraph.operator.status import waiting_on_children
+from infergraph.operator.settling import SettleClock
 from infergraph.operator.sweep import sweep_forever
 
 log = logging.getLogger(__name__)
@@ -135,16 +134,19 @@ def build_registry(
         await session.close()
         logger.info("operator stopped cleanly")
 
-    _register_passes(registry, config, reconciler)
+    clock = SettleClock(config.settle_window_s)
+    _register_passes(registry, config, reconciler, clock)
 
-    _register_deletion(registry, reconciler)
+    _register_deletion(registry, reconciler, clock)
     _no_finalizer_for_timers(registry)
     return registry
 
 
-def _register_deletion(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
+def _register_deletion(
+    registry: kopf.OperatorRegistry, reconciler: Reconciler, clock: SettleClock
+) -> None:
     """A deleted graph's model-settings folders stop being served, and its uid is known gone:
-    kopf leaves the graph's drift timer running (see `Reconciler._deleted`), and its passes
+    kopf leaves the graph's timers running (see `Reconciler._deleted`), and its passes
     must touch nothing from then on.
 
     On the watch's DELETED event, not kopf.on.delete: graphs carry no finalizer, and an
@@ -160,6 +162,7 @@ def _register_deletion(registry: kopf.OperatorRegistry, reconciler: Reconciler) 
         # Graphs are namespaced and the API server gives each a uid: neither is None here.
         if type == "DELETED" and namespace is not None and uid is not None:
             reconciler.deleted(uid, namespace, name)
+            clock.forget(uid)
 
 
 async def _expect_graphs(
@@ -191,9 +194,12 @@ Run = Callable[[str, kopf.Body, kopf.Patch, kopf.Logger, int], Awaitable[None]]
 
 
 def _register_passes(
-    registry: kopf.OperatorRegistry, config: OperatorConfig, reconciler: Reconciler
+    registry: kopf.OperatorRegistry,
+    config: OperatorConfig,
+    reconciler: Reconciler,
+    clock: SettleClock,
 ) -> None:
-    """Create, update, resume and the drift timer all run the same pass; a pass cut short by
+    """Create, update, resume and the timers all run the same pass; a pass cut short by
     shutdown or by the graph's deletion reports nothing, one with refusals is retried."""
     resource = _Resource(group=GROUP, version=VERSION, plural=PLURAL, registry=registry)
 
@@ -216,41 +222,69 @@ def _register_passes(
         ("create", kopf.on.create(**resource, id="reconcile")),
         ("update", kopf.on.update(**resource, id="reconcile")),
         ("resume", kopf.on.resume(**resource, id="reconcile")),
-        ("timer", kopf.timer(**resource, id="drift", interval=config.drift_interval_s, idle=None)),
     ):
         decorator(_handler(run, trigger))
-    _register_settling(resource, config, run)
+    _register_timers(resource, config, reconciler, clock, run)
 
 
-def _register_settling(resource: _Resource, config: OperatorConfig, run: Run) -> None:
-    """A graph waiting on its children is passed every `settle_interval_s`, so its Ready
-    follows their controllers' reports within seconds instead of at the drift timer's next run.
+def _register_timers(
+    resource: _Resource,
+    config: OperatorConfig,
+    reconciler: Reconciler,
+    clock: SettleClock,
+    run: Run,
+) -> None:
+    """The drift timer passes every graph every `drift_interval_s`; the settling timer passes
+    a graph waiting on its children every `settle_interval_s`, within its generation's window
+    (`settling.SettleClock`), so its Ready follows their controllers' reports within seconds.
 
-    The graph's own watch is the trigger: kopf re-matches a timer's `when` on every event of
-    its object (kopf 1.45.2 `_core/reactor/processing.py:419-430`, `process_spawning_cause`
-    spawning the matching timers and stopping the rest), so the timer starts when the pass
-    that applied the children reports Ready not True, and stops when a pass reports Ready.
-    The children are not watched: that would take a watch per child kind (and its RBAC) to
-    learn what the next pass reads anyway. A graph not Ready past the window keeps the timer
-    but gets no pass: nothing changes the graph to stop it then."""
+    kopf re-matches a timer's `when` on every event of its object (kopf 1.45.2
+    `_core/reactor/processing.py:419-430`, `process_spawning_cause` spawning the matching timers
+    and stopping the rest): the settling timer starts when a pass reports the graph applied and
+    not Ready, and stops when one reports it Ready. The children are not watched: that would
+    take a watch per child kind (and its RBAC) to learn what the next pass reads anyway."""
 
-    def waiting(status: Mapping[str, object]) -> bool:
-        return waiting_on_children(status, config.settle_window_s, datetime.now(UTC))
+    def settling(body: kopf.Body) -> bool:
+        return clock.due(str(body.meta.uid), int(body.meta.get("generation") or 0), body.status)
 
-    async def run_if_waiting(
-        trigger: str, body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int
-    ) -> None:
-        if waiting(body.status):
-            await run(trigger, body, patch, logger, retry)
-
+    kopf.timer(**resource, id="drift", interval=config.drift_interval_s, idle=None)(
+        _timer_handler(run, "timer", reconciler, lambda _: True)
+    )
     kopf.timer(
         **resource,
         id="settle",
         interval=config.settle_interval_s,
         initial_delay=config.settle_interval_s,  # the pass that started it has just run
         idle=None,
-        when=lambda status, **_: waiting(status),
-    )(_handler(run_if_waiting, "settle"))
+        when=lambda body, **_: settling(body),
+    )(_timer_handler(run, "settle", reconciler, settling))
+
+
+def _timer_handler(
+    run: Run, trigger: str, reconciler: Reconciler, due: Callable[[kopf.Body], bool]
+) -> Callable[..., Awaitable[None]]:
+    """A timer's tick: the pass for `trigger` where `due`. A deleted graph's timers tick on
+    (kopf never stops them: `Reconciler._deleted` says why) and pass nothing, without a line
+    of their own in the log (`QuietTicks` keeps kopf's out)."""
+
+    async def tick(
+        body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int, **_: object
+    ) -> None:
+        if not reconciler.is_deleted(str(body.meta.uid)) and due(body):
+            await run(trigger, body, patch, logger, retry)
+
+    return tick
+
+
+class QuietTicks(logging.Filter):
+    """Drops kopf's line for every timer tick that succeeded ("Timer 'settle' succeeded."):
+    the settling timer ticks every few seconds, and a graph past its window, or deleted,
+    keeps its timer until an event of the graph stops it, which may never come. The passes
+    the timers run log what they did; a tick that failed is still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Timer ") and message.endswith(" succeeded."))
 
 
 def _handler(run: Run, trigger: str) -> Callable[..., Awaitable[None]]:
@@ -335,4 +369,5 @@ def main(default_engine: str | None = None, namespaces: tuple[str, ...] = ()) ->
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("kopf.objects").addFilter(QuietTicks())
     asyncio.run(run(config))

@@ -138,6 +138,10 @@ class Reconciler:
             return False
         return True
 
+    def is_deleted(self, uid: str) -> bool:
+        """Whether the graph `uid` was deleted while this process ran."""
+        return uid in self._deleted
+
     def deleted(self, uid: str, namespace: str, name: str) -> None:
         """The graph `uid` is gone (its DELETED event, or a pass that found it gone): every
         later pass of it is GONE without a call, and it drops only its own settings, never

@@ -56,28 +56,6 @@ def condition(conditions: list[JSONObject], kind: str) -> JSONObject:
     return next((c for c in conditions if c.get("type") == kind), {})
 
 
-def waiting_on_children(status: Mapping[str, object], window_s: float, at: datetime) -> bool:
-    """Whether a graph waits on its children: applied (Rendered) and not Ready, for at most
-    `window_s` by its Ready condition's lastTransitionTime. Such a graph is worth a pass
-    sooner than the drift timer's: its children are starting, and Ready should follow their
-    controllers' reports within seconds. Past the window they are stuck (an image that does not
-    pull, a GPU no node has), and the drift timer's pace is enough. A graph no pass has
-    reported on is the create handler's."""
-    listed = status.get("conditions")
-    found = [c for c in listed if isinstance(c, dict)] if isinstance(listed, list) else []
-    if condition(found, "Rendered").get("status") != TRUE:
-        return False
-    ready = condition(found, "Ready")
-    if ready.get("status") == TRUE:
-        return False
-    since = ready.get("lastTransitionTime")
-    try:
-        changed = datetime.strptime(str(since), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        return True  # no time to judge by (none written yet): it is starting
-    return (at - changed).total_seconds() <= window_s
-
-
 def conditions(previous: list[JSONObject], new: list[Condition]) -> list[JSONObject]:
     """Kubernetes condition list; `lastTransitionTime` moves only when `status` changes."""
     before = {c.get("type"): c for c in previous or []}
