@@ -32,9 +32,13 @@ from infergraph.planner.profiles import load_profile, match_profiles
 from infergraph.planner.search import (
     Evaluated,
     InfeasibleSloError,
+    Option,
     Planner,
     SearchResult,
     SearchSettings,
+    _percent,
+    _slowest,
+    pareto_options,
 )
 from infergraph.planner.simulator import (
     NodeConfig,
@@ -391,9 +395,9 @@ def test_the_search_counts_a_plan_refusing_past_the_limit_as_missing(tmp_path: P
     assert not limited.evaluate(refusing).feasible
     repaired = limited.repair(limited.evaluate(refusing), [])
     assert repaired.feasible and repaired.refused_fraction == 0.0
-    best = limited.search().best
-    assert best.feasible and best.refused_fraction == 0.0
-    assert all(ev.refused_fraction == 0.0 for ev in limited.search().pareto)
+    result = limited.search()
+    assert result.best.feasible and result.best.refused_fraction == 0.0
+    assert all(ev.refused_fraction == 0.0 for ev in result.pareto)
 
 
 def test_a_refusal_limit_no_replica_count_meets_is_named(tmp_path: Path):
@@ -403,6 +407,10 @@ def test_a_refusal_limit_no_replica_count_meets_is_named(tmp_path: Path):
     with pytest.raises(InfeasibleSloError, match=allows) as e:
         planner.search()
     assert "limited by node 'a'" in str(e.value) and "maxQueueRows 2" in str(e.value)
+    # The least share a configuration fast enough refused, of all requests: never the 0 % of
+    # a configuration too slow to count.
+    least = float(str(e.value).split("refuses at least ")[1].split("%")[0])
+    assert 0.05 < least < 1.0, str(e.value)
 
 
 @pytest.mark.parametrize("value", ["-1", "101", "nan"])
@@ -412,3 +420,40 @@ def test_a_bad_max_refused_pct_is_refused_by_name(tmp_path: Path, value: str):
     text = " ".join(result.output.split())
     assert f"--max-refused-pct must be a percentage from 0 to 100, got {value}" in text
     assert not out.exists()
+
+
+# -- review of 285e474: what the refusal limit ranks by ------------------------------------------
+def test_repair_grows_the_node_refusing_most_of_all_requests_not_most_of_its_own():
+    """A gated node seeing a tenth of the requests refuses 3 % of its own (0.3 % of all); the
+    node every request passes refuses 0.5 % of all. Growing the gated one barely helps."""
+    ev = Evaluated(
+        {},
+        1.0,
+        50.0,
+        {"gated": 40.0, "always": 30.0},
+        {},
+        False,
+        refused_fraction=0.008,
+        node_refused_fraction={"gated": 0.03, "always": 0.005},
+        refused_excess=0.008,
+        node_refused_of_all={"gated": 0.003, "always": 0.005},
+    )
+    assert _slowest(ev) == "always"
+
+
+def _option(usd: float, latency_ms: float, refused: float, batch: int) -> Option:
+    return Option("a", "c6i.2xlarge", batch, 0.0, 1, usd, usd, latency_ms, None, 2, refused)  # type: ignore[arg-type]
+
+
+def test_with_a_refusal_limit_each_cost_keeps_the_option_refusing_least():
+    """At $2/h the option refusing nothing is slower than the $1/h one, so the front of cost
+    and latency alone drops it; the graph's refusals add up, and it may be the one that fits."""
+    cheap = _option(1.0, 10.0, 0.01, 1)
+    quick = _option(2.0, 5.0, 0.004, 2)
+    calm = _option(2.0, 12.0, 0.0, 4)
+    assert calm not in pareto_options([cheap, quick, calm])
+    assert pareto_options([cheap, quick, calm], refusals=True) == [cheap, quick, calm]
+
+
+def test_shares_read_as_percentages_without_an_exponent():
+    assert (_percent(0.996), _percent(0.0019), _percent(0.5)) == ("99.6%", "0.19%", "50%")

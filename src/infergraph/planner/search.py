@@ -98,8 +98,8 @@ class Option:
 @dataclass
 class NodeSpace:
     """What searching one node found: its options within the SLO alone, the fastest
-    configuration it tried, within the SLO or not (what the graph can do at best), and the
-    least share of its requests any of them refused."""
+    configuration it tried, within the SLO or not (what the graph can do at best), and of
+    those fast enough, the least share of all requests one refused."""
 
     options: list[Option]
     fastest: Option | None
@@ -109,13 +109,15 @@ class NodeSpace:
     def fastest_ms(self) -> float:
         return self.fastest.latency_ms if self.fastest is not None else math.inf
 
-    def consider(self, option: Option, within: bool) -> None:
-        """`within`: the option keeps the node within the SLO (and the refusal limit) alone."""
-        if within:
+    def consider(self, option: Option, fast: bool, refused_share: float, excess: float) -> None:
+        """`fast`: within the SLO's budget alone; `refused_share`: the share of all requests
+        it refused, `excess` what of that is past the refusal limit."""
+        if fast and not excess:
             self.options.append(option)
         if self.fastest is None or option.standing < self.fastest.standing:
             self.fastest = option
-        self.least_refused = min(self.least_refused, option.refused_fraction)
+        if fast:
+            self.least_refused = min(self.least_refused, refused_share)
 
 
 @dataclass
@@ -138,8 +140,10 @@ class Evaluated:
     # its percentile over those it answered (finite where the whole one is not).
     node_refused_fraction: dict[str, float] = field(default_factory=dict)
     node_answered_ms: dict[str, float] = field(default_factory=dict)
-    # The share refused past the plan's limit (--max-refused-pct); 0 where none is set.
+    # The share refused past the plan's limit (--max-refused-pct); 0 where none is set; and
+    # per node that refused some, the share of all requests it refused.
     refused_excess: float = 0.0
+    node_refused_of_all: dict[str, float] = field(default_factory=dict)
 
     @property
     def standing(self) -> tuple[float, float, float]:
@@ -365,7 +369,6 @@ class Planner:
         span = float(arrivals[-1] - arrivals[0]) if arrivals.size > 1 else 1.0
         row_rate = rows.sum() / max(span, 1e-9)
         budget_ms = s.slo_ms - self.profiles.ingress_ms
-        reach = run_probability(self.topology, node, self.profiles.branches)
         space = NodeSpace([], None)
         for hardware, per_replica in self.per_replica_usd(node).items():
             profile = self.profiles.by_node[node][hardware]
@@ -382,8 +385,11 @@ class Planner:
                             node, hardware, batch, delay, k, per_replica * k, per_replica, lat,
                             profile, self._simulated_bound(node), refused,
                         )  # fmt: skip
-                        excess = s.refused_excess(refused * reach)
-                        space.consider(option, lat <= budget_ms and not excess)
+                        # Of all the search's requests: a lower bound on the share the whole
+                        # graph's run refuses here (these are some of the node's visits).
+                        share = refused * arrivals.size / self.arrivals.size
+                        excess = s.refused_excess(share)
+                        space.consider(option, lat <= budget_ms, share, excess)
                         if lat <= budget_ms and not excess:
                             found += 1
                             k += 1
@@ -506,6 +512,9 @@ class Planner:
                 if r.refused
             },
             refused_excess=self.settings.refused_excess(result.refused_fraction),
+            node_refused_of_all={
+                n: r.refused / result.latency_s.size for n, r in result.nodes.items() if r.refused
+            },
         )
 
     def search(self) -> SearchResult:
@@ -514,7 +523,7 @@ class Planner:
         spaces = {node: self.node_space(node) for node in self.topology.nodes}
         if not all(space.options for space in spaces.values()):
             raise self.unreachable(spaces)
-        fronts = {node: pareto_options(space.options) for node, space in spaces.items()}
+        fronts = self._fronts(spaces)
         names = list(fronts)
         always = [
             n for n in names if run_probability(self.topology, n, self.profiles.branches) >= 1.0
@@ -531,12 +540,7 @@ class Planner:
         extra = 0
         while heap:
             *_, idx = heapq.heappop(heap)
-            for pos in range(len(names)):
-                if idx[pos] + 1 < len(fronts[names[pos]]):
-                    nxt = (*idx[:pos], idx[pos] + 1, *idx[pos + 1 :])
-                    if nxt not in seen:
-                        seen.add(nxt)
-                        heapq.heappush(heap, self._key(names, fronts, nxt))
+            self._push_next(heap, seen, idx, names, fronts)
             chosen = {n: fronts[n][i] for n, i in zip(names, idx, strict=True)}
             bound = (
                 max((chosen[n].latency_ms for n in always), default=0.0) + self.profiles.ingress_ms
@@ -569,6 +573,27 @@ class Planner:
             tuple(sorted(self.notes)),
         )
 
+    def _fronts(self, spaces: Mapping[str, NodeSpace]) -> dict[str, list[Option]]:
+        """Each node's Pareto options (with a refusal limit, the least refusing too)."""
+        refusals = self.settings.max_refused is not None
+        return {n: pareto_options(sp.options, refusals=refusals) for n, sp in spaces.items()}
+
+    def _push_next(
+        self,
+        heap: list[tuple[float, float, tuple[int, ...]]],
+        seen: set[tuple[int, ...]],
+        idx: tuple[int, ...],
+        names: list[str],
+        fronts: dict[str, list[Option]],
+    ) -> None:
+        """Queue the combinations one option dearer than `idx` on one node, each once."""
+        for pos in range(len(names)):
+            if idx[pos] + 1 < len(fronts[names[pos]]):
+                nxt = (*idx[:pos], idx[pos] + 1, *idx[pos + 1 :])
+                if nxt not in seen:
+                    seen.add(nxt)
+                    heapq.heappush(heap, self._key(names, fronts, nxt))
+
     def unreachable(self, spaces: Mapping[str, NodeSpace]) -> InfeasibleSloError:
         """Why no plan exists when some node cannot meet the SLO even alone.
 
@@ -588,7 +613,7 @@ class Planner:
                 f"alone, on any profiled hardware, batch size and replica count"
                 f"{self._replica_cap(fastest[node])}, its queue bound (batching.maxQueueRows "
                 f"{self._queue_rows(node)}) refuses at least "
-                f"{spaces[node].least_refused * 100:.2g}% of the requests it gets, more than "
+                f"{_percent(spaces[node].least_refused)} of all requests, more than "
                 f"{s.limit_words()} allows"
             )
             return InfeasibleSloError(s.slo_ms, s.percentile, best.latency_ms, node, why)
@@ -649,7 +674,7 @@ class Planner:
         limiting = _slowest(current)
         own = current.node_latency_ms[limiting]
         where = f"is {own:.1f} ms" if math.isfinite(own) else "has too many refused requests"
-        refused = f"the graph refuses {current.refused_fraction * 100:.2g}%"
+        refused = f"the graph refuses {_percent(current.refused_fraction)}"
         if current.refused_excess:
             refused += f", more than {s.limit_words()} allows"
         raise InfeasibleSloError(
@@ -673,10 +698,11 @@ class Planner:
 
 
 def _slowest(ev: Evaluated) -> str:
-    """The node with the worst own percentile (infinite ones, or where the graph refuses past
-    its limit: the one refusing most)."""
+    """The node with the worst own percentile (infinite ones: the one refusing the largest
+    share of its requests; where the graph refuses past its limit, the one refusing most of
+    all requests)."""
     if ev.refused_excess:
-        return max(ev.node_latency_ms, key=lambda n: ev.node_refused_fraction.get(n, 0.0))
+        return max(ev.node_latency_ms, key=lambda n: ev.node_refused_of_all.get(n, 0.0))
     return max(ev.node_latency_ms, key=ev.node_standing)
 
 
@@ -740,6 +766,11 @@ class MissedPrefixes:
                 self._known.add(self._key(node, idx))
 
 
+def _percent(share: float) -> str:
+    """A share as a percentage to three significant figures (99.6 %, 0.19 %)."""
+    return f"{share * 100:.3g}%"
+
+
 def check_priced(profiles: ProfileSet, catalog: PriceCatalog) -> None:
     """Every class a profile was taken on must have a price, or no plan could cost it.
 
@@ -767,7 +798,9 @@ def densest(arrivals: np.ndarray, rows: np.ndarray, count: int) -> tuple[np.ndar
     return arrivals[start : start + count], rows[start : start + count]
 
 
-def pareto_options(options: Sequence[Option], ties: int = TIES_PER_COST) -> list[Option]:
+def pareto_options(
+    options: Sequence[Option], ties: int = TIES_PER_COST, refusals: bool = False
+) -> list[Option]:
     """Options sorted by cost, keeping only those faster than every strictly cheaper one.
 
     At one cost (same class and replicas, another batch size or delay) up to `ties` options
@@ -777,11 +810,21 @@ def pareto_options(options: Sequence[Option], ties: int = TIES_PER_COST) -> list
     search part), keeping only the fastest missed the optimum in 4 of 59 small cases, each
     through such a tie. Options within `SAME_LATENCY` of each other behave alike alone: of
     such a group the fastest and the smallest batch (then delay) are kept, not its others.
+    With `refusals` (a limit on the share refused), each cost also keeps the option refusing
+    least where it refuses less than every option kept so far: the nodes' refusals add up in
+    the graph, and a slower one that refuses nothing can be what keeps the sum in the limit.
     """
     front: list[Option] = []
     bar = math.inf  # the fastest option kept at a strictly lower cost
+    calm = math.inf  # the least share refused by an option kept so far
     for level in _cost_levels(options):
         kept = [o for o in _distinct(level) if o.latency_ms < bar - 1e-9][:ties]
+        if refusals:
+            calm = min([calm, *(o.refused_fraction for o in kept)])
+            calmest = min(level, key=lambda o: (o.refused_fraction, o.latency_ms))
+            if calmest.refused_fraction < calm - 1e-12:
+                kept.append(calmest)
+                calm = calmest.refused_fraction
         front.extend(kept)
         bar = min([bar, *(o.latency_ms for o in kept)])
     return front
