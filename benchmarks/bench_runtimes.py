@@ -395,9 +395,7 @@ def grpc_floor(args: argparse.Namespace) -> dict[str, Any]:
     return {mode: measure(mode, {}, args) for mode in ("aio-uvloop", "aio-mlserver")}
 
 
-async def through_grpc(
-    target: str, concurrency: int, seconds: float, raw: bool = False
-) -> tuple[float, list[float], int]:
+async def through_grpc(target: str, concurrency: int, seconds: float, raw: bool = False) -> LoopRun:
     """The identity request as a V2 gRPC ModelInfer, a closed loop of `concurrency` callers:
     values in `fp32_contents`, or with `raw` in `raw_input_contents` (tritonclient's way)."""
     import grpc
@@ -431,9 +429,10 @@ async def through_grpc(
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
-    spread = percentiles(latencies)
-    rps = len(latencies) / elapsed
-    return LoopRun(rps, spread["p50_ms"], spread["p99_ms"], len(latencies), errors)
+    spread = percentiles(latencies) if latencies else {"p50_ms": None, "p99_ms": None}
+    return LoopRun(
+        len(latencies) / elapsed, spread["p50_ms"], spread["p99_ms"], len(latencies), errors
+    )
 
 
 def transports(models: Path, args: argparse.Namespace, src: str | None) -> dict[str, Any]:

@@ -46,8 +46,10 @@ async def through_server(
     seconds: float,
     headers: Mapping[str, str] | None = None,
 ) -> LoopRun:
-    """POST `bodies` (in turn) to `url` from `concurrency` callers for `seconds`."""
+    """POST `bodies` (in turn) to `url` (plain http) from `concurrency` callers for `seconds`."""
     parts = urlsplit(url)
+    if parts.scheme != "http":
+        raise ValueError(f"{url}: the benchmarks' closed loop speaks plain http only")
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     fields = dict(headers or {})
     content_type = fields.pop("Content-Type", JSON)

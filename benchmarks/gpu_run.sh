@@ -18,7 +18,7 @@ if [ "$PYTHON" = python3 ] && compgen -G ".whl/*.whl" >/dev/null; then
         --target /tmp/site .whl/*.whl
     export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}" PATH="/tmp/site/bin:$PATH"
 fi
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$PWD/src:$PWD/async_load_tester/src${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 { date -u; uptime; nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv || true; } >&2
 exec timeout "${GPU_RUN_TIMEOUT:-560}" "$PYTHON" benchmarks/bench_gpu.py "$@"

@@ -26,7 +26,11 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parent.parent
-ROOTS = ("mlserver", "httptools", "aiohttp", "orjson", "pydantic", "typer", "rich", "pyyaml")
+# hdrhistogram: the load tester's histograms (benchmarks/closed_loop.py drives the served runs).
+ROOTS = (
+    "mlserver", "httptools", "aiohttp", "orjson", "pydantic", "typer", "rich", "pyyaml",
+    "hdrhistogram",
+)  # fmt: skip
 # Distributions the device image holds (the workplace's KINDS.md, read 2026-11-17), by
 # normalised name; a carried wheel would only shadow them. grpcio, protobuf and
 # prometheus-client travel anyway: MLServer's generated code and metrics want our versions.
