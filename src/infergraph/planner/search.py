@@ -485,6 +485,7 @@ class Planner:
         """Cost from the pod time each node held (its planned replicas unless autoscaled)."""
         p = self.settings.percentile
         latency = result.percentile_ms(p)
+        excess = self.settings.refused_excess(result.refused_fraction)
         mean = {
             n: result.mean_replicas(n, o.replicas) if n in result.nodes else float(o.replicas)
             for n, o in options.items()
@@ -496,8 +497,7 @@ class Planner:
             latency_ms=latency,
             node_latency_ms={n: result.node_percentile_ms(n, p) for n in result.nodes},
             utilisation={n: result.utilisation(n, options[n].replicas) for n in result.nodes},
-            feasible=latency <= self.settings.slo_ms
-            and not self.settings.refused_excess(result.refused_fraction),
+            feasible=latency <= self.settings.slo_ms and not excess,
             on_every_path=frozenset(
                 n for n, run in result.nodes.items() if run.latency_s.size == result.latency_s.size
             ),
@@ -511,7 +511,7 @@ class Planner:
                 for n, r in result.nodes.items()
                 if r.refused
             },
-            refused_excess=self.settings.refused_excess(result.refused_fraction),
+            refused_excess=excess,
             node_refused_of_all={
                 n: r.refused / result.latency_s.size for n, r in result.nodes.items() if r.refused
             },
