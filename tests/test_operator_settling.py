@@ -12,13 +12,19 @@ settling timer.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 
+import kopf
 import pytest
 
 from infergraph.errors import SettingsError
+from infergraph.operator import status as graph_status_module
 from infergraph.operator.config import OperatorConfig
 from infergraph.operator.handlers import QuietTicks
+from infergraph.operator.kube import KubeClient
+from infergraph.operator.metrics import OperatorMetrics
+from infergraph.operator.reconcile import Reconciler
 from infergraph.operator.settling import SettleClock, waiting_on_children
 from tests.test_operator import (
     ApplyingEmulator,
@@ -96,6 +102,42 @@ async def test_a_graph_not_ready_past_its_window_is_left_to_the_drift_timer(serv
         await apply_graph(server, bigger, update=True)
         await settled(server, generation=2)
         await eventually(lambda: _passes(op, "settle") > stuck, timeout=10)
+
+
+async def test_a_pass_queued_behind_another_starts_from_the_status_that_one_wrote(
+    server, monkeypatch
+) -> None:
+    """The settling and drift timers may pass one graph at once. The second pass waits for
+    the graph's lock holding the body it was handed, whose status predates the first pass's
+    report (kopf patches it after the handler returns). It judged the conditions from that
+    stale status: Ready, already True, "changed" again and its lastTransitionTime moved a
+    pass after the change. Each stamp here is a minute after the last."""
+    stamps = iter(f"2026-12-07T{h:02d}:{m:02d}:00Z" for h in range(24) for m in range(60))
+    monkeypatch.setattr(graph_status_module, "now", lambda: next(stamps))
+    await apply_graph(server, graph_body())
+    client = KubeClient(kopf.ConnectionInfo(server=str(server.url)), "test")
+
+    async def session() -> KubeClient:
+        return client
+
+    config = OperatorConfig(storage_uri="s3://team-bucket/graphs")
+    reconciler = Reconciler(config, OperatorMetrics(), session)
+    try:
+        body = graph_body()
+        created = await reconciler.reconcile(copy.deepcopy(body), "create")
+        assert condition(created.status, "Ready")["status"] == "Unknown"
+        body["status"] = created.status  # kopf's patch of the create pass
+        _report_ready(server)
+        drift, settle = await asyncio.gather(
+            reconciler.reconcile(copy.deepcopy(body), "timer"),
+            reconciler.reconcile(copy.deepcopy(body), "settle"),
+        )
+        became = condition(drift.status, "Ready")
+        assert became["status"] == "True"
+        assert condition(settle.status, "Ready") == became
+        assert condition(settle.status, "Rendered") == condition(drift.status, "Rendered")
+    finally:
+        await client.close()
 
 
 NOW = 1000.0

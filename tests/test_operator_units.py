@@ -27,7 +27,7 @@ from infergraph.operator.children import (
 )
 from infergraph.operator.config import OperatorConfig
 from infergraph.operator.handlers import _retry_if_refused
-from infergraph.operator.reconcile import Outcome
+from infergraph.operator.reconcile import PRUNE_FAILED, Applied, Outcome, Unpruned, _warnings
 from infergraph.render.common import STORAGE_ANNOTATION
 from infergraph.render.options import RenderOptions
 
@@ -223,6 +223,55 @@ def test_condition_transition_time_moves_only_when_status_changes() -> None:
     # Conditions not in the update are kept as they were.
     kept = st.conditions(flipped, [st.Condition("Valid", st.TRUE, "GraphValid", "")])
     assert [c["type"] for c in kept] == ["Valid", "Ready"]
+
+
+def test_a_status_patch_merges_as_the_api_server_merges_it() -> None:
+    """RFC 7386, as the API server applies kopf's status patch: objects merge key by key, null
+    removes, a list is replaced whole; the status patched is left as it was."""
+    before = {
+        "observedGeneration": 1,
+        "conditions": [{"type": "Ready", "status": "Unknown"}],
+        "endpoint": {"url": "http://old", "port": 80},
+        "price": "1.0",
+    }
+    patch = {
+        "observedGeneration": 2,
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "endpoint": {"url": "http://new"},
+        "price": None,
+    }
+    assert st.patched(before, patch) == {
+        "observedGeneration": 2,
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "endpoint": {"url": "http://new", "port": 80},
+    }
+    assert before["price"] == "1.0" and before["endpoint"] == {"url": "http://old", "port": 80}
+
+
+def test_a_prune_failure_is_told_once_even_after_an_apply_refusal_said_the_same() -> None:
+    """RBAC lost for a kind: the apply of its child is refused ("PodMonitor/m: ... 403"), then a
+    new generation drops the kind and its prune fails with the very same text. That text in
+    the previous Rendered message was taken for the prune failure told before: no PruneFailed
+    Event. Only the message's "not removed" part tells prune failures."""
+    failure = "PodMonitor/m: get PodMonitor m: HTTP 403: forbidden"
+    unpruned = Applied([], [], unpruned=[Unpruned({"kind": "PodMonitor", "name": "m"}, failure)])
+    refusal_said = [
+        {
+            "type": "Rendered",
+            "reason": "ApplyFailed",
+            "message": f"applied 3 of 4 object(s) for seldon-v2; not applied: {failure}",
+        }
+    ]
+    assert _warnings(unpruned, {}, refusal_said) == [("Warning", PRUNE_FAILED, failure)]
+    prune_said = [
+        {
+            "type": "Rendered",
+            "reason": PRUNE_FAILED,
+            "message": f"applied 3 object(s) for "
+            f"seldon-v2; not removed: {failure}; not applied: Model/x: timeout",
+        }
+    ]
+    assert _warnings(unpruned, {}, prune_said) == []
 
 
 def test_readiness_reads_each_engines_own_status() -> None:

@@ -42,6 +42,8 @@ GONE = "gone"  # the stage of a pass whose graph was deleted before it applied a
 
 
 PRUNE_FAILED = "PruneFailed"  # Rendered's reason when a stale child could not be removed
+# How a `Rendered` message lists the stale children not removed and the children not applied.
+NOT_REMOVED, NOT_APPLIED = "; not removed: ", "; not applied: "
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,14 @@ class Reconciler:
         # pod fits its class): passes that start from the same stale body (create and timer at
         # once) must not post one twice.
         self._posted: dict[str, set[tuple[str, str]]] = {}
+        # The status each graph's last pass left (its status patched with the pass's report).
+        # A pass waiting for the graph's lock holds the body it was handed, and kopf patches
+        # the status only after the handler before it returned: `_reconcile` lays this over
+        # that body's status, so conditions change (and their lastTransitionTime moves) once.
+        # Passes take the lock in the order they copied their bodies (no await between the
+        # two: `handlers._plain`, `reconcile`), so a waiting body's spec is never older than
+        # the one the last pass applied; only its status can be.
+        self._last_status: dict[str, JSONObject] = {}
         # The uids of graphs deleted while this process ran. Their drift timers outlive them:
         # kopf stops a timer only on a deletionTimestamp (kopf 1.45.2
         # `_core/reactor/processing.py:407-412`), which a graph without a finalizer never
@@ -150,6 +160,7 @@ class Reconciler:
         self.settings.forget(namespace, name, uid)
         self._locks.pop(uid, None)
         self._posted.pop(uid, None)
+        self._last_status.pop(uid, None)
 
     async def reconcile(self, body: Manifest, trigger: str) -> Outcome:
         """One pass, or stage `stopped` with nothing to report when the operator is stopping:
@@ -176,7 +187,10 @@ class Reconciler:
         async with self._locks.setdefault(uid, asyncio.Lock()):
             if uid in self._deleted:  # deleted while this pass waited for the lock
                 return Outcome({}, stage=GONE)
+            body = self._with_last_report(uid, body)
             outcome = await self._pass(body)
+            if outcome.stage != GONE:
+                self._last_status[uid] = st.patched(object_or_empty(body, "status"), outcome.status)
             posted = self._posted.setdefault(uid, set())
             outcome.events = [e for e in outcome.events if e[1:] not in posted]
             posted.update(e[1:] for e in outcome.events)
@@ -191,6 +205,15 @@ class Reconciler:
         if result == "error":
             self.metrics.errors.labels(outcome.stage).inc()
         return outcome
+
+    def _with_last_report(self, uid: str, body: Manifest) -> Manifest:
+        """`body` with the status the graph's last pass in this process left laid over its
+        own (`_last_status` says why); as handed when there was none (the first pass, or the
+        first after a restart, reads the status from the API server)."""
+        last = self._last_status.get(uid)
+        if last is None:
+            return body
+        return {**body, "status": st.patched(object_or_empty(body, "status"), last)}
 
     async def _pass(self, body: Manifest) -> Outcome:
         previous = object_or_empty(body, "status")
@@ -402,7 +425,7 @@ def _rendered_condition(engine: str, done: Applied) -> st.Condition:
     if done.removed:
         applied += f"; removed {', '.join(f'{r["kind"]}/{r["name"]}' for r in done.removed)}"
     if done.unpruned:
-        applied += f"; not removed: {'; '.join(u.message for u in done.unpruned)}"
+        applied += f"{NOT_REMOVED}{'; '.join(u.message for u in done.unpruned)}"
     if not refused:
         if done.unpruned:
             return st.Condition("Rendered", st.FALSE, PRUNE_FAILED, applied)
@@ -410,14 +433,15 @@ def _rendered_condition(engine: str, done: Applied) -> st.Condition:
     reasons = {r.reason for r in refused}
     reason = TAKEOVER_REFUSED if TAKEOVER_REFUSED in reasons else refused[0].reason
     why = "; ".join(r.message for r in refused)
-    return st.Condition("Rendered", st.FALSE, reason, f"{applied}; not applied: {why}")
+    return st.Condition("Rendered", st.FALSE, reason, f"{applied}{NOT_APPLIED}{why}")
 
 
 def _warnings(
     done: Applied, previous: JSONObject, prev_conditions: list[JSONObject]
 ) -> list[Event]:
     """One Warning per new refusal (not in the previous `status.refused`) and per new prune
-    failure (not in the previous `Rendered` message): not one per retry."""
+    failure (not in the "not removed" part of the previous `Rendered` message: an apply
+    refusal of the same child can carry the same text): not one per retry."""
     told = [
         (c.get("kind"), c.get("name"), c.get("message"))
         for c in as_objects(previous.get("refused") or [], "status.refused")
@@ -427,12 +451,19 @@ def _warnings(
         for r in done.refused
         if (r.child["kind"], r.child["name"], r.message) not in told
     ]
-    said = str(st.condition(prev_conditions, "Rendered").get("message") or "")
+    said = _not_removed(str(st.condition(prev_conditions, "Rendered").get("message") or ""))
     return events + [
         ("Warning", PRUNE_FAILED, u.message[:EVENT_MESSAGE_LIMIT])
         for u in done.unpruned
         if u.message not in said
     ]
+
+
+def _not_removed(rendered_message: str) -> str:
+    """The prune failures a `Rendered` message told (`_rendered_condition` writes them after
+    "; not removed: " and before any "; not applied: ")."""
+    told = rendered_message.partition(NOT_REMOVED)[2]
+    return told.partition(NOT_APPLIED)[0]
 
 
 def _refs(value: object, where: str) -> list[dict[str, str]]:

@@ -51,6 +51,21 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def patched(status: JSONObject, patch: JSONObject) -> JSONObject:
+    """`status` as the API server leaves it after `patch`, kopf's status patch of a pass: a
+    JSON merge patch (RFC 7386), so objects merge key by key, null removes a key and anything
+    else (a list included) replaces. `status` itself is left as it was."""
+    merged = dict(status)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict):
+            merged[key] = patched(object_or_empty(merged, key), value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def condition(conditions: list[JSONObject], kind: str) -> JSONObject:
     """The condition of type `kind` among a status's conditions, {} when there is none."""
     return next((c for c in conditions if c.get("type") == kind), {})
