@@ -156,10 +156,14 @@ def test_refused_requests_go_no_further_and_count_against_the_slo():
     assert math.isfinite(result.percentile_ms(1.0))  # the answered ones have latencies
 
 
-def _bounded_chain_plan(tmp_path: Path, *args: str):
+def _bounded_chain_plan(tmp_path: Path, *args: str, slo: dict | None = None):
+    """`infergraph plan` of a -> b at 200 req/s against 400 ms (the graph's `slo` if given,
+    else --slo-ms)."""
     doc = chain_graph(["a", "b"])
     for node in doc["spec"]["nodes"]:
         node["batching"] = {"maxBatchSize": 2, "maxQueueRows": 4}
+    if slo is not None:
+        doc["spec"]["slo"] = slo
     graph = tmp_path / "chain.yaml"
     graph.write_text(yaml.safe_dump(doc))
     # Batching pays: a pass of 8 costs 2.4x one of 1.
@@ -167,7 +171,8 @@ def _bounded_chain_plan(tmp_path: Path, *args: str):
     profile = write_profile(tmp_path / "chain.json", "chain", "c6i.2xlarge", nodes)
     out = tmp_path / "plan"
     base = ["plan", str(graph), "--profiles", str(profile), "--out", str(out)]
-    return CliRunner().invoke(app, [*base, "--slo-ms", "400", "--rate", "200", *args]), out
+    slo_ms = [] if slo is not None else ["--slo-ms", "400"]
+    return CliRunner().invoke(app, [*base, *slo_ms, "--rate", "200", *args]), out
 
 
 def test_a_plan_keeps_the_queue_bound_and_writes_a_graph_that_loads(tmp_path: Path):
@@ -419,6 +424,43 @@ def test_a_bad_max_refused_pct_is_refused_by_name(tmp_path: Path, value: str):
     assert result.exit_code == 1, result.output
     text = " ".join(result.output.split())
     assert f"--max-refused-pct must be a percentage from 0 to 100, got {value}" in text
+    assert not out.exists()
+
+
+def test_the_graphs_slo_carries_the_refusal_limit_into_the_plan_and_the_planned_graph(
+    tmp_path: Path,
+):
+    """`spec.slo.maxRefusedPercent` is the graph's own refusal limit: `plan` holds the search
+    to it as to --max-refused-pct, and the planned graph keeps it, so planning that graph
+    again keeps it too (it used to write back only latencyMs and percentile)."""
+    slo = {"latencyMs": 400, "percentile": 99, "maxRefusedPercent": 0}
+    result, out = _bounded_chain_plan(tmp_path, slo=slo)
+    assert result.exit_code == 0, result.output
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["slo"]["max_refused_fraction"] == 0.0
+    assert plan["plan"]["refused_fraction"] == 0.0 and plan["plan"]["feasible"]
+    assert "at most 0% refused (spec.slo.maxRefusedPercent)" in " ".join(result.output.split())
+    planned = yaml.safe_load((out / "chain.planned.yaml").read_text())
+    assert planned["spec"]["slo"] == slo
+    assert load_graph(out / "chain.planned.yaml").spec.slo.max_refused_percent == 0
+
+
+def test_the_option_overrides_the_graphs_refusal_limit(tmp_path: Path):
+    slo = {"latencyMs": 400, "percentile": 99, "maxRefusedPercent": 0}
+    result, out = _bounded_chain_plan(tmp_path, "--max-refused-pct", "100", slo=slo)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "plan.json").read_text())["slo"]["max_refused_fraction"] == 1.0
+    assert "(--max-refused-pct)" in " ".join(result.output.split())
+    planned = yaml.safe_load((out / "chain.planned.yaml").read_text())
+    assert planned["spec"]["slo"]["maxRefusedPercent"] == 100
+
+
+@pytest.mark.parametrize("value", [-1, 101, "many"])
+def test_a_bad_refusal_limit_in_the_graph_is_named_by_its_path(tmp_path: Path, value: object):
+    slo = {"latencyMs": 400, "maxRefusedPercent": value}
+    result, out = _bounded_chain_plan(tmp_path, slo=slo)
+    assert result.exit_code == 1, result.output
+    assert "spec.slo.maxRefusedPercent" in " ".join(result.output.split())
     assert not out.exists()
 
 

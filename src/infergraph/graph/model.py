@@ -194,8 +194,17 @@ Step = Annotated[Union[NodeStep, SequenceStep, EnsembleStep, WhenStep], Field(un
 
 
 class Slo(_Spec):
+    """What `infergraph plan` plans for, field by field unless an option of its overrides it."""
+
     latency_ms: float = Field(gt=0)
     percentile: float = Field(default=95.0, gt=0, le=100)
+    max_refused_percent: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="the most a plan may refuse through the nodes' batching.maxQueueRows, in "
+        "percent of all requests; unset: a refusal only counts as one of the percentile's misses",
+    )
 
 
 class GraphSpec(_Spec):

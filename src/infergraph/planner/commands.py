@@ -17,7 +17,7 @@ from infergraph.engines import engine as engine_named
 from infergraph.errors import GraphValidationError, InfergraphError
 
 if TYPE_CHECKING:
-    from infergraph.graph.model import InferenceGraph
+    from infergraph.graph.model import InferenceGraph, Slo
     from infergraph.planner.endpoints import Endpoints
     from infergraph.planner.planning import PlanOutcome
     from infergraph.planner.profiler import ProfileSettings
@@ -281,8 +281,8 @@ _MaxRefusedPct = Annotated[
     float | None,
     typer.Option(
         help="the most requests, in percent, a plan may refuse where a node's "
-        "batching.maxQueueRows is full (default: no limit but the SLO's percentile, of whose "
-        "misses a refusal is one)"
+        "batching.maxQueueRows is full (default: the graph's spec.slo.maxRefusedPercent, "
+        "else no limit but the SLO's percentile, of whose misses a refusal is one)"
     ),
 ]
 _PlanOut = Annotated[Path, typer.Option(help="folder for the planned YAML, JSON and plot")]
@@ -361,7 +361,11 @@ def plan(
         settings = _search_settings(
             graph, slo_ms, percentile, batch_sizes, delays_ms, max_replicas, seed
         )
-        settings = dataclasses.replace(settings, max_refused=_max_refused(max_refused_pct))
+        if max_refused_pct is not None:
+            limit = _max_refused(max_refused_pct)
+            settings = dataclasses.replace(
+                settings, max_refused=limit, max_refused_from="--max-refused-pct"
+            )
         inputs = PlanInputs(
             graph=graph,
             profile_paths=profiles,
@@ -467,7 +471,8 @@ def _search_settings(
     max_replicas: int,
     seed: int,
 ) -> SearchSettings:
-    """The SLO (the options', else the graph's) and the batching grid the search tries."""
+    """The SLO (the options', else the graph's: its refusal limit too, which the caller
+    overrides with --max-refused-pct) and the batching grid the search tries."""
     from infergraph.planner.search import DEFAULT_DELAYS_MS, SearchSettings
 
     slo = graph.spec.slo
@@ -488,4 +493,13 @@ def _search_settings(
         delays_ms=_numbers(delays_ms, "--delays-ms", float) or DEFAULT_DELAYS_MS,
         max_replicas=max_replicas,
         seed=seed,
+        max_refused=_graphs_refusal_limit(slo),
+        max_refused_from="spec.slo.maxRefusedPercent",
     )
+
+
+def _graphs_refusal_limit(slo: Slo | None) -> float | None:
+    """spec.slo.maxRefusedPercent as a share of all requests (the model checked its range)."""
+    if slo is None or slo.max_refused_percent is None:
+        return None
+    return slo.max_refused_percent / 100.0

@@ -22,7 +22,7 @@ import numpy as np
 from infergraph.cost.pricing import NodeCost, PriceCatalog
 from infergraph.graph.model import Autoscaling, InferenceGraph, Node
 from infergraph.graph.plan import GraphPlan, parse_graph, plan_of
-from infergraph.json_types import Manifest, at, object_or_empty
+from infergraph.json_types import JSONObject, Manifest, at, object_or_empty
 from infergraph.planner.autoscaler import RATE_WINDOW_S, ScalerModel
 from infergraph.planner.pricing import PlanPricing
 from infergraph.planner.profiles import ProfileSet, load_profile, match_profiles
@@ -315,7 +315,10 @@ def planned_manifest(outcome: PlanOutcome) -> Manifest:
         nodes.append(planned)
     updated.spec.nodes = nodes
     manifest = updated.to_manifest()
-    at(manifest, "spec")["slo"] = {"latencyMs": s.slo_ms, "percentile": s.percentile}
+    slo: JSONObject = {"latencyMs": s.slo_ms, "percentile": s.percentile}
+    if s.max_refused is not None:
+        slo["maxRefusedPercent"] = s.max_refused * 100
+    at(manifest, "spec")["slo"] = slo
     meta = at(manifest, "metadata")
     annotations = meta["annotations"] = object_or_empty(meta, "annotations")
     meets = "<=" if outcome.final.feasible else ">"

@@ -221,7 +221,7 @@ def _refused(ev: Evaluated, settings: SearchSettings) -> str:
     limit the plan was held to, if one was set."""
     limit = ""
     if settings.max_refused is not None:
-        limit = f"; at most {settings.max_refused * 100:g}% refused (--max-refused-pct)"
+        limit = f"; at most {settings.max_refused * 100:g}% refused ({settings.max_refused_from})"
     if not ev.refused_fraction:
         return limit
     refused = f"{ev.refused_fraction * 100:.3f}% refused by a full queue (batching.maxQueueRows)"

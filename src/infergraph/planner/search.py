@@ -171,6 +171,8 @@ class SearchSettings:
     # The share of all requests a plan may refuse through the nodes' queue bounds
     # (--max-refused-pct / 100); None: only the percentile limits it (a refusal is a miss).
     max_refused: float | None = None
+    # Where `max_refused` came from, as the messages name it.
+    max_refused_from: str = "--max-refused-pct"
 
     def refused_excess(self, refused_fraction: float) -> float:
         """The share refused past `max_refused` (0 within it, or without one)."""
@@ -179,8 +181,8 @@ class SearchSettings:
         return max(0.0, refused_fraction - self.max_refused)
 
     def limit_words(self) -> str:
-        """The refusal limit as the option that set it."""
-        return f"--max-refused-pct {(self.max_refused or 0.0) * 100:g}"
+        """The refusal limit as the option (or graph field) that set it."""
+        return f"{self.max_refused_from} {(self.max_refused or 0.0) * 100:g}"
 
 
 @dataclass
