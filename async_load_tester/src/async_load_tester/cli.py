@@ -93,6 +93,14 @@ _CheckEvery = Annotated[
 ]
 _SloMs = Annotated[float | None, typer.Option(help="latency target for SLO attainment")]
 _SloPercentile = Annotated[float | None, typer.Option(help="SLO percentile (default 95)")]
+_MaxRefusedPct = Annotated[
+    float | None,
+    typer.Option(
+        help="the most requests, in percent, an overloaded server may refuse (HTTP 503, gRPC "
+        "UNAVAILABLE) in a step that meets the SLO (default: --graph's "
+        "spec.slo.maxRefusedPercent, else no limit but the percentile)"
+    ),
+]
 _Engine = Annotated[
     str | None,
     typer.Option(
@@ -148,6 +156,7 @@ class _RunOptions(TypedDict):
     check_every: int
     slo_ms: float | None
     slo_percentile: float | None
+    max_refused_pct: float | None
     graph: Path | None
     engine: str | None
     catalog: Path | None
@@ -192,6 +201,7 @@ def run(
     check_every: _CheckEvery = 1,
     slo_ms: _SloMs = None,
     slo_percentile: _SloPercentile = None,
+    max_refused_pct: _MaxRefusedPct = None,
     graph: Annotated[Path | None, typer.Option(help="InferenceGraph file for cost")] = None,
     engine: _Engine = None,
     catalog: _Catalog = None,
@@ -274,6 +284,7 @@ def _load_config(options: _RunOptions) -> LoadConfig:
             check_every=options["check_every"],
             slo_ms=options["slo_ms"],
             slo_percentile=options["slo_percentile"],
+            max_refused_pct=options["max_refused_pct"],
             graph=options["graph"],
             engine=options["engine"],
             catalog=options["catalog"],

@@ -33,6 +33,7 @@ _FLOAT_OPTIONS = {
     "late_ms": "--late-ms",
     "slo_ms": "--slo-ms",
     "slo_percentile": "--slo-percentile",
+    "max_refused_pct": "--max-refused-pct",
 }
 
 
@@ -77,6 +78,9 @@ class LoadConfig(BaseModel):
     stages: bool = True
     slo_ms: float | None = None
     slo_percentile: float | None = None
+    # The most requests, in percent, a step may see refused (`engine.REFUSAL_KINDS`) and still
+    # meet the SLO; default: the graph's spec.slo.maxRefusedPercent, else no limit.
+    max_refused_pct: float | None = None
     graph: Path | None = None
     engine: str | None = None  # price the graph's pods on this engine, not its nodes alone
     catalog: Path | None = None
@@ -199,6 +203,8 @@ class LoadConfig(BaseModel):
             raise ConfigError("--slo-ms", "must be > 0")
         if self.slo_percentile is not None and not 0 < self.slo_percentile <= 100:
             raise ConfigError("--slo-percentile", "must be in (0, 100]")
+        if self.max_refused_pct is not None and not 0 <= self.max_refused_pct <= 100:
+            raise ConfigError("--max-refused-pct", "must be a percentage from 0 to 100")
 
     @property
     def open_loop(self) -> bool:

@@ -875,6 +875,28 @@ def _slice(buf: bytes, start: int, stop: int) -> bytes:
 # =============================================================================== gRPC
 
 
+# The answers of a server that is up but overloaded: HTTP 503 (our batcher's full queue,
+# Triton's max_queue_size, a router relaying either) and gRPC UNAVAILABLE sent by the server.
+# They count as refusals, which a graph's `spec.slo.maxRefusedPercent` limits.
+REFUSAL_KINDS = ("http_503", "grpc_unavailable")
+# What grpc-core says when the channel itself failed (no server answered): it cannot connect
+# or resolve, or the connection went while the call was on it.
+_CHANNEL_CONNECT = ("connect", "dns", "resolv", "unreachable")
+_CHANNEL_LOST = ("reset", "closed", "eof", "goaway", "broken pipe")
+
+
+def _unavailable_kind(detail: str) -> str:
+    """UNAVAILABLE is both grpc-core's code for a channel that failed and a server's answer
+    that it is overloaded: the channel's own details name the transport, a server's are its
+    message ("bounded: overloaded: 3 rows waiting ..."), counted as a refusal."""
+    lowered = detail.lower()
+    if any(word in lowered for word in _CHANNEL_LOST):
+        return "reset"
+    if any(word in lowered for word in _CHANNEL_CONNECT):
+        return "connect"
+    return "grpc_unavailable"
+
+
 class GrpcDriver(_Driver):
     """Open/closed loop over grpc.aio channels; requests are pre-serialized bytes."""
 
@@ -987,10 +1009,7 @@ class GrpcDriver(_Driver):
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 return "timeout", detail
             if code == grpc.StatusCode.UNAVAILABLE:
-                lowered = detail.lower()
-                if "reset" in lowered or "closed" in lowered or "eof" in lowered:
-                    return "reset", detail
-                return "connect", detail
+                return _unavailable_kind(detail), detail
             return f"grpc_{code.name.lower()}", detail
         return "malformed" if isinstance(
             exc, MalformedResponse

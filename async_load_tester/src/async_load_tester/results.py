@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from rich.table import Table
 
-from async_load_tester.engine import StepOutcome
+from async_load_tester.engine import REFUSAL_KINDS, StepOutcome
 from async_load_tester.recorder import (
     cdf_points,
     encode_histogram,
@@ -68,6 +68,11 @@ class StepResult:
     cdf: list[tuple[float, float]] = field(default_factory=list)
     histogram: str = ""
     window_s: float | None = None  # what throughput divides by; None: elapsed_s (--requests)
+    # Answers of an overloaded server (`engine.REFUSAL_KINDS`), of `errors`; and the most, in
+    # percent of the requests sent, the SLO allows (None: only the percentile limits them).
+    # Defaults: results written before they were recorded still load.
+    refused: int = 0
+    max_refused_pct: float | None = None
 
     @classmethod
     def from_outcome(
@@ -81,13 +86,17 @@ class StepResult:
         slo_ms: float | None,
         slo_percentile: float | None,
         usd_per_hour: float | None,
+        max_refused_pct: float | None = None,
     ) -> StepResult:
         rec = outcome.recorder
         throughput = _throughput(outcome)
         attainment = rec.within_slo / rec.sent if slo_ms is not None and rec.sent else None
+        refused = sum(rec.errors.get(kind, 0) for kind in REFUSAL_KINDS)
         meets = None
         if attainment is not None and slo_percentile is not None:
             meets = attainment >= slo_percentile / 100.0 - 1e-12
+            if max_refused_pct is not None and rec.sent:
+                meets = meets and 100.0 * refused / rec.sent <= max_refused_pct + 1e-9
         cost = None
         if usd_per_hour is not None:
             from infergraph.cost import usd_per_million
@@ -114,6 +123,8 @@ class StepResult:
             slo_percentile=slo_percentile,
             slo_attainment=attainment,
             meets_slo=meets,
+            refused=refused,
+            max_refused_pct=max_refused_pct,
             stages_ms=stage_summary(rec.stages),
             usd_per_million=cost,
             cdf=cdf_points(rec.hist),
@@ -126,6 +137,11 @@ class StepResult:
         return sum(self.errors.values())
 
     @property
+    def refused_fraction(self) -> float:
+        """The share of the requests sent that an overloaded server refused."""
+        return self.refused / self.sent if self.sent else 0.0
+
+    @property
     def late_or_dropped_pct(self) -> float:
         return 100.0 * (self.late + self.dropped) / self.sent if self.sent else 0.0
 
@@ -134,6 +150,25 @@ class StepResult:
         if key in self.latency_ms:
             return self.latency_ms[key]
         return None
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else (f"{v:.3f}" if v < 10 else f"{v:.1f}")
+
+
+def _step_cells(s: StepResult, best: bool) -> list[str]:
+    """A step's cells of the summary table up to its latencies (`best`: marked *)."""
+    errors = ", ".join(f"{k}={v}" for k, v in s.errors.items()) or "0"
+    return [
+        s.label + (" *" if best else ""),
+        str(s.sent),
+        str(s.ok),
+        errors,
+        str(s.late),
+        str(s.dropped),
+        f"{s.throughput_rps:.1f}",
+        *(_ms(s.latency_ms[k]) for k in ("p50", "p90", "p95", "p99", "p99.9", "max")),
+    ]
 
 
 def _throughput(outcome: StepOutcome) -> float:
@@ -224,6 +259,7 @@ class RunResult:
         "sent",
         "ok",
         "errors",
+        "refused",
         "late",
         "dropped",
         "throughput_rps",
@@ -255,6 +291,7 @@ class RunResult:
                     "sent": s.sent,
                     "ok": s.ok,
                     "errors": s.error_count,
+                    "refused": s.refused,
                     "late": s.late,
                     "dropped": s.dropped,
                     "throughput_rps": round(s.throughput_rps, 3),
@@ -310,30 +347,20 @@ class RunResult:
             table.add_column(col, justify="right")
         has_slo = any(s.slo_attainment is not None for s in self.steps)
         has_cost = any(s.usd_per_million is not None for s in self.steps)
+        limits = {s.max_refused_pct for s in self.steps if s.max_refused_pct is not None}
         if has_slo:
             table.add_column("SLO ok", justify="right")
+        if has_slo and limits:
+            table.add_column(f"refused (<= {min(limits):g}%)", justify="right")
         if has_cost:
             table.add_column("$/1M", justify="right")
         best = (self.sweep or {}).get("best")
-
-        def ms(v: float | None) -> str:
-            return "-" if v is None else (f"{v:.3f}" if v < 10 else f"{v:.1f}")
-
         for s in self.steps:
-            lat = s.latency_ms
-            errors = ", ".join(f"{k}={v}" for k, v in s.errors.items()) or "0"
-            row = [
-                s.label + (" *" if best == s.label else ""),
-                str(s.sent),
-                str(s.ok),
-                errors,
-                str(s.late),
-                str(s.dropped),
-                f"{s.throughput_rps:.1f}",
-                *(ms(lat[k]) for k in ("p50", "p90", "p95", "p99", "p99.9", "max")),
-            ]
+            row = _step_cells(s, best == s.label)
             if has_slo:
                 row.append("-" if s.slo_attainment is None else f"{100 * s.slo_attainment:.1f}%")
+            if has_slo and limits:
+                row.append(f"{100 * s.refused_fraction:.2f}%")
             if has_cost:
                 cost = s.usd_per_million
                 row.append("-" if cost is None or not math.isfinite(cost) else f"{cost:.4f}")

@@ -76,6 +76,7 @@ class Prepared:
         self.graph_cost: Any = None
         self.slo_ms = config.slo_ms
         self.slo_percentile = config.slo_percentile
+        self.max_refused_pct = config.max_refused_pct
         if config.graph is not None:
             from infergraph.cost import load_catalog
             from infergraph.graph.plan import load_graph
@@ -86,6 +87,8 @@ class Prepared:
             if graph.spec.slo is not None:
                 self.slo_ms = self.slo_ms or graph.spec.slo.latency_ms
                 self.slo_percentile = self.slo_percentile or graph.spec.slo.percentile
+                if self.max_refused_pct is None:
+                    self.max_refused_pct = graph.spec.slo.max_refused_percent
         if self.slo_ms is not None and self.slo_percentile is None:
             self.slo_percentile = 95.0
         self.schedule = config.parsed_schedule() if config.open_loop else None
@@ -150,6 +153,7 @@ async def _measure(prep: Prepared, plan: StepPlan, label: str, hook: StepHook | 
         offered_rps=offered,
         slo_ms=prep.slo_ms,
         slo_percentile=prep.slo_percentile,
+        max_refused_pct=prep.max_refused_pct,
         usd_per_hour=prep.graph_cost.usd_per_hour if prep.graph_cost is not None else None,
     )
 

@@ -361,11 +361,7 @@ def plan(
         settings = _search_settings(
             graph, slo_ms, percentile, batch_sizes, delays_ms, max_replicas, seed
         )
-        if max_refused_pct is not None:
-            limit = _max_refused(max_refused_pct)
-            settings = dataclasses.replace(
-                settings, max_refused=limit, max_refused_from="--max-refused-pct"
-            )
+        settings = _with_refusal_option(settings, max_refused_pct)
         inputs = PlanInputs(
             graph=graph,
             profile_paths=profiles,
@@ -451,6 +447,14 @@ def _workload(rate: float | None, trace: Path | None, duration: int) -> Workload
     return (
         Workload.from_trace(trace) if trace is not None else Workload.constant(rate, duration)  # type: ignore[arg-type]
     )
+
+
+def _with_refusal_option(settings: SearchSettings, percent: float | None) -> SearchSettings:
+    """--max-refused-pct, where given, in place of the graph's spec.slo.maxRefusedPercent."""
+    if percent is None:
+        return settings
+    limit = _max_refused(percent)
+    return dataclasses.replace(settings, max_refused=limit, max_refused_from="--max-refused-pct")
 
 
 def _max_refused(percent: float | None) -> float | None:
