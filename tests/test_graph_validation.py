@@ -300,3 +300,58 @@ def test_a_required_input_only_one_side_of_a_when_produces_is_refused() -> None:
     )
     sides["spec"]["nodes"].append({"name": "tr0", "family": "text-classification"})
     parse_graph(sides)
+
+
+def test_alternatives_of_different_types_are_refused_naming_each() -> None:
+    """'summ.summary | tr0.confidence': BYTES or FP32 by the side the gate takes. Only the
+    first alternative was checked against the consumer, so the graph compiled and every
+    request taking the other side handed `tr` a tensor of the wrong type."""
+    sides = _routed(
+        [{"node": "tr", "inputs": {"text": "summ.summary | tr0.confidence"}}],
+        otherwise={"node": "tr0", "inputs": {"text": "request.text"}},
+    )
+    sides["spec"]["nodes"].append({"name": "tr0", "family": "text-classification"})
+    text = _problems(sides)
+    assert "'summ.summary | tr0.confidence'" in text, text
+    assert "summ.summary is BYTES [-1]" in text and "tr0.confidence is FP32 [-1]" in text, text
+
+
+def _two_sided(outputs: dict[str, str] | None = None) -> dict[str, Any]:
+    """cls, then `det` (object-detection) or `cls2` (image-classification): both make a
+    `scores`, FP32 [-1] (one per box) and FP32 [-1, -1] (one row of class scores per image)."""
+    doc: dict[str, Any] = {
+        "apiVersion": "infergraph.io/v1alpha1",
+        "kind": "InferenceGraph",
+        "metadata": {"name": "sides"},
+        "spec": {
+            "inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]}],
+            "nodes": [
+                {"name": "cls", "family": "image-classification"},
+                {"name": "det", "family": "object-detection"},
+                {"name": "cls2", "family": "image-classification"},
+            ],
+            "graph": {
+                "sequence": [
+                    {"node": "cls"},
+                    {
+                        "when": {"tensor": "cls.confidence", "op": "lt", "value": 0.5},
+                        "then": {"node": "det", "inputs": {"image": "request.image"}},
+                        "otherwise": {"node": "cls2", "inputs": {"image": "request.image"}},
+                    },
+                ]
+            },
+        },
+    }
+    if outputs is not None:
+        doc["spec"]["outputs"] = outputs
+    return doc
+
+
+def test_a_when_whose_sides_answer_one_name_with_two_shapes_is_refused() -> None:
+    """The graph's outputs default to the `when`'s: its `scores` was [-1] in the metadata
+    (`GraphPlan.output_specs`, the then side's) and [-1, -1] in every answer the otherwise
+    side gave. Declared outputs that avoid the clash compile."""
+    text = _problems(_two_sided())
+    assert "'scores'" in text, text
+    assert "det.scores is FP32 [-1]" in text and "cls2.scores is FP32 [-1, -1]" in text, text
+    parse_graph(_two_sided({"label": "det.labels | cls2.label", "first": "cls.scores"}))

@@ -18,7 +18,7 @@ not called and yields zero-row outputs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -144,7 +144,7 @@ class GraphPlan:
 
     def output_specs(self) -> list[TensorSpec]:
         """The graph's outputs as a client sees them: each name with its first source's
-        datatype and shape (a `when`'s sides agree on both, `check_types`)."""
+        datatype and shape (the compiler refuses sources that disagree: `type_clash`)."""
         specs = []
         for name, sources in self.outputs.items():
             source = sources[0]
@@ -196,10 +196,15 @@ class GraphPlan:
 # -- compilation -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Produced:
-    """A tensor as it exists at a point of the graph: its possible sources and its type."""
+    """A tensor as it exists at a point of the graph: its possible sources and its type.
+
+    `clash` says how the two sides of a `when` that both make this name disagree on its type
+    ("det.scores is FP32 [-1], cls2.scores is FP32 [-1, -1]"): harmless until a step reads
+    the name or the graph answers with it, where `Compiler` refuses it."""
 
     sources: tuple[Source, ...]
     spec: TensorSpec
+    clash: str = ""
 
 
 @dataclass
@@ -232,6 +237,18 @@ def node_parameters(node: str, nodes: Iterable[str], params: Mapping[str, object
 def split_alternatives(ref: str) -> list[str]:
     """`a.x | request.x`: the first alternative that exists at run time wins."""
     return [part.strip() for part in ref.split("|") if part.strip()]
+
+
+def type_clash(named: Sequence[tuple[str, TensorSpec]]) -> str:
+    """How the types of alternatives that may each arrive disagree ("a.x is FP32 [-1], b.y
+    is BYTES [-1]"), or "" when they agree: one datatype, shapes that fit each other. A
+    consumer and the graph's metadata see one type, so both must hold for every one."""
+    first = named[0][1]
+    if all(
+        s.datatype == first.datatype and shapes_compatible(s.shape, first.shape) for _, s in named
+    ):
+        return ""
+    return ", ".join(f"{ref} is {s.datatype} {list(s.shape)}" for ref, s in named)
 
 
 def shapes_compatible(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
@@ -309,6 +326,13 @@ class _Compiler:
     def graph_outputs(self, scope: Scope) -> dict[str, tuple[Source, ...]]:
         declared = self.graph.spec.outputs
         if not declared:
+            for name, produced in scope.current.items():
+                if produced.clash:
+                    self.problems.append(
+                        f"spec.outputs: the graph answers with its last step's outputs, whose "
+                        f"'{name}' takes the type of the side its `when` took "
+                        f"({produced.clash}): declare spec.outputs, naming one side's tensor"
+                    )
             return {name: p.sources for name, p in scope.current.items()}
         out: dict[str, tuple[Source, ...]] = {}
         for name, ref in declared.items():
@@ -404,6 +428,11 @@ class _Compiler:
             self.problems.append(
                 f"{path}: '{ref}' picks between branches of different `when` steps; only "
                 "alternatives from the two sides of one `when` can be told apart"
+            )
+        if clash := type_clash([(p.sources[0].ref, p.spec) for p in found]):
+            self.problems.append(
+                f"{path}: the alternatives of '{ref}' differ in type ({clash}); whichever "
+                "arrives must have the one type its reader takes"
             )
         return Produced(tuple(sources), found[0].spec)
 
@@ -509,6 +538,12 @@ class _Compiler:
                         f"{path}: input '{name}' of {where} is consumed but no earlier step "
                         f"produces a tensor '{name}'; map it with inputs:"
                     )
+            if src is not None and src.clash and name not in step.inputs:
+                self.problems.append(
+                    f"{path}: input '{name}' of {where} reads the `when`'s '{name}', whose type "
+                    f"depends on the side it took ({src.clash}); map it with inputs: to one "
+                    "side's tensor"
+                )
             if src is not None:
                 self.check_types(src.spec, spec, f"{path}: input '{name}' of {where}")
                 if not spec.optional:
@@ -680,8 +715,20 @@ class _Compiler:
             alts = then.current.get(name), other.current.get(name)
             present = [p for p in alts if p is not None]
             sources = tuple(s for p in present for s in p.sources)
-            out.current[name] = Produced(sources, present[0].spec)
+            clash = next((p.clash for p in present if p.clash), "")
+            if not clash and len(present) == 2:
+                clash = type_clash([(self.origin(p.sources[0]), p.spec) for p in present])
+            out.current[name] = Produced(sources, present[0].spec, clash)
         return out, RouteBlock(gate_name, then_block, other_block, pass_name)
+
+    def origin(self, source: Source) -> str:
+        """The ref a user wrote for `source`: what a cascade's pass step forwards, not the
+        pass itself (`pass-0.scores` is the `cls.scores` current at the `when`)."""
+        forwarded = next(
+            (p.inputs.get(source.tensor) for p in self.passes.values() if p.name == source.step),
+            None,
+        )
+        return forwarded[0].ref if forwarded else source.ref
 
     def cascade_pass(self, gate: str, scope: Scope, path: str) -> Scope:
         """A cascade's otherwise side forwards what was current at the `when`."""
