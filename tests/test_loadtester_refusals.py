@@ -108,3 +108,46 @@ def test_a_bad_refusal_limit_is_named(value: float) -> None:
     config = LoadConfig(target="http://127.0.0.1:1", model="m", rate=1, max_refused_pct=value)
     with pytest.raises(ConfigError, match="--max-refused-pct"):
         config.validated()
+
+
+@pytest.mark.parametrize(
+    ("detail", "kind"),
+    [
+        ("bounded: overloaded: 3 rows waiting for a forward pass", "grpc_unavailable"),
+        # Model names that hold a channel word: still the server's answer.
+        ("entity-resolver: overloaded: 9 rows waiting", "grpc_unavailable"),
+        ("connector: overloaded: 9 rows waiting", "grpc_unavailable"),
+        ("geofence: overloaded", "grpc_unavailable"),
+        ("preset-ranker: overloaded", "grpc_unavailable"),
+        ("too many connections", "grpc_unavailable"),
+        ("upstream connect error or disconnect/reset before headers. reset reason: overflow",
+         "grpc_unavailable"),
+        ("", "grpc_unavailable"),
+        # grpc-core's own: nothing answered.
+        ("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Failed "
+         "to connect to remote host: Connection refused", "connect"),
+        ("failed to connect to all addresses; last error: UNAVAILABLE: ipv4:127.0.0.1:1: "
+         "Socket closed", "connect"),
+        ("DNS resolution failed for nowhere:8081: C-ares status is not ARES_SUCCESS", "connect"),
+        ("connections to all backends failing; last error: UNKNOWN", "connect"),
+        ("Socket closed", "reset"),
+        ("recvmsg:Connection reset by peer", "reset"),
+        ("GOAWAY received; Error code: 11; Debug Text: too_many_pings", "reset"),
+        ("keepalive watchdog timeout", "reset"),
+        ("Endpoint read failed", "reset"),
+        ("Channel shutdown", "reset"),
+    ],
+)  # fmt: skip
+def test_who_said_unavailable(detail: str, kind: str) -> None:
+    from async_load_tester.engine import _unavailable_kind
+
+    assert _unavailable_kind(detail) == kind
+
+
+def test_a_refusal_limit_without_an_slo_is_refused_by_name() -> None:
+    """Without an SLO no step meets or misses anything: the limit would do nothing, silently."""
+    from async_load_tester.runner import Prepared
+
+    config = LoadConfig(target="http://127.0.0.1:1", model="m", rate=1, max_refused_pct=1.0)
+    with pytest.raises(ConfigError, match=r"--max-refused-pct.*--slo-ms"):
+        Prepared(config)

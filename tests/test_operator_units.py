@@ -274,6 +274,30 @@ def test_a_prune_failure_is_told_once_even_after_an_apply_refusal_said_the_same(
     assert _warnings(unpruned, {}, prune_said) == []
 
 
+def test_a_queued_pass_reads_the_last_status_whole_not_merged_over_its_own() -> None:
+    """The last pass cleared `refused` (a clean apply); a pass that copied its body while the
+    refusal stood must not see it again, or a refusal that comes back is taken as told and
+    gets no Warning (review of bf58f31: the status was merged over, and a merge cannot remove
+    a field)."""
+    from infergraph.operator.metrics import OperatorMetrics
+    from infergraph.operator.reconcile import Reconciler
+
+    async def no_client():  # never called: no pass runs here
+        raise AssertionError
+
+    reconciler = Reconciler(OperatorConfig(), OperatorMetrics(), no_client)
+    stale = {"metadata": {"uid": "u"}, "status": {"refused": [{"kind": "Model"}], "x": 1}}
+    reconciler._last_status["u"] = st.patched(stale["status"], {"refused": None, "x": 2})
+    assert reconciler._with_last_report("u", stale)["status"] == {"x": 2}
+    assert reconciler._with_last_report("other", stale) is stale
+    # Once a body shows that status (the watch caught up) it is forgotten: what is written
+    # after it, by anyone, is read from the body again.
+    caught_up = {"metadata": {"uid": "u"}, "status": {"x": 2}}
+    assert reconciler._with_last_report("u", caught_up) is caught_up
+    edited = {"metadata": {"uid": "u"}, "status": {"x": 3}}
+    assert reconciler._with_last_report("u", edited) is edited
+
+
 def test_readiness_reads_each_engines_own_status() -> None:
     assert st.object_ready({"kind": "SeldonDeployment", "status": {"state": "Available"}})[0]
     assert not st.object_ready({"kind": "SeldonDeployment", "status": {"state": "Creating"}})[0]

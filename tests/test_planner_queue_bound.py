@@ -445,14 +445,16 @@ def test_the_graphs_slo_carries_the_refusal_limit_into_the_plan_and_the_planned_
     assert load_graph(out / "chain.planned.yaml").spec.slo.max_refused_percent == 0
 
 
-def test_the_option_overrides_the_graphs_refusal_limit(tmp_path: Path):
+@pytest.mark.parametrize(("given", "fraction"), [("100", 1.0), ("29", 0.29), ("7", 0.07)])
+def test_the_option_overrides_the_graphs_refusal_limit(tmp_path: Path, given: str, fraction: float):
+    """The planned graph says the limit as given: 29 / 100 * 100 is 28.999999999999996."""
     slo = {"latencyMs": 400, "percentile": 99, "maxRefusedPercent": 0}
-    result, out = _bounded_chain_plan(tmp_path, "--max-refused-pct", "100", slo=slo)
+    result, out = _bounded_chain_plan(tmp_path, "--max-refused-pct", given, slo=slo)
     assert result.exit_code == 0, result.output
-    assert json.loads((out / "plan.json").read_text())["slo"]["max_refused_fraction"] == 1.0
+    assert json.loads((out / "plan.json").read_text())["slo"]["max_refused_fraction"] == fraction
     assert "(--max-refused-pct)" in " ".join(result.output.split())
     planned = yaml.safe_load((out / "chain.planned.yaml").read_text())
-    assert planned["spec"]["slo"]["maxRefusedPercent"] == 100
+    assert planned["spec"]["slo"]["maxRefusedPercent"] == float(given)
 
 
 @pytest.mark.parametrize("value", [-1, 101, "many"])

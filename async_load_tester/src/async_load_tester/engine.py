@@ -879,21 +879,51 @@ def _slice(buf: bytes, start: int, stop: int) -> bytes:
 # Triton's max_queue_size, a router relaying either) and gRPC UNAVAILABLE sent by the server.
 # They count as refusals, which a graph's `spec.slo.maxRefusedPercent` limits.
 REFUSAL_KINDS = ("http_503", "grpc_unavailable")
-# What grpc-core says when the channel itself failed (no server answered): it cannot connect
-# or resolve, or the connection went while the call was on it.
-_CHANNEL_CONNECT = ("connect", "dns", "resolv", "unreachable")
-_CHANNEL_LOST = ("reset", "closed", "eof", "goaway", "broken pipe")
+# How grpc-core's details begin when the channel itself failed and no server answered
+# (grpcio 1.85's wording): the call could not be placed ...
+_CHANNEL_CONNECT = (
+    "failed to connect to all addresses",
+    "connections to all backends failing",
+    "dns resolution failed",
+    "could not contact dns servers",
+    "connection attempt timed out",
+    "empty address",
+)
+# ... or the connection went while the call was on it.
+_CHANNEL_LOST = (
+    "socket closed",
+    "connection reset",
+    "connection going away",
+    "recvmsg",
+    "sendmsg",
+    "goaway received",
+    "transport closed",
+    "client transport closed",
+    "endpoint closed",
+    "endpoint closing",
+    "endpoint read failed",
+    "broken pipe",
+    "keepalive",
+    "ping timeout",
+    "cancelling all calls",
+    "channel shutdown",
+    "channel destroyed",
+)
 
 
 def _unavailable_kind(detail: str) -> str:
     """UNAVAILABLE is both grpc-core's code for a channel that failed and a server's answer
-    that it is overloaded: the channel's own details name the transport, a server's are its
-    message ("bounded: overloaded: 3 rows waiting ..."), counted as a refusal."""
+    that it is overloaded, and nothing else tells them apart (the client sees the same empty
+    metadata and a debug string that repeats the details): grpc-core's own details begin
+    with one of its phrases above; anything else came from the server (ours: "<model>:
+    overloaded: ...", Envoy's "upstream connect error ... reset reason: overflow") and is a
+    refusal. Matched at the start, so a model named `connector` or `geofence` does not turn
+    its refusals into channel failures."""
     lowered = detail.lower()
-    if any(word in lowered for word in _CHANNEL_LOST):
-        return "reset"
-    if any(word in lowered for word in _CHANNEL_CONNECT):
+    if lowered.startswith(_CHANNEL_CONNECT):
         return "connect"
+    if lowered.startswith(_CHANNEL_LOST):
+        return "reset"
     return "grpc_unavailable"
 
 

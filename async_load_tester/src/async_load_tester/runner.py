@@ -91,6 +91,12 @@ class Prepared:
                     self.max_refused_pct = graph.spec.slo.max_refused_percent
         if self.slo_ms is not None and self.slo_percentile is None:
             self.slo_percentile = 95.0
+        if self.max_refused_pct is not None and self.slo_ms is None:
+            raise ConfigError(
+                "--max-refused-pct",
+                "limits the refusals of a step that meets an SLO: give --slo-ms, or a --graph "
+                "with spec.slo",
+            )
         self.schedule = config.parsed_schedule() if config.open_loop else None
         if config.protocol == "v2-grpc":
             self.checker = lambda body, _json_len: check_grpc(body)

@@ -149,7 +149,12 @@ def _plan_inputs(
         workload=Workload.constant(rate, 120),
         catalog=catalog,
         settings=SearchSettings(
-            slo_ms=slo.latency_ms, percentile=slo.percentile, delays_ms=DEFAULT_DELAYS_MS
+            slo_ms=slo.latency_ms,
+            percentile=slo.percentile,
+            delays_ms=DEFAULT_DELAYS_MS,
+            # The graph's refusal limit, which the demo's load steps hold it to (`--graph`).
+            max_refused=served.spec.slo.max_refused_fraction if served.spec.slo else None,
+            max_refused_from="spec.slo.maxRefusedPercent",
         ),
         startup_s=startup,
     )

@@ -206,6 +206,11 @@ class Slo(_Spec):
         "percent of all requests; unset: a refusal only counts as one of the percentile's misses",
     )
 
+    @property
+    def max_refused_fraction(self) -> float | None:
+        """maxRefusedPercent as the share of all requests the planner's search reads."""
+        return None if self.max_refused_percent is None else self.max_refused_percent / 100.0
+
 
 class GraphSpec(_Spec):
     description: str = ""

@@ -120,8 +120,9 @@ class Reconciler:
         self._posted: dict[str, set[tuple[str, str]]] = {}
         # The status each graph's last pass left (its status patched with the pass's report).
         # A pass waiting for the graph's lock holds the body it was handed, and kopf patches
-        # the status only after the handler before it returned: `_reconcile` lays this over
-        # that body's status, so conditions change (and their lastTransitionTime moves) once.
+        # the status only after the handler before it returned: `_reconcile` puts this in
+        # place of that body's status, so conditions change (and their lastTransitionTime
+        # moves) once, and a Warning already told is not told again.
         # Passes take the lock in the order they copied their bodies (no await between the
         # two: `handlers._plain`, `reconcile`), so a waiting body's spec is never older than
         # the one the last pass applied; only its status can be.
@@ -207,13 +208,19 @@ class Reconciler:
         return outcome
 
     def _with_last_report(self, uid: str, body: Manifest) -> Manifest:
-        """`body` with the status the graph's last pass in this process left laid over its
-        own (`_last_status` says why); as handed when there was none (the first pass, or the
-        first after a restart, reads the status from the API server)."""
+        """`body` with the status the graph's last pass in this process left in place of its
+        own (`_last_status` says why): replaced, not merged, so a field that pass removed
+        (`refused` once nothing is) stays removed. As handed when there was none (the first
+        pass, or the first after a restart, reads the status from the API server)."""
         last = self._last_status.get(uid)
         if last is None:
             return body
-        return {**body, "status": st.patched(object_or_empty(body, "status"), last)}
+        if object_or_empty(body, "status") == last:
+            # The watch has caught up with that report: the body says it all from here, and
+            # a status written since by anyone else (or a patch that failed) is not hidden.
+            del self._last_status[uid]
+            return body
+        return {**body, "status": dict(last)}
 
     async def _pass(self, body: Manifest) -> Outcome:
         previous = object_or_empty(body, "status")

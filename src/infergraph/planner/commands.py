@@ -17,7 +17,7 @@ from infergraph.engines import engine as engine_named
 from infergraph.errors import GraphValidationError, InfergraphError
 
 if TYPE_CHECKING:
-    from infergraph.graph.model import InferenceGraph, Slo
+    from infergraph.graph.model import InferenceGraph
     from infergraph.planner.endpoints import Endpoints
     from infergraph.planner.planning import PlanOutcome
     from infergraph.planner.profiler import ProfileSettings
@@ -497,13 +497,6 @@ def _search_settings(
         delays_ms=_numbers(delays_ms, "--delays-ms", float) or DEFAULT_DELAYS_MS,
         max_replicas=max_replicas,
         seed=seed,
-        max_refused=_graphs_refusal_limit(slo),
+        max_refused=slo.max_refused_fraction if slo else None,
         max_refused_from="spec.slo.maxRefusedPercent",
     )
-
-
-def _graphs_refusal_limit(slo: Slo | None) -> float | None:
-    """spec.slo.maxRefusedPercent as a share of all requests (the model checked its range)."""
-    if slo is None or slo.max_refused_percent is None:
-        return None
-    return slo.max_refused_percent / 100.0

@@ -317,7 +317,8 @@ def planned_manifest(outcome: PlanOutcome) -> Manifest:
     manifest = updated.to_manifest()
     slo: JSONObject = {"latencyMs": s.slo_ms, "percentile": s.percentile}
     if s.max_refused is not None:
-        slo["maxRefusedPercent"] = s.max_refused * 100
+        # As the user gave it: 29 / 100 * 100 is 28.999999999999996 in binary floating point.
+        slo["maxRefusedPercent"] = float(f"{s.max_refused * 100:.12g}")
     at(manifest, "spec")["slo"] = slo
     meta = at(manifest, "metadata")
     annotations = meta["annotations"] = object_or_empty(meta, "annotations")

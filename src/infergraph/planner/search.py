@@ -140,8 +140,9 @@ class Evaluated:
     # its percentile over those it answered (finite where the whole one is not).
     node_refused_fraction: dict[str, float] = field(default_factory=dict)
     node_answered_ms: dict[str, float] = field(default_factory=dict)
-    # The share refused past the plan's limit (--max-refused-pct); 0 where none is set; and
-    # per node that refused some, the share of all requests it refused.
+    # The share refused past the plan's limit (--max-refused-pct or
+    # spec.slo.maxRefusedPercent); 0 where none is set; and per node that refused some, the
+    # share of all requests it refused.
     refused_excess: float = 0.0
     node_refused_of_all: dict[str, float] = field(default_factory=dict)
 
@@ -169,7 +170,8 @@ class SearchSettings:
     # (`render.seldon_v1.enforces_queue_bounds`): the bound then caps batches only.
     queue_bounds_enforced: bool = True
     # The share of all requests a plan may refuse through the nodes' queue bounds
-    # (--max-refused-pct / 100); None: only the percentile limits it (a refusal is a miss).
+    # (--max-refused-pct or spec.slo.maxRefusedPercent, / 100); None: only the percentile
+    # limits it (a refusal is a miss).
     max_refused: float | None = None
     # Where `max_refused` came from, as the messages name it.
     max_refused_from: str = "--max-refused-pct"
@@ -650,7 +652,7 @@ class Planner:
         Nodes that each meet the SLO alone can miss it together: a batching node hands its
         successor whole batches at once, a burstier stream than the one it was sized for.
         Starting from the fastest combination, the node with the worst percentile (among
-        infinite ones, or where the graph refuses past --max-refused-pct, the one refusing
+        infinite ones, or where the graph refuses past its refusal limit, the one refusing
         the largest share) gets a quarter more replicas (at least one) while that keeps
         helping, by the share refused past the limit, the percentile or the share refused.
         `arrivals`: the load to repair on (the search's, unless given).
