@@ -69,7 +69,7 @@ import numpy as np
 import orjson
 from fastapi import FastAPI
 from mlserver.cloudevents import CloudEventsMiddleware
-from mlserver.errors import MLServerError
+from mlserver.errors import MLServerError, ModelNotFound
 from mlserver.grpc import utils as mlserver_grpc_utils
 from mlserver.settings import ModelSettings
 from mlserver.types import RequestInput
@@ -171,6 +171,28 @@ class Attached:
     # The DataPlane's CloudEvents middleware, whose response headers the REST route answers
     # as MLServer's infer does (None where the DataPlane holds other middlewares).
     cloud_events: CloudEventsMiddleware | None = None
+    # MLServer's model registry (its `MultiModelRegistry`): which version answers a request.
+    registry: ModelRegistry | None = None
+
+
+class ModelRegistry(Protocol):
+    """What `registered` reads of MLServer's `MultiModelRegistry` (1.7 registry.py:312)."""
+
+    async def get_model(self, name: str, version: str | None = None) -> object: ...
+
+
+async def registered(attached: Attached, name: str, version: str | None) -> object | None:
+    """The model MLServer's registry answers `name` with: the one at `version`, else its
+    default (the newest version, or the one without a version: 1.7 registry.py:97-132); None
+    where it has none, MLServer's 404. Every version of a model registers the same REST
+    routes and the first registered is matched, so its endpoint asks here which one the
+    request is for, as MLServer's own route and the gRPC fast path do."""
+    if attached.registry is None:
+        return None
+    try:
+        return await attached.registry.get_model(name, version)
+    except ModelNotFound:
+        return None
 
 
 class ServedModel(TritonModel, GrpcModel, Protocol):
@@ -215,7 +237,8 @@ def attach(model: ServedModel, endpoints: Sequence[Endpoint]) -> Attached | None
         ", gRPC ModelInfer ahead of its servicer" if model_infer else "",
     )
     events = grpc_fast_path.cloud_events(_held(server, "_data_plane"))
-    return Attached(app, routes, rpcs, endpoints, direct, model_infer, events)
+    registry = _held(server, "_model_registry")
+    return Attached(app, routes, rpcs, endpoints, direct, model_infer, events, registry)
 
 
 def _model_infer(server: MLServer) -> ModelInferFastPath | None:

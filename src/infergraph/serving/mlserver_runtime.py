@@ -27,6 +27,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol, runtime_checkable
 
 import orjson
 from mlserver.errors import MLServerError
@@ -117,6 +118,13 @@ def _number(field: str, value: object) -> float:
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@runtime_checkable
+class VersionedRest(Protocol):
+    """A runtime of this kit's, whichever import of this module made it (`_version_for`)."""
+
+    async def answer_rest_infer(self, request: Request) -> Response: ...
 
 
 # MLServer ships no py.typed marker, so mypy sees its base class as Any.
@@ -310,8 +318,25 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
     # -- REST: JSON and the binary tensor extension ------------------------------------------
     async def _rest_infer(self, request: Request) -> Response:
         version = request.path_params.get("model_version")
-        if version is not None and version != self.version:  # MLServer's registry: a 404
+        target = await self._version_for(version)
+        if target is None:  # MLServer's registry has none: its 404
             return _json_error(404, f"model '{self.name}' has no version '{version}'")
+        # Another version's request, on the route this one shadows, goes to that version.
+        return await target.answer_rest_infer(request)
+
+    async def _version_for(self, version: str | None) -> VersionedRest | None:
+        """The runtime of this model's that answers a request for `version` (None: the
+        registry's default), as MLServer's registry picks it (`mlserver_hooks.registered`);
+        without a running MLServer, this one if the version is its own. MLServer imports a
+        model's implementation anew for each model it loads, so another version's runtime is
+        of another class object: it is recognised by what it answers, not by isinstance."""
+        if self._attached is None or self._attached.registry is None:
+            return self if version is None or version == self.version else None
+        found = await mlserver_hooks.registered(self._attached, self.name, version)
+        return found if isinstance(found, VersionedRest) else None
+
+    async def answer_rest_infer(self, request: Request) -> Response:
+        """A REST infer request (JSON or binary) for this version, whichever route took it."""
         body, encodings = await request.body(), request.headers.getlist(request_body.HEADER)
         return await self._rest(
             lambda: self._decode(request_body.inflated(body, encodings), request.headers)
