@@ -10,13 +10,16 @@ by whichever loaded first, where MLServer's registry answers with the newest.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from tests.servers import MLServerProcess, mlserver, write_model
+from benchmarks.controlled import EXTRA_FAMILIES
+from tests.servers import MLServerProcess, families_env, mlserver, settle, write_model
 
 pytestmark = pytest.mark.slow
 
@@ -86,3 +89,35 @@ def test_binary_requests_reach_their_version_too(server: MLServerProcess) -> Non
     assert answer.status_code == 200, answer.text
     size = int(answer.headers.get("Inference-Header-Content-Length", len(answer.content)))
     assert json.loads(answer.content[:size])["model_version"] == "1"
+
+
+def _versioned(root: Path, version: str, **options: object) -> None:
+    folder = write_model(root / f"v{version}", "echo", "controlled", base_ms=1, **options)
+    settings_path = folder / "model-settings.json"
+    settings = json.loads(settings_path.read_text())
+    settings["parameters"]["version"] = version
+    settings_path.write_text(json.dumps(settings))
+
+
+def test_a_version_still_loading_is_not_ready_and_the_loaded_one_answers(tmp_path: Path) -> None:
+    """MLServer registers a new version (and makes it the default) before its load() runs:
+    the route that hands requests to the registry's version handed them to one with no
+    engine yet, and every request got a 500 for the whole load. Unversioned requests stay
+    with the loaded version; the loading one's own are MLServer's 400 "not ready yet"."""
+    root = tmp_path / "models"
+    _versioned(root, "1")
+    with mlserver(root, env=families_env(EXTRA_FAMILIES)) as server:
+        _versioned(root, "2", load_ms=6000)
+        url = f"{server.url}/v2/repository/models/echo/load"
+        loader = threading.Thread(target=lambda: httpx.post(url, timeout=120))
+        loader.start()
+        ready_2 = f"{server.url}/v2/models/echo/versions/2/ready"
+        settle(lambda: httpx.get(ready_2, timeout=10).status_code != 404, "version 2 registered")
+        unversioned = _infer(server, "")
+        assert unversioned.status_code == 200, unversioned.text
+        assert unversioned.json()["model_version"] == "1"
+        loading = _infer(server, "/versions/2")
+        assert loading.status_code == 400, loading.text
+        assert "not ready" in loading.text
+        loader.join(120)
+        assert _infer(server, "").json()["model_version"] == "2"

@@ -27,7 +27,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 import orjson
 from mlserver.errors import MLServerError
@@ -319,21 +319,42 @@ class ComponentRuntime(MLModel):  # type: ignore[misc]
     async def _rest_infer(self, request: Request) -> Response:
         version = request.path_params.get("model_version")
         target = await self._version_for(version)
-        if target is None:  # MLServer's registry has none: its 404
-            return _json_error(404, f"model '{self.name}' has no version '{version}'")
+        if isinstance(target, Response):
+            return target
         # Another version's request, on the route this one shadows, goes to that version.
         return await target.answer_rest_infer(request)
 
-    async def _version_for(self, version: str | None) -> VersionedRest | None:
+    async def _version_for(self, version: str | None) -> VersionedRest | Response:
         """The runtime of this model's that answers a request for `version` (None: the
-        registry's default), as MLServer's registry picks it (`mlserver_hooks.registered`);
-        without a running MLServer, this one if the version is its own. MLServer imports a
-        model's implementation anew for each model it loads, so another version's runtime is
-        of another class object: it is recognised by what it answers, not by isinstance."""
-        if self._attached is None or self._attached.registry is None:
-            return self if version is None or version == self.version else None
-        found = await mlserver_hooks.registered(self._attached, self.name, version)
-        return found if isinstance(found, VersionedRest) else None
+        registry's default), as MLServer's registry picks it (`mlserver_hooks.registered`),
+        or MLServer's answer where none can: 404 for a version not loaded, 400 for one still
+        loading (its `ready` false, MLServer's ModelNotReady). An unversioned request stays
+        with this version where the registry's default is loading or is not this kit's (as
+        before versions were told apart). Without a running MLServer, this one if the version
+        is its own. MLServer imports a model's implementation anew for each model it loads,
+        so another version's runtime is of another class object: it is recognised by what it
+        answers, not by isinstance."""
+        if version is not None and version == self.version:
+            return self
+        found: object | None = self
+        if self._attached is not None and self._attached.registry is not None:
+            found = await mlserver_hooks.registered(self._attached, self.name, version)
+        elif version is not None:
+            found = None
+        if found is self:
+            return self
+        usable = isinstance(found, VersionedRest) and bool(getattr(found, "ready", False))
+        if usable:
+            return cast("VersionedRest", found)
+        if version is None:
+            return self
+        if found is None:  # MLServer's registry has none: its 404
+            return _json_error(404, f"model '{self.name}' has no version '{version}'")
+        if isinstance(found, VersionedRest):
+            return _json_error(400, f"Model {self.name} with version {version} is not ready yet.")
+        return _json_error(
+            404, f"version '{version}' of model '{self.name}' is served by another runtime"
+        )
 
     async def answer_rest_infer(self, request: Request) -> Response:
         """A REST infer request (JSON or binary) for this version, whichever route took it."""
