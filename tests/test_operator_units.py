@@ -27,6 +27,7 @@ from infergraph.operator.children import (
 )
 from infergraph.operator.config import OperatorConfig
 from infergraph.operator.handlers import _retry_if_refused
+from infergraph.operator.last_report import LastReports
 from infergraph.operator.reconcile import PRUNE_FAILED, Applied, Outcome, Unpruned, _warnings
 from infergraph.render.common import STORAGE_ANNOTATION
 from infergraph.render.options import RenderOptions
@@ -274,28 +275,44 @@ def test_a_prune_failure_is_told_once_even_after_an_apply_refusal_said_the_same(
     assert _warnings(unpruned, {}, prune_said) == []
 
 
-def test_a_queued_pass_reads_the_last_status_whole_not_merged_over_its_own() -> None:
+def test_a_queued_pass_reads_the_last_report_whole_not_merged_over_its_own() -> None:
     """The last pass cleared `refused` (a clean apply); a pass that copied its body while the
     refusal stood must not see it again, or a refusal that comes back is taken as told and
     gets no Warning (review of bf58f31: the status was merged over, and a merge cannot remove
     a field)."""
-    from infergraph.operator.metrics import OperatorMetrics
-    from infergraph.operator.reconcile import Reconciler
-
-    async def no_client():  # never called: no pass runs here
-        raise AssertionError
-
-    reconciler = Reconciler(OperatorConfig(), OperatorMetrics(), no_client)
+    reports = LastReports()
     stale = {"metadata": {"uid": "u"}, "status": {"refused": [{"kind": "Model"}], "x": 1}}
-    reconciler._last_status["u"] = st.patched(stale["status"], {"refused": None, "x": 2})
-    assert reconciler._with_last_report("u", stale)["status"] == {"x": 2}
-    assert reconciler._with_last_report("other", stale) is stale
-    # Once a body shows that status (the watch caught up) it is forgotten: what is written
-    # after it, by anyone, is read from the body again.
-    caught_up = {"metadata": {"uid": "u"}, "status": {"x": 2}}
-    assert reconciler._with_last_report("u", caught_up) is caught_up
+    reports.remember("u", stale, stale, {"refused": None, "x": 2})
+    assert reports.lay_over("u", stale)["status"] == {"x": 2}
+    assert reports.lay_over("other", stale) is stale
+
+
+def test_passes_queued_in_a_row_each_start_from_the_one_before() -> None:
+    """Three passes copy the same body while the first runs: the third must start from the
+    second's report, not from what the first was handed (review of fd2e2cd)."""
+    reports = LastReports()
+    s0 = {"metadata": {"uid": "u"}, "status": {"x": 0}}
+    reports.remember("u", s0, s0, {"x": 1})
+    second = reports.lay_over("u", s0)
+    assert second["status"] == {"x": 1}
+    reports.remember("u", s0, second, {"x": 2})
+    assert reports.lay_over("u", s0)["status"] == {"x": 2}
+    shows_first = {"metadata": {"uid": "u"}, "status": {"x": 1}}  # the first patch, seen
+    assert reports.lay_over("u", shows_first)["status"] == {"x": 2}
+
+
+def test_a_caught_up_or_foreign_status_is_read_from_the_body() -> None:
+    """Once a body shows the last report the memory goes; a status neither reported nor
+    predating a report (someone else's edit, or a patch that failed) is not hidden."""
+    reports = LastReports()
+    s0 = {"metadata": {"uid": "u"}, "status": {"x": 0}}
+    reports.remember("u", s0, s0, {"x": 1})
+    caught_up = {"metadata": {"uid": "u"}, "status": {"x": 1}}
+    assert reports.lay_over("u", caught_up) is caught_up
+    assert reports.lay_over("u", s0) is s0  # forgotten: the body's own from here
+    reports.remember("u", s0, s0, {"x": 1})
     edited = {"metadata": {"uid": "u"}, "status": {"x": 3}}
-    assert reconciler._with_last_report("u", edited) is edited
+    assert reports.lay_over("u", edited) is edited
 
 
 def test_readiness_reads_each_engines_own_status() -> None:

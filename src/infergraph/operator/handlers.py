@@ -207,7 +207,7 @@ def _register_passes(
         trigger: str, body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, retry: int
     ) -> None:
         # No await between the copy and the pass joining its graph's lock queue: passes then
-        # run in the order of their copies (`Reconciler._last_status` relies on it).
+        # run in the order of their copies (`operator.last_report` relies on it).
         outcome = await reconciler.reconcile(_plain(body), trigger)
         if outcome.stage != STOPPED:
             reconciler.settings.passed(str(body.meta.namespace), str(body.meta.name))

@@ -31,6 +31,7 @@ from infergraph.operator.applying import TAKEOVER_REFUSED, Refusal, apply_all
 from infergraph.operator.children import children, engine_for, is_owned_by, stale
 from infergraph.operator.config import OperatorConfig
 from infergraph.operator.kube import KubeClient, KubeError, ref
+from infergraph.operator.last_report import LastReports
 from infergraph.operator.metrics import OperatorMetrics
 from infergraph.operator.objects import ChildKey, meta_str, name_of
 from infergraph.operator.observed_nodes import ObservedNodes
@@ -118,15 +119,8 @@ class Reconciler:
         # pod fits its class): passes that start from the same stale body (create and timer at
         # once) must not post one twice.
         self._posted: dict[str, set[tuple[str, str]]] = {}
-        # The status each graph's last pass left (its status patched with the pass's report).
-        # A pass waiting for the graph's lock holds the body it was handed, and kopf patches
-        # the status only after the handler before it returned: `_reconcile` puts this in
-        # place of that body's status, so conditions change (and their lastTransitionTime
-        # moves) once, and a Warning already told is not told again.
-        # Passes take the lock in the order they copied their bodies (no await between the
-        # two: `handlers._plain`, `reconcile`), so a waiting body's spec is never older than
-        # the one the last pass applied; only its status can be.
-        self._last_status: dict[str, JSONObject] = {}
+        # Each graph's last report, laid over a queued pass's older status (`last_report`).
+        self._reports = LastReports()
         # The uids of graphs deleted while this process ran. Their drift timers outlive them:
         # kopf stops a timer only on a deletionTimestamp (kopf 1.45.2
         # `_core/reactor/processing.py:407-412`), which a graph without a finalizer never
@@ -161,7 +155,7 @@ class Reconciler:
         self.settings.forget(namespace, name, uid)
         self._locks.pop(uid, None)
         self._posted.pop(uid, None)
-        self._last_status.pop(uid, None)
+        self._reports.forget(uid)
 
     async def reconcile(self, body: Manifest, trigger: str) -> Outcome:
         """One pass, or stage `stopped` with nothing to report when the operator is stopping:
@@ -188,10 +182,10 @@ class Reconciler:
         async with self._locks.setdefault(uid, asyncio.Lock()):
             if uid in self._deleted:  # deleted while this pass waited for the lock
                 return Outcome({}, stage=GONE)
-            body = self._with_last_report(uid, body)
-            outcome = await self._pass(body)
+            passed = self._reports.lay_over(uid, body)
+            outcome = await self._pass(passed)
             if outcome.stage != GONE:
-                self._last_status[uid] = st.patched(object_or_empty(body, "status"), outcome.status)
+                self._reports.remember(uid, body, passed, outcome.status)
             posted = self._posted.setdefault(uid, set())
             outcome.events = [e for e in outcome.events if e[1:] not in posted]
             posted.update(e[1:] for e in outcome.events)
@@ -206,21 +200,6 @@ class Reconciler:
         if result == "error":
             self.metrics.errors.labels(outcome.stage).inc()
         return outcome
-
-    def _with_last_report(self, uid: str, body: Manifest) -> Manifest:
-        """`body` with the status the graph's last pass in this process left in place of its
-        own (`_last_status` says why): replaced, not merged, so a field that pass removed
-        (`refused` once nothing is) stays removed. As handed when there was none (the first
-        pass, or the first after a restart, reads the status from the API server)."""
-        last = self._last_status.get(uid)
-        if last is None:
-            return body
-        if object_or_empty(body, "status") == last:
-            # The watch has caught up with that report: the body says it all from here, and
-            # a status written since by anyone else (or a patch that failed) is not hidden.
-            del self._last_status[uid]
-            return body
-        return {**body, "status": dict(last)}
 
     async def _pass(self, body: Manifest) -> Outcome:
         previous = object_or_empty(body, "status")
