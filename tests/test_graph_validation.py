@@ -355,3 +355,30 @@ def test_a_when_whose_sides_answer_one_name_with_two_shapes_is_refused() -> None
     assert "'scores'" in text, text
     assert "det.scores is FP32 [-1]" in text and "cls2.scores is FP32 [-1, -1]" in text, text
     parse_graph(_two_sided({"label": "det.labels | cls2.label", "first": "cls.scores"}))
+
+
+def test_a_step_after_the_when_that_reads_or_passes_on_the_clash_is_refused() -> None:
+    """A combiner reading `scores` by name, and an identity output transformer passing it on
+    (whose outputs are the graph's answer): each takes one type whichever side ran."""
+    reads = _two_sided({"label": "det.labels | cls2.label"})
+    reads["spec"]["nodes"].append({"name": "comb", "family": "combiner"})
+    reads["spec"]["graph"]["sequence"].append({"node": "comb"})
+    text = _problems(reads)
+    assert "input 'scores' of node 'comb' reads 'scores'" in text, text
+    assert "det.scores is FP32 [-1], cls2.scores is FP32 [-1, -1]" in text, text
+    passes = _two_sided({"label": "out.label"})
+    passes["spec"]["nodes"].append({"name": "out", "family": "identity"})
+    passes["spec"]["graph"]["sequence"].append({"node": "out", "role": "output-transformer"})
+    text = _problems(passes)
+    assert "node 'out' passes on 'scores'" in text, text
+
+
+def test_a_cascades_clash_names_the_tensor_its_pass_forwards() -> None:
+    """Without `otherwise` the other side is the cascade's pass of what was current: it is
+    named by that (`cls.scores`), not by the pass step (`pass-0.scores`)."""
+    cascade = _two_sided()
+    del cascade["spec"]["graph"]["sequence"][1]["otherwise"]
+    cascade["spec"]["nodes"].pop()  # cls2
+    text = _problems(cascade)
+    assert "det.scores is FP32 [-1], cls.scores is FP32 [-1, -1]" in text, text
+    assert "pass-" not in text, text

@@ -136,6 +136,9 @@ def test_a_bad_refusal_limit_is_named(value: float) -> None:
         ("keepalive watchdog timeout", "reset"),
         ("Endpoint read failed", "reset"),
         ("Channel shutdown", "reset"),
+        ("Delayed close due to in-progress write (Broken pipe)", "reset"),
+        ("Tls handshake failed", "reset"),
+        ("Transport destroyed", "reset"),
     ],
 )  # fmt: skip
 def test_who_said_unavailable(detail: str, kind: str) -> None:

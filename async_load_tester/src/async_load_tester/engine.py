@@ -908,6 +908,14 @@ _CHANNEL_LOST = (
     "cancelling all calls",
     "channel shutdown",
     "channel destroyed",
+    "delayed close",
+    "fd shutdown",
+    "secure read failed",
+    "handshake read failed",
+    "handshake write failed",
+    "tls handshake failed",
+    "timeout occurred",
+    "transport destroyed",
 )
 
 

@@ -18,6 +18,8 @@ not called and yields zero-row outputs.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,21 +145,21 @@ class GraphPlan:
         raise KeyError(name)
 
     def output_specs(self) -> list[TensorSpec]:
-        """The graph's outputs as a client sees them: each name with its first source's
-        datatype and shape (the compiler refuses sources that disagree: `type_clash`)."""
+        """The graph's outputs as a client sees them: each name with its sources' datatype and
+        the shape all of them fit (the compiler refuses sources that disagree: `type_clash`)."""
         specs = []
         for name, sources in self.outputs.items():
-            source = sources[0]
-            if source.step == "request":
-                found = next(t for t in self.graph.spec.inputs if t.name == source.tensor)
-                spec = TensorSpec(name, found.datatype, tuple(found.shape))
-            else:
-                produced = next(
-                    t for t in self.step(source.step).outputs if t.name == source.tensor
-                )
-                spec = TensorSpec(name, produced.datatype, produced.shape)
-            specs.append(spec)
+            each = [self.source_spec(source) for source in sources]
+            shape = joined_shape([spec.shape for spec in each])
+            specs.append(TensorSpec(name, each[0].datatype, shape))
         return specs
+
+    def source_spec(self, source: Source) -> TensorSpec:
+        """What `source` carries: a graph input as declared, else its step's output."""
+        if source.step == REQUEST:
+            found = next(t for t in self.graph.spec.inputs if t.name == source.tensor)
+            return TensorSpec(found.name, found.datatype, tuple(found.shape))
+        return next(t for t in self.step(source.step).outputs if t.name == source.tensor)
 
     def node_steps(self) -> list[PlanStep]:
         return [s for s in self.steps if s.kind == "node"]
@@ -243,12 +245,17 @@ def type_clash(named: Sequence[tuple[str, TensorSpec]]) -> str:
     """How the types of alternatives that may each arrive disagree ("a.x is FP32 [-1], b.y
     is BYTES [-1]"), or "" when they agree: one datatype, shapes that fit each other. A
     consumer and the graph's metadata see one type, so both must hold for every one."""
-    first = named[0][1]
-    if all(
-        s.datatype == first.datatype and shapes_compatible(s.shape, first.shape) for _, s in named
-    ):
-        return ""
-    return ", ".join(f"{ref} is {s.datatype} {list(s.shape)}" for ref, s in named)
+    agree = all(
+        a.datatype == b.datatype and shapes_compatible(a.shape, b.shape)
+        for (_, a), (_, b) in itertools.combinations(named, 2)
+    )  # every pair: [-1, 4] fits [-1, -1] and [-1, -1] fits [-1, 7], but not 4 and 7
+    return "" if agree else ", ".join(f"{ref} is {s.datatype} {list(s.shape)}" for ref, s in named)
+
+
+def joined_shape(shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    """One shape every one of `shapes` fits (they agree: `type_clash`): a dimension they all
+    give, else -1. What the graph's metadata says of an output that more than one step makes."""
+    return tuple(dims[0] if len(set(dims)) == 1 else -1 for dims in zip(*shapes, strict=True))
 
 
 def shapes_compatible(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
@@ -409,7 +416,8 @@ class _Compiler:
         unconditional alternative is reached, later ones can never win.
         """
         sources: list[Source] = []
-        for source in (s for produced in found for s in produced.sources):
+        kept: list[Produced] = []  # the alternatives that can arrive
+        for produced, source in ((p, s) for p in found for s in p.sources):
             if sources and self.gate_of(source) is None:
                 if all(self.gate_of(s) is None for s in sources):
                     break
@@ -424,12 +432,14 @@ class _Compiler:
                 source = self.forward(cascade, source, found[0].spec, path)
             if source not in sources:
                 sources.append(source)
+            if produced not in kept:
+                kept.append(produced)
         if len({self.gate_of(s) for s in sources}) > 1:
             self.problems.append(
                 f"{path}: '{ref}' picks between branches of different `when` steps; only "
                 "alternatives from the two sides of one `when` can be told apart"
             )
-        if clash := type_clash([(p.sources[0].ref, p.spec) for p in found]):
+        if clash := type_clash([(p.sources[0].ref, p.spec) for p in kept]):
             self.problems.append(
                 f"{path}: the alternatives of '{ref}' differ in type ({clash}); whichever "
                 "arrives must have the one type its reader takes"
@@ -517,7 +527,10 @@ class _Compiler:
         }
         if cls.passthrough:
             given = {k: v for k, v in mapped.items() if v is not None}
-            return given if step.inputs else dict(scope.current)
+            passed = given if step.inputs else dict(scope.current)
+            for name, produced in passed.items():
+                self.refuse_clash(produced, f"{path}: {where} passes on '{name}', which")
+            return passed
         wanted = {s.name: s for s in cls.inputs}
         for name in step.inputs:
             if name not in wanted:
@@ -538,12 +551,8 @@ class _Compiler:
                         f"{path}: input '{name}' of {where} is consumed but no earlier step "
                         f"produces a tensor '{name}'; map it with inputs:"
                     )
-            if src is not None and src.clash and name not in step.inputs:
-                self.problems.append(
-                    f"{path}: input '{name}' of {where} reads the `when`'s '{name}', whose type "
-                    f"depends on the side it took ({src.clash}); map it with inputs: to one "
-                    "side's tensor"
-                )
+            if src is not None and name not in step.inputs:
+                self.refuse_clash(src, f"{path}: input '{name}' of {where} reads '{name}', which")
             if src is not None:
                 self.check_types(src.spec, spec, f"{path}: input '{name}' of {where}")
                 if not spec.optional:
@@ -634,6 +643,10 @@ class _Compiler:
                 self.problems.append(
                     f"{path}.ensemble[{i}]: member does not output '{tensor}' needed by the combine"
                 )
+            elif produced.clash:
+                self.refuse_clash(
+                    produced, f"{path}.ensemble[{i}]: the combine reads '{tensor}', which"
+                )
             elif produced.spec.datatype not in ("FP32", "FP16", "FP64"):
                 self.problems.append(
                     f"{path}.ensemble[{i}]: '{tensor}' is {produced.spec.datatype}; combining "
@@ -721,6 +734,14 @@ class _Compiler:
             out.current[name] = Produced(sources, present[0].spec, clash)
         return out, RouteBlock(gate_name, then_block, other_block, pass_name)
 
+    def refuse_clash(self, produced: Produced, what: str) -> None:
+        """A step reads a `when`'s tensor whose type depends on the side it took."""
+        if produced.clash:
+            self.problems.append(
+                f"{what} takes the type of the side its `when` took ({produced.clash}): map "
+                "one side's tensor with inputs:"
+            )
+
     def origin(self, source: Source) -> str:
         """The ref a user wrote for `source`: what a cascade's pass step forwards, not the
         pass itself (`pass-0.scores` is the `cls.scores` current at the `when`)."""
@@ -748,6 +769,9 @@ class _Compiler:
         self.passes[gate] = step
         out = self.add(step, scope, None)
         out.available = dict(scope.available)
+        for name, produced in scope.current.items():  # what it forwards keeps its clash
+            if produced.clash:
+                out.current[name] = dataclasses.replace(out.current[name], clash=produced.clash)
         return out
 
     def check_condition(self, cond: Condition, spec: TensorSpec, path: str) -> None:
