@@ -123,6 +123,7 @@ def test_a_bad_refusal_limit_is_named(value: float) -> None:
         ("upstream connect error or disconnect/reset before headers. reset reason: overflow",
          "grpc_unavailable"),
         ("", "grpc_unavailable"),
+        ("keepalive-probe: overloaded: 2 rows waiting", "grpc_unavailable"),
         # grpc-core's own: nothing answered.
         ("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Failed "
          "to connect to remote host: Connection refused", "connect"),

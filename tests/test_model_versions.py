@@ -65,8 +65,10 @@ def test_a_version_not_loaded_is_a_404_naming_it(server: MLServerProcess) -> Non
     assert "3" in answer.text and "echo" in answer.text
 
 
-def test_binary_requests_reach_their_version_too(server: MLServerProcess) -> None:
-    """The binary tensor extension, which only the runtime's own route reads."""
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_binary_requests_reach_their_version_too(server: MLServerProcess, version: str) -> None:
+    """The binary tensor extension, which only the runtime's own route reads. Both versions:
+    which one's route comes first depends on which finished loading first."""
     header = json.dumps(
         {
             "inputs": [
@@ -81,14 +83,14 @@ def test_binary_requests_reach_their_version_too(server: MLServerProcess) -> Non
     ).encode()
     body = header + np.array([1.0, 2.0], dtype=np.float32).tobytes()
     answer = httpx.post(
-        f"{server.url}/v2/models/echo/versions/1/infer",
+        f"{server.url}/v2/models/echo/versions/{version}/infer",
         content=body,
         headers={"Inference-Header-Content-Length": str(len(header))},
         timeout=60,
     )
     assert answer.status_code == 200, answer.text
     size = int(answer.headers.get("Inference-Header-Content-Length", len(answer.content)))
-    assert json.loads(answer.content[:size])["model_version"] == "1"
+    assert json.loads(answer.content[:size])["model_version"] == version
 
 
 def _versioned(root: Path, version: str, **options: object) -> None:

@@ -919,6 +919,10 @@ _CHANNEL_LOST = (
 )
 
 
+# This kit's runtimes refuse with "<model>: overloaded: ..." (errors.QueueFullError).
+_OVERLOADED = re.compile(r"[\w.-]+: overloaded\b")
+
+
 def _unavailable_kind(detail: str) -> str:
     """UNAVAILABLE is both grpc-core's code for a channel that failed and a server's answer
     that it is overloaded, and nothing else tells them apart (the client sees the same empty
@@ -927,6 +931,8 @@ def _unavailable_kind(detail: str) -> str:
     overloaded: ...", Envoy's "upstream connect error ... reset reason: overflow") and is a
     refusal. Matched at the start, so a model named `connector` or `geofence` does not turn
     its refusals into channel failures."""
+    if _OVERLOADED.match(detail):  # before the phrases: a model may be named `keepalive-x`
+        return "grpc_unavailable"
     lowered = detail.lower()
     if lowered.startswith(_CHANNEL_CONNECT):
         return "connect"
@@ -1029,8 +1035,8 @@ class GrpcDriver(_Driver):
         elif not fut.cancelled() and fut.exception() is None:
             self.record_warmup_success(now)
         if self.closed_loop:
-            failed = not fut.cancelled() and fut.exception() is not None
-            if failed and self.rec.errors.get("connect"):
+            exc = None if fut.cancelled() else fut.exception()
+            if exc is not None and self._error_kind(exc)[0] == "connect":
                 self.loop.call_later(_RETRY_S, self._closed_next)  # don't spin on a dead target
             else:
                 self._closed_next()
