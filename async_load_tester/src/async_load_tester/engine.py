@@ -1024,19 +1024,19 @@ class GrpcDriver(_Driver):
         now = perf_counter()
         self.calls.pop(fut, None)
         self.inflight -= 1
+        exc = None if fut.cancelled() else fut.exception()
+        kind, detail = self._error_kind(exc) if exc is not None else ("", "")
         if measured:
             if fut.cancelled():
                 self.rec.error("cancelled", "call cancelled at shutdown")
-            elif (exc := fut.exception()) is not None:
-                kind, detail = self._error_kind(exc)
+            elif exc is not None:
                 self.rec.error(kind, detail)
             else:
                 self.record_success(intended, sent, now, fut.result(), -1)
-        elif not fut.cancelled() and fut.exception() is None:
+        elif not fut.cancelled() and exc is None:
             self.record_warmup_success(now)
         if self.closed_loop:
-            exc = None if fut.cancelled() else fut.exception()
-            if exc is not None and self._error_kind(exc)[0] == "connect":
+            if kind == "connect":
                 self.loop.call_later(_RETRY_S, self._closed_next)  # don't spin on a dead target
             else:
                 self._closed_next()
